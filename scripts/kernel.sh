@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Build the guest kernel: scripts/kernel.sh [base|debug]
+# Prints the build directory (O=) on its last line.
+#
+# - The source comes from Debian's linux-source-$KERNEL_SERIES package, kept in
+#   the cache; the first version fetched is reused until the cache is cleared.
+# - The source tree is a git repository with a "pristine" tag. The patch series
+#   in kernel/patches/ is applied with git am; a changed series resets the tree
+#   to pristine, which rewrites only the files the old series touched, so the
+#   build directory below rebuilds incrementally.
+# - The build directory is keyed by version, flavour and config hash.
+. "$(dirname "$0")/common.sh"
+
+flavour=${1:-base}
+case $flavour in base|debug) ;; *) die "unknown kernel flavour '$flavour' (base|debug)";; esac
+
+"$NPU_TOP/scripts/buildroot.sh"
+
+# --- the source package --------------------------------------------------
+debs=$NPU_CACHE/debs
+mkdir -p "$debs"
+deb=$(ls "$debs"/linux-source-"$KERNEL_SERIES"_*_all.deb 2>/dev/null | sort -V | tail -n1 || true)
+if [ -z "$deb" ]; then
+	stage "downloading linux-source-$KERNEL_SERIES"
+	in_root sh -c "cd '$debs' && apt-get update -qq &&
+		(apt-get download -q -t $ROOT_SUITE-backports linux-source-$KERNEL_SERIES ||
+		 apt-get download -q linux-source-$KERNEL_SERIES)" >&2 \
+		|| die "cannot download linux-source-$KERNEL_SERIES from the mirror"
+	deb=$(ls "$debs"/linux-source-"$KERNEL_SERIES"_*_all.deb | sort -V | tail -n1)
+	stage_done
+fi
+version=$(dpkg-deb -f "$deb" Version)
+kdir=$NPU_CACHE/linux-$version
+src=$kdir/src
+
+if [ ! -f "$src/.npu-pristine" ]; then
+	stage "extracting linux-source $version"
+	rm -rf "$src" "$kdir/tmp"
+	mkdir -p "$kdir/tmp"
+	dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$kdir/tmp" ./usr/src/
+	tar -xaf "$kdir"/tmp/usr/src/linux-source-"$KERNEL_SERIES".tar.* -C "$kdir/tmp"
+	mv "$kdir/tmp/linux-source-$KERNEL_SERIES" "$src"
+	rm -rf "$kdir/tmp"
+	git -C "$src" init -q
+	git -C "$src" add -f -A
+	git -C "$src" -c user.name=npu-stack -c user.email=npu-stack@localhost \
+		commit -qm "linux-source $version (Debian)"
+	git -C "$src" tag pristine
+	echo "$version" >"$src/.npu-pristine"
+	stage_done
+fi
+
+# --- the patch series ----------------------------------------------------
+patches=$(ls "$NPU_TOP"/kernel/patches/*.patch 2>/dev/null || true)
+patch_hash=$(cat /dev/null $patches | sha256sum | cut -c1-16)
+if [ "$(cat "$src/.npu-patches" 2>/dev/null)" != "$patch_hash" ]; then
+	stage "applying kernel/patches ($(echo "$patches" | grep -c . || true) patches)"
+	git -C "$src" reset -q --hard pristine
+	git -C "$src" clean -qfdx -e .npu-pristine
+	if [ -n "$patches" ]; then
+		# shellcheck disable=SC2086
+		git -C "$src" -c user.name=npu-stack -c user.email=npu-stack@localhost \
+			am -q --whitespace=nowarn $patches || {
+			git -C "$src" am --abort || true
+			die "kernel/patches do not apply to linux $version"
+		}
+	fi
+	echo "$patch_hash" >"$src/.npu-patches"
+	stage_done
+fi
+
+# --- configuration -------------------------------------------------------
+fragments="$NPU_TOP/kernel/config/base.config"
+[ -f "$NPU_TOP/kernel/config/onpu.config" ] && fragments="$fragments $NPU_TOP/kernel/config/onpu.config"
+[ "$flavour" = debug ] && fragments="$fragments $NPU_TOP/kernel/config/debug.config"
+# shellcheck disable=SC2086
+config_hash=$(cat $fragments | sha256sum | cut -c1-12)
+build=$kdir/build-$flavour-$config_hash
+make_k() {
+	in_root make -C "$src" O="$build" LLVM=-19 "$@"
+}
+
+if [ ! -f "$build/.npu-configured" ]; then
+	stage "configuring the $flavour kernel ($config_hash)"
+	rm -rf "$build"
+	mkdir -p "$build"
+	make_k -s tinyconfig >&2
+	# shellcheck disable=SC2086
+	in_root sh -c "cd '$build' && '$src/scripts/kconfig/merge_config.sh' -m -O . .config $fragments" >&2
+	make_k -s olddefconfig >&2
+	# Every option a fragment asks for must have survived; a dropped one means
+	# a missing dependency, and the build would silently lack a feature.
+	missing=$(cat $fragments | grep -E '^CONFIG_[A-Z0-9_]+=' | while IFS= read -r line; do
+		grep -qxF "$line" "$build/.config" || echo "$line"
+	done)
+	[ -z "$missing" ] || die "kernel config dropped: $(echo $missing)"
+	make_k -s rustavailable >&2 || die "Rust is not available for the kernel build"
+	touch "$build/.npu-configured"
+	stage_done
+fi
+
+stage "building the $flavour kernel (linux $version)"
+make_k -s -j"$(nproc)" bzImage modules >&2 || die "kernel build failed"
+in_root rustc --version >"$build/.npu-rustc"
+echo "$version" >"$build/.npu-version"
+stage_done
+echo "$build"
