@@ -1,0 +1,121 @@
+//! The emulated ONPU as a vfio-user server process for QEMU's
+//! `-device vfio-user-pci,socket=...`.
+
+use npu_device::cost::CostModel;
+use npu_device::inject::Injector;
+use npu_device::mem::Bus;
+use npu_device::regs::PerfCounter;
+use npu_device::server::{irqs, regions, ConfigSpace, EventFdIrqs, NpuBackend};
+use npu_device::{Device, DeviceConfig};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+const USAGE: &str = "usage: npu-device-server --socket PATH [--sram-size BYTES] [--contexts N] [--inject RULE]... [-v]
+
+  --socket PATH      unix socket QEMU connects to (must not exist yet)
+  --sram-size BYTES  on-chip SRAM size (default 1048576; 4 KiB..256 MiB)
+  --contexts N       hardware contexts (default 16; 1..256)
+  --inject RULE      fault injection, repeatable: KIND[:TRIGGER] with KIND one of
+                     hang, mmu-fault, drop-irq, corrupt-completion, spurious-irq,
+                     delay=MS, slow-reset=MS, seed=N and TRIGGER one of tag=N,
+                     every=N, nth=N, prob=P (see Documentation/hw/npu-hw.rst)
+  -v                 debug logging (or RUST_LOG)";
+
+struct Args {
+    socket: PathBuf,
+    sram: u32,
+    contexts: u32,
+    inject: Vec<String>,
+    verbose: bool,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut it = std::env::args().skip(1);
+    let mut a = Args { socket: PathBuf::new(), sram: 1 << 20, contexts: 16, inject: vec![], verbose: false };
+    let num = |v: Option<String>, what: &str| -> Result<u64, String> {
+        let v = v.ok_or(format!("{what} needs a value"))?;
+        v.parse::<u64>().map_err(|_| format!("{what}: '{v}' is not a number"))
+    };
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--socket" => a.socket = it.next().ok_or("--socket needs a path")?.into(),
+            "--sram-size" => {
+                let v = num(it.next(), "--sram-size")?;
+                if !(4096..=256 << 20).contains(&v) || v % 4096 != 0 {
+                    return Err("--sram-size must be a multiple of 4096 between 4 KiB and 256 MiB".into());
+                }
+                a.sram = v as u32;
+            }
+            "--contexts" => {
+                let v = num(it.next(), "--contexts")?;
+                if !(1..=256).contains(&v) {
+                    return Err("--contexts must be between 1 and 256".into());
+                }
+                a.contexts = v as u32;
+            }
+            "--inject" => a.inject.push(it.next().ok_or("--inject needs a rule")?),
+            "-v" | "--verbose" => a.verbose = true,
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unknown argument '{other}'")),
+        }
+    }
+    if a.socket.as_os_str().is_empty() {
+        return Err("--socket is required".into());
+    }
+    Ok(a)
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            if !e.is_empty() {
+                eprintln!("npu-device-server: {e}");
+            }
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let level = if args.verbose { "debug" } else { "info" };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
+    let inject = match Injector::parse(&args.inject) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("npu-device-server: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let bus = Bus::default();
+    let irqs_sink = Arc::new(EventFdIrqs::default());
+    let config = DeviceConfig { sram_size: args.sram, contexts: args.contexts, cost: CostModel::default() };
+    let device = Device::new(config, bus.clone(), irqs_sink.clone(), inject);
+    let server = match vfio_user::Server::new(&args.socket, true, irqs(), regions()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("npu-device-server: cannot listen on {}: {e}", args.socket.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    log::info!("listening on {} (SRAM {} KiB, {} contexts)", args.socket.display(), args.sram / 1024, args.contexts);
+    let mut backend = NpuBackend { device, bus, irqs: irqs_sink, config: ConfigSpace::default(), mmio_reads: 0, mmio_writes: 0 };
+    let result = server.run(&mut backend);
+    let d = &backend.device;
+    eprintln!(
+        "npu-device-server: summary: jobs {} faulted {} irqs {} dma-read {} dma-written {} mmio-reads {} mmio-writes {}",
+        d.perf(PerfCounter::JobsDone),
+        d.perf(PerfCounter::JobsFaulted),
+        d.perf(PerfCounter::IrqsSent),
+        d.perf(PerfCounter::DmaBytesRead),
+        d.perf(PerfCounter::DmaBytesWritten),
+        backend.mmio_reads,
+        backend.mmio_writes
+    );
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("npu-device-server: connection ended with an error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

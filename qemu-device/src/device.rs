@@ -1,0 +1,486 @@
+//! The device: BAR0 registers, the rings, the command-processor thread and
+//! interrupt generation. Independent of how it is attached (vfio-user server
+//! or an in-process test).
+
+use crate::cost::CostModel;
+use crate::exec::{AbortCheck, Executor, JobOutcome};
+use crate::inject::{Action, Injector};
+use crate::mem::{bus_read, bus_write, Bus, HostMemory};
+use crate::mmu::{Mmu, PTE_ADDR_MASK, PTE_VALID};
+use crate::regs::*;
+use npu_isa::{Fault, ISA_VERSION, INSN_SIZE};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Where interrupts go: eventfds in the server, a recorder in tests.
+pub trait IrqSink: Send + Sync {
+    fn raise(&self, vector: u16);
+}
+
+/// Static configuration of one device instance.
+#[derive(Clone, Debug)]
+pub struct DeviceConfig {
+    pub sram_size: u32,
+    pub contexts: u32,
+    pub cost: CostModel,
+}
+
+impl Default for DeviceConfig {
+    fn default() -> Self {
+        DeviceConfig { sram_size: 1 << 20, contexts: 16, cost: CostModel::default() }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    enabled: bool,
+    halted: bool,
+    reset_done: bool,
+    busy: bool,
+    irq_status: u32,
+    irq_mask: u32,
+    sq_base: u64,
+    sq_size: u32,
+    sq_head: u32,
+    sq_tail: u32,
+    cq_base: u64,
+    cq_size: u32,
+    cq_head: u32,
+    cq_tail: u32,
+    ctx_table: u64,
+    fault_status: u32,
+    fault_context: u32,
+    fault_addr: u64,
+    perf: [u64; PERF_COUNTERS],
+    /// Bumped by every soft reset: a job that started in an older epoch
+    /// has been aborted and must not report.
+    epoch: u64,
+    /// An injected hang holds the CP until the next reset.
+    hung: bool,
+    shutdown: bool,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    wake: Condvar,
+    bus: Bus,
+    irq: Arc<dyn IrqSink>,
+    config: DeviceConfig,
+    inject: Mutex<Injector>,
+    /// Mirrors State::epoch for lock-free abort checks during a job.
+    epoch: AtomicU64,
+}
+
+/// A running device. Dropping it stops the command processor.
+pub struct Device {
+    shared: Arc<Shared>,
+    worker: Option<JoinHandle<()>>,
+}
+
+impl Device {
+    pub fn new(config: DeviceConfig, bus: Bus, irq: Arc<dyn IrqSink>, inject: Injector) -> Self {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State { reset_done: true, ..Default::default() }),
+            wake: Condvar::new(),
+            bus,
+            irq,
+            config,
+            inject: Mutex::new(inject),
+            epoch: AtomicU64::new(0),
+        });
+        let s = shared.clone();
+        let worker = std::thread::Builder::new().name("npu-cp".into()).spawn(move || command_processor(s)).ok();
+        Device { shared, worker }
+    }
+
+    pub fn bus(&self) -> &Bus {
+        &self.shared.bus
+    }
+
+    pub fn config(&self) -> &DeviceConfig {
+        &self.shared.config
+    }
+
+    /// A 32-bit register read at a BAR0 offset.
+    pub fn mmio_read(&self, offset: u32) -> u32 {
+        let cfg = &self.shared.config;
+        let s = self.shared.lock();
+        match offset {
+            ID => ID_VALUE,
+            VERSION => ISA_VERSION,
+            CAPS => {
+                let inj = if self.shared.inject.lock().map(|i| i.is_armed()).unwrap_or(false) { CAP_FAULT_INJECTION } else { 0 };
+                CAP_F32 | CAP_INT8 | CAP_POOL | inj
+            }
+            SRAM_SIZE => cfg.sram_size,
+            NUM_CONTEXTS => cfg.contexts,
+            VA_BITS => VA_BITS_VALUE,
+            CLOCK_KHZ => CLOCK_KHZ_VALUE,
+            CONTROL => if s.enabled { CONTROL_ENABLE } else { 0 },
+            STATUS => {
+                (s.enabled as u32 * STATUS_ENABLED)
+                    | (s.reset_done as u32 * STATUS_RESET_DONE)
+                    | (s.busy as u32 * STATUS_BUSY)
+                    | (s.halted as u32 * STATUS_HALTED)
+            }
+            IRQ_STATUS => s.irq_status,
+            IRQ_MASK => s.irq_mask,
+            SQ_BASE_LO => s.sq_base as u32,
+            SQ_BASE_HI => (s.sq_base >> 32) as u32,
+            SQ_SIZE => s.sq_size,
+            SQ_HEAD => s.sq_head,
+            SQ_TAIL => s.sq_tail,
+            CQ_BASE_LO => s.cq_base as u32,
+            CQ_BASE_HI => (s.cq_base >> 32) as u32,
+            CQ_SIZE => s.cq_size,
+            CQ_HEAD => s.cq_head,
+            CQ_TAIL => s.cq_tail,
+            CTX_TABLE_LO => s.ctx_table as u32,
+            CTX_TABLE_HI => (s.ctx_table >> 32) as u32,
+            FAULT_STATUS => s.fault_status,
+            FAULT_CONTEXT => s.fault_context,
+            FAULT_ADDR_LO => s.fault_addr as u32,
+            FAULT_ADDR_HI => (s.fault_addr >> 32) as u32,
+            o if (COST_BASE..COST_BASE + 7 * 4).contains(&o) && o % 4 == 0 => {
+                cfg.cost.registers()[((o - COST_BASE) / 4) as usize]
+            }
+            o if (PERF_BASE..PERF_BASE + PERF_COUNTERS as u32 * 8).contains(&o) && o % 4 == 0 => {
+                let i = ((o - PERF_BASE) / 8) as usize;
+                let v = s.perf[i];
+                if (o - PERF_BASE) % 8 == 0 {
+                    v as u32
+                } else {
+                    (v >> 32) as u32
+                }
+            }
+            _ => 0,
+        }
+    }
+
+    /// A 32-bit register write at a BAR0 offset.
+    pub fn mmio_write(&self, offset: u32, value: u32) {
+        let sh = &self.shared;
+        let mut s = sh.lock();
+        let set_lo = |r: &mut u64| *r = (*r & !0xffff_ffff) | value as u64;
+        let set_hi = |r: &mut u64| *r = (*r & 0xffff_ffff) | (value as u64) << 32;
+        // Ring geometry is programmable only while disabled.
+        let cfg_ok = !s.enabled;
+        match offset {
+            CONTROL => {
+                if value & CONTROL_SOFT_RESET != 0 {
+                    drop(s);
+                    self.soft_reset();
+                    return;
+                }
+                let want = value & CONTROL_ENABLE != 0;
+                if want && !s.enabled && !s.halted {
+                    if rings_valid(&s) {
+                        s.enabled = true;
+                        s.reset_done = false;
+                        sh.wake.notify_all();
+                    } else {
+                        s.halted = true;
+                        sh.raise(&mut s, IRQ_DEVICE_ERROR);
+                    }
+                } else if !want {
+                    s.enabled = false;
+                }
+            }
+            IRQ_MASK => {
+                let newly = value & !s.irq_mask & s.irq_status;
+                s.irq_mask = value & IRQ_ALL;
+                // Unmasking a pending cause delivers it now.
+                sh.send(&mut s, newly & IRQ_ALL);
+            }
+            IRQ_ACK => s.irq_status &= !value,
+            SQ_BASE_LO if cfg_ok => set_lo(&mut s.sq_base),
+            SQ_BASE_HI if cfg_ok => set_hi(&mut s.sq_base),
+            SQ_SIZE if cfg_ok => s.sq_size = value,
+            DOORBELL => {
+                s.sq_tail = value;
+                sh.wake.notify_all();
+            }
+            CQ_BASE_LO if cfg_ok => set_lo(&mut s.cq_base),
+            CQ_BASE_HI if cfg_ok => set_hi(&mut s.cq_base),
+            CQ_SIZE if cfg_ok => s.cq_size = value,
+            CQ_HEAD => {
+                s.cq_head = value;
+                sh.wake.notify_all();
+            }
+            CTX_TABLE_LO if cfg_ok => set_lo(&mut s.ctx_table),
+            CTX_TABLE_HI if cfg_ok => set_hi(&mut s.ctx_table),
+            _ => {}
+        }
+    }
+
+    /// CONTROL.SOFT_RESET: abort the running job, clear the rings' state.
+    pub fn soft_reset(&self) {
+        let sh = &self.shared;
+        let delay = sh.inject.lock().map(|i| i.reset_delay.0).unwrap_or(0);
+        let mut s = sh.lock();
+        s.epoch += 1;
+        sh.epoch.store(s.epoch, Ordering::SeqCst);
+        s.enabled = false;
+        s.halted = false;
+        s.hung = false;
+        s.busy = false;
+        s.sq_head = 0;
+        s.sq_tail = 0;
+        s.cq_head = 0;
+        s.cq_tail = 0;
+        s.irq_status = 0;
+        s.fault_status = 0;
+        s.fault_context = 0;
+        s.fault_addr = 0;
+        s.reset_done = false;
+        sh.wake.notify_all();
+        if delay == 0 {
+            s.reset_done = true;
+            sh.raise(&mut s, IRQ_RESET_DONE);
+        } else {
+            // An injected slow reset finishes later, unless another reset
+            // overtakes it.
+            let epoch = s.epoch;
+            drop(s);
+            let sh = self.shared.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(delay as u64));
+                let mut s = sh.lock();
+                if s.epoch == epoch {
+                    s.reset_done = true;
+                    sh.raise(&mut s, IRQ_RESET_DONE);
+                }
+            });
+        }
+    }
+
+    /// Performance counter value.
+    pub fn perf(&self, c: PerfCounter) -> u64 {
+        self.shared.lock().perf[c as usize]
+    }
+}
+
+impl Drop for Device {
+    fn drop(&mut self) {
+        {
+            let mut s = self.shared.lock();
+            s.shutdown = true;
+            self.shared.wake.notify_all();
+        }
+        if let Some(w) = self.worker.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+fn ring_size_ok(n: u32) -> bool {
+    n.is_power_of_two() && (RING_MIN..=RING_MAX).contains(&n)
+}
+
+fn rings_valid(s: &State) -> bool {
+    let aligned = |a: u64| a % 4096 == 0;
+    ring_size_ok(s.sq_size) && ring_size_ok(s.cq_size) && aligned(s.sq_base) && aligned(s.cq_base) && aligned(s.ctx_table)
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // The state stays consistent across a panic in another thread (there
+        // are none by design), so a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Set IRQ_STATUS bits and send the messages their edges call for.
+    fn raise(&self, s: &mut State, bits: u32) {
+        let rising = bits & !s.irq_status;
+        s.irq_status |= bits;
+        self.send(s, rising & s.irq_mask);
+    }
+
+    fn send(&self, s: &mut State, bits: u32) {
+        let mut sent = [false; MSIX_VECTORS as usize];
+        for b in 0..5 {
+            let bit = 1 << b;
+            if bits & bit != 0 {
+                sent[vector_of(bit) as usize] = true;
+            }
+        }
+        for (v, &go) in sent.iter().enumerate() {
+            if go {
+                s.perf[PerfCounter::IrqsSent as usize] += 1;
+                self.irq.raise(v as u16);
+            }
+        }
+    }
+
+    fn halt(&self, s: &mut State) {
+        log::warn!("device halted: bad ring or context-table memory");
+        s.halted = true;
+        s.enabled = false;
+        self.raise(s, IRQ_DEVICE_ERROR);
+    }
+}
+
+struct EpochAbort<'a> {
+    epoch: &'a AtomicU64,
+    start: u64,
+}
+impl AbortCheck for EpochAbort<'_> {
+    fn aborted(&self) -> bool {
+        self.epoch.load(Ordering::Relaxed) != self.start
+    }
+}
+
+/// One submission-ring entry, as fetched.
+struct Submission {
+    seqno: u64,
+    cmdbuf: u64,
+    size: u32,
+    context: u16,
+    valid: bool,
+}
+
+fn parse_submission(raw: &[u8; 64]) -> Submission {
+    let u64_at = |o: usize| u64::from_le_bytes(raw[o..o + 8].try_into().unwrap_or([0; 8]));
+    let size = u32::from_le_bytes([raw[16], raw[17], raw[18], raw[19]]);
+    let context = u16::from_le_bytes([raw[20], raw[21]]);
+    let flags = u16::from_le_bytes([raw[22], raw[23]]);
+    let valid = flags == 0
+        && raw[24..].iter().all(|&b| b == 0)
+        && size > 0
+        && size % INSN_SIZE as u32 == 0
+        && size <= CMDBUF_MAX;
+    Submission { seqno: u64_at(0), cmdbuf: u64_at(8), size, context, valid }
+}
+
+/// The CP thread: fetch, execute, complete, forever.
+fn command_processor(sh: Arc<Shared>) {
+    let mut exec = Executor::new(sh.config.sram_size, sh.config.cost);
+    loop {
+        // Wait for work: enabled, an entry pending, room in the completion
+        // ring, and no injected hang.
+        let (sqe_addr, epoch) = {
+            let mut s = sh.lock();
+            loop {
+                if s.shutdown {
+                    return;
+                }
+                let cq_full = s.cq_tail.wrapping_sub(s.cq_head) >= s.cq_size;
+                if s.enabled && !s.halted && !s.hung && s.sq_head != s.sq_tail && !cq_full {
+                    break;
+                }
+                s = sh.wake.wait(s).unwrap_or_else(|p| p.into_inner());
+            }
+            s.busy = true;
+            let idx = s.sq_head % s.sq_size;
+            (s.sq_base + idx as u64 * SQ_ENTRY_SIZE, s.epoch)
+        };
+        let mem = sh.bus.snapshot();
+        let mut raw = [0u8; 64];
+        if !bus_read(&mem, sqe_addr, &mut raw) {
+            let mut s = sh.lock();
+            if s.epoch == epoch {
+                s.busy = false;
+                sh.halt(&mut s);
+            }
+            continue;
+        }
+        let sub = parse_submission(&raw);
+        let outcome = run_submission(&sh, &mut exec, &mem, &sub, epoch);
+        let action = sh.inject.lock().ok().and_then(|mut i| i.on_job(&outcome.marks));
+        if let Some(Action::Delay(ms)) = action {
+            // Interruptible by a reset.
+            let s = sh.lock();
+            let _ = sh.wake.wait_timeout_while(s, Duration::from_millis(ms as u64), |s| s.epoch == epoch && !s.shutdown);
+        }
+        complete(&sh, &mem, &sub, outcome, action, epoch);
+    }
+}
+
+fn run_submission(sh: &Shared, exec: &mut Executor, mem: &HostMemory, sub: &Submission, epoch: u64) -> JobOutcome {
+    let fail = |status: Fault, addr: u64| JobOutcome { status, fault_addr: addr, stats: Default::default(), marks: vec![] };
+    if !sub.valid {
+        return fail(Fault::BadSubmission, 0);
+    }
+    if sub.context as u32 >= sh.config.contexts {
+        return fail(Fault::BadContext, sub.context as u64);
+    }
+    let table = sh.lock().ctx_table;
+    let mut desc = [0u8; 16];
+    if !bus_read(mem, table + sub.context as u64 * CTX_DESC_SIZE, &mut desc) {
+        return fail(Fault::DmaBusError, table);
+    }
+    let d0 = u64::from_le_bytes(desc[0..8].try_into().unwrap_or([0; 8]));
+    let d1 = u64::from_le_bytes(desc[8..16].try_into().unwrap_or([0; 8]));
+    if d0 & PTE_VALID == 0 || d0 & !(PTE_ADDR_MASK | PTE_VALID) != 0 || d1 != 0 {
+        return fail(Fault::BadContext, sub.context as u64);
+    }
+    let mut mmu = Mmu::new(mem, d0 & PTE_ADDR_MASK);
+    let abort = EpochAbort { epoch: &sh.epoch, start: epoch };
+    exec.run(&mut mmu, sub.cmdbuf, sub.size, &abort)
+}
+
+fn complete(sh: &Shared, mem: &HostMemory, sub: &Submission, mut out: JobOutcome, action: Option<Action>, epoch: u64) {
+    let mut s = sh.lock();
+    if s.epoch != epoch {
+        return; // aborted by a reset: no record
+    }
+    s.busy = false;
+    if action == Some(Action::Hang) {
+        s.hung = true;
+        return;
+    }
+    if action == Some(Action::MmuFault) && out.status == Fault::Ok {
+        out.status = Fault::MmuUnmapped;
+        out.fault_addr = 0xdead000;
+    }
+    s.sq_head = s.sq_head.wrapping_add(1);
+    let slot = s.cq_tail % s.cq_size;
+    let phase = ((s.cq_tail / s.cq_size) % 2 == 0) as u32;
+    let mut rec = [0u8; 32];
+    let (seqno, status) = if action == Some(Action::CorruptCompletion) {
+        (sub.seqno ^ 0xbad0_0000_0000_0000, 0xffff_fff0)
+    } else {
+        (sub.seqno, out.status.code())
+    };
+    rec[0..8].copy_from_slice(&seqno.to_le_bytes());
+    rec[8..12].copy_from_slice(&status.to_le_bytes());
+    rec[12..14].copy_from_slice(&sub.context.to_le_bytes());
+    rec[16..24].copy_from_slice(&out.fault_addr.to_le_bytes());
+    rec[24..28].copy_from_slice(&(out.stats.cycles.min(u32::MAX as u64) as u32).to_le_bytes());
+    let addr = s.cq_base + slot as u64 * CQ_ENTRY_SIZE;
+    // The phase word goes last, so a driver never sees a half-written record.
+    if !bus_write(mem, addr, &rec[..28]) || !bus_write(mem, addr + 28, &phase.to_le_bytes()) {
+        sh.halt(&mut s);
+        return;
+    }
+    s.cq_tail = s.cq_tail.wrapping_add(1);
+    let p = &mut s.perf;
+    p[PerfCounter::BusyCycles as usize] += out.stats.cycles;
+    p[PerfCounter::DmaBytesRead as usize] += out.stats.dma_read;
+    p[PerfCounter::DmaBytesWritten as usize] += out.stats.dma_written;
+    p[PerfCounter::Macs as usize] += out.stats.macs;
+    p[PerfCounter::Instructions as usize] += out.stats.instructions;
+    let bits = if out.status == Fault::Ok {
+        p[PerfCounter::JobsDone as usize] += 1;
+        IRQ_JOB_DONE
+    } else {
+        p[PerfCounter::JobsFaulted as usize] += 1;
+        s.fault_status = out.status.code();
+        s.fault_context = sub.context as u32;
+        s.fault_addr = out.fault_addr;
+        IRQ_JOB_FAULT | if out.status.is_mmu() { IRQ_MMU_FAULT } else { 0 }
+    };
+    match action {
+        Some(Action::DropIrq) => s.irq_status |= bits,
+        Some(Action::SpuriousIrq) => {
+            sh.raise(&mut s, bits);
+            let extra = IRQ_JOB_DONE & s.irq_mask;
+            sh.send(&mut s, extra);
+        }
+        _ => sh.raise(&mut s, bits),
+    }
+    drop(s);
+    sh.wake.notify_all();
+}

@@ -1,0 +1,594 @@
+//! The command processor: fetches, validates and executes one job's command
+//! buffer against the SRAM and the job's address space.
+//!
+//! Everything here comes from the guest: every size and range is checked
+//! with overflow-safe arithmetic before it is used, and every problem ends
+//! the job with a fault code instead of a panic.
+
+use crate::cost::{CostModel, Engine, Timeline};
+use crate::mmu::{JobFault, Mmu};
+use npu_isa::{
+    requantize, Axis, BinaryOp, Broadcast, Conversion, DType, Fault, Insn, PoolGeom, PoolOp, ReduceOp, Strided, Tile,
+    UnaryOp, INSN_SIZE,
+};
+
+/// Work counters of one job.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct JobStats {
+    pub cycles: u64,
+    pub instructions: u64,
+    pub macs: u64,
+    pub dma_read: u64,
+    pub dma_written: u64,
+}
+
+/// How a job ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobOutcome {
+    pub status: Fault,
+    pub fault_addr: u64,
+    pub stats: JobStats,
+    /// Tags of the MARK instructions executed, in order.
+    pub marks: Vec<u32>,
+}
+
+/// The on-chip SRAM. Word-backed so that 4-byte elements are aligned.
+pub struct Sram {
+    words: Vec<u32>,
+}
+
+impl Sram {
+    pub fn new(bytes: u32) -> Self {
+        Sram { words: vec![0; bytes.div_ceil(4) as usize] }
+    }
+    pub fn len(&self) -> u64 {
+        self.words.len() as u64 * 4
+    }
+    pub fn is_empty(&self) -> bool {
+        self.words.is_empty()
+    }
+    pub fn bytes(&self) -> &[u8] {
+        bytemuck::cast_slice(&self.words)
+    }
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        bytemuck::cast_slice_mut(&mut self.words)
+    }
+    fn check(&self, lo: u64, len: u64) -> Result<(u64, u64), Fault> {
+        let hi = lo.checked_add(len).ok_or(Fault::SramRange)?;
+        if hi > self.len() {
+            return Err(Fault::SramRange);
+        }
+        Ok((lo, hi))
+    }
+}
+
+type Res<T> = Result<T, Fault>;
+
+/// Geometry of a checked 2-D element tile.
+#[derive(Clone, Copy)]
+struct TileRef {
+    base: usize,
+    rows: usize,
+    cols: usize,
+    ld: usize,
+    lo: u64,
+    hi: u64,
+}
+
+impl TileRef {
+    fn new(sram: &Sram, t: Tile, rows: u32, cols: u32, esize: u32) -> Res<TileRef> {
+        if t.addr % esize != 0 {
+            return Err(Fault::BadOperand);
+        }
+        if rows > 1 && t.ld < cols {
+            return Err(Fault::BadOperand);
+        }
+        let span = if rows == 0 || cols == 0 {
+            0
+        } else {
+            ((rows as u64 - 1) * t.ld as u64 + cols as u64) * esize as u64
+        };
+        let (lo, hi) = sram.check(t.addr as u64, span)?;
+        Ok(TileRef {
+            base: t.addr as usize / esize as usize,
+            rows: rows as usize,
+            cols: cols as usize,
+            ld: t.ld as usize,
+            lo,
+            hi,
+        })
+    }
+    fn range(&self) -> (u64, u64) {
+        (self.lo, self.hi)
+    }
+    fn elems(&self) -> u64 {
+        self.rows as u64 * self.cols as u64
+    }
+    /// Gather the tile into a dense row-major vector of 32-bit words.
+    fn load32(&self, sram: &Sram) -> Vec<u32> {
+        let mut out = Vec::with_capacity(self.rows * self.cols);
+        for r in 0..self.rows {
+            let s = self.base + r * self.ld;
+            out.extend_from_slice(&sram.words[s..s + self.cols]);
+        }
+        out
+    }
+    fn store32(&self, sram: &mut Sram, data: &[u32]) {
+        for r in 0..self.rows {
+            let s = self.base + r * self.ld;
+            sram.words[s..s + self.cols].copy_from_slice(&data[r * self.cols..(r + 1) * self.cols]);
+        }
+    }
+    fn load8(&self, sram: &Sram) -> Vec<i8> {
+        let bytes = sram.bytes();
+        let mut out = Vec::with_capacity(self.rows * self.cols);
+        for r in 0..self.rows {
+            let s = self.base + r * self.ld;
+            out.extend(bytes[s..s + self.cols].iter().map(|&b| b as i8));
+        }
+        out
+    }
+    fn store8(&self, sram: &mut Sram, data: &[i8]) {
+        let bytes = sram.bytes_mut();
+        for r in 0..self.rows {
+            let s = self.base + r * self.ld;
+            for (d, &v) in bytes[s..s + self.cols].iter_mut().zip(&data[r * self.cols..(r + 1) * self.cols]) {
+                *d = v as u8;
+            }
+        }
+    }
+}
+
+/// A contiguous vector of `n` 32-bit elements at `addr`.
+fn vector(sram: &Sram, addr: u32, n: u32) -> Res<TileRef> {
+    TileRef::new(sram, Tile { addr, ld: n }, 1, n, 4)
+}
+
+fn f32s(v: &[u32]) -> Vec<f32> {
+    v.iter().map(|&x| f32::from_bits(x)).collect()
+}
+fn from_f32s(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+/// Executes jobs. Holds the SRAM, which persists across jobs like real
+/// on-chip memory (jobs must not rely on its contents).
+pub struct Executor {
+    pub sram: Sram,
+    pub cost: CostModel,
+}
+
+/// Hook polled between instructions: returning true aborts the job (reset).
+pub trait AbortCheck {
+    fn aborted(&self) -> bool;
+}
+impl AbortCheck for () {
+    fn aborted(&self) -> bool {
+        false
+    }
+}
+
+impl Executor {
+    pub fn new(sram_bytes: u32, cost: CostModel) -> Self {
+        Executor { sram: Sram::new(sram_bytes), cost }
+    }
+
+    /// Run one command buffer in the address space `mmu`.
+    pub fn run(&mut self, mmu: &mut Mmu<'_>, cmdbuf: u64, size: u32, abort: &dyn AbortCheck) -> JobOutcome {
+        let mut tl = Timeline::default();
+        let mut stats = JobStats::default();
+        let mut marks = Vec::new();
+        let count = size as u64 / INSN_SIZE as u64;
+        let mut result: Result<(), JobFault> = Err(JobFault::new(Fault::CmdbufOverrun, size as u64));
+        for i in 0..count {
+            if abort.aborted() {
+                result = Err(JobFault::new(Fault::Aborted, 0));
+                break;
+            }
+            let offset = i * INSN_SIZE as u64;
+            let mut raw = [0u8; INSN_SIZE];
+            let Some(va) = cmdbuf.checked_add(offset) else {
+                result = Err(JobFault::new(Fault::MmuVaRange, cmdbuf));
+                break;
+            };
+            if let Err(f) = mmu.read(va, &mut raw) {
+                result = Err(f);
+                break;
+            }
+            let insn = match Insn::decode(&raw) {
+                Ok(insn) => insn,
+                Err(e) => {
+                    result = Err(JobFault::new(e.fault(), offset));
+                    break;
+                }
+            };
+            stats.instructions += 1;
+            match insn {
+                Insn::End => {
+                    result = Ok(());
+                    break;
+                }
+                Insn::Mark { tag } => marks.push(tag),
+                _ => {}
+            }
+            if let Err(f) = self.step(&insn, mmu, &mut tl, &mut stats) {
+                // Operand faults carry the command-buffer offset; MMU and bus
+                // faults carry the virtual address they hit.
+                let addr = if f.addr == u64::MAX { offset } else { f.addr };
+                result = Err(JobFault::new(f.fault, addr));
+                break;
+            }
+        }
+        stats.cycles = tl.total();
+        stats.dma_read = mmu.bytes_read;
+        stats.dma_written = mmu.bytes_written;
+        let (status, fault_addr) = match result {
+            Ok(()) => (Fault::Ok, 0),
+            Err(f) => (f.fault, f.addr),
+        };
+        JobOutcome { status, fault_addr, stats, marks }
+    }
+
+    fn step(&mut self, insn: &Insn, mmu: &mut Mmu<'_>, tl: &mut Timeline, st: &mut JobStats) -> Result<(), JobFault> {
+        // Operand faults are reported at the instruction's offset (u64::MAX
+        // asks the caller to fill it in).
+        let op = |f: Fault| JobFault::new(f, u64::MAX);
+        let cost = self.cost;
+        match *insn {
+            Insn::Nop | Insn::End | Insn::Mark { .. } => {}
+            Insn::Barrier => tl.barrier(),
+            Insn::DmaLoad { va, sram, mem, sram_layout } => {
+                let srange = self.strided_range(sram, &sram_layout).map_err(op)?;
+                let bytes = mem.bytes().ok_or(op(Fault::BadOperand))?;
+                let mut row = vec![0u8; mem.shape[0] as usize];
+                for (m_off, s_off) in pairs(&mem, &sram_layout) {
+                    let addr = va.checked_add(m_off).ok_or(JobFault::new(Fault::MmuVaRange, va))?;
+                    mmu.read(addr, &mut row)?;
+                    let s = (sram as u64 + s_off) as usize;
+                    self.sram.bytes_mut()[s..s + row.len()].copy_from_slice(&row);
+                }
+                tl.issue(Engine::Dma, &[], &[srange], cost.dma(bytes));
+            }
+            Insn::DmaStore { va, sram, mem, sram_layout } => {
+                let srange = self.strided_range(sram, &sram_layout).map_err(op)?;
+                let bytes = mem.bytes().ok_or(op(Fault::BadOperand))?;
+                for (m_off, s_off) in pairs(&mem, &sram_layout) {
+                    let addr = va.checked_add(m_off).ok_or(JobFault::new(Fault::MmuVaRange, va))?;
+                    let s = (sram as u64 + s_off) as usize;
+                    let row = self.sram.bytes()[s..s + mem.shape[0] as usize].to_vec();
+                    mmu.write(addr, &row)?;
+                }
+                tl.issue(Engine::Dma, &[srange], &[], cost.dma(bytes));
+            }
+            Insn::Copy { src, dst, src_layout, dst_layout } => {
+                let r = self.strided_range(src, &src_layout).map_err(op)?;
+                let w = self.strided_range(dst, &dst_layout).map_err(op)?;
+                let bytes = src_layout.bytes().ok_or(op(Fault::BadOperand))?;
+                // Gather first, then scatter: overlapping copies behave as if
+                // through a temporary buffer.
+                let n = src_layout.shape[0] as usize;
+                let mut tmp = Vec::with_capacity(bytes as usize);
+                for (s_off, _) in pairs(&src_layout, &dst_layout) {
+                    let s = (src as u64 + s_off) as usize;
+                    tmp.extend_from_slice(&self.sram.bytes()[s..s + n]);
+                }
+                for (i, (_, d_off)) in pairs(&src_layout, &dst_layout).enumerate() {
+                    let d = (dst as u64 + d_off) as usize;
+                    self.sram.bytes_mut()[d..d + n].copy_from_slice(&tmp[i * n..(i + 1) * n]);
+                }
+                tl.issue(Engine::Dma, &[r], &[w], cost.dma(bytes));
+            }
+            Insn::Fill { dst, len, pattern } => {
+                if dst % 4 != 0 || len % 4 != 0 {
+                    return Err(op(Fault::BadOperand));
+                }
+                let (lo, hi) = self.sram.check(dst as u64, len as u64).map_err(op)?;
+                self.sram.words[lo as usize / 4..hi as usize / 4].fill(pattern);
+                tl.issue(Engine::Dma, &[], &[(lo, hi)], cost.dma(len as u64));
+            }
+            Insn::Matmul { dtype, accumulate, transpose_b, m, n, k, a, b, c } => {
+                let (bs, bc) = if transpose_b { (n, k) } else { (k, n) };
+                let es = dtype.size();
+                let ta = TileRef::new(&self.sram, a, m, k, es).map_err(op)?;
+                let tb = TileRef::new(&self.sram, b, bs, bc, es).map_err(op)?;
+                let tc = TileRef::new(&self.sram, c, m, n, 4).map_err(op)?;
+                let macs = m as u64 * n as u64 * k as u64;
+                match dtype {
+                    DType::F32 => {
+                        let av = f32s(&ta.load32(&self.sram));
+                        let bv = f32s(&tb.load32(&self.sram));
+                        let mut cv = if accumulate { f32s(&tc.load32(&self.sram)) } else { vec![0.0; tc.rows * tc.cols] };
+                        crate::gemm::sgemm(m as usize, n as usize, k as usize, &av, &bv, transpose_b, &mut cv);
+                        tc.store32(&mut self.sram, &from_f32s(&cv));
+                    }
+                    DType::I8 => {
+                        let av = ta.load8(&self.sram);
+                        let bv = tb.load8(&self.sram);
+                        let mut cv: Vec<i32> = if accumulate {
+                            tc.load32(&self.sram).into_iter().map(|x| x as i32).collect()
+                        } else {
+                            vec![0; tc.rows * tc.cols]
+                        };
+                        crate::gemm::igemm(m as usize, n as usize, k as usize, &av, &bv, transpose_b, &mut cv);
+                        let words: Vec<u32> = cv.into_iter().map(|x| x as u32).collect();
+                        tc.store32(&mut self.sram, &words);
+                    }
+                    DType::I32 => return Err(op(Fault::BadOperand)),
+                }
+                st.macs += macs;
+                tl.issue(Engine::Compute, &[ta.range(), tb.range()], &[tc.range()], cost.macs(macs, dtype == DType::I8));
+            }
+            Insn::Requant { rows, cols, src, dst, mult, per_channel, bias, shift, zero_point, lo, hi } => {
+                let ts = TileRef::new(&self.sram, src, rows, cols, 4).map_err(op)?;
+                let td = TileRef::new(&self.sram, dst, rows, cols, 1).map_err(op)?;
+                let mut reads = vec![ts.range()];
+                let mults: Vec<i32> = if per_channel {
+                    let v = vector(&self.sram, mult, cols).map_err(op)?;
+                    reads.push(v.range());
+                    v.load32(&self.sram).into_iter().map(|x| x as i32).collect()
+                } else {
+                    vec![mult as i32; cols as usize]
+                };
+                let biases: Vec<i32> = match bias {
+                    Some(addr) => {
+                        let v = vector(&self.sram, addr, cols).map_err(op)?;
+                        reads.push(v.range());
+                        v.load32(&self.sram).into_iter().map(|x| x as i32).collect()
+                    }
+                    None => vec![0; cols as usize],
+                };
+                let acc = ts.load32(&self.sram);
+                let c = cols as usize;
+                let out: Vec<i8> = acc
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &x)| requantize(x as i32, biases[i % c], mults[i % c], shift, zero_point, lo, hi))
+                    .collect();
+                td.store8(&mut self.sram, &out);
+                tl.issue(Engine::Compute, &reads, &[td.range()], cost.vector(ts.elems(), false));
+            }
+            Insn::Convert { conv, rows, cols, src, dst, zero_point, scale } => {
+                let in8 = matches!(conv, Conversion::I8ToI32 | Conversion::I8ToF32);
+                let ts = TileRef::new(&self.sram, src, rows, cols, if in8 { 1 } else { 4 }).map_err(op)?;
+                let td = TileRef::new(&self.sram, dst, rows, cols, 4).map_err(op)?;
+                let out: Vec<u32> = match conv {
+                    Conversion::I8ToI32 => ts.load8(&self.sram).iter().map(|&x| (x as i32).wrapping_sub(zero_point) as u32).collect(),
+                    Conversion::I8ToF32 => ts
+                        .load8(&self.sram)
+                        .iter()
+                        .map(|&x| (((x as i32).wrapping_sub(zero_point)) as f32 * scale).to_bits())
+                        .collect(),
+                    Conversion::I32ToF32 => ts.load32(&self.sram).iter().map(|&x| (x as i32 as f32).to_bits()).collect(),
+                    // `as` saturates and maps NaN to 0; round_ties_even first.
+                    Conversion::F32ToI32 => ts.load32(&self.sram).iter().map(|&x| f32::from_bits(x).round_ties_even() as i32 as u32).collect(),
+                };
+                td.store32(&mut self.sram, &out);
+                tl.issue(Engine::Compute, &[ts.range()], &[td.range()], cost.vector(ts.elems(), false));
+            }
+            Insn::Binary { op: bop, dtype, bcast, rows, cols, a, b, out, scalar } => {
+                let ta = TileRef::new(&self.sram, a, rows, cols, 4).map_err(op)?;
+                let to = TileRef::new(&self.sram, out, rows, cols, 4).map_err(op)?;
+                let (bv, brange): (Vec<u32>, Option<(u64, u64)>) = match bcast {
+                    Broadcast::None => {
+                        let t = TileRef::new(&self.sram, b, rows, cols, 4).map_err(op)?;
+                        (t.load32(&self.sram), Some(t.range()))
+                    }
+                    Broadcast::PerRow => {
+                        let t = vector(&self.sram, b.addr, rows).map_err(op)?;
+                        (t.load32(&self.sram), Some(t.range()))
+                    }
+                    Broadcast::PerCol => {
+                        let t = vector(&self.sram, b.addr, cols).map_err(op)?;
+                        (t.load32(&self.sram), Some(t.range()))
+                    }
+                    Broadcast::Scalar => (vec![scalar], None),
+                };
+                let av = ta.load32(&self.sram);
+                let c = cols as usize;
+                let bidx = |i: usize| match bcast {
+                    Broadcast::None => i,
+                    Broadcast::PerRow => i / c,
+                    Broadcast::PerCol => i % c,
+                    Broadcast::Scalar => 0,
+                };
+                let res: Vec<u32> = av.iter().enumerate().map(|(i, &x)| binary(bop, dtype, x, bv[bidx(i)])).collect();
+                to.store32(&mut self.sram, &res);
+                let mut reads = vec![ta.range()];
+                reads.extend(brange);
+                tl.issue(Engine::Compute, &reads, &[to.range()], cost.vector(ta.elems(), bop == BinaryOp::Div));
+            }
+            Insn::Unary { op: uop, dtype, rows, cols, src, dst, lo, hi } => {
+                let es = dtype.size();
+                let ts = TileRef::new(&self.sram, src, rows, cols, es).map_err(op)?;
+                let td = TileRef::new(&self.sram, dst, rows, cols, es).map_err(op)?;
+                if dtype == DType::I8 {
+                    let v = ts.load8(&self.sram);
+                    td.store8(&mut self.sram, &v);
+                } else {
+                    let v: Vec<u32> = ts.load32(&self.sram).into_iter().map(|x| unary(uop, dtype, x, lo, hi)).collect();
+                    td.store32(&mut self.sram, &v);
+                }
+                let special = matches!(uop, UnaryOp::Sigmoid | UnaryOp::Tanh | UnaryOp::Exp | UnaryOp::Recip);
+                tl.issue(Engine::Compute, &[ts.range()], &[td.range()], cost.vector(ts.elems(), special));
+            }
+            Insn::Reduce { op: rop, axis, dtype, rows, cols, src, dst } => {
+                let ts = TileRef::new(&self.sram, src, rows, cols, 4).map_err(op)?;
+                let n = match axis {
+                    Axis::Cols => rows,
+                    Axis::Rows => cols,
+                };
+                let td = vector(&self.sram, dst, n).map_err(op)?;
+                let v = ts.load32(&self.sram);
+                let (r, c) = (rows as usize, cols as usize);
+                let mut out = Vec::with_capacity(n as usize);
+                for o in 0..n as usize {
+                    let it: Box<dyn Iterator<Item = u32>> = match axis {
+                        Axis::Cols => Box::new(v[o * c..(o + 1) * c].iter().copied()),
+                        Axis::Rows => Box::new((0..r).map(|i| v[i * c + o])),
+                    };
+                    out.push(reduce(rop, dtype, it));
+                }
+                td.store32(&mut self.sram, &out);
+                tl.issue(Engine::Compute, &[ts.range()], &[td.range()], cost.vector(ts.elems(), false));
+            }
+            Insn::Pool { op: pop, geom, src, dst } => {
+                let (ins, outs) = pool_tiles(&self.sram, &geom, src, dst).map_err(op)?;
+                let input = f32s(&ins.load32(&self.sram));
+                let output = pool(pop, &geom, &input);
+                outs.store32(&mut self.sram, &from_f32s(&output));
+                let work = outs.elems() * geom.kernel[0] as u64 * geom.kernel[1] as u64;
+                tl.issue(Engine::Compute, &[ins.range()], &[outs.range()], cost.vector(work, false));
+            }
+        }
+        Ok(())
+    }
+
+    /// Check a strided SRAM region and return its byte range.
+    fn strided_range(&self, base: u32, s: &Strided) -> Res<(u64, u64)> {
+        let ext = s.extent().ok_or(Fault::BadOperand)?;
+        // Rows must not be longer than their stride, or rows would overlap in
+        // ways that make the result depend on the copy order.
+        if (s.shape[1] > 1 && s.stride[0] < s.shape[0]) || (s.shape[2] > 1 && s.stride[1] < s.shape[0]) {
+            return Err(Fault::BadOperand);
+        }
+        self.sram.check(base as u64, ext)
+    }
+}
+
+/// Offsets (memory side, SRAM side) of each row of a 3-D transfer.
+fn pairs<'a>(a: &'a Strided, b: &'a Strided) -> impl Iterator<Item = (u64, u64)> + 'a {
+    let (rows, planes) = (a.shape[1] as u64, a.shape[2] as u64);
+    let empty = a.shape[0] == 0;
+    (0..if empty { 0 } else { planes }).flat_map(move |p| {
+        (0..rows).map(move |r| {
+            (p * a.stride[1] as u64 + r * a.stride[0] as u64, p * b.stride[1] as u64 + r * b.stride[0] as u64)
+        })
+    })
+}
+
+fn binary(op: BinaryOp, dtype: DType, a: u32, b: u32) -> u32 {
+    match dtype {
+        DType::F32 => {
+            let (x, y) = (f32::from_bits(a), f32::from_bits(b));
+            let r = match op {
+                BinaryOp::Add => x + y,
+                BinaryOp::Sub => x - y,
+                BinaryOp::Mul => x * y,
+                BinaryOp::Div => x / y,
+                BinaryOp::Max => x.max(y),
+                BinaryOp::Min => x.min(y),
+            };
+            r.to_bits()
+        }
+        _ => {
+            let (x, y) = (a as i32, b as i32);
+            let r = match op {
+                BinaryOp::Add => x.wrapping_add(y),
+                BinaryOp::Sub => x.wrapping_sub(y),
+                BinaryOp::Mul => x.wrapping_mul(y),
+                // Integer division by zero yields 0 rather than a fault: the
+                // hardware has no exception path in its vector unit.
+                BinaryOp::Div => x.checked_div(y).unwrap_or(0),
+                BinaryOp::Max => x.max(y),
+                BinaryOp::Min => x.min(y),
+            };
+            r as u32
+        }
+    }
+}
+
+fn unary(op: UnaryOp, dtype: DType, x: u32, lo: u32, hi: u32) -> u32 {
+    if dtype == DType::I32 {
+        let v = x as i32;
+        return match op {
+            UnaryOp::Relu => v.max(0) as u32,
+            UnaryOp::Clamp => v.max(lo as i32).min(hi as i32) as u32,
+            _ => x,
+        };
+    }
+    let v = f32::from_bits(x);
+    let r = match op {
+        UnaryOp::Relu => v.max(0.0),
+        UnaryOp::Clamp => v.max(f32::from_bits(lo)).min(f32::from_bits(hi)),
+        UnaryOp::Sigmoid => 1.0 / (1.0 + (-v).exp()),
+        UnaryOp::Tanh => v.tanh(),
+        UnaryOp::Exp => v.exp(),
+        UnaryOp::Recip => 1.0 / v,
+        UnaryOp::Move => v,
+    };
+    r.to_bits()
+}
+
+fn reduce(op: ReduceOp, dtype: DType, it: impl Iterator<Item = u32>) -> u32 {
+    match dtype {
+        DType::F32 => {
+            let it = it.map(f32::from_bits);
+            match op {
+                ReduceOp::Sum => it.sum::<f32>().to_bits(),
+                ReduceOp::Max => it.fold(f32::NEG_INFINITY, f32::max).to_bits(),
+            }
+        }
+        _ => {
+            let it = it.map(|x| x as i32);
+            match op {
+                ReduceOp::Sum => it.fold(0i32, i32::wrapping_add) as u32,
+                ReduceOp::Max => it.fold(i32::MIN, i32::max) as u32,
+            }
+        }
+    }
+}
+
+fn pool_tiles(sram: &Sram, g: &PoolGeom, src: u32, dst: u32) -> Res<(TileRef, TileRef)> {
+    let [kh, kw] = g.kernel;
+    let [sh, sw] = g.stride;
+    let [ph, pw] = g.pad;
+    if kh == 0 || kw == 0 || sh == 0 || sw == 0 || ph >= kh || pw >= kw {
+        return Err(Fault::BadOperand);
+    }
+    // The output size must be what the geometry gives: no silent cropping.
+    let expect = |inp: u32, k: u8, s: u8, p: u8| -> Option<u32> {
+        let padded = inp as u64 + 2 * p as u64;
+        (padded >= k as u64).then(|| ((padded - k as u64) / s as u64 + 1) as u32)
+    };
+    if expect(g.in_h, kh, sh, ph) != Some(g.out_h) || expect(g.in_w, kw, sw, pw) != Some(g.out_w) {
+        return Err(Fault::BadOperand);
+    }
+    let rows_in = g.channels.checked_mul(g.in_h).ok_or(Fault::BadOperand)?;
+    let rows_out = g.channels.checked_mul(g.out_h).ok_or(Fault::BadOperand)?;
+    let ins = TileRef::new(sram, Tile { addr: src, ld: g.in_w }, rows_in, g.in_w, 4)?;
+    let outs = TileRef::new(sram, Tile { addr: dst, ld: g.out_w }, rows_out, g.out_w, 4)?;
+    Ok((ins, outs))
+}
+
+fn pool(op: PoolOp, g: &PoolGeom, input: &[f32]) -> Vec<f32> {
+    let (ih, iw, oh, ow) = (g.in_h as i64, g.in_w as i64, g.out_h as usize, g.out_w as usize);
+    let mut out = Vec::with_capacity(g.channels as usize * oh * ow);
+    for c in 0..g.channels as usize {
+        let plane = &input[c * (ih * iw) as usize..(c + 1) * (ih * iw) as usize];
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let y0 = oy as i64 * g.stride[0] as i64 - g.pad[0] as i64;
+                let x0 = ox as i64 * g.stride[1] as i64 - g.pad[1] as i64;
+                let mut acc = if op == PoolOp::Max { f32::NEG_INFINITY } else { 0.0 };
+                let mut count = 0u32;
+                for ky in 0..g.kernel[0] as i64 {
+                    for kx in 0..g.kernel[1] as i64 {
+                        let (y, x) = (y0 + ky, x0 + kx);
+                        if y < 0 || x < 0 || y >= ih || x >= iw {
+                            continue;
+                        }
+                        let v = plane[(y * iw + x) as usize];
+                        acc = if op == PoolOp::Max { acc.max(v) } else { acc + v };
+                        count += 1;
+                    }
+                }
+                out.push(match op {
+                    PoolOp::Max => acc,
+                    PoolOp::Avg if count > 0 => acc / count as f32,
+                    PoolOp::Avg => 0.0,
+                });
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,156 @@
+//! Host-side fault injection (Documentation/hw/npu-hw.rst, "Fault
+//! injection"). Rules come from `--inject KIND[:TRIGGER]` and are evaluated
+//! once per job, in the order given; the first rule that fires wins.
+
+use std::fmt;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// The job never completes; only a soft reset clears it.
+    Hang,
+    /// The job ends with an MMU fault at address 0xdead000.
+    MmuFault,
+    /// The completion record is written but no interrupt is sent.
+    DropIrq,
+    /// The completion record carries a sequence number and status no job has.
+    CorruptCompletion,
+    /// The job takes this many extra milliseconds of wall time.
+    Delay(u32),
+    /// An extra JOB_DONE interrupt is sent without a new completion.
+    SpuriousIrq,
+}
+
+/// Applies to soft resets rather than jobs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct ResetDelay(pub u32);
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Trigger {
+    Always,
+    /// The job executed `MARK tag`.
+    Tag(u32),
+    /// Every n-th job (1-based count of jobs since the device started).
+    Every(u64),
+    /// Exactly the n-th job.
+    Nth(u64),
+    /// With probability p, from a seeded generator (reproducible).
+    Prob(f64),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rule {
+    pub action: Action,
+    pub trigger: Trigger,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("bad --inject rule '{rule}': {why}")]
+pub struct RuleError {
+    rule: String,
+    why: String,
+}
+
+/// Parsed rules plus the state they need.
+#[derive(Default)]
+pub struct Injector {
+    rules: Vec<Rule>,
+    pub reset_delay: ResetDelay,
+    rng: u64,
+    jobs: u64,
+}
+
+impl Injector {
+    /// Parse rules like `hang:tag=3`, `drop-irq:every=5`, `delay=200:nth=2`,
+    /// `mmu-fault:prob=0.1`, `slow-reset=500`, and `seed=N`.
+    pub fn parse(specs: &[String]) -> Result<Self, RuleError> {
+        let mut inj = Injector { rng: 0x9e37_79b9_7f4a_7c15, ..Default::default() };
+        for spec in specs {
+            let err = |why: &str| RuleError { rule: spec.clone(), why: why.into() };
+            let (kind, trig) = match spec.split_once(':') {
+                Some((k, t)) => (k, Some(t)),
+                None => (spec.as_str(), None),
+            };
+            let (name, value) = match kind.split_once('=') {
+                Some((n, v)) => (n, Some(v.parse::<u64>().map_err(|_| err("value is not a number"))?)),
+                None => (kind, None),
+            };
+            let action = match (name, value) {
+                ("seed", Some(v)) => {
+                    inj.rng = v.max(1);
+                    continue;
+                }
+                ("slow-reset", Some(ms)) => {
+                    inj.reset_delay = ResetDelay(u32::try_from(ms).map_err(|_| err("delay too large"))?);
+                    continue;
+                }
+                ("hang", None) => Action::Hang,
+                ("mmu-fault", None) => Action::MmuFault,
+                ("drop-irq", None) => Action::DropIrq,
+                ("corrupt-completion", None) => Action::CorruptCompletion,
+                ("spurious-irq", None) => Action::SpuriousIrq,
+                ("delay", Some(ms)) => Action::Delay(u32::try_from(ms).map_err(|_| err("delay too large"))?),
+                _ => return Err(err("unknown kind (hang, mmu-fault, drop-irq, corrupt-completion, spurious-irq, delay=MS, slow-reset=MS, seed=N)")),
+            };
+            let trigger = match trig {
+                None => Trigger::Always,
+                Some(t) => {
+                    let (k, v) = t.split_once('=').ok_or_else(|| err("trigger must be KEY=VALUE"))?;
+                    let num = || v.parse::<u64>().map_err(|_| err("trigger value is not a number"));
+                    match k {
+                        "tag" => Trigger::Tag(u32::try_from(num()?).map_err(|_| err("tag too large"))?),
+                        "every" if num()? > 0 => Trigger::Every(num()?),
+                        "nth" if num()? > 0 => Trigger::Nth(num()?),
+                        "prob" => match v.parse::<f64>() {
+                            Ok(p) if (0.0..=1.0).contains(&p) => Trigger::Prob(p),
+                            _ => return Err(err("prob must be in [0, 1]")),
+                        },
+                        _ => return Err(err("unknown trigger (tag=N, every=N, nth=N, prob=P)")),
+                    }
+                }
+            };
+            inj.rules.push(Rule { action, trigger });
+        }
+        Ok(inj)
+    }
+
+    pub fn is_armed(&self) -> bool {
+        !self.rules.is_empty() || self.reset_delay.0 > 0
+    }
+
+    /// Decide the injected action (if any) for the job that just ran.
+    pub fn on_job(&mut self, marks: &[u32]) -> Option<Action> {
+        self.jobs += 1;
+        let jobs = self.jobs;
+        let mut fired = None;
+        for i in 0..self.rules.len() {
+            let rule = self.rules[i].clone();
+            let hit = match rule.trigger {
+                Trigger::Always => true,
+                Trigger::Tag(t) => marks.contains(&t),
+                Trigger::Every(n) => jobs % n == 0,
+                Trigger::Nth(n) => jobs == n,
+                Trigger::Prob(p) => (self.next_random() as f64 / u64::MAX as f64) < p,
+            };
+            if hit && fired.is_none() {
+                fired = Some(rule.action);
+            }
+        }
+        fired
+    }
+
+    // xorshift64*: tiny, reproducible from the seed.
+    fn next_random(&mut self) -> u64 {
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}

@@ -1,0 +1,133 @@
+//! The NPU MMU: three levels of 512 64-bit entries (Sv39-like), walked in
+//! host memory for every job access. Translations are cached for one job.
+
+use crate::mem::{bus_read, bus_read_u64, bus_write, HostMemory};
+use npu_isa::Fault;
+use std::collections::HashMap;
+
+pub const PAGE_SIZE: u64 = 4096;
+pub const VA_BITS: u32 = 39;
+pub const PTE_VALID: u64 = 1 << 0;
+pub const PTE_READ: u64 = 1 << 1;
+pub const PTE_WRITE: u64 = 1 << 2;
+/// Bits 12..51 hold the bus address of the next table or page.
+pub const PTE_ADDR_MASK: u64 = ((1u64 << 52) - 1) & !(PAGE_SIZE - 1);
+const TABLE_RESERVED: u64 = !(PTE_ADDR_MASK | PTE_VALID);
+const LEAF_RESERVED: u64 = !(PTE_ADDR_MASK | PTE_VALID | PTE_READ | PTE_WRITE);
+
+/// A job-ending fault and the address it concerns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JobFault {
+    pub fault: Fault,
+    pub addr: u64,
+}
+
+impl JobFault {
+    pub fn new(fault: Fault, addr: u64) -> Self {
+        JobFault { fault, addr }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+}
+
+/// One job's view of NPU virtual memory.
+pub struct Mmu<'m> {
+    mem: &'m HostMemory,
+    root: u64,
+    tlb: HashMap<u64, u64>,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+}
+
+impl<'m> Mmu<'m> {
+    pub fn new(mem: &'m HostMemory, root: u64) -> Self {
+        Mmu { mem, root, tlb: HashMap::new(), bytes_read: 0, bytes_written: 0 }
+    }
+
+    /// Translate `va` for `access`; returns the bus address.
+    pub fn translate(&mut self, va: u64, access: Access) -> Result<u64, JobFault> {
+        if va >> VA_BITS != 0 {
+            return Err(JobFault::new(Fault::MmuVaRange, va));
+        }
+        let vpn = va / PAGE_SIZE;
+        let pte = match self.tlb.get(&vpn) {
+            Some(&pte) => pte,
+            None => {
+                let pte = self.walk(va)?;
+                self.tlb.insert(vpn, pte);
+                pte
+            }
+        };
+        let allowed = match access {
+            Access::Read => pte & PTE_READ != 0,
+            Access::Write => pte & PTE_WRITE != 0,
+        };
+        if !allowed {
+            return Err(JobFault::new(Fault::MmuPermission, va));
+        }
+        Ok((pte & PTE_ADDR_MASK) | (va & (PAGE_SIZE - 1)))
+    }
+
+    fn walk(&self, va: u64) -> Result<u64, JobFault> {
+        let mut table = self.root;
+        for level in (0..3).rev() {
+            let index = (va >> (12 + 9 * level)) & 0x1ff;
+            let pte = bus_read_u64(self.mem, table + index * 8).ok_or(JobFault::new(Fault::DmaBusError, va))?;
+            if pte & PTE_VALID == 0 {
+                return Err(JobFault::new(Fault::MmuUnmapped, va));
+            }
+            let reserved = if level == 0 { LEAF_RESERVED } else { TABLE_RESERVED };
+            if pte & reserved != 0 {
+                // A malformed entry is treated as no translation.
+                return Err(JobFault::new(Fault::MmuUnmapped, va));
+            }
+            if level == 0 {
+                return Ok(pte);
+            }
+            table = pte & PTE_ADDR_MASK;
+        }
+        Err(JobFault::new(Fault::MmuUnmapped, va))
+    }
+
+    /// Copy from NPU memory, page by page.
+    pub fn read(&mut self, va: u64, buf: &mut [u8]) -> Result<(), JobFault> {
+        let mut done = 0usize;
+        while done < buf.len() {
+            let cur = va.checked_add(done as u64).ok_or(JobFault::new(Fault::MmuVaRange, va))?;
+            let in_page = (PAGE_SIZE - cur % PAGE_SIZE) as usize;
+            let n = in_page.min(buf.len() - done);
+            let pa = self.translate(cur, Access::Read)?;
+            if !bus_read(self.mem, pa, &mut buf[done..done + n]) {
+                return Err(JobFault::new(Fault::DmaBusError, cur));
+            }
+            done += n;
+        }
+        self.bytes_read += buf.len() as u64;
+        Ok(())
+    }
+
+    /// Copy to NPU memory, page by page. Every page is translated before any
+    /// byte is written, so a faulting store leaves memory unchanged.
+    pub fn write(&mut self, va: u64, buf: &[u8]) -> Result<(), JobFault> {
+        let mut chunks = Vec::new();
+        let mut done = 0usize;
+        while done < buf.len() {
+            let cur = va.checked_add(done as u64).ok_or(JobFault::new(Fault::MmuVaRange, va))?;
+            let in_page = (PAGE_SIZE - cur % PAGE_SIZE) as usize;
+            let n = in_page.min(buf.len() - done);
+            chunks.push((self.translate(cur, Access::Write)?, done, n, cur));
+            done += n;
+        }
+        for (pa, off, n, cur) in chunks {
+            if !bus_write(self.mem, pa, &buf[off..off + n]) {
+                return Err(JobFault::new(Fault::DmaBusError, cur));
+            }
+        }
+        self.bytes_written += buf.len() as u64;
+        Ok(())
+    }
+}

@@ -1,0 +1,99 @@
+//! BAR0 register offsets and bits (Documentation/hw/npu-hw.rst).
+
+pub const BAR0_SIZE: u64 = 64 * 1024;
+pub const BAR2_SIZE: u64 = 4096;
+pub const MSIX_PBA_OFFSET: u32 = 0x800;
+pub const MSIX_VECTORS: u16 = 2;
+pub const VECTOR_JOB: u16 = 0;
+pub const VECTOR_ERROR: u16 = 1;
+
+pub const ID: u32 = 0x0000;
+pub const VERSION: u32 = 0x0004;
+pub const CAPS: u32 = 0x0008;
+pub const SRAM_SIZE: u32 = 0x000c;
+pub const NUM_CONTEXTS: u32 = 0x0010;
+pub const VA_BITS: u32 = 0x0014;
+pub const CLOCK_KHZ: u32 = 0x0018;
+pub const CONTROL: u32 = 0x0020;
+pub const STATUS: u32 = 0x0024;
+pub const IRQ_STATUS: u32 = 0x0030;
+pub const IRQ_MASK: u32 = 0x0034;
+pub const IRQ_ACK: u32 = 0x0038;
+pub const SQ_BASE_LO: u32 = 0x0040;
+pub const SQ_BASE_HI: u32 = 0x0044;
+pub const SQ_SIZE: u32 = 0x0048;
+pub const SQ_HEAD: u32 = 0x004c;
+pub const SQ_TAIL: u32 = 0x0050;
+pub const DOORBELL: u32 = 0x0054;
+pub const CQ_BASE_LO: u32 = 0x0058;
+pub const CQ_BASE_HI: u32 = 0x005c;
+pub const CQ_SIZE: u32 = 0x0060;
+pub const CQ_HEAD: u32 = 0x0064;
+pub const CQ_TAIL: u32 = 0x0068;
+pub const CTX_TABLE_LO: u32 = 0x0070;
+pub const CTX_TABLE_HI: u32 = 0x0074;
+pub const FAULT_STATUS: u32 = 0x0080;
+pub const FAULT_CONTEXT: u32 = 0x0084;
+pub const FAULT_ADDR_LO: u32 = 0x0088;
+pub const FAULT_ADDR_HI: u32 = 0x008c;
+/// Cost-model parameters, read-only (see `cost::CostModel`).
+pub const COST_BASE: u32 = 0x00c0;
+/// 64-bit performance counters, LO/HI pairs (see `PerfCounter`).
+pub const PERF_BASE: u32 = 0x0100;
+
+pub const ID_VALUE: u32 = 0x4f4e_5055; // "ONPU"
+pub const VA_BITS_VALUE: u32 = 39;
+pub const CLOCK_KHZ_VALUE: u32 = 1_000_000; // a modelled 1 GHz
+
+pub const CONTROL_ENABLE: u32 = 1 << 0;
+pub const CONTROL_SOFT_RESET: u32 = 1 << 1;
+
+pub const STATUS_ENABLED: u32 = 1 << 0;
+pub const STATUS_RESET_DONE: u32 = 1 << 1;
+pub const STATUS_BUSY: u32 = 1 << 2;
+pub const STATUS_HALTED: u32 = 1 << 3;
+
+pub const IRQ_JOB_DONE: u32 = 1 << 0;
+pub const IRQ_JOB_FAULT: u32 = 1 << 1;
+pub const IRQ_MMU_FAULT: u32 = 1 << 2;
+pub const IRQ_RESET_DONE: u32 = 1 << 3;
+pub const IRQ_DEVICE_ERROR: u32 = 1 << 4;
+pub const IRQ_ALL: u32 = 0x1f;
+
+/// CAPS bits.
+pub const CAP_F32: u32 = 1 << 0;
+pub const CAP_INT8: u32 = 1 << 1;
+pub const CAP_POOL: u32 = 1 << 2;
+pub const CAP_FAULT_INJECTION: u32 = 1 << 31;
+
+pub const SQ_ENTRY_SIZE: u64 = 64;
+pub const CQ_ENTRY_SIZE: u64 = 32;
+pub const CTX_DESC_SIZE: u64 = 16;
+pub const RING_MIN: u32 = 2;
+pub const RING_MAX: u32 = 4096;
+/// Largest command buffer a submission may name.
+pub const CMDBUF_MAX: u32 = 16 << 20;
+
+/// The MSI-X vector that carries an IRQ_STATUS bit.
+pub const fn vector_of(bit: u32) -> u16 {
+    if bit == IRQ_JOB_DONE {
+        VECTOR_JOB
+    } else {
+        VECTOR_ERROR
+    }
+}
+
+/// Performance counters, in register order from PERF_BASE.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
+pub enum PerfCounter {
+    JobsDone = 0,
+    JobsFaulted,
+    BusyCycles,
+    DmaBytesRead,
+    DmaBytesWritten,
+    Macs,
+    Instructions,
+    IrqsSent,
+}
+pub const PERF_COUNTERS: usize = 8;

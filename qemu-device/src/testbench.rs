@@ -1,0 +1,294 @@
+//! An in-process bench: a device, host memory, and a minimal "driver" that
+//! programs the rings, builds page tables and submits jobs the way the
+//! kernel driver does, so tests can run command buffers without a VM.
+
+use crate::device::{Device, DeviceConfig, IrqSink};
+use crate::inject::Injector;
+use crate::mem::{bus_read, bus_write, Bus, HostMemory};
+use crate::mmu::{PAGE_SIZE, PTE_ADDR_MASK, PTE_READ, PTE_VALID, PTE_WRITE};
+use crate::regs::*;
+use npu_isa::Fault;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+use vm_memory::{GuestAddress, GuestMemoryMmap};
+
+/// Counts interrupts per vector and wakes waiters.
+#[derive(Default)]
+pub struct IrqRecorder {
+    counts: Mutex<[u64; MSIX_VECTORS as usize]>,
+    cv: Condvar,
+}
+
+impl IrqSink for IrqRecorder {
+    fn raise(&self, vector: u16) {
+        let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(slot) = c.get_mut(vector as usize) {
+            *slot += 1;
+        }
+        self.cv.notify_all();
+    }
+}
+
+impl IrqRecorder {
+    pub fn count(&self, vector: u16) -> u64 {
+        self.counts.lock().unwrap_or_else(|p| p.into_inner())[vector as usize]
+    }
+}
+
+/// One completion record as read back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Completion {
+    pub seqno: u64,
+    pub status: u32,
+    pub context: u16,
+    pub fault_addr: u64,
+    pub cycles: u32,
+}
+
+impl Completion {
+    pub fn fault(&self) -> Option<Fault> {
+        Fault::from_code(self.status)
+    }
+}
+
+/// Bus layout of the bench's host memory.
+const RING_AREA: u64 = 0x1000;
+const SQ_BASE: u64 = RING_AREA;
+const CQ_BASE: u64 = RING_AREA + 0x10000;
+const CTX_TABLE: u64 = RING_AREA + 0x20000;
+const POOL_START: u64 = 0x40000;
+
+pub struct Bench {
+    pub device: Device,
+    pub irq: Arc<IrqRecorder>,
+    mem: Arc<HostMemory>,
+    mem_size: u64,
+    next_page: u64,
+    roots: Vec<u64>,
+    pub sq_size: u32,
+    pub cq_size: u32,
+    sq_tail: u32,
+    cq_head: u32,
+    next_seqno: u64,
+}
+
+impl Bench {
+    /// A bench with `mem_mib` MiB of host memory and a device configured by
+    /// `config`, rings of 64 entries, context 0 set up.
+    pub fn new(config: DeviceConfig, mem_mib: u64) -> Self {
+        Self::with_options(config, mem_mib, 64, 64, Injector::default())
+    }
+
+    pub fn with_options(config: DeviceConfig, mem_mib: u64, sq_size: u32, cq_size: u32, inject: Injector) -> Self {
+        let mem_size = mem_mib << 20;
+        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), mem_size as usize)])
+            .unwrap_or_else(|e| panic!("test bench: cannot allocate {mem_mib} MiB: {e}"));
+        let bus = Bus::new(mem);
+        let irq = Arc::new(IrqRecorder::default());
+        let contexts = config.contexts;
+        let device = Device::new(config, bus.clone(), irq.clone(), inject);
+        let mut b = Bench {
+            device,
+            irq,
+            mem: bus.snapshot(),
+            mem_size,
+            next_page: POOL_START,
+            roots: vec![],
+            sq_size,
+            cq_size,
+            sq_tail: 0,
+            cq_head: 0,
+            next_seqno: 1,
+        };
+        for _ in 0..contexts.min(4) {
+            let root = b.alloc_page();
+            b.roots.push(root);
+        }
+        b.write_context(0, b.roots[0] | PTE_VALID);
+        b.program_rings();
+        b
+    }
+
+    /// Ring and context-table registers, then enable (as after a reset).
+    pub fn program_rings(&mut self) {
+        let d = &self.device;
+        d.mmio_write(SQ_BASE_LO, SQ_BASE as u32);
+        d.mmio_write(SQ_BASE_HI, 0);
+        d.mmio_write(SQ_SIZE, self.sq_size);
+        d.mmio_write(CQ_BASE_LO, CQ_BASE as u32);
+        d.mmio_write(CQ_BASE_HI, 0);
+        d.mmio_write(CQ_SIZE, self.cq_size);
+        d.mmio_write(CTX_TABLE_LO, CTX_TABLE as u32);
+        d.mmio_write(CTX_TABLE_HI, 0);
+        d.mmio_write(IRQ_MASK, IRQ_ALL);
+        d.mmio_write(CONTROL, CONTROL_ENABLE);
+        self.sq_tail = 0;
+        self.cq_head = 0;
+        // Clear stale records so phase bits start from a known state.
+        let zero = vec![0u8; (self.cq_size as u64 * CQ_ENTRY_SIZE) as usize];
+        bus_write(&self.mem, CQ_BASE, &zero);
+    }
+
+    /// Soft reset and re-initialisation, as a driver's recovery does.
+    pub fn reset(&mut self) {
+        self.device.mmio_write(CONTROL, CONTROL_SOFT_RESET);
+        let t = Instant::now();
+        while self.device.mmio_read(STATUS) & STATUS_RESET_DONE == 0 {
+            assert!(t.elapsed() < Duration::from_secs(10), "reset did not finish");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        self.program_rings();
+    }
+
+    pub fn write_context(&mut self, ctx: u16, desc: u64) {
+        let mut d = [0u8; 16];
+        d[0..8].copy_from_slice(&desc.to_le_bytes());
+        bus_write(&self.mem, CTX_TABLE + ctx as u64 * CTX_DESC_SIZE, &d);
+    }
+
+    /// Give context `ctx` its own (empty) page tables.
+    pub fn enable_context(&mut self, ctx: u16) {
+        while self.roots.len() <= ctx as usize {
+            let r = self.alloc_page();
+            self.roots.push(r);
+        }
+        self.write_context(ctx, self.roots[ctx as usize] | PTE_VALID);
+    }
+
+    fn alloc_page(&mut self) -> u64 {
+        let p = self.next_page;
+        assert!(p + PAGE_SIZE <= self.mem_size, "test bench out of host memory");
+        self.next_page += PAGE_SIZE;
+        bus_write(&self.mem, p, &[0u8; PAGE_SIZE as usize]);
+        p
+    }
+
+    /// Map `size` bytes at `va` in context `ctx` to fresh zeroed host pages.
+    pub fn map(&mut self, ctx: u16, va: u64, size: u64, writable: bool) {
+        assert_eq!(va % PAGE_SIZE, 0);
+        let flags = PTE_VALID | PTE_READ | if writable { PTE_WRITE } else { 0 };
+        for page in (0..size.div_ceil(PAGE_SIZE)).map(|i| va + i * PAGE_SIZE) {
+            let frame = self.alloc_page();
+            self.set_pte(ctx, page, frame | flags);
+        }
+    }
+
+    /// Set the level-0 entry for `va`, creating intermediate tables.
+    pub fn set_pte(&mut self, ctx: u16, va: u64, pte: u64) {
+        let mut table = self.roots[ctx as usize];
+        for level in [2u32, 1] {
+            let idx = (va >> (12 + 9 * level)) & 0x1ff;
+            let mut e = [0u8; 8];
+            bus_read(&self.mem, table + idx * 8, &mut e);
+            let mut entry = u64::from_le_bytes(e);
+            if entry & PTE_VALID == 0 {
+                entry = self.alloc_page() | PTE_VALID;
+                bus_write(&self.mem, table + idx * 8, &entry.to_le_bytes());
+            }
+            table = entry & PTE_ADDR_MASK;
+        }
+        let idx = (va >> 12) & 0x1ff;
+        bus_write(&self.mem, table + idx * 8, &pte.to_le_bytes());
+    }
+
+    fn pa_of(&self, ctx: u16, va: u64) -> u64 {
+        let mut table = self.roots[ctx as usize];
+        for level in [2u32, 1, 0] {
+            let idx = (va >> (12 + 9 * level)) & 0x1ff;
+            let mut e = [0u8; 8];
+            bus_read(&self.mem, table + idx * 8, &mut e);
+            let entry = u64::from_le_bytes(e);
+            assert!(entry & PTE_VALID != 0, "bench: va {va:#x} not mapped");
+            table = entry & PTE_ADDR_MASK;
+        }
+        table | (va % PAGE_SIZE)
+    }
+
+    /// Copy into NPU memory of `ctx` from the host side (like a CPU mmap).
+    pub fn write(&self, ctx: u16, va: u64, data: &[u8]) {
+        for (i, chunk) in split_pages(va, data.len()) {
+            bus_write(&self.mem, self.pa_of(ctx, va + i as u64), &data[i..i + chunk]);
+        }
+    }
+
+    pub fn read(&self, ctx: u16, va: u64, len: usize) -> Vec<u8> {
+        let mut out = vec![0u8; len];
+        for (i, chunk) in split_pages(va, len) {
+            bus_read(&self.mem, self.pa_of(ctx, va + i as u64), &mut out[i..i + chunk]);
+        }
+        out
+    }
+
+    /// Queue a job without waiting; returns its seqno.
+    pub fn submit_raw(&mut self, ctx: u16, cmdbuf_va: u64, size: u32, flags: u16) -> u64 {
+        let seqno = self.next_seqno;
+        self.next_seqno += 1;
+        let mut e = [0u8; 64];
+        e[0..8].copy_from_slice(&seqno.to_le_bytes());
+        e[8..16].copy_from_slice(&cmdbuf_va.to_le_bytes());
+        e[16..20].copy_from_slice(&size.to_le_bytes());
+        e[20..22].copy_from_slice(&ctx.to_le_bytes());
+        e[22..24].copy_from_slice(&flags.to_le_bytes());
+        let slot = self.sq_tail % self.sq_size;
+        bus_write(&self.mem, SQ_BASE + slot as u64 * SQ_ENTRY_SIZE, &e);
+        self.sq_tail = self.sq_tail.wrapping_add(1);
+        self.device.mmio_write(DOORBELL, self.sq_tail);
+        seqno
+    }
+
+    /// Next completion record, waiting up to `timeout`.
+    pub fn wait_completion(&mut self, timeout: Duration) -> Option<Completion> {
+        let deadline = Instant::now() + timeout;
+        let slot = self.cq_head % self.cq_size;
+        let phase = ((self.cq_head / self.cq_size) % 2 == 0) as u32;
+        let addr = CQ_BASE + slot as u64 * CQ_ENTRY_SIZE;
+        loop {
+            let mut r = [0u8; 32];
+            bus_read(&self.mem, addr, &mut r);
+            let flags = u32::from_le_bytes([r[28], r[29], r[30], r[31]]);
+            if flags & 1 == phase {
+                self.cq_head = self.cq_head.wrapping_add(1);
+                self.device.mmio_write(CQ_HEAD, self.cq_head);
+                return Some(Completion {
+                    seqno: u64::from_le_bytes(r[0..8].try_into().unwrap_or([0; 8])),
+                    status: u32::from_le_bytes([r[8], r[9], r[10], r[11]]),
+                    context: u16::from_le_bytes([r[12], r[13]]),
+                    fault_addr: u64::from_le_bytes(r[16..24].try_into().unwrap_or([0; 8])),
+                    cycles: u32::from_le_bytes([r[24], r[25], r[26], r[27]]),
+                });
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            // Wait for the next interrupt (or poll again shortly).
+            let c = self.irq.counts.lock().unwrap_or_else(|p| p.into_inner());
+            let _ = self.irq.cv.wait_timeout(c, Duration::from_millis(2));
+        }
+    }
+
+    /// Place `cmdbuf` at `va` (mapped read-only) in `ctx`, run it, wait.
+    pub fn run(&mut self, ctx: u16, va: u64, cmdbuf: &[u8]) -> Completion {
+        self.map(ctx, va, cmdbuf.len() as u64, false);
+        self.write(ctx, va, cmdbuf);
+        let seqno = self.submit_raw(ctx, va, cmdbuf.len() as u32, 0);
+        let c = self.wait_completion(Duration::from_secs(30)).expect("job did not complete");
+        assert_eq!(c.seqno, seqno);
+        // Acknowledge like a driver, so later edges raise interrupts again.
+        self.device.mmio_write(IRQ_ACK, IRQ_ALL);
+        c
+    }
+}
+
+fn split_pages(va: u64, len: usize) -> impl Iterator<Item = (usize, usize)> {
+    let mut i = 0usize;
+    std::iter::from_fn(move || {
+        if i >= len {
+            return None;
+        }
+        let cur = va + i as u64;
+        let n = ((PAGE_SIZE - cur % PAGE_SIZE) as usize).min(len - i);
+        let r = (i, n);
+        i += n;
+        Some(r)
+    })
+}
