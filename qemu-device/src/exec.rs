@@ -139,6 +139,10 @@ impl TileRef {
     }
 }
 
+fn overlaps(a: (u64, u64), b: (u64, u64)) -> bool {
+    a.0 < b.1 && b.0 < a.1
+}
+
 /// A contiguous vector of `n` 32-bit elements at `addr`.
 fn vector(sram: &Sram, addr: u32, n: u32) -> Res<TileRef> {
     TileRef::new(sram, Tile { addr, ld: n }, 1, n, 4)
@@ -294,6 +298,20 @@ impl Executor {
                 let tc = TileRef::new(&self.sram, c, m, n, 4).map_err(op)?;
                 let macs = m as u64 * n as u64 * k as u64;
                 match dtype {
+                    DType::F32 if !overlaps(tc.range(), ta.range()) && !overlaps(tc.range(), tb.range()) => {
+                        // Operate on the SRAM in place: no tile copies.
+                        let (a_off, b_off, c_off) = (ta.base, tb.base, tc.base);
+                        let (lda, ldb, ldc) = (ta.ld.max(1), tb.ld.max(1), tc.ld.max(1));
+                        let words = self.sram.words.as_mut_slice();
+                        crate::gemm::sgemm_in_place(
+                            words,
+                            crate::gemm::GemmShape { m: m as usize, n: n as usize, k: k as usize },
+                            (a_off, lda),
+                            (b_off, ldb, transpose_b),
+                            (c_off, ldc),
+                            accumulate,
+                        );
+                    }
                     DType::F32 => {
                         let av = f32s(&ta.load32(&self.sram));
                         let bv = f32s(&tb.load32(&self.sram));

@@ -18,46 +18,112 @@ pub fn sgemm(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], bt: bool, c: &m
     }
 }
 
-/// `c[m,n] += a[m,k] * b` over i8 inputs with i32 accumulation (wrapping,
-/// as the hardware's 32-bit accumulators do).
-pub fn igemm(m: usize, n: usize, k: usize, a: &[i8], b: &[i8], bt: bool, c: &mut [i32]) {
-    // Work on a transposed B so the inner loop is a contiguous dot product
-    // the compiler vectorises (widening multiply-adds).
-    let owned;
-    let b_nk: &[i8] = if bt {
-        b
-    } else {
-        let mut t = vec![0i8; n * k];
-        for p in 0..k {
-            for j in 0..n {
-                t[j * k + p] = b[p * n + j];
-            }
-        }
-        owned = t;
-        &owned
-    };
-    for i in 0..m {
-        let ar = &a[i * k..(i + 1) * k];
-        for j in 0..n {
-            let br = &b_nk[j * k..(j + 1) * k];
-            c[i * n + j] = c[i * n + j].wrapping_add(dot_i8(ar, br));
-        }
+#[derive(Clone, Copy)]
+pub struct GemmShape {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+}
+
+/// f32 GEMM directly on SRAM words: `a` at (word offset, row stride), `b`
+/// at (offset, row stride, transposed), `c` at (offset, row stride). The
+/// caller has checked that every tile lies inside `sram` and that `c` does
+/// not overlap `a` or `b`.
+pub fn sgemm_in_place(
+    sram: &mut [u32],
+    s: GemmShape,
+    (a, lda): (usize, usize),
+    (b, ldb, bt): (usize, usize, bool),
+    (c, ldc): (usize, usize),
+    accumulate: bool,
+) {
+    if s.m == 0 || s.n == 0 {
+        return;
+    }
+    let last = |base: usize, rows: usize, cols: usize, ld: usize| base + (rows - 1) * ld + cols;
+    let (brows, bcols) = if bt { (s.n, s.k) } else { (s.k, s.n) };
+    let in_range = s.k == 0
+        || (last(a, s.m, s.k, lda) <= sram.len() && last(b, brows, bcols, ldb) <= sram.len());
+    assert!(in_range && last(c, s.m, s.n, ldc) <= sram.len(), "gemm tiles checked by caller");
+    let (rsb, csb) = if bt { (1, ldb as isize) } else { (ldb as isize, 1) };
+    let base = sram.as_mut_ptr().cast::<f32>();
+    // SAFETY: u32 and f32 have the same size and alignment and every bit
+    // pattern is a valid f32. All three tiles lie inside `sram` (asserted
+    // above), and the written tile `c` does not overlap the read tiles `a`
+    // and `b` (checked by the caller), so the raw pointers, all derived from
+    // the one exclusive borrow of `sram`, never alias a write.
+    unsafe {
+        matrixmultiply::sgemm(
+            s.m,
+            s.k,
+            s.n,
+            1.0,
+            base.add(a),
+            lda as isize,
+            1,
+            base.add(b),
+            rsb,
+            csb,
+            if accumulate { 1.0 } else { 0.0 },
+            base.add(c),
+            ldc as isize,
+            1,
+        );
     }
 }
 
-fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
-    // Accumulate in chunks of i16 products summed into i32 lanes.
-    let mut acc = [0i32; 16];
-    let chunks = a.len() / 16;
-    for c in 0..chunks {
-        let (x, y) = (&a[c * 16..c * 16 + 16], &b[c * 16..c * 16 + 16]);
-        for l in 0..16 {
-            acc[l] += x[l] as i16 as i32 * y[l] as i16 as i32;
+/// `c[m,n] += a[m,k] * b` over i8 inputs with i32 accumulation (wrapping,
+/// as the hardware's 32-bit accumulators do).
+///
+/// Runs on the f32 GEMM and is still exact: a product of two i8 is at most
+/// 2^14 in magnitude, so every partial sum of up to 1024 products is an
+/// integer below 2^24, which f32 represents exactly. K is cut into chunks of
+/// 1024 whose exact sums are added in i32.
+pub fn igemm(m: usize, n: usize, k: usize, a: &[i8], b: &[i8], bt: bool, c: &mut [i32]) {
+    const EXACT_K: usize = 1024;
+    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n, "gemm operand sizes checked by caller");
+    if m == 0 || n == 0 || k == 0 {
+        return;
+    }
+    let af: Vec<f32> = a[..m * k].iter().map(|&x| x as f32).collect();
+    let bf: Vec<f32> = b[..k * n].iter().map(|&x| x as f32).collect();
+    let mut part = vec![0f32; m * n];
+    let (rsb, csb) = if bt { (1isize, k as isize) } else { (n as isize, 1isize) };
+    let mut k0 = 0;
+    while k0 < k {
+        let kc = EXACT_K.min(k - k0);
+        let b_off = if bt { k0 } else { k0 * n };
+        // SAFETY: `af` is m x k (row stride k), `bf` is k x n or n x k with
+        // the strides above; the chunk [k0, k0 + kc) stays inside both, and
+        // `part` is a distinct m x n buffer.
+        unsafe {
+            matrixmultiply::sgemm(
+                m, kc, n, 1.0, af.as_ptr().add(k0), k as isize, 1, bf.as_ptr().add(b_off), rsb, csb, 0.0,
+                part.as_mut_ptr(), n as isize, 1,
+            );
         }
+        for (acc, &p) in c.iter_mut().zip(&part) {
+            *acc = acc.wrapping_add(p as i32);
+        }
+        k0 += kc;
     }
-    let mut s: i32 = acc.iter().fold(0i32, |s, &v| s.wrapping_add(v));
-    for i in chunks * 16..a.len() {
-        s = s.wrapping_add(a[i] as i32 * b[i] as i32);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reference(m: usize, n: usize, k: usize, a: &[i8], b: &[i8]) -> Vec<i32> {
+        (0..m * n).map(|ij| (0..k).map(|p| a[ij / n * k + p] as i32 * b[p * n + ij % n] as i32).sum()).collect()
     }
-    s
+
+    #[test]
+    fn int8_gemm_is_exact_beyond_one_chunk_and_at_the_extremes() {
+        let (m, n, k) = (3, 5, 2500);
+        let a: Vec<i8> = (0..m * k).map(|i| if i % 3 == 0 { -128 } else { (i * 7) as i8 }).collect();
+        let b: Vec<i8> = (0..k * n).map(|i| if i % 2 == 0 { -128 } else { 127 }).collect();
+        let mut c = vec![0i32; m * n];
+        igemm(m, n, k, &a, &b, false, &mut c);
+        assert_eq!(c, reference(m, n, k, &a, &b));
+    }
 }

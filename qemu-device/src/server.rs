@@ -183,9 +183,13 @@ impl ServerBackend for NpuBackend {
     }
 
     fn dma_map(&mut self, _flags: DmaMapFlags, offset: u64, address: u64, size: u64, fd: Option<File>) -> Result<(), Error> {
-        // Without a file the memory cannot be shared: QEMU must run with a
-        // memfd (share=on) memory backend.
-        let fd = fd.ok_or_else(|| bad("DMA_MAP without a file descriptor: use a share=on memory backend"))?;
+        // Without a file the memory cannot be shared (QEMU maps ROMs and
+        // private RAM that way): it is not reachable by DMA, and a job that
+        // touches it gets a bus error. Guest RAM must use a share=on backend.
+        let Some(fd) = fd else {
+            log::debug!("dma_map {address:#x}+{size:#x} without a file: not DMA-able");
+            return Ok(());
+        };
         let size = usize::try_from(size).map_err(|_| bad("DMA_MAP size"))?;
         let region = GuestRegionMmap::from_range(GuestAddress(address), size, Some(FileOffset::new(fd, offset)))
             .map_err(|e| Error::other(format!("DMA_MAP mmap: {e}")))?;
@@ -195,8 +199,11 @@ impl ServerBackend for NpuBackend {
     }
 
     fn dma_unmap(&mut self, _flags: DmaUnmapFlags, address: u64, size: u64) -> Result<(), Error> {
-        log::debug!("dma_unmap {address:#x}+{size:#x}");
-        self.bus.unmap(address, size).map_err(Error::other)
+        if let Err(e) = self.bus.unmap(address, size) {
+            // Regions mapped without a file were never added.
+            log::debug!("dma_unmap {address:#x}+{size:#x}: {e}");
+        }
+        Ok(())
     }
 
     fn reset(&mut self) -> Result<(), Error> {

@@ -1,0 +1,63 @@
+//! Device GEMM throughput (a MATMUL instruction on SRAM tiles, executed by
+//! the compute engine) beside a host baseline measured in the same run:
+//! the same GEMM crate called directly on the same data.
+//!
+//!   cargo run --release -p npu-device --example gemm-bench
+
+use npu_device::testbench::Bench;
+use npu_device::DeviceConfig;
+use npu_isa::{assemble, DType, Insn, Tile};
+use std::time::Instant;
+
+fn time_it(mut f: impl FnMut(), reps: u32) -> f64 {
+    f(); // warm up
+    let t = Instant::now();
+    for _ in 0..reps {
+        f();
+    }
+    t.elapsed().as_secs_f64() / reps as f64
+}
+
+fn main() {
+    println!("{:>5} {:>12} {:>12} {:>12} {:>8} {:>10}", "n", "host f32", "device f32", "device i8", "f32/host", "i8/f32");
+    for n in [64u32, 128, 256] {
+        let es = (n * n * 4) as u64;
+        let sram = (3 * es + 4096).next_power_of_two().max(1 << 20) as u32;
+        let mut bench = Bench::new(DeviceConfig { sram_size: sram, ..Default::default() }, 16);
+        let flops = 2.0 * (n as f64).powi(3);
+        let mm = |dtype| {
+            assemble(&[
+                Insn::Matmul { dtype, accumulate: false, transpose_b: false, m: n, n, k: n, a: Tile { addr: 0, ld: n }, b: Tile { addr: es as u32, ld: n }, c: Tile { addr: 2 * es as u32, ld: n } },
+                Insn::End,
+            ])
+        };
+        let (f32_cmd, i8_cmd) = (mm(DType::F32), mm(DType::I8));
+        bench.map(0, 0x10_0000, 64 * 2, false);
+        bench.map(0, 0x20_0000, 64 * 2, false);
+        bench.write(0, 0x10_0000, &f32_cmd);
+        bench.write(0, 0x20_0000, &i8_cmd);
+        let reps = (2e8 / flops).clamp(3.0, 200.0) as u32;
+        let mut run = |va| {
+            bench.submit_raw(0, va, 128, 0);
+            let c = bench.wait_completion(std::time::Duration::from_secs(60)).expect("job");
+            assert_eq!(c.status, 0);
+            // Acknowledge as a driver does, so the next job interrupts too.
+            bench.device.mmio_write(npu_device::regs::IRQ_ACK, npu_device::regs::IRQ_ALL);
+        };
+        let dev_f32 = time_it(|| run(0x10_0000), reps);
+        let dev_i8 = time_it(|| run(0x20_0000), reps);
+        let a = vec![0.5f32; (n * n) as usize];
+        let b = vec![0.25f32; (n * n) as usize];
+        let mut c = vec![0f32; (n * n) as usize];
+        let host = time_it(|| npu_device::gemm::sgemm(n as usize, n as usize, n as usize, &a, &b, false, &mut c), reps);
+        let g = |t: f64| flops / t / 1e9;
+        println!(
+            "{n:>5} {:>8.2} GF/s {:>7.2} GF/s {:>7.2} GO/s {:>7.0}% {:>9.2}x",
+            g(host),
+            g(dev_f32),
+            g(dev_i8),
+            100.0 * host / dev_f32,
+            dev_f32 / dev_i8
+        );
+    }
+}

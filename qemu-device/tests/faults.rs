@@ -1,0 +1,271 @@
+//! Every fault path, ring wrap-around, interrupts, reset and injection.
+
+mod common;
+use common::*;
+use npu_device::inject::Injector;
+use npu_device::regs::*;
+use npu_device::testbench::Bench;
+use npu_device::DeviceConfig;
+use npu_isa::*;
+use std::time::Duration;
+
+fn expect_fault(b: &mut Bench, prog: &[Insn], fault: Fault) -> npu_device::testbench::Completion {
+    let (c, _) = run_program(b, &[0u8; 64], 64, prog);
+    assert_eq!(c.fault(), Some(fault), "completion {c:?}");
+    assert_eq!(b.device.mmio_read(FAULT_STATUS), fault.code());
+    c
+}
+
+#[test]
+fn bad_opcode_reports_its_offset_and_raises_the_error_vector() {
+    let mut b = bench();
+    let mut cmd = assemble(&[Insn::Nop, Insn::Nop, Insn::End]);
+    cmd[64] = 0x7e;
+    let c = b.run(0, CMD_VA, &cmd);
+    assert_eq!(c.fault(), Some(Fault::BadOpcode));
+    assert_eq!(c.fault_addr, 64);
+    assert_eq!(b.irq.count(VECTOR_ERROR), 1);
+    assert_eq!(b.irq.count(VECTOR_JOB), 0);
+}
+
+#[test]
+fn unmapped_access_is_an_mmu_fault_with_the_address() {
+    let mut b = bench();
+    let c = expect_fault(&mut b, &[load(0x7000_0000, 0, 16)], Fault::MmuUnmapped);
+    assert_eq!(c.fault_addr, 0x7000_0000);
+    assert_eq!(b.device.mmio_read(FAULT_ADDR_LO), 0x7000_0000);
+    assert_eq!(b.device.mmio_read(FAULT_CONTEXT), 0);
+}
+
+#[test]
+fn writing_a_read_only_page_faults_and_leaves_it_unchanged() {
+    let mut b = bench();
+    b.map(0, 0x80_0000, 4096, false);
+    b.write(0, 0x80_0000, &[0xaa; 16]);
+    let c = expect_fault(&mut b, &[Insn::Fill { dst: 0, len: 16, pattern: 0 }, store(0x80_0000, 0, 16)], Fault::MmuPermission);
+    assert_eq!(c.fault_addr, 0x80_0000);
+    assert_eq!(b.read(0, 0x80_0000, 16), vec![0xaa; 16]);
+}
+
+#[test]
+fn a_store_straddling_into_an_unmapped_page_writes_nothing() {
+    let mut b = bench();
+    b.map(0, 0x80_0000, 4096, true);
+    let c = expect_fault(&mut b, &[Insn::Fill { dst: 0, len: 32, pattern: 0x11111111 }, store(0x80_0000 + 4096 - 16, 0, 32)], Fault::MmuUnmapped);
+    assert_eq!(c.fault_addr, 0x80_1000);
+    assert_eq!(b.read(0, 0x80_0000 + 4096 - 16, 16), vec![0; 16]);
+}
+
+#[test]
+fn virtual_address_beyond_39_bits() {
+    let mut b = bench();
+    let c = expect_fault(&mut b, &[load(1 << 39, 0, 4)], Fault::MmuVaRange);
+    assert_eq!(c.fault_addr, 1 << 39);
+}
+
+#[test]
+fn sram_ranges_are_checked() {
+    let mut b = bench();
+    let sram = 256 * 1024;
+    expect_fault(&mut b, &[load(IN_VA, sram - 8, 16)], Fault::SramRange);
+    expect_fault(&mut b, &[Insn::Fill { dst: sram, len: 4, pattern: 0 }], Fault::SramRange);
+    expect_fault(&mut b, &[Insn::Fill { dst: u32::MAX - 3, len: 8, pattern: 0 }], Fault::SramRange);
+    let huge = Insn::Matmul {
+        dtype: DType::F32,
+        accumulate: false,
+        transpose_b: false,
+        m: 1 << 20,
+        n: 1 << 20,
+        k: 1,
+        a: tile(0, 1),
+        b: tile(0, 1 << 20),
+        c: tile(0, 1 << 20),
+    };
+    expect_fault(&mut b, &[huge], Fault::SramRange);
+}
+
+#[test]
+fn misaligned_and_malformed_operands() {
+    let mut b = bench();
+    expect_fault(&mut b, &[Insn::Fill { dst: 2, len: 4, pattern: 0 }], Fault::BadOperand);
+    let mm = Insn::Matmul { dtype: DType::F32, accumulate: false, transpose_b: false, m: 2, n: 2, k: 2, a: tile(1, 2), b: tile(0, 2), c: tile(64, 2) };
+    expect_fault(&mut b, &[mm], Fault::BadOperand);
+    // ld smaller than the row length.
+    let un = Insn::Unary { op: UnaryOp::Relu, dtype: DType::F32, rows: 2, cols: 4, src: tile(0, 2), dst: tile(64, 4), lo: 0, hi: 0 };
+    expect_fault(&mut b, &[un], Fault::BadOperand);
+    let geom = PoolGeom { channels: 1, in_h: 4, in_w: 4, out_h: 9, out_w: 9, kernel: [2, 2], stride: [1, 1], pad: [0, 0] };
+    expect_fault(&mut b, &[Insn::Pool { op: PoolOp::Max, geom, src: 0, dst: 256 }], Fault::BadOperand);
+}
+
+#[test]
+fn missing_end_is_an_overrun() {
+    let mut b = bench();
+    let c = b.run(0, CMD_VA, &assemble(&[Insn::Nop, Insn::Nop]));
+    assert_eq!(c.fault(), Some(Fault::CmdbufOverrun));
+}
+
+#[test]
+fn bad_context_and_bad_submission() {
+    let mut b = bench();
+    b.map(0, CMD_VA, 64, false);
+    b.write(0, CMD_VA, &assemble(&[Insn::End]));
+    // Context 1 has no valid descriptor; context 99 is out of range.
+    for (ctx, size, flags, want) in [(1u16, 64u32, 0u16, Fault::BadContext), (99, 64, 0, Fault::BadContext), (0, 65, 0, Fault::BadSubmission), (0, 64, 1, Fault::BadSubmission), (0, 0, 0, Fault::BadSubmission)] {
+        b.submit_raw(ctx, CMD_VA, size, flags);
+        let c = b.wait_completion(Duration::from_secs(5)).expect("completion");
+        assert_eq!(c.fault(), Some(want), "ctx {ctx} size {size} flags {flags}");
+    }
+}
+
+#[test]
+fn contexts_are_isolated() {
+    let mut b = bench();
+    b.enable_context(1);
+    // Context 0 owns a buffer at 0x90_0000; context 1 has nothing there.
+    b.map(0, 0x90_0000, 4096, true);
+    b.write(0, 0x90_0000, &[0x5a; 64]);
+    b.map(1, CMD_VA, 64 * 3, false);
+    b.write(1, CMD_VA, &assemble(&[load(0x90_0000, 0, 64), store(0x90_0000, 0, 64), Insn::End]));
+    b.submit_raw(1, CMD_VA, 192, 0);
+    let c = b.wait_completion(Duration::from_secs(5)).expect("completion");
+    assert_eq!((c.fault(), c.context, c.fault_addr), (Some(Fault::MmuUnmapped), 1, 0x90_0000));
+    assert_eq!(b.read(0, 0x90_0000, 64), vec![0x5a; 64]);
+}
+
+#[test]
+fn rings_wrap_around_with_phase_bits() {
+    let cfg = DeviceConfig { sram_size: 64 * 1024, contexts: 2, ..Default::default() };
+    let mut b = Bench::with_options(cfg, 16, 4, 2, Injector::default());
+    b.map(0, CMD_VA, 64, false);
+    b.write(0, CMD_VA, &assemble(&[Insn::End]));
+    for round in 0..11 {
+        let seqno = b.submit_raw(0, CMD_VA, 64, 0);
+        let c = b.wait_completion(Duration::from_secs(5)).expect("completion");
+        assert_eq!((c.seqno, c.status), (seqno, 0), "round {round}");
+        b.device.mmio_write(IRQ_ACK, IRQ_ALL);
+    }
+    assert_eq!(b.device.mmio_read(CQ_TAIL), 11);
+    assert_eq!(b.device.mmio_read(SQ_HEAD), 11);
+}
+
+#[test]
+fn a_full_completion_ring_stalls_until_released() {
+    let cfg = DeviceConfig { sram_size: 64 * 1024, contexts: 2, ..Default::default() };
+    let mut b = Bench::with_options(cfg, 16, 8, 2, Injector::default());
+    b.map(0, CMD_VA, 64, false);
+    b.write(0, CMD_VA, &assemble(&[Insn::End]));
+    for _ in 0..3 {
+        b.submit_raw(0, CMD_VA, 64, 0);
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    // Two records fit; the third job waits for CQ_HEAD to move.
+    assert_eq!(b.device.mmio_read(CQ_TAIL), 2);
+    for _ in 0..3 {
+        assert!(b.wait_completion(Duration::from_secs(5)).is_some());
+    }
+    assert_eq!(b.device.mmio_read(CQ_TAIL), 3);
+}
+
+#[test]
+fn interrupts_coalesce_until_acknowledged() {
+    let mut b = bench();
+    b.map(0, CMD_VA, 64, false);
+    b.write(0, CMD_VA, &assemble(&[Insn::End]));
+    for _ in 0..3 {
+        b.submit_raw(0, CMD_VA, 64, 0);
+    }
+    for _ in 0..3 {
+        b.wait_completion(Duration::from_secs(5)).expect("completion");
+    }
+    // JOB_DONE stayed pending between jobs: one message for three jobs.
+    assert_eq!(b.irq.count(VECTOR_JOB), 1);
+    assert_eq!(b.device.mmio_read(IRQ_STATUS) & IRQ_JOB_DONE, IRQ_JOB_DONE);
+    b.device.mmio_write(IRQ_ACK, IRQ_JOB_DONE);
+    b.submit_raw(0, CMD_VA, 64, 0);
+    b.wait_completion(Duration::from_secs(5)).expect("completion");
+    assert_eq!(b.irq.count(VECTOR_JOB), 2);
+    // Masked causes are recorded but not sent; unmasking sends them.
+    b.device.mmio_write(IRQ_ACK, IRQ_ALL);
+    b.device.mmio_write(IRQ_MASK, 0);
+    b.submit_raw(0, CMD_VA, 64, 0);
+    b.wait_completion(Duration::from_secs(5)).expect("completion");
+    assert_eq!(b.irq.count(VECTOR_JOB), 2);
+    b.device.mmio_write(IRQ_MASK, IRQ_ALL);
+    assert_eq!(b.irq.count(VECTOR_JOB), 3);
+}
+
+#[test]
+fn invalid_ring_setup_halts_the_device() {
+    let b = bench();
+    b.device.mmio_write(CONTROL, 0);
+    b.device.mmio_write(SQ_SIZE, 3);
+    b.device.mmio_write(CONTROL, CONTROL_ENABLE);
+    assert_eq!(b.device.mmio_read(STATUS) & STATUS_HALTED, STATUS_HALTED);
+    assert_eq!(b.irq.count(VECTOR_ERROR), 1);
+}
+
+#[test]
+fn reset_aborts_a_hung_job_and_the_device_recovers() {
+    let cfg = DeviceConfig { sram_size: 64 * 1024, contexts: 2, ..Default::default() };
+    let inject = Injector::parse(&["hang:tag=7".to_string()]).expect("rule");
+    let mut b = Bench::with_options(cfg, 16, 8, 8, inject);
+    b.map(0, CMD_VA, 128, false);
+    b.write(0, CMD_VA, &assemble(&[Insn::Mark { tag: 7 }, Insn::End]));
+    b.map(0, CMD_VA + 4096, 64, false);
+    b.write(0, CMD_VA + 4096, &assemble(&[Insn::End]));
+    b.submit_raw(0, CMD_VA, 128, 0);
+    b.submit_raw(0, CMD_VA + 4096, 64, 0);
+    assert!(b.wait_completion(Duration::from_millis(200)).is_none(), "a hung job must not complete");
+    assert_ne!(b.device.mmio_read(SQ_HEAD), 2);
+    b.reset();
+    assert_eq!(b.device.mmio_read(SQ_HEAD), 0);
+    let seqno = b.submit_raw(0, CMD_VA + 4096, 64, 0);
+    let c = b.wait_completion(Duration::from_secs(5)).expect("the device works after reset");
+    assert_eq!((c.seqno, c.status), (seqno, 0));
+}
+
+#[test]
+fn reset_mid_job_discards_its_completion() {
+    let cfg = DeviceConfig { sram_size: 64 * 1024, contexts: 2, ..Default::default() };
+    let inject = Injector::parse(&["delay=300:tag=1".to_string()]).expect("rule");
+    let mut b = Bench::with_options(cfg, 16, 8, 8, inject);
+    b.map(0, CMD_VA, 128, false);
+    b.write(0, CMD_VA, &assemble(&[Insn::Mark { tag: 1 }, Insn::End]));
+    b.submit_raw(0, CMD_VA, 128, 0);
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(b.device.mmio_read(STATUS) & STATUS_BUSY, STATUS_BUSY);
+    b.reset();
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(b.device.mmio_read(CQ_TAIL), 0, "an aborted job writes no record");
+}
+
+#[test]
+fn injected_faults_do_what_they_say() {
+    let cfg = DeviceConfig { sram_size: 64 * 1024, contexts: 2, ..Default::default() };
+    let rules = ["mmu-fault:nth=1", "drop-irq:nth=2", "corrupt-completion:nth=3"].map(String::from);
+    let mut b = Bench::with_options(cfg, 16, 8, 8, Injector::parse(&rules).expect("rules"));
+    b.map(0, CMD_VA, 64, false);
+    b.write(0, CMD_VA, &assemble(&[Insn::End]));
+    let s1 = b.submit_raw(0, CMD_VA, 64, 0);
+    let c = b.wait_completion(Duration::from_secs(5)).expect("1");
+    assert_eq!((c.seqno, c.fault(), c.fault_addr), (s1, Some(Fault::MmuUnmapped), 0xdead000));
+    b.device.mmio_write(IRQ_ACK, IRQ_ALL);
+    let before = b.irq.count(VECTOR_JOB);
+    let s2 = b.submit_raw(0, CMD_VA, 64, 0);
+    let c = b.wait_completion(Duration::from_secs(5)).expect("2");
+    assert_eq!((c.seqno, c.status), (s2, 0));
+    assert_eq!(b.irq.count(VECTOR_JOB), before, "interrupt dropped");
+    b.device.mmio_write(IRQ_ACK, IRQ_ALL);
+    let s3 = b.submit_raw(0, CMD_VA, 64, 0);
+    let c = b.wait_completion(Duration::from_secs(5)).expect("3");
+    assert_ne!(c.seqno, s3);
+    assert!(Fault::from_code(c.status).is_none());
+}
+
+#[test]
+fn bad_injection_rules_are_rejected_with_a_reason() {
+    for bad in ["explode", "hang:tag=x", "delay", "hang:prob=2", "hang:every=0"] {
+        let e = Injector::parse(&[bad.to_string()]).err().unwrap_or_else(|| panic!("{bad} accepted"));
+        assert!(e.to_string().contains(bad), "{e}");
+    }
+}
