@@ -1,0 +1,60 @@
+# The open NPU stack: top-level entry points. See README.md and
+# Documentation/dev/harness.rst.
+#
+#   make demo     boot the emulated machine and run the main job on the NPU
+#   make test     the whole test suite: host tests, then the guest runs
+#
+# Heavy outputs (build root, kernel, downloaded packages) are cached in
+# $(NPU_CACHE) (default ~/.cache/npu-stack); `make clean-cache` drops them.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+CARGO ?= cargo
+
+.PHONY: help demo test host-test guest-test buildroot kernel kernel-debug module guest vm bench clean clean-cache
+
+help:
+	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
+
+# The main job. Until libnpu and the driver can compile and submit through
+# /dev/accel, this boots the guest with the NPU attached and checks the PCI
+# function, then runs a matmul through the same device model on the host.
+demo: buildroot
+	@scripts/demo.sh
+
+test: host-test guest-test
+
+host-test:
+	@scripts/stage.sh "host tests (cargo test --workspace)" $(CARGO) test --workspace --release
+
+guest-test: buildroot
+	@scripts/guest-tests.sh
+
+buildroot:
+	@scripts/buildroot.sh
+
+kernel: buildroot
+	@scripts/kernel.sh base
+
+kernel-debug: buildroot
+	@scripts/kernel.sh debug
+
+module: buildroot
+	@scripts/module.sh base
+
+guest: buildroot
+	@mkdir -p build && printf 'true\n' > build/empty-run.sh && scripts/guest.sh build/initrd.gz build/empty-run.sh
+
+# An interactive shell in the guest, with the device attached (Ctrl-A X quits).
+vm: buildroot
+	@scripts/vm.sh --name shell --shell
+
+bench:
+	@$(CARGO) run --release -p npu-device --example gemm-bench
+
+clean:
+	rm -rf build target
+
+clean-cache:
+	rm -rf "$${NPU_CACHE:-$${XDG_CACHE_HOME:-$$HOME/.cache}/npu-stack}"

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Run every guest test run listed in tools/selftests/runs.list (or those
+# named on the command line) and report them as one TAP stream.
+. "$(dirname "$0")/common.sh"
+
+list=$NPU_TOP/tools/selftests/runs.list
+mapfile -t lines < <(grep -Ev '^\s*(#|$)' "$list")
+if [ $# -gt 0 ]; then
+	want=" $* "
+	sel=()
+	for l in "${lines[@]}"; do
+		n=${l%%[[:space:]]*}
+		[[ $want == *" $n "* ]] && sel+=("$l")
+	done
+	lines=("${sel[@]}")
+fi
+[ ${#lines[@]} -gt 0 ] || die "no guest runs selected"
+
+module_for() {
+	case $1 in
+	no) ;;
+	yes) "$NPU_TOP/scripts/module.sh" "$2" | tail -n1 ;;
+	*) die "runs.list: module column must be yes or no, not '$1'" ;;
+	esac
+}
+
+echo "TAP version 13"
+echo "1..${#lines[@]}"
+i=0 failed=0 passed=0
+for l in "${lines[@]}"; do
+	i=$((i + 1))
+	read -r name flavour mod devargs tests <<<"$l"
+	[ "$devargs" = - ] && devargs=""
+	args=(--name "$name" --kernel "$flavour")
+	ko=$(module_for "$mod" "$flavour")
+	[ -n "$ko" ] && args+=(--module "$ko")
+	start=$(date +%s)
+	# shellcheck disable=SC2086
+	if "$NPU_TOP/scripts/vm.sh" "${args[@]}" --device-args "$devargs" -- $tests 2>"$NPU_TOP/build/runs/$name.stderr" | sed 's/^/    /'; then
+		echo "ok $i $name # $(( $(date +%s) - start ))s"
+		passed=$((passed + 1))
+	else
+		echo "not ok $i $name # $(( $(date +%s) - start ))s, logs in build/runs/$name/"
+		sed 's/^/# /' "$NPU_TOP/build/runs/$name.stderr" | tail -20
+		failed=$((failed + 1))
+	fi
+done
+echo "guest: $passed passed, $failed failed"
+[ $failed = 0 ]
