@@ -1,1 +1,9 @@
-//! Placeholder: filled in by its owner.
+//! The onpu uAPI for userspace: the `#[repr(C)]` ABI the driver is compiled
+//! with (src/abi.rs), re-exported unchanged.
+#![no_std]
+
+mod abi;
+pub use abi::*;
+
+#[cfg(test)]
+mod layout;

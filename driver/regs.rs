@@ -1,0 +1,29 @@
+// SPDX-License-Identifier: GPL-2.0-only
+
+//! BAR0 registers (Documentation/hw/npu-hw.rst, "Register map").
+
+pub(crate) const BAR0_SIZE: usize = 0x10000;
+
+pub(crate) const PCI_VENDOR: u16 = 0x1234;
+pub(crate) const PCI_DEVICE: u16 = 0x4e50;
+
+pub(crate) const ID: usize = 0x0000;
+pub(crate) const VERSION: usize = 0x0004;
+pub(crate) const CAPS: usize = 0x0008;
+pub(crate) const SRAM_SIZE: usize = 0x000c;
+pub(crate) const NUM_CONTEXTS: usize = 0x0010;
+pub(crate) const VA_BITS: usize = 0x0014;
+pub(crate) const CLOCK_KHZ: usize = 0x0018;
+pub(crate) const CONTROL: usize = 0x0020;
+pub(crate) const STATUS: usize = 0x0024;
+pub(crate) const IRQ_MASK: usize = 0x0034;
+pub(crate) const IRQ_ACK: usize = 0x0038;
+
+pub(crate) const ID_VALUE: u32 = 0x4f4e_5055;
+/// The ISA/register major version this driver speaks.
+pub(crate) const VERSION_MAJOR: u32 = 1;
+pub(crate) const VA_BITS_SUPPORTED: u32 = 39;
+
+pub(crate) const CONTROL_SOFT_RESET: u32 = 1 << 1;
+pub(crate) const STATUS_RESET_DONE: u32 = 1 << 1;
+pub(crate) const IRQ_ALL: u32 = 0x1f;
