@@ -101,7 +101,7 @@ stage "booting the $flavour kernel (${name})"
 qemu=(qemu-system-x86_64 -M q35 -accel "$accel" -cpu max -smp 2 -m 1G
 	-object memory-backend-memfd,id=mem,size=1G,share=on -machine memory-backend=mem
 	-kernel "$kbuild/arch/x86/boot/bzImage" -initrd "$run/initrd.gz"
-	-append "console=ttyS0 panic=-1 oops=panic loglevel=6 kmemleak=on"
+	-append "console=ttyS0 panic=-1 oops=panic loglevel=7"
 	-no-reboot -display none -serial stdio -monitor none "${qemu_dev[@]}")
 if [ "$shell" = 1 ]; then
 	NPU_EXTRA_BINDS=$run in_root "${qemu[@]}"

@@ -1,1 +1,5 @@
-//! Placeholder: filled in by its owner.
+//! Shared pieces of the guest tools and selftests: TAP output in the
+//! kselftest style, and access to the accel device node.
+
+pub mod accel;
+pub mod tap;
