@@ -3,6 +3,7 @@
 
 mod common;
 use common::*;
+use npu_device::testbench::Bench;
 use npu_isa::*;
 
 #[test]
@@ -427,4 +428,87 @@ fn double_buffering_beats_serial_schedule() {
     let (c2, _) = run_program(&mut b, &input, (2 * bytes) as usize, &pipelined);
     assert_eq!((c1.status, c2.status), (0, 0));
     assert!(c2.cycles < c1.cycles, "double-buffered {} cycles vs serial {}", c2.cycles, c1.cycles);
+}
+
+/// The convolution recipe of the spec ("Expressing a convolution"): FILL a
+/// padded tile, load the input into its interior with a 3-D DMA, gather the
+/// im2col matrix with strided COPYs, MATMUL with the filter matrix.
+#[test]
+fn convolution_via_fill_dma_copy_and_matmul() {
+    let (c, h, w, k, r, s, stride, pad) = (2usize, 5usize, 6usize, 3usize, 3usize, 3usize, 2usize, 1usize);
+    let (hp, wp) = (h + 2 * pad, w + 2 * pad);
+    let (oh, ow) = ((hp - r) / stride + 1, (wp - s) / stride + 1);
+    let mut rng = Rng(77);
+    let x: Vec<f32> = (0..c * h * w).map(|_| rng.f32()).collect();
+    let wt: Vec<f32> = (0..k * c * r * s).map(|_| rng.f32()).collect(); // [k][c][r][s]
+    let mut input = f32_bytes(&x);
+    let w_off = input.len() as u32;
+    input.extend(f32_bytes(&wt));
+
+    let padded = 0u32; // [c][hp][wp] f32
+    let cols = (padded as usize + c * hp * wp * 4) as u32; // im2col [(c,r,s)][oh*ow]
+    let wmat = cols + (c * r * s * oh * ow * 4) as u32; // filter [k][c*r*s]
+    let out = wmat + (k * c * r * s * 4) as u32; // [k][oh*ow]
+    let mut prog = vec![
+        Insn::Fill { dst: padded, len: (c * hp * wp * 4) as u32, pattern: 0 },
+        Insn::DmaLoad {
+            va: IN_VA,
+            sram: padded + ((pad * wp + pad) * 4) as u32,
+            mem: Strided { shape: [(w * 4) as u32, h as u32, c as u32], stride: [(w * 4) as u32, (h * w * 4) as u32] },
+            sram_layout: Strided { shape: [(w * 4) as u32, h as u32, c as u32], stride: [(wp * 4) as u32, (hp * wp * 4) as u32] },
+        },
+        load(IN_VA + w_off as u64, wmat, (k * c * r * s * 4) as u32),
+    ];
+    for ci in 0..c {
+        for ri in 0..r {
+            for si in 0..s {
+                let row = (ci * r + ri) * s + si;
+                prog.push(Insn::Copy {
+                    src: padded + ((ci * hp * wp + ri * wp + si) * 4) as u32,
+                    dst: cols + (row * oh * ow * 4) as u32,
+                    // One 4-byte element per "row", ow of them stride apart,
+                    // oh planes stride rows apart.
+                    src_layout: Strided { shape: [4, ow as u32, oh as u32], stride: [(stride * 4) as u32, (stride * wp * 4) as u32] },
+                    dst_layout: Strided { shape: [4, ow as u32, oh as u32], stride: [4, (ow * 4) as u32] },
+                });
+            }
+        }
+    }
+    let crs = (c * r * s) as u32;
+    prog.push(Insn::Matmul {
+        dtype: DType::F32,
+        accumulate: false,
+        transpose_b: false,
+        m: k as u32,
+        n: (oh * ow) as u32,
+        k: crs,
+        a: tile(wmat, crs),
+        b: tile(cols, (oh * ow) as u32),
+        c: tile(out, (oh * ow) as u32),
+    });
+    prog.push(store(OUT_VA, out, (k * oh * ow * 4) as u32));
+    let mut b = Bench::new(npu_device::DeviceConfig { sram_size: 64 * 1024, contexts: 2, ..Default::default() }, 16);
+    let (cpl, got) = run_program(&mut b, &input, k * oh * ow * 4, &prog);
+    assert_eq!(cpl.status, 0);
+    let mut want = vec![0f32; k * oh * ow];
+    for ko in 0..k {
+        for y in 0..oh {
+            for xo in 0..ow {
+                let mut acc = 0f32;
+                for ci in 0..c {
+                    for ri in 0..r {
+                        for si in 0..s {
+                            let iy = (y * stride + ri) as isize - pad as isize;
+                            let ix = (xo * stride + si) as isize - pad as isize;
+                            if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
+                                acc += x[(ci * h + iy as usize) * w + ix as usize] * wt[((ko * c + ci) * r + ri) * s + si];
+                            }
+                        }
+                    }
+                }
+                want[(ko * oh + y) * ow + xo] = acc;
+            }
+        }
+    }
+    assert_close(&bytes_f32(&got), &want, 1e-5);
 }
