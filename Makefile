@@ -12,7 +12,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: help demo test host-test guest-test buildroot kernel kernel-debug module guest vm bench clean clean-cache
+.PHONY: help demo test host-test guest-test harness-test buildroot kernel kernel-debug module guest vm bench clean clean-cache
 
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
@@ -23,13 +23,17 @@ help:
 demo: buildroot
 	@scripts/demo.sh
 
-test: host-test guest-test
+test: host-test guest-test harness-test
 
 host-test:
 	@scripts/stage.sh "host tests (cargo test --workspace)" $(CARGO) test --workspace --release
 
 guest-test: buildroot
 	@scripts/guest-tests.sh
+
+# The harness must fail a run whose kernel log shows a warning.
+harness-test: buildroot
+	@scripts/harness-selftest.sh
 
 buildroot:
 	@scripts/buildroot.sh
