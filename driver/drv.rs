@@ -6,6 +6,7 @@ use kernel::{device::Core, drm, drm::ioctl, pci, prelude::*, sync::aref::ARef};
 
 use crate::file::File;
 use crate::gem::Bo;
+
 use crate::hw::{self, Hw};
 use crate::regs;
 
@@ -94,5 +95,7 @@ impl drm::Driver for OnpuDriver {
     kernel::declare_drm_ioctls! {
         uapi: crate::uapi;
         (ONPU_GET_PARAM, drm_onpu_get_param, ioctl::RENDER_ALLOW, File::get_param),
+        (ONPU_BO_CREATE, drm_onpu_bo_create, ioctl::RENDER_ALLOW, File::bo_create),
+        (ONPU_BO_INFO, drm_onpu_bo_info, ioctl::RENDER_ALLOW, File::bo_info),
     }
 }

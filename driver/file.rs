@@ -2,9 +2,10 @@
 
 //! Per-open-file state and the ioctls.
 
-use kernel::{drm, prelude::*};
+use kernel::{drm, drm::gem::BaseObject, prelude::*};
 
 use crate::drv::{OnpuDevice, OnpuDriver};
+use crate::gem;
 use crate::uapi;
 
 /// State of one open /dev/accel/accelN file.
@@ -41,6 +42,37 @@ impl File {
             uapi::DRM_ONPU_PARAM_CLOCK_KHZ => p.clock_khz.into(),
             _ => return Err(EINVAL),
         };
+        Ok(0)
+    }
+
+    /// DRM_IOCTL_ONPU_BO_CREATE: a new shmem buffer object and its handle.
+    pub(crate) fn bo_create(
+        dev: &OnpuDevice,
+        req: &mut uapi::drm_onpu_bo_create,
+        file: &drm::File<File>,
+    ) -> Result<u32> {
+        if req.flags != 0 {
+            return Err(EINVAL);
+        }
+        let bo = gem::create(dev, req.size)?;
+        // The handle holds its own reference; ours drops at return.
+        req.handle = bo.create_handle(file)?;
+        req.size = bo.size() as u64;
+        Ok(0)
+    }
+
+    /// DRM_IOCTL_ONPU_BO_INFO: size and mmap offset of a buffer object.
+    pub(crate) fn bo_info(
+        _dev: &OnpuDevice,
+        req: &mut uapi::drm_onpu_bo_info,
+        file: &drm::File<File>,
+    ) -> Result<u32> {
+        if req.flags != 0 {
+            return Err(EINVAL);
+        }
+        let bo = gem::lookup(file, req.handle)?;
+        req.size = bo.size() as u64;
+        req.mmap_offset = bo.create_mmap_offset()?;
         Ok(0)
     }
 }

@@ -1,13 +1,20 @@
 // SPDX-License-Identifier: GPL-2.0-only
 
-//! Buffer objects: shmem-backed GEM objects.
+//! Buffer objects: shmem-backed GEM objects, mapped by the CPU through the
+//! DRM fake offset and shared through PRIME.
 
 use kernel::{
-    drm::{gem, DeviceContext},
+    drm::{self, gem, gem::BaseObject, DeviceContext},
+    page,
     prelude::*,
+    sync::aref::ARef,
 };
 
 use crate::drv::{OnpuDevice, OnpuDriver};
+use crate::file::File;
+use crate::uapi;
+
+pub(crate) type BoObject = gem::shmem::Object<Bo>;
 
 /// Driver data of a buffer object.
 #[pin_data]
@@ -20,4 +27,19 @@ impl gem::DriverObject for Bo {
     fn new<Ctx: DeviceContext>(_dev: &OnpuDevice<Ctx>, _size: usize, _args: ()) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {})
     }
+}
+
+/// Create a buffer object of at least `size` bytes (whole pages).
+pub(crate) fn create(dev: &OnpuDevice, size: u64) -> Result<ARef<BoObject>> {
+    if size == 0 || size > uapi::DRM_ONPU_BO_MAX_SIZE {
+        return Err(EINVAL);
+    }
+    let size = page::page_align(usize::try_from(size)?).ok_or(EINVAL)?;
+    // Cached CPU mappings: the device reaches memory coherently (PCI).
+    let config = gem::shmem::ObjectConfig { map_wc: false, parent_resv_obj: None };
+    gem::shmem::Object::new(dev, size, config, ())
+}
+
+pub(crate) fn lookup(file: &drm::File<File>, handle: u32) -> Result<ARef<BoObject>> {
+    BoObject::lookup_handle(file, handle)
 }

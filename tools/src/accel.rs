@@ -43,3 +43,81 @@ pub fn get_param(file: &File, param: u32) -> Result<u64, i32> {
     ioctl(file, uapi::DRM_IOCTL_ONPU_GET_PARAM, &mut p)?;
     Ok(p.value)
 }
+
+/// A buffer object of this file: handle, size, CPU mapping offset.
+pub struct Bo {
+    pub handle: u32,
+    pub size: u64,
+    pub mmap_offset: u64,
+}
+
+pub fn bo_create(file: &File, size: u64) -> Result<Bo, i32> {
+    let mut c = uapi::drm_onpu_bo_create { size, ..Default::default() };
+    ioctl(file, uapi::DRM_IOCTL_ONPU_BO_CREATE, &mut c)?;
+    bo_info(file, c.handle)
+}
+
+pub fn bo_info(file: &File, handle: u32) -> Result<Bo, i32> {
+    let mut i = uapi::drm_onpu_bo_info { handle, ..Default::default() };
+    ioctl(file, uapi::DRM_IOCTL_ONPU_BO_INFO, &mut i)?;
+    Ok(Bo { handle, size: i.size, mmap_offset: i.mmap_offset })
+}
+
+pub fn gem_close(file: &File, handle: u32) -> Result<(), i32> {
+    let mut c = uapi::drm_core::drm_gem_close { handle, pad: 0 };
+    ioctl(file, uapi::drm_core::DRM_IOCTL_GEM_CLOSE, &mut c).map(|_| ())
+}
+
+/// Export a buffer object as a dma-buf file descriptor.
+pub fn prime_export(file: &File, handle: u32) -> Result<std::os::fd::OwnedFd, i32> {
+    use std::os::fd::FromRawFd;
+    let mut p = uapi::drm_core::drm_prime_handle {
+        handle,
+        flags: uapi::drm_core::DRM_CLOEXEC | uapi::drm_core::DRM_RDWR,
+        fd: -1,
+    };
+    ioctl(file, uapi::drm_core::DRM_IOCTL_PRIME_HANDLE_TO_FD, &mut p)?;
+    // SAFETY: the kernel just created this descriptor for us; we own it.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(p.fd) })
+}
+
+pub fn prime_import(file: &File, fd: &impl AsRawFd) -> Result<u32, i32> {
+    let mut p = uapi::drm_core::drm_prime_handle { handle: 0, flags: 0, fd: fd.as_raw_fd() };
+    ioctl(file, uapi::drm_core::DRM_IOCTL_PRIME_FD_TO_HANDLE, &mut p)?;
+    Ok(p.handle)
+}
+
+/// A CPU mapping of a buffer object, unmapped on drop.
+pub struct Mapping {
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl Mapping {
+    pub fn new(file: &File, bo: &Bo) -> io::Result<Mapping> {
+        let len = usize::try_from(bo.size).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let offset = libc::off_t::try_from(bo.mmap_offset).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: a fresh shared mapping of the device file at the offset the
+        // driver gave for this object; nothing else aliases it in Rust.
+        let ptr = unsafe {
+            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, file.as_raw_fd(), offset)
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Mapping { ptr: ptr.cast(), len })
+    }
+
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: `ptr` maps `len` bytes for as long as `self` lives, and
+        // `&mut self` makes this the only view.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly what `new` mapped.
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
+}

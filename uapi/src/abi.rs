@@ -27,6 +27,11 @@ pub const fn drm_iowr(nr: u32, size: usize) -> u32 {
 
 /// Driver-private command numbers (offsets from DRM_COMMAND_BASE).
 pub const DRM_ONPU_GET_PARAM: u32 = 0x00;
+pub const DRM_ONPU_BO_CREATE: u32 = 0x01;
+pub const DRM_ONPU_BO_INFO: u32 = 0x02;
+
+/// Largest buffer object: 4 GiB.
+pub const DRM_ONPU_BO_MAX_SIZE: u64 = 1 << 32;
 
 /// Parameters of &drm_onpu_get_param.param.
 ///
@@ -64,3 +69,40 @@ pub struct drm_onpu_get_param {
 
 pub const DRM_IOCTL_ONPU_GET_PARAM: u32 =
     drm_iowr(DRM_ONPU_GET_PARAM, core::mem::size_of::<drm_onpu_get_param>());
+
+/// struct drm_onpu_bo_create - create a buffer object
+///
+/// @size: in, the size in bytes, 1..=DRM_ONPU_BO_MAX_SIZE; out, the size
+///        rounded up to whole pages. 0 or too large gives -EINVAL.
+/// @flags: in, must be zero (-EINVAL otherwise).
+/// @handle: out, the GEM handle of the new object, for this file.
+///
+/// Memory comes from shmem; -ENOMEM when it cannot be had.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct drm_onpu_bo_create {
+    pub size: u64,
+    pub flags: u32,
+    pub handle: u32,
+}
+
+/// struct drm_onpu_bo_info - describe a buffer object
+///
+/// @handle: in, a GEM handle of this file (-ENOENT if it names nothing).
+/// @flags: in, must be zero (-EINVAL otherwise).
+/// @size: out, the object's size in bytes.
+/// @mmap_offset: out, the offset to pass to mmap() on the device file to
+///               map the object into the CPU's address space.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct drm_onpu_bo_info {
+    pub handle: u32,
+    pub flags: u32,
+    pub size: u64,
+    pub mmap_offset: u64,
+}
+
+pub const DRM_IOCTL_ONPU_BO_CREATE: u32 =
+    drm_iowr(DRM_ONPU_BO_CREATE, core::mem::size_of::<drm_onpu_bo_create>());
+pub const DRM_IOCTL_ONPU_BO_INFO: u32 =
+    drm_iowr(DRM_ONPU_BO_INFO, core::mem::size_of::<drm_onpu_bo_info>());

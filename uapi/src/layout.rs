@@ -24,12 +24,15 @@ const PROBE_C: &str = r#"
 #include <stdio.h>
 #include <stddef.h>
 #include "onpu_accel.h"
-#define SIZE(t) printf(#t ".size=%zu\n", sizeof(struct t))
+#define SIZE(t) printf(#t ".sizeof=%zu\n", sizeof(struct t))
 #define OFF(t, f) printf(#t "." #f "=%zu\n", offsetof(struct t, f))
 #define NUM(n) printf(#n "=%lu\n", (unsigned long)(n))
 int main(void) {
     SIZE(drm_onpu_get_param); OFF(drm_onpu_get_param, param); OFF(drm_onpu_get_param, pad); OFF(drm_onpu_get_param, value);
-    NUM(DRM_IOCTL_ONPU_GET_PARAM);
+    NUM(DRM_IOCTL_ONPU_GET_PARAM); NUM(DRM_IOCTL_ONPU_BO_CREATE); NUM(DRM_IOCTL_ONPU_BO_INFO);
+    NUM(DRM_ONPU_BO_MAX_SIZE);
+    SIZE(drm_onpu_bo_create); OFF(drm_onpu_bo_create, size); OFF(drm_onpu_bo_create, flags); OFF(drm_onpu_bo_create, handle);
+    SIZE(drm_onpu_bo_info); OFF(drm_onpu_bo_info, handle); OFF(drm_onpu_bo_info, flags); OFF(drm_onpu_bo_info, size); OFF(drm_onpu_bo_info, mmap_offset);
     NUM(DRM_ONPU_PARAM_DEVICE_ID); NUM(DRM_ONPU_PARAM_REVISION); NUM(DRM_ONPU_PARAM_ISA_VERSION);
     NUM(DRM_ONPU_PARAM_SRAM_SIZE); NUM(DRM_ONPU_PARAM_NUM_CONTEXTS); NUM(DRM_ONPU_PARAM_VA_BITS);
     NUM(DRM_ONPU_PARAM_CAPS); NUM(DRM_ONPU_PARAM_CLOCK_KHZ);
@@ -66,11 +69,23 @@ fn c_values() -> Vec<(String, u64)> {
 #[test]
 fn c_header_matches_the_rust_abi() {
     let rust: &[(&str, u64)] = &[
-        ("drm_onpu_get_param.size", size_of::<drm_onpu_get_param>() as u64),
+        ("drm_onpu_get_param.sizeof", size_of::<drm_onpu_get_param>() as u64),
         ("drm_onpu_get_param.param", offset_of!(drm_onpu_get_param, param) as u64),
         ("drm_onpu_get_param.pad", offset_of!(drm_onpu_get_param, pad) as u64),
         ("drm_onpu_get_param.value", offset_of!(drm_onpu_get_param, value) as u64),
         ("DRM_IOCTL_ONPU_GET_PARAM", DRM_IOCTL_ONPU_GET_PARAM as u64),
+        ("DRM_IOCTL_ONPU_BO_CREATE", DRM_IOCTL_ONPU_BO_CREATE as u64),
+        ("DRM_IOCTL_ONPU_BO_INFO", DRM_IOCTL_ONPU_BO_INFO as u64),
+        ("DRM_ONPU_BO_MAX_SIZE", DRM_ONPU_BO_MAX_SIZE),
+        ("drm_onpu_bo_create.size", offset_of!(drm_onpu_bo_create, size) as u64),
+        ("drm_onpu_bo_create.flags", offset_of!(drm_onpu_bo_create, flags) as u64),
+        ("drm_onpu_bo_create.handle", offset_of!(drm_onpu_bo_create, handle) as u64),
+        ("drm_onpu_bo_create.sizeof", size_of::<drm_onpu_bo_create>() as u64),
+        ("drm_onpu_bo_info.handle", offset_of!(drm_onpu_bo_info, handle) as u64),
+        ("drm_onpu_bo_info.flags", offset_of!(drm_onpu_bo_info, flags) as u64),
+        ("drm_onpu_bo_info.size", offset_of!(drm_onpu_bo_info, size) as u64),
+        ("drm_onpu_bo_info.mmap_offset", offset_of!(drm_onpu_bo_info, mmap_offset) as u64),
+        ("drm_onpu_bo_info.sizeof", size_of::<drm_onpu_bo_info>() as u64),
         ("DRM_ONPU_PARAM_DEVICE_ID", DRM_ONPU_PARAM_DEVICE_ID as u64),
         ("DRM_ONPU_PARAM_REVISION", DRM_ONPU_PARAM_REVISION as u64),
         ("DRM_ONPU_PARAM_ISA_VERSION", DRM_ONPU_PARAM_ISA_VERSION as u64),

@@ -5,5 +5,7 @@
 mod abi;
 pub use abi::*;
 
+pub mod drm_core;
+
 #[cfg(test)]
 mod layout;

@@ -15,9 +15,18 @@ extern "C" {
 #endif
 
 #define DRM_ONPU_GET_PARAM		0x00
+#define DRM_ONPU_BO_CREATE		0x01
+#define DRM_ONPU_BO_INFO		0x02
 
 #define DRM_IOCTL_ONPU_GET_PARAM \
 	DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_GET_PARAM, struct drm_onpu_get_param)
+#define DRM_IOCTL_ONPU_BO_CREATE \
+	DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_BO_CREATE, struct drm_onpu_bo_create)
+#define DRM_IOCTL_ONPU_BO_INFO \
+	DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_BO_INFO, struct drm_onpu_bo_info)
+
+/* Largest buffer object: 4 GiB. */
+#define DRM_ONPU_BO_MAX_SIZE		(1ULL << 32)
 
 /**
  * enum drm_onpu_param - parameters for &drm_onpu_get_param.param
@@ -54,6 +63,43 @@ struct drm_onpu_get_param {
 	__u32 pad;
 	/** @value: out, the value of the parameter. */
 	__u64 value;
+};
+
+/**
+ * struct drm_onpu_bo_create - create a buffer object
+ *
+ * Memory comes from shmem. Errors: -EINVAL for a zero or too large @size or
+ * non-zero @flags; -ENOMEM when memory cannot be had.
+ */
+struct drm_onpu_bo_create {
+	/**
+	 * @size: in, the size in bytes, 1 to DRM_ONPU_BO_MAX_SIZE; out, the
+	 * size rounded up to whole pages.
+	 */
+	__u64 size;
+	/** @flags: in, must be zero. */
+	__u32 flags;
+	/** @handle: out, the GEM handle of the new object, for this file. */
+	__u32 handle;
+};
+
+/**
+ * struct drm_onpu_bo_info - describe a buffer object
+ *
+ * Errors: -ENOENT when @handle names nothing; -EINVAL for non-zero @flags.
+ */
+struct drm_onpu_bo_info {
+	/** @handle: in, a GEM handle of this file. */
+	__u32 handle;
+	/** @flags: in, must be zero. */
+	__u32 flags;
+	/** @size: out, the object's size in bytes. */
+	__u64 size;
+	/**
+	 * @mmap_offset: out, the offset to pass to mmap() on the device file
+	 * to map the object into the CPU's address space.
+	 */
+	__u64 mmap_offset;
 };
 
 #if defined(__cplusplus)

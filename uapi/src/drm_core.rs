@@ -1,0 +1,51 @@
+//! The DRM core ioctls the stack uses on accel nodes (from the kernel's
+//! include/uapi/drm/drm.h), for userspace. Not part of the onpu driver's
+//! own ABI, so not in abi.rs.
+#![allow(non_camel_case_types)]
+
+const IOC_WRITE: u32 = 1;
+const IOC_READ: u32 = 2;
+
+const fn drm_ioc(dir: u32, nr: u32, size: usize) -> u32 {
+    (dir << 30) | ((size as u32) << 16) | (crate::DRM_IOCTL_BASE << 8) | nr
+}
+
+/// struct drm_gem_close: release a GEM handle.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct drm_gem_close {
+    pub handle: u32,
+    pub pad: u32,
+}
+
+/// struct drm_prime_handle: GEM handle <-> dma-buf file descriptor.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct drm_prime_handle {
+    pub handle: u32,
+    /// DRM_CLOEXEC | DRM_RDWR for export.
+    pub flags: u32,
+    pub fd: i32,
+}
+
+pub const DRM_CLOEXEC: u32 = 0o2000000;
+pub const DRM_RDWR: u32 = 0o2;
+
+pub const DRM_IOCTL_GEM_CLOSE: u32 = drm_ioc(IOC_WRITE, 0x09, core::mem::size_of::<drm_gem_close>());
+pub const DRM_IOCTL_PRIME_HANDLE_TO_FD: u32 =
+    drm_ioc(IOC_READ | IOC_WRITE, 0x2d, core::mem::size_of::<drm_prime_handle>());
+pub const DRM_IOCTL_PRIME_FD_TO_HANDLE: u32 =
+    drm_ioc(IOC_READ | IOC_WRITE, 0x2e, core::mem::size_of::<drm_prime_handle>());
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_match_drm_h() {
+        // Values of the kernel's DRM_IOW(0x09, ...) and DRM_IOWR(0x2d/0x2e, ...).
+        assert_eq!(DRM_IOCTL_GEM_CLOSE, 0x4008_6409);
+        assert_eq!(DRM_IOCTL_PRIME_HANDLE_TO_FD, 0xc00c_642d);
+        assert_eq!(DRM_IOCTL_PRIME_FD_TO_HANDLE, 0xc00c_642e);
+    }
+}
