@@ -80,6 +80,15 @@ pub fn sgemm_in_place(
 /// integer below 2^24, which f32 represents exactly. K is cut into chunks of
 /// 1024 whose exact sums are added in i32.
 pub fn igemm(m: usize, n: usize, k: usize, a: &[i8], b: &[i8], bt: bool, c: &mut [i32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512vnni") && std::arch::is_x86_feature_detected!("avx512bw") {
+        return vnni::igemm(m, n, k, a, b, bt, c);
+    }
+    igemm_via_f32(m, n, k, a, b, bt, c)
+}
+
+/// The portable path: exact through the f32 GEMM (see [`igemm`]).
+pub fn igemm_via_f32(m: usize, n: usize, k: usize, a: &[i8], b: &[i8], bt: bool, c: &mut [i32]) {
     const EXACT_K: usize = 1024;
     assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n, "gemm operand sizes checked by caller");
     if m == 0 || n == 0 || k == 0 {
@@ -109,6 +118,101 @@ pub fn igemm(m: usize, n: usize, k: usize, a: &[i8], b: &[i8], bt: bool, c: &mut
     }
 }
 
+/// int8 GEMM on AVX-512 VNNI, in the outer-product form: B is packed as
+/// pairs of i16 along K, interleaved per column, so one 512-bit vector holds
+/// 16 columns' pairs; each pair of A is broadcast, and `vpdpwssd` multiplies
+/// and adds both into 16 i32 accumulators (wrapping, like the hardware's).
+/// An 8 x 32 block of C stays in 16 registers for the whole K loop.
+#[cfg(target_arch = "x86_64")]
+mod vnni {
+    use std::arch::x86_64::*;
+
+    const MR: usize = 8;
+    const NR: usize = 32;
+
+    pub(super) fn igemm(m: usize, n: usize, k: usize, a: &[i8], b: &[i8], bt: bool, c: &mut [i32]) {
+        assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n, "gemm operand sizes checked by caller");
+        if m == 0 || n == 0 || k == 0 {
+            return;
+        }
+        let kq = k.div_ceil(2); // K pairs
+        let np = n.div_ceil(NR) * NR;
+        let pair = |lo: i8, hi: i8| ((lo as i16 as u16 as u32) | (hi as i16 as u16 as u32) << 16) as i32;
+        // bpack[q][j] = (b[2q][j], b[2q+1][j]) as one 32-bit lane; zero past
+        // the edges.
+        let mut bpack = vec![0i32; kq * np];
+        if bt {
+            for j in 0..n {
+                let col = &b[j * k..(j + 1) * k];
+                for (q, two) in col.chunks(2).enumerate() {
+                    bpack[q * np + j] = pair(two[0], two.get(1).copied().unwrap_or(0));
+                }
+            }
+        } else {
+            for q in 0..kq {
+                let r0 = &b[2 * q * n..(2 * q + 1) * n];
+                let dst = &mut bpack[q * np..q * np + n];
+                if 2 * q + 1 < k {
+                    let r1 = &b[(2 * q + 1) * n..(2 * q + 2) * n];
+                    for ((d, &lo), &hi) in dst.iter_mut().zip(r0).zip(r1) {
+                        *d = pair(lo, hi);
+                    }
+                } else {
+                    for (d, &lo) in dst.iter_mut().zip(r0) {
+                        *d = pair(lo, 0);
+                    }
+                }
+            }
+        }
+        // apack[i][q] = (a[i][2q], a[i][2q+1]).
+        let mut apack = vec![0i32; m * kq];
+        for i in 0..m {
+            let row = &a[i * k..(i + 1) * k];
+            for (q, two) in row.chunks(2).enumerate() {
+                apack[i * kq + q] = pair(two[0], two.get(1).copied().unwrap_or(0));
+            }
+        }
+        // SAFETY: the caller checked for AVX-512 F, BW and VNNI at run time.
+        unsafe { blocks(m, n, kq, np, &apack, &bpack, c) }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    fn blocks(m: usize, n: usize, kq: usize, np: usize, apack: &[i32], bpack: &[i32], c: &mut [i32]) {
+        for i0 in (0..m).step_by(MR) {
+            let mr = (m - i0).min(MR);
+            for j0 in (0..np).step_by(NR) {
+                let mut acc = [[_mm512_setzero_si512(); 2]; MR];
+                for q in 0..kq {
+                    let row = &bpack[q * np + j0..q * np + j0 + NR];
+                    // SAFETY: `row` is 32 i32 in bounds (np is a multiple of
+                    // NR); loadu has no alignment requirement.
+                    let b0 = unsafe { _mm512_loadu_si512(row.as_ptr().cast()) };
+                    // SAFETY: as above, the second half of `row`.
+                    let b1 = unsafe { _mm512_loadu_si512(row[16..].as_ptr().cast()) };
+                    for (ii, acc_row) in acc.iter_mut().enumerate().take(mr) {
+                        let av = _mm512_set1_epi32(apack[(i0 + ii) * kq + q]);
+                        acc_row[0] = _mm512_dpwssd_epi32(acc_row[0], av, b0);
+                        acc_row[1] = _mm512_dpwssd_epi32(acc_row[1], av, b1);
+                    }
+                }
+                for (ii, acc_row) in acc.iter().enumerate().take(mr) {
+                    let mut out = [0i32; NR];
+                    // SAFETY: `out` holds 32 i32 = two 64-byte stores.
+                    unsafe {
+                        _mm512_storeu_si512(out.as_mut_ptr().cast(), acc_row[0]);
+                        _mm512_storeu_si512(out[16..].as_mut_ptr().cast(), acc_row[1]);
+                    }
+                    let cols = (n - j0.min(n)).min(NR);
+                    let crow = &mut c[(i0 + ii) * n + j0..(i0 + ii) * n + j0 + cols];
+                    for (cv, &v) in crow.iter_mut().zip(&out) {
+                        *cv = cv.wrapping_add(v);
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,5 +229,29 @@ mod tests {
         let mut c = vec![0i32; m * n];
         igemm(m, n, k, &a, &b, false, &mut c);
         assert_eq!(c, reference(m, n, k, &a, &b));
+        let mut c = vec![0i32; m * n];
+        igemm_via_f32(m, n, k, &a, &b, false, &mut c);
+        assert_eq!(c, reference(m, n, k, &a, &b));
+    }
+
+    #[test]
+    fn int8_gemm_handles_edge_blocks_and_transposed_b() {
+        for (m, n, k) in [(1, 1, 1), (5, 7, 33), (9, 3, 64), (4, 4, 31)] {
+            let a: Vec<i8> = (0..m * k).map(|i| (i as i32 * 37 % 256 - 128) as i8).collect();
+            let b: Vec<i8> = (0..k * n).map(|i| (i as i32 * 91 % 256 - 128) as i8).collect();
+            let want = reference(m, n, k, &a, &b);
+            let mut bt = vec![0i8; n * k];
+            for p in 0..k {
+                for j in 0..n {
+                    bt[j * k + p] = b[p * n + j];
+                }
+            }
+            let mut c = vec![0i32; m * n];
+            igemm(m, n, k, &a, &bt, true, &mut c);
+            assert_eq!(c, want, "{m}x{n}x{k} transposed");
+            let mut c = vec![1i32; m * n];
+            igemm(m, n, k, &a, &b, false, &mut c);
+            assert_eq!(c, want.iter().map(|v| v + 1).collect::<Vec<_>>(), "{m}x{n}x{k} accumulate");
+        }
     }
 }
