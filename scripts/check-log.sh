@@ -9,7 +9,7 @@ fail=0
 sed -n '/NPU-HARNESS: TAP-BEGIN/,/NPU-HARNESS: TAP-END/p' "$log" | sed '1d;$d' | tr -d '\r'
 
 # What a kernel says when something is wrong.
-reports='Oops|BUG:|WARNING:|KASAN|UBSAN|kmemleak: [0-9]+ new suspected|unreferenced object|Kernel panic|Call Trace|possible circular locking|possible recursive locking|inconsistent lock state|INFO: task .* blocked|general protection fault|list_add corruption|list_del corruption|refcount_t:|DMA-API:'
+reports='Oops|BUG:|WARNING:|KASAN|UBSAN|kmemleak: [0-9]+ new suspected|unreferenced object|Kernel panic|Call Trace|possible circular locking|possible recursive locking|inconsistent lock state|INFO: task .* blocked|general protection fault|list_add corruption|list_del corruption|refcount_t:|DMA-API: .*device driver'
 if grep -En "$reports" "$log" >"$run/reports.txt"; then
 	echo "# kernel reports in $log:"
 	grep -En -B2 -A25 "$reports" "$log" | head -80 | sed 's/^/#   /'

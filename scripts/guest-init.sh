@@ -17,6 +17,7 @@ if [ -w /sys/kernel/debug/kmemleak ]; then
 	echo scan > /sys/kernel/debug/kmemleak; sleep 1
 	echo scan > /sys/kernel/debug/kmemleak
 	cat /sys/kernel/debug/kmemleak
+	echo "NPU-HARNESS: kmemleak scanned"
 fi
 echo "NPU-HARNESS: done rc=$rc"
 sync
