@@ -435,6 +435,12 @@ fn complete(sh: &Shared, mem: &HostMemory, sub: &Submission, mut out: JobOutcome
         out.status = Fault::MmuUnmapped;
         out.fault_addr = 0xdead000;
     }
+    // The guest may have disabled the device and reprogrammed the rings
+    // while this job ran; never trust geometry checked before it started.
+    if !ring_size_ok(s.cq_size) || s.cq_base % 4096 != 0 {
+        sh.halt(&mut s);
+        return;
+    }
     s.sq_head = s.sq_head.wrapping_add(1);
     let slot = s.cq_tail % s.cq_size;
     let phase = ((s.cq_tail / s.cq_size) % 2 == 0) as u32;

@@ -269,3 +269,26 @@ fn bad_injection_rules_are_rejected_with_a_reason() {
         assert!(e.to_string().contains(bad), "{e}");
     }
 }
+
+#[test]
+fn reprogramming_the_rings_under_a_running_job_halts_instead_of_crashing() {
+    let cfg = DeviceConfig { sram_size: 64 * 1024, contexts: 2, ..Default::default() };
+    let inject = Injector::parse(&["delay=200:tag=1".to_string()]).expect("rule");
+    let mut b = Bench::with_options(cfg, 16, 8, 8, inject);
+    b.map(0, CMD_VA, 128, false);
+    b.write(0, CMD_VA, &assemble(&[Insn::Mark { tag: 1 }, Insn::End]));
+    b.submit_raw(0, CMD_VA, 128, 0);
+    std::thread::sleep(Duration::from_millis(50));
+    // Disable (not reset) mid-job, then make the completion ring invalid.
+    b.device.mmio_write(CONTROL, 0);
+    b.device.mmio_write(CQ_SIZE, 0);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(b.device.mmio_read(STATUS) & STATUS_HALTED, STATUS_HALTED);
+    // The command processor survived: a reset brings the device back.
+    b.reset();
+    b.map(0, CMD_VA + 4096, 64, false);
+    b.write(0, CMD_VA + 4096, &assemble(&[Insn::End]));
+    let seqno = b.submit_raw(0, CMD_VA + 4096, 64, 0);
+    let c = b.wait_completion(Duration::from_secs(5)).expect("device works after reset");
+    assert_eq!((c.seqno, c.status), (seqno, 0));
+}
