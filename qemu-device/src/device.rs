@@ -374,7 +374,9 @@ fn command_processor(sh: Arc<Shared>) {
             }
             s.busy = true;
             let idx = s.sq_head % s.sq_size;
-            (s.sq_base + idx as u64 * SQ_ENTRY_SIZE, s.epoch)
+            // Guest-programmed bases: an address that wraps is simply not in
+            // host memory, and the fetch fails as a bus error.
+            (s.sq_base.wrapping_add(idx as u64 * SQ_ENTRY_SIZE), s.epoch)
         };
         let mem = sh.bus.snapshot();
         let mut raw = [0u8; 64];
@@ -408,7 +410,7 @@ fn run_submission(sh: &Shared, exec: &mut Executor, mem: &HostMemory, sub: &Subm
     }
     let table = sh.lock().ctx_table;
     let mut desc = [0u8; 16];
-    if !bus_read(mem, table + sub.context as u64 * CTX_DESC_SIZE, &mut desc) {
+    if !bus_read(mem, table.wrapping_add(sub.context as u64 * CTX_DESC_SIZE), &mut desc) {
         return fail(Fault::DmaBusError, table);
     }
     let d0 = u64::from_le_bytes(desc[0..8].try_into().unwrap_or([0; 8]));
@@ -455,9 +457,9 @@ fn complete(sh: &Shared, mem: &HostMemory, sub: &Submission, mut out: JobOutcome
     rec[12..14].copy_from_slice(&sub.context.to_le_bytes());
     rec[16..24].copy_from_slice(&out.fault_addr.to_le_bytes());
     rec[24..28].copy_from_slice(&(out.stats.cycles.min(u32::MAX as u64) as u32).to_le_bytes());
-    let addr = s.cq_base + slot as u64 * CQ_ENTRY_SIZE;
+    let addr = s.cq_base.wrapping_add(slot as u64 * CQ_ENTRY_SIZE);
     // The phase word goes last, so a driver never sees a half-written record.
-    if !bus_write(mem, addr, &rec[..28]) || !bus_write(mem, addr + 28, &phase.to_le_bytes()) {
+    if !bus_write(mem, addr, &rec[..28]) || !bus_write(mem, addr.wrapping_add(28), &phase.to_le_bytes()) {
         sh.halt(&mut s);
         return;
     }

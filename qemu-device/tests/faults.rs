@@ -292,3 +292,20 @@ fn reprogramming_the_rings_under_a_running_job_halts_instead_of_crashing() {
     let c = b.wait_completion(Duration::from_secs(5)).expect("device works after reset");
     assert_eq!((c.seqno, c.status), (seqno, 0));
 }
+
+#[test]
+fn ring_bases_at_the_top_of_the_address_space_halt_the_device() {
+    let b = bench();
+    b.device.mmio_write(CONTROL, 0);
+    b.device.mmio_write(SQ_BASE_LO, 0xffff_f000);
+    b.device.mmio_write(SQ_BASE_HI, 0xffff_ffff);
+    b.device.mmio_write(CONTROL, CONTROL_ENABLE);
+    // Entry 0 is not in host memory (later entries would wrap past 2^64).
+    b.device.mmio_write(DOORBELL, 1);
+    let t = std::time::Instant::now();
+    while b.device.mmio_read(STATUS) & STATUS_HALTED == 0 {
+        assert!(t.elapsed() < Duration::from_secs(5), "device did not halt");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(b.irq.count(VECTOR_ERROR), 1);
+}
