@@ -427,6 +427,7 @@ fn double_buffering_beats_serial_schedule() {
     let mut b = bench();
     let (c2, _) = run_program(&mut b, &input, (2 * bytes) as usize, &pipelined);
     assert_eq!((c1.status, c2.status), (0, 0));
+    println!("modelled cycles: serial {}, double-buffered {}", c1.cycles, c2.cycles);
     assert!(c2.cycles < c1.cycles, "double-buffered {} cycles vs serial {}", c2.cycles, c1.cycles);
 }
 
