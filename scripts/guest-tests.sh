@@ -24,6 +24,7 @@ module_for() {
 	esac
 }
 
+mkdir -p "$NPU_TOP/build/runs"
 echo "TAP version 13"
 echo "1..${#lines[@]}"
 i=0 failed=0 passed=0
