@@ -1,1 +1,22 @@
-//! Placeholder: filled in by its owner.
+//! libnpu: the userspace half of the open NPU stack.
+//!
+//! Architecture (one module per stage; later rounds add `device` for the
+//! ioctl-based runtime and `capi` for the C ABI):
+//!
+//! * [`ir`]: typed tensors and a graph of ops, with shape inference and
+//!   validation;
+//! * [`text`]: a small text form for kernels, parsed into the IR and printed
+//!   back (Documentation/userspace/kernel-language.rst);
+//! * [`reference`]: a CPU executor for every op, the oracle every device
+//!   result is checked against (bit-exact for int8);
+//! * [`lower`]: tiling for the device's SRAM size, memory planning and
+//!   instruction emission through the shared `npu-isa` encoder.
+
+pub mod ir;
+pub mod lower;
+pub mod reference;
+pub mod text;
+
+pub use ir::{DType, Graph, GraphError, Quant, TensorType, ValueId};
+pub use lower::{compile, CompileOptions, DeviceParams, LowerError, Program};
+pub use reference::{Tensor, TensorData};

@@ -1,0 +1,552 @@
+//! The kernel IR: typed tensors and a graph of ops in SSA form.
+//!
+//! Every op's output type is inferred (and its operands validated) when the
+//! op is added, so a [`Graph`] that exists is well typed. Layout conventions:
+//! row-major tensors; conv2d and pooling use NCHW activations and KCRS
+//! (out channels, in channels per group, rows, cols) filters.
+
+mod quant;
+
+pub use quant::{quant_multiplier, quantize_f32, requant_params, RequantParams};
+
+use std::collections::HashMap;
+use std::fmt;
+
+/// Element types of tensors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DType {
+    F32,
+    I8,
+    I32,
+}
+
+impl DType {
+    pub fn size(self) -> usize {
+        match self {
+            DType::F32 | DType::I32 => 4,
+            DType::I8 => 1,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::F32 => "f32",
+            DType::I8 => "i8",
+            DType::I32 => "i32",
+        }
+    }
+}
+
+/// Affine quantization of an int8 tensor: `real = scale * (q - zero_point)`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Quant {
+    PerTensor { scale: f32, zero_point: i8 },
+    /// One scale per index of `axis` (weights: the output-channel axis);
+    /// the zero point is 0.
+    PerChannel { scales: Vec<f32>, axis: usize },
+}
+
+impl Quant {
+    pub fn zero_point(&self) -> i8 {
+        match self {
+            Quant::PerTensor { zero_point, .. } => *zero_point,
+            Quant::PerChannel { .. } => 0,
+        }
+    }
+    /// Scale of channel `c` (the tensor scale when per-tensor).
+    pub fn scale(&self, c: usize) -> f32 {
+        match self {
+            Quant::PerTensor { scale, .. } => *scale,
+            Quant::PerChannel { scales, .. } => scales.get(c).copied().unwrap_or(1.0),
+        }
+    }
+}
+
+/// Type of a tensor value.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TensorType {
+    pub dtype: DType,
+    pub shape: Vec<usize>,
+    pub quant: Option<Quant>,
+}
+
+impl TensorType {
+    pub fn new(dtype: DType, shape: &[usize]) -> Self {
+        TensorType { dtype, shape: shape.to_vec(), quant: None }
+    }
+    pub fn quantized(shape: &[usize], quant: Quant) -> Self {
+        TensorType { dtype: DType::I8, shape: shape.to_vec(), quant: Some(quant) }
+    }
+    pub fn elems(&self) -> usize {
+        self.shape.iter().product()
+    }
+    pub fn bytes(&self) -> usize {
+        self.elems() * self.dtype.size()
+    }
+}
+
+impl fmt::Display for TensorType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}[", self.dtype.name())?;
+        for (i, d) in self.shape.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{d}")?;
+        }
+        f.write_str("]")?;
+        match &self.quant {
+            None => Ok(()),
+            Some(Quant::PerTensor { scale, zero_point }) => write!(f, " q(scale={scale:?}, zp={zero_point})"),
+            Some(Quant::PerChannel { scales, axis }) => {
+                write!(f, " q(axis={axis}, scales=[")?;
+                for (i, s) in scales.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{s:?}")?;
+                }
+                f.write_str("])")
+            }
+        }
+    }
+}
+
+/// Index of a value (the output of one node) in a [`Graph`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ValueId(pub usize);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinaryOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Max,
+    Min,
+}
+
+impl BinaryOp {
+    pub const ALL: [BinaryOp; 6] = [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div, BinaryOp::Max, BinaryOp::Min];
+    pub fn name(self) -> &'static str {
+        match self {
+            BinaryOp::Add => "add",
+            BinaryOp::Sub => "sub",
+            BinaryOp::Mul => "mul",
+            BinaryOp::Div => "div",
+            BinaryOp::Max => "max",
+            BinaryOp::Min => "min",
+        }
+    }
+    pub fn commutative(self) -> bool {
+        matches!(self, BinaryOp::Add | BinaryOp::Mul | BinaryOp::Max | BinaryOp::Min)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum UnaryOp {
+    Relu,
+    /// Clamp to `[lo, hi]`, in real (dequantized) units.
+    Clamp { lo: f32, hi: f32 },
+    Sigmoid,
+    Tanh,
+    Exp,
+}
+
+impl UnaryOp {
+    pub fn name(self) -> &'static str {
+        match self {
+            UnaryOp::Relu => "relu",
+            UnaryOp::Clamp { .. } => "clamp",
+            UnaryOp::Sigmoid => "sigmoid",
+            UnaryOp::Tanh => "tanh",
+            UnaryOp::Exp => "exp",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolKind {
+    Max,
+    /// Average over the window positions inside the input (padding excluded).
+    Avg,
+}
+
+/// 2-D window geometry shared by conv2d and pooling: `[h, w]` pairs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub stride: [usize; 2],
+    pub padding: [usize; 2],
+    pub dilation: [usize; 2],
+}
+
+impl Default for Window {
+    fn default() -> Self {
+        Window { stride: [1, 1], padding: [0, 0], dilation: [1, 1] }
+    }
+}
+
+/// One operation; operands are earlier values.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    /// A graph input, bound by name at run time.
+    Input,
+    /// `op(a)^T? x op(b)^T? + bias`; a is [M,K] (or [K,M] with trans_a), b is
+    /// [K,N] (or [N,K] with trans_b), bias is [N] (i32 for int8).
+    Gemm { a: ValueId, b: ValueId, bias: Option<ValueId>, trans_a: bool, trans_b: bool },
+    /// NCHW input, KCRS weight (C = in channels / groups), bias [K].
+    Conv2d { input: ValueId, weight: ValueId, bias: Option<ValueId>, window: Window, groups: usize },
+    /// Elementwise with numpy broadcasting.
+    Binary { op: BinaryOp, a: ValueId, b: ValueId },
+    Unary { op: UnaryOp, x: ValueId },
+    /// NCHW pooling with a `kernel` window.
+    Pool { kind: PoolKind, x: ValueId, kernel: [usize; 2], window: Window },
+    Softmax { x: ValueId, axis: usize },
+}
+
+impl Op {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Input => "input",
+            Op::Gemm { .. } => "gemm",
+            Op::Conv2d { .. } => "conv2d",
+            Op::Binary { op, .. } => op.name(),
+            Op::Unary { op, .. } => op.name(),
+            Op::Pool { kind: PoolKind::Max, .. } => "maxpool",
+            Op::Pool { kind: PoolKind::Avg, .. } => "avgpool",
+            Op::Softmax { .. } => "softmax",
+        }
+    }
+    /// The values this op reads.
+    pub fn operands(&self) -> Vec<ValueId> {
+        match self {
+            Op::Input => vec![],
+            Op::Gemm { a, b, bias, .. } => [Some(*a), Some(*b), *bias].into_iter().flatten().collect(),
+            Op::Conv2d { input, weight, bias, .. } => [Some(*input), Some(*weight), *bias].into_iter().flatten().collect(),
+            Op::Binary { a, b, .. } => vec![*a, *b],
+            Op::Unary { x, .. } | Op::Pool { x, .. } | Op::Softmax { x, .. } => vec![*x],
+        }
+    }
+}
+
+/// A named value and the op producing it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Node {
+    pub name: String,
+    pub op: Op,
+    pub ty: TensorType,
+}
+
+/// Why a graph could not be built. Each message names the value and says
+/// what to change.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum GraphError {
+    #[error("value `{0}` is defined twice; give the second one another name")]
+    DuplicateName(String),
+    #[error("value id {0} does not exist in this graph")]
+    UnknownValue(usize),
+    #[error("`{name}` ({op}): {msg}")]
+    Invalid { name: String, op: &'static str, msg: String },
+    #[error("output `{0}` is listed twice")]
+    DuplicateOutput(String),
+    #[error("the graph has no outputs; mark at least one value with `output`")]
+    NoOutputs,
+}
+
+/// A kernel: nodes in definition order (operands always come first).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Graph {
+    nodes: Vec<Node>,
+    outputs: Vec<ValueId>,
+    by_name: HashMap<String, ValueId>,
+}
+
+impl Graph {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+    pub fn node(&self, v: ValueId) -> &Node {
+        &self.nodes[v.0]
+    }
+    pub fn ty(&self, v: ValueId) -> &TensorType {
+        &self.nodes[v.0].ty
+    }
+    pub fn outputs(&self) -> &[ValueId] {
+        &self.outputs
+    }
+    pub fn lookup(&self, name: &str) -> Option<ValueId> {
+        self.by_name.get(name).copied()
+    }
+    pub fn inputs(&self) -> impl Iterator<Item = ValueId> + '_ {
+        self.nodes.iter().enumerate().filter(|(_, n)| n.op == Op::Input).map(|(i, _)| ValueId(i))
+    }
+
+    /// Declare an input.
+    pub fn input(&mut self, name: &str, ty: TensorType) -> Result<ValueId, GraphError> {
+        let err = |msg: String| GraphError::Invalid { name: name.to_string(), op: "input", msg };
+        if ty.shape.is_empty() || ty.shape.contains(&0) {
+            return Err(err(format!("shape {:?} must have at least one dimension and no zero dimensions", ty.shape)));
+        }
+        check_quant(&ty).map_err(err)?;
+        self.push(name, Op::Input, ty)
+    }
+
+    /// Add an op; its type is inferred. `out_quant` is the quantization of an
+    /// int8 result of gemm/conv2d (required there, ignored elsewhere).
+    pub fn add(&mut self, name: &str, op: Op, out_quant: Option<Quant>) -> Result<ValueId, GraphError> {
+        for v in op.operands() {
+            if v.0 >= self.nodes.len() {
+                return Err(GraphError::UnknownValue(v.0));
+            }
+        }
+        let ty = self.infer(name, &op, out_quant)?;
+        self.push(name, op, ty)
+    }
+
+    /// Mark a value as a graph output.
+    pub fn output(&mut self, v: ValueId) -> Result<(), GraphError> {
+        if v.0 >= self.nodes.len() {
+            return Err(GraphError::UnknownValue(v.0));
+        }
+        if self.outputs.contains(&v) {
+            return Err(GraphError::DuplicateOutput(self.nodes[v.0].name.clone()));
+        }
+        self.outputs.push(v);
+        Ok(())
+    }
+
+    /// Checks that only make sense on a finished graph.
+    pub fn validate(&self) -> Result<(), GraphError> {
+        if self.outputs.is_empty() {
+            return Err(GraphError::NoOutputs);
+        }
+        Ok(())
+    }
+
+    /// How many ops read each value (graph outputs count as a reader).
+    pub fn use_counts(&self) -> Vec<usize> {
+        let mut uses = vec![0; self.nodes.len()];
+        for n in &self.nodes {
+            for v in n.op.operands() {
+                uses[v.0] += 1;
+            }
+        }
+        for o in &self.outputs {
+            uses[o.0] += 1;
+        }
+        uses
+    }
+
+    fn push(&mut self, name: &str, op: Op, ty: TensorType) -> Result<ValueId, GraphError> {
+        if self.by_name.contains_key(name) {
+            return Err(GraphError::DuplicateName(name.to_string()));
+        }
+        let id = ValueId(self.nodes.len());
+        self.nodes.push(Node { name: name.to_string(), op, ty });
+        self.by_name.insert(name.to_string(), id);
+        Ok(id)
+    }
+
+    fn infer(&self, name: &str, op: &Op, out_quant: Option<Quant>) -> Result<TensorType, GraphError> {
+        let err = |msg: String| GraphError::Invalid { name: name.to_string(), op: op.name(), msg };
+        let t = |v: ValueId| &self.nodes[v.0].ty;
+        let nm = |v: ValueId| self.nodes[v.0].name.as_str();
+        match op {
+            Op::Input => Err(err("use Graph::input to declare inputs".into())),
+            Op::Gemm { a, b, bias, trans_a, trans_b } => {
+                let (ta, tb) = (t(*a), t(*b));
+                if ta.shape.len() != 2 || tb.shape.len() != 2 {
+                    return Err(err(format!("operands must be 2-D, got `{}`: {} and `{}`: {}", nm(*a), ta, nm(*b), tb)));
+                }
+                let (m, ka) = if *trans_a { (ta.shape[1], ta.shape[0]) } else { (ta.shape[0], ta.shape[1]) };
+                let (kb, n) = if *trans_b { (tb.shape[1], tb.shape[0]) } else { (tb.shape[0], tb.shape[1]) };
+                if ka != kb {
+                    return Err(err(format!("inner dimensions differ: `{}` gives K={ka}, `{}` gives K={kb}", nm(*a), nm(*b))));
+                }
+                let out_shape = [m, n];
+                let n_axis = if *trans_b { 0 } else { 1 };
+                self.check_mac_types(name, op, *a, *b, *bias, n, n_axis, &out_shape, out_quant)
+            }
+            Op::Conv2d { input, weight, bias, window, groups } => {
+                let (ti, tw) = (t(*input), t(*weight));
+                if ti.shape.len() != 4 || tw.shape.len() != 4 {
+                    return Err(err(format!("input must be NCHW and weight KCRS (4-D), got {} and {}", ti, tw)));
+                }
+                let (n, c, h, w) = (ti.shape[0], ti.shape[1], ti.shape[2], ti.shape[3]);
+                let (k, cg, r, s) = (tw.shape[0], tw.shape[1], tw.shape[2], tw.shape[3]);
+                if *groups == 0 || c % groups != 0 || k % groups != 0 {
+                    return Err(err(format!("groups={groups} must divide the input channels ({c}) and output channels ({k})")));
+                }
+                if cg != c / groups {
+                    return Err(err(format!("weight has {cg} input channels per group, expected {} (= {c} channels / {groups} groups)", c / groups)));
+                }
+                let oh = window_out(h, r, window, 0).map_err(&err)?;
+                let ow = window_out(w, s, window, 1).map_err(&err)?;
+                self.check_mac_types(name, op, *input, *weight, *bias, k, 0, &[n, k, oh, ow], out_quant)
+            }
+            Op::Binary { a, b, .. } => {
+                let (ta, tb) = (t(*a), t(*b));
+                if ta.dtype != DType::F32 || tb.dtype != DType::F32 {
+                    return Err(err(format!("elementwise ops take f32 operands, got {} and {}", ta.dtype.name(), tb.dtype.name())));
+                }
+                let shape = broadcast_shape(&ta.shape, &tb.shape)
+                    .ok_or_else(|| err(format!("shapes {:?} and {:?} do not broadcast (numpy rules: trailing dimensions must be equal or 1)", ta.shape, tb.shape)))?;
+                Ok(TensorType::new(DType::F32, &shape))
+            }
+            Op::Unary { op: u, x } => {
+                let tx = t(*x);
+                match (tx.dtype, u) {
+                    (DType::F32, _) => Ok(tx.clone()),
+                    (DType::I8, UnaryOp::Relu | UnaryOp::Clamp { .. }) => Ok(tx.clone()),
+                    (d, _) => Err(err(format!("{} on {} is not supported; relu and clamp take f32 or i8, the others f32", u.name(), d.name()))),
+                }
+                .and_then(|ty| match u {
+                    UnaryOp::Clamp { lo, hi } if !(lo <= hi) => Err(err(format!("clamp needs lo <= hi, got lo={lo} hi={hi}"))),
+                    _ => Ok(ty),
+                })
+            }
+            Op::Pool { x, kernel, window, .. } => {
+                let tx = t(*x);
+                if tx.dtype != DType::F32 || tx.shape.len() != 4 {
+                    return Err(err(format!("pooling takes an f32 NCHW tensor, got {}", tx)));
+                }
+                if window.dilation != [1, 1] {
+                    return Err(err("pooling has no dilation".into()));
+                }
+                for i in 0..2 {
+                    if kernel[i] == 0 || window.padding[i] >= kernel[i] || kernel[i] > 255 || window.stride[i] > 255 || window.stride[i] == 0 {
+                        return Err(err(format!("kernel {kernel:?}, stride {:?}, padding {:?}: need 1 <= kernel, stride <= 255 and padding < kernel", window.stride, window.padding)));
+                    }
+                }
+                let oh = window_out(tx.shape[2], kernel[0], window, 0).map_err(&err)?;
+                let ow = window_out(tx.shape[3], kernel[1], window, 1).map_err(&err)?;
+                Ok(TensorType::new(DType::F32, &[tx.shape[0], tx.shape[1], oh, ow]))
+            }
+            Op::Softmax { x, axis } => {
+                let tx = t(*x);
+                if tx.dtype != DType::F32 {
+                    return Err(err(format!("softmax takes f32, got {}", tx.dtype.name())));
+                }
+                if *axis >= tx.shape.len() {
+                    return Err(err(format!("axis {axis} is out of range for a {}-D tensor", tx.shape.len())));
+                }
+                Ok(tx.clone())
+            }
+        }
+    }
+
+    /// Operand types of gemm and conv2d: all f32, or i8 x i8 (+ i32 bias)
+    /// with quantization and an i8 result.
+    #[allow(clippy::too_many_arguments)]
+    fn check_mac_types(
+        &self,
+        name: &str,
+        op: &Op,
+        a: ValueId,
+        w: ValueId,
+        bias: Option<ValueId>,
+        channels: usize,
+        w_channel_axis: usize,
+        out_shape: &[usize],
+        out_quant: Option<Quant>,
+    ) -> Result<TensorType, GraphError> {
+        let err = |msg: String| GraphError::Invalid { name: name.to_string(), op: op.name(), msg };
+        let (ta, tw) = (&self.nodes[a.0].ty, &self.nodes[w.0].ty);
+        let tb = bias.map(|b| &self.nodes[b.0].ty);
+        if let Some(tb) = tb {
+            if tb.shape != [channels] {
+                return Err(err(format!("bias must have shape [{channels}] (one per output channel), got {:?}", tb.shape)));
+            }
+        }
+        match (ta.dtype, tw.dtype) {
+            (DType::F32, DType::F32) => {
+                if let Some(tb) = tb {
+                    if tb.dtype != DType::F32 {
+                        return Err(err(format!("an f32 op takes an f32 bias, got {}", tb.dtype.name())));
+                    }
+                }
+                Ok(TensorType::new(DType::F32, out_shape))
+            }
+            (DType::I8, DType::I8) => {
+                if ta.quant.as_ref().map(|q| q.zero_point()) != Some(0) || !matches!(ta.quant, Some(Quant::PerTensor { .. })) {
+                    return Err(err("the int8 activation needs per-tensor quantization with zp=0 (symmetric), e.g. q(scale=0.02, zp=0)".into()));
+                }
+                match &tw.quant {
+                    Some(Quant::PerTensor { zero_point: 0, .. }) => {}
+                    Some(Quant::PerChannel { scales, axis }) if *axis == w_channel_axis && scales.len() == channels => {}
+                    _ => {
+                        return Err(err(format!(
+                            "the int8 weight needs zp=0 per-tensor quantization or per-channel scales on axis {w_channel_axis} ({channels} of them)"
+                        )))
+                    }
+                }
+                if let Some(tb) = tb {
+                    if tb.dtype != DType::I32 {
+                        return Err(err(format!("an int8 op takes an i32 bias (scale = input scale x weight scale), got {}", tb.dtype.name())));
+                    }
+                }
+                match out_quant {
+                    Some(q @ Quant::PerTensor { .. }) => {
+                        let ty = TensorType::quantized(out_shape, q);
+                        // Reject scales the fixed-point multiplier cannot express now
+                        // rather than at lowering time.
+                        requant_params(ta, tw, &ty, channels).map_err(|m| err(m))?;
+                        Ok(ty)
+                    }
+                    _ => Err(err("an int8 result needs its per-tensor quantization, e.g. `x: i8 q(scale=0.1, zp=0) = ...`".into())),
+                }
+            }
+            (x, y) => Err(err(format!("operands must both be f32 or both i8, got {} and {}", x.name(), y.name()))),
+        }
+    }
+}
+
+fn check_quant(ty: &TensorType) -> Result<(), String> {
+    match (&ty.quant, ty.dtype) {
+        (None, DType::I8) => Err("an i8 tensor needs quantization parameters, e.g. q(scale=0.02, zp=0)".into()),
+        (Some(_), DType::F32 | DType::I32) => Err(format!("only i8 tensors carry quantization parameters, not {}", ty.dtype.name())),
+        (Some(Quant::PerTensor { scale, .. }), _) if !(*scale > 0.0 && scale.is_finite()) => Err(format!("scale {scale} must be positive and finite")),
+        (Some(Quant::PerChannel { scales, axis }), _) => {
+            if *axis >= ty.shape.len() || scales.len() != ty.shape[*axis] {
+                return Err(format!("per-channel quantization needs one scale per index of axis {axis}: {} scales for shape {:?}", scales.len(), ty.shape));
+            }
+            match scales.iter().find(|s| !(**s > 0.0 && s.is_finite())) {
+                Some(s) => Err(format!("scale {s} must be positive and finite")),
+                None => Ok(()),
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Output size of a sliding window along dimension `d` (0 = h, 1 = w).
+fn window_out(input: usize, kernel: usize, w: &Window, d: usize) -> Result<usize, String> {
+    if w.stride[d] == 0 || w.dilation[d] == 0 || kernel == 0 {
+        return Err(format!("stride {:?}, dilation {:?} and kernel sizes must be at least 1", w.stride, w.dilation));
+    }
+    let span = (kernel - 1) * w.dilation[d] + 1;
+    let padded = input + 2 * w.padding[d];
+    if padded < span {
+        return Err(format!("the window ({span} wide with dilation) is larger than the padded input ({padded}); add padding or use a smaller kernel"));
+    }
+    Ok((padded - span) / w.stride[d] + 1)
+}
+
+/// Numpy broadcasting of two shapes.
+pub fn broadcast_shape(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
+    let n = a.len().max(b.len());
+    let mut out = vec![0; n];
+    for i in 0..n {
+        let da = if i + a.len() >= n { a[i + a.len() - n] } else { 1 };
+        let db = if i + b.len() >= n { b[i + b.len() - n] } else { 1 };
+        out[i] = match (da, db) {
+            (x, y) if x == y => x,
+            (1, y) => y,
+            (x, 1) => x,
+            _ => return None,
+        };
+    }
+    Some(out)
+}

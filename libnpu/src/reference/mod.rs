@@ -1,0 +1,321 @@
+//! The CPU reference executor: straightforward loops for every op, the
+//! oracle device results are checked against. Int8 ops use the same
+//! requantization integers as the lowering and the ISA's own
+//! `npu_isa::requantize`, so device int8 results must match exactly.
+
+use crate::ir::{quantize_f32, requant_params, BinaryOp, DType, Graph, Op, PoolKind, Quant, TensorType, UnaryOp, ValueId, Window};
+use std::collections::HashMap;
+
+/// Elements of a tensor, row-major.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TensorData {
+    F32(Vec<f32>),
+    I8(Vec<i8>),
+    I32(Vec<i32>),
+}
+
+impl TensorData {
+    pub fn len(&self) -> usize {
+        match self {
+            TensorData::F32(v) => v.len(),
+            TensorData::I8(v) => v.len(),
+            TensorData::I32(v) => v.len(),
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    pub fn dtype(&self) -> DType {
+        match self {
+            TensorData::F32(_) => DType::F32,
+            TensorData::I8(_) => DType::I8,
+            TensorData::I32(_) => DType::I32,
+        }
+    }
+    /// Little-endian bytes, the layout in NPU memory.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        match self {
+            TensorData::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            TensorData::I8(v) => v.iter().map(|x| *x as u8).collect(),
+            TensorData::I32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        }
+    }
+    pub fn from_bytes(dtype: DType, b: &[u8]) -> Self {
+        let w = |c: &[u8]| [c[0], c[1], c[2], c[3]];
+        match dtype {
+            DType::F32 => TensorData::F32(b.chunks_exact(4).map(|c| f32::from_le_bytes(w(c))).collect()),
+            DType::I32 => TensorData::I32(b.chunks_exact(4).map(|c| i32::from_le_bytes(w(c))).collect()),
+            DType::I8 => TensorData::I8(b.iter().map(|x| *x as i8).collect()),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tensor {
+    pub ty: TensorType,
+    pub data: TensorData,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum RunError {
+    #[error("input `{0}` was not given")]
+    MissingInput(String),
+    #[error("input `{name}` should be {want} with {elems} elements, got {got_dtype} with {got_elems}")]
+    BadInput { name: String, want: String, elems: usize, got_dtype: &'static str, got_elems: usize },
+    #[error("{0}")]
+    Graph(String),
+}
+
+/// Run `graph` on the CPU; returns every graph output by name.
+pub fn run(graph: &Graph, inputs: &HashMap<String, TensorData>) -> Result<HashMap<String, Tensor>, RunError> {
+    let mut vals: Vec<TensorData> = Vec::with_capacity(graph.nodes().len());
+    for node in graph.nodes() {
+        let get = |v: &ValueId| &vals[v.0];
+        let ty = &node.ty;
+        let out = match &node.op {
+            Op::Input => {
+                let d = inputs.get(&node.name).ok_or_else(|| RunError::MissingInput(node.name.clone()))?;
+                if d.dtype() != ty.dtype || d.len() != ty.elems() {
+                    return Err(RunError::BadInput {
+                        name: node.name.clone(),
+                        want: ty.to_string(),
+                        elems: ty.elems(),
+                        got_dtype: d.dtype().name(),
+                        got_elems: d.len(),
+                    });
+                }
+                d.clone()
+            }
+            Op::Gemm { a, b, bias, trans_a, trans_b } => {
+                let (ta, tb) = (graph.ty(*a), graph.ty(*b));
+                let (m, n) = (ty.shape[0], ty.shape[1]);
+                let k = if *trans_a { ta.shape[0] } else { ta.shape[1] };
+                let ai = |i: usize, p: usize| if *trans_a { p * m + i } else { i * k + p };
+                let bi = |p: usize, j: usize| if *trans_b { j * k + p } else { p * n + j };
+                match (get(a), get(b)) {
+                    (TensorData::F32(av), TensorData::F32(bv)) => {
+                        let bias = bias.map(|v| f32s(get(&v)));
+                        let mut out = vec![0f32; m * n];
+                        for i in 0..m {
+                            for j in 0..n {
+                                let mut acc = 0f32;
+                                for p in 0..k {
+                                    acc += av[ai(i, p)] * bv[bi(p, j)];
+                                }
+                                out[i * n + j] = acc + bias.as_ref().map_or(0.0, |b| b[j]);
+                            }
+                        }
+                        TensorData::F32(out)
+                    }
+                    (TensorData::I8(av), TensorData::I8(bv)) => {
+                        let rq = requant_params(ta, tb, ty, n).map_err(RunError::Graph)?;
+                        let bias = bias.map(|v| i32s(get(&v)));
+                        let mut out = vec![0i8; m * n];
+                        for i in 0..m {
+                            for j in 0..n {
+                                let mut acc = 0i32;
+                                for p in 0..k {
+                                    acc = acc.wrapping_add(av[ai(i, p)] as i32 * bv[bi(p, j)] as i32);
+                                }
+                                let b = bias.as_ref().map_or(0, |b| b[j]);
+                                out[i * n + j] = npu_isa::requantize(acc, b, rq.mults[j], rq.shift, rq.zero_point, -128, 127);
+                            }
+                        }
+                        TensorData::I8(out)
+                    }
+                    _ => return Err(RunError::Graph(format!("{}: operand types", node.name))),
+                }
+            }
+            Op::Conv2d { input, weight, bias, window, groups } => conv2d(graph, ty, get(input), graph.ty(*input), get(weight), graph.ty(*weight), bias.map(|b| get(&b)), window, *groups)?,
+            Op::Binary { op, a, b } => {
+                let (av, bv) = (f32s(get(a)), f32s(get(b)));
+                let (sa, sb) = (&graph.ty(*a).shape, &graph.ty(*b).shape);
+                let out: Vec<f32> = (0..ty.elems())
+                    .map(|i| binary_f32(*op, av[broadcast_index(i, &ty.shape, sa)], bv[broadcast_index(i, &ty.shape, sb)]))
+                    .collect();
+                TensorData::F32(out)
+            }
+            Op::Unary { op, x } => match get(x) {
+                TensorData::F32(v) => TensorData::F32(v.iter().map(|&x| unary_f32(*op, x)).collect()),
+                TensorData::I8(v) => {
+                    let (lo, hi) = int8_clamp_bounds(*op, ty);
+                    TensorData::I8(v.iter().map(|&x| x.clamp(lo, hi)).collect())
+                }
+                TensorData::I32(_) => return Err(RunError::Graph(format!("{}: i32 unary", node.name))),
+            },
+            Op::Pool { kind, x, kernel, window } => TensorData::F32(pool(*kind, &f32s(get(x)), &graph.ty(*x).shape, &ty.shape, *kernel, window)),
+            Op::Softmax { x, axis } => TensorData::F32(softmax(&f32s(get(x)), &ty.shape, *axis)),
+        };
+        vals.push(out);
+    }
+    Ok(graph.outputs().iter().map(|o| (graph.node(*o).name.clone(), Tensor { ty: graph.ty(*o).clone(), data: vals[o.0].clone() })).collect())
+}
+
+fn f32s(d: &TensorData) -> Vec<f32> {
+    match d {
+        TensorData::F32(v) => v.clone(),
+        _ => vec![],
+    }
+}
+fn i32s(d: &TensorData) -> Vec<i32> {
+    match d {
+        TensorData::I32(v) => v.clone(),
+        _ => vec![],
+    }
+}
+
+/// Quantized bounds of relu/clamp on an int8 tensor of type `ty`.
+pub fn int8_clamp_bounds(op: UnaryOp, ty: &TensorType) -> (i8, i8) {
+    let (scale, zp) = match &ty.quant {
+        Some(Quant::PerTensor { scale, zero_point }) => (*scale, *zero_point),
+        _ => (1.0, 0),
+    };
+    match op {
+        UnaryOp::Relu => (zp, 127),
+        UnaryOp::Clamp { lo, hi } => (quantize_f32(lo, scale, zp), quantize_f32(hi, scale, zp)),
+        _ => (-128, 127),
+    }
+}
+
+pub fn binary_f32(op: BinaryOp, a: f32, b: f32) -> f32 {
+    match op {
+        BinaryOp::Add => a + b,
+        BinaryOp::Sub => a - b,
+        BinaryOp::Mul => a * b,
+        BinaryOp::Div => a / b,
+        BinaryOp::Max => a.max(b),
+        BinaryOp::Min => a.min(b),
+    }
+}
+
+pub fn unary_f32(op: UnaryOp, x: f32) -> f32 {
+    match op {
+        UnaryOp::Relu => x.max(0.0),
+        UnaryOp::Clamp { lo, hi } => x.max(lo).min(hi),
+        UnaryOp::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+        UnaryOp::Tanh => x.tanh(),
+        UnaryOp::Exp => x.exp(),
+    }
+}
+
+/// Index into a (broadcast) operand of shape `src` for flat output index `i`.
+fn broadcast_index(mut i: usize, out: &[usize], src: &[usize]) -> usize {
+    let mut idx = 0;
+    let mut mul = 1;
+    for d in (0..out.len()).rev() {
+        let coord = i % out[d];
+        i /= out[d];
+        let sd = d as isize - (out.len() - src.len()) as isize;
+        if sd >= 0 {
+            let n = src[sd as usize];
+            if n != 1 {
+                idx += coord * mul;
+            }
+            mul *= n;
+        }
+    }
+    idx
+}
+
+#[allow(clippy::too_many_arguments)]
+fn conv2d(graph: &Graph, ty: &TensorType, x: &TensorData, tx: &TensorType, w: &TensorData, tw: &TensorType, bias: Option<&TensorData>, win: &Window, groups: usize) -> Result<TensorData, RunError> {
+    let _ = graph;
+    let (n, c, h, wd) = (tx.shape[0], tx.shape[1], tx.shape[2], tx.shape[3]);
+    let (k, cg, r, s) = (tw.shape[0], tw.shape[1], tw.shape[2], tw.shape[3]);
+    let (oh, ow) = (ty.shape[2], ty.shape[3]);
+    let kg = k / groups;
+    // Calls f(out index, channel k, taps) with (input index, weight index) pairs.
+    let mut taps = Vec::with_capacity(cg * r * s);
+    let mut each = |f: &mut dyn FnMut(usize, usize, &[(usize, usize)])| {
+        for b in 0..n {
+            for ko in 0..k {
+                let g = ko / kg;
+                for y in 0..oh {
+                    for xo in 0..ow {
+                        taps.clear();
+                        for ci in 0..cg {
+                            for ri in 0..r {
+                                for si in 0..s {
+                                    let iy = (y * win.stride[0] + ri * win.dilation[0]) as isize - win.padding[0] as isize;
+                                    let ix = (xo * win.stride[1] + si * win.dilation[1]) as isize - win.padding[1] as isize;
+                                    if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < wd {
+                                        let xi = ((b * c + g * cg + ci) * h + iy as usize) * wd + ix as usize;
+                                        taps.push((xi, ((ko * cg + ci) * r + ri) * s + si));
+                                    }
+                                }
+                            }
+                        }
+                        f(((b * k + ko) * oh + y) * ow + xo, ko, &taps);
+                    }
+                }
+            }
+        }
+    };
+    match (x, w) {
+        (TensorData::F32(xv), TensorData::F32(wv)) => {
+            let bias = bias.map(f32s);
+            let mut out = vec![0f32; ty.elems()];
+            each(&mut |o, ko, taps| {
+                let acc: f32 = taps.iter().map(|&(xi, wi)| xv[xi] * wv[wi]).sum();
+                out[o] = acc + bias.as_ref().map_or(0.0, |b| b[ko]);
+            });
+            Ok(TensorData::F32(out))
+        }
+        (TensorData::I8(xv), TensorData::I8(wv)) => {
+            let rq = requant_params(tx, tw, ty, k).map_err(RunError::Graph)?;
+            let bias = bias.map(i32s);
+            let mut out = vec![0i8; ty.elems()];
+            each(&mut |o, ko, taps| {
+                let acc = taps.iter().fold(0i32, |acc, &(xi, wi)| acc.wrapping_add(xv[xi] as i32 * wv[wi] as i32));
+                let b = bias.as_ref().map_or(0, |b| b[ko]);
+                out[o] = npu_isa::requantize(acc, b, rq.mults[ko], rq.shift, rq.zero_point, -128, 127);
+            });
+            Ok(TensorData::I8(out))
+        }
+        _ => Err(RunError::Graph("conv2d: operand types".into())),
+    }
+}
+
+fn pool(kind: PoolKind, x: &[f32], ishape: &[usize], oshape: &[usize], kernel: [usize; 2], win: &Window) -> Vec<f32> {
+    let (nc, h, w) = (ishape[0] * ishape[1], ishape[2], ishape[3]);
+    let (oh, ow) = (oshape[2], oshape[3]);
+    let mut out = Vec::with_capacity(nc * oh * ow);
+    for p in 0..nc {
+        for y in 0..oh {
+            for xo in 0..ow {
+                let (mut acc, mut cnt) = (if kind == PoolKind::Max { f32::NEG_INFINITY } else { 0.0 }, 0usize);
+                for ky in 0..kernel[0] {
+                    for kx in 0..kernel[1] {
+                        let iy = (y * win.stride[0] + ky) as isize - win.padding[0] as isize;
+                        let ix = (xo * win.stride[1] + kx) as isize - win.padding[1] as isize;
+                        if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
+                            let v = x[(p * h + iy as usize) * w + ix as usize];
+                            acc = if kind == PoolKind::Max { acc.max(v) } else { acc + v };
+                            cnt += 1;
+                        }
+                    }
+                }
+                out.push(if kind == PoolKind::Avg { acc / cnt.max(1) as f32 } else { acc });
+            }
+        }
+    }
+    out
+}
+
+fn softmax(x: &[f32], shape: &[usize], axis: usize) -> Vec<f32> {
+    let len = shape[axis];
+    let inner: usize = shape[axis + 1..].iter().product();
+    let outer: usize = shape[..axis].iter().product();
+    let mut out = vec![0f32; x.len()];
+    for o in 0..outer {
+        for i in 0..inner {
+            let idx = |j: usize| (o * len + j) * inner + i;
+            let m = (0..len).map(|j| x[idx(j)]).fold(f32::NEG_INFINITY, f32::max);
+            let sum: f32 = (0..len).map(|j| (x[idx(j)] - m).exp()).sum();
+            for j in 0..len {
+                out[idx(j)] = (x[idx(j)] - m).exp() * (1.0 / sum);
+            }
+        }
+    }
+    out
+}
