@@ -2,13 +2,21 @@
 
 //! PCI probe/remove and the DRM driver.
 
-use kernel::{device::Core, drm, drm::ioctl, pci, prelude::*, sync::aref::ARef};
+use kernel::{
+    device::Core,
+    drm,
+    drm::ioctl,
+    irq, pci,
+    prelude::*,
+    sync::{aref::ARef, Arc},
+};
 
+use crate::engine::{Engine, IrqHandler};
 use crate::file::File;
 use crate::gem::Bo;
-
-use crate::hw::{self, Hw};
+use crate::hw;
 use crate::regs;
+use crate::selftest;
 
 /// The DRM side of the driver.
 pub(crate) struct OnpuDriver;
@@ -18,15 +26,21 @@ pub(crate) type OnpuDevice<Ctx = drm::Registered> = drm::Device<OnpuDriver, Ctx>
 /// Per-device data of the DRM device.
 #[pin_data]
 pub(crate) struct OnpuData {
-    pub(crate) hw: Hw,
+    pub(crate) engine: Arc<Engine>,
 }
 
 /// The PCI side of the driver.
 pub(crate) struct OnpuPciDriver;
 
-/// What the PCI device holds while bound: the DRM device's registration is
-/// owned by devres, this keeps a reference for the lifetime of the binding.
+/// What the PCI device holds while bound: the interrupt handlers and a
+/// reference to the DRM device (whose registration devres owns).
+#[pin_data]
 pub(crate) struct OnpuPciData {
+    #[pin]
+    job_irq: irq::ThreadedRegistration<IrqHandler>,
+    #[pin]
+    error_irq: irq::ThreadedRegistration<IrqHandler>,
+    engine: Arc<Engine>,
     drm: ARef<OnpuDevice>,
 }
 
@@ -46,30 +60,48 @@ impl pci::Driver for OnpuPciDriver {
         pdev: &'bound pci::Device<Core<'_>>,
         _info: &'bound Self::IdInfo,
     ) -> impl PinInit<Self::Data<'bound>, Error> + 'bound {
-        pdev.enable_device_mem()?;
-        pdev.set_master();
-        let bar = pdev.iomap_region_sized::<{ regs::BAR0_SIZE }>(0, c"onpu")?;
-        let params = hw::identify(pdev, &bar)?;
-        hw::reset(pdev.as_ref(), &bar)?;
-        let bar = bar.into_devres()?;
-        let data = try_pin_init!(OnpuData { hw: Hw { bar, params } });
-        let drm = drm::UnregisteredDevice::<OnpuDriver>::new(pdev.as_ref(), data)?;
-        let drm = drm::driver::Registration::new_foreign_owned(drm, pdev.as_ref(), 0)?;
-        dev_info!(
-            pdev,
-            "open NPU: ISA {}.{}, {} KiB SRAM, {} contexts\n",
-            params.isa_version >> 16,
-            params.isa_version & 0xffff,
-            params.sram_size / 1024,
-            params.contexts
-        );
-        Ok(OnpuPciData { drm: drm.into() })
+        pin_init::pin_init_scope(move || {
+            let dev = pdev.as_ref();
+            pdev.enable_device_mem()?;
+            pdev.set_master();
+            let bar = pdev.iomap_region_sized::<{ regs::BAR0_SIZE }>(0, c"onpu")?;
+            let params = hw::identify(pdev, &bar)?;
+            hw::reset(dev, &bar)?;
+            let engine = Arc::pin_init(Engine::new(dev, bar.into_devres()?, params)?, GFP_KERNEL)?;
+            // Vector 0 carries job completions, vector 1 faults and errors.
+            let msix = pci::IrqTypes::default().with(pci::IrqType::MsiX);
+            let vectors = pdev.alloc_irq_vectors(2, 2, msix)?;
+            let (job_vector, error_vector) = (*vectors.start(), *vectors.end());
+            let job_handler = Ok::<_, Error>(IrqHandler { engine: engine.clone(), causes: regs::IRQ_JOB_DONE });
+            let error_handler = Ok::<_, Error>(IrqHandler { engine: engine.clone(), causes: regs::IRQ_ERRORS });
+            Ok(try_pin_init!(OnpuPciData {
+                job_irq <- pdev.request_threaded_irq(job_vector, irq::Flags::TRIGGER_NONE, c"onpu-job", job_handler),
+                error_irq <- pdev.request_threaded_irq(error_vector, irq::Flags::TRIGGER_NONE, c"onpu-error", error_handler),
+                engine: engine.clone(),
+                drm: {
+                    engine.start(dev)?;
+                    selftest::run(dev, &engine)?;
+                    let data = try_pin_init!(OnpuData { engine: engine.clone() });
+                    let drm = drm::UnregisteredDevice::<OnpuDriver>::new(dev, data)?;
+                    let drm = drm::driver::Registration::new_foreign_owned(drm, dev, 0)?;
+                    dev_info!(
+                        pdev,
+                        "open NPU: ISA {}.{}, {} KiB SRAM, {} contexts\n",
+                        params.isa_version >> 16,
+                        params.isa_version & 0xffff,
+                        params.sram_size / 1024,
+                        params.contexts
+                    );
+                    drm.into()
+                },
+            }))
+        })
     }
 
     fn unbind<'bound>(pdev: &'bound pci::Device<Core<'_>>, this: Pin<&Self::Data<'bound>>) {
         // Leave the device quiet: no interrupts, no DMA into memory the
         // kernel is about to free.
-        if let Ok(bar) = this.drm.hw.bar.access(pdev.as_ref()) {
+        if let Ok(bar) = this.engine.bar.access(pdev.as_ref()) {
             hw::quiesce(bar);
         }
     }

@@ -30,7 +30,7 @@ impl File {
         if req.pad != 0 {
             return Err(EINVAL);
         }
-        let p = &dev.hw.params;
+        let p = &dev.engine.params;
         req.value = match req.param {
             uapi::DRM_ONPU_PARAM_DEVICE_ID => p.device_id.into(),
             uapi::DRM_ONPU_PARAM_REVISION => p.revision.into(),

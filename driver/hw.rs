@@ -4,7 +4,6 @@
 
 use kernel::{
     device,
-    devres::Devres,
     io::{poll, Io},
     pci,
     prelude::*,
@@ -26,12 +25,6 @@ pub(crate) struct Params {
     pub(crate) contexts: u32,
     pub(crate) va_bits: u32,
     pub(crate) clock_khz: u32,
-}
-
-/// The hardware: BAR0 (revoked on unbind) and its parameters.
-pub(crate) struct Hw {
-    pub(crate) bar: Devres<Bar0>,
-    pub(crate) params: Params,
 }
 
 /// Reset the device, wait for RESET_DONE, leave interrupts masked.

@@ -9,10 +9,12 @@
 //! a link to uapi/src/abi.rs).
 
 mod drv;
+mod engine;
 mod file;
 mod gem;
 mod hw;
 mod regs;
+mod selftest;
 // Shared with userspace, which uses all of it; the driver uses what it needs.
 #[allow(dead_code, unreachable_pub)]
 mod uapi;

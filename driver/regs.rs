@@ -18,12 +18,28 @@ pub(crate) const CONTROL: usize = 0x0020;
 pub(crate) const STATUS: usize = 0x0024;
 pub(crate) const IRQ_MASK: usize = 0x0034;
 pub(crate) const IRQ_ACK: usize = 0x0038;
+pub(crate) const SQ_BASE_LO: usize = 0x0040;
+pub(crate) const SQ_BASE_HI: usize = 0x0044;
+pub(crate) const SQ_SIZE: usize = 0x0048;
+pub(crate) const DOORBELL: usize = 0x0054;
+pub(crate) const CQ_BASE_LO: usize = 0x0058;
+pub(crate) const CQ_BASE_HI: usize = 0x005c;
+pub(crate) const CQ_SIZE: usize = 0x0060;
+pub(crate) const CQ_HEAD: usize = 0x0064;
+pub(crate) const CTX_TABLE_LO: usize = 0x0070;
+pub(crate) const CTX_TABLE_HI: usize = 0x0074;
 
 pub(crate) const ID_VALUE: u32 = 0x4f4e_5055;
 /// The ISA/register major version this driver speaks.
 pub(crate) const VERSION_MAJOR: u32 = 1;
 pub(crate) const VA_BITS_SUPPORTED: u32 = 39;
 
+pub(crate) const CONTROL_ENABLE: u32 = 1 << 0;
 pub(crate) const CONTROL_SOFT_RESET: u32 = 1 << 1;
+pub(crate) const STATUS_ENABLED: u32 = 1 << 0;
 pub(crate) const STATUS_RESET_DONE: u32 = 1 << 1;
+pub(crate) const STATUS_HALTED: u32 = 1 << 3;
+/// IRQ_STATUS causes, by MSI-X vector (0: job done, 1: everything else).
+pub(crate) const IRQ_JOB_DONE: u32 = 1 << 0;
+pub(crate) const IRQ_ERRORS: u32 = 0x1e;
 pub(crate) const IRQ_ALL: u32 = 0x1f;
