@@ -1,0 +1,104 @@
+//! Memory planning and fusion decisions.
+
+use super::emit::{BufferDesc, BufferKind};
+use super::{CompileOptions, LowerError};
+use crate::ir::{Graph, Op, UnaryOp, ValueId};
+
+/// Where a value lives in NPU memory: buffer index and byte offset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Loc {
+    pub buffer: usize,
+    pub offset: u64,
+}
+
+/// One unit of lowering: an op, optionally with a fused activation whose
+/// result (`out`) is what gets stored.
+#[derive(Clone, Debug)]
+pub struct Step {
+    pub node: ValueId,
+    pub activation: Option<UnaryOp>,
+    pub out: ValueId,
+}
+
+pub struct Plan {
+    pub buffers: Vec<BufferDesc>,
+    pub locs: Vec<Option<Loc>>,
+    pub steps: Vec<Step>,
+    /// (value name, buffer) of every input and output.
+    pub io: Vec<(String, usize)>,
+}
+
+impl Plan {
+    pub fn loc(&self, v: ValueId) -> Loc {
+        self.locs[v.0].unwrap_or(Loc { buffer: 0, offset: 0 })
+    }
+}
+
+pub fn plan(graph: &Graph, opts: CompileOptions) -> Result<Plan, LowerError> {
+    let uses = graph.use_counts();
+    let n = graph.nodes().len();
+    let is_output = |v: ValueId| graph.outputs().contains(&v);
+    // fused_into[v] = the relu/clamp node that absorbs producer v.
+    let mut absorbed = vec![false; n];
+    let mut steps = Vec::new();
+    for (i, node) in graph.nodes().iter().enumerate() {
+        let v = ValueId(i);
+        if absorbed[i] {
+            continue;
+        }
+        match &node.op {
+            Op::Input => {}
+            Op::Gemm { .. } | Op::Conv2d { .. } if opts.fuse && uses[i] == 1 && !is_output(v) => {
+                // Look for the single consumer: a relu/clamp right on this value.
+                let consumer = graph.nodes().iter().enumerate().skip(i + 1).find(|(_, c)| c.op.operands().contains(&v));
+                match consumer {
+                    Some((ci, c)) if matches!(c.op, Op::Unary { op: UnaryOp::Relu | UnaryOp::Clamp { .. }, .. }) => {
+                        let act = match c.op {
+                            Op::Unary { op, .. } => Some(op),
+                            _ => None,
+                        };
+                        absorbed[ci] = true;
+                        steps.push(Step { node: v, activation: act, out: ValueId(ci) });
+                    }
+                    _ => steps.push(Step { node: v, activation: None, out: v }),
+                }
+            }
+            _ => steps.push(Step { node: v, activation: None, out: v }),
+        }
+    }
+
+    let mut buffers = Vec::new();
+    let mut locs = vec![None; n];
+    let mut io = Vec::new();
+    for v in graph.inputs() {
+        if is_output(v) {
+            return Err(LowerError::Unsupported {
+                name: graph.node(v).name.clone(),
+                op: "input",
+                why: "an input cannot also be an output; add an op (e.g. `max(x, x)`) to copy it".into(),
+            });
+        }
+        locs[v.0] = Some(Loc { buffer: buffers.len(), offset: 0 });
+        io.push((graph.node(v).name.clone(), buffers.len()));
+        buffers.push(BufferDesc { name: graph.node(v).name.clone(), kind: BufferKind::Input, size: graph.ty(v).bytes() as u64 });
+    }
+    for &v in graph.outputs() {
+        locs[v.0] = Some(Loc { buffer: buffers.len(), offset: 0 });
+        io.push((graph.node(v).name.clone(), buffers.len()));
+        buffers.push(BufferDesc { name: graph.node(v).name.clone(), kind: BufferKind::Output, size: graph.ty(v).bytes() as u64 });
+    }
+    // Intermediates: a scratch buffer, each value 64-byte aligned. A value
+    // that is fused away never reaches memory.
+    let scratch = buffers.len();
+    let mut off = 0u64;
+    for s in &steps {
+        if locs[s.out.0].is_none() {
+            locs[s.out.0] = Some(Loc { buffer: scratch, offset: off });
+            off += (graph.ty(s.out).bytes() as u64).next_multiple_of(64);
+        }
+    }
+    if off > 0 {
+        buffers.push(BufferDesc { name: "scratch".into(), kind: BufferKind::Scratch, size: off });
+    }
+    Ok(Plan { buffers, locs, steps, io })
+}
