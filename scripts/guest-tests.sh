@@ -37,12 +37,12 @@ for l in "${lines[@]}"; do
 	[ -n "$ko" ] && args+=(--module "$ko")
 	start=$(date +%s)
 	# shellcheck disable=SC2086
-	if "$NPU_TOP/scripts/vm.sh" "${args[@]}" --device-args "$devargs" -- $tests 2>"$NPU_TOP/build/runs/$name.stderr" | sed 's/^/    /'; then
+	if "$NPU_TOP/scripts/vm.sh" "${args[@]}" --device-args "$devargs" -- $tests 2> >(tee "$NPU_TOP/build/runs/$name.stderr" >&2) | sed 's/^/    /'; then
 		echo "ok $i $name # $(( $(date +%s) - start ))s"
 		passed=$((passed + 1))
 	else
 		echo "not ok $i $name # $(( $(date +%s) - start ))s, logs in build/runs/$name/"
-		sed 's/^/# /' "$NPU_TOP/build/runs/$name.stderr" | tail -20
+		grep -v '^==>' "$NPU_TOP/build/runs/$name.stderr" | sed 's/^/# /' | tail -20
 		failed=$((failed + 1))
 	fi
 done
