@@ -178,9 +178,11 @@ mod vnni {
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     fn blocks(m: usize, n: usize, kq: usize, np: usize, apack: &[i32], bpack: &[i32], c: &mut [i32]) {
-        for i0 in (0..m).step_by(MR) {
-            let mr = (m - i0).min(MR);
-            for j0 in (0..np).step_by(NR) {
+        // Column panels outermost: one panel of B (kq x 32 lanes) stays in
+        // cache while every block of rows streams past it.
+        for j0 in (0..np).step_by(NR) {
+            for i0 in (0..m).step_by(MR) {
+                let mr = (m - i0).min(MR);
                 let mut acc = [[_mm512_setzero_si512(); 2]; MR];
                 for q in 0..kq {
                     let row = &bpack[q * np + j0..q * np + j0 + NR];
