@@ -201,6 +201,8 @@ pub enum Op {
     /// NCHW pooling with a `kernel` window.
     Pool { kind: PoolKind, x: ValueId, kernel: [usize; 2], window: Window },
     Softmax { x: ValueId, axis: usize },
+    /// Same elements, another shape (free: the result aliases `x`).
+    Reshape { x: ValueId, shape: Vec<usize> },
 }
 
 impl Op {
@@ -214,6 +216,7 @@ impl Op {
             Op::Pool { kind: PoolKind::Max, .. } => "maxpool",
             Op::Pool { kind: PoolKind::Avg, .. } => "avgpool",
             Op::Softmax { .. } => "softmax",
+            Op::Reshape { .. } => "reshape",
         }
     }
     /// The values this op reads.
@@ -223,7 +226,7 @@ impl Op {
             Op::Gemm { a, b, bias, .. } => [Some(*a), Some(*b), *bias].into_iter().flatten().collect(),
             Op::Conv2d { input, weight, bias, .. } => [Some(*input), Some(*weight), *bias].into_iter().flatten().collect(),
             Op::Binary { a, b, .. } => vec![*a, *b],
-            Op::Unary { x, .. } | Op::Pool { x, .. } | Op::Softmax { x, .. } => vec![*x],
+            Op::Unary { x, .. } | Op::Pool { x, .. } | Op::Softmax { x, .. } | Op::Reshape { x, .. } => vec![*x],
         }
     }
 }
@@ -433,6 +436,13 @@ impl Graph {
                     return Err(err(format!("axis {axis} is out of range for a {}-D tensor", tx.shape.len())));
                 }
                 Ok(tx.clone())
+            }
+            Op::Reshape { x, shape } => {
+                let tx = t(*x);
+                if shape.is_empty() || shape.contains(&0) || shape.iter().product::<usize>() != tx.elems() {
+                    return Err(err(format!("cannot reshape {:?} ({} elements) to {:?}", tx.shape, tx.elems(), shape)));
+                }
+                Ok(TensorType { shape: shape.clone(), ..tx.clone() })
             }
         }
     }

@@ -19,7 +19,8 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
     e.sram_reset();
     let out = plan.loc(step.out);
     match &node.op {
-        Op::Input => {}
+        // Planned as an alias of its operand: no instructions.
+        Op::Input | Op::Reshape { .. } => {}
         Op::Gemm { a, b, bias, trans_a, trans_b } => {
             let ta = g.ty(*a);
             let (m, n) = (node.ty.shape[0], node.ty.shape[1]);

@@ -92,9 +92,22 @@ pub fn plan(graph: &Graph, opts: CompileOptions) -> Result<Plan, LowerError> {
     let scratch = buffers.len();
     let mut off = 0u64;
     for s in &steps {
-        if locs[s.out.0].is_none() {
+        if locs[s.out.0].is_none() && !matches!(graph.node(s.node).op, Op::Reshape { .. }) {
             locs[s.out.0] = Some(Loc { buffer: scratch, offset: off });
             off += (graph.ty(s.out).bytes() as u64).next_multiple_of(64);
+        }
+    }
+    // Reshapes alias their operand (in definition order, so chains resolve).
+    for (i, node) in graph.nodes().iter().enumerate() {
+        if let Op::Reshape { x, .. } = node.op {
+            if is_output(ValueId(i)) {
+                return Err(LowerError::Unsupported {
+                    name: node.name.clone(),
+                    op: "reshape",
+                    why: "a reshape cannot be a graph output yet; output its operand instead".into(),
+                });
+            }
+            locs[i] = locs[x.0];
         }
     }
     if off > 0 {
