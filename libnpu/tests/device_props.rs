@@ -1,0 +1,54 @@
+//! Property tests: random shapes and SRAM sizes, device == reference.
+
+mod common;
+use common::check;
+use libnpu::ir::{Graph, Op, Quant, TensorType, UnaryOp, Window};
+use libnpu::DType;
+use proptest::prelude::*;
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn gemm_any_shape(m in 1usize..90, n in 1usize..90, k in 1usize..200, int8 in any::<bool>(), tb in any::<bool>(),
+                      sram_kib in 2u32..16, seed in any::<u64>()) {
+        let mut g = Graph::new();
+        let wshape = if tb { [n, k] } else { [k, n] };
+        let (a, b, bias, oq) = if int8 {
+            let a = g.input("a", TensorType::quantized(&[m, k], Quant::PerTensor { scale: 0.05, zero_point: 0 })).unwrap();
+            let b = g.input("b", TensorType::quantized(&wshape, Quant::PerTensor { scale: 0.01, zero_point: 0 })).unwrap();
+            let bias = g.input("bias", TensorType::new(DType::I32, &[n])).unwrap();
+            (a, b, bias, Some(Quant::PerTensor { scale: 0.3, zero_point: 5 }))
+        } else {
+            let a = g.input("a", TensorType::new(DType::F32, &[m, k])).unwrap();
+            let b = g.input("b", TensorType::new(DType::F32, &wshape)).unwrap();
+            let bias = g.input("bias", TensorType::new(DType::F32, &[n])).unwrap();
+            (a, b, bias, None)
+        };
+        let c = g.add("c", Op::Gemm { a, b, bias: Some(bias), trans_a: false, trans_b: tb }, oq).unwrap();
+        let r = g.add("r", Op::Unary { op: UnaryOp::Relu, x: c }, None).unwrap();
+        g.output(r).unwrap();
+        check(&g, seed, sram_kib * 1024, 1e-4);
+    }
+
+    #[test]
+    fn conv2d_any_shape(c in 1usize..6, h in 3usize..14, w in 3usize..14, kpg in 1usize..5, groups in 1usize..3,
+                        r in 1usize..4, stride in 1usize..3, pad in 0usize..2, int8 in any::<bool>(), seed in any::<u64>()) {
+        let c = c * groups;
+        let k = kpg * groups;
+        let mut g = Graph::new();
+        let (x, wt, oq) = if int8 {
+            (TensorType::quantized(&[1, c, h, w], Quant::PerTensor { scale: 0.05, zero_point: 0 }),
+             TensorType::quantized(&[k, c / groups, r, r], Quant::PerTensor { scale: 0.02, zero_point: 0 }),
+             Some(Quant::PerTensor { scale: 0.2, zero_point: -1 }))
+        } else {
+            (TensorType::new(DType::F32, &[1, c, h, w]), TensorType::new(DType::F32, &[k, c / groups, r, r]), None)
+        };
+        let x = g.input("x", x).unwrap();
+        let wv = g.input("w", wt).unwrap();
+        let win = Window { stride: [stride, stride], padding: [pad, pad], dilation: [1, 1] };
+        let y = g.add("y", Op::Conv2d { input: x, weight: wv, bias: None, window: win, groups }, oq).unwrap();
+        g.output(y).unwrap();
+        check(&g, seed, 8 * 1024, 1e-4);
+    }
+}

@@ -1,0 +1,49 @@
+//! The kernel text form: round trips and error messages.
+
+use libnpu::text::{parse, print};
+
+const KERNEL: &str = "\
+input a: f32[64,128]
+input w: i8[128,32] q(axis=1, scales=[0.5, 0.25, 0.125, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5])
+input x: i8[64,128] q(scale=0.02, zp=0)
+input b: i32[32]
+input v: f32[128]
+y: i8 q(scale=0.1, zp=-4) = gemm(x, w, bias=b) |> relu |> clamp(lo=-1.5, hi=6)
+s = add(a, v) |> sigmoid
+t = softmax(s, axis=1)
+output y, t
+";
+
+#[test]
+fn round_trip() {
+    let g = parse(KERNEL).unwrap();
+    let printed = print(&g);
+    let g2 = parse(&printed).unwrap_or_else(|e| panic!("{e}\n{printed}"));
+    assert_eq!(g, g2);
+    assert_eq!(print(&g2), printed);
+    assert!(printed.contains("y.1: i8 q(scale=0.1, zp=-4) = gemm(x, w, bias=b)"), "{printed}");
+}
+
+#[test]
+fn small_cnn_example_round_trips() {
+    let g = parse(include_str!("../examples/small_cnn.npu")).unwrap();
+    assert_eq!(parse(&print(&g)).unwrap(), g);
+}
+
+fn err(src: &str) -> String {
+    parse(src).unwrap_err().to_string()
+}
+
+#[test]
+fn errors_point_at_line_and_column() {
+    assert_eq!(err("input a: f32[2,3]\nb = relu(c)\noutput b"), "2:10: `c` is not defined");
+    assert_eq!(err("input a: f33[2]"), "1:10: unknown dtype `f33`; use f32, i8 or i32");
+    assert!(err("input a: f32[2,3]\ninput b: f32[4,5]\nc = gemm(a, b)\noutput c").starts_with("3:5: `c` (gemm): inner dimensions differ"));
+    assert!(err("input a: f32[2]\nb = frob(a)\noutput b").starts_with("2:5: unknown op `frob`"));
+    assert!(err("input a: f32[2]\nb = relu(a) $\noutput b").starts_with("2:13: unexpected character `$`"));
+    assert!(err("input a: i8[2]\noutput a").contains("needs quantization parameters"));
+    assert!(err("input a: f32[2]\nb = relu(a)").contains("no outputs"));
+    assert!(err("input a: f32[2]\nb = softmax(a, axis=3)\noutput b").contains("axis 3 is out of range"));
+    assert!(err("input a: f32[2]\nb = relu(a, lo=3)\noutput b").starts_with("2:5: `relu` has no parameter `lo`"));
+    assert!(err("input a: f32[2]\ninput a: f32[3]\noutput a").contains("defined twice"));
+}
