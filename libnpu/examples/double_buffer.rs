@@ -15,7 +15,7 @@ fn run(m: usize, n: usize, k: usize, sram: u32, double_buffer: bool) -> Result<(
     let b = g.input("b", TensorType::new(DType::F32, &[k, n]))?;
     let c = g.add("c", Op::Gemm { a, b, bias: None, trans_a: false, trans_b: false }, None)?;
     g.output(c)?;
-    let mem_mib = ((m * k + k * n + m * n) * 4 >> 20) as u64 + 16;
+    let mem_mib = (((m * k + k * n + m * n) * 4) >> 20) as u64 + 16;
     let mut bench = Bench::new(DeviceConfig { sram_size: sram, ..Default::default() }, mem_mib);
     let params = DeviceParams { sram_size: bench.device.mmio_read(npu_device::regs::SRAM_SIZE) };
     let prog = compile(&g, params, CompileOptions { double_buffer, ..Default::default() })?;

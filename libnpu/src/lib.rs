@@ -17,6 +17,8 @@ pub mod lower;
 pub mod reference;
 pub mod text;
 
+/// The shared instruction-set crate, for callers that inspect programs.
+pub use npu_isa as isa;
 pub use ir::{DType, Graph, GraphError, Quant, TensorType, ValueId};
 pub use lower::{compile, CompileOptions, DeviceParams, LowerError, Program};
 pub use reference::{Tensor, TensorData};

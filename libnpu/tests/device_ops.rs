@@ -96,7 +96,8 @@ fn conv_graph(dtype: DType, x: [usize; 4], k: usize, rs: [usize; 2], win: Window
 #[test]
 fn conv2d_f32_and_int8() {
     let w = |s: usize, p: usize, d: usize| Window { stride: [s, s], padding: [p, p], dilation: [d, d] };
-    let cases: &[([usize; 4], usize, [usize; 2], Window, usize)] = &[
+    type Case = ([usize; 4], usize, [usize; 2], Window, usize);
+    let cases: &[Case] = &[
         ([1, 3, 9, 11], 8, [3, 3], w(1, 1, 1), 1),
         ([2, 4, 13, 10], 6, [3, 3], w(2, 1, 1), 2),
         ([1, 8, 12, 12], 8, [3, 3], w(1, 1, 1), 8), // depthwise

@@ -406,7 +406,7 @@ impl Graph {
                     (d, _) => Err(err(format!("{} on {} is not supported; relu and clamp take f32 or i8, the others f32", u.name(), d.name()))),
                 }
                 .and_then(|ty| match u {
-                    UnaryOp::Clamp { lo, hi } if !(lo <= hi) => Err(err(format!("clamp needs lo <= hi, got lo={lo} hi={hi}"))),
+                    UnaryOp::Clamp { lo, hi } if lo.is_nan() || hi.is_nan() || lo > hi => Err(err(format!("clamp needs lo <= hi, got lo={lo} hi={hi}"))),
                     _ => Ok(ty),
                 })
             }
@@ -502,7 +502,7 @@ impl Graph {
                         let ty = TensorType::quantized(out_shape, q);
                         // Reject scales the fixed-point multiplier cannot express now
                         // rather than at lowering time.
-                        requant_params(ta, tw, &ty, channels).map_err(|m| err(m))?;
+                        requant_params(ta, tw, &ty, channels).map_err(&err)?;
                         Ok(ty)
                     }
                     _ => Err(err("an int8 result needs its per-tensor quantization, e.g. `x: i8 q(scale=0.1, zp=0) = ...`".into())),

@@ -551,10 +551,8 @@ fn binary(g: &Graph, e: &mut Emitter, step: &Step, op: BinaryOp, a: ValueId, b: 
     let node = g.node(step.node);
     let oshape = &node.ty.shape;
     let (mut a, mut b) = (a, b);
-    if g.ty(a).shape.iter().product::<usize>() != node.ty.elems() {
-        if op.commutative() {
-            std::mem::swap(&mut a, &mut b);
-        }
+    if g.ty(a).elems() != node.ty.elems() && op.commutative() {
+        std::mem::swap(&mut a, &mut b);
     }
     let unsupported = |why: String| LowerError::Unsupported { name: node.name.clone(), op: op.name(), why };
     if g.ty(a).elems() != node.ty.elems() {

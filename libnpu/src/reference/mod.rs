@@ -218,6 +218,9 @@ fn broadcast_index(mut i: usize, out: &[usize], src: &[usize]) -> usize {
     idx
 }
 
+/// Called with (output index, output channel, (input index, weight index) taps).
+type TapVisitor<'a> = dyn FnMut(usize, usize, &[(usize, usize)]) + 'a;
+
 #[allow(clippy::too_many_arguments)]
 fn conv2d(graph: &Graph, ty: &TensorType, x: &TensorData, tx: &TensorType, w: &TensorData, tw: &TensorType, bias: Option<&TensorData>, win: &Window, groups: usize) -> Result<TensorData, RunError> {
     let _ = graph;
@@ -227,7 +230,7 @@ fn conv2d(graph: &Graph, ty: &TensorType, x: &TensorData, tx: &TensorType, w: &T
     let kg = k / groups;
     // Calls f(out index, channel k, taps) with (input index, weight index) pairs.
     let mut taps = Vec::with_capacity(cg * r * s);
-    let mut each = |f: &mut dyn FnMut(usize, usize, &[(usize, usize)])| {
+    let mut each = |f: &mut TapVisitor| {
         for b in 0..n {
             for ko in 0..k {
                 let g = ko / kg;

@@ -157,7 +157,10 @@ impl Cursor<'_> {
 }
 
 /// `dtype[dims] [q(...)]`; the shape may be omitted for result annotations.
-fn parse_type(c: &mut Cursor, shape_required: bool) -> Result<(DType, Option<Vec<usize>>, Option<Quant>), ParseError> {
+/// A parsed type: dtype, shape if written, quantization if written.
+type ParsedType = (DType, Option<Vec<usize>>, Option<Quant>);
+
+fn parse_type(c: &mut Cursor, shape_required: bool) -> Result<ParsedType, ParseError> {
     let dt = match c.ident("a dtype (f32, i8, i32)")?.as_str() {
         "f32" => DType::F32,
         "i8" => DType::I8,
