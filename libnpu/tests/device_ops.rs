@@ -202,3 +202,12 @@ fn double_buffering_cuts_cycles() {
     assert!(x.iter().zip(y).all(|(a, b)| (a - b).abs() <= 1e-4 * a.abs().max(1.0)), "double-buffered and serial results differ");
     assert!((on.cycles as f64) < 0.9 * off.cycles as f64, "double-buffered {} vs serial {} cycles", on.cycles, off.cycles);
 }
+
+/// A chain whose intermediates share scratch space, plus a value read twice
+/// much later (it must survive the reuse).
+#[test]
+fn scratch_reuse_keeps_live_values() {
+    let src = "input a: f32[33,70]\ninput v: f32[70]\nt = add(a, v) |> tanh |> sigmoid |> exp\nu = mul(t, t) |> relu\nw = sub(u, t.1)\noutput w";
+    let g = libnpu::text::parse(src).unwrap();
+    check(&g, 700, 4 * 1024, 1e-5);
+}

@@ -96,3 +96,12 @@ fn bind_checks_its_addresses_and_disassembly_is_readable() {
     let text = p.disassemble();
     assert!(text.contains("Relu.f32") && text.contains("end"), "{text}");
 }
+
+#[test]
+fn scratch_is_reused_once_values_die() {
+    let g = libnpu::text::parse("input a: f32[1000]\nb = exp(a) |> tanh |> sigmoid |> relu |> exp\noutput b").unwrap();
+    let p = compile(&g, DeviceParams { sram_size: 1 << 16 }, CompileOptions::default()).unwrap();
+    let scratch = p.buffers().iter().find(|b| b.kind == libnpu::lower::BufferKind::Scratch).unwrap();
+    // Four 4000-byte intermediates, at most two alive at once.
+    assert_eq!(scratch.size, 2 * 4032);
+}

@@ -148,18 +148,20 @@ impl Epilogue {
         }
     }
 
-    /// Bias, activation, requantization of a `rows x tn` accumulator tile;
-    /// returns the SRAM address of the result tile (leading dim `tn`).
-    fn apply(&self, e: &mut Emitter, mac: &Mac, has_bias: bool, rows: u32, tn: u32, slot: u32) -> u32 {
+    /// Bias, activation, requantization of a `rows x cols` accumulator tile
+    /// with leading dimension `tn`; returns the SRAM address of the result
+    /// tile (leading dimension `tn`).
+    #[allow(clippy::too_many_arguments)]
+    fn apply(&self, e: &mut Emitter, mac: &Mac, has_bias: bool, rows: u32, cols: u32, tn: u32, slot: u32) -> u32 {
         let acc = Tile { addr: self.acc.at(slot), ld: tn };
         match &mac.rq {
             None => {
                 if has_bias {
                     let b = Tile { addr: self.bias.at(slot), ld: 0 };
-                    e.push(Insn::Binary { op: isa::BinaryOp::Add, dtype: isa::DType::F32, bcast: Broadcast::PerCol, rows, cols: tn, a: acc, b, out: acc, scalar: 0 });
+                    e.push(Insn::Binary { op: isa::BinaryOp::Add, dtype: isa::DType::F32, bcast: Broadcast::PerCol, rows, cols, a: acc, b, out: acc, scalar: 0 });
                 }
                 if let Some(act) = mac.act {
-                    e.push(unary_insn(act, rows, tn, acc, acc));
+                    e.push(unary_insn(act, rows, cols, acc, acc));
                 }
                 acc.addr
             }
@@ -168,7 +170,7 @@ impl Epilogue {
                 let mult = if rq.per_channel { self.mult.at(slot) } else { rq.mults[0] as u32 };
                 e.push(Insn::Requant {
                     rows,
-                    cols: tn,
+                    cols,
                     src: acc,
                     dst,
                     mult,
@@ -292,8 +294,7 @@ fn gemm(e: &mut Emitter, s: &GemmSpec, mac: &Mac) -> Result<(), String> {
                 c: Tile { addr: ep.acc.at(cslot), ld: tn as u32 },
             });
             if kk + 1 == kt {
-                let res = ep.apply(e, mac, s.bias.is_some(), cm as u32, tn as u32, cslot);
-                // `apply` works on full-width tiles (ld = tn); only cn columns are real.
+                let res = ep.apply(e, mac, s.bias.is_some(), cm as u32, cn as u32, tn as u32, cslot);
                 let oes = if mac.rq.is_some() { 1 } else { 4 };
                 e.store(
                     s.out,
@@ -432,7 +433,7 @@ fn conv2d(e: &mut Emitter, s: &ConvSpec, mac: &Mac) -> Result<(), String> {
                 b: Tile { addr: swt.at(slot), ld: crs as u32 },
                 c: Tile { addr: ep.acc.at(slot), ld: kc as u32 },
             });
-            let res = ep.apply(e, mac, s.bl.is_some(), p, kc as u32, slot);
+            let res = ep.apply(e, mac, s.bl.is_some(), p, kcn as u32, kc as u32, slot);
             let oes: u32 = if mac.rq.is_some() { 1 } else { 4 };
             // Transposed store: SRAM [pixel][channel] -> NCHW, one element per row.
             let off = (((img * k + grp * kg + k0) * oh + y0) * ow) as u64 * oes as u64;

@@ -87,16 +87,31 @@ pub fn plan(graph: &Graph, opts: CompileOptions) -> Result<Plan, LowerError> {
         io.push((graph.node(v).name.clone(), buffers.len()));
         buffers.push(BufferDesc { name: graph.node(v).name.clone(), kind: BufferKind::Output, size: graph.ty(v).bytes() as u64 });
     }
-    // Intermediates: a scratch buffer, each value 64-byte aligned. A value
-    // that is fused away never reaches memory.
+    // Intermediates share one scratch buffer: a value occupies its region
+    // from the step that writes it to the last step that reads it (through
+    // reshapes, which alias), then the region is reused. A value that is
+    // fused away never reaches memory.
     let scratch = buffers.len();
-    let mut off = 0u64;
-    for s in &steps {
-        if locs[s.out.0].is_none() && !matches!(graph.node(s.node).op, Op::Reshape { .. }) {
-            locs[s.out.0] = Some(Loc { buffer: scratch, offset: off });
-            off += (graph.ty(s.out).bytes() as u64).next_multiple_of(64);
+    let mut last_use = vec![0usize; n];
+    for (si, s) in steps.iter().enumerate() {
+        for v in graph.node(s.node).op.operands() {
+            last_use[v.0] = last_use[v.0].max(si);
         }
     }
+    for (i, node) in graph.nodes().iter().enumerate().rev() {
+        if let Op::Reshape { x, .. } = node.op {
+            last_use[x.0] = last_use[x.0].max(last_use[i]);
+        }
+    }
+    let mut arena = Arena::default();
+    for (si, s) in steps.iter().enumerate() {
+        if locs[s.out.0].is_none() && !matches!(graph.node(s.node).op, Op::Reshape { .. }) {
+            let off = arena.alloc((graph.ty(s.out).bytes() as u64).next_multiple_of(64), last_use[s.out.0].max(si));
+            locs[s.out.0] = Some(Loc { buffer: scratch, offset: off });
+        }
+        arena.release_through(si);
+    }
+    let off = arena.size;
     // Reshapes alias their operand (in definition order, so chains resolve).
     for (i, node) in graph.nodes().iter().enumerate() {
         if let Op::Reshape { x, .. } = node.op {
@@ -114,4 +129,33 @@ pub fn plan(graph: &Graph, opts: CompileOptions) -> Result<Plan, LowerError> {
         buffers.push(BufferDesc { name: "scratch".into(), kind: BufferKind::Scratch, size: off });
     }
     Ok(Plan { buffers, locs, steps, io })
+}
+
+/// First-fit allocation of scratch regions that die after a given step.
+#[derive(Default)]
+struct Arena {
+    /// (offset, size, last step that reads it), sorted by offset.
+    live: Vec<(u64, u64, usize)>,
+    size: u64,
+}
+
+impl Arena {
+    fn alloc(&mut self, size: u64, dies_after: usize) -> u64 {
+        let mut off = 0;
+        let mut at = self.live.len();
+        for (i, &(o, sz, _)) in self.live.iter().enumerate() {
+            if o >= off + size {
+                at = i;
+                break;
+            }
+            off = off.max(o + sz);
+        }
+        self.live.insert(at, (off, size, dies_after));
+        self.size = self.size.max(off + size);
+        off
+    }
+    /// Free the regions whose last reader is step `step` or earlier.
+    fn release_through(&mut self, step: usize) {
+        self.live.retain(|&(_, _, d)| d > step);
+    }
 }
