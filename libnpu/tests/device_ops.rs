@@ -211,3 +211,28 @@ fn scratch_reuse_keeps_live_values() {
     let g = libnpu::text::parse(src).unwrap();
     check(&g, 700, 4 * 1024, 1e-5);
 }
+
+/// Int8 ops without an integer ISA form run as dequantize -> f32 ->
+/// quantize, exactly as the reference defines them.
+#[test]
+fn int8_through_f32_ops() {
+    let src = "\
+input a: i8[20,300] q(scale=0.05, zp=3)
+input b: i8[300] q(scale=0.02, zp=-7)
+input img: i8[2,3,9,10] q(scale=0.1, zp=0)
+s: i8 q(scale=0.08, zp=1) = add(a, b)
+m: i8 q(scale=0.08, zp=0) = mul(a, b)
+d: i8 q(scale=0.5, zp=0) = div(a, b)
+g: i8 q(scale=0.004, zp=-128) = sigmoid(a)
+t: i8 q(scale=0.008, zp=0) = tanh(b)
+e: i8 q(scale=0.2, zp=-100) = exp(a)
+p = maxpool(img, kernel=3, stride=2, pad=1)
+v: i8 q(scale=0.05, zp=0) = avgpool(img, kernel=2, stride=2)
+f = dequantize(a) |> softmax(axis=1)
+q: i8 q(scale=0.01, zp=-128) = softmax(a, axis=1)
+r: i8 q(scale=0.03, zp=2) = quantize(f)
+output s, m, d, g, t, e, p, v, r, q
+";
+    let g = libnpu::text::parse(src).unwrap();
+    check(&g, 800, 4 * 1024, 0.0);
+}

@@ -47,3 +47,19 @@ fn errors_point_at_line_and_column() {
     assert!(err("input a: f32[2]\nb = relu(a, lo=3)\noutput b").starts_with("2:5: `relu` has no parameter `lo`"));
     assert!(err("input a: f32[2]\ninput a: f32[3]\noutput a").contains("defined twice"));
 }
+
+#[test]
+fn int8_annotations_round_trip() {
+    let src = "\
+input a: i8[4,30] q(scale=0.05, zp=3)
+input b: i8[30] q(scale=0.02, zp=-7)
+s: i8 q(scale=0.08, zp=1) = add(a, b) |> sigmoid |> relu
+f = dequantize(s) |> softmax(axis=1)
+r: i8 q(scale=0.03, zp=2) = quantize(f) |> reshape([120])
+output r
+";
+    let g = parse(src).unwrap();
+    let printed = print(&g);
+    assert_eq!(parse(&printed).unwrap(), g, "{printed}");
+    assert!(printed.contains("s.2: i8 q(scale=0.08, zp=1) = sigmoid(s.1)"), "{printed}");
+}

@@ -201,6 +201,10 @@ pub enum Op {
     /// NCHW pooling with a `kernel` window.
     Pool { kind: PoolKind, x: ValueId, kernel: [usize; 2], window: Window },
     Softmax { x: ValueId, axis: usize },
+    /// f32 -> i8 with the result's quantization (round half to even).
+    Quantize { x: ValueId },
+    /// i8 -> f32: `scale * (q - zero_point)`.
+    Dequantize { x: ValueId },
     /// Same elements, another shape (free: the result aliases `x`).
     Reshape { x: ValueId, shape: Vec<usize> },
 }
@@ -217,6 +221,8 @@ impl Op {
             Op::Pool { kind: PoolKind::Avg, .. } => "avgpool",
             Op::Softmax { .. } => "softmax",
             Op::Reshape { .. } => "reshape",
+            Op::Quantize { .. } => "quantize",
+            Op::Dequantize { .. } => "dequantize",
         }
     }
     /// The values this op reads.
@@ -226,7 +232,7 @@ impl Op {
             Op::Gemm { a, b, bias, .. } => [Some(*a), Some(*b), *bias].into_iter().flatten().collect(),
             Op::Conv2d { input, weight, bias, .. } => [Some(*input), Some(*weight), *bias].into_iter().flatten().collect(),
             Op::Binary { a, b, .. } => vec![*a, *b],
-            Op::Unary { x, .. } | Op::Pool { x, .. } | Op::Softmax { x, .. } | Op::Reshape { x, .. } => vec![*x],
+            Op::Unary { x, .. } | Op::Pool { x, .. } | Op::Softmax { x, .. } | Op::Reshape { x, .. } | Op::Quantize { x } | Op::Dequantize { x } => vec![*x],
         }
     }
 }
@@ -297,7 +303,9 @@ impl Graph {
     }
 
     /// Add an op; its type is inferred. `out_quant` is the quantization of an
-    /// int8 result of gemm/conv2d (required there, ignored elsewhere).
+    /// int8 result: required for gemm, conv2d and quantize; elementwise ops,
+    /// sigmoid/tanh/exp, pooling and softmax default to their first
+    /// operand's; relu and clamp always keep it.
     pub fn add(&mut self, name: &str, op: Op, out_quant: Option<Quant>) -> Result<ValueId, GraphError> {
         for v in op.operands() {
             if v.0 >= self.nodes.len() {
@@ -391,19 +399,36 @@ impl Graph {
             }
             Op::Binary { a, b, .. } => {
                 let (ta, tb) = (t(*a), t(*b));
-                if ta.dtype != DType::F32 || tb.dtype != DType::F32 {
-                    return Err(err(format!("elementwise ops take f32 operands, got {} and {}", ta.dtype.name(), tb.dtype.name())));
-                }
                 let shape = broadcast_shape(&ta.shape, &tb.shape)
                     .ok_or_else(|| err(format!("shapes {:?} and {:?} do not broadcast (numpy rules: trailing dimensions must be equal or 1)", ta.shape, tb.shape)))?;
-                Ok(TensorType::new(DType::F32, &shape))
+                match (ta.dtype, tb.dtype) {
+                    (DType::F32, DType::F32) => Ok(TensorType::new(DType::F32, &shape)),
+                    (DType::I8, DType::I8) => via_f32(&[ta, tb], &shape, out_quant).map_err(&err),
+                    (x, y) => Err(err(format!("elementwise ops take two f32 or two i8 operands, got {} and {}", x.name(), y.name()))),
+                }
+            }
+            Op::Quantize { x } => {
+                let tx = t(*x);
+                match (tx.dtype, out_quant) {
+                    (DType::F32, Some(q @ Quant::PerTensor { .. })) => Ok(TensorType::quantized(&tx.shape, q)),
+                    (DType::F32, _) => Err(err("quantize needs the result's quantization, e.g. `y: i8 q(scale=0.1, zp=0) = quantize(x)`".into())),
+                    (d, _) => Err(err(format!("quantize takes f32, got {}", d.name()))),
+                }
+            }
+            Op::Dequantize { x } => {
+                let tx = t(*x);
+                match &tx.quant {
+                    Some(Quant::PerTensor { .. }) => Ok(TensorType::new(DType::F32, &tx.shape)),
+                    _ => Err(err(format!("dequantize takes an i8 tensor with per-tensor quantization, got {tx}"))),
+                }
             }
             Op::Unary { op: u, x } => {
                 let tx = t(*x);
                 match (tx.dtype, u) {
                     (DType::F32, _) => Ok(tx.clone()),
-                    (DType::I8, UnaryOp::Relu | UnaryOp::Clamp { .. }) => Ok(tx.clone()),
-                    (d, _) => Err(err(format!("{} on {} is not supported; relu and clamp take f32 or i8, the others f32", u.name(), d.name()))),
+                    (DType::I8, UnaryOp::Relu | UnaryOp::Clamp { .. }) => via_f32(&[tx], &tx.shape, None).map_err(&err),
+                    (DType::I8, _) => via_f32(&[tx], &tx.shape, out_quant).map_err(&err),
+                    (d, _) => Err(err(format!("{} on {} is not supported; unary ops take f32 or i8", u.name(), d.name()))),
                 }
                 .and_then(|ty| match u {
                     UnaryOp::Clamp { lo, hi } if lo.is_nan() || hi.is_nan() || lo > hi => Err(err(format!("clamp needs lo <= hi, got lo={lo} hi={hi}"))),
@@ -412,8 +437,8 @@ impl Graph {
             }
             Op::Pool { x, kernel, window, .. } => {
                 let tx = t(*x);
-                if tx.dtype != DType::F32 || tx.shape.len() != 4 {
-                    return Err(err(format!("pooling takes an f32 NCHW tensor, got {}", tx)));
+                if tx.dtype == DType::I32 || tx.shape.len() != 4 {
+                    return Err(err(format!("pooling takes an f32 or i8 NCHW tensor, got {}", tx)));
                 }
                 if window.dilation != [1, 1] {
                     return Err(err("pooling has no dilation".into()));
@@ -425,17 +450,22 @@ impl Graph {
                 }
                 let oh = window_out(tx.shape[2], kernel[0], window, 0).map_err(&err)?;
                 let ow = window_out(tx.shape[3], kernel[1], window, 1).map_err(&err)?;
-                Ok(TensorType::new(DType::F32, &[tx.shape[0], tx.shape[1], oh, ow]))
+                let shape = [tx.shape[0], tx.shape[1], oh, ow];
+                if tx.dtype == DType::I8 {
+                    return via_f32(&[tx], &shape, out_quant).map_err(&err);
+                }
+                Ok(TensorType::new(DType::F32, &shape))
             }
             Op::Softmax { x, axis } => {
                 let tx = t(*x);
-                if tx.dtype != DType::F32 {
-                    return Err(err(format!("softmax takes f32, got {}", tx.dtype.name())));
-                }
                 if *axis >= tx.shape.len() {
                     return Err(err(format!("axis {axis} is out of range for a {}-D tensor", tx.shape.len())));
                 }
-                Ok(tx.clone())
+                match tx.dtype {
+                    DType::F32 => Ok(tx.clone()),
+                    DType::I8 => via_f32(&[tx], &tx.shape, out_quant).map_err(&err),
+                    DType::I32 => Err(err("softmax takes f32 or i8, got i32".into())),
+                }
             }
             Op::Reshape { x, shape } => {
                 let tx = t(*x);
@@ -511,6 +541,22 @@ impl Graph {
             (x, y) => Err(err(format!("operands must both be f32 or both i8, got {} and {}", x.name(), y.name()))),
         }
     }
+}
+
+/// Result type of an int8 op computed through f32 (dequantize, compute,
+/// requantize): per-tensor quantized operands; the result takes `out_quant`,
+/// or the first operand's quantization.
+fn via_f32(operands: &[&TensorType], shape: &[usize], out_quant: Option<Quant>) -> Result<TensorType, String> {
+    for t in operands {
+        if !matches!(t.quant, Some(Quant::PerTensor { .. })) {
+            return Err(format!("int8 operands of elementwise ops, pooling and softmax need per-tensor quantization, got {t}"));
+        }
+    }
+    let q = match out_quant.or_else(|| operands.first().and_then(|t| t.quant.clone())) {
+        Some(q @ Quant::PerTensor { .. }) => q,
+        _ => return Err("the int8 result needs per-tensor quantization, e.g. `y: i8 q(scale=0.1, zp=0) = ...`".into()),
+    };
+    Ok(TensorType::quantized(shape, q))
 }
 
 fn check_quant(ty: &TensorType) -> Result<(), String> {

@@ -1,5 +1,7 @@
 //! Lowering: from a [`Graph`] to a command buffer for one device.
 //!
+//! * `legalize`: int8 ops without an integer ISA form become
+//!   dequantize -> f32 -> quantize;
 //! * [`plan`]: memory planning: which buffer (input, output, scratch) and
 //!   offset holds each value, and which ops fuse into their producer;
 //! * [`emit`]: the instruction stream with VA relocations, and SRAM slots;
@@ -9,6 +11,7 @@
 //! SRAM_SIZE register); nothing here assumes a size.
 
 mod emit;
+mod legalize;
 mod ops;
 mod plan;
 
@@ -59,6 +62,8 @@ pub enum LowerError {
 /// Compile `graph` for a device with `params`.
 pub fn compile(graph: &Graph, params: DeviceParams, opts: CompileOptions) -> Result<Program, LowerError> {
     graph.validate()?;
+    let legal = legalize::legalize(graph)?;
+    let graph = &legal;
     let plan = plan::plan(graph, opts)?;
     let mut e = emit::Emitter::new(params, opts, plan.buffers.clone());
     for step in &plan.steps {

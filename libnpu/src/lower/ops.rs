@@ -54,6 +54,14 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
             }
         }
         Op::Pool { kind, x, kernel, window } => pool(e, *kind, &g.ty(*x).shape, &node.ty.shape, *kernel, window, plan.loc(*x), out).map_err(|why| too_small(g, step, e, why))?,
+        Op::Quantize { x } => {
+            let (scale, zp) = per_tensor(&node.ty);
+            quantize(e, plan.loc(*x), out, node.ty.elems(), scale, zp).map_err(|why| too_small(g, step, e, why))?
+        }
+        Op::Dequantize { x } => {
+            let (scale, zp) = per_tensor(g.ty(*x));
+            dequantize(e, plan.loc(*x), out, node.ty.elems(), scale, zp).map_err(|why| too_small(g, step, e, why))?
+        }
         Op::Softmax { x, axis } => {
             let shape = &node.ty.shape;
             if *axis + 1 != shape.len() {
@@ -703,6 +711,79 @@ fn softmax(e: &mut Emitter, x: Loc, out: Loc, rows: usize, cols: usize) -> Resul
             e.push(Insn::Unary { op: isa::UnaryOp::Recip, dtype: f, rows: 1, cols: nr32, src: v, dst: v, lo: 0, hi: 0 });
             e.push(Insn::Binary { op: isa::BinaryOp::Mul, dtype: f, bcast: Broadcast::PerRow, rows: nr32, cols: c32, a: t, b: v, out: t, scalar: 0 });
             e.store(out, (r0 * cols * 4) as u64, sx.at(slot), Strided::contiguous(bytes(nr)), Strided::contiguous(bytes(nr)));
+            Ok(())
+        },
+    )
+    .map_err(|e| e.to_string())
+}
+
+fn per_tensor(ty: &crate::ir::TensorType) -> (f32, i8) {
+    match &ty.quant {
+        Some(crate::ir::Quant::PerTensor { scale, zero_point }) => (*scale, *zero_point),
+        _ => (1.0, 0),
+    }
+}
+
+/// Chunks of `n` elements with one 1-byte and one 4-byte slot per buffer.
+fn chunk_slots(e: &mut Emitter, n: usize) -> Result<(usize, Slots, Slots), String> {
+    let nb = e.nbuf();
+    let mut size = n.min(16384);
+    loop {
+        e.sram_reset();
+        if let (Ok(a), Ok(b)) = (e.sram_alloc(size as u64, nb), e.sram_alloc(size as u64 * 4, nb)) {
+            return Ok((size, a, b));
+        }
+        if size == 1 {
+            return Err("one element does not fit".into());
+        }
+        size = size.div_ceil(2);
+    }
+}
+
+/// f32 -> i8: multiply by 1/scale, round half to even (CONVERT), add the
+/// zero point and saturate (REQUANT with the identity multiplier).
+fn quantize(e: &mut Emitter, x: Loc, out: Loc, n: usize, scale: f32, zp: i8) -> Result<(), String> {
+    let (size, s8, s32) = chunk_slots(e, n)?;
+    e.pipeline(
+        n.div_ceil(size),
+        |e, i, slot| {
+            let (o, l) = chunk(i, size, n);
+            let b = (l * 4) as u32;
+            e.load(x, o as u64 * 4, s32.at(slot), Strided::contiguous(b), Strided::contiguous(b));
+            Ok(())
+        },
+        |e, i, slot| {
+            let (o, l) = chunk(i, size, n);
+            let l32 = l as u32;
+            let (t8, t32) = (Tile { addr: s8.at(slot), ld: l32 }, Tile { addr: s32.at(slot), ld: l32 });
+            let inv = (1.0f32 / scale).to_bits();
+            e.push(Insn::Binary { op: isa::BinaryOp::Mul, dtype: isa::DType::F32, bcast: Broadcast::Scalar, rows: 1, cols: l32, a: t32, b: t32, out: t32, scalar: inv });
+            e.push(Insn::Convert { conv: Conversion::F32ToI32, rows: 1, cols: l32, src: t32, dst: t32, zero_point: 0, scale: 0.0 });
+            e.push(Insn::Requant { rows: 1, cols: l32, src: t32, dst: t8, mult: 2, per_channel: false, bias: None, shift: 1, zero_point: zp, lo: -128, hi: 127 });
+            e.store(out, o as u64, s8.at(slot), Strided::contiguous(l32), Strided::contiguous(l32));
+            Ok(())
+        },
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// i8 -> f32: `(q - zp) * scale` with one CONVERT.
+fn dequantize(e: &mut Emitter, x: Loc, out: Loc, n: usize, scale: f32, zp: i8) -> Result<(), String> {
+    let (size, s8, s32) = chunk_slots(e, n)?;
+    e.pipeline(
+        n.div_ceil(size),
+        |e, i, slot| {
+            let (o, l) = chunk(i, size, n);
+            e.load(x, o as u64, s8.at(slot), Strided::contiguous(l as u32), Strided::contiguous(l as u32));
+            Ok(())
+        },
+        |e, i, slot| {
+            let (o, l) = chunk(i, size, n);
+            let l32 = l as u32;
+            let (t8, t32) = (Tile { addr: s8.at(slot), ld: l32 }, Tile { addr: s32.at(slot), ld: l32 });
+            e.push(Insn::Convert { conv: Conversion::I8ToF32, rows: 1, cols: l32, src: t8, dst: t32, zero_point: zp as i32, scale });
+            let b = l32 * 4;
+            e.store(out, o as u64 * 4, s32.at(slot), Strided::contiguous(b), Strided::contiguous(b));
             Ok(())
         },
     )

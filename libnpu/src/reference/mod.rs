@@ -128,28 +128,57 @@ pub fn run(graph: &Graph, inputs: &HashMap<String, TensorData>) -> Result<HashMa
             }
             Op::Conv2d { input, weight, bias, window, groups } => conv2d(graph, ty, get(input), graph.ty(*input), get(weight), graph.ty(*weight), bias.map(|b| get(&b)), window, *groups)?,
             Op::Binary { op, a, b } => {
-                let (av, bv) = (f32s(get(a)), f32s(get(b)));
+                let (av, bv) = (real(get(a), graph.ty(*a)), real(get(b), graph.ty(*b)));
                 let (sa, sb) = (&graph.ty(*a).shape, &graph.ty(*b).shape);
                 let out: Vec<f32> = (0..ty.elems())
                     .map(|i| binary_f32(*op, av[broadcast_index(i, &ty.shape, sa)], bv[broadcast_index(i, &ty.shape, sb)]))
                     .collect();
-                TensorData::F32(out)
+                requantized(out, ty)
             }
             Op::Unary { op, x } => match get(x) {
                 TensorData::F32(v) => TensorData::F32(v.iter().map(|&x| unary_f32(*op, x)).collect()),
+                d @ TensorData::I8(_) if !matches!(op, UnaryOp::Relu | UnaryOp::Clamp { .. }) => {
+                    requantized(real(d, graph.ty(*x)).iter().map(|&x| unary_f32(*op, x)).collect(), ty)
+                }
                 TensorData::I8(v) => {
                     let (lo, hi) = int8_clamp_bounds(*op, ty);
                     TensorData::I8(v.iter().map(|&x| x.clamp(lo, hi)).collect())
                 }
                 TensorData::I32(_) => return Err(RunError::Graph(format!("{}: i32 unary", node.name))),
             },
-            Op::Pool { kind, x, kernel, window } => TensorData::F32(pool(*kind, &f32s(get(x)), &graph.ty(*x).shape, &ty.shape, *kernel, window)),
-            Op::Softmax { x, axis } => TensorData::F32(softmax(&f32s(get(x)), &ty.shape, *axis)),
+            Op::Pool { kind, x, kernel, window } => requantized(pool(*kind, &real(get(x), graph.ty(*x)), &graph.ty(*x).shape, &ty.shape, *kernel, window), ty),
+            Op::Softmax { x, axis } => requantized(softmax(&real(get(x), graph.ty(*x)), &ty.shape, *axis), ty),
+            Op::Quantize { x } => requantized(f32s(get(x)), ty),
+            Op::Dequantize { x } => TensorData::F32(real(get(x), graph.ty(*x))),
             Op::Reshape { x, .. } => get(x).clone(),
         };
         vals.push(out);
     }
     Ok(graph.outputs().iter().map(|o| (graph.node(*o).name.clone(), Tensor { ty: graph.ty(*o).clone(), data: vals[o.0].clone() })).collect())
+}
+
+/// Real values of a tensor: f32 as is, i8 as `(q - zp) * scale` computed
+/// like the device's CONVERT (i32 subtraction, one f32 multiply).
+pub fn real(d: &TensorData, ty: &TensorType) -> Vec<f32> {
+    match d {
+        TensorData::F32(v) => v.clone(),
+        TensorData::I8(v) => {
+            let (scale, zp) = match &ty.quant {
+                Some(Quant::PerTensor { scale, zero_point }) => (*scale, *zero_point as i32),
+                _ => (1.0, 0),
+            };
+            v.iter().map(|&q| (q as i32 - zp) as f32 * scale).collect()
+        }
+        TensorData::I32(v) => v.iter().map(|&x| x as f32).collect(),
+    }
+}
+
+/// f32 results as a tensor of type `ty`: unchanged for f32, quantized for i8.
+fn requantized(v: Vec<f32>, ty: &TensorType) -> TensorData {
+    match &ty.quant {
+        Some(Quant::PerTensor { scale, zero_point }) if ty.dtype == DType::I8 => TensorData::I8(v.iter().map(|&x| quantize_f32(x, *scale, *zero_point)).collect()),
+        _ => TensorData::F32(v),
+    }
 }
 
 fn f32s(d: &TensorData) -> Vec<f32> {

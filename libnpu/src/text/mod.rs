@@ -260,7 +260,7 @@ pub fn parse(src: &str) -> Result<Graph, ParseError> {
                 if c.eat(":") {
                     let (dt, shape, q) = parse_type(&mut c, false)?;
                     if dt != DType::I8 || q.is_none() || shape.is_some() {
-                        return c.err("a result annotation is `i8 q(scale=S, zp=Z)` (int8 gemm/conv2d results)");
+                        return c.err("a result annotation is `i8 q(scale=S, zp=Z)` (the quantization of an int8 result)");
                     }
                     out_quant = q;
                 }
@@ -446,13 +446,21 @@ fn build_op(name: &str, args: &[ValueId], kw: Kw) -> Result<Op, String> {
             let axis = get("axis").ok_or("softmax needs `axis=`")?;
             Ok(Op::Softmax { x: args[0], axis: usize_of(axis.first().map_or("", |s| s.as_str()))? })
         }
+        "quantize" => {
+            arity(1)?;
+            Ok(Op::Quantize { x: args[0] })
+        }
+        "dequantize" => {
+            arity(1)?;
+            Ok(Op::Dequantize { x: args[0] })
+        }
         "reshape" => {
             arity(1)?;
             let shape = get("shape").ok_or("reshape needs the new shape, e.g. reshape(x, [1,1024])")?;
             Ok(Op::Reshape { x: args[0], shape: shape.iter().map(|s| usize_of(s)).collect::<Result<_, _>>()? })
         }
         _ => Err(format!(
-            "unknown op `{name}`; ops are gemm, conv2d, add, sub, mul, div, max, min, relu, clamp, sigmoid, tanh, exp, maxpool, avgpool, softmax, reshape"
+            "unknown op `{name}`; ops are gemm, conv2d, add, sub, mul, div, max, min, relu, clamp, sigmoid, tanh, exp, maxpool, avgpool, softmax, quantize, dequantize, reshape"
         )),
     }
 }
@@ -467,8 +475,11 @@ pub fn print(g: &Graph) -> String {
             let _ = writeln!(s, "input {}: {}", n.name, n.ty);
             continue;
         }
-        let annot = match (&n.op, &n.ty.quant) {
-            (Op::Gemm { .. } | Op::Conv2d { .. }, Some(Quant::PerTensor { scale, zero_point })) => format!(": i8 q(scale={scale:?}, zp={zero_point})"),
+        // Results that choose their quantization say so (relu, clamp and
+        // reshape always keep their operand's).
+        let keeps = matches!(n.op, Op::Unary { op: UnaryOp::Relu | UnaryOp::Clamp { .. }, .. } | Op::Reshape { .. });
+        let annot = match &n.ty.quant {
+            Some(Quant::PerTensor { scale, zero_point }) if !keeps => format!(": i8 q(scale={scale:?}, zp={zero_point})"),
             _ => String::new(),
         };
         let call = match &n.op {
@@ -499,6 +510,8 @@ pub fn print(g: &Graph) -> String {
             Op::Unary { op, x } => format!("{}({})", op.name(), name(x)),
             Op::Pool { x, kernel, window, .. } => format!("{}({}, kernel={}, stride={}, pad={})", n.op.name(), name(x), pair(*kernel), pair(window.stride), pair(window.padding)),
             Op::Softmax { x, axis } => format!("softmax({}, axis={axis})", name(x)),
+            Op::Quantize { x } => format!("quantize({})", name(x)),
+            Op::Dequantize { x } => format!("dequantize({})", name(x)),
             Op::Reshape { x, shape } => format!("reshape({}, [{}])", name(x), shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(",")),
         };
         let _ = writeln!(s, "{}{annot} = {call}", n.name);
