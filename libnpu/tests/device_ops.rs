@@ -115,7 +115,7 @@ fn conv2d_f32_and_int8() {
 
 #[test]
 fn binary_ops_with_broadcasting() {
-    let shapes: &[(&[usize], &[usize])] = &[(&[37, 29], &[37, 29]), (&[5, 7, 33], &[33]), (&[5, 7, 33], &[7, 33]), (&[40, 9], &[40, 1]), (&[6, 5, 4], &[1]), (&[3, 1], &[3, 50])];
+    let shapes: &[(&[usize], &[usize])] = &[(&[37, 29], &[37, 29]), (&[5, 7, 33], &[33]), (&[5, 7, 33], &[7, 33]), (&[40, 9], &[40, 1]), (&[6, 5, 4], &[1]), (&[3, 1], &[3, 50]), (&[2, 4, 5, 6], &[4, 1, 1]), (&[3, 7, 9], &[3, 1, 9])];
     for (i, &(sa, sb)) in shapes.iter().enumerate() {
         for op in BinaryOp::ALL {
             // The device broadcasts only the second operand; a broadcast first

@@ -2,12 +2,39 @@
 
 mod common;
 use common::check;
-use libnpu::ir::{Graph, Op, Quant, TensorType, UnaryOp, Window};
+use libnpu::ir::{BinaryOp, Graph, Op, Quant, TensorType, UnaryOp, Window};
 use libnpu::DType;
 use proptest::prelude::*;
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Any numpy broadcast the device supports (the second operand's
+    /// broadcast dimensions leading or trailing) matches the reference; the
+    /// others must be refused with `Unsupported`, never mis-compiled.
+    #[test]
+    fn binary_any_broadcast(dims in proptest::collection::vec(1usize..40, 1..4), mask in proptest::collection::vec(any::<bool>(), 4),
+                            drop in 0usize..3, op in 0usize..6, int8 in any::<bool>(), seed in any::<u64>()) {
+        let out = dims.clone();
+        let mut bshape: Vec<usize> = out.iter().zip(&mask).map(|(d, m)| if *m { *d } else { 1 }).collect();
+        bshape.drain(..drop.min(bshape.len() - 1));
+        let op = BinaryOp::ALL[op];
+        let mut g = Graph::new();
+        let ty = |s: &[usize]| if int8 {
+            TensorType::quantized(s, Quant::PerTensor { scale: 0.05, zero_point: 1 })
+        } else {
+            TensorType::new(DType::F32, s)
+        };
+        let a = g.input("a", ty(&out)).unwrap();
+        let b = g.input("b", ty(&bshape)).unwrap();
+        let c = g.add("c", Op::Binary { op, a, b }, None).unwrap();
+        g.output(c).unwrap();
+        match libnpu::compile(&g, libnpu::DeviceParams { sram_size: 4096 }, libnpu::CompileOptions::default()) {
+            Ok(_) => { check(&g, seed, 4 * 1024, 1e-5); }
+            Err(libnpu::LowerError::Unsupported { .. }) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
 
     #[test]
     fn gemm_any_shape(m in 1usize..90, n in 1usize..90, k in 1usize..200, int8 in any::<bool>(), tb in any::<bool>(),

@@ -105,3 +105,13 @@ fn scratch_is_reused_once_values_die() {
     // Four 4000-byte intermediates, at most two alive at once.
     assert_eq!(scratch.size, 2 * 4032);
 }
+
+#[test]
+fn quantize_saturates_like_the_device() {
+    use libnpu::ir::quantize_f32;
+    assert_eq!(quantize_f32(f32::INFINITY, 0.1, 5), 127);
+    assert_eq!(quantize_f32(f32::NEG_INFINITY, 0.1, 5), -128);
+    assert_eq!(quantize_f32(f32::NAN, 0.1, 5), 5);
+    assert_eq!(quantize_f32(0.25, 0.1, 0), 2, "2.5 rounds half to even");
+    assert_eq!(quantize_f32(0.35, 0.1, 0), 4, "3.5 rounds half to even");
+}

@@ -49,7 +49,7 @@ pub fn requant_params(a: &TensorType, w: &TensorType, out: &TensorType, channels
 /// Quantize a real value the way the device does (multiply by 1/scale in
 /// f32, round half to even, add the zero point, saturate).
 pub fn quantize_f32(x: f32, scale: f32, zero_point: i8) -> i8 {
-    let q = (x * (1.0 / scale)).round_ties_even();
-    let q = if q.is_nan() { 0.0 } else { q };
+    // `as i32` saturates (and maps NaN to 0) like CONVERT f32->i32.
+    let q = (x * (1.0 / scale)).round_ties_even() as i32;
     (q as i64 + zero_point as i64).clamp(-128, 127) as i8
 }

@@ -567,8 +567,30 @@ fn binary(g: &Graph, e: &mut Emitter, step: &Step, op: BinaryOp, a: ValueId, b: 
     if g.ty(a).elems() != node.ty.elems() {
         return Err(unsupported(format!("the first operand of {} must have the result's shape {:?} (only the second one broadcasts on the device)", op.name(), oshape)));
     }
-    let (rows, cols, bc) = classify(oshape, &g.ty(b).shape)
-        .ok_or_else(|| unsupported(format!("broadcasting {:?} over {:?} needs the broadcast dimensions to be leading or trailing", g.ty(b).shape, oshape)))?;
+    // Split the output into outer dimensions, looped over, and an inner
+    // block the ISA's broadcasts can express (j = 0: no loop).
+    let bshape = g.ty(b).shape.clone();
+    let mut bp = vec![1; oshape.len() - bshape.len()];
+    bp.extend_from_slice(&bshape);
+    let (j, (rows, cols, bc)) = (0..oshape.len())
+        .find_map(|j| classify(&oshape[j..], &bp[j..]).map(|c| (j, c)))
+        .ok_or_else(|| unsupported(format!("cannot broadcast {:?} over {:?}", bshape, oshape)))?;
+    let outer: usize = oshape[..j].iter().product();
+    let inner = rows * cols;
+    let b_inner: usize = bp[j..].iter().product();
+    // Offset (in elements) of outer index `o` in b: broadcast dimensions do not advance.
+    let b_outer = |mut o: usize| {
+        let (mut off, mut stride) = (0, b_inner);
+        for d in (0..j).rev() {
+            let coord = o % oshape[d];
+            o /= oshape[d];
+            if bp[d] != 1 {
+                off += coord * stride;
+            }
+            stride *= bp[d];
+        }
+        off
+    };
     let (al, bl) = (plan.loc(a), plan.loc(b));
     let nb = e.nbuf();
     let isa_op = match op {
@@ -601,30 +623,33 @@ fn binary(g: &Graph, e: &mut Emitter, step: &Step, op: BinaryOp, a: ValueId, b: 
         }
     };
     let (rt, ct) = (rows.div_ceil(tr), cols.div_ceil(tc));
+    let per_block = rt * ct;
+    // (element offset of the block in a/out, in b, tile row, col, rows, cols)
     let dims = |s: usize| {
+        let (o, s) = (s / per_block, s % per_block);
         let (r0, c0) = ((s / ct) * tr, (s % ct) * tc);
-        (r0, c0, (rows - r0).min(tr), (cols - c0).min(tc))
+        (o * inner, b_outer(o), r0, c0, (rows - r0).min(tr), (cols - c0).min(tc))
     };
     let pitch = cols as u32 * 4;
     e.pipeline(
-        rt * ct,
+        outer * per_block,
         |e, s, slot| {
-            let (r0, c0, cr, cc) = dims(s);
-            let off = (r0 * cols + c0) as u64 * 4;
+            let (base, bbase, r0, c0, cr, cc) = dims(s);
+            let off = (base + r0 * cols + c0) as u64 * 4;
             e.load(al, off, sa.at(slot), Strided::rows(cc as u32 * 4, cr as u32, pitch), Strided::rows(cc as u32 * 4, cr as u32, tc as u32 * 4));
             match bc {
-                Broadcast::None => e.load(bl, off, sb.at(slot), Strided::rows(cc as u32 * 4, cr as u32, pitch), Strided::rows(cc as u32 * 4, cr as u32, tc as u32 * 4)),
-                Broadcast::PerRow => e.load(bl, r0 as u64 * 4, sb.at(slot), Strided::contiguous(cr as u32 * 4), Strided::contiguous(cr as u32 * 4)),
-                _ => e.load(bl, c0 as u64 * 4, sb.at(slot), Strided::contiguous(cc as u32 * 4), Strided::contiguous(cc as u32 * 4)),
+                Broadcast::None => e.load(bl, (bbase + r0 * cols + c0) as u64 * 4, sb.at(slot), Strided::rows(cc as u32 * 4, cr as u32, pitch), Strided::rows(cc as u32 * 4, cr as u32, tc as u32 * 4)),
+                Broadcast::PerRow => e.load(bl, (bbase + r0) as u64 * 4, sb.at(slot), Strided::contiguous(cr as u32 * 4), Strided::contiguous(cr as u32 * 4)),
+                _ => e.load(bl, (bbase + c0) as u64 * 4, sb.at(slot), Strided::contiguous(cc as u32 * 4), Strided::contiguous(cc as u32 * 4)),
             }
             Ok(())
         },
         |e, s, slot| {
-            let (r0, c0, cr, cc) = dims(s);
+            let (base, _, r0, c0, cr, cc) = dims(s);
             let t = Tile { addr: sa.at(slot), ld: tc as u32 };
             let bt = Tile { addr: sb.at(slot), ld: tc as u32 };
             e.push(Insn::Binary { op: isa_op, dtype: isa::DType::F32, bcast: bc, rows: cr as u32, cols: cc as u32, a: t, b: bt, out: t, scalar: 0 });
-            let off = (r0 * cols + c0) as u64 * 4;
+            let off = (base + r0 * cols + c0) as u64 * 4;
             e.store(out, off, sa.at(slot), Strided::rows(cc as u32 * 4, cr as u32, pitch), Strided::rows(cc as u32 * 4, cr as u32, tc as u32 * 4));
             Ok(())
         },
