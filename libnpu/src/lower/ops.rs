@@ -560,8 +560,12 @@ fn binary(g: &Graph, e: &mut Emitter, step: &Step, op: BinaryOp, a: ValueId, b: 
     let node = g.node(step.node);
     let oshape = &node.ty.shape;
     let (mut a, mut b) = (a, b);
-    if g.ty(a).elems() != node.ty.elems() && op.commutative() {
+    // Only the second operand broadcasts: swap a broadcast first operand;
+    // a - b is computed as -(b - a), which is exact.
+    let mut negate = false;
+    if g.ty(a).elems() != node.ty.elems() && (op.commutative() || op == BinaryOp::Sub) {
         std::mem::swap(&mut a, &mut b);
+        negate = op == BinaryOp::Sub;
     }
     let unsupported = |why: String| LowerError::Unsupported { name: node.name.clone(), op: op.name(), why };
     if g.ty(a).elems() != node.ty.elems() {
@@ -649,6 +653,10 @@ fn binary(g: &Graph, e: &mut Emitter, step: &Step, op: BinaryOp, a: ValueId, b: 
             let t = Tile { addr: sa.at(slot), ld: tc as u32 };
             let bt = Tile { addr: sb.at(slot), ld: tc as u32 };
             e.push(Insn::Binary { op: isa_op, dtype: isa::DType::F32, bcast: bc, rows: cr as u32, cols: cc as u32, a: t, b: bt, out: t, scalar: 0 });
+            if negate {
+                let m1 = (-1.0f32).to_bits();
+                e.push(Insn::Binary { op: isa::BinaryOp::Mul, dtype: isa::DType::F32, bcast: Broadcast::Scalar, rows: cr as u32, cols: cc as u32, a: t, b: t, out: t, scalar: m1 });
+            }
             let off = (base + r0 * cols + c0) as u64 * 4;
             e.store(out, off, sa.at(slot), Strided::rows(cc as u32 * 4, cr as u32, pitch), Strided::rows(cc as u32 * 4, cr as u32, tc as u32 * 4));
             Ok(())
