@@ -513,3 +513,20 @@ fn convolution_via_fill_dma_copy_and_matmul() {
     }
     assert_close(&bytes_f32(&got), &want, 1e-5);
 }
+
+#[test]
+fn memory_side_stride_zero_broadcasts_a_row() {
+    let mut b = bench();
+    let row: Vec<u8> = (1..=8).collect();
+    let (c, out) = run_program(
+        &mut b,
+        &row,
+        32,
+        &[
+            Insn::DmaLoad { va: IN_VA, sram: 0, mem: Strided { shape: [8, 4, 1], stride: [0, 0] }, sram_layout: Strided { shape: [8, 4, 1], stride: [8, 32] } },
+            store(OUT_VA, 0, 32),
+        ],
+    );
+    assert_eq!(c.status, 0);
+    assert_eq!(out, row.repeat(4));
+}
