@@ -17,9 +17,9 @@ CARGO ?= cargo
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
 
-# The main job. Until libnpu and the driver can compile and submit through
-# /dev/accel, this boots the guest with the NPU attached and checks the PCI
-# function, then runs a matmul through the same device model on the host.
+# The main job (scripts/demo.sh): the driver in the guest, then a kernel
+# compiled by libnpu and run on the device model. Submission through
+# /dev/accel replaces the host half when the driver can run jobs.
 demo: buildroot
 	@scripts/demo.sh
 
