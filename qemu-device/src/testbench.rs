@@ -12,6 +12,30 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 use vm_memory::{GuestAddress, GuestMemoryMmap};
 
+/// A small deterministic generator (xorshift) for test data, so failures
+/// reproduce from their seed. Shared by this crate's tests and libnpu's.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    /// Uniform-ish in [-1, 1], in steps of 0.001.
+    pub fn f32(&mut self) -> f32 {
+        (self.next() % 2001) as f32 / 1000.0 - 1.0
+    }
+    pub fn i8(&mut self) -> i8 {
+        self.next() as i8
+    }
+    /// In [lo, hi].
+    pub fn range(&mut self, lo: usize, hi: usize) -> usize {
+        lo + (self.next() as usize) % (hi - lo + 1)
+    }
+}
+
 /// Counts interrupts per vector and wakes waiters.
 #[derive(Default)]
 pub struct IrqRecorder {

@@ -10,22 +10,7 @@ use npu_device::testbench::Bench;
 use npu_device::DeviceConfig;
 use std::collections::HashMap;
 
-/// Deterministic xorshift, so failures reproduce from the seed.
-pub struct Rng(pub u64);
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    pub fn f32(&mut self) -> f32 {
-        (self.next() % 2001) as f32 / 1000.0 - 1.0
-    }
-    pub fn range(&mut self, lo: usize, hi: usize) -> usize {
-        lo + (self.next() as usize) % (hi - lo + 1)
-    }
-}
+pub use npu_device::testbench::Rng;
 
 /// Random data for every input of `g`.
 pub fn random_inputs(g: &Graph, rng: &mut Rng) -> HashMap<String, TensorData> {

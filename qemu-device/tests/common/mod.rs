@@ -13,22 +13,7 @@ pub fn bench() -> Bench {
     Bench::new(DeviceConfig { sram_size: 256 * 1024, contexts: 4, ..Default::default() }, 32)
 }
 
-/// A small deterministic generator, so failures reproduce.
-pub struct Rng(pub u64);
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    pub fn f32(&mut self) -> f32 {
-        (self.next() % 2001) as f32 / 1000.0 - 1.0
-    }
-    pub fn i8(&mut self) -> i8 {
-        self.next() as i8
-    }
-}
+pub use npu_device::testbench::Rng;
 
 pub fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
