@@ -68,7 +68,8 @@ struct Shared {
     bus: Bus,
     irq: Arc<dyn IrqSink>,
     config: DeviceConfig,
-    inject: Mutex<Injector>,
+    /// Shared with the control socket, which edits rules at run time.
+    inject: Arc<Mutex<Injector>>,
     /// Mirrors State::epoch for lock-free abort checks during a job.
     epoch: AtomicU64,
 }
@@ -87,12 +88,18 @@ impl Device {
             bus,
             irq,
             config,
-            inject: Mutex::new(inject),
+            inject: Arc::new(Mutex::new(inject)),
             epoch: AtomicU64::new(0),
         });
         let s = shared.clone();
         let worker = std::thread::Builder::new().name("npu-cp".into()).spawn(move || command_processor(s)).ok();
         Device { shared, worker }
+    }
+
+    /// The fault-injection rules, for changing them while the device runs
+    /// (the server's `--control` socket).
+    pub fn injector(&self) -> Arc<Mutex<Injector>> {
+        self.shared.inject.clone()
     }
 
     pub fn bus(&self) -> &Bus {

@@ -54,63 +54,102 @@ pub struct RuleError {
 #[derive(Default)]
 pub struct Injector {
     rules: Vec<Rule>,
+    /// The rule texts, for `list` on the control socket.
+    specs: Vec<String>,
     pub reset_delay: ResetDelay,
     rng: u64,
     jobs: u64,
 }
 
+const DEFAULT_SEED: u64 = 0x9e37_79b9_7f4a_7c15;
+
 impl Injector {
     /// Parse rules like `hang:tag=3`, `drop-irq:every=5`, `delay=200:nth=2`,
-    /// `mmu-fault:prob=0.1`, `slow-reset=500`, and `seed=N`.
+    /// `mmu-fault:prob=0.1,seed=7`, `slow-reset=500`, and `seed=N`.
     pub fn parse(specs: &[String]) -> Result<Self, RuleError> {
-        let mut inj = Injector { rng: 0x9e37_79b9_7f4a_7c15, ..Default::default() };
+        let mut inj = Injector { rng: DEFAULT_SEED, ..Default::default() };
         for spec in specs {
-            let err = |why: &str| RuleError { rule: spec.clone(), why: why.into() };
-            let (kind, trig) = match spec.split_once(':') {
-                Some((k, t)) => (k, Some(t)),
-                None => (spec.as_str(), None),
-            };
-            let (name, value) = match kind.split_once('=') {
-                Some((n, v)) => (n, Some(v.parse::<u64>().map_err(|_| err("value is not a number"))?)),
-                None => (kind, None),
-            };
-            let action = match (name, value) {
-                ("seed", Some(v)) => {
-                    inj.rng = v.max(1);
-                    continue;
-                }
-                ("slow-reset", Some(ms)) => {
-                    inj.reset_delay = ResetDelay(u32::try_from(ms).map_err(|_| err("delay too large"))?);
-                    continue;
-                }
-                ("hang", None) => Action::Hang,
-                ("mmu-fault", None) => Action::MmuFault,
-                ("drop-irq", None) => Action::DropIrq,
-                ("corrupt-completion", None) => Action::CorruptCompletion,
-                ("spurious-irq", None) => Action::SpuriousIrq,
-                ("delay", Some(ms)) => Action::Delay(u32::try_from(ms).map_err(|_| err("delay too large"))?),
-                _ => return Err(err("unknown kind (hang, mmu-fault, drop-irq, corrupt-completion, spurious-irq, delay=MS, slow-reset=MS, seed=N)")),
-            };
-            let trigger = match trig {
-                None => Trigger::Always,
-                Some(t) => {
-                    let (k, v) = t.split_once('=').ok_or_else(|| err("trigger must be KEY=VALUE"))?;
-                    let num = || v.parse::<u64>().map_err(|_| err("trigger value is not a number"));
-                    match k {
-                        "tag" => Trigger::Tag(u32::try_from(num()?).map_err(|_| err("tag too large"))?),
-                        "every" if num()? > 0 => Trigger::Every(num()?),
-                        "nth" if num()? > 0 => Trigger::Nth(num()?),
-                        "prob" => match v.parse::<f64>() {
-                            Ok(p) if (0.0..=1.0).contains(&p) => Trigger::Prob(p),
-                            _ => return Err(err("prob must be in [0, 1]")),
-                        },
-                        _ => return Err(err("unknown trigger (tag=N, every=N, nth=N, prob=P)")),
-                    }
-                }
-            };
-            inj.rules.push(Rule { action, trigger });
+            inj.add(spec)?;
         }
         Ok(inj)
+    }
+
+    /// Add one rule (also used by the control socket at run time).
+    pub fn add(&mut self, spec: &str) -> Result<(), RuleError> {
+        let err = |why: &str| RuleError { rule: spec.to_string(), why: why.into() };
+        if self.rng == 0 {
+            self.rng = DEFAULT_SEED;
+        }
+        let (kind, trig) = match spec.split_once(':') {
+            Some((k, t)) => (k, Some(t)),
+            None => (spec, None),
+        };
+        let (name, value) = match kind.split_once('=') {
+            Some((n, v)) => (n, Some(v.parse::<u64>().map_err(|_| err("value is not a number"))?)),
+            None => (kind, None),
+        };
+        let action = match (name, value) {
+            ("seed", Some(v)) => {
+                self.rng = v.max(1);
+                return Ok(());
+            }
+            ("slow-reset", Some(ms)) => {
+                self.reset_delay = ResetDelay(u32::try_from(ms).map_err(|_| err("delay too large"))?);
+                self.specs.push(spec.to_string());
+                return Ok(());
+            }
+            ("hang", None) => Action::Hang,
+            ("mmu-fault", None) => Action::MmuFault,
+            ("drop-irq", None) => Action::DropIrq,
+            ("corrupt-completion", None) => Action::CorruptCompletion,
+            ("spurious-irq", None) => Action::SpuriousIrq,
+            ("delay", Some(ms)) => Action::Delay(u32::try_from(ms).map_err(|_| err("delay too large"))?),
+            _ => return Err(err("unknown kind (hang, mmu-fault, drop-irq, corrupt-completion, spurious-irq, delay=MS, slow-reset=MS, seed=N)")),
+        };
+        let trigger = match trig {
+            None => Trigger::Always,
+            Some(t) => {
+                // `prob=P,seed=S`: the seed is part of the trigger text.
+                let (t, seed) = match t.split_once(",seed=") {
+                    Some((t, s)) => (t, Some(s.parse::<u64>().map_err(|_| err("seed is not a number"))?)),
+                    None => (t, None),
+                };
+                let (k, v) = t.split_once('=').ok_or_else(|| err("trigger must be KEY=VALUE"))?;
+                let num = || v.parse::<u64>().map_err(|_| err("trigger value is not a number"));
+                let trigger = match k {
+                    "tag" => Trigger::Tag(u32::try_from(num()?).map_err(|_| err("tag too large"))?),
+                    "every" if num()? > 0 => Trigger::Every(num()?),
+                    "nth" if num()? > 0 => Trigger::Nth(num()?),
+                    "prob" => match v.parse::<f64>() {
+                        Ok(p) if (0.0..=1.0).contains(&p) => Trigger::Prob(p),
+                        _ => return Err(err("prob must be in [0, 1]")),
+                    },
+                    _ => return Err(err("unknown trigger (tag=N, every=N, nth=N, prob=P[,seed=S])")),
+                };
+                if let Some(s) = seed {
+                    if !matches!(trigger, Trigger::Prob(_)) {
+                        return Err(err("seed= only goes with prob="));
+                    }
+                    self.rng = s.max(1);
+                }
+                trigger
+            }
+        };
+        self.rules.push(Rule { action, trigger });
+        self.specs.push(spec.to_string());
+        Ok(())
+    }
+
+    /// Disarm every rule (the job counter keeps counting).
+    pub fn clear(&mut self) {
+        self.rules.clear();
+        self.specs.clear();
+        self.reset_delay = ResetDelay(0);
+    }
+
+    /// The armed rules as given.
+    pub fn specs(&self) -> &[String] {
+        &self.specs
     }
 
     pub fn is_armed(&self) -> bool {
@@ -146,6 +185,26 @@ impl Injector {
         x ^= x >> 27;
         self.rng = x;
         x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+/// One line of the control-socket protocol (Documentation/hw/npu-hw.rst,
+/// "Fault injection"): `inject RULE`, `clear`, `list`. Returns the reply
+/// line: `ok`, `ok RULE;RULE...` or `error: why`.
+pub fn control_line(inj: &mut Injector, line: &str) -> String {
+    let line = line.trim();
+    let (cmd, arg) = line.split_once(' ').map(|(c, a)| (c, a.trim())).unwrap_or((line, ""));
+    match (cmd, arg) {
+        ("inject", rule) if !rule.is_empty() => match inj.add(rule) {
+            Ok(()) => "ok".into(),
+            Err(e) => format!("error: {e}"),
+        },
+        ("clear", "") => {
+            inj.clear();
+            "ok".into()
+        }
+        ("list", "") => format!("ok {}", inj.specs().join(";")).trim_end().to_string(),
+        _ => "error: unknown command (inject RULE, clear, list)".into(),
     }
 }
 

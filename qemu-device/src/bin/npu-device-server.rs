@@ -7,11 +7,14 @@ use npu_device::mem::Bus;
 use npu_device::regs::PerfCounter;
 use npu_device::server::{irqs, regions, ConfigSpace, EventFdIrqs, NpuBackend};
 use npu_device::{Device, DeviceConfig};
-use std::path::PathBuf;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-const USAGE: &str = "usage: npu-device-server --socket PATH [--sram-size BYTES] [--contexts N] [--inject RULE]... [-v]
+const USAGE: &str = "usage: npu-device-server --socket PATH [--sram-size BYTES] [--contexts N] [--inject RULE]... [--control PATH] [-v]
 
   --socket PATH      unix socket QEMU connects to (must not exist yet)
   --sram-size BYTES  on-chip SRAM size (default 1048576; 4 KiB..256 MiB)
@@ -20,6 +23,8 @@ const USAGE: &str = "usage: npu-device-server --socket PATH [--sram-size BYTES] 
                      hang, mmu-fault, drop-irq, corrupt-completion, spurious-irq,
                      delay=MS, slow-reset=MS, seed=N and TRIGGER one of tag=N,
                      every=N, nth=N, prob=P (see Documentation/hw/npu-hw.rst)
+  --control PATH     unix socket taking fault-injection commands at run time,
+                     one per line: inject RULE | clear | list (reply: ok... or error: ...)
   -v                 debug logging (or RUST_LOG)";
 
 struct Args {
@@ -27,12 +32,13 @@ struct Args {
     sram: u32,
     contexts: u32,
     inject: Vec<String>,
+    control: Option<PathBuf>,
     verbose: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
-    let mut a = Args { socket: PathBuf::new(), sram: 1 << 20, contexts: 16, inject: vec![], verbose: false };
+    let mut a = Args { socket: PathBuf::new(), sram: 1 << 20, contexts: 16, inject: vec![], control: None, verbose: false };
     let num = |v: Option<String>, what: &str| -> Result<u64, String> {
         let v = v.ok_or(format!("{what} needs a value"))?;
         v.parse::<u64>().map_err(|_| format!("{what}: '{v}' is not a number"))
@@ -55,6 +61,7 @@ fn parse_args() -> Result<Args, String> {
                 a.contexts = v as u32;
             }
             "--inject" => a.inject.push(it.next().ok_or("--inject needs a rule")?),
+            "--control" => a.control = Some(it.next().ok_or("--control needs a path")?.into()),
             "-v" | "--verbose" => a.verbose = true,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument '{other}'")),
@@ -90,6 +97,12 @@ fn main() -> ExitCode {
     let irqs_sink = Arc::new(EventFdIrqs::default());
     let config = DeviceConfig { sram_size: args.sram, contexts: args.contexts, cost: CostModel::default() };
     let device = Device::new(config, bus.clone(), irqs_sink.clone(), inject);
+    if let Some(path) = &args.control {
+        if let Err(e) = serve_control(path, device.injector()) {
+            eprintln!("npu-device-server: cannot listen on {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
     let server = match vfio_user::Server::new(&args.socket, true, irqs(), regions()) {
         Ok(s) => s,
         Err(e) => {
@@ -118,4 +131,36 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The `--control` socket: one thread accepting clients one after another,
+/// each sending lines of `inject RULE`, `clear` or `list`.
+fn serve_control(path: &Path, inject: Arc<Mutex<Injector>>) -> std::io::Result<()> {
+    let listener = UnixListener::bind(path)?;
+    log::info!("control socket on {}", path.display());
+    std::thread::Builder::new().name("npu-control".into()).spawn(move || {
+        for conn in listener.incoming().flatten() {
+            if let Err(e) = control_client(conn, &inject) {
+                log::warn!("control client: {e}");
+            }
+        }
+    })?;
+    Ok(())
+}
+
+fn control_client(conn: UnixStream, inject: &Mutex<Injector>) -> std::io::Result<()> {
+    let mut out = conn.try_clone()?;
+    for line in BufReader::new(conn).lines() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let reply = match inject.lock() {
+            Ok(mut inj) => npu_device::inject::control_line(&mut inj, &line),
+            Err(_) => "error: injector unavailable".into(),
+        };
+        log::info!("control: {line} -> {reply}");
+        writeln!(out, "{reply}")?;
+    }
+    Ok(())
 }

@@ -13,6 +13,7 @@ pub fn bench() -> Bench {
     Bench::new(DeviceConfig { sram_size: 256 * 1024, contexts: 4, ..Default::default() }, 32)
 }
 
+#[allow(unused_imports)]
 pub use npu_device::testbench::Rng;
 
 pub fn f32_bytes(v: &[f32]) -> Vec<u8> {
