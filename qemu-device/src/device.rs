@@ -125,7 +125,7 @@ impl Device {
             NUM_CONTEXTS => cfg.contexts,
             VA_BITS => VA_BITS_VALUE,
             CLOCK_KHZ => CLOCK_KHZ_VALUE,
-            CONTROL => if s.enabled { CONTROL_ENABLE } else { 0 },
+            CONTROL => s.enabled as u32 * CONTROL_ENABLE,
             STATUS => {
                 (s.enabled as u32 * STATUS_ENABLED)
                     | (s.reset_done as u32 * STATUS_RESET_DONE)
@@ -156,7 +156,7 @@ impl Device {
             o if (PERF_BASE..PERF_BASE + PERF_COUNTERS as u32 * 8).contains(&o) && o % 4 == 0 => {
                 let i = ((o - PERF_BASE) / 8) as usize;
                 let v = s.perf[i];
-                if (o - PERF_BASE) % 8 == 0 {
+                if (o - PERF_BASE).is_multiple_of(8) {
                     v as u32
                 } else {
                     (v >> 32) as u32
@@ -287,7 +287,7 @@ fn ring_size_ok(n: u32) -> bool {
 }
 
 fn rings_valid(s: &State) -> bool {
-    let aligned = |a: u64| a % 4096 == 0;
+    let aligned = |a: u64| a.is_multiple_of(4096);
     ring_size_ok(s.sq_size) && ring_size_ok(s.cq_size) && aligned(s.sq_base) && aligned(s.cq_base) && aligned(s.ctx_table)
 }
 
@@ -356,7 +356,7 @@ fn parse_submission(raw: &[u8; 64]) -> Submission {
     let valid = flags == 0
         && raw[24..].iter().all(|&b| b == 0)
         && size > 0
-        && size % INSN_SIZE as u32 == 0
+        && size.is_multiple_of(INSN_SIZE as u32)
         && size <= CMDBUF_MAX;
     Submission { seqno: u64_at(0), cmdbuf: u64_at(8), size, context, valid }
 }
@@ -446,13 +446,13 @@ fn complete(sh: &Shared, mem: &HostMemory, sub: &Submission, mut out: JobOutcome
     }
     // The guest may have disabled the device and reprogrammed the rings
     // while this job ran; never trust geometry checked before it started.
-    if !ring_size_ok(s.cq_size) || s.cq_base % 4096 != 0 {
+    if !ring_size_ok(s.cq_size) || !s.cq_base.is_multiple_of(4096) {
         sh.halt(&mut s);
         return;
     }
     s.sq_head = s.sq_head.wrapping_add(1);
     let slot = s.cq_tail % s.cq_size;
-    let phase = ((s.cq_tail / s.cq_size) % 2 == 0) as u32;
+    let phase = (s.cq_tail / s.cq_size).is_multiple_of(2) as u32;
     let mut rec = [0u8; 32];
     let (seqno, status) = if action == Some(Action::CorruptCompletion) {
         (sub.seqno ^ 0xbad0_0000_0000_0000, 0xffff_fff0)

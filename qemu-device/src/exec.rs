@@ -77,7 +77,7 @@ struct TileRef {
 
 impl TileRef {
     fn new(sram: &Sram, t: Tile, rows: u32, cols: u32, esize: u32) -> Res<TileRef> {
-        if t.addr % esize != 0 {
+        if !t.addr.is_multiple_of(esize) {
             return Err(Fault::BadOperand);
         }
         if rows > 1 && t.ld < cols {

@@ -166,7 +166,7 @@ impl Injector {
             let hit = match rule.trigger {
                 Trigger::Always => true,
                 Trigger::Tag(t) => marks.contains(&t),
-                Trigger::Every(n) => jobs % n == 0,
+                Trigger::Every(n) => jobs.is_multiple_of(n),
                 Trigger::Nth(n) => jobs == n,
                 Trigger::Prob(p) => (self.next_random() as f64 / u64::MAX as f64) < p,
             };

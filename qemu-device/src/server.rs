@@ -151,7 +151,7 @@ impl ServerBackend for NpuBackend {
         match region {
             VFIO_PCI_CONFIG_REGION_INDEX => self.config.read(offset, data),
             VFIO_PCI_BAR0_REGION_INDEX => {
-                if data.len() != 4 || offset % 4 != 0 || offset >= BAR0_SIZE {
+                if data.len() != 4 || !offset.is_multiple_of(4) || offset >= BAR0_SIZE {
                     // Only aligned 32-bit accesses are defined: others read 0.
                     data.fill(0);
                 } else {
@@ -171,7 +171,7 @@ impl ServerBackend for NpuBackend {
         match region {
             VFIO_PCI_CONFIG_REGION_INDEX => self.config.write(offset, data),
             VFIO_PCI_BAR0_REGION_INDEX => {
-                if let (Ok(b), true) = (<[u8; 4]>::try_from(data), offset % 4 == 0 && offset < BAR0_SIZE) {
+                if let (Ok(b), true) = (<[u8; 4]>::try_from(data), offset.is_multiple_of(4) && offset < BAR0_SIZE) {
                     self.mmio_writes += 1;
                     self.device.mmio_write(offset as u32, u32::from_le_bytes(b));
                 }

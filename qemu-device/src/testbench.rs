@@ -17,6 +17,7 @@ use vm_memory::{GuestAddress, GuestMemoryMmap};
 pub struct Rng(pub u64);
 
 impl Rng {
+    #[allow(clippy::should_implement_trait)] // libnpu's tests call it by this name
     pub fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
@@ -264,7 +265,7 @@ impl Bench {
     pub fn wait_completion(&mut self, timeout: Duration) -> Option<Completion> {
         let deadline = Instant::now() + timeout;
         let slot = self.cq_head % self.cq_size;
-        let phase = ((self.cq_head / self.cq_size) % 2 == 0) as u32;
+        let phase = (self.cq_head / self.cq_size).is_multiple_of(2) as u32;
         let addr = CQ_BASE + slot as u64 * CQ_ENTRY_SIZE;
         loop {
             let mut r = [0u8; 32];

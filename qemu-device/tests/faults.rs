@@ -330,7 +330,7 @@ fn control_lines_arm_and_clear_rules_in_a_running_device() {
     let mut b = Bench::with_options(cfg, 16, 8, 8, Injector::default());
     assert_eq!(b.device.mmio_read(CAPS) & CAP_FAULT_INJECTION, 0);
     let inj = b.device.injector();
-    let mut ctl = |line: &str| control_line(&mut inj.lock().expect("lock"), line);
+    let ctl = |line: &str| control_line(&mut inj.lock().expect("lock"), line);
     assert_eq!(ctl("inject mmu-fault:tag=5"), "ok");
     assert!(ctl("inject explode").starts_with("error: "));
     assert!(ctl("frobnicate").starts_with("error: "));

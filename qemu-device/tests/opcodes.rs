@@ -302,7 +302,8 @@ fn binary_i32_wraps_and_divides_by_zero_to_zero() {
 #[test]
 fn unary_activations() {
     let x: Vec<f32> = vec![-3.0, -0.5, 0.0, 0.25, 2.0, 4.0];
-    let cases: [(UnaryOp, fn(f32) -> f32); 6] = [
+    type Case = (UnaryOp, fn(f32) -> f32);
+    let cases: [Case; 6] = [
         (UnaryOp::Relu, |v| v.max(0.0)),
         (UnaryOp::Clamp, |v| v.clamp(-1.0, 1.0)),
         (UnaryOp::Sigmoid, |v| 1.0 / (1.0 + (-v).exp())),

@@ -35,7 +35,7 @@ fn start_server(tag: &str) -> (PathBuf, std::thread::JoinHandle<NpuBackend>) {
     (sock, handle)
 }
 
-fn connect(sock: &PathBuf) -> vfio_user::Client {
+fn connect(sock: &std::path::Path) -> vfio_user::Client {
     let t = Instant::now();
     loop {
         match vfio_user::Client::new(sock) {
