@@ -20,7 +20,7 @@ fn time_it(mut f: impl FnMut(), reps: u32) -> f64 {
 
 fn main() {
     println!("{:>5} {:>12} {:>12} {:>12} {:>8} {:>10}", "n", "host f32", "device f32", "device i8", "f32/host", "i8/f32");
-    for n in [64u32, 128, 256, 512] {
+    for n in [64u32, 128, 256, 512, 1024] {
         let es = (n * n * 4) as u64;
         let sram = (3 * es + 4096).next_power_of_two().max(1 << 20) as u32;
         let mut bench = Bench::new(DeviceConfig { sram_size: sram, ..Default::default() }, 16);

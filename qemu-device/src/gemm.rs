@@ -119,9 +119,12 @@ pub fn igemm_via_f32(m: usize, n: usize, k: usize, a: &[i8], b: &[i8], bt: bool,
 }
 
 /// int8 GEMM on AVX-512 VNNI, in the outer-product form: B is packed as
-/// pairs of i16 along K, interleaved per column, so one 512-bit vector holds
-/// 16 columns' pairs; each pair of A is broadcast, and `vpdpwssd` multiplies
-/// and adds both into 16 i32 accumulators (wrapping, like the hardware's).
+/// quads of i8 along K, interleaved per column, so one 512-bit vector holds
+/// 16 columns' quads; each quad of A is broadcast, and `vpdpbusd` multiplies
+/// 4 pairs and adds them into 16 i32 accumulators (wrapping, like the
+/// hardware's). `vpdpbusd` wants A unsigned, so A is biased by +128 and
+/// 128 * (column sum of B) is subtracted at the end: exact modulo 2^32,
+/// which is what the wrapping int32 accumulator means anyway.
 /// An 8 x 32 block of C stays in 16 registers for the whole K loop.
 #[cfg(target_arch = "x86_64")]
 mod vnni {
@@ -135,45 +138,47 @@ mod vnni {
         if m == 0 || n == 0 || k == 0 {
             return;
         }
-        let kq = k.div_ceil(2); // K pairs
+        let kq = k.div_ceil(4); // K quads
         let np = n.div_ceil(NR) * NR;
-        let pair = |lo: i8, hi: i8| ((lo as i16 as u16 as u32) | (hi as i16 as u16 as u32) << 16) as i32;
-        // bpack[q][j] = (b[2q][j], b[2q+1][j]) as one 32-bit lane; zero past
-        // the edges.
+        let b_at = |p: usize, j: usize| if bt { b[j * k + p] } else { b[p * n + j] };
+        // bpack[q][j] = b[4q..4q+4][j] as one 32-bit lane (zero past the
+        // edges); colsum[j] = sum of column j, for the bias correction.
         let mut bpack = vec![0i32; kq * np];
-        if bt {
-            for j in 0..n {
-                let col = &b[j * k..(j + 1) * k];
-                for (q, two) in col.chunks(2).enumerate() {
-                    bpack[q * np + j] = pair(two[0], two.get(1).copied().unwrap_or(0));
-                }
-            }
-        } else {
-            for q in 0..kq {
-                let r0 = &b[2 * q * n..(2 * q + 1) * n];
-                let dst = &mut bpack[q * np..q * np + n];
-                if 2 * q + 1 < k {
-                    let r1 = &b[(2 * q + 1) * n..(2 * q + 2) * n];
-                    for ((d, &lo), &hi) in dst.iter_mut().zip(r0).zip(r1) {
-                        *d = pair(lo, hi);
-                    }
-                } else {
-                    for (d, &lo) in dst.iter_mut().zip(r0) {
-                        *d = pair(lo, 0);
+        let mut colsum = vec![0i32; n];
+        for q in 0..kq {
+            for (j, cs) in colsum.iter_mut().enumerate() {
+                let mut quad = [0u8; 4];
+                for (t, byte) in quad.iter_mut().enumerate() {
+                    let p = 4 * q + t;
+                    if p < k {
+                        let v = b_at(p, j);
+                        *byte = v as u8;
+                        *cs += v as i32;
                     }
                 }
+                bpack[q * np + j] = i32::from_le_bytes(quad);
             }
         }
-        // apack[i][q] = (a[i][2q], a[i][2q+1]).
+        // apack[i][q] = a[i][4q..4q+4] + 128 as unsigned bytes (the padding
+        // meets zeros of B, so its value does not matter).
         let mut apack = vec![0i32; m * kq];
         for i in 0..m {
             let row = &a[i * k..(i + 1) * k];
-            for (q, two) in row.chunks(2).enumerate() {
-                apack[i * kq + q] = pair(two[0], two.get(1).copied().unwrap_or(0));
+            for (q, four) in row.chunks(4).enumerate() {
+                let mut quad = [0u8; 4];
+                for (byte, &v) in quad.iter_mut().zip(four) {
+                    *byte = (v as u8) ^ 0x80;
+                }
+                apack[i * kq + q] = i32::from_le_bytes(quad);
             }
         }
         // SAFETY: the caller checked for AVX-512 F, BW and VNNI at run time.
         unsafe { blocks(m, n, kq, np, &apack, &bpack, c) }
+        for row in c[..m * n].chunks_exact_mut(n) {
+            for (cv, &cs) in row.iter_mut().zip(&colsum) {
+                *cv = cv.wrapping_sub(cs.wrapping_mul(128));
+            }
+        }
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
@@ -193,8 +198,8 @@ mod vnni {
                     let b1 = unsafe { _mm512_loadu_si512(row[16..].as_ptr().cast()) };
                     for (ii, acc_row) in acc.iter_mut().enumerate().take(mr) {
                         let av = _mm512_set1_epi32(apack[(i0 + ii) * kq + q]);
-                        acc_row[0] = _mm512_dpwssd_epi32(acc_row[0], av, b0);
-                        acc_row[1] = _mm512_dpwssd_epi32(acc_row[1], av, b1);
+                        acc_row[0] = _mm512_dpbusd_epi32(acc_row[0], av, b0);
+                        acc_row[1] = _mm512_dpbusd_epi32(acc_row[1], av, b1);
                     }
                 }
                 for (ii, acc_row) in acc.iter().enumerate().take(mr) {
