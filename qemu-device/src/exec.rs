@@ -504,8 +504,9 @@ fn binary(op: BinaryOp, dtype: DType, a: u32, b: u32) -> u32 {
                 BinaryOp::Add => x.wrapping_add(y),
                 BinaryOp::Sub => x.wrapping_sub(y),
                 BinaryOp::Mul => x.wrapping_mul(y),
-                // Integer division by zero yields 0 rather than a fault: the
-                // hardware has no exception path in its vector unit.
+                // Integer division by zero (and MIN / -1, which overflows)
+                // yields 0 rather than a fault: the vector unit has no
+                // exception path.
                 BinaryOp::Div => x.checked_div(y).unwrap_or(0),
                 BinaryOp::Max => x.max(y),
                 BinaryOp::Min => x.min(y),

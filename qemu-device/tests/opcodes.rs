@@ -531,3 +531,13 @@ fn memory_side_stride_zero_broadcasts_a_row() {
     assert_eq!(c.status, 0);
     assert_eq!(out, row.repeat(4));
 }
+
+#[test]
+fn binary_i32_min_divided_by_minus_one_is_zero() {
+    let mut b = bench();
+    let input: Vec<u8> = [i32::MIN, -1].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let div = Insn::Binary { op: BinaryOp::Div, dtype: DType::I32, bcast: Broadcast::None, rows: 1, cols: 1, a: tile(0, 1), b: tile(4, 1), out: tile(16, 1), scalar: 0 };
+    let (c, out) = run_program(&mut b, &input, 4, &[load(IN_VA, 0, 8), div, store(OUT_VA, 16, 4)]);
+    assert_eq!(c.status, 0);
+    assert_eq!(bytes_i32(&out), vec![0]);
+}
