@@ -37,6 +37,62 @@ pub const DRM_IOCTL_PRIME_HANDLE_TO_FD: u32 =
 pub const DRM_IOCTL_PRIME_FD_TO_HANDLE: u32 =
     drm_ioc(IOC_READ | IOC_WRITE, 0x2e, core::mem::size_of::<drm_prime_handle>());
 
+/// struct drm_syncobj_create: a new syncobj (flags: DRM_SYNCOBJ_CREATE_SIGNALED).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct drm_syncobj_create {
+    pub handle: u32,
+    pub flags: u32,
+}
+
+pub const DRM_SYNCOBJ_CREATE_SIGNALED: u32 = 1 << 0;
+
+/// struct drm_syncobj_destroy: release a syncobj handle.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct drm_syncobj_destroy {
+    pub handle: u32,
+    pub pad: u32,
+}
+
+/// struct drm_syncobj_handle: syncobj handle <-> file descriptor.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct drm_syncobj_handle {
+    pub handle: u32,
+    pub flags: u32,
+    pub fd: i32,
+    pub pad: u32,
+}
+
+/// struct drm_syncobj_wait: wait for syncobjs; `timeout_nsec` is absolute
+/// (CLOCK_MONOTONIC).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct drm_syncobj_wait {
+    pub handles: u64,
+    pub timeout_nsec: i64,
+    pub count_handles: u32,
+    pub flags: u32,
+    pub first_signaled: u32,
+    pub pad: u32,
+    pub deadline_nsec: u64,
+}
+
+pub const DRM_SYNCOBJ_WAIT_FLAGS_WAIT_ALL: u32 = 1 << 0;
+pub const DRM_SYNCOBJ_WAIT_FLAGS_WAIT_FOR_SUBMIT: u32 = 1 << 1;
+
+pub const DRM_IOCTL_SYNCOBJ_CREATE: u32 =
+    drm_ioc(IOC_READ | IOC_WRITE, 0xbf, core::mem::size_of::<drm_syncobj_create>());
+pub const DRM_IOCTL_SYNCOBJ_DESTROY: u32 =
+    drm_ioc(IOC_READ | IOC_WRITE, 0xc0, core::mem::size_of::<drm_syncobj_destroy>());
+pub const DRM_IOCTL_SYNCOBJ_HANDLE_TO_FD: u32 =
+    drm_ioc(IOC_READ | IOC_WRITE, 0xc1, core::mem::size_of::<drm_syncobj_handle>());
+pub const DRM_IOCTL_SYNCOBJ_FD_TO_HANDLE: u32 =
+    drm_ioc(IOC_READ | IOC_WRITE, 0xc2, core::mem::size_of::<drm_syncobj_handle>());
+pub const DRM_IOCTL_SYNCOBJ_WAIT: u32 =
+    drm_ioc(IOC_READ | IOC_WRITE, 0xc3, core::mem::size_of::<drm_syncobj_wait>());
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -47,5 +103,11 @@ mod tests {
         assert_eq!(DRM_IOCTL_GEM_CLOSE, 0x4008_6409);
         assert_eq!(DRM_IOCTL_PRIME_HANDLE_TO_FD, 0xc00c_642d);
         assert_eq!(DRM_IOCTL_PRIME_FD_TO_HANDLE, 0xc00c_642e);
+        // DRM_IOWR(0xBF..0xC3, ...) from drm.h.
+        assert_eq!(DRM_IOCTL_SYNCOBJ_CREATE, 0xc008_64bf);
+        assert_eq!(DRM_IOCTL_SYNCOBJ_DESTROY, 0xc008_64c0);
+        assert_eq!(DRM_IOCTL_SYNCOBJ_HANDLE_TO_FD, 0xc010_64c1);
+        assert_eq!(DRM_IOCTL_SYNCOBJ_FD_TO_HANDLE, 0xc010_64c2);
+        assert_eq!(DRM_IOCTL_SYNCOBJ_WAIT, 0xc028_64c3);
     }
 }

@@ -36,6 +36,24 @@ int main(void) {
     NUM(DRM_ONPU_PARAM_DEVICE_ID); NUM(DRM_ONPU_PARAM_REVISION); NUM(DRM_ONPU_PARAM_ISA_VERSION);
     NUM(DRM_ONPU_PARAM_SRAM_SIZE); NUM(DRM_ONPU_PARAM_NUM_CONTEXTS); NUM(DRM_ONPU_PARAM_VA_BITS);
     NUM(DRM_ONPU_PARAM_CAPS); NUM(DRM_ONPU_PARAM_CLOCK_KHZ);
+    NUM(DRM_ONPU_PARAM_VA_START); NUM(DRM_ONPU_PARAM_VA_END); NUM(DRM_ONPU_PARAM_JOBS_SUBMITTED);
+    NUM(DRM_ONPU_PARAM_JOBS_COMPLETED); NUM(DRM_ONPU_PARAM_JOBS_FAILED); NUM(DRM_ONPU_PARAM_RESETS);
+    NUM(DRM_ONPU_PARAM_JOB_TIMEOUT_MS); NUM(DRM_ONPU_PARAM_HW_CONTEXT);
+    OFF(drm_onpu_bo_create, npu_addr); OFF(drm_onpu_bo_info, npu_addr);
+    NUM(DRM_IOCTL_ONPU_SUBMIT); NUM(DRM_IOCTL_ONPU_WAIT); NUM(DRM_IOCTL_ONPU_WAIT_BO);
+    NUM(DRM_ONPU_BO_READ); NUM(DRM_ONPU_BO_WRITE); NUM(DRM_ONPU_MAX_JOB_BOS);
+    NUM(DRM_ONPU_MAX_IN_SYNCOBJS); NUM(DRM_ONPU_MAX_CMDBUF_SIZE); NUM(DRM_ONPU_INSN_SIZE);
+    NUM(DRM_ONPU_JOB_OK); NUM(DRM_ONPU_JOB_TIMEDOUT); NUM(DRM_ONPU_JOB_CANCELED);
+    SIZE(drm_onpu_bo_ref); OFF(drm_onpu_bo_ref, handle); OFF(drm_onpu_bo_ref, flags);
+    SIZE(drm_onpu_submit); OFF(drm_onpu_submit, cmdbuf_handle); OFF(drm_onpu_submit, flags);
+    OFF(drm_onpu_submit, cmdbuf_offset); OFF(drm_onpu_submit, cmdbuf_size); OFF(drm_onpu_submit, bo_count);
+    OFF(drm_onpu_submit, bos); OFF(drm_onpu_submit, in_syncobjs); OFF(drm_onpu_submit, in_syncobj_count);
+    OFF(drm_onpu_submit, out_syncobj); OFF(drm_onpu_submit, timeout_ms); OFF(drm_onpu_submit, pad);
+    OFF(drm_onpu_submit, seqno);
+    SIZE(drm_onpu_wait); OFF(drm_onpu_wait, seqno); OFF(drm_onpu_wait, timeout_ns); OFF(drm_onpu_wait, flags);
+    OFF(drm_onpu_wait, status); OFF(drm_onpu_wait, error); OFF(drm_onpu_wait, pad);
+    OFF(drm_onpu_wait, fault_addr); OFF(drm_onpu_wait, cycles);
+    SIZE(drm_onpu_wait_bo); OFF(drm_onpu_wait_bo, handle); OFF(drm_onpu_wait_bo, flags); OFF(drm_onpu_wait_bo, timeout_ns);
     return 0;
 }
 "#;
@@ -94,6 +112,57 @@ fn c_header_matches_the_rust_abi() {
         ("DRM_ONPU_PARAM_VA_BITS", DRM_ONPU_PARAM_VA_BITS as u64),
         ("DRM_ONPU_PARAM_CAPS", DRM_ONPU_PARAM_CAPS as u64),
         ("DRM_ONPU_PARAM_CLOCK_KHZ", DRM_ONPU_PARAM_CLOCK_KHZ as u64),
+        ("DRM_ONPU_PARAM_VA_START", DRM_ONPU_PARAM_VA_START as u64),
+        ("DRM_ONPU_PARAM_VA_END", DRM_ONPU_PARAM_VA_END as u64),
+        ("DRM_ONPU_PARAM_JOBS_SUBMITTED", DRM_ONPU_PARAM_JOBS_SUBMITTED as u64),
+        ("DRM_ONPU_PARAM_JOBS_COMPLETED", DRM_ONPU_PARAM_JOBS_COMPLETED as u64),
+        ("DRM_ONPU_PARAM_JOBS_FAILED", DRM_ONPU_PARAM_JOBS_FAILED as u64),
+        ("DRM_ONPU_PARAM_RESETS", DRM_ONPU_PARAM_RESETS as u64),
+        ("DRM_ONPU_PARAM_JOB_TIMEOUT_MS", DRM_ONPU_PARAM_JOB_TIMEOUT_MS as u64),
+        ("DRM_ONPU_PARAM_HW_CONTEXT", DRM_ONPU_PARAM_HW_CONTEXT as u64),
+        ("drm_onpu_bo_create.npu_addr", offset_of!(drm_onpu_bo_create, npu_addr) as u64),
+        ("drm_onpu_bo_info.npu_addr", offset_of!(drm_onpu_bo_info, npu_addr) as u64),
+        ("DRM_IOCTL_ONPU_SUBMIT", DRM_IOCTL_ONPU_SUBMIT as u64),
+        ("DRM_IOCTL_ONPU_WAIT", DRM_IOCTL_ONPU_WAIT as u64),
+        ("DRM_IOCTL_ONPU_WAIT_BO", DRM_IOCTL_ONPU_WAIT_BO as u64),
+        ("DRM_ONPU_BO_READ", DRM_ONPU_BO_READ as u64),
+        ("DRM_ONPU_BO_WRITE", DRM_ONPU_BO_WRITE as u64),
+        ("DRM_ONPU_MAX_JOB_BOS", DRM_ONPU_MAX_JOB_BOS as u64),
+        ("DRM_ONPU_MAX_IN_SYNCOBJS", DRM_ONPU_MAX_IN_SYNCOBJS as u64),
+        ("DRM_ONPU_MAX_CMDBUF_SIZE", DRM_ONPU_MAX_CMDBUF_SIZE as u64),
+        ("DRM_ONPU_INSN_SIZE", DRM_ONPU_INSN_SIZE as u64),
+        ("DRM_ONPU_JOB_OK", DRM_ONPU_JOB_OK as u64),
+        ("DRM_ONPU_JOB_TIMEDOUT", DRM_ONPU_JOB_TIMEDOUT as u64),
+        ("DRM_ONPU_JOB_CANCELED", DRM_ONPU_JOB_CANCELED as u64),
+        ("drm_onpu_bo_ref.sizeof", size_of::<drm_onpu_bo_ref>() as u64),
+        ("drm_onpu_bo_ref.handle", offset_of!(drm_onpu_bo_ref, handle) as u64),
+        ("drm_onpu_bo_ref.flags", offset_of!(drm_onpu_bo_ref, flags) as u64),
+        ("drm_onpu_submit.sizeof", size_of::<drm_onpu_submit>() as u64),
+        ("drm_onpu_submit.cmdbuf_handle", offset_of!(drm_onpu_submit, cmdbuf_handle) as u64),
+        ("drm_onpu_submit.flags", offset_of!(drm_onpu_submit, flags) as u64),
+        ("drm_onpu_submit.cmdbuf_offset", offset_of!(drm_onpu_submit, cmdbuf_offset) as u64),
+        ("drm_onpu_submit.cmdbuf_size", offset_of!(drm_onpu_submit, cmdbuf_size) as u64),
+        ("drm_onpu_submit.bo_count", offset_of!(drm_onpu_submit, bo_count) as u64),
+        ("drm_onpu_submit.bos", offset_of!(drm_onpu_submit, bos) as u64),
+        ("drm_onpu_submit.in_syncobjs", offset_of!(drm_onpu_submit, in_syncobjs) as u64),
+        ("drm_onpu_submit.in_syncobj_count", offset_of!(drm_onpu_submit, in_syncobj_count) as u64),
+        ("drm_onpu_submit.out_syncobj", offset_of!(drm_onpu_submit, out_syncobj) as u64),
+        ("drm_onpu_submit.timeout_ms", offset_of!(drm_onpu_submit, timeout_ms) as u64),
+        ("drm_onpu_submit.pad", offset_of!(drm_onpu_submit, pad) as u64),
+        ("drm_onpu_submit.seqno", offset_of!(drm_onpu_submit, seqno) as u64),
+        ("drm_onpu_wait.sizeof", size_of::<drm_onpu_wait>() as u64),
+        ("drm_onpu_wait.seqno", offset_of!(drm_onpu_wait, seqno) as u64),
+        ("drm_onpu_wait.timeout_ns", offset_of!(drm_onpu_wait, timeout_ns) as u64),
+        ("drm_onpu_wait.flags", offset_of!(drm_onpu_wait, flags) as u64),
+        ("drm_onpu_wait.status", offset_of!(drm_onpu_wait, status) as u64),
+        ("drm_onpu_wait.error", offset_of!(drm_onpu_wait, error) as u64),
+        ("drm_onpu_wait.pad", offset_of!(drm_onpu_wait, pad) as u64),
+        ("drm_onpu_wait.fault_addr", offset_of!(drm_onpu_wait, fault_addr) as u64),
+        ("drm_onpu_wait.cycles", offset_of!(drm_onpu_wait, cycles) as u64),
+        ("drm_onpu_wait_bo.sizeof", size_of::<drm_onpu_wait_bo>() as u64),
+        ("drm_onpu_wait_bo.handle", offset_of!(drm_onpu_wait_bo, handle) as u64),
+        ("drm_onpu_wait_bo.flags", offset_of!(drm_onpu_wait_bo, flags) as u64),
+        ("drm_onpu_wait_bo.timeout_ns", offset_of!(drm_onpu_wait_bo, timeout_ns) as u64),
     ];
     let c = c_values();
     assert_eq!(c.len(), rust.len(), "the C probe and the Rust list must name the same items");

@@ -54,7 +54,7 @@ fn main() {
     // 3: errors of bo-create.
     let zero = accel::bo_create(&file, 0).err();
     let huge = accel::bo_create(&file, uapi::DRM_ONPU_BO_MAX_SIZE + 1).err();
-    let mut c = uapi::drm_onpu_bo_create { size: 4096, flags: 1, handle: 0 };
+    let mut c = uapi::drm_onpu_bo_create { size: 4096, flags: 1, ..Default::default() };
     let flags = accel::ioctl(&file, uapi::DRM_IOCTL_ONPU_BO_CREATE, &mut c).err();
     tap.check(
         "bo-create rejects size 0, oversize and unknown flags with EINVAL",

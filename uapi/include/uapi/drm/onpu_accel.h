@@ -17,6 +17,9 @@ extern "C" {
 #define DRM_ONPU_GET_PARAM		0x00
 #define DRM_ONPU_BO_CREATE		0x01
 #define DRM_ONPU_BO_INFO		0x02
+#define DRM_ONPU_SUBMIT			0x03
+#define DRM_ONPU_WAIT			0x04
+#define DRM_ONPU_WAIT_BO		0x05
 
 #define DRM_IOCTL_ONPU_GET_PARAM \
 	DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_GET_PARAM, struct drm_onpu_get_param)
@@ -24,6 +27,12 @@ extern "C" {
 	DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_BO_CREATE, struct drm_onpu_bo_create)
 #define DRM_IOCTL_ONPU_BO_INFO \
 	DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_BO_INFO, struct drm_onpu_bo_info)
+#define DRM_IOCTL_ONPU_SUBMIT \
+	DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_SUBMIT, struct drm_onpu_submit)
+#define DRM_IOCTL_ONPU_WAIT \
+	DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_WAIT, struct drm_onpu_wait)
+#define DRM_IOCTL_ONPU_WAIT_BO \
+	DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_WAIT_BO, struct drm_onpu_wait_bo)
 
 /* Largest buffer object: 4 GiB. */
 #define DRM_ONPU_BO_MAX_SIZE		(1ULL << 32)
@@ -39,6 +48,14 @@ extern "C" {
  * @DRM_ONPU_PARAM_VA_BITS: width of an NPU virtual address.
  * @DRM_ONPU_PARAM_CAPS: capability bits of the hardware.
  * @DRM_ONPU_PARAM_CLOCK_KHZ: modelled clock, to turn cycle counts into time.
+ * @DRM_ONPU_PARAM_VA_START: first NPU virtual address the kernel hands out.
+ * @DRM_ONPU_PARAM_VA_END: end (exclusive) of that range.
+ * @DRM_ONPU_PARAM_JOBS_SUBMITTED: jobs submitted since the device was bound.
+ * @DRM_ONPU_PARAM_JOBS_COMPLETED: jobs that ended, successfully or not.
+ * @DRM_ONPU_PARAM_JOBS_FAILED: jobs that ended with a fault or a timeout.
+ * @DRM_ONPU_PARAM_RESETS: device resets done for recovery.
+ * @DRM_ONPU_PARAM_JOB_TIMEOUT_MS: default (and largest) job timeout.
+ * @DRM_ONPU_PARAM_HW_CONTEXT: the hardware context of this file.
  */
 enum drm_onpu_param {
 	DRM_ONPU_PARAM_DEVICE_ID = 0,
@@ -49,6 +66,14 @@ enum drm_onpu_param {
 	DRM_ONPU_PARAM_VA_BITS = 5,
 	DRM_ONPU_PARAM_CAPS = 6,
 	DRM_ONPU_PARAM_CLOCK_KHZ = 7,
+	DRM_ONPU_PARAM_VA_START = 8,
+	DRM_ONPU_PARAM_VA_END = 9,
+	DRM_ONPU_PARAM_JOBS_SUBMITTED = 10,
+	DRM_ONPU_PARAM_JOBS_COMPLETED = 11,
+	DRM_ONPU_PARAM_JOBS_FAILED = 12,
+	DRM_ONPU_PARAM_RESETS = 13,
+	DRM_ONPU_PARAM_JOB_TIMEOUT_MS = 14,
+	DRM_ONPU_PARAM_HW_CONTEXT = 15,
 };
 
 /**
@@ -68,8 +93,10 @@ struct drm_onpu_get_param {
 /**
  * struct drm_onpu_bo_create - create a buffer object
  *
- * Memory comes from shmem. Errors: -EINVAL for a zero or too large @size or
- * non-zero @flags; -ENOMEM when memory cannot be had.
+ * Memory comes from shmem; the object is mapped (read/write) into this
+ * file's NPU address space. Errors: -EINVAL for a zero or too large @size or
+ * non-zero @flags; -ENOMEM when memory cannot be had; -ENOSPC when the
+ * file's NPU address space is full.
  */
 struct drm_onpu_bo_create {
 	/**
@@ -81,6 +108,8 @@ struct drm_onpu_bo_create {
 	__u32 flags;
 	/** @handle: out, the GEM handle of the new object, for this file. */
 	__u32 handle;
+	/** @npu_addr: out, the object's address in this file's NPU space. */
+	__u64 npu_addr;
 };
 
 /**
@@ -100,6 +129,125 @@ struct drm_onpu_bo_info {
 	 * to map the object into the CPU's address space.
 	 */
 	__u64 mmap_offset;
+	/**
+	 * @npu_addr: out, where the object is mapped in this file's NPU
+	 * address space; every handle maps its object, also one imported
+	 * through PRIME (each importing file at its own address).
+	 */
+	__u64 npu_addr;
+};
+
+/* How a job uses a buffer object (&drm_onpu_bo_ref.flags). */
+#define DRM_ONPU_BO_READ		(1 << 0)
+#define DRM_ONPU_BO_WRITE		(1 << 1)
+
+#define DRM_ONPU_MAX_JOB_BOS		256
+#define DRM_ONPU_MAX_IN_SYNCOBJS	16
+#define DRM_ONPU_MAX_CMDBUF_SIZE	(1 << 24)
+#define DRM_ONPU_INSN_SIZE		64
+
+/**
+ * struct drm_onpu_bo_ref - a buffer object a job uses
+ *
+ * Reads wait for earlier writers of the object, writes for every earlier
+ * user (implicit synchronisation through the object's reservation object).
+ */
+struct drm_onpu_bo_ref {
+	/** @handle: a GEM handle of this file (-ENOENT if it names nothing). */
+	__u32 handle;
+	/** @flags: DRM_ONPU_BO_READ and/or DRM_ONPU_BO_WRITE, at least one. */
+	__u32 flags;
+};
+
+/**
+ * struct drm_onpu_submit - queue a job on the NPU
+ *
+ * Returns 0 once the job is queued (its outcome comes from
+ * &drm_onpu_wait). Errors: -EINVAL for non-zero @flags or @pad, a
+ * misaligned or out-of-range command buffer, too many objects or syncobjs,
+ * unknown &drm_onpu_bo_ref flags or a too long @timeout_ms; -ENOENT for a
+ * handle or syncobj that names nothing; -EFAULT for a bad user pointer;
+ * -ERESTARTSYS when a signal interrupted the wait for input fences;
+ * -ENODEV when the device is gone.
+ */
+struct drm_onpu_submit {
+	/** @cmdbuf_handle: in, the object holding the command buffer. */
+	__u32 cmdbuf_handle;
+	/** @flags: in, must be zero. */
+	__u32 flags;
+	/** @cmdbuf_offset: in, multiple of DRM_ONPU_INSN_SIZE. */
+	__u64 cmdbuf_offset;
+	/**
+	 * @cmdbuf_size: in, non-zero multiple of DRM_ONPU_INSN_SIZE, at most
+	 * DRM_ONPU_MAX_CMDBUF_SIZE, within the object.
+	 */
+	__u32 cmdbuf_size;
+	/** @bo_count: in, entries at @bos, at most DRM_ONPU_MAX_JOB_BOS. */
+	__u32 bo_count;
+	/** @bos: in, pointer to &struct drm_onpu_bo_ref[@bo_count]. */
+	__u64 bos;
+	/** @in_syncobjs: in, pointer to __u32 syncobj handles to wait for. */
+	__u64 in_syncobjs;
+	/** @in_syncobj_count: in, at most DRM_ONPU_MAX_IN_SYNCOBJS. */
+	__u32 in_syncobj_count;
+	/** @out_syncobj: in, 0 or a syncobj that receives the job's fence. */
+	__u32 out_syncobj;
+	/**
+	 * @timeout_ms: in, longest run time on the device, 0 for the default,
+	 * at most DRM_ONPU_PARAM_JOB_TIMEOUT_MS.
+	 */
+	__u32 timeout_ms;
+	/** @pad: must be zero. */
+	__u32 pad;
+	/** @seqno: out, the job's sequence number. */
+	__u64 seqno;
+};
+
+/* &drm_onpu_wait.status values besides the device's fault codes (1..255). */
+#define DRM_ONPU_JOB_OK			0
+#define DRM_ONPU_JOB_TIMEDOUT		0x100
+#define DRM_ONPU_JOB_CANCELED		0x101
+
+/**
+ * struct drm_onpu_wait - wait for a job of this file and read its outcome
+ *
+ * Returns 0 once the job has ended, whatever its outcome; the job is then
+ * reaped. Errors: -ENOENT for a seqno this file does not have (or already
+ * reaped); -EINVAL for non-zero @flags or a negative @timeout_ns;
+ * -ETIMEDOUT when @timeout_ns passed first; -ERESTARTSYS on a signal.
+ */
+struct drm_onpu_wait {
+	/** @seqno: in, from &drm_onpu_submit.seqno. */
+	__u64 seqno;
+	/** @timeout_ns: in, relative; 0 polls. */
+	__s64 timeout_ns;
+	/** @flags: in, must be zero. */
+	__u32 flags;
+	/** @status: out, 0, a device fault code or DRM_ONPU_JOB_*. */
+	__u32 status;
+	/** @error: out, 0, -EIO, -ETIMEDOUT or -ECANCELED (the fence error). */
+	__s32 error;
+	/** @pad: out, zero. */
+	__u32 pad;
+	/** @fault_addr: out, faulting NPU address or command-buffer offset. */
+	__u64 fault_addr;
+	/** @cycles: out, modelled cycles the job took. */
+	__u64 cycles;
+};
+
+/**
+ * struct drm_onpu_wait_bo - wait until no job uses a buffer object
+ *
+ * Errors: -ENOENT for a bad @handle; -EINVAL for non-zero @flags or a
+ * negative @timeout_ns; -ETIMEDOUT when a job still uses the object.
+ */
+struct drm_onpu_wait_bo {
+	/** @handle: in, a GEM handle of this file. */
+	__u32 handle;
+	/** @flags: in, must be zero. */
+	__u32 flags;
+	/** @timeout_ns: in, relative; 0 polls. */
+	__s64 timeout_ns;
 };
 
 #if defined(__cplusplus)
