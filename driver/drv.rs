@@ -99,11 +99,10 @@ impl pci::Driver for OnpuPciDriver {
     }
 
     fn unbind<'bound>(pdev: &'bound pci::Device<Core<'_>>, this: Pin<&Self::Data<'bound>>) {
-        // Leave the device quiet: no interrupts, no DMA into memory the
-        // kernel is about to free.
-        if let Ok(bar) = this.engine.bar.access(pdev.as_ref()) {
-            hw::quiesce(bar);
-        }
+        // Leave the device quiet (no interrupts, no DMA into memory the
+        // kernel is about to free) and end every queued job as cancelled;
+        // open files get ENODEV from now on.
+        this.engine.shut_down(pdev.as_ref());
     }
 }
 
@@ -123,11 +122,19 @@ impl drm::Driver for OnpuDriver {
 
     const INFO: drm::DriverInfo = INFO;
     const FEAT_COMPUTE_ACCEL: bool = true;
+    const FEAT_SYNCOBJ: bool = true;
+
+    fn show_fdinfo(file: &drm::File<File>, printer: &mut drm::print::Printer<'_>) {
+        File::show_fdinfo(file, printer)
+    }
 
     kernel::declare_drm_ioctls! {
         uapi: crate::uapi;
         (ONPU_GET_PARAM, drm_onpu_get_param, ioctl::RENDER_ALLOW, File::get_param),
         (ONPU_BO_CREATE, drm_onpu_bo_create, ioctl::RENDER_ALLOW, File::bo_create),
         (ONPU_BO_INFO, drm_onpu_bo_info, ioctl::RENDER_ALLOW, File::bo_info),
+        (ONPU_SUBMIT, drm_onpu_submit, ioctl::RENDER_ALLOW, File::submit),
+        (ONPU_WAIT, drm_onpu_wait, ioctl::RENDER_ALLOW, File::wait),
+        (ONPU_WAIT_BO, drm_onpu_wait_bo, ioctl::RENDER_ALLOW, File::wait_bo),
     }
 }

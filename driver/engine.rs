@@ -1,12 +1,23 @@
 // SPDX-License-Identifier: GPL-2.0-only
 
 //! The command engine: the submission and completion rings, the context
-//! table, and the interrupt handlers that drain completions
-//! (Documentation/hw/npu-hw.rst, "Submission ring", "Completion ring").
+//! table, the in-flight job queue, completion interrupts, the watchdog and
+//! reset recovery (Documentation/driver/onpu.rst, "Job life cycle").
 //!
-//! Everything read back from the device's completion records is checked
-//! before it is believed: a record with an unknown sequence number or a
-//! status outside the documented codes is counted and dropped.
+//! Locking, outermost first:
+//!
+//! - `gate` (mutex): true while the PCI device is bound. Held around
+//!   everything that needs a bound device outside its probe/IRQ scopes
+//!   (page-table allocation, ring writes from ioctls, the watchdog, reset);
+//!   unbind clears it under the lock, so a holder that saw `true` may treat
+//!   the device as bound until it lets go.
+//! - `state` (mutex): ring indices and the in-flight queue. The IRQ thread
+//!   takes only this one.
+//!
+//! The device runs jobs in ring order, one at a time, so completions come in
+//! submission order: a completion record must name the oldest in-flight job
+//! or it is counted as bogus and dropped. Everything read back from the
+//! device is checked before it is believed.
 
 use kernel::{
     device::{self, Bound},
@@ -17,24 +28,34 @@ use kernel::{
     irq::{self, IrqReturn},
     new_condvar, new_mutex,
     prelude::*,
-    sync::{Arc, CondVar, Mutex},
-    time::msecs_to_jiffies,
+    sync::{
+        aref::ARef,
+        atomic::{Atomic, Relaxed},
+        Arc, CondVar, Mutex,
+    },
+    time::{msecs_to_jiffies, Delta, Instant, Monotonic},
     transmute::{AsBytes, FromBytes},
+    workqueue::{self, impl_has_delayed_work, new_delayed_work, DelayedWork, WorkItem},
 };
 
-use crate::hw::{Bar0, Params};
+use crate::fence;
+use crate::hw::{self, Bar0, Params};
+use crate::job::{Job, Outcome};
 use crate::regs::*;
+use crate::uapi;
 
 /// Entries of each ring.
 pub(crate) const RING_ENTRIES: u32 = 256;
-/// Page-table entries per 4 KiB table.
-pub(crate) const PT_ENTRIES: usize = 512;
-pub(crate) const PTE_VALID: u64 = 1 << 0;
-pub(crate) const PTE_READ: u64 = 1 << 1;
 /// The context the kernel uses for its own jobs (the probe self-test).
-pub(crate) const KERNEL_CONTEXT: usize = 0;
+pub(crate) const KERNEL_CONTEXT: u16 = 0;
 /// Highest fault code of ISA 1.0.
 const STATUS_MAX: u32 = 11;
+/// Status the driver gives a job it aborted because the device halted.
+const STATUS_ABORTED: u32 = 11;
+/// How often the watchdog looks at the oldest job while jobs are queued.
+const WATCHDOG_PERIOD_MS: u32 = 50;
+/// Default (and largest) run time of a job.
+pub(crate) const JOB_TIMEOUT_MS: u32 = 5000;
 
 /// A submission-ring entry.
 #[repr(C)]
@@ -89,60 +110,109 @@ const _: () = {
     assert!(core::mem::size_of::<CtxDesc>() == 16);
 };
 
-/// What a finished job reported.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Outcome {
-    pub(crate) status: u32,
-    pub(crate) fault_addr: u64,
-    pub(crate) cycles: u32,
+/// Device-wide counters (GET_PARAM, debugfs).
+pub(crate) struct Counters {
+    pub(crate) submitted: Atomic<u64>,
+    pub(crate) completed: Atomic<u64>,
+    pub(crate) failed: Atomic<u64>,
+    pub(crate) resets: Atomic<u64>,
+    pub(crate) bogus_completions: Atomic<u64>,
+}
+
+impl Counters {
+    fn new() -> Self {
+        Self {
+            submitted: Atomic::new(0),
+            completed: Atomic::new(0),
+            failed: Atomic::new(0),
+            resets: Atomic::new(0),
+            bogus_completions: Atomic::new(0),
+        }
+    }
 }
 
 struct RingState {
     sq_tail: u32,
     cq_head: u32,
     next_seqno: u64,
-    /// The last sequence number the device reported, and how.
-    last_done: u64,
-    last_outcome: Outcome,
-    /// Completion records that did not make sense.
-    bogus_completions: u64,
+    /// Jobs in the ring, oldest (the one running) first.
+    in_flight: KVec<Arc<Job>>,
+    /// When the oldest job became the oldest: its run time so far.
+    head_since: Instant<Monotonic>,
 }
 
-/// The rings and their state. Shared by the DRM device and the IRQ handlers.
+/// The rings and their state. Shared by the DRM device, the files, the jobs
+/// and the IRQ handlers.
 #[pin_data]
 pub(crate) struct Engine {
     pub(crate) bar: Devres<Bar0>,
     pub(crate) params: Params,
+    dev: ARef<device::Device>,
     sq: Coherent<[SqEntry]>,
     cq: Coherent<[CqEntry]>,
-    pub(crate) ctx_table: Coherent<[CtxDesc]>,
+    ctx_table: Coherent<[CtxDesc]>,
+    pub(crate) fence_context: u64,
+    pub(crate) counters: Counters,
+    #[pin]
+    gate: Mutex<bool>,
     #[pin]
     state: Mutex<RingState>,
+    /// Signalled when ring space frees up.
     #[pin]
-    done: CondVar,
+    space: CondVar,
+    /// Hardware contexts in use (bit per context; 0 is the kernel's).
+    #[pin]
+    contexts: Mutex<[u64; 4]>,
+    #[pin]
+    watchdog: DelayedWork<Engine>,
+    watchdog_armed: Atomic<bool>,
+}
+
+impl_has_delayed_work! {
+    impl HasDelayedWork<Self> for Engine { self.watchdog }
 }
 
 impl Engine {
-    pub(crate) fn new(dev: &device::Device<Bound>, bar: Devres<Bar0>, params: Params) -> Result<impl PinInit<Self, Error>> {
+    pub(crate) fn new(dev: &device::Device<Bound>, bar: Devres<Bar0>, params: Params) -> Result<impl PinInit<Self, Error> + use<>> {
         let sq = Coherent::<SqEntry>::zeroed_slice(dev, RING_ENTRIES as usize, GFP_KERNEL)?;
         let cq = Coherent::<CqEntry>::zeroed_slice(dev, RING_ENTRIES as usize, GFP_KERNEL)?;
         let ctx_table = Coherent::<CtxDesc>::zeroed_slice(dev, params.contexts as usize, GFP_KERNEL)?;
+        let device: &device::Device = dev;
+        let device: ARef<device::Device> = device.into();
         Ok(try_pin_init!(Self {
             bar,
             params,
+            dev: device,
             sq,
             cq,
             ctx_table,
+            fence_context: fence::new_context(),
+            counters: Counters::new(),
+            gate <- new_mutex!(true),
             state <- new_mutex!(RingState {
                 sq_tail: 0,
                 cq_head: 0,
                 next_seqno: 1,
-                last_done: 0,
-                last_outcome: Outcome::default(),
-                bogus_completions: 0,
+                in_flight: KVec::new(),
+                head_since: Instant::now(),
             }),
-            done <- new_condvar!(),
+            space <- new_condvar!(),
+            contexts <- new_mutex!([1, 0, 0, 0]),
+            watchdog <- new_delayed_work!("onpu::watchdog"),
+            watchdog_armed: Atomic::new(false),
         }))
+    }
+
+    /// Run `f` with the device known to be bound; ENODEV once it is not.
+    pub(crate) fn with_bound<R>(&self, f: impl FnOnce(&device::Device<Bound>) -> Result<R>) -> Result<R> {
+        let gate = self.gate.lock();
+        if !*gate {
+            return Err(ENODEV);
+        }
+        // SAFETY: unbind clears `gate` under its lock before the device is
+        // unbound, and we hold the lock until `f` returns.
+        let dev = unsafe { self.dev.as_bound() };
+        f(dev)
     }
 
     /// Program the rings and enable the command processor (after a reset).
@@ -168,27 +238,88 @@ impl Engine {
         Ok(())
     }
 
-    /// Queue one job; returns its sequence number.
-    pub(crate) fn submit(&self, dev: &device::Device<Bound>, context: u16, cmdbuf: u64, size: u32) -> Result<u64> {
-        let bar = self.bar.access(dev)?;
-        let mut st = self.state.lock();
-        let in_flight = st.next_seqno - 1 - st.last_done;
-        if in_flight >= u64::from(RING_ENTRIES) {
-            return Err(EBUSY);
+    /// Claim a free hardware context for a file.
+    pub(crate) fn alloc_context(&self) -> Result<u16> {
+        let mut used = self.contexts.lock();
+        for ctx in 1..self.params.contexts as usize {
+            let (word, bit) = (ctx / 64, 1u64 << (ctx % 64));
+            if used[word] & bit == 0 {
+                used[word] |= bit;
+                return Ok(ctx as u16);
+            }
         }
-        let seqno = st.next_seqno;
-        let slot = (st.sq_tail % RING_ENTRIES) as usize;
-        let entry = SqEntry { seqno, cmdbuf, size, context, ..Default::default() };
-        dma_write!(self.sq, [try: slot], entry);
-        st.next_seqno += 1;
-        st.sq_tail = st.sq_tail.wrapping_add(1);
-        // The doorbell write orders after the entry's (writel is a barrier
-        // for coherent memory).
-        bar.write32(st.sq_tail, DOORBELL);
-        Ok(seqno)
+        Err(EBUSY)
     }
 
-    /// Drain new completion records (from the IRQ thread).
+    /// Point context `ctx` at the page tables rooted at `root` (0: invalid).
+    pub(crate) fn set_context(&self, ctx: u16, root: u64) -> Result {
+        let desc = CtxDesc { root: if root != 0 { root | crate::mmu::PTE_VALID } else { 0 }, reserved: 0 };
+        dma_write!(self.ctx_table, [try: usize::from(ctx)], desc);
+        Ok(())
+    }
+
+    pub(crate) fn free_context(&self, ctx: u16) {
+        let ctx = usize::from(ctx);
+        let _ = self.set_context(ctx as u16, 0);
+        self.contexts.lock()[ctx / 64] &= !(1u64 << (ctx % 64));
+    }
+
+    /// Queue `job`, waiting for ring space; its fence signals when it ends.
+    /// `publish` runs under the ring lock once the job's fence exists and
+    /// before the device can see the job (reservation objects, syncobjs).
+    pub(crate) fn submit(self: &Arc<Self>, mut make: impl FnMut(u64) -> Result<Arc<Job>>) -> Result<Arc<Job>> {
+        loop {
+            let job = self.with_bound(|dev| {
+                let bar = self.bar.access(dev)?;
+                let mut st = self.state.lock();
+                if st.in_flight.len() >= RING_ENTRIES as usize {
+                    return Ok(None);
+                }
+                let job = make(st.next_seqno)?;
+                st.in_flight.reserve(1, GFP_KERNEL)?;
+                st.next_seqno += 1;
+                let slot = (st.sq_tail % RING_ENTRIES) as usize;
+                dma_write!(self.sq, [try: slot], job.sq_entry());
+                if st.in_flight.is_empty() {
+                    st.head_since = Instant::now();
+                }
+                st.in_flight.push(job.clone(), GFP_KERNEL)?;
+                st.sq_tail = st.sq_tail.wrapping_add(1);
+                // writel orders the entry (coherent memory) before the doorbell.
+                bar.write32(st.sq_tail, DOORBELL);
+                self.counters.submitted.add(1, Relaxed);
+                Ok(Some(job))
+            })?;
+            if let Some(job) = job {
+                self.arm_watchdog(WATCHDOG_PERIOD_MS);
+                return Ok(job);
+            }
+            // The ring is full: wait for a completion, then retry.
+            let mut st = self.state.lock();
+            while st.in_flight.len() >= RING_ENTRIES as usize {
+                if self.space.wait_interruptible(&mut st) {
+                    return Err(ERESTARTSYS);
+                }
+            }
+        }
+    }
+
+    /// End the oldest job with `outcome` and signal its fence.
+    fn retire_head(&self, st: &mut RingState, outcome: Outcome) {
+        if st.in_flight.is_empty() {
+            return;
+        }
+        let Ok(job) = st.in_flight.remove(0) else { return };
+        let busy = st.head_since.elapsed();
+        st.head_since = Instant::now();
+        self.counters.completed.add(1, Relaxed);
+        if outcome.status != uapi::DRM_ONPU_JOB_OK {
+            self.counters.failed.add(1, Relaxed);
+        }
+        job.retire(outcome, busy);
+    }
+
+    /// Drain new completion records (IRQ thread, watchdog).
     fn drain(&self, dev: &device::Device<Bound>) -> Result {
         let bar = self.bar.access(dev)?;
         let mut st = self.state.lock();
@@ -204,41 +335,159 @@ impl Engine {
             }
             st.cq_head = st.cq_head.wrapping_add(1);
             progressed = true;
-            let expected = rec.seqno > st.last_done && rec.seqno < st.next_seqno;
+            let head = st.in_flight.first().map(|j| (j.seqno, j.context));
+            let expected = head == Some((rec.seqno, rec.context));
             if !expected || rec.status > STATUS_MAX {
-                st.bogus_completions += 1;
-                dev_warn!(dev, "ignoring a bogus completion record (seqno {}, status {:#x})\n", rec.seqno, rec.status);
+                self.counters.bogus_completions.add(1, Relaxed);
+                dev_warn!(
+                    dev,
+                    "ignoring a bogus completion record (seqno {}, context {}, status {:#x})\n",
+                    rec.seqno,
+                    rec.context,
+                    rec.status
+                );
                 continue;
             }
-            st.last_done = rec.seqno;
-            st.last_outcome = Outcome { status: rec.status, fault_addr: rec.fault_addr, cycles: rec.cycles };
+            let outcome = Outcome::from_device(rec.status, rec.fault_addr, rec.cycles);
+            self.retire_head(&mut st, outcome);
         }
         if progressed {
             bar.write32(st.cq_head, CQ_HEAD);
             drop(st);
-            self.done.notify_all();
+            self.space.notify_all();
         }
         Ok(())
     }
 
-    /// Wait until job `seqno` has completed; its outcome (when it was the
-    /// last one completed), or ETIMEDOUT.
-    pub(crate) fn wait(&self, seqno: u64, timeout_ms: u32) -> Result<Option<Outcome>> {
-        let mut st = self.state.lock();
-        let mut left = msecs_to_jiffies(timeout_ms);
-        while st.last_done < seqno {
-            match self.done.wait_interruptible_timeout(&mut st, left) {
-                kernel::sync::CondVarTimeoutResult::Timeout => return Err(ETIMEDOUT),
-                kernel::sync::CondVarTimeoutResult::Signal { .. } => return Err(ERESTARTSYS),
-                kernel::sync::CondVarTimeoutResult::Woken { jiffies } => left = jiffies,
-            }
+    /// Reset the device and bring it back: the oldest job, when `guilty`
+    /// says so, ends with `guilty`'s outcome; the jobs queued behind it go
+    /// back into the ring in their order.
+    fn recover(&self, dev: &device::Device<Bound>, st: &mut RingState, guilty: Option<Outcome>) -> Result {
+        let bar = self.bar.access(dev)?;
+        self.counters.resets.add(1, Relaxed);
+        let reset = hw::reset(dev, bar);
+        if let Some(outcome) = guilty {
+            self.retire_head(st, outcome);
         }
-        Ok((st.last_done == seqno).then_some(st.last_outcome))
+        if let Err(e) = reset {
+            // The device is gone for good: nothing queued will ever run.
+            self.cancel_all(st);
+            return Err(e);
+        }
+        // The device restarts at index 0 of both rings; stale records of
+        // the previous pass must not look new.
+        for slot in 0..RING_ENTRIES as usize {
+            dma_write!(self.cq, [try: slot], CqEntry::default());
+        }
+        st.cq_head = 0;
+        st.sq_tail = 0;
+        for job in st.in_flight.iter() {
+            let slot = (st.sq_tail % RING_ENTRIES) as usize;
+            dma_write!(self.sq, [try: slot], job.sq_entry());
+            st.sq_tail += 1;
+        }
+        st.head_since = Instant::now();
+        self.start(dev)?;
+        if st.sq_tail != 0 {
+            bar.write32(st.sq_tail, DOORBELL);
+        }
+        dev_info!(dev, "NPU reset, {} queued job(s) resubmitted\n", st.in_flight.len());
+        Ok(())
+    }
+
+    /// End every queued job as cancelled (device gone or reset failed).
+    fn cancel_all(&self, st: &mut RingState) {
+        while !st.in_flight.is_empty() {
+            self.retire_head(st, Outcome::canceled());
+        }
+        self.space.notify_all();
+    }
+
+    fn arm_watchdog(self: &Arc<Self>, ms: u32) {
+        if self.watchdog_armed.xchg(true, Relaxed) {
+            return;
+        }
+        if workqueue::system_long().enqueue_delayed(self.clone(), msecs_to_jiffies(ms)).is_err() {
+            self.watchdog_armed.store(false, Relaxed);
+        }
+    }
+
+    /// One watchdog pass: pick up completions whose interrupt got lost,
+    /// and reset the device when the oldest job overran its timeout.
+    fn watchdog_pass(&self) -> Result<bool> {
+        self.with_bound(|dev| {
+            let bar = self.bar.access(dev)?;
+            // A lost message leaves JOB_DONE pending, which would suppress
+            // every later one: acknowledge before draining.
+            bar.write32(IRQ_JOB_DONE, IRQ_ACK);
+            self.drain(dev)?;
+            let mut st = self.state.lock();
+            let Some(head) = st.in_flight.first() else { return Ok(false) };
+            let limit = Delta::from_millis(i64::from(head.timeout_ms));
+            if st.head_since.elapsed() > limit {
+                dev_warn!(dev, "job {} ran past its {} ms timeout: resetting the NPU\n", head.seqno, head.timeout_ms);
+                let _ = self.recover(dev, &mut st, Some(Outcome::timed_out()));
+            }
+            Ok(!st.in_flight.is_empty())
+        })
+    }
+
+    /// Unbind: no more jobs reach the device; every queued one is cancelled
+    /// and the watchdog is given time to finish.
+    pub(crate) fn shut_down(&self, dev: &device::Device<Bound>) {
+        *self.gate.lock() = false;
+        if let Ok(bar) = self.bar.access(dev) {
+            hw::quiesce(bar);
+        }
+        self.cancel_all(&mut self.state.lock());
+        // The watchdog sees the closed gate and does not re-arm; it runs at
+        // most one period from now.
+        let mut waited = 0;
+        while self.watchdog_armed.load(Relaxed) && waited < 10 * WATCHDOG_PERIOD_MS {
+            kernel::time::delay::fsleep(Delta::from_millis(5));
+            waited += 5;
+        }
+    }
+
+    pub(crate) fn in_flight(&self) -> usize {
+        self.state.lock().in_flight.len()
+    }
+
+    /// Debugfs: the ring indices and the queued jobs.
+    pub(crate) fn describe(&self, out: &mut impl core::fmt::Write) -> core::fmt::Result {
+        let st = self.state.lock();
+        writeln!(out, "sq_tail: {}\ncq_head: {}\nnext_seqno: {}", st.sq_tail, st.cq_head, st.next_seqno)?;
+        writeln!(out, "in_flight: {} (head running for {} us)", st.in_flight.len(), st.head_since.elapsed().as_micros_ceil())?;
+        for job in st.in_flight.iter() {
+            writeln!(out, "  job {} context {} cmdbuf {:#x}+{} timeout {} ms", job.seqno, job.context, job.cmdbuf, job.size, job.timeout_ms)?;
+        }
+        Ok(())
+    }
+
+    /// Debugfs: reset the device now, resubmitting everything queued.
+    pub(crate) fn force_reset(&self) -> Result {
+        self.with_bound(|dev| {
+            let mut st = self.state.lock();
+            self.recover(dev, &mut st, None)
+        })
+    }
+}
+
+impl WorkItem for Engine {
+    type Pointer = Arc<Engine>;
+
+    fn run(this: Arc<Engine>) {
+        let busy = this.watchdog_pass().unwrap_or(false);
+        this.watchdog_armed.store(false, Relaxed);
+        if busy {
+            this.arm_watchdog(WATCHDOG_PERIOD_MS);
+        }
     }
 }
 
 /// One MSI-X vector: acknowledges its causes, then drains completions in
-/// the IRQ thread (the ring state is under a mutex).
+/// the IRQ thread (the ring state is under a mutex). The error vector also
+/// recovers a halted device.
 #[pin_data]
 pub(crate) struct IrqHandler {
     pub(crate) engine: Arc<Engine>,
@@ -251,12 +500,18 @@ impl irq::ThreadedHandler for IrqHandler {
         let Ok(bar) = self.engine.bar.access(dev) else {
             return IrqReturn::None;
         };
+        let pending = bar.read32(IRQ_STATUS) & self.causes;
         // Acknowledge first, then drain: a completion landing after the
         // drain raises a new message.
         bar.write32(self.causes, IRQ_ACK);
-        match self.engine.drain(dev) {
-            Ok(()) => IrqReturn::Handled,
-            Err(_) => IrqReturn::None,
+        if self.engine.drain(dev).is_err() {
+            return IrqReturn::None;
         }
+        if pending & IRQ_DEVICE_ERROR != 0 {
+            dev_err!(dev, "the NPU halted (STATUS {:#x}): resetting it\n", bar.read32(STATUS));
+            let mut st = self.engine.state.lock();
+            let _ = self.engine.recover(dev, &mut st, Some(Outcome::aborted(STATUS_ABORTED)));
+        }
+        IrqReturn::Handled
     }
 }

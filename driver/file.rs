@@ -1,36 +1,111 @@
 // SPDX-License-Identifier: GPL-2.0-only
 
 //! Per-open-file state and the ioctls.
+//!
+//! Every field of every argument is checked: unknown flags and non-zero
+//! padding give EINVAL, handles that name nothing ENOENT, bad user pointers
+//! EFAULT (Documentation/uapi/onpu.rst lists them per ioctl).
 
-use kernel::{drm, drm::gem::BaseObject, prelude::*};
+use core::fmt::Write;
+use kernel::{
+    drm::{self, gem::BaseObject, print::Printer},
+    new_mutex,
+    prelude::*,
+    sync::{
+        atomic::{Atomic, Relaxed},
+        Arc, Mutex,
+    },
+};
 
+use crate::context::Context;
 use crate::drv::{OnpuDevice, OnpuDriver};
+use crate::engine::JOB_TIMEOUT_MS;
+use crate::fence::{Access, Resv};
 use crate::gem;
+use crate::job::{self, Job};
+use crate::mmu;
 use crate::uapi;
 
+/// Completed jobs a file may leave unreaped before the oldest are dropped.
+const MAX_UNREAPED: usize = 1024;
+
+/// Device usage of one file, for fdinfo.
+pub(crate) struct Usage {
+    pub(crate) busy_ns: Atomic<u64>,
+    pub(crate) cycles: Atomic<u64>,
+    pub(crate) jobs: Atomic<u64>,
+}
+
+impl Usage {
+    fn new() -> Self {
+        Self { busy_ns: Atomic::new(0), cycles: Atomic::new(0), jobs: Atomic::new(0) }
+    }
+}
+
 /// State of one open /dev/accel/accelN file.
-#[pin_data]
-pub(crate) struct File {}
+#[pin_data(PinnedDrop)]
+pub(crate) struct File {
+    ctx: Arc<Context>,
+    usage: Arc<Usage>,
+    /// Submitted jobs not yet reaped by WAIT, oldest first.
+    #[pin]
+    jobs: Mutex<KVec<Arc<Job>>>,
+}
 
 impl drm::file::DriverFile for File {
     type Driver = OnpuDriver;
 
-    fn open(_dev: &OnpuDevice) -> Result<Pin<KBox<Self>>> {
-        KBox::try_pin_init(try_pin_init!(Self {}), GFP_KERNEL)
+    fn open(dev: &OnpuDevice) -> Result<Pin<KBox<Self>>> {
+        // The DRM file operations of Rust drivers carry no module owner, so
+        // an open file pins the module itself: its release path runs driver
+        // code. The reference goes when the file does (or right here when
+        // the open fails).
+        // SAFETY: THIS_MODULE is this module, live while its code runs.
+        if !unsafe { kernel::bindings::try_module_get(crate::THIS_MODULE.as_ptr()) } {
+            return Err(ENODEV);
+        }
+        let file = (|| {
+            let ctx = Context::new(&dev.engine)?;
+            let usage = Arc::new(Usage::new(), GFP_KERNEL)?;
+            KBox::try_pin_init(try_pin_init!(Self { ctx, usage, jobs <- new_mutex!(KVec::new()) }), GFP_KERNEL)
+        })();
+        if file.is_err() {
+            // SAFETY: taken above; no File exists to drop it.
+            unsafe { kernel::bindings::module_put(crate::THIS_MODULE.as_ptr()) };
+        }
+        file
+    }
+}
+
+#[pinned_drop]
+impl PinnedDrop for File {
+    fn drop(self: Pin<&mut Self>) {
+        // Queued jobs keep running: they hold the context and their objects.
+        // SAFETY: taken in open().
+        unsafe { kernel::bindings::module_put(crate::THIS_MODULE.as_ptr()) };
     }
 }
 
 impl File {
+    pub(crate) fn context(&self) -> &Arc<Context> {
+        &self.ctx
+    }
+
+    pub(crate) fn usage(&self) -> &Arc<Usage> {
+        &self.usage
+    }
+
     /// DRM_IOCTL_ONPU_GET_PARAM: one device parameter.
     pub(crate) fn get_param(
         dev: &OnpuDevice,
         req: &mut uapi::drm_onpu_get_param,
-        _file: &drm::File<File>,
+        file: &drm::File<File>,
     ) -> Result<u32> {
         if req.pad != 0 {
             return Err(EINVAL);
         }
-        let p = &dev.engine.params;
+        let e = &dev.engine;
+        let p = &e.params;
         req.value = match req.param {
             uapi::DRM_ONPU_PARAM_DEVICE_ID => p.device_id.into(),
             uapi::DRM_ONPU_PARAM_REVISION => p.revision.into(),
@@ -40,12 +115,21 @@ impl File {
             uapi::DRM_ONPU_PARAM_VA_BITS => p.va_bits.into(),
             uapi::DRM_ONPU_PARAM_CAPS => p.caps.into(),
             uapi::DRM_ONPU_PARAM_CLOCK_KHZ => p.clock_khz.into(),
+            uapi::DRM_ONPU_PARAM_VA_START => mmu::VA_START,
+            uapi::DRM_ONPU_PARAM_VA_END => mmu::VA_END,
+            uapi::DRM_ONPU_PARAM_JOBS_SUBMITTED => e.counters.submitted.load(Relaxed),
+            uapi::DRM_ONPU_PARAM_JOBS_COMPLETED => e.counters.completed.load(Relaxed),
+            uapi::DRM_ONPU_PARAM_JOBS_FAILED => e.counters.failed.load(Relaxed),
+            uapi::DRM_ONPU_PARAM_RESETS => e.counters.resets.load(Relaxed),
+            uapi::DRM_ONPU_PARAM_JOB_TIMEOUT_MS => JOB_TIMEOUT_MS.into(),
+            uapi::DRM_ONPU_PARAM_HW_CONTEXT => file.inner().ctx.index().into(),
             _ => return Err(EINVAL),
         };
         Ok(0)
     }
 
-    /// DRM_IOCTL_ONPU_BO_CREATE: a new shmem buffer object and its handle.
+    /// DRM_IOCTL_ONPU_BO_CREATE: a new shmem buffer object, its handle and
+    /// its NPU address (the GEM open callback maps it).
     pub(crate) fn bo_create(
         dev: &OnpuDevice,
         req: &mut uapi::drm_onpu_bo_create,
@@ -56,12 +140,14 @@ impl File {
         }
         let bo = gem::create(dev, req.size)?;
         // The handle holds its own reference; ours drops at return.
-        req.handle = bo.create_handle(file)?;
+        let handle = bo.create_handle(file)?;
+        req.handle = handle;
         req.size = bo.size() as u64;
+        req.npu_addr = file.inner().ctx.npu_addr(&bo).ok_or(EINVAL)?;
         Ok(0)
     }
 
-    /// DRM_IOCTL_ONPU_BO_INFO: size and mmap offset of a buffer object.
+    /// DRM_IOCTL_ONPU_BO_INFO: size, mmap offset and NPU address.
     pub(crate) fn bo_info(
         _dev: &OnpuDevice,
         req: &mut uapi::drm_onpu_bo_info,
@@ -73,6 +159,86 @@ impl File {
         let bo = gem::lookup(file, req.handle)?;
         req.size = bo.size() as u64;
         req.mmap_offset = bo.create_mmap_offset()?;
+        req.npu_addr = file.inner().ctx.npu_addr(&bo).ok_or(ENOENT)?;
         Ok(0)
+    }
+
+    /// DRM_IOCTL_ONPU_SUBMIT: queue a job; its sequence number.
+    pub(crate) fn submit(
+        dev: &OnpuDevice,
+        req: &mut uapi::drm_onpu_submit,
+        file: &drm::File<File>,
+    ) -> Result<u32> {
+        let this = file.inner();
+        // Room in the file's list first, so a queued job is never lost.
+        {
+            let mut jobs = this.jobs.lock();
+            if jobs.len() >= MAX_UNREAPED {
+                // Forget the oldest jobs that have ended; WAIT on them gives
+                // ENOENT, as documented.
+                jobs.retain(|j| j.outcome().is_none());
+            }
+            jobs.reserve(1, GFP_KERNEL)?;
+        }
+        let job = job::submit(dev, file, req)?;
+        req.seqno = job.seqno;
+        this.jobs.lock().push(job, GFP_KERNEL)?;
+        Ok(0)
+    }
+
+    /// DRM_IOCTL_ONPU_WAIT: wait for a job of this file, report and reap it.
+    pub(crate) fn wait(
+        _dev: &OnpuDevice,
+        req: &mut uapi::drm_onpu_wait,
+        file: &drm::File<File>,
+    ) -> Result<u32> {
+        if req.flags != 0 || req.timeout_ns < 0 {
+            return Err(EINVAL);
+        }
+        let this = file.inner();
+        let job = this.jobs.lock().iter().find(|j| j.seqno == req.seqno).cloned().ok_or(ENOENT)?;
+        let outcome = job.wait(req.timeout_ns)?.ok_or(ETIMEDOUT)?;
+        req.status = outcome.status;
+        req.error = outcome.error;
+        req.pad = 0;
+        req.fault_addr = outcome.fault_addr;
+        req.cycles = outcome.cycles.into();
+        this.jobs.lock().retain(|j| j.seqno != req.seqno);
+        Ok(0)
+    }
+
+    /// DRM_IOCTL_ONPU_WAIT_BO: wait until no job uses an object.
+    pub(crate) fn wait_bo(
+        _dev: &OnpuDevice,
+        req: &mut uapi::drm_onpu_wait_bo,
+        file: &drm::File<File>,
+    ) -> Result<u32> {
+        if req.flags != 0 || req.timeout_ns < 0 {
+            return Err(EINVAL);
+        }
+        let bo = gem::lookup(file, req.handle)?;
+        // SAFETY: plain arithmetic conversion.
+        let jiffies = unsafe { kernel::bindings::nsecs_to_jiffies(req.timeout_ns as u64) };
+        // SAFETY: we hold a reference to `bo`.
+        let resv = unsafe { Resv::of(kernel::drm::gem::IntoGEMObject::as_raw(&*bo)) };
+        if resv.wait(Access::Write, jiffies)? {
+            Ok(0)
+        } else {
+            Err(ETIMEDOUT)
+        }
+    }
+
+    /// fdinfo: the DRM usage statistics of this file
+    /// (Documentation/gpu/drm-usage-stats.rst).
+    pub(crate) fn show_fdinfo(file: &drm::File<File>, p: &mut Printer<'_>) {
+        let this = file.inner();
+        let params = &this.ctx.engine().params;
+        let u = &this.usage;
+        let _ = writeln!(p, "drm-engine-npu:\t{} ns", u.busy_ns.load(Relaxed));
+        let _ = writeln!(p, "drm-cycles-npu:\t{}", u.cycles.load(Relaxed));
+        let _ = writeln!(p, "drm-maxfreq-npu:\t{} MHz", params.clock_khz / 1000);
+        let _ = writeln!(p, "onpu-jobs:\t{}", u.jobs.load(Relaxed));
+        let _ = writeln!(p, "onpu-hw-context:\t{}", this.ctx.index());
+        p.show_memory_stats(file);
     }
 }

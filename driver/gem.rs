@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-only
 
 //! Buffer objects: shmem-backed GEM objects, mapped by the CPU through the
-//! DRM fake offset and shared through PRIME.
+//! DRM fake offset, shared through PRIME, and mapped into the NPU address
+//! space of every file that has a handle on them (context.rs).
 
 use kernel::{
     drm::{self, gem, gem::BaseObject, DeviceContext},
@@ -26,6 +27,17 @@ impl gem::DriverObject for Bo {
 
     fn new<Ctx: DeviceContext>(_dev: &OnpuDevice<Ctx>, _size: usize, _args: ()) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {})
+    }
+
+    /// A handle of `file` on the object was created (BO_CREATE or a PRIME
+    /// import): map the object into the file's NPU address space.
+    fn open(obj: &BoObject, file: &drm::File<File>) -> Result {
+        file.inner().context().map(obj)
+    }
+
+    /// A handle of `file` on the object closed.
+    fn close(obj: &BoObject, file: &drm::File<File>) {
+        file.inner().context().unmap(obj)
     }
 }
 

@@ -3,16 +3,24 @@
 //! DRM accel driver for the open NPU.
 //!
 //! The hardware is specified in Documentation/hw/npu-hw.rst, the uAPI in
-//! Documentation/uapi/onpu.rst. Files: `drv` (PCI probe and the DRM driver),
-//! `hw` (register access and hardware bring-up), `file` (per-open state and
-//! ioctls), `regs` (register map), `uapi` (the ABI shared with userspace:
-//! a link to uapi/src/abi.rs).
+//! Documentation/uapi/onpu.rst, the design in Documentation/driver/onpu.rst.
+//! Files: `drv` (PCI probe and the DRM driver), `hw` and `regs` (register
+//! access, bring-up, the register map), `engine` (rings, interrupts,
+//! watchdog, reset recovery), `job` (SUBMIT and the job life cycle),
+//! `context` and `mmu` (per-file address spaces and page tables), `gem`
+//! (buffer objects), `fence` (DMA fences, syncobjs, reservation objects),
+//! `file` (per-open state, ioctls, fdinfo), `selftest` (the probe-time job),
+//! `uapi` (the ABI shared with userspace: a link to uapi/src/abi.rs).
 
+mod context;
 mod drv;
 mod engine;
+mod fence;
 mod file;
 mod gem;
 mod hw;
+mod job;
+mod mmu;
 mod regs;
 mod selftest;
 // Shared with userspace, which uses all of it; the driver uses what it needs.

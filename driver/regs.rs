@@ -16,6 +16,7 @@ pub(crate) const VA_BITS: usize = 0x0014;
 pub(crate) const CLOCK_KHZ: usize = 0x0018;
 pub(crate) const CONTROL: usize = 0x0020;
 pub(crate) const STATUS: usize = 0x0024;
+pub(crate) const IRQ_STATUS: usize = 0x0030;
 pub(crate) const IRQ_MASK: usize = 0x0034;
 pub(crate) const IRQ_ACK: usize = 0x0038;
 pub(crate) const SQ_BASE_LO: usize = 0x0040;
@@ -42,4 +43,5 @@ pub(crate) const STATUS_HALTED: u32 = 1 << 3;
 /// IRQ_STATUS causes, by MSI-X vector (0: job done, 1: everything else).
 pub(crate) const IRQ_JOB_DONE: u32 = 1 << 0;
 pub(crate) const IRQ_ERRORS: u32 = 0x1e;
+pub(crate) const IRQ_DEVICE_ERROR: u32 = 1 << 4;
 pub(crate) const IRQ_ALL: u32 = 0x1f;

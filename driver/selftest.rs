@@ -14,7 +14,11 @@ use kernel::{
     prelude::*,
 };
 
-use crate::engine::{CtxDesc, Engine, KERNEL_CONTEXT, PTE_READ, PTE_VALID, PT_ENTRIES};
+use kernel::sync::Arc;
+
+use crate::engine::{Engine, KERNEL_CONTEXT};
+use crate::job::Job;
+use crate::mmu::{PTE_READ, PTE_VALID, PT_ENTRIES};
 
 /// Where the command buffer sits in the kernel context's address space.
 const CMDBUF_VA: u64 = 0x1000;
@@ -23,7 +27,7 @@ const INSN_END: u64 = 0x01;
 const INSN_SIZE: u32 = 64;
 const TIMEOUT_MS: u32 = 5000;
 
-pub(crate) fn run(dev: &device::Device<Bound>, engine: &Engine) -> Result {
+pub(crate) fn run(dev: &device::Device<Bound>, engine: &Arc<Engine>) -> Result {
     let l2 = Coherent::<u64>::zeroed_slice(dev, PT_ENTRIES, GFP_KERNEL)?;
     let l1 = Coherent::<u64>::zeroed_slice(dev, PT_ENTRIES, GFP_KERNEL)?;
     let l0 = Coherent::<u64>::zeroed_slice(dev, PT_ENTRIES, GFP_KERNEL)?;
@@ -33,30 +37,30 @@ pub(crate) fn run(dev: &device::Device<Bound>, engine: &Engine) -> Result {
     dma_write!(l2, [try: 0], l1.dma_handle() | PTE_VALID);
     dma_write!(l1, [try: 0], l0.dma_handle() | PTE_VALID);
     dma_write!(l0, [try: 1], cmd.dma_handle() | PTE_VALID | PTE_READ);
-    dma_write!(engine.ctx_table, [try: KERNEL_CONTEXT], CtxDesc { root: l2.dma_handle() | PTE_VALID, reserved: 0 });
+    engine.set_context(KERNEL_CONTEXT, l2.dma_handle())?;
 
     let result = (|| -> Result {
-        let seqno = engine.submit(dev, KERNEL_CONTEXT as u16, CMDBUF_VA, INSN_SIZE)?;
-        match engine.wait(seqno, TIMEOUT_MS) {
-            Ok(Some(o)) if o.status == 0 => {
+        let fence_context = engine.fence_context;
+        let job = engine.submit(|seqno| Job::kernel(fence_context, seqno, KERNEL_CONTEXT, CMDBUF_VA, INSN_SIZE))?;
+        // SAFETY: plain arithmetic conversion.
+        let jiffies = unsafe { kernel::bindings::nsecs_to_jiffies(u64::from(TIMEOUT_MS) * 1_000_000) };
+        let _ = job.fence.wait(jiffies);
+        match job.outcome() {
+            Some(o) if o.status == 0 => {
                 dev_info!(dev, "self-test job completed in {} modelled cycles\n", o.cycles);
                 Ok(())
             }
-            Ok(Some(o)) => {
-                dev_err!(dev, "self-test job failed: status {} at {:#x}\n", o.status, o.fault_addr);
+            Some(o) => {
+                dev_err!(dev, "self-test job failed: status {:#x} at {:#x}\n", o.status, o.fault_addr);
                 Err(EIO)
             }
-            Ok(None) => {
-                dev_err!(dev, "self-test job completed out of order\n");
-                Err(EIO)
-            }
-            Err(e) => {
-                dev_err!(dev, "self-test job did not complete: {:?}\n", e);
-                Err(e)
+            None => {
+                dev_err!(dev, "self-test job did not complete within {} ms\n", TIMEOUT_MS);
+                Err(ETIMEDOUT)
             }
         }
     })();
     // The tables are freed on return: unhook them first.
-    dma_write!(engine.ctx_table, [try: KERNEL_CONTEXT], CtxDesc::default());
+    engine.set_context(KERNEL_CONTEXT, 0)?;
     result
 }

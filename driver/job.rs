@@ -1,0 +1,281 @@
+// SPDX-License-Identifier: GPL-2.0-only
+
+//! Jobs: what SUBMIT builds, the ring runs and WAIT reaps.
+//!
+//! A job holds everything the device may touch while it runs: references to
+//! its buffer objects and to its file's address space (page tables and
+//! hardware context), so neither can go away under the device, even when
+//! the file is closed with jobs queued. Its fence signals when it ends; its
+//! outcome (status, fault address, cycles) is set just before.
+
+use kernel::{
+    drm::{self, gem::{BaseObject, IntoGEMObject}},
+    prelude::*,
+    sync::{aref::ARef, atomic::Relaxed, Arc, SetOnce},
+    time::{msecs_to_jiffies, Delta},
+    uaccess::UserSlice,
+};
+
+use crate::context::Context;
+use crate::drv::OnpuDevice;
+use crate::engine::{SqEntry, JOB_TIMEOUT_MS};
+use crate::fence::{self, Access, Fence, Resv, SyncObj};
+use crate::file::{File, Usage};
+use crate::gem::{self, BoObject};
+use crate::uapi;
+
+/// How a job ended, as WAIT reports it.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Outcome {
+    pub(crate) status: u32,
+    pub(crate) error: i32,
+    pub(crate) fault_addr: u64,
+    pub(crate) cycles: u32,
+}
+
+impl Outcome {
+    pub(crate) fn from_device(status: u32, fault_addr: u64, cycles: u32) -> Self {
+        let error = if status == 0 { 0 } else { -(kernel::bindings::EIO as i32) };
+        Self { status, error, fault_addr, cycles }
+    }
+
+    pub(crate) fn timed_out() -> Self {
+        Self { status: uapi::DRM_ONPU_JOB_TIMEDOUT, error: -(kernel::bindings::ETIMEDOUT as i32), ..Default::default() }
+    }
+
+    pub(crate) fn canceled() -> Self {
+        Self { status: uapi::DRM_ONPU_JOB_CANCELED, error: -(kernel::bindings::ECANCELED as i32), ..Default::default() }
+    }
+
+    pub(crate) fn aborted(status: u32) -> Self {
+        Self { status, error: -(kernel::bindings::EIO as i32), ..Default::default() }
+    }
+}
+
+/// One job.
+pub(crate) struct Job {
+    pub(crate) seqno: u64,
+    pub(crate) context: u16,
+    pub(crate) cmdbuf: u64,
+    pub(crate) size: u32,
+    pub(crate) timeout_ms: u32,
+    pub(crate) fence: Fence,
+    outcome: SetOnce<Outcome>,
+    /// Keeps the page tables (and the hardware context) alive while the
+    /// device may walk them. None for the kernel's own jobs.
+    _vm: Option<Arc<Context>>,
+    /// The objects the job uses, held until it ends.
+    _bos: KVec<ARef<BoObject>>,
+    /// Where the job's device time is accounted (fdinfo).
+    usage: Option<Arc<Usage>>,
+}
+
+impl Job {
+    /// A kernel job (the probe self-test) in `context`.
+    pub(crate) fn kernel(fence_context: u64, seqno: u64, context: u16, cmdbuf: u64, size: u32) -> Result<Arc<Self>> {
+        Arc::new(
+            Self {
+                seqno,
+                context,
+                cmdbuf,
+                size,
+                timeout_ms: JOB_TIMEOUT_MS,
+                fence: Fence::new(fence_context, seqno)?,
+                outcome: SetOnce::new(),
+                _vm: None,
+                _bos: KVec::new(),
+                usage: None,
+            },
+            GFP_KERNEL,
+        )
+        .map_err(Error::from)
+    }
+
+    pub(crate) fn sq_entry(&self) -> SqEntry {
+        SqEntry { seqno: self.seqno, cmdbuf: self.cmdbuf, size: self.size, context: self.context, ..Default::default() }
+    }
+
+    /// Record how the job ended and signal its fence (ring lock held).
+    pub(crate) fn retire(&self, outcome: Outcome, busy: Delta) {
+        if !self.outcome.populate(outcome) {
+            return;
+        }
+        if let Some(usage) = &self.usage {
+            usage.busy_ns.add(busy.as_nanos().max(0) as u64, Relaxed);
+            usage.cycles.add(u64::from(outcome.cycles), Relaxed);
+            usage.jobs.add(1, Relaxed);
+        }
+        self.fence.signal(outcome.error);
+    }
+
+    /// The outcome once the job has ended.
+    pub(crate) fn outcome(&self) -> Option<Outcome> {
+        self.outcome.as_ref().copied()
+    }
+
+    /// Wait up to `timeout_ns` for the job to end.
+    pub(crate) fn wait(&self, timeout_ns: i64) -> Result<Option<Outcome>> {
+        if let Some(o) = self.outcome() {
+            return Ok(Some(o));
+        }
+        if timeout_ns > 0 {
+            // SAFETY: plain arithmetic conversion, no preconditions.
+            let jiffies = unsafe { kernel::bindings::nsecs_to_jiffies(timeout_ns as u64) };
+            self.fence.wait(jiffies.max(1))?;
+        }
+        Ok(self.outcome())
+    }
+}
+
+/// The user's job description, checked field by field.
+struct Request {
+    cmdbuf: ARef<BoObject>,
+    cmdbuf_offset: u64,
+    size: u32,
+    timeout_ms: u32,
+    bos: KVec<(ARef<BoObject>, Access)>,
+    in_fences: KVec<Fence>,
+    out_syncobj: Option<SyncObj>,
+}
+
+fn check(file: &drm::File<File>, req: &uapi::drm_onpu_submit) -> Result<Request> {
+    if req.flags != 0 || req.pad != 0 {
+        return Err(EINVAL);
+    }
+    let insn = u64::from(uapi::DRM_ONPU_INSN_SIZE);
+    let size = req.cmdbuf_size;
+    if size == 0 || u64::from(size) % insn != 0 || size > uapi::DRM_ONPU_MAX_CMDBUF_SIZE {
+        return Err(EINVAL);
+    }
+    if req.cmdbuf_offset % insn != 0 {
+        return Err(EINVAL);
+    }
+    if req.bo_count > uapi::DRM_ONPU_MAX_JOB_BOS || req.in_syncobj_count > uapi::DRM_ONPU_MAX_IN_SYNCOBJS {
+        return Err(EINVAL);
+    }
+    if req.timeout_ms > JOB_TIMEOUT_MS {
+        return Err(EINVAL);
+    }
+    let cmdbuf = gem::lookup(file, req.cmdbuf_handle)?;
+    let end = req.cmdbuf_offset.checked_add(u64::from(size)).ok_or(EINVAL)?;
+    if end > cmdbuf.size() as u64 {
+        return Err(EINVAL);
+    }
+
+    let bo_refs = read_words(req.bos, req.bo_count as usize * 2)?;
+    let mut bos = KVec::with_capacity(req.bo_count as usize, GFP_KERNEL)?;
+    for pair in bo_refs.chunks_exact(2) {
+        let (handle, flags) = (pair[0], pair[1]);
+        let access = match flags {
+            uapi::DRM_ONPU_BO_READ => Access::Read,
+            uapi::DRM_ONPU_BO_WRITE => Access::Write,
+            f if f == uapi::DRM_ONPU_BO_READ | uapi::DRM_ONPU_BO_WRITE => Access::Write,
+            _ => return Err(EINVAL),
+        };
+        bos.push((gem::lookup(file, handle)?, access), GFP_KERNEL)?;
+    }
+
+    let handles = read_words(req.in_syncobjs, req.in_syncobj_count as usize)?;
+    let mut in_fences = KVec::with_capacity(handles.len(), GFP_KERNEL)?;
+    for &h in handles.iter() {
+        in_fences.push(fence::syncobj_fence(file, h)?, GFP_KERNEL)?;
+    }
+    let out_syncobj = match req.out_syncobj {
+        0 => None,
+        h => Some(SyncObj::lookup(file, h)?),
+    };
+    let timeout_ms = if req.timeout_ms == 0 { JOB_TIMEOUT_MS } else { req.timeout_ms };
+    Ok(Request { cmdbuf, cmdbuf_offset: req.cmdbuf_offset, size, timeout_ms, bos, in_fences, out_syncobj })
+}
+
+/// Read `count` u32 words from user memory at `addr` (EFAULT when bad).
+fn read_words(addr: u64, count: usize) -> Result<KVec<u32>> {
+    let mut words = KVec::with_capacity(count, GFP_KERNEL)?;
+    if count == 0 {
+        return Ok(words);
+    }
+    let addr = usize::try_from(addr).map_err(|_| EFAULT)?;
+    let mut bytes = KVec::new();
+    UserSlice::new(UserPtr::from_addr(addr), count * 4).read_all(&mut bytes, GFP_KERNEL)?;
+    for w in bytes.chunks_exact(4) {
+        words.push(u32::from_ne_bytes([w[0], w[1], w[2], w[3]]), GFP_KERNEL)?;
+    }
+    Ok(words)
+}
+
+/// How long a submitter waits for one foreign dependency before giving up.
+const DEPENDENCY_TIMEOUT_MS: u32 = 10_000;
+
+/// Wait for what the job depends on and that the ring does not order by
+/// itself: fences from other timelines (other devices, other drivers).
+/// Fences of this ring need no wait: the device runs jobs in ring order.
+fn wait_dependencies(ring_context: u64, req: &Request) -> Result {
+    let jiffies = msecs_to_jiffies(DEPENDENCY_TIMEOUT_MS);
+    for f in req.in_fences.iter() {
+        if f.context() != ring_context && !f.wait(jiffies)? {
+            return Err(ETIMEDOUT);
+        }
+    }
+    Ok(())
+}
+
+/// DRM_IOCTL_ONPU_SUBMIT.
+pub(crate) fn submit(dev: &OnpuDevice, file: &drm::File<File>, req: &uapi::drm_onpu_submit) -> Result<Arc<Job>> {
+    let r = check(file, req)?;
+    let this = file.inner();
+    let ctx = this.context();
+    let cmdbuf_va = ctx.npu_addr(&r.cmdbuf).ok_or(ENOENT)?.checked_add(r.cmdbuf_offset).ok_or(EINVAL)?;
+    let engine = &dev.engine;
+    wait_dependencies(engine.fence_context, &r)?;
+    // Implicit sync with other timelines: objects shared with (or written
+    // by) something that is not this ring.
+    for (bo, access) in r.bos.iter() {
+        // SAFETY: `bo` is a live GEM object (we hold a reference).
+        let resv = unsafe { Resv::of(bo.as_raw()) };
+        if !resv.wait_foreign(*access, engine.fence_context, msecs_to_jiffies(DEPENDENCY_TIMEOUT_MS))? {
+            return Err(ETIMEDOUT);
+        }
+    }
+
+    let mut parts = Some(r);
+    let job = engine.submit(|seqno| {
+        let r = parts.take().ok_or(EINVAL)?;
+        let mut bos = KVec::with_capacity(r.bos.len() + 1, GFP_KERNEL)?;
+        let mut accesses = KVec::with_capacity(r.bos.len(), GFP_KERNEL)?;
+        for (bo, access) in r.bos.into_iter() {
+            accesses.push(access, GFP_KERNEL)?;
+            bos.push(bo, GFP_KERNEL)?;
+        }
+        bos.push(r.cmdbuf, GFP_KERNEL)?;
+        let job = Arc::new(
+            Job {
+                seqno,
+                context: ctx.index(),
+                cmdbuf: cmdbuf_va,
+                size: r.size,
+                timeout_ms: r.timeout_ms,
+                fence: Fence::new(engine.fence_context, seqno)?,
+                outcome: SetOnce::new(),
+                _vm: Some(ctx.clone()),
+                _bos: bos,
+                usage: Some(this.usage().clone()),
+            },
+            GFP_KERNEL,
+        )?;
+        // Publish the fence before the device can see the job, so that
+        // nobody observes the objects idle while it runs. A job that cannot
+        // be published ends at once, so its fence never dangles.
+        for (bo, access) in job._bos.iter().zip(accesses.iter()) {
+            // SAFETY: the job holds a reference to `bo`.
+            if let Err(e) = unsafe { Resv::of(bo.as_raw()) }.add_fence(&job.fence, *access) {
+                job.retire(Outcome::canceled(), Delta::ZERO);
+                return Err(e);
+            }
+        }
+        if let Some(s) = &r.out_syncobj {
+            s.replace_fence(&job.fence);
+        }
+        Ok(job)
+    })?;
+    Ok(job)
+}
