@@ -32,6 +32,8 @@ for l in "${lines[@]}"; do
 	i=$((i + 1))
 	read -r name flavour mod devargs tests <<<"$l"
 	[ "$devargs" = - ] && devargs=""
+	# One column: words of the device server's arguments are joined by ';'.
+	devargs=${devargs//;/ }
 	args=(--name "$name" --kernel "$flavour")
 	ko=$(module_for "$mod" "$flavour")
 	[ -n "$ko" ] && args+=(--module "$ko")

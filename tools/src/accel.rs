@@ -121,3 +121,65 @@ impl Drop for Mapping {
         unsafe { libc::munmap(self.ptr.cast(), self.len) };
     }
 }
+
+/// A buffer object with its NPU address in this file's address space.
+pub fn bo_npu_addr(file: &File, handle: u32) -> Result<u64, i32> {
+    let mut i = uapi::drm_onpu_bo_info { handle, ..Default::default() };
+    ioctl(file, uapi::DRM_IOCTL_ONPU_BO_INFO, &mut i)?;
+    Ok(i.npu_addr)
+}
+
+/// Submit with every field given; the sequence number.
+pub fn submit(file: &File, req: &mut uapi::drm_onpu_submit) -> Result<u64, i32> {
+    ioctl(file, uapi::DRM_IOCTL_ONPU_SUBMIT, req)?;
+    Ok(req.seqno)
+}
+
+/// Submit `cmdbuf` (whole object) using `bos` (handle, DRM_ONPU_BO_* flags).
+pub fn submit_simple(file: &File, cmdbuf: &Bo, size: u32, bos: &[uapi::drm_onpu_bo_ref], timeout_ms: u32) -> Result<u64, i32> {
+    let mut req = uapi::drm_onpu_submit {
+        cmdbuf_handle: cmdbuf.handle,
+        cmdbuf_size: size,
+        bo_count: bos.len() as u32,
+        bos: bos.as_ptr() as u64,
+        timeout_ms,
+        ..Default::default()
+    };
+    submit(file, &mut req)
+}
+
+/// Wait for a job; the outcome once it has ended.
+pub fn wait(file: &File, seqno: u64, timeout_ns: i64) -> Result<uapi::drm_onpu_wait, i32> {
+    let mut w = uapi::drm_onpu_wait { seqno, timeout_ns, ..Default::default() };
+    ioctl(file, uapi::DRM_IOCTL_ONPU_WAIT, &mut w)?;
+    Ok(w)
+}
+
+pub fn wait_bo(file: &File, handle: u32, timeout_ns: i64) -> Result<(), i32> {
+    let mut w = uapi::drm_onpu_wait_bo { handle, flags: 0, timeout_ns };
+    ioctl(file, uapi::DRM_IOCTL_ONPU_WAIT_BO, &mut w).map(|_| ())
+}
+
+pub fn syncobj_create(file: &File, signaled: bool) -> Result<u32, i32> {
+    let flags = if signaled { uapi::drm_core::DRM_SYNCOBJ_CREATE_SIGNALED } else { 0 };
+    let mut c = uapi::drm_core::drm_syncobj_create { handle: 0, flags };
+    ioctl(file, uapi::drm_core::DRM_IOCTL_SYNCOBJ_CREATE, &mut c)?;
+    Ok(c.handle)
+}
+
+/// Wait for a syncobj's fence, `timeout_ms` from now.
+pub fn syncobj_wait(file: &File, handle: u32, timeout_ms: i64) -> Result<(), i32> {
+    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `now` is a valid timespec to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    let deadline = now.tv_sec * 1_000_000_000 + now.tv_nsec + timeout_ms * 1_000_000;
+    let handles = [handle];
+    let mut w = uapi::drm_core::drm_syncobj_wait {
+        handles: handles.as_ptr() as u64,
+        timeout_nsec: deadline,
+        count_handles: 1,
+        flags: uapi::drm_core::DRM_SYNCOBJ_WAIT_FLAGS_WAIT_ALL,
+        ..Default::default()
+    };
+    ioctl(file, uapi::drm_core::DRM_IOCTL_SYNCOBJ_WAIT, &mut w).map(|_| ())
+}
