@@ -3,6 +3,7 @@
 //! PCI probe/remove and the DRM driver.
 
 use kernel::{
+    debugfs,
     device::Core,
     drm,
     drm::ioctl,
@@ -42,6 +43,8 @@ pub(crate) struct OnpuPciData {
     error_irq: irq::ThreadedRegistration<IrqHandler>,
     engine: Arc<Engine>,
     drm: ARef<OnpuDevice>,
+    /// debugfs/onpu/<pci name>/: removed when the device unbinds.
+    _debugfs: Pin<KBox<debugfs::Scope<Arc<Engine>>>>,
 }
 
 kernel::pci_device_table!(
@@ -74,10 +77,12 @@ impl pci::Driver for OnpuPciDriver {
             let (job_vector, error_vector) = (*vectors.start(), *vectors.end());
             let job_handler = Ok::<_, Error>(IrqHandler { engine: engine.clone(), causes: regs::IRQ_JOB_DONE });
             let error_handler = Ok::<_, Error>(IrqHandler { engine: engine.clone(), causes: regs::IRQ_ERRORS });
+            let debugfs = debugfs_files(dev.name(), engine.clone())?;
             Ok(try_pin_init!(OnpuPciData {
                 job_irq <- pdev.request_threaded_irq(job_vector, irq::Flags::TRIGGER_NONE, c"onpu-job", job_handler),
                 error_irq <- pdev.request_threaded_irq(error_vector, irq::Flags::TRIGGER_NONE, c"onpu-error", error_handler),
                 engine: engine.clone(),
+                _debugfs: debugfs,
                 drm: {
                     engine.start(dev)?;
                     selftest::run(dev, &engine)?;
@@ -104,6 +109,22 @@ impl pci::Driver for OnpuPciDriver {
         // open files get ENODEV from now on.
         this.engine.shut_down(pdev.as_ref());
     }
+}
+
+/// debugfs/onpu/<device>/: `state` (ring indices and queued jobs),
+/// `counters`, and `reset` (write anything: reset the NPU now, resubmitting
+/// what is queued; for recovery tests). Removed when the device unbinds.
+fn debugfs_files(name: &CStr, engine: Arc<Engine>) -> Result<Pin<KBox<debugfs::Scope<Arc<Engine>>>>> {
+    // A second device's "onpu" directory fails to be created; debugfs then
+    // silently skips its files, which is all debugfs promises anyway. The
+    // scope keeps its own reference to the directory.
+    let root = debugfs::Dir::new(c"onpu");
+    let init = root.scope(Ok::<_, Error>(engine), name, |engine, dir| {
+        dir.read_callback_file(c"state", engine, &|e: &Arc<Engine>, f| e.describe(f));
+        dir.read_callback_file(c"counters", engine, &|e: &Arc<Engine>, f| e.write_counters(f));
+        dir.write_only_callback_file(c"reset", engine, &|e: &Arc<Engine>, _input| e.force_reset());
+    });
+    KBox::pin_init(init, GFP_KERNEL)
 }
 
 const INFO: drm::DriverInfo = drm::DriverInfo {

@@ -449,8 +449,14 @@ impl Engine {
         }
     }
 
-    pub(crate) fn in_flight(&self) -> usize {
-        self.state.lock().in_flight.len()
+    /// Debugfs: the device-wide counters.
+    pub(crate) fn write_counters(&self, out: &mut impl core::fmt::Write) -> core::fmt::Result {
+        let c = &self.counters;
+        writeln!(out, "jobs_submitted: {}", c.submitted.load(Relaxed))?;
+        writeln!(out, "jobs_completed: {}", c.completed.load(Relaxed))?;
+        writeln!(out, "jobs_failed: {}", c.failed.load(Relaxed))?;
+        writeln!(out, "resets: {}", c.resets.load(Relaxed))?;
+        writeln!(out, "bogus_completions: {}", c.bogus_completions.load(Relaxed))
     }
 
     /// Debugfs: the ring indices and the queued jobs.
