@@ -11,6 +11,7 @@
 //! last, so the device never walks freed page tables.
 
 use kernel::{
+    devres::Devres,
     drm::gem::{BaseObject, IntoGEMObject},
     new_mutex,
     prelude::*,
@@ -32,7 +33,6 @@ struct Mapping {
 }
 
 struct Vm {
-    tables: PageTables,
     va: VaAllocator,
     mappings: KVec<Mapping>,
 }
@@ -41,8 +41,11 @@ struct Vm {
 pub(crate) struct Context {
     engine: Arc<Engine>,
     index: u16,
+    /// Lock order: `vm`, then the engine's gate, then `tables`.
     #[pin]
     vm: Mutex<Vm>,
+    /// Device memory: freed at unbind even while the file stays open.
+    tables: Devres<Mutex<PageTables>>,
 }
 
 fn key(bo: &BoObject) -> usize {
@@ -54,8 +57,8 @@ impl Context {
         let index = engine.alloc_context()?;
         let made = engine.with_bound(|dev| {
             let tables = PageTables::new(dev)?;
-            engine.set_context(index, tables.root())?;
-            Ok(tables)
+            engine.set_context(dev, index, tables.root())?;
+            Devres::new(dev, new_mutex!(tables))
         });
         let tables = match made {
             Ok(t) => t,
@@ -65,14 +68,31 @@ impl Context {
             }
         };
         // From here on, dropping the context releases the index.
-        Arc::pin_init(
+        let ctx = Arc::pin_init(
             try_pin_init!(Self {
                 engine: engine.clone(),
                 index,
-                vm <- new_mutex!(Vm { tables, va: VaAllocator::new(), mappings: KVec::new() }),
+                vm <- new_mutex!(Vm { va: VaAllocator::new(), mappings: KVec::new() }),
+                tables,
             }),
             GFP_KERNEL,
-        )
+        )?;
+        engine.register_context(&ctx)?;
+        Ok(ctx)
+    }
+
+    /// The device is going away: drop the DMA mappings of every object this
+    /// file maps (the objects themselves live on with their handles).
+    pub(crate) fn release_dma(&self) {
+        let vm = self.vm.lock();
+        for m in vm.mappings.iter() {
+            // SAFETY: a listed mapping's object is alive: the handle that
+            // holds it unlists the mapping (under `vm`) before letting go.
+            let bo: &BoObject = unsafe { IntoGEMObject::from_raw(m.obj as *mut kernel::bindings::drm_gem_object) };
+            // SAFETY: tables are only used under the engine's gate, which
+            // is closed for good when this runs.
+            unsafe { bo.release_sg_table() };
+        }
     }
 
     pub(crate) fn engine(&self) -> &Arc<Engine> {
@@ -98,10 +118,13 @@ impl Context {
             return Ok(());
         }
         let size = bo.size() as u64;
-        let sgt = bo.sg_table()?;
         vm.mappings.reserve(1, GFP_KERNEL)?;
         let va = vm.va.alloc(size)?;
-        let mapped = self.engine.with_bound(|dev| vm.tables.map(dev, va, size, sgt, PTE_READ | PTE_WRITE));
+        // The DMA mapping is made under the gate: never for an unbound device.
+        let mapped = self.engine.with_bound(|dev| {
+            let sgt = bo.sg_table()?;
+            self.tables.access(dev)?.lock().map(dev, va, size, sgt, PTE_READ | PTE_WRITE)
+        });
         if let Err(e) = mapped {
             vm.va.free(va);
             return Err(e);
@@ -123,7 +146,7 @@ impl Context {
         // Jobs still running on the object fault from their next access on:
         // the user closed what they use. The pages stay theirs (jobs hold
         // the object).
-        let _ = vm.tables.unmap(m.va, m.size);
+        let _ = self.engine.with_bound(|dev| self.tables.access(dev)?.lock().unmap(m.va, m.size));
         vm.va.free(m.va);
     }
 }
@@ -131,6 +154,7 @@ impl Context {
 #[pinned_drop]
 impl PinnedDrop for Context {
     fn drop(self: Pin<&mut Self>) {
+        self.engine.unregister_context(&self);
         // No job uses the context any more (each holds a reference): unhook
         // the tables, then free them with the rest of the context.
         self.engine.free_context(self.index);

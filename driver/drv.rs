@@ -5,6 +5,7 @@
 use kernel::{
     debugfs,
     device::Core,
+    dma::{Device as _, DmaMask},
     drm,
     drm::ioctl,
     irq, pci,
@@ -67,6 +68,14 @@ impl pci::Driver for OnpuPciDriver {
             let dev = pdev.as_ref();
             pdev.enable_device_mem()?;
             pdev.set_master();
+            // Page-table entries carry bus addresses in bits 12..51, and the
+            // MMU maps any run of pages: no segment limit.
+            // SAFETY: probe, before any DMA allocation or mapping of this
+            // device exists.
+            unsafe {
+                pdev.dma_set_mask_and_coherent(DmaMask::new::<52>())?;
+                pdev.dma_set_max_seg_size(u32::MAX);
+            }
             let bar = pdev.iomap_region_sized::<{ regs::BAR0_SIZE }>(0, c"onpu")?;
             let params = hw::identify(pdev, &bar)?;
             hw::reset(dev, &bar)?;

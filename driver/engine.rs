@@ -38,6 +38,7 @@ use kernel::{
     workqueue::{self, impl_has_delayed_work, new_delayed_work, DelayedWork, WorkItem},
 };
 
+use crate::context::Context;
 use crate::fence;
 use crate::hw::{self, Bar0, Params};
 use crate::job::{Job, Outcome};
@@ -141,6 +142,14 @@ struct RingState {
     head_since: Instant<Monotonic>,
 }
 
+/// The device-visible memory of the engine: freed when the device unbinds
+/// (through devres), even while open files keep the engine alive.
+pub(crate) struct Rings {
+    sq: Coherent<[SqEntry]>,
+    cq: Coherent<[CqEntry]>,
+    ctx_table: Coherent<[CtxDesc]>,
+}
+
 /// The rings and their state. Shared by the DRM device, the files, the jobs
 /// and the IRQ handlers.
 #[pin_data]
@@ -148,9 +157,7 @@ pub(crate) struct Engine {
     pub(crate) bar: Devres<Bar0>,
     pub(crate) params: Params,
     dev: ARef<device::Device>,
-    sq: Coherent<[SqEntry]>,
-    cq: Coherent<[CqEntry]>,
-    ctx_table: Coherent<[CtxDesc]>,
+    rings: Devres<Rings>,
     pub(crate) fence_context: u64,
     pub(crate) counters: Counters,
     #[pin]
@@ -163,6 +170,10 @@ pub(crate) struct Engine {
     /// Hardware contexts in use (bit per context; 0 is the kernel's).
     #[pin]
     contexts: Mutex<[u64; 4]>,
+    /// The live file contexts, by address: each removes itself in its drop
+    /// (under this lock), so a listed one is alive while the lock is held.
+    #[pin]
+    live_contexts: Mutex<KVec<usize>>,
     #[pin]
     watchdog: DelayedWork<Engine>,
     watchdog_armed: Atomic<bool>,
@@ -174,18 +185,19 @@ impl_has_delayed_work! {
 
 impl Engine {
     pub(crate) fn new(dev: &device::Device<Bound>, bar: Devres<Bar0>, params: Params) -> Result<impl PinInit<Self, Error> + use<>> {
-        let sq = Coherent::<SqEntry>::zeroed_slice(dev, RING_ENTRIES as usize, GFP_KERNEL)?;
-        let cq = Coherent::<CqEntry>::zeroed_slice(dev, RING_ENTRIES as usize, GFP_KERNEL)?;
-        let ctx_table = Coherent::<CtxDesc>::zeroed_slice(dev, params.contexts as usize, GFP_KERNEL)?;
+        let rings = Rings {
+            sq: Coherent::<SqEntry>::zeroed_slice(dev, RING_ENTRIES as usize, GFP_KERNEL)?,
+            cq: Coherent::<CqEntry>::zeroed_slice(dev, RING_ENTRIES as usize, GFP_KERNEL)?,
+            ctx_table: Coherent::<CtxDesc>::zeroed_slice(dev, params.contexts as usize, GFP_KERNEL)?,
+        };
+        let rings = Devres::new(dev, Ok::<_, Error>(rings))?;
         let device: &device::Device = dev;
         let device: ARef<device::Device> = device.into();
         Ok(try_pin_init!(Self {
             bar,
             params,
             dev: device,
-            sq,
-            cq,
-            ctx_table,
+            rings,
             fence_context: fence::new_context(),
             counters: Counters::new(),
             gate <- new_mutex!(true),
@@ -198,6 +210,7 @@ impl Engine {
             }),
             space <- new_condvar!(),
             contexts <- new_mutex!([1, 0, 0, 0]),
+            live_contexts <- new_mutex!(KVec::new()),
             watchdog <- new_delayed_work!("onpu::watchdog"),
             watchdog_armed: Atomic::new(false),
         }))
@@ -218,7 +231,8 @@ impl Engine {
     /// Program the rings and enable the command processor (after a reset).
     pub(crate) fn start(&self, dev: &device::Device<Bound>) -> Result {
         let bar = self.bar.access(dev)?;
-        let (sq, cq, ctx) = (self.sq.dma_handle(), self.cq.dma_handle(), self.ctx_table.dma_handle());
+        let r = self.rings.access(dev)?;
+        let (sq, cq, ctx) = (r.sq.dma_handle(), r.cq.dma_handle(), r.ctx_table.dma_handle());
         bar.write32(sq as u32, SQ_BASE_LO);
         bar.write32((sq >> 32) as u32, SQ_BASE_HI);
         bar.write32(RING_ENTRIES, SQ_SIZE);
@@ -252,16 +266,30 @@ impl Engine {
     }
 
     /// Point context `ctx` at the page tables rooted at `root` (0: invalid).
-    pub(crate) fn set_context(&self, ctx: u16, root: u64) -> Result {
+    pub(crate) fn set_context(&self, dev: &device::Device<Bound>, ctx: u16, root: u64) -> Result {
+        let r = self.rings.access(dev)?;
         let desc = CtxDesc { root: if root != 0 { root | crate::mmu::PTE_VALID } else { 0 }, reserved: 0 };
-        dma_write!(self.ctx_table, [try: usize::from(ctx)], desc);
+        dma_write!(r.ctx_table, [try: usize::from(ctx)], desc);
         Ok(())
     }
 
+    /// Give a context back (its page tables go with its owner).
     pub(crate) fn free_context(&self, ctx: u16) {
+        // Unhook the tables while the device is bound; after unbind the
+        // table is gone with the rest of the device memory.
+        let _ = self.with_bound(|dev| self.set_context(dev, ctx, 0));
         let ctx = usize::from(ctx);
-        let _ = self.set_context(ctx as u16, 0);
         self.contexts.lock()[ctx / 64] &= !(1u64 << (ctx % 64));
+    }
+
+    pub(crate) fn register_context(&self, ctx: &Context) -> Result {
+        self.live_contexts.lock().push(core::ptr::from_ref(ctx) as usize, GFP_KERNEL)?;
+        Ok(())
+    }
+
+    pub(crate) fn unregister_context(&self, ctx: &Context) {
+        let addr = core::ptr::from_ref(ctx) as usize;
+        self.live_contexts.lock().retain(|a| *a != addr);
     }
 
     /// Queue `job`, waiting for ring space; its fence signals when it ends.
@@ -271,6 +299,7 @@ impl Engine {
         loop {
             let job = self.with_bound(|dev| {
                 let bar = self.bar.access(dev)?;
+                let rings = self.rings.access(dev)?;
                 let mut st = self.state.lock();
                 if st.in_flight.len() >= RING_ENTRIES as usize {
                     return Ok(None);
@@ -279,7 +308,7 @@ impl Engine {
                 st.in_flight.reserve(1, GFP_KERNEL)?;
                 st.next_seqno += 1;
                 let slot = (st.sq_tail % RING_ENTRIES) as usize;
-                dma_write!(self.sq, [try: slot], job.sq_entry());
+                dma_write!(rings.sq, [try: slot], job.sq_entry());
                 if st.in_flight.is_empty() {
                     st.head_since = Instant::now();
                 }
@@ -322,6 +351,7 @@ impl Engine {
     /// Drain new completion records (IRQ thread, watchdog).
     fn drain(&self, dev: &device::Device<Bound>) -> Result {
         let bar = self.bar.access(dev)?;
+        let rings = self.rings.access(dev)?;
         let mut st = self.state.lock();
         let mut progressed = false;
         loop {
@@ -329,7 +359,7 @@ impl Engine {
             // The device writes 1 in its first pass over the ring, 0 in
             // the second, and so on.
             let phase = u32::from((st.cq_head / RING_ENTRIES) % 2 == 0);
-            let rec: CqEntry = dma_read!(self.cq, [try: slot]);
+            let rec: CqEntry = dma_read!(rings.cq, [try: slot]);
             if rec.flags & 1 != phase {
                 break;
             }
@@ -364,6 +394,7 @@ impl Engine {
     /// back into the ring in their order.
     fn recover(&self, dev: &device::Device<Bound>, st: &mut RingState, guilty: Option<Outcome>) -> Result {
         let bar = self.bar.access(dev)?;
+        let rings = self.rings.access(dev)?;
         self.counters.resets.add(1, Relaxed);
         let reset = hw::reset(dev, bar);
         if let Some(outcome) = guilty {
@@ -377,13 +408,13 @@ impl Engine {
         // The device restarts at index 0 of both rings; stale records of
         // the previous pass must not look new.
         for slot in 0..RING_ENTRIES as usize {
-            dma_write!(self.cq, [try: slot], CqEntry::default());
+            dma_write!(rings.cq, [try: slot], CqEntry::default());
         }
         st.cq_head = 0;
         st.sq_tail = 0;
         for job in st.in_flight.iter() {
             let slot = (st.sq_tail % RING_ENTRIES) as usize;
-            dma_write!(self.sq, [try: slot], job.sq_entry());
+            dma_write!(rings.sq, [try: slot], job.sq_entry());
             st.sq_tail += 1;
         }
         st.head_since = Instant::now();
@@ -440,6 +471,15 @@ impl Engine {
             hw::quiesce(bar);
         }
         self.cancel_all(&mut self.state.lock());
+        // Open files outlive the binding: their buffer objects must not stay
+        // DMA-mapped for a device that is gone. No mapping is in progress
+        // (the gate is closed) and none starts again.
+        for &addr in self.live_contexts.lock().iter() {
+            // SAFETY: a listed context is alive while the list lock is held
+            // (its drop unlists it under the lock first).
+            let ctx = unsafe { &*(addr as *const Context) };
+            ctx.release_dma();
+        }
         // The watchdog sees the closed gate and does not re-arm; it runs at
         // most one period from now.
         let mut waited = 0;

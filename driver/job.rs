@@ -11,7 +11,8 @@
 use kernel::{
     drm::{self, gem::{BaseObject, IntoGEMObject}},
     prelude::*,
-    sync::{aref::ARef, atomic::Relaxed, Arc, SetOnce},
+    new_mutex,
+    sync::{aref::ARef, atomic::Relaxed, Arc, Mutex, SetOnce},
     time::{msecs_to_jiffies, Delta},
     uaccess::UserSlice,
 };
@@ -53,6 +54,7 @@ impl Outcome {
 }
 
 /// One job.
+#[pin_data]
 pub(crate) struct Job {
     pub(crate) seqno: u64,
     pub(crate) context: u16,
@@ -64,8 +66,10 @@ pub(crate) struct Job {
     /// Keeps the page tables (and the hardware context) alive while the
     /// device may walk them. None for the kernel's own jobs.
     _vm: Option<Arc<Context>>,
-    /// The objects the job uses, held until it ends.
-    _bos: KVec<ARef<BoObject>>,
+    /// The objects the job uses, held until it ends (then dropped, so a
+    /// reaped-late job pins no memory).
+    #[pin]
+    bos: Mutex<KVec<ARef<BoObject>>>,
     /// Where the job's device time is accounted (fdinfo).
     usage: Option<Arc<Usage>>,
 }
@@ -73,22 +77,22 @@ pub(crate) struct Job {
 impl Job {
     /// A kernel job (the probe self-test) in `context`.
     pub(crate) fn kernel(fence_context: u64, seqno: u64, context: u16, cmdbuf: u64, size: u32) -> Result<Arc<Self>> {
-        Arc::new(
-            Self {
+        let fence = Fence::new(fence_context, seqno)?;
+        Arc::pin_init(
+            try_pin_init!(Self {
                 seqno,
                 context,
                 cmdbuf,
                 size,
                 timeout_ms: JOB_TIMEOUT_MS,
-                fence: Fence::new(fence_context, seqno)?,
+                fence,
                 outcome: SetOnce::new(),
                 _vm: None,
-                _bos: KVec::new(),
+                bos <- new_mutex!(KVec::new()),
                 usage: None,
-            },
+            }),
             GFP_KERNEL,
         )
-        .map_err(Error::from)
     }
 
     pub(crate) fn sq_entry(&self) -> SqEntry {
@@ -100,6 +104,8 @@ impl Job {
         if !self.outcome.populate(outcome) {
             return;
         }
+        // The device is done with the objects.
+        drop(core::mem::replace(&mut *self.bos.lock(), KVec::new()));
         if let Some(usage) = &self.usage {
             usage.busy_ns.add(busy.as_nanos().max(0) as u64, Relaxed);
             usage.cycles.add(u64::from(outcome.cycles), Relaxed);
@@ -247,30 +253,32 @@ pub(crate) fn submit(dev: &OnpuDevice, file: &drm::File<File>, req: &uapi::drm_o
             bos.push(bo, GFP_KERNEL)?;
         }
         bos.push(r.cmdbuf, GFP_KERNEL)?;
-        let job = Arc::new(
-            Job {
+        let fence = Fence::new(engine.fence_context, seqno)?;
+        let job = Arc::pin_init(
+            try_pin_init!(Job {
                 seqno,
                 context: ctx.index(),
                 cmdbuf: cmdbuf_va,
                 size: r.size,
                 timeout_ms: r.timeout_ms,
-                fence: Fence::new(engine.fence_context, seqno)?,
+                fence,
                 outcome: SetOnce::new(),
                 _vm: Some(ctx.clone()),
-                _bos: bos,
+                bos <- new_mutex!(bos),
                 usage: Some(this.usage().clone()),
-            },
+            }),
             GFP_KERNEL,
         )?;
         // Publish the fence before the device can see the job, so that
         // nobody observes the objects idle while it runs. A job that cannot
         // be published ends at once, so its fence never dangles.
-        for (bo, access) in job._bos.iter().zip(accesses.iter()) {
+        let published = job.bos.lock().iter().zip(accesses.iter()).try_for_each(|(bo, access)| {
             // SAFETY: the job holds a reference to `bo`.
-            if let Err(e) = unsafe { Resv::of(bo.as_raw()) }.add_fence(&job.fence, *access) {
-                job.retire(Outcome::canceled(), Delta::ZERO);
-                return Err(e);
-            }
+            unsafe { Resv::of(bo.as_raw()) }.add_fence(&job.fence, *access)
+        });
+        if let Err(e) = published {
+            job.retire(Outcome::canceled(), Delta::ZERO);
+            return Err(e);
         }
         if let Some(s) = &r.out_syncobj {
             s.replace_fence(&job.fence);

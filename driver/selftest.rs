@@ -37,7 +37,7 @@ pub(crate) fn run(dev: &device::Device<Bound>, engine: &Arc<Engine>) -> Result {
     dma_write!(l2, [try: 0], l1.dma_handle() | PTE_VALID);
     dma_write!(l1, [try: 0], l0.dma_handle() | PTE_VALID);
     dma_write!(l0, [try: 1], cmd.dma_handle() | PTE_VALID | PTE_READ);
-    engine.set_context(KERNEL_CONTEXT, l2.dma_handle())?;
+    engine.set_context(dev, KERNEL_CONTEXT, l2.dma_handle())?;
 
     let result = (|| -> Result {
         let fence_context = engine.fence_context;
@@ -61,6 +61,6 @@ pub(crate) fn run(dev: &device::Device<Bound>, engine: &Arc<Engine>) -> Result {
         }
     })();
     // The tables are freed on return: unhook them first.
-    engine.set_context(KERNEL_CONTEXT, 0)?;
+    engine.set_context(dev, KERNEL_CONTEXT, 0)?;
     result
 }
