@@ -12,14 +12,13 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: help demo test host-test guest-test harness-test buildroot kernel kernel-debug module guest vm bench clean clean-cache
+.PHONY: help demo test host-test guest-test harness-test buildroot kernel kernel-debug module guest vm bench install-libnpu clean clean-cache
 
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
 
-# The main job (scripts/demo.sh): the driver in the guest, then a kernel
-# compiled by libnpu and run on the device model. Submission through
-# /dev/accel replaces the host half when the driver can run jobs.
+# The main job (scripts/demo.sh): in the guest, the driver loads and libnpu
+# compiles a small CNN, submits it through /dev/accel and checks the result.
 demo: buildroot
 	@scripts/demo.sh
 
@@ -56,6 +55,17 @@ vm: buildroot
 
 bench:
 	@$(CARGO) run --release -p npu-device --example gemm-bench
+
+# libnpu for C users: the libraries, npu.h and npu.pc under $(PREFIX).
+PREFIX ?= /usr/local
+install-libnpu:
+	$(CARGO) build --release -p libnpu --lib
+	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
+	install -m 644 target/release/libnpu.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 target/release/libnpu.so $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 libnpu/include/npu.h $(DESTDIR)$(PREFIX)/include/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e "s|@VERSION@|$$(sed -n 's/^version = "\(.*\)"/\1/p' libnpu/Cargo.toml)|" \
+		libnpu/npu.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/npu.pc
 
 clean:
 	rm -rf build target

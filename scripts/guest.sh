@@ -19,10 +19,11 @@ staging=$(dirname "$out")/initrd.staging
 rm -rf "$staging"
 mkdir -p "$staging"
 trap 'rm -rf "$staging"' EXIT
-mkdir -p "$staging"/{bin,sbin,usr/bin,usr/sbin,proc,sys,dev,tmp,run,lib/modules,tests}
+mkdir -p "$staging"/{bin,sbin,usr/bin,usr/sbin,proc,sys,dev,tmp,run,lib/modules,tests,kernels}
 cp "$BUILDROOT/bin/busybox" "$staging/bin/busybox"
 for b in $bins; do cp "$b" "$staging/usr/bin/"; done
 cp "$NPU_TOP"/tools/selftests/*.sh "$staging/tests/" 2>/dev/null || true
+cp "$NPU_TOP"/libnpu/examples/kernels/*.npu "$NPU_TOP"/libnpu/examples/small_cnn.npu "$staging/kernels/"
 [ -n "$module" ] && cp "$module" "$staging/lib/modules/"
 cp "$run_script" "$staging/run.sh"
 cp "$NPU_TOP/scripts/guest-init.sh" "$staging/init"

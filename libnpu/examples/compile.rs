@@ -2,7 +2,7 @@
 //!
 //! cargo run -p libnpu --example compile -- KERNEL.npu [SRAM_KIB] [--no-double-buffer]
 
-use libnpu::{compile, CompileOptions, DeviceParams};
+use npu::{compile, CompileOptions, DeviceParams};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -12,7 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         None => 1024,
     };
     let src = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
-    let graph = libnpu::text::parse(&src).map_err(|e| format!("{path}:{e}"))?;
+    let graph = npu::text::parse(&src).map_err(|e| format!("{path}:{e}"))?;
     let opts = CompileOptions { double_buffer: !args.iter().any(|a| a == "--no-double-buffer"), ..Default::default() };
     let prog = compile(&graph, DeviceParams { sram_size: sram_kib * 1024 }, opts)?;
     print!("{}", prog.disassemble());

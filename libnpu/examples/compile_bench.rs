@@ -5,8 +5,8 @@
 //!
 //! cargo run --release -p libnpu --example compile_bench
 
-use libnpu::ir::{Graph, Op};
-use libnpu::{compile, CompileOptions, DType, DeviceParams, TensorType};
+use npu::ir::{Graph, Op};
+use npu::{compile, CompileOptions, DType, DeviceParams, TensorType};
 use npu_device::testbench::Bench;
 use npu_device::DeviceConfig;
 use std::time::{Duration, Instant};
@@ -34,7 +34,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let b = gemm.input("b", TensorType::new(DType::F32, &[1024, 1024]))?;
     let c = gemm.add("c", Op::Gemm { a, b, bias: None, trans_a: false, trans_b: false }, None)?;
     gemm.output(c)?;
-    let cnn = libnpu::text::parse(include_str!("small_cnn.npu"))?;
+    let cnn = npu::text::parse(include_str!("small_cnn.npu"))?;
 
     let (t_gemm, p_gemm) = time(51, || compile(&gemm, params, opts));
     let p_gemm = p_gemm?;

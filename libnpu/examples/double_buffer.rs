@@ -3,9 +3,9 @@
 //!
 //! cargo run --release -p libnpu --example double_buffer [M N K [SRAM_KIB]]
 
-use libnpu::ir::{Graph, Op};
-use libnpu::lower::BufferKind;
-use libnpu::{compile, CompileOptions, DType, DeviceParams, TensorType};
+use npu::ir::{Graph, Op};
+use npu::lower::BufferKind;
+use npu::{compile, CompileOptions, DType, DeviceParams, TensorType};
 use npu_device::testbench::Bench;
 use npu_device::DeviceConfig;
 

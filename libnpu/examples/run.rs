@@ -8,7 +8,7 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use libnpu::reference::TensorData;
+use npu::reference::TensorData;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -34,7 +34,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let graph = match libnpu::text::parse(&src) {
+    let graph = match npu::text::parse(&src) {
         Ok(g) => g,
         Err(e) => {
             eprintln!("run: {path}:{e}");

@@ -1,7 +1,6 @@
 //! libnpu: the userspace half of the open NPU stack.
 //!
-//! Architecture (one module per stage; later rounds add `device` for the
-//! ioctl-based runtime and `capi` for the C ABI):
+//! Architecture (one module per stage):
 //!
 //! * [`ir`]: typed tensors and a graph of ops, with shape inference and
 //!   validation;
@@ -10,11 +9,19 @@
 //! * [`reference`]: a CPU executor for every op, the oracle every device
 //!   result is checked against (bit-exact for int8);
 //! * [`lower`]: tiling for the device's SRAM size, memory planning and
-//!   instruction emission through the shared `npu-isa` encoder.
+//!   instruction emission through the shared `npu-isa` encoder;
+//! * [`device`]: the NPU through the onpu driver's ioctls (buffers, dma-bufs,
+//!   jobs, waits, job errors);
+//! * [`runtime`]: sessions that compile for a device, run and check, on the
+//!   driver or on the in-process device model;
+//! * [`capi`]: the C ABI (include/npu.h).
 
+pub mod capi;
+pub mod device;
 pub mod ir;
 pub mod lower;
 pub mod reference;
+pub mod runtime;
 pub mod text;
 
 /// The shared instruction-set crate, for callers that inspect programs.
@@ -22,3 +29,4 @@ pub use npu_isa as isa;
 pub use ir::{DType, Graph, GraphError, Quant, TensorType, ValueId};
 pub use lower::{compile, CompileOptions, DeviceParams, LowerError, Program};
 pub use reference::{Tensor, TensorData};
+pub use runtime::{Kernel, Session};

@@ -3,9 +3,9 @@
 
 mod common;
 use common::check;
-use libnpu::ir::{BinaryOp, Graph, Op, PoolKind, Quant, TensorType, UnaryOp, Window};
-use libnpu::{CompileOptions, TensorData};
-use libnpu::DType;
+use npu::ir::{BinaryOp, Graph, Op, PoolKind, Quant, TensorType, UnaryOp, Window};
+use npu::{CompileOptions, TensorData};
+use npu::DType;
 
 fn f32t(shape: &[usize]) -> TensorType {
     TensorType::new(DType::F32, shape)
@@ -178,7 +178,7 @@ fn softmax_last_axis() {
 
 #[test]
 fn small_cnn_end_to_end() {
-    let g = libnpu::text::parse(include_str!("../examples/small_cnn.npu")).unwrap();
+    let g = npu::text::parse(include_str!("../examples/small_cnn.npu")).unwrap();
     check(&g, 600, 32 * 1024, 1e-4);
 }
 
@@ -208,7 +208,7 @@ fn double_buffering_cuts_cycles() {
 #[test]
 fn scratch_reuse_keeps_live_values() {
     let src = "input a: f32[33,70]\ninput v: f32[70]\nt = add(a, v) |> tanh |> sigmoid |> exp\nu = mul(t, t) |> relu\nw = sub(u, t.1)\noutput w";
-    let g = libnpu::text::parse(src).unwrap();
+    let g = npu::text::parse(src).unwrap();
     check(&g, 700, 4 * 1024, 1e-5);
 }
 
@@ -233,6 +233,6 @@ q: i8 q(scale=0.01, zp=-128) = softmax(a, axis=1)
 r: i8 q(scale=0.03, zp=2) = quantize(f)
 output s, m, d, g, t, e, p, v, r, q
 ";
-    let g = libnpu::text::parse(src).unwrap();
+    let g = npu::text::parse(src).unwrap();
     check(&g, 800, 4 * 1024, 0.0);
 }

@@ -2,8 +2,8 @@
 
 mod common;
 use common::check;
-use libnpu::ir::{BinaryOp, Graph, Op, Quant, TensorType, UnaryOp, Window};
-use libnpu::DType;
+use npu::ir::{BinaryOp, Graph, Op, Quant, TensorType, UnaryOp, Window};
+use npu::DType;
 use proptest::prelude::*;
 
 proptest! {
@@ -29,9 +29,9 @@ proptest! {
         let b = g.input("b", ty(&bshape)).unwrap();
         let c = g.add("c", Op::Binary { op, a, b }, None).unwrap();
         g.output(c).unwrap();
-        match libnpu::compile(&g, libnpu::DeviceParams { sram_size: 4096 }, libnpu::CompileOptions::default()) {
+        match npu::compile(&g, npu::DeviceParams { sram_size: 4096 }, npu::CompileOptions::default()) {
             Ok(_) => { check(&g, seed, 4 * 1024, 1e-5); }
-            Err(libnpu::LowerError::Unsupported { .. }) => {}
+            Err(npu::LowerError::Unsupported { .. }) => {}
             Err(e) => panic!("{e}"),
         }
     }

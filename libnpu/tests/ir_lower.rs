@@ -1,8 +1,8 @@
 //! IR validation, reference details and lowering errors (no device needed).
 
-use libnpu::ir::{broadcast_shape, quant_multiplier, Graph, GraphError, Op, Quant, TensorType, UnaryOp, Window};
-use libnpu::lower::LowerError;
-use libnpu::{compile, CompileOptions, DType, DeviceParams};
+use npu::ir::{broadcast_shape, quant_multiplier, Graph, GraphError, Op, Quant, TensorType, UnaryOp, Window};
+use npu::lower::LowerError;
+use npu::{compile, CompileOptions, DType, DeviceParams};
 
 fn f32t(s: &[usize]) -> TensorType {
     TensorType::new(DType::F32, s)
@@ -85,7 +85,7 @@ fn tiles_follow_the_sram_size() {
 
 #[test]
 fn bind_checks_its_addresses_and_disassembly_is_readable() {
-    let g = libnpu::text::parse("input a: f32[4,4]\nb = relu(a)\noutput b").unwrap();
+    let g = npu::text::parse("input a: f32[4,4]\nb = relu(a)\noutput b").unwrap();
     let p = compile(&g, DeviceParams { sram_size: 1 << 16 }, CompileOptions::default()).unwrap();
     assert_eq!(p.bind(&[0x1000]).unwrap_err(), LowerError::BindCount { want: 2, got: 1 });
     assert!(matches!(p.bind(&[0x1000, 0x1001]), Err(LowerError::BindAddress { .. })));
@@ -99,16 +99,16 @@ fn bind_checks_its_addresses_and_disassembly_is_readable() {
 
 #[test]
 fn scratch_is_reused_once_values_die() {
-    let g = libnpu::text::parse("input a: f32[1000]\nb = exp(a) |> tanh |> sigmoid |> relu |> exp\noutput b").unwrap();
+    let g = npu::text::parse("input a: f32[1000]\nb = exp(a) |> tanh |> sigmoid |> relu |> exp\noutput b").unwrap();
     let p = compile(&g, DeviceParams { sram_size: 1 << 16 }, CompileOptions::default()).unwrap();
-    let scratch = p.buffers().iter().find(|b| b.kind == libnpu::lower::BufferKind::Scratch).unwrap();
+    let scratch = p.buffers().iter().find(|b| b.kind == npu::lower::BufferKind::Scratch).unwrap();
     // Four 4000-byte intermediates, at most two alive at once.
     assert_eq!(scratch.size, 2 * 4032);
 }
 
 #[test]
 fn quantize_saturates_like_the_device() {
-    use libnpu::ir::quantize_f32;
+    use npu::ir::quantize_f32;
     assert_eq!(quantize_f32(f32::INFINITY, 0.1, 5), 127);
     assert_eq!(quantize_f32(f32::NEG_INFINITY, 0.1, 5), -128);
     assert_eq!(quantize_f32(f32::NAN, 0.1, 5), 5);

@@ -1,6 +1,6 @@
 //! The kernel text form: round trips and error messages.
 
-use libnpu::text::{parse, print};
+use npu::text::{parse, print};
 
 const KERNEL: &str = "\
 input a: f32[64,128]

@@ -2,10 +2,10 @@
 //! reference, and compare.
 #![allow(dead_code)]
 
-use libnpu::ir::Graph;
-use libnpu::lower::BufferKind;
-use libnpu::reference::{self, TensorData};
-use libnpu::{compile, CompileOptions, DeviceParams};
+use npu::ir::Graph;
+use npu::lower::BufferKind;
+use npu::reference::{self, TensorData};
+use npu::{compile, CompileOptions, DeviceParams};
 use npu_device::testbench::Bench;
 use npu_device::DeviceConfig;
 use std::collections::HashMap;
@@ -19,9 +19,9 @@ pub fn random_inputs(g: &Graph, rng: &mut Rng) -> HashMap<String, TensorData> {
             let ty = g.ty(v);
             let n = ty.elems();
             let d = match ty.dtype {
-                libnpu::DType::F32 => TensorData::F32((0..n).map(|_| rng.f32()).collect()),
-                libnpu::DType::I8 => TensorData::I8((0..n).map(|_| rng.next() as i8).collect()),
-                libnpu::DType::I32 => TensorData::I32((0..n).map(|_| (rng.next() % 20001) as i32 - 10000).collect()),
+                npu::DType::F32 => TensorData::F32((0..n).map(|_| rng.f32()).collect()),
+                npu::DType::I8 => TensorData::I8((0..n).map(|_| rng.next() as i8).collect()),
+                npu::DType::I32 => TensorData::I32((0..n).map(|_| (rng.next() % 20001) as i32 - 10000).collect()),
             };
             (g.node(v).name.clone(), d)
         })

@@ -57,5 +57,21 @@ fn main() -> ExitCode {
     println!("  va            {va} bits ({} GiB)", (1u64 << va) >> 30);
     println!("  clock         {} MHz (modelled)", clk / 1000);
     println!("  capabilities  {}", cap_names.join(" "));
+    // Drivers before the job ioctls do not know these: leave them out.
+    if let (Ok(start), Ok(end), Ok(timeout)) =
+        (get(uapi::DRM_ONPU_PARAM_VA_START), get(uapi::DRM_ONPU_PARAM_VA_END), get(uapi::DRM_ONPU_PARAM_JOB_TIMEOUT_MS))
+    {
+        println!("  npu addresses {start:#x}..{end:#x} per open file");
+        println!("  job timeout   {timeout} ms");
+    }
+    if let (Ok(sub), Ok(done), Ok(failed), Ok(resets)) = (
+        get(uapi::DRM_ONPU_PARAM_JOBS_SUBMITTED),
+        get(uapi::DRM_ONPU_PARAM_JOBS_COMPLETED),
+        get(uapi::DRM_ONPU_PARAM_JOBS_FAILED),
+        get(uapi::DRM_ONPU_PARAM_RESETS),
+    ) {
+        println!("  jobs          {sub} submitted, {done} completed, {failed} failed");
+        println!("  resets        {resets}");
+    }
     ExitCode::SUCCESS
 }

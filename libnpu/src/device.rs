@@ -1,0 +1,388 @@
+//! The NPU through the onpu driver: open the accel node, query it, create
+//! and map buffers, share them as dma-bufs, submit jobs and wait for them.
+//!
+//! Every ioctl goes through `nix` on the `npu-uapi` crate's definitions,
+//! the same `#[repr(C)]` ABI the driver is compiled with.
+
+use memmap2::{MmapOptions, MmapRaw};
+use npu_isa::Fault;
+use npu_uapi as uapi;
+use npu_uapi::drm_core;
+use std::fs::{File, OpenOptions};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// What can go wrong talking to the NPU.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    #[error("no onpu NPU found under /sys/class/accel: is the onpu module loaded and the device present?")]
+    NotFound,
+    #[error("cannot open {path}: {source}")]
+    Open { path: PathBuf, source: std::io::Error },
+    #[error("{what} failed: {errno} ({})", errno.desc())]
+    Ioctl { what: &'static str, errno: nix::errno::Errno },
+    #[error("cannot map a {size}-byte buffer: {source}")]
+    Map { size: u64, source: std::io::Error },
+    #[error("job {seqno} faulted: {fault} at {addr:#x}")]
+    JobFault { seqno: u64, status: u32, fault: String, addr: u64 },
+    #[error("job {seqno} ran past its timeout; the driver reset the NPU")]
+    JobTimedOut { seqno: u64 },
+    #[error("job {seqno} was cancelled: the device went away")]
+    JobCanceled { seqno: u64 },
+    #[error("job {seqno} still running after waiting {waited:?}")]
+    WaitTimeout { seqno: u64, waited: Duration },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub type Result<T, E = DeviceError> = std::result::Result<T, E>;
+
+mod ioctls {
+    use super::{drm_core, uapi};
+    nix::ioctl_readwrite_bad!(get_param, uapi::DRM_IOCTL_ONPU_GET_PARAM, uapi::drm_onpu_get_param);
+    nix::ioctl_readwrite_bad!(bo_create, uapi::DRM_IOCTL_ONPU_BO_CREATE, uapi::drm_onpu_bo_create);
+    nix::ioctl_readwrite_bad!(bo_info, uapi::DRM_IOCTL_ONPU_BO_INFO, uapi::drm_onpu_bo_info);
+    nix::ioctl_readwrite_bad!(submit, uapi::DRM_IOCTL_ONPU_SUBMIT, uapi::drm_onpu_submit);
+    nix::ioctl_readwrite_bad!(wait, uapi::DRM_IOCTL_ONPU_WAIT, uapi::drm_onpu_wait);
+    nix::ioctl_readwrite_bad!(wait_bo, uapi::DRM_IOCTL_ONPU_WAIT_BO, uapi::drm_onpu_wait_bo);
+    nix::ioctl_write_ptr_bad!(gem_close, drm_core::DRM_IOCTL_GEM_CLOSE, drm_core::drm_gem_close);
+    nix::ioctl_readwrite_bad!(prime_export, drm_core::DRM_IOCTL_PRIME_HANDLE_TO_FD, drm_core::drm_prime_handle);
+    nix::ioctl_readwrite_bad!(prime_import, drm_core::DRM_IOCTL_PRIME_FD_TO_HANDLE, drm_core::drm_prime_handle);
+}
+
+fn check<T>(what: &'static str, r: nix::Result<T>) -> Result<T> {
+    r.map_err(|errno| DeviceError::Ioctl { what, errno })
+}
+
+/// The device's parameters (DRM_IOCTL_ONPU_GET_PARAM).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Params {
+    pub device_id: u32,
+    pub revision: u32,
+    pub isa_version: u32,
+    pub sram_size: u32,
+    pub contexts: u32,
+    pub va_bits: u32,
+    pub caps: u32,
+    pub clock_khz: u32,
+    pub va_start: u64,
+    pub va_end: u64,
+    pub job_timeout_ms: u32,
+}
+
+/// Device-wide counters.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Counters {
+    pub jobs_submitted: u64,
+    pub jobs_completed: u64,
+    pub jobs_failed: u64,
+    pub resets: u64,
+}
+
+/// An open NPU.
+#[derive(Debug)]
+pub struct Device {
+    file: File,
+    path: PathBuf,
+    params: Params,
+}
+
+/// The accel nodes driven by onpu, in order.
+pub fn find_devices() -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/sys/class/accel") else { return found };
+    for e in dir.flatten() {
+        let driver = std::fs::read_link(e.path().join("device/driver")).ok();
+        if driver.as_deref().and_then(Path::file_name).is_some_and(|d| d == "onpu") {
+            found.push(Path::new("/dev/accel").join(e.file_name()));
+        }
+    }
+    found.sort();
+    found
+}
+
+impl Device {
+    /// The first onpu NPU.
+    pub fn open() -> Result<Device> {
+        let path = find_devices().into_iter().next().ok_or(DeviceError::NotFound)?;
+        Device::open_path(&path)
+    }
+
+    pub fn open_path(path: &Path) -> Result<Device> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|source| DeviceError::Open { path: path.to_owned(), source })?;
+        let mut dev = Device { file, path: path.to_owned(), params: Params::default() };
+        let p = |d: &Device, id| d.param(id).map(|v| v as u32);
+        dev.params = Params {
+            device_id: p(&dev, uapi::DRM_ONPU_PARAM_DEVICE_ID)?,
+            revision: p(&dev, uapi::DRM_ONPU_PARAM_REVISION)?,
+            isa_version: p(&dev, uapi::DRM_ONPU_PARAM_ISA_VERSION)?,
+            sram_size: p(&dev, uapi::DRM_ONPU_PARAM_SRAM_SIZE)?,
+            contexts: p(&dev, uapi::DRM_ONPU_PARAM_NUM_CONTEXTS)?,
+            va_bits: p(&dev, uapi::DRM_ONPU_PARAM_VA_BITS)?,
+            caps: p(&dev, uapi::DRM_ONPU_PARAM_CAPS)?,
+            clock_khz: p(&dev, uapi::DRM_ONPU_PARAM_CLOCK_KHZ)?,
+            va_start: dev.param(uapi::DRM_ONPU_PARAM_VA_START)?,
+            va_end: dev.param(uapi::DRM_ONPU_PARAM_VA_END)?,
+            job_timeout_ms: p(&dev, uapi::DRM_ONPU_PARAM_JOB_TIMEOUT_MS)?,
+        };
+        log::debug!("opened {} ({:?})", path.display(), dev.params);
+        Ok(dev)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// One DRM_ONPU_PARAM_* value.
+    pub fn param(&self, param: u32) -> Result<u64> {
+        let mut p = uapi::drm_onpu_get_param { param, ..Default::default() };
+        // SAFETY: `p` is a valid drm_onpu_get_param for the call.
+        check("GET_PARAM", unsafe { ioctls::get_param(self.file.as_raw_fd(), &mut p) })?;
+        Ok(p.value)
+    }
+
+    pub fn counters(&self) -> Result<Counters> {
+        Ok(Counters {
+            jobs_submitted: self.param(uapi::DRM_ONPU_PARAM_JOBS_SUBMITTED)?,
+            jobs_completed: self.param(uapi::DRM_ONPU_PARAM_JOBS_COMPLETED)?,
+            jobs_failed: self.param(uapi::DRM_ONPU_PARAM_JOBS_FAILED)?,
+            resets: self.param(uapi::DRM_ONPU_PARAM_RESETS)?,
+        })
+    }
+
+    /// A new buffer of at least `size` bytes, mapped for the CPU and at an
+    /// NPU address in this file's address space.
+    pub fn alloc(&self, size: u64) -> Result<Buffer<'_>> {
+        let mut c = uapi::drm_onpu_bo_create { size, ..Default::default() };
+        // SAFETY: `c` is a valid drm_onpu_bo_create for the call.
+        check("BO_CREATE", unsafe { ioctls::bo_create(self.file.as_raw_fd(), &mut c) })?;
+        self.wrap(c.handle)
+    }
+
+    /// Import a dma-buf (from this or another file of an onpu device).
+    pub fn import(&self, fd: BorrowedFd<'_>) -> Result<Buffer<'_>> {
+        let mut p = drm_core::drm_prime_handle { handle: 0, flags: 0, fd: fd.as_raw_fd() };
+        // SAFETY: `p` is a valid drm_prime_handle for the call.
+        check("PRIME_FD_TO_HANDLE", unsafe { ioctls::prime_import(self.file.as_raw_fd(), &mut p) })?;
+        self.wrap(p.handle)
+    }
+
+    fn wrap(&self, handle: u32) -> Result<Buffer<'_>> {
+        let mut i = uapi::drm_onpu_bo_info { handle, ..Default::default() };
+        // SAFETY: `i` is a valid drm_onpu_bo_info for the call.
+        if let Err(e) = check("BO_INFO", unsafe { ioctls::bo_info(self.file.as_raw_fd(), &mut i) }) {
+            self.close_handle(handle);
+            return Err(e);
+        }
+        let map = MmapOptions::new()
+            .offset(i.mmap_offset)
+            .len(i.size as usize)
+            .map_raw(&self.file)
+            .map_err(|source| DeviceError::Map { size: i.size, source });
+        match map {
+            Ok(map) => Ok(Buffer { dev: self, handle, size: i.size, npu_addr: i.npu_addr, map }),
+            Err(e) => {
+                self.close_handle(handle);
+                Err(e)
+            }
+        }
+    }
+
+    fn close_handle(&self, handle: u32) {
+        let c = drm_core::drm_gem_close { handle, pad: 0 };
+        // SAFETY: `c` is a valid drm_gem_close for the call.
+        if let Err(e) = unsafe { ioctls::gem_close(self.file.as_raw_fd(), &c) } {
+            log::warn!("GEM_CLOSE of handle {handle}: {e}");
+        }
+    }
+
+    /// Queue a job; its sequence number.
+    pub fn submit(&self, job: &Job<'_>) -> Result<u64> {
+        let refs: Vec<uapi::drm_onpu_bo_ref> = job
+            .buffers
+            .iter()
+            .map(|(b, w)| uapi::drm_onpu_bo_ref { handle: b.handle, flags: if *w { uapi::DRM_ONPU_BO_WRITE } else { uapi::DRM_ONPU_BO_READ } })
+            .collect();
+        let size = u32::try_from(job.cmdbuf_size).map_err(|_| DeviceError::Invalid(format!("command buffer of {} bytes is too large", job.cmdbuf_size)))?;
+        let mut req = uapi::drm_onpu_submit {
+            cmdbuf_handle: job.cmdbuf.handle,
+            cmdbuf_offset: job.cmdbuf_offset,
+            cmdbuf_size: size,
+            bo_count: refs.len() as u32,
+            bos: refs.as_ptr() as u64,
+            in_syncobjs: job.in_syncobjs.as_ptr() as u64,
+            in_syncobj_count: job.in_syncobjs.len() as u32,
+            out_syncobj: job.out_syncobj,
+            timeout_ms: job.timeout_ms,
+            ..Default::default()
+        };
+        // SAFETY: `req` and the arrays it points at outlive the call.
+        check("SUBMIT", unsafe { ioctls::submit(self.file.as_raw_fd(), &mut req) })?;
+        log::trace!("submitted job {} ({} bytes of commands, {} buffers)", req.seqno, size, refs.len());
+        Ok(req.seqno)
+    }
+
+    /// Wait up to `timeout` for job `seqno` and reap it. A job that failed
+    /// on the device gives its fault, with the address.
+    pub fn wait(&self, seqno: u64, timeout: Duration) -> Result<Outcome> {
+        let mut w = uapi::drm_onpu_wait { seqno, timeout_ns: i64::try_from(timeout.as_nanos()).unwrap_or(i64::MAX), ..Default::default() };
+        // SAFETY: `w` is a valid drm_onpu_wait for the call.
+        match unsafe { ioctls::wait(self.file.as_raw_fd(), &mut w) } {
+            Ok(_) => {}
+            Err(nix::errno::Errno::ETIMEDOUT) => return Err(DeviceError::WaitTimeout { seqno, waited: timeout }),
+            Err(errno) => return Err(DeviceError::Ioctl { what: "WAIT", errno }),
+        }
+        match w.status {
+            uapi::DRM_ONPU_JOB_OK => Ok(Outcome { seqno, cycles: w.cycles }),
+            uapi::DRM_ONPU_JOB_TIMEDOUT => Err(DeviceError::JobTimedOut { seqno }),
+            uapi::DRM_ONPU_JOB_CANCELED => Err(DeviceError::JobCanceled { seqno }),
+            status => Err(DeviceError::JobFault { seqno, status, fault: fault_name(status), addr: w.fault_addr }),
+        }
+    }
+
+    /// Wait until no job uses `buffer`.
+    pub fn wait_idle(&self, buffer: &Buffer<'_>, timeout: Duration) -> Result<()> {
+        let mut w = uapi::drm_onpu_wait_bo { handle: buffer.handle, flags: 0, timeout_ns: i64::try_from(timeout.as_nanos()).unwrap_or(i64::MAX) };
+        // SAFETY: `w` is a valid drm_onpu_wait_bo for the call.
+        check("WAIT_BO", unsafe { ioctls::wait_bo(self.file.as_raw_fd(), &mut w) }).map(|_| ())
+    }
+}
+
+impl AsFd for Device {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+}
+
+/// The name of a device fault code (Documentation/hw/npu-hw.rst).
+pub fn fault_name(status: u32) -> String {
+    match Fault::from_code(status) {
+        Some(f) => format!("{f:?}"),
+        None => format!("fault {status:#x}"),
+    }
+}
+
+/// A job that ended well.
+#[derive(Clone, Copy, Debug)]
+pub struct Outcome {
+    pub seqno: u64,
+    /// Modelled device cycles.
+    pub cycles: u64,
+}
+
+/// What to submit: a command buffer and the buffers it uses.
+pub struct Job<'a> {
+    pub cmdbuf: &'a Buffer<'a>,
+    pub cmdbuf_offset: u64,
+    pub cmdbuf_size: u64,
+    /// Buffers the job uses, and whether it writes them.
+    pub buffers: Vec<(&'a Buffer<'a>, bool)>,
+    pub in_syncobjs: Vec<u32>,
+    pub out_syncobj: u32,
+    /// 0: the driver's default.
+    pub timeout_ms: u32,
+}
+
+impl<'a> Job<'a> {
+    pub fn new(cmdbuf: &'a Buffer<'a>, size: u64) -> Self {
+        Job { cmdbuf, cmdbuf_offset: 0, cmdbuf_size: size, buffers: Vec::new(), in_syncobjs: Vec::new(), out_syncobj: 0, timeout_ms: 0 }
+    }
+
+    pub fn reads(mut self, b: &'a Buffer<'a>) -> Self {
+        self.buffers.push((b, false));
+        self
+    }
+
+    pub fn writes(mut self, b: &'a Buffer<'a>) -> Self {
+        self.buffers.push((b, true));
+        self
+    }
+}
+
+/// Elements a buffer can be viewed as.
+pub trait Element: bytemuck::Pod {}
+impl Element for u8 {}
+impl Element for i8 {}
+impl Element for i32 {}
+impl Element for u32 {}
+impl Element for f32 {}
+
+/// A buffer object: a GEM handle of the device file, its CPU mapping, its
+/// NPU address. Closed (and unmapped) on drop.
+pub struct Buffer<'d> {
+    dev: &'d Device,
+    handle: u32,
+    size: u64,
+    npu_addr: u64,
+    map: MmapRaw,
+}
+
+impl std::fmt::Debug for Buffer<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Buffer {{ handle: {}, size: {}, npu_addr: {:#x} }}", self.handle, self.size, self.npu_addr)
+    }
+}
+
+impl Buffer<'_> {
+    pub fn handle(&self) -> u32 {
+        self.handle
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Where the device sees the buffer (in this file's address space).
+    pub fn npu_addr(&self) -> u64 {
+        self.npu_addr
+    }
+
+    /// The buffer's bytes. The device may write them while a job runs:
+    /// wait for it first.
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: the mapping covers `size` bytes for the buffer's life;
+        // shared-memory semantics are the caller's to respect (documented).
+        unsafe { std::slice::from_raw_parts(self.map.as_ptr(), self.map.len()) }
+    }
+
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as above, and `&mut self` makes this the only CPU view.
+        unsafe { std::slice::from_raw_parts_mut(self.map.as_mut_ptr(), self.map.len()) }
+    }
+
+    /// The buffer as a slice of `T` (the mapping is page aligned).
+    pub fn view<T: Element>(&self) -> &[T] {
+        let b = self.bytes();
+        bytemuck::cast_slice(&b[..b.len() / size_of::<T>() * size_of::<T>()])
+    }
+
+    pub fn view_mut<T: Element>(&mut self) -> &mut [T] {
+        let b = self.bytes_mut();
+        let n = b.len() / size_of::<T>() * size_of::<T>();
+        bytemuck::cast_slice_mut(&mut b[..n])
+    }
+
+    /// Export as a dma-buf file descriptor (for another process or device).
+    pub fn export(&self) -> Result<OwnedFd> {
+        let mut p = drm_core::drm_prime_handle { handle: self.handle, flags: drm_core::DRM_CLOEXEC | drm_core::DRM_RDWR, fd: -1 };
+        // SAFETY: `p` is a valid drm_prime_handle for the call.
+        check("PRIME_HANDLE_TO_FD", unsafe { ioctls::prime_export(self.dev.file.as_raw_fd(), &mut p) })?;
+        // SAFETY: the kernel created this descriptor for us.
+        Ok(unsafe { OwnedFd::from_raw_fd(p.fd) })
+    }
+}
+
+impl Drop for Buffer<'_> {
+    fn drop(&mut self) {
+        self.dev.close_handle(self.handle);
+    }
+}

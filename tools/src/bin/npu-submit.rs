@@ -1,0 +1,301 @@
+//! npu-submit: compile a kernel (libnpu's text form), run it on the NPU,
+//! check it against the CPU reference, print timings; or submit a raw
+//! command buffer with the buffers it uses.
+//!
+//! Exit status: 0 success, 1 the job failed (fault, timeout, mismatch),
+//! 2 bad usage or input.
+
+use npu::device::{Device, Job};
+use npu::reference::TensorData;
+use npu::runtime::{self, Session};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+const USAGE: &str = "usage: npu-submit [OPTIONS] KERNEL.npu
+       npu-submit [OPTIONS] --raw CMDBUF.bin [--buffer SIZE[=FILE]]...
+
+Compile KERNEL.npu for the NPU, run it, and check every output against the
+CPU reference. With --raw, submit a command buffer as it is (for example
+one written by --dump: buffers are created in the order given, so they get
+the addresses the dump was made with).
+
+options:
+  --backend accel|model  the onpu driver (default) or the in-process model
+  --sram BYTES           SRAM of the model backend (default 1048576)
+  --seed N               seed of the random inputs (default 1)
+  --input NAME=FILE      raw little-endian data for input NAME
+  --repeat N             run N times; print min/median/max times
+  --disasm               print the command buffer
+  --dump DIR             write DIR/cmdbuf.bin, DIR/buffers.txt and each
+                         output as DIR/NAME.bin
+  --timeout-ms N         per-job timeout given to the driver (0: default)
+  --tolerance T          relative f32 tolerance (default 1e-4)
+  --no-check             do not compare with the CPU reference
+  --buffer SIZE[=FILE]   (--raw) a buffer of SIZE bytes, filled from FILE
+";
+
+struct Opts {
+    kernel: Option<PathBuf>,
+    raw: Option<PathBuf>,
+    buffers: Vec<(u64, Option<PathBuf>)>,
+    model: bool,
+    sram: u32,
+    seed: u64,
+    inputs: Vec<(String, PathBuf)>,
+    repeat: usize,
+    disasm: bool,
+    dump: Option<PathBuf>,
+    timeout_ms: u32,
+    tolerance: f32,
+    check: bool,
+}
+
+/// A failure and how to exit.
+enum Fail {
+    Usage(String),
+    Job(String),
+}
+
+fn parse_args() -> Result<Opts, Fail> {
+    let mut o = Opts {
+        kernel: None,
+        raw: None,
+        buffers: Vec::new(),
+        model: false,
+        sram: 1 << 20,
+        seed: 1,
+        inputs: Vec::new(),
+        repeat: 1,
+        disasm: false,
+        dump: None,
+        timeout_ms: 0,
+        tolerance: 1e-4,
+        check: true,
+    };
+    let mut args = std::env::args().skip(1);
+    let usage = |m: String| Fail::Usage(m);
+    while let Some(a) = args.next() {
+        let mut val = |name: &str| args.next().ok_or_else(|| usage(format!("{name} needs a value")));
+        fn num<T: std::str::FromStr>(name: &str, v: String) -> Result<T, Fail> {
+            v.parse().map_err(|_| Fail::Usage(format!("{name}: `{v}` is not a valid number")))
+        }
+        match a.as_str() {
+            "-h" | "--help" => {
+                print!("{USAGE}");
+                std::process::exit(0);
+            }
+            "--backend" => match val("--backend")?.as_str() {
+                "accel" => o.model = false,
+                "model" => o.model = true,
+                other => return Err(usage(format!("--backend: `{other}` is neither accel nor model"))),
+            },
+            "--sram" => o.sram = num("--sram", val("--sram")?)?,
+            "--seed" => o.seed = num("--seed", val("--seed")?)?,
+            "--repeat" => o.repeat = num("--repeat", val("--repeat")?)?,
+            "--timeout-ms" => o.timeout_ms = num("--timeout-ms", val("--timeout-ms")?)?,
+            "--tolerance" => o.tolerance = num("--tolerance", val("--tolerance")?)?,
+            "--disasm" => o.disasm = true,
+            "--no-check" => o.check = false,
+            "--dump" => o.dump = Some(val("--dump")?.into()),
+            "--raw" => o.raw = Some(val("--raw")?.into()),
+            "--input" => {
+                let v = val("--input")?;
+                let (n, f) = v.split_once('=').ok_or_else(|| usage(format!("--input `{v}`: want NAME=FILE")))?;
+                o.inputs.push((n.to_string(), f.into()));
+            }
+            "--buffer" => {
+                let v = val("--buffer")?;
+                let (size, file) = match v.split_once('=') {
+                    Some((s, f)) => (s, Some(PathBuf::from(f))),
+                    None => (v.as_str(), None),
+                };
+                o.buffers.push((num("--buffer", size.to_string())?, file));
+            }
+            s if s.starts_with('-') => return Err(usage(format!("unknown option {s}"))),
+            _ if o.kernel.is_some() => return Err(usage(format!("more than one kernel given (`{a}`)"))),
+            _ => o.kernel = Some(a.into()),
+        }
+    }
+    if o.repeat == 0 {
+        return Err(usage("--repeat must be at least 1".into()));
+    }
+    match (&o.kernel, &o.raw) {
+        (None, None) => Err(usage("no kernel given".into())),
+        (Some(_), Some(_)) => Err(usage("give a kernel or --raw, not both".into())),
+        _ => Ok(o),
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, Fail> {
+    std::fs::read(path).map_err(|e| Fail::Usage(format!("{}: {e}", path.display())))
+}
+
+fn write(path: &Path, data: &[u8]) -> Result<(), Fail> {
+    std::fs::write(path, data).map_err(|e| Fail::Usage(format!("{}: {e}", path.display())))
+}
+
+fn summary(times: &mut [Duration]) -> String {
+    times.sort();
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    if times.len() == 1 {
+        return format!("{:.1} us", us(times[0]));
+    }
+    format!("min {:.1} us, median {:.1} us, max {:.1} us over {} runs", us(times[0]), us(times[times.len() / 2]), us(times[times.len() - 1]), times.len())
+}
+
+fn run_kernel(o: &Opts, path: &Path) -> Result<(), Fail> {
+    let src = std::fs::read_to_string(path).map_err(|e| Fail::Usage(format!("{}: {e}", path.display())))?;
+    let mut session = if o.model { Session::model(o.sram) } else { Session::open().map_err(|e| Fail::Job(e.to_string()))? };
+    session.timeout_ms = o.timeout_ms;
+    let kernel = session.compile_text(&src).map_err(|e| Fail::Usage(format!("{}: {e}", path.display())))?;
+    let prog = &kernel.program;
+    println!(
+        "{}: {} instructions for {} KiB of SRAM on the {} backend, compiled in {:.3} ms",
+        path.display(),
+        prog.insns().len(),
+        session.sram_size() / 1024,
+        session.backend_name(),
+        kernel.compile_time.as_secs_f64() * 1e3
+    );
+    if o.disasm {
+        print!("{}", prog.disassemble());
+    }
+    let mut inputs = runtime::random_inputs(&kernel.graph, o.seed);
+    for (name, file) in &o.inputs {
+        let v = kernel.graph.inputs().find(|&v| kernel.graph.node(v).name == *name).ok_or_else(|| Fail::Usage(format!("--input: the kernel has no input `{name}`")))?;
+        let ty = kernel.graph.ty(v);
+        let bytes = read(file)?;
+        if bytes.len() != ty.bytes() {
+            return Err(Fail::Usage(format!("--input {name}: {} has {} bytes, the input takes {} ({} x {})", file.display(), bytes.len(), ty.bytes(), ty.elems(), ty.dtype.name())));
+        }
+        inputs.insert(name.clone(), TensorData::from_bytes(ty.dtype, &bytes));
+    }
+    let mut times = Vec::new();
+    let mut last = None;
+    for _ in 0..o.repeat {
+        let run = session.run(&kernel, &inputs).map_err(|e| Fail::Job(e.to_string()))?;
+        times.push(run.device_time);
+        last = Some(run);
+    }
+    let run = last.ok_or_else(|| Fail::Job("no run".into()))?;
+    println!("device: {} modelled cycles; submit to completion {}", run.cycles, summary(&mut times));
+    let mut names: Vec<&String> = run.outputs.keys().collect();
+    names.sort();
+    for name in &names {
+        let d = &run.outputs[*name];
+        let head: Vec<String> = match d {
+            TensorData::F32(v) => v.iter().take(10).map(|x| format!("{x:.4}")).collect(),
+            TensorData::I8(v) => v.iter().take(10).map(|x| x.to_string()).collect(),
+            TensorData::I32(v) => v.iter().take(10).map(|x| x.to_string()).collect(),
+        };
+        println!("{name} ({} values): [{}{}]", d.len(), head.join(", "), if d.len() > 10 { ", ..." } else { "" });
+    }
+    if let Some(dir) = &o.dump {
+        std::fs::create_dir_all(dir).map_err(|e| Fail::Usage(format!("{}: {e}", dir.display())))?;
+        let sizes: Vec<String> = prog.buffers().iter().map(|b| format!("{} {}", b.name, b.size.max(1))).collect();
+        write(&dir.join("buffers.txt"), (sizes.join("\n") + "\n").as_bytes())?;
+        for (name, data) in &inputs {
+            write(&dir.join(format!("{name}.bin")), &data.to_bytes())?;
+        }
+        for name in &names {
+            write(&dir.join(format!("{name}.bin")), &run.outputs[*name].to_bytes())?;
+        }
+        // The command buffer as the accel backend binds it in a fresh file.
+        if let Some(dev) = session.device() {
+            let va = dev.params().va_start;
+            let mut vas = Vec::new();
+            let mut next = va;
+            for b in prog.buffers() {
+                vas.push(next);
+                next += b.size.max(1).next_multiple_of(4096) + 4096;
+            }
+            let cmd = prog.bind(&vas).map_err(|e| Fail::Job(e.to_string()))?;
+            write(&dir.join("cmdbuf.bin"), &cmd)?;
+        }
+        println!("dumped to {}", dir.display());
+    }
+    if o.check {
+        runtime::check(&kernel.graph, &inputs, &run.outputs, o.tolerance).map_err(|e| Fail::Job(format!("mismatch: {e}")))?;
+        println!("every output matches the CPU reference");
+    }
+    Ok(())
+}
+
+fn run_raw(o: &Opts, path: &Path) -> Result<(), Fail> {
+    let cmd = read(path)?;
+    if cmd.is_empty() || cmd.len() % npu::isa::INSN_SIZE != 0 {
+        return Err(Fail::Usage(format!("{}: {} bytes is not a whole number of {}-byte instructions", path.display(), cmd.len(), npu::isa::INSN_SIZE)));
+    }
+    if o.model {
+        return Err(Fail::Usage("--raw runs on the accel backend only".into()));
+    }
+    if o.disasm {
+        for (i, insn) in npu::isa::disassemble(&cmd).iter().enumerate() {
+            println!("{:6}: {insn:?}", i * npu::isa::INSN_SIZE);
+        }
+    }
+    let dev = Device::open().map_err(|e| Fail::Job(e.to_string()))?;
+    let mut bufs = Vec::new();
+    for (size, file) in &o.buffers {
+        let mut b = dev.alloc(*size).map_err(|e| Fail::Job(e.to_string()))?;
+        if let Some(f) = file {
+            let data = read(f)?;
+            if data.len() as u64 > *size {
+                return Err(Fail::Usage(format!("{}: {} bytes do not fit a {size}-byte buffer", f.display(), data.len())));
+            }
+            b.bytes_mut()[..data.len()].copy_from_slice(&data);
+        }
+        println!("buffer {} ({size} bytes) at NPU address {:#x}", bufs.len(), b.npu_addr());
+        bufs.push(b);
+    }
+    let mut cmdbuf = dev.alloc(cmd.len() as u64).map_err(|e| Fail::Job(e.to_string()))?;
+    cmdbuf.bytes_mut()[..cmd.len()].copy_from_slice(&cmd);
+    let mut times = Vec::new();
+    let mut cycles = 0;
+    for _ in 0..o.repeat {
+        let mut job = Job::new(&cmdbuf, cmd.len() as u64);
+        job.timeout_ms = o.timeout_ms;
+        for b in &bufs {
+            job = job.writes(b);
+        }
+        let t = std::time::Instant::now();
+        let seqno = dev.submit(&job).map_err(|e| Fail::Job(e.to_string()))?;
+        cycles = dev.wait(seqno, Duration::from_secs(60)).map_err(|e| Fail::Job(e.to_string()))?.cycles;
+        times.push(t.elapsed());
+    }
+    println!("device: {cycles} modelled cycles; submit to completion {}", summary(&mut times));
+    if let Some(dir) = &o.dump {
+        std::fs::create_dir_all(dir).map_err(|e| Fail::Usage(format!("{}: {e}", dir.display())))?;
+        for (i, b) in bufs.iter().enumerate() {
+            write(&dir.join(format!("buffer{i}.bin")), b.bytes())?;
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    // Die quietly on a closed pipe (`npu-submit --disasm k.npu | head`), as
+    // C tools do, instead of panicking on the failed print.
+    // SAFETY: setting a signal disposition before any thread exists.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    let result = parse_args().and_then(|o| match (&o.kernel, &o.raw) {
+        (Some(k), _) => run_kernel(&o, k),
+        (_, Some(r)) => run_raw(&o, r),
+        _ => Err(Fail::Usage("no kernel given".into())),
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Fail::Usage(m)) => {
+            eprintln!("npu-submit: {m}");
+            if m.contains("no kernel given") || m.starts_with("unknown option") {
+                eprint!("{USAGE}");
+            }
+            ExitCode::from(2)
+        }
+        Err(Fail::Job(m)) => {
+            eprintln!("npu-submit: {m}");
+            ExitCode::from(1)
+        }
+    }
+}
