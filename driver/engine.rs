@@ -365,9 +365,8 @@ impl Engine {
             }
             st.cq_head = st.cq_head.wrapping_add(1);
             progressed = true;
-            let head = st.in_flight.first().map(|j| (j.seqno, j.context));
-            let expected = head == Some((rec.seqno, rec.context));
-            if !expected || rec.status > STATUS_MAX {
+            let pos = st.in_flight.iter().position(|j| (j.seqno, j.context) == (rec.seqno, rec.context));
+            let Some(pos) = pos.filter(|_| rec.status <= STATUS_MAX) else {
                 self.counters.bogus_completions.add(1, Relaxed);
                 dev_warn!(
                     dev,
@@ -377,6 +376,15 @@ impl Engine {
                     rec.status
                 );
                 continue;
+            };
+            // The device ends jobs in ring order: a record for a later job
+            // means the earlier ones ended and their records were lost or
+            // garbled. Their outcome is unknown: fail them.
+            for _ in 0..pos {
+                if let Some(lost) = st.in_flight.first() {
+                    dev_warn!(dev, "the completion record of job {} was lost: failing it\n", lost.seqno);
+                }
+                self.retire_head(&mut st, Outcome::aborted(STATUS_ABORTED));
             }
             let outcome = Outcome::from_device(rec.status, rec.fault_addr, rec.cycles);
             self.retire_head(&mut st, outcome);
@@ -496,7 +504,9 @@ impl Engine {
         writeln!(out, "jobs_completed: {}", c.completed.load(Relaxed))?;
         writeln!(out, "jobs_failed: {}", c.failed.load(Relaxed))?;
         writeln!(out, "resets: {}", c.resets.load(Relaxed))?;
-        writeln!(out, "bogus_completions: {}", c.bogus_completions.load(Relaxed))
+        writeln!(out, "bogus_completions: {}", c.bogus_completions.load(Relaxed))?;
+        writeln!(out, "bos_live: {}", crate::gem::LIVE_BOS.load(Relaxed))?;
+        writeln!(out, "bo_bytes_live: {}", crate::gem::LIVE_BO_BYTES.load(Relaxed))
     }
 
     /// Debugfs: the ring indices and the queued jobs.

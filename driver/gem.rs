@@ -8,7 +8,10 @@ use kernel::{
     drm::{self, gem, gem::BaseObject, DeviceContext},
     page,
     prelude::*,
-    sync::aref::ARef,
+    sync::{
+        aref::ARef,
+        atomic::{Atomic, Relaxed},
+    },
 };
 
 use crate::drv::{OnpuDevice, OnpuDriver};
@@ -17,16 +20,34 @@ use crate::uapi;
 
 pub(crate) type BoObject = gem::shmem::Object<Bo>;
 
+/// Buffer objects alive in this module, and their bytes: debugfs shows
+/// them, the lifetime tests check they go back to where they were.
+pub(crate) static LIVE_BOS: Atomic<u64> = Atomic::new(0);
+pub(crate) static LIVE_BO_BYTES: Atomic<u64> = Atomic::new(0);
+
 /// Driver data of a buffer object.
-#[pin_data]
-pub(crate) struct Bo {}
+#[pin_data(PinnedDrop)]
+pub(crate) struct Bo {
+    size: u64,
+}
+
+#[pinned_drop]
+impl PinnedDrop for Bo {
+    fn drop(self: Pin<&mut Self>) {
+        LIVE_BOS.add(u64::MAX, Relaxed); // wrapping: minus one
+        LIVE_BO_BYTES.add(self.size.wrapping_neg(), Relaxed);
+    }
+}
 
 impl gem::DriverObject for Bo {
     type Driver = OnpuDriver;
     type Args = ();
 
-    fn new<Ctx: DeviceContext>(_dev: &OnpuDevice<Ctx>, _size: usize, _args: ()) -> impl PinInit<Self, Error> {
-        try_pin_init!(Self {})
+    fn new<Ctx: DeviceContext>(_dev: &OnpuDevice<Ctx>, size: usize, _args: ()) -> impl PinInit<Self, Error> {
+        let size = size as u64;
+        LIVE_BOS.add(1, Relaxed);
+        LIVE_BO_BYTES.add(size, Relaxed);
+        try_pin_init!(Self { size })
     }
 
     /// A handle of `file` on the object was created (BO_CREATE or a PRIME

@@ -38,8 +38,10 @@ for l in "${lines[@]}"; do
 	ko=$(module_for "$mod" "$flavour")
 	[ -n "$ko" ] && args+=(--module "$ko")
 	start=$(date +%s)
-	# shellcheck disable=SC2086
-	if "$NPU_TOP/scripts/vm.sh" "${args[@]}" --device-args "$devargs" -- $tests 2> >(tee "$NPU_TOP/build/runs/$name.stderr" >&2) | sed 's/^/    /'; then
+	# Tests are words; a test's own arguments are joined to it by ';'.
+	read -ra tarr <<<"$tests"
+	for t in "${!tarr[@]}"; do tarr[t]=${tarr[t]//;/ }; done
+	if "$NPU_TOP/scripts/vm.sh" "${args[@]}" --device-args "$devargs" -- "${tarr[@]}" 2> >(tee "$NPU_TOP/build/runs/$name.stderr" >&2) | sed 's/^/    /'; then
 		echo "ok $i $name # $(( $(date +%s) - start ))s"
 		passed=$((passed + 1))
 	else

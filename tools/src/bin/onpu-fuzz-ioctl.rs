@@ -1,0 +1,329 @@
+//! onpu-fuzz-ioctl: call every ioctl of the onpu device with random and
+//! mutated arguments (handles, sizes, flags, user pointers, padding,
+//! syncobjs, command buffers of random instructions), from several threads
+//! at once on private and shared files. Bounded in calls and time,
+//! reproducible from the seed. The kernel must stay quiet (the harness
+//! fails the run on any Oops/WARN/KASAN/kmemleak report) and the device
+//! must still run a correct job at the end.
+//!
+//!   onpu-fuzz-ioctl [CALLS] [THREADS] [SEED] [SECONDS]
+//!   (defaults: 1000000 calls, 4 threads, seed 1, at most 600 s)
+
+use npu_isa::{assemble, Insn, Strided};
+use npu_tools::accel::{self, Mapping};
+use npu_tools::tap::Tap;
+use npu_uapi as uapi;
+use npu_uapi::drm_core;
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+    /// A value that is often interesting: 0, small, a boundary, or random.
+    fn value(&mut self) -> u64 {
+        match self.below(8) {
+            0 => 0,
+            1 => self.below(16),
+            2 => u64::MAX - self.below(4),
+            3 => 1 << self.below(64),
+            4 => (1u64 << self.below(64)).wrapping_sub(1),
+            5 => u64::from(u32::MAX),
+            _ => self.next(),
+        }
+    }
+}
+
+/// Handles this thread knows: often valid, sometimes stale.
+#[derive(Default)]
+struct Pool {
+    bos: Vec<u32>,
+    syncobjs: Vec<u32>,
+    seqnos: Vec<u64>,
+}
+
+impl Pool {
+    fn pick(rng: &mut Rng, v: &[u32]) -> u32 {
+        if v.is_empty() || rng.chance(15) { rng.value() as u32 } else { v[rng.below(v.len() as u64) as usize] }
+    }
+}
+
+/// One random ioctl on `file`; returns whether it succeeded.
+fn one_call(file: &File, rng: &mut Rng, pool: &mut Pool, scratch: &mut [u8; 256], cmd: Option<(u32, u64)>) -> bool {
+    let bo = Pool::pick(rng, &pool.bos);
+    let ptr = |rng: &mut Rng, scratch: &mut [u8; 256]| -> u64 {
+        // Valid memory, NULL, a kernel address, or garbage.
+        match rng.below(4) {
+            0 => scratch.as_mut_ptr() as u64,
+            1 => 0,
+            2 => 0xffff_8880_0000_0000 + rng.below(1 << 30),
+            _ => rng.value(),
+        }
+    };
+    match rng.below(13) {
+        0 => {
+            let mut p = uapi::drm_onpu_get_param { param: rng.below(20) as u32, pad: if rng.chance(10) { 1 } else { 0 }, value: rng.value() };
+            accel::ioctl(file, uapi::DRM_IOCTL_ONPU_GET_PARAM, &mut p).is_ok()
+        }
+        1 => {
+            let size = match rng.below(6) {
+                0 => rng.value(),
+                1 => uapi::DRM_ONPU_BO_MAX_SIZE + rng.below(4096),
+                _ => 1 + rng.below(256 * 1024),
+            };
+            // Keep memory bounded: real allocations only up to 256 KiB here.
+            let size = if size <= uapi::DRM_ONPU_BO_MAX_SIZE && size > 256 * 1024 { 0 } else { size };
+            let mut c = uapi::drm_onpu_bo_create { size, flags: if rng.chance(10) { rng.value() as u32 } else { 0 }, ..Default::default() };
+            let ok = accel::ioctl(file, uapi::DRM_IOCTL_ONPU_BO_CREATE, &mut c).is_ok();
+            if ok {
+                pool.bos.push(c.handle);
+                if pool.bos.len() > 48 {
+                    let h = pool.bos.remove(0);
+                    let _ = accel::gem_close(file, h);
+                }
+            }
+            ok
+        }
+        2 => {
+            let mut i = uapi::drm_onpu_bo_info { handle: bo, flags: if rng.chance(10) { 1 } else { 0 }, ..Default::default() };
+            accel::ioctl(file, uapi::DRM_IOCTL_ONPU_BO_INFO, &mut i).is_ok()
+        }
+        3 | 4 => {
+            // SUBMIT: mostly mutated fields around a valid request.
+            let (cmd_handle, cmd_size) = cmd.unwrap_or((bo, 64));
+            let n = rng.below(4) as usize;
+            for k in 0..n.min(32) {
+                let r = uapi::drm_onpu_bo_ref { handle: Pool::pick(rng, &pool.bos), flags: if rng.chance(80) { 1 + rng.below(3) as u32 } else { rng.value() as u32 } };
+                scratch[k * 8..k * 8 + 4].copy_from_slice(&r.handle.to_ne_bytes());
+                scratch[k * 8 + 4..k * 8 + 8].copy_from_slice(&r.flags.to_ne_bytes());
+            }
+            let mut req = uapi::drm_onpu_submit {
+                cmdbuf_handle: if rng.chance(90) { cmd_handle } else { Pool::pick(rng, &pool.bos) },
+                cmdbuf_size: if rng.chance(85) { cmd_size as u32 } else { rng.value() as u32 },
+                cmdbuf_offset: if rng.chance(90) { 0 } else { rng.value() },
+                bo_count: if rng.chance(90) { n as u32 } else { rng.value() as u32 },
+                bos: if rng.chance(85) { scratch.as_ptr() as u64 } else { ptr(rng, scratch) },
+                in_syncobj_count: if rng.chance(80) { 0 } else { rng.below(3) as u32 },
+                in_syncobjs: ptr(rng, scratch),
+                out_syncobj: if rng.chance(70) { 0 } else { Pool::pick(rng, &pool.syncobjs) },
+                timeout_ms: if rng.chance(90) { 100 + rng.below(200) as u32 } else { rng.value() as u32 },
+                flags: if rng.chance(5) { rng.value() as u32 } else { 0 },
+                pad: if rng.chance(5) { 1 } else { 0 },
+                seqno: 0,
+            };
+            let ok = accel::submit(file, &mut req).is_ok();
+            if ok {
+                pool.seqnos.push(req.seqno);
+                if pool.seqnos.len() > 64 {
+                    pool.seqnos.remove(0);
+                }
+            }
+            ok
+        }
+        5 => {
+            let seqno = if pool.seqnos.is_empty() || rng.chance(20) { rng.value() } else { pool.seqnos[rng.below(pool.seqnos.len() as u64) as usize] };
+            let mut w = uapi::drm_onpu_wait { seqno, timeout_ns: if rng.chance(90) { rng.below(1_000_000) as i64 } else { rng.value() as i64 }, flags: if rng.chance(5) { 1 } else { 0 }, ..Default::default() };
+            // A huge timeout on a job that still runs would stall this
+            // thread for its whole timeout; that is allowed but slow.
+            if w.timeout_ns > 50_000_000 {
+                w.timeout_ns = 50_000_000;
+            }
+            accel::ioctl(file, uapi::DRM_IOCTL_ONPU_WAIT, &mut w).is_ok()
+        }
+        6 => {
+            let mut w = uapi::drm_onpu_wait_bo { handle: bo, flags: if rng.chance(5) { 1 } else { 0 }, timeout_ns: rng.below(1_000_000) as i64 - if rng.chance(5) { 2_000_000 } else { 0 } };
+            accel::ioctl(file, uapi::DRM_IOCTL_ONPU_WAIT_BO, &mut w).is_ok()
+        }
+        7 => {
+            let ok = accel::gem_close(file, bo).is_ok();
+            pool.bos.retain(|&h| h != bo);
+            ok
+        }
+        8 => match accel::prime_export(file, bo) {
+            Ok(fd) => {
+                if let Ok(h) = accel::prime_import(file, &fd) {
+                    pool.bos.push(h);
+                }
+                true
+            }
+            Err(_) => false,
+        },
+        9 => {
+            if rng.chance(50) || pool.syncobjs.len() > 16 {
+                let h = Pool::pick(rng, &pool.syncobjs);
+                let mut d = drm_core::drm_syncobj_destroy { handle: h, pad: 0 };
+                pool.syncobjs.retain(|&x| x != h);
+                accel::ioctl(file, drm_core::DRM_IOCTL_SYNCOBJ_DESTROY, &mut d).is_ok()
+            } else {
+                let r = accel::syncobj_create(file, rng.chance(50));
+                if let Ok(h) = r {
+                    pool.syncobjs.push(h);
+                }
+                r.is_ok()
+            }
+        }
+        10 => {
+            // A driver command number with a random size and direction.
+            let nr = uapi::DRM_COMMAND_BASE + rng.below(16) as u32;
+            let size = rng.below(200) as u32;
+            let dir = rng.below(4) as u32;
+            let req = (dir << 30) | (size << 16) | (uapi::DRM_IOCTL_BASE << 8) | nr;
+            for b in scratch.iter_mut() {
+                *b = rng.next() as u8;
+            }
+            // SAFETY: the argument points at 256 valid bytes, more than any
+            // size encoded here; the kernel copies at most `size`.
+            unsafe { libc::ioctl(file.as_raw_fd(), req as libc::c_ulong, scratch.as_mut_ptr()) >= 0 }
+        }
+        11 => {
+            // A real ioctl with a bad argument pointer.
+            let reqs = [uapi::DRM_IOCTL_ONPU_GET_PARAM, uapi::DRM_IOCTL_ONPU_BO_CREATE, uapi::DRM_IOCTL_ONPU_SUBMIT, uapi::DRM_IOCTL_ONPU_WAIT, uapi::DRM_IOCTL_ONPU_WAIT_BO, uapi::DRM_IOCTL_ONPU_BO_INFO];
+            let req = reqs[rng.below(reqs.len() as u64) as usize];
+            let p = ptr(rng, scratch);
+            // SAFETY: the kernel validates the user pointer; a bad one is
+            // EFAULT, a valid one is our scratch buffer (256 bytes).
+            unsafe { libc::ioctl(file.as_raw_fd(), req as libc::c_ulong, p as *mut u8) >= 0 }
+        }
+        _ => {
+            // mmap a random handle's offset and touch it.
+            match accel::bo_info(file, bo) {
+                Ok(b) => {
+                    if let Ok(mut m) = Mapping::new(file, &b) {
+                        let s = m.as_mut_slice();
+                        let i = rng.below(s.len() as u64) as usize;
+                        s[i] = s[i].wrapping_add(1);
+                    }
+                    true
+                }
+                Err(_) => false,
+            }
+        }
+    }
+}
+
+/// A command buffer of random (mostly valid-looking) instructions in a
+/// fresh object of `file`: (handle, size).
+fn random_cmdbuf(file: &File, rng: &mut Rng) -> Option<(u32, u64)> {
+    let bo = accel::bo_create(file, 4096).ok()?;
+    let va = accel::bo_npu_addr(file, bo.handle).ok()?;
+    let n = 1 + rng.below(6) as usize;
+    let mut code = Vec::new();
+    for _ in 0..n {
+        let c = Strided::contiguous(64 + rng.below(4096) as u32);
+        let insn = match rng.below(5) {
+            0 => Insn::DmaLoad { va: if rng.chance(50) { va } else { rng.value() }, sram: rng.below(1 << 20) as u32, mem: c, sram_layout: c },
+            1 => Insn::DmaStore { va: if rng.chance(50) { va } else { rng.value() }, sram: rng.below(1 << 20) as u32, mem: c, sram_layout: c },
+            2 => Insn::Fill { dst: rng.below(1 << 21) as u32 & !3, len: rng.below(8192) as u32 & !3, pattern: rng.next() as u32 },
+            3 => Insn::Nop,
+            _ => Insn::Barrier,
+        };
+        code.extend_from_slice(&assemble(&[insn]));
+        if rng.chance(10) {
+            let at = code.len() - 64 + rng.below(64) as usize;
+            code[at] ^= 1 << rng.below(8);
+        }
+    }
+    if rng.chance(90) {
+        code.extend_from_slice(&assemble(&[Insn::End]));
+    }
+    Mapping::new(file, &bo).ok()?.as_mut_slice()[..code.len()].copy_from_slice(&code);
+    Some((bo.handle, code.len() as u64))
+}
+
+fn main() {
+    let arg = |i: usize, d: u64| std::env::args().nth(i).and_then(|a| a.parse().ok()).unwrap_or(d);
+    let (calls, threads, seed, seconds) = (arg(1, 1_000_000), arg(2, 4).max(1), arg(3, 1), arg(4, 600));
+    let mut tap = Tap::new(2);
+    let path = match accel::find_device() {
+        Ok(p) => p,
+        Err(e) => {
+            println!("# {e}");
+            std::process::exit(npu_tools::tap::KSFT_FAIL);
+        }
+    };
+    let shared = Arc::new(accel::open(&path).expect("open the device"));
+    let done = Arc::new(AtomicU64::new(0));
+    let ok_calls = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let start = Instant::now();
+    let per_thread = calls / threads;
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let (path, shared, done, ok_calls) = (path.clone(), shared.clone(), done.clone(), ok_calls.clone());
+            std::thread::spawn(move || {
+                let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(t + 1) | 1);
+                let mut own = accel::open(&path).ok();
+                let mut pool = Pool::default();
+                let mut shared_pool = Pool::default();
+                let mut scratch = [0u8; 256];
+                let mut cmd = own.as_ref().and_then(|f| random_cmdbuf(f, &mut rng));
+                for i in 0..per_thread {
+                    if i % 1024 == 0 && Instant::now() > deadline {
+                        break;
+                    }
+                    if i % 4096 == 4095 {
+                        // Reopen: the old file closes with whatever it had.
+                        own = accel::open(&path).ok();
+                        pool = Pool::default();
+                        cmd = own.as_ref().and_then(|f| random_cmdbuf(f, &mut rng));
+                    } else if i % 512 == 511 {
+                        cmd = own.as_ref().and_then(|f| random_cmdbuf(f, &mut rng));
+                    }
+                    let ok = if rng.chance(25) || own.is_none() {
+                        one_call(&shared, &mut rng, &mut shared_pool, &mut scratch, None)
+                    } else {
+                        one_call(own.as_ref().expect("checked above"), &mut rng, &mut pool, &mut scratch, cmd)
+                    };
+                    done.fetch_add(1, Ordering::Relaxed);
+                    if ok {
+                        ok_calls.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut panicked = false;
+    for h in handles {
+        panicked |= h.join().is_err();
+    }
+    let (n, ok) = (done.load(Ordering::Relaxed), ok_calls.load(Ordering::Relaxed));
+    println!("# {n} ioctls from {threads} threads (seed {seed}) in {:.1} s, {ok} succeeded", start.elapsed().as_secs_f64());
+    tap.check(&format!("{n} fuzzed ioctls returned (no hang, no crash)"), if panicked { Err("a fuzzing thread panicked".into()) } else { Ok(()) });
+    // The device still works: a correct job from a fresh file.
+    let after = (|| -> Result<(), String> {
+        let f = accel::open(&path).map_err(|e| e.to_string())?;
+        let e = |x: i32| format!("errno {x}");
+        let src = accel::bo_create(&f, 4096).map_err(e)?;
+        let dst = accel::bo_create(&f, 4096).map_err(e)?;
+        let cmd = accel::bo_create(&f, 4096).map_err(e)?;
+        let (s, d) = (accel::bo_npu_addr(&f, src.handle).map_err(e)?, accel::bo_npu_addr(&f, dst.handle).map_err(e)?);
+        Mapping::new(&f, &src).map_err(|x| x.to_string())?.as_mut_slice().fill(0x77);
+        let c = Strided::contiguous(4096);
+        let code = assemble(&[Insn::DmaLoad { va: s, sram: 0, mem: c, sram_layout: c }, Insn::DmaStore { va: d, sram: 0, mem: c, sram_layout: c }, Insn::End]);
+        Mapping::new(&f, &cmd).map_err(|x| x.to_string())?.as_mut_slice()[..code.len()].copy_from_slice(&code);
+        let refs = [uapi::drm_onpu_bo_ref { handle: src.handle, flags: 1 }, uapi::drm_onpu_bo_ref { handle: dst.handle, flags: 2 }];
+        let seqno = accel::submit_simple(&f, &cmd, code.len() as u32, &refs, 0).map_err(e)?;
+        let w = accel::wait(&f, seqno, 30_000_000_000).map_err(e)?;
+        if w.status != 0 || Mapping::new(&f, &dst).map_err(|x| x.to_string())?.as_mut_slice().iter().any(|&b| b != 0x77) {
+            return Err(format!("job after fuzzing: status {:#x}", w.status));
+        }
+        Ok(())
+    })();
+    tap.check("a correct job runs after the fuzzing", after);
+    std::process::exit(tap.finish());
+}
