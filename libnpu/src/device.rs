@@ -11,29 +11,66 @@ use npu_uapi::drm_core;
 use std::fs::{File, OpenOptions};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What can go wrong talking to the NPU.
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
     #[error("no onpu NPU found under /sys/class/accel: is the onpu module loaded and the device present?")]
     NotFound,
-    #[error("cannot open {path}: {source}")]
+    #[error("cannot open {path}: {source}{}", open_hint(source))]
     Open { path: PathBuf, source: std::io::Error },
+    #[error("{path} does not answer the onpu GET_PARAM ioctl ({errno}): not an onpu device, or a driver too old for this libnpu?")]
+    NotOnpu { path: PathBuf, errno: nix::errno::Errno },
     #[error("{what} failed: {errno} ({})", errno.desc())]
     Ioctl { what: &'static str, errno: nix::errno::Errno },
     #[error("cannot map a {size}-byte buffer: {source}")]
     Map { size: u64, source: std::io::Error },
-    #[error("job {seqno} faulted: {fault} at {addr:#x}")]
-    JobFault { seqno: u64, status: u32, fault: String, addr: u64 },
+    #[error("job {seqno} faulted: {}", describe_fault(*status, *addr))]
+    JobFault { seqno: u64, status: u32, addr: u64 },
     #[error("job {seqno} ran past its timeout; the driver reset the NPU")]
     JobTimedOut { seqno: u64 },
-    #[error("job {seqno} was cancelled: the device went away")]
+    #[error("job {seqno} was cancelled: the device went away or the file was closed first")]
     JobCanceled { seqno: u64 },
-    #[error("job {seqno} still running after waiting {waited:?}")]
+    #[error("job {seqno} still running after waiting {waited:?} (it stays queued; wait again or raise the timeout)")]
     WaitTimeout { seqno: u64, waited: Duration },
     #[error("{0}")]
     Invalid(String),
+}
+
+impl DeviceError {
+    /// The device fault of a [`DeviceError::JobFault`].
+    pub fn fault(&self) -> Option<Fault> {
+        match self {
+            DeviceError::JobFault { status, .. } => Fault::from_code(*status),
+            _ => None,
+        }
+    }
+}
+
+fn open_hint(e: &std::io::Error) -> &'static str {
+    match e.kind() {
+        std::io::ErrorKind::PermissionDenied => " (is your user in the group that owns /dev/accel, e.g. `render`?)",
+        std::io::ErrorKind::NotFound => " (no such node: is the onpu module loaded?)",
+        _ => "",
+    }
+}
+
+/// A fault code and its address, as the hardware spec's fault table says
+/// what the address means for each code.
+pub fn describe_fault(status: u32, addr: u64) -> String {
+    let name = fault_name(status);
+    match Fault::from_code(status) {
+        Some(f) if f.is_mmu() || f == Fault::DmaBusError => format!("{name} at NPU address {addr:#x}"),
+        // Instruction faults: the byte offset in the command buffer.
+        Some(Fault::BadOpcode | Fault::BadOperand | Fault::SramRange) => {
+            let insn = addr / npu_isa::INSN_SIZE as u64;
+            format!("{name} at {addr:#x} (command buffer offset, instruction {insn})")
+        }
+        Some(Fault::CmdbufOverrun) => format!("{name} at {addr:#x} (the command buffer ended without END)"),
+        Some(Fault::BadContext) => format!("{name} (hardware context {addr})"),
+        _ => format!("{name} at {addr:#x}"),
+    }
 }
 
 pub type Result<T, E = DeviceError> = std::result::Result<T, E>;
@@ -49,6 +86,9 @@ mod ioctls {
     nix::ioctl_write_ptr_bad!(gem_close, drm_core::DRM_IOCTL_GEM_CLOSE, drm_core::drm_gem_close);
     nix::ioctl_readwrite_bad!(prime_export, drm_core::DRM_IOCTL_PRIME_HANDLE_TO_FD, drm_core::drm_prime_handle);
     nix::ioctl_readwrite_bad!(prime_import, drm_core::DRM_IOCTL_PRIME_FD_TO_HANDLE, drm_core::drm_prime_handle);
+    nix::ioctl_readwrite_bad!(syncobj_create, drm_core::DRM_IOCTL_SYNCOBJ_CREATE, drm_core::drm_syncobj_create);
+    nix::ioctl_readwrite_bad!(syncobj_destroy, drm_core::DRM_IOCTL_SYNCOBJ_DESTROY, drm_core::drm_syncobj_destroy);
+    nix::ioctl_readwrite_bad!(syncobj_wait, drm_core::DRM_IOCTL_SYNCOBJ_WAIT, drm_core::drm_syncobj_wait);
 }
 
 fn check<T>(what: &'static str, r: nix::Result<T>) -> Result<T> {
@@ -69,6 +109,8 @@ pub struct Params {
     pub va_start: u64,
     pub va_end: u64,
     pub job_timeout_ms: u32,
+    /// This file's hardware context (its NPU address space).
+    pub hw_context: u32,
 }
 
 /// Device-wide counters.
@@ -90,16 +132,28 @@ pub struct Device {
 
 /// The accel nodes driven by onpu, in order.
 pub fn find_devices() -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/sys/class/accel") else { return found };
+    find_devices_in(Path::new("/sys/class/accel"), Path::new("/dev/accel"))
+}
+
+/// [`find_devices`] on another sysfs class directory and device directory
+/// (tests, chroots): the `accelN` entries whose `device/driver` link ends
+/// in `onpu`, as paths under `dev`, sorted by number.
+pub fn find_devices_in(class: &Path, dev: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<std::ffi::OsString> = Vec::new();
+    let Ok(dir) = std::fs::read_dir(class) else { return Vec::new() };
     for e in dir.flatten() {
         let driver = std::fs::read_link(e.path().join("device/driver")).ok();
         if driver.as_deref().and_then(Path::file_name).is_some_and(|d| d == "onpu") {
-            found.push(Path::new("/dev/accel").join(e.file_name()));
+            found.push(e.file_name());
         }
     }
-    found.sort();
-    found
+    // accel10 after accel9.
+    found.sort_by_key(|n| {
+        let n = n.to_string_lossy();
+        let num = n.trim_start_matches(|c: char| !c.is_ascii_digit()).parse::<u64>().unwrap_or(u64::MAX);
+        (num, n.into_owned())
+    });
+    found.into_iter().map(|n| dev.join(n)).collect()
 }
 
 impl Device {
@@ -116,6 +170,10 @@ impl Device {
             .open(path)
             .map_err(|source| DeviceError::Open { path: path.to_owned(), source })?;
         let mut dev = Device { file, path: path.to_owned(), params: Params::default() };
+        // The first query tells an onpu node from anything else.
+        if let Err(DeviceError::Ioctl { errno, .. }) = dev.param(uapi::DRM_ONPU_PARAM_DEVICE_ID) {
+            return Err(DeviceError::NotOnpu { path: path.to_owned(), errno });
+        }
         let p = |d: &Device, id| d.param(id).map(|v| v as u32);
         dev.params = Params {
             device_id: p(&dev, uapi::DRM_ONPU_PARAM_DEVICE_ID)?,
@@ -129,6 +187,7 @@ impl Device {
             va_start: dev.param(uapi::DRM_ONPU_PARAM_VA_START)?,
             va_end: dev.param(uapi::DRM_ONPU_PARAM_VA_END)?,
             job_timeout_ms: p(&dev, uapi::DRM_ONPU_PARAM_JOB_TIMEOUT_MS)?,
+            hw_context: p(&dev, uapi::DRM_ONPU_PARAM_HW_CONTEXT)?,
         };
         log::debug!("opened {} ({:?})", path.display(), dev.params);
         Ok(dev)
@@ -207,19 +266,21 @@ impl Device {
 
     /// Queue a job; its sequence number.
     pub fn submit(&self, job: &Job<'_>) -> Result<u64> {
+        job.validate()?;
         let refs: Vec<uapi::drm_onpu_bo_ref> = job
             .buffers
             .iter()
             .map(|(b, w)| uapi::drm_onpu_bo_ref { handle: b.handle, flags: if *w { uapi::DRM_ONPU_BO_WRITE } else { uapi::DRM_ONPU_BO_READ } })
             .collect();
-        let size = u32::try_from(job.cmdbuf_size).map_err(|_| DeviceError::Invalid(format!("command buffer of {} bytes is too large", job.cmdbuf_size)))?;
+        // validate() bounded it by DRM_ONPU_MAX_CMDBUF_SIZE.
+        let size = job.cmdbuf_size as u32;
         let mut req = uapi::drm_onpu_submit {
             cmdbuf_handle: job.cmdbuf.handle,
             cmdbuf_offset: job.cmdbuf_offset,
             cmdbuf_size: size,
             bo_count: refs.len() as u32,
-            bos: refs.as_ptr() as u64,
-            in_syncobjs: job.in_syncobjs.as_ptr() as u64,
+            bos: if refs.is_empty() { 0 } else { refs.as_ptr() as u64 },
+            in_syncobjs: if job.in_syncobjs.is_empty() { 0 } else { job.in_syncobjs.as_ptr() as u64 },
             in_syncobj_count: job.in_syncobjs.len() as u32,
             out_syncobj: job.out_syncobj,
             timeout_ms: job.timeout_ms,
@@ -234,26 +295,53 @@ impl Device {
     /// Wait up to `timeout` for job `seqno` and reap it. A job that failed
     /// on the device gives its fault, with the address.
     pub fn wait(&self, seqno: u64, timeout: Duration) -> Result<Outcome> {
-        let mut w = uapi::drm_onpu_wait { seqno, timeout_ns: i64::try_from(timeout.as_nanos()).unwrap_or(i64::MAX), ..Default::default() };
-        // SAFETY: `w` is a valid drm_onpu_wait for the call.
-        match unsafe { ioctls::wait(self.file.as_raw_fd(), &mut w) } {
-            Ok(_) => {}
-            Err(nix::errno::Errno::ETIMEDOUT) => return Err(DeviceError::WaitTimeout { seqno, waited: timeout }),
-            Err(errno) => return Err(DeviceError::Ioctl { what: "WAIT", errno }),
-        }
+        let deadline = Instant::now() + timeout;
+        let w = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let mut w = uapi::drm_onpu_wait { seqno, timeout_ns: ns(left), ..Default::default() };
+            // SAFETY: `w` is a valid drm_onpu_wait for the call.
+            match unsafe { ioctls::wait(self.file.as_raw_fd(), &mut w) } {
+                Ok(_) => break w,
+                Err(nix::errno::Errno::ETIMEDOUT) => return Err(DeviceError::WaitTimeout { seqno, waited: timeout }),
+                // A signal (the driver's -ERESTARTSYS): the job is not
+                // reaped yet, so waiting again is safe.
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(errno) => return Err(DeviceError::Ioctl { what: "WAIT", errno }),
+            }
+        };
         match w.status {
             uapi::DRM_ONPU_JOB_OK => Ok(Outcome { seqno, cycles: w.cycles }),
             uapi::DRM_ONPU_JOB_TIMEDOUT => Err(DeviceError::JobTimedOut { seqno }),
             uapi::DRM_ONPU_JOB_CANCELED => Err(DeviceError::JobCanceled { seqno }),
-            status => Err(DeviceError::JobFault { seqno, status, fault: fault_name(status), addr: w.fault_addr }),
+            status => {
+                log::debug!("job {seqno}: status {status:#x}, error {}, fault_addr {:#x}", w.error, w.fault_addr);
+                Err(DeviceError::JobFault { seqno, status, addr: w.fault_addr })
+            }
         }
+    }
+
+    /// A new syncobj of this file, signalled already if `signaled`.
+    pub fn syncobj(&self, signaled: bool) -> Result<Syncobj<'_>> {
+        let flags = if signaled { drm_core::DRM_SYNCOBJ_CREATE_SIGNALED } else { 0 };
+        let mut c = drm_core::drm_syncobj_create { handle: 0, flags };
+        // SAFETY: `c` is a valid drm_syncobj_create for the call.
+        check("SYNCOBJ_CREATE", unsafe { ioctls::syncobj_create(self.file.as_raw_fd(), &mut c) })?;
+        Ok(Syncobj { dev: self, handle: c.handle })
     }
 
     /// Wait until no job uses `buffer`.
     pub fn wait_idle(&self, buffer: &Buffer<'_>, timeout: Duration) -> Result<()> {
-        let mut w = uapi::drm_onpu_wait_bo { handle: buffer.handle, flags: 0, timeout_ns: i64::try_from(timeout.as_nanos()).unwrap_or(i64::MAX) };
-        // SAFETY: `w` is a valid drm_onpu_wait_bo for the call.
-        check("WAIT_BO", unsafe { ioctls::wait_bo(self.file.as_raw_fd(), &mut w) }).map(|_| ())
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let mut w = uapi::drm_onpu_wait_bo { handle: buffer.handle, flags: 0, timeout_ns: ns(left) };
+            // SAFETY: `w` is a valid drm_onpu_wait_bo for the call.
+            match unsafe { ioctls::wait_bo(self.file.as_raw_fd(), &mut w) } {
+                Ok(_) => return Ok(()),
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(errno) => return Err(DeviceError::Ioctl { what: "WAIT_BO", errno }),
+            }
+        }
     }
 }
 
@@ -261,6 +349,11 @@ impl AsFd for Device {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.file.as_fd()
     }
+}
+
+/// A relative timeout for the uAPI: nanoseconds, saturated (never negative).
+fn ns(d: Duration) -> i64 {
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
 }
 
 /// The name of a device fault code (Documentation/hw/npu-hw.rst).
@@ -305,6 +398,93 @@ impl<'a> Job<'a> {
     pub fn writes(mut self, b: &'a Buffer<'a>) -> Self {
         self.buffers.push((b, true));
         self
+    }
+
+    /// Run only once `s` has signalled.
+    pub fn after(mut self, s: &Syncobj<'_>) -> Self {
+        self.in_syncobjs.push(s.handle);
+        self
+    }
+
+    /// Put the job's fence in `s` (it signals when the job ends).
+    pub fn signal(mut self, s: &Syncobj<'_>) -> Self {
+        self.out_syncobj = s.handle;
+        self
+    }
+
+    /// The uAPI's limits, checked here for messages that say which one.
+    fn validate(&self) -> Result<()> {
+        let insn = u64::from(uapi::DRM_ONPU_INSN_SIZE);
+        let bad = |m: String| Err(DeviceError::Invalid(m));
+        if self.cmdbuf_size == 0 || self.cmdbuf_size % insn != 0 || self.cmdbuf_offset % insn != 0 {
+            return bad(format!("command buffer at offset {} of {} bytes: both must be multiples of {insn} (whole instructions), the size non-zero", self.cmdbuf_offset, self.cmdbuf_size));
+        }
+        if self.cmdbuf_size > u64::from(uapi::DRM_ONPU_MAX_CMDBUF_SIZE) {
+            return bad(format!("command buffer of {} bytes: the limit is {}", self.cmdbuf_size, uapi::DRM_ONPU_MAX_CMDBUF_SIZE));
+        }
+        if self.cmdbuf_offset.checked_add(self.cmdbuf_size).is_none_or(|end| end > self.cmdbuf.size) {
+            return bad(format!("command buffer [{}, +{}) lies outside its {}-byte buffer", self.cmdbuf_offset, self.cmdbuf_size, self.cmdbuf.size));
+        }
+        if self.buffers.len() > uapi::DRM_ONPU_MAX_JOB_BOS as usize {
+            return bad(format!("a job may use at most {} buffers, this one lists {}", uapi::DRM_ONPU_MAX_JOB_BOS, self.buffers.len()));
+        }
+        if self.in_syncobjs.len() > uapi::DRM_ONPU_MAX_IN_SYNCOBJS as usize {
+            return bad(format!("a job may wait for at most {} syncobjs, this one lists {}", uapi::DRM_ONPU_MAX_IN_SYNCOBJS, self.in_syncobjs.len()));
+        }
+        if self.buffers.iter().any(|(b, _)| !std::ptr::eq(b.dev, self.cmdbuf.dev)) {
+            return bad("a job's buffers must belong to the device (file) it is submitted on; import them there first".into());
+        }
+        Ok(())
+    }
+}
+
+/// A DRM syncobj of a device file: a container for a job's fence, to order
+/// jobs ([`Job::after`]) or wait for them ([`Job::signal`], [`Syncobj::wait`]).
+/// Destroyed on drop.
+pub struct Syncobj<'d> {
+    dev: &'d Device,
+    handle: u32,
+}
+
+impl Syncobj<'_> {
+    pub fn handle(&self) -> u32 {
+        self.handle
+    }
+
+    /// Wait up to `timeout` until the fence in it has signalled (also for
+    /// one a job puts there later). Ok(false) when the time ran out.
+    pub fn wait(&self, timeout: Duration) -> Result<bool> {
+        let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).map_err(|errno| DeviceError::Ioctl { what: "clock_gettime", errno })?;
+        let now = Duration::new(now.tv_sec() as u64, now.tv_nsec() as u32);
+        // DRM_IOCTL_SYNCOBJ_WAIT takes an absolute CLOCK_MONOTONIC time.
+        let deadline = ns(now.saturating_add(timeout));
+        let handles = [self.handle];
+        loop {
+            let mut w = drm_core::drm_syncobj_wait {
+                handles: handles.as_ptr() as u64,
+                timeout_nsec: deadline,
+                count_handles: 1,
+                flags: drm_core::DRM_SYNCOBJ_WAIT_FLAGS_WAIT_FOR_SUBMIT,
+                ..Default::default()
+            };
+            // SAFETY: `w` and `handles` outlive the call.
+            match unsafe { ioctls::syncobj_wait(self.dev.file.as_raw_fd(), &mut w) } {
+                Ok(_) => return Ok(true),
+                Err(nix::errno::Errno::ETIME | nix::errno::Errno::ETIMEDOUT) => return Ok(false),
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(errno) => return Err(DeviceError::Ioctl { what: "SYNCOBJ_WAIT", errno }),
+            }
+        }
+    }
+}
+
+impl Drop for Syncobj<'_> {
+    fn drop(&mut self) {
+        let mut d = drm_core::drm_syncobj_destroy { handle: self.handle, pad: 0 };
+        // SAFETY: `d` is a valid drm_syncobj_destroy for the call.
+        if let Err(e) = unsafe { ioctls::syncobj_destroy(self.dev.file.as_raw_fd(), &mut d) } {
+            log::warn!("SYNCOBJ_DESTROY of handle {}: {e}", self.handle);
+        }
     }
 }
 
@@ -384,5 +564,51 @@ impl Buffer<'_> {
 impl Drop for Buffer<'_> {
     fn drop(&mut self) {
         self.dev.close_handle(self.handle);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_onpu_nodes_by_driver_link_in_numeric_order() {
+        let root = std::env::temp_dir().join(format!("npu-sysfs-{}", std::process::id()));
+        let class = root.join("class/accel");
+        for (node, driver) in [("accel10", "onpu"), ("accel2", "onpu"), ("accel0", "ivpu"), ("accel3", "onpu-not")] {
+            let dev = root.join("devices").join(node);
+            std::fs::create_dir_all(&dev).expect("mkdir");
+            std::fs::create_dir_all(root.join("drivers").join(driver)).expect("mkdir");
+            std::os::unix::fs::symlink(root.join("drivers").join(driver), dev.join("driver")).expect("symlink");
+            std::fs::create_dir_all(class.join(node)).expect("mkdir");
+            std::os::unix::fs::symlink(&dev, class.join(node).join("device")).expect("symlink");
+        }
+        // A node without a bound driver is skipped, not an error.
+        std::fs::create_dir_all(class.join("accel4/device")).expect("mkdir");
+        let found = find_devices_in(&class, Path::new("/dev/accel"));
+        let _ = std::fs::remove_dir_all(&root);
+        assert_eq!(found, [PathBuf::from("/dev/accel/accel2"), PathBuf::from("/dev/accel/accel10")]);
+        assert!(find_devices_in(Path::new("/nonexistent/accel"), Path::new("/dev/accel")).is_empty());
+    }
+
+    #[test]
+    fn fault_messages_say_what_the_address_is() {
+        let e = DeviceError::JobFault { seqno: 3, status: Fault::MmuUnmapped.code(), addr: 0x20_0040 };
+        assert_eq!(e.to_string(), "job 3 faulted: MmuUnmapped at NPU address 0x200040");
+        assert_eq!(e.fault(), Some(Fault::MmuUnmapped));
+        let e = DeviceError::JobFault { seqno: 4, status: Fault::BadOperand.code(), addr: 0x80 };
+        assert_eq!(e.to_string(), "job 4 faulted: BadOperand at 0x80 (command buffer offset, instruction 2)");
+        assert_eq!(describe_fault(0x42, 7), "fault 0x42 at 0x7");
+        assert_eq!(DeviceError::JobTimedOut { seqno: 1 }.fault(), None);
+    }
+
+    #[test]
+    fn open_errors_carry_a_hint() {
+        let e = Device::open_path(Path::new("/nonexistent/accel0")).expect_err("no such node");
+        assert!(e.to_string().contains("is the onpu module loaded?"), "{e}");
+        // A file that is not a DRM node does not answer GET_PARAM.
+        let e = Device::open_path(Path::new("/dev/null")).expect_err("not an NPU");
+        assert!(matches!(e, DeviceError::NotOnpu { .. }), "{e}");
+        assert!(e.to_string().contains("not an onpu device"), "{e}");
     }
 }

@@ -3,10 +3,10 @@
 //! inputs, submits, waits and reads the outputs back, and can check them
 //! against the CPU reference.
 //!
-//! Two backends behind the same API: the NPU through the onpu driver
-//! ([`crate::device`]) and, with the `model` feature, the device model run
-//! in-process (the same rings, MMU and engines the emulated PCI device
-//! has), for hosts without the driver.
+//! Execution sits behind the small [`Backend`] trait, so the same path runs
+//! on the NPU through the onpu driver ([`Accel`]) and, with the `model`
+//! feature, on the device model in-process ([`Model`]: the same rings, MMU
+//! and engines the emulated PCI device has), for hosts without the driver.
 
 use crate::device::{Device, DeviceError, Job};
 use crate::ir::Graph;
@@ -33,6 +33,18 @@ pub enum Error {
     Mismatch { output: String, index: usize, got: String, want: String },
     #[error("the device model: {0}")]
     Model(String),
+    #[error("bad job: {0}")]
+    Request(String),
+}
+
+impl Error {
+    /// The device fault, if the job faulted.
+    pub fn fault(&self) -> Option<npu_isa::Fault> {
+        match self {
+            Error::Device(d) => d.fault(),
+            _ => None,
+        }
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -52,20 +64,138 @@ pub struct Run {
     pub cycles: u64,
     /// Submit to completion, wall clock.
     pub device_time: Duration,
+    /// The command buffer as submitted (bound to `addrs`).
+    pub cmdbuf: Vec<u8>,
+    /// The NPU address of each of the program's buffers in this run.
+    pub addrs: Vec<u64>,
 }
 
-enum Backend {
-    Accel(Device),
-    #[cfg(feature = "model")]
-    Model(Box<model::Model>),
+/// One job for a [`Backend`]: buffers to place, in this order, what they
+/// start with and what to read back. Buffers not in `inputs` start zeroed.
+#[derive(Clone, Copy, Debug)]
+pub struct Request<'a> {
+    /// Size of each buffer in bytes (at least 1).
+    pub sizes: &'a [u64],
+    /// Whether the job writes each buffer (else it only reads it).
+    pub writes: &'a [bool],
+    /// (buffer index, initial bytes from its start).
+    pub inputs: &'a [(usize, &'a [u8])],
+    /// (buffer index, bytes to read back from its start).
+    pub outputs: &'a [(usize, usize)],
+    /// Longest run time on the device; 0 for the driver's default.
+    pub timeout_ms: u32,
+    /// How long to wait for the job before giving up on it.
+    pub wait_timeout: Duration,
+}
+
+impl Request<'_> {
+    /// Indices and sizes agree, so backends can index without checks.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Request(m));
+        if self.sizes.len() != self.writes.len() {
+            return bad(format!("{} buffer sizes but {} write flags", self.sizes.len(), self.writes.len()));
+        }
+        if let Some(i) = self.sizes.iter().position(|&s| s == 0 || s > npu_uapi::DRM_ONPU_BO_MAX_SIZE) {
+            return bad(format!("buffer {i}: {} bytes is not in 1..={}", self.sizes[i], npu_uapi::DRM_ONPU_BO_MAX_SIZE));
+        }
+        for (i, len) in self.inputs.iter().map(|&(i, b)| (i, b.len())).chain(self.outputs.iter().copied()) {
+            match self.sizes.get(i) {
+                None => return bad(format!("buffer {i} does not exist ({} buffers)", self.sizes.len())),
+                Some(&size) if len as u64 > size => return bad(format!("{len} bytes do not fit buffer {i} of {size} bytes")),
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a backend gives back for a [`Request`].
+#[derive(Debug)]
+pub struct Execution {
+    /// The bytes of each of the request's `outputs`, in order.
+    pub outputs: Vec<Vec<u8>>,
+    pub cycles: u64,
+    pub device_time: Duration,
+    pub cmdbuf: Vec<u8>,
+    pub addrs: Vec<u64>,
+}
+
+/// Something that runs command buffers: place the request's buffers, give
+/// their NPU addresses to `bind` for the command buffer, run it, wait, and
+/// read the outputs back. A job that faults is an error naming the fault.
+pub trait Backend: Send {
+    /// "accel", "model", ...
+    fn name(&self) -> &'static str;
+    /// The SRAM size programs must be tiled for.
+    fn sram_size(&self) -> u32;
+    /// The open NPU, for a backend that has one.
+    fn device(&self) -> Option<&Device> {
+        None
+    }
+    fn execute(&mut self, req: &Request<'_>, bind: &dyn Fn(&[u64]) -> Result<Vec<u8>>) -> Result<Execution>;
+}
+
+/// The NPU through the onpu driver: a buffer object per buffer, the
+/// command buffer in one more, one SUBMIT listing them all, one WAIT.
+pub struct Accel {
+    dev: Device,
+}
+
+impl Accel {
+    pub fn new(dev: Device) -> Accel {
+        Accel { dev }
+    }
+}
+
+impl Backend for Accel {
+    fn name(&self) -> &'static str {
+        "accel"
+    }
+
+    fn sram_size(&self) -> u32 {
+        self.dev.params().sram_size
+    }
+
+    fn device(&self) -> Option<&Device> {
+        Some(&self.dev)
+    }
+
+    fn execute(&mut self, req: &Request<'_>, bind: &dyn Fn(&[u64]) -> Result<Vec<u8>>) -> Result<Execution> {
+        req.validate()?;
+        let d = &self.dev;
+        let mut bufs = Vec::with_capacity(req.sizes.len());
+        for &size in req.sizes {
+            bufs.push(d.alloc(size)?);
+        }
+        for &(i, bytes) in req.inputs {
+            bufs[i].bytes_mut()[..bytes.len()].copy_from_slice(bytes);
+        }
+        // Allocated after the buffers, so that a fresh file gives the same
+        // addresses again (npu-submit --raw replays dumps that way).
+        let addrs: Vec<u64> = bufs.iter().map(|b| b.npu_addr()).collect();
+        let cmd = bind(&addrs)?;
+        let mut cmdbuf = d.alloc(cmd.len().max(1) as u64)?;
+        cmdbuf.bytes_mut()[..cmd.len()].copy_from_slice(&cmd);
+        let mut job = Job::new(&cmdbuf, cmd.len() as u64);
+        job.timeout_ms = req.timeout_ms;
+        job.buffers = bufs.iter().zip(req.writes).map(|(b, &w)| (b, w)).collect();
+        let t = Instant::now();
+        let seqno = d.submit(&job)?;
+        let outcome = d.wait(seqno, req.wait_timeout)?;
+        let device_time = t.elapsed();
+        let outputs = req.outputs.iter().map(|&(i, n)| bufs[i].bytes()[..n].to_vec()).collect();
+        Ok(Execution { outputs, cycles: outcome.cycles, device_time, cmdbuf: cmd, addrs })
+    }
 }
 
 /// A device to compile for and run on.
 pub struct Session {
-    backend: Backend,
+    backend: Box<dyn Backend>,
     pub options: CompileOptions,
     /// Per-job timeout given to the driver (0: its default).
     pub timeout_ms: u32,
+    /// How long [`Session::run`] waits for a job.
+    pub wait_timeout: Duration,
 }
 
 impl Session {
@@ -75,38 +205,35 @@ impl Session {
     }
 
     pub fn on(device: Device) -> Session {
-        Session { backend: Backend::Accel(device), options: CompileOptions::default(), timeout_ms: 0 }
+        // Longer than any job may run, with room for jobs queued before it.
+        let wait = Duration::from_millis(u64::from(device.params().job_timeout_ms) * 4).max(Duration::from_secs(60));
+        let mut s = Session::with_backend(Box::new(Accel::new(device)));
+        s.wait_timeout = wait;
+        s
     }
 
     /// The in-process device model with `sram_size` bytes of SRAM.
     #[cfg(feature = "model")]
     pub fn model(sram_size: u32) -> Session {
-        Session { backend: Backend::Model(Box::new(model::Model::new(sram_size))), options: CompileOptions::default(), timeout_ms: 0 }
+        Session::with_backend(Box::new(Model::new(sram_size)))
+    }
+
+    /// Any other backend.
+    pub fn with_backend(backend: Box<dyn Backend>) -> Session {
+        Session { backend, options: CompileOptions::default(), timeout_ms: 0, wait_timeout: Duration::from_secs(60) }
     }
 
     pub fn backend_name(&self) -> &'static str {
-        match &self.backend {
-            Backend::Accel(_) => "accel",
-            #[cfg(feature = "model")]
-            Backend::Model(_) => "model",
-        }
+        self.backend.name()
     }
 
     /// The SRAM size the compiler tiles for, as the device reports it.
     pub fn sram_size(&self) -> u32 {
-        match &self.backend {
-            Backend::Accel(d) => d.params().sram_size,
-            #[cfg(feature = "model")]
-            Backend::Model(m) => m.sram_size(),
-        }
+        self.backend.sram_size()
     }
 
     pub fn device(&self) -> Option<&Device> {
-        match &self.backend {
-            Backend::Accel(d) => Some(d),
-            #[cfg(feature = "model")]
-            Backend::Model(_) => None,
-        }
+        self.backend.device()
     }
 
     /// Compile a kernel in the text form.
@@ -115,6 +242,7 @@ impl Session {
         self.compile(graph)
     }
 
+    /// Compile an IR graph.
     pub fn compile(&self, graph: Graph) -> Result<Kernel> {
         let t = Instant::now();
         let program = compile(&graph, DeviceParams { sram_size: self.sram_size() }, self.options)?;
@@ -138,6 +266,9 @@ impl Session {
             let i = prog.buffer_of(&node.name).ok_or_else(|| Error::Input { name: node.name.clone(), why: "no buffer in the program".into() })?;
             bytes_in.push((i, data.to_bytes()));
         }
+        if let Some(name) = inputs.keys().find(|n| !k.graph.inputs().any(|v| k.graph.node(v).name == **n)) {
+            return Err(Error::Input { name: name.clone(), why: "the kernel has no such input".into() });
+        }
         let outs: Vec<(String, usize, crate::DType, usize)> = k
             .graph
             .outputs()
@@ -148,41 +279,39 @@ impl Session {
                 prog.buffer_of(n).map(|i| (n.clone(), i, ty.dtype, ty.bytes()))
             })
             .collect();
+        let sizes: Vec<u64> = prog.buffers().iter().map(|b| b.size.max(1)).collect();
+        let writes: Vec<bool> = prog.buffers().iter().map(|b| b.kind != BufferKind::Input).collect();
+        let inputs: Vec<(usize, &[u8])> = bytes_in.iter().map(|(i, b)| (*i, b.as_slice())).collect();
         let wanted: Vec<(usize, usize)> = outs.iter().map(|(_, i, _, n)| (*i, *n)).collect();
-        let (bytes_out, cycles, device_time) = match &mut self.backend {
-            Backend::Accel(d) => run_accel(d, prog, &bytes_in, &wanted, self.timeout_ms)?,
-            #[cfg(feature = "model")]
-            Backend::Model(m) => m.run(prog, &bytes_in, &wanted)?,
-        };
-        let outputs = outs.iter().zip(bytes_out).map(|((n, _, dt, _), b)| (n.clone(), TensorData::from_bytes(*dt, &b))).collect();
-        Ok(Run { outputs, cycles, device_time })
+        let req = Request { sizes: &sizes, writes: &writes, inputs: &inputs, outputs: &wanted, timeout_ms: self.timeout_ms, wait_timeout: self.wait_timeout };
+        let e = self.backend.execute(&req, &|addrs| Ok(prog.bind(addrs)?))?;
+        log::debug!("{} backend: {} cycles, {:?} submit to completion", self.backend.name(), e.cycles, e.device_time);
+        let outputs = outs.iter().zip(e.outputs).map(|((n, _, dt, _), b)| (n.clone(), TensorData::from_bytes(*dt, &b))).collect();
+        Ok(Run { outputs, cycles: e.cycles, device_time: e.device_time, cmdbuf: e.cmdbuf, addrs: e.addrs })
     }
-}
 
-/// Place, upload, submit, wait, download through the driver.
-fn run_accel(d: &Device, prog: &Program, inputs: &[(usize, Vec<u8>)], outputs: &[(usize, usize)], timeout_ms: u32) -> Result<(Vec<Vec<u8>>, u64, Duration)> {
-    let mut bufs = Vec::with_capacity(prog.buffers().len());
-    for b in prog.buffers() {
-        bufs.push(d.alloc(b.size.max(1))?);
+    /// [`Session::run`], then [`check`] against the CPU reference.
+    pub fn run_checked(&mut self, k: &Kernel, inputs: &HashMap<String, TensorData>, tolerance: f32) -> Result<Run> {
+        let run = self.run(k, inputs)?;
+        check(&k.graph, inputs, &run.outputs, tolerance)?;
+        Ok(run)
     }
-    for (i, bytes) in inputs {
-        bufs[*i].bytes_mut()[..bytes.len()].copy_from_slice(bytes);
+
+    /// Submit a command buffer as it is, with `buffers` (size, initial
+    /// bytes) placed in order (the job may read and write them all); every
+    /// buffer's bytes come back in the [`Execution`]'s outputs.
+    pub fn run_raw(&mut self, cmd: &[u8], buffers: &[(u64, &[u8])]) -> Result<Execution> {
+        let insn = npu_isa::INSN_SIZE;
+        if cmd.is_empty() || cmd.len() % insn != 0 {
+            return Err(Error::Request(format!("a command buffer of {} bytes is not a whole number of {insn}-byte instructions", cmd.len())));
+        }
+        let sizes: Vec<u64> = buffers.iter().map(|(s, _)| *s).collect();
+        let writes = vec![true; buffers.len()];
+        let inputs: Vec<(usize, &[u8])> = buffers.iter().enumerate().filter(|(_, (_, b))| !b.is_empty()).map(|(i, (_, b))| (i, *b)).collect();
+        let outputs: Vec<(usize, usize)> = sizes.iter().enumerate().map(|(i, &s)| (i, s as usize)).collect();
+        let req = Request { sizes: &sizes, writes: &writes, inputs: &inputs, outputs: &outputs, timeout_ms: self.timeout_ms, wait_timeout: self.wait_timeout };
+        self.backend.execute(&req, &|_| Ok(cmd.to_vec()))
     }
-    let vas: Vec<u64> = bufs.iter().map(|b| b.npu_addr()).collect();
-    let cmd = prog.bind(&vas)?;
-    let mut cmdbuf = d.alloc(cmd.len() as u64)?;
-    cmdbuf.bytes_mut()[..cmd.len()].copy_from_slice(&cmd);
-    let mut job = Job::new(&cmdbuf, cmd.len() as u64);
-    job.timeout_ms = timeout_ms;
-    for (b, desc) in bufs.iter().zip(prog.buffers()) {
-        job.buffers.push((b, desc.kind != BufferKind::Input));
-    }
-    let t = Instant::now();
-    let seqno = d.submit(&job)?;
-    let outcome = d.wait(seqno, Duration::from_secs(60))?;
-    let elapsed = t.elapsed();
-    let out = outputs.iter().map(|(i, n)| bufs[*i].bytes()[..*n].to_vec()).collect();
-    Ok((out, outcome.cycles, elapsed))
 }
 
 /// Random inputs for every input of `g` from a seed (xorshift64*), the
@@ -245,14 +374,31 @@ pub fn check(g: &Graph, inputs: &HashMap<String, TensorData>, got: &HashMap<Stri
 }
 
 #[cfg(feature = "model")]
+pub use model::Model;
+
+/// The smallest SRAM the device model accepts.
+#[cfg(feature = "model")]
+pub fn model_min_sram() -> u32 {
+    model::MIN_SRAM
+}
+
+#[cfg(feature = "model")]
 mod model {
-    //! The device model in-process: the program's buffers are mapped in one
-    //! context of a `Bench`, as the driver would map them.
-    use super::{Error, Result};
-    use crate::Program;
+    //! The device model in-process: the request's buffers are mapped in one
+    //! context of a `Bench` where the driver would map them (from 1 MiB up,
+    //! each followed by an unmapped guard page, the command buffer last), so
+    //! command buffers and fault addresses match the accel backend's.
+    use super::{Backend, Error, Execution, Request, Result};
+    use crate::device::DeviceError;
     use npu_device::testbench::Bench;
     use npu_device::DeviceConfig;
-    use std::time::{Duration, Instant};
+    use std::time::Instant;
+
+    const PAGE: u64 = 0x1000;
+    /// DRM_ONPU_PARAM_VA_START of the driver.
+    const VA_START: u64 = 1 << 20;
+    /// Smallest SRAM the device model is built with.
+    pub const MIN_SRAM: u32 = 4096;
 
     pub struct Model {
         sram_size: u32,
@@ -262,40 +408,52 @@ mod model {
         pub fn new(sram_size: u32) -> Model {
             Model { sram_size }
         }
+    }
 
-        pub fn sram_size(&self) -> u32 {
+    impl Backend for Model {
+        fn name(&self) -> &'static str {
+            "model"
+        }
+
+        fn sram_size(&self) -> u32 {
             self.sram_size
         }
 
-        pub fn run(&mut self, prog: &Program, inputs: &[(usize, Vec<u8>)], outputs: &[(usize, usize)]) -> Result<(Vec<Vec<u8>>, u64, Duration)> {
-            let total: u64 = prog.buffers().iter().map(|b| b.size.next_multiple_of(0x1000) + 0x1000).sum::<u64>() + prog.cmdbuf_size() as u64;
-            // Guest memory for the buffers, the command buffer and the page tables.
-            let mib = total.div_ceil(1 << 20) * 2 + 16;
-            let mut bench = Bench::new(DeviceConfig { sram_size: self.sram_size, contexts: 2, ..Default::default() }, mib);
-            let mut va = 0x10_0000u64;
-            let mut vas = Vec::new();
-            for b in prog.buffers() {
+        fn execute(&mut self, req: &Request<'_>, bind: &dyn Fn(&[u64]) -> Result<Vec<u8>>) -> Result<Execution> {
+            req.validate()?;
+            if self.sram_size < MIN_SRAM {
+                return Err(Error::Model(format!("{} bytes of SRAM is below the model's {MIN_SRAM}-byte minimum", self.sram_size)));
+            }
+            let mut vas = Vec::with_capacity(req.sizes.len());
+            let mut va = VA_START;
+            for &size in req.sizes {
                 vas.push(va);
-                bench.map(0, va, b.size.max(1), true);
-                va += b.size.next_multiple_of(0x1000) + 0x1000;
+                va += size.next_multiple_of(PAGE) + PAGE;
             }
-            for (i, bytes) in inputs {
-                bench.write(0, vas[*i], bytes);
+            let cmd = bind(&vas)?;
+            let cmd_len = u32::try_from(cmd.len()).map_err(|_| Error::Request(format!("a command buffer of {} bytes is too large", cmd.len())))?;
+            // Guest memory for the buffers, the command buffer and the page
+            // tables (one 4 KiB table per 2 MiB, plus the upper levels).
+            let data = va - VA_START + (cmd.len() as u64).next_multiple_of(PAGE);
+            let mib = (data + data / 512).div_ceil(1 << 20) + 16;
+            let mut bench = Bench::new(DeviceConfig { sram_size: self.sram_size, contexts: 2, ..Default::default() }, mib);
+            for (&va, (&size, &w)) in vas.iter().zip(req.sizes.iter().zip(req.writes)) {
+                bench.map(0, va, size, w);
             }
-            let cmd = prog.bind(&vas)?;
+            for &(i, bytes) in req.inputs {
+                bench.write(0, vas[i], bytes);
+            }
+            bench.map(0, va, cmd.len() as u64, false);
+            bench.write(0, va, &cmd);
             let t = Instant::now();
-            let c = bench.run(0, va, &cmd);
-            let elapsed = t.elapsed();
+            let seqno = bench.submit_raw(0, va, cmd_len, 0);
+            let c = bench.wait_completion(req.wait_timeout).ok_or(DeviceError::WaitTimeout { seqno, waited: req.wait_timeout })?;
+            let device_time = t.elapsed();
             if c.status != 0 {
-                return Err(Error::Device(crate::device::DeviceError::JobFault {
-                    seqno: c.seqno,
-                    status: c.status,
-                    fault: crate::device::fault_name(c.status),
-                    addr: c.fault_addr,
-                }));
+                return Err(DeviceError::JobFault { seqno: c.seqno, status: c.status, addr: c.fault_addr }.into());
             }
-            let out = outputs.iter().map(|(i, n)| bench.read(0, vas[*i], *n)).collect();
-            Ok((out, u64::from(c.cycles), elapsed))
+            let outputs = req.outputs.iter().map(|&(i, n)| bench.read(0, vas[i], n)).collect();
+            Ok(Execution { outputs, cycles: u64::from(c.cycles), device_time, cmdbuf: cmd, addrs: vas })
         }
     }
 }
