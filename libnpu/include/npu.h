@@ -52,6 +52,11 @@ size_t npu_kernel_insns(npu_kernel *kernel);
 
 /* Set an input (its exact size in bytes: f32 or int8 as declared). */
 int npu_set_input(npu_kernel *kernel, const char *name, const void *data, size_t bytes);
+/* Typed variants: count is in elements, and the input must have that type
+ * (i32 is for the biases of int8 kernels). */
+int npu_set_input_f32(npu_kernel *kernel, const char *name, const float *data, size_t count);
+int npu_set_input_i8(npu_kernel *kernel, const char *name, const int8_t *data, size_t count);
+int npu_set_input_i32(npu_kernel *kernel, const char *name, const int32_t *data, size_t count);
 /* Fill every input not set yet with seeded random values. */
 int npu_random_inputs(npu_kernel *kernel, uint64_t seed);
 /* Run on the device and wait; a device fault names its code and address. */
@@ -60,6 +65,9 @@ int npu_run(npu_session *session, npu_kernel *kernel);
 size_t npu_output_size(npu_kernel *kernel, const char *name);
 /* Copy an output of the last run (bytes must be its size). */
 int npu_get_output(npu_kernel *kernel, const char *name, void *data, size_t bytes);
+/* Typed variants: count is the output's number of elements. */
+int npu_get_output_f32(npu_kernel *kernel, const char *name, float *data, size_t count);
+int npu_get_output_i8(npu_kernel *kernel, const char *name, int8_t *data, size_t count);
 /* Compare the last run with the CPU reference: int8 exactly, f32 within
  * a relative tolerance. -1 names the first differing element. */
 int npu_check(npu_kernel *kernel, float tolerance);

@@ -8,6 +8,7 @@
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
 
 use crate::reference::TensorData;
+use crate::DType;
 use crate::runtime::{self, Kernel, Run, Session};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -90,8 +91,9 @@ pub extern "C" fn npu_open() -> *mut NpuSession {
 #[no_mangle]
 pub extern "C" fn npu_open_model(sram_size: u32) -> *mut NpuSession {
     guard(std::ptr::null_mut(), || {
-        if sram_size < 4096 {
-            return Err(format!("SRAM size {sram_size} is below the 4096-byte minimum"));
+        #[cfg(feature = "model")]
+        if sram_size < runtime::model_min_sram() {
+            return Err(format!("SRAM size {sram_size} is below the {}-byte minimum", runtime::model_min_sram()));
         }
         #[cfg(feature = "model")]
         return Ok(Box::into_raw(Box::new(NpuSession(Session::model(sram_size)))));
@@ -154,6 +156,99 @@ pub extern "C" fn npu_set_input(k: *mut NpuKernel, name: *const c_char, data: *c
         let b = unsafe { std::slice::from_raw_parts(data, bytes) };
         k.inputs.insert(name.to_string(), TensorData::from_bytes(ty.dtype, b));
         Ok(0)
+    })
+}
+
+fn input_of(k: &NpuKernel, name: &str) -> Result<crate::TensorType, String> {
+    let g = &k.kernel.graph;
+    let v = g.inputs().find(|&v| g.node(v).name == name).ok_or_else(|| format!("the kernel has no input `{name}`"))?;
+    Ok(g.ty(v).clone())
+}
+
+fn output_of(k: &NpuKernel, name: &str) -> Result<crate::TensorType, String> {
+    let g = &k.kernel.graph;
+    let o = g.outputs().iter().find(|&&o| g.node(o).name == name).ok_or_else(|| format!("the kernel has no output `{name}`"))?;
+    Ok(g.ty(*o).clone())
+}
+
+/// Set input `name` from `count` elements of type `dtype` at `data`.
+fn set_typed<T: Copy>(k: *mut NpuKernel, name: *const c_char, data: *const T, count: usize, dtype: DType, wrap: fn(Vec<T>) -> TensorData) -> c_int {
+    guard(-1, || {
+        let k = kernel(k)?;
+        let name = cstr(name, "name")?;
+        let ty = input_of(k, name)?;
+        if ty.dtype != dtype {
+            return Err(format!("input `{name}` is {}, not {}", ty.dtype.name(), dtype.name()));
+        }
+        if count != ty.elems() {
+            return Err(format!("input `{name}` takes {} values, not {count}", ty.elems()));
+        }
+        if data.is_null() {
+            return Err("data is NULL".into());
+        }
+        // SAFETY: `data` points at `count` readable, aligned `T`s (C contract).
+        let v = unsafe { std::slice::from_raw_parts(data, count) }.to_vec();
+        k.inputs.insert(name.to_string(), wrap(v));
+        Ok(0)
+    })
+}
+
+/// Copy `count` elements of output `name` of the last run to `data`.
+fn get_typed<T: Copy>(k: *mut NpuKernel, name: *const c_char, data: *mut T, count: usize, dtype: DType, unwrap: fn(&TensorData) -> Option<&[T]>) -> c_int {
+    guard(-1, || {
+        let k = kernel(k)?;
+        let name = cstr(name, "name")?;
+        let ty = output_of(k, name)?;
+        if ty.dtype != dtype {
+            return Err(format!("output `{name}` is {}, not {}", ty.dtype.name(), dtype.name()));
+        }
+        let run = k.last.as_ref().ok_or("the kernel has not run yet")?;
+        let out = run.outputs.get(name).and_then(unwrap).ok_or_else(|| format!("no {} output `{name}` in the last run", dtype.name()))?;
+        if count != out.len() {
+            return Err(format!("output `{name}` has {} values, not {count}", out.len()));
+        }
+        if data.is_null() {
+            return Err("data is NULL".into());
+        }
+        // SAFETY: `data` points at `count` writable, aligned `T`s (C contract).
+        unsafe { std::ptr::copy_nonoverlapping(out.as_ptr(), data, count) };
+        Ok(0)
+    })
+}
+
+/// Set an f32 input from `count` floats. 0 or -1 (also for a non-f32 input).
+#[no_mangle]
+pub extern "C" fn npu_set_input_f32(k: *mut NpuKernel, name: *const c_char, data: *const f32, count: usize) -> c_int {
+    set_typed(k, name, data, count, DType::F32, TensorData::F32)
+}
+
+/// Set an int8 input from `count` values. 0 or -1.
+#[no_mangle]
+pub extern "C" fn npu_set_input_i8(k: *mut NpuKernel, name: *const c_char, data: *const i8, count: usize) -> c_int {
+    set_typed(k, name, data, count, DType::I8, TensorData::I8)
+}
+
+/// Set an int32 input (int8 kernels' biases) from `count` values. 0 or -1.
+#[no_mangle]
+pub extern "C" fn npu_set_input_i32(k: *mut NpuKernel, name: *const c_char, data: *const i32, count: usize) -> c_int {
+    set_typed(k, name, data, count, DType::I32, TensorData::I32)
+}
+
+/// Copy an f32 output of the last run (`count` must be its length). 0 or -1.
+#[no_mangle]
+pub extern "C" fn npu_get_output_f32(k: *mut NpuKernel, name: *const c_char, data: *mut f32, count: usize) -> c_int {
+    get_typed(k, name, data, count, DType::F32, |d| match d {
+        TensorData::F32(v) => Some(v),
+        _ => None,
+    })
+}
+
+/// Copy an int8 output of the last run. 0 or -1.
+#[no_mangle]
+pub extern "C" fn npu_get_output_i8(k: *mut NpuKernel, name: *const c_char, data: *mut i8, count: usize) -> c_int {
+    get_typed(k, name, data, count, DType::I8, |d| match d {
+        TensorData::I8(v) => Some(v),
+        _ => None,
     })
 }
 
