@@ -73,5 +73,8 @@ fn main() -> ExitCode {
         println!("  jobs          {sub} submitted, {done} completed, {failed} failed");
         println!("  resets        {resets}");
     }
+    if let Ok(hw_ctx) = get(uapi::DRM_ONPU_PARAM_HW_CONTEXT) {
+        println!("  hw context    {hw_ctx} (this open file's)");
+    }
     ExitCode::SUCCESS
 }

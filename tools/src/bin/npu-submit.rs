@@ -5,7 +5,6 @@
 //! Exit status: 0 success, 1 the job failed (fault, timeout, mismatch),
 //! 2 bad usage or input.
 
-use npu::device::{Device, Job};
 use npu::reference::TensorData;
 use npu::runtime::{self, Session};
 use std::path::{Path, PathBuf};
@@ -17,8 +16,9 @@ const USAGE: &str = "usage: npu-submit [OPTIONS] KERNEL.npu
 
 Compile KERNEL.npu for the NPU, run it, and check every output against the
 CPU reference. With --raw, submit a command buffer as it is (for example
-one written by --dump: buffers are created in the order given, so they get
-the addresses the dump was made with).
+one written by --dump, with --buffer for each line of its buffers.txt, in
+order: buffers are placed in the order given, from the first NPU address of
+a fresh file, so they get the addresses the dump was made with).
 
 options:
   --backend accel|model  the onpu driver (default) or the in-process model
@@ -27,9 +27,11 @@ options:
   --input NAME=FILE      raw little-endian data for input NAME
   --repeat N             run N times; print min/median/max times
   --disasm               print the command buffer
-  --dump DIR             write DIR/cmdbuf.bin, DIR/buffers.txt and each
-                         output as DIR/NAME.bin
+  --dump DIR             write DIR/cmdbuf.bin (as submitted), DIR/buffers.txt
+                         (name, size, NPU address), each input and output as
+                         DIR/NAME.bin; with --raw, DIR/bufferN.bin
   --timeout-ms N         per-job timeout given to the driver (0: default)
+  --wait-ms N            give up waiting for a job after N ms (default 60000)
   --tolerance T          relative f32 tolerance (default 1e-4)
   --no-check             do not compare with the CPU reference
   --buffer SIZE[=FILE]   (--raw) a buffer of SIZE bytes, filled from FILE
@@ -47,6 +49,7 @@ struct Opts {
     disasm: bool,
     dump: Option<PathBuf>,
     timeout_ms: u32,
+    wait_ms: Option<u64>,
     tolerance: f32,
     check: bool,
 }
@@ -70,6 +73,7 @@ fn parse_args() -> Result<Opts, Fail> {
         disasm: false,
         dump: None,
         timeout_ms: 0,
+        wait_ms: None,
         tolerance: 1e-4,
         check: true,
     };
@@ -94,6 +98,7 @@ fn parse_args() -> Result<Opts, Fail> {
             "--seed" => o.seed = num("--seed", val("--seed")?)?,
             "--repeat" => o.repeat = num("--repeat", val("--repeat")?)?,
             "--timeout-ms" => o.timeout_ms = num("--timeout-ms", val("--timeout-ms")?)?,
+            "--wait-ms" => o.wait_ms = Some(num("--wait-ms", val("--wait-ms")?)?),
             "--tolerance" => o.tolerance = num("--tolerance", val("--tolerance")?)?,
             "--disasm" => o.disasm = true,
             "--no-check" => o.check = false,
@@ -120,6 +125,9 @@ fn parse_args() -> Result<Opts, Fail> {
     if o.repeat == 0 {
         return Err(usage("--repeat must be at least 1".into()));
     }
+    if !o.buffers.is_empty() && o.raw.is_none() {
+        return Err(usage("--buffer goes with --raw".into()));
+    }
     match (&o.kernel, &o.raw) {
         (None, None) => Err(usage("no kernel given".into())),
         (Some(_), Some(_)) => Err(usage("give a kernel or --raw, not both".into())),
@@ -144,10 +152,27 @@ fn summary(times: &mut [Duration]) -> String {
     format!("min {:.1} us, median {:.1} us, max {:.1} us over {} runs", us(times[0]), us(times[times.len() / 2]), us(times[times.len() - 1]), times.len())
 }
 
+/// Bad input exits 2; what went wrong on the device (or in the check) 1.
+fn fail(e: runtime::Error) -> Fail {
+    use runtime::Error::*;
+    match e {
+        Parse(_) | Compile(_) | Input { .. } | Request(_) => Fail::Usage(e.to_string()),
+        _ => Fail::Job(e.to_string()),
+    }
+}
+
+fn session(o: &Opts) -> Result<Session, Fail> {
+    let mut s = if o.model { Session::model(o.sram) } else { Session::open().map_err(|e| Fail::Job(e.to_string()))? };
+    s.timeout_ms = o.timeout_ms;
+    if let Some(ms) = o.wait_ms {
+        s.wait_timeout = Duration::from_millis(ms);
+    }
+    Ok(s)
+}
+
 fn run_kernel(o: &Opts, path: &Path) -> Result<(), Fail> {
     let src = std::fs::read_to_string(path).map_err(|e| Fail::Usage(format!("{}: {e}", path.display())))?;
-    let mut session = if o.model { Session::model(o.sram) } else { Session::open().map_err(|e| Fail::Job(e.to_string()))? };
-    session.timeout_ms = o.timeout_ms;
+    let mut session = session(o)?;
     let kernel = session.compile_text(&src).map_err(|e| Fail::Usage(format!("{}: {e}", path.display())))?;
     let prog = &kernel.program;
     println!(
@@ -174,7 +199,7 @@ fn run_kernel(o: &Opts, path: &Path) -> Result<(), Fail> {
     let mut times = Vec::new();
     let mut last = None;
     for _ in 0..o.repeat {
-        let run = session.run(&kernel, &inputs).map_err(|e| Fail::Job(e.to_string()))?;
+        let run = session.run(&kernel, &inputs).map_err(fail)?;
         times.push(run.device_time);
         last = Some(run);
     }
@@ -193,26 +218,15 @@ fn run_kernel(o: &Opts, path: &Path) -> Result<(), Fail> {
     }
     if let Some(dir) = &o.dump {
         std::fs::create_dir_all(dir).map_err(|e| Fail::Usage(format!("{}: {e}", dir.display())))?;
-        let sizes: Vec<String> = prog.buffers().iter().map(|b| format!("{} {}", b.name, b.size.max(1))).collect();
-        write(&dir.join("buffers.txt"), (sizes.join("\n") + "\n").as_bytes())?;
+        let lines: Vec<String> = prog.buffers().iter().zip(&run.addrs).map(|(b, a)| format!("{} {} {a:#x}", b.name, b.size.max(1))).collect();
+        write(&dir.join("buffers.txt"), (lines.join("\n") + "\n").as_bytes())?;
         for (name, data) in &inputs {
             write(&dir.join(format!("{name}.bin")), &data.to_bytes())?;
         }
         for name in &names {
             write(&dir.join(format!("{name}.bin")), &run.outputs[*name].to_bytes())?;
         }
-        // The command buffer as the accel backend binds it in a fresh file.
-        if let Some(dev) = session.device() {
-            let va = dev.params().va_start;
-            let mut vas = Vec::new();
-            let mut next = va;
-            for b in prog.buffers() {
-                vas.push(next);
-                next += b.size.max(1).next_multiple_of(4096) + 4096;
-            }
-            let cmd = prog.bind(&vas).map_err(|e| Fail::Job(e.to_string()))?;
-            write(&dir.join("cmdbuf.bin"), &cmd)?;
-        }
+        write(&dir.join("cmdbuf.bin"), &run.cmdbuf)?;
         println!("dumped to {}", dir.display());
     }
     if o.check {
@@ -227,49 +241,43 @@ fn run_raw(o: &Opts, path: &Path) -> Result<(), Fail> {
     if cmd.is_empty() || cmd.len() % npu::isa::INSN_SIZE != 0 {
         return Err(Fail::Usage(format!("{}: {} bytes is not a whole number of {}-byte instructions", path.display(), cmd.len(), npu::isa::INSN_SIZE)));
     }
-    if o.model {
-        return Err(Fail::Usage("--raw runs on the accel backend only".into()));
+    let mut contents = Vec::new();
+    for (size, file) in &o.buffers {
+        let data = match file {
+            Some(f) => read(f)?,
+            None => Vec::new(),
+        };
+        if *size == 0 || data.len() as u64 > *size {
+            let what = file.as_ref().map_or("nothing".to_string(), |f| format!("{} ({} bytes)", f.display(), data.len()));
+            return Err(Fail::Usage(format!("--buffer {size}: a buffer needs at least 1 byte and room for {what}")));
+        }
+        contents.push((*size, data));
     }
     if o.disasm {
         for (i, insn) in npu::isa::disassemble(&cmd).iter().enumerate() {
             println!("{:6}: {insn:?}", i * npu::isa::INSN_SIZE);
         }
     }
-    let dev = Device::open().map_err(|e| Fail::Job(e.to_string()))?;
-    let mut bufs = Vec::new();
-    for (size, file) in &o.buffers {
-        let mut b = dev.alloc(*size).map_err(|e| Fail::Job(e.to_string()))?;
-        if let Some(f) = file {
-            let data = read(f)?;
-            if data.len() as u64 > *size {
-                return Err(Fail::Usage(format!("{}: {} bytes do not fit a {size}-byte buffer", f.display(), data.len())));
-            }
-            b.bytes_mut()[..data.len()].copy_from_slice(&data);
-        }
-        println!("buffer {} ({size} bytes) at NPU address {:#x}", bufs.len(), b.npu_addr());
-        bufs.push(b);
-    }
-    let mut cmdbuf = dev.alloc(cmd.len() as u64).map_err(|e| Fail::Job(e.to_string()))?;
-    cmdbuf.bytes_mut()[..cmd.len()].copy_from_slice(&cmd);
+    let mut session = session(o)?;
+    let buffers: Vec<(u64, &[u8])> = contents.iter().map(|(s, d)| (*s, d.as_slice())).collect();
     let mut times = Vec::new();
-    let mut cycles = 0;
+    let mut last = None;
     for _ in 0..o.repeat {
-        let mut job = Job::new(&cmdbuf, cmd.len() as u64);
-        job.timeout_ms = o.timeout_ms;
-        for b in &bufs {
-            job = job.writes(b);
-        }
-        let t = std::time::Instant::now();
-        let seqno = dev.submit(&job).map_err(|e| Fail::Job(e.to_string()))?;
-        cycles = dev.wait(seqno, Duration::from_secs(60)).map_err(|e| Fail::Job(e.to_string()))?.cycles;
-        times.push(t.elapsed());
+        let e = session.run_raw(&cmd, &buffers).map_err(fail)?;
+        times.push(e.device_time);
+        last = Some(e);
     }
-    println!("device: {cycles} modelled cycles; submit to completion {}", summary(&mut times));
+    let e = last.ok_or_else(|| Fail::Job("no run".into()))?;
+    for (i, (a, (size, _))) in e.addrs.iter().zip(&contents).enumerate() {
+        println!("buffer {i} ({size} bytes) at NPU address {a:#x}");
+    }
+    println!("device: {} modelled cycles on the {} backend; submit to completion {}", e.cycles, session.backend_name(), summary(&mut times));
     if let Some(dir) = &o.dump {
         std::fs::create_dir_all(dir).map_err(|e| Fail::Usage(format!("{}: {e}", dir.display())))?;
-        for (i, b) in bufs.iter().enumerate() {
-            write(&dir.join(format!("buffer{i}.bin")), b.bytes())?;
+        for (i, b) in e.outputs.iter().enumerate() {
+            write(&dir.join(format!("buffer{i}.bin")), b)?;
         }
+        println!("dumped to {}", dir.display());
     }
     Ok(())
 }
