@@ -59,3 +59,73 @@ fn c_api_misuse_gives_errors_with_messages() {
     let stdout = build_and_run("tests/c/api_errors.c", &[]);
     assert!(stdout.contains("all C API error checks passed"), "{stdout}");
 }
+
+/// `name=value` variables and `Key: value` fields of a .pc file, with
+/// `${var}` expanded (what pkg-config does, for hosts without it).
+fn eval_pc(pc: &str) -> std::collections::HashMap<String, String> {
+    let mut vars = std::collections::HashMap::new();
+    let expand = |v: &str, vars: &std::collections::HashMap<String, String>| {
+        let mut out = v.to_string();
+        for (k, val) in vars {
+            out = out.replace(&format!("${{{k}}}"), val);
+        }
+        out
+    };
+    for line in pc.lines() {
+        if let Some((k, v)) = line.split_once('=').filter(|(k, _)| !k.contains(':') && !k.contains(' ')) {
+            let v = expand(v.trim(), &vars);
+            vars.insert(k.trim().to_string(), v);
+        } else if let Some((k, v)) = line.split_once(':') {
+            let v = expand(v.trim(), &vars);
+            vars.insert(format!("{}:", k.trim()), v);
+        }
+    }
+    vars
+}
+
+#[test]
+fn npu_pc_gives_flags_that_build_the_example_from_an_installed_prefix() {
+    let lib = staticlib();
+    let manifest = env!("CARGO_MANIFEST_DIR");
+    let prefix = std::env::temp_dir().join(format!("npu-prefix-{}", std::process::id()));
+    let pcdir = prefix.join("lib/pkgconfig");
+    std::fs::create_dir_all(&pcdir).expect("prefix");
+    std::fs::create_dir_all(prefix.join("include")).expect("prefix");
+    std::fs::copy(&lib, prefix.join("lib/libnpu.a")).expect("install libnpu.a");
+    std::fs::copy(format!("{manifest}/include/npu.h"), prefix.join("include/npu.h")).expect("install npu.h");
+    // As `make install-libnpu` fills in npu.pc.in.
+    let pc = std::fs::read_to_string(format!("{manifest}/npu.pc.in"))
+        .expect("npu.pc.in")
+        .replace("@PREFIX@", &prefix.to_string_lossy())
+        .replace("@VERSION@", env!("CARGO_PKG_VERSION"));
+    std::fs::write(pcdir.join("npu.pc"), &pc).expect("npu.pc");
+    let flags: Vec<String> = match Command::new("pkg-config").args(["--cflags", "--libs", "--static", "npu"]).env("PKG_CONFIG_PATH", &pcdir).output() {
+        Ok(out) => {
+            assert!(out.status.success(), "pkg-config rejects npu.pc:\n{}", String::from_utf8_lossy(&out.stderr));
+            let v = Command::new("pkg-config").args(["--modversion", "npu"]).env("PKG_CONFIG_PATH", &pcdir).output().expect("pkg-config");
+            assert_eq!(String::from_utf8_lossy(&v.stdout).trim(), env!("CARGO_PKG_VERSION"));
+            String::from_utf8_lossy(&out.stdout).split_whitespace().map(String::from).collect()
+        }
+        Err(_) => {
+            let v = eval_pc(&pc);
+            assert_eq!(v.get("Version:").map(String::as_str), Some(env!("CARGO_PKG_VERSION")));
+            ["Cflags:", "Libs:", "Libs.private:"].iter().flat_map(|k| v.get(*k).cloned().unwrap_or_default().split_whitespace().map(String::from).collect::<Vec<_>>()).collect()
+        }
+    };
+    assert!(flags.iter().any(|f| f == "-lnpu"), "{flags:?}");
+    let exe = prefix.join("run_kernel");
+    let cc = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
+        .args(["-std=c11", "-Wall", "-Werror"])
+        .arg(format!("{manifest}/examples/c/run_kernel.c"))
+        .args(&flags)
+        .arg("-o")
+        .arg(&exe)
+        .output()
+        .expect("run cc");
+    let out = cc.status.success().then(|| Command::new(&exe).arg("--model").output().expect("run"));
+    let _ = std::fs::remove_dir_all(&prefix);
+    assert!(cc.status.success(), "the example does not build with {flags:?}:\n{}", String::from_utf8_lossy(&cc.stderr));
+    let out = out.expect("built");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("the result matches the CPU reference"));
+}
