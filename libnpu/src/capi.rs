@@ -98,7 +98,7 @@ pub extern "C" fn npu_open_model(sram_size: u32) -> *mut NpuSession {
         #[cfg(feature = "model")]
         return Ok(Box::into_raw(Box::new(NpuSession(Session::model(sram_size)))));
         #[cfg(not(feature = "model"))]
-        Err("libnpu was built without the device model (feature `model`)".into())
+        Err(format!("libnpu was built without the device model (feature `model`), so no model with {sram_size} bytes of SRAM"))
     })
 }
 
