@@ -8,7 +8,9 @@ use memmap2::{MmapOptions, MmapRaw};
 use npu_isa::Fault;
 use npu_uapi as uapi;
 use npu_uapi::drm_core;
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
+use std::sync::Mutex;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -128,6 +130,9 @@ pub struct Device {
     file: File,
     path: PathBuf,
     params: Params,
+    /// Live `Buffer`s per GEM handle: importing this file's own export
+    /// gives back the same handle, which must be closed only once.
+    handles: Mutex<HashMap<u32, u32>>,
 }
 
 /// The accel nodes driven by onpu, in order.
@@ -169,7 +174,7 @@ impl Device {
             .write(true)
             .open(path)
             .map_err(|source| DeviceError::Open { path: path.to_owned(), source })?;
-        let mut dev = Device { file, path: path.to_owned(), params: Params::default() };
+        let mut dev = Device { file, path: path.to_owned(), params: Params::default(), handles: Mutex::default() };
         // The first query tells an onpu node from anything else.
         if let Err(DeviceError::Ioctl { errno, .. }) = dev.param(uapi::DRM_ONPU_PARAM_DEVICE_ID) {
             return Err(DeviceError::NotOnpu { path: path.to_owned(), errno });
@@ -236,6 +241,7 @@ impl Device {
     }
 
     fn wrap(&self, handle: u32) -> Result<Buffer<'_>> {
+        *self.handle_refs().entry(handle).or_insert(0) += 1;
         let mut i = uapi::drm_onpu_bo_info { handle, ..Default::default() };
         // SAFETY: `i` is a valid drm_onpu_bo_info for the call.
         if let Err(e) = check("BO_INFO", unsafe { ioctls::bo_info(self.file.as_raw_fd(), &mut i) }) {
@@ -256,7 +262,25 @@ impl Device {
         }
     }
 
+    fn handle_refs(&self) -> std::sync::MutexGuard<'_, HashMap<u32, u32>> {
+        // The map stays consistent even if a holder panicked.
+        self.handles.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Drop one reference to `handle`; GEM_CLOSE it with the last.
     fn close_handle(&self, handle: u32) {
+        {
+            let mut refs = self.handle_refs();
+            match refs.get_mut(&handle) {
+                Some(n) if *n > 1 => {
+                    *n -= 1;
+                    return;
+                }
+                _ => {
+                    refs.remove(&handle);
+                }
+            }
+        }
         let c = drm_core::drm_gem_close { handle, pad: 0 };
         // SAFETY: `c` is a valid drm_gem_close for the call.
         if let Err(e) = unsafe { ioctls::gem_close(self.file.as_raw_fd(), &c) } {
@@ -267,11 +291,20 @@ impl Device {
     /// Queue a job; its sequence number.
     pub fn submit(&self, job: &Job<'_>) -> Result<u64> {
         job.validate()?;
-        let refs: Vec<uapi::drm_onpu_bo_ref> = job
-            .buffers
-            .iter()
-            .map(|(b, w)| uapi::drm_onpu_bo_ref { handle: b.handle, flags: if *w { uapi::DRM_ONPU_BO_WRITE } else { uapi::DRM_ONPU_BO_READ } })
-            .collect();
+        let limit = self.params.job_timeout_ms;
+        if limit != 0 && job.timeout_ms > limit {
+            return Err(DeviceError::Invalid(format!("a job timeout of {} ms is above the driver's limit of {limit} ms (DRM_ONPU_PARAM_JOB_TIMEOUT_MS)", job.timeout_ms)));
+        }
+        // One entry per object (a buffer listed twice, or imported twice,
+        // gets the union of its uses); a written buffer is read too.
+        let mut refs: Vec<uapi::drm_onpu_bo_ref> = Vec::with_capacity(job.buffers.len());
+        for (b, w) in &job.buffers {
+            let flags = if *w { uapi::DRM_ONPU_BO_READ | uapi::DRM_ONPU_BO_WRITE } else { uapi::DRM_ONPU_BO_READ };
+            match refs.iter_mut().find(|r| r.handle == b.handle) {
+                Some(r) => r.flags |= flags,
+                None => refs.push(uapi::drm_onpu_bo_ref { handle: b.handle, flags }),
+            }
+        }
         // validate() bounded it by DRM_ONPU_MAX_CMDBUF_SIZE.
         let size = job.cmdbuf_size as u32;
         let mut req = uapi::drm_onpu_submit {
