@@ -12,7 +12,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: help demo test host-test guest-test harness-test buildroot kernel kernel-debug module guest vm bench install-libnpu clean clean-cache
+.PHONY: reliability help demo test host-test guest-test harness-test buildroot kernel kernel-debug module guest vm bench install-libnpu clean clean-cache
 
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
@@ -29,6 +29,13 @@ host-test:
 
 guest-test: buildroot
 	@scripts/guest-tests.sh
+	@scripts/reliability-report.sh >/dev/null
+
+# The long reliability runs (a million fuzzed ioctls on the debug kernel),
+# then build/reliability.md with the counts of every reliability run.
+reliability: buildroot
+	@NPU_RUNS_LIST=tools/selftests/reliability.list NPU_RUN_TIMEOUT=3600 scripts/guest-tests.sh
+	@scripts/reliability-report.sh
 
 # The harness must fail a run whose kernel log shows a warning.
 harness-test: buildroot
@@ -53,8 +60,9 @@ guest: buildroot
 vm: buildroot
 	@scripts/vm.sh --name shell --shell
 
-bench:
-	@$(CARGO) run --release -p npu-device --example gemm-bench
+# Every performance figure beside its baseline: build/bench/report.md.
+bench: buildroot
+	@scripts/bench.sh
 
 # libnpu for C users: the libraries, npu.h and npu.pc under $(PREFIX).
 PREFIX ?= /usr/local

@@ -3,7 +3,9 @@
 # named on the command line) and report them as one TAP stream.
 . "$(dirname "$0")/common.sh"
 
-list=$NPU_TOP/tools/selftests/runs.list
+# NPU_RUNS_LIST picks another list (tools/selftests/reliability.list holds
+# the long runs of `make reliability`); NPU_RUN_TIMEOUT the per-run limit.
+list=${NPU_RUNS_LIST:-$NPU_TOP/tools/selftests/runs.list}
 mapfile -t lines < <(grep -Ev '^\s*(#|$)' "$list")
 if [ $# -gt 0 ]; then
 	want=" $* "
@@ -34,7 +36,7 @@ for l in "${lines[@]}"; do
 	[ "$devargs" = - ] && devargs=""
 	# One column: words of the device server's arguments are joined by ';'.
 	devargs=${devargs//;/ }
-	args=(--name "$name" --kernel "$flavour")
+	args=(--name "$name" --kernel "$flavour" --timeout "${NPU_RUN_TIMEOUT:-600}")
 	ko=$(module_for "$mod" "$flavour")
 	[ -n "$ko" ] && args+=(--module "$ko")
 	start=$(date +%s)

@@ -137,16 +137,16 @@ fn one_call(file: &File, rng: &mut Rng, pool: &mut Pool, scratch: &mut [u8; 256]
         }
         5 => {
             let seqno = if pool.seqnos.is_empty() || rng.chance(20) { rng.value() } else { pool.seqnos[rng.below(pool.seqnos.len() as u64) as usize] };
-            let mut w = uapi::drm_onpu_wait { seqno, timeout_ns: if rng.chance(90) { rng.below(1_000_000) as i64 } else { rng.value() as i64 }, flags: if rng.chance(5) { 1 } else { 0 }, ..Default::default() };
+            let mut w = uapi::drm_onpu_wait { seqno, timeout_ns: if rng.chance(90) { rng.below(100_000) as i64 } else { rng.value() as i64 }, flags: if rng.chance(5) { 1 } else { 0 }, ..Default::default() };
             // A huge timeout on a job that still runs would stall this
             // thread for its whole timeout; that is allowed but slow.
-            if w.timeout_ns > 50_000_000 {
-                w.timeout_ns = 50_000_000;
+            if w.timeout_ns > 200_000 {
+                w.timeout_ns = 200_000;
             }
             accel::ioctl(file, uapi::DRM_IOCTL_ONPU_WAIT, &mut w).is_ok()
         }
         6 => {
-            let mut w = uapi::drm_onpu_wait_bo { handle: bo, flags: if rng.chance(5) { 1 } else { 0 }, timeout_ns: rng.below(1_000_000) as i64 - if rng.chance(5) { 2_000_000 } else { 0 } };
+            let mut w = uapi::drm_onpu_wait_bo { handle: bo, flags: if rng.chance(5) { 1 } else { 0 }, timeout_ns: rng.below(100_000) as i64 - if rng.chance(5) { 200_000 } else { 0 } };
             accel::ioctl(file, uapi::DRM_IOCTL_ONPU_WAIT_BO, &mut w).is_ok()
         }
         7 => {
