@@ -256,7 +256,13 @@ fn main() {
             std::process::exit(npu_tools::tap::KSFT_FAIL);
         }
     };
-    let shared = Arc::new(accel::open(&path).expect("open the device"));
+    let shared = match accel::open(&path) {
+        Ok(f) => Arc::new(f),
+        Err(e) => {
+            println!("# {}: {e}", path.display());
+            std::process::exit(npu_tools::tap::KSFT_FAIL);
+        }
+    };
     let done = Arc::new(AtomicU64::new(0));
     let ok_calls = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(seconds);
@@ -284,10 +290,9 @@ fn main() {
                     } else if i % 512 == 511 {
                         cmd = own.as_ref().and_then(|f| random_cmdbuf(f, &mut rng));
                     }
-                    let ok = if rng.chance(25) || own.is_none() {
-                        one_call(&shared, &mut rng, &mut shared_pool, &mut scratch, None)
-                    } else {
-                        one_call(own.as_ref().expect("checked above"), &mut rng, &mut pool, &mut scratch, cmd)
+                    let ok = match own.as_ref() {
+                        Some(f) if !rng.chance(25) => one_call(f, &mut rng, &mut pool, &mut scratch, cmd),
+                        _ => one_call(&shared, &mut rng, &mut shared_pool, &mut scratch, None),
                     };
                     done.fetch_add(1, Ordering::Relaxed);
                     if ok {
