@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# make bench: every performance figure beside its baseline, measured in the
+# same run, written to build/bench/ (report.md, report.json, throughput.svg).
+#   host:  device-model GEMM vs. the same GEMM crate called directly
+#          (qemu-device/examples/gemm-bench), compile times
+#          (libnpu/examples/compile_bench), double buffering on/off
+#   guest: npu-bench through the driver (latency vs. no-op ioctl + MMIO
+#          write, throughput by depth and processes, buffer churn, compute
+#          vs. the guest CPU, zero-copy check)
+. "$(dirname "$0")/common.sh"
+out=$NPU_TOP/build/bench
+mkdir -p "$out"
+quick=${NPU_BENCH_QUICK:-}
+
+stage "host benchmarks"
+(cd "$NPU_TOP" &&
+	cargo run -q --release -p npu-device --example gemm-bench >"$out/host-gemm.txt" &&
+	cargo run -q --release -p libnpu --example compile_bench >"$out/host-compile.txt" &&
+	cargo run -q --release -p libnpu --example double_buffer >"$out/host-double-buffer.txt")
+stage_done
+
+ko=$("$NPU_TOP/scripts/module.sh" base | tail -n1)
+"$NPU_TOP/scripts/vm.sh" --name bench --timeout 900 --module "$ko" -- "/usr/bin/npu-bench${quick:+ --quick}" \
+	| tee "$out/guest.txt"
+cp "$NPU_TOP/build/runs/bench/device.log" "$out/device.log"
+
+{
+	echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+	echo "commit: $(git -C "$NPU_TOP" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+	echo "host cpu: $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n1)"
+	echo "host cores: $(nproc)"
+	echo "host memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
+	echo "host kernel: $(uname -r)"
+	echo "guest kernel: $(sed -n 's/.*NPU-HARNESS: booted //p' "$NPU_TOP/build/runs/bench/serial.log" | head -n1)"
+	echo "qemu: $(in_root qemu-system-x86_64 --version | head -n1)"
+	echo "qemu accel: ${NPU_ACCEL:-tcg}"
+} >"$out/machine.txt"
+
+in_root python3 "$NPU_TOP/scripts/bench-report.py" "$out"
+echo "report: $out/report.md ($out/report.json, $out/throughput.svg)"
