@@ -190,6 +190,12 @@ impl ServerBackend for NpuBackend {
             log::debug!("dma_map {address:#x}+{size:#x} without a file: not DMA-able");
             return Ok(());
         };
+        // A mapping that runs past the end of the file would SIGBUS the
+        // whole server on the first device access there: refuse it now.
+        let file_len = fd.metadata()?.len();
+        if offset.checked_add(size).is_none_or(|end| end > file_len) {
+            return Err(bad("DMA_MAP range beyond the end of its file"));
+        }
         let size = usize::try_from(size).map_err(|_| bad("DMA_MAP size"))?;
         let region = GuestRegionMmap::from_range(GuestAddress(address), size, Some(FileOffset::new(fd, offset)))
             .map_err(|e| Error::other(format!("DMA_MAP mmap: {e}")))?;

@@ -1,0 +1,44 @@
+//! The vfio-user backend's handlers called directly, with the requests a
+//! misbehaving client can send (regressions found by fuzz/ target `server`).
+
+use npu_device::mem::{bus_read, Bus};
+use npu_device::server::{ConfigSpace, EventFdIrqs, NpuBackend};
+use npu_device::{Device, DeviceConfig};
+use std::fs::File;
+use std::sync::Arc;
+use vfio_user::{DmaMapFlags, ServerBackend};
+
+fn backend() -> NpuBackend {
+    let bus = Bus::default();
+    let sink = Arc::new(EventFdIrqs::default());
+    let device = Device::new(DeviceConfig::default(), bus.clone(), sink.clone(), Default::default());
+    NpuBackend { device, bus, irqs: sink, config: ConfigSpace::default(), mmio_reads: 0, mmio_writes: 0 }
+}
+
+fn ram_file(tag: &str, len: u64) -> File {
+    let path = std::env::temp_dir().join(format!("npu-backend-test-{}-{tag}", std::process::id()));
+    let f = File::options().read(true).write(true).create(true).truncate(true).open(&path).expect("temp file");
+    let _ = std::fs::remove_file(&path);
+    f.set_len(len).expect("size");
+    f
+}
+
+#[test]
+fn dma_map_past_the_end_of_its_file_is_refused() {
+    // Mapped, the second page would SIGBUS the server on the first device
+    // access; it must be refused and stay unreachable.
+    let mut b = backend();
+    let rw = DmaMapFlags::READ_WRITE;
+    let f = ram_file("short", 8192);
+    assert!(b.dma_map(rw, 0, 0x10_0000, 12288, Some(f.try_clone().expect("dup"))).is_err());
+    assert!(b.dma_map(rw, 8192, 0x10_0000, 4096, Some(f.try_clone().expect("dup"))).is_err());
+    assert!(b.dma_map(rw, u64::MAX, 0x10_0000, 4096, Some(f.try_clone().expect("dup"))).is_err());
+    let mem = b.bus.snapshot();
+    assert!(!bus_read(&mem, 0x10_0000, &mut [0u8; 1]));
+    // The whole file, or a tail of it, is fine.
+    b.dma_map(rw, 0, 0x10_0000, 8192, Some(f.try_clone().expect("dup"))).expect("map whole file");
+    b.dma_map(rw, 4096, 0x20_0000, 4096, Some(f)).expect("map the file's tail");
+    let mem = b.bus.snapshot();
+    assert!(bus_read(&mem, 0x10_1fff, &mut [0u8; 1]));
+    assert!(bus_read(&mem, 0x20_0fff, &mut [0u8; 1]));
+}
