@@ -71,9 +71,15 @@ impl Default for ConfigSpace {
 }
 
 impl ConfigSpace {
+    fn index(offset: u64, i: usize) -> Option<usize> {
+        usize::try_from(offset).ok()?.checked_add(i)
+    }
+
     pub fn read(&self, offset: u64, data: &mut [u8]) {
+        // The offset is the client's: bytes past the space read 0, also where
+        // offset + i overflows (wrapping would alias the space's start).
         for (i, d) in data.iter_mut().enumerate() {
-            *d = self.bytes.get(offset as usize + i).copied().unwrap_or(0);
+            *d = Self::index(offset, i).and_then(|o| self.bytes.get(o)).copied().unwrap_or(0);
         }
     }
 
@@ -81,7 +87,7 @@ impl ConfigSpace {
     /// QEMU emulates BARs and the MSI-X table itself.
     pub fn write(&mut self, offset: u64, data: &[u8]) {
         for (i, &d) in data.iter().enumerate() {
-            let o = offset as usize + i;
+            let Some(o) = Self::index(offset, i) else { continue };
             let mask = match o {
                 0x04 => 0x46, // memory space, bus master, parity
                 0x05 => 0x05, // SERR, INTx disable

@@ -6,6 +6,7 @@ use npu_device::server::{ConfigSpace, EventFdIrqs, NpuBackend};
 use npu_device::{Device, DeviceConfig};
 use std::fs::File;
 use std::sync::Arc;
+use vfio_bindings::bindings::vfio::VFIO_PCI_CONFIG_REGION_INDEX;
 use vfio_user::{DmaMapFlags, ServerBackend};
 
 fn backend() -> NpuBackend {
@@ -41,4 +42,17 @@ fn dma_map_past_the_end_of_its_file_is_refused() {
     let mem = b.bus.snapshot();
     assert!(bus_read(&mem, 0x10_1fff, &mut [0u8; 1]));
     assert!(bus_read(&mem, 0x20_0fff, &mut [0u8; 1]));
+}
+
+#[test]
+fn config_accesses_at_the_top_of_the_offset_range_do_not_wrap() {
+    let mut b = backend();
+    let mut buf = [0xa5u8; 8];
+    b.region_read(VFIO_PCI_CONFIG_REGION_INDEX, u64::MAX - 1, &mut buf).expect("config read");
+    assert_eq!(buf, [0; 8]);
+    // Wrapped, bytes 2.. would land on the command register at 0x04.
+    b.region_write(VFIO_PCI_CONFIG_REGION_INDEX, u64::MAX - 1, &[0xff; 8]).expect("config write");
+    let mut cmd = [0u8; 2];
+    b.region_read(VFIO_PCI_CONFIG_REGION_INDEX, 4, &mut cmd).expect("config read");
+    assert_eq!(cmd, [0, 0]);
 }
