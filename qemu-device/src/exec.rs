@@ -89,6 +89,10 @@ impl TileRef {
             ((rows as u64 - 1) * t.ld as u64 + cols as u64) * esize as u64
         };
         let (lo, hi) = sram.check(t.addr as u64, span)?;
+        // An empty tile touches nothing: 0 x N and N x 0 are both 0 x 0, so
+        // that no loop runs up to 2^32 empty rows (or computes row offsets
+        // past the SRAM from an unchecked ld).
+        let (rows, cols) = if span == 0 { (0, 0) } else { (rows, cols) };
         Ok(TileRef {
             base: t.addr as usize / esize as usize,
             rows: rows as usize,
