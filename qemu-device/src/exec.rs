@@ -83,10 +83,12 @@ impl TileRef {
         if rows > 1 && t.ld < cols {
             return Err(Fault::BadOperand);
         }
+        // Up to (2^32 - 1)^2 elements of 4 bytes: overflows u64, and a
+        // wrapped span would pass the SRAM check.
         let span = if rows == 0 || cols == 0 {
             0
         } else {
-            ((rows as u64 - 1) * t.ld as u64 + cols as u64) * esize as u64
+            ((rows as u64 - 1) * t.ld as u64 + cols as u64).checked_mul(esize as u64).ok_or(Fault::SramRange)?
         };
         let (lo, hi) = sram.check(t.addr as u64, span)?;
         // An empty tile touches nothing: 0 x N and N x 0 are both 0 x 0, so

@@ -1,5 +1,6 @@
-//! Tiles with zero rows or zero columns touch nothing, whatever the other
-//! dimension and ld say (regression: found by the fuzz target `cmdbuf`).
+//! Tile bounds: a tile with zero rows or columns touches nothing, whatever
+//! the other dimension and ld say, and a huge one faults instead of
+//! wrapping around (regressions found by the fuzz target `cmdbuf`).
 
 mod common;
 use common::*;
@@ -45,4 +46,18 @@ fn a_zero_row_reduce_along_rows_still_writes_its_identity() {
     let (c, out) = run_program(&mut b, &[], 16, &prog);
     assert_eq!(c.fault(), Some(Fault::Ok), "{c:?}");
     assert_eq!(bytes_i32(&out), vec![0; 4]);
+}
+
+#[test]
+fn a_tile_span_beyond_u64_is_an_sram_range_fault() {
+    // (2^31 rows - 1) * ld 2^31 + 1 elements of 4 bytes is 2^64 + 4 bytes:
+    // wrapped, it looked like a 4-byte tile at 0 and passed the SRAM check.
+    let mut b = bench();
+    let t = tile(0, 1 << 31);
+    let insn = Insn::Unary { op: UnaryOp::Move, dtype: DType::F32, rows: (1 << 31) + 1, cols: 1, src: t, dst: t, lo: 0, hi: 0 };
+    b.map(0, CMD_VA, 4096, false);
+    b.write(0, CMD_VA, &assemble(&[insn, Insn::End]));
+    b.submit_raw(0, CMD_VA, 2 * INSN_SIZE as u32, 0);
+    let c = b.wait_completion(Duration::from_secs(5)).expect("the job did not complete in 5 s");
+    assert_eq!((c.fault(), c.fault_addr), (Some(Fault::SramRange), 0), "{c:?}");
 }
