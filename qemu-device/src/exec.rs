@@ -250,7 +250,8 @@ impl Executor {
             Insn::DmaLoad { va, sram, mem, sram_layout } => {
                 let srange = self.strided_range(sram, &sram_layout).map_err(op)?;
                 let bytes = mem.bytes().ok_or(op(Fault::BadOperand))?;
-                let mut row = vec![0u8; mem.shape[0] as usize];
+                // An empty transfer's row length is unchecked (up to 4 GiB).
+                let mut row = vec![0u8; if bytes == 0 { 0 } else { mem.shape[0] as usize }];
                 for (m_off, s_off) in pairs(&mem, &sram_layout) {
                     let addr = va.checked_add(m_off).ok_or(JobFault::new(Fault::MmuVaRange, va))?;
                     mmu.read(addr, &mut row)?;
@@ -274,17 +275,15 @@ impl Executor {
                 let r = self.strided_range(src, &src_layout).map_err(op)?;
                 let w = self.strided_range(dst, &dst_layout).map_err(op)?;
                 let bytes = src_layout.bytes().ok_or(op(Fault::BadOperand))?;
-                // Gather first, then scatter: overlapping copies behave as if
-                // through a temporary buffer.
+                // Snapshot the source range, then scatter from it: overlapping
+                // copies behave as if through a temporary buffer. The range
+                // is at most the SRAM, where rows gathered one by one could
+                // add up to far more (planes may overlap rows).
                 let n = src_layout.shape[0] as usize;
-                let mut tmp = Vec::with_capacity(bytes as usize);
-                for (s_off, _) in pairs(&src_layout, &dst_layout) {
-                    let s = (src as u64 + s_off) as usize;
-                    tmp.extend_from_slice(&self.sram.bytes()[s..s + n]);
-                }
-                for (i, (_, d_off)) in pairs(&src_layout, &dst_layout).enumerate() {
-                    let d = (dst as u64 + d_off) as usize;
-                    self.sram.bytes_mut()[d..d + n].copy_from_slice(&tmp[i * n..(i + 1) * n]);
+                let snap = self.sram.bytes()[r.0 as usize..r.1 as usize].to_vec();
+                for (s_off, d_off) in pairs(&src_layout, &dst_layout) {
+                    let (s, d) = (s_off as usize, (dst as u64 + d_off) as usize);
+                    self.sram.bytes_mut()[d..d + n].copy_from_slice(&snap[s..s + n]);
                 }
                 tl.issue(Engine::Dma, &[r], &[w], cost.dma(bytes));
             }
