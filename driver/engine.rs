@@ -150,6 +150,29 @@ pub(crate) struct Rings {
     ctx_table: Coherent<[CtxDesc]>,
 }
 
+/// Jobs that ended under the ring lock, kept until it is released.
+/// Declared before the guard in every caller, so it drops after it.
+struct Ended(KVec<Arc<Job>>);
+
+impl Ended {
+    fn new() -> Self {
+        Ended(KVec::new())
+    }
+
+    /// Room for `n` more, so that keeping a job never allocates.
+    fn reserve(&mut self, n: usize) {
+        let _ = self.0.reserve(n, GFP_KERNEL);
+    }
+
+    fn keep(&mut self, job: Arc<Job>) {
+        // With the room reserved this cannot fail; if it did, the job would
+        // drop here, which is only wrong if it were the last reference.
+        if let Err(e) = self.0.push_within_capacity(job) {
+            let _ = self.0.push(e.0, GFP_ATOMIC);
+        }
+    }
+}
+
 /// The rings and their state. Shared by the DRM device, the files, the jobs
 /// and the IRQ handlers.
 #[pin_data]
@@ -333,8 +356,11 @@ impl Engine {
         }
     }
 
-    /// End the oldest job with `outcome` and signal its fence.
-    fn retire_head(&self, st: &mut RingState, outcome: Outcome) {
+    /// End the oldest job with `outcome` and signal its fence. The job goes
+    /// to `ended`, which the caller drops after letting go of the ring lock:
+    /// the last reference to a job may be the last one to its file's
+    /// context, whose teardown takes the gate (which nests outside `state`).
+    fn retire_head(&self, st: &mut RingState, outcome: Outcome, ended: &mut Ended) {
         if st.in_flight.is_empty() {
             return;
         }
@@ -346,13 +372,16 @@ impl Engine {
             self.counters.failed.add(1, Relaxed);
         }
         job.retire(outcome, busy);
+        ended.keep(job);
     }
 
     /// Drain new completion records (IRQ thread, watchdog).
     fn drain(&self, dev: &device::Device<Bound>) -> Result {
         let bar = self.bar.access(dev)?;
         let rings = self.rings.access(dev)?;
+        let mut ended = Ended::new();
         let mut st = self.state.lock();
+        ended.reserve(st.in_flight.len());
         let mut progressed = false;
         loop {
             let slot = (st.cq_head % RING_ENTRIES) as usize;
@@ -384,10 +413,10 @@ impl Engine {
                 if let Some(lost) = st.in_flight.first() {
                     dev_warn!(dev, "the completion record of job {} was lost: failing it\n", lost.seqno);
                 }
-                self.retire_head(&mut st, Outcome::aborted(STATUS_ABORTED));
+                self.retire_head(&mut st, Outcome::aborted(STATUS_ABORTED), &mut ended);
             }
             let outcome = Outcome::from_device(rec.status, rec.fault_addr, rec.cycles);
-            self.retire_head(&mut st, outcome);
+            self.retire_head(&mut st, outcome, &mut ended);
         }
         if progressed {
             bar.write32(st.cq_head, CQ_HEAD);
@@ -400,17 +429,18 @@ impl Engine {
     /// Reset the device and bring it back: the oldest job, when `guilty`
     /// says so, ends with `guilty`'s outcome; the jobs queued behind it go
     /// back into the ring in their order.
-    fn recover(&self, dev: &device::Device<Bound>, st: &mut RingState, guilty: Option<Outcome>) -> Result {
+    fn recover(&self, dev: &device::Device<Bound>, st: &mut RingState, guilty: Option<Outcome>, ended: &mut Ended) -> Result {
         let bar = self.bar.access(dev)?;
         let rings = self.rings.access(dev)?;
+        ended.reserve(1);
         self.counters.resets.add(1, Relaxed);
         let reset = hw::reset(dev, bar);
         if let Some(outcome) = guilty {
-            self.retire_head(st, outcome);
+            self.retire_head(st, outcome, ended);
         }
         if let Err(e) = reset {
             // The device is gone for good: nothing queued will ever run.
-            self.cancel_all(st);
+            self.cancel_all(st, ended);
             return Err(e);
         }
         // The device restarts at index 0 of both rings; stale records of
@@ -435,9 +465,10 @@ impl Engine {
     }
 
     /// End every queued job as cancelled (device gone or reset failed).
-    fn cancel_all(&self, st: &mut RingState) {
+    fn cancel_all(&self, st: &mut RingState, ended: &mut Ended) {
+        ended.reserve(st.in_flight.len());
         while !st.in_flight.is_empty() {
-            self.retire_head(st, Outcome::canceled());
+            self.retire_head(st, Outcome::canceled(), ended);
         }
         self.space.notify_all();
     }
@@ -460,12 +491,13 @@ impl Engine {
             // every later one: acknowledge before draining.
             bar.write32(IRQ_JOB_DONE, IRQ_ACK);
             self.drain(dev)?;
+            let mut ended = Ended::new();
             let mut st = self.state.lock();
             let Some(head) = st.in_flight.first() else { return Ok(false) };
             let limit = Delta::from_millis(i64::from(head.timeout_ms));
             if st.head_since.elapsed() > limit {
                 dev_warn!(dev, "job {} ran past its {} ms timeout: resetting the NPU\n", head.seqno, head.timeout_ms);
-                let _ = self.recover(dev, &mut st, Some(Outcome::timed_out()));
+                let _ = self.recover(dev, &mut st, Some(Outcome::timed_out()), &mut ended);
             }
             Ok(!st.in_flight.is_empty())
         })
@@ -478,7 +510,9 @@ impl Engine {
         if let Ok(bar) = self.bar.access(dev) {
             hw::quiesce(bar);
         }
-        self.cancel_all(&mut self.state.lock());
+        let mut ended = Ended::new();
+        self.cancel_all(&mut self.state.lock(), &mut ended);
+        drop(ended);
         // Open files outlive the binding: their buffer objects must not stay
         // DMA-mapped for a device that is gone. No mapping is in progress
         // (the gate is closed) and none starts again.
@@ -523,8 +557,9 @@ impl Engine {
     /// Debugfs: reset the device now, resubmitting everything queued.
     pub(crate) fn force_reset(&self) -> Result {
         self.with_bound(|dev| {
+            let mut ended = Ended::new();
             let mut st = self.state.lock();
-            self.recover(dev, &mut st, None)
+            self.recover(dev, &mut st, None, &mut ended)
         })
     }
 }
@@ -556,7 +591,10 @@ impl irq::ThreadedHandler for IrqHandler {
         let Ok(bar) = self.engine.bar.access(dev) else {
             return IrqReturn::None;
         };
-        let pending = bar.read32(IRQ_STATUS) & self.causes;
+        // Register reads are synchronous round trips to the device: only the
+        // error vector, where a halt must be told apart, pays for one. The
+        // job vector's only cause is JOB_DONE.
+        let pending = if self.causes & IRQ_DEVICE_ERROR != 0 { bar.read32(IRQ_STATUS) & self.causes } else { 0 };
         // Acknowledge first, then drain: a completion landing after the
         // drain raises a new message.
         bar.write32(self.causes, IRQ_ACK);
@@ -565,8 +603,9 @@ impl irq::ThreadedHandler for IrqHandler {
         }
         if pending & IRQ_DEVICE_ERROR != 0 {
             dev_err!(dev, "the NPU halted (STATUS {:#x}): resetting it\n", bar.read32(STATUS));
+            let mut ended = Ended::new();
             let mut st = self.engine.state.lock();
-            let _ = self.engine.recover(dev, &mut st, Some(Outcome::aborted(STATUS_ABORTED)));
+            let _ = self.engine.recover(dev, &mut st, Some(Outcome::aborted(STATUS_ABORTED)), &mut ended);
         }
         IrqReturn::Handled
     }
