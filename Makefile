@@ -12,7 +12,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: reliability help demo test host-test guest-test harness-test buildroot kernel kernel-debug module guest vm bench install-libnpu clean clean-cache
+.PHONY: reliability help demo test host-test fuzz-test guest-test harness-test buildroot kernel kernel-debug module guest vm bench install-libnpu clean clean-cache
 
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
@@ -22,10 +22,15 @@ help:
 demo: buildroot
 	@scripts/demo.sh
 
-test: host-test guest-test harness-test
+test: host-test fuzz-test guest-test harness-test
 
 host-test:
 	@scripts/stage.sh "host tests (cargo test --workspace)" $(CARGO) test --workspace --release
+
+# cargo-fuzz on the device's command processor, the vfio-user backend and
+# the kernel parser, 25 s per target (scripts/fuzz-host.sh long for more).
+fuzz-test:
+	@scripts/fuzz-host.sh short
 
 guest-test: buildroot
 	@scripts/guest-tests.sh

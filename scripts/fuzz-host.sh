@@ -29,6 +29,11 @@ targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(cmdbuf server text)
 
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+# libfuzzer-sys compiles libFuzzer (C++) from source.
+if ! command -v c++ >/dev/null 2>&1; then
+	echo "fuzz-host: installing g++ (libFuzzer is C++)" >&2
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq g++ >/dev/null
+fi
 if ! cargo fuzz --version >/dev/null 2>&1; then
 	echo "fuzz-host: installing cargo-fuzz from crates.io" >&2
 	cargo install cargo-fuzz --locked
