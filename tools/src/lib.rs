@@ -2,4 +2,5 @@
 //! kselftest style, and access to the accel device node.
 
 pub mod accel;
+pub mod kmod;
 pub mod tap;

@@ -9,30 +9,12 @@
 
 use npu_isa::{assemble, Insn, Strided};
 use npu_tools::accel::{self, Mapping};
+use npu_tools::kmod;
 use npu_tools::tap::Tap;
 use npu_uapi as uapi;
-use std::ffi::CString;
 use std::fs::File;
-use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-const MODULE: &str = "/lib/modules/onpu.ko";
-
-fn errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
-}
-
-fn device() -> Result<std::path::PathBuf, String> {
-    for _ in 0..250 {
-        if let Ok(p) = accel::find_device() {
-            if p.exists() {
-                return Ok(p);
-            }
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Err("no onpu accel device".into())
-}
 
 /// Buffers of `len` bytes, a copy job between them, `jobs` submissions;
 /// waits for none of them when `wait` is false.
@@ -64,7 +46,7 @@ fn submit_copies(file: &File, jobs: usize, wait: bool) -> Result<(), String> {
 }
 
 fn fresh_job() -> Result<(), String> {
-    let file = accel::open(&device()?).map_err(|x| x.to_string())?;
+    let file = accel::open(&kmod::wait_for_device()?).map_err(|x| x.to_string())?;
     submit_copies(&file, 1, true)
 }
 
@@ -119,7 +101,7 @@ fn kill_with_jobs_in_flight(n: usize) -> Result<(), String> {
     let before = debugfs_counter("bos_live").ok_or("no debugfs counters")?;
     for i in 0..n {
         let pid = fork(|| {
-            let Ok(file) = device().and_then(|p| accel::open(&p).map_err(|e| e.to_string())) else { return 2 };
+            let Ok(file) = kmod::wait_for_device().and_then(|p| accel::open(&p).map_err(|e| e.to_string())) else { return 2 };
             let _ = submit_copies(&file, 64, false);
             // Stay alive with the jobs queued until the parent kills us.
             std::thread::sleep(Duration::from_secs(30));
@@ -140,7 +122,7 @@ fn kill_with_jobs_in_flight(n: usize) -> Result<(), String> {
 fn close_with_jobs_queued(n: usize) -> Result<(), String> {
     let before = debugfs_counter("bos_live").ok_or("no debugfs counters")?;
     for i in 0..n {
-        let file = accel::open(&device()?).map_err(|e| e.to_string())?;
+        let file = accel::open(&kmod::wait_for_device()?).map_err(|e| e.to_string())?;
         submit_copies(&file, 32, false).map_err(|e| format!("iteration {i}: {e}"))?;
         drop(file);
     }
@@ -190,15 +172,8 @@ fn stop_workers(pids: Vec<i32>, stop: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn pci_name() -> Result<String, String> {
-    let dev = device()?;
-    let name = dev.file_name().ok_or("bad path")?.to_string_lossy().into_owned();
-    let link = std::fs::read_link(format!("/sys/class/accel/{name}/device")).map_err(|e| e.to_string())?;
-    Ok(link.file_name().ok_or("bad link")?.to_string_lossy().into_owned())
-}
-
 fn rebind_under_load(n: usize) -> Result<(), String> {
-    let pci = pci_name()?;
+    let pci = kmod::pci_name()?;
     let stop = "/tmp/stop-rebind";
     let pids = workers(2, stop);
     let mut result = Ok(());
@@ -218,21 +193,6 @@ fn rebind_under_load(n: usize) -> Result<(), String> {
     fresh_job()
 }
 
-fn delete_module() -> Result<(), i32> {
-    let name = CString::new("onpu").map_err(|_| libc::EINVAL)?;
-    // SAFETY: a NUL-terminated name; O_NONBLOCK: fail instead of waiting.
-    let r = unsafe { libc::syscall(libc::SYS_delete_module, name.as_ptr(), libc::O_NONBLOCK) };
-    if r == 0 { Ok(()) } else { Err(errno()) }
-}
-
-fn load_module() -> Result<(), String> {
-    let f = File::open(MODULE).map_err(|e| format!("{MODULE}: {e}"))?;
-    let params = CString::new("").map_err(|e| e.to_string())?;
-    // SAFETY: a valid fd and an empty parameter string.
-    let r = unsafe { libc::syscall(libc::SYS_finit_module, f.as_raw_fd(), params.as_ptr(), 0) };
-    if r == 0 { Ok(()) } else { Err(format!("finit_module: errno {}", errno())) }
-}
-
 fn reload_under_load(n: usize) -> Result<(u64, u64), String> {
     let stop = "/tmp/stop-reload";
     let pids = workers(2, stop);
@@ -240,13 +200,13 @@ fn reload_under_load(n: usize) -> Result<(u64, u64), String> {
     let mut result = Ok(());
     while reloads < n as u64 && result.is_ok() {
         std::thread::sleep(Duration::from_millis(5));
-        match delete_module() {
+        match kmod::unload(true) {
             Ok(()) => {
                 reloads += 1;
-                if let Err(e) = load_module() {
+                if let Err(e) = kmod::load() {
                     result = Err(e);
                 }
-                if let Err(e) = device() {
+                if let Err(e) = kmod::wait_for_device() {
                     result = Err(format!("after reload {reloads}: {e}"));
                 }
             }

@@ -4,54 +4,17 @@
 //! loaded from /lib/modules/onpu.ko, which it leaves loaded.
 
 use npu_isa::{assemble, Insn};
-use npu_tools::accel;
+use npu_tools::{accel, kmod};
 use npu_tools::tap::Tap;
 use npu_uapi as uapi;
-use std::ffi::CString;
 use std::fs::File;
-use std::path::PathBuf;
 
-const MODULE: &str = "/lib/modules/onpu.ko";
 const HANG_TAG: u32 = 0xdead;
 const CAPS_FAULT_INJECTION: u64 = 1 << 31;
 
-fn errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
-}
-
-fn delete_module(nonblock: bool) -> Result<(), i32> {
-    let name = CString::new("onpu").map_err(|_| libc::EINVAL)?;
-    let flags = if nonblock { libc::O_NONBLOCK } else { 0 };
-    // SAFETY: a NUL-terminated name and plain flags.
-    let r = unsafe { libc::syscall(libc::SYS_delete_module, name.as_ptr(), flags) };
-    if r == 0 { Ok(()) } else { Err(errno()) }
-}
-
-fn load_module() -> Result<(), String> {
-    let f = File::open(MODULE).map_err(|e| format!("{MODULE}: {e}"))?;
-    let params = CString::new("").map_err(|e| e.to_string())?;
-    use std::os::fd::AsRawFd;
-    // SAFETY: a valid fd, an empty parameter string, no flags.
-    let r = unsafe { libc::syscall(libc::SYS_finit_module, f.as_raw_fd(), params.as_ptr(), 0) };
-    if r == 0 { Ok(()) } else { Err(format!("finit_module: errno {}", errno())) }
-}
-
-/// Wait for the accel node to (re)appear after a probe.
-fn device() -> Result<PathBuf, String> {
-    for _ in 0..100 {
-        if let Ok(p) = accel::find_device() {
-            if p.exists() {
-                return Ok(p);
-            }
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    Err("no onpu accel device".into())
-}
-
 /// Run one END job on a fresh file.
 fn smoke() -> Result<(), String> {
-    let file = accel::open(&device()?).map_err(|e| e.to_string())?;
+    let file = accel::open(&kmod::wait_for_device()?).map_err(|e| e.to_string())?;
     run_on(&file, &[Insn::End], 0).and_then(|w| if w.status == 0 { Ok(()) } else { Err(format!("status {:#x}", w.status)) })
 }
 
@@ -67,16 +30,9 @@ fn submit(file: &File, insns: &[Insn], timeout_ms: u32) -> Result<u64, String> {
     accel::submit_simple(file, &cmd, code.len() as u32, &[], timeout_ms).map_err(|e| format!("submit: errno {e}"))
 }
 
-fn pci_name() -> Result<String, String> {
-    let dev = device()?;
-    let name = dev.file_name().ok_or("bad device path")?.to_string_lossy().into_owned();
-    let link = std::fs::read_link(format!("/sys/class/accel/{name}/device")).map_err(|e| e.to_string())?;
-    Ok(link.file_name().ok_or("bad sysfs link")?.to_string_lossy().into_owned())
-}
-
 fn unload_with_open_file() -> Result<(), String> {
-    let file = accel::open(&device()?).map_err(|e| e.to_string())?;
-    match delete_module(true) {
+    let file = accel::open(&kmod::wait_for_device()?).map_err(|e| e.to_string())?;
+    match kmod::unload(true) {
         Err(e) if e == libc::EWOULDBLOCK || e == libc::EBUSY => {}
         Err(e) => return Err(format!("rmmod with an open file: errno {e}, want EWOULDBLOCK/EBUSY")),
         Ok(()) => return Err("the module unloaded while a file was open".into()),
@@ -86,17 +42,17 @@ fn unload_with_open_file() -> Result<(), String> {
         return Err(format!("job after refused unload: status {:#x}", w.status));
     }
     drop(file);
-    delete_module(false).map_err(|e| format!("rmmod after close: errno {e}"))?;
+    kmod::unload(false).map_err(|e| format!("rmmod after close: errno {e}"))?;
     if accel::find_device().is_ok() {
         return Err("accel node still present after unload".into());
     }
-    load_module()?;
+    kmod::load()?;
     smoke()
 }
 
 fn unbind_with_job_in_flight() -> Result<(), String> {
-    let pci = pci_name()?;
-    let file = accel::open(&device()?).map_err(|e| e.to_string())?;
+    let pci = kmod::pci_name()?;
+    let file = accel::open(&kmod::wait_for_device()?).map_err(|e| e.to_string())?;
     // A job that never ends by itself (the device hangs on this tag).
     let seqno = submit(&file, &[Insn::Mark { tag: HANG_TAG }, Insn::End], 5000)?;
     std::fs::write("/sys/bus/pci/drivers/onpu/unbind", &pci).map_err(|e| format!("unbind: {e}"))?;
@@ -115,7 +71,7 @@ fn unbind_with_job_in_flight() -> Result<(), String> {
 
 fn main() {
     let mut tap = Tap::new(2);
-    let injecting = device()
+    let injecting = kmod::wait_for_device()
         .and_then(|p| accel::open(&p).map_err(|e| e.to_string()))
         .map(|f| accel::get_param(&f, uapi::DRM_ONPU_PARAM_CAPS).map(|c| c & CAPS_FAULT_INJECTION != 0).unwrap_or(false))
         .unwrap_or(false);

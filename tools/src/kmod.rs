@@ -1,0 +1,56 @@
+//! The driver's module and PCI binding, for the lifetime tests: unload and
+//! load onpu.ko, wait for the accel node, name the PCI function.
+
+use crate::accel;
+use std::ffi::CString;
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where the harness puts the module in the guest.
+pub const MODULE: &str = "/lib/modules/onpu.ko";
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+/// delete_module("onpu"); with `nonblock`, fail (EWOULDBLOCK) instead of
+/// waiting while the module is in use. The raw errno on failure.
+pub fn unload(nonblock: bool) -> Result<(), i32> {
+    let name = CString::new("onpu").map_err(|_| libc::EINVAL)?;
+    let flags = if nonblock { libc::O_NONBLOCK } else { 0 };
+    // SAFETY: a NUL-terminated name and plain flags.
+    let r = unsafe { libc::syscall(libc::SYS_delete_module, name.as_ptr(), flags) };
+    if r == 0 { Ok(()) } else { Err(errno()) }
+}
+
+/// finit_module of MODULE.
+pub fn load() -> Result<(), String> {
+    let f = File::open(MODULE).map_err(|e| format!("{MODULE}: {e}"))?;
+    let params = CString::new("").map_err(|e| e.to_string())?;
+    // SAFETY: a valid fd, an empty parameter string, no flags.
+    let r = unsafe { libc::syscall(libc::SYS_finit_module, f.as_raw_fd(), params.as_ptr(), 0) };
+    if r == 0 { Ok(()) } else { Err(format!("finit_module: errno {}", errno())) }
+}
+
+/// The accel node, waiting up to 5 s for it to (re)appear after a probe.
+pub fn wait_for_device() -> Result<PathBuf, String> {
+    for _ in 0..250 {
+        if let Ok(p) = accel::find_device() {
+            if p.exists() {
+                return Ok(p);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Err("no onpu accel device".into())
+}
+
+/// The PCI function the accel node belongs to (e.g. 0000:00:03.0).
+pub fn pci_name() -> Result<String, String> {
+    let dev = wait_for_device()?;
+    let name = dev.file_name().ok_or("bad device path")?.to_string_lossy().into_owned();
+    let link = std::fs::read_link(format!("/sys/class/accel/{name}/device")).map_err(|e| e.to_string())?;
+    Ok(link.file_name().ok_or("bad sysfs link")?.to_string_lossy().into_owned())
+}
