@@ -6,7 +6,9 @@
 . "$(dirname "$0")/common.sh"
 runs=$NPU_TOP/build/runs
 out=$NPU_TOP/build/reliability.md
-log() { [ -f "$runs/$1/serial.log" ] && cat "$runs/$1/serial.log"; }
+log() { if [ -f "$runs/$1/serial.log" ]; then cat "$runs/$1/serial.log"; fi; }
+# The last match of an extended regex in a run's log ("" if none).
+last() { log "$1" | grep -oE "$2" | tail -n1 || true; }
 reports() {
 	# The lines scripts/check-log.sh found (and failed the run on).
 	if [ -f "$runs/$1/reports.txt" ]; then wc -l <"$runs/$1/reports.txt"; else echo "not run"; fi
@@ -21,20 +23,23 @@ reports() {
 	echo
 	echo "| run | figure | kernel reports |"
 	echo "|---|---|---|"
-	f=$(log faults-debug | grep -o 'faults injected and recovered: [0-9]*; device resets: [0-9]*' | tail -n1)
-	o=$(log faults-debug | grep -o 'other process: [0-9]* jobs, [0-9]* failed' | tail -n1)
+	f=$(last faults-debug 'faults injected and recovered: [0-9]+; device resets: [0-9]+')
+	o=$(last faults-debug 'other process: [0-9]+ jobs, [0-9]+ failed')
 	echo "| faults-debug | ${f:-not run}; ${o:-} | $(reports faults-debug) |"
-	k=$(log life-debug | grep -o 'kill -9 with jobs in flight x[0-9]*' | tail -n1)
-	r=$(log life-debug | grep -o '[0-9]* reloads ([0-9]* unloads refused while a file was open)' | tail -n1)
-	b=$(log life-debug | grep -o 'unbind/rebind x[0-9]*' | tail -n1)
-	s=$(log life-debug | grep -o 'shmem: [0-9]* kB before, [0-9]* kB after' | tail -n1)
-	echo "| life-debug | processes killed: ${k:-not run}; ${b:-}; ${r:-}; ${s:-} | $(reports life-debug) |"
-	z=$(log fuzz-debug | grep -o '[0-9]* ioctls from [0-9]* threads (seed [0-9]*) in [0-9.]* s, [0-9]* succeeded' | tail -n1)
-	echo "| fuzz-debug | ${z:-not run} | $(reports fuzz-debug) |"
+	k=$(last life-debug 'kill -9 with jobs in flight x[0-9]+')
+	c=$(last life-debug 'close with jobs queued x[0-9]+')
+	r=$(last life-debug '[0-9]+ reloads \([0-9]+ unloads refused while a file was open\)')
+	b=$(last life-debug 'unbind/rebind x[0-9]+')
+	s=$(last life-debug 'shmem: [0-9]+ kB before, [0-9]+ kB after')
+	echo "| life-debug | ${k:-not run}; ${c:-}; ${b:-}; ${r:-}; ${s:-} | $(reports life-debug) |"
+	for run in fuzz-debug fuzz-million; do
+		z=$(last $run '[0-9]+ ioctls from [0-9]+ threads \(seed [0-9]+\) in [0-9.]+ s, [0-9]+ succeeded')
+		echo "| $run | ${z:-not run} | $(reports $run) |"
+	done
 	echo
 	echo "Per fault kind (each: the guilty job's error, the same process's next job):"
 	echo
-	log faults-debug | grep -E '^# (ok|not ok) .* x[0-9]+' | sed 's/^# /- /'
-	log faults-debug | grep -E '^# # .*: [0-9]+ iterations in' | sed 's/^# # /  - /'
+	log faults-debug | grep -E '^# (ok|not ok) .* x[0-9]+' | sed 's/^# /- /' || true
+	log faults-debug | grep -E '^# # .*: [0-9]+ iterations in' | sed 's/^# # /  - /' || true
 } >"$out"
 cat "$out"
