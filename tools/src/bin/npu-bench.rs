@@ -249,7 +249,8 @@ fn zero_copy(dev: &Device) -> Result<(), String> {
         (Some(b), Some(a)) => ((a.saturating_sub(b)) as f64, format!("swiotlb high water {b} -> {a}")),
         // No pool (all memory is DMA-able with the driver's 52-bit mask):
         // nothing can bounce.
-        _ if !std::path::Path::new("/sys/kernel/debug/swiotlb").exists() => (0.0, "no swiotlb pool in this kernel".into()),
+        // (The directory exists empty when the kernel set up no pool.)
+        _ if !std::path::Path::new("/sys/kernel/debug/swiotlb/io_tlb_nslabs").exists() => (0.0, "no swiotlb pool in this kernel".into()),
         _ => (-1.0, "swiotlb counters unreadable".into()),
     };
     println!("zero copy: 16 MiB written through the mapping, copied by the device, identical; CPU copies by libnpu 0, bounce-buffer slots used {bounced} ({how})");
