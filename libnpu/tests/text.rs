@@ -63,3 +63,27 @@ output r
     assert_eq!(parse(&printed).unwrap(), g, "{printed}");
     assert!(printed.contains("s.2: i8 q(scale=0.08, zp=1) = sigmoid(s.1)"), "{printed}");
 }
+
+/// Found by the `text` fuzz target: window sizes that overflow are an
+/// error on their line, not an arithmetic panic.
+#[test]
+fn absurd_window_sizes_are_errors() {
+    let src = "input x: f32[1,4,19,17]\ninput w: f32[8,4,3,3]\nc = conv2d(x, w, stride=1, pad=1, dilation=[1,10248191115206086198])\noutput c\n";
+    let e = err(src);
+    assert!(e.starts_with("3:"), "{e}");
+    assert!(e.contains("too large"), "{e}");
+    let src = "input x: f32[1,4,19,17]\ninput w: f32[8,4,3,3]\nc = conv2d(x, w, pad=9223372036854775807)\noutput c\n";
+    assert!(err(src).contains("too large"));
+}
+
+/// Shapes whose element count or byte size overflows are refused, not
+/// multiplied.
+#[test]
+fn absurd_shapes_are_errors() {
+    for src in [
+        "input x: f32[4294967296,4294967296,4294967296]\noutput x\n",
+        "input x: f32[4611686018427387904]\ny = relu(x)\noutput y\n",
+    ] {
+        let _ = npu::text::parse(src); // must not panic; an error is fine
+    }
+}

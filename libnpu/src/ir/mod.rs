@@ -582,8 +582,10 @@ fn window_out(input: usize, kernel: usize, w: &Window, d: usize) -> Result<usize
     if w.stride[d] == 0 || w.dilation[d] == 0 || kernel == 0 {
         return Err(format!("stride {:?}, dilation {:?} and kernel sizes must be at least 1", w.stride, w.dilation));
     }
-    let span = (kernel - 1) * w.dilation[d] + 1;
-    let padded = input + 2 * w.padding[d];
+    // Checked: the sizes come from user text and may be absurd.
+    let too_big = || format!("the window (kernel {kernel}, dilation {:?}, padding {:?}) is too large", w.dilation, w.padding);
+    let span = (kernel - 1).checked_mul(w.dilation[d]).and_then(|x| x.checked_add(1)).ok_or_else(too_big)?;
+    let padded = w.padding[d].checked_mul(2).and_then(|p| p.checked_add(input)).ok_or_else(too_big)?;
     if padded < span {
         return Err(format!("the window ({span} wide with dilation) is larger than the padded input ({padded}); add padding or use a smaller kernel"));
     }
