@@ -27,11 +27,12 @@ reports() {
 	o=$(last faults-debug 'other process: [0-9]+ jobs, [0-9]+ failed')
 	echo "| faults-debug | ${f:-not run}; ${o:-} | $(reports faults-debug) |"
 	k=$(last life-debug 'kill -9 with jobs in flight x[0-9]+')
+	d=$(last life-debug 'a dma-buf imported by another process outlives its exporter x[0-9]+')
 	c=$(last life-debug 'close with jobs queued x[0-9]+')
 	r=$(last life-debug '[0-9]+ reloads \([0-9]+ unloads refused while a file was open\)')
 	b=$(last life-debug 'unbind/rebind x[0-9]+')
 	s=$(last life-debug 'shmem: [0-9]+ kB before, [0-9]+ kB after')
-	echo "| life-debug | ${k:-not run}; ${c:-}; ${b:-}; ${r:-}; ${s:-} | $(reports life-debug) |"
+	echo "| life-debug | ${k:-not run}; ${d:-}; ${c:-}; ${b:-}; ${r:-}; ${s:-} | $(reports life-debug) |"
 	for run in fuzz-debug fuzz-million; do
 		z=$(last $run '[0-9]+ ioctls from [0-9]+ threads \(seed [0-9]+\) in [0-9.]+ s, [0-9]+ succeeded')
 		echo "| $run | ${z:-not run} | $(reports $run) |"

@@ -13,6 +13,7 @@ use npu_tools::kmod;
 use npu_tools::tap::Tap;
 use npu_uapi as uapi;
 use std::fs::File;
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 
@@ -225,12 +226,118 @@ fn reload_under_load(n: usize) -> Result<(u64, u64), String> {
     Ok((reloads, refused))
 }
 
+/// A dma-buf exported by one process, imported by another, outlives its
+/// exporter: the exporter closes everything and exits; the importer still
+/// reads the data through its own mapping and through a job. `n` times.
+fn dmabuf_outlives_exporter(n: usize) -> Result<(), String> {
+    let before = debugfs_counter("bos_live").ok_or("no debugfs counters")?;
+    for i in 0..n {
+        let mut sv = [0i32; 2];
+        // SAFETY: a socket pair to pass the dma-buf fd between processes.
+        if unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, sv.as_mut_ptr()) } != 0 {
+            return Err("socketpair failed".into());
+        }
+        let exporter = fork(|| {
+            let run = || -> Result<(), String> {
+                let file = accel::open(&kmod::wait_for_device()?).map_err(|e| e.to_string())?;
+                let bo = accel::bo_create(&file, 65536).map_err(|e| format!("errno {e}"))?;
+                Mapping::new(&file, &bo).map_err(|e| e.to_string())?.as_mut_slice().fill(0xa7);
+                let fd = accel::prime_export(&file, bo.handle).map_err(|e| format!("export: errno {e}"))?;
+                send_fd(sv[0], fd.as_raw_fd())
+            };
+            // Everything of the exporter goes with it: file, handle, mapping.
+            i32::from(run().is_err())
+        });
+        let st = reap(exporter);
+        if !libc::WIFEXITED(st) || libc::WEXITSTATUS(st) != 0 {
+            return Err(format!("iteration {i}: the exporter failed"));
+        }
+        let fd = recv_fd(sv[1])?;
+        // SAFETY: closing our socket ends.
+        unsafe {
+            libc::close(sv[0]);
+            libc::close(sv[1]);
+        }
+        let file = accel::open(&kmod::wait_for_device()?).map_err(|e| e.to_string())?;
+        let h = accel::prime_import(&file, &fd).map_err(|e| format!("import: errno {e}"))?;
+        drop(fd);
+        let bo = accel::bo_info(&file, h).map_err(|e| format!("errno {e}"))?;
+        if Mapping::new(&file, &bo).map_err(|e| e.to_string())?.as_mut_slice().iter().any(|&b| b != 0xa7) {
+            return Err(format!("iteration {i}: the imported buffer lost its data"));
+        }
+        // A job reads it too: copy it into a buffer of our own.
+        let (dst, cmd) = (accel::bo_create(&file, 65536).map_err(|e| format!("errno {e}"))?, accel::bo_create(&file, 4096).map_err(|e| format!("errno {e}"))?);
+        let (sva, dva) = (accel::bo_npu_addr(&file, h).map_err(|e| format!("errno {e}"))?, accel::bo_npu_addr(&file, dst.handle).map_err(|e| format!("errno {e}"))?);
+        let c = Strided::contiguous(65536);
+        let code = assemble(&[Insn::DmaLoad { va: sva, sram: 0, mem: c, sram_layout: c }, Insn::DmaStore { va: dva, sram: 0, mem: c, sram_layout: c }, Insn::End]);
+        Mapping::new(&file, &cmd).map_err(|e| e.to_string())?.as_mut_slice()[..code.len()].copy_from_slice(&code);
+        let refs = [uapi::drm_onpu_bo_ref { handle: h, flags: uapi::DRM_ONPU_BO_READ }, uapi::drm_onpu_bo_ref { handle: dst.handle, flags: uapi::DRM_ONPU_BO_WRITE }];
+        let seqno = accel::submit_simple(&file, &cmd, code.len() as u32, &refs, 0).map_err(|e| format!("errno {e}"))?;
+        let w = accel::wait(&file, seqno, 30_000_000_000).map_err(|e| format!("errno {e}"))?;
+        if w.status != 0 || Mapping::new(&file, &dst).map_err(|e| e.to_string())?.as_mut_slice().iter().any(|&b| b != 0xa7) {
+            return Err(format!("iteration {i}: a job could not read the imported buffer (status {:#x})", w.status));
+        }
+    }
+    settle_bos(before)
+}
+
+fn send_fd(sock: i32, fd: i32) -> Result<(), String> {
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
+    let mut cmsg = [0u8; 64];
+    // SAFETY: a one-byte message carrying one SCM_RIGHTS descriptor, built
+    // in buffers that outlive the call.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cmsg.as_mut_ptr().cast();
+        msg.msg_controllen = libc::CMSG_SPACE(4) as _;
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        (*c).cmsg_level = libc::SOL_SOCKET;
+        (*c).cmsg_type = libc::SCM_RIGHTS;
+        (*c).cmsg_len = libc::CMSG_LEN(4) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<i32>(), fd);
+        if libc::sendmsg(sock, &msg, 0) != 1 {
+            return Err("sendmsg failed".into());
+        }
+    }
+    Ok(())
+}
+
+fn recv_fd(sock: i32) -> Result<std::os::fd::OwnedFd, String> {
+    use std::os::fd::FromRawFd;
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
+    let mut cmsg = [0u8; 64];
+    // SAFETY: receiving into buffers that outlive the call; the descriptor
+    // is checked before it is owned.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cmsg.as_mut_ptr().cast();
+        msg.msg_controllen = cmsg.len() as _;
+        if libc::recvmsg(sock, &mut msg, 0) != 1 {
+            return Err("recvmsg failed".into());
+        }
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        if c.is_null() || (*c).cmsg_type != libc::SCM_RIGHTS {
+            return Err("no descriptor received".into());
+        }
+        Ok(std::os::fd::OwnedFd::from_raw_fd(std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<i32>())))
+    }
+}
+
 fn main() {
     let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(100);
     let shmem0 = shmem_kib();
-    let mut tap = Tap::new(5);
+    let mut tap = Tap::new(6);
     let t = Instant::now();
     tap.check(&format!("kill -9 with jobs in flight x{n}: buffers freed, device fine"), kill_with_jobs_in_flight(n));
+    println!("# {:.1} s", t.elapsed().as_secs_f64());
+    let t = Instant::now();
+    tap.check(&format!("a dma-buf imported by another process outlives its exporter x{n}"), dmabuf_outlives_exporter(n));
     println!("# {:.1} s", t.elapsed().as_secs_f64());
     let t = Instant::now();
     tap.check(&format!("close with jobs queued x{n}: buffers freed, device fine"), close_with_jobs_queued(n));
