@@ -133,7 +133,12 @@ pub struct Device {
     /// Live `Buffer`s per GEM handle: importing this file's own export
     /// gives back the same handle, which must be closed only once.
     handles: Mutex<HashMap<u32, u32>>,
+    /// Tells this open file from every other one ([`ParkedBuffer`]).
+    id: u64,
 }
+
+/// Source of [`Device::id`]s.
+static NEXT_DEVICE_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// The accel nodes driven by onpu, in order.
 pub fn find_devices() -> Vec<PathBuf> {
@@ -174,7 +179,8 @@ impl Device {
             .write(true)
             .open(path)
             .map_err(|source| DeviceError::Open { path: path.to_owned(), source })?;
-        let mut dev = Device { file, path: path.to_owned(), params: Params::default(), handles: Mutex::default() };
+        let id = NEXT_DEVICE_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut dev = Device { file, path: path.to_owned(), params: Params::default(), handles: Mutex::default(), id };
         // The first query tells an onpu node from anything else.
         if let Err(DeviceError::Ioctl { errno, .. }) = dev.param(uapi::DRM_ONPU_PARAM_DEVICE_ID) {
             return Err(DeviceError::NotOnpu { path: path.to_owned(), errno });
@@ -260,6 +266,15 @@ impl Device {
                 Err(e)
             }
         }
+    }
+
+    /// A buffer [`Buffer::park`]ed from this device, back in use. A buffer
+    /// parked from another device file comes back as the error.
+    pub(crate) fn unpark(&self, p: ParkedBuffer) -> Result<Buffer<'_>, ParkedBuffer> {
+        if p.device != self.id {
+            return Err(p);
+        }
+        Ok(Buffer { dev: self, handle: p.handle, size: p.size, npu_addr: p.npu_addr, map: p.map })
     }
 
     fn handle_refs(&self) -> std::sync::MutexGuard<'_, HashMap<u32, u32>> {
@@ -529,6 +544,26 @@ impl Element for i32 {}
 impl Element for u32 {}
 impl Element for f32 {}
 
+/// A buffer set aside for reuse ([`Buffer::park`]): the GEM handle, the CPU
+/// mapping and the NPU address stay; the borrow of the device does not, so
+/// the owner of a [`Device`] can keep its buffers beside it. Dropped
+/// without [`Device::unpark`], it is unmapped and its handle lives on until
+/// the device file closes.
+#[derive(Debug)]
+pub(crate) struct ParkedBuffer {
+    device: u64,
+    handle: u32,
+    size: u64,
+    npu_addr: u64,
+    map: MmapRaw,
+}
+
+impl ParkedBuffer {
+    pub(crate) fn size(&self) -> u64 {
+        self.size
+    }
+}
+
 /// A buffer object: a GEM handle of the device file, its CPU mapping, its
 /// NPU address. Closed (and unmapped) on drop.
 pub struct Buffer<'d> {
@@ -591,6 +626,18 @@ impl Buffer<'_> {
         check("PRIME_HANDLE_TO_FD", unsafe { ioctls::prime_export(self.dev.file.as_raw_fd(), &mut p) })?;
         // SAFETY: the kernel created this descriptor for us.
         Ok(unsafe { OwnedFd::from_raw_fd(p.fd) })
+    }
+}
+
+impl Buffer<'_> {
+    /// Keep the buffer object (handle, mapping, NPU address) for a later
+    /// [`Device::unpark`] instead of closing it.
+    pub(crate) fn park(self) -> ParkedBuffer {
+        let this = std::mem::ManuallyDrop::new(self);
+        // SAFETY: `this` is never used or dropped again, so the mapping is
+        // moved out exactly once; the handle's reference moves with it.
+        let map = unsafe { std::ptr::read(&this.map) };
+        ParkedBuffer { device: this.dev.id, handle: this.handle, size: this.size, npu_addr: this.npu_addr, map }
     }
 }
 

@@ -8,7 +8,7 @@
 //! feature, on the device model in-process ([`Model`]: the same rings, MMU
 //! and engines the emulated PCI device has), for hosts without the driver.
 
-use crate::device::{Device, DeviceError, Job};
+use crate::device::{Buffer, Device, DeviceError, Job, ParkedBuffer};
 use crate::ir::Graph;
 use crate::lower::BufferKind;
 use crate::reference::{self, TensorData};
@@ -137,13 +137,73 @@ pub trait Backend: Send {
 
 /// The NPU through the onpu driver: a buffer object per buffer, the
 /// command buffer in one more, one SUBMIT listing them all, one WAIT.
+///
+/// Buffer objects outlive the run: after a job completes they are parked
+/// and the next run takes the ones that fit (cleared where the request
+/// wants zeroes). Creating, mapping and first-touching a buffer object
+/// costs a few syscalls and page faults per page; clearing it costs a
+/// memset. A request identical to an earlier one gets the same buffers in
+/// the same order, so its NPU addresses repeat.
 pub struct Accel {
     dev: Device,
+    /// Oldest first; at most `POOL_MAX_BUFFERS` and `POOL_MAX_BYTES`.
+    pool: Vec<ParkedBuffer>,
 }
+
+/// Bounds on what [`Accel`] keeps between runs.
+const POOL_MAX_BUFFERS: usize = 64;
+const POOL_MAX_BYTES: u64 = 256 << 20;
 
 impl Accel {
     pub fn new(dev: Device) -> Accel {
-        Accel { dev }
+        Accel { dev, pool: Vec::new() }
+    }
+
+    /// A buffer of at least `size` bytes whose first `size` bytes start
+    /// with `init` and are zero after it: a parked one of at most twice
+    /// the size (page-rounded), else a new one.
+    fn take<'d>(dev: &'d Device, pool: &mut Vec<ParkedBuffer>, size: u64, init: &[u8]) -> Result<Buffer<'d>> {
+        let want = size.div_ceil(PAGE) * PAGE;
+        let fit = pool
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.size() >= want && p.size() / 2 <= want)
+            .min_by_key(|(i, p)| (p.size(), *i))
+            .map(|(i, _)| i);
+        let mut b = match fit {
+            None => {
+                let mut b = dev.alloc(size)?;
+                b.bytes_mut()[..init.len()].copy_from_slice(init);
+                return Ok(b);
+            }
+            Some(i) => dev.unpark(pool.remove(i)).map_err(|_| Error::Request("a pooled buffer of another device file".into()))?,
+        };
+        let bytes = &mut b.bytes_mut()[..size as usize];
+        bytes[..init.len()].copy_from_slice(init);
+        bytes[init.len()..].fill(0);
+        Ok(b)
+    }
+
+    /// Keep `bufs` for later runs, then drop the oldest beyond the bounds.
+    fn keep(pool: &mut Vec<ParkedBuffer>, dev: &Device, bufs: Vec<Buffer<'_>>) {
+        pool.extend(bufs.into_iter().map(Buffer::park));
+        let mut bytes: u64 = pool.iter().map(ParkedBuffer::size).sum();
+        while pool.len() > POOL_MAX_BUFFERS || bytes > POOL_MAX_BYTES {
+            let oldest = pool.remove(0);
+            bytes -= oldest.size();
+            // Closes the handle (a parked buffer is always this device's).
+            drop(dev.unpark(oldest));
+        }
+    }
+}
+
+const PAGE: u64 = 4096;
+
+impl Drop for Accel {
+    fn drop(&mut self) {
+        for p in self.pool.drain(..) {
+            drop(self.dev.unpark(p));
+        }
     }
 }
 
@@ -162,31 +222,38 @@ impl Backend for Accel {
 
     fn execute(&mut self, req: &Request<'_>, bind: &dyn Fn(&[u64]) -> Result<Vec<u8>>) -> Result<Execution> {
         req.validate()?;
-        let d = &self.dev;
-        let mut bufs = Vec::with_capacity(req.sizes.len());
-        for &size in req.sizes {
-            bufs.push(d.alloc(size)?);
-        }
+        let Accel { dev, pool } = self;
+        let mut init: Vec<&[u8]> = vec![&[]; req.sizes.len()];
         for &(i, bytes) in req.inputs {
-            bufs[i].bytes_mut()[..bytes.len()].copy_from_slice(bytes);
+            init[i] = bytes;
         }
-        // Allocated after the buffers, so that a fresh file gives the same
-        // addresses again (npu-submit --raw replays dumps that way).
+        let mut bufs = Vec::with_capacity(req.sizes.len());
+        for (&size, init) in req.sizes.iter().zip(&init) {
+            bufs.push(Accel::take(dev, pool, size, init)?);
+        }
+        // The command buffer comes after the buffers, so that a fresh file
+        // gives the same addresses again (npu-submit --raw replays dumps
+        // that way).
         let addrs: Vec<u64> = bufs.iter().map(|b| b.npu_addr()).collect();
         let cmd = bind(&addrs)?;
-        let mut cmdbuf = d.alloc(cmd.len().max(1) as u64)?;
-        cmdbuf.bytes_mut()[..cmd.len()].copy_from_slice(&cmd);
+        let cmdbuf = Accel::take(dev, pool, cmd.len().max(1) as u64, &cmd)?;
         let mut job = Job::new(&cmdbuf, cmd.len() as u64);
         job.timeout_ms = req.timeout_ms;
         job.buffers = bufs.iter().zip(req.writes).map(|(b, &w)| (b, w)).collect();
         let t = Instant::now();
-        let seqno = d.submit(&job)?;
-        let outcome = d.wait(seqno, req.wait_timeout)?;
+        let seqno = dev.submit(&job)?;
+        // On any error the buffers are closed, not kept: a job that did not
+        // end may still be using them.
+        let outcome = dev.wait(seqno, req.wait_timeout)?;
         let device_time = t.elapsed();
+        drop(job);
         let outputs = req.outputs.iter().map(|&(i, n)| bufs[i].bytes()[..n].to_vec()).collect();
+        bufs.push(cmdbuf);
+        Accel::keep(pool, dev, bufs);
         Ok(Execution { outputs, cycles: outcome.cycles, device_time, cmdbuf: cmd, addrs })
     }
 }
+
 
 /// A device to compile for and run on.
 pub struct Session {

@@ -25,7 +25,8 @@ options:
   --sram BYTES           SRAM of the model backend (default 1048576)
   --seed N               seed of the random inputs (default 1)
   --input NAME=FILE      raw little-endian data for input NAME
-  --repeat N             run N times; print min/median/max times
+  --repeat N             run N times in one session (run i: random inputs of
+                         seed + i), check each; print min/median/max times
   --disasm               print the command buffer
   --dump DIR             write DIR/cmdbuf.bin (as submitted), DIR/buffers.txt
                          (name, size, NPU address), each input and output as
@@ -198,8 +199,21 @@ fn run_kernel(o: &Opts, path: &Path) -> Result<(), Fail> {
     }
     let mut times = Vec::new();
     let mut last = None;
-    for _ in 0..o.repeat {
+    for i in 0..o.repeat as u64 {
+        // Each run its own data, so a buffer reused from the run before
+        // (the session keeps them) cannot pass with stale contents.
+        if i > 0 {
+            let fresh = runtime::random_inputs(&kernel.graph, o.seed.wrapping_add(i));
+            for (name, data) in fresh {
+                if !o.inputs.iter().any(|(n, _)| *n == name) {
+                    inputs.insert(name, data);
+                }
+            }
+        }
         let run = session.run(&kernel, &inputs).map_err(fail)?;
+        if o.check && i + 1 < o.repeat as u64 {
+            runtime::check(&kernel.graph, &inputs, &run.outputs, o.tolerance).map_err(|e| Fail::Job(format!("run {}: mismatch: {e}", i + 1)))?;
+        }
         times.push(run.device_time);
         last = Some(run);
     }
