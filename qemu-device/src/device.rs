@@ -50,6 +50,8 @@ struct State {
     cq_head: u32,
     cq_tail: u32,
     ctx_table: u64,
+    /// Shadow doorbell page; 0: off.
+    shadow: u64,
     fault_status: u32,
     fault_context: u32,
     fault_addr: u64,
@@ -119,7 +121,7 @@ impl Device {
             VERSION => ISA_VERSION,
             CAPS => {
                 let inj = if self.shared.inject.lock().map(|i| i.is_armed()).unwrap_or(false) { CAP_FAULT_INJECTION } else { 0 };
-                CAP_F32 | CAP_INT8 | CAP_POOL | inj
+                CAP_F32 | CAP_INT8 | CAP_POOL | CAP_SHADOW_DOORBELL | inj
             }
             SRAM_SIZE => cfg.sram_size,
             NUM_CONTEXTS => cfg.contexts,
@@ -146,6 +148,8 @@ impl Device {
             CQ_TAIL => s.cq_tail,
             CTX_TABLE_LO => s.ctx_table as u32,
             CTX_TABLE_HI => (s.ctx_table >> 32) as u32,
+            SHADOW_LO => s.shadow as u32,
+            SHADOW_HI => (s.shadow >> 32) as u32,
             FAULT_STATUS => s.fault_status,
             FAULT_CONTEXT => s.fault_context,
             FAULT_ADDR_LO => s.fault_addr as u32,
@@ -218,6 +222,8 @@ impl Device {
             }
             CTX_TABLE_LO if cfg_ok => set_lo(&mut s.ctx_table),
             CTX_TABLE_HI if cfg_ok => set_hi(&mut s.ctx_table),
+            SHADOW_LO if cfg_ok => set_lo(&mut s.shadow),
+            SHADOW_HI if cfg_ok => set_hi(&mut s.shadow),
             _ => {}
         }
     }
@@ -288,7 +294,29 @@ fn ring_size_ok(n: u32) -> bool {
 
 fn rings_valid(s: &State) -> bool {
     let aligned = |a: u64| a.is_multiple_of(4096);
-    ring_size_ok(s.sq_size) && ring_size_ok(s.cq_size) && aligned(s.sq_base) && aligned(s.cq_base) && aligned(s.ctx_table)
+    ring_size_ok(s.sq_size) && ring_size_ok(s.cq_size) && aligned(s.sq_base) && aligned(s.cq_base) && aligned(s.ctx_table) && aligned(s.shadow)
+}
+
+/// The shadow doorbell page: take the driver's SQ tail and CQ head from it
+/// as if written to DOORBELL and CQ_HEAD. False on a bus error.
+fn read_shadow(mem: &HostMemory, s: &mut State) -> bool {
+    if s.shadow == 0 {
+        return true;
+    }
+    let mut w = [0u8; 12];
+    // The tail before the head: a driver publishes the head it freed
+    // before the tail of the entries that need the room.
+    std::sync::atomic::fence(Ordering::Acquire);
+    if !bus_read(mem, s.shadow.wrapping_add(SHADOW_SQ_TAIL), &mut w[..4]) {
+        return false;
+    }
+    std::sync::atomic::fence(Ordering::Acquire);
+    if !bus_read(mem, s.shadow.wrapping_add(SHADOW_CQ_HEAD), &mut w[8..12]) {
+        return false;
+    }
+    s.sq_tail = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+    s.cq_head = u32::from_le_bytes([w[8], w[9], w[10], w[11]]);
+    true
 }
 
 impl Shared {
@@ -369,15 +397,37 @@ fn command_processor(sh: Arc<Shared>) {
         // ring, and no injected hang.
         let (sqe_addr, epoch) = {
             let mut s = sh.lock();
+            let mut mem = sh.bus.snapshot();
+            // Whether SQ_EVENT says the CP sleeps (the driver must ring).
+            let mut announced = false;
             loop {
                 if s.shutdown {
                     return;
                 }
+                let live = s.enabled && !s.halted && !s.hung;
+                if live && !read_shadow(&mem, &mut s) {
+                    sh.halt(&mut s);
+                    continue;
+                }
                 let cq_full = s.cq_tail.wrapping_sub(s.cq_head) >= s.cq_size;
-                if s.enabled && !s.halted && !s.hung && s.sq_head != s.sq_tail && !cq_full {
+                if live && s.sq_head != s.sq_tail && !cq_full {
                     break;
                 }
+                // With a shadow page, tell the driver where the CP stopped,
+                // then look once more: a tail it published before seeing
+                // the event came without a doorbell.
+                if live && s.shadow != 0 && !announced {
+                    announced = true;
+                    let at = s.shadow.wrapping_add(SHADOW_SQ_EVENT);
+                    if !bus_write(&mem, at, &s.sq_head.to_le_bytes()) {
+                        sh.halt(&mut s);
+                    }
+                    std::sync::atomic::fence(Ordering::SeqCst);
+                    continue;
+                }
                 s = sh.wake.wait(s).unwrap_or_else(|p| p.into_inner());
+                announced = false;
+                mem = sh.bus.snapshot();
             }
             s.busy = true;
             let idx = s.sq_head % s.sq_size;

@@ -32,6 +32,9 @@ pub const CQ_HEAD: u32 = 0x0064;
 pub const CQ_TAIL: u32 = 0x0068;
 pub const CTX_TABLE_LO: u32 = 0x0070;
 pub const CTX_TABLE_HI: u32 = 0x0074;
+/// Shadow doorbell page (CAP_SHADOW_DOORBELL), bus address, 4 KiB aligned.
+pub const SHADOW_LO: u32 = 0x0078;
+pub const SHADOW_HI: u32 = 0x007c;
 pub const FAULT_STATUS: u32 = 0x0080;
 pub const FAULT_CONTEXT: u32 = 0x0084;
 pub const FAULT_ADDR_LO: u32 = 0x0088;
@@ -64,7 +67,13 @@ pub const IRQ_ALL: u32 = 0x1f;
 pub const CAP_F32: u32 = 1 << 0;
 pub const CAP_INT8: u32 = 1 << 1;
 pub const CAP_POOL: u32 = 1 << 2;
+pub const CAP_SHADOW_DOORBELL: u32 = 1 << 3;
 pub const CAP_FAULT_INJECTION: u32 = 1 << 31;
+
+/// Words of the shadow doorbell page (byte offsets).
+pub const SHADOW_SQ_TAIL: u64 = 0x0;
+pub const SHADOW_SQ_EVENT: u64 = 0x4;
+pub const SHADOW_CQ_HEAD: u64 = 0x8;
 
 pub const SQ_ENTRY_SIZE: u64 = 64;
 pub const CQ_ENTRY_SIZE: u64 = 32;

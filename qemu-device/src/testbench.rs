@@ -81,6 +81,7 @@ const RING_AREA: u64 = 0x1000;
 const SQ_BASE: u64 = RING_AREA;
 const CQ_BASE: u64 = RING_AREA + 0x10000;
 const CTX_TABLE: u64 = RING_AREA + 0x20000;
+const SHADOW_PAGE: u64 = 0x3f000;
 const POOL_START: u64 = 0x40000;
 
 pub struct Bench {
@@ -95,6 +96,16 @@ pub struct Bench {
     sq_tail: u32,
     cq_head: u32,
     next_seqno: u64,
+    /// The shadow doorbell page in use (0: none), see [`Bench::use_shadow`].
+    shadow: u64,
+    /// DOORBELL writes made by `submit_raw`.
+    pub doorbells: u64,
+}
+
+/// Whether moving the tail from `old` to `new` passes the event index the
+/// device published (the NVMe/virtio event-index rule).
+pub fn need_doorbell(event: u32, new: u32, old: u32) -> bool {
+    new.wrapping_sub(event).wrapping_sub(1) < new.wrapping_sub(old)
 }
 
 impl Bench {
@@ -124,6 +135,8 @@ impl Bench {
             sq_tail: 0,
             cq_head: 0,
             next_seqno: 1,
+            shadow: 0,
+            doorbells: 0,
         };
         for _ in 0..contexts.min(4) {
             let root = b.alloc_page();
@@ -146,12 +159,25 @@ impl Bench {
         d.mmio_write(CTX_TABLE_LO, CTX_TABLE as u32);
         d.mmio_write(CTX_TABLE_HI, 0);
         d.mmio_write(IRQ_MASK, IRQ_ALL);
+        if self.shadow != 0 {
+            bus_write(&self.mem, self.shadow, &[0u8; PAGE_SIZE as usize]);
+        }
+        d.mmio_write(SHADOW_LO, self.shadow as u32);
+        d.mmio_write(SHADOW_HI, (self.shadow >> 32) as u32);
         d.mmio_write(CONTROL, CONTROL_ENABLE);
         self.sq_tail = 0;
         self.cq_head = 0;
         // Clear stale records so phase bits start from a known state.
         let zero = vec![0u8; (self.cq_size as u64 * CQ_ENTRY_SIZE) as usize];
         bus_write(&self.mem, CQ_BASE, &zero);
+    }
+
+    /// Switch to the shadow doorbell page at `page` (4 KiB aligned; the
+    /// bench's own page when None), reprogramming the rings.
+    pub fn use_shadow(&mut self, page: Option<u64>) {
+        self.device.mmio_write(CONTROL, 0);
+        self.shadow = page.unwrap_or(SHADOW_PAGE);
+        self.program_rings();
     }
 
     /// Soft reset and re-initialisation, as a driver's recovery does.
@@ -256,7 +282,20 @@ impl Bench {
         e[22..24].copy_from_slice(&flags.to_le_bytes());
         let slot = self.sq_tail % self.sq_size;
         bus_write(&self.mem, SQ_BASE + slot as u64 * SQ_ENTRY_SIZE, &e);
+        let old = self.sq_tail;
         self.sq_tail = self.sq_tail.wrapping_add(1);
+        if self.shadow != 0 {
+            bus_write(&self.mem, self.shadow + SHADOW_SQ_TAIL, &self.sq_tail.to_le_bytes());
+            // The tail before the event read, against the CP's event write
+            // before its tail read.
+            std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+            let mut e = [0u8; 4];
+            bus_read(&self.mem, self.shadow + SHADOW_SQ_EVENT, &mut e);
+            if !need_doorbell(u32::from_le_bytes(e), self.sq_tail, old) {
+                return seqno;
+            }
+        }
+        self.doorbells += 1;
         self.device.mmio_write(DOORBELL, self.sq_tail);
         seqno
     }
@@ -273,7 +312,14 @@ impl Bench {
             let flags = u32::from_le_bytes([r[28], r[29], r[30], r[31]]);
             if flags & 1 == phase {
                 self.cq_head = self.cq_head.wrapping_add(1);
-                self.device.mmio_write(CQ_HEAD, self.cq_head);
+                if self.shadow != 0 {
+                    bus_write(&self.mem, self.shadow + SHADOW_CQ_HEAD, &self.cq_head.to_le_bytes());
+                }
+                // A CP stalled on a full ring waits for the register.
+                let was_full = self.sq_tail.wrapping_sub(self.cq_head.wrapping_sub(1)) > self.cq_size;
+                if self.shadow == 0 || was_full {
+                    self.device.mmio_write(CQ_HEAD, self.cq_head);
+                }
                 return Some(Completion {
                     seqno: u64::from_le_bytes(r[0..8].try_into().unwrap_or([0; 8])),
                     status: u32::from_le_bytes([r[8], r[9], r[10], r[11]]),
