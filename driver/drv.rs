@@ -93,7 +93,7 @@ impl pci::Driver for OnpuPciDriver {
                 engine: engine.clone(),
                 _debugfs: debugfs,
                 drm: {
-                    engine.start(dev)?;
+                    engine.start(dev, 0)?;
                     selftest::run(dev, &engine)?;
                     let data = try_pin_init!(OnpuData { engine: engine.clone() });
                     let drm = drm::UnregisteredDevice::<OnpuDriver>::new(dev, data)?;

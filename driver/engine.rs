@@ -31,6 +31,7 @@ use kernel::{
     sync::{
         aref::ARef,
         atomic::{Atomic, Relaxed},
+        barrier::{smp_mb, smp_wmb},
         Arc, CondVar, Mutex,
     },
     time::{msecs_to_jiffies, Delta, Instant, Monotonic},
@@ -118,6 +119,8 @@ pub(crate) struct Counters {
     pub(crate) failed: Atomic<u64>,
     pub(crate) resets: Atomic<u64>,
     pub(crate) bogus_completions: Atomic<u64>,
+    /// DOORBELL writes (with a shadow page, only when the CP sleeps).
+    pub(crate) doorbells: Atomic<u64>,
 }
 
 impl Counters {
@@ -128,6 +131,7 @@ impl Counters {
             failed: Atomic::new(0),
             resets: Atomic::new(0),
             bogus_completions: Atomic::new(0),
+            doorbells: Atomic::new(0),
         }
     }
 }
@@ -148,6 +152,8 @@ pub(crate) struct Rings {
     sq: Coherent<[SqEntry]>,
     cq: Coherent<[CqEntry]>,
     ctx_table: Coherent<[CtxDesc]>,
+    /// The shadow doorbell page (used when the device has the capability).
+    shadow: Coherent<[u32]>,
 }
 
 /// Jobs that ended under the ring lock, kept until it is released.
@@ -212,6 +218,7 @@ impl Engine {
             sq: Coherent::<SqEntry>::zeroed_slice(dev, RING_ENTRIES as usize, GFP_KERNEL)?,
             cq: Coherent::<CqEntry>::zeroed_slice(dev, RING_ENTRIES as usize, GFP_KERNEL)?,
             ctx_table: Coherent::<CtxDesc>::zeroed_slice(dev, params.contexts as usize, GFP_KERNEL)?,
+            shadow: Coherent::<u32>::zeroed_slice(dev, SHADOW_WORDS, GFP_KERNEL)?,
         };
         let rings = Devres::new(dev, Ok::<_, Error>(rings))?;
         let device: &device::Device = dev;
@@ -251,10 +258,19 @@ impl Engine {
         f(dev)
     }
 
-    /// Program the rings and enable the command processor (after a reset).
-    pub(crate) fn start(&self, dev: &device::Device<Bound>) -> Result {
+    /// Program the rings and enable the command processor (after a reset),
+    /// with `tail` entries already in the submission ring.
+    pub(crate) fn start(&self, dev: &device::Device<Bound>, tail: u32) -> Result {
         let bar = self.bar.access(dev)?;
         let r = self.rings.access(dev)?;
+        // The device restarts at index 0: the page must say so (and where
+        // the tail is) before ENABLE, when the CP first reads it.
+        let shadow = if self.uses_shadow() { r.shadow.dma_handle() } else { 0 };
+        dma_write!(r.shadow, [try: SHADOW_SQ_TAIL], tail);
+        dma_write!(r.shadow, [try: SHADOW_SQ_EVENT], 0u32);
+        dma_write!(r.shadow, [try: SHADOW_CQ_HEAD], 0u32);
+        bar.write32(shadow as u32, SHADOW_LO);
+        bar.write32((shadow >> 32) as u32, SHADOW_HI);
         let (sq, cq, ctx) = (r.sq.dma_handle(), r.cq.dma_handle(), r.ctx_table.dma_handle());
         bar.write32(sq as u32, SQ_BASE_LO);
         bar.write32((sq >> 32) as u32, SQ_BASE_HI);
@@ -336,9 +352,14 @@ impl Engine {
                     st.head_since = Instant::now();
                 }
                 st.in_flight.push(job.clone(), GFP_KERNEL)?;
+                let old = st.sq_tail;
                 st.sq_tail = st.sq_tail.wrapping_add(1);
-                // writel orders the entry (coherent memory) before the doorbell.
-                bar.write32(st.sq_tail, DOORBELL);
+                // (The page's indices are constants in range; ring if that fails.)
+                if self.needs_doorbell(rings, st.sq_tail, old).unwrap_or(true) {
+                    self.counters.doorbells.add(1, Relaxed);
+                    // writel orders the entry (coherent memory) before the doorbell.
+                    bar.write32(st.sq_tail, DOORBELL);
+                }
                 self.counters.submitted.add(1, Relaxed);
                 Ok(Some(job))
             })?;
@@ -354,6 +375,30 @@ impl Engine {
                 }
             }
         }
+    }
+
+    fn uses_shadow(&self) -> bool {
+        self.params.caps & CAP_SHADOW_DOORBELL != 0
+    }
+
+    /// Publish a new submission-ring tail; whether the CP sleeps and needs
+    /// the DOORBELL write. With a shadow page, the CP polls the tail while it
+    /// runs and publishes where it stopped (SQ_EVENT) before it sleeps: ring
+    /// when the new tail passes that point (the NVMe/virtio event-index
+    /// rule). A device that lies in SQ_EVENT only delays its own jobs, which
+    /// the watchdog then times out.
+    fn needs_doorbell(&self, rings: &Rings, tail: u32, old: u32) -> Result<bool> {
+        if !self.uses_shadow() {
+            return Ok(true);
+        }
+        // The entry before the tail that publishes it.
+        smp_wmb();
+        dma_write!(rings.shadow, [try: SHADOW_SQ_TAIL], tail);
+        // The tail before the event read, against the CP's event write
+        // before its tail read: one of the two sees the other.
+        smp_mb();
+        let event: u32 = dma_read!(rings.shadow, [try: SHADOW_SQ_EVENT]);
+        Ok(tail.wrapping_sub(event).wrapping_sub(1) < tail.wrapping_sub(old))
     }
 
     /// End the oldest job with `outcome` and signal its fence. The job goes
@@ -419,7 +464,14 @@ impl Engine {
             self.retire_head(&mut st, outcome, &mut ended);
         }
         if progressed {
-            bar.write32(st.cq_head, CQ_HEAD);
+            if self.uses_shadow() {
+                // The CP reads the head from the page when it looks for
+                // room; it never waits for room (at most RING_ENTRIES jobs
+                // are in flight), so no register write is needed.
+                dma_write!(rings.shadow, [try: SHADOW_CQ_HEAD], st.cq_head);
+            } else {
+                bar.write32(st.cq_head, CQ_HEAD);
+            }
             drop(st);
             self.space.notify_all();
         }
@@ -456,8 +508,9 @@ impl Engine {
             st.sq_tail += 1;
         }
         st.head_since = Instant::now();
-        self.start(dev)?;
+        self.start(dev, st.sq_tail)?;
         if st.sq_tail != 0 {
+            self.counters.doorbells.add(1, Relaxed);
             bar.write32(st.sq_tail, DOORBELL);
         }
         dev_info!(dev, "NPU reset, {} queued job(s) resubmitted\n", st.in_flight.len());
@@ -539,6 +592,7 @@ impl Engine {
         writeln!(out, "jobs_failed: {}", c.failed.load(Relaxed))?;
         writeln!(out, "resets: {}", c.resets.load(Relaxed))?;
         writeln!(out, "bogus_completions: {}", c.bogus_completions.load(Relaxed))?;
+        writeln!(out, "doorbells: {}", c.doorbells.load(Relaxed))?;
         writeln!(out, "bos_live: {}", crate::gem::LIVE_BOS.load(Relaxed))?;
         writeln!(out, "bo_bytes_live: {}", crate::gem::LIVE_BO_BYTES.load(Relaxed))
     }

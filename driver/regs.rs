@@ -29,11 +29,21 @@ pub(crate) const CQ_SIZE: usize = 0x0060;
 pub(crate) const CQ_HEAD: usize = 0x0064;
 pub(crate) const CTX_TABLE_LO: usize = 0x0070;
 pub(crate) const CTX_TABLE_HI: usize = 0x0074;
+pub(crate) const SHADOW_LO: usize = 0x0078;
+pub(crate) const SHADOW_HI: usize = 0x007c;
 
 pub(crate) const ID_VALUE: u32 = 0x4f4e_5055;
 /// The ISA/register major version this driver speaks.
 pub(crate) const VERSION_MAJOR: u32 = 1;
 pub(crate) const VA_BITS_SUPPORTED: u32 = 39;
+
+/// CAPS: the shadow doorbell page ("Shadow doorbells" in the spec).
+pub(crate) const CAP_SHADOW_DOORBELL: u32 = 1 << 3;
+/// Words of the shadow doorbell page.
+pub(crate) const SHADOW_SQ_TAIL: usize = 0;
+pub(crate) const SHADOW_SQ_EVENT: usize = 1;
+pub(crate) const SHADOW_CQ_HEAD: usize = 2;
+pub(crate) const SHADOW_WORDS: usize = 1024;
 
 pub(crate) const CONTROL_ENABLE: u32 = 1 << 0;
 pub(crate) const CONTROL_SOFT_RESET: u32 = 1 << 1;
