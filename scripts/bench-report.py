@@ -54,6 +54,8 @@ if lat:
     md += ["## Submission latency (guest, through the driver)", "",
            "| | p50 (us) | p99 (us) |", "|---|---|---|",
            f"| null job: submit -> interrupt -> fence -> wait | {lat['p50_us']:.1f} | {lat['p99_us']:.1f} |",
+           f"| of which: the SUBMIT ioctl | {lat.get('submit_p50_us', float('nan')):.1f} | |",
+           f"| of which: the WAIT ioctl (doorbell -> device -> interrupt -> fence -> wake-up) | {lat.get('wait_p50_us', float('nan')):.1f} | |",
            f"| baseline: no-op ioctl (GET_PARAM) | {lat['ioctl_p50_us']:.1f} | {lat['ioctl_p99_us']:.1f} |",
            f"| baseline: one MMIO write (BAR0, read-only register) | {lat['mmio_p50_us']:.1f} | {lat['mmio_p99_us']:.1f} |", ""]
 if tp:

@@ -4,7 +4,9 @@
 //! Output: a readable table, plus one `BENCH {json}` line per figure for
 //! scripts/bench.sh, which writes the report (build/bench/).
 //!
-//!   npu-bench [--quick]
+//!   npu-bench [--quick] [--only latency|throughput|buffers|compute|copies]
+//!
+//! `--only` runs one section (for profiling it on the host while it runs).
 
 use npu::device::{Device, Job};
 use npu::reference;
@@ -68,12 +70,20 @@ fn mmio_write_latency(n: usize) -> Option<Vec<f64>> {
 fn latency(dev: &Device, n: usize) -> Result<(), String> {
     let null = NullJob::new(dev)?;
     let mut rt = Vec::with_capacity(n);
+    // Where the round trip goes: the SUBMIT ioctl, then the WAIT ioctl
+    // (doorbell to interrupt to fence to wake-up).
+    let (mut sub, mut wait) = (Vec::with_capacity(n), Vec::with_capacity(n));
     for _ in 0..n {
         let t = Instant::now();
         let s = dev.submit(&null.job()).map_err(|e| e.to_string())?;
+        let t1 = Instant::now();
         dev.wait(s, Duration::from_secs(10)).map_err(|e| e.to_string())?;
-        rt.push(us(t.elapsed()));
+        let t2 = Instant::now();
+        rt.push(us(t2 - t));
+        sub.push(us(t1 - t));
+        wait.push(us(t2 - t1));
     }
+    let (sub50, wait50) = (percentile(&mut sub, 0.5), percentile(&mut wait, 0.5));
     let mut io = Vec::with_capacity(n);
     for _ in 0..n {
         let t = Instant::now();
@@ -86,9 +96,10 @@ fn latency(dev: &Device, n: usize) -> Result<(), String> {
     let (mm50, mm99) = (percentile(&mut mmio, 0.5), percentile(&mut mmio, 0.99));
     let ratio = rt50 / (io50 + mm50);
     println!("submission round trip (null job, {n} runs): p50 {rt50:.1} us, p99 {rt99:.1} us");
+    println!("  of which SUBMIT ioctl p50 {sub50:.1} us, WAIT ioctl p50 {wait50:.1} us");
     println!("  baselines: no-op ioctl p50 {io50:.1} us p99 {io99:.1} us; MMIO write p50 {mm50:.1} us p99 {mm99:.1} us");
     println!("  round trip / (ioctl + MMIO write) at p50: {ratio:.2}x (goal <= 2x)");
-    bench_line("latency", "null_job_round_trip", &[("p50_us", rt50), ("p99_us", rt99), ("ioctl_p50_us", io50), ("ioctl_p99_us", io99), ("mmio_p50_us", mm50), ("mmio_p99_us", mm99), ("ratio_p50", ratio)]);
+    bench_line("latency", "null_job_round_trip", &[("p50_us", rt50), ("p99_us", rt99), ("ioctl_p50_us", io50), ("ioctl_p99_us", io99), ("mmio_p50_us", mm50), ("mmio_p99_us", mm99), ("ratio_p50", ratio), ("submit_p50_us", sub50), ("wait_p50_us", wait50)]);
     Ok(())
 }
 
@@ -192,9 +203,14 @@ fn compute(quick: bool) -> Result<(), String> {
             dev_t.push(t.elapsed().as_secs_f64());
             out = Some(r);
         }
-        let t = Instant::now();
-        reference::run(&k.graph, &inputs).map_err(|e| format!("{name}: {e}"))?;
-        let cpu = t.elapsed().as_secs_f64();
+        // The baseline the same way: the median of three runs.
+        let mut cpu_t = Vec::new();
+        for _ in 0..3 {
+            let t = Instant::now();
+            reference::run(&k.graph, &inputs).map_err(|e| format!("{name}: {e}"))?;
+            cpu_t.push(t.elapsed().as_secs_f64());
+        }
+        let cpu = percentile(&mut cpu_t, 0.5);
         let run = out.ok_or("no run")?;
         runtime::check(&k.graph, &inputs, &run.outputs, 1e-3).map_err(|e| format!("{name}: {e}"))?;
         let npu = percentile(&mut dev_t, 0.5);
@@ -259,7 +275,21 @@ fn zero_copy(dev: &Device) -> Result<(), String> {
 }
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    const SECTIONS: [&str; 5] = ["latency", "throughput", "buffers", "compute", "copies"];
+    let only = args.iter().position(|a| a == "--only").map(|i| args.get(i + 1).cloned().unwrap_or_default());
+    if let Some(o) = &only {
+        if !SECTIONS.contains(&o.as_str()) {
+            eprintln!("npu-bench: --only takes one of {}, not `{o}`", SECTIONS.join(", "));
+            std::process::exit(2);
+        }
+    }
+    if let Some(a) = args.iter().enumerate().find(|&(i, a)| a != "--quick" && a != "--only" && (i == 0 || args[i - 1] != "--only")).map(|(_, a)| a) {
+        eprintln!("npu-bench: unknown argument `{a}` (usage: npu-bench [--quick] [--only SECTION])");
+        std::process::exit(2);
+    }
+    let run = |s: &str| only.as_deref().is_none_or(|o| o == s);
     let dev = match Device::open() {
         Ok(d) => d,
         Err(e) => {
@@ -274,9 +304,11 @@ fn main() {
             failed = true;
         }
     };
-    step("latency", latency(&dev, if quick { 200 } else { 2000 }));
+    if run("latency") {
+        step("latency", latency(&dev, if quick { 200 } else { 2000 }));
+    }
     let secs = if quick { 0.2 } else { 1.0 };
-    for procs in [1usize, 4] {
+    for procs in if run("throughput") { vec![1usize, 4] } else { vec![] } {
         let mut line = format!("jobs/s, {procs} process(es), depth 1..64:");
         for depth in [1usize, 2, 4, 8, 16, 32, 64] {
             match throughput(procs, depth, secs) {
@@ -289,8 +321,14 @@ fn main() {
         }
         println!("{line}");
     }
-    step("buffers", buffers(&dev, quick));
-    step("compute", compute(quick));
-    step("zero copy", zero_copy(&dev));
+    if run("buffers") {
+        step("buffers", buffers(&dev, quick));
+    }
+    if run("compute") {
+        step("compute", compute(quick));
+    }
+    if run("copies") {
+        step("zero copy", zero_copy(&dev));
+    }
     std::process::exit(i32::from(failed));
 }
