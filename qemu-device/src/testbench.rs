@@ -180,6 +180,13 @@ impl Bench {
         self.program_rings();
     }
 
+    /// The SQ_EVENT word of the shadow page (where the CP last went idle).
+    pub fn shadow_event(&self) -> u32 {
+        let mut e = [0u8; 4];
+        bus_read(&self.mem, self.shadow + SHADOW_SQ_EVENT, &mut e);
+        u32::from_le_bytes(e)
+    }
+
     /// Soft reset and re-initialisation, as a driver's recovery does.
     pub fn reset(&mut self) {
         self.device.mmio_write(CONTROL, CONTROL_SOFT_RESET);

@@ -21,7 +21,11 @@ fn wait_idle(b: &Bench) {
         std::thread::sleep(Duration::from_millis(1));
     }
     // The CP publishes its event index just before it sleeps.
-    std::thread::sleep(Duration::from_millis(20));
+    let head = b.device.mmio_read(SQ_HEAD);
+    while b.shadow_event() != head {
+        assert!(t.elapsed() < Duration::from_secs(10), "the CP never published its event index");
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 #[test]
@@ -36,14 +40,14 @@ fn the_event_rule_wraps() {
 
 #[test]
 fn a_busy_device_takes_new_entries_without_a_doorbell() {
-    let inject = Injector::parse(&["delay=150:tag=1".to_string()]).expect("rule");
+    let inject = Injector::parse(&["delay=500:tag=1".to_string()]).expect("rule");
     let mut b = Bench::with_options(cfg(), 16, 64, 64, inject);
     assert_ne!(b.device.mmio_read(CAPS) & CAP_SHADOW_DOORBELL, 0);
     b.use_shadow(None);
     b.map(0, CMD_VA, 4096, false);
     b.write(0, CMD_VA, &assemble(&[Insn::Mark { tag: 1 }, Insn::End]));
     b.write(0, CMD_VA + 128, &assemble(&[Insn::End]));
-    // The first job rings (the CP sleeps) and then runs for 150 ms, while
+    // The first job rings (the CP sleeps) and then runs for 500 ms, while
     // ten more are queued: the CP finds them in the shadow page.
     let first = b.submit_raw(0, CMD_VA, 128, 0);
     std::thread::sleep(Duration::from_millis(30));
@@ -100,9 +104,11 @@ fn a_shadow_page_outside_memory_halts_the_device() {
         std::thread::sleep(Duration::from_millis(1));
     }
     assert_ne!(b.device.mmio_read(IRQ_STATUS) & IRQ_DEVICE_ERROR, 0);
-    // A reset and a good page bring it back.
-    b.reset();
+    // A good page and a reset bring it back (ENABLE alone does not clear
+    // HALTED).
     b.use_shadow(None);
+    assert_ne!(b.device.mmio_read(STATUS) & STATUS_HALTED, 0);
+    b.reset();
     let c = b.run(0, CMD_VA + 4096, &assemble(&[Insn::End]));
     assert_eq!(c.status, 0);
 }
