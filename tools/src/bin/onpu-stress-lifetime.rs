@@ -13,7 +13,9 @@ use npu_tools::kmod;
 use npu_tools::tap::Tap;
 use npu_uapi as uapi;
 use std::fs::File;
-use std::os::fd::AsRawFd;
+use nix::sys::socket;
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 
@@ -232,18 +234,16 @@ fn reload_under_load(n: usize) -> Result<(u64, u64), String> {
 fn dmabuf_outlives_exporter(n: usize) -> Result<(), String> {
     let before = debugfs_counter("bos_live").ok_or("no debugfs counters")?;
     for i in 0..n {
-        let mut sv = [0i32; 2];
-        // SAFETY: a socket pair to pass the dma-buf fd between processes.
-        if unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, sv.as_mut_ptr()) } != 0 {
-            return Err("socketpair failed".into());
-        }
+        // Closed on every path out of the iteration (OwnedFd).
+        let (ours, theirs) = socket::socketpair(socket::AddressFamily::Unix, socket::SockType::Stream, None, socket::SockFlag::SOCK_CLOEXEC)
+            .map_err(|e| format!("socketpair: {e}"))?;
         let exporter = fork(|| {
             let run = || -> Result<(), String> {
                 let file = accel::open(&kmod::wait_for_device()?).map_err(|e| e.to_string())?;
                 let bo = accel::bo_create(&file, 65536).map_err(|e| format!("errno {e}"))?;
                 Mapping::new(&file, &bo).map_err(|e| e.to_string())?.as_mut_slice().fill(0xa7);
                 let fd = accel::prime_export(&file, bo.handle).map_err(|e| format!("export: errno {e}"))?;
-                send_fd(sv[0], fd.as_raw_fd())
+                send_fd(&theirs, fd.as_fd())
             };
             // Everything of the exporter goes with it: file, handle, mapping.
             i32::from(run().is_err())
@@ -252,12 +252,8 @@ fn dmabuf_outlives_exporter(n: usize) -> Result<(), String> {
         if !libc::WIFEXITED(st) || libc::WEXITSTATUS(st) != 0 {
             return Err(format!("iteration {i}: the exporter failed"));
         }
-        let fd = recv_fd(sv[1])?;
-        // SAFETY: closing our socket ends.
-        unsafe {
-            libc::close(sv[0]);
-            libc::close(sv[1]);
-        }
+        drop(theirs);
+        let fd = recv_fd(&ours)?;
         let file = accel::open(&kmod::wait_for_device()?).map_err(|e| e.to_string())?;
         let h = accel::prime_import(&file, &fd).map_err(|e| format!("import: errno {e}"))?;
         drop(fd);
@@ -281,52 +277,29 @@ fn dmabuf_outlives_exporter(n: usize) -> Result<(), String> {
     settle_bos(before)
 }
 
-fn send_fd(sock: i32, fd: i32) -> Result<(), String> {
-    let mut byte = [0u8; 1];
-    let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
-    let mut cmsg = [0u8; 64];
-    // SAFETY: a one-byte message carrying one SCM_RIGHTS descriptor, built
-    // in buffers that outlive the call.
-    unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cmsg.as_mut_ptr().cast();
-        msg.msg_controllen = libc::CMSG_SPACE(4) as _;
-        let c = libc::CMSG_FIRSTHDR(&msg);
-        (*c).cmsg_level = libc::SOL_SOCKET;
-        (*c).cmsg_type = libc::SCM_RIGHTS;
-        (*c).cmsg_len = libc::CMSG_LEN(4) as _;
-        std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<i32>(), fd);
-        if libc::sendmsg(sock, &msg, 0) != 1 {
-            return Err("sendmsg failed".into());
-        }
-    }
+/// One byte carrying `fd` as SCM_RIGHTS.
+fn send_fd(sock: &OwnedFd, fd: BorrowedFd<'_>) -> Result<(), String> {
+    let fds = [fd.as_raw_fd()];
+    let cmsg = [socket::ControlMessage::ScmRights(&fds)];
+    socket::sendmsg::<()>(sock.as_raw_fd(), &[IoSlice::new(&[0])], &cmsg, socket::MsgFlags::empty(), None).map_err(|e| format!("sendmsg: {e}"))?;
     Ok(())
 }
 
-fn recv_fd(sock: i32) -> Result<std::os::fd::OwnedFd, String> {
-    use std::os::fd::FromRawFd;
+fn recv_fd(sock: &OwnedFd) -> Result<OwnedFd, String> {
     let mut byte = [0u8; 1];
-    let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
-    let mut cmsg = [0u8; 64];
-    // SAFETY: receiving into buffers that outlive the call; the descriptor
-    // is checked before it is owned.
-    unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cmsg.as_mut_ptr().cast();
-        msg.msg_controllen = cmsg.len() as _;
-        if libc::recvmsg(sock, &mut msg, 0) != 1 {
-            return Err("recvmsg failed".into());
+    let mut iov = [IoSliceMut::new(&mut byte)];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let msg = socket::recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut space), socket::MsgFlags::MSG_CMSG_CLOEXEC).map_err(|e| format!("recvmsg: {e}"))?;
+    for c in msg.cmsgs().map_err(|e| format!("recvmsg: {e}"))? {
+        if let socket::ControlMessageOwned::ScmRights(fds) = c {
+            if let Some(&fd) = fds.first() {
+                // SAFETY: the kernel just installed this descriptor for us
+                // and nothing else owns it.
+                return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
+            }
         }
-        let c = libc::CMSG_FIRSTHDR(&msg);
-        if c.is_null() || (*c).cmsg_type != libc::SCM_RIGHTS {
-            return Err("no descriptor received".into());
-        }
-        Ok(std::os::fd::OwnedFd::from_raw_fd(std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<i32>())))
     }
+    Err("no descriptor received".into())
 }
 
 fn main() {
