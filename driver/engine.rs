@@ -265,12 +265,15 @@ impl Engine {
         let r = self.rings.access(dev)?;
         // The device restarts at index 0: the page must say so (and where
         // the tail is) before ENABLE, when the CP first reads it.
-        let shadow = if self.uses_shadow() { r.shadow.dma_handle() } else { 0 };
-        dma_write!(r.shadow, [try: SHADOW_SQ_TAIL], tail);
-        dma_write!(r.shadow, [try: SHADOW_SQ_EVENT], 0u32);
-        dma_write!(r.shadow, [try: SHADOW_CQ_HEAD], 0u32);
-        bar.write32(shadow as u32, SHADOW_LO);
-        bar.write32((shadow >> 32) as u32, SHADOW_HI);
+        // (A device without the capability does not have the registers.)
+        if self.uses_shadow() {
+            let shadow = r.shadow.dma_handle();
+            dma_write!(r.shadow, [try: SHADOW_SQ_TAIL], tail);
+            dma_write!(r.shadow, [try: SHADOW_SQ_EVENT], 0u32);
+            dma_write!(r.shadow, [try: SHADOW_CQ_HEAD], 0u32);
+            bar.write32(shadow as u32, SHADOW_LO);
+            bar.write32((shadow >> 32) as u32, SHADOW_HI);
+        }
         let (sq, cq, ctx) = (r.sq.dma_handle(), r.cq.dma_handle(), r.ctx_table.dma_handle());
         bar.write32(sq as u32, SQ_BASE_LO);
         bar.write32((sq >> 32) as u32, SQ_BASE_HI);
