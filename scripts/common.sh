@@ -32,7 +32,8 @@ stage_done() {
 # Run a command, saying every 30 s that it is still running (terminals and CI
 # logs alike): with_progress LABEL CMD... ; NPU_PROGRESS_STATUS, if set, is a
 # command whose one-line output is shown beside the time (e.g. a count of
-# objects built).
+# objects built). The progress lines go to this function's stderr: redirect
+# the command's output inside CMD (a shell function), not around the call.
 with_progress() {
 	local label=$1 pid rc start ticker
 	shift

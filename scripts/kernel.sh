@@ -37,14 +37,16 @@ if [ ! -f "$src/.npu-pristine" ]; then
 	stage "extracting linux-source $version"
 	rm -rf "$src" "$kdir/tmp"
 	mkdir -p "$kdir/tmp"
-	dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$kdir/tmp" ./usr/src/
-	tar -xaf "$kdir"/tmp/usr/src/linux-source-"$KERNEL_SERIES".tar.* -C "$kdir/tmp"
+	with_progress "unpacking linux-source" sh -c 'dpkg-deb --fsys-tarfile "$1" | tar -x -C "$2" ./usr/src/' sh "$deb" "$kdir/tmp"
+	NPU_PROGRESS_STATUS="find '$kdir/tmp' -type f | wc -l | sed 's/\$/ files extracted/'" \
+		with_progress "extracting linux-source" \
+		tar -xaf "$(ls "$kdir"/tmp/usr/src/linux-source-"$KERNEL_SERIES".tar.*)" -C "$kdir/tmp"
 	mv "$kdir/tmp/linux-source-$KERNEL_SERIES" "$src"
 	rm -rf "$kdir/tmp"
 	git -C "$src" init -q
-	git -C "$src" add -f -A
-	git -C "$src" -c user.name=npu-stack -c user.email=npu-stack@localhost \
-		commit -qm "linux-source $version (Debian)"
+	with_progress "recording the pristine tree" sh -c 'git -C "$1" add -f -A &&
+		git -C "$1" -c user.name=npu-stack -c user.email=npu-stack@localhost \
+		commit -qm "linux-source $2 (Debian)"' sh "$src" "$version"
 	git -C "$src" tag pristine
 	echo "$version" >"$src/.npu-pristine"
 	stage_done
@@ -99,9 +101,29 @@ if [ ! -f "$build/.npu-configured" ]; then
 	stage_done
 fi
 
+# A finished build is not run through make again (a no-op make of the tree
+# costs tens of seconds): its stamp names everything it was built from.
+built_key="$version|$patch_hash|$config_hash|$ROOT_KEY"
+if [ "$(cat "$build/.npu-built" 2>/dev/null)" = "$built_key" ] && [ -f "$build/arch/x86/boot/bzImage" ]; then
+	echo "$build"
+	exit 0
+fi
 stage "building the $flavour kernel (linux $version)"
-make_k -s -j"$(nproc)" bzImage modules >&2 || die "kernel build failed"
+rm -f "$build/.npu-built"
+blog=$build/.npu-build.log
+total=$(cat "$kdir/objects-$flavour" 2>/dev/null || true)
+# Progress every 30 s: object files in the build directory (of how many the
+# last finished build of this flavour had) and the step make is on.
+NPU_PROGRESS_STATUS="printf '%s objects%s, at: %s' \"\$(find '$build' -name '*.o' | wc -l)\" '${total:+ of ~$total}' \"\$(tail -n1 '$blog' | tr -s ' ' | cut -c1-70)\""
+make_logged() { make_k -j"$(nproc)" bzImage modules >"$blog" 2>&1; }
+if ! with_progress "building the $flavour kernel" make_logged; then
+	grep -E 'error|Error' "$blog" | head -n 20 >&2
+	tail -n 30 "$blog" >&2
+	die "kernel build failed (log: $blog)"
+fi
+find "$build" -name '*.o' | wc -l >"$kdir/objects-$flavour"
 in_root rustc --version >"$build/.npu-rustc"
 echo "$version" >"$build/.npu-version"
+echo "$built_key" >"$build/.npu-built"
 stage_done
 echo "$build"

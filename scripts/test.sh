@@ -53,7 +53,8 @@ lint() {
 
 host() {
 	local rc=0
-	with_progress "cargo test" $CARGO test --workspace --release >"$results/host.out" 2>&1 || rc=$?
+	cargo_test() { $CARGO test --workspace --release >"$results/host.out" 2>&1; }
+	with_progress "cargo test" cargo_test || rc=$?
 	grep -E '^(test result:|failures:|---- |thread .* panicked|error(\[|:))' "$results/host.out" | head -n 80
 	# "test result: ok. 12 passed; 0 failed; 1 ignored; ..." per test binary.
 	awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i;
