@@ -109,10 +109,10 @@ def parse_block(lines, start, depth, path, res, allow_skip):
                 failed = True
             elif not ok:
                 failed = True
+                res.problems.append(f"{where}: not ok: {desc}")
                 if not sub_failed:
                     # The program failed (exit status) though its points passed.
                     res.failed += 1
-                    res.problems.append(f"{where}: {desc}")
             if is_skip and not allow_skip:
                 res.problems.append(f"{where}: skipped, and skipping is not allowed here")
                 failed = True
