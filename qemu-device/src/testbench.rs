@@ -119,7 +119,13 @@ impl Bench {
         Self::with_options(config, mem_mib, 64, 64, Injector::default())
     }
 
-    pub fn with_options(config: DeviceConfig, mem_mib: u64, sq_size: u32, cq_size: u32, inject: Injector) -> Self {
+    pub fn with_options(
+        config: DeviceConfig,
+        mem_mib: u64,
+        sq_size: u32,
+        cq_size: u32,
+        inject: Injector,
+    ) -> Self {
         let mem_size = mem_mib << 20;
         let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), mem_size as usize)])
             .unwrap_or_else(|e| panic!("test bench: cannot allocate {mem_mib} MiB: {e}"));
@@ -194,7 +200,9 @@ impl Bench {
     /// Soft reset and re-initialisation, as a driver's recovery does.
     pub fn reset(&mut self) {
         self.device.mmio_write(CONTROL, CONTROL_SOFT_RESET);
-        self.wait_until("RESET_DONE after a soft reset", |b| b.device.mmio_read(STATUS) & STATUS_RESET_DONE != 0);
+        self.wait_until("RESET_DONE after a soft reset", |b| {
+            b.device.mmio_read(STATUS) & STATUS_RESET_DONE != 0
+        });
         self.program_rings();
     }
 
@@ -205,7 +213,10 @@ impl Bench {
     pub fn wait_until(&self, what: &str, mut cond: impl FnMut(&Bench) -> bool) {
         let deadline = Instant::now() + EVENT_BOUND;
         while !cond(self) {
-            assert!(Instant::now() < deadline, "waited {EVENT_BOUND:?} for {what}");
+            assert!(
+                Instant::now() < deadline,
+                "waited {EVENT_BOUND:?} for {what}"
+            );
             let c = self.irq.counts.lock().unwrap_or_else(|p| p.into_inner());
             let _ = self.irq.cv.wait_timeout(c, Duration::from_millis(1));
         }
@@ -243,7 +254,9 @@ impl Bench {
     /// Set the level-0 entry for `va`, creating intermediate tables.
     pub fn set_pte(&mut self, ctx: u16, va: u64, pte: u64) {
         let (mem, next, size) = (&self.mem, &mut self.next_page, self.mem_size);
-        set_pte(mem, self.roots[ctx as usize], va, pte, || alloc_zeroed_page(mem, next, size));
+        set_pte(mem, self.roots[ctx as usize], va, pte, || {
+            alloc_zeroed_page(mem, next, size)
+        });
     }
 
     fn pa_of(&self, ctx: u16, va: u64) -> u64 {
@@ -262,14 +275,22 @@ impl Bench {
     /// Copy into NPU memory of `ctx` from the host side (like a CPU mmap).
     pub fn write(&self, ctx: u16, va: u64, data: &[u8]) {
         for (i, chunk) in split_pages(va, data.len()) {
-            bus_write(&self.mem, self.pa_of(ctx, va + i as u64), &data[i..i + chunk]);
+            bus_write(
+                &self.mem,
+                self.pa_of(ctx, va + i as u64),
+                &data[i..i + chunk],
+            );
         }
     }
 
     pub fn read(&self, ctx: u16, va: u64, len: usize) -> Vec<u8> {
         let mut out = vec![0u8; len];
         for (i, chunk) in split_pages(va, len) {
-            bus_read(&self.mem, self.pa_of(ctx, va + i as u64), &mut out[i..i + chunk]);
+            bus_read(
+                &self.mem,
+                self.pa_of(ctx, va + i as u64),
+                &mut out[i..i + chunk],
+            );
         }
         out
     }
@@ -289,7 +310,11 @@ impl Bench {
         let old = self.sq_tail;
         self.sq_tail = self.sq_tail.wrapping_add(1);
         if self.shadow != 0 {
-            bus_write(&self.mem, self.shadow + SHADOW_SQ_TAIL, &self.sq_tail.to_le_bytes());
+            bus_write(
+                &self.mem,
+                self.shadow + SHADOW_SQ_TAIL,
+                &self.sq_tail.to_le_bytes(),
+            );
             // The tail before the event read, against the CP's event write
             // before its tail read.
             std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
@@ -317,10 +342,15 @@ impl Bench {
             if flags & 1 == phase {
                 self.cq_head = self.cq_head.wrapping_add(1);
                 if self.shadow != 0 {
-                    bus_write(&self.mem, self.shadow + SHADOW_CQ_HEAD, &self.cq_head.to_le_bytes());
+                    bus_write(
+                        &self.mem,
+                        self.shadow + SHADOW_CQ_HEAD,
+                        &self.cq_head.to_le_bytes(),
+                    );
                 }
                 // A CP stalled on a full ring waits for the register.
-                let was_full = self.sq_tail.wrapping_sub(self.cq_head.wrapping_sub(1)) > self.cq_size;
+                let was_full =
+                    self.sq_tail.wrapping_sub(self.cq_head.wrapping_sub(1)) > self.cq_size;
                 if self.shadow == 0 || was_full {
                     self.device.mmio_write(CQ_HEAD, self.cq_head);
                 }
@@ -346,7 +376,9 @@ impl Bench {
         self.map(ctx, va, cmdbuf.len() as u64, false);
         self.write(ctx, va, cmdbuf);
         let seqno = self.submit_raw(ctx, va, cmdbuf.len() as u32, 0);
-        let c = self.wait_completion(Duration::from_secs(30)).expect("job did not complete");
+        let c = self
+            .wait_completion(Duration::from_secs(30))
+            .expect("job did not complete");
         assert_eq!(c.seqno, seqno);
         // Acknowledge like a driver, so later edges raise interrupts again.
         self.device.mmio_write(IRQ_ACK, IRQ_ALL);

@@ -11,20 +11,32 @@ use npu_isa::*;
 use std::time::Duration;
 
 fn cfg() -> DeviceConfig {
-    DeviceConfig { sram_size: 64 * 1024, contexts: 2, ..Default::default() }
+    DeviceConfig {
+        sram_size: 64 * 1024,
+        contexts: 2,
+        ..Default::default()
+    }
 }
 
 fn wait_idle(b: &Bench) {
-    b.wait_until("the device to go idle", |b| b.device.mmio_read(STATUS) & STATUS_BUSY == 0 && b.device.mmio_read(SQ_HEAD) == b.device.mmio_read(SQ_TAIL));
+    b.wait_until("the device to go idle", |b| {
+        b.device.mmio_read(STATUS) & STATUS_BUSY == 0
+            && b.device.mmio_read(SQ_HEAD) == b.device.mmio_read(SQ_TAIL)
+    });
     // The CP publishes its event index just before it sleeps.
     let head = b.device.mmio_read(SQ_HEAD);
-    b.wait_until("the CP to publish its event index", |b| b.shadow_event() == head);
+    b.wait_until("the CP to publish its event index", |b| {
+        b.shadow_event() == head
+    });
 }
 
 #[test]
 fn the_event_rule_wraps() {
     assert!(need_doorbell(0, 1, 0));
-    assert!(!need_doorbell(0, 2, 1), "the CP has not caught up: it polls");
+    assert!(
+        !need_doorbell(0, 2, 1),
+        "the CP has not caught up: it polls"
+    );
     assert!(need_doorbell(7, 8, 7));
     assert!(need_doorbell(7, 10, 7), "a batch past the event");
     assert!(need_doorbell(u32::MAX, 0, u32::MAX), "across the wrap");
@@ -43,19 +55,37 @@ fn a_busy_device_takes_new_entries_without_a_doorbell() {
     // The first job rings (the CP sleeps) and then runs for 1 s, while
     // ten more are queued: the CP finds them in the shadow page.
     let first = b.submit_raw(0, CMD_VA, 128, 0);
-    b.wait_until("the CP to take the first job", |b| b.device.mmio_read(STATUS) & STATUS_BUSY != 0);
-    let rest: Vec<u64> = (0..10).map(|_| b.submit_raw(0, CMD_VA + 128, 64, 0)).collect();
-    assert_eq!(b.device.mmio_read(CQ_TAIL), 0, "the first job ended before the others were queued");
-    assert_eq!(b.doorbells, 1, "only the job that found the CP asleep rings");
+    b.wait_until("the CP to take the first job", |b| {
+        b.device.mmio_read(STATUS) & STATUS_BUSY != 0
+    });
+    let rest: Vec<u64> = (0..10)
+        .map(|_| b.submit_raw(0, CMD_VA + 128, 64, 0))
+        .collect();
+    assert_eq!(
+        b.device.mmio_read(CQ_TAIL),
+        0,
+        "the first job ended before the others were queued"
+    );
+    assert_eq!(
+        b.doorbells, 1,
+        "only the job that found the CP asleep rings"
+    );
     for want in std::iter::once(first).chain(rest) {
-        let c = b.wait_completion(Duration::from_secs(5)).expect("completion");
+        let c = b
+            .wait_completion(Duration::from_secs(5))
+            .expect("completion");
         assert_eq!((c.seqno, c.status), (want, 0));
     }
     // Idle again: the next job must ring, and runs.
     wait_idle(&b);
     let s = b.submit_raw(0, CMD_VA + 128, 64, 0);
     assert_eq!(b.doorbells, 2);
-    assert_eq!(b.wait_completion(Duration::from_secs(5)).expect("last").seqno, s);
+    assert_eq!(
+        b.wait_completion(Duration::from_secs(5))
+            .expect("last")
+            .seqno,
+        s
+    );
 }
 
 #[test]
@@ -73,7 +103,9 @@ fn no_entry_is_lost_between_the_event_and_the_tail() {
             queued.push_back(b.submit_raw(0, CMD_VA, 64, 0));
         }
         if rng.range(0, 3) == 0 || queued.len() == 8 {
-            let c = b.wait_completion(Duration::from_secs(5)).expect("a job was lost");
+            let c = b
+                .wait_completion(Duration::from_secs(5))
+                .expect("a job was lost");
             assert_eq!(Some(c.seqno), queued.pop_front());
         }
         if rng.range(0, 50) == 0 {
@@ -81,9 +113,18 @@ fn no_entry_is_lost_between_the_event_and_the_tail() {
         }
     }
     while let Some(s) = queued.pop_front() {
-        assert_eq!(b.wait_completion(Duration::from_secs(5)).expect("drain").seqno, s);
+        assert_eq!(
+            b.wait_completion(Duration::from_secs(5))
+                .expect("drain")
+                .seqno,
+            s
+        );
     }
-    assert!(b.doorbells < 3000, "{} doorbells for 3000 jobs", b.doorbells);
+    assert!(
+        b.doorbells < 3000,
+        "{} doorbells for 3000 jobs",
+        b.doorbells
+    );
 }
 
 #[test]
@@ -92,7 +133,9 @@ fn a_shadow_page_outside_memory_halts_the_device() {
     b.use_shadow(Some(0x7fff_f000_0000));
     b.map(0, CMD_VA, 4096, false);
     b.write(0, CMD_VA, &assemble(&[Insn::End]));
-    b.wait_until("HALTED", |b| b.device.mmio_read(STATUS) & STATUS_HALTED != 0);
+    b.wait_until("HALTED", |b| {
+        b.device.mmio_read(STATUS) & STATUS_HALTED != 0
+    });
     assert_ne!(b.device.mmio_read(IRQ_STATUS) & IRQ_DEVICE_ERROR, 0);
     // A good page and a reset bring it back (ENABLE alone does not clear
     // HALTED).
