@@ -202,7 +202,7 @@ fn bad_context_and_bad_submission() {
     ] {
         b.submit_raw(ctx, CMD_VA, size, flags);
         let c = b
-            .wait_completion(Duration::from_secs(5))
+            .wait_completion(EVENT_BOUND)
             .expect("completion");
         assert_eq!(c.fault(), Some(want), "ctx {ctx} size {size} flags {flags}");
     }
@@ -223,7 +223,7 @@ fn contexts_are_isolated() {
     );
     b.submit_raw(1, CMD_VA, 192, 0);
     let c = b
-        .wait_completion(Duration::from_secs(5))
+        .wait_completion(EVENT_BOUND)
         .expect("completion");
     assert_eq!(
         (c.fault(), c.context, c.fault_addr),
@@ -245,7 +245,7 @@ fn rings_wrap_around_with_phase_bits() {
     for round in 0..11 {
         let seqno = b.submit_raw(0, CMD_VA, 64, 0);
         let c = b
-            .wait_completion(Duration::from_secs(5))
+            .wait_completion(EVENT_BOUND)
             .expect("completion");
         assert_eq!((c.seqno, c.status), (seqno, 0), "round {round}");
         b.device.mmio_write(IRQ_ACK, IRQ_ALL);
@@ -279,7 +279,7 @@ fn a_full_completion_ring_stalls_until_released() {
     assert_eq!(b.device.mmio_read(CQ_TAIL), 2);
     assert_eq!(b.device.mmio_read(SQ_HEAD), 2);
     for _ in 0..3 {
-        assert!(b.wait_completion(Duration::from_secs(5)).is_some());
+        assert!(b.wait_completion(EVENT_BOUND).is_some());
     }
     assert_eq!(b.device.mmio_read(CQ_TAIL), 3);
 }
@@ -293,7 +293,7 @@ fn interrupts_coalesce_until_acknowledged() {
         b.submit_raw(0, CMD_VA, 64, 0);
     }
     for _ in 0..3 {
-        b.wait_completion(Duration::from_secs(5))
+        b.wait_completion(EVENT_BOUND)
             .expect("completion");
     }
     // JOB_DONE stayed pending between jobs: one message for three jobs.
@@ -301,14 +301,14 @@ fn interrupts_coalesce_until_acknowledged() {
     assert_eq!(b.device.mmio_read(IRQ_STATUS) & IRQ_JOB_DONE, IRQ_JOB_DONE);
     b.device.mmio_write(IRQ_ACK, IRQ_JOB_DONE);
     b.submit_raw(0, CMD_VA, 64, 0);
-    b.wait_completion(Duration::from_secs(5))
+    b.wait_completion(EVENT_BOUND)
         .expect("completion");
     assert_eq!(b.irq.count(VECTOR_JOB), 2);
     // Masked causes are recorded but not sent; unmasking sends them.
     b.device.mmio_write(IRQ_ACK, IRQ_ALL);
     b.device.mmio_write(IRQ_MASK, 0);
     b.submit_raw(0, CMD_VA, 64, 0);
-    b.wait_completion(Duration::from_secs(5))
+    b.wait_completion(EVENT_BOUND)
         .expect("completion");
     assert_eq!(b.irq.count(VECTOR_JOB), 2);
     b.device.mmio_write(IRQ_MASK, IRQ_ALL);
@@ -418,7 +418,7 @@ fn injected_faults_do_what_they_say() {
     b.map(0, CMD_VA, 64, false);
     b.write(0, CMD_VA, &assemble(&[Insn::End]));
     let s1 = b.submit_raw(0, CMD_VA, 64, 0);
-    let c = b.wait_completion(Duration::from_secs(5)).expect("1");
+    let c = b.wait_completion(EVENT_BOUND).expect("1");
     assert_eq!(
         (c.seqno, c.fault(), c.fault_addr),
         (s1, Some(Fault::MmuUnmapped), 0xdead000)
@@ -426,12 +426,12 @@ fn injected_faults_do_what_they_say() {
     b.device.mmio_write(IRQ_ACK, IRQ_ALL);
     let before = b.irq.count(VECTOR_JOB);
     let s2 = b.submit_raw(0, CMD_VA, 64, 0);
-    let c = b.wait_completion(Duration::from_secs(5)).expect("2");
+    let c = b.wait_completion(EVENT_BOUND).expect("2");
     assert_eq!((c.seqno, c.status), (s2, 0));
     assert_eq!(b.irq.count(VECTOR_JOB), before, "interrupt dropped");
     b.device.mmio_write(IRQ_ACK, IRQ_ALL);
     let s3 = b.submit_raw(0, CMD_VA, 64, 0);
-    let c = b.wait_completion(Duration::from_secs(5)).expect("3");
+    let c = b.wait_completion(EVENT_BOUND).expect("3");
     assert_ne!(c.seqno, s3);
     assert!(Fault::from_code(c.status).is_none());
 }
@@ -487,7 +487,7 @@ fn reprogramming_the_rings_under_a_running_job_halts_instead_of_crashing() {
     b.write(0, CMD_VA + 4096, &assemble(&[Insn::End]));
     let seqno = b.submit_raw(0, CMD_VA + 4096, 64, 0);
     let c = b
-        .wait_completion(Duration::from_secs(5))
+        .wait_completion(EVENT_BOUND)
         .expect("device works after reset");
     assert_eq!((c.seqno, c.status), (seqno, 0));
 }
@@ -544,7 +544,7 @@ fn control_lines_arm_and_clear_rules_in_a_running_device() {
     b.write(0, CMD_VA, &assemble(&[Insn::Mark { tag: 5 }, Insn::End]));
     let s = b.submit_raw(0, CMD_VA, 128, 0);
     let c = b
-        .wait_completion(Duration::from_secs(5))
+        .wait_completion(EVENT_BOUND)
         .expect("faulted job");
     assert_eq!((c.seqno, c.fault()), (s, Some(Fault::MmuUnmapped)));
     b.device.mmio_write(IRQ_ACK, IRQ_ALL);
@@ -552,7 +552,7 @@ fn control_lines_arm_and_clear_rules_in_a_running_device() {
     assert_eq!(ctl("list"), "ok");
     let s = b.submit_raw(0, CMD_VA, 128, 0);
     let c = b
-        .wait_completion(Duration::from_secs(5))
+        .wait_completion(EVENT_BOUND)
         .expect("clean job");
     assert_eq!((c.seqno, c.status), (s, 0));
 }

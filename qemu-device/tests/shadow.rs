@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use npu_device::inject::Injector;
 use npu_device::regs::*;
-use npu_device::testbench::{need_doorbell, Bench, Rng};
+use npu_device::testbench::{need_doorbell, Bench, Rng, EVENT_BOUND};
 use npu_device::DeviceConfig;
 use npu_isa::*;
 use std::time::Duration;
@@ -72,7 +72,7 @@ fn a_busy_device_takes_new_entries_without_a_doorbell() {
     );
     for want in std::iter::once(first).chain(rest) {
         let c = b
-            .wait_completion(Duration::from_secs(5))
+            .wait_completion(EVENT_BOUND)
             .expect("completion");
         assert_eq!((c.seqno, c.status), (want, 0));
     }
@@ -81,7 +81,7 @@ fn a_busy_device_takes_new_entries_without_a_doorbell() {
     let s = b.submit_raw(0, CMD_VA + 128, 64, 0);
     assert_eq!(b.doorbells, 2);
     assert_eq!(
-        b.wait_completion(Duration::from_secs(5))
+        b.wait_completion(EVENT_BOUND)
             .expect("last")
             .seqno,
         s
@@ -104,7 +104,7 @@ fn no_entry_is_lost_between_the_event_and_the_tail() {
         }
         if rng.range(0, 3) == 0 || queued.len() == 8 {
             let c = b
-                .wait_completion(Duration::from_secs(5))
+                .wait_completion(EVENT_BOUND)
                 .expect("a job was lost");
             assert_eq!(Some(c.seqno), queued.pop_front());
         }
@@ -114,7 +114,7 @@ fn no_entry_is_lost_between_the_event_and_the_tail() {
     }
     while let Some(s) = queued.pop_front() {
         assert_eq!(
-            b.wait_completion(Duration::from_secs(5))
+            b.wait_completion(EVENT_BOUND)
                 .expect("drain")
                 .seqno,
             s
