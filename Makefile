@@ -12,7 +12,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: reliability help demo test host-test fuzz-test guest-test harness-test buildroot kernel kernel-debug module guest vm bench install-libnpu clean clean-cache
+.PHONY: reliability help demo test host-deps lint host-test fuzz-test guest-test harness-test buildroot kernel kernel-debug module guest vm bench install-libnpu clean clean-cache
 
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
@@ -22,19 +22,25 @@ help:
 demo: buildroot
 	@scripts/demo.sh
 
-test: host-test fuzz-test guest-test harness-test
+# Every stage runs (lint, host, fuzz, guest, harness); the last line is
+# "total: N passed, N failed, N skipped", and a skip fails the suite.
+test: host-deps buildroot
+	@scripts/test.sh
+
+# Single stages, for a quicker look.
+lint:
+	@NPU_TEST_STAGES=lint scripts/test.sh
 
 host-test:
-	@scripts/stage.sh "host tests (cargo test --workspace)" $(CARGO) test --workspace --release
+	@NPU_TEST_STAGES=host scripts/test.sh
 
 # cargo-fuzz on the device's command processor, the vfio-user backend and
 # the kernel parser, 25 s per target (scripts/fuzz-host.sh long for more).
 fuzz-test:
-	@scripts/fuzz-host.sh short
+	@NPU_TEST_STAGES=fuzz scripts/test.sh
 
 guest-test: buildroot
-	@scripts/guest-tests.sh
-	@scripts/reliability-report.sh >/dev/null
+	@NPU_TEST_STAGES=guest scripts/test.sh
 
 # The long reliability runs (a million fuzzed ioctls on the debug kernel),
 # then build/reliability.md with the counts of every reliability run.
@@ -42,9 +48,14 @@ reliability: buildroot
 	@NPU_RUNS_LIST=tools/selftests/reliability.list NPU_RUN_TIMEOUT=3600 scripts/guest-tests.sh
 	@scripts/reliability-report.sh
 
-# The harness must fail a run whose kernel log shows a warning.
+# The harness must fail on every way a run can go wrong, and say which.
 harness-test: buildroot
-	@scripts/harness-selftest.sh
+	@NPU_TEST_STAGES=harness scripts/test.sh
+
+# What the host needs besides Rust: python3 (TAP checker, references) and
+# pkg-config (the C API's .pc test), installed when missing.
+host-deps:
+	@scripts/host-deps.sh
 
 buildroot:
 	@scripts/buildroot.sh

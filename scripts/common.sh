@@ -29,6 +29,31 @@ stage() {
 stage_done() {
 	printf '==> %s: done in %ss\n' "$_stage_name" "$(( $(date +%s) - _stage_start ))" >&2
 }
+# Run a command, saying every 30 s that it is still running (terminals and CI
+# logs alike): with_progress LABEL CMD... ; NPU_PROGRESS_STATUS, if set, is a
+# command whose one-line output is shown beside the time (e.g. a count of
+# objects built).
+with_progress() {
+	local label=$1 pid rc start ticker
+	shift
+	start=$(date +%s)
+	"$@" &
+	pid=$!
+	(
+		while sleep "${NPU_PROGRESS_INTERVAL:-30}" </dev/null >/dev/null 2>&1; do
+			kill -0 "$pid" 2>/dev/null || exit 0
+			extra=""
+			[ -n "${NPU_PROGRESS_STATUS:-}" ] && extra=": $(eval "$NPU_PROGRESS_STATUS" 2>/dev/null | head -n1)"
+			printf '==> %s: running for %ss%s\n' "$label" "$(($(date +%s) - start))" "$extra" >&2
+		done
+	) &
+	ticker=$!
+	rc=0
+	wait "$pid" || rc=$?
+	kill "$ticker" 2>/dev/null || true
+	wait "$ticker" 2>/dev/null || true
+	return $rc
+}
 die() {
 	printf 'error: %s\n' "$*" >&2
 	exit 1

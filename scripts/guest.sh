@@ -22,10 +22,14 @@ trap 'rm -rf "$staging"' EXIT
 mkdir -p "$staging"/{bin,sbin,usr/bin,usr/sbin,proc,sys,dev,tmp,run,lib/modules,tests,kernels}
 cp "$BUILDROOT/bin/busybox" "$staging/bin/busybox"
 for b in $bins; do cp "$b" "$staging/usr/bin/"; done
-cp "$NPU_TOP"/tools/selftests/*.sh "$staging/tests/" 2>/dev/null || true
+cp "$NPU_TOP"/tools/selftests/*.sh "$staging/tests/"
+# The harness self-test's deliberately failing guest programs.
+mkdir -p "$staging/tests/harness"
+cp "$NPU_TOP"/tests/harness/guest/*.sh "$staging/tests/harness/"
+[ "${NPU_HANG_AFTER_TAP:-0}" = 1 ] && touch "$staging/harness-hang-after-tap"
 cp "$NPU_TOP"/libnpu/examples/kernels/*.npu "$NPU_TOP"/libnpu/examples/small_cnn.npu "$staging/kernels/"
 [ -n "$module" ] && cp "$module" "$staging/lib/modules/"
 cp "$run_script" "$staging/run.sh"
 cp "$NPU_TOP/scripts/guest-init.sh" "$staging/init"
-chmod +x "$staging/init" "$staging"/tests/* 2>/dev/null || true
+chmod +x "$staging/init" "$staging"/tests/*.sh "$staging"/tests/harness/*.sh
 in_root sh -c 'cd "$1" && find . | cpio -o -H newc --quiet | gzip -1' pack "$staging" >"$out"
