@@ -201,9 +201,7 @@ fn bad_context_and_bad_submission() {
         (0, 0, 0, Fault::BadSubmission),
     ] {
         b.submit_raw(ctx, CMD_VA, size, flags);
-        let c = b
-            .wait_completion(EVENT_BOUND)
-            .expect("completion");
+        let c = b.wait_completion(EVENT_BOUND).expect("completion");
         assert_eq!(c.fault(), Some(want), "ctx {ctx} size {size} flags {flags}");
     }
 }
@@ -222,9 +220,7 @@ fn contexts_are_isolated() {
         &assemble(&[load(0x90_0000, 0, 64), store(0x90_0000, 0, 64), Insn::End]),
     );
     b.submit_raw(1, CMD_VA, 192, 0);
-    let c = b
-        .wait_completion(EVENT_BOUND)
-        .expect("completion");
+    let c = b.wait_completion(EVENT_BOUND).expect("completion");
     assert_eq!(
         (c.fault(), c.context, c.fault_addr),
         (Some(Fault::MmuUnmapped), 1, 0x90_0000)
@@ -244,9 +240,7 @@ fn rings_wrap_around_with_phase_bits() {
     b.write(0, CMD_VA, &assemble(&[Insn::End]));
     for round in 0..11 {
         let seqno = b.submit_raw(0, CMD_VA, 64, 0);
-        let c = b
-            .wait_completion(EVENT_BOUND)
-            .expect("completion");
+        let c = b.wait_completion(EVENT_BOUND).expect("completion");
         assert_eq!((c.seqno, c.status), (seqno, 0), "round {round}");
         b.device.mmio_write(IRQ_ACK, IRQ_ALL);
     }
@@ -293,23 +287,20 @@ fn interrupts_coalesce_until_acknowledged() {
         b.submit_raw(0, CMD_VA, 64, 0);
     }
     for _ in 0..3 {
-        b.wait_completion(EVENT_BOUND)
-            .expect("completion");
+        b.wait_completion(EVENT_BOUND).expect("completion");
     }
     // JOB_DONE stayed pending between jobs: one message for three jobs.
     assert_eq!(b.irq.count(VECTOR_JOB), 1);
     assert_eq!(b.device.mmio_read(IRQ_STATUS) & IRQ_JOB_DONE, IRQ_JOB_DONE);
     b.device.mmio_write(IRQ_ACK, IRQ_JOB_DONE);
     b.submit_raw(0, CMD_VA, 64, 0);
-    b.wait_completion(EVENT_BOUND)
-        .expect("completion");
+    b.wait_completion(EVENT_BOUND).expect("completion");
     assert_eq!(b.irq.count(VECTOR_JOB), 2);
     // Masked causes are recorded but not sent; unmasking sends them.
     b.device.mmio_write(IRQ_ACK, IRQ_ALL);
     b.device.mmio_write(IRQ_MASK, 0);
     b.submit_raw(0, CMD_VA, 64, 0);
-    b.wait_completion(EVENT_BOUND)
-        .expect("completion");
+    b.wait_completion(EVENT_BOUND).expect("completion");
     assert_eq!(b.irq.count(VECTOR_JOB), 2);
     b.device.mmio_write(IRQ_MASK, IRQ_ALL);
     assert_eq!(b.irq.count(VECTOR_JOB), 3);
@@ -543,16 +534,12 @@ fn control_lines_arm_and_clear_rules_in_a_running_device() {
     b.map(0, CMD_VA, 128, false);
     b.write(0, CMD_VA, &assemble(&[Insn::Mark { tag: 5 }, Insn::End]));
     let s = b.submit_raw(0, CMD_VA, 128, 0);
-    let c = b
-        .wait_completion(EVENT_BOUND)
-        .expect("faulted job");
+    let c = b.wait_completion(EVENT_BOUND).expect("faulted job");
     assert_eq!((c.seqno, c.fault()), (s, Some(Fault::MmuUnmapped)));
     b.device.mmio_write(IRQ_ACK, IRQ_ALL);
     assert_eq!(ctl("clear"), "ok");
     assert_eq!(ctl("list"), "ok");
     let s = b.submit_raw(0, CMD_VA, 128, 0);
-    let c = b
-        .wait_completion(EVENT_BOUND)
-        .expect("clean job");
+    let c = b.wait_completion(EVENT_BOUND).expect("clean job");
     assert_eq!((c.seqno, c.status), (s, 0));
 }

@@ -71,21 +71,14 @@ fn a_busy_device_takes_new_entries_without_a_doorbell() {
         "only the job that found the CP asleep rings"
     );
     for want in std::iter::once(first).chain(rest) {
-        let c = b
-            .wait_completion(EVENT_BOUND)
-            .expect("completion");
+        let c = b.wait_completion(EVENT_BOUND).expect("completion");
         assert_eq!((c.seqno, c.status), (want, 0));
     }
     // Idle again: the next job must ring, and runs.
     wait_idle(&b);
     let s = b.submit_raw(0, CMD_VA + 128, 64, 0);
     assert_eq!(b.doorbells, 2);
-    assert_eq!(
-        b.wait_completion(EVENT_BOUND)
-            .expect("last")
-            .seqno,
-        s
-    );
+    assert_eq!(b.wait_completion(EVENT_BOUND).expect("last").seqno, s);
 }
 
 #[test]
@@ -103,9 +96,7 @@ fn no_entry_is_lost_between_the_event_and_the_tail() {
             queued.push_back(b.submit_raw(0, CMD_VA, 64, 0));
         }
         if rng.range(0, 3) == 0 || queued.len() == 8 {
-            let c = b
-                .wait_completion(EVENT_BOUND)
-                .expect("a job was lost");
+            let c = b.wait_completion(EVENT_BOUND).expect("a job was lost");
             assert_eq!(Some(c.seqno), queued.pop_front());
         }
         if rng.range(0, 50) == 0 {
@@ -113,12 +104,7 @@ fn no_entry_is_lost_between_the_event_and_the_tail() {
         }
     }
     while let Some(s) = queued.pop_front() {
-        assert_eq!(
-            b.wait_completion(EVENT_BOUND)
-                .expect("drain")
-                .seqno,
-            s
-        );
+        assert_eq!(b.wait_completion(EVENT_BOUND).expect("drain").seqno, s);
     }
     assert!(
         b.doorbells < 3000,
