@@ -81,6 +81,22 @@ impl Space {
     }
 }
 
+/// The opcodes of npu-hw.rst's ISA table ("0xNN  NAME" rows).
+fn spec_opcodes() -> &'static [u8] {
+    static OPCODES: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    OPCODES.get_or_init(|| {
+        include_str!("../../Documentation/hw/npu-hw.rst")
+            .lines()
+            .filter_map(|l| {
+                let mut f = l.split_whitespace();
+                let hex = f.next()?.strip_prefix("0x").filter(|h| h.len() == 2)?;
+                let name = f.next()?;
+                name.chars().all(|c| c.is_ascii_uppercase() || c == '_').then(|| u8::from_str_radix(hex, 16).ok())?
+            })
+            .collect()
+    })
+}
+
 /// Set-up byte: bits 1:0 how the submitted size relates to the buffer,
 /// bit 2 the command pages lack READ, bit 3 the buffer sits at TOP_VA.
 struct Setup(u8);
@@ -117,11 +133,14 @@ pub fn run(data: &[u8]) {
     let cmd = input.0;
 
     // Every 64-byte word the decoder accepts encodes back to the same bytes
-    // (reserved bits must be zero, so there is exactly one encoding).
+    // (reserved bits must be zero, so there is exactly one encoding), and
+    // its opcode is one the spec's table lists (the encoding itself is
+    // checked against the spec by npu-isa's golden test).
     for chunk in cmd.chunks_exact(INSN_SIZE) {
         let raw: &[u8; INSN_SIZE] = chunk.try_into().unwrap_or(&[0; INSN_SIZE]);
         if let Ok(insn) = Insn::decode(raw) {
             assert_eq!(&insn.encode(), raw, "decode/encode round trip of {insn:?}");
+            assert!(spec_opcodes().contains(&raw[0]), "{insn:?}: opcode {:#04x} is not in npu-hw.rst", raw[0]);
         }
     }
 

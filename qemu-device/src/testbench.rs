@@ -395,7 +395,7 @@ fn alloc_zeroed_page(mem: &HostMemory, next: &mut u64, mem_size: u64) -> u64 {
 }
 
 /// Set the level-0 entry for `va` in the three-level tables under `root`
-/// (npu-hw.rst, "MMU"), creating missing tables with `new_table`, which
+/// (npu-hw.rst, "Context table and MMU"), creating missing tables with `new_table`, which
 /// returns the bus address of a zeroed page. The bench's and the fuzz
 /// targets' page-table builder.
 pub fn set_pte(mem: &HostMemory, root: u64, va: u64, pte: u64, mut new_table: impl FnMut() -> u64) {
