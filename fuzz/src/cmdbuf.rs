@@ -11,7 +11,7 @@ use crate::Input;
 use npu_device::cost::CostModel;
 use npu_device::exec::Executor;
 use npu_device::mem::{bus_read, bus_write, HostMemory};
-use npu_device::mmu::{Mmu, PAGE_SIZE, PTE_ADDR_MASK, PTE_READ, PTE_VALID, PTE_WRITE, VA_BITS};
+use npu_device::mmu::{Mmu, PAGE_SIZE, PTE_READ, PTE_VALID, PTE_WRITE, VA_BITS};
 use npu_device::regs::CMDBUF_MAX;
 use npu_isa::{Fault, Insn, INSN_SIZE};
 use vm_memory::{GuestAddress, GuestMemoryMmap};
@@ -53,21 +53,15 @@ impl Space {
         p
     }
     fn set_pte(&mut self, va: u64, pte: u64) {
-        let mut table = ROOT;
-        for level in [2u32, 1] {
-            let slot = table + ((va >> (12 + 9 * level)) & 0x1ff) * 8;
-            let mut e = [0u8; 8];
-            bus_read(&self.mem, slot, &mut e);
-            let mut entry = u64::from_le_bytes(e);
-            if entry & PTE_VALID == 0 {
-                let t = self.alloc();
-                self.tables.push(t);
-                entry = t | PTE_VALID;
-                bus_write(&self.mem, slot, &entry.to_le_bytes());
-            }
-            table = entry & PTE_ADDR_MASK;
-        }
-        bus_write(&self.mem, table + ((va >> 12) & 0x1ff) * 8, &pte.to_le_bytes());
+        let (mem, next, tables) = (&self.mem, &mut self.next, &mut self.tables);
+        // Fresh host memory is zero: a new table needs no clearing.
+        npu_device::testbench::set_pte(mem, ROOT, va, pte, || {
+            let t = *next;
+            assert!(t + PAGE_SIZE <= MEM_SIZE, "fuzz set-up out of memory");
+            *next += PAGE_SIZE;
+            tables.push(t);
+            t
+        });
     }
     /// Map `pages` fresh zeroed pages at `va`.
     fn map(&mut self, va: u64, pages: u64, flags: u64) -> Vec<u64> {
@@ -85,6 +79,22 @@ impl Space {
             bus_write(&self.mem, *f, chunk);
         }
     }
+}
+
+/// The opcodes of npu-hw.rst's ISA table ("0xNN  NAME" rows).
+fn spec_opcodes() -> &'static [u8] {
+    static OPCODES: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    OPCODES.get_or_init(|| {
+        include_str!("../../Documentation/hw/npu-hw.rst")
+            .lines()
+            .filter_map(|l| {
+                let mut f = l.split_whitespace();
+                let hex = f.next()?.strip_prefix("0x").filter(|h| h.len() == 2)?;
+                let name = f.next()?;
+                name.chars().all(|c| c.is_ascii_uppercase() || c == '_').then(|| u8::from_str_radix(hex, 16).ok())?
+            })
+            .collect()
+    })
 }
 
 /// Set-up byte: bits 1:0 how the submitted size relates to the buffer,
@@ -123,11 +133,14 @@ pub fn run(data: &[u8]) {
     let cmd = input.0;
 
     // Every 64-byte word the decoder accepts encodes back to the same bytes
-    // (reserved bits must be zero, so there is exactly one encoding).
+    // (reserved bits must be zero, so there is exactly one encoding), and
+    // its opcode is one the spec's table lists (the encoding itself is
+    // checked against the spec by npu-isa's golden test).
     for chunk in cmd.chunks_exact(INSN_SIZE) {
         let raw: &[u8; INSN_SIZE] = chunk.try_into().unwrap_or(&[0; INSN_SIZE]);
         if let Ok(insn) = Insn::decode(raw) {
             assert_eq!(&insn.encode(), raw, "decode/encode round trip of {insn:?}");
+            assert!(spec_opcodes().contains(&raw[0]), "{insn:?}: opcode {:#04x} is not in npu-hw.rst", raw[0]);
         }
     }
 

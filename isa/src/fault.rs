@@ -78,12 +78,14 @@ impl Fault {
     }
 }
 
-/// The normative REQUANT arithmetic for one element: 64-bit product,
+/// The normative REQUANT arithmetic for one element: exact product,
 /// round half up on the shift, add the zero point, clamp.
 pub fn requantize(acc: i32, bias: i32, mult: i32, shift: u8, zero_point: i8, lo: i8, hi: i8) -> i8 {
-    let v = (acc as i64 + bias as i64) * mult as i64;
+    // (acc + bias) * mult reaches 2^63 ((-2^31 - 2^31) * -2^31), one bit
+    // more than i64 holds, and the rounding term adds to it: i128.
+    let v = (acc as i128 + bias as i128) * mult as i128;
     let shift = shift.clamp(1, 62) as u32;
-    let r = (v + (1i64 << (shift - 1))) >> shift;
-    let q = r.saturating_add(zero_point as i64);
-    q.clamp(lo as i64, hi as i64) as i8
+    let r = (v + (1i128 << (shift - 1))) >> shift;
+    let q = r + zero_point as i128;
+    q.clamp(lo as i128, hi as i128) as i8
 }

@@ -204,6 +204,11 @@ fn requantize_rounds_half_up_and_clamps() {
     );
     assert_eq!(requantize(10, 0, 1 << 30, 30, -5, -128, 127), 5);
     assert_eq!(requantize(100, 0, 1 << 30, 30, 0, 0, 50), 50);
+    // (-2^31 - 2^31) * -2^31 = 2^63, one bit past i64: 2^63 / 2^62 = 2.
+    assert_eq!(
+        requantize(i32::MIN, i32::MIN, i32::MIN, 62, 0, -128, 127),
+        2
+    );
 }
 
 #[test]
@@ -227,4 +232,105 @@ fn strided_extent_checks_overflow() {
         .extent(),
         Some(0)
     );
+}
+
+/// The words of each `sample()` instruction, written by hand from the
+/// opcode table of Documentation/hw/npu-hw.rst ("ISA version 1.0"): opcode
+/// in w0 bits 7:0, S1 11:8, S2 15:12, F 23:16, operands in the words the
+/// table names; every other word 0. Not derived from the encoder.
+#[rustfmt::skip]
+const GOLDEN: [[u32; 11]; 15] = [
+    [0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],                               // NOP
+    [0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],                               // BARRIER
+    [0x03, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0],                               // MARK w1 tag
+    // DMA_LOAD w1-2 VA, w3 SRAM, w4-6 shape, w7-8 memory strides, w9-10 SRAM strides
+    [0x10, 0x2000, 0x1, 64, 16, 3, 2, 32, 128, 16, 48],
+    [0x11, 0x4000, 0, 0, 256, 1, 1, 256, 256, 256, 256],                 // DMA_STORE
+    // COPY w1 src, w2 dst, w3-5 shape, w6-7 src strides, w8-9 dst strides
+    [0x12, 0, 512, 8, 4, 1, 16, 64, 8, 32, 0],
+    [0x13, 128, 64, 0xdead_beef, 0, 0, 0, 0, 0, 0, 0],                  // FILL
+    // MATMUL S1 = 2 (i8), F = ACCUMULATE | TRANSPOSE_B; m n k, A, B, C tiles
+    [0x0003_0220, 3, 5, 7, 0, 7, 64, 7, 256, 5, 0],
+    // REQUANT F = BIAS; rows cols src dst mult bias, w9 = shift 30 | zp -3 << 8 | lo -128 << 16 | hi 127 << 24
+    [0x0002_0021, 2, 3, 0, 3, 64, 3, 1 << 20, 96, 0x7f80_fd1e, 0],
+    // CONVERT S2 = 3 (i8->f32); rows cols src dst, w7 zp, w8 scale 0.5f32
+    [0x0000_3022, 1, 4, 0, 4, 16, 4, 5, 0x3f00_0000, 0, 0],
+    // BINARY S1 = 0 (f32), S2 = 2 (per column), F = 4 (max)
+    [0x0004_2030, 4, 4, 0, 4, 64, 0, 128, 4, 0, 0],
+    // UNARY S1 = 1 (i32), F = 1 (clamp); w7 lo = -5, w8 hi = 5
+    [0x0001_0131, 2, 2, 0, 2, 0, 2, 0xffff_fffb, 5, 0, 0],
+    // REDUCE S1 = 0 (f32), S2 = 1 (along rows), F = 1 (max); w5 dst
+    [0x0001_1032, 3, 4, 0, 4, 400, 0, 0, 0, 0, 0],
+    // POOL S2 = 1 (average); w6 kernel 3,3 stride 2,2 (bytes 0..3), w7 pad 1,1
+    [0x0000_1033, 2, 5, 5, 3, 3, 0x0202_0303, 0x0101, 0, 1024, 0],
+    [0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],                               // END
+];
+
+fn golden_bytes(words: &[u32; 11]) -> [u8; INSN_SIZE] {
+    let mut b = [0u8; INSN_SIZE];
+    for (i, w) in words.iter().enumerate() {
+        b[i * 4..i * 4 + 4].copy_from_slice(&w.to_le_bytes());
+    }
+    b
+}
+
+#[test]
+fn encodings_match_the_spec_bit_for_bit() {
+    let sample = sample();
+    assert_eq!(sample.len(), GOLDEN.len());
+    for (insn, words) in sample.iter().zip(&GOLDEN) {
+        let want = golden_bytes(words);
+        assert_eq!(insn.encode(), want, "{insn}");
+        assert_eq!(Insn::decode(&want), Ok(*insn), "{insn}");
+    }
+}
+
+/// The opcode column of the spec's table, read from npu-hw.rst itself: every
+/// opcode it lists is the one the encoder writes, and it lists them all.
+#[test]
+fn opcodes_match_the_spec_table() {
+    let spec = include_str!("../../Documentation/hw/npu-hw.rst");
+    let mut table: alloc::vec::Vec<(u8, &str)> = alloc::vec::Vec::new();
+    for line in spec.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(code), Some(name)) = (f.next(), f.next()) else {
+            continue;
+        };
+        let Some(hex) = code.strip_prefix("0x").filter(|h| h.len() == 2) else {
+            continue;
+        };
+        if name.chars().all(|c| c.is_ascii_uppercase() || c == '_') {
+            table.push((u8::from_str_radix(hex, 16).expect("hex opcode"), name));
+        }
+    }
+    let ours: [(&str, Insn); 15] = [
+        ("NOP", sample()[0]),
+        ("END", Insn::End),
+        ("BARRIER", sample()[1]),
+        ("MARK", sample()[2]),
+        ("DMA_LOAD", sample()[3]),
+        ("DMA_STORE", sample()[4]),
+        ("COPY", sample()[5]),
+        ("FILL", sample()[6]),
+        ("MATMUL", sample()[7]),
+        ("REQUANT", sample()[8]),
+        ("CONVERT", sample()[9]),
+        ("BINARY", sample()[10]),
+        ("UNARY", sample()[11]),
+        ("REDUCE", sample()[12]),
+        ("POOL", sample()[13]),
+    ];
+    assert_eq!(
+        table.len(),
+        ours.len(),
+        "the spec's opcode table: {table:?}"
+    );
+    for (name, insn) in ours {
+        let code = table
+            .iter()
+            .find(|(_, n)| *n == name)
+            .unwrap_or_else(|| panic!("{name} is not in the spec's table"))
+            .0;
+        assert_eq!(insn.encode()[0], code, "{name}");
+    }
 }

@@ -103,6 +103,10 @@ fn absurd_shapes_are_errors() {
         "input x: f32[4294967296,4294967296,4294967296]\noutput x\n",
         "input x: f32[4611686018427387904]\ny = relu(x)\noutput y\n",
     ] {
-        let _ = npu::text::parse(src); // must not panic; an error is fine
+        let e = err(src);
+        assert!(
+            e.starts_with("1:") && e.contains("more elements than fit in memory"),
+            "{e}"
+        );
     }
 }

@@ -178,6 +178,12 @@ impl Injector {
     }
 
     /// Decide the injected action (if any) for the job that just ran.
+    /// Jobs counted so far (what `every=` and `nth=` count): tests wait on
+    /// it to know the CP has finished executing a job.
+    pub fn jobs(&self) -> u64 {
+        self.jobs
+    }
+
     pub fn on_job(&mut self, marks: &[u32]) -> Option<Action> {
         self.jobs += 1;
         let jobs = self.jobs;

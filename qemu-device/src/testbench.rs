@@ -76,6 +76,10 @@ impl Completion {
     }
 }
 
+/// How long [`Bench::wait_until`] waits for an event before failing: far
+/// beyond anything a working device needs, even on a loaded machine.
+pub const EVENT_BOUND: Duration = Duration::from_secs(30);
+
 /// Bus layout of the bench's host memory.
 const RING_AREA: u64 = 0x1000;
 const SQ_BASE: u64 = RING_AREA;
@@ -196,15 +200,26 @@ impl Bench {
     /// Soft reset and re-initialisation, as a driver's recovery does.
     pub fn reset(&mut self) {
         self.device.mmio_write(CONTROL, CONTROL_SOFT_RESET);
-        let t = Instant::now();
-        while self.device.mmio_read(STATUS) & STATUS_RESET_DONE == 0 {
-            assert!(
-                t.elapsed() < Duration::from_secs(10),
-                "reset did not finish"
-            );
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        self.wait_until("RESET_DONE after a soft reset", |b| {
+            b.device.mmio_read(STATUS) & STATUS_RESET_DONE != 0
+        });
         self.program_rings();
+    }
+
+    /// Wait until `cond` holds: an event the device shows in its registers
+    /// or in memory. Woken by every interrupt and re-checked each
+    /// millisecond; [`EVENT_BOUND`] only turns a device that never gets
+    /// there into a failure naming `what`, it is not a timing assertion.
+    pub fn wait_until(&self, what: &str, mut cond: impl FnMut(&Bench) -> bool) {
+        let deadline = Instant::now() + EVENT_BOUND;
+        while !cond(self) {
+            assert!(
+                Instant::now() < deadline,
+                "waited {EVENT_BOUND:?} for {what}"
+            );
+            let c = self.irq.counts.lock().unwrap_or_else(|p| p.into_inner());
+            let _ = self.irq.cv.wait_timeout(c, Duration::from_millis(1));
+        }
     }
 
     pub fn write_context(&mut self, ctx: u16, desc: u64) {
@@ -223,14 +238,7 @@ impl Bench {
     }
 
     fn alloc_page(&mut self) -> u64 {
-        let p = self.next_page;
-        assert!(
-            p + PAGE_SIZE <= self.mem_size,
-            "test bench out of host memory"
-        );
-        self.next_page += PAGE_SIZE;
-        bus_write(&self.mem, p, &[0u8; PAGE_SIZE as usize]);
-        p
+        alloc_zeroed_page(&self.mem, &mut self.next_page, self.mem_size)
     }
 
     /// Map `size` bytes at `va` in context `ctx` to fresh zeroed host pages.
@@ -245,20 +253,10 @@ impl Bench {
 
     /// Set the level-0 entry for `va`, creating intermediate tables.
     pub fn set_pte(&mut self, ctx: u16, va: u64, pte: u64) {
-        let mut table = self.roots[ctx as usize];
-        for level in [2u32, 1] {
-            let idx = (va >> (12 + 9 * level)) & 0x1ff;
-            let mut e = [0u8; 8];
-            bus_read(&self.mem, table + idx * 8, &mut e);
-            let mut entry = u64::from_le_bytes(e);
-            if entry & PTE_VALID == 0 {
-                entry = self.alloc_page() | PTE_VALID;
-                bus_write(&self.mem, table + idx * 8, &entry.to_le_bytes());
-            }
-            table = entry & PTE_ADDR_MASK;
-        }
-        let idx = (va >> 12) & 0x1ff;
-        bus_write(&self.mem, table + idx * 8, &pte.to_le_bytes());
+        let (mem, next, size) = (&self.mem, &mut self.next_page, self.mem_size);
+        set_pte(mem, self.roots[ctx as usize], va, pte, || {
+            alloc_zeroed_page(mem, next, size)
+        });
     }
 
     fn pa_of(&self, ctx: u16, va: u64) -> u64 {
@@ -386,6 +384,34 @@ impl Bench {
         self.device.mmio_write(IRQ_ACK, IRQ_ALL);
         c
     }
+}
+
+fn alloc_zeroed_page(mem: &HostMemory, next: &mut u64, mem_size: u64) -> u64 {
+    let p = *next;
+    assert!(p + PAGE_SIZE <= mem_size, "test bench out of host memory");
+    *next += PAGE_SIZE;
+    bus_write(mem, p, &[0u8; PAGE_SIZE as usize]);
+    p
+}
+
+/// Set the level-0 entry for `va` in the three-level tables under `root`
+/// (npu-hw.rst, "Context table and MMU"), creating missing tables with `new_table`, which
+/// returns the bus address of a zeroed page. The bench's and the fuzz
+/// targets' page-table builder.
+pub fn set_pte(mem: &HostMemory, root: u64, va: u64, pte: u64, mut new_table: impl FnMut() -> u64) {
+    let mut table = root;
+    for level in [2u32, 1] {
+        let slot = table + ((va >> (12 + 9 * level)) & 0x1ff) * 8;
+        let mut e = [0u8; 8];
+        bus_read(mem, slot, &mut e);
+        let mut entry = u64::from_le_bytes(e);
+        if entry & PTE_VALID == 0 {
+            entry = new_table() | PTE_VALID;
+            bus_write(mem, slot, &entry.to_le_bytes());
+        }
+        table = entry & PTE_ADDR_MASK;
+    }
+    bus_write(mem, table + ((va >> 12) & 0x1ff) * 8, &pte.to_le_bytes());
 }
 
 fn split_pages(va: u64, len: usize) -> impl Iterator<Item = (usize, usize)> {

@@ -4,7 +4,7 @@ mod common;
 use common::*;
 use npu_device::inject::Injector;
 use npu_device::regs::*;
-use npu_device::testbench::Bench;
+use npu_device::testbench::{Bench, EVENT_BOUND};
 use npu_device::DeviceConfig;
 use npu_isa::*;
 use std::time::Duration;
@@ -201,9 +201,7 @@ fn bad_context_and_bad_submission() {
         (0, 0, 0, Fault::BadSubmission),
     ] {
         b.submit_raw(ctx, CMD_VA, size, flags);
-        let c = b
-            .wait_completion(Duration::from_secs(5))
-            .expect("completion");
+        let c = b.wait_completion(EVENT_BOUND).expect("completion");
         assert_eq!(c.fault(), Some(want), "ctx {ctx} size {size} flags {flags}");
     }
 }
@@ -222,9 +220,7 @@ fn contexts_are_isolated() {
         &assemble(&[load(0x90_0000, 0, 64), store(0x90_0000, 0, 64), Insn::End]),
     );
     b.submit_raw(1, CMD_VA, 192, 0);
-    let c = b
-        .wait_completion(Duration::from_secs(5))
-        .expect("completion");
+    let c = b.wait_completion(EVENT_BOUND).expect("completion");
     assert_eq!(
         (c.fault(), c.context, c.fault_addr),
         (Some(Fault::MmuUnmapped), 1, 0x90_0000)
@@ -244,9 +240,7 @@ fn rings_wrap_around_with_phase_bits() {
     b.write(0, CMD_VA, &assemble(&[Insn::End]));
     for round in 0..11 {
         let seqno = b.submit_raw(0, CMD_VA, 64, 0);
-        let c = b
-            .wait_completion(Duration::from_secs(5))
-            .expect("completion");
+        let c = b.wait_completion(EVENT_BOUND).expect("completion");
         assert_eq!((c.seqno, c.status), (seqno, 0), "round {round}");
         b.device.mmio_write(IRQ_ACK, IRQ_ALL);
     }
@@ -262,16 +256,24 @@ fn a_full_completion_ring_stalls_until_released() {
         ..Default::default()
     };
     let mut b = Bench::with_options(cfg, 16, 8, 2, Injector::default());
+    // With a shadow page the CP publishes where it stopped (SQ_EVENT) when
+    // it cannot go on: that is the event to wait for, not time.
+    b.use_shadow(None);
     b.map(0, CMD_VA, 64, false);
     b.write(0, CMD_VA, &assemble(&[Insn::End]));
+    // Queue all three while disabled, so the CP never sees a tail of 2.
+    b.device.mmio_write(CONTROL, 0);
     for _ in 0..3 {
         b.submit_raw(0, CMD_VA, 64, 0);
     }
-    std::thread::sleep(Duration::from_millis(50));
+    b.device.mmio_write(CONTROL, CONTROL_ENABLE);
+    // Stopped at entry 2 with entry 3 queued: the full completion ring.
+    b.wait_until("the CP to stop at entry 2", |b| b.shadow_event() == 2);
     // Two records fit; the third job waits for CQ_HEAD to move.
     assert_eq!(b.device.mmio_read(CQ_TAIL), 2);
+    assert_eq!(b.device.mmio_read(SQ_HEAD), 2);
     for _ in 0..3 {
-        assert!(b.wait_completion(Duration::from_secs(5)).is_some());
+        assert!(b.wait_completion(EVENT_BOUND).is_some());
     }
     assert_eq!(b.device.mmio_read(CQ_TAIL), 3);
 }
@@ -285,23 +287,20 @@ fn interrupts_coalesce_until_acknowledged() {
         b.submit_raw(0, CMD_VA, 64, 0);
     }
     for _ in 0..3 {
-        b.wait_completion(Duration::from_secs(5))
-            .expect("completion");
+        b.wait_completion(EVENT_BOUND).expect("completion");
     }
     // JOB_DONE stayed pending between jobs: one message for three jobs.
     assert_eq!(b.irq.count(VECTOR_JOB), 1);
     assert_eq!(b.device.mmio_read(IRQ_STATUS) & IRQ_JOB_DONE, IRQ_JOB_DONE);
     b.device.mmio_write(IRQ_ACK, IRQ_JOB_DONE);
     b.submit_raw(0, CMD_VA, 64, 0);
-    b.wait_completion(Duration::from_secs(5))
-        .expect("completion");
+    b.wait_completion(EVENT_BOUND).expect("completion");
     assert_eq!(b.irq.count(VECTOR_JOB), 2);
     // Masked causes are recorded but not sent; unmasking sends them.
     b.device.mmio_write(IRQ_ACK, IRQ_ALL);
     b.device.mmio_write(IRQ_MASK, 0);
     b.submit_raw(0, CMD_VA, 64, 0);
-    b.wait_completion(Duration::from_secs(5))
-        .expect("completion");
+    b.wait_completion(EVENT_BOUND).expect("completion");
     assert_eq!(b.irq.count(VECTOR_JOB), 2);
     b.device.mmio_write(IRQ_MASK, IRQ_ALL);
     assert_eq!(b.irq.count(VECTOR_JOB), 3);
@@ -332,18 +331,32 @@ fn reset_aborts_a_hung_job_and_the_device_recovers() {
     b.write(0, CMD_VA + 4096, &assemble(&[Insn::End]));
     b.submit_raw(0, CMD_VA, 128, 0);
     b.submit_raw(0, CMD_VA + 4096, 64, 0);
+    // The injector counts the job when it has run; BUSY clears when the
+    // CP is done with it (here: hangs instead of completing).
+    let inj = b.device.injector();
+    let jobs = || inj.lock().expect("injector").jobs();
+    b.wait_until("the CP to finish the hung job", |b| {
+        jobs() == 1 && b.device.mmio_read(STATUS) & STATUS_BUSY == 0
+    });
+    assert_eq!(
+        b.device.mmio_read(SQ_HEAD),
+        0,
+        "a hung job does not advance SQ_HEAD"
+    );
+    assert_eq!(b.device.mmio_read(CQ_TAIL), 0);
     assert!(
-        b.wait_completion(Duration::from_millis(200)).is_none(),
+        b.wait_completion(Duration::ZERO).is_none(),
         "a hung job must not complete"
     );
-    assert_ne!(b.device.mmio_read(SQ_HEAD), 2);
     b.reset();
     assert_eq!(b.device.mmio_read(SQ_HEAD), 0);
     let seqno = b.submit_raw(0, CMD_VA + 4096, 64, 0);
     let c = b
-        .wait_completion(Duration::from_secs(5))
+        .wait_completion(EVENT_BOUND)
         .expect("the device works after reset");
     assert_eq!((c.seqno, c.status), (seqno, 0));
+    // The job queued behind the hung one never ran.
+    assert_eq!(jobs(), 2, "the CP took a job while hung");
 }
 
 #[test]
@@ -353,20 +366,30 @@ fn reset_mid_job_discards_its_completion() {
         contexts: 2,
         ..Default::default()
     };
-    let inject = Injector::parse(&["delay=300:tag=1".to_string()]).expect("rule");
+    // Ten minutes: only the reset can end this job in time.
+    let inject = Injector::parse(&["delay=600000:tag=1".to_string()]).expect("rule");
     let mut b = Bench::with_options(cfg, 16, 8, 8, inject);
     b.map(0, CMD_VA, 128, false);
     b.write(0, CMD_VA, &assemble(&[Insn::Mark { tag: 1 }, Insn::End]));
+    b.map(0, CMD_VA + 4096, 64, false);
+    b.write(0, CMD_VA + 4096, &assemble(&[Insn::End]));
     b.submit_raw(0, CMD_VA, 128, 0);
-    std::thread::sleep(Duration::from_millis(50));
-    assert_eq!(b.device.mmio_read(STATUS) & STATUS_BUSY, STATUS_BUSY);
+    b.wait_until("the CP to take the job", |b| {
+        b.device.mmio_read(STATUS) & STATUS_BUSY != 0
+    });
     b.reset();
-    std::thread::sleep(Duration::from_millis(400));
+    // The CP runs jobs in order: the next job's record is the first one
+    // written after the reset, so the aborted job wrote none.
+    let seqno = b.submit_raw(0, CMD_VA + 4096, 64, 0);
+    let c = b
+        .wait_completion(EVENT_BOUND)
+        .expect("the reset did not end the delayed job");
     assert_eq!(
-        b.device.mmio_read(CQ_TAIL),
-        0,
+        (c.seqno, c.status),
+        (seqno, 0),
         "an aborted job writes no record"
     );
+    assert_eq!(b.device.mmio_read(CQ_TAIL), 1);
 }
 
 #[test]
@@ -386,7 +409,7 @@ fn injected_faults_do_what_they_say() {
     b.map(0, CMD_VA, 64, false);
     b.write(0, CMD_VA, &assemble(&[Insn::End]));
     let s1 = b.submit_raw(0, CMD_VA, 64, 0);
-    let c = b.wait_completion(Duration::from_secs(5)).expect("1");
+    let c = b.wait_completion(EVENT_BOUND).expect("1");
     assert_eq!(
         (c.seqno, c.fault(), c.fault_addr),
         (s1, Some(Fault::MmuUnmapped), 0xdead000)
@@ -394,12 +417,12 @@ fn injected_faults_do_what_they_say() {
     b.device.mmio_write(IRQ_ACK, IRQ_ALL);
     let before = b.irq.count(VECTOR_JOB);
     let s2 = b.submit_raw(0, CMD_VA, 64, 0);
-    let c = b.wait_completion(Duration::from_secs(5)).expect("2");
+    let c = b.wait_completion(EVENT_BOUND).expect("2");
     assert_eq!((c.seqno, c.status), (s2, 0));
     assert_eq!(b.irq.count(VECTOR_JOB), before, "interrupt dropped");
     b.device.mmio_write(IRQ_ACK, IRQ_ALL);
     let s3 = b.submit_raw(0, CMD_VA, 64, 0);
-    let c = b.wait_completion(Duration::from_secs(5)).expect("3");
+    let c = b.wait_completion(EVENT_BOUND).expect("3");
     assert_ne!(c.seqno, s3);
     assert!(Fault::from_code(c.status).is_none());
 }
@@ -427,24 +450,35 @@ fn reprogramming_the_rings_under_a_running_job_halts_instead_of_crashing() {
         contexts: 2,
         ..Default::default()
     };
-    let inject = Injector::parse(&["delay=200:tag=1".to_string()]).expect("rule");
+    // The job runs 2 s after it is taken: the two register writes below
+    // land inside it.
+    let inject = Injector::parse(&["delay=2000:tag=1".to_string()]).expect("rule");
     let mut b = Bench::with_options(cfg, 16, 8, 8, inject);
     b.map(0, CMD_VA, 128, false);
     b.write(0, CMD_VA, &assemble(&[Insn::Mark { tag: 1 }, Insn::End]));
     b.submit_raw(0, CMD_VA, 128, 0);
-    std::thread::sleep(Duration::from_millis(50));
+    b.wait_until("the CP to take the job", |b| {
+        b.device.mmio_read(STATUS) & STATUS_BUSY != 0
+    });
     // Disable (not reset) mid-job, then make the completion ring invalid.
     b.device.mmio_write(CONTROL, 0);
     b.device.mmio_write(CQ_SIZE, 0);
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(b.device.mmio_read(STATUS) & STATUS_HALTED, STATUS_HALTED);
+    assert_eq!(
+        b.device.mmio_read(CQ_TAIL),
+        0,
+        "the job ended before the rings were reprogrammed"
+    );
+    // The job ends, finds the completion ring invalid, and halts.
+    b.wait_until("HALTED", |b| {
+        b.device.mmio_read(STATUS) & STATUS_HALTED != 0
+    });
     // The command processor survived: a reset brings the device back.
     b.reset();
     b.map(0, CMD_VA + 4096, 64, false);
     b.write(0, CMD_VA + 4096, &assemble(&[Insn::End]));
     let seqno = b.submit_raw(0, CMD_VA + 4096, 64, 0);
     let c = b
-        .wait_completion(Duration::from_secs(5))
+        .wait_completion(EVENT_BOUND)
         .expect("device works after reset");
     assert_eq!((c.seqno, c.status), (seqno, 0));
 }
@@ -458,11 +492,9 @@ fn ring_bases_at_the_top_of_the_address_space_halt_the_device() {
     b.device.mmio_write(CONTROL, CONTROL_ENABLE);
     // Entry 0 is not in host memory (later entries would wrap past 2^64).
     b.device.mmio_write(DOORBELL, 1);
-    let t = std::time::Instant::now();
-    while b.device.mmio_read(STATUS) & STATUS_HALTED == 0 {
-        assert!(t.elapsed() < Duration::from_secs(5), "device did not halt");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    b.wait_until("HALTED", |b| {
+        b.device.mmio_read(STATUS) & STATUS_HALTED != 0
+    });
     assert_eq!(b.irq.count(VECTOR_ERROR), 1);
 }
 
@@ -502,16 +534,12 @@ fn control_lines_arm_and_clear_rules_in_a_running_device() {
     b.map(0, CMD_VA, 128, false);
     b.write(0, CMD_VA, &assemble(&[Insn::Mark { tag: 5 }, Insn::End]));
     let s = b.submit_raw(0, CMD_VA, 128, 0);
-    let c = b
-        .wait_completion(Duration::from_secs(5))
-        .expect("faulted job");
+    let c = b.wait_completion(EVENT_BOUND).expect("faulted job");
     assert_eq!((c.seqno, c.fault()), (s, Some(Fault::MmuUnmapped)));
     b.device.mmio_write(IRQ_ACK, IRQ_ALL);
     assert_eq!(ctl("clear"), "ok");
     assert_eq!(ctl("list"), "ok");
     let s = b.submit_raw(0, CMD_VA, 128, 0);
-    let c = b
-        .wait_completion(Duration::from_secs(5))
-        .expect("clean job");
+    let c = b.wait_completion(EVENT_BOUND).expect("clean job");
     assert_eq!((c.seqno, c.status), (s, 0));
 }

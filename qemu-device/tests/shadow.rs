@@ -5,10 +5,10 @@ mod common;
 use common::*;
 use npu_device::inject::Injector;
 use npu_device::regs::*;
-use npu_device::testbench::{need_doorbell, Bench, Rng};
+use npu_device::testbench::{need_doorbell, Bench, Rng, EVENT_BOUND};
 use npu_device::DeviceConfig;
 use npu_isa::*;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn cfg() -> DeviceConfig {
     DeviceConfig {
@@ -19,25 +19,15 @@ fn cfg() -> DeviceConfig {
 }
 
 fn wait_idle(b: &Bench) {
-    let t = Instant::now();
-    while b.device.mmio_read(STATUS) & STATUS_BUSY != 0
-        || b.device.mmio_read(SQ_HEAD) != b.device.mmio_read(SQ_TAIL)
-    {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "device never went idle"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    b.wait_until("the device to go idle", |b| {
+        b.device.mmio_read(STATUS) & STATUS_BUSY == 0
+            && b.device.mmio_read(SQ_HEAD) == b.device.mmio_read(SQ_TAIL)
+    });
     // The CP publishes its event index just before it sleeps.
     let head = b.device.mmio_read(SQ_HEAD);
-    while b.shadow_event() != head {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "the CP never published its event index"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    b.wait_until("the CP to publish its event index", |b| {
+        b.shadow_event() == head
+    });
 }
 
 #[test]
@@ -55,40 +45,40 @@ fn the_event_rule_wraps() {
 
 #[test]
 fn a_busy_device_takes_new_entries_without_a_doorbell() {
-    let inject = Injector::parse(&["delay=500:tag=1".to_string()]).expect("rule");
+    let inject = Injector::parse(&["delay=1000:tag=1".to_string()]).expect("rule");
     let mut b = Bench::with_options(cfg(), 16, 64, 64, inject);
     assert_ne!(b.device.mmio_read(CAPS) & CAP_SHADOW_DOORBELL, 0);
     b.use_shadow(None);
     b.map(0, CMD_VA, 4096, false);
     b.write(0, CMD_VA, &assemble(&[Insn::Mark { tag: 1 }, Insn::End]));
     b.write(0, CMD_VA + 128, &assemble(&[Insn::End]));
-    // The first job rings (the CP sleeps) and then runs for 500 ms, while
+    // The first job rings (the CP sleeps) and then runs for 1 s, while
     // ten more are queued: the CP finds them in the shadow page.
     let first = b.submit_raw(0, CMD_VA, 128, 0);
-    std::thread::sleep(Duration::from_millis(30));
+    b.wait_until("the CP to take the first job", |b| {
+        b.device.mmio_read(STATUS) & STATUS_BUSY != 0
+    });
     let rest: Vec<u64> = (0..10)
         .map(|_| b.submit_raw(0, CMD_VA + 128, 64, 0))
         .collect();
+    assert_eq!(
+        b.device.mmio_read(CQ_TAIL),
+        0,
+        "the first job ended before the others were queued"
+    );
     assert_eq!(
         b.doorbells, 1,
         "only the job that found the CP asleep rings"
     );
     for want in std::iter::once(first).chain(rest) {
-        let c = b
-            .wait_completion(Duration::from_secs(5))
-            .expect("completion");
+        let c = b.wait_completion(EVENT_BOUND).expect("completion");
         assert_eq!((c.seqno, c.status), (want, 0));
     }
     // Idle again: the next job must ring, and runs.
     wait_idle(&b);
     let s = b.submit_raw(0, CMD_VA + 128, 64, 0);
     assert_eq!(b.doorbells, 2);
-    assert_eq!(
-        b.wait_completion(Duration::from_secs(5))
-            .expect("last")
-            .seqno,
-        s
-    );
+    assert_eq!(b.wait_completion(EVENT_BOUND).expect("last").seqno, s);
 }
 
 #[test]
@@ -106,9 +96,7 @@ fn no_entry_is_lost_between_the_event_and_the_tail() {
             queued.push_back(b.submit_raw(0, CMD_VA, 64, 0));
         }
         if rng.range(0, 3) == 0 || queued.len() == 8 {
-            let c = b
-                .wait_completion(Duration::from_secs(5))
-                .expect("a job was lost");
+            let c = b.wait_completion(EVENT_BOUND).expect("a job was lost");
             assert_eq!(Some(c.seqno), queued.pop_front());
         }
         if rng.range(0, 50) == 0 {
@@ -116,12 +104,7 @@ fn no_entry_is_lost_between_the_event_and_the_tail() {
         }
     }
     while let Some(s) = queued.pop_front() {
-        assert_eq!(
-            b.wait_completion(Duration::from_secs(5))
-                .expect("drain")
-                .seqno,
-            s
-        );
+        assert_eq!(b.wait_completion(EVENT_BOUND).expect("drain").seqno, s);
     }
     assert!(
         b.doorbells < 3000,
@@ -136,11 +119,9 @@ fn a_shadow_page_outside_memory_halts_the_device() {
     b.use_shadow(Some(0x7fff_f000_0000));
     b.map(0, CMD_VA, 4096, false);
     b.write(0, CMD_VA, &assemble(&[Insn::End]));
-    let t = Instant::now();
-    while b.device.mmio_read(STATUS) & STATUS_HALTED == 0 {
-        assert!(t.elapsed() < Duration::from_secs(5), "not halted");
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    b.wait_until("HALTED", |b| {
+        b.device.mmio_read(STATUS) & STATUS_HALTED != 0
+    });
     assert_ne!(b.device.mmio_read(IRQ_STATUS) & IRQ_DEVICE_ERROR, 0);
     // A good page and a reset bring it back (ENABLE alone does not clear
     // HALTED).

@@ -4,8 +4,8 @@
 
 mod common;
 use common::*;
+use npu_device::testbench::EVENT_BOUND;
 use npu_isa::*;
-use std::time::{Duration, Instant};
 
 fn binary(rows: u32, cols: u32, ld: u32) -> Insn {
     let t = tile(0, ld);
@@ -64,13 +64,13 @@ fn zero_column_tiles_with_huge_row_counts_end_at_once() {
     ];
     b.map(0, CMD_VA, 4096, false);
     b.write(0, CMD_VA, &assemble(&prog));
-    let t = Instant::now();
     b.submit_raw(0, CMD_VA, (prog.len() * INSN_SIZE) as u32, 0);
+    // A liveness bound, not a timing assertion: the loops this guards
+    // against ran 2^32 rows per instruction, minutes for these five.
     let c = b
-        .wait_completion(Duration::from_secs(5))
-        .expect("the job did not complete in 5 s");
+        .wait_completion(EVENT_BOUND)
+        .expect("the job did not complete");
     assert_eq!(c.fault(), Some(Fault::Ok), "{c:?}");
-    assert!(t.elapsed() < Duration::from_secs(5));
 }
 
 #[test]
@@ -119,8 +119,8 @@ fn a_tile_span_beyond_u64_is_an_sram_range_fault() {
     b.write(0, CMD_VA, &assemble(&[insn, Insn::End]));
     b.submit_raw(0, CMD_VA, 2 * INSN_SIZE as u32, 0);
     let c = b
-        .wait_completion(Duration::from_secs(5))
-        .expect("the job did not complete in 5 s");
+        .wait_completion(EVENT_BOUND)
+        .expect("the job did not complete");
     assert_eq!(
         (c.fault(), c.fault_addr),
         (Some(Fault::SramRange), 0),
