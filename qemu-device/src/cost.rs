@@ -46,14 +46,24 @@ impl CostModel {
         ]
     }
     pub fn dma(&self, bytes: u64) -> u64 {
-        self.insn_overhead as u64 + self.dma_latency as u64 + bytes.div_ceil(self.dma_bytes_per_cycle as u64)
+        self.insn_overhead as u64
+            + self.dma_latency as u64
+            + bytes.div_ceil(self.dma_bytes_per_cycle as u64)
     }
     pub fn macs(&self, macs: u64, int8: bool) -> u64 {
-        let rate = if int8 { self.i8_macs_per_cycle } else { self.f32_macs_per_cycle };
+        let rate = if int8 {
+            self.i8_macs_per_cycle
+        } else {
+            self.f32_macs_per_cycle
+        };
         self.insn_overhead as u64 + macs.div_ceil(rate as u64)
     }
     pub fn vector(&self, elems: u64, special: bool) -> u64 {
-        let rate = if special { self.special_elems_per_cycle } else { self.vector_elems_per_cycle };
+        let rate = if special {
+            self.special_elems_per_cycle
+        } else {
+            self.vector_elems_per_cycle
+        };
         self.insn_overhead as u64 + elems.div_ceil(rate as u64)
     }
 }
@@ -84,7 +94,13 @@ pub struct Timeline {
 impl Timeline {
     /// Schedule `cycles` of work on `engine` that reads `reads` and writes
     /// `writes` (SRAM byte ranges [lo, hi)); returns its finish time.
-    pub fn issue(&mut self, engine: Engine, reads: &[(u64, u64)], writes: &[(u64, u64)], cycles: u64) -> u64 {
+    pub fn issue(
+        &mut self,
+        engine: Engine,
+        reads: &[(u64, u64)],
+        writes: &[(u64, u64)],
+        cycles: u64,
+    ) -> u64 {
         let mut start = self.free[engine as usize].max(self.fence);
         for u in &self.inflight {
             if u.engine == engine {
@@ -102,10 +118,22 @@ impl Timeline {
         let oldest = self.free[0].min(self.free[1]).max(self.fence);
         self.inflight.retain(|u| u.done > oldest);
         for &(lo, hi) in reads {
-            self.inflight.push(Use { lo, hi, write: false, engine, done });
+            self.inflight.push(Use {
+                lo,
+                hi,
+                write: false,
+                engine,
+                done,
+            });
         }
         for &(lo, hi) in writes {
-            self.inflight.push(Use { lo, hi, write: true, engine, done });
+            self.inflight.push(Use {
+                lo,
+                hi,
+                write: true,
+                engine,
+                done,
+            });
         }
         done
     }

@@ -8,7 +8,7 @@ use crate::inject::{Action, Injector};
 use crate::mem::{bus_read, bus_write, Bus, HostMemory};
 use crate::mmu::{Mmu, PTE_ADDR_MASK, PTE_VALID};
 use crate::regs::*;
-use npu_isa::{Fault, ISA_VERSION, INSN_SIZE};
+use npu_isa::{Fault, INSN_SIZE, ISA_VERSION};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -29,7 +29,11 @@ pub struct DeviceConfig {
 
 impl Default for DeviceConfig {
     fn default() -> Self {
-        DeviceConfig { sram_size: 1 << 20, contexts: 16, cost: CostModel::default() }
+        DeviceConfig {
+            sram_size: 1 << 20,
+            contexts: 16,
+            cost: CostModel::default(),
+        }
     }
 }
 
@@ -85,7 +89,10 @@ pub struct Device {
 impl Device {
     pub fn new(config: DeviceConfig, bus: Bus, irq: Arc<dyn IrqSink>, inject: Injector) -> Self {
         let shared = Arc::new(Shared {
-            state: Mutex::new(State { reset_done: true, ..Default::default() }),
+            state: Mutex::new(State {
+                reset_done: true,
+                ..Default::default()
+            }),
             wake: Condvar::new(),
             bus,
             irq,
@@ -94,7 +101,10 @@ impl Device {
             epoch: AtomicU64::new(0),
         });
         let s = shared.clone();
-        let worker = std::thread::Builder::new().name("npu-cp".into()).spawn(move || command_processor(s)).ok();
+        let worker = std::thread::Builder::new()
+            .name("npu-cp".into())
+            .spawn(move || command_processor(s))
+            .ok();
         Device { shared, worker }
     }
 
@@ -120,7 +130,17 @@ impl Device {
             ID => ID_VALUE,
             VERSION => ISA_VERSION,
             CAPS => {
-                let inj = if self.shared.inject.lock().map(|i| i.is_armed()).unwrap_or(false) { CAP_FAULT_INJECTION } else { 0 };
+                let inj = if self
+                    .shared
+                    .inject
+                    .lock()
+                    .map(|i| i.is_armed())
+                    .unwrap_or(false)
+                {
+                    CAP_FAULT_INJECTION
+                } else {
+                    0
+                };
                 CAP_F32 | CAP_INT8 | CAP_POOL | CAP_SHADOW_DOORBELL | inj
             }
             SRAM_SIZE => cfg.sram_size,
@@ -294,7 +314,12 @@ fn ring_size_ok(n: u32) -> bool {
 
 fn rings_valid(s: &State) -> bool {
     let aligned = |a: u64| a.is_multiple_of(4096);
-    ring_size_ok(s.sq_size) && ring_size_ok(s.cq_size) && aligned(s.sq_base) && aligned(s.cq_base) && aligned(s.ctx_table) && aligned(s.shadow)
+    ring_size_ok(s.sq_size)
+        && ring_size_ok(s.cq_size)
+        && aligned(s.sq_base)
+        && aligned(s.cq_base)
+        && aligned(s.ctx_table)
+        && aligned(s.shadow)
 }
 
 /// The shadow doorbell page: take the driver's SQ tail and CQ head from it
@@ -386,7 +411,13 @@ fn parse_submission(raw: &[u8; 64]) -> Submission {
         && size > 0
         && size.is_multiple_of(INSN_SIZE as u32)
         && size <= CMDBUF_MAX;
-    Submission { seqno: u64_at(0), cmdbuf: u64_at(8), size, context, valid }
+    Submission {
+        seqno: u64_at(0),
+        cmdbuf: u64_at(8),
+        size,
+        context,
+        valid,
+    }
 }
 
 /// The CP thread: fetch, execute, complete, forever.
@@ -447,18 +478,37 @@ fn command_processor(sh: Arc<Shared>) {
         }
         let sub = parse_submission(&raw);
         let outcome = run_submission(&sh, &mut exec, &mem, &sub, epoch);
-        let action = sh.inject.lock().ok().and_then(|mut i| i.on_job(&outcome.marks));
+        let action = sh
+            .inject
+            .lock()
+            .ok()
+            .and_then(|mut i| i.on_job(&outcome.marks));
         if let Some(Action::Delay(ms)) = action {
             // Interruptible by a reset.
             let s = sh.lock();
-            let _ = sh.wake.wait_timeout_while(s, Duration::from_millis(ms as u64), |s| s.epoch == epoch && !s.shutdown);
+            let _ = sh
+                .wake
+                .wait_timeout_while(s, Duration::from_millis(ms as u64), |s| {
+                    s.epoch == epoch && !s.shutdown
+                });
         }
         complete(&sh, &mem, &sub, outcome, action, epoch);
     }
 }
 
-fn run_submission(sh: &Shared, exec: &mut Executor, mem: &HostMemory, sub: &Submission, epoch: u64) -> JobOutcome {
-    let fail = |status: Fault, addr: u64| JobOutcome { status, fault_addr: addr, stats: Default::default(), marks: vec![] };
+fn run_submission(
+    sh: &Shared,
+    exec: &mut Executor,
+    mem: &HostMemory,
+    sub: &Submission,
+    epoch: u64,
+) -> JobOutcome {
+    let fail = |status: Fault, addr: u64| JobOutcome {
+        status,
+        fault_addr: addr,
+        stats: Default::default(),
+        marks: vec![],
+    };
     if !sub.valid {
         return fail(Fault::BadSubmission, 0);
     }
@@ -467,7 +517,11 @@ fn run_submission(sh: &Shared, exec: &mut Executor, mem: &HostMemory, sub: &Subm
     }
     let table = sh.lock().ctx_table;
     let mut desc = [0u8; 16];
-    if !bus_read(mem, table.wrapping_add(sub.context as u64 * CTX_DESC_SIZE), &mut desc) {
+    if !bus_read(
+        mem,
+        table.wrapping_add(sub.context as u64 * CTX_DESC_SIZE),
+        &mut desc,
+    ) {
         return fail(Fault::DmaBusError, table);
     }
     let d0 = u64::from_le_bytes(desc[0..8].try_into().unwrap_or([0; 8]));
@@ -476,11 +530,21 @@ fn run_submission(sh: &Shared, exec: &mut Executor, mem: &HostMemory, sub: &Subm
         return fail(Fault::BadContext, sub.context as u64);
     }
     let mut mmu = Mmu::new(mem, d0 & PTE_ADDR_MASK);
-    let abort = EpochAbort { epoch: &sh.epoch, start: epoch };
+    let abort = EpochAbort {
+        epoch: &sh.epoch,
+        start: epoch,
+    };
     exec.run(&mut mmu, sub.cmdbuf, sub.size, &abort)
 }
 
-fn complete(sh: &Shared, mem: &HostMemory, sub: &Submission, mut out: JobOutcome, action: Option<Action>, epoch: u64) {
+fn complete(
+    sh: &Shared,
+    mem: &HostMemory,
+    sub: &Submission,
+    mut out: JobOutcome,
+    action: Option<Action>,
+    epoch: u64,
+) {
     let mut s = sh.lock();
     if s.epoch != epoch {
         return; // aborted by a reset: no record
@@ -516,7 +580,9 @@ fn complete(sh: &Shared, mem: &HostMemory, sub: &Submission, mut out: JobOutcome
     rec[24..28].copy_from_slice(&(out.stats.cycles.min(u32::MAX as u64) as u32).to_le_bytes());
     let addr = s.cq_base.wrapping_add(slot as u64 * CQ_ENTRY_SIZE);
     // The phase word goes last, so a driver never sees a half-written record.
-    if !bus_write(mem, addr, &rec[..28]) || !bus_write(mem, addr.wrapping_add(28), &phase.to_le_bytes()) {
+    if !bus_write(mem, addr, &rec[..28])
+        || !bus_write(mem, addr.wrapping_add(28), &phase.to_le_bytes())
+    {
         sh.halt(&mut s);
         return;
     }
@@ -535,7 +601,12 @@ fn complete(sh: &Shared, mem: &HostMemory, sub: &Submission, mut out: JobOutcome
         s.fault_status = out.status.code();
         s.fault_context = sub.context as u32;
         s.fault_addr = out.fault_addr;
-        IRQ_JOB_FAULT | if out.status.is_mmu() { IRQ_MMU_FAULT } else { 0 }
+        IRQ_JOB_FAULT
+            | if out.status.is_mmu() {
+                IRQ_MMU_FAULT
+            } else {
+                0
+            }
     };
     match action {
         Some(Action::DropIrq) => s.irq_status |= bits,

@@ -25,14 +25,18 @@ impl Bus {
 
     pub fn map(&self, region: GuestRegionMmap<()>) -> Result<(), String> {
         let mut g = self.0.write().unwrap_or_else(|p| p.into_inner());
-        let next = g.insert_region(Arc::new(region)).map_err(|e| e.to_string())?;
+        let next = g
+            .insert_region(Arc::new(region))
+            .map_err(|e| e.to_string())?;
         *g = Arc::new(next);
         Ok(())
     }
 
     pub fn unmap(&self, base: u64, size: u64) -> Result<(), String> {
         let mut g = self.0.write().unwrap_or_else(|p| p.into_inner());
-        let (next, _) = g.remove_region(GuestAddress(base), size).map_err(|e| e.to_string())?;
+        let (next, _) = g
+            .remove_region(GuestAddress(base), size)
+            .map_err(|e| e.to_string())?;
         *g = Arc::new(next);
         Ok(())
     }

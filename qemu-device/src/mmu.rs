@@ -45,7 +45,13 @@ pub struct Mmu<'m> {
 
 impl<'m> Mmu<'m> {
     pub fn new(mem: &'m HostMemory, root: u64) -> Self {
-        Mmu { mem, root, tlb: HashMap::new(), bytes_read: 0, bytes_written: 0 }
+        Mmu {
+            mem,
+            root,
+            tlb: HashMap::new(),
+            bytes_read: 0,
+            bytes_written: 0,
+        }
     }
 
     /// Translate `va` for `access`; returns the bus address.
@@ -76,11 +82,16 @@ impl<'m> Mmu<'m> {
         let mut table = self.root;
         for level in (0..3).rev() {
             let index = (va >> (12 + 9 * level)) & 0x1ff;
-            let pte = bus_read_u64(self.mem, table + index * 8).ok_or(JobFault::new(Fault::DmaBusError, va))?;
+            let pte = bus_read_u64(self.mem, table + index * 8)
+                .ok_or(JobFault::new(Fault::DmaBusError, va))?;
             if pte & PTE_VALID == 0 {
                 return Err(JobFault::new(Fault::MmuUnmapped, va));
             }
-            let reserved = if level == 0 { LEAF_RESERVED } else { TABLE_RESERVED };
+            let reserved = if level == 0 {
+                LEAF_RESERVED
+            } else {
+                TABLE_RESERVED
+            };
             if pte & reserved != 0 {
                 // A malformed entry is treated as no translation.
                 return Err(JobFault::new(Fault::MmuUnmapped, va));
@@ -97,7 +108,9 @@ impl<'m> Mmu<'m> {
     pub fn read(&mut self, va: u64, buf: &mut [u8]) -> Result<(), JobFault> {
         let mut done = 0usize;
         while done < buf.len() {
-            let cur = va.checked_add(done as u64).ok_or(JobFault::new(Fault::MmuVaRange, va))?;
+            let cur = va
+                .checked_add(done as u64)
+                .ok_or(JobFault::new(Fault::MmuVaRange, va))?;
             let in_page = (PAGE_SIZE - cur % PAGE_SIZE) as usize;
             let n = in_page.min(buf.len() - done);
             let pa = self.translate(cur, Access::Read)?;
@@ -116,7 +129,9 @@ impl<'m> Mmu<'m> {
         let mut chunks = Vec::new();
         let mut done = 0usize;
         while done < buf.len() {
-            let cur = va.checked_add(done as u64).ok_or(JobFault::new(Fault::MmuVaRange, va))?;
+            let cur = va
+                .checked_add(done as u64)
+                .ok_or(JobFault::new(Fault::MmuVaRange, va))?;
             let in_page = (PAGE_SIZE - cur % PAGE_SIZE) as usize;
             let n = in_page.min(buf.len() - done);
             chunks.push((self.translate(cur, Access::Write)?, done, n, cur));

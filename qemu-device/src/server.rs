@@ -60,7 +60,7 @@ impl Default for ConfigSpace {
         b[0x2e..0x30].copy_from_slice(&DEVICE_ID.to_le_bytes());
         b[0x34] = MSIX_CAP as u8;
         b[0x3d] = 0; // no INTx pin: MSI-X only
-        // MSI-X: id, next, message control (table size - 1), table, PBA (BIR 2).
+                     // MSI-X: id, next, message control (table size - 1), table, PBA (BIR 2).
         b[MSIX_CAP] = 0x11;
         b[MSIX_CAP + 1] = 0;
         b[MSIX_CAP + 2..MSIX_CAP + 4].copy_from_slice(&(MSIX_VECTORS - 1).to_le_bytes());
@@ -79,7 +79,10 @@ impl ConfigSpace {
         // The offset is the client's: bytes past the space read 0, also where
         // offset + i overflows (wrapping would alias the space's start).
         for (i, d) in data.iter_mut().enumerate() {
-            *d = Self::index(offset, i).and_then(|o| self.bytes.get(o)).copied().unwrap_or(0);
+            *d = Self::index(offset, i)
+                .and_then(|o| self.bytes.get(o))
+                .copied()
+                .unwrap_or(0);
         }
     }
 
@@ -87,10 +90,12 @@ impl ConfigSpace {
     /// QEMU emulates BARs and the MSI-X table itself.
     pub fn write(&mut self, offset: u64, data: &[u8]) {
         for (i, &d) in data.iter().enumerate() {
-            let Some(o) = Self::index(offset, i) else { continue };
+            let Some(o) = Self::index(offset, i) else {
+                continue;
+            };
             let mask = match o {
-                0x04 => 0x46, // memory space, bus master, parity
-                0x05 => 0x05, // SERR, INTx disable
+                0x04 => 0x46,                   // memory space, bus master, parity
+                0x05 => 0x05,                   // SERR, INTx disable
                 o if o == MSIX_CAP + 3 => 0xc0, // MSI-X enable, function mask
                 _ => 0,
             };
@@ -118,7 +123,11 @@ fn region(index: u32, size: u64) -> ServerRegion {
             argsz: size_of::<vfio_region_info>() as u32,
             index,
             size,
-            flags: if size > 0 { VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE } else { 0 },
+            flags: if size > 0 {
+                VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE
+            } else {
+                0
+            },
             ..Default::default()
         },
         sparse_areas: Vec::new(),
@@ -142,8 +151,16 @@ pub fn irqs() -> Vec<IrqInfo> {
     (0..VFIO_PCI_NUM_IRQS)
         .map(|index| IrqInfo {
             index,
-            count: if index == VFIO_PCI_MSIX_IRQ_INDEX { MSIX_VECTORS as u32 } else { 0 },
-            flags: if index == VFIO_PCI_MSIX_IRQ_INDEX { VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_NORESIZE } else { 0 },
+            count: if index == VFIO_PCI_MSIX_IRQ_INDEX {
+                MSIX_VECTORS as u32
+            } else {
+                0
+            },
+            flags: if index == VFIO_PCI_MSIX_IRQ_INDEX {
+                VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_NORESIZE
+            } else {
+                0
+            },
         })
         .collect()
 }
@@ -177,7 +194,10 @@ impl ServerBackend for NpuBackend {
         match region {
             VFIO_PCI_CONFIG_REGION_INDEX => self.config.write(offset, data),
             VFIO_PCI_BAR0_REGION_INDEX => {
-                if let (Ok(b), true) = (<[u8; 4]>::try_from(data), offset.is_multiple_of(4) && offset < BAR0_SIZE) {
+                if let (Ok(b), true) = (
+                    <[u8; 4]>::try_from(data),
+                    offset.is_multiple_of(4) && offset < BAR0_SIZE,
+                ) {
                     self.mmio_writes += 1;
                     self.device.mmio_write(offset as u32, u32::from_le_bytes(b));
                 }
@@ -188,7 +208,14 @@ impl ServerBackend for NpuBackend {
         Ok(())
     }
 
-    fn dma_map(&mut self, _flags: DmaMapFlags, offset: u64, address: u64, size: u64, fd: Option<File>) -> Result<(), Error> {
+    fn dma_map(
+        &mut self,
+        _flags: DmaMapFlags,
+        offset: u64,
+        address: u64,
+        size: u64,
+        fd: Option<File>,
+    ) -> Result<(), Error> {
         // Without a file the memory cannot be shared (QEMU maps ROMs and
         // private RAM that way): it is not reachable by DMA, and a job that
         // touches it gets a bus error. Guest RAM must use a share=on backend.
@@ -203,8 +230,12 @@ impl ServerBackend for NpuBackend {
             return Err(bad("DMA_MAP range beyond the end of its file"));
         }
         let size = usize::try_from(size).map_err(|_| bad("DMA_MAP size"))?;
-        let region = GuestRegionMmap::from_range(GuestAddress(address), size, Some(FileOffset::new(fd, offset)))
-            .map_err(|e| Error::other(format!("DMA_MAP mmap: {e}")))?;
+        let region = GuestRegionMmap::from_range(
+            GuestAddress(address),
+            size,
+            Some(FileOffset::new(fd, offset)),
+        )
+        .map_err(|e| Error::other(format!("DMA_MAP mmap: {e}")))?;
         self.bus.map(region).map_err(Error::other)?;
         log::debug!("dma_map {address:#x}+{size:#x}");
         Ok(())
@@ -223,14 +254,28 @@ impl ServerBackend for NpuBackend {
         Ok(())
     }
 
-    fn set_irqs(&mut self, index: u32, flags: u32, start: u32, count: u32, fds: Vec<File>) -> Result<(), Error> {
+    fn set_irqs(
+        &mut self,
+        index: u32,
+        flags: u32,
+        start: u32,
+        count: u32,
+        fds: Vec<File>,
+    ) -> Result<(), Error> {
         if index != VFIO_PCI_MSIX_IRQ_INDEX {
-            return if count == 0 { Ok(()) } else { Err(bad("only MSI-X is supported")) };
+            return if count == 0 {
+                Ok(())
+            } else {
+                Err(bad("only MSI-X is supported"))
+            };
         }
         if flags & VFIO_IRQ_SET_ACTION_TRIGGER == 0 {
             return Ok(()); // mask/unmask are handled by QEMU's table emulation
         }
-        let end = start.checked_add(count).filter(|&e| e <= MSIX_VECTORS as u32).ok_or_else(|| bad("vector range"))?;
+        let end = start
+            .checked_add(count)
+            .filter(|&e| e <= MSIX_VECTORS as u32)
+            .ok_or_else(|| bad("vector range"))?;
         let mut table = self.irqs.fds.write().unwrap_or_else(|p| p.into_inner());
         table.resize_with(MSIX_VECTORS as usize, || None);
         if flags & VFIO_IRQ_SET_DATA_EVENTFD != 0 {
