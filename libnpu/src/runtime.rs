@@ -91,6 +91,9 @@ pub struct Request<'a> {
     pub timeout_ms: u32,
     /// How long to wait for the job before giving up on it.
     pub wait_timeout: Duration,
+    /// Byte sizes of the jobs the command bytes hold, run one after the
+    /// other on the same buffers; empty: one job of all the bytes.
+    pub jobs: &'a [usize],
 }
 
 impl Request<'_> {
@@ -283,17 +286,35 @@ impl Backend for Accel {
         // that way).
         let addrs: Vec<u64> = bufs.iter().map(|b| b.npu_addr()).collect();
         let cmd = bind(&addrs)?;
+        let spans = job_spans(req.jobs, cmd.len())?;
         let cmdbuf = Accel::take(dev, pool, cmd.len().max(1) as u64, &cmd)?;
-        let mut job = Job::new(&cmdbuf, cmd.len() as u64);
-        job.timeout_ms = req.timeout_ms;
-        job.buffers = bufs.iter().zip(req.writes).map(|(b, &w)| (b, w)).collect();
+        // Jobs run back to back: each waits for the previous one's fence.
+        let fences = (1..spans.len())
+            .map(|_| dev.syncobj(false))
+            .collect::<Result<Vec<_>, _>>()?;
         let t = Instant::now();
-        let seqno = dev.submit(&job)?;
+        let mut seqnos = Vec::with_capacity(spans.len());
+        for (i, &(offset, size)) in spans.iter().enumerate() {
+            let mut job = Job::new(&cmdbuf, size as u64);
+            job.cmdbuf_offset = offset as u64;
+            job.timeout_ms = req.timeout_ms;
+            job.buffers = bufs.iter().zip(req.writes).map(|(b, &w)| (b, w)).collect();
+            if i > 0 {
+                job = job.after(&fences[i - 1]);
+            }
+            if i + 1 < spans.len() {
+                job = job.signal(&fences[i]);
+            }
+            seqnos.push(dev.submit(&job)?);
+        }
         // On any error the buffers are closed, not kept: a job that did not
         // end may still be using them.
-        let outcome = dev.wait(seqno, req.wait_timeout)?;
+        let mut cycles = 0;
+        for seqno in seqnos {
+            cycles += dev.wait(seqno, req.wait_timeout)?.cycles;
+        }
         let device_time = t.elapsed();
-        drop(job);
+        drop(fences);
         let outputs = req
             .outputs
             .iter()
@@ -303,12 +324,32 @@ impl Backend for Accel {
         Accel::keep(pool, dev, bufs);
         Ok(Execution {
             outputs,
-            cycles: outcome.cycles,
+            cycles,
             device_time,
             cmdbuf: cmd,
             addrs,
         })
     }
+}
+
+/// (byte offset, size) of each job in a command buffer of `len` bytes.
+fn job_spans(jobs: &[usize], len: usize) -> Result<Vec<(usize, usize)>> {
+    if jobs.is_empty() {
+        return Ok(vec![(0, len)]);
+    }
+    if jobs.iter().sum::<usize>() != len || jobs.contains(&0) {
+        return Err(Error::Request(format!(
+            "job sizes {jobs:?} do not split a command buffer of {len} bytes"
+        )));
+    }
+    let mut off = 0;
+    Ok(jobs
+        .iter()
+        .map(|&n| {
+            off += n;
+            (off - n, n)
+        })
+        .collect())
 }
 
 /// A device to compile for and run on.
@@ -441,11 +482,20 @@ impl Session {
         let writes: Vec<bool> = prog
             .buffers()
             .iter()
-            .map(|b| b.kind != BufferKind::Input)
+            .map(|b| !matches!(b.kind, BufferKind::Input | BufferKind::Constant))
             .collect();
-        let inputs: Vec<(usize, &[u8])> =
+        let mut inputs: Vec<(usize, &[u8])> =
             bytes_in.iter().map(|(i, b)| (*i, b.as_slice())).collect();
+        // The packed constants start the constant buffer.
+        if let Some(i) = prog
+            .buffers()
+            .iter()
+            .position(|b| b.kind == BufferKind::Constant)
+        {
+            inputs.push((i, prog.constants()));
+        }
         let wanted: Vec<(usize, usize)> = outs.iter().map(|(_, i, _, n)| (*i, *n)).collect();
+        let jobs = prog.job_sizes();
         let req = Request {
             sizes: &sizes,
             writes: &writes,
@@ -453,8 +503,11 @@ impl Session {
             outputs: &wanted,
             timeout_ms: self.timeout_ms,
             wait_timeout: self.wait_timeout,
+            jobs: &jobs,
         };
-        let e = self.backend.execute(&req, &|addrs| Ok(prog.bind(addrs)?))?;
+        let e = self
+            .backend
+            .execute(&req, &|addrs| Ok(prog.bind_jobs(addrs)?))?;
         log::debug!(
             "{} backend: {} cycles, {:?} submit to completion",
             self.backend.name(),
@@ -518,6 +571,7 @@ impl Session {
             outputs: &outputs,
             timeout_ms: self.timeout_ms,
             wait_timeout: self.wait_timeout,
+            jobs: &[],
         };
         self.backend.execute(&req, &|_| Ok(cmd.to_vec()))
     }
@@ -671,12 +725,16 @@ mod model {
                 va += size.next_multiple_of(PAGE) + PAGE;
             }
             let cmd = bind(&vas)?;
-            let cmd_len = u32::try_from(cmd.len()).map_err(|_| {
-                Error::Request(format!(
-                    "a command buffer of {} bytes is too large",
-                    cmd.len()
-                ))
-            })?;
+            let spans = super::job_spans(req.jobs, cmd.len())?;
+            if let Some(&(_, n)) = spans
+                .iter()
+                .find(|(_, n)| *n > npu_uapi::DRM_ONPU_MAX_CMDBUF_SIZE as usize)
+            {
+                return Err(Error::Request(format!(
+                    "a job of {n} bytes of commands is above the {}-byte limit",
+                    npu_uapi::DRM_ONPU_MAX_CMDBUF_SIZE
+                )));
+            }
             // Guest memory for the buffers, the command buffer and the page
             // tables (one 4 KiB table per 2 MiB, plus the upper levels).
             let data = va - VA_START + (cmd.len() as u64).next_multiple_of(PAGE);
@@ -698,22 +756,27 @@ mod model {
             bench.map(0, va, cmd.len() as u64, false);
             bench.write(0, va, &cmd);
             let t = Instant::now();
-            let seqno = bench.submit_raw(0, va, cmd_len, 0);
-            let c = bench
-                .wait_completion(req.wait_timeout)
-                .ok_or(DeviceError::WaitTimeout {
-                    seqno,
-                    waited: req.wait_timeout,
-                })?;
-            let device_time = t.elapsed();
-            if c.status != 0 {
-                return Err(DeviceError::JobFault {
-                    seqno: c.seqno,
-                    status: c.status,
-                    addr: c.fault_addr,
+            let mut cycles = 0;
+            for (offset, size) in spans {
+                let seqno = bench.submit_raw(0, va + offset as u64, size as u32, 0);
+                let c =
+                    bench
+                        .wait_completion(req.wait_timeout)
+                        .ok_or(DeviceError::WaitTimeout {
+                            seqno,
+                            waited: req.wait_timeout,
+                        })?;
+                if c.status != 0 {
+                    return Err(DeviceError::JobFault {
+                        seqno: c.seqno,
+                        status: c.status,
+                        addr: c.fault_addr,
+                    }
+                    .into());
                 }
-                .into());
+                cycles += u64::from(c.cycles);
             }
+            let device_time = t.elapsed();
             let outputs = req
                 .outputs
                 .iter()
@@ -721,7 +784,7 @@ mod model {
                 .collect();
             Ok(Execution {
                 outputs,
-                cycles: u64::from(c.cycles),
+                cycles,
                 device_time,
                 cmdbuf: cmd,
                 addrs: vas,

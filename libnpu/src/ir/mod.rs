@@ -5,6 +5,7 @@
 //! row-major tensors; conv2d and pooling use NCHW activations and KCRS
 //! (out channels, in channels per group, rows, cols) filters.
 
+pub mod passes;
 mod quant;
 
 pub use quant::{quant_multiplier, quantize_f32, requant_params, RequantParams};
@@ -436,6 +437,16 @@ impl Graph {
         ty: TensorType,
         data: TensorData,
     ) -> Result<ValueId, GraphError> {
+        self.constant_shared(name, ty, Arc::new(data))
+    }
+
+    /// [`Graph::constant`] with data shared with another graph.
+    pub fn constant_shared(
+        &mut self,
+        name: &str,
+        ty: TensorType,
+        data: Arc<TensorData>,
+    ) -> Result<ValueId, GraphError> {
         let err = |msg: String| GraphError::Invalid {
             name: name.to_string(),
             op: "constant",
@@ -447,7 +458,7 @@ impl Graph {
                 ty.shape
             )));
         }
-        check_quant(&ty).map_err(err)?;
+        check_quant(&ty).map_err(&err)?;
         if ty.checked_bytes().is_none() {
             return Err(err(format!(
                 "shape {:?} has more elements than fit in memory",
@@ -463,13 +474,7 @@ impl Graph {
                 data.dtype().name()
             )));
         }
-        self.push(
-            name,
-            Op::Constant {
-                data: Arc::new(data),
-            },
-            ty,
-        )
+        self.push(name, Op::Constant { data }, ty)
     }
 
     /// The data of a constant value.

@@ -81,7 +81,7 @@ pub fn legalize(g: &Graph) -> Result<Graph, GraphError> {
         let v = if n.op == Op::Input {
             out.input(&n.name, n.ty.clone())?
         } else if let Op::Constant { data } = &n.op {
-            out.constant(&n.name, n.ty.clone(), (**data).clone())?
+            out.constant_shared(&n.name, n.ty.clone(), data.clone())?
         } else if via_f32(&n.op, n.ty.dtype) {
             // Operands to f32, the op in f32, the result back to i8.
             let mut m2 = map.clone();

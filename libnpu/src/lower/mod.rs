@@ -34,6 +34,9 @@ pub struct CompileOptions {
     pub double_buffer: bool,
     /// Fuse a relu/clamp into the gemm/conv2d producing its operand.
     pub fuse: bool,
+    /// Largest command buffer of one job: the driver's limit
+    /// (DRM_ONPU_MAX_CMDBUF_SIZE). Longer programs run as several jobs.
+    pub max_job_bytes: u32,
 }
 
 impl Default for CompileOptions {
@@ -41,6 +44,7 @@ impl Default for CompileOptions {
         CompileOptions {
             double_buffer: true,
             fuse: true,
+            max_job_bytes: npu_uapi::DRM_ONPU_MAX_CMDBUF_SIZE,
         }
     }
 }
@@ -71,8 +75,10 @@ pub enum LowerError {
     BindAddress { name: String, va: u64 },
     #[error("the graph is invalid: {0}")]
     Graph(#[from] crate::ir::GraphError),
-    #[error("a size exceeds the ISA's 32-bit fields: {0}")]
+    #[error("too large: {0}")]
     TooLarge(String),
+    #[error("internal compiler error: {0}")]
+    Internal(String),
 }
 
 /// Compile `graph` for a device with `params`.
@@ -82,14 +88,16 @@ pub fn compile(
     opts: CompileOptions,
 ) -> Result<Program, LowerError> {
     graph.validate()?;
-    let legal = legalize::legalize(graph)?;
+    let optimized = crate::ir::passes::optimize(graph)?;
+    let legal = legalize::legalize(&optimized)?;
     let graph = &legal;
     let plan = plan::plan(graph, opts)?;
     let mut e = emit::Emitter::new(params, opts, plan.buffers.clone());
     for step in &plan.steps {
+        e.begin_step(&graph.node(step.node).name);
         ops::lower_step(graph, &plan, step, &mut e)?;
     }
-    let prog = e.finish(plan.io);
+    let prog = e.finish(plan.io)?;
     log::debug!(
         "compiled {} nodes into {} instructions, {} buffers",
         graph.nodes().len(),

@@ -16,14 +16,14 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
     for v in node.op.operands().into_iter().chain([step.out]) {
         if g.ty(v).bytes() >= u32::MAX as usize {
             return Err(LowerError::TooLarge(format!(
-                "`{}` has {} bytes",
+                "`{}` has {} bytes, more than the ISA's 32-bit sizes express",
                 g.node(v).name,
                 g.ty(v).bytes()
             )));
         }
     }
     e.sram_reset();
-    let out = plan.loc(step.out);
+    let out = plan.loc(step.out)?;
     match &node.op {
         // Planned as an alias of its operand: no instructions.
         Op::Input | Op::Reshape { .. } | Op::Constant { .. } => {}
@@ -44,9 +44,9 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
                 k,
                 trans_a: *trans_a,
                 trans_b: *trans_b,
-                a: plan.loc(*a),
-                b: plan.loc(*b),
-                bias: bias.map(|v| plan.loc(v)),
+                a: loc(g, plan, e, *a)?,
+                b: loc(g, plan, e, *b)?,
+                bias: bias.map(|v| loc(g, plan, e, v)).transpose()?,
                 out,
             };
             gemm(e, &spec, &mac).map_err(|why| too_small(g, step, e, why))?
@@ -65,21 +65,22 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
                 out_hw: [node.ty.shape[2], node.ty.shape[3]],
                 win: *window,
                 groups: *groups,
-                xl: plan.loc(*input),
-                wl: plan.loc(*weight),
-                bl: bias.map(|v| plan.loc(v)),
+                xl: loc(g, plan, e, *input)?,
+                wl: loc(g, plan, e, *weight)?,
+                bl: bias.map(|v| loc(g, plan, e, v)).transpose()?,
                 out,
             };
             conv2d(e, &spec, &mac).map_err(|why| too_small(g, step, e, why))?
         }
         Op::Binary { op, a, b } => binary(g, e, step, *op, *a, *b, plan, out)?,
         Op::Unary { op, x } => {
+            let xl = loc(g, plan, e, *x)?;
             if node.ty.dtype == DType::I8 {
                 let (lo, hi) = int8_clamp_bounds(*op, &node.ty);
-                unary_i8(e, plan.loc(*x), out, node.ty.elems(), lo, hi)
+                unary_i8(e, xl, out, node.ty.elems(), lo, hi)
                     .map_err(|why| too_small(g, step, e, why))?
             } else {
-                unary_f32(e, *op, plan.loc(*x), out, node.ty.elems())
+                unary_f32(e, *op, xl, out, node.ty.elems())
                     .map_err(|why| too_small(g, step, e, why))?
             }
         }
@@ -88,25 +89,30 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
             x,
             kernel,
             window,
-        } => pool(
-            e,
-            *kind,
-            &g.ty(*x).shape,
-            &node.ty.shape,
-            *kernel,
-            window,
-            plan.loc(*x),
-            out,
-        )
-        .map_err(|why| too_small(g, step, e, why))?,
+        } => {
+            let xl = loc(g, plan, e, *x)?;
+            pool(
+                e,
+                *kind,
+                &g.ty(*x).shape,
+                &node.ty.shape,
+                *kernel,
+                window,
+                xl,
+                out,
+            )
+            .map_err(|why| too_small(g, step, e, why))?
+        }
         Op::Quantize { x } => {
             let (scale, zp) = per_tensor(&node.ty);
-            quantize(e, plan.loc(*x), out, node.ty.elems(), scale, zp)
+            let xl = loc(g, plan, e, *x)?;
+            quantize(e, xl, out, node.ty.elems(), scale, zp)
                 .map_err(|why| too_small(g, step, e, why))?
         }
         Op::Dequantize { x } => {
             let (scale, zp) = per_tensor(g.ty(*x));
-            dequantize(e, plan.loc(*x), out, node.ty.elems(), scale, zp)
+            let xl = loc(g, plan, e, *x)?;
+            dequantize(e, xl, out, node.ty.elems(), scale, zp)
                 .map_err(|why| too_small(g, step, e, why))?
         }
         Op::Softmax { x, axis } => {
@@ -123,10 +129,20 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
             }
             let cols = shape[*axis];
             let rows = node.ty.elems() / cols;
-            softmax(e, plan.loc(*x), out, rows, cols).map_err(|why| too_small(g, step, e, why))?
+            let xl = loc(g, plan, e, *x)?;
+            softmax(e, xl, out, rows, cols).map_err(|why| too_small(g, step, e, why))?
         }
     }
     Ok(())
+}
+
+/// Where operand `v` lies: its planned place, or for a constant its
+/// bytes as they are, packed into the constant buffer.
+fn loc(g: &Graph, plan: &Plan, e: &mut Emitter, v: ValueId) -> R<Loc> {
+    match g.constant_data(v) {
+        Some(d) => Ok(e.constant_value(v, d)),
+        None => plan.loc(v),
+    }
 }
 
 fn too_small(g: &Graph, step: &Step, e: &Emitter, why: String) -> LowerError {
@@ -927,7 +943,7 @@ fn binary(
         }
         off
     };
-    let (al, bl) = (plan.loc(a), plan.loc(b));
+    let (al, bl) = (loc(g, plan, e, a)?, loc(g, plan, e, b)?);
     let nb = e.nbuf();
     let isa_op = match op {
         BinaryOp::Add => isa::BinaryOp::Add,

@@ -29,10 +29,11 @@ pub struct Plan {
 }
 
 impl Plan {
-    pub fn loc(&self, v: ValueId) -> Loc {
-        self.locs[v.0].unwrap_or(Loc {
-            buffer: 0,
-            offset: 0,
+    /// Where `v` lives; a value the plan placed nowhere is an error (never
+    /// a silent alias of another buffer).
+    pub fn loc(&self, v: ValueId) -> Result<Loc, LowerError> {
+        self.locs.get(v.0).copied().flatten().ok_or_else(|| {
+            LowerError::Internal(format!("value {} has no place in NPU memory", v.0))
         })
     }
 }
@@ -50,7 +51,8 @@ pub fn plan(graph: &Graph, opts: CompileOptions) -> Result<Plan, LowerError> {
             continue;
         }
         match &node.op {
-            Op::Input => {}
+            // Constants are packed by the ops that read them.
+            Op::Input | Op::Constant { .. } => {}
             Op::Gemm { .. } | Op::Conv2d { .. } if opts.fuse && uses[i] == 1 && !is_output(v) => {
                 // Look for the single consumer: a relu/clamp right on this value.
                 let consumer = graph
@@ -119,6 +121,13 @@ pub fn plan(graph: &Graph, opts: CompileOptions) -> Result<Plan, LowerError> {
         });
     }
     for &v in graph.outputs() {
+        if let Op::Constant { .. } = graph.node(v).op {
+            return Err(LowerError::Unsupported {
+                name: graph.node(v).name.clone(),
+                op: "constant",
+                why: "a graph output is a constant (it does not depend on any input); the device has nothing to compute".into(),
+            });
+        }
         locs[v.0] = Some(Loc {
             buffer: buffers.len(),
             offset: 0,

@@ -99,6 +99,7 @@ impl Net {
     }
 
     /// conv (no bias) -> batch norm as mul/add -> activation.
+    #[allow(clippy::too_many_arguments)]
     pub fn conv_bn(
         &mut self,
         x: ValueId,
