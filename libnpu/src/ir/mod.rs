@@ -8,7 +8,7 @@
 pub mod passes;
 mod quant;
 
-pub use quant::{quant_multiplier, quantize_f32, requant_params, RequantParams};
+pub use quant::{int8_clamp_bounds, quant_multiplier, quantize_f32, requant_params, RequantParams};
 
 use crate::reference::TensorData;
 use std::collections::HashMap;

@@ -10,6 +10,7 @@
 //! The SRAM size comes from [`DeviceParams`] (read from the device's
 //! SRAM_SIZE register); nothing here assumes a size.
 
+mod conv;
 mod emit;
 mod legalize;
 mod ops;

@@ -4,9 +4,9 @@ use super::emit::{Emitter, Slots};
 use super::plan::{Loc, Plan, Step};
 use super::LowerError;
 use crate::ir::{
-    requant_params, BinaryOp, DType, Graph, Op, PoolKind, RequantParams, UnaryOp, ValueId, Window,
+    int8_clamp_bounds, requant_params, BinaryOp, DType, Graph, Op, PoolKind, RequantParams,
+    UnaryOp, ValueId, Window,
 };
-use crate::reference::int8_clamp_bounds;
 use npu_isa::{self as isa, Axis, Broadcast, Conversion, Insn, PoolGeom, ReduceOp, Strided, Tile};
 
 type R<T> = Result<T, LowerError>;
@@ -58,6 +58,30 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
             window,
             groups,
         } => {
+            let f32s = |v: ValueId| match g.constant_data(v) {
+                Some(crate::reference::TensorData::F32(d)) => Some(d.as_slice()),
+                _ => None,
+            };
+            let (wdata, bdata) = (f32s(*weight), bias.map(f32s));
+            if let (crate::ir::DType::F32, Some(wd), None | Some(Some(_))) =
+                (node.ty.dtype, wdata, bdata)
+            {
+                let (xs, ws) = (&g.ty(*input).shape, &g.ty(*weight).shape);
+                let spec = super::conv::DirectConv {
+                    x: [xs[0], xs[1], xs[2], xs[3]],
+                    w: [ws[0], ws[1], ws[2], ws[3]],
+                    out_hw: [node.ty.shape[2], node.ty.shape[3]],
+                    win: *window,
+                    groups: *groups,
+                    weight: wd,
+                    bias: bdata.flatten(),
+                    act: step.activation,
+                    xl: loc(g, plan, e, *input)?,
+                    out,
+                };
+                super::conv::direct_conv(e, &spec).map_err(|why| too_small(g, step, e, why))?;
+                return Ok(());
+            }
             let mac = Mac::new(g, step, node.ty.dtype, node.ty.shape[1])?;
             let spec = ConvSpec {
                 x: g.ty(*input).shape.clone(),
@@ -337,7 +361,7 @@ impl Epilogue {
     }
 }
 
-fn unary_insn(op: UnaryOp, rows: u32, cols: u32, src: Tile, dst: Tile) -> Insn {
+pub(super) fn unary_insn(op: UnaryOp, rows: u32, cols: u32, src: Tile, dst: Tile) -> Insn {
     let (op, lo, hi) = match op {
         UnaryOp::Relu => (isa::UnaryOp::Relu, 0, 0),
         UnaryOp::Clamp { lo, hi } => (isa::UnaryOp::Clamp, lo.to_bits(), hi.to_bits()),

@@ -1,0 +1,656 @@
+//! f32 conv2d with constant weights, as tap-wise accumulating matrix
+//! products ("direct" convolution; no im2col matrix).
+//!
+//! Activations stay NCHW in memory and planar in SRAM. A band of output
+//! rows reads a band of padded input rows, loaded once into SRAM as
+//! `[phase][channel][row][col]`, where the `stride_h x stride_w` phases
+//! split the rows and columns by their remainder modulo the stride (a
+//! stride-1 conv has one phase). In a phase, every filter tap `(r, s)` sees
+//! the output pixels as one contiguous run of the flattened phase plane
+//! (row pitch `PW`), so one MATMUL per tap computes
+//!
+//! ```text
+//!   acc[k][i] (+)= sum_c W[k][c][r][s] * band[phase(r, s)][c][off(r, s) + i]
+//! ```
+//!
+//! for the `kc` output channels and `cc` input channels of the tile and
+//! every output pixel `i = y * PW + x` of the band (the `PW - out_w`
+//! columns past the right edge are computed and never stored). The result
+//! is already planar: bias (per row), activation, and one strided DMA store
+//! per tile. Weights are packed at compile time as `[tap][kc][cc]` per tile
+//! and, when the input channels fit in one tile, loaded once per block of
+//! output channels. Depthwise convolutions (one input channel per group)
+//! use a per-row BINARY multiply-add per tap instead of a MATMUL.
+
+use super::emit::{Emitter, Slots};
+use super::plan::Loc;
+use crate::ir::{UnaryOp, Window};
+use npu_isa::{self as isa, Broadcast, Insn, Strided, Tile};
+
+const ES: usize = 4;
+
+pub(super) struct DirectConv<'a> {
+    /// NCHW input shape.
+    pub x: [usize; 4],
+    /// KCRS filter shape (C per group).
+    pub w: [usize; 4],
+    pub out_hw: [usize; 2],
+    pub win: Window,
+    pub groups: usize,
+    /// The filter, KCRS, row-major.
+    pub weight: &'a [f32],
+    pub bias: Option<&'a [f32]>,
+    pub act: Option<UnaryOp>,
+    pub xl: Loc,
+    pub out: Loc,
+}
+
+/// Geometry of one band of `rows` output rows.
+#[derive(Clone, Copy, Debug)]
+struct Band {
+    /// Padded input rows the band reads.
+    bh: usize,
+    /// Rows and columns of a phase plane.
+    ph: usize,
+    pw: usize,
+    /// Output pixels computed per row of channels (`(rows-1)*pw + out_w`).
+    m: usize,
+}
+
+/// Tile sizes: output rows per band, output channels per block, input
+/// channels per block.
+#[derive(Clone, Copy, Debug)]
+struct Tiles {
+    rows: usize,
+    kc: usize,
+    cc: usize,
+}
+
+impl DirectConv<'_> {
+    fn depthwise(&self) -> bool {
+        self.w[1] == 1 && self.groups > 1 && self.w[0] == self.groups
+    }
+
+    fn band(&self, rows: usize) -> Band {
+        let (r, s) = (self.w[2], self.w[3]);
+        let [sh, sw] = self.win.stride;
+        let [dh, dw] = self.win.dilation;
+        let bh = (rows - 1) * sh + (r - 1) * dh + 1;
+        let wp = self.x[3] + 2 * self.win.padding[1];
+        let pw = wp.div_ceil(sw);
+        let _ = s * dw;
+        Band {
+            bh,
+            ph: bh.div_ceil(sh),
+            pw,
+            m: (rows - 1) * pw + self.out_hw[1],
+        }
+    }
+
+    /// The phases some tap reads, as (row phase, column phase).
+    fn phases(&self) -> Vec<(usize, usize)> {
+        let [sh, sw] = self.win.stride;
+        let [dh, dw] = self.win.dilation;
+        let mut v = Vec::new();
+        for py in 0..sh {
+            for px in 0..sw {
+                let row = (0..self.w[2]).any(|r| (r * dh) % sh == py);
+                let col = (0..self.w[3]).any(|s| (s * dw) % sw == px);
+                if row && col {
+                    v.push((py, px));
+                }
+            }
+        }
+        v
+    }
+
+    fn phase_index(&self, py: usize, px: usize) -> usize {
+        py * self.win.stride[1] + px
+    }
+
+    /// SRAM bytes per slot: (band, weights, bias, accumulator, temporary).
+    fn slot_bytes(&self, t: Tiles) -> [u64; 5] {
+        let b = self.band(t.rows);
+        let phases = self.win.stride[0] * self.win.stride[1];
+        let taps = self.w[2] * self.w[3];
+        let band = (phases * t.cc * b.ph * b.pw * ES) as u64;
+        let (wts, acc, tmp) = if self.depthwise() {
+            (taps * t.cc * ES, t.cc * b.m * ES, t.cc * b.m * ES)
+        } else {
+            (taps * t.kc * t.cc * ES, t.kc * b.m * ES, 0)
+        };
+        [
+            band,
+            wts as u64,
+            (t.kc.max(t.cc) * ES) as u64,
+            acc as u64,
+            tmp as u64,
+        ]
+    }
+
+    /// Modelled cost of a tiling, for choosing one: the slower engine's
+    /// work plus per-instruction overheads.
+    fn score(&self, t: Tiles) -> u64 {
+        let (n, c, h, w) = (self.x[0], self.x[1], self.x[2], self.x[3]);
+        let [k, cg, r, s] = self.w;
+        let (oh, ow) = (self.out_hw[0], self.out_hw[1]);
+        let b = self.band(t.rows);
+        let bands = oh.div_ceil(t.rows);
+        let taps = r * s;
+        let [band_b, w_b, ..] = self.slot_bytes(t);
+        let band_dmas = if self.win.stride == [1, 1] {
+            1
+        } else {
+            b.bh * self.win.stride[1]
+        };
+        let (blocks, band_loads, w_loads, macs) = if self.depthwise() {
+            let chunks = c.div_ceil(t.cc);
+            let blocks = n * chunks * bands;
+            (
+                blocks,
+                blocks,
+                n * chunks,
+                (n * c * bands * b.m * taps * 2 / 8) as u64,
+            )
+        } else {
+            let (kg, nk, ncc) = (
+                k / self.groups,
+                (k / self.groups).div_ceil(t.kc),
+                cg.div_ceil(t.cc),
+            );
+            let blocks = n * self.groups * nk * bands * ncc;
+            let band_loads = if bands * ncc == 1 {
+                n * self.groups
+            } else {
+                blocks
+            };
+            let w_loads = if ncc == 1 {
+                n * self.groups * nk
+            } else {
+                blocks
+            };
+            (
+                blocks,
+                band_loads,
+                w_loads,
+                (n * self.groups * kg * cg * bands * b.m * taps) as u64,
+            )
+        };
+        let _ = (h, w);
+        let dma =
+            (band_loads as u64 * band_b + w_loads as u64 * w_b + (n * k * oh * ow * ES) as u64)
+                / 64
+                + 66 * (band_loads * band_dmas + w_loads + blocks) as u64;
+        let compute = macs / 256 + 2 * (blocks * (taps + 3)) as u64;
+        dma.max(compute) + 2 * (blocks * (taps + 3)) as u64
+    }
+
+    fn choose(&self, e: &mut Emitter) -> Option<(Tiles, [Slots; 5])> {
+        let nb = e.nbuf();
+        let kg = self.w[0] / self.groups;
+        let cg = if self.depthwise() {
+            self.x[1]
+        } else {
+            self.w[1]
+        };
+        let halvings = |n: usize| {
+            let mut v = vec![n];
+            let mut x = n;
+            while x > 1 {
+                x = x.div_ceil(2);
+                v.push(x);
+            }
+            v
+        };
+        let mut best: Option<(u64, Tiles)> = None;
+        for rows in halvings(self.out_hw[0]) {
+            for kc in if self.depthwise() {
+                vec![1]
+            } else {
+                halvings(kg)
+            } {
+                for cc in halvings(cg) {
+                    let t = Tiles { rows, kc, cc };
+                    let bytes = self.slot_bytes(t);
+                    let total: u64 = bytes
+                        .iter()
+                        .enumerate()
+                        .map(|(i, b)| {
+                            b.max(&4).next_multiple_of(64) * if i == 4 { 1 } else { nb as u64 }
+                        })
+                        .sum();
+                    if total > e.params.sram_size as u64
+                        || bytes.iter().any(|b| *b >= u32::MAX as u64)
+                    {
+                        continue;
+                    }
+                    let score = self.score(t);
+                    if best.is_none_or(|(s, _)| score < s) {
+                        best = Some((score, t));
+                    }
+                }
+            }
+        }
+        let (_, t) = best?;
+        e.sram_reset();
+        let b = self.slot_bytes(t);
+        let slots = [
+            e.sram_alloc(b[0], nb).ok()?,
+            e.sram_alloc(b[1], nb).ok()?,
+            e.sram_alloc(b[2], nb).ok()?,
+            e.sram_alloc(b[3], nb).ok()?,
+            e.sram_alloc(b[4], 1).ok()?,
+        ];
+        Some((t, slots))
+    }
+}
+
+/// One unit of work: accumulate input channels `c0..c0+ccn` of band
+/// `band` into output channels `k0..k0+kcn` (absolute channel indices).
+#[derive(Clone, Copy, Debug)]
+struct Step {
+    img: usize,
+    /// First input channel (absolute) and count.
+    c0: usize,
+    ccn: usize,
+    /// First output channel (absolute) and count.
+    k0: usize,
+    kcn: usize,
+    y0: usize,
+    nrows: usize,
+    /// Index of the packed weight block.
+    wblock: usize,
+    /// First and last input-channel block of the accumulation.
+    first: bool,
+    last: bool,
+}
+
+pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), String> {
+    let (n, c, h, w) = (s.x[0], s.x[1], s.x[2], s.x[3]);
+    let [k, cg, r, sw_] = s.w;
+    let (oh, ow) = (s.out_hw[0], s.out_hw[1]);
+    let dw = s.depthwise();
+    let (t, slots) = s.choose(e).ok_or_else(|| format!("one output row of {ow} pixels with one channel and its {r}x{sw_} filter taps does not fit"))?;
+    let [sband, swt, sbias, sacc, stmp] = slots;
+    let kg = k / s.groups;
+    let taps = r * sw_;
+    log::debug!("direct conv {:?} -> {k}x{oh}x{ow}: tiles {t:?}", s.x);
+
+    // Pack the weights and biases per block, and list the steps.
+    let mut steps = Vec::new();
+    let mut blocks: Vec<(Loc, Option<Loc>)> = Vec::new();
+    let bands: Vec<(usize, usize)> = (0..oh.div_ceil(t.rows))
+        .map(|b| (b * t.rows, (oh - b * t.rows).min(t.rows)))
+        .collect();
+    if dw {
+        for c0 in (0..c).step_by(t.cc) {
+            let ccn = (c - c0).min(t.cc);
+            let mut packed = Vec::with_capacity(taps * ccn * ES);
+            for tap in 0..taps {
+                for ch in c0..c0 + ccn {
+                    packed.extend_from_slice(&s.weight[ch * taps + tap].to_le_bytes());
+                }
+            }
+            let wl = e.constant(&packed);
+            let bl = s.bias.map(|b| e.constant(&f32_bytes(&b[c0..c0 + ccn])));
+            blocks.push((wl, bl));
+            for img in 0..n {
+                for &(y0, nrows) in &bands {
+                    steps.push(Step {
+                        img,
+                        c0,
+                        ccn,
+                        k0: c0,
+                        kcn: ccn,
+                        y0,
+                        nrows,
+                        wblock: blocks.len() - 1,
+                        first: true,
+                        last: true,
+                    });
+                }
+            }
+        }
+        // Images outermost, so each image's channels are contiguous work.
+        steps.sort_by_key(|st| st.img);
+    } else {
+        let mut index = std::collections::HashMap::new();
+        for gi in 0..s.groups {
+            for kk in (0..kg).step_by(t.kc) {
+                let kcn = (kg - kk).min(t.kc);
+                let bl = s
+                    .bias
+                    .map(|b| e.constant(&f32_bytes(&b[gi * kg + kk..gi * kg + kk + kcn])));
+                for cc0 in (0..cg).step_by(t.cc) {
+                    let ccn = (cg - cc0).min(t.cc);
+                    let mut packed = Vec::with_capacity(taps * kcn * ccn * ES);
+                    for tap in 0..taps {
+                        for ko in gi * kg + kk..gi * kg + kk + kcn {
+                            for ci in cc0..cc0 + ccn {
+                                packed.extend_from_slice(
+                                    &s.weight[(ko * cg + ci) * taps + tap].to_le_bytes(),
+                                );
+                            }
+                        }
+                    }
+                    let wl = e.constant(&packed);
+                    index.insert((gi, kk, cc0), blocks.len());
+                    blocks.push((wl, bl));
+                }
+            }
+        }
+        for img in 0..n {
+            for gi in 0..s.groups {
+                for kk in (0..kg).step_by(t.kc) {
+                    let kcn = (kg - kk).min(t.kc);
+                    for &(y0, nrows) in &bands {
+                        for cc0 in (0..cg).step_by(t.cc) {
+                            let ccn = (cg - cc0).min(t.cc);
+                            steps.push(Step {
+                                img,
+                                c0: gi * cg + cc0,
+                                ccn,
+                                k0: gi * kg + kk,
+                                kcn,
+                                y0,
+                                nrows,
+                                wblock: index[&(gi, kk, cc0)],
+                                first: cc0 == 0,
+                                last: cc0 + ccn == cg,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    // Which loads each step issues, and into which slots: a band or a
+    // weight block is loaded when it differs from the previous step's.
+    let nb = e.nbuf() as usize;
+    let mut plan = Vec::with_capacity(steps.len());
+    let (mut nband, mut nw, mut nacc) = (0usize, 0usize, 0usize);
+    let mut prev: Option<Step> = None;
+    for st in &steps {
+        let new_band = prev.is_none_or(|p| (p.img, p.c0, p.y0) != (st.img, st.c0, st.y0));
+        let new_w = prev.is_none_or(|p| p.wblock != st.wblock);
+        if new_band {
+            nband += 1;
+        }
+        if new_w {
+            nw += 1;
+        }
+        if st.first {
+            nacc += 1;
+        }
+        plan.push((
+            new_band,
+            new_w,
+            ((nband - 1) % nb) as u32,
+            ((nw - 1) % nb) as u32,
+            ((nacc - 1) % nb) as u32,
+        ));
+        prev = Some(*st);
+    }
+
+    let phases = s.phases();
+    let [sh, sw] = s.win.stride;
+    let [dh, dwl] = s.win.dilation;
+    let [pad_h, pad_w] = s.win.padding;
+    let hw = (h * w * ES) as u32;
+    let load = |e: &mut Emitter, i: usize| {
+        let st = steps[i];
+        let (new_band, new_w, bslot, wslot, _) = plan[i];
+        if new_band {
+            let b = s.band(st.nrows);
+            let base = sband.at(bslot);
+            let plane = b.ph * b.pw;
+            let iy_lo = (st.y0 * sh) as isize - pad_h as isize;
+            // Zero the padding (and phase cells past the image) unless the
+            // loads cover the whole band.
+            let covered = pad_h == 0
+                && pad_w == 0
+                && sh == 1
+                && sw == 1
+                && iy_lo + b.bh as isize <= h as isize;
+            if !covered {
+                let len = (sh * sw * st.ccn * plane * ES) as u32;
+                e.push(Insn::Fill {
+                    dst: base,
+                    len,
+                    pattern: 0,
+                });
+            }
+            let rows: Vec<usize> = (0..b.bh)
+                .filter(|rb| (0..h as isize).contains(&(iy_lo + *rb as isize)))
+                .collect();
+            let chan = |e: &mut Emitter, rb0: usize, nrows: usize, row_step: usize, px: usize| {
+                // Columns cp (padded) with cp % sw == px inside the image.
+                let cp0 = pad_w + (px + sw - pad_w % sw) % sw;
+                if cp0 >= pad_w + w || nrows == 0 {
+                    return;
+                }
+                let count = (pad_w + w - 1 - cp0) / sw + 1;
+                let iy = (iy_lo + rb0 as isize) as usize;
+                let off = (((st.img * c + st.c0) * h + iy) * w + (cp0 - pad_w)) * ES;
+                let py = rb0 % sh;
+                let dst = base
+                    + ((((s.phase_index(py, px) * st.ccn) * plane) + (rb0 / sh) * b.pw + cp0 / sw)
+                        * ES) as u32;
+                if sw == 1 {
+                    // Whole rows: rows of the phase, planes are channels.
+                    let rowb = (count * ES) as u32;
+                    e.load(
+                        s.xl,
+                        off as u64,
+                        dst,
+                        Strided {
+                            shape: [rowb, nrows as u32, st.ccn as u32],
+                            stride: [(row_step * w * ES) as u32, hw],
+                        },
+                        Strided {
+                            shape: [rowb, nrows as u32, st.ccn as u32],
+                            stride: [(b.pw * ES) as u32, (plane * ES) as u32],
+                        },
+                    );
+                } else {
+                    // One input row: elements `sw` apart, planes are channels.
+                    e.load(
+                        s.xl,
+                        off as u64,
+                        dst,
+                        Strided {
+                            shape: [ES as u32, count as u32, st.ccn as u32],
+                            stride: [(sw * ES) as u32, hw],
+                        },
+                        Strided {
+                            shape: [ES as u32, count as u32, st.ccn as u32],
+                            stride: [ES as u32, (plane * ES) as u32],
+                        },
+                    );
+                }
+            };
+            if sw == 1 {
+                // Per row phase: the valid rows of that phase in one load.
+                for py in 0..sh {
+                    if !phases.iter().any(|p| p.0 == py) {
+                        continue;
+                    }
+                    let mine: Vec<usize> =
+                        rows.iter().copied().filter(|rb| rb % sh == py).collect();
+                    if let Some(&rb0) = mine.first() {
+                        chan(e, rb0, mine.len(), sh, 0);
+                    }
+                }
+            } else {
+                for &rb in &rows {
+                    for &(py, px) in &phases {
+                        if rb % sh == py {
+                            chan(e, rb, 1, sh, px);
+                        }
+                    }
+                }
+            }
+        }
+        if new_w {
+            let (wl, bl) = blocks[st.wblock];
+            let wbytes = (taps * if dw { st.ccn } else { st.kcn * st.ccn } * ES) as u32;
+            e.load(
+                wl,
+                0,
+                swt.at(wslot),
+                Strided::contiguous(wbytes),
+                Strided::contiguous(wbytes),
+            );
+            if let Some(bl) = bl {
+                let bb = (st.kcn * ES) as u32;
+                e.load(
+                    bl,
+                    0,
+                    sbias.at(wslot),
+                    Strided::contiguous(bb),
+                    Strided::contiguous(bb),
+                );
+            }
+        }
+    };
+    let body = |e: &mut Emitter, i: usize| {
+        let st = steps[i];
+        let (_, _, bslot, wslot, aslot) = plan[i];
+        let b = s.band(st.nrows);
+        let plane = b.ph * b.pw;
+        let acc_ld = s.band(t.rows).m as u32;
+        let acc = Tile {
+            addr: sacc.at(aslot),
+            ld: acc_ld,
+        };
+        let m = b.m as u32;
+        for ri in 0..r {
+            for si in 0..sw_ {
+                let tap = ri * sw_ + si;
+                let (py, qy) = ((ri * dh) % sh, (ri * dh) / sh);
+                let (px, qx) = ((si * dwl) % sw, (si * dwl) / sw);
+                let src = sband.at(bslot)
+                    + ((s.phase_index(py, px) * st.ccn * plane + qy * b.pw + qx) * ES) as u32;
+                let src = Tile {
+                    addr: src,
+                    ld: plane as u32,
+                };
+                if dw {
+                    let wv = Tile {
+                        addr: swt.at(wslot) + (tap * st.ccn * ES) as u32,
+                        ld: 0,
+                    };
+                    let (dst, first) = if tap == 0 {
+                        (acc, true)
+                    } else {
+                        (
+                            Tile {
+                                addr: stmp.at(0),
+                                ld: acc_ld,
+                            },
+                            false,
+                        )
+                    };
+                    e.push(Insn::Binary {
+                        op: isa::BinaryOp::Mul,
+                        dtype: isa::DType::F32,
+                        bcast: Broadcast::PerRow,
+                        rows: st.ccn as u32,
+                        cols: m,
+                        a: src,
+                        b: wv,
+                        out: dst,
+                        scalar: 0,
+                    });
+                    if !first {
+                        e.push(Insn::Binary {
+                            op: isa::BinaryOp::Add,
+                            dtype: isa::DType::F32,
+                            bcast: Broadcast::None,
+                            rows: st.ccn as u32,
+                            cols: m,
+                            a: acc,
+                            b: dst,
+                            out: acc,
+                            scalar: 0,
+                        });
+                    }
+                } else {
+                    e.push(Insn::Matmul {
+                        dtype: isa::DType::F32,
+                        accumulate: !(st.first && tap == 0),
+                        transpose_b: false,
+                        m: st.kcn as u32,
+                        n: m,
+                        k: st.ccn as u32,
+                        a: Tile {
+                            addr: swt.at(wslot) + (tap * st.kcn * st.ccn * ES) as u32,
+                            ld: st.ccn as u32,
+                        },
+                        b: src,
+                        c: acc,
+                    });
+                }
+            }
+        }
+        if !st.last {
+            return;
+        }
+        if s.bias.is_some() {
+            let bv = Tile {
+                addr: sbias.at(wslot),
+                ld: 0,
+            };
+            e.push(Insn::Binary {
+                op: isa::BinaryOp::Add,
+                dtype: isa::DType::F32,
+                bcast: Broadcast::PerRow,
+                rows: st.kcn as u32,
+                cols: m,
+                a: acc,
+                b: bv,
+                out: acc,
+                scalar: 0,
+            });
+        }
+        if let Some(act) = s.act {
+            e.push(super::ops::unary_insn(act, st.kcn as u32, m, acc, acc));
+        }
+        // Output rows of the band: `ow` of every `pw` computed pixels.
+        let off = (((st.img * k + st.k0) * oh + st.y0) * ow * ES) as u64;
+        let rowb = (ow * ES) as u32;
+        e.store(
+            s.out,
+            off,
+            acc.addr,
+            Strided {
+                shape: [rowb, st.nrows as u32, st.kcn as u32],
+                stride: [rowb, (oh * ow * ES) as u32],
+            },
+            Strided {
+                shape: [rowb, st.nrows as u32, st.kcn as u32],
+                stride: [(b.pw * ES) as u32, acc_ld * ES as u32],
+            },
+        );
+    };
+    if nb == 2 {
+        load(e, 0);
+        for i in 0..steps.len() {
+            if i + 1 < steps.len() {
+                load(e, i + 1);
+            }
+            body(e, i);
+        }
+    } else {
+        for i in 0..steps.len() {
+            load(e, i);
+            body(e, i);
+        }
+    }
+    Ok(())
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}

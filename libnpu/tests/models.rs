@@ -1,0 +1,539 @@
+//! Real networks through the compiler: constants, folding, the direct
+//! convolution, jobs, and ResNet-18 / MobileNetV2 against numpy.
+
+#[path = "models/nets.rs"]
+mod nets;
+
+use npu::ir::{BinaryOp, Graph, Op, UnaryOp, Window};
+use npu::lower::BufferKind;
+use npu::{compile, CompileOptions, DType, DeviceParams, Session, TensorData, TensorType};
+
+fn rng(seed: u64) -> impl FnMut() -> f32 {
+    let mut s = seed | 1;
+    move || {
+        s ^= s >> 12;
+        s ^= s << 25;
+        s ^= s >> 27;
+        (s.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+}
+
+fn constant(
+    g: &mut Graph,
+    name: &str,
+    shape: &[usize],
+    r: &mut impl FnMut() -> f32,
+) -> npu::ValueId {
+    let n: usize = shape.iter().product();
+    g.constant(
+        name,
+        TensorType::new(DType::F32, shape),
+        TensorData::F32((0..n).map(|_| r()).collect()),
+    )
+    .unwrap()
+}
+
+/// (input NCHW, out channels, kernel, stride, pad, dilation, groups, bias, relu)
+type ConvCase = (
+    [usize; 4],
+    usize,
+    [usize; 2],
+    [usize; 2],
+    [usize; 2],
+    [usize; 2],
+    usize,
+    bool,
+    bool,
+);
+
+fn conv_graph(case: ConvCase, seed: u64) -> Graph {
+    let (x, k, kernel, stride, padding, dilation, groups, bias, relu) = case;
+    let mut r = rng(seed);
+    let mut g = Graph::new();
+    let xi = g.input("x", TensorType::new(DType::F32, &x)).unwrap();
+    let w = constant(
+        &mut g,
+        "w",
+        &[k, x[1] / groups, kernel[0], kernel[1]],
+        &mut r,
+    );
+    let b = bias.then(|| constant(&mut g, "b", &[k], &mut r));
+    let window = Window {
+        stride,
+        padding,
+        dilation,
+    };
+    let mut y = g
+        .add(
+            "y",
+            Op::Conv2d {
+                input: xi,
+                weight: w,
+                bias: b,
+                window,
+                groups,
+            },
+            None,
+        )
+        .unwrap();
+    if relu {
+        y = g
+            .add(
+                "r",
+                Op::Unary {
+                    op: UnaryOp::Relu,
+                    x: y,
+                },
+                None,
+            )
+            .unwrap();
+    }
+    g.output(y).unwrap();
+    g
+}
+
+#[test]
+fn direct_conv_matches_the_reference_across_shapes_and_tilings() {
+    let cases: &[ConvCase] = &[
+        (
+            [1, 3, 9, 11],
+            5,
+            [3, 3],
+            [1, 1],
+            [1, 1],
+            [1, 1],
+            1,
+            true,
+            true,
+        ),
+        (
+            [2, 4, 10, 10],
+            6,
+            [3, 3],
+            [2, 2],
+            [1, 1],
+            [1, 1],
+            1,
+            true,
+            false,
+        ),
+        (
+            [1, 3, 17, 15],
+            8,
+            [7, 7],
+            [2, 2],
+            [3, 3],
+            [1, 1],
+            1,
+            false,
+            true,
+        ),
+        (
+            [1, 8, 8, 8],
+            8,
+            [3, 3],
+            [1, 1],
+            [1, 1],
+            [1, 1],
+            8,
+            true,
+            false,
+        ),
+        (
+            [1, 8, 9, 9],
+            8,
+            [3, 3],
+            [2, 2],
+            [1, 1],
+            [1, 1],
+            8,
+            true,
+            true,
+        ),
+        (
+            [1, 6, 7, 9],
+            4,
+            [3, 3],
+            [1, 1],
+            [2, 2],
+            [2, 2],
+            2,
+            true,
+            false,
+        ),
+        (
+            [1, 16, 6, 6],
+            32,
+            [1, 1],
+            [1, 1],
+            [0, 0],
+            [1, 1],
+            1,
+            true,
+            false,
+        ),
+        (
+            [1, 16, 8, 8],
+            8,
+            [1, 1],
+            [2, 2],
+            [0, 0],
+            [1, 1],
+            1,
+            false,
+            false,
+        ),
+        (
+            [1, 5, 8, 7],
+            3,
+            [2, 3],
+            [1, 2],
+            [0, 1],
+            [1, 1],
+            1,
+            true,
+            true,
+        ),
+        (
+            [1, 64, 12, 12],
+            64,
+            [3, 3],
+            [1, 1],
+            [1, 1],
+            [1, 1],
+            1,
+            true,
+            true,
+        ),
+    ];
+    for (i, &case) in cases.iter().enumerate() {
+        let g = conv_graph(case, i as u64 + 1);
+        for sram in [8u32 << 10, 64 << 10, 1 << 20] {
+            let mut s = Session::model(sram);
+            let k = s
+                .compile(g.clone())
+                .unwrap_or_else(|e| panic!("case {i} at {sram}: {e}"));
+            assert!(
+                k.program
+                    .buffers()
+                    .iter()
+                    .any(|b| b.kind == BufferKind::Constant),
+                "case {i}: weights are constants"
+            );
+            let inputs = npu::runtime::random_inputs(&g, 7 + i as u64);
+            s.run_checked(&k, &inputs, 1e-4)
+                .unwrap_or_else(|e| panic!("case {i} {case:?} at {sram} bytes of SRAM: {e}"));
+        }
+    }
+}
+
+#[test]
+fn batch_norm_folds_into_the_conv_and_dead_code_is_dropped() {
+    let mut r = rng(3);
+    let mut g = Graph::new();
+    let x = g
+        .input("x", TensorType::new(DType::F32, &[1, 4, 6, 6]))
+        .unwrap();
+    let w = constant(&mut g, "w", &[8, 4, 3, 3], &mut r);
+    let scale = constant(&mut g, "scale", &[1, 8, 1, 1], &mut r);
+    let shift = constant(&mut g, "shift", &[8, 1, 1], &mut r);
+    let window = Window {
+        padding: [1, 1],
+        ..Window::default()
+    };
+    let y = g
+        .add(
+            "conv",
+            Op::Conv2d {
+                input: x,
+                weight: w,
+                bias: None,
+                window,
+                groups: 1,
+            },
+            None,
+        )
+        .unwrap();
+    let y = g
+        .add(
+            "bn_mul",
+            Op::Binary {
+                op: BinaryOp::Mul,
+                a: scale,
+                b: y,
+            },
+            None,
+        )
+        .unwrap();
+    let y = g
+        .add(
+            "bn_sub",
+            Op::Binary {
+                op: BinaryOp::Sub,
+                a: y,
+                b: shift,
+            },
+            None,
+        )
+        .unwrap();
+    let y = g
+        .add(
+            "relu",
+            Op::Unary {
+                op: UnaryOp::Relu,
+                x: y,
+            },
+            None,
+        )
+        .unwrap();
+    // Nothing reads this.
+    g.add(
+        "dead",
+        Op::Unary {
+            op: UnaryOp::Exp,
+            x,
+        },
+        None,
+    )
+    .unwrap();
+    g.output(y).unwrap();
+    let opt = npu::ir::passes::optimize(&g).unwrap();
+    let names: Vec<&str> = opt
+        .nodes()
+        .iter()
+        .filter(|n| !matches!(n.op, Op::Constant { .. }))
+        .map(|n| n.name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["x", "bn_sub", "relu"],
+        "the conv absorbed the norm; `dead` is gone"
+    );
+    let mut s = Session::model(64 << 10);
+    let k = s.compile(g.clone()).unwrap();
+    let binaries = k
+        .program
+        .insns()
+        .iter()
+        .filter(|i| {
+            matches!(
+                i,
+                npu::isa::Insn::Binary {
+                    op: npu::isa::BinaryOp::Mul | npu::isa::BinaryOp::Sub,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(binaries, 0, "no multiply or subtract left on the device");
+    s.run_checked(&k, &npu::runtime::random_inputs(&g, 5), 1e-4)
+        .unwrap();
+}
+
+#[test]
+fn constant_subgraphs_are_computed_at_compile_time() {
+    let mut r = rng(4);
+    let mut g = Graph::new();
+    let x = g.input("x", TensorType::new(DType::F32, &[3, 4])).unwrap();
+    let a = constant(&mut g, "a", &[3, 4], &mut r);
+    let b = constant(&mut g, "b", &[4], &mut r);
+    let ab = g
+        .add(
+            "ab",
+            Op::Binary {
+                op: BinaryOp::Max,
+                a,
+                b,
+            },
+            None,
+        )
+        .unwrap();
+    let t = g
+        .add(
+            "t",
+            Op::Unary {
+                op: UnaryOp::Tanh,
+                x: ab,
+            },
+            None,
+        )
+        .unwrap();
+    let y = g
+        .add(
+            "y",
+            Op::Binary {
+                op: BinaryOp::Add,
+                a: x,
+                b: t,
+            },
+            None,
+        )
+        .unwrap();
+    g.output(y).unwrap();
+    let opt = npu::ir::passes::optimize(&g).unwrap();
+    let t = opt.lookup("t").unwrap();
+    assert!(
+        matches!(opt.node(t).op, Op::Constant { .. }),
+        "{:?}",
+        opt.node(t).op
+    );
+    let mut s = Session::model(16 << 10);
+    let k = s.compile(g.clone()).unwrap();
+    s.run_checked(&k, &npu::runtime::random_inputs(&g, 6), 1e-5)
+        .unwrap();
+}
+
+#[test]
+fn long_programs_run_as_several_jobs_within_the_limit() {
+    let g = conv_graph(
+        (
+            [1, 16, 20, 20],
+            16,
+            [3, 3],
+            [1, 1],
+            [1, 1],
+            [1, 1],
+            1,
+            true,
+            true,
+        ),
+        9,
+    );
+    let limit = 64 * 40;
+    let opts = CompileOptions {
+        max_job_bytes: limit,
+        ..Default::default()
+    };
+    // Small SRAM: many bands, so many steps... of one conv; chain three
+    // convs so there are step boundaries to split at.
+    let mut r = rng(10);
+    let mut g3 = Graph::new();
+    let x = g3
+        .input("x", TensorType::new(DType::F32, &[1, 8, 12, 12]))
+        .unwrap();
+    let mut y = x;
+    for i in 0..4 {
+        let w = constant(&mut g3, &format!("w{i}"), &[8, 8, 3, 3], &mut r);
+        let window = Window {
+            padding: [1, 1],
+            ..Window::default()
+        };
+        y = g3
+            .add(
+                &format!("c{i}"),
+                Op::Conv2d {
+                    input: y,
+                    weight: w,
+                    bias: None,
+                    window,
+                    groups: 1,
+                },
+                None,
+            )
+            .unwrap();
+        y = g3
+            .add(
+                &format!("r{i}"),
+                Op::Unary {
+                    op: UnaryOp::Relu,
+                    x: y,
+                },
+                None,
+            )
+            .unwrap();
+    }
+    g3.output(y).unwrap();
+    let p = compile(&g3, DeviceParams { sram_size: 1 << 20 }, opts).unwrap();
+    assert!(p.jobs().len() >= 2, "{} jobs", p.jobs().len());
+    for j in p.jobs() {
+        assert!(j.len() * 64 <= limit as usize);
+        assert_eq!(p.insns()[j.end - 1], npu::isa::Insn::End);
+    }
+    assert!(
+        p.bind(&vec![0x10000; p.buffers().len()]).is_err(),
+        "one command buffer cannot hold several jobs"
+    );
+    let mut s = Session::model(1 << 20);
+    s.options = opts;
+    let k = s.compile(g3.clone()).unwrap();
+    assert_eq!(k.program.jobs().len(), p.jobs().len());
+    s.run_checked(&k, &npu::runtime::random_inputs(&g3, 11), 1e-4)
+        .unwrap();
+    // One op that alone needs more than a job holds is a compile error.
+    let e = compile(
+        &g,
+        DeviceParams { sram_size: 8 << 10 },
+        CompileOptions {
+            max_job_bytes: 64 * 4,
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("above the 256-byte limit of one job"),
+        "{e}"
+    );
+}
+
+#[test]
+fn absurd_shapes_are_errors_not_panics() {
+    let mut g = Graph::new();
+    let e = g
+        .input("huge", TensorType::new(DType::F32, &[usize::MAX / 2, 3]))
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("more elements than fit in memory"),
+        "{e}"
+    );
+    let x = g.input("x", TensorType::new(DType::F32, &[4])).unwrap();
+    // 2^32 * 2^32 wraps to 0 in 64 bits; 2^62 * 4 would wrap in the byte count.
+    for shape in [vec![1usize << 32, 1 << 32], vec![1 << 62, 4, 1]] {
+        let e = g
+            .add(
+                "r",
+                Op::Reshape {
+                    x,
+                    shape: shape.clone(),
+                },
+                None,
+            )
+            .unwrap_err();
+        assert!(e.to_string().contains("cannot reshape"), "{shape:?}: {e}");
+    }
+    let e = g
+        .constant(
+            "c",
+            TensorType::new(DType::F32, &[2, 2]),
+            TensorData::F32(vec![1.0; 3]),
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("needs 4 f32 values, got 3"), "{e}");
+    // Representable, but not on this device: a compile error.
+    let mut g = Graph::new();
+    let w = g
+        .input("w", TensorType::new(DType::F32, &[1 << 40, 1]))
+        .unwrap();
+    let y = g
+        .add(
+            "y",
+            Op::Unary {
+                op: UnaryOp::Relu,
+                x: w,
+            },
+            None,
+        )
+        .unwrap();
+    g.output(y).unwrap();
+    let e = compile(
+        &g,
+        DeviceParams { sram_size: 1 << 20 },
+        CompileOptions::default(),
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("more than the ISA's 32-bit sizes express"),
+        "{e}"
+    );
+}
