@@ -7,6 +7,7 @@ mod nets;
 use npu::ir::{BinaryOp, Graph, Op, UnaryOp, Window};
 use npu::lower::BufferKind;
 use npu::{compile, CompileOptions, DType, DeviceParams, Session, TensorData, TensorType};
+use std::collections::HashMap;
 
 fn rng(seed: u64) -> impl FnMut() -> f32 {
     let mut s = seed | 1;
@@ -535,5 +536,227 @@ fn absurd_shapes_are_errors_not_panics() {
         e.to_string()
             .contains("more than the ISA's 32-bit sizes express"),
         "{e}"
+    );
+}
+
+/// Write `net` for tests/models/reference.py: graph.txt and data.bin.
+fn dump(net: &nets::Net, dir: &std::path::Path) {
+    use std::fmt::Write as _;
+    let g = &net.g;
+    let mut text = String::new();
+    let mut data: Vec<u8> = Vec::new();
+    let name = |v: &npu::ValueId| g.node(*v).name.clone();
+    let shape = |s: &[usize]| {
+        s.iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    for n in g.nodes() {
+        let sh = shape(&n.ty.shape);
+        let mut values = |d: &TensorData| {
+            let TensorData::F32(v) = d else {
+                panic!("f32 models only")
+            };
+            let off = data.len() / 4;
+            data.extend(v.iter().flat_map(|x| x.to_le_bytes()));
+            off
+        };
+        let _ = match &n.op {
+            Op::Input => writeln!(
+                text,
+                "input {} {} {sh}",
+                n.name,
+                values(&net.feeds[&n.name])
+            ),
+            Op::Constant { data: d } => writeln!(text, "const {} {} {sh}", n.name, values(d)),
+            Op::Conv2d {
+                input,
+                weight,
+                bias,
+                window: w,
+                groups,
+            } => writeln!(
+                text,
+                "conv {} {} {} {} {} {} {} {} {} {} {groups}",
+                n.name,
+                name(input),
+                name(weight),
+                bias.map(|b| name(&b)).unwrap_or("-".into()),
+                w.stride[0],
+                w.stride[1],
+                w.padding[0],
+                w.padding[1],
+                w.dilation[0],
+                w.dilation[1]
+            ),
+            Op::Binary { op, a, b } => writeln!(
+                text,
+                "binary {} {} {} {}",
+                n.name,
+                op.name(),
+                name(a),
+                name(b)
+            ),
+            Op::Unary {
+                op: UnaryOp::Relu,
+                x,
+            } => writeln!(text, "relu {} {}", n.name, name(x)),
+            Op::Unary {
+                op: UnaryOp::Clamp { lo, hi },
+                x,
+            } => writeln!(text, "clamp {} {} {lo} {hi}", n.name, name(x)),
+            Op::Pool {
+                kind,
+                x,
+                kernel,
+                window: w,
+            } => writeln!(
+                text,
+                "pool {} {} {} {} {} {} {} {} {}",
+                n.name,
+                if *kind == npu::ir::PoolKind::Max {
+                    "max"
+                } else {
+                    "avg"
+                },
+                name(x),
+                kernel[0],
+                kernel[1],
+                w.stride[0],
+                w.stride[1],
+                w.padding[0],
+                w.padding[1]
+            ),
+            Op::Gemm {
+                a,
+                b,
+                bias,
+                trans_a,
+                trans_b,
+            } => writeln!(
+                text,
+                "gemm {} {} {} {} {} {}",
+                n.name,
+                name(a),
+                name(b),
+                bias.map(|b| name(&b)).unwrap_or("-".into()),
+                *trans_a as u8,
+                *trans_b as u8
+            ),
+            Op::Reshape { x, shape: s } => {
+                writeln!(text, "reshape {} {} {}", n.name, name(x), shape(s))
+            }
+            op => panic!("the numpy reference has no {}", op.name()),
+        };
+    }
+    for o in g.outputs() {
+        let _ = writeln!(text, "output {}", name(o));
+    }
+    std::fs::write(dir.join("graph.txt"), text).unwrap();
+    std::fs::write(dir.join("data.bin"), data).unwrap();
+}
+
+/// The outputs of `net` from numpy, or None when python3 or numpy is
+/// missing (an error with NPU_REQUIRE_NUMPY=1).
+fn numpy_outputs(net: &nets::Net, tag: &str) -> Option<HashMap<String, Vec<f32>>> {
+    let dir = std::env::temp_dir().join(format!("npu-models-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dump(net, &dir);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/models/reference.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .arg(&dir)
+        .output();
+    let required = std::env::var("NPU_REQUIRE_NUMPY").is_ok_and(|v| v == "1");
+    let missing = |why: String| {
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            !required,
+            "NPU_REQUIRE_NUMPY=1 but the numpy reference cannot run: {why}"
+        );
+        eprintln!("SKIPPED the numpy comparison: {why} (pip install numpy; NPU_REQUIRE_NUMPY=1 makes this a failure)");
+        None
+    };
+    let out = match out {
+        Err(e) => return missing(format!("python3: {e}")),
+        Ok(o) => o,
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        if stderr.contains("No module named 'numpy'") {
+            return missing("numpy is not installed".into());
+        }
+        panic!("reference.py failed: {stderr}");
+    }
+    let mut res = HashMap::new();
+    for o in net.g.outputs() {
+        let n = &net.g.node(*o).name;
+        let b = std::fs::read(dir.join(format!("{n}.bin"))).unwrap();
+        res.insert(
+            n.clone(),
+            b.chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Some(res)
+}
+
+/// Run `net` on the device model at each SRAM size and compare every
+/// output with numpy: max |npu - numpy| within 1e-3 of max |numpy|.
+fn check_against_numpy(net: &nets::Net, tag: &str) {
+    let Some(want) = numpy_outputs(net, tag) else {
+        return;
+    };
+    for sram in [256u32 << 10, 1 << 20] {
+        let mut s = Session::model(sram);
+        let k = s
+            .compile(net.g.clone())
+            .unwrap_or_else(|e| panic!("{tag} at {sram}: {e}"));
+        let run = s
+            .run(&k, &net.feeds)
+            .unwrap_or_else(|e| panic!("{tag} at {sram}: {e}"));
+        for (name, w) in &want {
+            let TensorData::F32(got) = &run.outputs[name] else {
+                panic!("f32 output")
+            };
+            assert_eq!(got.len(), w.len());
+            let scale = w.iter().fold(0f32, |m, x| m.max(x.abs()));
+            let err = got
+                .iter()
+                .zip(w)
+                .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            eprintln!("{tag} at {} KiB: max |npu - numpy| = {err:.3e}, max |numpy| = {scale:.3e}, {} jobs, {} cycles", sram >> 10, k.program.jobs().len(), run.cycles);
+            assert!(
+                scale > 1e-3,
+                "{tag}: a degenerate output (all near zero) tests nothing"
+            );
+            assert!(
+                err <= 1e-3 * scale,
+                "{tag} at {sram}: max error {err} vs output scale {scale}"
+            );
+        }
+    }
+}
+
+/// Full-size graphs run for command-size figures (model_figures); the
+/// numerical checks use a 64x64 image so the suite stays fast on 2 cores.
+const CHECK_HW: usize = 64;
+
+#[test]
+fn resnet18_matches_numpy() {
+    check_against_numpy(
+        &nets::resnet18(CHECK_HW, nets::Weights::Constants),
+        "resnet18",
+    );
+}
+
+#[test]
+fn mobilenet_v2_matches_numpy() {
+    check_against_numpy(
+        &nets::mobilenet_v2(CHECK_HW, nets::Weights::Constants),
+        "mobilenetv2",
     );
 }
