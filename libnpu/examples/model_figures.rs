@@ -84,11 +84,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     continue;
                 }
             };
-            let (insns, bytes, jobs) = (
-                prog.insns().len(),
-                prog.cmdbuf_size(),
-                prog.cmdbuf_size().div_ceil(16 << 20),
-            );
+            let (insns, bytes, jobs) = (prog.insns().len(), prog.cmdbuf_size(), prog.jobs().len());
+            if args.iter().any(|a| a == "--histogram") {
+                let mut h = std::collections::BTreeMap::new();
+                for i in prog.insns() {
+                    let op = format!("{i}")
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or("")
+                        .to_string();
+                    *h.entry(op).or_insert(0usize) += 1;
+                }
+                println!("{name} {} KiB: {h:?}", sram >> 10);
+            }
             let cycles = if run {
                 let mut s = Session::model(sram);
                 s.wait_timeout = Duration::from_secs(3600);

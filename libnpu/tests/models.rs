@@ -742,13 +742,19 @@ fn check_against_numpy(net: &nets::Net, tag: &str) {
 }
 
 /// Full-size graphs run for command-size figures (model_figures); the
-/// numerical checks use a 64x64 image so the suite stays fast on 2 cores.
-const CHECK_HW: usize = 64;
+/// numerical checks use a 64x64 image so the suite stays fast on 2 cores
+/// (NPU_MODEL_CHECK_HW=224 checks the full size).
+fn check_hw() -> usize {
+    std::env::var("NPU_MODEL_CHECK_HW")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64)
+}
 
 #[test]
 fn resnet18_matches_numpy() {
     check_against_numpy(
-        &nets::resnet18(CHECK_HW, nets::Weights::Constants),
+        &nets::resnet18(check_hw(), nets::Weights::Constants),
         "resnet18",
     );
 }
@@ -756,7 +762,7 @@ fn resnet18_matches_numpy() {
 #[test]
 fn mobilenet_v2_matches_numpy() {
     check_against_numpy(
-        &nets::mobilenet_v2(CHECK_HW, nets::Weights::Constants),
+        &nets::mobilenet_v2(check_hw(), nets::Weights::Constants),
         "mobilenetv2",
     );
 }

@@ -29,6 +29,12 @@ use npu_isa::{self as isa, Broadcast, Insn, Strided, Tile};
 
 const ES: usize = 4;
 
+/// What one instruction weighs against modelled cycles when choosing
+/// tiles: command bytes are worth keeping small (a job holds at most
+/// 16 MiB, and every byte is fetched), so a tiling that saves an
+/// instruction may cost up to this many cycles more.
+const INSN_WEIGHT: u64 = 128;
+
 pub(super) struct DirectConv<'a> {
     /// NCHW input shape.
     pub x: [usize; 4],
@@ -64,6 +70,9 @@ struct Tiles {
     rows: usize,
     kc: usize,
     cc: usize,
+    /// One slot for the band and the weights: larger tiles, fewer
+    /// instructions, no overlap of their loads with the compute.
+    single: bool,
 }
 
 impl DirectConv<'_> {
@@ -72,13 +81,10 @@ impl DirectConv<'_> {
     }
 
     fn band(&self, rows: usize) -> Band {
-        let (r, s) = (self.w[2], self.w[3]);
         let [sh, sw] = self.win.stride;
-        let [dh, dw] = self.win.dilation;
-        let bh = (rows - 1) * sh + (r - 1) * dh + 1;
-        let wp = self.x[3] + 2 * self.win.padding[1];
-        let pw = wp.div_ceil(sw);
-        let _ = s * dw;
+        let bh = (rows - 1) * sh + (self.w[2] - 1) * self.win.dilation[0] + 1;
+        // The padded width; every tap's columns lie inside it.
+        let pw = (self.x[3] + 2 * self.win.padding[1]).div_ceil(sw);
         Band {
             bh,
             ph: bh.div_ceil(sh),
@@ -128,20 +134,36 @@ impl DirectConv<'_> {
         ]
     }
 
+    /// SRAM slots per operand (band, weights, bias, accumulator,
+    /// temporary): two where consecutive steps load different data, so the
+    /// next load overlaps this step's compute; one where the data changes
+    /// rarely (loaded after the step that last reads it).
+    fn slot_counts(&self, t: Tiles, nb: u32) -> [u32; 5] {
+        let bands = self.out_hw[0].div_ceil(t.rows);
+        if self.depthwise() {
+            let n = if t.single { 1 } else { nb };
+            return [n, 1, 1, n, 1];
+        }
+        let ncc = self.w[1].div_ceil(t.cc);
+        let band = if bands * ncc == 1 || t.single { 1 } else { nb };
+        let wts = if ncc == 1 || t.single { 1 } else { nb };
+        [band, wts, wts, if t.single { 1 } else { nb }, 1]
+    }
+
     /// Modelled cost of a tiling, for choosing one: the slower engine's
     /// work plus per-instruction overheads.
     fn score(&self, t: Tiles) -> u64 {
-        let (n, c, h, w) = (self.x[0], self.x[1], self.x[2], self.x[3]);
+        let (n, c) = (self.x[0], self.x[1]);
         let [k, cg, r, s] = self.w;
         let (oh, ow) = (self.out_hw[0], self.out_hw[1]);
         let b = self.band(t.rows);
         let bands = oh.div_ceil(t.rows);
         let taps = r * s;
         let [band_b, w_b, ..] = self.slot_bytes(t);
-        let band_dmas = if self.win.stride == [1, 1] {
-            1
+        let band_dmas = if self.win.stride[1] == 1 {
+            self.win.stride[0]
         } else {
-            b.bh * self.win.stride[1]
+            (b.bh * self.win.stride[1]).min(self.phases().len() * t.cc)
         };
         let (blocks, band_loads, w_loads, macs) = if self.depthwise() {
             let chunks = c.div_ceil(t.cc);
@@ -176,16 +198,24 @@ impl DirectConv<'_> {
                 (n * self.groups * kg * cg * bands * b.m * taps) as u64,
             )
         };
-        let _ = (h, w);
         let dma =
             (band_loads as u64 * band_b + w_loads as u64 * w_b + (n * k * oh * ow * ES) as u64)
                 / 64
                 + 66 * (band_loads * band_dmas + w_loads + blocks) as u64;
-        let compute = macs / 256 + 2 * (blocks * (taps + 3)) as u64;
-        dma.max(compute) + 2 * (blocks * (taps + 3)) as u64
+        let per_block = if self.depthwise() { 2 * taps } else { taps };
+        let insns = (blocks * (per_block + 3) + band_loads * (band_dmas + 1) + 2 * w_loads) as u64;
+        let compute = macs / 256 + 2 * insns;
+        // Command bytes matter beside cycles: an instruction weighs as much
+        // as INSN_WEIGHT cycles of the slower engine.
+        let time = if t.single {
+            dma + compute
+        } else {
+            dma.max(compute)
+        };
+        time + INSN_WEIGHT * insns
     }
 
-    fn choose(&self, e: &mut Emitter) -> Option<(Tiles, [Slots; 5])> {
+    fn choose(&self, e: &mut Emitter) -> Option<(Tiles, [Slots; 5], [u32; 5])> {
         let nb = e.nbuf();
         let kg = self.w[0] / self.groups;
         let cg = if self.depthwise() {
@@ -209,15 +239,25 @@ impl DirectConv<'_> {
             } else {
                 halvings(kg)
             } {
-                for cc in halvings(cg) {
-                    let t = Tiles { rows, kc, cc };
+                for (cc, single) in halvings(cg)
+                    .into_iter()
+                    .flat_map(|cc| [(cc, false), (cc, true)])
+                {
+                    if single && nb == 1 {
+                        continue;
+                    }
+                    let t = Tiles {
+                        rows,
+                        kc,
+                        cc,
+                        single,
+                    };
                     let bytes = self.slot_bytes(t);
+                    let counts = self.slot_counts(t, nb);
                     let total: u64 = bytes
                         .iter()
-                        .enumerate()
-                        .map(|(i, b)| {
-                            b.max(&4).next_multiple_of(64) * if i == 4 { 1 } else { nb as u64 }
-                        })
+                        .zip(counts)
+                        .map(|(b, n)| b.max(&4).next_multiple_of(64) * n as u64)
                         .sum();
                     if total > e.params.sram_size as u64
                         || bytes.iter().any(|b| *b >= u32::MAX as u64)
@@ -234,14 +274,15 @@ impl DirectConv<'_> {
         let (_, t) = best?;
         e.sram_reset();
         let b = self.slot_bytes(t);
+        let n = self.slot_counts(t, nb);
         let slots = [
-            e.sram_alloc(b[0], nb).ok()?,
-            e.sram_alloc(b[1], nb).ok()?,
-            e.sram_alloc(b[2], nb).ok()?,
-            e.sram_alloc(b[3], nb).ok()?,
-            e.sram_alloc(b[4], 1).ok()?,
+            e.sram_alloc(b[0], n[0]).ok()?,
+            e.sram_alloc(b[1], n[1]).ok()?,
+            e.sram_alloc(b[2], n[2]).ok()?,
+            e.sram_alloc(b[3], n[3]).ok()?,
+            e.sram_alloc(b[4], n[4]).ok()?,
         ];
-        Some((t, slots))
+        Some((t, slots, n))
     }
 }
 
@@ -270,7 +311,7 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
     let [k, cg, r, sw_] = s.w;
     let (oh, ow) = (s.out_hw[0], s.out_hw[1]);
     let dw = s.depthwise();
-    let (t, slots) = s.choose(e).ok_or_else(|| format!("one output row of {ow} pixels with one channel and its {r}x{sw_} filter taps does not fit"))?;
+    let (t, slots, counts) = s.choose(e).ok_or_else(|| format!("one output row of {ow} pixels with one channel and its {r}x{sw_} filter taps does not fit"))?;
     let [sband, swt, sbias, sacc, stmp] = slots;
     let kg = k / s.groups;
     let taps = r * sw_;
@@ -367,7 +408,7 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
 
     // Which loads each step issues, and into which slots: a band or a
     // weight block is loaded when it differs from the previous step's.
-    let nb = e.nbuf() as usize;
+    let [nbb, nbw, _, nba, _] = counts.map(|c| c as usize);
     let mut plan = Vec::with_capacity(steps.len());
     let (mut nband, mut nw, mut nacc) = (0usize, 0usize, 0usize);
     let mut prev: Option<Step> = None;
@@ -386,9 +427,9 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
         plan.push((
             new_band,
             new_w,
-            ((nband - 1) % nb) as u32,
-            ((nw - 1) % nb) as u32,
-            ((nacc - 1) % nb) as u32,
+            ((nband - 1) % nbb) as u32,
+            ((nw - 1) % nbw) as u32,
+            ((nacc - 1) % nba) as u32,
         ));
         prev = Some(*st);
     }
@@ -398,10 +439,12 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
     let [dh, dwl] = s.win.dilation;
     let [pad_h, pad_w] = s.win.padding;
     let hw = (h * w * ES) as u32;
-    let load = |e: &mut Emitter, i: usize| {
+    // `early`: the loads into double-buffered operands (issued before the
+    // previous step's compute); else the single-slot ones (after it).
+    let load = |e: &mut Emitter, i: usize, early: bool| {
         let st = steps[i];
         let (new_band, new_w, bslot, wslot, _) = plan[i];
-        if new_band {
+        if new_band && (nbb == 2) == early {
             let b = s.band(st.nrows);
             let base = sband.at(bslot);
             let plane = b.ph * b.pw;
@@ -482,7 +525,7 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
                         chan(e, rb0, mine.len(), sh, 0);
                     }
                 }
-            } else {
+            } else if rows.len() * phases.len() / sh <= phases.len() * st.ccn {
                 for &rb in &rows {
                     for &(py, px) in &phases {
                         if rb % sh == py {
@@ -490,9 +533,45 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
                         }
                     }
                 }
+            } else {
+                // Few channels: one load per phase and channel, rows
+                // `sh` and columns `sw` apart.
+                for &(py, px) in &phases {
+                    let mine: Vec<usize> =
+                        rows.iter().copied().filter(|rb| rb % sh == py).collect();
+                    let cp0 = pad_w + (px + sw - pad_w % sw) % sw;
+                    let Some(&rb0) = mine.first() else { continue };
+                    if cp0 >= pad_w + w {
+                        continue;
+                    }
+                    let count = ((pad_w + w - 1 - cp0) / sw + 1) as u32;
+                    let iy = (iy_lo + rb0 as isize) as usize;
+                    for ch in 0..st.ccn {
+                        let off = (((st.img * c + st.c0 + ch) * h + iy) * w + (cp0 - pad_w)) * ES;
+                        let dst = base
+                            + (((s.phase_index(py, px) * st.ccn + ch) * plane
+                                + (rb0 / sh) * b.pw
+                                + cp0 / sw)
+                                * ES) as u32;
+                        let shape = [ES as u32, count, mine.len() as u32];
+                        e.load(
+                            s.xl,
+                            off as u64,
+                            dst,
+                            Strided {
+                                shape,
+                                stride: [(sw * ES) as u32, (sh * w * ES) as u32],
+                            },
+                            Strided {
+                                shape,
+                                stride: [ES as u32, (b.pw * ES) as u32],
+                            },
+                        );
+                    }
+                }
             }
         }
-        if new_w {
+        if new_w && (nbw == 2) == early {
             let (wl, bl) = blocks[st.wblock];
             let wbytes = (taps * if dw { st.ccn } else { st.kcn * st.ccn } * ES) as u32;
             e.load(
@@ -634,18 +713,15 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
             },
         );
     };
-    if nb == 2 {
-        load(e, 0);
-        for i in 0..steps.len() {
-            if i + 1 < steps.len() {
-                load(e, i + 1);
-            }
-            body(e, i);
+    load(e, 0, true);
+    load(e, 0, false);
+    for i in 0..steps.len() {
+        if i + 1 < steps.len() {
+            load(e, i + 1, true);
         }
-    } else {
-        for i in 0..steps.len() {
-            load(e, i);
-            body(e, i);
+        body(e, i);
+        if i + 1 < steps.len() {
+            load(e, i + 1, false);
         }
     }
     Ok(())

@@ -286,6 +286,11 @@ impl Emitter {
         })
     }
 
+    /// Instructions emitted so far.
+    pub fn emitted(&self) -> usize {
+        self.insns.len()
+    }
+
     pub fn push(&mut self, i: Insn) {
         self.insns.push(i);
     }

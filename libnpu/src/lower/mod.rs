@@ -96,7 +96,13 @@ pub fn compile(
     let mut e = emit::Emitter::new(params, opts, plan.buffers.clone());
     for step in &plan.steps {
         e.begin_step(&graph.node(step.node).name);
+        let before = e.emitted();
         ops::lower_step(graph, &plan, step, &mut e)?;
+        log::debug!(
+            "{}: {} instructions",
+            graph.node(step.node).name,
+            e.emitted() - before
+        );
     }
     let prog = e.finish(plan.io)?;
     log::debug!(
