@@ -765,3 +765,56 @@ fn mobilenet_v2_matches_numpy() {
         "mobilenetv2",
     );
 }
+
+#[test]
+fn constants_are_uploaded_once_per_kernel_and_stay_resident() {
+    let g = conv_graph(
+        (
+            [1, 8, 10, 10],
+            16,
+            [3, 3],
+            [1, 1],
+            [1, 1],
+            [1, 1],
+            1,
+            true,
+            true,
+        ),
+        12,
+    );
+    let mut s = Session::model(32 << 10);
+    let k = s.compile(g.clone()).unwrap();
+    let consts = k.program.constants().len() as u64;
+    let input = (8 * 10 * 10 * 4) as u64;
+    assert!(consts >= (16 * 8 * 9 * 4) as u64);
+    let first = s
+        .run_checked(&k, &npu::runtime::random_inputs(&g, 1), 1e-4)
+        .unwrap();
+    assert_eq!(first.uploaded, input + consts);
+    // Another image: only the image goes to the device; the weights the
+    // conv reads are the ones still there from the first run.
+    let second = s
+        .run_checked(&k, &npu::runtime::random_inputs(&g, 2), 1e-4)
+        .unwrap();
+    assert_eq!(second.uploaded, input);
+    // Another kernel of the same shape has other constants: uploaded.
+    let g2 = conv_graph(
+        (
+            [1, 8, 10, 10],
+            16,
+            [3, 3],
+            [1, 1],
+            [1, 1],
+            [1, 1],
+            1,
+            true,
+            true,
+        ),
+        13,
+    );
+    let k2 = s.compile(g2.clone()).unwrap();
+    let third = s
+        .run_checked(&k2, &npu::runtime::random_inputs(&g2, 3), 1e-4)
+        .unwrap();
+    assert_eq!(third.uploaded, input + consts);
+}
