@@ -818,3 +818,58 @@ fn constants_are_uploaded_once_per_kernel_and_stay_resident() {
         .unwrap();
     assert_eq!(third.uploaded, input + consts);
 }
+
+#[test]
+fn direct_conv_matches_the_reference_on_random_shapes() {
+    let mut next = {
+        let mut s = 0x9e37_79b9_7f4a_7c15u64;
+        move |n: usize| {
+            s ^= s >> 12;
+            s ^= s << 25;
+            s ^= s >> 27;
+            (s.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % n
+        }
+    };
+    let mut ran = 0;
+    while ran < 60 {
+        let groups = [1, 1, 2, 3][next(4)];
+        let depthwise = next(4) == 0;
+        let cg = 1 + next(5);
+        let c = if depthwise { groups * 4 } else { groups * cg };
+        let k = if depthwise { c } else { groups * (1 + next(6)) };
+        let groups = if depthwise { c } else { groups };
+        let kernel = [1 + next(4), 1 + next(4)];
+        let stride = [1 + next(3), 1 + next(3)];
+        let dilation = [1 + next(2), 1 + next(2)];
+        let padding = [next(kernel[0]), next(kernel[1])];
+        let x = [1 + next(2), c, 1 + next(12), 1 + next(12)];
+        let case: ConvCase = (
+            x,
+            k,
+            kernel,
+            stride,
+            padding,
+            dilation,
+            groups,
+            next(2) == 0,
+            next(2) == 0,
+        );
+        // Windows larger than the padded input are graph errors, not cases.
+        let fits = (0..2).all(|d| x[2 + d] + 2 * padding[d] > (kernel[d] - 1) * dilation[d]);
+        if !fits {
+            continue;
+        }
+        ran += 1;
+        let g = conv_graph(case, ran as u64);
+        let sram = [4u32 << 10, 8 << 10, 24 << 10, 256 << 10][next(4)];
+        let mut s = Session::model(sram);
+        let kern = match s.compile(g.clone()) {
+            Ok(k) => k,
+            // Too small an SRAM for this shape is an error, never a panic.
+            Err(npu::runtime::Error::Compile(npu::LowerError::SramTooSmall { .. })) => continue,
+            Err(e) => panic!("{case:?} at {sram}: {e}"),
+        };
+        s.run_checked(&kern, &npu::runtime::random_inputs(&g, ran as u64), 1e-4)
+            .unwrap_or_else(|e| panic!("{case:?} at {sram} bytes: {e}"));
+    }
+}
