@@ -873,3 +873,111 @@ fn direct_conv_matches_the_reference_on_random_shapes() {
             .unwrap_or_else(|e| panic!("{case:?} at {sram} bytes: {e}"));
     }
 }
+
+#[test]
+fn residual_add_and_activation_fuse_into_the_conv() {
+    for (depthwise, skip_first) in [(false, true), (false, false), (true, true)] {
+        let mut r = rng(20);
+        let mut g = Graph::new();
+        let x = g
+            .input("x", TensorType::new(DType::F32, &[1, 8, 9, 9]))
+            .unwrap();
+        let window = Window {
+            padding: [1, 1],
+            ..Window::default()
+        };
+        let groups = if depthwise { 8 } else { 1 };
+        let conv = |g: &mut Graph, r: &mut dyn FnMut() -> f32, name: &str, input| {
+            let w = g
+                .constant(
+                    &format!("{name}.w"),
+                    TensorType::new(DType::F32, &[8, 8 / groups, 3, 3]),
+                    TensorData::F32((0..8 * 8 / groups * 9).map(|_| r()).collect()),
+                )
+                .unwrap();
+            let b = g
+                .constant(
+                    &format!("{name}.b"),
+                    TensorType::new(DType::F32, &[8]),
+                    TensorData::F32((0..8).map(|_| r()).collect()),
+                )
+                .unwrap();
+            g.add(
+                name,
+                Op::Conv2d {
+                    input,
+                    weight: w,
+                    bias: Some(b),
+                    window,
+                    groups,
+                },
+                None,
+            )
+            .unwrap()
+        };
+        // The skip operand is an earlier value, or a conv defined after the
+        // main one (then the add fuses into that later conv).
+        let (main, skip) = if skip_first {
+            let y = conv(&mut g, &mut r, "main", x);
+            (y, x)
+        } else {
+            let y = conv(&mut g, &mut r, "main", x);
+            let s = conv(&mut g, &mut r, "skip", x);
+            (y, s)
+        };
+        let sum = g
+            .add(
+                "sum",
+                Op::Binary {
+                    op: BinaryOp::Add,
+                    a: main,
+                    b: skip,
+                },
+                None,
+            )
+            .unwrap();
+        let out = g
+            .add(
+                "out",
+                Op::Unary {
+                    op: UnaryOp::Relu,
+                    x: sum,
+                },
+                None,
+            )
+            .unwrap();
+        g.output(out).unwrap();
+        let mut s = Session::model(16 << 10);
+        let k = s.compile(g.clone()).unwrap();
+        let full_adds = k
+            .program
+            .insns()
+            .iter()
+            .filter(|i| {
+                matches!(
+                    i,
+                    npu::isa::Insn::Binary {
+                        op: npu::isa::BinaryOp::Add,
+                        bcast: npu::isa::Broadcast::None,
+                        ..
+                    }
+                )
+            })
+            .count();
+        if !depthwise {
+            assert_eq!(
+                full_adds, 0,
+                "the residual starts the accumulator; no separate add"
+            );
+        }
+        let relus = k
+            .program
+            .insns()
+            .iter()
+            .filter(|i| matches!(i, npu::isa::Insn::Unary { .. }))
+            .count();
+        assert!(relus > 0);
+        s.run_checked(&k, &npu::runtime::random_inputs(&g, 21), 1e-4)
+            .unwrap_or_else(|e| panic!("depthwise {depthwise}, skip first {skip_first}: {e}"));
+    }
+}

@@ -48,6 +48,8 @@ pub(super) struct DirectConv<'a> {
     pub bias: Option<&'a [f32]>,
     pub act: Option<UnaryOp>,
     pub xl: Loc,
+    /// Added to the result before the activation (same shape).
+    pub residual: Option<Loc>,
     pub out: Loc,
 }
 
@@ -571,6 +573,27 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
                 }
             }
         }
+        if let (Some(rl), true, true) = (s.residual, st.first, (nba == 2) == early) {
+            // The residual tile starts the accumulator, laid out like it.
+            let (_, _, _, _, aslot) = plan[i];
+            let b = s.band(st.nrows);
+            let acc_ld = s.band(t.rows).m;
+            let rowb = (ow * ES) as u32;
+            let shape = [rowb, st.nrows as u32, st.kcn as u32];
+            e.load(
+                rl,
+                (((st.img * k + st.k0) * oh + st.y0) * ow * ES) as u64,
+                sacc.at(aslot),
+                Strided {
+                    shape,
+                    stride: [rowb, (oh * ow * ES) as u32],
+                },
+                Strided {
+                    shape,
+                    stride: [(b.pw * ES) as u32, (acc_ld * ES) as u32],
+                },
+            );
+        }
         if new_w && (nbw == 2) == early {
             let (wl, bl) = blocks[st.wblock];
             let wbytes = (taps * if dw { st.ccn } else { st.kcn * st.ccn } * ES) as u32;
@@ -620,7 +643,7 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
                         addr: swt.at(wslot) + (tap * st.ccn * ES) as u32,
                         ld: 0,
                     };
-                    let (dst, first) = if tap == 0 {
+                    let (dst, first) = if tap == 0 && s.residual.is_none() {
                         (acc, true)
                     } else {
                         (
@@ -658,7 +681,7 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
                 } else {
                     e.push(Insn::Matmul {
                         dtype: isa::DType::F32,
-                        accumulate: !(st.first && tap == 0),
+                        accumulate: !(st.first && tap == 0) || s.residual.is_some(),
                         transpose_b: false,
                         m: st.kcn as u32,
                         n: m,

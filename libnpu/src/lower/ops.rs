@@ -77,10 +77,17 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
                     bias: bdata.flatten(),
                     act: step.activation,
                     xl: loc(g, plan, e, *input)?,
+                    residual: step.residual.map(|r| loc(g, plan, e, r)).transpose()?,
                     out,
                 };
                 super::conv::direct_conv(e, &spec).map_err(|why| too_small(g, step, e, why))?;
                 return Ok(());
+            }
+            if step.residual.is_some() {
+                return Err(LowerError::Internal(format!(
+                    "`{}`: a residual add was fused into a conv2d that is not lowered directly",
+                    node.name
+                )));
             }
             let mac = Mac::new(g, step, node.ty.dtype, node.ty.shape[1])?;
             let spec = ConvSpec {
