@@ -981,3 +981,34 @@ fn residual_add_and_activation_fuse_into_the_conv() {
             .unwrap_or_else(|e| panic!("depthwise {depthwise}, skip first {skip_first}: {e}"));
     }
 }
+
+#[test]
+fn a_program_never_needs_more_buffers_than_a_job_may_list() {
+    // 300 inputs summed: the driver takes 256 buffers per job.
+    let mut g = Graph::new();
+    let mut acc = g.input("x0", TensorType::new(DType::F32, &[4])).unwrap();
+    for i in 1..300 {
+        let x = g
+            .input(&format!("x{i}"), TensorType::new(DType::F32, &[4]))
+            .unwrap();
+        acc = g
+            .add(
+                &format!("s{i}"),
+                Op::Binary {
+                    op: BinaryOp::Add,
+                    a: acc,
+                    b: x,
+                },
+                None,
+            )
+            .unwrap();
+    }
+    g.output(acc).unwrap();
+    let e = compile(
+        &g,
+        DeviceParams { sram_size: 1 << 20 },
+        CompileOptions::default(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("a job may use at most 256"), "{e}");
+}

@@ -276,6 +276,15 @@ impl Emitter {
                 size,
             });
         }
+        // Every job lists all buffers and its command buffer; the driver
+        // takes at most DRM_ONPU_MAX_JOB_BOS.
+        let max_bos = npu_uapi::DRM_ONPU_MAX_JOB_BOS as usize;
+        if self.buffers.len() + 1 > max_bos {
+            return Err(LowerError::TooLarge(format!(
+                "the program uses {} buffers (inputs, outputs, scratch, constants) and a command buffer; a job may use at most {max_bos}: make weights constants, not inputs",
+                self.buffers.len()
+            )));
+        }
         Ok(Program {
             insns,
             relocs,
