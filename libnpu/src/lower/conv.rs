@@ -85,13 +85,31 @@ impl DirectConv<'_> {
     fn band(&self, rows: usize) -> Band {
         let [sh, sw] = self.win.stride;
         let bh = (rows - 1) * sh + (self.w[2] - 1) * self.win.dilation[0] + 1;
-        // The padded width; every tap's columns lie inside it.
-        let pw = (self.x[3] + 2 * self.win.padding[1]).div_ceil(sw);
+        // Row pitch. With column stride 1, rows are `pad` zeros then the
+        // image row: the right padding a tap reads past a row's end is the
+        // next row's left padding (or, after the last row, `tail()`
+        // zeros), so only `pad` columns per row are computed and dropped.
+        // Otherwise the padded width over the stride.
+        let pw = if sw == 1 {
+            self.x[3] + self.win.padding[1]
+        } else {
+            (self.x[3] + 2 * self.win.padding[1]).div_ceil(sw)
+        };
         Band {
             bh,
             ph: bh.div_ceil(sh),
             pw,
             m: (rows - 1) * pw + self.out_hw[1],
+        }
+    }
+
+    /// Zero elements after the last phase plane of a band (the right
+    /// padding of its last row, see `band`).
+    fn tail(&self) -> usize {
+        if self.win.stride[1] == 1 {
+            self.win.padding[1]
+        } else {
+            0
         }
     }
 
@@ -121,7 +139,7 @@ impl DirectConv<'_> {
         let b = self.band(t.rows);
         let phases = self.win.stride[0] * self.win.stride[1];
         let taps = self.w[2] * self.w[3];
-        let band = (phases * t.cc * b.ph * b.pw * ES) as u64;
+        let band = ((phases * t.cc * b.ph * b.pw + self.tail()) * ES) as u64;
         let (wts, acc, tmp) = if self.depthwise() {
             (taps * t.cc * ES, t.cc * b.m * ES, t.cc * b.m * ES)
         } else {
@@ -459,7 +477,7 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
                 && sw == 1
                 && iy_lo + b.bh as isize <= h as isize;
             if !covered {
-                let len = (sh * sw * st.ccn * plane * ES) as u32;
+                let len = ((sh * sw * st.ccn * plane + s.tail()) * ES) as u32;
                 e.push(Insn::Fill {
                     dst: base,
                     len,
