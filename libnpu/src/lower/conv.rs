@@ -346,13 +346,16 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
     if dw {
         for c0 in (0..c).step_by(t.cc) {
             let ccn = (c - c0).min(t.cc);
-            let mut packed = Vec::with_capacity(taps * ccn * ES);
-            for tap in 0..taps {
-                for ch in c0..c0 + ccn {
-                    packed.extend_from_slice(&s.weight[ch * taps + tap].to_le_bytes());
+            let wl = e.constant_with(taps * ccn * ES, |out| {
+                let mut dst = out.chunks_exact_mut(ES);
+                for tap in 0..taps {
+                    for ch in c0..c0 + ccn {
+                        if let Some(d) = dst.next() {
+                            d.copy_from_slice(&s.weight[ch * taps + tap].to_le_bytes());
+                        }
+                    }
                 }
-            }
-            let wl = e.constant(&packed);
+            });
             let bl = s.bias.map(|b| e.constant(&f32_bytes(&b[c0..c0 + ccn])));
             blocks.push((wl, bl));
             for img in 0..n {
@@ -384,17 +387,19 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
                     .map(|b| e.constant(&f32_bytes(&b[gi * kg + kk..gi * kg + kk + kcn])));
                 for cc0 in (0..cg).step_by(t.cc) {
                     let ccn = (cg - cc0).min(t.cc);
-                    let mut packed = Vec::with_capacity(taps * kcn * ccn * ES);
-                    for tap in 0..taps {
-                        for ko in gi * kg + kk..gi * kg + kk + kcn {
-                            for ci in cc0..cc0 + ccn {
-                                packed.extend_from_slice(
-                                    &s.weight[(ko * cg + ci) * taps + tap].to_le_bytes(),
-                                );
+                    let wl = e.constant_with(taps * kcn * ccn * ES, |out| {
+                        let mut dst = out.chunks_exact_mut(ES);
+                        for tap in 0..taps {
+                            for ko in gi * kg + kk..gi * kg + kk + kcn {
+                                let row = &s.weight[(ko * cg + cc0) * taps..];
+                                for ci in 0..ccn {
+                                    if let Some(d) = dst.next() {
+                                        d.copy_from_slice(&row[ci * taps + tap].to_le_bytes());
+                                    }
+                                }
                             }
                         }
-                    }
-                    let wl = e.constant(&packed);
+                    });
                     index.insert((gi, kk, cc0), blocks.len());
                     blocks.push((wl, bl));
                 }

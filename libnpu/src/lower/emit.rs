@@ -182,6 +182,23 @@ impl Emitter {
         self.buffers.len()
     }
 
+    /// Place `len` bytes, written by `fill`, in the constant buffer
+    /// (64-byte aligned), packed in place.
+    pub fn constant_with(&mut self, len: usize, fill: impl FnOnce(&mut [u8])) -> Loc {
+        let offset = self.consts.len().next_multiple_of(64);
+        self.consts.resize(offset + len, 0);
+        fill(&mut self.consts[offset..]);
+        Loc {
+            buffer: self.const_buffer(),
+            offset: offset as u64,
+        }
+    }
+
+    /// Room for `bytes` more of constants (one allocation, not a series).
+    pub fn reserve_constants(&mut self, bytes: usize) {
+        self.consts.reserve(bytes);
+    }
+
     /// Place `bytes` in the constant buffer (64-byte aligned).
     pub fn constant(&mut self, bytes: &[u8]) -> Loc {
         let offset = self.consts.len().next_multiple_of(64);

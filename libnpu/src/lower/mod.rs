@@ -94,6 +94,15 @@ pub fn compile(
     let graph = &legal;
     let plan = plan::plan(graph, opts)?;
     let mut e = emit::Emitter::new(params, opts, plan.buffers.clone());
+    // Each constant is packed about once (conv weights per tile, with
+    // alignment padding per block).
+    let const_bytes: usize = graph
+        .nodes()
+        .iter()
+        .filter(|n| matches!(n.op, crate::ir::Op::Constant { .. }))
+        .map(|n| n.ty.bytes() + 64)
+        .sum();
+    e.reserve_constants(const_bytes + const_bytes / 16);
     for step in &plan.steps {
         e.begin_step(&graph.node(step.node).name);
         let before = e.emitted();
