@@ -1012,3 +1012,74 @@ fn a_program_never_needs_more_buffers_than_a_job_may_list() {
     .unwrap_err();
     assert!(e.to_string().contains("a job may use at most 256"), "{e}");
 }
+
+#[test]
+fn int8_ops_read_constants_from_the_constant_buffer() {
+    use npu::ir::Quant;
+    let q = |scale: f32| Quant::PerTensor {
+        scale,
+        zero_point: 0,
+    };
+    let mut g = Graph::new();
+    let x = g
+        .input("x", TensorType::quantized(&[1, 4, 6, 6], q(0.05)))
+        .unwrap();
+    let wv: Vec<i8> = (0..8 * 4 * 9).map(|i| ((i * 37) % 255) as i8).collect();
+    let w = g
+        .constant(
+            "w",
+            TensorType::quantized(
+                &[8, 4, 3, 3],
+                Quant::PerChannel {
+                    scales: (0..8).map(|k| 0.01 + 0.002 * k as f32).collect(),
+                    axis: 0,
+                },
+            ),
+            TensorData::I8(wv),
+        )
+        .unwrap();
+    let b = g
+        .constant(
+            "b",
+            TensorType::new(DType::I32, &[8]),
+            TensorData::I32((0..8).map(|k| k * 100 - 400).collect()),
+        )
+        .unwrap();
+    let window = Window {
+        padding: [1, 1],
+        ..Window::default()
+    };
+    let y = g
+        .add(
+            "y",
+            Op::Conv2d {
+                input: x,
+                weight: w,
+                bias: Some(b),
+                window,
+                groups: 1,
+            },
+            Some(q(0.1)),
+        )
+        .unwrap();
+    let r = g
+        .add(
+            "r",
+            Op::Unary {
+                op: UnaryOp::Relu,
+                x: y,
+            },
+            None,
+        )
+        .unwrap();
+    g.output(r).unwrap();
+    let mut s = Session::model(16 << 10);
+    let k = s.compile(g.clone()).unwrap();
+    assert!(k
+        .program
+        .buffers()
+        .iter()
+        .any(|b| b.kind == BufferKind::Constant));
+    s.run_checked(&k, &npu::runtime::random_inputs(&g, 30), 0.0)
+        .unwrap();
+}
