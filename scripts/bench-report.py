@@ -19,6 +19,8 @@ for l in out.joinpath("host-gemm.txt").read_text().splitlines():
         host_gemm.append({"n": int(m.group(1)), "f32_vs_host": f"{m.group(2)}%", "i8_vs_f32": f"{m.group(3)}x", "raw": l.strip()})
 compile_txt = out.joinpath("host-compile.txt").read_text()
 db_txt = out.joinpath("host-double-buffer.txt").read_text()
+models_path = out.joinpath("host-models.txt")
+models_txt = models_path.read_text() if models_path.exists() else ""
 device_summary = next((l for l in out.joinpath("device.log").read_text().splitlines() if "summary:" in l), "")
 
 goals = []
@@ -35,6 +37,19 @@ for g in host_gemm:
     if g["n"] >= 256:
         v = float(g["f32_vs_host"].rstrip("%")) / 100 if g["f32_vs_host"].endswith("%") else float(g["f32_vs_host"])
         goal(f"device f32 gemm >= 50% of the host GEMM crate (n={g['n']})", g["f32_vs_host"], ">= 50%", v >= 0.5)
+# model_figures rows: model, SRAM KiB, insns, cmd bytes, jobs, compile ms, cycles, bounds, ratio.
+for l in models_txt.splitlines():
+    m = re.match(r"(\S+)\s+(\d+) KiB\s+(\d+)\s+(\d+)\s+(\d+)\s+([\d.]+)\s+(\S+)\s+(\d+)\s+(\d+)\s+(\S+)", l)
+    if not m:
+        continue
+    name, kib, cmd, ms, ratio = m.group(1), int(m.group(2)), int(m.group(4)), float(m.group(6)), m.group(10)
+    if name == "resnet18" and kib == 256:
+        goal("ResNet-18 f32 at 256 KiB: command bytes", f"{cmd} B", "<= 1 MiB", cmd <= 1 << 20)
+        if ratio != "-":
+            goal("ResNet-18 f32 at 256 KiB: cycles / max(compute, DMA bound)", f"{ratio}x", "<= 1.5x", float(ratio) <= 1.5)
+    if name == "mobilenetv2":
+        goal(f"MobileNetV2 f32 at {kib} KiB: command bytes", f"{cmd} B", "< 512 KiB", cmd < 512 << 10)
+    goal(f"{name} at {kib} KiB: compile time", f"{ms:.1f} ms", "< 100 ms", ms < 100)
 cnn = by.get(("compute", "small_cnn"))
 if cnn:
     goal("small CNN whole-stack offload >= 10x the guest CPU", f"{cnn['speedup']:.1f}x", ">= 10x", cnn["speedup"] >= 10)
@@ -75,6 +90,8 @@ if comp:
     md += [f"| {r['name']} | {r['compile_ms']:.3f} | {r['npu_ms']:.3f} | {r['cpu_ms']:.3f} | {r['speedup']:.1f}x | {r['cycles']:.0f} |" for r in comp] + [""]
 md += ["## Host: device-model GEMM vs. the host GEMM crate (same run)", "", "```", out.joinpath("host-gemm.txt").read_text().rstrip(), "```", ""]
 md += ["## Host: compiler", "", "```", compile_txt.rstrip(), "```", "", "## Host: double buffering", "", "```", db_txt.rstrip(), "```", ""]
+if models_txt:
+    md += ["## Host: real networks on the device model (libnpu/examples/model_figures)", "", "```", models_txt.rstrip(), "```", ""]
 if cp:
     md += ["## Copies", "", f"A 16 MiB buffer written through its CPU mapping was copied by the device into another buffer and compared: libnpu made {cp['libnpu_copies']:.0f} CPU copies (the user writes the mapping), the kernel's bounce buffers (swiotlb high water) grew by {cp['swiotlb_slots']:.0f} slots, and the device server reads guest RAM through the regions QEMU shares with DMA_MAP (it has no message-based DMA path): `{device_summary}`.", ""]
 out.joinpath("report.md").write_text("\n".join(md))

@@ -3,7 +3,8 @@
 # same run, written to build/bench/ (report.md, report.json, throughput.svg).
 #   host:  device-model GEMM vs. the same GEMM crate called directly
 #          (qemu-device/examples/gemm-bench), compile times
-#          (libnpu/examples/compile_bench), double buffering on/off
+#          (libnpu/examples/compile_bench), double buffering on/off,
+#          ResNet-18 / MobileNetV2 figures (libnpu/examples/model_figures)
 #   guest: npu-bench through the driver (latency vs. no-op ioctl + MMIO
 #          write, throughput by depth and processes, buffer churn, compute
 #          vs. the guest CPU, zero-copy check)
@@ -16,7 +17,8 @@ stage "host benchmarks"
 (cd "$NPU_TOP" &&
 	cargo run -q --release -p npu-device --example gemm-bench >"$out/host-gemm.txt" &&
 	cargo run -q --release -p libnpu --example compile_bench >"$out/host-compile.txt" &&
-	cargo run -q --release -p libnpu --example double_buffer >"$out/host-double-buffer.txt")
+	cargo run -q --release -p libnpu --example double_buffer >"$out/host-double-buffer.txt" &&
+	cargo run -q --release -p libnpu --example model_figures -- --run >"$out/host-models.txt")
 stage_done
 
 ko=$("$NPU_TOP/scripts/module.sh" base | tail -n1)

@@ -59,7 +59,12 @@ pub struct Kernel {
     pub graph: Graph,
     pub program: Program,
     pub compile_time: Duration,
+    /// Names this kernel's constants to backends that keep them resident.
+    id: u64,
 }
+
+/// Source of [`Kernel`] ids.
+static NEXT_KERNEL_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// One run's results.
 #[derive(Debug)]
@@ -73,6 +78,9 @@ pub struct Run {
     pub cmdbuf: Vec<u8>,
     /// The NPU address of each of the program's buffers in this run.
     pub addrs: Vec<u64>,
+    /// Bytes of inputs (and constants, unless the backend kept them
+    /// resident from an earlier run of the kernel) copied to the device.
+    pub uploaded: u64,
 }
 
 /// One job for a [`Backend`]: buffers to place, in this order, what they
@@ -91,6 +99,14 @@ pub struct Request<'a> {
     pub timeout_ms: u32,
     /// How long to wait for the job before giving up on it.
     pub wait_timeout: Duration,
+    /// Byte sizes of the jobs the command bytes hold, run one after the
+    /// other on the same buffers; empty: one job of all the bytes.
+    pub jobs: &'a [usize],
+    /// (buffer index, key) of read-only buffers whose initial bytes are
+    /// the same in every request with that key (a kernel's constants): a
+    /// backend may keep such a buffer between requests and not upload it
+    /// again.
+    pub resident: &'a [(usize, u64)],
 }
 
 impl Request<'_> {
@@ -147,6 +163,9 @@ pub struct Execution {
     pub device_time: Duration,
     pub cmdbuf: Vec<u8>,
     pub addrs: Vec<u64>,
+    /// Bytes of initial buffer contents this run copied to the device
+    /// (resident buffers that were kept are not counted).
+    pub uploaded: u64,
 }
 
 /// Something that runs command buffers: place the request's buffers, give
@@ -181,7 +200,12 @@ pub struct Accel {
     dev: Device,
     /// Oldest first; at most `POOL_MAX_BUFFERS` and `POOL_MAX_BYTES`.
     pool: Vec<ParkedBuffer>,
+    /// Resident buffers by key, oldest first; at most `RESIDENT_MAX`.
+    resident: Vec<(u64, ParkedBuffer)>,
 }
+
+/// Kernels whose constants [`Accel`] keeps on the device.
+const RESIDENT_MAX: usize = 8;
 
 /// Bounds on what [`Accel`] keeps between runs.
 const POOL_MAX_BUFFERS: usize = 64;
@@ -192,6 +216,7 @@ impl Accel {
         Accel {
             dev,
             pool: Vec::new(),
+            resident: Vec::new(),
         }
     }
 
@@ -244,7 +269,11 @@ const PAGE: u64 = 4096;
 
 impl Drop for Accel {
     fn drop(&mut self) {
-        for p in self.pool.drain(..) {
+        for p in self
+            .pool
+            .drain(..)
+            .chain(self.resident.drain(..).map(|r| r.1))
+        {
             drop(self.dev.unpark(p));
         }
     }
@@ -269,13 +298,33 @@ impl Backend for Accel {
         bind: &dyn Fn(&[u64]) -> Result<Vec<u8>>,
     ) -> Result<Execution> {
         req.validate()?;
-        let Accel { dev, pool } = self;
+        let Accel {
+            dev,
+            pool,
+            resident,
+        } = self;
         let mut init: Vec<&[u8]> = vec![&[]; req.sizes.len()];
         for &(i, bytes) in req.inputs {
             init[i] = bytes;
         }
+        let key_of = |i: usize| req.resident.iter().find(|r| r.0 == i).map(|r| r.1);
         let mut bufs = Vec::with_capacity(req.sizes.len());
-        for (&size, init) in req.sizes.iter().zip(&init) {
+        let mut uploaded = 0;
+        for (i, (&size, init)) in req.sizes.iter().zip(&init).enumerate() {
+            // A resident buffer of this key holds these bytes already.
+            let kept = key_of(i).and_then(|k| {
+                resident
+                    .iter()
+                    .position(|(rk, p)| *rk == k && p.size() >= size)
+            });
+            if let Some(pos) = kept {
+                let (_, p) = resident.remove(pos);
+                bufs.push(dev.unpark(p).map_err(|_| {
+                    Error::Request("a resident buffer of another device file".into())
+                })?);
+                continue;
+            }
+            uploaded += init.len() as u64;
             bufs.push(Accel::take(dev, pool, size, init)?);
         }
         // The command buffer comes after the buffers, so that a fresh file
@@ -283,32 +332,82 @@ impl Backend for Accel {
         // that way).
         let addrs: Vec<u64> = bufs.iter().map(|b| b.npu_addr()).collect();
         let cmd = bind(&addrs)?;
+        let spans = job_spans(req.jobs, cmd.len())?;
         let cmdbuf = Accel::take(dev, pool, cmd.len().max(1) as u64, &cmd)?;
-        let mut job = Job::new(&cmdbuf, cmd.len() as u64);
-        job.timeout_ms = req.timeout_ms;
-        job.buffers = bufs.iter().zip(req.writes).map(|(b, &w)| (b, w)).collect();
+        // Jobs run back to back: each waits for the previous one's fence.
+        let fences = (1..spans.len())
+            .map(|_| dev.syncobj(false))
+            .collect::<Result<Vec<_>, _>>()?;
         let t = Instant::now();
-        let seqno = dev.submit(&job)?;
+        let mut seqnos = Vec::with_capacity(spans.len());
+        for (i, &(offset, size)) in spans.iter().enumerate() {
+            let mut job = Job::new(&cmdbuf, size as u64);
+            job.cmdbuf_offset = offset as u64;
+            job.timeout_ms = req.timeout_ms;
+            job.buffers = bufs.iter().zip(req.writes).map(|(b, &w)| (b, w)).collect();
+            if i > 0 {
+                job = job.after(&fences[i - 1]);
+            }
+            if i + 1 < spans.len() {
+                job = job.signal(&fences[i]);
+            }
+            seqnos.push(dev.submit(&job)?);
+        }
         // On any error the buffers are closed, not kept: a job that did not
         // end may still be using them.
-        let outcome = dev.wait(seqno, req.wait_timeout)?;
+        let mut cycles = 0;
+        for seqno in seqnos {
+            cycles += dev.wait(seqno, req.wait_timeout)?.cycles;
+        }
         let device_time = t.elapsed();
-        drop(job);
+        drop(fences);
         let outputs = req
             .outputs
             .iter()
             .map(|&(i, n)| bufs[i].bytes()[..n].to_vec())
             .collect();
-        bufs.push(cmdbuf);
-        Accel::keep(pool, dev, bufs);
+        // Resident buffers go back under their key, the rest to the pool.
+        let mut rest = Vec::with_capacity(bufs.len() + 1);
+        for (i, b) in bufs.into_iter().enumerate() {
+            match key_of(i) {
+                Some(k) => resident.push((k, b.park())),
+                None => rest.push(b),
+            }
+        }
+        while resident.len() > RESIDENT_MAX {
+            drop(dev.unpark(resident.remove(0).1));
+        }
+        rest.push(cmdbuf);
+        Accel::keep(pool, dev, rest);
         Ok(Execution {
             outputs,
-            cycles: outcome.cycles,
+            cycles,
             device_time,
             cmdbuf: cmd,
             addrs,
+            uploaded,
         })
     }
+}
+
+/// (byte offset, size) of each job in a command buffer of `len` bytes.
+fn job_spans(jobs: &[usize], len: usize) -> Result<Vec<(usize, usize)>> {
+    if jobs.is_empty() {
+        return Ok(vec![(0, len)]);
+    }
+    if jobs.iter().sum::<usize>() != len || jobs.contains(&0) {
+        return Err(Error::Request(format!(
+            "job sizes {jobs:?} do not split a command buffer of {len} bytes"
+        )));
+    }
+    let mut off = 0;
+    Ok(jobs
+        .iter()
+        .map(|&n| {
+            off += n;
+            (off - n, n)
+        })
+        .collect())
 }
 
 /// A device to compile for and run on.
@@ -385,6 +484,7 @@ impl Session {
             graph,
             program,
             compile_time: t.elapsed(),
+            id: NEXT_KERNEL_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         })
     }
 
@@ -441,11 +541,27 @@ impl Session {
         let writes: Vec<bool> = prog
             .buffers()
             .iter()
-            .map(|b| b.kind != BufferKind::Input)
+            .map(|b| !matches!(b.kind, BufferKind::Input | BufferKind::Constant))
             .collect();
-        let inputs: Vec<(usize, &[u8])> =
+        let mut inputs: Vec<(usize, &[u8])> =
             bytes_in.iter().map(|(i, b)| (*i, b.as_slice())).collect();
+        // The packed constants start the constant buffer.
+        if let Some(i) = prog
+            .buffers()
+            .iter()
+            .position(|b| b.kind == BufferKind::Constant)
+        {
+            inputs.push((i, prog.constants()));
+        }
         let wanted: Vec<(usize, usize)> = outs.iter().map(|(_, i, _, n)| (*i, *n)).collect();
+        let jobs = prog.job_sizes();
+        let resident: Vec<(usize, u64)> = prog
+            .buffers()
+            .iter()
+            .position(|b| b.kind == BufferKind::Constant)
+            .map(|i| (i, k.id))
+            .into_iter()
+            .collect();
         let req = Request {
             sizes: &sizes,
             writes: &writes,
@@ -453,8 +569,12 @@ impl Session {
             outputs: &wanted,
             timeout_ms: self.timeout_ms,
             wait_timeout: self.wait_timeout,
+            jobs: &jobs,
+            resident: &resident,
         };
-        let e = self.backend.execute(&req, &|addrs| Ok(prog.bind(addrs)?))?;
+        let e = self
+            .backend
+            .execute(&req, &|addrs| Ok(prog.bind_jobs(addrs)?))?;
         log::debug!(
             "{} backend: {} cycles, {:?} submit to completion",
             self.backend.name(),
@@ -472,6 +592,7 @@ impl Session {
             device_time: e.device_time,
             cmdbuf: e.cmdbuf,
             addrs: e.addrs,
+            uploaded: e.uploaded,
         })
     }
 
@@ -518,6 +639,8 @@ impl Session {
             outputs: &outputs,
             timeout_ms: self.timeout_ms,
             wait_timeout: self.wait_timeout,
+            jobs: &[],
+            resident: &[],
         };
         self.backend.execute(&req, &|_| Ok(cmd.to_vec()))
     }
@@ -635,11 +758,25 @@ mod model {
 
     pub struct Model {
         sram_size: u32,
+        /// The device of the last run, kept while requests have the same
+        /// layout, so resident buffers stay in its memory.
+        kept: Option<Kept>,
+    }
+
+    struct Kept {
+        sizes: Vec<u64>,
+        writes: Vec<bool>,
+        cmd_len: usize,
+        resident: Vec<(usize, u64)>,
+        bench: Bench,
     }
 
     impl Model {
         pub fn new(sram_size: u32) -> Model {
-            Model { sram_size }
+            Model {
+                sram_size,
+                kept: None,
+            }
         }
     }
 
@@ -671,60 +808,117 @@ mod model {
                 va += size.next_multiple_of(PAGE) + PAGE;
             }
             let cmd = bind(&vas)?;
-            let cmd_len = u32::try_from(cmd.len()).map_err(|_| {
-                Error::Request(format!(
-                    "a command buffer of {} bytes is too large",
-                    cmd.len()
-                ))
-            })?;
-            // Guest memory for the buffers, the command buffer and the page
-            // tables (one 4 KiB table per 2 MiB, plus the upper levels).
-            let data = va - VA_START + (cmd.len() as u64).next_multiple_of(PAGE);
-            let mib = (data + data / 512).div_ceil(1 << 20) + 16;
-            let mut bench = Bench::new(
-                DeviceConfig {
-                    sram_size: self.sram_size,
-                    contexts: 2,
-                    ..Default::default()
-                },
-                mib,
-            );
-            for (&va, (&size, &w)) in vas.iter().zip(req.sizes.iter().zip(req.writes)) {
-                bench.map(0, va, size, w);
+            let spans = super::job_spans(req.jobs, cmd.len())?;
+            if let Some(&(_, n)) = spans
+                .iter()
+                .find(|(_, n)| *n > npu_uapi::DRM_ONPU_MAX_CMDBUF_SIZE as usize)
+            {
+                return Err(Error::Request(format!(
+                    "a job of {n} bytes of commands is above the {}-byte limit",
+                    npu_uapi::DRM_ONPU_MAX_CMDBUF_SIZE
+                )));
             }
-            for &(i, bytes) in req.inputs {
-                bench.write(0, vas[i], bytes);
+            // The last run's device when the layout is the same (its
+            // resident buffers still hold their bytes), else a new one.
+            let same = self.kept.as_ref().is_some_and(|k| {
+                k.sizes == req.sizes && k.writes == req.writes && k.cmd_len == cmd.len()
+            });
+            let kept = if same { self.kept.take() } else { None };
+            self.kept = None;
+            let (mut bench, was_resident) = match kept {
+                Some(k) => (k.bench, k.resident),
+                None => {
+                    // Guest memory for the buffers, the command buffer and
+                    // the page tables (one 4 KiB table per 2 MiB, plus the
+                    // upper levels).
+                    let data = va - VA_START + (cmd.len() as u64).next_multiple_of(PAGE);
+                    let mib = (data + data / 512).div_ceil(1 << 20) + 16;
+                    let mut bench = Bench::new(
+                        DeviceConfig {
+                            sram_size: self.sram_size,
+                            contexts: 2,
+                            ..Default::default()
+                        },
+                        mib,
+                    );
+                    for (&va, (&size, &w)) in vas.iter().zip(req.sizes.iter().zip(req.writes)) {
+                        bench.map(0, va, size, w);
+                    }
+                    bench.map(0, va, cmd.len() as u64, false);
+                    (bench, Vec::new())
+                }
+            };
+            let reused = same;
+            let mut uploaded = 0;
+            for (i, &size) in req.sizes.iter().enumerate() {
+                if req
+                    .resident
+                    .iter()
+                    .any(|r| r.0 == i && was_resident.contains(r))
+                {
+                    continue;
+                }
+                let init = req
+                    .inputs
+                    .iter()
+                    .find(|x| x.0 == i)
+                    .map(|x| x.1)
+                    .unwrap_or(&[]);
+                if !init.is_empty() {
+                    bench.write(0, vas[i], init);
+                    uploaded += init.len() as u64;
+                }
+                if reused && (init.len() as u64) < size {
+                    // A new device's memory is zero; a kept one is cleared.
+                    bench.write(
+                        0,
+                        vas[i] + init.len() as u64,
+                        &vec![0; (size - init.len() as u64) as usize],
+                    );
+                }
             }
-            bench.map(0, va, cmd.len() as u64, false);
             bench.write(0, va, &cmd);
             let t = Instant::now();
-            let seqno = bench.submit_raw(0, va, cmd_len, 0);
-            let c = bench
-                .wait_completion(req.wait_timeout)
-                .ok_or(DeviceError::WaitTimeout {
-                    seqno,
-                    waited: req.wait_timeout,
-                })?;
-            let device_time = t.elapsed();
-            if c.status != 0 {
-                return Err(DeviceError::JobFault {
-                    seqno: c.seqno,
-                    status: c.status,
-                    addr: c.fault_addr,
+            let mut cycles = 0;
+            for (offset, size) in spans {
+                let seqno = bench.submit_raw(0, va + offset as u64, size as u32, 0);
+                let c =
+                    bench
+                        .wait_completion(req.wait_timeout)
+                        .ok_or(DeviceError::WaitTimeout {
+                            seqno,
+                            waited: req.wait_timeout,
+                        })?;
+                if c.status != 0 {
+                    return Err(DeviceError::JobFault {
+                        seqno: c.seqno,
+                        status: c.status,
+                        addr: c.fault_addr,
+                    }
+                    .into());
                 }
-                .into());
+                cycles += u64::from(c.cycles);
             }
+            let device_time = t.elapsed();
             let outputs = req
                 .outputs
                 .iter()
                 .map(|&(i, n)| bench.read(0, vas[i], n))
                 .collect();
+            self.kept = Some(Kept {
+                sizes: req.sizes.to_vec(),
+                writes: req.writes.to_vec(),
+                cmd_len: cmd.len(),
+                resident: req.resident.to_vec(),
+                bench,
+            });
             Ok(Execution {
                 outputs,
-                cycles: u64::from(c.cycles),
+                cycles,
                 device_time,
                 cmdbuf: cmd,
                 addrs: vas,
+                uploaded,
             })
         }
     }

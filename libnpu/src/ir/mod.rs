@@ -5,12 +5,15 @@
 //! row-major tensors; conv2d and pooling use NCHW activations and KCRS
 //! (out channels, in channels per group, rows, cols) filters.
 
+pub mod passes;
 mod quant;
 
-pub use quant::{quant_multiplier, quantize_f32, requant_params, RequantParams};
+pub use quant::{int8_clamp_bounds, quant_multiplier, quantize_f32, requant_params, RequantParams};
 
+use crate::reference::TensorData;
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
 /// Element types of tensors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -90,8 +93,18 @@ impl TensorType {
             quant: Some(quant),
         }
     }
+    /// Number of elements. Every type in a [`Graph`] has passed
+    /// [`TensorType::checked_bytes`], so this does not overflow there.
     pub fn elems(&self) -> usize {
         self.shape.iter().product()
+    }
+    /// Size in bytes, or `None` when the element count or the byte count
+    /// overflows (shapes come from user text and may be absurd).
+    pub fn checked_bytes(&self) -> Option<usize> {
+        self.shape
+            .iter()
+            .try_fold(self.dtype.size(), |acc, &d| acc.checked_mul(d))
+            .filter(|&b| b <= isize::MAX as usize)
     }
     pub fn bytes(&self) -> usize {
         self.elems() * self.dtype.size()
@@ -223,6 +236,11 @@ impl Default for Window {
 pub enum Op {
     /// A graph input, bound by name at run time.
     Input,
+    /// A value known at compile time (weights, biases, norms): packed into
+    /// the device layout by the compiler and kept in a constant buffer.
+    Constant {
+        data: Arc<TensorData>,
+    },
     /// `op(a)^T? x op(b)^T? + bias`; a is [M,K] (or [K,M] with trans_a), b is
     /// [K,N] (or [N,K] with trans_b), bias is [N] (i32 for int8).
     Gemm {
@@ -280,6 +298,7 @@ impl Op {
     pub fn name(&self) -> &'static str {
         match self {
             Op::Input => "input",
+            Op::Constant { .. } => "constant",
             Op::Gemm { .. } => "gemm",
             Op::Conv2d { .. } => "conv2d",
             Op::Binary { op, .. } => op.name(),
@@ -301,7 +320,7 @@ impl Op {
     /// The values this op reads.
     pub fn operands(&self) -> Vec<ValueId> {
         match self {
-            Op::Input => vec![],
+            Op::Input | Op::Constant { .. } => vec![],
             Op::Gemm { a, b, bias, .. } => {
                 [Some(*a), Some(*b), *bias].into_iter().flatten().collect()
             }
@@ -401,8 +420,69 @@ impl Graph {
                 ty.shape
             )));
         }
-        check_quant(&ty).map_err(err)?;
+        check_quant(&ty).map_err(&err)?;
+        if ty.checked_bytes().is_none() {
+            return Err(err(format!(
+                "shape {:?} has more elements than fit in memory",
+                ty.shape
+            )));
+        }
         self.push(name, Op::Input, ty)
+    }
+
+    /// Declare a constant of type `ty` holding `data` (row-major).
+    pub fn constant(
+        &mut self,
+        name: &str,
+        ty: TensorType,
+        data: TensorData,
+    ) -> Result<ValueId, GraphError> {
+        self.constant_shared(name, ty, Arc::new(data))
+    }
+
+    /// [`Graph::constant`] with data shared with another graph.
+    pub fn constant_shared(
+        &mut self,
+        name: &str,
+        ty: TensorType,
+        data: Arc<TensorData>,
+    ) -> Result<ValueId, GraphError> {
+        let err = |msg: String| GraphError::Invalid {
+            name: name.to_string(),
+            op: "constant",
+            msg,
+        };
+        if ty.shape.is_empty() || ty.shape.contains(&0) {
+            return Err(err(format!(
+                "shape {:?} must have at least one dimension and no zero dimensions",
+                ty.shape
+            )));
+        }
+        check_quant(&ty).map_err(&err)?;
+        if ty.checked_bytes().is_none() {
+            return Err(err(format!(
+                "shape {:?} has more elements than fit in memory",
+                ty.shape
+            )));
+        }
+        if data.dtype() != ty.dtype || data.len() != ty.elems() {
+            return Err(err(format!(
+                "{ty} needs {} {} values, got {} {}",
+                ty.elems(),
+                ty.dtype.name(),
+                data.len(),
+                data.dtype().name()
+            )));
+        }
+        self.push(name, Op::Constant { data }, ty)
+    }
+
+    /// The data of a constant value.
+    pub fn constant_data(&self, v: ValueId) -> Option<&TensorData> {
+        match &self.nodes.get(v.0)?.op {
+            Op::Constant { data } => Some(data),
+            _ => None,
+        }
     }
 
     /// Add an op; its type is inferred. `out_quant` is the quantization of an
@@ -462,6 +542,16 @@ impl Graph {
         if self.by_name.contains_key(name) {
             return Err(GraphError::DuplicateName(name.to_string()));
         }
+        if ty.checked_bytes().is_none() {
+            return Err(GraphError::Invalid {
+                name: name.to_string(),
+                op: op.name(),
+                msg: format!(
+                    "the result {:?} has more elements than fit in memory",
+                    ty.shape
+                ),
+            });
+        }
         let id = ValueId(self.nodes.len());
         self.nodes.push(Node {
             name: name.to_string(),
@@ -487,6 +577,7 @@ impl Graph {
         let nm = |v: ValueId| self.nodes[v.0].name.as_str();
         match op {
             Op::Input => Err(err("use Graph::input to declare inputs".into())),
+            Op::Constant { .. } => Err(err("use Graph::constant to declare constants".into())),
             Op::Gemm {
                 a,
                 b,
@@ -660,10 +751,8 @@ impl Graph {
             }
             Op::Reshape { x, shape } => {
                 let tx = t(*x);
-                if shape.is_empty()
-                    || shape.contains(&0)
-                    || shape.iter().product::<usize>() != tx.elems()
-                {
+                let product = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
+                if shape.is_empty() || shape.contains(&0) || product != Some(tx.elems()) {
                     return Err(err(format!(
                         "cannot reshape {:?} ({} elements) to {:?}",
                         tx.shape,

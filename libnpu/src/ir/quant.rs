@@ -2,7 +2,7 @@
 //! the lowering so both apply the very same integers (and so agree bit for
 //! bit with the ISA's REQUANT, `npu_isa::requantize`).
 
-use super::{Quant, TensorType};
+use super::{Quant, TensorType, UnaryOp};
 
 /// What a REQUANT instruction needs for an int8 gemm/conv2d result.
 #[derive(Clone, Debug, PartialEq)]
@@ -69,4 +69,17 @@ pub fn quantize_f32(x: f32, scale: f32, zero_point: i8) -> i8 {
     // `as i32` saturates (and maps NaN to 0) like CONVERT f32->i32.
     let q = (x * (1.0 / scale)).round_ties_even() as i32;
     (q as i64 + zero_point as i64).clamp(-128, 127) as i8
+}
+
+/// Quantized bounds of relu/clamp on an int8 tensor of type `ty`.
+pub fn int8_clamp_bounds(op: UnaryOp, ty: &TensorType) -> (i8, i8) {
+    let (scale, zp) = match &ty.quant {
+        Some(Quant::PerTensor { scale, zero_point }) => (*scale, *zero_point),
+        _ => (1.0, 0),
+    };
+    match op {
+        UnaryOp::Relu => (zp, 127),
+        UnaryOp::Clamp { lo, hi } => (quantize_f32(lo, scale, zp), quantize_f32(hi, scale, zp)),
+        _ => (-128, 127),
+    }
 }

@@ -3,7 +3,10 @@
 
 use super::plan::Loc;
 use super::{CompileOptions, DeviceParams, LowerError};
+use crate::ir::ValueId;
+use crate::reference::TensorData;
 use npu_isa::{Insn, Strided};
+use std::collections::HashMap;
 use std::fmt::Write as _;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -12,6 +15,9 @@ pub enum BufferKind {
     Output,
     /// Intermediates; the caller allocates it, contents are don't-care.
     Scratch,
+    /// The graph's constants in the layouts the program reads them in
+    /// ([`Program::constants`]); read-only, the same for every run.
+    Constant,
 }
 
 /// One NPU buffer the program addresses; its VA is supplied at bind time.
@@ -26,11 +32,16 @@ pub struct BufferDesc {
 /// buffers, made absolute by [`Program::bind`].
 #[derive(Clone, Debug)]
 pub struct Program {
+    /// Every job's instructions, each job ending with END.
     insns: Vec<Insn>,
     /// (instruction index, buffer index) of every DMA whose `va` is relative.
     relocs: Vec<(usize, usize)>,
     buffers: Vec<BufferDesc>,
     io: Vec<(String, usize)>,
+    /// Contents of the [`BufferKind::Constant`] buffer.
+    constants: Vec<u8>,
+    /// Instruction ranges of the jobs, in submission order.
+    jobs: Vec<std::ops::Range<usize>>,
 }
 
 impl Program {
@@ -44,14 +55,49 @@ impl Program {
     pub fn buffer_of(&self, name: &str) -> Option<usize> {
         self.io.iter().find(|(n, _)| n == name).map(|(_, b)| *b)
     }
-    /// Size of the command buffer in bytes.
+    /// Size of the command buffers in bytes (all jobs).
     pub fn cmdbuf_size(&self) -> usize {
         self.insns.len() * npu_isa::INSN_SIZE
     }
 
-    /// Encode the command buffer for buffers placed at `vas` (one NPU
-    /// virtual address per entry of [`Program::buffers`]).
+    /// The jobs the program runs as, in order: ranges of [`Program::insns`],
+    /// each ending with END and within the per-job command-buffer limit
+    /// ([`super::CompileOptions::max_job_bytes`]). They must run one after
+    /// the other, on the same buffers.
+    pub fn jobs(&self) -> &[std::ops::Range<usize>] {
+        &self.jobs
+    }
+
+    /// Byte sizes of the jobs' command buffers, in order.
+    pub fn job_sizes(&self) -> Vec<usize> {
+        self.jobs
+            .iter()
+            .map(|r| r.len() * npu_isa::INSN_SIZE)
+            .collect()
+    }
+
+    /// What the [`BufferKind::Constant`] buffer holds (empty without one).
+    pub fn constants(&self) -> &[u8] {
+        &self.constants
+    }
+
+    /// Encode a single-job program for buffers placed at `vas`; a program
+    /// of several jobs is an error (use [`Program::bind_jobs`]).
     pub fn bind(&self, vas: &[u64]) -> Result<Vec<u8>, LowerError> {
+        if self.jobs.len() > 1 {
+            return Err(LowerError::TooLarge(format!(
+                "the program runs as {} jobs; bind it with bind_jobs and submit them in order",
+                self.jobs.len()
+            )));
+        }
+        self.bind_jobs(vas)
+    }
+
+    /// Encode every job's command buffer, concatenated in order (job `i`
+    /// is bytes `[64 * jobs()[i].start, 64 * jobs()[i].end)`), for buffers
+    /// placed at `vas` (one NPU virtual address per entry of
+    /// [`Program::buffers`]).
+    pub fn bind_jobs(&self, vas: &[u64]) -> Result<Vec<u8>, LowerError> {
         if vas.len() != self.buffers.len() {
             return Err(LowerError::BindCount {
                 want: self.buffers.len(),
@@ -109,6 +155,11 @@ pub struct Emitter {
     relocs: Vec<(usize, usize)>,
     buffers: Vec<BufferDesc>,
     sram_top: u32,
+    /// Packed constants, and where each constant value was packed as is.
+    consts: Vec<u8>,
+    const_locs: HashMap<ValueId, Loc>,
+    /// (first instruction, name) of every step: where jobs may split.
+    steps: Vec<(usize, String)>,
 }
 
 impl Emitter {
@@ -120,17 +171,150 @@ impl Emitter {
             relocs: Vec::new(),
             buffers,
             sram_top: 0,
+            consts: Vec::new(),
+            const_locs: HashMap::new(),
+            steps: Vec::new(),
         }
     }
 
-    pub fn finish(mut self, io: Vec<(String, usize)>) -> Program {
-        self.insns.push(Insn::End);
-        Program {
-            insns: self.insns,
-            relocs: self.relocs,
+    /// The buffer index of the constants (after every planned buffer).
+    fn const_buffer(&self) -> usize {
+        self.buffers.len()
+    }
+
+    /// Place `len` bytes, written by `fill`, in the constant buffer
+    /// (64-byte aligned), packed in place.
+    pub fn constant_with(&mut self, len: usize, fill: impl FnOnce(&mut [u8])) -> Loc {
+        let offset = self.consts.len().next_multiple_of(64);
+        self.consts.resize(offset + len, 0);
+        fill(&mut self.consts[offset..]);
+        Loc {
+            buffer: self.const_buffer(),
+            offset: offset as u64,
+        }
+    }
+
+    /// Room for `bytes` more of constants (one allocation, not a series).
+    pub fn reserve_constants(&mut self, bytes: usize) {
+        self.consts.reserve(bytes);
+    }
+
+    /// Place `bytes` in the constant buffer (64-byte aligned).
+    pub fn constant(&mut self, bytes: &[u8]) -> Loc {
+        let offset = self.consts.len().next_multiple_of(64);
+        self.consts.resize(offset, 0);
+        self.consts.extend_from_slice(bytes);
+        Loc {
+            buffer: self.const_buffer(),
+            offset: offset as u64,
+        }
+    }
+
+    /// Where constant `v` lies in its graph layout (packed on first use).
+    pub fn constant_value(&mut self, v: ValueId, data: &TensorData) -> Loc {
+        if let Some(l) = self.const_locs.get(&v) {
+            return *l;
+        }
+        let l = self.constant(&data.to_bytes());
+        self.const_locs.insert(v, l);
+        l
+    }
+
+    /// The next instructions lower the step called `name`; a job may end
+    /// before them.
+    pub fn begin_step(&mut self, name: &str) {
+        self.steps.push((self.insns.len(), name.to_string()));
+    }
+
+    /// Split the stream into jobs of at most `opts.max_job_bytes` (END
+    /// included), at step boundaries: steps share no SRAM state, so a job
+    /// may end between any two.
+    pub fn finish(mut self, io: Vec<(String, usize)>) -> Result<Program, LowerError> {
+        let insn = npu_isa::INSN_SIZE;
+        let max = (self.opts.max_job_bytes as usize / insn).saturating_sub(1);
+        if max == 0 {
+            return Err(LowerError::TooLarge(format!(
+                "a job limit of {} bytes leaves no room for an instruction",
+                self.opts.max_job_bytes
+            )));
+        }
+        let total = self.insns.len();
+        let mut cuts: Vec<usize> = self.steps.iter().map(|s| s.0).filter(|&c| c > 0).collect();
+        cuts.push(total);
+        cuts.dedup();
+        let mut spans: Vec<std::ops::Range<usize>> = Vec::new();
+        let (mut start, mut prev) = (0, 0);
+        for &c in &cuts {
+            if c - start > max && prev > start {
+                spans.push(start..prev);
+                start = prev;
+            }
+            if c - start > max {
+                let name = self
+                    .steps
+                    .iter()
+                    .rev()
+                    .find(|s| s.0 <= start)
+                    .map(|s| s.1.clone())
+                    .unwrap_or_default();
+                return Err(LowerError::TooLarge(format!(
+                    "`{name}` lowers to {} bytes of commands, above the {}-byte limit of one job",
+                    (c - start + 1) * insn,
+                    self.opts.max_job_bytes
+                )));
+            }
+            prev = c;
+        }
+        if total > start || spans.is_empty() {
+            spans.push(start..total);
+        }
+        // Re-emit with an END closing each job; relocations move with their
+        // instructions.
+        let mut insns = Vec::with_capacity(total + spans.len());
+        let mut relocs = Vec::with_capacity(self.relocs.len());
+        let mut jobs = Vec::with_capacity(spans.len());
+        let mut r = self.relocs.iter().peekable();
+        for span in spans {
+            let first = insns.len();
+            for i in span {
+                while let Some(&(_, b)) = r.next_if(|(ri, _)| *ri == i) {
+                    relocs.push((insns.len(), b));
+                }
+                insns.push(self.insns[i]);
+            }
+            insns.push(Insn::End);
+            jobs.push(first..insns.len());
+        }
+        if !self.consts.is_empty() {
+            let size = self.consts.len() as u64;
+            self.buffers.push(BufferDesc {
+                name: "constants".into(),
+                kind: BufferKind::Constant,
+                size,
+            });
+        }
+        // Every job lists all buffers and its command buffer; the driver
+        // takes at most DRM_ONPU_MAX_JOB_BOS.
+        let max_bos = npu_uapi::DRM_ONPU_MAX_JOB_BOS as usize;
+        if self.buffers.len() + 1 > max_bos {
+            return Err(LowerError::TooLarge(format!(
+                "the program uses {} buffers (inputs, outputs, scratch, constants) and a command buffer; a job may use at most {max_bos}: make weights constants, not inputs",
+                self.buffers.len()
+            )));
+        }
+        Ok(Program {
+            insns,
+            relocs,
             buffers: self.buffers,
             io,
-        }
+            constants: self.consts,
+            jobs,
+        })
+    }
+
+    /// Instructions emitted so far.
+    pub fn emitted(&self) -> usize {
+        self.insns.len()
     }
 
     pub fn push(&mut self, i: Insn) {

@@ -18,6 +18,7 @@ fn remap(op: &Op, m: &[ValueId]) -> Op {
     let r = |v: &ValueId| m[v.0];
     match op.clone() {
         Op::Input => Op::Input,
+        Op::Constant { data } => Op::Constant { data },
         Op::Gemm {
             a,
             b,
@@ -79,6 +80,8 @@ pub fn legalize(g: &Graph) -> Result<Graph, GraphError> {
     for n in g.nodes() {
         let v = if n.op == Op::Input {
             out.input(&n.name, n.ty.clone())?
+        } else if let Op::Constant { data } = &n.op {
+            out.constant_shared(&n.name, n.ty.clone(), data.clone())?
         } else if via_f32(&n.op, n.ty.dtype) {
             // Operands to f32, the op in f32, the result back to i8.
             let mut m2 = map.clone();

@@ -10,6 +10,7 @@
 //! The SRAM size comes from [`DeviceParams`] (read from the device's
 //! SRAM_SIZE register); nothing here assumes a size.
 
+mod conv;
 mod emit;
 mod legalize;
 mod ops;
@@ -34,6 +35,9 @@ pub struct CompileOptions {
     pub double_buffer: bool,
     /// Fuse a relu/clamp into the gemm/conv2d producing its operand.
     pub fuse: bool,
+    /// Largest command buffer of one job: the driver's limit
+    /// (DRM_ONPU_MAX_CMDBUF_SIZE). Longer programs run as several jobs.
+    pub max_job_bytes: u32,
 }
 
 impl Default for CompileOptions {
@@ -41,6 +45,7 @@ impl Default for CompileOptions {
         CompileOptions {
             double_buffer: true,
             fuse: true,
+            max_job_bytes: npu_uapi::DRM_ONPU_MAX_CMDBUF_SIZE,
         }
     }
 }
@@ -71,8 +76,10 @@ pub enum LowerError {
     BindAddress { name: String, va: u64 },
     #[error("the graph is invalid: {0}")]
     Graph(#[from] crate::ir::GraphError),
-    #[error("a size exceeds the ISA's 32-bit fields: {0}")]
+    #[error("too large: {0}")]
     TooLarge(String),
+    #[error("internal compiler error: {0}")]
+    Internal(String),
 }
 
 /// Compile `graph` for a device with `params`.
@@ -82,14 +89,31 @@ pub fn compile(
     opts: CompileOptions,
 ) -> Result<Program, LowerError> {
     graph.validate()?;
-    let legal = legalize::legalize(graph)?;
+    let optimized = crate::ir::passes::optimize(graph)?;
+    let legal = legalize::legalize(&optimized)?;
     let graph = &legal;
     let plan = plan::plan(graph, opts)?;
     let mut e = emit::Emitter::new(params, opts, plan.buffers.clone());
+    // Each constant is packed about once (conv weights per tile, with
+    // alignment padding per block).
+    let const_bytes: usize = graph
+        .nodes()
+        .iter()
+        .filter(|n| matches!(n.op, crate::ir::Op::Constant { .. }))
+        .map(|n| n.ty.bytes() + 64)
+        .sum();
+    e.reserve_constants(const_bytes + const_bytes / 16);
     for step in &plan.steps {
+        e.begin_step(&graph.node(step.node).name);
+        let before = e.emitted();
         ops::lower_step(graph, &plan, step, &mut e)?;
+        log::debug!(
+            "{}: {} instructions",
+            graph.node(step.node).name,
+            e.emitted() - before
+        );
     }
-    let prog = e.finish(plan.io);
+    let prog = e.finish(plan.io)?;
     log::debug!(
         "compiled {} nodes into {} instructions, {} buffers",
         graph.nodes().len(),

@@ -4,9 +4,9 @@ use super::emit::{Emitter, Slots};
 use super::plan::{Loc, Plan, Step};
 use super::LowerError;
 use crate::ir::{
-    requant_params, BinaryOp, DType, Graph, Op, PoolKind, RequantParams, UnaryOp, ValueId, Window,
+    int8_clamp_bounds, requant_params, BinaryOp, DType, Graph, Op, PoolKind, RequantParams,
+    UnaryOp, ValueId, Window,
 };
-use crate::reference::int8_clamp_bounds;
 use npu_isa::{self as isa, Axis, Broadcast, Conversion, Insn, PoolGeom, ReduceOp, Strided, Tile};
 
 type R<T> = Result<T, LowerError>;
@@ -16,17 +16,17 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
     for v in node.op.operands().into_iter().chain([step.out]) {
         if g.ty(v).bytes() >= u32::MAX as usize {
             return Err(LowerError::TooLarge(format!(
-                "`{}` has {} bytes",
+                "`{}` has {} bytes, more than the ISA's 32-bit sizes express",
                 g.node(v).name,
                 g.ty(v).bytes()
             )));
         }
     }
     e.sram_reset();
-    let out = plan.loc(step.out);
+    let out = plan.loc(step.out)?;
     match &node.op {
         // Planned as an alias of its operand: no instructions.
-        Op::Input | Op::Reshape { .. } => {}
+        Op::Input | Op::Reshape { .. } | Op::Constant { .. } => {}
         Op::Gemm {
             a,
             b,
@@ -44,9 +44,9 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
                 k,
                 trans_a: *trans_a,
                 trans_b: *trans_b,
-                a: plan.loc(*a),
-                b: plan.loc(*b),
-                bias: bias.map(|v| plan.loc(v)),
+                a: loc(g, plan, e, *a)?,
+                b: loc(g, plan, e, *b)?,
+                bias: bias.map(|v| loc(g, plan, e, v)).transpose()?,
                 out,
             };
             gemm(e, &spec, &mac).map_err(|why| too_small(g, step, e, why))?
@@ -58,6 +58,37 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
             window,
             groups,
         } => {
+            let f32s = |v: ValueId| match g.constant_data(v) {
+                Some(crate::reference::TensorData::F32(d)) => Some(d.as_slice()),
+                _ => None,
+            };
+            let (wdata, bdata) = (f32s(*weight), bias.map(f32s));
+            if let (crate::ir::DType::F32, Some(wd), None | Some(Some(_))) =
+                (node.ty.dtype, wdata, bdata)
+            {
+                let (xs, ws) = (&g.ty(*input).shape, &g.ty(*weight).shape);
+                let spec = super::conv::DirectConv {
+                    x: [xs[0], xs[1], xs[2], xs[3]],
+                    w: [ws[0], ws[1], ws[2], ws[3]],
+                    out_hw: [node.ty.shape[2], node.ty.shape[3]],
+                    win: *window,
+                    groups: *groups,
+                    weight: wd,
+                    bias: bdata.flatten(),
+                    act: step.activation,
+                    xl: loc(g, plan, e, *input)?,
+                    residual: step.residual.map(|r| loc(g, plan, e, r)).transpose()?,
+                    out,
+                };
+                super::conv::direct_conv(e, &spec).map_err(|why| too_small(g, step, e, why))?;
+                return Ok(());
+            }
+            if step.residual.is_some() {
+                return Err(LowerError::Internal(format!(
+                    "`{}`: a residual add was fused into a conv2d that is not lowered directly",
+                    node.name
+                )));
+            }
             let mac = Mac::new(g, step, node.ty.dtype, node.ty.shape[1])?;
             let spec = ConvSpec {
                 x: g.ty(*input).shape.clone(),
@@ -65,21 +96,22 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
                 out_hw: [node.ty.shape[2], node.ty.shape[3]],
                 win: *window,
                 groups: *groups,
-                xl: plan.loc(*input),
-                wl: plan.loc(*weight),
-                bl: bias.map(|v| plan.loc(v)),
+                xl: loc(g, plan, e, *input)?,
+                wl: loc(g, plan, e, *weight)?,
+                bl: bias.map(|v| loc(g, plan, e, v)).transpose()?,
                 out,
             };
             conv2d(e, &spec, &mac).map_err(|why| too_small(g, step, e, why))?
         }
         Op::Binary { op, a, b } => binary(g, e, step, *op, *a, *b, plan, out)?,
         Op::Unary { op, x } => {
+            let xl = loc(g, plan, e, *x)?;
             if node.ty.dtype == DType::I8 {
                 let (lo, hi) = int8_clamp_bounds(*op, &node.ty);
-                unary_i8(e, plan.loc(*x), out, node.ty.elems(), lo, hi)
+                unary_i8(e, xl, out, node.ty.elems(), lo, hi)
                     .map_err(|why| too_small(g, step, e, why))?
             } else {
-                unary_f32(e, *op, plan.loc(*x), out, node.ty.elems())
+                unary_f32(e, *op, xl, out, node.ty.elems())
                     .map_err(|why| too_small(g, step, e, why))?
             }
         }
@@ -88,25 +120,30 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
             x,
             kernel,
             window,
-        } => pool(
-            e,
-            *kind,
-            &g.ty(*x).shape,
-            &node.ty.shape,
-            *kernel,
-            window,
-            plan.loc(*x),
-            out,
-        )
-        .map_err(|why| too_small(g, step, e, why))?,
+        } => {
+            let xl = loc(g, plan, e, *x)?;
+            pool(
+                e,
+                *kind,
+                &g.ty(*x).shape,
+                &node.ty.shape,
+                *kernel,
+                window,
+                xl,
+                out,
+            )
+            .map_err(|why| too_small(g, step, e, why))?
+        }
         Op::Quantize { x } => {
             let (scale, zp) = per_tensor(&node.ty);
-            quantize(e, plan.loc(*x), out, node.ty.elems(), scale, zp)
+            let xl = loc(g, plan, e, *x)?;
+            quantize(e, xl, out, node.ty.elems(), scale, zp)
                 .map_err(|why| too_small(g, step, e, why))?
         }
         Op::Dequantize { x } => {
             let (scale, zp) = per_tensor(g.ty(*x));
-            dequantize(e, plan.loc(*x), out, node.ty.elems(), scale, zp)
+            let xl = loc(g, plan, e, *x)?;
+            dequantize(e, xl, out, node.ty.elems(), scale, zp)
                 .map_err(|why| too_small(g, step, e, why))?
         }
         Op::Softmax { x, axis } => {
@@ -123,10 +160,20 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
             }
             let cols = shape[*axis];
             let rows = node.ty.elems() / cols;
-            softmax(e, plan.loc(*x), out, rows, cols).map_err(|why| too_small(g, step, e, why))?
+            let xl = loc(g, plan, e, *x)?;
+            softmax(e, xl, out, rows, cols).map_err(|why| too_small(g, step, e, why))?
         }
     }
     Ok(())
+}
+
+/// Where operand `v` lies: its planned place, or for a constant its
+/// bytes as they are, packed into the constant buffer.
+fn loc(g: &Graph, plan: &Plan, e: &mut Emitter, v: ValueId) -> R<Loc> {
+    match g.constant_data(v) {
+        Some(d) => Ok(e.constant_value(v, d)),
+        None => plan.loc(v),
+    }
 }
 
 fn too_small(g: &Graph, step: &Step, e: &Emitter, why: String) -> LowerError {
@@ -321,7 +368,7 @@ impl Epilogue {
     }
 }
 
-fn unary_insn(op: UnaryOp, rows: u32, cols: u32, src: Tile, dst: Tile) -> Insn {
+pub(super) fn unary_insn(op: UnaryOp, rows: u32, cols: u32, src: Tile, dst: Tile) -> Insn {
     let (op, lo, hi) = match op {
         UnaryOp::Relu => (isa::UnaryOp::Relu, 0, 0),
         UnaryOp::Clamp { lo, hi } => (isa::UnaryOp::Clamp, lo.to_bits(), hi.to_bits()),
@@ -927,7 +974,7 @@ fn binary(
         }
         off
     };
-    let (al, bl) = (plan.loc(a), plan.loc(b));
+    let (al, bl) = (loc(g, plan, e, a)?, loc(g, plan, e, b)?);
     let nb = e.nbuf();
     let isa_op = match op {
         BinaryOp::Add => isa::BinaryOp::Add,

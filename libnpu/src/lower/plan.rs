@@ -18,6 +18,28 @@ pub struct Step {
     pub node: ValueId,
     pub activation: Option<UnaryOp>,
     pub out: ValueId,
+    /// A value added to the result before the activation (a residual
+    /// connection fused into a direct conv2d's epilogue).
+    pub residual: Option<ValueId>,
+}
+
+/// Whether conv2d `v` is lowered as the direct convolution (f32, constant
+/// weights and bias), whose epilogue can add a residual.
+pub fn is_direct_conv(graph: &Graph, v: ValueId) -> bool {
+    let f32_const = |x: ValueId| {
+        matches!(
+            graph.constant_data(x),
+            Some(crate::reference::TensorData::F32(_))
+        )
+    };
+    match &graph.node(v).op {
+        Op::Conv2d { weight, bias, .. } => {
+            graph.ty(v).dtype == crate::ir::DType::F32
+                && f32_const(*weight)
+                && bias.is_none_or(f32_const)
+        }
+        _ => false,
+    }
 }
 
 pub struct Plan {
@@ -29,10 +51,11 @@ pub struct Plan {
 }
 
 impl Plan {
-    pub fn loc(&self, v: ValueId) -> Loc {
-        self.locs[v.0].unwrap_or(Loc {
-            buffer: 0,
-            offset: 0,
+    /// Where `v` lives; a value the plan placed nowhere is an error (never
+    /// a silent alias of another buffer).
+    pub fn loc(&self, v: ValueId) -> Result<Loc, LowerError> {
+        self.locs.get(v.0).copied().flatten().ok_or_else(|| {
+            LowerError::Internal(format!("value {} has no place in NPU memory", v.0))
         })
     }
 }
@@ -44,13 +67,70 @@ pub fn plan(graph: &Graph, opts: CompileOptions) -> Result<Plan, LowerError> {
     // fused_into[v] = the relu/clamp node that absorbs producer v.
     let mut absorbed = vec![false; n];
     let mut steps = Vec::new();
+    // The single reader of `v`, when `v` has one and is not an output.
+    let reader = |v: ValueId| {
+        if uses[v.0] != 1 || is_output(v) {
+            return None;
+        }
+        graph
+            .nodes()
+            .iter()
+            .enumerate()
+            .skip(v.0 + 1)
+            .find(|(_, c)| c.op.operands().contains(&v))
+            .map(|(ci, _)| ValueId(ci))
+    };
+    let activation = |v: ValueId| match graph.node(v).op {
+        Op::Unary {
+            op: op @ (UnaryOp::Relu | UnaryOp::Clamp { .. }),
+            ..
+        } => Some(op),
+        _ => None,
+    };
     for (i, node) in graph.nodes().iter().enumerate() {
         let v = ValueId(i);
         if absorbed[i] {
             continue;
         }
+        // conv -> add(conv, earlier value) [-> relu/clamp]: the add and the
+        // activation run in the conv's epilogue on the SRAM tile.
+        if opts.fuse && is_direct_conv(graph, v) {
+            if let Some(add) = reader(v) {
+                if let Op::Binary {
+                    op: crate::ir::BinaryOp::Add,
+                    a,
+                    b,
+                } = graph.node(add).op
+                {
+                    let other = if a == v { b } else { a };
+                    if other != v
+                        && other.0 < i
+                        && graph.ty(other).shape == node.ty.shape
+                        && graph.ty(other).dtype == node.ty.dtype
+                    {
+                        absorbed[add.0] = true;
+                        let (act, out) =
+                            match reader(add).and_then(|r| activation(r).map(|a| (a, r))) {
+                                Some((a, r)) => {
+                                    absorbed[r.0] = true;
+                                    (Some(a), r)
+                                }
+                                None => (None, add),
+                            };
+                        steps.push(Step {
+                            node: v,
+                            activation: act,
+                            out,
+                            residual: Some(other),
+                        });
+                        continue;
+                    }
+                }
+            }
+        }
         match &node.op {
-            Op::Input => {}
+            // Constants are packed by the ops that read them.
+            Op::Input | Op::Constant { .. } => {}
             Op::Gemm { .. } | Op::Conv2d { .. } if opts.fuse && uses[i] == 1 && !is_output(v) => {
                 // Look for the single consumer: a relu/clamp right on this value.
                 let consumer = graph
@@ -78,12 +158,14 @@ pub fn plan(graph: &Graph, opts: CompileOptions) -> Result<Plan, LowerError> {
                             node: v,
                             activation: act,
                             out: ValueId(ci),
+                            residual: None,
                         });
                     }
                     _ => steps.push(Step {
                         node: v,
                         activation: None,
                         out: v,
+                        residual: None,
                     }),
                 }
             }
@@ -91,6 +173,7 @@ pub fn plan(graph: &Graph, opts: CompileOptions) -> Result<Plan, LowerError> {
                 node: v,
                 activation: None,
                 out: v,
+                residual: None,
             }),
         }
     }
@@ -119,6 +202,13 @@ pub fn plan(graph: &Graph, opts: CompileOptions) -> Result<Plan, LowerError> {
         });
     }
     for &v in graph.outputs() {
+        if let Op::Constant { .. } = graph.node(v).op {
+            return Err(LowerError::Unsupported {
+                name: graph.node(v).name.clone(),
+                op: "constant",
+                why: "a graph output is a constant (it does not depend on any input); the device has nothing to compute".into(),
+            });
+        }
         locs[v.0] = Some(Loc {
             buffer: buffers.len(),
             offset: 0,
@@ -137,7 +227,13 @@ pub fn plan(graph: &Graph, opts: CompileOptions) -> Result<Plan, LowerError> {
     let scratch = buffers.len();
     let mut last_use = vec![0usize; n];
     for (si, s) in steps.iter().enumerate() {
-        for v in graph.node(s.node).op.operands() {
+        for v in graph
+            .node(s.node)
+            .op
+            .operands()
+            .into_iter()
+            .chain(s.residual)
+        {
             last_use[v.0] = last_use[v.0].max(si);
         }
     }

@@ -110,6 +110,7 @@ pub fn run(
                 }
                 d.clone()
             }
+            Op::Constant { data } => (**data).clone(),
             Op::Gemm {
                 a,
                 b,
@@ -298,18 +299,8 @@ fn i32s(d: &TensorData) -> Vec<i32> {
     }
 }
 
-/// Quantized bounds of relu/clamp on an int8 tensor of type `ty`.
-pub fn int8_clamp_bounds(op: UnaryOp, ty: &TensorType) -> (i8, i8) {
-    let (scale, zp) = match &ty.quant {
-        Some(Quant::PerTensor { scale, zero_point }) => (*scale, *zero_point),
-        _ => (1.0, 0),
-    };
-    match op {
-        UnaryOp::Relu => (zp, 127),
-        UnaryOp::Clamp { lo, hi } => (quantize_f32(lo, scale, zp), quantize_f32(hi, scale, zp)),
-        _ => (-128, 127),
-    }
-}
+/// Quantized bounds of relu/clamp (shared with the lowering).
+pub use crate::ir::int8_clamp_bounds;
 
 pub fn binary_f32(op: BinaryOp, a: f32, b: f32) -> f32 {
     match op {

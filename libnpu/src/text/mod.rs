@@ -584,6 +584,15 @@ pub fn print(g: &Graph) -> String {
             let _ = writeln!(s, "input {}: {}", n.name, n.ty);
             continue;
         }
+        if let Op::Constant { .. } = n.op {
+            // The text form has no literal tensors: say what is missing.
+            let _ = writeln!(
+                s,
+                "# constant {}: {} (the text form cannot spell its values)",
+                n.name, n.ty
+            );
+            continue;
+        }
         // Results that choose their quantization say so (relu, clamp and
         // reshape always keep their operand's).
         let keeps = matches!(
@@ -600,7 +609,7 @@ pub fn print(g: &Graph) -> String {
             _ => String::new(),
         };
         let call = match &n.op {
-            Op::Input => String::new(),
+            Op::Input | Op::Constant { .. } => String::new(),
             Op::Gemm {
                 a,
                 b,

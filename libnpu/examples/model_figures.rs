@@ -1,0 +1,123 @@
+//! Figures for real networks: ResNet-18 and MobileNetV2 (f32, 224x224,
+//! batch 1, He-initialised) compiled for 256 KiB and 1 MiB of SRAM:
+//! instructions, command bytes, jobs, compile time, and with `--run` the
+//! modelled cycles on the device model beside the compute bound
+//! (MACs / F32_MACS_PER_CYCLE) and the DMA bound (bytes / DMA_BYTES_PER_CYCLE,
+//! counting the weights, the image, the result and every conv, pool and add
+//! result written once and read once).
+//!
+//! cargo run --release -p libnpu --example model_figures [-- --run] [--hw N] [--inputs]
+
+#[path = "../tests/models/nets.rs"]
+mod nets;
+
+use nets::{mobilenet_v2, resnet18, Net, Weights};
+use npu::ir::Op;
+use npu::{compile, CompileOptions, DeviceParams, Session};
+use std::time::{Duration, Instant};
+
+const F32_MACS_PER_CYCLE: u64 = 256;
+const DMA_BYTES_PER_CYCLE: u64 = 64;
+
+fn dma_bytes(net: &Net) -> u64 {
+    let g = &net.g;
+    let mut bytes = 0u64;
+    for n in g.nodes() {
+        bytes += match n.op {
+            Op::Input | Op::Constant { .. } => n.ty.bytes() as u64,
+            Op::Conv2d { .. } | Op::Pool { .. } => 2 * n.ty.bytes() as u64,
+            // Residual sums (not the batch-norm shifts, which fold away).
+            Op::Binary {
+                op: npu::ir::BinaryOp::Add,
+                a,
+                b,
+            } if g.ty(a).shape == g.ty(b).shape => 2 * n.ty.bytes() as u64,
+            _ => 0,
+        };
+    }
+    // Batch-norm vectors are folded away; the result is written once.
+    bytes
+        + g.outputs()
+            .iter()
+            .map(|o| g.ty(*o).bytes() as u64)
+            .sum::<u64>()
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    let run = args.iter().any(|a| a == "--run");
+    let mode = if args.iter().any(|a| a == "--inputs") {
+        Weights::Inputs
+    } else {
+        Weights::Constants
+    };
+    let hw = args
+        .iter()
+        .position(|a| a == "--hw")
+        .and_then(|i| args.get(i + 1))
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(224usize);
+    println!("model        sram      insns    cmd bytes  jobs  compile ms  cycles      compute bound  DMA bound  cycles/bound");
+    for (name, build) in [
+        ("resnet18", resnet18 as fn(usize, Weights) -> Net),
+        ("mobilenetv2", mobilenet_v2),
+    ] {
+        let net = build(hw, mode);
+        let compute = net.macs.div_ceil(F32_MACS_PER_CYCLE);
+        let dma = dma_bytes(&net).div_ceil(DMA_BYTES_PER_CYCLE);
+        for sram in [256u32 << 10, 1 << 20] {
+            let params = DeviceParams { sram_size: sram };
+            let mut times = Vec::new();
+            let mut prog = None;
+            for _ in 0..5 {
+                let t = Instant::now();
+                prog = Some(compile(&net.g, params, CompileOptions::default()));
+                times.push(t.elapsed());
+            }
+            times.sort();
+            let ms = times[2].as_secs_f64() * 1e3;
+            let prog = match prog.expect("compiled") {
+                Ok(p) => p,
+                Err(e) => {
+                    println!("{name:<12} {:>4} KiB  does not compile: {e}", sram >> 10);
+                    continue;
+                }
+            };
+            let (insns, bytes, jobs) = (prog.insns().len(), prog.cmdbuf_size(), prog.jobs().len());
+            if args.iter().any(|a| a == "--histogram") {
+                let mut h = std::collections::BTreeMap::new();
+                for i in prog.insns() {
+                    let op = format!("{i}")
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or("")
+                        .to_string();
+                    *h.entry(op).or_insert(0usize) += 1;
+                }
+                println!("{name} {} KiB: {h:?}", sram >> 10);
+            }
+            let cycles = if run {
+                let mut s = Session::model(sram);
+                s.wait_timeout = Duration::from_secs(3600);
+                let k = s.compile(net.g.clone())?;
+                match s.run(&k, &net.feeds) {
+                    Ok(r) => Some(r.cycles),
+                    Err(e) => {
+                        println!("{name:<12} {:>4} KiB  does not run: {e}", sram >> 10);
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+            let bound = compute.max(dma);
+            let (c, ratio) = match cycles {
+                Some(c) => (c.to_string(), format!("{:.2}", c as f64 / bound as f64)),
+                None => ("-".into(), "-".into()),
+            };
+            println!("{name:<12} {:>4} KiB  {insns:>9}  {bytes:>11}  {jobs:>4}  {ms:>10.1}  {c:<10}  {compute:>13}  {dma:>9}  {ratio}", sram >> 10);
+        }
+    }
+    Ok(())
+}

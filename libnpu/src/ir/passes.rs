@@ -1,0 +1,339 @@
+//! Graph-to-graph passes run before lowering:
+//!
+//! * batch-norm folding: a per-channel multiply, add or subtract by a
+//!   constant right after an f32 conv2d with constant weights becomes part
+//!   of the conv's weights and bias (inference batch norm, exported as
+//!   `x * scale + shift`, costs nothing);
+//! * constant folding: elementwise ops, unary ops and reshapes whose
+//!   operands are all constants are computed here;
+//! * dead-code elimination: ops no output depends on are dropped (inputs
+//!   stay, so a kernel keeps its interface).
+//!
+//! Every value that survives keeps its name.
+
+use super::{
+    broadcast_shape, BinaryOp, DType, Graph, GraphError, Op, TensorType, UnaryOp, ValueId,
+};
+use crate::reference::TensorData;
+
+/// All passes, in order.
+pub fn optimize(g: &Graph) -> Result<Graph, GraphError> {
+    let folded = fold(g)?;
+    dead_code(&folded)
+}
+
+fn f32_data(g: &Graph, v: ValueId) -> Option<&[f32]> {
+    match g.constant_data(v)? {
+        TensorData::F32(d) => Some(d),
+        _ => None,
+    }
+}
+
+/// The per-output-channel values of constant `c` applied to a conv result
+/// with `k` channels: one value per channel ([k,1,1] or [1,k,1,1]) or one
+/// for all.
+fn per_channel(g: &Graph, c: ValueId, k: usize) -> Option<Vec<f32>> {
+    let d = f32_data(g, c)?;
+    let shape = &g.ty(c).shape;
+    let mut s = vec![1; 4usize.checked_sub(shape.len())?];
+    s.extend_from_slice(shape);
+    if d.len() == 1 {
+        return Some(vec![d[0]; k]);
+    }
+    (s == [1, k, 1, 1]).then(|| d.to_vec())
+}
+
+/// The single reader of `v` (none when `v` is read twice or is an output).
+fn only_reader(g: &Graph, uses: &[usize], v: ValueId) -> Option<ValueId> {
+    if uses[v.0] != 1 || g.outputs().contains(&v) {
+        return None;
+    }
+    g.nodes()
+        .iter()
+        .enumerate()
+        .skip(v.0 + 1)
+        .find(|(_, n)| n.op.operands().contains(&v))
+        .map(|(i, _)| ValueId(i))
+}
+
+/// A conv2d that absorbs a chain: the chain's last node, and the folded
+/// weight and bias.
+type Folded = (ValueId, Vec<f32>, Vec<f32>);
+
+/// Batch-norm folding into conv2d, and constant folding.
+fn fold(g: &Graph) -> Result<Graph, GraphError> {
+    let uses = g.use_counts();
+    let n = g.nodes().len();
+    // For each conv2d that absorbs a chain: the chain's last node, and the
+    // folded weight and bias.
+    let mut folded: Vec<Option<Folded>> = vec![None; n];
+    let mut absorbed = vec![false; n];
+    for (i, node) in g.nodes().iter().enumerate() {
+        let Op::Conv2d { weight, bias, .. } = &node.op else {
+            continue;
+        };
+        if node.ty.dtype != DType::F32 {
+            continue;
+        }
+        let Some(w) = f32_data(g, *weight) else {
+            continue;
+        };
+        let k = node.ty.shape[1];
+        let bias = match bias {
+            None => vec![0.0; k],
+            Some(b) => match f32_data(g, *b) {
+                Some(b) => b.to_vec(),
+                None => continue,
+            },
+        };
+        let (mut w, mut b, mut cur, mut last) = (w.to_vec(), bias, ValueId(i), None);
+        let per_k = w.len() / k;
+        while let Some(r) = only_reader(g, &uses, cur) {
+            let Op::Binary { op, a, b: rhs } = g.node(r).op else {
+                break;
+            };
+            let other = if a == cur { rhs } else { a };
+            if other == cur || g.ty(r).shape != node.ty.shape {
+                break;
+            }
+            let Some(v) = per_channel(g, other, k) else {
+                break;
+            };
+            match (op, a == cur) {
+                (BinaryOp::Mul, _) => {
+                    for (c, s) in v.iter().enumerate() {
+                        w[c * per_k..(c + 1) * per_k]
+                            .iter_mut()
+                            .for_each(|x| *x *= s);
+                        b[c] *= s;
+                    }
+                }
+                (BinaryOp::Add, _) => b.iter_mut().zip(&v).for_each(|(x, t)| *x += t),
+                (BinaryOp::Sub, true) => b.iter_mut().zip(&v).for_each(|(x, t)| *x -= t),
+                _ => break,
+            }
+            absorbed[r.0] = true;
+            last = Some(r);
+            cur = r;
+        }
+        if let Some(last) = last {
+            folded[i] = Some((last, w, b));
+        }
+    }
+
+    let mut out = Graph::new();
+    let mut map: Vec<Option<ValueId>> = vec![None; n];
+    let m = |map: &[Option<ValueId>], v: ValueId| map[v.0].ok_or(GraphError::UnknownValue(v.0));
+    for (i, node) in g.nodes().iter().enumerate() {
+        if absorbed[i] {
+            continue;
+        }
+        let v = match (&node.op, folded[i].take()) {
+            (Op::Input, _) => out.input(&node.name, node.ty.clone())?,
+            (Op::Constant { data }, _) => {
+                out.constant_shared(&node.name, node.ty.clone(), data.clone())?
+            }
+            (
+                Op::Conv2d {
+                    input,
+                    weight,
+                    window,
+                    groups,
+                    ..
+                },
+                Some((last, w, b)),
+            ) => {
+                let lname = &g.node(last).name;
+                let wv = out.constant(
+                    &format!("{lname}.weight"),
+                    g.ty(*weight).clone(),
+                    TensorData::F32(w),
+                )?;
+                let bv = out.constant(
+                    &format!("{lname}.bias"),
+                    TensorType::new(DType::F32, &[b.len()]),
+                    TensorData::F32(b),
+                )?;
+                let conv = Op::Conv2d {
+                    input: m(&map, *input)?,
+                    weight: wv,
+                    bias: Some(bv),
+                    window: *window,
+                    groups: *groups,
+                };
+                let v = out.add(lname, conv, None)?;
+                map[last.0] = Some(v);
+                v
+            }
+            (op, _) => {
+                let op = remap(op, |v| m(&map, v))?;
+                match const_eval(&out, &op, &node.ty) {
+                    Some(data) => out.constant(&node.name, node.ty.clone(), data)?,
+                    None => out.add(&node.name, op, node.ty.quant.clone())?,
+                }
+            }
+        };
+        map[i] = Some(v);
+    }
+    for o in g.outputs() {
+        out.output(m(&map, *o)?)?;
+    }
+    Ok(out)
+}
+
+/// Drop the ops no output depends on.
+fn dead_code(g: &Graph) -> Result<Graph, GraphError> {
+    let n = g.nodes().len();
+    let mut live = vec![false; n];
+    for o in g.outputs() {
+        live[o.0] = true;
+    }
+    for i in (0..n).rev() {
+        if live[i] {
+            for v in g.node(ValueId(i)).op.operands() {
+                live[v.0] = true;
+            }
+        }
+    }
+    if live
+        .iter()
+        .enumerate()
+        .all(|(i, l)| *l || g.node(ValueId(i)).op == Op::Input)
+    {
+        return Ok(g.clone());
+    }
+    let mut out = Graph::new();
+    let mut map: Vec<Option<ValueId>> = vec![None; n];
+    for (i, node) in g.nodes().iter().enumerate() {
+        let v = match &node.op {
+            Op::Input => out.input(&node.name, node.ty.clone())?,
+            _ if !live[i] => continue,
+            Op::Constant { data } => {
+                out.constant_shared(&node.name, node.ty.clone(), data.clone())?
+            }
+            op => out.add(
+                &node.name,
+                remap(op, |v| map[v.0].ok_or(GraphError::UnknownValue(v.0)))?,
+                node.ty.quant.clone(),
+            )?,
+        };
+        map[i] = Some(v);
+    }
+    for o in g.outputs() {
+        out.output(map[o.0].ok_or(GraphError::UnknownValue(o.0))?)?;
+    }
+    Ok(out)
+}
+
+/// `op` with its operands renamed by `f`.
+pub fn remap(
+    op: &Op,
+    mut f: impl FnMut(ValueId) -> Result<ValueId, GraphError>,
+) -> Result<Op, GraphError> {
+    Ok(match op.clone() {
+        Op::Input => Op::Input,
+        Op::Constant { data } => Op::Constant { data },
+        Op::Gemm {
+            a,
+            b,
+            bias,
+            trans_a,
+            trans_b,
+        } => Op::Gemm {
+            a: f(a)?,
+            b: f(b)?,
+            bias: bias.map(&mut f).transpose()?,
+            trans_a,
+            trans_b,
+        },
+        Op::Conv2d {
+            input,
+            weight,
+            bias,
+            window,
+            groups,
+        } => Op::Conv2d {
+            input: f(input)?,
+            weight: f(weight)?,
+            bias: bias.map(&mut f).transpose()?,
+            window,
+            groups,
+        },
+        Op::Binary { op, a, b } => Op::Binary {
+            op,
+            a: f(a)?,
+            b: f(b)?,
+        },
+        Op::Unary { op, x } => Op::Unary { op, x: f(x)? },
+        Op::Pool {
+            kind,
+            x,
+            kernel,
+            window,
+        } => Op::Pool {
+            kind,
+            x: f(x)?,
+            kernel,
+            window,
+        },
+        Op::Softmax { x, axis } => Op::Softmax { x: f(x)?, axis },
+        Op::Reshape { x, shape } => Op::Reshape { x: f(x)?, shape },
+        Op::Quantize { x } => Op::Quantize { x: f(x)? },
+        Op::Dequantize { x } => Op::Dequantize { x: f(x)? },
+    })
+}
+
+/// The value of an f32 elementwise op, unary op or reshape on constants.
+fn const_eval(g: &Graph, op: &Op, ty: &TensorType) -> Option<TensorData> {
+    if ty.dtype != DType::F32 {
+        return None;
+    }
+    match op {
+        Op::Reshape { x, .. } => g.constant_data(*x).cloned(),
+        Op::Unary { op, x } => {
+            let d = f32_data(g, *x)?;
+            let f = |x: f32| match *op {
+                UnaryOp::Relu => x.max(0.0),
+                UnaryOp::Clamp { lo, hi } => x.max(lo).min(hi),
+                UnaryOp::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+                UnaryOp::Tanh => x.tanh(),
+                UnaryOp::Exp => x.exp(),
+            };
+            Some(TensorData::F32(d.iter().map(|&x| f(x)).collect()))
+        }
+        Op::Binary { op, a, b } => {
+            let (da, db) = (f32_data(g, *a)?, f32_data(g, *b)?);
+            let (sa, sb) = (&g.ty(*a).shape, &g.ty(*b).shape);
+            let out = broadcast_shape(sa, sb)?;
+            let idx = |shape: &[usize], mut flat: usize| {
+                // Index into an operand of `shape` broadcast to `out`.
+                let mut off = 0;
+                let mut stride = 1;
+                for d in (0..out.len()).rev() {
+                    let coord = flat % out[d];
+                    flat /= out[d];
+                    if let Some(sd) = (d + shape.len()).checked_sub(out.len()).map(|j| shape[j]) {
+                        if sd != 1 {
+                            off += coord * stride;
+                        }
+                        stride *= sd;
+                    }
+                }
+                off
+            };
+            let f = |x: f32, y: f32| match op {
+                BinaryOp::Add => x + y,
+                BinaryOp::Sub => x - y,
+                BinaryOp::Mul => x * y,
+                BinaryOp::Div => x / y,
+                BinaryOp::Max => x.max(y),
+                BinaryOp::Min => x.min(y),
+            };
+            let n: usize = out.iter().product();
+            Some(TensorData::F32(
+                (0..n).map(|i| f(da[idx(sa, i)], db[idx(sb, i)])).collect(),
+            ))
+        }
+        _ => None,
+    }
+}

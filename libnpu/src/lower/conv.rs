@@ -1,0 +1,778 @@
+//! f32 conv2d with constant weights, as tap-wise accumulating matrix
+//! products ("direct" convolution; no im2col matrix).
+//!
+//! Activations stay NCHW in memory and planar in SRAM. A band of output
+//! rows reads a band of padded input rows, loaded once into SRAM as
+//! `[phase][channel][row][col]`, where the `stride_h x stride_w` phases
+//! split the rows and columns by their remainder modulo the stride (a
+//! stride-1 conv has one phase). In a phase, every filter tap `(r, s)` sees
+//! the output pixels as one contiguous run of the flattened phase plane
+//! (row pitch `PW`), so one MATMUL per tap computes
+//!
+//! ```text
+//!   acc[k][i] (+)= sum_c W[k][c][r][s] * band[phase(r, s)][c][off(r, s) + i]
+//! ```
+//!
+//! for the `kc` output channels and `cc` input channels of the tile and
+//! every output pixel `i = y * PW + x` of the band (the `PW - out_w`
+//! columns past the right edge are computed and never stored). The result
+//! is already planar: bias (per row), activation, and one strided DMA store
+//! per tile. Weights are packed at compile time as `[tap][kc][cc]` per tile
+//! and, when the input channels fit in one tile, loaded once per block of
+//! output channels. Depthwise convolutions (one input channel per group)
+//! use a per-row BINARY multiply-add per tap instead of a MATMUL.
+
+use super::emit::{Emitter, Slots};
+use super::plan::Loc;
+use crate::ir::{UnaryOp, Window};
+use npu_isa::{self as isa, Broadcast, Insn, Strided, Tile};
+
+const ES: usize = 4;
+
+/// What one instruction weighs against modelled cycles when choosing
+/// tiles: command bytes are worth keeping small (a job holds at most
+/// 16 MiB, and every byte is fetched), so a tiling that saves an
+/// instruction may cost up to this many cycles more.
+const INSN_WEIGHT: u64 = 128;
+
+pub(super) struct DirectConv<'a> {
+    /// NCHW input shape.
+    pub x: [usize; 4],
+    /// KCRS filter shape (C per group).
+    pub w: [usize; 4],
+    pub out_hw: [usize; 2],
+    pub win: Window,
+    pub groups: usize,
+    /// The filter, KCRS, row-major.
+    pub weight: &'a [f32],
+    pub bias: Option<&'a [f32]>,
+    pub act: Option<UnaryOp>,
+    pub xl: Loc,
+    /// Added to the result before the activation (same shape).
+    pub residual: Option<Loc>,
+    pub out: Loc,
+}
+
+/// Geometry of one band of `rows` output rows.
+#[derive(Clone, Copy, Debug)]
+struct Band {
+    /// Padded input rows the band reads.
+    bh: usize,
+    /// Rows and columns of a phase plane.
+    ph: usize,
+    pw: usize,
+    /// Output pixels computed per row of channels (`(rows-1)*pw + out_w`).
+    m: usize,
+}
+
+/// Tile sizes: output rows per band, output channels per block, input
+/// channels per block.
+#[derive(Clone, Copy, Debug)]
+struct Tiles {
+    rows: usize,
+    kc: usize,
+    cc: usize,
+    /// One slot for the band and the weights: larger tiles, fewer
+    /// instructions, no overlap of their loads with the compute.
+    single: bool,
+}
+
+impl DirectConv<'_> {
+    fn depthwise(&self) -> bool {
+        self.w[1] == 1 && self.groups > 1 && self.w[0] == self.groups
+    }
+
+    fn band(&self, rows: usize) -> Band {
+        let [sh, sw] = self.win.stride;
+        let bh = (rows - 1) * sh + (self.w[2] - 1) * self.win.dilation[0] + 1;
+        // Row pitch. With column stride 1, rows are `pad` zeros then the
+        // image row: the right padding a tap reads past a row's end is the
+        // next row's left padding (or, after the last row, `tail()`
+        // zeros), so only `pad` columns per row are computed and dropped.
+        // Otherwise the padded width over the stride.
+        let pw = if sw == 1 {
+            self.x[3] + self.win.padding[1]
+        } else {
+            (self.x[3] + 2 * self.win.padding[1]).div_ceil(sw)
+        };
+        Band {
+            bh,
+            ph: bh.div_ceil(sh),
+            pw,
+            m: (rows - 1) * pw + self.out_hw[1],
+        }
+    }
+
+    /// Zero elements after the last phase plane of a band (the right
+    /// padding of its last row, see `band`).
+    fn tail(&self) -> usize {
+        if self.win.stride[1] == 1 {
+            self.win.padding[1]
+        } else {
+            0
+        }
+    }
+
+    /// The phases some tap reads, as (row phase, column phase).
+    fn phases(&self) -> Vec<(usize, usize)> {
+        let [sh, sw] = self.win.stride;
+        let [dh, dw] = self.win.dilation;
+        let mut v = Vec::new();
+        for py in 0..sh {
+            for px in 0..sw {
+                let row = (0..self.w[2]).any(|r| (r * dh) % sh == py);
+                let col = (0..self.w[3]).any(|s| (s * dw) % sw == px);
+                if row && col {
+                    v.push((py, px));
+                }
+            }
+        }
+        v
+    }
+
+    fn phase_index(&self, py: usize, px: usize) -> usize {
+        py * self.win.stride[1] + px
+    }
+
+    /// SRAM bytes per slot: (band, weights, bias, accumulator, temporary).
+    fn slot_bytes(&self, t: Tiles) -> [u64; 5] {
+        let b = self.band(t.rows);
+        let phases = self.win.stride[0] * self.win.stride[1];
+        let taps = self.w[2] * self.w[3];
+        let band = ((phases * t.cc * b.ph * b.pw + self.tail()) * ES) as u64;
+        let (wts, acc, tmp) = if self.depthwise() {
+            (taps * t.cc * ES, t.cc * b.m * ES, t.cc * b.m * ES)
+        } else {
+            (taps * t.kc * t.cc * ES, t.kc * b.m * ES, 0)
+        };
+        [
+            band,
+            wts as u64,
+            (t.kc.max(t.cc) * ES) as u64,
+            acc as u64,
+            tmp as u64,
+        ]
+    }
+
+    /// SRAM slots per operand (band, weights, bias, accumulator,
+    /// temporary): two where consecutive steps load different data, so the
+    /// next load overlaps this step's compute; one where the data changes
+    /// rarely (loaded after the step that last reads it).
+    fn slot_counts(&self, t: Tiles, nb: u32) -> [u32; 5] {
+        let bands = self.out_hw[0].div_ceil(t.rows);
+        if self.depthwise() {
+            let n = if t.single { 1 } else { nb };
+            return [n, 1, 1, n, 1];
+        }
+        let ncc = self.w[1].div_ceil(t.cc);
+        let band = if bands * ncc == 1 || t.single { 1 } else { nb };
+        let wts = if ncc == 1 || t.single { 1 } else { nb };
+        [band, wts, wts, if t.single { 1 } else { nb }, 1]
+    }
+
+    /// Modelled cost of a tiling, for choosing one: the slower engine's
+    /// work plus per-instruction overheads.
+    fn score(&self, t: Tiles) -> u64 {
+        let (n, c) = (self.x[0], self.x[1]);
+        let [k, cg, r, s] = self.w;
+        let (oh, ow) = (self.out_hw[0], self.out_hw[1]);
+        let b = self.band(t.rows);
+        let bands = oh.div_ceil(t.rows);
+        let taps = r * s;
+        let [band_b, w_b, ..] = self.slot_bytes(t);
+        let band_dmas = if self.win.stride[1] == 1 {
+            self.win.stride[0]
+        } else {
+            (b.bh * self.win.stride[1]).min(self.phases().len() * t.cc)
+        };
+        let (blocks, band_loads, w_loads, macs) = if self.depthwise() {
+            let chunks = c.div_ceil(t.cc);
+            let blocks = n * chunks * bands;
+            (
+                blocks,
+                blocks,
+                n * chunks,
+                (n * c * bands * b.m * taps * 2 / 8) as u64,
+            )
+        } else {
+            let (kg, nk, ncc) = (
+                k / self.groups,
+                (k / self.groups).div_ceil(t.kc),
+                cg.div_ceil(t.cc),
+            );
+            let blocks = n * self.groups * nk * bands * ncc;
+            let band_loads = if bands * ncc == 1 {
+                n * self.groups
+            } else {
+                blocks
+            };
+            let w_loads = if ncc == 1 {
+                n * self.groups * nk
+            } else {
+                blocks
+            };
+            (
+                blocks,
+                band_loads,
+                w_loads,
+                (n * self.groups * kg * cg * bands * b.m * taps) as u64,
+            )
+        };
+        let dma =
+            (band_loads as u64 * band_b + w_loads as u64 * w_b + (n * k * oh * ow * ES) as u64)
+                / 64
+                + 66 * (band_loads * band_dmas + w_loads + blocks) as u64;
+        let per_block = if self.depthwise() { 2 * taps } else { taps };
+        let insns = (blocks * (per_block + 3) + band_loads * (band_dmas + 1) + 2 * w_loads) as u64;
+        let compute = macs / 256 + 2 * insns;
+        // Command bytes matter beside cycles: an instruction weighs as much
+        // as INSN_WEIGHT cycles of the slower engine.
+        let time = if t.single {
+            dma + compute
+        } else {
+            dma.max(compute)
+        };
+        time + INSN_WEIGHT * insns
+    }
+
+    fn choose(&self, e: &mut Emitter) -> Option<(Tiles, [Slots; 5], [u32; 5])> {
+        let nb = e.nbuf();
+        let kg = self.w[0] / self.groups;
+        let cg = if self.depthwise() {
+            self.x[1]
+        } else {
+            self.w[1]
+        };
+        let halvings = |n: usize| {
+            let mut v = vec![n];
+            let mut x = n;
+            while x > 1 {
+                x = x.div_ceil(2);
+                v.push(x);
+            }
+            v
+        };
+        let mut best: Option<(u64, Tiles)> = None;
+        for rows in halvings(self.out_hw[0]) {
+            for kc in if self.depthwise() {
+                vec![1]
+            } else {
+                halvings(kg)
+            } {
+                for (cc, single) in halvings(cg)
+                    .into_iter()
+                    .flat_map(|cc| [(cc, false), (cc, true)])
+                {
+                    if single && nb == 1 {
+                        continue;
+                    }
+                    let t = Tiles {
+                        rows,
+                        kc,
+                        cc,
+                        single,
+                    };
+                    let bytes = self.slot_bytes(t);
+                    let counts = self.slot_counts(t, nb);
+                    let total: u64 = bytes
+                        .iter()
+                        .zip(counts)
+                        .map(|(b, n)| b.max(&4).next_multiple_of(64) * n as u64)
+                        .sum();
+                    if total > e.params.sram_size as u64
+                        || bytes.iter().any(|b| *b >= u32::MAX as u64)
+                    {
+                        continue;
+                    }
+                    let score = self.score(t);
+                    if best.is_none_or(|(s, _)| score < s) {
+                        best = Some((score, t));
+                    }
+                }
+            }
+        }
+        let (_, t) = best?;
+        e.sram_reset();
+        let b = self.slot_bytes(t);
+        let n = self.slot_counts(t, nb);
+        let slots = [
+            e.sram_alloc(b[0], n[0]).ok()?,
+            e.sram_alloc(b[1], n[1]).ok()?,
+            e.sram_alloc(b[2], n[2]).ok()?,
+            e.sram_alloc(b[3], n[3]).ok()?,
+            e.sram_alloc(b[4], n[4]).ok()?,
+        ];
+        Some((t, slots, n))
+    }
+}
+
+/// One unit of work: accumulate input channels `c0..c0+ccn` of band
+/// `band` into output channels `k0..k0+kcn` (absolute channel indices).
+#[derive(Clone, Copy, Debug)]
+struct Step {
+    img: usize,
+    /// First input channel (absolute) and count.
+    c0: usize,
+    ccn: usize,
+    /// First output channel (absolute) and count.
+    k0: usize,
+    kcn: usize,
+    y0: usize,
+    nrows: usize,
+    /// Index of the packed weight block.
+    wblock: usize,
+    /// First and last input-channel block of the accumulation.
+    first: bool,
+    last: bool,
+}
+
+pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), String> {
+    let (n, c, h, w) = (s.x[0], s.x[1], s.x[2], s.x[3]);
+    let [k, cg, r, sw_] = s.w;
+    let (oh, ow) = (s.out_hw[0], s.out_hw[1]);
+    let dw = s.depthwise();
+    let (t, slots, counts) = s.choose(e).ok_or_else(|| format!("one output row of {ow} pixels with one channel and its {r}x{sw_} filter taps does not fit"))?;
+    let [sband, swt, sbias, sacc, stmp] = slots;
+    let kg = k / s.groups;
+    let taps = r * sw_;
+    log::debug!("direct conv {:?} -> {k}x{oh}x{ow}: tiles {t:?}", s.x);
+
+    // Pack the weights and biases per block, and list the steps.
+    let mut steps = Vec::new();
+    let mut blocks: Vec<(Loc, Option<Loc>)> = Vec::new();
+    let bands: Vec<(usize, usize)> = (0..oh.div_ceil(t.rows))
+        .map(|b| (b * t.rows, (oh - b * t.rows).min(t.rows)))
+        .collect();
+    if dw {
+        for c0 in (0..c).step_by(t.cc) {
+            let ccn = (c - c0).min(t.cc);
+            let wl = e.constant_with(taps * ccn * ES, |out| {
+                let mut dst = out.chunks_exact_mut(ES);
+                for tap in 0..taps {
+                    for ch in c0..c0 + ccn {
+                        if let Some(d) = dst.next() {
+                            d.copy_from_slice(&s.weight[ch * taps + tap].to_le_bytes());
+                        }
+                    }
+                }
+            });
+            let bl = s.bias.map(|b| e.constant(&f32_bytes(&b[c0..c0 + ccn])));
+            blocks.push((wl, bl));
+            for img in 0..n {
+                for &(y0, nrows) in &bands {
+                    steps.push(Step {
+                        img,
+                        c0,
+                        ccn,
+                        k0: c0,
+                        kcn: ccn,
+                        y0,
+                        nrows,
+                        wblock: blocks.len() - 1,
+                        first: true,
+                        last: true,
+                    });
+                }
+            }
+        }
+        // Images outermost, so each image's channels are contiguous work.
+        steps.sort_by_key(|st| st.img);
+    } else {
+        let mut index = std::collections::HashMap::new();
+        for gi in 0..s.groups {
+            for kk in (0..kg).step_by(t.kc) {
+                let kcn = (kg - kk).min(t.kc);
+                let bl = s
+                    .bias
+                    .map(|b| e.constant(&f32_bytes(&b[gi * kg + kk..gi * kg + kk + kcn])));
+                for cc0 in (0..cg).step_by(t.cc) {
+                    let ccn = (cg - cc0).min(t.cc);
+                    let wl = e.constant_with(taps * kcn * ccn * ES, |out| {
+                        let mut dst = out.chunks_exact_mut(ES);
+                        for tap in 0..taps {
+                            for ko in gi * kg + kk..gi * kg + kk + kcn {
+                                let row = &s.weight[(ko * cg + cc0) * taps..];
+                                for ci in 0..ccn {
+                                    if let Some(d) = dst.next() {
+                                        d.copy_from_slice(&row[ci * taps + tap].to_le_bytes());
+                                    }
+                                }
+                            }
+                        }
+                    });
+                    index.insert((gi, kk, cc0), blocks.len());
+                    blocks.push((wl, bl));
+                }
+            }
+        }
+        for img in 0..n {
+            for gi in 0..s.groups {
+                for kk in (0..kg).step_by(t.kc) {
+                    let kcn = (kg - kk).min(t.kc);
+                    for &(y0, nrows) in &bands {
+                        for cc0 in (0..cg).step_by(t.cc) {
+                            let ccn = (cg - cc0).min(t.cc);
+                            steps.push(Step {
+                                img,
+                                c0: gi * cg + cc0,
+                                ccn,
+                                k0: gi * kg + kk,
+                                kcn,
+                                y0,
+                                nrows,
+                                wblock: index[&(gi, kk, cc0)],
+                                first: cc0 == 0,
+                                last: cc0 + ccn == cg,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    // Which loads each step issues, and into which slots: a band or a
+    // weight block is loaded when it differs from the previous step's.
+    let [nbb, nbw, _, nba, _] = counts.map(|c| c as usize);
+    let mut plan = Vec::with_capacity(steps.len());
+    let (mut nband, mut nw, mut nacc) = (0usize, 0usize, 0usize);
+    let mut prev: Option<Step> = None;
+    for st in &steps {
+        let new_band = prev.is_none_or(|p| (p.img, p.c0, p.y0) != (st.img, st.c0, st.y0));
+        let new_w = prev.is_none_or(|p| p.wblock != st.wblock);
+        if new_band {
+            nband += 1;
+        }
+        if new_w {
+            nw += 1;
+        }
+        if st.first {
+            nacc += 1;
+        }
+        plan.push((
+            new_band,
+            new_w,
+            ((nband - 1) % nbb) as u32,
+            ((nw - 1) % nbw) as u32,
+            ((nacc - 1) % nba) as u32,
+        ));
+        prev = Some(*st);
+    }
+
+    let phases = s.phases();
+    let [sh, sw] = s.win.stride;
+    let [dh, dwl] = s.win.dilation;
+    let [pad_h, pad_w] = s.win.padding;
+    let hw = (h * w * ES) as u32;
+    // `early`: the loads into double-buffered operands (issued before the
+    // previous step's compute); else the single-slot ones (after it).
+    let load = |e: &mut Emitter, i: usize, early: bool| {
+        let st = steps[i];
+        let (new_band, new_w, bslot, wslot, _) = plan[i];
+        if new_band && (nbb == 2) == early {
+            let b = s.band(st.nrows);
+            let base = sband.at(bslot);
+            let plane = b.ph * b.pw;
+            let iy_lo = (st.y0 * sh) as isize - pad_h as isize;
+            // Zero the padding (and phase cells past the image) unless the
+            // loads cover the whole band.
+            let covered = pad_h == 0
+                && pad_w == 0
+                && sh == 1
+                && sw == 1
+                && iy_lo + b.bh as isize <= h as isize;
+            if !covered {
+                let len = ((sh * sw * st.ccn * plane + s.tail()) * ES) as u32;
+                e.push(Insn::Fill {
+                    dst: base,
+                    len,
+                    pattern: 0,
+                });
+            }
+            let rows: Vec<usize> = (0..b.bh)
+                .filter(|rb| (0..h as isize).contains(&(iy_lo + *rb as isize)))
+                .collect();
+            let chan = |e: &mut Emitter, rb0: usize, nrows: usize, row_step: usize, px: usize| {
+                // Columns cp (padded) with cp % sw == px inside the image.
+                let cp0 = pad_w + (px + sw - pad_w % sw) % sw;
+                if cp0 >= pad_w + w || nrows == 0 {
+                    return;
+                }
+                let count = (pad_w + w - 1 - cp0) / sw + 1;
+                let iy = (iy_lo + rb0 as isize) as usize;
+                let off = (((st.img * c + st.c0) * h + iy) * w + (cp0 - pad_w)) * ES;
+                let py = rb0 % sh;
+                let dst = base
+                    + ((((s.phase_index(py, px) * st.ccn) * plane) + (rb0 / sh) * b.pw + cp0 / sw)
+                        * ES) as u32;
+                if sw == 1 {
+                    // Whole rows: rows of the phase, planes are channels.
+                    let rowb = (count * ES) as u32;
+                    e.load(
+                        s.xl,
+                        off as u64,
+                        dst,
+                        Strided {
+                            shape: [rowb, nrows as u32, st.ccn as u32],
+                            stride: [(row_step * w * ES) as u32, hw],
+                        },
+                        Strided {
+                            shape: [rowb, nrows as u32, st.ccn as u32],
+                            stride: [(b.pw * ES) as u32, (plane * ES) as u32],
+                        },
+                    );
+                } else {
+                    // One input row: elements `sw` apart, planes are channels.
+                    e.load(
+                        s.xl,
+                        off as u64,
+                        dst,
+                        Strided {
+                            shape: [ES as u32, count as u32, st.ccn as u32],
+                            stride: [(sw * ES) as u32, hw],
+                        },
+                        Strided {
+                            shape: [ES as u32, count as u32, st.ccn as u32],
+                            stride: [ES as u32, (plane * ES) as u32],
+                        },
+                    );
+                }
+            };
+            if sw == 1 {
+                // Per row phase: the valid rows of that phase in one load.
+                for py in 0..sh {
+                    if !phases.iter().any(|p| p.0 == py) {
+                        continue;
+                    }
+                    let mine: Vec<usize> =
+                        rows.iter().copied().filter(|rb| rb % sh == py).collect();
+                    if let Some(&rb0) = mine.first() {
+                        chan(e, rb0, mine.len(), sh, 0);
+                    }
+                }
+            } else if rows.len() * phases.len() / sh <= phases.len() * st.ccn {
+                for &rb in &rows {
+                    for &(py, px) in &phases {
+                        if rb % sh == py {
+                            chan(e, rb, 1, sh, px);
+                        }
+                    }
+                }
+            } else {
+                // Few channels: one load per phase and channel, rows
+                // `sh` and columns `sw` apart.
+                for &(py, px) in &phases {
+                    let mine: Vec<usize> =
+                        rows.iter().copied().filter(|rb| rb % sh == py).collect();
+                    let cp0 = pad_w + (px + sw - pad_w % sw) % sw;
+                    let Some(&rb0) = mine.first() else { continue };
+                    if cp0 >= pad_w + w {
+                        continue;
+                    }
+                    let count = ((pad_w + w - 1 - cp0) / sw + 1) as u32;
+                    let iy = (iy_lo + rb0 as isize) as usize;
+                    for ch in 0..st.ccn {
+                        let off = (((st.img * c + st.c0 + ch) * h + iy) * w + (cp0 - pad_w)) * ES;
+                        let dst = base
+                            + (((s.phase_index(py, px) * st.ccn + ch) * plane
+                                + (rb0 / sh) * b.pw
+                                + cp0 / sw)
+                                * ES) as u32;
+                        let shape = [ES as u32, count, mine.len() as u32];
+                        e.load(
+                            s.xl,
+                            off as u64,
+                            dst,
+                            Strided {
+                                shape,
+                                stride: [(sw * ES) as u32, (sh * w * ES) as u32],
+                            },
+                            Strided {
+                                shape,
+                                stride: [ES as u32, (b.pw * ES) as u32],
+                            },
+                        );
+                    }
+                }
+            }
+        }
+        if let (Some(rl), true, true) = (s.residual, st.first, (nba == 2) == early) {
+            // The residual tile starts the accumulator, laid out like it.
+            let (_, _, _, _, aslot) = plan[i];
+            let b = s.band(st.nrows);
+            let acc_ld = s.band(t.rows).m;
+            let rowb = (ow * ES) as u32;
+            let shape = [rowb, st.nrows as u32, st.kcn as u32];
+            e.load(
+                rl,
+                (((st.img * k + st.k0) * oh + st.y0) * ow * ES) as u64,
+                sacc.at(aslot),
+                Strided {
+                    shape,
+                    stride: [rowb, (oh * ow * ES) as u32],
+                },
+                Strided {
+                    shape,
+                    stride: [(b.pw * ES) as u32, (acc_ld * ES) as u32],
+                },
+            );
+        }
+        if new_w && (nbw == 2) == early {
+            let (wl, bl) = blocks[st.wblock];
+            let wbytes = (taps * if dw { st.ccn } else { st.kcn * st.ccn } * ES) as u32;
+            e.load(
+                wl,
+                0,
+                swt.at(wslot),
+                Strided::contiguous(wbytes),
+                Strided::contiguous(wbytes),
+            );
+            if let Some(bl) = bl {
+                let bb = (st.kcn * ES) as u32;
+                e.load(
+                    bl,
+                    0,
+                    sbias.at(wslot),
+                    Strided::contiguous(bb),
+                    Strided::contiguous(bb),
+                );
+            }
+        }
+    };
+    let body = |e: &mut Emitter, i: usize| {
+        let st = steps[i];
+        let (_, _, bslot, wslot, aslot) = plan[i];
+        let b = s.band(st.nrows);
+        let plane = b.ph * b.pw;
+        let acc_ld = s.band(t.rows).m as u32;
+        let acc = Tile {
+            addr: sacc.at(aslot),
+            ld: acc_ld,
+        };
+        let m = b.m as u32;
+        for ri in 0..r {
+            for si in 0..sw_ {
+                let tap = ri * sw_ + si;
+                let (py, qy) = ((ri * dh) % sh, (ri * dh) / sh);
+                let (px, qx) = ((si * dwl) % sw, (si * dwl) / sw);
+                let src = sband.at(bslot)
+                    + ((s.phase_index(py, px) * st.ccn * plane + qy * b.pw + qx) * ES) as u32;
+                let src = Tile {
+                    addr: src,
+                    ld: plane as u32,
+                };
+                if dw {
+                    let wv = Tile {
+                        addr: swt.at(wslot) + (tap * st.ccn * ES) as u32,
+                        ld: 0,
+                    };
+                    let (dst, first) = if tap == 0 && s.residual.is_none() {
+                        (acc, true)
+                    } else {
+                        (
+                            Tile {
+                                addr: stmp.at(0),
+                                ld: acc_ld,
+                            },
+                            false,
+                        )
+                    };
+                    e.push(Insn::Binary {
+                        op: isa::BinaryOp::Mul,
+                        dtype: isa::DType::F32,
+                        bcast: Broadcast::PerRow,
+                        rows: st.ccn as u32,
+                        cols: m,
+                        a: src,
+                        b: wv,
+                        out: dst,
+                        scalar: 0,
+                    });
+                    if !first {
+                        e.push(Insn::Binary {
+                            op: isa::BinaryOp::Add,
+                            dtype: isa::DType::F32,
+                            bcast: Broadcast::None,
+                            rows: st.ccn as u32,
+                            cols: m,
+                            a: acc,
+                            b: dst,
+                            out: acc,
+                            scalar: 0,
+                        });
+                    }
+                } else {
+                    e.push(Insn::Matmul {
+                        dtype: isa::DType::F32,
+                        accumulate: !(st.first && tap == 0) || s.residual.is_some(),
+                        transpose_b: false,
+                        m: st.kcn as u32,
+                        n: m,
+                        k: st.ccn as u32,
+                        a: Tile {
+                            addr: swt.at(wslot) + (tap * st.kcn * st.ccn * ES) as u32,
+                            ld: st.ccn as u32,
+                        },
+                        b: src,
+                        c: acc,
+                    });
+                }
+            }
+        }
+        if !st.last {
+            return;
+        }
+        if s.bias.is_some() {
+            let bv = Tile {
+                addr: sbias.at(wslot),
+                ld: 0,
+            };
+            e.push(Insn::Binary {
+                op: isa::BinaryOp::Add,
+                dtype: isa::DType::F32,
+                bcast: Broadcast::PerRow,
+                rows: st.kcn as u32,
+                cols: m,
+                a: acc,
+                b: bv,
+                out: acc,
+                scalar: 0,
+            });
+        }
+        if let Some(act) = s.act {
+            e.push(super::ops::unary_insn(act, st.kcn as u32, m, acc, acc));
+        }
+        // Output rows of the band: `ow` of every `pw` computed pixels.
+        let off = (((st.img * k + st.k0) * oh + st.y0) * ow * ES) as u64;
+        let rowb = (ow * ES) as u32;
+        e.store(
+            s.out,
+            off,
+            acc.addr,
+            Strided {
+                shape: [rowb, st.nrows as u32, st.kcn as u32],
+                stride: [rowb, (oh * ow * ES) as u32],
+            },
+            Strided {
+                shape: [rowb, st.nrows as u32, st.kcn as u32],
+                stride: [(b.pw * ES) as u32, acc_ld * ES as u32],
+            },
+        );
+    };
+    load(e, 0, true);
+    load(e, 0, false);
+    for i in 0..steps.len() {
+        if i + 1 < steps.len() {
+            load(e, i + 1, true);
+        }
+        body(e, i);
+        if i + 1 < steps.len() {
+            load(e, i + 1, false);
+        }
+    }
+    Ok(())
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}

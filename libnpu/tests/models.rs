@@ -1,0 +1,1085 @@
+//! Real networks through the compiler: constants, folding, the direct
+//! convolution, jobs, and ResNet-18 / MobileNetV2 against numpy.
+
+#[path = "models/nets.rs"]
+mod nets;
+
+use npu::ir::{BinaryOp, Graph, Op, UnaryOp, Window};
+use npu::lower::BufferKind;
+use npu::{compile, CompileOptions, DType, DeviceParams, Session, TensorData, TensorType};
+use std::collections::HashMap;
+
+fn rng(seed: u64) -> impl FnMut() -> f32 {
+    let mut s = seed | 1;
+    move || {
+        s ^= s >> 12;
+        s ^= s << 25;
+        s ^= s >> 27;
+        (s.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+}
+
+fn constant(
+    g: &mut Graph,
+    name: &str,
+    shape: &[usize],
+    r: &mut impl FnMut() -> f32,
+) -> npu::ValueId {
+    let n: usize = shape.iter().product();
+    g.constant(
+        name,
+        TensorType::new(DType::F32, shape),
+        TensorData::F32((0..n).map(|_| r()).collect()),
+    )
+    .unwrap()
+}
+
+/// (input NCHW, out channels, kernel, stride, pad, dilation, groups, bias, relu)
+type ConvCase = (
+    [usize; 4],
+    usize,
+    [usize; 2],
+    [usize; 2],
+    [usize; 2],
+    [usize; 2],
+    usize,
+    bool,
+    bool,
+);
+
+fn conv_graph(case: ConvCase, seed: u64) -> Graph {
+    let (x, k, kernel, stride, padding, dilation, groups, bias, relu) = case;
+    let mut r = rng(seed);
+    let mut g = Graph::new();
+    let xi = g.input("x", TensorType::new(DType::F32, &x)).unwrap();
+    let w = constant(
+        &mut g,
+        "w",
+        &[k, x[1] / groups, kernel[0], kernel[1]],
+        &mut r,
+    );
+    let b = bias.then(|| constant(&mut g, "b", &[k], &mut r));
+    let window = Window {
+        stride,
+        padding,
+        dilation,
+    };
+    let mut y = g
+        .add(
+            "y",
+            Op::Conv2d {
+                input: xi,
+                weight: w,
+                bias: b,
+                window,
+                groups,
+            },
+            None,
+        )
+        .unwrap();
+    if relu {
+        y = g
+            .add(
+                "r",
+                Op::Unary {
+                    op: UnaryOp::Relu,
+                    x: y,
+                },
+                None,
+            )
+            .unwrap();
+    }
+    g.output(y).unwrap();
+    g
+}
+
+#[test]
+fn direct_conv_matches_the_reference_across_shapes_and_tilings() {
+    let cases: &[ConvCase] = &[
+        (
+            [1, 3, 9, 11],
+            5,
+            [3, 3],
+            [1, 1],
+            [1, 1],
+            [1, 1],
+            1,
+            true,
+            true,
+        ),
+        (
+            [2, 4, 10, 10],
+            6,
+            [3, 3],
+            [2, 2],
+            [1, 1],
+            [1, 1],
+            1,
+            true,
+            false,
+        ),
+        (
+            [1, 3, 17, 15],
+            8,
+            [7, 7],
+            [2, 2],
+            [3, 3],
+            [1, 1],
+            1,
+            false,
+            true,
+        ),
+        (
+            [1, 8, 8, 8],
+            8,
+            [3, 3],
+            [1, 1],
+            [1, 1],
+            [1, 1],
+            8,
+            true,
+            false,
+        ),
+        (
+            [1, 8, 9, 9],
+            8,
+            [3, 3],
+            [2, 2],
+            [1, 1],
+            [1, 1],
+            8,
+            true,
+            true,
+        ),
+        (
+            [1, 6, 7, 9],
+            4,
+            [3, 3],
+            [1, 1],
+            [2, 2],
+            [2, 2],
+            2,
+            true,
+            false,
+        ),
+        (
+            [1, 16, 6, 6],
+            32,
+            [1, 1],
+            [1, 1],
+            [0, 0],
+            [1, 1],
+            1,
+            true,
+            false,
+        ),
+        (
+            [1, 16, 8, 8],
+            8,
+            [1, 1],
+            [2, 2],
+            [0, 0],
+            [1, 1],
+            1,
+            false,
+            false,
+        ),
+        (
+            [1, 5, 8, 7],
+            3,
+            [2, 3],
+            [1, 2],
+            [0, 1],
+            [1, 1],
+            1,
+            true,
+            true,
+        ),
+        (
+            [1, 64, 12, 12],
+            64,
+            [3, 3],
+            [1, 1],
+            [1, 1],
+            [1, 1],
+            1,
+            true,
+            true,
+        ),
+    ];
+    for (i, &case) in cases.iter().enumerate() {
+        let g = conv_graph(case, i as u64 + 1);
+        for sram in [8u32 << 10, 64 << 10, 1 << 20] {
+            let mut s = Session::model(sram);
+            let k = s
+                .compile(g.clone())
+                .unwrap_or_else(|e| panic!("case {i} at {sram}: {e}"));
+            assert!(
+                k.program
+                    .buffers()
+                    .iter()
+                    .any(|b| b.kind == BufferKind::Constant),
+                "case {i}: weights are constants"
+            );
+            let inputs = npu::runtime::random_inputs(&g, 7 + i as u64);
+            s.run_checked(&k, &inputs, 1e-4)
+                .unwrap_or_else(|e| panic!("case {i} {case:?} at {sram} bytes of SRAM: {e}"));
+        }
+    }
+}
+
+#[test]
+fn batch_norm_folds_into_the_conv_and_dead_code_is_dropped() {
+    let mut r = rng(3);
+    let mut g = Graph::new();
+    let x = g
+        .input("x", TensorType::new(DType::F32, &[1, 4, 6, 6]))
+        .unwrap();
+    let w = constant(&mut g, "w", &[8, 4, 3, 3], &mut r);
+    let scale = constant(&mut g, "scale", &[1, 8, 1, 1], &mut r);
+    let shift = constant(&mut g, "shift", &[8, 1, 1], &mut r);
+    let window = Window {
+        padding: [1, 1],
+        ..Window::default()
+    };
+    let y = g
+        .add(
+            "conv",
+            Op::Conv2d {
+                input: x,
+                weight: w,
+                bias: None,
+                window,
+                groups: 1,
+            },
+            None,
+        )
+        .unwrap();
+    let y = g
+        .add(
+            "bn_mul",
+            Op::Binary {
+                op: BinaryOp::Mul,
+                a: scale,
+                b: y,
+            },
+            None,
+        )
+        .unwrap();
+    let y = g
+        .add(
+            "bn_sub",
+            Op::Binary {
+                op: BinaryOp::Sub,
+                a: y,
+                b: shift,
+            },
+            None,
+        )
+        .unwrap();
+    let y = g
+        .add(
+            "relu",
+            Op::Unary {
+                op: UnaryOp::Relu,
+                x: y,
+            },
+            None,
+        )
+        .unwrap();
+    // Nothing reads this.
+    g.add(
+        "dead",
+        Op::Unary {
+            op: UnaryOp::Exp,
+            x,
+        },
+        None,
+    )
+    .unwrap();
+    g.output(y).unwrap();
+    let opt = npu::ir::passes::optimize(&g).unwrap();
+    let names: Vec<&str> = opt
+        .nodes()
+        .iter()
+        .filter(|n| !matches!(n.op, Op::Constant { .. }))
+        .map(|n| n.name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["x", "bn_sub", "relu"],
+        "the conv absorbed the norm; `dead` is gone"
+    );
+    let mut s = Session::model(64 << 10);
+    let k = s.compile(g.clone()).unwrap();
+    let binaries = k
+        .program
+        .insns()
+        .iter()
+        .filter(|i| {
+            matches!(
+                i,
+                npu::isa::Insn::Binary {
+                    op: npu::isa::BinaryOp::Mul | npu::isa::BinaryOp::Sub,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(binaries, 0, "no multiply or subtract left on the device");
+    s.run_checked(&k, &npu::runtime::random_inputs(&g, 5), 1e-4)
+        .unwrap();
+}
+
+#[test]
+fn constant_subgraphs_are_computed_at_compile_time() {
+    let mut r = rng(4);
+    let mut g = Graph::new();
+    let x = g.input("x", TensorType::new(DType::F32, &[3, 4])).unwrap();
+    let a = constant(&mut g, "a", &[3, 4], &mut r);
+    let b = constant(&mut g, "b", &[4], &mut r);
+    let ab = g
+        .add(
+            "ab",
+            Op::Binary {
+                op: BinaryOp::Max,
+                a,
+                b,
+            },
+            None,
+        )
+        .unwrap();
+    let t = g
+        .add(
+            "t",
+            Op::Unary {
+                op: UnaryOp::Tanh,
+                x: ab,
+            },
+            None,
+        )
+        .unwrap();
+    let y = g
+        .add(
+            "y",
+            Op::Binary {
+                op: BinaryOp::Add,
+                a: x,
+                b: t,
+            },
+            None,
+        )
+        .unwrap();
+    g.output(y).unwrap();
+    let opt = npu::ir::passes::optimize(&g).unwrap();
+    let t = opt.lookup("t").unwrap();
+    assert!(
+        matches!(opt.node(t).op, Op::Constant { .. }),
+        "{:?}",
+        opt.node(t).op
+    );
+    let mut s = Session::model(16 << 10);
+    let k = s.compile(g.clone()).unwrap();
+    s.run_checked(&k, &npu::runtime::random_inputs(&g, 6), 1e-5)
+        .unwrap();
+}
+
+#[test]
+fn long_programs_run_as_several_jobs_within_the_limit() {
+    let g = conv_graph(
+        (
+            [1, 16, 20, 20],
+            16,
+            [3, 3],
+            [1, 1],
+            [1, 1],
+            [1, 1],
+            1,
+            true,
+            true,
+        ),
+        9,
+    );
+    let limit = 64 * 40;
+    let opts = CompileOptions {
+        max_job_bytes: limit,
+        ..Default::default()
+    };
+    // Small SRAM: many bands, so many steps... of one conv; chain three
+    // convs so there are step boundaries to split at.
+    let mut r = rng(10);
+    let mut g3 = Graph::new();
+    let x = g3
+        .input("x", TensorType::new(DType::F32, &[1, 8, 12, 12]))
+        .unwrap();
+    let mut y = x;
+    for i in 0..4 {
+        let w = constant(&mut g3, &format!("w{i}"), &[8, 8, 3, 3], &mut r);
+        let window = Window {
+            padding: [1, 1],
+            ..Window::default()
+        };
+        y = g3
+            .add(
+                &format!("c{i}"),
+                Op::Conv2d {
+                    input: y,
+                    weight: w,
+                    bias: None,
+                    window,
+                    groups: 1,
+                },
+                None,
+            )
+            .unwrap();
+        y = g3
+            .add(
+                &format!("r{i}"),
+                Op::Unary {
+                    op: UnaryOp::Relu,
+                    x: y,
+                },
+                None,
+            )
+            .unwrap();
+    }
+    g3.output(y).unwrap();
+    let p = compile(&g3, DeviceParams { sram_size: 1 << 20 }, opts).unwrap();
+    assert!(p.jobs().len() >= 2, "{} jobs", p.jobs().len());
+    for j in p.jobs() {
+        assert!(j.len() * 64 <= limit as usize);
+        assert_eq!(p.insns()[j.end - 1], npu::isa::Insn::End);
+    }
+    assert!(
+        p.bind(&vec![0x10000; p.buffers().len()]).is_err(),
+        "one command buffer cannot hold several jobs"
+    );
+    let mut s = Session::model(1 << 20);
+    s.options = opts;
+    let k = s.compile(g3.clone()).unwrap();
+    assert_eq!(k.program.jobs().len(), p.jobs().len());
+    s.run_checked(&k, &npu::runtime::random_inputs(&g3, 11), 1e-4)
+        .unwrap();
+    // One op that alone needs more than a job holds is a compile error.
+    let e = compile(
+        &g,
+        DeviceParams { sram_size: 8 << 10 },
+        CompileOptions {
+            max_job_bytes: 64 * 4,
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("above the 256-byte limit of one job"),
+        "{e}"
+    );
+}
+
+#[test]
+fn absurd_shapes_are_errors_not_panics() {
+    let mut g = Graph::new();
+    let e = g
+        .input("huge", TensorType::new(DType::F32, &[usize::MAX / 2, 3]))
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("more elements than fit in memory"),
+        "{e}"
+    );
+    let x = g.input("x", TensorType::new(DType::F32, &[4])).unwrap();
+    // 2^32 * 2^32 wraps to 0 in 64 bits; 2^62 * 4 would wrap in the byte count.
+    for shape in [vec![1usize << 32, 1 << 32], vec![1 << 62, 4, 1]] {
+        let e = g
+            .add(
+                "r",
+                Op::Reshape {
+                    x,
+                    shape: shape.clone(),
+                },
+                None,
+            )
+            .unwrap_err();
+        assert!(e.to_string().contains("cannot reshape"), "{shape:?}: {e}");
+    }
+    let e = g
+        .constant(
+            "c",
+            TensorType::new(DType::F32, &[2, 2]),
+            TensorData::F32(vec![1.0; 3]),
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("needs 4 f32 values, got 3"), "{e}");
+    // Representable, but not on this device: a compile error.
+    let mut g = Graph::new();
+    let w = g
+        .input("w", TensorType::new(DType::F32, &[1 << 40, 1]))
+        .unwrap();
+    let y = g
+        .add(
+            "y",
+            Op::Unary {
+                op: UnaryOp::Relu,
+                x: w,
+            },
+            None,
+        )
+        .unwrap();
+    g.output(y).unwrap();
+    let e = compile(
+        &g,
+        DeviceParams { sram_size: 1 << 20 },
+        CompileOptions::default(),
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("more than the ISA's 32-bit sizes express"),
+        "{e}"
+    );
+}
+
+/// Write `net` for tests/models/reference.py: graph.txt and data.bin.
+fn dump(net: &nets::Net, dir: &std::path::Path) {
+    use std::fmt::Write as _;
+    let g = &net.g;
+    let mut text = String::new();
+    let mut data: Vec<u8> = Vec::new();
+    let name = |v: &npu::ValueId| g.node(*v).name.clone();
+    let shape = |s: &[usize]| {
+        s.iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    for n in g.nodes() {
+        let sh = shape(&n.ty.shape);
+        let mut values = |d: &TensorData| {
+            let TensorData::F32(v) = d else {
+                panic!("f32 models only")
+            };
+            let off = data.len() / 4;
+            data.extend(v.iter().flat_map(|x| x.to_le_bytes()));
+            off
+        };
+        let _ = match &n.op {
+            Op::Input => writeln!(
+                text,
+                "input {} {} {sh}",
+                n.name,
+                values(&net.feeds[&n.name])
+            ),
+            Op::Constant { data: d } => writeln!(text, "const {} {} {sh}", n.name, values(d)),
+            Op::Conv2d {
+                input,
+                weight,
+                bias,
+                window: w,
+                groups,
+            } => writeln!(
+                text,
+                "conv {} {} {} {} {} {} {} {} {} {} {groups}",
+                n.name,
+                name(input),
+                name(weight),
+                bias.map(|b| name(&b)).unwrap_or("-".into()),
+                w.stride[0],
+                w.stride[1],
+                w.padding[0],
+                w.padding[1],
+                w.dilation[0],
+                w.dilation[1]
+            ),
+            Op::Binary { op, a, b } => writeln!(
+                text,
+                "binary {} {} {} {}",
+                n.name,
+                op.name(),
+                name(a),
+                name(b)
+            ),
+            Op::Unary {
+                op: UnaryOp::Relu,
+                x,
+            } => writeln!(text, "relu {} {}", n.name, name(x)),
+            Op::Unary {
+                op: UnaryOp::Clamp { lo, hi },
+                x,
+            } => writeln!(text, "clamp {} {} {lo} {hi}", n.name, name(x)),
+            Op::Pool {
+                kind,
+                x,
+                kernel,
+                window: w,
+            } => writeln!(
+                text,
+                "pool {} {} {} {} {} {} {} {} {}",
+                n.name,
+                if *kind == npu::ir::PoolKind::Max {
+                    "max"
+                } else {
+                    "avg"
+                },
+                name(x),
+                kernel[0],
+                kernel[1],
+                w.stride[0],
+                w.stride[1],
+                w.padding[0],
+                w.padding[1]
+            ),
+            Op::Gemm {
+                a,
+                b,
+                bias,
+                trans_a,
+                trans_b,
+            } => writeln!(
+                text,
+                "gemm {} {} {} {} {} {}",
+                n.name,
+                name(a),
+                name(b),
+                bias.map(|b| name(&b)).unwrap_or("-".into()),
+                *trans_a as u8,
+                *trans_b as u8
+            ),
+            Op::Reshape { x, shape: s } => {
+                writeln!(text, "reshape {} {} {}", n.name, name(x), shape(s))
+            }
+            op => panic!("the numpy reference has no {}", op.name()),
+        };
+    }
+    for o in g.outputs() {
+        let _ = writeln!(text, "output {}", name(o));
+    }
+    std::fs::write(dir.join("graph.txt"), text).unwrap();
+    std::fs::write(dir.join("data.bin"), data).unwrap();
+}
+
+/// The outputs of `net` from numpy, or None when python3 or numpy is
+/// missing (an error with NPU_REQUIRE_NUMPY=1).
+fn numpy_outputs(net: &nets::Net, tag: &str) -> Option<HashMap<String, Vec<f32>>> {
+    let dir = std::env::temp_dir().join(format!("npu-models-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dump(net, &dir);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/models/reference.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .arg(&dir)
+        .output();
+    let required = std::env::var("NPU_REQUIRE_NUMPY").is_ok_and(|v| v == "1");
+    let missing = |why: String| {
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            !required,
+            "NPU_REQUIRE_NUMPY=1 but the numpy reference cannot run: {why}"
+        );
+        eprintln!("SKIPPED the numpy comparison: {why} (pip install numpy; NPU_REQUIRE_NUMPY=1 makes this a failure)");
+        None
+    };
+    let out = match out {
+        Err(e) => return missing(format!("python3: {e}")),
+        Ok(o) => o,
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        if stderr.contains("No module named 'numpy'") {
+            return missing("numpy is not installed".into());
+        }
+        panic!("reference.py failed: {stderr}");
+    }
+    let mut res = HashMap::new();
+    for o in net.g.outputs() {
+        let n = &net.g.node(*o).name;
+        let b = std::fs::read(dir.join(format!("{n}.bin"))).unwrap();
+        res.insert(
+            n.clone(),
+            b.chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Some(res)
+}
+
+/// Run `net` on the device model at each SRAM size and compare every
+/// output with numpy: max |npu - numpy| within 1e-3 of max |numpy|.
+fn check_against_numpy(net: &nets::Net, tag: &str) {
+    let Some(want) = numpy_outputs(net, tag) else {
+        return;
+    };
+    for sram in [256u32 << 10, 1 << 20] {
+        let mut s = Session::model(sram);
+        let k = s
+            .compile(net.g.clone())
+            .unwrap_or_else(|e| panic!("{tag} at {sram}: {e}"));
+        let run = s
+            .run(&k, &net.feeds)
+            .unwrap_or_else(|e| panic!("{tag} at {sram}: {e}"));
+        for (name, w) in &want {
+            let TensorData::F32(got) = &run.outputs[name] else {
+                panic!("f32 output")
+            };
+            assert_eq!(got.len(), w.len());
+            let scale = w.iter().fold(0f32, |m, x| m.max(x.abs()));
+            let err = got
+                .iter()
+                .zip(w)
+                .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            eprintln!("{tag} at {} KiB: max |npu - numpy| = {err:.3e}, max |numpy| = {scale:.3e}, {} jobs, {} cycles", sram >> 10, k.program.jobs().len(), run.cycles);
+            assert!(
+                scale > 1e-3,
+                "{tag}: a degenerate output (all near zero) tests nothing"
+            );
+            assert!(
+                err <= 1e-3 * scale,
+                "{tag} at {sram}: max error {err} vs output scale {scale}"
+            );
+        }
+    }
+}
+
+/// The full 224 x 224 networks (seconds on the model); NPU_MODEL_CHECK_HW=64
+/// checks a smaller image.
+fn check_hw() -> usize {
+    std::env::var("NPU_MODEL_CHECK_HW")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(224)
+}
+
+#[test]
+fn resnet18_matches_numpy() {
+    check_against_numpy(
+        &nets::resnet18(check_hw(), nets::Weights::Constants),
+        "resnet18",
+    );
+}
+
+#[test]
+fn mobilenet_v2_matches_numpy() {
+    check_against_numpy(
+        &nets::mobilenet_v2(check_hw(), nets::Weights::Constants),
+        "mobilenetv2",
+    );
+}
+
+#[test]
+fn constants_are_uploaded_once_per_kernel_and_stay_resident() {
+    let g = conv_graph(
+        (
+            [1, 8, 10, 10],
+            16,
+            [3, 3],
+            [1, 1],
+            [1, 1],
+            [1, 1],
+            1,
+            true,
+            true,
+        ),
+        12,
+    );
+    let mut s = Session::model(32 << 10);
+    let k = s.compile(g.clone()).unwrap();
+    let consts = k.program.constants().len() as u64;
+    let input = (8 * 10 * 10 * 4) as u64;
+    assert!(consts >= (16 * 8 * 9 * 4) as u64);
+    let first = s
+        .run_checked(&k, &npu::runtime::random_inputs(&g, 1), 1e-4)
+        .unwrap();
+    assert_eq!(first.uploaded, input + consts);
+    // Another image: only the image goes to the device; the weights the
+    // conv reads are the ones still there from the first run.
+    let second = s
+        .run_checked(&k, &npu::runtime::random_inputs(&g, 2), 1e-4)
+        .unwrap();
+    assert_eq!(second.uploaded, input);
+    // Another kernel of the same shape has other constants: uploaded.
+    let g2 = conv_graph(
+        (
+            [1, 8, 10, 10],
+            16,
+            [3, 3],
+            [1, 1],
+            [1, 1],
+            [1, 1],
+            1,
+            true,
+            true,
+        ),
+        13,
+    );
+    let k2 = s.compile(g2.clone()).unwrap();
+    let third = s
+        .run_checked(&k2, &npu::runtime::random_inputs(&g2, 3), 1e-4)
+        .unwrap();
+    assert_eq!(third.uploaded, input + consts);
+}
+
+#[test]
+fn direct_conv_matches_the_reference_on_random_shapes() {
+    let mut next = {
+        let mut s = 0x9e37_79b9_7f4a_7c15u64;
+        move |n: usize| {
+            s ^= s >> 12;
+            s ^= s << 25;
+            s ^= s >> 27;
+            (s.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % n
+        }
+    };
+    let mut ran = 0;
+    while ran < 60 {
+        let groups = [1, 1, 2, 3][next(4)];
+        let depthwise = next(4) == 0;
+        let cg = 1 + next(5);
+        let c = if depthwise { groups * 4 } else { groups * cg };
+        let k = if depthwise { c } else { groups * (1 + next(6)) };
+        let groups = if depthwise { c } else { groups };
+        let kernel = [1 + next(4), 1 + next(4)];
+        let stride = [1 + next(3), 1 + next(3)];
+        let dilation = [1 + next(2), 1 + next(2)];
+        let padding = [next(kernel[0]), next(kernel[1])];
+        let x = [1 + next(2), c, 1 + next(12), 1 + next(12)];
+        let case: ConvCase = (
+            x,
+            k,
+            kernel,
+            stride,
+            padding,
+            dilation,
+            groups,
+            next(2) == 0,
+            next(2) == 0,
+        );
+        // Windows larger than the padded input are graph errors, not cases.
+        let fits = (0..2).all(|d| x[2 + d] + 2 * padding[d] > (kernel[d] - 1) * dilation[d]);
+        if !fits {
+            continue;
+        }
+        ran += 1;
+        let g = conv_graph(case, ran as u64);
+        let sram = [4u32 << 10, 8 << 10, 24 << 10, 256 << 10][next(4)];
+        let mut s = Session::model(sram);
+        let kern = match s.compile(g.clone()) {
+            Ok(k) => k,
+            // Too small an SRAM for this shape is an error, never a panic.
+            Err(npu::runtime::Error::Compile(npu::LowerError::SramTooSmall { .. })) => continue,
+            Err(e) => panic!("{case:?} at {sram}: {e}"),
+        };
+        s.run_checked(&kern, &npu::runtime::random_inputs(&g, ran as u64), 1e-4)
+            .unwrap_or_else(|e| panic!("{case:?} at {sram} bytes: {e}"));
+    }
+}
+
+#[test]
+fn residual_add_and_activation_fuse_into_the_conv() {
+    for (depthwise, skip_first) in [(false, true), (false, false), (true, true)] {
+        let mut r = rng(20);
+        let mut g = Graph::new();
+        let x = g
+            .input("x", TensorType::new(DType::F32, &[1, 8, 9, 9]))
+            .unwrap();
+        let window = Window {
+            padding: [1, 1],
+            ..Window::default()
+        };
+        let groups = if depthwise { 8 } else { 1 };
+        let conv = |g: &mut Graph, r: &mut dyn FnMut() -> f32, name: &str, input| {
+            let w = g
+                .constant(
+                    &format!("{name}.w"),
+                    TensorType::new(DType::F32, &[8, 8 / groups, 3, 3]),
+                    TensorData::F32((0..8 * 8 / groups * 9).map(|_| r()).collect()),
+                )
+                .unwrap();
+            let b = g
+                .constant(
+                    &format!("{name}.b"),
+                    TensorType::new(DType::F32, &[8]),
+                    TensorData::F32((0..8).map(|_| r()).collect()),
+                )
+                .unwrap();
+            g.add(
+                name,
+                Op::Conv2d {
+                    input,
+                    weight: w,
+                    bias: Some(b),
+                    window,
+                    groups,
+                },
+                None,
+            )
+            .unwrap()
+        };
+        // The skip operand is an earlier value, or a conv defined after the
+        // main one (then the add fuses into that later conv).
+        let (main, skip) = if skip_first {
+            let y = conv(&mut g, &mut r, "main", x);
+            (y, x)
+        } else {
+            let y = conv(&mut g, &mut r, "main", x);
+            let s = conv(&mut g, &mut r, "skip", x);
+            (y, s)
+        };
+        let sum = g
+            .add(
+                "sum",
+                Op::Binary {
+                    op: BinaryOp::Add,
+                    a: main,
+                    b: skip,
+                },
+                None,
+            )
+            .unwrap();
+        let out = g
+            .add(
+                "out",
+                Op::Unary {
+                    op: UnaryOp::Relu,
+                    x: sum,
+                },
+                None,
+            )
+            .unwrap();
+        g.output(out).unwrap();
+        let mut s = Session::model(16 << 10);
+        let k = s.compile(g.clone()).unwrap();
+        let full_adds = k
+            .program
+            .insns()
+            .iter()
+            .filter(|i| {
+                matches!(
+                    i,
+                    npu::isa::Insn::Binary {
+                        op: npu::isa::BinaryOp::Add,
+                        bcast: npu::isa::Broadcast::None,
+                        ..
+                    }
+                )
+            })
+            .count();
+        if !depthwise {
+            assert_eq!(
+                full_adds, 0,
+                "the residual starts the accumulator; no separate add"
+            );
+        }
+        let relus = k
+            .program
+            .insns()
+            .iter()
+            .filter(|i| matches!(i, npu::isa::Insn::Unary { .. }))
+            .count();
+        assert!(relus > 0);
+        s.run_checked(&k, &npu::runtime::random_inputs(&g, 21), 1e-4)
+            .unwrap_or_else(|e| panic!("depthwise {depthwise}, skip first {skip_first}: {e}"));
+    }
+}
+
+#[test]
+fn a_program_never_needs_more_buffers_than_a_job_may_list() {
+    // 300 inputs summed: the driver takes 256 buffers per job.
+    let mut g = Graph::new();
+    let mut acc = g.input("x0", TensorType::new(DType::F32, &[4])).unwrap();
+    for i in 1..300 {
+        let x = g
+            .input(&format!("x{i}"), TensorType::new(DType::F32, &[4]))
+            .unwrap();
+        acc = g
+            .add(
+                &format!("s{i}"),
+                Op::Binary {
+                    op: BinaryOp::Add,
+                    a: acc,
+                    b: x,
+                },
+                None,
+            )
+            .unwrap();
+    }
+    g.output(acc).unwrap();
+    let e = compile(
+        &g,
+        DeviceParams { sram_size: 1 << 20 },
+        CompileOptions::default(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("a job may use at most 256"), "{e}");
+}
+
+#[test]
+fn int8_ops_read_constants_from_the_constant_buffer() {
+    use npu::ir::Quant;
+    let q = |scale: f32| Quant::PerTensor {
+        scale,
+        zero_point: 0,
+    };
+    let mut g = Graph::new();
+    let x = g
+        .input("x", TensorType::quantized(&[1, 4, 6, 6], q(0.05)))
+        .unwrap();
+    let wv: Vec<i8> = (0..8 * 4 * 9).map(|i| ((i * 37) % 255) as i8).collect();
+    let w = g
+        .constant(
+            "w",
+            TensorType::quantized(
+                &[8, 4, 3, 3],
+                Quant::PerChannel {
+                    scales: (0..8).map(|k| 0.01 + 0.002 * k as f32).collect(),
+                    axis: 0,
+                },
+            ),
+            TensorData::I8(wv),
+        )
+        .unwrap();
+    let b = g
+        .constant(
+            "b",
+            TensorType::new(DType::I32, &[8]),
+            TensorData::I32((0..8).map(|k| k * 100 - 400).collect()),
+        )
+        .unwrap();
+    let window = Window {
+        padding: [1, 1],
+        ..Window::default()
+    };
+    let y = g
+        .add(
+            "y",
+            Op::Conv2d {
+                input: x,
+                weight: w,
+                bias: Some(b),
+                window,
+                groups: 1,
+            },
+            Some(q(0.1)),
+        )
+        .unwrap();
+    let r = g
+        .add(
+            "r",
+            Op::Unary {
+                op: UnaryOp::Relu,
+                x: y,
+            },
+            None,
+        )
+        .unwrap();
+    g.output(r).unwrap();
+    let mut s = Session::model(16 << 10);
+    let k = s.compile(g.clone()).unwrap();
+    assert!(k
+        .program
+        .buffers()
+        .iter()
+        .any(|b| b.kind == BufferKind::Constant));
+    s.run_checked(&k, &npu::runtime::random_inputs(&g, 30), 0.0)
+        .unwrap();
+}

@@ -1,0 +1,301 @@
+//! ResNet-18 and MobileNetV2 (f32, batch 1, NCHW) built in libnpu's IR,
+//! with He-initialised weights, for the model tests and the figures
+//! example. Batch norm is written as it is exported for inference: a
+//! per-channel multiply and add after a bias-less convolution.
+#![allow(dead_code)]
+
+use npu::ir::{BinaryOp, Graph, Op, PoolKind, UnaryOp, ValueId, Window};
+use npu::{DType, TensorData, TensorType};
+use std::collections::HashMap;
+
+/// How a builder turns weights into graph values.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Weights {
+    /// Graph inputs, bound at run time (the old way; "before" figures).
+    Inputs,
+    /// Graph constants, packed at compile time.
+    Constants,
+}
+
+pub struct Net {
+    pub g: Graph,
+    /// Values of the weights when they are inputs, and of the image.
+    pub feeds: HashMap<String, TensorData>,
+    /// Multiply-accumulates of the convolutions and gemms.
+    pub macs: u64,
+    mode: Weights,
+    seed: u64,
+    n: usize,
+}
+
+impl Net {
+    pub fn new(mode: Weights, seed: u64) -> Net {
+        Net {
+            g: Graph::new(),
+            feeds: HashMap::new(),
+            macs: 0,
+            mode,
+            seed: seed | 1,
+            n: 0,
+        }
+    }
+
+    fn next(&mut self) -> u64 {
+        let s = &mut self.seed;
+        *s ^= *s >> 12;
+        *s ^= *s << 25;
+        *s ^= *s >> 27;
+        s.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Uniform in [-1, 1).
+    fn uniform(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+
+    fn name(&mut self, what: &str) -> String {
+        self.n += 1;
+        format!("{what}{}", self.n)
+    }
+
+    /// A tensor of `values` as a weight of the graph.
+    pub fn tensor(&mut self, what: &str, shape: &[usize], values: Vec<f32>) -> ValueId {
+        let name = self.name(what);
+        let ty = TensorType::new(DType::F32, shape);
+        match self.mode {
+            Weights::Inputs => {
+                self.feeds.insert(name.clone(), TensorData::F32(values));
+                self.g.input(&name, ty).expect("weight input")
+            }
+            Weights::Constants => self
+                .g
+                .constant(&name, ty, TensorData::F32(values))
+                .expect("weight constant"),
+        }
+    }
+
+    /// He (Kaiming) uniform: variance 2 / fan_in.
+    pub fn he(&mut self, what: &str, shape: &[usize], fan_in: usize) -> ValueId {
+        let a = (6.0 / fan_in as f32).sqrt();
+        let n: usize = shape.iter().product();
+        let v = (0..n).map(|_| self.uniform() * a).collect();
+        self.tensor(what, shape, v)
+    }
+
+    pub fn image(&mut self, c: usize, hw: usize) -> ValueId {
+        let n = c * hw * hw;
+        let v = (0..n).map(|_| self.uniform()).collect();
+        self.feeds.insert("image".into(), TensorData::F32(v));
+        self.g
+            .input("image", TensorType::new(DType::F32, &[1, c, hw, hw]))
+            .expect("image")
+    }
+
+    fn op(&mut self, what: &str, op: Op) -> ValueId {
+        let name = self.name(what);
+        self.g
+            .add(&name, op, None)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// conv (no bias) -> batch norm as mul/add -> activation.
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv_bn(
+        &mut self,
+        x: ValueId,
+        k: usize,
+        kernel: usize,
+        stride: usize,
+        groups: usize,
+        act: Option<UnaryOp>,
+        gamma: f32,
+    ) -> ValueId {
+        let c = self.g.ty(x).shape[1];
+        let cg = c / groups;
+        let w = self.he("w", &[k, cg, kernel, kernel], cg * kernel * kernel);
+        let pad = kernel / 2;
+        let window = Window {
+            stride: [stride, stride],
+            padding: [pad, pad],
+            dilation: [1, 1],
+        };
+        let y = self.op(
+            "conv",
+            Op::Conv2d {
+                input: x,
+                weight: w,
+                bias: None,
+                window,
+                groups,
+            },
+        );
+        let s = self.g.ty(y).shape.clone();
+        self.macs += (s[1] * s[2] * s[3] * cg * kernel * kernel) as u64;
+        let scale: Vec<f32> = (0..k)
+            .map(|_| gamma * (1.0 + 0.25 * self.uniform()))
+            .collect();
+        let shift: Vec<f32> = (0..k).map(|_| 0.1 * self.uniform()).collect();
+        let sv = self.tensor("bn_scale", &[1, k, 1, 1], scale);
+        let bv = self.tensor("bn_shift", &[1, k, 1, 1], shift);
+        let y = self.op(
+            "bn_mul",
+            Op::Binary {
+                op: BinaryOp::Mul,
+                a: y,
+                b: sv,
+            },
+        );
+        let y = self.op(
+            "bn_add",
+            Op::Binary {
+                op: BinaryOp::Add,
+                a: y,
+                b: bv,
+            },
+        );
+        match act {
+            Some(op) => self.op("act", Op::Unary { op, x: y }),
+            None => y,
+        }
+    }
+
+    pub fn add(&mut self, a: ValueId, b: ValueId) -> ValueId {
+        self.op(
+            "add",
+            Op::Binary {
+                op: BinaryOp::Add,
+                a,
+                b,
+            },
+        )
+    }
+
+    pub fn relu(&mut self, x: ValueId) -> ValueId {
+        self.op(
+            "relu",
+            Op::Unary {
+                op: UnaryOp::Relu,
+                x,
+            },
+        )
+    }
+
+    /// Global average pool, flatten, fully connected layer.
+    pub fn head(&mut self, x: ValueId, classes: usize) -> ValueId {
+        let s = self.g.ty(x).shape.clone();
+        let p = self.op(
+            "gap",
+            Op::Pool {
+                kind: PoolKind::Avg,
+                x,
+                kernel: [s[2], s[3]],
+                window: Window::default(),
+            },
+        );
+        let f = self.op(
+            "flatten",
+            Op::Reshape {
+                x: p,
+                shape: vec![1, s[1]],
+            },
+        );
+        let w = self.he("fc_w", &[s[1], classes], s[1]);
+        let b: Vec<f32> = (0..classes).map(|_| 0.01 * self.uniform()).collect();
+        let b = self.tensor("fc_b", &[classes], b);
+        self.macs += (s[1] * classes) as u64;
+        let y = self.op(
+            "fc",
+            Op::Gemm {
+                a: f,
+                b: w,
+                bias: Some(b),
+                trans_a: false,
+                trans_b: false,
+            },
+        );
+        self.g.output(y).expect("output");
+        y
+    }
+}
+
+pub const RELU6: UnaryOp = UnaryOp::Clamp { lo: 0.0, hi: 6.0 };
+
+/// ResNet-18 on a `hw` x `hw` RGB image.
+pub fn resnet18(hw: usize, mode: Weights) -> Net {
+    let mut n = Net::new(mode, 18);
+    let relu = Some(UnaryOp::Relu);
+    let x = n.image(3, hw);
+    let x = n.conv_bn(x, 64, 7, 2, 1, relu, 1.0);
+    let window = Window {
+        stride: [2, 2],
+        padding: [1, 1],
+        dilation: [1, 1],
+    };
+    let mut x = n.op(
+        "maxpool",
+        Op::Pool {
+            kind: PoolKind::Max,
+            x,
+            kernel: [3, 3],
+            window,
+        },
+    );
+    let mut c = 64;
+    for (stage, k) in [64, 128, 256, 512].into_iter().enumerate() {
+        for block in 0..2 {
+            let stride = if stage > 0 && block == 0 { 2 } else { 1 };
+            let y = n.conv_bn(x, k, 3, stride, 1, relu, 1.0);
+            // The second norm of a residual branch starts small, so the sum
+            // stays in range over eight blocks.
+            let y = n.conv_bn(y, k, 3, 1, 1, None, 0.5);
+            let skip = if stride != 1 || c != k {
+                n.conv_bn(x, k, 1, stride, 1, None, 0.5)
+            } else {
+                x
+            };
+            let s = n.add(y, skip);
+            x = n.relu(s);
+            c = k;
+        }
+    }
+    n.head(x, 1000);
+    n
+}
+
+/// MobileNetV2 (width 1.0) on a `hw` x `hw` RGB image.
+pub fn mobilenet_v2(hw: usize, mode: Weights) -> Net {
+    let mut n = Net::new(mode, 2);
+    let act = Some(RELU6);
+    let x = n.image(3, hw);
+    let mut x = n.conv_bn(x, 32, 3, 2, 1, act, 1.0);
+    let mut c = 32;
+    for (t, k, reps, s) in [
+        (1, 16, 1, 1),
+        (6, 24, 2, 2),
+        (6, 32, 3, 2),
+        (6, 64, 4, 2),
+        (6, 96, 3, 1),
+        (6, 160, 3, 2),
+        (6, 320, 1, 1),
+    ] {
+        for i in 0..reps {
+            let stride = if i == 0 { s } else { 1 };
+            let hidden = c * t;
+            let mut y = x;
+            if t != 1 {
+                y = n.conv_bn(y, hidden, 1, 1, 1, act, 1.0);
+            }
+            y = n.conv_bn(y, hidden, 3, stride, hidden, act, 1.0);
+            y = n.conv_bn(y, k, 1, 1, 1, None, 0.5);
+            x = if stride == 1 && c == k {
+                n.add(x, y)
+            } else {
+                y
+            };
+            c = k;
+        }
+    }
+    let x = n.conv_bn(x, 1280, 1, 1, 1, act, 1.0);
+    n.head(x, 1000);
+    n
+}
