@@ -54,7 +54,10 @@ impl Fault {
     }
     /// Whether the fault came from the MMU (raises MMU_FAULT too).
     pub const fn is_mmu(self) -> bool {
-        matches!(self, Fault::MmuUnmapped | Fault::MmuPermission | Fault::MmuVaRange)
+        matches!(
+            self,
+            Fault::MmuUnmapped | Fault::MmuPermission | Fault::MmuVaRange
+        )
     }
     pub const fn name(self) -> &'static str {
         use Fault::*;

@@ -75,15 +75,23 @@ pub struct Strided {
 impl Strided {
     /// A plain contiguous run of `len` bytes.
     pub const fn contiguous(len: u32) -> Self {
-        Strided { shape: [len, 1, 1], stride: [len, len] }
+        Strided {
+            shape: [len, 1, 1],
+            stride: [len, len],
+        }
     }
     /// `rows` rows of `row_bytes` bytes, `pitch` bytes apart.
     pub const fn rows(row_bytes: u32, rows: u32, pitch: u32) -> Self {
-        Strided { shape: [row_bytes, rows, 1], stride: [pitch, pitch.saturating_mul(rows)] }
+        Strided {
+            shape: [row_bytes, rows, 1],
+            stride: [pitch, pitch.saturating_mul(rows)],
+        }
     }
     /// Total bytes moved.
     pub fn bytes(&self) -> Option<u64> {
-        (self.shape[0] as u64).checked_mul(self.shape[1] as u64)?.checked_mul(self.shape[2] as u64)
+        (self.shape[0] as u64)
+            .checked_mul(self.shape[1] as u64)?
+            .checked_mul(self.shape[2] as u64)
     }
     /// Offset one past the last byte touched, relative to the base, or None on
     /// overflow. Zero-sized shapes touch nothing.
@@ -93,7 +101,9 @@ impl Strided {
         }
         let last_row = (self.shape[1] as u64 - 1).checked_mul(self.stride[0] as u64)?;
         let last_plane = (self.shape[2] as u64 - 1).checked_mul(self.stride[1] as u64)?;
-        last_row.checked_add(last_plane)?.checked_add(self.shape[0] as u64)
+        last_row
+            .checked_add(last_plane)?
+            .checked_add(self.shape[0] as u64)
     }
 }
 
@@ -209,15 +219,36 @@ pub enum Insn {
     /// Wait until every engine is idle.
     Barrier,
     /// A no-op carrying a tag, for tracing and host-side fault injection.
-    Mark { tag: u32 },
+    Mark {
+        tag: u32,
+    },
     /// NPU memory -> SRAM.
-    DmaLoad { va: u64, sram: u32, mem: Strided, sram_layout: Strided },
+    DmaLoad {
+        va: u64,
+        sram: u32,
+        mem: Strided,
+        sram_layout: Strided,
+    },
     /// SRAM -> NPU memory.
-    DmaStore { va: u64, sram: u32, mem: Strided, sram_layout: Strided },
+    DmaStore {
+        va: u64,
+        sram: u32,
+        mem: Strided,
+        sram_layout: Strided,
+    },
     /// SRAM -> SRAM strided copy (both layouts share `shape`).
-    Copy { src: u32, dst: u32, src_layout: Strided, dst_layout: Strided },
+    Copy {
+        src: u32,
+        dst: u32,
+        src_layout: Strided,
+        dst_layout: Strided,
+    },
     /// Fill `len` bytes of SRAM (a multiple of 4) with a 32-bit pattern.
-    Fill { dst: u32, len: u32, pattern: u32 },
+    Fill {
+        dst: u32,
+        len: u32,
+        pattern: u32,
+    },
     /// `c (+)= a[m,k] * b[k,n]` (b transposed: `b[n,k]`). f32 x f32 -> f32,
     /// i8 x i8 -> i32.
     Matmul {
@@ -248,7 +279,15 @@ pub enum Insn {
         lo: i8,
         hi: i8,
     },
-    Convert { conv: Conversion, rows: u32, cols: u32, src: Tile, dst: Tile, zero_point: i32, scale: f32 },
+    Convert {
+        conv: Conversion,
+        rows: u32,
+        cols: u32,
+        src: Tile,
+        dst: Tile,
+        zero_point: i32,
+        scale: f32,
+    },
     Binary {
         op: BinaryOp,
         dtype: DType,
@@ -260,11 +299,33 @@ pub enum Insn {
         out: Tile,
         scalar: u32,
     },
-    Unary { op: UnaryOp, dtype: DType, rows: u32, cols: u32, src: Tile, dst: Tile, lo: u32, hi: u32 },
+    Unary {
+        op: UnaryOp,
+        dtype: DType,
+        rows: u32,
+        cols: u32,
+        src: Tile,
+        dst: Tile,
+        lo: u32,
+        hi: u32,
+    },
     /// Reduce a tile; the result is a contiguous vector at `dst`.
-    Reduce { op: ReduceOp, axis: Axis, dtype: DType, rows: u32, cols: u32, src: Tile, dst: u32 },
+    Reduce {
+        op: ReduceOp,
+        axis: Axis,
+        dtype: DType,
+        rows: u32,
+        cols: u32,
+        src: Tile,
+        dst: u32,
+    },
     /// 2-D pooling of f32 planes, planar layout `[c][h][w]` (planes packed).
-    Pool { op: PoolOp, geom: PoolGeom, src: u32, dst: u32 },
+    Pool {
+        op: PoolOp,
+        geom: PoolGeom,
+        src: u32,
+        dst: u32,
+    },
 }
 
 /// Opcode numbers (word 0, bits 0..7).
@@ -352,26 +413,53 @@ impl Insn {
             Insn::End => Enc::new(END, 0),
             Insn::Barrier => Enc::new(BARRIER, 0),
             Insn::Mark { tag } => Enc::new(MARK, 0).set(1, tag),
-            Insn::DmaLoad { va, sram, mem, sram_layout } => Enc::new(DMA_LOAD, 0)
+            Insn::DmaLoad {
+                va,
+                sram,
+                mem,
+                sram_layout,
+            } => Enc::new(DMA_LOAD, 0)
                 .u64(1, va)
                 .set(3, sram)
                 .strided(4, &mem)
                 .set(9, sram_layout.stride[0])
                 .set(10, sram_layout.stride[1]),
-            Insn::DmaStore { va, sram, mem, sram_layout } => Enc::new(DMA_STORE, 0)
+            Insn::DmaStore {
+                va,
+                sram,
+                mem,
+                sram_layout,
+            } => Enc::new(DMA_STORE, 0)
                 .u64(1, va)
                 .set(3, sram)
                 .strided(4, &mem)
                 .set(9, sram_layout.stride[0])
                 .set(10, sram_layout.stride[1]),
-            Insn::Copy { src, dst, src_layout, dst_layout } => Enc::new(COPY, 0)
+            Insn::Copy {
+                src,
+                dst,
+                src_layout,
+                dst_layout,
+            } => Enc::new(COPY, 0)
                 .set(1, src)
                 .set(2, dst)
                 .strided(3, &src_layout)
                 .set(8, dst_layout.stride[0])
                 .set(9, dst_layout.stride[1]),
-            Insn::Fill { dst, len, pattern } => Enc::new(FILL, 0).set(1, dst).set(2, len).set(3, pattern),
-            Insn::Matmul { dtype, accumulate, transpose_b, m, n, k, a, b, c } => {
+            Insn::Fill { dst, len, pattern } => {
+                Enc::new(FILL, 0).set(1, dst).set(2, len).set(3, pattern)
+            }
+            Insn::Matmul {
+                dtype,
+                accumulate,
+                transpose_b,
+                m,
+                n,
+                k,
+                a,
+                b,
+                c,
+            } => {
                 let mut s = sel(dtype as u8, 0);
                 if accumulate {
                     s |= FLAG_ACCUMULATE;
@@ -379,9 +467,27 @@ impl Insn {
                 if transpose_b {
                     s |= FLAG_TRANSPOSE_B;
                 }
-                Enc::new(MATMUL, s).set(1, m).set(2, n).set(3, k).tile(4, &a).tile(6, &b).tile(8, &c)
+                Enc::new(MATMUL, s)
+                    .set(1, m)
+                    .set(2, n)
+                    .set(3, k)
+                    .tile(4, &a)
+                    .tile(6, &b)
+                    .tile(8, &c)
             }
-            Insn::Requant { rows, cols, src, dst, mult, per_channel, bias, shift, zero_point, lo, hi } => {
+            Insn::Requant {
+                rows,
+                cols,
+                src,
+                dst,
+                mult,
+                per_channel,
+                bias,
+                shift,
+                zero_point,
+                lo,
+                hi,
+            } => {
                 let mut s = 0;
                 if per_channel {
                     s |= FLAG_PER_CHANNEL;
@@ -389,7 +495,10 @@ impl Insn {
                 if bias.is_some() {
                     s |= FLAG_BIAS;
                 }
-                let packed = shift as u32 | (zero_point as u8 as u32) << 8 | (lo as u8 as u32) << 16 | (hi as u8 as u32) << 24;
+                let packed = shift as u32
+                    | (zero_point as u8 as u32) << 8
+                    | (lo as u8 as u32) << 16
+                    | (hi as u8 as u32) << 24;
                 Enc::new(REQUANT, s)
                     .set(1, rows)
                     .set(2, cols)
@@ -399,38 +508,73 @@ impl Insn {
                     .set(8, bias.unwrap_or(0))
                     .set(9, packed)
             }
-            Insn::Convert { conv, rows, cols, src, dst, zero_point, scale } => Enc::new(CONVERT, sel(0, conv as u8))
+            Insn::Convert {
+                conv,
+                rows,
+                cols,
+                src,
+                dst,
+                zero_point,
+                scale,
+            } => Enc::new(CONVERT, sel(0, conv as u8))
                 .set(1, rows)
                 .set(2, cols)
                 .tile(3, &src)
                 .tile(5, &dst)
                 .set(7, zero_point as u32)
                 .set(8, scale.to_bits()),
-            Insn::Binary { op, dtype, bcast, rows, cols, a, b, out, scalar } => {
-                Enc::new(BINARY, sel(dtype as u8, bcast as u8) | (op as u32) << FLAG_SHIFT)
-                    .set(1, rows)
-                    .set(2, cols)
-                    .tile(3, &a)
-                    .tile(5, &b)
-                    .tile(7, &out)
-                    .set(9, scalar)
-            }
-            Insn::Unary { op, dtype, rows, cols, src, dst, lo, hi } => {
-                Enc::new(UNARY, sel(dtype as u8, 0) | (op as u32) << FLAG_SHIFT)
-                    .set(1, rows)
-                    .set(2, cols)
-                    .tile(3, &src)
-                    .tile(5, &dst)
-                    .set(7, lo)
-                    .set(8, hi)
-            }
-            Insn::Reduce { op, axis, dtype, rows, cols, src, dst } => {
-                Enc::new(REDUCE, sel(dtype as u8, axis as u8) | (op as u32) << FLAG_SHIFT)
-                    .set(1, rows)
-                    .set(2, cols)
-                    .tile(3, &src)
-                    .set(5, dst)
-            }
+            Insn::Binary {
+                op,
+                dtype,
+                bcast,
+                rows,
+                cols,
+                a,
+                b,
+                out,
+                scalar,
+            } => Enc::new(
+                BINARY,
+                sel(dtype as u8, bcast as u8) | (op as u32) << FLAG_SHIFT,
+            )
+            .set(1, rows)
+            .set(2, cols)
+            .tile(3, &a)
+            .tile(5, &b)
+            .tile(7, &out)
+            .set(9, scalar),
+            Insn::Unary {
+                op,
+                dtype,
+                rows,
+                cols,
+                src,
+                dst,
+                lo,
+                hi,
+            } => Enc::new(UNARY, sel(dtype as u8, 0) | (op as u32) << FLAG_SHIFT)
+                .set(1, rows)
+                .set(2, cols)
+                .tile(3, &src)
+                .tile(5, &dst)
+                .set(7, lo)
+                .set(8, hi),
+            Insn::Reduce {
+                op,
+                axis,
+                dtype,
+                rows,
+                cols,
+                src,
+                dst,
+            } => Enc::new(
+                REDUCE,
+                sel(dtype as u8, axis as u8) | (op as u32) << FLAG_SHIFT,
+            )
+            .set(1, rows)
+            .set(2, cols)
+            .tile(3, &src)
+            .set(5, dst),
             Insn::Pool { op, geom, src, dst } => {
                 let g = &geom;
                 Enc::new(POOL, sel(0, op as u8))
@@ -439,7 +583,10 @@ impl Insn {
                     .set(3, g.in_w)
                     .set(4, g.out_h)
                     .set(5, g.out_w)
-                    .set(6, u32::from_le_bytes([g.kernel[0], g.kernel[1], g.stride[0], g.stride[1]]))
+                    .set(
+                        6,
+                        u32::from_le_bytes([g.kernel[0], g.kernel[1], g.stride[0], g.stride[1]]),
+                    )
                     .set(7, u32::from_le_bytes([g.pad[0], g.pad[1], 0, 0]))
                     .set(8, src)
                     .set(9, dst)
@@ -472,8 +619,14 @@ impl Insn {
             }
         };
         let u64_at = |i: usize| w[i] as u64 | (w[i + 1] as u64) << 32;
-        let strided = |i: usize| Strided { shape: [w[i], w[i + 1], w[i + 2]], stride: [w[i + 3], w[i + 4]] };
-        let tile = |i: usize| Tile { addr: w[i], ld: w[i + 1] };
+        let strided = |i: usize| Strided {
+            shape: [w[i], w[i + 1], w[i + 2]],
+            stride: [w[i + 3], w[i + 4]],
+        };
+        let tile = |i: usize| Tile {
+            addr: w[i],
+            ld: w[i + 1],
+        };
         let dtype = |v: u32| DType::from_bits(v).ok_or(DecodeError::BadOperand);
         const SEL_MASK: u32 = 0xff << SEL1_SHIFT;
         use opcode::*;
@@ -497,11 +650,24 @@ impl Insn {
             DMA_LOAD | DMA_STORE => {
                 used_words(11, 0)?;
                 let mem = strided(4);
-                let sram_layout = Strided { shape: mem.shape, stride: [w[9], w[10]] };
+                let sram_layout = Strided {
+                    shape: mem.shape,
+                    stride: [w[9], w[10]],
+                };
                 if op == DMA_LOAD {
-                    Insn::DmaLoad { va: u64_at(1), sram: w[3], mem, sram_layout }
+                    Insn::DmaLoad {
+                        va: u64_at(1),
+                        sram: w[3],
+                        mem,
+                        sram_layout,
+                    }
                 } else {
-                    Insn::DmaStore { va: u64_at(1), sram: w[3], mem, sram_layout }
+                    Insn::DmaStore {
+                        va: u64_at(1),
+                        sram: w[3],
+                        mem,
+                        sram_layout,
+                    }
                 }
             }
             COPY => {
@@ -511,12 +677,19 @@ impl Insn {
                     src: w[1],
                     dst: w[2],
                     src_layout,
-                    dst_layout: Strided { shape: src_layout.shape, stride: [w[8], w[9]] },
+                    dst_layout: Strided {
+                        shape: src_layout.shape,
+                        stride: [w[8], w[9]],
+                    },
                 }
             }
             FILL => {
                 used_words(4, 0)?;
-                Insn::Fill { dst: w[1], len: w[2], pattern: w[3] }
+                Insn::Fill {
+                    dst: w[1],
+                    len: w[2],
+                    pattern: w[3],
+                }
             }
             MATMUL => {
                 used_words(10, SEL_MASK | FLAG_ACCUMULATE | FLAG_TRANSPOSE_B)?;
@@ -607,7 +780,17 @@ impl Insn {
                     DType::I8 => return Err(DecodeError::BadOperand),
                     d => d,
                 };
-                Insn::Binary { op, dtype, bcast, rows: w[1], cols: w[2], a: tile(3), b: tile(5), out: tile(7), scalar: w[9] }
+                Insn::Binary {
+                    op,
+                    dtype,
+                    bcast,
+                    rows: w[1],
+                    cols: w[2],
+                    a: tile(3),
+                    b: tile(5),
+                    out: tile(7),
+                    scalar: w[9],
+                }
             }
             UNARY => {
                 used_words(9, (0xf << SEL1_SHIFT) | 0xff << FLAG_SHIFT)?;
@@ -622,11 +805,25 @@ impl Insn {
                     _ => return Err(DecodeError::BadOperand),
                 };
                 let dtype = dtype(s1)?;
-                let float_only = matches!(op, UnaryOp::Sigmoid | UnaryOp::Tanh | UnaryOp::Exp | UnaryOp::Recip);
-                if (float_only && dtype != DType::F32) || (dtype == DType::I8 && op != UnaryOp::Move) {
+                let float_only = matches!(
+                    op,
+                    UnaryOp::Sigmoid | UnaryOp::Tanh | UnaryOp::Exp | UnaryOp::Recip
+                );
+                if (float_only && dtype != DType::F32)
+                    || (dtype == DType::I8 && op != UnaryOp::Move)
+                {
                     return Err(DecodeError::BadOperand);
                 }
-                Insn::Unary { op, dtype, rows: w[1], cols: w[2], src: tile(3), dst: tile(5), lo: w[7], hi: w[8] }
+                Insn::Unary {
+                    op,
+                    dtype,
+                    rows: w[1],
+                    cols: w[2],
+                    src: tile(3),
+                    dst: tile(5),
+                    lo: w[7],
+                    hi: w[8],
+                }
             }
             REDUCE => {
                 used_words(6, SEL_MASK | 0xff << FLAG_SHIFT)?;
@@ -644,7 +841,15 @@ impl Insn {
                     DType::I8 => return Err(DecodeError::BadOperand),
                     d => d,
                 };
-                Insn::Reduce { op, axis, dtype, rows: w[1], cols: w[2], src: tile(3), dst: w[5] }
+                Insn::Reduce {
+                    op,
+                    axis,
+                    dtype,
+                    rows: w[1],
+                    cols: w[2],
+                    src: tile(3),
+                    dst: w[5],
+                }
             }
             POOL => {
                 used_words(10, SEL_MASK)?;
@@ -711,7 +916,11 @@ pub fn disassemble(buf: &[u8]) -> Vec<Result<Insn, DecodeError>> {
 }
 
 fn fmt_strided(f: &mut fmt::Formatter<'_>, s: &Strided) -> fmt::Result {
-    write!(f, "[{}x{}x{} /{} /{}]", s.shape[0], s.shape[1], s.shape[2], s.stride[0], s.stride[1])
+    write!(
+        f,
+        "[{}x{}x{} /{} /{}]",
+        s.shape[0], s.shape[1], s.shape[2], s.stride[0], s.stride[1]
+    )
 }
 
 fn fmt_tile(f: &mut fmt::Formatter<'_>, t: &Tile) -> fmt::Result {
@@ -725,34 +934,79 @@ impl fmt::Display for Insn {
             Insn::End => write!(f, "end"),
             Insn::Barrier => write!(f, "barrier"),
             Insn::Mark { tag } => write!(f, "mark {tag}"),
-            Insn::DmaLoad { va, sram, mem, sram_layout } => {
+            Insn::DmaLoad {
+                va,
+                sram,
+                mem,
+                sram_layout,
+            } => {
                 write!(f, "dma.load s:{sram:#x}")?;
                 fmt_strided(f, sram_layout)?;
                 write!(f, " <- va:{va:#x}")?;
                 fmt_strided(f, mem)
             }
-            Insn::DmaStore { va, sram, mem, sram_layout } => {
+            Insn::DmaStore {
+                va,
+                sram,
+                mem,
+                sram_layout,
+            } => {
                 write!(f, "dma.store va:{va:#x}")?;
                 fmt_strided(f, mem)?;
                 write!(f, " <- s:{sram:#x}")?;
                 fmt_strided(f, sram_layout)
             }
-            Insn::Copy { src, dst, src_layout, dst_layout } => {
+            Insn::Copy {
+                src,
+                dst,
+                src_layout,
+                dst_layout,
+            } => {
                 write!(f, "copy s:{dst:#x}")?;
                 fmt_strided(f, dst_layout)?;
                 write!(f, " <- s:{src:#x}")?;
                 fmt_strided(f, src_layout)
             }
-            Insn::Fill { dst, len, pattern } => write!(f, "fill s:{dst:#x} len {len} = {pattern:#010x}"),
-            Insn::Matmul { dtype, accumulate, transpose_b, m, n, k, a, b, c } => {
-                write!(f, "matmul.{}{}{} {m}x{n}x{k} ", dtype.name(), if *accumulate { ".acc" } else { "" }, if *transpose_b { ".bt" } else { "" })?;
+            Insn::Fill { dst, len, pattern } => {
+                write!(f, "fill s:{dst:#x} len {len} = {pattern:#010x}")
+            }
+            Insn::Matmul {
+                dtype,
+                accumulate,
+                transpose_b,
+                m,
+                n,
+                k,
+                a,
+                b,
+                c,
+            } => {
+                write!(
+                    f,
+                    "matmul.{}{}{} {m}x{n}x{k} ",
+                    dtype.name(),
+                    if *accumulate { ".acc" } else { "" },
+                    if *transpose_b { ".bt" } else { "" }
+                )?;
                 fmt_tile(f, c)?;
                 f.write_str(" <- ")?;
                 fmt_tile(f, a)?;
                 f.write_str(", ")?;
                 fmt_tile(f, b)
             }
-            Insn::Requant { rows, cols, src, dst, mult, per_channel, bias, shift, zero_point, lo, hi } => {
+            Insn::Requant {
+                rows,
+                cols,
+                src,
+                dst,
+                mult,
+                per_channel,
+                bias,
+                shift,
+                zero_point,
+                lo,
+                hi,
+            } => {
                 write!(f, "requant {rows}x{cols} ")?;
                 fmt_tile(f, dst)?;
                 f.write_str(" <- ")?;
@@ -767,14 +1021,32 @@ impl fmt::Display for Insn {
                 }
                 write!(f, " >>{shift} zp {zero_point} [{lo},{hi}]")
             }
-            Insn::Convert { conv, rows, cols, src, dst, zero_point, scale } => {
+            Insn::Convert {
+                conv,
+                rows,
+                cols,
+                src,
+                dst,
+                zero_point,
+                scale,
+            } => {
                 write!(f, "convert.{conv:?} {rows}x{cols} ")?;
                 fmt_tile(f, dst)?;
                 f.write_str(" <- ")?;
                 fmt_tile(f, src)?;
                 write!(f, " zp {zero_point} scale {scale}")
             }
-            Insn::Binary { op, dtype, bcast, rows, cols, a, b, out, scalar } => {
+            Insn::Binary {
+                op,
+                dtype,
+                bcast,
+                rows,
+                cols,
+                a,
+                b,
+                out,
+                scalar,
+            } => {
                 write!(f, "{:?}.{} {rows}x{cols} ", op, dtype.name())?;
                 fmt_tile(f, out)?;
                 f.write_str(" <- ")?;
@@ -788,7 +1060,16 @@ impl fmt::Display for Insn {
                     other => write!(f, ", s:{:#x} ({other:?})", b.addr),
                 }
             }
-            Insn::Unary { op, dtype, rows, cols, src, dst, lo, hi } => {
+            Insn::Unary {
+                op,
+                dtype,
+                rows,
+                cols,
+                src,
+                dst,
+                lo,
+                hi,
+            } => {
                 write!(f, "{:?}.{} {rows}x{cols} ", op, dtype.name())?;
                 fmt_tile(f, dst)?;
                 f.write_str(" <- ")?;
@@ -798,14 +1079,41 @@ impl fmt::Display for Insn {
                 }
                 Ok(())
             }
-            Insn::Reduce { op, axis, dtype, rows, cols, src, dst } => {
-                write!(f, "reduce.{op:?}.{} along {axis:?} {rows}x{cols} s:{dst:#x} <- ", dtype.name())?;
+            Insn::Reduce {
+                op,
+                axis,
+                dtype,
+                rows,
+                cols,
+                src,
+                dst,
+            } => {
+                write!(
+                    f,
+                    "reduce.{op:?}.{} along {axis:?} {rows}x{cols} s:{dst:#x} <- ",
+                    dtype.name()
+                )?;
                 fmt_tile(f, src)
             }
-            Insn::Pool { op, geom: g, src, dst } => write!(
+            Insn::Pool {
+                op,
+                geom: g,
+                src,
+                dst,
+            } => write!(
                 f,
                 "pool.{op:?} c{} {}x{} -> {}x{} k{}x{} s{}x{} p{}x{} s:{dst:#x} <- s:{src:#x}",
-                g.channels, g.in_h, g.in_w, g.out_h, g.out_w, g.kernel[0], g.kernel[1], g.stride[0], g.stride[1], g.pad[0], g.pad[1]
+                g.channels,
+                g.in_h,
+                g.in_w,
+                g.out_h,
+                g.out_w,
+                g.kernel[0],
+                g.kernel[1],
+                g.stride[0],
+                g.stride[1],
+                g.pad[0],
+                g.pad[1]
             ),
         }
     }

@@ -18,7 +18,10 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let num = |i: usize, default: u64, what: &str| -> Result<u64, String> {
-        args.get(i).map_or(Ok(default), |s| s.parse().map_err(|_| format!("{what} `{s}` is not a number")))
+        args.get(i).map_or(Ok(default), |s| {
+            s.parse()
+                .map_err(|_| format!("{what} `{s}` is not a number"))
+        })
     };
     let (sram_kib, seed) = match (num(1, 1024, "SRAM size"), num(2, 1, "seed")) {
         (Ok(s), Ok(d)) => (s as u32, d),
@@ -45,14 +48,22 @@ fn main() -> ExitCode {
     // Panics with the mismatching element if the device disagrees with the
     // reference (int8 exactly, f32 within 1e-4).
     let run = common::check(&graph, seed, sram_kib * 1024, 1e-4);
-    println!("{} instructions, {} modelled cycles; every output matches the CPU reference", run.insns, run.cycles);
+    println!(
+        "{} instructions, {} modelled cycles; every output matches the CPU reference",
+        run.insns, run.cycles
+    );
     for (name, data) in &run.outputs {
         let head: Vec<String> = match data {
             TensorData::F32(v) => v.iter().take(10).map(|x| format!("{x:.4}")).collect(),
             TensorData::I8(v) => v.iter().take(10).map(|x| x.to_string()).collect(),
             TensorData::I32(v) => v.iter().take(10).map(|x| x.to_string()).collect(),
         };
-        println!("{name} ({} values): [{}{}]", data.len(), head.join(", "), if data.len() > 10 { ", ..." } else { "" });
+        println!(
+            "{name} ({} values): [{}{}]",
+            data.len(),
+            head.join(", "),
+            if data.len() > 10 { ", ..." } else { "" }
+        );
     }
     ExitCode::SUCCESS
 }

@@ -8,8 +8,8 @@
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
 
 use crate::reference::TensorData;
-use crate::DType;
 use crate::runtime::{self, Kernel, Run, Session};
+use crate::DType;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::{c_char, c_int, CStr, CString};
@@ -54,12 +54,16 @@ fn cstr<'a>(p: *const c_char, what: &str) -> Result<&'a str, String> {
         return Err(format!("{what} is NULL"));
     }
     // SAFETY: the caller passes a NUL-terminated string (C contract).
-    unsafe { CStr::from_ptr(p) }.to_str().map_err(|_| format!("{what} is not UTF-8"))
+    unsafe { CStr::from_ptr(p) }
+        .to_str()
+        .map_err(|_| format!("{what} is not UTF-8"))
 }
 
 fn session<'a>(s: *mut NpuSession) -> Result<&'a mut Session, String> {
     // SAFETY: a non-NULL pointer came from npu_open*() and is not freed (C contract).
-    unsafe { s.as_mut() }.map(|s| &mut s.0).ok_or_else(|| "session is NULL".to_string())
+    unsafe { s.as_mut() }
+        .map(|s| &mut s.0)
+        .ok_or_else(|| "session is NULL".to_string())
 }
 
 fn kernel<'a>(k: *mut NpuKernel) -> Result<&'a mut NpuKernel, String> {
@@ -83,7 +87,11 @@ pub extern "C" fn npu_last_error() -> *const c_char {
 /// Open the first onpu NPU. NULL on error.
 #[no_mangle]
 pub extern "C" fn npu_open() -> *mut NpuSession {
-    guard(std::ptr::null_mut(), || Ok(Box::into_raw(Box::new(NpuSession(Session::open().map_err(|e| e.to_string())?)))))
+    guard(std::ptr::null_mut(), || {
+        Ok(Box::into_raw(Box::new(NpuSession(
+            Session::open().map_err(|e| e.to_string())?,
+        ))))
+    })
 }
 
 /// Open the in-process device model with `sram_size` bytes of SRAM (for
@@ -93,10 +101,15 @@ pub extern "C" fn npu_open_model(sram_size: u32) -> *mut NpuSession {
     guard(std::ptr::null_mut(), || {
         #[cfg(feature = "model")]
         if sram_size < runtime::model_min_sram() {
-            return Err(format!("SRAM size {sram_size} is below the {}-byte minimum", runtime::model_min_sram()));
+            return Err(format!(
+                "SRAM size {sram_size} is below the {}-byte minimum",
+                runtime::model_min_sram()
+            ));
         }
         #[cfg(feature = "model")]
-        return Ok(Box::into_raw(Box::new(NpuSession(Session::model(sram_size)))));
+        return Ok(Box::into_raw(Box::new(NpuSession(Session::model(
+            sram_size,
+        )))));
         #[cfg(not(feature = "model"))]
         Err(format!("libnpu was built without the device model (feature `model`), so no model with {sram_size} bytes of SRAM"))
     })
@@ -123,8 +136,14 @@ pub extern "C" fn npu_sram_size(s: *mut NpuSession) -> u32 {
 pub extern "C" fn npu_compile(s: *mut NpuSession, source: *const c_char) -> *mut NpuKernel {
     guard(std::ptr::null_mut(), || {
         let s = session(s)?;
-        let kernel = s.compile_text(cstr(source, "source")?).map_err(|e| e.to_string())?;
-        Ok(Box::into_raw(Box::new(NpuKernel { kernel, inputs: HashMap::new(), last: None })))
+        let kernel = s
+            .compile_text(cstr(source, "source")?)
+            .map_err(|e| e.to_string())?;
+        Ok(Box::into_raw(Box::new(NpuKernel {
+            kernel,
+            inputs: HashMap::new(),
+            last: None,
+        })))
     })
 }
 
@@ -140,48 +159,83 @@ pub extern "C" fn npu_kernel_free(k: *mut NpuKernel) {
 /// Set input `name` from `bytes` bytes at `data` (f32 or int8, as the
 /// kernel declares it; the size must match exactly). 0 or -1.
 #[no_mangle]
-pub extern "C" fn npu_set_input(k: *mut NpuKernel, name: *const c_char, data: *const u8, bytes: usize) -> c_int {
+pub extern "C" fn npu_set_input(
+    k: *mut NpuKernel,
+    name: *const c_char,
+    data: *const u8,
+    bytes: usize,
+) -> c_int {
     guard(-1, || {
         let k = kernel(k)?;
         let name = cstr(name, "name")?;
-        let v = k.kernel.graph.inputs().find(|&v| k.kernel.graph.node(v).name == name).ok_or_else(|| format!("the kernel has no input `{name}`"))?;
+        let v = k
+            .kernel
+            .graph
+            .inputs()
+            .find(|&v| k.kernel.graph.node(v).name == name)
+            .ok_or_else(|| format!("the kernel has no input `{name}`"))?;
         let ty = k.kernel.graph.ty(v);
         if bytes != ty.bytes() {
-            return Err(format!("input `{name}` takes {} bytes, not {bytes}", ty.bytes()));
+            return Err(format!(
+                "input `{name}` takes {} bytes, not {bytes}",
+                ty.bytes()
+            ));
         }
         if data.is_null() {
             return Err("data is NULL".into());
         }
         // SAFETY: `data` points at `bytes` readable bytes (C contract).
         let b = unsafe { std::slice::from_raw_parts(data, bytes) };
-        k.inputs.insert(name.to_string(), TensorData::from_bytes(ty.dtype, b));
+        k.inputs
+            .insert(name.to_string(), TensorData::from_bytes(ty.dtype, b));
         Ok(0)
     })
 }
 
 fn input_of(k: &NpuKernel, name: &str) -> Result<crate::TensorType, String> {
     let g = &k.kernel.graph;
-    let v = g.inputs().find(|&v| g.node(v).name == name).ok_or_else(|| format!("the kernel has no input `{name}`"))?;
+    let v = g
+        .inputs()
+        .find(|&v| g.node(v).name == name)
+        .ok_or_else(|| format!("the kernel has no input `{name}`"))?;
     Ok(g.ty(v).clone())
 }
 
 fn output_of(k: &NpuKernel, name: &str) -> Result<crate::TensorType, String> {
     let g = &k.kernel.graph;
-    let o = g.outputs().iter().find(|&&o| g.node(o).name == name).ok_or_else(|| format!("the kernel has no output `{name}`"))?;
+    let o = g
+        .outputs()
+        .iter()
+        .find(|&&o| g.node(o).name == name)
+        .ok_or_else(|| format!("the kernel has no output `{name}`"))?;
     Ok(g.ty(*o).clone())
 }
 
 /// Set input `name` from `count` elements of type `dtype` at `data`.
-fn set_typed<T: Copy>(k: *mut NpuKernel, name: *const c_char, data: *const T, count: usize, dtype: DType, wrap: fn(Vec<T>) -> TensorData) -> c_int {
+fn set_typed<T: Copy>(
+    k: *mut NpuKernel,
+    name: *const c_char,
+    data: *const T,
+    count: usize,
+    dtype: DType,
+    wrap: fn(Vec<T>) -> TensorData,
+) -> c_int {
     guard(-1, || {
         let k = kernel(k)?;
         let name = cstr(name, "name")?;
         let ty = input_of(k, name)?;
         if ty.dtype != dtype {
-            return Err(format!("input `{name}` is {}, not {}", ty.dtype.name(), dtype.name()));
+            return Err(format!(
+                "input `{name}` is {}, not {}",
+                ty.dtype.name(),
+                dtype.name()
+            ));
         }
         if count != ty.elems() {
-            return Err(format!("input `{name}` takes {} values, not {count}", ty.elems()));
+            return Err(format!(
+                "input `{name}` takes {} values, not {count}",
+                ty.elems()
+            ));
         }
         if data.is_null() {
             return Err("data is NULL".into());
@@ -194,18 +248,36 @@ fn set_typed<T: Copy>(k: *mut NpuKernel, name: *const c_char, data: *const T, co
 }
 
 /// Copy `count` elements of output `name` of the last run to `data`.
-fn get_typed<T: Copy>(k: *mut NpuKernel, name: *const c_char, data: *mut T, count: usize, dtype: DType, unwrap: fn(&TensorData) -> Option<&[T]>) -> c_int {
+fn get_typed<T: Copy>(
+    k: *mut NpuKernel,
+    name: *const c_char,
+    data: *mut T,
+    count: usize,
+    dtype: DType,
+    unwrap: fn(&TensorData) -> Option<&[T]>,
+) -> c_int {
     guard(-1, || {
         let k = kernel(k)?;
         let name = cstr(name, "name")?;
         let ty = output_of(k, name)?;
         if ty.dtype != dtype {
-            return Err(format!("output `{name}` is {}, not {}", ty.dtype.name(), dtype.name()));
+            return Err(format!(
+                "output `{name}` is {}, not {}",
+                ty.dtype.name(),
+                dtype.name()
+            ));
         }
         let run = k.last.as_ref().ok_or("the kernel has not run yet")?;
-        let out = run.outputs.get(name).and_then(unwrap).ok_or_else(|| format!("no {} output `{name}` in the last run", dtype.name()))?;
+        let out = run
+            .outputs
+            .get(name)
+            .and_then(unwrap)
+            .ok_or_else(|| format!("no {} output `{name}` in the last run", dtype.name()))?;
         if count != out.len() {
-            return Err(format!("output `{name}` has {} values, not {count}", out.len()));
+            return Err(format!(
+                "output `{name}` has {} values, not {count}",
+                out.len()
+            ));
         }
         if data.is_null() {
             return Err("data is NULL".into());
@@ -218,25 +290,45 @@ fn get_typed<T: Copy>(k: *mut NpuKernel, name: *const c_char, data: *mut T, coun
 
 /// Set an f32 input from `count` floats. 0 or -1 (also for a non-f32 input).
 #[no_mangle]
-pub extern "C" fn npu_set_input_f32(k: *mut NpuKernel, name: *const c_char, data: *const f32, count: usize) -> c_int {
+pub extern "C" fn npu_set_input_f32(
+    k: *mut NpuKernel,
+    name: *const c_char,
+    data: *const f32,
+    count: usize,
+) -> c_int {
     set_typed(k, name, data, count, DType::F32, TensorData::F32)
 }
 
 /// Set an int8 input from `count` values. 0 or -1.
 #[no_mangle]
-pub extern "C" fn npu_set_input_i8(k: *mut NpuKernel, name: *const c_char, data: *const i8, count: usize) -> c_int {
+pub extern "C" fn npu_set_input_i8(
+    k: *mut NpuKernel,
+    name: *const c_char,
+    data: *const i8,
+    count: usize,
+) -> c_int {
     set_typed(k, name, data, count, DType::I8, TensorData::I8)
 }
 
 /// Set an int32 input (int8 kernels' biases) from `count` values. 0 or -1.
 #[no_mangle]
-pub extern "C" fn npu_set_input_i32(k: *mut NpuKernel, name: *const c_char, data: *const i32, count: usize) -> c_int {
+pub extern "C" fn npu_set_input_i32(
+    k: *mut NpuKernel,
+    name: *const c_char,
+    data: *const i32,
+    count: usize,
+) -> c_int {
     set_typed(k, name, data, count, DType::I32, TensorData::I32)
 }
 
 /// Copy an f32 output of the last run (`count` must be its length). 0 or -1.
 #[no_mangle]
-pub extern "C" fn npu_get_output_f32(k: *mut NpuKernel, name: *const c_char, data: *mut f32, count: usize) -> c_int {
+pub extern "C" fn npu_get_output_f32(
+    k: *mut NpuKernel,
+    name: *const c_char,
+    data: *mut f32,
+    count: usize,
+) -> c_int {
     get_typed(k, name, data, count, DType::F32, |d| match d {
         TensorData::F32(v) => Some(v),
         _ => None,
@@ -245,7 +337,12 @@ pub extern "C" fn npu_get_output_f32(k: *mut NpuKernel, name: *const c_char, dat
 
 /// Copy an int8 output of the last run. 0 or -1.
 #[no_mangle]
-pub extern "C" fn npu_get_output_i8(k: *mut NpuKernel, name: *const c_char, data: *mut i8, count: usize) -> c_int {
+pub extern "C" fn npu_get_output_i8(
+    k: *mut NpuKernel,
+    name: *const c_char,
+    data: *mut i8,
+    count: usize,
+) -> c_int {
     get_typed(k, name, data, count, DType::I8, |d| match d {
         TensorData::I8(v) => Some(v),
         _ => None,
@@ -282,7 +379,13 @@ pub extern "C" fn npu_output_size(k: *mut NpuKernel, name: *const c_char) -> usi
     guard(0, || {
         let k = kernel(k)?;
         let name = cstr(name, "name")?;
-        let o = k.kernel.graph.outputs().iter().find(|&&o| k.kernel.graph.node(o).name == name).ok_or_else(|| format!("no output `{name}`"))?;
+        let o = k
+            .kernel
+            .graph
+            .outputs()
+            .iter()
+            .find(|&&o| k.kernel.graph.node(o).name == name)
+            .ok_or_else(|| format!("no output `{name}`"))?;
         Ok(k.kernel.graph.ty(*o).bytes())
     })
 }
@@ -290,14 +393,26 @@ pub extern "C" fn npu_output_size(k: *mut NpuKernel, name: *const c_char) -> usi
 /// Copy output `name` of the last run into `data` (`bytes` must be its
 /// size). 0 or -1.
 #[no_mangle]
-pub extern "C" fn npu_get_output(k: *mut NpuKernel, name: *const c_char, data: *mut u8, bytes: usize) -> c_int {
+pub extern "C" fn npu_get_output(
+    k: *mut NpuKernel,
+    name: *const c_char,
+    data: *mut u8,
+    bytes: usize,
+) -> c_int {
     guard(-1, || {
         let k = kernel(k)?;
         let name = cstr(name, "name")?;
         let run = k.last.as_ref().ok_or("the kernel has not run yet")?;
-        let out = run.outputs.get(name).ok_or_else(|| format!("no output `{name}`"))?.to_bytes();
+        let out = run
+            .outputs
+            .get(name)
+            .ok_or_else(|| format!("no output `{name}`"))?
+            .to_bytes();
         if bytes != out.len() {
-            return Err(format!("output `{name}` has {} bytes, not {bytes}", out.len()));
+            return Err(format!(
+                "output `{name}` has {} bytes, not {bytes}",
+                out.len()
+            ));
         }
         if data.is_null() {
             return Err("data is NULL".into());
@@ -315,7 +430,8 @@ pub extern "C" fn npu_check(k: *mut NpuKernel, tolerance: f32) -> c_int {
     guard(-1, || {
         let k = kernel(k)?;
         let run = k.last.as_ref().ok_or("the kernel has not run yet")?;
-        runtime::check(&k.kernel.graph, &k.inputs, &run.outputs, tolerance).map_err(|e| e.to_string())?;
+        runtime::check(&k.kernel.graph, &k.inputs, &run.outputs, tolerance)
+            .map_err(|e| e.to_string())?;
         Ok(0)
     })
 }

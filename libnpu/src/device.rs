@@ -10,9 +10,9 @@ use npu_uapi as uapi;
 use npu_uapi::drm_core;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::sync::Mutex;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// What can go wrong talking to the NPU.
@@ -21,11 +21,20 @@ pub enum DeviceError {
     #[error("no onpu NPU found under /sys/class/accel: is the onpu module loaded and the device present?")]
     NotFound,
     #[error("cannot open {path}: {source}{}", open_hint(source))]
-    Open { path: PathBuf, source: std::io::Error },
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path} does not answer the onpu GET_PARAM ioctl ({errno}): not an onpu device, or a driver too old for this libnpu?")]
-    NotOnpu { path: PathBuf, errno: nix::errno::Errno },
+    NotOnpu {
+        path: PathBuf,
+        errno: nix::errno::Errno,
+    },
     #[error("{what} failed: {errno} ({})", errno.desc())]
-    Ioctl { what: &'static str, errno: nix::errno::Errno },
+    Ioctl {
+        what: &'static str,
+        errno: nix::errno::Errno,
+    },
     #[error("cannot map a {size}-byte buffer: {source}")]
     Map { size: u64, source: std::io::Error },
     #[error("job {seqno} faulted: {}", describe_fault(*status, *addr))]
@@ -52,7 +61,9 @@ impl DeviceError {
 
 fn open_hint(e: &std::io::Error) -> &'static str {
     match e.kind() {
-        std::io::ErrorKind::PermissionDenied => " (is your user in the group that owns /dev/accel, e.g. `render`?)",
+        std::io::ErrorKind::PermissionDenied => {
+            " (is your user in the group that owns /dev/accel, e.g. `render`?)"
+        }
         std::io::ErrorKind::NotFound => " (no such node: is the onpu module loaded?)",
         _ => "",
     }
@@ -63,13 +74,17 @@ fn open_hint(e: &std::io::Error) -> &'static str {
 pub fn describe_fault(status: u32, addr: u64) -> String {
     let name = fault_name(status);
     match Fault::from_code(status) {
-        Some(f) if f.is_mmu() || f == Fault::DmaBusError => format!("{name} at NPU address {addr:#x}"),
+        Some(f) if f.is_mmu() || f == Fault::DmaBusError => {
+            format!("{name} at NPU address {addr:#x}")
+        }
         // Instruction faults: the byte offset in the command buffer.
         Some(Fault::BadOpcode | Fault::BadOperand | Fault::SramRange) => {
             let insn = addr / npu_isa::INSN_SIZE as u64;
             format!("{name} at {addr:#x} (command buffer offset, instruction {insn})")
         }
-        Some(Fault::CmdbufOverrun) => format!("{name} at {addr:#x} (the command buffer ended without END)"),
+        Some(Fault::CmdbufOverrun) => {
+            format!("{name} at {addr:#x} (the command buffer ended without END)")
+        }
         Some(Fault::BadContext) => format!("{name} (hardware context {addr})"),
         _ => format!("{name} at {addr:#x}"),
     }
@@ -79,18 +94,58 @@ pub type Result<T, E = DeviceError> = std::result::Result<T, E>;
 
 mod ioctls {
     use super::{drm_core, uapi};
-    nix::ioctl_readwrite_bad!(get_param, uapi::DRM_IOCTL_ONPU_GET_PARAM, uapi::drm_onpu_get_param);
-    nix::ioctl_readwrite_bad!(bo_create, uapi::DRM_IOCTL_ONPU_BO_CREATE, uapi::drm_onpu_bo_create);
-    nix::ioctl_readwrite_bad!(bo_info, uapi::DRM_IOCTL_ONPU_BO_INFO, uapi::drm_onpu_bo_info);
+    nix::ioctl_readwrite_bad!(
+        get_param,
+        uapi::DRM_IOCTL_ONPU_GET_PARAM,
+        uapi::drm_onpu_get_param
+    );
+    nix::ioctl_readwrite_bad!(
+        bo_create,
+        uapi::DRM_IOCTL_ONPU_BO_CREATE,
+        uapi::drm_onpu_bo_create
+    );
+    nix::ioctl_readwrite_bad!(
+        bo_info,
+        uapi::DRM_IOCTL_ONPU_BO_INFO,
+        uapi::drm_onpu_bo_info
+    );
     nix::ioctl_readwrite_bad!(submit, uapi::DRM_IOCTL_ONPU_SUBMIT, uapi::drm_onpu_submit);
     nix::ioctl_readwrite_bad!(wait, uapi::DRM_IOCTL_ONPU_WAIT, uapi::drm_onpu_wait);
-    nix::ioctl_readwrite_bad!(wait_bo, uapi::DRM_IOCTL_ONPU_WAIT_BO, uapi::drm_onpu_wait_bo);
-    nix::ioctl_write_ptr_bad!(gem_close, drm_core::DRM_IOCTL_GEM_CLOSE, drm_core::drm_gem_close);
-    nix::ioctl_readwrite_bad!(prime_export, drm_core::DRM_IOCTL_PRIME_HANDLE_TO_FD, drm_core::drm_prime_handle);
-    nix::ioctl_readwrite_bad!(prime_import, drm_core::DRM_IOCTL_PRIME_FD_TO_HANDLE, drm_core::drm_prime_handle);
-    nix::ioctl_readwrite_bad!(syncobj_create, drm_core::DRM_IOCTL_SYNCOBJ_CREATE, drm_core::drm_syncobj_create);
-    nix::ioctl_readwrite_bad!(syncobj_destroy, drm_core::DRM_IOCTL_SYNCOBJ_DESTROY, drm_core::drm_syncobj_destroy);
-    nix::ioctl_readwrite_bad!(syncobj_wait, drm_core::DRM_IOCTL_SYNCOBJ_WAIT, drm_core::drm_syncobj_wait);
+    nix::ioctl_readwrite_bad!(
+        wait_bo,
+        uapi::DRM_IOCTL_ONPU_WAIT_BO,
+        uapi::drm_onpu_wait_bo
+    );
+    nix::ioctl_write_ptr_bad!(
+        gem_close,
+        drm_core::DRM_IOCTL_GEM_CLOSE,
+        drm_core::drm_gem_close
+    );
+    nix::ioctl_readwrite_bad!(
+        prime_export,
+        drm_core::DRM_IOCTL_PRIME_HANDLE_TO_FD,
+        drm_core::drm_prime_handle
+    );
+    nix::ioctl_readwrite_bad!(
+        prime_import,
+        drm_core::DRM_IOCTL_PRIME_FD_TO_HANDLE,
+        drm_core::drm_prime_handle
+    );
+    nix::ioctl_readwrite_bad!(
+        syncobj_create,
+        drm_core::DRM_IOCTL_SYNCOBJ_CREATE,
+        drm_core::drm_syncobj_create
+    );
+    nix::ioctl_readwrite_bad!(
+        syncobj_destroy,
+        drm_core::DRM_IOCTL_SYNCOBJ_DESTROY,
+        drm_core::drm_syncobj_destroy
+    );
+    nix::ioctl_readwrite_bad!(
+        syncobj_wait,
+        drm_core::DRM_IOCTL_SYNCOBJ_WAIT,
+        drm_core::drm_syncobj_wait
+    );
 }
 
 fn check<T>(what: &'static str, r: nix::Result<T>) -> Result<T> {
@@ -150,17 +205,26 @@ pub fn find_devices() -> Vec<PathBuf> {
 /// in `onpu`, as paths under `dev`, sorted by number.
 pub fn find_devices_in(class: &Path, dev: &Path) -> Vec<PathBuf> {
     let mut found: Vec<std::ffi::OsString> = Vec::new();
-    let Ok(dir) = std::fs::read_dir(class) else { return Vec::new() };
+    let Ok(dir) = std::fs::read_dir(class) else {
+        return Vec::new();
+    };
     for e in dir.flatten() {
         let driver = std::fs::read_link(e.path().join("device/driver")).ok();
-        if driver.as_deref().and_then(Path::file_name).is_some_and(|d| d == "onpu") {
+        if driver
+            .as_deref()
+            .and_then(Path::file_name)
+            .is_some_and(|d| d == "onpu")
+        {
             found.push(e.file_name());
         }
     }
     // accel10 after accel9.
     found.sort_by_key(|n| {
         let n = n.to_string_lossy();
-        let num = n.trim_start_matches(|c: char| !c.is_ascii_digit()).parse::<u64>().unwrap_or(u64::MAX);
+        let num = n
+            .trim_start_matches(|c: char| !c.is_ascii_digit())
+            .parse::<u64>()
+            .unwrap_or(u64::MAX);
         (num, n.into_owned())
     });
     found.into_iter().map(|n| dev.join(n)).collect()
@@ -169,7 +233,10 @@ pub fn find_devices_in(class: &Path, dev: &Path) -> Vec<PathBuf> {
 impl Device {
     /// The first onpu NPU.
     pub fn open() -> Result<Device> {
-        let path = find_devices().into_iter().next().ok_or(DeviceError::NotFound)?;
+        let path = find_devices()
+            .into_iter()
+            .next()
+            .ok_or(DeviceError::NotFound)?;
         Device::open_path(&path)
     }
 
@@ -178,12 +245,24 @@ impl Device {
             .read(true)
             .write(true)
             .open(path)
-            .map_err(|source| DeviceError::Open { path: path.to_owned(), source })?;
+            .map_err(|source| DeviceError::Open {
+                path: path.to_owned(),
+                source,
+            })?;
         let id = NEXT_DEVICE_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut dev = Device { file, path: path.to_owned(), params: Params::default(), handles: Mutex::default(), id };
+        let mut dev = Device {
+            file,
+            path: path.to_owned(),
+            params: Params::default(),
+            handles: Mutex::default(),
+            id,
+        };
         // The first query tells an onpu node from anything else.
         if let Err(DeviceError::Ioctl { errno, .. }) = dev.param(uapi::DRM_ONPU_PARAM_DEVICE_ID) {
-            return Err(DeviceError::NotOnpu { path: path.to_owned(), errno });
+            return Err(DeviceError::NotOnpu {
+                path: path.to_owned(),
+                errno,
+            });
         }
         let p = |d: &Device, id| d.param(id).map(|v| v as u32);
         dev.params = Params {
@@ -214,9 +293,14 @@ impl Device {
 
     /// One DRM_ONPU_PARAM_* value.
     pub fn param(&self, param: u32) -> Result<u64> {
-        let mut p = uapi::drm_onpu_get_param { param, ..Default::default() };
+        let mut p = uapi::drm_onpu_get_param {
+            param,
+            ..Default::default()
+        };
         // SAFETY: `p` is a valid drm_onpu_get_param for the call.
-        check("GET_PARAM", unsafe { ioctls::get_param(self.file.as_raw_fd(), &mut p) })?;
+        check("GET_PARAM", unsafe {
+            ioctls::get_param(self.file.as_raw_fd(), &mut p)
+        })?;
         Ok(p.value)
     }
 
@@ -232,25 +316,41 @@ impl Device {
     /// A new buffer of at least `size` bytes, mapped for the CPU and at an
     /// NPU address in this file's address space.
     pub fn alloc(&self, size: u64) -> Result<Buffer<'_>> {
-        let mut c = uapi::drm_onpu_bo_create { size, ..Default::default() };
+        let mut c = uapi::drm_onpu_bo_create {
+            size,
+            ..Default::default()
+        };
         // SAFETY: `c` is a valid drm_onpu_bo_create for the call.
-        check("BO_CREATE", unsafe { ioctls::bo_create(self.file.as_raw_fd(), &mut c) })?;
+        check("BO_CREATE", unsafe {
+            ioctls::bo_create(self.file.as_raw_fd(), &mut c)
+        })?;
         self.wrap(c.handle)
     }
 
     /// Import a dma-buf (from this or another file of an onpu device).
     pub fn import(&self, fd: BorrowedFd<'_>) -> Result<Buffer<'_>> {
-        let mut p = drm_core::drm_prime_handle { handle: 0, flags: 0, fd: fd.as_raw_fd() };
+        let mut p = drm_core::drm_prime_handle {
+            handle: 0,
+            flags: 0,
+            fd: fd.as_raw_fd(),
+        };
         // SAFETY: `p` is a valid drm_prime_handle for the call.
-        check("PRIME_FD_TO_HANDLE", unsafe { ioctls::prime_import(self.file.as_raw_fd(), &mut p) })?;
+        check("PRIME_FD_TO_HANDLE", unsafe {
+            ioctls::prime_import(self.file.as_raw_fd(), &mut p)
+        })?;
         self.wrap(p.handle)
     }
 
     fn wrap(&self, handle: u32) -> Result<Buffer<'_>> {
         *self.handle_refs().entry(handle).or_insert(0) += 1;
-        let mut i = uapi::drm_onpu_bo_info { handle, ..Default::default() };
+        let mut i = uapi::drm_onpu_bo_info {
+            handle,
+            ..Default::default()
+        };
         // SAFETY: `i` is a valid drm_onpu_bo_info for the call.
-        if let Err(e) = check("BO_INFO", unsafe { ioctls::bo_info(self.file.as_raw_fd(), &mut i) }) {
+        if let Err(e) = check("BO_INFO", unsafe {
+            ioctls::bo_info(self.file.as_raw_fd(), &mut i)
+        }) {
             self.close_handle(handle);
             return Err(e);
         }
@@ -258,9 +358,18 @@ impl Device {
             .offset(i.mmap_offset)
             .len(i.size as usize)
             .map_raw(&self.file)
-            .map_err(|source| DeviceError::Map { size: i.size, source });
+            .map_err(|source| DeviceError::Map {
+                size: i.size,
+                source,
+            });
         match map {
-            Ok(map) => Ok(Buffer { dev: self, handle, size: i.size, npu_addr: i.npu_addr, map }),
+            Ok(map) => Ok(Buffer {
+                dev: self,
+                handle,
+                size: i.size,
+                npu_addr: i.npu_addr,
+                map,
+            }),
             Err(e) => {
                 self.close_handle(handle);
                 Err(e)
@@ -274,7 +383,13 @@ impl Device {
         if p.device != self.id {
             return Err(p);
         }
-        Ok(Buffer { dev: self, handle: p.handle, size: p.size, npu_addr: p.npu_addr, map: p.map })
+        Ok(Buffer {
+            dev: self,
+            handle: p.handle,
+            size: p.size,
+            npu_addr: p.npu_addr,
+            map: p.map,
+        })
     }
 
     fn handle_refs(&self) -> std::sync::MutexGuard<'_, HashMap<u32, u32>> {
@@ -314,10 +429,17 @@ impl Device {
         // gets the union of its uses); a written buffer is read too.
         let mut refs: Vec<uapi::drm_onpu_bo_ref> = Vec::with_capacity(job.buffers.len());
         for (b, w) in &job.buffers {
-            let flags = if *w { uapi::DRM_ONPU_BO_READ | uapi::DRM_ONPU_BO_WRITE } else { uapi::DRM_ONPU_BO_READ };
+            let flags = if *w {
+                uapi::DRM_ONPU_BO_READ | uapi::DRM_ONPU_BO_WRITE
+            } else {
+                uapi::DRM_ONPU_BO_READ
+            };
             match refs.iter_mut().find(|r| r.handle == b.handle) {
                 Some(r) => r.flags |= flags,
-                None => refs.push(uapi::drm_onpu_bo_ref { handle: b.handle, flags }),
+                None => refs.push(uapi::drm_onpu_bo_ref {
+                    handle: b.handle,
+                    flags,
+                }),
             }
         }
         // validate() bounded it by DRM_ONPU_MAX_CMDBUF_SIZE.
@@ -327,16 +449,31 @@ impl Device {
             cmdbuf_offset: job.cmdbuf_offset,
             cmdbuf_size: size,
             bo_count: refs.len() as u32,
-            bos: if refs.is_empty() { 0 } else { refs.as_ptr() as u64 },
-            in_syncobjs: if job.in_syncobjs.is_empty() { 0 } else { job.in_syncobjs.as_ptr() as u64 },
+            bos: if refs.is_empty() {
+                0
+            } else {
+                refs.as_ptr() as u64
+            },
+            in_syncobjs: if job.in_syncobjs.is_empty() {
+                0
+            } else {
+                job.in_syncobjs.as_ptr() as u64
+            },
             in_syncobj_count: job.in_syncobjs.len() as u32,
             out_syncobj: job.out_syncobj,
             timeout_ms: job.timeout_ms,
             ..Default::default()
         };
         // SAFETY: `req` and the arrays it points at outlive the call.
-        check("SUBMIT", unsafe { ioctls::submit(self.file.as_raw_fd(), &mut req) })?;
-        log::trace!("submitted job {} ({} bytes of commands, {} buffers)", req.seqno, size, refs.len());
+        check("SUBMIT", unsafe {
+            ioctls::submit(self.file.as_raw_fd(), &mut req)
+        })?;
+        log::trace!(
+            "submitted job {} ({} bytes of commands, {} buffers)",
+            req.seqno,
+            size,
+            refs.len()
+        );
         Ok(req.seqno)
     }
 
@@ -346,35 +483,69 @@ impl Device {
         let deadline = Instant::now() + timeout;
         let w = loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let mut w = uapi::drm_onpu_wait { seqno, timeout_ns: ns(left), ..Default::default() };
+            let mut w = uapi::drm_onpu_wait {
+                seqno,
+                timeout_ns: ns(left),
+                ..Default::default()
+            };
             // SAFETY: `w` is a valid drm_onpu_wait for the call.
             match unsafe { ioctls::wait(self.file.as_raw_fd(), &mut w) } {
                 Ok(_) => break w,
-                Err(nix::errno::Errno::ETIMEDOUT) => return Err(DeviceError::WaitTimeout { seqno, waited: timeout }),
+                Err(nix::errno::Errno::ETIMEDOUT) => {
+                    return Err(DeviceError::WaitTimeout {
+                        seqno,
+                        waited: timeout,
+                    })
+                }
                 // A signal (the driver's -ERESTARTSYS): the job is not
                 // reaped yet, so waiting again is safe.
                 Err(nix::errno::Errno::EINTR) => continue,
-                Err(errno) => return Err(DeviceError::Ioctl { what: "WAIT", errno }),
+                Err(errno) => {
+                    return Err(DeviceError::Ioctl {
+                        what: "WAIT",
+                        errno,
+                    })
+                }
             }
         };
         match w.status {
-            uapi::DRM_ONPU_JOB_OK => Ok(Outcome { seqno, cycles: w.cycles }),
+            uapi::DRM_ONPU_JOB_OK => Ok(Outcome {
+                seqno,
+                cycles: w.cycles,
+            }),
             uapi::DRM_ONPU_JOB_TIMEDOUT => Err(DeviceError::JobTimedOut { seqno }),
             uapi::DRM_ONPU_JOB_CANCELED => Err(DeviceError::JobCanceled { seqno }),
             status => {
-                log::debug!("job {seqno}: status {status:#x}, error {}, fault_addr {:#x}", w.error, w.fault_addr);
-                Err(DeviceError::JobFault { seqno, status, addr: w.fault_addr })
+                log::debug!(
+                    "job {seqno}: status {status:#x}, error {}, fault_addr {:#x}",
+                    w.error,
+                    w.fault_addr
+                );
+                Err(DeviceError::JobFault {
+                    seqno,
+                    status,
+                    addr: w.fault_addr,
+                })
             }
         }
     }
 
     /// A new syncobj of this file, signalled already if `signaled`.
     pub fn syncobj(&self, signaled: bool) -> Result<Syncobj<'_>> {
-        let flags = if signaled { drm_core::DRM_SYNCOBJ_CREATE_SIGNALED } else { 0 };
+        let flags = if signaled {
+            drm_core::DRM_SYNCOBJ_CREATE_SIGNALED
+        } else {
+            0
+        };
         let mut c = drm_core::drm_syncobj_create { handle: 0, flags };
         // SAFETY: `c` is a valid drm_syncobj_create for the call.
-        check("SYNCOBJ_CREATE", unsafe { ioctls::syncobj_create(self.file.as_raw_fd(), &mut c) })?;
-        Ok(Syncobj { dev: self, handle: c.handle })
+        check("SYNCOBJ_CREATE", unsafe {
+            ioctls::syncobj_create(self.file.as_raw_fd(), &mut c)
+        })?;
+        Ok(Syncobj {
+            dev: self,
+            handle: c.handle,
+        })
     }
 
     /// Wait until no job uses `buffer`.
@@ -382,12 +553,21 @@ impl Device {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let mut w = uapi::drm_onpu_wait_bo { handle: buffer.handle, flags: 0, timeout_ns: ns(left) };
+            let mut w = uapi::drm_onpu_wait_bo {
+                handle: buffer.handle,
+                flags: 0,
+                timeout_ns: ns(left),
+            };
             // SAFETY: `w` is a valid drm_onpu_wait_bo for the call.
             match unsafe { ioctls::wait_bo(self.file.as_raw_fd(), &mut w) } {
                 Ok(_) => return Ok(()),
                 Err(nix::errno::Errno::EINTR) => continue,
-                Err(errno) => return Err(DeviceError::Ioctl { what: "WAIT_BO", errno }),
+                Err(errno) => {
+                    return Err(DeviceError::Ioctl {
+                        what: "WAIT_BO",
+                        errno,
+                    })
+                }
             }
         }
     }
@@ -435,7 +615,15 @@ pub struct Job<'a> {
 
 impl<'a> Job<'a> {
     pub fn new(cmdbuf: &'a Buffer<'a>, size: u64) -> Self {
-        Job { cmdbuf, cmdbuf_offset: 0, cmdbuf_size: size, buffers: Vec::new(), in_syncobjs: Vec::new(), out_syncobj: 0, timeout_ms: 0 }
+        Job {
+            cmdbuf,
+            cmdbuf_offset: 0,
+            cmdbuf_size: size,
+            buffers: Vec::new(),
+            in_syncobjs: Vec::new(),
+            out_syncobj: 0,
+            timeout_ms: 0,
+        }
     }
 
     pub fn reads(mut self, b: &'a Buffer<'a>) -> Self {
@@ -468,18 +656,41 @@ impl<'a> Job<'a> {
             return bad(format!("command buffer at offset {} of {} bytes: both must be multiples of {insn} (whole instructions), the size non-zero", self.cmdbuf_offset, self.cmdbuf_size));
         }
         if self.cmdbuf_size > u64::from(uapi::DRM_ONPU_MAX_CMDBUF_SIZE) {
-            return bad(format!("command buffer of {} bytes: the limit is {}", self.cmdbuf_size, uapi::DRM_ONPU_MAX_CMDBUF_SIZE));
+            return bad(format!(
+                "command buffer of {} bytes: the limit is {}",
+                self.cmdbuf_size,
+                uapi::DRM_ONPU_MAX_CMDBUF_SIZE
+            ));
         }
-        if self.cmdbuf_offset.checked_add(self.cmdbuf_size).is_none_or(|end| end > self.cmdbuf.size) {
-            return bad(format!("command buffer [{}, +{}) lies outside its {}-byte buffer", self.cmdbuf_offset, self.cmdbuf_size, self.cmdbuf.size));
+        if self
+            .cmdbuf_offset
+            .checked_add(self.cmdbuf_size)
+            .is_none_or(|end| end > self.cmdbuf.size)
+        {
+            return bad(format!(
+                "command buffer [{}, +{}) lies outside its {}-byte buffer",
+                self.cmdbuf_offset, self.cmdbuf_size, self.cmdbuf.size
+            ));
         }
         if self.buffers.len() > uapi::DRM_ONPU_MAX_JOB_BOS as usize {
-            return bad(format!("a job may use at most {} buffers, this one lists {}", uapi::DRM_ONPU_MAX_JOB_BOS, self.buffers.len()));
+            return bad(format!(
+                "a job may use at most {} buffers, this one lists {}",
+                uapi::DRM_ONPU_MAX_JOB_BOS,
+                self.buffers.len()
+            ));
         }
         if self.in_syncobjs.len() > uapi::DRM_ONPU_MAX_IN_SYNCOBJS as usize {
-            return bad(format!("a job may wait for at most {} syncobjs, this one lists {}", uapi::DRM_ONPU_MAX_IN_SYNCOBJS, self.in_syncobjs.len()));
+            return bad(format!(
+                "a job may wait for at most {} syncobjs, this one lists {}",
+                uapi::DRM_ONPU_MAX_IN_SYNCOBJS,
+                self.in_syncobjs.len()
+            ));
         }
-        if self.buffers.iter().any(|(b, _)| !std::ptr::eq(b.dev, self.cmdbuf.dev)) {
+        if self
+            .buffers
+            .iter()
+            .any(|(b, _)| !std::ptr::eq(b.dev, self.cmdbuf.dev))
+        {
             return bad("a job's buffers must belong to the device (file) it is submitted on; import them there first".into());
         }
         Ok(())
@@ -502,7 +713,13 @@ impl Syncobj<'_> {
     /// Wait up to `timeout` until the fence in it has signalled (also for
     /// one a job puts there later). Ok(false) when the time ran out.
     pub fn wait(&self, timeout: Duration) -> Result<bool> {
-        let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).map_err(|errno| DeviceError::Ioctl { what: "clock_gettime", errno })?;
+        let now =
+            nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).map_err(|errno| {
+                DeviceError::Ioctl {
+                    what: "clock_gettime",
+                    errno,
+                }
+            })?;
         let now = Duration::new(now.tv_sec() as u64, now.tv_nsec() as u32);
         // DRM_IOCTL_SYNCOBJ_WAIT takes an absolute CLOCK_MONOTONIC time.
         let deadline = ns(now.saturating_add(timeout));
@@ -520,7 +737,12 @@ impl Syncobj<'_> {
                 Ok(_) => return Ok(true),
                 Err(nix::errno::Errno::ETIME | nix::errno::Errno::ETIMEDOUT) => return Ok(false),
                 Err(nix::errno::Errno::EINTR) => continue,
-                Err(errno) => return Err(DeviceError::Ioctl { what: "SYNCOBJ_WAIT", errno }),
+                Err(errno) => {
+                    return Err(DeviceError::Ioctl {
+                        what: "SYNCOBJ_WAIT",
+                        errno,
+                    })
+                }
             }
         }
     }
@@ -528,7 +750,10 @@ impl Syncobj<'_> {
 
 impl Drop for Syncobj<'_> {
     fn drop(&mut self) {
-        let mut d = drm_core::drm_syncobj_destroy { handle: self.handle, pad: 0 };
+        let mut d = drm_core::drm_syncobj_destroy {
+            handle: self.handle,
+            pad: 0,
+        };
         // SAFETY: `d` is a valid drm_syncobj_destroy for the call.
         if let Err(e) = unsafe { ioctls::syncobj_destroy(self.dev.file.as_raw_fd(), &mut d) } {
             log::warn!("SYNCOBJ_DESTROY of handle {}: {e}", self.handle);
@@ -576,7 +801,11 @@ pub struct Buffer<'d> {
 
 impl std::fmt::Debug for Buffer<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Buffer {{ handle: {}, size: {}, npu_addr: {:#x} }}", self.handle, self.size, self.npu_addr)
+        write!(
+            f,
+            "Buffer {{ handle: {}, size: {}, npu_addr: {:#x} }}",
+            self.handle, self.size, self.npu_addr
+        )
     }
 }
 
@@ -621,9 +850,15 @@ impl Buffer<'_> {
 
     /// Export as a dma-buf file descriptor (for another process or device).
     pub fn export(&self) -> Result<OwnedFd> {
-        let mut p = drm_core::drm_prime_handle { handle: self.handle, flags: drm_core::DRM_CLOEXEC | drm_core::DRM_RDWR, fd: -1 };
+        let mut p = drm_core::drm_prime_handle {
+            handle: self.handle,
+            flags: drm_core::DRM_CLOEXEC | drm_core::DRM_RDWR,
+            fd: -1,
+        };
         // SAFETY: `p` is a valid drm_prime_handle for the call.
-        check("PRIME_HANDLE_TO_FD", unsafe { ioctls::prime_export(self.dev.file.as_raw_fd(), &mut p) })?;
+        check("PRIME_HANDLE_TO_FD", unsafe {
+            ioctls::prime_export(self.dev.file.as_raw_fd(), &mut p)
+        })?;
         // SAFETY: the kernel created this descriptor for us.
         Ok(unsafe { OwnedFd::from_raw_fd(p.fd) })
     }
@@ -637,7 +872,13 @@ impl Buffer<'_> {
         // SAFETY: `this` is never used or dropped again, so the mapping is
         // moved out exactly once; the handle's reference moves with it.
         let map = unsafe { std::ptr::read(&this.map) };
-        ParkedBuffer { device: this.dev.id, handle: this.handle, size: this.size, npu_addr: this.npu_addr, map }
+        ParkedBuffer {
+            device: this.dev.id,
+            handle: this.handle,
+            size: this.size,
+            npu_addr: this.npu_addr,
+            map,
+        }
     }
 }
 
@@ -655,11 +896,17 @@ mod tests {
     fn finds_onpu_nodes_by_driver_link_in_numeric_order() {
         let root = std::env::temp_dir().join(format!("npu-sysfs-{}", std::process::id()));
         let class = root.join("class/accel");
-        for (node, driver) in [("accel10", "onpu"), ("accel2", "onpu"), ("accel0", "ivpu"), ("accel3", "onpu-not")] {
+        for (node, driver) in [
+            ("accel10", "onpu"),
+            ("accel2", "onpu"),
+            ("accel0", "ivpu"),
+            ("accel3", "onpu-not"),
+        ] {
             let dev = root.join("devices").join(node);
             std::fs::create_dir_all(&dev).expect("mkdir");
             std::fs::create_dir_all(root.join("drivers").join(driver)).expect("mkdir");
-            std::os::unix::fs::symlink(root.join("drivers").join(driver), dev.join("driver")).expect("symlink");
+            std::os::unix::fs::symlink(root.join("drivers").join(driver), dev.join("driver"))
+                .expect("symlink");
             std::fs::create_dir_all(class.join(node)).expect("mkdir");
             std::os::unix::fs::symlink(&dev, class.join(node).join("device")).expect("symlink");
         }
@@ -667,17 +914,39 @@ mod tests {
         std::fs::create_dir_all(class.join("accel4/device")).expect("mkdir");
         let found = find_devices_in(&class, Path::new("/dev/accel"));
         let _ = std::fs::remove_dir_all(&root);
-        assert_eq!(found, [PathBuf::from("/dev/accel/accel2"), PathBuf::from("/dev/accel/accel10")]);
-        assert!(find_devices_in(Path::new("/nonexistent/accel"), Path::new("/dev/accel")).is_empty());
+        assert_eq!(
+            found,
+            [
+                PathBuf::from("/dev/accel/accel2"),
+                PathBuf::from("/dev/accel/accel10")
+            ]
+        );
+        assert!(
+            find_devices_in(Path::new("/nonexistent/accel"), Path::new("/dev/accel")).is_empty()
+        );
     }
 
     #[test]
     fn fault_messages_say_what_the_address_is() {
-        let e = DeviceError::JobFault { seqno: 3, status: Fault::MmuUnmapped.code(), addr: 0x20_0040 };
-        assert_eq!(e.to_string(), "job 3 faulted: MmuUnmapped at NPU address 0x200040");
+        let e = DeviceError::JobFault {
+            seqno: 3,
+            status: Fault::MmuUnmapped.code(),
+            addr: 0x20_0040,
+        };
+        assert_eq!(
+            e.to_string(),
+            "job 3 faulted: MmuUnmapped at NPU address 0x200040"
+        );
         assert_eq!(e.fault(), Some(Fault::MmuUnmapped));
-        let e = DeviceError::JobFault { seqno: 4, status: Fault::BadOperand.code(), addr: 0x80 };
-        assert_eq!(e.to_string(), "job 4 faulted: BadOperand at 0x80 (command buffer offset, instruction 2)");
+        let e = DeviceError::JobFault {
+            seqno: 4,
+            status: Fault::BadOperand.code(),
+            addr: 0x80,
+        };
+        assert_eq!(
+            e.to_string(),
+            "job 4 faulted: BadOperand at 0x80 (command buffer offset, instruction 2)"
+        );
         assert_eq!(describe_fault(0x42, 7), "fault 0x42 at 0x7");
         assert_eq!(DeviceError::JobTimedOut { seqno: 1 }.fault(), None);
     }

@@ -24,9 +24,9 @@ pub mod reference;
 pub mod runtime;
 pub mod text;
 
-/// The shared instruction-set crate, for callers that inspect programs.
-pub use npu_isa as isa;
 pub use ir::{DType, Graph, GraphError, Quant, TensorType, ValueId};
 pub use lower::{compile, CompileOptions, DeviceParams, LowerError, Program};
+/// The shared instruction-set crate, for callers that inspect programs.
+pub use npu_isa as isa;
 pub use reference::{Tensor, TensorData};
 pub use runtime::{Kernel, Session};

@@ -30,7 +30,12 @@ pub enum Error {
     #[error("reference executor: {0}")]
     Reference(String),
     #[error("{output}[{index}]: the NPU gave {got}, the CPU reference {want}")]
-    Mismatch { output: String, index: usize, got: String, want: String },
+    Mismatch {
+        output: String,
+        index: usize,
+        got: String,
+        want: String,
+    },
     #[error("the device model: {0}")]
     Model(String),
     #[error("bad job: {0}")]
@@ -93,15 +98,39 @@ impl Request<'_> {
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Request(m));
         if self.sizes.len() != self.writes.len() {
-            return bad(format!("{} buffer sizes but {} write flags", self.sizes.len(), self.writes.len()));
+            return bad(format!(
+                "{} buffer sizes but {} write flags",
+                self.sizes.len(),
+                self.writes.len()
+            ));
         }
-        if let Some(i) = self.sizes.iter().position(|&s| s == 0 || s > npu_uapi::DRM_ONPU_BO_MAX_SIZE) {
-            return bad(format!("buffer {i}: {} bytes is not in 1..={}", self.sizes[i], npu_uapi::DRM_ONPU_BO_MAX_SIZE));
+        if let Some(i) = self
+            .sizes
+            .iter()
+            .position(|&s| s == 0 || s > npu_uapi::DRM_ONPU_BO_MAX_SIZE)
+        {
+            return bad(format!(
+                "buffer {i}: {} bytes is not in 1..={}",
+                self.sizes[i],
+                npu_uapi::DRM_ONPU_BO_MAX_SIZE
+            ));
         }
-        for (i, len) in self.inputs.iter().map(|&(i, b)| (i, b.len())).chain(self.outputs.iter().copied()) {
+        for (i, len) in self
+            .inputs
+            .iter()
+            .map(|&(i, b)| (i, b.len()))
+            .chain(self.outputs.iter().copied())
+        {
             match self.sizes.get(i) {
-                None => return bad(format!("buffer {i} does not exist ({} buffers)", self.sizes.len())),
-                Some(&size) if len as u64 > size => return bad(format!("{len} bytes do not fit buffer {i} of {size} bytes")),
+                None => {
+                    return bad(format!(
+                        "buffer {i} does not exist ({} buffers)",
+                        self.sizes.len()
+                    ))
+                }
+                Some(&size) if len as u64 > size => {
+                    return bad(format!("{len} bytes do not fit buffer {i} of {size} bytes"))
+                }
                 Some(_) => {}
             }
         }
@@ -132,7 +161,11 @@ pub trait Backend: Send {
     fn device(&self) -> Option<&Device> {
         None
     }
-    fn execute(&mut self, req: &Request<'_>, bind: &dyn Fn(&[u64]) -> Result<Vec<u8>>) -> Result<Execution>;
+    fn execute(
+        &mut self,
+        req: &Request<'_>,
+        bind: &dyn Fn(&[u64]) -> Result<Vec<u8>>,
+    ) -> Result<Execution>;
 }
 
 /// The NPU through the onpu driver: a buffer object per buffer, the
@@ -156,13 +189,21 @@ const POOL_MAX_BYTES: u64 = 256 << 20;
 
 impl Accel {
     pub fn new(dev: Device) -> Accel {
-        Accel { dev, pool: Vec::new() }
+        Accel {
+            dev,
+            pool: Vec::new(),
+        }
     }
 
     /// A buffer of at least `size` bytes whose first `size` bytes start
     /// with `init` and are zero after it: a parked one of at most twice
     /// the size (page-rounded), else a new one.
-    fn take<'d>(dev: &'d Device, pool: &mut Vec<ParkedBuffer>, size: u64, init: &[u8]) -> Result<Buffer<'d>> {
+    fn take<'d>(
+        dev: &'d Device,
+        pool: &mut Vec<ParkedBuffer>,
+        size: u64,
+        init: &[u8],
+    ) -> Result<Buffer<'d>> {
         let want = size.div_ceil(PAGE) * PAGE;
         let fit = pool
             .iter()
@@ -176,7 +217,9 @@ impl Accel {
                 b.bytes_mut()[..init.len()].copy_from_slice(init);
                 return Ok(b);
             }
-            Some(i) => dev.unpark(pool.remove(i)).map_err(|_| Error::Request("a pooled buffer of another device file".into()))?,
+            Some(i) => dev
+                .unpark(pool.remove(i))
+                .map_err(|_| Error::Request("a pooled buffer of another device file".into()))?,
         };
         let bytes = &mut b.bytes_mut()[..size as usize];
         bytes[..init.len()].copy_from_slice(init);
@@ -220,7 +263,11 @@ impl Backend for Accel {
         Some(&self.dev)
     }
 
-    fn execute(&mut self, req: &Request<'_>, bind: &dyn Fn(&[u64]) -> Result<Vec<u8>>) -> Result<Execution> {
+    fn execute(
+        &mut self,
+        req: &Request<'_>,
+        bind: &dyn Fn(&[u64]) -> Result<Vec<u8>>,
+    ) -> Result<Execution> {
         req.validate()?;
         let Accel { dev, pool } = self;
         let mut init: Vec<&[u8]> = vec![&[]; req.sizes.len()];
@@ -247,13 +294,22 @@ impl Backend for Accel {
         let outcome = dev.wait(seqno, req.wait_timeout)?;
         let device_time = t.elapsed();
         drop(job);
-        let outputs = req.outputs.iter().map(|&(i, n)| bufs[i].bytes()[..n].to_vec()).collect();
+        let outputs = req
+            .outputs
+            .iter()
+            .map(|&(i, n)| bufs[i].bytes()[..n].to_vec())
+            .collect();
         bufs.push(cmdbuf);
         Accel::keep(pool, dev, bufs);
-        Ok(Execution { outputs, cycles: outcome.cycles, device_time, cmdbuf: cmd, addrs })
+        Ok(Execution {
+            outputs,
+            cycles: outcome.cycles,
+            device_time,
+            cmdbuf: cmd,
+            addrs,
+        })
     }
 }
-
 
 /// A device to compile for and run on.
 pub struct Session {
@@ -273,7 +329,8 @@ impl Session {
 
     pub fn on(device: Device) -> Session {
         // Longer than any job may run, with room for jobs queued before it.
-        let wait = Duration::from_millis(u64::from(device.params().job_timeout_ms) * 4).max(Duration::from_secs(60));
+        let wait = Duration::from_millis(u64::from(device.params().job_timeout_ms) * 4)
+            .max(Duration::from_secs(60));
         let mut s = Session::with_backend(Box::new(Accel::new(device)));
         s.wait_timeout = wait;
         s
@@ -287,7 +344,12 @@ impl Session {
 
     /// Any other backend.
     pub fn with_backend(backend: Box<dyn Backend>) -> Session {
-        Session { backend, options: CompileOptions::default(), timeout_ms: 0, wait_timeout: Duration::from_secs(60) }
+        Session {
+            backend,
+            options: CompileOptions::default(),
+            timeout_ms: 0,
+            wait_timeout: Duration::from_secs(60),
+        }
     }
 
     pub fn backend_name(&self) -> &'static str {
@@ -312,8 +374,18 @@ impl Session {
     /// Compile an IR graph.
     pub fn compile(&self, graph: Graph) -> Result<Kernel> {
         let t = Instant::now();
-        let program = compile(&graph, DeviceParams { sram_size: self.sram_size() }, self.options)?;
-        Ok(Kernel { graph, program, compile_time: t.elapsed() })
+        let program = compile(
+            &graph,
+            DeviceParams {
+                sram_size: self.sram_size(),
+            },
+            self.options,
+        )?;
+        Ok(Kernel {
+            graph,
+            program,
+            compile_time: t.elapsed(),
+        })
     }
 
     /// Run `k` on the device with `inputs` (by input name).
@@ -323,18 +395,36 @@ impl Session {
         for v in k.graph.inputs() {
             let node = k.graph.node(v);
             let ty = k.graph.ty(v);
-            let data = inputs.get(&node.name).ok_or_else(|| Error::Input { name: node.name.clone(), why: "not given".into() })?;
+            let data = inputs.get(&node.name).ok_or_else(|| Error::Input {
+                name: node.name.clone(),
+                why: "not given".into(),
+            })?;
             if data.dtype() != ty.dtype || data.len() != ty.elems() {
                 return Err(Error::Input {
                     name: node.name.clone(),
-                    why: format!("want {} {} values, got {} {}", ty.elems(), ty.dtype.name(), data.len(), data.dtype().name()),
+                    why: format!(
+                        "want {} {} values, got {} {}",
+                        ty.elems(),
+                        ty.dtype.name(),
+                        data.len(),
+                        data.dtype().name()
+                    ),
                 });
             }
-            let i = prog.buffer_of(&node.name).ok_or_else(|| Error::Input { name: node.name.clone(), why: "no buffer in the program".into() })?;
+            let i = prog.buffer_of(&node.name).ok_or_else(|| Error::Input {
+                name: node.name.clone(),
+                why: "no buffer in the program".into(),
+            })?;
             bytes_in.push((i, data.to_bytes()));
         }
-        if let Some(name) = inputs.keys().find(|n| !k.graph.inputs().any(|v| k.graph.node(v).name == **n)) {
-            return Err(Error::Input { name: name.clone(), why: "the kernel has no such input".into() });
+        if let Some(name) = inputs
+            .keys()
+            .find(|n| !k.graph.inputs().any(|v| k.graph.node(v).name == **n))
+        {
+            return Err(Error::Input {
+                name: name.clone(),
+                why: "the kernel has no such input".into(),
+            });
         }
         let outs: Vec<(String, usize, crate::DType, usize)> = k
             .graph
@@ -343,22 +433,55 @@ impl Session {
             .filter_map(|&o| {
                 let n = &k.graph.node(o).name;
                 let ty = k.graph.ty(o);
-                prog.buffer_of(n).map(|i| (n.clone(), i, ty.dtype, ty.bytes()))
+                prog.buffer_of(n)
+                    .map(|i| (n.clone(), i, ty.dtype, ty.bytes()))
             })
             .collect();
         let sizes: Vec<u64> = prog.buffers().iter().map(|b| b.size.max(1)).collect();
-        let writes: Vec<bool> = prog.buffers().iter().map(|b| b.kind != BufferKind::Input).collect();
-        let inputs: Vec<(usize, &[u8])> = bytes_in.iter().map(|(i, b)| (*i, b.as_slice())).collect();
+        let writes: Vec<bool> = prog
+            .buffers()
+            .iter()
+            .map(|b| b.kind != BufferKind::Input)
+            .collect();
+        let inputs: Vec<(usize, &[u8])> =
+            bytes_in.iter().map(|(i, b)| (*i, b.as_slice())).collect();
         let wanted: Vec<(usize, usize)> = outs.iter().map(|(_, i, _, n)| (*i, *n)).collect();
-        let req = Request { sizes: &sizes, writes: &writes, inputs: &inputs, outputs: &wanted, timeout_ms: self.timeout_ms, wait_timeout: self.wait_timeout };
+        let req = Request {
+            sizes: &sizes,
+            writes: &writes,
+            inputs: &inputs,
+            outputs: &wanted,
+            timeout_ms: self.timeout_ms,
+            wait_timeout: self.wait_timeout,
+        };
         let e = self.backend.execute(&req, &|addrs| Ok(prog.bind(addrs)?))?;
-        log::debug!("{} backend: {} cycles, {:?} submit to completion", self.backend.name(), e.cycles, e.device_time);
-        let outputs = outs.iter().zip(e.outputs).map(|((n, _, dt, _), b)| (n.clone(), TensorData::from_bytes(*dt, &b))).collect();
-        Ok(Run { outputs, cycles: e.cycles, device_time: e.device_time, cmdbuf: e.cmdbuf, addrs: e.addrs })
+        log::debug!(
+            "{} backend: {} cycles, {:?} submit to completion",
+            self.backend.name(),
+            e.cycles,
+            e.device_time
+        );
+        let outputs = outs
+            .iter()
+            .zip(e.outputs)
+            .map(|((n, _, dt, _), b)| (n.clone(), TensorData::from_bytes(*dt, &b)))
+            .collect();
+        Ok(Run {
+            outputs,
+            cycles: e.cycles,
+            device_time: e.device_time,
+            cmdbuf: e.cmdbuf,
+            addrs: e.addrs,
+        })
     }
 
     /// [`Session::run`], then [`check`] against the CPU reference.
-    pub fn run_checked(&mut self, k: &Kernel, inputs: &HashMap<String, TensorData>, tolerance: f32) -> Result<Run> {
+    pub fn run_checked(
+        &mut self,
+        k: &Kernel,
+        inputs: &HashMap<String, TensorData>,
+        tolerance: f32,
+    ) -> Result<Run> {
         let run = self.run(k, inputs)?;
         check(&k.graph, inputs, &run.outputs, tolerance)?;
         Ok(run)
@@ -370,13 +493,32 @@ impl Session {
     pub fn run_raw(&mut self, cmd: &[u8], buffers: &[(u64, &[u8])]) -> Result<Execution> {
         let insn = npu_isa::INSN_SIZE;
         if cmd.is_empty() || cmd.len() % insn != 0 {
-            return Err(Error::Request(format!("a command buffer of {} bytes is not a whole number of {insn}-byte instructions", cmd.len())));
+            return Err(Error::Request(format!(
+                "a command buffer of {} bytes is not a whole number of {insn}-byte instructions",
+                cmd.len()
+            )));
         }
         let sizes: Vec<u64> = buffers.iter().map(|(s, _)| *s).collect();
         let writes = vec![true; buffers.len()];
-        let inputs: Vec<(usize, &[u8])> = buffers.iter().enumerate().filter(|(_, (_, b))| !b.is_empty()).map(|(i, (_, b))| (i, *b)).collect();
-        let outputs: Vec<(usize, usize)> = sizes.iter().enumerate().map(|(i, &s)| (i, s as usize)).collect();
-        let req = Request { sizes: &sizes, writes: &writes, inputs: &inputs, outputs: &outputs, timeout_ms: self.timeout_ms, wait_timeout: self.wait_timeout };
+        let inputs: Vec<(usize, &[u8])> = buffers
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, b))| !b.is_empty())
+            .map(|(i, (_, b))| (i, *b))
+            .collect();
+        let outputs: Vec<(usize, usize)> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &s)| (i, s as usize))
+            .collect();
+        let req = Request {
+            sizes: &sizes,
+            writes: &writes,
+            inputs: &inputs,
+            outputs: &outputs,
+            timeout_ms: self.timeout_ms,
+            wait_timeout: self.wait_timeout,
+        };
         self.backend.execute(&req, &|_| Ok(cmd.to_vec()))
     }
 }
@@ -396,9 +538,15 @@ pub fn random_inputs(g: &Graph, seed: u64) -> HashMap<String, TensorData> {
             let ty = g.ty(v);
             let n = ty.elems();
             let d = match ty.dtype {
-                crate::DType::F32 => TensorData::F32((0..n).map(|_| (next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0).collect()),
+                crate::DType::F32 => TensorData::F32(
+                    (0..n)
+                        .map(|_| (next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0)
+                        .collect(),
+                ),
                 crate::DType::I8 => TensorData::I8((0..n).map(|_| next() as i8).collect()),
-                crate::DType::I32 => TensorData::I32((0..n).map(|_| (next() % 20001) as i32 - 10000).collect()),
+                crate::DType::I32 => {
+                    TensorData::I32((0..n).map(|_| (next() % 20001) as i32 - 10000).collect())
+                }
             };
             (g.node(v).name.clone(), d)
         })
@@ -407,18 +555,32 @@ pub fn random_inputs(g: &Graph, seed: u64) -> HashMap<String, TensorData> {
 
 /// Compare `got` with the CPU reference for `inputs`: int8 exactly, f32
 /// within `tol` relative to max(1, |want|).
-pub fn check(g: &Graph, inputs: &HashMap<String, TensorData>, got: &HashMap<String, TensorData>, tol: f32) -> Result<()> {
+pub fn check(
+    g: &Graph,
+    inputs: &HashMap<String, TensorData>,
+    got: &HashMap<String, TensorData>,
+    tol: f32,
+) -> Result<()> {
     let want = reference::run(g, inputs).map_err(|e| Error::Reference(e.to_string()))?;
     let mut names: Vec<&String> = want.keys().collect();
     names.sort();
     for name in names {
         let w = &want[name].data;
-        let d = got.get(name).ok_or_else(|| Error::Reference(format!("no device output `{name}`")))?;
-        let mismatch = |index: usize, got: String, want: String| Error::Mismatch { output: name.clone(), index, got, want };
+        let d = got
+            .get(name)
+            .ok_or_else(|| Error::Reference(format!("no device output `{name}`")))?;
+        let mismatch = |index: usize, got: String, want: String| Error::Mismatch {
+            output: name.clone(),
+            index,
+            got,
+            want,
+        };
         match (w, d) {
             (TensorData::F32(w), TensorData::F32(d)) => {
                 for (i, (a, b)) in w.iter().zip(d).enumerate() {
-                    let close = a == b || (a.is_nan() && b.is_nan()) || (a - b).abs() <= tol * a.abs().max(1.0);
+                    let close = a == b
+                        || (a.is_nan() && b.is_nan())
+                        || (a - b).abs() <= tol * a.abs().max(1.0);
                     if !close {
                         return Err(mismatch(i, b.to_string(), a.to_string()));
                     }
@@ -434,7 +596,11 @@ pub fn check(g: &Graph, inputs: &HashMap<String, TensorData>, got: &HashMap<Stri
                     return Err(mismatch(i, d[i].to_string(), w[i].to_string()));
                 }
             }
-            _ => return Err(Error::Reference(format!("`{name}`: the device and the reference disagree on the type"))),
+            _ => {
+                return Err(Error::Reference(format!(
+                    "`{name}`: the device and the reference disagree on the type"
+                )))
+            }
         }
     }
     Ok(())
@@ -486,10 +652,17 @@ mod model {
             self.sram_size
         }
 
-        fn execute(&mut self, req: &Request<'_>, bind: &dyn Fn(&[u64]) -> Result<Vec<u8>>) -> Result<Execution> {
+        fn execute(
+            &mut self,
+            req: &Request<'_>,
+            bind: &dyn Fn(&[u64]) -> Result<Vec<u8>>,
+        ) -> Result<Execution> {
             req.validate()?;
             if self.sram_size < MIN_SRAM {
-                return Err(Error::Model(format!("{} bytes of SRAM is below the model's {MIN_SRAM}-byte minimum", self.sram_size)));
+                return Err(Error::Model(format!(
+                    "{} bytes of SRAM is below the model's {MIN_SRAM}-byte minimum",
+                    self.sram_size
+                )));
             }
             let mut vas = Vec::with_capacity(req.sizes.len());
             let mut va = VA_START;
@@ -498,12 +671,24 @@ mod model {
                 va += size.next_multiple_of(PAGE) + PAGE;
             }
             let cmd = bind(&vas)?;
-            let cmd_len = u32::try_from(cmd.len()).map_err(|_| Error::Request(format!("a command buffer of {} bytes is too large", cmd.len())))?;
+            let cmd_len = u32::try_from(cmd.len()).map_err(|_| {
+                Error::Request(format!(
+                    "a command buffer of {} bytes is too large",
+                    cmd.len()
+                ))
+            })?;
             // Guest memory for the buffers, the command buffer and the page
             // tables (one 4 KiB table per 2 MiB, plus the upper levels).
             let data = va - VA_START + (cmd.len() as u64).next_multiple_of(PAGE);
             let mib = (data + data / 512).div_ceil(1 << 20) + 16;
-            let mut bench = Bench::new(DeviceConfig { sram_size: self.sram_size, contexts: 2, ..Default::default() }, mib);
+            let mut bench = Bench::new(
+                DeviceConfig {
+                    sram_size: self.sram_size,
+                    contexts: 2,
+                    ..Default::default()
+                },
+                mib,
+            );
             for (&va, (&size, &w)) in vas.iter().zip(req.sizes.iter().zip(req.writes)) {
                 bench.map(0, va, size, w);
             }
@@ -514,13 +699,33 @@ mod model {
             bench.write(0, va, &cmd);
             let t = Instant::now();
             let seqno = bench.submit_raw(0, va, cmd_len, 0);
-            let c = bench.wait_completion(req.wait_timeout).ok_or(DeviceError::WaitTimeout { seqno, waited: req.wait_timeout })?;
+            let c = bench
+                .wait_completion(req.wait_timeout)
+                .ok_or(DeviceError::WaitTimeout {
+                    seqno,
+                    waited: req.wait_timeout,
+                })?;
             let device_time = t.elapsed();
             if c.status != 0 {
-                return Err(DeviceError::JobFault { seqno: c.seqno, status: c.status, addr: c.fault_addr }.into());
+                return Err(DeviceError::JobFault {
+                    seqno: c.seqno,
+                    status: c.status,
+                    addr: c.fault_addr,
+                }
+                .into());
             }
-            let outputs = req.outputs.iter().map(|&(i, n)| bench.read(0, vas[i], n)).collect();
-            Ok(Execution { outputs, cycles: u64::from(c.cycles), device_time, cmdbuf: cmd, addrs: vas })
+            let outputs = req
+                .outputs
+                .iter()
+                .map(|&(i, n)| bench.read(0, vas[i], n))
+                .collect();
+            Ok(Execution {
+                outputs,
+                cycles: u64::from(c.cycles),
+                device_time,
+                cmdbuf: cmd,
+                addrs: vas,
+            })
         }
     }
 }

@@ -4,8 +4,8 @@
 mod common;
 use common::check;
 use npu::ir::{BinaryOp, Graph, Op, PoolKind, Quant, TensorType, UnaryOp, Window};
-use npu::{CompileOptions, TensorData};
 use npu::DType;
+use npu::{CompileOptions, TensorData};
 
 fn f32t(shape: &[usize]) -> TensorType {
     TensorType::new(DType::F32, shape)
@@ -13,24 +13,55 @@ fn f32t(shape: &[usize]) -> TensorType {
 
 #[test]
 fn gemm_f32_tiled_with_bias_relu() {
-    for (seed, (m, n, k)) in [(1u64, (5, 7, 3)), (2, (67, 45, 130)), (3, (1, 200, 33))].into_iter() {
+    for (seed, (m, n, k)) in [(1u64, (5, 7, 3)), (2, (67, 45, 130)), (3, (1, 200, 33))].into_iter()
+    {
         let mut g = Graph::new();
         let a = g.input("a", f32t(&[m, k])).unwrap();
         let b = g.input("b", f32t(&[k, n])).unwrap();
         let bias = g.input("bias", f32t(&[n])).unwrap();
-        let c = g.add("c", Op::Gemm { a, b, bias: Some(bias), trans_a: false, trans_b: false }, None).unwrap();
-        let r = g.add("r", Op::Unary { op: UnaryOp::Relu, x: c }, None).unwrap();
+        let c = g
+            .add(
+                "c",
+                Op::Gemm {
+                    a,
+                    b,
+                    bias: Some(bias),
+                    trans_a: false,
+                    trans_b: false,
+                },
+                None,
+            )
+            .unwrap();
+        let r = g
+            .add(
+                "r",
+                Op::Unary {
+                    op: UnaryOp::Relu,
+                    x: c,
+                },
+                None,
+            )
+            .unwrap();
         g.output(r).unwrap();
         check(&g, seed, 8 * 1024, 1e-4);
     }
 }
 
 fn q(scale: f32) -> Option<Quant> {
-    Some(Quant::PerTensor { scale, zero_point: 0 })
+    Some(Quant::PerTensor {
+        scale,
+        zero_point: 0,
+    })
 }
 
 fn i8t(shape: &[usize], scale: f32) -> TensorType {
-    TensorType::quantized(shape, Quant::PerTensor { scale, zero_point: 0 })
+    TensorType::quantized(
+        shape,
+        Quant::PerTensor {
+            scale,
+            zero_point: 0,
+        },
+    )
 }
 
 #[test]
@@ -38,9 +69,25 @@ fn gemm_f32_transposes() {
     for (seed, ta, tb) in [(4u64, true, false), (5, false, true), (6, true, true)] {
         let (m, n, k) = (19, 23, 70);
         let mut g = Graph::new();
-        let a = g.input("a", f32t(&if ta { [k, m] } else { [m, k] })).unwrap();
-        let b = g.input("b", f32t(&if tb { [n, k] } else { [k, n] })).unwrap();
-        let c = g.add("c", Op::Gemm { a, b, bias: None, trans_a: ta, trans_b: tb }, None).unwrap();
+        let a = g
+            .input("a", f32t(&if ta { [k, m] } else { [m, k] }))
+            .unwrap();
+        let b = g
+            .input("b", f32t(&if tb { [n, k] } else { [k, n] }))
+            .unwrap();
+        let c = g
+            .add(
+                "c",
+                Op::Gemm {
+                    a,
+                    b,
+                    bias: None,
+                    trans_a: ta,
+                    trans_b: tb,
+                },
+                None,
+            )
+            .unwrap();
         g.output(c).unwrap();
         check(&g, seed, 4 * 1024, 1e-4);
     }
@@ -48,27 +95,75 @@ fn gemm_f32_transposes() {
 
 #[test]
 fn gemm_int8_exact_per_tensor_and_per_channel() {
-    for (seed, (m, n, k), per_channel, trans_b, relu) in
-        [(7u64, (33, 17, 90), false, false, true), (8, (50, 70, 300), true, false, false), (9, (9, 40, 129), true, true, true)]
-    {
+    for (seed, (m, n, k), per_channel, trans_b, relu) in [
+        (7u64, (33, 17, 90), false, false, true),
+        (8, (50, 70, 300), true, false, false),
+        (9, (9, 40, 129), true, true, true),
+    ] {
         let mut g = Graph::new();
         let a = g.input("a", i8t(&[m, k], 0.02)).unwrap();
         let wq = if per_channel {
-            Quant::PerChannel { scales: (0..n).map(|i| 0.001 + 0.0005 * i as f32).collect(), axis: if trans_b { 0 } else { 1 } }
+            Quant::PerChannel {
+                scales: (0..n).map(|i| 0.001 + 0.0005 * i as f32).collect(),
+                axis: if trans_b { 0 } else { 1 },
+            }
         } else {
-            Quant::PerTensor { scale: 0.01, zero_point: 0 }
+            Quant::PerTensor {
+                scale: 0.01,
+                zero_point: 0,
+            }
         };
-        let b = g.input("w", TensorType::quantized(&if trans_b { [n, k] } else { [k, n] }, wq)).unwrap();
+        let b = g
+            .input(
+                "w",
+                TensorType::quantized(&if trans_b { [n, k] } else { [k, n] }, wq),
+            )
+            .unwrap();
         let bias = g.input("bias", TensorType::new(DType::I32, &[n])).unwrap();
-        let out_q = Some(Quant::PerTensor { scale: 0.05, zero_point: -3 });
-        let c = g.add("c", Op::Gemm { a, b, bias: Some(bias), trans_a: false, trans_b }, out_q).unwrap();
-        let out = if relu { g.add("r", Op::Unary { op: UnaryOp::Relu, x: c }, None).unwrap() } else { c };
+        let out_q = Some(Quant::PerTensor {
+            scale: 0.05,
+            zero_point: -3,
+        });
+        let c = g
+            .add(
+                "c",
+                Op::Gemm {
+                    a,
+                    b,
+                    bias: Some(bias),
+                    trans_a: false,
+                    trans_b,
+                },
+                out_q,
+            )
+            .unwrap();
+        let out = if relu {
+            g.add(
+                "r",
+                Op::Unary {
+                    op: UnaryOp::Relu,
+                    x: c,
+                },
+                None,
+            )
+            .unwrap()
+        } else {
+            c
+        };
         g.output(out).unwrap();
         check(&g, seed, 6 * 1024, 0.0);
     }
 }
 
-fn conv_graph(dtype: DType, x: [usize; 4], k: usize, rs: [usize; 2], win: Window, groups: usize, act: Option<UnaryOp>) -> Graph {
+fn conv_graph(
+    dtype: DType,
+    x: [usize; 4],
+    k: usize,
+    rs: [usize; 2],
+    win: Window,
+    groups: usize,
+    act: Option<UnaryOp>,
+) -> Graph {
     let mut g = Graph::new();
     let cg = x[1] / groups;
     let (input, weight, bias, oq) = if dtype == DType::F32 {
@@ -76,7 +171,13 @@ fn conv_graph(dtype: DType, x: [usize; 4], k: usize, rs: [usize; 2], win: Window
     } else {
         (
             i8t(&x, 0.03),
-            TensorType::quantized(&[k, cg, rs[0], rs[1]], Quant::PerChannel { scales: (0..k).map(|i| 0.002 + 0.001 * i as f32).collect(), axis: 0 }),
+            TensorType::quantized(
+                &[k, cg, rs[0], rs[1]],
+                Quant::PerChannel {
+                    scales: (0..k).map(|i| 0.002 + 0.001 * i as f32).collect(),
+                    axis: 0,
+                },
+            ),
             TensorType::new(DType::I32, &[k]),
             q(0.04),
         )
@@ -84,7 +185,19 @@ fn conv_graph(dtype: DType, x: [usize; 4], k: usize, rs: [usize; 2], win: Window
     let i = g.input("x", input).unwrap();
     let w = g.input("w", weight).unwrap();
     let b = g.input("b", bias).unwrap();
-    let c = g.add("y", Op::Conv2d { input: i, weight: w, bias: Some(b), window: win, groups }, oq).unwrap();
+    let c = g
+        .add(
+            "y",
+            Op::Conv2d {
+                input: i,
+                weight: w,
+                bias: Some(b),
+                window: win,
+                groups,
+            },
+            oq,
+        )
+        .unwrap();
     let out = match act {
         Some(op) => g.add("act", Op::Unary { op, x: c }, None).unwrap(),
         None => c,
@@ -95,7 +208,11 @@ fn conv_graph(dtype: DType, x: [usize; 4], k: usize, rs: [usize; 2], win: Window
 
 #[test]
 fn conv2d_f32_and_int8() {
-    let w = |s: usize, p: usize, d: usize| Window { stride: [s, s], padding: [p, p], dilation: [d, d] };
+    let w = |s: usize, p: usize, d: usize| Window {
+        stride: [s, s],
+        padding: [p, p],
+        dilation: [d, d],
+    };
     type Case = ([usize; 4], usize, [usize; 2], Window, usize);
     let cases: &[Case] = &[
         ([1, 3, 9, 11], 8, [3, 3], w(1, 1, 1), 1),
@@ -115,7 +232,16 @@ fn conv2d_f32_and_int8() {
 
 #[test]
 fn binary_ops_with_broadcasting() {
-    let shapes: &[(&[usize], &[usize])] = &[(&[37, 29], &[37, 29]), (&[5, 7, 33], &[33]), (&[5, 7, 33], &[7, 33]), (&[40, 9], &[40, 1]), (&[6, 5, 4], &[1]), (&[3, 1], &[3, 50]), (&[2, 4, 5, 6], &[4, 1, 1]), (&[3, 7, 9], &[3, 1, 9])];
+    let shapes: &[(&[usize], &[usize])] = &[
+        (&[37, 29], &[37, 29]),
+        (&[5, 7, 33], &[33]),
+        (&[5, 7, 33], &[7, 33]),
+        (&[40, 9], &[40, 1]),
+        (&[6, 5, 4], &[1]),
+        (&[3, 1], &[3, 50]),
+        (&[2, 4, 5, 6], &[4, 1, 1]),
+        (&[3, 7, 9], &[3, 1, 9]),
+    ];
     for (i, &(sa, sb)) in shapes.iter().enumerate() {
         for op in BinaryOp::ALL {
             // The device broadcasts only the second operand; a broadcast first
@@ -136,7 +262,13 @@ fn binary_ops_with_broadcasting() {
 
 #[test]
 fn unary_f32_and_int8() {
-    let ops = [UnaryOp::Relu, UnaryOp::Clamp { lo: -0.3, hi: 0.5 }, UnaryOp::Sigmoid, UnaryOp::Tanh, UnaryOp::Exp];
+    let ops = [
+        UnaryOp::Relu,
+        UnaryOp::Clamp { lo: -0.3, hi: 0.5 },
+        UnaryOp::Sigmoid,
+        UnaryOp::Tanh,
+        UnaryOp::Exp,
+    ];
     for (i, op) in ops.into_iter().enumerate() {
         let mut g = Graph::new();
         let x = g.input("x", f32t(&[3, 1001])).unwrap();
@@ -145,7 +277,18 @@ fn unary_f32_and_int8() {
         check(&g, 300 + i as u64, 4 * 1024, 1e-5);
         if matches!(op, UnaryOp::Relu | UnaryOp::Clamp { .. }) {
             let mut g = Graph::new();
-            let x = g.input("x", TensorType::quantized(&[5000], Quant::PerTensor { scale: 0.01, zero_point: 7 })).unwrap();
+            let x = g
+                .input(
+                    "x",
+                    TensorType::quantized(
+                        &[5000],
+                        Quant::PerTensor {
+                            scale: 0.01,
+                            zero_point: 7,
+                        },
+                    ),
+                )
+                .unwrap();
             let y = g.add("y", Op::Unary { op, x }, None).unwrap();
             g.output(y).unwrap();
             check(&g, 310 + i as u64, 4 * 1024, 0.0);
@@ -156,11 +299,29 @@ fn unary_f32_and_int8() {
 #[test]
 fn pooling_max_and_avg() {
     for (i, kind) in [PoolKind::Max, PoolKind::Avg].into_iter().enumerate() {
-        for (j, (kernel, s, p)) in [([2, 2], 2, 0), ([3, 3], 2, 1), ([3, 2], 1, 1)].into_iter().enumerate() {
+        for (j, (kernel, s, p)) in [([2, 2], 2, 0), ([3, 3], 2, 1), ([3, 2], 1, 1)]
+            .into_iter()
+            .enumerate()
+        {
             let mut g = Graph::new();
             let x = g.input("x", f32t(&[2, 5, 11, 13])).unwrap();
-            let win = Window { stride: [s, s], padding: [p, p], dilation: [1, 1] };
-            let y = g.add("y", Op::Pool { kind, x, kernel, window: win }, None).unwrap();
+            let win = Window {
+                stride: [s, s],
+                padding: [p, p],
+                dilation: [1, 1],
+            };
+            let y = g
+                .add(
+                    "y",
+                    Op::Pool {
+                        kind,
+                        x,
+                        kernel,
+                        window: win,
+                    },
+                    None,
+                )
+                .unwrap();
             g.output(y).unwrap();
             check(&g, 400 + (i * 10 + j) as u64, 4 * 1024, 1e-5);
         }
@@ -189,18 +350,61 @@ fn double_buffering_cuts_cycles() {
     let mut g = Graph::new();
     let a = g.input("a", f32t(&[m, k])).unwrap();
     let b = g.input("b", f32t(&[k, n])).unwrap();
-    let c = g.add("c", Op::Gemm { a, b, bias: None, trans_a: false, trans_b: false }, None).unwrap();
+    let c = g
+        .add(
+            "c",
+            Op::Gemm {
+                a,
+                b,
+                bias: None,
+                trans_a: false,
+                trans_b: false,
+            },
+            None,
+        )
+        .unwrap();
     g.output(c).unwrap();
     let mut rng = common::Rng(77);
     let inputs = common::random_inputs(&g, &mut rng);
     let sram = 64 * 1024;
-    let on = common::run_device(&g, &inputs, sram, CompileOptions { double_buffer: true, ..Default::default() });
-    let off = common::run_device(&g, &inputs, sram, CompileOptions { double_buffer: false, ..Default::default() });
-    println!("gemm {m}x{n}x{k}, SRAM {sram}: double buffering {} cycles, single {} cycles", on.cycles, off.cycles);
+    let on = common::run_device(
+        &g,
+        &inputs,
+        sram,
+        CompileOptions {
+            double_buffer: true,
+            ..Default::default()
+        },
+    );
+    let off = common::run_device(
+        &g,
+        &inputs,
+        sram,
+        CompileOptions {
+            double_buffer: false,
+            ..Default::default()
+        },
+    );
+    println!(
+        "gemm {m}x{n}x{k}, SRAM {sram}: double buffering {} cycles, single {} cycles",
+        on.cycles, off.cycles
+    );
     // Tile sizes differ, so f32 sums round differently: compare loosely.
-    let (TensorData::F32(x), TensorData::F32(y)) = (&on.outputs["c"], &off.outputs["c"]) else { panic!("f32 output expected") };
-    assert!(x.iter().zip(y).all(|(a, b)| (a - b).abs() <= 1e-4 * a.abs().max(1.0)), "double-buffered and serial results differ");
-    assert!((on.cycles as f64) < 0.9 * off.cycles as f64, "double-buffered {} vs serial {} cycles", on.cycles, off.cycles);
+    let (TensorData::F32(x), TensorData::F32(y)) = (&on.outputs["c"], &off.outputs["c"]) else {
+        panic!("f32 output expected")
+    };
+    assert!(
+        x.iter()
+            .zip(y)
+            .all(|(a, b)| (a - b).abs() <= 1e-4 * a.abs().max(1.0)),
+        "double-buffered and serial results differ"
+    );
+    assert!(
+        (on.cycles as f64) < 0.9 * off.cycles as f64,
+        "double-buffered {} vs serial {} cycles",
+        on.cycles,
+        off.cycles
+    );
 }
 
 /// A chain whose intermediates share scratch space, plus a value read twice

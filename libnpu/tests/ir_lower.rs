@@ -1,6 +1,8 @@
 //! IR validation, reference details and lowering errors (no device needed).
 
-use npu::ir::{broadcast_shape, quant_multiplier, Graph, GraphError, Op, Quant, TensorType, UnaryOp, Window};
+use npu::ir::{
+    broadcast_shape, quant_multiplier, Graph, GraphError, Op, Quant, TensorType, UnaryOp, Window,
+};
 use npu::lower::LowerError;
 use npu::{compile, CompileOptions, DType, DeviceParams};
 
@@ -20,27 +22,147 @@ fn shape_errors_name_the_value_and_the_fix() {
     let mut g = Graph::new();
     let x = g.input("x", f32t(&[1, 6, 8, 8])).unwrap();
     let w = g.input("w", f32t(&[4, 3, 3, 3])).unwrap();
-    let e = g.add("y", Op::Conv2d { input: x, weight: w, bias: None, window: Window::default(), groups: 4 }, None).unwrap_err();
-    assert!(e.to_string().contains("groups=4 must divide the input channels (6)"), "{e}");
-    let e = g.add("y", Op::Conv2d { input: x, weight: w, bias: None, window: Window::default(), groups: 1 }, None).unwrap_err();
+    let e = g
+        .add(
+            "y",
+            Op::Conv2d {
+                input: x,
+                weight: w,
+                bias: None,
+                window: Window::default(),
+                groups: 4,
+            },
+            None,
+        )
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("groups=4 must divide the input channels (6)"),
+        "{e}"
+    );
+    let e = g
+        .add(
+            "y",
+            Op::Conv2d {
+                input: x,
+                weight: w,
+                bias: None,
+                window: Window::default(),
+                groups: 1,
+            },
+            None,
+        )
+        .unwrap_err();
     assert!(e.to_string().contains("expected 6"), "{e}");
-    let y = g.add("y", Op::Conv2d { input: x, weight: w, bias: None, window: Window::default(), groups: 2 }, None).unwrap();
+    let y = g
+        .add(
+            "y",
+            Op::Conv2d {
+                input: x,
+                weight: w,
+                bias: None,
+                window: Window::default(),
+                groups: 2,
+            },
+            None,
+        )
+        .unwrap();
     assert_eq!(g.ty(y).shape, vec![1, 4, 6, 6]);
-    assert_eq!(g.add("y", Op::Unary { op: UnaryOp::Relu, x: y }, None).unwrap_err(), GraphError::DuplicateName("y".into()));
-    let e = g.add("z", Op::Unary { op: UnaryOp::Clamp { lo: 2.0, hi: 1.0 }, x: y }, None).unwrap_err();
+    assert_eq!(
+        g.add(
+            "y",
+            Op::Unary {
+                op: UnaryOp::Relu,
+                x: y
+            },
+            None
+        )
+        .unwrap_err(),
+        GraphError::DuplicateName("y".into())
+    );
+    let e = g
+        .add(
+            "z",
+            Op::Unary {
+                op: UnaryOp::Clamp { lo: 2.0, hi: 1.0 },
+                x: y,
+            },
+            None,
+        )
+        .unwrap_err();
     assert!(e.to_string().contains("lo <= hi"), "{e}");
 }
 
 #[test]
 fn int8_needs_symmetric_activations_and_a_result_scale() {
     let mut g = Graph::new();
-    let a = g.input("a", TensorType::quantized(&[4, 8], Quant::PerTensor { scale: 0.1, zero_point: 3 })).unwrap();
-    let w = g.input("w", TensorType::quantized(&[8, 2], Quant::PerTensor { scale: 0.1, zero_point: 0 })).unwrap();
-    let e = g.add("c", Op::Gemm { a, b: w, bias: None, trans_a: false, trans_b: false }, None).unwrap_err();
+    let a = g
+        .input(
+            "a",
+            TensorType::quantized(
+                &[4, 8],
+                Quant::PerTensor {
+                    scale: 0.1,
+                    zero_point: 3,
+                },
+            ),
+        )
+        .unwrap();
+    let w = g
+        .input(
+            "w",
+            TensorType::quantized(
+                &[8, 2],
+                Quant::PerTensor {
+                    scale: 0.1,
+                    zero_point: 0,
+                },
+            ),
+        )
+        .unwrap();
+    let e = g
+        .add(
+            "c",
+            Op::Gemm {
+                a,
+                b: w,
+                bias: None,
+                trans_a: false,
+                trans_b: false,
+            },
+            None,
+        )
+        .unwrap_err();
     assert!(e.to_string().contains("zp=0"), "{e}");
-    let a0 = g.input("a0", TensorType::quantized(&[4, 8], Quant::PerTensor { scale: 0.1, zero_point: 0 })).unwrap();
-    let e = g.add("c", Op::Gemm { a: a0, b: w, bias: None, trans_a: false, trans_b: false }, None).unwrap_err();
-    assert!(e.to_string().contains("needs its per-tensor quantization"), "{e}");
+    let a0 = g
+        .input(
+            "a0",
+            TensorType::quantized(
+                &[4, 8],
+                Quant::PerTensor {
+                    scale: 0.1,
+                    zero_point: 0,
+                },
+            ),
+        )
+        .unwrap();
+    let e = g
+        .add(
+            "c",
+            Op::Gemm {
+                a: a0,
+                b: w,
+                bias: None,
+                trans_a: false,
+                trans_b: false,
+            },
+            None,
+        )
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("needs its per-tensor quantization"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -58,11 +180,20 @@ fn too_small_sram_is_an_error_not_a_panic() {
     let x = g.input("x", f32t(&[2, 10000])).unwrap();
     let y = g.add("y", Op::Softmax { x, axis: 1 }, None).unwrap();
     g.output(y).unwrap();
-    match compile(&g, DeviceParams { sram_size: 4096 }, CompileOptions::default()) {
+    match compile(
+        &g,
+        DeviceParams { sram_size: 4096 },
+        CompileOptions::default(),
+    ) {
         Err(LowerError::SramTooSmall { name, .. }) => assert_eq!(name, "y"),
         other => panic!("expected SramTooSmall, got {other:?}"),
     }
-    assert!(compile(&g, DeviceParams { sram_size: 1 << 20 }, CompileOptions::default()).is_ok());
+    assert!(compile(
+        &g,
+        DeviceParams { sram_size: 1 << 20 },
+        CompileOptions::default()
+    )
+    .is_ok());
 }
 
 #[test]
@@ -70,15 +201,53 @@ fn tiles_follow_the_sram_size() {
     let mut g = Graph::new();
     let a = g.input("a", f32t(&[300, 300])).unwrap();
     let b = g.input("b", f32t(&[300, 300])).unwrap();
-    let c = g.add("c", Op::Gemm { a, b, bias: None, trans_a: false, trans_b: false }, None).unwrap();
+    let c = g
+        .add(
+            "c",
+            Op::Gemm {
+                a,
+                b,
+                bias: None,
+                trans_a: false,
+                trans_b: false,
+            },
+            None,
+        )
+        .unwrap();
     g.output(c).unwrap();
-    let small = compile(&g, DeviceParams { sram_size: 16 << 10 }, CompileOptions::default()).unwrap();
-    let big = compile(&g, DeviceParams { sram_size: 4 << 20 }, CompileOptions::default()).unwrap();
-    assert!(small.insns().len() > 4 * big.insns().len(), "{} vs {}", small.insns().len(), big.insns().len());
+    let small = compile(
+        &g,
+        DeviceParams {
+            sram_size: 16 << 10,
+        },
+        CompileOptions::default(),
+    )
+    .unwrap();
+    let big = compile(
+        &g,
+        DeviceParams { sram_size: 4 << 20 },
+        CompileOptions::default(),
+    )
+    .unwrap();
+    assert!(
+        small.insns().len() > 4 * big.insns().len(),
+        "{} vs {}",
+        small.insns().len(),
+        big.insns().len()
+    );
     // Every SRAM operand stays below the SRAM size.
     for i in small.insns() {
-        if let npu_isa::Insn::DmaLoad { sram, sram_layout, .. } | npu_isa::Insn::DmaStore { sram, sram_layout, .. } = i {
-            assert!(*sram as u64 + sram_layout.extent().unwrap() <= 16 << 10, "{i}");
+        if let npu_isa::Insn::DmaLoad {
+            sram, sram_layout, ..
+        }
+        | npu_isa::Insn::DmaStore {
+            sram, sram_layout, ..
+        } = i
+        {
+            assert!(
+                *sram as u64 + sram_layout.extent().unwrap() <= 16 << 10,
+                "{i}"
+            );
         }
     }
 }
@@ -86,22 +255,51 @@ fn tiles_follow_the_sram_size() {
 #[test]
 fn bind_checks_its_addresses_and_disassembly_is_readable() {
     let g = npu::text::parse("input a: f32[4,4]\nb = relu(a)\noutput b").unwrap();
-    let p = compile(&g, DeviceParams { sram_size: 1 << 16 }, CompileOptions::default()).unwrap();
-    assert_eq!(p.bind(&[0x1000]).unwrap_err(), LowerError::BindCount { want: 2, got: 1 });
-    assert!(matches!(p.bind(&[0x1000, 0x1001]), Err(LowerError::BindAddress { .. })));
+    let p = compile(
+        &g,
+        DeviceParams { sram_size: 1 << 16 },
+        CompileOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        p.bind(&[0x1000]).unwrap_err(),
+        LowerError::BindCount { want: 2, got: 1 }
+    );
+    assert!(matches!(
+        p.bind(&[0x1000, 0x1001]),
+        Err(LowerError::BindAddress { .. })
+    ));
     let cmd = p.bind(&[0x10000, 0x20000]).unwrap();
     assert_eq!(cmd.len(), p.cmdbuf_size());
-    let decoded: Vec<_> = npu_isa::disassemble(&cmd).into_iter().collect::<Result<_, _>>().unwrap();
-    assert!(matches!(decoded[0], npu_isa::Insn::DmaLoad { va: 0x10000, .. }));
+    let decoded: Vec<_> = npu_isa::disassemble(&cmd)
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(matches!(
+        decoded[0],
+        npu_isa::Insn::DmaLoad { va: 0x10000, .. }
+    ));
     let text = p.disassemble();
     assert!(text.contains("Relu.f32") && text.contains("end"), "{text}");
 }
 
 #[test]
 fn scratch_is_reused_once_values_die() {
-    let g = npu::text::parse("input a: f32[1000]\nb = exp(a) |> tanh |> sigmoid |> relu |> exp\noutput b").unwrap();
-    let p = compile(&g, DeviceParams { sram_size: 1 << 16 }, CompileOptions::default()).unwrap();
-    let scratch = p.buffers().iter().find(|b| b.kind == npu::lower::BufferKind::Scratch).unwrap();
+    let g = npu::text::parse(
+        "input a: f32[1000]\nb = exp(a) |> tanh |> sigmoid |> relu |> exp\noutput b",
+    )
+    .unwrap();
+    let p = compile(
+        &g,
+        DeviceParams { sram_size: 1 << 16 },
+        CompileOptions::default(),
+    )
+    .unwrap();
+    let scratch = p
+        .buffers()
+        .iter()
+        .find(|b| b.kind == npu::lower::BufferKind::Scratch)
+        .unwrap();
     // Four 4000-byte intermediates, at most two alive at once.
     assert_eq!(scratch.size, 2 * 4032);
 }

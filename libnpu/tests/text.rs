@@ -21,7 +21,10 @@ fn round_trip() {
     let g2 = parse(&printed).unwrap_or_else(|e| panic!("{e}\n{printed}"));
     assert_eq!(g, g2);
     assert_eq!(print(&g2), printed);
-    assert!(printed.contains("y.1: i8 q(scale=0.1, zp=-4) = gemm(x, w, bias=b)"), "{printed}");
+    assert!(
+        printed.contains("y.1: i8 q(scale=0.1, zp=-4) = gemm(x, w, bias=b)"),
+        "{printed}"
+    );
 }
 
 #[test]
@@ -36,15 +39,28 @@ fn err(src: &str) -> String {
 
 #[test]
 fn errors_point_at_line_and_column() {
-    assert_eq!(err("input a: f32[2,3]\nb = relu(c)\noutput b"), "2:10: `c` is not defined");
-    assert_eq!(err("input a: f33[2]"), "1:10: unknown dtype `f33`; use f32, i8 or i32");
-    assert!(err("input a: f32[2,3]\ninput b: f32[4,5]\nc = gemm(a, b)\noutput c").starts_with("3:5: `c` (gemm): inner dimensions differ"));
+    assert_eq!(
+        err("input a: f32[2,3]\nb = relu(c)\noutput b"),
+        "2:10: `c` is not defined"
+    );
+    assert_eq!(
+        err("input a: f33[2]"),
+        "1:10: unknown dtype `f33`; use f32, i8 or i32"
+    );
+    assert!(
+        err("input a: f32[2,3]\ninput b: f32[4,5]\nc = gemm(a, b)\noutput c")
+            .starts_with("3:5: `c` (gemm): inner dimensions differ")
+    );
     assert!(err("input a: f32[2]\nb = frob(a)\noutput b").starts_with("2:5: unknown op `frob`"));
-    assert!(err("input a: f32[2]\nb = relu(a) $\noutput b").starts_with("2:13: unexpected character `$`"));
+    assert!(err("input a: f32[2]\nb = relu(a) $\noutput b")
+        .starts_with("2:13: unexpected character `$`"));
     assert!(err("input a: i8[2]\noutput a").contains("needs quantization parameters"));
     assert!(err("input a: f32[2]\nb = relu(a)").contains("no outputs"));
-    assert!(err("input a: f32[2]\nb = softmax(a, axis=3)\noutput b").contains("axis 3 is out of range"));
-    assert!(err("input a: f32[2]\nb = relu(a, lo=3)\noutput b").starts_with("2:5: `relu` has no parameter `lo`"));
+    assert!(
+        err("input a: f32[2]\nb = softmax(a, axis=3)\noutput b").contains("axis 3 is out of range")
+    );
+    assert!(err("input a: f32[2]\nb = relu(a, lo=3)\noutput b")
+        .starts_with("2:5: `relu` has no parameter `lo`"));
     assert!(err("input a: f32[2]\ninput a: f32[3]\noutput a").contains("defined twice"));
 }
 
@@ -61,7 +77,10 @@ output r
     let g = parse(src).unwrap();
     let printed = print(&g);
     assert_eq!(parse(&printed).unwrap(), g, "{printed}");
-    assert!(printed.contains("s.2: i8 q(scale=0.08, zp=1) = sigmoid(s.1)"), "{printed}");
+    assert!(
+        printed.contains("s.2: i8 q(scale=0.08, zp=1) = sigmoid(s.1)"),
+        "{printed}"
+    );
 }
 
 /// Found by the `text` fuzz target: window sizes that overflow are an

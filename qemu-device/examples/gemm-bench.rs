@@ -19,15 +19,40 @@ fn time_it(mut f: impl FnMut(), reps: u32) -> f64 {
 }
 
 fn main() {
-    println!("{:>5} {:>12} {:>12} {:>12} {:>8} {:>10}", "n", "host f32", "device f32", "device i8", "f32/host", "i8/f32");
+    println!(
+        "{:>5} {:>12} {:>12} {:>12} {:>8} {:>10}",
+        "n", "host f32", "device f32", "device i8", "f32/host", "i8/f32"
+    );
     for n in [64u32, 128, 256, 512, 1024] {
         let es = (n * n * 4) as u64;
         let sram = (3 * es + 4096).next_power_of_two().max(1 << 20) as u32;
-        let mut bench = Bench::new(DeviceConfig { sram_size: sram, ..Default::default() }, 16);
+        let mut bench = Bench::new(
+            DeviceConfig {
+                sram_size: sram,
+                ..Default::default()
+            },
+            16,
+        );
         let flops = 2.0 * (n as f64).powi(3);
         let mm = |dtype| {
             assemble(&[
-                Insn::Matmul { dtype, accumulate: false, transpose_b: false, m: n, n, k: n, a: Tile { addr: 0, ld: n }, b: Tile { addr: es as u32, ld: n }, c: Tile { addr: 2 * es as u32, ld: n } },
+                Insn::Matmul {
+                    dtype,
+                    accumulate: false,
+                    transpose_b: false,
+                    m: n,
+                    n,
+                    k: n,
+                    a: Tile { addr: 0, ld: n },
+                    b: Tile {
+                        addr: es as u32,
+                        ld: n,
+                    },
+                    c: Tile {
+                        addr: 2 * es as u32,
+                        ld: n,
+                    },
+                },
                 Insn::End,
             ])
         };
@@ -39,17 +64,24 @@ fn main() {
         let reps = (2e8 / flops).clamp(3.0, 200.0) as u32;
         let mut run = |va| {
             bench.submit_raw(0, va, 128, 0);
-            let c = bench.wait_completion(std::time::Duration::from_secs(60)).expect("job");
+            let c = bench
+                .wait_completion(std::time::Duration::from_secs(60))
+                .expect("job");
             assert_eq!(c.status, 0);
             // Acknowledge as a driver does, so the next job interrupts too.
-            bench.device.mmio_write(npu_device::regs::IRQ_ACK, npu_device::regs::IRQ_ALL);
+            bench
+                .device
+                .mmio_write(npu_device::regs::IRQ_ACK, npu_device::regs::IRQ_ALL);
         };
         let dev_f32 = time_it(|| run(0x10_0000), reps);
         let dev_i8 = time_it(|| run(0x20_0000), reps);
         let a = vec![0.5f32; (n * n) as usize];
         let b = vec![0.25f32; (n * n) as usize];
         let mut c = vec![0f32; (n * n) as usize];
-        let host = time_it(|| npu_device::gemm::sgemm(n as usize, n as usize, n as usize, &a, &b, false, &mut c), reps);
+        let host = time_it(
+            || npu_device::gemm::sgemm(n as usize, n as usize, n as usize, &a, &b, false, &mut c),
+            reps,
+        );
         let g = |t: f64| flops / t / 1e9;
         println!(
             "{n:>5} {:>8.2} GF/s {:>7.2} GF/s {:>7.2} GO/s {:>7.0}% {:>9.2}x",

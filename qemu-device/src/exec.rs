@@ -8,8 +8,8 @@
 use crate::cost::{CostModel, Engine, Timeline};
 use crate::mmu::{JobFault, Mmu};
 use npu_isa::{
-    requantize, Axis, BinaryOp, Broadcast, Conversion, DType, Fault, Insn, PoolGeom, PoolOp, ReduceOp, Strided, Tile,
-    UnaryOp, INSN_SIZE,
+    requantize, Axis, BinaryOp, Broadcast, Conversion, DType, Fault, Insn, PoolGeom, PoolOp,
+    ReduceOp, Strided, Tile, UnaryOp, INSN_SIZE,
 };
 
 /// Work counters of one job.
@@ -39,7 +39,9 @@ pub struct Sram {
 
 impl Sram {
     pub fn new(bytes: u32) -> Self {
-        Sram { words: vec![0; bytes.div_ceil(4) as usize] }
+        Sram {
+            words: vec![0; bytes.div_ceil(4) as usize],
+        }
     }
     pub fn len(&self) -> u64 {
         self.words.len() as u64 * 4
@@ -88,7 +90,9 @@ impl TileRef {
         let span = if rows == 0 || cols == 0 {
             0
         } else {
-            ((rows as u64 - 1) * t.ld as u64 + cols as u64).checked_mul(esize as u64).ok_or(Fault::SramRange)?
+            ((rows as u64 - 1) * t.ld as u64 + cols as u64)
+                .checked_mul(esize as u64)
+                .ok_or(Fault::SramRange)?
         };
         let (lo, hi) = sram.check(t.addr as u64, span)?;
         // An empty tile touches nothing: 0 x N and N x 0 are both 0 x 0, so
@@ -138,7 +142,10 @@ impl TileRef {
         let bytes = sram.bytes_mut();
         for r in 0..self.rows {
             let s = self.base + r * self.ld;
-            for (d, &v) in bytes[s..s + self.cols].iter_mut().zip(&data[r * self.cols..(r + 1) * self.cols]) {
+            for (d, &v) in bytes[s..s + self.cols]
+                .iter_mut()
+                .zip(&data[r * self.cols..(r + 1) * self.cols])
+            {
                 *d = v as u8;
             }
         }
@@ -168,31 +175,53 @@ pub struct Executor {
     pub cost: CostModel,
 }
 
-/// Hook polled between instructions: returning true aborts the job (reset).
-pub trait AbortCheck {
-    fn aborted(&self) -> bool;
+/// The command processor's hold on a running job: polled before every
+/// instruction and inside every loop whose length the guest chooses, so a
+/// reset, a DMA_UNMAP or bus mastering going off takes effect within one
+/// row (or one output element, or one block of a MATMUL).
+pub trait JobControl {
+    /// `Err(fault)` ends the job with that fault (a reset: ABORTED). May
+    /// switch `mmu` to a new view of host memory.
+    fn poll(&mut self, mmu: &mut Mmu) -> Result<(), Fault>;
+    /// The modelled cycles an instruction costs, told before its work is
+    /// done (fuzzing checks host time against them).
+    fn charge(&mut self, _cycles: u64) {}
 }
-impl AbortCheck for () {
-    fn aborted(&self) -> bool {
-        false
+
+impl JobControl for () {
+    fn poll(&mut self, _mmu: &mut Mmu) -> Result<(), Fault> {
+        Ok(())
     }
 }
+
+/// MACs of MATMUL work between two polls.
+const MATMUL_BLOCK_MACS: u64 = 1 << 22;
 
 impl Executor {
     pub fn new(sram_bytes: u32, cost: CostModel) -> Self {
-        Executor { sram: Sram::new(sram_bytes), cost }
+        Executor {
+            sram: Sram::new(sram_bytes),
+            cost,
+        }
     }
 
     /// Run one command buffer in the address space `mmu`.
-    pub fn run(&mut self, mmu: &mut Mmu<'_>, cmdbuf: u64, size: u32, abort: &dyn AbortCheck) -> JobOutcome {
+    pub fn run(
+        &mut self,
+        mmu: &mut Mmu,
+        cmdbuf: u64,
+        size: u32,
+        ctl: &mut dyn JobControl,
+    ) -> JobOutcome {
         let mut tl = Timeline::default();
         let mut stats = JobStats::default();
         let mut marks = Vec::new();
         let count = size as u64 / INSN_SIZE as u64;
-        let mut result: Result<(), JobFault> = Err(JobFault::new(Fault::CmdbufOverrun, size as u64));
+        let mut result: Result<(), JobFault> =
+            Err(JobFault::new(Fault::CmdbufOverrun, size as u64));
         for i in 0..count {
-            if abort.aborted() {
-                result = Err(JobFault::new(Fault::Aborted, 0));
+            if let Err(f) = ctl.poll(mmu) {
+                result = Err(JobFault::new(f, 0));
                 break;
             }
             let offset = i * INSN_SIZE as u64;
@@ -221,7 +250,7 @@ impl Executor {
                 Insn::Mark { tag } => marks.push(tag),
                 _ => {}
             }
-            if let Err(f) = self.step(&insn, mmu, &mut tl, &mut stats) {
+            if let Err(f) = self.step(&insn, mmu, &mut tl, &mut stats, ctl) {
                 // Operand faults carry the command-buffer offset; MMU and bus
                 // faults carry the virtual address they hit.
                 let addr = if f.addr == u64::MAX { offset } else { f.addr };
@@ -236,45 +265,96 @@ impl Executor {
             Ok(()) => (Fault::Ok, 0),
             Err(f) => (f.fault, f.addr),
         };
-        JobOutcome { status, fault_addr, stats, marks }
+        JobOutcome {
+            status,
+            fault_addr,
+            stats,
+            marks,
+        }
     }
 
-    fn step(&mut self, insn: &Insn, mmu: &mut Mmu<'_>, tl: &mut Timeline, st: &mut JobStats) -> Result<(), JobFault> {
+    fn step(
+        &mut self,
+        insn: &Insn,
+        mmu: &mut Mmu,
+        tl: &mut Timeline,
+        st: &mut JobStats,
+        ctl: &mut dyn JobControl,
+    ) -> Result<(), JobFault> {
         // Operand faults are reported at the instruction's offset (u64::MAX
         // asks the caller to fill it in).
         let op = |f: Fault| JobFault::new(f, u64::MAX);
+        // A poll's fault (reset, revoked memory) at the instruction's offset.
+        let poll = |ctl: &mut dyn JobControl, mmu: &mut Mmu| ctl.poll(mmu).map_err(op);
         let cost = self.cost;
+        let walks_before = mmu.walks;
         match *insn {
             Insn::Nop | Insn::End | Insn::Mark { .. } => {}
             Insn::Barrier => tl.barrier(),
-            Insn::DmaLoad { va, sram, mem, sram_layout } => {
+            Insn::DmaLoad {
+                va,
+                sram,
+                mem,
+                sram_layout,
+            } => {
                 let srange = self.strided_range(sram, &sram_layout).map_err(op)?;
                 let bytes = mem.bytes().ok_or(op(Fault::BadOperand))?;
+                let cycles = cost.dma_rows(bytes, rows_of(&mem));
+                ctl.charge(cycles);
                 // An empty transfer's row length is unchecked (up to 4 GiB).
                 let mut row = vec![0u8; if bytes == 0 { 0 } else { mem.shape[0] as usize }];
                 for (m_off, s_off) in pairs(&mem, &sram_layout) {
-                    let addr = va.checked_add(m_off).ok_or(JobFault::new(Fault::MmuVaRange, va))?;
+                    poll(ctl, mmu)?;
+                    let addr = va
+                        .checked_add(m_off)
+                        .ok_or(JobFault::new(Fault::MmuVaRange, va))?;
                     mmu.read(addr, &mut row)?;
                     let s = (sram as u64 + s_off) as usize;
                     self.sram.bytes_mut()[s..s + row.len()].copy_from_slice(&row);
                 }
-                tl.issue(Engine::Dma, &[], &[srange], cost.dma(bytes));
+                tl.issue(
+                    Engine::Dma,
+                    &[],
+                    &[srange],
+                    cycles + self.walk_cost(mmu, walks_before, ctl),
+                );
             }
-            Insn::DmaStore { va, sram, mem, sram_layout } => {
+            Insn::DmaStore {
+                va,
+                sram,
+                mem,
+                sram_layout,
+            } => {
                 let srange = self.strided_range(sram, &sram_layout).map_err(op)?;
                 let bytes = mem.bytes().ok_or(op(Fault::BadOperand))?;
+                let cycles = cost.dma_rows(bytes, rows_of(&mem));
+                ctl.charge(cycles);
                 for (m_off, s_off) in pairs(&mem, &sram_layout) {
-                    let addr = va.checked_add(m_off).ok_or(JobFault::new(Fault::MmuVaRange, va))?;
+                    poll(ctl, mmu)?;
+                    let addr = va
+                        .checked_add(m_off)
+                        .ok_or(JobFault::new(Fault::MmuVaRange, va))?;
                     let s = (sram as u64 + s_off) as usize;
-                    let row = self.sram.bytes()[s..s + mem.shape[0] as usize].to_vec();
-                    mmu.write(addr, &row)?;
+                    mmu.write(addr, &self.sram.bytes()[s..s + mem.shape[0] as usize])?;
                 }
-                tl.issue(Engine::Dma, &[srange], &[], cost.dma(bytes));
+                tl.issue(
+                    Engine::Dma,
+                    &[srange],
+                    &[],
+                    cycles + self.walk_cost(mmu, walks_before, ctl),
+                );
             }
-            Insn::Copy { src, dst, src_layout, dst_layout } => {
+            Insn::Copy {
+                src,
+                dst,
+                src_layout,
+                dst_layout,
+            } => {
                 let r = self.strided_range(src, &src_layout).map_err(op)?;
                 let w = self.strided_range(dst, &dst_layout).map_err(op)?;
                 let bytes = src_layout.bytes().ok_or(op(Fault::BadOperand))?;
+                let cycles = cost.dma_rows(bytes, rows_of(&src_layout));
+                ctl.charge(cycles);
                 // Snapshot the source range, then scatter from it: overlapping
                 // copies behave as if through a temporary buffer. The range
                 // is at most the SRAM, where rows gathered one by one could
@@ -282,75 +362,166 @@ impl Executor {
                 let n = src_layout.shape[0] as usize;
                 let snap = self.sram.bytes()[r.0 as usize..r.1 as usize].to_vec();
                 for (s_off, d_off) in pairs(&src_layout, &dst_layout) {
+                    poll(ctl, mmu)?;
                     let (s, d) = (s_off as usize, (dst as u64 + d_off) as usize);
                     self.sram.bytes_mut()[d..d + n].copy_from_slice(&snap[s..s + n]);
                 }
-                tl.issue(Engine::Dma, &[r], &[w], cost.dma(bytes));
+                tl.issue(Engine::Dma, &[r], &[w], cycles);
             }
             Insn::Fill { dst, len, pattern } => {
                 if dst % 4 != 0 || len % 4 != 0 {
                     return Err(op(Fault::BadOperand));
                 }
                 let (lo, hi) = self.sram.check(dst as u64, len as u64).map_err(op)?;
+                ctl.charge(cost.dma(len as u64));
                 self.sram.words[lo as usize / 4..hi as usize / 4].fill(pattern);
                 tl.issue(Engine::Dma, &[], &[(lo, hi)], cost.dma(len as u64));
             }
-            Insn::Matmul { dtype, accumulate, transpose_b, m, n, k, a, b, c } => {
+            Insn::Matmul {
+                dtype,
+                accumulate,
+                transpose_b,
+                m,
+                n,
+                k,
+                a,
+                b,
+                c,
+            } => {
                 let (bs, bc) = if transpose_b { (n, k) } else { (k, n) };
                 let es = dtype.size();
                 let ta = TileRef::new(&self.sram, a, m, k, es).map_err(op)?;
                 let tb = TileRef::new(&self.sram, b, bs, bc, es).map_err(op)?;
                 let tc = TileRef::new(&self.sram, c, m, n, 4).map_err(op)?;
                 let macs = m as u64 * n as u64 * k as u64;
+                if dtype == DType::I32 {
+                    return Err(op(Fault::BadOperand));
+                }
+                let cycles = cost.macs(macs, dtype == DType::I8);
+                ctl.charge(cycles);
+                // C's rows in blocks of about MATMUL_BLOCK_MACS, with a poll
+                // between blocks. An empty C (m or n zero) has no rows.
+                let (rows, nk) = (tc.rows, (n as u64 * k as u64).max(1));
+                let block = (MATMUL_BLOCK_MACS / nk).clamp(1, rows.max(1) as u64) as usize;
+                let (n, k) = (n as usize, k as usize);
                 match dtype {
-                    DType::F32 if !overlaps(tc.range(), ta.range()) && !overlaps(tc.range(), tb.range()) => {
+                    DType::F32
+                        if !overlaps(tc.range(), ta.range())
+                            && !overlaps(tc.range(), tb.range()) =>
+                    {
                         // Operate on the SRAM in place: no tile copies.
                         let (a_off, b_off, c_off) = (ta.base, tb.base, tc.base);
                         let (lda, ldb, ldc) = (ta.ld.max(1), tb.ld.max(1), tc.ld.max(1));
-                        let words = self.sram.words.as_mut_slice();
-                        crate::gemm::sgemm_in_place(
-                            words,
-                            crate::gemm::GemmShape { m: m as usize, n: n as usize, k: k as usize },
-                            (a_off, lda),
-                            (b_off, ldb, transpose_b),
-                            (c_off, ldc),
-                            accumulate,
-                        );
+                        for m0 in (0..rows).step_by(block) {
+                            poll(ctl, mmu)?;
+                            let mb = block.min(rows - m0);
+                            // With k = 0, A is empty and its offset unused.
+                            let a_at = if k == 0 { a_off } else { a_off + m0 * lda };
+                            crate::gemm::sgemm_in_place(
+                                self.sram.words.as_mut_slice(),
+                                crate::gemm::GemmShape { m: mb, n, k },
+                                (a_at, lda),
+                                (b_off, ldb, transpose_b),
+                                (c_off + m0 * ldc, ldc),
+                                accumulate,
+                            );
+                        }
                     }
                     DType::F32 => {
                         let av = f32s(&ta.load32(&self.sram));
                         let bv = f32s(&tb.load32(&self.sram));
-                        let mut cv = if accumulate { f32s(&tc.load32(&self.sram)) } else { vec![0.0; tc.rows * tc.cols] };
-                        crate::gemm::sgemm(m as usize, n as usize, k as usize, &av, &bv, transpose_b, &mut cv);
+                        let mut cv = if accumulate {
+                            f32s(&tc.load32(&self.sram))
+                        } else {
+                            vec![0.0; tc.rows * tc.cols]
+                        };
+                        for m0 in (0..rows).step_by(block) {
+                            poll(ctl, mmu)?;
+                            let mb = block.min(rows - m0);
+                            let a_blk = if k == 0 {
+                                &av[..0]
+                            } else {
+                                &av[m0 * k..(m0 + mb) * k]
+                            };
+                            crate::gemm::sgemm(
+                                mb,
+                                n,
+                                k,
+                                a_blk,
+                                &bv,
+                                transpose_b,
+                                &mut cv[m0 * n..(m0 + mb) * n],
+                            );
+                        }
                         tc.store32(&mut self.sram, &from_f32s(&cv));
                     }
-                    DType::I8 => {
+                    _ => {
                         let av = ta.load8(&self.sram);
                         let bv = tb.load8(&self.sram);
                         let mut cv: Vec<i32> = if accumulate {
-                            tc.load32(&self.sram).into_iter().map(|x| x as i32).collect()
+                            tc.load32(&self.sram)
+                                .into_iter()
+                                .map(|x| x as i32)
+                                .collect()
                         } else {
                             vec![0; tc.rows * tc.cols]
                         };
-                        crate::gemm::igemm(m as usize, n as usize, k as usize, &av, &bv, transpose_b, &mut cv);
+                        for m0 in (0..rows).step_by(block) {
+                            poll(ctl, mmu)?;
+                            let mb = block.min(rows - m0);
+                            let a_blk = if k == 0 {
+                                &av[..0]
+                            } else {
+                                &av[m0 * k..(m0 + mb) * k]
+                            };
+                            crate::gemm::igemm(
+                                mb,
+                                n,
+                                k,
+                                a_blk,
+                                &bv,
+                                transpose_b,
+                                &mut cv[m0 * n..(m0 + mb) * n],
+                            );
+                        }
                         let words: Vec<u32> = cv.into_iter().map(|x| x as u32).collect();
                         tc.store32(&mut self.sram, &words);
                     }
-                    DType::I32 => return Err(op(Fault::BadOperand)),
                 }
                 st.macs += macs;
-                tl.issue(Engine::Compute, &[ta.range(), tb.range()], &[tc.range()], cost.macs(macs, dtype == DType::I8));
+                tl.issue(
+                    Engine::Compute,
+                    &[ta.range(), tb.range()],
+                    &[tc.range()],
+                    cycles,
+                );
             }
-            Insn::Requant { rows, cols, src, dst, mult, per_channel, bias, shift, zero_point, lo, hi } => {
+            Insn::Requant {
+                rows,
+                cols,
+                src,
+                dst,
+                mult,
+                per_channel,
+                bias,
+                shift,
+                zero_point,
+                lo,
+                hi,
+            } => {
                 let ts = TileRef::new(&self.sram, src, rows, cols, 4).map_err(op)?;
                 let td = TileRef::new(&self.sram, dst, rows, cols, 1).map_err(op)?;
                 let mut reads = vec![ts.range()];
+                // The vectors have `cols` entries and must lie in the SRAM
+                // (checked); the immediate and zero defaults are sized by the
+                // checked tile, never by the raw `cols` (an empty tile has 0).
+                let c = ts.cols;
                 let mults: Vec<i32> = if per_channel {
                     let v = vector(&self.sram, mult, cols).map_err(op)?;
                     reads.push(v.range());
                     v.load32(&self.sram).into_iter().map(|x| x as i32).collect()
                 } else {
-                    vec![mult as i32; cols as usize]
+                    vec![mult as i32; c]
                 };
                 let biases: Vec<i32> = match bias {
                     Some(addr) => {
@@ -358,37 +529,81 @@ impl Executor {
                         reads.push(v.range());
                         v.load32(&self.sram).into_iter().map(|x| x as i32).collect()
                     }
-                    None => vec![0; cols as usize],
+                    None => vec![0; c],
                 };
                 let acc = ts.load32(&self.sram);
-                let c = cols as usize;
                 let out: Vec<i8> = acc
                     .iter()
                     .enumerate()
-                    .map(|(i, &x)| requantize(x as i32, biases[i % c], mults[i % c], shift, zero_point, lo, hi))
+                    .map(|(i, &x)| {
+                        requantize(
+                            x as i32,
+                            biases[i % c],
+                            mults[i % c],
+                            shift,
+                            zero_point,
+                            lo,
+                            hi,
+                        )
+                    })
                     .collect();
                 td.store8(&mut self.sram, &out);
-                tl.issue(Engine::Compute, &reads, &[td.range()], cost.vector(ts.elems(), false));
+                let cycles = cost.vector(ts.elems(), false);
+                ctl.charge(cycles);
+                tl.issue(Engine::Compute, &reads, &[td.range()], cycles);
             }
-            Insn::Convert { conv, rows, cols, src, dst, zero_point, scale } => {
+            Insn::Convert {
+                conv,
+                rows,
+                cols,
+                src,
+                dst,
+                zero_point,
+                scale,
+            } => {
                 let in8 = matches!(conv, Conversion::I8ToI32 | Conversion::I8ToF32);
-                let ts = TileRef::new(&self.sram, src, rows, cols, if in8 { 1 } else { 4 }).map_err(op)?;
+                let ts = TileRef::new(&self.sram, src, rows, cols, if in8 { 1 } else { 4 })
+                    .map_err(op)?;
                 let td = TileRef::new(&self.sram, dst, rows, cols, 4).map_err(op)?;
                 let out: Vec<u32> = match conv {
-                    Conversion::I8ToI32 => ts.load8(&self.sram).iter().map(|&x| (x as i32).wrapping_sub(zero_point) as u32).collect(),
+                    Conversion::I8ToI32 => ts
+                        .load8(&self.sram)
+                        .iter()
+                        .map(|&x| (x as i32).wrapping_sub(zero_point) as u32)
+                        .collect(),
                     Conversion::I8ToF32 => ts
                         .load8(&self.sram)
                         .iter()
                         .map(|&x| (((x as i32).wrapping_sub(zero_point)) as f32 * scale).to_bits())
                         .collect(),
-                    Conversion::I32ToF32 => ts.load32(&self.sram).iter().map(|&x| (x as i32 as f32).to_bits()).collect(),
+                    Conversion::I32ToF32 => ts
+                        .load32(&self.sram)
+                        .iter()
+                        .map(|&x| (x as i32 as f32).to_bits())
+                        .collect(),
                     // `as` saturates and maps NaN to 0; round_ties_even first.
-                    Conversion::F32ToI32 => ts.load32(&self.sram).iter().map(|&x| f32::from_bits(x).round_ties_even() as i32 as u32).collect(),
+                    Conversion::F32ToI32 => ts
+                        .load32(&self.sram)
+                        .iter()
+                        .map(|&x| f32::from_bits(x).round_ties_even() as i32 as u32)
+                        .collect(),
                 };
                 td.store32(&mut self.sram, &out);
-                tl.issue(Engine::Compute, &[ts.range()], &[td.range()], cost.vector(ts.elems(), false));
+                let cycles = cost.vector(ts.elems(), false);
+                ctl.charge(cycles);
+                tl.issue(Engine::Compute, &[ts.range()], &[td.range()], cycles);
             }
-            Insn::Binary { op: bop, dtype, bcast, rows, cols, a, b, out, scalar } => {
+            Insn::Binary {
+                op: bop,
+                dtype,
+                bcast,
+                rows,
+                cols,
+                a,
+                b,
+                out,
+                scalar,
+            } => {
                 let ta = TileRef::new(&self.sram, a, rows, cols, 4).map_err(op)?;
                 let to = TileRef::new(&self.sram, out, rows, cols, 4).map_err(op)?;
                 let (bv, brange): (Vec<u32>, Option<(u64, u64)>) = match bcast {
@@ -414,13 +629,28 @@ impl Executor {
                     Broadcast::PerCol => i % c,
                     Broadcast::Scalar => 0,
                 };
-                let res: Vec<u32> = av.iter().enumerate().map(|(i, &x)| binary(bop, dtype, x, bv[bidx(i)])).collect();
+                let res: Vec<u32> = av
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &x)| binary(bop, dtype, x, bv[bidx(i)]))
+                    .collect();
                 to.store32(&mut self.sram, &res);
                 let mut reads = vec![ta.range()];
                 reads.extend(brange);
-                tl.issue(Engine::Compute, &reads, &[to.range()], cost.vector(ta.elems(), bop == BinaryOp::Div));
+                let cycles = cost.vector(ta.elems(), bop == BinaryOp::Div);
+                ctl.charge(cycles);
+                tl.issue(Engine::Compute, &reads, &[to.range()], cycles);
             }
-            Insn::Unary { op: uop, dtype, rows, cols, src, dst, lo, hi } => {
+            Insn::Unary {
+                op: uop,
+                dtype,
+                rows,
+                cols,
+                src,
+                dst,
+                lo,
+                hi,
+            } => {
                 let es = dtype.size();
                 let ts = TileRef::new(&self.sram, src, rows, cols, es).map_err(op)?;
                 let td = TileRef::new(&self.sram, dst, rows, cols, es).map_err(op)?;
@@ -428,13 +658,30 @@ impl Executor {
                     let v = ts.load8(&self.sram);
                     td.store8(&mut self.sram, &v);
                 } else {
-                    let v: Vec<u32> = ts.load32(&self.sram).into_iter().map(|x| unary(uop, dtype, x, lo, hi)).collect();
+                    let v: Vec<u32> = ts
+                        .load32(&self.sram)
+                        .into_iter()
+                        .map(|x| unary(uop, dtype, x, lo, hi))
+                        .collect();
                     td.store32(&mut self.sram, &v);
                 }
-                let special = matches!(uop, UnaryOp::Sigmoid | UnaryOp::Tanh | UnaryOp::Exp | UnaryOp::Recip);
-                tl.issue(Engine::Compute, &[ts.range()], &[td.range()], cost.vector(ts.elems(), special));
+                let special = matches!(
+                    uop,
+                    UnaryOp::Sigmoid | UnaryOp::Tanh | UnaryOp::Exp | UnaryOp::Recip
+                );
+                let cycles = cost.vector(ts.elems(), special);
+                ctl.charge(cycles);
+                tl.issue(Engine::Compute, &[ts.range()], &[td.range()], cycles);
             }
-            Insn::Reduce { op: rop, axis, dtype, rows, cols, src, dst } => {
+            Insn::Reduce {
+                op: rop,
+                axis,
+                dtype,
+                rows,
+                cols,
+                src,
+                dst,
+            } => {
                 let ts = TileRef::new(&self.sram, src, rows, cols, 4).map_err(op)?;
                 let n = match axis {
                     Axis::Cols => rows,
@@ -452,18 +699,34 @@ impl Executor {
                     out.push(reduce(rop, dtype, it));
                 }
                 td.store32(&mut self.sram, &out);
-                tl.issue(Engine::Compute, &[ts.range()], &[td.range()], cost.vector(ts.elems(), false));
+                let cycles = cost.vector(ts.elems(), false);
+                ctl.charge(cycles);
+                tl.issue(Engine::Compute, &[ts.range()], &[td.range()], cycles);
             }
-            Insn::Pool { op: pop, geom, src, dst } => {
+            Insn::Pool {
+                op: pop,
+                geom,
+                src,
+                dst,
+            } => {
                 let (ins, outs) = pool_tiles(&self.sram, &geom, src, dst).map_err(op)?;
-                let input = f32s(&ins.load32(&self.sram));
-                let output = pool(pop, &geom, &input);
-                outs.store32(&mut self.sram, &from_f32s(&output));
                 let work = outs.elems() * geom.kernel[0] as u64 * geom.kernel[1] as u64;
-                tl.issue(Engine::Compute, &[ins.range()], &[outs.range()], cost.vector(work, false));
+                let cycles = cost.vector(work, false);
+                ctl.charge(cycles);
+                let input = f32s(&ins.load32(&self.sram));
+                let output = pool(pop, &geom, &input, &mut || poll(ctl, mmu))?;
+                outs.store32(&mut self.sram, &from_f32s(&output));
+                tl.issue(Engine::Compute, &[ins.range()], &[outs.range()], cycles);
             }
         }
         Ok(())
+    }
+
+    /// Charge the page walks a DMA instruction made (known only after it).
+    fn walk_cost(&self, mmu: &Mmu, before: u64, ctl: &mut dyn JobControl) -> u64 {
+        let c = self.cost.walks(mmu.walks - before);
+        ctl.charge(c);
+        c
     }
 
     /// Check a strided SRAM region and return its byte range.
@@ -471,10 +734,21 @@ impl Executor {
         let ext = s.extent().ok_or(Fault::BadOperand)?;
         // Rows must not be longer than their stride, or rows would overlap in
         // ways that make the result depend on the copy order.
-        if (s.shape[1] > 1 && s.stride[0] < s.shape[0]) || (s.shape[2] > 1 && s.stride[1] < s.shape[0]) {
+        if (s.shape[1] > 1 && s.stride[0] < s.shape[0])
+            || (s.shape[2] > 1 && s.stride[1] < s.shape[0])
+        {
             return Err(Fault::BadOperand);
         }
         self.sram.check(base as u64, ext)
+    }
+}
+
+/// Rows (times planes) of a strided transfer; none when rows are empty.
+fn rows_of(s: &Strided) -> u64 {
+    if s.shape[0] == 0 {
+        0
+    } else {
+        s.shape[1] as u64 * s.shape[2] as u64
     }
 }
 
@@ -484,7 +758,10 @@ fn pairs<'a>(a: &'a Strided, b: &'a Strided) -> impl Iterator<Item = (u64, u64)>
     let empty = a.shape[0] == 0;
     (0..if empty { 0 } else { planes }).flat_map(move |p| {
         (0..rows).map(move |r| {
-            (p * a.stride[1] as u64 + r * a.stride[0] as u64, p * b.stride[1] as u64 + r * b.stride[0] as u64)
+            (
+                p * a.stride[1] as u64 + r * a.stride[0] as u64,
+                p * b.stride[1] as u64 + r * b.stride[0] as u64,
+            )
         })
     })
 }
@@ -579,21 +856,55 @@ fn pool_tiles(sram: &Sram, g: &PoolGeom, src: u32, dst: u32) -> Res<(TileRef, Ti
     }
     let rows_in = g.channels.checked_mul(g.in_h).ok_or(Fault::BadOperand)?;
     let rows_out = g.channels.checked_mul(g.out_h).ok_or(Fault::BadOperand)?;
-    let ins = TileRef::new(sram, Tile { addr: src, ld: g.in_w }, rows_in, g.in_w, 4)?;
-    let outs = TileRef::new(sram, Tile { addr: dst, ld: g.out_w }, rows_out, g.out_w, 4)?;
+    let ins = TileRef::new(
+        sram,
+        Tile {
+            addr: src,
+            ld: g.in_w,
+        },
+        rows_in,
+        g.in_w,
+        4,
+    )?;
+    let outs = TileRef::new(
+        sram,
+        Tile {
+            addr: dst,
+            ld: g.out_w,
+        },
+        rows_out,
+        g.out_w,
+        4,
+    )?;
     Ok((ins, outs))
 }
 
-fn pool(op: PoolOp, g: &PoolGeom, input: &[f32]) -> Vec<f32> {
-    let (ih, iw, oh, ow) = (g.in_h as i64, g.in_w as i64, g.out_h as usize, g.out_w as usize);
+/// Windows of up to 255 x 255: `poll` runs before each output row.
+fn pool(
+    op: PoolOp,
+    g: &PoolGeom,
+    input: &[f32],
+    poll: &mut dyn FnMut() -> Result<(), JobFault>,
+) -> Result<Vec<f32>, JobFault> {
+    let (ih, iw, oh, ow) = (
+        g.in_h as i64,
+        g.in_w as i64,
+        g.out_h as usize,
+        g.out_w as usize,
+    );
     let mut out = Vec::with_capacity(g.channels as usize * oh * ow);
     for c in 0..g.channels as usize {
         let plane = &input[c * (ih * iw) as usize..(c + 1) * (ih * iw) as usize];
         for oy in 0..oh {
+            poll()?;
             for ox in 0..ow {
                 let y0 = oy as i64 * g.stride[0] as i64 - g.pad[0] as i64;
                 let x0 = ox as i64 * g.stride[1] as i64 - g.pad[1] as i64;
-                let mut acc = if op == PoolOp::Max { f32::NEG_INFINITY } else { 0.0 };
+                let mut acc = if op == PoolOp::Max {
+                    f32::NEG_INFINITY
+                } else {
+                    0.0
+                };
                 let mut count = 0u32;
                 for ky in 0..g.kernel[0] as i64 {
                     for kx in 0..g.kernel[1] as i64 {
@@ -602,7 +913,11 @@ fn pool(op: PoolOp, g: &PoolGeom, input: &[f32]) -> Vec<f32> {
                             continue;
                         }
                         let v = plane[(y * iw + x) as usize];
-                        acc = if op == PoolOp::Max { acc.max(v) } else { acc + v };
+                        acc = if op == PoolOp::Max {
+                            acc.max(v)
+                        } else {
+                            acc + v
+                        };
                         count += 1;
                     }
                 }
@@ -614,5 +929,5 @@ fn pool(op: PoolOp, g: &PoolGeom, input: &[f32]) -> Vec<f32> {
             }
         }
     }
-    out
+    Ok(out)
 }

@@ -3,7 +3,10 @@
 /// `c[m,n] += a[m,k] * b` where b is `[k,n]`, or `[n,k]` when `bt`.
 /// All operands are dense row-major.
 pub fn sgemm(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], bt: bool, c: &mut [f32]) {
-    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n, "gemm operand sizes checked by caller");
+    assert!(
+        a.len() >= m * k && b.len() >= k * n && c.len() >= m * n,
+        "gemm operand sizes checked by caller"
+    );
     if m == 0 || n == 0 || k == 0 {
         return;
     }
@@ -13,7 +16,20 @@ pub fn sgemm(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], bt: bool, c: &m
     // `a` or `b` (it is a distinct mutable slice).
     unsafe {
         matrixmultiply::sgemm(
-            m, k, n, 1.0, a.as_ptr(), k as isize, 1, b.as_ptr(), rsb, csb, 1.0, c.as_mut_ptr(), n as isize, 1,
+            m,
+            k,
+            n,
+            1.0,
+            a.as_ptr(),
+            k as isize,
+            1,
+            b.as_ptr(),
+            rsb,
+            csb,
+            1.0,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
         );
     }
 }
@@ -44,8 +60,15 @@ pub fn sgemm_in_place(
     let (brows, bcols) = if bt { (s.n, s.k) } else { (s.k, s.n) };
     let in_range = s.k == 0
         || (last(a, s.m, s.k, lda) <= sram.len() && last(b, brows, bcols, ldb) <= sram.len());
-    assert!(in_range && last(c, s.m, s.n, ldc) <= sram.len(), "gemm tiles checked by caller");
-    let (rsb, csb) = if bt { (1, ldb as isize) } else { (ldb as isize, 1) };
+    assert!(
+        in_range && last(c, s.m, s.n, ldc) <= sram.len(),
+        "gemm tiles checked by caller"
+    );
+    let (rsb, csb) = if bt {
+        (1, ldb as isize)
+    } else {
+        (ldb as isize, 1)
+    };
     let base = sram.as_mut_ptr().cast::<f32>();
     // SAFETY: u32 and f32 have the same size and alignment and every bit
     // pattern is a valid f32. All three tiles lie inside `sram` (asserted
@@ -81,7 +104,9 @@ pub fn sgemm_in_place(
 /// 1024 whose exact sums are added in i32.
 pub fn igemm(m: usize, n: usize, k: usize, a: &[i8], b: &[i8], bt: bool, c: &mut [i32]) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512vnni") && std::arch::is_x86_feature_detected!("avx512bw") {
+    if std::arch::is_x86_feature_detected!("avx512vnni")
+        && std::arch::is_x86_feature_detected!("avx512bw")
+    {
         return vnni::igemm(m, n, k, a, b, bt, c);
     }
     igemm_via_f32(m, n, k, a, b, bt, c)
@@ -90,14 +115,21 @@ pub fn igemm(m: usize, n: usize, k: usize, a: &[i8], b: &[i8], bt: bool, c: &mut
 /// The portable path: exact through the f32 GEMM (see [`igemm`]).
 pub fn igemm_via_f32(m: usize, n: usize, k: usize, a: &[i8], b: &[i8], bt: bool, c: &mut [i32]) {
     const EXACT_K: usize = 1024;
-    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n, "gemm operand sizes checked by caller");
+    assert!(
+        a.len() >= m * k && b.len() >= k * n && c.len() >= m * n,
+        "gemm operand sizes checked by caller"
+    );
     if m == 0 || n == 0 || k == 0 {
         return;
     }
     let af: Vec<f32> = a[..m * k].iter().map(|&x| x as f32).collect();
     let bf: Vec<f32> = b[..k * n].iter().map(|&x| x as f32).collect();
     let mut part = vec![0f32; m * n];
-    let (rsb, csb) = if bt { (1isize, k as isize) } else { (n as isize, 1isize) };
+    let (rsb, csb) = if bt {
+        (1isize, k as isize)
+    } else {
+        (n as isize, 1isize)
+    };
     let mut k0 = 0;
     while k0 < k {
         let kc = EXACT_K.min(k - k0);
@@ -107,8 +139,20 @@ pub fn igemm_via_f32(m: usize, n: usize, k: usize, a: &[i8], b: &[i8], bt: bool,
         // `part` is a distinct m x n buffer.
         unsafe {
             matrixmultiply::sgemm(
-                m, kc, n, 1.0, af.as_ptr().add(k0), k as isize, 1, bf.as_ptr().add(b_off), rsb, csb, 0.0,
-                part.as_mut_ptr(), n as isize, 1,
+                m,
+                kc,
+                n,
+                1.0,
+                af.as_ptr().add(k0),
+                k as isize,
+                1,
+                bf.as_ptr().add(b_off),
+                rsb,
+                csb,
+                0.0,
+                part.as_mut_ptr(),
+                n as isize,
+                1,
             );
         }
         for (acc, &p) in c.iter_mut().zip(&part) {
@@ -134,7 +178,10 @@ mod vnni {
     const NR: usize = 32;
 
     pub(super) fn igemm(m: usize, n: usize, k: usize, a: &[i8], b: &[i8], bt: bool, c: &mut [i32]) {
-        assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n, "gemm operand sizes checked by caller");
+        assert!(
+            a.len() >= m * k && b.len() >= k * n && c.len() >= m * n,
+            "gemm operand sizes checked by caller"
+        );
         if m == 0 || n == 0 || k == 0 {
             return;
         }
@@ -182,7 +229,15 @@ mod vnni {
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    fn blocks(m: usize, n: usize, kq: usize, np: usize, apack: &[i32], bpack: &[i32], c: &mut [i32]) {
+    fn blocks(
+        m: usize,
+        n: usize,
+        kq: usize,
+        np: usize,
+        apack: &[i32],
+        bpack: &[i32],
+        c: &mut [i32],
+    ) {
         // Column panels outermost: one panel of B (kq x 32 lanes) stays in
         // cache while every block of rows streams past it.
         for j0 in (0..np).step_by(NR) {
@@ -225,14 +280,24 @@ mod tests {
     use super::*;
 
     fn reference(m: usize, n: usize, k: usize, a: &[i8], b: &[i8]) -> Vec<i32> {
-        (0..m * n).map(|ij| (0..k).map(|p| a[ij / n * k + p] as i32 * b[p * n + ij % n] as i32).sum()).collect()
+        (0..m * n)
+            .map(|ij| {
+                (0..k)
+                    .map(|p| a[ij / n * k + p] as i32 * b[p * n + ij % n] as i32)
+                    .sum()
+            })
+            .collect()
     }
 
     #[test]
     fn int8_gemm_is_exact_beyond_one_chunk_and_at_the_extremes() {
         let (m, n, k) = (3, 5, 2500);
-        let a: Vec<i8> = (0..m * k).map(|i| if i % 3 == 0 { -128 } else { (i * 7) as i8 }).collect();
-        let b: Vec<i8> = (0..k * n).map(|i| if i % 2 == 0 { -128 } else { 127 }).collect();
+        let a: Vec<i8> = (0..m * k)
+            .map(|i| if i % 3 == 0 { -128 } else { (i * 7) as i8 })
+            .collect();
+        let b: Vec<i8> = (0..k * n)
+            .map(|i| if i % 2 == 0 { -128 } else { 127 })
+            .collect();
         let mut c = vec![0i32; m * n];
         igemm(m, n, k, &a, &b, false, &mut c);
         assert_eq!(c, reference(m, n, k, &a, &b));
@@ -244,8 +309,12 @@ mod tests {
     #[test]
     fn int8_gemm_handles_edge_blocks_and_transposed_b() {
         for (m, n, k) in [(1, 1, 1), (5, 7, 33), (9, 3, 64), (4, 4, 31)] {
-            let a: Vec<i8> = (0..m * k).map(|i| (i as i32 * 37 % 256 - 128) as i8).collect();
-            let b: Vec<i8> = (0..k * n).map(|i| (i as i32 * 91 % 256 - 128) as i8).collect();
+            let a: Vec<i8> = (0..m * k)
+                .map(|i| (i as i32 * 37 % 256 - 128) as i8)
+                .collect();
+            let b: Vec<i8> = (0..k * n)
+                .map(|i| (i as i32 * 91 % 256 - 128) as i8)
+                .collect();
             let want = reference(m, n, k, &a, &b);
             let mut bt = vec![0i8; n * k];
             for p in 0..k {
@@ -258,7 +327,11 @@ mod tests {
             assert_eq!(c, want, "{m}x{n}x{k} transposed");
             let mut c = vec![1i32; m * n];
             igemm(m, n, k, &a, &b, false, &mut c);
-            assert_eq!(c, want.iter().map(|v| v + 1).collect::<Vec<_>>(), "{m}x{n}x{k} accumulate");
+            assert_eq!(
+                c,
+                want.iter().map(|v| v + 1).collect::<Vec<_>>(),
+                "{m}x{n}x{k} accumulate"
+            );
         }
     }
 }

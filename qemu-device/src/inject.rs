@@ -67,7 +67,10 @@ impl Injector {
     /// Parse rules like `hang:tag=3`, `drop-irq:every=5`, `delay=200:nth=2`,
     /// `mmu-fault:prob=0.1,seed=7`, `slow-reset=500`, and `seed=N`.
     pub fn parse(specs: &[String]) -> Result<Self, RuleError> {
-        let mut inj = Injector { rng: DEFAULT_SEED, ..Default::default() };
+        let mut inj = Injector {
+            rng: DEFAULT_SEED,
+            ..Default::default()
+        };
         for spec in specs {
             inj.add(spec)?;
         }
@@ -76,7 +79,10 @@ impl Injector {
 
     /// Add one rule (also used by the control socket at run time).
     pub fn add(&mut self, spec: &str) -> Result<(), RuleError> {
-        let err = |why: &str| RuleError { rule: spec.to_string(), why: why.into() };
+        let err = |why: &str| RuleError {
+            rule: spec.to_string(),
+            why: why.into(),
+        };
         if self.rng == 0 {
             self.rng = DEFAULT_SEED;
         }
@@ -85,7 +91,10 @@ impl Injector {
             None => (spec, None),
         };
         let (name, value) = match kind.split_once('=') {
-            Some((n, v)) => (n, Some(v.parse::<u64>().map_err(|_| err("value is not a number"))?)),
+            Some((n, v)) => (
+                n,
+                Some(v.parse::<u64>().map_err(|_| err("value is not a number"))?),
+            ),
             None => (kind, None),
         };
         let action = match (name, value) {
@@ -111,11 +120,19 @@ impl Injector {
             Some(t) => {
                 // `prob=P,seed=S`: the seed is part of the trigger text.
                 let (t, seed) = match t.split_once(",seed=") {
-                    Some((t, s)) => (t, Some(s.parse::<u64>().map_err(|_| err("seed is not a number"))?)),
+                    Some((t, s)) => (
+                        t,
+                        Some(s.parse::<u64>().map_err(|_| err("seed is not a number"))?),
+                    ),
                     None => (t, None),
                 };
-                let (k, v) = t.split_once('=').ok_or_else(|| err("trigger must be KEY=VALUE"))?;
-                let num = || v.parse::<u64>().map_err(|_| err("trigger value is not a number"));
+                let (k, v) = t
+                    .split_once('=')
+                    .ok_or_else(|| err("trigger must be KEY=VALUE"))?;
+                let num = || {
+                    v.parse::<u64>()
+                        .map_err(|_| err("trigger value is not a number"))
+                };
                 let trigger = match k {
                     "tag" => Trigger::Tag(u32::try_from(num()?).map_err(|_| err("tag too large"))?),
                     "every" if num()? > 0 => Trigger::Every(num()?),
@@ -124,7 +141,11 @@ impl Injector {
                         Ok(p) if (0.0..=1.0).contains(&p) => Trigger::Prob(p),
                         _ => return Err(err("prob must be in [0, 1]")),
                     },
-                    _ => return Err(err("unknown trigger (tag=N, every=N, nth=N, prob=P[,seed=S])")),
+                    _ => {
+                        return Err(err(
+                            "unknown trigger (tag=N, every=N, nth=N, prob=P[,seed=S])",
+                        ))
+                    }
                 };
                 if let Some(s) = seed {
                     if !matches!(trigger, Trigger::Prob(_)) {
@@ -193,7 +214,10 @@ impl Injector {
 /// line: `ok`, `ok RULE;RULE...` or `error: why`.
 pub fn control_line(inj: &mut Injector, line: &str) -> String {
     let line = line.trim();
-    let (cmd, arg) = line.split_once(' ').map(|(c, a)| (c, a.trim())).unwrap_or((line, ""));
+    let (cmd, arg) = line
+        .split_once(' ')
+        .map(|(c, a)| (c, a.trim()))
+        .unwrap_or((line, ""));
     match (cmd, arg) {
         ("inject", rule) if !rule.is_empty() => match inj.add(rule) {
             Ok(()) => "ok".into(),
@@ -203,7 +227,9 @@ pub fn control_line(inj: &mut Injector, line: &str) -> String {
             inj.clear();
             "ok".into()
         }
-        ("list", "") => format!("ok {}", inj.specs().join(";")).trim_end().to_string(),
+        ("list", "") => format!("ok {}", inj.specs().join(";"))
+            .trim_end()
+            .to_string(),
         _ => "error: unknown command (inject RULE, clear, list)".into(),
     }
 }

@@ -115,7 +115,13 @@ impl Bench {
         Self::with_options(config, mem_mib, 64, 64, Injector::default())
     }
 
-    pub fn with_options(config: DeviceConfig, mem_mib: u64, sq_size: u32, cq_size: u32, inject: Injector) -> Self {
+    pub fn with_options(
+        config: DeviceConfig,
+        mem_mib: u64,
+        sq_size: u32,
+        cq_size: u32,
+        inject: Injector,
+    ) -> Self {
         let mem_size = mem_mib << 20;
         let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), mem_size as usize)])
             .unwrap_or_else(|e| panic!("test bench: cannot allocate {mem_mib} MiB: {e}"));
@@ -192,7 +198,10 @@ impl Bench {
         self.device.mmio_write(CONTROL, CONTROL_SOFT_RESET);
         let t = Instant::now();
         while self.device.mmio_read(STATUS) & STATUS_RESET_DONE == 0 {
-            assert!(t.elapsed() < Duration::from_secs(10), "reset did not finish");
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "reset did not finish"
+            );
             std::thread::sleep(Duration::from_millis(1));
         }
         self.program_rings();
@@ -215,7 +224,10 @@ impl Bench {
 
     fn alloc_page(&mut self) -> u64 {
         let p = self.next_page;
-        assert!(p + PAGE_SIZE <= self.mem_size, "test bench out of host memory");
+        assert!(
+            p + PAGE_SIZE <= self.mem_size,
+            "test bench out of host memory"
+        );
         self.next_page += PAGE_SIZE;
         bus_write(&self.mem, p, &[0u8; PAGE_SIZE as usize]);
         p
@@ -265,14 +277,22 @@ impl Bench {
     /// Copy into NPU memory of `ctx` from the host side (like a CPU mmap).
     pub fn write(&self, ctx: u16, va: u64, data: &[u8]) {
         for (i, chunk) in split_pages(va, data.len()) {
-            bus_write(&self.mem, self.pa_of(ctx, va + i as u64), &data[i..i + chunk]);
+            bus_write(
+                &self.mem,
+                self.pa_of(ctx, va + i as u64),
+                &data[i..i + chunk],
+            );
         }
     }
 
     pub fn read(&self, ctx: u16, va: u64, len: usize) -> Vec<u8> {
         let mut out = vec![0u8; len];
         for (i, chunk) in split_pages(va, len) {
-            bus_read(&self.mem, self.pa_of(ctx, va + i as u64), &mut out[i..i + chunk]);
+            bus_read(
+                &self.mem,
+                self.pa_of(ctx, va + i as u64),
+                &mut out[i..i + chunk],
+            );
         }
         out
     }
@@ -292,7 +312,11 @@ impl Bench {
         let old = self.sq_tail;
         self.sq_tail = self.sq_tail.wrapping_add(1);
         if self.shadow != 0 {
-            bus_write(&self.mem, self.shadow + SHADOW_SQ_TAIL, &self.sq_tail.to_le_bytes());
+            bus_write(
+                &self.mem,
+                self.shadow + SHADOW_SQ_TAIL,
+                &self.sq_tail.to_le_bytes(),
+            );
             // The tail before the event read, against the CP's event write
             // before its tail read.
             std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
@@ -320,10 +344,15 @@ impl Bench {
             if flags & 1 == phase {
                 self.cq_head = self.cq_head.wrapping_add(1);
                 if self.shadow != 0 {
-                    bus_write(&self.mem, self.shadow + SHADOW_CQ_HEAD, &self.cq_head.to_le_bytes());
+                    bus_write(
+                        &self.mem,
+                        self.shadow + SHADOW_CQ_HEAD,
+                        &self.cq_head.to_le_bytes(),
+                    );
                 }
                 // A CP stalled on a full ring waits for the register.
-                let was_full = self.sq_tail.wrapping_sub(self.cq_head.wrapping_sub(1)) > self.cq_size;
+                let was_full =
+                    self.sq_tail.wrapping_sub(self.cq_head.wrapping_sub(1)) > self.cq_size;
                 if self.shadow == 0 || was_full {
                     self.device.mmio_write(CQ_HEAD, self.cq_head);
                 }
@@ -349,7 +378,9 @@ impl Bench {
         self.map(ctx, va, cmdbuf.len() as u64, false);
         self.write(ctx, va, cmdbuf);
         let seqno = self.submit_raw(ctx, va, cmdbuf.len() as u32, 0);
-        let c = self.wait_completion(Duration::from_secs(30)).expect("job did not complete");
+        let c = self
+            .wait_completion(Duration::from_secs(30))
+            .expect("job did not complete");
         assert_eq!(c.seqno, seqno);
         // Acknowledge like a driver, so later edges raise interrupts again.
         self.device.mmio_write(IRQ_ACK, IRQ_ALL);

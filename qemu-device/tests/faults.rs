@@ -42,7 +42,18 @@ fn writing_a_read_only_page_faults_and_leaves_it_unchanged() {
     let mut b = bench();
     b.map(0, 0x80_0000, 4096, false);
     b.write(0, 0x80_0000, &[0xaa; 16]);
-    let c = expect_fault(&mut b, &[Insn::Fill { dst: 0, len: 16, pattern: 0 }, store(0x80_0000, 0, 16)], Fault::MmuPermission);
+    let c = expect_fault(
+        &mut b,
+        &[
+            Insn::Fill {
+                dst: 0,
+                len: 16,
+                pattern: 0,
+            },
+            store(0x80_0000, 0, 16),
+        ],
+        Fault::MmuPermission,
+    );
     assert_eq!(c.fault_addr, 0x80_0000);
     assert_eq!(b.read(0, 0x80_0000, 16), vec![0xaa; 16]);
 }
@@ -51,7 +62,18 @@ fn writing_a_read_only_page_faults_and_leaves_it_unchanged() {
 fn a_store_straddling_into_an_unmapped_page_writes_nothing() {
     let mut b = bench();
     b.map(0, 0x80_0000, 4096, true);
-    let c = expect_fault(&mut b, &[Insn::Fill { dst: 0, len: 32, pattern: 0x11111111 }, store(0x80_0000 + 4096 - 16, 0, 32)], Fault::MmuUnmapped);
+    let c = expect_fault(
+        &mut b,
+        &[
+            Insn::Fill {
+                dst: 0,
+                len: 32,
+                pattern: 0x11111111,
+            },
+            store(0x80_0000 + 4096 - 16, 0, 32),
+        ],
+        Fault::MmuUnmapped,
+    );
     assert_eq!(c.fault_addr, 0x80_1000);
     assert_eq!(b.read(0, 0x80_0000 + 4096 - 16, 16), vec![0; 16]);
 }
@@ -68,8 +90,24 @@ fn sram_ranges_are_checked() {
     let mut b = bench();
     let sram = 256 * 1024;
     expect_fault(&mut b, &[load(IN_VA, sram - 8, 16)], Fault::SramRange);
-    expect_fault(&mut b, &[Insn::Fill { dst: sram, len: 4, pattern: 0 }], Fault::SramRange);
-    expect_fault(&mut b, &[Insn::Fill { dst: u32::MAX - 3, len: 8, pattern: 0 }], Fault::SramRange);
+    expect_fault(
+        &mut b,
+        &[Insn::Fill {
+            dst: sram,
+            len: 4,
+            pattern: 0,
+        }],
+        Fault::SramRange,
+    );
+    expect_fault(
+        &mut b,
+        &[Insn::Fill {
+            dst: u32::MAX - 3,
+            len: 8,
+            pattern: 0,
+        }],
+        Fault::SramRange,
+    );
     let huge = Insn::Matmul {
         dtype: DType::F32,
         accumulate: false,
@@ -87,14 +125,59 @@ fn sram_ranges_are_checked() {
 #[test]
 fn misaligned_and_malformed_operands() {
     let mut b = bench();
-    expect_fault(&mut b, &[Insn::Fill { dst: 2, len: 4, pattern: 0 }], Fault::BadOperand);
-    let mm = Insn::Matmul { dtype: DType::F32, accumulate: false, transpose_b: false, m: 2, n: 2, k: 2, a: tile(1, 2), b: tile(0, 2), c: tile(64, 2) };
+    expect_fault(
+        &mut b,
+        &[Insn::Fill {
+            dst: 2,
+            len: 4,
+            pattern: 0,
+        }],
+        Fault::BadOperand,
+    );
+    let mm = Insn::Matmul {
+        dtype: DType::F32,
+        accumulate: false,
+        transpose_b: false,
+        m: 2,
+        n: 2,
+        k: 2,
+        a: tile(1, 2),
+        b: tile(0, 2),
+        c: tile(64, 2),
+    };
     expect_fault(&mut b, &[mm], Fault::BadOperand);
     // ld smaller than the row length.
-    let un = Insn::Unary { op: UnaryOp::Relu, dtype: DType::F32, rows: 2, cols: 4, src: tile(0, 2), dst: tile(64, 4), lo: 0, hi: 0 };
+    let un = Insn::Unary {
+        op: UnaryOp::Relu,
+        dtype: DType::F32,
+        rows: 2,
+        cols: 4,
+        src: tile(0, 2),
+        dst: tile(64, 4),
+        lo: 0,
+        hi: 0,
+    };
     expect_fault(&mut b, &[un], Fault::BadOperand);
-    let geom = PoolGeom { channels: 1, in_h: 4, in_w: 4, out_h: 9, out_w: 9, kernel: [2, 2], stride: [1, 1], pad: [0, 0] };
-    expect_fault(&mut b, &[Insn::Pool { op: PoolOp::Max, geom, src: 0, dst: 256 }], Fault::BadOperand);
+    let geom = PoolGeom {
+        channels: 1,
+        in_h: 4,
+        in_w: 4,
+        out_h: 9,
+        out_w: 9,
+        kernel: [2, 2],
+        stride: [1, 1],
+        pad: [0, 0],
+    };
+    expect_fault(
+        &mut b,
+        &[Insn::Pool {
+            op: PoolOp::Max,
+            geom,
+            src: 0,
+            dst: 256,
+        }],
+        Fault::BadOperand,
+    );
 }
 
 #[test]
@@ -110,9 +193,17 @@ fn bad_context_and_bad_submission() {
     b.map(0, CMD_VA, 64, false);
     b.write(0, CMD_VA, &assemble(&[Insn::End]));
     // Context 1 has no valid descriptor; context 99 is out of range.
-    for (ctx, size, flags, want) in [(1u16, 64u32, 0u16, Fault::BadContext), (99, 64, 0, Fault::BadContext), (0, 65, 0, Fault::BadSubmission), (0, 64, 1, Fault::BadSubmission), (0, 0, 0, Fault::BadSubmission)] {
+    for (ctx, size, flags, want) in [
+        (1u16, 64u32, 0u16, Fault::BadContext),
+        (99, 64, 0, Fault::BadContext),
+        (0, 65, 0, Fault::BadSubmission),
+        (0, 64, 1, Fault::BadSubmission),
+        (0, 0, 0, Fault::BadSubmission),
+    ] {
         b.submit_raw(ctx, CMD_VA, size, flags);
-        let c = b.wait_completion(Duration::from_secs(5)).expect("completion");
+        let c = b
+            .wait_completion(Duration::from_secs(5))
+            .expect("completion");
         assert_eq!(c.fault(), Some(want), "ctx {ctx} size {size} flags {flags}");
     }
 }
@@ -125,22 +216,37 @@ fn contexts_are_isolated() {
     b.map(0, 0x90_0000, 4096, true);
     b.write(0, 0x90_0000, &[0x5a; 64]);
     b.map(1, CMD_VA, 64 * 3, false);
-    b.write(1, CMD_VA, &assemble(&[load(0x90_0000, 0, 64), store(0x90_0000, 0, 64), Insn::End]));
+    b.write(
+        1,
+        CMD_VA,
+        &assemble(&[load(0x90_0000, 0, 64), store(0x90_0000, 0, 64), Insn::End]),
+    );
     b.submit_raw(1, CMD_VA, 192, 0);
-    let c = b.wait_completion(Duration::from_secs(5)).expect("completion");
-    assert_eq!((c.fault(), c.context, c.fault_addr), (Some(Fault::MmuUnmapped), 1, 0x90_0000));
+    let c = b
+        .wait_completion(Duration::from_secs(5))
+        .expect("completion");
+    assert_eq!(
+        (c.fault(), c.context, c.fault_addr),
+        (Some(Fault::MmuUnmapped), 1, 0x90_0000)
+    );
     assert_eq!(b.read(0, 0x90_0000, 64), vec![0x5a; 64]);
 }
 
 #[test]
 fn rings_wrap_around_with_phase_bits() {
-    let cfg = DeviceConfig { sram_size: 64 * 1024, contexts: 2, ..Default::default() };
+    let cfg = DeviceConfig {
+        sram_size: 64 * 1024,
+        contexts: 2,
+        ..Default::default()
+    };
     let mut b = Bench::with_options(cfg, 16, 4, 2, Injector::default());
     b.map(0, CMD_VA, 64, false);
     b.write(0, CMD_VA, &assemble(&[Insn::End]));
     for round in 0..11 {
         let seqno = b.submit_raw(0, CMD_VA, 64, 0);
-        let c = b.wait_completion(Duration::from_secs(5)).expect("completion");
+        let c = b
+            .wait_completion(Duration::from_secs(5))
+            .expect("completion");
         assert_eq!((c.seqno, c.status), (seqno, 0), "round {round}");
         b.device.mmio_write(IRQ_ACK, IRQ_ALL);
     }
@@ -150,7 +256,11 @@ fn rings_wrap_around_with_phase_bits() {
 
 #[test]
 fn a_full_completion_ring_stalls_until_released() {
-    let cfg = DeviceConfig { sram_size: 64 * 1024, contexts: 2, ..Default::default() };
+    let cfg = DeviceConfig {
+        sram_size: 64 * 1024,
+        contexts: 2,
+        ..Default::default()
+    };
     let mut b = Bench::with_options(cfg, 16, 8, 2, Injector::default());
     b.map(0, CMD_VA, 64, false);
     b.write(0, CMD_VA, &assemble(&[Insn::End]));
@@ -175,20 +285,23 @@ fn interrupts_coalesce_until_acknowledged() {
         b.submit_raw(0, CMD_VA, 64, 0);
     }
     for _ in 0..3 {
-        b.wait_completion(Duration::from_secs(5)).expect("completion");
+        b.wait_completion(Duration::from_secs(5))
+            .expect("completion");
     }
     // JOB_DONE stayed pending between jobs: one message for three jobs.
     assert_eq!(b.irq.count(VECTOR_JOB), 1);
     assert_eq!(b.device.mmio_read(IRQ_STATUS) & IRQ_JOB_DONE, IRQ_JOB_DONE);
     b.device.mmio_write(IRQ_ACK, IRQ_JOB_DONE);
     b.submit_raw(0, CMD_VA, 64, 0);
-    b.wait_completion(Duration::from_secs(5)).expect("completion");
+    b.wait_completion(Duration::from_secs(5))
+        .expect("completion");
     assert_eq!(b.irq.count(VECTOR_JOB), 2);
     // Masked causes are recorded but not sent; unmasking sends them.
     b.device.mmio_write(IRQ_ACK, IRQ_ALL);
     b.device.mmio_write(IRQ_MASK, 0);
     b.submit_raw(0, CMD_VA, 64, 0);
-    b.wait_completion(Duration::from_secs(5)).expect("completion");
+    b.wait_completion(Duration::from_secs(5))
+        .expect("completion");
     assert_eq!(b.irq.count(VECTOR_JOB), 2);
     b.device.mmio_write(IRQ_MASK, IRQ_ALL);
     assert_eq!(b.irq.count(VECTOR_JOB), 3);
@@ -206,7 +319,11 @@ fn invalid_ring_setup_halts_the_device() {
 
 #[test]
 fn reset_aborts_a_hung_job_and_the_device_recovers() {
-    let cfg = DeviceConfig { sram_size: 64 * 1024, contexts: 2, ..Default::default() };
+    let cfg = DeviceConfig {
+        sram_size: 64 * 1024,
+        contexts: 2,
+        ..Default::default()
+    };
     let inject = Injector::parse(&["hang:tag=7".to_string()]).expect("rule");
     let mut b = Bench::with_options(cfg, 16, 8, 8, inject);
     b.map(0, CMD_VA, 128, false);
@@ -215,18 +332,27 @@ fn reset_aborts_a_hung_job_and_the_device_recovers() {
     b.write(0, CMD_VA + 4096, &assemble(&[Insn::End]));
     b.submit_raw(0, CMD_VA, 128, 0);
     b.submit_raw(0, CMD_VA + 4096, 64, 0);
-    assert!(b.wait_completion(Duration::from_millis(200)).is_none(), "a hung job must not complete");
+    assert!(
+        b.wait_completion(Duration::from_millis(200)).is_none(),
+        "a hung job must not complete"
+    );
     assert_ne!(b.device.mmio_read(SQ_HEAD), 2);
     b.reset();
     assert_eq!(b.device.mmio_read(SQ_HEAD), 0);
     let seqno = b.submit_raw(0, CMD_VA + 4096, 64, 0);
-    let c = b.wait_completion(Duration::from_secs(5)).expect("the device works after reset");
+    let c = b
+        .wait_completion(Duration::from_secs(5))
+        .expect("the device works after reset");
     assert_eq!((c.seqno, c.status), (seqno, 0));
 }
 
 #[test]
 fn reset_mid_job_discards_its_completion() {
-    let cfg = DeviceConfig { sram_size: 64 * 1024, contexts: 2, ..Default::default() };
+    let cfg = DeviceConfig {
+        sram_size: 64 * 1024,
+        contexts: 2,
+        ..Default::default()
+    };
     let inject = Injector::parse(&["delay=300:tag=1".to_string()]).expect("rule");
     let mut b = Bench::with_options(cfg, 16, 8, 8, inject);
     b.map(0, CMD_VA, 128, false);
@@ -236,19 +362,35 @@ fn reset_mid_job_discards_its_completion() {
     assert_eq!(b.device.mmio_read(STATUS) & STATUS_BUSY, STATUS_BUSY);
     b.reset();
     std::thread::sleep(Duration::from_millis(400));
-    assert_eq!(b.device.mmio_read(CQ_TAIL), 0, "an aborted job writes no record");
+    assert_eq!(
+        b.device.mmio_read(CQ_TAIL),
+        0,
+        "an aborted job writes no record"
+    );
 }
 
 #[test]
 fn injected_faults_do_what_they_say() {
-    let cfg = DeviceConfig { sram_size: 64 * 1024, contexts: 2, ..Default::default() };
-    let rules = ["mmu-fault:nth=1", "drop-irq:nth=2", "corrupt-completion:nth=3"].map(String::from);
+    let cfg = DeviceConfig {
+        sram_size: 64 * 1024,
+        contexts: 2,
+        ..Default::default()
+    };
+    let rules = [
+        "mmu-fault:nth=1",
+        "drop-irq:nth=2",
+        "corrupt-completion:nth=3",
+    ]
+    .map(String::from);
     let mut b = Bench::with_options(cfg, 16, 8, 8, Injector::parse(&rules).expect("rules"));
     b.map(0, CMD_VA, 64, false);
     b.write(0, CMD_VA, &assemble(&[Insn::End]));
     let s1 = b.submit_raw(0, CMD_VA, 64, 0);
     let c = b.wait_completion(Duration::from_secs(5)).expect("1");
-    assert_eq!((c.seqno, c.fault(), c.fault_addr), (s1, Some(Fault::MmuUnmapped), 0xdead000));
+    assert_eq!(
+        (c.seqno, c.fault(), c.fault_addr),
+        (s1, Some(Fault::MmuUnmapped), 0xdead000)
+    );
     b.device.mmio_write(IRQ_ACK, IRQ_ALL);
     let before = b.irq.count(VECTOR_JOB);
     let s2 = b.submit_raw(0, CMD_VA, 64, 0);
@@ -264,15 +406,27 @@ fn injected_faults_do_what_they_say() {
 
 #[test]
 fn bad_injection_rules_are_rejected_with_a_reason() {
-    for bad in ["explode", "hang:tag=x", "delay", "hang:prob=2", "hang:every=0"] {
-        let e = Injector::parse(&[bad.to_string()]).err().unwrap_or_else(|| panic!("{bad} accepted"));
+    for bad in [
+        "explode",
+        "hang:tag=x",
+        "delay",
+        "hang:prob=2",
+        "hang:every=0",
+    ] {
+        let e = Injector::parse(&[bad.to_string()])
+            .err()
+            .unwrap_or_else(|| panic!("{bad} accepted"));
         assert!(e.to_string().contains(bad), "{e}");
     }
 }
 
 #[test]
 fn reprogramming_the_rings_under_a_running_job_halts_instead_of_crashing() {
-    let cfg = DeviceConfig { sram_size: 64 * 1024, contexts: 2, ..Default::default() };
+    let cfg = DeviceConfig {
+        sram_size: 64 * 1024,
+        contexts: 2,
+        ..Default::default()
+    };
     let inject = Injector::parse(&["delay=200:tag=1".to_string()]).expect("rule");
     let mut b = Bench::with_options(cfg, 16, 8, 8, inject);
     b.map(0, CMD_VA, 128, false);
@@ -289,7 +443,9 @@ fn reprogramming_the_rings_under_a_running_job_halts_instead_of_crashing() {
     b.map(0, CMD_VA + 4096, 64, false);
     b.write(0, CMD_VA + 4096, &assemble(&[Insn::End]));
     let seqno = b.submit_raw(0, CMD_VA + 4096, 64, 0);
-    let c = b.wait_completion(Duration::from_secs(5)).expect("device works after reset");
+    let c = b
+        .wait_completion(Duration::from_secs(5))
+        .expect("device works after reset");
     assert_eq!((c.seqno, c.status), (seqno, 0));
 }
 
@@ -326,7 +482,11 @@ fn prob_trigger_is_reproducible_from_its_seed() {
 #[test]
 fn control_lines_arm_and_clear_rules_in_a_running_device() {
     use npu_device::inject::control_line;
-    let cfg = DeviceConfig { sram_size: 64 * 1024, contexts: 2, ..Default::default() };
+    let cfg = DeviceConfig {
+        sram_size: 64 * 1024,
+        contexts: 2,
+        ..Default::default()
+    };
     let mut b = Bench::with_options(cfg, 16, 8, 8, Injector::default());
     assert_eq!(b.device.mmio_read(CAPS) & CAP_FAULT_INJECTION, 0);
     let inj = b.device.injector();
@@ -335,16 +495,23 @@ fn control_lines_arm_and_clear_rules_in_a_running_device() {
     assert!(ctl("inject explode").starts_with("error: "));
     assert!(ctl("frobnicate").starts_with("error: "));
     assert_eq!(ctl("list"), "ok mmu-fault:tag=5");
-    assert_eq!(b.device.mmio_read(CAPS) & CAP_FAULT_INJECTION, CAP_FAULT_INJECTION);
+    assert_eq!(
+        b.device.mmio_read(CAPS) & CAP_FAULT_INJECTION,
+        CAP_FAULT_INJECTION
+    );
     b.map(0, CMD_VA, 128, false);
     b.write(0, CMD_VA, &assemble(&[Insn::Mark { tag: 5 }, Insn::End]));
     let s = b.submit_raw(0, CMD_VA, 128, 0);
-    let c = b.wait_completion(Duration::from_secs(5)).expect("faulted job");
+    let c = b
+        .wait_completion(Duration::from_secs(5))
+        .expect("faulted job");
     assert_eq!((c.seqno, c.fault()), (s, Some(Fault::MmuUnmapped)));
     b.device.mmio_write(IRQ_ACK, IRQ_ALL);
     assert_eq!(ctl("clear"), "ok");
     assert_eq!(ctl("list"), "ok");
     let s = b.submit_raw(0, CMD_VA, 128, 0);
-    let c = b.wait_completion(Duration::from_secs(5)).expect("clean job");
+    let c = b
+        .wait_completion(Duration::from_secs(5))
+        .expect("clean job");
     assert_eq!((c.seqno, c.status), (s, 0));
 }

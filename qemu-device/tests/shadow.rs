@@ -11,19 +11,31 @@ use npu_isa::*;
 use std::time::{Duration, Instant};
 
 fn cfg() -> DeviceConfig {
-    DeviceConfig { sram_size: 64 * 1024, contexts: 2, ..Default::default() }
+    DeviceConfig {
+        sram_size: 64 * 1024,
+        contexts: 2,
+        ..Default::default()
+    }
 }
 
 fn wait_idle(b: &Bench) {
     let t = Instant::now();
-    while b.device.mmio_read(STATUS) & STATUS_BUSY != 0 || b.device.mmio_read(SQ_HEAD) != b.device.mmio_read(SQ_TAIL) {
-        assert!(t.elapsed() < Duration::from_secs(10), "device never went idle");
+    while b.device.mmio_read(STATUS) & STATUS_BUSY != 0
+        || b.device.mmio_read(SQ_HEAD) != b.device.mmio_read(SQ_TAIL)
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "device never went idle"
+        );
         std::thread::sleep(Duration::from_millis(1));
     }
     // The CP publishes its event index just before it sleeps.
     let head = b.device.mmio_read(SQ_HEAD);
     while b.shadow_event() != head {
-        assert!(t.elapsed() < Duration::from_secs(10), "the CP never published its event index");
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the CP never published its event index"
+        );
         std::thread::sleep(Duration::from_millis(1));
     }
 }
@@ -31,7 +43,10 @@ fn wait_idle(b: &Bench) {
 #[test]
 fn the_event_rule_wraps() {
     assert!(need_doorbell(0, 1, 0));
-    assert!(!need_doorbell(0, 2, 1), "the CP has not caught up: it polls");
+    assert!(
+        !need_doorbell(0, 2, 1),
+        "the CP has not caught up: it polls"
+    );
     assert!(need_doorbell(7, 8, 7));
     assert!(need_doorbell(7, 10, 7), "a batch past the event");
     assert!(need_doorbell(u32::MAX, 0, u32::MAX), "across the wrap");
@@ -51,17 +66,29 @@ fn a_busy_device_takes_new_entries_without_a_doorbell() {
     // ten more are queued: the CP finds them in the shadow page.
     let first = b.submit_raw(0, CMD_VA, 128, 0);
     std::thread::sleep(Duration::from_millis(30));
-    let rest: Vec<u64> = (0..10).map(|_| b.submit_raw(0, CMD_VA + 128, 64, 0)).collect();
-    assert_eq!(b.doorbells, 1, "only the job that found the CP asleep rings");
+    let rest: Vec<u64> = (0..10)
+        .map(|_| b.submit_raw(0, CMD_VA + 128, 64, 0))
+        .collect();
+    assert_eq!(
+        b.doorbells, 1,
+        "only the job that found the CP asleep rings"
+    );
     for want in std::iter::once(first).chain(rest) {
-        let c = b.wait_completion(Duration::from_secs(5)).expect("completion");
+        let c = b
+            .wait_completion(Duration::from_secs(5))
+            .expect("completion");
         assert_eq!((c.seqno, c.status), (want, 0));
     }
     // Idle again: the next job must ring, and runs.
     wait_idle(&b);
     let s = b.submit_raw(0, CMD_VA + 128, 64, 0);
     assert_eq!(b.doorbells, 2);
-    assert_eq!(b.wait_completion(Duration::from_secs(5)).expect("last").seqno, s);
+    assert_eq!(
+        b.wait_completion(Duration::from_secs(5))
+            .expect("last")
+            .seqno,
+        s
+    );
 }
 
 #[test]
@@ -79,7 +106,9 @@ fn no_entry_is_lost_between_the_event_and_the_tail() {
             queued.push_back(b.submit_raw(0, CMD_VA, 64, 0));
         }
         if rng.range(0, 3) == 0 || queued.len() == 8 {
-            let c = b.wait_completion(Duration::from_secs(5)).expect("a job was lost");
+            let c = b
+                .wait_completion(Duration::from_secs(5))
+                .expect("a job was lost");
             assert_eq!(Some(c.seqno), queued.pop_front());
         }
         if rng.range(0, 50) == 0 {
@@ -87,9 +116,18 @@ fn no_entry_is_lost_between_the_event_and_the_tail() {
         }
     }
     while let Some(s) = queued.pop_front() {
-        assert_eq!(b.wait_completion(Duration::from_secs(5)).expect("drain").seqno, s);
+        assert_eq!(
+            b.wait_completion(Duration::from_secs(5))
+                .expect("drain")
+                .seqno,
+            s
+        );
     }
-    assert!(b.doorbells < 3000, "{} doorbells for 3000 jobs", b.doorbells);
+    assert!(
+        b.doorbells < 3000,
+        "{} doorbells for 3000 jobs",
+        b.doorbells
+    );
 }
 
 #[test]

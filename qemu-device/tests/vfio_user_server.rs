@@ -4,11 +4,14 @@
 use npu_device::mem::Bus;
 use npu_device::mmu::{PTE_READ, PTE_VALID, PTE_WRITE};
 use npu_device::regs::*;
-use npu_device::server::{irqs, regions, ConfigSpace, EventFdIrqs, NpuBackend, DEVICE_ID, VENDOR_ID};
+use npu_device::server::{
+    irqs, regions, ConfigSpace, EventFdIrqs, NpuBackend, DEVICE_ID, VENDOR_ID,
+};
 use npu_device::{Device, DeviceConfig};
 use npu_isa::{assemble, Insn, Strided};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::os::fd::AsRawFd;
+use std::os::fd::FromRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -27,8 +30,20 @@ fn start_server(tag: &str) -> (PathBuf, std::thread::JoinHandle<NpuBackend>) {
     let handle = std::thread::spawn(move || {
         let bus = Bus::default();
         let sink = Arc::new(EventFdIrqs::default());
-        let device = Device::new(DeviceConfig::default(), bus.clone(), sink.clone(), Default::default());
-        let mut backend = NpuBackend { device, bus, irqs: sink, config: ConfigSpace::default(), mmio_reads: 0, mmio_writes: 0 };
+        let device = Device::new(
+            DeviceConfig::default(),
+            bus.clone(),
+            sink.clone(),
+            Default::default(),
+        );
+        let mut backend = NpuBackend {
+            device,
+            bus,
+            irqs: sink,
+            config: ConfigSpace::default(),
+            mmio_reads: 0,
+            mmio_writes: 0,
+        };
         server.run(&mut backend).expect("server loop");
         backend
     });
@@ -48,12 +63,14 @@ fn connect(sock: &std::path::Path) -> vfio_user::Client {
 
 fn rd(c: &mut vfio_user::Client, off: u32) -> u32 {
     let mut b = [0u8; 4];
-    c.region_read(VFIO_PCI_BAR0_REGION_INDEX, off as u64, &mut b).expect("bar0 read");
+    c.region_read(VFIO_PCI_BAR0_REGION_INDEX, off as u64, &mut b)
+        .expect("bar0 read");
     u32::from_le_bytes(b)
 }
 
 fn wr(c: &mut vfio_user::Client, off: u32, v: u32) {
-    c.region_write(VFIO_PCI_BAR0_REGION_INDEX, off as u64, &v.to_le_bytes()).expect("bar0 write");
+    c.region_write(VFIO_PCI_BAR0_REGION_INDEX, off as u64, &v.to_le_bytes())
+        .expect("bar0 write");
 }
 
 #[test]
@@ -61,17 +78,28 @@ fn config_space_describes_the_npu() {
     let (sock, server) = start_server("cfg");
     let mut c = connect(&sock);
     let mut cfg = [0u8; 64];
-    c.region_read(VFIO_PCI_CONFIG_REGION_INDEX, 0, &mut cfg).expect("config read");
+    c.region_read(VFIO_PCI_CONFIG_REGION_INDEX, 0, &mut cfg)
+        .expect("config read");
     assert_eq!(u16::from_le_bytes([cfg[0], cfg[1]]), VENDOR_ID);
     assert_eq!(u16::from_le_bytes([cfg[2], cfg[3]]), DEVICE_ID);
     assert_eq!(&cfg[9..12], &[0x00, 0x00, 0x12]);
     let cap = cfg[0x34] as u64;
     let mut msix = [0u8; 12];
-    c.region_read(VFIO_PCI_CONFIG_REGION_INDEX, cap, &mut msix).expect("cap read");
+    c.region_read(VFIO_PCI_CONFIG_REGION_INDEX, cap, &mut msix)
+        .expect("cap read");
     assert_eq!(msix[0], 0x11, "MSI-X capability");
-    assert_eq!(u16::from_le_bytes([msix[2], msix[3]]) & 0x7ff, MSIX_VECTORS - 1);
-    assert_eq!(c.region(VFIO_PCI_BAR0_REGION_INDEX).map(|r| r.size), Some(BAR0_SIZE));
-    assert_eq!(c.region(VFIO_PCI_BAR2_REGION_INDEX).map(|r| r.size), Some(BAR2_SIZE));
+    assert_eq!(
+        u16::from_le_bytes([msix[2], msix[3]]) & 0x7ff,
+        MSIX_VECTORS - 1
+    );
+    assert_eq!(
+        c.region(VFIO_PCI_BAR0_REGION_INDEX).map(|r| r.size),
+        Some(BAR0_SIZE)
+    );
+    assert_eq!(
+        c.region(VFIO_PCI_BAR2_REGION_INDEX).map(|r| r.size),
+        Some(BAR2_SIZE)
+    );
     assert_eq!(rd(&mut c, ID), ID_VALUE);
     assert_eq!(rd(&mut c, VERSION), npu_isa::ISA_VERSION);
     wr(&mut c, IRQ_MASK, 0x5);
@@ -82,6 +110,32 @@ fn config_space_describes_the_npu() {
 }
 
 /// Host memory shared with the device, as QEMU's memfd backend is.
+fn sealed_memfd(len: u64) -> File {
+    // SAFETY: memfd_create with a NUL-terminated name returns a new fd or -1.
+    let fd = unsafe {
+        libc::memfd_create(
+            c"npu-test-ram".as_ptr(),
+            libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
+        )
+    };
+    assert!(fd >= 0, "memfd_create");
+    // SAFETY: a fresh descriptor nothing else owns.
+    let f = unsafe { File::from_raw_fd(fd) };
+    f.set_len(len).expect("size");
+    // SAFETY: F_ADD_SEALS on our own descriptor.
+    assert_eq!(
+        unsafe {
+            libc::fcntl(
+                f.as_raw_fd(),
+                libc::F_ADD_SEALS,
+                libc::F_SEAL_SHRINK | libc::F_SEAL_GROW,
+            )
+        },
+        0
+    );
+    f
+}
+
 struct Shared(File);
 impl Shared {
     fn put(&self, addr: u64, data: &[u8]) {
@@ -101,11 +155,11 @@ impl Shared {
 fn a_job_dmas_a_pattern_and_raises_msix() {
     let (sock, server) = start_server("job");
     let mut c = connect(&sock);
-    let path = std::env::temp_dir().join(format!("npu-vfio-mem-{}", std::process::id()));
-    let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path).expect("mem file");
-    file.set_len(MEM_SIZE).expect("size");
-    let _ = std::fs::remove_file(&path);
-    c.dma_map(0, 0, MEM_SIZE, file.as_raw_fd()).expect("dma_map");
+    // Guest RAM as QEMU's memory-backend-memfd gives it: sealed against
+    // shrinking (the server refuses other files).
+    let file = sealed_memfd(MEM_SIZE);
+    c.dma_map(0, 0, MEM_SIZE, file.as_raw_fd())
+        .expect("dma_map");
     let mem = Shared(file);
 
     let done = EventFd::new(EFD_NONBLOCK).expect("eventfd");
@@ -120,17 +174,31 @@ fn a_job_dmas_a_pattern_and_raises_msix() {
     .expect("set_irqs");
 
     // Layout: rings, context table, page tables, command buffer, output.
-    let (sq, cq, ctx, l2, l1, l0, cmd, out) = (0x1000u64, 0x2000, 0x3000, 0x4000, 0x5000, 0x6000, 0x7000, 0x8000);
+    let (sq, cq, ctx, l2, l1, l0, cmd, out) = (
+        0x1000u64, 0x2000, 0x3000, 0x4000, 0x5000, 0x6000, 0x7000, 0x8000,
+    );
     // Both in the first 2 MiB: one level-1 and one level-0 table suffice.
     let (cmd_va, out_va) = (0x10_0000u64, 0x18_0000u64);
     mem.put64(ctx, l2 | PTE_VALID);
     mem.put64(l2, l1 | PTE_VALID); // VA[38:30] = 0
     mem.put64(l1, l0 | PTE_VALID); // VA[29:21] = 0
     mem.put64(l0 + (cmd_va >> 12) * 8, cmd | PTE_VALID | PTE_READ);
-    mem.put64(l0 + (out_va >> 12) * 8, out | PTE_VALID | PTE_READ | PTE_WRITE);
+    mem.put64(
+        l0 + (out_va >> 12) * 8,
+        out | PTE_VALID | PTE_READ | PTE_WRITE,
+    );
     let prog = assemble(&[
-        Insn::Fill { dst: 0, len: 256, pattern: 0xc0ff_ee00 },
-        Insn::DmaStore { va: out_va, sram: 0, mem: Strided::contiguous(256), sram_layout: Strided::contiguous(256) },
+        Insn::Fill {
+            dst: 0,
+            len: 256,
+            pattern: 0xc0ff_ee00,
+        },
+        Insn::DmaStore {
+            va: out_va,
+            sram: 0,
+            mem: Strided::contiguous(256),
+            sram_layout: Strided::contiguous(256),
+        },
         Insn::End,
     ]);
     mem.put(cmd, &prog);
@@ -153,13 +221,20 @@ fn a_job_dmas_a_pattern_and_raises_msix() {
     let t = Instant::now();
     while done.read().is_err() {
         if t.elapsed() > Duration::from_secs(10) {
-            let (st, tail, fs) = (rd(&mut c, STATUS), rd(&mut c, CQ_TAIL), rd(&mut c, FAULT_STATUS));
+            let (st, tail, fs) = (
+                rd(&mut c, STATUS),
+                rd(&mut c, CQ_TAIL),
+                rd(&mut c, FAULT_STATUS),
+            );
             panic!("no MSI-X on the job vector: STATUS {st:#x} CQ_TAIL {tail} FAULT_STATUS {fs} record {:?}", mem.get(cq, 32));
         }
         std::thread::sleep(Duration::from_millis(1));
     }
     let rec = mem.get(cq, 32);
-    assert_eq!(u64::from_le_bytes(rec[0..8].try_into().unwrap_or_default()), 42);
+    assert_eq!(
+        u64::from_le_bytes(rec[0..8].try_into().unwrap_or_default()),
+        42
+    );
     assert_eq!(&rec[8..12], &[0, 0, 0, 0], "status ok");
     assert_eq!(rec[28] & 1, 1, "phase bit of the first pass");
     let data = mem.get(out, 256);

@@ -13,12 +13,19 @@ pub fn find_device() -> io::Result<PathBuf> {
         let e = e?;
         let name = e.file_name();
         let driver = std::fs::read_link(e.path().join("device/driver")).ok();
-        if driver.as_deref().and_then(Path::file_name).is_some_and(|d| d == "onpu") {
+        if driver
+            .as_deref()
+            .and_then(Path::file_name)
+            .is_some_and(|d| d == "onpu")
+        {
             found.push(Path::new("/dev/accel").join(name));
         }
     }
     found.sort();
-    found.into_iter().next().ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no onpu accel device"))
+    found
+        .into_iter()
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no onpu accel device"))
 }
 
 pub fn open(path: &Path) -> io::Result<File> {
@@ -32,14 +39,19 @@ pub fn ioctl<T>(file: &File, request: u32, arg: &mut T) -> Result<i32, i32> {
     // `size_of::<T>()` (the uAPI crate computes the numbers from the types).
     let r = unsafe { libc::ioctl(file.as_raw_fd(), request as libc::c_ulong, arg as *mut T) };
     if r < 0 {
-        Err(io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO))
+        Err(io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO))
     } else {
         Ok(r)
     }
 }
 
 pub fn get_param(file: &File, param: u32) -> Result<u64, i32> {
-    let mut p = uapi::drm_onpu_get_param { param, ..Default::default() };
+    let mut p = uapi::drm_onpu_get_param {
+        param,
+        ..Default::default()
+    };
     ioctl(file, uapi::DRM_IOCTL_ONPU_GET_PARAM, &mut p)?;
     Ok(p.value)
 }
@@ -52,15 +64,25 @@ pub struct Bo {
 }
 
 pub fn bo_create(file: &File, size: u64) -> Result<Bo, i32> {
-    let mut c = uapi::drm_onpu_bo_create { size, ..Default::default() };
+    let mut c = uapi::drm_onpu_bo_create {
+        size,
+        ..Default::default()
+    };
     ioctl(file, uapi::DRM_IOCTL_ONPU_BO_CREATE, &mut c)?;
     bo_info(file, c.handle)
 }
 
 pub fn bo_info(file: &File, handle: u32) -> Result<Bo, i32> {
-    let mut i = uapi::drm_onpu_bo_info { handle, ..Default::default() };
+    let mut i = uapi::drm_onpu_bo_info {
+        handle,
+        ..Default::default()
+    };
     ioctl(file, uapi::DRM_IOCTL_ONPU_BO_INFO, &mut i)?;
-    Ok(Bo { handle, size: i.size, mmap_offset: i.mmap_offset })
+    Ok(Bo {
+        handle,
+        size: i.size,
+        mmap_offset: i.mmap_offset,
+    })
 }
 
 pub fn gem_close(file: &File, handle: u32) -> Result<(), i32> {
@@ -82,7 +104,11 @@ pub fn prime_export(file: &File, handle: u32) -> Result<std::os::fd::OwnedFd, i3
 }
 
 pub fn prime_import(file: &File, fd: &impl AsRawFd) -> Result<u32, i32> {
-    let mut p = uapi::drm_core::drm_prime_handle { handle: 0, flags: 0, fd: fd.as_raw_fd() };
+    let mut p = uapi::drm_core::drm_prime_handle {
+        handle: 0,
+        flags: 0,
+        fd: fd.as_raw_fd(),
+    };
     ioctl(file, uapi::drm_core::DRM_IOCTL_PRIME_FD_TO_HANDLE, &mut p)?;
     Ok(p.handle)
 }
@@ -95,17 +121,29 @@ pub struct Mapping {
 
 impl Mapping {
     pub fn new(file: &File, bo: &Bo) -> io::Result<Mapping> {
-        let len = usize::try_from(bo.size).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-        let offset = libc::off_t::try_from(bo.mmap_offset).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let len =
+            usize::try_from(bo.size).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let offset = libc::off_t::try_from(bo.mmap_offset)
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
         // SAFETY: a fresh shared mapping of the device file at the offset the
         // driver gave for this object; nothing else aliases it in Rust.
         let ptr = unsafe {
-            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, file.as_raw_fd(), offset)
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                offset,
+            )
         };
         if ptr == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        Ok(Mapping { ptr: ptr.cast(), len })
+        Ok(Mapping {
+            ptr: ptr.cast(),
+            len,
+        })
     }
 
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
@@ -124,7 +162,10 @@ impl Drop for Mapping {
 
 /// A buffer object with its NPU address in this file's address space.
 pub fn bo_npu_addr(file: &File, handle: u32) -> Result<u64, i32> {
-    let mut i = uapi::drm_onpu_bo_info { handle, ..Default::default() };
+    let mut i = uapi::drm_onpu_bo_info {
+        handle,
+        ..Default::default()
+    };
     ioctl(file, uapi::DRM_IOCTL_ONPU_BO_INFO, &mut i)?;
     Ok(i.npu_addr)
 }
@@ -136,7 +177,13 @@ pub fn submit(file: &File, req: &mut uapi::drm_onpu_submit) -> Result<u64, i32> 
 }
 
 /// Submit `cmdbuf` (whole object) using `bos` (handle, DRM_ONPU_BO_* flags).
-pub fn submit_simple(file: &File, cmdbuf: &Bo, size: u32, bos: &[uapi::drm_onpu_bo_ref], timeout_ms: u32) -> Result<u64, i32> {
+pub fn submit_simple(
+    file: &File,
+    cmdbuf: &Bo,
+    size: u32,
+    bos: &[uapi::drm_onpu_bo_ref],
+    timeout_ms: u32,
+) -> Result<u64, i32> {
     let mut req = uapi::drm_onpu_submit {
         cmdbuf_handle: cmdbuf.handle,
         cmdbuf_size: size,
@@ -150,18 +197,30 @@ pub fn submit_simple(file: &File, cmdbuf: &Bo, size: u32, bos: &[uapi::drm_onpu_
 
 /// Wait for a job; the outcome once it has ended.
 pub fn wait(file: &File, seqno: u64, timeout_ns: i64) -> Result<uapi::drm_onpu_wait, i32> {
-    let mut w = uapi::drm_onpu_wait { seqno, timeout_ns, ..Default::default() };
+    let mut w = uapi::drm_onpu_wait {
+        seqno,
+        timeout_ns,
+        ..Default::default()
+    };
     ioctl(file, uapi::DRM_IOCTL_ONPU_WAIT, &mut w)?;
     Ok(w)
 }
 
 pub fn wait_bo(file: &File, handle: u32, timeout_ns: i64) -> Result<(), i32> {
-    let mut w = uapi::drm_onpu_wait_bo { handle, flags: 0, timeout_ns };
+    let mut w = uapi::drm_onpu_wait_bo {
+        handle,
+        flags: 0,
+        timeout_ns,
+    };
     ioctl(file, uapi::DRM_IOCTL_ONPU_WAIT_BO, &mut w).map(|_| ())
 }
 
 pub fn syncobj_create(file: &File, signaled: bool) -> Result<u32, i32> {
-    let flags = if signaled { uapi::drm_core::DRM_SYNCOBJ_CREATE_SIGNALED } else { 0 };
+    let flags = if signaled {
+        uapi::drm_core::DRM_SYNCOBJ_CREATE_SIGNALED
+    } else {
+        0
+    };
     let mut c = uapi::drm_core::drm_syncobj_create { handle: 0, flags };
     ioctl(file, uapi::drm_core::DRM_IOCTL_SYNCOBJ_CREATE, &mut c)?;
     Ok(c.handle)
@@ -169,7 +228,10 @@ pub fn syncobj_create(file: &File, signaled: bool) -> Result<u32, i32> {
 
 /// Wait for a syncobj's fence, `timeout_ms` from now.
 pub fn syncobj_wait(file: &File, handle: u32, timeout_ms: i64) -> Result<(), i32> {
-    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `now` is a valid timespec to fill.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
     let deadline = now.tv_sec * 1_000_000_000 + now.tv_nsec + timeout_ms * 1_000_000;

@@ -22,7 +22,11 @@ pub fn unload(nonblock: bool) -> Result<(), i32> {
     let flags = if nonblock { libc::O_NONBLOCK } else { 0 };
     // SAFETY: a NUL-terminated name and plain flags.
     let r = unsafe { libc::syscall(libc::SYS_delete_module, name.as_ptr(), flags) };
-    if r == 0 { Ok(()) } else { Err(errno()) }
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(errno())
+    }
 }
 
 /// finit_module of MODULE.
@@ -31,7 +35,11 @@ pub fn load() -> Result<(), String> {
     let params = CString::new("").map_err(|e| e.to_string())?;
     // SAFETY: a valid fd, an empty parameter string, no flags.
     let r = unsafe { libc::syscall(libc::SYS_finit_module, f.as_raw_fd(), params.as_ptr(), 0) };
-    if r == 0 { Ok(()) } else { Err(format!("finit_module: errno {}", errno())) }
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(format!("finit_module: errno {}", errno()))
+    }
 }
 
 /// The accel node, waiting up to 5 s for it to (re)appear after a probe.
@@ -50,7 +58,16 @@ pub fn wait_for_device() -> Result<PathBuf, String> {
 /// The PCI function the accel node belongs to (e.g. 0000:00:03.0).
 pub fn pci_name() -> Result<String, String> {
     let dev = wait_for_device()?;
-    let name = dev.file_name().ok_or("bad device path")?.to_string_lossy().into_owned();
-    let link = std::fs::read_link(format!("/sys/class/accel/{name}/device")).map_err(|e| e.to_string())?;
-    Ok(link.file_name().ok_or("bad sysfs link")?.to_string_lossy().into_owned())
+    let name = dev
+        .file_name()
+        .ok_or("bad device path")?
+        .to_string_lossy()
+        .into_owned();
+    let link =
+        std::fs::read_link(format!("/sys/class/accel/{name}/device")).map_err(|e| e.to_string())?;
+    Ok(link
+        .file_name()
+        .ok_or("bad sysfs link")?
+        .to_string_lossy()
+        .into_owned())
 }

@@ -16,7 +16,12 @@ impl Tap {
     pub fn new(planned: usize) -> Self {
         println!("TAP version 13");
         println!("1..{planned}");
-        Tap { planned, n: 0, failed: 0, skipped: 0 }
+        Tap {
+            planned,
+            n: 0,
+            failed: 0,
+            skipped: 0,
+        }
     }
 
     /// Record one result; `Err` carries the reason of a failure.
@@ -41,7 +46,12 @@ impl Tap {
     /// Print the totals and return the process exit code.
     pub fn finish(self) -> i32 {
         let missing = self.planned.saturating_sub(self.n);
-        println!("# Totals: pass:{} fail:{} skip:{}", self.n - self.failed - self.skipped, self.failed + missing, self.skipped);
+        println!(
+            "# Totals: pass:{} fail:{} skip:{}",
+            self.n - self.failed - self.skipped,
+            self.failed + missing,
+            self.skipped
+        );
         if self.failed > 0 || missing > 0 || self.n > self.planned {
             KSFT_FAIL
         } else if self.skipped == self.n && self.n > 0 {

@@ -4,13 +4,23 @@
 use std::process::Command;
 
 fn npu_submit(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_npu-submit")).args(args).output().expect("run npu-submit");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(env!("CARGO_BIN_EXE_npu-submit"))
+        .args(args)
+        .output()
+        .expect("run npu-submit");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     (out.status.code().unwrap_or(-1), text)
 }
 
 fn kernel(name: &str) -> String {
-    format!("{}/../libnpu/examples/kernels/{name}", env!("CARGO_MANIFEST_DIR"))
+    format!(
+        "{}/../libnpu/examples/kernels/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    )
 }
 
 #[test]
@@ -27,10 +37,24 @@ fn runs_and_checks_every_example_kernel() {
     for k in &names {
         // A small SRAM too, so that every op is tiled.
         for sram in ["1048576", "16384"] {
-            let (rc, out) = npu_submit(&["--backend", "model", "--sram", sram, "--repeat", "2", &kernel(k)]);
+            let (rc, out) = npu_submit(&[
+                "--backend",
+                "model",
+                "--sram",
+                sram,
+                "--repeat",
+                "2",
+                &kernel(k),
+            ]);
             assert_eq!(rc, 0, "{k} at {sram} B:\n{out}");
-            assert!(out.contains("every output matches the CPU reference"), "{k}:\n{out}");
-            assert!(out.contains("over 2 runs") && out.contains("modelled cycles"), "{k}:\n{out}");
+            assert!(
+                out.contains("every output matches the CPU reference"),
+                "{k}:\n{out}"
+            );
+            assert!(
+                out.contains("over 2 runs") && out.contains("modelled cycles"),
+                "{k}:\n{out}"
+            );
         }
     }
 }
@@ -39,11 +63,24 @@ fn runs_and_checks_every_example_kernel() {
 fn a_dump_replays_with_raw_and_gives_the_same_output() {
     let dir = std::env::temp_dir().join(format!("npu-submit-replay-{}", std::process::id()));
     let d = dir.to_str().unwrap_or("/tmp/npu-submit-replay");
-    let (rc, out) = npu_submit(&["--backend", "model", "--seed", "9", "--dump", d, &kernel("gemm_int8.npu")]);
+    let (rc, out) = npu_submit(&[
+        "--backend",
+        "model",
+        "--seed",
+        "9",
+        "--dump",
+        d,
+        &kernel("gemm_int8.npu"),
+    ]);
     assert_eq!(rc, 0, "{out}");
     let list = std::fs::read_to_string(dir.join("buffers.txt")).expect("buffers.txt");
     // name size address; outputs start empty in the replay.
-    let mut args = vec!["--backend".to_string(), "model".into(), "--raw".into(), format!("{d}/cmdbuf.bin")];
+    let mut args = vec![
+        "--backend".to_string(),
+        "model".into(),
+        "--raw".into(),
+        format!("{d}/cmdbuf.bin"),
+    ];
     let mut y_index = None;
     for (i, line) in list.lines().enumerate() {
         let f: Vec<&str> = line.split_whitespace().collect();
@@ -66,7 +103,11 @@ fn a_dump_replays_with_raw_and_gives_the_same_output() {
     let want = std::fs::read(dir.join("y.bin")).expect("y.bin");
     let got = std::fs::read(replay.join(format!("buffer{y_index}.bin"))).expect("replayed y");
     let _ = std::fs::remove_dir_all(&dir);
-    assert_eq!(&got[..want.len()], &want[..], "the replay computed another y");
+    assert_eq!(
+        &got[..want.len()],
+        &want[..],
+        "the replay computed another y"
+    );
 }
 
 #[test]
@@ -75,16 +116,31 @@ fn a_faulting_raw_job_exits_1_naming_fault_and_offset() {
     let mut cmd = vec![0u8; 128];
     cmd[64] = 0xee;
     std::fs::write(&bad, &cmd).expect("write");
-    let (rc, out) = npu_submit(&["--backend", "model", "--raw", bad.to_str().unwrap_or("/nonexistent")]);
+    let (rc, out) = npu_submit(&[
+        "--backend",
+        "model",
+        "--raw",
+        bad.to_str().unwrap_or("/nonexistent"),
+    ]);
     let _ = std::fs::remove_file(&bad);
     assert_eq!(rc, 1, "{out}");
-    assert!(out.contains("BadOpcode at 0x40 (command buffer offset, instruction 1)"), "{out}");
+    assert!(
+        out.contains("BadOpcode at 0x40 (command buffer offset, instruction 1)"),
+        "{out}"
+    );
 }
 
 #[test]
 fn disasm_and_dump() {
     let dir = std::env::temp_dir().join(format!("npu-submit-dump-{}", std::process::id()));
-    let (rc, out) = npu_submit(&["--backend", "model", "--disasm", "--dump", dir.to_str().unwrap_or("/tmp/x"), &kernel("softmax.npu")]);
+    let (rc, out) = npu_submit(&[
+        "--backend",
+        "model",
+        "--disasm",
+        "--dump",
+        dir.to_str().unwrap_or("/tmp/x"),
+        &kernel("softmax.npu"),
+    ]);
     assert_eq!(rc, 0, "{out}");
     assert!(out.contains("dma.load"), "no disassembly:\n{out}");
     let y = std::fs::read(dir.join("y.bin")).expect("dumped output");
@@ -92,7 +148,11 @@ fn disasm_and_dump() {
     assert!(dir.join("x.bin").exists() && dir.join("buffers.txt").exists());
     // The command buffer as submitted: whole instructions, as --disasm listed.
     let cmd = std::fs::read(dir.join("cmdbuf.bin")).expect("dumped command buffer");
-    assert!(!cmd.is_empty() && cmd.len() % 64 == 0, "{} bytes", cmd.len());
+    assert!(
+        !cmd.is_empty() && cmd.len() % 64 == 0,
+        "{} bytes",
+        cmd.len()
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -104,19 +164,44 @@ fn bad_input_exits_2_with_a_reason() {
     let softmax = kernel("softmax.npu");
     let bad_input = format!("x={bad}");
     let cases: Vec<(Vec<&str>, &str)> = vec![
-        (vec!["--backend", "model", "/nonexistent/k.npu"], "No such file"),
+        (
+            vec!["--backend", "model", "/nonexistent/k.npu"],
+            "No such file",
+        ),
         (vec!["--backend", "model", &bad], "parse error at 2:"),
         (vec!["--backend", "model", &bad], "`z` is not defined"),
         (vec!["--buffer", "64", &softmax], "--buffer goes with --raw"),
-        (vec!["--backend", "model", "--raw", "/dev/null"], "not a whole number of 64-byte instructions"),
-        (vec!["--backend", "model", "--sram", "64", &softmax], "does not fit in 64 bytes of SRAM"),
+        (
+            vec!["--backend", "model", "--raw", "/dev/null"],
+            "not a whole number of 64-byte instructions",
+        ),
+        (
+            vec!["--backend", "model", "--sram", "64", &softmax],
+            "does not fit in 64 bytes of SRAM",
+        ),
         (vec!["--backend", "gpu", &bad], "neither accel nor model"),
         (vec!["--repeat", "x", &bad], "not a valid number"),
         (vec!["--frobnicate"], "unknown option"),
         (vec![], "no kernel given"),
-        (vec!["--backend", "model", "--input", "x=/nonexistent", "--no-check", &softmax], "/nonexistent"),
-        (vec!["--backend", "model", "--input", "q=/dev/null", &softmax], "no input `q`"),
-        (vec!["--backend", "model", "--input", &bad_input, &softmax], "takes 3200"),
+        (
+            vec![
+                "--backend",
+                "model",
+                "--input",
+                "x=/nonexistent",
+                "--no-check",
+                &softmax,
+            ],
+            "/nonexistent",
+        ),
+        (
+            vec!["--backend", "model", "--input", "q=/dev/null", &softmax],
+            "no input `q`",
+        ),
+        (
+            vec!["--backend", "model", "--input", &bad_input, &softmax],
+            "takes 3200",
+        ),
     ];
     for (args, want) in cases {
         let (rc, out) = npu_submit(&args);

@@ -87,8 +87,10 @@ pub struct drm_onpu_get_param {
     pub value: u64,
 }
 
-pub const DRM_IOCTL_ONPU_GET_PARAM: u32 =
-    drm_iowr(DRM_ONPU_GET_PARAM, core::mem::size_of::<drm_onpu_get_param>());
+pub const DRM_IOCTL_ONPU_GET_PARAM: u32 = drm_iowr(
+    DRM_ONPU_GET_PARAM,
+    core::mem::size_of::<drm_onpu_get_param>(),
+);
 
 /// struct drm_onpu_bo_create - create a buffer object
 ///
@@ -130,8 +132,10 @@ pub struct drm_onpu_bo_info {
     pub npu_addr: u64,
 }
 
-pub const DRM_IOCTL_ONPU_BO_CREATE: u32 =
-    drm_iowr(DRM_ONPU_BO_CREATE, core::mem::size_of::<drm_onpu_bo_create>());
+pub const DRM_IOCTL_ONPU_BO_CREATE: u32 = drm_iowr(
+    DRM_ONPU_BO_CREATE,
+    core::mem::size_of::<drm_onpu_bo_create>(),
+);
 pub const DRM_IOCTL_ONPU_BO_INFO: u32 =
     drm_iowr(DRM_ONPU_BO_INFO, core::mem::size_of::<drm_onpu_bo_info>());
 
@@ -277,7 +281,6 @@ pub struct drm_onpu_wait_bo {
 
 pub const DRM_IOCTL_ONPU_SUBMIT: u32 =
     drm_iowr(DRM_ONPU_SUBMIT, core::mem::size_of::<drm_onpu_submit>());
-pub const DRM_IOCTL_ONPU_WAIT: u32 =
-    drm_iowr(DRM_ONPU_WAIT, core::mem::size_of::<drm_onpu_wait>());
+pub const DRM_IOCTL_ONPU_WAIT: u32 = drm_iowr(DRM_ONPU_WAIT, core::mem::size_of::<drm_onpu_wait>());
 pub const DRM_IOCTL_ONPU_WAIT_BO: u32 =
     drm_iowr(DRM_ONPU_WAIT_BO, core::mem::size_of::<drm_onpu_wait_bo>());

@@ -31,11 +31,18 @@ pub struct drm_prime_handle {
 pub const DRM_CLOEXEC: u32 = 0o2000000;
 pub const DRM_RDWR: u32 = 0o2;
 
-pub const DRM_IOCTL_GEM_CLOSE: u32 = drm_ioc(IOC_WRITE, 0x09, core::mem::size_of::<drm_gem_close>());
-pub const DRM_IOCTL_PRIME_HANDLE_TO_FD: u32 =
-    drm_ioc(IOC_READ | IOC_WRITE, 0x2d, core::mem::size_of::<drm_prime_handle>());
-pub const DRM_IOCTL_PRIME_FD_TO_HANDLE: u32 =
-    drm_ioc(IOC_READ | IOC_WRITE, 0x2e, core::mem::size_of::<drm_prime_handle>());
+pub const DRM_IOCTL_GEM_CLOSE: u32 =
+    drm_ioc(IOC_WRITE, 0x09, core::mem::size_of::<drm_gem_close>());
+pub const DRM_IOCTL_PRIME_HANDLE_TO_FD: u32 = drm_ioc(
+    IOC_READ | IOC_WRITE,
+    0x2d,
+    core::mem::size_of::<drm_prime_handle>(),
+);
+pub const DRM_IOCTL_PRIME_FD_TO_HANDLE: u32 = drm_ioc(
+    IOC_READ | IOC_WRITE,
+    0x2e,
+    core::mem::size_of::<drm_prime_handle>(),
+);
 
 /// struct drm_syncobj_create: a new syncobj (flags: DRM_SYNCOBJ_CREATE_SIGNALED).
 #[repr(C)]
@@ -82,16 +89,31 @@ pub struct drm_syncobj_wait {
 pub const DRM_SYNCOBJ_WAIT_FLAGS_WAIT_ALL: u32 = 1 << 0;
 pub const DRM_SYNCOBJ_WAIT_FLAGS_WAIT_FOR_SUBMIT: u32 = 1 << 1;
 
-pub const DRM_IOCTL_SYNCOBJ_CREATE: u32 =
-    drm_ioc(IOC_READ | IOC_WRITE, 0xbf, core::mem::size_of::<drm_syncobj_create>());
-pub const DRM_IOCTL_SYNCOBJ_DESTROY: u32 =
-    drm_ioc(IOC_READ | IOC_WRITE, 0xc0, core::mem::size_of::<drm_syncobj_destroy>());
-pub const DRM_IOCTL_SYNCOBJ_HANDLE_TO_FD: u32 =
-    drm_ioc(IOC_READ | IOC_WRITE, 0xc1, core::mem::size_of::<drm_syncobj_handle>());
-pub const DRM_IOCTL_SYNCOBJ_FD_TO_HANDLE: u32 =
-    drm_ioc(IOC_READ | IOC_WRITE, 0xc2, core::mem::size_of::<drm_syncobj_handle>());
-pub const DRM_IOCTL_SYNCOBJ_WAIT: u32 =
-    drm_ioc(IOC_READ | IOC_WRITE, 0xc3, core::mem::size_of::<drm_syncobj_wait>());
+pub const DRM_IOCTL_SYNCOBJ_CREATE: u32 = drm_ioc(
+    IOC_READ | IOC_WRITE,
+    0xbf,
+    core::mem::size_of::<drm_syncobj_create>(),
+);
+pub const DRM_IOCTL_SYNCOBJ_DESTROY: u32 = drm_ioc(
+    IOC_READ | IOC_WRITE,
+    0xc0,
+    core::mem::size_of::<drm_syncobj_destroy>(),
+);
+pub const DRM_IOCTL_SYNCOBJ_HANDLE_TO_FD: u32 = drm_ioc(
+    IOC_READ | IOC_WRITE,
+    0xc1,
+    core::mem::size_of::<drm_syncobj_handle>(),
+);
+pub const DRM_IOCTL_SYNCOBJ_FD_TO_HANDLE: u32 = drm_ioc(
+    IOC_READ | IOC_WRITE,
+    0xc2,
+    core::mem::size_of::<drm_syncobj_handle>(),
+);
+pub const DRM_IOCTL_SYNCOBJ_WAIT: u32 = drm_ioc(
+    IOC_READ | IOC_WRITE,
+    0xc3,
+    core::mem::size_of::<drm_syncobj_wait>(),
+);
 
 #[cfg(test)]
 mod tests {

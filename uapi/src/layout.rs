@@ -75,53 +75,126 @@ fn c_values() -> Vec<(String, u64)> {
         .arg(&exe)
         .output()
         .expect("run the C compiler");
-    assert!(cc.status.success(), "C header does not compile:\n{}", String::from_utf8_lossy(&cc.stderr));
+    assert!(
+        cc.status.success(),
+        "C header does not compile:\n{}",
+        String::from_utf8_lossy(&cc.stderr)
+    );
     let out = Command::new(&exe).output().expect("run probe");
     let _ = std::fs::remove_dir_all(&dir);
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .filter_map(|l| l.split_once('=').map(|(k, v)| (k.into(), v.parse().expect("number"))))
+        .filter_map(|l| {
+            l.split_once('=')
+                .map(|(k, v)| (k.into(), v.parse().expect("number")))
+        })
         .collect()
 }
 
 #[test]
 fn c_header_matches_the_rust_abi() {
     let rust: &[(&str, u64)] = &[
-        ("drm_onpu_get_param.sizeof", size_of::<drm_onpu_get_param>() as u64),
-        ("drm_onpu_get_param.param", offset_of!(drm_onpu_get_param, param) as u64),
-        ("drm_onpu_get_param.pad", offset_of!(drm_onpu_get_param, pad) as u64),
-        ("drm_onpu_get_param.value", offset_of!(drm_onpu_get_param, value) as u64),
+        (
+            "drm_onpu_get_param.sizeof",
+            size_of::<drm_onpu_get_param>() as u64,
+        ),
+        (
+            "drm_onpu_get_param.param",
+            offset_of!(drm_onpu_get_param, param) as u64,
+        ),
+        (
+            "drm_onpu_get_param.pad",
+            offset_of!(drm_onpu_get_param, pad) as u64,
+        ),
+        (
+            "drm_onpu_get_param.value",
+            offset_of!(drm_onpu_get_param, value) as u64,
+        ),
         ("DRM_IOCTL_ONPU_GET_PARAM", DRM_IOCTL_ONPU_GET_PARAM as u64),
         ("DRM_IOCTL_ONPU_BO_CREATE", DRM_IOCTL_ONPU_BO_CREATE as u64),
         ("DRM_IOCTL_ONPU_BO_INFO", DRM_IOCTL_ONPU_BO_INFO as u64),
         ("DRM_ONPU_BO_MAX_SIZE", DRM_ONPU_BO_MAX_SIZE),
-        ("drm_onpu_bo_create.size", offset_of!(drm_onpu_bo_create, size) as u64),
-        ("drm_onpu_bo_create.flags", offset_of!(drm_onpu_bo_create, flags) as u64),
-        ("drm_onpu_bo_create.handle", offset_of!(drm_onpu_bo_create, handle) as u64),
-        ("drm_onpu_bo_create.sizeof", size_of::<drm_onpu_bo_create>() as u64),
-        ("drm_onpu_bo_info.handle", offset_of!(drm_onpu_bo_info, handle) as u64),
-        ("drm_onpu_bo_info.flags", offset_of!(drm_onpu_bo_info, flags) as u64),
-        ("drm_onpu_bo_info.size", offset_of!(drm_onpu_bo_info, size) as u64),
-        ("drm_onpu_bo_info.mmap_offset", offset_of!(drm_onpu_bo_info, mmap_offset) as u64),
-        ("drm_onpu_bo_info.sizeof", size_of::<drm_onpu_bo_info>() as u64),
+        (
+            "drm_onpu_bo_create.size",
+            offset_of!(drm_onpu_bo_create, size) as u64,
+        ),
+        (
+            "drm_onpu_bo_create.flags",
+            offset_of!(drm_onpu_bo_create, flags) as u64,
+        ),
+        (
+            "drm_onpu_bo_create.handle",
+            offset_of!(drm_onpu_bo_create, handle) as u64,
+        ),
+        (
+            "drm_onpu_bo_create.sizeof",
+            size_of::<drm_onpu_bo_create>() as u64,
+        ),
+        (
+            "drm_onpu_bo_info.handle",
+            offset_of!(drm_onpu_bo_info, handle) as u64,
+        ),
+        (
+            "drm_onpu_bo_info.flags",
+            offset_of!(drm_onpu_bo_info, flags) as u64,
+        ),
+        (
+            "drm_onpu_bo_info.size",
+            offset_of!(drm_onpu_bo_info, size) as u64,
+        ),
+        (
+            "drm_onpu_bo_info.mmap_offset",
+            offset_of!(drm_onpu_bo_info, mmap_offset) as u64,
+        ),
+        (
+            "drm_onpu_bo_info.sizeof",
+            size_of::<drm_onpu_bo_info>() as u64,
+        ),
         ("DRM_ONPU_PARAM_DEVICE_ID", DRM_ONPU_PARAM_DEVICE_ID as u64),
         ("DRM_ONPU_PARAM_REVISION", DRM_ONPU_PARAM_REVISION as u64),
-        ("DRM_ONPU_PARAM_ISA_VERSION", DRM_ONPU_PARAM_ISA_VERSION as u64),
+        (
+            "DRM_ONPU_PARAM_ISA_VERSION",
+            DRM_ONPU_PARAM_ISA_VERSION as u64,
+        ),
         ("DRM_ONPU_PARAM_SRAM_SIZE", DRM_ONPU_PARAM_SRAM_SIZE as u64),
-        ("DRM_ONPU_PARAM_NUM_CONTEXTS", DRM_ONPU_PARAM_NUM_CONTEXTS as u64),
+        (
+            "DRM_ONPU_PARAM_NUM_CONTEXTS",
+            DRM_ONPU_PARAM_NUM_CONTEXTS as u64,
+        ),
         ("DRM_ONPU_PARAM_VA_BITS", DRM_ONPU_PARAM_VA_BITS as u64),
         ("DRM_ONPU_PARAM_CAPS", DRM_ONPU_PARAM_CAPS as u64),
         ("DRM_ONPU_PARAM_CLOCK_KHZ", DRM_ONPU_PARAM_CLOCK_KHZ as u64),
         ("DRM_ONPU_PARAM_VA_START", DRM_ONPU_PARAM_VA_START as u64),
         ("DRM_ONPU_PARAM_VA_END", DRM_ONPU_PARAM_VA_END as u64),
-        ("DRM_ONPU_PARAM_JOBS_SUBMITTED", DRM_ONPU_PARAM_JOBS_SUBMITTED as u64),
-        ("DRM_ONPU_PARAM_JOBS_COMPLETED", DRM_ONPU_PARAM_JOBS_COMPLETED as u64),
-        ("DRM_ONPU_PARAM_JOBS_FAILED", DRM_ONPU_PARAM_JOBS_FAILED as u64),
+        (
+            "DRM_ONPU_PARAM_JOBS_SUBMITTED",
+            DRM_ONPU_PARAM_JOBS_SUBMITTED as u64,
+        ),
+        (
+            "DRM_ONPU_PARAM_JOBS_COMPLETED",
+            DRM_ONPU_PARAM_JOBS_COMPLETED as u64,
+        ),
+        (
+            "DRM_ONPU_PARAM_JOBS_FAILED",
+            DRM_ONPU_PARAM_JOBS_FAILED as u64,
+        ),
         ("DRM_ONPU_PARAM_RESETS", DRM_ONPU_PARAM_RESETS as u64),
-        ("DRM_ONPU_PARAM_JOB_TIMEOUT_MS", DRM_ONPU_PARAM_JOB_TIMEOUT_MS as u64),
-        ("DRM_ONPU_PARAM_HW_CONTEXT", DRM_ONPU_PARAM_HW_CONTEXT as u64),
-        ("drm_onpu_bo_create.npu_addr", offset_of!(drm_onpu_bo_create, npu_addr) as u64),
-        ("drm_onpu_bo_info.npu_addr", offset_of!(drm_onpu_bo_info, npu_addr) as u64),
+        (
+            "DRM_ONPU_PARAM_JOB_TIMEOUT_MS",
+            DRM_ONPU_PARAM_JOB_TIMEOUT_MS as u64,
+        ),
+        (
+            "DRM_ONPU_PARAM_HW_CONTEXT",
+            DRM_ONPU_PARAM_HW_CONTEXT as u64,
+        ),
+        (
+            "drm_onpu_bo_create.npu_addr",
+            offset_of!(drm_onpu_bo_create, npu_addr) as u64,
+        ),
+        (
+            "drm_onpu_bo_info.npu_addr",
+            offset_of!(drm_onpu_bo_info, npu_addr) as u64,
+        ),
         ("DRM_IOCTL_ONPU_SUBMIT", DRM_IOCTL_ONPU_SUBMIT as u64),
         ("DRM_IOCTL_ONPU_WAIT", DRM_IOCTL_ONPU_WAIT as u64),
         ("DRM_IOCTL_ONPU_WAIT_BO", DRM_IOCTL_ONPU_WAIT_BO as u64),
@@ -134,38 +207,123 @@ fn c_header_matches_the_rust_abi() {
         ("DRM_ONPU_JOB_OK", DRM_ONPU_JOB_OK as u64),
         ("DRM_ONPU_JOB_TIMEDOUT", DRM_ONPU_JOB_TIMEDOUT as u64),
         ("DRM_ONPU_JOB_CANCELED", DRM_ONPU_JOB_CANCELED as u64),
-        ("drm_onpu_bo_ref.sizeof", size_of::<drm_onpu_bo_ref>() as u64),
-        ("drm_onpu_bo_ref.handle", offset_of!(drm_onpu_bo_ref, handle) as u64),
-        ("drm_onpu_bo_ref.flags", offset_of!(drm_onpu_bo_ref, flags) as u64),
-        ("drm_onpu_submit.sizeof", size_of::<drm_onpu_submit>() as u64),
-        ("drm_onpu_submit.cmdbuf_handle", offset_of!(drm_onpu_submit, cmdbuf_handle) as u64),
-        ("drm_onpu_submit.flags", offset_of!(drm_onpu_submit, flags) as u64),
-        ("drm_onpu_submit.cmdbuf_offset", offset_of!(drm_onpu_submit, cmdbuf_offset) as u64),
-        ("drm_onpu_submit.cmdbuf_size", offset_of!(drm_onpu_submit, cmdbuf_size) as u64),
-        ("drm_onpu_submit.bo_count", offset_of!(drm_onpu_submit, bo_count) as u64),
-        ("drm_onpu_submit.bos", offset_of!(drm_onpu_submit, bos) as u64),
-        ("drm_onpu_submit.in_syncobjs", offset_of!(drm_onpu_submit, in_syncobjs) as u64),
-        ("drm_onpu_submit.in_syncobj_count", offset_of!(drm_onpu_submit, in_syncobj_count) as u64),
-        ("drm_onpu_submit.out_syncobj", offset_of!(drm_onpu_submit, out_syncobj) as u64),
-        ("drm_onpu_submit.timeout_ms", offset_of!(drm_onpu_submit, timeout_ms) as u64),
-        ("drm_onpu_submit.pad", offset_of!(drm_onpu_submit, pad) as u64),
-        ("drm_onpu_submit.seqno", offset_of!(drm_onpu_submit, seqno) as u64),
+        (
+            "drm_onpu_bo_ref.sizeof",
+            size_of::<drm_onpu_bo_ref>() as u64,
+        ),
+        (
+            "drm_onpu_bo_ref.handle",
+            offset_of!(drm_onpu_bo_ref, handle) as u64,
+        ),
+        (
+            "drm_onpu_bo_ref.flags",
+            offset_of!(drm_onpu_bo_ref, flags) as u64,
+        ),
+        (
+            "drm_onpu_submit.sizeof",
+            size_of::<drm_onpu_submit>() as u64,
+        ),
+        (
+            "drm_onpu_submit.cmdbuf_handle",
+            offset_of!(drm_onpu_submit, cmdbuf_handle) as u64,
+        ),
+        (
+            "drm_onpu_submit.flags",
+            offset_of!(drm_onpu_submit, flags) as u64,
+        ),
+        (
+            "drm_onpu_submit.cmdbuf_offset",
+            offset_of!(drm_onpu_submit, cmdbuf_offset) as u64,
+        ),
+        (
+            "drm_onpu_submit.cmdbuf_size",
+            offset_of!(drm_onpu_submit, cmdbuf_size) as u64,
+        ),
+        (
+            "drm_onpu_submit.bo_count",
+            offset_of!(drm_onpu_submit, bo_count) as u64,
+        ),
+        (
+            "drm_onpu_submit.bos",
+            offset_of!(drm_onpu_submit, bos) as u64,
+        ),
+        (
+            "drm_onpu_submit.in_syncobjs",
+            offset_of!(drm_onpu_submit, in_syncobjs) as u64,
+        ),
+        (
+            "drm_onpu_submit.in_syncobj_count",
+            offset_of!(drm_onpu_submit, in_syncobj_count) as u64,
+        ),
+        (
+            "drm_onpu_submit.out_syncobj",
+            offset_of!(drm_onpu_submit, out_syncobj) as u64,
+        ),
+        (
+            "drm_onpu_submit.timeout_ms",
+            offset_of!(drm_onpu_submit, timeout_ms) as u64,
+        ),
+        (
+            "drm_onpu_submit.pad",
+            offset_of!(drm_onpu_submit, pad) as u64,
+        ),
+        (
+            "drm_onpu_submit.seqno",
+            offset_of!(drm_onpu_submit, seqno) as u64,
+        ),
         ("drm_onpu_wait.sizeof", size_of::<drm_onpu_wait>() as u64),
-        ("drm_onpu_wait.seqno", offset_of!(drm_onpu_wait, seqno) as u64),
-        ("drm_onpu_wait.timeout_ns", offset_of!(drm_onpu_wait, timeout_ns) as u64),
-        ("drm_onpu_wait.flags", offset_of!(drm_onpu_wait, flags) as u64),
-        ("drm_onpu_wait.status", offset_of!(drm_onpu_wait, status) as u64),
-        ("drm_onpu_wait.error", offset_of!(drm_onpu_wait, error) as u64),
+        (
+            "drm_onpu_wait.seqno",
+            offset_of!(drm_onpu_wait, seqno) as u64,
+        ),
+        (
+            "drm_onpu_wait.timeout_ns",
+            offset_of!(drm_onpu_wait, timeout_ns) as u64,
+        ),
+        (
+            "drm_onpu_wait.flags",
+            offset_of!(drm_onpu_wait, flags) as u64,
+        ),
+        (
+            "drm_onpu_wait.status",
+            offset_of!(drm_onpu_wait, status) as u64,
+        ),
+        (
+            "drm_onpu_wait.error",
+            offset_of!(drm_onpu_wait, error) as u64,
+        ),
         ("drm_onpu_wait.pad", offset_of!(drm_onpu_wait, pad) as u64),
-        ("drm_onpu_wait.fault_addr", offset_of!(drm_onpu_wait, fault_addr) as u64),
-        ("drm_onpu_wait.cycles", offset_of!(drm_onpu_wait, cycles) as u64),
-        ("drm_onpu_wait_bo.sizeof", size_of::<drm_onpu_wait_bo>() as u64),
-        ("drm_onpu_wait_bo.handle", offset_of!(drm_onpu_wait_bo, handle) as u64),
-        ("drm_onpu_wait_bo.flags", offset_of!(drm_onpu_wait_bo, flags) as u64),
-        ("drm_onpu_wait_bo.timeout_ns", offset_of!(drm_onpu_wait_bo, timeout_ns) as u64),
+        (
+            "drm_onpu_wait.fault_addr",
+            offset_of!(drm_onpu_wait, fault_addr) as u64,
+        ),
+        (
+            "drm_onpu_wait.cycles",
+            offset_of!(drm_onpu_wait, cycles) as u64,
+        ),
+        (
+            "drm_onpu_wait_bo.sizeof",
+            size_of::<drm_onpu_wait_bo>() as u64,
+        ),
+        (
+            "drm_onpu_wait_bo.handle",
+            offset_of!(drm_onpu_wait_bo, handle) as u64,
+        ),
+        (
+            "drm_onpu_wait_bo.flags",
+            offset_of!(drm_onpu_wait_bo, flags) as u64,
+        ),
+        (
+            "drm_onpu_wait_bo.timeout_ns",
+            offset_of!(drm_onpu_wait_bo, timeout_ns) as u64,
+        ),
     ];
     let c = c_values();
-    assert_eq!(c.len(), rust.len(), "the C probe and the Rust list must name the same items");
+    assert_eq!(
+        c.len(),
+        rust.len(),
+        "the C probe and the Rust list must name the same items"
+    );
     for (name, value) in rust {
         let cv = c.iter().find(|(n, _)| n == name).map(|(_, v)| *v);
         assert_eq!(cv, Some(*value), "{name}: C says {cv:?}, Rust says {value}");

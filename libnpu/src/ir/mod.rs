@@ -39,10 +39,16 @@ impl DType {
 /// Affine quantization of an int8 tensor: `real = scale * (q - zero_point)`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Quant {
-    PerTensor { scale: f32, zero_point: i8 },
+    PerTensor {
+        scale: f32,
+        zero_point: i8,
+    },
     /// One scale per index of `axis` (weights: the output-channel axis);
     /// the zero point is 0.
-    PerChannel { scales: Vec<f32>, axis: usize },
+    PerChannel {
+        scales: Vec<f32>,
+        axis: usize,
+    },
 }
 
 impl Quant {
@@ -71,10 +77,18 @@ pub struct TensorType {
 
 impl TensorType {
     pub fn new(dtype: DType, shape: &[usize]) -> Self {
-        TensorType { dtype, shape: shape.to_vec(), quant: None }
+        TensorType {
+            dtype,
+            shape: shape.to_vec(),
+            quant: None,
+        }
     }
     pub fn quantized(shape: &[usize], quant: Quant) -> Self {
-        TensorType { dtype: DType::I8, shape: shape.to_vec(), quant: Some(quant) }
+        TensorType {
+            dtype: DType::I8,
+            shape: shape.to_vec(),
+            quant: Some(quant),
+        }
     }
     pub fn elems(&self) -> usize {
         self.shape.iter().product()
@@ -96,7 +110,9 @@ impl fmt::Display for TensorType {
         f.write_str("]")?;
         match &self.quant {
             None => Ok(()),
-            Some(Quant::PerTensor { scale, zero_point }) => write!(f, " q(scale={scale:?}, zp={zero_point})"),
+            Some(Quant::PerTensor { scale, zero_point }) => {
+                write!(f, " q(scale={scale:?}, zp={zero_point})")
+            }
             Some(Quant::PerChannel { scales, axis }) => {
                 write!(f, " q(axis={axis}, scales=[")?;
                 for (i, s) in scales.iter().enumerate() {
@@ -126,7 +142,14 @@ pub enum BinaryOp {
 }
 
 impl BinaryOp {
-    pub const ALL: [BinaryOp; 6] = [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div, BinaryOp::Max, BinaryOp::Min];
+    pub const ALL: [BinaryOp; 6] = [
+        BinaryOp::Add,
+        BinaryOp::Sub,
+        BinaryOp::Mul,
+        BinaryOp::Div,
+        BinaryOp::Max,
+        BinaryOp::Min,
+    ];
     pub fn name(self) -> &'static str {
         match self {
             BinaryOp::Add => "add",
@@ -138,7 +161,10 @@ impl BinaryOp {
         }
     }
     pub fn commutative(self) -> bool {
-        matches!(self, BinaryOp::Add | BinaryOp::Mul | BinaryOp::Max | BinaryOp::Min)
+        matches!(
+            self,
+            BinaryOp::Add | BinaryOp::Mul | BinaryOp::Max | BinaryOp::Min
+        )
     }
 }
 
@@ -146,7 +172,10 @@ impl BinaryOp {
 pub enum UnaryOp {
     Relu,
     /// Clamp to `[lo, hi]`, in real (dequantized) units.
-    Clamp { lo: f32, hi: f32 },
+    Clamp {
+        lo: f32,
+        hi: f32,
+    },
     Sigmoid,
     Tanh,
     Exp,
@@ -181,7 +210,11 @@ pub struct Window {
 
 impl Default for Window {
     fn default() -> Self {
-        Window { stride: [1, 1], padding: [0, 0], dilation: [1, 1] }
+        Window {
+            stride: [1, 1],
+            padding: [0, 0],
+            dilation: [1, 1],
+        }
     }
 }
 
@@ -192,21 +225,55 @@ pub enum Op {
     Input,
     /// `op(a)^T? x op(b)^T? + bias`; a is [M,K] (or [K,M] with trans_a), b is
     /// [K,N] (or [N,K] with trans_b), bias is [N] (i32 for int8).
-    Gemm { a: ValueId, b: ValueId, bias: Option<ValueId>, trans_a: bool, trans_b: bool },
+    Gemm {
+        a: ValueId,
+        b: ValueId,
+        bias: Option<ValueId>,
+        trans_a: bool,
+        trans_b: bool,
+    },
     /// NCHW input, KCRS weight (C = in channels / groups), bias [K].
-    Conv2d { input: ValueId, weight: ValueId, bias: Option<ValueId>, window: Window, groups: usize },
+    Conv2d {
+        input: ValueId,
+        weight: ValueId,
+        bias: Option<ValueId>,
+        window: Window,
+        groups: usize,
+    },
     /// Elementwise with numpy broadcasting.
-    Binary { op: BinaryOp, a: ValueId, b: ValueId },
-    Unary { op: UnaryOp, x: ValueId },
+    Binary {
+        op: BinaryOp,
+        a: ValueId,
+        b: ValueId,
+    },
+    Unary {
+        op: UnaryOp,
+        x: ValueId,
+    },
     /// NCHW pooling with a `kernel` window.
-    Pool { kind: PoolKind, x: ValueId, kernel: [usize; 2], window: Window },
-    Softmax { x: ValueId, axis: usize },
+    Pool {
+        kind: PoolKind,
+        x: ValueId,
+        kernel: [usize; 2],
+        window: Window,
+    },
+    Softmax {
+        x: ValueId,
+        axis: usize,
+    },
     /// f32 -> i8 with the result's quantization (round half to even).
-    Quantize { x: ValueId },
+    Quantize {
+        x: ValueId,
+    },
     /// i8 -> f32: `scale * (q - zero_point)`.
-    Dequantize { x: ValueId },
+    Dequantize {
+        x: ValueId,
+    },
     /// Same elements, another shape (free: the result aliases `x`).
-    Reshape { x: ValueId, shape: Vec<usize> },
+    Reshape {
+        x: ValueId,
+        shape: Vec<usize>,
+    },
 }
 
 impl Op {
@@ -217,8 +284,14 @@ impl Op {
             Op::Conv2d { .. } => "conv2d",
             Op::Binary { op, .. } => op.name(),
             Op::Unary { op, .. } => op.name(),
-            Op::Pool { kind: PoolKind::Max, .. } => "maxpool",
-            Op::Pool { kind: PoolKind::Avg, .. } => "avgpool",
+            Op::Pool {
+                kind: PoolKind::Max,
+                ..
+            } => "maxpool",
+            Op::Pool {
+                kind: PoolKind::Avg,
+                ..
+            } => "avgpool",
             Op::Softmax { .. } => "softmax",
             Op::Reshape { .. } => "reshape",
             Op::Quantize { .. } => "quantize",
@@ -229,10 +302,25 @@ impl Op {
     pub fn operands(&self) -> Vec<ValueId> {
         match self {
             Op::Input => vec![],
-            Op::Gemm { a, b, bias, .. } => [Some(*a), Some(*b), *bias].into_iter().flatten().collect(),
-            Op::Conv2d { input, weight, bias, .. } => [Some(*input), Some(*weight), *bias].into_iter().flatten().collect(),
+            Op::Gemm { a, b, bias, .. } => {
+                [Some(*a), Some(*b), *bias].into_iter().flatten().collect()
+            }
+            Op::Conv2d {
+                input,
+                weight,
+                bias,
+                ..
+            } => [Some(*input), Some(*weight), *bias]
+                .into_iter()
+                .flatten()
+                .collect(),
             Op::Binary { a, b, .. } => vec![*a, *b],
-            Op::Unary { x, .. } | Op::Pool { x, .. } | Op::Softmax { x, .. } | Op::Reshape { x, .. } | Op::Quantize { x } | Op::Dequantize { x } => vec![*x],
+            Op::Unary { x, .. }
+            | Op::Pool { x, .. }
+            | Op::Softmax { x, .. }
+            | Op::Reshape { x, .. }
+            | Op::Quantize { x }
+            | Op::Dequantize { x } => vec![*x],
         }
     }
 }
@@ -254,7 +342,11 @@ pub enum GraphError {
     #[error("value id {0} does not exist in this graph")]
     UnknownValue(usize),
     #[error("`{name}` ({op}): {msg}")]
-    Invalid { name: String, op: &'static str, msg: String },
+    Invalid {
+        name: String,
+        op: &'static str,
+        msg: String,
+    },
     #[error("output `{0}` is listed twice")]
     DuplicateOutput(String),
     #[error("the graph has no outputs; mark at least one value with `output`")]
@@ -289,14 +381,25 @@ impl Graph {
         self.by_name.get(name).copied()
     }
     pub fn inputs(&self) -> impl Iterator<Item = ValueId> + '_ {
-        self.nodes.iter().enumerate().filter(|(_, n)| n.op == Op::Input).map(|(i, _)| ValueId(i))
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.op == Op::Input)
+            .map(|(i, _)| ValueId(i))
     }
 
     /// Declare an input.
     pub fn input(&mut self, name: &str, ty: TensorType) -> Result<ValueId, GraphError> {
-        let err = |msg: String| GraphError::Invalid { name: name.to_string(), op: "input", msg };
+        let err = |msg: String| GraphError::Invalid {
+            name: name.to_string(),
+            op: "input",
+            msg,
+        };
         if ty.shape.is_empty() || ty.shape.contains(&0) {
-            return Err(err(format!("shape {:?} must have at least one dimension and no zero dimensions", ty.shape)));
+            return Err(err(format!(
+                "shape {:?} must have at least one dimension and no zero dimensions",
+                ty.shape
+            )));
         }
         check_quant(&ty).map_err(err)?;
         self.push(name, Op::Input, ty)
@@ -306,7 +409,12 @@ impl Graph {
     /// int8 result: required for gemm, conv2d and quantize; elementwise ops,
     /// sigmoid/tanh/exp, pooling and softmax default to their first
     /// operand's; relu and clamp always keep it.
-    pub fn add(&mut self, name: &str, op: Op, out_quant: Option<Quant>) -> Result<ValueId, GraphError> {
+    pub fn add(
+        &mut self,
+        name: &str,
+        op: Op,
+        out_quant: Option<Quant>,
+    ) -> Result<ValueId, GraphError> {
         for v in op.operands() {
             if v.0 >= self.nodes.len() {
                 return Err(GraphError::UnknownValue(v.0));
@@ -355,35 +463,81 @@ impl Graph {
             return Err(GraphError::DuplicateName(name.to_string()));
         }
         let id = ValueId(self.nodes.len());
-        self.nodes.push(Node { name: name.to_string(), op, ty });
+        self.nodes.push(Node {
+            name: name.to_string(),
+            op,
+            ty,
+        });
         self.by_name.insert(name.to_string(), id);
         Ok(id)
     }
 
-    fn infer(&self, name: &str, op: &Op, out_quant: Option<Quant>) -> Result<TensorType, GraphError> {
-        let err = |msg: String| GraphError::Invalid { name: name.to_string(), op: op.name(), msg };
+    fn infer(
+        &self,
+        name: &str,
+        op: &Op,
+        out_quant: Option<Quant>,
+    ) -> Result<TensorType, GraphError> {
+        let err = |msg: String| GraphError::Invalid {
+            name: name.to_string(),
+            op: op.name(),
+            msg,
+        };
         let t = |v: ValueId| &self.nodes[v.0].ty;
         let nm = |v: ValueId| self.nodes[v.0].name.as_str();
         match op {
             Op::Input => Err(err("use Graph::input to declare inputs".into())),
-            Op::Gemm { a, b, bias, trans_a, trans_b } => {
+            Op::Gemm {
+                a,
+                b,
+                bias,
+                trans_a,
+                trans_b,
+            } => {
                 let (ta, tb) = (t(*a), t(*b));
                 if ta.shape.len() != 2 || tb.shape.len() != 2 {
-                    return Err(err(format!("operands must be 2-D, got `{}`: {} and `{}`: {}", nm(*a), ta, nm(*b), tb)));
+                    return Err(err(format!(
+                        "operands must be 2-D, got `{}`: {} and `{}`: {}",
+                        nm(*a),
+                        ta,
+                        nm(*b),
+                        tb
+                    )));
                 }
-                let (m, ka) = if *trans_a { (ta.shape[1], ta.shape[0]) } else { (ta.shape[0], ta.shape[1]) };
-                let (kb, n) = if *trans_b { (tb.shape[1], tb.shape[0]) } else { (tb.shape[0], tb.shape[1]) };
+                let (m, ka) = if *trans_a {
+                    (ta.shape[1], ta.shape[0])
+                } else {
+                    (ta.shape[0], ta.shape[1])
+                };
+                let (kb, n) = if *trans_b {
+                    (tb.shape[1], tb.shape[0])
+                } else {
+                    (tb.shape[0], tb.shape[1])
+                };
                 if ka != kb {
-                    return Err(err(format!("inner dimensions differ: `{}` gives K={ka}, `{}` gives K={kb}", nm(*a), nm(*b))));
+                    return Err(err(format!(
+                        "inner dimensions differ: `{}` gives K={ka}, `{}` gives K={kb}",
+                        nm(*a),
+                        nm(*b)
+                    )));
                 }
                 let out_shape = [m, n];
                 let n_axis = if *trans_b { 0 } else { 1 };
                 self.check_mac_types(name, op, *a, *b, *bias, n, n_axis, &out_shape, out_quant)
             }
-            Op::Conv2d { input, weight, bias, window, groups } => {
+            Op::Conv2d {
+                input,
+                weight,
+                bias,
+                window,
+                groups,
+            } => {
                 let (ti, tw) = (t(*input), t(*weight));
                 if ti.shape.len() != 4 || tw.shape.len() != 4 {
-                    return Err(err(format!("input must be NCHW and weight KCRS (4-D), got {} and {}", ti, tw)));
+                    return Err(err(format!(
+                        "input must be NCHW and weight KCRS (4-D), got {} and {}",
+                        ti, tw
+                    )));
                 }
                 let (n, c, h, w) = (ti.shape[0], ti.shape[1], ti.shape[2], ti.shape[3]);
                 let (k, cg, r, s) = (tw.shape[0], tw.shape[1], tw.shape[2], tw.shape[3]);
@@ -395,7 +549,17 @@ impl Graph {
                 }
                 let oh = window_out(h, r, window, 0).map_err(&err)?;
                 let ow = window_out(w, s, window, 1).map_err(&err)?;
-                self.check_mac_types(name, op, *input, *weight, *bias, k, 0, &[n, k, oh, ow], out_quant)
+                self.check_mac_types(
+                    name,
+                    op,
+                    *input,
+                    *weight,
+                    *bias,
+                    k,
+                    0,
+                    &[n, k, oh, ow],
+                    out_quant,
+                )
             }
             Op::Binary { a, b, .. } => {
                 let (ta, tb) = (t(*a), t(*b));
@@ -404,7 +568,11 @@ impl Graph {
                 match (ta.dtype, tb.dtype) {
                     (DType::F32, DType::F32) => Ok(TensorType::new(DType::F32, &shape)),
                     (DType::I8, DType::I8) => via_f32(&[ta, tb], &shape, out_quant).map_err(&err),
-                    (x, y) => Err(err(format!("elementwise ops take two f32 or two i8 operands, got {} and {}", x.name(), y.name()))),
+                    (x, y) => Err(err(format!(
+                        "elementwise ops take two f32 or two i8 operands, got {} and {}",
+                        x.name(),
+                        y.name()
+                    ))),
                 }
             }
             Op::Quantize { x } => {
@@ -419,32 +587,52 @@ impl Graph {
                 let tx = t(*x);
                 match &tx.quant {
                     Some(Quant::PerTensor { .. }) => Ok(TensorType::new(DType::F32, &tx.shape)),
-                    _ => Err(err(format!("dequantize takes an i8 tensor with per-tensor quantization, got {tx}"))),
+                    _ => Err(err(format!(
+                        "dequantize takes an i8 tensor with per-tensor quantization, got {tx}"
+                    ))),
                 }
             }
             Op::Unary { op: u, x } => {
                 let tx = t(*x);
                 match (tx.dtype, u) {
                     (DType::F32, _) => Ok(tx.clone()),
-                    (DType::I8, UnaryOp::Relu | UnaryOp::Clamp { .. }) => via_f32(&[tx], &tx.shape, None).map_err(&err),
+                    (DType::I8, UnaryOp::Relu | UnaryOp::Clamp { .. }) => {
+                        via_f32(&[tx], &tx.shape, None).map_err(&err)
+                    }
                     (DType::I8, _) => via_f32(&[tx], &tx.shape, out_quant).map_err(&err),
-                    (d, _) => Err(err(format!("{} on {} is not supported; unary ops take f32 or i8", u.name(), d.name()))),
+                    (d, _) => Err(err(format!(
+                        "{} on {} is not supported; unary ops take f32 or i8",
+                        u.name(),
+                        d.name()
+                    ))),
                 }
                 .and_then(|ty| match u {
-                    UnaryOp::Clamp { lo, hi } if lo.is_nan() || hi.is_nan() || lo > hi => Err(err(format!("clamp needs lo <= hi, got lo={lo} hi={hi}"))),
+                    UnaryOp::Clamp { lo, hi } if lo.is_nan() || hi.is_nan() || lo > hi => {
+                        Err(err(format!("clamp needs lo <= hi, got lo={lo} hi={hi}")))
+                    }
                     _ => Ok(ty),
                 })
             }
-            Op::Pool { x, kernel, window, .. } => {
+            Op::Pool {
+                x, kernel, window, ..
+            } => {
                 let tx = t(*x);
                 if tx.dtype == DType::I32 || tx.shape.len() != 4 {
-                    return Err(err(format!("pooling takes an f32 or i8 NCHW tensor, got {}", tx)));
+                    return Err(err(format!(
+                        "pooling takes an f32 or i8 NCHW tensor, got {}",
+                        tx
+                    )));
                 }
                 if window.dilation != [1, 1] {
                     return Err(err("pooling has no dilation".into()));
                 }
                 for i in 0..2 {
-                    if kernel[i] == 0 || window.padding[i] >= kernel[i] || kernel[i] > 255 || window.stride[i] > 255 || window.stride[i] == 0 {
+                    if kernel[i] == 0
+                        || window.padding[i] >= kernel[i]
+                        || kernel[i] > 255
+                        || window.stride[i] > 255
+                        || window.stride[i] == 0
+                    {
                         return Err(err(format!("kernel {kernel:?}, stride {:?}, padding {:?}: need 1 <= kernel, stride <= 255 and padding < kernel", window.stride, window.padding)));
                     }
                 }
@@ -459,7 +647,10 @@ impl Graph {
             Op::Softmax { x, axis } => {
                 let tx = t(*x);
                 if *axis >= tx.shape.len() {
-                    return Err(err(format!("axis {axis} is out of range for a {}-D tensor", tx.shape.len())));
+                    return Err(err(format!(
+                        "axis {axis} is out of range for a {}-D tensor",
+                        tx.shape.len()
+                    )));
                 }
                 match tx.dtype {
                     DType::F32 => Ok(tx.clone()),
@@ -469,10 +660,21 @@ impl Graph {
             }
             Op::Reshape { x, shape } => {
                 let tx = t(*x);
-                if shape.is_empty() || shape.contains(&0) || shape.iter().product::<usize>() != tx.elems() {
-                    return Err(err(format!("cannot reshape {:?} ({} elements) to {:?}", tx.shape, tx.elems(), shape)));
+                if shape.is_empty()
+                    || shape.contains(&0)
+                    || shape.iter().product::<usize>() != tx.elems()
+                {
+                    return Err(err(format!(
+                        "cannot reshape {:?} ({} elements) to {:?}",
+                        tx.shape,
+                        tx.elems(),
+                        shape
+                    )));
                 }
-                Ok(TensorType { shape: shape.clone(), ..tx.clone() })
+                Ok(TensorType {
+                    shape: shape.clone(),
+                    ..tx.clone()
+                })
             }
         }
     }
@@ -492,25 +694,37 @@ impl Graph {
         out_shape: &[usize],
         out_quant: Option<Quant>,
     ) -> Result<TensorType, GraphError> {
-        let err = |msg: String| GraphError::Invalid { name: name.to_string(), op: op.name(), msg };
+        let err = |msg: String| GraphError::Invalid {
+            name: name.to_string(),
+            op: op.name(),
+            msg,
+        };
         let (ta, tw) = (&self.nodes[a.0].ty, &self.nodes[w.0].ty);
         let tb = bias.map(|b| &self.nodes[b.0].ty);
         if let Some(tb) = tb {
             if tb.shape != [channels] {
-                return Err(err(format!("bias must have shape [{channels}] (one per output channel), got {:?}", tb.shape)));
+                return Err(err(format!(
+                    "bias must have shape [{channels}] (one per output channel), got {:?}",
+                    tb.shape
+                )));
             }
         }
         match (ta.dtype, tw.dtype) {
             (DType::F32, DType::F32) => {
                 if let Some(tb) = tb {
                     if tb.dtype != DType::F32 {
-                        return Err(err(format!("an f32 op takes an f32 bias, got {}", tb.dtype.name())));
+                        return Err(err(format!(
+                            "an f32 op takes an f32 bias, got {}",
+                            tb.dtype.name()
+                        )));
                     }
                 }
                 Ok(TensorType::new(DType::F32, out_shape))
             }
             (DType::I8, DType::I8) => {
-                if ta.quant.as_ref().map(|q| q.zero_point()) != Some(0) || !matches!(ta.quant, Some(Quant::PerTensor { .. })) {
+                if ta.quant.as_ref().map(|q| q.zero_point()) != Some(0)
+                    || !matches!(ta.quant, Some(Quant::PerTensor { .. }))
+                {
                     return Err(err("the int8 activation needs per-tensor quantization with zp=0 (symmetric), e.g. q(scale=0.02, zp=0)".into()));
                 }
                 match &tw.quant {
@@ -538,7 +752,11 @@ impl Graph {
                     _ => Err(err("an int8 result needs its per-tensor quantization, e.g. `x: i8 q(scale=0.1, zp=0) = ...`".into())),
                 }
             }
-            (x, y) => Err(err(format!("operands must both be f32 or both i8, got {} and {}", x.name(), y.name()))),
+            (x, y) => Err(err(format!(
+                "operands must both be f32 or both i8, got {} and {}",
+                x.name(),
+                y.name()
+            ))),
         }
     }
 }
@@ -546,7 +764,11 @@ impl Graph {
 /// Result type of an int8 op computed through f32 (dequantize, compute,
 /// requantize): per-tensor quantized operands; the result takes `out_quant`,
 /// or the first operand's quantization.
-fn via_f32(operands: &[&TensorType], shape: &[usize], out_quant: Option<Quant>) -> Result<TensorType, String> {
+fn via_f32(
+    operands: &[&TensorType],
+    shape: &[usize],
+    out_quant: Option<Quant>,
+) -> Result<TensorType, String> {
     for t in operands {
         if !matches!(t.quant, Some(Quant::PerTensor { .. })) {
             return Err(format!("int8 operands of elementwise ops, pooling and softmax need per-tensor quantization, got {t}"));
@@ -554,16 +776,26 @@ fn via_f32(operands: &[&TensorType], shape: &[usize], out_quant: Option<Quant>) 
     }
     let q = match out_quant.or_else(|| operands.first().and_then(|t| t.quant.clone())) {
         Some(q @ Quant::PerTensor { .. }) => q,
-        _ => return Err("the int8 result needs per-tensor quantization, e.g. `y: i8 q(scale=0.1, zp=0) = ...`".into()),
+        _ => return Err(
+            "the int8 result needs per-tensor quantization, e.g. `y: i8 q(scale=0.1, zp=0) = ...`"
+                .into(),
+        ),
     };
     Ok(TensorType::quantized(shape, q))
 }
 
 fn check_quant(ty: &TensorType) -> Result<(), String> {
     match (&ty.quant, ty.dtype) {
-        (None, DType::I8) => Err("an i8 tensor needs quantization parameters, e.g. q(scale=0.02, zp=0)".into()),
-        (Some(_), DType::F32 | DType::I32) => Err(format!("only i8 tensors carry quantization parameters, not {}", ty.dtype.name())),
-        (Some(Quant::PerTensor { scale, .. }), _) if !(*scale > 0.0 && scale.is_finite()) => Err(format!("scale {scale} must be positive and finite")),
+        (None, DType::I8) => {
+            Err("an i8 tensor needs quantization parameters, e.g. q(scale=0.02, zp=0)".into())
+        }
+        (Some(_), DType::F32 | DType::I32) => Err(format!(
+            "only i8 tensors carry quantization parameters, not {}",
+            ty.dtype.name()
+        )),
+        (Some(Quant::PerTensor { scale, .. }), _) if !(*scale > 0.0 && scale.is_finite()) => {
+            Err(format!("scale {scale} must be positive and finite"))
+        }
         (Some(Quant::PerChannel { scales, axis }), _) => {
             if *axis >= ty.shape.len() || scales.len() != ty.shape[*axis] {
                 return Err(format!("per-channel quantization needs one scale per index of axis {axis}: {} scales for shape {:?}", scales.len(), ty.shape));
@@ -580,12 +812,26 @@ fn check_quant(ty: &TensorType) -> Result<(), String> {
 /// Output size of a sliding window along dimension `d` (0 = h, 1 = w).
 fn window_out(input: usize, kernel: usize, w: &Window, d: usize) -> Result<usize, String> {
     if w.stride[d] == 0 || w.dilation[d] == 0 || kernel == 0 {
-        return Err(format!("stride {:?}, dilation {:?} and kernel sizes must be at least 1", w.stride, w.dilation));
+        return Err(format!(
+            "stride {:?}, dilation {:?} and kernel sizes must be at least 1",
+            w.stride, w.dilation
+        ));
     }
     // Checked: the sizes come from user text and may be absurd.
-    let too_big = || format!("the window (kernel {kernel}, dilation {:?}, padding {:?}) is too large", w.dilation, w.padding);
-    let span = (kernel - 1).checked_mul(w.dilation[d]).and_then(|x| x.checked_add(1)).ok_or_else(too_big)?;
-    let padded = w.padding[d].checked_mul(2).and_then(|p| p.checked_add(input)).ok_or_else(too_big)?;
+    let too_big = || {
+        format!(
+            "the window (kernel {kernel}, dilation {:?}, padding {:?}) is too large",
+            w.dilation, w.padding
+        )
+    };
+    let span = (kernel - 1)
+        .checked_mul(w.dilation[d])
+        .and_then(|x| x.checked_add(1))
+        .ok_or_else(too_big)?;
+    let padded = w.padding[d]
+        .checked_mul(2)
+        .and_then(|p| p.checked_add(input))
+        .ok_or_else(too_big)?;
     if padded < span {
         return Err(format!("the window ({span} wide with dilation) is larger than the padded input ({padded}); add padding or use a smaller kernel"));
     }
@@ -597,8 +843,16 @@ pub fn broadcast_shape(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
     let n = a.len().max(b.len());
     let mut out = vec![0; n];
     for i in 0..n {
-        let da = if i + a.len() >= n { a[i + a.len() - n] } else { 1 };
-        let db = if i + b.len() >= n { b[i + b.len() - n] } else { 1 };
+        let da = if i + a.len() >= n {
+            a[i + a.len() - n]
+        } else {
+            1
+        };
+        let db = if i + b.len() >= n {
+            b[i + b.len() - n]
+        } else {
+            1
+        };
         out[i] = match (da, db) {
             (x, y) if x == y => x,
             (1, y) => y,

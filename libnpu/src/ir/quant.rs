@@ -19,7 +19,9 @@ pub struct RequantParams {
 pub fn quant_multiplier(reals: &[f64]) -> Result<(Vec<i32>, u8), String> {
     let max = reals.iter().cloned().fold(0.0f64, f64::max);
     if !(max > 0.0 && max.is_finite()) {
-        return Err(format!("requantization scale {max} must be positive and finite"));
+        return Err(format!(
+            "requantization scale {max} must be positive and finite"
+        ));
     }
     let mut shift = 62u8;
     while shift > 1 && (max * (1u64 << shift) as f64).round() > i32::MAX as f64 {
@@ -28,12 +30,20 @@ pub fn quant_multiplier(reals: &[f64]) -> Result<(Vec<i32>, u8), String> {
     if (max * (1u64 << shift) as f64).round() > i32::MAX as f64 {
         return Err(format!("requantization scale {max} is too large (input scale x weight scale / output scale must be below 2^30)"));
     }
-    let mults = reals.iter().map(|r| (r * (1u64 << shift) as f64).round() as i32).collect();
+    let mults = reals
+        .iter()
+        .map(|r| (r * (1u64 << shift) as f64).round() as i32)
+        .collect();
     Ok((mults, shift))
 }
 
 /// Requantization of `a x w -> out` with `channels` output channels.
-pub fn requant_params(a: &TensorType, w: &TensorType, out: &TensorType, channels: usize) -> Result<RequantParams, String> {
+pub fn requant_params(
+    a: &TensorType,
+    w: &TensorType,
+    out: &TensorType,
+    channels: usize,
+) -> Result<RequantParams, String> {
     let sa = a.quant.as_ref().map(|q| q.scale(0)).unwrap_or(1.0) as f64;
     let (so, zp) = match &out.quant {
         Some(Quant::PerTensor { scale, zero_point }) => (*scale as f64, *zero_point),
@@ -41,9 +51,16 @@ pub fn requant_params(a: &TensorType, w: &TensorType, out: &TensorType, channels
     };
     let per_channel = matches!(w.quant, Some(Quant::PerChannel { .. }));
     let wq = w.quant.as_ref();
-    let reals: Vec<f64> = (0..channels).map(|c| sa * wq.map(|q| q.scale(c)).unwrap_or(1.0) as f64 / so).collect();
+    let reals: Vec<f64> = (0..channels)
+        .map(|c| sa * wq.map(|q| q.scale(c)).unwrap_or(1.0) as f64 / so)
+        .collect();
     let (mults, shift) = quant_multiplier(&reals)?;
-    Ok(RequantParams { mults, per_channel, shift, zero_point: zp })
+    Ok(RequantParams {
+        mults,
+        per_channel,
+        shift,
+        zero_point: zp,
+    })
 }
 
 /// Quantize a real value the way the device does (multiply by 1/scale in

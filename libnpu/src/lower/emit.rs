@@ -53,11 +53,17 @@ impl Program {
     /// virtual address per entry of [`Program::buffers`]).
     pub fn bind(&self, vas: &[u64]) -> Result<Vec<u8>, LowerError> {
         if vas.len() != self.buffers.len() {
-            return Err(LowerError::BindCount { want: self.buffers.len(), got: vas.len() });
+            return Err(LowerError::BindCount {
+                want: self.buffers.len(),
+                got: vas.len(),
+            });
         }
         for (b, va) in self.buffers.iter().zip(vas) {
             if va % 64 != 0 || va.checked_add(b.size).is_none() {
-                return Err(LowerError::BindAddress { name: b.name.clone(), va: *va });
+                return Err(LowerError::BindAddress {
+                    name: b.name.clone(),
+                    va: *va,
+                });
             }
         }
         let mut out = Vec::with_capacity(self.cmdbuf_size());
@@ -84,7 +90,11 @@ impl Program {
         for (i, insn) in self.insns.iter().enumerate() {
             let buf = relocs.next_if(|(ri, _)| *ri == i).map(|r| r.1);
             let _ = match buf {
-                Some(b) => writeln!(s, "{:5}: {insn}    ; va relative to buf{b}", i * npu_isa::INSN_SIZE),
+                Some(b) => writeln!(
+                    s,
+                    "{:5}: {insn}    ; va relative to buf{b}",
+                    i * npu_isa::INSN_SIZE
+                ),
                 None => writeln!(s, "{:5}: {insn}", i * npu_isa::INSN_SIZE),
             };
         }
@@ -103,12 +113,24 @@ pub struct Emitter {
 
 impl Emitter {
     pub fn new(params: DeviceParams, opts: CompileOptions, buffers: Vec<BufferDesc>) -> Self {
-        Emitter { params, opts, insns: Vec::new(), relocs: Vec::new(), buffers, sram_top: 0 }
+        Emitter {
+            params,
+            opts,
+            insns: Vec::new(),
+            relocs: Vec::new(),
+            buffers,
+            sram_top: 0,
+        }
     }
 
     pub fn finish(mut self, io: Vec<(String, usize)>) -> Program {
         self.insns.push(Insn::End);
-        Program { insns: self.insns, relocs: self.relocs, buffers: self.buffers, io }
+        Program {
+            insns: self.insns,
+            relocs: self.relocs,
+            buffers: self.buffers,
+            io,
+        }
     }
 
     pub fn push(&mut self, i: Insn) {
@@ -136,7 +158,10 @@ impl Emitter {
         if end > self.params.sram_size as u64 {
             return Err(());
         }
-        let s = Slots { base: self.sram_top, stride: stride as u32 };
+        let s = Slots {
+            base: self.sram_top,
+            stride: stride as u32,
+        };
         self.sram_top = end as u32;
         Ok(s)
     }
@@ -144,12 +169,22 @@ impl Emitter {
     /// NPU memory -> SRAM; `off` is relative to `loc`.
     pub fn load(&mut self, loc: Loc, off: u64, sram: u32, mem: Strided, sram_layout: Strided) {
         self.relocs.push((self.insns.len(), loc.buffer));
-        self.insns.push(Insn::DmaLoad { va: loc.offset + off, sram, mem, sram_layout });
+        self.insns.push(Insn::DmaLoad {
+            va: loc.offset + off,
+            sram,
+            mem,
+            sram_layout,
+        });
     }
 
     pub fn store(&mut self, loc: Loc, off: u64, sram: u32, mem: Strided, sram_layout: Strided) {
         self.relocs.push((self.insns.len(), loc.buffer));
-        self.insns.push(Insn::DmaStore { va: loc.offset + off, sram, mem, sram_layout });
+        self.insns.push(Insn::DmaStore {
+            va: loc.offset + off,
+            sram,
+            mem,
+            sram_layout,
+        });
     }
 
     /// Run `n` steps as a software pipeline: with double buffering the loads

@@ -18,11 +18,49 @@ fn remap(op: &Op, m: &[ValueId]) -> Op {
     let r = |v: &ValueId| m[v.0];
     match op.clone() {
         Op::Input => Op::Input,
-        Op::Gemm { a, b, bias, trans_a, trans_b } => Op::Gemm { a: r(&a), b: r(&b), bias: bias.map(|v| r(&v)), trans_a, trans_b },
-        Op::Conv2d { input, weight, bias, window, groups } => Op::Conv2d { input: r(&input), weight: r(&weight), bias: bias.map(|v| r(&v)), window, groups },
-        Op::Binary { op, a, b } => Op::Binary { op, a: r(&a), b: r(&b) },
+        Op::Gemm {
+            a,
+            b,
+            bias,
+            trans_a,
+            trans_b,
+        } => Op::Gemm {
+            a: r(&a),
+            b: r(&b),
+            bias: bias.map(|v| r(&v)),
+            trans_a,
+            trans_b,
+        },
+        Op::Conv2d {
+            input,
+            weight,
+            bias,
+            window,
+            groups,
+        } => Op::Conv2d {
+            input: r(&input),
+            weight: r(&weight),
+            bias: bias.map(|v| r(&v)),
+            window,
+            groups,
+        },
+        Op::Binary { op, a, b } => Op::Binary {
+            op,
+            a: r(&a),
+            b: r(&b),
+        },
         Op::Unary { op, x } => Op::Unary { op, x: r(&x) },
-        Op::Pool { kind, x, kernel, window } => Op::Pool { kind, x: r(&x), kernel, window },
+        Op::Pool {
+            kind,
+            x,
+            kernel,
+            window,
+        } => Op::Pool {
+            kind,
+            x: r(&x),
+            kernel,
+            window,
+        },
         Op::Softmax { x, axis } => Op::Softmax { x: r(&x), axis },
         Op::Reshape { x, shape } => Op::Reshape { x: r(&x), shape },
         Op::Quantize { x } => Op::Quantize { x: r(&x) },
@@ -45,7 +83,11 @@ pub fn legalize(g: &Graph) -> Result<Graph, GraphError> {
             // Operands to f32, the op in f32, the result back to i8.
             let mut m2 = map.clone();
             for (i, x) in n.op.operands().into_iter().enumerate() {
-                m2[x.0] = out.add(&format!("{}.dq{i}", n.name), Op::Dequantize { x: map[x.0] }, None)?;
+                m2[x.0] = out.add(
+                    &format!("{}.dq{i}", n.name),
+                    Op::Dequantize { x: map[x.0] },
+                    None,
+                )?;
             }
             let f = out.add(&format!("{}.f32", n.name), remap(&n.op, &m2), None)?;
             out.add(&n.name, Op::Quantize { x: f }, n.ty.quant.clone())?

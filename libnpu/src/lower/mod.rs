@@ -38,18 +38,34 @@ pub struct CompileOptions {
 
 impl Default for CompileOptions {
     fn default() -> Self {
-        CompileOptions { double_buffer: true, fuse: true }
+        CompileOptions {
+            double_buffer: true,
+            fuse: true,
+        }
     }
 }
 
 /// Why a graph could not be compiled for a device.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum LowerError {
-    #[error("`{name}` ({op}) does not fit in {sram} bytes of SRAM even with the smallest tiles: {why}")]
-    SramTooSmall { name: String, op: &'static str, sram: u32, why: String },
+    #[error(
+        "`{name}` ({op}) does not fit in {sram} bytes of SRAM even with the smallest tiles: {why}"
+    )]
+    SramTooSmall {
+        name: String,
+        op: &'static str,
+        sram: u32,
+        why: String,
+    },
     #[error("`{name}` ({op}) cannot be lowered yet: {why}")]
-    Unsupported { name: String, op: &'static str, why: String },
-    #[error("bind: expected {want} buffer addresses (one per buffer of Program::buffers), got {got}")]
+    Unsupported {
+        name: String,
+        op: &'static str,
+        why: String,
+    },
+    #[error(
+        "bind: expected {want} buffer addresses (one per buffer of Program::buffers), got {got}"
+    )]
     BindCount { want: usize, got: usize },
     #[error("bind: buffer `{name}` at NPU address {va:#x} is not 64-byte aligned or overflows the address space")]
     BindAddress { name: String, va: u64 },
@@ -60,7 +76,11 @@ pub enum LowerError {
 }
 
 /// Compile `graph` for a device with `params`.
-pub fn compile(graph: &Graph, params: DeviceParams, opts: CompileOptions) -> Result<Program, LowerError> {
+pub fn compile(
+    graph: &Graph,
+    params: DeviceParams,
+    opts: CompileOptions,
+) -> Result<Program, LowerError> {
     graph.validate()?;
     let legal = legalize::legalize(graph)?;
     let graph = &legal;
@@ -70,6 +90,11 @@ pub fn compile(graph: &Graph, params: DeviceParams, opts: CompileOptions) -> Res
         ops::lower_step(graph, &plan, step, &mut e)?;
     }
     let prog = e.finish(plan.io);
-    log::debug!("compiled {} nodes into {} instructions, {} buffers", graph.nodes().len(), prog.insns().len(), prog.buffers().len());
+    log::debug!(
+        "compiled {} nodes into {} instructions, {} buffers",
+        graph.nodes().len(),
+        prog.insns().len(),
+        prog.buffers().len()
+    );
     Ok(prog)
 }

@@ -3,7 +3,9 @@
 use super::emit::{Emitter, Slots};
 use super::plan::{Loc, Plan, Step};
 use super::LowerError;
-use crate::ir::{requant_params, BinaryOp, DType, Graph, Op, PoolKind, RequantParams, UnaryOp, ValueId, Window};
+use crate::ir::{
+    requant_params, BinaryOp, DType, Graph, Op, PoolKind, RequantParams, UnaryOp, ValueId, Window,
+};
 use crate::reference::int8_clamp_bounds;
 use npu_isa::{self as isa, Axis, Broadcast, Conversion, Insn, PoolGeom, ReduceOp, Strided, Tile};
 
@@ -13,7 +15,11 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
     let node = g.node(step.node);
     for v in node.op.operands().into_iter().chain([step.out]) {
         if g.ty(v).bytes() >= u32::MAX as usize {
-            return Err(LowerError::TooLarge(format!("`{}` has {} bytes", g.node(v).name, g.ty(v).bytes())));
+            return Err(LowerError::TooLarge(format!(
+                "`{}` has {} bytes",
+                g.node(v).name,
+                g.ty(v).bytes()
+            )));
         }
     }
     e.sram_reset();
@@ -21,15 +27,37 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
     match &node.op {
         // Planned as an alias of its operand: no instructions.
         Op::Input | Op::Reshape { .. } => {}
-        Op::Gemm { a, b, bias, trans_a, trans_b } => {
+        Op::Gemm {
+            a,
+            b,
+            bias,
+            trans_a,
+            trans_b,
+        } => {
             let ta = g.ty(*a);
             let (m, n) = (node.ty.shape[0], node.ty.shape[1]);
             let k = if *trans_a { ta.shape[0] } else { ta.shape[1] };
             let mac = Mac::new(g, step, node.ty.dtype, n)?;
-            let spec = GemmSpec { m, n, k, trans_a: *trans_a, trans_b: *trans_b, a: plan.loc(*a), b: plan.loc(*b), bias: bias.map(|v| plan.loc(v)), out };
+            let spec = GemmSpec {
+                m,
+                n,
+                k,
+                trans_a: *trans_a,
+                trans_b: *trans_b,
+                a: plan.loc(*a),
+                b: plan.loc(*b),
+                bias: bias.map(|v| plan.loc(v)),
+                out,
+            };
             gemm(e, &spec, &mac).map_err(|why| too_small(g, step, e, why))?
         }
-        Op::Conv2d { input, weight, bias, window, groups } => {
+        Op::Conv2d {
+            input,
+            weight,
+            bias,
+            window,
+            groups,
+        } => {
             let mac = Mac::new(g, step, node.ty.dtype, node.ty.shape[1])?;
             let spec = ConvSpec {
                 x: g.ty(*input).shape.clone(),
@@ -48,19 +76,38 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
         Op::Unary { op, x } => {
             if node.ty.dtype == DType::I8 {
                 let (lo, hi) = int8_clamp_bounds(*op, &node.ty);
-                unary_i8(e, plan.loc(*x), out, node.ty.elems(), lo, hi).map_err(|why| too_small(g, step, e, why))?
+                unary_i8(e, plan.loc(*x), out, node.ty.elems(), lo, hi)
+                    .map_err(|why| too_small(g, step, e, why))?
             } else {
-                unary_f32(e, *op, plan.loc(*x), out, node.ty.elems()).map_err(|why| too_small(g, step, e, why))?
+                unary_f32(e, *op, plan.loc(*x), out, node.ty.elems())
+                    .map_err(|why| too_small(g, step, e, why))?
             }
         }
-        Op::Pool { kind, x, kernel, window } => pool(e, *kind, &g.ty(*x).shape, &node.ty.shape, *kernel, window, plan.loc(*x), out).map_err(|why| too_small(g, step, e, why))?,
+        Op::Pool {
+            kind,
+            x,
+            kernel,
+            window,
+        } => pool(
+            e,
+            *kind,
+            &g.ty(*x).shape,
+            &node.ty.shape,
+            *kernel,
+            window,
+            plan.loc(*x),
+            out,
+        )
+        .map_err(|why| too_small(g, step, e, why))?,
         Op::Quantize { x } => {
             let (scale, zp) = per_tensor(&node.ty);
-            quantize(e, plan.loc(*x), out, node.ty.elems(), scale, zp).map_err(|why| too_small(g, step, e, why))?
+            quantize(e, plan.loc(*x), out, node.ty.elems(), scale, zp)
+                .map_err(|why| too_small(g, step, e, why))?
         }
         Op::Dequantize { x } => {
             let (scale, zp) = per_tensor(g.ty(*x));
-            dequantize(e, plan.loc(*x), out, node.ty.elems(), scale, zp).map_err(|why| too_small(g, step, e, why))?
+            dequantize(e, plan.loc(*x), out, node.ty.elems(), scale, zp)
+                .map_err(|why| too_small(g, step, e, why))?
         }
         Op::Softmax { x, axis } => {
             let shape = &node.ty.shape;
@@ -68,7 +115,10 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
                 return Err(LowerError::Unsupported {
                     name: node.name.clone(),
                     op: "softmax",
-                    why: format!("only the last axis ({}) is lowered; got axis {axis}", shape.len() - 1),
+                    why: format!(
+                        "only the last axis ({}) is lowered; got axis {axis}",
+                        shape.len() - 1
+                    ),
                 });
             }
             let cols = shape[*axis];
@@ -81,7 +131,12 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
 
 fn too_small(g: &Graph, step: &Step, e: &Emitter, why: String) -> LowerError {
     let n = g.node(step.node);
-    LowerError::SramTooSmall { name: n.name.clone(), op: n.op.name(), sram: e.params.sram_size, why }
+    LowerError::SramTooSmall {
+        name: n.name.clone(),
+        op: n.op.name(),
+        sram: e.params.sram_size,
+        why,
+    }
 }
 
 /// Result side of a gemm/conv2d: f32 with optional fused activation, or
@@ -100,8 +155,14 @@ impl Mac {
         let (mut lo, mut hi) = (-128, 127);
         let rq = if dtype == DType::I8 {
             let ops = node.op.operands();
-            let rq = requant_params(g.ty(ops[0]), g.ty(ops[1]), &node.ty, channels)
-                .map_err(|why| LowerError::Unsupported { name: node.name.clone(), op: node.op.name(), why })?;
+            let rq =
+                requant_params(g.ty(ops[0]), g.ty(ops[1]), &node.ty, channels).map_err(|why| {
+                    LowerError::Unsupported {
+                        name: node.name.clone(),
+                        op: node.op.name(),
+                        why,
+                    }
+                })?;
             if let Some(act) = step.activation {
                 (lo, hi) = int8_clamp_bounds(act, &node.ty);
             }
@@ -109,7 +170,13 @@ impl Mac {
         } else {
             None
         };
-        Ok(Mac { dtype, act: step.activation, rq, lo, hi })
+        Ok(Mac {
+            dtype,
+            act: step.activation,
+            rq,
+            lo,
+            hi,
+        })
     }
     fn es(&self) -> u64 {
         self.dtype.size() as u64
@@ -136,21 +203,48 @@ impl Epilogue {
     fn alloc(e: &mut Emitter, mac: &Mac, rows: u64, tn: u64, nb: u32) -> Result<Epilogue, ()> {
         let acc = e.sram_alloc(rows * tn * 4, nb)?;
         let bias = e.sram_alloc(tn * 4, nb)?;
-        let (mult, out8) = if mac.rq.is_some() { (e.sram_alloc(tn * 4, nb)?, e.sram_alloc(rows * tn, nb)?) } else { (bias, acc) };
-        Ok(Epilogue { acc, bias, mult, out8 })
+        let (mult, out8) = if mac.rq.is_some() {
+            (e.sram_alloc(tn * 4, nb)?, e.sram_alloc(rows * tn, nb)?)
+        } else {
+            (bias, acc)
+        };
+        Ok(Epilogue {
+            acc,
+            bias,
+            mult,
+            out8,
+        })
     }
 
     /// Load the bias slice (and fill per-channel multipliers) for channels
     /// `c0..c0+tn` into `slot`.
-    fn load_consts(&self, e: &mut Emitter, mac: &Mac, bias: Option<Loc>, c0: usize, tn: usize, slot: u32) {
+    fn load_consts(
+        &self,
+        e: &mut Emitter,
+        mac: &Mac,
+        bias: Option<Loc>,
+        c0: usize,
+        tn: usize,
+        slot: u32,
+    ) {
         if let Some(bl) = bias {
             let bytes = (tn * 4) as u32;
-            e.load(bl, (c0 * 4) as u64, self.bias.at(slot), Strided::contiguous(bytes), Strided::contiguous(bytes));
+            e.load(
+                bl,
+                (c0 * 4) as u64,
+                self.bias.at(slot),
+                Strided::contiguous(bytes),
+                Strided::contiguous(bytes),
+            );
         }
         if let Some(rq) = &mac.rq {
             if rq.per_channel {
                 for j in 0..tn {
-                    e.push(Insn::Fill { dst: self.mult.at(slot) + 4 * j as u32, len: 4, pattern: rq.mults[c0 + j] as u32 });
+                    e.push(Insn::Fill {
+                        dst: self.mult.at(slot) + 4 * j as u32,
+                        len: 4,
+                        pattern: rq.mults[c0 + j] as u32,
+                    });
                 }
             }
         }
@@ -160,13 +254,38 @@ impl Epilogue {
     /// with leading dimension `tn`; returns the SRAM address of the result
     /// tile (leading dimension `tn`).
     #[allow(clippy::too_many_arguments)]
-    fn apply(&self, e: &mut Emitter, mac: &Mac, has_bias: bool, rows: u32, cols: u32, tn: u32, slot: u32) -> u32 {
-        let acc = Tile { addr: self.acc.at(slot), ld: tn };
+    fn apply(
+        &self,
+        e: &mut Emitter,
+        mac: &Mac,
+        has_bias: bool,
+        rows: u32,
+        cols: u32,
+        tn: u32,
+        slot: u32,
+    ) -> u32 {
+        let acc = Tile {
+            addr: self.acc.at(slot),
+            ld: tn,
+        };
         match &mac.rq {
             None => {
                 if has_bias {
-                    let b = Tile { addr: self.bias.at(slot), ld: 0 };
-                    e.push(Insn::Binary { op: isa::BinaryOp::Add, dtype: isa::DType::F32, bcast: Broadcast::PerCol, rows, cols, a: acc, b, out: acc, scalar: 0 });
+                    let b = Tile {
+                        addr: self.bias.at(slot),
+                        ld: 0,
+                    };
+                    e.push(Insn::Binary {
+                        op: isa::BinaryOp::Add,
+                        dtype: isa::DType::F32,
+                        bcast: Broadcast::PerCol,
+                        rows,
+                        cols,
+                        a: acc,
+                        b,
+                        out: acc,
+                        scalar: 0,
+                    });
                 }
                 if let Some(act) = mac.act {
                     e.push(unary_insn(act, rows, cols, acc, acc));
@@ -174,8 +293,15 @@ impl Epilogue {
                 acc.addr
             }
             Some(rq) => {
-                let dst = Tile { addr: self.out8.at(slot), ld: tn };
-                let mult = if rq.per_channel { self.mult.at(slot) } else { rq.mults[0] as u32 };
+                let dst = Tile {
+                    addr: self.out8.at(slot),
+                    ld: tn,
+                };
+                let mult = if rq.per_channel {
+                    self.mult.at(slot)
+                } else {
+                    rq.mults[0] as u32
+                };
                 e.push(Insn::Requant {
                     rows,
                     cols,
@@ -203,7 +329,16 @@ fn unary_insn(op: UnaryOp, rows: u32, cols: u32, src: Tile, dst: Tile) -> Insn {
         UnaryOp::Tanh => (isa::UnaryOp::Tanh, 0, 0),
         UnaryOp::Exp => (isa::UnaryOp::Exp, 0, 0),
     };
-    Insn::Unary { op, dtype: isa::DType::F32, rows, cols, src, dst, lo, hi }
+    Insn::Unary {
+        op,
+        dtype: isa::DType::F32,
+        rows,
+        cols,
+        src,
+        dst,
+        lo,
+        hi,
+    }
 }
 
 struct GemmSpec {
@@ -224,13 +359,14 @@ fn gemm(e: &mut Emitter, s: &GemmSpec, mac: &Mac) -> Result<(), String> {
     let es = mac.es();
     let nb = e.nbuf();
     let (mut tm, mut tn, mut tk) = (s.m.min(128), s.n.min(128), s.k.min(256));
-    let fits = |e: &mut Emitter, tm: usize, tn: usize, tk: usize| -> Option<(Slots, Slots, Epilogue)> {
-        e.sram_reset();
-        let a = e.sram_alloc(tm as u64 * tk as u64 * es, nb).ok()?;
-        let b = e.sram_alloc(tk as u64 * tn as u64 * es, nb).ok()?;
-        let ep = Epilogue::alloc(e, mac, tm as u64, tn as u64, nb).ok()?;
-        Some((a, b, ep))
-    };
+    let fits =
+        |e: &mut Emitter, tm: usize, tn: usize, tk: usize| -> Option<(Slots, Slots, Epilogue)> {
+            e.sram_reset();
+            let a = e.sram_alloc(tm as u64 * tk as u64 * es, nb).ok()?;
+            let b = e.sram_alloc(tk as u64 * tn as u64 * es, nb).ok()?;
+            let ep = Epilogue::alloc(e, mac, tm as u64, tn as u64, nb).ok()?;
+            Some((a, b, ep))
+        };
     let (sa, sb, ep) = loop {
         if let Some(x) = fits(e, tm, tn, tk) {
             break x;
@@ -247,14 +383,28 @@ fn gemm(e: &mut Emitter, s: &GemmSpec, mac: &Mac) -> Result<(), String> {
             tn = tn.div_ceil(2);
         }
     };
-    log::debug!("gemm {}x{}x{}: tiles {tm}x{tn}x{tk}, {nb} buffers", s.m, s.n, s.k);
+    log::debug!(
+        "gemm {}x{}x{}: tiles {tm}x{tn}x{tk}, {nb} buffers",
+        s.m,
+        s.n,
+        s.k
+    );
     let (mt, nt, kt) = (s.m.div_ceil(tm), s.n.div_ceil(tn), s.k.div_ceil(tk));
     let steps = mt * nt * kt;
     let dims = |st: usize| {
         let (tile, kk) = (st / kt, st % kt);
         let (mi, ni) = (tile / nt, tile % nt);
         let (m0, n0, k0) = (mi * tm, ni * tn, kk * tk);
-        (tile, kk, m0, n0, k0, (s.m - m0).min(tm), (s.n - n0).min(tn), (s.k - k0).min(tk))
+        (
+            tile,
+            kk,
+            m0,
+            n0,
+            k0,
+            (s.m - m0).min(tm),
+            (s.n - n0).min(tn),
+            (s.k - k0).min(tk),
+        )
     };
     let (m, n, k) = (s.m as u64, s.n as u64, s.k as u64);
     let ld_b = if s.trans_b { tk } else { tn } as u32;
@@ -262,7 +412,9 @@ fn gemm(e: &mut Emitter, s: &GemmSpec, mac: &Mac) -> Result<(), String> {
         steps,
         |e, st, slot| {
             let (tile, kk, m0, n0, k0, cm, cn, ck) = dims(st);
-            let (m0, n0, k0, cm, cn, ck) = (m0 as u64, n0 as u64, k0 as u64, cm as u32, cn as u32, ck as u32);
+            let (m0, n0, k0, cm, cn, ck) = (
+                m0 as u64, n0 as u64, k0 as u64, cm as u32, cn as u32, ck as u32,
+            );
             let e32 = es as u32;
             if s.trans_a {
                 // A is [K, M]: gather the tile element by element (rows of one
@@ -271,19 +423,50 @@ fn gemm(e: &mut Emitter, s: &GemmSpec, mac: &Mac) -> Result<(), String> {
                     s.a,
                     (k0 * m + m0) * es,
                     sa.at(slot),
-                    Strided { shape: [e32, ck, cm], stride: [m as u32 * e32, e32] },
-                    Strided { shape: [e32, ck, cm], stride: [e32, tk as u32 * e32] },
+                    Strided {
+                        shape: [e32, ck, cm],
+                        stride: [m as u32 * e32, e32],
+                    },
+                    Strided {
+                        shape: [e32, ck, cm],
+                        stride: [e32, tk as u32 * e32],
+                    },
                 );
             } else {
-                e.load(s.a, (m0 * k + k0) * es, sa.at(slot), Strided::rows(ck * e32, cm, k as u32 * e32), Strided::rows(ck * e32, cm, tk as u32 * e32));
+                e.load(
+                    s.a,
+                    (m0 * k + k0) * es,
+                    sa.at(slot),
+                    Strided::rows(ck * e32, cm, k as u32 * e32),
+                    Strided::rows(ck * e32, cm, tk as u32 * e32),
+                );
             }
             if s.trans_b {
-                e.load(s.b, (n0 * k + k0) * es, sb.at(slot), Strided::rows(ck * e32, cn, k as u32 * e32), Strided::rows(ck * e32, cn, ld_b * e32));
+                e.load(
+                    s.b,
+                    (n0 * k + k0) * es,
+                    sb.at(slot),
+                    Strided::rows(ck * e32, cn, k as u32 * e32),
+                    Strided::rows(ck * e32, cn, ld_b * e32),
+                );
             } else {
-                e.load(s.b, (k0 * n + n0) * es, sb.at(slot), Strided::rows(cn * e32, ck, n as u32 * e32), Strided::rows(cn * e32, ck, ld_b * e32));
+                e.load(
+                    s.b,
+                    (k0 * n + n0) * es,
+                    sb.at(slot),
+                    Strided::rows(cn * e32, ck, n as u32 * e32),
+                    Strided::rows(cn * e32, ck, ld_b * e32),
+                );
             }
             if kk == 0 {
-                ep.load_consts(e, mac, s.bias, n0 as usize, cn as usize, (tile % nb as usize) as u32);
+                ep.load_consts(
+                    e,
+                    mac,
+                    s.bias,
+                    n0 as usize,
+                    cn as usize,
+                    (tile % nb as usize) as u32,
+                );
             }
             Ok(())
         },
@@ -297,12 +480,29 @@ fn gemm(e: &mut Emitter, s: &GemmSpec, mac: &Mac) -> Result<(), String> {
                 m: cm as u32,
                 n: cn as u32,
                 k: ck as u32,
-                a: Tile { addr: sa.at(slot), ld: tk as u32 },
-                b: Tile { addr: sb.at(slot), ld: ld_b },
-                c: Tile { addr: ep.acc.at(cslot), ld: tn as u32 },
+                a: Tile {
+                    addr: sa.at(slot),
+                    ld: tk as u32,
+                },
+                b: Tile {
+                    addr: sb.at(slot),
+                    ld: ld_b,
+                },
+                c: Tile {
+                    addr: ep.acc.at(cslot),
+                    ld: tn as u32,
+                },
             });
             if kk + 1 == kt {
-                let res = ep.apply(e, mac, s.bias.is_some(), cm as u32, cn as u32, tn as u32, cslot);
+                let res = ep.apply(
+                    e,
+                    mac,
+                    s.bias.is_some(),
+                    cm as u32,
+                    cn as u32,
+                    tn as u32,
+                    cslot,
+                );
                 let oes = if mac.rq.is_some() { 1 } else { 4 };
                 e.store(
                     s.out,
@@ -346,21 +546,29 @@ fn conv2d(e: &mut Emitter, s: &ConvSpec, mac: &Mac) -> Result<(), String> {
     let wp = w + 2 * s.win.padding[1];
     let band_h = |rows: usize| (rows - 1) * s.win.stride[0] + (r - 1) * s.win.dilation[0] + 1;
     let (mut rows, mut kc) = (oh, kg.min(128));
-    let fits = |e: &mut Emitter, rows: usize, kc: usize| -> Option<(Slots, Slots, Slots, Epilogue)> {
-        e.sram_reset();
-        let p = (rows * ow) as u64;
-        let band = e.sram_alloc(((cg * band_h(rows) * wp) as u64 * es).next_multiple_of(4), nb).ok()?;
-        let cols = e.sram_alloc(p * crs as u64 * es, nb).ok()?;
-        let wt = e.sram_alloc((kc * crs) as u64 * es, nb).ok()?;
-        let ep = Epilogue::alloc(e, mac, p, kc as u64, nb).ok()?;
-        Some((band, cols, wt, ep))
-    };
+    let fits =
+        |e: &mut Emitter, rows: usize, kc: usize| -> Option<(Slots, Slots, Slots, Epilogue)> {
+            e.sram_reset();
+            let p = (rows * ow) as u64;
+            let band = e
+                .sram_alloc(
+                    ((cg * band_h(rows) * wp) as u64 * es).next_multiple_of(4),
+                    nb,
+                )
+                .ok()?;
+            let cols = e.sram_alloc(p * crs as u64 * es, nb).ok()?;
+            let wt = e.sram_alloc((kc * crs) as u64 * es, nb).ok()?;
+            let ep = Epilogue::alloc(e, mac, p, kc as u64, nb).ok()?;
+            Some((band, cols, wt, ep))
+        };
     let (sband, scols, swt, ep) = loop {
         if let Some(x) = fits(e, rows, kc) {
             break x;
         }
         if rows == 1 && kc == 1 {
-            return Err(format!("one output row of {ow} pixels with {crs} taps per channel does not fit"));
+            return Err(format!(
+                "one output row of {ow} pixels with {crs} taps per channel does not fit"
+            ));
         }
         if rows > 1 {
             rows = rows.div_ceil(2);
@@ -378,7 +586,14 @@ fn conv2d(e: &mut Emitter, s: &ConvSpec, mac: &Mac) -> Result<(), String> {
         let grp = (st / bands / chunks) % s.groups;
         let img = st / bands / chunks / s.groups;
         let y0 = band * rows;
-        (img, grp, chunk * kc, (kg - chunk * kc).min(kc), y0, (oh - y0).min(rows))
+        (
+            img,
+            grp,
+            chunk * kc,
+            (kg - chunk * kc).min(kc),
+            y0,
+            (oh - y0).min(rows),
+        )
     };
     let e32 = es as u32;
     e.pipeline(
@@ -388,7 +603,11 @@ fn conv2d(e: &mut Emitter, s: &ConvSpec, mac: &Mac) -> Result<(), String> {
             let bh = band_h(nrows);
             let band = sband.at(slot);
             let fill_len = ((cg * bh * wp) as u64 * es).next_multiple_of(4) as u32;
-            e.push(Insn::Fill { dst: band, len: fill_len, pattern: 0 });
+            e.push(Insn::Fill {
+                dst: band,
+                len: fill_len,
+                pattern: 0,
+            });
             // Input rows iy_lo..iy_lo+bh of the padded image; load the ones
             // that exist.
             let iy_lo = (y0 * s.win.stride[0]) as isize - s.win.padding[0] as isize;
@@ -396,18 +615,32 @@ fn conv2d(e: &mut Emitter, s: &ConvSpec, mac: &Mac) -> Result<(), String> {
             let last = ((iy_lo + bh as isize).min(h as isize)).max(first as isize) as usize;
             if last > first {
                 let off = (((img * c + grp * cg) * h + first) * w) as u64 * es;
-                let dst = band + (((first as isize - iy_lo) as usize * wp + s.win.padding[1]) as u64 * es) as u32;
+                let dst = band
+                    + (((first as isize - iy_lo) as usize * wp + s.win.padding[1]) as u64 * es)
+                        as u32;
                 let rowb = (w as u64 * es) as u32;
                 e.load(
                     s.xl,
                     off,
                     dst,
-                    Strided { shape: [rowb, (last - first) as u32, cg as u32], stride: [rowb, (h as u64 * w as u64 * es) as u32] },
-                    Strided { shape: [rowb, (last - first) as u32, cg as u32], stride: [(wp as u64 * es) as u32, ((bh * wp) as u64 * es) as u32] },
+                    Strided {
+                        shape: [rowb, (last - first) as u32, cg as u32],
+                        stride: [rowb, (h as u64 * w as u64 * es) as u32],
+                    },
+                    Strided {
+                        shape: [rowb, (last - first) as u32, cg as u32],
+                        stride: [(wp as u64 * es) as u32, ((bh * wp) as u64 * es) as u32],
+                    },
                 );
             }
             let wbytes = (kcn * crs) as u32 * e32;
-            e.load(s.wl, ((grp * kg + k0) * crs) as u64 * es, swt.at(slot), Strided::contiguous(wbytes), Strided::contiguous(wbytes));
+            e.load(
+                s.wl,
+                ((grp * kg + k0) * crs) as u64 * es,
+                swt.at(slot),
+                Strided::contiguous(wbytes),
+                Strided::contiguous(wbytes),
+            );
             ep.load_consts(e, mac, s.bl, grp * kg + k0, kcn, slot);
             Ok(())
         },
@@ -420,12 +653,24 @@ fn conv2d(e: &mut Emitter, s: &ConvSpec, mac: &Mac) -> Result<(), String> {
                 for ri in 0..r {
                     for si in 0..sw {
                         let tap = (ci * r + ri) * sw + si;
-                        let src = sband.at(slot) + ((ci * bh * wp + ri * s.win.dilation[0] * wp + si * s.win.dilation[1]) as u64 * es) as u32;
+                        let src = sband.at(slot)
+                            + ((ci * bh * wp + ri * s.win.dilation[0] * wp + si * s.win.dilation[1])
+                                as u64
+                                * es) as u32;
                         e.push(Insn::Copy {
                             src,
                             dst: cols + tap as u32 * e32,
-                            src_layout: Strided { shape: [e32, ow as u32, nrows as u32], stride: [(s.win.stride[1] as u32) * e32, (s.win.stride[0] * wp) as u32 * e32] },
-                            dst_layout: Strided { shape: [e32, ow as u32, nrows as u32], stride: [crs as u32 * e32, (ow * crs) as u32 * e32] },
+                            src_layout: Strided {
+                                shape: [e32, ow as u32, nrows as u32],
+                                stride: [
+                                    (s.win.stride[1] as u32) * e32,
+                                    (s.win.stride[0] * wp) as u32 * e32,
+                                ],
+                            },
+                            dst_layout: Strided {
+                                shape: [e32, ow as u32, nrows as u32],
+                                stride: [crs as u32 * e32, (ow * crs) as u32 * e32],
+                            },
                         });
                     }
                 }
@@ -437,9 +682,18 @@ fn conv2d(e: &mut Emitter, s: &ConvSpec, mac: &Mac) -> Result<(), String> {
                 m: p,
                 n: kcn as u32,
                 k: crs as u32,
-                a: Tile { addr: cols, ld: crs as u32 },
-                b: Tile { addr: swt.at(slot), ld: crs as u32 },
-                c: Tile { addr: ep.acc.at(slot), ld: kc as u32 },
+                a: Tile {
+                    addr: cols,
+                    ld: crs as u32,
+                },
+                b: Tile {
+                    addr: swt.at(slot),
+                    ld: crs as u32,
+                },
+                c: Tile {
+                    addr: ep.acc.at(slot),
+                    ld: kc as u32,
+                },
             });
             let res = ep.apply(e, mac, s.bl.is_some(), p, kcn as u32, kc as u32, slot);
             let oes: u32 = if mac.rq.is_some() { 1 } else { 4 };
@@ -449,8 +703,14 @@ fn conv2d(e: &mut Emitter, s: &ConvSpec, mac: &Mac) -> Result<(), String> {
                 s.out,
                 off,
                 res,
-                Strided { shape: [oes, kcn as u32, p], stride: [(oh * ow) as u32 * oes, oes] },
-                Strided { shape: [oes, kcn as u32, p], stride: [oes, kc as u32 * oes] },
+                Strided {
+                    shape: [oes, kcn as u32, p],
+                    stride: [(oh * ow) as u32 * oes, oes],
+                },
+                Strided {
+                    shape: [oes, kcn as u32, p],
+                    stride: [oes, kc as u32 * oes],
+                },
             );
             Ok(())
         },
@@ -481,15 +741,30 @@ fn unary_f32(e: &mut Emitter, op: UnaryOp, x: Loc, out: Loc, n: usize) -> Result
         |e, i, slot| {
             let (o, l) = chunk(i, size, n);
             let b = (l * 4) as u32;
-            e.load(x, o as u64 * 4, slots.at(slot), Strided::contiguous(b), Strided::contiguous(b));
+            e.load(
+                x,
+                o as u64 * 4,
+                slots.at(slot),
+                Strided::contiguous(b),
+                Strided::contiguous(b),
+            );
             Ok(())
         },
         |e, i, slot| {
             let (o, l) = chunk(i, size, n);
-            let t = Tile { addr: slots.at(slot), ld: l as u32 };
+            let t = Tile {
+                addr: slots.at(slot),
+                ld: l as u32,
+            };
             e.push(unary_insn(op, 1, l as u32, t, t));
             let b = (l * 4) as u32;
-            e.store(out, o as u64 * 4, slots.at(slot), Strided::contiguous(b), Strided::contiguous(b));
+            e.store(
+                out,
+                o as u64 * 4,
+                slots.at(slot),
+                Strided::contiguous(b),
+                Strided::contiguous(b),
+            );
             Ok(())
         },
     )
@@ -503,7 +778,10 @@ fn unary_i8(e: &mut Emitter, x: Loc, out: Loc, n: usize, lo: i8, hi: i8) -> Resu
     let mut size = n.min(16384);
     let (s8, s32) = loop {
         e.sram_reset();
-        if let (Ok(a), Ok(b)) = (e.sram_alloc(size as u64, nb), e.sram_alloc(size as u64 * 4, nb)) {
+        if let (Ok(a), Ok(b)) = (
+            e.sram_alloc(size as u64, nb),
+            e.sram_alloc(size as u64 * 4, nb),
+        ) {
             break (a, b);
         }
         if size == 1 {
@@ -515,15 +793,56 @@ fn unary_i8(e: &mut Emitter, x: Loc, out: Loc, n: usize, lo: i8, hi: i8) -> Resu
         n.div_ceil(size),
         |e, i, slot| {
             let (o, l) = chunk(i, size, n);
-            e.load(x, o as u64, s8.at(slot), Strided::contiguous(l as u32), Strided::contiguous(l as u32));
+            e.load(
+                x,
+                o as u64,
+                s8.at(slot),
+                Strided::contiguous(l as u32),
+                Strided::contiguous(l as u32),
+            );
             Ok(())
         },
         |e, i, slot| {
             let (o, l) = chunk(i, size, n);
-            let (t8, t32) = (Tile { addr: s8.at(slot), ld: l as u32 }, Tile { addr: s32.at(slot), ld: l as u32 });
-            e.push(Insn::Convert { conv: Conversion::I8ToI32, rows: 1, cols: l as u32, src: t8, dst: t32, zero_point: 0, scale: 0.0 });
-            e.push(Insn::Requant { rows: 1, cols: l as u32, src: t32, dst: t8, mult: 2, per_channel: false, bias: None, shift: 1, zero_point: 0, lo, hi });
-            e.store(out, o as u64, s8.at(slot), Strided::contiguous(l as u32), Strided::contiguous(l as u32));
+            let (t8, t32) = (
+                Tile {
+                    addr: s8.at(slot),
+                    ld: l as u32,
+                },
+                Tile {
+                    addr: s32.at(slot),
+                    ld: l as u32,
+                },
+            );
+            e.push(Insn::Convert {
+                conv: Conversion::I8ToI32,
+                rows: 1,
+                cols: l as u32,
+                src: t8,
+                dst: t32,
+                zero_point: 0,
+                scale: 0.0,
+            });
+            e.push(Insn::Requant {
+                rows: 1,
+                cols: l as u32,
+                src: t32,
+                dst: t8,
+                mult: 2,
+                per_channel: false,
+                bias: None,
+                shift: 1,
+                zero_point: 0,
+                lo,
+                hi,
+            });
+            e.store(
+                out,
+                o as u64,
+                s8.at(slot),
+                Strided::contiguous(l as u32),
+                Strided::contiguous(l as u32),
+            );
             Ok(())
         },
     )
@@ -556,7 +875,16 @@ fn classify(out: &[usize], b: &[usize]) -> Option<(usize, usize, Broadcast)> {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn binary(g: &Graph, e: &mut Emitter, step: &Step, op: BinaryOp, a: ValueId, b: ValueId, plan: &Plan, out: Loc) -> R<()> {
+fn binary(
+    g: &Graph,
+    e: &mut Emitter,
+    step: &Step,
+    op: BinaryOp,
+    a: ValueId,
+    b: ValueId,
+    plan: &Plan,
+    out: Loc,
+) -> R<()> {
     let node = g.node(step.node);
     let oshape = &node.ty.shape;
     let (mut a, mut b) = (a, b);
@@ -567,7 +895,11 @@ fn binary(g: &Graph, e: &mut Emitter, step: &Step, op: BinaryOp, a: ValueId, b: 
         std::mem::swap(&mut a, &mut b);
         negate = op == BinaryOp::Sub;
     }
-    let unsupported = |why: String| LowerError::Unsupported { name: node.name.clone(), op: op.name(), why };
+    let unsupported = |why: String| LowerError::Unsupported {
+        name: node.name.clone(),
+        op: op.name(),
+        why,
+    };
     if g.ty(a).elems() != node.ty.elems() {
         return Err(unsupported(format!("the first operand of {} must have the result's shape {:?} (only the second one broadcasts on the device)", op.name(), oshape)));
     }
@@ -614,7 +946,10 @@ fn binary(g: &Graph, e: &mut Emitter, step: &Step, op: BinaryOp, a: ValueId, b: 
             Broadcast::PerRow => tr,
             _ => tc,
         };
-        if let (Ok(x), Ok(y)) = (e.sram_alloc((tr * tc * 4) as u64, nb), e.sram_alloc((bsz * 4) as u64, nb)) {
+        if let (Ok(x), Ok(y)) = (
+            e.sram_alloc((tr * tc * 4) as u64, nb),
+            e.sram_alloc((bsz * 4) as u64, nb),
+        ) {
             break (x, y);
         }
         if tr == 1 && tc == 1 {
@@ -632,7 +967,14 @@ fn binary(g: &Graph, e: &mut Emitter, step: &Step, op: BinaryOp, a: ValueId, b: 
     let dims = |s: usize| {
         let (o, s) = (s / per_block, s % per_block);
         let (r0, c0) = ((s / ct) * tr, (s % ct) * tc);
-        (o * inner, b_outer(o), r0, c0, (rows - r0).min(tr), (cols - c0).min(tc))
+        (
+            o * inner,
+            b_outer(o),
+            r0,
+            c0,
+            (rows - r0).min(tr),
+            (cols - c0).min(tc),
+        )
     };
     let pitch = cols as u32 * 4;
     e.pipeline(
@@ -640,39 +982,107 @@ fn binary(g: &Graph, e: &mut Emitter, step: &Step, op: BinaryOp, a: ValueId, b: 
         |e, s, slot| {
             let (base, bbase, r0, c0, cr, cc) = dims(s);
             let off = (base + r0 * cols + c0) as u64 * 4;
-            e.load(al, off, sa.at(slot), Strided::rows(cc as u32 * 4, cr as u32, pitch), Strided::rows(cc as u32 * 4, cr as u32, tc as u32 * 4));
+            e.load(
+                al,
+                off,
+                sa.at(slot),
+                Strided::rows(cc as u32 * 4, cr as u32, pitch),
+                Strided::rows(cc as u32 * 4, cr as u32, tc as u32 * 4),
+            );
             match bc {
-                Broadcast::None => e.load(bl, (bbase + r0 * cols + c0) as u64 * 4, sb.at(slot), Strided::rows(cc as u32 * 4, cr as u32, pitch), Strided::rows(cc as u32 * 4, cr as u32, tc as u32 * 4)),
-                Broadcast::PerRow => e.load(bl, (bbase + r0) as u64 * 4, sb.at(slot), Strided::contiguous(cr as u32 * 4), Strided::contiguous(cr as u32 * 4)),
-                _ => e.load(bl, (bbase + c0) as u64 * 4, sb.at(slot), Strided::contiguous(cc as u32 * 4), Strided::contiguous(cc as u32 * 4)),
+                Broadcast::None => e.load(
+                    bl,
+                    (bbase + r0 * cols + c0) as u64 * 4,
+                    sb.at(slot),
+                    Strided::rows(cc as u32 * 4, cr as u32, pitch),
+                    Strided::rows(cc as u32 * 4, cr as u32, tc as u32 * 4),
+                ),
+                Broadcast::PerRow => e.load(
+                    bl,
+                    (bbase + r0) as u64 * 4,
+                    sb.at(slot),
+                    Strided::contiguous(cr as u32 * 4),
+                    Strided::contiguous(cr as u32 * 4),
+                ),
+                _ => e.load(
+                    bl,
+                    (bbase + c0) as u64 * 4,
+                    sb.at(slot),
+                    Strided::contiguous(cc as u32 * 4),
+                    Strided::contiguous(cc as u32 * 4),
+                ),
             }
             Ok(())
         },
         |e, s, slot| {
             let (base, _, r0, c0, cr, cc) = dims(s);
-            let t = Tile { addr: sa.at(slot), ld: tc as u32 };
-            let bt = Tile { addr: sb.at(slot), ld: tc as u32 };
-            e.push(Insn::Binary { op: isa_op, dtype: isa::DType::F32, bcast: bc, rows: cr as u32, cols: cc as u32, a: t, b: bt, out: t, scalar: 0 });
+            let t = Tile {
+                addr: sa.at(slot),
+                ld: tc as u32,
+            };
+            let bt = Tile {
+                addr: sb.at(slot),
+                ld: tc as u32,
+            };
+            e.push(Insn::Binary {
+                op: isa_op,
+                dtype: isa::DType::F32,
+                bcast: bc,
+                rows: cr as u32,
+                cols: cc as u32,
+                a: t,
+                b: bt,
+                out: t,
+                scalar: 0,
+            });
             if negate {
                 let m1 = (-1.0f32).to_bits();
-                e.push(Insn::Binary { op: isa::BinaryOp::Mul, dtype: isa::DType::F32, bcast: Broadcast::Scalar, rows: cr as u32, cols: cc as u32, a: t, b: t, out: t, scalar: m1 });
+                e.push(Insn::Binary {
+                    op: isa::BinaryOp::Mul,
+                    dtype: isa::DType::F32,
+                    bcast: Broadcast::Scalar,
+                    rows: cr as u32,
+                    cols: cc as u32,
+                    a: t,
+                    b: t,
+                    out: t,
+                    scalar: m1,
+                });
             }
             let off = (base + r0 * cols + c0) as u64 * 4;
-            e.store(out, off, sa.at(slot), Strided::rows(cc as u32 * 4, cr as u32, pitch), Strided::rows(cc as u32 * 4, cr as u32, tc as u32 * 4));
+            e.store(
+                out,
+                off,
+                sa.at(slot),
+                Strided::rows(cc as u32 * 4, cr as u32, pitch),
+                Strided::rows(cc as u32 * 4, cr as u32, tc as u32 * 4),
+            );
             Ok(())
         },
     )
 }
 
 #[allow(clippy::too_many_arguments)]
-fn pool(e: &mut Emitter, kind: PoolKind, ishape: &[usize], oshape: &[usize], kernel: [usize; 2], win: &Window, x: Loc, out: Loc) -> Result<(), String> {
+fn pool(
+    e: &mut Emitter,
+    kind: PoolKind,
+    ishape: &[usize],
+    oshape: &[usize],
+    kernel: [usize; 2],
+    win: &Window,
+    x: Loc,
+    out: Loc,
+) -> Result<(), String> {
     let planes = ishape[0] * ishape[1];
     let (ih, iw, oh, ow) = (ishape[2], ishape[3], oshape[2], oshape[3]);
     let nb = e.nbuf();
     let mut tp = planes;
     let (si, so) = loop {
         e.sram_reset();
-        if let (Ok(a), Ok(b)) = (e.sram_alloc((tp * ih * iw * 4) as u64, nb), e.sram_alloc((tp * oh * ow * 4) as u64, nb)) {
+        if let (Ok(a), Ok(b)) = (
+            e.sram_alloc((tp * ih * iw * 4) as u64, nb),
+            e.sram_alloc((tp * oh * ow * 4) as u64, nb),
+        ) {
             break (a, b);
         }
         if tp == 1 {
@@ -685,7 +1095,13 @@ fn pool(e: &mut Emitter, kind: PoolKind, ishape: &[usize], oshape: &[usize], ker
         planes.div_ceil(tp),
         |e, s, slot| {
             let (p0, np) = chunk(s, tp, planes);
-            e.load(x, p0 as u64 * ipl as u64, si.at(slot), Strided::contiguous(np as u32 * ipl), Strided::contiguous(np as u32 * ipl));
+            e.load(
+                x,
+                p0 as u64 * ipl as u64,
+                si.at(slot),
+                Strided::contiguous(np as u32 * ipl),
+                Strided::contiguous(np as u32 * ipl),
+            );
             Ok(())
         },
         |e, s, slot| {
@@ -700,9 +1116,24 @@ fn pool(e: &mut Emitter, kind: PoolKind, ishape: &[usize], oshape: &[usize], ker
                 stride: [win.stride[0] as u8, win.stride[1] as u8],
                 pad: [win.padding[0] as u8, win.padding[1] as u8],
             };
-            let op = if kind == PoolKind::Max { isa::PoolOp::Max } else { isa::PoolOp::Avg };
-            e.push(Insn::Pool { op, geom, src: si.at(slot), dst: so.at(slot) });
-            e.store(out, p0 as u64 * opl as u64, so.at(slot), Strided::contiguous(np as u32 * opl), Strided::contiguous(np as u32 * opl));
+            let op = if kind == PoolKind::Max {
+                isa::PoolOp::Max
+            } else {
+                isa::PoolOp::Avg
+            };
+            e.push(Insn::Pool {
+                op,
+                geom,
+                src: si.at(slot),
+                dst: so.at(slot),
+            });
+            e.store(
+                out,
+                p0 as u64 * opl as u64,
+                so.at(slot),
+                Strided::contiguous(np as u32 * opl),
+                Strided::contiguous(np as u32 * opl),
+            );
             Ok(())
         },
     )
@@ -715,11 +1146,16 @@ fn softmax(e: &mut Emitter, x: Loc, out: Loc, rows: usize, cols: usize) -> Resul
     let mut tr = rows;
     let (sx, sv) = loop {
         e.sram_reset();
-        if let (Ok(a), Ok(b)) = (e.sram_alloc((tr * cols * 4) as u64, nb), e.sram_alloc((tr * 4) as u64, nb)) {
+        if let (Ok(a), Ok(b)) = (
+            e.sram_alloc((tr * cols * 4) as u64, nb),
+            e.sram_alloc((tr * 4) as u64, nb),
+        ) {
             break (a, b);
         }
         if tr == 1 {
-            return Err(format!("one row of {cols} elements does not fit; softmax needs a whole row in SRAM"));
+            return Err(format!(
+                "one row of {cols} elements does not fit; softmax needs a whole row in SRAM"
+            ));
         }
         tr = tr.div_ceil(2);
     };
@@ -728,22 +1164,94 @@ fn softmax(e: &mut Emitter, x: Loc, out: Loc, rows: usize, cols: usize) -> Resul
         rows.div_ceil(tr),
         |e, s, slot| {
             let (r0, nr) = chunk(s, tr, rows);
-            e.load(x, (r0 * cols * 4) as u64, sx.at(slot), Strided::contiguous(bytes(nr)), Strided::contiguous(bytes(nr)));
+            e.load(
+                x,
+                (r0 * cols * 4) as u64,
+                sx.at(slot),
+                Strided::contiguous(bytes(nr)),
+                Strided::contiguous(bytes(nr)),
+            );
             Ok(())
         },
         |e, s, slot| {
             let (r0, nr) = chunk(s, tr, rows);
             let (nr32, c32) = (nr as u32, cols as u32);
-            let t = Tile { addr: sx.at(slot), ld: c32 };
-            let v = Tile { addr: sv.at(slot), ld: nr32 };
+            let t = Tile {
+                addr: sx.at(slot),
+                ld: c32,
+            };
+            let v = Tile {
+                addr: sv.at(slot),
+                ld: nr32,
+            };
             let f = isa::DType::F32;
-            e.push(Insn::Reduce { op: ReduceOp::Max, axis: Axis::Cols, dtype: f, rows: nr32, cols: c32, src: t, dst: v.addr });
-            e.push(Insn::Binary { op: isa::BinaryOp::Sub, dtype: f, bcast: Broadcast::PerRow, rows: nr32, cols: c32, a: t, b: v, out: t, scalar: 0 });
-            e.push(Insn::Unary { op: isa::UnaryOp::Exp, dtype: f, rows: nr32, cols: c32, src: t, dst: t, lo: 0, hi: 0 });
-            e.push(Insn::Reduce { op: ReduceOp::Sum, axis: Axis::Cols, dtype: f, rows: nr32, cols: c32, src: t, dst: v.addr });
-            e.push(Insn::Unary { op: isa::UnaryOp::Recip, dtype: f, rows: 1, cols: nr32, src: v, dst: v, lo: 0, hi: 0 });
-            e.push(Insn::Binary { op: isa::BinaryOp::Mul, dtype: f, bcast: Broadcast::PerRow, rows: nr32, cols: c32, a: t, b: v, out: t, scalar: 0 });
-            e.store(out, (r0 * cols * 4) as u64, sx.at(slot), Strided::contiguous(bytes(nr)), Strided::contiguous(bytes(nr)));
+            e.push(Insn::Reduce {
+                op: ReduceOp::Max,
+                axis: Axis::Cols,
+                dtype: f,
+                rows: nr32,
+                cols: c32,
+                src: t,
+                dst: v.addr,
+            });
+            e.push(Insn::Binary {
+                op: isa::BinaryOp::Sub,
+                dtype: f,
+                bcast: Broadcast::PerRow,
+                rows: nr32,
+                cols: c32,
+                a: t,
+                b: v,
+                out: t,
+                scalar: 0,
+            });
+            e.push(Insn::Unary {
+                op: isa::UnaryOp::Exp,
+                dtype: f,
+                rows: nr32,
+                cols: c32,
+                src: t,
+                dst: t,
+                lo: 0,
+                hi: 0,
+            });
+            e.push(Insn::Reduce {
+                op: ReduceOp::Sum,
+                axis: Axis::Cols,
+                dtype: f,
+                rows: nr32,
+                cols: c32,
+                src: t,
+                dst: v.addr,
+            });
+            e.push(Insn::Unary {
+                op: isa::UnaryOp::Recip,
+                dtype: f,
+                rows: 1,
+                cols: nr32,
+                src: v,
+                dst: v,
+                lo: 0,
+                hi: 0,
+            });
+            e.push(Insn::Binary {
+                op: isa::BinaryOp::Mul,
+                dtype: f,
+                bcast: Broadcast::PerRow,
+                rows: nr32,
+                cols: c32,
+                a: t,
+                b: v,
+                out: t,
+                scalar: 0,
+            });
+            e.store(
+                out,
+                (r0 * cols * 4) as u64,
+                sx.at(slot),
+                Strided::contiguous(bytes(nr)),
+                Strided::contiguous(bytes(nr)),
+            );
             Ok(())
         },
     )
@@ -763,7 +1271,10 @@ fn chunk_slots(e: &mut Emitter, n: usize) -> Result<(usize, Slots, Slots), Strin
     let mut size = n.min(16384);
     loop {
         e.sram_reset();
-        if let (Ok(a), Ok(b)) = (e.sram_alloc(size as u64, nb), e.sram_alloc(size as u64 * 4, nb)) {
+        if let (Ok(a), Ok(b)) = (
+            e.sram_alloc(size as u64, nb),
+            e.sram_alloc(size as u64 * 4, nb),
+        ) {
             return Ok((size, a, b));
         }
         if size == 1 {
@@ -782,18 +1293,69 @@ fn quantize(e: &mut Emitter, x: Loc, out: Loc, n: usize, scale: f32, zp: i8) -> 
         |e, i, slot| {
             let (o, l) = chunk(i, size, n);
             let b = (l * 4) as u32;
-            e.load(x, o as u64 * 4, s32.at(slot), Strided::contiguous(b), Strided::contiguous(b));
+            e.load(
+                x,
+                o as u64 * 4,
+                s32.at(slot),
+                Strided::contiguous(b),
+                Strided::contiguous(b),
+            );
             Ok(())
         },
         |e, i, slot| {
             let (o, l) = chunk(i, size, n);
             let l32 = l as u32;
-            let (t8, t32) = (Tile { addr: s8.at(slot), ld: l32 }, Tile { addr: s32.at(slot), ld: l32 });
+            let (t8, t32) = (
+                Tile {
+                    addr: s8.at(slot),
+                    ld: l32,
+                },
+                Tile {
+                    addr: s32.at(slot),
+                    ld: l32,
+                },
+            );
             let inv = (1.0f32 / scale).to_bits();
-            e.push(Insn::Binary { op: isa::BinaryOp::Mul, dtype: isa::DType::F32, bcast: Broadcast::Scalar, rows: 1, cols: l32, a: t32, b: t32, out: t32, scalar: inv });
-            e.push(Insn::Convert { conv: Conversion::F32ToI32, rows: 1, cols: l32, src: t32, dst: t32, zero_point: 0, scale: 0.0 });
-            e.push(Insn::Requant { rows: 1, cols: l32, src: t32, dst: t8, mult: 2, per_channel: false, bias: None, shift: 1, zero_point: zp, lo: -128, hi: 127 });
-            e.store(out, o as u64, s8.at(slot), Strided::contiguous(l32), Strided::contiguous(l32));
+            e.push(Insn::Binary {
+                op: isa::BinaryOp::Mul,
+                dtype: isa::DType::F32,
+                bcast: Broadcast::Scalar,
+                rows: 1,
+                cols: l32,
+                a: t32,
+                b: t32,
+                out: t32,
+                scalar: inv,
+            });
+            e.push(Insn::Convert {
+                conv: Conversion::F32ToI32,
+                rows: 1,
+                cols: l32,
+                src: t32,
+                dst: t32,
+                zero_point: 0,
+                scale: 0.0,
+            });
+            e.push(Insn::Requant {
+                rows: 1,
+                cols: l32,
+                src: t32,
+                dst: t8,
+                mult: 2,
+                per_channel: false,
+                bias: None,
+                shift: 1,
+                zero_point: zp,
+                lo: -128,
+                hi: 127,
+            });
+            e.store(
+                out,
+                o as u64,
+                s8.at(slot),
+                Strided::contiguous(l32),
+                Strided::contiguous(l32),
+            );
             Ok(())
         },
     )
@@ -801,22 +1363,58 @@ fn quantize(e: &mut Emitter, x: Loc, out: Loc, n: usize, scale: f32, zp: i8) -> 
 }
 
 /// i8 -> f32: `(q - zp) * scale` with one CONVERT.
-fn dequantize(e: &mut Emitter, x: Loc, out: Loc, n: usize, scale: f32, zp: i8) -> Result<(), String> {
+fn dequantize(
+    e: &mut Emitter,
+    x: Loc,
+    out: Loc,
+    n: usize,
+    scale: f32,
+    zp: i8,
+) -> Result<(), String> {
     let (size, s8, s32) = chunk_slots(e, n)?;
     e.pipeline(
         n.div_ceil(size),
         |e, i, slot| {
             let (o, l) = chunk(i, size, n);
-            e.load(x, o as u64, s8.at(slot), Strided::contiguous(l as u32), Strided::contiguous(l as u32));
+            e.load(
+                x,
+                o as u64,
+                s8.at(slot),
+                Strided::contiguous(l as u32),
+                Strided::contiguous(l as u32),
+            );
             Ok(())
         },
         |e, i, slot| {
             let (o, l) = chunk(i, size, n);
             let l32 = l as u32;
-            let (t8, t32) = (Tile { addr: s8.at(slot), ld: l32 }, Tile { addr: s32.at(slot), ld: l32 });
-            e.push(Insn::Convert { conv: Conversion::I8ToF32, rows: 1, cols: l32, src: t8, dst: t32, zero_point: zp as i32, scale });
+            let (t8, t32) = (
+                Tile {
+                    addr: s8.at(slot),
+                    ld: l32,
+                },
+                Tile {
+                    addr: s32.at(slot),
+                    ld: l32,
+                },
+            );
+            e.push(Insn::Convert {
+                conv: Conversion::I8ToF32,
+                rows: 1,
+                cols: l32,
+                src: t8,
+                dst: t32,
+                zero_point: zp as i32,
+                scale,
+            });
             let b = l32 * 4;
-            e.store(out, o as u64 * 4, s32.at(slot), Strided::contiguous(b), Strided::contiguous(b));
+            e.store(
+                out,
+                o as u64 * 4,
+                s32.at(slot),
+                Strided::contiguous(b),
+                Strided::contiguous(b),
+            );
             Ok(())
         },
     )

@@ -30,7 +30,10 @@ pub struct Plan {
 
 impl Plan {
     pub fn loc(&self, v: ValueId) -> Loc {
-        self.locs[v.0].unwrap_or(Loc { buffer: 0, offset: 0 })
+        self.locs[v.0].unwrap_or(Loc {
+            buffer: 0,
+            offset: 0,
+        })
     }
 }
 
@@ -50,20 +53,45 @@ pub fn plan(graph: &Graph, opts: CompileOptions) -> Result<Plan, LowerError> {
             Op::Input => {}
             Op::Gemm { .. } | Op::Conv2d { .. } if opts.fuse && uses[i] == 1 && !is_output(v) => {
                 // Look for the single consumer: a relu/clamp right on this value.
-                let consumer = graph.nodes().iter().enumerate().skip(i + 1).find(|(_, c)| c.op.operands().contains(&v));
+                let consumer = graph
+                    .nodes()
+                    .iter()
+                    .enumerate()
+                    .skip(i + 1)
+                    .find(|(_, c)| c.op.operands().contains(&v));
                 match consumer {
-                    Some((ci, c)) if matches!(c.op, Op::Unary { op: UnaryOp::Relu | UnaryOp::Clamp { .. }, .. }) => {
+                    Some((ci, c))
+                        if matches!(
+                            c.op,
+                            Op::Unary {
+                                op: UnaryOp::Relu | UnaryOp::Clamp { .. },
+                                ..
+                            }
+                        ) =>
+                    {
                         let act = match c.op {
                             Op::Unary { op, .. } => Some(op),
                             _ => None,
                         };
                         absorbed[ci] = true;
-                        steps.push(Step { node: v, activation: act, out: ValueId(ci) });
+                        steps.push(Step {
+                            node: v,
+                            activation: act,
+                            out: ValueId(ci),
+                        });
                     }
-                    _ => steps.push(Step { node: v, activation: None, out: v }),
+                    _ => steps.push(Step {
+                        node: v,
+                        activation: None,
+                        out: v,
+                    }),
                 }
             }
-            _ => steps.push(Step { node: v, activation: None, out: v }),
+            _ => steps.push(Step {
+                node: v,
+                activation: None,
+                out: v,
+            }),
         }
     }
 
@@ -75,17 +103,32 @@ pub fn plan(graph: &Graph, opts: CompileOptions) -> Result<Plan, LowerError> {
             return Err(LowerError::Unsupported {
                 name: graph.node(v).name.clone(),
                 op: "input",
-                why: "an input cannot also be an output; add an op (e.g. `max(x, x)`) to copy it".into(),
+                why: "an input cannot also be an output; add an op (e.g. `max(x, x)`) to copy it"
+                    .into(),
             });
         }
-        locs[v.0] = Some(Loc { buffer: buffers.len(), offset: 0 });
+        locs[v.0] = Some(Loc {
+            buffer: buffers.len(),
+            offset: 0,
+        });
         io.push((graph.node(v).name.clone(), buffers.len()));
-        buffers.push(BufferDesc { name: graph.node(v).name.clone(), kind: BufferKind::Input, size: graph.ty(v).bytes() as u64 });
+        buffers.push(BufferDesc {
+            name: graph.node(v).name.clone(),
+            kind: BufferKind::Input,
+            size: graph.ty(v).bytes() as u64,
+        });
     }
     for &v in graph.outputs() {
-        locs[v.0] = Some(Loc { buffer: buffers.len(), offset: 0 });
+        locs[v.0] = Some(Loc {
+            buffer: buffers.len(),
+            offset: 0,
+        });
         io.push((graph.node(v).name.clone(), buffers.len()));
-        buffers.push(BufferDesc { name: graph.node(v).name.clone(), kind: BufferKind::Output, size: graph.ty(v).bytes() as u64 });
+        buffers.push(BufferDesc {
+            name: graph.node(v).name.clone(),
+            kind: BufferKind::Output,
+            size: graph.ty(v).bytes() as u64,
+        });
     }
     // Intermediates share one scratch buffer: a value occupies its region
     // from the step that writes it to the last step that reads it (through
@@ -106,8 +149,14 @@ pub fn plan(graph: &Graph, opts: CompileOptions) -> Result<Plan, LowerError> {
     let mut arena = Arena::default();
     for (si, s) in steps.iter().enumerate() {
         if locs[s.out.0].is_none() && !matches!(graph.node(s.node).op, Op::Reshape { .. }) {
-            let off = arena.alloc((graph.ty(s.out).bytes() as u64).next_multiple_of(64), last_use[s.out.0].max(si));
-            locs[s.out.0] = Some(Loc { buffer: scratch, offset: off });
+            let off = arena.alloc(
+                (graph.ty(s.out).bytes() as u64).next_multiple_of(64),
+                last_use[s.out.0].max(si),
+            );
+            locs[s.out.0] = Some(Loc {
+                buffer: scratch,
+                offset: off,
+            });
         }
         arena.release_through(si);
     }
@@ -119,16 +168,26 @@ pub fn plan(graph: &Graph, opts: CompileOptions) -> Result<Plan, LowerError> {
                 return Err(LowerError::Unsupported {
                     name: node.name.clone(),
                     op: "reshape",
-                    why: "a reshape cannot be a graph output yet; output its operand instead".into(),
+                    why: "a reshape cannot be a graph output yet; output its operand instead"
+                        .into(),
                 });
             }
             locs[i] = locs[x.0];
         }
     }
     if off > 0 {
-        buffers.push(BufferDesc { name: "scratch".into(), kind: BufferKind::Scratch, size: off });
+        buffers.push(BufferDesc {
+            name: "scratch".into(),
+            kind: BufferKind::Scratch,
+            size: off,
+        });
     }
-    Ok(Plan { buffers, locs, steps, io })
+    Ok(Plan {
+        buffers,
+        locs,
+        steps,
+        io,
+    })
 }
 
 /// First-fit allocation of scratch regions that die after a given step.

@@ -3,7 +3,10 @@
 //! requantization integers as the lowering and the ISA's own
 //! `npu_isa::requantize`, so device int8 results must match exactly.
 
-use crate::ir::{quantize_f32, requant_params, BinaryOp, DType, Graph, Op, PoolKind, Quant, TensorType, UnaryOp, ValueId, Window};
+use crate::ir::{
+    quantize_f32, requant_params, BinaryOp, DType, Graph, Op, PoolKind, Quant, TensorType, UnaryOp,
+    ValueId, Window,
+};
 use std::collections::HashMap;
 
 /// Elements of a tensor, row-major.
@@ -43,8 +46,16 @@ impl TensorData {
     pub fn from_bytes(dtype: DType, b: &[u8]) -> Self {
         let w = |c: &[u8]| [c[0], c[1], c[2], c[3]];
         match dtype {
-            DType::F32 => TensorData::F32(b.chunks_exact(4).map(|c| f32::from_le_bytes(w(c))).collect()),
-            DType::I32 => TensorData::I32(b.chunks_exact(4).map(|c| i32::from_le_bytes(w(c))).collect()),
+            DType::F32 => TensorData::F32(
+                b.chunks_exact(4)
+                    .map(|c| f32::from_le_bytes(w(c)))
+                    .collect(),
+            ),
+            DType::I32 => TensorData::I32(
+                b.chunks_exact(4)
+                    .map(|c| i32::from_le_bytes(w(c)))
+                    .collect(),
+            ),
             DType::I8 => TensorData::I8(b.iter().map(|x| *x as i8).collect()),
         }
     }
@@ -60,21 +71,34 @@ pub struct Tensor {
 pub enum RunError {
     #[error("input `{0}` was not given")]
     MissingInput(String),
-    #[error("input `{name}` should be {want} with {elems} elements, got {got_dtype} with {got_elems}")]
-    BadInput { name: String, want: String, elems: usize, got_dtype: &'static str, got_elems: usize },
+    #[error(
+        "input `{name}` should be {want} with {elems} elements, got {got_dtype} with {got_elems}"
+    )]
+    BadInput {
+        name: String,
+        want: String,
+        elems: usize,
+        got_dtype: &'static str,
+        got_elems: usize,
+    },
     #[error("{0}")]
     Graph(String),
 }
 
 /// Run `graph` on the CPU; returns every graph output by name.
-pub fn run(graph: &Graph, inputs: &HashMap<String, TensorData>) -> Result<HashMap<String, Tensor>, RunError> {
+pub fn run(
+    graph: &Graph,
+    inputs: &HashMap<String, TensorData>,
+) -> Result<HashMap<String, Tensor>, RunError> {
     let mut vals: Vec<TensorData> = Vec::with_capacity(graph.nodes().len());
     for node in graph.nodes() {
         let get = |v: &ValueId| &vals[v.0];
         let ty = &node.ty;
         let out = match &node.op {
             Op::Input => {
-                let d = inputs.get(&node.name).ok_or_else(|| RunError::MissingInput(node.name.clone()))?;
+                let d = inputs
+                    .get(&node.name)
+                    .ok_or_else(|| RunError::MissingInput(node.name.clone()))?;
                 if d.dtype() != ty.dtype || d.len() != ty.elems() {
                     return Err(RunError::BadInput {
                         name: node.name.clone(),
@@ -86,7 +110,13 @@ pub fn run(graph: &Graph, inputs: &HashMap<String, TensorData>) -> Result<HashMa
                 }
                 d.clone()
             }
-            Op::Gemm { a, b, bias, trans_a, trans_b } => {
+            Op::Gemm {
+                a,
+                b,
+                bias,
+                trans_a,
+                trans_b,
+            } => {
                 let (ta, tb) = (graph.ty(*a), graph.ty(*b));
                 let (m, n) = (ty.shape[0], ty.shape[1]);
                 let k = if *trans_a { ta.shape[0] } else { ta.shape[1] };
@@ -115,10 +145,19 @@ pub fn run(graph: &Graph, inputs: &HashMap<String, TensorData>) -> Result<HashMa
                             for j in 0..n {
                                 let mut acc = 0i32;
                                 for p in 0..k {
-                                    acc = acc.wrapping_add(av[ai(i, p)] as i32 * bv[bi(p, j)] as i32);
+                                    acc =
+                                        acc.wrapping_add(av[ai(i, p)] as i32 * bv[bi(p, j)] as i32);
                                 }
                                 let b = bias.as_ref().map_or(0, |b| b[j]);
-                                out[i * n + j] = npu_isa::requantize(acc, b, rq.mults[j], rq.shift, rq.zero_point, -128, 127);
+                                out[i * n + j] = npu_isa::requantize(
+                                    acc,
+                                    b,
+                                    rq.mults[j],
+                                    rq.shift,
+                                    rq.zero_point,
+                                    -128,
+                                    127,
+                                );
                             }
                         }
                         TensorData::I8(out)
@@ -126,35 +165,96 @@ pub fn run(graph: &Graph, inputs: &HashMap<String, TensorData>) -> Result<HashMa
                     _ => return Err(RunError::Graph(format!("{}: operand types", node.name))),
                 }
             }
-            Op::Conv2d { input, weight, bias, window, groups } => conv2d(graph, ty, get(input), graph.ty(*input), get(weight), graph.ty(*weight), bias.map(|b| get(&b)), window, *groups)?,
+            Op::Conv2d {
+                input,
+                weight,
+                bias,
+                window,
+                groups,
+            } => conv2d(
+                graph,
+                ty,
+                get(input),
+                graph.ty(*input),
+                get(weight),
+                graph.ty(*weight),
+                bias.map(|b| get(&b)),
+                window,
+                *groups,
+            )?,
             Op::Binary { op, a, b } => {
                 let (av, bv) = (real(get(a), graph.ty(*a)), real(get(b), graph.ty(*b)));
                 let (sa, sb) = (&graph.ty(*a).shape, &graph.ty(*b).shape);
                 let out: Vec<f32> = (0..ty.elems())
-                    .map(|i| binary_f32(*op, av[broadcast_index(i, &ty.shape, sa)], bv[broadcast_index(i, &ty.shape, sb)]))
+                    .map(|i| {
+                        binary_f32(
+                            *op,
+                            av[broadcast_index(i, &ty.shape, sa)],
+                            bv[broadcast_index(i, &ty.shape, sb)],
+                        )
+                    })
                     .collect();
                 requantized(out, ty)
             }
             Op::Unary { op, x } => match get(x) {
-                TensorData::F32(v) => TensorData::F32(v.iter().map(|&x| unary_f32(*op, x)).collect()),
+                TensorData::F32(v) => {
+                    TensorData::F32(v.iter().map(|&x| unary_f32(*op, x)).collect())
+                }
                 d @ TensorData::I8(_) if !matches!(op, UnaryOp::Relu | UnaryOp::Clamp { .. }) => {
-                    requantized(real(d, graph.ty(*x)).iter().map(|&x| unary_f32(*op, x)).collect(), ty)
+                    requantized(
+                        real(d, graph.ty(*x))
+                            .iter()
+                            .map(|&x| unary_f32(*op, x))
+                            .collect(),
+                        ty,
+                    )
                 }
                 TensorData::I8(v) => {
                     let (lo, hi) = int8_clamp_bounds(*op, ty);
                     TensorData::I8(v.iter().map(|&x| x.clamp(lo, hi)).collect())
                 }
-                TensorData::I32(_) => return Err(RunError::Graph(format!("{}: i32 unary", node.name))),
+                TensorData::I32(_) => {
+                    return Err(RunError::Graph(format!("{}: i32 unary", node.name)))
+                }
             },
-            Op::Pool { kind, x, kernel, window } => requantized(pool(*kind, &real(get(x), graph.ty(*x)), &graph.ty(*x).shape, &ty.shape, *kernel, window), ty),
-            Op::Softmax { x, axis } => requantized(softmax(&real(get(x), graph.ty(*x)), &ty.shape, *axis), ty),
+            Op::Pool {
+                kind,
+                x,
+                kernel,
+                window,
+            } => requantized(
+                pool(
+                    *kind,
+                    &real(get(x), graph.ty(*x)),
+                    &graph.ty(*x).shape,
+                    &ty.shape,
+                    *kernel,
+                    window,
+                ),
+                ty,
+            ),
+            Op::Softmax { x, axis } => {
+                requantized(softmax(&real(get(x), graph.ty(*x)), &ty.shape, *axis), ty)
+            }
             Op::Quantize { x } => requantized(f32s(get(x)), ty),
             Op::Dequantize { x } => TensorData::F32(real(get(x), graph.ty(*x))),
             Op::Reshape { x, .. } => get(x).clone(),
         };
         vals.push(out);
     }
-    Ok(graph.outputs().iter().map(|o| (graph.node(*o).name.clone(), Tensor { ty: graph.ty(*o).clone(), data: vals[o.0].clone() })).collect())
+    Ok(graph
+        .outputs()
+        .iter()
+        .map(|o| {
+            (
+                graph.node(*o).name.clone(),
+                Tensor {
+                    ty: graph.ty(*o).clone(),
+                    data: vals[o.0].clone(),
+                },
+            )
+        })
+        .collect())
 }
 
 /// Real values of a tensor: f32 as is, i8 as `(q - zp) * scale` computed
@@ -176,7 +276,11 @@ pub fn real(d: &TensorData, ty: &TensorType) -> Vec<f32> {
 /// f32 results as a tensor of type `ty`: unchanged for f32, quantized for i8.
 fn requantized(v: Vec<f32>, ty: &TensorType) -> TensorData {
     match &ty.quant {
-        Some(Quant::PerTensor { scale, zero_point }) if ty.dtype == DType::I8 => TensorData::I8(v.iter().map(|&x| quantize_f32(x, *scale, *zero_point)).collect()),
+        Some(Quant::PerTensor { scale, zero_point }) if ty.dtype == DType::I8 => TensorData::I8(
+            v.iter()
+                .map(|&x| quantize_f32(x, *scale, *zero_point))
+                .collect(),
+        ),
         _ => TensorData::F32(v),
     }
 }
@@ -251,7 +355,17 @@ fn broadcast_index(mut i: usize, out: &[usize], src: &[usize]) -> usize {
 type TapVisitor<'a> = dyn FnMut(usize, usize, &[(usize, usize)]) + 'a;
 
 #[allow(clippy::too_many_arguments)]
-fn conv2d(graph: &Graph, ty: &TensorType, x: &TensorData, tx: &TensorType, w: &TensorData, tw: &TensorType, bias: Option<&TensorData>, win: &Window, groups: usize) -> Result<TensorData, RunError> {
+fn conv2d(
+    graph: &Graph,
+    ty: &TensorType,
+    x: &TensorData,
+    tx: &TensorType,
+    w: &TensorData,
+    tw: &TensorType,
+    bias: Option<&TensorData>,
+    win: &Window,
+    groups: usize,
+) -> Result<TensorData, RunError> {
     let _ = graph;
     let (n, c, h, wd) = (tx.shape[0], tx.shape[1], tx.shape[2], tx.shape[3]);
     let (k, cg, r, s) = (tw.shape[0], tw.shape[1], tw.shape[2], tw.shape[3]);
@@ -269,10 +383,14 @@ fn conv2d(graph: &Graph, ty: &TensorType, x: &TensorData, tx: &TensorType, w: &T
                         for ci in 0..cg {
                             for ri in 0..r {
                                 for si in 0..s {
-                                    let iy = (y * win.stride[0] + ri * win.dilation[0]) as isize - win.padding[0] as isize;
-                                    let ix = (xo * win.stride[1] + si * win.dilation[1]) as isize - win.padding[1] as isize;
-                                    if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < wd {
-                                        let xi = ((b * c + g * cg + ci) * h + iy as usize) * wd + ix as usize;
+                                    let iy = (y * win.stride[0] + ri * win.dilation[0]) as isize
+                                        - win.padding[0] as isize;
+                                    let ix = (xo * win.stride[1] + si * win.dilation[1]) as isize
+                                        - win.padding[1] as isize;
+                                    if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < wd
+                                    {
+                                        let xi = ((b * c + g * cg + ci) * h + iy as usize) * wd
+                                            + ix as usize;
                                         taps.push((xi, ((ko * cg + ci) * r + ri) * s + si));
                                     }
                                 }
@@ -299,9 +417,12 @@ fn conv2d(graph: &Graph, ty: &TensorType, x: &TensorData, tx: &TensorType, w: &T
             let bias = bias.map(i32s);
             let mut out = vec![0i8; ty.elems()];
             each(&mut |o, ko, taps| {
-                let acc = taps.iter().fold(0i32, |acc, &(xi, wi)| acc.wrapping_add(xv[xi] as i32 * wv[wi] as i32));
+                let acc = taps.iter().fold(0i32, |acc, &(xi, wi)| {
+                    acc.wrapping_add(xv[xi] as i32 * wv[wi] as i32)
+                });
                 let b = bias.as_ref().map_or(0, |b| b[ko]);
-                out[o] = npu_isa::requantize(acc, b, rq.mults[ko], rq.shift, rq.zero_point, -128, 127);
+                out[o] =
+                    npu_isa::requantize(acc, b, rq.mults[ko], rq.shift, rq.zero_point, -128, 127);
             });
             Ok(TensorData::I8(out))
         }
@@ -309,26 +430,48 @@ fn conv2d(graph: &Graph, ty: &TensorType, x: &TensorData, tx: &TensorType, w: &T
     }
 }
 
-fn pool(kind: PoolKind, x: &[f32], ishape: &[usize], oshape: &[usize], kernel: [usize; 2], win: &Window) -> Vec<f32> {
+fn pool(
+    kind: PoolKind,
+    x: &[f32],
+    ishape: &[usize],
+    oshape: &[usize],
+    kernel: [usize; 2],
+    win: &Window,
+) -> Vec<f32> {
     let (nc, h, w) = (ishape[0] * ishape[1], ishape[2], ishape[3]);
     let (oh, ow) = (oshape[2], oshape[3]);
     let mut out = Vec::with_capacity(nc * oh * ow);
     for p in 0..nc {
         for y in 0..oh {
             for xo in 0..ow {
-                let (mut acc, mut cnt) = (if kind == PoolKind::Max { f32::NEG_INFINITY } else { 0.0 }, 0usize);
+                let (mut acc, mut cnt) = (
+                    if kind == PoolKind::Max {
+                        f32::NEG_INFINITY
+                    } else {
+                        0.0
+                    },
+                    0usize,
+                );
                 for ky in 0..kernel[0] {
                     for kx in 0..kernel[1] {
                         let iy = (y * win.stride[0] + ky) as isize - win.padding[0] as isize;
                         let ix = (xo * win.stride[1] + kx) as isize - win.padding[1] as isize;
                         if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
                             let v = x[(p * h + iy as usize) * w + ix as usize];
-                            acc = if kind == PoolKind::Max { acc.max(v) } else { acc + v };
+                            acc = if kind == PoolKind::Max {
+                                acc.max(v)
+                            } else {
+                                acc + v
+                            };
                             cnt += 1;
                         }
                     }
                 }
-                out.push(if kind == PoolKind::Avg { acc / cnt.max(1) as f32 } else { acc });
+                out.push(if kind == PoolKind::Avg {
+                    acc / cnt.max(1) as f32
+                } else {
+                    acc
+                });
             }
         }
     }
@@ -343,7 +486,9 @@ fn softmax(x: &[f32], shape: &[usize], axis: usize) -> Vec<f32> {
     for o in 0..outer {
         for i in 0..inner {
             let idx = |j: usize| (o * len + j) * inner + i;
-            let m = (0..len).map(|j| x[idx(j)]).fold(f32::NEG_INFINITY, f32::max);
+            let m = (0..len)
+                .map(|j| x[idx(j)])
+                .fold(f32::NEG_INFINITY, f32::max);
             let sum: f32 = (0..len).map(|j| (x[idx(j)] - m).exp()).sum();
             for j in 0..len {
                 out[idx(j)] = (x[idx(j)] - m).exp() * (1.0 / sum);

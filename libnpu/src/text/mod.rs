@@ -1,7 +1,9 @@
 //! The kernel text form: parse into a [`Graph`] and print back.
 //! Grammar and examples: Documentation/userspace/kernel-language.rst.
 
-use crate::ir::{BinaryOp, DType, Graph, GraphError, Op, PoolKind, Quant, TensorType, UnaryOp, ValueId, Window};
+use crate::ir::{
+    BinaryOp, DType, Graph, GraphError, Op, PoolKind, Quant, TensorType, UnaryOp, ValueId, Window,
+};
 use std::fmt::Write as _;
 
 /// A syntax or type error at a 1-based line and column.
@@ -42,16 +44,29 @@ fn lex(line: &str, ln: usize) -> Result<Vec<Token>, ParseError> {
             while i < cs.len() && (cs[i].is_ascii_alphanumeric() || cs[i] == '_' || cs[i] == '.') {
                 i += 1;
             }
-            out.push(Token { tok: Tok::Ident(cs[s..i].iter().collect()), col });
+            out.push(Token {
+                tok: Tok::Ident(cs[s..i].iter().collect()),
+                col,
+            });
         } else if c.is_ascii_digit() || c == '-' || c == '+' {
             let s = i;
             i += 1;
-            while i < cs.len() && (cs[i].is_ascii_alphanumeric() || cs[i] == '.' || ((cs[i] == '-' || cs[i] == '+') && matches!(cs[i - 1], 'e' | 'E'))) {
+            while i < cs.len()
+                && (cs[i].is_ascii_alphanumeric()
+                    || cs[i] == '.'
+                    || ((cs[i] == '-' || cs[i] == '+') && matches!(cs[i - 1], 'e' | 'E')))
+            {
                 i += 1;
             }
-            out.push(Token { tok: Tok::Num(cs[s..i].iter().collect()), col });
+            out.push(Token {
+                tok: Tok::Num(cs[s..i].iter().collect()),
+                col,
+            });
         } else if c == '|' && cs.get(i + 1) == Some(&'>') {
-            out.push(Token { tok: Tok::Sym("|>"), col });
+            out.push(Token {
+                tok: Tok::Sym("|>"),
+                col,
+            });
             i += 2;
         } else {
             let sym = match c {
@@ -62,9 +77,18 @@ fn lex(line: &str, ln: usize) -> Result<Vec<Token>, ParseError> {
                 ')' => ")",
                 '[' => "[",
                 ']' => "]",
-                _ => return Err(ParseError { line: ln, col, msg: format!("unexpected character `{c}`") }),
+                _ => {
+                    return Err(ParseError {
+                        line: ln,
+                        col,
+                        msg: format!("unexpected character `{c}`"),
+                    })
+                }
             };
-            out.push(Token { tok: Tok::Sym(sym), col });
+            out.push(Token {
+                tok: Tok::Sym(sym),
+                col,
+            });
             i += 1;
         }
     }
@@ -81,7 +105,11 @@ struct Cursor<'a> {
 impl Cursor<'_> {
     fn err<T>(&self, msg: impl Into<String>) -> Result<T, ParseError> {
         let col = self.toks.get(self.pos).map_or(self.end_col, |t| t.col);
-        Err(ParseError { line: self.line, col, msg: msg.into() })
+        Err(ParseError {
+            line: self.line,
+            col,
+            msg: msg.into(),
+        })
     }
     fn peek(&self) -> Option<&Tok> {
         self.toks.get(self.pos).map(|t| &t.tok)
@@ -94,16 +122,18 @@ impl Cursor<'_> {
         }
     }
     fn eat(&mut self, sym: &str) -> bool {
-        if self.peek() == Some(&Tok::Sym(match sym {
-            ":" => ":",
-            "=" => "=",
-            "," => ",",
-            "(" => "(",
-            ")" => ")",
-            "[" => "[",
-            "]" => "]",
-            _ => "|>",
-        })) {
+        if self.peek()
+            == Some(&Tok::Sym(match sym {
+                ":" => ":",
+                "=" => "=",
+                "," => ",",
+                "(" => "(",
+                ")" => ")",
+                "[" => "[",
+                "]" => "]",
+                _ => "|>",
+            }))
+        {
             self.pos += 1;
             true
         } else {
@@ -151,7 +181,10 @@ impl Cursor<'_> {
     fn done(&self) -> Result<(), ParseError> {
         match self.peek() {
             None => Ok(()),
-            Some(_) => self.err(format!("unexpected {} at the end of the line", self.describe())),
+            Some(_) => self.err(format!(
+                "unexpected {} at the end of the line",
+                self.describe()
+            )),
         }
     }
 }
@@ -173,7 +206,10 @@ fn parse_type(c: &mut Cursor, shape_required: bool) -> Result<ParsedType, ParseE
     let shape = if matches!(c.peek(), Some(Tok::Sym("["))) {
         Some(c.list::<usize>("dimension")?)
     } else if shape_required {
-        return c.err(format!("expected a shape like [64,128], found {}", c.describe()));
+        return c.err(format!(
+            "expected a shape like [64,128], found {}",
+            c.describe()
+        ));
     } else {
         None
     };
@@ -201,7 +237,10 @@ fn parse_type(c: &mut Cursor, shape_required: bool) -> Result<ParsedType, ParseE
         }
         c.expect(")")?;
         quant = Some(match (scale, zp, axis, scales) {
-            (Some(scale), zp, None, None) => Quant::PerTensor { scale, zero_point: zp.unwrap_or(0) },
+            (Some(scale), zp, None, None) => Quant::PerTensor {
+                scale,
+                zero_point: zp.unwrap_or(0),
+            },
             (None, None, Some(axis), Some(scales)) => Quant::PerChannel { scales, axis },
             _ => return c.err("quantization is q(scale=S, zp=Z) or q(axis=A, scales=[...])"),
         });
@@ -231,8 +270,17 @@ pub fn parse(src: &str) -> Result<Graph, ParseError> {
         if toks.is_empty() {
             continue;
         }
-        let mut c = Cursor { toks: &toks, pos: 0, line: ln, end_col: line.chars().count() + 1 };
-        let gerr = |c: &Cursor, col: usize, e: GraphError| ParseError { line: c.line, col, msg: e.to_string() };
+        let mut c = Cursor {
+            toks: &toks,
+            pos: 0,
+            line: ln,
+            end_col: line.chars().count() + 1,
+        };
+        let gerr = |c: &Cursor, col: usize, e: GraphError| ParseError {
+            line: c.line,
+            col,
+            msg: e.to_string(),
+        };
         let first_col = toks[0].col;
         let head = c.ident("`input`, `output` or a name")?;
         match head.as_str() {
@@ -241,13 +289,21 @@ pub fn parse(src: &str) -> Result<Graph, ParseError> {
                 c.expect(":")?;
                 let (dtype, shape, quant) = parse_type(&mut c, true)?;
                 c.done()?;
-                let ty = TensorType { dtype, shape: shape.unwrap_or_default(), quant };
+                let ty = TensorType {
+                    dtype,
+                    shape: shape.unwrap_or_default(),
+                    quant,
+                };
                 g.input(&name, ty).map_err(|e| gerr(&c, first_col, e))?;
             }
             "output" => loop {
                 let col = c.toks.get(c.pos).map_or(c.end_col, |t| t.col);
                 let name = c.ident("the name of a value to output")?;
-                let v = g.lookup(&name).ok_or(ParseError { line: ln, col, msg: format!("`{name}` is not defined") })?;
+                let v = g.lookup(&name).ok_or(ParseError {
+                    line: ln,
+                    col,
+                    msg: format!("`{name}` is not defined"),
+                })?;
                 g.output(v).map_err(|e| gerr(&c, col, e))?;
                 if !c.eat(",") {
                     c.done()?;
@@ -282,15 +338,27 @@ pub fn parse(src: &str) -> Result<Graph, ParseError> {
                     if let Some(p) = prev {
                         args.insert(0, p);
                     }
-                    let op = build_op(&opname, &args, kw).map_err(|msg| ParseError { line: ln, col, msg })?;
-                    let nm = if i + 1 == count { name.clone() } else { format!("{name}.{}", i + 1) };
+                    let op = build_op(&opname, &args, kw).map_err(|msg| ParseError {
+                        line: ln,
+                        col,
+                        msg,
+                    })?;
+                    let nm = if i + 1 == count {
+                        name.clone()
+                    } else {
+                        format!("{name}.{}", i + 1)
+                    };
                     let q = if i == 0 { out_quant.clone() } else { None };
                     prev = Some(g.add(&nm, op, q).map_err(|e| gerr(&c, col, e))?);
                 }
             }
         }
     }
-    g.validate().map_err(|e| ParseError { line: last_line.max(1), col: 1, msg: e.to_string() })?;
+    g.validate().map_err(|e| ParseError {
+        line: last_line.max(1),
+        col: 1,
+        msg: e.to_string(),
+    })?;
     Ok(g)
 }
 
@@ -313,7 +381,9 @@ fn parse_call(c: &mut Cursor, g: &Graph, piped: bool) -> Result<Call, ParseError
     loop {
         let col = c.toks.get(c.pos).map_or(c.end_col, |t| t.col);
         match c.peek().cloned() {
-            Some(Tok::Ident(name)) if c.toks.get(c.pos + 1).map(|t| &t.tok) == Some(&Tok::Sym("=")) => {
+            Some(Tok::Ident(name))
+                if c.toks.get(c.pos + 1).map(|t| &t.tok) == Some(&Tok::Sym("=")) =>
+            {
                 c.pos += 2;
                 let val = match c.peek().cloned() {
                     Some(Tok::Sym("[")) => KwVal::Nums(c.list::<String>("number")?),
@@ -328,15 +398,28 @@ fn parse_call(c: &mut Cursor, g: &Graph, piped: bool) -> Result<Call, ParseError
                     Some(Tok::Ident(v)) => {
                         let vcol = c.toks[c.pos].col;
                         c.pos += 1;
-                        KwVal::Value(g.lookup(&v).ok_or(ParseError { line: c.line, col: vcol, msg: format!("`{v}` is not defined") })?)
+                        KwVal::Value(g.lookup(&v).ok_or(ParseError {
+                            line: c.line,
+                            col: vcol,
+                            msg: format!("`{v}` is not defined"),
+                        })?)
                     }
-                    _ => return c.err(format!("expected a value for `{name}`, found {}", c.describe())),
+                    _ => {
+                        return c.err(format!(
+                            "expected a value for `{name}`, found {}",
+                            c.describe()
+                        ))
+                    }
                 };
                 kw.items.push((name, val, col));
             }
             Some(Tok::Ident(v)) => {
                 c.pos += 1;
-                args.push(g.lookup(&v).ok_or(ParseError { line: c.line, col, msg: format!("`{v}` is not defined") })?);
+                args.push(g.lookup(&v).ok_or(ParseError {
+                    line: c.line,
+                    col,
+                    msg: format!("`{v}` is not defined"),
+                })?);
             }
             Some(Tok::Sym("[")) if op == "reshape" => {
                 let dims = c.list::<String>("dimension")?;
@@ -372,13 +455,23 @@ fn build_op(name: &str, args: &[ValueId], kw: Kw) -> Result<Op, String> {
         _ => &[],
     };
     if let Some((k, _)) = nums.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
-        return Err(format!("`{name}` has no parameter `{k}`{}", if allowed.is_empty() { String::new() } else { format!(" (it takes {})", allowed.join(", ")) }));
+        return Err(format!(
+            "`{name}` has no parameter `{k}`{}",
+            if allowed.is_empty() {
+                String::new()
+            } else {
+                format!(" (it takes {})", allowed.join(", "))
+            }
+        ));
     }
     if bias.is_some() && name != "gemm" && name != "conv2d" {
         return Err(format!("`{name}` takes no bias"));
     }
     let get = |k: &str| nums.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-    let usize_of = |s: &str| s.parse::<usize>().map_err(|_| format!("`{s}` is not a non-negative integer"));
+    let usize_of = |s: &str| {
+        s.parse::<usize>()
+            .map_err(|_| format!("`{s}` is not a non-negative integer"))
+    };
     let pair = |k: &str, default: usize| -> Result<[usize; 2], String> {
         match get(k).as_deref() {
             None => Ok([default; 2]),
@@ -390,18 +483,28 @@ fn build_op(name: &str, args: &[ValueId], kw: Kw) -> Result<Op, String> {
     let flag = |k: &str| get(k).is_some_and(|v| v.first().map(String::as_str) == Some("1"));
     let f32_of = |k: &str| -> Result<f32, String> {
         let v = get(k).ok_or(format!("`{name}` needs `{k}=`"))?;
-        v.first().and_then(|s| s.parse::<f32>().ok()).ok_or(format!("`{k}` must be a number"))
+        v.first()
+            .and_then(|s| s.parse::<f32>().ok())
+            .ok_or(format!("`{k}` must be a number"))
     };
     let arity = |n: usize| -> Result<(), String> {
         if args.len() == n {
             Ok(())
         } else {
-            Err(format!("`{name}` takes {n} value argument{}, got {}", if n == 1 { "" } else { "s" }, args.len()))
+            Err(format!(
+                "`{name}` takes {n} value argument{}, got {}",
+                if n == 1 { "" } else { "s" },
+                args.len()
+            ))
         }
     };
     let binary = |op: BinaryOp| -> Result<Op, String> {
         arity(2)?;
-        Ok(Op::Binary { op, a: args[0], b: args[1] })
+        Ok(Op::Binary {
+            op,
+            a: args[0],
+            b: args[1],
+        })
     };
     let unary = |op: UnaryOp| -> Result<Op, String> {
         arity(1)?;
@@ -469,7 +572,13 @@ fn build_op(name: &str, args: &[ValueId], kw: Kw) -> Result<Op, String> {
 pub fn print(g: &Graph) -> String {
     let mut s = String::new();
     let name = |v: &ValueId| g.node(*v).name.clone();
-    let pair = |p: [usize; 2]| if p[0] == p[1] { p[0].to_string() } else { format!("[{},{}]", p[0], p[1]) };
+    let pair = |p: [usize; 2]| {
+        if p[0] == p[1] {
+            p[0].to_string()
+        } else {
+            format!("[{},{}]", p[0], p[1])
+        }
+    };
     for n in g.nodes() {
         if n.op == Op::Input {
             let _ = writeln!(s, "input {}: {}", n.name, n.ty);
@@ -477,14 +586,28 @@ pub fn print(g: &Graph) -> String {
         }
         // Results that choose their quantization say so (relu, clamp and
         // reshape always keep their operand's).
-        let keeps = matches!(n.op, Op::Unary { op: UnaryOp::Relu | UnaryOp::Clamp { .. }, .. } | Op::Reshape { .. });
+        let keeps = matches!(
+            n.op,
+            Op::Unary {
+                op: UnaryOp::Relu | UnaryOp::Clamp { .. },
+                ..
+            } | Op::Reshape { .. }
+        );
         let annot = match &n.ty.quant {
-            Some(Quant::PerTensor { scale, zero_point }) if !keeps => format!(": i8 q(scale={scale:?}, zp={zero_point})"),
+            Some(Quant::PerTensor { scale, zero_point }) if !keeps => {
+                format!(": i8 q(scale={scale:?}, zp={zero_point})")
+            }
             _ => String::new(),
         };
         let call = match &n.op {
             Op::Input => String::new(),
-            Op::Gemm { a, b, bias, trans_a, trans_b } => {
+            Op::Gemm {
+                a,
+                b,
+                bias,
+                trans_a,
+                trans_b,
+            } => {
                 let mut c = format!("gemm({}, {}", name(a), name(b));
                 if let Some(b) = bias {
                     let _ = write!(c, ", bias={}", name(b));
@@ -497,22 +620,54 @@ pub fn print(g: &Graph) -> String {
                 }
                 c + ")"
             }
-            Op::Conv2d { input, weight, bias, window, groups } => {
+            Op::Conv2d {
+                input,
+                weight,
+                bias,
+                window,
+                groups,
+            } => {
                 let mut c = format!("conv2d({}, {}", name(input), name(weight));
                 if let Some(b) = bias {
                     let _ = write!(c, ", bias={}", name(b));
                 }
-                let _ = write!(c, ", stride={}, pad={}, dilation={}, groups={groups})", pair(window.stride), pair(window.padding), pair(window.dilation));
+                let _ = write!(
+                    c,
+                    ", stride={}, pad={}, dilation={}, groups={groups})",
+                    pair(window.stride),
+                    pair(window.padding),
+                    pair(window.dilation)
+                );
                 c
             }
             Op::Binary { op, a, b } => format!("{}({}, {})", op.name(), name(a), name(b)),
-            Op::Unary { op: UnaryOp::Clamp { lo, hi }, x } => format!("clamp({}, lo={lo:?}, hi={hi:?})", name(x)),
+            Op::Unary {
+                op: UnaryOp::Clamp { lo, hi },
+                x,
+            } => format!("clamp({}, lo={lo:?}, hi={hi:?})", name(x)),
             Op::Unary { op, x } => format!("{}({})", op.name(), name(x)),
-            Op::Pool { x, kernel, window, .. } => format!("{}({}, kernel={}, stride={}, pad={})", n.op.name(), name(x), pair(*kernel), pair(window.stride), pair(window.padding)),
+            Op::Pool {
+                x, kernel, window, ..
+            } => format!(
+                "{}({}, kernel={}, stride={}, pad={})",
+                n.op.name(),
+                name(x),
+                pair(*kernel),
+                pair(window.stride),
+                pair(window.padding)
+            ),
             Op::Softmax { x, axis } => format!("softmax({}, axis={axis})", name(x)),
             Op::Quantize { x } => format!("quantize({})", name(x)),
             Op::Dequantize { x } => format!("dequantize({})", name(x)),
-            Op::Reshape { x, shape } => format!("reshape({}, [{}])", name(x), shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(",")),
+            Op::Reshape { x, shape } => format!(
+                "reshape({}, [{}])",
+                name(x),
+                shape
+                    .iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
         };
         let _ = writeln!(s, "{}{annot} = {call}", n.name);
     }

@@ -5,14 +5,14 @@ use npu_device::cost::CostModel;
 use npu_device::inject::Injector;
 use npu_device::mem::Bus;
 use npu_device::regs::PerfCounter;
-use npu_device::server::{irqs, regions, ConfigSpace, EventFdIrqs, NpuBackend};
+use npu_device::server::{irqs, regions, EventFdIrqs, NpuBackend};
 use npu_device::{Device, DeviceConfig};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::Mutex;
 
 const USAGE: &str = "usage: npu-device-server --socket PATH [--sram-size BYTES] [--contexts N] [--inject RULE]... [--control PATH] [-v]
 
@@ -38,10 +38,18 @@ struct Args {
 
 fn parse_args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
-    let mut a = Args { socket: PathBuf::new(), sram: 1 << 20, contexts: 16, inject: vec![], control: None, verbose: false };
+    let mut a = Args {
+        socket: PathBuf::new(),
+        sram: 1 << 20,
+        contexts: 16,
+        inject: vec![],
+        control: None,
+        verbose: false,
+    };
     let num = |v: Option<String>, what: &str| -> Result<u64, String> {
         let v = v.ok_or(format!("{what} needs a value"))?;
-        v.parse::<u64>().map_err(|_| format!("{what}: '{v}' is not a number"))
+        v.parse::<u64>()
+            .map_err(|_| format!("{what}: '{v}' is not a number"))
     };
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -49,7 +57,9 @@ fn parse_args() -> Result<Args, String> {
             "--sram-size" => {
                 let v = num(it.next(), "--sram-size")?;
                 if !(4096..=256 << 20).contains(&v) || v % 4096 != 0 {
-                    return Err("--sram-size must be a multiple of 4096 between 4 KiB and 256 MiB".into());
+                    return Err(
+                        "--sram-size must be a multiple of 4096 between 4 KiB and 256 MiB".into(),
+                    );
                 }
                 a.sram = v as u32;
             }
@@ -95,23 +105,44 @@ fn main() -> ExitCode {
     };
     let bus = Bus::default();
     let irqs_sink = Arc::new(EventFdIrqs::default());
-    let config = DeviceConfig { sram_size: args.sram, contexts: args.contexts, cost: CostModel::default() };
-    let device = Device::new(config, bus.clone(), irqs_sink.clone(), inject);
+    let config = DeviceConfig {
+        sram_size: args.sram,
+        contexts: args.contexts,
+        cost: CostModel::default(),
+    };
+    let device = match Device::try_new(config, bus.clone(), irqs_sink.clone(), inject) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("npu-device-server: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     if let Some(path) = &args.control {
         if let Err(e) = serve_control(path, device.injector()) {
-            eprintln!("npu-device-server: cannot listen on {}: {e}", path.display());
+            eprintln!(
+                "npu-device-server: cannot listen on {}: {e}",
+                path.display()
+            );
             return ExitCode::FAILURE;
         }
     }
     let server = match vfio_user::Server::new(&args.socket, true, irqs(), regions()) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("npu-device-server: cannot listen on {}: {e}", args.socket.display());
+            eprintln!(
+                "npu-device-server: cannot listen on {}: {e}",
+                args.socket.display()
+            );
             return ExitCode::FAILURE;
         }
     };
-    log::info!("listening on {} (SRAM {} KiB, {} contexts)", args.socket.display(), args.sram / 1024, args.contexts);
-    let mut backend = NpuBackend { device, bus, irqs: irqs_sink, config: ConfigSpace::default(), mmio_reads: 0, mmio_writes: 0 };
+    log::info!(
+        "listening on {} (SRAM {} KiB, {} contexts)",
+        args.socket.display(),
+        args.sram / 1024,
+        args.contexts
+    );
+    let mut backend = NpuBackend::new(device, bus, irqs_sink);
     let result = server.run(&mut backend);
     let d = &backend.device;
     eprintln!(
@@ -138,13 +169,15 @@ fn main() -> ExitCode {
 fn serve_control(path: &Path, inject: Arc<Mutex<Injector>>) -> std::io::Result<()> {
     let listener = UnixListener::bind(path)?;
     log::info!("control socket on {}", path.display());
-    std::thread::Builder::new().name("npu-control".into()).spawn(move || {
-        for conn in listener.incoming().flatten() {
-            if let Err(e) = control_client(conn, &inject) {
-                log::warn!("control client: {e}");
+    std::thread::Builder::new()
+        .name("npu-control".into())
+        .spawn(move || {
+            for conn in listener.incoming().flatten() {
+                if let Err(e) = control_client(conn, &inject) {
+                    log::warn!("control client: {e}");
+                }
             }
-        }
-    })?;
+        })?;
     Ok(())
 }
 

@@ -17,7 +17,10 @@ use std::time::{Duration, Instant};
 
 fn bench_line(section: &str, name: &str, fields: &[(&str, f64)]) {
     let f: Vec<String> = fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
-    println!("BENCH {{\"section\":\"{section}\",\"name\":\"{name}\",{}}}", f.join(","));
+    println!(
+        "BENCH {{\"section\":\"{section}\",\"name\":\"{name}\",{}}}",
+        f.join(",")
+    );
 }
 
 fn percentile(v: &mut [f64], p: f64) -> f64 {
@@ -52,7 +55,10 @@ fn mmio_write_latency(n: usize) -> Option<Vec<f64>> {
     let accel = npu::device::find_devices().into_iter().next()?;
     let name = accel.file_name()?.to_string_lossy().into_owned();
     let pci = std::fs::read_link(format!("/sys/class/accel/{name}/device")).ok()?;
-    let res = format!("/sys/bus/pci/devices/{}/resource0", pci.file_name()?.to_string_lossy());
+    let res = format!(
+        "/sys/bus/pci/devices/{}/resource0",
+        pci.file_name()?.to_string_lossy()
+    );
     let f = OpenOptions::new().read(true).write(true).open(res).ok()?;
     let map = memmap2::MmapOptions::new().len(4096).map_raw(&f).ok()?;
     let reg = map.as_mut_ptr().cast::<u32>();
@@ -77,7 +83,8 @@ fn latency(dev: &Device, n: usize) -> Result<(), String> {
         let t = Instant::now();
         let s = dev.submit(&null.job()).map_err(|e| e.to_string())?;
         let t1 = Instant::now();
-        dev.wait(s, Duration::from_secs(10)).map_err(|e| e.to_string())?;
+        dev.wait(s, Duration::from_secs(10))
+            .map_err(|e| e.to_string())?;
         let t2 = Instant::now();
         rt.push(us(t2 - t));
         sub.push(us(t1 - t));
@@ -87,7 +94,8 @@ fn latency(dev: &Device, n: usize) -> Result<(), String> {
     let mut io = Vec::with_capacity(n);
     for _ in 0..n {
         let t = Instant::now();
-        dev.param(npu_uapi::DRM_ONPU_PARAM_SRAM_SIZE).map_err(|e| e.to_string())?;
+        dev.param(npu_uapi::DRM_ONPU_PARAM_SRAM_SIZE)
+            .map_err(|e| e.to_string())?;
         io.push(us(t.elapsed()));
     }
     let mut mmio = mmio_write_latency(n).ok_or("cannot map BAR0 from sysfs (root needed)")?;
@@ -99,7 +107,21 @@ fn latency(dev: &Device, n: usize) -> Result<(), String> {
     println!("  of which SUBMIT ioctl p50 {sub50:.1} us, WAIT ioctl p50 {wait50:.1} us");
     println!("  baselines: no-op ioctl p50 {io50:.1} us p99 {io99:.1} us; MMIO write p50 {mm50:.1} us p99 {mm99:.1} us");
     println!("  round trip / (ioctl + MMIO write) at p50: {ratio:.2}x (goal <= 2x)");
-    bench_line("latency", "null_job_round_trip", &[("p50_us", rt50), ("p99_us", rt99), ("ioctl_p50_us", io50), ("ioctl_p99_us", io99), ("mmio_p50_us", mm50), ("mmio_p99_us", mm99), ("ratio_p50", ratio), ("submit_p50_us", sub50), ("wait_p50_us", wait50)]);
+    bench_line(
+        "latency",
+        "null_job_round_trip",
+        &[
+            ("p50_us", rt50),
+            ("p99_us", rt99),
+            ("ioctl_p50_us", io50),
+            ("ioctl_p99_us", io99),
+            ("mmio_p50_us", mm50),
+            ("mmio_p99_us", mm99),
+            ("ratio_p50", ratio),
+            ("submit_p50_us", sub50),
+            ("wait_p50_us", wait50),
+        ],
+    );
     Ok(())
 }
 
@@ -125,7 +147,8 @@ fn throughput(procs: usize, depth: usize, secs: f64) -> Result<f64, String> {
                         q.push_back(dev.submit(&null.job()).map_err(|e| e.to_string())?);
                     }
                     if let Some(s) = q.pop_front() {
-                        dev.wait(s, Duration::from_secs(10)).map_err(|e| e.to_string())?;
+                        dev.wait(s, Duration::from_secs(10))
+                            .map_err(|e| e.to_string())?;
                         done += 1;
                     }
                 }
@@ -163,7 +186,11 @@ fn throughput(procs: usize, depth: usize, secs: f64) -> Result<f64, String> {
 
 fn buffers(dev: &Device, quick: bool) -> Result<(), String> {
     for size in [4u64 << 10, 64 << 10, 1 << 20, 16 << 20, 64 << 20] {
-        let iters = if quick { 2 } else { ((256u64 << 20) / size).clamp(3, 500) };
+        let iters = if quick {
+            2
+        } else {
+            ((256u64 << 20) / size).clamp(3, 500)
+        };
         let t = Instant::now();
         for _ in 0..iters {
             let mut b = dev.alloc(size).map_err(|e| e.to_string())?;
@@ -173,8 +200,20 @@ fn buffers(dev: &Device, quick: bool) -> Result<(), String> {
             }
         }
         let per_s = iters as f64 / t.elapsed().as_secs_f64();
-        println!("buffer create+map+touch+close, {:>6} KiB: {per_s:>9.1} /s ({:.1} MiB/s)", size >> 10, per_s * size as f64 / (1 << 20) as f64);
-        bench_line("buffers", &format!("{}KiB", size >> 10), &[("size", size as f64), ("per_s", per_s), ("mib_per_s", per_s * size as f64 / (1 << 20) as f64)]);
+        println!(
+            "buffer create+map+touch+close, {:>6} KiB: {per_s:>9.1} /s ({:.1} MiB/s)",
+            size >> 10,
+            per_s * size as f64 / (1 << 20) as f64
+        );
+        bench_line(
+            "buffers",
+            &format!("{}KiB", size >> 10),
+            &[
+                ("size", size as f64),
+                ("per_s", per_s),
+                ("mib_per_s", per_s * size as f64 / (1 << 20) as f64),
+            ],
+        );
     }
     Ok(())
 }
@@ -184,7 +223,10 @@ fn compute(quick: bool) -> Result<(), String> {
     let small_cnn = include_str!("../../../libnpu/examples/small_cnn.npu");
     let mut kernels: Vec<(String, String)> = Vec::new();
     for n in if quick { vec![64] } else { vec![64, 128, 256] } {
-        kernels.push((format!("gemm_f32_{n}"), format!("input a: f32[{n},{n}]\ninput b: f32[{n},{n}]\ny = gemm(a, b)\noutput y\n")));
+        kernels.push((
+            format!("gemm_f32_{n}"),
+            format!("input a: f32[{n},{n}]\ninput b: f32[{n},{n}]\ny = gemm(a, b)\noutput y\n"),
+        ));
         kernels.push((
             format!("gemm_i8_{n}"),
             format!("input a: i8[{n},{n}] q(scale=0.02, zp=0)\ninput b: i8[{n},{n}] q(scale=0.01, zp=0)\ny: i8 q(scale=0.1, zp=0) = gemm(a, b)\noutput y\n"),
@@ -212,7 +254,8 @@ fn compute(quick: bool) -> Result<(), String> {
         }
         let cpu = percentile(&mut cpu_t, 0.5);
         let run = out.ok_or("no run")?;
-        runtime::check(&k.graph, &inputs, &run.outputs, 1e-3).map_err(|e| format!("{name}: {e}"))?;
+        runtime::check(&k.graph, &inputs, &run.outputs, 1e-3)
+            .map_err(|e| format!("{name}: {e}"))?;
         let npu = percentile(&mut dev_t, 0.5);
         println!(
             "{name:<22} compile {:>7.3} ms  NPU (whole stack) {:>9.3} ms  guest CPU {:>9.3} ms  speed-up {:>6.1}x  ({} cycles)",
@@ -222,14 +265,28 @@ fn compute(quick: bool) -> Result<(), String> {
             cpu / npu,
             run.cycles
         );
-        bench_line("compute", &name, &[("compile_ms", k.compile_time.as_secs_f64() * 1e3), ("npu_ms", npu * 1e3), ("cpu_ms", cpu * 1e3), ("speedup", cpu / npu), ("cycles", run.cycles as f64)]);
+        bench_line(
+            "compute",
+            &name,
+            &[
+                ("compile_ms", k.compile_time.as_secs_f64() * 1e3),
+                ("npu_ms", npu * 1e3),
+                ("cpu_ms", cpu * 1e3),
+                ("speedup", cpu / npu),
+                ("cycles", run.cycles as f64),
+            ],
+        );
     }
     Ok(())
 }
 
 /// Bytes through the kernel's bounce buffers (swiotlb), from debugfs.
 fn swiotlb_hiwater() -> Option<u64> {
-    std::fs::read_to_string("/sys/kernel/debug/swiotlb/io_tlb_used_hiwater").ok()?.trim().parse().ok()
+    std::fs::read_to_string("/sys/kernel/debug/swiotlb/io_tlb_used_hiwater")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// A buffer written through its mapping reaches the device as it is: the
@@ -248,29 +305,53 @@ fn zero_copy(dev: &Device) -> Result<(), String> {
     let mut insns = Vec::new();
     for off in (0..size).step_by(chunk as usize) {
         let c = Strided::contiguous(chunk);
-        insns.push(Insn::DmaLoad { va: src.npu_addr() + off, sram: 0, mem: c, sram_layout: c });
-        insns.push(Insn::DmaStore { va: dst.npu_addr() + off, sram: 0, mem: c, sram_layout: c });
+        insns.push(Insn::DmaLoad {
+            va: src.npu_addr() + off,
+            sram: 0,
+            mem: c,
+            sram_layout: c,
+        });
+        insns.push(Insn::DmaStore {
+            va: dst.npu_addr() + off,
+            sram: 0,
+            mem: c,
+            sram_layout: c,
+        });
     }
     insns.push(Insn::End);
     let code = assemble(&insns);
     cmd.bytes_mut()[..code.len()].copy_from_slice(&code);
     let job = Job::new(&cmd, code.len() as u64).reads(&src).writes(&dst);
     let s = dev.submit(&job).map_err(|e| e.to_string())?;
-    dev.wait(s, Duration::from_secs(30)).map_err(|e| e.to_string())?;
+    dev.wait(s, Duration::from_secs(30))
+        .map_err(|e| e.to_string())?;
     if dst.view::<u32>() != src.view::<u32>() {
         return Err("the device's copy differs".into());
     }
     let after = swiotlb_hiwater();
     let (bounced, how) = match (before, after) {
-        (Some(b), Some(a)) => ((a.saturating_sub(b)) as f64, format!("swiotlb high water {b} -> {a}")),
+        (Some(b), Some(a)) => (
+            (a.saturating_sub(b)) as f64,
+            format!("swiotlb high water {b} -> {a}"),
+        ),
         // No pool (all memory is DMA-able with the driver's 52-bit mask):
         // nothing can bounce.
         // (The directory exists empty when the kernel set up no pool.)
-        _ if !std::path::Path::new("/sys/kernel/debug/swiotlb/io_tlb_nslabs").exists() => (0.0, "no swiotlb pool in this kernel".into()),
+        _ if !std::path::Path::new("/sys/kernel/debug/swiotlb/io_tlb_nslabs").exists() => {
+            (0.0, "no swiotlb pool in this kernel".into())
+        }
         _ => (-1.0, "swiotlb counters unreadable".into()),
     };
     println!("zero copy: 16 MiB written through the mapping, copied by the device, identical; CPU copies by libnpu 0, bounce-buffer slots used {bounced} ({how})");
-    bench_line("copies", "mapped_buffer_to_device", &[("bytes", size as f64), ("libnpu_copies", 0.0), ("swiotlb_slots", bounced)]);
+    bench_line(
+        "copies",
+        "mapped_buffer_to_device",
+        &[
+            ("bytes", size as f64),
+            ("libnpu_copies", 0.0),
+            ("swiotlb_slots", bounced),
+        ],
+    );
     Ok(())
 }
 
@@ -278,15 +359,28 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
     const SECTIONS: [&str; 5] = ["latency", "throughput", "buffers", "compute", "copies"];
-    let only = args.iter().position(|a| a == "--only").map(|i| args.get(i + 1).cloned().unwrap_or_default());
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .map(|i| args.get(i + 1).cloned().unwrap_or_default());
     if let Some(o) = &only {
         if !SECTIONS.contains(&o.as_str()) {
-            eprintln!("npu-bench: --only takes one of {}, not `{o}`", SECTIONS.join(", "));
+            eprintln!(
+                "npu-bench: --only takes one of {}, not `{o}`",
+                SECTIONS.join(", ")
+            );
             std::process::exit(2);
         }
     }
-    if let Some(a) = args.iter().enumerate().find(|&(i, a)| a != "--quick" && a != "--only" && (i == 0 || args[i - 1] != "--only")).map(|(_, a)| a) {
-        eprintln!("npu-bench: unknown argument `{a}` (usage: npu-bench [--quick] [--only SECTION])");
+    if let Some(a) = args
+        .iter()
+        .enumerate()
+        .find(|&(i, a)| a != "--quick" && a != "--only" && (i == 0 || args[i - 1] != "--only"))
+        .map(|(_, a)| a)
+    {
+        eprintln!(
+            "npu-bench: unknown argument `{a}` (usage: npu-bench [--quick] [--only SECTION])"
+        );
         std::process::exit(2);
     }
     let run = |s: &str| only.as_deref().is_none_or(|o| o == s);
@@ -308,13 +402,25 @@ fn main() {
         step("latency", latency(&dev, if quick { 200 } else { 2000 }));
     }
     let secs = if quick { 0.2 } else { 1.0 };
-    for procs in if run("throughput") { vec![1usize, 4] } else { vec![] } {
+    for procs in if run("throughput") {
+        vec![1usize, 4]
+    } else {
+        vec![]
+    } {
         let mut line = format!("jobs/s, {procs} process(es), depth 1..64:");
         for depth in [1usize, 2, 4, 8, 16, 32, 64] {
             match throughput(procs, depth, secs) {
                 Ok(jps) => {
                     line += &format!(" {jps:.0}");
-                    bench_line("throughput", &format!("p{procs}_d{depth}"), &[("procs", procs as f64), ("depth", depth as f64), ("jobs_per_s", jps)]);
+                    bench_line(
+                        "throughput",
+                        &format!("p{procs}_d{depth}"),
+                        &[
+                            ("procs", procs as f64),
+                            ("depth", depth as f64),
+                            ("jobs_per_s", jps),
+                        ],
+                    );
                 }
                 Err(e) => step("throughput", Err(e)),
             }

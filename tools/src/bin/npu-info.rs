@@ -10,7 +10,9 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "-h" || a == "--help") || args.len() > 1 {
-        eprintln!("usage: npu-info [DEVICE]   (e.g. /dev/accel/accel0; default: the first onpu device)");
+        eprintln!(
+            "usage: npu-info [DEVICE]   (e.g. /dev/accel/accel0; default: the first onpu device)"
+        );
         return ExitCode::from(2);
     }
     let path = match args.first() {
@@ -40,15 +42,23 @@ fn main() -> ExitCode {
         get(uapi::DRM_ONPU_PARAM_CAPS),
         get(uapi::DRM_ONPU_PARAM_CLOCK_KHZ),
     ) else {
-        eprintln!("npu-info: {} does not answer GET_PARAM: not an onpu device?", path.display());
+        eprintln!(
+            "npu-info: {} does not answer GET_PARAM: not an onpu device?",
+            path.display()
+        );
         return ExitCode::FAILURE;
     };
     let rev = get(uapi::DRM_ONPU_PARAM_REVISION).unwrap_or(0);
-    let cap_names: Vec<&str> = [(0, "f32"), (1, "int8"), (2, "pool"), (31, "fault-injection")]
-        .iter()
-        .filter(|(b, _)| caps & (1 << b) != 0)
-        .map(|(_, n)| *n)
-        .collect();
+    let cap_names: Vec<&str> = [
+        (0, "f32"),
+        (1, "int8"),
+        (2, "pool"),
+        (31, "fault-injection"),
+    ]
+    .iter()
+    .filter(|(b, _)| caps & (1 << b) != 0)
+    .map(|(_, n)| *n)
+    .collect();
     println!("{}:", path.display());
     println!("  device        1234:{dev:04x} rev {rev}");
     println!("  isa           {}.{}", isa >> 16, isa & 0xffff);
@@ -58,9 +68,11 @@ fn main() -> ExitCode {
     println!("  clock         {} MHz (modelled)", clk / 1000);
     println!("  capabilities  {}", cap_names.join(" "));
     // Drivers before the job ioctls do not know these: leave them out.
-    if let (Ok(start), Ok(end), Ok(timeout)) =
-        (get(uapi::DRM_ONPU_PARAM_VA_START), get(uapi::DRM_ONPU_PARAM_VA_END), get(uapi::DRM_ONPU_PARAM_JOB_TIMEOUT_MS))
-    {
+    if let (Ok(start), Ok(end), Ok(timeout)) = (
+        get(uapi::DRM_ONPU_PARAM_VA_START),
+        get(uapi::DRM_ONPU_PARAM_VA_END),
+        get(uapi::DRM_ONPU_PARAM_JOB_TIMEOUT_MS),
+    ) {
         println!("  npu addresses {start:#x}..{end:#x} per open file");
         println!("  job timeout   {timeout} ms");
     }

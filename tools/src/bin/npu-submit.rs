@@ -81,9 +81,13 @@ fn parse_args() -> Result<Opts, Fail> {
     let mut args = std::env::args().skip(1);
     let usage = |m: String| Fail::Usage(m);
     while let Some(a) = args.next() {
-        let mut val = |name: &str| args.next().ok_or_else(|| usage(format!("{name} needs a value")));
+        let mut val = |name: &str| {
+            args.next()
+                .ok_or_else(|| usage(format!("{name} needs a value")))
+        };
         fn num<T: std::str::FromStr>(name: &str, v: String) -> Result<T, Fail> {
-            v.parse().map_err(|_| Fail::Usage(format!("{name}: `{v}` is not a valid number")))
+            v.parse()
+                .map_err(|_| Fail::Usage(format!("{name}: `{v}` is not a valid number")))
         }
         match a.as_str() {
             "-h" | "--help" => {
@@ -93,7 +97,11 @@ fn parse_args() -> Result<Opts, Fail> {
             "--backend" => match val("--backend")?.as_str() {
                 "accel" => o.model = false,
                 "model" => o.model = true,
-                other => return Err(usage(format!("--backend: `{other}` is neither accel nor model"))),
+                other => {
+                    return Err(usage(format!(
+                        "--backend: `{other}` is neither accel nor model"
+                    )))
+                }
             },
             "--sram" => o.sram = num("--sram", val("--sram")?)?,
             "--seed" => o.seed = num("--seed", val("--seed")?)?,
@@ -107,7 +115,9 @@ fn parse_args() -> Result<Opts, Fail> {
             "--raw" => o.raw = Some(val("--raw")?.into()),
             "--input" => {
                 let v = val("--input")?;
-                let (n, f) = v.split_once('=').ok_or_else(|| usage(format!("--input `{v}`: want NAME=FILE")))?;
+                let (n, f) = v
+                    .split_once('=')
+                    .ok_or_else(|| usage(format!("--input `{v}`: want NAME=FILE")))?;
                 o.inputs.push((n.to_string(), f.into()));
             }
             "--buffer" => {
@@ -119,7 +129,9 @@ fn parse_args() -> Result<Opts, Fail> {
                 o.buffers.push((num("--buffer", size.to_string())?, file));
             }
             s if s.starts_with('-') => return Err(usage(format!("unknown option {s}"))),
-            _ if o.kernel.is_some() => return Err(usage(format!("more than one kernel given (`{a}`)"))),
+            _ if o.kernel.is_some() => {
+                return Err(usage(format!("more than one kernel given (`{a}`)")))
+            }
             _ => o.kernel = Some(a.into()),
         }
     }
@@ -150,7 +162,13 @@ fn summary(times: &mut [Duration]) -> String {
     if times.len() == 1 {
         return format!("{:.1} us", us(times[0]));
     }
-    format!("min {:.1} us, median {:.1} us, max {:.1} us over {} runs", us(times[0]), us(times[times.len() / 2]), us(times[times.len() - 1]), times.len())
+    format!(
+        "min {:.1} us, median {:.1} us, max {:.1} us over {} runs",
+        us(times[0]),
+        us(times[times.len() / 2]),
+        us(times[times.len() - 1]),
+        times.len()
+    )
 }
 
 /// Bad input exits 2; what went wrong on the device (or in the check) 1.
@@ -163,7 +181,11 @@ fn fail(e: runtime::Error) -> Fail {
 }
 
 fn session(o: &Opts) -> Result<Session, Fail> {
-    let mut s = if o.model { Session::model(o.sram) } else { Session::open().map_err(|e| Fail::Job(e.to_string()))? };
+    let mut s = if o.model {
+        Session::model(o.sram)
+    } else {
+        Session::open().map_err(|e| Fail::Job(e.to_string()))?
+    };
     s.timeout_ms = o.timeout_ms;
     if let Some(ms) = o.wait_ms {
         s.wait_timeout = Duration::from_millis(ms);
@@ -172,9 +194,12 @@ fn session(o: &Opts) -> Result<Session, Fail> {
 }
 
 fn run_kernel(o: &Opts, path: &Path) -> Result<(), Fail> {
-    let src = std::fs::read_to_string(path).map_err(|e| Fail::Usage(format!("{}: {e}", path.display())))?;
+    let src = std::fs::read_to_string(path)
+        .map_err(|e| Fail::Usage(format!("{}: {e}", path.display())))?;
     let mut session = session(o)?;
-    let kernel = session.compile_text(&src).map_err(|e| Fail::Usage(format!("{}: {e}", path.display())))?;
+    let kernel = session
+        .compile_text(&src)
+        .map_err(|e| Fail::Usage(format!("{}: {e}", path.display())))?;
     let prog = &kernel.program;
     println!(
         "{}: {} instructions for {} KiB of SRAM on the {} backend, compiled in {:.3} ms",
@@ -189,11 +214,22 @@ fn run_kernel(o: &Opts, path: &Path) -> Result<(), Fail> {
     }
     let mut inputs = runtime::random_inputs(&kernel.graph, o.seed);
     for (name, file) in &o.inputs {
-        let v = kernel.graph.inputs().find(|&v| kernel.graph.node(v).name == *name).ok_or_else(|| Fail::Usage(format!("--input: the kernel has no input `{name}`")))?;
+        let v = kernel
+            .graph
+            .inputs()
+            .find(|&v| kernel.graph.node(v).name == *name)
+            .ok_or_else(|| Fail::Usage(format!("--input: the kernel has no input `{name}`")))?;
         let ty = kernel.graph.ty(v);
         let bytes = read(file)?;
         if bytes.len() != ty.bytes() {
-            return Err(Fail::Usage(format!("--input {name}: {} has {} bytes, the input takes {} ({} x {})", file.display(), bytes.len(), ty.bytes(), ty.elems(), ty.dtype.name())));
+            return Err(Fail::Usage(format!(
+                "--input {name}: {} has {} bytes, the input takes {} ({} x {})",
+                file.display(),
+                bytes.len(),
+                ty.bytes(),
+                ty.elems(),
+                ty.dtype.name()
+            )));
         }
         inputs.insert(name.clone(), TensorData::from_bytes(ty.dtype, &bytes));
     }
@@ -212,13 +248,18 @@ fn run_kernel(o: &Opts, path: &Path) -> Result<(), Fail> {
         }
         let run = session.run(&kernel, &inputs).map_err(fail)?;
         if o.check && i + 1 < o.repeat as u64 {
-            runtime::check(&kernel.graph, &inputs, &run.outputs, o.tolerance).map_err(|e| Fail::Job(format!("run {}: mismatch: {e}", i + 1)))?;
+            runtime::check(&kernel.graph, &inputs, &run.outputs, o.tolerance)
+                .map_err(|e| Fail::Job(format!("run {}: mismatch: {e}", i + 1)))?;
         }
         times.push(run.device_time);
         last = Some(run);
     }
     let run = last.ok_or_else(|| Fail::Job("no run".into()))?;
-    println!("device: {} modelled cycles; submit to completion {}", run.cycles, summary(&mut times));
+    println!(
+        "device: {} modelled cycles; submit to completion {}",
+        run.cycles,
+        summary(&mut times)
+    );
     let mut names: Vec<&String> = run.outputs.keys().collect();
     names.sort();
     for name in &names {
@@ -228,23 +269,40 @@ fn run_kernel(o: &Opts, path: &Path) -> Result<(), Fail> {
             TensorData::I8(v) => v.iter().take(10).map(|x| x.to_string()).collect(),
             TensorData::I32(v) => v.iter().take(10).map(|x| x.to_string()).collect(),
         };
-        println!("{name} ({} values): [{}{}]", d.len(), head.join(", "), if d.len() > 10 { ", ..." } else { "" });
+        println!(
+            "{name} ({} values): [{}{}]",
+            d.len(),
+            head.join(", "),
+            if d.len() > 10 { ", ..." } else { "" }
+        );
     }
     if let Some(dir) = &o.dump {
         std::fs::create_dir_all(dir).map_err(|e| Fail::Usage(format!("{}: {e}", dir.display())))?;
-        let lines: Vec<String> = prog.buffers().iter().zip(&run.addrs).map(|(b, a)| format!("{} {} {a:#x}", b.name, b.size.max(1))).collect();
-        write(&dir.join("buffers.txt"), (lines.join("\n") + "\n").as_bytes())?;
+        let lines: Vec<String> = prog
+            .buffers()
+            .iter()
+            .zip(&run.addrs)
+            .map(|(b, a)| format!("{} {} {a:#x}", b.name, b.size.max(1)))
+            .collect();
+        write(
+            &dir.join("buffers.txt"),
+            (lines.join("\n") + "\n").as_bytes(),
+        )?;
         for (name, data) in &inputs {
             write(&dir.join(format!("{name}.bin")), &data.to_bytes())?;
         }
         for name in &names {
-            write(&dir.join(format!("{name}.bin")), &run.outputs[*name].to_bytes())?;
+            write(
+                &dir.join(format!("{name}.bin")),
+                &run.outputs[*name].to_bytes(),
+            )?;
         }
         write(&dir.join("cmdbuf.bin"), &run.cmdbuf)?;
         println!("dumped to {}", dir.display());
     }
     if o.check {
-        runtime::check(&kernel.graph, &inputs, &run.outputs, o.tolerance).map_err(|e| Fail::Job(format!("mismatch: {e}")))?;
+        runtime::check(&kernel.graph, &inputs, &run.outputs, o.tolerance)
+            .map_err(|e| Fail::Job(format!("mismatch: {e}")))?;
         println!("every output matches the CPU reference");
     }
     Ok(())
@@ -253,7 +311,12 @@ fn run_kernel(o: &Opts, path: &Path) -> Result<(), Fail> {
 fn run_raw(o: &Opts, path: &Path) -> Result<(), Fail> {
     let cmd = read(path)?;
     if cmd.is_empty() || cmd.len() % npu::isa::INSN_SIZE != 0 {
-        return Err(Fail::Usage(format!("{}: {} bytes is not a whole number of {}-byte instructions", path.display(), cmd.len(), npu::isa::INSN_SIZE)));
+        return Err(Fail::Usage(format!(
+            "{}: {} bytes is not a whole number of {}-byte instructions",
+            path.display(),
+            cmd.len(),
+            npu::isa::INSN_SIZE
+        )));
     }
     let mut contents = Vec::new();
     for (size, file) in &o.buffers {
@@ -262,8 +325,12 @@ fn run_raw(o: &Opts, path: &Path) -> Result<(), Fail> {
             None => Vec::new(),
         };
         if *size == 0 || data.len() as u64 > *size {
-            let what = file.as_ref().map_or("nothing".to_string(), |f| format!("{} ({} bytes)", f.display(), data.len()));
-            return Err(Fail::Usage(format!("--buffer {size}: a buffer needs at least 1 byte and room for {what}")));
+            let what = file.as_ref().map_or("nothing".to_string(), |f| {
+                format!("{} ({} bytes)", f.display(), data.len())
+            });
+            return Err(Fail::Usage(format!(
+                "--buffer {size}: a buffer needs at least 1 byte and room for {what}"
+            )));
         }
         contents.push((*size, data));
     }
@@ -285,7 +352,12 @@ fn run_raw(o: &Opts, path: &Path) -> Result<(), Fail> {
     for (i, (a, (size, _))) in e.addrs.iter().zip(&contents).enumerate() {
         println!("buffer {i} ({size} bytes) at NPU address {a:#x}");
     }
-    println!("device: {} modelled cycles on the {} backend; submit to completion {}", e.cycles, session.backend_name(), summary(&mut times));
+    println!(
+        "device: {} modelled cycles on the {} backend; submit to completion {}",
+        e.cycles,
+        session.backend_name(),
+        summary(&mut times)
+    );
     if let Some(dir) = &o.dump {
         std::fs::create_dir_all(dir).map_err(|e| Fail::Usage(format!("{}: {e}", dir.display())))?;
         for (i, b) in e.outputs.iter().enumerate() {

@@ -59,12 +59,22 @@ struct Pool {
 
 impl Pool {
     fn pick(rng: &mut Rng, v: &[u32]) -> u32 {
-        if v.is_empty() || rng.chance(15) { rng.value() as u32 } else { v[rng.below(v.len() as u64) as usize] }
+        if v.is_empty() || rng.chance(15) {
+            rng.value() as u32
+        } else {
+            v[rng.below(v.len() as u64) as usize]
+        }
     }
 }
 
 /// One random ioctl on `file`; returns whether it succeeded.
-fn one_call(file: &File, rng: &mut Rng, pool: &mut Pool, scratch: &mut [u8; 256], cmd: Option<(u32, u64)>) -> bool {
+fn one_call(
+    file: &File,
+    rng: &mut Rng,
+    pool: &mut Pool,
+    scratch: &mut [u8; 256],
+    cmd: Option<(u32, u64)>,
+) -> bool {
     let bo = Pool::pick(rng, &pool.bos);
     let ptr = |rng: &mut Rng, scratch: &mut [u8; 256]| -> u64 {
         // Valid memory, NULL, a kernel address, or garbage.
@@ -77,7 +87,11 @@ fn one_call(file: &File, rng: &mut Rng, pool: &mut Pool, scratch: &mut [u8; 256]
     };
     match rng.below(13) {
         0 => {
-            let mut p = uapi::drm_onpu_get_param { param: rng.below(20) as u32, pad: if rng.chance(10) { 1 } else { 0 }, value: rng.value() };
+            let mut p = uapi::drm_onpu_get_param {
+                param: rng.below(20) as u32,
+                pad: if rng.chance(10) { 1 } else { 0 },
+                value: rng.value(),
+            };
             accel::ioctl(file, uapi::DRM_IOCTL_ONPU_GET_PARAM, &mut p).is_ok()
         }
         1 => {
@@ -87,8 +101,20 @@ fn one_call(file: &File, rng: &mut Rng, pool: &mut Pool, scratch: &mut [u8; 256]
                 _ => 1 + rng.below(256 * 1024),
             };
             // Keep memory bounded: real allocations only up to 256 KiB here.
-            let size = if size <= uapi::DRM_ONPU_BO_MAX_SIZE && size > 256 * 1024 { 0 } else { size };
-            let mut c = uapi::drm_onpu_bo_create { size, flags: if rng.chance(10) { rng.value() as u32 } else { 0 }, ..Default::default() };
+            let size = if size <= uapi::DRM_ONPU_BO_MAX_SIZE && size > 256 * 1024 {
+                0
+            } else {
+                size
+            };
+            let mut c = uapi::drm_onpu_bo_create {
+                size,
+                flags: if rng.chance(10) {
+                    rng.value() as u32
+                } else {
+                    0
+                },
+                ..Default::default()
+            };
             let ok = accel::ioctl(file, uapi::DRM_IOCTL_ONPU_BO_CREATE, &mut c).is_ok();
             if ok {
                 pool.bos.push(c.handle);
@@ -100,7 +126,11 @@ fn one_call(file: &File, rng: &mut Rng, pool: &mut Pool, scratch: &mut [u8; 256]
             ok
         }
         2 => {
-            let mut i = uapi::drm_onpu_bo_info { handle: bo, flags: if rng.chance(10) { 1 } else { 0 }, ..Default::default() };
+            let mut i = uapi::drm_onpu_bo_info {
+                handle: bo,
+                flags: if rng.chance(10) { 1 } else { 0 },
+                ..Default::default()
+            };
             accel::ioctl(file, uapi::DRM_IOCTL_ONPU_BO_INFO, &mut i).is_ok()
         }
         3 | 4 => {
@@ -108,20 +138,55 @@ fn one_call(file: &File, rng: &mut Rng, pool: &mut Pool, scratch: &mut [u8; 256]
             let (cmd_handle, cmd_size) = cmd.unwrap_or((bo, 64));
             let n = rng.below(4) as usize;
             for k in 0..n.min(32) {
-                let r = uapi::drm_onpu_bo_ref { handle: Pool::pick(rng, &pool.bos), flags: if rng.chance(80) { 1 + rng.below(3) as u32 } else { rng.value() as u32 } };
+                let r = uapi::drm_onpu_bo_ref {
+                    handle: Pool::pick(rng, &pool.bos),
+                    flags: if rng.chance(80) {
+                        1 + rng.below(3) as u32
+                    } else {
+                        rng.value() as u32
+                    },
+                };
                 scratch[k * 8..k * 8 + 4].copy_from_slice(&r.handle.to_ne_bytes());
                 scratch[k * 8 + 4..k * 8 + 8].copy_from_slice(&r.flags.to_ne_bytes());
             }
             let mut req = uapi::drm_onpu_submit {
-                cmdbuf_handle: if rng.chance(90) { cmd_handle } else { Pool::pick(rng, &pool.bos) },
-                cmdbuf_size: if rng.chance(85) { cmd_size as u32 } else { rng.value() as u32 },
+                cmdbuf_handle: if rng.chance(90) {
+                    cmd_handle
+                } else {
+                    Pool::pick(rng, &pool.bos)
+                },
+                cmdbuf_size: if rng.chance(85) {
+                    cmd_size as u32
+                } else {
+                    rng.value() as u32
+                },
                 cmdbuf_offset: if rng.chance(90) { 0 } else { rng.value() },
-                bo_count: if rng.chance(90) { n as u32 } else { rng.value() as u32 },
-                bos: if rng.chance(85) { scratch.as_ptr() as u64 } else { ptr(rng, scratch) },
-                in_syncobj_count: if rng.chance(80) { 0 } else { rng.below(3) as u32 },
+                bo_count: if rng.chance(90) {
+                    n as u32
+                } else {
+                    rng.value() as u32
+                },
+                bos: if rng.chance(85) {
+                    scratch.as_ptr() as u64
+                } else {
+                    ptr(rng, scratch)
+                },
+                in_syncobj_count: if rng.chance(80) {
+                    0
+                } else {
+                    rng.below(3) as u32
+                },
                 in_syncobjs: ptr(rng, scratch),
-                out_syncobj: if rng.chance(70) { 0 } else { Pool::pick(rng, &pool.syncobjs) },
-                timeout_ms: if rng.chance(90) { 100 + rng.below(200) as u32 } else { rng.value() as u32 },
+                out_syncobj: if rng.chance(70) {
+                    0
+                } else {
+                    Pool::pick(rng, &pool.syncobjs)
+                },
+                timeout_ms: if rng.chance(90) {
+                    100 + rng.below(200) as u32
+                } else {
+                    rng.value() as u32
+                },
                 flags: if rng.chance(5) { rng.value() as u32 } else { 0 },
                 pad: if rng.chance(5) { 1 } else { 0 },
                 seqno: 0,
@@ -136,8 +201,21 @@ fn one_call(file: &File, rng: &mut Rng, pool: &mut Pool, scratch: &mut [u8; 256]
             ok
         }
         5 => {
-            let seqno = if pool.seqnos.is_empty() || rng.chance(20) { rng.value() } else { pool.seqnos[rng.below(pool.seqnos.len() as u64) as usize] };
-            let mut w = uapi::drm_onpu_wait { seqno, timeout_ns: if rng.chance(90) { rng.below(100_000) as i64 } else { rng.value() as i64 }, flags: if rng.chance(5) { 1 } else { 0 }, ..Default::default() };
+            let seqno = if pool.seqnos.is_empty() || rng.chance(20) {
+                rng.value()
+            } else {
+                pool.seqnos[rng.below(pool.seqnos.len() as u64) as usize]
+            };
+            let mut w = uapi::drm_onpu_wait {
+                seqno,
+                timeout_ns: if rng.chance(90) {
+                    rng.below(100_000) as i64
+                } else {
+                    rng.value() as i64
+                },
+                flags: if rng.chance(5) { 1 } else { 0 },
+                ..Default::default()
+            };
             // A huge timeout on a job that still runs would stall this
             // thread for its whole timeout; that is allowed but slow.
             if w.timeout_ns > 200_000 {
@@ -146,7 +224,11 @@ fn one_call(file: &File, rng: &mut Rng, pool: &mut Pool, scratch: &mut [u8; 256]
             accel::ioctl(file, uapi::DRM_IOCTL_ONPU_WAIT, &mut w).is_ok()
         }
         6 => {
-            let mut w = uapi::drm_onpu_wait_bo { handle: bo, flags: if rng.chance(5) { 1 } else { 0 }, timeout_ns: rng.below(100_000) as i64 - if rng.chance(5) { 200_000 } else { 0 } };
+            let mut w = uapi::drm_onpu_wait_bo {
+                handle: bo,
+                flags: if rng.chance(5) { 1 } else { 0 },
+                timeout_ns: rng.below(100_000) as i64 - if rng.chance(5) { 200_000 } else { 0 },
+            };
             accel::ioctl(file, uapi::DRM_IOCTL_ONPU_WAIT_BO, &mut w).is_ok()
         }
         7 => {
@@ -188,11 +270,20 @@ fn one_call(file: &File, rng: &mut Rng, pool: &mut Pool, scratch: &mut [u8; 256]
             }
             // SAFETY: the argument points at 256 valid bytes, more than any
             // size encoded here; the kernel copies at most `size`.
-            unsafe { libc::ioctl(file.as_raw_fd(), req as libc::c_ulong, scratch.as_mut_ptr()) >= 0 }
+            unsafe {
+                libc::ioctl(file.as_raw_fd(), req as libc::c_ulong, scratch.as_mut_ptr()) >= 0
+            }
         }
         11 => {
             // A real ioctl with a bad argument pointer.
-            let reqs = [uapi::DRM_IOCTL_ONPU_GET_PARAM, uapi::DRM_IOCTL_ONPU_BO_CREATE, uapi::DRM_IOCTL_ONPU_SUBMIT, uapi::DRM_IOCTL_ONPU_WAIT, uapi::DRM_IOCTL_ONPU_WAIT_BO, uapi::DRM_IOCTL_ONPU_BO_INFO];
+            let reqs = [
+                uapi::DRM_IOCTL_ONPU_GET_PARAM,
+                uapi::DRM_IOCTL_ONPU_BO_CREATE,
+                uapi::DRM_IOCTL_ONPU_SUBMIT,
+                uapi::DRM_IOCTL_ONPU_WAIT,
+                uapi::DRM_IOCTL_ONPU_WAIT_BO,
+                uapi::DRM_IOCTL_ONPU_BO_INFO,
+            ];
             let req = reqs[rng.below(reqs.len() as u64) as usize];
             let p = ptr(rng, scratch);
             // SAFETY: the kernel validates the user pointer; a bad one is
@@ -226,9 +317,23 @@ fn random_cmdbuf(file: &File, rng: &mut Rng) -> Option<(u32, u64)> {
     for _ in 0..n {
         let c = Strided::contiguous(64 + rng.below(4096) as u32);
         let insn = match rng.below(5) {
-            0 => Insn::DmaLoad { va: if rng.chance(50) { va } else { rng.value() }, sram: rng.below(1 << 20) as u32, mem: c, sram_layout: c },
-            1 => Insn::DmaStore { va: if rng.chance(50) { va } else { rng.value() }, sram: rng.below(1 << 20) as u32, mem: c, sram_layout: c },
-            2 => Insn::Fill { dst: rng.below(1 << 21) as u32 & !3, len: rng.below(8192) as u32 & !3, pattern: rng.next() as u32 },
+            0 => Insn::DmaLoad {
+                va: if rng.chance(50) { va } else { rng.value() },
+                sram: rng.below(1 << 20) as u32,
+                mem: c,
+                sram_layout: c,
+            },
+            1 => Insn::DmaStore {
+                va: if rng.chance(50) { va } else { rng.value() },
+                sram: rng.below(1 << 20) as u32,
+                mem: c,
+                sram_layout: c,
+            },
+            2 => Insn::Fill {
+                dst: rng.below(1 << 21) as u32 & !3,
+                len: rng.below(8192) as u32 & !3,
+                pattern: rng.next() as u32,
+            },
             3 => Insn::Nop,
             _ => Insn::Barrier,
         };
@@ -246,8 +351,14 @@ fn random_cmdbuf(file: &File, rng: &mut Rng) -> Option<(u32, u64)> {
 }
 
 fn main() {
-    let arg = |i: usize, d: u64| std::env::args().nth(i).and_then(|a| a.parse().ok()).unwrap_or(d);
-    let (calls, threads, seed, seconds) = (arg(1, 1_000_000), arg(2, 4).max(1), arg(3, 1), arg(4, 600));
+    let arg = |i: usize, d: u64| {
+        std::env::args()
+            .nth(i)
+            .and_then(|a| a.parse().ok())
+            .unwrap_or(d)
+    };
+    let (calls, threads, seed, seconds) =
+        (arg(1, 1_000_000), arg(2, 4).max(1), arg(3, 1), arg(4, 600));
     let mut tap = Tap::new(2);
     let path = match accel::find_device() {
         Ok(p) => p,
@@ -270,7 +381,8 @@ fn main() {
     let per_thread = calls / threads;
     let handles: Vec<_> = (0..threads)
         .map(|t| {
-            let (path, shared, done, ok_calls) = (path.clone(), shared.clone(), done.clone(), ok_calls.clone());
+            let (path, shared, done, ok_calls) =
+                (path.clone(), shared.clone(), done.clone(), ok_calls.clone());
             std::thread::spawn(move || {
                 let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(t + 1) | 1);
                 let mut own = accel::open(&path).ok();
@@ -291,7 +403,9 @@ fn main() {
                         cmd = own.as_ref().and_then(|f| random_cmdbuf(f, &mut rng));
                     }
                     let ok = match own.as_ref() {
-                        Some(f) if !rng.chance(25) => one_call(f, &mut rng, &mut pool, &mut scratch, cmd),
+                        Some(f) if !rng.chance(25) => {
+                            one_call(f, &mut rng, &mut pool, &mut scratch, cmd)
+                        }
                         _ => one_call(&shared, &mut rng, &mut shared_pool, &mut scratch, None),
                     };
                     done.fetch_add(1, Ordering::Relaxed);
@@ -306,9 +420,22 @@ fn main() {
     for h in handles {
         panicked |= h.join().is_err();
     }
-    let (n, ok) = (done.load(Ordering::Relaxed), ok_calls.load(Ordering::Relaxed));
-    println!("# {n} ioctls from {threads} threads (seed {seed}) in {:.1} s, {ok} succeeded", start.elapsed().as_secs_f64());
-    tap.check(&format!("{n} fuzzed ioctls returned (no hang, no crash)"), if panicked { Err("a fuzzing thread panicked".into()) } else { Ok(()) });
+    let (n, ok) = (
+        done.load(Ordering::Relaxed),
+        ok_calls.load(Ordering::Relaxed),
+    );
+    println!(
+        "# {n} ioctls from {threads} threads (seed {seed}) in {:.1} s, {ok} succeeded",
+        start.elapsed().as_secs_f64()
+    );
+    tap.check(
+        &format!("{n} fuzzed ioctls returned (no hang, no crash)"),
+        if panicked {
+            Err("a fuzzing thread panicked".into())
+        } else {
+            Ok(())
+        },
+    );
     // The device still works: a correct job from a fresh file.
     let after = (|| -> Result<(), String> {
         let f = accel::open(&path).map_err(|e| e.to_string())?;
@@ -316,15 +443,53 @@ fn main() {
         let src = accel::bo_create(&f, 4096).map_err(e)?;
         let dst = accel::bo_create(&f, 4096).map_err(e)?;
         let cmd = accel::bo_create(&f, 4096).map_err(e)?;
-        let (s, d) = (accel::bo_npu_addr(&f, src.handle).map_err(e)?, accel::bo_npu_addr(&f, dst.handle).map_err(e)?);
-        Mapping::new(&f, &src).map_err(|x| x.to_string())?.as_mut_slice().fill(0x77);
+        let (s, d) = (
+            accel::bo_npu_addr(&f, src.handle).map_err(e)?,
+            accel::bo_npu_addr(&f, dst.handle).map_err(e)?,
+        );
+        Mapping::new(&f, &src)
+            .map_err(|x| x.to_string())?
+            .as_mut_slice()
+            .fill(0x77);
         let c = Strided::contiguous(4096);
-        let code = assemble(&[Insn::DmaLoad { va: s, sram: 0, mem: c, sram_layout: c }, Insn::DmaStore { va: d, sram: 0, mem: c, sram_layout: c }, Insn::End]);
-        Mapping::new(&f, &cmd).map_err(|x| x.to_string())?.as_mut_slice()[..code.len()].copy_from_slice(&code);
-        let refs = [uapi::drm_onpu_bo_ref { handle: src.handle, flags: 1 }, uapi::drm_onpu_bo_ref { handle: dst.handle, flags: 2 }];
+        let code = assemble(&[
+            Insn::DmaLoad {
+                va: s,
+                sram: 0,
+                mem: c,
+                sram_layout: c,
+            },
+            Insn::DmaStore {
+                va: d,
+                sram: 0,
+                mem: c,
+                sram_layout: c,
+            },
+            Insn::End,
+        ]);
+        Mapping::new(&f, &cmd)
+            .map_err(|x| x.to_string())?
+            .as_mut_slice()[..code.len()]
+            .copy_from_slice(&code);
+        let refs = [
+            uapi::drm_onpu_bo_ref {
+                handle: src.handle,
+                flags: 1,
+            },
+            uapi::drm_onpu_bo_ref {
+                handle: dst.handle,
+                flags: 2,
+            },
+        ];
         let seqno = accel::submit_simple(&f, &cmd, code.len() as u32, &refs, 0).map_err(e)?;
         let w = accel::wait(&f, seqno, 30_000_000_000).map_err(e)?;
-        if w.status != 0 || Mapping::new(&f, &dst).map_err(|x| x.to_string())?.as_mut_slice().iter().any(|&b| b != 0x77) {
+        if w.status != 0
+            || Mapping::new(&f, &dst)
+                .map_err(|x| x.to_string())?
+                .as_mut_slice()
+                .iter()
+                .any(|&b| b != 0x77)
+        {
             return Err(format!("job after fuzzing: status {:#x}", w.status));
         }
         Ok(())

@@ -36,7 +36,8 @@ fn errno(e: i32) -> String {
 
 impl Ctx {
     fn open() -> Result<Ctx, String> {
-        let file = accel::open(&accel::find_device().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+        let file = accel::open(&accel::find_device().map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
         let cmd = accel::bo_create(&file, 4096).map_err(errno)?;
         let mk = |f: &File| -> Result<(Bo, u64), String> {
             let b = accel::bo_create(f, u64::from(LEN)).map_err(errno)?;
@@ -45,17 +46,33 @@ impl Ctx {
         };
         let src = mk(&file)?;
         let dst = mk(&file)?;
-        Ok(Ctx { file, cmd, src, dst })
+        Ok(Ctx {
+            file,
+            cmd,
+            src,
+            dst,
+        })
     }
 
     fn run(&self, insns: &[Insn], timeout_ms: u32) -> Result<uapi::drm_onpu_wait, String> {
         let code = assemble(insns);
-        Mapping::new(&self.file, &self.cmd).map_err(|e| e.to_string())?.as_mut_slice()[..code.len()].copy_from_slice(&code);
+        Mapping::new(&self.file, &self.cmd)
+            .map_err(|e| e.to_string())?
+            .as_mut_slice()[..code.len()]
+            .copy_from_slice(&code);
         let refs = [
-            uapi::drm_onpu_bo_ref { handle: self.src.0.handle, flags: uapi::DRM_ONPU_BO_READ },
-            uapi::drm_onpu_bo_ref { handle: self.dst.0.handle, flags: uapi::DRM_ONPU_BO_WRITE },
+            uapi::drm_onpu_bo_ref {
+                handle: self.src.0.handle,
+                flags: uapi::DRM_ONPU_BO_READ,
+            },
+            uapi::drm_onpu_bo_ref {
+                handle: self.dst.0.handle,
+                flags: uapi::DRM_ONPU_BO_WRITE,
+            },
         ];
-        let seqno = accel::submit_simple(&self.file, &self.cmd, code.len() as u32, &refs, timeout_ms).map_err(errno)?;
+        let seqno =
+            accel::submit_simple(&self.file, &self.cmd, code.len() as u32, &refs, timeout_ms)
+                .map_err(errno)?;
         accel::wait(&self.file, seqno, 30 * SEC).map_err(|e| format!("wait: {}", errno(e)))
     }
 
@@ -65,20 +82,41 @@ impl Ctx {
         if let Some(t) = tag {
             v.push(Insn::Mark { tag: t });
         }
-        v.push(Insn::DmaLoad { va: self.src.1, sram: 0, mem: c, sram_layout: c });
-        v.push(Insn::DmaStore { va: self.dst.1, sram: 0, mem: c, sram_layout: c });
+        v.push(Insn::DmaLoad {
+            va: self.src.1,
+            sram: 0,
+            mem: c,
+            sram_layout: c,
+        });
+        v.push(Insn::DmaStore {
+            va: self.dst.1,
+            sram: 0,
+            mem: c,
+            sram_layout: c,
+        });
         v.push(Insn::End);
         v
     }
 
     /// A job that must succeed and copy a fresh pattern.
     fn good_job(&self, seed: u32) -> Result<(), String> {
-        let pattern: Vec<u8> = (0..LEN).map(|i| (i.wrapping_mul(seed | 1).wrapping_add(seed) >> 3) as u8).collect();
-        Mapping::new(&self.file, &self.src.0).map_err(|e| e.to_string())?.as_mut_slice().copy_from_slice(&pattern);
-        Mapping::new(&self.file, &self.dst.0).map_err(|e| e.to_string())?.as_mut_slice().fill(0);
+        let pattern: Vec<u8> = (0..LEN)
+            .map(|i| (i.wrapping_mul(seed | 1).wrapping_add(seed) >> 3) as u8)
+            .collect();
+        Mapping::new(&self.file, &self.src.0)
+            .map_err(|e| e.to_string())?
+            .as_mut_slice()
+            .copy_from_slice(&pattern);
+        Mapping::new(&self.file, &self.dst.0)
+            .map_err(|e| e.to_string())?
+            .as_mut_slice()
+            .fill(0);
         let w = self.run(&self.copy(None), 0)?;
         if w.status != 0 {
-            return Err(format!("good job failed: status {:#x} error {} at {:#x}", w.status, w.error, w.fault_addr));
+            return Err(format!(
+                "good job failed: status {:#x} error {} at {:#x}",
+                w.status, w.error, w.fault_addr
+            ));
         }
         let mut m = Mapping::new(&self.file, &self.dst.0).map_err(|e| e.to_string())?;
         if m.as_mut_slice() != pattern.as_slice() {
@@ -105,16 +143,64 @@ const TIMED_OUT: (u32, i32) = (uapi::DRM_ONPU_JOB_TIMEDOUT, -libc::ETIMEDOUT);
 
 fn kinds() -> Vec<Kind> {
     vec![
-        Kind { name: "hung job", tag: Some(1), timeout_ms: 200, expect: &[(uapi::DRM_ONPU_JOB_TIMEDOUT, -libc::ETIMEDOUT)], fault_addr: None },
-        Kind { name: "MMU fault", tag: Some(2), timeout_ms: 0, expect: &[(Fault::MmuUnmapped as u32, -libc::EIO)], fault_addr: Some(0xdead000) },
-        Kind { name: "bad opcode", tag: None, timeout_ms: 0, expect: &[(Fault::BadOpcode as u32, -libc::EIO)], fault_addr: None },
-        Kind { name: "dropped completion interrupt", tag: Some(3), timeout_ms: 0, expect: &[(0, 0)], fault_addr: None },
+        Kind {
+            name: "hung job",
+            tag: Some(1),
+            timeout_ms: 200,
+            expect: &[(uapi::DRM_ONPU_JOB_TIMEDOUT, -libc::ETIMEDOUT)],
+            fault_addr: None,
+        },
+        Kind {
+            name: "MMU fault",
+            tag: Some(2),
+            timeout_ms: 0,
+            expect: &[(Fault::MmuUnmapped as u32, -libc::EIO)],
+            fault_addr: Some(0xdead000),
+        },
+        Kind {
+            name: "bad opcode",
+            tag: None,
+            timeout_ms: 0,
+            expect: &[(Fault::BadOpcode as u32, -libc::EIO)],
+            fault_addr: None,
+        },
+        Kind {
+            name: "dropped completion interrupt",
+            tag: Some(3),
+            timeout_ms: 0,
+            expect: &[(0, 0)],
+            fault_addr: None,
+        },
         // The record is garbage: the job ends when a later record shows it
         // is over (ABORTED) or when its timeout says so.
-        Kind { name: "corrupted completion record", tag: Some(4), timeout_ms: 200, expect: &[TIMED_OUT, (ABORTED, -libc::EIO)], fault_addr: None },
-        Kind { name: "spurious interrupt", tag: Some(5), timeout_ms: 0, expect: &[(0, 0)], fault_addr: None },
-        Kind { name: "slow job just inside its timeout", tag: Some(6), timeout_ms: 600, expect: &[(0, 0)], fault_addr: None },
-        Kind { name: "slow job past its timeout (slow reset)", tag: Some(7), timeout_ms: 300, expect: &[TIMED_OUT], fault_addr: None },
+        Kind {
+            name: "corrupted completion record",
+            tag: Some(4),
+            timeout_ms: 200,
+            expect: &[TIMED_OUT, (ABORTED, -libc::EIO)],
+            fault_addr: None,
+        },
+        Kind {
+            name: "spurious interrupt",
+            tag: Some(5),
+            timeout_ms: 0,
+            expect: &[(0, 0)],
+            fault_addr: None,
+        },
+        Kind {
+            name: "slow job just inside its timeout",
+            tag: Some(6),
+            timeout_ms: 600,
+            expect: &[(0, 0)],
+            fault_addr: None,
+        },
+        Kind {
+            name: "slow job past its timeout (slow reset)",
+            tag: Some(7),
+            timeout_ms: 300,
+            expect: &[TIMED_OUT],
+            fault_addr: None,
+        },
     ]
 }
 
@@ -127,18 +213,28 @@ fn guilty(c: &Ctx, k: &Kind) -> Result<(), String> {
         // Corrupt the second instruction's opcode.
         let mut code = assemble(&insns);
         code[64] = 0xee;
-        Mapping::new(&c.file, &c.cmd).map_err(|e| e.to_string())?.as_mut_slice()[..code.len()].copy_from_slice(&code);
-        let seqno = accel::submit_simple(&c.file, &c.cmd, code.len() as u32, &[], 0).map_err(errno)?;
+        Mapping::new(&c.file, &c.cmd)
+            .map_err(|e| e.to_string())?
+            .as_mut_slice()[..code.len()]
+            .copy_from_slice(&code);
+        let seqno =
+            accel::submit_simple(&c.file, &c.cmd, code.len() as u32, &[], 0).map_err(errno)?;
         accel::wait(&c.file, seqno, 30 * SEC).map_err(errno)?
     } else {
         c.run(&insns, k.timeout_ms)?
     };
     if !k.expect.contains(&(w.status, w.error)) {
-        return Err(format!("{}: status {:#x} error {}, want one of {:?}", k.name, w.status, w.error, k.expect));
+        return Err(format!(
+            "{}: status {:#x} error {}, want one of {:?}",
+            k.name, w.status, w.error, k.expect
+        ));
     }
     if let Some(a) = k.fault_addr {
         if w.fault_addr != a {
-            return Err(format!("{}: fault address {:#x}, want {a:#x}", k.name, w.fault_addr));
+            return Err(format!(
+                "{}: fault address {:#x}, want {a:#x}",
+                k.name, w.fault_addr
+            ));
         }
     }
     Ok(())
@@ -176,7 +272,10 @@ fn innocent(stop: i32) -> ! {
 }
 
 fn main() {
-    let iterations: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(100);
+    let iterations: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(100);
     let c = match Ctx::open() {
         Ok(c) => c,
         Err(e) => {
@@ -191,7 +290,10 @@ fn main() {
         for k in &kinds {
             tap.skip(k.name, "device started without fault injection");
         }
-        tap.skip("the other process's jobs all succeeded", "no faults injected");
+        tap.skip(
+            "the other process's jobs all succeeded",
+            "no faults injected",
+        );
         std::process::exit(tap.finish());
     }
     let mut fds = [0i32; 2];
@@ -213,15 +315,29 @@ fn main() {
         let t = Instant::now();
         let mut result = Ok(());
         for i in 0..iterations {
-            let r = guilty(&c, k).and_then(|()| c.good_job(i as u32 + 1).map_err(|e| format!("next job after {}: {e}", k.name)));
+            let r = guilty(&c, k).and_then(|()| {
+                c.good_job(i as u32 + 1)
+                    .map_err(|e| format!("next job after {}: {e}", k.name))
+            });
             if let Err(e) = r {
                 result = Err(format!("iteration {i}: {e}"));
                 break;
             }
             injected += 1;
         }
-        println!("# {}: {} iterations in {:.1} s", k.name, iterations, t.elapsed().as_secs_f64());
-        tap.check(&format!("{} x{iterations}: right error, the next job is right", k.name), result);
+        println!(
+            "# {}: {} iterations in {:.1} s",
+            k.name,
+            iterations,
+            t.elapsed().as_secs_f64()
+        );
+        tap.check(
+            &format!(
+                "{} x{iterations}: right error, the next job is right",
+                k.name
+            ),
+            result,
+        );
     }
     // SAFETY: closing our write end tells the child to stop.
     unsafe { libc::close(fds[1]) };
@@ -233,7 +349,11 @@ fn main() {
     let child_ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
     tap.check(
         "the other process's jobs all succeeded, with the right data",
-        if child_ok { Ok(()) } else { Err(format!("other process status {status:#x}")) },
+        if child_ok {
+            Ok(())
+        } else {
+            Err(format!("other process status {status:#x}"))
+        },
     );
     std::process::exit(tap.finish());
 }

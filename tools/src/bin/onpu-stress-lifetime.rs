@@ -7,17 +7,16 @@
 //!
 //!   onpu-stress-lifetime [ITERATIONS]     (default 100; needs /lib/modules/onpu.ko)
 
+use nix::sys::socket;
 use npu_isa::{assemble, Insn, Strided};
 use npu_tools::accel::{self, Mapping};
 use npu_tools::kmod;
 use npu_tools::tap::Tap;
 use npu_uapi as uapi;
 use std::fs::File;
-use nix::sys::socket;
 use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
-
 
 /// Buffers of `len` bytes, a copy job between them, `jobs` submissions;
 /// waits for none of them when `wait` is false.
@@ -26,12 +25,44 @@ fn submit_copies(file: &File, jobs: usize, wait: bool) -> Result<(), String> {
     let src = accel::bo_create(file, 65536).map_err(e)?;
     let dst = accel::bo_create(file, 65536).map_err(e)?;
     let cmd = accel::bo_create(file, 4096).map_err(e)?;
-    let (sva, dva) = (accel::bo_npu_addr(file, src.handle).map_err(e)?, accel::bo_npu_addr(file, dst.handle).map_err(e)?);
+    let (sva, dva) = (
+        accel::bo_npu_addr(file, src.handle).map_err(e)?,
+        accel::bo_npu_addr(file, dst.handle).map_err(e)?,
+    );
     let c = Strided::contiguous(65536);
-    let code = assemble(&[Insn::DmaLoad { va: sva, sram: 0, mem: c, sram_layout: c }, Insn::DmaStore { va: dva, sram: 0, mem: c, sram_layout: c }, Insn::End]);
-    Mapping::new(file, &cmd).map_err(|x| x.to_string())?.as_mut_slice()[..code.len()].copy_from_slice(&code);
-    Mapping::new(file, &src).map_err(|x| x.to_string())?.as_mut_slice().fill(0x3c);
-    let refs = [uapi::drm_onpu_bo_ref { handle: src.handle, flags: uapi::DRM_ONPU_BO_READ }, uapi::drm_onpu_bo_ref { handle: dst.handle, flags: uapi::DRM_ONPU_BO_WRITE }];
+    let code = assemble(&[
+        Insn::DmaLoad {
+            va: sva,
+            sram: 0,
+            mem: c,
+            sram_layout: c,
+        },
+        Insn::DmaStore {
+            va: dva,
+            sram: 0,
+            mem: c,
+            sram_layout: c,
+        },
+        Insn::End,
+    ]);
+    Mapping::new(file, &cmd)
+        .map_err(|x| x.to_string())?
+        .as_mut_slice()[..code.len()]
+        .copy_from_slice(&code);
+    Mapping::new(file, &src)
+        .map_err(|x| x.to_string())?
+        .as_mut_slice()
+        .fill(0x3c);
+    let refs = [
+        uapi::drm_onpu_bo_ref {
+            handle: src.handle,
+            flags: uapi::DRM_ONPU_BO_READ,
+        },
+        uapi::drm_onpu_bo_ref {
+            handle: dst.handle,
+            flags: uapi::DRM_ONPU_BO_WRITE,
+        },
+    ];
     let mut last = 0;
     for _ in 0..jobs {
         last = accel::submit_simple(file, &cmd, code.len() as u32, &refs, 0).map_err(e)?;
@@ -41,7 +72,12 @@ fn submit_copies(file: &File, jobs: usize, wait: bool) -> Result<(), String> {
         if w.status != 0 {
             return Err(format!("job status {:#x}", w.status));
         }
-        if Mapping::new(file, &dst).map_err(|x| x.to_string())?.as_mut_slice().iter().any(|&b| b != 0x3c) {
+        if Mapping::new(file, &dst)
+            .map_err(|x| x.to_string())?
+            .as_mut_slice()
+            .iter()
+            .any(|&b| b != 0x3c)
+        {
             return Err("wrong data".into());
         }
     }
@@ -54,15 +90,27 @@ fn fresh_job() -> Result<(), String> {
 }
 
 fn debugfs_counter(name: &str) -> Option<u64> {
-    let dir = std::fs::read_dir("/sys/kernel/debug/onpu").ok()?.flatten().next()?.path();
+    let dir = std::fs::read_dir("/sys/kernel/debug/onpu")
+        .ok()?
+        .flatten()
+        .next()?
+        .path();
     let text = std::fs::read_to_string(dir.join("counters")).ok()?;
-    text.lines().find_map(|l| l.strip_prefix(&format!("{name}: ")).and_then(|v| v.trim().parse().ok()))
+    text.lines().find_map(|l| {
+        l.strip_prefix(&format!("{name}: "))
+            .and_then(|v| v.trim().parse().ok())
+    })
 }
 
 fn shmem_kib() -> u64 {
     std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|t| t.lines().find_map(|l| l.strip_prefix("Shmem:").and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())))
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                l.strip_prefix("Shmem:")
+                    .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+            })
+        })
         .unwrap_or(0)
 }
 
@@ -104,7 +152,11 @@ fn kill_with_jobs_in_flight(n: usize) -> Result<(), String> {
     let before = debugfs_counter("bos_live").ok_or("no debugfs counters")?;
     for i in 0..n {
         let pid = fork(|| {
-            let Ok(file) = kmod::wait_for_device().and_then(|p| accel::open(&p).map_err(|e| e.to_string())) else { return 2 };
+            let Ok(file) =
+                kmod::wait_for_device().and_then(|p| accel::open(&p).map_err(|e| e.to_string()))
+            else {
+                return 2;
+            };
             let _ = submit_copies(&file, 64, false);
             // Stay alive with the jobs queued until the parent kills us.
             std::thread::sleep(Duration::from_secs(30));
@@ -147,7 +199,14 @@ fn workers(count: usize, stop: &'static str) -> Vec<i32> {
                             if let Err(e) = submit_copies(&file, 4, true) {
                                 // Unbind or unload mid-job: the job is
                                 // cancelled or the device is gone.
-                                let expected = ["errno 19", "errno 2", "status 0x101", "errno 125", "errno 5", "os error 19"];
+                                let expected = [
+                                    "errno 19",
+                                    "errno 2",
+                                    "status 0x101",
+                                    "errno 125",
+                                    "errno 5",
+                                    "os error 19",
+                                ];
                                 if !expected.iter().any(|x| e.contains(x)) {
                                     println!("# worker: unexpected: {e}");
                                     bad += 1;
@@ -235,14 +294,23 @@ fn dmabuf_outlives_exporter(n: usize) -> Result<(), String> {
     let before = debugfs_counter("bos_live").ok_or("no debugfs counters")?;
     for i in 0..n {
         // Closed on every path out of the iteration (OwnedFd).
-        let (ours, theirs) = socket::socketpair(socket::AddressFamily::Unix, socket::SockType::Stream, None, socket::SockFlag::SOCK_CLOEXEC)
-            .map_err(|e| format!("socketpair: {e}"))?;
+        let (ours, theirs) = socket::socketpair(
+            socket::AddressFamily::Unix,
+            socket::SockType::Stream,
+            None,
+            socket::SockFlag::SOCK_CLOEXEC,
+        )
+        .map_err(|e| format!("socketpair: {e}"))?;
         let exporter = fork(|| {
             let run = || -> Result<(), String> {
                 let file = accel::open(&kmod::wait_for_device()?).map_err(|e| e.to_string())?;
                 let bo = accel::bo_create(&file, 65536).map_err(|e| format!("errno {e}"))?;
-                Mapping::new(&file, &bo).map_err(|e| e.to_string())?.as_mut_slice().fill(0xa7);
-                let fd = accel::prime_export(&file, bo.handle).map_err(|e| format!("export: errno {e}"))?;
+                Mapping::new(&file, &bo)
+                    .map_err(|e| e.to_string())?
+                    .as_mut_slice()
+                    .fill(0xa7);
+                let fd = accel::prime_export(&file, bo.handle)
+                    .map_err(|e| format!("export: errno {e}"))?;
                 send_fd(&theirs, fd.as_fd())
             };
             // Everything of the exporter goes with it: file, handle, mapping.
@@ -258,20 +326,67 @@ fn dmabuf_outlives_exporter(n: usize) -> Result<(), String> {
         let h = accel::prime_import(&file, &fd).map_err(|e| format!("import: errno {e}"))?;
         drop(fd);
         let bo = accel::bo_info(&file, h).map_err(|e| format!("errno {e}"))?;
-        if Mapping::new(&file, &bo).map_err(|e| e.to_string())?.as_mut_slice().iter().any(|&b| b != 0xa7) {
+        if Mapping::new(&file, &bo)
+            .map_err(|e| e.to_string())?
+            .as_mut_slice()
+            .iter()
+            .any(|&b| b != 0xa7)
+        {
             return Err(format!("iteration {i}: the imported buffer lost its data"));
         }
         // A job reads it too: copy it into a buffer of our own.
-        let (dst, cmd) = (accel::bo_create(&file, 65536).map_err(|e| format!("errno {e}"))?, accel::bo_create(&file, 4096).map_err(|e| format!("errno {e}"))?);
-        let (sva, dva) = (accel::bo_npu_addr(&file, h).map_err(|e| format!("errno {e}"))?, accel::bo_npu_addr(&file, dst.handle).map_err(|e| format!("errno {e}"))?);
+        let (dst, cmd) = (
+            accel::bo_create(&file, 65536).map_err(|e| format!("errno {e}"))?,
+            accel::bo_create(&file, 4096).map_err(|e| format!("errno {e}"))?,
+        );
+        let (sva, dva) = (
+            accel::bo_npu_addr(&file, h).map_err(|e| format!("errno {e}"))?,
+            accel::bo_npu_addr(&file, dst.handle).map_err(|e| format!("errno {e}"))?,
+        );
         let c = Strided::contiguous(65536);
-        let code = assemble(&[Insn::DmaLoad { va: sva, sram: 0, mem: c, sram_layout: c }, Insn::DmaStore { va: dva, sram: 0, mem: c, sram_layout: c }, Insn::End]);
-        Mapping::new(&file, &cmd).map_err(|e| e.to_string())?.as_mut_slice()[..code.len()].copy_from_slice(&code);
-        let refs = [uapi::drm_onpu_bo_ref { handle: h, flags: uapi::DRM_ONPU_BO_READ }, uapi::drm_onpu_bo_ref { handle: dst.handle, flags: uapi::DRM_ONPU_BO_WRITE }];
-        let seqno = accel::submit_simple(&file, &cmd, code.len() as u32, &refs, 0).map_err(|e| format!("errno {e}"))?;
+        let code = assemble(&[
+            Insn::DmaLoad {
+                va: sva,
+                sram: 0,
+                mem: c,
+                sram_layout: c,
+            },
+            Insn::DmaStore {
+                va: dva,
+                sram: 0,
+                mem: c,
+                sram_layout: c,
+            },
+            Insn::End,
+        ]);
+        Mapping::new(&file, &cmd)
+            .map_err(|e| e.to_string())?
+            .as_mut_slice()[..code.len()]
+            .copy_from_slice(&code);
+        let refs = [
+            uapi::drm_onpu_bo_ref {
+                handle: h,
+                flags: uapi::DRM_ONPU_BO_READ,
+            },
+            uapi::drm_onpu_bo_ref {
+                handle: dst.handle,
+                flags: uapi::DRM_ONPU_BO_WRITE,
+            },
+        ];
+        let seqno = accel::submit_simple(&file, &cmd, code.len() as u32, &refs, 0)
+            .map_err(|e| format!("errno {e}"))?;
         let w = accel::wait(&file, seqno, 30_000_000_000).map_err(|e| format!("errno {e}"))?;
-        if w.status != 0 || Mapping::new(&file, &dst).map_err(|e| e.to_string())?.as_mut_slice().iter().any(|&b| b != 0xa7) {
-            return Err(format!("iteration {i}: a job could not read the imported buffer (status {:#x})", w.status));
+        if w.status != 0
+            || Mapping::new(&file, &dst)
+                .map_err(|e| e.to_string())?
+                .as_mut_slice()
+                .iter()
+                .any(|&b| b != 0xa7)
+        {
+            return Err(format!(
+                "iteration {i}: a job could not read the imported buffer (status {:#x})",
+                w.status
+            ));
         }
     }
     settle_bos(before)
@@ -281,7 +396,14 @@ fn dmabuf_outlives_exporter(n: usize) -> Result<(), String> {
 fn send_fd(sock: &OwnedFd, fd: BorrowedFd<'_>) -> Result<(), String> {
     let fds = [fd.as_raw_fd()];
     let cmsg = [socket::ControlMessage::ScmRights(&fds)];
-    socket::sendmsg::<()>(sock.as_raw_fd(), &[IoSlice::new(&[0])], &cmsg, socket::MsgFlags::empty(), None).map_err(|e| format!("sendmsg: {e}"))?;
+    socket::sendmsg::<()>(
+        sock.as_raw_fd(),
+        &[IoSlice::new(&[0])],
+        &cmsg,
+        socket::MsgFlags::empty(),
+        None,
+    )
+    .map_err(|e| format!("sendmsg: {e}"))?;
     Ok(())
 }
 
@@ -289,7 +411,13 @@ fn recv_fd(sock: &OwnedFd) -> Result<OwnedFd, String> {
     let mut byte = [0u8; 1];
     let mut iov = [IoSliceMut::new(&mut byte)];
     let mut space = nix::cmsg_space!([RawFd; 1]);
-    let msg = socket::recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut space), socket::MsgFlags::MSG_CMSG_CLOEXEC).map_err(|e| format!("recvmsg: {e}"))?;
+    let msg = socket::recvmsg::<()>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        socket::MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .map_err(|e| format!("recvmsg: {e}"))?;
     for c in msg.cmsgs().map_err(|e| format!("recvmsg: {e}"))? {
         if let socket::ControlMessageOwned::ScmRights(fds) = c {
             if let Some(&fd) = fds.first() {
@@ -303,33 +431,58 @@ fn recv_fd(sock: &OwnedFd) -> Result<OwnedFd, String> {
 }
 
 fn main() {
-    let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(100);
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(100);
     let shmem0 = shmem_kib();
     let mut tap = Tap::new(6);
     let t = Instant::now();
-    tap.check(&format!("kill -9 with jobs in flight x{n}: buffers freed, device fine"), kill_with_jobs_in_flight(n));
+    tap.check(
+        &format!("kill -9 with jobs in flight x{n}: buffers freed, device fine"),
+        kill_with_jobs_in_flight(n),
+    );
     println!("# {:.1} s", t.elapsed().as_secs_f64());
     let t = Instant::now();
-    tap.check(&format!("a dma-buf imported by another process outlives its exporter x{n}"), dmabuf_outlives_exporter(n));
+    tap.check(
+        &format!("a dma-buf imported by another process outlives its exporter x{n}"),
+        dmabuf_outlives_exporter(n),
+    );
     println!("# {:.1} s", t.elapsed().as_secs_f64());
     let t = Instant::now();
-    tap.check(&format!("close with jobs queued x{n}: buffers freed, device fine"), close_with_jobs_queued(n));
+    tap.check(
+        &format!("close with jobs queued x{n}: buffers freed, device fine"),
+        close_with_jobs_queued(n),
+    );
     println!("# {:.1} s", t.elapsed().as_secs_f64());
     let t = Instant::now();
-    tap.check(&format!("unbind/rebind x{n} while two processes open, map and submit"), rebind_under_load(n));
+    tap.check(
+        &format!("unbind/rebind x{n} while two processes open, map and submit"),
+        rebind_under_load(n),
+    );
     println!("# {:.1} s", t.elapsed().as_secs_f64());
     let t = Instant::now();
     let reload = reload_under_load(n);
     if let Ok((reloads, refused)) = &reload {
-        println!("# {reloads} reloads ({refused} unloads refused while a file was open) in {:.1} s", t.elapsed().as_secs_f64());
+        println!(
+            "# {reloads} reloads ({refused} unloads refused while a file was open) in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
     }
-    tap.check(&format!("rmmod/insmod x{n} while two processes open, map and submit"), reload.map(|_| ()));
+    tap.check(
+        &format!("rmmod/insmod x{n} while two processes open, map and submit"),
+        reload.map(|_| ()),
+    );
     let shmem1 = shmem_kib();
     println!("# shmem: {shmem0} kB before, {shmem1} kB after");
     // Small slack for the page cache of files the tests wrote in /tmp.
     tap.check(
         "shmem back to its starting value",
-        if shmem1 <= shmem0 + 512 { Ok(()) } else { Err(format!("shmem grew by {} kB", shmem1 - shmem0)) },
+        if shmem1 <= shmem0 + 512 {
+            Ok(())
+        } else {
+            Err(format!("shmem grew by {} kB", shmem1 - shmem0))
+        },
     );
     std::process::exit(tap.finish());
 }

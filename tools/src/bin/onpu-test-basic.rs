@@ -22,7 +22,10 @@ fn main() {
             std::process::exit(tap.finish());
         }
     };
-    tap.check("onpu accel node present", expect(path.starts_with("/dev/accel"), || format!("{path:?}")));
+    tap.check(
+        "onpu accel node present",
+        expect(path.starts_with("/dev/accel"), || format!("{path:?}")),
+    );
     let file = match accel::open(&path) {
         Ok(f) => f,
         Err(e) => {
@@ -56,12 +59,29 @@ fn main() {
     tap.check("get-param answers every parameter", all);
     tap.check(
         "get-param values match the hardware",
-        expect(values.len() == 8 && values[0] == 0x4e50 && values[2] >> 16 == 1 && values[3] >= 4096 && values[5] == 39, || format!("{values:x?}")),
+        expect(
+            values.len() == 8
+                && values[0] == 0x4e50
+                && values[2] >> 16 == 1
+                && values[3] >= 4096
+                && values[5] == 39,
+            || format!("{values:x?}"),
+        ),
     );
     let r = accel::get_param(&file, uapi::DRM_ONPU_PARAM_COUNT);
-    tap.check("get-param rejects an unknown parameter with EINVAL", expect(r == Err(libc::EINVAL), || format!("{r:?}")));
-    let mut p = uapi::drm_onpu_get_param { param: uapi::DRM_ONPU_PARAM_SRAM_SIZE, pad: 1, value: 0 };
+    tap.check(
+        "get-param rejects an unknown parameter with EINVAL",
+        expect(r == Err(libc::EINVAL), || format!("{r:?}")),
+    );
+    let mut p = uapi::drm_onpu_get_param {
+        param: uapi::DRM_ONPU_PARAM_SRAM_SIZE,
+        pad: 1,
+        value: 0,
+    };
     let r = accel::ioctl(&file, uapi::DRM_IOCTL_ONPU_GET_PARAM, &mut p);
-    tap.check("get-param rejects non-zero padding with EINVAL", expect(r == Err(libc::EINVAL), || format!("{r:?}")));
+    tap.check(
+        "get-param rejects non-zero padding with EINVAL",
+        expect(r == Err(libc::EINVAL), || format!("{r:?}")),
+    );
     std::process::exit(tap.finish());
 }

@@ -59,10 +59,19 @@ impl Ctx {
     }
 
     /// Run `insns` using `bos`; the WAIT outcome.
-    fn run(&self, insns: &[Insn], bos: &[(u32, u32)], timeout_ms: u32) -> Result<uapi::drm_onpu_wait, String> {
+    fn run(
+        &self,
+        insns: &[Insn],
+        bos: &[(u32, u32)],
+        timeout_ms: u32,
+    ) -> Result<uapi::drm_onpu_wait, String> {
         let size = self.program(insns)?;
-        let refs: Vec<_> = bos.iter().map(|&(handle, flags)| uapi::drm_onpu_bo_ref { handle, flags }).collect();
-        let seqno = accel::submit_simple(&self.file, &self.cmd, size, &refs, timeout_ms).map_err(errno_name)?;
+        let refs: Vec<_> = bos
+            .iter()
+            .map(|&(handle, flags)| uapi::drm_onpu_bo_ref { handle, flags })
+            .collect();
+        let seqno = accel::submit_simple(&self.file, &self.cmd, size, &refs, timeout_ms)
+            .map_err(errno_name)?;
         accel::wait(&self.file, seqno, 10 * SEC).map_err(|e| format!("wait: {}", errno_name(e)))
     }
 }
@@ -70,8 +79,18 @@ impl Ctx {
 fn copy_job(src_va: u64, dst_va: u64, len: u32) -> Vec<Insn> {
     let c = Strided::contiguous(len);
     vec![
-        Insn::DmaLoad { va: src_va, sram: 0, mem: c, sram_layout: c },
-        Insn::DmaStore { va: dst_va, sram: 0, mem: c, sram_layout: c },
+        Insn::DmaLoad {
+            va: src_va,
+            sram: 0,
+            mem: c,
+            sram_layout: c,
+        },
+        Insn::DmaStore {
+            va: dst_va,
+            sram: 0,
+            mem: c,
+            sram_layout: c,
+        },
         Insn::End,
     ]
 }
@@ -80,7 +99,10 @@ fn ok_outcome(w: &uapi::drm_onpu_wait) -> Result<(), String> {
     if w.status == uapi::DRM_ONPU_JOB_OK && w.error == 0 {
         Ok(())
     } else {
-        Err(format!("job failed: status {:#x} error {} at {:#x}", w.status, w.error, w.fault_addr))
+        Err(format!(
+            "job failed: status {:#x} error {} at {:#x}",
+            w.status, w.error, w.fault_addr
+        ))
     }
 }
 
@@ -88,10 +110,19 @@ fn ok_outcome(w: &uapi::drm_onpu_wait) -> Result<(), String> {
 fn dma_pattern(c: &Ctx) -> Result<(), String> {
     let (src, src_va) = c.bo(8192)?;
     let (dst, dst_va) = c.bo(8192)?;
-    let pattern: Vec<u8> = (0..8192u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let pattern: Vec<u8> = (0..8192u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     c.map(&src)?.as_mut_slice().copy_from_slice(&pattern);
     c.map(&dst)?.as_mut_slice().fill(0);
-    let w = c.run(&copy_job(src_va, dst_va, 8192), &[(src.handle, uapi::DRM_ONPU_BO_READ), (dst.handle, uapi::DRM_ONPU_BO_WRITE)], 0)?;
+    let w = c.run(
+        &copy_job(src_va, dst_va, 8192),
+        &[
+            (src.handle, uapi::DRM_ONPU_BO_READ),
+            (dst.handle, uapi::DRM_ONPU_BO_WRITE),
+        ],
+        0,
+    )?;
     ok_outcome(&w)?;
     if w.cycles == 0 {
         return Err("the job reports 0 cycles".into());
@@ -100,7 +131,10 @@ fn dma_pattern(c: &Ctx) -> Result<(), String> {
     let got = m.as_mut_slice();
     match got.iter().zip(&pattern).position(|(a, b)| a != b) {
         None => Ok(()),
-        Some(i) => Err(format!("byte {i}: got {:#x}, want {:#x}", got[i], pattern[i])),
+        Some(i) => Err(format!(
+            "byte {i}: got {:#x}, want {:#x}",
+            got[i], pattern[i]
+        )),
     }
 }
 
@@ -109,14 +143,33 @@ fn dma_pattern(c: &Ctx) -> Result<(), String> {
 fn mmu_fault(c: &Ctx) -> Result<(), String> {
     let (dst, dst_va) = c.bo(4096)?;
     let bad = 0x4000u64; // below the first address the kernel hands out
-    let w = c.run(&copy_job(bad, dst_va, 256), &[(dst.handle, uapi::DRM_ONPU_BO_WRITE)], 0)?;
-    if w.status != Fault::MmuUnmapped as u32 || w.error != -libc::EIO || w.fault_addr >> 12 != bad >> 12 {
-        return Err(format!("status {:#x} error {} fault_addr {:#x}; want MMU_UNMAPPED at {bad:#x}", w.status, w.error, w.fault_addr));
+    let w = c.run(
+        &copy_job(bad, dst_va, 256),
+        &[(dst.handle, uapi::DRM_ONPU_BO_WRITE)],
+        0,
+    )?;
+    if w.status != Fault::MmuUnmapped as u32
+        || w.error != -libc::EIO
+        || w.fault_addr >> 12 != bad >> 12
+    {
+        return Err(format!(
+            "status {:#x} error {} fault_addr {:#x}; want MMU_UNMAPPED at {bad:#x}",
+            w.status, w.error, w.fault_addr
+        ));
     }
     let (src, src_va) = c.bo(4096)?;
-    let w = c.run(&copy_job(src_va, dst_va + 4096, 256), &[(src.handle, uapi::DRM_ONPU_BO_READ)], 0)?;
+    let w = c.run(
+        &copy_job(src_va, dst_va + 4096, 256),
+        &[(src.handle, uapi::DRM_ONPU_BO_READ)],
+        0,
+    )?;
     if w.status != Fault::MmuUnmapped as u32 || w.fault_addr >> 12 != (dst_va + 4096) >> 12 {
-        return Err(format!("guard page: status {:#x} fault_addr {:#x}, want MMU_UNMAPPED at {:#x}", w.status, w.fault_addr, dst_va + 4096));
+        return Err(format!(
+            "guard page: status {:#x} fault_addr {:#x}, want MMU_UNMAPPED at {:#x}",
+            w.status,
+            w.fault_addr,
+            dst_va + 4096
+        ));
     }
     Ok(())
 }
@@ -126,10 +179,14 @@ fn bad_opcode(c: &Ctx) -> Result<(), String> {
     let mut code = assemble(&[Insn::Nop, Insn::Nop, Insn::End]);
     code[128] = 0xee;
     c.map(&c.cmd)?.as_mut_slice()[..code.len()].copy_from_slice(&code);
-    let seqno = accel::submit_simple(&c.file, &c.cmd, code.len() as u32, &[], 0).map_err(errno_name)?;
+    let seqno =
+        accel::submit_simple(&c.file, &c.cmd, code.len() as u32, &[], 0).map_err(errno_name)?;
     let w = accel::wait(&c.file, seqno, 10 * SEC).map_err(errno_name)?;
     if w.status != Fault::BadOpcode as u32 || w.fault_addr != 128 {
-        return Err(format!("status {:#x} fault_addr {:#x}; want BAD_OPCODE at 128", w.status, w.fault_addr));
+        return Err(format!(
+            "status {:#x} fault_addr {:#x}; want BAD_OPCODE at 128",
+            w.status, w.fault_addr
+        ));
     }
     // The next job of the same file runs normally.
     dma_pattern(c)
@@ -153,9 +210,19 @@ fn isolation(c: &Ctx) -> Result<(), String> {
             let other = Ctx::open()?;
             let (scratch, scratch_va) = other.bo(4096)?;
             // Read the victim's address, then overwrite it.
-            let r = other.run(&copy_job(victim_va, scratch_va, 4096), &[(scratch.handle, uapi::DRM_ONPU_BO_WRITE)], 0)?;
-            let w = other.run(&copy_job(scratch_va, victim_va, 4096), &[(scratch.handle, uapi::DRM_ONPU_BO_READ)], 0)?;
-            let faulted = |o: &uapi::drm_onpu_wait| o.status == Fault::MmuUnmapped as u32 && o.fault_addr >> 12 == victim_va >> 12;
+            let r = other.run(
+                &copy_job(victim_va, scratch_va, 4096),
+                &[(scratch.handle, uapi::DRM_ONPU_BO_WRITE)],
+                0,
+            )?;
+            let w = other.run(
+                &copy_job(scratch_va, victim_va, 4096),
+                &[(scratch.handle, uapi::DRM_ONPU_BO_READ)],
+                0,
+            )?;
+            let faulted = |o: &uapi::drm_onpu_wait| {
+                o.status == Fault::MmuUnmapped as u32 && o.fault_addr >> 12 == victim_va >> 12
+            };
             Ok(if faulted(&r) && faulted(&w) { 0 } else { 1 })
         })()
         .unwrap_or(2);
@@ -183,7 +250,16 @@ fn syncobjs(c: &Ctx) -> Result<(), String> {
     c.map(&src)?.as_mut_slice().fill(0x5a);
     let out = accel::syncobj_create(&c.file, false).map_err(errno_name)?;
     let size = c.program(&copy_job(src_va, dst_va, 4096))?;
-    let refs = [uapi::drm_onpu_bo_ref { handle: src.handle, flags: uapi::DRM_ONPU_BO_READ }, uapi::drm_onpu_bo_ref { handle: dst.handle, flags: uapi::DRM_ONPU_BO_WRITE }];
+    let refs = [
+        uapi::drm_onpu_bo_ref {
+            handle: src.handle,
+            flags: uapi::DRM_ONPU_BO_READ,
+        },
+        uapi::drm_onpu_bo_ref {
+            handle: dst.handle,
+            flags: uapi::DRM_ONPU_BO_WRITE,
+        },
+    ];
     let mut req = uapi::drm_onpu_submit {
         cmdbuf_handle: c.cmd.handle,
         cmdbuf_size: size,
@@ -193,11 +269,18 @@ fn syncobjs(c: &Ctx) -> Result<(), String> {
         ..Default::default()
     };
     let first = accel::submit(&c.file, &mut req).map_err(errno_name)?;
-    accel::syncobj_wait(&c.file, out, 10_000).map_err(|e| format!("syncobj wait: {}", errno_name(e)))?;
+    accel::syncobj_wait(&c.file, out, 10_000)
+        .map_err(|e| format!("syncobj wait: {}", errno_name(e)))?;
     let ins = [out];
-    let mut req2 = uapi::drm_onpu_submit { in_syncobjs: ins.as_ptr() as u64, in_syncobj_count: 1, out_syncobj: 0, ..req };
+    let mut req2 = uapi::drm_onpu_submit {
+        in_syncobjs: ins.as_ptr() as u64,
+        in_syncobj_count: 1,
+        out_syncobj: 0,
+        ..req
+    };
     let second = accel::submit(&c.file, &mut req2).map_err(errno_name)?;
-    accel::wait_bo(&c.file, dst.handle, 10 * SEC).map_err(|e| format!("wait_bo: {}", errno_name(e)))?;
+    accel::wait_bo(&c.file, dst.handle, 10 * SEC)
+        .map_err(|e| format!("wait_bo: {}", errno_name(e)))?;
     for s in [first, second] {
         ok_outcome(&accel::wait(&c.file, s, 10 * SEC).map_err(errno_name)?)?;
     }
@@ -211,38 +294,191 @@ fn syncobjs(c: &Ctx) -> Result<(), String> {
 fn submit_errors(c: &Ctx) -> Result<(), String> {
     let size = c.program(&[Insn::End])?;
     let (bo, _) = c.bo(4096)?;
-    let good_refs = [uapi::drm_onpu_bo_ref { handle: bo.handle, flags: uapi::DRM_ONPU_BO_READ }];
-    let base = uapi::drm_onpu_submit { cmdbuf_handle: c.cmd.handle, cmdbuf_size: size, ..Default::default() };
-    let bad_flags = [uapi::drm_onpu_bo_ref { handle: bo.handle, flags: 0 }];
-    let unknown_flag = [uapi::drm_onpu_bo_ref { handle: bo.handle, flags: 4 }];
-    let bad_handle = [uapi::drm_onpu_bo_ref { handle: 0xffff, flags: 1 }];
+    let good_refs = [uapi::drm_onpu_bo_ref {
+        handle: bo.handle,
+        flags: uapi::DRM_ONPU_BO_READ,
+    }];
+    let base = uapi::drm_onpu_submit {
+        cmdbuf_handle: c.cmd.handle,
+        cmdbuf_size: size,
+        ..Default::default()
+    };
+    let bad_flags = [uapi::drm_onpu_bo_ref {
+        handle: bo.handle,
+        flags: 0,
+    }];
+    let unknown_flag = [uapi::drm_onpu_bo_ref {
+        handle: bo.handle,
+        flags: 4,
+    }];
+    let bad_handle = [uapi::drm_onpu_bo_ref {
+        handle: 0xffff,
+        flags: 1,
+    }];
     let no_syncobj = [0xfffu32];
     let cases: Vec<(&str, uapi::drm_onpu_submit, i32)> = vec![
-        ("flags", uapi::drm_onpu_submit { flags: 1, ..base }, libc::EINVAL),
-        ("pad", uapi::drm_onpu_submit { pad: 1, ..base }, libc::EINVAL),
-        ("size 0", uapi::drm_onpu_submit { cmdbuf_size: 0, ..base }, libc::EINVAL),
-        ("size not whole insns", uapi::drm_onpu_submit { cmdbuf_size: 65, ..base }, libc::EINVAL),
-        ("size over the maximum", uapi::drm_onpu_submit { cmdbuf_size: uapi::DRM_ONPU_MAX_CMDBUF_SIZE + 64, ..base }, libc::EINVAL),
-        ("misaligned offset", uapi::drm_onpu_submit { cmdbuf_offset: 8, ..base }, libc::EINVAL),
-        ("past the object", uapi::drm_onpu_submit { cmdbuf_offset: 64 * 1024, ..base }, libc::EINVAL),
-        ("offset overflow", uapi::drm_onpu_submit { cmdbuf_offset: u64::MAX - 63, ..base }, libc::EINVAL),
-        ("too many objects", uapi::drm_onpu_submit { bo_count: uapi::DRM_ONPU_MAX_JOB_BOS + 1, ..base }, libc::EINVAL),
-        ("too many syncobjs", uapi::drm_onpu_submit { in_syncobj_count: uapi::DRM_ONPU_MAX_IN_SYNCOBJS + 1, ..base }, libc::EINVAL),
-        ("timeout over the maximum", uapi::drm_onpu_submit { timeout_ms: 3_600_000, ..base }, libc::EINVAL),
-        ("bad cmdbuf handle", uapi::drm_onpu_submit { cmdbuf_handle: 0xffff, ..base }, libc::ENOENT),
-        ("object flags 0", uapi::drm_onpu_submit { bo_count: 1, bos: bad_flags.as_ptr() as u64, ..base }, libc::EINVAL),
-        ("unknown object flag", uapi::drm_onpu_submit { bo_count: 1, bos: unknown_flag.as_ptr() as u64, ..base }, libc::EINVAL),
-        ("bad object handle", uapi::drm_onpu_submit { bo_count: 1, bos: bad_handle.as_ptr() as u64, ..base }, libc::ENOENT),
-        ("bad objects pointer", uapi::drm_onpu_submit { bo_count: 1, bos: 8, ..base }, libc::EFAULT),
-        ("bad syncobjs pointer", uapi::drm_onpu_submit { in_syncobj_count: 1, in_syncobjs: 8, ..base }, libc::EFAULT),
-        ("bad input syncobj", uapi::drm_onpu_submit { in_syncobj_count: 1, in_syncobjs: no_syncobj.as_ptr() as u64, ..base }, libc::ENOENT),
-        ("bad output syncobj", uapi::drm_onpu_submit { out_syncobj: 0xfff, ..base }, libc::ENOENT),
+        (
+            "flags",
+            uapi::drm_onpu_submit { flags: 1, ..base },
+            libc::EINVAL,
+        ),
+        (
+            "pad",
+            uapi::drm_onpu_submit { pad: 1, ..base },
+            libc::EINVAL,
+        ),
+        (
+            "size 0",
+            uapi::drm_onpu_submit {
+                cmdbuf_size: 0,
+                ..base
+            },
+            libc::EINVAL,
+        ),
+        (
+            "size not whole insns",
+            uapi::drm_onpu_submit {
+                cmdbuf_size: 65,
+                ..base
+            },
+            libc::EINVAL,
+        ),
+        (
+            "size over the maximum",
+            uapi::drm_onpu_submit {
+                cmdbuf_size: uapi::DRM_ONPU_MAX_CMDBUF_SIZE + 64,
+                ..base
+            },
+            libc::EINVAL,
+        ),
+        (
+            "misaligned offset",
+            uapi::drm_onpu_submit {
+                cmdbuf_offset: 8,
+                ..base
+            },
+            libc::EINVAL,
+        ),
+        (
+            "past the object",
+            uapi::drm_onpu_submit {
+                cmdbuf_offset: 64 * 1024,
+                ..base
+            },
+            libc::EINVAL,
+        ),
+        (
+            "offset overflow",
+            uapi::drm_onpu_submit {
+                cmdbuf_offset: u64::MAX - 63,
+                ..base
+            },
+            libc::EINVAL,
+        ),
+        (
+            "too many objects",
+            uapi::drm_onpu_submit {
+                bo_count: uapi::DRM_ONPU_MAX_JOB_BOS + 1,
+                ..base
+            },
+            libc::EINVAL,
+        ),
+        (
+            "too many syncobjs",
+            uapi::drm_onpu_submit {
+                in_syncobj_count: uapi::DRM_ONPU_MAX_IN_SYNCOBJS + 1,
+                ..base
+            },
+            libc::EINVAL,
+        ),
+        (
+            "timeout over the maximum",
+            uapi::drm_onpu_submit {
+                timeout_ms: 3_600_000,
+                ..base
+            },
+            libc::EINVAL,
+        ),
+        (
+            "bad cmdbuf handle",
+            uapi::drm_onpu_submit {
+                cmdbuf_handle: 0xffff,
+                ..base
+            },
+            libc::ENOENT,
+        ),
+        (
+            "object flags 0",
+            uapi::drm_onpu_submit {
+                bo_count: 1,
+                bos: bad_flags.as_ptr() as u64,
+                ..base
+            },
+            libc::EINVAL,
+        ),
+        (
+            "unknown object flag",
+            uapi::drm_onpu_submit {
+                bo_count: 1,
+                bos: unknown_flag.as_ptr() as u64,
+                ..base
+            },
+            libc::EINVAL,
+        ),
+        (
+            "bad object handle",
+            uapi::drm_onpu_submit {
+                bo_count: 1,
+                bos: bad_handle.as_ptr() as u64,
+                ..base
+            },
+            libc::ENOENT,
+        ),
+        (
+            "bad objects pointer",
+            uapi::drm_onpu_submit {
+                bo_count: 1,
+                bos: 8,
+                ..base
+            },
+            libc::EFAULT,
+        ),
+        (
+            "bad syncobjs pointer",
+            uapi::drm_onpu_submit {
+                in_syncobj_count: 1,
+                in_syncobjs: 8,
+                ..base
+            },
+            libc::EFAULT,
+        ),
+        (
+            "bad input syncobj",
+            uapi::drm_onpu_submit {
+                in_syncobj_count: 1,
+                in_syncobjs: no_syncobj.as_ptr() as u64,
+                ..base
+            },
+            libc::ENOENT,
+        ),
+        (
+            "bad output syncobj",
+            uapi::drm_onpu_submit {
+                out_syncobj: 0xfff,
+                ..base
+            },
+            libc::ENOENT,
+        ),
     ];
     for (what, mut req, want) in cases {
         expect_errno(accel::submit(&c.file, &mut req), want).map_err(|e| format!("{what}: {e}"))?;
     }
     // And the same request, fixed, goes through.
-    let mut req = uapi::drm_onpu_submit { bo_count: 1, bos: good_refs.as_ptr() as u64, ..base };
+    let mut req = uapi::drm_onpu_submit {
+        bo_count: 1,
+        bos: good_refs.as_ptr() as u64,
+        ..base
+    };
     let seqno = accel::submit(&c.file, &mut req).map_err(errno_name)?;
     ok_outcome(&accel::wait(&c.file, seqno, 10 * SEC).map_err(errno_name)?)
 }
@@ -251,16 +487,38 @@ fn submit_errors(c: &Ctx) -> Result<(), String> {
 fn wait_errors(c: &Ctx) -> Result<(), String> {
     let size = c.program(&[Insn::End])?;
     let seqno = accel::submit_simple(&c.file, &c.cmd, size, &[], 0).map_err(errno_name)?;
-    let mut w = uapi::drm_onpu_wait { seqno, timeout_ns: SEC, flags: 1, ..Default::default() };
-    expect_errno(accel::ioctl(&c.file, uapi::DRM_IOCTL_ONPU_WAIT, &mut w), libc::EINVAL).map_err(|e| format!("flags: {e}"))?;
-    expect_errno(accel::wait(&c.file, seqno, -1), libc::EINVAL).map_err(|e| format!("negative timeout: {e}"))?;
-    expect_errno(accel::wait(&c.file, seqno + 1000, SEC), libc::ENOENT).map_err(|e| format!("unknown seqno: {e}"))?;
+    let mut w = uapi::drm_onpu_wait {
+        seqno,
+        timeout_ns: SEC,
+        flags: 1,
+        ..Default::default()
+    };
+    expect_errno(
+        accel::ioctl(&c.file, uapi::DRM_IOCTL_ONPU_WAIT, &mut w),
+        libc::EINVAL,
+    )
+    .map_err(|e| format!("flags: {e}"))?;
+    expect_errno(accel::wait(&c.file, seqno, -1), libc::EINVAL)
+        .map_err(|e| format!("negative timeout: {e}"))?;
+    expect_errno(accel::wait(&c.file, seqno + 1000, SEC), libc::ENOENT)
+        .map_err(|e| format!("unknown seqno: {e}"))?;
     ok_outcome(&accel::wait(&c.file, seqno, 10 * SEC).map_err(errno_name)?)?;
-    expect_errno(accel::wait(&c.file, seqno, SEC), libc::ENOENT).map_err(|e| format!("reaped seqno: {e}"))?;
-    let mut wb = uapi::drm_onpu_wait_bo { handle: c.cmd.handle, flags: 1, timeout_ns: 0 };
-    expect_errno(accel::ioctl(&c.file, uapi::DRM_IOCTL_ONPU_WAIT_BO, &mut wb), libc::EINVAL).map_err(|e| format!("wait_bo flags: {e}"))?;
-    expect_errno(accel::wait_bo(&c.file, 0xffff, 0), libc::ENOENT).map_err(|e| format!("wait_bo handle: {e}"))?;
-    expect_errno(accel::wait_bo(&c.file, c.cmd.handle, -5), libc::EINVAL).map_err(|e| format!("wait_bo timeout: {e}"))?;
+    expect_errno(accel::wait(&c.file, seqno, SEC), libc::ENOENT)
+        .map_err(|e| format!("reaped seqno: {e}"))?;
+    let mut wb = uapi::drm_onpu_wait_bo {
+        handle: c.cmd.handle,
+        flags: 1,
+        timeout_ns: 0,
+    };
+    expect_errno(
+        accel::ioctl(&c.file, uapi::DRM_IOCTL_ONPU_WAIT_BO, &mut wb),
+        libc::EINVAL,
+    )
+    .map_err(|e| format!("wait_bo flags: {e}"))?;
+    expect_errno(accel::wait_bo(&c.file, 0xffff, 0), libc::ENOENT)
+        .map_err(|e| format!("wait_bo handle: {e}"))?;
+    expect_errno(accel::wait_bo(&c.file, c.cmd.handle, -5), libc::EINVAL)
+        .map_err(|e| format!("wait_bo timeout: {e}"))?;
     accel::wait_bo(&c.file, c.cmd.handle, 0).map_err(|e| format!("idle wait_bo: {}", errno_name(e)))
 }
 
@@ -270,11 +528,16 @@ fn timeout_then_success(c: &Ctx) -> Result<(), String> {
     let resets = accel::get_param(&c.file, uapi::DRM_ONPU_PARAM_RESETS).map_err(errno_name)?;
     let w = c.run(&[Insn::Mark { tag: HANG_TAG }, Insn::End], &[], 300)?;
     if w.status != uapi::DRM_ONPU_JOB_TIMEDOUT || w.error != -libc::ETIMEDOUT {
-        return Err(format!("status {:#x} error {}; want TIMEDOUT / -ETIMEDOUT", w.status, w.error));
+        return Err(format!(
+            "status {:#x} error {}; want TIMEDOUT / -ETIMEDOUT",
+            w.status, w.error
+        ));
     }
     let after = accel::get_param(&c.file, uapi::DRM_ONPU_PARAM_RESETS).map_err(errno_name)?;
     if after != resets + 1 {
-        return Err(format!("resets went from {resets} to {after}, want one more"));
+        return Err(format!(
+            "resets went from {resets} to {after}, want one more"
+        ));
     }
     dma_pattern(c)
 }
@@ -282,8 +545,15 @@ fn timeout_then_success(c: &Ctx) -> Result<(), String> {
 /// fdinfo carries the DRM standard keys.
 fn fdinfo(c: &Ctx) -> Result<(), String> {
     use std::os::fd::AsRawFd;
-    let text = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", c.file.as_raw_fd())).map_err(|e| e.to_string())?;
-    for key in ["drm-driver:\tonpu", "drm-client-id:", "drm-engine-npu:", "drm-cycles-npu:", "drm-total-memory:"] {
+    let text = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", c.file.as_raw_fd()))
+        .map_err(|e| e.to_string())?;
+    for key in [
+        "drm-driver:\tonpu",
+        "drm-client-id:",
+        "drm-engine-npu:",
+        "drm-cycles-npu:",
+        "drm-total-memory:",
+    ] {
         if !text.contains(key) {
             return Err(format!("no {key:?} in:\n{text}"));
         }
@@ -307,20 +577,52 @@ fn main() {
             std::process::exit(npu_tools::tap::KSFT_FAIL);
         }
     };
-    let injecting = accel::get_param(&c.file, uapi::DRM_ONPU_PARAM_CAPS).map(|v| v & CAPS_FAULT_INJECTION != 0).unwrap_or(false);
+    let injecting = accel::get_param(&c.file, uapi::DRM_ONPU_PARAM_CAPS)
+        .map(|v| v & CAPS_FAULT_INJECTION != 0)
+        .unwrap_or(false);
     let mut tap = Tap::new(9);
-    tap.check("a job DMAs a known pattern between two objects", dma_pattern(&c));
-    tap.check("an MMU fault is reported with its address, also at the guard page", mmu_fault(&c));
-    tap.check("a bad opcode is reported with its offset; the next job runs", bad_opcode(&c));
-    tap.check("another process's jobs fault on this one's addresses and change nothing", isolation(&c));
-    tap.check("output and input syncobjs order two jobs; wait-bo", syncobjs(&c));
-    tap.check("submit rejects every bad field with its errno", submit_errors(&c));
-    tap.check("wait and wait-bo reject bad arguments; reaped jobs are gone", wait_errors(&c));
+    tap.check(
+        "a job DMAs a known pattern between two objects",
+        dma_pattern(&c),
+    );
+    tap.check(
+        "an MMU fault is reported with its address, also at the guard page",
+        mmu_fault(&c),
+    );
+    tap.check(
+        "a bad opcode is reported with its offset; the next job runs",
+        bad_opcode(&c),
+    );
+    tap.check(
+        "another process's jobs fault on this one's addresses and change nothing",
+        isolation(&c),
+    );
+    tap.check(
+        "output and input syncobjs order two jobs; wait-bo",
+        syncobjs(&c),
+    );
+    tap.check(
+        "submit rejects every bad field with its errno",
+        submit_errors(&c),
+    );
+    tap.check(
+        "wait and wait-bo reject bad arguments; reaped jobs are gone",
+        wait_errors(&c),
+    );
     if injecting {
-        tap.check("a hung job times out with ETIMEDOUT, the NPU is reset, the next job runs", timeout_then_success(&c));
+        tap.check(
+            "a hung job times out with ETIMEDOUT, the NPU is reset, the next job runs",
+            timeout_then_success(&c),
+        );
     } else {
-        tap.skip("a hung job times out with ETIMEDOUT, the NPU is reset, the next job runs", "device started without --inject hang:tag=57005");
+        tap.skip(
+            "a hung job times out with ETIMEDOUT, the NPU is reset, the next job runs",
+            "device started without --inject hang:tag=57005",
+        );
     }
-    tap.check("fdinfo has drm-driver, drm-engine-npu, drm-cycles-npu and memory keys", fdinfo(&c));
+    tap.check(
+        "fdinfo has drm-driver, drm-engine-npu, drm-cycles-npu and memory keys",
+        fdinfo(&c),
+    );
     std::process::exit(tap.finish());
 }
