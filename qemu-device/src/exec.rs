@@ -766,6 +766,30 @@ fn pairs<'a>(a: &'a Strided, b: &'a Strided) -> impl Iterator<Item = (u64, u64)>
     })
 }
 
+/// IEEE 754-2019 maximumNumber: a NaN operand loses to a number, and +0 is
+/// above -0 (npu-hw.rst, NaN and signed zeros). `f32::max` leaves the sign
+/// of a zero result unspecified.
+fn fmax(x: f32, y: f32) -> f32 {
+    if x.is_nan() {
+        y
+    } else if y.is_nan() || x > y || (x == y && y.is_sign_negative()) {
+        x
+    } else {
+        y
+    }
+}
+
+/// IEEE 754-2019 minimumNumber: a NaN operand loses, -0 is below +0.
+fn fmin(x: f32, y: f32) -> f32 {
+    if x.is_nan() {
+        y
+    } else if y.is_nan() || x < y || (x == y && x.is_sign_negative()) {
+        x
+    } else {
+        y
+    }
+}
+
 fn binary(op: BinaryOp, dtype: DType, a: u32, b: u32) -> u32 {
     match dtype {
         DType::F32 => {
@@ -775,8 +799,8 @@ fn binary(op: BinaryOp, dtype: DType, a: u32, b: u32) -> u32 {
                 BinaryOp::Sub => x - y,
                 BinaryOp::Mul => x * y,
                 BinaryOp::Div => x / y,
-                BinaryOp::Max => x.max(y),
-                BinaryOp::Min => x.min(y),
+                BinaryOp::Max => fmax(x, y),
+                BinaryOp::Min => fmin(x, y),
             };
             r.to_bits()
         }
@@ -809,8 +833,8 @@ fn unary(op: UnaryOp, dtype: DType, x: u32, lo: u32, hi: u32) -> u32 {
     }
     let v = f32::from_bits(x);
     let r = match op {
-        UnaryOp::Relu => v.max(0.0),
-        UnaryOp::Clamp => v.max(f32::from_bits(lo)).min(f32::from_bits(hi)),
+        UnaryOp::Relu => fmax(v, 0.0),
+        UnaryOp::Clamp => fmin(fmax(v, f32::from_bits(lo)), f32::from_bits(hi)),
         UnaryOp::Sigmoid => 1.0 / (1.0 + (-v).exp()),
         UnaryOp::Tanh => v.tanh(),
         UnaryOp::Exp => v.exp(),
@@ -826,7 +850,7 @@ fn reduce(op: ReduceOp, dtype: DType, it: impl Iterator<Item = u32>) -> u32 {
             let it = it.map(f32::from_bits);
             match op {
                 ReduceOp::Sum => it.sum::<f32>().to_bits(),
-                ReduceOp::Max => it.fold(f32::NEG_INFINITY, f32::max).to_bits(),
+                ReduceOp::Max => it.fold(f32::NEG_INFINITY, fmax).to_bits(),
             }
         }
         _ => {
@@ -879,7 +903,7 @@ fn pool_tiles(sram: &Sram, g: &PoolGeom, src: u32, dst: u32) -> Res<(TileRef, Ti
     Ok((ins, outs))
 }
 
-/// Windows of up to 255 x 255: `poll` runs before each output row.
+/// Windows of up to 255 x 255: `poll` runs before each output element.
 fn pool(
     op: PoolOp,
     g: &PoolGeom,
@@ -896,8 +920,8 @@ fn pool(
     for c in 0..g.channels as usize {
         let plane = &input[c * (ih * iw) as usize..(c + 1) * (ih * iw) as usize];
         for oy in 0..oh {
-            poll()?;
             for ox in 0..ow {
+                poll()?;
                 let y0 = oy as i64 * g.stride[0] as i64 - g.pad[0] as i64;
                 let x0 = ox as i64 * g.stride[1] as i64 - g.pad[1] as i64;
                 let mut acc = if op == PoolOp::Max {
@@ -914,7 +938,7 @@ fn pool(
                         }
                         let v = plane[(y * iw + x) as usize];
                         acc = if op == PoolOp::Max {
-                            acc.max(v)
+                            fmax(acc, v)
                         } else {
                             acc + v
                         };
