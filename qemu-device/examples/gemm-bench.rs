@@ -19,6 +19,8 @@ fn time_it(mut f: impl FnMut(), reps: u32) -> f64 {
 }
 
 fn main() {
+    // The int8 engine picks its kernel from the CPU at run time.
+    println!("int8 kernel: {}", npu_device::gemm::int8_kernel().name());
     println!(
         "{:>5} {:>12} {:>12} {:>12} {:>8} {:>10}",
         "n", "host f32", "device f32", "device i8", "f32/host", "i8/f32"

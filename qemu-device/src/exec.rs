@@ -194,8 +194,10 @@ impl JobControl for () {
     }
 }
 
-/// MACs of MATMUL work between two polls.
-const MATMUL_BLOCK_MACS: u64 = 1 << 22;
+/// MACs of f32 MATMUL work between two polls: large, because each block
+/// repacks B (the int8 kernels pack it once and take smaller blocks).
+const MATMUL_BLOCK_MACS: u64 = 1 << 28;
+const MATMUL_I8_BLOCK_MACS: u64 = 1 << 26;
 
 impl Executor {
     pub fn new(sram_bytes: u32, cost: CostModel) -> Self {
@@ -466,23 +468,28 @@ impl Executor {
                         } else {
                             vec![0; tc.rows * tc.cols]
                         };
-                        for m0 in (0..rows).step_by(block) {
-                            poll(ctl, mmu)?;
-                            let mb = block.min(rows - m0);
-                            let a_blk = if k == 0 {
-                                &av[..0]
-                            } else {
-                                &av[m0 * k..(m0 + mb) * k]
-                            };
-                            crate::gemm::igemm(
-                                mb,
-                                n,
-                                k,
-                                a_blk,
-                                &bv,
-                                transpose_b,
-                                &mut cv[m0 * n..(m0 + mb) * n],
-                            );
+                        let block = (MATMUL_I8_BLOCK_MACS / nk).max(1) as usize;
+                        let mut stopped = None;
+                        crate::gemm::igemm_with(
+                            crate::gemm::int8_kernel(),
+                            rows,
+                            n,
+                            k,
+                            &av,
+                            &bv,
+                            transpose_b,
+                            &mut cv,
+                            block,
+                            &mut || match poll(ctl, mmu) {
+                                Ok(()) => true,
+                                Err(f) => {
+                                    stopped = Some(f);
+                                    false
+                                }
+                            },
+                        );
+                        if let Some(f) = stopped {
+                            return Err(f);
                         }
                         let words: Vec<u32> = cv.into_iter().map(|x| x as u32).collect();
                         tc.store32(&mut self.sram, &words);

@@ -86,6 +86,9 @@ fn same(a: f32, b: f32) -> bool {
     a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
 }
 
+/// An f64 reference for an f32 function.
+type Reference = fn(f64) -> f64;
+
 #[test]
 fn exp_tanh_and_sigmoid_are_within_4_ulp() {
     // A sweep over [-87, 88] in uneven steps, plus small magnitudes.
@@ -94,7 +97,7 @@ fn exp_tanh_and_sigmoid_are_within_4_ulp() {
         .collect();
     xs.extend((1..200).map(|i| (i as f32) * 1e-6));
     xs.extend((1..200).map(|i| -(i as f32) * 1e-4));
-    let cases: [(UnaryOp, fn(f64) -> f64); 3] = [
+    let cases: [(UnaryOp, Reference); 3] = [
         (UnaryOp::Exp, f64::exp),
         (UnaryOp::Tanh, f64::tanh),
         (UnaryOp::Sigmoid, |x| 1.0 / (1.0 + (-x).exp())),
