@@ -122,11 +122,12 @@ pub fn run(data: &[u8]) {
                 let fd = with_file.then(|| ram.try_clone().expect("dup memfd"));
                 let mapped = b.dma_map(DmaMapFlags::from_bits_truncate(flags), off, a, size, fd).is_ok();
                 if mapped && with_file && size > 0 {
-                    // The device may touch any byte QEMU mapped for DMA.
+                    // The device may touch any byte QEMU mapped for DMA (a
+                    // map without READ or WRITE is accepted and not mapped).
                     let mem = b.bus.snapshot();
                     let mut byte = [0u8];
                     bus_read(&mem, a, &mut byte);
-                    bus_read(&mem, a + (size - 1), &mut byte);
+                    bus_read(&mem, a.wrapping_add(size - 1), &mut byte);
                 }
             }
             4 => {

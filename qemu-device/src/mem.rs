@@ -24,6 +24,8 @@ pub const MAX_DMA_MAPPINGS: usize = 1024;
 pub struct HostMemory {
     read: GuestMemoryMmap<()>,
     write: GuestMemoryMmap<()>,
+    /// Regions in either view (a read-only and a write-only one are two).
+    mappings: usize,
 }
 
 impl From<GuestMemoryMmap<()>> for HostMemory {
@@ -31,6 +33,7 @@ impl From<GuestMemoryMmap<()>> for HostMemory {
     fn from(m: GuestMemoryMmap<()>) -> Self {
         HostMemory {
             read: m.clone(),
+            mappings: m.num_regions(),
             write: m,
         }
     }
@@ -38,7 +41,7 @@ impl From<GuestMemoryMmap<()>> for HostMemory {
 
 impl HostMemory {
     fn regions(&self) -> usize {
-        self.read.num_regions().max(self.write.num_regions())
+        self.mappings
     }
 }
 
@@ -204,6 +207,7 @@ impl Bus {
                 .insert_region(region)
                 .map_err(|e| e.to_string())?;
         }
+        next.mappings += 1;
         *g = Arc::new(next);
         Ok(())
     }
@@ -225,6 +229,7 @@ impl Bus {
             if !found {
                 return Err(format!("no mapping at {base:#x}+{size:#x}"));
             }
+            next.mappings -= 1;
             *g = Arc::new(next);
         }
         self.revoke();

@@ -440,6 +440,8 @@ fn dma_map_protection_flags_are_honoured() {
         Some(memfd(4096, seals)),
     )
     .expect("no-access map");
+    // A read-only and a write-only mapping count as two; no access, none.
+    assert_eq!(b.bus.mappings(), 2);
     let mem = b.bus.snapshot();
     assert!(bus_read(&mem, 0x10_0000, &mut [0u8; 4]));
     assert!(
