@@ -34,7 +34,12 @@ pub struct Budget {
 
 impl Default for Budget {
     fn default() -> Self {
-        Budget { start: Instant::now(), charged: 0, over_budget: None, stopped_at: None }
+        Budget {
+            start: Instant::now(),
+            charged: 0,
+            over_budget: None,
+            stopped_at: None,
+        }
     }
 }
 
@@ -48,12 +53,23 @@ impl Budget {
     pub fn check(&self) {
         let took = self.start.elapsed();
         if let Some(at) = self.over_budget {
-            panic!("a job ran {at:?} for {} modelled cycles (budget {:?})", self.charged, self.allowed());
+            panic!(
+                "a job ran {at:?} for {} modelled cycles (budget {:?})",
+                self.charged,
+                self.allowed()
+            );
         }
         if let Some(at) = self.stopped_at {
-            assert!(took <= at + STOP_SLACK, "a job told to stop at {at:?} ran until {took:?}");
+            assert!(
+                took <= at + STOP_SLACK,
+                "a job told to stop at {at:?} ran until {took:?}"
+            );
         }
-        assert!(took <= self.allowed().max(CAP) + STOP_SLACK, "a job ran {took:?} for {} modelled cycles", self.charged);
+        assert!(
+            took <= self.allowed().max(CAP) + STOP_SLACK,
+            "a job ran {took:?} for {} modelled cycles",
+            self.charged
+        );
     }
 }
 
@@ -137,6 +153,9 @@ impl MemoryWatch {
     /// any point since `start`.
     pub fn check(&self, limit: usize) {
         let grew = PEAK.load(Ordering::Relaxed).saturating_sub(self.base);
-        assert!(grew <= limit, "the heap grew by {grew} bytes for one input (budget {limit})");
+        assert!(
+            grew <= limit,
+            "the heap grew by {grew} bytes for one input (budget {limit})"
+        );
     }
 }
