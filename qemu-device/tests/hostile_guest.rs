@@ -506,3 +506,42 @@ fn a_failed_command_processor_start_is_reported() {
     let e = r.err().expect("a device without its command processor");
     assert!(e.to_string().contains("command-processor thread"), "{e}");
 }
+
+#[test]
+fn transfers_with_a_zero_dimension_and_billions_of_planes_end_at_once() {
+    // Found by the cmdbuf fuzzer's time budget: zero rows in 2^32 - 1
+    // planes looped over every empty plane without a poll (about 3 s each
+    // in a release build), charged as the empty transfer it is. Sixteen of
+    // them take minutes on the old device; nothing here.
+    let mut b = big_bench();
+    b.map(0, IN_VA, 4096, true);
+    let empty = Strided {
+        shape: [64, 0, u32::MAX],
+        stride: [64, 64],
+    };
+    let mut prog = Vec::new();
+    for i in 0..16 {
+        prog.push(if i % 2 == 0 {
+            Insn::DmaLoad {
+                va: IN_VA,
+                sram: 0,
+                mem: empty,
+                sram_layout: empty,
+            }
+        } else {
+            Insn::Copy {
+                src: 0,
+                dst: 4096,
+                src_layout: empty,
+                dst_layout: empty,
+            }
+        });
+    }
+    let seqno = start(&mut b, &prog);
+    let c = b
+        .wait_completion(PATIENCE)
+        .expect("the empty transfers did not end");
+    assert_eq!((c.seqno, c.fault()), (seqno, Some(Fault::Ok)), "{c:?}");
+    // Each costs INSN_OVERHEAD + DMA_LATENCY and nothing more.
+    assert_eq!(c.cycles, 16 * (2 + 64));
+}
