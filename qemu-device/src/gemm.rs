@@ -460,6 +460,12 @@ mod avx2 {
         }
     }
 
+    /// K pairs and rows of A per cache block: a 128-pair slice of a B panel
+    /// (8 KiB) stays in L1 and a 96 x 128-pair slice of A (48 KiB) in L2
+    /// while the micro-kernel sweeps them.
+    const KC: usize = 128;
+    const MC: usize = 96;
+
     #[target_feature(enable = "avx2")]
     fn blocks(
         m: usize,
@@ -470,34 +476,45 @@ mod avx2 {
         bpack: &[i32],
         c: &mut [i32],
     ) {
-        for j0 in (0..np).step_by(NR) {
-            for i0 in (0..m).step_by(MR) {
-                let mr = (m - i0).min(MR);
-                let mut acc = [[_mm256_setzero_si256(); 2]; MR];
-                for q in 0..kp {
-                    let row = &bpack[q * np + j0..q * np + j0 + NR];
-                    // SAFETY: `row` is 16 i32 in bounds (np is a multiple of
-                    // NR); loadu has no alignment requirement.
-                    let b0 = unsafe { _mm256_loadu_si256(row.as_ptr().cast()) };
-                    // SAFETY: as above, the second half of `row`.
-                    let b1 = unsafe { _mm256_loadu_si256(row[8..].as_ptr().cast()) };
-                    for (ii, acc_row) in acc.iter_mut().enumerate().take(mr) {
-                        let av = _mm256_set1_epi32(apack[(i0 + ii) * kp + q]);
-                        acc_row[0] = _mm256_add_epi32(acc_row[0], _mm256_madd_epi16(av, b0));
-                        acc_row[1] = _mm256_add_epi32(acc_row[1], _mm256_madd_epi16(av, b1));
-                    }
-                }
-                for (ii, acc_row) in acc.iter().enumerate().take(mr) {
-                    let mut out = [0i32; NR];
-                    // SAFETY: `out` holds 16 i32 = two 32-byte stores.
-                    unsafe {
-                        _mm256_storeu_si256(out.as_mut_ptr().cast(), acc_row[0]);
-                        _mm256_storeu_si256(out[8..].as_mut_ptr().cast(), acc_row[1]);
-                    }
-                    let cols = (n - j0.min(n)).min(NR);
-                    let crow = &mut c[(i0 + ii) * n + j0..(i0 + ii) * n + j0 + cols];
-                    for (cv, &v) in crow.iter_mut().zip(&out) {
-                        *cv = cv.wrapping_add(v);
+        for k0 in (0..kp).step_by(KC) {
+            let k1 = (k0 + KC).min(kp);
+            for ic in (0..m).step_by(MC) {
+                let ic1 = (ic + MC).min(m);
+                for j0 in (0..np).step_by(NR) {
+                    for i0 in (ic..ic1).step_by(MR) {
+                        let mr = (ic1 - i0).min(MR);
+                        let mut acc = [[_mm256_setzero_si256(); 2]; MR];
+                        for q in k0..k1 {
+                            let row = &bpack[q * np + j0..q * np + j0 + NR];
+                            // SAFETY: `row` is 16 i32 in bounds (np is a
+                            // multiple of NR); loadu has no alignment
+                            // requirement.
+                            let b0 = unsafe { _mm256_loadu_si256(row.as_ptr().cast()) };
+                            // SAFETY: as above, the second half of `row`.
+                            let b1 = unsafe { _mm256_loadu_si256(row[8..].as_ptr().cast()) };
+                            for (ii, acc_row) in acc.iter_mut().enumerate().take(mr) {
+                                let av = _mm256_set1_epi32(apack[(i0 + ii) * kp + q]);
+                                acc_row[0] =
+                                    _mm256_add_epi32(acc_row[0], _mm256_madd_epi16(av, b0));
+                                acc_row[1] =
+                                    _mm256_add_epi32(acc_row[1], _mm256_madd_epi16(av, b1));
+                            }
+                        }
+                        // Partial sums of this K block, added (wrapping:
+                        // the order of i32 additions does not matter).
+                        for (ii, acc_row) in acc.iter().enumerate().take(mr) {
+                            let mut out = [0i32; NR];
+                            // SAFETY: `out` holds 16 i32 = two 32-byte stores.
+                            unsafe {
+                                _mm256_storeu_si256(out.as_mut_ptr().cast(), acc_row[0]);
+                                _mm256_storeu_si256(out[8..].as_mut_ptr().cast(), acc_row[1]);
+                            }
+                            let cols = (n - j0.min(n)).min(NR);
+                            let crow = &mut c[(i0 + ii) * n + j0..(i0 + ii) * n + j0 + cols];
+                            for (cv, &v) in crow.iter_mut().zip(&out) {
+                                *cv = cv.wrapping_add(v);
+                            }
+                        }
                     }
                 }
             }
