@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 pub const BASE: Duration = Duration::from_millis(100);
 pub const NS_PER_CYCLE: u64 = 1000;
 /// An honest job is stopped here (through its polls), not reported.
-pub const CAP: Duration = Duration::from_millis(250);
+pub const CAP: Duration = Duration::from_millis(100);
 /// How late after the stop request a job may end: its longest stretch
 /// without a poll.
 pub const STOP_SLACK: Duration = Duration::from_secs(1);
