@@ -7,6 +7,7 @@
 //! and fast enough for libFuzzer. Input: byte 0 selects the set-up (see
 //! `Setup`), byte 1 is its parameter, the rest is the command buffer.
 
+use crate::budget::{Budget, MemoryWatch};
 use crate::Input;
 use npu_device::cost::CostModel;
 use npu_device::exec::Executor;
@@ -20,6 +21,9 @@ const MEM_SIZE: u64 = 1 << 20;
 /// The in-process bench's SRAM size: large enough for real tiles, small
 /// enough that the biggest legal instruction stays well under a second.
 pub const SRAM_SIZE: u32 = 256 << 10;
+/// Heap a job may grow by: a few SRAM-sized tile copies and the bounded
+/// TLB, with room to spare.
+const HEAP_BUDGET: usize = 16 * SRAM_SIZE as usize + (4 << 20);
 const ROOT: u64 = 0x1000;
 const POOL: u64 = 0x2000;
 
@@ -145,7 +149,7 @@ pub fn run(data: &[u8]) {
     }
 
     let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), MEM_SIZE as usize)]).expect("fuzz memory");
-    let mut sp = Space { mem, next: POOL, tables: vec![ROOT] };
+    let mut sp = Space { mem: mem.into(), next: POOL, tables: vec![ROOT] };
     let cmd_va = setup.cmd_va();
     // At TOP_VA only one page fits below 2^39.
     let max_pages = if cmd_va == TOP_VA { 1 } else { 16 };
@@ -182,7 +186,19 @@ pub fn run(data: &[u8]) {
     let size = setup.size(cmd.len(), param);
     let mut exec = Executor::new(SRAM_SIZE, CostModel::default());
     let mut mmu = Mmu::new(&sp.mem, ROOT);
-    let out = exec.run(&mut mmu, cmd_va, size, &());
+    // The whole job under a time budget from its modelled cost and a heap
+    // budget from the SRAM size (tile copies, a row buffer, the TLB).
+    let memory = MemoryWatch::start();
+    let mut budget = Budget::default();
+    let out = exec.run(&mut mmu, cmd_va, size, &mut budget);
+    budget.check();
+    memory.check(HEAP_BUDGET);
+    if budget.stopped_at.is_some() {
+        // An honest job stopped at the cap: its outcome is ABORTED, which
+        // the checks below do not expect from a job that ran to its end.
+        assert_eq!(out.status, Fault::Aborted, "{out:?}");
+        return;
+    }
 
     check_outcome(cmd, cmd_va, cmd_pages, setup.cmd_readable(), size, &out);
     assert!(before == snapshot(&sp.mem), "a job wrote a page table or a read-only page");

@@ -2,9 +2,13 @@
 //! hand libFuzzer's input to `run`. Each `run` panics on a broken invariant,
 //! which libFuzzer reports as a crash.
 
+pub mod budget;
 pub mod cmdbuf;
 pub mod server;
 pub mod text;
+
+#[global_allocator]
+static ALLOC: budget::CountingAlloc = budget::CountingAlloc;
 
 /// Reads fields off the front of a fuzz input; past its end every read
 /// gives zeroes, so any input is a complete (if short) program.

@@ -7,13 +7,15 @@
 //! The wire format itself is the `vfio_user` crate's to parse; what the
 //! project owns is every handler behind it, fed here in-process.
 
+use crate::budget::MemoryWatch;
 use crate::Input;
 use npu_device::mem::{bus_read, Bus};
 use npu_device::regs::*;
-use npu_device::server::{ConfigSpace, EventFdIrqs, NpuBackend, DEVICE_ID, VENDOR_ID};
+use npu_device::server::{EventFdIrqs, NpuBackend, DEVICE_ID, VENDOR_ID};
 use npu_device::{Device, DeviceConfig};
 use std::fs::File;
-use std::os::fd::FromRawFd;
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::time::{Duration, Instant};
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use vfio_bindings::bindings::vfio::*;
@@ -21,6 +23,14 @@ use vfio_user::{DmaMapFlags, DmaUnmapFlags, ServerBackend};
 
 /// The shared guest RAM file QEMU would pass: a memfd of this size.
 pub const RAM_SIZE: u64 = 256 << 10;
+
+/// Far above the worst case the spec states for RESET_DONE (one poll
+/// interval of the CP: milliseconds), so only a job that ignores resets
+/// trips it.
+const RESET_BOUND: Duration = Duration::from_secs(2);
+/// Heap one input may grow by: the device's 64 KiB SRAM, a job's tile
+/// copies, the rings' bookkeeping.
+const HEAP_BUDGET: usize = 32 << 20;
 
 /// BAR0 registers worth hitting often (an arbitrary 16-bit offset rarely is).
 const REGS: [u32; 16] = [
@@ -30,11 +40,15 @@ const REGS: [u32; 16] = [
 
 fn memfd(size: u64) -> File {
     // SAFETY: memfd_create with a NUL-terminated name returns a new fd or -1.
-    let fd = unsafe { libc::memfd_create(c"npu-fuzz-ram".as_ptr(), libc::MFD_CLOEXEC) };
+    let fd = unsafe { libc::memfd_create(c"npu-fuzz-ram".as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
     assert!(fd >= 0, "memfd_create: {}", std::io::Error::last_os_error());
     // SAFETY: fd is a fresh descriptor that nothing else owns.
     let f = unsafe { File::from_raw_fd(fd) };
     f.set_len(size).expect("memfd size");
+    // Sealed as QEMU's memory-backend-memfd seals (the server refuses others).
+    // SAFETY: F_ADD_SEALS on our own descriptor.
+    let sealed = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_ADD_SEALS, libc::F_SEAL_SHRINK | libc::F_SEAL_GROW) };
+    assert_eq!(sealed, 0, "F_ADD_SEALS: {}", std::io::Error::last_os_error());
     f
 }
 
@@ -78,7 +92,11 @@ pub fn run(data: &[u8]) {
     let sink = Arc::new(EventFdIrqs::default());
     let config = DeviceConfig { sram_size: 64 << 10, contexts: 4, ..Default::default() };
     let device = Device::new(config, bus.clone(), sink.clone(), Default::default());
-    let mut b = NpuBackend { device, bus, irqs: sink, config: ConfigSpace::default(), mmio_reads: 0, mmio_writes: 0 };
+    let mut b = NpuBackend::new(device, bus, sink);
+    // Memory space and bus mastering on, as the driver's probe sets them
+    // (inputs may turn them off again through config writes).
+    b.region_write(VFIO_PCI_CONFIG_REGION_INDEX, 4, &[0x06, 0]).expect("config write");
+    let memory = MemoryWatch::start();
 
     let mut ops = 0;
     while !i.is_empty() && ops < 256 {
@@ -104,11 +122,12 @@ pub fn run(data: &[u8]) {
                 let fd = with_file.then(|| ram.try_clone().expect("dup memfd"));
                 let mapped = b.dma_map(DmaMapFlags::from_bits_truncate(flags), off, a, size, fd).is_ok();
                 if mapped && with_file && size > 0 {
-                    // The device may touch any byte QEMU mapped for DMA.
+                    // The device may touch any byte QEMU mapped for DMA (a
+                    // map without READ or WRITE is accepted and not mapped).
                     let mem = b.bus.snapshot();
                     let mut byte = [0u8];
                     bus_read(&mem, a, &mut byte);
-                    bus_read(&mem, a + (size - 1), &mut byte);
+                    bus_read(&mem, a.wrapping_add(size - 1), &mut byte);
                 }
             }
             4 => {
@@ -120,7 +139,17 @@ pub fn run(data: &[u8]) {
                 let fds = (0..i.u8() % 4).map(|k| if k % 2 == 0 { eventfd() } else { ram.try_clone().expect("dup") }).collect();
                 let _ = b.set_irqs(index, flags, start, count, fds);
             }
-            6 => b.reset().expect("reset"),
+            6 => {
+                // A reset ends with RESET_DONE once the CP has left its job:
+                // at most one poll interval, far below this bound.
+                b.reset().expect("reset");
+                let t = Instant::now();
+                while b.device.mmio_read(STATUS) & STATUS_RESET_DONE == 0 {
+                    assert!(t.elapsed() < RESET_BOUND, "RESET_DONE not set {RESET_BOUND:?} after a reset");
+                    std::thread::yield_now();
+                }
+                assert_eq!(b.device.mmio_read(STATUS) & STATUS_BUSY, 0, "BUSY after RESET_DONE");
+            }
             7 => {
                 // Guest RAM contents: rings, page tables, command buffers.
                 let (off, len) = (i.u16() as u64 * 4, i.u8() as usize);
@@ -150,4 +179,9 @@ pub fn run(data: &[u8]) {
         b.region_read(VFIO_PCI_BAR0_REGION_INDEX, ID as u64, &mut id).expect("BAR0 read");
         assert_eq!(u32::from_le_bytes(id), ID_VALUE);
     }
+    memory.check(HEAP_BUDGET);
+    // Dropping the device aborts whatever job runs: it must stop soon.
+    let t = Instant::now();
+    drop(b);
+    assert!(t.elapsed() < RESET_BOUND, "the device took {:?} to stop", t.elapsed());
 }

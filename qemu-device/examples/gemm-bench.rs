@@ -19,6 +19,8 @@ fn time_it(mut f: impl FnMut(), reps: u32) -> f64 {
 }
 
 fn main() {
+    // The int8 engine picks its kernel from the CPU at run time.
+    println!("int8 kernel: {}", npu_device::gemm::int8_kernel().name());
     println!(
         "{:>5} {:>12} {:>12} {:>12} {:>8} {:>10}",
         "n", "host f32", "device f32", "device i8", "f32/host", "i8/f32"
@@ -91,5 +93,41 @@ fn main() {
             100.0 * host / dev_f32,
             dev_f32 / dev_i8
         );
+    }
+    // The int8 kernels side by side on the host (no device): every kernel
+    // this CPU has, so an AVX-512 host also shows what AVX2 hosts get.
+    use npu_device::gemm::{igemm_with, int8_kernel, sgemm, Int8Kernel};
+    let kernels: Vec<Int8Kernel> = [Int8Kernel::Avx512Vnni, Int8Kernel::Avx2, Int8Kernel::F32]
+        .into_iter()
+        .filter(|&k| match (k, int8_kernel()) {
+            (Int8Kernel::Avx512Vnni, have) => have == Int8Kernel::Avx512Vnni,
+            (Int8Kernel::Avx2, have) => have != Int8Kernel::F32,
+            _ => true,
+        })
+        .collect();
+    print!("\n{:>5} {:>12}", "n", "host f32");
+    for k in &kernels {
+        print!(" {:>16}", format!("i8 {}", k.name()));
+    }
+    println!();
+    for n in [64usize, 128, 256, 512, 1024] {
+        let flops = 2.0 * (n as f64).powi(3);
+        let reps = (2e8 / flops).clamp(3.0, 200.0) as u32;
+        let (af, bf) = (vec![0.5f32; n * n], vec![0.25f32; n * n]);
+        let mut cf = vec![0f32; n * n];
+        let f32_time = time_it(|| sgemm(n, n, n, &af, &bf, false, &mut cf), reps);
+        print!("{n:>5} {:>7.2} GF/s", flops / f32_time / 1e9);
+        let (a, b) = (vec![3i8; n * n], vec![-5i8; n * n]);
+        let mut c = vec![0i32; n * n];
+        for &k in &kernels {
+            let t = time_it(
+                || {
+                    igemm_with(k, n, n, n, &a, &b, false, &mut c, usize::MAX, &mut || true);
+                },
+                reps,
+            );
+            print!(" {:>7.2} GO/s {:>4.1}x", flops / t / 1e9, f32_time / t);
+        }
+        println!();
     }
 }

@@ -3,9 +3,9 @@
 //! or an in-process test).
 
 use crate::cost::CostModel;
-use crate::exec::{AbortCheck, Executor, JobOutcome};
+use crate::exec::{Executor, JobControl, JobOutcome};
 use crate::inject::{Action, Injector};
-use crate::mem::{bus_read, bus_write, Bus, HostMemory};
+use crate::mem::{bus_read, bus_write, Bus, HostMemory, Pin};
 use crate::mmu::{Mmu, PTE_ADDR_MASK, PTE_VALID};
 use crate::regs::*;
 use npu_isa::{Fault, INSN_SIZE, ISA_VERSION};
@@ -66,6 +66,15 @@ struct State {
     /// An injected hang holds the CP until the next reset.
     hung: bool,
     shutdown: bool,
+    /// The CP is between taking a submission entry and finishing with it:
+    /// it may be touching host memory.
+    cp_in_job: bool,
+    /// A soft reset waits for the CP to leave its job, and for an injected
+    /// slow reset's delay, before RESET_DONE.
+    reset_waits_cp: bool,
+    reset_waits_delay: bool,
+    ring_error: u32,
+    ring_error_value: u32,
 }
 
 struct Shared {
@@ -87,7 +96,35 @@ pub struct Device {
 }
 
 impl Device {
+    /// A device whose command processor thread failed to start panics;
+    /// see [`Device::try_new`].
     pub fn new(config: DeviceConfig, bus: Bus, irq: Arc<dyn IrqSink>, inject: Injector) -> Self {
+        Self::try_new(config, bus, irq, inject).unwrap_or_else(|e| panic!("npu device: {e}"))
+    }
+
+    /// A device, or the error that kept its command-processor thread from
+    /// starting.
+    pub fn try_new(
+        config: DeviceConfig,
+        bus: Bus,
+        irq: Arc<dyn IrqSink>,
+        inject: Injector,
+    ) -> std::io::Result<Self> {
+        Self::with_spawner(config, bus, irq, inject, |b, f| b.spawn(f))
+    }
+
+    /// As [`Device::try_new`], with the thread start made by `spawn` (tests
+    /// make it fail).
+    pub fn with_spawner(
+        config: DeviceConfig,
+        bus: Bus,
+        irq: Arc<dyn IrqSink>,
+        inject: Injector,
+        spawn: impl FnOnce(
+            std::thread::Builder,
+            Box<dyn FnOnce() + Send>,
+        ) -> std::io::Result<JoinHandle<()>>,
+    ) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 reset_done: true,
@@ -101,11 +138,28 @@ impl Device {
             epoch: AtomicU64::new(0),
         });
         let s = shared.clone();
-        let worker = std::thread::Builder::new()
-            .name("npu-cp".into())
-            .spawn(move || command_processor(s))
-            .ok();
-        Device { shared, worker }
+        let builder = std::thread::Builder::new().name("npu-cp".into());
+        let worker = spawn(builder, Box::new(move || command_processor(s))).map_err(|e| {
+            log::error!("cannot start the command-processor thread: {e}");
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot start the command-processor thread: {e}"),
+            )
+        })?;
+        Ok(Device {
+            shared,
+            worker: Some(worker),
+        })
+    }
+
+    /// The PCI command register's Bus Master Enable (the vfio-user server
+    /// forwards config-space writes). Turning it off returns once the CP
+    /// has stopped touching host memory.
+    pub fn set_bus_master(&self, on: bool) {
+        // Not under the state lock: the CP needs it to let go of memory.
+        self.shared.bus.set_master(on);
+        let _s = self.shared.lock();
+        self.shared.wake.notify_all();
     }
 
     /// The fault-injection rules, for changing them while the device runs
@@ -174,7 +228,11 @@ impl Device {
             FAULT_CONTEXT => s.fault_context,
             FAULT_ADDR_LO => s.fault_addr as u32,
             FAULT_ADDR_HI => (s.fault_addr >> 32) as u32,
-            o if (COST_BASE..COST_BASE + 7 * 4).contains(&o) && o % 4 == 0 => {
+            RING_ERROR => s.ring_error,
+            RING_ERROR_VALUE => s.ring_error_value,
+            o if (COST_BASE..COST_BASE + crate::cost::COST_REGISTERS as u32 * 4).contains(&o)
+                && o % 4 == 0 =>
+            {
                 cfg.cost.registers()[((o - COST_BASE) / 4) as usize]
             }
             o if (PERF_BASE..PERF_BASE + PERF_COUNTERS as u32 * 8).contains(&o) && o % 4 == 0 => {
@@ -230,15 +288,24 @@ impl Device {
             SQ_BASE_HI if cfg_ok => set_hi(&mut s.sq_base),
             SQ_SIZE if cfg_ok => s.sq_size = value,
             DOORBELL => {
-                s.sq_tail = value;
-                sh.wake.notify_all();
+                if tail_ok(&s, value) {
+                    s.sq_tail = value;
+                    sh.wake.notify_all();
+                } else {
+                    sh.ring_error(&mut s, RING_ERROR_DOORBELL, value);
+                }
             }
+            RING_ERROR => s.ring_error &= !value,
             CQ_BASE_LO if cfg_ok => set_lo(&mut s.cq_base),
             CQ_BASE_HI if cfg_ok => set_hi(&mut s.cq_base),
             CQ_SIZE if cfg_ok => s.cq_size = value,
             CQ_HEAD => {
-                s.cq_head = value;
-                sh.wake.notify_all();
+                if head_ok(&s, value) {
+                    s.cq_head = value;
+                    sh.wake.notify_all();
+                } else {
+                    sh.ring_error(&mut s, RING_ERROR_CQ_HEAD, value);
+                }
             }
             CTX_TABLE_LO if cfg_ok => set_lo(&mut s.ctx_table),
             CTX_TABLE_HI if cfg_ok => set_hi(&mut s.ctx_table),
@@ -267,25 +334,39 @@ impl Device {
         s.fault_status = 0;
         s.fault_context = 0;
         s.fault_addr = 0;
+        s.ring_error = 0;
+        s.ring_error_value = 0;
         s.reset_done = false;
+        // RESET_DONE only once the CP has left the aborted job (it checks
+        // the epoch at least once per DMA row, output row or MATMUL block).
+        s.reset_waits_cp = s.cp_in_job;
+        s.reset_waits_delay = delay != 0;
         sh.wake.notify_all();
-        if delay == 0 {
-            s.reset_done = true;
-            sh.raise(&mut s, IRQ_RESET_DONE);
-        } else {
+        sh.finish_reset(&mut s);
+        if delay != 0 {
             // An injected slow reset finishes later, unless another reset
             // overtakes it.
             let epoch = s.epoch;
             drop(s);
-            let sh = self.shared.clone();
-            std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_millis(delay as u64));
+            let timer_sh = self.shared.clone();
+            let timer = std::thread::Builder::new()
+                .name("npu-slow-reset".into())
+                .spawn(move || {
+                    let sh = timer_sh;
+                    std::thread::sleep(Duration::from_millis(delay as u64));
+                    let mut s = sh.lock();
+                    if s.epoch == epoch {
+                        s.reset_waits_delay = false;
+                        sh.finish_reset(&mut s);
+                    }
+                });
+            if let Err(e) = timer {
+                log::error!("slow-reset timer thread: {e}; finishing the reset now");
+                let sh = &self.shared;
                 let mut s = sh.lock();
-                if s.epoch == epoch {
-                    s.reset_done = true;
-                    sh.raise(&mut s, IRQ_RESET_DONE);
-                }
-            });
+                s.reset_waits_delay = false;
+                sh.finish_reset(&mut s);
+            }
         }
     }
 
@@ -300,6 +381,9 @@ impl Drop for Device {
         {
             let mut s = self.shared.lock();
             s.shutdown = true;
+            // A running job stops at its next poll.
+            s.epoch += 1;
+            self.shared.epoch.store(s.epoch, Ordering::SeqCst);
             self.shared.wake.notify_all();
         }
         if let Some(w) = self.worker.take() {
@@ -310,6 +394,17 @@ impl Drop for Device {
 
 fn ring_size_ok(n: u32) -> bool {
     n.is_power_of_two() && (RING_MIN..=RING_MAX).contains(&n)
+}
+
+/// A new SQ tail may be at most SQ_SIZE entries ahead of SQ_HEAD (and not
+/// behind it): anything else would replay stale slots.
+fn tail_ok(s: &State, tail: u32) -> bool {
+    tail.wrapping_sub(s.sq_head) <= s.sq_size
+}
+
+/// A new CQ head may not pass CQ_TAIL, nor be more than CQ_SIZE behind it.
+fn head_ok(s: &State, head: u32) -> bool {
+    s.cq_tail.wrapping_sub(head) <= s.cq_size
 }
 
 fn rings_valid(s: &State) -> bool {
@@ -323,8 +418,9 @@ fn rings_valid(s: &State) -> bool {
 }
 
 /// The shadow doorbell page: take the driver's SQ tail and CQ head from it
-/// as if written to DOORBELL and CQ_HEAD. False on a bus error.
-fn read_shadow(mem: &HostMemory, s: &mut State) -> bool {
+/// as if written to DOORBELL and CQ_HEAD (out-of-range values are refused
+/// the same way). False on a bus error.
+fn read_shadow(sh: &Shared, mem: &HostMemory, s: &mut State) -> bool {
     if s.shadow == 0 {
         return true;
     }
@@ -339,8 +435,18 @@ fn read_shadow(mem: &HostMemory, s: &mut State) -> bool {
     if !bus_read(mem, s.shadow.wrapping_add(SHADOW_CQ_HEAD), &mut w[8..12]) {
         return false;
     }
-    s.sq_tail = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
-    s.cq_head = u32::from_le_bytes([w[8], w[9], w[10], w[11]]);
+    let tail = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+    let head = u32::from_le_bytes([w[8], w[9], w[10], w[11]]);
+    if tail_ok(s, tail) {
+        s.sq_tail = tail;
+    } else if tail != s.sq_tail {
+        sh.ring_error(s, RING_ERROR_SHADOW_SQ_TAIL, tail);
+    }
+    if head_ok(s, head) {
+        s.cq_head = head;
+    } else if head != s.cq_head {
+        sh.ring_error(s, RING_ERROR_SHADOW_CQ_HEAD, head);
+    }
     true
 }
 
@@ -360,7 +466,7 @@ impl Shared {
 
     fn send(&self, s: &mut State, bits: u32) {
         let mut sent = [false; MSIX_VECTORS as usize];
-        for b in 0..5 {
+        for b in 0..IRQ_BITS {
             let bit = 1 << b;
             if bits & bit != 0 {
                 sent[vector_of(bit) as usize] = true;
@@ -374,6 +480,31 @@ impl Shared {
         }
     }
 
+    /// A rejected ring-pointer write: ignored, reported, the device runs on.
+    fn ring_error(&self, s: &mut State, bit: u32, value: u32) {
+        log::warn!("ring pointer write refused (RING_ERROR {bit:#x}): {value:#x}");
+        s.ring_error |= bit;
+        s.ring_error_value = value;
+        self.raise(s, IRQ_RING_ERROR);
+    }
+
+    /// RESET_DONE, once nothing the reset waits for is left.
+    fn finish_reset(&self, s: &mut State) {
+        if !s.reset_done && !s.reset_waits_cp && !s.reset_waits_delay {
+            s.reset_done = true;
+            self.raise(s, IRQ_RESET_DONE);
+        }
+    }
+
+    /// The CP is done with its job's memory.
+    fn leave_job(&self, s: &mut State) {
+        s.cp_in_job = false;
+        if s.reset_waits_cp {
+            s.reset_waits_cp = false;
+            self.finish_reset(s);
+        }
+    }
+
     fn halt(&self, s: &mut State) {
         log::warn!("device halted: bad ring or context-table memory");
         s.halted = true;
@@ -382,13 +513,25 @@ impl Shared {
     }
 }
 
-struct EpochAbort<'a> {
-    epoch: &'a AtomicU64,
-    start: u64,
+/// The CP's hold on a running job: a reset aborts it; a DMA_UNMAP or bus
+/// mastering going off moves it to the memory that is left (so its next
+/// access there is a bus error) and lets the revoker return.
+struct CpControl<'a> {
+    sh: &'a Shared,
+    epoch: u64,
+    pin: Pin,
 }
-impl AbortCheck for EpochAbort<'_> {
-    fn aborted(&self) -> bool {
-        self.epoch.load(Ordering::Relaxed) != self.start
+
+impl JobControl for CpControl<'_> {
+    fn poll(&mut self, mmu: &mut crate::mmu::Mmu) -> Result<(), Fault> {
+        if self.sh.epoch.load(Ordering::Acquire) != self.epoch {
+            return Err(Fault::Aborted);
+        }
+        if self.pin.revoked() {
+            self.pin = self.sh.bus.pin();
+            mmu.set_memory(self.pin.mem_arc());
+        }
+        Ok(())
     }
 }
 
@@ -424,19 +567,20 @@ fn parse_submission(raw: &[u8; 64]) -> Submission {
 fn command_processor(sh: Arc<Shared>) {
     let mut exec = Executor::new(sh.config.sram_size, sh.config.cost);
     loop {
-        // Wait for work: enabled, an entry pending, room in the completion
-        // ring, and no injected hang.
-        let (sqe_addr, epoch) = {
+        // Wait for work: enabled, bus mastering on, an entry pending, room
+        // in the completion ring, and no injected hang. Host memory is
+        // pinned only while awake, so an unmap never waits for a sleeper.
+        let (sqe_addr, epoch, pin) = {
             let mut s = sh.lock();
-            let mut mem = sh.bus.snapshot();
+            let mut pin = sh.bus.pin();
             // Whether SQ_EVENT says the CP sleeps (the driver must ring).
             let mut announced = false;
             loop {
                 if s.shutdown {
                     return;
                 }
-                let live = s.enabled && !s.halted && !s.hung;
-                if live && !read_shadow(&mem, &mut s) {
+                let live = s.enabled && !s.halted && !s.hung && sh.bus.master();
+                if live && !read_shadow(&sh, pin.mem(), &mut s) {
                     sh.halt(&mut s);
                     continue;
                 }
@@ -450,34 +594,49 @@ fn command_processor(sh: Arc<Shared>) {
                 if live && s.shadow != 0 && !announced {
                     announced = true;
                     let at = s.shadow.wrapping_add(SHADOW_SQ_EVENT);
-                    if !bus_write(&mem, at, &s.sq_head.to_le_bytes()) {
+                    if !bus_write(pin.mem(), at, &s.sq_head.to_le_bytes()) {
                         sh.halt(&mut s);
                     }
                     std::sync::atomic::fence(Ordering::SeqCst);
                     continue;
                 }
+                drop(pin);
                 s = sh.wake.wait(s).unwrap_or_else(|p| p.into_inner());
                 announced = false;
-                mem = sh.bus.snapshot();
+                pin = sh.bus.pin();
             }
             s.busy = true;
+            s.cp_in_job = true;
             let idx = s.sq_head % s.sq_size;
             // Guest-programmed bases: an address that wraps is simply not in
             // host memory, and the fetch fails as a bus error.
-            (s.sq_base.wrapping_add(idx as u64 * SQ_ENTRY_SIZE), s.epoch)
+            (
+                s.sq_base.wrapping_add(idx as u64 * SQ_ENTRY_SIZE),
+                s.epoch,
+                pin,
+            )
         };
-        let mem = sh.bus.snapshot();
         let mut raw = [0u8; 64];
-        if !bus_read(&mem, sqe_addr, &mut raw) {
+        if !bus_read(pin.mem(), sqe_addr, &mut raw) {
+            drop(pin);
             let mut s = sh.lock();
             if s.epoch == epoch {
                 s.busy = false;
                 sh.halt(&mut s);
             }
+            sh.leave_job(&mut s);
             continue;
         }
         let sub = parse_submission(&raw);
-        let outcome = run_submission(&sh, &mut exec, &mem, &sub, epoch);
+        let mut ctl = CpControl {
+            sh: &sh,
+            epoch,
+            pin,
+        };
+        let outcome = run_submission(&sh, &mut exec, &mut ctl, &sub);
+        // The job is done with memory; the record is written below under a
+        // fresh pin.
+        drop(ctl);
         let action = sh
             .inject
             .lock()
@@ -492,16 +651,15 @@ fn command_processor(sh: Arc<Shared>) {
                     s.epoch == epoch && !s.shutdown
                 });
         }
-        complete(&sh, &mem, &sub, outcome, action, epoch);
+        complete(&sh, &sub, outcome, action, epoch);
     }
 }
 
 fn run_submission(
     sh: &Shared,
     exec: &mut Executor,
-    mem: &HostMemory,
+    ctl: &mut CpControl<'_>,
     sub: &Submission,
-    epoch: u64,
 ) -> JobOutcome {
     let fail = |status: Fault, addr: u64| JobOutcome {
         status,
@@ -518,7 +676,7 @@ fn run_submission(
     let table = sh.lock().ctx_table;
     let mut desc = [0u8; 16];
     if !bus_read(
-        mem,
+        ctl.pin.mem(),
         table.wrapping_add(sub.context as u64 * CTX_DESC_SIZE),
         &mut desc,
     ) {
@@ -529,26 +687,37 @@ fn run_submission(
     if d0 & PTE_VALID == 0 || d0 & !(PTE_ADDR_MASK | PTE_VALID) != 0 || d1 != 0 {
         return fail(Fault::BadContext, sub.context as u64);
     }
-    let mut mmu = Mmu::new(mem, d0 & PTE_ADDR_MASK);
-    let abort = EpochAbort {
-        epoch: &sh.epoch,
-        start: epoch,
-    };
-    exec.run(&mut mmu, sub.cmdbuf, sub.size, &abort)
+    let mut mmu = Mmu::with_memory(ctl.pin.mem_arc(), d0 & PTE_ADDR_MASK);
+    exec.run(&mut mmu, sub.cmdbuf, sub.size, ctl)
 }
 
-fn complete(
+fn complete(sh: &Shared, sub: &Submission, out: JobOutcome, action: Option<Action>, epoch: u64) {
+    let mut s = sh.lock();
+    // With bus mastering off the record waits until it is on again (or a
+    // reset drops it).
+    while s.epoch == epoch && !s.shutdown && !sh.bus.master() && action != Some(Action::Hang) {
+        s = sh.wake.wait(s).unwrap_or_else(|p| p.into_inner());
+    }
+    if s.epoch == epoch && !s.shutdown {
+        // Pinned under the state lock: an unmap racing with the record
+        // waits for it, or the record sees the memory without the region.
+        let pin = sh.bus.pin();
+        write_record(sh, &mut s, pin.mem(), sub, out, action);
+    }
+    // Aborted by a reset: no record.
+    sh.leave_job(&mut s);
+    drop(s);
+    sh.wake.notify_all();
+}
+
+fn write_record(
     sh: &Shared,
+    s: &mut MutexGuard<'_, State>,
     mem: &HostMemory,
     sub: &Submission,
     mut out: JobOutcome,
     action: Option<Action>,
-    epoch: u64,
 ) {
-    let mut s = sh.lock();
-    if s.epoch != epoch {
-        return; // aborted by a reset: no record
-    }
     s.busy = false;
     if action == Some(Action::Hang) {
         s.hung = true;
@@ -561,7 +730,7 @@ fn complete(
     // The guest may have disabled the device and reprogrammed the rings
     // while this job ran; never trust geometry checked before it started.
     if !ring_size_ok(s.cq_size) || !s.cq_base.is_multiple_of(4096) {
-        sh.halt(&mut s);
+        sh.halt(s);
         return;
     }
     s.sq_head = s.sq_head.wrapping_add(1);
@@ -583,7 +752,7 @@ fn complete(
     if !bus_write(mem, addr, &rec[..28])
         || !bus_write(mem, addr.wrapping_add(28), &phase.to_le_bytes())
     {
-        sh.halt(&mut s);
+        sh.halt(s);
         return;
     }
     s.cq_tail = s.cq_tail.wrapping_add(1);
@@ -611,12 +780,10 @@ fn complete(
     match action {
         Some(Action::DropIrq) => s.irq_status |= bits,
         Some(Action::SpuriousIrq) => {
-            sh.raise(&mut s, bits);
+            sh.raise(s, bits);
             let extra = IRQ_JOB_DONE & s.irq_mask;
-            sh.send(&mut s, extra);
+            sh.send(s, extra);
         }
-        _ => sh.raise(&mut s, bits),
+        _ => sh.raise(s, bits),
     }
-    drop(s);
-    sh.wake.notify_all();
 }

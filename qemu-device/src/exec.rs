@@ -175,15 +175,29 @@ pub struct Executor {
     pub cost: CostModel,
 }
 
-/// Hook polled between instructions: returning true aborts the job (reset).
-pub trait AbortCheck {
-    fn aborted(&self) -> bool;
+/// The command processor's hold on a running job: polled before every
+/// instruction and inside every loop whose length the guest chooses, so a
+/// reset, a DMA_UNMAP or bus mastering going off takes effect within one
+/// row (or one output element, or one block of a MATMUL).
+pub trait JobControl {
+    /// `Err(fault)` ends the job with that fault (a reset: ABORTED). May
+    /// switch `mmu` to a new view of host memory.
+    fn poll(&mut self, mmu: &mut Mmu) -> Result<(), Fault>;
+    /// The modelled cycles an instruction costs, told before its work is
+    /// done (fuzzing checks host time against them).
+    fn charge(&mut self, _cycles: u64) {}
 }
-impl AbortCheck for () {
-    fn aborted(&self) -> bool {
-        false
+
+impl JobControl for () {
+    fn poll(&mut self, _mmu: &mut Mmu) -> Result<(), Fault> {
+        Ok(())
     }
 }
+
+/// MACs of f32 MATMUL work between two polls: large, because each block
+/// repacks B (the int8 kernels pack it once and take smaller blocks).
+const MATMUL_BLOCK_MACS: u64 = 1 << 28;
+const MATMUL_I8_BLOCK_MACS: u64 = 1 << 26;
 
 impl Executor {
     pub fn new(sram_bytes: u32, cost: CostModel) -> Self {
@@ -196,10 +210,10 @@ impl Executor {
     /// Run one command buffer in the address space `mmu`.
     pub fn run(
         &mut self,
-        mmu: &mut Mmu<'_>,
+        mmu: &mut Mmu,
         cmdbuf: u64,
         size: u32,
-        abort: &dyn AbortCheck,
+        ctl: &mut dyn JobControl,
     ) -> JobOutcome {
         let mut tl = Timeline::default();
         let mut stats = JobStats::default();
@@ -208,8 +222,8 @@ impl Executor {
         let mut result: Result<(), JobFault> =
             Err(JobFault::new(Fault::CmdbufOverrun, size as u64));
         for i in 0..count {
-            if abort.aborted() {
-                result = Err(JobFault::new(Fault::Aborted, 0));
+            if let Err(f) = ctl.poll(mmu) {
+                result = Err(JobFault::new(f, 0));
                 break;
             }
             let offset = i * INSN_SIZE as u64;
@@ -238,7 +252,7 @@ impl Executor {
                 Insn::Mark { tag } => marks.push(tag),
                 _ => {}
             }
-            if let Err(f) = self.step(&insn, mmu, &mut tl, &mut stats) {
+            if let Err(f) = self.step(&insn, mmu, &mut tl, &mut stats, ctl) {
                 // Operand faults carry the command-buffer offset; MMU and bus
                 // faults carry the virtual address they hit.
                 let addr = if f.addr == u64::MAX { offset } else { f.addr };
@@ -264,14 +278,18 @@ impl Executor {
     fn step(
         &mut self,
         insn: &Insn,
-        mmu: &mut Mmu<'_>,
+        mmu: &mut Mmu,
         tl: &mut Timeline,
         st: &mut JobStats,
+        ctl: &mut dyn JobControl,
     ) -> Result<(), JobFault> {
         // Operand faults are reported at the instruction's offset (u64::MAX
         // asks the caller to fill it in).
         let op = |f: Fault| JobFault::new(f, u64::MAX);
+        // A poll's fault (reset, revoked memory) at the instruction's offset.
+        let poll = |ctl: &mut dyn JobControl, mmu: &mut Mmu| ctl.poll(mmu).map_err(op);
         let cost = self.cost;
+        let walks_before = mmu.walks;
         match *insn {
             Insn::Nop | Insn::End | Insn::Mark { .. } => {}
             Insn::Barrier => tl.barrier(),
@@ -283,9 +301,12 @@ impl Executor {
             } => {
                 let srange = self.strided_range(sram, &sram_layout).map_err(op)?;
                 let bytes = mem.bytes().ok_or(op(Fault::BadOperand))?;
+                let cycles = cost.dma_rows(bytes, rows_of(&mem));
+                ctl.charge(cycles);
                 // An empty transfer's row length is unchecked (up to 4 GiB).
                 let mut row = vec![0u8; if bytes == 0 { 0 } else { mem.shape[0] as usize }];
                 for (m_off, s_off) in pairs(&mem, &sram_layout) {
+                    poll(ctl, mmu)?;
                     let addr = va
                         .checked_add(m_off)
                         .ok_or(JobFault::new(Fault::MmuVaRange, va))?;
@@ -293,7 +314,12 @@ impl Executor {
                     let s = (sram as u64 + s_off) as usize;
                     self.sram.bytes_mut()[s..s + row.len()].copy_from_slice(&row);
                 }
-                tl.issue(Engine::Dma, &[], &[srange], cost.dma(bytes));
+                tl.issue(
+                    Engine::Dma,
+                    &[],
+                    &[srange],
+                    cycles + self.walk_cost(mmu, walks_before, ctl),
+                );
             }
             Insn::DmaStore {
                 va,
@@ -303,15 +329,22 @@ impl Executor {
             } => {
                 let srange = self.strided_range(sram, &sram_layout).map_err(op)?;
                 let bytes = mem.bytes().ok_or(op(Fault::BadOperand))?;
+                let cycles = cost.dma_rows(bytes, rows_of(&mem));
+                ctl.charge(cycles);
                 for (m_off, s_off) in pairs(&mem, &sram_layout) {
+                    poll(ctl, mmu)?;
                     let addr = va
                         .checked_add(m_off)
                         .ok_or(JobFault::new(Fault::MmuVaRange, va))?;
                     let s = (sram as u64 + s_off) as usize;
-                    let row = self.sram.bytes()[s..s + mem.shape[0] as usize].to_vec();
-                    mmu.write(addr, &row)?;
+                    mmu.write(addr, &self.sram.bytes()[s..s + mem.shape[0] as usize])?;
                 }
-                tl.issue(Engine::Dma, &[srange], &[], cost.dma(bytes));
+                tl.issue(
+                    Engine::Dma,
+                    &[srange],
+                    &[],
+                    cycles + self.walk_cost(mmu, walks_before, ctl),
+                );
             }
             Insn::Copy {
                 src,
@@ -322,6 +355,8 @@ impl Executor {
                 let r = self.strided_range(src, &src_layout).map_err(op)?;
                 let w = self.strided_range(dst, &dst_layout).map_err(op)?;
                 let bytes = src_layout.bytes().ok_or(op(Fault::BadOperand))?;
+                let cycles = cost.dma_rows(bytes, rows_of(&src_layout));
+                ctl.charge(cycles);
                 // Snapshot the source range, then scatter from it: overlapping
                 // copies behave as if through a temporary buffer. The range
                 // is at most the SRAM, where rows gathered one by one could
@@ -329,16 +364,18 @@ impl Executor {
                 let n = src_layout.shape[0] as usize;
                 let snap = self.sram.bytes()[r.0 as usize..r.1 as usize].to_vec();
                 for (s_off, d_off) in pairs(&src_layout, &dst_layout) {
+                    poll(ctl, mmu)?;
                     let (s, d) = (s_off as usize, (dst as u64 + d_off) as usize);
                     self.sram.bytes_mut()[d..d + n].copy_from_slice(&snap[s..s + n]);
                 }
-                tl.issue(Engine::Dma, &[r], &[w], cost.dma(bytes));
+                tl.issue(Engine::Dma, &[r], &[w], cycles);
             }
             Insn::Fill { dst, len, pattern } => {
                 if dst % 4 != 0 || len % 4 != 0 {
                     return Err(op(Fault::BadOperand));
                 }
                 let (lo, hi) = self.sram.check(dst as u64, len as u64).map_err(op)?;
+                ctl.charge(cost.dma(len as u64));
                 self.sram.words[lo as usize / 4..hi as usize / 4].fill(pattern);
                 tl.issue(Engine::Dma, &[], &[(lo, hi)], cost.dma(len as u64));
             }
@@ -359,6 +396,16 @@ impl Executor {
                 let tb = TileRef::new(&self.sram, b, bs, bc, es).map_err(op)?;
                 let tc = TileRef::new(&self.sram, c, m, n, 4).map_err(op)?;
                 let macs = m as u64 * n as u64 * k as u64;
+                if dtype == DType::I32 {
+                    return Err(op(Fault::BadOperand));
+                }
+                let cycles = cost.macs(macs, dtype == DType::I8);
+                ctl.charge(cycles);
+                // C's rows in blocks of about MATMUL_BLOCK_MACS, with a poll
+                // between blocks. An empty C (m or n zero) has no rows.
+                let (rows, nk) = (tc.rows, (n as u64 * k as u64).max(1));
+                let block = (MATMUL_BLOCK_MACS / nk).clamp(1, rows.max(1) as u64) as usize;
+                let (n, k) = (n as usize, k as usize);
                 match dtype {
                     DType::F32
                         if !overlaps(tc.range(), ta.range())
@@ -367,19 +414,20 @@ impl Executor {
                         // Operate on the SRAM in place: no tile copies.
                         let (a_off, b_off, c_off) = (ta.base, tb.base, tc.base);
                         let (lda, ldb, ldc) = (ta.ld.max(1), tb.ld.max(1), tc.ld.max(1));
-                        let words = self.sram.words.as_mut_slice();
-                        crate::gemm::sgemm_in_place(
-                            words,
-                            crate::gemm::GemmShape {
-                                m: m as usize,
-                                n: n as usize,
-                                k: k as usize,
-                            },
-                            (a_off, lda),
-                            (b_off, ldb, transpose_b),
-                            (c_off, ldc),
-                            accumulate,
-                        );
+                        for m0 in (0..rows).step_by(block) {
+                            poll(ctl, mmu)?;
+                            let mb = block.min(rows - m0);
+                            // With k = 0, A is empty and its offset unused.
+                            let a_at = if k == 0 { a_off } else { a_off + m0 * lda };
+                            crate::gemm::sgemm_in_place(
+                                self.sram.words.as_mut_slice(),
+                                crate::gemm::GemmShape { m: mb, n, k },
+                                (a_at, lda),
+                                (b_off, ldb, transpose_b),
+                                (c_off + m0 * ldc, ldc),
+                                accumulate,
+                            );
+                        }
                     }
                     DType::F32 => {
                         let av = f32s(&ta.load32(&self.sram));
@@ -389,18 +437,27 @@ impl Executor {
                         } else {
                             vec![0.0; tc.rows * tc.cols]
                         };
-                        crate::gemm::sgemm(
-                            m as usize,
-                            n as usize,
-                            k as usize,
-                            &av,
-                            &bv,
-                            transpose_b,
-                            &mut cv,
-                        );
+                        for m0 in (0..rows).step_by(block) {
+                            poll(ctl, mmu)?;
+                            let mb = block.min(rows - m0);
+                            let a_blk = if k == 0 {
+                                &av[..0]
+                            } else {
+                                &av[m0 * k..(m0 + mb) * k]
+                            };
+                            crate::gemm::sgemm(
+                                mb,
+                                n,
+                                k,
+                                a_blk,
+                                &bv,
+                                transpose_b,
+                                &mut cv[m0 * n..(m0 + mb) * n],
+                            );
+                        }
                         tc.store32(&mut self.sram, &from_f32s(&cv));
                     }
-                    DType::I8 => {
+                    _ => {
                         let av = ta.load8(&self.sram);
                         let bv = tb.load8(&self.sram);
                         let mut cv: Vec<i32> = if accumulate {
@@ -411,26 +468,39 @@ impl Executor {
                         } else {
                             vec![0; tc.rows * tc.cols]
                         };
-                        crate::gemm::igemm(
-                            m as usize,
-                            n as usize,
-                            k as usize,
+                        let block = (MATMUL_I8_BLOCK_MACS / nk).max(1) as usize;
+                        let mut stopped = None;
+                        crate::gemm::igemm_with(
+                            crate::gemm::int8_kernel(),
+                            rows,
+                            n,
+                            k,
                             &av,
                             &bv,
                             transpose_b,
                             &mut cv,
+                            block,
+                            &mut || match poll(ctl, mmu) {
+                                Ok(()) => true,
+                                Err(f) => {
+                                    stopped = Some(f);
+                                    false
+                                }
+                            },
                         );
+                        if let Some(f) = stopped {
+                            return Err(f);
+                        }
                         let words: Vec<u32> = cv.into_iter().map(|x| x as u32).collect();
                         tc.store32(&mut self.sram, &words);
                     }
-                    DType::I32 => return Err(op(Fault::BadOperand)),
                 }
                 st.macs += macs;
                 tl.issue(
                     Engine::Compute,
                     &[ta.range(), tb.range()],
                     &[tc.range()],
-                    cost.macs(macs, dtype == DType::I8),
+                    cycles,
                 );
             }
             Insn::Requant {
@@ -449,12 +519,16 @@ impl Executor {
                 let ts = TileRef::new(&self.sram, src, rows, cols, 4).map_err(op)?;
                 let td = TileRef::new(&self.sram, dst, rows, cols, 1).map_err(op)?;
                 let mut reads = vec![ts.range()];
+                // The vectors have `cols` entries and must lie in the SRAM
+                // (checked); the immediate and zero defaults are sized by the
+                // checked tile, never by the raw `cols` (an empty tile has 0).
+                let c = ts.cols;
                 let mults: Vec<i32> = if per_channel {
                     let v = vector(&self.sram, mult, cols).map_err(op)?;
                     reads.push(v.range());
                     v.load32(&self.sram).into_iter().map(|x| x as i32).collect()
                 } else {
-                    vec![mult as i32; cols as usize]
+                    vec![mult as i32; c]
                 };
                 let biases: Vec<i32> = match bias {
                     Some(addr) => {
@@ -462,10 +536,9 @@ impl Executor {
                         reads.push(v.range());
                         v.load32(&self.sram).into_iter().map(|x| x as i32).collect()
                     }
-                    None => vec![0; cols as usize],
+                    None => vec![0; c],
                 };
                 let acc = ts.load32(&self.sram);
-                let c = cols as usize;
                 let out: Vec<i8> = acc
                     .iter()
                     .enumerate()
@@ -482,12 +555,9 @@ impl Executor {
                     })
                     .collect();
                 td.store8(&mut self.sram, &out);
-                tl.issue(
-                    Engine::Compute,
-                    &reads,
-                    &[td.range()],
-                    cost.vector(ts.elems(), false),
-                );
+                let cycles = cost.vector(ts.elems(), false);
+                ctl.charge(cycles);
+                tl.issue(Engine::Compute, &reads, &[td.range()], cycles);
             }
             Insn::Convert {
                 conv,
@@ -526,12 +596,9 @@ impl Executor {
                         .collect(),
                 };
                 td.store32(&mut self.sram, &out);
-                tl.issue(
-                    Engine::Compute,
-                    &[ts.range()],
-                    &[td.range()],
-                    cost.vector(ts.elems(), false),
-                );
+                let cycles = cost.vector(ts.elems(), false);
+                ctl.charge(cycles);
+                tl.issue(Engine::Compute, &[ts.range()], &[td.range()], cycles);
             }
             Insn::Binary {
                 op: bop,
@@ -577,12 +644,9 @@ impl Executor {
                 to.store32(&mut self.sram, &res);
                 let mut reads = vec![ta.range()];
                 reads.extend(brange);
-                tl.issue(
-                    Engine::Compute,
-                    &reads,
-                    &[to.range()],
-                    cost.vector(ta.elems(), bop == BinaryOp::Div),
-                );
+                let cycles = cost.vector(ta.elems(), bop == BinaryOp::Div);
+                ctl.charge(cycles);
+                tl.issue(Engine::Compute, &reads, &[to.range()], cycles);
             }
             Insn::Unary {
                 op: uop,
@@ -612,12 +676,9 @@ impl Executor {
                     uop,
                     UnaryOp::Sigmoid | UnaryOp::Tanh | UnaryOp::Exp | UnaryOp::Recip
                 );
-                tl.issue(
-                    Engine::Compute,
-                    &[ts.range()],
-                    &[td.range()],
-                    cost.vector(ts.elems(), special),
-                );
+                let cycles = cost.vector(ts.elems(), special);
+                ctl.charge(cycles);
+                tl.issue(Engine::Compute, &[ts.range()], &[td.range()], cycles);
             }
             Insn::Reduce {
                 op: rop,
@@ -645,12 +706,9 @@ impl Executor {
                     out.push(reduce(rop, dtype, it));
                 }
                 td.store32(&mut self.sram, &out);
-                tl.issue(
-                    Engine::Compute,
-                    &[ts.range()],
-                    &[td.range()],
-                    cost.vector(ts.elems(), false),
-                );
+                let cycles = cost.vector(ts.elems(), false);
+                ctl.charge(cycles);
+                tl.issue(Engine::Compute, &[ts.range()], &[td.range()], cycles);
             }
             Insn::Pool {
                 op: pop,
@@ -659,19 +717,23 @@ impl Executor {
                 dst,
             } => {
                 let (ins, outs) = pool_tiles(&self.sram, &geom, src, dst).map_err(op)?;
-                let input = f32s(&ins.load32(&self.sram));
-                let output = pool(pop, &geom, &input);
-                outs.store32(&mut self.sram, &from_f32s(&output));
                 let work = outs.elems() * geom.kernel[0] as u64 * geom.kernel[1] as u64;
-                tl.issue(
-                    Engine::Compute,
-                    &[ins.range()],
-                    &[outs.range()],
-                    cost.vector(work, false),
-                );
+                let cycles = cost.vector(work, false);
+                ctl.charge(cycles);
+                let input = f32s(&ins.load32(&self.sram));
+                let output = pool(pop, &geom, &input, &mut || poll(ctl, mmu))?;
+                outs.store32(&mut self.sram, &from_f32s(&output));
+                tl.issue(Engine::Compute, &[ins.range()], &[outs.range()], cycles);
             }
         }
         Ok(())
+    }
+
+    /// Charge the page walks a DMA instruction made (known only after it).
+    fn walk_cost(&self, mmu: &Mmu, before: u64, ctl: &mut dyn JobControl) -> u64 {
+        let c = self.cost.walks(mmu.walks - before);
+        ctl.charge(c);
+        c
     }
 
     /// Check a strided SRAM region and return its byte range.
@@ -688,10 +750,21 @@ impl Executor {
     }
 }
 
+/// Rows (times planes) of a strided transfer; none when rows are empty.
+fn rows_of(s: &Strided) -> u64 {
+    if s.shape[0] == 0 {
+        0
+    } else {
+        s.shape[1] as u64 * s.shape[2] as u64
+    }
+}
+
 /// Offsets (memory side, SRAM side) of each row of a 3-D transfer.
 fn pairs<'a>(a: &'a Strided, b: &'a Strided) -> impl Iterator<Item = (u64, u64)> + 'a {
     let (rows, planes) = (a.shape[1] as u64, a.shape[2] as u64);
-    let empty = a.shape[0] == 0;
+    // Any zero dimension moves nothing: 2^32 planes of zero rows must not
+    // iterate (found by the cmdbuf fuzzer's time budget: 13 s, no poll).
+    let empty = a.shape.contains(&0);
     (0..if empty { 0 } else { planes }).flat_map(move |p| {
         (0..rows).map(move |r| {
             (
@@ -700,6 +773,30 @@ fn pairs<'a>(a: &'a Strided, b: &'a Strided) -> impl Iterator<Item = (u64, u64)>
             )
         })
     })
+}
+
+/// IEEE 754-2019 maximumNumber: a NaN operand loses to a number, and +0 is
+/// above -0 (npu-hw.rst, NaN and signed zeros). `f32::max` leaves the sign
+/// of a zero result unspecified.
+fn fmax(x: f32, y: f32) -> f32 {
+    if x.is_nan() {
+        y
+    } else if y.is_nan() || x > y || (x == y && y.is_sign_negative()) {
+        x
+    } else {
+        y
+    }
+}
+
+/// IEEE 754-2019 minimumNumber: a NaN operand loses, -0 is below +0.
+fn fmin(x: f32, y: f32) -> f32 {
+    if x.is_nan() {
+        y
+    } else if y.is_nan() || x < y || (x == y && x.is_sign_negative()) {
+        x
+    } else {
+        y
+    }
 }
 
 fn binary(op: BinaryOp, dtype: DType, a: u32, b: u32) -> u32 {
@@ -711,8 +808,8 @@ fn binary(op: BinaryOp, dtype: DType, a: u32, b: u32) -> u32 {
                 BinaryOp::Sub => x - y,
                 BinaryOp::Mul => x * y,
                 BinaryOp::Div => x / y,
-                BinaryOp::Max => x.max(y),
-                BinaryOp::Min => x.min(y),
+                BinaryOp::Max => fmax(x, y),
+                BinaryOp::Min => fmin(x, y),
             };
             r.to_bits()
         }
@@ -745,8 +842,8 @@ fn unary(op: UnaryOp, dtype: DType, x: u32, lo: u32, hi: u32) -> u32 {
     }
     let v = f32::from_bits(x);
     let r = match op {
-        UnaryOp::Relu => v.max(0.0),
-        UnaryOp::Clamp => v.max(f32::from_bits(lo)).min(f32::from_bits(hi)),
+        UnaryOp::Relu => fmax(v, 0.0),
+        UnaryOp::Clamp => fmin(fmax(v, f32::from_bits(lo)), f32::from_bits(hi)),
         UnaryOp::Sigmoid => 1.0 / (1.0 + (-v).exp()),
         UnaryOp::Tanh => v.tanh(),
         UnaryOp::Exp => v.exp(),
@@ -762,7 +859,7 @@ fn reduce(op: ReduceOp, dtype: DType, it: impl Iterator<Item = u32>) -> u32 {
             let it = it.map(f32::from_bits);
             match op {
                 ReduceOp::Sum => it.sum::<f32>().to_bits(),
-                ReduceOp::Max => it.fold(f32::NEG_INFINITY, f32::max).to_bits(),
+                ReduceOp::Max => it.fold(f32::NEG_INFINITY, fmax).to_bits(),
             }
         }
         _ => {
@@ -815,7 +912,13 @@ fn pool_tiles(sram: &Sram, g: &PoolGeom, src: u32, dst: u32) -> Res<(TileRef, Ti
     Ok((ins, outs))
 }
 
-fn pool(op: PoolOp, g: &PoolGeom, input: &[f32]) -> Vec<f32> {
+/// Windows of up to 255 x 255: `poll` runs before each output element.
+fn pool(
+    op: PoolOp,
+    g: &PoolGeom,
+    input: &[f32],
+    poll: &mut dyn FnMut() -> Result<(), JobFault>,
+) -> Result<Vec<f32>, JobFault> {
     let (ih, iw, oh, ow) = (
         g.in_h as i64,
         g.in_w as i64,
@@ -827,6 +930,7 @@ fn pool(op: PoolOp, g: &PoolGeom, input: &[f32]) -> Vec<f32> {
         let plane = &input[c * (ih * iw) as usize..(c + 1) * (ih * iw) as usize];
         for oy in 0..oh {
             for ox in 0..ow {
+                poll()?;
                 let y0 = oy as i64 * g.stride[0] as i64 - g.pad[0] as i64;
                 let x0 = ox as i64 * g.stride[1] as i64 - g.pad[1] as i64;
                 let mut acc = if op == PoolOp::Max {
@@ -843,7 +947,7 @@ fn pool(op: PoolOp, g: &PoolGeom, input: &[f32]) -> Vec<f32> {
                         }
                         let v = plane[(y * iw + x) as usize];
                         acc = if op == PoolOp::Max {
-                            acc.max(v)
+                            fmax(acc, v)
                         } else {
                             acc + v
                         };
@@ -858,5 +962,5 @@ fn pool(op: PoolOp, g: &PoolGeom, input: &[f32]) -> Vec<f32> {
             }
         }
     }
-    out
+    Ok(out)
 }

@@ -95,35 +95,131 @@ pub fn sgemm_in_place(
     }
 }
 
-/// `c[m,n] += a[m,k] * b` over i8 inputs with i32 accumulation (wrapping,
-/// as the hardware's 32-bit accumulators do).
-///
-/// Runs on the f32 GEMM and is still exact: a product of two i8 is at most
-/// 2^14 in magnitude, so every partial sum of up to 1024 products is an
-/// integer below 2^24, which f32 represents exactly. K is cut into chunks of
-/// 1024 whose exact sums are added in i32.
-pub fn igemm(m: usize, n: usize, k: usize, a: &[i8], b: &[i8], bt: bool, c: &mut [i32]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512vnni")
-        && std::arch::is_x86_feature_detected!("avx512bw")
-    {
-        return vnni::igemm(m, n, k, a, b, bt, c);
-    }
-    igemm_via_f32(m, n, k, a, b, bt, c)
+/// Which int8 GEMM kernel this host runs (chosen at run time).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Int8Kernel {
+    /// AVX-512 VNNI `vpdpbusd`.
+    Avx512Vnni,
+    /// AVX2 `vpmaddwd` on sign-extended operands, i32 accumulation.
+    Avx2,
+    /// Exact through the f32 GEMM (any host).
+    F32,
 }
 
-/// The portable path: exact through the f32 GEMM (see [`igemm`]).
-pub fn igemm_via_f32(m: usize, n: usize, k: usize, a: &[i8], b: &[i8], bt: bool, c: &mut [i32]) {
-    const EXACT_K: usize = 1024;
+impl Int8Kernel {
+    pub fn name(self) -> &'static str {
+        match self {
+            Int8Kernel::Avx512Vnni => "avx512-vnni",
+            Int8Kernel::Avx2 => "avx2",
+            Int8Kernel::F32 => "f32",
+        }
+    }
+}
+
+/// The fastest exact int8 kernel this CPU has.
+pub fn int8_kernel() -> Int8Kernel {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512vnni")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+        {
+            return Int8Kernel::Avx512Vnni;
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            return Int8Kernel::Avx2;
+        }
+    }
+    Int8Kernel::F32
+}
+
+/// `c[m,n] += a[m,k] * b` over i8 inputs with i32 accumulation (wrapping,
+/// as the hardware's 32-bit accumulators do), on the fastest kernel.
+pub fn igemm(m: usize, n: usize, k: usize, a: &[i8], b: &[i8], bt: bool, c: &mut [i32]) {
+    igemm_with(int8_kernel(), m, n, k, a, b, bt, c, usize::MAX, &mut || {
+        true
+    });
+}
+
+/// [`igemm`] on a given kernel, in blocks of `block` rows of C with `poll`
+/// before each (B is packed once); false when `poll` stopped it. A kernel
+/// the CPU lacks falls back to [`Int8Kernel::F32`].
+#[allow(clippy::too_many_arguments)]
+pub fn igemm_with(
+    kernel: Int8Kernel,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[i8],
+    b: &[i8],
+    bt: bool,
+    c: &mut [i32],
+    block: usize,
+    poll: &mut dyn FnMut() -> bool,
+) -> bool {
     assert!(
         a.len() >= m * k && b.len() >= k * n && c.len() >= m * n,
         "gemm operand sizes checked by caller"
     );
     if m == 0 || n == 0 || k == 0 {
-        return;
+        return true;
     }
-    let af: Vec<f32> = a[..m * k].iter().map(|&x| x as f32).collect();
+    let block = block.max(1);
+    let mut rows = |f: &mut RowBlock| -> bool {
+        let mut i0 = 0;
+        while i0 < m {
+            if !poll() {
+                return false;
+            }
+            let mb = block.min(m - i0);
+            f(&a[i0 * k..(i0 + mb) * k], mb, &mut c[i0 * n..(i0 + mb) * n]);
+            i0 += mb;
+        }
+        true
+    };
+    #[cfg(target_arch = "x86_64")]
+    {
+        let have = int8_kernel();
+        if kernel == Int8Kernel::Avx512Vnni && have == Int8Kernel::Avx512Vnni {
+            let p = vnni::PackedB::new(n, k, b, bt);
+            // SAFETY (of run): AVX-512 F, BW and VNNI were detected above.
+            return rows(&mut |ar, mb, cr| p.run(ar, mb, cr));
+        }
+        if kernel == Int8Kernel::Avx2 && have != Int8Kernel::F32 {
+            let p = avx2::PackedB::new(n, k, b, bt);
+            return rows(&mut |ar, mb, cr| p.run(ar, mb, cr));
+        }
+    }
+    let _ = kernel;
     let bf: Vec<f32> = b[..k * n].iter().map(|&x| x as f32).collect();
+    rows(&mut |ar, mb, cr| igemm_f32_rows(mb, n, k, ar, &bf, bt, cr))
+}
+
+/// Multiplies a block of rows of A (and their rows of C) by the packed B.
+type RowBlock<'a> = dyn FnMut(&[i8], usize, &mut [i32]) + 'a;
+
+/// The portable path: exact through the f32 GEMM (see [`igemm_f32_rows`]).
+pub fn igemm_via_f32(m: usize, n: usize, k: usize, a: &[i8], b: &[i8], bt: bool, c: &mut [i32]) {
+    igemm_with(
+        Int8Kernel::F32,
+        m,
+        n,
+        k,
+        a,
+        b,
+        bt,
+        c,
+        usize::MAX,
+        &mut || true,
+    );
+}
+
+/// Exact through the f32 GEMM: a product of two i8 is at most 2^14 in
+/// magnitude, so every partial sum of up to 1024 products is an integer
+/// below 2^24, which f32 represents exactly. K is cut into chunks of 1024
+/// whose exact sums are added in i32. `bf` is B converted to f32.
+fn igemm_f32_rows(m: usize, n: usize, k: usize, a: &[i8], bf: &[f32], bt: bool, c: &mut [i32]) {
+    const EXACT_K: usize = 1024;
+    let af: Vec<f32> = a[..m * k].iter().map(|&x| x as f32).collect();
     let mut part = vec![0f32; m * n];
     let (rsb, csb) = if bt {
         (1isize, k as isize)
@@ -177,53 +273,72 @@ mod vnni {
     const MR: usize = 8;
     const NR: usize = 32;
 
-    pub(super) fn igemm(m: usize, n: usize, k: usize, a: &[i8], b: &[i8], bt: bool, c: &mut [i32]) {
-        assert!(
-            a.len() >= m * k && b.len() >= k * n && c.len() >= m * n,
-            "gemm operand sizes checked by caller"
-        );
-        if m == 0 || n == 0 || k == 0 {
-            return;
-        }
-        let kq = k.div_ceil(4); // K quads
-        let np = n.div_ceil(NR) * NR;
-        let b_at = |p: usize, j: usize| if bt { b[j * k + p] } else { b[p * n + j] };
-        // bpack[q][j] = b[4q..4q+4][j] as one 32-bit lane (zero past the
-        // edges); colsum[j] = sum of column j, for the bias correction.
-        let mut bpack = vec![0i32; kq * np];
-        let mut colsum = vec![0i32; n];
-        for q in 0..kq {
-            for (j, cs) in colsum.iter_mut().enumerate() {
-                let mut quad = [0u8; 4];
-                for (t, byte) in quad.iter_mut().enumerate() {
-                    let p = 4 * q + t;
-                    if p < k {
-                        let v = b_at(p, j);
-                        *byte = v as u8;
-                        *cs += v as i32;
+    /// B packed once for any number of row blocks of A.
+    pub(super) struct PackedB {
+        n: usize,
+        k: usize,
+        kq: usize,
+        np: usize,
+        bpack: Vec<i32>,
+        colsum: Vec<i32>,
+    }
+
+    impl PackedB {
+        pub(super) fn new(n: usize, k: usize, b: &[i8], bt: bool) -> Self {
+            let kq = k.div_ceil(4); // K quads
+            let np = n.div_ceil(NR) * NR;
+            let b_at = |p: usize, j: usize| if bt { b[j * k + p] } else { b[p * n + j] };
+            // bpack[q][j] = b[4q..4q+4][j] as one 32-bit lane (zero past the
+            // edges); colsum[j] = sum of column j, for the bias correction.
+            let mut bpack = vec![0i32; kq * np];
+            let mut colsum = vec![0i32; n];
+            for q in 0..kq {
+                for (j, cs) in colsum.iter_mut().enumerate() {
+                    let mut quad = [0u8; 4];
+                    for (t, byte) in quad.iter_mut().enumerate() {
+                        let p = 4 * q + t;
+                        if p < k {
+                            let v = b_at(p, j);
+                            *byte = v as u8;
+                            *cs += v as i32;
+                        }
                     }
+                    bpack[q * np + j] = i32::from_le_bytes(quad);
                 }
-                bpack[q * np + j] = i32::from_le_bytes(quad);
+            }
+            PackedB {
+                n,
+                k,
+                kq,
+                np,
+                bpack,
+                colsum,
             }
         }
-        // apack[i][q] = a[i][4q..4q+4] + 128 as unsigned bytes (the padding
-        // meets zeros of B, so its value does not matter).
-        let mut apack = vec![0i32; m * kq];
-        for i in 0..m {
-            let row = &a[i * k..(i + 1) * k];
-            for (q, four) in row.chunks(4).enumerate() {
-                let mut quad = [0u8; 4];
-                for (byte, &v) in quad.iter_mut().zip(four) {
-                    *byte = (v as u8) ^ 0x80;
+
+        /// `c[m,n] += a[m,k] * B` for m rows of A. Only called after AVX-512
+        /// F, BW and VNNI were detected.
+        pub(super) fn run(&self, a: &[i8], m: usize, c: &mut [i32]) {
+            let (n, k, kq) = (self.n, self.k, self.kq);
+            // apack[i][q] = a[i][4q..4q+4] + 128 as unsigned bytes (the
+            // padding meets zeros of B, so its value does not matter).
+            let mut apack = vec![0i32; m * kq];
+            for i in 0..m {
+                let row = &a[i * k..(i + 1) * k];
+                for (q, four) in row.chunks(4).enumerate() {
+                    let mut quad = [0u8; 4];
+                    for (byte, &v) in quad.iter_mut().zip(four) {
+                        *byte = (v as u8) ^ 0x80;
+                    }
+                    apack[i * kq + q] = i32::from_le_bytes(quad);
                 }
-                apack[i * kq + q] = i32::from_le_bytes(quad);
             }
-        }
-        // SAFETY: the caller checked for AVX-512 F, BW and VNNI at run time.
-        unsafe { blocks(m, n, kq, np, &apack, &bpack, c) }
-        for row in c[..m * n].chunks_exact_mut(n) {
-            for (cv, &cs) in row.iter_mut().zip(&colsum) {
-                *cv = cv.wrapping_sub(cs.wrapping_mul(128));
+            // SAFETY: the caller checked for AVX-512 F, BW and VNNI at run time.
+            unsafe { blocks(m, n, kq, self.np, &apack, &self.bpack, c) }
+            for row in c[..m * n].chunks_exact_mut(n) {
+                for (cv, &cs) in row.iter_mut().zip(&self.colsum) {
+                    *cv = cv.wrapping_sub(cs.wrapping_mul(128));
+                }
             }
         }
     }
@@ -268,6 +383,138 @@ mod vnni {
                     let crow = &mut c[(i0 + ii) * n + j0..(i0 + ii) * n + j0 + cols];
                     for (cv, &v) in crow.iter_mut().zip(&out) {
                         *cv = cv.wrapping_add(v);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// int8 GEMM on AVX2, exact: operands are sign-extended to i16 and packed
+/// as pairs along K (A's pair broadcast to every lane, B's pairs one column
+/// per 32-bit lane), `vpmaddwd` multiplies the two pairs and adds them into
+/// one i32 (|sum| <= 2 * 128 * 128, exact), and `vpaddd` accumulates
+/// (wrapping, like the hardware). A 6 x 16 block of C stays in 12 of the 16
+/// vector registers for the whole K loop.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    const MR: usize = 6;
+    const NR: usize = 16;
+
+    /// Two i8 as sign-extended i16 halves of one 32-bit lane.
+    fn pair(lo: i8, hi: i8) -> i32 {
+        ((lo as i16 as u16 as u32) | ((hi as i16 as u16 as u32) << 16)) as i32
+    }
+
+    pub(super) struct PackedB {
+        n: usize,
+        k: usize,
+        kp: usize,
+        np: usize,
+        bpack: Vec<i32>,
+    }
+
+    impl PackedB {
+        pub(super) fn new(n: usize, k: usize, b: &[i8], bt: bool) -> Self {
+            let kp = k.div_ceil(2); // K pairs
+            let np = n.div_ceil(NR) * NR;
+            let b_at = |p: usize, j: usize| {
+                if p >= k {
+                    0
+                } else if bt {
+                    b[j * k + p]
+                } else {
+                    b[p * n + j]
+                }
+            };
+            let mut bpack = vec![0i32; kp * np];
+            for q in 0..kp {
+                for j in 0..n {
+                    bpack[q * np + j] = pair(b_at(2 * q, j), b_at(2 * q + 1, j));
+                }
+            }
+            PackedB {
+                n,
+                k,
+                kp,
+                np,
+                bpack,
+            }
+        }
+
+        /// `c[m,n] += a[m,k] * B` for m rows of A. Only called after AVX2
+        /// was detected.
+        pub(super) fn run(&self, a: &[i8], m: usize, c: &mut [i32]) {
+            let (k, kp) = (self.k, self.kp);
+            let mut apack = vec![0i32; m * kp];
+            for i in 0..m {
+                let row = &a[i * k..(i + 1) * k];
+                for (q, two) in row.chunks(2).enumerate() {
+                    apack[i * kp + q] = pair(two[0], two.get(1).copied().unwrap_or(0));
+                }
+            }
+            // SAFETY: the caller checked for AVX2 at run time.
+            unsafe { blocks(m, self.n, kp, self.np, &apack, &self.bpack, c) }
+        }
+    }
+
+    /// K pairs and rows of A per cache block: a 128-pair slice of a B panel
+    /// (8 KiB) stays in L1 and a 96 x 128-pair slice of A (48 KiB) in L2
+    /// while the micro-kernel sweeps them.
+    const KC: usize = 128;
+    const MC: usize = 96;
+
+    #[target_feature(enable = "avx2")]
+    fn blocks(
+        m: usize,
+        n: usize,
+        kp: usize,
+        np: usize,
+        apack: &[i32],
+        bpack: &[i32],
+        c: &mut [i32],
+    ) {
+        for k0 in (0..kp).step_by(KC) {
+            let k1 = (k0 + KC).min(kp);
+            for ic in (0..m).step_by(MC) {
+                let ic1 = (ic + MC).min(m);
+                for j0 in (0..np).step_by(NR) {
+                    for i0 in (ic..ic1).step_by(MR) {
+                        let mr = (ic1 - i0).min(MR);
+                        let mut acc = [[_mm256_setzero_si256(); 2]; MR];
+                        for q in k0..k1 {
+                            let row = &bpack[q * np + j0..q * np + j0 + NR];
+                            // SAFETY: `row` is 16 i32 in bounds (np is a
+                            // multiple of NR); loadu has no alignment
+                            // requirement.
+                            let b0 = unsafe { _mm256_loadu_si256(row.as_ptr().cast()) };
+                            // SAFETY: as above, the second half of `row`.
+                            let b1 = unsafe { _mm256_loadu_si256(row[8..].as_ptr().cast()) };
+                            for (ii, acc_row) in acc.iter_mut().enumerate().take(mr) {
+                                let av = _mm256_set1_epi32(apack[(i0 + ii) * kp + q]);
+                                acc_row[0] =
+                                    _mm256_add_epi32(acc_row[0], _mm256_madd_epi16(av, b0));
+                                acc_row[1] =
+                                    _mm256_add_epi32(acc_row[1], _mm256_madd_epi16(av, b1));
+                            }
+                        }
+                        // Partial sums of this K block, added (wrapping:
+                        // the order of i32 additions does not matter).
+                        for (ii, acc_row) in acc.iter().enumerate().take(mr) {
+                            let mut out = [0i32; NR];
+                            // SAFETY: `out` holds 16 i32 = two 32-byte stores.
+                            unsafe {
+                                _mm256_storeu_si256(out.as_mut_ptr().cast(), acc_row[0]);
+                                _mm256_storeu_si256(out[8..].as_mut_ptr().cast(), acc_row[1]);
+                            }
+                            let cols = (n - j0.min(n)).min(NR);
+                            let crow = &mut c[(i0 + ii) * n + j0..(i0 + ii) * n + j0 + cols];
+                            for (cv, &v) in crow.iter_mut().zip(&out) {
+                                *cv = cv.wrapping_add(v);
+                            }
+                        }
                     }
                 }
             }
@@ -333,5 +580,94 @@ mod tests {
                 "{m}x{n}x{k} accumulate"
             );
         }
+    }
+
+    /// Every kernel this host has, against the scalar reference, on shapes
+    /// with ragged edges (m not a multiple of 6 or 8, n of 16 or 32, odd k),
+    /// the extremes -128 and 127, transposed B, accumulation and row blocks.
+    #[test]
+    fn every_int8_kernel_matches_the_scalar_reference() {
+        let kernels = [Int8Kernel::Avx512Vnni, Int8Kernel::Avx2, Int8Kernel::F32];
+        println!("this host's int8 kernel: {}", int8_kernel().name());
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for (m, n, k) in [
+            (1, 1, 1),
+            (7, 17, 3),
+            (13, 33, 65),
+            (6, 16, 2),
+            (25, 40, 129),
+            (3, 5, 2500),
+        ] {
+            let a: Vec<i8> = (0..m * k)
+                .map(|i| if i % 11 == 0 { -128 } else { next() as i8 })
+                .collect();
+            let b: Vec<i8> = (0..k * n)
+                .map(|i| if i % 13 == 0 { 127 } else { next() as i8 })
+                .collect();
+            let want = reference(m, n, k, &a, &b);
+            let mut bt = vec![0i8; n * k];
+            for p in 0..k {
+                for j in 0..n {
+                    bt[j * k + p] = b[p * n + j];
+                }
+            }
+            for kernel in kernels {
+                for block in [1, 4, usize::MAX] {
+                    let mut c = vec![7i32; m * n];
+                    assert!(igemm_with(
+                        kernel,
+                        m,
+                        n,
+                        k,
+                        &a,
+                        &b,
+                        false,
+                        &mut c,
+                        block,
+                        &mut || true
+                    ));
+                    let acc: Vec<i32> = want.iter().map(|v| v.wrapping_add(7)).collect();
+                    assert_eq!(c, acc, "{kernel:?} {m}x{n}x{k} block {block}");
+                    let mut c = vec![0i32; m * n];
+                    igemm_with(kernel, m, n, k, &a, &bt, true, &mut c, block, &mut || true);
+                    assert_eq!(c, want, "{kernel:?} {m}x{n}x{k} transposed, block {block}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_poll_that_says_stop_stops_between_row_blocks() {
+        let (m, n, k) = (10, 4, 4);
+        let (a, b) = (vec![1i8; m * k], vec![1i8; k * n]);
+        let mut c = vec![0i32; m * n];
+        let mut polls = 0;
+        let done = igemm_with(
+            int8_kernel(),
+            m,
+            n,
+            k,
+            &a,
+            &b,
+            false,
+            &mut c,
+            3,
+            &mut || {
+                polls += 1;
+                polls <= 2
+            },
+        );
+        assert!(!done);
+        // Two blocks of 3 rows ran, the rest did not.
+        assert!(
+            c[..6 * n].iter().all(|&v| v == 4) && c[6 * n..].iter().all(|&v| v == 0),
+            "{c:?}"
+        );
     }
 }

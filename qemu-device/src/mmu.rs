@@ -4,6 +4,11 @@
 use crate::mem::{bus_read, bus_read_u64, bus_write, HostMemory};
 use npu_isa::Fault;
 use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Translations cached per job. The cache is emptied when full, so a job
+/// touching millions of pages (all aliased to one frame) cannot grow it.
+const TLB_ENTRIES: usize = 4096;
 
 pub const PAGE_SIZE: u64 = 4096;
 pub const VA_BITS: u32 = 39;
@@ -35,23 +40,37 @@ pub enum Access {
 }
 
 /// One job's view of NPU virtual memory.
-pub struct Mmu<'m> {
-    mem: &'m HostMemory,
+pub struct Mmu {
+    mem: Arc<HostMemory>,
     root: u64,
     tlb: HashMap<u64, u64>,
     pub bytes_read: u64,
     pub bytes_written: u64,
+    /// Page-table walks (TLB misses), which the cost model charges.
+    pub walks: u64,
 }
 
-impl<'m> Mmu<'m> {
-    pub fn new(mem: &'m HostMemory, root: u64) -> Self {
+impl Mmu {
+    pub fn new(mem: &HostMemory, root: u64) -> Self {
+        Self::with_memory(Arc::new(mem.clone()), root)
+    }
+
+    pub fn with_memory(mem: Arc<HostMemory>, root: u64) -> Self {
         Mmu {
             mem,
             root,
             tlb: HashMap::new(),
             bytes_read: 0,
             bytes_written: 0,
+            walks: 0,
         }
+    }
+
+    /// Continue the job on a new view of host memory (after a DMA_UNMAP or
+    /// a change of bus mastering). Cached translations stay: they are NPU
+    /// page-table contents, not host memory.
+    pub fn set_memory(&mut self, mem: Arc<HostMemory>) {
+        self.mem = mem;
     }
 
     /// Translate `va` for `access`; returns the bus address.
@@ -63,7 +82,11 @@ impl<'m> Mmu<'m> {
         let pte = match self.tlb.get(&vpn) {
             Some(&pte) => pte,
             None => {
+                self.walks += 1;
                 let pte = self.walk(va)?;
+                if self.tlb.len() >= TLB_ENTRIES {
+                    self.tlb.clear();
+                }
                 self.tlb.insert(vpn, pte);
                 pte
             }
@@ -82,7 +105,7 @@ impl<'m> Mmu<'m> {
         let mut table = self.root;
         for level in (0..3).rev() {
             let index = (va >> (12 + 9 * level)) & 0x1ff;
-            let pte = bus_read_u64(self.mem, table + index * 8)
+            let pte = bus_read_u64(&self.mem, table + index * 8)
                 .ok_or(JobFault::new(Fault::DmaBusError, va))?;
             if pte & PTE_VALID == 0 {
                 return Err(JobFault::new(Fault::MmuUnmapped, va));
@@ -114,7 +137,7 @@ impl<'m> Mmu<'m> {
             let in_page = (PAGE_SIZE - cur % PAGE_SIZE) as usize;
             let n = in_page.min(buf.len() - done);
             let pa = self.translate(cur, Access::Read)?;
-            if !bus_read(self.mem, pa, &mut buf[done..done + n]) {
+            if !bus_read(&self.mem, pa, &mut buf[done..done + n]) {
                 return Err(JobFault::new(Fault::DmaBusError, cur));
             }
             done += n;
@@ -138,7 +161,7 @@ impl<'m> Mmu<'m> {
             done += n;
         }
         for (pa, off, n, cur) in chunks {
-            if !bus_write(self.mem, pa, &buf[off..off + n]) {
+            if !bus_write(&self.mem, pa, &buf[off..off + n]) {
                 return Err(JobFault::new(Fault::DmaBusError, cur));
             }
         }

@@ -39,6 +39,9 @@ pub const FAULT_STATUS: u32 = 0x0080;
 pub const FAULT_CONTEXT: u32 = 0x0084;
 pub const FAULT_ADDR_LO: u32 = 0x0088;
 pub const FAULT_ADDR_HI: u32 = 0x008c;
+/// Rejected ring-pointer writes (write 1s to clear), and the last value.
+pub const RING_ERROR: u32 = 0x0090;
+pub const RING_ERROR_VALUE: u32 = 0x0094;
 /// Cost-model parameters, read-only (see `cost::CostModel`).
 pub const COST_BASE: u32 = 0x00c0;
 /// 64-bit performance counters, LO/HI pairs (see `PerfCounter`).
@@ -61,7 +64,15 @@ pub const IRQ_JOB_FAULT: u32 = 1 << 1;
 pub const IRQ_MMU_FAULT: u32 = 1 << 2;
 pub const IRQ_RESET_DONE: u32 = 1 << 3;
 pub const IRQ_DEVICE_ERROR: u32 = 1 << 4;
-pub const IRQ_ALL: u32 = 0x1f;
+pub const IRQ_RING_ERROR: u32 = 1 << 5;
+pub const IRQ_ALL: u32 = 0x3f;
+pub const IRQ_BITS: u32 = 6;
+
+/// RING_ERROR bits.
+pub const RING_ERROR_DOORBELL: u32 = 1 << 0;
+pub const RING_ERROR_CQ_HEAD: u32 = 1 << 1;
+pub const RING_ERROR_SHADOW_SQ_TAIL: u32 = 1 << 2;
+pub const RING_ERROR_SHADOW_CQ_HEAD: u32 = 1 << 3;
 
 /// CAPS bits.
 pub const CAP_F32: u32 = 1 << 0;

@@ -18,6 +18,11 @@ pub const REVISION: u8 = 0x01;
 pub const CLASS_CODE: u32 = 0x12_00_00; // processing accelerator
 const CONFIG_SIZE: usize = 256;
 const MSIX_CAP: usize = 0x40;
+/// PCI command register: Bus Master Enable.
+const PCI_COMMAND_MASTER: u8 = 0x04;
+/// Largest region access the backend serves: every register is 32 bits and
+/// config space is 256 bytes, so anything longer is refused, not looped.
+pub const MAX_REGION_ACCESS: usize = 256;
 
 /// Interrupt delivery through the eventfds QEMU gives us in SET_IRQS.
 #[derive(Default)]
@@ -71,6 +76,11 @@ impl Default for ConfigSpace {
 }
 
 impl ConfigSpace {
+    /// The command register's Bus Master Enable bit.
+    pub fn bus_master(&self) -> bool {
+        self.bytes[0x04] & PCI_COMMAND_MASTER != 0
+    }
+
     fn index(offset: u64, i: usize) -> Option<usize> {
         usize::try_from(offset).ok()?.checked_add(i)
     }
@@ -115,6 +125,23 @@ pub struct NpuBackend {
     /// Counts of guest accesses, for the exit summary.
     pub mmio_reads: u64,
     pub mmio_writes: u64,
+}
+
+impl NpuBackend {
+    /// A backend whose device follows its config space's Bus Master Enable
+    /// (0 at power-on, as on real hardware: the driver sets it).
+    pub fn new(device: Device, bus: Bus, irqs: Arc<EventFdIrqs>) -> Self {
+        let config = ConfigSpace::default();
+        device.set_bus_master(config.bus_master());
+        NpuBackend {
+            device,
+            bus,
+            irqs,
+            config,
+            mmio_reads: 0,
+            mmio_writes: 0,
+        }
+    }
 }
 
 fn region(index: u32, size: u64) -> ServerRegion {
@@ -165,12 +192,22 @@ pub fn irqs() -> Vec<IrqInfo> {
         .collect()
 }
 
+fn sealed_against_shrinking(f: &File) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: F_GET_SEALS only reads the seals of a descriptor we own.
+    let seals = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GET_SEALS) };
+    seals >= 0 && seals & libc::F_SEAL_SHRINK != 0
+}
+
 fn bad(msg: &str) -> Error {
     Error::new(ErrorKind::InvalidInput, msg.to_string())
 }
 
 impl ServerBackend for NpuBackend {
     fn region_read(&mut self, region: u32, offset: u64, data: &mut [u8]) -> Result<(), Error> {
+        if data.len() > MAX_REGION_ACCESS {
+            return Err(bad("region access too long"));
+        }
         match region {
             VFIO_PCI_CONFIG_REGION_INDEX => self.config.read(offset, data),
             VFIO_PCI_BAR0_REGION_INDEX => {
@@ -191,8 +228,19 @@ impl ServerBackend for NpuBackend {
     }
 
     fn region_write(&mut self, region: u32, offset: u64, data: &[u8]) -> Result<(), Error> {
+        if data.len() > MAX_REGION_ACCESS {
+            return Err(bad("region access too long"));
+        }
         match region {
-            VFIO_PCI_CONFIG_REGION_INDEX => self.config.write(offset, data),
+            VFIO_PCI_CONFIG_REGION_INDEX => {
+                let was = self.config.bus_master();
+                self.config.write(offset, data);
+                let now = self.config.bus_master();
+                if now != was {
+                    log::debug!("bus master {}", if now { "on" } else { "off" });
+                    self.device.set_bus_master(now);
+                }
+            }
             VFIO_PCI_BAR0_REGION_INDEX => {
                 if let (Ok(b), true) = (
                     <[u8; 4]>::try_from(data),
@@ -210,7 +258,7 @@ impl ServerBackend for NpuBackend {
 
     fn dma_map(
         &mut self,
-        _flags: DmaMapFlags,
+        flags: DmaMapFlags,
         offset: u64,
         address: u64,
         size: u64,
@@ -223,6 +271,24 @@ impl ServerBackend for NpuBackend {
             log::debug!("dma_map {address:#x}+{size:#x} without a file: not DMA-able");
             return Ok(());
         };
+        let (read, write) = (
+            flags.contains(DmaMapFlags::READ),
+            flags.contains(DmaMapFlags::WRITE),
+        );
+        if !read && !write {
+            log::debug!("dma_map {address:#x}+{size:#x} with neither READ nor WRITE: not DMA-able");
+            return Ok(());
+        }
+        // A file the client can shrink later would SIGBUS the whole server
+        // on the next device access past its new end: only sealed files
+        // (QEMU's memory-backend-memfd seals by default) are mapped.
+        if !sealed_against_shrinking(&fd) {
+            log::error!(
+                "dma_map {address:#x}+{size:#x} refused: the file is not sealed with F_SEAL_SHRINK \
+                 (use -object memory-backend-memfd,share=on with its default seal=on)"
+            );
+            return Err(bad("DMA_MAP of a file without F_SEAL_SHRINK"));
+        }
         // A mapping that runs past the end of the file would SIGBUS the
         // whole server on the first device access there: refuse it now.
         let file_len = fd.metadata()?.len();
@@ -236,12 +302,16 @@ impl ServerBackend for NpuBackend {
             Some(FileOffset::new(fd, offset)),
         )
         .map_err(|e| Error::other(format!("DMA_MAP mmap: {e}")))?;
-        self.bus.map(region).map_err(Error::other)?;
-        log::debug!("dma_map {address:#x}+{size:#x}");
+        self.bus
+            .map_with(region, read, write)
+            .map_err(Error::other)?;
+        log::debug!("dma_map {address:#x}+{size:#x} read {read} write {write}");
         Ok(())
     }
 
     fn dma_unmap(&mut self, _flags: DmaUnmapFlags, address: u64, size: u64) -> Result<(), Error> {
+        // Returns once the device no longer touches the region: a running
+        // job moves to the memory left and faults if it goes there.
         if let Err(e) = self.bus.unmap(address, size) {
             // Regions mapped without a file were never added.
             log::debug!("dma_unmap {address:#x}+{size:#x}: {e}");

@@ -28,17 +28,32 @@ fn backend() -> NpuBackend {
     }
 }
 
-fn ram_file(tag: &str, len: u64) -> File {
-    let path = std::env::temp_dir().join(format!("npu-backend-test-{}-{tag}", std::process::id()));
-    let f = File::options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&path)
-        .expect("temp file");
-    let _ = std::fs::remove_file(&path);
+/// Guest RAM as QEMU's memory-backend-memfd gives it: sealed against
+/// shrinking (the server refuses other files).
+fn ram_file(_tag: &str, len: u64) -> File {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    // SAFETY: memfd_create with a NUL-terminated name returns a new fd or -1.
+    let fd = unsafe {
+        libc::memfd_create(
+            c"npu-test-ram".as_ptr(),
+            libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
+        )
+    };
+    assert!(fd >= 0, "memfd_create");
+    // SAFETY: a fresh descriptor nothing else owns.
+    let f = unsafe { File::from_raw_fd(fd) };
     f.set_len(len).expect("size");
+    // SAFETY: F_ADD_SEALS on our own descriptor.
+    assert_eq!(
+        unsafe {
+            libc::fcntl(
+                f.as_raw_fd(),
+                libc::F_ADD_SEALS,
+                libc::F_SEAL_SHRINK | libc::F_SEAL_GROW,
+            )
+        },
+        0
+    );
     f
 }
 

@@ -9,8 +9,9 @@ use npu_device::server::{
 };
 use npu_device::{Device, DeviceConfig};
 use npu_isa::{assemble, Insn, Strided};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::os::fd::AsRawFd;
+use std::os::fd::FromRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -109,6 +110,32 @@ fn config_space_describes_the_npu() {
 }
 
 /// Host memory shared with the device, as QEMU's memfd backend is.
+fn sealed_memfd(len: u64) -> File {
+    // SAFETY: memfd_create with a NUL-terminated name returns a new fd or -1.
+    let fd = unsafe {
+        libc::memfd_create(
+            c"npu-test-ram".as_ptr(),
+            libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
+        )
+    };
+    assert!(fd >= 0, "memfd_create");
+    // SAFETY: a fresh descriptor nothing else owns.
+    let f = unsafe { File::from_raw_fd(fd) };
+    f.set_len(len).expect("size");
+    // SAFETY: F_ADD_SEALS on our own descriptor.
+    assert_eq!(
+        unsafe {
+            libc::fcntl(
+                f.as_raw_fd(),
+                libc::F_ADD_SEALS,
+                libc::F_SEAL_SHRINK | libc::F_SEAL_GROW,
+            )
+        },
+        0
+    );
+    f
+}
+
 struct Shared(File);
 impl Shared {
     fn put(&self, addr: u64, data: &[u8]) {
@@ -128,16 +155,9 @@ impl Shared {
 fn a_job_dmas_a_pattern_and_raises_msix() {
     let (sock, server) = start_server("job");
     let mut c = connect(&sock);
-    let path = std::env::temp_dir().join(format!("npu-vfio-mem-{}", std::process::id()));
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&path)
-        .expect("mem file");
-    file.set_len(MEM_SIZE).expect("size");
-    let _ = std::fs::remove_file(&path);
+    // Guest RAM as QEMU's memory-backend-memfd gives it: sealed against
+    // shrinking (the server refuses other files).
+    let file = sealed_memfd(MEM_SIZE);
     c.dma_map(0, 0, MEM_SIZE, file.as_raw_fd())
         .expect("dma_map");
     let mem = Shared(file);

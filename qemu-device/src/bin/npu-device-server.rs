@@ -5,7 +5,7 @@ use npu_device::cost::CostModel;
 use npu_device::inject::Injector;
 use npu_device::mem::Bus;
 use npu_device::regs::PerfCounter;
-use npu_device::server::{irqs, regions, ConfigSpace, EventFdIrqs, NpuBackend};
+use npu_device::server::{irqs, regions, EventFdIrqs, NpuBackend};
 use npu_device::{Device, DeviceConfig};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -110,7 +110,13 @@ fn main() -> ExitCode {
         contexts: args.contexts,
         cost: CostModel::default(),
     };
-    let device = Device::new(config, bus.clone(), irqs_sink.clone(), inject);
+    let device = match Device::try_new(config, bus.clone(), irqs_sink.clone(), inject) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("npu-device-server: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     if let Some(path) = &args.control {
         if let Err(e) = serve_control(path, device.injector()) {
             eprintln!(
@@ -136,14 +142,7 @@ fn main() -> ExitCode {
         args.sram / 1024,
         args.contexts
     );
-    let mut backend = NpuBackend {
-        device,
-        bus,
-        irqs: irqs_sink,
-        config: ConfigSpace::default(),
-        mmio_reads: 0,
-        mmio_writes: 0,
-    };
+    let mut backend = NpuBackend::new(device, bus, irqs_sink);
     let result = server.run(&mut backend);
     let d = &backend.device;
     eprintln!(

@@ -1,0 +1,211 @@
+//! npu-hw.rst's "Floating point" and "Operand overlap" rules, checked
+//! against references computed here (f64 libm for the accuracy bounds, the
+//! IEEE 754-2019 maximumNumber definition for max/min), not from the model.
+
+mod common;
+use common::*;
+use npu_isa::*;
+
+/// Run a UNARY f32 `op` over `x`; returns the results.
+fn unary(op: UnaryOp, x: &[f32], lo: f32, hi: f32) -> Vec<f32> {
+    let mut b = bench();
+    let n = x.len() as u32;
+    let bytes = n * 4;
+    let prog = [
+        load(IN_VA, 0, bytes),
+        Insn::Unary {
+            op,
+            dtype: DType::F32,
+            rows: 1,
+            cols: n,
+            src: tile(0, n),
+            dst: tile(bytes, n),
+            lo: lo.to_bits(),
+            hi: hi.to_bits(),
+        },
+        store(OUT_VA, bytes, bytes),
+    ];
+    let (c, out) = run_program(&mut b, &f32_bytes(x), bytes as usize, &prog);
+    assert_eq!(c.fault(), Some(Fault::Ok), "{c:?}");
+    bytes_f32(&out)
+}
+
+fn binary(op: BinaryOp, a: &[f32], bv: &[f32]) -> Vec<f32> {
+    let mut b = bench();
+    let n = a.len() as u32;
+    let bytes = n * 4;
+    let mut input = f32_bytes(a);
+    input.extend(f32_bytes(bv));
+    let prog = [
+        load(IN_VA, 0, 2 * bytes),
+        Insn::Binary {
+            op,
+            dtype: DType::F32,
+            bcast: Broadcast::None,
+            rows: 1,
+            cols: n,
+            a: tile(0, n),
+            b: tile(bytes, n),
+            out: tile(2 * bytes, n),
+            scalar: 0,
+        },
+        store(OUT_VA, 2 * bytes, bytes),
+    ];
+    let (c, out) = run_program(&mut b, &input, bytes as usize, &prog);
+    assert_eq!(c.fault(), Some(Fault::Ok), "{c:?}");
+    bytes_f32(&out)
+}
+
+fn reduce_row(op: ReduceOp, x: &[f32]) -> f32 {
+    let mut b = bench();
+    let n = x.len() as u32;
+    let prog = [
+        load(IN_VA, 0, n * 4),
+        Insn::Reduce {
+            op,
+            axis: Axis::Cols,
+            dtype: DType::F32,
+            rows: 1,
+            cols: n,
+            src: tile(0, n),
+            dst: 4096,
+        },
+        store(OUT_VA, 4096, 4),
+    ];
+    let (c, out) = run_program(&mut b, &f32_bytes(x), 4, &prog);
+    assert_eq!(c.fault(), Some(Fault::Ok), "{c:?}");
+    bytes_f32(&out)[0]
+}
+
+/// Distance in units in the last place between two finite f32 of one sign.
+fn ulps(a: f32, b: f32) -> u32 {
+    (a.to_bits() as i64 - b.to_bits() as i64).unsigned_abs() as u32
+}
+
+fn same(a: f32, b: f32) -> bool {
+    a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
+}
+
+/// An f64 reference for an f32 function.
+type Reference = fn(f64) -> f64;
+
+#[test]
+fn exp_tanh_and_sigmoid_are_within_4_ulp() {
+    // A sweep over [-87, 88] in uneven steps, plus small magnitudes.
+    let mut xs: Vec<f32> = (0..4000)
+        .map(|i| -87.0 + i as f32 * 0.04375 + (i % 7) as f32 * 1e-3)
+        .collect();
+    xs.extend((1..200).map(|i| (i as f32) * 1e-6));
+    xs.extend((1..200).map(|i| -(i as f32) * 1e-4));
+    let cases: [(UnaryOp, Reference); 3] = [
+        (UnaryOp::Exp, f64::exp),
+        (UnaryOp::Tanh, f64::tanh),
+        (UnaryOp::Sigmoid, |x| 1.0 / (1.0 + (-x).exp())),
+    ];
+    for (op, reference) in cases {
+        let got = unary(op, &xs, 0.0, 0.0);
+        let mut worst = 0;
+        for (&x, &g) in xs.iter().zip(&got) {
+            let want = reference(x as f64) as f32;
+            if !want.is_normal() {
+                continue;
+            }
+            let d = ulps(g, want);
+            worst = worst.max(d);
+            assert!(d <= 4, "{op:?}({x}) = {g}, want {want} ({d} ulp)");
+        }
+        println!("{op:?}: worst {worst} ulp over {} inputs", xs.len());
+    }
+    let special = unary(UnaryOp::Tanh, &[f32::INFINITY, f32::NEG_INFINITY], 0.0, 0.0);
+    assert_eq!(special, [1.0, -1.0]);
+    let special = unary(
+        UnaryOp::Sigmoid,
+        &[f32::INFINITY, f32::NEG_INFINITY],
+        0.0,
+        0.0,
+    );
+    assert_eq!(special, [1.0, 0.0]);
+    assert!(unary(UnaryOp::Exp, &[f32::NAN], 0.0, 0.0)[0].is_nan());
+}
+
+#[test]
+fn max_and_min_are_maximum_number_and_minimum_number() {
+    let nan = f32::NAN;
+    let a = [nan, 1.0, nan, 0.0, -0.0, -0.0, 0.0, -2.0];
+    let b = [1.0, nan, nan, -0.0, 0.0, -0.0, 0.0, 3.0];
+    let max_want = [1.0, 1.0, nan, 0.0, 0.0, -0.0, 0.0, 3.0];
+    let min_want = [1.0, 1.0, nan, -0.0, -0.0, -0.0, 0.0, -2.0];
+    for (op, want) in [(BinaryOp::Max, max_want), (BinaryOp::Min, min_want)] {
+        let got = binary(op, &a, &b);
+        for i in 0..a.len() {
+            assert!(
+                same(got[i], want[i]),
+                "{op:?}({}, {}) = {}, want {}",
+                a[i],
+                b[i],
+                got[i],
+                want[i]
+            );
+        }
+    }
+}
+
+#[test]
+fn relu_and_clamp_of_nan_and_negative_zero() {
+    let got = unary(UnaryOp::Relu, &[f32::NAN, -0.0, -1.0, 2.5], 0.0, 0.0);
+    let want = [0.0f32, 0.0, 0.0, 2.5];
+    for (g, w) in got.iter().zip(want) {
+        assert!(
+            same(*g, w),
+            "relu: got {g:?} ({:#x}), want {w:?}",
+            g.to_bits()
+        );
+    }
+    let got = unary(UnaryOp::Clamp, &[f32::NAN, -5.0, 5.0, 0.5], -1.0, 1.0);
+    assert_eq!(got, [-1.0, -1.0, 1.0, 0.5]);
+}
+
+#[test]
+fn reduce_max_ignores_nan_and_reduce_sum_adds_in_index_order() {
+    assert_eq!(
+        reduce_row(ReduceOp::Max, &[f32::NAN, 2.0, f32::NAN, -1.0]),
+        2.0
+    );
+    assert_eq!(
+        reduce_row(ReduceOp::Max, &[f32::NAN, f32::NAN]),
+        f32::NEG_INFINITY
+    );
+    // In index order: 1e8 + 1 rounds to 1e8, - 1e8 gives 0, + 1 gives 1.
+    // Pairwise it would be 0, in reverse order 0 as well.
+    assert_eq!(reduce_row(ReduceOp::Sum, &[1e8, 1.0, -1e8, 1.0]), 1.0);
+    assert_eq!(reduce_row(ReduceOp::Sum, &[1.0, -1e8, 1.0, 1e8]), 0.0);
+}
+
+#[test]
+fn an_output_overlapping_its_input_sees_the_input_as_it_was() {
+    // BINARY add of a tile with itself shifted by one element, written over
+    // the input: each output from the original inputs.
+    let mut b = bench();
+    let x: Vec<f32> = (0..9).map(|i| i as f32).collect();
+    let prog = [
+        load(IN_VA, 0, 36),
+        Insn::Binary {
+            op: BinaryOp::Add,
+            dtype: DType::F32,
+            bcast: Broadcast::None,
+            rows: 1,
+            cols: 8,
+            a: tile(0, 8),
+            b: tile(4, 8),
+            out: tile(4, 8),
+            scalar: 0,
+        },
+        store(OUT_VA, 0, 36),
+    ];
+    let (c, out) = run_program(&mut b, &f32_bytes(&x), 36, &prog);
+    assert_eq!(c.fault(), Some(Fault::Ok), "{c:?}");
+    let want: Vec<f32> = std::iter::once(0.0)
+        .chain((0..8).map(|i| (2 * i + 1) as f32))
+        .collect();
+    assert_eq!(bytes_f32(&out), want);
+}
