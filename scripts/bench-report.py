@@ -89,6 +89,9 @@ if comp:
            "| kernel | compile (ms) | NPU, whole stack (ms) | guest CPU (ms) | speed-up | modelled cycles |", "|---|---|---|---|---|---|"]
     md += [f"| {r['name']} | {r['compile_ms']:.3f} | {r['npu_ms']:.3f} | {r['cpu_ms']:.3f} | {r['speedup']:.1f}x | {r['cycles']:.0f} |" for r in comp] + [""]
 md += ["## Host: device-model GEMM vs. the host GEMM crate (same run)", "", "```", out.joinpath("host-gemm.txt").read_text().rstrip(), "```", ""]
+if out.joinpath("host-scoreboard.txt").exists():
+    md += ["## Host: cost-model scoreboard, 64k vs. 16k DMA-only instructions (same run)", "", "```",
+           out.joinpath("host-scoreboard.txt").read_text().rstrip(), "```", ""]
 md += ["## Host: compiler", "", "```", compile_txt.rstrip(), "```", "", "## Host: double buffering", "", "```", db_txt.rstrip(), "```", ""]
 if models_txt:
     md += ["## Host: real networks on the device model (libnpu/examples/model_figures)", "", "```", models_txt.rstrip(), "```", ""]

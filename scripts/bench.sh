@@ -16,6 +16,7 @@ quick=${NPU_BENCH_QUICK:-}
 stage "host benchmarks"
 (cd "$NPU_TOP" &&
 	cargo run -q --release -p npu-device --example gemm-bench >"$out/host-gemm.txt" &&
+	cargo run -q --release -p npu-device --example scoreboard-bench >"$out/host-scoreboard.txt" &&
 	cargo run -q --release -p libnpu --example compile_bench >"$out/host-compile.txt" &&
 	cargo run -q --release -p libnpu --example double_buffer >"$out/host-double-buffer.txt" &&
 	cargo run -q --release -p libnpu --example model_figures -- --run >"$out/host-models.txt")
