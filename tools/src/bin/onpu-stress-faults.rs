@@ -289,7 +289,7 @@ fn main() {
             k.name,
             t.elapsed().as_secs_f64()
         );
-        tap.done(&format!("{done} {} injected and recovered", k.name));
+        tap.done(&format!("{done} x {}: injected and recovered", k.name));
         tap.check(
             &format!(
                 "{} x{iterations}: right error, the next job is right",
