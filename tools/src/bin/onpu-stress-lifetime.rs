@@ -205,7 +205,8 @@ fn workers(count: usize, counts: &Counters<5>) -> Result<Vec<child::Child>, Stri
                     };
                     counts.get(counter).fetch_add(1, Ordering::SeqCst);
                     counts.get(ATTEMPTS).fetch_add(1, Ordering::SeqCst);
-                    std::thread::sleep(Duration::from_millis(1));
+                    // A gap with no file open, where rmmod can get through.
+                    std::thread::sleep(Duration::from_millis(2));
                 }
                 0
             })
