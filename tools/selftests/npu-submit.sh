@@ -5,8 +5,10 @@
 # buffer and a bad kernel make npu-submit fail with a clear message.
 n=0 fail=0
 kernels=$(ls /kernels/*.npu)
+plan=$(( $(echo "$kernels" | grep -c .) + 3 ))
 echo "TAP version 13"
-echo "1..$(( $(echo "$kernels" | wc -l) + 3 ))"
+echo "1..$plan"
+[ -n "$kernels" ] || { echo "# no kernels in /kernels"; fail=1; }
 ok() { n=$((n + 1)); echo "ok $n $1"; }
 not_ok() { n=$((n + 1)); fail=1; echo "not ok $n $1"; }
 for k in $kernels; do
@@ -32,4 +34,9 @@ out=$(npu-submit /tmp/bad.npu 2>&1); rc=$?
 echo "$out" | sed 's/^/# /'
 if [ $rc = 2 ] && echo "$out" | grep -q "bad.npu"; then ok "a bad kernel: exit 2 with the file and reason"
 else not_ok "a bad kernel: exit 2 with the file and reason (rc=$rc)"; fi
+# Every planned test point printed, no more.
+if [ "$n" != "$plan" ]; then
+	echo "# planned $plan test points, printed $n"
+	fail=1
+fi
 exit $fail

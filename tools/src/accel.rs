@@ -245,3 +245,15 @@ pub fn syncobj_wait(file: &File, handle: u32, timeout_ms: i64) -> Result<(), i32
     };
     ioctl(file, uapi::drm_core::DRM_IOCTL_SYNCOBJ_WAIT, &mut w).map(|_| ())
 }
+
+/// CAPS.FAULT_INJECTION (Documentation/hw/npu-hw.rst): the device server
+/// was started with fault-injection rules.
+pub const CAPS_FAULT_INJECTION: u64 = 1 << 31;
+
+/// Whether the device injects faults; a failing GET_PARAM is an error,
+/// not "no".
+pub fn fault_injection(file: &File) -> Result<bool, String> {
+    get_param(file, uapi::DRM_ONPU_PARAM_CAPS)
+        .map(|caps| caps & CAPS_FAULT_INJECTION != 0)
+        .map_err(|e| format!("GET_PARAM(CAPS): errno {e}"))
+}

@@ -1,6 +1,10 @@
 //! Shared pieces of the guest tools and selftests: TAP output in the
-//! kselftest style, and access to the accel device node.
+//! kselftest style, access to the accel device node, the DMA copy job the
+//! tests run, child processes, and command lines.
 
 pub mod accel;
+pub mod args;
+pub mod child;
+pub mod copyjob;
 pub mod kmod;
 pub mod tap;

@@ -37,6 +37,12 @@ impl Tap {
         }
     }
 
+    /// The work a test point actually completed, printed before its result
+    /// as `# done: TEXT` (scripts/reliability-report.sh reads these lines).
+    pub fn done(&self, text: &str) {
+        println!("# done: {text}");
+    }
+
     pub fn skip(&mut self, name: &str, why: &str) {
         self.n += 1;
         self.skipped += 1;

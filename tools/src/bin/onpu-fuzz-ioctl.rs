@@ -6,11 +6,16 @@
 //! fails the run on any Oops/WARN/KASAN/kmemleak report) and the device
 //! must still run a correct job at the end.
 //!
+//! The run fails if it made fewer calls than asked (the time bound cut it
+//! short) or a thread could not open its own file.
+//!
 //!   onpu-fuzz-ioctl [CALLS] [THREADS] [SEED] [SECONDS]
 //!   (defaults: 1000000 calls, 4 threads, seed 1, at most 600 s)
 
 use npu_isa::{assemble, Insn, Strided};
 use npu_tools::accel::{self, Mapping};
+use npu_tools::args::Args;
+use npu_tools::copyjob::{self, CopyJob};
 use npu_tools::tap::Tap;
 use npu_uapi as uapi;
 use npu_uapi::drm_core;
@@ -351,14 +356,17 @@ fn random_cmdbuf(file: &File, rng: &mut Rng) -> Option<(u32, u64)> {
 }
 
 fn main() {
-    let arg = |i: usize, d: u64| {
-        std::env::args()
-            .nth(i)
-            .and_then(|a| a.parse().ok())
-            .unwrap_or(d)
-    };
-    let (calls, threads, seed, seconds) =
-        (arg(1, 1_000_000), arg(2, 4).max(1), arg(3, 1), arg(4, 600));
+    let args = Args::parse("[CALLS] [THREADS] [SEED] [SECONDS]", &[]);
+    args.at_most(4);
+    let (calls, threads, seed, seconds) = (
+        args.number(0, "CALLS", 1_000_000),
+        args.number(1, "THREADS", 4),
+        args.number(2, "SEED", 1),
+        args.number(3, "SECONDS", 600),
+    );
+    if threads == 0 || threads > 64 {
+        args.fail("THREADS must be 1 to 64");
+    }
     let mut tap = Tap::new(2);
     let path = match accel::find_device() {
         Ok(p) => p,
@@ -376,16 +384,31 @@ fn main() {
     };
     let done = Arc::new(AtomicU64::new(0));
     let ok_calls = Arc::new(AtomicU64::new(0));
+    let open_failures = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let start = Instant::now();
-    let per_thread = calls / threads;
     let handles: Vec<_> = (0..threads)
         .map(|t| {
-            let (path, shared, done, ok_calls) =
-                (path.clone(), shared.clone(), done.clone(), ok_calls.clone());
+            // Every call asked for is made: the first threads take one more.
+            let per_thread = calls / threads + u64::from(t < calls % threads);
+            let (path, shared, done, ok_calls, open_failures) = (
+                path.clone(),
+                shared.clone(),
+                done.clone(),
+                ok_calls.clone(),
+                open_failures.clone(),
+            );
             std::thread::spawn(move || {
                 let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(t + 1) | 1);
-                let mut own = accel::open(&path).ok();
+                let open = || {
+                    let f = accel::open(&path);
+                    if let Err(e) = &f {
+                        println!("# thread {t}: {}: {e}", path.display());
+                        open_failures.fetch_add(1, Ordering::Relaxed);
+                    }
+                    f.ok()
+                };
+                let mut own = open();
                 let mut pool = Pool::default();
                 let mut shared_pool = Pool::default();
                 let mut scratch = [0u8; 256];
@@ -396,7 +419,7 @@ fn main() {
                     }
                     if i % 4096 == 4095 {
                         // Reopen: the old file closes with whatever it had.
-                        own = accel::open(&path).ok();
+                        own = open();
                         pool = Pool::default();
                         cmd = own.as_ref().and_then(|f| random_cmdbuf(f, &mut rng));
                     } else if i % 512 == 511 {
@@ -420,78 +443,35 @@ fn main() {
     for h in handles {
         panicked |= h.join().is_err();
     }
-    let (n, ok) = (
+    let (n, ok, failed_opens) = (
         done.load(Ordering::Relaxed),
         ok_calls.load(Ordering::Relaxed),
+        open_failures.load(Ordering::Relaxed),
     );
-    println!(
-        "# {n} ioctls from {threads} threads (seed {seed}) in {:.1} s, {ok} succeeded",
-        start.elapsed().as_secs_f64()
-    );
+    let secs = start.elapsed().as_secs_f64();
+    println!("# {n} ioctls from {threads} threads (seed {seed}) in {secs:.1} s, {ok} succeeded");
+    let fuzzed = if panicked {
+        Err("a fuzzing thread panicked".to_string())
+    } else if failed_opens > 0 {
+        Err(format!("{failed_opens} opens of the device failed"))
+    } else if n < calls {
+        Err(format!(
+            "only {n} of {calls} calls made before the {seconds} s bound"
+        ))
+    } else {
+        Ok(())
+    };
+    tap.done(&format!("{n} ioctls"));
     tap.check(
-        &format!("{n} fuzzed ioctls returned (no hang, no crash)"),
-        if panicked {
-            Err("a fuzzing thread panicked".into())
-        } else {
-            Ok(())
-        },
+        &format!("{calls} fuzzed ioctls returned (no hang, no crash)"),
+        fuzzed,
     );
     // The device still works: a correct job from a fresh file.
     let after = (|| -> Result<(), String> {
         let f = accel::open(&path).map_err(|e| e.to_string())?;
-        let e = |x: i32| format!("errno {x}");
-        let src = accel::bo_create(&f, 4096).map_err(e)?;
-        let dst = accel::bo_create(&f, 4096).map_err(e)?;
-        let cmd = accel::bo_create(&f, 4096).map_err(e)?;
-        let (s, d) = (
-            accel::bo_npu_addr(&f, src.handle).map_err(e)?,
-            accel::bo_npu_addr(&f, dst.handle).map_err(e)?,
-        );
-        Mapping::new(&f, &src)
-            .map_err(|x| x.to_string())?
-            .as_mut_slice()
-            .fill(0x77);
-        let c = Strided::contiguous(4096);
-        let code = assemble(&[
-            Insn::DmaLoad {
-                va: s,
-                sram: 0,
-                mem: c,
-                sram_layout: c,
-            },
-            Insn::DmaStore {
-                va: d,
-                sram: 0,
-                mem: c,
-                sram_layout: c,
-            },
-            Insn::End,
-        ]);
-        Mapping::new(&f, &cmd)
-            .map_err(|x| x.to_string())?
-            .as_mut_slice()[..code.len()]
-            .copy_from_slice(&code);
-        let refs = [
-            uapi::drm_onpu_bo_ref {
-                handle: src.handle,
-                flags: 1,
-            },
-            uapi::drm_onpu_bo_ref {
-                handle: dst.handle,
-                flags: 2,
-            },
-        ];
-        let seqno = accel::submit_simple(&f, &cmd, code.len() as u32, &refs, 0).map_err(e)?;
-        let w = accel::wait(&f, seqno, 30_000_000_000).map_err(e)?;
-        if w.status != 0
-            || Mapping::new(&f, &dst)
-                .map_err(|x| x.to_string())?
-                .as_mut_slice()
-                .iter()
-                .any(|&b| b != 0x77)
-        {
-            return Err(format!("job after fuzzing: status {:#x}", w.status));
-        }
+        CopyJob::new(&f, 4096)?
+            .run(&f, &copyjob::pattern(0x77, 4096))
+            .map_err(|e| format!("job after fuzzing: {e}"))?;
         Ok(())
     })();
     tap.check("a correct job runs after the fuzzing", after);

@@ -2,32 +2,40 @@
 //! check that the stack recovers: the guilty job fails with the right error
 //! (or, for faults the driver absorbs, succeeds), the next job of the same
 //! process gives the right result, and the jobs of another process that
-//! runs all along are all correct.
+//! runs all along (it must have completed jobs while the faults were being
+//! injected) are all correct.
 //!
 //! The device must be started with the rules below (tools/selftests/runs.list
-//! does it); a job opts into a fault by executing `MARK <tag>`:
+//! does it); a job opts into a fault by executing `MARK <tag>`. A device
+//! without fault injection fails the test, unless the command line says
+//! `--injection-optional` (then every test is skipped):
 //!
 //!   --inject hang:tag=1 --inject mmu-fault:tag=2 --inject drop-irq:tag=3
 //!   --inject corrupt-completion:tag=4 --inject spurious-irq:tag=5
 //!   --inject delay=150:tag=6 --inject delay=900:tag=7 --inject slow-reset=300
 //!
-//!   onpu-stress-faults [ITERATIONS]     (default 100 per kind)
+//!   onpu-stress-faults [--injection-optional] [ITERATIONS]   (default 100 per kind)
 
-use npu_isa::{assemble, Fault, Insn, Strided};
+use npu_isa::{assemble, Fault, Insn};
 use npu_tools::accel::{self, Bo, Mapping};
+use npu_tools::args::Args;
+use npu_tools::child::{self, Counters};
+use npu_tools::copyjob::{self, CopyJob};
 use npu_tools::tap::Tap;
 use npu_uapi as uapi;
 use std::fs::File;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 const SEC: i64 = 1_000_000_000;
 const LEN: u32 = 4096;
 
+/// A device file, the copy job its good and guilty jobs run, and a command
+/// buffer for the bad-opcode job.
 struct Ctx {
     file: File,
-    cmd: Bo,
-    src: (Bo, u64),
-    dst: (Bo, u64),
+    copy: CopyJob,
+    bad: Bo,
 }
 
 fn errno(e: i32) -> String {
@@ -38,90 +46,24 @@ impl Ctx {
     fn open() -> Result<Ctx, String> {
         let file = accel::open(&accel::find_device().map_err(|e| e.to_string())?)
             .map_err(|e| e.to_string())?;
-        let cmd = accel::bo_create(&file, 4096).map_err(errno)?;
-        let mk = |f: &File| -> Result<(Bo, u64), String> {
-            let b = accel::bo_create(f, u64::from(LEN)).map_err(errno)?;
-            let va = accel::bo_npu_addr(f, b.handle).map_err(errno)?;
-            Ok((b, va))
-        };
-        let src = mk(&file)?;
-        let dst = mk(&file)?;
-        Ok(Ctx {
-            file,
-            cmd,
-            src,
-            dst,
-        })
+        let copy = CopyJob::new(&file, LEN)?;
+        let bad = accel::bo_create(&file, 4096).map_err(errno)?;
+        Ok(Ctx { file, copy, bad })
     }
 
-    fn run(&self, insns: &[Insn], timeout_ms: u32) -> Result<uapi::drm_onpu_wait, String> {
-        let code = assemble(insns);
-        Mapping::new(&self.file, &self.cmd)
-            .map_err(|e| e.to_string())?
-            .as_mut_slice()[..code.len()]
-            .copy_from_slice(&code);
-        let refs = [
-            uapi::drm_onpu_bo_ref {
-                handle: self.src.0.handle,
-                flags: uapi::DRM_ONPU_BO_READ,
-            },
-            uapi::drm_onpu_bo_ref {
-                handle: self.dst.0.handle,
-                flags: uapi::DRM_ONPU_BO_WRITE,
-            },
-        ];
-        let seqno =
-            accel::submit_simple(&self.file, &self.cmd, code.len() as u32, &refs, timeout_ms)
-                .map_err(errno)?;
+    /// The copy behind `MARK tag`; the WAIT outcome, whatever it is.
+    fn run_tagged(&mut self, tag: u32, timeout_ms: u32) -> Result<uapi::drm_onpu_wait, String> {
+        self.copy.program(&self.file, &[Insn::Mark { tag }])?;
+        let seqno = self.copy.submit(&self.file, timeout_ms)?;
         accel::wait(&self.file, seqno, 30 * SEC).map_err(|e| format!("wait: {}", errno(e)))
     }
 
-    fn copy(&self, tag: Option<u32>) -> Vec<Insn> {
-        let c = Strided::contiguous(LEN);
-        let mut v = Vec::new();
-        if let Some(t) = tag {
-            v.push(Insn::Mark { tag: t });
-        }
-        v.push(Insn::DmaLoad {
-            va: self.src.1,
-            sram: 0,
-            mem: c,
-            sram_layout: c,
-        });
-        v.push(Insn::DmaStore {
-            va: self.dst.1,
-            sram: 0,
-            mem: c,
-            sram_layout: c,
-        });
-        v.push(Insn::End);
-        v
-    }
-
     /// A job that must succeed and copy a fresh pattern.
-    fn good_job(&self, seed: u32) -> Result<(), String> {
-        let pattern: Vec<u8> = (0..LEN)
-            .map(|i| (i.wrapping_mul(seed | 1).wrapping_add(seed) >> 3) as u8)
-            .collect();
-        Mapping::new(&self.file, &self.src.0)
-            .map_err(|e| e.to_string())?
-            .as_mut_slice()
-            .copy_from_slice(&pattern);
-        Mapping::new(&self.file, &self.dst.0)
-            .map_err(|e| e.to_string())?
-            .as_mut_slice()
-            .fill(0);
-        let w = self.run(&self.copy(None), 0)?;
-        if w.status != 0 {
-            return Err(format!(
-                "good job failed: status {:#x} error {} at {:#x}",
-                w.status, w.error, w.fault_addr
-            ));
-        }
-        let mut m = Mapping::new(&self.file, &self.dst.0).map_err(|e| e.to_string())?;
-        if m.as_mut_slice() != pattern.as_slice() {
-            return Err("good job: wrong data".into());
-        }
+    fn good_job(&mut self, seed: u32) -> Result<(), String> {
+        self.copy.program(&self.file, &[])?;
+        self.copy
+            .run(&self.file, &copyjob::pattern(seed, LEN as usize))
+            .map_err(|e| format!("good job: {e}"))?;
         Ok(())
     }
 }
@@ -204,24 +146,21 @@ fn kinds() -> Vec<Kind> {
     ]
 }
 
-fn guilty(c: &Ctx, k: &Kind) -> Result<(), String> {
-    let insns = match k.tag {
-        Some(t) => c.copy(Some(t)),
-        None => vec![Insn::Nop, Insn::Nop, Insn::End],
-    };
-    let w = if k.tag.is_none() {
-        // Corrupt the second instruction's opcode.
-        let mut code = assemble(&insns);
-        code[64] = 0xee;
-        Mapping::new(&c.file, &c.cmd)
-            .map_err(|e| e.to_string())?
-            .as_mut_slice()[..code.len()]
-            .copy_from_slice(&code);
-        let seqno =
-            accel::submit_simple(&c.file, &c.cmd, code.len() as u32, &[], 0).map_err(errno)?;
-        accel::wait(&c.file, seqno, 30 * SEC).map_err(errno)?
-    } else {
-        c.run(&insns, k.timeout_ms)?
+fn guilty(c: &mut Ctx, k: &Kind) -> Result<(), String> {
+    let w = match k.tag {
+        Some(t) => c.run_tagged(t, k.timeout_ms)?,
+        None => {
+            // Corrupt the second instruction's opcode.
+            let mut code = assemble(&[Insn::Nop, Insn::Nop, Insn::End]);
+            code[64] = 0xee;
+            Mapping::new(&c.file, &c.bad)
+                .map_err(|e| e.to_string())?
+                .as_mut_slice()[..code.len()]
+                .copy_from_slice(&code);
+            let seqno =
+                accel::submit_simple(&c.file, &c.bad, code.len() as u32, &[], 0).map_err(errno)?;
+            accel::wait(&c.file, seqno, 30 * SEC).map_err(errno)?
+        }
     };
     if !k.expect.contains(&(w.status, w.error)) {
         return Err(format!(
@@ -240,82 +179,101 @@ fn guilty(c: &Ctx, k: &Kind) -> Result<(), String> {
     Ok(())
 }
 
-/// The other process: good jobs until told to stop; exits with the number
-/// of failures (0..=255), after printing its count.
-fn innocent(stop: i32) -> ! {
-    let code = (|| -> Result<i32, String> {
-        let c = Ctx::open()?;
+/// Counters in memory shared with the other process: its good and failed
+/// jobs, and the parent's request to stop.
+const JOBS: usize = 0;
+const FAILED: usize = 1;
+const STOP: usize = 2;
+
+/// The other process: good jobs until told to stop, counted in `counts`;
+/// tells `ready` after its first good job; exits 0 if all its jobs were
+/// right.
+fn innocent(ready: std::os::fd::OwnedFd, counts: &Counters<3>) -> i32 {
+    let run = || -> Result<(), String> {
+        let mut c = Ctx::open()?;
         let mut n = 0u32;
-        let mut failed = 0;
-        loop {
-            let mut byte = 0u8;
-            // SAFETY: a non-blocking read of one byte from our pipe end.
-            let r = unsafe { libc::read(stop, (&mut byte as *mut u8).cast(), 1) };
-            if r == 0 || r == 1 {
-                break;
-            }
-            if let Err(e) = c.good_job(n.wrapping_mul(2654435761)) {
-                println!("# other process, job {n}: {e}");
-                failed += 1;
+        while counts.get(STOP).load(Ordering::SeqCst) == 0 {
+            match c.good_job(n.wrapping_mul(2654435761)) {
+                Ok(()) => {
+                    if counts.get(JOBS).fetch_add(1, Ordering::SeqCst) == 0 {
+                        child::notify(&ready)?;
+                    }
+                }
+                Err(e) => {
+                    println!("# other process, job {n}: {e}");
+                    counts.get(FAILED).fetch_add(1, Ordering::SeqCst);
+                }
             }
             n += 1;
         }
-        println!("# other process: {n} jobs, {failed} failed");
-        Ok(failed.min(255))
-    })()
-    .unwrap_or_else(|e| {
+        Ok(())
+    };
+    let result = run();
+    if let Err(e) = &result {
         println!("# other process: {e}");
-        255
-    });
-    // SAFETY: leave the child without the parent's destructors.
-    unsafe { libc::_exit(code) }
+    }
+    i32::from(result.is_err() || counts.get(FAILED).load(Ordering::SeqCst) > 0)
 }
 
 fn main() {
-    let iterations: usize = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(100);
-    let c = match Ctx::open() {
-        Ok(c) => c,
-        Err(e) => {
-            println!("# {e}");
-            std::process::exit(npu_tools::tap::KSFT_FAIL);
-        }
-    };
-    let caps = accel::get_param(&c.file, uapi::DRM_ONPU_PARAM_CAPS).unwrap_or(0);
+    let args = Args::parse(
+        "[--injection-optional] [ITERATIONS]",
+        &["--injection-optional"],
+    );
+    args.at_most(1);
+    let iterations = args.number(0, "ITERATIONS", 100) as usize;
     let kinds = kinds();
     let mut tap = Tap::new(kinds.len() + 1);
-    if caps & (1 << 31) == 0 {
+    let fail_all = |mut tap: Tap, why: String| -> ! {
+        println!("# {why}");
         for k in &kinds {
-            tap.skip(k.name, "device started without fault injection");
+            tap.check(k.name, Err(why.clone()));
         }
-        tap.skip(
-            "the other process's jobs all succeeded",
-            "no faults injected",
-        );
+        tap.check("the other process's jobs all succeeded", Err(why));
         std::process::exit(tap.finish());
+    };
+    let mut c = match Ctx::open() {
+        Ok(c) => c,
+        Err(e) => fail_all(tap, e),
+    };
+    match accel::fault_injection(&c.file) {
+        Ok(true) => {}
+        Ok(false) if args.flag("--injection-optional") => {
+            for k in &kinds {
+                tap.skip(k.name, "device started without fault injection");
+            }
+            tap.skip("the other process's jobs all succeeded", "no faults injected");
+            std::process::exit(tap.finish());
+        }
+        Ok(false) => fail_all(tap, "the device injects no faults: start it with the --inject rules in this program's header".into()),
+        Err(e) => fail_all(tap, e),
     }
-    let mut fds = [0i32; 2];
-    // SAFETY: a pipe for the stop signal; the child reads non-blocking.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK) } != 0 {
-        println!("# pipe failed");
-        std::process::exit(npu_tools::tap::KSFT_FAIL);
-    }
-    // SAFETY: the child runs only its own code and _exits.
-    let pid = unsafe { libc::fork() };
-    if pid == 0 {
-        // SAFETY: the child does not write.
-        unsafe { libc::close(fds[1]) };
-        innocent(fds[0]);
-    }
-    let resets0 = accel::get_param(&c.file, uapi::DRM_ONPU_PARAM_RESETS).unwrap_or(0);
+    let setup = || -> Result<_, String> {
+        let counts = Counters::<3>::new()?;
+        let (ready_r, ready_w) = child::pipe()?;
+        let other = child::spawn(|| innocent(ready_w, &counts))?;
+        // Faults only once the other process runs jobs.
+        if !child::wait_notified(&ready_r)? {
+            return Err(format!(
+                "the other process ended before its first good job ({})",
+                other.wait()?
+            ));
+        }
+        Ok((counts, other))
+    };
+    let (counts, other) = match setup() {
+        Ok(x) => x,
+        Err(e) => fail_all(tap, e),
+    };
+    let resets0 = accel::get_param(&c.file, uapi::DRM_ONPU_PARAM_RESETS);
+    let jobs0 = counts.get(JOBS).load(Ordering::SeqCst);
     let mut injected = 0;
     for k in &kinds {
         let t = Instant::now();
         let mut result = Ok(());
+        let mut done = 0;
         for i in 0..iterations {
-            let r = guilty(&c, k).and_then(|()| {
+            let r = guilty(&mut c, k).and_then(|()| {
                 c.good_job(i as u32 + 1)
                     .map_err(|e| format!("next job after {}: {e}", k.name))
             });
@@ -323,14 +281,15 @@ fn main() {
                 result = Err(format!("iteration {i}: {e}"));
                 break;
             }
-            injected += 1;
+            done += 1;
         }
+        injected += done;
         println!(
-            "# {}: {} iterations in {:.1} s",
+            "# {}: {done} iterations in {:.1} s",
             k.name,
-            iterations,
             t.elapsed().as_secs_f64()
         );
+        tap.done(&format!("{done} x {}: injected and recovered", k.name));
         tap.check(
             &format!(
                 "{} x{iterations}: right error, the next job is right",
@@ -339,21 +298,34 @@ fn main() {
             result,
         );
     }
-    // SAFETY: closing our write end tells the child to stop.
-    unsafe { libc::close(fds[1]) };
-    let mut status = 0;
-    // SAFETY: waiting for our own child.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
-    let resets = accel::get_param(&c.file, uapi::DRM_ONPU_PARAM_RESETS).unwrap_or(0) - resets0;
+    let during = counts.get(JOBS).load(Ordering::SeqCst) - jobs0;
+    counts.get(STOP).store(1, Ordering::SeqCst);
+    let exit = other.wait();
+    let resets = match (
+        resets0,
+        accel::get_param(&c.file, uapi::DRM_ONPU_PARAM_RESETS),
+    ) {
+        (Ok(a), Ok(b)) => format!("{}", b.wrapping_sub(a)),
+        (Err(e), _) | (_, Err(e)) => format!("unknown (GET_PARAM RESETS: {})", errno(e)),
+    };
+    let (jobs, failed) = (
+        counts.get(JOBS).load(Ordering::SeqCst),
+        counts.get(FAILED).load(Ordering::SeqCst),
+    );
     println!("# faults injected and recovered: {injected}; device resets: {resets}");
-    let child_ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    println!("# other process: {jobs} jobs, {failed} failed, {during} while faults were injected");
+    tap.done(&format!("{injected} faults injected and recovered, {resets} device resets; other process {jobs} jobs ({during} during the faults)"));
+    let other_ok = match exit {
+        Ok(child::Exit::Code(0)) if failed == 0 && during > 0 => Ok(()),
+        Ok(child::Exit::Code(0)) if failed == 0 => {
+            Err("the other process completed no job while the faults were injected".into())
+        }
+        Ok(e) => Err(format!("other process: {e}, {failed} of its jobs failed")),
+        Err(e) => Err(e),
+    };
     tap.check(
-        "the other process's jobs all succeeded, with the right data",
-        if child_ok {
-            Ok(())
-        } else {
-            Err(format!("other process status {status:#x}"))
-        },
+        "the other process's jobs all succeeded, with the right data, also during the faults",
+        other_ok,
     );
     std::process::exit(tap.finish());
 }

@@ -8,110 +8,70 @@
 //!   onpu-stress-lifetime [ITERATIONS]     (default 100; needs /lib/modules/onpu.ko)
 
 use nix::sys::socket;
-use npu_isa::{assemble, Insn, Strided};
 use npu_tools::accel::{self, Mapping};
+use npu_tools::args::Args;
+use npu_tools::child::{self, Counters, Exit};
+use npu_tools::copyjob::{CopyJob, JobError};
 use npu_tools::kmod;
 use npu_tools::tap::Tap;
 use npu_uapi as uapi;
 use std::fs::File;
 use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-/// Buffers of `len` bytes, a copy job between them, `jobs` submissions;
-/// waits for none of them when `wait` is false.
-fn submit_copies(file: &File, jobs: usize, wait: bool) -> Result<(), String> {
-    let e = |x: i32| format!("errno {x}");
-    let src = accel::bo_create(file, 65536).map_err(e)?;
-    let dst = accel::bo_create(file, 65536).map_err(e)?;
-    let cmd = accel::bo_create(file, 4096).map_err(e)?;
-    let (sva, dva) = (
-        accel::bo_npu_addr(file, src.handle).map_err(e)?,
-        accel::bo_npu_addr(file, dst.handle).map_err(e)?,
-    );
-    let c = Strided::contiguous(65536);
-    let code = assemble(&[
-        Insn::DmaLoad {
-            va: sva,
-            sram: 0,
-            mem: c,
-            sram_layout: c,
-        },
-        Insn::DmaStore {
-            va: dva,
-            sram: 0,
-            mem: c,
-            sram_layout: c,
-        },
-        Insn::End,
-    ]);
-    Mapping::new(file, &cmd)
-        .map_err(|x| x.to_string())?
-        .as_mut_slice()[..code.len()]
-        .copy_from_slice(&code);
-    Mapping::new(file, &src)
-        .map_err(|x| x.to_string())?
-        .as_mut_slice()
-        .fill(0x3c);
-    let refs = [
-        uapi::drm_onpu_bo_ref {
-            handle: src.handle,
-            flags: uapi::DRM_ONPU_BO_READ,
-        },
-        uapi::drm_onpu_bo_ref {
-            handle: dst.handle,
-            flags: uapi::DRM_ONPU_BO_WRITE,
-        },
-    ];
+const LEN: u32 = 65536;
+const FILL: u8 = 0x3c;
+
+/// A copy job of LEN bytes, `jobs` submissions of it; waits for the last
+/// and checks its data when `wait` is set.
+fn submit_copies(file: &File, jobs: usize, wait: bool) -> Result<(), JobError> {
+    let job = CopyJob::new(file, LEN)?;
+    job.fill_src(file, &[FILL; LEN as usize])?;
+    job.clear_dst(file)?;
     let mut last = 0;
     for _ in 0..jobs {
-        last = accel::submit_simple(file, &cmd, code.len() as u32, &refs, 0).map_err(e)?;
+        last = job.submit(file, 0)?;
     }
     if wait {
-        let w = accel::wait(file, last, 30_000_000_000).map_err(e)?;
-        if w.status != 0 {
-            return Err(format!("job status {:#x}", w.status));
-        }
-        if Mapping::new(file, &dst)
-            .map_err(|x| x.to_string())?
-            .as_mut_slice()
-            .iter()
-            .any(|&b| b != 0x3c)
-        {
-            return Err("wrong data".into());
-        }
+        CopyJob::wait_ok(file, last)?;
+        job.check_dst(file, &[FILL; LEN as usize])?;
     }
     Ok(())
 }
 
 fn fresh_job() -> Result<(), String> {
     let file = accel::open(&kmod::wait_for_device()?).map_err(|x| x.to_string())?;
-    submit_copies(&file, 1, true)
+    submit_copies(&file, 1, true).map_err(|e| format!("a fresh process's job: {e}"))
 }
 
-fn debugfs_counter(name: &str) -> Option<u64> {
+fn debugfs_counter(name: &str) -> Result<u64, String> {
     let dir = std::fs::read_dir("/sys/kernel/debug/onpu")
-        .ok()?
+        .map_err(|e| format!("/sys/kernel/debug/onpu: {e}"))?
         .flatten()
-        .next()?
+        .next()
+        .ok_or("no device in /sys/kernel/debug/onpu")?
         .path();
-    let text = std::fs::read_to_string(dir.join("counters")).ok()?;
-    text.lines().find_map(|l| {
-        l.strip_prefix(&format!("{name}: "))
-            .and_then(|v| v.trim().parse().ok())
-    })
+    let text = std::fs::read_to_string(dir.join("counters"))
+        .map_err(|e| format!("{}: {e}", dir.join("counters").display()))?;
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(&format!("{name}: "))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .ok_or(format!("no {name} in {}", dir.join("counters").display()))
 }
 
-fn shmem_kib() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|t| {
-            t.lines().find_map(|l| {
-                l.strip_prefix("Shmem:")
-                    .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-            })
+fn shmem_kib() -> Result<u64, String> {
+    let text =
+        std::fs::read_to_string("/proc/meminfo").map_err(|e| format!("/proc/meminfo: {e}"))?;
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix("Shmem:")
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         })
-        .unwrap_or(0)
+        .ok_or_else(|| "no Shmem line in /proc/meminfo".into())
 }
 
 /// Wait until the driver's live buffers drop to `want` (jobs of killed or
@@ -119,7 +79,7 @@ fn shmem_kib() -> u64 {
 fn settle_bos(want: u64) -> Result<(), String> {
     let t = Instant::now();
     loop {
-        let live = debugfs_counter("bos_live").ok_or("no bos_live in debugfs")?;
+        let live = debugfs_counter("bos_live")?;
         if live == want {
             return Ok(());
         }
@@ -130,168 +90,251 @@ fn settle_bos(want: u64) -> Result<(), String> {
     }
 }
 
-fn fork(f: impl FnOnce() -> i32) -> i32 {
-    // SAFETY: the child runs `f` and _exits.
-    let pid = unsafe { libc::fork() };
-    if pid == 0 {
-        let code = f();
-        // SAFETY: leave without the parent's destructors.
-        unsafe { libc::_exit(code) };
-    }
-    pid
-}
-
-fn reap(pid: i32) -> i32 {
-    let mut status = 0;
-    // SAFETY: our child.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
-    status
-}
-
-fn kill_with_jobs_in_flight(n: usize) -> Result<(), String> {
-    let before = debugfs_counter("bos_live").ok_or("no debugfs counters")?;
+/// `n` times: a child queues 64 copy jobs and is killed with SIGKILL once
+/// it says it has queued 64 (even iterations) or 32 (odd ones: the kill
+/// may land while it still submits the other 32). The completed count in
+/// `done`.
+fn kill_with_jobs_in_flight(n: usize, done: &mut usize) -> Result<(), String> {
+    let before = debugfs_counter("bos_live")?;
     for i in 0..n {
-        let pid = fork(|| {
-            let Ok(file) =
-                kmod::wait_for_device().and_then(|p| accel::open(&p).map_err(|e| e.to_string()))
-            else {
-                return 2;
+        let (ready_r, ready_w) = child::pipe()?;
+        let after = if i % 2 == 0 { 64 } else { 32 };
+        let victim = child::spawn(move || {
+            let run = || -> Result<(), String> {
+                let file = accel::open(&kmod::wait_for_device()?).map_err(|e| e.to_string())?;
+                submit_copies(&file, after, false)?;
+                child::notify(&ready_w)?;
+                submit_copies(&file, 64 - after, false)?;
+                Ok(())
             };
-            let _ = submit_copies(&file, 64, false);
-            // Stay alive with the jobs queued until the parent kills us.
-            std::thread::sleep(Duration::from_secs(30));
-            0
-        });
-        std::thread::sleep(Duration::from_millis(if i % 2 == 0 { 5 } else { 40 }));
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-        let st = reap(pid);
-        if !libc::WIFSIGNALED(st) {
-            return Err(format!("iteration {i}: child ended by itself ({st:#x})"));
+            match run() {
+                // Stay alive with the jobs queued until the parent kills us.
+                Ok(()) => loop {
+                    nix::unistd::pause();
+                },
+                Err(e) => {
+                    println!("# iteration {i}: the child could not queue its jobs: {e}");
+                    2
+                }
+            }
+        })?;
+        if !child::wait_notified(&ready_r)? {
+            return Err(format!(
+                "iteration {i}: the child ended before queueing {after} jobs ({})",
+                victim.wait()?
+            ));
         }
+        victim.kill()?;
+        match victim.wait()? {
+            Exit::Signal(nix::sys::signal::Signal::SIGKILL) => {}
+            e => {
+                return Err(format!(
+                    "iteration {i}: the child was not killed by SIGKILL: {e}"
+                ))
+            }
+        }
+        *done += 1;
     }
     settle_bos(before)?;
     fresh_job()
 }
 
-fn close_with_jobs_queued(n: usize) -> Result<(), String> {
-    let before = debugfs_counter("bos_live").ok_or("no debugfs counters")?;
+fn close_with_jobs_queued(n: usize, done: &mut usize) -> Result<(), String> {
+    let before = debugfs_counter("bos_live")?;
     for i in 0..n {
         let file = accel::open(&kmod::wait_for_device()?).map_err(|e| e.to_string())?;
         submit_copies(&file, 32, false).map_err(|e| format!("iteration {i}: {e}"))?;
         drop(file);
+        *done += 1;
     }
     settle_bos(before)?;
     fresh_job()
 }
 
-/// Children that open, map and submit in a loop until `stop` exists; they
-/// tolerate the device going away (that is the point) but not a crash or
-/// a wrong result on a job that did complete.
-fn workers(count: usize, stop: &'static str) -> Vec<i32> {
+/// What the workers count, in memory shared with them.
+const ATTEMPTS: usize = 0;
+const JOBS: usize = 1;
+const GONE: usize = 2;
+const BAD: usize = 3;
+const STOP: usize = 4;
+
+/// Whether a worker's failure is what a device going away mid-job gives:
+/// the device is gone (ENODEV, also from mmap; ENOENT for a node that
+/// disappeared), the job was cancelled, or WAIT saw it end that way.
+fn device_went_away(e: &JobError) -> bool {
+    match e {
+        JobError::Errno { errno, .. } => {
+            [libc::ENODEV, libc::ENOENT, libc::ECANCELED, libc::EIO].contains(errno)
+        }
+        JobError::Map(errno) => *errno == libc::ENODEV,
+        JobError::Outcome { status, .. } => *status == uapi::DRM_ONPU_JOB_CANCELED,
+        JobError::Data { .. } => false,
+    }
+}
+
+/// Children that open, map and submit in a loop until told to stop,
+/// counting in `counts` their attempts, completed jobs, failures because
+/// the device went away (expected: that is the point) and other failures
+/// (a wrong result on a job that did complete, an unexpected errno).
+fn workers(count: usize, counts: &Counters<5>) -> Result<Vec<child::Child>, String> {
     (0..count)
-        .map(|_| {
-            fork(|| {
-                let mut bad = 0;
-                while !std::path::Path::new(stop).exists() {
-                    if let Ok(p) = accel::find_device() {
-                        if let Ok(file) = accel::open(&p) {
-                            if let Err(e) = submit_copies(&file, 4, true) {
-                                // Unbind or unload mid-job: the job is
-                                // cancelled or the device is gone.
-                                let expected = [
-                                    "errno 19",
-                                    "errno 2",
-                                    "status 0x101",
-                                    "errno 125",
-                                    "errno 5",
-                                    "os error 19",
-                                ];
-                                if !expected.iter().any(|x| e.contains(x)) {
-                                    println!("# worker: unexpected: {e}");
-                                    bad += 1;
-                                }
-                            }
+        .map(|w| {
+            child::spawn(|| {
+                while counts.get(STOP).load(Ordering::SeqCst) == 0 {
+                    let result = match accel::find_device() {
+                        // Unbound or unloaded: no node.
+                        Err(_) => Err(JobError::Errno {
+                            op: "find device",
+                            errno: libc::ENODEV,
+                        }),
+                        Ok(p) => match accel::open(&p) {
+                            Err(e) => Err(JobError::Errno {
+                                op: "open",
+                                errno: e.raw_os_error().unwrap_or(libc::EIO),
+                            }),
+                            Ok(file) => submit_copies(&file, 4, true),
+                        },
+                    };
+                    let counter = match &result {
+                        Ok(()) => JOBS,
+                        Err(e) if device_went_away(e) => GONE,
+                        Err(e) => {
+                            println!("# worker {w}: unexpected: {e}");
+                            BAD
                         }
-                    }
+                    };
+                    counts.get(counter).fetch_add(1, Ordering::SeqCst);
+                    counts.get(ATTEMPTS).fetch_add(1, Ordering::SeqCst);
+                    // A gap with no file open, where rmmod can get through.
                     std::thread::sleep(Duration::from_millis(2));
                 }
-                bad.min(255)
+                0
             })
         })
         .collect()
 }
 
-fn stop_workers(pids: Vec<i32>, stop: &str) -> Result<(), String> {
-    std::fs::write(stop, b"").map_err(|e| e.to_string())?;
-    for pid in pids {
-        let st = reap(pid);
-        if !libc::WIFEXITED(st) || libc::WEXITSTATUS(st) != 0 {
-            return Err(format!("a worker failed ({st:#x})"));
+/// Wait until counter `i` has moved past `from` (the workers did something).
+fn wait_for_progress(counts: &Counters<5>, i: usize, from: u64, what: &str) -> Result<u64, String> {
+    let t = Instant::now();
+    loop {
+        let now = counts.get(i).load(Ordering::SeqCst);
+        if now > from {
+            return Ok(now);
         }
+        if t.elapsed() > Duration::from_secs(30) {
+            return Err(format!("the workers did not {what} within 30 s"));
+        }
+        std::thread::sleep(Duration::from_millis(1));
     }
-    let _ = std::fs::remove_file(stop);
-    Ok(())
 }
 
-fn rebind_under_load(n: usize) -> Result<(), String> {
-    let pci = kmod::pci_name()?;
-    let stop = "/tmp/stop-rebind";
-    let pids = workers(2, stop);
-    let mut result = Ok(());
-    for i in 0..n {
-        std::thread::sleep(Duration::from_millis(10));
-        if let Err(e) = std::fs::write("/sys/bus/pci/drivers/onpu/unbind", &pci) {
-            result = Err(format!("iteration {i}: unbind: {e}"));
-            break;
-        }
-        if let Err(e) = std::fs::write("/sys/bus/pci/drivers/onpu/bind", &pci) {
-            result = Err(format!("iteration {i}: bind: {e}"));
-            break;
+fn stop_workers(pids: Vec<child::Child>, counts: &Counters<5>) -> Result<String, String> {
+    counts.get(STOP).store(1, Ordering::SeqCst);
+    for p in pids {
+        match p.wait()? {
+            Exit::Code(0) => {}
+            e => return Err(format!("a worker failed: {e}")),
         }
     }
-    stop_workers(pids, stop)?;
+    let [jobs, gone, bad] = [JOBS, GONE, BAD].map(|i| counts.get(i).load(Ordering::SeqCst));
+    let summary =
+        format!("{jobs} worker jobs right, {gone} refused or cancelled as the device went away");
+    println!("# {summary}, {bad} wrong");
+    if bad > 0 {
+        return Err(format!(
+            "{bad} worker jobs failed other than by the device going away"
+        ));
+    }
+    Ok(summary)
+}
+
+/// `n` times: unbind while two workers submit, wait until a worker has
+/// tried the unbound device, bind, wait until a worker's job has completed
+/// on the rebound one.
+fn rebind_under_load(n: usize, done: &mut usize, load: &mut String) -> Result<(), String> {
+    let pci = kmod::pci_name()?;
+    let counts = Counters::<5>::new()?;
+    let pids = workers(2, &counts)?;
+    let mut result = wait_for_progress(&counts, JOBS, 0, "complete a job").map(|_| ());
+    for i in 0..n {
+        if result.is_err() {
+            break;
+        }
+        result = (|| {
+            std::fs::write("/sys/bus/pci/drivers/onpu/unbind", &pci)
+                .map_err(|e| format!("unbind: {e}"))?;
+            let attempts = counts.get(ATTEMPTS).load(Ordering::SeqCst);
+            wait_for_progress(&counts, ATTEMPTS, attempts, "try the unbound device")?;
+            std::fs::write("/sys/bus/pci/drivers/onpu/bind", &pci)
+                .map_err(|e| format!("bind: {e}"))?;
+            let jobs = counts.get(JOBS).load(Ordering::SeqCst);
+            wait_for_progress(&counts, JOBS, jobs, "complete a job on the rebound device")?;
+            Ok(())
+        })()
+        .map_err(|e: String| format!("iteration {i}: {e}"));
+        if result.is_ok() {
+            *done += 1;
+        }
+    }
+    *load = stop_workers(pids, &counts)?;
     result?;
     fresh_job()
 }
 
-fn reload_under_load(n: usize) -> Result<(u64, u64), String> {
-    let stop = "/tmp/stop-reload";
-    let pids = workers(2, stop);
-    let (mut reloads, mut refused) = (0u64, 0u64);
-    let mut result = Ok(());
-    while reloads < n as u64 && result.is_ok() {
-        std::thread::sleep(Duration::from_millis(5));
+/// `n` reloads: rmmod (refused while a worker has the device open, then
+/// retried), insmod, and a worker's job completes on the new module.
+fn reload_under_load(
+    n: usize,
+    done: &mut usize,
+    refused: &mut u64,
+    load: &mut String,
+) -> Result<(), String> {
+    let counts = Counters::<5>::new()?;
+    let pids = workers(2, &counts)?;
+    let mut result = wait_for_progress(&counts, JOBS, 0, "complete a job").map(|_| ());
+    while *done < n && result.is_ok() {
         match kmod::unload(true) {
             Ok(()) => {
-                reloads += 1;
-                if let Err(e) = kmod::load() {
-                    result = Err(e);
-                }
-                if let Err(e) = kmod::wait_for_device() {
-                    result = Err(format!("after reload {reloads}: {e}"));
+                result = (|| {
+                    kmod::load()?;
+                    kmod::wait_for_device()?;
+                    let jobs = counts.get(JOBS).load(Ordering::SeqCst);
+                    wait_for_progress(
+                        &counts,
+                        JOBS,
+                        jobs,
+                        "complete a job on the reloaded module",
+                    )?;
+                    Ok(())
+                })()
+                .map_err(|e: String| format!("after reload {}: {e}", *done + 1));
+                if result.is_ok() {
+                    *done += 1;
                 }
             }
             // A worker has the device open: the unload is refused, retry.
-            Err(e) if e == libc::EWOULDBLOCK || e == libc::EBUSY => refused += 1,
+            Err(e) if e == libc::EWOULDBLOCK || e == libc::EBUSY => {
+                *refused += 1;
+                std::thread::sleep(Duration::from_millis(1));
+            }
             Err(e) => result = Err(format!("delete_module: errno {e}")),
         }
-        if refused > 100_000 {
+        if *refused > 100_000 {
             result = Err("the module could never be unloaded".into());
         }
     }
-    stop_workers(pids, stop)?;
+    *load = stop_workers(pids, &counts)?;
     result?;
     settle_bos(0)?;
-    fresh_job()?;
-    Ok((reloads, refused))
+    fresh_job()
 }
 
 /// A dma-buf exported by one process, imported by another, outlives its
 /// exporter: the exporter closes everything and exits; the importer still
 /// reads the data through its own mapping and through a job. `n` times.
-fn dmabuf_outlives_exporter(n: usize) -> Result<(), String> {
-    let before = debugfs_counter("bos_live").ok_or("no debugfs counters")?;
+fn dmabuf_outlives_exporter(n: usize, done: &mut usize) -> Result<(), String> {
+    let before = debugfs_counter("bos_live")?;
     for i in 0..n {
         // Closed on every path out of the iteration (OwnedFd).
         let (ours, theirs) = socket::socketpair(
@@ -301,10 +344,11 @@ fn dmabuf_outlives_exporter(n: usize) -> Result<(), String> {
             socket::SockFlag::SOCK_CLOEXEC,
         )
         .map_err(|e| format!("socketpair: {e}"))?;
-        let exporter = fork(|| {
+        let exporter = child::spawn(|| {
             let run = || -> Result<(), String> {
                 let file = accel::open(&kmod::wait_for_device()?).map_err(|e| e.to_string())?;
-                let bo = accel::bo_create(&file, 65536).map_err(|e| format!("errno {e}"))?;
+                let bo =
+                    accel::bo_create(&file, u64::from(LEN)).map_err(|e| format!("errno {e}"))?;
                 Mapping::new(&file, &bo)
                     .map_err(|e| e.to_string())?
                     .as_mut_slice()
@@ -314,11 +358,17 @@ fn dmabuf_outlives_exporter(n: usize) -> Result<(), String> {
                 send_fd(&theirs, fd.as_fd())
             };
             // Everything of the exporter goes with it: file, handle, mapping.
-            i32::from(run().is_err())
-        });
-        let st = reap(exporter);
-        if !libc::WIFEXITED(st) || libc::WEXITSTATUS(st) != 0 {
-            return Err(format!("iteration {i}: the exporter failed"));
+            match run() {
+                Ok(()) => 0,
+                Err(e) => {
+                    println!("# exporter: {e}");
+                    1
+                }
+            }
+        })?;
+        match exporter.wait()? {
+            Exit::Code(0) => {}
+            e => return Err(format!("iteration {i}: the exporter failed ({e})")),
         }
         drop(theirs);
         let fd = recv_fd(&ours)?;
@@ -335,59 +385,10 @@ fn dmabuf_outlives_exporter(n: usize) -> Result<(), String> {
             return Err(format!("iteration {i}: the imported buffer lost its data"));
         }
         // A job reads it too: copy it into a buffer of our own.
-        let (dst, cmd) = (
-            accel::bo_create(&file, 65536).map_err(|e| format!("errno {e}"))?,
-            accel::bo_create(&file, 4096).map_err(|e| format!("errno {e}"))?,
-        );
-        let (sva, dva) = (
-            accel::bo_npu_addr(&file, h).map_err(|e| format!("errno {e}"))?,
-            accel::bo_npu_addr(&file, dst.handle).map_err(|e| format!("errno {e}"))?,
-        );
-        let c = Strided::contiguous(65536);
-        let code = assemble(&[
-            Insn::DmaLoad {
-                va: sva,
-                sram: 0,
-                mem: c,
-                sram_layout: c,
-            },
-            Insn::DmaStore {
-                va: dva,
-                sram: 0,
-                mem: c,
-                sram_layout: c,
-            },
-            Insn::End,
-        ]);
-        Mapping::new(&file, &cmd)
-            .map_err(|e| e.to_string())?
-            .as_mut_slice()[..code.len()]
-            .copy_from_slice(&code);
-        let refs = [
-            uapi::drm_onpu_bo_ref {
-                handle: h,
-                flags: uapi::DRM_ONPU_BO_READ,
-            },
-            uapi::drm_onpu_bo_ref {
-                handle: dst.handle,
-                flags: uapi::DRM_ONPU_BO_WRITE,
-            },
-        ];
-        let seqno = accel::submit_simple(&file, &cmd, code.len() as u32, &refs, 0)
-            .map_err(|e| format!("errno {e}"))?;
-        let w = accel::wait(&file, seqno, 30_000_000_000).map_err(|e| format!("errno {e}"))?;
-        if w.status != 0
-            || Mapping::new(&file, &dst)
-                .map_err(|e| e.to_string())?
-                .as_mut_slice()
-                .iter()
-                .any(|&b| b != 0xa7)
-        {
-            return Err(format!(
-                "iteration {i}: a job could not read the imported buffer (status {:#x})",
-                w.status
-            ));
-        }
+        CopyJob::from_src(&file, bo, LEN)
+            .and_then(|job| job.run_expecting(&file, &[0xa7; LEN as usize]))
+            .map_err(|e| format!("iteration {i}: a job could not read the imported buffer: {e}"))?;
+        *done += 1;
     }
     settle_bos(before)
 }
@@ -431,58 +432,70 @@ fn recv_fd(sock: &OwnedFd) -> Result<OwnedFd, String> {
 }
 
 fn main() {
-    let n: usize = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(100);
-    let shmem0 = shmem_kib();
+    let args = Args::parse("[ITERATIONS]", &[]);
+    args.at_most(1);
+    let n = args.number(0, "ITERATIONS", 100) as usize;
     let mut tap = Tap::new(6);
-    let t = Instant::now();
+    let shmem0 = shmem_kib();
+
+    let (t, mut done) = (Instant::now(), 0);
+    let r = kill_with_jobs_in_flight(n, &mut done);
+    println!("# {:.1} s", t.elapsed().as_secs_f64());
+    tap.done(&format!("{done} processes killed with jobs in flight"));
     tap.check(
         &format!("kill -9 with jobs in flight x{n}: buffers freed, device fine"),
-        kill_with_jobs_in_flight(n),
+        r,
     );
+
+    let (t, mut done) = (Instant::now(), 0);
+    let r = dmabuf_outlives_exporter(n, &mut done);
     println!("# {:.1} s", t.elapsed().as_secs_f64());
-    let t = Instant::now();
+    tap.done(&format!("{done} dma-bufs read after their exporter exited"));
     tap.check(
         &format!("a dma-buf imported by another process outlives its exporter x{n}"),
-        dmabuf_outlives_exporter(n),
+        r,
     );
+
+    let (t, mut done) = (Instant::now(), 0);
+    let r = close_with_jobs_queued(n, &mut done);
     println!("# {:.1} s", t.elapsed().as_secs_f64());
-    let t = Instant::now();
+    tap.done(&format!("{done} files closed with jobs queued"));
     tap.check(
         &format!("close with jobs queued x{n}: buffers freed, device fine"),
-        close_with_jobs_queued(n),
+        r,
     );
+
+    let (t, mut done, mut load) = (Instant::now(), 0, String::new());
+    let r = rebind_under_load(n, &mut done, &mut load);
     println!("# {:.1} s", t.elapsed().as_secs_f64());
-    let t = Instant::now();
+    tap.done(&format!("{done} unbind/rebind cycles under load ({load})"));
     tap.check(
         &format!("unbind/rebind x{n} while two processes open, map and submit"),
-        rebind_under_load(n),
+        r,
     );
+
+    let (t, mut done, mut refused, mut load) = (Instant::now(), 0, 0, String::new());
+    let r = reload_under_load(n, &mut done, &mut refused, &mut load);
     println!("# {:.1} s", t.elapsed().as_secs_f64());
-    let t = Instant::now();
-    let reload = reload_under_load(n);
-    if let Ok((reloads, refused)) = &reload {
-        println!(
-            "# {reloads} reloads ({refused} unloads refused while a file was open) in {:.1} s",
-            t.elapsed().as_secs_f64()
-        );
-    }
+    tap.done(&format!("{done} module reloads under load ({refused} unloads refused while a file was open; {load})"));
     tap.check(
         &format!("rmmod/insmod x{n} while two processes open, map and submit"),
-        reload.map(|_| ()),
+        r,
     );
+
     let shmem1 = shmem_kib();
-    println!("# shmem: {shmem0} kB before, {shmem1} kB after");
     // Small slack for the page cache of files the tests wrote in /tmp.
-    tap.check(
-        "shmem back to its starting value",
-        if shmem1 <= shmem0 + 512 {
-            Ok(())
-        } else {
-            Err(format!("shmem grew by {} kB", shmem1 - shmem0))
-        },
-    );
+    let r = match (shmem0, shmem1) {
+        (Ok(before), Ok(after)) => {
+            println!("# shmem: {before} kB before, {after} kB after");
+            if after <= before + 512 {
+                Ok(())
+            } else {
+                Err(format!("shmem grew by {} kB", after - before))
+            }
+        }
+        (Err(e), _) | (_, Err(e)) => Err(e),
+    };
+    tap.check("shmem back to its starting value", r);
     std::process::exit(tap.finish());
 }
