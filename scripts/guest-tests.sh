@@ -38,7 +38,7 @@ for l in "${lines[@]}"; do
 	[ "$devargs" = - ] && devargs=""
 	# One column: words of the device server's arguments are joined by ';'.
 	devargs=${devargs//;/ }
-	args=(--name "$name" --kernel "$flavour" --timeout "${NPU_RUN_TIMEOUT:-600}")
+	args=(--name "$name" --kernel "$flavour" --timeout "${NPU_RUN_TIMEOUT:-900}")
 	start=$(date +%s)
 	rm -f "$NPU_TOP/build/runs/$name/counts"
 	ok=1
