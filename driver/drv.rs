@@ -95,9 +95,10 @@ impl pci::Driver for OnpuPciDriver {
                 drm: {
                     // From start() on, a failure must stop the device (and
                     // the watchdog) before the rings go with devres.
+                    let engine: &Arc<Engine> = engine;
                     let registered = (|| {
                         engine.start(dev, 0)?;
-                        selftest::run(dev, &engine)?;
+                        selftest::run(dev, engine)?;
                         let data = try_pin_init!(OnpuData { engine: engine.clone() });
                         let drm = drm::UnregisteredDevice::<OnpuDriver>::new(dev, data)?;
                         drm::driver::Registration::new_foreign_owned(drm, dev, 0)

@@ -479,8 +479,10 @@ impl Engine {
             // signal out of order.
             let _ = last.fence.wait_uninterruptible();
         }
-        let _signalling = Signalling::begin();
-        job.retire(Outcome::not_queued(e), Delta::ZERO);
+        {
+            let _signalling = Signalling::begin();
+            job.retire(Outcome::not_queued(e), Delta::ZERO);
+        }
         job.release();
     }
 
@@ -533,9 +535,14 @@ impl Engine {
         }
     }
 
-    /// Let the release work drop the retired jobs.
-    fn schedule_release(self: &Arc<Self>) {
-        let _ = workqueue::system().enqueue::<Arc<Self>, 1>(self.clone());
+    /// Let the release work drop the retired jobs. Under the ring lock, so
+    /// that once unbind has marked the engine stopped no work is queued
+    /// behind its cancel (unbind releases the rest itself).
+    fn schedule_release(self: &Arc<Self>, st: &RingState) {
+        if !st.stopped && !st.retired.is_empty() {
+            // Err: queued already.
+            let _ = workqueue::system().enqueue::<Arc<Self>, 1>(self.clone());
+        }
     }
 
     /// Drop retired jobs: their buffer objects first, then the jobs (and
@@ -601,8 +608,7 @@ impl Engine {
                 reset = true;
                 if let Err(e) = hw::reset(dev, bar) {
                     self.cancel_all(&mut st);
-                    drop(st);
-                    self.schedule_release();
+                    self.schedule_release(&st);
                     return Err(e);
                 }
                 // The records already written stay valid: go on reading
@@ -629,10 +635,8 @@ impl Engine {
                 bar.write32(st.cq_head, CQ_HEAD);
             }
         }
-        let released = st.retired.len() != retired;
-        drop(st);
-        if released {
-            self.schedule_release();
+        if st.retired.len() != retired {
+            self.schedule_release(&st);
         }
         Ok(())
     }
@@ -720,11 +724,8 @@ impl Engine {
                 let _ = self.recover(dev, &mut st, Some(Outcome::timed_out()));
             }
             let busy = !st.in_flight.is_empty();
-            let released = !st.retired.is_empty();
+            self.schedule_release(&st);
             drop(st);
-            if released {
-                self.schedule_release();
-            }
             if busy {
                 self.arm_watchdog();
             }
@@ -829,14 +830,14 @@ impl Engine {
     /// the jobs behind it are resubmitted.
     pub(crate) fn force_reset(self: &Arc<Self>) -> Result {
         let _signalling = Signalling::begin();
-        let r = self.with_bound(|dev| {
+        self.with_bound(|dev| {
             // Jobs that ended already keep their own outcome.
             self.drain(dev)?;
             let mut st = self.state.lock();
-            self.recover(dev, &mut st, Some(Outcome::aborted(STATUS_ABORTED)))
-        });
-        self.schedule_release();
-        r
+            let r = self.recover(dev, &mut st, Some(Outcome::aborted(STATUS_ABORTED)));
+            self.schedule_release(&st);
+            r
+        })
     }
 }
 
@@ -889,8 +890,7 @@ impl irq::ThreadedHandler for IrqHandler {
                 dev_err!(dev, "the NPU halted (STATUS {:#x}): resetting it\n", bar.read32(STATUS));
                 let _ = self.engine.recover(dev, &mut st, Some(Outcome::aborted(STATUS_ABORTED)));
             }
-            drop(st);
-            self.engine.schedule_release();
+            self.engine.schedule_release(&st);
         }
         IrqReturn::Handled
     }

@@ -251,7 +251,8 @@ pub(crate) fn submit(dev: &OnpuDevice, file: &drm::File<File>, req: &uapi::drm_o
     // by) something that is not this ring. The device reads the command
     // buffer: it is a dependency (and gets the job's fence) like a read
     // object.
-    for (bo, access) in r.bos.iter().map(|(bo, a)| (bo, *a)).chain(core::iter::once((&r.cmdbuf, Access::Read))) {
+    let uses = r.bos.iter().map(|(bo, a)| (bo, *a));
+    for (bo, access) in Iterator::chain(uses, core::iter::once((&r.cmdbuf, Access::Read))) {
         // SAFETY: `bo` is a live GEM object (we hold a reference).
         let resv = unsafe { Resv::of(bo.as_raw()) };
         if !resv.wait_foreign(access, engine.fence_context, msecs_to_jiffies(DEPENDENCY_TIMEOUT_MS))? {
