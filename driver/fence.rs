@@ -301,8 +301,12 @@ impl Resv {
         Ok(true)
     }
 
-    /// Publish `fence` as a user of the object with `access`.
-    pub(crate) fn add_fence(&self, fence: &Fence, access: Access) -> Result {
+    /// Publish `fence` as a user of the object with `access`, after every
+    /// fence of another timeline than `own` that such a user must wait for
+    /// has signalled. The wait and the publication happen under the
+    /// object's reservation lock, so no foreign fence added in between is
+    /// missed. ETIMEDOUT when `jiffies` passed first.
+    pub(crate) fn add_fence(&self, fence: &Fence, access: Access, own: u64, jiffies: kernel::time::Jiffies) -> Result {
         let usage = match access {
             Access::Read => bindings::dma_resv_usage_DMA_RESV_USAGE_READ,
             Access::Write => bindings::dma_resv_usage_DMA_RESV_USAGE_WRITE,
@@ -310,16 +314,24 @@ impl Resv {
         // SAFETY: the resv is valid; one lock at a time and no ww context,
         // so no lock ordering between objects arises.
         to_result(unsafe { bindings::dma_resv_lock(self.0, core::ptr::null_mut()) })?;
-        // SAFETY: the lock is held, as both calls require.
-        let r = unsafe {
-            let r = bindings::dma_resv_reserve_fences(self.0, 1);
-            if r == 0 {
-                bindings::dma_resv_add_fence(self.0, fence.as_raw(), usage);
+        // (Waiting for fences with the reservation lock held is allowed:
+        // signalling never takes one.)
+        let r = match self.wait_foreign(access, own, jiffies) {
+            Ok(true) => {
+                // SAFETY: the lock is held, as both calls require.
+                to_result(unsafe {
+                    let r = bindings::dma_resv_reserve_fences(self.0, 1);
+                    if r == 0 {
+                        bindings::dma_resv_add_fence(self.0, fence.as_raw(), usage);
+                    }
+                    r
+                })
             }
-            r
+            Ok(false) => Err(ETIMEDOUT),
+            Err(e) => Err(e),
         };
         // SAFETY: locked above.
         unsafe { bindings::dma_resv_unlock(self.0) };
-        to_result(r)
+        r
     }
 }

@@ -250,7 +250,8 @@ pub(crate) fn submit(dev: &OnpuDevice, file: &drm::File<File>, req: &uapi::drm_o
     // Implicit sync with other timelines: objects shared with (or written
     // by) something that is not this ring. The device reads the command
     // buffer: it is a dependency (and gets the job's fence) like a read
-    // object.
+    // object. (Waited for here without locks, so that the wait under each
+    // reservation lock at publication is normally short.)
     let uses = r.bos.iter().map(|(bo, a)| (bo, *a));
     for (bo, access) in Iterator::chain(uses, core::iter::once((&r.cmdbuf, Access::Read))) {
         // SAFETY: `bo` is a live GEM object (we hold a reference).
@@ -291,12 +292,13 @@ pub(crate) fn submit(dev: &OnpuDevice, file: &drm::File<File>, req: &uapi::drm_o
     };
     // Publish the fence before the device can see the job, so that nobody
     // observes the objects idle while it runs. One reservation lock at a
-    // time, outside the ring lock. If this fails half way, the engine
+    // time, outside the ring lock; under it, the foreign fences added since
+    // the wait above are waited for too. If this fails half way, the engine
     // signals the fence with the error.
     let publish = |job: &Job| {
         job.bos.lock().iter().zip(accesses.iter()).try_for_each(|(bo, access)| {
             // SAFETY: the job holds a reference to `bo`.
-            unsafe { Resv::of(bo.as_raw()) }.add_fence(&job.fence, *access)
+            unsafe { Resv::of(bo.as_raw()) }.add_fence(&job.fence, *access, engine.fence_context, msecs_to_jiffies(DEPENDENCY_TIMEOUT_MS))
         })?;
         if let Some(s) = &out_syncobj {
             s.replace_fence(&job.fence);
