@@ -226,7 +226,8 @@ pub(crate) struct Engine {
     /// submission and by itself; its own pending bit says whether it is.
     #[pin]
     watchdog: DelayedWork<Engine, 0>,
-    /// Releases retired jobs, outside the signalling path.
+    /// Releases retired jobs, outside the signalling path (on
+    /// system_long_wq: it may wait for reservation locks).
     #[pin]
     release: Work<Engine, 1>,
 }
@@ -541,7 +542,7 @@ impl Engine {
     fn schedule_release(self: &Arc<Self>, st: &RingState) {
         if !st.stopped && !st.retired.is_empty() {
             // Err: queued already.
-            let _ = workqueue::system().enqueue::<Arc<Self>, 1>(self.clone());
+            let _ = workqueue::system_long().enqueue::<Arc<Self>, 1>(self.clone());
         }
     }
 
