@@ -48,7 +48,7 @@ use kernel::{
     },
     time::{msecs_to_jiffies, Delta, Instant, Monotonic},
     transmute::{AsBytes, FromBytes},
-    workqueue::{self, impl_has_delayed_work, impl_has_work, new_delayed_work, new_work, DelayedWork, Work, WorkItem},
+    workqueue::{self, impl_has_delayed_work, new_delayed_work, DelayedWork, WorkItem},
 };
 
 use crate::context::Context;
@@ -68,6 +68,9 @@ const STATUS_MAX: u32 = 11;
 const STATUS_ABORTED: u32 = 11;
 /// How often the watchdog looks at the oldest job while jobs are queued.
 const WATCHDOG_PERIOD_MS: u32 = 50;
+/// How long retired jobs may wait for the release work (a submission
+/// releases them earlier).
+const RELEASE_DELAY_MS: u32 = 10;
 /// Default (and largest) run time of a job.
 pub(crate) const JOB_TIMEOUT_MS: u32 = 5000;
 
@@ -227,17 +230,18 @@ pub(crate) struct Engine {
     #[pin]
     watchdog: DelayedWork<Engine, 0>,
     /// Releases retired jobs, outside the signalling path (on
-    /// system_long_wq: it may wait for reservation locks).
+    /// system_long_wq: it may wait for reservation locks). Delayed a little
+    /// so that one run releases a batch; submitters release too.
     #[pin]
-    release: Work<Engine, 1>,
+    release: DelayedWork<Engine, 1>,
 }
 
 impl_has_delayed_work! {
     impl HasDelayedWork<Self, 0> for Engine { self.watchdog }
 }
 
-impl_has_work! {
-    impl HasWork<Self, 1> for Engine { self.release }
+impl_has_delayed_work! {
+    impl HasDelayedWork<Self, 1> for Engine { self.release }
 }
 
 impl Engine {
@@ -278,7 +282,7 @@ impl Engine {
             contexts <- new_mutex!([1, 0, 0, 0]),
             live_contexts <- new_mutex!(KVec::new()),
             watchdog <- new_delayed_work!("onpu::watchdog"),
-            release <- new_work!("onpu::release"),
+            release <- new_delayed_work!("onpu::release"),
         }))
     }
 
@@ -404,6 +408,9 @@ impl Engine {
         build: impl FnOnce(u64) -> Result<Arc<Job>>,
         publish: impl FnOnce(&Job) -> Result,
     ) -> Result<Arc<Job>> {
+        // Jobs that ended since the last submission: their objects go now,
+        // in process context, rather than in the release work.
+        self.release_retired();
         let mut next = self.ticket.lock();
         // Room in the ring first: only ticket holders take it.
         {
@@ -542,7 +549,8 @@ impl Engine {
     fn schedule_release(self: &Arc<Self>, st: &RingState) {
         if !st.stopped && !st.retired.is_empty() {
             // Err: queued already.
-            let _ = workqueue::system_long().enqueue::<Arc<Self>, 1>(self.clone());
+            let delay = msecs_to_jiffies(RELEASE_DELAY_MS);
+            let _ = workqueue::system_long().enqueue_delayed::<Arc<Self>, 1>(self.clone(), delay);
         }
     }
 
@@ -782,22 +790,18 @@ impl Engine {
     /// finish (the work items run module code: none may be left at
     /// unload). The kernel crate of 7.2 has no cancel.
     fn cancel_work_items(&self) {
-        // SAFETY: `DelayedWork` is a transparent wrapper of an initialised
-        // `struct delayed_work`, pinned in this engine.
-        let dwork = core::ptr::from_ref(&self.watchdog).cast_mut().cast::<bindings::delayed_work>();
-        // SAFETY: `dwork` is valid (above); the engine outlives the call.
-        if unsafe { bindings::cancel_delayed_work_sync(dwork) } {
-            // SAFETY: a pending work item owned the reference the kernel
-            // crate's enqueue made with `Arc::into_raw`; cancelling it
-            // hands that reference to us.
-            drop(unsafe { Arc::from_raw(core::ptr::from_ref(self)) });
-        }
-        // SAFETY: `self.release` is an initialised work item, pinned here.
-        let work = unsafe { Work::raw_get(core::ptr::from_ref(&self.release)) };
-        // SAFETY: as above.
-        if unsafe { bindings::cancel_work_sync(work) } {
-            // SAFETY: as for the watchdog.
-            drop(unsafe { Arc::from_raw(core::ptr::from_ref(self)) });
+        let watchdog = core::ptr::from_ref(&self.watchdog).cast_mut().cast::<bindings::delayed_work>();
+        let release = core::ptr::from_ref(&self.release).cast_mut().cast::<bindings::delayed_work>();
+        for dwork in [watchdog, release] {
+            // SAFETY: `DelayedWork` is a transparent wrapper of an
+            // initialised `struct delayed_work`, pinned in this engine,
+            // which outlives the call.
+            if unsafe { bindings::cancel_delayed_work_sync(dwork) } {
+                // SAFETY: a pending work item owned the reference the
+                // kernel crate's enqueue made with `Arc::into_raw`;
+                // cancelling it hands that reference to us.
+                drop(unsafe { Arc::from_raw(core::ptr::from_ref(self)) });
+            }
         }
     }
 
