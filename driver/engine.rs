@@ -557,7 +557,7 @@ impl Engine {
     /// Drop retired jobs: their buffer objects first, then the jobs (and
     /// with the last one, possibly a file's address space). Not on the
     /// signalling path: this may block on reservation locks.
-    fn release_retired(&self) {
+    pub(crate) fn release_retired(&self) {
         loop {
             let job = self.state.lock().retired.pop();
             let Some(job) = job else { break };
