@@ -12,11 +12,11 @@
 //!
 //! Address-space lifetime: the device caches translations for the whole of
 //! a job, so clearing page-table entries stops only jobs that start later.
-//! An unmap therefore clears the entries at once but keeps the object (its
-//! pages and their DMA mapping) and its NPU address range until every job
-//! queued before the unmap has ended; only then are the pages let go and
-//! the range reused (`Deferred`, reaped by the next map or unmap and at the
-//! end of the context).
+//! An unmap therefore clears the entries at once, keeps the object (its
+//! pages and their DMA mapping) until the job running at that moment has
+//! ended, and its NPU address range until every job queued before the unmap
+//! has ended (`Deferred`, reaped by the next map or unmap and at the end of
+//! the context).
 
 use kernel::{
     devres::Devres,
@@ -43,10 +43,14 @@ struct Mapping {
 /// An unmapped object the device may still reach through translations
 /// cached by a job queued before the unmap.
 struct Deferred {
-    /// Keeps the pages (and their DMA mapping) alive.
-    bo: ARef<BoObject>,
+    /// Keeps the pages (and their DMA mapping) alive while the job that
+    /// was running at the unmap may still reach them.
+    bo: Option<ARef<BoObject>>,
+    /// Let the pages go once every job up to this sequence number ended.
+    pages_after: u64,
     va: u64,
-    /// Free once every job up to this sequence number has ended.
+    /// Hand the range out again once every job up to this one (every job
+    /// queued before the unmap) has ended.
     after: u64,
 }
 
@@ -122,10 +126,10 @@ impl Context {
             // and unbind waited for the last one before calling this.
             unsafe { bo.release_sg_table() };
         }
-        for d in vm.deferred.iter() {
+        for bo in vm.deferred.iter().filter_map(|d| d.bo.as_ref()) {
             // SAFETY: as above; the device is stopped, so no job reaches
             // the pages any more either.
-            unsafe { d.bo.release_sg_table() };
+            unsafe { bo.release_sg_table() };
         }
     }
 
@@ -138,6 +142,9 @@ impl Context {
         let done = self.engine.retired_seqno();
         let mut i = 0;
         while i < vm.deferred.len() {
+            if vm.deferred[i].pages_after <= done {
+                vm.deferred[i].bo = None;
+            }
             if vm.deferred[i].after <= done {
                 if let Ok(d) = vm.deferred.remove(i) {
                     vm.va.free(d.va);
@@ -206,11 +213,14 @@ impl Context {
         // Unbound, the device is stopped and its tables gone: nothing to wait for.
         let unmapped = self.engine.with_bound(|dev| {
             self.tables.access(dev)?.lock().unmap(m.va, m.size)?;
-            Ok(self.engine.queued_seqno())
+            // Queued (not started) jobs will walk the cleared entries and
+            // fault; only the running one may have cached them.
+            Ok((self.engine.running_seqno(dev)?, self.engine.queued_seqno()))
         });
         match unmapped {
-            Ok(after) if after > self.engine.retired_seqno() => {
-                let d = Deferred { bo: ARef::from(bo), va: m.va, after };
+            Ok((pages_after, after)) if after > self.engine.retired_seqno() => {
+                let bo = (pages_after != 0).then(|| ARef::from(bo));
+                let d = Deferred { bo, pages_after, va: m.va, after };
                 // Never fails: map() reserved room for every mapping.
                 // Were it to, keeping the range forever beats reusing it.
                 let _ = vm.deferred.push_within_capacity(d);

@@ -392,6 +392,29 @@ impl Engine {
         self.state.lock().queued_seqno
     }
 
+    /// The sequence number of the job the device may be running now (the
+    /// oldest in flight without a completion record in the ring), or 0 when
+    /// none is: only that job can hold translations cached before a
+    /// page-table change made before this call; later ones start after it
+    /// and walk the changed tables.
+    pub(crate) fn running_seqno(&self, dev: &device::Device<Bound>) -> Result<u64> {
+        let rings = self.rings.access(dev)?;
+        // The page-table writes before the reads of the records.
+        hw::mb();
+        let st = self.state.lock();
+        let mut head = st.cq_head;
+        for job in st.in_flight.iter() {
+            let slot = (head % RING_ENTRIES) as usize;
+            let phase = u32::from((head / RING_ENTRIES) % 2 == 0);
+            let flags: u32 = dma_read!(rings.cq, [try: slot].flags);
+            if flags & 1 != phase {
+                return Ok(job.seqno);
+            }
+            head = head.wrapping_add(1);
+        }
+        Ok(0)
+    }
+
     /// Every job up to this sequence number has ended.
     pub(crate) fn retired_seqno(&self) -> u64 {
         self.state.lock().retired_seqno
