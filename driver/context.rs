@@ -9,13 +9,21 @@
 //! kernel-chosen address, the close callback of the last handle unmaps it.
 //! The context lives as long as its file or any of its jobs, whichever is
 //! last, so the device never walks freed page tables.
+//!
+//! Address-space lifetime: the device caches translations for the whole of
+//! a job, so clearing page-table entries stops only jobs that start later.
+//! An unmap therefore clears the entries at once, keeps the object (its
+//! pages and their DMA mapping) until the job running at that moment has
+//! ended, and its NPU address range until every job queued before the unmap
+//! has ended (`Deferred`, reaped by the next map or unmap and at the end of
+//! the context).
 
 use kernel::{
     devres::Devres,
     drm::gem::{BaseObject, IntoGEMObject},
     new_mutex,
     prelude::*,
-    sync::{Arc, Mutex},
+    sync::{aref::ARef, Arc, Mutex},
 };
 
 use crate::engine::Engine;
@@ -32,9 +40,25 @@ struct Mapping {
     handles: u32,
 }
 
+/// An unmapped object the device may still reach through translations
+/// cached by a job queued before the unmap.
+struct Deferred {
+    /// Keeps the pages (and their DMA mapping) alive while the job that
+    /// was running at the unmap may still reach them.
+    bo: Option<ARef<BoObject>>,
+    /// Let the pages go once every job up to this sequence number ended.
+    pages_after: u64,
+    va: u64,
+    /// Hand the range out again once every job up to this one (every job
+    /// queued before the unmap) has ended.
+    after: u64,
+}
+
 struct Vm {
     va: VaAllocator,
     mappings: KVec<Mapping>,
+    /// Capacity for every mapping, so an unmap never allocates.
+    deferred: KVec<Deferred>,
 }
 
 #[pin_data(PinnedDrop)]
@@ -67,16 +91,25 @@ impl Context {
                 return Err(e);
             }
         };
-        // From here on, dropping the context releases the index.
         let ctx = Arc::pin_init(
             try_pin_init!(Self {
                 engine: engine.clone(),
                 index,
-                vm <- new_mutex!(Vm { va: VaAllocator::new(), mappings: KVec::new() }),
+                vm <- new_mutex!(Vm { va: VaAllocator::new(), mappings: KVec::new(), deferred: KVec::new() }),
                 tables,
             }),
             GFP_KERNEL,
-        )?;
+        );
+        // From here on, dropping the context releases the index; before,
+        // the index goes back by hand, its descriptor unhooked from the
+        // tables that the failed initialiser dropped.
+        let ctx = match ctx {
+            Ok(ctx) => ctx,
+            Err(e) => {
+                engine.free_context(index);
+                return Err(e);
+            }
+        };
         engine.register_context(&ctx)?;
         Ok(ctx)
     }
@@ -89,9 +122,36 @@ impl Context {
             // SAFETY: a listed mapping's object is alive: the handle that
             // holds it unlists the mapping (under `vm`) before letting go.
             let bo: &BoObject = unsafe { IntoGEMObject::from_raw(m.obj as *mut kernel::bindings::drm_gem_object) };
-            // SAFETY: tables are only used under the engine's gate, which
-            // is closed for good when this runs.
+            // SAFETY: tables are only used by users of the bound device,
+            // and unbind waited for the last one before calling this.
             unsafe { bo.release_sg_table() };
+        }
+        for bo in vm.deferred.iter().filter_map(|d| d.bo.as_ref()) {
+            // SAFETY: as above; the device is stopped, so no job reaches
+            // the pages any more either.
+            unsafe { bo.release_sg_table() };
+        }
+    }
+
+    /// Let go of the unmapped objects whose last possible user ended, and
+    /// of their NPU address ranges.
+    fn reap(&self, vm: &mut Vm) {
+        if vm.deferred.is_empty() {
+            return;
+        }
+        let done = self.engine.retired_seqno();
+        let mut i = 0;
+        while i < vm.deferred.len() {
+            if vm.deferred[i].pages_after <= done {
+                vm.deferred[i].bo = None;
+            }
+            if vm.deferred[i].after <= done {
+                if let Ok(d) = vm.deferred.remove(i) {
+                    vm.va.free(d.va);
+                }
+            } else {
+                i += 1;
+            }
         }
     }
 
@@ -117,8 +177,12 @@ impl Context {
             m.handles += 1;
             return Ok(());
         }
+        self.reap(&mut vm);
         let size = bo.size() as u64;
         vm.mappings.reserve(1, GFP_KERNEL)?;
+        // Room to defer the unmap of every mapping, this one included.
+        let wanted = vm.mappings.len() + 1;
+        vm.deferred.reserve(wanted, GFP_KERNEL)?;
         let va = vm.va.alloc(size)?;
         // The DMA mapping is made under the gate: never for an unbound device.
         let mapped = self.engine.with_bound(|dev| {
@@ -143,11 +207,30 @@ impl Context {
             return;
         }
         let Ok(m) = vm.mappings.remove(i) else { return };
-        // Jobs still running on the object fault from their next access on:
-        // the user closed what they use. The pages stay theirs (jobs hold
-        // the object).
-        let _ = self.engine.with_bound(|dev| self.tables.access(dev)?.lock().unmap(m.va, m.size));
-        vm.va.free(m.va);
+        // Jobs that start from now on fault on the range. Jobs queued
+        // before may have cached its translations and keep reaching the
+        // pages until they end: keep the pages and the range until then.
+        // Unbound, the device is stopped and its tables gone: nothing to wait for.
+        let unmapped = self.engine.with_bound(|dev| {
+            self.tables.access(dev)?.lock().unmap(m.va, m.size)?;
+            // Queued (not started) jobs will walk the cleared entries and
+            // fault; only the running one may have cached them.
+            Ok((self.engine.running_seqno(dev)?, self.engine.queued_seqno()))
+        });
+        match unmapped {
+            Ok((pages_after, after)) if after > self.engine.retired_seqno() => {
+                let bo = (pages_after != 0).then(|| ARef::from(bo));
+                let d = Deferred { bo, pages_after, va: m.va, after };
+                // Never fails: map() reserved room for every mapping.
+                // Were it to, keeping the range forever beats reusing it.
+                let _ = vm.deferred.push_within_capacity(d);
+            }
+            Ok(_) => vm.va.free(m.va),
+            Err(e) if e == ENODEV => vm.va.free(m.va),
+            // The entries may still be there: never hand the range out again.
+            Err(_) => {}
+        }
+        self.reap(&mut vm);
     }
 }
 

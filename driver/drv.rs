@@ -93,11 +93,17 @@ impl pci::Driver for OnpuPciDriver {
                 engine: engine.clone(),
                 _debugfs: debugfs,
                 drm: {
-                    engine.start(dev, 0)?;
-                    selftest::run(dev, &engine)?;
-                    let data = try_pin_init!(OnpuData { engine: engine.clone() });
-                    let drm = drm::UnregisteredDevice::<OnpuDriver>::new(dev, data)?;
-                    let drm = drm::driver::Registration::new_foreign_owned(drm, dev, 0)?;
+                    // From start() on, a failure must stop the device (and
+                    // the watchdog) before the rings go with devres.
+                    let engine: &Arc<Engine> = engine;
+                    let registered = (|| {
+                        engine.start(dev, 0)?;
+                        selftest::run(dev, engine)?;
+                        let data = try_pin_init!(OnpuData { engine: engine.clone() });
+                        let drm = drm::UnregisteredDevice::<OnpuDriver>::new(dev, data)?;
+                        drm::driver::Registration::new_foreign_owned(drm, dev, 0)
+                    })();
+                    let drm = registered.inspect_err(|_| engine.shut_down(pdev))?;
                     dev_info!(
                         pdev,
                         "open NPU: ISA {}.{}, {} KiB SRAM, {} contexts\n",
@@ -113,10 +119,10 @@ impl pci::Driver for OnpuPciDriver {
     }
 
     fn unbind<'bound>(pdev: &'bound pci::Device<Core<'_>>, this: Pin<&Self::Data<'bound>>) {
-        // Leave the device quiet (no interrupts, no DMA into memory the
-        // kernel is about to free) and end every queued job as cancelled;
-        // open files get ENODEV from now on.
-        this.engine.shut_down(pdev.as_ref());
+        // Leave the device quiet (reset, bus mastering off: no DMA into
+        // memory the kernel is about to free) and end every queued job as
+        // cancelled; open files get ENODEV from now on.
+        this.engine.shut_down(pdev);
     }
 }
 

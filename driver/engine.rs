@@ -2,36 +2,48 @@
 
 //! The command engine: the submission and completion rings, the context
 //! table, the in-flight job queue, completion interrupts, the watchdog and
-//! reset recovery (Documentation/driver/onpu.rst, "Job life cycle").
+//! reset recovery (Documentation/driver/onpu.rst, "Job life cycle",
+//! "Signalling rules", "Locking").
 //!
 //! Locking, outermost first:
 //!
-//! - `gate` (mutex): true while the PCI device is bound. Held around
-//!   everything that needs a bound device outside its probe/IRQ scopes
-//!   (page-table allocation, ring writes from ioctls, the watchdog, reset);
-//!   unbind clears it under the lock, so a holder that saw `true` may treat
-//!   the device as bound until it lets go.
-//! - `state` (mutex): ring indices and the in-flight queue. The IRQ thread
-//!   takes only this one.
+//! - `ticket` (mutex): serialises submitters and owns the next sequence
+//!   number. Held while a job is built and its fence published in the
+//!   reservation objects (which allocates and takes reservation locks).
+//!   Never taken on the signalling path.
+//! - `gate` (mutex, held only for a moment): whether the PCI device is
+//!   bound and how many threads use it. `with_bound` counts a user in and
+//!   out; unbind marks the device unbound, signals every fence, then waits
+//!   for the users to leave, so a user may treat the device as bound. No
+//!   allocation or wait happens under the mutex itself.
+//! - `state` (mutex): ring indices, the in-flight queue and the retired
+//!   list. Taken on the signalling path (IRQ thread, watchdog, reset), so
+//!   nothing under it allocates, takes a reservation lock or waits for a
+//!   fence; every vector it uses is allocated at probe.
+//!
+//! Fences signal under `state`; the jobs they belong to are released (their
+//! buffer objects, their address space) later, by the `release` work item,
+//! outside every signalling section.
 //!
 //! The device runs jobs in ring order, one at a time, so completions come in
-//! submission order: a completion record must name the oldest in-flight job
-//! or it is counted as bogus and dropped. Everything read back from the
+//! submission order: a record naming a later job than the oldest in flight
+//! is a device error (reset, then fail the skipped jobs); a record naming
+//! no job is counted as bogus and dropped. Everything read back from the
 //! device is checked before it is believed.
 
 use kernel::{
+    bindings,
     device::{self, Bound},
     devres::Devres,
     dma::Coherent,
     dma_read, dma_write,
     io::Io,
     irq::{self, IrqReturn},
-    new_condvar, new_mutex,
+    new_condvar, new_mutex, pci,
     prelude::*,
     sync::{
         aref::ARef,
         atomic::{Atomic, Relaxed},
-        barrier::{smp_mb, smp_wmb},
         Arc, CondVar, Mutex,
     },
     time::{msecs_to_jiffies, Delta, Instant, Monotonic},
@@ -40,7 +52,7 @@ use kernel::{
 };
 
 use crate::context::Context;
-use crate::fence;
+use crate::fence::{self, Signalling};
 use crate::hw::{self, Bar0, Params};
 use crate::job::{Job, Outcome};
 use crate::regs::*;
@@ -56,6 +68,9 @@ const STATUS_MAX: u32 = 11;
 const STATUS_ABORTED: u32 = 11;
 /// How often the watchdog looks at the oldest job while jobs are queued.
 const WATCHDOG_PERIOD_MS: u32 = 50;
+/// How long retired jobs may wait for the release work (a submission
+/// releases them earlier).
+const RELEASE_DELAY_MS: u32 = 10;
 /// Default (and largest) run time of a job.
 pub(crate) const JOB_TIMEOUT_MS: u32 = 5000;
 
@@ -139,11 +154,34 @@ impl Counters {
 struct RingState {
     sq_tail: u32,
     cq_head: u32,
-    next_seqno: u64,
-    /// Jobs in the ring, oldest (the one running) first.
+    /// Jobs in the ring, oldest (the one running) first. Capacity
+    /// RING_ENTRIES, allocated at probe.
     in_flight: KVec<Arc<Job>>,
+    /// Jobs that ended and whose fence signalled, waiting for the release
+    /// work to let go of them outside the signalling path. Capacity
+    /// RING_ENTRIES; `in_flight.len() + retired.len() <= RING_ENTRIES`.
+    retired: KVec<Arc<Job>>,
+    /// Sequence number of the newest job written into the ring.
+    queued_seqno: u64,
+    /// Sequence number of the newest job that ended: every job up to it
+    /// has ended (jobs end in ring order).
+    retired_seqno: u64,
     /// When the oldest job became the oldest: its run time so far.
     head_since: Instant<Monotonic>,
+    /// Unbind stopped the device: no reset may restart it.
+    stopped: bool,
+}
+
+impl RingState {
+    fn has_room(&self) -> bool {
+        self.in_flight.len() + self.retired.len() < RING_ENTRIES as usize
+    }
+}
+
+/// Whether the device is bound, and who is using it.
+struct Gate {
+    bound: bool,
+    users: u32,
 }
 
 /// The device-visible memory of the engine: freed when the device unbinds
@@ -156,29 +194,6 @@ pub(crate) struct Rings {
     shadow: Coherent<[u32]>,
 }
 
-/// Jobs that ended under the ring lock, kept until it is released.
-/// Declared before the guard in every caller, so it drops after it.
-struct Ended(KVec<Arc<Job>>);
-
-impl Ended {
-    fn new() -> Self {
-        Ended(KVec::new())
-    }
-
-    /// Room for `n` more, so that keeping a job never allocates.
-    fn reserve(&mut self, n: usize) {
-        let _ = self.0.reserve(n, GFP_KERNEL);
-    }
-
-    fn keep(&mut self, job: Arc<Job>) {
-        // With the room reserved this cannot fail; if it did, the job would
-        // drop here, which is only wrong if it were the last reference.
-        if let Err(e) = self.0.push_within_capacity(job) {
-            let _ = self.0.push(e.0, GFP_ATOMIC);
-        }
-    }
-}
-
 /// The rings and their state. Shared by the DRM device, the files, the jobs
 /// and the IRQ handlers.
 #[pin_data]
@@ -189,8 +204,15 @@ pub(crate) struct Engine {
     rings: Devres<Rings>,
     pub(crate) fence_context: u64,
     pub(crate) counters: Counters,
+    /// The next sequence number; held by a submitter from the number to
+    /// the ring.
     #[pin]
-    gate: Mutex<bool>,
+    ticket: Mutex<u64>,
+    #[pin]
+    gate: Mutex<Gate>,
+    /// Signalled when the last user of an unbound device leaves.
+    #[pin]
+    gate_idle: CondVar,
     #[pin]
     state: Mutex<RingState>,
     /// Signalled when ring space frees up.
@@ -203,13 +225,23 @@ pub(crate) struct Engine {
     /// (under this lock), so a listed one is alive while the lock is held.
     #[pin]
     live_contexts: Mutex<KVec<usize>>,
+    /// Looks at the oldest job while jobs are queued. Armed by every
+    /// submission and by itself; its own pending bit says whether it is.
     #[pin]
-    watchdog: DelayedWork<Engine>,
-    watchdog_armed: Atomic<bool>,
+    watchdog: DelayedWork<Engine, 0>,
+    /// Releases retired jobs, outside the signalling path (on
+    /// system_long_wq: it may wait for reservation locks). Delayed a little
+    /// so that one run releases a batch; submitters release too.
+    #[pin]
+    release: DelayedWork<Engine, 1>,
 }
 
 impl_has_delayed_work! {
-    impl HasDelayedWork<Self> for Engine { self.watchdog }
+    impl HasDelayedWork<Self, 0> for Engine { self.watchdog }
+}
+
+impl_has_delayed_work! {
+    impl HasDelayedWork<Self, 1> for Engine { self.release }
 }
 
 impl Engine {
@@ -223,6 +255,9 @@ impl Engine {
         let rings = Devres::new(dev, Ok::<_, Error>(rings))?;
         let device: &device::Device = dev;
         let device: ARef<device::Device> = device.into();
+        // Everything the signalling path stores jobs in, allocated now.
+        let in_flight = KVec::with_capacity(RING_ENTRIES as usize, GFP_KERNEL)?;
+        let retired = KVec::with_capacity(RING_ENTRIES as usize, GFP_KERNEL)?;
         Ok(try_pin_init!(Self {
             bar,
             params,
@@ -230,32 +265,48 @@ impl Engine {
             rings,
             fence_context: fence::new_context(),
             counters: Counters::new(),
-            gate <- new_mutex!(true),
+            ticket <- new_mutex!(1),
+            gate <- new_mutex!(Gate { bound: true, users: 0 }),
+            gate_idle <- new_condvar!(),
             state <- new_mutex!(RingState {
                 sq_tail: 0,
                 cq_head: 0,
-                next_seqno: 1,
-                in_flight: KVec::new(),
+                in_flight,
+                retired,
+                queued_seqno: 0,
+                retired_seqno: 0,
                 head_since: Instant::now(),
+                stopped: false,
             }),
             space <- new_condvar!(),
             contexts <- new_mutex!([1, 0, 0, 0]),
             live_contexts <- new_mutex!(KVec::new()),
             watchdog <- new_delayed_work!("onpu::watchdog"),
-            watchdog_armed: Atomic::new(false),
+            release <- new_delayed_work!("onpu::release"),
         }))
     }
 
     /// Run `f` with the device known to be bound; ENODEV once it is not.
+    /// Holds no lock while `f` runs: unbind waits for `f` to return.
     pub(crate) fn with_bound<R>(&self, f: impl FnOnce(&device::Device<Bound>) -> Result<R>) -> Result<R> {
-        let gate = self.gate.lock();
-        if !*gate {
-            return Err(ENODEV);
+        {
+            let mut gate = self.gate.lock();
+            if !gate.bound {
+                return Err(ENODEV);
+            }
+            gate.users += 1;
         }
-        // SAFETY: unbind clears `gate` under its lock before the device is
-        // unbound, and we hold the lock until `f` returns.
+        // SAFETY: unbind (shut_down) marks the device unbound, then waits
+        // until `users` is back to 0 before it returns, and the device is
+        // bound until unbind returns; we are counted until `f` returns.
         let dev = unsafe { self.dev.as_bound() };
-        f(dev)
+        let r = f(dev);
+        let mut gate = self.gate.lock();
+        gate.users -= 1;
+        if gate.users == 0 && !gate.bound {
+            self.gate_idle.notify_all();
+        }
+        r
     }
 
     /// Program the rings and enable the command processor (after a reset),
@@ -334,50 +385,136 @@ impl Engine {
         self.live_contexts.lock().retain(|a| *a != addr);
     }
 
-    /// Queue `job`, waiting for ring space; its fence signals when it ends.
-    /// `publish` runs under the ring lock once the job's fence exists and
-    /// before the device can see the job (reservation objects, syncobjs).
-    pub(crate) fn submit(self: &Arc<Self>, mut make: impl FnMut(u64) -> Result<Arc<Job>>) -> Result<Arc<Job>> {
-        loop {
-            let job = self.with_bound(|dev| {
-                let bar = self.bar.access(dev)?;
-                let rings = self.rings.access(dev)?;
-                let mut st = self.state.lock();
-                if st.in_flight.len() >= RING_ENTRIES as usize {
-                    return Ok(None);
-                }
-                let job = make(st.next_seqno)?;
-                st.in_flight.reserve(1, GFP_KERNEL)?;
-                st.next_seqno += 1;
-                let slot = (st.sq_tail % RING_ENTRIES) as usize;
-                dma_write!(rings.sq, [try: slot], job.sq_entry());
-                if st.in_flight.is_empty() {
-                    st.head_since = Instant::now();
-                }
-                st.in_flight.push(job.clone(), GFP_KERNEL)?;
-                let old = st.sq_tail;
-                st.sq_tail = st.sq_tail.wrapping_add(1);
-                // (The page's indices are constants in range; ring if that fails.)
-                if self.needs_doorbell(rings, st.sq_tail, old).unwrap_or(true) {
-                    self.counters.doorbells.add(1, Relaxed);
-                    // writel orders the entry (coherent memory) before the doorbell.
-                    bar.write32(st.sq_tail, DOORBELL);
-                }
-                self.counters.submitted.add(1, Relaxed);
-                Ok(Some(job))
-            })?;
-            if let Some(job) = job {
-                self.arm_watchdog(WATCHDOG_PERIOD_MS);
-                return Ok(job);
+    /// The sequence number of the newest job the device may have started,
+    /// or may start without seeing page-table changes made before this
+    /// call: the newest written into the ring.
+    pub(crate) fn queued_seqno(&self) -> u64 {
+        self.state.lock().queued_seqno
+    }
+
+    /// The sequence number of the job the device may be running now (the
+    /// oldest in flight without a completion record in the ring), or 0 when
+    /// none is: only that job can hold translations cached before a
+    /// page-table change made before this call; later ones start after it
+    /// and walk the changed tables.
+    pub(crate) fn running_seqno(&self, dev: &device::Device<Bound>) -> Result<u64> {
+        let rings = self.rings.access(dev)?;
+        // The page-table writes before the reads of the records.
+        hw::mb();
+        let st = self.state.lock();
+        let mut head = st.cq_head;
+        for job in st.in_flight.iter() {
+            let slot = (head % RING_ENTRIES) as usize;
+            let phase = u32::from((head / RING_ENTRIES) % 2 == 0);
+            let flags: u32 = dma_read!(rings.cq, [try: slot].flags);
+            if flags & 1 != phase {
+                return Ok(job.seqno);
             }
-            // The ring is full: wait for a completion, then retry.
+            head = head.wrapping_add(1);
+        }
+        Ok(0)
+    }
+
+    /// Every job up to this sequence number has ended.
+    pub(crate) fn retired_seqno(&self) -> u64 {
+        self.state.lock().retired_seqno
+    }
+
+    /// Queue a job: `build` makes it for its sequence number (it may
+    /// allocate), `publish` puts its fence where others will wait for it
+    /// (reservation objects, the output syncobj). Then, under the ring lock
+    /// and without allocating, the job goes into the ring. Nothing is
+    /// published when `build` fails; once `publish` has run, the fence
+    /// signals whatever happens and the sequence number is used up.
+    pub(crate) fn submit(
+        self: &Arc<Self>,
+        build: impl FnOnce(u64) -> Result<Arc<Job>>,
+        publish: impl FnOnce(&Job) -> Result,
+    ) -> Result<Arc<Job>> {
+        // Jobs that ended since the last submission: their objects go now,
+        // in process context, rather than in the release work.
+        self.release_retired();
+        let mut next = self.ticket.lock();
+        // Room in the ring first: only ticket holders take it.
+        {
             let mut st = self.state.lock();
-            while st.in_flight.len() >= RING_ENTRIES as usize {
+            loop {
+                if st.stopped {
+                    return Err(ENODEV);
+                }
+                if st.has_room() {
+                    break;
+                }
                 if self.space.wait_interruptible(&mut st) {
                     return Err(ERESTARTSYS);
                 }
             }
         }
+        let seqno = *next;
+        let job = build(seqno)?;
+        // From here on the sequence number is spent.
+        *next += 1;
+        let queued = publish(&job).and_then(|()| self.with_bound(|dev| self.queue(dev, &job)));
+        if let Err(e) = queued {
+            self.fail_unqueued(&job, e);
+            return Err(e);
+        }
+        Ok(job)
+    }
+
+    /// Write `job` into the ring and tell the device (ticket held, room
+    /// checked).
+    fn queue(self: &Arc<Self>, dev: &device::Device<Bound>, job: &Arc<Job>) -> Result {
+        let bar = self.bar.access(dev)?;
+        let rings = self.rings.access(dev)?;
+        let mut st = self.state.lock();
+        if st.stopped {
+            return Err(ENODEV);
+        }
+        let slot = (st.sq_tail % RING_ENTRIES) as usize;
+        dma_write!(rings.sq, [try: slot], job.sq_entry());
+        // Room was checked under the ticket and only ticket holders use it.
+        st.in_flight.push_within_capacity(job.clone()).map_err(|_| EBUSY)?;
+        if st.in_flight.len() == 1 {
+            st.head_since = Instant::now();
+        }
+        st.queued_seqno = job.seqno;
+        let old = st.sq_tail;
+        st.sq_tail = st.sq_tail.wrapping_add(1);
+        // (The page's indices are constants in range; ring if that fails.)
+        if self.needs_doorbell(rings, st.sq_tail, old).unwrap_or(true) {
+            self.counters.doorbells.add(1, Relaxed);
+            // writel orders the entry (coherent memory) before the doorbell.
+            bar.write32(st.sq_tail, DOORBELL);
+        }
+        self.counters.submitted.add(1, Relaxed);
+        drop(st);
+        // Arm the watchdog unless it is pending already (the work item's
+        // own pending bit decides; a pass that is running re-arms too).
+        self.arm_watchdog();
+        Ok(())
+    }
+
+    /// A job whose fence may already be published could not be queued:
+    /// signal it with the error, after every earlier job (fences of one
+    /// timeline signal in order). The ticket is held, so no later job is
+    /// queued meanwhile; the earlier ones end within their timeouts (the
+    /// watchdog) or at unbind.
+    fn fail_unqueued(&self, job: &Arc<Job>, e: Error) {
+        let last = {
+            let st = self.state.lock();
+            st.in_flight.last().cloned()
+        };
+        if let Some(last) = last {
+            // Bounded by the watchdog; uninterruptible, or the fence could
+            // signal out of order.
+            let _ = last.fence.wait_uninterruptible();
+        }
+        {
+            let _signalling = Signalling::begin();
+            job.retire(Outcome::not_queued(e), Delta::ZERO);
+        }
+        job.release();
     }
 
     fn uses_shadow(&self) -> bool {
@@ -394,52 +531,89 @@ impl Engine {
         if !self.uses_shadow() {
             return Ok(true);
         }
-        // The entry before the tail that publishes it.
-        smp_wmb();
+        // The entry (coherent memory) before the tail that publishes it.
+        hw::dma_wmb();
         dma_write!(rings.shadow, [try: SHADOW_SQ_TAIL], tail);
         // The tail before the event read, against the CP's event write
-        // before its tail read: one of the two sees the other.
-        smp_mb();
+        // before its tail read: one of the two sees the other. A full
+        // barrier against the device, as NVMe's shadow doorbells use.
+        hw::mb();
         let event: u32 = dma_read!(rings.shadow, [try: SHADOW_SQ_EVENT]);
         Ok(tail.wrapping_sub(event).wrapping_sub(1) < tail.wrapping_sub(old))
     }
 
-    /// End the oldest job with `outcome` and signal its fence. The job goes
-    /// to `ended`, which the caller drops after letting go of the ring lock:
-    /// the last reference to a job may be the last one to its file's
-    /// context, whose teardown takes the gate (which nests outside `state`).
-    fn retire_head(&self, st: &mut RingState, outcome: Outcome, ended: &mut Ended) {
+    /// End the oldest job with `outcome` and signal its fence. The job
+    /// moves to the retired list (never dropped here: its last reference
+    /// may free buffer objects, which takes their reservation locks, or its
+    /// file's address space); `release` lets go of it later.
+    fn retire_head(&self, st: &mut RingState, outcome: Outcome) {
         if st.in_flight.is_empty() {
             return;
         }
         let Ok(job) = st.in_flight.remove(0) else { return };
         let busy = st.head_since.elapsed();
         st.head_since = Instant::now();
+        st.retired_seqno = job.seqno;
         self.counters.completed.add(1, Relaxed);
         if outcome.status != uapi::DRM_ONPU_JOB_OK {
             self.counters.failed.add(1, Relaxed);
         }
         job.retire(outcome, busy);
-        ended.keep(job);
+        // Cannot fail: in_flight + retired never exceed the capacity of
+        // either. Were it to, leaking the job beats freeing it here.
+        if let Err(e) = st.retired.push_within_capacity(job) {
+            core::mem::forget(e);
+        }
     }
 
-    /// Drain new completion records (IRQ thread, watchdog).
-    fn drain(&self, dev: &device::Device<Bound>) -> Result {
+    /// Let the release work drop the retired jobs. Under the ring lock, so
+    /// that once unbind has marked the engine stopped no work is queued
+    /// behind its cancel (unbind releases the rest itself).
+    fn schedule_release(self: &Arc<Self>, st: &RingState) {
+        if !st.stopped && !st.retired.is_empty() {
+            // Err: queued already.
+            let delay = msecs_to_jiffies(RELEASE_DELAY_MS);
+            let _ = workqueue::system_long().enqueue_delayed::<Arc<Self>, 1>(self.clone(), delay);
+        }
+    }
+
+    /// Drop retired jobs: their buffer objects first, then the jobs (and
+    /// with the last one, possibly a file's address space). Not on the
+    /// signalling path: this may block on reservation locks.
+    pub(crate) fn release_retired(&self) {
+        loop {
+            let job = self.state.lock().retired.pop();
+            let Some(job) = job else { break };
+            job.release();
+            drop(job);
+        }
+        self.space.notify_all();
+    }
+
+    /// Drain new completion records (IRQ thread, watchdog), at most one
+    /// ring's worth: a device that keeps rewriting phase bits cannot keep
+    /// the caller here. A record out of ring order is a device error: the
+    /// device is reset before any job is failed.
+    fn drain(self: &Arc<Self>, dev: &device::Device<Bound>) -> Result {
         let bar = self.bar.access(dev)?;
         let rings = self.rings.access(dev)?;
-        let mut ended = Ended::new();
         let mut st = self.state.lock();
-        ended.reserve(st.in_flight.len());
         let mut progressed = false;
-        loop {
+        let mut reset = false;
+        let retired = st.retired.len();
+        for _ in 0..RING_ENTRIES {
             let slot = (st.cq_head % RING_ENTRIES) as usize;
             // The device writes 1 in its first pass over the ring, 0 in
             // the second, and so on.
             let phase = u32::from((st.cq_head / RING_ENTRIES) % 2 == 0);
-            let rec: CqEntry = dma_read!(rings.cq, [try: slot]);
-            if rec.flags & 1 != phase {
+            let flags: u32 = dma_read!(rings.cq, [try: slot].flags);
+            if flags & 1 != phase {
                 break;
             }
+            // The device writes the record before its phase word: read
+            // the rest only after the phase.
+            hw::dma_rmb();
+            let rec: CqEntry = dma_read!(rings.cq, [try: slot]);
             st.cq_head = st.cq_head.wrapping_add(1);
             progressed = true;
             let pos = st.in_flight.iter().position(|j| (j.seqno, j.context) == (rec.seqno, rec.context));
@@ -454,19 +628,36 @@ impl Engine {
                 );
                 continue;
             };
-            // The device ends jobs in ring order: a record for a later job
-            // means the earlier ones ended and their records were lost or
-            // garbled. Their outcome is unknown: fail them.
+            if pos > 0 && !reset {
+                // The device ends jobs in ring order: it skipped (or lost
+                // the records of) the jobs before this one, which it may
+                // still be running. Stop it before believing anything.
+                dev_warn!(dev, "completion record of job {} out of order: resetting the NPU\n", rec.seqno);
+                if st.stopped {
+                    return Err(ENODEV);
+                }
+                self.counters.resets.add(1, Relaxed);
+                reset = true;
+                if let Err(e) = hw::reset(dev, bar) {
+                    self.cancel_all(&mut st);
+                    self.schedule_release(&st);
+                    return Err(e);
+                }
+                // The records already written stay valid: go on reading
+                // them, the device is stopped.
+            }
             for _ in 0..pos {
                 if let Some(lost) = st.in_flight.first() {
-                    dev_warn!(dev, "the completion record of job {} was lost: failing it\n", lost.seqno);
+                    dev_warn!(dev, "job {} has no completion record: failing it\n", lost.seqno);
                 }
-                self.retire_head(&mut st, Outcome::aborted(STATUS_ABORTED), &mut ended);
+                self.retire_head(&mut st, Outcome::aborted(STATUS_ABORTED));
             }
             let outcome = Outcome::from_device(rec.status, rec.fault_addr, rec.cycles);
-            self.retire_head(&mut st, outcome, &mut ended);
+            self.retire_head(&mut st, outcome);
         }
-        if progressed {
+        if reset {
+            self.restart(dev, &mut st)?;
+        } else if progressed {
             if self.uses_shadow() {
                 // The CP reads the head from the page when it looks for
                 // room; it never waits for room (at most RING_ENTRIES jobs
@@ -475,29 +666,41 @@ impl Engine {
             } else {
                 bar.write32(st.cq_head, CQ_HEAD);
             }
-            drop(st);
-            self.space.notify_all();
+        }
+        if st.retired.len() != retired {
+            self.schedule_release(&st);
         }
         Ok(())
     }
 
     /// Reset the device and bring it back: the oldest job, when `guilty`
     /// says so, ends with `guilty`'s outcome; the jobs queued behind it go
-    /// back into the ring in their order.
-    fn recover(&self, dev: &device::Device<Bound>, st: &mut RingState, guilty: Option<Outcome>, ended: &mut Ended) -> Result {
+    /// back into the ring in their order. Never after unbind stopped the
+    /// device.
+    fn recover(&self, dev: &device::Device<Bound>, st: &mut RingState, guilty: Option<Outcome>) -> Result {
+        if st.stopped {
+            return Err(ENODEV);
+        }
         let bar = self.bar.access(dev)?;
-        let rings = self.rings.access(dev)?;
-        ended.reserve(1);
         self.counters.resets.add(1, Relaxed);
         let reset = hw::reset(dev, bar);
+        // The device is stopped (or dead): the outcome is final.
         if let Some(outcome) = guilty {
-            self.retire_head(st, outcome, ended);
+            self.retire_head(st, outcome);
         }
         if let Err(e) = reset {
             // The device is gone for good: nothing queued will ever run.
-            self.cancel_all(st, ended);
+            self.cancel_all(st);
             return Err(e);
         }
+        self.restart(dev, st)
+    }
+
+    /// After a reset: clear the completion ring, write the queued jobs back
+    /// into the submission ring from index 0, re-enable the device.
+    fn restart(&self, dev: &device::Device<Bound>, st: &mut RingState) -> Result {
+        let bar = self.bar.access(dev)?;
+        let rings = self.rings.access(dev)?;
         // The device restarts at index 0 of both rings; stale records of
         // the previous pass must not look new.
         for slot in 0..RING_ENTRIES as usize {
@@ -521,69 +724,107 @@ impl Engine {
     }
 
     /// End every queued job as cancelled (device gone or reset failed).
-    fn cancel_all(&self, st: &mut RingState, ended: &mut Ended) {
-        ended.reserve(st.in_flight.len());
+    fn cancel_all(&self, st: &mut RingState) {
         while !st.in_flight.is_empty() {
-            self.retire_head(st, Outcome::canceled(), ended);
+            self.retire_head(st, Outcome::canceled());
         }
         self.space.notify_all();
     }
 
-    fn arm_watchdog(self: &Arc<Self>, ms: u32) {
-        if self.watchdog_armed.xchg(true, Relaxed) {
-            return;
-        }
-        if workqueue::system_long().enqueue_delayed(self.clone(), msecs_to_jiffies(ms)).is_err() {
-            self.watchdog_armed.store(false, Relaxed);
-        }
+    fn arm_watchdog(self: &Arc<Self>) {
+        let delay = msecs_to_jiffies(WATCHDOG_PERIOD_MS);
+        // Err: pending already, which is all we want.
+        let _ = workqueue::system_long().enqueue_delayed::<Arc<Self>, 0>(self.clone(), delay);
     }
 
     /// One watchdog pass: pick up completions whose interrupt got lost,
-    /// and reset the device when the oldest job overran its timeout.
-    fn watchdog_pass(&self) -> Result<bool> {
+    /// reset the device when the oldest job overran its timeout, and re-arm
+    /// while jobs are queued (under the gate, so never after unbind).
+    fn watchdog_pass(self: &Arc<Self>) -> Result {
+        let _signalling = Signalling::begin();
         self.with_bound(|dev| {
             let bar = self.bar.access(dev)?;
             // A lost message leaves JOB_DONE pending, which would suppress
             // every later one: acknowledge before draining.
             bar.write32(IRQ_JOB_DONE, IRQ_ACK);
             self.drain(dev)?;
-            let mut ended = Ended::new();
             let mut st = self.state.lock();
-            let Some(head) = st.in_flight.first() else { return Ok(false) };
+            let Some(head) = st.in_flight.first() else { return Ok(()) };
             let limit = Delta::from_millis(i64::from(head.timeout_ms));
             if st.head_since.elapsed() > limit {
                 dev_warn!(dev, "job {} ran past its {} ms timeout: resetting the NPU\n", head.seqno, head.timeout_ms);
-                let _ = self.recover(dev, &mut st, Some(Outcome::timed_out()), &mut ended);
+                let _ = self.recover(dev, &mut st, Some(Outcome::timed_out()));
             }
-            Ok(!st.in_flight.is_empty())
+            let busy = !st.in_flight.is_empty();
+            self.schedule_release(&st);
+            drop(st);
+            if busy {
+                self.arm_watchdog();
+            }
+            Ok(())
         })
     }
 
-    /// Unbind: no more jobs reach the device; every queued one is cancelled
-    /// and the watchdog is given time to finish.
-    pub(crate) fn shut_down(&self, dev: &device::Device<Bound>) {
-        *self.gate.lock() = false;
-        if let Ok(bar) = self.bar.access(dev) {
-            hw::quiesce(bar);
+    /// Unbind (or a probe that fails after start()): stop the device for
+    /// good, end every queued job as cancelled, wait for every user of the
+    /// bound device to leave, stop the work items, release the DMA
+    /// mappings. The rings are freed by devres after this returns, when
+    /// the device can no longer write into them.
+    pub(crate) fn shut_down(self: &Arc<Self>, pdev: &pci::Device<Bound>) {
+        let dev: &device::Device<Bound> = pdev.as_ref();
+        // No new user from here on.
+        self.gate.lock().bound = false;
+        {
+            let _signalling = Signalling::begin();
+            let mut st = self.state.lock();
+            // Under the ring lock: no reset is in progress, none restarts
+            // the device after this.
+            st.stopped = true;
+            if let Ok(bar) = self.bar.access(dev) {
+                let _ = hw::quiesce(dev, bar);
+            }
+            self.cancel_all(&mut st);
         }
-        let mut ended = Ended::new();
-        self.cancel_all(&mut self.state.lock(), &mut ended);
-        drop(ended);
+        hw::stop_bus_master(pdev);
+        // Users of the bound device (page-table updates, a watchdog pass,
+        // a submitter) finish; every fence they might wait for signalled.
+        {
+            let mut gate = self.gate.lock();
+            while gate.users > 0 {
+                self.gate_idle.wait(&mut gate);
+            }
+        }
+        // Nobody arms the watchdog or queues a release any more (both
+        // happen only under the gate or with jobs in flight).
+        self.cancel_work_items();
+        self.release_retired();
         // Open files outlive the binding: their buffer objects must not stay
         // DMA-mapped for a device that is gone. No mapping is in progress
-        // (the gate is closed) and none starts again.
+        // (no user is left) and none starts again.
         for &addr in self.live_contexts.lock().iter() {
             // SAFETY: a listed context is alive while the list lock is held
             // (its drop unlists it under the lock first).
             let ctx = unsafe { &*(addr as *const Context) };
             ctx.release_dma();
         }
-        // The watchdog sees the closed gate and does not re-arm; it runs at
-        // most one period from now.
-        let mut waited = 0;
-        while self.watchdog_armed.load(Relaxed) && waited < 10 * WATCHDOG_PERIOD_MS {
-            kernel::time::delay::fsleep(Delta::from_millis(5));
-            waited += 5;
+    }
+
+    /// Cancel the watchdog and the release work and wait for them to
+    /// finish (the work items run module code: none may be left at
+    /// unload). The kernel crate of 7.2 has no cancel.
+    fn cancel_work_items(&self) {
+        let watchdog = core::ptr::from_ref(&self.watchdog).cast_mut().cast::<bindings::delayed_work>();
+        let release = core::ptr::from_ref(&self.release).cast_mut().cast::<bindings::delayed_work>();
+        for dwork in [watchdog, release] {
+            // SAFETY: `DelayedWork` is a transparent wrapper of an
+            // initialised `struct delayed_work`, pinned in this engine,
+            // which outlives the call.
+            if unsafe { bindings::cancel_delayed_work_sync(dwork) } {
+                // SAFETY: a pending work item owned the reference the
+                // kernel crate's enqueue made with `Arc::into_raw`;
+                // cancelling it hands that reference to us.
+                drop(unsafe { Arc::from_raw(core::ptr::from_ref(self)) });
+            }
         }
     }
 
@@ -603,7 +844,8 @@ impl Engine {
     /// Debugfs: the ring indices and the queued jobs.
     pub(crate) fn describe(&self, out: &mut impl core::fmt::Write) -> core::fmt::Result {
         let st = self.state.lock();
-        writeln!(out, "sq_tail: {}\ncq_head: {}\nnext_seqno: {}", st.sq_tail, st.cq_head, st.next_seqno)?;
+        writeln!(out, "sq_tail: {}\ncq_head: {}", st.sq_tail, st.cq_head)?;
+        writeln!(out, "queued_seqno: {}\nretired_seqno: {}", st.queued_seqno, st.retired_seqno)?;
         writeln!(out, "in_flight: {} (head running for {} us)", st.in_flight.len(), st.head_since.elapsed().as_micros_ceil())?;
         for job in st.in_flight.iter() {
             writeln!(out, "  job {} context {} cmdbuf {:#x}+{} timeout {} ms", job.seqno, job.context, job.cmdbuf, job.size, job.timeout_ms)?;
@@ -611,25 +853,35 @@ impl Engine {
         Ok(())
     }
 
-    /// Debugfs: reset the device now, resubmitting everything queued.
-    pub(crate) fn force_reset(&self) -> Result {
+    /// Debugfs: reset the device now. The job that was running is aborted
+    /// (ABORTED, -EIO): it may have run partly, so it is not run again;
+    /// the jobs behind it are resubmitted.
+    pub(crate) fn force_reset(self: &Arc<Self>) -> Result {
+        let _signalling = Signalling::begin();
         self.with_bound(|dev| {
-            let mut ended = Ended::new();
+            // Jobs that ended already keep their own outcome.
+            self.drain(dev)?;
             let mut st = self.state.lock();
-            self.recover(dev, &mut st, None, &mut ended)
+            let r = self.recover(dev, &mut st, Some(Outcome::aborted(STATUS_ABORTED)));
+            self.schedule_release(&st);
+            r
         })
     }
 }
 
-impl WorkItem for Engine {
+impl WorkItem<0> for Engine {
     type Pointer = Arc<Engine>;
 
     fn run(this: Arc<Engine>) {
-        let busy = this.watchdog_pass().unwrap_or(false);
-        this.watchdog_armed.store(false, Relaxed);
-        if busy {
-            this.arm_watchdog(WATCHDOG_PERIOD_MS);
-        }
+        let _ = this.watchdog_pass();
+    }
+}
+
+impl WorkItem<1> for Engine {
+    type Pointer = Arc<Engine>;
+
+    fn run(this: Arc<Engine>) {
+        this.release_retired();
     }
 }
 
@@ -645,6 +897,7 @@ pub(crate) struct IrqHandler {
 
 impl irq::ThreadedHandler for IrqHandler {
     fn handle_threaded(&self, dev: &device::Device<Bound>) -> IrqReturn {
+        let _signalling = Signalling::begin();
         let Ok(bar) = self.engine.bar.access(dev) else {
             return IrqReturn::None;
         };
@@ -659,10 +912,13 @@ impl irq::ThreadedHandler for IrqHandler {
             return IrqReturn::None;
         }
         if pending & IRQ_DEVICE_ERROR != 0 {
-            dev_err!(dev, "the NPU halted (STATUS {:#x}): resetting it\n", bar.read32(STATUS));
-            let mut ended = Ended::new();
             let mut st = self.engine.state.lock();
-            let _ = self.engine.recover(dev, &mut st, Some(Outcome::aborted(STATUS_ABORTED)), &mut ended);
+            // After unbind stopped the device, a halt is expected.
+            if !st.stopped {
+                dev_err!(dev, "the NPU halted (STATUS {:#x}): resetting it\n", bar.read32(STATUS));
+                let _ = self.engine.recover(dev, &mut st, Some(Outcome::aborted(STATUS_ABORTED)));
+            }
+            self.engine.schedule_release(&st);
         }
         IrqReturn::Handled
     }

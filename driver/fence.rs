@@ -40,6 +40,39 @@ static FENCE_OPS: bindings::dma_fence_ops = {
     ops
 };
 
+/// A DMA-fence signalling critical section (Documentation/driver-api/
+/// dma-buf.rst, "DMA Fence Signalling Annotations"): from `begin` to the
+/// guard's drop, the code is on the path that signals the ring's fences, so
+/// it must not allocate memory, take a reservation lock or wait for a
+/// fence. On a kernel with lockdep the section is annotated, so lockdep
+/// reports any lock taken inside it that is also held around an allocation
+/// or a fence wait elsewhere; elsewhere the guard is empty.
+pub(crate) struct Signalling {
+    #[cfg(CONFIG_LOCKDEP)]
+    cookie: bool,
+}
+
+impl Signalling {
+    pub(crate) fn begin() -> Self {
+        Self {
+            #[cfg(CONFIG_LOCKDEP)]
+            // SAFETY: no preconditions; the cookie goes back to
+            // dma_fence_end_signalling() in drop, on this thread.
+            cookie: unsafe { bindings::dma_fence_begin_signalling() },
+        }
+    }
+}
+
+impl Drop for Signalling {
+    fn drop(&mut self) {
+        #[cfg(CONFIG_LOCKDEP)]
+        // SAFETY: the cookie of the matching dma_fence_begin_signalling().
+        unsafe {
+            bindings::dma_fence_end_signalling(self.cookie)
+        };
+    }
+}
+
 /// A fence context: one timeline of fences signalled in order (the ring).
 pub(crate) fn new_context() -> u64 {
     // SAFETY: no preconditions.
@@ -107,6 +140,17 @@ impl Fence {
             }
             bindings::dma_fence_signal(self.as_raw());
         }
+    }
+
+    /// Wait for the fence, not interruptible by signals (for a fence that
+    /// is known to signal within a bound).
+    pub(crate) fn wait_uninterruptible(&self) -> Result {
+        // SAFETY: valid by the type invariant.
+        let r = unsafe { bindings::dma_fence_wait_timeout(self.as_raw(), false, isize::MAX as _) };
+        if r < 0 {
+            return Err(Error::from_errno(r as i32));
+        }
+        Ok(())
     }
 
     /// Wait for the fence; `Ok(true)` once signalled, `Ok(false)` when
@@ -257,8 +301,12 @@ impl Resv {
         Ok(true)
     }
 
-    /// Publish `fence` as a user of the object with `access`.
-    pub(crate) fn add_fence(&self, fence: &Fence, access: Access) -> Result {
+    /// Publish `fence` as a user of the object with `access`, after every
+    /// fence of another timeline than `own` that such a user must wait for
+    /// has signalled. The wait and the publication happen under the
+    /// object's reservation lock, so no foreign fence added in between is
+    /// missed. ETIMEDOUT when `jiffies` passed first.
+    pub(crate) fn add_fence(&self, fence: &Fence, access: Access, own: u64, jiffies: kernel::time::Jiffies) -> Result {
         let usage = match access {
             Access::Read => bindings::dma_resv_usage_DMA_RESV_USAGE_READ,
             Access::Write => bindings::dma_resv_usage_DMA_RESV_USAGE_WRITE,
@@ -266,16 +314,24 @@ impl Resv {
         // SAFETY: the resv is valid; one lock at a time and no ww context,
         // so no lock ordering between objects arises.
         to_result(unsafe { bindings::dma_resv_lock(self.0, core::ptr::null_mut()) })?;
-        // SAFETY: the lock is held, as both calls require.
-        let r = unsafe {
-            let r = bindings::dma_resv_reserve_fences(self.0, 1);
-            if r == 0 {
-                bindings::dma_resv_add_fence(self.0, fence.as_raw(), usage);
+        // (Waiting for fences with the reservation lock held is allowed:
+        // signalling never takes one.)
+        let r = match self.wait_foreign(access, own, jiffies) {
+            Ok(true) => {
+                // SAFETY: the lock is held, as both calls require.
+                to_result(unsafe {
+                    let r = bindings::dma_resv_reserve_fences(self.0, 1);
+                    if r == 0 {
+                        bindings::dma_resv_add_fence(self.0, fence.as_raw(), usage);
+                    }
+                    r
+                })
             }
-            r
+            Ok(false) => Err(ETIMEDOUT),
+            Err(e) => Err(e),
         };
         // SAFETY: locked above.
         unsafe { bindings::dma_resv_unlock(self.0) };
-        to_result(r)
+        r
     }
 }

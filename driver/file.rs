@@ -81,6 +81,8 @@ impl drm::file::DriverFile for File {
 impl PinnedDrop for File {
     fn drop(self: Pin<&mut Self>) {
         // Queued jobs keep running: they hold the context and their objects.
+        // Ended ones go now (rather than in the release work).
+        self.ctx.engine().release_retired();
         // SAFETY: taken in open().
         unsafe { kernel::bindings::module_put(crate::THIS_MODULE.as_ptr()) };
     }
@@ -204,6 +206,10 @@ impl File {
         req.fault_addr = outcome.fault_addr;
         req.cycles = outcome.cycles.into();
         this.jobs.lock().retain(|j| j.seqno != req.seqno);
+        // The job ended: its objects go now rather than in the release
+        // work, so they are gone when WAIT returns (as before the release
+        // was deferred off the signalling path).
+        this.ctx.engine().release_retired();
         Ok(0)
     }
 

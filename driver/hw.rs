@@ -42,10 +42,82 @@ pub(crate) fn reset(dev: &device::Device, bar: &pci::Bar<'_, BAR0_SIZE>) -> Resu
     Ok(())
 }
 
-/// Stop the device: interrupts masked, the command processor disabled.
-pub(crate) fn quiesce(bar: &pci::Bar<'_, BAR0_SIZE>) {
+/// Stop the device for good: interrupts masked, the command processor
+/// disabled, then a soft reset, which aborts the running job without a
+/// completion record: once RESET_DONE is set the device writes no more
+/// into the rings or into any job's memory. Bounded by reset()'s timeout.
+pub(crate) fn quiesce(dev: &device::Device, bar: &pci::Bar<'_, BAR0_SIZE>) -> Result {
     bar.write32(0, IRQ_MASK);
     bar.write32(0, CONTROL);
+    reset(dev, bar)?;
+    bar.write32(0, IRQ_MASK);
+    Ok(())
+}
+
+/// Turn off bus mastering: the device can no longer reach host memory,
+/// whatever it does (the last step of unbind, after quiesce()).
+pub(crate) fn stop_bus_master(pdev: &pci::Device<device::Bound>) {
+    const PCI_COMMAND: usize = 0x04;
+    const PCI_COMMAND_MASTER: u16 = 1 << 2;
+    let cfg = pdev.config_space();
+    let command = cfg.read16(PCI_COMMAND);
+    cfg.write16(command & !PCI_COMMAND_MASTER, PCI_COMMAND);
+}
+
+// The DMA barriers of <asm/barrier.h>, which the kernel crate of 7.2 does
+// not offer (its smp_* barriers order CPUs against CPUs, not against a
+// device). Written after arch/{x86,arm64}/include/asm/barrier.h.
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+compile_error!("onpu: add this architecture's DMA barriers to hw.rs");
+
+/// dma_rmb(): a read of coherent memory the device writes is not satisfied
+/// before an earlier one (the phase bit before the rest of the record).
+#[inline(always)]
+pub(crate) fn dma_rmb() {
+    // SAFETY: a barrier instruction (or, on x86, where loads are not
+    // reordered with loads, only a compiler barrier); no operands.
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        core::arch::asm!("")
+    };
+    // SAFETY: as above.
+    #[cfg(target_arch = "aarch64")]
+    unsafe {
+        core::arch::asm!("dmb oshld")
+    };
+}
+
+/// dma_wmb(): writes to coherent memory reach the device in order (a ring
+/// entry before the index that publishes it).
+#[inline(always)]
+pub(crate) fn dma_wmb() {
+    // SAFETY: as for dma_rmb(); x86 does not reorder stores with stores.
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        core::arch::asm!("")
+    };
+    // SAFETY: as for dma_rmb().
+    #[cfg(target_arch = "aarch64")]
+    unsafe {
+        core::arch::asm!("dmb oshst")
+    };
+}
+
+/// mb(): a full barrier against the device: earlier stores to coherent
+/// memory are visible to it before later loads are performed (the shadow
+/// tail before the event index read).
+#[inline(always)]
+pub(crate) fn mb() {
+    // SAFETY: as for dma_rmb().
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        core::arch::asm!("mfence")
+    };
+    // SAFETY: as for dma_rmb().
+    #[cfg(target_arch = "aarch64")]
+    unsafe {
+        core::arch::asm!("dsb sy")
+    };
 }
 
 /// Identify the device and read its parameters; refuse what this driver

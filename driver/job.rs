@@ -51,6 +51,12 @@ impl Outcome {
     pub(crate) fn aborted(status: u32) -> Self {
         Self { status, error: -(kernel::bindings::EIO as i32), ..Default::default() }
     }
+
+    /// A job that never reached the ring (its fence may have been
+    /// published): cancelled, with the error that stopped it.
+    pub(crate) fn not_queued(e: Error) -> Self {
+        Self { status: uapi::DRM_ONPU_JOB_CANCELED, error: e.to_errno(), ..Default::default() }
+    }
 }
 
 /// One job.
@@ -66,8 +72,9 @@ pub(crate) struct Job {
     /// Keeps the page tables (and the hardware context) alive while the
     /// device may walk them. None for the kernel's own jobs.
     _vm: Option<Arc<Context>>,
-    /// The objects the job uses, held until it ends (then dropped, so a
-    /// reaped-late job pins no memory).
+    /// The objects the job uses (the command buffer last), held until it
+    /// ended and then let go of by the release work, outside the
+    /// signalling path (so a reaped-late job pins no memory).
     #[pin]
     bos: Mutex<KVec<ARef<BoObject>>>,
     /// Where the job's device time is accounted (fdinfo).
@@ -99,19 +106,26 @@ impl Job {
         SqEntry { seqno: self.seqno, cmdbuf: self.cmdbuf, size: self.size, context: self.context, ..Default::default() }
     }
 
-    /// Record how the job ended and signal its fence (ring lock held).
+    /// Record how the job ended and signal its fence. On the signalling
+    /// path (ring lock held): allocates nothing, frees nothing.
     pub(crate) fn retire(&self, outcome: Outcome, busy: Delta) {
         if !self.outcome.populate(outcome) {
             return;
         }
-        // The device is done with the objects.
-        drop(core::mem::replace(&mut *self.bos.lock(), KVec::new()));
         if let Some(usage) = &self.usage {
             usage.busy_ns.add(busy.as_nanos().max(0) as u64, Relaxed);
             usage.cycles.add(u64::from(outcome.cycles), Relaxed);
             usage.jobs.add(1, Relaxed);
         }
         self.fence.signal(outcome.error);
+    }
+
+    /// Let go of the job's objects (after it ended; never on the
+    /// signalling path: the last reference frees an object, which takes its
+    /// reservation lock).
+    pub(crate) fn release(&self) {
+        let bos = core::mem::replace(&mut *self.bos.lock(), KVec::new());
+        drop(bos);
     }
 
     /// The outcome once the job has ended.
@@ -234,56 +248,62 @@ pub(crate) fn submit(dev: &OnpuDevice, file: &drm::File<File>, req: &uapi::drm_o
     let engine = &dev.engine;
     wait_dependencies(engine.fence_context, &r)?;
     // Implicit sync with other timelines: objects shared with (or written
-    // by) something that is not this ring.
-    for (bo, access) in r.bos.iter() {
+    // by) something that is not this ring. The device reads the command
+    // buffer: it is a dependency (and gets the job's fence) like a read
+    // object. (Waited for here without locks, so that the wait under each
+    // reservation lock at publication is normally short.)
+    let uses = r.bos.iter().map(|(bo, a)| (bo, *a));
+    for (bo, access) in Iterator::chain(uses, core::iter::once((&r.cmdbuf, Access::Read))) {
         // SAFETY: `bo` is a live GEM object (we hold a reference).
         let resv = unsafe { Resv::of(bo.as_raw()) };
-        if !resv.wait_foreign(*access, engine.fence_context, msecs_to_jiffies(DEPENDENCY_TIMEOUT_MS))? {
+        if !resv.wait_foreign(access, engine.fence_context, msecs_to_jiffies(DEPENDENCY_TIMEOUT_MS))? {
             return Err(ETIMEDOUT);
         }
     }
 
-    let mut parts = Some(r);
-    let job = engine.submit(|seqno| {
-        let r = parts.take().ok_or(EINVAL)?;
-        let mut bos = KVec::with_capacity(r.bos.len() + 1, GFP_KERNEL)?;
-        let mut accesses = KVec::with_capacity(r.bos.len(), GFP_KERNEL)?;
-        for (bo, access) in r.bos.into_iter() {
-            accesses.push(access, GFP_KERNEL)?;
-            bos.push(bo, GFP_KERNEL)?;
-        }
-        bos.push(r.cmdbuf, GFP_KERNEL)?;
+    // Everything the job holds, allocated before it has a number.
+    let Request { cmdbuf, size, timeout_ms, bos: uses, out_syncobj, .. } = r;
+    let mut bos = KVec::with_capacity(uses.len() + 1, GFP_KERNEL)?;
+    let mut accesses = KVec::with_capacity(uses.len() + 1, GFP_KERNEL)?;
+    for (bo, access) in uses.into_iter() {
+        accesses.push(access, GFP_KERNEL)?;
+        bos.push(bo, GFP_KERNEL)?;
+    }
+    accesses.push(Access::Read, GFP_KERNEL)?;
+    bos.push(cmdbuf, GFP_KERNEL)?;
+    let usage = this.usage().clone();
+    let build = |seqno| {
         let fence = Fence::new(engine.fence_context, seqno)?;
-        let job = Arc::pin_init(
+        Arc::pin_init(
             try_pin_init!(Job {
                 seqno,
                 context: ctx.index(),
                 cmdbuf: cmdbuf_va,
-                size: r.size,
-                timeout_ms: r.timeout_ms,
+                size,
+                timeout_ms,
                 fence,
                 outcome: SetOnce::new(),
                 _vm: Some(ctx.clone()),
                 bos <- new_mutex!(bos),
-                usage: Some(this.usage().clone()),
+                usage: Some(usage),
             }),
             GFP_KERNEL,
-        )?;
-        // Publish the fence before the device can see the job, so that
-        // nobody observes the objects idle while it runs. A job that cannot
-        // be published ends at once, so its fence never dangles.
-        let published = job.bos.lock().iter().zip(accesses.iter()).try_for_each(|(bo, access)| {
+        )
+    };
+    // Publish the fence before the device can see the job, so that nobody
+    // observes the objects idle while it runs. One reservation lock at a
+    // time, outside the ring lock; under it, the foreign fences added since
+    // the wait above are waited for too. If this fails half way, the engine
+    // signals the fence with the error.
+    let publish = |job: &Job| {
+        job.bos.lock().iter().zip(accesses.iter()).try_for_each(|(bo, access)| {
             // SAFETY: the job holds a reference to `bo`.
-            unsafe { Resv::of(bo.as_raw()) }.add_fence(&job.fence, *access)
-        });
-        if let Err(e) = published {
-            job.retire(Outcome::canceled(), Delta::ZERO);
-            return Err(e);
-        }
-        if let Some(s) = &r.out_syncobj {
+            unsafe { Resv::of(bo.as_raw()) }.add_fence(&job.fence, *access, engine.fence_context, msecs_to_jiffies(DEPENDENCY_TIMEOUT_MS))
+        })?;
+        if let Some(s) = &out_syncobj {
             s.replace_fence(&job.fence);
         }
-        Ok(job)
-    })?;
-    Ok(job)
+        Ok(())
+    };
+    engine.submit(build, publish)
 }

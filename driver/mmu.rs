@@ -91,26 +91,34 @@ impl PageTables {
         Ok(slot0.as_ref())
     }
 
-    /// Map the pages of `sgt` at `va`, `size` bytes (whole pages).
+    /// Map the pages of `sgt` at `va`, `size` bytes (whole pages). All or
+    /// nothing: on any error (a table allocation failing half way, a table
+    /// shorter than the object) the entries written are cleared again, so
+    /// the range can be handed out anew.
     pub(crate) fn map(&mut self, dev: &device::Device<Bound>, va: u64, size: u64, sgt: &SGTable, flags: u64) -> Result {
         let mut mapped = 0u64;
+        let r = self.map_pages(dev, va, size, sgt, flags, &mut mapped);
+        let r = r.and_then(|()| if mapped < size { Err(EINVAL) } else { Ok(()) });
+        if r.is_err() {
+            // (Clearing needs no allocation: tables that exist stay.)
+            let _ = self.unmap(va, mapped);
+        }
+        r
+    }
+
+    fn map_pages(&mut self, dev: &device::Device<Bound>, va: u64, size: u64, sgt: &SGTable, flags: u64, mapped: &mut u64) -> Result {
         for entry in sgt.iter() {
             let (bus, len) = (entry.dma_address(), u64::from(entry.dma_len()));
             let mut off = 0;
-            while off < len && mapped < size {
-                let page_va = va + mapped;
+            while off < len && *mapped < size {
+                let page_va = va + *mapped;
                 let pte = (bus + off) | flags | PTE_VALID;
                 if let Some(l0) = self.level0(Some(dev), page_va)? {
                     dma_write!(l0, [try: index(page_va, 0)], pte);
                 }
                 off += PAGE_SIZE;
-                mapped += PAGE_SIZE;
+                *mapped += PAGE_SIZE;
             }
-        }
-        if mapped < size {
-            // The table is shorter than the object: undo, refuse.
-            self.unmap(va, mapped)?;
-            return Err(EINVAL);
         }
         Ok(())
     }

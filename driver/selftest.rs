@@ -41,7 +41,7 @@ pub(crate) fn run(dev: &device::Device<Bound>, engine: &Arc<Engine>) -> Result {
 
     let result = (|| -> Result {
         let fence_context = engine.fence_context;
-        let job = engine.submit(|seqno| Job::kernel(fence_context, seqno, KERNEL_CONTEXT, CMDBUF_VA, INSN_SIZE))?;
+        let job = engine.submit(|seqno| Job::kernel(fence_context, seqno, KERNEL_CONTEXT, CMDBUF_VA, INSN_SIZE), |_| Ok(()))?;
         // SAFETY: plain arithmetic conversion.
         let jiffies = unsafe { kernel::bindings::nsecs_to_jiffies(u64::from(TIMEOUT_MS) * 1_000_000) };
         let _ = job.fence.wait(jiffies);
@@ -56,6 +56,9 @@ pub(crate) fn run(dev: &device::Device<Bound>, engine: &Arc<Engine>) -> Result {
             }
             None => {
                 dev_err!(dev, "self-test job did not complete within {} ms\n", TIMEOUT_MS);
+                // Stop the device before its page tables are freed below:
+                // the reset aborts the job (and its fence signals).
+                let _ = engine.force_reset();
                 Err(ETIMEDOUT)
             }
         }
