@@ -64,6 +64,21 @@ fn errors_point_at_line_and_column() {
     assert!(err("input a: f32[2]\ninput a: f32[3]\noutput a").contains("defined twice"));
 }
 
+/// Found by the `text` fuzz target: a scale too large for an f32 parsed as
+/// infinity and printed as `inf`, which does not parse back.
+#[test]
+fn scales_are_finite_and_positive() {
+    let big = "7".repeat(60);
+    assert_eq!(
+        err(&format!("input a: i8[2] q(scale={big}.5, zp=0)\noutput a")),
+        "1:24: a scale must be a finite number above zero, not inf"
+    );
+    assert!(err("input a: i8[2] q(scale=0, zp=0)\noutput a").contains("above zero, not 0"));
+    assert!(err("input a: i8[2] q(scale=-0.5)\noutput a").contains("above zero, not -0.5"));
+    assert!(err("input w: i8[2,2] q(axis=1, scales=[0.5, 0])\noutput w")
+        .starts_with("1:41: a scale must be a finite number above zero"));
+}
+
 #[test]
 fn int8_annotations_round_trip() {
     let src = "\

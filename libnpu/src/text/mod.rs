@@ -170,13 +170,32 @@ impl Cursor<'_> {
         }
     }
     fn list<T: std::str::FromStr>(&mut self, what: &str) -> Result<Vec<T>, ParseError> {
+        self.list_of(|c| c.num(what))
+    }
+    fn list_of<T>(
+        &mut self,
+        mut item: impl FnMut(&mut Self) -> Result<T, ParseError>,
+    ) -> Result<Vec<T>, ParseError> {
         self.expect("[")?;
-        let mut v = vec![self.num(what)?];
+        let mut v = vec![item(self)?];
         while self.eat(",") {
-            v.push(self.num(what)?);
+            v.push(item(self)?);
         }
         self.expect("]")?;
         Ok(v)
+    }
+    /// A quantization scale: a finite number above zero (`1e39` is
+    /// infinite as an f32 and is refused, not rounded).
+    fn scale(&mut self) -> Result<f32, ParseError> {
+        let at = self.pos;
+        let v = self.num::<f32>("scale")?;
+        if v.is_finite() && v > 0.0 {
+            return Ok(v);
+        }
+        self.pos = at;
+        self.err(format!(
+            "a scale must be a finite number above zero, not {v}"
+        ))
     }
     fn done(&self) -> Result<(), ParseError> {
         match self.peek() {
@@ -222,10 +241,10 @@ fn parse_type(c: &mut Cursor, shape_required: bool) -> Result<ParsedType, ParseE
             let key = c.ident("`scale`, `zp`, `axis` or `scales`")?;
             c.expect("=")?;
             match key.as_str() {
-                "scale" => scale = Some(c.num::<f32>("scale")?),
+                "scale" => scale = Some(c.scale()?),
                 "zp" => zp = Some(c.num::<i8>("zero point (-128..127)")?),
                 "axis" => axis = Some(c.num::<usize>("axis")?),
-                "scales" => scales = Some(c.list::<f32>("scale")?),
+                "scales" => scales = Some(c.list_of(Cursor::scale)?),
                 _ => {
                     c.pos -= 2;
                     return c.err(format!("unknown quantization parameter `{key}`; use scale and zp, or axis and scales"));
