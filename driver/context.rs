@@ -20,7 +20,7 @@
 
 use kernel::{
     devres::Devres,
-    drm::gem::{BaseObject, IntoGEMObject},
+    drm::gem::BaseObject,
     new_mutex,
     prelude::*,
     sync::{aref::ARef, Arc, Mutex},
@@ -73,7 +73,7 @@ pub(crate) struct Context {
 }
 
 fn key(bo: &BoObject) -> usize {
-    bo.as_raw() as usize
+    core::ptr::from_ref(bo) as usize
 }
 
 impl Context {
@@ -121,7 +121,7 @@ impl Context {
         for m in vm.mappings.iter() {
             // SAFETY: a listed mapping's object is alive: the handle that
             // holds it unlists the mapping (under `vm`) before letting go.
-            let bo: &BoObject = unsafe { IntoGEMObject::from_raw(m.obj as *mut kernel::bindings::drm_gem_object) };
+            let bo = unsafe { &*(m.obj as *const BoObject) };
             // SAFETY: tables are only used by users of the bound device,
             // and unbind waited for the last one before calling this.
             unsafe { bo.release_sg_table() };

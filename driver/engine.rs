@@ -32,7 +32,6 @@
 //! device is checked before it is believed.
 
 use kernel::{
-    bindings,
     device::{self, Bound},
     devres::Devres,
     dma::Coherent,
@@ -44,6 +43,7 @@ use kernel::{
     sync::{
         aref::ARef,
         atomic::{Atomic, Relaxed},
+        barrier::{dma_rmb, dma_wmb, mb},
         Arc, CondVar, Mutex,
     },
     time::{msecs_to_jiffies, Delta, Instant, Monotonic},
@@ -52,7 +52,7 @@ use kernel::{
 };
 
 use crate::context::Context;
-use crate::fence::{self, Signalling};
+use crate::fence::{RingContext, Signalling};
 use crate::hw::{self, Bar0, Params};
 use crate::job::{Job, Outcome};
 use crate::regs::*;
@@ -202,7 +202,8 @@ pub(crate) struct Engine {
     pub(crate) params: Params,
     dev: ARef<device::Device>,
     rings: Devres<Rings>,
-    pub(crate) fence_context: u64,
+    /// The timeline of the jobs' fences.
+    pub(crate) fences: RingContext,
     pub(crate) counters: Counters,
     /// The next sequence number; held by a submitter from the number to
     /// the ring.
@@ -263,7 +264,7 @@ impl Engine {
             params,
             dev: device,
             rings,
-            fence_context: fence::new_context(),
+            fences: RingContext::new(),
             counters: Counters::new(),
             ticket <- new_mutex!(1),
             gate <- new_mutex!(Gate { bound: true, users: 0 }),
@@ -400,7 +401,7 @@ impl Engine {
     pub(crate) fn running_seqno(&self, dev: &device::Device<Bound>) -> Result<u64> {
         let rings = self.rings.access(dev)?;
         // The page-table writes before the reads of the records.
-        hw::mb();
+        mb();
         let st = self.state.lock();
         let mut head = st.cq_head;
         for job in st.in_flight.iter() {
@@ -508,7 +509,7 @@ impl Engine {
         if let Some(last) = last {
             // Bounded by the watchdog; uninterruptible, or the fence could
             // signal out of order.
-            let _ = last.fence.wait_uninterruptible();
+            let _ = last.fence.wait(false);
         }
         {
             let _signalling = Signalling::begin();
@@ -532,12 +533,12 @@ impl Engine {
             return Ok(true);
         }
         // The entry (coherent memory) before the tail that publishes it.
-        hw::dma_wmb();
+        dma_wmb();
         dma_write!(rings.shadow, [try: SHADOW_SQ_TAIL], tail);
         // The tail before the event read, against the CP's event write
         // before its tail read: one of the two sees the other. A full
         // barrier against the device, as NVMe's shadow doorbells use.
-        hw::mb();
+        mb();
         let event: u32 = dma_read!(rings.shadow, [try: SHADOW_SQ_EVENT]);
         Ok(tail.wrapping_sub(event).wrapping_sub(1) < tail.wrapping_sub(old))
     }
@@ -612,7 +613,7 @@ impl Engine {
             }
             // The device writes the record before its phase word: read
             // the rest only after the phase.
-            hw::dma_rmb();
+            dma_rmb();
             let rec: CqEntry = dma_read!(rings.cq, [try: slot]);
             st.cq_head = st.cq_head.wrapping_add(1);
             progressed = true;
@@ -811,21 +812,10 @@ impl Engine {
 
     /// Cancel the watchdog and the release work and wait for them to
     /// finish (the work items run module code: none may be left at
-    /// unload). The kernel crate of 7.2 has no cancel.
+    /// unload).
     fn cancel_work_items(&self) {
-        let watchdog = core::ptr::from_ref(&self.watchdog).cast_mut().cast::<bindings::delayed_work>();
-        let release = core::ptr::from_ref(&self.release).cast_mut().cast::<bindings::delayed_work>();
-        for dwork in [watchdog, release] {
-            // SAFETY: `DelayedWork` is a transparent wrapper of an
-            // initialised `struct delayed_work`, pinned in this engine,
-            // which outlives the call.
-            if unsafe { bindings::cancel_delayed_work_sync(dwork) } {
-                // SAFETY: a pending work item owned the reference the
-                // kernel crate's enqueue made with `Arc::into_raw`;
-                // cancelling it hands that reference to us.
-                drop(unsafe { Arc::from_raw(core::ptr::from_ref(self)) });
-            }
-        }
+        self.watchdog.cancel_sync();
+        self.release.cancel_sync();
     }
 
     /// Debugfs: the device-wide counters.

@@ -15,12 +15,13 @@ use kernel::{
         atomic::{Atomic, Relaxed},
         Arc, Mutex,
     },
+    time::nsecs_to_jiffies,
 };
 
 use crate::context::Context;
 use crate::drv::{OnpuDevice, OnpuDriver};
 use crate::engine::JOB_TIMEOUT_MS;
-use crate::fence::{Access, Resv};
+use crate::fence;
 use crate::gem;
 use crate::job::{self, Job};
 use crate::mmu;
@@ -56,24 +57,11 @@ impl drm::file::DriverFile for File {
     type Driver = OnpuDriver;
 
     fn open(dev: &OnpuDevice) -> Result<Pin<KBox<Self>>> {
-        // The DRM file operations of Rust drivers carry no module owner, so
-        // an open file pins the module itself: its release path runs driver
-        // code. The reference goes when the file does (or right here when
-        // the open fails).
-        // SAFETY: THIS_MODULE is this module, live while its code runs.
-        if !unsafe { kernel::bindings::try_module_get(crate::THIS_MODULE.as_ptr()) } {
-            return Err(ENODEV);
-        }
-        let file = (|| {
-            let ctx = Context::new(&dev.engine)?;
-            let usage = Arc::new(Usage::new(), GFP_KERNEL)?;
-            KBox::try_pin_init(try_pin_init!(Self { ctx, usage, jobs <- new_mutex!(KVec::new()) }), GFP_KERNEL)
-        })();
-        if file.is_err() {
-            // SAFETY: taken above; no File exists to drop it.
-            unsafe { kernel::bindings::module_put(crate::THIS_MODULE.as_ptr()) };
-        }
-        file
+        // (The open file, like a dma-buf exported from one of its
+        // objects, pins the module through the driver's file operations.)
+        let ctx = Context::new(&dev.engine)?;
+        let usage = Arc::new(Usage::new(), GFP_KERNEL)?;
+        KBox::try_pin_init(try_pin_init!(Self { ctx, usage, jobs <- new_mutex!(KVec::new()) }), GFP_KERNEL)
     }
 }
 
@@ -83,8 +71,6 @@ impl PinnedDrop for File {
         // Queued jobs keep running: they hold the context and their objects.
         // Ended ones go now (rather than in the release work).
         self.ctx.engine().release_retired();
-        // SAFETY: taken in open().
-        unsafe { kernel::bindings::module_put(crate::THIS_MODULE.as_ptr()) };
     }
 }
 
@@ -223,11 +209,8 @@ impl File {
             return Err(EINVAL);
         }
         let bo = gem::lookup(file, req.handle)?;
-        // SAFETY: plain arithmetic conversion.
-        let jiffies = unsafe { kernel::bindings::nsecs_to_jiffies(req.timeout_ns as u64) };
-        // SAFETY: we hold a reference to `bo`.
-        let resv = unsafe { Resv::of(kernel::drm::gem::IntoGEMObject::as_raw(&*bo)) };
-        if resv.wait(Access::Write, jiffies)? {
+        let jiffies = nsecs_to_jiffies(req.timeout_ns as u64);
+        if fence::wait_idle(bo.resv(), jiffies)? {
             Ok(0)
         } else {
             Err(ETIMEDOUT)

@@ -64,62 +64,6 @@ pub(crate) fn stop_bus_master(pdev: &pci::Device<device::Bound>) {
     cfg.write16(command & !PCI_COMMAND_MASTER, PCI_COMMAND);
 }
 
-// The DMA barriers of <asm/barrier.h>, which the kernel crate of 7.2 does
-// not offer (its smp_* barriers order CPUs against CPUs, not against a
-// device). Written after arch/{x86,arm64}/include/asm/barrier.h.
-#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-compile_error!("onpu: add this architecture's DMA barriers to hw.rs");
-
-/// dma_rmb(): a read of coherent memory the device writes is not satisfied
-/// before an earlier one (the phase bit before the rest of the record).
-#[inline(always)]
-pub(crate) fn dma_rmb() {
-    // SAFETY: a barrier instruction (or, on x86, where loads are not
-    // reordered with loads, only a compiler barrier); no operands.
-    #[cfg(target_arch = "x86_64")]
-    unsafe {
-        core::arch::asm!("")
-    };
-    // SAFETY: as above.
-    #[cfg(target_arch = "aarch64")]
-    unsafe {
-        core::arch::asm!("dmb oshld")
-    };
-}
-
-/// dma_wmb(): writes to coherent memory reach the device in order (a ring
-/// entry before the index that publishes it).
-#[inline(always)]
-pub(crate) fn dma_wmb() {
-    // SAFETY: as for dma_rmb(); x86 does not reorder stores with stores.
-    #[cfg(target_arch = "x86_64")]
-    unsafe {
-        core::arch::asm!("")
-    };
-    // SAFETY: as for dma_rmb().
-    #[cfg(target_arch = "aarch64")]
-    unsafe {
-        core::arch::asm!("dmb oshst")
-    };
-}
-
-/// mb(): a full barrier against the device: earlier stores to coherent
-/// memory are visible to it before later loads are performed (the shadow
-/// tail before the event index read).
-#[inline(always)]
-pub(crate) fn mb() {
-    // SAFETY: as for dma_rmb().
-    #[cfg(target_arch = "x86_64")]
-    unsafe {
-        core::arch::asm!("mfence")
-    };
-    // SAFETY: as for dma_rmb().
-    #[cfg(target_arch = "aarch64")]
-    unsafe {
-        core::arch::asm!("dsb sy")
-    };
-}
-
 /// Identify the device and read its parameters; refuse what this driver
 /// does not know how to drive. Every value comes from the device and is
 /// checked before it is used.

@@ -9,18 +9,19 @@
 //! outcome (status, fault address, cycles) is set just before.
 
 use kernel::{
-    drm::{self, gem::{BaseObject, IntoGEMObject}},
+    dma_fence::Fence,
+    drm::{self, gem::BaseObject, syncobj::SyncObj},
     prelude::*,
     new_mutex,
     sync::{aref::ARef, atomic::Relaxed, Arc, Mutex, SetOnce},
-    time::{msecs_to_jiffies, Delta},
+    time::{msecs_to_jiffies, nsecs_to_jiffies, Delta},
     uaccess::UserSlice,
 };
 
 use crate::context::Context;
 use crate::drv::OnpuDevice;
 use crate::engine::{SqEntry, JOB_TIMEOUT_MS};
-use crate::fence::{self, Access, Fence, Resv, SyncObj};
+use crate::fence::{self, Access, DriverFence, RingContext};
 use crate::file::{File, Usage};
 use crate::gem::{self, BoObject};
 use crate::uapi;
@@ -36,20 +37,20 @@ pub(crate) struct Outcome {
 
 impl Outcome {
     pub(crate) fn from_device(status: u32, fault_addr: u64, cycles: u32) -> Self {
-        let error = if status == 0 { 0 } else { -(kernel::bindings::EIO as i32) };
+        let error = if status == 0 { 0 } else { EIO.to_errno() };
         Self { status, error, fault_addr, cycles }
     }
 
     pub(crate) fn timed_out() -> Self {
-        Self { status: uapi::DRM_ONPU_JOB_TIMEDOUT, error: -(kernel::bindings::ETIMEDOUT as i32), ..Default::default() }
+        Self { status: uapi::DRM_ONPU_JOB_TIMEDOUT, error: ETIMEDOUT.to_errno(), ..Default::default() }
     }
 
     pub(crate) fn canceled() -> Self {
-        Self { status: uapi::DRM_ONPU_JOB_CANCELED, error: -(kernel::bindings::ECANCELED as i32), ..Default::default() }
+        Self { status: uapi::DRM_ONPU_JOB_CANCELED, error: ECANCELED.to_errno(), ..Default::default() }
     }
 
     pub(crate) fn aborted(status: u32) -> Self {
-        Self { status, error: -(kernel::bindings::EIO as i32), ..Default::default() }
+        Self { status, error: EIO.to_errno(), ..Default::default() }
     }
 
     /// A job that never reached the ring (its fence may have been
@@ -67,7 +68,7 @@ pub(crate) struct Job {
     pub(crate) cmdbuf: u64,
     pub(crate) size: u32,
     pub(crate) timeout_ms: u32,
-    pub(crate) fence: Fence,
+    pub(crate) fence: DriverFence,
     outcome: SetOnce<Outcome>,
     /// Keeps the page tables (and the hardware context) alive while the
     /// device may walk them. None for the kernel's own jobs.
@@ -83,8 +84,8 @@ pub(crate) struct Job {
 
 impl Job {
     /// A kernel job (the probe self-test) in `context`.
-    pub(crate) fn kernel(fence_context: u64, seqno: u64, context: u16, cmdbuf: u64, size: u32) -> Result<Arc<Self>> {
-        let fence = Fence::new(fence_context, seqno)?;
+    pub(crate) fn kernel(fences: &RingContext, seqno: u64, context: u16, cmdbuf: u64, size: u32) -> Result<Arc<Self>> {
+        let fence = fences.new_fence(seqno, GFP_KERNEL)?;
         Arc::pin_init(
             try_pin_init!(Self {
                 seqno,
@@ -117,7 +118,10 @@ impl Job {
             usage.cycles.add(u64::from(outcome.cycles), Relaxed);
             usage.jobs.add(1, Relaxed);
         }
-        self.fence.signal(outcome.error);
+        if outcome.error != 0 {
+            self.fence.set_error(Error::from_errno(outcome.error));
+        }
+        self.fence.signal();
     }
 
     /// Let go of the job's objects (after it ended; never on the
@@ -139,9 +143,7 @@ impl Job {
             return Ok(Some(o));
         }
         if timeout_ns > 0 {
-            // SAFETY: plain arithmetic conversion, no preconditions.
-            let jiffies = unsafe { kernel::bindings::nsecs_to_jiffies(timeout_ns as u64) };
-            self.fence.wait(jiffies.max(1))?;
+            self.fence.wait_timeout(true, nsecs_to_jiffies(timeout_ns as u64).max(1))?;
         }
         Ok(self.outcome())
     }
@@ -154,7 +156,7 @@ struct Request {
     size: u32,
     timeout_ms: u32,
     bos: KVec<(ARef<BoObject>, Access)>,
-    in_fences: KVec<Fence>,
+    in_fences: KVec<ARef<Fence>>,
     out_syncobj: Option<SyncObj>,
 }
 
@@ -198,7 +200,7 @@ fn check(file: &drm::File<File>, req: &uapi::drm_onpu_submit) -> Result<Request>
     let handles = read_words(req.in_syncobjs, req.in_syncobj_count as usize)?;
     let mut in_fences = KVec::with_capacity(handles.len(), GFP_KERNEL)?;
     for &h in handles.iter() {
-        in_fences.push(fence::syncobj_fence(file, h)?, GFP_KERNEL)?;
+        in_fences.push(SyncObj::find_fence(file, h)?, GFP_KERNEL)?;
     }
     let out_syncobj = match req.out_syncobj {
         0 => None,
@@ -232,7 +234,7 @@ const DEPENDENCY_TIMEOUT_MS: u32 = 10_000;
 fn wait_dependencies(ring_context: u64, req: &Request) -> Result {
     let jiffies = msecs_to_jiffies(DEPENDENCY_TIMEOUT_MS);
     for f in req.in_fences.iter() {
-        if f.context() != ring_context && !f.wait(jiffies)? {
+        if f.context() != ring_context && !f.wait_timeout(true, jiffies)? {
             return Err(ETIMEDOUT);
         }
     }
@@ -246,7 +248,8 @@ pub(crate) fn submit(dev: &OnpuDevice, file: &drm::File<File>, req: &uapi::drm_o
     let ctx = this.context();
     let cmdbuf_va = ctx.npu_addr(&r.cmdbuf).ok_or(ENOENT)?.checked_add(r.cmdbuf_offset).ok_or(EINVAL)?;
     let engine = &dev.engine;
-    wait_dependencies(engine.fence_context, &r)?;
+    let ring = engine.fences.id();
+    wait_dependencies(ring, &r)?;
     // Implicit sync with other timelines: objects shared with (or written
     // by) something that is not this ring. The device reads the command
     // buffer: it is a dependency (and gets the job's fence) like a read
@@ -254,9 +257,7 @@ pub(crate) fn submit(dev: &OnpuDevice, file: &drm::File<File>, req: &uapi::drm_o
     // reservation lock at publication is normally short.)
     let uses = r.bos.iter().map(|(bo, a)| (bo, *a));
     for (bo, access) in Iterator::chain(uses, core::iter::once((&r.cmdbuf, Access::Read))) {
-        // SAFETY: `bo` is a live GEM object (we hold a reference).
-        let resv = unsafe { Resv::of(bo.as_raw()) };
-        if !resv.wait_foreign(access, engine.fence_context, msecs_to_jiffies(DEPENDENCY_TIMEOUT_MS))? {
+        if !fence::wait_foreign(bo.resv(), access, ring, msecs_to_jiffies(DEPENDENCY_TIMEOUT_MS))? {
             return Err(ETIMEDOUT);
         }
     }
@@ -273,7 +274,7 @@ pub(crate) fn submit(dev: &OnpuDevice, file: &drm::File<File>, req: &uapi::drm_o
     bos.push(cmdbuf, GFP_KERNEL)?;
     let usage = this.usage().clone();
     let build = |seqno| {
-        let fence = Fence::new(engine.fence_context, seqno)?;
+        let fence = engine.fences.new_fence(seqno, GFP_KERNEL)?;
         Arc::pin_init(
             try_pin_init!(Job {
                 seqno,
@@ -297,11 +298,10 @@ pub(crate) fn submit(dev: &OnpuDevice, file: &drm::File<File>, req: &uapi::drm_o
     // signals the fence with the error.
     let publish = |job: &Job| {
         job.bos.lock().iter().zip(accesses.iter()).try_for_each(|(bo, access)| {
-            // SAFETY: the job holds a reference to `bo`.
-            unsafe { Resv::of(bo.as_raw()) }.add_fence(&job.fence, *access, engine.fence_context, msecs_to_jiffies(DEPENDENCY_TIMEOUT_MS))
+            fence::add_fence(bo.resv(), &job.fence, *access, ring, msecs_to_jiffies(DEPENDENCY_TIMEOUT_MS))
         })?;
         if let Some(s) = &out_syncobj {
-            s.replace_fence(&job.fence);
+            s.replace_fence(Some(&job.fence));
         }
         Ok(())
     };

@@ -12,9 +12,9 @@ use kernel::{
     dma::Coherent,
     dma_write,
     prelude::*,
+    sync::Arc,
+    time::msecs_to_jiffies,
 };
-
-use kernel::sync::Arc;
 
 use crate::engine::{Engine, KERNEL_CONTEXT};
 use crate::job::Job;
@@ -40,11 +40,9 @@ pub(crate) fn run(dev: &device::Device<Bound>, engine: &Arc<Engine>) -> Result {
     engine.set_context(dev, KERNEL_CONTEXT, l2.dma_handle())?;
 
     let result = (|| -> Result {
-        let fence_context = engine.fence_context;
-        let job = engine.submit(|seqno| Job::kernel(fence_context, seqno, KERNEL_CONTEXT, CMDBUF_VA, INSN_SIZE), |_| Ok(()))?;
-        // SAFETY: plain arithmetic conversion.
-        let jiffies = unsafe { kernel::bindings::nsecs_to_jiffies(u64::from(TIMEOUT_MS) * 1_000_000) };
-        let _ = job.fence.wait(jiffies);
+        let fences = &engine.fences;
+        let job = engine.submit(|seqno| Job::kernel(fences, seqno, KERNEL_CONTEXT, CMDBUF_VA, INSN_SIZE), |_| Ok(()))?;
+        let _ = job.fence.wait_timeout(true, msecs_to_jiffies(TIMEOUT_MS));
         match job.outcome() {
             Some(o) if o.status == 0 => {
                 dev_info!(dev, "self-test job completed in {} modelled cycles\n", o.cycles);
