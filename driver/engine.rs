@@ -53,6 +53,7 @@ use kernel::{
 
 use crate::context::Context;
 use crate::fence::{RingContext, Signalling};
+use crate::gem::BoStats;
 use crate::hw::{self, Bar0, Params};
 use crate::job::{Job, Outcome};
 use crate::regs::*;
@@ -205,6 +206,8 @@ pub(crate) struct Engine {
     /// The timeline of the jobs' fences.
     pub(crate) fences: RingContext,
     pub(crate) counters: Counters,
+    /// The device's buffer objects (each holds a reference).
+    pub(crate) bo_stats: Arc<BoStats>,
     /// The next sequence number; held by a submitter from the number to
     /// the ring.
     #[pin]
@@ -259,6 +262,7 @@ impl Engine {
         // Everything the signalling path stores jobs in, allocated now.
         let in_flight = KVec::with_capacity(RING_ENTRIES as usize, GFP_KERNEL)?;
         let retired = KVec::with_capacity(RING_ENTRIES as usize, GFP_KERNEL)?;
+        let bo_stats = BoStats::new()?;
         Ok(try_pin_init!(Self {
             bar,
             params,
@@ -266,6 +270,7 @@ impl Engine {
             rings,
             fences: RingContext::new(),
             counters: Counters::new(),
+            bo_stats,
             ticket <- new_mutex!(1),
             gate <- new_mutex!(Gate { bound: true, users: 0 }),
             gate_idle <- new_condvar!(),
@@ -827,8 +832,8 @@ impl Engine {
         writeln!(out, "resets: {}", c.resets.load(Relaxed))?;
         writeln!(out, "bogus_completions: {}", c.bogus_completions.load(Relaxed))?;
         writeln!(out, "doorbells: {}", c.doorbells.load(Relaxed))?;
-        writeln!(out, "bos_live: {}", crate::gem::LIVE_BOS.load(Relaxed))?;
-        writeln!(out, "bo_bytes_live: {}", crate::gem::LIVE_BO_BYTES.load(Relaxed))
+        writeln!(out, "bos_live: {}", self.bo_stats.live.load(Relaxed))?;
+        writeln!(out, "bo_bytes_live: {}", self.bo_stats.bytes.load(Relaxed))
     }
 
     /// Debugfs: the ring indices and the queued jobs.

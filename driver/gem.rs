@@ -11,6 +11,7 @@ use kernel::{
     sync::{
         aref::ARef,
         atomic::{Atomic, Relaxed},
+        Arc,
     },
 };
 
@@ -20,22 +21,33 @@ use crate::uapi;
 
 pub(crate) type BoObject = gem::shmem::Object<Bo>;
 
-/// Buffer objects alive in this module, and their bytes: debugfs shows
-/// them, the lifetime tests check they go back to where they were.
-pub(crate) static LIVE_BOS: Atomic<u64> = Atomic::new(0);
-pub(crate) static LIVE_BO_BYTES: Atomic<u64> = Atomic::new(0);
+/// The buffer objects of one device alive, and their bytes: debugfs shows
+/// them, the lifetime tests check they go back to where they were. Each
+/// object holds a reference, so the count outlives the device's unbind
+/// while objects do.
+pub(crate) struct BoStats {
+    pub(crate) live: Atomic<u64>,
+    pub(crate) bytes: Atomic<u64>,
+}
+
+impl BoStats {
+    pub(crate) fn new() -> Result<Arc<Self>> {
+        Ok(Arc::new(Self { live: Atomic::new(0), bytes: Atomic::new(0) }, GFP_KERNEL)?)
+    }
+}
 
 /// Driver data of a buffer object.
 #[pin_data(PinnedDrop)]
 pub(crate) struct Bo {
     size: u64,
+    stats: Arc<BoStats>,
 }
 
 #[pinned_drop]
 impl PinnedDrop for Bo {
     fn drop(self: Pin<&mut Self>) {
-        LIVE_BOS.add(u64::MAX, Relaxed); // wrapping: minus one
-        LIVE_BO_BYTES.add(self.size.wrapping_neg(), Relaxed);
+        self.stats.live.add(u64::MAX, Relaxed); // wrapping: minus one
+        self.stats.bytes.add(self.size.wrapping_neg(), Relaxed);
     }
 }
 
@@ -43,11 +55,12 @@ impl gem::DriverObject for Bo {
     type Driver = OnpuDriver;
     type Args = ();
 
-    fn new<Ctx: DeviceContext>(_dev: &OnpuDevice<Ctx>, size: usize, _args: ()) -> impl PinInit<Self, Error> {
+    fn new<Ctx: DeviceContext>(dev: &OnpuDevice<Ctx>, size: usize, _args: ()) -> impl PinInit<Self, Error> {
         let size = size as u64;
-        LIVE_BOS.add(1, Relaxed);
-        LIVE_BO_BYTES.add(size, Relaxed);
-        try_pin_init!(Self { size })
+        let stats = dev.engine.bo_stats.clone();
+        stats.live.add(1, Relaxed);
+        stats.bytes.add(size, Relaxed);
+        try_pin_init!(Self { size, stats })
     }
 
     /// A handle of `file` on the object was created (BO_CREATE or a PRIME

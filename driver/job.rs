@@ -85,7 +85,10 @@ pub(crate) struct Job {
 impl Job {
     /// A kernel job (the probe self-test) in `context`.
     pub(crate) fn kernel(fences: &RingContext, seqno: u64, context: u16, cmdbuf: u64, size: u32) -> Result<Arc<Self>> {
-        let fence = fences.new_fence(seqno, GFP_KERNEL)?;
+        // The fence is made in the initialiser, once the job's memory is
+        // there: nothing can fail after it, and a fence dropped unsignalled
+        // is a bug the kernel crate warns about.
+        let fence_seqno = seqno;
         Arc::pin_init(
             try_pin_init!(Self {
                 seqno,
@@ -93,7 +96,7 @@ impl Job {
                 cmdbuf,
                 size,
                 timeout_ms: JOB_TIMEOUT_MS,
-                fence,
+                fence: fences.new_fence(fence_seqno, GFP_KERNEL)?,
                 outcome: SetOnce::new(),
                 _vm: None,
                 bos <- new_mutex!(KVec::new()),
@@ -274,7 +277,8 @@ pub(crate) fn submit(dev: &OnpuDevice, file: &drm::File<File>, req: &uapi::drm_o
     bos.push(cmdbuf, GFP_KERNEL)?;
     let usage = this.usage().clone();
     let build = |seqno| {
-        let fence = engine.fences.new_fence(seqno, GFP_KERNEL)?;
+        // (The fence is made once the job's memory is there, as above.)
+        let fence_seqno = seqno;
         Arc::pin_init(
             try_pin_init!(Job {
                 seqno,
@@ -282,7 +286,7 @@ pub(crate) fn submit(dev: &OnpuDevice, file: &drm::File<File>, req: &uapi::drm_o
                 cmdbuf: cmdbuf_va,
                 size,
                 timeout_ms,
-                fence,
+                fence: engine.fences.new_fence(fence_seqno, GFP_KERNEL)?,
                 outcome: SetOnce::new(),
                 _vm: Some(ctx.clone()),
                 bos <- new_mutex!(bos),
