@@ -21,9 +21,13 @@
 //! count must grow, RING_ERROR must read 0 again, and the other process's
 //! jobs must all be right, except those a reset cut short, which may end
 //! only as ABORTED with -EIO; after the last garbage it must run 20 jobs in
-//! a row without error.
+//! a row without error. Last, a job that hangs at the head of the queue
+//! (the device server runs with `--inject hang:tag=57005`) when a refused
+//! write comes must end ABORTED/-EIO at once, not at its timeout, and the
+//! job queued behind it must run.
 
-use npu_tools::accel;
+use npu_isa::{assemble, Insn};
+use npu_tools::accel::{self, Mapping};
 use npu_tools::child::{self, Counters};
 use npu_tools::copyjob::{self, CopyJob, JobError};
 use npu_tools::tap::Tap;
@@ -51,7 +55,12 @@ const ABORTED: u32 = 11;
 /// Rounds of garbage; jobs in a row that must succeed afterwards.
 const ROUNDS: u64 = 20;
 const TAIL_JOBS: u64 = 20;
-const COPY_LEN: u32 = 16 * 1024;
+const COPY_LEN: u32 = 256 * 1024;
+/// Jobs the job process keeps in flight at once.
+const BATCH: usize = 4;
+/// Extra loads of the source per job (the command buffer holds 64
+/// instructions, the copy takes 3).
+const LOADS: usize = 60;
 /// How long the driver may take to handle one refused write (a reset waits
 /// at most 2 s for RESET_DONE), and how often a probe is written again.
 const HANDLE_WITHIN: Duration = Duration::from_secs(3);
@@ -194,32 +203,51 @@ fn job_stream(counters: &Counters<5>, ready: std::os::fd::OwnedFd) -> i32 {
     let run = || -> Result<(), String> {
         let path = accel::find_device().map_err(|e| e.to_string())?;
         let file = accel::open(&path).map_err(|e| e.to_string())?;
-        let job = CopyJob::new(&file, COPY_LEN)?;
+        // A batch in flight at once, so that resets find jobs queued.
+        let mut jobs = (0..BATCH)
+            .map(|_| CopyJob::new(&file, COPY_LEN))
+            .collect::<Result<Vec<_>, _>>()?;
+        // Each job first reads its source LOADS times over (the result is
+        // the same), so that a job is running when a reset comes.
+        for job in &mut jobs {
+            let load = copyjob::insns(job.src_va, job.dst_va, COPY_LEN)[0];
+            job.program(&file, &[load; LOADS])?;
+        }
         let mut notified = false;
-        for seed in 0u32.. {
+        for batch in 0u32.. {
             let stopping = counters.get(STOP).load(SeqCst) != 0;
             if stopping && counters.get(TAIL_OK).load(SeqCst) >= TAIL_JOBS {
                 return Ok(());
             }
-            let want = copyjob::pattern(seed, COPY_LEN as usize);
-            match job.run(&file, &want) {
-                Ok(_) => {
-                    counters.get(OK).fetch_add(1, SeqCst);
-                    if stopping {
-                        counters.get(TAIL_OK).fetch_add(1, SeqCst);
+            let mut queued = Vec::with_capacity(jobs.len());
+            for (i, job) in jobs.iter().enumerate() {
+                let want = copyjob::pattern(batch * BATCH as u32 + i as u32, COPY_LEN as usize);
+                job.fill_src(&file, &want)?;
+                job.clear_dst(&file)?;
+                queued.push((job.submit(&file, 0)?, want));
+            }
+            for (job, (seqno, want)) in jobs.iter().zip(queued) {
+                let w = accel::wait(&file, seqno, copyjob::WAIT_NS)
+                    .map_err(|e| format!("wait for job {seqno}: errno {e}"))?;
+                match copyjob::ok_outcome(&w).and_then(|()| job.check_dst(&file, &want)) {
+                    Ok(()) => {
+                        counters.get(OK).fetch_add(1, SeqCst);
+                        if stopping {
+                            counters.get(TAIL_OK).fetch_add(1, SeqCst);
+                        }
                     }
-                }
-                // (The last round's reset may still cut short a job started
-                // after the stop: the tail counts jobs in a row.)
-                Err(JobError::Outcome { status, error, .. })
-                    if status == ABORTED && error == -libc::EIO =>
-                {
-                    counters.get(ABORTED_JOBS).fetch_add(1, SeqCst);
-                    counters.get(TAIL_OK).store(0, SeqCst);
-                }
-                Err(e) => {
-                    counters.get(WRONG).fetch_add(1, SeqCst);
-                    return Err(format!("job {seed}: {e}"));
+                    // (The last round's reset may still cut short a job
+                    // queued after the stop: the tail counts jobs in a row.)
+                    Err(JobError::Outcome { status, error, .. })
+                        if status == ABORTED && error == -libc::EIO =>
+                    {
+                        counters.get(ABORTED_JOBS).fetch_add(1, SeqCst);
+                        counters.get(TAIL_OK).store(0, SeqCst);
+                    }
+                    Err(e) => {
+                        counters.get(WRONG).fetch_add(1, SeqCst);
+                        return Err(format!("job {seqno}: {e}"));
+                    }
                 }
             }
             if !notified {
@@ -263,6 +291,7 @@ struct Totals {
 /// exact value the driver must report.
 fn round(
     bar: &Bar,
+    bdf: &str,
     dbg: &Debugfs,
     npu: &File,
     rng: &mut Rng,
@@ -270,6 +299,9 @@ fn round(
 ) -> Result<(), String> {
     let resets = || accel::get_param(npu, uapi::DRM_ONPU_PARAM_RESETS).unwrap_or(0);
     let before = resets();
+    // Aim the burst at a moment the job process has jobs queued (if it has
+    // none within a second, the burst goes anyway).
+    wait_until(Duration::from_secs(1), || head_job(bdf).is_some());
     for _ in 0..1 + rng.next() % 6 {
         let (reg, base) = if rng.next() % 2 == 0 {
             (DOORBELL, bar.read(SQ_HEAD))
@@ -327,13 +359,69 @@ fn round(
     Ok(())
 }
 
+/// MARK tag on which the device hangs until a reset (runs.list:
+/// --inject hang:tag=57005).
+const HANG_TAG: u32 = 0xdead;
+
+/// The first job of the driver's in-flight queue (debugfs `state`).
+fn head_job(bdf: &str) -> Option<u64> {
+    let state = fs::read_to_string(format!("/sys/kernel/debug/onpu/{bdf}/state")).ok()?;
+    let line = state.lines().find(|l| l.starts_with("  job "))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// A job that hangs at the head of the queue when a refused write comes
+/// must end ABORTED with -EIO (the reset cut it short) long before its
+/// timeout, and the job queued behind it must run and be right.
+fn running_job_aborted(bar: &Bar, bdf: &str, npu: &File, rng: &mut Rng) -> Result<(), String> {
+    if !accel::fault_injection(npu)? {
+        return Err(
+            "the device has no fault injection: start it with --inject hang:tag=57005".into(),
+        );
+    }
+    let code = assemble(&[Insn::Mark { tag: HANG_TAG }, Insn::End]);
+    let hang = accel::bo_create(npu, 4096).map_err(|e| format!("bo_create: errno {e}"))?;
+    Mapping::new(npu, &hang)
+        .map_err(|e| format!("mmap: {e}"))?
+        .as_mut_slice()[..code.len()]
+        .copy_from_slice(&code);
+    let behind = CopyJob::new(npu, 4096)?;
+    let want = copyjob::pattern(0x5eed, 4096);
+    behind.fill_src(npu, &want)?;
+    behind.clear_dst(npu)?;
+    let hung = accel::submit_simple(npu, &hang, code.len() as u32, &[], 5000)
+        .map_err(|e| format!("submit: errno {e}"))?;
+    let queued = behind.submit(npu, 0)?;
+    if !wait_until(Duration::from_secs(10), || head_job(bdf) == Some(hung)) {
+        return Err(format!("job {hung} never reached the head of the queue"));
+    }
+    bar.write(DOORBELL, rng.far_from(bar.read(SQ_HEAD)));
+    let started = Instant::now();
+    let w = accel::wait(npu, hung, 30_000_000_000).map_err(|e| format!("wait: errno {e}"))?;
+    if w.status != ABORTED || w.error != -libc::EIO {
+        return Err(format!(
+            "the running job ended with status {:#x} error {} after {:?}, want ABORTED (11) and -EIO at the reset",
+            w.status,
+            w.error,
+            started.elapsed()
+        ));
+    }
+    CopyJob::wait_ok(npu, queued)?;
+    behind.check_dst(npu, &want)?;
+    println!(
+        "# the hung job ended ABORTED/-EIO {:?} after the refused write; the job behind it ran",
+        started.elapsed()
+    );
+    Ok(())
+}
+
 fn fail(e: String) -> ! {
     println!("Bail out! {e}");
     std::process::exit(1);
 }
 
 fn main() {
-    let mut tap = Tap::new(5);
+    let mut tap = Tap::new(6);
     let bdf = find_npu().unwrap_or_else(|e| fail(e));
     let bar = Bar::map(&bdf).unwrap_or_else(|e| fail(e));
     let id = bar.read(ID);
@@ -371,12 +459,13 @@ fn main() {
     let mut rounds = 0;
     let mut result = Ok(());
     while rounds < ROUNDS {
-        if let Err(e) = round(&bar, &dbg, &npu, &mut rng, &mut totals) {
+        if let Err(e) = round(&bar, &bdf, &dbg, &npu, &mut rng, &mut totals) {
             result = Err(format!("round {}: {e}", rounds + 1));
             break;
         }
         rounds += 1;
     }
+    let aborted = running_job_aborted(&bar, &bdf, &npu, &mut rng);
     counters.get(STOP).store(1, SeqCst);
     println!(
         "# {rounds} rounds, {} refused writes: resets {resets_before} -> {}, driver ring_errors {:?} -> {}",
@@ -385,6 +474,10 @@ fn main() {
     tap.check(
         "each refused DOORBELL/CQ_HEAD value is reported by the device, read by the driver and reset (20 rounds)",
         result,
+    );
+    tap.check(
+        "a job running when a ring error comes ends ABORTED/-EIO; the job behind it runs",
+        aborted,
     );
     // At least one reset for the burst and one for the probe of each round.
     let resets = totals.resets - resets_before;
