@@ -72,6 +72,10 @@ const WATCHDOG_PERIOD_MS: u32 = 50;
 /// How long retired jobs may wait for the release work (a submission
 /// releases them earlier).
 const RELEASE_DELAY_MS: u32 = 10;
+/// Ring-error messages logged per window, and the window's length: a
+/// process writing the registers in a loop must not flood the log.
+const RING_ERROR_LOG_BURST: u32 = 5;
+const RING_ERROR_LOG_WINDOW_MS: i64 = 5000;
 /// Default (and largest) run time of a job.
 pub(crate) const JOB_TIMEOUT_MS: u32 = 5000;
 
@@ -137,6 +141,10 @@ pub(crate) struct Counters {
     pub(crate) bogus_completions: Atomic<u64>,
     /// DOORBELL writes (with a shadow page, only when the CP sleeps).
     pub(crate) doorbells: Atomic<u64>,
+    /// RING_ERROR interrupts: ring-pointer writes the device refused.
+    pub(crate) ring_errors: Atomic<u64>,
+    /// The last RING_ERROR (high 32 bits) and RING_ERROR_VALUE (low).
+    pub(crate) ring_error_last: Atomic<u64>,
 }
 
 impl Counters {
@@ -148,6 +156,8 @@ impl Counters {
             resets: Atomic::new(0),
             bogus_completions: Atomic::new(0),
             doorbells: Atomic::new(0),
+            ring_errors: Atomic::new(0),
+            ring_error_last: Atomic::new(0),
         }
     }
 }
@@ -171,6 +181,9 @@ struct RingState {
     head_since: Instant<Monotonic>,
     /// Unbind stopped the device: no reset may restart it.
     stopped: bool,
+    /// Ring-error log rate limit: when the window began, messages in it.
+    ring_error_window: Instant<Monotonic>,
+    ring_error_logged: u32,
 }
 
 impl RingState {
@@ -283,6 +296,8 @@ impl Engine {
                 retired_seqno: 0,
                 head_since: Instant::now(),
                 stopped: false,
+                ring_error_window: Instant::now(),
+                ring_error_logged: 0,
             }),
             space <- new_condvar!(),
             contexts <- new_mutex!([1, 0, 0, 0]),
@@ -832,6 +847,9 @@ impl Engine {
         writeln!(out, "resets: {}", c.resets.load(Relaxed))?;
         writeln!(out, "bogus_completions: {}", c.bogus_completions.load(Relaxed))?;
         writeln!(out, "doorbells: {}", c.doorbells.load(Relaxed))?;
+        writeln!(out, "ring_errors: {}", c.ring_errors.load(Relaxed))?;
+        let last = c.ring_error_last.load(Relaxed);
+        writeln!(out, "ring_error_last: {:#x} {:#x}", last >> 32, last as u32)?;
         writeln!(out, "bos_live: {}", self.bo_stats.live.load(Relaxed))?;
         writeln!(out, "bo_bytes_live: {}", self.bo_stats.bytes.load(Relaxed))
     }
@@ -846,6 +864,54 @@ impl Engine {
             writeln!(out, "  job {} context {} cmdbuf {:#x}+{} timeout {} ms", job.seqno, job.context, job.cmdbuf, job.size, job.timeout_ms)?;
         }
         Ok(())
+    }
+
+    /// RING_ERROR was raised: the device refused a ring-pointer write this
+    /// driver never makes (its indices stay within the rings), so another
+    /// agent writes the registers (a process through the BAR) and may have
+    /// moved them to values the device accepted. Read what was refused and
+    /// clear it; the caller resets the device, which puts every pointer back
+    /// where the driver's state says. Signalling path: no allocation.
+    fn take_ring_error(&self, bar: &Bar0) -> (u32, u32) {
+        let bits = bar.read32(RING_ERROR);
+        let value = bar.read32(RING_ERROR_VALUE);
+        // Write 1s to clear (the reset clears it too; an all-ones read from
+        // a device that is gone writes nothing it does not define).
+        bar.write32(RING_ERROR_ALL, RING_ERROR);
+        self.counters.ring_errors.add(1, Relaxed);
+        self.counters.ring_error_last.store((u64::from(bits) << 32) | u64::from(value), Relaxed);
+        (bits, value)
+    }
+
+    /// Log a ring error, at most RING_ERROR_LOG_BURST per window (under the
+    /// ring lock, which also guards the limiter).
+    fn log_ring_error(&self, dev: &device::Device<Bound>, st: &mut RingState, bits: u32, value: u32) {
+        if st.ring_error_window.elapsed() > Delta::from_millis(RING_ERROR_LOG_WINDOW_MS) {
+            st.ring_error_window = Instant::now();
+            st.ring_error_logged = 0;
+        }
+        if st.ring_error_logged >= RING_ERROR_LOG_BURST {
+            return;
+        }
+        st.ring_error_logged += 1;
+        let which = match bits {
+            0 => "none recorded (cleared by someone else?)",
+            b if b & !RING_ERROR_ALL != 0 => "undefined bits: the device is broken or gone",
+            b if b & 1 != 0 => "DOORBELL",
+            b if b & 2 != 0 => "CQ_HEAD",
+            _ => "a shadow-page index",
+        };
+        dev_warn!(
+            dev,
+            "refused ring-pointer write (RING_ERROR {:#x}: {}, value {:#x}; {} so far): someone else writes the NPU's registers, resetting it\n",
+            bits,
+            which,
+            value,
+            self.counters.ring_errors.load(Relaxed)
+        );
+        if st.ring_error_logged == RING_ERROR_LOG_BURST {
+            dev_warn!(dev, "further ring errors in the next {} ms are not logged\n", RING_ERROR_LOG_WINDOW_MS);
+        }
     }
 
     /// Debugfs: reset the device now. The job that was running is aborted
@@ -906,11 +972,18 @@ impl irq::ThreadedHandler for IrqHandler {
         if self.engine.drain(dev).is_err() {
             return IrqReturn::None;
         }
-        if pending & IRQ_DEVICE_ERROR != 0 {
+        let halted = pending & IRQ_DEVICE_ERROR != 0;
+        let ring_error = (pending & IRQ_RING_ERROR != 0).then(|| self.engine.take_ring_error(bar));
+        if halted || ring_error.is_some() {
             let mut st = self.engine.state.lock();
             // After unbind stopped the device, a halt is expected.
             if !st.stopped {
-                dev_err!(dev, "the NPU halted (STATUS {:#x}): resetting it\n", bar.read32(STATUS));
+                if halted {
+                    dev_err!(dev, "the NPU halted (STATUS {:#x}): resetting it\n", bar.read32(STATUS));
+                }
+                if let Some((bits, value)) = ring_error {
+                    self.engine.log_ring_error(dev, &mut st, bits, value);
+                }
                 let _ = self.engine.recover(dev, &mut st, Some(Outcome::aborted(STATUS_ABORTED)));
             }
             self.engine.schedule_release(&st);

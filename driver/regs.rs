@@ -31,6 +31,8 @@ pub(crate) const CTX_TABLE_LO: usize = 0x0070;
 pub(crate) const CTX_TABLE_HI: usize = 0x0074;
 pub(crate) const SHADOW_LO: usize = 0x0078;
 pub(crate) const SHADOW_HI: usize = 0x007c;
+pub(crate) const RING_ERROR: usize = 0x0090;
+pub(crate) const RING_ERROR_VALUE: usize = 0x0094;
 
 pub(crate) const ID_VALUE: u32 = 0x4f4e_5055;
 /// The ISA/register major version this driver speaks.
@@ -52,6 +54,10 @@ pub(crate) const STATUS_RESET_DONE: u32 = 1 << 1;
 pub(crate) const STATUS_HALTED: u32 = 1 << 3;
 /// IRQ_STATUS causes, by MSI-X vector (0: job done, 1: everything else).
 pub(crate) const IRQ_JOB_DONE: u32 = 1 << 0;
-pub(crate) const IRQ_ERRORS: u32 = 0x1e;
+pub(crate) const IRQ_ERRORS: u32 = 0x3e;
 pub(crate) const IRQ_DEVICE_ERROR: u32 = 1 << 4;
-pub(crate) const IRQ_ALL: u32 = 0x1f;
+pub(crate) const IRQ_RING_ERROR: u32 = 1 << 5;
+pub(crate) const IRQ_ALL: u32 = 0x3f;
+/// RING_ERROR bits ("Ring pointer errors"): DOORBELL, CQ_HEAD, the shadow
+/// page's SQ_TAIL and CQ_HEAD. Other bits are not defined.
+pub(crate) const RING_ERROR_ALL: u32 = 0xf;

@@ -116,8 +116,40 @@ impl Int8Kernel {
     }
 }
 
-/// The fastest exact int8 kernel this CPU has.
+/// The int8 kernel the device uses: this CPU's fastest, unless the
+/// environment variable NPU_INT8_KERNEL names another one the CPU has
+/// (`avx2`, `f32`; to measure on an AVX-512 host what AVX2 hosts get).
+/// Read once.
 pub fn int8_kernel() -> Int8Kernel {
+    static CHOSEN: std::sync::OnceLock<Int8Kernel> = std::sync::OnceLock::new();
+    *CHOSEN.get_or_init(|| {
+        let have = cpu_int8_kernel();
+        let Ok(want) = std::env::var("NPU_INT8_KERNEL") else {
+            return have;
+        };
+        let usable = |k: Int8Kernel| match k {
+            Int8Kernel::Avx512Vnni => have == Int8Kernel::Avx512Vnni,
+            Int8Kernel::Avx2 => have != Int8Kernel::F32,
+            Int8Kernel::F32 => true,
+        };
+        match [Int8Kernel::Avx512Vnni, Int8Kernel::Avx2, Int8Kernel::F32]
+            .into_iter()
+            .find(|k| k.name() == want)
+        {
+            Some(k) if usable(k) => k,
+            _ => {
+                log::warn!(
+                    "NPU_INT8_KERNEL={want:?} is not a kernel this CPU has; using {}",
+                    have.name()
+                );
+                have
+            }
+        }
+    })
+}
+
+/// The fastest exact int8 kernel this CPU has.
+pub fn cpu_int8_kernel() -> Int8Kernel {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512vnni")
@@ -178,7 +210,7 @@ pub fn igemm_with(
     };
     #[cfg(target_arch = "x86_64")]
     {
-        let have = int8_kernel();
+        let have = cpu_int8_kernel();
         if kernel == Int8Kernel::Avx512Vnni && have == Int8Kernel::Avx512Vnni {
             let p = vnni::PackedB::new(n, k, b, bt);
             // SAFETY (of run): AVX-512 F, BW and VNNI were detected above.
@@ -394,14 +426,26 @@ mod vnni {
 /// as pairs along K (A's pair broadcast to every lane, B's pairs one column
 /// per 32-bit lane), `vpmaddwd` multiplies the two pairs and adds them into
 /// one i32 (|sum| <= 2 * 128 * 128, exact), and `vpaddd` accumulates
-/// (wrapping, like the hardware). A 6 x 16 block of C stays in 12 of the 16
-/// vector registers for the whole K loop.
+/// (wrapping, like the hardware). The vector pipes are the bound
+/// (Documentation/dev/performance.rst), so nothing else is left in the
+/// loop: A and B are packed into the micro-kernel's order (A in panels of 6
+/// rows, B in panels of 16 columns, both pair-major, zero-padded to whole
+/// panels, starting on cache lines), so the 6 x 16 micro-kernel has no edge
+/// cases and no bounds checks; its 12 accumulators stay in registers for a
+/// whole K block.
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use std::arch::x86_64::*;
 
     const MR: usize = 6;
     const NR: usize = 16;
+    /// Vectors per row of the micro-kernel.
+    const NV: usize = NR / 8;
+    /// K pairs and rows of A per cache block: a 256-pair slice of a B panel
+    /// (16 KiB) stays in L1 and a 96 x 256-pair block of A (96 KiB) in L2
+    /// while the micro-kernel sweeps them.
+    const KC: usize = 256;
+    const MC: usize = 96;
 
     /// Two i8 as sign-extended i16 halves of one 32-bit lane.
     fn pair(lo: i8, hi: i8) -> i32 {
@@ -412,16 +456,41 @@ mod avx2 {
         n: usize,
         k: usize,
         kp: usize,
-        np: usize,
-        bpack: Vec<i32>,
+        /// Panels of NR columns: `bpack[(jp * kp + q) * NR + jj]` holds the
+        /// pair (2q, 2q + 1) of column jp * NR + jj (0 past the edges).
+        bpack: Aligned,
+    }
+
+    /// Zeroed i32s starting on a cache line, so that no vector load of a
+    /// packed panel is split across two lines.
+    struct Aligned {
+        buf: Vec<i32>,
+        off: usize,
+        len: usize,
+    }
+
+    impl Aligned {
+        fn zeroed(len: usize) -> Self {
+            let buf = vec![0i32; len + 16];
+            let off = (64 - buf.as_ptr() as usize % 64) % 64 / 4;
+            Aligned { buf, off, len }
+        }
+
+        fn get(&self) -> &[i32] {
+            &self.buf[self.off..self.off + self.len]
+        }
+
+        fn get_mut(&mut self) -> &mut [i32] {
+            &mut self.buf[self.off..self.off + self.len]
+        }
     }
 
     impl PackedB {
         pub(super) fn new(n: usize, k: usize, b: &[i8], bt: bool) -> Self {
-            let kp = k.div_ceil(2); // K pairs
-            let np = n.div_ceil(NR) * NR;
+            let kp = k.div_ceil(2);
+            let panels = n.div_ceil(NR);
             let b_at = |p: usize, j: usize| {
-                if p >= k {
+                if p >= k || j >= n {
                     0
                 } else if bt {
                     b[j * k + p]
@@ -429,94 +498,98 @@ mod avx2 {
                     b[p * n + j]
                 }
             };
-            let mut bpack = vec![0i32; kp * np];
-            for q in 0..kp {
-                for j in 0..n {
-                    bpack[q * np + j] = pair(b_at(2 * q, j), b_at(2 * q + 1, j));
+            let mut bpack = Aligned::zeroed(panels * kp * NR);
+            let bp = bpack.get_mut();
+            for jp in 0..panels {
+                for q in 0..kp {
+                    let dst = &mut bp[(jp * kp + q) * NR..(jp * kp + q + 1) * NR];
+                    for (jj, d) in dst.iter_mut().enumerate() {
+                        let j = jp * NR + jj;
+                        *d = pair(b_at(2 * q, j), b_at(2 * q + 1, j));
+                    }
                 }
             }
-            PackedB {
-                n,
-                k,
-                kp,
-                np,
-                bpack,
-            }
+            PackedB { n, k, kp, bpack }
         }
 
         /// `c[m,n] += a[m,k] * B` for m rows of A. Only called after AVX2
         /// was detected.
         pub(super) fn run(&self, a: &[i8], m: usize, c: &mut [i32]) {
-            let (k, kp) = (self.k, self.kp);
-            let mut apack = vec![0i32; m * kp];
+            let (n, k, kp) = (self.n, self.k, self.kp);
+            assert!(a.len() >= m * k && c.len() >= m * n);
+            // Panels of MR rows: `apack[(ip * kp + q) * MR + ii]` holds the
+            // pair (2q, 2q + 1) of row ip * MR + ii (0 past the edges).
+            let panels = m.div_ceil(MR);
+            let mut apack = Aligned::zeroed(panels * kp * MR);
+            let ap = apack.get_mut();
             for i in 0..m {
                 let row = &a[i * k..(i + 1) * k];
+                let (ip, ii) = (i / MR, i % MR);
                 for (q, two) in row.chunks(2).enumerate() {
-                    apack[i * kp + q] = pair(two[0], two.get(1).copied().unwrap_or(0));
+                    ap[(ip * kp + q) * MR + ii] = pair(two[0], two.get(1).copied().unwrap_or(0));
                 }
             }
-            // SAFETY: the caller checked for AVX2 at run time.
-            unsafe { blocks(m, self.n, kp, self.np, &apack, &self.bpack, c) }
-        }
-    }
-
-    /// K pairs and rows of A per cache block: a 128-pair slice of a B panel
-    /// (8 KiB) stays in L1 and a 96 x 128-pair slice of A (48 KiB) in L2
-    /// while the micro-kernel sweeps them.
-    const KC: usize = 128;
-    const MC: usize = 96;
-
-    #[target_feature(enable = "avx2")]
-    fn blocks(
-        m: usize,
-        n: usize,
-        kp: usize,
-        np: usize,
-        apack: &[i32],
-        bpack: &[i32],
-        c: &mut [i32],
-    ) {
-        for k0 in (0..kp).step_by(KC) {
-            let k1 = (k0 + KC).min(kp);
-            for ic in (0..m).step_by(MC) {
-                let ic1 = (ic + MC).min(m);
-                for j0 in (0..np).step_by(NR) {
-                    for i0 in (ic..ic1).step_by(MR) {
-                        let mr = (ic1 - i0).min(MR);
-                        let mut acc = [[_mm256_setzero_si256(); 2]; MR];
-                        for q in k0..k1 {
-                            let row = &bpack[q * np + j0..q * np + j0 + NR];
-                            // SAFETY: `row` is 16 i32 in bounds (np is a
-                            // multiple of NR); loadu has no alignment
-                            // requirement.
-                            let b0 = unsafe { _mm256_loadu_si256(row.as_ptr().cast()) };
-                            // SAFETY: as above, the second half of `row`.
-                            let b1 = unsafe { _mm256_loadu_si256(row[8..].as_ptr().cast()) };
-                            for (ii, acc_row) in acc.iter_mut().enumerate().take(mr) {
-                                let av = _mm256_set1_epi32(apack[(i0 + ii) * kp + q]);
-                                acc_row[0] =
-                                    _mm256_add_epi32(acc_row[0], _mm256_madd_epi16(av, b0));
-                                acc_row[1] =
-                                    _mm256_add_epi32(acc_row[1], _mm256_madd_epi16(av, b1));
-                            }
-                        }
-                        // Partial sums of this K block, added (wrapping:
-                        // the order of i32 additions does not matter).
-                        for (ii, acc_row) in acc.iter().enumerate().take(mr) {
-                            let mut out = [0i32; NR];
-                            // SAFETY: `out` holds 16 i32 = two 32-byte stores.
-                            unsafe {
-                                _mm256_storeu_si256(out.as_mut_ptr().cast(), acc_row[0]);
-                                _mm256_storeu_si256(out[8..].as_mut_ptr().cast(), acc_row[1]);
-                            }
-                            let cols = (n - j0.min(n)).min(NR);
-                            let crow = &mut c[(i0 + ii) * n + j0..(i0 + ii) * n + j0 + cols];
-                            for (cv, &v) in crow.iter_mut().zip(&out) {
-                                *cv = cv.wrapping_add(v);
+            for k0 in (0..kp).step_by(KC) {
+                let kc = KC.min(kp - k0);
+                for ic in (0..panels).step_by(MC / MR) {
+                    let ic1 = (ic + MC / MR).min(panels);
+                    for jp in 0..n.div_ceil(NR) {
+                        let bs = &self.bpack.get()[(jp * kp + k0) * NR..(jp * kp + k0 + kc) * NR];
+                        for ip in ic..ic1 {
+                            let asl = &apack.get()[(ip * kp + k0) * MR..(ip * kp + k0 + kc) * MR];
+                            let mut out = [[0i32; NR]; MR];
+                            // SAFETY: the caller checked for AVX2 at run
+                            // time; `asl` and `bs` hold kc pairs of MR rows
+                            // and NR columns (sliced above).
+                            unsafe { micro(kc, asl, bs, &mut out) };
+                            let rows = MR.min(m - ip * MR);
+                            let cols = NR.min(n - jp * NR);
+                            for (ii, o) in out.iter().enumerate().take(rows) {
+                                let at = (ip * MR + ii) * n + jp * NR;
+                                for (cv, &v) in c[at..at + cols].iter_mut().zip(o) {
+                                    *cv = cv.wrapping_add(v);
+                                }
                             }
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// `out = A panel (kc pairs x MR rows) * B panel (kc pairs x NR
+    /// columns)`: 12 accumulators, two B loads and six broadcasts per pair.
+    #[target_feature(enable = "avx2")]
+    fn micro(kc: usize, a: &[i32], b: &[i32], out: &mut [[i32; NR]; MR]) {
+        assert!(a.len() >= kc * MR && b.len() >= kc * NR);
+        let (mut ap, mut bp) = (a.as_ptr(), b.as_ptr());
+        let mut acc = [[_mm256_setzero_si256(); NV]; MR];
+        for _ in 0..kc {
+            // `bp` and `ap` advance by NR and MR i32 per pair, kc times,
+            // inside `b` and `a` (asserted above); loadu has no alignment
+            // requirement. (No closures: they would not inherit `avx2`.)
+            let mut bv = [_mm256_setzero_si256(); NV];
+            for (v, x) in bv.iter_mut().enumerate() {
+                // SAFETY: as above; v < NV = NR / 8.
+                *x = unsafe { _mm256_loadu_si256(bp.add(8 * v).cast()) };
+            }
+            for (ii, acc_row) in acc.iter_mut().enumerate() {
+                // SAFETY: as above; ii < MR.
+                let av = _mm256_set1_epi32(unsafe { *ap.add(ii) });
+                for (x, &bx) in acc_row.iter_mut().zip(&bv) {
+                    *x = _mm256_add_epi32(*x, _mm256_madd_epi16(av, bx));
+                }
+            }
+            // SAFETY: one past the last pair at most.
+            unsafe {
+                ap = ap.add(MR);
+                bp = bp.add(NR);
+            }
+        }
+        for (o, acc_row) in out.iter_mut().zip(&acc) {
+            for (v, &x) in acc_row.iter().enumerate() {
+                // SAFETY: `o` holds NR = 8 * NV i32; each store is 8 of them.
+                unsafe { _mm256_storeu_si256(o[8 * v..].as_mut_ptr().cast(), x) };
             }
         }
     }
