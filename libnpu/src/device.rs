@@ -249,6 +249,18 @@ impl Device {
                 path: path.to_owned(),
                 source,
             })?;
+        Device::from_file(file, path)
+    }
+
+    /// An accel node the caller opened (read-write); its path is what
+    /// /proc/self/fd says, for messages.
+    pub fn from_fd(fd: OwnedFd) -> Result<Device> {
+        let path = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+            .unwrap_or_else(|_| PathBuf::from(format!("fd {}", fd.as_raw_fd())));
+        Device::from_file(File::from(fd), &path)
+    }
+
+    fn from_file(file: File, path: &Path) -> Result<Device> {
         let id = NEXT_DEVICE_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut dev = Device {
             file,

@@ -66,6 +66,12 @@ pub struct Kernel {
 /// Source of [`Kernel`] ids.
 static NEXT_KERNEL_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
+/// A new key for a compiled program's resident constants
+/// ([`Session::execute_program`]).
+pub fn next_program_key() -> u64 {
+    NEXT_KERNEL_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 /// One run's results.
 #[derive(Debug)]
 pub struct Run {
@@ -484,7 +490,7 @@ impl Session {
             graph,
             program,
             compile_time: t.elapsed(),
-            id: NEXT_KERNEL_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            id: next_program_key(),
         })
     }
 
@@ -537,36 +543,58 @@ impl Session {
                     .map(|i| (n.clone(), i, ty.dtype, ty.bytes()))
             })
             .collect();
+        let inputs: Vec<(usize, &[u8])> =
+            bytes_in.iter().map(|(i, b)| (*i, b.as_slice())).collect();
+        let wanted: Vec<(usize, usize)> = outs.iter().map(|(_, i, _, n)| (*i, *n)).collect();
+        let e = self.execute_program(prog, k.id, &inputs, &wanted)?;
+        let outputs = outs
+            .iter()
+            .zip(e.outputs)
+            .map(|((n, _, dt, _), b)| (n.clone(), TensorData::from_bytes(*dt, &b)))
+            .collect();
+        Ok(Run {
+            outputs,
+            cycles: e.cycles,
+            device_time: e.device_time,
+            cmdbuf: e.cmdbuf,
+            addrs: e.addrs,
+            uploaded: e.uploaded,
+        })
+    }
+
+    /// Run a compiled program: `inputs` are (buffer index, bytes) of its
+    /// input buffers, `outputs` (buffer index, bytes) to read back. The
+    /// constants go with it under `key` (one per compiled program), so a
+    /// backend that kept them from an earlier run does not upload them again.
+    pub fn execute_program(
+        &mut self,
+        prog: &Program,
+        key: u64,
+        inputs: &[(usize, &[u8])],
+        outputs: &[(usize, usize)],
+    ) -> Result<Execution> {
         let sizes: Vec<u64> = prog.buffers().iter().map(|b| b.size.max(1)).collect();
         let writes: Vec<bool> = prog
             .buffers()
             .iter()
             .map(|b| !matches!(b.kind, BufferKind::Input | BufferKind::Constant))
             .collect();
-        let mut inputs: Vec<(usize, &[u8])> =
-            bytes_in.iter().map(|(i, b)| (*i, b.as_slice())).collect();
-        // The packed constants start the constant buffer.
-        if let Some(i) = prog
+        let mut inputs = inputs.to_vec();
+        let constant = prog
             .buffers()
             .iter()
-            .position(|b| b.kind == BufferKind::Constant)
-        {
+            .position(|b| b.kind == BufferKind::Constant);
+        // The packed constants start the constant buffer.
+        if let Some(i) = constant {
             inputs.push((i, prog.constants()));
         }
-        let wanted: Vec<(usize, usize)> = outs.iter().map(|(_, i, _, n)| (*i, *n)).collect();
         let jobs = prog.job_sizes();
-        let resident: Vec<(usize, u64)> = prog
-            .buffers()
-            .iter()
-            .position(|b| b.kind == BufferKind::Constant)
-            .map(|i| (i, k.id))
-            .into_iter()
-            .collect();
+        let resident: Vec<(usize, u64)> = constant.map(|i| (i, key)).into_iter().collect();
         let req = Request {
             sizes: &sizes,
             writes: &writes,
             inputs: &inputs,
-            outputs: &wanted,
+            outputs,
             timeout_ms: self.timeout_ms,
             wait_timeout: self.wait_timeout,
             jobs: &jobs,
@@ -581,19 +609,7 @@ impl Session {
             e.cycles,
             e.device_time
         );
-        let outputs = outs
-            .iter()
-            .zip(e.outputs)
-            .map(|((n, _, dt, _), b)| (n.clone(), TensorData::from_bytes(*dt, &b)))
-            .collect();
-        Ok(Run {
-            outputs,
-            cycles: e.cycles,
-            device_time: e.device_time,
-            cmdbuf: e.cmdbuf,
-            addrs: e.addrs,
-            uploaded: e.uploaded,
-        })
+        Ok(e)
     }
 
     /// [`Session::run`], then [`check`] against the CPU reference.
@@ -758,9 +774,10 @@ mod model {
 
     pub struct Model {
         sram_size: u32,
-        /// The device of the last run, kept while requests have the same
-        /// layout, so resident buffers stay in its memory.
-        kept: Option<Kept>,
+        /// The devices of the last runs of different layouts (most recent
+        /// last, at most `super::RESIDENT_MAX`), so each kernel's resident
+        /// buffers stay in the memory of one of them.
+        kept: Vec<Kept>,
     }
 
     struct Kept {
@@ -775,7 +792,7 @@ mod model {
         pub fn new(sram_size: u32) -> Model {
             Model {
                 sram_size,
-                kept: None,
+                kept: Vec::new(),
             }
         }
     }
@@ -820,11 +837,22 @@ mod model {
             }
             // The last run's device when the layout is the same (its
             // resident buffers still hold their bytes), else a new one.
-            let same = self.kept.as_ref().is_some_and(|k| {
-                k.sizes == req.sizes && k.writes == req.writes && k.cmd_len == cmd.len()
-            });
-            let kept = if same { self.kept.take() } else { None };
-            self.kept = None;
+            // One with this request's resident buffers, else one without any.
+            let same_layout =
+                |k: &Kept| k.sizes == req.sizes && k.writes == req.writes && k.cmd_len == cmd.len();
+            let pos = self
+                .kept
+                .iter()
+                .rposition(|k| same_layout(k) && k.resident == req.resident)
+                // Never another kernel's: its constants would be lost.
+                .or_else(|| {
+                    self.kept
+                        .iter()
+                        .rposition(|k| same_layout(k) && k.resident.is_empty())
+                });
+            let same = pos.is_some();
+            // Taken out: a run that fails leaves no device behind.
+            let kept = pos.map(|p| self.kept.remove(p));
             let (mut bench, was_resident) = match kept {
                 Some(k) => (k.bench, k.resident),
                 None => {
@@ -905,13 +933,16 @@ mod model {
                 .iter()
                 .map(|&(i, n)| bench.read(0, vas[i], n))
                 .collect();
-            self.kept = Some(Kept {
+            self.kept.push(Kept {
                 sizes: req.sizes.to_vec(),
                 writes: req.writes.to_vec(),
                 cmd_len: cmd.len(),
                 resident: req.resident.to_vec(),
                 bench,
             });
+            if self.kept.len() > super::RESIDENT_MAX {
+                self.kept.remove(0);
+            }
             Ok(Execution {
                 outputs,
                 cycles,
