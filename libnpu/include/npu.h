@@ -221,8 +221,10 @@ enum npu_status npu_request_stats(const npu_request *request, uint64_t *cycles,
 /* Wait up to timeout_ns (negative: no limit) for the run: NPU_OK if it
  * succeeded, NPU_ERROR_TIMEOUT if it has not ended yet, else its error. */
 enum npu_status npu_fence_wait(npu_fence *fence, int64_t timeout_ns, npu_error **err);
-/* A sync_file fd of the run's device fence: NPU_ERROR_UNSUPPORTED in this
- * version (see c-api.rst). */
+/* A sync_file fd (the caller's, to close) that signals when the run's last
+ * job ends on the NPU: poll() it, or give it to another driver. Waits until
+ * that job is queued. NPU_ERROR_UNSUPPORTED on the device model (no kernel
+ * fences); a run that failed before queueing gives its error. */
 enum npu_status npu_fence_export_sync_file(npu_fence *fence, int *fd, npu_error **err);
 /* Does not cancel the run. */
 void npu_fence_free(npu_fence *fence);

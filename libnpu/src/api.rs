@@ -511,7 +511,7 @@ impl CompiledModel {
                 d.ok_or_else(|| invalid(format!("input `{}` is not set", self.0.inputs[i].name)))
             })
             .collect::<Result<Vec<_>>>()?;
-        let (results, stats) = self.execute(&ins)?;
+        let (results, stats) = self.execute(&ins, None)?;
         for (name, buf) in outputs.iter_mut() {
             let i = self.output_index(name)?;
             check_size(&self.0.outputs[i], buf.len())?;
@@ -521,7 +521,11 @@ impl CompiledModel {
     }
 
     /// Run with one byte slice per input, in order; every output's bytes.
-    fn execute(&self, inputs: &[&[u8]]) -> Result<(Vec<Vec<u8>>, RunStats)> {
+    fn execute(
+        &self,
+        inputs: &[&[u8]],
+        on_submit: Option<runtime::OnSubmit<'_>>,
+    ) -> Result<(Vec<Vec<u8>>, RunStats)> {
         let m = &*self.0;
         let mut ins = Vec::with_capacity(inputs.len());
         for (t, data) in m.inputs.iter().zip(inputs) {
@@ -531,7 +535,8 @@ impl CompiledModel {
         let outs: Vec<(usize, usize)> =
             m.outputs.iter().map(|t| (t.buffer, t.ty.bytes())).collect();
         let t = Instant::now();
-        let e = lock(&m.npu.0.session).execute_program(&m.program, m.key, &ins, &outs)?;
+        let e =
+            lock(&m.npu.0.session).execute_program(&m.program, m.key, &ins, &outs, on_submit)?;
         Ok((
             e.outputs,
             RunStats {
@@ -729,11 +734,11 @@ impl InferRequest {
     /// Run and wait.
     pub fn run(&self) -> Result<RunStats> {
         let _guard = self.begin()?;
-        self.run_now()
+        self.run_now(None)
     }
 
     /// The run itself; the caller holds the run guard.
-    fn run_now(&self) -> Result<RunStats> {
+    fn run_now(&self, on_submit: Option<runtime::OnSubmit<'_>>) -> Result<RunStats> {
         let model = &self.0.model;
         let mut st = lock(&self.0.state);
         let mut ins: Vec<&[u8]> = Vec::with_capacity(st.inputs.len());
@@ -751,7 +756,7 @@ impl InferRequest {
                 Some(Input::Bound(r)) => unsafe { std::slice::from_raw_parts(r.ptr, r.len) },
             });
         }
-        let (outs, stats) = model.execute(&ins)?;
+        let (outs, stats) = model.execute(&ins, on_submit)?;
         drop(ins);
         for (i, out) in outs.into_iter().enumerate() {
             match st.bound_outputs[i] {
@@ -775,8 +780,11 @@ impl InferRequest {
         let guard = self.begin()?;
         std::mem::forget(guard);
         let fence = Fence(Arc::new(FenceState {
-            result: Mutex::new(None),
-            done: Condvar::new(),
+            state: Mutex::new(FenceInner {
+                result: None,
+                sync_file: None,
+            }),
+            changed: Condvar::new(),
         }));
         let (req, f, after) = (self.clone(), fence.clone(), after.to_vec());
         let spawned = std::thread::Builder::new()
@@ -789,7 +797,10 @@ impl InferRequest {
                             message: format!("a fence this run waited for failed: {}", e.message),
                             ..e
                         }),
-                        None => req.run_now(),
+                        None => {
+                            let cb = |s: runtime::SyncFile| f.set_sync_file(s);
+                            req.run_now(Some(runtime::OnSubmit(&cb)))
+                        }
                     }
                 };
                 f.signal(result);
@@ -813,9 +824,16 @@ impl InferRequest {
     }
 }
 
+struct FenceInner {
+    result: Option<Result<RunStats>>,
+    /// The sync_file of the run's last job, once it is queued (backends
+    /// with kernel fences only).
+    sync_file: Option<runtime::SyncFile>,
+}
+
 struct FenceState {
-    result: Mutex<Option<Result<RunStats>>>,
-    done: Condvar,
+    state: Mutex<FenceInner>,
+    changed: Condvar,
 }
 
 /// The end of an asynchronous run ([`InferRequest::start`]). Clones share
@@ -825,41 +843,82 @@ pub struct Fence(Arc<FenceState>);
 
 impl Fence {
     fn signal(&self, result: Result<RunStats>) {
-        *lock(&self.0.result) = Some(result);
-        self.0.done.notify_all();
+        lock(&self.0.state).result = Some(result);
+        self.0.changed.notify_all();
+    }
+
+    fn set_sync_file(&self, s: runtime::SyncFile) {
+        lock(&self.0.state).sync_file = Some(s);
+        self.0.changed.notify_all();
     }
 
     /// Whether the run has ended.
     pub fn is_signaled(&self) -> bool {
-        lock(&self.0.result).is_some()
+        lock(&self.0.state).result.is_some()
     }
 
-    /// Wait for the run, at most `timeout` (`None`: no limit): its figures
-    /// or its error; [`Status::Timeout`] if it has not ended in time.
-    pub fn wait(&self, timeout: Option<Duration>) -> Result<RunStats> {
+    /// Wait until `ready` holds, at most `timeout` (`None`: no limit).
+    fn wait_for<T>(
+        &self,
+        timeout: Option<Duration>,
+        ready: impl Fn(&FenceInner) -> Option<T>,
+    ) -> Result<T> {
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        let mut r = lock(&self.0.result);
+        let mut st = lock(&self.0.state);
         loop {
-            if let Some(r) = &*r {
-                return r.clone();
+            if let Some(v) = ready(&st) {
+                return Ok(v);
             }
             // No deadline (none given, or one past what an Instant holds):
             // wait as long as it takes.
-            r = match deadline {
-                None => self.0.done.wait(r).unwrap_or_else(|e| e.into_inner()),
+            st = match deadline {
+                None => self.0.changed.wait(st).unwrap_or_else(|e| e.into_inner()),
                 Some(d) => {
                     let left = d.saturating_duration_since(Instant::now());
                     if left.is_zero() {
                         return Err(Error::new(Status::Timeout, "the run has not ended yet"));
                     }
                     self.0
-                        .done
-                        .wait_timeout(r, left)
+                        .changed
+                        .wait_timeout(st, left)
                         .unwrap_or_else(|e| e.into_inner())
                         .0
                 }
             };
         }
+    }
+
+    /// Wait for the run, at most `timeout` (`None`: no limit): its figures
+    /// or its error; [`Status::Timeout`] if it has not ended in time.
+    pub fn wait(&self, timeout: Option<Duration>) -> Result<RunStats> {
+        self.wait_for(timeout, |st| st.result.clone())?
+    }
+
+    /// A sync_file descriptor that signals when the run's last job ends
+    /// (poll it for POLLIN, or give it to another driver as an in-fence).
+    /// Waits until that job is queued. Only the accel backend has kernel
+    /// fences: elsewhere, and for a run that failed before its job was
+    /// queued, [`Status::Unsupported`] or the run's error.
+    pub fn export_sync_file(&self) -> Result<OwnedFd> {
+        let got = self.wait_for(None, |st| match (&st.sync_file, &st.result) {
+            (Some(Ok(fd)), _) => Some(fd.try_clone().map_err(|e| {
+                Error::new(
+                    Status::Device,
+                    format!("cannot duplicate the sync_file: {e}"),
+                )
+            })),
+            (Some(Err(why)), _) => Some(Err(Error::new(
+                Status::Device,
+                format!("the job's fence could not be exported: {why}"),
+            ))),
+            (None, Some(Err(e))) => Some(Err(e.clone())),
+            (None, Some(Ok(_))) => Some(Err(Error::new(
+                Status::Unsupported,
+                "this backend has no kernel fences (the device model): no sync_file",
+            ))),
+            (None, None) => None,
+        })?;
+        got
     }
 }
 

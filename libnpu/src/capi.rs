@@ -731,14 +731,14 @@ pub extern "C" fn npu_fence_export_sync_file(
     err: *mut *mut NpuError,
 ) -> NpuStatus {
     call(err, || {
-        handle(fence, "fence")?;
+        let f = handle(fence, "fence")?;
         if fd.is_null() {
             return Err(null("fd"));
         }
-        Err(Error::new(
-            Status::Unsupported,
-            "libnpu 1.0 fences are not backed by a device syncobj yet: no sync_file to export",
-        ))
+        let sync_file = f.0.export_sync_file()?;
+        // SAFETY: `fd` is writable (C contract); the caller owns the fd.
+        unsafe { fd.write(std::os::fd::IntoRawFd::into_raw_fd(sync_file)) };
+        Ok(())
     })
 }
 

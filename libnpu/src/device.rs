@@ -684,6 +684,18 @@ impl Syncobj<'_> {
     }
 }
 
+impl Syncobj<'_> {
+    /// The fence in it as a sync_file descriptor (poll it for POLLIN, or
+    /// hand it to another driver). The syncobj must hold a fence: export
+    /// after the job that signals it was submitted.
+    pub fn export_sync_file(&self) -> Result<OwnedFd> {
+        check(
+            "SYNCOBJ_HANDLE_TO_FD",
+            raw::syncobj_export_sync_file(&self.dev.file, self.handle),
+        )
+    }
+}
+
 impl Drop for Syncobj<'_> {
     fn drop(&mut self) {
         let mut d = drm_core::drm_syncobj_destroy {

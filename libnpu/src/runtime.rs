@@ -113,6 +113,23 @@ pub struct Request<'a> {
     /// backend may keep such a buffer between requests and not upload it
     /// again.
     pub resident: &'a [(usize, u64)],
+    /// Called once the last job is queued on a backend with kernel fences
+    /// (the accel one), with a sync_file of that job's fence.
+    pub on_submit: Option<OnSubmit<'a>>,
+}
+
+/// What [`Request::on_submit`] is given: a sync_file that signals when the
+/// request's last job ends, or why there is none.
+pub type SyncFile = std::result::Result<std::os::fd::OwnedFd, String>;
+
+/// [`Request::on_submit`]'s callback.
+#[derive(Clone, Copy)]
+pub struct OnSubmit<'a>(pub &'a dyn Fn(SyncFile));
+
+impl std::fmt::Debug for OnSubmit<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnSubmit")
+    }
 }
 
 impl Request<'_> {
@@ -341,7 +358,9 @@ impl Backend for Accel {
         let spans = job_spans(req.jobs, cmd.len())?;
         let cmdbuf = Accel::take(dev, pool, cmd.len().max(1) as u64, &cmd)?;
         // Jobs run back to back: each waits for the previous one's fence.
-        let fences = (1..spans.len())
+        // With on_submit the last job signals one more, exported.
+        let extra = usize::from(req.on_submit.is_some());
+        let fences = (1..spans.len() + extra)
             .map(|_| dev.syncobj(false))
             .collect::<Result<Vec<_>, _>>()?;
         let t = Instant::now();
@@ -354,10 +373,13 @@ impl Backend for Accel {
             if i > 0 {
                 job = job.after(&fences[i - 1]);
             }
-            if i + 1 < spans.len() {
-                job = job.signal(&fences[i]);
+            if let Some(f) = fences.get(i) {
+                job = job.signal(f);
             }
             seqnos.push(dev.submit(&job)?);
+        }
+        if let (Some(cb), Some(last)) = (req.on_submit, fences.last()) {
+            (cb.0)(last.export_sync_file().map_err(|e| e.to_string()));
         }
         // On any error the buffers are closed, not kept: a job that did not
         // end may still be using them.
@@ -546,7 +568,7 @@ impl Session {
         let inputs: Vec<(usize, &[u8])> =
             bytes_in.iter().map(|(i, b)| (*i, b.as_slice())).collect();
         let wanted: Vec<(usize, usize)> = outs.iter().map(|(_, i, _, n)| (*i, *n)).collect();
-        let e = self.execute_program(prog, k.id, &inputs, &wanted)?;
+        let e = self.execute_program(prog, k.id, &inputs, &wanted, None)?;
         let outputs = outs
             .iter()
             .zip(e.outputs)
@@ -572,6 +594,7 @@ impl Session {
         key: u64,
         inputs: &[(usize, &[u8])],
         outputs: &[(usize, usize)],
+        on_submit: Option<OnSubmit<'_>>,
     ) -> Result<Execution> {
         let sizes: Vec<u64> = prog.buffers().iter().map(|b| b.size.max(1)).collect();
         let writes: Vec<bool> = prog
@@ -599,6 +622,7 @@ impl Session {
             wait_timeout: self.wait_timeout,
             jobs: &jobs,
             resident: &resident,
+            on_submit,
         };
         let e = self
             .backend
@@ -657,6 +681,7 @@ impl Session {
             wait_timeout: self.wait_timeout,
             jobs: &[],
             resident: &[],
+            on_submit: None,
         };
         self.backend.execute(&req, &|_| Ok(cmd.to_vec()))
     }

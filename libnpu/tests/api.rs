@@ -170,6 +170,11 @@ fn caller_buffers_and_fences() {
     assert!(fa.is_signaled(), "b waited for a");
     assert_eq!(sb.uploaded, xb.len() as u64);
     fa.wait(Some(std::time::Duration::ZERO)).unwrap();
+    // The device model has no kernel fences to export.
+    let e = fa
+        .export_sync_file()
+        .expect_err("no sync_file on the model");
+    assert_eq!(e.status, Status::Unsupported, "{e}");
     ra.wait_idle();
     assert_gemm(&input(5), &floats(&ya));
     assert_gemm(&input(6), &floats(&rb.output("y").unwrap()));

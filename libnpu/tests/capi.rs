@@ -117,6 +117,7 @@ fn assert_runtime_api_passed(stdout: &str) {
         "thread 2 run 2: matches the C reference",
         "async run with a fence: matches the C reference",
         "saved and loaded model: matches the C reference",
+        "sync_file: none on the device model",
         "fault: kind 1 (MMU_UNMAPPED) at 0x40000000",
         "runtime_api: all checks passed",
     ] {

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <unistd.h>
 
 #define M 4
@@ -122,6 +123,37 @@ out:
 	return NULL;
 }
 
+static uint32_t backend;
+
+/* The fence as a sync_file: on the NPU, a descriptor poll() reports ready
+ * once the run's job has ended; the device model has no kernel fences (the
+ * export answers once the run has ended). */
+static int sync_file(npu_fence *f)
+{
+	npu_error *err = NULL;
+	struct pollfd p = { .events = POLLIN };
+	enum npu_status st = npu_fence_export_sync_file(f, &p.fd, &err);
+
+	if (backend == NPU_BACKEND_MODEL) {
+		if (st != NPU_ERROR_UNSUPPORTED)
+			return fail("sync_file on the model", st, err);
+		npu_error_free(err);
+		printf("sync_file: none on the device model\n");
+		return 0;
+	}
+	if (st)
+		return fail("sync_file", st, err);
+	/* Ready when the job has ended: poll() waits for it. */
+	if (poll(&p, 1, 60000) != 1 || !(p.revents & POLLIN)) {
+		fprintf(stderr, "runtime_api: the sync_file is not signalled\n");
+		close(p.fd);
+		return 1;
+	}
+	close(p.fd);
+	printf("sync_file: signalled\n");
+	return 0;
+}
+
 static int list_io(npu_model *m)
 {
 	size_t n_in, n_out;
@@ -179,25 +211,20 @@ static int run_async(npu_model *m)
 	st = npu_request_run(r, NULL);
 	if (st != NPU_OK && st != NPU_ERROR_BUSY) {
 		fprintf(stderr, "runtime_api: a second run gave %s\n", npu_status_name(st));
+		st = NPU_OK;
 		goto out;
 	}
+	st = NPU_OK;
+	/* Wait on the sync_file first (on the NPU it is the job's own fence),
+	 * then on the fence: y holds the output once the fence has ended. */
+	if (sync_file(f))
+		goto out;
 	if ((st = npu_fence_wait(f, -1, &err)))
 		goto out;
 	rc = check("async run with a fence", x, y);
 	/* A fence that has ended answers at once, also with a zero timeout. */
 	if (!rc && (st = npu_fence_wait(f, 0, &err)))
 		rc = 1;
-	if (!rc) {
-		int fd;
-
-		st = npu_fence_export_sync_file(f, &fd, &err);
-		printf("sync_file export: %s\n", npu_status_name(st));
-		if (st == NPU_OK)
-			close(fd);
-		npu_error_free(err);
-		err = NULL;
-		st = NPU_OK;
-	}
 out:
 	if (st)
 		rc = fail("async", st, err);
@@ -314,6 +341,7 @@ int main(int argc, char **argv)
 		rc = fail("query", st, err);
 		goto out;
 	}
+	backend = info.backend;
 	printf("%s backend, %u KiB of SRAM\n", info.backend == NPU_BACKEND_MODEL ? "model" : "accel",
 	       info.sram_size / 1024);
 	if ((st = npu_model_load_text(dev, source, &m, &err))) {

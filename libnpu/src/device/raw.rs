@@ -48,6 +48,10 @@ args! {
     drm_core::drm_syncobj_wait => drm_core::DRM_IOCTL_SYNCOBJ_WAIT,
 }
 
+/// DRM_SYNCOBJ_HANDLE_TO_FD_FLAGS_EXPORT_SYNC_FILE (include/uapi/drm/drm.h):
+/// export the syncobj's current fence as a sync_file, not the syncobj.
+pub const SYNCOBJ_EXPORT_SYNC_FILE: u32 = 1 << 0;
+
 /// The errno of the last failed call (EIO if there is none).
 fn errno() -> i32 {
     io::Error::last_os_error()
@@ -245,6 +249,21 @@ pub fn syncobj_create(fd: impl AsFd, signaled: bool) -> Result<u32, i32> {
 pub fn syncobj_destroy(fd: impl AsFd, handle: u32) -> Result<(), i32> {
     let mut d = drm_core::drm_syncobj_destroy { handle, pad: 0 };
     ioctl(fd, &mut d).map(drop)
+}
+
+/// The fence in a syncobj as a sync_file descriptor (EINVAL if it holds
+/// none yet).
+pub fn syncobj_export_sync_file(fd: impl AsFd, handle: u32) -> Result<OwnedFd, i32> {
+    let mut h = drm_core::drm_syncobj_handle {
+        handle,
+        flags: SYNCOBJ_EXPORT_SYNC_FILE,
+        fd: -1,
+        pad: 0,
+    };
+    // SAFETY: SYNCOBJ_HANDLE_TO_FD takes a drm_syncobj_handle.
+    unsafe { call(fd, drm_core::DRM_IOCTL_SYNCOBJ_HANDLE_TO_FD, &mut h) }?;
+    // SAFETY: the kernel just created this descriptor for us; we own it.
+    Ok(unsafe { OwnedFd::from_raw_fd(h.fd) })
 }
 
 /// CLOCK_MONOTONIC now, in nanoseconds (the clock DRM syncobj waits use).
