@@ -3,6 +3,10 @@
 //! the example also from a prefix `make install-libnpu` filled, through
 //! the real pkg-config, linked both shared (the SONAME) and static.
 
+use npu::api::Status;
+use npu::capi::{NpuDeviceInfo, NpuTensorInfo};
+use npu::isa::Fault;
+use std::mem::{offset_of, size_of};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -181,6 +185,31 @@ fn installed_library_has_a_soname_links_and_runs_the_c_example() {
         String::from_utf8_lossy(&needed.stdout).contains(&format!("Shared library: [{soname}]")),
         "the program does not record {soname}"
     );
+    // The header declares exactly what the library exports.
+    let nm = Command::new("nm")
+        .args(["-D", "--defined-only"])
+        .arg(lib.join("libnpu.so"))
+        .output()
+        .expect("nm (binutils) is required for this test");
+    let mut exported: Vec<String> = String::from_utf8_lossy(&nm.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2).map(String::from))
+        .collect();
+    exported.sort();
+    // The identifier right before each '(' that starts with npu_.
+    let mut declared: Vec<String> = header
+        .split('(')
+        .filter_map(|chunk| {
+            chunk
+                .rsplit(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .next()
+        })
+        .filter(|w| w.starts_with("npu_"))
+        .map(String::from)
+        .collect();
+    declared.sort();
+    declared.dedup();
+    assert_eq!(exported, declared, "exported symbols vs npu.h's functions");
     let stdout = run(&exe, &["--model"], &[("LD_LIBRARY_PATH", &lib)]);
     assert!(
         stdout.contains(&format!("libnpu {full} (header {full})")),
@@ -224,4 +253,120 @@ fn c_api_misuse_gives_status_codes_with_messages() {
     );
     let stdout = run(&exe, &[], &[]);
     assert!(stdout.contains("all C API error checks passed"), "{stdout}");
+}
+
+#[test]
+fn npu_h_layouts_and_numbers_match_the_rust_side() {
+    let dir = TempDir::new("layout");
+    let exe = dir.0.join("abi_layout");
+    cc(
+        "tests/c/abi_layout.c",
+        &[format!("-I{MANIFEST}/include")],
+        &exe,
+    );
+    let stdout = run(&exe, &[], &[]);
+    let c: std::collections::HashMap<&str, i64> = stdout
+        .lines()
+        .filter_map(|l| l.rsplit_once(' '))
+        .map(|(k, v)| (k, v.parse().expect("a number")))
+        .collect();
+    let want: Vec<(&str, i64)> = vec![
+        (
+            "sizeof(struct npu_device_info)",
+            size_of::<NpuDeviceInfo>() as i64,
+        ),
+        (
+            "offsetof(struct npu_device_info, backend)",
+            offset_of!(NpuDeviceInfo, backend) as i64,
+        ),
+        (
+            "offsetof(struct npu_device_info, sram_size)",
+            offset_of!(NpuDeviceInfo, sram_size) as i64,
+        ),
+        (
+            "offsetof(struct npu_device_info, job_timeout_ms)",
+            offset_of!(NpuDeviceInfo, job_timeout_ms) as i64,
+        ),
+        (
+            "offsetof(struct npu_device_info, va_start)",
+            offset_of!(NpuDeviceInfo, va_start) as i64,
+        ),
+        (
+            "offsetof(struct npu_device_info, va_end)",
+            offset_of!(NpuDeviceInfo, va_end) as i64,
+        ),
+        (
+            "sizeof(struct npu_tensor_info)",
+            size_of::<NpuTensorInfo>() as i64,
+        ),
+        (
+            "offsetof(struct npu_tensor_info, dtype)",
+            offset_of!(NpuTensorInfo, dtype) as i64,
+        ),
+        (
+            "offsetof(struct npu_tensor_info, name)",
+            offset_of!(NpuTensorInfo, name) as i64,
+        ),
+        (
+            "offsetof(struct npu_tensor_info, rank)",
+            offset_of!(NpuTensorInfo, rank) as i64,
+        ),
+        (
+            "offsetof(struct npu_tensor_info, shape)",
+            offset_of!(NpuTensorInfo, shape) as i64,
+        ),
+        (
+            "offsetof(struct npu_tensor_info, bytes)",
+            offset_of!(NpuTensorInfo, bytes) as i64,
+        ),
+        (
+            "offsetof(struct npu_tensor_info, scale)",
+            offset_of!(NpuTensorInfo, scale) as i64,
+        ),
+        (
+            "offsetof(struct npu_tensor_info, zero_point)",
+            offset_of!(NpuTensorInfo, zero_point) as i64,
+        ),
+        (
+            "offsetof(struct npu_tensor_info, quant_axis)",
+            offset_of!(NpuTensorInfo, quant_axis) as i64,
+        ),
+        ("sizeof(enum npu_status)", 4),
+        ("NPU_MAX_RANK", 8),
+        ("NPU_ERROR_INVALID_ARGUMENT", Status::InvalidArgument as i64),
+        ("NPU_ERROR_NOT_FOUND", Status::NotFound as i64),
+        ("NPU_ERROR_UNSUPPORTED", Status::Unsupported as i64),
+        ("NPU_ERROR_PARSE", Status::Parse as i64),
+        ("NPU_ERROR_COMPILE", Status::Compile as i64),
+        ("NPU_ERROR_DEVICE", Status::Device as i64),
+        ("NPU_ERROR_JOB_FAULT", Status::JobFault as i64),
+        ("NPU_ERROR_TIMEOUT", Status::Timeout as i64),
+        ("NPU_ERROR_BUSY", Status::Busy as i64),
+        ("NPU_ERROR_IO", Status::Io as i64),
+        ("NPU_ERROR_INTERNAL", Status::Internal as i64),
+        // The fault kinds are the hardware's codes (npu-isa).
+        ("NPU_FAULT_MMU_UNMAPPED", Fault::MmuUnmapped.code().into()),
+        (
+            "NPU_FAULT_MMU_PERMISSION",
+            Fault::MmuPermission.code().into(),
+        ),
+        ("NPU_FAULT_MMU_VA_RANGE", Fault::MmuVaRange.code().into()),
+        ("NPU_FAULT_BAD_OPCODE", Fault::BadOpcode.code().into()),
+        ("NPU_FAULT_BAD_OPERAND", Fault::BadOperand.code().into()),
+        ("NPU_FAULT_SRAM_RANGE", Fault::SramRange.code().into()),
+        (
+            "NPU_FAULT_CMDBUF_OVERRUN",
+            Fault::CmdbufOverrun.code().into(),
+        ),
+        ("NPU_FAULT_BAD_CONTEXT", Fault::BadContext.code().into()),
+        ("NPU_FAULT_DMA_BUS_ERROR", Fault::DmaBusError.code().into()),
+        (
+            "NPU_FAULT_BAD_SUBMISSION",
+            Fault::BadSubmission.code().into(),
+        ),
+        ("NPU_FAULT_ABORTED", Fault::Aborted.code().into()),
+    ];
+    for (name, value) in want {
+        assert_eq!(c.get(name), Some(&value), "{name}");
+    }
 }
