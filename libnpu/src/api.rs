@@ -229,11 +229,15 @@ impl Npu {
                 "SRAM size {sram_size} is below the device model's {min}-byte minimum"
             )));
         }
+        // What the model backend builds: the emulated device's VA size, the
+        // driver's VA start, two contexts; no driver, so no job timeout.
+        let va_bits = npu_device::mmu::VA_BITS;
         let params = Params {
             sram_size,
-            va_bits: 40,
+            contexts: 2,
+            va_bits,
             va_start: 1 << 20,
-            va_end: 1 << 40,
+            va_end: 1 << va_bits,
             ..Params::default()
         };
         Ok(Npu::with_session(
@@ -790,7 +794,7 @@ impl InferRequest {
         let spawned = std::thread::Builder::new()
             .name("npu-request".into())
             .spawn(move || {
-                let result = {
+                let run = || {
                     let _guard = RunGuard(&req.0);
                     match after.iter().find_map(|a| a.wait(None).err()) {
                         Some(e) => Err(Error {
@@ -803,6 +807,14 @@ impl InferRequest {
                         }
                     }
                 };
+                // A panic must still end the fence, or its waiters hang.
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run))
+                    .unwrap_or_else(|_| {
+                        Err(Error::new(
+                            Status::Internal,
+                            "internal error (panic) in libnpu",
+                        ))
+                    });
                 f.signal(result);
             });
         if let Err(e) = spawned {
