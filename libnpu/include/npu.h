@@ -210,6 +210,13 @@ enum npu_status npu_request_run(npu_request *request, npu_error **err);
  * must end first, successfully, or the run fails without starting. */
 enum npu_status npu_request_start(npu_request *request, npu_fence *const *wait_for, size_t count,
 				  npu_fence **fence, npu_error **err);
+/* Start a run whose first job also waits for count sync_files (kernel
+ * fences: npu_fence_export_sync_file() of another run, or another
+ * driver's; libnpu uses duplicates). On the NPU they are the job's
+ * in-fences; the device model polls them until readable. */
+enum npu_status npu_request_start_after_sync_files(npu_request *request, const int *fds,
+						   size_t count, npu_fence **fence,
+						   npu_error **err);
 /* Copy an output of the last successful run (bytes: its exact size). */
 enum npu_status npu_request_get_output(const npu_request *request, const char *name, void *data,
 				       size_t bytes, npu_error **err);

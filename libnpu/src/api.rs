@@ -21,7 +21,7 @@ use crate::lower::{BufferDesc, BufferKind, Program, ProgramParts};
 use crate::runtime::{self, Session};
 use crate::{compile, CompileOptions, DeviceParams};
 use npu_isa::{Fault, Insn};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -163,6 +163,10 @@ impl From<runtime::Error> for Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How long the device model waits for an input sync_file: past it the run
+/// fails (the accel backend's jobs are bounded by the driver instead).
+const FENCE_WAIT_LIMIT: Duration = Duration::from_secs(600);
 
 /// Which backend an [`Npu`] runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -515,7 +519,7 @@ impl CompiledModel {
                 d.ok_or_else(|| invalid(format!("input `{}` is not set", self.0.inputs[i].name)))
             })
             .collect::<Result<Vec<_>>>()?;
-        let (results, stats) = self.execute(&ins, None)?;
+        let (results, stats) = self.execute(&ins, None, &[])?;
         for (name, buf) in outputs.iter_mut() {
             let i = self.output_index(name)?;
             check_size(&self.0.outputs[i], buf.len())?;
@@ -529,6 +533,7 @@ impl CompiledModel {
         &self,
         inputs: &[&[u8]],
         on_submit: Option<runtime::OnSubmit<'_>>,
+        wait_for: &[BorrowedFd<'_>],
     ) -> Result<(Vec<Vec<u8>>, RunStats)> {
         let m = &*self.0;
         let mut ins = Vec::with_capacity(inputs.len());
@@ -539,8 +544,8 @@ impl CompiledModel {
         let outs: Vec<(usize, usize)> =
             m.outputs.iter().map(|t| (t.buffer, t.ty.bytes())).collect();
         let t = Instant::now();
-        let e =
-            lock(&m.npu.0.session).execute_program(&m.program, m.key, &ins, &outs, on_submit)?;
+        let e = lock(&m.npu.0.session)
+            .execute_program(&m.program, m.key, &ins, &outs, on_submit, wait_for)?;
         Ok((
             e.outputs,
             RunStats {
@@ -738,11 +743,15 @@ impl InferRequest {
     /// Run and wait.
     pub fn run(&self) -> Result<RunStats> {
         let _guard = self.begin()?;
-        self.run_now(None)
+        self.run_now(None, &[])
     }
 
     /// The run itself; the caller holds the run guard.
-    fn run_now(&self, on_submit: Option<runtime::OnSubmit<'_>>) -> Result<RunStats> {
+    fn run_now(
+        &self,
+        on_submit: Option<runtime::OnSubmit<'_>>,
+        wait_for: &[BorrowedFd<'_>],
+    ) -> Result<RunStats> {
         let model = &self.0.model;
         let mut st = lock(&self.0.state);
         let mut ins: Vec<&[u8]> = Vec::with_capacity(st.inputs.len());
@@ -760,7 +769,7 @@ impl InferRequest {
                 Some(Input::Bound(r)) => unsafe { std::slice::from_raw_parts(r.ptr, r.len) },
             });
         }
-        let (outs, stats) = model.execute(&ins, on_submit)?;
+        let (outs, stats) = model.execute(&ins, on_submit, wait_for)?;
         drop(ins);
         for (i, out) in outs.into_iter().enumerate() {
             match st.bound_outputs[i] {
@@ -781,6 +790,14 @@ impl InferRequest {
     /// ended well (if one failed, the run fails with its error, without
     /// running); the fence ends with the run.
     pub fn start(&self, after: &[Fence]) -> Result<Fence> {
+        self.start_after(after, Vec::new())
+    }
+
+    /// [`InferRequest::start`], the run's first job also waiting for
+    /// `sync_files` (kernel fences of other drivers or runs: on the accel
+    /// backend imported as the job's in-fences; the device model polls
+    /// them until readable).
+    pub fn start_after(&self, after: &[Fence], sync_files: Vec<OwnedFd>) -> Result<Fence> {
         let guard = self.begin()?;
         std::mem::forget(guard);
         let fence = Fence(Arc::new(FenceState {
@@ -803,7 +820,19 @@ impl InferRequest {
                         }),
                         None => {
                             let cb = |s: runtime::SyncFile| f.set_sync_file(s);
-                            req.run_now(Some(runtime::OnSubmit(&cb)))
+                            let fds: Vec<BorrowedFd<'_>> =
+                                sync_files.iter().map(|f| f.as_fd()).collect();
+                            // The device model has no in-fences: wait here,
+                            // before taking the device, so that other runs
+                            // go on meanwhile.
+                            let polled = match req.model().npu().info().backend {
+                                BackendKind::Model => fds.iter().try_for_each(|fd| {
+                                    runtime::wait_readable(*fd, FENCE_WAIT_LIMIT)
+                                        .map_err(Error::from)
+                                }),
+                                BackendKind::Accel => Ok(()),
+                            };
+                            polled.and_then(|()| req.run_now(Some(runtime::OnSubmit(&cb)), &fds))
                         }
                     }
                 };

@@ -662,6 +662,54 @@ pub extern "C" fn npu_request_start(
     })
 }
 
+/// Start a run whose first job waits for sync_files (duplicated).
+#[no_mangle]
+pub extern "C" fn npu_request_start_after_sync_files(
+    request: *const NpuRequest,
+    fds: *const c_int,
+    count: usize,
+    fence: *mut *mut NpuFence,
+    err: *mut *mut NpuError,
+) -> NpuStatus {
+    call(err, || {
+        let r = handle(request, "request")?;
+        if fence.is_null() {
+            return Err(null("fence"));
+        }
+        let raw: &[c_int] = if count == 0 {
+            &[]
+        } else if fds.is_null() {
+            return Err(null("fds"));
+        } else {
+            // SAFETY: `fds` points at `count` descriptors (C contract).
+            unsafe { std::slice::from_raw_parts(fds, count) }
+        };
+        let owned = raw
+            .iter()
+            .map(|&fd| {
+                if fd < 0 {
+                    return Err(Error::new(
+                        Status::InvalidArgument,
+                        format!("fd {fd} is not a descriptor"),
+                    ));
+                }
+                // SAFETY: the caller keeps `fd` open during the call (C
+                // contract); we use a duplicate.
+                unsafe { BorrowedFd::borrow_raw(fd as RawFd) }
+                    .try_clone_to_owned()
+                    .map_err(|e| {
+                        Error::new(
+                            Status::InvalidArgument,
+                            format!("cannot duplicate fd {fd}: {e}"),
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let f = r.0.start_after(&[], owned)?;
+        give(fence, "fence", NpuFence(f))
+    })
+}
+
 #[no_mangle]
 pub extern "C" fn npu_request_get_output(
     request: *const NpuRequest,

@@ -685,6 +685,15 @@ impl Syncobj<'_> {
 }
 
 impl Syncobj<'_> {
+    /// Put the fence of a sync_file in it (a job that waits for this
+    /// syncobj then waits for that fence).
+    pub fn import_sync_file(&self, sync_file: BorrowedFd<'_>) -> Result<()> {
+        check(
+            "SYNCOBJ_FD_TO_HANDLE",
+            raw::syncobj_import_sync_file(&self.dev.file, self.handle, sync_file),
+        )
+    }
+
     /// The fence in it as a sync_file descriptor (poll it for POLLIN, or
     /// hand it to another driver). The syncobj must hold a fence: export
     /// after the job that signals it was submitted.

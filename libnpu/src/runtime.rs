@@ -14,6 +14,7 @@ use crate::lower::BufferKind;
 use crate::reference::{self, TensorData};
 use crate::{compile, CompileOptions, DeviceParams, LowerError, Program};
 use std::collections::HashMap;
+use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
 /// Everything a session can fail with.
@@ -116,6 +117,9 @@ pub struct Request<'a> {
     /// Called once the last job is queued on a backend with kernel fences
     /// (the accel one), with a sync_file of that job's fence.
     pub on_submit: Option<OnSubmit<'a>>,
+    /// sync_files the first job waits for (the accel backend imports them
+    /// as in-fences; the device model polls them until readable).
+    pub wait_for: &'a [BorrowedFd<'a>],
 }
 
 /// What [`Request::on_submit`] is given: a sync_file that signals when the
@@ -358,6 +362,16 @@ impl Backend for Accel {
         let spans = job_spans(req.jobs, cmd.len())?;
         let cmdbuf = Accel::take(dev, pool, cmd.len().max(1) as u64, &cmd)?;
         // Jobs run back to back: each waits for the previous one's fence.
+        // The caller's sync_files, imported for the first job to wait for.
+        let inputs_in = req
+            .wait_for
+            .iter()
+            .map(|fd| {
+                let s = dev.syncobj(false)?;
+                s.import_sync_file(*fd)?;
+                Ok(s)
+            })
+            .collect::<Result<Vec<_>>>()?;
         // With on_submit the last job signals one more, exported.
         let extra = usize::from(req.on_submit.is_some());
         let fences = (1..spans.len() + extra)
@@ -372,6 +386,10 @@ impl Backend for Accel {
             job.buffers = bufs.iter().zip(req.writes).map(|(b, &w)| (b, w)).collect();
             if i > 0 {
                 job = job.after(&fences[i - 1]);
+            } else {
+                for s in &inputs_in {
+                    job = job.after(s);
+                }
             }
             if let Some(f) = fences.get(i) {
                 job = job.signal(f);
@@ -568,7 +586,7 @@ impl Session {
         let inputs: Vec<(usize, &[u8])> =
             bytes_in.iter().map(|(i, b)| (*i, b.as_slice())).collect();
         let wanted: Vec<(usize, usize)> = outs.iter().map(|(_, i, _, n)| (*i, *n)).collect();
-        let e = self.execute_program(prog, k.id, &inputs, &wanted, None)?;
+        let e = self.execute_program(prog, k.id, &inputs, &wanted, None, &[])?;
         let outputs = outs
             .iter()
             .zip(e.outputs)
@@ -595,6 +613,7 @@ impl Session {
         inputs: &[(usize, &[u8])],
         outputs: &[(usize, usize)],
         on_submit: Option<OnSubmit<'_>>,
+        wait_for: &[BorrowedFd<'_>],
     ) -> Result<Execution> {
         let sizes: Vec<u64> = prog.buffers().iter().map(|b| b.size.max(1)).collect();
         let writes: Vec<bool> = prog
@@ -623,6 +642,7 @@ impl Session {
             jobs: &jobs,
             resident: &resident,
             on_submit,
+            wait_for,
         };
         let e = self
             .backend
@@ -682,6 +702,7 @@ impl Session {
             jobs: &[],
             resident: &[],
             on_submit: None,
+            wait_for: &[],
         };
         self.backend.execute(&req, &|_| Ok(cmd.to_vec()))
     }
@@ -768,6 +789,37 @@ pub fn check(
         }
     }
     Ok(())
+}
+
+/// Wait until `fd` polls readable (a sync_file: signalled), at most
+/// `timeout`.
+pub(crate) fn wait_readable(fd: BorrowedFd<'_>, timeout: Duration) -> Result<()> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ms = PollTimeout::try_from(left.as_millis().min(i32::MAX as u128) as i32)
+            .unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+        match poll(&mut fds, ms) {
+            Ok(0) => {
+                return Err(Error::Request(format!(
+                    "an input fence did not signal within {timeout:?}"
+                )))
+            }
+            Ok(_) => {
+                let r = fds[0].revents().unwrap_or(PollFlags::empty());
+                if r.contains(PollFlags::POLLIN) {
+                    return Ok(());
+                }
+                return Err(Error::Request(format!(
+                    "an input fence polled {r:?}, not readable"
+                )));
+            }
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(Error::Request(format!("polling an input fence: {e}"))),
+        }
+    }
 }
 
 #[cfg(feature = "model")]
@@ -931,6 +983,9 @@ mod model {
                 }
             }
             bench.write(0, va, &cmd);
+            for fd in req.wait_for {
+                super::wait_readable(*fd, req.wait_timeout)?;
+            }
             let t = Instant::now();
             let mut cycles = 0;
             for (offset, size) in spans {

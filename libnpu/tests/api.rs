@@ -338,3 +338,30 @@ fn errors_carry_a_status_and_the_device_fault() {
     assert_eq!(e.status, Status::Device);
     assert!(e.message.contains("/dev/null"), "{e}");
 }
+
+#[test]
+fn a_run_waits_for_its_input_sync_files() {
+    use std::io::Write;
+    let npu = Npu::model(64 * 1024).unwrap();
+    let model = gemm_model(&npu);
+    let r = model.request();
+    let x = input(9);
+    r.set_input("x", &bytes(&x)).unwrap();
+    // On the device model any descriptor that polls readable once
+    // signalled will do: a socket, readable once written.
+    let (mut signal, fence_fd) = std::os::unix::net::UnixStream::pair().unwrap();
+    let f = r.start_after(&[], vec![fence_fd.into()]).unwrap();
+    // Not signalled, so the run cannot have ended.
+    let e = f
+        .wait(Some(std::time::Duration::ZERO))
+        .expect_err("ran early");
+    assert_eq!(e.status, Status::Timeout);
+    assert!(!f.is_signaled());
+    // Other runs on the device go on meanwhile.
+    let other = model.request();
+    other.set_input("x", &bytes(&x)).unwrap();
+    other.run().unwrap();
+    signal.write_all(b"!").unwrap();
+    f.wait(None).unwrap();
+    assert_gemm(&x, &floats(&r.output("y").unwrap()));
+}

@@ -122,6 +122,7 @@ fn assert_runtime_api_passed(stdout: &str) {
         "async run with a fence: matches the C reference",
         "saved and loaded model: matches the C reference",
         "sync_file: none on the device model",
+        "run after a sync_file: matches the C reference",
         "fault: kind 1 (MMU_UNMAPPED) at 0x40000000",
         "runtime_api: all checks passed",
     ] {

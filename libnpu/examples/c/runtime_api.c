@@ -233,6 +233,71 @@ out:
 	return rc;
 }
 
+/* A run whose job waits for a sync_file: on the NPU, the exported fence of
+ * another run's job; on the device model (no kernel fences), any
+ * descriptor that becomes readable, here a pipe we write when we want. */
+static int after_sync_file(npu_model *m)
+{
+	float x[M * K], y[M * N];
+	npu_request *r = NULL, *first = NULL;
+	npu_fence *f = NULL, *first_done = NULL;
+	npu_error *err = NULL;
+	enum npu_status st;
+	int pipe_fds[2] = { -1, -1 }, in_fd = -1, rc = 1;
+
+	fill_x(x, 9);
+	if ((st = npu_request_create(m, &r, &err)) || (st = set_weights(r, &err)) ||
+	    (st = npu_request_set_input(r, "x", x, sizeof(x), &err)))
+		goto out;
+	if (backend == NPU_BACKEND_MODEL) {
+		if (pipe(pipe_fds)) {
+			perror("pipe");
+			goto out;
+		}
+		in_fd = pipe_fds[0];
+	} else if ((st = npu_request_create(m, &first, &err)) || (st = set_weights(first, &err)) ||
+		   (st = npu_request_set_input(first, "x", x, sizeof(x), &err)) ||
+		   (st = npu_request_start(first, NULL, 0, &first_done, &err)) ||
+		   (st = npu_fence_export_sync_file(first_done, &in_fd, &err))) {
+		goto out;
+	}
+	if ((st = npu_request_start_after_sync_files(r, &in_fd, 1, &f, &err)))
+		goto out;
+	if (backend == NPU_BACKEND_MODEL) {
+		/* Not signalled yet: the run cannot have ended. */
+		st = npu_fence_wait(f, 0, NULL);
+		if (st != NPU_ERROR_TIMEOUT) {
+			fprintf(stderr, "runtime_api: ran before its sync_file: %s\n",
+				npu_status_name(st));
+			st = NPU_OK;
+			goto out;
+		}
+		if (write(pipe_fds[1], "!", 1) != 1) {
+			perror("write");
+			st = NPU_OK;
+			goto out;
+		}
+	}
+	if ((st = npu_fence_wait(f, -1, &err)) ||
+	    (st = npu_request_get_output(r, "y", y, sizeof(y), &err)) ||
+	    (first_done && (st = npu_fence_wait(first_done, -1, &err))))
+		goto out;
+	rc = check("run after a sync_file", x, y);
+out:
+	if (st)
+		rc = fail("after a sync_file", st, err);
+	if (in_fd >= 0 && in_fd != pipe_fds[0])
+		close(in_fd);
+	for (int i = 0; i < 2; i++)
+		if (pipe_fds[i] >= 0)
+			close(pipe_fds[i]);
+	npu_fence_free(f);
+	npu_fence_free(first_done);
+	npu_request_free(r);
+	npu_request_free(first);
+	return rc;
+}
+
 /* Save the compiled model, load it back (no compiling), run it. */
 static int save_and_load(npu_device *dev, npu_model *m)
 {
@@ -362,7 +427,7 @@ int main(int argc, char **argv)
 	if (workers[0].rc || workers[1].rc)
 		goto out;
 	printf("two threads: every run matches\n");
-	if (run_async(m) || save_and_load(dev, m) || fault(dev))
+	if (run_async(m) || after_sync_file(m) || save_and_load(dev, m) || fault(dev))
 		goto out;
 	printf("runtime_api: all checks passed\n");
 	rc = 0;

@@ -266,6 +266,26 @@ pub fn syncobj_export_sync_file(fd: impl AsFd, handle: u32) -> Result<OwnedFd, i
     Ok(unsafe { OwnedFd::from_raw_fd(h.fd) })
 }
 
+/// DRM_SYNCOBJ_FD_TO_HANDLE_FLAGS_IMPORT_SYNC_FILE (include/uapi/drm/drm.h):
+/// put a sync_file's fence into an existing syncobj.
+pub const SYNCOBJ_IMPORT_SYNC_FILE: u32 = 1 << 0;
+
+/// Put the fence of `sync_file` into the syncobj `handle`.
+pub fn syncobj_import_sync_file(
+    fd: impl AsFd,
+    handle: u32,
+    sync_file: impl AsFd,
+) -> Result<(), i32> {
+    let mut h = drm_core::drm_syncobj_handle {
+        handle,
+        flags: SYNCOBJ_IMPORT_SYNC_FILE,
+        fd: sync_file.as_fd().as_raw_fd(),
+        pad: 0,
+    };
+    // SAFETY: SYNCOBJ_FD_TO_HANDLE takes a drm_syncobj_handle.
+    unsafe { call(fd, drm_core::DRM_IOCTL_SYNCOBJ_FD_TO_HANDLE, &mut h) }.map(drop)
+}
+
 /// CLOCK_MONOTONIC now, in nanoseconds (the clock DRM syncobj waits use).
 pub fn monotonic_ns() -> Result<i64, i32> {
     let now =
