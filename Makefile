@@ -81,14 +81,21 @@ bench: buildroot
 	@scripts/bench.sh
 
 # libnpu for C users: the libraries, npu.h and npu.pc under $(PREFIX).
+# libnpu.so.X.Y.Z with the links libnpu.so.X (its SONAME) and libnpu.so;
+# the version is npu.h's NPU_VERSION_*. NPU_FEATURES=model adds the
+# in-process device model (the tests' C programs run on it).
 PREFIX ?= /usr/local
+NPU_FEATURES ?=
+NPU_ABI = $$(sed -n 's/^\#define NPU_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\)$$/\2/p' libnpu/include/npu.h | paste -sd.)
 install-libnpu:
-	$(CARGO) build --release -p libnpu --lib
+	$(CARGO) build --release -p libnpu --lib $(if $(NPU_FEATURES),--features $(NPU_FEATURES))
 	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
 	install -m 644 target/release/libnpu.a $(DESTDIR)$(PREFIX)/lib/
-	install -m 755 target/release/libnpu.so $(DESTDIR)$(PREFIX)/lib/
+	v=$(NPU_ABI) && install -m 755 target/release/libnpu.so $(DESTDIR)$(PREFIX)/lib/libnpu.so.$$v && \
+		ln -sf libnpu.so.$$v $(DESTDIR)$(PREFIX)/lib/libnpu.so.$${v%%.*} && \
+		ln -sf libnpu.so.$${v%%.*} $(DESTDIR)$(PREFIX)/lib/libnpu.so
 	install -m 644 libnpu/include/npu.h $(DESTDIR)$(PREFIX)/include/
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e "s|@VERSION@|$$(sed -n 's/^version = "\(.*\)"/\1/p' libnpu/Cargo.toml)|" \
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e "s|@VERSION@|$(NPU_ABI)|" \
 		libnpu/npu.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/npu.pc
 
 clean:

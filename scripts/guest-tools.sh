@@ -22,7 +22,7 @@ mapfile -t programs < <(grep -o '"executable":"[^"]*"' "$json" | cut -d'"' -f4)
 [ ${#programs[@]} -gt 0 ] && [ -f "$dir/npu-submit" ] || die "the guest tools did not build (no programs)"
 # (The static glibc link warns about NSS functions std links but never calls
 # here; the log is shown only when the link fails.)
-cc -static -O2 -Wall -Werror -I "$NPU_TOP/libnpu/include" "$NPU_TOP/libnpu/examples/c/run_kernel.c" \
+cc -static -O2 -Wall -Werror -I "$NPU_TOP/libnpu/include" "$NPU_TOP/libnpu/examples/c/runtime_api.c" \
 	"$dir/libnpu.a" -lpthread -ldl -lm -o "$dir/npu-c-example" 2>"$dir/npu-c-example.log" ||
 	{ cat "$dir/npu-c-example.log" >&2; die "the C example did not build"; }
 printf '%s\n' "${programs[@]}" "$dir/npu-c-example"

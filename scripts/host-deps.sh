@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Install what the host side of the suite needs besides Rust, when missing:
-# python3 with numpy (the TAP checker; independent numerical references) and
-# pkg-config (libnpu's .pc file is checked with the real tool).
+# python3 with numpy (the TAP checker; independent numerical references),
+# pkg-config (libnpu's .pc file is checked with the real tool) and binutils
+# (readelf and nm check libnpu.so's SONAME and exported symbols).
 . "$(dirname "$0")/common.sh"
 missing=()
 command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-pip)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+{ command -v readelf && command -v nm; } >/dev/null 2>&1 || missing+=(binutils)
 if [ ${#missing[@]} -gt 0 ]; then
 	[ "$(id -u)" = 0 ] || die "missing ${missing[*]}: install them (or run as root)"
 	stage "installing host packages: ${missing[*]}"

@@ -1,449 +1,827 @@
-//! The C ABI (include/npu.h): opaque sessions and kernels, byte buffers in
-//! and out, errors as -1 with a message from `npu_last_error()`.
+//! The C ABI (include/npu.h): runtime API v1 ([`crate::api`]) behind
+//! opaque handles.
 //!
-//! Every entry point checks its pointers for NULL and never unwinds into C.
-//! The rest of the pointer contract (valid, sized as stated, not freed
-//! twice) is C's, stated in npu.h; the functions are not `unsafe fn` because
-//! C cannot tell the difference and Rust users have the safe API.
+//! Handles are `Box`es of thread-safe types (`Sync`, locking inside where
+//! they change), and every entry point takes them as shared references:
+//! no `&mut` is ever made from a C pointer, so any number of threads may
+//! call in with the same handle. Every call returns an `npu_status`; its
+//! error object, if the caller asked for one, is the caller's (no
+//! per-thread state). Every entry point checks its pointers for NULL and
+//! never unwinds into C. The rest of the pointer contract (valid, sized as
+//! stated, freed once, not while another thread uses it) is C's, stated in
+//! npu.h; the functions are not `unsafe fn` because C cannot tell the
+//! difference and Rust users have the safe API.
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
 
-use crate::reference::TensorData;
-use crate::runtime::{self, Kernel, Run, Session};
+use crate::api::{self, CompiledModel, Error, Fence, InferRequest, Npu, Status};
 use crate::DType;
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::ffi::{c_char, c_int, CStr, CString};
+use std::os::fd::{BorrowedFd, RawFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
+use std::time::Duration;
 
-thread_local! {
-    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+/// `npu_status`: [`Status`] as C sees it.
+pub type NpuStatus = u32;
+
+/// An error the caller owns (`npu_error`).
+pub struct NpuError {
+    error: Error,
+    message: CString,
 }
 
-fn set_error(msg: impl std::fmt::Display) {
-    let c = CString::new(msg.to_string().replace('\0', " ")).unwrap_or_default();
-    LAST_ERROR.with(|e| *e.borrow_mut() = c);
+/// `npu_device`.
+pub struct NpuDevice(Npu);
+
+/// `npu_model`: the model and the C strings of its tensor names.
+pub struct NpuModel {
+    model: CompiledModel,
+    input_names: Vec<CString>,
+    output_names: Vec<CString>,
 }
 
-/// Run `f`, turning errors and panics into -1 (or NULL) plus a message.
-fn guard<T>(fail: T, f: impl FnOnce() -> Result<T, String>) -> T {
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(Ok(v)) => v,
-        Ok(Err(msg)) => {
-            set_error(msg);
-            fail
-        }
-        Err(_) => {
-            set_error("internal error (panic) in libnpu");
-            fail
-        }
+/// `npu_request`.
+pub struct NpuRequest(InferRequest);
+
+/// `npu_fence`.
+pub struct NpuFence(Fence);
+
+/// `npu_device_list`.
+pub struct NpuDeviceList(Vec<CString>);
+
+fn c_string(s: &str) -> CString {
+    CString::new(s.replace('\0', " ")).unwrap_or_default()
+}
+
+/// Run `f`; on an error (or a panic) give its status and, if `err` is
+/// not NULL, a new error object there.
+fn call(err: *mut *mut NpuError, f: impl FnOnce() -> Result<(), Error>) -> NpuStatus {
+    let e = match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(())) => return Status::Ok as NpuStatus,
+        Ok(Err(e)) => e,
+        Err(_) => Error::new(Status::Internal, "internal error (panic) in libnpu"),
+    };
+    let status = e.status as NpuStatus;
+    if !err.is_null() {
+        let message = c_string(&e.message);
+        // SAFETY: `err` points at a writable `npu_error *` (C contract).
+        unsafe { *err = Box::into_raw(Box::new(NpuError { error: e, message })) };
     }
+    status
 }
 
-/// An open device (`struct npu_session` in C).
-pub struct NpuSession(Session);
-
-/// A compiled kernel with its inputs and last results (`struct npu_kernel`).
-pub struct NpuKernel {
-    kernel: Kernel,
-    inputs: HashMap<String, TensorData>,
-    last: Option<Run>,
+fn null(what: &str) -> Error {
+    Error::new(Status::InvalidArgument, format!("{what} is NULL"))
 }
 
-fn cstr<'a>(p: *const c_char, what: &str) -> Result<&'a str, String> {
+fn cstr<'a>(p: *const c_char, what: &str) -> Result<&'a str, Error> {
     if p.is_null() {
-        return Err(format!("{what} is NULL"));
+        return Err(null(what));
     }
     // SAFETY: the caller passes a NUL-terminated string (C contract).
     unsafe { CStr::from_ptr(p) }
         .to_str()
-        .map_err(|_| format!("{what} is not UTF-8"))
+        .map_err(|_| Error::new(Status::InvalidArgument, format!("{what} is not UTF-8")))
 }
 
-fn session<'a>(s: *mut NpuSession) -> Result<&'a mut Session, String> {
-    // SAFETY: a non-NULL pointer came from npu_open*() and is not freed (C contract).
-    unsafe { s.as_mut() }
-        .map(|s| &mut s.0)
-        .ok_or_else(|| "session is NULL".to_string())
+/// A shared reference to a handle's object.
+fn handle<'a, T>(p: *const T, what: &str) -> Result<&'a T, Error> {
+    // SAFETY: a non-NULL handle came from its constructor and is not freed
+    // (C contract); the types are Sync, so shared use from threads is fine.
+    unsafe { p.as_ref() }.ok_or_else(|| null(what))
 }
 
-fn kernel<'a>(k: *mut NpuKernel) -> Result<&'a mut NpuKernel, String> {
-    // SAFETY: a non-NULL pointer came from npu_compile() and is not freed (C contract).
-    unsafe { k.as_mut() }.ok_or_else(|| "kernel is NULL".to_string())
+/// Store a new handle in `*out`.
+fn give<T>(out: *mut *mut T, what: &str, value: T) -> Result<(), Error> {
+    if out.is_null() {
+        return Err(null(what));
+    }
+    // SAFETY: `out` points at a writable pointer (C contract).
+    unsafe { *out = Box::into_raw(Box::new(value)) };
+    Ok(())
 }
 
-/// The library version, "major.minor.patch".
+/// Free a handle (NULL is ignored).
+fn free<T>(p: *mut T) {
+    if !p.is_null() {
+        // SAFETY: from its constructor, freed once, no longer used (C contract).
+        drop(unsafe { Box::from_raw(p) });
+    }
+}
+
+/// The library's version, "major.minor.patch".
 #[no_mangle]
 pub extern "C" fn npu_version() -> *const c_char {
-    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+    concat!(env!("NPU_API_VERSION"), "\0").as_ptr().cast()
 }
 
-/// The message of the last error of this thread ("" if none). Valid until
-/// the next libnpu call on this thread.
+/// The enumerator's name of a status.
 #[no_mangle]
-pub extern "C" fn npu_last_error() -> *const c_char {
-    LAST_ERROR.with(|e| e.borrow().as_ptr())
+pub extern "C" fn npu_status_name(status: NpuStatus) -> *const c_char {
+    const NAMES: [&str; 12] = [
+        "NPU_OK\0",
+        "NPU_ERROR_INVALID_ARGUMENT\0",
+        "NPU_ERROR_NOT_FOUND\0",
+        "NPU_ERROR_UNSUPPORTED\0",
+        "NPU_ERROR_PARSE\0",
+        "NPU_ERROR_COMPILE\0",
+        "NPU_ERROR_DEVICE\0",
+        "NPU_ERROR_JOB_FAULT\0",
+        "NPU_ERROR_TIMEOUT\0",
+        "NPU_ERROR_BUSY\0",
+        "NPU_ERROR_IO\0",
+        "NPU_ERROR_INTERNAL\0",
+    ];
+    NAMES
+        .get(status as usize)
+        .copied()
+        .unwrap_or("?\0")
+        .as_ptr()
+        .cast()
 }
 
-/// Open the first onpu NPU. NULL on error.
 #[no_mangle]
-pub extern "C" fn npu_open() -> *mut NpuSession {
-    guard(std::ptr::null_mut(), || {
-        Ok(Box::into_raw(Box::new(NpuSession(
-            Session::open().map_err(|e| e.to_string())?,
-        ))))
+pub extern "C" fn npu_error_status(err: *const NpuError) -> NpuStatus {
+    // SAFETY: NULL or from a failed call, not freed (C contract).
+    unsafe { err.as_ref() }.map_or(Status::Ok, |e| e.error.status) as NpuStatus
+}
+
+#[no_mangle]
+pub extern "C" fn npu_error_message(err: *const NpuError) -> *const c_char {
+    // SAFETY: as above.
+    match unsafe { err.as_ref() } {
+        Some(e) => e.message.as_ptr(),
+        None => c"".as_ptr(),
+    }
+}
+
+/// The fault of a job-fault error: kind (the fault code), address, seqno.
+#[no_mangle]
+pub extern "C" fn npu_error_fault(
+    err: *const NpuError,
+    kind: *mut u32,
+    address: *mut u64,
+    seqno: *mut u64,
+) -> NpuStatus {
+    // SAFETY: as above.
+    let Some(f) = unsafe { err.as_ref() }.and_then(|e| e.error.fault) else {
+        return Status::NotFound as NpuStatus;
+    };
+    // SAFETY: each non-NULL pointer is writable (C contract).
+    unsafe {
+        if let Some(k) = kind.as_mut() {
+            *k = f.code;
+        }
+        if let Some(a) = address.as_mut() {
+            *a = f.address;
+        }
+        if let Some(s) = seqno.as_mut() {
+            *s = f.seqno;
+        }
+    }
+    Status::Ok as NpuStatus
+}
+
+#[no_mangle]
+pub extern "C" fn npu_error_free(err: *mut NpuError) {
+    free(err)
+}
+
+#[no_mangle]
+pub extern "C" fn npu_device_list_get(
+    list: *mut *mut NpuDeviceList,
+    err: *mut *mut NpuError,
+) -> NpuStatus {
+    call(err, || {
+        let paths = api::devices()
+            .iter()
+            .map(|p| c_string(&p.to_string_lossy()))
+            .collect();
+        give(list, "list", NpuDeviceList(paths))
     })
 }
 
-/// Open the in-process device model with `sram_size` bytes of SRAM (for
-/// hosts without the driver). NULL on error.
 #[no_mangle]
-pub extern "C" fn npu_open_model(sram_size: u32) -> *mut NpuSession {
-    guard(std::ptr::null_mut(), || {
-        #[cfg(feature = "model")]
-        if sram_size < runtime::model_min_sram() {
-            return Err(format!(
-                "SRAM size {sram_size} is below the {}-byte minimum",
-                runtime::model_min_sram()
+pub extern "C" fn npu_device_list_count(list: *const NpuDeviceList) -> usize {
+    // SAFETY: NULL or from npu_device_list_get, not freed (C contract).
+    unsafe { list.as_ref() }.map_or(0, |l| l.0.len())
+}
+
+#[no_mangle]
+pub extern "C" fn npu_device_list_path(list: *const NpuDeviceList, index: usize) -> *const c_char {
+    // SAFETY: as above.
+    unsafe { list.as_ref() }
+        .and_then(|l| l.0.get(index))
+        .map_or(std::ptr::null(), |p| p.as_ptr())
+}
+
+#[no_mangle]
+pub extern "C" fn npu_device_list_free(list: *mut NpuDeviceList) {
+    free(list)
+}
+
+/// Open an onpu node by path, or the first one for NULL.
+#[no_mangle]
+pub extern "C" fn npu_device_open(
+    path: *const c_char,
+    device: *mut *mut NpuDevice,
+    err: *mut *mut NpuError,
+) -> NpuStatus {
+    call(err, || {
+        let npu = if path.is_null() {
+            Npu::open()?
+        } else {
+            Npu::open_path(Path::new(cstr(path, "path")?))?
+        };
+        give(device, "device", NpuDevice(npu))
+    })
+}
+
+/// Open an onpu node from the caller's descriptor (duplicated).
+#[no_mangle]
+pub extern "C" fn npu_device_open_fd(
+    fd: c_int,
+    device: *mut *mut NpuDevice,
+    err: *mut *mut NpuError,
+) -> NpuStatus {
+    call(err, || {
+        if fd < 0 {
+            return Err(Error::new(
+                Status::InvalidArgument,
+                format!("fd {fd} is not a descriptor"),
             ));
         }
-        #[cfg(feature = "model")]
-        return Ok(Box::into_raw(Box::new(NpuSession(Session::model(
-            sram_size,
-        )))));
-        #[cfg(not(feature = "model"))]
-        Err(format!("libnpu was built without the device model (feature `model`), so no model with {sram_size} bytes of SRAM"))
+        // SAFETY: the caller passes an open descriptor it keeps open
+        // during the call (C contract); we use a duplicate of it.
+        let fd = unsafe { BorrowedFd::borrow_raw(fd as RawFd) };
+        let own = fd.try_clone_to_owned().map_err(|e| {
+            Error::new(
+                Status::InvalidArgument,
+                format!("cannot duplicate the fd: {e}"),
+            )
+        })?;
+        give(device, "device", NpuDevice(Npu::open_fd(own)?))
     })
 }
 
-/// Close a session (NULL is ignored).
+/// The device model in-process.
 #[no_mangle]
-pub extern "C" fn npu_close(s: *mut NpuSession) {
-    if !s.is_null() {
-        // SAFETY: from npu_open*(), freed once (C contract).
-        drop(unsafe { Box::from_raw(s) });
-    }
-}
-
-/// The SRAM size kernels are tiled for; 0 for a NULL session.
-#[no_mangle]
-pub extern "C" fn npu_sram_size(s: *mut NpuSession) -> u32 {
-    guard(0, || Ok(session(s)?.sram_size()))
-}
-
-/// Compile a kernel in the text form for the session's device. NULL on
-/// error (parse errors carry the line).
-#[no_mangle]
-pub extern "C" fn npu_compile(s: *mut NpuSession, source: *const c_char) -> *mut NpuKernel {
-    guard(std::ptr::null_mut(), || {
-        let s = session(s)?;
-        let kernel = s
-            .compile_text(cstr(source, "source")?)
-            .map_err(|e| e.to_string())?;
-        Ok(Box::into_raw(Box::new(NpuKernel {
-            kernel,
-            inputs: HashMap::new(),
-            last: None,
-        })))
+pub extern "C" fn npu_device_open_model(
+    sram_size: u32,
+    device: *mut *mut NpuDevice,
+    err: *mut *mut NpuError,
+) -> NpuStatus {
+    call(err, || {
+        give(device, "device", NpuDevice(Npu::model(sram_size)?))
     })
 }
 
-/// Free a kernel (NULL is ignored).
 #[no_mangle]
-pub extern "C" fn npu_kernel_free(k: *mut NpuKernel) {
-    if !k.is_null() {
-        // SAFETY: from npu_compile(), freed once (C contract).
-        drop(unsafe { Box::from_raw(k) });
+pub extern "C" fn npu_device_close(device: *mut NpuDevice) {
+    free(device)
+}
+
+/// `struct npu_device_info`, version 1.
+#[repr(C)]
+pub struct NpuDeviceInfo {
+    pub struct_size: u32,
+    pub backend: u32,
+    pub device_id: u32,
+    pub revision: u32,
+    pub isa_version: u32,
+    pub sram_size: u32,
+    pub contexts: u32,
+    pub va_bits: u32,
+    pub caps: u32,
+    pub clock_khz: u32,
+    pub job_timeout_ms: u32,
+    pub reserved: u32,
+    pub va_start: u64,
+    pub va_end: u64,
+}
+
+/// Write `value` to a caller's struct that starts with `struct_size`:
+/// only the bytes both sides know (an older caller's struct is shorter).
+fn fill_struct<T>(out: *mut T, value: &T, what: &str) -> Result<(), Error> {
+    if out.is_null() {
+        return Err(null(what));
+    }
+    // SAFETY: `out` starts with a readable u32 struct_size (C contract).
+    let size = unsafe { out.cast::<u32>().read_unaligned() } as usize;
+    if size < 4 {
+        return Err(Error::new(
+            Status::InvalidArgument,
+            format!("{what}->struct_size is {size}: set it to sizeof"),
+        ));
+    }
+    let n = size.min(size_of::<T>());
+    // SAFETY: the caller's struct has `size` writable bytes (C contract);
+    // we copy at most that many, and struct_size itself stays as it was.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            (value as *const T).cast::<u8>().add(4),
+            out.cast::<u8>().add(4),
+            n - 4,
+        )
+    };
+    Ok(())
+}
+
+#[no_mangle]
+pub extern "C" fn npu_device_query(
+    device: *const NpuDevice,
+    info: *mut NpuDeviceInfo,
+    err: *mut *mut NpuError,
+) -> NpuStatus {
+    call(err, || {
+        let d = handle(device, "device")?.0.info();
+        let p = &d.params;
+        let value = NpuDeviceInfo {
+            struct_size: size_of::<NpuDeviceInfo>() as u32,
+            backend: match d.backend {
+                api::BackendKind::Accel => 1,
+                api::BackendKind::Model => 2,
+            },
+            device_id: p.device_id,
+            revision: p.revision,
+            isa_version: p.isa_version,
+            sram_size: p.sram_size,
+            contexts: p.contexts,
+            va_bits: p.va_bits,
+            caps: p.caps,
+            clock_khz: p.clock_khz,
+            job_timeout_ms: p.job_timeout_ms,
+            reserved: 0,
+            va_start: p.va_start,
+            va_end: p.va_end,
+        };
+        fill_struct(info, &value, "info")
+    })
+}
+
+fn c_model(model: CompiledModel) -> NpuModel {
+    let names = |l: &[api::TensorInfo]| l.iter().map(|t| c_string(&t.name)).collect();
+    NpuModel {
+        input_names: names(model.inputs()),
+        output_names: names(model.outputs()),
+        model,
     }
 }
 
-/// Set input `name` from `bytes` bytes at `data` (f32 or int8, as the
-/// kernel declares it; the size must match exactly). 0 or -1.
 #[no_mangle]
-pub extern "C" fn npu_set_input(
-    k: *mut NpuKernel,
+pub extern "C" fn npu_model_load_text(
+    device: *const NpuDevice,
+    source: *const c_char,
+    model: *mut *mut NpuModel,
+    err: *mut *mut NpuError,
+) -> NpuStatus {
+    call(err, || {
+        let d = handle(device, "device")?;
+        let m = d.0.load_text(cstr(source, "source")?)?;
+        give(model, "model", c_model(m))
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn npu_model_load_file(
+    device: *const NpuDevice,
+    path: *const c_char,
+    model: *mut *mut NpuModel,
+    err: *mut *mut NpuError,
+) -> NpuStatus {
+    call(err, || {
+        let d = handle(device, "device")?;
+        let m = d.0.load_file(Path::new(cstr(path, "path")?))?;
+        give(model, "model", c_model(m))
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn npu_model_save(
+    model: *const NpuModel,
+    path: *const c_char,
+    err: *mut *mut NpuError,
+) -> NpuStatus {
+    call(err, || {
+        handle(model, "model")?
+            .model
+            .save(Path::new(cstr(path, "path")?))
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn npu_model_free(model: *mut NpuModel) {
+    free(model)
+}
+
+fn write<T>(out: *mut T, what: &str, v: T) -> Result<(), Error> {
+    if out.is_null() {
+        return Err(null(what));
+    }
+    // SAFETY: `out` points at a writable T (C contract).
+    unsafe { out.write(v) };
+    Ok(())
+}
+
+#[no_mangle]
+pub extern "C" fn npu_model_input_count(
+    model: *const NpuModel,
+    count: *mut usize,
+    err: *mut *mut NpuError,
+) -> NpuStatus {
+    call(err, || {
+        write(count, "count", handle(model, "model")?.model.inputs().len())
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn npu_model_output_count(
+    model: *const NpuModel,
+    count: *mut usize,
+    err: *mut *mut NpuError,
+) -> NpuStatus {
+    call(err, || {
+        write(
+            count,
+            "count",
+            handle(model, "model")?.model.outputs().len(),
+        )
+    })
+}
+
+/// `NPU_MAX_RANK`.
+const MAX_RANK: usize = 8;
+
+/// `struct npu_tensor_info`, version 1.
+#[repr(C)]
+pub struct NpuTensorInfo {
+    pub struct_size: u32,
+    pub dtype: u32,
+    pub name: *const c_char,
+    pub rank: u32,
+    pub quantized: u32,
+    pub shape: [i64; MAX_RANK],
+    pub bytes: u64,
+    pub scale: f32,
+    pub zero_point: i32,
+    pub quant_axis: i32,
+}
+
+fn tensor_info(t: &api::TensorInfo, name: &CString) -> Result<NpuTensorInfo, Error> {
+    let ty = &t.ty;
+    if ty.shape.len() > MAX_RANK {
+        return Err(Error::new(
+            Status::Unsupported,
+            format!(
+                "`{}` has rank {} (NPU_MAX_RANK is {MAX_RANK})",
+                t.name,
+                ty.shape.len()
+            ),
+        ));
+    }
+    let mut shape = [0i64; MAX_RANK];
+    for (s, &d) in shape.iter_mut().zip(&ty.shape) {
+        *s = d as i64;
+    }
+    let (quantized, scale, zero_point, quant_axis) = match &ty.quant {
+        None => (0, 0.0, 0, -1),
+        Some(crate::Quant::PerTensor { scale, zero_point }) => {
+            (1, *scale, i32::from(*zero_point), -1)
+        }
+        Some(q @ crate::Quant::PerChannel { axis, .. }) => (1, q.scale(0), 0, *axis as i32),
+    };
+    Ok(NpuTensorInfo {
+        struct_size: size_of::<NpuTensorInfo>() as u32,
+        dtype: match ty.dtype {
+            DType::F32 => 1,
+            DType::I8 => 2,
+            DType::I32 => 3,
+        },
+        name: name.as_ptr(),
+        rank: ty.shape.len() as u32,
+        quantized,
+        shape,
+        bytes: ty.bytes() as u64,
+        scale,
+        zero_point,
+        quant_axis,
+    })
+}
+
+fn io_info(
+    model: *const NpuModel,
+    index: usize,
+    info: *mut NpuTensorInfo,
+    output: bool,
+) -> Result<(), Error> {
+    let m = handle(model, "model")?;
+    let (list, names, what) = if output {
+        (m.model.outputs(), &m.output_names, "output")
+    } else {
+        (m.model.inputs(), &m.input_names, "input")
+    };
+    let t = list.get(index).ok_or_else(|| {
+        Error::new(
+            Status::NotFound,
+            format!("no {what} {index}: the model has {}", list.len()),
+        )
+    })?;
+    fill_struct(info, &tensor_info(t, &names[index])?, "info")
+}
+
+#[no_mangle]
+pub extern "C" fn npu_model_input_info(
+    model: *const NpuModel,
+    index: usize,
+    info: *mut NpuTensorInfo,
+    err: *mut *mut NpuError,
+) -> NpuStatus {
+    call(err, || io_info(model, index, info, false))
+}
+
+#[no_mangle]
+pub extern "C" fn npu_model_output_info(
+    model: *const NpuModel,
+    index: usize,
+    info: *mut NpuTensorInfo,
+    err: *mut *mut NpuError,
+) -> NpuStatus {
+    call(err, || io_info(model, index, info, true))
+}
+
+#[no_mangle]
+pub extern "C" fn npu_request_create(
+    model: *const NpuModel,
+    request: *mut *mut NpuRequest,
+    err: *mut *mut NpuError,
+) -> NpuStatus {
+    call(err, || {
+        let m = handle(model, "model")?;
+        give(request, "request", NpuRequest(m.model.request()))
+    })
+}
+
+/// Free a request, after its run in flight (which may use the caller's
+/// bound buffers) has ended.
+#[no_mangle]
+pub extern "C" fn npu_request_free(request: *mut NpuRequest) {
+    // SAFETY: NULL or from npu_request_create, not freed (C contract).
+    if let Some(r) = unsafe { request.as_ref() } {
+        r.0.wait_idle();
+    }
+    free(request)
+}
+
+fn bytes<'a>(data: *const u8, len: usize) -> Result<&'a [u8], Error> {
+    if data.is_null() {
+        return Err(null("data"));
+    }
+    // SAFETY: `data` points at `len` readable bytes (C contract).
+    Ok(unsafe { std::slice::from_raw_parts(data, len) })
+}
+
+#[no_mangle]
+pub extern "C" fn npu_request_set_input(
+    request: *const NpuRequest,
     name: *const c_char,
     data: *const u8,
-    bytes: usize,
-) -> c_int {
-    guard(-1, || {
-        let k = kernel(k)?;
-        let name = cstr(name, "name")?;
-        let v = k
-            .kernel
-            .graph
-            .inputs()
-            .find(|&v| k.kernel.graph.node(v).name == name)
-            .ok_or_else(|| format!("the kernel has no input `{name}`"))?;
-        let ty = k.kernel.graph.ty(v);
-        if bytes != ty.bytes() {
-            return Err(format!(
-                "input `{name}` takes {} bytes, not {bytes}",
-                ty.bytes()
-            ));
-        }
-        if data.is_null() {
-            return Err("data is NULL".into());
-        }
-        // SAFETY: `data` points at `bytes` readable bytes (C contract).
-        let b = unsafe { std::slice::from_raw_parts(data, bytes) };
-        k.inputs
-            .insert(name.to_string(), TensorData::from_bytes(ty.dtype, b));
-        Ok(0)
+    len: usize,
+    err: *mut *mut NpuError,
+) -> NpuStatus {
+    call(err, || {
+        let r = handle(request, "request")?;
+        r.0.set_input(cstr(name, "name")?, bytes(data, len)?)
     })
 }
 
-fn input_of(k: &NpuKernel, name: &str) -> Result<crate::TensorType, String> {
-    let g = &k.kernel.graph;
-    let v = g
-        .inputs()
-        .find(|&v| g.node(v).name == name)
-        .ok_or_else(|| format!("the kernel has no input `{name}`"))?;
-    Ok(g.ty(v).clone())
-}
-
-fn output_of(k: &NpuKernel, name: &str) -> Result<crate::TensorType, String> {
-    let g = &k.kernel.graph;
-    let o = g
-        .outputs()
-        .iter()
-        .find(|&&o| g.node(o).name == name)
-        .ok_or_else(|| format!("the kernel has no output `{name}`"))?;
-    Ok(g.ty(*o).clone())
-}
-
-/// Set input `name` from `count` elements of type `dtype` at `data`.
-fn set_typed<T: Copy>(
-    k: *mut NpuKernel,
+#[no_mangle]
+pub extern "C" fn npu_request_bind_input(
+    request: *const NpuRequest,
     name: *const c_char,
-    data: *const T,
-    count: usize,
-    dtype: DType,
-    wrap: fn(Vec<T>) -> TensorData,
-) -> c_int {
-    guard(-1, || {
-        let k = kernel(k)?;
-        let name = cstr(name, "name")?;
-        let ty = input_of(k, name)?;
-        if ty.dtype != dtype {
-            return Err(format!(
-                "input `{name}` is {}, not {}",
-                ty.dtype.name(),
-                dtype.name()
-            ));
-        }
-        if count != ty.elems() {
-            return Err(format!(
-                "input `{name}` takes {} values, not {count}",
-                ty.elems()
-            ));
-        }
-        if data.is_null() {
-            return Err("data is NULL".into());
-        }
-        // SAFETY: `data` points at `count` readable, aligned `T`s (C contract).
-        let v = unsafe { std::slice::from_raw_parts(data, count) }.to_vec();
-        k.inputs.insert(name.to_string(), wrap(v));
-        Ok(0)
+    data: *const u8,
+    len: usize,
+    err: *mut *mut NpuError,
+) -> NpuStatus {
+    call(err, || {
+        let r = handle(request, "request")?;
+        // SAFETY: npu.h states the binding's contract to the caller.
+        unsafe { r.0.bind_input(cstr(name, "name")?, data, len) }
     })
 }
 
-/// Copy `count` elements of output `name` of the last run to `data`.
-fn get_typed<T: Copy>(
-    k: *mut NpuKernel,
-    name: *const c_char,
-    data: *mut T,
-    count: usize,
-    dtype: DType,
-    unwrap: fn(&TensorData) -> Option<&[T]>,
-) -> c_int {
-    guard(-1, || {
-        let k = kernel(k)?;
-        let name = cstr(name, "name")?;
-        let ty = output_of(k, name)?;
-        if ty.dtype != dtype {
-            return Err(format!(
-                "output `{name}` is {}, not {}",
-                ty.dtype.name(),
-                dtype.name()
-            ));
-        }
-        let run = k.last.as_ref().ok_or("the kernel has not run yet")?;
-        let out = run
-            .outputs
-            .get(name)
-            .and_then(unwrap)
-            .ok_or_else(|| format!("no {} output `{name}` in the last run", dtype.name()))?;
-        if count != out.len() {
-            return Err(format!(
-                "output `{name}` has {} values, not {count}",
-                out.len()
-            ));
-        }
-        if data.is_null() {
-            return Err("data is NULL".into());
-        }
-        // SAFETY: `data` points at `count` writable, aligned `T`s (C contract).
-        unsafe { std::ptr::copy_nonoverlapping(out.as_ptr(), data, count) };
-        Ok(0)
-    })
-}
-
-/// Set an f32 input from `count` floats. 0 or -1 (also for a non-f32 input).
 #[no_mangle]
-pub extern "C" fn npu_set_input_f32(
-    k: *mut NpuKernel,
-    name: *const c_char,
-    data: *const f32,
-    count: usize,
-) -> c_int {
-    set_typed(k, name, data, count, DType::F32, TensorData::F32)
-}
-
-/// Set an int8 input from `count` values. 0 or -1.
-#[no_mangle]
-pub extern "C" fn npu_set_input_i8(
-    k: *mut NpuKernel,
-    name: *const c_char,
-    data: *const i8,
-    count: usize,
-) -> c_int {
-    set_typed(k, name, data, count, DType::I8, TensorData::I8)
-}
-
-/// Set an int32 input (int8 kernels' biases) from `count` values. 0 or -1.
-#[no_mangle]
-pub extern "C" fn npu_set_input_i32(
-    k: *mut NpuKernel,
-    name: *const c_char,
-    data: *const i32,
-    count: usize,
-) -> c_int {
-    set_typed(k, name, data, count, DType::I32, TensorData::I32)
-}
-
-/// Copy an f32 output of the last run (`count` must be its length). 0 or -1.
-#[no_mangle]
-pub extern "C" fn npu_get_output_f32(
-    k: *mut NpuKernel,
-    name: *const c_char,
-    data: *mut f32,
-    count: usize,
-) -> c_int {
-    get_typed(k, name, data, count, DType::F32, |d| match d {
-        TensorData::F32(v) => Some(v),
-        _ => None,
-    })
-}
-
-/// Copy an int8 output of the last run. 0 or -1.
-#[no_mangle]
-pub extern "C" fn npu_get_output_i8(
-    k: *mut NpuKernel,
-    name: *const c_char,
-    data: *mut i8,
-    count: usize,
-) -> c_int {
-    get_typed(k, name, data, count, DType::I8, |d| match d {
-        TensorData::I8(v) => Some(v),
-        _ => None,
-    })
-}
-
-/// Fill every input not set yet with seeded random values. 0 or -1.
-#[no_mangle]
-pub extern "C" fn npu_random_inputs(k: *mut NpuKernel, seed: u64) -> c_int {
-    guard(-1, || {
-        let k = kernel(k)?;
-        for (n, d) in runtime::random_inputs(&k.kernel.graph, seed) {
-            k.inputs.entry(n).or_insert(d);
-        }
-        Ok(0)
-    })
-}
-
-/// Run the kernel on the session's device and wait. 0 or -1 (a device
-/// fault comes with its code and address in the message).
-#[no_mangle]
-pub extern "C" fn npu_run(s: *mut NpuSession, k: *mut NpuKernel) -> c_int {
-    guard(-1, || {
-        let s = session(s)?;
-        let k = kernel(k)?;
-        k.last = Some(s.run(&k.kernel, &k.inputs).map_err(|e| e.to_string())?);
-        Ok(0)
-    })
-}
-
-/// Bytes of output `name`; 0 if there is no such output.
-#[no_mangle]
-pub extern "C" fn npu_output_size(k: *mut NpuKernel, name: *const c_char) -> usize {
-    guard(0, || {
-        let k = kernel(k)?;
-        let name = cstr(name, "name")?;
-        let o = k
-            .kernel
-            .graph
-            .outputs()
-            .iter()
-            .find(|&&o| k.kernel.graph.node(o).name == name)
-            .ok_or_else(|| format!("no output `{name}`"))?;
-        Ok(k.kernel.graph.ty(*o).bytes())
-    })
-}
-
-/// Copy output `name` of the last run into `data` (`bytes` must be its
-/// size). 0 or -1.
-#[no_mangle]
-pub extern "C" fn npu_get_output(
-    k: *mut NpuKernel,
+pub extern "C" fn npu_request_bind_output(
+    request: *const NpuRequest,
     name: *const c_char,
     data: *mut u8,
-    bytes: usize,
-) -> c_int {
-    guard(-1, || {
-        let k = kernel(k)?;
+    len: usize,
+    err: *mut *mut NpuError,
+) -> NpuStatus {
+    call(err, || {
+        let r = handle(request, "request")?;
+        // SAFETY: npu.h states the binding's contract to the caller.
+        unsafe { r.0.bind_output(cstr(name, "name")?, data, len) }
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn npu_request_run(
+    request: *const NpuRequest,
+    err: *mut *mut NpuError,
+) -> NpuStatus {
+    call(err, || handle(request, "request")?.0.run().map(drop))
+}
+
+#[no_mangle]
+pub extern "C" fn npu_request_start(
+    request: *const NpuRequest,
+    wait_for: *const *const NpuFence,
+    count: usize,
+    fence: *mut *mut NpuFence,
+    err: *mut *mut NpuError,
+) -> NpuStatus {
+    call(err, || {
+        let r = handle(request, "request")?;
+        if fence.is_null() {
+            return Err(null("fence"));
+        }
+        let after: Vec<Fence> = if count == 0 {
+            Vec::new()
+        } else {
+            if wait_for.is_null() {
+                return Err(null("wait_for"));
+            }
+            // SAFETY: `wait_for` points at `count` fence pointers (C contract).
+            let list = unsafe { std::slice::from_raw_parts(wait_for, count) };
+            list.iter()
+                .map(|&f| handle(f, "a fence in wait_for").map(|f| f.0.clone()))
+                .collect::<Result<_, _>>()?
+        };
+        let f = r.0.start(&after)?;
+        give(fence, "fence", NpuFence(f))
+    })
+}
+
+/// Start a run whose first job waits for sync_files (duplicated).
+#[no_mangle]
+pub extern "C" fn npu_request_start_after_sync_files(
+    request: *const NpuRequest,
+    fds: *const c_int,
+    count: usize,
+    fence: *mut *mut NpuFence,
+    err: *mut *mut NpuError,
+) -> NpuStatus {
+    call(err, || {
+        let r = handle(request, "request")?;
+        if fence.is_null() {
+            return Err(null("fence"));
+        }
+        let raw: &[c_int] = if count == 0 {
+            &[]
+        } else if fds.is_null() {
+            return Err(null("fds"));
+        } else {
+            // SAFETY: `fds` points at `count` descriptors (C contract).
+            unsafe { std::slice::from_raw_parts(fds, count) }
+        };
+        let owned = raw
+            .iter()
+            .map(|&fd| {
+                if fd < 0 {
+                    return Err(Error::new(
+                        Status::InvalidArgument,
+                        format!("fd {fd} is not a descriptor"),
+                    ));
+                }
+                // SAFETY: the caller keeps `fd` open during the call (C
+                // contract); we use a duplicate.
+                unsafe { BorrowedFd::borrow_raw(fd as RawFd) }
+                    .try_clone_to_owned()
+                    .map_err(|e| {
+                        Error::new(
+                            Status::InvalidArgument,
+                            format!("cannot duplicate fd {fd}: {e}"),
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let f = r.0.start_after(&[], owned)?;
+        give(fence, "fence", NpuFence(f))
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn npu_request_get_output(
+    request: *const NpuRequest,
+    name: *const c_char,
+    data: *mut u8,
+    len: usize,
+    err: *mut *mut NpuError,
+) -> NpuStatus {
+    call(err, || {
+        let r = handle(request, "request")?;
         let name = cstr(name, "name")?;
-        let run = k.last.as_ref().ok_or("the kernel has not run yet")?;
-        let out = run
-            .outputs
-            .get(name)
-            .ok_or_else(|| format!("no output `{name}`"))?
-            .to_bytes();
-        if bytes != out.len() {
-            return Err(format!(
-                "output `{name}` has {} bytes, not {bytes}",
-                out.len()
+        let out = r.0.output(name)?;
+        if len != out.len() {
+            return Err(Error::new(
+                Status::InvalidArgument,
+                format!("output `{name}` is {} bytes, not {len}", out.len()),
             ));
         }
         if data.is_null() {
-            return Err("data is NULL".into());
+            return Err(null("data"));
         }
-        // SAFETY: `data` points at `bytes` writable bytes (C contract).
-        unsafe { std::ptr::copy_nonoverlapping(out.as_ptr(), data, bytes) };
-        Ok(0)
+        // SAFETY: `data` points at `len` writable bytes (C contract).
+        unsafe { std::ptr::copy_nonoverlapping(out.as_ptr(), data, len) };
+        Ok(())
     })
 }
 
-/// Compare the last run with the CPU reference (int8 exactly, f32 within
-/// `tolerance` relative). 0 if equal, -1 with the first difference.
 #[no_mangle]
-pub extern "C" fn npu_check(k: *mut NpuKernel, tolerance: f32) -> c_int {
-    guard(-1, || {
-        let k = kernel(k)?;
-        let run = k.last.as_ref().ok_or("the kernel has not run yet")?;
-        runtime::check(&k.kernel.graph, &k.inputs, &run.outputs, tolerance)
-            .map_err(|e| e.to_string())?;
-        Ok(0)
+pub extern "C" fn npu_request_stats(
+    request: *const NpuRequest,
+    cycles: *mut u64,
+    uploaded_bytes: *mut u64,
+    err: *mut *mut NpuError,
+) -> NpuStatus {
+    call(err, || {
+        let s = handle(request, "request")?.0.stats()?;
+        // SAFETY: each non-NULL pointer is writable (C contract).
+        unsafe {
+            if let Some(c) = cycles.as_mut() {
+                *c = s.cycles;
+            }
+            if let Some(u) = uploaded_bytes.as_mut() {
+                *u = s.uploaded;
+            }
+        }
+        Ok(())
     })
 }
 
-/// Modelled device cycles of the last run (0 if none).
 #[no_mangle]
-pub extern "C" fn npu_last_cycles(k: *mut NpuKernel) -> u64 {
-    guard(0, || Ok(kernel(k)?.last.as_ref().map_or(0, |r| r.cycles)))
+pub extern "C" fn npu_fence_wait(
+    fence: *const NpuFence,
+    timeout_ns: i64,
+    err: *mut *mut NpuError,
+) -> NpuStatus {
+    call(err, || {
+        let f = handle(fence, "fence")?;
+        let timeout = u64::try_from(timeout_ns).ok().map(Duration::from_nanos);
+        f.0.wait(timeout).map(drop)
+    })
 }
 
-/// Instructions in the kernel's command buffer.
 #[no_mangle]
-pub extern "C" fn npu_kernel_insns(k: *mut NpuKernel) -> usize {
-    guard(0, || Ok(kernel(k)?.kernel.program.insns().len()))
+pub extern "C" fn npu_fence_export_sync_file(
+    fence: *const NpuFence,
+    fd: *mut c_int,
+    err: *mut *mut NpuError,
+) -> NpuStatus {
+    call(err, || {
+        let f = handle(fence, "fence")?;
+        if fd.is_null() {
+            return Err(null("fd"));
+        }
+        let sync_file = f.0.export_sync_file()?;
+        // SAFETY: `fd` is writable (C contract); the caller owns the fd.
+        unsafe { fd.write(std::os::fd::IntoRawFd::into_raw_fd(sync_file)) };
+        Ok(())
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn npu_fence_free(fence: *mut NpuFence) {
+    free(fence)
+}
+
+#[no_mangle]
+pub extern "C" fn npu_device_run_raw(
+    device: *const NpuDevice,
+    commands: *const u8,
+    len: usize,
+    sizes: *const u64,
+    count: usize,
+    addresses: *mut u64,
+    err: *mut *mut NpuError,
+) -> NpuStatus {
+    call(err, || {
+        let d = handle(device, "device")?;
+        let cmd = bytes(commands, len)?;
+        let sizes: &[u64] = if count == 0 {
+            &[]
+        } else if sizes.is_null() {
+            return Err(null("sizes"));
+        } else {
+            // SAFETY: `sizes` points at `count` u64s (C contract).
+            unsafe { std::slice::from_raw_parts(sizes, count) }
+        };
+        let run = d.0.run_raw(cmd, sizes)?;
+        if !addresses.is_null() {
+            // SAFETY: `addresses` has room for `count` u64s (C contract).
+            let out = unsafe { std::slice::from_raw_parts_mut(addresses, count) };
+            out.copy_from_slice(&run.addresses[..count]);
+        }
+        Ok(())
+    })
 }

@@ -10,7 +10,7 @@ use npu_uapi as uapi;
 use npu_uapi::drm_core;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -92,64 +92,14 @@ pub fn describe_fault(status: u32, addr: u64) -> String {
 
 pub type Result<T, E = DeviceError> = std::result::Result<T, E>;
 
-mod ioctls {
-    use super::{drm_core, uapi};
-    nix::ioctl_readwrite_bad!(
-        get_param,
-        uapi::DRM_IOCTL_ONPU_GET_PARAM,
-        uapi::drm_onpu_get_param
-    );
-    nix::ioctl_readwrite_bad!(
-        bo_create,
-        uapi::DRM_IOCTL_ONPU_BO_CREATE,
-        uapi::drm_onpu_bo_create
-    );
-    nix::ioctl_readwrite_bad!(
-        bo_info,
-        uapi::DRM_IOCTL_ONPU_BO_INFO,
-        uapi::drm_onpu_bo_info
-    );
-    nix::ioctl_readwrite_bad!(submit, uapi::DRM_IOCTL_ONPU_SUBMIT, uapi::drm_onpu_submit);
-    nix::ioctl_readwrite_bad!(wait, uapi::DRM_IOCTL_ONPU_WAIT, uapi::drm_onpu_wait);
-    nix::ioctl_readwrite_bad!(
-        wait_bo,
-        uapi::DRM_IOCTL_ONPU_WAIT_BO,
-        uapi::drm_onpu_wait_bo
-    );
-    nix::ioctl_write_ptr_bad!(
-        gem_close,
-        drm_core::DRM_IOCTL_GEM_CLOSE,
-        drm_core::drm_gem_close
-    );
-    nix::ioctl_readwrite_bad!(
-        prime_export,
-        drm_core::DRM_IOCTL_PRIME_HANDLE_TO_FD,
-        drm_core::drm_prime_handle
-    );
-    nix::ioctl_readwrite_bad!(
-        prime_import,
-        drm_core::DRM_IOCTL_PRIME_FD_TO_HANDLE,
-        drm_core::drm_prime_handle
-    );
-    nix::ioctl_readwrite_bad!(
-        syncobj_create,
-        drm_core::DRM_IOCTL_SYNCOBJ_CREATE,
-        drm_core::drm_syncobj_create
-    );
-    nix::ioctl_readwrite_bad!(
-        syncobj_destroy,
-        drm_core::DRM_IOCTL_SYNCOBJ_DESTROY,
-        drm_core::drm_syncobj_destroy
-    );
-    nix::ioctl_readwrite_bad!(
-        syncobj_wait,
-        drm_core::DRM_IOCTL_SYNCOBJ_WAIT,
-        drm_core::drm_syncobj_wait
-    );
-}
+pub mod raw;
 
-fn check<T>(what: &'static str, r: nix::Result<T>) -> Result<T> {
-    r.map_err(|errno| DeviceError::Ioctl { what, errno })
+/// A raw call's errno as a [`DeviceError::Ioctl`].
+fn check<T>(what: &'static str, r: Result<T, i32>) -> Result<T> {
+    r.map_err(|e| DeviceError::Ioctl {
+        what,
+        errno: nix::errno::Errno::from_raw(e),
+    })
 }
 
 /// The device's parameters (DRM_IOCTL_ONPU_GET_PARAM).
@@ -249,6 +199,18 @@ impl Device {
                 path: path.to_owned(),
                 source,
             })?;
+        Device::from_file(file, path)
+    }
+
+    /// An accel node the caller opened (read-write); its path is what
+    /// /proc/self/fd says, for messages.
+    pub fn from_fd(fd: OwnedFd) -> Result<Device> {
+        let path = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+            .unwrap_or_else(|_| PathBuf::from(format!("fd {}", fd.as_raw_fd())));
+        Device::from_file(File::from(fd), &path)
+    }
+
+    fn from_file(file: File, path: &Path) -> Result<Device> {
         let id = NEXT_DEVICE_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut dev = Device {
             file,
@@ -297,10 +259,7 @@ impl Device {
             param,
             ..Default::default()
         };
-        // SAFETY: `p` is a valid drm_onpu_get_param for the call.
-        check("GET_PARAM", unsafe {
-            ioctls::get_param(self.file.as_raw_fd(), &mut p)
-        })?;
+        check("GET_PARAM", raw::ioctl(&self.file, &mut p))?;
         Ok(p.value)
     }
 
@@ -320,25 +279,14 @@ impl Device {
             size,
             ..Default::default()
         };
-        // SAFETY: `c` is a valid drm_onpu_bo_create for the call.
-        check("BO_CREATE", unsafe {
-            ioctls::bo_create(self.file.as_raw_fd(), &mut c)
-        })?;
+        check("BO_CREATE", raw::ioctl(&self.file, &mut c))?;
         self.wrap(c.handle)
     }
 
     /// Import a dma-buf (from this or another file of an onpu device).
     pub fn import(&self, fd: BorrowedFd<'_>) -> Result<Buffer<'_>> {
-        let mut p = drm_core::drm_prime_handle {
-            handle: 0,
-            flags: 0,
-            fd: fd.as_raw_fd(),
-        };
-        // SAFETY: `p` is a valid drm_prime_handle for the call.
-        check("PRIME_FD_TO_HANDLE", unsafe {
-            ioctls::prime_import(self.file.as_raw_fd(), &mut p)
-        })?;
-        self.wrap(p.handle)
+        let handle = check("PRIME_FD_TO_HANDLE", raw::prime_import(&self.file, &fd))?;
+        self.wrap(handle)
     }
 
     fn wrap(&self, handle: u32) -> Result<Buffer<'_>> {
@@ -347,10 +295,7 @@ impl Device {
             handle,
             ..Default::default()
         };
-        // SAFETY: `i` is a valid drm_onpu_bo_info for the call.
-        if let Err(e) = check("BO_INFO", unsafe {
-            ioctls::bo_info(self.file.as_raw_fd(), &mut i)
-        }) {
+        if let Err(e) = check("BO_INFO", raw::ioctl(&self.file, &mut i)) {
             self.close_handle(handle);
             return Err(e);
         }
@@ -411,10 +356,8 @@ impl Device {
                 }
             }
         }
-        let c = drm_core::drm_gem_close { handle, pad: 0 };
-        // SAFETY: `c` is a valid drm_gem_close for the call.
-        if let Err(e) = unsafe { ioctls::gem_close(self.file.as_raw_fd(), &c) } {
-            log::warn!("GEM_CLOSE of handle {handle}: {e}");
+        if let Err(e) = raw::gem_close(&self.file, handle) {
+            log::warn!("GEM_CLOSE of handle {handle}: errno {e}");
         }
     }
 
@@ -465,9 +408,7 @@ impl Device {
             ..Default::default()
         };
         // SAFETY: `req` and the arrays it points at outlive the call.
-        check("SUBMIT", unsafe {
-            ioctls::submit(self.file.as_raw_fd(), &mut req)
-        })?;
+        check("SUBMIT", raw::ioctl(&self.file, &mut req))?;
         log::trace!(
             "submitted job {} ({} bytes of commands, {} buffers)",
             req.seqno,
@@ -488,8 +429,7 @@ impl Device {
                 timeout_ns: ns(left),
                 ..Default::default()
             };
-            // SAFETY: `w` is a valid drm_onpu_wait for the call.
-            match unsafe { ioctls::wait(self.file.as_raw_fd(), &mut w) } {
+            match raw::ioctl(&self.file, &mut w).map_err(nix::errno::Errno::from_raw) {
                 Ok(_) => break w,
                 Err(nix::errno::Errno::ETIMEDOUT) => {
                     return Err(DeviceError::WaitTimeout {
@@ -538,10 +478,7 @@ impl Device {
             0
         };
         let mut c = drm_core::drm_syncobj_create { handle: 0, flags };
-        // SAFETY: `c` is a valid drm_syncobj_create for the call.
-        check("SYNCOBJ_CREATE", unsafe {
-            ioctls::syncobj_create(self.file.as_raw_fd(), &mut c)
-        })?;
+        check("SYNCOBJ_CREATE", raw::ioctl(&self.file, &mut c))?;
         Ok(Syncobj {
             dev: self,
             handle: c.handle,
@@ -558,8 +495,7 @@ impl Device {
                 flags: 0,
                 timeout_ns: ns(left),
             };
-            // SAFETY: `w` is a valid drm_onpu_wait_bo for the call.
-            match unsafe { ioctls::wait_bo(self.file.as_raw_fd(), &mut w) } {
+            match raw::ioctl(&self.file, &mut w).map_err(nix::errno::Errno::from_raw) {
                 Ok(_) => return Ok(()),
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(errno) => {
@@ -732,8 +668,8 @@ impl Syncobj<'_> {
                 flags: drm_core::DRM_SYNCOBJ_WAIT_FLAGS_WAIT_FOR_SUBMIT,
                 ..Default::default()
             };
-            // SAFETY: `w` and `handles` outlive the call.
-            match unsafe { ioctls::syncobj_wait(self.dev.file.as_raw_fd(), &mut w) } {
+            // `w` and `handles` outlive the call.
+            match raw::ioctl(&self.dev.file, &mut w).map_err(nix::errno::Errno::from_raw) {
                 Ok(_) => return Ok(true),
                 Err(nix::errno::Errno::ETIME | nix::errno::Errno::ETIMEDOUT) => return Ok(false),
                 Err(nix::errno::Errno::EINTR) => continue,
@@ -748,15 +684,35 @@ impl Syncobj<'_> {
     }
 }
 
+impl Syncobj<'_> {
+    /// Put the fence of a sync_file in it (a job that waits for this
+    /// syncobj then waits for that fence).
+    pub fn import_sync_file(&self, sync_file: BorrowedFd<'_>) -> Result<()> {
+        check(
+            "SYNCOBJ_FD_TO_HANDLE",
+            raw::syncobj_import_sync_file(&self.dev.file, self.handle, sync_file),
+        )
+    }
+
+    /// The fence in it as a sync_file descriptor (poll it for POLLIN, or
+    /// hand it to another driver). The syncobj must hold a fence: export
+    /// after the job that signals it was submitted.
+    pub fn export_sync_file(&self) -> Result<OwnedFd> {
+        check(
+            "SYNCOBJ_HANDLE_TO_FD",
+            raw::syncobj_export_sync_file(&self.dev.file, self.handle),
+        )
+    }
+}
+
 impl Drop for Syncobj<'_> {
     fn drop(&mut self) {
         let mut d = drm_core::drm_syncobj_destroy {
             handle: self.handle,
             pad: 0,
         };
-        // SAFETY: `d` is a valid drm_syncobj_destroy for the call.
-        if let Err(e) = unsafe { ioctls::syncobj_destroy(self.dev.file.as_raw_fd(), &mut d) } {
-            log::warn!("SYNCOBJ_DESTROY of handle {}: {e}", self.handle);
+        if let Err(e) = raw::ioctl(&self.dev.file, &mut d) {
+            log::warn!("SYNCOBJ_DESTROY of handle {}: errno {e}", self.handle);
         }
     }
 }
@@ -850,17 +806,10 @@ impl Buffer<'_> {
 
     /// Export as a dma-buf file descriptor (for another process or device).
     pub fn export(&self) -> Result<OwnedFd> {
-        let mut p = drm_core::drm_prime_handle {
-            handle: self.handle,
-            flags: drm_core::DRM_CLOEXEC | drm_core::DRM_RDWR,
-            fd: -1,
-        };
-        // SAFETY: `p` is a valid drm_prime_handle for the call.
-        check("PRIME_HANDLE_TO_FD", unsafe {
-            ioctls::prime_export(self.dev.file.as_raw_fd(), &mut p)
-        })?;
-        // SAFETY: the kernel created this descriptor for us.
-        Ok(unsafe { OwnedFd::from_raw_fd(p.fd) })
+        check(
+            "PRIME_HANDLE_TO_FD",
+            raw::prime_export(&self.dev.file, self.handle),
+        )
     }
 }
 

@@ -14,8 +14,11 @@
 //!   jobs, waits, job errors);
 //! * [`runtime`]: sessions that compile for a device, run and check, on the
 //!   driver or on the in-process device model;
-//! * [`capi`]: the C ABI (include/npu.h).
+//! * [`api`]: runtime API v1, what runtimes build on: devices, compiled
+//!   models with resident constants, requests run from any thread, fences;
+//! * [`capi`]: the C ABI (include/npu.h), [`api`] behind opaque handles.
 
+pub mod api;
 pub mod capi;
 pub mod device;
 pub mod ir;
@@ -24,9 +27,13 @@ pub mod reference;
 pub mod runtime;
 pub mod text;
 
+pub use api::{CompiledModel, Fence, InferRequest, Npu, Status};
 pub use ir::{DType, Graph, GraphError, Quant, TensorType, ValueId};
 pub use lower::{compile, CompileOptions, DeviceParams, LowerError, Program};
 /// The shared instruction-set crate, for callers that inspect programs.
 pub use npu_isa as isa;
 pub use reference::{Tensor, TensorData};
 pub use runtime::{Kernel, Session};
+
+/// The C API's version (include/npu.h's NPU_VERSION_*), "major.minor.patch".
+pub const API_VERSION: &str = env!("NPU_API_VERSION");

@@ -14,6 +14,7 @@ use crate::lower::BufferKind;
 use crate::reference::{self, TensorData};
 use crate::{compile, CompileOptions, DeviceParams, LowerError, Program};
 use std::collections::HashMap;
+use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
 /// Everything a session can fail with.
@@ -66,6 +67,12 @@ pub struct Kernel {
 /// Source of [`Kernel`] ids.
 static NEXT_KERNEL_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
+/// A new key for a compiled program's resident constants
+/// ([`Session::execute_program`]).
+pub fn next_program_key() -> u64 {
+    NEXT_KERNEL_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 /// One run's results.
 #[derive(Debug)]
 pub struct Run {
@@ -107,6 +114,26 @@ pub struct Request<'a> {
     /// backend may keep such a buffer between requests and not upload it
     /// again.
     pub resident: &'a [(usize, u64)],
+    /// Called once the last job is queued on a backend with kernel fences
+    /// (the accel one), with a sync_file of that job's fence.
+    pub on_submit: Option<OnSubmit<'a>>,
+    /// sync_files the first job waits for (the accel backend imports them
+    /// as in-fences; the device model polls them until readable).
+    pub wait_for: &'a [BorrowedFd<'a>],
+}
+
+/// What [`Request::on_submit`] is given: a sync_file that signals when the
+/// request's last job ends, or why there is none.
+pub type SyncFile = std::result::Result<std::os::fd::OwnedFd, String>;
+
+/// [`Request::on_submit`]'s callback.
+#[derive(Clone, Copy)]
+pub struct OnSubmit<'a>(pub &'a dyn Fn(SyncFile));
+
+impl std::fmt::Debug for OnSubmit<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnSubmit")
+    }
 }
 
 impl Request<'_> {
@@ -335,7 +362,19 @@ impl Backend for Accel {
         let spans = job_spans(req.jobs, cmd.len())?;
         let cmdbuf = Accel::take(dev, pool, cmd.len().max(1) as u64, &cmd)?;
         // Jobs run back to back: each waits for the previous one's fence.
-        let fences = (1..spans.len())
+        // The caller's sync_files, imported for the first job to wait for.
+        let inputs_in = req
+            .wait_for
+            .iter()
+            .map(|fd| {
+                let s = dev.syncobj(false)?;
+                s.import_sync_file(*fd)?;
+                Ok(s)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // With on_submit the last job signals one more, exported.
+        let extra = usize::from(req.on_submit.is_some());
+        let fences = (1..spans.len() + extra)
             .map(|_| dev.syncobj(false))
             .collect::<Result<Vec<_>, _>>()?;
         let t = Instant::now();
@@ -347,11 +386,18 @@ impl Backend for Accel {
             job.buffers = bufs.iter().zip(req.writes).map(|(b, &w)| (b, w)).collect();
             if i > 0 {
                 job = job.after(&fences[i - 1]);
+            } else {
+                for s in &inputs_in {
+                    job = job.after(s);
+                }
             }
-            if i + 1 < spans.len() {
-                job = job.signal(&fences[i]);
+            if let Some(f) = fences.get(i) {
+                job = job.signal(f);
             }
             seqnos.push(dev.submit(&job)?);
+        }
+        if let (Some(cb), Some(last)) = (req.on_submit, fences.last()) {
+            (cb.0)(last.export_sync_file().map_err(|e| e.to_string()));
         }
         // On any error the buffers are closed, not kept: a job that did not
         // end may still be using them.
@@ -484,7 +530,7 @@ impl Session {
             graph,
             program,
             compile_time: t.elapsed(),
-            id: NEXT_KERNEL_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            id: next_program_key(),
         })
     }
 
@@ -537,50 +583,10 @@ impl Session {
                     .map(|i| (n.clone(), i, ty.dtype, ty.bytes()))
             })
             .collect();
-        let sizes: Vec<u64> = prog.buffers().iter().map(|b| b.size.max(1)).collect();
-        let writes: Vec<bool> = prog
-            .buffers()
-            .iter()
-            .map(|b| !matches!(b.kind, BufferKind::Input | BufferKind::Constant))
-            .collect();
-        let mut inputs: Vec<(usize, &[u8])> =
+        let inputs: Vec<(usize, &[u8])> =
             bytes_in.iter().map(|(i, b)| (*i, b.as_slice())).collect();
-        // The packed constants start the constant buffer.
-        if let Some(i) = prog
-            .buffers()
-            .iter()
-            .position(|b| b.kind == BufferKind::Constant)
-        {
-            inputs.push((i, prog.constants()));
-        }
         let wanted: Vec<(usize, usize)> = outs.iter().map(|(_, i, _, n)| (*i, *n)).collect();
-        let jobs = prog.job_sizes();
-        let resident: Vec<(usize, u64)> = prog
-            .buffers()
-            .iter()
-            .position(|b| b.kind == BufferKind::Constant)
-            .map(|i| (i, k.id))
-            .into_iter()
-            .collect();
-        let req = Request {
-            sizes: &sizes,
-            writes: &writes,
-            inputs: &inputs,
-            outputs: &wanted,
-            timeout_ms: self.timeout_ms,
-            wait_timeout: self.wait_timeout,
-            jobs: &jobs,
-            resident: &resident,
-        };
-        let e = self
-            .backend
-            .execute(&req, &|addrs| Ok(prog.bind_jobs(addrs)?))?;
-        log::debug!(
-            "{} backend: {} cycles, {:?} submit to completion",
-            self.backend.name(),
-            e.cycles,
-            e.device_time
-        );
+        let e = self.execute_program(prog, k.id, &inputs, &wanted, None, &[])?;
         let outputs = outs
             .iter()
             .zip(e.outputs)
@@ -594,6 +600,60 @@ impl Session {
             addrs: e.addrs,
             uploaded: e.uploaded,
         })
+    }
+
+    /// Run a compiled program: `inputs` are (buffer index, bytes) of its
+    /// input buffers, `outputs` (buffer index, bytes) to read back. The
+    /// constants go with it under `key` (one per compiled program), so a
+    /// backend that kept them from an earlier run does not upload them again.
+    pub fn execute_program(
+        &mut self,
+        prog: &Program,
+        key: u64,
+        inputs: &[(usize, &[u8])],
+        outputs: &[(usize, usize)],
+        on_submit: Option<OnSubmit<'_>>,
+        wait_for: &[BorrowedFd<'_>],
+    ) -> Result<Execution> {
+        let sizes: Vec<u64> = prog.buffers().iter().map(|b| b.size.max(1)).collect();
+        let writes: Vec<bool> = prog
+            .buffers()
+            .iter()
+            .map(|b| !matches!(b.kind, BufferKind::Input | BufferKind::Constant))
+            .collect();
+        let mut inputs = inputs.to_vec();
+        let constant = prog
+            .buffers()
+            .iter()
+            .position(|b| b.kind == BufferKind::Constant);
+        // The packed constants start the constant buffer.
+        if let Some(i) = constant {
+            inputs.push((i, prog.constants()));
+        }
+        let jobs = prog.job_sizes();
+        let resident: Vec<(usize, u64)> = constant.map(|i| (i, key)).into_iter().collect();
+        let req = Request {
+            sizes: &sizes,
+            writes: &writes,
+            inputs: &inputs,
+            outputs,
+            timeout_ms: self.timeout_ms,
+            wait_timeout: self.wait_timeout,
+            jobs: &jobs,
+            resident: &resident,
+            on_submit,
+            wait_for,
+        };
+        let e = self
+            .backend
+            .execute(&req, &|addrs| Ok(prog.bind_jobs(addrs)?))?;
+        log::debug!(
+            "{} backend: {} cycles, {:?} submit to completion",
+            self.backend.name(),
+            e.cycles,
+            e.device_time
+        );
+        Ok(e)
     }
 
     /// [`Session::run`], then [`check`] against the CPU reference.
@@ -641,6 +701,8 @@ impl Session {
             wait_timeout: self.wait_timeout,
             jobs: &[],
             resident: &[],
+            on_submit: None,
+            wait_for: &[],
         };
         self.backend.execute(&req, &|_| Ok(cmd.to_vec()))
     }
@@ -729,6 +791,37 @@ pub fn check(
     Ok(())
 }
 
+/// Wait until `fd` polls readable (a sync_file: signalled), at most
+/// `timeout`.
+pub(crate) fn wait_readable(fd: BorrowedFd<'_>, timeout: Duration) -> Result<()> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ms = PollTimeout::try_from(left.as_millis().min(i32::MAX as u128) as i32)
+            .unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+        match poll(&mut fds, ms) {
+            Ok(0) => {
+                return Err(Error::Request(format!(
+                    "an input fence did not signal within {timeout:?}"
+                )))
+            }
+            Ok(_) => {
+                let r = fds[0].revents().unwrap_or(PollFlags::empty());
+                if r.contains(PollFlags::POLLIN) {
+                    return Ok(());
+                }
+                return Err(Error::Request(format!(
+                    "an input fence polled {r:?}, not readable"
+                )));
+            }
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(Error::Request(format!("polling an input fence: {e}"))),
+        }
+    }
+}
+
 #[cfg(feature = "model")]
 pub use model::Model;
 
@@ -758,9 +851,10 @@ mod model {
 
     pub struct Model {
         sram_size: u32,
-        /// The device of the last run, kept while requests have the same
-        /// layout, so resident buffers stay in its memory.
-        kept: Option<Kept>,
+        /// The devices of the last runs of different layouts (most recent
+        /// last, at most `super::RESIDENT_MAX`), so each kernel's resident
+        /// buffers stay in the memory of one of them.
+        kept: Vec<Kept>,
     }
 
     struct Kept {
@@ -775,7 +869,7 @@ mod model {
         pub fn new(sram_size: u32) -> Model {
             Model {
                 sram_size,
-                kept: None,
+                kept: Vec::new(),
             }
         }
     }
@@ -820,11 +914,22 @@ mod model {
             }
             // The last run's device when the layout is the same (its
             // resident buffers still hold their bytes), else a new one.
-            let same = self.kept.as_ref().is_some_and(|k| {
-                k.sizes == req.sizes && k.writes == req.writes && k.cmd_len == cmd.len()
-            });
-            let kept = if same { self.kept.take() } else { None };
-            self.kept = None;
+            // One with this request's resident buffers, else one without any.
+            let same_layout =
+                |k: &Kept| k.sizes == req.sizes && k.writes == req.writes && k.cmd_len == cmd.len();
+            let pos = self
+                .kept
+                .iter()
+                .rposition(|k| same_layout(k) && k.resident == req.resident)
+                // Never another kernel's: its constants would be lost.
+                .or_else(|| {
+                    self.kept
+                        .iter()
+                        .rposition(|k| same_layout(k) && k.resident.is_empty())
+                });
+            let same = pos.is_some();
+            // Taken out: a run that fails leaves no device behind.
+            let kept = pos.map(|p| self.kept.remove(p));
             let (mut bench, was_resident) = match kept {
                 Some(k) => (k.bench, k.resident),
                 None => {
@@ -878,6 +983,9 @@ mod model {
                 }
             }
             bench.write(0, va, &cmd);
+            for fd in req.wait_for {
+                super::wait_readable(*fd, req.wait_timeout)?;
+            }
             let t = Instant::now();
             let mut cycles = 0;
             for (offset, size) in spans {
@@ -905,13 +1013,16 @@ mod model {
                 .iter()
                 .map(|&(i, n)| bench.read(0, vas[i], n))
                 .collect();
-            self.kept = Some(Kept {
+            self.kept.push(Kept {
                 sizes: req.sizes.to_vec(),
                 writes: req.writes.to_vec(),
                 cmd_len: cmd.len(),
                 resident: req.resident.to_vec(),
                 bench,
             });
+            if self.kept.len() > super::RESIDENT_MAX {
+                self.kept.remove(0);
+            }
             Ok(Execution {
                 outputs,
                 cycles,

@@ -1,167 +1,373 @@
-//! The C API as C sees it: compile libnpu/examples/c/run_kernel.c against
-//! include/npu.h, link the static library, run it on the device model.
+//! The C API as C sees it: libnpu/examples/c/runtime_api.c and
+//! tests/c/api_errors.c built against include/npu.h, on the device model;
+//! the example also from a prefix `make install-libnpu` filled, through
+//! the real pkg-config, linked both shared (the SONAME) and static.
 
-use std::path::PathBuf;
-use std::process::Command;
+use npu::api::Status;
+use npu::capi::{NpuDeviceInfo, NpuTensorInfo};
+use npu::isa::Fault;
+use std::mem::{offset_of, size_of};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
-/// The static library, built now: `cargo test` builds only the rlib.
-fn staticlib() -> PathBuf {
-    // target/<profile>/deps/capi-xxxx -> target/<profile>/libnpu.a
-    let exe = std::env::current_exe().expect("test path");
-    let profile_dir = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("target dir")
-        .to_path_buf();
-    let release = profile_dir.file_name().is_some_and(|n| n == "release");
-    let mut cargo = Command::new(env!("CARGO"));
-    cargo
-        .args(["build", "-q", "-p", "libnpu", "--lib"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"));
-    if release {
-        cargo.arg("--release");
+const MANIFEST: &str = env!("CARGO_MANIFEST_DIR");
+
+/// A directory of this test's own, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let d = std::env::temp_dir().join(format!("npu-capi-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).expect("temp dir");
+        TempDir(d)
     }
-    let st = cargo.status().expect("run cargo");
-    assert!(st.success(), "cargo build of the static library failed");
-    profile_dir.join("libnpu.a")
 }
 
-/// Compile `c_file` (relative to the crate) against npu.h and the static
-/// library, run it with `args`; its stdout.
-fn build_and_run(c_file: &str, args: &[&str]) -> String {
-    let lib = staticlib();
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `make install-libnpu` with the device model into `prefix`, as a user
+/// would run it (the Makefile's own rule, symlinks and npu.pc included).
+fn install(prefix: &Path) {
+    let top = Path::new(MANIFEST).parent().expect("repo top");
+    let out = Command::new("make")
+        .arg("-s")
+        .arg("-C")
+        .arg(top)
+        .arg("install-libnpu")
+        .arg(format!("PREFIX={}", prefix.display()))
+        .arg("NPU_FEATURES=model")
+        .arg(format!("CARGO={}", env!("CARGO")))
+        .output()
+        .expect("run make (required for this test)");
     assert!(
-        lib.exists(),
-        "{} missing: cargo builds the staticlib with the tests",
-        lib.display()
+        out.status.success(),
+        "make install-libnpu failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
-    let stem = c_file
-        .rsplit('/')
-        .next()
-        .unwrap_or(c_file)
-        .trim_end_matches(".c");
-    let dir = std::env::temp_dir().join(format!("npu-capi-{stem}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let exe = dir.join(stem);
-    let manifest = env!("CARGO_MANIFEST_DIR");
-    let cc = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
-        .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-I"])
-        .arg(format!("{manifest}/include"))
-        .arg(format!("{manifest}/{c_file}"))
-        .arg(&lib)
-        .args(["-lpthread", "-ldl", "-lm", "-o"])
-        .arg(&exe)
+}
+
+fn pkg_config(prefix: &Path, args: &[&str]) -> Vec<String> {
+    // The real pkg-config, required: a parser of our own would only check
+    // npu.pc against our reading of the format.
+    let out = Command::new("pkg-config")
+        .args(args)
+        .arg("npu")
+        .env("PKG_CONFIG_PATH", prefix.join("lib/pkgconfig"))
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("pkg-config is required for this test (Debian: apt-get install pkg-config): {e}")
+        });
+    assert!(
+        out.status.success(),
+        "pkg-config {args:?} npu: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(String::from)
+        .collect()
+}
+
+/// Compile `c_file` (relative to the crate) with `flags` after it.
+fn cc(c_file: &str, flags: &[String], exe: &Path) {
+    let out = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
+        .args(["-std=c11", "-Wall", "-Wextra", "-Werror"])
+        .arg(format!("{MANIFEST}/{c_file}"))
+        .args(flags)
+        .arg("-o")
+        .arg(exe)
         .output()
         .expect("run cc");
     assert!(
-        cc.status.success(),
-        "{c_file} does not build:\n{}",
-        String::from_utf8_lossy(&cc.stderr)
-    );
-    let out = Command::new(&exe)
-        .args(args)
-        .output()
-        .expect("run the C program");
-    let _ = std::fs::remove_dir_all(&dir);
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
         out.status.success(),
-        "{c_file} failed:\n{stdout}\n{}",
+        "{c_file} does not build with {flags:?}:\n{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn run(exe: &Path, args: &[&str], env: &[(&str, &Path)]) -> String {
+    let mut c = Command::new(exe);
+    c.args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = c.output().expect("run the C program");
+    let stdout = String::from_utf8_lossy(&stdout).into_owned();
+    assert!(
+        status.success(),
+        "{} failed:\n{stdout}\n{}",
+        exe.display(),
+        String::from_utf8_lossy(&stderr)
     );
     stdout
 }
 
-#[test]
-fn c_example_compiles_links_and_runs_on_the_model() {
-    let stdout = build_and_run("examples/c/run_kernel.c", &["--model"]);
-    assert!(
-        stdout.contains("the result matches the CPU reference"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("the int8 result matches the CPU reference exactly"),
-        "{stdout}"
-    );
+/// What runtime_api.c prints when every check passed.
+fn assert_runtime_api_passed(stdout: &str) {
+    for want in [
+        "input x: dtype 1, shape [4,64], 1024 bytes",
+        "output y: dtype 1, shape [4,16], 256 bytes",
+        "thread 1 run 2: matches the C reference",
+        "thread 2 run 2: matches the C reference",
+        "async run with a fence: matches the C reference",
+        "saved and loaded model: matches the C reference",
+        "sync_file: none on the device model",
+        "run after a sync_file: matches the C reference",
+        "fault: kind 1 (MMU_UNMAPPED) at 0x40000000",
+        "runtime_api: all checks passed",
+    ] {
+        assert!(stdout.contains(want), "no `{want}` in:\n{stdout}");
+    }
 }
 
 #[test]
-fn c_api_misuse_gives_errors_with_messages() {
-    let stdout = build_and_run("tests/c/api_errors.c", &[]);
+fn installed_library_has_a_soname_links_and_runs_the_c_example() {
+    let prefix = TempDir::new("prefix");
+    install(&prefix.0);
+    let lib = prefix.0.join("lib");
+    let header = std::fs::read_to_string(prefix.0.join("include/npu.h")).expect("npu.h");
+    let version = ["MAJOR", "MINOR", "PATCH"].map(|p| {
+        header
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("#define NPU_VERSION_{p} ")))
+            .unwrap_or_else(|| panic!("npu.h has no NPU_VERSION_{p}"))
+            .trim()
+            .to_string()
+    });
+    let full = version.join(".");
+    let soname = format!("libnpu.so.{}", version[0]);
+    // The real file, the SONAME link and the development link.
+    assert!(lib.join(format!("libnpu.so.{full}")).is_file());
+    assert_eq!(
+        std::fs::read_link(lib.join(&soname)).expect("SONAME link"),
+        PathBuf::from(format!("libnpu.so.{full}"))
+    );
+    assert_eq!(
+        std::fs::read_link(lib.join("libnpu.so")).expect("dev link"),
+        PathBuf::from(&soname)
+    );
+    let readelf = Command::new("readelf")
+        .arg("-d")
+        .arg(lib.join("libnpu.so"))
+        .output()
+        .expect("readelf (binutils) is required for this test");
+    let dynamic = String::from_utf8_lossy(&readelf.stdout);
+    assert!(
+        dynamic.contains(&format!("Library soname: [{soname}]")),
+        "{dynamic}"
+    );
+    assert_eq!(pkg_config(&prefix.0, &["--modversion"]).join(" "), full);
+
+    // Shared: the program records the SONAME and runs with it.
+    let exe = prefix.0.join("runtime_api");
+    let flags = pkg_config(&prefix.0, &["--cflags", "--libs"]);
+    assert!(flags.iter().any(|f| f == "-lnpu"), "{flags:?}");
+    cc(
+        "examples/c/runtime_api.c",
+        &[flags, vec!["-lm".into(), "-lpthread".into()]].concat(),
+        &exe,
+    );
+    let needed = Command::new("readelf")
+        .arg("-d")
+        .arg(&exe)
+        .output()
+        .expect("readelf");
+    assert!(
+        String::from_utf8_lossy(&needed.stdout).contains(&format!("Shared library: [{soname}]")),
+        "the program does not record {soname}"
+    );
+    // The header declares exactly what the library exports.
+    let nm = Command::new("nm")
+        .args(["-D", "--defined-only"])
+        .arg(lib.join("libnpu.so"))
+        .output()
+        .expect("nm (binutils) is required for this test");
+    let mut exported: Vec<String> = String::from_utf8_lossy(&nm.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2).map(String::from))
+        .collect();
+    exported.sort();
+    // The identifier right before each '(' that starts with npu_.
+    let mut declared: Vec<String> = header
+        .split('(')
+        .filter_map(|chunk| {
+            chunk
+                .rsplit(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .next()
+        })
+        .filter(|w| w.starts_with("npu_"))
+        .map(String::from)
+        .collect();
+    declared.sort();
+    declared.dedup();
+    assert_eq!(exported, declared, "exported symbols vs npu.h's functions");
+    let stdout = run(&exe, &["--model"], &[("LD_LIBRARY_PATH", &lib)]);
+    assert!(
+        stdout.contains(&format!("libnpu {full} (header {full})")),
+        "{stdout}"
+    );
+    assert_runtime_api_passed(&stdout);
+
+    // Static, with the flags of --static.
+    let exe = prefix.0.join("runtime_api_static");
+    let flags = pkg_config(&prefix.0, &["--cflags", "--libs", "--static"]);
+    let flags: Vec<String> = flags
+        .into_iter()
+        .map(|f| {
+            if f == "-lnpu" {
+                lib.join("libnpu.a").display().to_string()
+            } else {
+                f
+            }
+        })
+        .collect();
+    cc("examples/c/runtime_api.c", &flags, &exe);
+    assert_runtime_api_passed(&run(&exe, &["--model"], &[]));
+}
+
+#[test]
+fn c_api_misuse_gives_status_codes_with_messages() {
+    let prefix = TempDir::new("errors");
+    install(&prefix.0);
+    let exe = prefix.0.join("api_errors");
+    let lib = prefix.0.join("lib/libnpu.a").display().to_string();
+    cc(
+        "tests/c/api_errors.c",
+        &[
+            format!("-I{MANIFEST}/include"),
+            lib,
+            "-lpthread".into(),
+            "-ldl".into(),
+            "-lm".into(),
+        ],
+        &exe,
+    );
+    let stdout = run(&exe, &[], &[]);
     assert!(stdout.contains("all C API error checks passed"), "{stdout}");
 }
 
 #[test]
-fn npu_pc_gives_flags_that_build_the_example_from_an_installed_prefix() {
-    let lib = staticlib();
-    let manifest = env!("CARGO_MANIFEST_DIR");
-    let prefix = std::env::temp_dir().join(format!("npu-prefix-{}", std::process::id()));
-    let pcdir = prefix.join("lib/pkgconfig");
-    std::fs::create_dir_all(&pcdir).expect("prefix");
-    std::fs::create_dir_all(prefix.join("include")).expect("prefix");
-    std::fs::copy(&lib, prefix.join("lib/libnpu.a")).expect("install libnpu.a");
-    std::fs::copy(
-        format!("{manifest}/include/npu.h"),
-        prefix.join("include/npu.h"),
-    )
-    .expect("install npu.h");
-    // As `make install-libnpu` fills in npu.pc.in.
-    let pc = std::fs::read_to_string(format!("{manifest}/npu.pc.in"))
-        .expect("npu.pc.in")
-        .replace("@PREFIX@", &prefix.to_string_lossy())
-        .replace("@VERSION@", env!("CARGO_PKG_VERSION"));
-    std::fs::write(pcdir.join("npu.pc"), &pc).expect("npu.pc");
-    // The real pkg-config, required: a parser of our own would only check
-    // npu.pc against our reading of the format.
-    let pkg_config = |args: &[&str]| {
-        Command::new("pkg-config")
-            .args(args)
-            .env("PKG_CONFIG_PATH", &pcdir)
-            .output()
-            .unwrap_or_else(|e| {
-                panic!("pkg-config is required for this test (Debian: apt-get install pkg-config): {e}")
-            })
-    };
-    let out = pkg_config(&["--cflags", "--libs", "--static", "npu"]);
-    assert!(
-        out.status.success(),
-        "pkg-config rejects npu.pc:\n{}",
-        String::from_utf8_lossy(&out.stderr)
+fn npu_h_layouts_and_numbers_match_the_rust_side() {
+    let dir = TempDir::new("layout");
+    let exe = dir.0.join("abi_layout");
+    cc(
+        "tests/c/abi_layout.c",
+        &[format!("-I{MANIFEST}/include")],
+        &exe,
     );
-    let v = pkg_config(&["--modversion", "npu"]);
-    assert_eq!(
-        String::from_utf8_lossy(&v.stdout).trim(),
-        env!("CARGO_PKG_VERSION")
-    );
-    let flags: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .map(String::from)
+    let stdout = run(&exe, &[], &[]);
+    let c: std::collections::HashMap<&str, i64> = stdout
+        .lines()
+        .filter_map(|l| l.rsplit_once(' '))
+        .map(|(k, v)| (k, v.parse().expect("a number")))
         .collect();
-    assert!(flags.iter().any(|f| f == "-lnpu"), "{flags:?}");
-    let exe = prefix.join("run_kernel");
-    let cc = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
-        .args(["-std=c11", "-Wall", "-Werror"])
-        .arg(format!("{manifest}/examples/c/run_kernel.c"))
-        .args(&flags)
-        .arg("-o")
-        .arg(&exe)
-        .output()
-        .expect("run cc");
-    let out = cc
-        .status
-        .success()
-        .then(|| Command::new(&exe).arg("--model").output().expect("run"));
-    let _ = std::fs::remove_dir_all(&prefix);
-    assert!(
-        cc.status.success(),
-        "the example does not build with {flags:?}:\n{}",
-        String::from_utf8_lossy(&cc.stderr)
-    );
-    let out = out.expect("built");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("the result matches the CPU reference"));
+    let want: Vec<(&str, i64)> = vec![
+        (
+            "sizeof(struct npu_device_info)",
+            size_of::<NpuDeviceInfo>() as i64,
+        ),
+        (
+            "offsetof(struct npu_device_info, backend)",
+            offset_of!(NpuDeviceInfo, backend) as i64,
+        ),
+        (
+            "offsetof(struct npu_device_info, sram_size)",
+            offset_of!(NpuDeviceInfo, sram_size) as i64,
+        ),
+        (
+            "offsetof(struct npu_device_info, job_timeout_ms)",
+            offset_of!(NpuDeviceInfo, job_timeout_ms) as i64,
+        ),
+        (
+            "offsetof(struct npu_device_info, va_start)",
+            offset_of!(NpuDeviceInfo, va_start) as i64,
+        ),
+        (
+            "offsetof(struct npu_device_info, va_end)",
+            offset_of!(NpuDeviceInfo, va_end) as i64,
+        ),
+        (
+            "sizeof(struct npu_tensor_info)",
+            size_of::<NpuTensorInfo>() as i64,
+        ),
+        (
+            "offsetof(struct npu_tensor_info, dtype)",
+            offset_of!(NpuTensorInfo, dtype) as i64,
+        ),
+        (
+            "offsetof(struct npu_tensor_info, name)",
+            offset_of!(NpuTensorInfo, name) as i64,
+        ),
+        (
+            "offsetof(struct npu_tensor_info, rank)",
+            offset_of!(NpuTensorInfo, rank) as i64,
+        ),
+        (
+            "offsetof(struct npu_tensor_info, shape)",
+            offset_of!(NpuTensorInfo, shape) as i64,
+        ),
+        (
+            "offsetof(struct npu_tensor_info, bytes)",
+            offset_of!(NpuTensorInfo, bytes) as i64,
+        ),
+        (
+            "offsetof(struct npu_tensor_info, scale)",
+            offset_of!(NpuTensorInfo, scale) as i64,
+        ),
+        (
+            "offsetof(struct npu_tensor_info, zero_point)",
+            offset_of!(NpuTensorInfo, zero_point) as i64,
+        ),
+        (
+            "offsetof(struct npu_tensor_info, quant_axis)",
+            offset_of!(NpuTensorInfo, quant_axis) as i64,
+        ),
+        ("sizeof(enum npu_status)", 4),
+        ("NPU_MAX_RANK", 8),
+        ("NPU_ERROR_INVALID_ARGUMENT", Status::InvalidArgument as i64),
+        ("NPU_ERROR_NOT_FOUND", Status::NotFound as i64),
+        ("NPU_ERROR_UNSUPPORTED", Status::Unsupported as i64),
+        ("NPU_ERROR_PARSE", Status::Parse as i64),
+        ("NPU_ERROR_COMPILE", Status::Compile as i64),
+        ("NPU_ERROR_DEVICE", Status::Device as i64),
+        ("NPU_ERROR_JOB_FAULT", Status::JobFault as i64),
+        ("NPU_ERROR_TIMEOUT", Status::Timeout as i64),
+        ("NPU_ERROR_BUSY", Status::Busy as i64),
+        ("NPU_ERROR_IO", Status::Io as i64),
+        ("NPU_ERROR_INTERNAL", Status::Internal as i64),
+        // The fault kinds are the hardware's codes (npu-isa).
+        ("NPU_FAULT_MMU_UNMAPPED", Fault::MmuUnmapped.code().into()),
+        (
+            "NPU_FAULT_MMU_PERMISSION",
+            Fault::MmuPermission.code().into(),
+        ),
+        ("NPU_FAULT_MMU_VA_RANGE", Fault::MmuVaRange.code().into()),
+        ("NPU_FAULT_BAD_OPCODE", Fault::BadOpcode.code().into()),
+        ("NPU_FAULT_BAD_OPERAND", Fault::BadOperand.code().into()),
+        ("NPU_FAULT_SRAM_RANGE", Fault::SramRange.code().into()),
+        (
+            "NPU_FAULT_CMDBUF_OVERRUN",
+            Fault::CmdbufOverrun.code().into(),
+        ),
+        ("NPU_FAULT_BAD_CONTEXT", Fault::BadContext.code().into()),
+        ("NPU_FAULT_DMA_BUS_ERROR", Fault::DmaBusError.code().into()),
+        (
+            "NPU_FAULT_BAD_SUBMISSION",
+            Fault::BadSubmission.code().into(),
+        ),
+        ("NPU_FAULT_ABORTED", Fault::Aborted.code().into()),
+    ];
+    for (name, value) in want {
+        assert_eq!(c.get(name), Some(&value), "{name}");
+    }
 }

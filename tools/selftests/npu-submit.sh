@@ -20,7 +20,11 @@ for k in $kernels; do
 		not_ok "npu-submit $(basename "$k")"
 	fi
 done
-if out=$(npu-c-example 2>&1); then ok "the C example runs a kernel"; else not_ok "the C example runs a kernel"; fi
+# libnpu/examples/c/runtime_api.c on /dev/accel: two threads, a fence and
+# its sync_file, save/load, a fault's kind and address.
+name="the C runtime API example: threads, fence, sync_file, fault"
+if out=$(npu-c-example 2>&1) && echo "$out" | grep -q "sync_file: signalled" &&
+	echo "$out" | grep -q "runtime_api: all checks passed"; then ok "$name"; else not_ok "$name"; fi
 echo "$out" | sed 's/^/# /'
 # One instruction with an undefined opcode: the job faults, npu-submit says
 # where and exits 1.

@@ -4,7 +4,7 @@
 //! or the job's outcome as values, so a caller can tell an expected
 //! failure (the device went away) from a wrong one by value.
 
-use crate::accel::{self, Bo, Mapping};
+use npu::device::raw::{self as accel, Bo, Mapping};
 use npu_isa::{assemble, Insn, Strided};
 use npu_uapi as uapi;
 use std::fmt;

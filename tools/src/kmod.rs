@@ -1,7 +1,7 @@
 //! The driver's module and PCI binding, for the lifetime tests: unload and
 //! load onpu.ko, wait for the accel node, name the PCI function.
 
-use crate::accel;
+use npu::device::raw as accel;
 use std::ffi::CString;
 use std::fs::File;
 use std::os::fd::AsRawFd;

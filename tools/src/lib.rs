@@ -1,8 +1,8 @@
 //! Shared pieces of the guest tools and selftests: TAP output in the
-//! kselftest style, access to the accel device node, the DMA copy job the
-//! tests run, child processes, and command lines.
+//! kselftest style, the DMA copy job the tests run, child processes, and
+//! command lines. The device node and its ioctls are libnpu's
+//! (`npu::device`, and `npu::device::raw` for tests of the uAPI itself).
 
-pub mod accel;
 pub mod args;
 pub mod child;
 pub mod copyjob;

@@ -28,6 +28,19 @@ pub struct BufferDesc {
     pub size: u64,
 }
 
+/// Everything a [`Program`] is made of ([`Program::to_parts`]).
+#[derive(Clone, Debug)]
+pub struct ProgramParts {
+    pub insns: Vec<Insn>,
+    /// (instruction index, buffer index), in instruction order.
+    pub relocs: Vec<(usize, usize)>,
+    pub buffers: Vec<BufferDesc>,
+    /// (graph input or output name, buffer index).
+    pub io: Vec<(String, usize)>,
+    pub constants: Vec<u8>,
+    pub jobs: Vec<std::ops::Range<usize>>,
+}
+
 /// A compiled kernel: instructions whose DMA addresses are offsets into
 /// buffers, made absolute by [`Program::bind`].
 #[derive(Clone, Debug)]
@@ -74,6 +87,78 @@ impl Program {
             .iter()
             .map(|r| r.len() * npu_isa::INSN_SIZE)
             .collect()
+    }
+
+    /// The program's parts, for writing it to a file
+    /// ([`Program::from_parts`] reads them back).
+    pub fn to_parts(&self) -> ProgramParts {
+        ProgramParts {
+            insns: self.insns.clone(),
+            relocs: self.relocs.clone(),
+            buffers: self.buffers.clone(),
+            io: self.io.clone(),
+            constants: self.constants.clone(),
+            jobs: self.jobs.clone(),
+        }
+    }
+
+    /// A program from parts read from a file, which may be anything: every
+    /// index, range and relocation is checked, so that binding and running
+    /// it never panics (a wrong program may still fault on the device).
+    pub fn from_parts(p: ProgramParts) -> Result<Program, String> {
+        let n = p.insns.len();
+        if p.buffers.iter().any(|b| b.size == 0) {
+            return Err("a buffer of 0 bytes".into());
+        }
+        let mut last = None;
+        for &(i, b) in &p.relocs {
+            if last.is_some_and(|l| l >= i) {
+                return Err("relocations out of order".into());
+            }
+            last = Some(i);
+            let size = p
+                .buffers
+                .get(b)
+                .ok_or_else(|| format!("a relocation names buffer {b} of {}", p.buffers.len()))?
+                .size;
+            match p.insns.get(i) {
+                Some(Insn::DmaLoad { va, .. } | Insn::DmaStore { va, .. }) if *va < size => {}
+                _ => {
+                    return Err(format!(
+                        "relocation of instruction {i}: not a DMA inside its buffer"
+                    ))
+                }
+            }
+        }
+        if let Some((name, b)) = p.io.iter().find(|(_, b)| *b >= p.buffers.len()) {
+            return Err(format!("`{name}` names buffer {b} of {}", p.buffers.len()));
+        }
+        let mut at = 0;
+        for r in &p.jobs {
+            if r.start != at || r.end <= r.start || r.end > n || p.insns[r.end - 1] != Insn::End {
+                return Err(format!(
+                    "job {r:?} does not continue at {at} and end with END"
+                ));
+            }
+            at = r.end;
+        }
+        if at != n || p.jobs.is_empty() {
+            return Err("the jobs do not cover the instructions".into());
+        }
+        if !p.constants.is_empty() {
+            match p.buffers.iter().find(|b| b.kind == BufferKind::Constant) {
+                Some(b) if p.constants.len() as u64 <= b.size => {}
+                _ => return Err("constants without a constant buffer that holds them".into()),
+            }
+        }
+        Ok(Program {
+            insns: p.insns,
+            relocs: p.relocs,
+            buffers: p.buffers,
+            io: p.io,
+            constants: p.constants,
+            jobs: p.jobs,
+        })
     }
 
     /// What the [`BufferKind::Constant`] buffer holds (empty without one).

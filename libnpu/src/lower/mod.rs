@@ -16,7 +16,7 @@ mod legalize;
 mod ops;
 mod plan;
 
-pub use emit::{BufferDesc, BufferKind, Program};
+pub use emit::{BufferDesc, BufferKind, Program, ProgramParts};
 
 use crate::ir::Graph;
 

@@ -2,7 +2,7 @@
 //!
 //!   npu-info [DEVICE]      (default: the first onpu device)
 
-use npu_tools::accel;
+use npu::device::raw as accel;
 use npu_uapi as uapi;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -12,8 +12,8 @@
 //!   onpu-fuzz-ioctl [CALLS] [THREADS] [SEED] [SECONDS]
 //!   (defaults: 1000000 calls, 4 threads, seed 1, at most 600 s)
 
+use npu::device::raw::{self as accel, Mapping};
 use npu_isa::{assemble, Insn, Strided};
-use npu_tools::accel::{self, Mapping};
 use npu_tools::args::Args;
 use npu_tools::copyjob::{self, CopyJob};
 use npu_tools::tap::Tap;
@@ -97,7 +97,7 @@ fn one_call(
                 pad: if rng.chance(10) { 1 } else { 0 },
                 value: rng.value(),
             };
-            accel::ioctl(file, uapi::DRM_IOCTL_ONPU_GET_PARAM, &mut p).is_ok()
+            accel::ioctl(file, &mut p).is_ok()
         }
         1 => {
             let size = match rng.below(6) {
@@ -120,7 +120,7 @@ fn one_call(
                 },
                 ..Default::default()
             };
-            let ok = accel::ioctl(file, uapi::DRM_IOCTL_ONPU_BO_CREATE, &mut c).is_ok();
+            let ok = accel::ioctl(file, &mut c).is_ok();
             if ok {
                 pool.bos.push(c.handle);
                 if pool.bos.len() > 48 {
@@ -136,7 +136,7 @@ fn one_call(
                 flags: if rng.chance(10) { 1 } else { 0 },
                 ..Default::default()
             };
-            accel::ioctl(file, uapi::DRM_IOCTL_ONPU_BO_INFO, &mut i).is_ok()
+            accel::ioctl(file, &mut i).is_ok()
         }
         3 | 4 => {
             // SUBMIT: mostly mutated fields around a valid request.
@@ -226,7 +226,7 @@ fn one_call(
             if w.timeout_ns > 200_000 {
                 w.timeout_ns = 200_000;
             }
-            accel::ioctl(file, uapi::DRM_IOCTL_ONPU_WAIT, &mut w).is_ok()
+            accel::ioctl(file, &mut w).is_ok()
         }
         6 => {
             let mut w = uapi::drm_onpu_wait_bo {
@@ -234,7 +234,7 @@ fn one_call(
                 flags: if rng.chance(5) { 1 } else { 0 },
                 timeout_ns: rng.below(100_000) as i64 - if rng.chance(5) { 200_000 } else { 0 },
             };
-            accel::ioctl(file, uapi::DRM_IOCTL_ONPU_WAIT_BO, &mut w).is_ok()
+            accel::ioctl(file, &mut w).is_ok()
         }
         7 => {
             let ok = accel::gem_close(file, bo).is_ok();
@@ -255,7 +255,7 @@ fn one_call(
                 let h = Pool::pick(rng, &pool.syncobjs);
                 let mut d = drm_core::drm_syncobj_destroy { handle: h, pad: 0 };
                 pool.syncobjs.retain(|&x| x != h);
-                accel::ioctl(file, drm_core::DRM_IOCTL_SYNCOBJ_DESTROY, &mut d).is_ok()
+                accel::ioctl(file, &mut d).is_ok()
             } else {
                 let r = accel::syncobj_create(file, rng.chance(50));
                 if let Ok(h) = r {

@@ -16,8 +16,8 @@
 //!
 //!   onpu-stress-faults [--injection-optional] [ITERATIONS]   (default 100 per kind)
 
+use npu::device::raw::{self as accel, Bo, Mapping};
 use npu_isa::{assemble, Fault, Insn};
-use npu_tools::accel::{self, Bo, Mapping};
 use npu_tools::args::Args;
 use npu_tools::child::{self, Counters};
 use npu_tools::copyjob::{self, CopyJob};

@@ -8,7 +8,7 @@
 //!   onpu-stress-lifetime [ITERATIONS]     (default 100; needs /lib/modules/onpu.ko)
 
 use nix::sys::socket;
-use npu_tools::accel::{self, Mapping};
+use npu::device::raw::{self as accel, Mapping};
 use npu_tools::args::Args;
 use npu_tools::child::{self, Counters, Exit};
 use npu_tools::copyjob::{CopyJob, JobError};

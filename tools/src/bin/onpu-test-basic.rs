@@ -1,7 +1,7 @@
 //! Selftest: the accel node exists, opens, and GET_PARAM answers every
 //! parameter sensibly and rejects bad arguments with the documented errno.
 
-use npu_tools::accel;
+use npu::device::raw as accel;
 use npu_tools::tap::Tap;
 use npu_uapi as uapi;
 
@@ -78,7 +78,7 @@ fn main() {
         pad: 1,
         value: 0,
     };
-    let r = accel::ioctl(&file, uapi::DRM_IOCTL_ONPU_GET_PARAM, &mut p);
+    let r = accel::ioctl(&file, &mut p);
     tap.check(
         "get-param rejects non-zero padding with EINVAL",
         expect(r == Err(libc::EINVAL), || format!("{r:?}")),

@@ -2,7 +2,7 @@
 //! close, share through PRIME, the documented errors, and isolation between
 //! two open files.
 
-use npu_tools::accel::{self, Mapping};
+use npu::device::raw::{self as accel, Mapping};
 use npu_tools::tap::Tap;
 use npu_uapi as uapi;
 
@@ -71,7 +71,7 @@ fn main() {
         flags: 1,
         ..Default::default()
     };
-    let flags = accel::ioctl(&file, uapi::DRM_IOCTL_ONPU_BO_CREATE, &mut c).err();
+    let flags = accel::ioctl(&file, &mut c).err();
     tap.check(
         "bo-create rejects size 0, oversize and unknown flags with EINVAL",
         expect([zero, huge, flags] == [Some(libc::EINVAL); 3], || {
@@ -86,7 +86,7 @@ fn main() {
         flags: 1,
         ..Default::default()
     };
-    let flags = accel::ioctl(&file, uapi::DRM_IOCTL_ONPU_BO_INFO, &mut i).err();
+    let flags = accel::ioctl(&file, &mut i).err();
     tap.check(
         "bo-info: ENOENT for an unknown handle, EINVAL for flags",
         expect(

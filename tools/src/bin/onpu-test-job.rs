@@ -9,8 +9,8 @@
 //!
 //!   onpu-test-job [--injection-optional]
 
+use npu::device::raw::{self as accel, Bo, Mapping};
 use npu_isa::{assemble, Fault, Insn, Strided};
-use npu_tools::accel::{self, Bo, Mapping};
 use npu_tools::args::Args;
 use npu_tools::child;
 use npu_tools::copyjob::{self, CopyJob};
@@ -330,8 +330,7 @@ fn syncobjs(c: &Ctx) -> Result<(), String> {
         }
         for s in [s1, s2] {
             let mut d = uapi::drm_core::drm_syncobj_destroy { handle: s, pad: 0 };
-            accel::ioctl(&c.file, uapi::drm_core::DRM_IOCTL_SYNCOBJ_DESTROY, &mut d)
-                .map_err(errno_name)?;
+            accel::ioctl(&c.file, &mut d).map_err(errno_name)?;
         }
         if observable {
             println!("# job 2 queued while job 1 ({loads} MiB loaded before its copy) ran; attempt {attempt}");
@@ -551,11 +550,7 @@ fn wait_errors(c: &Ctx) -> Result<(), String> {
         flags: 1,
         ..Default::default()
     };
-    expect_errno(
-        accel::ioctl(&c.file, uapi::DRM_IOCTL_ONPU_WAIT, &mut w),
-        libc::EINVAL,
-    )
-    .map_err(|e| format!("flags: {e}"))?;
+    expect_errno(accel::ioctl(&c.file, &mut w), libc::EINVAL).map_err(|e| format!("flags: {e}"))?;
     expect_errno(accel::wait(&c.file, seqno, -1), libc::EINVAL)
         .map_err(|e| format!("negative timeout: {e}"))?;
     expect_errno(accel::wait(&c.file, seqno + 1000, SEC), libc::ENOENT)
@@ -568,11 +563,8 @@ fn wait_errors(c: &Ctx) -> Result<(), String> {
         flags: 1,
         timeout_ns: 0,
     };
-    expect_errno(
-        accel::ioctl(&c.file, uapi::DRM_IOCTL_ONPU_WAIT_BO, &mut wb),
-        libc::EINVAL,
-    )
-    .map_err(|e| format!("wait_bo flags: {e}"))?;
+    expect_errno(accel::ioctl(&c.file, &mut wb), libc::EINVAL)
+        .map_err(|e| format!("wait_bo flags: {e}"))?;
     expect_errno(accel::wait_bo(&c.file, 0xffff, 0), libc::ENOENT)
         .map_err(|e| format!("wait_bo handle: {e}"))?;
     expect_errno(accel::wait_bo(&c.file, c.cmd.handle, -5), libc::EINVAL)

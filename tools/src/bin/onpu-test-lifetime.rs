@@ -9,10 +9,11 @@
 //!
 //!   onpu-test-lifetime [--injection-optional]
 
+use npu::device::raw as accel;
 use npu_isa::{assemble, Insn};
 use npu_tools::args::Args;
+use npu_tools::kmod;
 use npu_tools::tap::Tap;
-use npu_tools::{accel, kmod};
 use npu_uapi as uapi;
 use std::fs::File;
 

@@ -7,8 +7,8 @@
 //! unbound device or its freed rings afterwards (the run's kernel log is
 //! checked for reports), and binding again must give a working device.
 
+use npu::device::raw::{self as accel, Mapping};
 use npu_isa::{assemble, Insn};
-use npu_tools::accel::{self, Mapping};
 use npu_tools::kmod;
 use npu_tools::tap::Tap;
 use npu_uapi as uapi;

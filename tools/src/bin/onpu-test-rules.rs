@@ -18,8 +18,8 @@
 //! (runs.list: rules-basic, rules-debug). Without them the tests are
 //! skipped, which counts as a failure of the run.
 
+use npu::device::raw::{self as accel, Bo, Mapping};
 use npu_isa::{assemble, Fault, Insn, Strided};
-use npu_tools::accel::{self, Bo, Mapping};
 use npu_tools::tap::Tap;
 use npu_uapi as uapi;
 use std::fs::File;

@@ -1,0 +1,367 @@
+//! Runtime API v1 (npu::api) on the device model: models compiled once
+//! with resident constants, independent requests from several threads,
+//! fences, compiled-model files, errors with status and fault. Results are
+//! checked against sums computed here in f64, not libnpu's reference.
+
+use npu::api::{BackendKind, CompiledModel, Npu, Status};
+use npu::ir::Op;
+use npu::{DType, Graph, Quant, TensorData, TensorType};
+
+const M: usize = 4;
+const K: usize = 32;
+const N: usize = 8;
+
+fn weights() -> (Vec<f32>, Vec<f32>) {
+    let w = (0..K * N)
+        .map(|i| ((i * 7) % 11) as f32 / 8.0 - 0.6)
+        .collect();
+    let b = (0..N).map(|j| j as f32 / 4.0 - 1.0).collect();
+    (w, b)
+}
+
+/// y = x @ w + b with w and b constants of the model.
+fn gemm_model(npu: &Npu) -> CompiledModel {
+    let (w, b) = weights();
+    let mut g = Graph::new();
+    let x = g.input("x", TensorType::new(DType::F32, &[M, K])).unwrap();
+    let wv = g
+        .constant(
+            "w",
+            TensorType::new(DType::F32, &[K, N]),
+            TensorData::F32(w),
+        )
+        .unwrap();
+    let bv = g
+        .constant("b", TensorType::new(DType::F32, &[N]), TensorData::F32(b))
+        .unwrap();
+    let y = g
+        .add(
+            "y",
+            Op::Gemm {
+                a: x,
+                b: wv,
+                bias: Some(bv),
+                trans_a: false,
+                trans_b: false,
+            },
+            None,
+        )
+        .unwrap();
+    g.output(y).unwrap();
+    npu.load_graph(g).expect("compile")
+}
+
+fn input(seed: usize) -> Vec<f32> {
+    (0..M * K)
+        .map(|i| ((i * 13 + seed * 5) % 19) as f32 / 9.0 - 1.0)
+        .collect()
+}
+
+fn bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|f| f.to_le_bytes()).collect()
+}
+
+fn floats(b: &[u8]) -> Vec<f32> {
+    b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
+/// Compare with x @ w + b summed in f64.
+fn assert_gemm(x: &[f32], y: &[f32]) {
+    let (w, b) = weights();
+    for i in 0..M {
+        for j in 0..N {
+            let want = (0..K).fold(f64::from(b[j]), |acc, k| {
+                acc + f64::from(x[i * K + k]) * f64::from(w[k * N + j])
+            });
+            let got = f64::from(y[i * N + j]);
+            assert!(
+                (got - want).abs() <= 1e-4 * want.abs().max(1.0),
+                "y[{i}][{j}] = {got}, want {want}"
+            );
+        }
+    }
+}
+
+#[test]
+fn constants_go_up_once_and_requests_keep_their_own_buffers() {
+    let npu = Npu::model(64 * 1024).unwrap();
+    assert_eq!(npu.info().backend, BackendKind::Model);
+    let model = gemm_model(&npu);
+    let constants = model.program().constants().len() as u64;
+    assert!(constants >= ((K * N + N) * 4) as u64, "{constants}");
+    let x_bytes = (M * K * 4) as u64;
+    let (r1, r2) = (model.request(), model.request());
+    let (x1, x2) = (input(1), input(2));
+    r1.set_input("x", &bytes(&x1)).unwrap();
+    r2.set_input("x", &bytes(&x2)).unwrap();
+    let s1 = r1.run().unwrap();
+    assert_eq!(
+        s1.uploaded,
+        x_bytes + constants,
+        "the first run uploads the constants"
+    );
+    let s2 = r2.run().unwrap();
+    assert_eq!(s2.uploaded, x_bytes, "the constants stayed resident");
+    assert_eq!(r1.run().unwrap().uploaded, x_bytes);
+    // Another model in between does not push this one's constants out.
+    let other = gemm_model(&npu);
+    let r3 = other.request();
+    r3.set_input("x", &bytes(&x1)).unwrap();
+    assert_eq!(r3.run().unwrap().uploaded, x_bytes + constants);
+    assert_eq!(r2.run().unwrap().uploaded, x_bytes);
+    assert_gemm(&x1, &floats(&r1.output("y").unwrap()));
+    assert_gemm(&x2, &floats(&r2.output("y").unwrap()));
+    assert_gemm(&x1, &floats(&r3.output("y").unwrap()));
+}
+
+#[test]
+fn requests_of_one_model_run_from_several_threads() {
+    let npu = Npu::model(64 * 1024).unwrap();
+    let model = gemm_model(&npu);
+    std::thread::scope(|s| {
+        for t in 0..3 {
+            let model = model.clone();
+            s.spawn(move || {
+                let r = model.request();
+                for run in 0..4 {
+                    let x = input(t * 10 + run);
+                    r.set_input("x", &bytes(&x)).unwrap();
+                    r.run().unwrap();
+                    assert_gemm(&x, &floats(&r.output("y").unwrap()));
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn caller_buffers_and_fences() {
+    let npu = Npu::model(64 * 1024).unwrap();
+    let model = gemm_model(&npu);
+    // The request-free form: the caller's slices in and out.
+    let x = input(4);
+    let mut y = vec![0u8; M * N * 4];
+    model
+        .run_with(&[("x", &bytes(&x))], &mut [("y", &mut y)])
+        .unwrap();
+    assert_gemm(&x, &floats(&y));
+    let e = model
+        .run_with(&[("x", &[0u8; 3])], &mut [])
+        .expect_err("short input");
+    assert_eq!(e.status, Status::InvalidArgument);
+    assert!(e.message.contains("is 512 bytes, not 3"), "{e}");
+
+    // Bound memory and an asynchronous run, then one waiting for it.
+    let (xa, xb) = (bytes(&input(5)), bytes(&input(6)));
+    let mut ya = vec![0u8; M * N * 4];
+    let (ra, rb) = (model.request(), model.request());
+    // SAFETY: xa and ya outlive the runs (waited for below) and are not
+    // touched until then.
+    unsafe {
+        ra.bind_input("x", xa.as_ptr(), xa.len()).unwrap();
+        ra.bind_output("y", ya.as_mut_ptr(), ya.len()).unwrap();
+    }
+    rb.set_input("x", &xb).unwrap();
+    let fa = ra.start(&[]).unwrap();
+    let fb = rb.start(std::slice::from_ref(&fa)).unwrap();
+    let sb = fb.wait(None).unwrap();
+    assert!(fa.is_signaled(), "b waited for a");
+    assert_eq!(sb.uploaded, xb.len() as u64);
+    fa.wait(Some(std::time::Duration::ZERO)).unwrap();
+    // The device model has no kernel fences to export.
+    let e = fa
+        .export_sync_file()
+        .expect_err("no sync_file on the model");
+    assert_eq!(e.status, Status::Unsupported, "{e}");
+    ra.wait_idle();
+    assert_gemm(&input(5), &floats(&ya));
+    assert_gemm(&input(6), &floats(&rb.output("y").unwrap()));
+    let e = ra.output("y").expect_err("bound");
+    assert!(e.message.contains("bound to the caller's memory"), "{e}");
+
+    // A run whose input fence failed fails with that error, without running.
+    let bad = model.request().start(&[]).unwrap();
+    let e = bad.wait(None).expect_err("no inputs");
+    assert_eq!(e.status, Status::InvalidArgument);
+    let after = rb
+        .start(&[bad])
+        .unwrap()
+        .wait(None)
+        .expect_err("after a failure");
+    assert_eq!(after.status, Status::InvalidArgument);
+    assert!(
+        after.message.contains("a fence this run waited for failed"),
+        "{after}"
+    );
+}
+
+#[test]
+fn inputs_and_outputs_list_type_shape_and_quantization() {
+    let npu = Npu::model(64 * 1024).unwrap();
+    let m = npu
+        .load_text(
+            "input x: i8[4,64] q(scale=0.05, zp=0)\n\
+             input w: i8[64,16] q(scale=0.02, zp=0)\n\
+             input b: i32[16]\n\
+             y: i8 q(scale=0.1, zp=-3) = gemm(x, w, bias=b) |> relu\n\
+             output y\n",
+        )
+        .unwrap();
+    let names: Vec<&str> = m.inputs().iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["x", "w", "b"]);
+    assert_eq!(m.inputs()[2].ty, TensorType::new(DType::I32, &[16]));
+    let y = &m.outputs()[0];
+    assert_eq!(y.name, "y");
+    assert_eq!(
+        y.ty,
+        TensorType::quantized(
+            &[4, 16],
+            Quant::PerTensor {
+                scale: 0.1,
+                zero_point: -3
+            }
+        )
+    );
+}
+
+#[test]
+fn a_compiled_model_file_loads_without_compiling_and_gives_the_same_results() {
+    let npu = Npu::model(64 * 1024).unwrap();
+    let model = gemm_model(&npu);
+    let dir = std::env::temp_dir().join(format!("npu-api-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("gemm.npuc");
+    model.save(&path).unwrap();
+    let loaded = npu.load_file(&path).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        loaded.graph().is_none(),
+        "read compiled, not compiled again"
+    );
+    assert_eq!(loaded.inputs(), model.inputs());
+    assert_eq!(loaded.outputs(), model.outputs());
+    assert_eq!(loaded.program().insns(), model.program().insns());
+    let x = bytes(&input(8));
+    let run = |m: &CompiledModel| {
+        let r = m.request();
+        r.set_input("x", &x).unwrap();
+        r.run().unwrap();
+        r.output("y").unwrap()
+    };
+    assert_eq!(run(&loaded), run(&model), "bit for bit");
+    // It was tiled for 64 KiB: a device with less SRAM refuses it.
+    let small = Npu::model(16 * 1024).unwrap();
+    let e = small
+        .load_compiled(&model.to_bytes())
+        .expect_err("too small");
+    assert_eq!(e.status, Status::Unsupported);
+    // The text form still loads through the same call.
+    let text = dir.with_extension("npu");
+    std::fs::write(&text, "input x: f32[8]\ny = relu(x)\noutput y\n").unwrap();
+    let m = npu.load_file(&text);
+    let _ = std::fs::remove_file(&text);
+    assert_eq!(m.unwrap().outputs()[0].name, "y");
+}
+
+#[test]
+fn damaged_compiled_model_files_are_errors_not_panics() {
+    let npu = Npu::model(64 * 1024).unwrap();
+    let good = gemm_model(&npu).to_bytes();
+    for n in 0..good.len() {
+        let e = npu
+            .load_compiled(&good[..n])
+            .expect_err("a truncated file loads");
+        assert_eq!(e.status, Status::Parse, "{n}: {e}");
+    }
+    // Every byte flipped: an error, or a model that runs or fails cleanly.
+    let x = bytes(&input(1));
+    let mut ran = 0;
+    for i in 0..good.len() {
+        let mut bad = good.clone();
+        bad[i] ^= 0xa5;
+        if let Ok(m) = npu.load_compiled(&bad) {
+            if ran < 40 {
+                ran += 1;
+                let r = m.request();
+                if r.set_input("x", &x).is_ok() {
+                    let _ = r.run();
+                }
+            }
+        }
+    }
+    let mut extra = good.clone();
+    extra.push(0);
+    let e = npu.load_compiled(&extra).expect_err("trailing bytes");
+    assert!(e.message.contains("after the end"), "{e}");
+}
+
+#[test]
+fn errors_carry_a_status_and_the_device_fault() {
+    let e = Npu::model(1024).expect_err("too small");
+    assert_eq!(e.status, Status::InvalidArgument);
+    let npu = Npu::model(64 * 1024).unwrap();
+    let e = npu
+        .load_text("input x: f32[4]\ny = nope(x)\noutput y\n")
+        .err()
+        .unwrap();
+    assert_eq!(e.status, Status::Parse);
+    assert!(e.message.starts_with("parse error at 2:"), "{e}");
+    // An undefined opcode in the second instruction: the address is its
+    // command buffer offset.
+    let mut cmd = vec![0u8; 128];
+    cmd[64] = 0xee;
+    let e = npu.run_raw(&cmd, &[]).expect_err("bad opcode");
+    assert_eq!(e.status, Status::JobFault);
+    let f = e.fault.expect("a fault");
+    assert_eq!(
+        (f.kind(), f.address),
+        (Some(npu::isa::Fault::BadOpcode), 64)
+    );
+    // A load from an unmapped address: the address is the NPU address.
+    let load = npu::isa::Insn::DmaLoad {
+        va: 0x4000_0000,
+        sram: 0,
+        mem: npu::isa::Strided::contiguous(64),
+        sram_layout: npu::isa::Strided::contiguous(64),
+    };
+    let cmd = [load.encode(), npu::isa::Insn::End.encode()].concat();
+    let f = npu.run_raw(&cmd, &[]).expect_err("unmapped").fault.unwrap();
+    assert_eq!(
+        (f.kind(), f.address),
+        (Some(npu::isa::Fault::MmuUnmapped), 0x4000_0000)
+    );
+    // A file that is not an accel node.
+    let null = std::fs::File::open("/dev/null").unwrap();
+    let e = Npu::open_fd(null.into()).expect_err("not an NPU");
+    assert_eq!(e.status, Status::Device);
+    assert!(e.message.contains("/dev/null"), "{e}");
+}
+
+#[test]
+fn a_run_waits_for_its_input_sync_files() {
+    use std::io::Write;
+    let npu = Npu::model(64 * 1024).unwrap();
+    let model = gemm_model(&npu);
+    let r = model.request();
+    let x = input(9);
+    r.set_input("x", &bytes(&x)).unwrap();
+    // On the device model any descriptor that polls readable once
+    // signalled will do: a socket, readable once written.
+    let (mut signal, fence_fd) = std::os::unix::net::UnixStream::pair().unwrap();
+    let f = r.start_after(&[], vec![fence_fd.into()]).unwrap();
+    // Not signalled, so the run cannot have ended.
+    let e = f
+        .wait(Some(std::time::Duration::ZERO))
+        .expect_err("ran early");
+    assert_eq!(e.status, Status::Timeout);
+    assert!(!f.is_signaled());
+    // Other runs on the device go on meanwhile.
+    let other = model.request();
+    other.set_input("x", &bytes(&x)).unwrap();
+    other.run().unwrap();
+    signal.write_all(b"!").unwrap();
+    f.wait(None).unwrap();
+    assert_gemm(&x, &floats(&r.output("y").unwrap()));
+}
