@@ -37,7 +37,7 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
             let ta = g.ty(*a);
             let (m, n) = (node.ty.shape[0], node.ty.shape[1]);
             let k = if *trans_a { ta.shape[0] } else { ta.shape[1] };
-            let mac = Mac::new(g, step, node.ty.dtype, n)?;
+            let mac = Mac::new(g, step, node.ty.dtype, n, e)?;
             let spec = GemmSpec {
                 m,
                 n,
@@ -89,7 +89,7 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
                     node.name
                 )));
             }
-            let mac = Mac::new(g, step, node.ty.dtype, node.ty.shape[1])?;
+            let mac = Mac::new(g, step, node.ty.dtype, node.ty.shape[1], e)?;
             let spec = ConvSpec {
                 x: g.ty(*input).shape.clone(),
                 w: g.ty(*weight).shape.clone(),
@@ -192,12 +192,15 @@ struct Mac {
     dtype: DType,
     act: Option<UnaryOp>,
     rq: Option<RequantParams>,
+    /// The per-channel multipliers, precomputed into the constant buffer
+    /// (loaded with one DMA per tile, not one FILL per channel).
+    mults: Option<Loc>,
     lo: i8,
     hi: i8,
 }
 
 impl Mac {
-    fn new(g: &Graph, step: &Step, dtype: DType, channels: usize) -> R<Mac> {
+    fn new(g: &Graph, step: &Step, dtype: DType, channels: usize, e: &mut Emitter) -> R<Mac> {
         let node = g.node(step.node);
         let (mut lo, mut hi) = (-128, 127);
         let rq = if dtype == DType::I8 {
@@ -217,10 +220,15 @@ impl Mac {
         } else {
             None
         };
+        let mults = rq.as_ref().filter(|rq| rq.per_channel).map(|rq| {
+            let bytes: Vec<u8> = rq.mults.iter().flat_map(|m| m.to_le_bytes()).collect();
+            e.constant(&bytes)
+        });
         Ok(Mac {
             dtype,
             act: step.activation,
             rq,
+            mults,
             lo,
             hi,
         })
@@ -284,16 +292,15 @@ impl Epilogue {
                 Strided::contiguous(bytes),
             );
         }
-        if let Some(rq) = &mac.rq {
-            if rq.per_channel {
-                for j in 0..tn {
-                    e.push(Insn::Fill {
-                        dst: self.mult.at(slot) + 4 * j as u32,
-                        len: 4,
-                        pattern: rq.mults[c0 + j] as u32,
-                    });
-                }
-            }
+        if let Some(ml) = mac.mults {
+            let bytes = (tn * 4) as u32;
+            e.load(
+                ml,
+                (c0 * 4) as u64,
+                self.mult.at(slot),
+                Strided::contiguous(bytes),
+                Strided::contiguous(bytes),
+            );
         }
     }
 
