@@ -8,7 +8,10 @@
 pub mod passes;
 mod quant;
 
-pub use quant::{int8_clamp_bounds, quant_multiplier, quantize_f32, requant_params, RequantParams};
+pub use quant::{
+    int8_clamp_bounds, quant_multiplier, quantize_f32, requant_f32, requant_params, requant_scales,
+    RequantParams,
+};
 
 use crate::reference::TensorData;
 use std::collections::HashMap;
@@ -811,17 +814,15 @@ impl Graph {
                 Ok(TensorType::new(DType::F32, out_shape))
             }
             (DType::I8, DType::I8) => {
-                if ta.quant.as_ref().map(|q| q.zero_point()) != Some(0)
-                    || !matches!(ta.quant, Some(Quant::PerTensor { .. }))
-                {
-                    return Err(err("the int8 activation needs per-tensor quantization with zp=0 (symmetric), e.g. q(scale=0.02, zp=0)".into()));
+                if !matches!(ta.quant, Some(Quant::PerTensor { .. })) {
+                    return Err(err("the int8 activation needs per-tensor quantization, e.g. q(scale=0.02, zp=-3)".into()));
                 }
                 match &tw.quant {
-                    Some(Quant::PerTensor { zero_point: 0, .. }) => {}
+                    Some(Quant::PerTensor { .. }) => {}
                     Some(Quant::PerChannel { scales, axis }) if *axis == w_channel_axis && scales.len() == channels => {}
                     _ => {
                         return Err(err(format!(
-                            "the int8 weight needs zp=0 per-tensor quantization or per-channel scales on axis {w_channel_axis} ({channels} of them)"
+                            "the int8 weight needs per-tensor quantization or per-channel scales on axis {w_channel_axis} ({channels} of them)"
                         )))
                     }
                 }
@@ -835,7 +836,7 @@ impl Graph {
                         let ty = TensorType::quantized(out_shape, q);
                         // Reject scales the fixed-point multiplier cannot express now
                         // rather than at lowering time.
-                        requant_params(ta, tw, &ty, channels).map_err(&err)?;
+                        requant_scales(ta, tw, &ty, channels).map_err(&err)?;
                         Ok(ty)
                     }
                     _ => Err(err("an int8 result needs its per-tensor quantization, e.g. `x: i8 q(scale=0.1, zp=0) = ...`".into())),

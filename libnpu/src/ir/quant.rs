@@ -63,11 +63,12 @@ pub fn requant_params(
     })
 }
 
-/// Quantize a real value the way the device does (multiply by 1/scale in
+/// Quantize a real value as ONNX QuantizeLinear does and the device does
+/// (divide by the scale in
 /// f32, round half to even, add the zero point, saturate).
 pub fn quantize_f32(x: f32, scale: f32, zero_point: i8) -> i8 {
     // `as i32` saturates (and maps NaN to 0) like CONVERT f32->i32.
-    let q = (x * (1.0 / scale)).round_ties_even() as i32;
+    let q = (x / scale).round_ties_even() as i32;
     (q as i64 + zero_point as i64).clamp(-128, 127) as i8
 }
 
@@ -82,4 +83,42 @@ pub fn int8_clamp_bounds(op: UnaryOp, ty: &TensorType) -> (i8, i8) {
         UnaryOp::Clamp { lo, hi } => (quantize_f32(lo, scale, zp), quantize_f32(hi, scale, zp)),
         _ => (-128, 127),
     }
+}
+
+/// Per output channel, the f32 factor an int8 gemm/conv2d result is
+/// requantized with: `(s_in * s_w[c]) / s_out`, evaluated in f32 in this
+/// order, as onnxruntime's QLinearConv and QLinearMatMul compute it.
+pub fn requant_scales(
+    a: &TensorType,
+    w: &TensorType,
+    out: &TensorType,
+    channels: usize,
+) -> Result<Vec<f32>, String> {
+    let sa = a.quant.as_ref().map(|q| q.scale(0)).unwrap_or(1.0);
+    let so = match &out.quant {
+        Some(Quant::PerTensor { scale, .. }) => *scale,
+        _ => return Err("the result needs per-tensor quantization".into()),
+    };
+    let wq = w.quant.as_ref();
+    (0..channels)
+        .map(|c| {
+            let s = sa * wq.map(|q| q.scale(c)).unwrap_or(1.0) / so;
+            if s > 0.0 && s.is_finite() {
+                Ok(s)
+            } else {
+                Err(format!("requantization scale {s} (input scale x weight scale / output scale) must be positive and finite in f32"))
+            }
+        })
+        .collect()
+}
+
+/// The int8 result of one accumulator (the exact sum of
+/// `(x - zp_x) * (w - zp_w)` plus the bias, modulo 2^32): the ONNX
+/// QLinearConv/QLinearMatMul definition as onnxruntime evaluates it,
+/// `saturate(round_half_even(f32(acc) * scale) + zp)`, then clamped to
+/// `[lo, hi]` (a fused relu/clamp).
+pub fn requant_f32(acc: i32, scale: f32, zero_point: i8, lo: i8, hi: i8) -> i8 {
+    // `as i32` saturates like CONVERT f32->i32.
+    let r = (acc as f32 * scale).round_ties_even() as i32;
+    (r as i64 + zero_point as i64).clamp(lo as i64, hi as i64) as i8
 }
