@@ -10,7 +10,7 @@
 
 mod common;
 
-use npu::ir::{Graph, Op, Quant, TensorType, Window};
+use npu::ir::{i8_to_u8, u8_zero_point, Graph, Op, Quant, TensorType, Window};
 use npu::reference::TensorData;
 use npu::{CompileOptions, DType};
 use std::collections::HashMap;
@@ -54,6 +54,20 @@ fn spec(d: &TensorData, shape: &[usize], feed: bool) -> String {
     )
 }
 
+/// An int8 tensor for ONNX: as int8, or (`unsigned`) as the uint8 tensor
+/// it represents (libnpu runs uint8 as int8 shifted by 128).
+fn spec_q(v: &[i8], shape: &[usize], feed: bool, unsigned: bool) -> String {
+    if unsigned {
+        format!(
+            "{{\"dtype\":\"u8\",\"shape\":{},\"data\":{},\"feed\":{feed}}}",
+            list(shape),
+            list(&i8_to_u8(v))
+        )
+    } else {
+        spec(&TensorData::I8(v.to_vec()), shape, feed)
+    }
+}
+
 fn scalar_f32(x: f32) -> String {
     spec(&TensorData::F32(vec![x]), &[], false)
 }
@@ -65,7 +79,21 @@ fn scalar_i8(x: i8) -> String {
 /// Compare the device's `got` with onnxruntime running `op` on `inputs`;
 /// returns how many elements were compared.
 fn onnxruntime(op: &str, inputs: &[String], attrs: &str, out: &TensorType, got: &str) -> usize {
+    onnxruntime_as(op, inputs, attrs, out, got, false)
+}
+
+/// [`onnxruntime`]; `unsigned`: the int8 result is a uint8 one (and `got`
+/// holds its uint8 values).
+fn onnxruntime_as(
+    op: &str,
+    inputs: &[String],
+    attrs: &str,
+    out: &TensorType,
+    got: &str,
+    unsigned: bool,
+) -> usize {
     let out_dtype = match out.dtype {
+        DType::I8 if unsigned => "u8",
         DType::I8 => "i8",
         DType::I32 => "i32",
         DType::F32 => "f32",
@@ -147,6 +175,9 @@ struct ConvCase {
     zw: i8,
     per_channel: bool,
     zy: i8,
+    /// A uint8 conv (x, w, y uint8); the zero points above are the int8
+    /// ones libnpu runs it with (u8 zero point = int8 one + 128).
+    unsigned: bool,
 }
 
 /// QLinearConv on the device (at `sram` bytes of SRAM) and on onnxruntime.
@@ -234,15 +265,23 @@ fn qlinearconv(c: &ConvCase, seed: u64, sram: u32) -> usize {
     } else {
         (scalar_f32(wscales[0]), scalar_i8(c.zw))
     };
+    let u = c.unsigned;
+    let zp = |z: i8| spec_q(&[z], &[], false, u);
+    let w_zp = if u {
+        let zs = vec![c.zw; if c.per_channel { c.k } else { 1 }];
+        spec_q(&zs, &[c.k][..usize::from(c.per_channel)], false, true)
+    } else {
+        w_zp
+    };
     let ins = [
-        spec(&TensorData::I8(xv), &c.x, true),
+        spec_q(&xv, &c.x, true, u),
         scalar_f32(sx),
-        scalar_i8(c.zx),
-        spec(&TensorData::I8(wv), &wshape, false),
+        zp(c.zx),
+        spec_q(&wv, &wshape, false, u),
         w_scale,
         w_zp,
         scalar_f32(sy),
-        scalar_i8(c.zy),
+        zp(c.zy),
         spec(&TensorData::I32(bias), &[c.k], false),
     ];
     let attrs = format!(
@@ -253,7 +292,11 @@ fn qlinearconv(c: &ConvCase, seed: u64, sram: u32) -> usize {
         c.groups,
         list(&c.kernel)
     );
-    onnxruntime("QLinearConv", &ins, &attrs, g.ty(y), &got_list(&got))
+    let got = match (&got, u) {
+        (TensorData::I8(v), true) => list(&i8_to_u8(v)),
+        _ => got_list(&got),
+    };
+    onnxruntime_as("QLinearConv", &ins, &attrs, g.ty(y), &got, u)
 }
 
 fn conv(
@@ -276,6 +319,7 @@ fn conv(
         zw: 0,
         per_channel: true,
         zy: 0,
+        unsigned: false,
     }
 }
 
@@ -324,6 +368,23 @@ fn qlinearconv_matches_onnxruntime_bit_for_bit() {
             zy: 2,
             ..conv([1, 16, 9, 9], 16, 3, 2, 1, 16)
         },
+        // uint8 activations and weights: u8 zero points 131 (x), 120
+        // (per-tensor w), 128 (per-channel w), 77 (y).
+        ConvCase {
+            zx: u8_zero_point(131),
+            zw: u8_zero_point(120),
+            per_channel: false,
+            zy: u8_zero_point(77),
+            unsigned: true,
+            ..conv([1, 8, 9, 11], 16, 3, 1, 1, 1)
+        },
+        ConvCase {
+            zx: u8_zero_point(0),
+            zw: u8_zero_point(128),
+            zy: u8_zero_point(255),
+            unsigned: true,
+            ..conv([1, 8, 10, 10], 8, 3, 2, 1, 8)
+        },
         // Grouped, dilated.
         ConvCase {
             dilation: [2, 2],
@@ -343,7 +404,20 @@ fn qlinearconv_matches_onnxruntime_bit_for_bit() {
 }
 
 /// QLinearMatMul with a constant second operand (per-column scales).
-fn qlinearmatmul(m: usize, k: usize, n: usize, za: i8, zy: i8, seed: u64, sram: u32) -> usize {
+/// `zb`: the second operand's zero point (per-tensor scale then);
+/// `unsigned`: uint8 operands and result (zero points as libnpu's int8).
+#[allow(clippy::too_many_arguments)]
+fn qlinearmatmul(
+    m: usize,
+    k: usize,
+    n: usize,
+    za: i8,
+    zb: i8,
+    zy: i8,
+    unsigned: bool,
+    seed: u64,
+    sram: u32,
+) -> usize {
     let mut rng = Rng(seed | 1);
     let sa = 0.03f32;
     let sy = 0.03 * (k as f32).sqrt() * 0.6;
@@ -368,9 +442,16 @@ fn qlinearmatmul(m: usize, k: usize, n: usize, za: i8, zy: i8, seed: u64, sram: 
             "b",
             TensorType::quantized(
                 &[k, n],
-                Quant::PerChannel {
-                    scales: scales.clone(),
-                    axis: 1,
+                if zb == 0 {
+                    Quant::PerChannel {
+                        scales: scales.clone(),
+                        axis: 1,
+                    }
+                } else {
+                    Quant::PerTensor {
+                        scale: scales[0],
+                        zero_point: zb,
+                    }
                 },
             ),
             TensorData::I8(bv.clone()),
@@ -395,34 +476,60 @@ fn qlinearmatmul(m: usize, k: usize, n: usize, za: i8, zy: i8, seed: u64, sram: 
     g.output(y).unwrap();
     let inputs = HashMap::from([("a".to_string(), TensorData::I8(av.clone()))]);
     let got = run(&g, &inputs, sram);
+    let u = unsigned;
+    let (b_scale, b_zp) = if zb == 0 {
+        (
+            spec(&TensorData::F32(scales), &[n], false),
+            spec_q(&vec![0; n], &[n], false, u),
+        )
+    } else {
+        (scalar_f32(scales[0]), spec_q(&[zb], &[], false, u))
+    };
     let ins = [
-        spec(&TensorData::I8(av), &[m, k], true),
+        spec_q(&av, &[m, k], true, u),
         scalar_f32(sa),
-        scalar_i8(za),
-        spec(&TensorData::I8(bv), &[k, n], false),
-        spec(&TensorData::F32(scales), &[n], false),
-        spec(&TensorData::I8(vec![0; n]), &[n], false),
+        spec_q(&[za], &[], false, u),
+        spec_q(&bv, &[k, n], false, u),
+        b_scale,
+        b_zp,
         scalar_f32(sy),
-        scalar_i8(zy),
+        spec_q(&[zy], &[], false, u),
     ];
-    onnxruntime("QLinearMatMul", &ins, "{}", g.ty(y), &got_list(&got))
+    let got = match (&got, u) {
+        (TensorData::I8(v), true) => list(&i8_to_u8(v)),
+        _ => got_list(&got),
+    };
+    onnxruntime_as("QLinearMatMul", &ins, "{}", g.ty(y), &got, u)
 }
 
 #[test]
 fn qlinearmatmul_matches_onnxruntime_bit_for_bit() {
     require_onnxruntime();
     let mut total = 0;
-    for (i, &(m, k, n, za, zy)) in [
-        (5, 7, 3, 0, 0),
-        (33, 70, 45, -9, 4),
-        (64, 300, 130, 127, -128),
-        (1, 512, 1000, -3, 12),
+    for (i, &(m, k, n, za, zb, zy, unsigned)) in [
+        (5, 7, 3, 0, 0, 0, false),
+        (33, 70, 45, -9, 0, 4, false),
+        (64, 300, 130, 127, 0, -128, false),
+        (1, 512, 1000, -3, 0, 12, false),
+        // Non-zero zero points on both operands.
+        (20, 90, 33, 5, -7, 1, false),
+        (40, 270, 70, -128, 127, 9, false),
+        // uint8: zero points 140 (a), 120 (b), 128 (y).
+        (
+            17,
+            100,
+            29,
+            u8_zero_point(140),
+            u8_zero_point(120),
+            u8_zero_point(128),
+            true,
+        ),
     ]
     .iter()
     .enumerate()
     {
         for sram in [256u32 << 10, 16 << 10] {
-            total += qlinearmatmul(m, k, n, za, zy, 200 + i as u64, sram);
+            total += qlinearmatmul(m, k, n, za, zb, zy, unsigned, 200 + i as u64, sram);
         }
     }
     eprintln!("QLinearMatMul: {total} elements equal to onnxruntime's");

@@ -122,3 +122,22 @@ pub fn requant_f32(acc: i32, scale: f32, zero_point: i8, lo: i8, hi: i8) -> i8 {
     let r = (acc as f32 * scale).round_ties_even() as i32;
     (r as i64 + zero_point as i64).clamp(lo as i64, hi as i64) as i8
 }
+
+/// uint8 tensors run as int8: a u8 value `q` with zero point `zp` is the
+/// i8 value `q - 128` with zero point `zp - 128` (the same real value,
+/// `scale * (q - zp)`), i.e. each byte with its top bit flipped. Importers
+/// convert u8 constants with this at compile time and u8 inputs/outputs at
+/// the boundary; every int8 op then computes the u8 op's result exactly.
+pub fn u8_to_i8(v: &[u8]) -> Vec<i8> {
+    v.iter().map(|&x| (x ^ 0x80) as i8).collect()
+}
+
+/// The inverse of [`u8_to_i8`].
+pub fn i8_to_u8(v: &[i8]) -> Vec<u8> {
+    v.iter().map(|&x| x as u8 ^ 0x80).collect()
+}
+
+/// The int8 zero point of a uint8 tensor with zero point `zp`.
+pub fn u8_zero_point(zp: u8) -> i8 {
+    (zp ^ 0x80) as i8
+}

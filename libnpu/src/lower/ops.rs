@@ -38,16 +38,7 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
             let (m, n) = (node.ty.shape[0], node.ty.shape[1]);
             let k = if *trans_a { ta.shape[0] } else { ta.shape[1] };
             let sums = int8_sums(g, *b, |i| if *trans_b { i / k } else { i % n }, n);
-            if node.ty.dtype == DType::I8
-                && g.ty(*b).quant.as_ref().map(|q| q.zero_point()) != Some(0)
-            {
-                return Err(LowerError::Unsupported {
-                    name: node.name.clone(),
-                    op: "gemm",
-                    why: "a non-zero zero point of the second gemm operand is not lowered yet"
-                        .into(),
-                });
-            }
+            let zb = g.ty(*b).quant.as_ref().map_or(0, |q| q.zero_point());
             let gb = bias.map(|v| loc(g, plan, e, v)).transpose()?;
             let mac = Mac::new(g, step, node.ty.dtype, n, e, sums, k, gb)?;
             let spec = GemmSpec {
@@ -60,6 +51,7 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
                 b: loc(g, plan, e, *b)?,
                 bias: bias.map(|v| loc(g, plan, e, v)).transpose()?,
                 out,
+                zb,
             };
             gemm(e, &spec, &mac).map_err(|why| too_small(g, step, e, why))?
         }
@@ -679,6 +671,10 @@ struct GemmSpec {
     b: Loc,
     bias: Option<Loc>,
     out: Loc,
+    /// The int8 second operand's zero point: its correction
+    /// `-zb * sum_k a[m][k]` needs the row sums of A, one more (n = 1)
+    /// MATMUL by a vector of ones per step.
+    zb: i8,
 }
 
 /// Tiled gemm: output tiles tm x tn, the K dimension in chunks of tk
@@ -687,15 +683,24 @@ fn gemm(e: &mut Emitter, s: &GemmSpec, mac: &Mac) -> Result<(), String> {
     let es = mac.es();
     let nb = e.nbuf();
     let (mut tm, mut tn, mut tk) = (s.m.min(128), s.n.min(128), s.k.min(256));
-    let fits =
-        |e: &mut Emitter, tm: usize, tn: usize, tk: usize| -> Option<(Slots, Slots, Epilogue)> {
-            e.sram_reset();
-            let a = e.sram_alloc(tm as u64 * tk as u64 * es, nb).ok()?;
-            let b = e.sram_alloc(tk as u64 * tn as u64 * es, nb).ok()?;
-            let ep = Epilogue::alloc(e, mac, tm as u64, tn as u64, nb).ok()?;
-            Some((a, b, ep))
+    let row_sums = s.zb != 0;
+    type GemmSlots = (Slots, Slots, Epilogue, Option<(Slots, Slots)>);
+    let fits = |e: &mut Emitter, tm: usize, tn: usize, tk: usize| -> Option<GemmSlots> {
+        e.sram_reset();
+        let a = e.sram_alloc(tm as u64 * tk as u64 * es, nb).ok()?;
+        let b = e.sram_alloc(tk as u64 * tn as u64 * es, nb).ok()?;
+        let ep = Epilogue::alloc(e, mac, tm as u64, tn as u64, nb).ok()?;
+        let sums = if row_sums {
+            Some((
+                e.sram_alloc((tk as u64).next_multiple_of(4), 1).ok()?,
+                e.sram_alloc(tm as u64 * 4, nb).ok()?,
+            ))
+        } else {
+            None
         };
-    let (sa, sb, ep) = loop {
+        Some((a, b, ep, sums))
+    };
+    let (sa, sb, ep, sums) = loop {
         if let Some(x) = fits(e, tm, tn, tk) {
             break x;
         }
@@ -719,6 +724,13 @@ fn gemm(e: &mut Emitter, s: &GemmSpec, mac: &Mac) -> Result<(), String> {
     );
     let (mt, nt, kt) = (s.m.div_ceil(tm), s.n.div_ceil(tn), s.k.div_ceil(tk));
     let steps = mt * nt * kt;
+    if let Some((ones, _)) = sums {
+        e.push(Insn::Fill {
+            dst: ones.at(0),
+            len: (tk as u32).next_multiple_of(4),
+            pattern: 0x0101_0101,
+        });
+    }
     let dims = |st: usize| {
         let (tile, kk) = (st / kt, st % kt);
         let (mi, ni) = (tile / nt, tile % nt);
@@ -821,6 +833,62 @@ fn gemm(e: &mut Emitter, s: &GemmSpec, mac: &Mac) -> Result<(), String> {
                     ld: tn as u32,
                 },
             });
+            if let Some((ones, rs)) = sums {
+                let rs = Tile {
+                    addr: rs.at(cslot),
+                    ld: 1,
+                };
+                e.push(Insn::Matmul {
+                    dtype: isa::DType::I8,
+                    accumulate: kk > 0,
+                    transpose_b: false,
+                    m: cm as u32,
+                    n: 1,
+                    k: ck as u32,
+                    a: Tile {
+                        addr: sa.at(slot),
+                        ld: tk as u32,
+                    },
+                    b: Tile {
+                        addr: ones.at(0),
+                        ld: 1,
+                    },
+                    c: rs,
+                });
+                if kk + 1 == kt {
+                    // acc[m][n] -= zb * sum_k a[m][k]
+                    let row = Tile {
+                        addr: rs.addr,
+                        ld: cm as u32,
+                    };
+                    e.push(Insn::Binary {
+                        op: isa::BinaryOp::Mul,
+                        dtype: isa::DType::I32,
+                        bcast: Broadcast::Scalar,
+                        rows: 1,
+                        cols: cm as u32,
+                        a: row,
+                        b: row,
+                        out: row,
+                        scalar: s.zb as i32 as u32,
+                    });
+                    let acc = Tile {
+                        addr: ep.acc.at(cslot),
+                        ld: tn as u32,
+                    };
+                    e.push(Insn::Binary {
+                        op: isa::BinaryOp::Sub,
+                        dtype: isa::DType::I32,
+                        bcast: Broadcast::PerRow,
+                        rows: cm as u32,
+                        cols: cn as u32,
+                        a: acc,
+                        b: rs,
+                        out: acc,
+                        scalar: 0,
+                    });
+                }
+            }
             if kk + 1 == kt {
                 let res = ep.apply(e, mac, s.bias, cm as u32, cn as u32, tn as u32, cslot);
                 let oes = if mac.q.is_some() { 1 } else { 4 };
