@@ -599,3 +599,199 @@ fn quantize_and_dequantize_match_onnxruntime_bit_for_bit() {
     let dequantized = onnxruntime("DequantizeLinear", &ins, "{}", g.ty(d), &got);
     assert_eq!((quantized, dequantized), (n, 4096));
 }
+
+#[path = "models/nets.rs"]
+mod nets;
+
+fn quant_json(q: &Option<Quant>) -> String {
+    match q {
+        None => "null".into(),
+        Some(Quant::PerTensor { scale, zero_point }) => {
+            format!("{{\"scale\":{},\"zp\":{zero_point}}}", f64::from(*scale))
+        }
+        Some(Quant::PerChannel { scales, axis }) => format!(
+            "{{\"axis\":{axis},\"scales\":{}}}",
+            list(&scales.iter().map(|s| f64::from(*s)).collect::<Vec<_>>())
+        ),
+    }
+}
+
+fn bytes_of(d: &TensorData) -> Vec<u8> {
+    match d {
+        TensorData::I8(v) => v.iter().map(|&x| x as u8).collect(),
+        TensorData::I32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        TensorData::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+    }
+}
+
+/// Run the int8 network on the device at `sram` bytes of SRAM, and the same
+/// graph as an ONNX model on onnxruntime (tests/onnx_net.py); every output
+/// element must be equal. Returns how many were compared.
+fn net_against_onnxruntime(net: &nets::Net, tag: &str, sram: u32) -> usize {
+    use npu::ir::{BinaryOp, PoolKind, UnaryOp};
+    let g = &net.g;
+    let dir = std::env::temp_dir().join(format!("npu-onnx-net-{}-{tag}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let name = |v: &npu::ValueId| format!("\"{}\"", g.node(*v).name);
+    let mut nodes = Vec::new();
+    for (i, n) in g.nodes().iter().enumerate() {
+        let dtype = match n.ty.dtype {
+            DType::I8 => "i8",
+            DType::I32 => "i32",
+            DType::F32 => "f32",
+        };
+        let ty = format!(
+            "{{\"dtype\":\"{dtype}\",\"shape\":{},\"quant\":{}}}",
+            list(&n.ty.shape),
+            quant_json(&n.ty.quant)
+        );
+        let file = format!("v{i}.bin");
+        let (op, extra) = match &n.op {
+            Op::Input => {
+                std::fs::write(dir.join(&file), bytes_of(&net.feeds[&n.name])).unwrap();
+                ("input", format!(",\"file\":\"{file}\""))
+            }
+            Op::Constant { data } => {
+                std::fs::write(dir.join(&file), bytes_of(data)).unwrap();
+                ("constant", format!(",\"file\":\"{file}\""))
+            }
+            Op::Conv2d {
+                input,
+                weight,
+                bias,
+                window,
+                groups,
+            } => {
+                let ins: Vec<String> = [Some(*input), Some(*weight), *bias]
+                    .iter()
+                    .flatten()
+                    .map(name)
+                    .collect();
+                (
+                    "conv2d",
+                    format!(
+                        ",\"inputs\":[{}],\"stride\":{},\"padding\":{},\"dilation\":{},\"groups\":{groups}",
+                        ins.join(","),
+                        list(&window.stride),
+                        list(&window.padding),
+                        list(&window.dilation)
+                    ),
+                )
+            }
+            Op::Gemm {
+                a,
+                b,
+                bias: None,
+                trans_a: false,
+                trans_b: false,
+            } => ("gemm", format!(",\"inputs\":[{},{}]", name(a), name(b))),
+            Op::Unary {
+                op: UnaryOp::Relu,
+                x,
+            } => ("relu", format!(",\"inputs\":[{}]", name(x))),
+            Op::Unary {
+                op: UnaryOp::Clamp { lo, hi },
+                x,
+            } => (
+                "clamp",
+                format!(",\"inputs\":[{}],\"lo\":{lo},\"hi\":{hi}", name(x)),
+            ),
+            Op::Binary {
+                op: BinaryOp::Add,
+                a,
+                b,
+            } => ("add", format!(",\"inputs\":[{},{}]", name(a), name(b))),
+            Op::Pool {
+                kind,
+                x,
+                kernel,
+                window,
+            } => (
+                if *kind == PoolKind::Max {
+                    "maxpool"
+                } else {
+                    "avgpool"
+                },
+                format!(
+                    ",\"inputs\":[{}],\"kernel\":{},\"stride\":{},\"padding\":{}",
+                    name(x),
+                    list(kernel),
+                    list(&window.stride),
+                    list(&window.padding)
+                ),
+            ),
+            Op::Reshape { x, .. } => ("reshape", format!(",\"inputs\":[{}]", name(x))),
+            op => panic!("{} is not exported", op.name()),
+        };
+        nodes.push(format!(
+            "{{\"name\":\"{}\",\"op\":\"{op}\",\"type\":{ty}{extra}}}",
+            n.name
+        ));
+    }
+    let run = common::run_device(g, &net.feeds, sram, CompileOptions::default());
+    let outputs: Vec<String> = g.outputs().iter().map(name).collect();
+    for o in g.outputs() {
+        let n = &g.node(*o).name;
+        std::fs::write(dir.join(format!("got_{n}.bin")), bytes_of(&run.outputs[n])).unwrap();
+    }
+    let json = format!(
+        "{{\"dir\":\"{}\",\"nodes\":[{}],\"outputs\":[{}]}}",
+        dir.display(),
+        nodes.join(","),
+        outputs.join(",")
+    );
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/onnx_net.py");
+    let mut child = Command::new("python3")
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run python3");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(json.as_bytes())
+        .expect("write the graph");
+    let res = child.wait_with_output().expect("python3");
+    let _ = std::fs::remove_dir_all(&dir);
+    let stdout = String::from_utf8_lossy(&res.stdout);
+    assert!(
+        res.status.success(),
+        "{tag} at {} KiB: onnxruntime disagrees: {stdout}{}",
+        sram >> 10,
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let mut fields = stdout.split_whitespace().map(|x| x.parse::<usize>());
+    let (Some(Ok(total)), Some(Ok(distinct))) = (fields.next(), fields.next()) else {
+        panic!("onnx_net.py printed {stdout}");
+    };
+    eprintln!(
+        "{tag} at {} KiB: {total} output elements equal to onnxruntime's, {distinct} distinct values",
+        sram >> 10
+    );
+    assert!(
+        distinct >= 32,
+        "{tag}: only {distinct} distinct output values: the network saturates"
+    );
+    total
+}
+
+/// int8 ResNet-18 and MobileNetV2 (224 x 224, He-scaled per-channel
+/// weights, activations with a non-zero zero point) on the device model at
+/// 256 KiB and 1 MiB against onnxruntime running the same network.
+#[test]
+fn int8_resnet18_and_mobilenet_v2_match_onnxruntime() {
+    require_onnxruntime();
+    let mut total = 0;
+    for (tag, net) in [
+        ("resnet18", nets::resnet18_int8(224, -7)),
+        ("mobilenetv2", nets::mobilenet_v2_int8(224, 5)),
+    ] {
+        for sram in [256u32 << 10, 1 << 20] {
+            total += net_against_onnxruntime(&net, tag, sram);
+        }
+    }
+    assert_eq!(total, 4 * 1000);
+}
