@@ -795,3 +795,64 @@ fn int8_resnet18_and_mobilenet_v2_match_onnxruntime() {
     }
     assert_eq!(total, 4 * 1000);
 }
+
+/// QuantizeLinear and DequantizeLinear with per-channel scales on `axis`.
+fn per_axis_case(shape: &[usize], axis: usize, seed: u64, sram: u32) -> usize {
+    let mut rng = Rng(seed | 1);
+    let n: usize = shape.iter().product();
+    let scales: Vec<f32> = (0..shape[axis]).map(|_| rng.f32(0.005, 0.1)).collect();
+    let q = Quant::PerChannel {
+        scales: scales.clone(),
+        axis,
+    };
+    let xs: Vec<f32> = (0..n).map(|_| rng.f32(-8.0, 8.0)).collect();
+    let mut g = Graph::new();
+    let x = g.input("x", TensorType::new(DType::F32, shape)).unwrap();
+    let y = g.add("y", Op::Quantize { x }, Some(q.clone())).unwrap();
+    g.output(y).unwrap();
+    let inputs = HashMap::from([("x".to_string(), TensorData::F32(xs.clone()))]);
+    let got = run(&g, &inputs, sram);
+    let params = |s: &[f32]| {
+        [
+            spec(&TensorData::F32(s.to_vec()), &[s.len()], false),
+            spec(&TensorData::I8(vec![0; s.len()]), &[s.len()], false),
+        ]
+    };
+    let [sc, zp] = params(&scales);
+    let attrs = format!("{{\"axis\":{axis}}}");
+    let ins = [spec(&TensorData::F32(xs), shape, true), sc, zp];
+    let mut total = onnxruntime("QuantizeLinear", &ins, &attrs, g.ty(y), &got_list(&got));
+
+    let qs = rng.i8s(n);
+    let mut g = Graph::new();
+    let x = g.input("x", TensorType::quantized(shape, q)).unwrap();
+    let d = g.add("d", Op::Dequantize { x }, None).unwrap();
+    g.output(d).unwrap();
+    let inputs = HashMap::from([("x".to_string(), TensorData::I8(qs.clone()))]);
+    let got = run(&g, &inputs, sram);
+    let [sc, zp] = params(&scales);
+    let ins = [spec(&TensorData::I8(qs), shape, true), sc, zp];
+    total += onnxruntime("DequantizeLinear", &ins, &attrs, g.ty(d), &got_list(&got));
+    total
+}
+
+#[test]
+fn per_axis_quantize_and_dequantize_match_onnxruntime_bit_for_bit() {
+    require_onnxruntime();
+    let mut total = 0;
+    for (i, (shape, axis)) in [
+        (vec![2, 5, 3, 7], 1),
+        (vec![6, 40], 0),
+        (vec![3, 4, 300], 2),
+        (vec![1, 96, 56, 56], 1),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for sram in [256u32 << 10, 8 << 10] {
+            total += per_axis_case(&shape, axis, 300 + i as u64, sram);
+        }
+    }
+    eprintln!("per-axis QuantizeLinear/DequantizeLinear: {total} elements equal");
+    assert!(total > 100_000);
+}

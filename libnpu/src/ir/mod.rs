@@ -673,6 +673,12 @@ impl Graph {
                 let tx = t(*x);
                 match (tx.dtype, out_quant) {
                     (DType::F32, Some(q @ Quant::PerTensor { .. })) => Ok(TensorType::quantized(&tx.shape, q)),
+                    // Per channel on any axis (ONNX QuantizeLinear's `axis`).
+                    (DType::F32, Some(q @ Quant::PerChannel { .. })) => {
+                        let ty = TensorType::quantized(&tx.shape, q);
+                        check_quant(&ty).map_err(&err)?;
+                        Ok(ty)
+                    }
                     (DType::F32, _) => Err(err("quantize needs the result's quantization, e.g. `y: i8 q(scale=0.1, zp=0) = quantize(x)`".into())),
                     (d, _) => Err(err(format!("quantize takes f32, got {}", d.name()))),
                 }
@@ -680,9 +686,11 @@ impl Graph {
             Op::Dequantize { x } => {
                 let tx = t(*x);
                 match &tx.quant {
-                    Some(Quant::PerTensor { .. }) => Ok(TensorType::new(DType::F32, &tx.shape)),
+                    Some(Quant::PerTensor { .. } | Quant::PerChannel { .. }) => {
+                        Ok(TensorType::new(DType::F32, &tx.shape))
+                    }
                     _ => Err(err(format!(
-                        "dequantize takes an i8 tensor with per-tensor quantization, got {tx}"
+                        "dequantize takes a quantized i8 tensor, got {tx}"
                     ))),
                 }
             }

@@ -167,6 +167,24 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
             )
             .map_err(|why| too_small(g, step, e, why))?
         }
+        Op::Quantize { x } | Op::Dequantize { x }
+            if matches!(
+                g.ty(*x).quant.as_ref().or(node.ty.quant.as_ref()),
+                Some(crate::ir::Quant::PerChannel { .. })
+            ) =>
+        {
+            let dequant = matches!(node.op, Op::Dequantize { .. });
+            let q = if dequant { g.ty(*x) } else { &node.ty };
+            let Some(crate::ir::Quant::PerChannel { scales, axis }) = &q.quant else {
+                return Err(LowerError::Internal(
+                    "per-channel quantization expected".into(),
+                ));
+            };
+            let sl = e.constant(&f32_bytes(scales));
+            let xl = loc(g, plan, e, *x)?;
+            quantize_axis(e, xl, out, &q.shape, *axis, sl, dequant)
+                .map_err(|why| too_small(g, step, e, why))?
+        }
         Op::Quantize { x } => {
             let (scale, zp) = per_tensor(&node.ty);
             let xl = loc(g, plan, e, *x)?;
@@ -1746,6 +1764,166 @@ fn quantize(e: &mut Emitter, x: Loc, out: Loc, n: usize, scale: f32, zp: i8) -> 
                 s8.at(slot),
                 Strided::contiguous(l32),
                 Strided::contiguous(l32),
+            );
+            Ok(())
+        },
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// Per-channel quantize (f32 -> i8, `dequant` false) or dequantize along
+/// `axis` of `shape`, with the f32 scales at `scales` (zero points 0): the
+/// tensor as `[outer][channels][inner]`, tiles of channels x inner elements
+/// with the scales per row. Quantize: BINARY div per row, CONVERT f32->i32,
+/// REQUANT (identity) to saturate; dequantize: CONVERT i8->f32, BINARY mul
+/// per row.
+fn quantize_axis(
+    e: &mut Emitter,
+    x: Loc,
+    out: Loc,
+    shape: &[usize],
+    axis: usize,
+    scales: Loc,
+    dequant: bool,
+) -> Result<(), String> {
+    let outer: usize = shape[..axis].iter().product();
+    let ch = shape[axis];
+    let inner: usize = shape[axis + 1..].iter().product();
+    let nb = e.nbuf();
+    let mut ti = inner.min(4096);
+    let mut tc = (16384 / ti).clamp(1, ch);
+    let (s8, s32, ssc) = loop {
+        e.sram_reset();
+        if let (Ok(a), Ok(b), Ok(c)) = (
+            e.sram_alloc((tc * ti) as u64, nb),
+            e.sram_alloc((tc * ti * 4) as u64, nb),
+            e.sram_alloc((tc * 4) as u64, nb),
+        ) {
+            break (a, b, c);
+        }
+        if tc == 1 && ti == 1 {
+            return Err("one element does not fit".into());
+        }
+        if tc > 1 {
+            tc = tc.div_ceil(2);
+        } else {
+            ti = ti.div_ceil(2);
+        }
+    };
+    let (nc, ni) = (ch.div_ceil(tc), inner.div_ceil(ti));
+    let dims = |s: usize| {
+        let (o, rest) = (s / (nc * ni), s % (nc * ni));
+        let (c0, i0) = ((rest / ni) * tc, (rest % ni) * ti);
+        // (element offset, first channel, channels, elements per row)
+        (
+            (o * ch + c0) * inner + i0,
+            c0,
+            (ch - c0).min(tc) as u32,
+            (inner - i0).min(ti) as u32,
+        )
+    };
+    let (ies, oes) = if dequant { (1u32, 4u32) } else { (4, 1) };
+    e.pipeline(
+        outer * nc * ni,
+        |e, s, slot| {
+            let (off, c0, cn, cols) = dims(s);
+            let dst = if dequant { s8.at(slot) } else { s32.at(slot) };
+            e.load(
+                x,
+                off as u64 * ies as u64,
+                dst,
+                Strided::rows(cols * ies, cn, inner as u32 * ies),
+                Strided::rows(cols * ies, cn, ti as u32 * ies),
+            );
+            e.load(
+                scales,
+                c0 as u64 * 4,
+                ssc.at(slot),
+                Strided::contiguous(cn * 4),
+                Strided::contiguous(cn * 4),
+            );
+            Ok(())
+        },
+        |e, s, slot| {
+            let (off, _, cn, cols) = dims(s);
+            let ld = ti as u32;
+            let (t8, t32) = (
+                Tile {
+                    addr: s8.at(slot),
+                    ld,
+                },
+                Tile {
+                    addr: s32.at(slot),
+                    ld,
+                },
+            );
+            let sc = Tile {
+                addr: ssc.at(slot),
+                ld: 0,
+            };
+            if dequant {
+                e.push(Insn::Convert {
+                    conv: Conversion::I8ToF32,
+                    rows: cn,
+                    cols,
+                    src: t8,
+                    dst: t32,
+                    zero_point: 0,
+                    scale: 1.0,
+                });
+                e.push(Insn::Binary {
+                    op: isa::BinaryOp::Mul,
+                    dtype: isa::DType::F32,
+                    bcast: Broadcast::PerRow,
+                    rows: cn,
+                    cols,
+                    a: t32,
+                    b: sc,
+                    out: t32,
+                    scalar: 0,
+                });
+            } else {
+                e.push(Insn::Binary {
+                    op: isa::BinaryOp::Div,
+                    dtype: isa::DType::F32,
+                    bcast: Broadcast::PerRow,
+                    rows: cn,
+                    cols,
+                    a: t32,
+                    b: sc,
+                    out: t32,
+                    scalar: 0,
+                });
+                e.push(Insn::Convert {
+                    conv: Conversion::F32ToI32,
+                    rows: cn,
+                    cols,
+                    src: t32,
+                    dst: t32,
+                    zero_point: 0,
+                    scale: 0.0,
+                });
+                e.push(Insn::Requant {
+                    rows: cn,
+                    cols,
+                    src: t32,
+                    dst: t8,
+                    mult: 2,
+                    per_channel: false,
+                    bias: None,
+                    shift: 1,
+                    zero_point: 0,
+                    lo: -128,
+                    hi: 127,
+                });
+            }
+            let src = if dequant { s32.at(slot) } else { s8.at(slot) };
+            e.store(
+                out,
+                off as u64 * oes as u64,
+                src,
+                Strided::rows(cols * oes, cn, inner as u32 * oes),
+                Strided::rows(cols * oes, cn, ti as u32 * oes),
             );
             Ok(())
         },

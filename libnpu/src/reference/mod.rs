@@ -257,13 +257,22 @@ pub fn run(
 pub fn real(d: &TensorData, ty: &TensorType) -> Vec<f32> {
     match d {
         TensorData::F32(v) => v.clone(),
-        TensorData::I8(v) => {
-            let (scale, zp) = match &ty.quant {
-                Some(Quant::PerTensor { scale, zero_point }) => (*scale, *zero_point as i32),
-                _ => (1.0, 0),
-            };
-            v.iter().map(|&q| (q as i32 - zp) as f32 * scale).collect()
-        }
+        TensorData::I8(v) => match &ty.quant {
+            Some(Quant::PerChannel { scales, axis }) => {
+                let inner: usize = ty.shape[axis + 1..].iter().product();
+                v.iter()
+                    .enumerate()
+                    .map(|(i, &q)| q as f32 * scales[(i / inner) % scales.len()])
+                    .collect()
+            }
+            q => {
+                let (scale, zp) = match q {
+                    Some(Quant::PerTensor { scale, zero_point }) => (*scale, *zero_point as i32),
+                    _ => (1.0, 0),
+                };
+                v.iter().map(|&q| (q as i32 - zp) as f32 * scale).collect()
+            }
+        },
         TensorData::I32(v) => v.iter().map(|&x| x as f32).collect(),
     }
 }
@@ -276,6 +285,15 @@ fn requantized(v: Vec<f32>, ty: &TensorType) -> TensorData {
                 .map(|&x| quantize_f32(x, *scale, *zero_point))
                 .collect(),
         ),
+        Some(Quant::PerChannel { scales, axis }) if ty.dtype == DType::I8 => {
+            let inner: usize = ty.shape[axis + 1..].iter().product();
+            TensorData::I8(
+                v.iter()
+                    .enumerate()
+                    .map(|(i, &x)| quantize_f32(x, scales[(i / inner) % scales.len()], 0))
+                    .collect(),
+            )
+        }
         _ => TensorData::F32(v),
     }
 }
