@@ -9,8 +9,8 @@ pub mod passes;
 mod quant;
 
 pub use quant::{
-    i8_to_u8, int8_clamp_bounds, quant_multiplier, quantize_f32, requant_f32, requant_params,
-    requant_scales, u8_to_i8, u8_zero_point, RequantParams,
+    i8_to_u8, int8_clamp_bounds, quant_multiplier, quantize_f32, requant_f32, requant_scales,
+    u8_to_i8, u8_zero_point,
 };
 
 use crate::reference::TensorData;

@@ -1,21 +1,13 @@
-//! Fixed-point requantization parameters, shared by the CPU reference and
-//! the lowering so both apply the very same integers (and so agree bit for
-//! bit with the ISA's REQUANT, `npu_isa::requantize`).
+//! Quantization arithmetic shared by the CPU reference and the lowering:
+//! the int8 gemm/conv2d requantization as ONNX defines it and onnxruntime
+//! evaluates it (f32 scale, round half to even), QuantizeLinear, uint8 as
+//! shifted int8, and the ISA REQUANT's fixed-point multipliers.
 
 use super::{Quant, TensorType, UnaryOp};
 
-/// What a REQUANT instruction needs for an int8 gemm/conv2d result.
-#[derive(Clone, Debug, PartialEq)]
-pub struct RequantParams {
-    /// One multiplier per output channel (all equal when per-tensor).
-    pub mults: Vec<i32>,
-    pub per_channel: bool,
-    pub shift: u8,
-    pub zero_point: i8,
-}
-
 /// Express each real multiplier as `mult / 2^shift` with one shared shift,
-/// as precise as an i32 multiplier allows.
+/// as precise as an i32 multiplier allows (for REQUANT's fixed-point
+/// multiplier, `npu_isa::requantize`).
 pub fn quant_multiplier(reals: &[f64]) -> Result<(Vec<i32>, u8), String> {
     let max = reals.iter().cloned().fold(0.0f64, f64::max);
     if !(max > 0.0 && max.is_finite()) {
@@ -35,32 +27,6 @@ pub fn quant_multiplier(reals: &[f64]) -> Result<(Vec<i32>, u8), String> {
         .map(|r| (r * (1u64 << shift) as f64).round() as i32)
         .collect();
     Ok((mults, shift))
-}
-
-/// Requantization of `a x w -> out` with `channels` output channels.
-pub fn requant_params(
-    a: &TensorType,
-    w: &TensorType,
-    out: &TensorType,
-    channels: usize,
-) -> Result<RequantParams, String> {
-    let sa = a.quant.as_ref().map(|q| q.scale(0)).unwrap_or(1.0) as f64;
-    let (so, zp) = match &out.quant {
-        Some(Quant::PerTensor { scale, zero_point }) => (*scale as f64, *zero_point),
-        _ => return Err("the result needs per-tensor quantization".into()),
-    };
-    let per_channel = matches!(w.quant, Some(Quant::PerChannel { .. }));
-    let wq = w.quant.as_ref();
-    let reals: Vec<f64> = (0..channels)
-        .map(|c| sa * wq.map(|q| q.scale(c)).unwrap_or(1.0) as f64 / so)
-        .collect();
-    let (mults, shift) = quant_multiplier(&reals)?;
-    Ok(RequantParams {
-        mults,
-        per_channel,
-        shift,
-        zero_point: zp,
-    })
 }
 
 /// Quantize a real value as ONNX QuantizeLinear does and the device does
