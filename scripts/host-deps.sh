@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install what the host side of the suite needs besides Rust, when missing:
-# python3 with numpy (the TAP checker; independent numerical references),
-# pkg-config (libnpu's .pc file is checked with the real tool) and binutils
-# (readelf and nm check libnpu.so's SONAME and exported symbols).
+# python3 with numpy, onnx and onnxruntime (the TAP checker; independent
+# numerical references), pkg-config (libnpu's .pc file is checked with the
+# real tool) and binutils (readelf and nm check libnpu.so's SONAME and
+# exported symbols).
 . "$(dirname "$0")/common.sh"
 missing=()
 command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-pip)
@@ -19,5 +20,12 @@ if ! python3 -c 'import numpy' 2>/dev/null; then
 	stage "installing numpy (pip)"
 	python3 -m pip install -q numpy 2>/dev/null || python3 -m pip install -q --break-system-packages numpy \
 		|| die "cannot install numpy with pip"
+	stage_done
+fi
+# onnxruntime and onnx: the reference of libnpu's int8 ops (libnpu/tests/onnx_ref.rs).
+if ! python3 -c 'import onnx, onnxruntime' 2>/dev/null; then
+	stage "installing onnx and onnxruntime (pip)"
+	python3 -m pip install -q onnx onnxruntime 2>/dev/null || python3 -m pip install -q --break-system-packages onnx onnxruntime \
+		|| die "cannot install onnx and onnxruntime with pip"
 	stage_done
 fi

@@ -6,17 +6,24 @@
 //! counting the weights, the image, the result and every conv, pool and add
 //! result written once and read once).
 //!
-//! cargo run --release -p libnpu --example model_figures [-- --run] [--hw N] [--inputs]
+//! The int8 networks (`-i8`) use per-channel weights and per-tensor
+//! activations with zero point `--zp` (default 0); `--int8` shows only them.
+//!
+//! cargo run --release -p libnpu --example model_figures [-- --run] [--hw N] [--inputs] [--int8] [--zp Z]
 
 #[path = "../tests/models/nets.rs"]
 mod nets;
 
-use nets::{mobilenet_v2, resnet18, Net, Weights};
+use nets::{mobilenet_v2, mobilenet_v2_int8, resnet18, resnet18_int8, Net, Weights};
 use npu::ir::Op;
 use npu::{compile, CompileOptions, DeviceParams, Session};
 use std::time::{Duration, Instant};
 
+type Builder = Box<dyn Fn() -> Net>;
+
 const F32_MACS_PER_CYCLE: u64 = 256;
+/// The device model's int8 MATMUL rate (qemu-device cost model).
+const I8_MACS_PER_CYCLE: u64 = 1024;
 const DMA_BYTES_PER_CYCLE: u64 = 64;
 
 fn dma_bytes(net: &Net) -> u64 {
@@ -59,12 +66,42 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .transpose()?
         .unwrap_or(224usize);
     println!("model        sram      insns    cmd bytes  jobs  compile ms  cycles      compute bound  DMA bound  cycles/bound");
-    for (name, build) in [
-        ("resnet18", resnet18 as fn(usize, Weights) -> Net),
-        ("mobilenetv2", mobilenet_v2),
-    ] {
-        let net = build(hw, mode);
-        let compute = net.macs.div_ceil(F32_MACS_PER_CYCLE);
+    let int8_only = args.iter().any(|a| a == "--int8");
+    let zp: i8 = args
+        .iter()
+        .position(|a| a == "--zp")
+        .and_then(|i| args.get(i + 1))
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(0);
+    let nets: Vec<(&str, Builder, u64)> = vec![
+        (
+            "resnet18",
+            Box::new(move || resnet18(hw, mode)),
+            F32_MACS_PER_CYCLE,
+        ),
+        (
+            "mobilenetv2",
+            Box::new(move || mobilenet_v2(hw, mode)),
+            F32_MACS_PER_CYCLE,
+        ),
+        (
+            "resnet18-i8",
+            Box::new(move || resnet18_int8(hw, zp)),
+            I8_MACS_PER_CYCLE,
+        ),
+        (
+            "mbnetv2-i8",
+            Box::new(move || mobilenet_v2_int8(hw, zp)),
+            I8_MACS_PER_CYCLE,
+        ),
+    ];
+    for (name, build, macs_per_cycle) in nets {
+        if int8_only && !name.ends_with("-i8") {
+            continue;
+        }
+        let net = build();
+        let compute = net.macs.div_ceil(macs_per_cycle);
         let dma = dma_bytes(&net).div_ceil(DMA_BYTES_PER_CYCLE);
         for sram in [256u32 << 10, 1 << 20] {
             let params = DeviceParams { sram_size: sram };

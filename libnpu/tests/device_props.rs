@@ -83,4 +83,51 @@ proptest! {
         g.output(y).unwrap();
         check(&g, seed, 8 * 1024, 1e-4);
     }
+
+    /// int8 conv2d with constant weights (the direct convolution) and
+    /// random zero points on input, weights and result, per-channel or
+    /// per-tensor weights, groups and depthwise, a fused relu, at 4 to
+    /// 64 KiB of SRAM: equal to the reference and within the independent
+    /// int8 reference's bounds.
+    #[test]
+    fn int8_direct_conv_any_zero_points(c in 1usize..6, h in 3usize..14, w in 3usize..14, kpg in 1usize..5,
+                                        groups in 1usize..4, depthwise in any::<bool>(), r in 1usize..4,
+                                        stride in 1usize..3, pad in 0usize..3, dil in 1usize..3,
+                                        zx in any::<i8>(), zw in any::<i8>(), zy in any::<i8>(),
+                                        per_channel in any::<bool>(), relu in any::<bool>(),
+                                        sram_kib in 4u32..64, seed in any::<u64>()) {
+        let (c, k) = if depthwise { (c * 4, c * 4) } else { (c * groups, kpg * groups) };
+        let groups = if depthwise { c } else { groups };
+        let cg = c / groups;
+        prop_assume!(pad < r && (r - 1) * dil + 1 <= h + 2 * pad && (r - 1) * dil + 1 <= w + 2 * pad);
+        let mut g = Graph::new();
+        let x = g.input("x", TensorType::quantized(&[1, c, h, w], Quant::PerTensor { scale: 0.05, zero_point: zx })).unwrap();
+        let mut state = seed | 1;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let n = k * cg * r * r;
+        let wv: Vec<i8> = (0..n).map(|_| (next() >> 56) as u8 as i8).collect();
+        let scales: Vec<f32> = (0..k).map(|i| 0.01 + 0.002 * i as f32).collect();
+        let wq = if per_channel {
+            Quant::PerChannel { scales, axis: 0 }
+        } else {
+            Quant::PerTensor { scale: 0.015, zero_point: zw }
+        };
+        let wt = g.constant("w", TensorType::quantized(&[k, cg, r, r], wq), npu::reference::TensorData::I8(wv)).unwrap();
+        let bias: Vec<i32> = (0..k).map(|_| (next() % 4001) as i32 - 2000).collect();
+        let b = g.constant("b", TensorType::new(DType::I32, &[k]), npu::reference::TensorData::I32(bias)).unwrap();
+        let win = Window { stride: [stride, stride], padding: [pad, pad], dilation: [dil, dil] };
+        let scale_y = 0.05 * (cg * r * r) as f32 / 8.0;
+        let oq = Some(Quant::PerTensor { scale: scale_y, zero_point: zy });
+        let mut y = g.add("y", Op::Conv2d { input: x, weight: wt, bias: Some(b), window: win, groups }, oq).unwrap();
+        if relu {
+            y = g.add("act", Op::Unary { op: UnaryOp::Relu, x: y }, None).unwrap();
+        }
+        g.output(y).unwrap();
+        check(&g, seed, sram_kib * 1024, 1e-4);
+    }
 }

@@ -8,7 +8,10 @@
 pub mod passes;
 mod quant;
 
-pub use quant::{int8_clamp_bounds, quant_multiplier, quantize_f32, requant_params, RequantParams};
+pub use quant::{
+    i8_to_u8, int8_clamp_bounds, quant_multiplier, quantize_f32, requant_f32, requant_scales,
+    u8_to_i8, u8_zero_point,
+};
 
 use crate::reference::TensorData;
 use std::collections::HashMap;
@@ -670,6 +673,12 @@ impl Graph {
                 let tx = t(*x);
                 match (tx.dtype, out_quant) {
                     (DType::F32, Some(q @ Quant::PerTensor { .. })) => Ok(TensorType::quantized(&tx.shape, q)),
+                    // Per channel on any axis (ONNX QuantizeLinear's `axis`).
+                    (DType::F32, Some(q @ Quant::PerChannel { .. })) => {
+                        let ty = TensorType::quantized(&tx.shape, q);
+                        check_quant(&ty).map_err(&err)?;
+                        Ok(ty)
+                    }
                     (DType::F32, _) => Err(err("quantize needs the result's quantization, e.g. `y: i8 q(scale=0.1, zp=0) = quantize(x)`".into())),
                     (d, _) => Err(err(format!("quantize takes f32, got {}", d.name()))),
                 }
@@ -677,9 +686,11 @@ impl Graph {
             Op::Dequantize { x } => {
                 let tx = t(*x);
                 match &tx.quant {
-                    Some(Quant::PerTensor { .. }) => Ok(TensorType::new(DType::F32, &tx.shape)),
+                    Some(Quant::PerTensor { .. } | Quant::PerChannel { .. }) => {
+                        Ok(TensorType::new(DType::F32, &tx.shape))
+                    }
                     _ => Err(err(format!(
-                        "dequantize takes an i8 tensor with per-tensor quantization, got {tx}"
+                        "dequantize takes a quantized i8 tensor, got {tx}"
                     ))),
                 }
             }
@@ -811,17 +822,15 @@ impl Graph {
                 Ok(TensorType::new(DType::F32, out_shape))
             }
             (DType::I8, DType::I8) => {
-                if ta.quant.as_ref().map(|q| q.zero_point()) != Some(0)
-                    || !matches!(ta.quant, Some(Quant::PerTensor { .. }))
-                {
-                    return Err(err("the int8 activation needs per-tensor quantization with zp=0 (symmetric), e.g. q(scale=0.02, zp=0)".into()));
+                if !matches!(ta.quant, Some(Quant::PerTensor { .. })) {
+                    return Err(err("the int8 activation needs per-tensor quantization, e.g. q(scale=0.02, zp=-3)".into()));
                 }
                 match &tw.quant {
-                    Some(Quant::PerTensor { zero_point: 0, .. }) => {}
+                    Some(Quant::PerTensor { .. }) => {}
                     Some(Quant::PerChannel { scales, axis }) if *axis == w_channel_axis && scales.len() == channels => {}
                     _ => {
                         return Err(err(format!(
-                            "the int8 weight needs zp=0 per-tensor quantization or per-channel scales on axis {w_channel_axis} ({channels} of them)"
+                            "the int8 weight needs per-tensor quantization or per-channel scales on axis {w_channel_axis} ({channels} of them)"
                         )))
                     }
                 }
@@ -835,7 +844,7 @@ impl Graph {
                         let ty = TensorType::quantized(out_shape, q);
                         // Reject scales the fixed-point multiplier cannot express now
                         // rather than at lowering time.
-                        requant_params(ta, tw, &ty, channels).map_err(&err)?;
+                        requant_scales(ta, tw, &ty, channels).map_err(&err)?;
                         Ok(ty)
                     }
                     _ => Err(err("an int8 result needs its per-tensor quantization, e.g. `x: i8 q(scale=0.1, zp=0) = ...`".into())),

@@ -21,6 +21,22 @@
 //! and, when the input channels fit in one tile, loaded once per block of
 //! output channels. Depthwise convolutions (one input channel per group)
 //! use a per-row BINARY multiply-add per tap instead of a MATMUL.
+//!
+//! int8 runs the same scheme on an i8 band (padding filled with the input's
+//! zero point, which is real 0) with i8 MATMULs into i32 accumulators. The
+//! zero points' corrections (ONNX QLinearConv): with `n` weights per output
+//! channel,
+//!
+//! ```text
+//!   sum (x - zx)(w - zw) = sum x w  - zw sum x  - zx sum w  + n zx zw
+//! ```
+//!
+//! the last two terms are constants folded into the bias at compile time;
+//! `sum x` (when zw != 0) is one more accumulator row, computed by a row of
+//! ones appended to every tap's weights. The epilogue is the f32
+//! requantization of `ops::requant_tile`, with channels as rows. Depthwise
+//! int8 widens the band to i32 subtracting zx (CONVERT), multiplies by the
+//! weights minus zw (packed as i32) and needs no correction.
 
 use super::emit::{Emitter, Slots};
 use super::plan::Loc;
@@ -35,6 +51,28 @@ const ES: usize = 4;
 /// instruction may cost up to this many cycles more.
 const INSN_WEIGHT: u64 = 128;
 
+/// The filter of a direct convolution (KCRS, row-major).
+#[derive(Clone, Copy)]
+pub(super) enum Filter<'a> {
+    F32(&'a [f32]),
+    I8(&'a [i8]),
+}
+
+/// The int8 side of a direct convolution.
+pub(super) struct QConv {
+    /// Input and (per-tensor) weight zero points.
+    pub zx: i8,
+    pub zw: i8,
+    /// Per output channel: the bias with the input zero point's
+    /// corrections folded in (none for depthwise), and the scales (or the
+    /// one per-tensor scale).
+    pub bias: Vec<i32>,
+    pub scales: Result<Vec<f32>, f32>,
+    pub zero_point: i8,
+    pub lo: i8,
+    pub hi: i8,
+}
+
 pub(super) struct DirectConv<'a> {
     /// NCHW input shape.
     pub x: [usize; 4],
@@ -43,9 +81,10 @@ pub(super) struct DirectConv<'a> {
     pub out_hw: [usize; 2],
     pub win: Window,
     pub groups: usize,
-    /// The filter, KCRS, row-major.
-    pub weight: &'a [f32],
+    pub weight: Filter<'a>,
+    /// The f32 bias (int8: in `q`).
     pub bias: Option<&'a [f32]>,
+    pub q: Option<QConv>,
     pub act: Option<UnaryOp>,
     pub xl: Loc,
     /// Added to the result before the activation (same shape).
@@ -80,6 +119,33 @@ struct Tiles {
 impl DirectConv<'_> {
     fn depthwise(&self) -> bool {
         self.w[1] == 1 && self.groups > 1 && self.w[0] == self.groups
+    }
+
+    /// Bytes of an input element in the band.
+    fn xes(&self) -> usize {
+        if self.q.is_some() {
+            1
+        } else {
+            ES
+        }
+    }
+
+    /// Bytes of a packed weight in SRAM (depthwise int8 packs `w - zw` as i32).
+    fn wes(&self) -> usize {
+        if self.q.is_some() && !self.depthwise() {
+            1
+        } else {
+            ES
+        }
+    }
+
+    /// An extra accumulator row holding the window sums of x (for the
+    /// weight zero point's correction).
+    fn sum_row(&self) -> usize {
+        match &self.q {
+            Some(q) if q.zw != 0 && !self.depthwise() => 1,
+            _ => 0,
+        }
     }
 
     fn band(&self, rows: usize) -> Band {
@@ -134,23 +200,39 @@ impl DirectConv<'_> {
         py * self.win.stride[1] + px
     }
 
-    /// SRAM bytes per slot: (band, weights, bias, accumulator, temporary).
-    fn slot_bytes(&self, t: Tiles) -> [u64; 5] {
+    /// SRAM bytes per slot: (band, weights, per-channel constants,
+    /// accumulator, temporary, widened band).
+    fn slot_bytes(&self, t: Tiles) -> [u64; 6] {
         let b = self.band(t.rows);
         let phases = self.win.stride[0] * self.win.stride[1];
         let taps = self.w[2] * self.w[3];
-        let band = ((phases * t.cc * b.ph * b.pw + self.tail()) * ES) as u64;
+        let cells = phases * t.cc * b.ph * b.pw + self.tail();
+        let band = (cells * self.xes()).next_multiple_of(4) as u64;
+        let int8 = self.q.is_some();
         let (wts, acc, tmp) = if self.depthwise() {
             (taps * t.cc * ES, t.cc * b.m * ES, t.cc * b.m * ES)
         } else {
-            (taps * t.kc * t.cc * ES, t.kc * b.m * ES, 0)
+            let rows = t.kc + self.sum_row();
+            (
+                taps * rows * t.cc * self.wes(),
+                rows * b.m * ES,
+                // The int8 result.
+                if int8 { t.kc * b.m } else { 0 },
+            )
+        };
+        let consts = t.kc.max(t.cc) * ES * if int8 { 2 } else { 1 };
+        let wide = if int8 && self.depthwise() {
+            cells * ES
+        } else {
+            0
         };
         [
             band,
             wts as u64,
-            (t.kc.max(t.cc) * ES) as u64,
+            consts as u64,
             acc as u64,
             tmp as u64,
+            wide as u64,
         ]
     }
 
@@ -158,16 +240,16 @@ impl DirectConv<'_> {
     /// temporary): two where consecutive steps load different data, so the
     /// next load overlaps this step's compute; one where the data changes
     /// rarely (loaded after the step that last reads it).
-    fn slot_counts(&self, t: Tiles, nb: u32) -> [u32; 5] {
+    fn slot_counts(&self, t: Tiles, nb: u32) -> [u32; 6] {
         let bands = self.out_hw[0].div_ceil(t.rows);
         if self.depthwise() {
             let n = if t.single { 1 } else { nb };
-            return [n, 1, 1, n, 1];
+            return [n, 1, 1, n, 1, 1];
         }
         let ncc = self.w[1].div_ceil(t.cc);
         let band = if bands * ncc == 1 || t.single { 1 } else { nb };
         let wts = if ncc == 1 || t.single { 1 } else { nb };
-        [band, wts, wts, if t.single { 1 } else { nb }, 1]
+        [band, wts, wts, if t.single { 1 } else { nb }, 1, 1]
     }
 
     /// Modelled cost of a tiling, for choosing one: the slower engine's
@@ -211,17 +293,20 @@ impl DirectConv<'_> {
             } else {
                 blocks
             };
+            // int8 MATMULs run four times as many MACs a cycle.
+            let rate = if self.q.is_some() { 4 } else { 1 };
             (
                 blocks,
                 band_loads,
                 w_loads,
-                (n * self.groups * kg * cg * bands * b.m * taps) as u64,
+                (n * self.groups * (kg + self.sum_row()) * cg * bands * b.m * taps / rate) as u64,
             )
         };
-        let dma =
-            (band_loads as u64 * band_b + w_loads as u64 * w_b + (n * k * oh * ow * ES) as u64)
-                / 64
-                + 66 * (band_loads * band_dmas + w_loads + blocks) as u64;
+        let dma = (band_loads as u64 * band_b
+            + w_loads as u64 * w_b
+            + (n * k * oh * ow * self.xes()) as u64)
+            / 64
+            + 66 * (band_loads * band_dmas + w_loads + blocks) as u64;
         let per_block = if self.depthwise() { 2 * taps } else { taps };
         let insns = (blocks * (per_block + 3) + band_loads * (band_dmas + 1) + 2 * w_loads) as u64;
         let compute = macs / 256 + 2 * insns;
@@ -235,7 +320,7 @@ impl DirectConv<'_> {
         time + INSN_WEIGHT * insns
     }
 
-    fn choose(&self, e: &mut Emitter) -> Option<(Tiles, [Slots; 5], [u32; 5])> {
+    fn choose(&self, e: &mut Emitter) -> Option<(Tiles, [Slots; 6], [u32; 6])> {
         let nb = e.nbuf();
         let kg = self.w[0] / self.groups;
         let cg = if self.depthwise() {
@@ -301,6 +386,7 @@ impl DirectConv<'_> {
             e.sram_alloc(b[2], n[2]).ok()?,
             e.sram_alloc(b[3], n[3]).ok()?,
             e.sram_alloc(b[4], n[4]).ok()?,
+            e.sram_alloc(b[5], n[5]).ok()?,
         ];
         Some((t, slots, n))
     }
@@ -332,7 +418,8 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
     let (oh, ow) = (s.out_hw[0], s.out_hw[1]);
     let dw = s.depthwise();
     let (t, slots, counts) = s.choose(e).ok_or_else(|| format!("one output row of {ow} pixels with one channel and its {r}x{sw_} filter taps does not fit"))?;
-    let [sband, swt, sbias, sacc, stmp] = slots;
+    let [sband, swt, sbias, sacc, stmp, swide] = slots;
+    let (xe, we, extra) = (s.xes(), s.wes(), s.sum_row());
     let kg = k / s.groups;
     let taps = r * sw_;
     log::debug!("direct conv {:?} -> {k}x{oh}x{ow}: tiles {t:?}", s.x);
@@ -346,17 +433,21 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
     if dw {
         for c0 in (0..c).step_by(t.cc) {
             let ccn = (c - c0).min(t.cc);
+            let zw = s.q.as_ref().map_or(0, |q| q.zw as i32);
             let wl = e.constant_with(taps * ccn * ES, |out| {
                 let mut dst = out.chunks_exact_mut(ES);
                 for tap in 0..taps {
                     for ch in c0..c0 + ccn {
                         if let Some(d) = dst.next() {
-                            d.copy_from_slice(&s.weight[ch * taps + tap].to_le_bytes());
+                            d.copy_from_slice(&match s.weight {
+                                Filter::F32(w) => w[ch * taps + tap].to_le_bytes(),
+                                Filter::I8(w) => (w[ch * taps + tap] as i32 - zw).to_le_bytes(),
+                            });
                         }
                     }
                 }
             });
-            let bl = s.bias.map(|b| e.constant(&f32_bytes(&b[c0..c0 + ccn])));
+            let bl = channel_consts(e, s, c0, ccn);
             blocks.push((wl, bl));
             for img in 0..n {
                 for &(y0, nrows) in &bands {
@@ -382,20 +473,30 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
         for gi in 0..s.groups {
             for kk in (0..kg).step_by(t.kc) {
                 let kcn = (kg - kk).min(t.kc);
-                let bl = s
-                    .bias
-                    .map(|b| e.constant(&f32_bytes(&b[gi * kg + kk..gi * kg + kk + kcn])));
+                let bl = channel_consts(e, s, gi * kg + kk, kcn);
                 for cc0 in (0..cg).step_by(t.cc) {
                     let ccn = (cg - cc0).min(t.cc);
-                    let wl = e.constant_with(taps * kcn * ccn * ES, |out| {
-                        let mut dst = out.chunks_exact_mut(ES);
+                    let wl = e.constant_with(taps * (kcn + extra) * ccn * we, |out| {
+                        let mut dst = out.chunks_exact_mut(we);
                         for tap in 0..taps {
                             for ko in gi * kg + kk..gi * kg + kk + kcn {
-                                let row = &s.weight[(ko * cg + cc0) * taps..];
+                                let base = (ko * cg + cc0) * taps;
                                 for ci in 0..ccn {
                                     if let Some(d) = dst.next() {
-                                        d.copy_from_slice(&row[ci * taps + tap].to_le_bytes());
+                                        let i = base + ci * taps + tap;
+                                        match s.weight {
+                                            Filter::F32(w) => {
+                                                d.copy_from_slice(&w[i].to_le_bytes())
+                                            }
+                                            Filter::I8(w) => d[0] = w[i] as u8,
+                                        }
                                     }
+                                }
+                            }
+                            // The ones row: the window sums of x.
+                            for _ in 0..extra * ccn {
+                                if let Some(d) = dst.next() {
+                                    d[0] = 1;
                                 }
                             }
                         }
@@ -433,7 +534,7 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
 
     // Which loads each step issues, and into which slots: a band or a
     // weight block is loaded when it differs from the previous step's.
-    let [nbb, nbw, _, nba, _] = counts.map(|c| c as usize);
+    let [nbb, nbw, _, nba, _, _] = counts.map(|c| c as usize);
     let mut plan = Vec::with_capacity(steps.len());
     let (mut nband, mut nw, mut nacc) = (0usize, 0usize, 0usize);
     let mut prev: Option<Step> = None;
@@ -463,7 +564,9 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
     let [sh, sw] = s.win.stride;
     let [dh, dwl] = s.win.dilation;
     let [pad_h, pad_w] = s.win.padding;
-    let hw = (h * w * ES) as u32;
+    // The padding: real 0 (the int8 input's zero point).
+    let pad_pattern = u32::from_ne_bytes([s.q.as_ref().map_or(0, |q| q.zx as u8); 4]);
+    let hw = (h * w * xe) as u32;
     // `early`: the loads into double-buffered operands (issued before the
     // previous step's compute); else the single-slot ones (after it).
     let load = |e: &mut Emitter, i: usize, early: bool| {
@@ -482,11 +585,11 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
                 && sw == 1
                 && iy_lo + b.bh as isize <= h as isize;
             if !covered {
-                let len = ((sh * sw * st.ccn * plane + s.tail()) * ES) as u32;
+                let len = ((sh * sw * st.ccn * plane + s.tail()) * xe).next_multiple_of(4) as u32;
                 e.push(Insn::Fill {
                     dst: base,
                     len,
-                    pattern: 0,
+                    pattern: pad_pattern,
                 });
             }
             let rows: Vec<usize> = (0..b.bh)
@@ -500,25 +603,25 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
                 }
                 let count = (pad_w + w - 1 - cp0) / sw + 1;
                 let iy = (iy_lo + rb0 as isize) as usize;
-                let off = (((st.img * c + st.c0) * h + iy) * w + (cp0 - pad_w)) * ES;
+                let off = (((st.img * c + st.c0) * h + iy) * w + (cp0 - pad_w)) * xe;
                 let py = rb0 % sh;
                 let dst = base
                     + ((((s.phase_index(py, px) * st.ccn) * plane) + (rb0 / sh) * b.pw + cp0 / sw)
-                        * ES) as u32;
+                        * xe) as u32;
                 if sw == 1 {
                     // Whole rows: rows of the phase, planes are channels.
-                    let rowb = (count * ES) as u32;
+                    let rowb = (count * xe) as u32;
                     e.load(
                         s.xl,
                         off as u64,
                         dst,
                         Strided {
                             shape: [rowb, nrows as u32, st.ccn as u32],
-                            stride: [(row_step * w * ES) as u32, hw],
+                            stride: [(row_step * w * xe) as u32, hw],
                         },
                         Strided {
                             shape: [rowb, nrows as u32, st.ccn as u32],
-                            stride: [(b.pw * ES) as u32, (plane * ES) as u32],
+                            stride: [(b.pw * xe) as u32, (plane * xe) as u32],
                         },
                     );
                 } else {
@@ -528,12 +631,12 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
                         off as u64,
                         dst,
                         Strided {
-                            shape: [ES as u32, count as u32, st.ccn as u32],
-                            stride: [(sw * ES) as u32, hw],
+                            shape: [xe as u32, count as u32, st.ccn as u32],
+                            stride: [(sw * xe) as u32, hw],
                         },
                         Strided {
-                            shape: [ES as u32, count as u32, st.ccn as u32],
-                            stride: [ES as u32, (plane * ES) as u32],
+                            shape: [xe as u32, count as u32, st.ccn as u32],
+                            stride: [xe as u32, (plane * xe) as u32],
                         },
                     );
                 }
@@ -572,24 +675,24 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
                     let count = ((pad_w + w - 1 - cp0) / sw + 1) as u32;
                     let iy = (iy_lo + rb0 as isize) as usize;
                     for ch in 0..st.ccn {
-                        let off = (((st.img * c + st.c0 + ch) * h + iy) * w + (cp0 - pad_w)) * ES;
+                        let off = (((st.img * c + st.c0 + ch) * h + iy) * w + (cp0 - pad_w)) * xe;
                         let dst = base
                             + (((s.phase_index(py, px) * st.ccn + ch) * plane
                                 + (rb0 / sh) * b.pw
                                 + cp0 / sw)
-                                * ES) as u32;
-                        let shape = [ES as u32, count, mine.len() as u32];
+                                * xe) as u32;
+                        let shape = [xe as u32, count, mine.len() as u32];
                         e.load(
                             s.xl,
                             off as u64,
                             dst,
                             Strided {
                                 shape,
-                                stride: [(sw * ES) as u32, (sh * w * ES) as u32],
+                                stride: [(sw * xe) as u32, (sh * w * xe) as u32],
                             },
                             Strided {
                                 shape,
-                                stride: [ES as u32, (b.pw * ES) as u32],
+                                stride: [xe as u32, (b.pw * xe) as u32],
                             },
                         );
                     }
@@ -619,7 +722,12 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
         }
         if new_w && (nbw == 2) == early {
             let (wl, bl) = blocks[st.wblock];
-            let wbytes = (taps * if dw { st.ccn } else { st.kcn * st.ccn } * ES) as u32;
+            let wbytes = (taps
+                * if dw {
+                    st.ccn * ES
+                } else {
+                    (st.kcn + extra) * st.ccn * we
+                }) as u32;
             e.load(
                 wl,
                 0,
@@ -628,7 +736,7 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
                 Strided::contiguous(wbytes),
             );
             if let Some(bl) = bl {
-                let bb = (st.kcn * ES) as u32;
+                let bb = (st.kcn * ES * if s.q.is_some() { 2 } else { 1 }) as u32;
                 e.load(
                     bl,
                     0,
@@ -639,9 +747,17 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
             }
         }
     };
+    let int8 = s.q.is_some();
+    // Depthwise int8 computes on the band widened to i32 (minus zx).
+    let wide = int8 && dw;
+    let vdtype = if int8 {
+        isa::DType::I32
+    } else {
+        isa::DType::F32
+    };
     let body = |e: &mut Emitter, i: usize| {
         let st = steps[i];
-        let (_, _, bslot, wslot, aslot) = plan[i];
+        let (new_band, _, bslot, wslot, aslot) = plan[i];
         let b = s.band(st.nrows);
         let plane = b.ph * b.pw;
         let acc_ld = s.band(t.rows).m as u32;
@@ -650,13 +766,36 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
             ld: acc_ld,
         };
         let m = b.m as u32;
+        let (band_base, be) = if wide {
+            if new_band {
+                let cells = (sh * sw * st.ccn * plane + s.tail()) as u32;
+                e.push(Insn::Convert {
+                    conv: isa::Conversion::I8ToI32,
+                    rows: 1,
+                    cols: cells,
+                    src: Tile {
+                        addr: sband.at(bslot),
+                        ld: cells,
+                    },
+                    dst: Tile {
+                        addr: swide.at(0),
+                        ld: cells,
+                    },
+                    zero_point: s.q.as_ref().map_or(0, |q| q.zx as i32),
+                    scale: 0.0,
+                });
+            }
+            (swide.at(0), ES)
+        } else {
+            (sband.at(bslot), xe)
+        };
         for ri in 0..r {
             for si in 0..sw_ {
                 let tap = ri * sw_ + si;
                 let (py, qy) = ((ri * dh) % sh, (ri * dh) / sh);
                 let (px, qx) = ((si * dwl) % sw, (si * dwl) / sw);
-                let src = sband.at(bslot)
-                    + ((s.phase_index(py, px) * st.ccn * plane + qy * b.pw + qx) * ES) as u32;
+                let src = band_base
+                    + ((s.phase_index(py, px) * st.ccn * plane + qy * b.pw + qx) * be) as u32;
                 let src = Tile {
                     addr: src,
                     ld: plane as u32,
@@ -679,7 +818,7 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
                     };
                     e.push(Insn::Binary {
                         op: isa::BinaryOp::Mul,
-                        dtype: isa::DType::F32,
+                        dtype: vdtype,
                         bcast: Broadcast::PerRow,
                         rows: st.ccn as u32,
                         cols: m,
@@ -691,7 +830,7 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
                     if !first {
                         e.push(Insn::Binary {
                             op: isa::BinaryOp::Add,
-                            dtype: isa::DType::F32,
+                            dtype: vdtype,
                             bcast: Broadcast::None,
                             rows: st.ccn as u32,
                             cols: m,
@@ -702,15 +841,20 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
                         });
                     }
                 } else {
+                    let rows = st.kcn + extra;
                     e.push(Insn::Matmul {
-                        dtype: isa::DType::F32,
+                        dtype: if int8 {
+                            isa::DType::I8
+                        } else {
+                            isa::DType::F32
+                        },
                         accumulate: !(st.first && tap == 0) || s.residual.is_some(),
                         transpose_b: false,
-                        m: st.kcn as u32,
+                        m: rows as u32,
                         n: m,
                         k: st.ccn as u32,
                         a: Tile {
-                            addr: swt.at(wslot) + (tap * st.kcn * st.ccn * ES) as u32,
+                            addr: swt.at(wslot) + (tap * rows * st.ccn * we) as u32,
                             ld: st.ccn as u32,
                         },
                         b: src,
@@ -722,40 +866,100 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
         if !st.last {
             return;
         }
-        if s.bias.is_some() {
-            let bv = Tile {
-                addr: sbias.at(wslot),
-                ld: 0,
-            };
-            e.push(Insn::Binary {
-                op: isa::BinaryOp::Add,
-                dtype: isa::DType::F32,
-                bcast: Broadcast::PerRow,
-                rows: st.kcn as u32,
-                cols: m,
-                a: acc,
-                b: bv,
-                out: acc,
-                scalar: 0,
-            });
-        }
-        if let Some(act) = s.act {
-            e.push(super::ops::unary_insn(act, st.kcn as u32, m, acc, acc));
-        }
+        let kcn = st.kcn as u32;
+        let (res, oes) = match &s.q {
+            None => {
+                if s.bias.is_some() {
+                    let bv = Tile {
+                        addr: sbias.at(wslot),
+                        ld: 0,
+                    };
+                    e.push(Insn::Binary {
+                        op: isa::BinaryOp::Add,
+                        dtype: isa::DType::F32,
+                        bcast: Broadcast::PerRow,
+                        rows: kcn,
+                        cols: m,
+                        a: acc,
+                        b: bv,
+                        out: acc,
+                        scalar: 0,
+                    });
+                }
+                if let Some(act) = s.act {
+                    e.push(super::ops::unary_insn(act, kcn, m, acc, acc));
+                }
+                (acc.addr, ES)
+            }
+            Some(q) => {
+                if extra == 1 {
+                    // acc[k][i] -= zw * sum_x[i] (the row after the channels).
+                    let sums = Tile {
+                        addr: acc.addr + kcn * acc_ld * ES as u32,
+                        ld: acc_ld,
+                    };
+                    e.push(Insn::Binary {
+                        op: isa::BinaryOp::Mul,
+                        dtype: isa::DType::I32,
+                        bcast: Broadcast::Scalar,
+                        rows: 1,
+                        cols: m,
+                        a: sums,
+                        b: sums,
+                        out: sums,
+                        scalar: q.zw as i32 as u32,
+                    });
+                    e.push(Insn::Binary {
+                        op: isa::BinaryOp::Sub,
+                        dtype: isa::DType::I32,
+                        bcast: Broadcast::PerCol,
+                        rows: kcn,
+                        cols: m,
+                        a: acc,
+                        b: sums,
+                        out: acc,
+                        scalar: 0,
+                    });
+                }
+                let dst = Tile {
+                    addr: stmp.at(0),
+                    ld: acc_ld,
+                };
+                let consts = sbias.at(wslot);
+                super::ops::requant_tile(
+                    e,
+                    Broadcast::PerRow,
+                    kcn,
+                    m,
+                    acc,
+                    dst,
+                    Some(consts),
+                    match q.scales {
+                        Ok(_) => Ok(consts + kcn * ES as u32),
+                        Err(x) => Err(x),
+                    },
+                    q.zero_point,
+                    q.lo,
+                    q.hi,
+                );
+                (dst.addr, 1)
+            }
+        };
         // Output rows of the band: `ow` of every `pw` computed pixels.
-        let off = (((st.img * k + st.k0) * oh + st.y0) * ow * ES) as u64;
-        let rowb = (ow * ES) as u32;
+        let off = (((st.img * k + st.k0) * oh + st.y0) * ow * oes) as u64;
+        let rowb = (ow * oes) as u32;
+        let ld_bytes = acc_ld * oes as u32;
         e.store(
             s.out,
             off,
-            acc.addr,
+            res,
             Strided {
-                shape: [rowb, st.nrows as u32, st.kcn as u32],
-                stride: [rowb, (oh * ow * ES) as u32],
+                shape: [rowb, st.nrows as u32, kcn],
+                stride: [rowb, (oh * ow * oes) as u32],
             },
             Strided {
-                shape: [rowb, st.nrows as u32, st.kcn as u32],
-                stride: [(b.pw * ES) as u32, acc_ld * ES as u32],
+                shape: [rowb, st.nrows as u32, kcn],
+                stride: [(b.pw * oes) as u32, ld_bytes],
             },
         );
     };
@@ -773,6 +977,19 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
     Ok(())
 }
 
-fn f32_bytes(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+/// The per-channel constants of output channels `k0..k0+kcn`: the f32
+/// bias, or int8's `[bias | scales]` (i32, f32), packed together.
+fn channel_consts(e: &mut Emitter, s: &DirectConv<'_>, k0: usize, kcn: usize) -> Option<Loc> {
+    match &s.q {
+        None => s
+            .bias
+            .map(|b| e.constant(&super::ops::f32_bytes(&b[k0..k0 + kcn]))),
+        Some(q) => {
+            let mut bytes = super::ops::i32_bytes(&q.bias[k0..k0 + kcn]);
+            if let Ok(sc) = &q.scales {
+                bytes.extend(super::ops::f32_bytes(&sc[k0..k0 + kcn]));
+            }
+            Some(e.constant(&bytes))
+        }
+    }
 }

@@ -4,8 +4,8 @@ use super::emit::{Emitter, Slots};
 use super::plan::{Loc, Plan, Step};
 use super::LowerError;
 use crate::ir::{
-    int8_clamp_bounds, requant_params, BinaryOp, DType, Graph, Op, PoolKind, RequantParams,
-    UnaryOp, ValueId, Window,
+    int8_clamp_bounds, requant_scales, BinaryOp, DType, Graph, Op, PoolKind, UnaryOp, ValueId,
+    Window,
 };
 use npu_isa::{self as isa, Axis, Broadcast, Conversion, Insn, PoolGeom, ReduceOp, Strided, Tile};
 
@@ -37,7 +37,10 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
             let ta = g.ty(*a);
             let (m, n) = (node.ty.shape[0], node.ty.shape[1]);
             let k = if *trans_a { ta.shape[0] } else { ta.shape[1] };
-            let mac = Mac::new(g, step, node.ty.dtype, n)?;
+            let sums = int8_sums(g, *b, |i| if *trans_b { i / k } else { i % n }, n);
+            let zb = g.ty(*b).quant.as_ref().map_or(0, |q| q.zero_point());
+            let gb = bias.map(|v| loc(g, plan, e, v)).transpose()?;
+            let mac = Mac::new(g, step, node.ty.dtype, n, e, sums, k, gb)?;
             let spec = GemmSpec {
                 m,
                 n,
@@ -48,6 +51,7 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
                 b: loc(g, plan, e, *b)?,
                 bias: bias.map(|v| loc(g, plan, e, v)).transpose()?,
                 out,
+                zb,
             };
             gemm(e, &spec, &mac).map_err(|why| too_small(g, step, e, why))?
         }
@@ -63,18 +67,32 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
                 _ => None,
             };
             let (wdata, bdata) = (f32s(*weight), bias.map(f32s));
-            if let (crate::ir::DType::F32, Some(wd), None | Some(Some(_))) =
-                (node.ty.dtype, wdata, bdata)
-            {
-                let (xs, ws) = (&g.ty(*input).shape, &g.ty(*weight).shape);
+            let (xs, ws) = (&g.ty(*input).shape, &g.ty(*weight).shape);
+            let i8_weights = match g.constant_data(*weight) {
+                Some(crate::reference::TensorData::I8(d)) => Some(d.as_slice()),
+                _ => None,
+            };
+            let i8_bias_const = bias.is_none_or(|b| g.constant_data(b).is_some());
+            let direct = match (node.ty.dtype, wdata, bdata, i8_weights) {
+                (DType::F32, Some(wd), None | Some(Some(_)), _) => {
+                    Some((super::conv::Filter::F32(wd), bdata.flatten(), None))
+                }
+                (DType::I8, _, _, Some(wd)) if i8_bias_const => {
+                    let q = conv_int8(g, step, *input, *weight, *groups)?;
+                    Some((super::conv::Filter::I8(wd), None, Some(q)))
+                }
+                _ => None,
+            };
+            if let Some((weight, f32_bias, q)) = direct {
                 let spec = super::conv::DirectConv {
                     x: [xs[0], xs[1], xs[2], xs[3]],
                     w: [ws[0], ws[1], ws[2], ws[3]],
                     out_hw: [node.ty.shape[2], node.ty.shape[3]],
                     win: *window,
                     groups: *groups,
-                    weight: wd,
-                    bias: bdata.flatten(),
+                    weight,
+                    bias: f32_bias,
+                    q,
                     act: step.activation,
                     xl: loc(g, plan, e, *input)?,
                     residual: step.residual.map(|r| loc(g, plan, e, r)).transpose()?,
@@ -89,7 +107,21 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
                     node.name
                 )));
             }
-            let mac = Mac::new(g, step, node.ty.dtype, node.ty.shape[1])?;
+            let ws = &g.ty(*weight).shape;
+            let taps = ws[1] * ws[2] * ws[3];
+            if node.ty.dtype == DType::I8
+                && g.ty(*weight).quant.as_ref().map(|q| q.zero_point()) != Some(0)
+            {
+                return Err(LowerError::Unsupported {
+                    name: node.name.clone(),
+                    op: "conv2d",
+                    why: "a non-zero weight zero point needs constant weights".into(),
+                });
+            }
+            let sums = int8_sums(g, *weight, |i| i / taps, ws[0]);
+            let gb = bias.map(|v| loc(g, plan, e, v)).transpose()?;
+            let mac = Mac::new(g, step, node.ty.dtype, node.ty.shape[1], e, sums, taps, gb)?;
+            let pad_byte = g.ty(*input).quant.as_ref().map_or(0, |q| q.zero_point());
             let spec = ConvSpec {
                 x: g.ty(*input).shape.clone(),
                 w: g.ty(*weight).shape.clone(),
@@ -100,6 +132,7 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
                 wl: loc(g, plan, e, *weight)?,
                 bl: bias.map(|v| loc(g, plan, e, v)).transpose()?,
                 out,
+                pad_byte,
             };
             conv2d(e, &spec, &mac).map_err(|why| too_small(g, step, e, why))?
         }
@@ -134,6 +167,24 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
             )
             .map_err(|why| too_small(g, step, e, why))?
         }
+        Op::Quantize { x } | Op::Dequantize { x }
+            if matches!(
+                g.ty(*x).quant.as_ref().or(node.ty.quant.as_ref()),
+                Some(crate::ir::Quant::PerChannel { .. })
+            ) =>
+        {
+            let dequant = matches!(node.op, Op::Dequantize { .. });
+            let q = if dequant { g.ty(*x) } else { &node.ty };
+            let Some(crate::ir::Quant::PerChannel { scales, axis }) = &q.quant else {
+                return Err(LowerError::Internal(
+                    "per-channel quantization expected".into(),
+                ));
+            };
+            let sl = e.constant(&f32_bytes(scales));
+            let xl = loc(g, plan, e, *x)?;
+            quantize_axis(e, xl, out, &q.shape, *axis, sl, dequant)
+                .map_err(|why| too_small(g, step, e, why))?
+        }
         Op::Quantize { x } => {
             let (scale, zp) = per_tensor(&node.ty);
             let xl = loc(g, plan, e, *x)?;
@@ -167,6 +218,70 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
     Ok(())
 }
 
+/// The int8 side of a direct conv2d (constant weights and bias).
+fn conv_int8(
+    g: &Graph,
+    step: &Step,
+    input: ValueId,
+    weight: ValueId,
+    groups: usize,
+) -> R<super::conv::QConv> {
+    let node = g.node(step.node);
+    let ws = &g.ty(weight).shape;
+    let (k, taps) = (ws[0], ws[1] * ws[2] * ws[3]);
+    let depthwise = ws[1] == 1 && groups > 1 && k == groups;
+    // Depthwise subtracts the zero points on the device; otherwise the
+    // input zero point's terms fold into the bias.
+    let sums = if depthwise {
+        Some(vec![0; k])
+    } else {
+        int8_sums(g, weight, |i| i / taps, k)
+    };
+    let (bias, scales) = int8_channel_consts(g, node, k, sums, if depthwise { 0 } else { taps })?;
+    let per_channel = matches!(
+        g.ty(weight).quant,
+        Some(crate::ir::Quant::PerChannel { .. })
+    );
+    let (lo, hi) = match step.activation {
+        Some(act) => int8_clamp_bounds(act, &node.ty),
+        None => (-128, 127),
+    };
+    Ok(super::conv::QConv {
+        zx: g.ty(input).quant.as_ref().map_or(0, |q| q.zero_point()),
+        zw: g.ty(weight).quant.as_ref().map_or(0, |q| q.zero_point()),
+        bias: bias.ok_or_else(|| LowerError::Internal("a constant bias was expected".into()))?,
+        scales: if per_channel {
+            Ok(scales)
+        } else {
+            Err(scales[0])
+        },
+        zero_point: node.ty.quant.as_ref().map_or(0, |q| q.zero_point()),
+        lo,
+        hi,
+    })
+}
+
+/// Per output channel, the sum of a constant int8 weight's values
+/// (`channel_of` maps an element index to its channel); None when `v` is
+/// not an int8 constant.
+pub(super) fn int8_sums(
+    g: &Graph,
+    v: ValueId,
+    channel_of: impl Fn(usize) -> usize,
+    channels: usize,
+) -> Option<Vec<i64>> {
+    match g.constant_data(v)? {
+        crate::reference::TensorData::I8(d) => {
+            let mut sums = vec![0i64; channels];
+            for (i, &x) in d.iter().enumerate() {
+                sums[channel_of(i)] += x as i64;
+            }
+            Some(sums)
+        }
+        _ => None,
+    }
+}
+
 /// Where operand `v` lies: its planned place, or for a constant its
 /// bytes as they are, packed into the constant buffer.
 fn loc(g: &Graph, plan: &Plan, e: &mut Emitter, v: ValueId) -> R<Loc> {
@@ -191,38 +306,125 @@ fn too_small(g: &Graph, step: &Step, e: &Emitter, why: String) -> LowerError {
 struct Mac {
     dtype: DType,
     act: Option<UnaryOp>,
-    rq: Option<RequantParams>,
+    q: Option<QuantOut>,
+}
+
+/// The int8 epilogue's constants, precomputed into the constant buffer:
+/// per output channel the i32 bias with the zero-point corrections folded
+/// in, and the f32 requantization scale (one DMA each per tile).
+#[derive(Clone, Copy)]
+struct QuantOut {
+    bias: Option<Loc>,
+    /// The per-channel scales, or the one per-tensor scale (an immediate).
+    scales: Result<Loc, f32>,
+    zero_point: i8,
     lo: i8,
     hi: i8,
 }
 
+/// Per output channel, the int8 bias with the zero-point corrections
+/// (None: the bias is a run-time value, added as it is) and the
+/// requantization scale. `weight_sums`: per channel, the sum of its
+/// weights; `taps`: weights per channel.
+pub(super) fn int8_channel_consts(
+    g: &Graph,
+    node: &crate::ir::Node,
+    channels: usize,
+    weight_sums: Option<Vec<i64>>,
+    taps: usize,
+) -> R<(Option<Vec<i32>>, Vec<f32>)> {
+    let ops = node.op.operands();
+    let unsupported = |why: String| LowerError::Unsupported {
+        name: node.name.clone(),
+        op: node.op.name(),
+        why,
+    };
+    let (tx, tw) = (g.ty(ops[0]), g.ty(ops[1]));
+    let scales = requant_scales(tx, tw, &node.ty, channels).map_err(unsupported)?;
+    let zx = tx.quant.as_ref().map_or(0, |q| q.zero_point() as i64);
+    let zw = tw.quant.as_ref().map_or(0, |q| q.zero_point() as i64);
+    let bias_v = match &node.op {
+        Op::Gemm { bias, .. } | Op::Conv2d { bias, .. } => *bias,
+        _ => None,
+    };
+    let mut bias: Vec<i64> = match bias_v.map(|b| g.constant_data(b)) {
+        None => vec![0; channels],
+        Some(Some(crate::reference::TensorData::I32(v))) => v.iter().map(|&x| x as i64).collect(),
+        // A bias computed at run time is added as it is.
+        Some(_) if zx == 0 => return Ok((None, scales)),
+        Some(_) => {
+            return Err(unsupported(
+                "with a non-zero input zero point the int8 bias must be a constant (the zero-point corrections are folded into it)"
+                    .into(),
+            ))
+        }
+    };
+    if zx != 0 {
+        let sums = weight_sums.ok_or_else(|| {
+            unsupported("a non-zero input zero point needs constant weights".into())
+        })?;
+        for (b, sw) in bias.iter_mut().zip(sums) {
+            // sum (x - zx)(w - zw) = sum x (w - zw) - zx sum w + n zx zw;
+            // the first term is what the device accumulates.
+            *b += -zx * sw + taps as i64 * zx * zw;
+        }
+    }
+    // Modulo 2^32, like the device's i32 arithmetic.
+    Ok((Some(bias.iter().map(|&b| b as i32).collect()), scales))
+}
+
 impl Mac {
-    fn new(g: &Graph, step: &Step, dtype: DType, channels: usize) -> R<Mac> {
+    /// `weight_sums`: per output channel, the sum of its (raw) weights,
+    /// when the weights are constants; `taps`: weights per channel;
+    /// `graph_bias`: where the graph's bias lies.
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        g: &Graph,
+        step: &Step,
+        dtype: DType,
+        channels: usize,
+        e: &mut Emitter,
+        weight_sums: Option<Vec<i64>>,
+        taps: usize,
+        graph_bias: Option<Loc>,
+    ) -> R<Mac> {
         let node = g.node(step.node);
-        let (mut lo, mut hi) = (-128, 127);
-        let rq = if dtype == DType::I8 {
-            let ops = node.op.operands();
-            let rq =
-                requant_params(g.ty(ops[0]), g.ty(ops[1]), &node.ty, channels).map_err(|why| {
-                    LowerError::Unsupported {
-                        name: node.name.clone(),
-                        op: node.op.name(),
-                        why,
-                    }
-                })?;
-            if let Some(act) = step.activation {
-                (lo, hi) = int8_clamp_bounds(act, &node.ty);
-            }
-            Some(rq)
+        let q = if dtype == DType::I8 {
+            let (bias, scales) = int8_channel_consts(g, node, channels, weight_sums, taps)?;
+            let (lo, hi) = match step.activation {
+                Some(act) => int8_clamp_bounds(act, &node.ty),
+                None => (-128, 127),
+            };
+            let per_channel = matches!(
+                g.ty(node.op.operands()[1]).quant,
+                Some(crate::ir::Quant::PerChannel { .. })
+            );
+            let bias = match bias {
+                Some(b) => b
+                    .iter()
+                    .any(|&x| x != 0)
+                    .then(|| e.constant(&i32_bytes(&b))),
+                None => graph_bias,
+            };
+            let scales = if per_channel {
+                Ok(e.constant(&f32_bytes(&scales)))
+            } else {
+                Err(scales[0])
+            };
+            Some(QuantOut {
+                bias,
+                scales,
+                zero_point: node.ty.quant.as_ref().map_or(0, |q| q.zero_point()),
+                lo,
+                hi,
+            })
         } else {
             None
         };
         Ok(Mac {
             dtype,
             act: step.activation,
-            rq,
-            lo,
-            hi,
+            q,
         })
     }
     fn es(&self) -> u64 {
@@ -235,6 +437,103 @@ impl Mac {
             isa::DType::F32
         }
     }
+    /// The bias the epilogue adds: the int8 one with its corrections, or
+    /// the f32 graph value.
+    fn bias(&self, f32_bias: Option<Loc>) -> Option<Loc> {
+        match &self.q {
+            Some(q) => q.bias,
+            None => f32_bias,
+        }
+    }
+}
+
+pub(super) fn i32_bytes(v: &[i32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+pub(super) fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// The int8 requantization of an i32 accumulator tile in place, as ONNX
+/// (onnxruntime) defines it: `+ bias`, to f32, `* scale`, round half to
+/// even, `+ zp`, saturate to `[lo, hi]`; the i8 result goes to `dst`.
+/// `bcast` says whether channels are the tile's columns (PerCol) or rows
+/// (PerRow); `bias` and `scales` are SRAM vectors, one per channel.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn requant_tile(
+    e: &mut Emitter,
+    bcast: Broadcast,
+    rows: u32,
+    cols: u32,
+    acc: Tile,
+    dst: Tile,
+    bias: Option<u32>,
+    scales: Result<u32, f32>,
+    zero_point: i8,
+    lo: i8,
+    hi: i8,
+) {
+    if let Some(b) = bias {
+        e.push(Insn::Binary {
+            op: isa::BinaryOp::Add,
+            dtype: isa::DType::I32,
+            bcast,
+            rows,
+            cols,
+            a: acc,
+            b: Tile { addr: b, ld: 0 },
+            out: acc,
+            scalar: 0,
+        });
+    }
+    e.push(Insn::Convert {
+        conv: Conversion::I32ToF32,
+        rows,
+        cols,
+        src: acc,
+        dst: acc,
+        zero_point: 0,
+        scale: 0.0,
+    });
+    let (bc, b, scalar) = match scales {
+        Ok(addr) => (bcast, Tile { addr, ld: 0 }, 0),
+        Err(s) => (Broadcast::Scalar, acc, s.to_bits()),
+    };
+    e.push(Insn::Binary {
+        op: isa::BinaryOp::Mul,
+        dtype: isa::DType::F32,
+        bcast: bc,
+        rows,
+        cols,
+        a: acc,
+        b,
+        out: acc,
+        scalar,
+    });
+    e.push(Insn::Convert {
+        conv: Conversion::F32ToI32,
+        rows,
+        cols,
+        src: acc,
+        dst: acc,
+        zero_point: 0,
+        scale: 0.0,
+    });
+    // The identity multiplier (2 >> 1): add the zero point and saturate.
+    e.push(Insn::Requant {
+        rows,
+        cols,
+        src: acc,
+        dst,
+        mult: 2,
+        per_channel: false,
+        bias: None,
+        shift: 1,
+        zero_point,
+        lo,
+        hi,
+    });
 }
 
 /// SRAM slots of a gemm/conv2d epilogue for `tn` channels of `rows` rows.
@@ -250,7 +549,7 @@ impl Epilogue {
     fn alloc(e: &mut Emitter, mac: &Mac, rows: u64, tn: u64, nb: u32) -> Result<Epilogue, ()> {
         let acc = e.sram_alloc(rows * tn * 4, nb)?;
         let bias = e.sram_alloc(tn * 4, nb)?;
-        let (mult, out8) = if mac.rq.is_some() {
+        let (mult, out8) = if mac.q.is_some() {
             (e.sram_alloc(tn * 4, nb)?, e.sram_alloc(rows * tn, nb)?)
         } else {
             (bias, acc)
@@ -263,8 +562,7 @@ impl Epilogue {
         })
     }
 
-    /// Load the bias slice (and fill per-channel multipliers) for channels
-    /// `c0..c0+tn` into `slot`.
+    /// Load the bias and scale slices for channels `c0..c0+tn` into `slot`.
     fn load_consts(
         &self,
         e: &mut Emitter,
@@ -274,8 +572,8 @@ impl Epilogue {
         tn: usize,
         slot: u32,
     ) {
-        if let Some(bl) = bias {
-            let bytes = (tn * 4) as u32;
+        let bytes = (tn * 4) as u32;
+        if let Some(bl) = mac.bias(bias) {
             e.load(
                 bl,
                 (c0 * 4) as u64,
@@ -284,28 +582,26 @@ impl Epilogue {
                 Strided::contiguous(bytes),
             );
         }
-        if let Some(rq) = &mac.rq {
-            if rq.per_channel {
-                for j in 0..tn {
-                    e.push(Insn::Fill {
-                        dst: self.mult.at(slot) + 4 * j as u32,
-                        len: 4,
-                        pattern: rq.mults[c0 + j] as u32,
-                    });
-                }
-            }
+        if let Some(QuantOut { scales: Ok(sl), .. }) = mac.q {
+            e.load(
+                sl,
+                (c0 * 4) as u64,
+                self.mult.at(slot),
+                Strided::contiguous(bytes),
+                Strided::contiguous(bytes),
+            );
         }
     }
 
     /// Bias, activation, requantization of a `rows x cols` accumulator tile
-    /// with leading dimension `tn`; returns the SRAM address of the result
-    /// tile (leading dimension `tn`).
+    /// with leading dimension `tn` (channels are columns); returns the SRAM
+    /// address of the result tile (leading dimension `tn`).
     #[allow(clippy::too_many_arguments)]
     fn apply(
         &self,
         e: &mut Emitter,
         mac: &Mac,
-        has_bias: bool,
+        f32_bias: Option<Loc>,
         rows: u32,
         cols: u32,
         tn: u32,
@@ -315,9 +611,9 @@ impl Epilogue {
             addr: self.acc.at(slot),
             ld: tn,
         };
-        match &mac.rq {
+        match &mac.q {
             None => {
-                if has_bias {
+                if f32_bias.is_some() {
                     let b = Tile {
                         addr: self.bias.at(slot),
                         ld: 0,
@@ -339,29 +635,24 @@ impl Epilogue {
                 }
                 acc.addr
             }
-            Some(rq) => {
+            Some(q) => {
                 let dst = Tile {
                     addr: self.out8.at(slot),
                     ld: tn,
                 };
-                let mult = if rq.per_channel {
-                    self.mult.at(slot)
-                } else {
-                    rq.mults[0] as u32
-                };
-                e.push(Insn::Requant {
+                requant_tile(
+                    e,
+                    Broadcast::PerCol,
                     rows,
                     cols,
-                    src: acc,
+                    acc,
                     dst,
-                    mult,
-                    per_channel: rq.per_channel,
-                    bias: has_bias.then(|| self.bias.at(slot)),
-                    shift: rq.shift,
-                    zero_point: rq.zero_point,
-                    lo: mac.lo,
-                    hi: mac.hi,
-                });
+                    q.bias.map(|_| self.bias.at(slot)),
+                    q.scales.map(|_| self.mult.at(slot)),
+                    q.zero_point,
+                    q.lo,
+                    q.hi,
+                );
                 dst.addr
             }
         }
@@ -398,6 +689,10 @@ struct GemmSpec {
     b: Loc,
     bias: Option<Loc>,
     out: Loc,
+    /// The int8 second operand's zero point: its correction
+    /// `-zb * sum_k a[m][k]` needs the row sums of A, one more (n = 1)
+    /// MATMUL by a vector of ones per step.
+    zb: i8,
 }
 
 /// Tiled gemm: output tiles tm x tn, the K dimension in chunks of tk
@@ -406,15 +701,24 @@ fn gemm(e: &mut Emitter, s: &GemmSpec, mac: &Mac) -> Result<(), String> {
     let es = mac.es();
     let nb = e.nbuf();
     let (mut tm, mut tn, mut tk) = (s.m.min(128), s.n.min(128), s.k.min(256));
-    let fits =
-        |e: &mut Emitter, tm: usize, tn: usize, tk: usize| -> Option<(Slots, Slots, Epilogue)> {
-            e.sram_reset();
-            let a = e.sram_alloc(tm as u64 * tk as u64 * es, nb).ok()?;
-            let b = e.sram_alloc(tk as u64 * tn as u64 * es, nb).ok()?;
-            let ep = Epilogue::alloc(e, mac, tm as u64, tn as u64, nb).ok()?;
-            Some((a, b, ep))
+    let row_sums = s.zb != 0;
+    type GemmSlots = (Slots, Slots, Epilogue, Option<(Slots, Slots)>);
+    let fits = |e: &mut Emitter, tm: usize, tn: usize, tk: usize| -> Option<GemmSlots> {
+        e.sram_reset();
+        let a = e.sram_alloc(tm as u64 * tk as u64 * es, nb).ok()?;
+        let b = e.sram_alloc(tk as u64 * tn as u64 * es, nb).ok()?;
+        let ep = Epilogue::alloc(e, mac, tm as u64, tn as u64, nb).ok()?;
+        let sums = if row_sums {
+            Some((
+                e.sram_alloc((tk as u64).next_multiple_of(4), 1).ok()?,
+                e.sram_alloc(tm as u64 * 4, nb).ok()?,
+            ))
+        } else {
+            None
         };
-    let (sa, sb, ep) = loop {
+        Some((a, b, ep, sums))
+    };
+    let (sa, sb, ep, sums) = loop {
         if let Some(x) = fits(e, tm, tn, tk) {
             break x;
         }
@@ -438,6 +742,13 @@ fn gemm(e: &mut Emitter, s: &GemmSpec, mac: &Mac) -> Result<(), String> {
     );
     let (mt, nt, kt) = (s.m.div_ceil(tm), s.n.div_ceil(tn), s.k.div_ceil(tk));
     let steps = mt * nt * kt;
+    if let Some((ones, _)) = sums {
+        e.push(Insn::Fill {
+            dst: ones.at(0),
+            len: (tk as u32).next_multiple_of(4),
+            pattern: 0x0101_0101,
+        });
+    }
     let dims = |st: usize| {
         let (tile, kk) = (st / kt, st % kt);
         let (mi, ni) = (tile / nt, tile % nt);
@@ -540,17 +851,65 @@ fn gemm(e: &mut Emitter, s: &GemmSpec, mac: &Mac) -> Result<(), String> {
                     ld: tn as u32,
                 },
             });
+            if let Some((ones, rs)) = sums {
+                let rs = Tile {
+                    addr: rs.at(cslot),
+                    ld: 1,
+                };
+                e.push(Insn::Matmul {
+                    dtype: isa::DType::I8,
+                    accumulate: kk > 0,
+                    transpose_b: false,
+                    m: cm as u32,
+                    n: 1,
+                    k: ck as u32,
+                    a: Tile {
+                        addr: sa.at(slot),
+                        ld: tk as u32,
+                    },
+                    b: Tile {
+                        addr: ones.at(0),
+                        ld: 1,
+                    },
+                    c: rs,
+                });
+                if kk + 1 == kt {
+                    // acc[m][n] -= zb * sum_k a[m][k]
+                    let row = Tile {
+                        addr: rs.addr,
+                        ld: cm as u32,
+                    };
+                    e.push(Insn::Binary {
+                        op: isa::BinaryOp::Mul,
+                        dtype: isa::DType::I32,
+                        bcast: Broadcast::Scalar,
+                        rows: 1,
+                        cols: cm as u32,
+                        a: row,
+                        b: row,
+                        out: row,
+                        scalar: s.zb as i32 as u32,
+                    });
+                    let acc = Tile {
+                        addr: ep.acc.at(cslot),
+                        ld: tn as u32,
+                    };
+                    e.push(Insn::Binary {
+                        op: isa::BinaryOp::Sub,
+                        dtype: isa::DType::I32,
+                        bcast: Broadcast::PerRow,
+                        rows: cm as u32,
+                        cols: cn as u32,
+                        a: acc,
+                        b: rs,
+                        out: acc,
+                        scalar: 0,
+                    });
+                }
+            }
             if kk + 1 == kt {
-                let res = ep.apply(
-                    e,
-                    mac,
-                    s.bias.is_some(),
-                    cm as u32,
-                    cn as u32,
-                    tn as u32,
-                    cslot,
-                );
-                let oes = if mac.rq.is_some() { 1 } else { 4 };
+                let res = ep.apply(e, mac, s.bias, cm as u32, cn as u32, tn as u32, cslot);
+                let oes = if mac.q.is_some() { 1 } else { 4 };
                 e.store(
                     s.out,
                     (m0 as u64 * n + n0 as u64) * oes,
@@ -575,6 +934,8 @@ struct ConvSpec {
     wl: Loc,
     bl: Option<Loc>,
     out: Loc,
+    /// The padding's byte (the int8 input's zero point: real 0).
+    pad_byte: i8,
 }
 
 /// Conv2d as the spec's recipe: per (image, group, channel chunk, band of
@@ -653,7 +1014,7 @@ fn conv2d(e: &mut Emitter, s: &ConvSpec, mac: &Mac) -> Result<(), String> {
             e.push(Insn::Fill {
                 dst: band,
                 len: fill_len,
-                pattern: 0,
+                pattern: u32::from_ne_bytes([s.pad_byte as u8; 4]),
             });
             // Input rows iy_lo..iy_lo+bh of the padded image; load the ones
             // that exist.
@@ -742,8 +1103,8 @@ fn conv2d(e: &mut Emitter, s: &ConvSpec, mac: &Mac) -> Result<(), String> {
                     ld: kc as u32,
                 },
             });
-            let res = ep.apply(e, mac, s.bl.is_some(), p, kcn as u32, kc as u32, slot);
-            let oes: u32 = if mac.rq.is_some() { 1 } else { 4 };
+            let res = ep.apply(e, mac, s.bl, p, kcn as u32, kc as u32, slot);
+            let oes: u32 = if mac.q.is_some() { 1 } else { 4 };
             // Transposed store: SRAM [pixel][channel] -> NCHW, one element per row.
             let off = (((img * k + grp * kg + k0) * oh + y0) * ow) as u64 * oes as u64;
             e.store(
@@ -1331,7 +1692,8 @@ fn chunk_slots(e: &mut Emitter, n: usize) -> Result<(usize, Slots, Slots), Strin
     }
 }
 
-/// f32 -> i8: multiply by 1/scale, round half to even (CONVERT), add the
+/// f32 -> i8 as ONNX QuantizeLinear: divide by the scale (not multiply by
+/// its reciprocal, which rounds differently), round half to even (CONVERT), add the
 /// zero point and saturate (REQUANT with the identity multiplier).
 fn quantize(e: &mut Emitter, x: Loc, out: Loc, n: usize, scale: f32, zp: i8) -> Result<(), String> {
     let (size, s8, s32) = chunk_slots(e, n)?;
@@ -1362,9 +1724,9 @@ fn quantize(e: &mut Emitter, x: Loc, out: Loc, n: usize, scale: f32, zp: i8) -> 
                     ld: l32,
                 },
             );
-            let inv = (1.0f32 / scale).to_bits();
+            let divisor = scale.to_bits();
             e.push(Insn::Binary {
-                op: isa::BinaryOp::Mul,
+                op: isa::BinaryOp::Div,
                 dtype: isa::DType::F32,
                 bcast: Broadcast::Scalar,
                 rows: 1,
@@ -1372,7 +1734,7 @@ fn quantize(e: &mut Emitter, x: Loc, out: Loc, n: usize, scale: f32, zp: i8) -> 
                 a: t32,
                 b: t32,
                 out: t32,
-                scalar: inv,
+                scalar: divisor,
             });
             e.push(Insn::Convert {
                 conv: Conversion::F32ToI32,
@@ -1402,6 +1764,166 @@ fn quantize(e: &mut Emitter, x: Loc, out: Loc, n: usize, scale: f32, zp: i8) -> 
                 s8.at(slot),
                 Strided::contiguous(l32),
                 Strided::contiguous(l32),
+            );
+            Ok(())
+        },
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// Per-channel quantize (f32 -> i8, `dequant` false) or dequantize along
+/// `axis` of `shape`, with the f32 scales at `scales` (zero points 0): the
+/// tensor as `[outer][channels][inner]`, tiles of channels x inner elements
+/// with the scales per row. Quantize: BINARY div per row, CONVERT f32->i32,
+/// REQUANT (identity) to saturate; dequantize: CONVERT i8->f32, BINARY mul
+/// per row.
+fn quantize_axis(
+    e: &mut Emitter,
+    x: Loc,
+    out: Loc,
+    shape: &[usize],
+    axis: usize,
+    scales: Loc,
+    dequant: bool,
+) -> Result<(), String> {
+    let outer: usize = shape[..axis].iter().product();
+    let ch = shape[axis];
+    let inner: usize = shape[axis + 1..].iter().product();
+    let nb = e.nbuf();
+    let mut ti = inner.min(4096);
+    let mut tc = (16384 / ti).clamp(1, ch);
+    let (s8, s32, ssc) = loop {
+        e.sram_reset();
+        if let (Ok(a), Ok(b), Ok(c)) = (
+            e.sram_alloc((tc * ti) as u64, nb),
+            e.sram_alloc((tc * ti * 4) as u64, nb),
+            e.sram_alloc((tc * 4) as u64, nb),
+        ) {
+            break (a, b, c);
+        }
+        if tc == 1 && ti == 1 {
+            return Err("one element does not fit".into());
+        }
+        if tc > 1 {
+            tc = tc.div_ceil(2);
+        } else {
+            ti = ti.div_ceil(2);
+        }
+    };
+    let (nc, ni) = (ch.div_ceil(tc), inner.div_ceil(ti));
+    let dims = |s: usize| {
+        let (o, rest) = (s / (nc * ni), s % (nc * ni));
+        let (c0, i0) = ((rest / ni) * tc, (rest % ni) * ti);
+        // (element offset, first channel, channels, elements per row)
+        (
+            (o * ch + c0) * inner + i0,
+            c0,
+            (ch - c0).min(tc) as u32,
+            (inner - i0).min(ti) as u32,
+        )
+    };
+    let (ies, oes) = if dequant { (1u32, 4u32) } else { (4, 1) };
+    e.pipeline(
+        outer * nc * ni,
+        |e, s, slot| {
+            let (off, c0, cn, cols) = dims(s);
+            let dst = if dequant { s8.at(slot) } else { s32.at(slot) };
+            e.load(
+                x,
+                off as u64 * ies as u64,
+                dst,
+                Strided::rows(cols * ies, cn, inner as u32 * ies),
+                Strided::rows(cols * ies, cn, ti as u32 * ies),
+            );
+            e.load(
+                scales,
+                c0 as u64 * 4,
+                ssc.at(slot),
+                Strided::contiguous(cn * 4),
+                Strided::contiguous(cn * 4),
+            );
+            Ok(())
+        },
+        |e, s, slot| {
+            let (off, _, cn, cols) = dims(s);
+            let ld = ti as u32;
+            let (t8, t32) = (
+                Tile {
+                    addr: s8.at(slot),
+                    ld,
+                },
+                Tile {
+                    addr: s32.at(slot),
+                    ld,
+                },
+            );
+            let sc = Tile {
+                addr: ssc.at(slot),
+                ld: 0,
+            };
+            if dequant {
+                e.push(Insn::Convert {
+                    conv: Conversion::I8ToF32,
+                    rows: cn,
+                    cols,
+                    src: t8,
+                    dst: t32,
+                    zero_point: 0,
+                    scale: 1.0,
+                });
+                e.push(Insn::Binary {
+                    op: isa::BinaryOp::Mul,
+                    dtype: isa::DType::F32,
+                    bcast: Broadcast::PerRow,
+                    rows: cn,
+                    cols,
+                    a: t32,
+                    b: sc,
+                    out: t32,
+                    scalar: 0,
+                });
+            } else {
+                e.push(Insn::Binary {
+                    op: isa::BinaryOp::Div,
+                    dtype: isa::DType::F32,
+                    bcast: Broadcast::PerRow,
+                    rows: cn,
+                    cols,
+                    a: t32,
+                    b: sc,
+                    out: t32,
+                    scalar: 0,
+                });
+                e.push(Insn::Convert {
+                    conv: Conversion::F32ToI32,
+                    rows: cn,
+                    cols,
+                    src: t32,
+                    dst: t32,
+                    zero_point: 0,
+                    scale: 0.0,
+                });
+                e.push(Insn::Requant {
+                    rows: cn,
+                    cols,
+                    src: t32,
+                    dst: t8,
+                    mult: 2,
+                    per_channel: false,
+                    bias: None,
+                    shift: 1,
+                    zero_point: 0,
+                    lo: -128,
+                    hi: 127,
+                });
+            }
+            let src = if dequant { s32.at(slot) } else { s8.at(slot) };
+            e.store(
+                out,
+                off as u64 * oes as u64,
+                src,
+                Strided::rows(cols * oes, cn, inner as u32 * oes),
+                Strided::rows(cols * oes, cn, ti as u32 * oes),
             );
             Ok(())
         },

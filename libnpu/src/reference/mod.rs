@@ -1,11 +1,11 @@
 //! The CPU reference executor: straightforward loops for every op, the
-//! oracle device results are checked against. Int8 ops use the same
-//! requantization integers as the lowering and the ISA's own
-//! `npu_isa::requantize`, so device int8 results must match exactly.
+//! oracle device results are checked against. Int8 gemm/conv2d follow
+//! the ONNX QLinearConv/QLinearMatMul definition as onnxruntime evaluates
+//! it (`ir::requant_f32`), which the lowering reproduces exactly.
 
 use crate::ir::{
-    quantize_f32, requant_params, BinaryOp, DType, Graph, Op, PoolKind, Quant, TensorType, UnaryOp,
-    ValueId, Window,
+    quantize_f32, requant_f32, requant_scales, BinaryOp, DType, Graph, Op, PoolKind, Quant,
+    TensorType, UnaryOp, ValueId, Window,
 };
 use std::collections::HashMap;
 
@@ -139,26 +139,20 @@ pub fn run(
                         TensorData::F32(out)
                     }
                     (TensorData::I8(av), TensorData::I8(bv)) => {
-                        let rq = requant_params(ta, tb, ty, n).map_err(RunError::Graph)?;
+                        let scales = requant_scales(ta, tb, ty, n).map_err(RunError::Graph)?;
+                        let (za, zb) = (zp_of(ta), zp_of(tb));
+                        let zo = zp_of(ty) as i8;
                         let bias = bias.map(|v| i32s(get(&v)));
                         let mut out = vec![0i8; m * n];
                         for i in 0..m {
                             for j in 0..n {
-                                let mut acc = 0i32;
+                                let mut acc = bias.as_ref().map_or(0, |b| b[j]);
                                 for p in 0..k {
-                                    acc =
-                                        acc.wrapping_add(av[ai(i, p)] as i32 * bv[bi(p, j)] as i32);
+                                    acc = acc.wrapping_add(
+                                        (av[ai(i, p)] as i32 - za) * (bv[bi(p, j)] as i32 - zb),
+                                    );
                                 }
-                                let b = bias.as_ref().map_or(0, |b| b[j]);
-                                out[i * n + j] = npu_isa::requantize(
-                                    acc,
-                                    b,
-                                    rq.mults[j],
-                                    rq.shift,
-                                    rq.zero_point,
-                                    -128,
-                                    127,
-                                );
+                                out[i * n + j] = requant_f32(acc, scales[j], zo, -128, 127);
                             }
                         }
                         TensorData::I8(out)
@@ -263,13 +257,22 @@ pub fn run(
 pub fn real(d: &TensorData, ty: &TensorType) -> Vec<f32> {
     match d {
         TensorData::F32(v) => v.clone(),
-        TensorData::I8(v) => {
-            let (scale, zp) = match &ty.quant {
-                Some(Quant::PerTensor { scale, zero_point }) => (*scale, *zero_point as i32),
-                _ => (1.0, 0),
-            };
-            v.iter().map(|&q| (q as i32 - zp) as f32 * scale).collect()
-        }
+        TensorData::I8(v) => match &ty.quant {
+            Some(Quant::PerChannel { scales, axis }) => {
+                let inner: usize = ty.shape[axis + 1..].iter().product();
+                v.iter()
+                    .enumerate()
+                    .map(|(i, &q)| q as f32 * scales[(i / inner) % scales.len()])
+                    .collect()
+            }
+            q => {
+                let (scale, zp) = match q {
+                    Some(Quant::PerTensor { scale, zero_point }) => (*scale, *zero_point as i32),
+                    _ => (1.0, 0),
+                };
+                v.iter().map(|&q| (q as i32 - zp) as f32 * scale).collect()
+            }
+        },
         TensorData::I32(v) => v.iter().map(|&x| x as f32).collect(),
     }
 }
@@ -282,8 +285,22 @@ fn requantized(v: Vec<f32>, ty: &TensorType) -> TensorData {
                 .map(|&x| quantize_f32(x, *scale, *zero_point))
                 .collect(),
         ),
+        Some(Quant::PerChannel { scales, axis }) if ty.dtype == DType::I8 => {
+            let inner: usize = ty.shape[axis + 1..].iter().product();
+            TensorData::I8(
+                v.iter()
+                    .enumerate()
+                    .map(|(i, &x)| quantize_f32(x, scales[(i / inner) % scales.len()], 0))
+                    .collect(),
+            )
+        }
         _ => TensorData::F32(v),
     }
+}
+
+/// Zero point of a per-tensor quantized type (0 otherwise).
+fn zp_of(t: &TensorType) -> i32 {
+    t.quant.as_ref().map_or(0, |q| q.zero_point() as i32)
 }
 
 fn f32s(d: &TensorData) -> Vec<f32> {
@@ -404,16 +421,17 @@ fn conv2d(
             Ok(TensorData::F32(out))
         }
         (TensorData::I8(xv), TensorData::I8(wv)) => {
-            let rq = requant_params(tx, tw, ty, k).map_err(RunError::Graph)?;
+            let scales = requant_scales(tx, tw, ty, k).map_err(RunError::Graph)?;
+            let (zx, zw, zo) = (zp_of(tx), zp_of(tw), zp_of(ty) as i8);
             let bias = bias.map(i32s);
             let mut out = vec![0i8; ty.elems()];
+            // Padding taps are left out: they hold the real value 0.
             each(&mut |o, ko, taps| {
-                let acc = taps.iter().fold(0i32, |acc, &(xi, wi)| {
-                    acc.wrapping_add(xv[xi] as i32 * wv[wi] as i32)
-                });
                 let b = bias.as_ref().map_or(0, |b| b[ko]);
-                out[o] =
-                    npu_isa::requantize(acc, b, rq.mults[ko], rq.shift, rq.zero_point, -128, 127);
+                let acc = taps.iter().fold(b, |acc, &(xi, wi)| {
+                    acc.wrapping_add((xv[xi] as i32 - zx) * (wv[wi] as i32 - zw))
+                });
+                out[o] = requant_f32(acc, scales[ko], zo, -128, 127);
             });
             Ok(TensorData::I8(out))
         }

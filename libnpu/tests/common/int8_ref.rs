@@ -1,22 +1,21 @@
 //! An int8 reference for gemm and conv2d written from
-//! Documentation/userspace/kernel-language.rst, independent of the library:
-//! its CPU reference and its lowering both take their integers from
-//! `ir::requant_params`, so a wrong multiplier there is wrong in both and
-//! `runtime::check` cannot see it. Here the result is the exact real value
+//! Documentation/userspace/kernel-language.rst, independent of the library.
+//! The language defines the result as ONNX's QLinearConv/QLinearMatMul do,
+//! from the exact real value
 //!
 //! ```text
 //! y = (acc + bias[c]) * s_in * s_w[c] / s_out    (acc: the exact integer sum)
-//! q = saturate(round_half_up(y) + zp_out)
+//! q = saturate(round_half_even(y) + zp_out)
 //! ```
 //!
-//! with the scales' product taken in f64. The device applies
-//! `s_in * s_w / s_out` as an integer `mult / 2^shift` whose precision the
-//! language leaves to the compiler; we require 24 significant bits, so where
-//! y lies within `|acc + bias| * s_in * s_w / s_out * 2^-24` of a tie either
-//! neighbour is accepted. (TFLite's MultiplyByQuantizedMultiplier rounds the
-//! same real value, with ties away from zero.) A relu or clamp after such a
-//! result keeps its quantization: relu is `max(q, zp)`, clamp(lo, hi) clamps
-//! to `saturate(round_half_even(lo * (1 / scale)) + zp)` and the same for hi.
+//! with the scales' product taken in f64 here. The device evaluates the
+//! factor and the product in f32 (as onnxruntime does; the language
+//! allows that), three roundings of relative error 2^-24 each, so where
+//! y lies within `|y| * 2^-21` of a tie either neighbour is accepted.
+//! (tests/onnx_ref.rs compares bit for bit with onnxruntime itself.) A
+//! relu or clamp after such a result keeps its quantization: relu is
+//! `max(q, zp)`, clamp(lo, hi) clamps to
+//! `saturate(round_half_even(lo / scale) + zp)` and the same for hi.
 
 use npu::ir::{Graph, Op, Quant, TensorType, UnaryOp};
 use npu::reference::TensorData;
@@ -85,34 +84,31 @@ fn per_tensor(ty: &TensorType) -> Option<(f64, i32)> {
     }
 }
 
-/// The weight scale of output channel `c`.
-fn weight_scale(ty: &TensorType, c: usize) -> Option<f64> {
+/// The weight scale and zero point of output channel `c`.
+fn weight_scale(ty: &TensorType, c: usize) -> Option<(f64, i64)> {
     match &ty.quant {
-        Some(Quant::PerTensor {
-            scale,
-            zero_point: 0,
-        }) => Some(*scale as f64),
-        Some(Quant::PerChannel { scales, .. }) => scales.get(c).map(|s| *s as f64),
+        Some(Quant::PerTensor { scale, zero_point }) => Some((*scale as f64, *zero_point as i64)),
+        Some(Quant::PerChannel { scales, .. }) => scales.get(c).map(|s| (*s as f64, 0)),
         _ => None,
     }
 }
 
-fn round_half_up(v: f64) -> f64 {
-    (v + 0.5).floor()
+fn round_half_even(v: f64) -> f64 {
+    v.round_ties_even()
 }
 
 /// The acceptable outputs for accumulator (with bias) `acc` and real
 /// multiplier `m`.
 fn requant_bounds(acc: i64, m: f64, zp: i32) -> (i8, i8) {
     let y = acc as f64 * m;
-    let tol = (acc as f64 * m).abs() * (2f64).powi(-24);
-    let q = |v: f64| (round_half_up(v) + zp as f64).clamp(-128.0, 127.0) as i8;
+    let tol = (acc as f64 * m).abs() * (2f64).powi(-21);
+    let q = |v: f64| (round_half_even(v) + zp as f64).clamp(-128.0, 127.0) as i8;
     (q(y - tol), q(y + tol))
 }
 
-/// The language's quantize: saturate(round_half_even(x * (1 / scale)) + zp), in f32.
+/// The language's quantize: saturate(round_half_even(x / scale) + zp), in f32.
 fn quantize(x: f32, scale: f32, zp: i32) -> i8 {
-    let q = (x * (1.0 / scale)).round_ties_even();
+    let q = (x / scale).round_ties_even();
     (q as f64 + zp as f64).clamp(-128.0, 127.0) as i8
 }
 
@@ -228,14 +224,14 @@ fn gemm(
     let mut out = Vec::with_capacity(m * n);
     for i in 0..m {
         for j in 0..n {
-            let Some(s_w) = weight_scale(tb, j) else {
+            let Some((s_w, zp_w)) = weight_scale(tb, j) else {
                 return Val::Unknown;
             };
             let mut acc = 0i64;
             for p in 0..k {
                 let x = if trans_a { a[p * m + i] } else { a[i * k + p] };
                 let w = if trans_b { b[j * k + p] } else { b[p * n + j] };
-                acc += (x as i64 - zp_a as i64) * w as i64;
+                acc += (x as i64 - zp_a as i64) * (w as i64 - zp_w);
             }
             acc += bias.map_or(0, |b| b[j] as i64);
             out.push(requant_bounds(acc, s_in * s_w / s_out, zp_out));
@@ -265,7 +261,7 @@ fn conv2d(
     let mut out = Vec::with_capacity(n * k * oh * ow);
     for img in 0..n {
         for ko in 0..k {
-            let Some(s_w) = weight_scale(tw, ko) else {
+            let Some((s_w, zp_w)) = weight_scale(tw, ko) else {
                 return Val::Unknown;
             };
             let first_channel = (ko / k_per_group) * cg;
@@ -286,7 +282,7 @@ fn conv2d(
                                 let xi = ((img * c + first_channel + ci) * h + iy as usize) * wd
                                     + ix as usize;
                                 let wi = ((ko * cg + ci) * r + ry) * s + sx;
-                                acc += (x[xi] as i64 - zp_x as i64) * w[wi] as i64;
+                                acc += (x[xi] as i64 - zp_x as i64) * (w[wi] as i64 - zp_w);
                             }
                         }
                     }

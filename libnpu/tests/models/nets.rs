@@ -4,7 +4,7 @@
 //! per-channel multiply and add after a bias-less convolution.
 #![allow(dead_code)]
 
-use npu::ir::{BinaryOp, Graph, Op, PoolKind, UnaryOp, ValueId, Window};
+use npu::ir::{BinaryOp, Graph, Op, PoolKind, Quant, UnaryOp, ValueId, Window};
 use npu::{DType, TensorData, TensorType};
 use std::collections::HashMap;
 
@@ -297,5 +297,268 @@ pub fn mobilenet_v2(hw: usize, mode: Weights) -> Net {
     }
     let x = n.conv_bn(x, 1280, 1, 1, 1, act, 1.0);
     n.head(x, 1000);
+    n
+}
+
+/// Scale of every int8 activation of the int8 networks (He-initialised
+/// layers keep the activations' spread, so one scale fits them all).
+pub const Q_SCALE: f32 = 0.05;
+
+impl Net {
+    fn act_quant(&self, zp: i8) -> Quant {
+        Quant::PerTensor {
+            scale: Q_SCALE,
+            zero_point: zp,
+        }
+    }
+
+    fn qop(&mut self, what: &str, op: Op, q: Option<Quant>) -> ValueId {
+        let name = self.name(what);
+        self.g.add(&name, op, q).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// An int8 image (values uniform over the whole range) with zero
+    /// point `zp`.
+    pub fn qimage(&mut self, c: usize, hw: usize, zp: i8) -> ValueId {
+        let n = c * hw * hw;
+        let v = (0..n).map(|_| (self.next() >> 56) as u8 as i8).collect();
+        self.feeds.insert("image".into(), TensorData::I8(v));
+        let q = self.act_quant(zp);
+        self.g
+            .input("image", TensorType::quantized(&[1, c, hw, hw], q))
+            .expect("image")
+    }
+
+    /// int8 conv with per-channel weights (He-scaled), an i32 bias (the
+    /// folded batch norm) and a fused activation; the result has zero
+    /// point `zp`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn qconv(
+        &mut self,
+        x: ValueId,
+        k: usize,
+        kernel: usize,
+        stride: usize,
+        groups: usize,
+        act: Option<UnaryOp>,
+        gamma: f32,
+        zp: i8,
+    ) -> ValueId {
+        let c = self.g.ty(x).shape[1];
+        let cg = c / groups;
+        let fan_in = cg * kernel * kernel;
+        let a = (6.0 / fan_in as f32).sqrt() * gamma;
+        let sx = Q_SCALE;
+        let scales: Vec<f32> = (0..k)
+            .map(|_| a / 127.0 * (1.0 + 0.25 * self.uniform()))
+            .collect();
+        let wn = k * fan_in;
+        let wv: Vec<i8> = (0..wn)
+            .map(|_| (self.uniform() * 127.0).round() as i8)
+            .collect();
+        let name = self.name("w");
+        let w = self
+            .g
+            .constant(
+                &name,
+                TensorType::quantized(
+                    &[k, cg, kernel, kernel],
+                    Quant::PerChannel {
+                        scales: scales.clone(),
+                        axis: 0,
+                    },
+                ),
+                TensorData::I8(wv),
+            )
+            .expect("weight");
+        let bias: Vec<i32> = scales
+            .iter()
+            .map(|s| (0.1 * self.uniform() / (sx * s)).round() as i32)
+            .collect();
+        let name = self.name("b");
+        let b = self
+            .g
+            .constant(
+                &name,
+                TensorType::new(DType::I32, &[k]),
+                TensorData::I32(bias),
+            )
+            .expect("bias");
+        let pad = kernel / 2;
+        let window = Window {
+            stride: [stride, stride],
+            padding: [pad, pad],
+            dilation: [1, 1],
+        };
+        let q = self.act_quant(zp);
+        let y = self.qop(
+            "conv",
+            Op::Conv2d {
+                input: x,
+                weight: w,
+                bias: Some(b),
+                window,
+                groups,
+            },
+            Some(q),
+        );
+        let s = self.g.ty(y).shape.clone();
+        self.macs += (s[1] * s[2] * s[3] * cg * kernel * kernel) as u64;
+        match act {
+            Some(op) => self.qop("act", Op::Unary { op, x: y }, None),
+            None => y,
+        }
+    }
+
+    pub fn qadd(&mut self, a: ValueId, b: ValueId, zp: i8) -> ValueId {
+        let q = self.act_quant(zp);
+        self.qop(
+            "add",
+            Op::Binary {
+                op: BinaryOp::Add,
+                a,
+                b,
+            },
+            Some(q),
+        )
+    }
+
+    /// Global average pool, flatten, int8 fully connected layer.
+    pub fn qhead(&mut self, x: ValueId, classes: usize, zp: i8) -> ValueId {
+        let s = self.g.ty(x).shape.clone();
+        let p = self.qop(
+            "gap",
+            Op::Pool {
+                kind: PoolKind::Avg,
+                x,
+                kernel: [s[2], s[3]],
+                window: Window::default(),
+            },
+            None,
+        );
+        let f = self.qop(
+            "flatten",
+            Op::Reshape {
+                x: p,
+                shape: vec![1, s[1]],
+            },
+            None,
+        );
+        let a = (6.0 / s[1] as f32).sqrt();
+        let scales: Vec<f32> = (0..classes).map(|_| a / 127.0).collect();
+        let wv: Vec<i8> = (0..s[1] * classes)
+            .map(|_| (self.uniform() * 127.0).round() as i8)
+            .collect();
+        let name = self.name("fc_w");
+        let w = self
+            .g
+            .constant(
+                &name,
+                TensorType::quantized(&[s[1], classes], Quant::PerChannel { scales, axis: 1 }),
+                TensorData::I8(wv),
+            )
+            .expect("fc weight");
+        self.macs += (s[1] * classes) as u64;
+        let q = self.act_quant(zp);
+        let y = self.qop(
+            "fc",
+            Op::Gemm {
+                a: f,
+                b: w,
+                bias: None,
+                trans_a: false,
+                trans_b: false,
+            },
+            Some(q),
+        );
+        self.g.output(y).expect("output");
+        y
+    }
+}
+
+/// ResNet-18, int8 (per-channel weights, per-tensor activations with zero
+/// point `zp`), on a `hw` x `hw` image.
+pub fn resnet18_int8(hw: usize, zp: i8) -> Net {
+    let mut n = Net::new(Weights::Constants, 18);
+    let relu = Some(UnaryOp::Relu);
+    let x = n.qimage(3, hw, zp);
+    let x = n.qconv(x, 64, 7, 2, 1, relu, 1.0, zp);
+    let window = Window {
+        stride: [2, 2],
+        padding: [1, 1],
+        dilation: [1, 1],
+    };
+    let mut x = n.qop(
+        "maxpool",
+        Op::Pool {
+            kind: PoolKind::Max,
+            x,
+            kernel: [3, 3],
+            window,
+        },
+        None,
+    );
+    let mut c = 64;
+    for (stage, k) in [64, 128, 256, 512].into_iter().enumerate() {
+        for block in 0..2 {
+            let stride = if stage > 0 && block == 0 { 2 } else { 1 };
+            let y = n.qconv(x, k, 3, stride, 1, relu, 1.0, zp);
+            let y = n.qconv(y, k, 3, 1, 1, None, 0.5, zp);
+            let skip = if stride != 1 || c != k {
+                n.qconv(x, k, 1, stride, 1, None, 0.5, zp)
+            } else {
+                x
+            };
+            let s = n.qadd(y, skip, zp);
+            x = n.qop(
+                "relu",
+                Op::Unary {
+                    op: UnaryOp::Relu,
+                    x: s,
+                },
+                None,
+            );
+            c = k;
+        }
+    }
+    n.qhead(x, 1000, zp);
+    n
+}
+
+/// MobileNetV2, int8 like [`resnet18_int8`].
+pub fn mobilenet_v2_int8(hw: usize, zp: i8) -> Net {
+    let mut n = Net::new(Weights::Constants, 2);
+    let act = Some(RELU6);
+    let x = n.qimage(3, hw, zp);
+    let mut x = n.qconv(x, 32, 3, 2, 1, act, 1.0, zp);
+    let mut c = 32;
+    for (t, k, reps, s) in [
+        (1, 16, 1, 1),
+        (6, 24, 2, 2),
+        (6, 32, 3, 2),
+        (6, 64, 4, 2),
+        (6, 96, 3, 1),
+        (6, 160, 3, 2),
+        (6, 320, 1, 1),
+    ] {
+        for i in 0..reps {
+            let stride = if i == 0 { s } else { 1 };
+            let hidden = c * t;
+            let mut y = x;
+            if t != 1 {
+                y = n.qconv(y, hidden, 1, 1, 1, act, 1.0, zp);
+            }
+            y = n.qconv(y, hidden, 3, stride, hidden, act, 1.0, zp);
+            y = n.qconv(y, k, 1, 1, 1, None, 0.5, zp);
+            x = if stride == 1 && c == k {
+                n.qadd(x, y, zp)
+            } else {
+                y
+            };
+            c = k;
+        }
+    }
+    let x = n.qconv(x, 1280, 1, 1, 1, act, 1.0, zp);
+    n.qhead(x, 1000, zp);
     n
 }
