@@ -8,7 +8,8 @@ MANIFEST lines: `input|output NAME FILE D0,D1,...` (raw little-endian
 float32). An element passes when |npu - ort| <= ATOL + RTOL * |ort|
 (numpy.isclose). Prints `max_abs=... max_rel=...` per output; exit status 0
 when every output passes, 1 on a mismatch, 3 when onnxruntime is missing
-(a failure for the caller, never a skip).
+(a failure for the caller, never a skip), 4 when onnxruntime cannot run the
+model.
 """
 import sys
 
@@ -30,9 +31,13 @@ def main():
         (feeds if kind == "input" else npu)[name] = arr
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
-    sess = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
-    names = [o.name for o in sess.get_outputs()]
-    want = dict(zip(names, sess.run(names, feeds)))
+    try:
+        sess = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+        names = [o.name for o in sess.get_outputs()]
+        want = dict(zip(names, sess.run(names, feeds)))
+    except Exception as e:  # onnxruntime's own errors have no common base
+        print(f"onnxruntime cannot run {model}: {e}")
+        sys.exit(4)
     ok = True
     for name, got in npu.items():
         ref = want[name].astype(np.float32)

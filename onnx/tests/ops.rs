@@ -1,0 +1,588 @@
+//! Hand-built ONNX models, one mapping each, run on the device model and
+//! compared with onnxruntime running the same file; and the models the
+//! importer must refuse, with the node and the reason.
+
+mod common;
+
+use common::{run_against_ort, Case};
+use npu_onnx::{import, ImportError, Options};
+use onnx_protobuf::tensor_shape_proto::{dimension, Dimension};
+use onnx_protobuf::{
+    type_proto, AttributeProto, GraphProto, Message, ModelProto, NodeProto, OperatorSetIdProto,
+    StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
+};
+use std::path::PathBuf;
+
+fn tensor(name: &str, dims: &[i64], data: &[f32]) -> TensorProto {
+    let mut t = TensorProto::new();
+    t.name = name.into();
+    t.dims = dims.to_vec();
+    t.data_type = 1;
+    t.raw_data = data.iter().flat_map(|x| x.to_le_bytes()).collect();
+    t
+}
+
+fn int8_scalar(name: &str, v: i8) -> TensorProto {
+    let mut t = TensorProto::new();
+    t.name = name.into();
+    t.data_type = 3;
+    t.raw_data = vec![v as u8];
+    t
+}
+
+/// Deterministic weights in [-0.5, 0.5).
+fn weights(n: usize, seed: u32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(2_654_435_761).max(1);
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+        })
+        .collect()
+}
+
+enum A {
+    I(i64),
+    F(f32),
+    Is(&'static [i64]),
+    S(&'static str),
+}
+
+fn node(op: &str, name: &str, ins: &[&str], outs: &[&str], attrs: &[(&str, A)]) -> NodeProto {
+    let mut n = NodeProto::new();
+    n.op_type = op.into();
+    n.name = name.into();
+    n.input = ins.iter().map(|s| s.to_string()).collect();
+    n.output = outs.iter().map(|s| s.to_string()).collect();
+    for (k, v) in attrs {
+        let mut a = AttributeProto::new();
+        a.name = k.to_string();
+        use onnx_protobuf::attribute_proto::AttributeType as T;
+        match v {
+            A::I(i) => {
+                a.i = *i;
+                a.type_ = T::INT.into();
+            }
+            A::F(f) => {
+                a.f = *f;
+                a.type_ = T::FLOAT.into();
+            }
+            A::Is(v) => {
+                a.ints = v.to_vec();
+                a.type_ = T::INTS.into();
+            }
+            A::S(s) => {
+                a.s = s.as_bytes().to_vec();
+                a.type_ = T::STRING.into();
+            }
+        }
+        n.attribute.push(a);
+    }
+    n
+}
+
+fn value(name: &str, dims: &[i64]) -> ValueInfoProto {
+    let mut shape = TensorShapeProto::new();
+    for &d in dims {
+        let mut dim = Dimension::new();
+        dim.value = Some(dimension::Value::DimValue(d));
+        shape.dim.push(dim);
+    }
+    let mut tt = type_proto::Tensor::new();
+    tt.elem_type = 1;
+    tt.shape = Some(shape).into();
+    let mut ty = TypeProto::new();
+    ty.value = Some(type_proto::Value::TensorType(tt));
+    let mut v = ValueInfoProto::new();
+    v.name = name.into();
+    v.type_ = Some(ty).into();
+    v
+}
+
+fn model(
+    nodes: Vec<NodeProto>,
+    inits: Vec<TensorProto>,
+    inputs: &[(&str, &[i64])],
+    outputs: &[(&str, &[i64])],
+    opset: i64,
+) -> ModelProto {
+    let mut g = GraphProto::new();
+    g.name = "test".into();
+    g.node = nodes;
+    g.initializer = inits;
+    g.input = inputs.iter().map(|(n, d)| value(n, d)).collect();
+    g.output = outputs.iter().map(|(n, d)| value(n, d)).collect();
+    let mut m = ModelProto::new();
+    m.ir_version = 8;
+    let mut o = OperatorSetIdProto::new();
+    o.version = opset;
+    m.opset_import.push(o);
+    m.graph = Some(g).into();
+    m
+}
+
+fn tmpdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("npu-onnx-ops-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Write `m` to a file and compare the NPU with onnxruntime on it.
+fn matches_ort(tag: &'static str, m: &ModelProto, atol: f32) {
+    let d = tmpdir(tag);
+    let path = d.join("model.onnx");
+    let bytes = m.write_to_bytes().unwrap();
+    std::fs::write(&path, &bytes).unwrap();
+    let case = Case {
+        file: tag,
+        shapes: &[],
+        atol,
+        rtol: 1e-4,
+    };
+    let (code, report) = run_against_ort(&case, &bytes, &d, &path, "ops");
+    let _ = std::fs::remove_dir_all(&d);
+    assert_eq!(
+        code, 0,
+        "{tag}: the NPU disagrees with onnxruntime:\n{report}"
+    );
+}
+
+/// Conv + batch norm (folded) + hard-swish + SE-style channel scale with
+/// hard-sigmoid + leaky relu + residual add + average pool with padding +
+/// global max pool + flatten + Gemm (alpha, beta, transB) + opset-11
+/// softmax; the shape arithmetic of a PyTorch-style flatten (Shape, Gather,
+/// Unsqueeze, Concat, Reshape) is folded on the host.
+#[test]
+fn op_zoo_matches_onnxruntime() {
+    let (c, k) = (3i64, 8i64);
+    let inits = vec![
+        tensor("w1", &[k, c, 3, 3], &weights(72 * 3, 1)),
+        tensor("b1", &[k], &weights(8, 2)),
+        tensor(
+            "bn_s",
+            &[k],
+            &weights(8, 3).iter().map(|x| x + 1.0).collect::<Vec<_>>(),
+        ),
+        tensor("bn_b", &[k], &weights(8, 4)),
+        tensor("bn_m", &[k], &weights(8, 5)),
+        tensor(
+            "bn_v",
+            &[k],
+            &weights(8, 6).iter().map(|x| x + 0.6).collect::<Vec<_>>(),
+        ),
+        tensor("wd", &[k, 1, 3, 3], &weights(72, 7)),
+        tensor("wg", &[5, k], &weights(40, 8)),
+        tensor("bg", &[5], &weights(5, 9)),
+        tensor("six", &[], &[6.0]),
+        tensor("zero", &[], &[0.0]),
+    ];
+    let mut idx0 = TensorProto::new();
+    idx0.name = "idx0".into();
+    idx0.data_type = 7;
+    idx0.int64_data = vec![0];
+    let mut minus1 = TensorProto::new();
+    minus1.name = "minus1".into();
+    minus1.data_type = 7;
+    minus1.dims = vec![1];
+    minus1.int64_data = vec![-1];
+    let mut axes0 = minus1.clone();
+    axes0.name = "axes0".into();
+    axes0.int64_data = vec![0];
+    let mut inits = inits;
+    inits.push(idx0);
+    inits.push(minus1);
+    inits.push(axes0);
+    let nodes = vec![
+        node(
+            "Conv",
+            "conv1",
+            &["x", "w1", "b1"],
+            &["c1"],
+            &[("pads", A::Is(&[1, 1, 1, 1])), ("strides", A::Is(&[2, 2]))],
+        ),
+        node(
+            "BatchNormalization",
+            "bn1",
+            &["c1", "bn_s", "bn_b", "bn_m", "bn_v"],
+            &["n1"],
+            &[("epsilon", A::F(1e-3))],
+        ),
+        node("HardSwish", "hs1", &["n1"], &["h1"], &[]),
+        node(
+            "Conv",
+            "dw",
+            &["h1", "wd"],
+            &["d1"],
+            &[("group", A::I(k)), ("auto_pad", A::S("SAME_UPPER"))],
+        ),
+        node("GlobalAveragePool", "gap", &["d1"], &["g1"], &[]),
+        node(
+            "HardSigmoid",
+            "hsig",
+            &["g1"],
+            &["s1"],
+            &[("alpha", A::F(0.2)), ("beta", A::F(0.5))],
+        ),
+        node("Mul", "se", &["d1", "s1"], &["e1"], &[]),
+        node(
+            "LeakyRelu",
+            "lrelu",
+            &["e1"],
+            &["l1"],
+            &[("alpha", A::F(0.1))],
+        ),
+        node("Add", "res", &["l1", "h1"], &["r1"], &[]),
+        node("Div", "div6", &["r1", "six"], &["q1"], &[]),
+        node("Clip", "relu6", &["q1", "zero", "six"], &["k1"], &[]),
+        node(
+            "AveragePool",
+            "avg",
+            &["k1"],
+            &["a1"],
+            &[
+                ("kernel_shape", A::Is(&[3, 3])),
+                ("pads", A::Is(&[1, 1, 1, 1])),
+                ("strides", A::Is(&[1, 1])),
+            ],
+        ),
+        node("GlobalMaxPool", "gmp", &["a1"], &["m1"], &[]),
+        node("Shape", "shape", &["m1"], &["sh"], &[]),
+        node(
+            "Gather",
+            "batch",
+            &["sh", "idx0"],
+            &["n"],
+            &[("axis", A::I(0))],
+        ),
+        node("Unsqueeze", "unsq", &["n", "axes0"], &["n1d"], &[]),
+        node(
+            "Concat",
+            "cat",
+            &["n1d", "minus1"],
+            &["newshape"],
+            &[("axis", A::I(0))],
+        ),
+        node("Reshape", "flat", &["m1", "newshape"], &["f1"], &[]),
+        node(
+            "Gemm",
+            "fc",
+            &["f1", "wg", "bg"],
+            &["y0"],
+            &[
+                ("transB", A::I(1)),
+                ("alpha", A::F(0.5)),
+                ("beta", A::F(2.0)),
+            ],
+        ),
+        node("Softmax", "sm", &["y0"], &["y"], &[("axis", A::I(1))]),
+        node("Sigmoid", "sig", &["y0"], &["z"], &[]),
+    ];
+    let m = model(
+        nodes,
+        inits,
+        &[("x", &[1, 3, 12, 10])],
+        &[("y", &[1, 5]), ("z", &[1, 5])],
+        14,
+    );
+    matches_ort("zoo", &m, 1e-5);
+}
+
+/// Older opsets: Clip bounds as attributes (opset 10), Softmax over the
+/// input flattened at `axis` (before opset 13), Unsqueeze axes as an
+/// attribute, a constant Slice (attributes before opset 10... here 10's
+/// inputs) feeding a Reshape.
+#[test]
+fn opset_10_semantics_match_onnxruntime() {
+    let mut shape = TensorProto::new();
+    shape.name = "shape".into();
+    shape.data_type = 7;
+    shape.dims = vec![5];
+    shape.int64_data = vec![9, 1, 2, 3, 4];
+    let i64s = |name: &str, v: &[i64]| {
+        let mut t = TensorProto::new();
+        t.name = name.into();
+        t.data_type = 7;
+        t.dims = vec![v.len() as i64];
+        t.int64_data = v.to_vec();
+        t
+    };
+    let inits = vec![shape, i64s("st", &[1]), i64s("en", &[5])];
+    let nodes = vec![
+        node(
+            "Clip",
+            "clip",
+            &["x"],
+            &["c"],
+            &[("min", A::F(-0.25)), ("max", A::F(0.5))],
+        ),
+        node("Slice", "sl", &["shape", "st", "en"], &["s4"], &[]),
+        node("Reshape", "rs", &["c", "s4"], &["r"], &[]),
+        node("Softmax", "sm", &["r"], &["y"], &[("axis", A::I(1))]),
+    ];
+    let m = model(
+        nodes,
+        inits,
+        &[("x", &[2, 12])],
+        &[("y", &[1, 2, 3, 4])],
+        10,
+    );
+    matches_ort("opset10", &m, 1e-6);
+}
+
+/// MatMul with a 3-D activation and Relu; Transpose of a size-1 axis (a
+/// reshape); opset-13 Softmax on the last axis; Tanh, Exp, Sub, Max.
+#[test]
+fn matmul_and_elementwise_match_onnxruntime() {
+    let inits = vec![
+        tensor("w", &[6, 4], &weights(24, 11)),
+        tensor("b", &[4], &weights(4, 12)),
+        tensor("half", &[1], &[0.5]),
+    ];
+    let nodes = vec![
+        node("MatMul", "mm", &["x", "w"], &["m"], &[]),
+        node("Add", "bias", &["m", "b"], &["mb"], &[]),
+        node("Tanh", "tanh", &["mb"], &["t"], &[]),
+        node("Exp", "exp", &["t"], &["e"], &[]),
+        node("Sub", "sub", &["e", "half"], &["s"], &[]),
+        node("Max", "max", &["s", "t"], &["mx"], &[]),
+        node(
+            "Transpose",
+            "tr",
+            &["mx"],
+            &["tt"],
+            &[("perm", A::Is(&[1, 0, 2]))],
+        ),
+        node("Softmax", "sm", &["tt"], &["y"], &[]),
+    ];
+    let m = model(nodes, inits, &[("x", &[1, 3, 6])], &[("y", &[3, 1, 4])], 13);
+    matches_ort("matmul", &m, 1e-5);
+}
+
+/// QuantizeLinear / DequantizeLinear with an int8 zero point: the round
+/// trip through int8 on the NPU, and a QDQ conv whose constant int8 weight
+/// is dequantized at import.
+#[test]
+fn quantize_dequantize_match_onnxruntime() {
+    let qw: Vec<u8> = weights(4 * 2 * 9, 21)
+        .iter()
+        .map(|x| ((x * 200.0) as i8) as u8)
+        .collect();
+    let mut wq = TensorProto::new();
+    wq.name = "wq".into();
+    wq.dims = vec![4, 2, 3, 3];
+    wq.data_type = 3;
+    wq.raw_data = qw;
+    let inits = vec![
+        tensor("sx", &[], &[0.02]),
+        int8_scalar("zx", -3),
+        wq,
+        tensor("sw", &[], &[0.004]),
+        int8_scalar("zw", 0),
+    ];
+    let nodes = vec![
+        node("QuantizeLinear", "q", &["x", "sx", "zx"], &["xq"], &[]),
+        node("DequantizeLinear", "dq", &["xq", "sx", "zx"], &["xd"], &[]),
+        node("DequantizeLinear", "dqw", &["wq", "sw", "zw"], &["wd"], &[]),
+        node(
+            "Conv",
+            "conv",
+            &["xd", "wd"],
+            &["y"],
+            &[("pads", A::Is(&[1, 1, 1, 1]))],
+        ),
+    ];
+    let m = model(
+        nodes,
+        inits,
+        &[("x", &[1, 2, 5, 5])],
+        &[("y", &[1, 4, 5, 5])],
+        13,
+    );
+    matches_ort("qdq", &m, 1e-5);
+}
+
+/// A conv whose weight lives in an external data file beside the model.
+#[test]
+fn external_data_loads() {
+    let d = tmpdir("ext");
+    let w = weights(3 * 2 * 9, 31);
+    let mut bytes = vec![0xAAu8; 16]; // the tensor starts at an offset
+    bytes.extend(w.iter().flat_map(|x| x.to_le_bytes()));
+    std::fs::write(d.join("weights.bin"), &bytes).unwrap();
+    let mut wt = TensorProto::new();
+    wt.name = "w".into();
+    wt.dims = vec![3, 2, 3, 3];
+    wt.data_type = 1;
+    wt.data_location = onnx_protobuf::tensor_proto::DataLocation::EXTERNAL.into();
+    for (k, v) in [
+        ("location", "weights.bin"),
+        ("offset", "16"),
+        ("length", "216"),
+    ] {
+        let mut e = StringStringEntryProto::new();
+        e.key = k.into();
+        e.value = v.into();
+        wt.external_data.push(e);
+    }
+    let nodes = vec![
+        node("Conv", "conv", &["x", "w"], &["c"], &[]),
+        node("Relu", "relu", &["c"], &["y"], &[]),
+    ];
+    let m = model(
+        nodes,
+        vec![wt.clone()],
+        &[("x", &[1, 2, 6, 6])],
+        &[("y", &[1, 3, 4, 4])],
+        13,
+    );
+    let path = d.join("model.onnx");
+    let mb = m.write_to_bytes().unwrap();
+    std::fs::write(&path, &mb).unwrap();
+    let case = Case {
+        file: "external",
+        shapes: &[],
+        atol: 1e-5,
+        rtol: 1e-4,
+    };
+    let (code, report) = run_against_ort(&case, &mb, &d, &path, "ext");
+    assert_eq!(code, 0, "{report}");
+    // Without a directory, or pointing outside it, it is refused.
+    let e = import(&mb, None, &Options::default()).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("external data needs the model's directory"),
+        "{e}"
+    );
+    wt.external_data[0].value = "../weights.bin".into();
+    let m = model(
+        vec![node("Conv", "conv", &["x", "w"], &["y"], &[])],
+        vec![wt],
+        &[("x", &[1, 2, 6, 6])],
+        &[("y", &[1, 3, 4, 4])],
+        13,
+    );
+    let e = import(&m.write_to_bytes().unwrap(), Some(&d), &Options::default()).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("must be a relative path inside the model's directory"),
+        "{e}"
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+fn refused(m: &ModelProto) -> (String, String, String) {
+    match import(&m.write_to_bytes().unwrap(), None, &Options::default()) {
+        Err(ImportError::Unsupported { node, op, why }) => (node, op, why),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn unsupported_nodes_are_named() {
+    // Concat of two computed tensors: no IR op.
+    let m = model(
+        vec![
+            node("Relu", "r", &["x"], &["a"], &[]),
+            node(
+                "Concat",
+                "join_features",
+                &["a", "x"],
+                &["y"],
+                &[("axis", A::I(1))],
+            ),
+        ],
+        vec![],
+        &[("x", &[1, 2, 4, 4])],
+        &[("y", &[1, 4, 4, 4])],
+        13,
+    );
+    let (node_name, op, why) = refused(&m);
+    assert_eq!(
+        (node_name.as_str(), op.as_str()),
+        ("join_features", "Concat")
+    );
+    assert!(why.contains("no such op"), "{why}");
+    // Asymmetric padding.
+    let m = model(
+        vec![node(
+            "Conv",
+            "padded",
+            &["x", "w"],
+            &["y"],
+            &[("pads", A::Is(&[0, 0, 1, 1]))],
+        )],
+        vec![tensor("w", &[1, 2, 1, 1], &[1.0, 1.0])],
+        &[("x", &[1, 2, 4, 4])],
+        &[("y", &[1, 1, 5, 5])],
+        13,
+    );
+    let (node_name, _, why) = refused(&m);
+    assert_eq!(node_name, "padded");
+    assert!(why.contains("asymmetric padding"), "{why}");
+    // A transpose that moves data.
+    let m = model(
+        vec![node(
+            "Transpose",
+            "nhwc",
+            &["x"],
+            &["y"],
+            &[("perm", A::Is(&[0, 2, 3, 1]))],
+        )],
+        vec![],
+        &[("x", &[1, 2, 4, 4])],
+        &[("y", &[1, 4, 4, 2])],
+        13,
+    );
+    assert_eq!(refused(&m).0, "nhwc");
+    // uint8 quantization.
+    let mut zp = TensorProto::new();
+    zp.name = "zp".into();
+    zp.data_type = 2;
+    zp.raw_data = vec![128];
+    let m = model(
+        vec![node("QuantizeLinear", "q8", &["x", "s", "zp"], &["y"], &[])],
+        vec![tensor("s", &[], &[0.1]), zp],
+        &[("x", &[1, 4])],
+        &[("y", &[1, 4])],
+        13,
+    );
+    let (_, _, why) = refused(&m);
+    assert!(why.contains("uint8"), "{why}");
+    // A node of another domain.
+    let mut n = node("Relu", "custom", &["x"], &["y"], &[]);
+    n.domain = "com.microsoft".into();
+    let m = model(vec![n], vec![], &[("x", &[1, 4])], &[("y", &[1, 4])], 13);
+    assert!(refused(&m).2.contains("com.microsoft"));
+}
+
+#[test]
+fn bad_files_are_errors() {
+    assert!(matches!(
+        import(b"not a model", None, &Options::default()),
+        Err(ImportError::Decode(_))
+    ));
+    // An initializer whose dims claim more data than it holds.
+    let mut t = tensor("w", &[1000, 1000], &[1.0]);
+    t.name = "w".into();
+    let m = model(
+        vec![node("Add", "a", &["x", "w"], &["y"], &[])],
+        vec![t],
+        &[("x", &[1000, 1000])],
+        &[("y", &[1000, 1000])],
+        13,
+    );
+    let e = import(&m.write_to_bytes().unwrap(), None, &Options::default()).unwrap_err();
+    assert!(e.to_string().contains("tensor `w`"), "{e}");
+    // Opset 6 is older than the importer reads.
+    let m = model(
+        vec![node("Relu", "r", &["x"], &["y"], &[])],
+        vec![],
+        &[("x", &[1, 4])],
+        &[("y", &[1, 4])],
+        6,
+    );
+    assert!(import(&m.write_to_bytes().unwrap(), None, &Options::default()).is_err());
+}
