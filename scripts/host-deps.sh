@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Install what the host side of the suite needs besides Rust, when missing:
-# python3 with numpy (the TAP checker; independent numerical references) and
-# pkg-config (libnpu's .pc file is checked with the real tool).
+# python3 with numpy (the TAP checker; independent numerical references),
+# onnxruntime (the reference the real ONNX models are compared with), npm
+# (one of the packages shipping those models) and pkg-config (libnpu's .pc
+# file is checked with the real tool); then fetch the models
+# (scripts/models.sh).
 . "$(dirname "$0")/common.sh"
 missing=()
 command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-pip)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
 	[ "$(id -u)" = 0 ] || die "missing ${missing[*]}: install them (or run as root)"
 	stage "installing host packages: ${missing[*]}"
@@ -19,3 +23,10 @@ if ! python3 -c 'import numpy' 2>/dev/null; then
 		|| die "cannot install numpy with pip"
 	stage_done
 fi
+if ! python3 -c 'import onnxruntime' 2>/dev/null; then
+	stage "installing onnxruntime (pip)"
+	python3 -m pip install -q onnxruntime 2>/dev/null || python3 -m pip install -q --break-system-packages onnxruntime \
+		|| die "cannot install onnxruntime with pip"
+	stage_done
+fi
+"$NPU_TOP/scripts/models.sh" >/dev/null
