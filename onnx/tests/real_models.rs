@@ -11,9 +11,10 @@ use onnx_protobuf::{Message, ModelProto};
 
 // Tolerances: the device computes in f32 like onnxruntime, but sums in
 // another order (tiled MACs) and has its own exp/sigmoid, so results differ
-// in the last bits, growing with depth. Each bound is about 10x the largest
-// difference measured (Documentation/userspace/onnx.rst has the figures),
-// far below what a changed weight does (see perturbed_weight_fails).
+// in the last bits, growing with depth and with the values' size. Each
+// bound is about 10x (at least 6x) the largest difference measured
+// (Documentation/userspace/onnx.rst has the figures), far below what a
+// changed weight does (see perturbed_weight_fails).
 const CLS: Case = Case {
     // PP-OCR text-direction classifier (MobileNetV3-small style: depthwise
     // 3x3/5x5 convs, squeeze-excite, hard-swish); a 2-way softmax.
@@ -37,7 +38,7 @@ const ORINET: Case = Case {
     // logits of 4 classes.
     file: "occular-deskew-0.5.0/orientation_orinet_fp32.onnx",
     shapes: &[],
-    atol: 1e-4,
+    atol: 1e-5,
     rtol: 1e-4,
 };
 const EMBEDDING: Case = Case {

@@ -233,9 +233,15 @@ fn run_kernel(o: &Opts, path: &Path) -> Result<(), Fail> {
         let opts = npu_onnx::Options {
             input_shapes: o.shapes.iter().cloned().collect(),
         };
+        let t = std::time::Instant::now();
         let m = npu_onnx::load(path, &opts)
             .map_err(|e| Fail::Usage(format!("{}: {e}", path.display())))?;
-        print!("{}: {}", path.display(), onnx_model::describe(&m));
+        print!(
+            "{}: imported in {:.3} ms; {}",
+            path.display(),
+            t.elapsed().as_secs_f64() * 1e3,
+            onnx_model::describe(&m)
+        );
         if o.list {
             return Ok(());
         }
