@@ -802,15 +802,16 @@ impl Importer<'_> {
                 }
             }
             "QuantizeLinear" | "DequantizeLinear" => self.qdq(&ctx)?,
+            "QLinearConv" | "QLinearMatMul" => self.qlinear(&ctx)?,
             other => {
                 let why = match other {
-                    "Concat" | "Pad" | "Resize" | "Upsample" | "ConvTranspose" | "Slice" | "Split" | "Gather" => {
+                    "Concat" | "Pad" | "Resize" | "Upsample" | "ConvTranspose" | "Slice"
+                    | "Split" | "Gather" => {
                         "the IR has no such op yet (issue 15 lists it)".to_string()
                     }
-                    "QLinearConv" | "QLinearMatMul" => {
-                        "QLinear ops are not mapped yet; export with QDQ nodes, whose DequantizeLinear of constant weights folds".to_string()
+                    _ => {
+                        "the IR has no such op and the importer no decomposition of it".to_string()
                     }
-                    _ => "the IR has no such op and the importer no decomposition of it".to_string(),
                 };
                 return Err(ctx.err(why));
             }
@@ -890,6 +891,9 @@ impl Importer<'_> {
             None => Ok([default; 2]),
             Some(v) if v.len() == 2 => {
                 let u = to_usize(&v, name, ctx)?;
+                if u.contains(&0) {
+                    return Err(ctx.err(format!("{name} {v:?} must be at least 1")));
+                }
                 Ok([u[0], u[1]])
             }
             Some(v) => Err(ctx.err(format!("{name} {v:?}: only 2-D windows are supported"))),
@@ -1134,7 +1138,10 @@ impl Importer<'_> {
         if s.len() != 4 {
             return Err(ctx.err(format!("only 2-D (NCHW) pooling is supported, got {s:?}")));
         }
-        let kernel = self.pair(ctx, "kernel_shape", 0)?;
+        if ctx.attr("kernel_shape").is_none() {
+            return Err(ctx.err("kernel_shape is required"));
+        }
+        let kernel = self.pair(ctx, "kernel_shape", 1)?;
         let stride = self.pair(ctx, "strides", 1)?;
         let dil = self.pair(ctx, "dilations", 1)?;
         if dil != [1, 1] {
@@ -1176,6 +1183,172 @@ impl Importer<'_> {
             },
         };
         self.emit(ctx, op, None)
+    }
+
+    /// Scales and int8 zero points of input pair (`si`, `si + 1`).
+    fn qparams(
+        &self,
+        ctx: &Ctx,
+        si: usize,
+        what: &str,
+    ) -> Result<(Vec<f32>, Vec<i8>), ImportError> {
+        let scale = self.host(ctx, si, &format!("{what} scale"))?.data.as_f32();
+        let zp = match self.opt_input(ctx, si + 1)? {
+            None => vec![0; scale.len()],
+            Some(Val::Host(HostTensor {
+                data: Data::I8(v), ..
+            })) => v,
+            Some(Val::Host(HostTensor {
+                data: Data::U8(_), ..
+            })) => {
+                return Err(ctx.err(format!(
+                    "{what}: uint8 quantization has no IR type yet (int8 only)"
+                )))
+            }
+            Some(_) => {
+                return Err(ctx.err(format!(
+                    "{what}: the zero point must be a constant int8 tensor"
+                )))
+            }
+        };
+        if scale.is_empty() || zp.len() != scale.len() {
+            return Err(ctx.err(format!(
+                "{what}: {} scales and {} zero points",
+                scale.len(),
+                zp.len()
+            )));
+        }
+        Ok((scale, zp))
+    }
+
+    /// QLinearConv / QLinearMatMul: the IR's int8 conv2d / gemm, which take
+    /// symmetric (zero point 0) activations and weights, per-tensor or
+    /// per-output-channel weight scales, an int32 bias, and any per-tensor
+    /// output quantization.
+    fn qlinear(&mut self, ctx: &Ctx) -> Result<(), ImportError> {
+        let conv = ctx.n.op_type == "QLinearConv";
+        let (xs, xz) = self.qparams(ctx, 1, "x")?;
+        let (ws, wz) = self.qparams(ctx, 4, "w")?;
+        let (ys, yz) = self.qparams(ctx, 6, "y")?;
+        if xs.len() != 1 || ys.len() != 1 {
+            return Err(ctx.err("x and y need per-tensor quantization"));
+        }
+        if xz[0] != 0 || wz.iter().any(|&z| z != 0) {
+            return Err(ctx.err(format!(
+                "asymmetric int8 (x zero point {}, w zero points {:?}) is not in the IR yet: its int8 conv and gemm take zero point 0",
+                xz[0],
+                &wz[..wz.len().min(4)]
+            )));
+        }
+        let x = self.ir_input(ctx, 0)?;
+        let xq = Quant::PerTensor {
+            scale: xs[0],
+            zero_point: 0,
+        };
+        if self.g.ty(x).quant.as_ref() != Some(&xq) {
+            return Err(ctx.err(format!(
+                "the input is {}, this node reads it as scale {} zp 0",
+                self.g.ty(x),
+                xs[0]
+            )));
+        }
+        let w = self.host(ctx, 3, "weight")?;
+        let wdata = match &w.data {
+            Data::I8(v) => v.clone(),
+            other => return Err(ctx.err(format!("the weight is {}, int8 expected", other.kind()))),
+        };
+        // Output channels: axis 0 of a KCRS conv weight, axis 1 of a [K, N]
+        // matmul weight.
+        let axis = if conv { 0 } else { 1 };
+        if w.shape.len() != if conv { 4 } else { 2 } {
+            return Err(ctx.err(format!("weight shape {:?}", w.shape)));
+        }
+        let wq = if ws.len() == 1 {
+            Quant::PerTensor {
+                scale: ws[0],
+                zero_point: 0,
+            }
+        } else if ws.len() == w.shape[axis] {
+            Quant::PerChannel { scales: ws, axis }
+        } else {
+            return Err(ctx.err(format!(
+                "{} weight scales for {} output channels",
+                ws.len(),
+                w.shape[axis]
+            )));
+        };
+        let wname = self.fresh(&ctx.n.input[3]);
+        let weight = self
+            .g
+            .constant(
+                &wname,
+                TensorType::quantized(&w.shape, wq),
+                TensorData::I8(wdata),
+            )
+            .map_err(|e| ctx.err(e.to_string()))?;
+        let bias = match self.opt_input(ctx, 8)? {
+            None => None,
+            Some(Val::Host(HostTensor {
+                data: Data::I32(v),
+                shape,
+            })) => {
+                let name = self.fresh(&ctx.n.input[8]);
+                Some(
+                    self.g
+                        .constant(
+                            &name,
+                            TensorType::new(DType::I32, &[shape.iter().product()]),
+                            TensorData::I32(v),
+                        )
+                        .map_err(|e| ctx.err(e.to_string()))?,
+                )
+            }
+            Some(_) => return Err(ctx.err("the bias must be a constant int32 tensor")),
+        };
+        let out_q = Some(Quant::PerTensor {
+            scale: ys[0],
+            zero_point: yz[0],
+        });
+        if conv {
+            let s = self.g.ty(x).shape.clone();
+            if s.len() != 4 {
+                return Err(ctx.err(format!(
+                    "only 2-D convolutions (NCHW input) are supported, got {s:?}"
+                )));
+            }
+            let stride = self.pair(ctx, "strides", 1)?;
+            let dilation = self.pair(ctx, "dilations", 1)?;
+            let padding = self.padding(ctx, &s[2..], [w.shape[2], w.shape[3]], stride, dilation)?;
+            let groups =
+                usize::try_from(ctx.int("group", 1)).map_err(|_| ctx.err("negative group"))?;
+            let op = Op::Conv2d {
+                input: x,
+                weight,
+                bias,
+                window: Window {
+                    stride,
+                    padding,
+                    dilation,
+                },
+                groups,
+            };
+            self.emit(ctx, op, out_q)
+        } else {
+            if self.g.ty(x).shape.len() != 2 {
+                return Err(ctx.err("QLinearMatMul takes a 2-D A"));
+            }
+            self.emit(
+                ctx,
+                Op::Gemm {
+                    a: x,
+                    b: weight,
+                    bias,
+                    trans_a: false,
+                    trans_b: false,
+                },
+                out_q,
+            )
+        }
     }
 
     /// QuantizeLinear / DequantizeLinear with per-tensor int8 parameters.
@@ -1396,6 +1569,9 @@ impl Importer<'_> {
                 // the op using them runs in f32.
                 let x = inp(0)?;
                 let scale = inp(1)?.data.as_f32();
+                if scale.is_empty() {
+                    return Err(ctx.err("no scale"));
+                }
                 let zp = ins
                     .get(2)
                     .cloned()
@@ -1408,6 +1584,13 @@ impl Importer<'_> {
                     .ok_or_else(|| ctx.err("dequantize of a float tensor"))?;
                 let ax = axis(ctx.int("axis", 1), x.shape.len().max(1), ctx)?;
                 let per = scale.len() > 1;
+                if per && (ax >= x.shape.len() || x.shape[ax] != scale.len()) {
+                    return Err(ctx.err(format!(
+                        "{} scales for axis {ax} of {:?}",
+                        scale.len(),
+                        x.shape
+                    )));
+                }
                 let inner: usize = if per {
                     x.shape[ax + 1..].iter().product()
                 } else {

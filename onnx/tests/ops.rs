@@ -586,3 +586,180 @@ fn bad_files_are_errors() {
     );
     assert!(import(&m.write_to_bytes().unwrap(), None, &Options::default()).is_err());
 }
+
+fn int8_tensor(name: &str, dims: &[i64], v: &[i8]) -> TensorProto {
+    let mut t = TensorProto::new();
+    t.name = name.into();
+    t.dims = dims.to_vec();
+    t.data_type = 3;
+    t.raw_data = v.iter().map(|&x| x as u8).collect();
+    t
+}
+
+/// QLinearConv (per-channel weight scales, int32 bias, padding, a second
+/// depthwise one) and QLinearMatMul run as the IR's int8 conv2d and gemm.
+/// onnxruntime requantizes in f32, the NPU in fixed point (REQUANT), so an
+/// output may differ by one step of its scale: the tolerance is one step.
+#[test]
+fn qlinear_ops_match_onnxruntime() {
+    let (c, k) = (3usize, 4usize);
+    let wv: Vec<i8> = weights(k * c * 9, 41)
+        .iter()
+        .map(|x| (x * 250.0) as i8)
+        .collect();
+    let wd: Vec<i8> = weights(k * 9, 42)
+        .iter()
+        .map(|x| (x * 250.0) as i8)
+        .collect();
+    let mut bias = TensorProto::new();
+    bias.name = "b".into();
+    bias.dims = vec![k as i64];
+    bias.data_type = 6;
+    bias.raw_data = [-300i32, 120, 0, 999]
+        .iter()
+        .flat_map(|x| x.to_le_bytes())
+        .collect();
+    let inits = vec![
+        tensor("sx", &[], &[0.02]),
+        int8_scalar("zx", 0),
+        int8_tensor("w", &[k as i64, c as i64, 3, 3], &wv),
+        tensor("sw", &[k as i64], &[0.003, 0.004, 0.002, 0.005]),
+        int8_tensor("zw", &[k as i64], &[0; 4]),
+        bias,
+        tensor("sy", &[], &[0.05]),
+        int8_scalar("zy", 0),
+        int8_tensor("wd", &[k as i64, 1, 3, 3], &wd),
+        tensor("swd", &[], &[0.004]),
+        int8_scalar("zwd", 0),
+        tensor("sz", &[], &[0.03]),
+        int8_scalar("zz", -7),
+    ];
+    let nodes = vec![
+        node("QuantizeLinear", "q", &["x", "sx", "zx"], &["xq"], &[]),
+        node(
+            "QLinearConv",
+            "qconv",
+            &["xq", "sx", "zx", "w", "sw", "zw", "sy", "zy", "b"],
+            &["yq"],
+            &[("pads", A::Is(&[1, 1, 1, 1]))],
+        ),
+        node(
+            "QLinearConv",
+            "qdw",
+            &["yq", "sy", "zy", "wd", "swd", "zwd", "sz", "zz"],
+            &["zq"],
+            &[("group", A::I(k as i64)), ("strides", A::Is(&[2, 2]))],
+        ),
+        node("DequantizeLinear", "dq", &["zq", "sz", "zz"], &["y"], &[]),
+    ];
+    let m = model(
+        nodes,
+        inits,
+        &[("x", &[1, 3, 9, 9])],
+        &[("y", &[1, 4, 4, 4])],
+        13,
+    );
+    let d = tmpdir("qlinear");
+    let path = d.join("model.onnx");
+    let bytes = m.write_to_bytes().unwrap();
+    std::fs::write(&path, &bytes).unwrap();
+    let g = import(&bytes, None, &Options::default()).unwrap().graph;
+    assert!(
+        g.nodes()
+            .iter()
+            .any(|n| matches!(n.op, npu::ir::Op::Conv2d { .. }) && n.ty.dtype == npu::DType::I8),
+        "the convs are int8 in the IR"
+    );
+    let case = Case {
+        file: "qlinearconv",
+        shapes: &[],
+        atol: 0.03 * 1.01,
+        rtol: 0.0,
+    };
+    let (code, report) = run_against_ort(&case, &bytes, &d, &path, "qlinear");
+    assert_eq!(code, 0, "{report}");
+
+    let wm: Vec<i8> = weights(6 * 5, 43)
+        .iter()
+        .map(|x| (x * 250.0) as i8)
+        .collect();
+    let inits = vec![
+        tensor("sx", &[], &[0.01]),
+        int8_scalar("zx", 0),
+        int8_tensor("w", &[6, 5], &wm),
+        tensor("sw", &[], &[0.004]),
+        int8_scalar("zw", 0),
+        tensor("sy", &[], &[0.02]),
+        int8_scalar("zy", 3),
+    ];
+    let nodes = vec![
+        node("QuantizeLinear", "q", &["x", "sx", "zx"], &["xq"], &[]),
+        node(
+            "QLinearMatMul",
+            "qmm",
+            &["xq", "sx", "zx", "w", "sw", "zw", "sy", "zy"],
+            &["yq"],
+            &[],
+        ),
+        node("DequantizeLinear", "dq", &["yq", "sy", "zy"], &["y"], &[]),
+    ];
+    let m = model(nodes, inits, &[("x", &[3, 6])], &[("y", &[3, 5])], 13);
+    let bytes = m.write_to_bytes().unwrap();
+    std::fs::write(&path, &bytes).unwrap();
+    let case = Case {
+        file: "qlinearmatmul",
+        shapes: &[],
+        atol: 0.02 * 1.01,
+        rtol: 0.0,
+    };
+    let (code, report) = run_against_ort(&case, &bytes, &d, &path, "qlinear");
+    assert_eq!(code, 0, "{report}");
+    // Asymmetric activations are refused, naming the node.
+    let mut m = m;
+    m.graph.as_mut().unwrap().initializer[1] = int8_scalar("zx", 5);
+    let e = import(&m.write_to_bytes().unwrap(), None, &Options::default()).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("node `qmm` (QLinearMatMul): asymmetric int8"),
+        "{e}"
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// Damaged files are errors, never panics: every model the tests fetch,
+/// with bytes flipped at random places, and truncated.
+#[test]
+fn damaged_models_never_panic() {
+    let path = common::model_path("rapidocr-onnxruntime-1.4.4/ch_ppocr_mobile_v2.0_cls_infer.onnx");
+    let good = std::fs::read(&path).unwrap();
+    let opts = Options {
+        input_shapes: [("x".to_string(), vec![1, 3, 48, 192])]
+            .into_iter()
+            .collect(),
+    };
+    let mut s = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s
+    };
+    let (mut ok, mut err) = (0, 0);
+    for i in 0..300 {
+        let mut b = good.clone();
+        if i % 10 == 9 {
+            b.truncate(next() as usize % good.len());
+        } else {
+            for _ in 0..1 + next() % 4 {
+                let at = next() as usize % b.len();
+                b[at] ^= 1 << (next() % 8);
+            }
+        }
+        match import(&b, None, &opts) {
+            Ok(_) => ok += 1,
+            Err(_) => err += 1,
+        }
+    }
+    // Most flips land in weights (still a valid model); some break it.
+    assert!(ok > 0 && err > 0, "{ok} imported, {err} refused");
+}
