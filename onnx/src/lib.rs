@@ -198,6 +198,78 @@ pub fn import(bytes: &[u8], base: Option<&Path>, opts: &Options) -> Result<Model
     })
 }
 
+/// An input or output as the file declares it, before import: dims are
+/// numbers or the file's symbolic names (`?` when unnamed).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Declared {
+    pub name: String,
+    /// ONNX element type name (`float32`, `int8`, ...).
+    pub elem_type: String,
+    pub dims: Vec<String>,
+}
+
+/// The graph's inputs (initializers excluded) and outputs as declared.
+pub fn declared_io(bytes: &[u8]) -> Result<(Vec<Declared>, Vec<Declared>), ImportError> {
+    use onnx_protobuf::tensor_shape_proto::dimension::Value;
+    let model =
+        ModelProto::parse_from_bytes(bytes).map_err(|e| ImportError::Decode(e.to_string()))?;
+    let graph = model
+        .graph
+        .as_ref()
+        .ok_or_else(|| ImportError::Decode("the model has no graph".into()))?;
+    let inits: std::collections::HashSet<&str> =
+        graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    let declare = |vi: &onnx_protobuf::ValueInfoProto| {
+        let (elem_type, dims) = match vi.type_.as_ref().and_then(|t| t.value.as_ref()) {
+            Some(onnx_protobuf::type_proto::Value::TensorType(tt)) => (
+                elem_type_name(tt.elem_type).to_string(),
+                tt.shape
+                    .dim
+                    .iter()
+                    .map(|d| match &d.value {
+                        Some(Value::DimValue(v)) if *v > 0 => v.to_string(),
+                        Some(Value::DimParam(p)) if !p.is_empty() => p.clone(),
+                        _ => "?".to_string(),
+                    })
+                    .collect(),
+            ),
+            _ => ("(not a tensor)".to_string(), vec![]),
+        };
+        Declared {
+            name: vi.name.clone(),
+            elem_type,
+            dims,
+        }
+    };
+    Ok((
+        graph
+            .input
+            .iter()
+            .filter(|vi| !inits.contains(vi.name.as_str()))
+            .map(declare)
+            .collect(),
+        graph.output.iter().map(declare).collect(),
+    ))
+}
+
+fn elem_type_name(t: i32) -> &'static str {
+    match t {
+        1 => "float32",
+        2 => "uint8",
+        3 => "int8",
+        4 => "uint16",
+        5 => "int16",
+        6 => "int32",
+        7 => "int64",
+        8 => "string",
+        9 => "bool",
+        10 => "float16",
+        11 => "float64",
+        16 => "bfloat16",
+        _ => "other",
+    }
+}
+
 fn input_type(
     vi: &onnx_protobuf::ValueInfoProto,
     opts: &Options,

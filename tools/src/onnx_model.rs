@@ -47,6 +47,23 @@ pub fn describe(m: &Model) -> String {
     s
 }
 
+/// The inputs and outputs as the file declares them (symbolic dimensions
+/// by name), for a model that does not import as it is.
+pub fn describe_declared(ins: &[npu_onnx::Declared], outs: &[npu_onnx::Declared]) -> String {
+    let mut s = String::new();
+    for (kind, list) in [("input", ins), ("output", outs)] {
+        for d in list {
+            s += &format!(
+                "  {kind:6} {:30} {} [{}] (as declared)\n",
+                d.name,
+                d.elem_type,
+                d.dims.join(", ")
+            );
+        }
+    }
+    s
+}
+
 /// Data for input `io` from `path`: an .npy file (its dtype and shape
 /// must match) or raw little-endian bytes of the input's exact size.
 pub fn read_input(io: &IoInfo, path: &Path) -> Result<TensorData, String> {

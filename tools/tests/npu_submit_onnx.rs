@@ -69,6 +69,16 @@ fn lists_with_a_given_shape() {
 }
 
 #[test]
+fn lists_symbolic_dimensions_as_declared() {
+    let (rc, out) = npu_submit(&["--list", &model(CLS)]);
+    assert_eq!(rc, 2, "{out}");
+    assert!(out.contains("input  x"), "{out}");
+    assert!(out.contains("float32 [?, 3, ?, ?] (as declared)"), "{out}");
+    assert!(out.contains("float32 [?, 2] (as declared)"), "{out}");
+    assert!(out.contains("--shape x="), "{out}");
+}
+
+#[test]
 fn symbolic_dimensions_need_a_shape() {
     let (rc, out) = npu_submit(&["--backend", "model", &model(CLS)]);
     assert_eq!(rc, 2, "{out}");

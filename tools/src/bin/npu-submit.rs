@@ -30,7 +30,9 @@ options:
   --input NAME=FILE      data for input NAME: FILE.npy (numpy.save), else raw
                          little-endian bytes
   --shape NAME=D0,D1,..  (ONNX) the shape of an input with symbolic dimensions
-  --list                 (ONNX) list the model's inputs and outputs; run nothing
+  --list                 (ONNX) list the model's inputs and outputs as declared
+                         and as imported (dtype, shape, quantization); run
+                         nothing (exit 2 if it does not import)
   --repeat N             run N times in one session (run i: random inputs of
                          seed + i), check each; print min/median/max times
   --disasm               print the command buffer
@@ -234,8 +236,20 @@ fn run_kernel(o: &Opts, path: &Path) -> Result<(), Fail> {
             input_shapes: o.shapes.iter().cloned().collect(),
         };
         let t = std::time::Instant::now();
-        let m = npu_onnx::load(path, &opts)
-            .map_err(|e| Fail::Usage(format!("{}: {e}", path.display())))?;
+        let loaded = npu_onnx::load(path, &opts);
+        if o.list {
+            // The file's own view first, so a model that does not import
+            // (symbolic dimensions, a refused op) is still listed.
+            let bytes = read(path)?;
+            if let Ok((ins, outs)) = npu_onnx::declared_io(&bytes) {
+                print!(
+                    "{}: declared\n{}",
+                    path.display(),
+                    onnx_model::describe_declared(&ins, &outs)
+                );
+            }
+        }
+        let m = loaded.map_err(|e| Fail::Usage(format!("{}: {e}", path.display())))?;
         print!(
             "{}: imported in {:.3} ms; {}",
             path.display(),
