@@ -593,6 +593,16 @@ impl Importer<'_> {
                 };
                 self.set(&ctx, Val::Host(t));
             }
+            "Cast" if ctx.int("to", 0) == 1 => {
+                // float -> float of a computed (always f32) tensor: itself.
+                let x = self.ir_input(&ctx, 0)?;
+                if self.g.ty(x).dtype != DType::F32 {
+                    return Err(
+                        ctx.err(format!("cast of {} to float32 has no IR op", self.g.ty(x)))
+                    );
+                }
+                self.set(&ctx, Val::Ir(x));
+            }
             "Identity" | "Dropout" => {
                 if n.output.len() > 1 && !n.output[1].is_empty() {
                     return Err(ctx.err("the dropout mask output is not supported"));
@@ -627,7 +637,17 @@ impl Importer<'_> {
             "Flatten" => {
                 let x = self.input(&ctx, 0)?;
                 let s = self.shape(&x);
-                let a = axis(ctx.int("axis", 1), s.len() + 1, &ctx)?;
+                // axis is in [-r, r]; a negative one counts from r.
+                let r = s.len() as i64;
+                let a = ctx.int("axis", 1);
+                let a = if a < 0 { a + r } else { a };
+                if !(0..=r).contains(&a) {
+                    return Err(ctx.err(format!(
+                        "axis {} is out of range for rank {r}",
+                        ctx.int("axis", 1)
+                    )));
+                }
+                let a = a as usize;
                 let shape = vec![s[..a].iter().product(), s[a..].iter().product()];
                 self.reshape_node(&ctx, x, shape)?;
             }
@@ -1116,7 +1136,11 @@ impl Importer<'_> {
         let mut add_after = None;
         if let Some(c) = self.opt_input(ctx, 2)? {
             match c {
-                Val::Host(t) if t.elems() == n || t.elems() == 1 => {
+                // A C that is one value, or one per column ([N], [1, N]):
+                // the bias. (A [M, 1] C broadcasts along rows: not a bias.)
+                Val::Host(t)
+                    if t.elems() == 1 || (t.shape.last() == Some(&n) && t.elems() == n) =>
+                {
                     let v = t.data.as_f32();
                     let v: Vec<f32> = if v.len() == 1 {
                         vec![v[0] * beta; n]

@@ -763,3 +763,29 @@ fn damaged_models_never_panic() {
     // Most flips land in weights (still a valid model); some break it.
     assert!(ok > 0 && err > 0, "{ok} imported, {err} refused");
 }
+
+/// Flatten with a negative axis; a float Cast of a computed tensor; Gemm
+/// with a C of [1, N] (a bias) and one of [M, 1] with M = N (not a bias:
+/// it broadcasts along rows).
+#[test]
+fn flatten_cast_and_gemm_c_match_onnxruntime() {
+    let inits = vec![
+        tensor("w", &[4, 4], &weights(16, 51)),
+        tensor("c_row", &[1, 4], &[0.5, -1.0, 2.0, 0.25]),
+        tensor("c_col", &[4, 1], &[10.0, -10.0, 3.0, 0.0]),
+    ];
+    let nodes = vec![
+        node("Flatten", "fl", &["x"], &["f"], &[("axis", A::I(-1))]),
+        node("Cast", "cast", &["f"], &["fc"], &[("to", A::I(1))]),
+        node("Gemm", "g1", &["fc", "w", "c_row"], &["y1"], &[]),
+        node(
+            "Gemm",
+            "g2",
+            &["y1", "w", "c_col"],
+            &["y"],
+            &[("transB", A::I(1))],
+        ),
+    ];
+    let m = model(nodes, inits, &[("x", &[2, 2, 4])], &[("y", &[4, 4])], 13);
+    matches_ort("flatten", &m, 1e-5);
+}
