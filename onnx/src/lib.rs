@@ -1475,7 +1475,8 @@ impl Importer<'_> {
             return self.emit(ctx, Op::Quantize { x }, Some(q));
         }
         match x {
-            Val::Host(_) => unreachable_fold(ctx),
+            // A constant input with constant parameters was folded.
+            Val::Host(_) => Err(ctx.err("cannot dequantize this constant")),
             Val::Ir(id) => {
                 if self.g.ty(id).quant.as_ref() != Some(&q) {
                     return Err(ctx.err(format!("the input's quantization ({}) differs from this node's (scale {scale}, zp {zp})", self.g.ty(id))));
@@ -1707,16 +1708,11 @@ impl Importer<'_> {
                     data: Data::F32(data),
                 }
             }
-            "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze" | "Identity" | "Constant" | "Shape" => {
-                return Ok(None)
-            }
+            // The rest (among them Reshape, Flatten, Squeeze, Unsqueeze,
+            // Identity, Shape) keeps known values known when it is mapped.
             _ => return Ok(None),
         }))
     }
-}
-
-fn unreachable_fold(ctx: &Ctx) -> Result<(), ImportError> {
-    Err(ctx.err("internal: a constant dequantize should have been folded"))
 }
 
 /// For each element of `out`, the index of the element of a tensor of
