@@ -115,6 +115,12 @@ pub fn import(bytes: &[u8], base: Option<&Path>, opts: &Options) -> Result<Model
     for n in &graph.node {
         *op_counts.entry(n.op_type.clone()).or_insert(0) += 1;
     }
+    let mut consumers: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, n) in graph.node.iter().enumerate() {
+        for input in &n.input {
+            consumers.entry(input.as_str()).or_default().push(i);
+        }
+    }
     let mut imp = Importer {
         g: Graph::new(),
         vals: HashMap::new(),
@@ -122,6 +128,11 @@ pub fn import(bytes: &[u8], base: Option<&Path>, opts: &Options) -> Result<Model
         opset,
         base,
         temp: 0,
+        nodes: &graph.node,
+        consumers,
+        graph_outputs: graph.output.iter().map(|o| o.name.as_str()).collect(),
+        int8_consts: HashMap::new(),
+        done: std::collections::HashSet::new(),
     };
     for t in &graph.initializer {
         imp.vals
@@ -141,8 +152,11 @@ pub fn import(bytes: &[u8], base: Option<&Path>, opts: &Options) -> Result<Model
             ty,
         });
     }
-    for n in &graph.node {
-        imp.node(n)?;
+    for (i, n) in graph.node.iter().enumerate() {
+        // A QuantizeLinear an int8 conv already produced.
+        if !imp.done.contains(&i) {
+            imp.node(n)?;
+        }
     }
     let mut outputs = Vec::new();
     for vi in &graph.output {
@@ -348,6 +362,16 @@ struct Importer<'a> {
     opset: i64,
     base: Option<&'a Path>,
     temp: usize,
+    nodes: &'a [NodeProto],
+    /// The nodes reading each value, by index.
+    consumers: HashMap<&'a str, Vec<usize>>,
+    graph_outputs: std::collections::HashSet<&'a str>,
+    /// Constant int8 tensors a DequantizeLinear folded (QDQ weights), by
+    /// the folded value's name: the int8 data and the scales (one, or one
+    /// per index of axis 0).
+    int8_consts: HashMap<String, (Vec<i8>, Vec<f32>)>,
+    /// Nodes mapped together with an earlier one.
+    done: std::collections::HashSet<usize>,
 }
 
 /// The node being mapped, for error messages.
@@ -992,7 +1016,142 @@ impl Importer<'_> {
         }
     }
 
+    /// The QDQ form of an int8 conv, `Conv(DequantizeLinear(x_q),
+    /// DequantizeLinear(w_q), bias) -> QuantizeLinear`, as the IR's int8
+    /// conv2d producing the QuantizeLinear's output (the two are mapped
+    /// together); `false` (nothing added) when the pattern does not hold:
+    /// x and w int8 with zero point 0, the conv read by that
+    /// QuantizeLinear alone, a per-tensor output quantization.
+    fn int8_conv(&mut self, ctx: &Ctx) -> Result<bool, ImportError> {
+        let Some(Val::Ir(xd)) = ctx.n.input.first().and_then(|i| self.vals.get(i)).cloned() else {
+            return Ok(false);
+        };
+        let Op::Dequantize { x: xq } = self.g.node(xd).op else {
+            return Ok(false);
+        };
+        let sx = match self.g.ty(xq).quant {
+            Some(Quant::PerTensor {
+                scale,
+                zero_point: 0,
+            }) => scale,
+            _ => return Ok(false),
+        };
+        let Some((wq, ws)) = ctx
+            .n
+            .input
+            .get(1)
+            .and_then(|w| self.int8_consts.get(w))
+            .cloned()
+        else {
+            return Ok(false);
+        };
+        let out = ctx.n.output[0].as_str();
+        let readers = self.consumers.get(out).cloned().unwrap_or_default();
+        if readers.len() != 1 || self.graph_outputs.contains(out) {
+            return Ok(false);
+        }
+        let qi = readers[0];
+        let qn = &self.nodes[qi];
+        if qn.op_type != "QuantizeLinear" || qn.input.first().map(String::as_str) != Some(out) {
+            return Ok(false);
+        }
+        let qctx = Ctx { n: qn };
+        let (ys, yz) = match self.qparams(&qctx, 1, "y") {
+            Ok((s, z)) if s.len() == 1 => (s[0], z[0]),
+            _ => return Ok(false),
+        };
+        let w = match self.input(ctx, 1)? {
+            Val::Host(t) if t.shape.len() == 4 => t,
+            _ => return Ok(false),
+        };
+        let k = w.shape[0];
+        let wquant = match ws.len() {
+            1 => Quant::PerTensor {
+                scale: ws[0],
+                zero_point: 0,
+            },
+            n if n == k => Quant::PerChannel {
+                scales: ws.clone(),
+                axis: 0,
+            },
+            _ => return Ok(false),
+        };
+        // The bias in the accumulator's units (x scale x w scale), as
+        // the QDQ form's int32 bias was before it was dequantized.
+        let bias = match self.opt_input(ctx, 2)? {
+            None => None,
+            Some(Val::Host(b)) if b.elems() == k => {
+                let b = b.data.as_f32();
+                let mut q = Vec::with_capacity(k);
+                for (c, v) in b.iter().enumerate() {
+                    let r = (*v as f64 / (sx as f64 * ws[c.min(ws.len() - 1)] as f64)).round();
+                    if r.is_nan() || r.abs() >= i32::MAX as f64 {
+                        return Ok(false);
+                    }
+                    q.push(r as i32);
+                }
+                Some(q)
+            }
+            Some(_) => return Ok(false),
+        };
+        let s = self.g.ty(xq).shape.clone();
+        if s.len() != 4 {
+            return Ok(false);
+        }
+        let stride = self.pair(ctx, "strides", 1)?;
+        let dilation = self.pair(ctx, "dilations", 1)?;
+        let padding = self.padding(ctx, &s[2..], [w.shape[2], w.shape[3]], stride, dilation)?;
+        let groups = usize::try_from(ctx.int("group", 1)).map_err(|_| ctx.err("negative group"))?;
+        let wname = self.fresh(&format!("{}/int8", ctx.n.input[1]));
+        let weight = self
+            .g
+            .constant(
+                &wname,
+                TensorType::quantized(&w.shape, wquant),
+                TensorData::I8(wq),
+            )
+            .map_err(|e| ctx.err(e.to_string()))?;
+        let bias = match bias {
+            Some(b) => {
+                let name = self.fresh(&format!("{}/int32", ctx.n.input[2]));
+                Some(
+                    self.g
+                        .constant(&name, TensorType::new(DType::I32, &[k]), TensorData::I32(b))
+                        .map_err(|e| ctx.err(e.to_string()))?,
+                )
+            }
+            None => None,
+        };
+        let op = Op::Conv2d {
+            input: xq,
+            weight,
+            bias,
+            window: Window {
+                stride,
+                padding,
+                dilation,
+            },
+            groups,
+        };
+        let qout = qn.output[0].clone();
+        let yq = Quant::PerTensor {
+            scale: ys,
+            zero_point: yz,
+        };
+        // An int8 form the IR refuses (a scale out of the requantizer's
+        // range, say) stays f32; the constants added are dead code.
+        let Ok(v) = self.add(&qout, op, Some(yq), ctx) else {
+            return Ok(false);
+        };
+        self.vals.insert(qout, Val::Ir(v));
+        self.done.insert(qi);
+        Ok(true)
+    }
+
     fn conv(&mut self, ctx: &Ctx) -> Result<(), ImportError> {
+        if self.int8_conv(ctx)? {
+            return Ok(());
+        }
         let x = self.ir_input(ctx, 0)?;
         let s = self.g.ty(x).shape.clone();
         if s.len() != 4 {
@@ -1675,6 +1834,10 @@ impl Importer<'_> {
                     .flatten()
                     .and_then(|t| t.data.as_i64())
                     .unwrap_or(vec![0]);
+                let int8 = match &x.data {
+                    Data::I8(v) => Some(v.clone()),
+                    _ => None,
+                };
                 let xs = x
                     .data
                     .as_i64()
@@ -1703,6 +1866,15 @@ impl Importer<'_> {
                         (q - z) as f32 * scale[c.min(scale.len() - 1)]
                     })
                     .collect();
+                // Symmetric int8 per-tensor or per-output-channel weights:
+                // kept, so a conv reading them can run in int8.
+                if let Some(q) = int8 {
+                    if zp.iter().all(|&z| z == 0) && (!per || ax == 0) {
+                        if let Some(out) = n.output.first() {
+                            self.int8_consts.insert(out.clone(), (q, scale.clone()));
+                        }
+                    }
+                }
                 HostTensor {
                     shape: x.shape,
                     data: Data::F32(data),

@@ -789,3 +789,146 @@ fn flatten_cast_and_gemm_c_match_onnxruntime() {
     let m = model(nodes, inits, &[("x", &[2, 2, 4])], &[("y", &[4, 4])], 13);
     matches_ort("flatten", &m, 1e-5);
 }
+
+fn int8_convs(bytes: &[u8]) -> usize {
+    let g = import(bytes, None, &Options::default()).unwrap().graph;
+    g.nodes()
+        .iter()
+        .filter(|n| matches!(n.op, npu::ir::Op::Conv2d { .. }) && n.ty.dtype == npu::DType::I8)
+        .count()
+}
+
+/// The QDQ form onnxruntime's quantizer writes (QuantizeLinear ->
+/// DequantizeLinear around every conv, int8 weights per channel behind a
+/// DequantizeLinear, an int32 bias behind one too) runs as int8 convs on
+/// the NPU. onnxruntime fuses the same pattern into its int8 kernels; the
+/// tolerance is one step of the output scale, as for QLinearConv.
+#[test]
+fn qdq_convs_run_in_int8_and_match_onnxruntime() {
+    let (c, k) = (3usize, 6usize);
+    let wv: Vec<i8> = weights(k * c * 9, 61)
+        .iter()
+        .map(|x| (x * 250.0) as i8)
+        .collect();
+    let w2: Vec<i8> = weights(k * 9, 62)
+        .iter()
+        .map(|x| (x * 250.0) as i8)
+        .collect();
+    let sw = [0.003f32, 0.004, 0.002, 0.005, 0.0035, 0.0025];
+    let sx = 0.02f32;
+    let mut bias = TensorProto::new();
+    bias.name = "b".into();
+    bias.dims = vec![k as i64];
+    bias.data_type = 6;
+    bias.raw_data = [-300i32, 120, 0, 999, -5, 42]
+        .iter()
+        .flat_map(|x| x.to_le_bytes())
+        .collect();
+    let bscale: Vec<f32> = sw.iter().map(|s| s * sx).collect();
+    let mut zb = TensorProto::new();
+    zb.name = "zb".into();
+    zb.dims = vec![k as i64];
+    zb.data_type = 6;
+    zb.raw_data = vec![0; 4 * k];
+    let inits = vec![
+        tensor("sx", &[], &[sx]),
+        int8_scalar("zx", 0),
+        int8_tensor("w", &[k as i64, c as i64, 3, 3], &wv),
+        tensor("sw", &[k as i64], &sw),
+        int8_tensor("zw", &[k as i64], &[0; 6]),
+        bias,
+        tensor("sb", &[k as i64], &bscale),
+        zb,
+        tensor("sy", &[], &[0.05]),
+        int8_scalar("zy", 0),
+        int8_tensor("w2", &[k as i64, 1, 3, 3], &w2),
+        tensor("sw2", &[], &[0.004]),
+        int8_scalar("zw2", 0),
+        tensor("sz", &[], &[0.03]),
+        int8_scalar("zz", -4),
+    ];
+    let nodes = vec![
+        node("QuantizeLinear", "qx", &["x", "sx", "zx"], &["xq"], &[]),
+        node("DequantizeLinear", "dqx", &["xq", "sx", "zx"], &["xd"], &[]),
+        node(
+            "DequantizeLinear",
+            "dqw",
+            &["w", "sw", "zw"],
+            &["wd"],
+            &[("axis", A::I(0))],
+        ),
+        node(
+            "DequantizeLinear",
+            "dqb",
+            &["b", "sb", "zb"],
+            &["bd"],
+            &[("axis", A::I(0))],
+        ),
+        node(
+            "Conv",
+            "conv1",
+            &["xd", "wd", "bd"],
+            &["c1"],
+            &[("pads", A::Is(&[1, 1, 1, 1]))],
+        ),
+        node("QuantizeLinear", "qc1", &["c1", "sy", "zy"], &["c1q"], &[]),
+        node(
+            "DequantizeLinear",
+            "dqc1",
+            &["c1q", "sy", "zy"],
+            &["c1d"],
+            &[],
+        ),
+        node(
+            "DequantizeLinear",
+            "dqw2",
+            &["w2", "sw2", "zw2"],
+            &["w2d"],
+            &[],
+        ),
+        node(
+            "Conv",
+            "dw",
+            &["c1d", "w2d"],
+            &["c2"],
+            &[("group", A::I(k as i64)), ("strides", A::Is(&[2, 2]))],
+        ),
+        node("QuantizeLinear", "qc2", &["c2", "sz", "zz"], &["c2q"], &[]),
+        node(
+            "DequantizeLinear",
+            "dqc2",
+            &["c2q", "sz", "zz"],
+            &["y"],
+            &[],
+        ),
+    ];
+    let m = model(
+        nodes,
+        inits,
+        &[("x", &[1, 3, 9, 9])],
+        &[("y", &[1, 6, 4, 4])],
+        13,
+    );
+    let bytes = m.write_to_bytes().unwrap();
+    assert_eq!(int8_convs(&bytes), 2, "both convs are int8 on the NPU");
+    let d = tmpdir("qdq-int8");
+    let path = d.join("model.onnx");
+    std::fs::write(&path, &bytes).unwrap();
+    let case = Case {
+        file: "qdq-int8",
+        shapes: &[],
+        atol: 0.03 * 1.01,
+        rtol: 0.0,
+    };
+    let (code, report) = run_against_ort(&case, &bytes, &d, &path, "qdq");
+    assert_eq!(code, 0, "{report}");
+    // A conv whose f32 result is also a graph output stays f32.
+    let mut m2 = m.clone();
+    m2.graph
+        .as_mut()
+        .unwrap()
+        .output
+        .push(value("c2", &[1, 6, 4, 4]));
+    assert_eq!(int8_convs(&m2.write_to_bytes().unwrap()), 1);
+    let _ = std::fs::remove_dir_all(&d);
+}
