@@ -919,6 +919,32 @@ impl Importer<'_> {
             }
             "QuantizeLinear" | "DequantizeLinear" => self.qdq(&ctx)?,
             "QLinearConv" | "QLinearMatMul" => self.qlinear(&ctx)?,
+            "ReduceMean" | "ReduceSum" | "ReduceMax" => self.reduce(&ctx)?,
+            "Pow" => {
+                // x^2 is x * x; other exponents have no IR op.
+                let e = match self.input(&ctx, 1)? {
+                    Val::Host(t) if t.elems() == 1 => t.data.as_f32()[0],
+                    _ => return Err(ctx.err("the exponent must be a constant scalar")),
+                };
+                let x = self.ir_input(&ctx, 0)?;
+                match e {
+                    1.0 => self.set(&ctx, Val::Ir(x)),
+                    2.0 => self.emit(
+                        &ctx,
+                        Op::Binary {
+                            op: BinaryOp::Mul,
+                            a: x,
+                            b: x,
+                        },
+                        None,
+                    )?,
+                    _ => {
+                        return Err(ctx.err(format!(
+                            "exponent {e}: only 1 and 2 map (x * x); the IR has no pow or sqrt"
+                        )))
+                    }
+                }
+            }
             other => {
                 let why = match other {
                     "Concat" | "Pad" | "Resize" | "Upsample" | "ConvTranspose" | "Slice"
@@ -1191,6 +1217,106 @@ impl Importer<'_> {
             groups,
         };
         self.emit(ctx, op, None)
+    }
+
+    /// Reductions the IR expresses: over H and W of an NCHW tensor, a
+    /// global pool (mean, max); over the last axis, a gemm with a constant
+    /// column of 1/K (mean) or ones (sum).
+    fn reduce(&mut self, ctx: &Ctx) -> Result<(), ImportError> {
+        let x = self.ir_input(ctx, 0)?;
+        let s = self.g.ty(x).shape.clone();
+        let r = s.len();
+        let axes = if self.opset >= 18 || (ctx.n.op_type == "ReduceSum" && self.opset >= 13) {
+            match self.opt_input(ctx, 1)? {
+                Some(Val::Host(t)) => t.data.as_i64(),
+                Some(Val::Ir(_)) => return Err(ctx.err("the axes must be a constant")),
+                None => None,
+            }
+        } else {
+            ctx.ints("axes")
+        };
+        let mut axes: Vec<usize> = match axes {
+            Some(a) if !a.is_empty() => a
+                .iter()
+                .map(|&a| axis(a, r, ctx))
+                .collect::<Result<_, _>>()?,
+            _ => (0..r).collect(),
+        };
+        axes.sort_unstable();
+        axes.dedup();
+        let keep = ctx.int("keepdims", 1) != 0;
+        let mut kept = s.clone();
+        for &a in &axes {
+            kept[a] = 1;
+        }
+        let out_shape: Vec<usize> = if keep {
+            kept.clone()
+        } else {
+            let v: Vec<usize> = (0..r).filter(|i| !axes.contains(i)).map(|i| s[i]).collect();
+            if v.is_empty() {
+                vec![1]
+            } else {
+                v
+            }
+        };
+        let op_type = ctx.n.op_type.as_str();
+        let y = if r == 4 && axes == [2, 3] && op_type != "ReduceSum" {
+            if s[2] > 255 || s[3] > 255 {
+                return Err(ctx.err(format!(
+                    "a {}x{} plane is larger than the NPU's 255x255 pooling window",
+                    s[2], s[3]
+                )));
+            }
+            let kind = if op_type == "ReduceMax" {
+                PoolKind::Max
+            } else {
+                PoolKind::Avg
+            };
+            self.temp_op(
+                ctx,
+                Op::Pool {
+                    kind,
+                    x,
+                    kernel: [s[2], s[3]],
+                    window: Window::default(),
+                },
+            )?
+        } else if axes == [r - 1] && op_type != "ReduceMax" {
+            let k = s[r - 1];
+            let m = s[..r - 1].iter().product();
+            let x2 = self.reshape_ir(ctx, x, vec![m, k], false)?;
+            let v = if op_type == "ReduceMean" {
+                1.0 / k as f32
+            } else {
+                1.0
+            };
+            let name = self.fresh(&format!("{}/ones", ctx.n.output[0]));
+            let ones = self
+                .g
+                .constant(
+                    &name,
+                    TensorType::new(DType::F32, &[k, 1]),
+                    TensorData::F32(vec![v; k]),
+                )
+                .map_err(|e| ctx.err(e.to_string()))?;
+            self.temp_op(
+                ctx,
+                Op::Gemm {
+                    a: x2,
+                    b: ones,
+                    bias: None,
+                    trans_a: false,
+                    trans_b: false,
+                },
+            )?
+        } else {
+            return Err(ctx.err(format!(
+                "{op_type} over axes {axes:?} of {s:?}: only H and W of an NCHW tensor (mean, max) or the last axis (mean, sum) map"
+            )));
+        };
+        let y = self.reshape_ir(ctx, y, out_shape, true)?;
+        self.set(ctx, Val::Ir(y));
+        Ok(())
     }
 
     /// Inference batch norm as `x * a + b` per channel, which libnpu's

@@ -932,3 +932,75 @@ fn qdq_convs_run_in_int8_and_match_onnxruntime() {
     assert_eq!(int8_convs(&m2.write_to_bytes().unwrap()), 1);
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// Reductions the IR expresses (over H and W: global pools; over the last
+/// axis: a gemm with a constant column) and Pow 2 (x * x).
+#[test]
+fn reductions_and_square_match_onnxruntime() {
+    let mut axes = TensorProto::new();
+    axes.name = "last".into();
+    axes.data_type = 7;
+    axes.dims = vec![1];
+    axes.int64_data = vec![-1];
+    let inits = vec![tensor("two", &[], &[2.0]), axes];
+    let nodes = vec![
+        node(
+            "ReduceMean",
+            "se_mean",
+            &["x"],
+            &["m"],
+            &[("axes", A::Is(&[2, 3]))],
+        ),
+        node("Mul", "scale", &["x", "m"], &["xm"], &[]),
+        node(
+            "ReduceMax",
+            "gmax",
+            &["xm"],
+            &["mx"],
+            &[("axes", A::Is(&[-1, -2])), ("keepdims", A::I(0))],
+        ),
+        node("Pow", "sq", &["x", "two"], &["x2"], &[]),
+        node(
+            "ReduceMean",
+            "row_mean",
+            &["x2"],
+            &["rm"],
+            &[("axes", A::Is(&[-1])), ("keepdims", A::I(0))],
+        ),
+        node(
+            "ReduceSum",
+            "row_sum",
+            &["x"],
+            &["rs"],
+            &[("keepdims", A::I(1))],
+        ),
+    ];
+    let mut n = nodes;
+    // opset 13: ReduceSum takes its axes as an input.
+    n[5].input.push("last".into());
+    let m = model(
+        n,
+        inits,
+        &[("x", &[1, 3, 5, 6])],
+        &[("mx", &[1, 3]), ("rm", &[1, 3, 5]), ("rs", &[1, 3, 5, 1])],
+        13,
+    );
+    matches_ort("reduce", &m, 1e-5);
+    // Over the channels: refused, with the reason.
+    let m = model(
+        vec![node(
+            "ReduceMean",
+            "chan_mean",
+            &["x"],
+            &["y"],
+            &[("axes", A::Is(&[1]))],
+        )],
+        vec![],
+        &[("x", &[1, 3, 5, 6])],
+        &[("y", &[1, 1, 5, 6])],
+        13,
+    );
+    let (node_name, _, why) = refused(&m);
+    assert_eq!(node_name, "chan_mean");
+    assert!(why.contains("only H and W"), "{why}");
+}
