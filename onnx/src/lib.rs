@@ -492,6 +492,12 @@ impl Importer<'_> {
         if shape.is_empty() {
             shape.push(1);
         }
+        if !matches!(t.data, Data::F32(_)) {
+            return Err(ctx.err(format!(
+                "the {} constant `{base}` is read by a float op; integer arithmetic has no IR op",
+                t.data.kind()
+            )));
+        }
         let name = if self.g.lookup(base).is_none() && self.vals.contains_key(base) {
             base.to_string()
         } else {
@@ -732,6 +738,7 @@ impl Importer<'_> {
                 }
                 let first = self.get(&names[0], &ctx)?;
                 let mut acc = self.ir(&first, &names[0], &ctx)?;
+                let int8 = |g: &Graph, v: ValueId| g.ty(v).dtype != DType::F32;
                 if names.len() == 1 {
                     self.set(&ctx, Val::Ir(acc));
                     return Ok(());
@@ -739,6 +746,9 @@ impl Importer<'_> {
                 for (k, name) in names.iter().enumerate().skip(1) {
                     let v = self.get(name, &ctx)?;
                     let b = self.ir(&v, name, &ctx)?;
+                    if int8(&self.g, acc) || int8(&self.g, b) {
+                        return Err(ctx.err("integer arithmetic on int8 tensors has no IR op (the IR's int8 ops work on the real values)"));
+                    }
                     let op = Op::Binary { op, a: acc, b };
                     acc = if k + 1 == names.len() {
                         let out = n.output[0].clone();
@@ -961,10 +971,22 @@ impl Importer<'_> {
         Ok(())
     }
 
+    /// Input `i` as an IR value, which must be f32 except for the ops
+    /// that read int8: ONNX arithmetic on int8 tensors is integer
+    /// arithmetic, the IR's on int8 values is on the real values they
+    /// stand for.
     fn ir_input(&mut self, ctx: &Ctx, i: usize) -> Result<ValueId, ImportError> {
         let v = self.input(ctx, i)?;
         let name = ctx.n.input[i].clone();
-        self.ir(&v, &name, ctx)
+        let id = self.ir(&v, &name, ctx)?;
+        let reads_int8 = matches!(ctx.n.op_type.as_str(), "QLinearConv" | "QLinearMatMul");
+        if self.g.ty(id).dtype != DType::F32 && !reads_int8 {
+            return Err(ctx.err(format!(
+                "input `{name}` is {}: integer arithmetic has no IR op (dequantize it first)",
+                self.g.ty(id)
+            )));
+        }
+        Ok(id)
     }
 
     fn reshape_node(&mut self, ctx: &Ctx, x: Val, shape: Vec<usize>) -> Result<(), ImportError> {

@@ -551,6 +551,21 @@ fn unsupported_nodes_are_named() {
     );
     let (_, _, why) = refused(&m);
     assert!(why.contains("uint8"), "{why}");
+    // Integer arithmetic on int8 tensors (ONNX wraps; the IR's int8 ops
+    // compute on real values): refused.
+    let m = model(
+        vec![
+            node("QuantizeLinear", "q", &["x", "s", "z"], &["xq"], &[]),
+            node("Add", "int_add", &["xq", "xq"], &["y"], &[]),
+        ],
+        vec![tensor("s", &[], &[0.1]), int8_scalar("z", 0)],
+        &[("x", &[1, 4])],
+        &[("y", &[1, 4])],
+        13,
+    );
+    let (node_name, _, why) = refused(&m);
+    assert_eq!(node_name, "int_add");
+    assert!(why.contains("integer arithmetic"), "{why}");
     // A node of another domain.
     let mut n = node("Relu", "custom", &["x"], &["y"], &[]);
     n.domain = "com.microsoft".into();
