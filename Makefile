@@ -31,7 +31,7 @@ test: host-deps buildroot
 lint:
 	@NPU_TEST_STAGES=lint scripts/test.sh
 
-host-test:
+host-test: host-deps
 	@NPU_TEST_STAGES=host scripts/test.sh
 
 # cargo-fuzz on the device's command processor, the vfio-user backend and

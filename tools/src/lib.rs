@@ -7,4 +7,6 @@ pub mod args;
 pub mod child;
 pub mod copyjob;
 pub mod kmod;
+pub mod npy;
+pub mod onnx_model;
 pub mod tap;

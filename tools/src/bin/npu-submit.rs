@@ -1,21 +1,24 @@
-//! npu-submit: compile a kernel (libnpu's text form), run it on the NPU,
-//! check it against the CPU reference, print timings; or submit a raw
-//! command buffer with the buffers it uses.
+//! npu-submit: compile a kernel (libnpu's text form) or an ONNX model, run
+//! it on the NPU, check it against the CPU reference, print timings; or
+//! submit a raw command buffer with the buffers it uses.
 //!
 //! Exit status: 0 success, 1 the job failed (fault, timeout, mismatch),
 //! 2 bad usage or input.
 
 use npu::reference::TensorData;
 use npu::runtime::{self, Session};
+use npu_tools::onnx_model;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 const USAGE: &str = "usage: npu-submit [OPTIONS] KERNEL.npu
+       npu-submit [OPTIONS] MODEL.onnx
        npu-submit [OPTIONS] --raw CMDBUF.bin [--buffer SIZE[=FILE]]...
 
-Compile KERNEL.npu for the NPU, run it, and check every output against the
-CPU reference. With --raw, submit a command buffer as it is (for example
+Compile KERNEL.npu (or import MODEL.onnx) for the NPU, run it, and check
+every output against the CPU reference. A model node the NPU cannot run is
+refused (exit status 2) with its name, op type and the reason. With --raw, submit a command buffer as it is (for example
 one written by --dump, with --buffer for each line of its buffers.txt, in
 order: buffers are placed in the order given, from the first NPU address of
 a fresh file, so they get the addresses the dump was made with).
@@ -24,13 +27,19 @@ options:
   --backend accel|model  the onpu driver (default) or the in-process model
   --sram BYTES           SRAM of the model backend (default 1048576)
   --seed N               seed of the random inputs (default 1)
-  --input NAME=FILE      raw little-endian data for input NAME
+  --input NAME=FILE      data for input NAME: FILE.npy (numpy.save), else raw
+                         little-endian bytes
+  --shape NAME=D0,D1,..  (ONNX) the shape of an input with symbolic dimensions
+  --list                 (ONNX) list the model's inputs and outputs as declared
+                         and as imported (dtype, shape, quantization); run
+                         nothing (exit 2 if it does not import)
   --repeat N             run N times in one session (run i: random inputs of
                          seed + i), check each; print min/median/max times
   --disasm               print the command buffer
   --dump DIR             write DIR/cmdbuf.bin (as submitted), DIR/buffers.txt
                          (name, size, NPU address), each input and output as
-                         DIR/NAME.bin; with --raw, DIR/bufferN.bin
+                         DIR/NAME.bin (raw; characters other than A-Za-z0-9._-
+                         in NAME become _); with --raw, DIR/bufferN.bin
   --timeout-ms N         per-job timeout given to the driver (0: default)
   --wait-ms N            give up waiting for a job after N ms (default 60000)
   --tolerance T          relative f32 tolerance (default 1e-4)
@@ -53,6 +62,8 @@ struct Opts {
     wait_ms: Option<u64>,
     tolerance: f32,
     check: bool,
+    shapes: Vec<(String, Vec<usize>)>,
+    list: bool,
 }
 
 /// A failure and how to exit.
@@ -77,6 +88,8 @@ fn parse_args() -> Result<Opts, Fail> {
         wait_ms: None,
         tolerance: 1e-4,
         check: true,
+        shapes: Vec::new(),
+        list: false,
     };
     let mut args = std::env::args().skip(1);
     let usage = |m: String| Fail::Usage(m);
@@ -111,6 +124,21 @@ fn parse_args() -> Result<Opts, Fail> {
             "--tolerance" => o.tolerance = num("--tolerance", val("--tolerance")?)?,
             "--disasm" => o.disasm = true,
             "--no-check" => o.check = false,
+            "--list" => o.list = true,
+            "--shape" => {
+                let v = val("--shape")?;
+                let (n, dims) = v
+                    .split_once('=')
+                    .ok_or_else(|| usage(format!("--shape `{v}`: want NAME=D0,D1,...")))?;
+                let dims = dims
+                    .split(',')
+                    .map(|d| match d.trim().parse::<usize>() {
+                        Ok(x) if x > 0 => Ok(x),
+                        _ => Err(usage(format!("--shape `{v}`: `{d}` is not a dimension"))),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                o.shapes.push((n.to_string(), dims));
+            }
             "--dump" => o.dump = Some(val("--dump")?.into()),
             "--raw" => o.raw = Some(val("--raw")?.into()),
             "--input" => {
@@ -194,12 +222,72 @@ fn session(o: &Opts) -> Result<Session, Fail> {
 }
 
 fn run_kernel(o: &Opts, path: &Path) -> Result<(), Fail> {
-    let src = std::fs::read_to_string(path)
-        .map_err(|e| Fail::Usage(format!("{}: {e}", path.display())))?;
+    let is_onnx = path.extension().is_some_and(|e| e == "onnx");
+    if (o.list || !o.shapes.is_empty()) && !is_onnx {
+        return Err(Fail::Usage(
+            "--list and --shape go with an ONNX model".into(),
+        ));
+    }
+    // ONNX: import, then the same path as a kernel; names in files and
+    // messages are the model's.
+    let mut model = None;
+    let graph = if is_onnx {
+        let opts = npu_onnx::Options {
+            input_shapes: o.shapes.iter().cloned().collect(),
+        };
+        let t = std::time::Instant::now();
+        let loaded = npu_onnx::load(path, &opts);
+        if o.list {
+            // The file's own view first, so a model that does not import
+            // (symbolic dimensions, a refused op) is still listed.
+            let bytes = read(path)?;
+            if let Ok((ins, outs)) = npu_onnx::declared_io(&bytes) {
+                print!(
+                    "{}: declared\n{}",
+                    path.display(),
+                    onnx_model::describe_declared(&ins, &outs)
+                );
+            }
+        }
+        let m = loaded.map_err(|e| Fail::Usage(format!("{}: {e}", path.display())))?;
+        print!(
+            "{}: imported in {:.3} ms; {}",
+            path.display(),
+            t.elapsed().as_secs_f64() * 1e3,
+            onnx_model::describe(&m)
+        );
+        if o.list {
+            return Ok(());
+        }
+        let g = m.graph.clone();
+        model = Some(m);
+        Some(g)
+    } else {
+        None
+    };
     let mut session = session(o)?;
-    let kernel = session
-        .compile_text(&src)
-        .map_err(|e| Fail::Usage(format!("{}: {e}", path.display())))?;
+    let kernel = match graph {
+        Some(g) => session.compile(g),
+        None => {
+            let src = std::fs::read_to_string(path)
+                .map_err(|e| Fail::Usage(format!("{}: {e}", path.display())))?;
+            session.compile_text(&src)
+        }
+    }
+    .map_err(|e| Fail::Usage(format!("{}: {e}", path.display())))?;
+    // IR value name -> the name the user knows (the ONNX one).
+    let user_name = |ir: &str| -> String {
+        model
+            .as_ref()
+            .and_then(|m| {
+                m.inputs
+                    .iter()
+                    .chain(&m.outputs)
+                    .find(|io| io.ir_name == ir)
+            })
+            .map_or(ir.to_string(), |io| io.name.clone())
+    };
+    let file_of = |ir: &str| format!("{}.bin", onnx_model::file_name(&user_name(ir)));
     let prog = &kernel.program;
     println!(
         "{}: {} instructions for {} KiB of SRAM on the {} backend, compiled in {:.3} ms",
@@ -214,6 +302,15 @@ fn run_kernel(o: &Opts, path: &Path) -> Result<(), Fail> {
     }
     let mut inputs = runtime::random_inputs(&kernel.graph, o.seed);
     for (name, file) in &o.inputs {
+        if let Some(m) = &model {
+            let io =
+                m.inputs.iter().find(|io| io.name == *name).ok_or_else(|| {
+                    Fail::Usage(format!("--input: the model has no input `{name}`"))
+                })?;
+            let data = onnx_model::read_input(io, file).map_err(Fail::Usage)?;
+            inputs.insert(io.ir_name.clone(), data);
+            continue;
+        }
         let v = kernel
             .graph
             .inputs()
@@ -270,7 +367,8 @@ fn run_kernel(o: &Opts, path: &Path) -> Result<(), Fail> {
             TensorData::I32(v) => v.iter().take(10).map(|x| x.to_string()).collect(),
         };
         println!(
-            "{name} ({} values): [{}{}]",
+            "{} ({} values): [{}{}]",
+            user_name(name),
             d.len(),
             head.join(", "),
             if d.len() > 10 { ", ..." } else { "" }
@@ -289,13 +387,10 @@ fn run_kernel(o: &Opts, path: &Path) -> Result<(), Fail> {
             (lines.join("\n") + "\n").as_bytes(),
         )?;
         for (name, data) in &inputs {
-            write(&dir.join(format!("{name}.bin")), &data.to_bytes())?;
+            write(&dir.join(file_of(name)), &data.to_bytes())?;
         }
         for name in &names {
-            write(
-                &dir.join(format!("{name}.bin")),
-                &run.outputs[*name].to_bytes(),
-            )?;
+            write(&dir.join(file_of(name)), &run.outputs[*name].to_bytes())?;
         }
         write(&dir.join("cmdbuf.bin"), &run.cmdbuf)?;
         println!("dumped to {}", dir.display());

@@ -1,0 +1,126 @@
+//! Shared by the npu-onnx tests: where the fetched models are, and the
+//! comparison of a model run on the device model with onnxruntime
+//! (tests/ort_compare.py).
+#![allow(dead_code)]
+
+use npu::runtime::{self, Session};
+use npu::TensorData;
+use npu_onnx::{import, Options};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub fn models_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("NPU_MODELS_DIR") {
+        return d.into();
+    }
+    let cache = std::env::var_os("NPU_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache")
+                })
+                .join("npu-stack")
+        });
+    cache.join("models")
+}
+
+pub fn model_path(rel: &str) -> PathBuf {
+    let p = models_dir().join(rel);
+    assert!(
+        p.is_file(),
+        "{} is missing: run scripts/models.sh (make test does, through scripts/host-deps.sh)",
+        p.display()
+    );
+    p
+}
+
+/// One model and how close the NPU must come to onnxruntime
+/// (numpy.isclose: |npu - ort| <= atol + rtol * |ort|).
+pub struct Case {
+    pub file: &'static str,
+    pub shapes: &'static [(&'static str, &'static [usize])],
+    pub atol: f32,
+    pub rtol: f32,
+}
+
+/// Import `bytes`, run them on the device model with seeded random inputs,
+/// and compare with onnxruntime running `reference` (a path). Returns the
+/// comparison's exit status and its report.
+pub fn run_against_ort(
+    case: &Case,
+    bytes: &[u8],
+    base: &Path,
+    reference: &Path,
+    tag: &str,
+) -> (i32, String) {
+    let opts = Options {
+        input_shapes: case
+            .shapes
+            .iter()
+            .map(|(n, s)| (n.to_string(), s.to_vec()))
+            .collect(),
+    };
+    let model = import(bytes, Some(base), &opts).unwrap_or_else(|e| panic!("{}: {e}", case.file));
+    let mut session = Session::model(1 << 20);
+    let kernel = session
+        .compile(model.graph.clone())
+        .unwrap_or_else(|e| panic!("{}: {e}", case.file));
+    let inputs = runtime::random_inputs(&kernel.graph, 7);
+    let run = session
+        .run(&kernel, &inputs)
+        .unwrap_or_else(|e| panic!("{}: {e}", case.file));
+    let dir = std::env::temp_dir().join(format!(
+        "npu-onnx-{}-{}-{tag}",
+        std::process::id(),
+        case.file.replace('/', "_")
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut manifest = String::new();
+    let mut put = |kind: &str, name: &str, shape: &[usize], d: &TensorData, i: usize| {
+        let f = dir.join(format!("{kind}{i}.bin"));
+        std::fs::write(&f, d.to_bytes()).unwrap();
+        let dims: Vec<String> = shape.iter().map(|x| x.to_string()).collect();
+        manifest += &format!("{kind}\t{name}\t{}\t{}\n", f.display(), dims.join(","));
+    };
+    for (i, io) in model.inputs.iter().enumerate() {
+        put("input", &io.name, &io.ty.shape, &inputs[&io.ir_name], i);
+    }
+    for (i, io) in model.outputs.iter().enumerate() {
+        put(
+            "output",
+            &io.name,
+            &io.ty.shape,
+            &run.outputs[&io.ir_name],
+            i,
+        );
+    }
+    let mf = dir.join("manifest.tsv");
+    std::fs::write(&mf, manifest).unwrap();
+    let out = Command::new("python3")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/ort_compare.py"))
+        .arg(reference)
+        .arg(&mf)
+        .arg(case.atol.to_string())
+        .arg(case.rtol.to_string())
+        .output()
+        .expect("run python3");
+    let _ = std::fs::remove_dir_all(&dir);
+    let report = format!(
+        "{}: {} instructions, compiled in {:.2} ms, {} modelled cycles\n{}{}",
+        case.file,
+        kernel.program.insns().len(),
+        kernel.compile_time.as_secs_f64() * 1e3,
+        run.cycles,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{report}");
+    let code = out.status.code().unwrap_or(-1);
+    assert_ne!(
+        code, 3,
+        "onnxruntime is missing (scripts/host-deps.sh installs it): {report}"
+    );
+    (code, report)
+}

