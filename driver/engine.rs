@@ -190,6 +190,12 @@ impl RingState {
     fn has_room(&self) -> bool {
         self.in_flight.len() + self.retired.len() < RING_ENTRIES as usize
     }
+
+    /// Whether ring-error messages are being suppressed right now.
+    fn ring_errors_muted(&self) -> bool {
+        self.ring_error_logged >= RING_ERROR_LOG_BURST
+            && self.ring_error_window.elapsed() <= Delta::from_millis(RING_ERROR_LOG_WINDOW_MS)
+    }
 }
 
 /// Whether the device is bound, and who is using it.
@@ -740,7 +746,11 @@ impl Engine {
             self.counters.doorbells.add(1, Relaxed);
             bar.write32(st.sq_tail, DOORBELL);
         }
-        dev_info!(dev, "NPU reset, {} queued job(s) resubmitted\n", st.in_flight.len());
+        // Quiet while ring errors are (a process writing the registers in a
+        // loop would otherwise flood the log through this line).
+        if !st.ring_errors_muted() {
+            dev_info!(dev, "NPU reset, {} queued job(s) resubmitted\n", st.in_flight.len());
+        }
         Ok(())
     }
 
@@ -875,8 +885,8 @@ impl Engine {
     fn take_ring_error(&self, bar: &Bar0) -> (u32, u32) {
         let bits = bar.read32(RING_ERROR);
         let value = bar.read32(RING_ERROR_VALUE);
-        // Write 1s to clear (the reset clears it too; an all-ones read from
-        // a device that is gone writes nothing it does not define).
+        // Write 1s to clear, the defined bits only (the reset clears it
+        // too).
         bar.write32(RING_ERROR_ALL, RING_ERROR);
         self.counters.ring_errors.add(1, Relaxed);
         self.counters.ring_error_last.store((u64::from(bits) << 32) | u64::from(value), Relaxed);
@@ -897,8 +907,8 @@ impl Engine {
         let which = match bits {
             0 => "none recorded (cleared by someone else?)",
             b if b & !RING_ERROR_ALL != 0 => "undefined bits: the device is broken or gone",
-            b if b & 1 != 0 => "DOORBELL",
-            b if b & 2 != 0 => "CQ_HEAD",
+            b if b & RING_ERROR_DOORBELL != 0 => "DOORBELL",
+            b if b & RING_ERROR_CQ_HEAD != 0 => "CQ_HEAD",
             _ => "a shadow-page index",
         };
         dev_warn!(
@@ -910,7 +920,7 @@ impl Engine {
             self.counters.ring_errors.load(Relaxed)
         );
         if st.ring_error_logged == RING_ERROR_LOG_BURST {
-            dev_warn!(dev, "further ring errors in the next {} ms are not logged\n", RING_ERROR_LOG_WINDOW_MS);
+            dev_warn!(dev, "further ring errors and the resets they cause are not logged for {} ms\n", RING_ERROR_LOG_WINDOW_MS);
         }
     }
 

@@ -60,4 +60,6 @@ pub(crate) const IRQ_RING_ERROR: u32 = 1 << 5;
 pub(crate) const IRQ_ALL: u32 = 0x3f;
 /// RING_ERROR bits ("Ring pointer errors"): DOORBELL, CQ_HEAD, the shadow
 /// page's SQ_TAIL and CQ_HEAD. Other bits are not defined.
+pub(crate) const RING_ERROR_DOORBELL: u32 = 1 << 0;
+pub(crate) const RING_ERROR_CQ_HEAD: u32 = 1 << 1;
 pub(crate) const RING_ERROR_ALL: u32 = 0xf;

@@ -489,23 +489,31 @@ mod avx2 {
         pub(super) fn new(n: usize, k: usize, b: &[i8], bt: bool) -> Self {
             let kp = k.div_ceil(2);
             let panels = n.div_ceil(NR);
-            let b_at = |p: usize, j: usize| {
-                if p >= k || j >= n {
-                    0
-                } else if bt {
-                    b[j * k + p]
-                } else {
-                    b[p * n + j]
-                }
-            };
             let mut bpack = Aligned::zeroed(panels * kp * NR);
             let bp = bpack.get_mut();
-            for jp in 0..panels {
+            let zeros = vec![0i8; if bt { 0 } else { n }];
+            if bt {
+                // Column j is row j of `b`: its pairs go NR apart.
+                for (j, col) in b[..n * k].chunks_exact(k).enumerate() {
+                    let base = (j / NR) * kp * NR + j % NR;
+                    for (q, two) in col.chunks(2).enumerate() {
+                        bp[base + q * NR] = pair(two[0], two.get(1).copied().unwrap_or(0));
+                    }
+                }
+            } else {
+                // Rows 2q and 2q + 1 give pair q of every column.
                 for q in 0..kp {
-                    let dst = &mut bp[(jp * kp + q) * NR..(jp * kp + q + 1) * NR];
-                    for (jj, d) in dst.iter_mut().enumerate() {
-                        let j = jp * NR + jj;
-                        *d = pair(b_at(2 * q, j), b_at(2 * q + 1, j));
+                    let r0 = &b[2 * q * n..(2 * q + 1) * n];
+                    let r1 = if 2 * q + 1 < k {
+                        &b[(2 * q + 1) * n..(2 * q + 2) * n]
+                    } else {
+                        &zeros[..]
+                    };
+                    for (jp, (c0, c1)) in r0.chunks(NR).zip(r1.chunks(NR)).enumerate() {
+                        let dst = &mut bp[(jp * kp + q) * NR..(jp * kp + q + 1) * NR];
+                        for ((d, &lo), &hi) in dst.iter_mut().zip(c0).zip(c1) {
+                            *d = pair(lo, hi);
+                        }
                     }
                 }
             }
@@ -522,11 +530,14 @@ mod avx2 {
             let panels = m.div_ceil(MR);
             let mut apack = Aligned::zeroed(panels * kp * MR);
             let ap = apack.get_mut();
-            for i in 0..m {
-                let row = &a[i * k..(i + 1) * k];
-                let (ip, ii) = (i / MR, i % MR);
-                for (q, two) in row.chunks(2).enumerate() {
-                    ap[(ip * kp + q) * MR + ii] = pair(two[0], two.get(1).copied().unwrap_or(0));
+            // Panel ip holds rows ip * MR.. interleaved: a row's pairs go
+            // MR apart.
+            for (ip, rows) in a[..m * k].chunks(MR * k).enumerate() {
+                let dst = &mut ap[ip * kp * MR..(ip + 1) * kp * MR];
+                for (ii, row) in rows.chunks_exact(k).enumerate() {
+                    for (d, two) in dst[ii..].iter_mut().step_by(MR).zip(row.chunks(2)) {
+                        *d = pair(two[0], two.get(1).copied().unwrap_or(0));
+                    }
                 }
             }
             for k0 in (0..kp).step_by(KC) {

@@ -363,17 +363,29 @@ fn round(
 /// --inject hang:tag=57005).
 const HANG_TAG: u32 = 0xdead;
 
-/// The first job of the driver's in-flight queue (debugfs `state`).
+/// The driver's in-flight queue, oldest first (debugfs `state`).
+fn queued_jobs(bdf: &str) -> Vec<u64> {
+    let state =
+        fs::read_to_string(format!("/sys/kernel/debug/onpu/{bdf}/state")).unwrap_or_default();
+    state
+        .lines()
+        .filter(|l| l.starts_with("  job "))
+        .filter_map(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .collect()
+}
+
+/// The first job of the driver's in-flight queue.
 fn head_job(bdf: &str) -> Option<u64> {
-    let state = fs::read_to_string(format!("/sys/kernel/debug/onpu/{bdf}/state")).ok()?;
-    let line = state.lines().find(|l| l.starts_with("  job "))?;
-    line.split_whitespace().nth(1)?.parse().ok()
+    queued_jobs(bdf).first().copied()
 }
 
 /// A job that hangs at the head of the queue when a refused write comes
 /// must end ABORTED with -EIO (the reset cut it short) long before its
-/// timeout, and the job queued behind it must run and be right.
-fn running_job_aborted(bar: &Bar, bdf: &str, npu: &File, rng: &mut Rng) -> Result<(), String> {
+/// timeout, and the job queued behind it must run and be right. The job
+/// process's jobs queue behind it too: the write waits (a while) until some
+/// are queued, so the reset resubmits them; the job process checks them.
+/// The number of the job process's jobs queued at the reset, on success.
+fn running_job_aborted(bar: &Bar, bdf: &str, npu: &File, rng: &mut Rng) -> Result<usize, String> {
     if !accel::fault_injection(npu)? {
         return Err(
             "the device has no fault injection: start it with --inject hang:tag=57005".into(),
@@ -395,6 +407,16 @@ fn running_job_aborted(bar: &Bar, bdf: &str, npu: &File, rng: &mut Rng) -> Resul
     if !wait_until(Duration::from_secs(10), || head_job(bdf) == Some(hung)) {
         return Err(format!("job {hung} never reached the head of the queue"));
     }
+    // The job process's jobs queue up behind the hung one (seqnos are
+    // device-wide: the ones that are neither of ours are its).
+    let others = || {
+        queued_jobs(bdf)
+            .iter()
+            .filter(|&&s| s != hung && s != queued)
+            .count()
+    };
+    wait_until(Duration::from_secs(2), || others() > 0);
+    let others_at_reset = others();
     bar.write(DOORBELL, rng.far_from(bar.read(SQ_HEAD)));
     let started = Instant::now();
     let w = accel::wait(npu, hung, 30_000_000_000).map_err(|e| format!("wait: errno {e}"))?;
@@ -409,10 +431,10 @@ fn running_job_aborted(bar: &Bar, bdf: &str, npu: &File, rng: &mut Rng) -> Resul
     CopyJob::wait_ok(npu, queued)?;
     behind.check_dst(npu, &want)?;
     println!(
-        "# the hung job ended ABORTED/-EIO {:?} after the refused write; the job behind it ran",
+        "# the hung job ended ABORTED/-EIO {:?} after the refused write; the job behind it ran; {others_at_reset} of the job process's jobs were queued behind it",
         started.elapsed()
     );
-    Ok(())
+    Ok(others_at_reset)
 }
 
 fn fail(e: String) -> ! {
@@ -465,7 +487,18 @@ fn main() {
         }
         rounds += 1;
     }
-    let aborted = running_job_aborted(&bar, &bdf, &npu, &mut rng);
+    // Three times: each reset finds some of the job process's jobs queued.
+    let mut resubmitted = 0;
+    let mut aborted = Ok(());
+    for _ in 0..3 {
+        match running_job_aborted(&bar, &bdf, &npu, &mut rng) {
+            Ok(n) => resubmitted += n,
+            Err(e) => {
+                aborted = Err(e);
+                break;
+            }
+        }
+    }
     counters.get(STOP).store(1, SeqCst);
     println!(
         "# {rounds} rounds, {} refused writes: resets {resets_before} -> {}, driver ring_errors {:?} -> {}",
@@ -476,7 +509,7 @@ fn main() {
         result,
     );
     tap.check(
-        "a job running when a ring error comes ends ABORTED/-EIO; the job behind it runs",
+        "a job running when a ring error comes ends ABORTED/-EIO; the jobs behind it run (x3)",
         aborted,
     );
     // At least one reset for the burst and one for the probe of each round.
@@ -503,7 +536,7 @@ fn main() {
         counters.get(TAIL_OK).load(SeqCst),
     );
     println!(
-        "# job process: {ok} jobs right, {aborted} cut short by a reset (ABORTED, -EIO), {wrong} wrong; {exit}"
+        "# job process: {ok} jobs right, {aborted} cut short by a reset (ABORTED, -EIO), {wrong} wrong; {resubmitted} were queued behind a hung job at a reset and resubmitted; {exit}"
     );
     tap.check(
         "the other process's jobs stay right; those a reset cuts short end ABORTED/-EIO",
