@@ -14,8 +14,10 @@
 //!
 //! Documentation/userspace/onnx.rst lists the ops and how each maps.
 
+mod fallback;
 mod tensor;
 
+pub use fallback::{run_segments, CpuNode, NpuSegment, Segment};
 pub use tensor::{Data, HostTensor};
 
 use npu::ir::{BinaryOp, Op, PoolKind, UnaryOp, Window};
@@ -56,6 +58,9 @@ pub struct Options {
     /// `x` -> `[1, 3, 48, 192]`). A symbolic leading (batch) dimension not
     /// given here is 1; any other one must be given.
     pub input_shapes: HashMap<String, Vec<usize>>,
+    /// Run the nodes the NPU cannot, of ops the CPU fallback implements,
+    /// on the CPU (`Model::segments`) instead of refusing the model.
+    pub cpu_fallback: bool,
 }
 
 /// An input or output of an imported model.
@@ -80,6 +85,11 @@ pub struct Model {
     pub producer: String,
     /// How many nodes of each op type the file has.
     pub op_counts: BTreeMap<String, usize>,
+    /// Empty when the whole model is `graph`. With nodes on the CPU
+    /// (`Options::cpu_fallback`), the steps to run in order
+    /// ([`run_segments`]); `graph` is then unused, and the inputs' and
+    /// outputs' `ir_name` is their ONNX name.
+    pub segments: Vec<Segment>,
 }
 
 /// Load a `.onnx` file (external data is read from beside it).
@@ -133,6 +143,7 @@ pub fn import(bytes: &[u8], base: Option<&Path>, opts: &Options) -> Result<Model
         graph_outputs: graph.output.iter().map(|o| o.name.as_str()).collect(),
         int8_consts: HashMap::new(),
         done: std::collections::HashSet::new(),
+        segments: Vec::new(),
     };
     for t in &graph.initializer {
         imp.vals
@@ -154,9 +165,50 @@ pub fn import(bytes: &[u8], base: Option<&Path>, opts: &Options) -> Result<Model
     }
     for (i, n) in graph.node.iter().enumerate() {
         // A QuantizeLinear an int8 conv already produced.
-        if !imp.done.contains(&i) {
-            imp.node(n)?;
+        if imp.done.contains(&i) {
+            continue;
         }
+        match imp.node(n) {
+            Err(ImportError::Unsupported { .. })
+                if opts.cpu_fallback && fallback::cpu_runs(&n.op_type) =>
+            {
+                imp.fall_back(n, i)?
+            }
+            r => r?,
+        }
+    }
+    if !imp.segments.is_empty() {
+        if let Some(seg) = imp.close_segment(graph.node.len())? {
+            imp.segments.push(Segment::Npu(seg));
+        }
+        let mut outputs = Vec::new();
+        for vi in &graph.output {
+            let ty = match imp.vals.get(&vi.name) {
+                Some(Val::Ir(v)) => imp.g.ty(*v).clone(),
+                _ => {
+                    return Err(ImportError::Output {
+                        name: vi.name.clone(),
+                        why: "no node computes it".into(),
+                    })
+                }
+            };
+            outputs.push(IoInfo {
+                name: vi.name.clone(),
+                ir_name: vi.name.clone(),
+                ty,
+            });
+        }
+        return Ok(Model {
+            graph: imp.g,
+            inputs,
+            outputs,
+            opset,
+            producer: format!("{} {}", model.producer_name, model.producer_version)
+                .trim()
+                .to_string(),
+            op_counts,
+            segments: imp.segments,
+        });
     }
     let mut outputs = Vec::new();
     for vi in &graph.output {
@@ -209,6 +261,7 @@ pub fn import(bytes: &[u8], base: Option<&Path>, opts: &Options) -> Result<Model
             .trim()
             .to_string(),
         op_counts,
+        segments: Vec::new(),
     })
 }
 
@@ -372,6 +425,8 @@ struct Importer<'a> {
     int8_consts: HashMap<String, (Vec<i8>, Vec<f32>, usize)>,
     /// Nodes mapped together with an earlier one.
     done: std::collections::HashSet<usize>,
+    /// Finished steps, when nodes fall back to the CPU.
+    segments: Vec<Segment>,
 }
 
 /// The node being mapped, for error messages.

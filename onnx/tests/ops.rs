@@ -751,6 +751,7 @@ fn damaged_models_never_panic() {
         input_shapes: [("x".to_string(), vec![1, 3, 48, 192])]
             .into_iter()
             .collect(),
+        ..Default::default()
     };
     let mut s = 0x9e37_79b9_7f4a_7c15u64;
     let mut next = move || {
