@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{run_against_ort, Case};
+use common::{run_against_ort, run_against_ort_with, Case};
 use npu_onnx::{import, ImportError, Options};
 use onnx_protobuf::tensor_shape_proto::{dimension, Dimension};
 use onnx_protobuf::{
@@ -1127,4 +1127,49 @@ fn reductions_and_square_match_onnxruntime() {
     let (node_name, _, why) = refused(&m);
     assert_eq!(node_name, "chan_mean");
     assert!(why.contains("only H and W"), "{why}");
+}
+
+/// The CPU fallback's ops: Concat on the channel axis between two NPU
+/// graphs, and Reciprocal, compared with onnxruntime.
+#[test]
+fn cpu_fallback_concat_and_reciprocal_match_onnxruntime() {
+    let inits = vec![
+        tensor("w", &[3, 4, 1, 1], &weights(12, 81)),
+        tensor("two", &[1], &[2.0]),
+    ];
+    let nodes = vec![
+        node("Relu", "r", &["x"], &["a"], &[]),
+        node("Sigmoid", "s", &["x"], &["b"], &[]),
+        node("Concat", "cat", &["a", "b"], &["c"], &[("axis", A::I(1))]),
+        node("Conv", "conv", &["c", "w"], &["d"], &[]),
+        node("Add", "plus2", &["d", "two"], &["e"], &[]),
+        node("Reciprocal", "inv", &["e"], &["f"], &[]),
+        node("Mul", "scale", &["f", "d"], &["y"], &[]),
+    ];
+    let m = model(
+        nodes,
+        inits,
+        &[("x", &[1, 2, 3, 3])],
+        &[("y", &[1, 3, 3, 3])],
+        13,
+    );
+    let bytes = m.write_to_bytes().unwrap();
+    // Refused by default, naming the node.
+    assert_eq!(refused(&m).0, "cat");
+    let d = tmpdir("fallback");
+    let path = d.join("model.onnx");
+    std::fs::write(&path, &bytes).unwrap();
+    let case = Case {
+        file: "fallback",
+        shapes: &[],
+        atol: 1e-5,
+        rtol: 1e-4,
+    };
+    let (code, report) = run_against_ort_with(&case, &bytes, &d, &path, "fallback", true);
+    let _ = std::fs::remove_dir_all(&d);
+    assert_eq!(code, 0, "{report}");
+    assert!(
+        report.contains("on the CPU: cat (Concat), inv (Reciprocal)"),
+        "{report}"
+    );
 }
