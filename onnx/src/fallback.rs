@@ -40,6 +40,8 @@ pub struct CpuNode {
     pub output: String,
     pub shape: Vec<usize>,
     axis: usize,
+    /// The inputs known at import time (f32), by name.
+    consts: HashMap<String, (Vec<usize>, Vec<f32>)>,
 }
 
 /// Whether the CPU runs `op`.
@@ -111,13 +113,21 @@ impl Importer<'_> {
     /// (its segment pushed) and a new one started after the node.
     pub(crate) fn fall_back(&mut self, n: &NodeProto, i: usize) -> Result<(), ImportError> {
         let ctx = super::Ctx { n };
-        // Constants the node reads stay available: make them values.
+        // Constants the node reads go with it.
         let mut shapes = Vec::new();
+        let mut consts = HashMap::new();
         for name in n.input.iter().filter(|s| !s.is_empty()) {
             match self.get(name, &ctx)? {
                 Val::Ir(id) => shapes.push(self.g.ty(id).shape.clone()),
-                Val::Host(_) => {
-                    return Err(ctx.err("a CPU node reading a constant is not supported"))
+                Val::Host(t) => {
+                    if !matches!(t.data, super::Data::F32(_)) {
+                        return Err(ctx.err(format!(
+                            "the CPU fallback takes f32 tensors; `{name}` is {}",
+                            t.data.kind()
+                        )));
+                    }
+                    shapes.push(t.shape.clone());
+                    consts.insert(name.clone(), (t.shape.clone(), t.data.as_f32()));
                 }
             }
         }
@@ -151,6 +161,7 @@ impl Importer<'_> {
             output: output.clone(),
             shape: shape.clone(),
             axis,
+            consts,
         }));
         let v = self.g.input(&output, TensorType::new(DType::F32, &shape))?;
         self.vals.insert(output, Val::Ir(v));
@@ -161,6 +172,7 @@ impl Importer<'_> {
 fn cpu(node: &CpuNode, env: &HashMap<String, (Vec<usize>, Vec<f32>)>) -> Result<Vec<f32>, String> {
     let arg = |i: usize| {
         env.get(&node.inputs[i])
+            .or_else(|| node.consts.get(&node.inputs[i]))
             .ok_or_else(|| format!("`{}` has no value", node.inputs[i]))
     };
     Ok(match node.op.as_str() {

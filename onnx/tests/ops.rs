@@ -1130,17 +1130,25 @@ fn reductions_and_square_match_onnxruntime() {
 }
 
 /// The CPU fallback's ops: Concat on the channel axis between two NPU
-/// graphs, and Reciprocal, compared with onnxruntime.
+/// graphs (one part a constant), and Reciprocal, compared with
+/// onnxruntime.
 #[test]
 fn cpu_fallback_concat_and_reciprocal_match_onnxruntime() {
     let inits = vec![
-        tensor("w", &[3, 4, 1, 1], &weights(12, 81)),
+        tensor("w", &[3, 5, 1, 1], &weights(15, 81)),
         tensor("two", &[1], &[2.0]),
+        tensor("extra", &[1, 1, 3, 3], &weights(9, 82)),
     ];
     let nodes = vec![
         node("Relu", "r", &["x"], &["a"], &[]),
         node("Sigmoid", "s", &["x"], &["b"], &[]),
-        node("Concat", "cat", &["a", "b"], &["c"], &[("axis", A::I(1))]),
+        node(
+            "Concat",
+            "cat",
+            &["a", "b", "extra"],
+            &["c"],
+            &[("axis", A::I(1))],
+        ),
         node("Conv", "conv", &["c", "w"], &["d"], &[]),
         node("Add", "plus2", &["d", "two"], &["e"], &[]),
         node("Reciprocal", "inv", &["e"], &["f"], &[]),
