@@ -5,7 +5,8 @@
 //! never mistaken for an NPU one (npu-submit --cpu-fallback).
 //!
 //! The CPU ops are f32 and follow the ONNX operator definitions:
-//! `Sqrt`, `Reciprocal` (elementwise) and `Concat` (along one axis).
+//! `Sqrt`, `Reciprocal` (elementwise), `Concat` (along one axis) and
+//! `Transpose` (any permutation).
 
 use super::{ImportError, Importer, IoInfo, Val};
 use npu::ir::Op;
@@ -40,13 +41,15 @@ pub struct CpuNode {
     pub output: String,
     pub shape: Vec<usize>,
     axis: usize,
+    /// Transpose: the permutation.
+    perm: Vec<usize>,
     /// The inputs known at import time (f32), by name.
     consts: HashMap<String, (Vec<usize>, Vec<f32>)>,
 }
 
 /// Whether the CPU runs `op`.
 pub(crate) fn cpu_runs(op: &str) -> bool {
-    matches!(op, "Sqrt" | "Reciprocal" | "Concat")
+    matches!(op, "Sqrt" | "Reciprocal" | "Concat" | "Transpose")
 }
 
 impl Importer<'_> {
@@ -153,6 +156,22 @@ impl Importer<'_> {
             }
             _ => (shapes[0].clone(), 0),
         };
+        let mut perm = Vec::new();
+        let shape = if n.op_type == "Transpose" {
+            let r = shapes[0].len();
+            perm = match ctx.ints("perm") {
+                Some(p) => super::to_usize(&p, "perm", &ctx)?,
+                None => (0..r).rev().collect(),
+            };
+            let mut sorted = perm.clone();
+            sorted.sort_unstable();
+            if sorted != (0..r).collect::<Vec<_>>() {
+                return Err(ctx.err(format!("perm {perm:?} is not a permutation of {r} axes")));
+            }
+            perm.iter().map(|&a| shapes[0][a]).collect()
+        } else {
+            shape
+        };
         let output = n.output[0].clone();
         self.segments.push(Segment::Cpu(CpuNode {
             node: ctx.name(),
@@ -161,6 +180,7 @@ impl Importer<'_> {
             output: output.clone(),
             shape: shape.clone(),
             axis,
+            perm,
             consts,
         }));
         let v = self.g.input(&output, TensorType::new(DType::F32, &shape))?;
@@ -190,6 +210,27 @@ fn cpu(node: &CpuNode, env: &HashMap<String, (Vec<usize>, Vec<f32>)>) -> Result<
                 }
             }
             out
+        }
+        "Transpose" => {
+            let (s, d) = arg(0)?;
+            let r = s.len();
+            // Strides of the input, in the output's axis order.
+            let mut in_stride = vec![1usize; r];
+            for a in (0..r.saturating_sub(1)).rev() {
+                in_stride[a] = in_stride[a + 1] * s[a + 1];
+            }
+            let strides: Vec<usize> = node.perm.iter().map(|&a| in_stride[a]).collect();
+            let total: usize = node.shape.iter().product();
+            (0..total)
+                .map(|mut flat| {
+                    let mut at = 0;
+                    for a in (0..r).rev() {
+                        at += (flat % node.shape[a]) * strides[a];
+                        flat /= node.shape[a];
+                    }
+                    d[at]
+                })
+                .collect()
         }
         other => return Err(format!("no CPU kernel for {other}")),
     })

@@ -1130,14 +1130,14 @@ fn reductions_and_square_match_onnxruntime() {
 }
 
 /// The CPU fallback's ops: Concat on the channel axis between two NPU
-/// graphs (one part a constant), and Reciprocal, compared with
-/// onnxruntime.
+/// graphs (one part a constant), Reciprocal, and a Transpose to NHWC,
+/// compared with onnxruntime.
 #[test]
 fn cpu_fallback_concat_and_reciprocal_match_onnxruntime() {
     let inits = vec![
         tensor("w", &[3, 5, 1, 1], &weights(15, 81)),
         tensor("two", &[1], &[2.0]),
-        tensor("extra", &[1, 1, 3, 3], &weights(9, 82)),
+        tensor("extra", &[1, 1, 3, 4], &weights(12, 82)),
     ];
     let nodes = vec![
         node("Relu", "r", &["x"], &["a"], &[]),
@@ -1153,12 +1153,20 @@ fn cpu_fallback_concat_and_reciprocal_match_onnxruntime() {
         node("Add", "plus2", &["d", "two"], &["e"], &[]),
         node("Reciprocal", "inv", &["e"], &["f"], &[]),
         node("Mul", "scale", &["f", "d"], &["y"], &[]),
+        node(
+            "Transpose",
+            "nhwc",
+            &["d"],
+            &["t"],
+            &[("perm", A::Is(&[0, 2, 3, 1]))],
+        ),
+        node("Relu", "tr", &["t"], &["z"], &[]),
     ];
     let m = model(
         nodes,
         inits,
-        &[("x", &[1, 2, 3, 3])],
-        &[("y", &[1, 3, 3, 3])],
+        &[("x", &[1, 2, 3, 4])],
+        &[("y", &[1, 3, 3, 4]), ("z", &[1, 3, 4, 3])],
         13,
     );
     let bytes = m.write_to_bytes().unwrap();
@@ -1177,7 +1185,7 @@ fn cpu_fallback_concat_and_reciprocal_match_onnxruntime() {
     let _ = std::fs::remove_dir_all(&d);
     assert_eq!(code, 0, "{report}");
     assert!(
-        report.contains("on the CPU: cat (Concat), inv (Reciprocal)"),
+        report.contains("on the CPU: cat (Concat), inv (Reciprocal), nhwc (Transpose)"),
         "{report}"
     );
 }
