@@ -30,9 +30,9 @@ options:
   --input NAME=FILE      data for input NAME: FILE.npy (numpy.save), else raw
                          little-endian bytes
   --shape NAME=D0,D1,..  (ONNX) the shape of an input with symbolic dimensions
-  --cpu-fallback         (ONNX) run the nodes the NPU cannot (of ops the CPU
-                         fallback has: Sqrt, Reciprocal, Concat, Transpose) on the CPU
-                         instead of refusing the model; names them
+  --cpu-fallback         (ONNX) run the nodes the NPU cannot, of ops the CPU
+                         fallback has (Sqrt, Reciprocal, Concat, Transpose),
+                         on the CPU instead of refusing the model; names them
   --list                 (ONNX) list the model's inputs and outputs as declared
                          and as imported (dtype, shape, quantization); run
                          nothing (exit 2 if it does not import)
