@@ -99,7 +99,9 @@ impl Importer<'_> {
             ));
         }
         let computes = !g.outputs().is_empty();
-        // The next graph reads every live value as an input.
+        // Values of the closed graph no later node reads are gone; the next
+        // graph reads every live value as an input.
+        self.vals.retain(|_, v| matches!(v, Val::Host(_)));
         for (name, id) in &live {
             let shape = g.ty(*id).shape.clone();
             let v = self.g.input(name, TensorType::new(DType::F32, &shape))?;
