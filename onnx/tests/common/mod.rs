@@ -55,22 +55,74 @@ pub fn run_against_ort(
     reference: &Path,
     tag: &str,
 ) -> (i32, String) {
+    run_against_ort_with(case, bytes, base, reference, tag, false)
+}
+
+/// [`run_against_ort`], with the CPU fallback on or off.
+pub fn run_against_ort_with(
+    case: &Case,
+    bytes: &[u8],
+    base: &Path,
+    reference: &Path,
+    tag: &str,
+    cpu_fallback: bool,
+) -> (i32, String) {
     let opts = Options {
         input_shapes: case
             .shapes
             .iter()
             .map(|(n, s)| (n.to_string(), s.to_vec()))
             .collect(),
+        cpu_fallback,
     };
     let model = import(bytes, Some(base), &opts).unwrap_or_else(|e| panic!("{}: {e}", case.file));
     let mut session = Session::model(1 << 20);
-    let kernel = session
-        .compile(model.graph.clone())
+    let mut in_graph = npu::Graph::new();
+    for io in &model.inputs {
+        in_graph.input(&io.ir_name, io.ty.clone()).unwrap();
+    }
+    let inputs = runtime::random_inputs(&in_graph, 7);
+    let (outputs, summary) = if model.segments.is_empty() {
+        let kernel = session
+            .compile(model.graph.clone())
+            .unwrap_or_else(|e| panic!("{}: {e}", case.file));
+        let run = session
+            .run(&kernel, &inputs)
+            .unwrap_or_else(|e| panic!("{}: {e}", case.file));
+        let summary = format!(
+            "{} instructions, compiled in {:.2} ms, {} modelled cycles",
+            kernel.program.insns().len(),
+            kernel.compile_time.as_secs_f64() * 1e3,
+            run.cycles
+        );
+        (run.outputs, summary)
+    } else {
+        let cpu: Vec<String> = model
+            .segments
+            .iter()
+            .filter_map(|s| match s {
+                npu_onnx::Segment::Cpu(c) => Some(format!("{} ({})", c.node, c.op)),
+                _ => None,
+            })
+            .collect();
+        let out = npu_onnx::run_segments(
+            &mut session,
+            &model.segments,
+            &model.inputs,
+            &inputs,
+            &model.outputs,
+            Some(1e-4),
+        )
         .unwrap_or_else(|e| panic!("{}: {e}", case.file));
-    let inputs = runtime::random_inputs(&kernel.graph, 7);
-    let run = session
-        .run(&kernel, &inputs)
-        .unwrap_or_else(|e| panic!("{}: {e}", case.file));
+        (
+            out,
+            format!(
+                "{} segments; on the CPU: {}",
+                model.segments.len(),
+                cpu.join(", ")
+            ),
+        )
+    };
     let dir = std::env::temp_dir().join(format!(
         "npu-onnx-{}-{}-{tag}",
         std::process::id(),
@@ -88,13 +140,7 @@ pub fn run_against_ort(
         put("input", &io.name, &io.ty.shape, &inputs[&io.ir_name], i);
     }
     for (i, io) in model.outputs.iter().enumerate() {
-        put(
-            "output",
-            &io.name,
-            &io.ty.shape,
-            &run.outputs[&io.ir_name],
-            i,
-        );
+        put("output", &io.name, &io.ty.shape, &outputs[&io.ir_name], i);
     }
     let mf = dir.join("manifest.tsv");
     std::fs::write(&mf, manifest).unwrap();
@@ -108,11 +154,8 @@ pub fn run_against_ort(
         .expect("run python3");
     let _ = std::fs::remove_dir_all(&dir);
     let report = format!(
-        "{}: {} instructions, compiled in {:.2} ms, {} modelled cycles\n{}{}",
+        "{}: {summary}\n{}{}",
         case.file,
-        kernel.program.insns().len(),
-        kernel.compile_time.as_secs_f64() * 1e3,
-        run.cycles,
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );

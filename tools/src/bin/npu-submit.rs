@@ -30,6 +30,9 @@ options:
   --input NAME=FILE      data for input NAME: FILE.npy (numpy.save), else raw
                          little-endian bytes
   --shape NAME=D0,D1,..  (ONNX) the shape of an input with symbolic dimensions
+  --cpu-fallback         (ONNX) run the nodes the NPU cannot, of ops the CPU
+                         fallback has (Sqrt, Reciprocal, Concat, Transpose),
+                         on the CPU instead of refusing the model; names them
   --list                 (ONNX) list the model's inputs and outputs as declared
                          and as imported (dtype, shape, quantization); run
                          nothing (exit 2 if it does not import)
@@ -64,6 +67,7 @@ struct Opts {
     check: bool,
     shapes: Vec<(String, Vec<usize>)>,
     list: bool,
+    cpu_fallback: bool,
 }
 
 /// A failure and how to exit.
@@ -90,6 +94,7 @@ fn parse_args() -> Result<Opts, Fail> {
         check: true,
         shapes: Vec::new(),
         list: false,
+        cpu_fallback: false,
     };
     let mut args = std::env::args().skip(1);
     let usage = |m: String| Fail::Usage(m);
@@ -125,6 +130,7 @@ fn parse_args() -> Result<Opts, Fail> {
             "--disasm" => o.disasm = true,
             "--no-check" => o.check = false,
             "--list" => o.list = true,
+            "--cpu-fallback" => o.cpu_fallback = true,
             "--shape" => {
                 let v = val("--shape")?;
                 let (n, dims) = v
@@ -234,6 +240,7 @@ fn run_kernel(o: &Opts, path: &Path) -> Result<(), Fail> {
     let graph = if is_onnx {
         let opts = npu_onnx::Options {
             input_shapes: o.shapes.iter().cloned().collect(),
+            cpu_fallback: o.cpu_fallback,
         };
         let t = std::time::Instant::now();
         let loaded = npu_onnx::load(path, &opts);
@@ -258,6 +265,9 @@ fn run_kernel(o: &Opts, path: &Path) -> Result<(), Fail> {
         );
         if o.list {
             return Ok(());
+        }
+        if !m.segments.is_empty() {
+            return run_partitioned(o, path, &m);
         }
         let g = m.graph.clone();
         model = Some(m);
@@ -399,6 +409,79 @@ fn run_kernel(o: &Opts, path: &Path) -> Result<(), Fail> {
         runtime::check(&kernel.graph, &inputs, &run.outputs, o.tolerance)
             .map_err(|e| Fail::Job(format!("mismatch: {e}")))?;
         println!("every output matches the CPU reference");
+    }
+    Ok(())
+}
+
+/// A model with nodes on the CPU (--cpu-fallback): its steps in order.
+fn run_partitioned(o: &Opts, path: &Path, m: &npu_onnx::Model) -> Result<(), Fail> {
+    for s in &m.segments {
+        match s {
+            npu_onnx::Segment::Npu(n) => println!(
+                "  NPU: {} ops, {} inputs, {} outputs",
+                n.graph.nodes().len(),
+                n.inputs.len(),
+                n.outputs.len()
+            ),
+            npu_onnx::Segment::Cpu(c) => {
+                println!("  CPU fallback: node `{}` ({})", c.node, c.op)
+            }
+        }
+    }
+    let mut g = npu::Graph::new();
+    for io in &m.inputs {
+        g.input(&io.ir_name, io.ty.clone())
+            .map_err(|e| Fail::Usage(e.to_string()))?;
+    }
+    let mut inputs = runtime::random_inputs(&g, o.seed);
+    for (name, file) in &o.inputs {
+        let io = m
+            .inputs
+            .iter()
+            .find(|io| io.name == *name)
+            .ok_or_else(|| Fail::Usage(format!("--input: the model has no input `{name}`")))?;
+        inputs.insert(
+            io.ir_name.clone(),
+            onnx_model::read_input(io, file).map_err(Fail::Usage)?,
+        );
+    }
+    let mut session = session(o)?;
+    let outputs = npu_onnx::run_segments(
+        &mut session,
+        &m.segments,
+        &m.inputs,
+        &inputs,
+        &m.outputs,
+        o.check.then_some(o.tolerance),
+    )
+    .map_err(|e| Fail::Job(format!("{}: {e}", path.display())))?;
+    for io in &m.outputs {
+        let d = &outputs[&io.name];
+        if let TensorData::F32(v) = d {
+            let head: Vec<String> = v.iter().take(10).map(|x| format!("{x:.4}")).collect();
+            println!(
+                "{} ({} values): [{}{}]",
+                io.name,
+                v.len(),
+                head.join(", "),
+                if v.len() > 10 { ", ..." } else { "" }
+            );
+        }
+    }
+    if let Some(dir) = &o.dump {
+        std::fs::create_dir_all(dir).map_err(|e| Fail::Usage(format!("{}: {e}", dir.display())))?;
+        for io in m.inputs.iter() {
+            let f = dir.join(format!("{}.bin", onnx_model::file_name(&io.name)));
+            write(&f, &inputs[&io.ir_name].to_bytes())?;
+        }
+        for io in m.outputs.iter() {
+            let f = dir.join(format!("{}.bin", onnx_model::file_name(&io.name)));
+            write(&f, &outputs[&io.name].to_bytes())?;
+        }
+        println!("dumped to {}", dir.display());
+    }
+    if o.check {
+        println!("every NPU step matches the CPU reference");
     }
     Ok(())
 }
