@@ -27,7 +27,7 @@
 //! job queued behind it must run.
 
 use npu_isa::{assemble, Insn};
-use npu_tools::accel::{self, Mapping};
+use npu::device::raw::{self as accel, Mapping};
 use npu_tools::child::{self, Counters};
 use npu_tools::copyjob::{self, CopyJob, JobError};
 use npu_tools::tap::Tap;
