@@ -26,8 +26,8 @@
 //! write comes must end ABORTED/-EIO at once, not at its timeout, and the
 //! job queued behind it must run.
 
-use npu_isa::{assemble, Insn};
 use npu::device::raw::{self as accel, Mapping};
+use npu_isa::{assemble, Insn};
 use npu_tools::child::{self, Counters};
 use npu_tools::copyjob::{self, CopyJob, JobError};
 use npu_tools::tap::Tap;
