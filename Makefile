@@ -84,14 +84,20 @@ bench: buildroot
 # libnpu.so.X.Y.Z with the links libnpu.so.X (its SONAME) and libnpu.so;
 # the version is npu.h's NPU_VERSION_*. NPU_FEATURES=model adds the
 # in-process device model (the tests' C programs run on it).
+# LIBNPU_TARGET_DIR: cargo's target directory for this build. libnpu is a
+# cdylib, so its files in deps/ carry no hash: a build of libnpu alone
+# (other features of its dependencies than a workspace build) into the
+# workspace's target dir would overwrite the rlib the workspace's crates
+# were built against (the tests use a separate one).
 PREFIX ?= /usr/local
 NPU_FEATURES ?=
+LIBNPU_TARGET_DIR ?= target
 NPU_ABI = $$(sed -n 's/^\#define NPU_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\)$$/\2/p' libnpu/include/npu.h | paste -sd.)
 install-libnpu:
-	$(CARGO) build --release -p libnpu --lib $(if $(NPU_FEATURES),--features $(NPU_FEATURES))
+	CARGO_TARGET_DIR=$(LIBNPU_TARGET_DIR) $(CARGO) build --release -p libnpu --lib $(if $(NPU_FEATURES),--features $(NPU_FEATURES))
 	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
-	install -m 644 target/release/libnpu.a $(DESTDIR)$(PREFIX)/lib/
-	v=$(NPU_ABI) && install -m 755 target/release/libnpu.so $(DESTDIR)$(PREFIX)/lib/libnpu.so.$$v && \
+	install -m 644 $(LIBNPU_TARGET_DIR)/release/libnpu.a $(DESTDIR)$(PREFIX)/lib/
+	v=$(NPU_ABI) && install -m 755 $(LIBNPU_TARGET_DIR)/release/libnpu.so $(DESTDIR)$(PREFIX)/lib/libnpu.so.$$v && \
 		ln -sf libnpu.so.$$v $(DESTDIR)$(PREFIX)/lib/libnpu.so.$${v%%.*} && \
 		ln -sf libnpu.so.$${v%%.*} $(DESTDIR)$(PREFIX)/lib/libnpu.so
 	install -m 644 libnpu/include/npu.h $(DESTDIR)$(PREFIX)/include/

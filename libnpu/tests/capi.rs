@@ -41,6 +41,11 @@ fn install(prefix: &Path) {
         .arg("install-libnpu")
         .arg(format!("PREFIX={}", prefix.display()))
         .arg("NPU_FEATURES=model")
+        // Not the workspace's target dir: see LIBNPU_TARGET_DIR in the Makefile.
+        .arg(format!(
+            "LIBNPU_TARGET_DIR={}",
+            top.join("target").join("install-libnpu").display()
+        ))
         .arg(format!("CARGO={}", env!("CARGO")))
         .output()
         .expect("run make (required for this test)");
