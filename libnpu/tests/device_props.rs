@@ -99,7 +99,7 @@ proptest! {
         let (c, k) = if depthwise { (c * 4, c * 4) } else { (c * groups, kpg * groups) };
         let groups = if depthwise { c } else { groups };
         let cg = c / groups;
-        prop_assume!(pad < r && (r - 1) * dil + 1 <= h + 2 * pad && (r - 1) * dil + 1 <= w + 2 * pad);
+        prop_assume!(pad < r && (r - 1) * dil < h + 2 * pad && (r - 1) * dil < w + 2 * pad);
         let mut g = Graph::new();
         let x = g.input("x", TensorType::quantized(&[1, c, h, w], Quant::PerTensor { scale: 0.05, zero_point: zx })).unwrap();
         let mut state = seed | 1;
