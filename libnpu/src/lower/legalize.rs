@@ -8,7 +8,8 @@ use crate::ir::{DType, Graph, GraphError, Op, UnaryOp, ValueId};
 fn via_f32(op: &Op, dtype: DType) -> bool {
     dtype == DType::I8
         && match op {
-            Op::Binary { .. } | Op::Pool { .. } | Op::Softmax { .. } => true,
+            // Pooling runs the same f32 steps in SRAM (ops::pool).
+            Op::Binary { .. } | Op::Softmax { .. } => true,
             Op::Unary { op, .. } => !matches!(op, UnaryOp::Relu | UnaryOp::Clamp { .. }),
             _ => false,
         }

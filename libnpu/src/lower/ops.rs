@@ -155,6 +155,8 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
             window,
         } => {
             let xl = loc(g, plan, e, *x)?;
+            let q =
+                (node.ty.dtype == DType::I8).then(|| (per_tensor(g.ty(*x)), per_tensor(&node.ty)));
             pool(
                 e,
                 *kind,
@@ -164,6 +166,7 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
                 window,
                 xl,
                 out,
+                q,
             )
             .map_err(|why| too_small(g, step, e, why))?
         }
@@ -1470,6 +1473,10 @@ fn binary(
     )
 }
 
+/// `q`: int8 pooling, ((input scale, zero point), (output scale, zero
+/// point)): the language's dequantize -> f32 pool -> quantize, the same
+/// instructions as those three ops (CONVERT i8->f32; POOL; BINARY div,
+/// CONVERT f32->i32, REQUANT) on the SRAM tile, with i8 in memory.
 #[allow(clippy::too_many_arguments)]
 fn pool(
     e: &mut Emitter,
@@ -1480,25 +1487,32 @@ fn pool(
     win: &Window,
     x: Loc,
     out: Loc,
+    q: Option<((f32, i8), (f32, i8))>,
 ) -> Result<(), String> {
     let planes = ishape[0] * ishape[1];
     let (ih, iw, oh, ow) = (ishape[2], ishape[3], oshape[2], oshape[3]);
     let nb = e.nbuf();
     let mut tp = planes;
-    let (si, so) = loop {
+    let int8 = q.is_some();
+    let (si, so, si8, so8) = loop {
         e.sram_reset();
-        if let (Ok(a), Ok(b)) = (
+        let bytes8 = |n: usize| if int8 { n } else { 0 } as u64;
+        if let (Ok(a), Ok(b), Ok(c), Ok(d)) = (
             e.sram_alloc((tp * ih * iw * 4) as u64, nb),
             e.sram_alloc((tp * oh * ow * 4) as u64, nb),
+            e.sram_alloc(bytes8(tp * ih * iw), nb),
+            e.sram_alloc(bytes8(tp * oh * ow), nb),
         ) {
-            break (a, b);
+            break (a, b, c, d);
         }
         if tp == 1 {
             return Err(format!("one {ih}x{iw} plane and its output do not fit; pooling does not tile within a plane yet"));
         }
         tp = tp.div_ceil(2);
     };
-    let (ipl, opl) = ((ih * iw * 4) as u32, (oh * ow * 4) as u32);
+    // Bytes per plane in memory (i8 or f32).
+    let mes = if int8 { 1 } else { 4 };
+    let (ipl, opl) = ((ih * iw * mes) as u32, (oh * ow * mes) as u32);
     e.pipeline(
         planes.div_ceil(tp),
         |e, s, slot| {
@@ -1506,7 +1520,7 @@ fn pool(
             e.load(
                 x,
                 p0 as u64 * ipl as u64,
-                si.at(slot),
+                if int8 { si8.at(slot) } else { si.at(slot) },
                 Strided::contiguous(np as u32 * ipl),
                 Strided::contiguous(np as u32 * ipl),
             );
@@ -1514,6 +1528,19 @@ fn pool(
         },
         |e, s, slot| {
             let (p0, np) = chunk(s, tp, planes);
+            let (icells, ocells) = ((np * ih * iw) as u32, (np * oh * ow) as u32);
+            let flat = |addr: u32, n: u32| Tile { addr, ld: n };
+            if let Some(((s_in, zp_in), _)) = q {
+                e.push(Insn::Convert {
+                    conv: Conversion::I8ToF32,
+                    rows: 1,
+                    cols: icells,
+                    src: flat(si8.at(slot), icells),
+                    dst: flat(si.at(slot), icells),
+                    zero_point: zp_in as i32,
+                    scale: s_in,
+                });
+            }
             let geom = PoolGeom {
                 channels: np as u32,
                 in_h: ih as u32,
@@ -1535,10 +1562,46 @@ fn pool(
                 src: si.at(slot),
                 dst: so.at(slot),
             });
+            if let Some((_, (s_out, zp_out))) = q {
+                let t = flat(so.at(slot), ocells);
+                e.push(Insn::Binary {
+                    op: isa::BinaryOp::Div,
+                    dtype: isa::DType::F32,
+                    bcast: Broadcast::Scalar,
+                    rows: 1,
+                    cols: ocells,
+                    a: t,
+                    b: t,
+                    out: t,
+                    scalar: s_out.to_bits(),
+                });
+                e.push(Insn::Convert {
+                    conv: Conversion::F32ToI32,
+                    rows: 1,
+                    cols: ocells,
+                    src: t,
+                    dst: t,
+                    zero_point: 0,
+                    scale: 0.0,
+                });
+                e.push(Insn::Requant {
+                    rows: 1,
+                    cols: ocells,
+                    src: t,
+                    dst: flat(so8.at(slot), ocells),
+                    mult: 2,
+                    per_channel: false,
+                    bias: None,
+                    shift: 1,
+                    zero_point: zp_out,
+                    lo: -128,
+                    hi: 127,
+                });
+            }
             e.store(
                 out,
                 p0 as u64 * opl as u64,
-                so.at(slot),
+                if int8 { so8.at(slot) } else { so.at(slot) },
                 Strided::contiguous(np as u32 * opl),
                 Strided::contiguous(np as u32 * opl),
             );
