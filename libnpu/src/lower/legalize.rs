@@ -1,15 +1,18 @@
-//! Rewrite int8 ops the ISA has no integer form for (elementwise binary,
-//! sigmoid/tanh/exp, pooling, softmax) as dequantize -> f32 op -> quantize,
-//! which is also how the CPU reference defines them. Gemm, conv2d, relu and
-//! clamp keep their integer pipelines.
+//! Rewrite int8 ops the ISA has no integer form for (sigmoid/tanh/exp,
+//! softmax) as dequantize -> f32 op -> quantize ops, which is also how the
+//! CPU reference defines them. Gemm, conv2d, relu and clamp keep their
+//! integer pipelines; int8 elementwise binary ops and pooling run the same
+//! dequantize -> f32 -> quantize instructions on the SRAM tile in one op
+//! (ops::binary, ops::pool), with i8 in memory.
 
 use crate::ir::{DType, Graph, GraphError, Op, UnaryOp, ValueId};
 
 fn via_f32(op: &Op, dtype: DType) -> bool {
     dtype == DType::I8
         && match op {
-            // Pooling runs the same f32 steps in SRAM (ops::pool).
-            Op::Binary { .. } | Op::Softmax { .. } => true,
+            // Elementwise binary ops and pooling run the same f32 steps on
+            // the SRAM tile (ops::binary, ops::pool).
+            Op::Softmax { .. } => true,
             Op::Unary { op, .. } => !matches!(op, UnaryOp::Relu | UnaryOp::Clamp { .. }),
             _ => false,
         }

@@ -1,6 +1,6 @@
 //! Lowering: from a [`Graph`] to a command buffer for one device.
 //!
-//! * `legalize`: int8 ops without an integer ISA form become
+//! * `legalize`: int8 sigmoid/tanh/exp and softmax become
 //!   dequantize -> f32 -> quantize;
 //! * [`plan`]: memory planning: which buffer (input, output, scratch) and
 //!   offset holds each value, and which ops fuse into their producer;

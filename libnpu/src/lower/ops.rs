@@ -1348,20 +1348,35 @@ fn binary(
         BinaryOp::Max => isa::BinaryOp::Max,
         BinaryOp::Min => isa::BinaryOp::Min,
     };
+    // int8: ((s_a, zp_a), (s_b, zp_b), (s_out, zp_out)); the language's
+    // dequantize -> f32 op -> quantize on the SRAM tile (CONVERT i8->f32;
+    // BINARY; BINARY div, CONVERT f32->i32, REQUANT), i8 in memory.
+    let q = (node.ty.dtype == DType::I8).then(|| {
+        (
+            per_tensor(g.ty(a)),
+            per_tensor(g.ty(b)),
+            per_tensor(&node.ty),
+        )
+    });
+    let int8 = q.is_some();
+    let es: usize = if int8 { 1 } else { 4 };
     // Tiles of tr x tc; the computation is in place in the `a` slot.
     let (mut tr, mut tc) = (rows, cols.min(4096));
-    let (sa, sb) = loop {
+    let (sa, sb, sa8, sb8) = loop {
         e.sram_reset();
         let bsz = match bc {
             Broadcast::None => tr * tc,
             Broadcast::PerRow => tr,
             _ => tc,
         };
-        if let (Ok(x), Ok(y)) = (
+        let i8s = |n: usize| if int8 { n } else { 0 } as u64;
+        if let (Ok(x), Ok(y), Ok(x8), Ok(y8)) = (
             e.sram_alloc((tr * tc * 4) as u64, nb),
             e.sram_alloc((bsz * 4) as u64, nb),
+            e.sram_alloc(i8s(tr * tc), nb),
+            e.sram_alloc(i8s(bsz), nb),
         ) {
-            break (x, y);
+            break (x, y, x8, y8);
         }
         if tr == 1 && tc == 1 {
             return Err(too_small(g, step, e, "one element does not fit".into()));
@@ -1387,40 +1402,42 @@ fn binary(
             (cols - c0).min(tc),
         )
     };
-    let pitch = cols as u32 * 4;
+    let e32 = es as u32;
+    let pitch = cols as u32 * e32;
+    let (la, lb) = if int8 { (sa8, sb8) } else { (sa, sb) };
     e.pipeline(
         outer * per_block,
         |e, s, slot| {
             let (base, bbase, r0, c0, cr, cc) = dims(s);
-            let off = (base + r0 * cols + c0) as u64 * 4;
+            let off = ((base + r0 * cols + c0) * es) as u64;
             e.load(
                 al,
                 off,
-                sa.at(slot),
-                Strided::rows(cc as u32 * 4, cr as u32, pitch),
-                Strided::rows(cc as u32 * 4, cr as u32, tc as u32 * 4),
+                la.at(slot),
+                Strided::rows(cc as u32 * e32, cr as u32, pitch),
+                Strided::rows(cc as u32 * e32, cr as u32, tc as u32 * e32),
             );
             match bc {
                 Broadcast::None => e.load(
                     bl,
-                    (bbase + r0 * cols + c0) as u64 * 4,
-                    sb.at(slot),
-                    Strided::rows(cc as u32 * 4, cr as u32, pitch),
-                    Strided::rows(cc as u32 * 4, cr as u32, tc as u32 * 4),
+                    ((bbase + r0 * cols + c0) * es) as u64,
+                    lb.at(slot),
+                    Strided::rows(cc as u32 * e32, cr as u32, pitch),
+                    Strided::rows(cc as u32 * e32, cr as u32, tc as u32 * e32),
                 ),
                 Broadcast::PerRow => e.load(
                     bl,
-                    (bbase + r0) as u64 * 4,
-                    sb.at(slot),
-                    Strided::contiguous(cr as u32 * 4),
-                    Strided::contiguous(cr as u32 * 4),
+                    ((bbase + r0) * es) as u64,
+                    lb.at(slot),
+                    Strided::contiguous(cr as u32 * e32),
+                    Strided::contiguous(cr as u32 * e32),
                 ),
                 _ => e.load(
                     bl,
-                    (bbase + c0) as u64 * 4,
-                    sb.at(slot),
-                    Strided::contiguous(cc as u32 * 4),
-                    Strided::contiguous(cc as u32 * 4),
+                    ((bbase + c0) * es) as u64,
+                    lb.at(slot),
+                    Strided::contiguous(cc as u32 * e32),
+                    Strided::contiguous(cc as u32 * e32),
                 ),
             }
             Ok(())
@@ -1435,6 +1452,38 @@ fn binary(
                 addr: sb.at(slot),
                 ld: tc as u32,
             };
+            if let Some(((s_a, zp_a), (s_b, zp_b), _)) = q {
+                let widen = |e: &mut Emitter,
+                             src: u32,
+                             dst: u32,
+                             rows: usize,
+                             cols: usize,
+                             zp: i8,
+                             scale: f32| {
+                    e.push(Insn::Convert {
+                        conv: Conversion::I8ToF32,
+                        rows: rows as u32,
+                        cols: cols as u32,
+                        src: Tile {
+                            addr: src,
+                            ld: tc as u32,
+                        },
+                        dst: Tile {
+                            addr: dst,
+                            ld: tc as u32,
+                        },
+                        zero_point: zp as i32,
+                        scale,
+                    });
+                };
+                widen(e, sa8.at(slot), sa.at(slot), cr, cc, zp_a, s_a);
+                let (br, bcn) = match bc {
+                    Broadcast::None => (cr, cc),
+                    Broadcast::PerRow => (1, cr),
+                    _ => (1, cc),
+                };
+                widen(e, sb8.at(slot), sb.at(slot), br, bcn, zp_b, s_b);
+            }
             e.push(Insn::Binary {
                 op: isa_op,
                 dtype: isa::DType::F32,
@@ -1460,13 +1509,52 @@ fn binary(
                     scalar: m1,
                 });
             }
-            let off = (base + r0 * cols + c0) as u64 * 4;
+            if let Some((_, _, (s_out, zp_out))) = q {
+                let (rows, cols) = (cr as u32, cc as u32);
+                e.push(Insn::Binary {
+                    op: isa::BinaryOp::Div,
+                    dtype: isa::DType::F32,
+                    bcast: Broadcast::Scalar,
+                    rows,
+                    cols,
+                    a: t,
+                    b: t,
+                    out: t,
+                    scalar: s_out.to_bits(),
+                });
+                e.push(Insn::Convert {
+                    conv: Conversion::F32ToI32,
+                    rows,
+                    cols,
+                    src: t,
+                    dst: t,
+                    zero_point: 0,
+                    scale: 0.0,
+                });
+                e.push(Insn::Requant {
+                    rows,
+                    cols,
+                    src: t,
+                    dst: Tile {
+                        addr: sa8.at(slot),
+                        ld: tc as u32,
+                    },
+                    mult: 2,
+                    per_channel: false,
+                    bias: None,
+                    shift: 1,
+                    zero_point: zp_out,
+                    lo: -128,
+                    hi: 127,
+                });
+            }
+            let off = ((base + r0 * cols + c0) * es) as u64;
             e.store(
                 out,
                 off,
-                sa.at(slot),
-                Strided::rows(cc as u32 * 4, cr as u32, pitch),
-                Strided::rows(cc as u32 * 4, cr as u32, tc as u32 * 4),
+                la.at(slot),
+                Strided::rows(cc as u32 * e32, cr as u32, pitch),
+                Strided::rows(cc as u32 * e32, cr as u32, tc as u32 * e32),
             );
             Ok(())
         },
