@@ -39,6 +39,8 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
             let k = if *trans_a { ta.shape[0] } else { ta.shape[1] };
             let sums = int8_sums(g, *b, |i| if *trans_b { i / k } else { i % n }, n);
             let zb = g.ty(*b).quant.as_ref().map_or(0, |q| q.zero_point());
+            // Operands first, then the bias: the constant buffer's order.
+            let (al, bl) = (loc(g, plan, e, *a)?, loc(g, plan, e, *b)?);
             let gb = bias.map(|v| loc(g, plan, e, v)).transpose()?;
             let mac = Mac::new(g, step, node.ty.dtype, n, e, sums, k, gb)?;
             let spec = GemmSpec {
@@ -47,8 +49,8 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
                 k,
                 trans_a: *trans_a,
                 trans_b: *trans_b,
-                a: loc(g, plan, e, *a)?,
-                b: loc(g, plan, e, *b)?,
+                a: al,
+                b: bl,
                 bias: bias.map(|v| loc(g, plan, e, v)).transpose()?,
                 out,
                 zb,
@@ -1369,14 +1371,20 @@ fn binary(
             Broadcast::PerRow => tr,
             _ => tc,
         };
-        let i8s = |n: usize| if int8 { n } else { 0 } as u64;
-        if let (Ok(x), Ok(y), Ok(x8), Ok(y8)) = (
+        if let (Ok(x), Ok(y)) = (
             e.sram_alloc((tr * tc * 4) as u64, nb),
             e.sram_alloc((bsz * 4) as u64, nb),
-            e.sram_alloc(i8s(tr * tc), nb),
-            e.sram_alloc(i8s(bsz), nb),
         ) {
-            break (x, y, x8, y8);
+            // The i8 staging slots (f32: none).
+            if !int8 {
+                break (x, y, x, y);
+            }
+            if let (Ok(x8), Ok(y8)) = (
+                e.sram_alloc((tr * tc) as u64, nb),
+                e.sram_alloc(bsz as u64, nb),
+            ) {
+                break (x, y, x8, y8);
+            }
         }
         if tr == 1 && tc == 1 {
             return Err(too_small(g, step, e, "one element does not fit".into()));
@@ -1584,14 +1592,20 @@ fn pool(
     let int8 = q.is_some();
     let (si, so, si8, so8) = loop {
         e.sram_reset();
-        let bytes8 = |n: usize| if int8 { n } else { 0 } as u64;
-        if let (Ok(a), Ok(b), Ok(c), Ok(d)) = (
+        if let (Ok(a), Ok(b)) = (
             e.sram_alloc((tp * ih * iw * 4) as u64, nb),
             e.sram_alloc((tp * oh * ow * 4) as u64, nb),
-            e.sram_alloc(bytes8(tp * ih * iw), nb),
-            e.sram_alloc(bytes8(tp * oh * ow), nb),
         ) {
-            break (a, b, c, d);
+            // The i8 staging slots (f32: none).
+            if !int8 {
+                break (a, b, a, b);
+            }
+            if let (Ok(c), Ok(d)) = (
+                e.sram_alloc((tp * ih * iw) as u64, nb),
+                e.sram_alloc((tp * oh * ow) as u64, nb),
+            ) {
+                break (a, b, c, d);
+            }
         }
         if tp == 1 {
             return Err(format!("one {ih}x{iw} plane and its output do not fit; pooling does not tile within a plane yet"));
