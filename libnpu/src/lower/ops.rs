@@ -141,12 +141,16 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
         Op::Binary { op, a, b } => binary(g, e, step, *op, *a, *b, plan, out)?,
         Op::Unary { op, x } => {
             let xl = loc(g, plan, e, *x)?;
-            if node.ty.dtype == DType::I8 {
+            if node.ty.dtype == DType::I8 && !matches!(op, UnaryOp::Relu | UnaryOp::Clamp { .. }) {
+                let q = (per_tensor(g.ty(*x)), per_tensor(&node.ty));
+                unary_f32(e, *op, xl, out, node.ty.elems(), Some(q))
+                    .map_err(|why| too_small(g, step, e, why))?
+            } else if node.ty.dtype == DType::I8 {
                 let (lo, hi) = int8_clamp_bounds(*op, &node.ty);
                 unary_i8(e, xl, out, node.ty.elems(), lo, hi)
                     .map_err(|why| too_small(g, step, e, why))?
             } else {
-                unary_f32(e, *op, xl, out, node.ty.elems())
+                unary_f32(e, *op, xl, out, node.ty.elems(), None)
                     .map_err(|why| too_small(g, step, e, why))?
             }
         }
@@ -217,7 +221,9 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
             let cols = shape[*axis];
             let rows = node.ty.elems() / cols;
             let xl = loc(g, plan, e, *x)?;
-            softmax(e, xl, out, rows, cols).map_err(|why| too_small(g, step, e, why))?
+            let q =
+                (node.ty.dtype == DType::I8).then(|| (per_tensor(g.ty(*x)), per_tensor(&node.ty)));
+            softmax(e, xl, out, rows, cols, q).map_err(|why| too_small(g, step, e, why))?
         }
     }
     Ok(())
@@ -1136,28 +1142,100 @@ fn chunk(i: usize, size: usize, n: usize) -> (usize, usize) {
     (i * size, (n - i * size).min(size))
 }
 
-fn unary_f32(e: &mut Emitter, op: UnaryOp, x: Loc, out: Loc, n: usize) -> Result<(), String> {
+/// The int8 operand/result of an op computed in f32 on the tile:
+/// ((input scale, zero point), (output scale, zero point)).
+type QuantIo = ((f32, i8), (f32, i8));
+
+/// Dequantize an i8 tile to f32 (CONVERT, ONNX DequantizeLinear).
+fn widen_i8(e: &mut Emitter, src: Tile, dst: Tile, rows: u32, cols: u32, (scale, zp): (f32, i8)) {
+    e.push(Insn::Convert {
+        conv: Conversion::I8ToF32,
+        rows,
+        cols,
+        src,
+        dst,
+        zero_point: zp as i32,
+        scale,
+    });
+}
+
+/// Quantize an f32 tile in place and narrow it to `dst` (ONNX
+/// QuantizeLinear: BINARY div, CONVERT f32->i32, REQUANT with the identity
+/// multiplier for the zero point and saturation).
+fn narrow_f32(e: &mut Emitter, t: Tile, dst: Tile, rows: u32, cols: u32, (scale, zp): (f32, i8)) {
+    e.push(Insn::Binary {
+        op: isa::BinaryOp::Div,
+        dtype: isa::DType::F32,
+        bcast: Broadcast::Scalar,
+        rows,
+        cols,
+        a: t,
+        b: t,
+        out: t,
+        scalar: scale.to_bits(),
+    });
+    e.push(Insn::Convert {
+        conv: Conversion::F32ToI32,
+        rows,
+        cols,
+        src: t,
+        dst: t,
+        zero_point: 0,
+        scale: 0.0,
+    });
+    e.push(Insn::Requant {
+        rows,
+        cols,
+        src: t,
+        dst,
+        mult: 2,
+        per_channel: false,
+        bias: None,
+        shift: 1,
+        zero_point: zp,
+        lo: -128,
+        hi: 127,
+    });
+}
+
+/// Elementwise UNARY in chunks; `q`: int8 in memory, dequantized and
+/// quantized on the tile.
+fn unary_f32(
+    e: &mut Emitter,
+    op: UnaryOp,
+    x: Loc,
+    out: Loc,
+    n: usize,
+    q: Option<QuantIo>,
+) -> Result<(), String> {
     let nb = e.nbuf();
     let mut size = n.min(16384);
-    let slots = loop {
+    let es = if q.is_some() { 1 } else { 4 };
+    let (slots, s8) = loop {
         e.sram_reset();
         if let Ok(s) = e.sram_alloc(size as u64 * 4, nb) {
-            break s;
+            if q.is_none() {
+                break (s, s);
+            }
+            if let Ok(s8) = e.sram_alloc(size as u64, nb) {
+                break (s, s8);
+            }
         }
         if size == 1 {
             return Err("one element does not fit".into());
         }
         size = size.div_ceil(2);
     };
+    let io = if q.is_some() { s8 } else { slots };
     e.pipeline(
         n.div_ceil(size),
         |e, i, slot| {
             let (o, l) = chunk(i, size, n);
-            let b = (l * 4) as u32;
+            let b = (l * es) as u32;
             e.load(
                 x,
-                o as u64 * 4,
-                slots.at(slot),
+                (o * es) as u64,
+                io.at(slot),
                 Strided::contiguous(b),
                 Strided::contiguous(b),
             );
@@ -1169,12 +1247,22 @@ fn unary_f32(e: &mut Emitter, op: UnaryOp, x: Loc, out: Loc, n: usize) -> Result
                 addr: slots.at(slot),
                 ld: l as u32,
             };
+            let t8 = Tile {
+                addr: s8.at(slot),
+                ld: l as u32,
+            };
+            if let Some((qi, _)) = q {
+                widen_i8(e, t8, t, 1, l as u32, qi);
+            }
             e.push(unary_insn(op, 1, l as u32, t, t));
-            let b = (l * 4) as u32;
+            if let Some((_, qo)) = q {
+                narrow_f32(e, t, t8, 1, l as u32, qo);
+            }
+            let b = (l * es) as u32;
             e.store(
                 out,
-                o as u64 * 4,
-                slots.at(slot),
+                (o * es) as u64,
+                io.at(slot),
                 Strided::contiguous(b),
                 Strided::contiguous(b),
             );
@@ -1714,16 +1802,30 @@ fn pool(
 }
 
 /// Row-wise softmax: max, subtract, exp, sum, reciprocal, scale.
-fn softmax(e: &mut Emitter, x: Loc, out: Loc, rows: usize, cols: usize) -> Result<(), String> {
+/// `q`: int8 in memory, dequantized and quantized on the tile.
+fn softmax(
+    e: &mut Emitter,
+    x: Loc,
+    out: Loc,
+    rows: usize,
+    cols: usize,
+    q: Option<QuantIo>,
+) -> Result<(), String> {
     let nb = e.nbuf();
     let mut tr = rows;
-    let (sx, sv) = loop {
+    let es = if q.is_some() { 1 } else { 4 };
+    let (sx, sv, s8) = loop {
         e.sram_reset();
         if let (Ok(a), Ok(b)) = (
             e.sram_alloc((tr * cols * 4) as u64, nb),
             e.sram_alloc((tr * 4) as u64, nb),
         ) {
-            break (a, b);
+            if q.is_none() {
+                break (a, b, a);
+            }
+            if let Ok(c) = e.sram_alloc((tr * cols) as u64, nb) {
+                break (a, b, c);
+            }
         }
         if tr == 1 {
             return Err(format!(
@@ -1732,15 +1834,16 @@ fn softmax(e: &mut Emitter, x: Loc, out: Loc, rows: usize, cols: usize) -> Resul
         }
         tr = tr.div_ceil(2);
     };
-    let bytes = |nr: usize| (nr * cols * 4) as u32;
+    let bytes = |nr: usize| (nr * cols * es) as u32;
+    let io = if q.is_some() { s8 } else { sx };
     e.pipeline(
         rows.div_ceil(tr),
         |e, s, slot| {
             let (r0, nr) = chunk(s, tr, rows);
             e.load(
                 x,
-                (r0 * cols * 4) as u64,
-                sx.at(slot),
+                (r0 * cols * es) as u64,
+                io.at(slot),
                 Strided::contiguous(bytes(nr)),
                 Strided::contiguous(bytes(nr)),
             );
@@ -1757,6 +1860,13 @@ fn softmax(e: &mut Emitter, x: Loc, out: Loc, rows: usize, cols: usize) -> Resul
                 addr: sv.at(slot),
                 ld: nr32,
             };
+            let t8 = Tile {
+                addr: s8.at(slot),
+                ld: c32,
+            };
+            if let Some((qi, _)) = q {
+                widen_i8(e, t8, t, nr32, c32, qi);
+            }
             let f = isa::DType::F32;
             e.push(Insn::Reduce {
                 op: ReduceOp::Max,
@@ -1818,10 +1928,13 @@ fn softmax(e: &mut Emitter, x: Loc, out: Loc, rows: usize, cols: usize) -> Resul
                 out: t,
                 scalar: 0,
             });
+            if let Some((_, qo)) = q {
+                narrow_f32(e, t, t8, nr32, c32, qo);
+            }
             e.store(
                 out,
-                (r0 * cols * 4) as u64,
-                sx.at(slot),
+                (r0 * cols * es) as u64,
+                io.at(slot),
                 Strided::contiguous(bytes(nr)),
                 Strided::contiguous(bytes(nr)),
             );
