@@ -750,7 +750,8 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
     let int8 = s.q.is_some();
     // Depthwise int8 computes on the band widened to i32 (minus zx).
     let wide = int8 && dw;
-    let vdtype = if int8 {
+    // The depthwise taps' vector arithmetic: i32 on the widened band.
+    let dw_dtype = if int8 {
         isa::DType::I32
     } else {
         isa::DType::F32
@@ -818,7 +819,7 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
                     };
                     e.push(Insn::Binary {
                         op: isa::BinaryOp::Mul,
-                        dtype: vdtype,
+                        dtype: dw_dtype,
                         bcast: Broadcast::PerRow,
                         rows: st.ccn as u32,
                         cols: m,
@@ -830,7 +831,7 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
                     if !first {
                         e.push(Insn::Binary {
                             op: isa::BinaryOp::Add,
-                            dtype: vdtype,
+                            dtype: dw_dtype,
                             bcast: Broadcast::None,
                             rows: st.ccn as u32,
                             cols: m,

@@ -1,7 +1,5 @@
 //! Lowering: from a [`Graph`] to a command buffer for one device.
 //!
-//! * `legalize`: int8 ops without an integer ISA form become
-//!   dequantize -> f32 -> quantize;
 //! * [`plan`]: memory planning: which buffer (input, output, scratch) and
 //!   offset holds each value, and which ops fuse into their producer;
 //! * [`emit`]: the instruction stream with VA relocations, and SRAM slots;
@@ -12,7 +10,6 @@
 
 mod conv;
 mod emit;
-mod legalize;
 mod ops;
 mod plan;
 
@@ -90,8 +87,10 @@ pub fn compile(
 ) -> Result<Program, LowerError> {
     graph.validate()?;
     let optimized = crate::ir::passes::optimize(graph)?;
-    let legal = legalize::legalize(&optimized)?;
-    let graph = &legal;
+    // int8 ops without an integer ISA form (elementwise, sigmoid/tanh/exp,
+    // pooling, softmax) dequantize, compute in f32 and quantize on the SRAM
+    // tile (ops.rs), as the language defines them.
+    let graph = &optimized;
     let plan = plan::plan(graph, opts)?;
     let mut e = emit::Emitter::new(params, opts, plan.buffers.clone());
     // Each constant is packed about once (conv weights per tile, with

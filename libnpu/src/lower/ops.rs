@@ -39,6 +39,8 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
             let k = if *trans_a { ta.shape[0] } else { ta.shape[1] };
             let sums = int8_sums(g, *b, |i| if *trans_b { i / k } else { i % n }, n);
             let zb = g.ty(*b).quant.as_ref().map_or(0, |q| q.zero_point());
+            // Operands first, then the bias: the constant buffer's order.
+            let (al, bl) = (loc(g, plan, e, *a)?, loc(g, plan, e, *b)?);
             let gb = bias.map(|v| loc(g, plan, e, v)).transpose()?;
             let mac = Mac::new(g, step, node.ty.dtype, n, e, sums, k, gb)?;
             let spec = GemmSpec {
@@ -47,8 +49,8 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
                 k,
                 trans_a: *trans_a,
                 trans_b: *trans_b,
-                a: loc(g, plan, e, *a)?,
-                b: loc(g, plan, e, *b)?,
+                a: al,
+                b: bl,
                 bias: bias.map(|v| loc(g, plan, e, v)).transpose()?,
                 out,
                 zb,
@@ -139,12 +141,16 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
         Op::Binary { op, a, b } => binary(g, e, step, *op, *a, *b, plan, out)?,
         Op::Unary { op, x } => {
             let xl = loc(g, plan, e, *x)?;
-            if node.ty.dtype == DType::I8 {
+            if node.ty.dtype == DType::I8 && !matches!(op, UnaryOp::Relu | UnaryOp::Clamp { .. }) {
+                let q = (per_tensor(g.ty(*x)), per_tensor(&node.ty));
+                unary_f32(e, *op, xl, out, node.ty.elems(), Some(q))
+                    .map_err(|why| too_small(g, step, e, why))?
+            } else if node.ty.dtype == DType::I8 {
                 let (lo, hi) = int8_clamp_bounds(*op, &node.ty);
                 unary_i8(e, xl, out, node.ty.elems(), lo, hi)
                     .map_err(|why| too_small(g, step, e, why))?
             } else {
-                unary_f32(e, *op, xl, out, node.ty.elems())
+                unary_f32(e, *op, xl, out, node.ty.elems(), None)
                     .map_err(|why| too_small(g, step, e, why))?
             }
         }
@@ -155,6 +161,8 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
             window,
         } => {
             let xl = loc(g, plan, e, *x)?;
+            let q =
+                (node.ty.dtype == DType::I8).then(|| (per_tensor(g.ty(*x)), per_tensor(&node.ty)));
             pool(
                 e,
                 *kind,
@@ -164,6 +172,7 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
                 window,
                 xl,
                 out,
+                q,
             )
             .map_err(|why| too_small(g, step, e, why))?
         }
@@ -212,7 +221,9 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
             let cols = shape[*axis];
             let rows = node.ty.elems() / cols;
             let xl = loc(g, plan, e, *x)?;
-            softmax(e, xl, out, rows, cols).map_err(|why| too_small(g, step, e, why))?
+            let q =
+                (node.ty.dtype == DType::I8).then(|| (per_tensor(g.ty(*x)), per_tensor(&node.ty)));
+            softmax(e, xl, out, rows, cols, q).map_err(|why| too_small(g, step, e, why))?
         }
     }
     Ok(())
@@ -1131,28 +1142,100 @@ fn chunk(i: usize, size: usize, n: usize) -> (usize, usize) {
     (i * size, (n - i * size).min(size))
 }
 
-fn unary_f32(e: &mut Emitter, op: UnaryOp, x: Loc, out: Loc, n: usize) -> Result<(), String> {
+/// The int8 operand/result of an op computed in f32 on the tile:
+/// ((input scale, zero point), (output scale, zero point)).
+type QuantIo = ((f32, i8), (f32, i8));
+
+/// Dequantize an i8 tile to f32 (CONVERT, ONNX DequantizeLinear).
+fn widen_i8(e: &mut Emitter, src: Tile, dst: Tile, rows: u32, cols: u32, (scale, zp): (f32, i8)) {
+    e.push(Insn::Convert {
+        conv: Conversion::I8ToF32,
+        rows,
+        cols,
+        src,
+        dst,
+        zero_point: zp as i32,
+        scale,
+    });
+}
+
+/// Quantize an f32 tile in place and narrow it to `dst` (ONNX
+/// QuantizeLinear: BINARY div, CONVERT f32->i32, REQUANT with the identity
+/// multiplier for the zero point and saturation).
+fn narrow_f32(e: &mut Emitter, t: Tile, dst: Tile, rows: u32, cols: u32, (scale, zp): (f32, i8)) {
+    e.push(Insn::Binary {
+        op: isa::BinaryOp::Div,
+        dtype: isa::DType::F32,
+        bcast: Broadcast::Scalar,
+        rows,
+        cols,
+        a: t,
+        b: t,
+        out: t,
+        scalar: scale.to_bits(),
+    });
+    e.push(Insn::Convert {
+        conv: Conversion::F32ToI32,
+        rows,
+        cols,
+        src: t,
+        dst: t,
+        zero_point: 0,
+        scale: 0.0,
+    });
+    e.push(Insn::Requant {
+        rows,
+        cols,
+        src: t,
+        dst,
+        mult: 2,
+        per_channel: false,
+        bias: None,
+        shift: 1,
+        zero_point: zp,
+        lo: -128,
+        hi: 127,
+    });
+}
+
+/// Elementwise UNARY in chunks; `q`: int8 in memory, dequantized and
+/// quantized on the tile.
+fn unary_f32(
+    e: &mut Emitter,
+    op: UnaryOp,
+    x: Loc,
+    out: Loc,
+    n: usize,
+    q: Option<QuantIo>,
+) -> Result<(), String> {
     let nb = e.nbuf();
     let mut size = n.min(16384);
-    let slots = loop {
+    let es = if q.is_some() { 1 } else { 4 };
+    let (slots, s8) = loop {
         e.sram_reset();
         if let Ok(s) = e.sram_alloc(size as u64 * 4, nb) {
-            break s;
+            if q.is_none() {
+                break (s, s);
+            }
+            if let Ok(s8) = e.sram_alloc(size as u64, nb) {
+                break (s, s8);
+            }
         }
         if size == 1 {
             return Err("one element does not fit".into());
         }
         size = size.div_ceil(2);
     };
+    let io = if q.is_some() { s8 } else { slots };
     e.pipeline(
         n.div_ceil(size),
         |e, i, slot| {
             let (o, l) = chunk(i, size, n);
-            let b = (l * 4) as u32;
+            let b = (l * es) as u32;
             e.load(
                 x,
-                o as u64 * 4,
-                slots.at(slot),
+                (o * es) as u64,
+                io.at(slot),
                 Strided::contiguous(b),
                 Strided::contiguous(b),
             );
@@ -1164,12 +1247,22 @@ fn unary_f32(e: &mut Emitter, op: UnaryOp, x: Loc, out: Loc, n: usize) -> Result
                 addr: slots.at(slot),
                 ld: l as u32,
             };
+            let t8 = Tile {
+                addr: s8.at(slot),
+                ld: l as u32,
+            };
+            if let Some((qi, _)) = q {
+                widen_i8(e, t8, t, 1, l as u32, qi);
+            }
             e.push(unary_insn(op, 1, l as u32, t, t));
-            let b = (l * 4) as u32;
+            if let Some((_, qo)) = q {
+                narrow_f32(e, t, t8, 1, l as u32, qo);
+            }
+            let b = (l * es) as u32;
             e.store(
                 out,
-                o as u64 * 4,
-                slots.at(slot),
+                (o * es) as u64,
+                io.at(slot),
                 Strided::contiguous(b),
                 Strided::contiguous(b),
             );
@@ -1345,9 +1438,21 @@ fn binary(
         BinaryOp::Max => isa::BinaryOp::Max,
         BinaryOp::Min => isa::BinaryOp::Min,
     };
+    // int8: ((s_a, zp_a), (s_b, zp_b), (s_out, zp_out)); the language's
+    // dequantize -> f32 op -> quantize on the SRAM tile (CONVERT i8->f32;
+    // BINARY; BINARY div, CONVERT f32->i32, REQUANT), i8 in memory.
+    let q = (node.ty.dtype == DType::I8).then(|| {
+        (
+            per_tensor(g.ty(a)),
+            per_tensor(g.ty(b)),
+            per_tensor(&node.ty),
+        )
+    });
+    let int8 = q.is_some();
+    let es: usize = if int8 { 1 } else { 4 };
     // Tiles of tr x tc; the computation is in place in the `a` slot.
     let (mut tr, mut tc) = (rows, cols.min(4096));
-    let (sa, sb) = loop {
+    let (sa, sb, sa8, sb8) = loop {
         e.sram_reset();
         let bsz = match bc {
             Broadcast::None => tr * tc,
@@ -1358,7 +1463,16 @@ fn binary(
             e.sram_alloc((tr * tc * 4) as u64, nb),
             e.sram_alloc((bsz * 4) as u64, nb),
         ) {
-            break (x, y);
+            // The i8 staging slots (f32: none).
+            if !int8 {
+                break (x, y, x, y);
+            }
+            if let (Ok(x8), Ok(y8)) = (
+                e.sram_alloc((tr * tc) as u64, nb),
+                e.sram_alloc(bsz as u64, nb),
+            ) {
+                break (x, y, x8, y8);
+            }
         }
         if tr == 1 && tc == 1 {
             return Err(too_small(g, step, e, "one element does not fit".into()));
@@ -1384,40 +1498,42 @@ fn binary(
             (cols - c0).min(tc),
         )
     };
-    let pitch = cols as u32 * 4;
+    let e32 = es as u32;
+    let pitch = cols as u32 * e32;
+    let (la, lb) = if int8 { (sa8, sb8) } else { (sa, sb) };
     e.pipeline(
         outer * per_block,
         |e, s, slot| {
             let (base, bbase, r0, c0, cr, cc) = dims(s);
-            let off = (base + r0 * cols + c0) as u64 * 4;
+            let off = ((base + r0 * cols + c0) * es) as u64;
             e.load(
                 al,
                 off,
-                sa.at(slot),
-                Strided::rows(cc as u32 * 4, cr as u32, pitch),
-                Strided::rows(cc as u32 * 4, cr as u32, tc as u32 * 4),
+                la.at(slot),
+                Strided::rows(cc as u32 * e32, cr as u32, pitch),
+                Strided::rows(cc as u32 * e32, cr as u32, tc as u32 * e32),
             );
             match bc {
                 Broadcast::None => e.load(
                     bl,
-                    (bbase + r0 * cols + c0) as u64 * 4,
-                    sb.at(slot),
-                    Strided::rows(cc as u32 * 4, cr as u32, pitch),
-                    Strided::rows(cc as u32 * 4, cr as u32, tc as u32 * 4),
+                    ((bbase + r0 * cols + c0) * es) as u64,
+                    lb.at(slot),
+                    Strided::rows(cc as u32 * e32, cr as u32, pitch),
+                    Strided::rows(cc as u32 * e32, cr as u32, tc as u32 * e32),
                 ),
                 Broadcast::PerRow => e.load(
                     bl,
-                    (bbase + r0) as u64 * 4,
-                    sb.at(slot),
-                    Strided::contiguous(cr as u32 * 4),
-                    Strided::contiguous(cr as u32 * 4),
+                    ((bbase + r0) * es) as u64,
+                    lb.at(slot),
+                    Strided::contiguous(cr as u32 * e32),
+                    Strided::contiguous(cr as u32 * e32),
                 ),
                 _ => e.load(
                     bl,
-                    (bbase + c0) as u64 * 4,
-                    sb.at(slot),
-                    Strided::contiguous(cc as u32 * 4),
-                    Strided::contiguous(cc as u32 * 4),
+                    ((bbase + c0) * es) as u64,
+                    lb.at(slot),
+                    Strided::contiguous(cc as u32 * e32),
+                    Strided::contiguous(cc as u32 * e32),
                 ),
             }
             Ok(())
@@ -1432,6 +1548,38 @@ fn binary(
                 addr: sb.at(slot),
                 ld: tc as u32,
             };
+            if let Some(((s_a, zp_a), (s_b, zp_b), _)) = q {
+                let widen = |e: &mut Emitter,
+                             src: u32,
+                             dst: u32,
+                             rows: usize,
+                             cols: usize,
+                             zp: i8,
+                             scale: f32| {
+                    e.push(Insn::Convert {
+                        conv: Conversion::I8ToF32,
+                        rows: rows as u32,
+                        cols: cols as u32,
+                        src: Tile {
+                            addr: src,
+                            ld: tc as u32,
+                        },
+                        dst: Tile {
+                            addr: dst,
+                            ld: tc as u32,
+                        },
+                        zero_point: zp as i32,
+                        scale,
+                    });
+                };
+                widen(e, sa8.at(slot), sa.at(slot), cr, cc, zp_a, s_a);
+                let (br, bcn) = match bc {
+                    Broadcast::None => (cr, cc),
+                    Broadcast::PerRow => (1, cr),
+                    _ => (1, cc),
+                };
+                widen(e, sb8.at(slot), sb.at(slot), br, bcn, zp_b, s_b);
+            }
             e.push(Insn::Binary {
                 op: isa_op,
                 dtype: isa::DType::F32,
@@ -1457,19 +1605,62 @@ fn binary(
                     scalar: m1,
                 });
             }
-            let off = (base + r0 * cols + c0) as u64 * 4;
+            if let Some((_, _, (s_out, zp_out))) = q {
+                let (rows, cols) = (cr as u32, cc as u32);
+                e.push(Insn::Binary {
+                    op: isa::BinaryOp::Div,
+                    dtype: isa::DType::F32,
+                    bcast: Broadcast::Scalar,
+                    rows,
+                    cols,
+                    a: t,
+                    b: t,
+                    out: t,
+                    scalar: s_out.to_bits(),
+                });
+                e.push(Insn::Convert {
+                    conv: Conversion::F32ToI32,
+                    rows,
+                    cols,
+                    src: t,
+                    dst: t,
+                    zero_point: 0,
+                    scale: 0.0,
+                });
+                e.push(Insn::Requant {
+                    rows,
+                    cols,
+                    src: t,
+                    dst: Tile {
+                        addr: sa8.at(slot),
+                        ld: tc as u32,
+                    },
+                    mult: 2,
+                    per_channel: false,
+                    bias: None,
+                    shift: 1,
+                    zero_point: zp_out,
+                    lo: -128,
+                    hi: 127,
+                });
+            }
+            let off = ((base + r0 * cols + c0) * es) as u64;
             e.store(
                 out,
                 off,
-                sa.at(slot),
-                Strided::rows(cc as u32 * 4, cr as u32, pitch),
-                Strided::rows(cc as u32 * 4, cr as u32, tc as u32 * 4),
+                la.at(slot),
+                Strided::rows(cc as u32 * e32, cr as u32, pitch),
+                Strided::rows(cc as u32 * e32, cr as u32, tc as u32 * e32),
             );
             Ok(())
         },
     )
 }
 
+/// `q`: int8 pooling, ((input scale, zero point), (output scale, zero
+/// point)): the language's dequantize -> f32 pool -> quantize, the same
+/// instructions as those three ops (CONVERT i8->f32; POOL; BINARY div,
+/// CONVERT f32->i32, REQUANT) on the SRAM tile, with i8 in memory.
 #[allow(clippy::too_many_arguments)]
 fn pool(
     e: &mut Emitter,
@@ -1480,25 +1671,38 @@ fn pool(
     win: &Window,
     x: Loc,
     out: Loc,
+    q: Option<((f32, i8), (f32, i8))>,
 ) -> Result<(), String> {
     let planes = ishape[0] * ishape[1];
     let (ih, iw, oh, ow) = (ishape[2], ishape[3], oshape[2], oshape[3]);
     let nb = e.nbuf();
     let mut tp = planes;
-    let (si, so) = loop {
+    let int8 = q.is_some();
+    let (si, so, si8, so8) = loop {
         e.sram_reset();
         if let (Ok(a), Ok(b)) = (
             e.sram_alloc((tp * ih * iw * 4) as u64, nb),
             e.sram_alloc((tp * oh * ow * 4) as u64, nb),
         ) {
-            break (a, b);
+            // The i8 staging slots (f32: none).
+            if !int8 {
+                break (a, b, a, b);
+            }
+            if let (Ok(c), Ok(d)) = (
+                e.sram_alloc((tp * ih * iw) as u64, nb),
+                e.sram_alloc((tp * oh * ow) as u64, nb),
+            ) {
+                break (a, b, c, d);
+            }
         }
         if tp == 1 {
             return Err(format!("one {ih}x{iw} plane and its output do not fit; pooling does not tile within a plane yet"));
         }
         tp = tp.div_ceil(2);
     };
-    let (ipl, opl) = ((ih * iw * 4) as u32, (oh * ow * 4) as u32);
+    // Bytes per plane in memory (i8 or f32).
+    let mes = if int8 { 1 } else { 4 };
+    let (ipl, opl) = ((ih * iw * mes) as u32, (oh * ow * mes) as u32);
     e.pipeline(
         planes.div_ceil(tp),
         |e, s, slot| {
@@ -1506,7 +1710,7 @@ fn pool(
             e.load(
                 x,
                 p0 as u64 * ipl as u64,
-                si.at(slot),
+                if int8 { si8.at(slot) } else { si.at(slot) },
                 Strided::contiguous(np as u32 * ipl),
                 Strided::contiguous(np as u32 * ipl),
             );
@@ -1514,6 +1718,19 @@ fn pool(
         },
         |e, s, slot| {
             let (p0, np) = chunk(s, tp, planes);
+            let (icells, ocells) = ((np * ih * iw) as u32, (np * oh * ow) as u32);
+            let flat = |addr: u32, n: u32| Tile { addr, ld: n };
+            if let Some(((s_in, zp_in), _)) = q {
+                e.push(Insn::Convert {
+                    conv: Conversion::I8ToF32,
+                    rows: 1,
+                    cols: icells,
+                    src: flat(si8.at(slot), icells),
+                    dst: flat(si.at(slot), icells),
+                    zero_point: zp_in as i32,
+                    scale: s_in,
+                });
+            }
             let geom = PoolGeom {
                 channels: np as u32,
                 in_h: ih as u32,
@@ -1535,10 +1752,46 @@ fn pool(
                 src: si.at(slot),
                 dst: so.at(slot),
             });
+            if let Some((_, (s_out, zp_out))) = q {
+                let t = flat(so.at(slot), ocells);
+                e.push(Insn::Binary {
+                    op: isa::BinaryOp::Div,
+                    dtype: isa::DType::F32,
+                    bcast: Broadcast::Scalar,
+                    rows: 1,
+                    cols: ocells,
+                    a: t,
+                    b: t,
+                    out: t,
+                    scalar: s_out.to_bits(),
+                });
+                e.push(Insn::Convert {
+                    conv: Conversion::F32ToI32,
+                    rows: 1,
+                    cols: ocells,
+                    src: t,
+                    dst: t,
+                    zero_point: 0,
+                    scale: 0.0,
+                });
+                e.push(Insn::Requant {
+                    rows: 1,
+                    cols: ocells,
+                    src: t,
+                    dst: flat(so8.at(slot), ocells),
+                    mult: 2,
+                    per_channel: false,
+                    bias: None,
+                    shift: 1,
+                    zero_point: zp_out,
+                    lo: -128,
+                    hi: 127,
+                });
+            }
             e.store(
                 out,
                 p0 as u64 * opl as u64,
-                so.at(slot),
+                if int8 { so8.at(slot) } else { so.at(slot) },
                 Strided::contiguous(np as u32 * opl),
                 Strided::contiguous(np as u32 * opl),
             );
@@ -1549,16 +1802,30 @@ fn pool(
 }
 
 /// Row-wise softmax: max, subtract, exp, sum, reciprocal, scale.
-fn softmax(e: &mut Emitter, x: Loc, out: Loc, rows: usize, cols: usize) -> Result<(), String> {
+/// `q`: int8 in memory, dequantized and quantized on the tile.
+fn softmax(
+    e: &mut Emitter,
+    x: Loc,
+    out: Loc,
+    rows: usize,
+    cols: usize,
+    q: Option<QuantIo>,
+) -> Result<(), String> {
     let nb = e.nbuf();
     let mut tr = rows;
-    let (sx, sv) = loop {
+    let es = if q.is_some() { 1 } else { 4 };
+    let (sx, sv, s8) = loop {
         e.sram_reset();
         if let (Ok(a), Ok(b)) = (
             e.sram_alloc((tr * cols * 4) as u64, nb),
             e.sram_alloc((tr * 4) as u64, nb),
         ) {
-            break (a, b);
+            if q.is_none() {
+                break (a, b, a);
+            }
+            if let Ok(c) = e.sram_alloc((tr * cols) as u64, nb) {
+                break (a, b, c);
+            }
         }
         if tr == 1 {
             return Err(format!(
@@ -1567,15 +1834,16 @@ fn softmax(e: &mut Emitter, x: Loc, out: Loc, rows: usize, cols: usize) -> Resul
         }
         tr = tr.div_ceil(2);
     };
-    let bytes = |nr: usize| (nr * cols * 4) as u32;
+    let bytes = |nr: usize| (nr * cols * es) as u32;
+    let io = if q.is_some() { s8 } else { sx };
     e.pipeline(
         rows.div_ceil(tr),
         |e, s, slot| {
             let (r0, nr) = chunk(s, tr, rows);
             e.load(
                 x,
-                (r0 * cols * 4) as u64,
-                sx.at(slot),
+                (r0 * cols * es) as u64,
+                io.at(slot),
                 Strided::contiguous(bytes(nr)),
                 Strided::contiguous(bytes(nr)),
             );
@@ -1592,6 +1860,13 @@ fn softmax(e: &mut Emitter, x: Loc, out: Loc, rows: usize, cols: usize) -> Resul
                 addr: sv.at(slot),
                 ld: nr32,
             };
+            let t8 = Tile {
+                addr: s8.at(slot),
+                ld: c32,
+            };
+            if let Some((qi, _)) = q {
+                widen_i8(e, t8, t, nr32, c32, qi);
+            }
             let f = isa::DType::F32;
             e.push(Insn::Reduce {
                 op: ReduceOp::Max,
@@ -1653,10 +1928,13 @@ fn softmax(e: &mut Emitter, x: Loc, out: Loc, rows: usize, cols: usize) -> Resul
                 out: t,
                 scalar: 0,
             });
+            if let Some((_, qo)) = q {
+                narrow_f32(e, t, t8, nr32, c32, qo);
+            }
             e.store(
                 out,
-                (r0 * cols * 4) as u64,
-                sx.at(slot),
+                (r0 * cols * es) as u64,
+                io.at(slot),
                 Strided::contiguous(bytes(nr)),
                 Strided::contiguous(bytes(nr)),
             );
