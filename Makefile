@@ -17,9 +17,11 @@ CARGO ?= cargo
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
 
-# The main job (scripts/demo.sh): in the guest, the driver loads and libnpu
-# compiles a small CNN, submits it through /dev/accel and checks the result.
-demo: buildroot
+# The main job (scripts/demo.sh): in the guest, the driver loads, libnpu
+# compiles and checks a small CNN, then a real published ONNX model
+# classifies a scanned page's orientation through /dev/accel, beside
+# onnxruntime on the host (host-deps: onnxruntime, Pillow, the models).
+demo: host-deps buildroot
 	@scripts/demo.sh
 
 # Every stage runs (lint, host, fuzz, guest, harness); the last line is

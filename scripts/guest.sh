@@ -28,6 +28,11 @@ mkdir -p "$staging/tests/harness"
 cp "$NPU_TOP"/tests/harness/guest/*.sh "$staging/tests/harness/"
 [ "${NPU_HANG_AFTER_TAP:-0}" = 1 ] && touch "$staging/harness-hang-after-tap"
 cp "$NPU_TOP"/libnpu/examples/kernels/*.npu "$NPU_TOP"/libnpu/examples/small_cnn.npu "$staging/kernels/"
+# The real published models with onnxruntime's outputs (~20 MB), only for
+# the runs whose tests name /models (scripts/guest-models.sh).
+if grep -q '/models' "$run_script"; then
+	cp -r "$("$NPU_TOP/scripts/guest-models.sh" | tail -n1)" "$staging/models"
+fi
 [ -n "$module" ] && cp "$module" "$staging/lib/modules/"
 cp "$run_script" "$staging/run.sh"
 cp "$NPU_TOP/scripts/guest-init.sh" "$staging/init"

