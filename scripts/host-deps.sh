@@ -4,7 +4,8 @@
 # numerical references: onnxruntime is what libnpu's int8 ops and the real
 # ONNX models are compared with), npm (one of the packages shipping those
 # models), pkg-config (libnpu's .pc file is checked with the real tool) and
-# binutils (readelf and nm check libnpu.so's SONAME and exported symbols);
+# binutils (readelf and nm check libnpu.so's SONAME and exported symbols),
+# maturin (builds the Python package's wheel: python/tests/python_suite.rs);
 # then fetch the models (scripts/models.sh).
 . "$(dirname "$0")/common.sh"
 missing=()
@@ -31,6 +32,13 @@ if ! python3 -c 'import onnx, onnxruntime' 2>/dev/null; then
 	stage "installing onnx and onnxruntime (pip)"
 	python3 -m pip install -q onnx onnxruntime 2>/dev/null || python3 -m pip install -q --break-system-packages onnx onnxruntime \
 		|| die "cannot install onnx and onnxruntime with pip"
+	stage_done
+fi
+# maturin builds the Python package's wheel (python/tests/python_suite.rs).
+if ! python3 -m maturin --version >/dev/null 2>&1; then
+	stage "installing maturin (pip)"
+	python3 -m pip install -q maturin 2>/dev/null || python3 -m pip install -q --break-system-packages maturin \
+		|| die "cannot install maturin with pip"
 	stage_done
 fi
 "$NPU_TOP/scripts/models.sh" >/dev/null
