@@ -3,8 +3,8 @@
 # python3 with numpy, onnx and onnxruntime (the TAP checker; independent
 # numerical references: onnxruntime is what libnpu's int8 ops and the real
 # ONNX models are compared with), npm (one of the packages shipping those
-# models), pkg-config (libnpu's .pc file is checked with the real tool) and
-# binutils (readelf and nm check libnpu.so's SONAME and exported symbols),
+# models), pkg-config (libnpu's .pc file is checked with the real tool),
+# binutils (readelf and nm check libnpu.so's SONAME and exported symbols) and
 # maturin (builds the Python package's wheel: python/tests/python_suite.rs);
 # then fetch the models (scripts/models.sh).
 . "$(dirname "$0")/common.sh"
