@@ -135,7 +135,12 @@ fn import_error(e: npu_onnx::ImportError) -> PyErr {
         npu_onnx::ImportError::Decode(_) => Status::Parse,
         _ => Status::Unsupported,
     };
-    npu_error(status, &e.to_string(), None)
+    let mut message = e.to_string();
+    if let npu_onnx::ImportError::Input { name, .. } = &e {
+        // The importer's hint names npu-submit's option; this is Python's.
+        message += &format!(" (here: input_shapes={{\"{name}\": [D0, D1, ...]}})");
+    }
+    npu_error(status, &message, None)
 }
 
 /// Copy an array's elements (any strides) as little-endian bytes.

@@ -211,6 +211,12 @@ class RealModels(unittest.TestCase):
     def test_openwakeword_timer(self):
         self.check(TIMER)
 
+    def test_symbolic_shape_needs_input_shapes(self):
+        with self.assertRaises(npu.NpuError) as cm:
+            npu.InferenceSession(model_path(CLS[0]), backend="model")
+        self.assertEqual(cm.exception.status, "NPU_ERROR_UNSUPPORTED")
+        self.assertIn('input_shapes={"x": [D0, D1, ...]}', str(cm.exception))
+
     def test_two_threads_different_inputs(self):
         path = model_path(ORINET[0])
         sess = npu.InferenceSession(path, backend="model")
