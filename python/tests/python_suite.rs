@@ -49,6 +49,11 @@ fn python_package_matches_onnxruntime() {
             .arg(crate_dir.join("Cargo.toml"))
             .arg("--out")
             .arg(&wheels)
+            // Not the workspace's target dir: libnpu is a cdylib whose rlib
+            // in deps/ has no hash, and this build (other dependency
+            // features) would overwrite the one the workspace's crates were
+            // built against (see LIBNPU_TARGET_DIR in the Makefile).
+            .env("CARGO_TARGET_DIR", top.join("target").join("python-wheel"))
             .current_dir(top),
     );
     let wheel = std::fs::read_dir(&wheels)
