@@ -72,10 +72,14 @@ fuzz() {
 	return $rc
 }
 
+# (run_stage calls a stage in a `||` list, where bash ignores errexit: each
+# step's status is checked here.)
 guest() {
-	scripts/buildroot.sh
-	scripts/guest-tests.sh
-	scripts/reliability-report.sh >/dev/null
+	local rc=0
+	scripts/buildroot.sh || return 1
+	scripts/guest-tests.sh || rc=$?
+	scripts/reliability-report.sh >/dev/null || rc=1
+	return $rc
 }
 
 harness() {
