@@ -134,6 +134,17 @@ fn main() {
             times.push(t.elapsed());
         }
         let npu_ms = ms(median(times));
+        // The outputs' bits, so that a change to the device model can be
+        // checked to compute exactly what it did before.
+        let mut digest = 0xcbf2_9ce4_8422_2325u64;
+        for io in &model.outputs {
+            let out = req
+                .output(&io.ir_name)
+                .unwrap_or_else(|e| fail(format!("{name}: output {}: {e}", io.name)));
+            for b in out {
+                digest = (digest ^ b as u64).wrapping_mul(0x100_0000_01b3);
+            }
+        }
         let mf = tmp.join(format!("{name}.manifest"));
         std::fs::write(&mf, manifest).unwrap_or_else(|e| fail(format!("{}: {e}", mf.display())));
         let out = Command::new("python3")
@@ -168,7 +179,7 @@ fn main() {
             ));
         }
         println!(
-            "{:<18} {:>10.2} {:>11.3} {:>10.3} {:>10.3} {:>8.1}x {:>8.1}x   (first run {:.1} ms)",
+            "{:<18} {:>10.2} {:>11.3} {:>10.3} {:>10.3} {:>8.1}x {:>8.1}x   (first run {:.1} ms; outputs fnv1a {digest:016x})",
             name,
             ms(compiled.compile_time()),
             npu_ms,

@@ -629,18 +629,7 @@ impl Executor {
                     Broadcast::Scalar => (vec![scalar], None),
                 };
                 let av = ta.load32(&self.sram);
-                let c = cols as usize;
-                let bidx = |i: usize| match bcast {
-                    Broadcast::None => i,
-                    Broadcast::PerRow => i / c,
-                    Broadcast::PerCol => i % c,
-                    Broadcast::Scalar => 0,
-                };
-                let res: Vec<u32> = av
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &x)| binary(bop, dtype, x, bv[bidx(i)]))
-                    .collect();
+                let res = binary_tile(bop, dtype, bcast, ta.cols, &av, &bv);
                 to.store32(&mut self.sram, &res);
                 let mut reads = vec![ta.range()];
                 reads.extend(brange);
@@ -665,11 +654,8 @@ impl Executor {
                     let v = ts.load8(&self.sram);
                     td.store8(&mut self.sram, &v);
                 } else {
-                    let v: Vec<u32> = ts
-                        .load32(&self.sram)
-                        .into_iter()
-                        .map(|x| unary(uop, dtype, x, lo, hi))
-                        .collect();
+                    let mut v = ts.load32(&self.sram);
+                    unary_in_place(uop, dtype, lo, hi, &mut v);
                     td.store32(&mut self.sram, &v);
                 }
                 let special = matches!(
@@ -778,6 +764,7 @@ fn pairs<'a>(a: &'a Strided, b: &'a Strided) -> impl Iterator<Item = (u64, u64)>
 /// IEEE 754-2019 maximumNumber: a NaN operand loses to a number, and +0 is
 /// above -0 (npu-hw.rst, NaN and signed zeros). `f32::max` leaves the sign
 /// of a zero result unspecified.
+#[inline(always)]
 fn fmax(x: f32, y: f32) -> f32 {
     if x.is_nan() {
         y
@@ -789,6 +776,7 @@ fn fmax(x: f32, y: f32) -> f32 {
 }
 
 /// IEEE 754-2019 minimumNumber: a NaN operand loses, -0 is below +0.
+#[inline(always)]
 fn fmin(x: f32, y: f32) -> f32 {
     if x.is_nan() {
         y
@@ -799,6 +787,101 @@ fn fmin(x: f32, y: f32) -> f32 {
     }
 }
 
+/// `binary(op, dtype, a[i], b[j])` for every element `i` of a row-major
+/// tile of `cols` columns held in `a`, `j` as `bcast` says (`b` holds the
+/// whole tile, a value per row, per column, or one). Each op and type is its
+/// own loop without per-element dispatch or division, so they vectorise.
+fn binary_tile(
+    op: BinaryOp,
+    dtype: DType,
+    bcast: Broadcast,
+    cols: usize,
+    a: &[u32],
+    b: &[u32],
+) -> Vec<u32> {
+    let mut out = vec![0; a.len()];
+    if cols == 0 || a.is_empty() {
+        return out;
+    }
+    #[inline(always)]
+    fn each(
+        bcast: Broadcast,
+        cols: usize,
+        a: &[u32],
+        b: &[u32],
+        out: &mut [u32],
+        f: impl Fn(u32, u32) -> u32,
+    ) {
+        match bcast {
+            Broadcast::None => {
+                for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+                    *o = f(x, y);
+                }
+            }
+            Broadcast::Scalar => {
+                let y = b[0];
+                for (o, &x) in out.iter_mut().zip(a) {
+                    *o = f(x, y);
+                }
+            }
+            Broadcast::PerRow => {
+                for ((orow, arow), &y) in
+                    out.chunks_exact_mut(cols).zip(a.chunks_exact(cols)).zip(b)
+                {
+                    for (o, &x) in orow.iter_mut().zip(arow) {
+                        *o = f(x, y);
+                    }
+                }
+            }
+            Broadcast::PerCol => {
+                for (orow, arow) in out.chunks_exact_mut(cols).zip(a.chunks_exact(cols)) {
+                    for ((o, &x), &y) in orow.iter_mut().zip(arow).zip(b) {
+                        *o = f(x, y);
+                    }
+                }
+            }
+        }
+    }
+    // Integer types share one arm of `binary`.
+    let int = DType::I32;
+    macro_rules! with_op {
+        ($($op:ident),*) => {
+            match (dtype, op) {
+                $(
+                    (DType::F32, BinaryOp::$op) => {
+                        each(bcast, cols, a, b, &mut out, |x, y| binary(BinaryOp::$op, DType::F32, x, y))
+                    }
+                    (_, BinaryOp::$op) => {
+                        each(bcast, cols, a, b, &mut out, |x, y| binary(BinaryOp::$op, int, x, y))
+                    }
+                )*
+            }
+        };
+    }
+    with_op!(Add, Sub, Mul, Div, Max, Min);
+    out
+}
+
+/// `unary(op, dtype, x, lo, hi)` on every element of `v`, one loop per op.
+fn unary_in_place(op: UnaryOp, dtype: DType, lo: u32, hi: u32, v: &mut [u32]) {
+    macro_rules! with_op {
+        ($($op:ident),*) => {
+            match (dtype, op) {
+                $(
+                    (DType::I32, UnaryOp::$op) => {
+                        v.iter_mut().for_each(|x| *x = unary(UnaryOp::$op, DType::I32, *x, lo, hi))
+                    }
+                    (_, UnaryOp::$op) => {
+                        v.iter_mut().for_each(|x| *x = unary(UnaryOp::$op, DType::F32, *x, lo, hi))
+                    }
+                )*
+            }
+        };
+    }
+    with_op!(Relu, Clamp, Sigmoid, Tanh, Exp, Recip, Move);
+}
+
+#[inline(always)]
 fn binary(op: BinaryOp, dtype: DType, a: u32, b: u32) -> u32 {
     match dtype {
         DType::F32 => {
@@ -831,6 +914,7 @@ fn binary(op: BinaryOp, dtype: DType, a: u32, b: u32) -> u32 {
     }
 }
 
+#[inline(always)]
 fn unary(op: UnaryOp, dtype: DType, x: u32, lo: u32, hi: u32) -> u32 {
     if dtype == DType::I32 {
         let v = x as i32;
