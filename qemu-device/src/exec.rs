@@ -1022,21 +1022,21 @@ fn pool(
                 } else {
                     0.0
                 };
+                // The window clipped to the input (positions outside add
+                // nothing), visited row by row in the same order.
+                let (ky0, ky1) = (y0.max(0), (y0 + g.kernel[0] as i64).min(ih));
+                let (kx0, kx1) = (x0.max(0), (x0 + g.kernel[1] as i64).min(iw));
                 let mut count = 0u32;
-                for ky in 0..g.kernel[0] as i64 {
-                    for kx in 0..g.kernel[1] as i64 {
-                        let (y, x) = (y0 + ky, x0 + kx);
-                        if y < 0 || x < 0 || y >= ih || x >= iw {
-                            continue;
-                        }
-                        let v = plane[(y * iw + x) as usize];
+                if ky0 < ky1 && kx0 < kx1 {
+                    for y in ky0..ky1 {
+                        let row = &plane[(y * iw + kx0) as usize..(y * iw + kx1) as usize];
                         acc = if op == PoolOp::Max {
-                            fmax(acc, v)
+                            row.iter().fold(acc, |a, &v| fmax(a, v))
                         } else {
-                            acc + v
+                            row.iter().fold(acc, |a, &v| a + v)
                         };
-                        count += 1;
                     }
+                    count = ((ky1 - ky0) * (kx1 - kx0)) as u32;
                 }
                 out.push(match op {
                     PoolOp::Max => acc,
