@@ -629,8 +629,9 @@ impl Executor {
                     Broadcast::Scalar => (vec![scalar], None),
                 };
                 let av = ta.load32(&self.sram);
-                let res = binary_tile(bop, dtype, bcast, ta.cols, &av, &bv);
-                to.store32(&mut self.sram, &res);
+                // From the copies of A and B, so overlapping operands read
+                // what was there before the instruction.
+                binary_tile(bop, dtype, bcast, &av, &bv, &to, &mut self.sram.words);
                 let mut reads = vec![ta.range()];
                 reads.extend(brange);
                 let cycles = cost.vector(ta.elems(), bop == BinaryOp::Div);
@@ -787,54 +788,55 @@ fn fmin(x: f32, y: f32) -> f32 {
     }
 }
 
-/// `binary(op, dtype, a[i], b[j])` for every element `i` of a row-major
-/// tile of `cols` columns held in `a`, `j` as `bcast` says (`b` holds the
-/// whole tile, a value per row, per column, or one). Each op and type is its
-/// own loop without per-element dispatch or division, so they vectorise.
+/// `binary(op, dtype, a[i], b[j])` for every element `i` of the row-major
+/// tile `a` (the shape of `out`), `j` as `bcast` says (`b` holds the whole
+/// tile, a value per row, per column, or one), written to `out` in `words`.
+/// Each op and type is its own loop without per-element dispatch or
+/// division, so they vectorise.
 fn binary_tile(
     op: BinaryOp,
     dtype: DType,
     bcast: Broadcast,
-    cols: usize,
     a: &[u32],
     b: &[u32],
-) -> Vec<u32> {
-    let mut out = vec![0; a.len()];
+    out: &TileRef,
+    words: &mut [u32],
+) {
+    let cols = out.cols;
     if cols == 0 || a.is_empty() {
-        return out;
+        return;
     }
     #[inline(always)]
     fn each(
         bcast: Broadcast,
-        cols: usize,
         a: &[u32],
         b: &[u32],
-        out: &mut [u32],
+        out: &TileRef,
+        words: &mut [u32],
         f: impl Fn(u32, u32) -> u32,
     ) {
-        match bcast {
-            Broadcast::None => {
-                for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
-                    *o = f(x, y);
+        let cols = out.cols;
+        for (r, arow) in a.chunks_exact(cols).enumerate() {
+            let s = out.base + r * out.ld;
+            let orow = &mut words[s..s + cols];
+            match bcast {
+                Broadcast::None => {
+                    let brow = &b[r * cols..(r + 1) * cols];
+                    for ((o, &x), &y) in orow.iter_mut().zip(arow).zip(brow) {
+                        *o = f(x, y);
+                    }
                 }
-            }
-            Broadcast::Scalar => {
-                let y = b[0];
-                for (o, &x) in out.iter_mut().zip(a) {
-                    *o = f(x, y);
-                }
-            }
-            Broadcast::PerRow => {
-                for ((orow, arow), &y) in
-                    out.chunks_exact_mut(cols).zip(a.chunks_exact(cols)).zip(b)
-                {
+                Broadcast::Scalar | Broadcast::PerRow => {
+                    let y = if bcast == Broadcast::Scalar {
+                        b[0]
+                    } else {
+                        b[r]
+                    };
                     for (o, &x) in orow.iter_mut().zip(arow) {
                         *o = f(x, y);
                     }
                 }
-            }
-            Broadcast::PerCol => {
-                for (orow, arow) in out.chunks_exact_mut(cols).zip(a.chunks_exact(cols)) {
+                Broadcast::PerCol => {
                     for ((o, &x), &y) in orow.iter_mut().zip(arow).zip(b) {
                         *o = f(x, y);
                     }
@@ -849,17 +851,16 @@ fn binary_tile(
             match (dtype, op) {
                 $(
                     (DType::F32, BinaryOp::$op) => {
-                        each(bcast, cols, a, b, &mut out, |x, y| binary(BinaryOp::$op, DType::F32, x, y))
+                        each(bcast, a, b, out, words, |x, y| binary(BinaryOp::$op, DType::F32, x, y))
                     }
                     (_, BinaryOp::$op) => {
-                        each(bcast, cols, a, b, &mut out, |x, y| binary(BinaryOp::$op, int, x, y))
+                        each(bcast, a, b, out, words, |x, y| binary(BinaryOp::$op, int, x, y))
                     }
                 )*
             }
         };
     }
     with_op!(Add, Sub, Mul, Div, Max, Min);
-    out
 }
 
 /// `unary(op, dtype, x, lo, hi)` on every element of `v`, one loop per op.
