@@ -6,7 +6,8 @@
 //! the job with a fault code instead of a panic.
 
 use crate::cost::{CostModel, Engine, Timeline};
-use crate::mmu::{JobFault, Mmu};
+use crate::mem::{bus_read_span, bus_write_rows};
+use crate::mmu::{Access, JobFault, Mmu, PAGE_SIZE};
 use npu_isa::{
     requantize, Axis, BinaryOp, Broadcast, Conversion, DType, Fault, Insn, PoolGeom, PoolOp,
     ReduceOp, Strided, Tile, UnaryOp, INSN_SIZE,
@@ -304,16 +305,28 @@ impl Executor {
                 let cycles = cost.dma_rows(bytes, rows_of(&mem));
                 ctl.charge(cycles);
                 // An empty transfer's row length is unchecked (up to 4 GiB).
-                let mut row = vec![0u8; if bytes == 0 { 0 } else { mem.shape[0] as usize }];
+                let n = if bytes == 0 { 0 } else { mem.shape[0] as usize };
+                let mut rows = InPageRows::new(n);
                 for (m_off, s_off) in pairs(&mem, &sram_layout) {
-                    poll(ctl, mmu)?;
-                    let addr = va
-                        .checked_add(m_off)
-                        .ok_or(JobFault::new(Fault::MmuVaRange, va))?;
-                    mmu.read(addr, &mut row)?;
                     let s = (sram as u64 + s_off) as usize;
-                    self.sram.bytes_mut()[s..s + row.len()].copy_from_slice(&row);
+                    let Some(addr) = va.checked_add(m_off) else {
+                        rows.flush(false, &mut self.sram, mmu, ctl)?;
+                        poll(ctl, mmu)?;
+                        return Err(JobFault::new(Fault::MmuVaRange, va));
+                    };
+                    if rows.push(addr, s) {
+                        continue;
+                    }
+                    rows.flush(false, &mut self.sram, mmu, ctl)?;
+                    if rows.push(addr, s) {
+                        continue;
+                    }
+                    // A row across pages (or longer than one): alone.
+                    poll(ctl, mmu)?;
+                    mmu.read(addr, &mut rows.buf[..n])?;
+                    self.sram.bytes_mut()[s..s + n].copy_from_slice(&rows.buf[..n]);
                 }
+                rows.flush(false, &mut self.sram, mmu, ctl)?;
                 tl.issue(
                     Engine::Dma,
                     &[],
@@ -331,14 +344,27 @@ impl Executor {
                 let bytes = mem.bytes().ok_or(op(Fault::BadOperand))?;
                 let cycles = cost.dma_rows(bytes, rows_of(&mem));
                 ctl.charge(cycles);
+                let n = if bytes == 0 { 0 } else { mem.shape[0] as usize };
+                let mut rows = InPageRows::new(n);
                 for (m_off, s_off) in pairs(&mem, &sram_layout) {
-                    poll(ctl, mmu)?;
-                    let addr = va
-                        .checked_add(m_off)
-                        .ok_or(JobFault::new(Fault::MmuVaRange, va))?;
                     let s = (sram as u64 + s_off) as usize;
-                    mmu.write(addr, &self.sram.bytes()[s..s + mem.shape[0] as usize])?;
+                    let Some(addr) = va.checked_add(m_off) else {
+                        rows.flush(true, &mut self.sram, mmu, ctl)?;
+                        poll(ctl, mmu)?;
+                        return Err(JobFault::new(Fault::MmuVaRange, va));
+                    };
+                    if rows.push(addr, s) {
+                        continue;
+                    }
+                    rows.flush(true, &mut self.sram, mmu, ctl)?;
+                    if rows.push(addr, s) {
+                        continue;
+                    }
+                    // A row across pages (or longer than one): alone.
+                    poll(ctl, mmu)?;
+                    mmu.write(addr, &self.sram.bytes()[s..s + n])?;
                 }
+                rows.flush(true, &mut self.sram, mmu, ctl)?;
                 tl.issue(
                     Engine::Dma,
                     &[srange],
@@ -734,6 +760,116 @@ impl Executor {
             return Err(Fault::BadOperand);
         }
         self.sram.check(base as u64, ext)
+    }
+}
+
+/// The rows of a DMA transfer that lie in one page, in increasing order,
+/// moved with one translation and one host-memory lookup (transfers of short
+/// rows spent their time per row in the MMU and vm-memory). As row by row:
+/// the same bytes reach the same places in the same order, the same pages
+/// are translated in the same order, a fault is the one the page's first row
+/// gets (the rows before it moved); a poll runs before each page's rows (at
+/// most a page of work) instead of before each row. When the page is not
+/// one region's, the rows go one by one through the MMU as before.
+struct InPageRows {
+    row: usize,
+    /// The first held row's address; u64::MAX when no row is held.
+    start: u64,
+    end: u64,
+    /// (address, SRAM byte offset) of each held row.
+    held: Vec<(u64, usize)>,
+    /// A page, or one row when rows are longer.
+    buf: Vec<u8>,
+}
+
+impl InPageRows {
+    fn new(row: usize) -> Self {
+        InPageRows {
+            row,
+            start: u64::MAX,
+            end: 0,
+            held: Vec::new(),
+            buf: vec![0; row.max(PAGE_SIZE as usize)],
+        }
+    }
+
+    /// Hold the row at `addr` if it joins the held ones (same page, after
+    /// them) or starts a group; false when it must wait for a flush or
+    /// cannot be held (it crosses a page).
+    fn push(&mut self, addr: u64, sram: usize) -> bool {
+        let n = self.row as u64;
+        let Some(last) = addr.checked_add(n.max(1) - 1) else {
+            return false;
+        };
+        if n == 0 || addr / PAGE_SIZE != last / PAGE_SIZE {
+            return false;
+        }
+        if self.start == u64::MAX {
+            self.start = addr;
+        } else if addr / PAGE_SIZE != self.start / PAGE_SIZE || addr < self.end {
+            return false;
+        }
+        self.end = addr + n;
+        self.held.push((addr, sram));
+        true
+    }
+
+    /// Move the held rows: memory to SRAM (`store` false) or back.
+    fn flush(
+        &mut self,
+        store: bool,
+        sram: &mut Sram,
+        mmu: &mut Mmu,
+        ctl: &mut dyn JobControl,
+    ) -> Result<(), JobFault> {
+        if self.start == u64::MAX {
+            return Ok(());
+        }
+        let (start, n) = (self.start, self.row);
+        self.start = u64::MAX;
+        ctl.poll(mmu).map_err(|f| JobFault::new(f, u64::MAX))?;
+        let span = (self.end - start) as usize;
+        let access = if store { Access::Write } else { Access::Read };
+        let pa = mmu.translate(start, access)?;
+        let total = (n * self.held.len()) as u64;
+        let done = if store {
+            let bytes = sram.bytes();
+            let rows: Vec<(usize, &[u8])> = self
+                .held
+                .iter()
+                .map(|&(addr, s)| ((addr - start) as usize, &bytes[s..s + n]))
+                .collect();
+            bus_write_rows(mmu.memory(), pa, span, &rows)
+        } else if bus_read_span(mmu.memory(), pa, &mut self.buf[..span]) {
+            let bytes = sram.bytes_mut();
+            for &(addr, s) in &self.held {
+                let o = (addr - start) as usize;
+                bytes[s..s + n].copy_from_slice(&self.buf[o..o + n]);
+            }
+            true
+        } else {
+            false
+        };
+        if done {
+            if store {
+                mmu.count_written(total);
+            } else {
+                mmu.count_read(total);
+            }
+        } else {
+            // Not one region's page: row by row, for the exact fault.
+            for &(addr, s) in &self.held {
+                if store {
+                    mmu.write(addr, &sram.bytes()[s..s + n])?;
+                } else {
+                    let (row, _) = self.buf.split_at_mut(n);
+                    mmu.read(addr, row)?;
+                    sram.bytes_mut()[s..s + n].copy_from_slice(row);
+                }
+            }
+        }
+        self.held.clear();
+        Ok(())
     }
 }
 

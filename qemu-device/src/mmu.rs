@@ -186,6 +186,21 @@ impl Mmu {
         Ok(())
     }
 
+    /// The memory a job's accesses reach.
+    pub fn memory(&self) -> &HostMemory {
+        &self.mem
+    }
+
+    /// Count bytes a job read without [`Mmu::read`].
+    pub fn count_read(&mut self, n: u64) {
+        self.bytes_read += n;
+    }
+
+    /// Count bytes a job wrote without [`Mmu::write`].
+    pub fn count_written(&mut self, n: u64) {
+        self.bytes_written += n;
+    }
+
     /// Copy to NPU memory, page by page. Every page is translated before any
     /// byte is written, so a faulting store leaves memory unchanged.
     pub fn write(&mut self, va: u64, buf: &[u8]) -> Result<(), JobFault> {
