@@ -12,8 +12,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// Model file under the models directory, and the shapes of its symbolic inputs.
-const MODELS: &[(&str, &str, &[(&str, &[usize])])] = &[
+/// Shapes of a model's symbolic inputs, by name.
+type Shapes = &'static [(&'static str, &'static [usize])];
+
+/// Name, file under the models directory, and the shapes of its symbolic inputs.
+const MODELS: &[(&str, &str, Shapes)] = &[
     (
         "ppocr_cls",
         "rapidocr-onnxruntime-1.4.4/ch_ppocr_mobile_v2.0_cls_infer.onnx",
