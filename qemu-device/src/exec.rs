@@ -389,10 +389,23 @@ impl Executor {
                 // add up to far more (planes may overlap rows).
                 let n = src_layout.shape[0] as usize;
                 let snap = self.sram.bytes()[r.0 as usize..r.1 as usize].to_vec();
-                for (s_off, d_off) in pairs(&src_layout, &dst_layout) {
-                    poll(ctl, mmu)?;
-                    let (s, d) = (s_off as usize, (dst as u64 + d_off) as usize);
-                    self.sram.bytes_mut()[d..d + n].copy_from_slice(&snap[s..s + n]);
+                // pairs()'s order (planes outer, rows inner) as plain loops:
+                // the rows are short, the iterator's overhead was not.
+                let (rows, planes) = (src_layout.shape[1] as usize, src_layout.shape[2] as usize);
+                let planes = if src_layout.shape.contains(&0) {
+                    0
+                } else {
+                    planes
+                };
+                let (ss, ds) = (src_layout.stride, dst_layout.stride);
+                let bytes = self.sram.bytes_mut();
+                for p in 0..planes {
+                    let (sp, dp) = (p * ss[1] as usize, dst as usize + p * ds[1] as usize);
+                    for row in 0..rows {
+                        poll(ctl, mmu)?;
+                        let (s, d) = (sp + row * ss[0] as usize, dp + row * ds[0] as usize);
+                        bytes[d..d + n].copy_from_slice(&snap[s..s + n]);
+                    }
                 }
                 tl.issue(Engine::Dma, &[r], &[w], cycles);
             }
@@ -912,6 +925,27 @@ fn fmax(x: f32, y: f32) -> f32 {
     }
 }
 
+/// An f32 as a u32 whose order is maximumNumber's: -0 below +0, and every
+/// NaN (0) below -inf, so a NaN never wins over a number. For a non-NaN
+/// `acc`, `from_max_key(max_key(acc).max(max_key(v)))` is `fmax(acc, v)`.
+#[inline(always)]
+fn max_key(x: f32) -> u32 {
+    let b = x.to_bits();
+    if x.is_nan() {
+        0
+    } else if b >> 31 != 0 {
+        !b
+    } else {
+        b | 1 << 31
+    }
+}
+
+/// The f32 of a [`max_key`] of a number.
+#[inline(always)]
+fn from_max_key(k: u32) -> f32 {
+    f32::from_bits(if k >> 31 != 0 { k & !(1 << 31) } else { !k })
+}
+
 /// IEEE 754-2019 minimumNumber: a NaN operand loses, -0 is below +0.
 #[inline(always)]
 fn fmin(x: f32, y: f32) -> f32 {
@@ -1168,7 +1202,10 @@ fn pool(
                     for y in ky0..ky1 {
                         let row = &plane[(y * iw + kx0) as usize..(y * iw + kx1) as usize];
                         acc = if op == PoolOp::Max {
-                            row.iter().fold(acc, |a, &v| fmax(a, v))
+                            // fmax's fold without its branches (acc is never
+                            // NaN: it starts at -inf and fmax drops NaNs).
+                            let k = row.iter().fold(max_key(acc), |k, &v| k.max(max_key(v)));
+                            from_max_key(k)
                         } else {
                             row.iter().fold(acc, |a, &v| a + v)
                         };
@@ -1184,4 +1221,47 @@ fn pool(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The branch-free max of pooling is maximumNumber (npu-hw.rst): the
+    /// hand-written cases, and fmax on every pair of special values.
+    #[test]
+    fn max_keys_order_as_maximum_number() {
+        let max = |a: f32, b: f32| from_max_key(max_key(a).max(max_key(b)));
+        assert_eq!(max(-0.0, 0.0).to_bits(), 0.0f32.to_bits());
+        assert_eq!(max(0.0, -0.0).to_bits(), 0.0f32.to_bits());
+        assert_eq!(max(-0.0, -0.0).to_bits(), (-0.0f32).to_bits());
+        assert_eq!(max(f32::NEG_INFINITY, f32::NAN), f32::NEG_INFINITY);
+        assert_eq!(max(-3.0, f32::NAN), -3.0);
+        assert_eq!(max(-3.0, -2.5), -2.5);
+        assert_eq!(max(1.0, f32::INFINITY), f32::INFINITY);
+        let vals = [
+            0.0,
+            -0.0,
+            1.0,
+            -1.0,
+            f32::MIN_POSITIVE,
+            -f32::MIN_POSITIVE,
+            f32::from_bits(1),
+            f32::from_bits(0x8000_0001),
+            f32::MAX,
+            f32::MIN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            -f32::NAN,
+            f32::from_bits(0x7f80_0001),
+            3.5,
+            -1e-30,
+        ];
+        for &a in vals.iter().filter(|a| !a.is_nan()) {
+            for &b in &vals {
+                assert_eq!(max(a, b).to_bits(), fmax(a, b).to_bits(), "{a:?} {b:?}");
+            }
+        }
+    }
 }
