@@ -388,7 +388,10 @@ impl Executor {
                 // is at most the SRAM, where rows gathered one by one could
                 // add up to far more (planes may overlap rows).
                 let n = src_layout.shape[0] as usize;
-                let snap = self.sram.bytes()[r.0 as usize..r.1 as usize].to_vec();
+                // Without overlap the source stays as it was until the end:
+                // the rows are copied in place, with no snapshot.
+                let snap =
+                    overlaps(r, w).then(|| self.sram.bytes()[r.0 as usize..r.1 as usize].to_vec());
                 // pairs()'s order (planes outer, rows inner) as plain loops:
                 // the rows are short, the iterator's overhead was not.
                 let (rows, planes) = (src_layout.shape[1] as usize, src_layout.shape[2] as usize);
@@ -404,7 +407,10 @@ impl Executor {
                     for row in 0..rows {
                         poll(ctl, mmu)?;
                         let (s, d) = (sp + row * ss[0] as usize, dp + row * ds[0] as usize);
-                        bytes[d..d + n].copy_from_slice(&snap[s..s + n]);
+                        match &snap {
+                            Some(snap) => bytes[d..d + n].copy_from_slice(&snap[s..s + n]),
+                            None => bytes.copy_within(r.0 as usize + s..r.0 as usize + s + n, d),
+                        }
                     }
                 }
                 tl.issue(Engine::Dma, &[r], &[w], cycles);
