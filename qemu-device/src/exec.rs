@@ -116,6 +116,14 @@ impl TileRef {
         self.rows as u64 * self.cols as u64
     }
     /// Gather the tile into a dense row-major vector of 32-bit words.
+    /// [`TileRef::load32`] into `out`, reusing its allocation.
+    fn load32_into(&self, sram: &Sram, out: &mut Vec<u32>) {
+        out.clear();
+        for r in 0..self.rows {
+            let s = self.base + r * self.ld;
+            out.extend_from_slice(&sram.words[s..s + self.cols]);
+        }
+    }
     fn load32(&self, sram: &Sram) -> Vec<u32> {
         let mut out = Vec::with_capacity(self.rows * self.cols);
         for r in 0..self.rows {
@@ -174,6 +182,9 @@ fn from_f32s(v: &[f32]) -> Vec<u32> {
 pub struct Executor {
     pub sram: Sram,
     pub cost: CostModel,
+    /// Buffers for operand copies, kept between instructions (at most the
+    /// SRAM's size each) so elementwise ops do not allocate each time.
+    scratch: [Vec<u32>; 2],
 }
 
 /// The command processor's hold on a running job: polled before every
@@ -205,6 +216,7 @@ impl Executor {
         Executor {
             sram: Sram::new(sram_bytes),
             cost,
+            scratch: Default::default(),
         }
     }
 
@@ -658,25 +670,34 @@ impl Executor {
             } => {
                 let ta = TileRef::new(&self.sram, a, rows, cols, 4).map_err(op)?;
                 let to = TileRef::new(&self.sram, out, rows, cols, 4).map_err(op)?;
-                let (bv, brange): (Vec<u32>, Option<(u64, u64)>) = match bcast {
+                let [mut av, mut bv] = std::mem::take(&mut self.scratch);
+                let brange = match bcast {
                     Broadcast::None => {
                         let t = TileRef::new(&self.sram, b, rows, cols, 4).map_err(op)?;
-                        (t.load32(&self.sram), Some(t.range()))
+                        t.load32_into(&self.sram, &mut bv);
+                        Some(t.range())
                     }
                     Broadcast::PerRow => {
                         let t = vector(&self.sram, b.addr, rows).map_err(op)?;
-                        (t.load32(&self.sram), Some(t.range()))
+                        t.load32_into(&self.sram, &mut bv);
+                        Some(t.range())
                     }
                     Broadcast::PerCol => {
                         let t = vector(&self.sram, b.addr, cols).map_err(op)?;
-                        (t.load32(&self.sram), Some(t.range()))
+                        t.load32_into(&self.sram, &mut bv);
+                        Some(t.range())
                     }
-                    Broadcast::Scalar => (vec![scalar], None),
+                    Broadcast::Scalar => {
+                        bv.clear();
+                        bv.push(scalar);
+                        None
+                    }
                 };
-                let av = ta.load32(&self.sram);
+                ta.load32_into(&self.sram, &mut av);
                 // From the copies of A and B, so overlapping operands read
                 // what was there before the instruction.
                 binary_tile(bop, dtype, bcast, &av, &bv, &to, &mut self.sram.words);
+                self.scratch = [av, bv];
                 let mut reads = vec![ta.range()];
                 reads.extend(brange);
                 let cycles = cost.vector(ta.elems(), bop == BinaryOp::Div);
@@ -700,9 +721,11 @@ impl Executor {
                     let v = ts.load8(&self.sram);
                     td.store8(&mut self.sram, &v);
                 } else {
-                    let mut v = ts.load32(&self.sram);
+                    let mut v = std::mem::take(&mut self.scratch[0]);
+                    ts.load32_into(&self.sram, &mut v);
                     unary_in_place(uop, dtype, lo, hi, &mut v);
                     td.store32(&mut self.sram, &v);
+                    self.scratch[0] = v;
                 }
                 let special = matches!(
                     uop,
