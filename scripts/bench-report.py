@@ -21,6 +21,8 @@ compile_txt = out.joinpath("host-compile.txt").read_text()
 db_txt = out.joinpath("host-double-buffer.txt").read_text()
 models_path = out.joinpath("host-models.txt")
 models_txt = models_path.read_text() if models_path.exists() else ""
+real_path = out.joinpath("host-real-models.txt")
+real_txt = real_path.read_text() if real_path.exists() else ""
 device_summary = next((l for l in out.joinpath("device.log").read_text().splitlines() if "summary:" in l), "")
 
 goals = []
@@ -50,6 +52,12 @@ for l in models_txt.splitlines():
     if name == "mobilenetv2":
         goal(f"MobileNetV2 f32 at {kib} KiB: command bytes", f"{cmd} B", "< 512 KiB", cmd < 512 << 10)
     goal(f"{name} at {kib} KiB: compile time", f"{ms:.1f} ms", "< 100 ms", ms < 100)
+# model_bench rows: model, compile ms, npu ms, ort-1t ms, ort-all ms, npu/1t, npu/all.
+for l in real_txt.splitlines():
+    m = re.match(r"(\S+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)x\s+([\d.]+)x", l)
+    if m:
+        r = float(m.group(6))
+        goal(f"{m.group(1)}: model backend latency / onnxruntime 1 thread", f"{r:.1f}x ({m.group(3)} vs {m.group(4)} ms)", "<= 2x", r <= 2.0)
 cnn = by.get(("compute", "small_cnn"))
 if cnn:
     goal("small CNN whole-stack offload >= 10x the guest CPU", f"{cnn['speedup']:.1f}x", ">= 10x", cnn["speedup"] >= 10)
@@ -93,6 +101,8 @@ if out.joinpath("host-scoreboard.txt").exists():
     md += ["## Host: cost-model scoreboard, 64k vs. 16k DMA-only instructions (same run)", "", "```",
            out.joinpath("host-scoreboard.txt").read_text().rstrip(), "```", ""]
 md += ["## Host: compiler", "", "```", compile_txt.rstrip(), "```", "", "## Host: double buffering", "", "```", db_txt.rstrip(), "```", ""]
+if real_txt:
+    md += ["## Host: real published models, model backend vs onnxruntime (onnx/examples/model_bench)", "", "```", real_txt.rstrip(), "```", ""]
 if models_txt:
     md += ["## Host: real networks on the device model (libnpu/examples/model_figures)", "", "```", models_txt.rstrip(), "```", ""]
 if cp:

@@ -4,7 +4,9 @@
 #   host:  device-model GEMM vs. the same GEMM crate called directly
 #          (qemu-device/examples/gemm-bench), compile times
 #          (libnpu/examples/compile_bench), double buffering on/off,
-#          ResNet-18 / MobileNetV2 figures (libnpu/examples/model_figures)
+#          ResNet-18 / MobileNetV2 figures (libnpu/examples/model_figures),
+#          real models' latency vs. onnxruntime 1 thread / all threads
+#          (onnx/examples/model_bench, scripts/ort-bench.py)
 #   guest: npu-bench through the driver (latency vs. no-op ioctl + MMIO
 #          write, throughput by depth and processes, buffer churn, compute
 #          vs. the guest CPU, zero-copy check)
@@ -19,7 +21,9 @@ stage "host benchmarks"
 	cargo run -q --release -p npu-device --example scoreboard-bench >"$out/host-scoreboard.txt" &&
 	cargo run -q --release -p libnpu --example compile_bench >"$out/host-compile.txt" &&
 	cargo run -q --release -p libnpu --example double_buffer >"$out/host-double-buffer.txt" &&
-	cargo run -q --release -p libnpu --example model_figures -- --run >"$out/host-models.txt")
+	cargo run -q --release -p libnpu --example model_figures -- --run >"$out/host-models.txt" &&
+	cargo run -q --release -p npu-onnx --example model_bench -- "$("$NPU_TOP/scripts/models.sh" | tail -n1)" \
+		| tee "$out/host-real-models.txt")
 stage_done
 
 ko=$("$NPU_TOP/scripts/module.sh" base | tail -n1)

@@ -997,6 +997,11 @@ mod model {
                             seqno,
                             waited: req.wait_timeout,
                         })?;
+                // Acknowledge like the driver: unacknowledged interrupts
+                // coalesce, and the next wait would poll instead of wake.
+                bench
+                    .device
+                    .mmio_write(npu_device::regs::IRQ_ACK, npu_device::regs::IRQ_ALL);
                 if c.status != 0 {
                     return Err(DeviceError::JobFault {
                         seqno: c.seqno,

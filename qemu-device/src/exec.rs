@@ -6,7 +6,8 @@
 //! the job with a fault code instead of a panic.
 
 use crate::cost::{CostModel, Engine, Timeline};
-use crate::mmu::{JobFault, Mmu};
+use crate::mem::{bus_read_span, bus_write_rows};
+use crate::mmu::{Access, JobFault, Mmu, PAGE_SIZE};
 use npu_isa::{
     requantize, Axis, BinaryOp, Broadcast, Conversion, DType, Fault, Insn, PoolGeom, PoolOp,
     ReduceOp, Strided, Tile, UnaryOp, INSN_SIZE,
@@ -115,6 +116,14 @@ impl TileRef {
         self.rows as u64 * self.cols as u64
     }
     /// Gather the tile into a dense row-major vector of 32-bit words.
+    /// [`TileRef::load32`] into `out`, reusing its allocation.
+    fn load32_into(&self, sram: &Sram, out: &mut Vec<u32>) {
+        out.clear();
+        for r in 0..self.rows {
+            let s = self.base + r * self.ld;
+            out.extend_from_slice(&sram.words[s..s + self.cols]);
+        }
+    }
     fn load32(&self, sram: &Sram) -> Vec<u32> {
         let mut out = Vec::with_capacity(self.rows * self.cols);
         for r in 0..self.rows {
@@ -173,6 +182,9 @@ fn from_f32s(v: &[f32]) -> Vec<u32> {
 pub struct Executor {
     pub sram: Sram,
     pub cost: CostModel,
+    /// Buffers for operand copies, kept between instructions (at most the
+    /// SRAM's size each) so elementwise ops do not allocate each time.
+    scratch: [Vec<u32>; 2],
 }
 
 /// The command processor's hold on a running job: polled before every
@@ -204,6 +216,7 @@ impl Executor {
         Executor {
             sram: Sram::new(sram_bytes),
             cost,
+            scratch: Default::default(),
         }
     }
 
@@ -304,16 +317,28 @@ impl Executor {
                 let cycles = cost.dma_rows(bytes, rows_of(&mem));
                 ctl.charge(cycles);
                 // An empty transfer's row length is unchecked (up to 4 GiB).
-                let mut row = vec![0u8; if bytes == 0 { 0 } else { mem.shape[0] as usize }];
+                let n = if bytes == 0 { 0 } else { mem.shape[0] as usize };
+                let mut rows = InPageRows::new(n);
                 for (m_off, s_off) in pairs(&mem, &sram_layout) {
-                    poll(ctl, mmu)?;
-                    let addr = va
-                        .checked_add(m_off)
-                        .ok_or(JobFault::new(Fault::MmuVaRange, va))?;
-                    mmu.read(addr, &mut row)?;
                     let s = (sram as u64 + s_off) as usize;
-                    self.sram.bytes_mut()[s..s + row.len()].copy_from_slice(&row);
+                    let Some(addr) = va.checked_add(m_off) else {
+                        rows.flush(false, &mut self.sram, mmu, ctl)?;
+                        poll(ctl, mmu)?;
+                        return Err(JobFault::new(Fault::MmuVaRange, va));
+                    };
+                    if rows.push(addr, s) {
+                        continue;
+                    }
+                    rows.flush(false, &mut self.sram, mmu, ctl)?;
+                    if rows.push(addr, s) {
+                        continue;
+                    }
+                    // A row across pages (or longer than one): alone.
+                    poll(ctl, mmu)?;
+                    mmu.read(addr, &mut rows.buf[..n])?;
+                    self.sram.bytes_mut()[s..s + n].copy_from_slice(&rows.buf[..n]);
                 }
+                rows.flush(false, &mut self.sram, mmu, ctl)?;
                 tl.issue(
                     Engine::Dma,
                     &[],
@@ -331,14 +356,27 @@ impl Executor {
                 let bytes = mem.bytes().ok_or(op(Fault::BadOperand))?;
                 let cycles = cost.dma_rows(bytes, rows_of(&mem));
                 ctl.charge(cycles);
+                let n = if bytes == 0 { 0 } else { mem.shape[0] as usize };
+                let mut rows = InPageRows::new(n);
                 for (m_off, s_off) in pairs(&mem, &sram_layout) {
-                    poll(ctl, mmu)?;
-                    let addr = va
-                        .checked_add(m_off)
-                        .ok_or(JobFault::new(Fault::MmuVaRange, va))?;
                     let s = (sram as u64 + s_off) as usize;
-                    mmu.write(addr, &self.sram.bytes()[s..s + mem.shape[0] as usize])?;
+                    let Some(addr) = va.checked_add(m_off) else {
+                        rows.flush(true, &mut self.sram, mmu, ctl)?;
+                        poll(ctl, mmu)?;
+                        return Err(JobFault::new(Fault::MmuVaRange, va));
+                    };
+                    if rows.push(addr, s) {
+                        continue;
+                    }
+                    rows.flush(true, &mut self.sram, mmu, ctl)?;
+                    if rows.push(addr, s) {
+                        continue;
+                    }
+                    // A row across pages (or longer than one): alone.
+                    poll(ctl, mmu)?;
+                    mmu.write(addr, &self.sram.bytes()[s..s + n])?;
                 }
+                rows.flush(true, &mut self.sram, mmu, ctl)?;
                 tl.issue(
                     Engine::Dma,
                     &[srange],
@@ -362,11 +400,30 @@ impl Executor {
                 // is at most the SRAM, where rows gathered one by one could
                 // add up to far more (planes may overlap rows).
                 let n = src_layout.shape[0] as usize;
-                let snap = self.sram.bytes()[r.0 as usize..r.1 as usize].to_vec();
-                for (s_off, d_off) in pairs(&src_layout, &dst_layout) {
-                    poll(ctl, mmu)?;
-                    let (s, d) = (s_off as usize, (dst as u64 + d_off) as usize);
-                    self.sram.bytes_mut()[d..d + n].copy_from_slice(&snap[s..s + n]);
+                // Without overlap the source stays as it was until the end:
+                // the rows are copied in place, with no snapshot.
+                let snap =
+                    overlaps(r, w).then(|| self.sram.bytes()[r.0 as usize..r.1 as usize].to_vec());
+                // pairs()'s order (planes outer, rows inner) as plain loops:
+                // the rows are short, the iterator's overhead was not.
+                let (rows, planes) = (src_layout.shape[1] as usize, src_layout.shape[2] as usize);
+                let planes = if src_layout.shape.contains(&0) {
+                    0
+                } else {
+                    planes
+                };
+                let (ss, ds) = (src_layout.stride, dst_layout.stride);
+                let bytes = self.sram.bytes_mut();
+                for p in 0..planes {
+                    let (sp, dp) = (p * ss[1] as usize, dst as usize + p * ds[1] as usize);
+                    for row in 0..rows {
+                        poll(ctl, mmu)?;
+                        let (s, d) = (sp + row * ss[0] as usize, dp + row * ds[0] as usize);
+                        match &snap {
+                            Some(snap) => bytes[d..d + n].copy_from_slice(&snap[s..s + n]),
+                            None => bytes.copy_within(r.0 as usize + s..r.0 as usize + s + n, d),
+                        }
+                    }
                 }
                 tl.issue(Engine::Dma, &[r], &[w], cycles);
             }
@@ -613,35 +670,34 @@ impl Executor {
             } => {
                 let ta = TileRef::new(&self.sram, a, rows, cols, 4).map_err(op)?;
                 let to = TileRef::new(&self.sram, out, rows, cols, 4).map_err(op)?;
-                let (bv, brange): (Vec<u32>, Option<(u64, u64)>) = match bcast {
+                let [mut av, mut bv] = std::mem::take(&mut self.scratch);
+                let brange = match bcast {
                     Broadcast::None => {
                         let t = TileRef::new(&self.sram, b, rows, cols, 4).map_err(op)?;
-                        (t.load32(&self.sram), Some(t.range()))
+                        t.load32_into(&self.sram, &mut bv);
+                        Some(t.range())
                     }
                     Broadcast::PerRow => {
                         let t = vector(&self.sram, b.addr, rows).map_err(op)?;
-                        (t.load32(&self.sram), Some(t.range()))
+                        t.load32_into(&self.sram, &mut bv);
+                        Some(t.range())
                     }
                     Broadcast::PerCol => {
                         let t = vector(&self.sram, b.addr, cols).map_err(op)?;
-                        (t.load32(&self.sram), Some(t.range()))
+                        t.load32_into(&self.sram, &mut bv);
+                        Some(t.range())
                     }
-                    Broadcast::Scalar => (vec![scalar], None),
+                    Broadcast::Scalar => {
+                        bv.clear();
+                        bv.push(scalar);
+                        None
+                    }
                 };
-                let av = ta.load32(&self.sram);
-                let c = cols as usize;
-                let bidx = |i: usize| match bcast {
-                    Broadcast::None => i,
-                    Broadcast::PerRow => i / c,
-                    Broadcast::PerCol => i % c,
-                    Broadcast::Scalar => 0,
-                };
-                let res: Vec<u32> = av
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &x)| binary(bop, dtype, x, bv[bidx(i)]))
-                    .collect();
-                to.store32(&mut self.sram, &res);
+                ta.load32_into(&self.sram, &mut av);
+                // From the copies of A and B, so overlapping operands read
+                // what was there before the instruction.
+                binary_tile(bop, dtype, bcast, &av, &bv, &to, &mut self.sram.words);
+                self.scratch = [av, bv];
                 let mut reads = vec![ta.range()];
                 reads.extend(brange);
                 let cycles = cost.vector(ta.elems(), bop == BinaryOp::Div);
@@ -665,12 +721,11 @@ impl Executor {
                     let v = ts.load8(&self.sram);
                     td.store8(&mut self.sram, &v);
                 } else {
-                    let v: Vec<u32> = ts
-                        .load32(&self.sram)
-                        .into_iter()
-                        .map(|x| unary(uop, dtype, x, lo, hi))
-                        .collect();
+                    let mut v = std::mem::take(&mut self.scratch[0]);
+                    ts.load32_into(&self.sram, &mut v);
+                    unary_in_place(uop, dtype, lo, hi, &mut v);
                     td.store32(&mut self.sram, &v);
+                    self.scratch[0] = v;
                 }
                 let special = matches!(
                     uop,
@@ -750,6 +805,116 @@ impl Executor {
     }
 }
 
+/// The rows of a DMA transfer that lie in one page, in increasing order,
+/// moved with one translation and one host-memory lookup (transfers of short
+/// rows spent their time per row in the MMU and vm-memory). As row by row:
+/// the same bytes reach the same places in the same order, the same pages
+/// are translated in the same order, a fault is the one the page's first row
+/// gets (the rows before it moved); a poll runs before each page's rows (at
+/// most a page of work) instead of before each row. When the page is not
+/// one region's, the rows go one by one through the MMU as before.
+struct InPageRows {
+    row: usize,
+    /// The first held row's address; u64::MAX when no row is held.
+    start: u64,
+    end: u64,
+    /// (address, SRAM byte offset) of each held row.
+    held: Vec<(u64, usize)>,
+    /// A page, or one row when rows are longer.
+    buf: Vec<u8>,
+}
+
+impl InPageRows {
+    fn new(row: usize) -> Self {
+        InPageRows {
+            row,
+            start: u64::MAX,
+            end: 0,
+            held: Vec::new(),
+            buf: vec![0; row.max(PAGE_SIZE as usize)],
+        }
+    }
+
+    /// Hold the row at `addr` if it joins the held ones (same page, after
+    /// them) or starts a group; false when it must wait for a flush or
+    /// cannot be held (it crosses a page).
+    fn push(&mut self, addr: u64, sram: usize) -> bool {
+        let n = self.row as u64;
+        let Some(last) = addr.checked_add(n.max(1) - 1) else {
+            return false;
+        };
+        if n == 0 || addr / PAGE_SIZE != last / PAGE_SIZE {
+            return false;
+        }
+        if self.start == u64::MAX {
+            self.start = addr;
+        } else if addr / PAGE_SIZE != self.start / PAGE_SIZE || addr < self.end {
+            return false;
+        }
+        self.end = addr + n;
+        self.held.push((addr, sram));
+        true
+    }
+
+    /// Move the held rows: memory to SRAM (`store` false) or back.
+    fn flush(
+        &mut self,
+        store: bool,
+        sram: &mut Sram,
+        mmu: &mut Mmu,
+        ctl: &mut dyn JobControl,
+    ) -> Result<(), JobFault> {
+        if self.start == u64::MAX {
+            return Ok(());
+        }
+        let (start, n) = (self.start, self.row);
+        self.start = u64::MAX;
+        ctl.poll(mmu).map_err(|f| JobFault::new(f, u64::MAX))?;
+        let span = (self.end - start) as usize;
+        let access = if store { Access::Write } else { Access::Read };
+        let pa = mmu.translate(start, access)?;
+        let total = (n * self.held.len()) as u64;
+        let done = if store {
+            let bytes = sram.bytes();
+            let rows: Vec<(usize, &[u8])> = self
+                .held
+                .iter()
+                .map(|&(addr, s)| ((addr - start) as usize, &bytes[s..s + n]))
+                .collect();
+            bus_write_rows(mmu.memory(), pa, span, &rows)
+        } else if bus_read_span(mmu.memory(), pa, &mut self.buf[..span]) {
+            let bytes = sram.bytes_mut();
+            for &(addr, s) in &self.held {
+                let o = (addr - start) as usize;
+                bytes[s..s + n].copy_from_slice(&self.buf[o..o + n]);
+            }
+            true
+        } else {
+            false
+        };
+        if done {
+            if store {
+                mmu.count_written(total);
+            } else {
+                mmu.count_read(total);
+            }
+        } else {
+            // Not one region's page: row by row, for the exact fault.
+            for &(addr, s) in &self.held {
+                if store {
+                    mmu.write(addr, &sram.bytes()[s..s + n])?;
+                } else {
+                    let (row, _) = self.buf.split_at_mut(n);
+                    mmu.read(addr, row)?;
+                    sram.bytes_mut()[s..s + n].copy_from_slice(row);
+                }
+            }
+        }
+        self.held.clear();
+        Ok(())
+    }
+}
+
 /// Rows (times planes) of a strided transfer; none when rows are empty.
 fn rows_of(s: &Strided) -> u64 {
     if s.shape[0] == 0 {
@@ -778,6 +943,7 @@ fn pairs<'a>(a: &'a Strided, b: &'a Strided) -> impl Iterator<Item = (u64, u64)>
 /// IEEE 754-2019 maximumNumber: a NaN operand loses to a number, and +0 is
 /// above -0 (npu-hw.rst, NaN and signed zeros). `f32::max` leaves the sign
 /// of a zero result unspecified.
+#[inline(always)]
 fn fmax(x: f32, y: f32) -> f32 {
     if x.is_nan() {
         y
@@ -788,7 +954,29 @@ fn fmax(x: f32, y: f32) -> f32 {
     }
 }
 
+/// An f32 as a u32 whose order is maximumNumber's: -0 below +0, and every
+/// NaN (0) below -inf, so a NaN never wins over a number. For a non-NaN
+/// `acc`, `from_max_key(max_key(acc).max(max_key(v)))` is `fmax(acc, v)`.
+#[inline(always)]
+fn max_key(x: f32) -> u32 {
+    let b = x.to_bits();
+    if x.is_nan() {
+        0
+    } else if b >> 31 != 0 {
+        !b
+    } else {
+        b | 1 << 31
+    }
+}
+
+/// The f32 of a [`max_key`] of a number.
+#[inline(always)]
+fn from_max_key(k: u32) -> f32 {
+    f32::from_bits(if k >> 31 != 0 { k & !(1 << 31) } else { !k })
+}
+
 /// IEEE 754-2019 minimumNumber: a NaN operand loses, -0 is below +0.
+#[inline(always)]
 fn fmin(x: f32, y: f32) -> f32 {
     if x.is_nan() {
         y
@@ -799,6 +987,101 @@ fn fmin(x: f32, y: f32) -> f32 {
     }
 }
 
+/// `binary(op, dtype, a[i], b[j])` for every element `i` of the row-major
+/// tile `a` (the shape of `out`), `j` as `bcast` says (`b` holds the whole
+/// tile, a value per row, per column, or one), written to `out` in `words`.
+/// Each op and type is its own loop without per-element dispatch or
+/// division, so they vectorise.
+fn binary_tile(
+    op: BinaryOp,
+    dtype: DType,
+    bcast: Broadcast,
+    a: &[u32],
+    b: &[u32],
+    out: &TileRef,
+    words: &mut [u32],
+) {
+    let cols = out.cols;
+    if cols == 0 || a.is_empty() {
+        return;
+    }
+    #[inline(always)]
+    fn each(
+        bcast: Broadcast,
+        a: &[u32],
+        b: &[u32],
+        out: &TileRef,
+        words: &mut [u32],
+        f: impl Fn(u32, u32) -> u32,
+    ) {
+        let cols = out.cols;
+        for (r, arow) in a.chunks_exact(cols).enumerate() {
+            let s = out.base + r * out.ld;
+            let orow = &mut words[s..s + cols];
+            match bcast {
+                Broadcast::None => {
+                    let brow = &b[r * cols..(r + 1) * cols];
+                    for ((o, &x), &y) in orow.iter_mut().zip(arow).zip(brow) {
+                        *o = f(x, y);
+                    }
+                }
+                Broadcast::Scalar | Broadcast::PerRow => {
+                    let y = if bcast == Broadcast::Scalar {
+                        b[0]
+                    } else {
+                        b[r]
+                    };
+                    for (o, &x) in orow.iter_mut().zip(arow) {
+                        *o = f(x, y);
+                    }
+                }
+                Broadcast::PerCol => {
+                    for ((o, &x), &y) in orow.iter_mut().zip(arow).zip(b) {
+                        *o = f(x, y);
+                    }
+                }
+            }
+        }
+    }
+    // Integer types share one arm of `binary`.
+    let int = DType::I32;
+    macro_rules! with_op {
+        ($($op:ident),*) => {
+            match (dtype, op) {
+                $(
+                    (DType::F32, BinaryOp::$op) => {
+                        each(bcast, a, b, out, words, |x, y| binary(BinaryOp::$op, DType::F32, x, y))
+                    }
+                    (_, BinaryOp::$op) => {
+                        each(bcast, a, b, out, words, |x, y| binary(BinaryOp::$op, int, x, y))
+                    }
+                )*
+            }
+        };
+    }
+    with_op!(Add, Sub, Mul, Div, Max, Min);
+}
+
+/// `unary(op, dtype, x, lo, hi)` on every element of `v`, one loop per op.
+fn unary_in_place(op: UnaryOp, dtype: DType, lo: u32, hi: u32, v: &mut [u32]) {
+    macro_rules! with_op {
+        ($($op:ident),*) => {
+            match (dtype, op) {
+                $(
+                    (DType::I32, UnaryOp::$op) => {
+                        v.iter_mut().for_each(|x| *x = unary(UnaryOp::$op, DType::I32, *x, lo, hi))
+                    }
+                    (_, UnaryOp::$op) => {
+                        v.iter_mut().for_each(|x| *x = unary(UnaryOp::$op, DType::F32, *x, lo, hi))
+                    }
+                )*
+            }
+        };
+    }
+    with_op!(Relu, Clamp, Sigmoid, Tanh, Exp, Recip, Move);
+}
+
+#[inline(always)]
 fn binary(op: BinaryOp, dtype: DType, a: u32, b: u32) -> u32 {
     match dtype {
         DType::F32 => {
@@ -831,6 +1114,7 @@ fn binary(op: BinaryOp, dtype: DType, a: u32, b: u32) -> u32 {
     }
 }
 
+#[inline(always)]
 fn unary(op: UnaryOp, dtype: DType, x: u32, lo: u32, hi: u32) -> u32 {
     if dtype == DType::I32 {
         let v = x as i32;
@@ -938,21 +1222,24 @@ fn pool(
                 } else {
                     0.0
                 };
+                // The window clipped to the input (positions outside add
+                // nothing), visited row by row in the same order.
+                let (ky0, ky1) = (y0.max(0), (y0 + g.kernel[0] as i64).min(ih));
+                let (kx0, kx1) = (x0.max(0), (x0 + g.kernel[1] as i64).min(iw));
                 let mut count = 0u32;
-                for ky in 0..g.kernel[0] as i64 {
-                    for kx in 0..g.kernel[1] as i64 {
-                        let (y, x) = (y0 + ky, x0 + kx);
-                        if y < 0 || x < 0 || y >= ih || x >= iw {
-                            continue;
-                        }
-                        let v = plane[(y * iw + x) as usize];
+                if ky0 < ky1 && kx0 < kx1 {
+                    for y in ky0..ky1 {
+                        let row = &plane[(y * iw + kx0) as usize..(y * iw + kx1) as usize];
                         acc = if op == PoolOp::Max {
-                            fmax(acc, v)
+                            // fmax's fold without its branches (acc is never
+                            // NaN: it starts at -inf and fmax drops NaNs).
+                            let k = row.iter().fold(max_key(acc), |k, &v| k.max(max_key(v)));
+                            from_max_key(k)
                         } else {
-                            acc + v
+                            row.iter().fold(acc, |a, &v| a + v)
                         };
-                        count += 1;
                     }
+                    count = ((ky1 - ky0) * (kx1 - kx0)) as u32;
                 }
                 out.push(match op {
                     PoolOp::Max => acc,
@@ -963,4 +1250,47 @@ fn pool(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The branch-free max of pooling is maximumNumber (npu-hw.rst): the
+    /// hand-written cases, and fmax on every pair of special values.
+    #[test]
+    fn max_keys_order_as_maximum_number() {
+        let max = |a: f32, b: f32| from_max_key(max_key(a).max(max_key(b)));
+        assert_eq!(max(-0.0, 0.0).to_bits(), 0.0f32.to_bits());
+        assert_eq!(max(0.0, -0.0).to_bits(), 0.0f32.to_bits());
+        assert_eq!(max(-0.0, -0.0).to_bits(), (-0.0f32).to_bits());
+        assert_eq!(max(f32::NEG_INFINITY, f32::NAN), f32::NEG_INFINITY);
+        assert_eq!(max(-3.0, f32::NAN), -3.0);
+        assert_eq!(max(-3.0, -2.5), -2.5);
+        assert_eq!(max(1.0, f32::INFINITY), f32::INFINITY);
+        let vals = [
+            0.0,
+            -0.0,
+            1.0,
+            -1.0,
+            f32::MIN_POSITIVE,
+            -f32::MIN_POSITIVE,
+            f32::from_bits(1),
+            f32::from_bits(0x8000_0001),
+            f32::MAX,
+            f32::MIN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            -f32::NAN,
+            f32::from_bits(0x7f80_0001),
+            3.5,
+            -1e-30,
+        ];
+        for &a in vals.iter().filter(|a| !a.is_nan()) {
+            for &b in &vals {
+                assert_eq!(max(a, b).to_bits(), fmax(a, b).to_bits(), "{a:?} {b:?}");
+            }
+        }
+    }
 }

@@ -254,6 +254,37 @@ pub fn bus_write(mem: &HostMemory, addr: u64, buf: &[u8]) -> bool {
     mem.write.write_slice(buf, GuestAddress(addr)).is_ok()
 }
 
+/// Read `buf.len()` bytes at a bus address when one readable region holds
+/// them all (one lookup and one copy); false, with nothing read, otherwise.
+pub fn bus_read_span(mem: &HostMemory, addr: u64, buf: &mut [u8]) -> bool {
+    match mem.read.get_slice(GuestAddress(addr), buf.len()) {
+        Ok(span) => span.copy_to(buf) == buf.len(),
+        Err(_) => false,
+    }
+}
+
+/// Copy each `(offset, bytes)` of `rows` into the `len` bytes at a bus
+/// address, when one writable region holds all `len`; false, with nothing
+/// written, otherwise (or when a row is outside the `len` bytes).
+pub fn bus_write_rows(mem: &HostMemory, addr: u64, len: usize, rows: &[(usize, &[u8])]) -> bool {
+    let Ok(span) = mem.write.get_slice(GuestAddress(addr), len) else {
+        return false;
+    };
+    if rows
+        .iter()
+        .any(|(o, b)| o.checked_add(b.len()).is_none_or(|e| e > len))
+    {
+        return false;
+    }
+    for (o, b) in rows {
+        match span.subslice(*o, b.len()) {
+            Ok(s) => s.copy_from(b),
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
 pub fn bus_read_u64(mem: &HostMemory, addr: u64) -> Option<u64> {
     let mut b = [0u8; 8];
     bus_read(mem, addr, &mut b).then(|| u64::from_le_bytes(b))

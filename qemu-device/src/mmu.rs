@@ -4,11 +4,37 @@
 use crate::mem::{bus_read, bus_read_u64, bus_write, HostMemory};
 use npu_isa::Fault;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 /// Translations cached per job. The cache is emptied when full, so a job
 /// touching millions of pages (all aliased to one frame) cannot grow it.
 const TLB_ENTRIES: usize = 4096;
+
+/// Slots of the direct-mapped front of the TLB (a power of two).
+const MICRO_TLB: usize = 64;
+
+/// Hashes a page number with one multiply (the TLB's keys are page
+/// numbers, not attacker-chosen strings: a bad spread only costs time, and
+/// the TLB is bounded by TLB_ENTRIES either way).
+#[derive(Default)]
+struct VpnHasher(u64);
+
+impl Hasher for VpnHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ b as u64).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (v ^ self.0)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .rotate_left(26);
+    }
+}
 
 pub const PAGE_SIZE: u64 = 4096;
 pub const VA_BITS: u32 = 39;
@@ -43,7 +69,11 @@ pub enum Access {
 pub struct Mmu {
     mem: Arc<HostMemory>,
     root: u64,
-    tlb: HashMap<u64, u64>,
+    tlb: HashMap<u64, u64, BuildHasherDefault<VpnHasher>>,
+    /// A direct-mapped copy of some of `tlb`'s entries (slot `vpn % 64`,
+    /// as `(vpn, pte)`), looked up first; emptied with it, so it never holds
+    /// what `tlb` does not and hits and walks are as without it.
+    micro: [(u64, u64); MICRO_TLB],
     pub bytes_read: u64,
     pub bytes_written: u64,
     /// Page-table walks (TLB misses), which the cost model charges.
@@ -59,7 +89,8 @@ impl Mmu {
         Mmu {
             mem,
             root,
-            tlb: HashMap::new(),
+            tlb: HashMap::default(),
+            micro: [(u64::MAX, 0); MICRO_TLB],
             bytes_read: 0,
             bytes_written: 0,
             walks: 0,
@@ -79,17 +110,26 @@ impl Mmu {
             return Err(JobFault::new(Fault::MmuVaRange, va));
         }
         let vpn = va / PAGE_SIZE;
-        let pte = match self.tlb.get(&vpn) {
-            Some(&pte) => pte,
-            None => {
-                self.walks += 1;
-                let pte = self.walk(va)?;
-                if self.tlb.len() >= TLB_ENTRIES {
-                    self.tlb.clear();
+        // u64::MAX marks an empty slot: no VA below 2^39 has that page number.
+        let slot = vpn as usize % MICRO_TLB;
+        let pte = if self.micro[slot].0 == vpn {
+            self.micro[slot].1
+        } else {
+            let pte = match self.tlb.get(&vpn) {
+                Some(&pte) => pte,
+                None => {
+                    self.walks += 1;
+                    let pte = self.walk(va)?;
+                    if self.tlb.len() >= TLB_ENTRIES {
+                        self.tlb.clear();
+                        self.micro = [(u64::MAX, 0); MICRO_TLB];
+                    }
+                    self.tlb.insert(vpn, pte);
+                    pte
                 }
-                self.tlb.insert(vpn, pte);
-                pte
-            }
+            };
+            self.micro[slot] = (vpn, pte);
+            pte
         };
         let allowed = match access {
             Access::Read => pte & PTE_READ != 0,
@@ -144,6 +184,21 @@ impl Mmu {
         }
         self.bytes_read += buf.len() as u64;
         Ok(())
+    }
+
+    /// The memory a job's accesses reach.
+    pub fn memory(&self) -> &HostMemory {
+        &self.mem
+    }
+
+    /// Count bytes a job read without [`Mmu::read`].
+    pub fn count_read(&mut self, n: u64) {
+        self.bytes_read += n;
+    }
+
+    /// Count bytes a job wrote without [`Mmu::write`].
+    pub fn count_written(&mut self, n: u64) {
+        self.bytes_written += n;
     }
 
     /// Copy to NPU memory, page by page. Every page is translated before any

@@ -543,3 +543,88 @@ fn control_lines_arm_and_clear_rules_in_a_running_device() {
     let c = b.wait_completion(EVENT_BOUND).expect("clean job");
     assert_eq!((c.seqno, c.status), (s, 0));
 }
+
+/// 16-byte rows every 1024 bytes: four in the mapped page at 0x80_0000,
+/// the rest in the unmapped page after it.
+const SHORT_ROWS: Strided = Strided {
+    shape: [16, 8, 1],
+    stride: [1024, 1024 * 8],
+};
+
+#[test]
+fn a_strided_load_into_an_unmapped_page_moves_the_rows_before_it() {
+    let mut b = bench();
+    b.map(0, 0x80_0000, 4096, false);
+    let page: Vec<u8> = (0..4096u32).map(|i| (i / 16) as u8).collect();
+    b.write(0, 0x80_0000, &page);
+    let dense = Strided {
+        shape: [16, 8, 1],
+        stride: [16, 128],
+    };
+    let c = expect_fault(
+        &mut b,
+        &[
+            Insn::Fill {
+                dst: 0,
+                len: 128,
+                pattern: 0xeeee_eeee,
+            },
+            Insn::DmaLoad {
+                va: 0x80_0000,
+                sram: 0,
+                mem: SHORT_ROWS,
+                sram_layout: dense,
+            },
+        ],
+        Fault::MmuUnmapped,
+    );
+    // The spec: the first row of the unmapped page faults, the rows before
+    // it have taken effect, the rows after it have not.
+    assert_eq!(c.fault_addr, 0x80_1000);
+    let (c, out) = run_program(&mut b, &[], 128, &[store(OUT_VA, 0, 128)]);
+    assert_eq!(c.fault(), Some(Fault::Ok));
+    let mut want = Vec::new();
+    for r in 0..4u8 {
+        want.extend([r * 64; 16]); // byte 1024 * r holds (1024 * r) / 16
+    }
+    want.extend([0xee; 64]);
+    assert_eq!(out, want);
+}
+
+#[test]
+fn a_strided_store_into_an_unmapped_page_writes_the_rows_before_it() {
+    let mut b = bench();
+    b.map(0, 0x80_0000, 4096, true);
+    let sram: Vec<u8> = (0..128u32).map(|i| (i / 16 + 1) as u8).collect();
+    let c = {
+        // Not IN_VA: expect_fault writes its own input there.
+        b.map(0, 0x90_0000, 128, false);
+        b.write(0, 0x90_0000, &sram);
+        expect_fault(
+            &mut b,
+            &[
+                load(0x90_0000, 0, 128),
+                Insn::DmaStore {
+                    va: 0x80_0000,
+                    sram: 0,
+                    mem: SHORT_ROWS,
+                    sram_layout: Strided {
+                        shape: [16, 8, 1],
+                        stride: [16, 128],
+                    },
+                },
+            ],
+            Fault::MmuUnmapped,
+        )
+    };
+    assert_eq!(c.fault_addr, 0x80_1000);
+    let got = b.read(0, 0x80_0000, 4096);
+    for (i, &v) in got.iter().enumerate() {
+        let want = if i % 1024 < 16 {
+            (i / 1024 + 1) as u8
+        } else {
+            0
+        };
+        assert_eq!(v, want, "byte {i}");
+    }
+}

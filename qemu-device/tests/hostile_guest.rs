@@ -183,19 +183,21 @@ fn a_reset_cuts_a_long_strided_load_and_the_next_job_is_right() {
 
 #[test]
 fn a_reset_cuts_a_long_pool() {
-    // 4 channels of 1 x 1 inputs, a 255 x 255 window with padding 254:
-    // 255 x 255 outputs a channel, each visiting 65025 window positions:
-    // 1.7e10 steps, legal, charged 5.3e8 cycles.
+    // One 255 x 255 input, a 255 x 255 window with padding 127: 255 x 255
+    // outputs, each window holding up to 255 x 255 input positions (the
+    // padding adds none: the device visits only positions in the input),
+    // 2.4e9 steps, legal. (A 1 x 1 input with padding 254 was long only
+    // while the device stepped over the padding too.)
     let mut b = big_bench();
     let geom = PoolGeom {
-        channels: 4,
-        in_h: 1,
-        in_w: 1,
+        channels: 1,
+        in_h: 255,
+        in_w: 255,
         out_h: 255,
         out_w: 255,
         kernel: [255, 255],
         stride: [1, 1],
-        pad: [254, 254],
+        pad: [127, 127],
     };
     start(
         &mut b,
@@ -203,7 +205,7 @@ fn a_reset_cuts_a_long_pool() {
             op: PoolOp::Max,
             geom,
             src: 0,
-            dst: 64,
+            dst: 255 * 255 * 4,
         }],
     );
     assert!(
