@@ -8,7 +8,6 @@ mod common;
 use npu::ir::{Graph, Op, Quant, TensorType, UnaryOp, Window};
 use npu::reference::TensorData;
 use npu::{CompileOptions, DType};
-use std::io::Write;
 use std::process::{Command, Stdio};
 
 fn numpy_available() -> bool {
@@ -55,20 +54,7 @@ fn compare(
     let got = i8s(&run.outputs[out]);
     let json = format!("{{{},\"got\":{}}}", case(&inputs), list(got));
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/numpy_ref.py");
-    let mut child = Command::new("python3")
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run python3");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(json.as_bytes())
-        .expect("write the case");
-    let res = child.wait_with_output().expect("python3");
+    let res = common::python_with_stdin(script, &json);
     let stdout = String::from_utf8_lossy(&res.stdout);
     assert!(
         res.status.success(),

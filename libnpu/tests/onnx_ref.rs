@@ -14,7 +14,6 @@ use npu::ir::{i8_to_u8, u8_zero_point, Graph, Op, Quant, TensorType, Window};
 use npu::reference::TensorData;
 use npu::{CompileOptions, DType};
 use std::collections::HashMap;
-use std::io::Write;
 use std::process::{Command, Stdio};
 
 fn require_onnxruntime() {
@@ -104,20 +103,7 @@ fn onnxruntime_as(
         list(&out.shape)
     );
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/onnx_ref.py");
-    let mut child = Command::new("python3")
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run python3");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(json.as_bytes())
-        .expect("write the case");
-    let res = child.wait_with_output().expect("python3");
+    let res = common::python_with_stdin(script, &json);
     let stdout = String::from_utf8_lossy(&res.stdout);
     assert!(
         res.status.success(),
@@ -741,20 +727,7 @@ fn net_against_onnxruntime(net: &nets::Net, tag: &str, sram: u32) -> usize {
         outputs.join(",")
     );
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/onnx_net.py");
-    let mut child = Command::new("python3")
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run python3");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(json.as_bytes())
-        .expect("write the graph");
-    let res = child.wait_with_output().expect("python3");
+    let res = common::python_with_stdin(script, &json);
     let _ = std::fs::remove_dir_all(&dir);
     let stdout = String::from_utf8_lossy(&res.stdout);
     assert!(

@@ -55,3 +55,25 @@ pub fn check(g: &Graph, seed: u64, sram: u32, tol: f32) -> DeviceRun {
 pub fn int8_checked_outputs(g: &Graph, inputs: &HashMap<String, TensorData>) -> usize {
     int8_ref::covered_outputs(g, inputs)
 }
+
+/// Runs a reference script (tests/*.py) under python3 with `input` (a JSON
+/// case) on its stdin; the exit status and the output are the caller's to
+/// judge.
+pub fn python_with_stdin(script: &str, input: &str) -> std::process::Output {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("python3")
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run python3");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write the case to python3");
+    child.wait_with_output().expect("python3")
+}
