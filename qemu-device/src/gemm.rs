@@ -216,7 +216,8 @@ pub fn igemm_with(
             // SAFETY (of run): AVX-512 F, BW and VNNI were detected above.
             return rows(&mut |ar, mb, cr| p.run(ar, mb, cr));
         }
-        if kernel == Int8Kernel::Avx2 && have != Int8Kernel::F32 {
+        if kernel == Int8Kernel::Avx2 && std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY (of new and run): AVX2 was detected just now.
             let p = avx2::PackedB::new(n, k, b, bt);
             return rows(&mut |ar, mb, cr| p.run(ar, mb, cr));
         }
@@ -422,17 +423,19 @@ mod vnni {
     }
 }
 
-/// int8 GEMM on AVX2, exact: operands are sign-extended to i16 and packed
-/// as pairs along K (A's pair broadcast to every lane, B's pairs one column
-/// per 32-bit lane), `vpmaddwd` multiplies the two pairs and adds them into
-/// one i32 (|sum| <= 2 * 128 * 128, exact), and `vpaddd` accumulates
-/// (wrapping, like the hardware). The vector pipes are the bound
-/// (Documentation/dev/performance.rst), so nothing else is left in the
-/// loop: A and B are packed into the micro-kernel's order (A in panels of 6
-/// rows, B in panels of 16 columns, both pair-major, zero-padded to whole
-/// panels, starting on cache lines), so the 6 x 16 micro-kernel has no edge
-/// cases and no bounds checks; its 12 accumulators stay in registers for a
-/// whole K block.
+/// int8 GEMM on AVX2, exact: operands are sign-extended to i16 and taken in
+/// pairs along K (A's pair broadcast to every lane, B's pairs one column per
+/// 32-bit lane), `vpmaddwd` multiplies the two pairs and adds them into one
+/// i32 (|sum| <= 2 * 128 * 128, exact), and `vpaddd` accumulates (wrapping,
+/// like the hardware). Per pair of K the 6 x 16 micro-kernel issues 12
+/// `vpmaddwd`, 12 `vpaddd`, 6 broadcasts and 2 loads: the multiplies and
+/// adds fill the four vector pipes, the broadcasts and loads the load
+/// pipes, so nothing else may be in the loop. B is packed once per MATMUL
+/// into panels of 16 columns (pair-major, zero-padded, on cache lines); A
+/// is only sign-extended, row by row (a row's pairs are its consecutive
+/// i16), which the packing does 16 bytes at a time. The micro-kernel adds
+/// its 12 accumulators straight into C with vector loads and stores (only
+/// ragged edge tiles go through a scalar loop).
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use std::arch::x86_64::*;
@@ -450,15 +453,6 @@ mod avx2 {
     /// Two i8 as sign-extended i16 halves of one 32-bit lane.
     fn pair(lo: i8, hi: i8) -> i32 {
         ((lo as i16 as u16 as u32) | ((hi as i16 as u16 as u32) << 16)) as i32
-    }
-
-    pub(super) struct PackedB {
-        n: usize,
-        k: usize,
-        kp: usize,
-        /// Panels of NR columns: `bpack[(jp * kp + q) * NR + jj]` holds the
-        /// pair (2q, 2q + 1) of column jp * NR + jj (0 past the edges).
-        bpack: Aligned,
     }
 
     /// Zeroed i32s starting on a cache line, so that no vector load of a
@@ -485,36 +479,27 @@ mod avx2 {
         }
     }
 
+    pub(super) struct PackedB {
+        n: usize,
+        k: usize,
+        kp: usize,
+        /// Panels of NR columns: `bpack[(jp * kp + q) * NR + jj]` holds the
+        /// pair (2q, 2q + 1) of column jp * NR + jj (0 past the edges).
+        bpack: Aligned,
+    }
+
     impl PackedB {
+        /// Only called after AVX2 was detected.
         pub(super) fn new(n: usize, k: usize, b: &[i8], bt: bool) -> Self {
+            assert!(b.len() >= n * k);
             let kp = k.div_ceil(2);
-            let panels = n.div_ceil(NR);
-            let mut bpack = Aligned::zeroed(panels * kp * NR);
-            let bp = bpack.get_mut();
-            let zeros = vec![0i8; if bt { 0 } else { n }];
-            if bt {
-                // Column j is row j of `b`: its pairs go NR apart.
-                for (j, col) in b[..n * k].chunks_exact(k).enumerate() {
-                    let base = (j / NR) * kp * NR + j % NR;
-                    for (q, two) in col.chunks(2).enumerate() {
-                        bp[base + q * NR] = pair(two[0], two.get(1).copied().unwrap_or(0));
-                    }
-                }
-            } else {
-                // Rows 2q and 2q + 1 give pair q of every column.
-                for q in 0..kp {
-                    let r0 = &b[2 * q * n..(2 * q + 1) * n];
-                    let r1 = if 2 * q + 1 < k {
-                        &b[(2 * q + 1) * n..(2 * q + 2) * n]
-                    } else {
-                        &zeros[..]
-                    };
-                    for (jp, (c0, c1)) in r0.chunks(NR).zip(r1.chunks(NR)).enumerate() {
-                        let dst = &mut bp[(jp * kp + q) * NR..(jp * kp + q + 1) * NR];
-                        for ((d, &lo), &hi) in dst.iter_mut().zip(c0).zip(c1) {
-                            *d = pair(lo, hi);
-                        }
-                    }
+            let mut bpack = Aligned::zeroed(n.div_ceil(NR) * kp * NR);
+            // SAFETY: the caller checked for AVX2 at run time.
+            unsafe {
+                if bt {
+                    pack_b_columns(n, k, kp, b, bpack.get_mut());
+                } else {
+                    pack_b_rows(n, k, kp, b, bpack.get_mut());
                 }
             }
             PackedB { n, k, kp, bpack }
@@ -525,42 +510,55 @@ mod avx2 {
         pub(super) fn run(&self, a: &[i8], m: usize, c: &mut [i32]) {
             let (n, k, kp) = (self.n, self.k, self.kp);
             assert!(a.len() >= m * k && c.len() >= m * n);
-            // Panels of MR rows: `apack[(ip * kp + q) * MR + ii]` holds the
-            // pair (2q, 2q + 1) of row ip * MR + ii (0 past the edges).
+            // A sign-extended to i16 and cut into K blocks of KC pairs:
+            // block kb holds every row's pairs k0..k0 + kc, rows `lda` apart
+            // (an odd number of cache lines, so the six rows the
+            // micro-kernel reads do not crowd into the same cache sets),
+            // zero-padded to whole pairs and whole panels of MR rows. A
+            // micro-kernel call then reads one compact region, not six
+            // strided streams.
             let panels = m.div_ceil(MR);
-            let mut apack = Aligned::zeroed(panels * kp * MR);
-            let ap = apack.get_mut();
-            // Panel ip holds rows ip * MR.. interleaved: a row's pairs go
-            // MR apart.
-            for (ip, rows) in a[..m * k].chunks(MR * k).enumerate() {
-                let dst = &mut ap[ip * kp * MR..(ip + 1) * kp * MR];
-                for (ii, row) in rows.chunks_exact(k).enumerate() {
-                    for (d, two) in dst[ii..].iter_mut().step_by(MR).zip(row.chunks(2)) {
-                        *d = pair(two[0], two.get(1).copied().unwrap_or(0));
-                    }
+            let lda = (KC.min(kp).div_ceil(16) | 1) * 16;
+            let block = panels * MR * lda;
+            let mut apack = Aligned::zeroed(kp.div_ceil(KC) * block);
+            for (i, row) in a[..m * k].chunks_exact(k).enumerate() {
+                for (kb, src) in row.chunks(2 * KC).enumerate() {
+                    let at = kb * block + i * lda;
+                    // SAFETY: the caller checked for AVX2 at run time.
+                    unsafe { widen(src, &mut apack.get_mut()[at..at + src.len().div_ceil(2)]) };
                 }
             }
-            for k0 in (0..kp).step_by(KC) {
+            let (ap, bp) = (apack.get(), self.bpack.get());
+            let cp = c.as_mut_ptr();
+            for (kb, k0) in (0..kp).step_by(KC).enumerate() {
                 let kc = KC.min(kp - k0);
+                let ablock = &ap[kb * block..(kb + 1) * block];
                 for ic in (0..panels).step_by(MC / MR) {
                     let ic1 = (ic + MC / MR).min(panels);
                     for jp in 0..n.div_ceil(NR) {
-                        let bs = &self.bpack.get()[(jp * kp + k0) * NR..(jp * kp + k0 + kc) * NR];
+                        let bs = &bp[(jp * kp + k0) * NR..(jp * kp + k0 + kc) * NR];
+                        let cols = NR.min(n - jp * NR);
                         for ip in ic..ic1 {
-                            let asl = &apack.get()[(ip * kp + k0) * MR..(ip * kp + k0 + kc) * MR];
-                            let mut out = [[0i32; NR]; MR];
-                            // SAFETY: the caller checked for AVX2 at run
-                            // time; `asl` and `bs` hold kc pairs of MR rows
-                            // and NR columns (sliced above).
-                            unsafe { micro(kc, asl, bs, &mut out) };
+                            let asl = &ablock[ip * MR * lda..(ip * MR + MR - 1) * lda + kc];
                             let rows = MR.min(m - ip * MR);
-                            let cols = NR.min(n - jp * NR);
-                            for (ii, o) in out.iter().enumerate().take(rows) {
-                                let at = (ip * MR + ii) * n + jp * NR;
-                                for (cv, &v) in c[at..at + cols].iter_mut().zip(o) {
-                                    *cv = cv.wrapping_add(v);
-                                }
-                            }
+                            // SAFETY: AVX2 was checked by the caller; `asl`
+                            // holds MR rows lda apart of kc pairs each, `bs`
+                            // kc pairs of NR columns (both sliced above), and
+                            // the C tile (rows x cols at row ip * MR, column
+                            // jp * NR, rows n apart) lies inside `c`, which
+                            // holds m x n (asserted above).
+                            unsafe {
+                                micro(
+                                    kc,
+                                    asl,
+                                    lda,
+                                    bs,
+                                    cp.add(ip * MR * n + jp * NR),
+                                    n,
+                                    rows,
+                                    cols,
+                                )
+                            };
                         }
                     }
                 }
@@ -568,17 +566,116 @@ mod avx2 {
         }
     }
 
-    /// `out = A panel (kc pairs x MR rows) * B panel (kc pairs x NR
-    /// columns)`: 12 accumulators, two B loads and six broadcasts per pair.
+    /// Pair q of every column from rows 2q and 2q + 1 of a row-major K x N
+    /// B: 16 columns at a time, interleaved bytewise and sign-extended.
     #[target_feature(enable = "avx2")]
-    fn micro(kc: usize, a: &[i32], b: &[i32], out: &mut [[i32; NR]; MR]) {
-        assert!(a.len() >= kc * MR && b.len() >= kc * NR);
+    fn pack_b_rows(n: usize, k: usize, kp: usize, b: &[i8], bp: &mut [i32]) {
+        let full = n / NR;
+        let zeros = [0i8; NR];
+        for q in 0..kp {
+            let r0 = &b[2 * q * n..(2 * q + 1) * n];
+            let r1 = if 2 * q + 1 < k {
+                &b[(2 * q + 1) * n..(2 * q + 2) * n]
+            } else {
+                &[][..]
+            };
+            for jp in 0..full {
+                let lo = &r0[jp * NR..(jp + 1) * NR];
+                let hi = r1.get(jp * NR..(jp + 1) * NR).unwrap_or(&zeros);
+                let dst = &mut bp[(jp * kp + q) * NR..(jp * kp + q + 1) * NR];
+                // SAFETY: `lo` and `hi` hold 16 bytes, `dst` 16 i32 (two
+                // 32-byte stores); loadu/storeu need no alignment.
+                unsafe {
+                    let x = _mm_loadu_si128(lo.as_ptr().cast());
+                    let y = _mm_loadu_si128(hi.as_ptr().cast());
+                    let p0 = _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(x, y));
+                    let p1 = _mm256_cvtepi8_epi16(_mm_unpackhi_epi8(x, y));
+                    _mm256_storeu_si256(dst.as_mut_ptr().cast(), p0);
+                    _mm256_storeu_si256(dst[8..].as_mut_ptr().cast(), p1);
+                }
+            }
+            if full * NR < n {
+                let dst = &mut bp[(full * kp + q) * NR..(full * kp + q + 1) * NR];
+                for (jj, j) in (full * NR..n).enumerate() {
+                    dst[jj] = pair(r0[j], r1.get(j).copied().unwrap_or(0));
+                }
+            }
+        }
+    }
+
+    /// Pairs of an N x K (transposed) B: column j is row j of `b`, its pairs
+    /// are consecutive, sign-extended 16 bytes at a time and spread NR apart.
+    #[target_feature(enable = "avx2")]
+    fn pack_b_columns(n: usize, k: usize, kp: usize, b: &[i8], bp: &mut [i32]) {
+        let mut eight = [0i32; 8];
+        for (j, col) in b[..n * k].chunks_exact(k).enumerate() {
+            let dst = &mut bp[(j / NR) * kp * NR + j % NR..];
+            let mut q = 0;
+            while 2 * q + 16 <= k {
+                // SAFETY: 16 bytes of `col` from 2q (checked by the loop
+                // condition) and 8 i32 into `eight`.
+                unsafe {
+                    let v = _mm256_cvtepi8_epi16(_mm_loadu_si128(col[2 * q..].as_ptr().cast()));
+                    _mm256_storeu_si256(eight.as_mut_ptr().cast(), v);
+                }
+                for (t, &p) in eight.iter().enumerate() {
+                    dst[(q + t) * NR] = p;
+                }
+                q += 8;
+            }
+            for q in q..kp {
+                dst[q * NR] = pair(col[2 * q], col.get(2 * q + 1).copied().unwrap_or(0));
+            }
+        }
+    }
+
+    /// `src` sign-extended to i16 as pairs into `dst` (a last odd byte
+    /// pairs with 0): 16 bytes at a time.
+    #[target_feature(enable = "avx2")]
+    fn widen(src: &[i8], dst: &mut [i32]) {
+        assert_eq!(dst.len(), src.len().div_ceil(2));
+        let mut p = 0;
+        while p + 16 <= src.len() {
+            // SAFETY: 16 bytes of `src` from p and 8 i32 of `dst` from p / 2
+            // (p + 16 <= src.len(), and dst holds half of it rounded up).
+            unsafe {
+                let v = _mm256_cvtepi8_epi16(_mm_loadu_si128(src[p..].as_ptr().cast()));
+                _mm256_storeu_si256(dst[p / 2..p / 2 + 8].as_mut_ptr().cast(), v);
+            }
+            p += 16;
+        }
+        for q in p / 2..dst.len() {
+            dst[q] = pair(src[2 * q], src.get(2 * q + 1).copied().unwrap_or(0));
+        }
+    }
+
+    /// `C += A (MR rows lda apart, kc pairs) * B (kc pairs x NR columns)`,
+    /// of which the first `rows` x `cols` are stored: 12 accumulators, two
+    /// B loads and six broadcasts per pair.
+    ///
+    /// # Safety
+    /// AVX2 must be present; `c` must be valid for reading and writing
+    /// `rows` rows of `cols` i32, `ldc` apart.
+    #[target_feature(enable = "avx2")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn micro(
+        kc: usize,
+        a: &[i32],
+        lda: usize,
+        b: &[i32],
+        c: *mut i32,
+        ldc: usize,
+        rows: usize,
+        cols: usize,
+    ) {
+        assert!(kc > 0 && a.len() >= (MR - 1) * lda + kc && b.len() >= kc * NR);
         let (mut ap, mut bp) = (a.as_ptr(), b.as_ptr());
         let mut acc = [[_mm256_setzero_si256(); NV]; MR];
         for _ in 0..kc {
-            // `bp` and `ap` advance by NR and MR i32 per pair, kc times,
-            // inside `b` and `a` (asserted above); loadu has no alignment
-            // requirement. (No closures: they would not inherit `avx2`.)
+            // `ap` advances by one pair and `bp` by NR i32 per pair, kc
+            // times: row ii's pair is at ap + ii * lda, inside `a`, and the
+            // NR columns at bp, inside `b` (asserted above). (No closures:
+            // they would not inherit `avx2`.)
             let mut bv = [_mm256_setzero_si256(); NV];
             for (v, x) in bv.iter_mut().enumerate() {
                 // SAFETY: as above; v < NV = NR / 8.
@@ -586,21 +683,44 @@ mod avx2 {
             }
             for (ii, acc_row) in acc.iter_mut().enumerate() {
                 // SAFETY: as above; ii < MR.
-                let av = _mm256_set1_epi32(unsafe { *ap.add(ii) });
+                let av = _mm256_set1_epi32(unsafe { *ap.add(ii * lda) });
                 for (x, &bx) in acc_row.iter_mut().zip(&bv) {
                     *x = _mm256_add_epi32(*x, _mm256_madd_epi16(av, bx));
                 }
             }
             // SAFETY: one past the last pair at most.
             unsafe {
-                ap = ap.add(MR);
+                ap = ap.add(1);
                 bp = bp.add(NR);
             }
         }
-        for (o, acc_row) in out.iter_mut().zip(&acc) {
-            for (v, &x) in acc_row.iter().enumerate() {
-                // SAFETY: `o` holds NR = 8 * NV i32; each store is 8 of them.
-                unsafe { _mm256_storeu_si256(o[8 * v..].as_mut_ptr().cast(), x) };
+        if rows == MR && cols == NR {
+            for (ii, acc_row) in acc.iter().enumerate() {
+                for (v, &x) in acc_row.iter().enumerate() {
+                    // SAFETY: a whole tile: row ii's 8 i32 from column 8v
+                    // are inside C (the caller's contract).
+                    unsafe {
+                        let p = c.add(ii * ldc + 8 * v).cast::<__m256i>();
+                        _mm256_storeu_si256(p, _mm256_add_epi32(_mm256_loadu_si256(p), x));
+                    }
+                }
+            }
+        } else {
+            let mut out = [[0i32; NR]; MR];
+            for (o, acc_row) in out.iter_mut().zip(&acc) {
+                for (v, &x) in acc_row.iter().enumerate() {
+                    // SAFETY: `o` holds NR = 8 * NV i32; each store is 8.
+                    unsafe { _mm256_storeu_si256(o[8 * v..].as_mut_ptr().cast(), x) };
+                }
+            }
+            for (ii, o) in out.iter().enumerate().take(rows) {
+                for (jj, &v) in o.iter().enumerate().take(cols) {
+                    // SAFETY: ii < rows, jj < cols (the caller's contract).
+                    unsafe {
+                        let p = c.add(ii * ldc + jj);
+                        *p = (*p).wrapping_add(v);
+                    }
+                }
             }
         }
     }
