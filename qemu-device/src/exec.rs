@@ -514,6 +514,34 @@ impl Executor {
                         }
                         tc.store32(&mut self.sram, &from_f32s(&cv));
                     }
+                    DType::I8
+                        if !overlaps(tc.range(), ta.range())
+                            && !overlaps(tc.range(), tb.range())
+                            && crate::gemm::igemm_in_place_supported() =>
+                    {
+                        // Operate on the SRAM in place: no tile copies.
+                        let block = (MATMUL_I8_BLOCK_MACS / nk).max(1) as usize;
+                        let mut stopped = None;
+                        crate::gemm::igemm_in_place(
+                            self.sram.words.as_mut_slice(),
+                            crate::gemm::GemmShape { m: rows, n, k },
+                            (ta.base, ta.ld),
+                            (tb.base, tb.ld, transpose_b),
+                            (tc.base, tc.ld),
+                            accumulate,
+                            block,
+                            &mut || match poll(ctl, mmu) {
+                                Ok(()) => true,
+                                Err(f) => {
+                                    stopped = Some(f);
+                                    false
+                                }
+                            },
+                        );
+                        if let Some(f) = stopped {
+                            return Err(f);
+                        }
+                    }
                     _ => {
                         let av = ta.load8(&self.sram);
                         let bv = tb.load8(&self.sram);

@@ -218,13 +218,134 @@ pub fn igemm_with(
         }
         if kernel == Int8Kernel::Avx2 && std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY (of new and run): AVX2 was detected just now.
-            let p = avx2::PackedB::new(n, k, b, bt);
-            return rows(&mut |ar, mb, cr| p.run(ar, mb, cr));
+            let p = avx2::PackedB::new(n, k, b, if bt { k } else { n }, bt);
+            return rows(&mut |ar, mb, cr| p.run(ar, k, mb, cr, n));
         }
     }
     let _ = kernel;
     let bf: Vec<f32> = b[..k * n].iter().map(|&x| x as f32).collect();
     rows(&mut |ar, mb, cr| igemm_f32_rows(mb, n, k, ar, &bf, bt, cr))
+}
+
+/// Whether [`igemm_in_place`] runs here: the int8 kernel is AVX2's (the
+/// others take dense copies of the tiles, see [`igemm_with`]).
+pub fn igemm_in_place_supported() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if int8_kernel() == Int8Kernel::Avx2 && std::arch::is_x86_feature_detected!("avx2") {
+        return true;
+    }
+    false
+}
+
+/// int8 GEMM directly on SRAM with the AVX2 kernel, which reads A's and B's
+/// rows where they lie and adds into C's: A's i8 at byte offset `a`, rows
+/// `lda` bytes apart, B's likewise (n x k when `bt`), C's i32 at word
+/// offset `c`, rows `ldc` words apart; C's rows in blocks of `block` with
+/// `poll` before each, as [`igemm_with`]; false when `poll` stopped it.
+/// Only called when [`igemm_in_place_supported`]. The caller has checked
+/// that every tile lies inside `sram` and that C overlaps neither A nor B.
+#[allow(clippy::too_many_arguments)]
+pub fn igemm_in_place(
+    sram: &mut [u32],
+    s: GemmShape,
+    (a, lda): (usize, usize),
+    (b, ldb, bt): (usize, usize, bool),
+    (c, ldc): (usize, usize),
+    accumulate: bool,
+    block: usize,
+    poll: &mut dyn FnMut() -> bool,
+) -> bool {
+    assert!(igemm_in_place_supported(), "checked by the caller");
+    #[cfg(target_arch = "x86_64")]
+    {
+        igemm_avx2_in_place(
+            sram,
+            s,
+            (a, lda),
+            (b, ldb, bt),
+            (c, ldc),
+            accumulate,
+            block,
+            poll,
+        )
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (sram, s, a, lda, b, ldb, bt, c, ldc, accumulate, block, poll);
+        unreachable!("no in-place int8 kernel on this architecture")
+    }
+}
+
+/// [`igemm_in_place`] without the kernel choice: only called once AVX2 was
+/// detected.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+fn igemm_avx2_in_place(
+    sram: &mut [u32],
+    s: GemmShape,
+    (a, lda): (usize, usize),
+    (b, ldb, bt): (usize, usize, bool),
+    (c, ldc): (usize, usize),
+    accumulate: bool,
+    block: usize,
+    poll: &mut dyn FnMut() -> bool,
+) -> bool {
+    if s.m == 0 || s.n == 0 {
+        return true;
+    }
+    let end = |base: usize, rows: usize, cols: usize, ld: usize| base + (rows - 1) * ld + cols;
+    let (brows, bcols) = if bt { (s.n, s.k) } else { (s.k, s.n) };
+    let c_end = end(c, s.m, s.n, ldc);
+    let (bytes, c_bytes) = (sram.len() * 4, (c * 4, c_end * 4));
+    let apart = |lo: usize, hi: usize| hi <= c_bytes.0 || c_bytes.1 <= lo;
+    let a_end = if s.k == 0 { a } else { end(a, s.m, s.k, lda) };
+    let b_end = if s.k == 0 {
+        b
+    } else {
+        end(b, brows, bcols, ldb)
+    };
+    assert!(
+        c_end <= sram.len()
+            && a_end <= bytes
+            && b_end <= bytes
+            && (s.k == 0 || (apart(a, a_end) && apart(b, b_end)))
+            && (s.m == 1 || ldc >= s.n),
+        "gemm tiles checked by caller"
+    );
+    let base = sram.as_mut_ptr();
+    // SAFETY: the three regions lie inside `sram` and C's overlaps
+    // neither A's nor B's (asserted above), so the one mutable slice
+    // aliases nothing the shared ones see; i8 and i32 accept any bits,
+    // and u32 words are aligned for i32.
+    let (av, bv, cv) = unsafe {
+        (
+            std::slice::from_raw_parts(base.cast::<i8>().add(a), a_end - a),
+            std::slice::from_raw_parts(base.cast::<i8>().add(b), b_end - b),
+            std::slice::from_raw_parts_mut(base.add(c).cast::<i32>(), c_end - c),
+        )
+    };
+    if !accumulate {
+        for row in cv.chunks_mut(ldc.max(s.n)) {
+            let len = s.n.min(row.len());
+            row[..len].fill(0);
+        }
+    }
+    if s.k == 0 {
+        return true;
+    }
+    // SAFETY (of new and run): the caller detected AVX2.
+    let p = avx2::PackedB::new(s.n, s.k, bv, ldb, bt);
+    let block = block.max(1);
+    let mut i0 = 0;
+    while i0 < s.m {
+        if !poll() {
+            return false;
+        }
+        let mb = block.min(s.m - i0);
+        p.run(&av[i0 * lda..], lda, mb, &mut cv[i0 * ldc..], ldc);
+        i0 += mb;
+    }
+    true
 }
 
 /// Multiplies a block of rows of A (and their rows of C) by the packed B.
@@ -431,7 +552,7 @@ mod vnni {
 /// `vpmaddwd`, 12 `vpaddd`, 6 broadcasts and 2 loads: the multiplies and
 /// adds fill the four vector pipes, the broadcasts and loads the load
 /// pipes, so nothing else may be in the loop. B is packed once per MATMUL
-/// into panels of 16 columns (pair-major, zero-padded, on cache lines); A
+/// into panels of 16 columns (pair-major, on cache lines); A
 /// is only sign-extended, row by row (a row's pairs are its consecutive
 /// i16), which the packing does 16 bytes at a time. The micro-kernel adds
 /// its 12 accumulators straight into C with vector loads and stores (only
@@ -455,17 +576,35 @@ mod avx2 {
         ((lo as i16 as u16 as u32) | ((hi as i16 as u16 as u32) << 16)) as i32
     }
 
-    /// Zeroed i32s starting on a cache line, so that no vector load of a
-    /// packed panel is split across two lines.
+    /// i32s starting on a cache line, so that no vector load of a packed
+    /// panel is split across two lines. The buffer comes from (and goes
+    /// back to) this thread's spares: a fresh one for every MATMUL cost a
+    /// page fault per 4 KiB (a sixth of the time at n = 256). Its contents
+    /// are those of an earlier product: every packed value the
+    /// micro-kernel's stored results depend on is written first; padding
+    /// only meets rows and columns of C that are not stored.
     struct Aligned {
         buf: Vec<i32>,
         off: usize,
         len: usize,
     }
 
+    thread_local! {
+        static SPARES: std::cell::RefCell<Vec<Vec<i32>>> =
+            const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    /// Spare buffers kept per thread, and the largest kept (4 MiB: a
+    /// 1024 x 1024 operand packed).
+    const SPARES_KEPT: usize = 2;
+    const SPARE_MAX: usize = 1 << 20;
+
     impl Aligned {
-        fn zeroed(len: usize) -> Self {
-            let buf = vec![0i32; len + 16];
+        fn new(len: usize) -> Self {
+            let mut buf = SPARES.with(|s| s.borrow_mut().pop()).unwrap_or_default();
+            if buf.len() < len + 16 {
+                buf.resize(len + 16, 0);
+            }
             let off = (64 - buf.as_ptr() as usize % 64) % 64 / 4;
             Aligned { buf, off, len }
         }
@@ -479,27 +618,46 @@ mod avx2 {
         }
     }
 
+    impl Drop for Aligned {
+        fn drop(&mut self) {
+            if self.buf.len() <= SPARE_MAX {
+                let buf = std::mem::take(&mut self.buf);
+                SPARES.with(|s| {
+                    let mut s = s.borrow_mut();
+                    if s.len() < SPARES_KEPT {
+                        s.push(buf);
+                    }
+                });
+            }
+        }
+    }
+
     pub(super) struct PackedB {
         n: usize,
         k: usize,
         kp: usize,
         /// Panels of NR columns: `bpack[(jp * kp + q) * NR + jj]` holds the
-        /// pair (2q, 2q + 1) of column jp * NR + jj (0 past the edges).
+        /// pair (2q, 2q + 1) of column jp * NR + jj (a last odd row pairs
+        /// with 0; columns past n are left as they were, see [`Aligned`]).
         bpack: Aligned,
     }
 
     impl PackedB {
         /// Only called after AVX2 was detected.
-        pub(super) fn new(n: usize, k: usize, b: &[i8], bt: bool) -> Self {
-            assert!(b.len() >= n * k);
+        /// B is k x n, or n x k when `bt`, with rows `ldb` apart.
+        pub(super) fn new(n: usize, k: usize, b: &[i8], ldb: usize, bt: bool) -> Self {
+            let (rows, cols) = if bt { (n, k) } else { (k, n) };
+            assert!(
+                n > 0 && k > 0 && (rows == 1 || ldb >= cols) && b.len() >= (rows - 1) * ldb + cols
+            );
             let kp = k.div_ceil(2);
-            let mut bpack = Aligned::zeroed(n.div_ceil(NR) * kp * NR);
+            let mut bpack = Aligned::new(n.div_ceil(NR) * kp * NR);
             // SAFETY: the caller checked for AVX2 at run time.
             unsafe {
                 if bt {
-                    pack_b_columns(n, k, kp, b, bpack.get_mut());
+                    pack_b_columns(n, k, kp, b, ldb, bpack.get_mut());
                 } else {
-                    pack_b_rows(n, k, kp, b, bpack.get_mut());
+                    pack_b_rows(n, k, kp, b, ldb, bpack.get_mut());
                 }
             }
             PackedB { n, k, kp, bpack }
@@ -507,23 +665,33 @@ mod avx2 {
 
         /// `c[m,n] += a[m,k] * B` for m rows of A. Only called after AVX2
         /// was detected.
-        pub(super) fn run(&self, a: &[i8], m: usize, c: &mut [i32]) {
+        /// Rows of A `lda` apart, rows of C `ldc` apart (each row at least
+        /// k and n long).
+        pub(super) fn run(&self, a: &[i8], lda: usize, m: usize, c: &mut [i32], ldc: usize) {
             let (n, k, kp) = (self.n, self.k, self.kp);
-            assert!(a.len() >= m * k && c.len() >= m * n);
+            if m == 0 {
+                return;
+            }
+            assert!(
+                (m == 1 || (lda >= k && ldc >= n))
+                    && a.len() >= (m - 1) * lda + k
+                    && c.len() >= (m - 1) * ldc + n
+            );
             // A sign-extended to i16 and cut into K blocks of KC pairs:
-            // block kb holds every row's pairs k0..k0 + kc, rows `lda` apart
+            // block kb holds every row's pairs k0..k0 + kc, rows `ldp` apart
             // (an odd number of cache lines, so the six rows the
             // micro-kernel reads do not crowd into the same cache sets),
-            // zero-padded to whole pairs and whole panels of MR rows. A
+            // a last odd column paired with 0, in whole panels of MR rows (the
+            // rows past m left as they were, see [`Aligned`]). A
             // micro-kernel call then reads one compact region, not six
             // strided streams.
             let panels = m.div_ceil(MR);
-            let lda = (KC.min(kp).div_ceil(16) | 1) * 16;
-            let block = panels * MR * lda;
-            let mut apack = Aligned::zeroed(kp.div_ceil(KC) * block);
-            for (i, row) in a[..m * k].chunks_exact(k).enumerate() {
+            let ldp = (KC.min(kp).div_ceil(16) | 1) * 16;
+            let block = panels * MR * ldp;
+            let mut apack = Aligned::new(kp.div_ceil(KC) * block);
+            for (i, row) in (0..m).map(|i| (i, &a[i * lda..i * lda + k])) {
                 for (kb, src) in row.chunks(2 * KC).enumerate() {
-                    let at = kb * block + i * lda;
+                    let at = kb * block + i * ldp;
                     // SAFETY: the caller checked for AVX2 at run time.
                     unsafe { widen(src, &mut apack.get_mut()[at..at + src.len().div_ceil(2)]) };
                 }
@@ -539,22 +707,22 @@ mod avx2 {
                         let bs = &bp[(jp * kp + k0) * NR..(jp * kp + k0 + kc) * NR];
                         let cols = NR.min(n - jp * NR);
                         for ip in ic..ic1 {
-                            let asl = &ablock[ip * MR * lda..(ip * MR + MR - 1) * lda + kc];
+                            let asl = &ablock[ip * MR * ldp..(ip * MR + MR - 1) * ldp + kc];
                             let rows = MR.min(m - ip * MR);
                             // SAFETY: AVX2 was checked by the caller; `asl`
-                            // holds MR rows lda apart of kc pairs each, `bs`
+                            // holds MR rows ldp apart of kc pairs each, `bs`
                             // kc pairs of NR columns (both sliced above), and
                             // the C tile (rows x cols at row ip * MR, column
-                            // jp * NR, rows n apart) lies inside `c`, which
-                            // holds m x n (asserted above).
+                            // jp * NR, rows ldc apart) lies inside `c`, which
+                            // holds m rows of n, ldc apart (asserted above).
                             unsafe {
                                 micro(
                                     kc,
                                     asl,
-                                    lda,
+                                    ldp,
                                     bs,
-                                    cp.add(ip * MR * n + jp * NR),
-                                    n,
+                                    cp.add(ip * MR * ldc + jp * NR),
+                                    ldc,
                                     rows,
                                     cols,
                                 )
@@ -569,13 +737,13 @@ mod avx2 {
     /// Pair q of every column from rows 2q and 2q + 1 of a row-major K x N
     /// B: 16 columns at a time, interleaved bytewise and sign-extended.
     #[target_feature(enable = "avx2")]
-    fn pack_b_rows(n: usize, k: usize, kp: usize, b: &[i8], bp: &mut [i32]) {
+    fn pack_b_rows(n: usize, k: usize, kp: usize, b: &[i8], ldb: usize, bp: &mut [i32]) {
         let full = n / NR;
         let zeros = [0i8; NR];
         for q in 0..kp {
-            let r0 = &b[2 * q * n..(2 * q + 1) * n];
+            let r0 = &b[2 * q * ldb..2 * q * ldb + n];
             let r1 = if 2 * q + 1 < k {
-                &b[(2 * q + 1) * n..(2 * q + 2) * n]
+                &b[(2 * q + 1) * ldb..(2 * q + 1) * ldb + n]
             } else {
                 &[][..]
             };
@@ -606,9 +774,9 @@ mod avx2 {
     /// Pairs of an N x K (transposed) B: column j is row j of `b`, its pairs
     /// are consecutive, sign-extended 16 bytes at a time and spread NR apart.
     #[target_feature(enable = "avx2")]
-    fn pack_b_columns(n: usize, k: usize, kp: usize, b: &[i8], bp: &mut [i32]) {
+    fn pack_b_columns(n: usize, k: usize, kp: usize, b: &[i8], ldb: usize, bp: &mut [i32]) {
         let mut eight = [0i32; 8];
-        for (j, col) in b[..n * k].chunks_exact(k).enumerate() {
+        for (j, col) in (0..n).map(|j| (j, &b[j * ldb..j * ldb + k])) {
             let dst = &mut bp[(j / NR) * kp * NR + j % NR..];
             let mut q = 0;
             while 2 * q + 16 <= k {
@@ -841,6 +1009,204 @@ mod tests {
                     let mut c = vec![0i32; m * n];
                     igemm_with(kernel, m, n, k, &a, &bt, true, &mut c, block, &mut || true);
                     assert_eq!(c, want, "{kernel:?} {m}x{n}x{k} transposed, block {block}");
+                }
+            }
+        }
+    }
+
+    /// C + A * B by the definition: a triple loop in wrapping i32 (the
+    /// hardware's accumulators), sharing nothing with the kernels. `b` is
+    /// k x n, all dense.
+    fn naive(m: usize, n: usize, k: usize, a: &[i8], b: &[i8], c: &[i32]) -> Vec<i32> {
+        let mut out = c.to_vec();
+        for i in 0..m {
+            for j in 0..n {
+                for p in 0..k {
+                    let prod = a[i * k + p] as i32 * b[p * n + j] as i32;
+                    out[i * n + j] = out[i * n + j].wrapping_add(prod);
+                }
+            }
+        }
+        out
+    }
+
+    fn transposed(k: usize, n: usize, b: &[i8]) -> Vec<i8> {
+        let mut bt = vec![0i8; n * k];
+        for p in 0..k {
+            for j in 0..n {
+                bt[j * k + p] = b[p * n + j];
+            }
+        }
+        bt
+    }
+
+    /// Shapes off every block size of every kernel (the AVX2 kernel's 6
+    /// rows, 16 columns, 96-row and 256-pair blocks; VNNI's 8 x 32 and K
+    /// quads; the f32 path's 1024-deep chunks), k = 1, n = 1, m = 1, odd k,
+    /// and operands at the extremes (-128 x -128 is the one product that
+    /// needs 16 bits unsigned, and a pair of them sums to 2^15).
+    #[test]
+    fn every_int8_kernel_is_exact_on_edge_shapes_and_extremes() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let shapes = [
+            (1, 1, 1),
+            (1, 17, 1),
+            (7, 1, 1),
+            (1, 1, 513),
+            (6, 16, 1),
+            (5, 33, 2),
+            (13, 1, 513),
+            (7, 16, 512),
+            (12, 32, 3),
+            (97, 35, 517),
+            (6, 48, 1030),
+            (9, 20, 2049),
+        ];
+        type Fill = fn(usize, u64) -> i8;
+        let fills: [(&str, Fill, Fill); 4] = [
+            ("all -128", |_, _| -128, |_, _| -128),
+            ("127 x -128", |_, _| 127, |_, _| -128),
+            (
+                "alternating extremes",
+                |i, _| [-128, 127][i % 2],
+                |i, _| [127, -128, -128][i % 3],
+            ),
+            ("random", |_, r| r as i8, |_, r| (r >> 8) as i8),
+        ];
+        for (m, n, k) in shapes {
+            for (name, fa, fb) in fills {
+                let a: Vec<i8> = (0..m * k).map(|i| fa(i, next())).collect();
+                let b: Vec<i8> = (0..k * n).map(|i| fb(i, next())).collect();
+                let c0: Vec<i32> = (0..m * n).map(|_| next() as i32).collect();
+                let want = naive(m, n, k, &a, &b, &c0);
+                let bt = transposed(k, n, &b);
+                for kernel in [Int8Kernel::Avx512Vnni, Int8Kernel::Avx2, Int8Kernel::F32] {
+                    for (bm, t) in [(&b, false), (&bt, true)] {
+                        for block in [1, 5, usize::MAX] {
+                            let mut c = c0.clone();
+                            assert!(igemm_with(
+                                kernel,
+                                m,
+                                n,
+                                k,
+                                &a,
+                                bm,
+                                t,
+                                &mut c,
+                                block,
+                                &mut || true
+                            ));
+                            assert!(
+                                c == want,
+                                "{kernel:?} {m}x{n}x{k} {name} transposed {t} block {block}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// 140,000 products of -128 x -128 sum to 2,293,760,000, past i32: the
+    /// accumulators wrap to 2,293,760,000 - 2^32 like the hardware's.
+    #[test]
+    fn int8_accumulators_wrap_like_the_hardware() {
+        let (m, n, k) = (2, 3, 140_000);
+        let (a, b) = (vec![-128i8; m * k], vec![-128i8; k * n]);
+        for kernel in [Int8Kernel::Avx512Vnni, Int8Kernel::Avx2, Int8Kernel::F32] {
+            let mut c = vec![0i32; m * n];
+            igemm_with(
+                kernel,
+                m,
+                n,
+                k,
+                &a,
+                &b,
+                false,
+                &mut c,
+                usize::MAX,
+                &mut || true,
+            );
+            assert_eq!(c, vec![-2_001_207_296; m * n], "{kernel:?}");
+        }
+    }
+
+    /// The in-place AVX2 GEMM on a word array standing in for the SRAM:
+    /// strided tiles (A at an odd byte offset), accumulate or not, B
+    /// transposed or not, k = 0; C's rows get C + A * B and every other
+    /// word (the gaps between C's rows included) stays as it was.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn int8_in_place_touches_only_c_and_is_exact() {
+        assert!(
+            std::arch::is_x86_feature_detected!("avx2"),
+            "an x86-64 test host without AVX2"
+        );
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for (m, n, k) in [(1, 1, 1), (7, 17, 33), (6, 16, 2), (13, 40, 515), (3, 5, 0)] {
+            for bt in [false, true] {
+                for accumulate in [false, true] {
+                    let (lda, ldc) = (k + 5, n + 2);
+                    let ldb = if bt { k + 3 } else { n + 3 };
+                    let (brows, bcols) = if bt { (n, k) } else { (k, n) };
+                    let a_at: usize = 4 * 3 + 1;
+                    let b_at = a_at + m * lda + 7;
+                    let c_at = (b_at + brows * ldb).div_ceil(4) + 1;
+                    let sram: Vec<u32> = (0..c_at + m * ldc + 3).map(|_| next() as u32).collect();
+                    let bytes: Vec<i8> = sram
+                        .iter()
+                        .flat_map(|w| w.to_le_bytes())
+                        .map(|x| x as i8)
+                        .collect();
+                    let a: Vec<i8> = (0..m * k)
+                        .map(|i| bytes[a_at + i / k * lda + i % k])
+                        .collect();
+                    let b: Vec<i8> = (0..k * n)
+                        .map(|i| {
+                            let (p, j) = (i / n, i % n);
+                            let (r, c) = if bt { (j, p) } else { (p, j) };
+                            bytes[b_at + r * ldb + c]
+                        })
+                        .collect();
+                    assert!(b.len() == brows * bcols);
+                    let c0: Vec<i32> = (0..m * n)
+                        .map(|i| sram[c_at + i / n * ldc + i % n] as i32)
+                        .collect();
+                    let zeros = vec![0; m * n];
+                    let want = naive(m, n, k, &a, &b, if accumulate { &c0 } else { &zeros });
+                    let mut expect = sram.clone();
+                    for (i, &v) in want.iter().enumerate() {
+                        expect[c_at + i / n * ldc + i % n] = v as u32;
+                    }
+                    for block in [1, 4, usize::MAX] {
+                        let mut got = sram.clone();
+                        assert!(igemm_avx2_in_place(
+                            &mut got,
+                            GemmShape { m, n, k },
+                            (a_at, lda),
+                            (b_at, ldb, bt),
+                            (c_at, ldc),
+                            accumulate,
+                            block,
+                            &mut || true,
+                        ));
+                        assert!(
+                            got == expect,
+                            "{m}x{n}x{k} transposed {bt} accumulate {accumulate} block {block}"
+                        );
+                    }
                 }
             }
         }
