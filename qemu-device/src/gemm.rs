@@ -219,7 +219,7 @@ pub fn igemm_with(
         if kernel == Int8Kernel::Avx2 && std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY (of new and run): AVX2 was detected just now.
             let p = avx2::PackedB::new(n, k, b, if bt { k } else { n }, bt);
-            return rows(&mut |ar, mb, cr| p.run(ar, k, mb, cr, n));
+            return rows(&mut |ar, mb, cr| p.run(ar, k, mb, cr, n, false));
         }
     }
     let _ = kernel;
@@ -324,13 +324,13 @@ fn igemm_avx2_in_place(
             std::slice::from_raw_parts_mut(base.add(c).cast::<i32>(), c_end - c),
         )
     };
-    if !accumulate {
-        for row in cv.chunks_mut(ldc.max(s.n)) {
-            let len = s.n.min(row.len());
-            row[..len].fill(0);
-        }
-    }
     if s.k == 0 {
+        if !accumulate {
+            for row in cv.chunks_mut(ldc.max(s.n)) {
+                let len = s.n.min(row.len());
+                row[..len].fill(0);
+            }
+        }
         return true;
     }
     // SAFETY (of new and run): the caller detected AVX2.
@@ -342,7 +342,14 @@ fn igemm_avx2_in_place(
             return false;
         }
         let mb = block.min(s.m - i0);
-        p.run(&av[i0 * lda..], lda, mb, &mut cv[i0 * ldc..], ldc);
+        p.run(
+            &av[i0 * lda..],
+            lda,
+            mb,
+            &mut cv[i0 * ldc..],
+            ldc,
+            !accumulate,
+        );
         i0 += mb;
     }
     true
@@ -666,8 +673,17 @@ mod avx2 {
         /// `c[m,n] += a[m,k] * B` for m rows of A. Only called after AVX2
         /// was detected.
         /// Rows of A `lda` apart, rows of C `ldc` apart (each row at least
-        /// k and n long).
-        pub(super) fn run(&self, a: &[i8], lda: usize, m: usize, c: &mut [i32], ldc: usize) {
+        /// k and n long); `overwrite`: `c = a * B` instead (C's old values
+        /// are never read, which saves a pass zeroing it).
+        pub(super) fn run(
+            &self,
+            a: &[i8],
+            lda: usize,
+            m: usize,
+            c: &mut [i32],
+            ldc: usize,
+            overwrite: bool,
+        ) {
             let (n, k, kp) = (self.n, self.k, self.kp);
             if m == 0 {
                 return;
@@ -723,8 +739,8 @@ mod avx2 {
                                     bs,
                                     cp.add(ip * MR * ldc + jp * NR),
                                     ldc,
-                                    rows,
-                                    cols,
+                                    (rows, cols),
+                                    !(overwrite && kb == 0),
                                 )
                             };
                         }
@@ -818,8 +834,8 @@ mod avx2 {
     }
 
     /// `C += A (MR rows lda apart, kc pairs) * B (kc pairs x NR columns)`,
-    /// of which the first `rows` x `cols` are stored: 12 accumulators, two
-    /// B loads and six broadcasts per pair.
+    /// or `C = ...` unless `add`, of which the first `rows` x `cols` are
+    /// stored: 12 accumulators, two B loads and six broadcasts per pair.
     ///
     /// # Safety
     /// AVX2 must be present; `c` must be valid for reading and writing
@@ -833,8 +849,8 @@ mod avx2 {
         b: &[i32],
         c: *mut i32,
         ldc: usize,
-        rows: usize,
-        cols: usize,
+        (rows, cols): (usize, usize),
+        add: bool,
     ) {
         assert!(kc > 0 && a.len() >= (MR - 1) * lda + kc && b.len() >= kc * NR);
         let (mut ap, mut bp) = (a.as_ptr(), b.as_ptr());
@@ -869,24 +885,47 @@ mod avx2 {
                     // are inside C (the caller's contract).
                     unsafe {
                         let p = c.add(ii * ldc + 8 * v).cast::<__m256i>();
-                        _mm256_storeu_si256(p, _mm256_add_epi32(_mm256_loadu_si256(p), x));
+                        let sum = if add {
+                            _mm256_add_epi32(_mm256_loadu_si256(p), x)
+                        } else {
+                            x
+                        };
+                        _mm256_storeu_si256(p, sum);
                     }
                 }
             }
-        } else {
-            let mut out = [[0i32; NR]; MR];
-            for (o, acc_row) in out.iter_mut().zip(&acc) {
-                for (v, &x) in acc_row.iter().enumerate() {
-                    // SAFETY: `o` holds NR = 8 * NV i32; each store is 8.
-                    unsafe { _mm256_storeu_si256(o[8 * v..].as_mut_ptr().cast(), x) };
-                }
+            return;
+        }
+        // An edge tile: through memory, whole rows of NR by vector.
+        let mut out = [[0i32; NR]; MR];
+        for (o, acc_row) in out.iter_mut().zip(&acc) {
+            for (v, &x) in acc_row.iter().enumerate() {
+                // SAFETY: `o` holds NR = 8 * NV i32; each store is 8.
+                unsafe { _mm256_storeu_si256(o[8 * v..].as_mut_ptr().cast(), x) };
             }
-            for (ii, o) in out.iter().enumerate().take(rows) {
+        }
+        for (ii, o) in out.iter().enumerate().take(rows) {
+            if cols == NR {
+                for v in 0..NV {
+                    // SAFETY: row ii < rows has NR = cols i32 inside C (the
+                    // caller's contract); `o` holds NR.
+                    unsafe {
+                        let p = c.add(ii * ldc + 8 * v).cast::<__m256i>();
+                        let x = _mm256_loadu_si256(o[8 * v..].as_ptr().cast());
+                        let sum = if add {
+                            _mm256_add_epi32(_mm256_loadu_si256(p), x)
+                        } else {
+                            x
+                        };
+                        _mm256_storeu_si256(p, sum);
+                    }
+                }
+            } else {
                 for (jj, &v) in o.iter().enumerate().take(cols) {
                     // SAFETY: ii < rows, jj < cols (the caller's contract).
                     unsafe {
                         let p = c.add(ii * ldc + jj);
-                        *p = (*p).wrapping_add(v);
+                        *p = if add { (*p).wrapping_add(v) } else { v };
                     }
                 }
             }
