@@ -445,26 +445,21 @@ mod vnni {
     }
 
     impl PackedB {
+        /// Only called after AVX-512 F, BW and VNNI were detected.
         pub(super) fn new(n: usize, k: usize, b: &[i8], bt: bool) -> Self {
+            assert!(n > 0 && k > 0 && b.len() >= n * k);
             let kq = k.div_ceil(4); // K quads
             let np = n.div_ceil(NR) * NR;
-            let b_at = |p: usize, j: usize| if bt { b[j * k + p] } else { b[p * n + j] };
             // bpack[q][j] = b[4q..4q+4][j] as one 32-bit lane (zero past the
             // edges); colsum[j] = sum of column j, for the bias correction.
             let mut bpack = vec![0i32; kq * np];
             let mut colsum = vec![0i32; n];
-            for q in 0..kq {
-                for (j, cs) in colsum.iter_mut().enumerate() {
-                    let mut quad = [0u8; 4];
-                    for (t, byte) in quad.iter_mut().enumerate() {
-                        let p = 4 * q + t;
-                        if p < k {
-                            let v = b_at(p, j);
-                            *byte = v as u8;
-                            *cs += v as i32;
-                        }
-                    }
-                    bpack[q * np + j] = i32::from_le_bytes(quad);
+            // SAFETY: the caller checked for AVX-512 F and BW at run time.
+            unsafe {
+                if bt {
+                    pack_columns(n, k, np, b, &mut bpack, &mut colsum);
+                } else {
+                    pack_rows(n, k, np, b, &mut bpack, &mut colsum);
                 }
             }
             PackedB {
@@ -481,25 +476,93 @@ mod vnni {
         /// F, BW and VNNI were detected.
         pub(super) fn run(&self, a: &[i8], m: usize, c: &mut [i32]) {
             let (n, k, kq) = (self.n, self.k, self.kq);
-            // apack[i][q] = a[i][4q..4q+4] + 128 as unsigned bytes (the
-            // padding meets zeros of B, so its value does not matter).
+            assert!(a.len() >= m * k && c.len() >= m * n);
             let mut apack = vec![0i32; m * kq];
-            for i in 0..m {
-                let row = &a[i * k..(i + 1) * k];
-                for (q, four) in row.chunks(4).enumerate() {
-                    let mut quad = [0u8; 4];
-                    for (byte, &v) in quad.iter_mut().zip(four) {
-                        *byte = (v as u8) ^ 0x80;
-                    }
-                    apack[i * kq + q] = i32::from_le_bytes(quad);
-                }
+            // SAFETY: the caller checked for AVX-512 F, BW and VNNI at run
+            // time.
+            unsafe {
+                pack_a(k, kq, &a[..m * k], &mut apack);
+                blocks(m, n, kq, self.np, &apack, &self.bpack, c);
+                unbias(n, &self.colsum, &mut c[..m * n]);
             }
-            // SAFETY: the caller checked for AVX-512 F, BW and VNNI at run time.
-            unsafe { blocks(m, n, kq, self.np, &apack, &self.bpack, c) }
-            for row in c[..m * n].chunks_exact_mut(n) {
-                for (cv, &cs) in row.iter_mut().zip(&self.colsum) {
-                    *cv = cv.wrapping_sub(cs.wrapping_mul(128));
+        }
+    }
+
+    /// Quads of a row-major K x N B: rows 4q..4q + 4 of each column as the
+    /// bytes of one lane (the loop over columns vectorizes).
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn pack_rows(n: usize, k: usize, np: usize, b: &[i8], bpack: &mut [i32], colsum: &mut [i32]) {
+        let zeros = vec![0i8; n];
+        for (q, dst) in bpack.chunks_exact_mut(np).enumerate() {
+            let row = |t: usize| {
+                let p = 4 * q + t;
+                if p < k {
+                    &b[p * n..(p + 1) * n]
+                } else {
+                    &zeros[..]
                 }
+            };
+            let (r0, r1, r2, r3) = (row(0), row(1), row(2), row(3));
+            for ((((d, &x0), &x1), &x2), &x3) in dst.iter_mut().zip(r0).zip(r1).zip(r2).zip(r3) {
+                *d = i32::from_le_bytes([x0 as u8, x1 as u8, x2 as u8, x3 as u8]);
+            }
+        }
+        for row in b[..k * n].chunks_exact(n) {
+            for (cs, &v) in colsum.iter_mut().zip(row) {
+                *cs = cs.wrapping_add(v as i32);
+            }
+        }
+    }
+
+    /// Quads of an N x K (transposed) B: column j is row j of `b`, its
+    /// quads are 4 consecutive bytes, spread `np` apart.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn pack_columns(
+        n: usize,
+        k: usize,
+        np: usize,
+        b: &[i8],
+        bpack: &mut [i32],
+        colsum: &mut [i32],
+    ) {
+        for (j, col) in b[..n * k].chunks_exact(k).enumerate() {
+            for (q, four) in col.chunks(4).enumerate() {
+                let mut quad = [0u8; 4];
+                for (byte, &v) in quad.iter_mut().zip(four) {
+                    *byte = v as u8;
+                }
+                bpack[q * np + j] = i32::from_le_bytes(quad);
+            }
+            colsum[j] = col.iter().fold(0i32, |s, &v| s.wrapping_add(v as i32));
+        }
+    }
+
+    /// apack[i][q] = a[i][4q..4q+4] + 128 as unsigned bytes (the padding
+    /// meets zeros of B, so its value does not matter).
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn pack_a(k: usize, kq: usize, a: &[i8], apack: &mut [i32]) {
+        for (dst, row) in apack.chunks_exact_mut(kq).zip(a.chunks_exact(k)) {
+            for (d, four) in dst.iter_mut().zip(row.chunks_exact(4)) {
+                let quad = [four[0] as u8, four[1] as u8, four[2] as u8, four[3] as u8];
+                *d = (u32::from_le_bytes(quad) ^ 0x8080_8080) as i32;
+            }
+            let tail = row.chunks_exact(4).remainder();
+            if !tail.is_empty() {
+                let mut quad = [0u8; 4];
+                for (byte, &v) in quad.iter_mut().zip(tail) {
+                    *byte = (v as u8) ^ 0x80;
+                }
+                dst[kq - 1] = i32::from_le_bytes(quad);
+            }
+        }
+    }
+
+    /// Removes the +128 bias of A: c -= 128 * (column sum of B).
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn unbias(n: usize, colsum: &[i32], c: &mut [i32]) {
+        for row in c.chunks_exact_mut(n) {
+            for (cv, &cs) in row.iter_mut().zip(colsum) {
+                *cv = cv.wrapping_sub(cs.wrapping_mul(128));
             }
         }
     }
