@@ -477,7 +477,8 @@ mod vnni {
         pub(super) fn run(&self, a: &[i8], m: usize, c: &mut [i32]) {
             let (n, k, kq) = (self.n, self.k, self.kq);
             assert!(a.len() >= m * k && c.len() >= m * n);
-            let mut apack = vec![0i32; m * kq];
+            // Whole tiles of MR rows; the padding rows stay zero.
+            let mut apack = vec![0i32; m.div_ceil(MR) * MR * kq];
             // SAFETY: the caller checked for AVX-512 F, BW and VNNI at run
             // time.
             unsafe {
@@ -567,6 +568,12 @@ mod vnni {
         }
     }
 
+    /// `c += A' * B` by 8 x 32 tiles of C, column panels outermost (one
+    /// panel of B, kq x 32 lanes, stays in cache while every block of rows
+    /// streams past it): 16 accumulators in registers for the whole K loop,
+    /// one broadcast of A's quad per row and two loads of B per quad. A is
+    /// padded with zero rows to whole tiles (their sums are not stored), B
+    /// with zero columns to whole panels; masked stores keep to C's columns.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     fn blocks(
         m: usize,
@@ -577,36 +584,55 @@ mod vnni {
         bpack: &[i32],
         c: &mut [i32],
     ) {
-        // Column panels outermost: one panel of B (kq x 32 lanes) stays in
-        // cache while every block of rows streams past it.
-        for j0 in (0..np).step_by(NR) {
+        assert!(
+            kq > 0
+                && np >= n
+                && np % NR == 0
+                && apack.len() >= m.div_ceil(MR) * MR * kq
+                && bpack.len() >= kq * np
+                && c.len() >= m * n
+        );
+        for j0 in (0..n).step_by(NR) {
+            let cols = NR.min(n - j0);
+            let lanes = |h: usize| cols.saturating_sub(16 * h).min(16) as u32;
+            let masks = [lanes(0), lanes(1)].map(|l| ((1u32 << l) - 1) as __mmask16);
             for i0 in (0..m).step_by(MR) {
-                let mr = (m - i0).min(MR);
+                let rows = MR.min(m - i0);
                 let mut acc = [[_mm512_setzero_si512(); 2]; MR];
-                for q in 0..kq {
-                    let row = &bpack[q * np + j0..q * np + j0 + NR];
-                    // SAFETY: `row` is 32 i32 in bounds (np is a multiple of
-                    // NR); loadu has no alignment requirement.
-                    let b0 = unsafe { _mm512_loadu_si512(row.as_ptr().cast()) };
-                    // SAFETY: as above, the second half of `row`.
-                    let b1 = unsafe { _mm512_loadu_si512(row[16..].as_ptr().cast()) };
-                    for (ii, acc_row) in acc.iter_mut().enumerate().take(mr) {
-                        let av = _mm512_set1_epi32(apack[(i0 + ii) * kq + q]);
-                        acc_row[0] = _mm512_dpbusd_epi32(acc_row[0], av, b0);
-                        acc_row[1] = _mm512_dpbusd_epi32(acc_row[1], av, b1);
+                let (mut ap, mut bp) = (apack[i0 * kq..].as_ptr(), bpack[j0..].as_ptr());
+                for _ in 0..kq {
+                    // SAFETY: `bp` walks kq rows of `bpack`, np apart, from
+                    // column j0 (j0 + NR <= np); `ap` walks kq quads of rows
+                    // i0..i0 + MR of `apack`, kq apart (all asserted above);
+                    // loadu has no alignment requirement.
+                    unsafe {
+                        let b0 = _mm512_loadu_si512(bp.cast());
+                        let b1 = _mm512_loadu_si512(bp.add(16).cast());
+                        for (ii, acc_row) in acc.iter_mut().enumerate() {
+                            let av = _mm512_set1_epi32(*ap.add(ii * kq));
+                            acc_row[0] = _mm512_dpbusd_epi32(acc_row[0], av, b0);
+                            acc_row[1] = _mm512_dpbusd_epi32(acc_row[1], av, b1);
+                        }
+                        ap = ap.add(1);
+                        bp = bp.add(np);
                     }
                 }
-                for (ii, acc_row) in acc.iter().enumerate().take(mr) {
-                    let mut out = [0i32; NR];
-                    // SAFETY: `out` holds 32 i32 = two 64-byte stores.
-                    unsafe {
-                        _mm512_storeu_si512(out.as_mut_ptr().cast(), acc_row[0]);
-                        _mm512_storeu_si512(out[16..].as_mut_ptr().cast(), acc_row[1]);
-                    }
-                    let cols = (n - j0.min(n)).min(NR);
-                    let crow = &mut c[(i0 + ii) * n + j0..(i0 + ii) * n + j0 + cols];
-                    for (cv, &v) in crow.iter_mut().zip(&out) {
-                        *cv = cv.wrapping_add(v);
+                let cp = c[i0 * n + j0..].as_mut_ptr();
+                // Whole tiles with fixed indices, so the accumulators never
+                // leave their registers; a bottom edge by its rows.
+                let tile = if rows == MR { &acc[..] } else { &acc[..rows] };
+                for (ii, acc_row) in tile.iter().enumerate() {
+                    for (h, &x) in acc_row.iter().enumerate() {
+                        if masks[h] == 0 {
+                            continue;
+                        }
+                        // SAFETY: row i0 + ii < m of C, columns j0 + 16h..
+                        // of which the mask keeps those below n (16h < cols).
+                        unsafe {
+                            let p = cp.add(ii * n + 16 * h).cast::<i32>();
+                            let old = _mm512_maskz_loadu_epi32(masks[h], p);
+                            _mm512_mask_storeu_epi32(p, masks[h], _mm512_add_epi32(old, x));
+                        }
                     }
                 }
             }
