@@ -587,7 +587,7 @@ mod vnni {
         assert!(
             kq > 0
                 && np >= n
-                && np % NR == 0
+                && np.is_multiple_of(NR)
                 && apack.len() >= m.div_ceil(MR) * MR * kq
                 && bpack.len() >= kq * np
                 && c.len() >= m * n
