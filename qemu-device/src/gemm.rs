@@ -212,9 +212,9 @@ pub fn igemm_with(
     {
         let have = cpu_int8_kernel();
         if kernel == Int8Kernel::Avx512Vnni && have == Int8Kernel::Avx512Vnni {
-            let p = vnni::PackedB::new(n, k, b, bt);
+            let p = vnni::PackedB::new(n, k, b, if bt { k } else { n }, bt);
             // SAFETY (of run): AVX-512 F, BW and VNNI were detected above.
-            return rows(&mut |ar, mb, cr| p.run(ar, mb, cr));
+            return rows(&mut |ar, mb, cr| p.run(ar, k, mb, cr, n, false));
         }
         if kernel == Int8Kernel::Avx2 && std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY (of new and run): AVX2 was detected just now.
@@ -227,18 +227,21 @@ pub fn igemm_with(
     rows(&mut |ar, mb, cr| igemm_f32_rows(mb, n, k, ar, &bf, bt, cr))
 }
 
-/// Whether [`igemm_in_place`] runs here: the int8 kernel is AVX2's (the
-/// others take dense copies of the tiles, see [`igemm_with`]).
+/// Whether [`igemm_in_place`] runs here: the int8 kernel is AVX2's or
+/// AVX-512 VNNI's (the f32 path takes dense copies of the tiles, see
+/// [`igemm_with`]).
 pub fn igemm_in_place_supported() -> bool {
     #[cfg(target_arch = "x86_64")]
-    if int8_kernel() == Int8Kernel::Avx2 && std::arch::is_x86_feature_detected!("avx2") {
-        return true;
+    match int8_kernel() {
+        Int8Kernel::Avx2 => return std::arch::is_x86_feature_detected!("avx2"),
+        Int8Kernel::Avx512Vnni => return cpu_int8_kernel() == Int8Kernel::Avx512Vnni,
+        Int8Kernel::F32 => {}
     }
     false
 }
 
-/// int8 GEMM directly on SRAM with the AVX2 kernel, which reads A's and B's
-/// rows where they lie and adds into C's: A's i8 at byte offset `a`, rows
+/// int8 GEMM directly on SRAM with the AVX2 or the VNNI kernel, which read
+/// A's and B's rows where they lie and add into C's: A's i8 at byte offset `a`, rows
 /// `lda` bytes apart, B's likewise (n x k when `bt`), C's i32 at word
 /// offset `c`, rows `ldc` words apart; C's rows in blocks of `block` with
 /// `poll` before each, as [`igemm_with`]; false when `poll` stopped it.
@@ -258,7 +261,8 @@ pub fn igemm_in_place(
     assert!(igemm_in_place_supported(), "checked by the caller");
     #[cfg(target_arch = "x86_64")]
     {
-        igemm_avx2_in_place(
+        igemm_simd_in_place(
+            int8_kernel(),
             sram,
             s,
             (a, lda),
@@ -276,11 +280,12 @@ pub fn igemm_in_place(
     }
 }
 
-/// [`igemm_in_place`] without the kernel choice: only called once AVX2 was
-/// detected.
+/// [`igemm_in_place`] on `kernel` (AVX2, or AVX-512 VNNI): only called once
+/// the CPU was found to have it.
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)]
-fn igemm_avx2_in_place(
+fn igemm_simd_in_place(
+    kernel: Int8Kernel,
     sram: &mut [u32],
     s: GemmShape,
     (a, lda): (usize, usize),
@@ -333,26 +338,27 @@ fn igemm_avx2_in_place(
         }
         return true;
     }
-    // SAFETY (of new and run): the caller detected AVX2.
-    let p = avx2::PackedB::new(s.n, s.k, bv, ldb, bt);
     let block = block.max(1);
-    let mut i0 = 0;
-    while i0 < s.m {
-        if !poll() {
-            return false;
+    let mut in_blocks = |run: &mut RowBlock| {
+        let mut i0 = 0;
+        while i0 < s.m {
+            if !poll() {
+                return false;
+            }
+            let mb = block.min(s.m - i0);
+            run(&av[i0 * lda..], mb, &mut cv[i0 * ldc..]);
+            i0 += mb;
         }
-        let mb = block.min(s.m - i0);
-        p.run(
-            &av[i0 * lda..],
-            lda,
-            mb,
-            &mut cv[i0 * ldc..],
-            ldc,
-            !accumulate,
-        );
-        i0 += mb;
+        true
+    };
+    // SAFETY (of new and run): the caller checked that the CPU has the
+    // kernel's instructions.
+    if kernel == Int8Kernel::Avx512Vnni {
+        let p = vnni::PackedB::new(s.n, s.k, bv, ldb, bt);
+        return in_blocks(&mut |ar, mb, cr| p.run(ar, lda, mb, cr, ldc, !accumulate));
     }
-    true
+    let p = avx2::PackedB::new(s.n, s.k, bv, ldb, bt);
+    in_blocks(&mut |ar, mb, cr| p.run(ar, lda, mb, cr, ldc, !accumulate))
 }
 
 /// Multiplies a block of rows of A (and their rows of C) by the packed B.
@@ -441,50 +447,79 @@ mod vnni {
         kq: usize,
         np: usize,
         bpack: Vec<i32>,
-        colsum: Vec<i32>,
+        /// 128 times each column's sum (the +128 bias of A times B), padded
+        /// with zeros to whole panels.
+        bias: Vec<i32>,
     }
 
     impl PackedB {
-        /// Only called after AVX-512 F, BW and VNNI were detected.
-        pub(super) fn new(n: usize, k: usize, b: &[i8], bt: bool) -> Self {
-            assert!(n > 0 && k > 0 && b.len() >= n * k);
+        /// B is k x n, or n x k when `bt`, with rows `ldb` apart. Only
+        /// called after AVX-512 F, BW and VNNI were detected.
+        pub(super) fn new(n: usize, k: usize, b: &[i8], ldb: usize, bt: bool) -> Self {
+            let (rows, cols) = if bt { (n, k) } else { (k, n) };
+            assert!(
+                n > 0 && k > 0 && (rows == 1 || ldb >= cols) && b.len() >= (rows - 1) * ldb + cols
+            );
             let kq = k.div_ceil(4); // K quads
             let np = n.div_ceil(NR) * NR;
             // bpack[q][j] = b[4q..4q+4][j] as one 32-bit lane (zero past the
             // edges); colsum[j] = sum of column j, for the bias correction.
             let mut bpack = vec![0i32; kq * np];
-            let mut colsum = vec![0i32; n];
+            let mut colsum = vec![0i32; np];
             // SAFETY: the caller checked for AVX-512 F and BW at run time.
             unsafe {
                 if bt {
-                    pack_columns(n, k, np, b, &mut bpack, &mut colsum);
+                    pack_columns(n, k, np, b, ldb, &mut bpack, &mut colsum);
                 } else {
-                    pack_rows(n, k, np, b, &mut bpack, &mut colsum);
+                    pack_rows(n, k, np, b, ldb, &mut bpack, &mut colsum);
                 }
             }
+            let bias = colsum.iter().map(|s| s.wrapping_mul(128)).collect();
             PackedB {
                 n,
                 k,
                 kq,
                 np,
                 bpack,
-                colsum,
+                bias,
             }
         }
 
-        /// `c[m,n] += a[m,k] * B` for m rows of A. Only called after AVX-512
-        /// F, BW and VNNI were detected.
-        pub(super) fn run(&self, a: &[i8], m: usize, c: &mut [i32]) {
+        /// `c[m,n] += a[m,k] * B` for m rows of A, rows of A `lda` apart and
+        /// rows of C `ldc` apart (each row at least k and n long);
+        /// `overwrite`: `c = a * B` instead (C's old values are not read).
+        /// Only called after AVX-512 F, BW and VNNI were detected.
+        pub(super) fn run(
+            &self,
+            a: &[i8],
+            lda: usize,
+            m: usize,
+            c: &mut [i32],
+            ldc: usize,
+            overwrite: bool,
+        ) {
             let (n, k, kq) = (self.n, self.k, self.kq);
-            assert!(a.len() >= m * k && c.len() >= m * n);
+            if m == 0 {
+                return;
+            }
+            assert!(
+                (m == 1 || (lda >= k && ldc >= n))
+                    && a.len() >= (m - 1) * lda + k
+                    && c.len() >= (m - 1) * ldc + n
+            );
             // Whole tiles of MR rows; the padding rows stay zero.
             let mut apack = vec![0i32; m.div_ceil(MR) * MR * kq];
             // SAFETY: the caller checked for AVX-512 F, BW and VNNI at run
             // time.
             unsafe {
-                pack_a(k, kq, &a[..m * k], &mut apack);
-                blocks(m, n, kq, self.np, &apack, &self.bpack, c);
-                unbias(n, &self.colsum, &mut c[..m * n]);
+                pack_a(m, k, kq, a, lda, &mut apack);
+                blocks(
+                    (m, n, kq, self.np),
+                    (&apack, &self.bpack, &self.bias),
+                    c,
+                    ldc,
+                    !overwrite,
+                );
             }
         }
     }
@@ -492,13 +527,21 @@ mod vnni {
     /// Quads of a row-major K x N B: rows 4q..4q + 4 of each column as the
     /// bytes of one lane (the loop over columns vectorizes).
     #[target_feature(enable = "avx512f,avx512bw")]
-    fn pack_rows(n: usize, k: usize, np: usize, b: &[i8], bpack: &mut [i32], colsum: &mut [i32]) {
+    fn pack_rows(
+        n: usize,
+        k: usize,
+        np: usize,
+        b: &[i8],
+        ldb: usize,
+        bpack: &mut [i32],
+        colsum: &mut [i32],
+    ) {
         let zeros = vec![0i8; n];
         for (q, dst) in bpack.chunks_exact_mut(np).enumerate() {
             let row = |t: usize| {
                 let p = 4 * q + t;
                 if p < k {
-                    &b[p * n..(p + 1) * n]
+                    &b[p * ldb..p * ldb + n]
                 } else {
                     &zeros[..]
                 }
@@ -508,7 +551,7 @@ mod vnni {
                 *d = i32::from_le_bytes([x0 as u8, x1 as u8, x2 as u8, x3 as u8]);
             }
         }
-        for row in b[..k * n].chunks_exact(n) {
+        for row in (0..k).map(|p| &b[p * ldb..p * ldb + n]) {
             for (cs, &v) in colsum.iter_mut().zip(row) {
                 *cs = cs.wrapping_add(v as i32);
             }
@@ -523,10 +566,11 @@ mod vnni {
         k: usize,
         np: usize,
         b: &[i8],
+        ldb: usize,
         bpack: &mut [i32],
         colsum: &mut [i32],
     ) {
-        for (j, col) in b[..n * k].chunks_exact(k).enumerate() {
+        for (j, col) in (0..n).map(|j| (j, &b[j * ldb..j * ldb + k])) {
             for (q, four) in col.chunks(4).enumerate() {
                 let mut quad = [0u8; 4];
                 for (byte, &v) in quad.iter_mut().zip(four) {
@@ -541,8 +585,9 @@ mod vnni {
     /// apack[i][q] = a[i][4q..4q+4] + 128 as unsigned bytes (the padding
     /// meets zeros of B, so its value does not matter).
     #[target_feature(enable = "avx512f,avx512bw")]
-    fn pack_a(k: usize, kq: usize, a: &[i8], apack: &mut [i32]) {
-        for (dst, row) in apack.chunks_exact_mut(kq).zip(a.chunks_exact(k)) {
+    fn pack_a(m: usize, k: usize, kq: usize, a: &[i8], lda: usize, apack: &mut [i32]) {
+        let rows = (0..m).map(|i| &a[i * lda..i * lda + k]);
+        for (dst, row) in apack.chunks_exact_mut(kq).zip(rows) {
             for (d, four) in dst.iter_mut().zip(row.chunks_exact(4)) {
                 let quad = [four[0] as u8, four[1] as u8, four[2] as u8, four[3] as u8];
                 *d = (u32::from_le_bytes(quad) ^ 0x8080_8080) as i32;
@@ -558,44 +603,44 @@ mod vnni {
         }
     }
 
-    /// Removes the +128 bias of A: c -= 128 * (column sum of B).
-    #[target_feature(enable = "avx512f,avx512bw")]
-    fn unbias(n: usize, colsum: &[i32], c: &mut [i32]) {
-        for row in c.chunks_exact_mut(n) {
-            for (cv, &cs) in row.iter_mut().zip(colsum) {
-                *cv = cv.wrapping_sub(cs.wrapping_mul(128));
-            }
-        }
-    }
-
-    /// `c += A' * B` by 8 x 32 tiles of C, column panels outermost (one
-    /// panel of B, kq x 32 lanes, stays in cache while every block of rows
-    /// streams past it): 16 accumulators in registers for the whole K loop,
-    /// one broadcast of A's quad per row and two loads of B per quad. A is
-    /// padded with zero rows to whole tiles (their sums are not stored), B
-    /// with zero columns to whole panels; masked stores keep to C's columns.
+    /// `c += A' * B - bias` by 8 x 32 tiles of C (`c = ...` unless `add`),
+    /// column panels outermost (one panel of B, kq x 32 lanes, stays in
+    /// cache while every block of rows streams past it): 16 accumulators in
+    /// registers for the whole K loop, one broadcast of A's quad per row and
+    /// two loads of B per quad. A is padded with zero rows to whole tiles
+    /// (their sums are not stored), B with zero columns to whole panels;
+    /// masked stores keep to C's columns. Rows of C are `ldc` apart.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     fn blocks(
-        m: usize,
-        n: usize,
-        kq: usize,
-        np: usize,
-        apack: &[i32],
-        bpack: &[i32],
+        (m, n, kq, np): (usize, usize, usize, usize),
+        (apack, bpack, bias): (&[i32], &[i32], &[i32]),
         c: &mut [i32],
+        ldc: usize,
+        add: bool,
     ) {
         assert!(
-            kq > 0
+            m > 0
+                && kq > 0
                 && np >= n
                 && np.is_multiple_of(NR)
                 && apack.len() >= m.div_ceil(MR) * MR * kq
                 && bpack.len() >= kq * np
-                && c.len() >= m * n
+                && bias.len() >= np
+                && (m == 1 || ldc >= n)
+                && c.len() >= (m - 1) * ldc + n
         );
         for j0 in (0..n).step_by(NR) {
             let cols = NR.min(n - j0);
             let lanes = |h: usize| cols.saturating_sub(16 * h).min(16) as u32;
             let masks = [lanes(0), lanes(1)].map(|l| ((1u32 << l) - 1) as __mmask16);
+            let bs = &bias[j0..j0 + NR];
+            // SAFETY: `bs` holds NR = 32 i32, two loads of 16.
+            let biases = unsafe {
+                [
+                    _mm512_loadu_si512(bs.as_ptr().cast()),
+                    _mm512_loadu_si512(bs[16..].as_ptr().cast()),
+                ]
+            };
             for i0 in (0..m).step_by(MR) {
                 let rows = MR.min(m - i0);
                 let mut acc = [[_mm512_setzero_si512(); 2]; MR];
@@ -617,7 +662,7 @@ mod vnni {
                         bp = bp.add(np);
                     }
                 }
-                let cp = c[i0 * n + j0..].as_mut_ptr();
+                let cp = c[i0 * ldc + j0..].as_mut_ptr();
                 // Whole tiles with fixed indices, so the accumulators never
                 // leave their registers; a bottom edge by its rows.
                 let tile = if rows == MR { &acc[..] } else { &acc[..rows] };
@@ -626,12 +671,18 @@ mod vnni {
                         if masks[h] == 0 {
                             continue;
                         }
-                        // SAFETY: row i0 + ii < m of C, columns j0 + 16h..
-                        // of which the mask keeps those below n (16h < cols).
+                        // SAFETY: row i0 + ii < m of C, ldc apart, columns
+                        // j0 + 16h.. of which the mask keeps those below n
+                        // (16h < cols); masked-off lanes are not accessed.
                         unsafe {
-                            let p = cp.add(ii * n + 16 * h).cast::<i32>();
-                            let old = _mm512_maskz_loadu_epi32(masks[h], p);
-                            _mm512_mask_storeu_epi32(p, masks[h], _mm512_add_epi32(old, x));
+                            let p = cp.add(ii * ldc + 16 * h).cast::<i32>();
+                            let sum = _mm512_sub_epi32(x, biases[h]);
+                            let sum = if add {
+                                _mm512_add_epi32(_mm512_maskz_loadu_epi32(masks[h], p), sum)
+                            } else {
+                                sum
+                            };
+                            _mm512_mask_storeu_epi32(p, masks[h], sum);
                         }
                     }
                 }
@@ -1265,7 +1316,8 @@ mod tests {
         }
     }
 
-    /// The in-place AVX2 GEMM on a word array standing in for the SRAM:
+    /// The in-place GEMM (AVX2, and VNNI where the CPU has it) on a word
+    /// array standing in for the SRAM:
     /// strided tiles (A at an odd byte offset), accumulate or not, B
     /// transposed or not, k = 0; C's rows get C + A * B and every other
     /// word (the gaps between C's rows included) stays as it was.
@@ -1276,6 +1328,10 @@ mod tests {
             std::arch::is_x86_feature_detected!("avx2"),
             "an x86-64 test host without AVX2"
         );
+        let mut kernels = vec![Int8Kernel::Avx2];
+        if cpu_int8_kernel() == Int8Kernel::Avx512Vnni {
+            kernels.push(Int8Kernel::Avx512Vnni);
+        }
         let mut seed = 0x9e37_79b9_7f4a_7c15u64;
         let mut next = move || {
             seed ^= seed << 13;
@@ -1318,9 +1374,13 @@ mod tests {
                     for (i, &v) in want.iter().enumerate() {
                         expect[c_at + i / n * ldc + i % n] = v as u32;
                     }
-                    for block in [1, 4, usize::MAX] {
+                    for (&kernel, block) in kernels
+                        .iter()
+                        .flat_map(|k| [(k, 1), (k, 4), (k, usize::MAX)])
+                    {
                         let mut got = sram.clone();
-                        assert!(igemm_avx2_in_place(
+                        assert!(igemm_simd_in_place(
+                            kernel,
                             &mut got,
                             GemmShape { m, n, k },
                             (a_at, lda),
@@ -1332,7 +1392,7 @@ mod tests {
                         ));
                         assert!(
                             got == expect,
-                            "{m}x{n}x{k} transposed {bt} accumulate {accumulate} block {block}"
+                            "{kernel:?} {m}x{n}x{k} transposed {bt} accumulate {accumulate} block {block}"
                         );
                     }
                 }
