@@ -332,6 +332,14 @@ class Example(unittest.TestCase):
                      "onnx_runtime.py: all checks passed"]:
             self.assertIn(want, out.stdout)
         self.assertNotIn("MISMATCH", out.stdout)
+        # Its checks can fail: with a tolerance nothing meets, every run
+        # is a mismatch and the exit status says so.
+        out = subprocess.run([sys.executable, script, model_path(CLS[0]), "--backend", "model",
+                              "--shape", "x=1,3,48,192", "--atol", "-1", "--rtol", "0"],
+                             capture_output=True, text=True)
+        self.assertEqual(out.returncode, 1, out.stdout + out.stderr)
+        self.assertIn("thread 0 run 0: save_infer_model/scale_0.tmp_1 MISMATCH", out.stdout)
+        self.assertIn("onnx_runtime.py: FAILED", out.stderr)
 
 
 if __name__ == "__main__":
