@@ -12,7 +12,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: reliability help demo test host-deps lint host-test fuzz-test guest-test harness-test buildroot kernel kernel-debug module guest vm bench install-libnpu clean clean-cache
+.PHONY: reliability help demo test host-deps lint host-test fuzz-test guest-test harness-test buildroot kernel kernel-debug module guest vm bench install-libnpu install-libnpu-onnx clean clean-cache
 
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
@@ -105,6 +105,15 @@ install-libnpu:
 	install -m 644 libnpu/include/npu.h $(DESTDIR)$(PREFIX)/include/
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e "s|@VERSION@|$(NPU_ABI)|" \
 		libnpu/npu.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/npu.pc
+
+# libnpu's ONNX plugin, libnpu-onnx.so.1, beside libnpu under $(PREFIX):
+# npu_model_load_onnx() (npu.h) loads it on first use. Its own target dir
+# (it builds libnpu without the device model: see LIBNPU_TARGET_DIR).
+LIBNPU_ONNX_TARGET_DIR ?= target/libnpu-onnx
+install-libnpu-onnx:
+	CARGO_TARGET_DIR=$(LIBNPU_ONNX_TARGET_DIR) $(CARGO) build --release -p npu-onnx-capi --lib
+	install -d $(DESTDIR)$(PREFIX)/lib
+	install -m 755 $(LIBNPU_ONNX_TARGET_DIR)/release/libnpu_onnx_capi.so $(DESTDIR)$(PREFIX)/lib/libnpu-onnx.so.1
 
 clean:
 	rm -rf build target

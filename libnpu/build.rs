@@ -19,5 +19,9 @@ fn main() {
     println!("cargo:rustc-env=NPU_API_VERSION_MAJOR={major}");
     println!("cargo:rustc-env=NPU_API_VERSION_MINOR={minor}");
     println!("cargo:rustc-env=NPU_API_VERSION_PATCH={patch}");
-    println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libnpu.so.{major}");
+    // Not rustc-cdylib-link-arg: cargo passes that one on to every cdylib
+    // that depends on libnpu (the Python module, the ONNX plugin), which
+    // would then claim libnpu's SONAME. rustc-link-arg stays in this
+    // package (its test and example programs get an unused DT_SONAME).
+    println!("cargo:rustc-link-arg=-Wl,-soname,libnpu.so.{major}");
 }

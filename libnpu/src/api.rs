@@ -295,39 +295,26 @@ impl Npu {
     /// Compile a model given as IR.
     pub fn load_graph(&self, graph: Graph) -> Result<CompiledModel> {
         let t = Instant::now();
-        let sram_size = self.0.info.params.sram_size;
-        let program = compile(&graph, DeviceParams { sram_size }, self.0.options)
-            .map_err(|e| Error::new(Status::Compile, format!("compile: {e}")))?;
-        let io = |v| {
-            let name = graph.node(v).name.clone();
-            let buffer = program.buffer_of(&name).ok_or_else(|| {
-                Error::new(
-                    Status::Internal,
-                    format!("`{name}` has no buffer in the program"),
-                )
-            })?;
-            Ok(TensorInfo {
-                name,
-                ty: graph.ty(v).clone(),
-                buffer,
-            })
-        };
-        let inputs = graph.inputs().map(io).collect::<Result<Vec<_>>>()?;
-        let outputs = graph
-            .outputs()
-            .iter()
-            .map(|&v| io(v))
-            .collect::<Result<Vec<_>>>()?;
+        let target = self.target();
+        let (program, inputs, outputs) = compile_io(&graph, &target)?;
         Ok(CompiledModel(Arc::new(ModelInner {
             npu: self.clone(),
             program,
             key: runtime::next_program_key(),
             inputs,
             outputs,
-            sram_size,
+            sram_size: target.sram_size,
             graph: Some(graph),
             compile_time: t.elapsed(),
         })))
+    }
+
+    /// What models are compiled for on this device.
+    pub fn target(&self) -> Target {
+        Target {
+            sram_size: self.0.info.params.sram_size,
+            options: self.0.options,
+        }
     }
 
     /// A model file: a compiled model [`CompiledModel::save`] wrote (by its
@@ -397,6 +384,79 @@ impl Npu {
             cycles: e.cycles,
         })
     }
+}
+
+/// What a model is compiled for: a device's SRAM size and the compiler's
+/// options for it ([`Npu::target`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub sram_size: u32,
+    pub options: CompileOptions,
+}
+
+/// Compile `graph` and find the buffers of its inputs and outputs.
+fn compile_io(
+    graph: &Graph,
+    target: &Target,
+) -> Result<(Program, Vec<TensorInfo>, Vec<TensorInfo>)> {
+    let program = compile(
+        graph,
+        DeviceParams {
+            sram_size: target.sram_size,
+        },
+        target.options,
+    )
+    .map_err(|e| Error::new(Status::Compile, format!("compile: {e}")))?;
+    let io = |v| {
+        let name = graph.node(v).name.clone();
+        let buffer = program.buffer_of(&name).ok_or_else(|| {
+            Error::new(
+                Status::Internal,
+                format!("`{name}` has no buffer in the program"),
+            )
+        })?;
+        Ok(TensorInfo {
+            name,
+            ty: graph.ty(v).clone(),
+            buffer,
+        })
+    };
+    let inputs = graph.inputs().map(io).collect::<Result<Vec<_>>>()?;
+    let outputs = graph
+        .outputs()
+        .iter()
+        .map(|&v| io(v))
+        .collect::<Result<Vec<_>>>()?;
+    Ok((program, inputs, outputs))
+}
+
+/// Compile `graph` for `target` without a device, into the bytes
+/// [`Npu::load_compiled`] reads: for importers in other libraries, which
+/// hand libnpu a compiled model (the C API's `npu_model_load_onnx`).
+/// `aliases` renames inputs and outputs: (the IR value's name, the name and
+/// type to show instead, of the same size in bytes).
+pub fn compile_to_bytes(
+    graph: &Graph,
+    target: &Target,
+    aliases: &[(String, String, TensorType)],
+) -> Result<Vec<u8>> {
+    let (program, mut inputs, mut outputs) = compile_io(graph, target)?;
+    for (ir, name, ty) in aliases {
+        let t = inputs
+            .iter_mut()
+            .chain(outputs.iter_mut())
+            .find(|t| t.name == *ir)
+            .ok_or_else(|| invalid(format!("alias of `{ir}`: no such input or output")))?;
+        if t.ty.bytes() != ty.bytes() {
+            return Err(invalid(format!(
+                "alias `{name}` of `{ir}`: {ty} is not the size of {}",
+                t.ty
+            )));
+        }
+        t.name = name.clone();
+        t.ty = ty.clone();
+    }
+    Ok(encode_parts(target.sram_size, &inputs, &outputs, &program))
 }
 
 /// What [`Npu::run_raw`] gives back.
@@ -1024,16 +1084,25 @@ impl Writer {
 }
 
 fn encode(m: &ModelInner) -> Vec<u8> {
+    encode_parts(m.sram_size, &m.inputs, &m.outputs, &m.program)
+}
+
+fn encode_parts(
+    sram_size: u32,
+    inputs: &[TensorInfo],
+    outputs: &[TensorInfo],
+    program: &Program,
+) -> Vec<u8> {
     let mut w = Writer(MAGIC.to_vec());
     w.u32(FORMAT_VERSION);
-    w.u32(m.sram_size);
-    for list in [&m.inputs, &m.outputs] {
+    w.u32(sram_size);
+    for list in [inputs, outputs] {
         w.len(list.len());
         for t in list {
             w.tensor(t);
         }
     }
-    let p = m.program.to_parts();
+    let p = program.to_parts();
     w.len(p.insns.len());
     for i in &p.insns {
         w.0.extend_from_slice(&i.encode());

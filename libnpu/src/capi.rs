@@ -825,3 +825,192 @@ pub extern "C" fn npu_device_run_raw(
         Ok(())
     })
 }
+
+// ONNX models: libnpu does not parse ONNX itself (the importer, npu-onnx,
+// is built on libnpu and heavier). npu_model_load_onnx() loads the
+// importer's plugin, libnpu-onnx.so.1 (onnx/capi), on first use; the plugin
+// imports and compiles the model for this device's target and hands back
+// the compiled model's bytes, which libnpu loads like a saved model. Only
+// bytes and C types cross between the two libraries (each has its own copy
+// of the Rust code), never a handle or an allocation.
+
+/// The plugin's file name (found like any dlopen() name), unless
+/// `NPU_ONNX_LIBRARY` names another file.
+pub const ONNX_PLUGIN: &str = "libnpu-onnx.so.1";
+/// The plugin's entry point; a new plugin ABI gets a new name.
+pub const ONNX_COMPILE_SYMBOL: &CStr = c"npu_onnx_compile_v1";
+
+/// What the plugin compiles for: [`api::Target`] in C types.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct OnnxTarget {
+    pub struct_size: u32,
+    pub sram_size: u32,
+    pub max_job_bytes: u32,
+    /// [`ONNX_DOUBLE_BUFFER`] | [`ONNX_FUSE`].
+    pub flags: u32,
+}
+pub const ONNX_DOUBLE_BUFFER: u32 = 1;
+pub const ONNX_FUSE: u32 = 2;
+
+impl OnnxTarget {
+    pub fn new(t: &api::Target) -> OnnxTarget {
+        OnnxTarget {
+            struct_size: size_of::<OnnxTarget>() as u32,
+            sram_size: t.sram_size,
+            max_job_bytes: t.options.max_job_bytes,
+            flags: if t.options.double_buffer {
+                ONNX_DOUBLE_BUFFER
+            } else {
+                0
+            } | if t.options.fuse { ONNX_FUSE } else { 0 },
+        }
+    }
+
+    pub fn target(&self) -> api::Target {
+        api::Target {
+            sram_size: self.sram_size,
+            options: crate::CompileOptions {
+                double_buffer: self.flags & ONNX_DOUBLE_BUFFER != 0,
+                fuse: self.flags & ONNX_FUSE != 0,
+                max_job_bytes: self.max_job_bytes,
+            },
+        }
+    }
+}
+
+/// Where the plugin writes its answer: the compiled model's bytes on
+/// success, else the error message (UTF-8). Called once, during the call.
+pub type OnnxSink = extern "C" fn(ctx: *mut std::ffi::c_void, data: *const u8, len: usize);
+
+/// `npu_onnx_compile_v1(path, input_shapes, target, sink, ctx)`: an
+/// `npu_status`. `input_shapes` is NULL or npu.h's "NAME=D0,D1,...;...".
+pub type OnnxCompile = unsafe extern "C" fn(
+    path: *const c_char,
+    input_shapes: *const c_char,
+    target: *const OnnxTarget,
+    sink: OnnxSink,
+    ctx: *mut std::ffi::c_void,
+) -> NpuStatus;
+
+extern "C" fn collect(ctx: *mut std::ffi::c_void, data: *const u8, len: usize) {
+    if ctx.is_null() || (data.is_null() && len > 0) {
+        return;
+    }
+    // SAFETY: `ctx` is the Vec onnx_compile passed for this call, and
+    // `data` has `len` readable bytes (the plugin's contract).
+    unsafe {
+        let out = &mut *ctx.cast::<Vec<u8>>();
+        if len > 0 {
+            out.extend_from_slice(std::slice::from_raw_parts(data, len));
+        }
+    }
+}
+
+/// The plugin's entry point, loaded once (and never unloaded: a model's
+/// code may still be in use when another thread asks).
+fn onnx_plugin() -> Result<OnnxCompile, Error> {
+    use nix::libc;
+    use std::sync::OnceLock;
+    static PLUGIN: OnceLock<Result<usize, String>> = OnceLock::new();
+    let found = PLUGIN.get_or_init(|| {
+        let name = std::env::var("NPU_ONNX_LIBRARY").unwrap_or_else(|_| ONNX_PLUGIN.into());
+        let c_name = CString::new(name.clone()).map_err(|_| format!("{name}: has a NUL"))?;
+        let dl_error = || {
+            // SAFETY: dlerror() gives NULL or a NUL-terminated string.
+            let e = unsafe { libc::dlerror() };
+            if e.is_null() {
+                String::from("unknown error")
+            } else {
+                // SAFETY: as above.
+                unsafe { CStr::from_ptr(e) }.to_string_lossy().into_owned()
+            }
+        };
+        // SAFETY: dlopen of a library; its initialisers are Rust's (none
+        // that matter). RTLD_LOCAL: its copy of libnpu's symbols stays its own.
+        let lib = unsafe { libc::dlopen(c_name.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+        if lib.is_null() {
+            return Err(dl_error());
+        }
+        // SAFETY: a symbol lookup in the library just opened.
+        let sym = unsafe { libc::dlsym(lib, ONNX_COMPILE_SYMBOL.as_ptr()) };
+        if sym.is_null() {
+            return Err(format!("{name}: {}", dl_error()));
+        }
+        Ok(sym as usize)
+    });
+    match found {
+        // SAFETY: the symbol is the plugin's npu_onnx_compile_v1, of this type.
+        Ok(f) => Ok(unsafe { std::mem::transmute::<usize, OnnxCompile>(*f) }),
+        Err(why) => Err(Error::new(
+            Status::Unsupported,
+            format!(
+                "ONNX models need libnpu's ONNX plugin ({ONNX_PLUGIN}, `make install-libnpu-onnx`; NPU_ONNX_LIBRARY names another file): {why}"
+            ),
+        )),
+    }
+}
+
+/// Import an ONNX file with the plugin and compile it for `npu`.
+fn onnx_compile(npu: &Npu, path: &CStr, shapes: Option<&CStr>) -> Result<Vec<u8>, Error> {
+    let compile = onnx_plugin()?;
+    let target = OnnxTarget::new(&npu.target());
+    let mut out: Vec<u8> = Vec::new();
+    // SAFETY: the plugin's entry point with a NUL-terminated path, a
+    // target that lives through the call, and `collect` with our Vec.
+    let status = unsafe {
+        compile(
+            path.as_ptr(),
+            shapes.map_or(std::ptr::null(), CStr::as_ptr),
+            &target,
+            collect,
+            (&mut out as *mut Vec<u8>).cast(),
+        )
+    };
+    if status == Status::Ok as NpuStatus {
+        return Ok(out);
+    }
+    let status = [
+        Status::InvalidArgument,
+        Status::NotFound,
+        Status::Unsupported,
+        Status::Parse,
+        Status::Compile,
+        Status::Io,
+    ]
+    .into_iter()
+    .find(|s| *s as NpuStatus == status)
+    .unwrap_or(Status::Internal);
+    Err(Error::new(
+        status,
+        String::from_utf8_lossy(&out).into_owned(),
+    ))
+}
+
+/// An ONNX model file, imported and compiled for the device by the ONNX
+/// plugin.
+#[no_mangle]
+pub extern "C" fn npu_model_load_onnx(
+    device: *const NpuDevice,
+    path: *const c_char,
+    input_shapes: *const c_char,
+    model: *mut *mut NpuModel,
+    err: *mut *mut NpuError,
+) -> NpuStatus {
+    call(err, || {
+        let d = handle(device, "device")?;
+        cstr(path, "path")?;
+        // SAFETY: checked non-NULL just above; NUL-terminated (C contract).
+        let c_path = unsafe { CStr::from_ptr(path) };
+        let shapes = if input_shapes.is_null() {
+            None
+        } else {
+            cstr(input_shapes, "input_shapes")?;
+            // SAFETY: as for the path.
+            Some(unsafe { CStr::from_ptr(input_shapes) })
+        };
+        let bytes = onnx_compile(&d.0, c_path, shapes)?;
+        let m = d.0.load_compiled(&bytes)?;
+        give(model, "model", c_model(m))
+    })
+}

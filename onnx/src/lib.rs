@@ -2072,8 +2072,14 @@ impl Importer<'_> {
                     .data
                     .as_i64()
                     .ok_or_else(|| ctx.err("dequantize of a float tensor"))?;
-                let ax = axis(ctx.int("axis", 1), x.shape.len().max(1), ctx)?;
                 let per = scale.len() > 1;
+                // ONNX ignores `axis` for a per-tensor scale (onnxruntime's
+                // quantizer leaves the default 1 on rank-1 int32 biases).
+                let ax = if per {
+                    axis(ctx.int("axis", 1), x.shape.len().max(1), ctx)?
+                } else {
+                    0
+                };
                 if per && (ax >= x.shape.len() || x.shape[ax] != scale.len()) {
                     return Err(ctx.err(format!(
                         "{} scales for axis {ax} of {:?}",

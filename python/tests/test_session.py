@@ -10,6 +10,7 @@ Real models come from scripts/models.sh (a missing one fails, never
 skips); they run on the in-process device model (backend="model").
 """
 import os
+import struct
 import subprocess
 import sys
 import threading
@@ -258,6 +259,52 @@ class RealModels(unittest.TestCase):
         self.assertIn("(Sqrt)", str(cm.exception))
 
 
+def insn(*words):
+    """One 64-byte instruction (Documentation/hw's layout: 16 words)."""
+    return struct.pack("<16I", *words, *[0] * (16 - len(words)))
+
+
+def load_job(address):
+    """NOP; DMA_LOAD 64 bytes from `address` to SRAM 0; END."""
+    return insn(0x00) + insn(0x10, address, 0, 0, 64, 1, 1, 64, 64, 64, 64) + insn(0x01)
+
+
+class AsyncAndRaw(unittest.TestCase):
+    def test_async_runs_after_a_fence_match_onnxruntime(self):
+        path, shapes, atol, rtol = CLS
+        sess = npu.InferenceSession(model_path(path), backend="model", input_shapes=shapes)
+        ref = ort_session(model_path(path))
+        feeds = [random_feed(sess, 10 + t) for t in range(2)]
+        want = [ref.run(None, f)[0] for f in feeds]
+        self.assertFalse(np.allclose(want[0], want[1], atol=atol, rtol=rtol))
+        first = sess.run_async(None, feeds[0])
+        second = sess.run_async(None, feeds[1], wait_for=[first])
+        got1 = second.wait()[0]
+        self.assertTrue(first.done)
+        got0 = first.wait(timeout=0)[0]
+        self.assertTrue(np.allclose(got0, want[0], atol=atol, rtol=rtol), f"{got0} vs {want[0]}")
+        self.assertTrue(np.allclose(got1, want[1], atol=atol, rtol=rtol), f"{got1} vs {want[1]}")
+        with self.assertRaises(npu.NpuError) as cm:
+            first.wait(timeout=-1)
+        self.assertEqual(cm.exception.status, "NPU_ERROR_INVALID_ARGUMENT")
+
+    def test_raw_job_fault_kind_and_address(self):
+        dev = npu.Device("model")
+        self.assertEqual(dev.backend, "model")
+        for address in (0x40000000, 0x50000040):
+            with self.assertRaises(npu.NpuError) as cm:
+                dev.run_raw(load_job(address))
+            e = cm.exception
+            self.assertEqual((e.status, e.fault_code, e.fault_address),
+                             ("NPU_ERROR_JOB_FAULT", 1, address), e.message)
+
+    def test_raw_job_buffers(self):
+        # END alone: the buffers come back mapped and zero-filled.
+        (addr, data), = npu.Device("model").run_raw(insn(0x01), [4096])
+        self.assertGreater(addr, 0)
+        self.assertEqual(bytes(data), bytes(4096))
+
+
 class Example(unittest.TestCase):
     def test_example_runs_and_agrees(self):
         script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
@@ -269,6 +316,30 @@ class Example(unittest.TestCase):
         self.assertIn("max |npu - onnxruntime|", out.stdout)
         self.assertNotIn("MISMATCH", out.stdout)
         self.assertIn("status NPU_ERROR_INVALID_ARGUMENT", out.stdout)
+
+    def test_onnx_runtime_example(self):
+        # examples/python/onnx_runtime.py: threads, async with a fence, a
+        # fault; its own checks compare with onnxruntime.
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                              "examples", "python", "onnx_runtime.py")
+        out = subprocess.run([sys.executable, script, model_path(CLS[0]), "--backend", "model",
+                              "--shape", "x=1,3,48,192"], capture_output=True, text=True)
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        for want in ["thread 0 run 2: save_infer_model/scale_0.tmp_1 matches onnxruntime",
+                     "thread 1 run 2: save_infer_model/scale_0.tmp_1 matches onnxruntime",
+                     "async run 2 (after 1's fence): save_infer_model/scale_0.tmp_1 matches",
+                     "fault: NPU_ERROR_JOB_FAULT, kind 1 at 0x40000000",
+                     "onnx_runtime.py: all checks passed"]:
+            self.assertIn(want, out.stdout)
+        self.assertNotIn("MISMATCH", out.stdout)
+        # Its checks can fail: with a tolerance nothing meets, every run
+        # is a mismatch and the exit status says so.
+        out = subprocess.run([sys.executable, script, model_path(CLS[0]), "--backend", "model",
+                              "--shape", "x=1,3,48,192", "--atol", "-1", "--rtol", "0"],
+                             capture_output=True, text=True)
+        self.assertEqual(out.returncode, 1, out.stdout + out.stderr)
+        self.assertIn("thread 0 run 0: save_infer_model/scale_0.tmp_1 MISMATCH", out.stdout)
+        self.assertIn("onnx_runtime.py: FAILED", out.stderr)
 
 
 if __name__ == "__main__":
