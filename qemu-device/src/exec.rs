@@ -671,32 +671,59 @@ impl Executor {
                 let ta = TileRef::new(&self.sram, a, rows, cols, 4).map_err(op)?;
                 let to = TileRef::new(&self.sram, out, rows, cols, 4).map_err(op)?;
                 let [mut av, mut bv] = std::mem::take(&mut self.scratch);
-                let brange = match bcast {
+                let (btile, brange) = match bcast {
                     Broadcast::None => {
                         let t = TileRef::new(&self.sram, b, rows, cols, 4).map_err(op)?;
-                        t.load32_into(&self.sram, &mut bv);
-                        Some(t.range())
+                        (Some(t), Some(t.range()))
                     }
                     Broadcast::PerRow => {
                         let t = vector(&self.sram, b.addr, rows).map_err(op)?;
                         t.load32_into(&self.sram, &mut bv);
-                        Some(t.range())
+                        (None, Some(t.range()))
                     }
                     Broadcast::PerCol => {
                         let t = vector(&self.sram, b.addr, cols).map_err(op)?;
                         t.load32_into(&self.sram, &mut bv);
-                        Some(t.range())
+                        (None, Some(t.range()))
                     }
                     Broadcast::Scalar => {
                         bv.clear();
                         bv.push(scalar);
-                        None
+                        (None, None)
                     }
                 };
-                ta.load32_into(&self.sram, &mut av);
-                // From the copies of A and B, so overlapping operands read
-                // what was there before the instruction.
-                binary_tile(bop, dtype, bcast, &av, &bv, &to, &mut self.sram.words);
+                // Overlapping operands read what was there before the
+                // instruction: an operand that is the output tile itself is
+                // read in place (each element before it is written), one
+                // the output only partly overlaps is read from a copy, and
+                // one it does not touch is read where it is.
+                let same = |t: &TileRef| t.base == to.base && t.ld == to.ld;
+                let a_src = if same(&ta) {
+                    Src::Out
+                } else if overlaps(ta.range(), to.range()) {
+                    ta.load32_into(&self.sram, &mut av);
+                    Src::Copy(ta.cols)
+                } else {
+                    Src::Sram(ta.base, ta.ld)
+                };
+                let b_src = match btile {
+                    Some(t) if same(&t) => Src::Out,
+                    Some(t) if overlaps(t.range(), to.range()) => {
+                        t.load32_into(&self.sram, &mut bv);
+                        Src::Copy(t.cols)
+                    }
+                    Some(t) => Src::Sram(t.base, t.ld),
+                    None => Src::Copy(0),
+                };
+                binary_tile(
+                    bop,
+                    dtype,
+                    bcast,
+                    (a_src, &av),
+                    (b_src, &bv),
+                    &to,
+                    &mut self.sram.words,
+                );
                 self.scratch = [av, bv];
                 let mut reads = vec![ta.range()];
                 reads.extend(brange);
@@ -721,10 +748,18 @@ impl Executor {
                     let v = ts.load8(&self.sram);
                     td.store8(&mut self.sram, &v);
                 } else {
+                    // As BINARY: in place, from where it is, or from a copy
+                    // when the output partly overlaps it.
                     let mut v = std::mem::take(&mut self.scratch[0]);
-                    ts.load32_into(&self.sram, &mut v);
-                    unary_in_place(uop, dtype, lo, hi, &mut v);
-                    td.store32(&mut self.sram, &v);
+                    let src = if ts.base == td.base && ts.ld == td.ld {
+                        Src::Out
+                    } else if overlaps(ts.range(), td.range()) {
+                        ts.load32_into(&self.sram, &mut v);
+                        Src::Copy(ts.cols)
+                    } else {
+                        Src::Sram(ts.base, ts.ld)
+                    };
+                    unary_tile(uop, dtype, lo, hi, (src, &v), &td, &mut self.sram.words);
                     self.scratch[0] = v;
                 }
                 let special = matches!(
@@ -775,9 +810,22 @@ impl Executor {
                 let work = outs.elems() * geom.kernel[0] as u64 * geom.kernel[1] as u64;
                 let cycles = cost.vector(work, false);
                 ctl.charge(cycles);
-                let input = f32s(&ins.load32(&self.sram));
-                let output = pool(pop, &geom, &input, &mut || poll(ctl, mmu))?;
-                outs.store32(&mut self.sram, &from_f32s(&output));
+                // The input read in place unless the output overlaps it
+                // (then from a copy); the output gathered in a scratch
+                // buffer and stored once the last element is computed.
+                let [mut copy, mut output] = std::mem::take(&mut self.scratch);
+                let input = if overlaps(ins.range(), outs.range()) {
+                    ins.load32_into(&self.sram, &mut copy);
+                    &copy[..]
+                } else {
+                    &self.sram.words[ins.base..ins.base + ins.rows * ins.cols]
+                };
+                let done = pool(pop, &geom, input, &mut output, &mut || poll(ctl, mmu));
+                if done.is_ok() {
+                    outs.store32(&mut self.sram, &output);
+                }
+                self.scratch = [copy, output];
+                done?;
                 tl.issue(Engine::Compute, &[ins.range()], &[outs.range()], cycles);
             }
         }
@@ -987,57 +1035,141 @@ fn fmin(x: f32, y: f32) -> f32 {
     }
 }
 
-/// `binary(op, dtype, a[i], b[j])` for every element `i` of the row-major
-/// tile `a` (the shape of `out`), `j` as `bcast` says (`b` holds the whole
-/// tile, a value per row, per column, or one), written to `out` in `words`.
-/// Each op and type is its own loop without per-element dispatch or
-/// division, so they vectorise.
+/// Where an elementwise operand's rows are read from.
+#[derive(Clone, Copy)]
+enum Src {
+    /// The output tile itself (the same elements, read before written).
+    Out,
+    /// A dense copy (rows of the given length; for a broadcast vector, the
+    /// vector).
+    Copy(usize),
+    /// A tile in the SRAM that the output does not overlap: (base, ld) in
+    /// words.
+    Sram(usize, usize),
+}
+
+/// The output tile's words and the SRAM below and above them, so that
+/// operands the output does not overlap are read in place while it is
+/// written: (below, out, above, word offset of out).
+fn split_out<'a>(
+    words: &'a mut [u32],
+    out: &TileRef,
+) -> (&'a [u32], &'a mut [u32], &'a [u32], usize) {
+    let (lo, hi) = (out.lo as usize / 4, out.hi as usize / 4);
+    let (below, rest) = words.split_at_mut(lo);
+    let (out, above) = rest.split_at_mut(hi - lo);
+    (below, out, above, lo)
+}
+
+/// Row `r` (`cols` words) of an operand read from `src` (not
+/// [`Src::Out`]): from `copy`, or from the SRAM around the output.
+#[inline(always)]
+fn src_row<'a>(
+    src: Src,
+    copy: &'a [u32],
+    (below, above, base, out_len): (&'a [u32], &'a [u32], usize, usize),
+    r: usize,
+    cols: usize,
+) -> &'a [u32] {
+    match src {
+        Src::Copy(n) => &copy[r * n..r * n + cols],
+        Src::Sram(b, ld) => {
+            let s = b + r * ld;
+            if s < base {
+                &below[s..s + cols]
+            } else {
+                let s = s - base - out_len;
+                &above[s..s + cols]
+            }
+        }
+        Src::Out => &[],
+    }
+}
+
+/// `binary(op, dtype, a[i], b[j])` for every element `i` of the tile `out`
+/// (in `words`), `a[i]` read from `a`'s source, `b[j]` as `bcast` says (the
+/// whole tile from `b`'s source; or, in `b`'s copy, a value per row, per
+/// column, or one). Each op, type and source is its own loop without
+/// per-element dispatch or division, so they vectorise.
 fn binary_tile(
     op: BinaryOp,
     dtype: DType,
     bcast: Broadcast,
-    a: &[u32],
-    b: &[u32],
+    a: (Src, &[u32]),
+    b: (Src, &[u32]),
     out: &TileRef,
     words: &mut [u32],
 ) {
-    let cols = out.cols;
-    if cols == 0 || a.is_empty() {
+    if out.cols == 0 || out.rows == 0 {
         return;
     }
     #[inline(always)]
     fn each(
         bcast: Broadcast,
-        a: &[u32],
-        b: &[u32],
+        (asrc, acopy): (Src, &[u32]),
+        (bsrc, bcopy): (Src, &[u32]),
         out: &TileRef,
         words: &mut [u32],
         f: impl Fn(u32, u32) -> u32,
     ) {
         let cols = out.cols;
-        for (r, arow) in a.chunks_exact(cols).enumerate() {
-            let s = out.base + r * out.ld;
-            let orow = &mut words[s..s + cols];
+        let (below, ow, above, base) = split_out(words, out);
+        let around = (below, above, base, ow.len());
+        for r in 0..out.rows {
+            let orow = &mut ow[r * out.ld..r * out.ld + cols];
             match bcast {
-                Broadcast::None => {
-                    let brow = &b[r * cols..(r + 1) * cols];
-                    for ((o, &x), &y) in orow.iter_mut().zip(arow).zip(brow) {
-                        *o = f(x, y);
+                Broadcast::None => match (asrc, bsrc) {
+                    (Src::Out, Src::Out) => orow.iter_mut().for_each(|o| *o = f(*o, *o)),
+                    (Src::Out, _) => {
+                        let brow = src_row(bsrc, bcopy, around, r, cols);
+                        for (o, &y) in orow.iter_mut().zip(brow) {
+                            *o = f(*o, y);
+                        }
                     }
-                }
+                    (_, Src::Out) => {
+                        let arow = src_row(asrc, acopy, around, r, cols);
+                        for (o, &x) in orow.iter_mut().zip(arow) {
+                            *o = f(x, *o);
+                        }
+                    }
+                    _ => {
+                        let arow = src_row(asrc, acopy, around, r, cols);
+                        let brow = src_row(bsrc, bcopy, around, r, cols);
+                        for ((o, &x), &y) in orow.iter_mut().zip(arow).zip(brow) {
+                            *o = f(x, y);
+                        }
+                    }
+                },
                 Broadcast::Scalar | Broadcast::PerRow => {
                     let y = if bcast == Broadcast::Scalar {
-                        b[0]
+                        bcopy[0]
                     } else {
-                        b[r]
+                        bcopy[r]
                     };
-                    for (o, &x) in orow.iter_mut().zip(arow) {
-                        *o = f(x, y);
+                    match asrc {
+                        Src::Out => orow.iter_mut().for_each(|o| *o = f(*o, y)),
+                        _ => {
+                            let arow = src_row(asrc, acopy, around, r, cols);
+                            for (o, &x) in orow.iter_mut().zip(arow) {
+                                *o = f(x, y);
+                            }
+                        }
                     }
                 }
                 Broadcast::PerCol => {
-                    for ((o, &x), &y) in orow.iter_mut().zip(arow).zip(b) {
-                        *o = f(x, y);
+                    let bv = &bcopy[..cols];
+                    match asrc {
+                        Src::Out => {
+                            for (o, &y) in orow.iter_mut().zip(bv) {
+                                *o = f(*o, y);
+                            }
+                        }
+                        _ => {
+                            let arow = src_row(asrc, acopy, around, r, cols);
+                            for ((o, &x), &y) in orow.iter_mut().zip(arow).zip(bv) {
+                                *o = f(x, y);
+                            }
+                        }
                     }
                 }
             }
@@ -1062,17 +1194,46 @@ fn binary_tile(
     with_op!(Add, Sub, Mul, Div, Max, Min);
 }
 
-/// `unary(op, dtype, x, lo, hi)` on every element of `v`, one loop per op.
-fn unary_in_place(op: UnaryOp, dtype: DType, lo: u32, hi: u32, v: &mut [u32]) {
+/// `unary(op, dtype, x, lo, hi)` of every element of the tile `out` (in
+/// `words`), `x` read from `src`; one loop per op.
+fn unary_tile(
+    op: UnaryOp,
+    dtype: DType,
+    lo: u32,
+    hi: u32,
+    (src, copy): (Src, &[u32]),
+    out: &TileRef,
+    words: &mut [u32],
+) {
+    if out.cols == 0 || out.rows == 0 {
+        return;
+    }
+    #[inline(always)]
+    fn each(src: Src, copy: &[u32], out: &TileRef, words: &mut [u32], f: impl Fn(u32) -> u32) {
+        let cols = out.cols;
+        let (below, ow, above, base) = split_out(words, out);
+        let around = (below, above, base, ow.len());
+        for r in 0..out.rows {
+            let orow = &mut ow[r * out.ld..r * out.ld + cols];
+            match src {
+                Src::Out => orow.iter_mut().for_each(|o| *o = f(*o)),
+                _ => {
+                    for (o, &x) in orow.iter_mut().zip(src_row(src, copy, around, r, cols)) {
+                        *o = f(x);
+                    }
+                }
+            }
+        }
+    }
     macro_rules! with_op {
         ($($op:ident),*) => {
             match (dtype, op) {
                 $(
                     (DType::I32, UnaryOp::$op) => {
-                        v.iter_mut().for_each(|x| *x = unary(UnaryOp::$op, DType::I32, *x, lo, hi))
+                        each(src, copy, out, words, |x| unary(UnaryOp::$op, DType::I32, x, lo, hi))
                     }
                     (_, UnaryOp::$op) => {
-                        v.iter_mut().for_each(|x| *x = unary(UnaryOp::$op, DType::F32, *x, lo, hi))
+                        each(src, copy, out, words, |x| unary(UnaryOp::$op, DType::F32, x, lo, hi))
                     }
                 )*
             }
@@ -1197,59 +1358,70 @@ fn pool_tiles(sram: &Sram, g: &PoolGeom, src: u32, dst: u32) -> Res<(TileRef, Ti
 }
 
 /// Windows of up to 255 x 255: `poll` runs before each output element.
+/// `input` holds the planes (f32 bits, packed); the outputs go to `out`.
 fn pool(
     op: PoolOp,
     g: &PoolGeom,
-    input: &[f32],
+    input: &[u32],
+    out: &mut Vec<u32>,
     poll: &mut dyn FnMut() -> Result<(), JobFault>,
-) -> Result<Vec<f32>, JobFault> {
+) -> Result<(), JobFault> {
     let (ih, iw, oh, ow) = (
-        g.in_h as i64,
-        g.in_w as i64,
+        g.in_h as usize,
+        g.in_w as usize,
         g.out_h as usize,
         g.out_w as usize,
     );
-    let mut out = Vec::with_capacity(g.channels as usize * oh * ow);
+    // The window of each output position clipped to the input (positions
+    // outside add nothing), per axis: `[lo, hi)`, empty when none is in.
+    let clip = |o: usize, stride: u8, pad: u8, k: u8, n: usize| {
+        let lo = (o * stride as usize).saturating_sub(pad as usize).min(n);
+        let hi = (o * stride as usize + k as usize)
+            .saturating_sub(pad as usize)
+            .min(n);
+        (lo, hi.max(lo))
+    };
+    // Bounded by the checked output tile (at most the SRAM's words).
+    let cols: Vec<(usize, usize)> = (0..ow)
+        .map(|ox| clip(ox, g.stride[1], g.pad[1], g.kernel[1], iw))
+        .collect();
+    out.clear();
+    out.reserve(g.channels as usize * oh * ow);
+    let n = ih * iw;
     for c in 0..g.channels as usize {
-        let plane = &input[c * (ih * iw) as usize..(c + 1) * (ih * iw) as usize];
+        let plane = &input[c * n..(c + 1) * n];
         for oy in 0..oh {
-            for ox in 0..ow {
+            let (ky0, ky1) = clip(oy, g.stride[0], g.pad[0], g.kernel[0], ih);
+            for &(kx0, kx1) in &cols {
                 poll()?;
-                let y0 = oy as i64 * g.stride[0] as i64 - g.pad[0] as i64;
-                let x0 = ox as i64 * g.stride[1] as i64 - g.pad[1] as i64;
-                let mut acc = if op == PoolOp::Max {
-                    f32::NEG_INFINITY
-                } else {
-                    0.0
-                };
-                // The window clipped to the input (positions outside add
-                // nothing), visited row by row in the same order.
-                let (ky0, ky1) = (y0.max(0), (y0 + g.kernel[0] as i64).min(ih));
-                let (kx0, kx1) = (x0.max(0), (x0 + g.kernel[1] as i64).min(iw));
-                let mut count = 0u32;
-                if ky0 < ky1 && kx0 < kx1 {
-                    for y in ky0..ky1 {
-                        let row = &plane[(y * iw + kx0) as usize..(y * iw + kx1) as usize];
-                        acc = if op == PoolOp::Max {
-                            // fmax's fold without its branches (acc is never
-                            // NaN: it starts at -inf and fmax drops NaNs).
-                            let k = row.iter().fold(max_key(acc), |k, &v| k.max(max_key(v)));
-                            from_max_key(k)
-                        } else {
-                            row.iter().fold(acc, |a, &v| a + v)
-                        };
-                    }
-                    count = ((ky1 - ky0) * (kx1 - kx0)) as u32;
-                }
+                // Row by row, each in order, as the spec's sums go.
+                let windows = (ky0..ky1).map(|y| &plane[y * iw + kx0..y * iw + kx1]);
                 out.push(match op {
-                    PoolOp::Max => acc,
-                    PoolOp::Avg if count > 0 => acc / count as f32,
-                    PoolOp::Avg => 0.0,
+                    // fmax's fold without its branches (the accumulator is
+                    // never NaN: it starts at -inf and fmax drops NaNs).
+                    PoolOp::Max => {
+                        from_max_key(windows.fold(max_key(f32::NEG_INFINITY), |k, row| {
+                            row.iter()
+                                .fold(k, |k, &v| k.max(max_key(f32::from_bits(v))))
+                        }))
+                        .to_bits()
+                    }
+                    PoolOp::Avg => {
+                        let count = ((ky1 - ky0) * (kx1 - kx0)) as u32;
+                        let sum = windows.fold(0.0f32, |a, row| {
+                            row.iter().fold(a, |a, &v| a + f32::from_bits(v))
+                        });
+                        if count > 0 {
+                            (sum / count as f32).to_bits()
+                        } else {
+                            0f32.to_bits()
+                        }
+                    }
                 });
             }
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]
