@@ -6,7 +6,7 @@
 //! the job with a fault code instead of a panic.
 
 use crate::cost::{CostModel, Engine, Timeline};
-use crate::mem::{bus_read_span, bus_write_rows};
+use crate::mem::{bus_read, bus_read_span, bus_readable, bus_write_rows};
 use crate::mmu::{Access, JobFault, Mmu, PAGE_SIZE};
 use npu_isa::{
     requantize, Axis, BinaryOp, Broadcast, Conversion, DType, Fault, Insn, PoolGeom, PoolOp,
@@ -185,6 +185,8 @@ pub struct Executor {
     /// Buffers for operand copies, kept between instructions (at most the
     /// SRAM's size each) so elementwise ops do not allocate each time.
     scratch: [Vec<u32>; 2],
+    /// The DMA engine's row grouping, kept between instructions.
+    dma: InPageRows,
 }
 
 /// The command processor's hold on a running job: polled before every
@@ -217,6 +219,7 @@ impl Executor {
             sram: Sram::new(sram_bytes),
             cost,
             scratch: Default::default(),
+            dma: InPageRows::new(),
         }
     }
 
@@ -318,7 +321,8 @@ impl Executor {
                 ctl.charge(cycles);
                 // An empty transfer's row length is unchecked (up to 4 GiB).
                 let n = if bytes == 0 { 0 } else { mem.shape[0] as usize };
-                let mut rows = InPageRows::new(n);
+                let rows = &mut self.dma;
+                rows.reset(n);
                 for (m_off, s_off) in pairs(&mem, &sram_layout) {
                     let s = (sram as u64 + s_off) as usize;
                     let Some(addr) = va.checked_add(m_off) else {
@@ -335,8 +339,7 @@ impl Executor {
                     }
                     // A row across pages (or longer than one): alone.
                     poll(ctl, mmu)?;
-                    mmu.read(addr, &mut rows.buf[..n])?;
-                    self.sram.bytes_mut()[s..s + n].copy_from_slice(&rows.buf[..n]);
+                    rows.read_alone(mmu, addr, &mut self.sram.bytes_mut()[s..s + n])?;
                 }
                 rows.flush(false, &mut self.sram, mmu, ctl)?;
                 tl.issue(
@@ -357,7 +360,8 @@ impl Executor {
                 let cycles = cost.dma_rows(bytes, rows_of(&mem));
                 ctl.charge(cycles);
                 let n = if bytes == 0 { 0 } else { mem.shape[0] as usize };
-                let mut rows = InPageRows::new(n);
+                let rows = &mut self.dma;
+                rows.reset(n);
                 for (m_off, s_off) in pairs(&mem, &sram_layout) {
                     let s = (sram as u64 + s_off) as usize;
                     let Some(addr) = va.checked_add(m_off) else {
@@ -725,11 +729,11 @@ impl Executor {
                     &mut self.sram.words,
                 );
                 self.scratch = [av, bv];
-                let mut reads = vec![ta.range()];
-                reads.extend(brange);
                 let cycles = cost.vector(ta.elems(), bop == BinaryOp::Div);
                 ctl.charge(cycles);
-                tl.issue(Engine::Compute, &reads, &[to.range()], cycles);
+                let reads = [ta.range(), brange.unwrap_or_default()];
+                let reads = &reads[..if brange.is_some() { 2 } else { 1 }];
+                tl.issue(Engine::Compute, reads, &[to.range()], cycles);
             }
             Insn::Unary {
                 op: uop,
@@ -868,19 +872,71 @@ struct InPageRows {
     end: u64,
     /// (address, SRAM byte offset) of each held row.
     held: Vec<(u64, usize)>,
-    /// A page, or one row when rows are longer.
+    /// A page, or a row crossing pages that is not all in one region.
     buf: Vec<u8>,
+    /// (bus address, offset, length, in one region) of each page of a row
+    /// read alone.
+    pages: Vec<(u64, usize, usize, bool)>,
 }
 
 impl InPageRows {
-    fn new(row: usize) -> Self {
+    fn new() -> Self {
         InPageRows {
-            row,
+            row: 0,
             start: u64::MAX,
             end: 0,
             held: Vec::new(),
-            buf: vec![0; row.max(PAGE_SIZE as usize)],
+            buf: vec![0; PAGE_SIZE as usize],
+            pages: Vec::new(),
         }
+    }
+
+    /// Start a transfer of rows of `row` bytes.
+    fn reset(&mut self, row: usize) {
+        self.row = row;
+        self.start = u64::MAX;
+        self.held.clear();
+    }
+
+    /// Read a row that crosses pages straight into `dst` (the SRAM), as
+    /// [`Mmu::read`] does, with the SRAM written only once every page is
+    /// translated and readable: each page in order is translated, then
+    /// checked to lie in one region (or, when not, read through the MMU
+    /// into a row buffer, as before), so the faults, their order and the
+    /// walks are [`Mmu::read`]'s, and a faulting row leaves the SRAM as it
+    /// was. One copy, not two.
+    fn read_alone(&mut self, mmu: &mut Mmu, va: u64, dst: &mut [u8]) -> Result<(), JobFault> {
+        self.pages.clear();
+        let mut done = 0usize;
+        while done < dst.len() {
+            let cur = va
+                .checked_add(done as u64)
+                .ok_or(JobFault::new(Fault::MmuVaRange, va))?;
+            let n = ((PAGE_SIZE - cur % PAGE_SIZE) as usize).min(dst.len() - done);
+            let pa = mmu.translate(cur, Access::Read)?;
+            let direct = bus_readable(mmu.memory(), pa, n);
+            if !direct {
+                if self.buf.len() < dst.len() {
+                    self.buf.resize(dst.len(), 0);
+                }
+                if !bus_read(mmu.memory(), pa, &mut self.buf[done..done + n]) {
+                    return Err(JobFault::new(Fault::DmaBusError, cur));
+                }
+            }
+            self.pages.push((pa, done, n, direct));
+            done += n;
+        }
+        for &(pa, off, n, direct) in &self.pages {
+            let to = &mut dst[off..off + n];
+            if !direct {
+                to.copy_from_slice(&self.buf[off..off + n]);
+            } else if !bus_read_span(mmu.memory(), pa, to) {
+                // Checked above, in the same memory.
+                return Err(JobFault::new(Fault::DmaBusError, va + off as u64));
+            }
+        }
+        mmu.count_read(dst.len() as u64);
+        Ok(())
     }
 
     /// Hold the row at `addr` if it joins the held ones (same page, after
@@ -924,17 +980,24 @@ impl InPageRows {
         let total = (n * self.held.len()) as u64;
         let done = if store {
             let bytes = sram.bytes();
-            let rows: Vec<(usize, &[u8])> = self
+            let rows = self
                 .held
                 .iter()
-                .map(|&(addr, s)| ((addr - start) as usize, &bytes[s..s + n]))
-                .collect();
-            bus_write_rows(mmu.memory(), pa, span, &rows)
+                .map(|&(addr, s)| ((addr - start) as usize, &bytes[s..s + n]));
+            bus_write_rows(mmu.memory(), pa, span, rows)
         } else if bus_read_span(mmu.memory(), pa, &mut self.buf[..span]) {
             let bytes = sram.bytes_mut();
-            for &(addr, s) in &self.held {
-                let o = (addr - start) as usize;
-                bytes[s..s + n].copy_from_slice(&self.buf[o..o + n]);
+            if n == 4 {
+                // Element gathers (strided convolutions): a fixed-size copy.
+                for &(addr, s) in &self.held {
+                    let o = (addr - start) as usize;
+                    bytes[s..s + 4].copy_from_slice(&self.buf[o..o + 4]);
+                }
+            } else {
+                for &(addr, s) in &self.held {
+                    let o = (addr - start) as usize;
+                    bytes[s..s + n].copy_from_slice(&self.buf[o..o + n]);
+                }
             }
             true
         } else {
