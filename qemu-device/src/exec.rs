@@ -192,7 +192,7 @@ pub struct Executor {
 /// The command processor's hold on a running job: polled before every
 /// instruction and inside every loop whose length the guest chooses, so a
 /// reset, a DMA_UNMAP or bus mastering going off takes effect within one
-/// row (or one output element, or one block of a MATMUL).
+/// row (or a run of POOL output elements, or one block of a MATMUL).
 pub trait JobControl {
     /// `Err(fault)` ends the job with that fault (a reset: ABORTED). May
     /// switch `mmu` to a new view of host memory.
@@ -1071,12 +1071,14 @@ fn fmax(x: f32, y: f32) -> f32 {
 #[inline(always)]
 fn max_key(x: f32) -> u32 {
     let b = x.to_bits();
-    if x.is_nan() {
+    // Without branches (pooling's inner loop): negative numbers
+    // inverted, others with the sign bit set, NaNs 0.
+    let key = b ^ (((b as i32 >> 31) as u32) | 1 << 31);
+    let nan = b & !(1 << 31) > f32::INFINITY.to_bits();
+    if nan {
         0
-    } else if b >> 31 != 0 {
-        !b
     } else {
-        b | 1 << 31
+        key
     }
 }
 
@@ -1420,8 +1422,14 @@ fn pool_tiles(sram: &Sram, g: &PoolGeom, src: u32, dst: u32) -> Res<(TileRef, Ti
     Ok((ins, outs))
 }
 
-/// Windows of up to 255 x 255: `poll` runs before each output element.
-/// `input` holds the planes (f32 bits, packed); the outputs go to `out`.
+/// The window positions POOL visits between two polls: one largest
+/// window (npu-hw.rst, Reset: the work between two reset checks).
+const POOL_POLL_WORK: usize = 255 * 255;
+
+/// Windows of up to 255 x 255: `poll` runs before each run of output
+/// elements whose windows hold at most [`POOL_POLL_WORK`] positions (before
+/// each element for the largest windows). `input` holds the planes (f32
+/// bits, packed); the outputs go to `out`.
 fn pool(
     op: PoolOp,
     g: &PoolGeom,
@@ -1448,6 +1456,8 @@ fn pool(
     let cols: Vec<(usize, usize)> = (0..ow)
         .map(|ox| clip(ox, g.stride[1], g.pad[1], g.kernel[1], iw))
         .collect();
+    let per_poll = (POOL_POLL_WORK / (g.kernel[0] as usize * g.kernel[1] as usize)).max(1);
+    let mut until_poll = 0;
     out.clear();
     out.reserve(g.channels as usize * oh * ow);
     let n = ih * iw;
@@ -1456,24 +1466,32 @@ fn pool(
         for oy in 0..oh {
             let (ky0, ky1) = clip(oy, g.stride[0], g.pad[0], g.kernel[0], ih);
             for &(kx0, kx1) in &cols {
-                poll()?;
+                if until_poll == 0 {
+                    poll()?;
+                    until_poll = per_poll;
+                }
+                until_poll -= 1;
                 // Row by row, each in order, as the spec's sums go.
-                let windows = (ky0..ky1).map(|y| &plane[y * iw + kx0..y * iw + kx1]);
                 out.push(match op {
                     // fmax's fold without its branches (the accumulator is
                     // never NaN: it starts at -inf and fmax drops NaNs).
                     PoolOp::Max => {
-                        from_max_key(windows.fold(max_key(f32::NEG_INFINITY), |k, row| {
-                            row.iter()
-                                .fold(k, |k, &v| k.max(max_key(f32::from_bits(v))))
-                        }))
-                        .to_bits()
+                        let mut k = max_key(f32::NEG_INFINITY);
+                        for y in ky0..ky1 {
+                            for &v in &plane[y * iw + kx0..y * iw + kx1] {
+                                k = k.max(max_key(f32::from_bits(v)));
+                            }
+                        }
+                        from_max_key(k).to_bits()
                     }
                     PoolOp::Avg => {
                         let count = ((ky1 - ky0) * (kx1 - kx0)) as u32;
-                        let sum = windows.fold(0.0f32, |a, row| {
-                            row.iter().fold(a, |a, &v| a + f32::from_bits(v))
-                        });
+                        let mut sum = 0.0f32;
+                        for y in ky0..ky1 {
+                            for &v in &plane[y * iw + kx0..y * iw + kx1] {
+                                sum += f32::from_bits(v);
+                            }
+                        }
                         if count > 0 {
                             (sum / count as f32).to_bits()
                         } else {
