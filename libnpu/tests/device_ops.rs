@@ -460,3 +460,43 @@ output s, m, d, g, t, e, p, v, r, q
     let g = npu::text::parse(src).unwrap();
     check(&g, 800, 4 * 1024, 0.0);
 }
+
+#[test]
+fn binary_ops_with_a_one_element_constant() {
+    // The constant is BINARY's immediate (nothing of it is loaded, so the
+    // program has no constant buffer), over tiles of any shape of the
+    // elements: 4099 is prime, 8192 splits into rows of 4096.
+    let shapes: &[&[usize]] = &[&[6, 5, 4], &[3, 4099], &[2, 8192], &[1]];
+    for (i, &sa) in shapes.iter().enumerate() {
+        for op in BinaryOp::ALL {
+            for first in [false, true] {
+                if first && op == BinaryOp::Div && sa != [1] {
+                    continue; // a broadcast first operand of div is refused
+                }
+                let mut g = Graph::new();
+                let a = g.input("a", f32t(sa)).unwrap();
+                let k = g
+                    .constant("k", f32t(&[1]), TensorData::F32(vec![-0.375]))
+                    .unwrap();
+                let (x, y) = if first { (k, a) } else { (a, k) };
+                let c = g.add("c", Op::Binary { op, a: x, b: y }, None).unwrap();
+                g.output(c).unwrap();
+                check(&g, 300 + i as u64, 4 * 1024, 1e-6);
+                let p = npu::compile(
+                    &g,
+                    npu::DeviceParams { sram_size: 4096 },
+                    Default::default(),
+                )
+                .unwrap();
+                if sa != [1] {
+                    assert!(
+                        p.buffers()
+                            .iter()
+                            .all(|b| b.kind != npu::lower::BufferKind::Constant),
+                        "{sa:?} {op:?}: the constant was loaded"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -2,7 +2,9 @@
 //! device model backend (npu::api, compile excluded; compile time apart)
 //! beside onnxruntime on the same inputs in the same run, single thread and
 //! all threads (scripts/ort-bench.py). Ratios, not absolute times: the
-//! machine's load moves both sides alike.
+//! machine's load moves both sides alike. Each model's second line is CPU
+//! time (the run's threads here; onnxruntime's calling thread), which a
+//! loaded host moves far less.
 //!
 //! usage: model_bench [MODELS_DIR] [RUNS]  (default: scripts/models.sh's
 //! directory, 20 runs after one warm-up; a missing model is an error)
@@ -140,12 +142,16 @@ fn main() {
             .unwrap_or_else(|e| fail(format!("{name}: run: {e}")));
         let first = t.elapsed();
         let mut times = Vec::with_capacity(runs);
+        let mut cpu_times = Vec::with_capacity(runs);
         for _ in 0..runs {
+            let c0 = cpu_ns();
             let t = Instant::now();
             req.run()
                 .unwrap_or_else(|e| fail(format!("{name}: run: {e}")));
             times.push(t.elapsed());
+            cpu_times.push(Duration::from_nanos(cpu_ns() - c0));
         }
+        let cpu_ms = ms(median(cpu_times));
         let npu_ms = ms(median(times));
         // The outputs' bits, so that a change to the device model can be
         // checked to compute exactly what it did before.
@@ -185,6 +191,11 @@ fn main() {
                     .collect()
             })
             .unwrap_or_default();
+        let ort_cpu: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("CPU "))
+            .and_then(|l| l.trim().parse().ok())
+            .unwrap_or(f64::NAN);
         if ort.len() != 2 {
             fail(format!(
                 "{name}: no figures from {}: {text}",
@@ -202,6 +213,31 @@ fn main() {
             npu_ms / ort[1],
             ms(first)
         );
+        // CPU time beside it: on a shared, loaded host the clock also
+        // counts the time other processes had the cores.
+        println!(
+            "{:<18} cpu time: npu {cpu_ms:.3} ms, onnxruntime 1 thread {ort_cpu:.3} ms: {:.1}x",
+            name,
+            cpu_ms / ort_cpu
+        );
     }
     let _ = std::fs::remove_dir_all(&tmp);
+}
+
+/// CPU time of every thread of this process so far (ns): the caller's and
+/// the device model's command processor's (/proc/self/task/*/schedstat).
+fn cpu_ns() -> u64 {
+    let mut t = 0;
+    if let Ok(d) = std::fs::read_dir("/proc/self/task") {
+        for e in d.flatten() {
+            if let Ok(s) = std::fs::read_to_string(e.path().join("schedstat")) {
+                t += s
+                    .split_whitespace()
+                    .next()
+                    .and_then(|x| x.parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+        }
+    }
+    t
 }

@@ -93,7 +93,11 @@ pub enum Engine {
 /// issue order (each starts when the previous one is free), so a newer use
 /// of a byte supersedes an older one and assigning a range just overwrites.
 #[derive(Default)]
-struct Uses(std::collections::BTreeMap<u64, (u64, u64)>);
+struct Uses(
+    std::collections::BTreeMap<u64, (u64, u64)>,
+    /// Keys to remove, kept between calls (no allocation per instruction).
+    Vec<u64>,
+);
 
 impl Uses {
     /// Record that [lo, hi) is used until `done`.
@@ -111,14 +115,17 @@ impl Uses {
             }
         }
         // Segments starting inside the range go, keeping any tail past hi.
-        let inside: Vec<u64> = self.0.range(lo..hi).map(|(&s, _)| s).collect();
-        for s in inside {
+        let mut inside = std::mem::take(&mut self.1);
+        inside.clear();
+        inside.extend(self.0.range(lo..hi).map(|(&s, _)| s));
+        for &s in &inside {
             if let Some((e, d)) = self.0.remove(&s) {
                 if e > hi {
                     self.0.insert(hi, (e, d));
                 }
             }
         }
+        self.1 = inside;
         self.0.insert(lo, (hi, done));
     }
 
@@ -128,7 +135,8 @@ impl Uses {
     /// the instruction asking, so each is scanned O(1) times: linear.
     fn latest(&mut self, lo: u64, hi: u64, retired: u64, work: &mut u64) -> u64 {
         let mut latest = 0;
-        let mut dead = Vec::new();
+        let mut dead = std::mem::take(&mut self.1);
+        dead.clear();
         let first = self
             .0
             .range(..lo)
@@ -144,9 +152,10 @@ impl Uses {
                 latest = latest.max(d);
             }
         }
-        for s in dead {
+        for &s in &dead {
             self.0.remove(&s);
         }
+        self.1 = dead;
         latest
     }
 }

@@ -6,7 +6,7 @@
 //! the job with a fault code instead of a panic.
 
 use crate::cost::{CostModel, Engine, Timeline};
-use crate::mem::{bus_read_span, bus_write_rows};
+use crate::mem::{bus_read, bus_read_span, bus_readable, bus_write_rows};
 use crate::mmu::{Access, JobFault, Mmu, PAGE_SIZE};
 use npu_isa::{
     requantize, Axis, BinaryOp, Broadcast, Conversion, DType, Fault, Insn, PoolGeom, PoolOp,
@@ -185,12 +185,14 @@ pub struct Executor {
     /// Buffers for operand copies, kept between instructions (at most the
     /// SRAM's size each) so elementwise ops do not allocate each time.
     scratch: [Vec<u32>; 2],
+    /// The DMA engine's row grouping, kept between instructions.
+    dma: InPageRows,
 }
 
 /// The command processor's hold on a running job: polled before every
 /// instruction and inside every loop whose length the guest chooses, so a
 /// reset, a DMA_UNMAP or bus mastering going off takes effect within one
-/// row (or one output element, or one block of a MATMUL).
+/// row (or a run of POOL output elements, or one block of a MATMUL).
 pub trait JobControl {
     /// `Err(fault)` ends the job with that fault (a reset: ABORTED). May
     /// switch `mmu` to a new view of host memory.
@@ -217,6 +219,7 @@ impl Executor {
             sram: Sram::new(sram_bytes),
             cost,
             scratch: Default::default(),
+            dma: InPageRows::new(),
         }
     }
 
@@ -318,7 +321,8 @@ impl Executor {
                 ctl.charge(cycles);
                 // An empty transfer's row length is unchecked (up to 4 GiB).
                 let n = if bytes == 0 { 0 } else { mem.shape[0] as usize };
-                let mut rows = InPageRows::new(n);
+                let rows = &mut self.dma;
+                rows.reset(n);
                 for (m_off, s_off) in pairs(&mem, &sram_layout) {
                     let s = (sram as u64 + s_off) as usize;
                     let Some(addr) = va.checked_add(m_off) else {
@@ -335,8 +339,7 @@ impl Executor {
                     }
                     // A row across pages (or longer than one): alone.
                     poll(ctl, mmu)?;
-                    mmu.read(addr, &mut rows.buf[..n])?;
-                    self.sram.bytes_mut()[s..s + n].copy_from_slice(&rows.buf[..n]);
+                    rows.read_alone(mmu, addr, &mut self.sram.bytes_mut()[s..s + n])?;
                 }
                 rows.flush(false, &mut self.sram, mmu, ctl)?;
                 tl.issue(
@@ -357,7 +360,8 @@ impl Executor {
                 let cycles = cost.dma_rows(bytes, rows_of(&mem));
                 ctl.charge(cycles);
                 let n = if bytes == 0 { 0 } else { mem.shape[0] as usize };
-                let mut rows = InPageRows::new(n);
+                let rows = &mut self.dma;
+                rows.reset(n);
                 for (m_off, s_off) in pairs(&mem, &sram_layout) {
                     let s = (sram as u64 + s_off) as usize;
                     let Some(addr) = va.checked_add(m_off) else {
@@ -699,38 +703,65 @@ impl Executor {
                 let ta = TileRef::new(&self.sram, a, rows, cols, 4).map_err(op)?;
                 let to = TileRef::new(&self.sram, out, rows, cols, 4).map_err(op)?;
                 let [mut av, mut bv] = std::mem::take(&mut self.scratch);
-                let brange = match bcast {
+                let (btile, brange) = match bcast {
                     Broadcast::None => {
                         let t = TileRef::new(&self.sram, b, rows, cols, 4).map_err(op)?;
-                        t.load32_into(&self.sram, &mut bv);
-                        Some(t.range())
+                        (Some(t), Some(t.range()))
                     }
                     Broadcast::PerRow => {
                         let t = vector(&self.sram, b.addr, rows).map_err(op)?;
                         t.load32_into(&self.sram, &mut bv);
-                        Some(t.range())
+                        (None, Some(t.range()))
                     }
                     Broadcast::PerCol => {
                         let t = vector(&self.sram, b.addr, cols).map_err(op)?;
                         t.load32_into(&self.sram, &mut bv);
-                        Some(t.range())
+                        (None, Some(t.range()))
                     }
                     Broadcast::Scalar => {
                         bv.clear();
                         bv.push(scalar);
-                        None
+                        (None, None)
                     }
                 };
-                ta.load32_into(&self.sram, &mut av);
-                // From the copies of A and B, so overlapping operands read
-                // what was there before the instruction.
-                binary_tile(bop, dtype, bcast, &av, &bv, &to, &mut self.sram.words);
+                // Overlapping operands read what was there before the
+                // instruction: an operand that is the output tile itself is
+                // read in place (each element before it is written), one
+                // the output only partly overlaps is read from a copy, and
+                // one it does not touch is read where it is.
+                let same = |t: &TileRef| t.base == to.base && t.ld == to.ld;
+                let a_src = if same(&ta) {
+                    Src::Out
+                } else if overlaps(ta.range(), to.range()) {
+                    ta.load32_into(&self.sram, &mut av);
+                    Src::Copy(ta.cols)
+                } else {
+                    Src::Sram(ta.base, ta.ld)
+                };
+                let b_src = match btile {
+                    Some(t) if same(&t) => Src::Out,
+                    Some(t) if overlaps(t.range(), to.range()) => {
+                        t.load32_into(&self.sram, &mut bv);
+                        Src::Copy(t.cols)
+                    }
+                    Some(t) => Src::Sram(t.base, t.ld),
+                    None => Src::Copy(0),
+                };
+                binary_tile(
+                    bop,
+                    dtype,
+                    bcast,
+                    (a_src, &av),
+                    (b_src, &bv),
+                    &to,
+                    &mut self.sram.words,
+                );
                 self.scratch = [av, bv];
-                let mut reads = vec![ta.range()];
-                reads.extend(brange);
                 let cycles = cost.vector(ta.elems(), bop == BinaryOp::Div);
                 ctl.charge(cycles);
-                tl.issue(Engine::Compute, &reads, &[to.range()], cycles);
+                let reads = [ta.range(), brange.unwrap_or_default()];
+                let reads = &reads[..if brange.is_some() { 2 } else { 1 }];
+                tl.issue(Engine::Compute, reads, &[to.range()], cycles);
             }
             Insn::Unary {
                 op: uop,
@@ -749,10 +780,18 @@ impl Executor {
                     let v = ts.load8(&self.sram);
                     td.store8(&mut self.sram, &v);
                 } else {
+                    // As BINARY: in place, from where it is, or from a copy
+                    // when the output partly overlaps it.
                     let mut v = std::mem::take(&mut self.scratch[0]);
-                    ts.load32_into(&self.sram, &mut v);
-                    unary_in_place(uop, dtype, lo, hi, &mut v);
-                    td.store32(&mut self.sram, &v);
+                    let src = if ts.base == td.base && ts.ld == td.ld {
+                        Src::Out
+                    } else if overlaps(ts.range(), td.range()) {
+                        ts.load32_into(&self.sram, &mut v);
+                        Src::Copy(ts.cols)
+                    } else {
+                        Src::Sram(ts.base, ts.ld)
+                    };
+                    unary_tile(uop, dtype, lo, hi, (src, &v), &td, &mut self.sram.words);
                     self.scratch[0] = v;
                 }
                 let special = matches!(
@@ -803,9 +842,22 @@ impl Executor {
                 let work = outs.elems() * geom.kernel[0] as u64 * geom.kernel[1] as u64;
                 let cycles = cost.vector(work, false);
                 ctl.charge(cycles);
-                let input = f32s(&ins.load32(&self.sram));
-                let output = pool(pop, &geom, &input, &mut || poll(ctl, mmu))?;
-                outs.store32(&mut self.sram, &from_f32s(&output));
+                // The input read in place unless the output overlaps it
+                // (then from a copy); the output gathered in a scratch
+                // buffer and stored once the last element is computed.
+                let [mut copy, mut output] = std::mem::take(&mut self.scratch);
+                let input = if overlaps(ins.range(), outs.range()) {
+                    ins.load32_into(&self.sram, &mut copy);
+                    &copy[..]
+                } else {
+                    &self.sram.words[ins.base..ins.base + ins.rows * ins.cols]
+                };
+                let done = pool(pop, &geom, input, &mut output, &mut || poll(ctl, mmu));
+                if done.is_ok() {
+                    outs.store32(&mut self.sram, &output);
+                }
+                self.scratch = [copy, output];
+                done?;
                 tl.issue(Engine::Compute, &[ins.range()], &[outs.range()], cycles);
             }
         }
@@ -848,19 +900,71 @@ struct InPageRows {
     end: u64,
     /// (address, SRAM byte offset) of each held row.
     held: Vec<(u64, usize)>,
-    /// A page, or one row when rows are longer.
+    /// A page, or a row crossing pages that is not all in one region.
     buf: Vec<u8>,
+    /// (bus address, offset, length, in one region) of each page of a row
+    /// read alone.
+    pages: Vec<(u64, usize, usize, bool)>,
 }
 
 impl InPageRows {
-    fn new(row: usize) -> Self {
+    fn new() -> Self {
         InPageRows {
-            row,
+            row: 0,
             start: u64::MAX,
             end: 0,
             held: Vec::new(),
-            buf: vec![0; row.max(PAGE_SIZE as usize)],
+            buf: vec![0; PAGE_SIZE as usize],
+            pages: Vec::new(),
         }
+    }
+
+    /// Start a transfer of rows of `row` bytes.
+    fn reset(&mut self, row: usize) {
+        self.row = row;
+        self.start = u64::MAX;
+        self.held.clear();
+    }
+
+    /// Read a row that crosses pages straight into `dst` (the SRAM), as
+    /// [`Mmu::read`] does, with the SRAM written only once every page is
+    /// translated and readable: each page in order is translated, then
+    /// checked to lie in one region (or, when not, read through the MMU
+    /// into a row buffer, as before), so the faults, their order and the
+    /// walks are [`Mmu::read`]'s, and a faulting row leaves the SRAM as it
+    /// was. One copy, not two.
+    fn read_alone(&mut self, mmu: &mut Mmu, va: u64, dst: &mut [u8]) -> Result<(), JobFault> {
+        self.pages.clear();
+        let mut done = 0usize;
+        while done < dst.len() {
+            let cur = va
+                .checked_add(done as u64)
+                .ok_or(JobFault::new(Fault::MmuVaRange, va))?;
+            let n = ((PAGE_SIZE - cur % PAGE_SIZE) as usize).min(dst.len() - done);
+            let pa = mmu.translate(cur, Access::Read)?;
+            let direct = bus_readable(mmu.memory(), pa, n);
+            if !direct {
+                if self.buf.len() < dst.len() {
+                    self.buf.resize(dst.len(), 0);
+                }
+                if !bus_read(mmu.memory(), pa, &mut self.buf[done..done + n]) {
+                    return Err(JobFault::new(Fault::DmaBusError, cur));
+                }
+            }
+            self.pages.push((pa, done, n, direct));
+            done += n;
+        }
+        for &(pa, off, n, direct) in &self.pages {
+            let to = &mut dst[off..off + n];
+            if !direct {
+                to.copy_from_slice(&self.buf[off..off + n]);
+            } else if !bus_read_span(mmu.memory(), pa, to) {
+                // Checked above, in the same memory.
+                return Err(JobFault::new(Fault::DmaBusError, va + off as u64));
+            }
+        }
+        mmu.count_read(dst.len() as u64);
+        Ok(())
     }
 
     /// Hold the row at `addr` if it joins the held ones (same page, after
@@ -904,17 +1008,24 @@ impl InPageRows {
         let total = (n * self.held.len()) as u64;
         let done = if store {
             let bytes = sram.bytes();
-            let rows: Vec<(usize, &[u8])> = self
+            let rows = self
                 .held
                 .iter()
-                .map(|&(addr, s)| ((addr - start) as usize, &bytes[s..s + n]))
-                .collect();
-            bus_write_rows(mmu.memory(), pa, span, &rows)
+                .map(|&(addr, s)| ((addr - start) as usize, &bytes[s..s + n]));
+            bus_write_rows(mmu.memory(), pa, span, rows)
         } else if bus_read_span(mmu.memory(), pa, &mut self.buf[..span]) {
             let bytes = sram.bytes_mut();
-            for &(addr, s) in &self.held {
-                let o = (addr - start) as usize;
-                bytes[s..s + n].copy_from_slice(&self.buf[o..o + n]);
+            if n == 4 {
+                // Element gathers (strided convolutions): a fixed-size copy.
+                for &(addr, s) in &self.held {
+                    let o = (addr - start) as usize;
+                    bytes[s..s + 4].copy_from_slice(&self.buf[o..o + 4]);
+                }
+            } else {
+                for &(addr, s) in &self.held {
+                    let o = (addr - start) as usize;
+                    bytes[s..s + n].copy_from_slice(&self.buf[o..o + n]);
+                }
             }
             true
         } else {
@@ -988,12 +1099,14 @@ fn fmax(x: f32, y: f32) -> f32 {
 #[inline(always)]
 fn max_key(x: f32) -> u32 {
     let b = x.to_bits();
-    if x.is_nan() {
+    // Without branches (pooling's inner loop): negative numbers
+    // inverted, others with the sign bit set, NaNs 0.
+    let key = b ^ (((b as i32 >> 31) as u32) | 1 << 31);
+    let nan = b & !(1 << 31) > f32::INFINITY.to_bits();
+    if nan {
         0
-    } else if b >> 31 != 0 {
-        !b
     } else {
-        b | 1 << 31
+        key
     }
 }
 
@@ -1015,57 +1128,141 @@ fn fmin(x: f32, y: f32) -> f32 {
     }
 }
 
-/// `binary(op, dtype, a[i], b[j])` for every element `i` of the row-major
-/// tile `a` (the shape of `out`), `j` as `bcast` says (`b` holds the whole
-/// tile, a value per row, per column, or one), written to `out` in `words`.
-/// Each op and type is its own loop without per-element dispatch or
-/// division, so they vectorise.
+/// Where an elementwise operand's rows are read from.
+#[derive(Clone, Copy)]
+enum Src {
+    /// The output tile itself (the same elements, read before written).
+    Out,
+    /// A dense copy (rows of the given length; for a broadcast vector, the
+    /// vector).
+    Copy(usize),
+    /// A tile in the SRAM that the output does not overlap: (base, ld) in
+    /// words.
+    Sram(usize, usize),
+}
+
+/// The output tile's words and the SRAM below and above them, so that
+/// operands the output does not overlap are read in place while it is
+/// written: (below, out, above, word offset of out).
+fn split_out<'a>(
+    words: &'a mut [u32],
+    out: &TileRef,
+) -> (&'a [u32], &'a mut [u32], &'a [u32], usize) {
+    let (lo, hi) = (out.lo as usize / 4, out.hi as usize / 4);
+    let (below, rest) = words.split_at_mut(lo);
+    let (out, above) = rest.split_at_mut(hi - lo);
+    (below, out, above, lo)
+}
+
+/// Row `r` (`cols` words) of an operand read from `src` (not
+/// [`Src::Out`]): from `copy`, or from the SRAM around the output.
+#[inline(always)]
+fn src_row<'a>(
+    src: Src,
+    copy: &'a [u32],
+    (below, above, base, out_len): (&'a [u32], &'a [u32], usize, usize),
+    r: usize,
+    cols: usize,
+) -> &'a [u32] {
+    match src {
+        Src::Copy(n) => &copy[r * n..r * n + cols],
+        Src::Sram(b, ld) => {
+            let s = b + r * ld;
+            if s < base {
+                &below[s..s + cols]
+            } else {
+                let s = s - base - out_len;
+                &above[s..s + cols]
+            }
+        }
+        Src::Out => &[],
+    }
+}
+
+/// `binary(op, dtype, a[i], b[j])` for every element `i` of the tile `out`
+/// (in `words`), `a[i]` read from `a`'s source, `b[j]` as `bcast` says (the
+/// whole tile from `b`'s source; or, in `b`'s copy, a value per row, per
+/// column, or one). Each op, type and source is its own loop without
+/// per-element dispatch or division, so they vectorise.
 fn binary_tile(
     op: BinaryOp,
     dtype: DType,
     bcast: Broadcast,
-    a: &[u32],
-    b: &[u32],
+    a: (Src, &[u32]),
+    b: (Src, &[u32]),
     out: &TileRef,
     words: &mut [u32],
 ) {
-    let cols = out.cols;
-    if cols == 0 || a.is_empty() {
+    if out.cols == 0 || out.rows == 0 {
         return;
     }
     #[inline(always)]
     fn each(
         bcast: Broadcast,
-        a: &[u32],
-        b: &[u32],
+        (asrc, acopy): (Src, &[u32]),
+        (bsrc, bcopy): (Src, &[u32]),
         out: &TileRef,
         words: &mut [u32],
         f: impl Fn(u32, u32) -> u32,
     ) {
         let cols = out.cols;
-        for (r, arow) in a.chunks_exact(cols).enumerate() {
-            let s = out.base + r * out.ld;
-            let orow = &mut words[s..s + cols];
+        let (below, ow, above, base) = split_out(words, out);
+        let around = (below, above, base, ow.len());
+        for r in 0..out.rows {
+            let orow = &mut ow[r * out.ld..r * out.ld + cols];
             match bcast {
-                Broadcast::None => {
-                    let brow = &b[r * cols..(r + 1) * cols];
-                    for ((o, &x), &y) in orow.iter_mut().zip(arow).zip(brow) {
-                        *o = f(x, y);
+                Broadcast::None => match (asrc, bsrc) {
+                    (Src::Out, Src::Out) => orow.iter_mut().for_each(|o| *o = f(*o, *o)),
+                    (Src::Out, _) => {
+                        let brow = src_row(bsrc, bcopy, around, r, cols);
+                        for (o, &y) in orow.iter_mut().zip(brow) {
+                            *o = f(*o, y);
+                        }
                     }
-                }
+                    (_, Src::Out) => {
+                        let arow = src_row(asrc, acopy, around, r, cols);
+                        for (o, &x) in orow.iter_mut().zip(arow) {
+                            *o = f(x, *o);
+                        }
+                    }
+                    _ => {
+                        let arow = src_row(asrc, acopy, around, r, cols);
+                        let brow = src_row(bsrc, bcopy, around, r, cols);
+                        for ((o, &x), &y) in orow.iter_mut().zip(arow).zip(brow) {
+                            *o = f(x, y);
+                        }
+                    }
+                },
                 Broadcast::Scalar | Broadcast::PerRow => {
                     let y = if bcast == Broadcast::Scalar {
-                        b[0]
+                        bcopy[0]
                     } else {
-                        b[r]
+                        bcopy[r]
                     };
-                    for (o, &x) in orow.iter_mut().zip(arow) {
-                        *o = f(x, y);
+                    match asrc {
+                        Src::Out => orow.iter_mut().for_each(|o| *o = f(*o, y)),
+                        _ => {
+                            let arow = src_row(asrc, acopy, around, r, cols);
+                            for (o, &x) in orow.iter_mut().zip(arow) {
+                                *o = f(x, y);
+                            }
+                        }
                     }
                 }
                 Broadcast::PerCol => {
-                    for ((o, &x), &y) in orow.iter_mut().zip(arow).zip(b) {
-                        *o = f(x, y);
+                    let bv = &bcopy[..cols];
+                    match asrc {
+                        Src::Out => {
+                            for (o, &y) in orow.iter_mut().zip(bv) {
+                                *o = f(*o, y);
+                            }
+                        }
+                        _ => {
+                            let arow = src_row(asrc, acopy, around, r, cols);
+                            for ((o, &x), &y) in orow.iter_mut().zip(arow).zip(bv) {
+                                *o = f(x, y);
+                            }
+                        }
                     }
                 }
             }
@@ -1090,17 +1287,46 @@ fn binary_tile(
     with_op!(Add, Sub, Mul, Div, Max, Min);
 }
 
-/// `unary(op, dtype, x, lo, hi)` on every element of `v`, one loop per op.
-fn unary_in_place(op: UnaryOp, dtype: DType, lo: u32, hi: u32, v: &mut [u32]) {
+/// `unary(op, dtype, x, lo, hi)` of every element of the tile `out` (in
+/// `words`), `x` read from `src`; one loop per op.
+fn unary_tile(
+    op: UnaryOp,
+    dtype: DType,
+    lo: u32,
+    hi: u32,
+    (src, copy): (Src, &[u32]),
+    out: &TileRef,
+    words: &mut [u32],
+) {
+    if out.cols == 0 || out.rows == 0 {
+        return;
+    }
+    #[inline(always)]
+    fn each(src: Src, copy: &[u32], out: &TileRef, words: &mut [u32], f: impl Fn(u32) -> u32) {
+        let cols = out.cols;
+        let (below, ow, above, base) = split_out(words, out);
+        let around = (below, above, base, ow.len());
+        for r in 0..out.rows {
+            let orow = &mut ow[r * out.ld..r * out.ld + cols];
+            match src {
+                Src::Out => orow.iter_mut().for_each(|o| *o = f(*o)),
+                _ => {
+                    for (o, &x) in orow.iter_mut().zip(src_row(src, copy, around, r, cols)) {
+                        *o = f(x);
+                    }
+                }
+            }
+        }
+    }
     macro_rules! with_op {
         ($($op:ident),*) => {
             match (dtype, op) {
                 $(
                     (DType::I32, UnaryOp::$op) => {
-                        v.iter_mut().for_each(|x| *x = unary(UnaryOp::$op, DType::I32, *x, lo, hi))
+                        each(src, copy, out, words, |x| unary(UnaryOp::$op, DType::I32, x, lo, hi))
                     }
                     (_, UnaryOp::$op) => {
-                        v.iter_mut().for_each(|x| *x = unary(UnaryOp::$op, DType::F32, *x, lo, hi))
+                        each(src, copy, out, words, |x| unary(UnaryOp::$op, DType::F32, x, lo, hi))
                     }
                 )*
             }
@@ -1224,60 +1450,87 @@ fn pool_tiles(sram: &Sram, g: &PoolGeom, src: u32, dst: u32) -> Res<(TileRef, Ti
     Ok((ins, outs))
 }
 
-/// Windows of up to 255 x 255: `poll` runs before each output element.
+/// The window positions POOL visits between two polls: one largest
+/// window (npu-hw.rst, Reset: the work between two reset checks).
+const POOL_POLL_WORK: usize = 255 * 255;
+
+/// Windows of up to 255 x 255: `poll` runs before each run of output
+/// elements whose windows hold at most [`POOL_POLL_WORK`] positions (before
+/// each element for the largest windows). `input` holds the planes (f32
+/// bits, packed); the outputs go to `out`.
 fn pool(
     op: PoolOp,
     g: &PoolGeom,
-    input: &[f32],
+    input: &[u32],
+    out: &mut Vec<u32>,
     poll: &mut dyn FnMut() -> Result<(), JobFault>,
-) -> Result<Vec<f32>, JobFault> {
+) -> Result<(), JobFault> {
     let (ih, iw, oh, ow) = (
-        g.in_h as i64,
-        g.in_w as i64,
+        g.in_h as usize,
+        g.in_w as usize,
         g.out_h as usize,
         g.out_w as usize,
     );
-    let mut out = Vec::with_capacity(g.channels as usize * oh * ow);
+    // The window of each output position clipped to the input (positions
+    // outside add nothing), per axis: `[lo, hi)`, empty when none is in.
+    let clip = |o: usize, stride: u8, pad: u8, k: u8, n: usize| {
+        let lo = (o * stride as usize).saturating_sub(pad as usize).min(n);
+        let hi = (o * stride as usize + k as usize)
+            .saturating_sub(pad as usize)
+            .min(n);
+        (lo, hi.max(lo))
+    };
+    // Bounded by the checked output tile (at most the SRAM's words).
+    let cols: Vec<(usize, usize)> = (0..ow)
+        .map(|ox| clip(ox, g.stride[1], g.pad[1], g.kernel[1], iw))
+        .collect();
+    let per_poll = (POOL_POLL_WORK / (g.kernel[0] as usize * g.kernel[1] as usize)).max(1);
+    let mut until_poll = 0;
+    out.clear();
+    out.reserve(g.channels as usize * oh * ow);
+    let n = ih * iw;
     for c in 0..g.channels as usize {
-        let plane = &input[c * (ih * iw) as usize..(c + 1) * (ih * iw) as usize];
+        let plane = &input[c * n..(c + 1) * n];
         for oy in 0..oh {
-            for ox in 0..ow {
-                poll()?;
-                let y0 = oy as i64 * g.stride[0] as i64 - g.pad[0] as i64;
-                let x0 = ox as i64 * g.stride[1] as i64 - g.pad[1] as i64;
-                let mut acc = if op == PoolOp::Max {
-                    f32::NEG_INFINITY
-                } else {
-                    0.0
-                };
-                // The window clipped to the input (positions outside add
-                // nothing), visited row by row in the same order.
-                let (ky0, ky1) = (y0.max(0), (y0 + g.kernel[0] as i64).min(ih));
-                let (kx0, kx1) = (x0.max(0), (x0 + g.kernel[1] as i64).min(iw));
-                let mut count = 0u32;
-                if ky0 < ky1 && kx0 < kx1 {
-                    for y in ky0..ky1 {
-                        let row = &plane[(y * iw + kx0) as usize..(y * iw + kx1) as usize];
-                        acc = if op == PoolOp::Max {
-                            // fmax's fold without its branches (acc is never
-                            // NaN: it starts at -inf and fmax drops NaNs).
-                            let k = row.iter().fold(max_key(acc), |k, &v| k.max(max_key(v)));
-                            from_max_key(k)
-                        } else {
-                            row.iter().fold(acc, |a, &v| a + v)
-                        };
-                    }
-                    count = ((ky1 - ky0) * (kx1 - kx0)) as u32;
+            let (ky0, ky1) = clip(oy, g.stride[0], g.pad[0], g.kernel[0], ih);
+            for &(kx0, kx1) in &cols {
+                if until_poll == 0 {
+                    poll()?;
+                    until_poll = per_poll;
                 }
+                until_poll -= 1;
+                // Row by row, each in order, as the spec's sums go.
                 out.push(match op {
-                    PoolOp::Max => acc,
-                    PoolOp::Avg if count > 0 => acc / count as f32,
-                    PoolOp::Avg => 0.0,
+                    // fmax's fold without its branches (the accumulator is
+                    // never NaN: it starts at -inf and fmax drops NaNs).
+                    PoolOp::Max => {
+                        let mut k = max_key(f32::NEG_INFINITY);
+                        for y in ky0..ky1 {
+                            for &v in &plane[y * iw + kx0..y * iw + kx1] {
+                                k = k.max(max_key(f32::from_bits(v)));
+                            }
+                        }
+                        from_max_key(k).to_bits()
+                    }
+                    PoolOp::Avg => {
+                        let count = ((ky1 - ky0) * (kx1 - kx0)) as u32;
+                        let mut sum = 0.0f32;
+                        for y in ky0..ky1 {
+                            for &v in &plane[y * iw + kx0..y * iw + kx1] {
+                                sum += f32::from_bits(v);
+                            }
+                        }
+                        if count > 0 {
+                            (sum / count as f32).to_bits()
+                        } else {
+                            0f32.to_bits()
+                        }
+                    }
                 });
             }
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]

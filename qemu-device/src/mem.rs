@@ -263,21 +263,32 @@ pub fn bus_read_span(mem: &HostMemory, addr: u64, buf: &mut [u8]) -> bool {
     }
 }
 
+/// Whether `len` bytes at a bus address lie in one readable region (so
+/// that [`bus_read_span`] reads them).
+pub fn bus_readable(mem: &HostMemory, addr: u64, len: usize) -> bool {
+    mem.read.get_slice(GuestAddress(addr), len).is_ok()
+}
+
 /// Copy each `(offset, bytes)` of `rows` into the `len` bytes at a bus
 /// address, when one writable region holds all `len`; false, with nothing
 /// written, otherwise (or when a row is outside the `len` bytes).
-pub fn bus_write_rows(mem: &HostMemory, addr: u64, len: usize, rows: &[(usize, &[u8])]) -> bool {
+pub fn bus_write_rows<'a>(
+    mem: &HostMemory,
+    addr: u64,
+    len: usize,
+    rows: impl Iterator<Item = (usize, &'a [u8])> + Clone,
+) -> bool {
     let Ok(span) = mem.write.get_slice(GuestAddress(addr), len) else {
         return false;
     };
     if rows
-        .iter()
+        .clone()
         .any(|(o, b)| o.checked_add(b.len()).is_none_or(|e| e > len))
     {
         return false;
     }
     for (o, b) in rows {
-        match span.subslice(*o, b.len()) {
+        match span.subslice(o, b.len()) {
             Ok(s) => s.copy_from(b),
             Err(_) => return false,
         }

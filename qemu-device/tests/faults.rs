@@ -628,3 +628,45 @@ fn a_strided_store_into_an_unmapped_page_writes_the_rows_before_it() {
         assert_eq!(v, want, "byte {i}");
     }
 }
+
+#[test]
+fn a_load_row_running_into_an_unmapped_page_leaves_the_sram_as_it_was() {
+    // One 8 KiB row: its first page mapped, its second not. The row is
+    // all or nothing: the fault at the second page, the SRAM untouched
+    // (the pattern FILL wrote), then a row in one mapped page loads.
+    let mut b = bench();
+    b.map(0, 0x80_0000, 4096, false);
+    b.write(0, 0x80_0000, &[0x5a; 4096]);
+    let c = expect_fault(
+        &mut b,
+        &[
+            Insn::Fill {
+                dst: 0,
+                len: 8192,
+                pattern: 0xeeee_eeee,
+            },
+            load(0x80_0000, 0, 8192),
+        ],
+        Fault::MmuUnmapped,
+    );
+    assert_eq!(c.fault_addr, 0x80_1000);
+    let (c, out) = run_program(&mut b, &[], 8192, &[store(OUT_VA, 0, 8192)]);
+    assert_eq!(c.fault(), Some(Fault::Ok));
+    assert!(out.iter().all(|&x| x == 0xee), "the SRAM changed");
+    // Across two mapped pages: every byte arrives.
+    b.map(0, 0x81_0000, 8192, false);
+    let row: Vec<u8> = (0..8192u32).map(|i| (i % 251) as u8).collect();
+    b.write(0, 0x81_0000, &row);
+    let (c, out) = run_program(
+        &mut b,
+        &[],
+        8192,
+        &[load(0x81_0000 + 100, 0, 8000), store(OUT_VA, 0, 8000)],
+    );
+    assert_eq!(c.fault(), Some(Fault::Ok));
+    let bad = out[..8000]
+        .iter()
+        .zip(&row[100..8100])
+        .position(|(a, b)| a != b);
+    assert_eq!(bad, None, "first wrong byte");
+}

@@ -209,3 +209,130 @@ fn an_output_overlapping_its_input_sees_the_input_as_it_was() {
         .collect();
     assert_eq!(bytes_f32(&out), want);
 }
+
+/// Run `prog` on `x` loaded at SRAM 0 and return the first `x.len()` words
+/// of the SRAM after it.
+fn sram_after(x: &[f32], prog: &[Insn]) -> Vec<f32> {
+    let mut b = bench();
+    let bytes = (x.len() * 4) as u32;
+    let mut all = vec![load(IN_VA, 0, bytes)];
+    all.extend_from_slice(prog);
+    all.push(store(OUT_VA, 0, bytes));
+    let (c, out) = run_program(&mut b, &f32_bytes(x), bytes as usize, &all);
+    assert_eq!(c.fault(), Some(Fault::Ok), "{c:?}");
+    bytes_f32(&out)
+}
+
+#[test]
+fn every_overlap_of_an_output_and_its_operands_reads_them_as_they_were() {
+    let x: Vec<f32> = (0..9).map(|i| i as f32).collect();
+    let mul = |a: Tile, b: Tile, bcast, out: Tile| Insn::Binary {
+        op: BinaryOp::Mul,
+        dtype: DType::F32,
+        bcast,
+        rows: 2,
+        cols: 3,
+        a,
+        b,
+        out,
+        scalar: 2f32.to_bits(),
+    };
+    // 2 x 3 tiles of row pitch 4 over words 0..8. The output one element
+    // past A (a partial overlap, rows interleaved): 2 * the old A.
+    assert_eq!(
+        sram_after(
+            &x,
+            &[mul(tile(0, 4), tile(0, 0), Broadcast::Scalar, tile(4, 4))]
+        ),
+        [0.0, 0.0, 2.0, 4.0, 4.0, 8.0, 10.0, 12.0, 8.0]
+    );
+    // The output is A itself, B (per row: words 7 and 8) above it.
+    assert_eq!(
+        sram_after(
+            &x,
+            &[mul(tile(0, 4), tile(28, 0), Broadcast::PerRow, tile(0, 4))]
+        ),
+        [0.0, 7.0, 14.0, 3.0, 32.0, 40.0, 48.0, 7.0, 8.0]
+    );
+    // A above the output, B (a whole tile) below and partly under it:
+    // out[r][c] = A[r][c] * B[r][c] with A at words 2.., B at 0.., out at
+    // 1.. (row pitch 4: A = [2 3 4; 6 7 8], B = [0 1 2; 4 5 6]).
+    assert_eq!(
+        sram_after(
+            &x,
+            &[mul(tile(8, 4), tile(0, 4), Broadcast::None, tile(4, 4))]
+        ),
+        [0.0, 0.0, 3.0, 8.0, 4.0, 24.0, 35.0, 48.0, 8.0]
+    );
+    // A and B the output itself: squares.
+    assert_eq!(
+        sram_after(
+            &x,
+            &[mul(tile(4, 4), tile(4, 4), Broadcast::None, tile(4, 4))]
+        ),
+        [0.0, 1.0, 4.0, 9.0, 4.0, 25.0, 36.0, 49.0, 8.0]
+    );
+    // The output under the start of A (words 4..) and over B (per column,
+    // words 0..2): A - B.
+    assert_eq!(
+        sram_after(
+            &[3.0, 2.0, 1.0, 0.0, 1.0, 2.0, 3.0, 9.0, 4.0, 5.0, 6.0],
+            &[Insn::Binary {
+                op: BinaryOp::Sub,
+                dtype: DType::F32,
+                bcast: Broadcast::PerCol,
+                rows: 2,
+                cols: 3,
+                a: tile(16, 4),
+                b: tile(0, 0),
+                out: tile(0, 3),
+                scalar: 0,
+            }]
+        ),
+        [-2.0, 0.0, 2.0, 1.0, 3.0, 5.0, 3.0, 9.0, 4.0, 5.0, 6.0]
+    );
+    // UNARY clamp to [-1, 2], written one element past its source, and in
+    // place.
+    let clamp = |src: u32, dst: u32| Insn::Unary {
+        op: UnaryOp::Clamp,
+        dtype: DType::F32,
+        rows: 1,
+        cols: 8,
+        src: tile(src, 8),
+        dst: tile(dst, 8),
+        lo: (-1f32).to_bits(),
+        hi: 2f32.to_bits(),
+    };
+    let y: Vec<f32> = (-4..5).map(|i| i as f32).collect();
+    assert_eq!(
+        sram_after(&y, &[clamp(0, 4)]),
+        [-4.0, -1.0, -1.0, -1.0, -1.0, 0.0, 1.0, 2.0, 2.0]
+    );
+    assert_eq!(
+        sram_after(&y, &[clamp(0, 0)]),
+        [-1.0, -1.0, -1.0, -1.0, 0.0, 1.0, 2.0, 2.0, 4.0]
+    );
+    // POOL max 2 x 2, stride 2, written over its own input.
+    let geom = PoolGeom {
+        channels: 1,
+        in_h: 2,
+        in_w: 4,
+        out_h: 1,
+        out_w: 2,
+        kernel: [2, 2],
+        stride: [2, 2],
+        pad: [0, 0],
+    };
+    assert_eq!(
+        sram_after(
+            &[1.0, 5.0, 2.0, 0.0, 3.0, 4.0, 8.0, 7.0],
+            &[Insn::Pool {
+                op: PoolOp::Max,
+                geom,
+                src: 0,
+                dst: 4,
+            }]
+        ),
+        [1.0, 5.0, 8.0, 0.0, 3.0, 4.0, 8.0, 7.0]
+    );
+}

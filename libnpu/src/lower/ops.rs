@@ -1412,6 +1412,28 @@ fn binary(
     let (j, (rows, cols, bc)) = (0..oshape.len())
         .find_map(|j| classify(&oshape[j..], &bp[j..]).map(|c| (j, c)))
         .ok_or_else(|| unsupported(format!("cannot broadcast {:?} over {:?}", bshape, oshape)))?;
+    // A one-element f32 constant b is the instruction's immediate: no
+    // load of it per tile, and the tiles any shape of the same elements
+    // (rows of up to 4096), not one row of 4096.
+    let scalar = match g.constant_data(b) {
+        Some(crate::reference::TensorData::F32(d))
+            if d.len() == 1 && node.ty.dtype == DType::F32 && bc == Broadcast::PerRow =>
+        {
+            Some(d[0].to_bits())
+        }
+        _ => None,
+    };
+    let (rows, cols, bc) = match scalar {
+        Some(_) => {
+            let total = rows * cols;
+            let c = (1..=total.min(4096))
+                .rev()
+                .find(|c| total % c == 0)
+                .unwrap_or(1);
+            (total / c, c, Broadcast::Scalar)
+        }
+        None => (rows, cols, bc),
+    };
     let outer: usize = oshape[..j].iter().product();
     let inner = rows * cols;
     let b_inner: usize = bp[j..].iter().product();
@@ -1428,7 +1450,11 @@ fn binary(
         }
         off
     };
-    let (al, bl) = (loc(g, plan, e, a)?, loc(g, plan, e, b)?);
+    let al = loc(g, plan, e, a)?;
+    let bl = match scalar {
+        Some(_) => None,
+        None => Some(loc(g, plan, e, b)?),
+    };
     let nb = e.nbuf();
     let isa_op = match op {
         BinaryOp::Add => isa::BinaryOp::Add,
@@ -1457,7 +1483,8 @@ fn binary(
         let bsz = match bc {
             Broadcast::None => tr * tc,
             Broadcast::PerRow => tr,
-            _ => tc,
+            Broadcast::Scalar => 1,
+            Broadcast::PerCol => tc,
         };
         if let (Ok(x), Ok(y)) = (
             e.sram_alloc((tr * tc * 4) as u64, nb),
@@ -1513,6 +1540,9 @@ fn binary(
                 Strided::rows(cc as u32 * e32, cr as u32, pitch),
                 Strided::rows(cc as u32 * e32, cr as u32, tc as u32 * e32),
             );
+            let Some(bl) = bl else {
+                return Ok(());
+            };
             match bc {
                 Broadcast::None => e.load(
                     bl,
@@ -1589,7 +1619,7 @@ fn binary(
                 a: t,
                 b: bt,
                 out: t,
-                scalar: 0,
+                scalar: scalar.unwrap_or(0),
             });
             if negate {
                 let m1 = (-1.0f32).to_bits();
