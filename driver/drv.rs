@@ -3,7 +3,6 @@
 //! PCI probe/remove and the DRM driver.
 
 use kernel::{
-    debugfs,
     device::Core,
     dma::{Device as _, DmaMask},
     drm,
@@ -44,8 +43,6 @@ pub(crate) struct OnpuPciData {
     error_irq: irq::ThreadedRegistration<IrqHandler>,
     engine: Arc<Engine>,
     drm: ARef<OnpuDevice>,
-    /// debugfs/onpu/<pci name>/: removed when the device unbinds.
-    _debugfs: Pin<KBox<debugfs::Scope<Arc<Engine>>>>,
 }
 
 kernel::pci_device_table!(
@@ -86,12 +83,10 @@ impl pci::Driver for OnpuPciDriver {
             let (job_vector, error_vector) = (*vectors.start(), *vectors.end());
             let job_handler = Ok::<_, Error>(IrqHandler { engine: engine.clone(), causes: regs::IRQ_JOB_DONE });
             let error_handler = Ok::<_, Error>(IrqHandler { engine: engine.clone(), causes: regs::IRQ_ERRORS });
-            let debugfs = debugfs_files(dev.name(), engine.clone())?;
             Ok(try_pin_init!(OnpuPciData {
                 job_irq <- pdev.request_threaded_irq(job_vector, irq::Flags::TRIGGER_NONE, c"onpu-job", job_handler),
                 error_irq <- pdev.request_threaded_irq(error_vector, irq::Flags::TRIGGER_NONE, c"onpu-error", error_handler),
                 engine: engine.clone(),
-                _debugfs: debugfs,
                 drm: {
                     // From start() on, a failure must stop the device (and
                     // the watchdog) before the rings go with devres.
@@ -101,9 +96,12 @@ impl pci::Driver for OnpuPciDriver {
                         selftest::run(dev, engine)?;
                         let data = try_pin_init!(OnpuData { engine: engine.clone() });
                         let drm = drm::UnregisteredDevice::<OnpuDriver>::new(dev, data)?;
+                        crate::debugfs::init(&drm);
                         drm::driver::Registration::new_foreign_owned(drm, dev, 0)
                     })();
                     let drm = registered.inspect_err(|_| engine.shut_down(pdev))?;
+                    // For the wedged uevent; unbind lets go of it.
+                    engine.set_drm(drm.into());
                     dev_info!(
                         pdev,
                         "open NPU: ISA {}.{}, {} KiB SRAM, {} contexts\n",
@@ -124,22 +122,6 @@ impl pci::Driver for OnpuPciDriver {
         // cancelled; open files get ENODEV from now on.
         this.engine.shut_down(pdev);
     }
-}
-
-/// debugfs/onpu/<device>/: `state` (ring indices and queued jobs),
-/// `counters`, and `reset` (write anything: reset the NPU now, resubmitting
-/// what is queued; for recovery tests). Removed when the device unbinds.
-fn debugfs_files(name: &CStr, engine: Arc<Engine>) -> Result<Pin<KBox<debugfs::Scope<Arc<Engine>>>>> {
-    // A second device's "onpu" directory fails to be created; debugfs then
-    // silently skips its files, which is all debugfs promises anyway. The
-    // scope keeps its own reference to the directory.
-    let root = debugfs::Dir::new(c"onpu");
-    let init = root.scope(Ok::<_, Error>(engine), name, |engine, dir| {
-        dir.read_callback_file(c"state", engine, &|e: &Arc<Engine>, f| e.describe(f));
-        dir.read_callback_file(c"counters", engine, &|e: &Arc<Engine>, f| e.write_counters(f));
-        dir.write_only_callback_file(c"reset", engine, &|e: &Arc<Engine>, _input| e.force_reset());
-    });
-    KBox::pin_init(init, GFP_KERNEL)
 }
 
 const INFO: drm::DriverInfo = drm::DriverInfo {
@@ -168,6 +150,7 @@ impl drm::Driver for OnpuDriver {
     kernel::declare_drm_ioctls! {
         uapi: crate::uapi;
         (ONPU_GET_PARAM, drm_onpu_get_param, ioctl::RENDER_ALLOW, File::get_param),
+        (ONPU_QUERY, drm_onpu_query, ioctl::RENDER_ALLOW, crate::query::query),
         (ONPU_BO_CREATE, drm_onpu_bo_create, ioctl::RENDER_ALLOW, File::bo_create),
         (ONPU_BO_INFO, drm_onpu_bo_info, ioctl::RENDER_ALLOW, File::bo_info),
         (ONPU_SUBMIT, drm_onpu_submit, ioctl::RENDER_ALLOW, File::submit),

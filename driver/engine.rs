@@ -50,6 +50,9 @@ use kernel::{
     transmute::{AsBytes, FromBytes},
     workqueue::{self, impl_has_delayed_work, new_delayed_work, DelayedWork, WorkItem},
 };
+use kernel::drm::device::WedgeRecovery;
+
+use crate::drv::OnpuDevice;
 
 use crate::context::Context;
 use crate::fence::{RingContext, Signalling};
@@ -181,6 +184,9 @@ struct RingState {
     head_since: Instant<Monotonic>,
     /// Unbind stopped the device: no reset may restart it.
     stopped: bool,
+    /// A reset failed: the device is given up until it is bound again.
+    /// Nothing enters the ring, nothing resets the device.
+    wedged: bool,
     /// Ring-error log rate limit: when the window began, messages in it.
     ring_error_window: Instant<Monotonic>,
     ring_error_logged: u32,
@@ -257,6 +263,15 @@ pub(crate) struct Engine {
     /// so that one run releases a batch; submitters release too.
     #[pin]
     release: DelayedWork<Engine, 1>,
+    /// Sends the wedged uevent (it allocates: never from the signalling
+    /// path, which only queues this).
+    #[pin]
+    wedged_work: DelayedWork<Engine, 2>,
+    /// The registered DRM device, for that uevent: set at the end of
+    /// probe, taken back at unbind (it holds the engine, so the reference
+    /// must not outlive the binding).
+    #[pin]
+    drm: Mutex<Option<ARef<OnpuDevice>>>,
 }
 
 impl_has_delayed_work! {
@@ -265,6 +280,10 @@ impl_has_delayed_work! {
 
 impl_has_delayed_work! {
     impl HasDelayedWork<Self, 1> for Engine { self.release }
+}
+
+impl_has_delayed_work! {
+    impl HasDelayedWork<Self, 2> for Engine { self.wedged_work }
 }
 
 impl Engine {
@@ -302,6 +321,7 @@ impl Engine {
                 retired_seqno: 0,
                 head_since: Instant::now(),
                 stopped: false,
+                wedged: false,
                 ring_error_window: Instant::now(),
                 ring_error_logged: 0,
             }),
@@ -310,6 +330,8 @@ impl Engine {
             live_contexts <- new_mutex!(KVec::new()),
             watchdog <- new_delayed_work!("onpu::watchdog"),
             release <- new_delayed_work!("onpu::release"),
+            wedged_work <- new_delayed_work!("onpu::wedged"),
+            drm <- new_mutex!(None),
         }))
     }
 
@@ -469,6 +491,9 @@ impl Engine {
                 if st.stopped {
                     return Err(ENODEV);
                 }
+                if st.wedged {
+                    return Err(EIO);
+                }
                 if st.has_room() {
                     break;
                 }
@@ -497,6 +522,9 @@ impl Engine {
         let mut st = self.state.lock();
         if st.stopped {
             return Err(ENODEV);
+        }
+        if st.wedged {
+            return Err(EIO);
         }
         let slot = (st.sq_tail % RING_ENTRIES) as usize;
         dma_write!(rings.sq, [try: slot], job.sq_entry());
@@ -663,10 +691,13 @@ impl Engine {
                 if st.stopped {
                     return Err(ENODEV);
                 }
+                if st.wedged {
+                    return Err(EIO);
+                }
                 self.counters.resets.add(1, Relaxed);
                 reset = true;
                 if let Err(e) = hw::reset(dev, bar) {
-                    self.cancel_all(&mut st);
+                    self.wedge(dev, &mut st);
                     self.schedule_release(&st);
                     return Err(e);
                 }
@@ -683,7 +714,11 @@ impl Engine {
             self.retire_head(&mut st, outcome);
         }
         if reset {
-            self.restart(dev, &mut st)?;
+            if let Err(e) = self.restart(dev, &mut st) {
+                self.wedge(dev, &mut st);
+                self.schedule_release(&st);
+                return Err(e);
+            }
         } else if progressed {
             if self.uses_shadow() {
                 // The CP reads the head from the page when it looks for
@@ -704,9 +739,12 @@ impl Engine {
     /// says so, ends with `guilty`'s outcome; the jobs queued behind it go
     /// back into the ring in their order. Never after unbind stopped the
     /// device.
-    fn recover(&self, dev: &device::Device<Bound>, st: &mut RingState, guilty: Option<Outcome>) -> Result {
+    fn recover(self: &Arc<Self>, dev: &device::Device<Bound>, st: &mut RingState, guilty: Option<Outcome>) -> Result {
         if st.stopped {
             return Err(ENODEV);
+        }
+        if st.wedged {
+            return Err(EIO);
         }
         let bar = self.bar.access(dev)?;
         self.counters.resets.add(1, Relaxed);
@@ -715,12 +753,40 @@ impl Engine {
         if let Some(outcome) = guilty {
             self.retire_head(st, outcome);
         }
-        if let Err(e) = reset {
-            // The device is gone for good: nothing queued will ever run.
-            self.cancel_all(st);
+        // No RESET_DONE in time, or the device refused its rings after the
+        // reset (HALTED): nothing queued will ever run.
+        if let Err(e) = reset.and_then(|()| self.restart(dev, st)) {
+            self.wedge(dev, st);
             return Err(e);
         }
-        self.restart(dev, st)
+        Ok(())
+    }
+
+    /// A reset failed: give the device up until it is bound again. Every
+    /// queued job ends CANCELED (its fence signals with -ECANCELED), SUBMIT
+    /// returns EIO from now on, and the wedged uevent asks userspace to
+    /// rebind the driver. Signalling path (ring lock held): the uevent,
+    /// which allocates, is sent by a work item.
+    fn wedge(self: &Arc<Self>, dev: &device::Device<Bound>, st: &mut RingState) {
+        if let Ok(bar) = self.bar.access(dev) {
+            // Whatever the device does from now on, it does not interrupt.
+            bar.write32(0, IRQ_MASK);
+            bar.write32(0, CONTROL);
+        }
+        st.wedged = true;
+        self.cancel_all(st);
+        dev_err!(dev, "the NPU did not come back from a reset: wedged (unbind and bind the driver to recover)\n");
+        let _ = workqueue::system_long().enqueue_delayed::<Arc<Self>, 2>(self.clone(), 0);
+    }
+
+    /// Whether a failed reset wedged the device (debugfs).
+    pub(crate) fn is_wedged(&self) -> bool {
+        self.state.lock().wedged
+    }
+
+    /// The registered DRM device, for the wedged uevent (end of probe).
+    pub(crate) fn set_drm(&self, drm: ARef<OnpuDevice>) {
+        *self.drm.lock() = Some(drm);
     }
 
     /// After a reset: clear the completion ring, write the queued jobs back
@@ -846,9 +912,13 @@ impl Engine {
     fn cancel_work_items(&self) {
         self.watchdog.cancel_sync();
         self.release.cancel_sync();
+        self.wedged_work.cancel_sync();
+        // The uevent cannot be sent any more: let go of the DRM device
+        // (which holds this engine).
+        self.drm.lock().take();
     }
 
-    /// Debugfs: the device-wide counters.
+    /// debugfs: the device-wide counters.
     pub(crate) fn write_counters(&self, out: &mut impl core::fmt::Write) -> core::fmt::Result {
         let c = &self.counters;
         writeln!(out, "jobs_submitted: {}", c.submitted.load(Relaxed))?;
@@ -953,6 +1023,17 @@ impl WorkItem<1> for Engine {
 
     fn run(this: Arc<Engine>) {
         this.release_retired();
+    }
+}
+
+impl WorkItem<2> for Engine {
+    type Pointer = Arc<Engine>;
+
+    fn run(this: Arc<Engine>) {
+        let drm = this.drm.lock().clone();
+        if let Some(drm) = drm {
+            let _ = drm.wedged_event(WedgeRecovery::REBIND);
+        }
     }
 }
 

@@ -27,6 +27,9 @@ use crate::job::{self, Job};
 use crate::mmu;
 use crate::uapi;
 
+/// Queue priorities of uAPI v1 (DRM_ONPU_PRIORITY_LOW .. _REALTIME).
+const NUM_PRIORITIES: u32 = 4;
+
 /// Completed jobs a file may leave unreaped before the oldest are dropped.
 const MAX_UNREAPED: usize = 1024;
 
@@ -87,13 +90,12 @@ impl File {
     pub(crate) fn get_param(
         dev: &OnpuDevice,
         req: &mut uapi::drm_onpu_get_param,
-        file: &drm::File<File>,
+        _file: &drm::File<File>,
     ) -> Result<u32> {
         if req.pad != 0 {
             return Err(EINVAL);
         }
-        let e = &dev.engine;
-        let p = &e.params;
+        let p = &dev.engine.params;
         req.value = match req.param {
             uapi::DRM_ONPU_PARAM_DEVICE_ID => p.device_id.into(),
             uapi::DRM_ONPU_PARAM_REVISION => p.revision.into(),
@@ -105,12 +107,8 @@ impl File {
             uapi::DRM_ONPU_PARAM_CLOCK_KHZ => p.clock_khz.into(),
             uapi::DRM_ONPU_PARAM_VA_START => mmu::VA_START,
             uapi::DRM_ONPU_PARAM_VA_END => mmu::VA_END,
-            uapi::DRM_ONPU_PARAM_JOBS_SUBMITTED => e.counters.submitted.load(Relaxed),
-            uapi::DRM_ONPU_PARAM_JOBS_COMPLETED => e.counters.completed.load(Relaxed),
-            uapi::DRM_ONPU_PARAM_JOBS_FAILED => e.counters.failed.load(Relaxed),
-            uapi::DRM_ONPU_PARAM_RESETS => e.counters.resets.load(Relaxed),
             uapi::DRM_ONPU_PARAM_JOB_TIMEOUT_MS => JOB_TIMEOUT_MS.into(),
-            uapi::DRM_ONPU_PARAM_HW_CONTEXT => file.inner().ctx.index().into(),
+            uapi::DRM_ONPU_PARAM_NUM_PRIORITIES => NUM_PRIORITIES.into(),
             _ => return Err(EINVAL),
         };
         Ok(0)

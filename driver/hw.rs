@@ -25,7 +25,14 @@ pub(crate) struct Params {
     pub(crate) contexts: u32,
     pub(crate) va_bits: u32,
     pub(crate) clock_khz: u32,
+    /// Submission rings (1 on a 1.0 device, which has no NUM_RINGS).
+    pub(crate) num_rings: u32,
+    /// The COST_* registers, in register order.
+    pub(crate) cost: [u32; COST_REGISTERS],
 }
+
+/// How long a reset may take before the device is given up (wedged).
+pub(crate) const RESET_TIMEOUT_MS: i64 = 1000;
 
 /// Reset the device, wait for RESET_DONE, leave interrupts masked.
 pub(crate) fn reset(dev: &device::Device, bar: &pci::Bar<'_, BAR0_SIZE>) -> Result {
@@ -35,7 +42,7 @@ pub(crate) fn reset(dev: &device::Device, bar: &pci::Bar<'_, BAR0_SIZE>) -> Resu
         || Ok(bar.read32(STATUS)),
         |status| status & STATUS_RESET_DONE != 0,
         Delta::from_millis(1),
-        Delta::from_millis(2000),
+        Delta::from_millis(RESET_TIMEOUT_MS),
     )
     .inspect_err(|_| dev_err!(dev, "the NPU did not finish its reset\n"))?;
     bar.write32(IRQ_ALL, IRQ_ACK);
@@ -94,12 +101,21 @@ pub(crate) fn identify(pdev: &pci::Device, bar: &pci::Bar<'_, BAR0_SIZE>) -> Res
         contexts: bar.read32(NUM_CONTEXTS),
         va_bits: bar.read32(VA_BITS),
         clock_khz: bar.read32(CLOCK_KHZ),
+        num_rings: match bar.read32(NUM_RINGS) {
+            0 => 1,
+            n => n,
+        },
+        cost: core::array::from_fn(|i| bar.read32(COST_BASE + 4 * i)),
     };
     let sane = params.sram_size >= 4096
         && params.sram_size <= (1 << 30)
         && (1..=256).contains(&params.contexts)
         && params.va_bits == VA_BITS_SUPPORTED
-        && params.clock_khz != 0;
+        && params.clock_khz != 0
+        && params.num_rings <= 64
+        // Userspace divides by the throughputs (every COST_* but
+        // DMA_LATENCY, INSN_OVERHEAD and WALK_CYCLES).
+        && [0, 2, 3, 4, 5].iter().all(|&i| params.cost[i] != 0);
     if !sane {
         dev_err!(dev, "implausible hardware parameters {:?}\n", params);
         return Err(ENODEV);

@@ -9,10 +9,11 @@
 //! watchdog, reset recovery), `job` (SUBMIT and the job life cycle),
 //! `context` and `mmu` (per-file address spaces and page tables), `gem`
 //! (buffer objects), `fence` (DMA fences, syncobjs, reservation objects),
-//! `file` (per-open state, ioctls, fdinfo), `selftest` (the probe-time job),
+//! `file` (per-open state, ioctls, fdinfo), `debugfs` (counters, state, wedged), `query` (QUERY), `selftest` (the probe-time job),
 //! `uapi` (the ABI shared with userspace: a link to uapi/src/abi.rs).
 
 mod context;
+mod debugfs;
 mod drv;
 mod engine;
 mod fence;
@@ -21,6 +22,7 @@ mod gem;
 mod hw;
 mod job;
 mod mmu;
+mod query;
 mod regs;
 mod selftest;
 // Shared with userspace, which uses all of it; the driver uses what it needs.

@@ -14,6 +14,8 @@ pub(crate) const SRAM_SIZE: usize = 0x000c;
 pub(crate) const NUM_CONTEXTS: usize = 0x0010;
 pub(crate) const VA_BITS: usize = 0x0014;
 pub(crate) const CLOCK_KHZ: usize = 0x0018;
+/// Device 1.1: submission rings (reads 0, undefined, on a 1.0 device).
+pub(crate) const NUM_RINGS: usize = 0x001c;
 pub(crate) const CONTROL: usize = 0x0020;
 pub(crate) const STATUS: usize = 0x0024;
 pub(crate) const IRQ_STATUS: usize = 0x0030;
@@ -33,6 +35,9 @@ pub(crate) const SHADOW_LO: usize = 0x0078;
 pub(crate) const SHADOW_HI: usize = 0x007c;
 pub(crate) const RING_ERROR: usize = 0x0090;
 pub(crate) const RING_ERROR_VALUE: usize = 0x0094;
+/// The cost-model parameters ("Cost model"), COST_REGISTERS words.
+pub(crate) const COST_BASE: usize = 0x00c0;
+pub(crate) const COST_REGISTERS: usize = 8;
 
 pub(crate) const ID_VALUE: u32 = 0x4f4e_5055;
 /// The ISA/register major version this driver speaks.

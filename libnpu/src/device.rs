@@ -102,7 +102,7 @@ fn check<T>(what: &'static str, r: Result<T, i32>) -> Result<T> {
     })
 }
 
-/// The device's parameters (DRM_IOCTL_ONPU_GET_PARAM).
+/// The device's parameters (DRM_IOCTL_ONPU_QUERY, DRM_ONPU_QUERY_CAPS).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Params {
     pub device_id: u32,
@@ -116,18 +116,35 @@ pub struct Params {
     pub va_start: u64,
     pub va_end: u64,
     pub job_timeout_ms: u32,
-    /// This file's hardware context (its NPU address space).
-    pub hw_context: u32,
+    pub num_rings: u32,
+    pub max_job_bos: u32,
+    pub max_cmdbuf_size: u32,
 }
 
-/// Device-wide counters.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Counters {
-    pub jobs_submitted: u64,
-    pub jobs_completed: u64,
-    pub jobs_failed: u64,
-    pub resets: u64,
+impl From<uapi::drm_onpu_query_caps> for Params {
+    fn from(c: uapi::drm_onpu_query_caps) -> Self {
+        Params {
+            device_id: c.device_id,
+            revision: c.revision,
+            isa_version: c.isa_version,
+            sram_size: c.sram_size,
+            contexts: c.num_contexts,
+            va_bits: c.va_bits,
+            caps: c.caps,
+            clock_khz: c.clock_khz,
+            va_start: c.va_start,
+            va_end: c.va_end,
+            job_timeout_ms: c.job_timeout_ms,
+            num_rings: c.num_rings,
+            max_job_bos: c.max_job_bos,
+            max_cmdbuf_size: c.max_cmdbuf_size,
+        }
+    }
 }
+
+/// The device's cost-model parameters (DRM_ONPU_QUERY_COST_MODEL: its
+/// COST_* registers, Documentation/hw/npu-hw.rst "Cost model").
+pub type CostModel = uapi::drm_onpu_query_cost_model;
 
 /// An open NPU.
 #[derive(Debug)]
@@ -226,21 +243,7 @@ impl Device {
                 errno,
             });
         }
-        let p = |d: &Device, id| d.param(id).map(|v| v as u32);
-        dev.params = Params {
-            device_id: p(&dev, uapi::DRM_ONPU_PARAM_DEVICE_ID)?,
-            revision: p(&dev, uapi::DRM_ONPU_PARAM_REVISION)?,
-            isa_version: p(&dev, uapi::DRM_ONPU_PARAM_ISA_VERSION)?,
-            sram_size: p(&dev, uapi::DRM_ONPU_PARAM_SRAM_SIZE)?,
-            contexts: p(&dev, uapi::DRM_ONPU_PARAM_NUM_CONTEXTS)?,
-            va_bits: p(&dev, uapi::DRM_ONPU_PARAM_VA_BITS)?,
-            caps: p(&dev, uapi::DRM_ONPU_PARAM_CAPS)?,
-            clock_khz: p(&dev, uapi::DRM_ONPU_PARAM_CLOCK_KHZ)?,
-            va_start: dev.param(uapi::DRM_ONPU_PARAM_VA_START)?,
-            va_end: dev.param(uapi::DRM_ONPU_PARAM_VA_END)?,
-            job_timeout_ms: p(&dev, uapi::DRM_ONPU_PARAM_JOB_TIMEOUT_MS)?,
-            hw_context: p(&dev, uapi::DRM_ONPU_PARAM_HW_CONTEXT)?,
-        };
+        dev.params = dev.caps()?.into();
         log::debug!("opened {} ({:?})", path.display(), dev.params);
         Ok(dev)
     }
@@ -263,13 +266,14 @@ impl Device {
         Ok(p.value)
     }
 
-    pub fn counters(&self) -> Result<Counters> {
-        Ok(Counters {
-            jobs_submitted: self.param(uapi::DRM_ONPU_PARAM_JOBS_SUBMITTED)?,
-            jobs_completed: self.param(uapi::DRM_ONPU_PARAM_JOBS_COMPLETED)?,
-            jobs_failed: self.param(uapi::DRM_ONPU_PARAM_JOBS_FAILED)?,
-            resets: self.param(uapi::DRM_ONPU_PARAM_RESETS)?,
-        })
+    /// What the device and driver offer (DRM_ONPU_QUERY_CAPS), asked now.
+    pub fn caps(&self) -> Result<uapi::drm_onpu_query_caps> {
+        check("QUERY(CAPS)", raw::query(&self.file))
+    }
+
+    /// The device's cost model (DRM_ONPU_QUERY_COST_MODEL).
+    pub fn cost_model(&self) -> Result<CostModel> {
+        check("QUERY(COST_MODEL)", raw::query(&self.file))
     }
 
     /// A new buffer of at least `size` bytes, mapped for the CPU and at an

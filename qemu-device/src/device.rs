@@ -318,7 +318,11 @@ impl Device {
     /// CONTROL.SOFT_RESET: abort the running job, clear the rings' state.
     pub fn soft_reset(&self) {
         let sh = &self.shared;
-        let delay = sh.inject.lock().map(|i| i.reset_delay.0).unwrap_or(0);
+        let delay = sh
+            .inject
+            .lock()
+            .map(|mut i| i.take_reset_delay())
+            .unwrap_or(0);
         let mut s = sh.lock();
         s.epoch += 1;
         sh.epoch.store(s.epoch, Ordering::SeqCst);

@@ -18,6 +18,10 @@ pub enum Action {
     Delay(u32),
     /// An extra JOB_DONE interrupt is sent without a new completion.
     SpuriousIrq,
+    /// The job hangs, and the soft reset after it sets RESET_DONE this
+    /// many milliseconds late (once): a driver's reset that times out.
+    /// [`Injector::on_job`] reports it as [`Action::Hang`].
+    HangSlowReset(u32),
 }
 
 /// Applies to soft resets rather than jobs.
@@ -57,6 +61,9 @@ pub struct Injector {
     /// The rule texts, for `list` on the control socket.
     specs: Vec<String>,
     pub reset_delay: ResetDelay,
+    /// The delay of the next soft reset only (hang-slow-reset), taking
+    /// precedence over `reset_delay`.
+    next_reset_delay: Option<u32>,
     rng: u64,
     jobs: u64,
 }
@@ -113,7 +120,8 @@ impl Injector {
             ("corrupt-completion", None) => Action::CorruptCompletion,
             ("spurious-irq", None) => Action::SpuriousIrq,
             ("delay", Some(ms)) => Action::Delay(u32::try_from(ms).map_err(|_| err("delay too large"))?),
-            _ => return Err(err("unknown kind (hang, mmu-fault, drop-irq, corrupt-completion, spurious-irq, delay=MS, slow-reset=MS, seed=N)")),
+            ("hang-slow-reset", Some(ms)) => Action::HangSlowReset(u32::try_from(ms).map_err(|_| err("delay too large"))?),
+            _ => return Err(err("unknown kind (hang, mmu-fault, drop-irq, corrupt-completion, spurious-irq, delay=MS, hang-slow-reset=MS, slow-reset=MS, seed=N)")),
         };
         let trigger = match trig {
             None => Trigger::Always,
@@ -166,6 +174,14 @@ impl Injector {
         self.rules.clear();
         self.specs.clear();
         self.reset_delay = ResetDelay(0);
+        self.next_reset_delay = None;
+    }
+
+    /// The delay of a soft reset starting now, in milliseconds (0: none):
+    /// a pending hang-slow-reset's, used up by this reset, else the
+    /// slow-reset rule's.
+    pub fn take_reset_delay(&mut self) -> u32 {
+        self.next_reset_delay.take().unwrap_or(self.reset_delay.0)
     }
 
     /// The armed rules as given.
@@ -200,6 +216,10 @@ impl Injector {
             if hit && fired.is_none() {
                 fired = Some(rule.action);
             }
+        }
+        if let Some(Action::HangSlowReset(ms)) = fired {
+            self.next_reset_delay = Some(ms);
+            return Some(Action::Hang);
         }
         fired
     }
@@ -243,5 +263,38 @@ pub fn control_line(inj: &mut Injector, line: &str) -> String {
 impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hang_slow_reset_hangs_the_job_and_slows_only_the_next_reset() {
+        let mut inj = Injector::parse(&["hang-slow-reset=3000:tag=7".to_string()]).unwrap();
+        assert!(inj.is_armed());
+        assert_eq!(inj.take_reset_delay(), 0, "no reset is slow before the job");
+        assert_eq!(inj.on_job(&[1]), None);
+        assert_eq!(inj.on_job(&[7]), Some(Action::Hang));
+        assert_eq!(inj.take_reset_delay(), 3000);
+        assert_eq!(
+            inj.take_reset_delay(),
+            0,
+            "only the reset after the job is slow"
+        );
+    }
+
+    #[test]
+    fn hang_slow_reset_needs_a_delay() {
+        assert!(Injector::parse(&["hang-slow-reset".to_string()]).is_err());
+        assert!(Injector::parse(&["hang-slow-reset=x".to_string()]).is_err());
+    }
+
+    #[test]
+    fn slow_reset_stays_for_every_reset() {
+        let mut inj = Injector::parse(&["slow-reset=200".to_string()]).unwrap();
+        assert_eq!(inj.take_reset_delay(), 200);
+        assert_eq!(inj.take_reset_delay(), 200);
     }
 }

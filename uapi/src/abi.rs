@@ -27,11 +27,12 @@ pub const fn drm_iowr(nr: u32, size: usize) -> u32 {
 
 /// Driver-private command numbers (offsets from DRM_COMMAND_BASE).
 pub const DRM_ONPU_GET_PARAM: u32 = 0x00;
-pub const DRM_ONPU_BO_CREATE: u32 = 0x01;
-pub const DRM_ONPU_BO_INFO: u32 = 0x02;
-pub const DRM_ONPU_SUBMIT: u32 = 0x03;
-pub const DRM_ONPU_WAIT: u32 = 0x04;
-pub const DRM_ONPU_WAIT_BO: u32 = 0x05;
+pub const DRM_ONPU_QUERY: u32 = 0x01;
+pub const DRM_ONPU_BO_CREATE: u32 = 0x02;
+pub const DRM_ONPU_BO_INFO: u32 = 0x03;
+pub const DRM_ONPU_SUBMIT: u32 = 0x04;
+pub const DRM_ONPU_WAIT: u32 = 0x05;
+pub const DRM_ONPU_WAIT_BO: u32 = 0x06;
 
 /// Largest buffer object: 4 GiB.
 pub const DRM_ONPU_BO_MAX_SIZE: u64 = 1 << 32;
@@ -58,21 +59,15 @@ pub const DRM_ONPU_PARAM_CLOCK_KHZ: u32 = 7;
 /// addresses the kernel hands out for buffer objects, [start, end).
 pub const DRM_ONPU_PARAM_VA_START: u32 = 8;
 pub const DRM_ONPU_PARAM_VA_END: u32 = 9;
-/// DRM_ONPU_PARAM_JOBS_SUBMITTED, DRM_ONPU_PARAM_JOBS_COMPLETED,
-/// DRM_ONPU_PARAM_JOBS_FAILED, DRM_ONPU_PARAM_RESETS: device-wide counters
-/// since the driver bound the device (failed counts faults and timeouts).
-pub const DRM_ONPU_PARAM_JOBS_SUBMITTED: u32 = 10;
-pub const DRM_ONPU_PARAM_JOBS_COMPLETED: u32 = 11;
-pub const DRM_ONPU_PARAM_JOBS_FAILED: u32 = 12;
-pub const DRM_ONPU_PARAM_RESETS: u32 = 13;
 /// DRM_ONPU_PARAM_JOB_TIMEOUT_MS: the timeout a job gets when its
 /// &drm_onpu_submit.timeout_ms is 0, and the largest one it may ask for.
-pub const DRM_ONPU_PARAM_JOB_TIMEOUT_MS: u32 = 14;
-/// DRM_ONPU_PARAM_HW_CONTEXT: the hardware context of this file (its NPU
-/// address space); every open file has its own.
-pub const DRM_ONPU_PARAM_HW_CONTEXT: u32 = 15;
-/// One past the last parameter.
-pub const DRM_ONPU_PARAM_COUNT: u32 = 16;
+pub const DRM_ONPU_PARAM_JOB_TIMEOUT_MS: u32 = 10;
+/// DRM_ONPU_PARAM_NUM_PRIORITIES: queue priorities the driver offers
+/// (DRM_ONPU_PRIORITY_LOW .. DRM_ONPU_PRIORITY_REALTIME).
+pub const DRM_ONPU_PARAM_NUM_PRIORITIES: u32 = 11;
+/// One past the last parameter. Device-wide job counters are not
+/// parameters: they are in debugfs (Documentation/uapi/onpu.rst).
+pub const DRM_ONPU_PARAM_COUNT: u32 = 12;
 
 /// struct drm_onpu_get_param - query a device parameter
 ///
@@ -91,6 +86,86 @@ pub const DRM_IOCTL_ONPU_GET_PARAM: u32 = drm_iowr(
     DRM_ONPU_GET_PARAM,
     core::mem::size_of::<drm_onpu_get_param>(),
 );
+
+/// Queries of &drm_onpu_query.query.
+///
+/// DRM_ONPU_QUERY_CAPS: &drm_onpu_query_caps, what the device and driver offer.
+/// DRM_ONPU_QUERY_COST_MODEL: &drm_onpu_query_cost_model, the device's
+/// cost-model parameters (its COST_* registers).
+pub const DRM_ONPU_QUERY_CAPS: u32 = 0;
+pub const DRM_ONPU_QUERY_COST_MODEL: u32 = 1;
+
+/// struct drm_onpu_query - read a structured description of the device
+///
+/// @query: in, one of DRM_ONPU_QUERY_*; an unknown one gives -EINVAL.
+/// @flags: in, must be zero (-EINVAL otherwise).
+/// @size: in, the bytes at @data; out, the full size of the query's
+///        struct. With 0 only the size is returned; a smaller non-zero
+///        size gets the first @size bytes (so a newer kernel's longer
+///        struct does not break older userspace).
+/// @pad: must be zero (-EINVAL otherwise).
+/// @data: in, user pointer to the query's struct (-EFAULT if bad).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct drm_onpu_query {
+    pub query: u32,
+    pub flags: u32,
+    pub size: u32,
+    pub pad: u32,
+    pub data: u64,
+}
+
+/// struct drm_onpu_query_caps - DRM_ONPU_QUERY_CAPS
+///
+/// @device_id: PCI device ID. @revision: PCI revision.
+/// @isa_version: ISA version, major << 16 | minor.
+/// @caps: the CAPS register (Documentation/hw/npu-hw.rst "Capabilities").
+/// @sram_size: on-chip SRAM bytes. @num_contexts: hardware contexts.
+/// @num_rings: submission rings (1 on a device without NUM_RINGS).
+/// @va_bits: width of an NPU virtual address.
+/// @va_start, @va_end: the NPU addresses the kernel hands out, [start, end).
+/// @clock_khz: modelled clock. @max_job_bos: DRM_ONPU_MAX_JOB_BOS.
+/// @max_cmdbuf_size: DRM_ONPU_MAX_CMDBUF_SIZE.
+/// @job_timeout_ms: as DRM_ONPU_PARAM_JOB_TIMEOUT_MS.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct drm_onpu_query_caps {
+    pub device_id: u32,
+    pub revision: u32,
+    pub isa_version: u32,
+    pub caps: u32,
+    pub sram_size: u32,
+    pub num_contexts: u32,
+    pub num_rings: u32,
+    pub va_bits: u32,
+    pub va_start: u64,
+    pub va_end: u64,
+    pub clock_khz: u32,
+    pub max_job_bos: u32,
+    pub max_cmdbuf_size: u32,
+    pub job_timeout_ms: u32,
+}
+
+/// struct drm_onpu_query_cost_model - DRM_ONPU_QUERY_COST_MODEL
+///
+/// The device's COST_* registers, in register order
+/// (Documentation/hw/npu-hw.rst, "Cost model"): what a compiler needs to
+/// estimate the cycles of a tiling.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct drm_onpu_query_cost_model {
+    pub dma_bytes_per_cycle: u32,
+    pub dma_latency: u32,
+    pub f32_macs_per_cycle: u32,
+    pub i8_macs_per_cycle: u32,
+    pub vector_elems_per_cycle: u32,
+    pub special_elems_per_cycle: u32,
+    pub insn_overhead: u32,
+    pub walk_cycles: u32,
+}
+
+pub const DRM_IOCTL_ONPU_QUERY: u32 =
+    drm_iowr(DRM_ONPU_QUERY, core::mem::size_of::<drm_onpu_query>());
 
 /// struct drm_onpu_bo_create - create a buffer object
 ///

@@ -36,9 +36,21 @@ int main(void) {
     NUM(DRM_ONPU_PARAM_DEVICE_ID); NUM(DRM_ONPU_PARAM_REVISION); NUM(DRM_ONPU_PARAM_ISA_VERSION);
     NUM(DRM_ONPU_PARAM_SRAM_SIZE); NUM(DRM_ONPU_PARAM_NUM_CONTEXTS); NUM(DRM_ONPU_PARAM_VA_BITS);
     NUM(DRM_ONPU_PARAM_CAPS); NUM(DRM_ONPU_PARAM_CLOCK_KHZ);
-    NUM(DRM_ONPU_PARAM_VA_START); NUM(DRM_ONPU_PARAM_VA_END); NUM(DRM_ONPU_PARAM_JOBS_SUBMITTED);
-    NUM(DRM_ONPU_PARAM_JOBS_COMPLETED); NUM(DRM_ONPU_PARAM_JOBS_FAILED); NUM(DRM_ONPU_PARAM_RESETS);
-    NUM(DRM_ONPU_PARAM_JOB_TIMEOUT_MS); NUM(DRM_ONPU_PARAM_HW_CONTEXT);
+    NUM(DRM_ONPU_PARAM_VA_START); NUM(DRM_ONPU_PARAM_VA_END);
+    NUM(DRM_ONPU_PARAM_JOB_TIMEOUT_MS); NUM(DRM_ONPU_PARAM_NUM_PRIORITIES); NUM(DRM_ONPU_PARAM_COUNT);
+    NUM(DRM_IOCTL_ONPU_QUERY); NUM(DRM_ONPU_QUERY_CAPS); NUM(DRM_ONPU_QUERY_COST_MODEL);
+    SIZE(drm_onpu_query); OFF(drm_onpu_query, query); OFF(drm_onpu_query, flags); OFF(drm_onpu_query, size);
+    OFF(drm_onpu_query, pad); OFF(drm_onpu_query, data);
+    SIZE(drm_onpu_query_caps); OFF(drm_onpu_query_caps, device_id); OFF(drm_onpu_query_caps, revision);
+    OFF(drm_onpu_query_caps, isa_version); OFF(drm_onpu_query_caps, caps); OFF(drm_onpu_query_caps, sram_size);
+    OFF(drm_onpu_query_caps, num_contexts); OFF(drm_onpu_query_caps, num_rings); OFF(drm_onpu_query_caps, va_bits);
+    OFF(drm_onpu_query_caps, va_start); OFF(drm_onpu_query_caps, va_end); OFF(drm_onpu_query_caps, clock_khz);
+    OFF(drm_onpu_query_caps, max_job_bos); OFF(drm_onpu_query_caps, max_cmdbuf_size); OFF(drm_onpu_query_caps, job_timeout_ms);
+    SIZE(drm_onpu_query_cost_model); OFF(drm_onpu_query_cost_model, dma_bytes_per_cycle);
+    OFF(drm_onpu_query_cost_model, dma_latency); OFF(drm_onpu_query_cost_model, f32_macs_per_cycle);
+    OFF(drm_onpu_query_cost_model, i8_macs_per_cycle); OFF(drm_onpu_query_cost_model, vector_elems_per_cycle);
+    OFF(drm_onpu_query_cost_model, special_elems_per_cycle); OFF(drm_onpu_query_cost_model, insn_overhead);
+    OFF(drm_onpu_query_cost_model, walk_cycles);
     OFF(drm_onpu_bo_create, npu_addr); OFF(drm_onpu_bo_info, npu_addr);
     NUM(DRM_IOCTL_ONPU_SUBMIT); NUM(DRM_IOCTL_ONPU_WAIT); NUM(DRM_IOCTL_ONPU_WAIT_BO);
     NUM(DRM_ONPU_BO_READ); NUM(DRM_ONPU_BO_WRITE); NUM(DRM_ONPU_MAX_JOB_BOS);
@@ -167,25 +179,133 @@ fn c_header_matches_the_rust_abi() {
         ("DRM_ONPU_PARAM_VA_START", DRM_ONPU_PARAM_VA_START as u64),
         ("DRM_ONPU_PARAM_VA_END", DRM_ONPU_PARAM_VA_END as u64),
         (
-            "DRM_ONPU_PARAM_JOBS_SUBMITTED",
-            DRM_ONPU_PARAM_JOBS_SUBMITTED as u64,
-        ),
-        (
-            "DRM_ONPU_PARAM_JOBS_COMPLETED",
-            DRM_ONPU_PARAM_JOBS_COMPLETED as u64,
-        ),
-        (
-            "DRM_ONPU_PARAM_JOBS_FAILED",
-            DRM_ONPU_PARAM_JOBS_FAILED as u64,
-        ),
-        ("DRM_ONPU_PARAM_RESETS", DRM_ONPU_PARAM_RESETS as u64),
-        (
             "DRM_ONPU_PARAM_JOB_TIMEOUT_MS",
             DRM_ONPU_PARAM_JOB_TIMEOUT_MS as u64,
         ),
         (
-            "DRM_ONPU_PARAM_HW_CONTEXT",
-            DRM_ONPU_PARAM_HW_CONTEXT as u64,
+            "DRM_ONPU_PARAM_NUM_PRIORITIES",
+            DRM_ONPU_PARAM_NUM_PRIORITIES as u64,
+        ),
+        ("DRM_ONPU_PARAM_COUNT", DRM_ONPU_PARAM_COUNT as u64),
+        ("DRM_IOCTL_ONPU_QUERY", DRM_IOCTL_ONPU_QUERY as u64),
+        ("DRM_ONPU_QUERY_CAPS", DRM_ONPU_QUERY_CAPS as u64),
+        (
+            "DRM_ONPU_QUERY_COST_MODEL",
+            DRM_ONPU_QUERY_COST_MODEL as u64,
+        ),
+        ("drm_onpu_query.sizeof", size_of::<drm_onpu_query>() as u64),
+        (
+            "drm_onpu_query.query",
+            offset_of!(drm_onpu_query, query) as u64,
+        ),
+        (
+            "drm_onpu_query.flags",
+            offset_of!(drm_onpu_query, flags) as u64,
+        ),
+        (
+            "drm_onpu_query.size",
+            offset_of!(drm_onpu_query, size) as u64,
+        ),
+        ("drm_onpu_query.pad", offset_of!(drm_onpu_query, pad) as u64),
+        (
+            "drm_onpu_query.data",
+            offset_of!(drm_onpu_query, data) as u64,
+        ),
+        (
+            "drm_onpu_query_caps.sizeof",
+            size_of::<drm_onpu_query_caps>() as u64,
+        ),
+        (
+            "drm_onpu_query_caps.device_id",
+            offset_of!(drm_onpu_query_caps, device_id) as u64,
+        ),
+        (
+            "drm_onpu_query_caps.revision",
+            offset_of!(drm_onpu_query_caps, revision) as u64,
+        ),
+        (
+            "drm_onpu_query_caps.isa_version",
+            offset_of!(drm_onpu_query_caps, isa_version) as u64,
+        ),
+        (
+            "drm_onpu_query_caps.caps",
+            offset_of!(drm_onpu_query_caps, caps) as u64,
+        ),
+        (
+            "drm_onpu_query_caps.sram_size",
+            offset_of!(drm_onpu_query_caps, sram_size) as u64,
+        ),
+        (
+            "drm_onpu_query_caps.num_contexts",
+            offset_of!(drm_onpu_query_caps, num_contexts) as u64,
+        ),
+        (
+            "drm_onpu_query_caps.num_rings",
+            offset_of!(drm_onpu_query_caps, num_rings) as u64,
+        ),
+        (
+            "drm_onpu_query_caps.va_bits",
+            offset_of!(drm_onpu_query_caps, va_bits) as u64,
+        ),
+        (
+            "drm_onpu_query_caps.va_start",
+            offset_of!(drm_onpu_query_caps, va_start) as u64,
+        ),
+        (
+            "drm_onpu_query_caps.va_end",
+            offset_of!(drm_onpu_query_caps, va_end) as u64,
+        ),
+        (
+            "drm_onpu_query_caps.clock_khz",
+            offset_of!(drm_onpu_query_caps, clock_khz) as u64,
+        ),
+        (
+            "drm_onpu_query_caps.max_job_bos",
+            offset_of!(drm_onpu_query_caps, max_job_bos) as u64,
+        ),
+        (
+            "drm_onpu_query_caps.max_cmdbuf_size",
+            offset_of!(drm_onpu_query_caps, max_cmdbuf_size) as u64,
+        ),
+        (
+            "drm_onpu_query_caps.job_timeout_ms",
+            offset_of!(drm_onpu_query_caps, job_timeout_ms) as u64,
+        ),
+        (
+            "drm_onpu_query_cost_model.sizeof",
+            size_of::<drm_onpu_query_cost_model>() as u64,
+        ),
+        (
+            "drm_onpu_query_cost_model.dma_bytes_per_cycle",
+            offset_of!(drm_onpu_query_cost_model, dma_bytes_per_cycle) as u64,
+        ),
+        (
+            "drm_onpu_query_cost_model.dma_latency",
+            offset_of!(drm_onpu_query_cost_model, dma_latency) as u64,
+        ),
+        (
+            "drm_onpu_query_cost_model.f32_macs_per_cycle",
+            offset_of!(drm_onpu_query_cost_model, f32_macs_per_cycle) as u64,
+        ),
+        (
+            "drm_onpu_query_cost_model.i8_macs_per_cycle",
+            offset_of!(drm_onpu_query_cost_model, i8_macs_per_cycle) as u64,
+        ),
+        (
+            "drm_onpu_query_cost_model.vector_elems_per_cycle",
+            offset_of!(drm_onpu_query_cost_model, vector_elems_per_cycle) as u64,
+        ),
+        (
+            "drm_onpu_query_cost_model.special_elems_per_cycle",
+            offset_of!(drm_onpu_query_cost_model, special_elems_per_cycle) as u64,
+        ),
+        (
+            "drm_onpu_query_cost_model.insn_overhead",
+            offset_of!(drm_onpu_query_cost_model, insn_overhead) as u64,
+        ),
+        (
+            "drm_onpu_query_cost_model.walk_cycles",
+            offset_of!(drm_onpu_query_cost_model, walk_cycles) as u64,
         ),
         (
             "drm_onpu_bo_create.npu_addr",
@@ -328,6 +448,16 @@ fn c_header_matches_the_rust_abi() {
         let cv = c.iter().find(|(n, _)| n == name).map(|(_, v)| *v);
         assert_eq!(cv, Some(*value), "{name}: C says {cv:?}, Rust says {value}");
     }
+}
+
+#[test]
+fn query_structs_have_the_designed_sizes() {
+    // By hand from the field lists: 8 u32 + 2 u64 + 4 u32; 8 u32; 4 u32 + u64.
+    assert_eq!(size_of::<drm_onpu_query_caps>(), 64);
+    assert_eq!(size_of::<drm_onpu_query_cost_model>(), 32);
+    assert_eq!(size_of::<drm_onpu_query>(), 24);
+    // _IOWR('d', 0x41, 24).
+    assert_eq!(DRM_IOCTL_ONPU_QUERY, 0xc018_6441);
 }
 
 #[test]

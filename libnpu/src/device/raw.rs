@@ -37,6 +37,7 @@ macro_rules! args {
 
 args! {
     uapi::drm_onpu_get_param => uapi::DRM_IOCTL_ONPU_GET_PARAM,
+    uapi::drm_onpu_query => uapi::DRM_IOCTL_ONPU_QUERY,
     uapi::drm_onpu_bo_create => uapi::DRM_IOCTL_ONPU_BO_CREATE,
     uapi::drm_onpu_bo_info => uapi::DRM_IOCTL_ONPU_BO_INFO,
     uapi::drm_onpu_submit => uapi::DRM_IOCTL_ONPU_SUBMIT,
@@ -117,6 +118,55 @@ pub fn get_param(fd: impl AsFd, param: u32) -> Result<u64, i32> {
     };
     ioctl(fd, &mut p)?;
     Ok(p.value)
+}
+
+/// DRM_IOCTL_ONPU_QUERY into `buf` as given (its length is the size
+/// passed; an empty `buf` passes a null pointer): the full size the driver
+/// reports.
+pub fn query_raw(fd: impl AsFd, query: u32, buf: &mut [u8]) -> Result<u32, i32> {
+    let mut q = uapi::drm_onpu_query {
+        query,
+        size: u32::try_from(buf.len()).map_err(|_| nix::libc::EINVAL)?,
+        data: if buf.is_empty() {
+            0
+        } else {
+            buf.as_mut_ptr() as u64
+        },
+        ..Default::default()
+    };
+    ioctl(fd, &mut q)?;
+    Ok(q.size)
+}
+
+/// A query's struct: `#[repr(C)]` plain integers, valid for any bytes.
+pub trait QueryData: Default + Copy + private::Sealed {
+    const QUERY: u32;
+}
+
+impl private::Sealed for uapi::drm_onpu_query_caps {}
+impl QueryData for uapi::drm_onpu_query_caps {
+    const QUERY: u32 = uapi::DRM_ONPU_QUERY_CAPS;
+}
+impl private::Sealed for uapi::drm_onpu_query_cost_model {}
+impl QueryData for uapi::drm_onpu_query_cost_model {
+    const QUERY: u32 = uapi::DRM_ONPU_QUERY_COST_MODEL;
+}
+
+/// One query's struct, filled by the driver (a kernel with a shorter
+/// struct leaves the rest zero).
+pub fn query<T: QueryData>(fd: impl AsFd) -> Result<T, i32> {
+    let mut value = T::default();
+    // SAFETY: T is one of the uAPI's query structs (sealed): plain
+    // integers without padding, for which any bytes are a valid value;
+    // the slice covers exactly `value`, which outlives it.
+    let bytes = unsafe {
+        std::slice::from_raw_parts_mut(
+            (&mut value as *mut T).cast::<u8>(),
+            std::mem::size_of::<T>(),
+        )
+    };
+    query_raw(fd, T::QUERY, bytes)?;
+    Ok(value)
 }
 
 /// A buffer object of a file: handle, size, CPU mapping offset.

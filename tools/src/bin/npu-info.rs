@@ -32,61 +32,81 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let get = |p| accel::get_param(&file, p);
-    let (Ok(dev), Ok(isa), Ok(sram), Ok(ctx), Ok(va), Ok(caps), Ok(clk)) = (
-        get(uapi::DRM_ONPU_PARAM_DEVICE_ID),
-        get(uapi::DRM_ONPU_PARAM_ISA_VERSION),
-        get(uapi::DRM_ONPU_PARAM_SRAM_SIZE),
-        get(uapi::DRM_ONPU_PARAM_NUM_CONTEXTS),
-        get(uapi::DRM_ONPU_PARAM_VA_BITS),
-        get(uapi::DRM_ONPU_PARAM_CAPS),
-        get(uapi::DRM_ONPU_PARAM_CLOCK_KHZ),
-    ) else {
-        eprintln!(
-            "npu-info: {} does not answer GET_PARAM: not an onpu device?",
-            path.display()
-        );
-        return ExitCode::FAILURE;
+    let caps = match accel::query::<uapi::drm_onpu_query_caps>(&file) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!(
+                "npu-info: {} does not answer QUERY (errno {e}): not an onpu device, or an older driver?",
+                path.display()
+            );
+            return ExitCode::FAILURE;
+        }
     };
-    let rev = get(uapi::DRM_ONPU_PARAM_REVISION).unwrap_or(0);
     let cap_names: Vec<&str> = [
         (0, "f32"),
         (1, "int8"),
         (2, "pool"),
+        (3, "shadow-doorbell"),
+        (4, "multi-ring"),
+        (5, "job-profile"),
         (31, "fault-injection"),
     ]
     .iter()
-    .filter(|(b, _)| caps & (1 << b) != 0)
+    .filter(|(b, _)| caps.caps & (1 << b) != 0)
     .map(|(_, n)| *n)
     .collect();
+    let c = &caps;
     println!("{}:", path.display());
-    println!("  device        1234:{dev:04x} rev {rev}");
-    println!("  isa           {}.{}", isa >> 16, isa & 0xffff);
-    println!("  sram          {} KiB", sram / 1024);
-    println!("  contexts      {ctx}");
-    println!("  va            {va} bits ({} GiB)", (1u64 << va) >> 30);
-    println!("  clock         {} MHz (modelled)", clk / 1000);
+    println!(
+        "  device        1234:{:04x} rev {}",
+        c.device_id, c.revision
+    );
+    println!(
+        "  isa           {}.{}",
+        c.isa_version >> 16,
+        c.isa_version & 0xffff
+    );
+    println!("  sram          {} KiB", c.sram_size / 1024);
+    println!("  contexts      {}", c.num_contexts);
+    println!("  rings         {}", c.num_rings);
+    println!(
+        "  va            {} bits ({} GiB)",
+        c.va_bits,
+        (1u64 << c.va_bits.min(63)) >> 30
+    );
+    println!("  clock         {} MHz (modelled)", c.clock_khz / 1000);
     println!("  capabilities  {}", cap_names.join(" "));
-    // Drivers before the job ioctls do not know these: leave them out.
-    if let (Ok(start), Ok(end), Ok(timeout)) = (
-        get(uapi::DRM_ONPU_PARAM_VA_START),
-        get(uapi::DRM_ONPU_PARAM_VA_END),
-        get(uapi::DRM_ONPU_PARAM_JOB_TIMEOUT_MS),
-    ) {
-        println!("  npu addresses {start:#x}..{end:#x} per open file");
-        println!("  job timeout   {timeout} ms");
-    }
-    if let (Ok(sub), Ok(done), Ok(failed), Ok(resets)) = (
-        get(uapi::DRM_ONPU_PARAM_JOBS_SUBMITTED),
-        get(uapi::DRM_ONPU_PARAM_JOBS_COMPLETED),
-        get(uapi::DRM_ONPU_PARAM_JOBS_FAILED),
-        get(uapi::DRM_ONPU_PARAM_RESETS),
-    ) {
-        println!("  jobs          {sub} submitted, {done} completed, {failed} failed");
-        println!("  resets        {resets}");
-    }
-    if let Ok(hw_ctx) = get(uapi::DRM_ONPU_PARAM_HW_CONTEXT) {
-        println!("  hw context    {hw_ctx} (this open file's)");
+    println!(
+        "  npu addresses {:#x}..{:#x} per open file",
+        c.va_start, c.va_end
+    );
+    println!(
+        "  job limits    {} ms, {} objects, {} KiB of commands",
+        c.job_timeout_ms,
+        c.max_job_bos,
+        c.max_cmdbuf_size / 1024
+    );
+    match accel::query::<uapi::drm_onpu_query_cost_model>(&file) {
+        Ok(m) => {
+            println!("  cost model    (cycles; Documentation/hw/npu-hw.rst \"Cost model\")");
+            println!(
+                "    dma         {} bytes/cycle, latency {}, page walk {}",
+                m.dma_bytes_per_cycle, m.dma_latency, m.walk_cycles
+            );
+            println!(
+                "    matmul      f32 {} MACs/cycle, int8 {} MACs/cycle",
+                m.f32_macs_per_cycle, m.i8_macs_per_cycle
+            );
+            println!(
+                "    vector      {} elements/cycle, special functions {}/cycle",
+                m.vector_elems_per_cycle, m.special_elems_per_cycle
+            );
+            println!("    overhead    {} per instruction", m.insn_overhead);
+        }
+        Err(e) => {
+            eprintln!("npu-info: QUERY(COST_MODEL): errno {e}");
+            return ExitCode::FAILURE;
+        }
     }
     ExitCode::SUCCESS
 }

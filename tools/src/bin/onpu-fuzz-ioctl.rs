@@ -91,6 +91,28 @@ fn one_call(
         }
     };
     match rng.below(13) {
+        0 if rng.chance(50) => {
+            // QUERY: any query number and size; the data pointer is
+            // our scratch buffer (the driver writes at most the struct's
+            // 64 bytes), NULL or a kernel address, never a random one
+            // that might be this process's own memory.
+            let mut q = uapi::drm_onpu_query {
+                query: rng.below(4) as u32,
+                flags: if rng.chance(10) { 1 } else { 0 },
+                size: match rng.below(3) {
+                    0 => 0,
+                    1 => rng.below(256) as u32,
+                    _ => rng.value() as u32,
+                },
+                pad: if rng.chance(10) { 1 } else { 0 },
+                data: match rng.below(3) {
+                    0 => scratch.as_mut_ptr() as u64,
+                    1 => 0,
+                    _ => 0xffff_8880_0000_0000 + rng.below(1 << 30),
+                },
+            };
+            accel::ioctl(file, &mut q).is_ok()
+        }
         0 => {
             let mut p = uapi::drm_onpu_get_param {
                 param: rng.below(20) as u32,
@@ -283,6 +305,7 @@ fn one_call(
             // A real ioctl with a bad argument pointer.
             let reqs = [
                 uapi::DRM_IOCTL_ONPU_GET_PARAM,
+                uapi::DRM_IOCTL_ONPU_QUERY,
                 uapi::DRM_IOCTL_ONPU_BO_CREATE,
                 uapi::DRM_IOCTL_ONPU_SUBMIT,
                 uapi::DRM_IOCTL_ONPU_WAIT,

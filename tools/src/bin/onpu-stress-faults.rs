@@ -271,7 +271,7 @@ fn main() {
         Ok(x) => x,
         Err(e) => fail_all(tap, e),
     };
-    let resets0 = accel::get_param(&c.file, uapi::DRM_ONPU_PARAM_RESETS);
+    let resets0 = npu_tools::debugfs::counter("resets");
     let jobs0 = counts.get(JOBS).load(Ordering::SeqCst);
     let mut injected = 0;
     for k in &kinds {
@@ -307,12 +307,9 @@ fn main() {
     let during = counts.get(JOBS).load(Ordering::SeqCst) - jobs0;
     counts.get(STOP).store(1, Ordering::SeqCst);
     let exit = other.wait();
-    let resets = match (
-        resets0,
-        accel::get_param(&c.file, uapi::DRM_ONPU_PARAM_RESETS),
-    ) {
+    let resets = match (resets0, npu_tools::debugfs::counter("resets")) {
         (Ok(a), Ok(b)) => format!("{}", b.wrapping_sub(a)),
-        (Err(e), _) | (_, Err(e)) => format!("unknown (GET_PARAM RESETS: {})", errno(e)),
+        (Err(e), _) | (_, Err(e)) => format!("unknown (debugfs resets: {e})"),
     };
     let (jobs, failed) = (
         counts.get(JOBS).load(Ordering::SeqCst),

@@ -47,20 +47,7 @@ fn fresh_job() -> Result<(), String> {
 }
 
 fn debugfs_counter(name: &str) -> Result<u64, String> {
-    let dir = std::fs::read_dir("/sys/kernel/debug/onpu")
-        .map_err(|e| format!("/sys/kernel/debug/onpu: {e}"))?
-        .flatten()
-        .next()
-        .ok_or("no device in /sys/kernel/debug/onpu")?
-        .path();
-    let text = std::fs::read_to_string(dir.join("counters"))
-        .map_err(|e| format!("{}: {e}", dir.join("counters").display()))?;
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(&format!("{name}: "))
-                .and_then(|v| v.trim().parse().ok())
-        })
-        .ok_or(format!("no {name} in {}", dir.join("counters").display()))
+    npu_tools::debugfs::counter(name)
 }
 
 fn shmem_kib() -> Result<u64, String> {

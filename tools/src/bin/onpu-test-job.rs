@@ -575,7 +575,7 @@ fn wait_errors(c: &Ctx) -> Result<(), String> {
 /// A job that hangs is failed with ETIMEDOUT, the device is reset, and
 /// the next job runs.
 fn timeout_then_success(c: &Ctx) -> Result<(), String> {
-    let resets = accel::get_param(&c.file, uapi::DRM_ONPU_PARAM_RESETS).map_err(errno_name)?;
+    let resets = npu_tools::debugfs::counter("resets")?;
     let w = c.run(&[Insn::Mark { tag: HANG_TAG }, Insn::End], &[], 300)?;
     if w.status != uapi::DRM_ONPU_JOB_TIMEDOUT || w.error != -libc::ETIMEDOUT {
         return Err(format!(
@@ -583,7 +583,7 @@ fn timeout_then_success(c: &Ctx) -> Result<(), String> {
             w.status, w.error
         ));
     }
-    let after = accel::get_param(&c.file, uapi::DRM_ONPU_PARAM_RESETS).map_err(errno_name)?;
+    let after = npu_tools::debugfs::counter("resets")?;
     if after != resets + 1 {
         return Err(format!(
             "resets went from {resets} to {after}, want one more"

@@ -31,7 +31,6 @@ use npu_isa::{assemble, Insn};
 use npu_tools::child::{self, Counters};
 use npu_tools::copyjob::{self, CopyJob, JobError};
 use npu_tools::tap::Tap;
-use npu_uapi as uapi;
 use std::fs::{self, File, OpenOptions};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::SeqCst;
@@ -293,11 +292,10 @@ fn round(
     bar: &Bar,
     bdf: &str,
     dbg: &Debugfs,
-    npu: &File,
     rng: &mut Rng,
     totals: &mut Totals,
 ) -> Result<(), String> {
-    let resets = || accel::get_param(npu, uapi::DRM_ONPU_PARAM_RESETS).unwrap_or(0);
+    let resets = || npu_tools::debugfs::counter("resets").unwrap_or(0);
     let before = resets();
     // Aim the burst at a moment the job process has jobs queued (if it has
     // none within a second, the burst goes anyway).
@@ -366,7 +364,7 @@ const HANG_TAG: u32 = 0xdead;
 /// The driver's in-flight queue, oldest first (debugfs `state`).
 fn queued_jobs(bdf: &str) -> Vec<u64> {
     let state =
-        fs::read_to_string(format!("/sys/kernel/debug/onpu/{bdf}/state")).unwrap_or_default();
+        fs::read_to_string(format!("/sys/kernel/debug/accel/{bdf}/state")).unwrap_or_default();
     state
         .lines()
         .filter(|l| l.starts_with("  job "))
@@ -456,7 +454,7 @@ fn main() {
         },
     );
     let dbg = Debugfs(PathBuf::from(format!(
-        "/sys/kernel/debug/onpu/{bdf}/counters"
+        "/sys/kernel/debug/accel/{bdf}/counters"
     )));
     let npu = accel::find_device()
         .and_then(|p| accel::open(&p))
@@ -470,7 +468,7 @@ fn main() {
         Ok(false) => fail("the job process ended before its first job".into()),
         Err(e) => fail(e),
     }
-    let resets_before = accel::get_param(&npu, uapi::DRM_ONPU_PARAM_RESETS).unwrap_or(0);
+    let resets_before = npu_tools::debugfs::counter("resets").unwrap_or(0);
     let ring_errors_before = dbg.ring_errors();
     let mut totals = Totals {
         resets: resets_before,
@@ -481,7 +479,7 @@ fn main() {
     let mut rounds = 0;
     let mut result = Ok(());
     while rounds < ROUNDS {
-        if let Err(e) = round(&bar, &bdf, &dbg, &npu, &mut rng, &mut totals) {
+        if let Err(e) = round(&bar, &bdf, &dbg, &mut rng, &mut totals) {
             result = Err(format!("round {}: {e}", rounds + 1));
             break;
         }

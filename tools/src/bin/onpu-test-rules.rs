@@ -204,12 +204,7 @@ fn wait_bo_on_command_buffer(d: &Dev) -> Result<(), String> {
 }
 
 fn debugfs_reset_file() -> Result<std::path::PathBuf, String> {
-    let dir = std::fs::read_dir("/sys/kernel/debug/onpu").map_err(|e| format!("debugfs: {e}"))?;
-    let dir = dir
-        .flatten()
-        .next()
-        .ok_or("no device directory in /sys/kernel/debug/onpu")?;
-    Ok(dir.path().join("reset"))
+    Ok(npu_tools::debugfs::dir()?.join("reset"))
 }
 
 /// 8. A reset requested through debugfs aborts the running job (a soft
@@ -250,7 +245,7 @@ fn debugfs_reset_aborts_running_job(d: &Dev) -> Result<(), String> {
 ///    record (corrupt-completion), so the second job's record arrives out
 ///    of order.
 fn out_of_order_record_resets(d: &Dev) -> Result<(), String> {
-    let before = d.param(uapi::DRM_ONPU_PARAM_RESETS)?;
+    let before = npu_tools::debugfs::counter("resets")?;
     let garbled = d.program(&[Insn::Mark { tag: CORRUPT_TAG }, Insn::End])?;
     let fine = d.program(&[Insn::End])?;
     let first = d.submit(&garbled, &[], 0)?;
@@ -269,7 +264,7 @@ fn out_of_order_record_resets(d: &Dev) -> Result<(), String> {
             w1.status, w1.error
         ));
     }
-    let after = d.param(uapi::DRM_ONPU_PARAM_RESETS)?;
+    let after = npu_tools::debugfs::counter("resets")?;
     if after <= before {
         return Err(format!(
             "no reset for the out-of-order record (resets {before} -> {after})"

@@ -15,14 +15,17 @@ extern "C" {
 #endif
 
 #define DRM_ONPU_GET_PARAM		0x00
-#define DRM_ONPU_BO_CREATE		0x01
-#define DRM_ONPU_BO_INFO		0x02
-#define DRM_ONPU_SUBMIT			0x03
-#define DRM_ONPU_WAIT			0x04
-#define DRM_ONPU_WAIT_BO		0x05
+#define DRM_ONPU_QUERY			0x01
+#define DRM_ONPU_BO_CREATE		0x02
+#define DRM_ONPU_BO_INFO		0x03
+#define DRM_ONPU_SUBMIT			0x04
+#define DRM_ONPU_WAIT			0x05
+#define DRM_ONPU_WAIT_BO		0x06
 
 #define DRM_IOCTL_ONPU_GET_PARAM \
 	DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_GET_PARAM, struct drm_onpu_get_param)
+#define DRM_IOCTL_ONPU_QUERY \
+	DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_QUERY, struct drm_onpu_query)
 #define DRM_IOCTL_ONPU_BO_CREATE \
 	DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_BO_CREATE, struct drm_onpu_bo_create)
 #define DRM_IOCTL_ONPU_BO_INFO \
@@ -50,12 +53,10 @@ extern "C" {
  * @DRM_ONPU_PARAM_CLOCK_KHZ: modelled clock, to turn cycle counts into time.
  * @DRM_ONPU_PARAM_VA_START: first NPU virtual address the kernel hands out.
  * @DRM_ONPU_PARAM_VA_END: end (exclusive) of that range.
- * @DRM_ONPU_PARAM_JOBS_SUBMITTED: jobs submitted since the device was bound.
- * @DRM_ONPU_PARAM_JOBS_COMPLETED: jobs that ended, successfully or not.
- * @DRM_ONPU_PARAM_JOBS_FAILED: jobs that ended with a fault or a timeout.
- * @DRM_ONPU_PARAM_RESETS: device resets done for recovery.
  * @DRM_ONPU_PARAM_JOB_TIMEOUT_MS: default (and largest) job timeout.
- * @DRM_ONPU_PARAM_HW_CONTEXT: the hardware context of this file.
+ * @DRM_ONPU_PARAM_NUM_PRIORITIES: queue priorities the driver offers.
+ *
+ * Device-wide job counters are in debugfs, not here.
  */
 enum drm_onpu_param {
 	DRM_ONPU_PARAM_DEVICE_ID = 0,
@@ -68,12 +69,9 @@ enum drm_onpu_param {
 	DRM_ONPU_PARAM_CLOCK_KHZ = 7,
 	DRM_ONPU_PARAM_VA_START = 8,
 	DRM_ONPU_PARAM_VA_END = 9,
-	DRM_ONPU_PARAM_JOBS_SUBMITTED = 10,
-	DRM_ONPU_PARAM_JOBS_COMPLETED = 11,
-	DRM_ONPU_PARAM_JOBS_FAILED = 12,
-	DRM_ONPU_PARAM_RESETS = 13,
-	DRM_ONPU_PARAM_JOB_TIMEOUT_MS = 14,
-	DRM_ONPU_PARAM_HW_CONTEXT = 15,
+	DRM_ONPU_PARAM_JOB_TIMEOUT_MS = 10,
+	DRM_ONPU_PARAM_NUM_PRIORITIES = 11,
+	DRM_ONPU_PARAM_COUNT = 12,
 };
 
 /**
@@ -88,6 +86,96 @@ struct drm_onpu_get_param {
 	__u32 pad;
 	/** @value: out, the value of the parameter. */
 	__u64 value;
+};
+
+/**
+ * enum drm_onpu_query_type - queries for &drm_onpu_query.query
+ *
+ * @DRM_ONPU_QUERY_CAPS: &struct drm_onpu_query_caps.
+ * @DRM_ONPU_QUERY_COST_MODEL: &struct drm_onpu_query_cost_model.
+ */
+enum drm_onpu_query_type {
+	DRM_ONPU_QUERY_CAPS = 0,
+	DRM_ONPU_QUERY_COST_MODEL = 1,
+};
+
+/**
+ * struct drm_onpu_query - read a structured description of the device
+ *
+ * Size protocol: @size 0 returns only the query's full size in @size; a
+ * smaller non-zero @size gets the first @size bytes of the struct; @size
+ * is always set to the full size on return. Errors: -EINVAL for an unknown
+ * @query or non-zero @flags or @pad; -EFAULT for a bad @data.
+ */
+struct drm_onpu_query {
+	/** @query: in, one of &enum drm_onpu_query_type. */
+	__u32 query;
+	/** @flags: in, must be zero. */
+	__u32 flags;
+	/** @size: in, bytes at @data; out, the full size of the struct. */
+	__u32 size;
+	/** @pad: must be zero. */
+	__u32 pad;
+	/** @data: in, user pointer to the query's struct. */
+	__u64 data;
+};
+
+/**
+ * struct drm_onpu_query_caps - what the device and the driver offer
+ */
+struct drm_onpu_query_caps {
+	/** @device_id: PCI device ID. */
+	__u32 device_id;
+	/** @revision: PCI revision. */
+	__u32 revision;
+	/** @isa_version: ISA version, major << 16 | minor. */
+	__u32 isa_version;
+	/** @caps: the CAPS register. */
+	__u32 caps;
+	/** @sram_size: on-chip SRAM bytes. */
+	__u32 sram_size;
+	/** @num_contexts: hardware contexts. */
+	__u32 num_contexts;
+	/** @num_rings: submission rings (1 on a device without NUM_RINGS). */
+	__u32 num_rings;
+	/** @va_bits: width of an NPU virtual address. */
+	__u32 va_bits;
+	/** @va_start: first NPU address the kernel hands out. */
+	__u64 va_start;
+	/** @va_end: end (exclusive) of that range. */
+	__u64 va_end;
+	/** @clock_khz: modelled clock. */
+	__u32 clock_khz;
+	/** @max_job_bos: DRM_ONPU_MAX_JOB_BOS. */
+	__u32 max_job_bos;
+	/** @max_cmdbuf_size: DRM_ONPU_MAX_CMDBUF_SIZE. */
+	__u32 max_cmdbuf_size;
+	/** @job_timeout_ms: default (and largest) job timeout. */
+	__u32 job_timeout_ms;
+};
+
+/**
+ * struct drm_onpu_query_cost_model - the device's COST_* registers
+ *
+ * In register order; Documentation/hw/npu-hw.rst, "Cost model".
+ */
+struct drm_onpu_query_cost_model {
+	/** @dma_bytes_per_cycle: DMA_BYTES_PER_CYCLE. */
+	__u32 dma_bytes_per_cycle;
+	/** @dma_latency: DMA_LATENCY. */
+	__u32 dma_latency;
+	/** @f32_macs_per_cycle: F32_MACS_PER_CYCLE. */
+	__u32 f32_macs_per_cycle;
+	/** @i8_macs_per_cycle: I8_MACS_PER_CYCLE. */
+	__u32 i8_macs_per_cycle;
+	/** @vector_elems_per_cycle: VECTOR_ELEMS_PER_CYCLE. */
+	__u32 vector_elems_per_cycle;
+	/** @special_elems_per_cycle: SPECIAL_ELEMS_PER_CYCLE. */
+	__u32 special_elems_per_cycle;
+	/** @insn_overhead: INSN_OVERHEAD. */
+	__u32 insn_overhead;
+	/** @walk_cycles: WALK_CYCLES. */
+	__u32 walk_cycles;
 };
 
 /**
