@@ -92,17 +92,36 @@ pub const DRM_IOCTL_ONPU_GET_PARAM: u32 = drm_iowr(
     core::mem::size_of::<drm_onpu_get_param>(),
 );
 
+/// Flags of &drm_onpu_bo_create.flags (and &drm_onpu_bo_info.bo_flags).
+///
+/// DRM_ONPU_BO_READ_ONLY: the NPU maps the object without write permission:
+///     a job that writes to it ends with the MMU_PERMISSION fault status, and
+///     listing it with DRM_ONPU_BO_WRITE in a SUBMIT gives -EACCES.
+/// DRM_ONPU_BO_NO_MMAP: the CPU cannot map the object: BO_INFO gives
+///     mmap_offset 0, and mmap() of a dma-buf exported from it gives -EACCES.
+/// DRM_ONPU_BO_CPU_WC: the CPU mapping is write-combined (default: cached;
+///     the device reaches memory coherently, so both are correct).
+pub const DRM_ONPU_BO_READ_ONLY: u32 = 1 << 0;
+pub const DRM_ONPU_BO_NO_MMAP: u32 = 1 << 1;
+pub const DRM_ONPU_BO_CPU_WC: u32 = 1 << 2;
+/// Every flag of &drm_onpu_bo_create.flags; any other bit gives -EINVAL.
+pub const DRM_ONPU_BO_CREATE_FLAGS: u32 =
+    DRM_ONPU_BO_READ_ONLY | DRM_ONPU_BO_NO_MMAP | DRM_ONPU_BO_CPU_WC;
+
 /// struct drm_onpu_bo_create - create a buffer object
 ///
 /// @size: in, the size in bytes, 1..=DRM_ONPU_BO_MAX_SIZE; out, the size
 ///        rounded up to whole pages. 0 or too large gives -EINVAL.
-/// @flags: in, must be zero (-EINVAL otherwise).
+/// @flags: in, DRM_ONPU_BO_* creation flags (-EINVAL for unknown bits).
 /// @handle: out, the GEM handle of the new object, for this file.
-/// @npu_addr: out, where the object is mapped (read/write) in this file's
-///            NPU address space.
+/// @npu_addr: out, the object's NPU address in this file's address space
+///            (read/write, or read-only with DRM_ONPU_BO_READ_ONLY).
 ///
-/// Memory comes from shmem; -ENOMEM when it cannot be had, -ENOSPC when the
-/// file's NPU address space is full.
+/// The address is reserved at once; the memory (shmem) is allocated and
+/// pinned, and the object mapped for the NPU, only when a job first uses it
+/// (lists it or runs it as command buffer) or the CPU maps it. -ENOSPC when
+/// the file's NPU address space is full; -ENOMEM when the memory cannot be
+/// had (then at that first use: SUBMIT or mmap() fails with it).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct drm_onpu_bo_create {
@@ -118,10 +137,13 @@ pub struct drm_onpu_bo_create {
 /// @flags: in, must be zero (-EINVAL otherwise).
 /// @size: out, the object's size in bytes.
 /// @mmap_offset: out, the offset to pass to mmap() on the device file to
-///               map the object into the CPU's address space.
-/// @npu_addr: out, where the object is mapped in this file's NPU address
-///            space. Every handle of a file maps its object, also one
-///            imported through PRIME (each importing file at its own address).
+///               map the object into the CPU's address space; 0 for an
+///               object the CPU may not map (DRM_ONPU_BO_NO_MMAP).
+/// @npu_addr: out, the object's address in this file's NPU address space.
+///            Every handle gets one, also one imported through PRIME (each
+///            importing file at its own address).
+/// @bo_flags: out, the DRM_ONPU_BO_* creation flags of the object.
+/// @pad: out, zero.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct drm_onpu_bo_info {
@@ -130,6 +152,8 @@ pub struct drm_onpu_bo_info {
     pub size: u64,
     pub mmap_offset: u64,
     pub npu_addr: u64,
+    pub bo_flags: u32,
+    pub pad: u32,
 }
 
 pub const DRM_IOCTL_ONPU_BO_CREATE: u32 = drm_iowr(

@@ -119,17 +119,25 @@ pub fn get_param(fd: impl AsFd, param: u32) -> Result<u64, i32> {
     Ok(p.value)
 }
 
-/// A buffer object of a file: handle, size, CPU mapping offset.
+/// A buffer object of a file: handle, size, CPU mapping offset (0 when the
+/// CPU may not map it), creation flags.
 #[derive(Clone, Copy, Debug)]
 pub struct Bo {
     pub handle: u32,
     pub size: u64,
     pub mmap_offset: u64,
+    pub flags: uapi::BoFlags,
 }
 
 pub fn bo_create(fd: impl AsFd, size: u64) -> Result<Bo, i32> {
+    bo_create_flags(fd, size, 0)
+}
+
+/// BO_CREATE with DRM_ONPU_BO_* `flags` as given (also unknown bits).
+pub fn bo_create_flags(fd: impl AsFd, size: u64, flags: u32) -> Result<Bo, i32> {
     let mut c = uapi::drm_onpu_bo_create {
         size,
+        flags,
         ..Default::default()
     };
     ioctl(fd.as_fd(), &mut c)?;
@@ -142,6 +150,7 @@ pub fn bo_info(fd: impl AsFd, handle: u32) -> Result<Bo, i32> {
         handle,
         size: i.size,
         mmap_offset: i.mmap_offset,
+        flags: uapi::BoFlags::from_bits_retain(i.bo_flags),
     })
 }
 

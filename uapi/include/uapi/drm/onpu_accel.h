@@ -90,13 +90,29 @@ struct drm_onpu_get_param {
 	__u64 value;
 };
 
+/*
+ * Flags of &drm_onpu_bo_create.flags (and &drm_onpu_bo_info.bo_flags):
+ * DRM_ONPU_BO_READ_ONLY: the NPU maps the object without write permission; a
+ *   job that writes to it ends with the MMU_PERMISSION fault status, and
+ *   listing it with DRM_ONPU_BO_WRITE in a SUBMIT gives -EACCES.
+ * DRM_ONPU_BO_NO_MMAP: the CPU cannot map the object (BO_INFO's mmap_offset
+ *   is 0; mmap() of a dma-buf exported from it gives -EACCES).
+ * DRM_ONPU_BO_CPU_WC: write-combined CPU mapping (default: cached).
+ */
+#define DRM_ONPU_BO_READ_ONLY		(1 << 0)
+#define DRM_ONPU_BO_NO_MMAP		(1 << 1)
+#define DRM_ONPU_BO_CPU_WC		(1 << 2)
+#define DRM_ONPU_BO_CREATE_FLAGS \
+	(DRM_ONPU_BO_READ_ONLY | DRM_ONPU_BO_NO_MMAP | DRM_ONPU_BO_CPU_WC)
+
 /**
  * struct drm_onpu_bo_create - create a buffer object
  *
- * Memory comes from shmem; the object is mapped (read/write) into this
- * file's NPU address space. Errors: -EINVAL for a zero or too large @size or
- * non-zero @flags; -ENOMEM when memory cannot be had; -ENOSPC when the
- * file's NPU address space is full.
+ * The NPU address is reserved at once; the memory (shmem) is allocated and
+ * pinned, and the object mapped for the NPU, when a job first uses it or the
+ * CPU maps it. Errors: -EINVAL for a zero or too large @size or unknown
+ * @flags; -ENOSPC when the file's NPU address space is full; -ENOMEM when
+ * memory cannot be had (at the first use: SUBMIT or mmap() fails with it).
  */
 struct drm_onpu_bo_create {
 	/**
@@ -104,7 +120,7 @@ struct drm_onpu_bo_create {
 	 * size rounded up to whole pages.
 	 */
 	__u64 size;
-	/** @flags: in, must be zero. */
+	/** @flags: in, DRM_ONPU_BO_* creation flags. */
 	__u32 flags;
 	/** @handle: out, the GEM handle of the new object, for this file. */
 	__u32 handle;
@@ -126,15 +142,20 @@ struct drm_onpu_bo_info {
 	__u64 size;
 	/**
 	 * @mmap_offset: out, the offset to pass to mmap() on the device file
-	 * to map the object into the CPU's address space.
+	 * to map the object into the CPU's address space; 0 for an object
+	 * the CPU may not map (DRM_ONPU_BO_NO_MMAP).
 	 */
 	__u64 mmap_offset;
 	/**
-	 * @npu_addr: out, where the object is mapped in this file's NPU
-	 * address space; every handle maps its object, also one imported
-	 * through PRIME (each importing file at its own address).
+	 * @npu_addr: out, the object's address in this file's NPU address
+	 * space; every handle gets one, also one imported through PRIME
+	 * (each importing file at its own address).
 	 */
 	__u64 npu_addr;
+	/** @bo_flags: out, the DRM_ONPU_BO_* creation flags of the object. */
+	__u32 bo_flags;
+	/** @pad: out, zero. */
+	__u32 pad;
 };
 
 /* How a job uses a buffer object (&drm_onpu_bo_ref.flags). */
