@@ -212,7 +212,10 @@ impl Context {
         // The pages and their DMA mapping are made under the gate: never
         // for an unbound device. They stay until the object is freed.
         self.engine.with_bound(|dev| {
-            let sgt = bo.sg_table()?;
+            let sgt = match bo.user_pages() {
+                Some(pinned) => pinned,
+                None => bo.sg_table()?,
+            };
             self.tables.access(dev)?.lock().map(dev, m.va, m.size, sgt, flags)
         })?;
         m.mapped = true;

@@ -173,5 +173,6 @@ impl drm::Driver for OnpuDriver {
         (ONPU_SUBMIT, drm_onpu_submit, ioctl::RENDER_ALLOW, File::submit),
         (ONPU_WAIT, drm_onpu_wait, ioctl::RENDER_ALLOW, File::wait),
         (ONPU_WAIT_BO, drm_onpu_wait_bo, ioctl::RENDER_ALLOW, File::wait_bo),
+        (ONPU_BO_CREATE_USERPTR, drm_onpu_bo_create_userptr, ioctl::RENDER_ALLOW, File::bo_create_userptr),
     }
 }

@@ -26,6 +26,7 @@ use crate::gem;
 use crate::job::{self, Job};
 use crate::mmu;
 use crate::uapi;
+use crate::userptr;
 
 /// Completed jobs a file may leave unreaped before the oldest are dropped.
 const MAX_UNREAPED: usize = 1024;
@@ -129,6 +130,19 @@ impl File {
         let handle = bo.create_handle(file)?;
         req.handle = handle;
         req.size = bo.size() as u64;
+        req.npu_addr = file.inner().ctx.npu_addr(&bo).ok_or(EINVAL)?;
+        Ok(0)
+    }
+
+    /// DRM_IOCTL_ONPU_BO_CREATE_USERPTR: a buffer object of the caller's
+    /// memory (pinned now), its handle and its NPU address.
+    pub(crate) fn bo_create_userptr(
+        dev: &OnpuDevice,
+        req: &mut uapi::drm_onpu_bo_create_userptr,
+        file: &drm::File<File>,
+    ) -> Result<u32> {
+        let bo = userptr::create(dev, req.user_ptr, req.size, req.flags)?;
+        req.handle = bo.create_handle(file)?;
         req.npu_addr = file.inner().ctx.npu_addr(&bo).ok_or(EINVAL)?;
         Ok(0)
     }

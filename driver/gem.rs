@@ -11,6 +11,7 @@ use kernel::{
     drm::{self, gem, gem::BaseObject, DeviceContext},
     page,
     prelude::*,
+    scatterlist::SGTable,
     sync::{
         aref::ARef,
         atomic::{Atomic, Relaxed},
@@ -21,6 +22,7 @@ use kernel::{
 use crate::drv::{OnpuDevice, OnpuDriver};
 use crate::file::File;
 use crate::uapi;
+use crate::userptr::UserPages;
 
 pub(crate) type BoObject = gem::shmem::Object<Bo>;
 
@@ -45,13 +47,29 @@ pub(crate) struct Bo {
     size: u64,
     /// DRM_ONPU_BO_* creation flags.
     flags: u32,
+    /// A userptr object's pinned, DMA-mapped pages (userptr.rs).
+    user_pages: Option<UserPages>,
     stats: Arc<BoStats>,
+}
+
+/// How to make a [`Bo`].
+pub(crate) struct BoArgs {
+    /// DRM_ONPU_BO_* creation flags.
+    pub(crate) flags: u32,
+    /// For a userptr object: its pages.
+    pub(crate) user_pages: Option<UserPages>,
 }
 
 impl Bo {
     /// The DRM_ONPU_BO_* flags the object was created with.
     pub(crate) fn flags(&self) -> u32 {
         self.flags
+    }
+
+    /// The pages of a userptr object, mapped for the device (which the
+    /// NPU page tables point at instead of the shmem pages).
+    pub(crate) fn user_pages(&self) -> Option<&SGTable> {
+        self.user_pages.as_ref().map(|p| &***p)
     }
 
     /// Whether the NPU may only read the object.
@@ -70,15 +88,14 @@ impl PinnedDrop for Bo {
 
 impl gem::DriverObject for Bo {
     type Driver = OnpuDriver;
-    /// The DRM_ONPU_BO_* creation flags.
-    type Args = u32;
+    type Args = BoArgs;
 
-    fn new<Ctx: DeviceContext>(dev: &OnpuDevice<Ctx>, size: usize, flags: u32) -> impl PinInit<Self, Error> {
+    fn new<Ctx: DeviceContext>(dev: &OnpuDevice<Ctx>, size: usize, args: BoArgs) -> impl PinInit<Self, Error> {
         let size = size as u64;
         let stats = dev.engine.bo_stats.clone();
         stats.live.add(1, Relaxed);
         stats.bytes.add(size, Relaxed);
-        try_pin_init!(Self { size, flags, stats })
+        try_pin_init!(Self { size, flags: args.flags, user_pages: args.user_pages, stats })
     }
 
     /// A handle of `file` on the object was created (BO_CREATE or a PRIME
@@ -108,8 +125,9 @@ pub(crate) fn create(dev: &OnpuDevice, size: u64, flags: u32) -> Result<ARef<BoO
         map_wc: flags & uapi::DRM_ONPU_BO_CPU_WC != 0,
         parent_resv_obj: None,
         no_mmap: flags & uapi::DRM_ONPU_BO_NO_MMAP != 0,
+        no_export: false,
     };
-    gem::shmem::Object::new(dev, size, config, flags)
+    gem::shmem::Object::new(dev, size, config, BoArgs { flags, user_pages: None })
 }
 
 pub(crate) fn lookup(file: &drm::File<File>, handle: u32) -> Result<ARef<BoObject>> {

@@ -32,6 +32,10 @@ pub const DRM_ONPU_BO_INFO: u32 = 0x02;
 pub const DRM_ONPU_SUBMIT: u32 = 0x03;
 pub const DRM_ONPU_WAIT: u32 = 0x04;
 pub const DRM_ONPU_WAIT_BO: u32 = 0x05;
+/// (The v1 design numbers it 0x03; the ioctl table of the Rust DRM
+/// abstractions needs contiguous numbers, so it follows the others until
+/// the v1 renumbering.)
+pub const DRM_ONPU_BO_CREATE_USERPTR: u32 = 0x06;
 
 /// Largest buffer object: 4 GiB.
 pub const DRM_ONPU_BO_MAX_SIZE: u64 = 1 << 32;
@@ -155,6 +159,38 @@ pub struct drm_onpu_bo_info {
     pub bo_flags: u32,
     pub pad: u32,
 }
+
+/// struct drm_onpu_bo_create_userptr - a buffer object of the caller's memory
+///
+/// @user_ptr: in, the start of the memory, page aligned (-EINVAL otherwise).
+/// @size: in, its length in bytes, a non-zero multiple of the page size, at
+///        most DRM_ONPU_BO_MAX_SIZE (-EINVAL otherwise).
+/// @flags: in, 0 or DRM_ONPU_BO_READ_ONLY (any other bit: -EINVAL).
+/// @handle: out, the GEM handle of the new object, for this file.
+/// @npu_addr: out, the object's NPU address in this file's address space.
+///
+/// The pages are pinned at once (long-term; for writing too unless
+/// READ_ONLY, so a read-only mapping needs DRM_ONPU_BO_READ_ONLY) and stay
+/// pinned until the object is freed: the NPU reaches that memory, whatever
+/// the process later does with the range. The object is NO_MMAP (BO_INFO
+/// reports DRM_ONPU_BO_NO_MMAP; the process has the memory already), and
+/// cannot be exported through PRIME (-EINVAL). -EFAULT when a page of the
+/// range is not mapped (with the access needed), -ENOMEM, -ENOSPC as for
+/// BO_CREATE.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct drm_onpu_bo_create_userptr {
+    pub user_ptr: u64,
+    pub size: u64,
+    pub flags: u32,
+    pub handle: u32,
+    pub npu_addr: u64,
+}
+
+pub const DRM_IOCTL_ONPU_BO_CREATE_USERPTR: u32 = drm_iowr(
+    DRM_ONPU_BO_CREATE_USERPTR,
+    core::mem::size_of::<drm_onpu_bo_create_userptr>(),
+);
 
 pub const DRM_IOCTL_ONPU_BO_CREATE: u32 = drm_iowr(
     DRM_ONPU_BO_CREATE,

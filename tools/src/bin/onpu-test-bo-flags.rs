@@ -7,7 +7,9 @@
 //! jobs use them; CPU_WC objects round-trip through the NPU; unknown flags
 //! are refused. An object's pages are only allocated when a job first uses
 //! it: fdinfo's drm-resident-memory shows a large unused object costs
-//! nothing, and all of it once a job used it.
+//! nothing, and all of it once a job used it. Userptr objects (pinned
+//! process memory) round-trip through jobs, honour READ_ONLY, refuse PRIME
+//! export, and their arguments are checked.
 
 use npu::device::raw::{self as accel, Bo, Mapping};
 use npu_isa::{assemble, Fault};
@@ -306,8 +308,274 @@ fn first_use(path: &std::path::Path) -> Result<(), String> {
     })
 }
 
+/// Page-aligned anonymous memory of this process, unmapped on drop.
+struct UserMem {
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl UserMem {
+    fn new(len: usize) -> Result<UserMem, String> {
+        // SAFETY: a fresh anonymous mapping; nothing else refers to it.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(format!("mmap: {}", std::io::Error::last_os_error()));
+        }
+        Ok(UserMem { ptr: p.cast(), len })
+    }
+
+    fn addr(&self) -> u64 {
+        self.ptr as u64
+    }
+
+    fn write(&mut self, data: &[u8]) {
+        for (i, &b) in data.iter().enumerate().take(self.len) {
+            // SAFETY: in the mapping, which is writable until protect().
+            unsafe { self.ptr.add(i).write_volatile(b) };
+        }
+    }
+
+    /// The bytes, read afresh (the device writes them behind our back).
+    fn read(&self) -> Vec<u8> {
+        // SAFETY: in the mapping, which stays readable.
+        (0..self.len)
+            .map(|i| unsafe { self.ptr.add(i).read_volatile() })
+            .collect()
+    }
+
+    fn protect(&self, prot: i32) -> Result<(), String> {
+        // SAFETY: our own mapping; only its protection changes.
+        if unsafe { libc::mprotect(self.ptr.cast(), self.len, prot) } != 0 {
+            return Err(format!("mprotect: {}", std::io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for UserMem {
+    fn drop(&mut self) {
+        // SAFETY: our own mapping, not used after this.
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+/// A userptr object of `mem` with `flags`, and its NPU address.
+fn userptr(file: &File, mem: &UserMem, flags: u32) -> Result<(Bo, u64), String> {
+    let b = accel::bo_create_userptr(file, mem.addr(), mem.len as u64, flags)
+        .map_err(|e| format!("bo_create_userptr: {}", errno_name(e)))?;
+    let va =
+        accel::bo_npu_addr(file, b.handle).map_err(|e| format!("bo_info: {}", errno_name(e)))?;
+    Ok((b, va))
+}
+
+/// A job copies from one userptr buffer to a normal object and back into
+/// another userptr buffer; the process sees the bytes in its own memory.
+fn userptr_round_trip(file: &File) -> Result<(), String> {
+    let mut a = UserMem::new(LEN as usize)?;
+    let b = UserMem::new(LEN as usize)?;
+    let want = copyjob::pattern(61, LEN as usize);
+    a.write(&want);
+    let (ua, ua_va) = userptr(file, &a, 0)?;
+    let (ub, ub_va) = userptr(file, &b, 0)?;
+    expect(
+        ua.mmap_offset == 0 && ua.flags == uapi::BoFlags::NO_MMAP,
+        || {
+            format!(
+                "bo_info: mmap_offset {:#x} flags {:?}",
+                ua.mmap_offset, ua.flags
+            )
+        },
+    )?;
+    let (n, n_va) = bo(file, u64::from(LEN), 0)?;
+    let w = copy(
+        file,
+        ua_va,
+        n_va,
+        &[
+            r(ua.handle, uapi::DRM_ONPU_BO_READ),
+            r(n.handle, uapi::DRM_ONPU_BO_WRITE),
+        ],
+    )?;
+    copyjob::ok_outcome(&w).map_err(|e| format!("userptr -> bo: {e}"))?;
+    let w = copy(
+        file,
+        n_va,
+        ub_va,
+        &[
+            r(n.handle, uapi::DRM_ONPU_BO_READ),
+            r(ub.handle, uapi::DRM_ONPU_BO_WRITE),
+        ],
+    )?;
+    copyjob::ok_outcome(&w).map_err(|e| format!("bo -> userptr: {e}"))?;
+    let mid = read(file, &n)?;
+    expect(mid == want, || {
+        format!("object differs at byte {:?}", first_difference(&mid, &want))
+    })?;
+    let got = b.read();
+    expect(got == want, || {
+        format!(
+            "user memory differs at byte {:?}",
+            first_difference(&got, &want)
+        )
+    })?;
+    let exported = accel::prime_export(file, ua.handle).err();
+    expect(exported == Some(libc::EINVAL), || {
+        format!("PRIME export of a userptr object: {exported:?}")
+    })?;
+    for h in [ua.handle, ub.handle, n.handle] {
+        let _ = accel::gem_close(file, h);
+    }
+    Ok(())
+}
+
+/// Read-only user memory: pinning it for writing is EFAULT; READ_ONLY
+/// works, jobs read it, a job writing it faults MMU_PERMISSION there and
+/// the memory is unchanged, and SUBMIT refuses it listed for writing.
+fn userptr_read_only(file: &File) -> Result<(), String> {
+    let mut a = UserMem::new(LEN as usize)?;
+    let want = copyjob::pattern(71, LEN as usize);
+    a.write(&want);
+    a.protect(libc::PROT_READ)?;
+    let writable = accel::bo_create_userptr(file, a.addr(), u64::from(LEN), 0).err();
+    expect(writable == Some(libc::EFAULT), || {
+        format!("writable userptr of read-only memory: {writable:?}")
+    })?;
+    let (ua, ua_va) = userptr(file, &a, uapi::DRM_ONPU_BO_READ_ONLY)?;
+    let (n, n_va) = bo(file, u64::from(LEN), 0)?;
+    let w = copy(
+        file,
+        ua_va,
+        n_va,
+        &[
+            r(ua.handle, uapi::DRM_ONPU_BO_READ),
+            r(n.handle, uapi::DRM_ONPU_BO_WRITE),
+        ],
+    )?;
+    copyjob::ok_outcome(&w).map_err(|e| format!("read: {e}"))?;
+    let got = read(file, &n)?;
+    expect(got == want, || {
+        format!("copy differs at byte {:?}", first_difference(&got, &want))
+    })?;
+    fill(file, &n, 72)?;
+    let w = copy(
+        file,
+        n_va,
+        ua_va,
+        &[
+            r(n.handle, uapi::DRM_ONPU_BO_READ),
+            r(ua.handle, uapi::DRM_ONPU_BO_READ),
+        ],
+    )?;
+    expect(
+        w.status == Fault::MmuPermission as u32 && w.fault_addr == ua_va,
+        || {
+            format!(
+                "write: status {:#x} fault_addr {:#x} (object at {ua_va:#x})",
+                w.status, w.fault_addr
+            )
+        },
+    )?;
+    let after = a.read();
+    expect(after == want, || {
+        format!(
+            "read-only memory changed at byte {:?}",
+            first_difference(&after, &want)
+        )
+    })?;
+    let listed = copy(
+        file,
+        n_va,
+        ua_va,
+        &[
+            r(n.handle, uapi::DRM_ONPU_BO_READ),
+            r(ua.handle, uapi::DRM_ONPU_BO_WRITE),
+        ],
+    )
+    .err();
+    expect(
+        listed
+            .as_deref()
+            .is_some_and(|e| e.contains(&format!("errno {}", libc::EACCES))),
+        || format!("listed for writing: {listed:?}"),
+    )
+}
+
+/// BO_CREATE_USERPTR's errors.
+fn userptr_bad_args(file: &File) -> Result<(), String> {
+    let page = 4096u64;
+    let a = UserMem::new(2 * page as usize)?;
+    let hole = UserMem::new(2 * page as usize)?;
+    // SAFETY: the second page of our own mapping, not used afterwards.
+    unsafe { libc::munmap(hole.ptr.add(page as usize).cast(), page as usize) };
+    let gone = UserMem::new(page as usize)?;
+    let gone_addr = gone.addr();
+    drop(gone);
+    let cases: &[(&str, u64, u64, u32, i32)] = &[
+        ("unaligned pointer", a.addr() + 8, page, 0, libc::EINVAL),
+        ("unaligned size", a.addr(), page + 1, 0, libc::EINVAL),
+        ("size 0", a.addr(), 0, 0, libc::EINVAL),
+        (
+            "size above the maximum",
+            a.addr(),
+            uapi::DRM_ONPU_BO_MAX_SIZE + page,
+            0,
+            libc::EINVAL,
+        ),
+        (
+            "flag NO_MMAP",
+            a.addr(),
+            page,
+            uapi::DRM_ONPU_BO_NO_MMAP,
+            libc::EINVAL,
+        ),
+        (
+            "flag CPU_WC",
+            a.addr(),
+            page,
+            uapi::DRM_ONPU_BO_CPU_WC,
+            libc::EINVAL,
+        ),
+        ("unknown flag", a.addr(), page, 1 << 3, libc::EINVAL),
+        ("unmapped range", gone_addr, page, 0, libc::EFAULT),
+        (
+            "range running into a hole",
+            hole.addr(),
+            2 * page,
+            0,
+            libc::EFAULT,
+        ),
+        (
+            "kernel address",
+            0xffff_8000_0000_0000,
+            page,
+            0,
+            libc::EFAULT,
+        ),
+    ];
+    for &(what, ptr, size, flags, want) in cases {
+        let got = accel::bo_create_userptr(file, ptr, size, flags).err();
+        expect(got == Some(want), || {
+            format!("{what}: got {got:?}, want {want}")
+        })?;
+    }
+    // The hole's first page alone is fine.
+    let ok = accel::bo_create_userptr(file, hole.addr(), page, 0)
+        .map_err(|e| format!("one page: {}", errno_name(e)))?;
+    let _ = accel::gem_close(file, ok.handle);
+    Ok(())
+}
+
 fn main() {
-    let mut tap = Tap::new(7);
+    let mut tap = Tap::new(10);
     let path = match accel::find_device() {
         Ok(p) => p,
         Err(e) => {
@@ -343,6 +611,18 @@ fn main() {
     tap.check(
         "pages are allocated on first use (fdinfo drm-resident-memory)",
         first_use(&path),
+    );
+    tap.check(
+        "userptr round trip: user memory -> object -> other user memory; no export",
+        userptr_round_trip(&file),
+    );
+    tap.check(
+        "userptr READ_ONLY: read-only memory, jobs read it, a write faults, EACCES listed for writing",
+        userptr_read_only(&file),
+    );
+    tap.check(
+        "userptr argument errors (EINVAL, EFAULT)",
+        userptr_bad_args(&file),
     );
     std::process::exit(tap.finish());
 }

@@ -20,6 +20,7 @@ extern "C" {
 #define DRM_ONPU_SUBMIT			0x03
 #define DRM_ONPU_WAIT			0x04
 #define DRM_ONPU_WAIT_BO		0x05
+#define DRM_ONPU_BO_CREATE_USERPTR	0x06
 
 #define DRM_IOCTL_ONPU_GET_PARAM \
 	DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_GET_PARAM, struct drm_onpu_get_param)
@@ -33,6 +34,8 @@ extern "C" {
 	DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_WAIT, struct drm_onpu_wait)
 #define DRM_IOCTL_ONPU_WAIT_BO \
 	DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_WAIT_BO, struct drm_onpu_wait_bo)
+#define DRM_IOCTL_ONPU_BO_CREATE_USERPTR \
+	DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_BO_CREATE_USERPTR, struct drm_onpu_bo_create_userptr)
 
 /* Largest buffer object: 4 GiB. */
 #define DRM_ONPU_BO_MAX_SIZE		(1ULL << 32)
@@ -121,6 +124,29 @@ struct drm_onpu_bo_create {
 	 */
 	__u64 size;
 	/** @flags: in, DRM_ONPU_BO_* creation flags. */
+	__u32 flags;
+	/** @handle: out, the GEM handle of the new object, for this file. */
+	__u32 handle;
+	/** @npu_addr: out, the object's address in this file's NPU space. */
+	__u64 npu_addr;
+};
+
+/**
+ * struct drm_onpu_bo_create_userptr - a buffer object of the caller's memory
+ *
+ * The pages are pinned at once (long-term; for writing too unless
+ * DRM_ONPU_BO_READ_ONLY) until the object is freed. The object is NO_MMAP
+ * and cannot be exported through PRIME (-EINVAL). Errors: -EINVAL for an
+ * unaligned @user_ptr or @size, a zero or too large @size, or a flag other
+ * than DRM_ONPU_BO_READ_ONLY; -EFAULT when a page of the range is not mapped
+ * (with the access needed); -ENOMEM; -ENOSPC as for BO_CREATE.
+ */
+struct drm_onpu_bo_create_userptr {
+	/** @user_ptr: in, the start of the memory, page aligned. */
+	__u64 user_ptr;
+	/** @size: in, bytes, a non-zero multiple of the page size. */
+	__u64 size;
+	/** @flags: in, 0 or DRM_ONPU_BO_READ_ONLY. */
 	__u32 flags;
 	/** @handle: out, the GEM handle of the new object, for this file. */
 	__u32 handle;
