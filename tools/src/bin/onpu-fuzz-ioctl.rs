@@ -90,7 +90,7 @@ fn one_call(
             _ => rng.value(),
         }
     };
-    match rng.below(13) {
+    match rng.below(14) {
         0 => {
             let mut p = uapi::drm_onpu_get_param {
                 param: rng.below(20) as u32,
@@ -288,12 +288,43 @@ fn one_call(
                 uapi::DRM_IOCTL_ONPU_WAIT,
                 uapi::DRM_IOCTL_ONPU_WAIT_BO,
                 uapi::DRM_IOCTL_ONPU_BO_INFO,
+                uapi::DRM_IOCTL_ONPU_BO_CREATE_USERPTR,
             ];
             let req = reqs[rng.below(reqs.len() as u64) as usize];
             let p = ptr(rng, scratch);
             // SAFETY: the kernel validates the user pointer; a bad one is
             // EFAULT, a valid one is our scratch buffer (256 bytes).
             unsafe { libc::ioctl(file.as_raw_fd(), req as libc::c_ulong, p as *mut u8) >= 0 }
+        }
+        12 => {
+            // A userptr object: of the page(s) holding our stack scratch
+            // buffer (valid memory), or of a random pointer; sizes and
+            // flags mostly valid.
+            let page = 4096u64;
+            let user_ptr = match rng.below(3) {
+                0 | 1 => scratch.as_ptr() as u64 & !(page - 1),
+                _ => ptr(rng, scratch),
+            };
+            let size = match rng.below(4) {
+                0 => page,
+                1 => 2 * page,
+                2 => rng.below(3 * page),
+                _ => rng.value(),
+            };
+            let flags = match rng.below(4) {
+                0 => uapi::DRM_ONPU_BO_READ_ONLY,
+                1 => rng.value() as u32,
+                _ => 0,
+            };
+            let r = accel::bo_create_userptr(file, user_ptr, size, flags);
+            if let Ok(b) = r {
+                pool.bos.push(b.handle);
+                if pool.bos.len() > 48 {
+                    let h = pool.bos.remove(0);
+                    let _ = accel::gem_close(file, h);
+                }
+            }
+            r.is_ok()
         }
         _ => {
             // mmap a random handle's offset and touch it.
