@@ -58,6 +58,10 @@ impl Rng {
 #[derive(Default)]
 struct Pool {
     bos: Vec<u32>,
+    /// The userptr objects among `bos`, oldest first: at most
+    /// MAX_USERPTRS, as every one maps the same pages for DMA (the
+    /// DMA-API debug checks warn past 7 mappings of one cacheline).
+    userptrs: Vec<u32>,
     syncobjs: Vec<u32>,
     seqnos: Vec<u64>,
 }
@@ -72,12 +76,18 @@ impl Pool {
     }
 }
 
+/// The page size userptr objects are made of.
+const USER_PAGE: u64 = 4096;
+/// Live userptr objects per pool (see `Pool::userptrs`).
+const MAX_USERPTRS: usize = 2;
+
 /// One random ioctl on `file`; returns whether it succeeded.
 fn one_call(
     file: &File,
     rng: &mut Rng,
     pool: &mut Pool,
     scratch: &mut [u8; 256],
+    user_pages: u64,
     cmd: Option<(u32, u64)>,
 ) -> bool {
     let bo = Pool::pick(rng, &pool.bos);
@@ -297,12 +307,12 @@ fn one_call(
             unsafe { libc::ioctl(file.as_raw_fd(), req as libc::c_ulong, p as *mut u8) >= 0 }
         }
         12 => {
-            // A userptr object: of the page(s) holding our stack scratch
-            // buffer (valid memory), or of a random pointer; sizes and
-            // flags mostly valid.
-            let page = 4096u64;
+            // A userptr object: of this thread's user pages (valid memory
+            // that random jobs may scribble on), or of a random pointer;
+            // sizes and flags mostly valid.
+            let page = USER_PAGE;
             let user_ptr = match rng.below(3) {
-                0 | 1 => scratch.as_ptr() as u64 & !(page - 1),
+                0 | 1 => user_pages,
                 _ => ptr(rng, scratch),
             };
             let size = match rng.below(4) {
@@ -319,8 +329,10 @@ fn one_call(
             let r = accel::bo_create_userptr(file, user_ptr, size, flags);
             if let Ok(b) = r {
                 pool.bos.push(b.handle);
-                if pool.bos.len() > 48 {
-                    let h = pool.bos.remove(0);
+                pool.userptrs.push(b.handle);
+                if pool.userptrs.len() > MAX_USERPTRS {
+                    let h = pool.userptrs.remove(0);
+                    pool.bos.retain(|&x| x != h);
                     let _ = accel::gem_close(file, h);
                 }
             }
@@ -443,6 +455,10 @@ fn main() {
                 let mut pool = Pool::default();
                 let mut shared_pool = Pool::default();
                 let mut scratch = [0u8; 256];
+                // Never freed: pinned by userptr objects, written by jobs.
+                let user_mem: &'static mut [u8] =
+                    Box::leak(vec![0u8; 3 * USER_PAGE as usize].into_boxed_slice());
+                let user_pages = (user_mem.as_ptr() as u64).next_multiple_of(USER_PAGE);
                 let mut cmd = own.as_ref().and_then(|f| random_cmdbuf(f, &mut rng));
                 for i in 0..per_thread {
                     if i % 1024 == 0 && Instant::now() > deadline {
@@ -458,9 +474,16 @@ fn main() {
                     }
                     let ok = match own.as_ref() {
                         Some(f) if !rng.chance(25) => {
-                            one_call(f, &mut rng, &mut pool, &mut scratch, cmd)
+                            one_call(f, &mut rng, &mut pool, &mut scratch, user_pages, cmd)
                         }
-                        _ => one_call(&shared, &mut rng, &mut shared_pool, &mut scratch, None),
+                        _ => one_call(
+                            &shared,
+                            &mut rng,
+                            &mut shared_pool,
+                            &mut scratch,
+                            user_pages,
+                            None,
+                        ),
                     };
                     done.fetch_add(1, Ordering::Relaxed);
                     if ok {
