@@ -4,11 +4,15 @@
 //! its descriptor points at, and the NPU addresses of the buffer objects the
 //! file holds handles to.
 //!
-//! Every handle maps its object (also one imported through PRIME, which is
-//! the same GEM object in another file): the GEM open callback maps it at a
-//! kernel-chosen address, the close callback of the last handle unmaps it.
-//! The context lives as long as its file or any of its jobs, whichever is
-//! last, so the device never walks freed page tables.
+//! Every handle gives its object an address (also one imported through
+//! PRIME, which is the same GEM object in another file): the GEM open
+//! callback reserves it, kernel-chosen, so BO_CREATE can return it. The
+//! object's pages are allocated, pinned and written into the page tables
+//! only when a job first uses the object (`ensure_mapped`, from SUBMIT):
+//! an object never used by a job costs no memory. The close callback of
+//! the last handle unmaps it. The context lives as long as its file or any
+//! of its jobs, whichever is last, so the device never walks freed page
+//! tables.
 //!
 //! Address-space lifetime: the device caches translations for the whole of
 //! a job, so clearing page-table entries stops only jobs that start later.
@@ -38,6 +42,8 @@ struct Mapping {
     size: u64,
     /// Handles of this file on the object.
     handles: u32,
+    /// Written into the page tables (by the first job that used it).
+    mapped: bool,
 }
 
 /// An unmapped object the device may still reach through translations
@@ -169,8 +175,9 @@ impl Context {
         self.vm.lock().mappings.iter().find(|m| m.obj == k).map(|m| m.va)
     }
 
-    /// A new handle of this file on `bo`: map it on the first one.
-    pub(crate) fn map(&self, bo: &BoObject) -> Result {
+    /// A new handle of this file on `bo`: reserve its NPU address on the
+    /// first one. Nothing is mapped (nor any page allocated) yet.
+    pub(crate) fn open_handle(&self, bo: &BoObject) -> Result {
         let k = key(bo);
         let mut vm = self.vm.lock();
         if let Some(m) = vm.mappings.iter_mut().find(|m| m.obj == k) {
@@ -184,21 +191,39 @@ impl Context {
         let wanted = vm.mappings.len() + 1;
         vm.deferred.reserve(wanted, GFP_KERNEL)?;
         let va = vm.va.alloc(size)?;
-        // The DMA mapping is made under the gate: never for an unbound device.
-        let mapped = self.engine.with_bound(|dev| {
-            let sgt = bo.sg_table()?;
-            self.tables.access(dev)?.lock().map(dev, va, size, sgt, PTE_READ | PTE_WRITE)
-        });
-        if let Err(e) = mapped {
-            vm.va.free(va);
-            return Err(e);
-        }
-        vm.mappings.push(Mapping { obj: k, va, size, handles: 1 }, GFP_KERNEL)?;
+        vm.mappings.push(Mapping { obj: k, va, size, handles: 1, mapped: false }, GFP_KERNEL)?;
         Ok(())
     }
 
+    /// A job of this context uses `bo`: make sure the object's pages are
+    /// there, pinned and in the page tables (read-only for a READ_ONLY
+    /// object); its NPU address. ENOENT when this file has no handle on it.
+    ///
+    /// All or nothing: when allocating the pages or a table fails, the
+    /// entries written are cleared again and the next use tries anew.
+    pub(crate) fn ensure_mapped(&self, bo: &BoObject) -> Result<u64> {
+        let k = key(bo);
+        let mut vm = self.vm.lock();
+        let m = vm.mappings.iter_mut().find(|m| m.obj == k).ok_or(ENOENT)?;
+        if m.mapped {
+            return Ok(m.va);
+        }
+        let flags = if bo.read_only() { PTE_READ } else { PTE_READ | PTE_WRITE };
+        // The pages and their DMA mapping are made under the gate: never
+        // for an unbound device. They stay until the object is freed.
+        self.engine.with_bound(|dev| {
+            let sgt = match bo.user_pages() {
+                Some(pinned) => pinned,
+                None => bo.sg_table()?,
+            };
+            self.tables.access(dev)?.lock().map(dev, m.va, m.size, sgt, flags)
+        })?;
+        m.mapped = true;
+        Ok(m.va)
+    }
+
     /// A handle of this file on `bo` closed: unmap with the last one.
-    pub(crate) fn unmap(&self, bo: &BoObject) {
+    pub(crate) fn close_handle(&self, bo: &BoObject) {
         let k = key(bo);
         let mut vm = self.vm.lock();
         let Some(i) = vm.mappings.iter().position(|m| m.obj == k) else { return };
@@ -211,7 +236,12 @@ impl Context {
         // before may have cached its translations and keep reaching the
         // pages until they end: keep the pages and the range until then.
         // Unbound, the device is stopped and its tables gone: nothing to wait for.
+        // Never mapped: no job reached the pages, but one queued before may
+        // still hold the address, so the range waits all the same.
         let unmapped = self.engine.with_bound(|dev| {
+            if !m.mapped {
+                return Ok((0, self.engine.queued_seqno()));
+            }
             self.tables.access(dev)?.lock().unmap(m.va, m.size)?;
             // Queued (not started) jobs will walk the cleared entries and
             // fault; only the running one may have cached them.
@@ -221,7 +251,7 @@ impl Context {
             Ok((pages_after, after)) if after > self.engine.retired_seqno() => {
                 let bo = (pages_after != 0).then(|| ARef::from(bo));
                 let d = Deferred { bo, pages_after, va: m.va, after };
-                // Never fails: map() reserved room for every mapping.
+                // Never fails: open_handle() reserved room for every mapping.
                 // Were it to, keeping the range forever beats reusing it.
                 let _ = vm.deferred.push_within_capacity(d);
             }

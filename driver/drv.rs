@@ -152,6 +152,7 @@ impl drm::Driver for OnpuDriver {
         (ONPU_GET_PARAM, drm_onpu_get_param, ioctl::RENDER_ALLOW, File::get_param),
         (ONPU_QUERY, drm_onpu_query, ioctl::RENDER_ALLOW, crate::query::query),
         (ONPU_BO_CREATE, drm_onpu_bo_create, ioctl::RENDER_ALLOW, File::bo_create),
+        (ONPU_BO_CREATE_USERPTR, drm_onpu_bo_create_userptr, ioctl::RENDER_ALLOW, File::bo_create_userptr),
         (ONPU_BO_INFO, drm_onpu_bo_info, ioctl::RENDER_ALLOW, File::bo_info),
         (ONPU_SUBMIT, drm_onpu_submit, ioctl::RENDER_ALLOW, File::submit),
         (ONPU_WAIT, drm_onpu_wait, ioctl::RENDER_ALLOW, File::wait),

@@ -26,6 +26,7 @@ use crate::gem;
 use crate::job::{self, Job};
 use crate::mmu;
 use crate::uapi;
+use crate::userptr;
 
 /// Queue priorities of uAPI v1 (DRM_ONPU_PRIORITY_LOW .. _REALTIME).
 const NUM_PRIORITIES: u32 = 4;
@@ -115,16 +116,14 @@ impl File {
     }
 
     /// DRM_IOCTL_ONPU_BO_CREATE: a new shmem buffer object, its handle and
-    /// its NPU address (the GEM open callback maps it).
+    /// its NPU address (the GEM open callback reserves it; the first job
+    /// using the object maps it).
     pub(crate) fn bo_create(
         dev: &OnpuDevice,
         req: &mut uapi::drm_onpu_bo_create,
         file: &drm::File<File>,
     ) -> Result<u32> {
-        if req.flags != 0 {
-            return Err(EINVAL);
-        }
-        let bo = gem::create(dev, req.size)?;
+        let bo = gem::create(dev, req.size, req.flags)?;
         // The handle holds its own reference; ours drops at return.
         let handle = bo.create_handle(file)?;
         req.handle = handle;
@@ -133,7 +132,20 @@ impl File {
         Ok(0)
     }
 
-    /// DRM_IOCTL_ONPU_BO_INFO: size, mmap offset and NPU address.
+    /// DRM_IOCTL_ONPU_BO_CREATE_USERPTR: a buffer object of the caller's
+    /// memory (pinned now), its handle and its NPU address.
+    pub(crate) fn bo_create_userptr(
+        dev: &OnpuDevice,
+        req: &mut uapi::drm_onpu_bo_create_userptr,
+        file: &drm::File<File>,
+    ) -> Result<u32> {
+        let bo = userptr::create(dev, req.user_ptr, req.size, req.flags)?;
+        req.handle = bo.create_handle(file)?;
+        req.npu_addr = file.inner().ctx.npu_addr(&bo).ok_or(EINVAL)?;
+        Ok(0)
+    }
+
+    /// DRM_IOCTL_ONPU_BO_INFO: size, mmap offset, NPU address and flags.
     pub(crate) fn bo_info(
         _dev: &OnpuDevice,
         req: &mut uapi::drm_onpu_bo_info,
@@ -144,8 +156,11 @@ impl File {
         }
         let bo = gem::lookup(file, req.handle)?;
         req.size = bo.size() as u64;
-        req.mmap_offset = bo.create_mmap_offset()?;
+        // No fake offset for an object the CPU may not map.
+        req.mmap_offset = if bo.flags() & uapi::DRM_ONPU_BO_NO_MMAP != 0 { 0 } else { bo.create_mmap_offset()? };
         req.npu_addr = file.inner().ctx.npu_addr(&bo).ok_or(ENOENT)?;
+        req.bo_flags = bo.flags();
+        req.pad = 0;
         Ok(0)
     }
 

@@ -197,7 +197,12 @@ fn check(file: &drm::File<File>, req: &uapi::drm_onpu_submit) -> Result<Request>
             f if f == uapi::DRM_ONPU_BO_READ | uapi::DRM_ONPU_BO_WRITE => Access::Write,
             _ => return Err(EINVAL),
         };
-        bos.push((gem::lookup(file, handle)?, access), GFP_KERNEL)?;
+        let bo = gem::lookup(file, handle)?;
+        // The NPU cannot write a READ_ONLY object: saying it will is a bug.
+        if access == Access::Write && bo.read_only() {
+            return Err(EACCES);
+        }
+        bos.push((bo, access), GFP_KERNEL)?;
     }
 
     let handles = read_words(req.in_syncobjs, req.in_syncobj_count as usize)?;
@@ -249,7 +254,11 @@ pub(crate) fn submit(dev: &OnpuDevice, file: &drm::File<File>, req: &uapi::drm_o
     let r = check(file, req)?;
     let this = file.inner();
     let ctx = this.context();
-    let cmdbuf_va = ctx.npu_addr(&r.cmdbuf).ok_or(ENOENT)?.checked_add(r.cmdbuf_offset).ok_or(EINVAL)?;
+    // Map (and pin) what the job uses, on its first use.
+    let cmdbuf_va = ctx.ensure_mapped(&r.cmdbuf)?.checked_add(r.cmdbuf_offset).ok_or(EINVAL)?;
+    for (bo, _) in r.bos.iter() {
+        ctx.ensure_mapped(bo)?;
+    }
     let engine = &dev.engine;
     let ring = engine.fences.id();
     wait_dependencies(ring, &r)?;

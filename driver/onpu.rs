@@ -8,8 +8,10 @@
 //! access, bring-up, the register map), `engine` (rings, interrupts,
 //! watchdog, reset recovery), `job` (SUBMIT and the job life cycle),
 //! `context` and `mmu` (per-file address spaces and page tables), `gem`
-//! (buffer objects), `fence` (DMA fences, syncobjs, reservation objects),
-//! `file` (per-open state, ioctls, fdinfo), `debugfs` (counters, state, wedged), `query` (QUERY), `selftest` (the probe-time job),
+//! (buffer objects), `userptr` (objects of pinned user memory), `fence`
+//! (DMA fences, syncobjs, reservation objects), `file` (per-open state,
+//! ioctls, fdinfo), `debugfs` (counters, state, wedged), `query` (QUERY),
+//! `selftest` (the probe-time job),
 //! `uapi` (the ABI shared with userspace: a link to uapi/src/abi.rs).
 
 mod context;
@@ -25,6 +27,7 @@ mod mmu;
 mod query;
 mod regs;
 mod selftest;
+mod userptr;
 // Shared with userspace, which uses all of it; the driver uses what it needs.
 #[allow(dead_code, unreachable_pub)]
 mod uapi;

@@ -279,8 +279,23 @@ impl Device {
     /// A new buffer of at least `size` bytes, mapped for the CPU and at an
     /// NPU address in this file's address space.
     pub fn alloc(&self, size: u64) -> Result<Buffer<'_>> {
+        self.alloc_with_flags(size, uapi::BoFlags::empty())
+    }
+
+    /// [`Device::alloc`] with creation flags: [`uapi::BoFlags::READ_ONLY`]
+    /// (jobs may only read it), [`uapi::BoFlags::CPU_WC`] (write-combined
+    /// CPU mapping). A [`Buffer`] is always mapped for the CPU, so
+    /// [`uapi::BoFlags::NO_MMAP`] is refused here (raw::bo_create_flags
+    /// makes such objects).
+    pub fn alloc_with_flags(&self, size: u64, flags: uapi::BoFlags) -> Result<Buffer<'_>> {
+        if flags.contains(uapi::BoFlags::NO_MMAP) {
+            return Err(DeviceError::Invalid(
+                "a Buffer is mapped for the CPU: it cannot be NO_MMAP".into(),
+            ));
+        }
         let mut c = uapi::drm_onpu_bo_create {
             size,
+            flags: flags.bits(),
             ..Default::default()
         };
         check("BO_CREATE", raw::ioctl(&self.file, &mut c))?;

@@ -29,10 +29,11 @@ pub const fn drm_iowr(nr: u32, size: usize) -> u32 {
 pub const DRM_ONPU_GET_PARAM: u32 = 0x00;
 pub const DRM_ONPU_QUERY: u32 = 0x01;
 pub const DRM_ONPU_BO_CREATE: u32 = 0x02;
-pub const DRM_ONPU_BO_INFO: u32 = 0x03;
-pub const DRM_ONPU_SUBMIT: u32 = 0x04;
-pub const DRM_ONPU_WAIT: u32 = 0x05;
-pub const DRM_ONPU_WAIT_BO: u32 = 0x06;
+pub const DRM_ONPU_BO_CREATE_USERPTR: u32 = 0x03;
+pub const DRM_ONPU_BO_INFO: u32 = 0x04;
+pub const DRM_ONPU_SUBMIT: u32 = 0x05;
+pub const DRM_ONPU_WAIT: u32 = 0x06;
+pub const DRM_ONPU_WAIT_BO: u32 = 0x07;
 
 /// Largest buffer object: 4 GiB.
 pub const DRM_ONPU_BO_MAX_SIZE: u64 = 1 << 32;
@@ -166,18 +167,36 @@ pub struct drm_onpu_query_cost_model {
 
 pub const DRM_IOCTL_ONPU_QUERY: u32 =
     drm_iowr(DRM_ONPU_QUERY, core::mem::size_of::<drm_onpu_query>());
+/// Flags of &drm_onpu_bo_create.flags (and &drm_onpu_bo_info.bo_flags).
+///
+/// DRM_ONPU_BO_READ_ONLY: the NPU maps the object without write permission:
+///     a job that writes to it ends with the MMU_PERMISSION fault status, and
+///     listing it with DRM_ONPU_BO_WRITE in a SUBMIT gives -EACCES.
+/// DRM_ONPU_BO_NO_MMAP: the CPU cannot map the object: BO_INFO gives
+///     mmap_offset 0, and mmap() of a dma-buf exported from it gives -EACCES.
+/// DRM_ONPU_BO_CPU_WC: the CPU mapping is write-combined (default: cached;
+///     the device reaches memory coherently, so both are correct).
+pub const DRM_ONPU_BO_READ_ONLY: u32 = 1 << 0;
+pub const DRM_ONPU_BO_NO_MMAP: u32 = 1 << 1;
+pub const DRM_ONPU_BO_CPU_WC: u32 = 1 << 2;
+/// Every flag of &drm_onpu_bo_create.flags; any other bit gives -EINVAL.
+pub const DRM_ONPU_BO_CREATE_FLAGS: u32 =
+    DRM_ONPU_BO_READ_ONLY | DRM_ONPU_BO_NO_MMAP | DRM_ONPU_BO_CPU_WC;
 
 /// struct drm_onpu_bo_create - create a buffer object
 ///
 /// @size: in, the size in bytes, 1..=DRM_ONPU_BO_MAX_SIZE; out, the size
 ///        rounded up to whole pages. 0 or too large gives -EINVAL.
-/// @flags: in, must be zero (-EINVAL otherwise).
+/// @flags: in, DRM_ONPU_BO_* creation flags (-EINVAL for unknown bits).
 /// @handle: out, the GEM handle of the new object, for this file.
-/// @npu_addr: out, where the object is mapped (read/write) in this file's
-///            NPU address space.
+/// @npu_addr: out, the object's NPU address in this file's address space
+///            (read/write, or read-only with DRM_ONPU_BO_READ_ONLY).
 ///
-/// Memory comes from shmem; -ENOMEM when it cannot be had, -ENOSPC when the
-/// file's NPU address space is full.
+/// The address is reserved at once; the memory (shmem) is allocated and
+/// pinned, and the object mapped for the NPU, only when a job first uses it
+/// (lists it or runs it as command buffer) or the CPU maps it. -ENOSPC when
+/// the file's NPU address space is full; -ENOMEM when the memory cannot be
+/// had (then at that first use: SUBMIT or mmap() fails with it).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct drm_onpu_bo_create {
@@ -193,10 +212,13 @@ pub struct drm_onpu_bo_create {
 /// @flags: in, must be zero (-EINVAL otherwise).
 /// @size: out, the object's size in bytes.
 /// @mmap_offset: out, the offset to pass to mmap() on the device file to
-///               map the object into the CPU's address space.
-/// @npu_addr: out, where the object is mapped in this file's NPU address
-///            space. Every handle of a file maps its object, also one
-///            imported through PRIME (each importing file at its own address).
+///               map the object into the CPU's address space; 0 for an
+///               object the CPU may not map (DRM_ONPU_BO_NO_MMAP).
+/// @npu_addr: out, the object's address in this file's NPU address space.
+///            Every handle gets one, also one imported through PRIME (each
+///            importing file at its own address).
+/// @bo_flags: out, the DRM_ONPU_BO_* creation flags of the object.
+/// @pad: out, zero.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct drm_onpu_bo_info {
@@ -205,7 +227,41 @@ pub struct drm_onpu_bo_info {
     pub size: u64,
     pub mmap_offset: u64,
     pub npu_addr: u64,
+    pub bo_flags: u32,
+    pub pad: u32,
 }
+
+/// struct drm_onpu_bo_create_userptr - a buffer object of the caller's memory
+///
+/// @user_ptr: in, the start of the memory, page aligned (-EINVAL otherwise).
+/// @size: in, its length in bytes, a non-zero multiple of the page size, at
+///        most DRM_ONPU_BO_MAX_SIZE (-EINVAL otherwise).
+/// @flags: in, 0 or DRM_ONPU_BO_READ_ONLY (any other bit: -EINVAL).
+/// @handle: out, the GEM handle of the new object, for this file.
+/// @npu_addr: out, the object's NPU address in this file's address space.
+///
+/// The pages are pinned at once (long-term; for writing too unless
+/// READ_ONLY, so a read-only mapping needs DRM_ONPU_BO_READ_ONLY) and stay
+/// pinned until the object is freed: the NPU reaches that memory, whatever
+/// the process later does with the range. The object is NO_MMAP (BO_INFO
+/// reports DRM_ONPU_BO_NO_MMAP; the process has the memory already), and
+/// cannot be exported through PRIME (-EINVAL). -EFAULT when a page of the
+/// range is not mapped (with the access needed), -ENOMEM, -ENOSPC as for
+/// BO_CREATE.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct drm_onpu_bo_create_userptr {
+    pub user_ptr: u64,
+    pub size: u64,
+    pub flags: u32,
+    pub handle: u32,
+    pub npu_addr: u64,
+}
+
+pub const DRM_IOCTL_ONPU_BO_CREATE_USERPTR: u32 = drm_iowr(
+    DRM_ONPU_BO_CREATE_USERPTR,
+    core::mem::size_of::<drm_onpu_bo_create_userptr>(),
+);
 
 pub const DRM_IOCTL_ONPU_BO_CREATE: u32 = drm_iowr(
     DRM_ONPU_BO_CREATE,

@@ -52,6 +52,12 @@ int main(void) {
     OFF(drm_onpu_query_cost_model, special_elems_per_cycle); OFF(drm_onpu_query_cost_model, insn_overhead);
     OFF(drm_onpu_query_cost_model, walk_cycles);
     OFF(drm_onpu_bo_create, npu_addr); OFF(drm_onpu_bo_info, npu_addr);
+    OFF(drm_onpu_bo_info, bo_flags); OFF(drm_onpu_bo_info, pad);
+    NUM(DRM_IOCTL_ONPU_BO_CREATE_USERPTR); SIZE(drm_onpu_bo_create_userptr);
+    OFF(drm_onpu_bo_create_userptr, user_ptr); OFF(drm_onpu_bo_create_userptr, size);
+    OFF(drm_onpu_bo_create_userptr, flags); OFF(drm_onpu_bo_create_userptr, handle);
+    OFF(drm_onpu_bo_create_userptr, npu_addr);
+    NUM(DRM_ONPU_BO_READ_ONLY); NUM(DRM_ONPU_BO_NO_MMAP); NUM(DRM_ONPU_BO_CPU_WC); NUM(DRM_ONPU_BO_CREATE_FLAGS);
     NUM(DRM_IOCTL_ONPU_SUBMIT); NUM(DRM_IOCTL_ONPU_WAIT); NUM(DRM_IOCTL_ONPU_WAIT_BO);
     NUM(DRM_ONPU_BO_READ); NUM(DRM_ONPU_BO_WRITE); NUM(DRM_ONPU_MAX_JOB_BOS);
     NUM(DRM_ONPU_MAX_IN_SYNCOBJS); NUM(DRM_ONPU_MAX_CMDBUF_SIZE); NUM(DRM_ONPU_INSN_SIZE);
@@ -162,6 +168,46 @@ fn c_header_matches_the_rust_abi() {
             "drm_onpu_bo_info.sizeof",
             size_of::<drm_onpu_bo_info>() as u64,
         ),
+        (
+            "drm_onpu_bo_info.bo_flags",
+            offset_of!(drm_onpu_bo_info, bo_flags) as u64,
+        ),
+        (
+            "drm_onpu_bo_info.pad",
+            offset_of!(drm_onpu_bo_info, pad) as u64,
+        ),
+        ("DRM_ONPU_BO_READ_ONLY", DRM_ONPU_BO_READ_ONLY as u64),
+        (
+            "DRM_IOCTL_ONPU_BO_CREATE_USERPTR",
+            DRM_IOCTL_ONPU_BO_CREATE_USERPTR as u64,
+        ),
+        (
+            "drm_onpu_bo_create_userptr.sizeof",
+            size_of::<drm_onpu_bo_create_userptr>() as u64,
+        ),
+        (
+            "drm_onpu_bo_create_userptr.user_ptr",
+            offset_of!(drm_onpu_bo_create_userptr, user_ptr) as u64,
+        ),
+        (
+            "drm_onpu_bo_create_userptr.size",
+            offset_of!(drm_onpu_bo_create_userptr, size) as u64,
+        ),
+        (
+            "drm_onpu_bo_create_userptr.flags",
+            offset_of!(drm_onpu_bo_create_userptr, flags) as u64,
+        ),
+        (
+            "drm_onpu_bo_create_userptr.handle",
+            offset_of!(drm_onpu_bo_create_userptr, handle) as u64,
+        ),
+        (
+            "drm_onpu_bo_create_userptr.npu_addr",
+            offset_of!(drm_onpu_bo_create_userptr, npu_addr) as u64,
+        ),
+        ("DRM_ONPU_BO_NO_MMAP", DRM_ONPU_BO_NO_MMAP as u64),
+        ("DRM_ONPU_BO_CPU_WC", DRM_ONPU_BO_CPU_WC as u64),
+        ("DRM_ONPU_BO_CREATE_FLAGS", DRM_ONPU_BO_CREATE_FLAGS as u64),
         ("DRM_ONPU_PARAM_DEVICE_ID", DRM_ONPU_PARAM_DEVICE_ID as u64),
         ("DRM_ONPU_PARAM_REVISION", DRM_ONPU_PARAM_REVISION as u64),
         (

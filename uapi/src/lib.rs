@@ -7,5 +7,8 @@ pub use abi::*;
 
 pub mod drm_core;
 
+mod flags;
+pub use flags::*;
+
 #[cfg(test)]
 mod layout;

@@ -43,6 +43,7 @@ args! {
     uapi::drm_onpu_submit => uapi::DRM_IOCTL_ONPU_SUBMIT,
     uapi::drm_onpu_wait => uapi::DRM_IOCTL_ONPU_WAIT,
     uapi::drm_onpu_wait_bo => uapi::DRM_IOCTL_ONPU_WAIT_BO,
+    uapi::drm_onpu_bo_create_userptr => uapi::DRM_IOCTL_ONPU_BO_CREATE_USERPTR,
     drm_core::drm_gem_close => drm_core::DRM_IOCTL_GEM_CLOSE,
     drm_core::drm_syncobj_create => drm_core::DRM_IOCTL_SYNCOBJ_CREATE,
     drm_core::drm_syncobj_destroy => drm_core::DRM_IOCTL_SYNCOBJ_DESTROY,
@@ -169,17 +170,39 @@ pub fn query<T: QueryData>(fd: impl AsFd) -> Result<T, i32> {
     Ok(value)
 }
 
-/// A buffer object of a file: handle, size, CPU mapping offset.
+/// A buffer object of a file: handle, size, CPU mapping offset (0 when the
+/// CPU may not map it), creation flags.
 #[derive(Clone, Copy, Debug)]
 pub struct Bo {
     pub handle: u32,
     pub size: u64,
     pub mmap_offset: u64,
+    pub flags: uapi::BoFlags,
 }
 
 pub fn bo_create(fd: impl AsFd, size: u64) -> Result<Bo, i32> {
+    bo_create_flags(fd, size, 0)
+}
+
+/// BO_CREATE with DRM_ONPU_BO_* `flags` as given (also unknown bits).
+pub fn bo_create_flags(fd: impl AsFd, size: u64, flags: u32) -> Result<Bo, i32> {
     let mut c = uapi::drm_onpu_bo_create {
         size,
+        flags,
+        ..Default::default()
+    };
+    ioctl(fd.as_fd(), &mut c)?;
+    bo_info(fd, c.handle)
+}
+
+/// BO_CREATE_USERPTR of `size` bytes at `user_ptr` with `flags`, all as
+/// given. The kernel pins that memory until the object is freed: the
+/// caller must keep it mapped (or lose what the NPU writes there).
+pub fn bo_create_userptr(fd: impl AsFd, user_ptr: u64, size: u64, flags: u32) -> Result<Bo, i32> {
+    let mut c = uapi::drm_onpu_bo_create_userptr {
+        user_ptr,
+        size,
+        flags,
         ..Default::default()
     };
     ioctl(fd.as_fd(), &mut c)?;
@@ -192,6 +215,7 @@ pub fn bo_info(fd: impl AsFd, handle: u32) -> Result<Bo, i32> {
         handle,
         size: i.size,
         mmap_offset: i.mmap_offset,
+        flags: uapi::BoFlags::from_bits_retain(i.bo_flags),
     })
 }
 

@@ -58,6 +58,10 @@ impl Rng {
 #[derive(Default)]
 struct Pool {
     bos: Vec<u32>,
+    /// The userptr objects among `bos`, oldest first: at most
+    /// MAX_USERPTRS, as every one maps the same pages for DMA (the
+    /// DMA-API debug checks warn past 7 mappings of one cacheline).
+    userptrs: Vec<u32>,
     syncobjs: Vec<u32>,
     seqnos: Vec<u64>,
 }
@@ -72,12 +76,18 @@ impl Pool {
     }
 }
 
+/// The page size userptr objects are made of.
+const USER_PAGE: u64 = 4096;
+/// Live userptr objects per pool (see `Pool::userptrs`).
+const MAX_USERPTRS: usize = 2;
+
 /// One random ioctl on `file`; returns whether it succeeded.
 fn one_call(
     file: &File,
     rng: &mut Rng,
     pool: &mut Pool,
     scratch: &mut [u8; 256],
+    user_pages: u64,
     cmd: Option<(u32, u64)>,
 ) -> bool {
     let bo = Pool::pick(rng, &pool.bos);
@@ -90,7 +100,7 @@ fn one_call(
             _ => rng.value(),
         }
     };
-    match rng.below(13) {
+    match rng.below(14) {
         0 if rng.chance(50) => {
             // QUERY: any query number and size; the data pointer is
             // our scratch buffer (the driver writes at most the struct's
@@ -311,12 +321,45 @@ fn one_call(
                 uapi::DRM_IOCTL_ONPU_WAIT,
                 uapi::DRM_IOCTL_ONPU_WAIT_BO,
                 uapi::DRM_IOCTL_ONPU_BO_INFO,
+                uapi::DRM_IOCTL_ONPU_BO_CREATE_USERPTR,
             ];
             let req = reqs[rng.below(reqs.len() as u64) as usize];
             let p = ptr(rng, scratch);
             // SAFETY: the kernel validates the user pointer; a bad one is
             // EFAULT, a valid one is our scratch buffer (256 bytes).
             unsafe { libc::ioctl(file.as_raw_fd(), req as libc::c_ulong, p as *mut u8) >= 0 }
+        }
+        12 => {
+            // A userptr object: of this thread's user pages (valid memory
+            // that random jobs may scribble on), or of a random pointer;
+            // sizes and flags mostly valid.
+            let page = USER_PAGE;
+            let user_ptr = match rng.below(3) {
+                0 | 1 => user_pages,
+                _ => ptr(rng, scratch),
+            };
+            let size = match rng.below(4) {
+                0 => page,
+                1 => 2 * page,
+                2 => rng.below(3 * page),
+                _ => rng.value(),
+            };
+            let flags = match rng.below(4) {
+                0 => uapi::DRM_ONPU_BO_READ_ONLY,
+                1 => rng.value() as u32,
+                _ => 0,
+            };
+            let r = accel::bo_create_userptr(file, user_ptr, size, flags);
+            if let Ok(b) = r {
+                pool.bos.push(b.handle);
+                pool.userptrs.push(b.handle);
+                if pool.userptrs.len() > MAX_USERPTRS {
+                    let h = pool.userptrs.remove(0);
+                    pool.bos.retain(|&x| x != h);
+                    let _ = accel::gem_close(file, h);
+                }
+            }
+            r.is_ok()
         }
         _ => {
             // mmap a random handle's offset and touch it.
@@ -435,6 +478,10 @@ fn main() {
                 let mut pool = Pool::default();
                 let mut shared_pool = Pool::default();
                 let mut scratch = [0u8; 256];
+                // Never freed: pinned by userptr objects, written by jobs.
+                let user_mem: &'static mut [u8] =
+                    Box::leak(vec![0u8; 3 * USER_PAGE as usize].into_boxed_slice());
+                let user_pages = (user_mem.as_ptr() as u64).next_multiple_of(USER_PAGE);
                 let mut cmd = own.as_ref().and_then(|f| random_cmdbuf(f, &mut rng));
                 for i in 0..per_thread {
                     if i % 1024 == 0 && Instant::now() > deadline {
@@ -450,9 +497,16 @@ fn main() {
                     }
                     let ok = match own.as_ref() {
                         Some(f) if !rng.chance(25) => {
-                            one_call(f, &mut rng, &mut pool, &mut scratch, cmd)
+                            one_call(f, &mut rng, &mut pool, &mut scratch, user_pages, cmd)
                         }
-                        _ => one_call(&shared, &mut rng, &mut shared_pool, &mut scratch, None),
+                        _ => one_call(
+                            &shared,
+                            &mut rng,
+                            &mut shared_pool,
+                            &mut scratch,
+                            user_pages,
+                            None,
+                        ),
                     };
                     done.fetch_add(1, Ordering::Relaxed);
                     if ok {

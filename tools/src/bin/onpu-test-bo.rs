@@ -68,7 +68,7 @@ fn main() {
     let huge = accel::bo_create(&file, uapi::DRM_ONPU_BO_MAX_SIZE + 1).err();
     let mut c = uapi::drm_onpu_bo_create {
         size: 4096,
-        flags: 1,
+        flags: !uapi::DRM_ONPU_BO_CREATE_FLAGS,
         ..Default::default()
     };
     let flags = accel::ioctl(&file, &mut c).err();

@@ -17,10 +17,11 @@ extern "C" {
 #define DRM_ONPU_GET_PARAM		0x00
 #define DRM_ONPU_QUERY			0x01
 #define DRM_ONPU_BO_CREATE		0x02
-#define DRM_ONPU_BO_INFO		0x03
-#define DRM_ONPU_SUBMIT			0x04
-#define DRM_ONPU_WAIT			0x05
-#define DRM_ONPU_WAIT_BO		0x06
+#define DRM_ONPU_BO_CREATE_USERPTR	0x03
+#define DRM_ONPU_BO_INFO		0x04
+#define DRM_ONPU_SUBMIT			0x05
+#define DRM_ONPU_WAIT			0x06
+#define DRM_ONPU_WAIT_BO		0x07
 
 #define DRM_IOCTL_ONPU_GET_PARAM \
 	DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_GET_PARAM, struct drm_onpu_get_param)
@@ -36,6 +37,8 @@ extern "C" {
 	DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_WAIT, struct drm_onpu_wait)
 #define DRM_IOCTL_ONPU_WAIT_BO \
 	DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_WAIT_BO, struct drm_onpu_wait_bo)
+#define DRM_IOCTL_ONPU_BO_CREATE_USERPTR \
+	DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_BO_CREATE_USERPTR, struct drm_onpu_bo_create_userptr)
 
 /* Largest buffer object: 4 GiB. */
 #define DRM_ONPU_BO_MAX_SIZE		(1ULL << 32)
@@ -87,6 +90,21 @@ struct drm_onpu_get_param {
 	/** @value: out, the value of the parameter. */
 	__u64 value;
 };
+
+/*
+ * Flags of &drm_onpu_bo_create.flags (and &drm_onpu_bo_info.bo_flags):
+ * DRM_ONPU_BO_READ_ONLY: the NPU maps the object without write permission; a
+ *   job that writes to it ends with the MMU_PERMISSION fault status, and
+ *   listing it with DRM_ONPU_BO_WRITE in a SUBMIT gives -EACCES.
+ * DRM_ONPU_BO_NO_MMAP: the CPU cannot map the object (BO_INFO's mmap_offset
+ *   is 0; mmap() of a dma-buf exported from it gives -EACCES).
+ * DRM_ONPU_BO_CPU_WC: write-combined CPU mapping (default: cached).
+ */
+#define DRM_ONPU_BO_READ_ONLY		(1 << 0)
+#define DRM_ONPU_BO_NO_MMAP		(1 << 1)
+#define DRM_ONPU_BO_CPU_WC		(1 << 2)
+#define DRM_ONPU_BO_CREATE_FLAGS \
+	(DRM_ONPU_BO_READ_ONLY | DRM_ONPU_BO_NO_MMAP | DRM_ONPU_BO_CPU_WC)
 
 /**
  * enum drm_onpu_query_type - queries for &drm_onpu_query.query
@@ -181,10 +199,11 @@ struct drm_onpu_query_cost_model {
 /**
  * struct drm_onpu_bo_create - create a buffer object
  *
- * Memory comes from shmem; the object is mapped (read/write) into this
- * file's NPU address space. Errors: -EINVAL for a zero or too large @size or
- * non-zero @flags; -ENOMEM when memory cannot be had; -ENOSPC when the
- * file's NPU address space is full.
+ * The NPU address is reserved at once; the memory (shmem) is allocated and
+ * pinned, and the object mapped for the NPU, when a job first uses it or the
+ * CPU maps it. Errors: -EINVAL for a zero or too large @size or unknown
+ * @flags; -ENOSPC when the file's NPU address space is full; -ENOMEM when
+ * memory cannot be had (at the first use: SUBMIT or mmap() fails with it).
  */
 struct drm_onpu_bo_create {
 	/**
@@ -192,7 +211,30 @@ struct drm_onpu_bo_create {
 	 * size rounded up to whole pages.
 	 */
 	__u64 size;
-	/** @flags: in, must be zero. */
+	/** @flags: in, DRM_ONPU_BO_* creation flags. */
+	__u32 flags;
+	/** @handle: out, the GEM handle of the new object, for this file. */
+	__u32 handle;
+	/** @npu_addr: out, the object's address in this file's NPU space. */
+	__u64 npu_addr;
+};
+
+/**
+ * struct drm_onpu_bo_create_userptr - a buffer object of the caller's memory
+ *
+ * The pages are pinned at once (long-term; for writing too unless
+ * DRM_ONPU_BO_READ_ONLY) until the object is freed. The object is NO_MMAP
+ * and cannot be exported through PRIME (-EINVAL). Errors: -EINVAL for an
+ * unaligned @user_ptr or @size, a zero or too large @size, or a flag other
+ * than DRM_ONPU_BO_READ_ONLY; -EFAULT when a page of the range is not mapped
+ * (with the access needed); -ENOMEM; -ENOSPC as for BO_CREATE.
+ */
+struct drm_onpu_bo_create_userptr {
+	/** @user_ptr: in, the start of the memory, page aligned. */
+	__u64 user_ptr;
+	/** @size: in, bytes, a non-zero multiple of the page size. */
+	__u64 size;
+	/** @flags: in, 0 or DRM_ONPU_BO_READ_ONLY. */
 	__u32 flags;
 	/** @handle: out, the GEM handle of the new object, for this file. */
 	__u32 handle;
@@ -214,15 +256,20 @@ struct drm_onpu_bo_info {
 	__u64 size;
 	/**
 	 * @mmap_offset: out, the offset to pass to mmap() on the device file
-	 * to map the object into the CPU's address space.
+	 * to map the object into the CPU's address space; 0 for an object
+	 * the CPU may not map (DRM_ONPU_BO_NO_MMAP).
 	 */
 	__u64 mmap_offset;
 	/**
-	 * @npu_addr: out, where the object is mapped in this file's NPU
-	 * address space; every handle maps its object, also one imported
-	 * through PRIME (each importing file at its own address).
+	 * @npu_addr: out, the object's address in this file's NPU address
+	 * space; every handle gets one, also one imported through PRIME
+	 * (each importing file at its own address).
 	 */
 	__u64 npu_addr;
+	/** @bo_flags: out, the DRM_ONPU_BO_* creation flags of the object. */
+	__u32 bo_flags;
+	/** @pad: out, zero. */
+	__u32 pad;
 };
 
 /* How a job uses a buffer object (&drm_onpu_bo_ref.flags). */
