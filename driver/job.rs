@@ -14,7 +14,8 @@ use kernel::{
     prelude::*,
     new_mutex,
     sync::{aref::ARef, atomic::Relaxed, Arc, Mutex, SetOnce},
-    time::{msecs_to_jiffies, nsecs_to_jiffies, Delta},
+    time::{msecs_to_jiffies, Delta, Jiffies},
+    types::ScopeGuard,
     uaccess::UserSlice,
 };
 
@@ -22,7 +23,7 @@ use crate::context::Context;
 use crate::drv::OnpuDevice;
 use crate::engine::{SqEntry, JOB_TIMEOUT_MS};
 use crate::fence::{self, Access, DriverFence, RingContext};
-use crate::file::{File, Usage};
+use crate::file::{File, Queue, Usage};
 use crate::gem::{self, BoObject};
 use crate::uapi;
 
@@ -80,6 +81,8 @@ pub(crate) struct Job {
     bos: Mutex<KVec<ARef<BoObject>>>,
     /// Where the job's device time is accounted (fdinfo).
     usage: Option<Arc<Usage>>,
+    /// The queue whose count of jobs not yet ended includes this one.
+    queue: Option<Arc<Queue>>,
 }
 
 impl Job {
@@ -101,6 +104,7 @@ impl Job {
                 _vm: None,
                 bos <- new_mutex!(KVec::new()),
                 usage: None,
+                queue: None,
             }),
             GFP_KERNEL,
         )
@@ -120,6 +124,9 @@ impl Job {
             usage.busy_ns.add(busy.as_nanos().max(0) as u64, Relaxed);
             usage.cycles.add(u64::from(outcome.cycles), Relaxed);
             usage.jobs.add(1, Relaxed);
+        }
+        if let Some(queue) = &self.queue {
+            queue.active.fetch_sub(1u32, Relaxed);
         }
         if outcome.error != 0 {
             self.fence.set_error(Error::from_errno(outcome.error));
@@ -141,12 +148,12 @@ impl Job {
     }
 
     /// Wait up to `timeout_ns` for the job to end.
-    pub(crate) fn wait(&self, timeout_ns: i64) -> Result<Option<Outcome>> {
+    pub(crate) fn wait(&self, jiffies: Jiffies) -> Result<Option<Outcome>> {
         if let Some(o) = self.outcome() {
             return Ok(Some(o));
         }
-        if timeout_ns > 0 {
-            self.fence.wait_timeout(true, nsecs_to_jiffies(timeout_ns as u64).max(1))?;
+        if jiffies > 0 {
+            self.fence.wait_timeout(true, jiffies)?;
         }
         Ok(self.outcome())
     }
@@ -154,16 +161,74 @@ impl Job {
 
 /// The user's job description, checked field by field.
 struct Request {
+    queue: Arc<Queue>,
     cmdbuf: ARef<BoObject>,
     cmdbuf_offset: u64,
     size: u32,
     timeout_ms: u32,
     bos: KVec<(ARef<BoObject>, Access)>,
     in_fences: KVec<ARef<Fence>>,
-    out_syncobj: Option<SyncObj>,
+    out_syncobjs: KVec<SyncObj>,
+}
+
+/// Largest stride of a SUBMIT array: an element of more than a page is not
+/// one this driver knows (E2BIG), and the bound keeps the checks short.
+const MAX_STRIDE: u32 = 4096;
+
+/// Read the elements of a user array of `size`-byte structures (`count` at
+/// most `max`): each element's first `size` bytes, its bytes past them
+/// checked to be zero. EINVAL for a short stride or too many elements,
+/// E2BIG for non-zero trailing bytes, EFAULT for a bad pointer. With
+/// `count` 0 nothing else is looked at.
+fn read_array(arr: &uapi::drm_onpu_obj_array, size: usize, max: u32) -> Result<KVec<u8>> {
+    // (An empty array needs no stride: zeroed arrays are empty.)
+    if arr.count == 0 {
+        return Ok(KVec::new());
+    }
+    if arr.count > max || (arr.stride as usize) < size {
+        return Err(EINVAL);
+    }
+    let count = arr.count as usize;
+    let mut out = KVec::with_capacity(count * size, GFP_KERNEL)?;
+    if arr.stride > MAX_STRIDE {
+        return Err(E2BIG);
+    }
+    let stride = arr.stride as usize;
+    let base = usize::try_from(arr.array).map_err(|_| EFAULT)?;
+    // count <= 256 and stride <= 4096: at most 1 MiB, read in one go.
+    let total = count * stride;
+    let mut bytes = KVVec::with_capacity(total, GFP_KERNEL)?;
+    UserSlice::new(UserPtr::from_addr(base), total).read_all(&mut bytes, GFP_KERNEL)?;
+    for elem in bytes.chunks_exact(stride) {
+        if elem[size..].iter().any(|&b| b != 0) {
+            return Err(E2BIG);
+        }
+        out.extend_from_slice(&elem[..size], GFP_KERNEL)?;
+    }
+    Ok(out)
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    u64::from(u32_at(b, at)) | (u64::from(u32_at(b, at + 4)) << 32)
+}
+
+/// The elements of a &drm_onpu_sync array.
+fn read_syncs(arr: &uapi::drm_onpu_obj_array, max: u32) -> Result<KVec<uapi::drm_onpu_sync>> {
+    const SIZE: usize = core::mem::size_of::<uapi::drm_onpu_sync>();
+    let bytes = read_array(arr, SIZE, max)?;
+    let mut syncs = KVec::with_capacity(bytes.len() / SIZE, GFP_KERNEL)?;
+    for e in bytes.chunks_exact(SIZE) {
+        syncs.push(uapi::drm_onpu_sync { handle: u32_at(e, 0), flags: u32_at(e, 4), point: u64_at(e, 8) }, GFP_KERNEL)?;
+    }
+    Ok(syncs)
 }
 
 fn check(file: &drm::File<File>, req: &uapi::drm_onpu_submit) -> Result<Request> {
+    // (DRM_ONPU_SUBMIT_PROFILE is not implemented by this driver yet.)
     if req.flags != 0 || req.pad != 0 {
         return Err(EINVAL);
     }
@@ -175,22 +240,21 @@ fn check(file: &drm::File<File>, req: &uapi::drm_onpu_submit) -> Result<Request>
     if req.cmdbuf_offset % insn != 0 {
         return Err(EINVAL);
     }
-    if req.bo_count > uapi::DRM_ONPU_MAX_JOB_BOS || req.in_syncobj_count > uapi::DRM_ONPU_MAX_IN_SYNCOBJS {
-        return Err(EINVAL);
-    }
     if req.timeout_ms > JOB_TIMEOUT_MS {
         return Err(EINVAL);
     }
+    let queue = file.inner().queue(req.queue_id)?;
     let cmdbuf = gem::lookup(file, req.cmdbuf_handle)?;
     let end = req.cmdbuf_offset.checked_add(u64::from(size)).ok_or(EINVAL)?;
     if end > cmdbuf.size() as u64 {
         return Err(EINVAL);
     }
 
-    let bo_refs = read_words(req.bos, req.bo_count as usize * 2)?;
-    let mut bos = KVec::with_capacity(req.bo_count as usize, GFP_KERNEL)?;
-    for pair in bo_refs.chunks_exact(2) {
-        let (handle, flags) = (pair[0], pair[1]);
+    const BO_REF: usize = core::mem::size_of::<uapi::drm_onpu_bo_ref>();
+    let bo_refs = read_array(&req.bos, BO_REF, uapi::DRM_ONPU_MAX_JOB_BOS)?;
+    let mut bos = KVec::with_capacity(bo_refs.len() / BO_REF, GFP_KERNEL)?;
+    for e in bo_refs.chunks_exact(BO_REF) {
+        let (handle, flags) = (u32_at(e, 0), u32_at(e, 4));
         let access = match flags {
             uapi::DRM_ONPU_BO_READ => Access::Read,
             uapi::DRM_ONPU_BO_WRITE => Access::Write,
@@ -200,32 +264,30 @@ fn check(file: &drm::File<File>, req: &uapi::drm_onpu_submit) -> Result<Request>
         bos.push((gem::lookup(file, handle)?, access), GFP_KERNEL)?;
     }
 
-    let handles = read_words(req.in_syncobjs, req.in_syncobj_count as usize)?;
-    let mut in_fences = KVec::with_capacity(handles.len(), GFP_KERNEL)?;
-    for &h in handles.iter() {
-        in_fences.push(SyncObj::find_fence(file, h)?, GFP_KERNEL)?;
+    let ins = read_syncs(&req.in_syncs, uapi::DRM_ONPU_MAX_IN_SYNCS)?;
+    let mut in_fences = KVec::with_capacity(ins.len(), GFP_KERNEL)?;
+    for s in ins.iter() {
+        if s.flags & !uapi::DRM_ONPU_SYNC_WAIT_FOR_SUBMIT != 0 {
+            return Err(EINVAL);
+        }
+        // Timeline points and waiting for a fence to be attached come with
+        // the asynchronous scheduler.
+        if s.point != 0 || s.flags != 0 {
+            return Err(EINVAL);
+        }
+        in_fences.push(SyncObj::find_fence(file, s.handle)?, GFP_KERNEL)?;
     }
-    let out_syncobj = match req.out_syncobj {
-        0 => None,
-        h => Some(SyncObj::lookup(file, h)?),
-    };
+    let outs = read_syncs(&req.out_syncs, uapi::DRM_ONPU_MAX_OUT_SYNCS)?;
+    let mut out_syncobjs = KVec::with_capacity(outs.len(), GFP_KERNEL)?;
+    for s in outs.iter() {
+        // WAIT_FOR_SUBMIT is for inputs only.
+        if s.flags != 0 || s.point != 0 {
+            return Err(EINVAL);
+        }
+        out_syncobjs.push(SyncObj::lookup(file, s.handle)?, GFP_KERNEL)?;
+    }
     let timeout_ms = if req.timeout_ms == 0 { JOB_TIMEOUT_MS } else { req.timeout_ms };
-    Ok(Request { cmdbuf, cmdbuf_offset: req.cmdbuf_offset, size, timeout_ms, bos, in_fences, out_syncobj })
-}
-
-/// Read `count` u32 words from user memory at `addr` (EFAULT when bad).
-fn read_words(addr: u64, count: usize) -> Result<KVec<u32>> {
-    let mut words = KVec::with_capacity(count, GFP_KERNEL)?;
-    if count == 0 {
-        return Ok(words);
-    }
-    let addr = usize::try_from(addr).map_err(|_| EFAULT)?;
-    let mut bytes = KVec::new();
-    UserSlice::new(UserPtr::from_addr(addr), count * 4).read_all(&mut bytes, GFP_KERNEL)?;
-    for w in bytes.chunks_exact(4) {
-        words.push(u32::from_ne_bytes([w[0], w[1], w[2], w[3]]), GFP_KERNEL)?;
-    }
-    Ok(words)
+    Ok(Request { queue, cmdbuf, cmdbuf_offset: req.cmdbuf_offset, size, timeout_ms, bos, in_fences, out_syncobjs })
 }
 
 /// How long a submitter waits for one foreign dependency before giving up.
@@ -248,7 +310,17 @@ fn wait_dependencies(ring_context: u64, req: &Request) -> Result {
 pub(crate) fn submit(dev: &OnpuDevice, file: &drm::File<File>, req: &uapi::drm_onpu_submit) -> Result<Arc<Job>> {
     let r = check(file, req)?;
     let this = file.inner();
-    let ctx = this.context();
+    let queue = r.queue.clone();
+    let ctx = &queue.ctx;
+    // Count the job against its queue's limit first (it ends, whatever
+    // happens from here, by retire() or by the guard below).
+    if queue.active.fetch_add(1, Relaxed) >= uapi::DRM_ONPU_MAX_QUEUE_JOBS {
+        queue.active.fetch_sub(1u32, Relaxed);
+        return Err(EAGAIN);
+    }
+    let counted = ScopeGuard::new(|| {
+        queue.active.fetch_sub(1u32, Relaxed);
+    });
     let cmdbuf_va = ctx.npu_addr(&r.cmdbuf).ok_or(ENOENT)?.checked_add(r.cmdbuf_offset).ok_or(EINVAL)?;
     let engine = &dev.engine;
     let ring = engine.fences.id();
@@ -266,7 +338,7 @@ pub(crate) fn submit(dev: &OnpuDevice, file: &drm::File<File>, req: &uapi::drm_o
     }
 
     // Everything the job holds, allocated before it has a number.
-    let Request { cmdbuf, size, timeout_ms, bos: uses, out_syncobj, .. } = r;
+    let Request { cmdbuf, size, timeout_ms, bos: uses, out_syncobjs, .. } = r;
     let mut bos = KVec::with_capacity(uses.len() + 1, GFP_KERNEL)?;
     let mut accesses = KVec::with_capacity(uses.len() + 1, GFP_KERNEL)?;
     for (bo, access) in uses.into_iter() {
@@ -276,6 +348,7 @@ pub(crate) fn submit(dev: &OnpuDevice, file: &drm::File<File>, req: &uapi::drm_o
     accesses.push(Access::Read, GFP_KERNEL)?;
     bos.push(cmdbuf, GFP_KERNEL)?;
     let usage = this.usage().clone();
+    let job_queue = queue.clone();
     let build = |seqno| {
         // (The fence is made once the job's memory is there, as above.)
         let fence_seqno = seqno;
@@ -291,6 +364,7 @@ pub(crate) fn submit(dev: &OnpuDevice, file: &drm::File<File>, req: &uapi::drm_o
                 _vm: Some(ctx.clone()),
                 bos <- new_mutex!(bos),
                 usage: Some(usage),
+                queue: Some(job_queue),
             }),
             GFP_KERNEL,
         )
@@ -304,10 +378,16 @@ pub(crate) fn submit(dev: &OnpuDevice, file: &drm::File<File>, req: &uapi::drm_o
         job.bos.lock().iter().zip(accesses.iter()).try_for_each(|(bo, access)| {
             fence::add_fence(bo.resv(), &job.fence, *access, ring, msecs_to_jiffies(DEPENDENCY_TIMEOUT_MS))
         })?;
-        if let Some(s) = &out_syncobj {
+        for s in out_syncobjs.iter() {
             s.replace_fence(Some(&job.fence));
         }
         Ok(())
+    };
+    // Once built, the job's retire() uncounts it.
+    let build = |seqno| {
+        let job = build(seqno)?;
+        counted.dismiss();
+        Ok(job)
     };
     engine.submit(build, publish)
 }

@@ -5,6 +5,11 @@
 mod abi;
 pub use abi::*;
 
+/// Flag sets as `bitflags` types (userspace only; abi.rs stays
+/// dependency-free for the driver).
+pub mod flags;
+pub use flags::*;
+
 pub mod drm_core;
 
 #[cfg(test)]
