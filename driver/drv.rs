@@ -159,6 +159,7 @@ impl drm::Driver for OnpuDriver {
     const INFO: drm::DriverInfo = INFO;
     const FEAT_COMPUTE_ACCEL: bool = true;
     const FEAT_SYNCOBJ: bool = true;
+    const FEAT_SYNCOBJ_TIMELINE: bool = true;
     const OWNER: &'static ThisModule = &crate::THIS_MODULE;
 
     fn show_fdinfo(file: &drm::File<File>, printer: &mut drm::print::Printer<'_>) {

@@ -25,6 +25,7 @@ use crate::fence;
 use crate::gem;
 use crate::job::{self, Job};
 use crate::mmu;
+use crate::sched::SchedQueue;
 use crate::uapi;
 
 /// Completed jobs a file may leave unreaped before the oldest are dropped.
@@ -43,14 +44,19 @@ impl Usage {
     }
 }
 
-/// A job queue of a file (QUEUE_CREATE): the address space its jobs run in
-/// and their priority.
+/// A job queue of a file (QUEUE_CREATE): the address space its jobs run in,
+/// and its side in the scheduler (priority, timeline, pending jobs).
 pub(crate) struct Queue {
     pub(crate) id: u32,
-    pub(crate) priority: u32,
     pub(crate) ctx: Arc<Context>,
-    /// Jobs of the queue that have not ended (DRM_ONPU_MAX_QUEUE_JOBS).
-    pub(crate) active: Atomic<u32>,
+    pub(crate) sched: Arc<SchedQueue>,
+}
+
+impl Drop for Queue {
+    fn drop(&mut self) {
+        // The scheduler forgets it once its jobs entered the ring.
+        self.sched.destroy();
+    }
 }
 
 /// The queues of a file, and the id the next one gets.
@@ -69,6 +75,8 @@ pub(crate) struct File {
     jobs: Mutex<KVec<Arc<Job>>>,
     #[pin]
     queues: Mutex<Queues>,
+    /// The number the next job gets (WAIT).
+    next_seqno: Atomic<u64>,
 }
 
 impl drm::file::DriverFile for File {
@@ -85,6 +93,7 @@ impl drm::file::DriverFile for File {
                 usage,
                 jobs <- new_mutex!(KVec::new()),
                 queues <- new_mutex!(Queues { list: KVec::new(), next_id: 1 }),
+                next_seqno: Atomic::new(1),
             }),
             GFP_KERNEL,
         )
@@ -107,6 +116,11 @@ impl File {
 
     pub(crate) fn usage(&self) -> &Arc<Usage> {
         &self.usage
+    }
+
+    /// A new job number of this file.
+    pub(crate) fn next_seqno(&self) -> u64 {
+        self.next_seqno.fetch_add(1u64, Relaxed)
     }
 
     /// DRM_IOCTL_ONPU_GET_PARAM: one device parameter.
@@ -179,7 +193,7 @@ impl File {
 
     /// DRM_IOCTL_ONPU_QUEUE_CREATE: a new job queue of the file.
     pub(crate) fn queue_create(
-        _dev: &OnpuDevice,
+        dev: &OnpuDevice,
         req: &mut uapi::drm_onpu_queue_create,
         file: &drm::File<File>,
     ) -> Result<u32> {
@@ -205,10 +219,10 @@ impl File {
         // creations); an exhausted file gets ENOSPC.
         let id = queues.next_id;
         let next = id.checked_add(1).ok_or(ENOSPC)?;
-        let queue = Arc::new(
-            Queue { id, priority: req.priority, ctx: this.ctx.clone(), active: Atomic::new(0) },
-            GFP_KERNEL,
-        )?;
+        queues.list.reserve(1, GFP_KERNEL)?;
+        let sched = SchedQueue::new(req.priority)?;
+        let queue = Arc::new(Queue { id, ctx: this.ctx.clone(), sched: sched.clone() }, GFP_KERNEL)?;
+        dev.engine.add_queue(sched)?;
         queues.list.push(queue, GFP_KERNEL)?;
         queues.next_id = next;
         req.queue_id = id;
@@ -227,7 +241,8 @@ impl File {
         let this = file.inner();
         let mut queues = this.queues.lock();
         let i = queues.list.iter().position(|q| q.id == req.queue_id).ok_or(ENOENT)?;
-        // Its jobs hold their own reference.
+        // Its jobs hold what they need; the scheduler forgets it once they
+        // entered the ring.
         queues.list.remove(i)?;
         Ok(0)
     }

@@ -22,6 +22,7 @@ mod hw;
 mod job;
 mod mmu;
 mod regs;
+mod sched;
 mod selftest;
 // Shared with userspace, which uses all of it; the driver uses what it needs.
 #[allow(dead_code, unreachable_pub)]

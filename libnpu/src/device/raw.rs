@@ -48,6 +48,7 @@ args! {
     drm_core::drm_syncobj_create => drm_core::DRM_IOCTL_SYNCOBJ_CREATE,
     drm_core::drm_syncobj_destroy => drm_core::DRM_IOCTL_SYNCOBJ_DESTROY,
     drm_core::drm_syncobj_wait => drm_core::DRM_IOCTL_SYNCOBJ_WAIT,
+    drm_core::drm_syncobj_array => drm_core::DRM_IOCTL_SYNCOBJ_SIGNAL,
 }
 
 /// DRM_SYNCOBJ_HANDLE_TO_FD_FLAGS_EXPORT_SYNC_FILE (include/uapi/drm/drm.h):
@@ -322,6 +323,49 @@ pub fn syncobj_create(fd: impl AsFd, signaled: bool) -> Result<u32, i32> {
 pub fn syncobj_destroy(fd: impl AsFd, handle: u32) -> Result<(), i32> {
     let mut d = drm_core::drm_syncobj_destroy { handle, pad: 0 };
     ioctl(fd, &mut d).map(drop)
+}
+
+/// SYNCOBJ_SIGNAL: attach a signalled fence to a (binary) syncobj.
+pub fn syncobj_signal(fd: impl AsFd, handle: u32) -> Result<(), i32> {
+    let handles = [handle];
+    let mut a = drm_core::drm_syncobj_array {
+        handles: handles.as_ptr() as u64,
+        count_handles: 1,
+        pad: 0,
+    };
+    ioctl(fd, &mut a).map(drop)
+}
+
+fn timeline_array(fd: impl AsFd, request: u32, handle: u32, point: &mut u64) -> Result<(), i32> {
+    let handles = [handle];
+    let mut a = drm_core::drm_syncobj_timeline_array {
+        handles: handles.as_ptr() as u64,
+        points: std::ptr::from_mut(point) as u64,
+        count_handles: 1,
+        flags: 0,
+    };
+    // SAFETY: both requests take a drm_syncobj_timeline_array whose arrays
+    // (one handle, one point) live across the call.
+    unsafe { call(fd, request, &mut a) }.map(drop)
+}
+
+/// SYNCOBJ_TIMELINE_SIGNAL: attach a signalled fence as timeline point
+/// `point`.
+pub fn syncobj_timeline_signal(fd: impl AsFd, handle: u32, point: u64) -> Result<(), i32> {
+    let mut p = point;
+    timeline_array(
+        fd,
+        drm_core::DRM_IOCTL_SYNCOBJ_TIMELINE_SIGNAL,
+        handle,
+        &mut p,
+    )
+}
+
+/// SYNCOBJ_QUERY: the timeline's last (signalled or not) point.
+pub fn syncobj_query(fd: impl AsFd, handle: u32) -> Result<u64, i32> {
+    let mut p = 0;
+    timeline_array(fd, drm_core::DRM_IOCTL_SYNCOBJ_QUERY, handle, &mut p)?;
+    Ok(p)
 }
 
 /// The fence in a syncobj as a sync_file descriptor (EINVAL if it holds
