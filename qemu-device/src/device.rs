@@ -431,6 +431,20 @@ impl DelayEnder {
     }
 }
 
+/// One control-socket line (Documentation/hw/npu-hw.rst, "Fault
+/// injection") applied to a running device: [`crate::inject::control_line`]
+/// on its rules, and a successful `clear` also ends a delay in progress.
+pub fn control(inject: &Mutex<Injector>, delays: &DelayEnder, line: &str) -> String {
+    let reply = match inject.lock() {
+        Ok(mut inj) => crate::inject::control_line(&mut inj, line),
+        Err(_) => "error: injector unavailable".into(),
+    };
+    if line.trim() == "clear" && reply == "ok" {
+        delays.end_delays();
+    }
+    reply
+}
+
 impl Drop for Device {
     fn drop(&mut self) {
         {

@@ -546,6 +546,37 @@ fn control_lines_arm_and_clear_rules_in_a_running_device() {
     assert_eq!((c.seqno, c.status), (s, 0));
 }
 
+/// The control socket's `clear` ends a delay in progress: the held job
+/// completes at once (not after its hour), and the next job runs.
+#[test]
+fn clear_ends_a_delay_in_progress() {
+    use npu_device::device::control;
+    let cfg = DeviceConfig {
+        sram_size: 64 * 1024,
+        contexts: 2,
+        ..Default::default()
+    };
+    let mut b = Bench::with_options(cfg, 16, 8, 8, Injector::default());
+    let (inj, delays) = (b.device.injector(), b.device.delay_ender());
+    assert_eq!(control(&inj, &delays, "inject delay=3600000:tag=3"), "ok");
+    b.map(0, CMD_VA, 128, false);
+    b.write(0, CMD_VA, &assemble(&[Insn::Mark { tag: 3 }, Insn::End]));
+    let held = b.submit_raw(0, CMD_VA, 128, 0);
+    let after = b.submit_raw(0, CMD_VA + 64, 64, 0);
+    b.wait_until("the held job running", |b| {
+        b.device.mmio_read(STATUS) & STATUS_BUSY != 0
+    });
+    assert_eq!(b.device.mmio_read(CQ_TAIL), 0);
+    // `list` leaves it held; `clear` releases it.
+    assert_eq!(control(&inj, &delays, "list"), "ok delay=3600000:tag=3");
+    assert_eq!(b.device.mmio_read(CQ_TAIL), 0);
+    assert_eq!(control(&inj, &delays, "clear"), "ok");
+    for want in [held, after] {
+        let c = b.wait_completion(EVENT_BOUND).expect("released job");
+        assert_eq!((c.seqno, c.status), (want, 0));
+    }
+}
+
 /// 16-byte rows every 1024 bytes: four in the mapped page at 0x80_0000,
 /// the rest in the unmapped page after it.
 const SHORT_ROWS: Strided = Strided {

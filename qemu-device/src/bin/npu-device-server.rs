@@ -196,15 +196,7 @@ fn control_client(
         if line.trim().is_empty() {
             continue;
         }
-        let reply = match inject.lock() {
-            Ok(mut inj) => npu_device::inject::control_line(&mut inj, &line),
-            Err(_) => "error: injector unavailable".into(),
-        };
-        // `clear` also ends a delay in progress (the rule that made it is
-        // gone).
-        if line.trim() == "clear" && reply == "ok" {
-            delays.end_delays();
-        }
+        let reply = npu_device::device::control(inject, delays, &line);
         log::info!("control: {line} -> {reply}");
         writeln!(out, "{reply}")?;
     }
