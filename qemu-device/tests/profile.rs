@@ -352,3 +352,53 @@ fn the_last_64_bytes_of_host_memory_hold_a_record() {
     assert_eq!(c.fault(), Some(Fault::Ok));
     assert_eq!(record(&b, at)[1], 1);
 }
+
+/// "The PERF_* counters count the same quantities for all jobs together":
+/// the records of a few jobs add up to the counters' increase.
+#[test]
+fn records_add_up_to_the_performance_counters() {
+    let mut b = bench();
+    b.map(0, IN_VA, 8192, false);
+    b.map(0, OUT_VA, 8192, true);
+    let perf = |b: &Bench| {
+        [
+            PerfCounter::BusyCycles,
+            PerfCounter::Instructions,
+            PerfCounter::Macs,
+            PerfCounter::DmaBytesRead,
+            PerfCounter::DmaBytesWritten,
+        ]
+        .map(|c| {
+            let lo = PERF_BASE + 8 * c as u32;
+            b.device.mmio_read(lo) as u64 | (b.device.mmio_read(lo + 4) as u64) << 32
+        })
+    };
+    let before = perf(&b);
+    let at = buffer(&mut b);
+    let progs: [&[Insn]; 3] = [
+        &[load(IN_VA, 0, 8192), store(OUT_VA, 0, 8192), Insn::End],
+        &[matmul(DType::F32, 16, 16, 16, 0, 2048, 4096), Insn::End],
+        &[
+            load(IN_VA, 0, 1024),
+            matmul(DType::I8, 8, 16, 32, 0, 1024, 2048),
+            store(OUT_VA + 4096, 2048, 512),
+            Insn::End,
+        ],
+    ];
+    let mut sum = [0u64; 5];
+    for (i, prog) in progs.iter().enumerate() {
+        let rec = at + 64 * i as u64;
+        let c = run_profiled(&mut b, 0, prog, rec);
+        assert_eq!(c.fault(), Some(Fault::Ok));
+        let w = record(&b, rec);
+        assert_eq!(w[0], c.cycles as u64);
+        for (s, v) in sum.iter_mut().zip([w[0], w[1], w[2], w[3], w[4]]) {
+            *s += v;
+        }
+    }
+    let after = perf(&b);
+    let delta: Vec<u64> = after.iter().zip(before).map(|(a, b)| a - b).collect();
+    assert_eq!(delta, sum);
+    // And the MACs by hand: 16^3 + 8 * 16 * 32.
+    assert_eq!(sum[2], 4096 + 4096);
+}
