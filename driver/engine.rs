@@ -906,7 +906,8 @@ impl Engine {
         for job in st.in_flight.iter() {
             writeln!(out, "  job {} context {} cmdbuf {:#x}+{} timeout {} ms", job.ring_seqno(), job.context, job.cmdbuf, job.size, job.timeout_ms)?;
         }
-        Ok(())
+        drop(st);
+        self.describe_queues(out)
     }
 
     /// RING_ERROR was raised: the device refused a ring-pointer write this

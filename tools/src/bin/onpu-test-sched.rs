@@ -445,12 +445,21 @@ fn queue_limit(c: &Ctx) -> Result<(), String> {
                 )
             });
     }
-    // Another queue is not affected.
+    // Another queue is not affected (a job listing no object: listing
+    // `dst` would make it wait for the blocked jobs that write it).
     if result.is_ok() {
-        result = c
-            .submit(accel::FIRST_QUEUE, &[], &[])
+        let mut req = uapi::drm_onpu_submit {
+            queue_id: accel::FIRST_QUEUE,
+            cmdbuf_handle: c.cmd.handle,
+            cmdbuf_size: c.size,
+            ..Default::default()
+        };
+        result = accel::submit(&c.file, &mut req)
             .map_err(errno_name)
             .and_then(|n| c.wait_ok(n));
+        if result.is_err() {
+            dump_state();
+        }
     }
     accel::syncobj_signal(&c.file, s).map_err(errno_name)?;
     for n in seqnos {
@@ -464,6 +473,21 @@ fn queue_limit(c: &Ctx) -> Result<(), String> {
     accel::queue_destroy(&c.file, q).map_err(errno_name)?;
     accel::syncobj_destroy(&c.file, s).map_err(errno_name)?;
     result
+}
+
+/// The driver's debugfs state (ring and queues), as TAP comments.
+fn dump_state() {
+    for e in std::fs::read_dir("/sys/kernel/debug/onpu")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if let Ok(text) = std::fs::read_to_string(e.path().join("state")) {
+            for l in text.lines() {
+                println!("# {l}");
+            }
+        }
+    }
 }
 
 fn queue_create_raw(file: &File, context_id: u32, priority: u32, flags: u32) -> Result<u32, i32> {
@@ -594,12 +618,14 @@ fn queue_errors(c: &Ctx) -> Result<(), String> {
     Ok(())
 }
 
-/// Priorities: behind a long job, 30 LOW jobs then one HIGH job are
-/// submitted; the HIGH job runs before most LOW jobs. Order, not time,
-/// tells: LOW job i copies a pattern into slice i of `marks`, and the HIGH
-/// job copies all of `marks` into `snap`, so `snap` shows which LOW jobs
-/// had run before it (the device runs one job at a time). Every job lists
-/// `marks` as read, so implicit synchronisation does not order them.
+/// Priorities: 30 LOW jobs then one HIGH job are submitted, all waiting
+/// for a syncobj signalled once they are all queued (so they are ready
+/// together, whatever the speed of the machine); the HIGH job runs before
+/// most LOW jobs. Order, not time, tells: LOW job i copies a pattern into
+/// slice i of `marks`, and the HIGH job copies all of `marks` into `snap`,
+/// so `snap` shows which LOW jobs had run before it (the device runs one
+/// job at a time). Every job lists `marks` as read, so implicit
+/// synchronisation does not order them.
 fn priorities(c: &Ctx) -> Result<(), String> {
     const LOWS: usize = 30;
     const SLICE: u32 = 256;
@@ -609,7 +635,6 @@ fn priorities(c: &Ctx) -> Result<(), String> {
         let va = accel::bo_npu_addr(f, b.handle).map_err(errno_name)?;
         Ok((b, va))
     };
-    let (ballast, ballast_va) = bo(1 << 20)?;
     let (marks, marks_va) = bo(u64::from(SLICE) * LOWS as u64)?;
     let (snap, snap_va) = bo(u64::from(SLICE) * LOWS as u64)?;
     let (cmd, _) = bo(64 * 1024)?;
@@ -617,20 +642,9 @@ fn priorities(c: &Ctx) -> Result<(), String> {
     c.fill(&marks, 0)?;
     c.fill(&snap, 0)?;
     let src_va = accel::bo_npu_addr(f, c.src.handle).map_err(errno_name)?;
-    // Programs at 256-byte offsets: the long job at 0 (128 loads of 1 MiB,
-    // 8 KiB of code), LOW job i at 8 KiB + 256 * i, the HIGH job after.
-    let mib = npu_isa::Strided::contiguous(1 << 20);
-    let mut long = vec![
-        npu_isa::Insn::DmaLoad {
-            va: ballast_va,
-            sram: 0,
-            mem: mib,
-            sram_layout: mib
-        };
-        127
-    ];
-    long.push(npu_isa::Insn::End);
-    let mut progs: Vec<(u64, Vec<u8>)> = vec![(0, assemble(&long))];
+    // Programs at 256-byte offsets: LOW job i at 8 KiB + 256 * i, the HIGH
+    // job after them.
+    let mut progs: Vec<(u64, Vec<u8>)> = vec![(0, Vec::new())];
     for i in 0..LOWS {
         let code = assemble(&copyjob::insns(
             src_va,
@@ -654,6 +668,8 @@ fn priorities(c: &Ctx) -> Result<(), String> {
         handle: b.handle,
         flags: uapi::DRM_ONPU_BO_READ,
     };
+    let gate = accel::syncobj_create(f, false).map_err(errno_name)?;
+    let ins = [wait_for_submit(gate, 0)];
     let submit = |q: u32, at: u64, len: usize, refs: &[uapi::drm_onpu_bo_ref]| {
         let mut req = uapi::drm_onpu_submit {
             queue_id: q,
@@ -661,14 +677,13 @@ fn priorities(c: &Ctx) -> Result<(), String> {
             cmdbuf_offset: at,
             cmdbuf_size: len as u32,
             bos: accel::obj_array(refs),
+            in_syncs: accel::obj_array(&ins),
             ..Default::default()
         };
         accel::submit(f, &mut req).map_err(|e| format!("submit at {at}: {}", errno_name(e)))
     };
-    let qn = accel::queue_create(f, uapi::DRM_ONPU_PRIORITY_NORMAL).map_err(errno_name)?;
     let ql = accel::queue_create(f, uapi::DRM_ONPU_PRIORITY_LOW).map_err(errno_name)?;
     let qh = accel::queue_create(f, uapi::DRM_ONPU_PRIORITY_HIGH).map_err(errno_name)?;
-    let long_job = submit(qn, 0, progs[0].1.len(), &[read(&ballast)])?;
     let mut lows = Vec::new();
     for i in 0..LOWS {
         lows.push(submit(
@@ -684,12 +699,12 @@ fn priorities(c: &Ctx) -> Result<(), String> {
         progs[1 + LOWS].1.len(),
         &[read(&marks), read(&snap)],
     )?;
-    for s in std::iter::once(long_job)
-        .chain(lows)
-        .chain(std::iter::once(high))
-    {
+    // Everything is queued: let them go.
+    accel::syncobj_signal(f, gate).map_err(errno_name)?;
+    for s in lows.into_iter().chain(std::iter::once(high)) {
         c.wait_ok(s)?;
     }
+    accel::syncobj_destroy(f, gate).map_err(errno_name)?;
     let mut m = Mapping::new(f, &snap).map_err(|e| e.to_string())?;
     let before = m.as_mut_slice()[..SLICE as usize * LOWS]
         .chunks(SLICE as usize)
@@ -702,10 +717,10 @@ fn priorities(c: &Ctx) -> Result<(), String> {
     {
         return Err("not every LOW job wrote its mark".into());
     }
-    for q in [qn, ql, qh] {
+    for q in [ql, qh] {
         accel::queue_destroy(f, q).map_err(errno_name)?;
     }
-    for b in [ballast, marks, snap, cmd] {
+    for b in [marks, snap, cmd] {
         accel::gem_close(f, b.handle).map_err(errno_name)?;
     }
     println!("# {before} of {LOWS} LOW jobs ran before the HIGH job");
