@@ -1032,6 +1032,12 @@ impl irq::ThreadedHandler for IrqHandler {
         if self.engine.drain(dev).is_err() {
             return IrqReturn::None;
         }
+        // Jobs ended: move the ones waiting for ring room in now, without
+        // a trip through the scheduler work (this thread is in a
+        // signalling section already; the pass allocates nothing).
+        if self.engine.sched_blocked.xchg(false, Relaxed) {
+            self.engine.run_scheduler();
+        }
         let halted = pending & IRQ_DEVICE_ERROR != 0;
         let ring_error = (pending & IRQ_RING_ERROR != 0).then(|| self.engine.take_ring_error(bar));
         if halted || ring_error.is_some() {
