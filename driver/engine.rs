@@ -7,10 +7,13 @@
 //!
 //! Locking, outermost first:
 //!
-//! - `ticket` (mutex): serialises submitters and owns the next sequence
-//!   number. Held while a job is built and its fence published in the
-//!   reservation objects (which allocates and takes reservation locks).
-//!   Never taken on the signalling path.
+//! - A queue's `submit` mutex (driver/sched.rs): serialises the
+//!   submitters of one queue while a job is built and its fence published
+//!   (which allocates and takes reservation locks). Never taken on the
+//!   signalling path.
+//! - The scheduler's `sched` mutex, then a queue's `pending` mutex
+//!   (driver/sched.rs): taken by the scheduler pass, a signalling section,
+//!   to move ready jobs into the ring; nothing under them allocates.
 //! - `gate` (mutex, held only for a moment): whether the PCI device is
 //!   bound and how many threads use it. `with_bound` counts a user in and
 //!   out; unbind marks the device unbound, signals every fence, then waits
@@ -60,6 +63,7 @@ use crate::gem::BoStats;
 use crate::hw::{self, Bar0, Params};
 use crate::job::{Job, Outcome};
 use crate::regs::*;
+use crate::sched::SchedList;
 use crate::uapi;
 
 /// Entries of each ring.
@@ -79,8 +83,18 @@ const RELEASE_DELAY_MS: u32 = 10;
 /// process writing the registers in a loop must not flood the log.
 const RING_ERROR_LOG_BURST: u32 = 5;
 const RING_ERROR_LOG_WINDOW_MS: i64 = 5000;
+/// How often the scheduler looks for a fence attached to a point that a
+/// queue's head job waits for (DRM_ONPU_SYNC_WAIT_FOR_SUBMIT).
+const SCHED_POLL_MS: u32 = 2;
 /// Default (and largest) run time of a job.
 pub(crate) const JOB_TIMEOUT_MS: u32 = 5000;
+
+/// What [`Engine::enter_ring`] did.
+pub(crate) enum Entered {
+    Yes,
+    NoRoom,
+    Stopped,
+}
 
 /// A submission-ring entry.
 #[repr(C)]
@@ -175,7 +189,8 @@ struct RingState {
     /// work to let go of them outside the signalling path. Capacity
     /// RING_ENTRIES; `in_flight.len() + retired.len() <= RING_ENTRIES`.
     retired: KVec<Arc<Job>>,
-    /// Sequence number of the newest job written into the ring.
+    /// Sequence number of the newest job written into the ring (the next
+    /// one gets the next number: ring order).
     queued_seqno: u64,
     /// Sequence number of the newest job that ended: every job up to it
     /// has ended (jobs end in ring order).
@@ -233,10 +248,12 @@ pub(crate) struct Engine {
     pub(crate) counters: Counters,
     /// The device's buffer objects (each holds a reference).
     pub(crate) bo_stats: Arc<BoStats>,
-    /// The next sequence number; held by a submitter from the number to
-    /// the ring.
+    /// The queues and their pending jobs (driver/sched.rs).
     #[pin]
-    ticket: Mutex<u64>,
+    pub(crate) sched: Mutex<SchedList>,
+    /// A scheduler pass left a job behind for want of ring room (or a
+    /// failed job for its queue's earlier ones): run again when jobs end.
+    pub(crate) sched_blocked: Atomic<bool>,
     #[pin]
     gate: Mutex<Gate>,
     /// Signalled when the last user of an unbound device leaves.
@@ -272,6 +289,13 @@ pub(crate) struct Engine {
     /// must not outlive the binding).
     #[pin]
     drm: Mutex<Option<ARef<OnpuDevice>>>,
+    /// Runs the scheduler pass (queued by fence callbacks and the ring).
+    #[pin]
+    sched_work: DelayedWork<Engine, 3>,
+    /// Polls for fences attached to points jobs wait for (no notification
+    /// exists for that: Documentation/driver/onpu.rst).
+    #[pin]
+    sched_poll: DelayedWork<Engine, 4>,
 }
 
 impl_has_delayed_work! {
@@ -284,6 +308,15 @@ impl_has_delayed_work! {
 
 impl_has_delayed_work! {
     impl HasDelayedWork<Self, 2> for Engine { self.wedged_work }
+
+}
+
+impl_has_delayed_work! {
+    impl HasDelayedWork<Self, 3> for Engine { self.sched_work }
+}
+
+impl_has_delayed_work! {
+    impl HasDelayedWork<Self, 4> for Engine { self.sched_poll }
 }
 
 impl Engine {
@@ -309,7 +342,8 @@ impl Engine {
             fences: RingContext::new(),
             counters: Counters::new(),
             bo_stats,
-            ticket <- new_mutex!(1),
+            sched <- new_mutex!(SchedList::new()),
+            sched_blocked: Atomic::new(false),
             gate <- new_mutex!(Gate { bound: true, users: 0 }),
             gate_idle <- new_condvar!(),
             state <- new_mutex!(RingState {
@@ -332,6 +366,8 @@ impl Engine {
             release <- new_delayed_work!("onpu::release"),
             wedged_work <- new_delayed_work!("onpu::wedged"),
             drm <- new_mutex!(None),
+            sched_work <- new_delayed_work!("onpu::sched"),
+            sched_poll <- new_delayed_work!("onpu::sched_poll"),
         }))
     }
 
@@ -457,7 +493,7 @@ impl Engine {
             let phase = u32::from((head / RING_ENTRIES) % 2 == 0);
             let flags: u32 = dma_read!(rings.cq, [try: slot].flags);
             if flags & 1 != phase {
-                return Ok(job.seqno);
+                return Ok(job.ring_seqno());
             }
             head = head.wrapping_add(1);
         }
@@ -469,107 +505,90 @@ impl Engine {
         self.state.lock().retired_seqno
     }
 
-    /// Queue a job: `build` makes it for its sequence number (it may
-    /// allocate), `publish` puts its fence where others will wait for it
-    /// (reservation objects, the output syncobj). Then, under the ring lock
-    /// and without allocating, the job goes into the ring. Nothing is
-    /// published when `build` fails; once `publish` has run, the fence
-    /// signals whatever happens and the sequence number is used up.
-    pub(crate) fn submit(
-        self: &Arc<Self>,
-        build: impl FnOnce(u64) -> Result<Arc<Job>>,
-        publish: impl FnOnce(&Job) -> Result,
-    ) -> Result<Arc<Job>> {
-        // Jobs that ended since the last submission: their objects go now,
-        // in process context, rather than in the release work.
-        self.release_retired();
-        let mut next = self.ticket.lock();
-        // Room in the ring first: only ticket holders take it.
-        {
+    /// Run a kernel job (the probe self-test): into the ring at once.
+    pub(crate) fn run_kernel_job(self: &Arc<Self>, job: &Arc<Job>) -> Result {
+        match self.enter_ring(job, RING_ENTRIES as usize) {
+            Entered::Yes => Ok(()),
+            Entered::NoRoom => Err(EBUSY),
+            Entered::Stopped => Err(ENODEV),
+        }
+    }
+
+    /// Write `job` into the ring as the next job and tell the device, unless
+    /// `depth` jobs are in it already (scheduler pass: allocates nothing).
+    pub(crate) fn enter_ring(self: &Arc<Self>, job: &Arc<Job>, depth: usize) -> Entered {
+        let r = self.with_bound(|dev| {
+            let bar = self.bar.access(dev)?;
+            let rings = self.rings.access(dev)?;
             let mut st = self.state.lock();
-            loop {
-                if st.stopped {
-                    return Err(ENODEV);
-                }
-                if st.wedged {
-                    return Err(EIO);
-                }
-                if st.has_room() {
-                    break;
-                }
-                if self.space.wait_interruptible(&mut st) {
-                    return Err(ERESTARTSYS);
-                }
+            if st.stopped {
+                return Err(ENODEV);
             }
+            // A wedged device takes no job: the scheduler cancels it.
+            if st.wedged {
+                return Err(EIO);
+            }
+            if !st.has_room() || st.in_flight.len() >= depth {
+                return Ok(false);
+            }
+            let slot = (st.sq_tail % RING_ENTRIES) as usize;
+            let seqno = st.queued_seqno + 1;
+            job.set_ring_seqno(seqno);
+            dma_write!(rings.sq, [try: slot], job.sq_entry());
+            // has_room(): within the capacity allocated at probe.
+            st.in_flight.push_within_capacity(job.clone()).map_err(|_| EBUSY)?;
+            if st.in_flight.len() == 1 {
+                st.head_since = Instant::now();
+            }
+            st.queued_seqno = seqno;
+            let old = st.sq_tail;
+            st.sq_tail = st.sq_tail.wrapping_add(1);
+            // (The page's indices are constants in range; ring if that fails.)
+            if self.needs_doorbell(rings, st.sq_tail, old).unwrap_or(true) {
+                self.counters.doorbells.add(1, Relaxed);
+                // writel orders the entry (coherent memory) before the doorbell.
+                bar.write32(st.sq_tail, DOORBELL);
+            }
+            self.counters.submitted.add(1, Relaxed);
+            Ok(true)
+        });
+        match r {
+            Ok(true) => {
+                // Arm the watchdog unless it is pending already (the work
+                // item's own pending bit decides; a pass that is running
+                // re-arms too). It times the job from now: it is in the ring.
+                self.arm_watchdog();
+                Entered::Yes
+            }
+            Ok(false) => Entered::NoRoom,
+            Err(_) => Entered::Stopped,
         }
-        let seqno = *next;
-        let job = build(seqno)?;
-        // From here on the sequence number is spent.
-        *next += 1;
-        let queued = publish(&job).and_then(|()| self.with_bound(|dev| self.queue(dev, &job)));
-        if let Err(e) = queued {
-            self.fail_unqueued(&job, e);
-            return Err(e);
-        }
-        Ok(job)
     }
 
-    /// Write `job` into the ring and tell the device (ticket held, room
-    /// checked).
-    fn queue(self: &Arc<Self>, dev: &device::Device<Bound>, job: &Arc<Job>) -> Result {
-        let bar = self.bar.access(dev)?;
-        let rings = self.rings.access(dev)?;
+    /// End a job that never reached the ring (SUBMIT failed after its
+    /// fence was published, or the device went away) with `outcome`, as
+    /// though it had passed through the ring: it takes a place in the
+    /// retired list, so false when the ring has no room.
+    pub(crate) fn retire_unqueued(self: &Arc<Self>, job: &Arc<Job>, outcome: Outcome) -> bool {
         let mut st = self.state.lock();
-        if st.stopped {
-            return Err(ENODEV);
+        if !st.has_room() {
+            return false;
         }
-        if st.wedged {
-            return Err(EIO);
+        job.retire(outcome, Delta::ZERO);
+        // has_room(): within the capacity.
+        if let Err(e) = st.retired.push_within_capacity(job.clone()) {
+            drop(e);
         }
-        let slot = (st.sq_tail % RING_ENTRIES) as usize;
-        dma_write!(rings.sq, [try: slot], job.sq_entry());
-        // Room was checked under the ticket and only ticket holders use it.
-        st.in_flight.push_within_capacity(job.clone()).map_err(|_| EBUSY)?;
-        if st.in_flight.len() == 1 {
-            st.head_since = Instant::now();
-        }
-        st.queued_seqno = job.seqno;
-        let old = st.sq_tail;
-        st.sq_tail = st.sq_tail.wrapping_add(1);
-        // (The page's indices are constants in range; ring if that fails.)
-        if self.needs_doorbell(rings, st.sq_tail, old).unwrap_or(true) {
-            self.counters.doorbells.add(1, Relaxed);
-            // writel orders the entry (coherent memory) before the doorbell.
-            bar.write32(st.sq_tail, DOORBELL);
-        }
-        self.counters.submitted.add(1, Relaxed);
-        drop(st);
-        // Arm the watchdog unless it is pending already (the work item's
-        // own pending bit decides; a pass that is running re-arms too).
-        self.arm_watchdog();
-        Ok(())
+        self.schedule_release(&st);
+        true
     }
 
-    /// A job whose fence may already be published could not be queued:
-    /// signal it with the error, after every earlier job (fences of one
-    /// timeline signal in order). The ticket is held, so no later job is
-    /// queued meanwhile; the earlier ones end within their timeouts (the
-    /// watchdog) or at unbind.
-    fn fail_unqueued(&self, job: &Arc<Job>, e: Error) {
-        let last = {
-            let st = self.state.lock();
-            st.in_flight.last().cloned()
-        };
-        if let Some(last) = last {
-            // Bounded by the watchdog; uninterruptible, or the fence could
-            // signal out of order.
-            let _ = last.fence.wait(false);
-        }
-        {
-            let _signalling = Signalling::begin();
-            job.retire(Outcome::not_queued(e), Delta::ZERO);
-        }
-        job.release();
+    /// Poll again later for fences attached to the points a queue's head
+    /// job waits for.
+    pub(crate) fn poll_scheduler(self: &Arc<Self>) {
+        let delay = msecs_to_jiffies(SCHED_POLL_MS);
+        // Err: pending already.
+        let _ = workqueue::system().enqueue_delayed::<Arc<Self>, 4>(self.clone(), delay);
     }
 
     fn uses_shadow(&self) -> bool {
@@ -608,7 +627,7 @@ impl Engine {
         let Ok(job) = st.in_flight.remove(0) else { return };
         let busy = st.head_since.elapsed();
         st.head_since = Instant::now();
-        st.retired_seqno = job.seqno;
+        st.retired_seqno = job.ring_seqno();
         self.counters.completed.add(1, Relaxed);
         if outcome.status != uapi::DRM_ONPU_JOB_OK {
             self.counters.failed.add(1, Relaxed);
@@ -645,6 +664,13 @@ impl Engine {
         self.space.notify_all();
     }
 
+    /// Room in the ring freed up (jobs released): run the scheduler if it
+    /// left jobs behind.
+    pub(crate) fn release_retired_and_schedule(self: &Arc<Self>) {
+        self.release_retired();
+        self.kick_scheduler_if_blocked();
+    }
+
     /// Drain new completion records (IRQ thread, watchdog), at most one
     /// ring's worth: a device that keeps rewriting phase bits cannot keep
     /// the caller here. A record out of ring order is a device error: the
@@ -671,7 +697,7 @@ impl Engine {
             let rec: CqEntry = dma_read!(rings.cq, [try: slot]);
             st.cq_head = st.cq_head.wrapping_add(1);
             progressed = true;
-            let pos = st.in_flight.iter().position(|j| (j.seqno, j.context) == (rec.seqno, rec.context));
+            let pos = st.in_flight.iter().position(|j| (j.ring_seqno(), j.context) == (rec.seqno, rec.context));
             let Some(pos) = pos.filter(|_| rec.status <= STATUS_MAX) else {
                 self.counters.bogus_completions.add(1, Relaxed);
                 dev_warn!(
@@ -706,7 +732,7 @@ impl Engine {
             }
             for _ in 0..pos {
                 if let Some(lost) = st.in_flight.first() {
-                    dev_warn!(dev, "job {} has no completion record: failing it\n", lost.seqno);
+                    dev_warn!(dev, "job {} has no completion record: failing it\n", lost.ring_seqno());
                 }
                 self.retire_head(&mut st, Outcome::aborted(STATUS_ABORTED));
             }
@@ -731,6 +757,8 @@ impl Engine {
         }
         if st.retired.len() != retired {
             self.schedule_release(&st);
+            // Failed jobs waiting for these to end may go now.
+            self.kick_scheduler_if_blocked();
         }
         Ok(())
     }
@@ -777,6 +805,9 @@ impl Engine {
         self.cancel_all(st);
         dev_err!(dev, "the NPU did not come back from a reset: wedged (unbind and bind the driver to recover)\n");
         let _ = workqueue::system_long().enqueue_delayed::<Arc<Self>, 2>(self.clone(), 0);
+        // The jobs waiting in the scheduler end cancelled too (enter_ring
+        // refuses them from now on).
+        self.kick_scheduler();
     }
 
     /// Whether a failed reset wedged the device (debugfs).
@@ -849,7 +880,7 @@ impl Engine {
             let Some(head) = st.in_flight.first() else { return Ok(()) };
             let limit = Delta::from_millis(i64::from(head.timeout_ms));
             if st.head_since.elapsed() > limit {
-                dev_warn!(dev, "job {} ran past its {} ms timeout: resetting the NPU\n", head.seqno, head.timeout_ms);
+                dev_warn!(dev, "job {} ran past its {} ms timeout: resetting the NPU\n", head.ring_seqno(), head.timeout_ms);
                 let _ = self.recover(dev, &mut st, Some(Outcome::timed_out()));
             }
             let busy = !st.in_flight.is_empty();
@@ -882,6 +913,8 @@ impl Engine {
             }
             self.cancel_all(&mut st);
         }
+        // Then the jobs still waiting in queues, each queue in order.
+        self.cancel_pending();
         hw::stop_bus_master(pdev);
         // Users of the bound device (page-table updates, a watchdog pass,
         // a submitter) finish; every fence they might wait for signalled.
@@ -916,6 +949,8 @@ impl Engine {
         // The uevent cannot be sent any more: let go of the DRM device
         // (which holds this engine).
         self.drm.lock().take();
+        self.sched_work.cancel_sync();
+        self.sched_poll.cancel_sync();
     }
 
     /// debugfs: the device-wide counters.
@@ -941,9 +976,10 @@ impl Engine {
         writeln!(out, "queued_seqno: {}\nretired_seqno: {}", st.queued_seqno, st.retired_seqno)?;
         writeln!(out, "in_flight: {} (head running for {} us)", st.in_flight.len(), st.head_since.elapsed().as_micros_ceil())?;
         for job in st.in_flight.iter() {
-            writeln!(out, "  job {} context {} cmdbuf {:#x}+{} timeout {} ms", job.seqno, job.context, job.cmdbuf, job.size, job.timeout_ms)?;
+            writeln!(out, "  job {} context {} cmdbuf {:#x}+{} timeout {} ms", job.ring_seqno(), job.context, job.cmdbuf, job.size, job.timeout_ms)?;
         }
-        Ok(())
+        drop(st);
+        self.describe_queues(out)
     }
 
     /// RING_ERROR was raised: the device refused a ring-pointer write this
@@ -1022,7 +1058,23 @@ impl WorkItem<1> for Engine {
     type Pointer = Arc<Engine>;
 
     fn run(this: Arc<Engine>) {
-        this.release_retired();
+        this.release_retired_and_schedule();
+    }
+}
+
+impl WorkItem<3> for Engine {
+    type Pointer = Arc<Engine>;
+
+    fn run(this: Arc<Engine>) {
+        this.run_scheduler();
+    }
+}
+
+impl WorkItem<4> for Engine {
+    type Pointer = Arc<Engine>;
+
+    fn run(this: Arc<Engine>) {
+        this.run_scheduler();
     }
 }
 
@@ -1062,6 +1114,12 @@ impl irq::ThreadedHandler for IrqHandler {
         bar.write32(self.causes, IRQ_ACK);
         if self.engine.drain(dev).is_err() {
             return IrqReturn::None;
+        }
+        // Jobs ended: move the ones waiting for ring room in now, without
+        // a trip through the scheduler work (this thread is in a
+        // signalling section already; the pass allocates nothing).
+        if self.engine.sched_blocked.xchg(false, Relaxed) {
+            self.engine.run_scheduler();
         }
         let halted = pending & IRQ_DEVICE_ERROR != 0;
         let ring_error = (pending & IRQ_RING_ERROR != 0).then(|| self.engine.take_ring_error(bar));

@@ -8,14 +8,14 @@
 
 use core::fmt::Write;
 use kernel::{
-    drm::{self, gem::BaseObject, print::Printer},
+    cred::{capable, Capability},
+    drm::{self, gem::BaseObject, print::Printer, timeout_abs_to_jiffies},
     new_mutex,
     prelude::*,
     sync::{
         atomic::{Atomic, Relaxed},
         Arc, Mutex,
     },
-    time::nsecs_to_jiffies,
 };
 
 use crate::context::Context;
@@ -25,6 +25,7 @@ use crate::fence;
 use crate::gem;
 use crate::job::{self, Job};
 use crate::mmu;
+use crate::sched::SchedQueue;
 use crate::uapi;
 use crate::userptr;
 
@@ -47,6 +48,27 @@ impl Usage {
     }
 }
 
+/// A job queue of a file (QUEUE_CREATE): the address space its jobs run in,
+/// and its side in the scheduler (priority, timeline, pending jobs).
+pub(crate) struct Queue {
+    pub(crate) id: u32,
+    pub(crate) ctx: Arc<Context>,
+    pub(crate) sched: Arc<SchedQueue>,
+}
+
+impl Drop for Queue {
+    fn drop(&mut self) {
+        // The scheduler forgets it once its jobs entered the ring.
+        self.sched.destroy();
+    }
+}
+
+/// The queues of a file, and the id the next one gets.
+struct Queues {
+    list: KVec<Arc<Queue>>,
+    next_id: u32,
+}
+
 /// State of one open /dev/accel/accelN file.
 #[pin_data(PinnedDrop)]
 pub(crate) struct File {
@@ -55,6 +77,10 @@ pub(crate) struct File {
     /// Submitted jobs not yet reaped by WAIT, oldest first.
     #[pin]
     jobs: Mutex<KVec<Arc<Job>>>,
+    #[pin]
+    queues: Mutex<Queues>,
+    /// The number the next job gets (WAIT).
+    next_seqno: Atomic<u64>,
 }
 
 impl drm::file::DriverFile for File {
@@ -65,7 +91,16 @@ impl drm::file::DriverFile for File {
         // objects, pins the module through the driver's file operations.)
         let ctx = Context::new(&dev.engine)?;
         let usage = Arc::new(Usage::new(), GFP_KERNEL)?;
-        KBox::try_pin_init(try_pin_init!(Self { ctx, usage, jobs <- new_mutex!(KVec::new()) }), GFP_KERNEL)
+        KBox::try_pin_init(
+            try_pin_init!(Self {
+                ctx,
+                usage,
+                jobs <- new_mutex!(KVec::new()),
+                queues <- new_mutex!(Queues { list: KVec::new(), next_id: 1 }),
+                next_seqno: Atomic::new(1),
+            }),
+            GFP_KERNEL,
+        )
     }
 }
 
@@ -85,6 +120,11 @@ impl File {
 
     pub(crate) fn usage(&self) -> &Arc<Usage> {
         &self.usage
+    }
+
+    /// A new job number of this file.
+    pub(crate) fn next_seqno(&self) -> u64 {
+        self.next_seqno.fetch_add(1u64, Relaxed)
     }
 
     /// DRM_IOCTL_ONPU_GET_PARAM: one device parameter.
@@ -164,6 +204,67 @@ impl File {
         Ok(0)
     }
 
+    /// DRM_IOCTL_ONPU_QUEUE_CREATE: a new job queue of the file.
+    pub(crate) fn queue_create(
+        dev: &OnpuDevice,
+        req: &mut uapi::drm_onpu_queue_create,
+        file: &drm::File<File>,
+    ) -> Result<u32> {
+        if req.flags != 0 || req.priority > uapi::DRM_ONPU_PRIORITY_REALTIME {
+            return Err(EINVAL);
+        }
+        // Until contexts are objects of their own (CONTEXT_CREATE), the
+        // file's one address space is context 0.
+        if req.context_id != 0 {
+            return Err(ENOENT);
+        }
+        // As other drivers do: a priority above every user's needs
+        // CAP_SYS_NICE (asked only then: the check is audited).
+        if req.priority == uapi::DRM_ONPU_PRIORITY_REALTIME && !capable(Capability::SYS_NICE) {
+            return Err(EACCES);
+        }
+        let this = file.inner();
+        let mut queues = this.queues.lock();
+        if queues.list.len() >= uapi::DRM_ONPU_MAX_QUEUES as usize {
+            return Err(ENOSPC);
+        }
+        // Ids are not reused while the file is open (u32: 4 billion
+        // creations); an exhausted file gets ENOSPC.
+        let id = queues.next_id;
+        let next = id.checked_add(1).ok_or(ENOSPC)?;
+        queues.list.reserve(1, GFP_KERNEL)?;
+        let sched = SchedQueue::new(req.priority)?;
+        let queue = Arc::new(Queue { id, ctx: this.ctx.clone(), sched: sched.clone() }, GFP_KERNEL)?;
+        dev.engine.add_queue(sched)?;
+        queues.list.push(queue, GFP_KERNEL)?;
+        queues.next_id = next;
+        req.queue_id = id;
+        Ok(0)
+    }
+
+    /// DRM_IOCTL_ONPU_QUEUE_DESTROY: forget a queue (its jobs still run).
+    pub(crate) fn queue_destroy(
+        _dev: &OnpuDevice,
+        req: &mut uapi::drm_onpu_queue_destroy,
+        file: &drm::File<File>,
+    ) -> Result<u32> {
+        if req.pad != 0 {
+            return Err(EINVAL);
+        }
+        let this = file.inner();
+        let mut queues = this.queues.lock();
+        let i = queues.list.iter().position(|q| q.id == req.queue_id).ok_or(ENOENT)?;
+        // Its jobs hold what they need; the scheduler forgets it once they
+        // entered the ring.
+        queues.list.remove(i)?;
+        Ok(0)
+    }
+
+    /// The queue `id` of the file.
+    pub(crate) fn queue(&self, id: u32) -> Result<Arc<Queue>> {
+        self.queues.lock().list.iter().find(|q| q.id == id).cloned().ok_or(ENOENT)
+    }
+
     /// DRM_IOCTL_ONPU_SUBMIT: queue a job; its sequence number.
     pub(crate) fn submit(
         dev: &OnpuDevice,
@@ -193,15 +294,21 @@ impl File {
         req: &mut uapi::drm_onpu_wait,
         file: &drm::File<File>,
     ) -> Result<u32> {
-        if req.flags != 0 || req.timeout_ns < 0 {
+        if req.flags != 0 {
             return Err(EINVAL);
         }
         let this = file.inner();
         let job = this.jobs.lock().iter().find(|j| j.seqno == req.seqno).cloned().ok_or(ENOENT)?;
-        let outcome = job.wait(req.timeout_ns)?.ok_or(ETIMEDOUT)?;
+        // No job of this driver is profiled yet (SUBMIT refuses
+        // DRM_ONPU_SUBMIT_PROFILE), so asking for a profile is an error.
+        if req.profile_size != 0 {
+            return Err(EINVAL);
+        }
+        // An absolute deadline: a call restarted after a signal waits only
+        // for what is left of it.
+        let outcome = job.wait(timeout_abs_to_jiffies(req.timeout_abs_ns))?.ok_or(ETIMEDOUT)?;
         req.status = outcome.status;
         req.error = outcome.error;
-        req.pad = 0;
         req.fault_addr = outcome.fault_addr;
         req.cycles = outcome.cycles.into();
         this.jobs.lock().retain(|j| j.seqno != req.seqno);
@@ -218,12 +325,11 @@ impl File {
         req: &mut uapi::drm_onpu_wait_bo,
         file: &drm::File<File>,
     ) -> Result<u32> {
-        if req.flags != 0 || req.timeout_ns < 0 {
+        if req.flags != 0 {
             return Err(EINVAL);
         }
         let bo = gem::lookup(file, req.handle)?;
-        let jiffies = nsecs_to_jiffies(req.timeout_ns as u64);
-        if fence::wait_idle(bo.resv(), jiffies)? {
+        if fence::wait_idle(bo.resv(), timeout_abs_to_jiffies(req.timeout_abs_ns))? {
             Ok(0)
         } else {
             Err(ETIMEDOUT)

@@ -26,6 +26,7 @@ mod job;
 mod mmu;
 mod query;
 mod regs;
+mod sched;
 mod selftest;
 mod userptr;
 // Shared with userspace, which uses all of it; the driver uses what it needs.

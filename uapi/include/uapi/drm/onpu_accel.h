@@ -19,9 +19,13 @@ extern "C" {
 #define DRM_ONPU_BO_CREATE		0x02
 #define DRM_ONPU_BO_CREATE_USERPTR	0x03
 #define DRM_ONPU_BO_INFO		0x04
-#define DRM_ONPU_SUBMIT			0x05
-#define DRM_ONPU_WAIT			0x06
-#define DRM_ONPU_WAIT_BO		0x07
+#define DRM_ONPU_CONTEXT_CREATE		0x05
+#define DRM_ONPU_CONTEXT_DESTROY	0x06
+#define DRM_ONPU_QUEUE_CREATE		0x07
+#define DRM_ONPU_QUEUE_DESTROY		0x08
+#define DRM_ONPU_SUBMIT			0x09
+#define DRM_ONPU_WAIT			0x0a
+#define DRM_ONPU_WAIT_BO		0x0b
 
 #define DRM_IOCTL_ONPU_GET_PARAM \
 	DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_GET_PARAM, struct drm_onpu_get_param)
@@ -29,16 +33,20 @@ extern "C" {
 	DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_QUERY, struct drm_onpu_query)
 #define DRM_IOCTL_ONPU_BO_CREATE \
 	DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_BO_CREATE, struct drm_onpu_bo_create)
+#define DRM_IOCTL_ONPU_BO_CREATE_USERPTR \
+	DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_BO_CREATE_USERPTR, struct drm_onpu_bo_create_userptr)
 #define DRM_IOCTL_ONPU_BO_INFO \
 	DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_BO_INFO, struct drm_onpu_bo_info)
+#define DRM_IOCTL_ONPU_QUEUE_CREATE \
+	DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_QUEUE_CREATE, struct drm_onpu_queue_create)
+#define DRM_IOCTL_ONPU_QUEUE_DESTROY \
+	DRM_IOW(DRM_COMMAND_BASE + DRM_ONPU_QUEUE_DESTROY, struct drm_onpu_queue_destroy)
 #define DRM_IOCTL_ONPU_SUBMIT \
 	DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_SUBMIT, struct drm_onpu_submit)
 #define DRM_IOCTL_ONPU_WAIT \
 	DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_WAIT, struct drm_onpu_wait)
 #define DRM_IOCTL_ONPU_WAIT_BO \
-	DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_WAIT_BO, struct drm_onpu_wait_bo)
-#define DRM_IOCTL_ONPU_BO_CREATE_USERPTR \
-	DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_BO_CREATE_USERPTR, struct drm_onpu_bo_create_userptr)
+	DRM_IOW(DRM_COMMAND_BASE + DRM_ONPU_WAIT_BO, struct drm_onpu_wait_bo)
 
 /* Largest buffer object: 4 GiB. */
 #define DRM_ONPU_BO_MAX_SIZE		(1ULL << 32)
@@ -272,12 +280,68 @@ struct drm_onpu_bo_info {
 	__u32 pad;
 };
 
-/* How a job uses a buffer object (&drm_onpu_bo_ref.flags). */
+/* &drm_onpu_queue_create.priority: priority p feeds the device's ring p. */
+#define DRM_ONPU_PRIORITY_LOW		0
+#define DRM_ONPU_PRIORITY_NORMAL	1
+#define DRM_ONPU_PRIORITY_HIGH		2
+#define DRM_ONPU_PRIORITY_REALTIME	3	/* needs CAP_SYS_NICE */
+
+#define DRM_ONPU_MAX_QUEUES		64
+#define DRM_ONPU_MAX_QUEUE_JOBS		64
+
+/**
+ * struct drm_onpu_queue_create - create a job queue
+ *
+ * Errors: -EINVAL for non-zero @flags or a priority above REALTIME;
+ * -EACCES for REALTIME without CAP_SYS_NICE; -ENOENT for an unknown
+ * @context_id; -ENOSPC when the file has DRM_ONPU_MAX_QUEUES queues.
+ */
+struct drm_onpu_queue_create {
+	/** @context_id: in, a context of this file, 0 for the default one. */
+	__u32 context_id;
+	/** @priority: in, DRM_ONPU_PRIORITY_*. */
+	__u32 priority;
+	/** @flags: in, must be zero. */
+	__u32 flags;
+	/** @queue_id: out, the queue's id for SUBMIT (from 1). */
+	__u32 queue_id;
+};
+
+/**
+ * struct drm_onpu_queue_destroy - destroy a job queue
+ *
+ * Jobs already submitted still run. Errors: -ENOENT for an unknown
+ * @queue_id; -EINVAL for non-zero @pad.
+ */
+struct drm_onpu_queue_destroy {
+	/** @queue_id: in, a queue of this file. */
+	__u32 queue_id;
+	/** @pad: must be zero. */
+	__u32 pad;
+};
+
+/**
+ * struct drm_onpu_obj_array - an array of structures in user memory
+ *
+ * @stride must be at least the size of the element this kernel knows
+ * (-EINVAL); bytes of an element past that size must be zero (-E2BIG).
+ */
+struct drm_onpu_obj_array {
+	/** @stride: in, bytes from one element to the next. */
+	__u32 stride;
+	/** @count: in, number of elements. */
+	__u32 count;
+	/** @array: in, user pointer to the first element. */
+	__u64 array;
+};
+
+/* &drm_onpu_bo_ref.flags: how the job uses the object. */
 #define DRM_ONPU_BO_READ		(1 << 0)
 #define DRM_ONPU_BO_WRITE		(1 << 1)
 
 #define DRM_ONPU_MAX_JOB_BOS		256
-#define DRM_ONPU_MAX_IN_SYNCOBJS	16
+#define DRM_ONPU_MAX_IN_SYNCS		16
+#define DRM_ONPU_MAX_OUT_SYNCS		16
 #define DRM_ONPU_MAX_CMDBUF_SIZE	(1 << 24)
 #define DRM_ONPU_INSN_SIZE		64
 
@@ -294,39 +358,61 @@ struct drm_onpu_bo_ref {
 	__u32 flags;
 };
 
+/*
+ * &drm_onpu_sync.flags: inputs only: wait (in the kernel) until the point
+ * has a fence, rather than failing with -EINVAL.
+ */
+#define DRM_ONPU_SYNC_WAIT_FOR_SUBMIT	(1 << 0)
+
+/**
+ * struct drm_onpu_sync - a syncobj (point) a job waits for or signals
+ */
+struct drm_onpu_sync {
+	/** @handle: a syncobj handle of this file. */
+	__u32 handle;
+	/** @flags: DRM_ONPU_SYNC_*. */
+	__u32 flags;
+	/** @point: 0 for a binary syncobj, else a timeline point. */
+	__u64 point;
+};
+
+/* &drm_onpu_submit.flags */
+#define DRM_ONPU_SUBMIT_PROFILE		(1 << 0)
+
 /**
  * struct drm_onpu_submit - queue a job on the NPU
  *
- * Returns 0 once the job is queued (its outcome comes from
- * &drm_onpu_wait). Errors: -EINVAL for non-zero @flags or @pad, a
- * misaligned or out-of-range command buffer, too many objects or syncobjs,
- * unknown &drm_onpu_bo_ref flags or a too long @timeout_ms; -ENOENT for a
- * handle or syncobj that names nothing; -EFAULT for a bad user pointer;
- * -ERESTARTSYS when a signal interrupted the wait for input fences;
- * -ENODEV when the device is gone.
+ * Returns 0 once the job is queued (its dependencies are waited for in the
+ * kernel; its outcome comes from &drm_onpu_wait). Errors: -EINVAL for
+ * unknown @flags, non-zero @pad, a misaligned or out-of-range command
+ * buffer, too many elements, a bad stride, unknown element flags, an input
+ * without a fence (and without DRM_ONPU_SYNC_WAIT_FOR_SUBMIT), an output
+ * point not above the timeline's last, or a too long @timeout_ms; -E2BIG
+ * for non-zero bytes past an element's known size; -ENOENT for a queue or
+ * handle that names nothing; -EAGAIN when the queue has
+ * DRM_ONPU_MAX_QUEUE_JOBS jobs not yet ended; -EFAULT for a bad user
+ * pointer; -EIO when the device is wedged; -ENODEV when it is gone.
  */
 struct drm_onpu_submit {
+	/** @queue_id: in, a queue of this file. */
+	__u32 queue_id;
+	/** @flags: in, DRM_ONPU_SUBMIT_*. */
+	__u32 flags;
 	/** @cmdbuf_handle: in, the object holding the command buffer. */
 	__u32 cmdbuf_handle;
-	/** @flags: in, must be zero. */
-	__u32 flags;
-	/** @cmdbuf_offset: in, multiple of DRM_ONPU_INSN_SIZE. */
-	__u64 cmdbuf_offset;
 	/**
 	 * @cmdbuf_size: in, non-zero multiple of DRM_ONPU_INSN_SIZE, at most
 	 * DRM_ONPU_MAX_CMDBUF_SIZE, within the object.
 	 */
 	__u32 cmdbuf_size;
-	/** @bo_count: in, entries at @bos, at most DRM_ONPU_MAX_JOB_BOS. */
-	__u32 bo_count;
-	/** @bos: in, pointer to &struct drm_onpu_bo_ref[@bo_count]. */
-	__u64 bos;
-	/** @in_syncobjs: in, pointer to __u32 syncobj handles to wait for. */
-	__u64 in_syncobjs;
-	/** @in_syncobj_count: in, at most DRM_ONPU_MAX_IN_SYNCOBJS. */
-	__u32 in_syncobj_count;
-	/** @out_syncobj: in, 0 or a syncobj that receives the job's fence. */
-	__u32 out_syncobj;
+	/** @cmdbuf_offset: in, multiple of DRM_ONPU_INSN_SIZE. */
+	__u64 cmdbuf_offset;
+	/** @bos: in, &struct drm_onpu_bo_ref, at most DRM_ONPU_MAX_JOB_BOS. */
+	struct drm_onpu_obj_array bos;
+	/** @in_syncs: in, &struct drm_onpu_sync, at most DRM_ONPU_MAX_IN_SYNCS. */
+	struct drm_onpu_obj_array in_syncs;
+	/** @out_syncs: in, &struct drm_onpu_sync, at most DRM_ONPU_MAX_OUT_SYNCS. */
+	struct drm_onpu_obj_array out_syncs;
 	/**
 	 * @timeout_ms: in, longest run time on the device, 0 for the default,
 	 * at most DRM_ONPU_PARAM_JOB_TIMEOUT_MS.
@@ -344,45 +430,62 @@ struct drm_onpu_submit {
 #define DRM_ONPU_JOB_CANCELED		0x101
 
 /**
+ * struct drm_onpu_job_profile - the device's counters for one job
+ */
+struct drm_onpu_job_profile {
+	__u64 cycles;
+	__u64 instructions;
+	__u64 macs;
+	__u64 dma_bytes_read;
+	__u64 dma_bytes_written;
+	__u64 dma_engine_cycles;
+	__u64 compute_engine_cycles;
+	__u64 reserved;
+};
+
+/**
  * struct drm_onpu_wait - wait for a job of this file and read its outcome
  *
  * Returns 0 once the job has ended, whatever its outcome; the job is then
  * reaped. Errors: -ENOENT for a seqno this file does not have (or already
- * reaped); -EINVAL for non-zero @flags or a negative @timeout_ns;
- * -ETIMEDOUT when @timeout_ns passed first; -ERESTARTSYS on a signal.
+ * reaped); -EINVAL for non-zero @flags or a @profile_size for a job
+ * submitted without DRM_ONPU_SUBMIT_PROFILE; -ETIMEDOUT when the deadline
+ * passed first; -ERESTARTSYS on a signal (the restart keeps the deadline).
  */
 struct drm_onpu_wait {
 	/** @seqno: in, from &drm_onpu_submit.seqno. */
 	__u64 seqno;
-	/** @timeout_ns: in, relative; 0 polls. */
-	__s64 timeout_ns;
+	/** @timeout_abs_ns: in, absolute CLOCK_MONOTONIC deadline; past polls. */
+	__s64 timeout_abs_ns;
 	/** @flags: in, must be zero. */
 	__u32 flags;
 	/** @status: out, 0, a device fault code or DRM_ONPU_JOB_*. */
 	__u32 status;
 	/** @error: out, 0, -EIO, -ETIMEDOUT or -ECANCELED (the fence error). */
 	__s32 error;
-	/** @pad: out, zero. */
-	__u32 pad;
+	/** @profile_size: in, bytes at @profile, 0 for none. */
+	__u32 profile_size;
 	/** @fault_addr: out, faulting NPU address or command-buffer offset. */
 	__u64 fault_addr;
 	/** @cycles: out, modelled cycles the job took. */
 	__u64 cycles;
+	/** @profile: in, pointer to a &struct drm_onpu_job_profile. */
+	__u64 profile;
 };
 
 /**
  * struct drm_onpu_wait_bo - wait until no job uses a buffer object
  *
- * Errors: -ENOENT for a bad @handle; -EINVAL for non-zero @flags or a
- * negative @timeout_ns; -ETIMEDOUT when a job still uses the object.
+ * Errors: -ENOENT for a bad @handle; -EINVAL for non-zero @flags;
+ * -ETIMEDOUT when a job still uses the object at the deadline.
  */
 struct drm_onpu_wait_bo {
 	/** @handle: in, a GEM handle of this file. */
 	__u32 handle;
 	/** @flags: in, must be zero. */
 	__u32 flags;
-	/** @timeout_ns: in, relative; 0 polls. */
-	__s64 timeout_ns;
+	/** @timeout_abs_ns: in, absolute CLOCK_MONOTONIC deadline; past polls. */
+	__s64 timeout_abs_ns;
 };
 
 #if defined(__cplusplus)
