@@ -64,7 +64,12 @@ struct Vm {
 #[pin_data(PinnedDrop)]
 pub(crate) struct Context {
     engine: Arc<Engine>,
-    index: u16,
+    /// What the slot manager knows this address space by (slots.rs): it
+    /// has a hardware context only while a job of it is in the ring, or
+    /// until another needs the slot.
+    id: u64,
+    /// Bus address of the level-2 table (the descriptor's root).
+    root: u64,
     /// Lock order: `vm`, then the engine's gate, then `tables`.
     #[pin]
     vm: Mutex<Vm>,
@@ -78,38 +83,21 @@ fn key(bo: &BoObject) -> usize {
 
 impl Context {
     pub(crate) fn new(engine: &Arc<Engine>) -> Result<Arc<Self>> {
-        let index = engine.alloc_context()?;
-        let made = engine.with_bound(|dev| {
+        let (tables, root) = engine.with_bound(|dev| {
             let tables = PageTables::new(dev)?;
-            engine.set_context(dev, index, tables.root())?;
-            Devres::new(dev, new_mutex!(tables))
-        });
-        let tables = match made {
-            Ok(t) => t,
-            Err(e) => {
-                engine.free_context(index);
-                return Err(e);
-            }
-        };
+            let root = tables.root();
+            Ok((Devres::new(dev, new_mutex!(tables))?, root))
+        })?;
         let ctx = Arc::pin_init(
             try_pin_init!(Self {
                 engine: engine.clone(),
-                index,
+                id: engine.new_context_id(),
+                root,
                 vm <- new_mutex!(Vm { va: VaAllocator::new(), mappings: KVec::new(), deferred: KVec::new() }),
                 tables,
             }),
             GFP_KERNEL,
-        );
-        // From here on, dropping the context releases the index; before,
-        // the index goes back by hand, its descriptor unhooked from the
-        // tables that the failed initialiser dropped.
-        let ctx = match ctx {
-            Ok(ctx) => ctx,
-            Err(e) => {
-                engine.free_context(index);
-                return Err(e);
-            }
-        };
+        )?;
         engine.register_context(&ctx)?;
         Ok(ctx)
     }
@@ -159,8 +147,17 @@ impl Context {
         &self.engine
     }
 
-    pub(crate) fn index(&self) -> u16 {
-        self.index
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub(crate) fn root(&self) -> u64 {
+        self.root
+    }
+
+    /// The hardware context this address space is bound to now, if any.
+    pub(crate) fn slot(&self) -> Option<u16> {
+        self.engine.slot_of(self.id)
     }
 
     /// Where `bo` is mapped in this context.
@@ -195,6 +192,45 @@ impl Context {
         }
         vm.mappings.push(Mapping { obj: k, va, size, handles: 1 }, GFP_KERNEL)?;
         Ok(())
+    }
+
+    /// Handles of this file on `bo` (in the file's default context, which
+    /// counts them).
+    pub(crate) fn handles(&self, bo: &BoObject) -> u32 {
+        let k = key(bo);
+        self.vm.lock().mappings.iter().find(|m| m.obj == k).map_or(0, |m| m.handles)
+    }
+
+    /// A context created by CONTEXT_CREATE: map `bo` at `va`, the address
+    /// its file gave it, unless it is mapped already (a job of this context
+    /// uses it). The file's lock keeps the handle open meanwhile.
+    pub(crate) fn map_at(&self, bo: &BoObject, va: u64) -> Result {
+        let k = key(bo);
+        let mut vm = self.vm.lock();
+        if vm.mappings.iter().any(|m| m.obj == k) {
+            return Ok(());
+        }
+        vm.mappings.reserve(1, GFP_KERNEL)?;
+        let size = bo.size() as u64;
+        self.engine.with_bound(|dev| {
+            let sgt = bo.sg_table()?;
+            self.tables.access(dev)?.lock().map(dev, va, size, sgt, PTE_READ | PTE_WRITE)
+        })?;
+        vm.mappings.push_within_capacity(Mapping { obj: k, va, size, handles: 1 }).map_err(|_| ENOMEM)?;
+        Ok(())
+    }
+
+    /// A context created by CONTEXT_CREATE: the file's last handle on `bo`
+    /// is closing. Clear its entries here; the file's default context,
+    /// unmapping right after, keeps the pages and the range until every
+    /// job that may still reach them (of any context: one ring runs them
+    /// all in order) has ended.
+    pub(crate) fn unmap_now(&self, bo: &BoObject) {
+        let k = key(bo);
+        let mut vm = self.vm.lock();
+        let Some(i) = vm.mappings.iter().position(|m| m.obj == k) else { return };
+        let Ok(m) = vm.mappings.remove(i) else { return };
+        let _ = self.engine.with_bound(|dev| self.tables.access(dev)?.lock().unmap(m.va, m.size));
     }
 
     /// A handle of this file on `bo` closed: unmap with the last one.
@@ -239,7 +275,8 @@ impl PinnedDrop for Context {
     fn drop(self: Pin<&mut Self>) {
         self.engine.unregister_context(&self);
         // No job uses the context any more (each holds a reference): unhook
-        // the tables, then free them with the rest of the context.
-        self.engine.free_context(self.index);
+        // the tables from its slot, if it has one, then free them with the
+        // rest of the context.
+        self.engine.release_context(self.id);
     }
 }

@@ -172,6 +172,8 @@ impl drm::Driver for OnpuDriver {
         (ONPU_BO_INFO, drm_onpu_bo_info, ioctl::RENDER_ALLOW, File::bo_info),
         (ONPU_SUBMIT, drm_onpu_submit, ioctl::RENDER_ALLOW, File::submit),
         (ONPU_WAIT, drm_onpu_wait, ioctl::RENDER_ALLOW, File::wait),
+        (ONPU_CONTEXT_CREATE, drm_onpu_context_create, ioctl::RENDER_ALLOW, File::context_create),
+        (ONPU_CONTEXT_DESTROY, drm_onpu_context_destroy, ioctl::RENDER_ALLOW, File::context_destroy),
         (ONPU_WAIT_BO, drm_onpu_wait_bo, ioctl::RENDER_ALLOW, File::wait_bo),
     }
 }

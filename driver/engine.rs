@@ -57,12 +57,13 @@ use crate::gem::BoStats;
 use crate::hw::{self, Bar0, Params};
 use crate::job::{Job, Outcome};
 use crate::regs::*;
+use crate::slots::{Binding, Slots, WouldBlock, KERNEL_SLOT};
 use crate::uapi;
 
 /// Entries of each ring.
 pub(crate) const RING_ENTRIES: u32 = 256;
 /// The context the kernel uses for its own jobs (the probe self-test).
-pub(crate) const KERNEL_CONTEXT: u16 = 0;
+pub(crate) const KERNEL_CONTEXT: u16 = KERNEL_SLOT;
 /// Highest fault code of ISA 1.0.
 const STATUS_MAX: u32 = 11;
 /// Status the driver gives a job it aborted because the device halted.
@@ -184,6 +185,8 @@ struct RingState {
     /// Ring-error log rate limit: when the window began, messages in it.
     ring_error_window: Instant<Monotonic>,
     ring_error_logged: u32,
+    /// Which software context each hardware context serves (slots.rs).
+    slots: Slots,
 }
 
 impl RingState {
@@ -241,9 +244,8 @@ pub(crate) struct Engine {
     /// Signalled when ring space frees up.
     #[pin]
     space: CondVar,
-    /// Hardware contexts in use (bit per context; 0 is the kernel's).
-    #[pin]
-    contexts: Mutex<[u64; 4]>,
+    /// The last software-context id handed out (slot owners; 0 is none).
+    context_ids: Atomic<u64>,
     /// The live file contexts, by address: each removes itself in its drop
     /// (under this lock), so a listed one is alive while the lock is held.
     #[pin]
@@ -282,6 +284,7 @@ impl Engine {
         let in_flight = KVec::with_capacity(RING_ENTRIES as usize, GFP_KERNEL)?;
         let retired = KVec::with_capacity(RING_ENTRIES as usize, GFP_KERNEL)?;
         let bo_stats = BoStats::new()?;
+        let slots = Slots::new(params.contexts)?;
         Ok(try_pin_init!(Self {
             bar,
             params,
@@ -304,9 +307,10 @@ impl Engine {
                 stopped: false,
                 ring_error_window: Instant::now(),
                 ring_error_logged: 0,
+                slots,
             }),
             space <- new_condvar!(),
-            contexts <- new_mutex!([1, 0, 0, 0]),
+            context_ids: Atomic::new(0),
             live_contexts <- new_mutex!(KVec::new()),
             watchdog <- new_delayed_work!("onpu::watchdog"),
             release <- new_delayed_work!("onpu::release"),
@@ -372,17 +376,10 @@ impl Engine {
         Ok(())
     }
 
-    /// Claim a free hardware context for a file.
-    pub(crate) fn alloc_context(&self) -> Result<u16> {
-        let mut used = self.contexts.lock();
-        for ctx in 1..self.params.contexts as usize {
-            let (word, bit) = (ctx / 64, 1u64 << (ctx % 64));
-            if used[word] & bit == 0 {
-                used[word] |= bit;
-                return Ok(ctx as u16);
-            }
-        }
-        Err(EBUSY)
+    /// An id for a new software context (an NPU address space): what the
+    /// slot manager knows it by. Never 0, never reused.
+    pub(crate) fn new_context_id(&self) -> u64 {
+        self.context_ids.fetch_add(1, Relaxed) + 1
     }
 
     /// Point context `ctx` at the page tables rooted at `root` (0: invalid).
@@ -393,13 +390,28 @@ impl Engine {
         Ok(())
     }
 
-    /// Give a context back (its page tables go with its owner).
-    pub(crate) fn free_context(&self, ctx: u16) {
-        // Unhook the tables while the device is bound; after unbind the
-        // table is gone with the rest of the device memory.
-        let _ = self.with_bound(|dev| self.set_context(dev, ctx, 0));
-        let ctx = usize::from(ctx);
-        self.contexts.lock()[ctx / 64] &= !(1u64 << (ctx % 64));
+    /// A software context goes away (no job holds it, so none is in the
+    /// ring): give back its slot, its descriptor cleared, before its page
+    /// tables are freed. Under the ring lock, so that no other context is
+    /// bound to the slot in between.
+    pub(crate) fn release_context(&self, id: u64) {
+        let cleared = self.with_bound(|dev| {
+            let mut st = self.state.lock();
+            if let Some(slot) = st.slots.release(id) {
+                self.set_context(dev, slot, 0)?;
+            }
+            Ok(())
+        });
+        // Unbound: the device is stopped and the table gone; only the
+        // binding is left to forget.
+        if cleared.is_err() {
+            self.state.lock().slots.release(id);
+        }
+    }
+
+    /// The hardware context software context `id` is bound to now, if any.
+    pub(crate) fn slot_of(&self, id: u64) -> Option<u16> {
+        self.state.lock().slots.slot_of(id)
     }
 
     pub(crate) fn register_context(&self, ctx: &Context) -> Result {
@@ -455,6 +467,7 @@ impl Engine {
     /// signals whatever happens and the sequence number is used up.
     pub(crate) fn submit(
         self: &Arc<Self>,
+        owner: u64,
         build: impl FnOnce(u64) -> Result<Arc<Job>>,
         publish: impl FnOnce(&Job) -> Result,
     ) -> Result<Arc<Job>> {
@@ -469,7 +482,13 @@ impl Engine {
                 if st.stopped {
                     return Err(ENODEV);
                 }
-                if st.has_room() {
+                if owner != 0 && st.slots.count() == 0 {
+                    // A device with only the kernel's context.
+                    return Err(EBUSY);
+                }
+                // A slot too: only ticket holders bind them, and retiring
+                // jobs only free them, so it is still there at queue().
+                if st.has_room() && (owner == 0 || st.slots.can_bind(owner)) {
                     break;
                 }
                 if self.space.wait_interruptible(&mut st) {
@@ -498,10 +517,36 @@ impl Engine {
         if st.stopped {
             return Err(ENODEV);
         }
+        if let Some(vm) = job.vm() {
+            // Checked under the ticket, with the room.
+            let Binding { slot, new } = st.slots.bind(vm.id()).map_err(|WouldBlock| EBUSY)?;
+            if new {
+                // The device reads the descriptor when the job starts: it
+                // must be in place before the entry is published.
+                let desc = CtxDesc { root: vm.root() | crate::mmu::PTE_VALID, reserved: 0 };
+                let written = (|| -> Result {
+                    dma_write!(rings.ctx_table, [try: usize::from(slot)], desc);
+                    Ok(())
+                })();
+                if let Err(e) = written {
+                    st.slots.job_left(slot);
+                    return Err(e);
+                }
+            }
+            job.set_context(slot);
+        }
         let slot = (st.sq_tail % RING_ENTRIES) as usize;
-        dma_write!(rings.sq, [try: slot], job.sq_entry());
-        // Room was checked under the ticket and only ticket holders use it.
-        st.in_flight.push_within_capacity(job.clone()).map_err(|_| EBUSY)?;
+        let pushed = (|| -> Result {
+            dma_write!(rings.sq, [try: slot], job.sq_entry());
+            // Room was checked under the ticket and only ticket holders use it.
+            st.in_flight.push_within_capacity(job.clone()).map_err(|_| EBUSY)
+        })();
+        if let Err(e) = pushed {
+            if job.vm().is_some() {
+                st.slots.job_left(job.context());
+            }
+            return Err(e);
+        }
         if st.in_flight.len() == 1 {
             st.head_since = Instant::now();
         }
@@ -581,6 +626,11 @@ impl Engine {
         let busy = st.head_since.elapsed();
         st.head_since = Instant::now();
         st.retired_seqno = job.seqno;
+        if job.vm().is_some() {
+            // Its slot may turn idle (evictable); waiters hear of it when
+            // the release work runs (release_retired()).
+            st.slots.job_left(job.context());
+        }
         self.counters.completed.add(1, Relaxed);
         if outcome.status != uapi::DRM_ONPU_JOB_OK {
             self.counters.failed.add(1, Relaxed);
@@ -643,7 +693,7 @@ impl Engine {
             let rec: CqEntry = dma_read!(rings.cq, [try: slot]);
             st.cq_head = st.cq_head.wrapping_add(1);
             progressed = true;
-            let pos = st.in_flight.iter().position(|j| (j.seqno, j.context) == (rec.seqno, rec.context));
+            let pos = st.in_flight.iter().position(|j| (j.seqno, j.context()) == (rec.seqno, rec.context));
             let Some(pos) = pos.filter(|_| rec.status <= STATUS_MAX) else {
                 self.counters.bogus_completions.add(1, Relaxed);
                 dev_warn!(
@@ -871,7 +921,7 @@ impl Engine {
         writeln!(out, "queued_seqno: {}\nretired_seqno: {}", st.queued_seqno, st.retired_seqno)?;
         writeln!(out, "in_flight: {} (head running for {} us)", st.in_flight.len(), st.head_since.elapsed().as_micros_ceil())?;
         for job in st.in_flight.iter() {
-            writeln!(out, "  job {} context {} cmdbuf {:#x}+{} timeout {} ms", job.seqno, job.context, job.cmdbuf, job.size, job.timeout_ms)?;
+            writeln!(out, "  job {} context {} cmdbuf {:#x}+{} timeout {} ms", job.seqno, job.context(), job.cmdbuf, job.size, job.timeout_ms)?;
         }
         Ok(())
     }

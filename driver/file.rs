@@ -22,7 +22,7 @@ use crate::context::Context;
 use crate::drv::{OnpuDevice, OnpuDriver};
 use crate::engine::JOB_TIMEOUT_MS;
 use crate::fence;
-use crate::gem;
+use crate::gem::{self, BoObject};
 use crate::job::{self, Job};
 use crate::mmu;
 use crate::uapi;
@@ -43,10 +43,23 @@ impl Usage {
     }
 }
 
+/// The contexts CONTEXT_CREATE made, by id.
+pub(crate) struct Contexts {
+    list: KVec<(u32, Arc<Context>)>,
+}
+
 /// State of one open /dev/accel/accelN file.
 #[pin_data(PinnedDrop)]
 pub(crate) struct File {
+    /// The file's default context: it gives every buffer object of the
+    /// file its NPU address (the same in all the file's contexts) and
+    /// counts the file's handles; today's SUBMIT runs jobs in it.
     ctx: Arc<Context>,
+    /// Contexts made by CONTEXT_CREATE. Also serialises the GEM open and
+    /// close callbacks with the mapping of objects into these contexts.
+    /// Lock order: this, then a context's `vm`.
+    #[pin]
+    contexts: Mutex<Contexts>,
     usage: Arc<Usage>,
     /// Submitted jobs not yet reaped by WAIT, oldest first.
     #[pin]
@@ -61,7 +74,15 @@ impl drm::file::DriverFile for File {
         // objects, pins the module through the driver's file operations.)
         let ctx = Context::new(&dev.engine)?;
         let usage = Arc::new(Usage::new(), GFP_KERNEL)?;
-        KBox::try_pin_init(try_pin_init!(Self { ctx, usage, jobs <- new_mutex!(KVec::new()) }), GFP_KERNEL)
+        KBox::try_pin_init(
+            try_pin_init!(Self {
+                ctx,
+                contexts <- new_mutex!(Contexts { list: KVec::new() }),
+                usage,
+                jobs <- new_mutex!(KVec::new()),
+            }),
+            GFP_KERNEL,
+        )
     }
 }
 
@@ -75,12 +96,100 @@ impl PinnedDrop for File {
 }
 
 impl File {
-    pub(crate) fn context(&self) -> &Arc<Context> {
-        &self.ctx
-    }
-
     pub(crate) fn usage(&self) -> &Arc<Usage> {
         &self.usage
+    }
+
+    /// A context of this file made by CONTEXT_CREATE (-ENOENT otherwise),
+    /// for the queues that run jobs in it.
+    // Used by QUEUE_CREATE (not in this change yet).
+    #[allow(dead_code)]
+    pub(crate) fn find_context(&self, id: u32) -> Result<Arc<Context>> {
+        let contexts = self.contexts.lock();
+        contexts.list.iter().find(|(i, _)| *i == id).map(|(_, c)| c.clone()).ok_or(ENOENT)
+    }
+
+    /// Map `bos` into `ctx` (a context of this file) at their NPU
+    /// addresses, where not mapped yet: a job of `ctx` is about to use
+    /// them. -ENOENT when one has no handle in this file any more.
+    pub(crate) fn map_for_job<'a>(&self, ctx: &Context, bos: impl Iterator<Item = &'a BoObject>) -> Result {
+        if core::ptr::eq(ctx, &*self.ctx) {
+            // The default context maps every object at its handle's creation.
+            return Ok(());
+        }
+        // Held so that no handle closes (and unmaps) meanwhile.
+        let _contexts = self.contexts.lock();
+        for bo in bos {
+            let va = self.ctx.npu_addr(bo).ok_or(ENOENT)?;
+            ctx.map_at(bo, va)?;
+        }
+        Ok(())
+    }
+
+    /// GEM open callback: a new handle of this file on `bo`.
+    pub(crate) fn open_bo(&self, bo: &BoObject) -> Result {
+        let _contexts = self.contexts.lock();
+        self.ctx.map(bo)
+    }
+
+    /// GEM close callback: a handle of this file on `bo` closed. With the
+    /// last one, every context of the file unmaps the object: the created
+    /// ones first, then the default one, which keeps the pages and the
+    /// address until the jobs that may reach them have ended.
+    pub(crate) fn close_bo(&self, bo: &BoObject) {
+        let contexts = self.contexts.lock();
+        if self.ctx.handles(bo) == 1 {
+            for (_, c) in contexts.list.iter() {
+                c.unmap_now(bo);
+            }
+        }
+        self.ctx.unmap(bo);
+    }
+
+    /// DRM_IOCTL_ONPU_CONTEXT_CREATE: a new NPU address space.
+    pub(crate) fn context_create(
+        dev: &OnpuDevice,
+        req: &mut uapi::drm_onpu_context_create,
+        file: &drm::File<File>,
+    ) -> Result<u32> {
+        if req.flags != 0 {
+            return Err(EINVAL);
+        }
+        let this = file.inner();
+        let mut contexts = this.contexts.lock();
+        let list = &mut contexts.list;
+        if list.len() >= uapi::DRM_ONPU_MAX_CONTEXTS as usize {
+            return Err(ENOSPC);
+        }
+        // The lowest free id: at most DRM_ONPU_MAX_CONTEXTS are in use.
+        let id = (1..=uapi::DRM_ONPU_MAX_CONTEXTS).find(|id| list.iter().all(|(i, _)| i != id)).ok_or(ENOSPC)?;
+        list.reserve(1, GFP_KERNEL)?;
+        let ctx = Context::new(&dev.engine)?;
+        list.push_within_capacity((id, ctx)).map_err(|_| ENOMEM)?;
+        req.context_id = id;
+        Ok(0)
+    }
+
+    /// DRM_IOCTL_ONPU_CONTEXT_DESTROY: forget a context; its jobs keep it
+    /// alive until they end.
+    pub(crate) fn context_destroy(
+        _dev: &OnpuDevice,
+        req: &mut uapi::drm_onpu_context_destroy,
+        file: &drm::File<File>,
+    ) -> Result<u32> {
+        if req.pad != 0 {
+            return Err(EINVAL);
+        }
+        let this = file.inner();
+        let ctx = {
+            let mut contexts = this.contexts.lock();
+            let i = contexts.list.iter().position(|(id, _)| *id == req.context_id).ok_or(ENOENT)?;
+            // (-EBUSY while queues use it: queues do not exist yet.)
+            contexts.list.remove(i)?.1
+        };
+        // Dropped outside the lock: the last reference frees page tables.
+        drop(ctx);
+        Ok(0)
     }
 
     /// DRM_IOCTL_ONPU_GET_PARAM: one device parameter.
@@ -110,7 +219,7 @@ impl File {
             uapi::DRM_ONPU_PARAM_JOBS_FAILED => e.counters.failed.load(Relaxed),
             uapi::DRM_ONPU_PARAM_RESETS => e.counters.resets.load(Relaxed),
             uapi::DRM_ONPU_PARAM_JOB_TIMEOUT_MS => JOB_TIMEOUT_MS.into(),
-            uapi::DRM_ONPU_PARAM_HW_CONTEXT => file.inner().ctx.index().into(),
+            uapi::DRM_ONPU_PARAM_HW_CONTEXT => file.inner().ctx.slot().unwrap_or(0).into(),
             _ => return Err(EINVAL),
         };
         Ok(0)
@@ -168,7 +277,8 @@ impl File {
             }
             jobs.reserve(1, GFP_KERNEL)?;
         }
-        let job = job::submit(dev, file, req)?;
+        // Until queues name a context, jobs run in the default one.
+        let job = job::submit(dev, file, &this.ctx, req)?;
         req.seqno = job.seqno;
         this.jobs.lock().push(job, GFP_KERNEL)?;
         Ok(0)
@@ -227,7 +337,7 @@ impl File {
         let _ = writeln!(p, "drm-cycles-npu:\t{}", u.cycles.load(Relaxed));
         let _ = writeln!(p, "drm-maxfreq-npu:\t{} MHz", params.clock_khz / 1000);
         let _ = writeln!(p, "onpu-jobs:\t{}", u.jobs.load(Relaxed));
-        let _ = writeln!(p, "onpu-hw-context:\t{}", this.ctx.index());
+        let _ = writeln!(p, "onpu-hw-context:\t{}", this.ctx.slot().unwrap_or(0));
         p.show_memory_stats(file);
     }
 }

@@ -66,12 +66,12 @@ impl gem::DriverObject for Bo {
     /// A handle of `file` on the object was created (BO_CREATE or a PRIME
     /// import): map the object into the file's NPU address space.
     fn open(obj: &BoObject, file: &drm::File<File>) -> Result {
-        file.inner().context().map(obj)
+        file.inner().open_bo(obj)
     }
 
     /// A handle of `file` on the object closed.
     fn close(obj: &BoObject, file: &drm::File<File>) {
-        file.inner().context().unmap(obj)
+        file.inner().close_bo(obj)
     }
 }
 

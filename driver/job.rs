@@ -13,7 +13,11 @@ use kernel::{
     drm::{self, gem::BaseObject, syncobj::SyncObj},
     prelude::*,
     new_mutex,
-    sync::{aref::ARef, atomic::Relaxed, Arc, Mutex, SetOnce},
+    sync::{
+        aref::ARef,
+        atomic::{Atomic, Relaxed},
+        Arc, Mutex, SetOnce,
+    },
     time::{msecs_to_jiffies, nsecs_to_jiffies, Delta},
     uaccess::UserSlice,
 };
@@ -64,15 +68,18 @@ impl Outcome {
 #[pin_data]
 pub(crate) struct Job {
     pub(crate) seqno: u64,
-    pub(crate) context: u16,
+    /// The hardware context (slot) the job runs on: the kernel's for its
+    /// own jobs, else set when the job enters the ring (slots.rs).
+    slot: Atomic<u32>,
     pub(crate) cmdbuf: u64,
     pub(crate) size: u32,
     pub(crate) timeout_ms: u32,
     pub(crate) fence: DriverFence,
     outcome: SetOnce<Outcome>,
-    /// Keeps the page tables (and the hardware context) alive while the
-    /// device may walk them. None for the kernel's own jobs.
-    _vm: Option<Arc<Context>>,
+    /// Keeps the page tables alive while the device may walk them (and
+    /// names the address space the job's slot is bound to). None for the
+    /// kernel's own jobs.
+    vm: Option<Arc<Context>>,
     /// The objects the job uses (the command buffer last), held until it
     /// ended and then let go of by the release work, outside the
     /// signalling path (so a reaped-late job pins no memory).
@@ -92,13 +99,13 @@ impl Job {
         Arc::pin_init(
             try_pin_init!(Self {
                 seqno,
-                context,
+                slot: Atomic::new(context.into()),
                 cmdbuf,
                 size,
                 timeout_ms: JOB_TIMEOUT_MS,
                 fence: fences.new_fence(fence_seqno, GFP_KERNEL)?,
                 outcome: SetOnce::new(),
-                _vm: None,
+                vm: None,
                 bos <- new_mutex!(KVec::new()),
                 usage: None,
             }),
@@ -107,7 +114,23 @@ impl Job {
     }
 
     pub(crate) fn sq_entry(&self) -> SqEntry {
-        SqEntry { seqno: self.seqno, cmdbuf: self.cmdbuf, size: self.size, context: self.context, ..Default::default() }
+        SqEntry { seqno: self.seqno, cmdbuf: self.cmdbuf, size: self.size, context: self.context(), ..Default::default() }
+    }
+
+    /// The hardware context the job runs on (meaningful once in the ring).
+    pub(crate) fn context(&self) -> u16 {
+        // Only ever set from a u16.
+        self.slot.load(Relaxed) as u16
+    }
+
+    /// The job enters the ring on `slot` (ring lock held).
+    pub(crate) fn set_context(&self, slot: u16) {
+        self.slot.store(slot.into(), Relaxed);
+    }
+
+    /// The address space of a user job.
+    pub(crate) fn vm(&self) -> Option<&Arc<Context>> {
+        self.vm.as_ref()
     }
 
     /// Record how the job ended and signal its fence. On the signalling
@@ -245,10 +268,19 @@ fn wait_dependencies(ring_context: u64, req: &Request) -> Result {
 }
 
 /// DRM_IOCTL_ONPU_SUBMIT.
-pub(crate) fn submit(dev: &OnpuDevice, file: &drm::File<File>, req: &uapi::drm_onpu_submit) -> Result<Arc<Job>> {
+/// The job runs in `ctx`, a context of `file`.
+pub(crate) fn submit(
+    dev: &OnpuDevice,
+    file: &drm::File<File>,
+    ctx: &Arc<Context>,
+    req: &uapi::drm_onpu_submit,
+) -> Result<Arc<Job>> {
     let r = check(file, req)?;
     let this = file.inner();
-    let ctx = this.context();
+    // The context maps what the job uses on first use (at the file's
+    // addresses), before anything is published.
+    let used = r.bos.iter().map(|(bo, _)| &**bo);
+    this.map_for_job(ctx, Iterator::chain(used, core::iter::once(&*r.cmdbuf)))?;
     let cmdbuf_va = ctx.npu_addr(&r.cmdbuf).ok_or(ENOENT)?.checked_add(r.cmdbuf_offset).ok_or(EINVAL)?;
     let engine = &dev.engine;
     let ring = engine.fences.id();
@@ -282,13 +314,13 @@ pub(crate) fn submit(dev: &OnpuDevice, file: &drm::File<File>, req: &uapi::drm_o
         Arc::pin_init(
             try_pin_init!(Job {
                 seqno,
-                context: ctx.index(),
+                slot: Atomic::new(0),
                 cmdbuf: cmdbuf_va,
                 size,
                 timeout_ms,
                 fence: engine.fences.new_fence(fence_seqno, GFP_KERNEL)?,
                 outcome: SetOnce::new(),
-                _vm: Some(ctx.clone()),
+                vm: Some(ctx.clone()),
                 bos <- new_mutex!(bos),
                 usage: Some(usage),
             }),
@@ -309,5 +341,5 @@ pub(crate) fn submit(dev: &OnpuDevice, file: &drm::File<File>, req: &uapi::drm_o
         }
         Ok(())
     };
-    engine.submit(build, publish)
+    engine.submit(ctx.id(), build, publish)
 }

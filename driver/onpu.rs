@@ -23,6 +23,7 @@ mod job;
 mod mmu;
 mod regs;
 mod selftest;
+mod slots;
 // Shared with userspace, which uses all of it; the driver uses what it needs.
 #[allow(dead_code, unreachable_pub)]
 mod uapi;

@@ -25,13 +25,26 @@ pub const fn drm_iowr(nr: u32, size: usize) -> u32 {
         | (DRM_COMMAND_BASE + nr)
 }
 
+/// `_IOW('d', DRM_COMMAND_BASE + nr, size)`: the kernel only reads the
+/// argument.
+pub const fn drm_iow(nr: u32, size: usize) -> u32 {
+    (IOC_WRITE << (IOC_NRBITS + IOC_TYPEBITS + IOC_SIZEBITS))
+        | ((size as u32) << (IOC_NRBITS + IOC_TYPEBITS))
+        | (DRM_IOCTL_BASE << IOC_NRBITS)
+        | (DRM_COMMAND_BASE + nr)
+}
+
 /// Driver-private command numbers (offsets from DRM_COMMAND_BASE).
 pub const DRM_ONPU_GET_PARAM: u32 = 0x00;
 pub const DRM_ONPU_BO_CREATE: u32 = 0x01;
 pub const DRM_ONPU_BO_INFO: u32 = 0x02;
 pub const DRM_ONPU_SUBMIT: u32 = 0x03;
 pub const DRM_ONPU_WAIT: u32 = 0x04;
-pub const DRM_ONPU_WAIT_BO: u32 = 0x05;
+pub const DRM_ONPU_CONTEXT_CREATE: u32 = 0x05;
+pub const DRM_ONPU_CONTEXT_DESTROY: u32 = 0x06;
+// v1: 0x0b once QUEUE_CREATE/DESTROY and the v1 SUBMIT/WAIT are numbered
+// (DRM's ioctl table has no gaps).
+pub const DRM_ONPU_WAIT_BO: u32 = 0x07;
 
 /// Largest buffer object: 4 GiB.
 pub const DRM_ONPU_BO_MAX_SIZE: u64 = 1 << 32;
@@ -138,6 +151,56 @@ pub const DRM_IOCTL_ONPU_BO_CREATE: u32 = drm_iowr(
 );
 pub const DRM_IOCTL_ONPU_BO_INFO: u32 =
     drm_iowr(DRM_ONPU_BO_INFO, core::mem::size_of::<drm_onpu_bo_info>());
+
+/// Most contexts one file may have at a time.
+pub const DRM_ONPU_MAX_CONTEXTS: u32 = 64;
+
+/// struct drm_onpu_context_create - create an NPU address space
+///
+/// @flags: in, must be zero (-EINVAL otherwise).
+/// @context_id: out, the context's id in this file (from 1; ids of
+///              destroyed contexts may be handed out again).
+///
+/// A context is an NPU address space of its own: a job of one context
+/// cannot reach the buffer objects that only other contexts' jobs used. A
+/// buffer object has the same NPU address (&drm_onpu_bo_create.npu_addr)
+/// in every context of its file; a context maps it when a job of the
+/// context first uses it. The device's hardware contexts are shared by all
+/// files: a context holds one only while it has jobs in the device's rings,
+/// so the number of contexts is not limited by DRM_ONPU_PARAM_NUM_CONTEXTS.
+///
+/// Returns 0, -ENOSPC when the file has DRM_ONPU_MAX_CONTEXTS contexts,
+/// -ENOMEM, or -ENODEV when the device is gone.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct drm_onpu_context_create {
+    pub flags: u32,
+    pub context_id: u32,
+}
+
+/// struct drm_onpu_context_destroy - destroy a context
+///
+/// @context_id: in, a context of this file (-ENOENT otherwise).
+/// @pad: must be zero (-EINVAL otherwise).
+///
+/// Jobs of the context already submitted still run; its address space goes
+/// when the last of them has ended. Returns 0, -ENOENT, -EINVAL, or -EBUSY
+/// while queues of the file use the context.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct drm_onpu_context_destroy {
+    pub context_id: u32,
+    pub pad: u32,
+}
+
+pub const DRM_IOCTL_ONPU_CONTEXT_CREATE: u32 = drm_iowr(
+    DRM_ONPU_CONTEXT_CREATE,
+    core::mem::size_of::<drm_onpu_context_create>(),
+);
+pub const DRM_IOCTL_ONPU_CONTEXT_DESTROY: u32 = drm_iow(
+    DRM_ONPU_CONTEXT_DESTROY,
+    core::mem::size_of::<drm_onpu_context_destroy>(),
+);
 
 /// Flags of &drm_onpu_bo_ref.flags: how the job uses the object. They decide
 /// implicit synchronisation: a job waits for the previous writers of what it

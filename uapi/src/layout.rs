@@ -17,6 +17,7 @@ const DRM_H: &str = r#"
 #include <linux/ioctl.h>
 #define DRM_IOCTL_BASE 'd'
 #define DRM_IOWR(nr, type) _IOWR(DRM_IOCTL_BASE, nr, type)
+#define DRM_IOW(nr, type) _IOW(DRM_IOCTL_BASE, nr, type)
 #define DRM_COMMAND_BASE 0x40
 "#;
 
@@ -54,6 +55,9 @@ int main(void) {
     OFF(drm_onpu_wait, status); OFF(drm_onpu_wait, error); OFF(drm_onpu_wait, pad);
     OFF(drm_onpu_wait, fault_addr); OFF(drm_onpu_wait, cycles);
     SIZE(drm_onpu_wait_bo); OFF(drm_onpu_wait_bo, handle); OFF(drm_onpu_wait_bo, flags); OFF(drm_onpu_wait_bo, timeout_ns);
+    NUM(DRM_IOCTL_ONPU_CONTEXT_CREATE); NUM(DRM_IOCTL_ONPU_CONTEXT_DESTROY); NUM(DRM_ONPU_MAX_CONTEXTS);
+    SIZE(drm_onpu_context_create); OFF(drm_onpu_context_create, flags); OFF(drm_onpu_context_create, context_id);
+    SIZE(drm_onpu_context_destroy); OFF(drm_onpu_context_destroy, context_id); OFF(drm_onpu_context_destroy, pad);
     return 0;
 }
 "#;
@@ -317,6 +321,39 @@ fn c_header_matches_the_rust_abi() {
             "drm_onpu_wait_bo.timeout_ns",
             offset_of!(drm_onpu_wait_bo, timeout_ns) as u64,
         ),
+        (
+            "DRM_IOCTL_ONPU_CONTEXT_CREATE",
+            DRM_IOCTL_ONPU_CONTEXT_CREATE as u64,
+        ),
+        (
+            "DRM_IOCTL_ONPU_CONTEXT_DESTROY",
+            DRM_IOCTL_ONPU_CONTEXT_DESTROY as u64,
+        ),
+        ("DRM_ONPU_MAX_CONTEXTS", DRM_ONPU_MAX_CONTEXTS as u64),
+        (
+            "drm_onpu_context_create.sizeof",
+            size_of::<drm_onpu_context_create>() as u64,
+        ),
+        (
+            "drm_onpu_context_create.flags",
+            offset_of!(drm_onpu_context_create, flags) as u64,
+        ),
+        (
+            "drm_onpu_context_create.context_id",
+            offset_of!(drm_onpu_context_create, context_id) as u64,
+        ),
+        (
+            "drm_onpu_context_destroy.sizeof",
+            size_of::<drm_onpu_context_destroy>() as u64,
+        ),
+        (
+            "drm_onpu_context_destroy.context_id",
+            offset_of!(drm_onpu_context_destroy, context_id) as u64,
+        ),
+        (
+            "drm_onpu_context_destroy.pad",
+            offset_of!(drm_onpu_context_destroy, pad) as u64,
+        ),
     ];
     let c = c_values();
     assert_eq!(
@@ -334,4 +371,6 @@ fn c_header_matches_the_rust_abi() {
 fn ioctl_number_encodes_direction_size_and_command() {
     // _IOWR('d', 0x40, 16) as computed by hand.
     assert_eq!(DRM_IOCTL_ONPU_GET_PARAM, 0xc010_6440);
+    // _IOW('d', 0x46, 8): write only, 8 bytes, command 0x40 + 6.
+    assert_eq!(DRM_IOCTL_ONPU_CONTEXT_DESTROY, 0x4008_6446);
 }

@@ -19,7 +19,9 @@ extern "C" {
 #define DRM_ONPU_BO_INFO		0x02
 #define DRM_ONPU_SUBMIT			0x03
 #define DRM_ONPU_WAIT			0x04
-#define DRM_ONPU_WAIT_BO		0x05
+#define DRM_ONPU_CONTEXT_CREATE		0x05
+#define DRM_ONPU_CONTEXT_DESTROY	0x06
+#define DRM_ONPU_WAIT_BO		0x07
 
 #define DRM_IOCTL_ONPU_GET_PARAM \
 	DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_GET_PARAM, struct drm_onpu_get_param)
@@ -27,6 +29,10 @@ extern "C" {
 	DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_BO_CREATE, struct drm_onpu_bo_create)
 #define DRM_IOCTL_ONPU_BO_INFO \
 	DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_BO_INFO, struct drm_onpu_bo_info)
+#define DRM_IOCTL_ONPU_CONTEXT_CREATE \
+	DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_CONTEXT_CREATE, struct drm_onpu_context_create)
+#define DRM_IOCTL_ONPU_CONTEXT_DESTROY \
+	DRM_IOW(DRM_COMMAND_BASE + DRM_ONPU_CONTEXT_DESTROY, struct drm_onpu_context_destroy)
 #define DRM_IOCTL_ONPU_SUBMIT \
 	DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_SUBMIT, struct drm_onpu_submit)
 #define DRM_IOCTL_ONPU_WAIT \
@@ -135,6 +141,43 @@ struct drm_onpu_bo_info {
 	 * through PRIME (each importing file at its own address).
 	 */
 	__u64 npu_addr;
+};
+
+/* Most contexts one file may have at a time. */
+#define DRM_ONPU_MAX_CONTEXTS		64
+
+/**
+ * struct drm_onpu_context_create - create an NPU address space
+ *
+ * A buffer object has the same NPU address in every context of its file; a
+ * context maps it when a job of the context first uses it. A context holds
+ * one of the device's hardware contexts only while it has jobs in the
+ * device's rings, so contexts are not limited by DRM_ONPU_PARAM_NUM_CONTEXTS.
+ *
+ * Errors: -EINVAL for non-zero @flags; -ENOSPC when the file has
+ * DRM_ONPU_MAX_CONTEXTS contexts; -ENOMEM; -ENODEV when the device is gone.
+ */
+struct drm_onpu_context_create {
+	/** @flags: in, must be zero. */
+	__u32 flags;
+	/** @context_id: out, the context's id in this file (from 1). */
+	__u32 context_id;
+};
+
+/**
+ * struct drm_onpu_context_destroy - destroy a context
+ *
+ * Jobs of the context already submitted still run; its address space goes
+ * when the last of them has ended.
+ *
+ * Errors: -ENOENT for an unknown @context_id; -EINVAL for non-zero @pad;
+ * -EBUSY while queues of the file use the context.
+ */
+struct drm_onpu_context_destroy {
+	/** @context_id: in, a context of this file. */
+	__u32 context_id;
+	/** @pad: must be zero. */
+	__u32 pad;
 };
 
 /* How a job uses a buffer object (&drm_onpu_bo_ref.flags). */

@@ -1,0 +1,281 @@
+//! kselftest for onpu contexts and the hardware-context slot manager:
+//! more open files than the device has hardware contexts, all running jobs
+//! with the right results (copies and fills checked byte by byte against
+//! values computed here), CONTEXT_CREATE/DESTROY and their errnos. TAP
+//! output; run in the guest with the driver loaded.
+//!
+//!   onpu-test-contexts [FILES]    (default: 40, and at least 2.5 times
+//!                                  DRM_ONPU_PARAM_NUM_CONTEXTS)
+
+use npu::device::raw::{self as accel, Bo, Mapping};
+use npu_isa::{assemble, Insn, Strided};
+use npu_tools::args::Args;
+use npu_tools::copyjob::{self, CopyJob};
+use npu_tools::tap::Tap;
+use npu_uapi as uapi;
+use std::fs::File;
+
+const SEC: i64 = 1_000_000_000;
+/// Bytes each job moves.
+const LEN: u32 = 4096;
+
+fn errno_name(e: i32) -> String {
+    format!("errno {e} ({})", std::io::Error::from_raw_os_error(e))
+}
+
+fn expect_errno<T>(what: &str, r: Result<T, i32>, want: i32) -> Result<(), String> {
+    match r {
+        Err(e) if e == want => Ok(()),
+        Err(e) => Err(format!(
+            "{what}: got {}, want {}",
+            errno_name(e),
+            errno_name(want)
+        )),
+        Ok(_) => Err(format!("{what}: succeeded, want {}", errno_name(want))),
+    }
+}
+
+fn open() -> Result<File, String> {
+    let path = accel::find_device().map_err(|e| e.to_string())?;
+    accel::open(&path).map_err(|e| e.to_string())
+}
+
+/// One open file with a copy job and a fill job.
+struct Client {
+    file: File,
+    copy: CopyJob,
+    fill_dst: Bo,
+    fill_cmd: Bo,
+    fill_size: u32,
+    seed: u32,
+}
+
+/// The 32-bit value client `seed`'s fill job writes.
+fn fill_word(seed: u32) -> u32 {
+    0xc0de_0000 | seed
+}
+
+impl Client {
+    fn new(seed: u32) -> Result<Client, String> {
+        let file = open()?;
+        let copy = CopyJob::new(&file, LEN)?;
+        copy.fill_src(&file, &copyjob::pattern(seed, LEN as usize))?;
+        let fill_dst = accel::bo_create(&file, u64::from(LEN)).map_err(errno_name)?;
+        let fill_cmd = accel::bo_create(&file, 4096).map_err(errno_name)?;
+        let dst_va = accel::bo_npu_addr(&file, fill_dst.handle).map_err(errno_name)?;
+        // FILL SRAM with the word, then store it to the object.
+        let c = Strided::contiguous(LEN);
+        let code = assemble(&[
+            Insn::Fill {
+                dst: 0,
+                len: LEN,
+                pattern: fill_word(seed),
+            },
+            Insn::DmaStore {
+                va: dst_va,
+                sram: 0,
+                mem: c,
+                sram_layout: c,
+            },
+            Insn::End,
+        ]);
+        let mut m = Mapping::new(&file, &fill_cmd).map_err(|e| e.to_string())?;
+        m.as_mut_slice()[..code.len()].copy_from_slice(&code);
+        Ok(Client {
+            file,
+            copy,
+            fill_dst,
+            fill_cmd,
+            fill_size: code.len() as u32,
+            seed,
+        })
+    }
+
+    /// Clear both destinations and queue both jobs; their seqnos.
+    fn submit(&self) -> Result<(u64, u64), String> {
+        self.copy.clear_dst(&self.file)?;
+        Mapping::new(&self.file, &self.fill_dst)
+            .map_err(|e| e.to_string())?
+            .as_mut_slice()
+            .fill(0);
+        let a = self.copy.submit(&self.file, 0)?;
+        let refs = [uapi::drm_onpu_bo_ref {
+            handle: self.fill_dst.handle,
+            flags: uapi::DRM_ONPU_BO_WRITE,
+        }];
+        let b = accel::submit_simple(&self.file, &self.fill_cmd, self.fill_size, &refs, 0)
+            .map_err(|e| format!("submit: {}", errno_name(e)))?;
+        Ok((a, b))
+    }
+
+    /// Wait for both jobs and check what they wrote.
+    fn check(&self, (a, b): (u64, u64)) -> Result<(), String> {
+        CopyJob::wait_ok(&self.file, a)?;
+        CopyJob::wait_ok(&self.file, b)?;
+        self.copy
+            .check_dst(&self.file, &copyjob::pattern(self.seed, LEN as usize))?;
+        let mut m = Mapping::new(&self.file, &self.fill_dst).map_err(|e| e.to_string())?;
+        let want = fill_word(self.seed).to_le_bytes();
+        for (i, chunk) in m.as_mut_slice()[..LEN as usize].chunks_exact(4).enumerate() {
+            if chunk != want {
+                return Err(format!(
+                    "file {}: fill word {i} is {chunk:02x?}, want {want:02x?}",
+                    self.seed
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `files` open files (more than the device's hardware contexts) each
+/// queue a copy and a fill before any is waited for, so contexts contend
+/// for slots (a submitter waits for one to turn idle); then again in the
+/// opposite order, so evicted contexts get a slot back.
+fn many_files(files: usize, hw_contexts: u64) -> Result<(), String> {
+    if files as u64 <= hw_contexts {
+        return Err(format!(
+            "{files} files do not exceed the device's {hw_contexts} contexts"
+        ));
+    }
+    let clients = (0..files as u32)
+        .map(|i| Client::new(i + 1).map_err(|e| format!("file {}: {e}", i + 1)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let seqnos = clients
+        .iter()
+        .map(|c| c.submit())
+        .collect::<Result<Vec<_>, _>>()?;
+    for (c, s) in clients.iter().zip(seqnos) {
+        c.check(s)?;
+    }
+    let seqnos = clients
+        .iter()
+        .rev()
+        .map(|c| c.submit())
+        .collect::<Result<Vec<_>, _>>()?;
+    for (c, s) in clients.iter().rev().zip(seqnos) {
+        c.check(s)?;
+    }
+    Ok(())
+}
+
+/// CONTEXT_CREATE hands out ids from 1, up to DRM_ONPU_MAX_CONTEXTS per
+/// file; CONTEXT_DESTROY takes them back; bad fields give their errnos.
+fn context_ioctls() -> Result<(), String> {
+    let f = open()?;
+    let max = uapi::DRM_ONPU_MAX_CONTEXTS;
+    for want in 1..=max {
+        let id =
+            accel::context_create(&f).map_err(|e| format!("create {want}: {}", errno_name(e)))?;
+        if id != want {
+            return Err(format!("create {want}: id {id}, want {want}"));
+        }
+    }
+    expect_errno(
+        "create past the limit",
+        accel::context_create(&f),
+        libc::ENOSPC,
+    )?;
+    // Another file has its own ids.
+    let g = open()?;
+    let id = accel::context_create(&g)
+        .map_err(|e| format!("create in a second file: {}", errno_name(e)))?;
+    if id != 1 {
+        return Err(format!("the second file's first context is {id}, want 1"));
+    }
+    expect_errno("destroy 0", accel::context_destroy(&f, 0), libc::ENOENT)?;
+    expect_errno(
+        "destroy past the limit",
+        accel::context_destroy(&f, max + 1),
+        libc::ENOENT,
+    )?;
+    let mut bad_pad = uapi::drm_onpu_context_destroy {
+        context_id: 3,
+        pad: 1,
+    };
+    expect_errno(
+        "destroy with pad",
+        accel::context_destroy_raw(&f, &mut bad_pad),
+        libc::EINVAL,
+    )?;
+    let mut bad_flags = uapi::drm_onpu_context_create {
+        flags: 1,
+        context_id: 0,
+    };
+    expect_errno(
+        "create with flags",
+        accel::ioctl(&f, &mut bad_flags),
+        libc::EINVAL,
+    )?;
+    accel::context_destroy(&f, 7).map_err(|e| format!("destroy 7: {}", errno_name(e)))?;
+    expect_errno(
+        "destroy 7 again",
+        accel::context_destroy(&f, 7),
+        libc::ENOENT,
+    )?;
+    let id = accel::context_create(&f)
+        .map_err(|e| format!("create after destroy: {}", errno_name(e)))?;
+    if id != 7 {
+        return Err(format!(
+            "create after destroying 7 gave {id}, want 7 (the lowest free id)"
+        ));
+    }
+    for id in 1..=max {
+        accel::context_destroy(&f, id).map_err(|e| format!("destroy {id}: {}", errno_name(e)))?;
+    }
+    // The file and its default context still run jobs.
+    let job = CopyJob::new(&f, LEN)?;
+    job.run(&f, &copyjob::pattern(99, LEN as usize))?;
+    Ok(())
+}
+
+/// Buffer objects closed while contexts exist (the file unmaps them in
+/// every context) and contexts left for close to clean up.
+fn close_with_contexts() -> Result<(), String> {
+    let f = open()?;
+    for _ in 0..3 {
+        accel::context_create(&f).map_err(errno_name)?;
+    }
+    let job = CopyJob::new(&f, LEN)?;
+    let seqno = job.submit(&f, 0)?;
+    accel::gem_close(&f, job.src.handle).map_err(errno_name)?;
+    accel::wait(&f, seqno, 30 * SEC).map_err(errno_name)?;
+    drop(f);
+    // The device still serves new files.
+    let g = open()?;
+    CopyJob::new(&g, LEN)?.run(&g, &copyjob::pattern(5, LEN as usize))?;
+    Ok(())
+}
+
+fn main() {
+    let args = Args::parse("[FILES]", &[]);
+    args.at_most(1);
+    let f = match open() {
+        Ok(f) => f,
+        Err(e) => {
+            println!("# cannot open the device: {e}");
+            std::process::exit(npu_tools::tap::KSFT_FAIL);
+        }
+    };
+    let hw_contexts = match accel::get_param(&f, uapi::DRM_ONPU_PARAM_NUM_CONTEXTS) {
+        Ok(n) => n,
+        Err(e) => args.fail(&format!("GET_PARAM NUM_CONTEXTS: {}", errno_name(e))),
+    };
+    drop(f);
+    let default = (hw_contexts * 5 / 2).max(40);
+    let files = args.number(0, "FILES", default) as usize;
+    let mut tap = Tap::new(3);
+    tap.check(
+        &format!("{files} open files on {hw_contexts} hardware contexts all run copies and fills"),
+        many_files(files, hw_contexts),
+    );
+    tap.check(
+        "context create/destroy: ids, the limit, errnos",
+        context_ioctls(),
+    );
+    tap.check(
+        "objects closed and files closed with contexts",
+        close_with_contexts(),
+    );
+    std::process::exit(tap.finish());
+}
