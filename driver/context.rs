@@ -1,14 +1,18 @@
 // SPDX-License-Identifier: GPL-2.0-only
 
-//! A file's hardware context: one of the device's contexts, the page tables
-//! its descriptor points at, and the NPU addresses of the buffer objects the
-//! file holds handles to.
+//! An NPU address space: page tables, and the buffer objects mapped in them.
+//! A file has a default context and those CONTEXT_CREATE makes; each is
+//! bound to one of the device's hardware contexts only while it has jobs in
+//! the ring (slots.rs).
 //!
-//! Every handle maps its object (also one imported through PRIME, which is
-//! the same GEM object in another file): the GEM open callback maps it at a
-//! kernel-chosen address, the close callback of the last handle unmaps it.
-//! The context lives as long as its file or any of its jobs, whichever is
-//! last, so the device never walks freed page tables.
+//! In the default context every handle maps its object (also one imported
+//! through PRIME, which is the same GEM object in another file): the GEM
+//! open callback maps it at a kernel-chosen address, the close callback of
+//! the last handle unmaps it. It thereby gives each object of the file its
+//! one NPU address; a created context maps an object at that address when a
+//! job of it first uses it (`map_at`). A context lives as long as its file
+//! (or CONTEXT_DESTROY) or any of its jobs, whichever is last, so the device
+//! never walks freed page tables.
 //!
 //! Address-space lifetime: the device caches translations for the whole of
 //! a job, so clearing page-table entries stops only jobs that start later.

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-only
 
 //! The command engine: the submission and completion rings, the context
-//! table, the in-flight job queue, completion interrupts, the watchdog and
+//! table (its slots bound to address spaces by slots.rs), the in-flight job
+//! queue, completion interrupts, the watchdog and
 //! reset recovery (Documentation/driver/onpu.rst, "Job life cycle",
 //! "Signalling rules", "Locking").
 //!
