@@ -197,7 +197,9 @@ fn bad_context_and_bad_submission() {
         (1u16, 64u32, 0u16, Fault::BadContext),
         (99, 64, 0, Fault::BadContext),
         (0, 65, 0, Fault::BadSubmission),
-        (0, 64, 1, Fault::BadSubmission),
+        // Flag bits other than PROFILE (bit 0, tests/rings.rs).
+        (0, 64, 2, Fault::BadSubmission),
+        (0, 64, 0x8000, Fault::BadSubmission),
         (0, 0, 0, Fault::BadSubmission),
     ] {
         b.submit_raw(ctx, CMD_VA, size, flags);
