@@ -90,7 +90,9 @@ pub(crate) struct SqEntry {
     pub(crate) size: u32,
     pub(crate) context: u16,
     pub(crate) flags: u16,
-    pub(crate) reserved: [u64; 5],
+    /// Bus address of the profile record (with SQ_FLAG_PROFILE).
+    pub(crate) profile: u64,
+    pub(crate) reserved: [u64; 4],
 }
 
 /// A completion record.
@@ -104,6 +106,14 @@ pub(crate) struct CqEntry {
     pub(crate) fault_addr: u64,
     pub(crate) cycles: u32,
     pub(crate) flags: u32,
+}
+
+/// A profile record ("Job profile records"): the words of
+/// &drm_onpu_job_profile, in its order.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct ProfileRecord {
+    pub(crate) words: [u64; 8],
 }
 
 /// A context-table descriptor.
@@ -124,6 +134,10 @@ unsafe impl FromBytes for CqEntry {}
 // SAFETY: as for SqEntry.
 unsafe impl AsBytes for CqEntry {}
 // SAFETY: as for SqEntry.
+unsafe impl FromBytes for ProfileRecord {}
+// SAFETY: as for SqEntry.
+unsafe impl AsBytes for ProfileRecord {}
+// SAFETY: as for SqEntry.
 unsafe impl FromBytes for CtxDesc {}
 // SAFETY: as for SqEntry.
 unsafe impl AsBytes for CtxDesc {}
@@ -132,6 +146,7 @@ const _: () = {
     assert!(core::mem::size_of::<SqEntry>() == 64);
     assert!(core::mem::size_of::<CqEntry>() == 32);
     assert!(core::mem::size_of::<CtxDesc>() == 16);
+    assert!(core::mem::size_of::<ProfileRecord>() == 64);
 };
 
 /// Device-wide counters (GET_PARAM, debugfs).
@@ -190,6 +205,13 @@ struct RingState {
     slots: Slots,
 }
 
+impl Rings {
+    /// Bus address of the profile record of submission-ring slot `slot`.
+    fn profile_addr(&self, slot: usize) -> u64 {
+        self.profiles.dma_handle() + (slot * core::mem::size_of::<ProfileRecord>()) as u64
+    }
+}
+
 impl RingState {
     fn has_room(&self) -> bool {
         self.in_flight.len() + self.retired.len() < RING_ENTRIES as usize
@@ -216,6 +238,10 @@ pub(crate) struct Rings {
     ctx_table: Coherent<[CtxDesc]>,
     /// The shadow doorbell page (used when the device has the capability).
     shadow: Coherent<[u32]>,
+    /// One profile record per submission-ring slot: the job in slot `i`
+    /// has its record at `profiles[i]` (64-byte aligned: the array starts
+    /// on a page). Read at completion, copied into the job's outcome.
+    profiles: Coherent<[ProfileRecord]>,
 }
 
 /// The rings and their state. Shared by the DRM device, the files, the jobs
@@ -277,6 +303,7 @@ impl Engine {
             cq: Coherent::<CqEntry>::zeroed_slice(dev, RING_ENTRIES as usize, GFP_KERNEL)?,
             ctx_table: Coherent::<CtxDesc>::zeroed_slice(dev, params.contexts as usize, GFP_KERNEL)?,
             shadow: Coherent::<u32>::zeroed_slice(dev, SHADOW_WORDS, GFP_KERNEL)?,
+            profiles: Coherent::<ProfileRecord>::zeroed_slice(dev, RING_ENTRIES as usize, GFP_KERNEL)?,
         };
         let rings = Devres::new(dev, Ok::<_, Error>(rings))?;
         let device: &device::Device = dev;
@@ -538,7 +565,7 @@ impl Engine {
         }
         let slot = (st.sq_tail % RING_ENTRIES) as usize;
         let pushed = (|| -> Result {
-            dma_write!(rings.sq, [try: slot], job.sq_entry());
+            dma_write!(rings.sq, [try: slot], job.sq_entry(slot, rings.profile_addr(slot)));
             // Room was checked under the ticket and only ticket holders use it.
             st.in_flight.push_within_capacity(job.clone()).map_err(|_| EBUSY)
         })();
@@ -730,7 +757,13 @@ impl Engine {
                 }
                 self.retire_head(&mut st, Outcome::aborted(STATUS_ABORTED));
             }
-            let outcome = Outcome::from_device(rec.status, rec.fault_addr, rec.cycles);
+            let mut outcome = Outcome::from_device(rec.status, rec.fault_addr, rec.cycles);
+            if let Some(job) = st.in_flight.first().filter(|j| j.profiled) {
+                // Written before the completion record (read after the
+                // phase, above); copied, not allocated.
+                let record: ProfileRecord = dma_read!(rings.profiles, [try: job.ring_slot()]);
+                outcome.profile = Some(record.words);
+            }
             self.retire_head(&mut st, outcome);
         }
         if reset {
@@ -788,7 +821,9 @@ impl Engine {
         st.sq_tail = 0;
         for job in st.in_flight.iter() {
             let slot = (st.sq_tail % RING_ENTRIES) as usize;
-            dma_write!(rings.sq, [try: slot], job.sq_entry());
+            // Its profile record moves with it (a slot's record is only
+            // ever the job's in that slot).
+            dma_write!(rings.sq, [try: slot], job.sq_entry(slot, rings.profile_addr(slot)));
             st.sq_tail += 1;
         }
         st.head_since = Instant::now();

@@ -16,6 +16,8 @@ use kernel::{
         Arc, Mutex,
     },
     time::nsecs_to_jiffies,
+    transmute::AsBytes,
+    uaccess::UserSlice,
 };
 
 use crate::context::Context;
@@ -295,10 +297,21 @@ impl File {
         }
         let this = file.inner();
         let job = this.jobs.lock().iter().find(|j| j.seqno == req.seqno).cloned().ok_or(ENOENT)?;
+        if req.profile_size != 0 && !job.profiled {
+            return Err(EINVAL);
+        }
         let outcome = job.wait(req.timeout_ns)?.ok_or(ETIMEDOUT)?;
+        if req.profile_size != 0 {
+            // Zeros for a job the device did not end (aborted, cancelled).
+            let words = outcome.profile.unwrap_or_default();
+            let bytes = AsBytes::as_bytes(&words);
+            let len = (req.profile_size as usize).min(bytes.len());
+            let addr = usize::try_from(req.profile).map_err(|_| EFAULT)?;
+            // Before the job is reaped: on EFAULT it can be waited for again.
+            UserSlice::new(UserPtr::from_addr(addr), len).writer().write_slice(&bytes[..len])?;
+        }
         req.status = outcome.status;
         req.error = outcome.error;
-        req.pad = 0;
         req.fault_addr = outcome.fault_addr;
         req.cycles = outcome.cycles.into();
         this.jobs.lock().retain(|j| j.seqno != req.seqno);

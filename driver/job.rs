@@ -28,6 +28,7 @@ use crate::engine::{SqEntry, JOB_TIMEOUT_MS};
 use crate::fence::{self, Access, DriverFence, RingContext};
 use crate::file::{File, Usage};
 use crate::gem::{self, BoObject};
+use crate::regs::{CAP_JOB_PROFILE, SQ_FLAG_PROFILE};
 use crate::uapi;
 
 /// How a job ended, as WAIT reports it.
@@ -37,12 +38,15 @@ pub(crate) struct Outcome {
     pub(crate) error: i32,
     pub(crate) fault_addr: u64,
     pub(crate) cycles: u32,
+    /// The device's profile record (&drm_onpu_job_profile's words), for a
+    /// job submitted with DRM_ONPU_SUBMIT_PROFILE that the device ended.
+    pub(crate) profile: Option<[u64; 8]>,
 }
 
 impl Outcome {
     pub(crate) fn from_device(status: u32, fault_addr: u64, cycles: u32) -> Self {
         let error = if status == 0 { 0 } else { EIO.to_errno() };
-        Self { status, error, fault_addr, cycles }
+        Self { status, error, fault_addr, cycles, profile: None }
     }
 
     pub(crate) fn timed_out() -> Self {
@@ -71,6 +75,11 @@ pub(crate) struct Job {
     /// The hardware context (slot) the job runs on: the kernel's for its
     /// own jobs, else set when the job enters the ring (slots.rs).
     slot: Atomic<u32>,
+    /// Where in the submission ring the job was last written (its profile
+    /// record is in the matching slot).
+    ring_slot: Atomic<u32>,
+    /// DRM_ONPU_SUBMIT_PROFILE: the device writes a profile record.
+    pub(crate) profiled: bool,
     pub(crate) cmdbuf: u64,
     pub(crate) size: u32,
     pub(crate) timeout_ms: u32,
@@ -100,6 +109,8 @@ impl Job {
             try_pin_init!(Self {
                 seqno,
                 slot: Atomic::new(context.into()),
+                ring_slot: Atomic::new(0),
+                profiled: false,
                 cmdbuf,
                 size,
                 timeout_ms: JOB_TIMEOUT_MS,
@@ -113,8 +124,19 @@ impl Job {
         )
     }
 
-    pub(crate) fn sq_entry(&self) -> SqEntry {
-        SqEntry { seqno: self.seqno, cmdbuf: self.cmdbuf, size: self.size, context: self.context(), ..Default::default() }
+    /// The job's entry for submission-ring slot `slot`, whose profile
+    /// record is at bus address `profile` (the slot is remembered, to read
+    /// the record at completion; ring lock held).
+    pub(crate) fn sq_entry(&self, slot: usize, profile: u64) -> SqEntry {
+        // slot < RING_ENTRIES.
+        self.ring_slot.store(slot as u32, Relaxed);
+        let (flags, profile) = if self.profiled { (SQ_FLAG_PROFILE, profile) } else { (0, 0) };
+        SqEntry { seqno: self.seqno, cmdbuf: self.cmdbuf, size: self.size, context: self.context(), flags, profile, ..Default::default() }
+    }
+
+    /// The submission-ring slot the job was last written to.
+    pub(crate) fn ring_slot(&self) -> usize {
+        self.ring_slot.load(Relaxed) as usize
     }
 
     /// The hardware context the job runs on (meaningful once in the ring).
@@ -181,13 +203,18 @@ struct Request {
     cmdbuf_offset: u64,
     size: u32,
     timeout_ms: u32,
+    profiled: bool,
     bos: KVec<(ARef<BoObject>, Access)>,
     in_fences: KVec<ARef<Fence>>,
     out_syncobj: Option<SyncObj>,
 }
 
-fn check(file: &drm::File<File>, req: &uapi::drm_onpu_submit) -> Result<Request> {
-    if req.flags != 0 || req.pad != 0 {
+fn check(dev: &OnpuDevice, file: &drm::File<File>, req: &uapi::drm_onpu_submit) -> Result<Request> {
+    if req.flags & !uapi::DRM_ONPU_SUBMIT_PROFILE != 0 || req.pad != 0 {
+        return Err(EINVAL);
+    }
+    let profiled = req.flags & uapi::DRM_ONPU_SUBMIT_PROFILE != 0;
+    if profiled && dev.engine.params.caps & CAP_JOB_PROFILE == 0 {
         return Err(EINVAL);
     }
     let insn = u64::from(uapi::DRM_ONPU_INSN_SIZE);
@@ -233,7 +260,7 @@ fn check(file: &drm::File<File>, req: &uapi::drm_onpu_submit) -> Result<Request>
         h => Some(SyncObj::lookup(file, h)?),
     };
     let timeout_ms = if req.timeout_ms == 0 { JOB_TIMEOUT_MS } else { req.timeout_ms };
-    Ok(Request { cmdbuf, cmdbuf_offset: req.cmdbuf_offset, size, timeout_ms, bos, in_fences, out_syncobj })
+    Ok(Request { cmdbuf, cmdbuf_offset: req.cmdbuf_offset, size, timeout_ms, profiled, bos, in_fences, out_syncobj })
 }
 
 /// Read `count` u32 words from user memory at `addr` (EFAULT when bad).
@@ -275,7 +302,7 @@ pub(crate) fn submit(
     ctx: &Arc<Context>,
     req: &uapi::drm_onpu_submit,
 ) -> Result<Arc<Job>> {
-    let r = check(file, req)?;
+    let r = check(dev, file, req)?;
     let this = file.inner();
     // The context maps what the job uses on first use (at the file's
     // addresses), before anything is published.
@@ -298,7 +325,7 @@ pub(crate) fn submit(
     }
 
     // Everything the job holds, allocated before it has a number.
-    let Request { cmdbuf, size, timeout_ms, bos: uses, out_syncobj, .. } = r;
+    let Request { cmdbuf, size, timeout_ms, profiled, bos: uses, out_syncobj, .. } = r;
     let mut bos = KVec::with_capacity(uses.len() + 1, GFP_KERNEL)?;
     let mut accesses = KVec::with_capacity(uses.len() + 1, GFP_KERNEL)?;
     for (bo, access) in uses.into_iter() {
@@ -315,6 +342,8 @@ pub(crate) fn submit(
             try_pin_init!(Job {
                 seqno,
                 slot: Atomic::new(0),
+                ring_slot: Atomic::new(0),
+                profiled,
                 cmdbuf: cmdbuf_va,
                 size,
                 timeout_ms,

@@ -280,6 +280,41 @@ pub struct drm_onpu_submit {
     pub seqno: u64,
 }
 
+/// Flags of &drm_onpu_submit.flags.
+///
+/// DRM_ONPU_SUBMIT_PROFILE: the device records the job's profile
+/// (&drm_onpu_job_profile), which WAIT returns. -EINVAL when the device
+/// cannot (no JOB_PROFILE, bit 5, in DRM_ONPU_PARAM_CAPS).
+pub const DRM_ONPU_SUBMIT_PROFILE: u32 = 1 << 0;
+
+/// struct drm_onpu_job_profile - what one job did on the device
+///
+/// @cycles: modelled cycles of the job (not saturated).
+/// @instructions: instructions fetched and decoded, END included.
+/// @macs: multiply-accumulates of the MATMULs that completed.
+/// @dma_bytes_read: bytes read through the MMU, instruction fetches
+///                  included.
+/// @dma_bytes_written: bytes written through the MMU.
+/// @dma_engine_cycles: summed costs of the DMA engine's instructions.
+/// @compute_engine_cycles: summed costs of the compute engine's
+///                         instructions.
+/// @reserved: 0.
+///
+/// The device's profile record (Documentation/hw/npu-hw.rst, "Job profile
+/// records"). A job that never ran, or that a reset aborted, reports zeros.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct drm_onpu_job_profile {
+    pub cycles: u64,
+    pub instructions: u64,
+    pub macs: u64,
+    pub dma_bytes_read: u64,
+    pub dma_bytes_written: u64,
+    pub dma_engine_cycles: u64,
+    pub compute_engine_cycles: u64,
+    pub reserved: u64,
+}
+
 /// Values of &drm_onpu_wait.status besides the device's fault codes
 /// (1..=0xff, Documentation/hw/npu-hw.rst "Fault codes"; 0 is success).
 ///
@@ -305,7 +340,13 @@ pub const DRM_ONPU_JOB_CANCELED: u32 = 0x101;
 /// @fault_addr: out, for a fault: the faulting NPU virtual address (MMU
 ///              faults) or the byte offset in the command buffer (command
 ///              faults).
+/// @profile_size: in, bytes at @profile: 0 for none, else at most
+///                 sizeof(struct drm_onpu_job_profile) bytes of the job's
+///                 profile are written there (a larger size is fine; the
+///                 rest is left alone). Non-zero for a job submitted
+///                 without DRM_ONPU_SUBMIT_PROFILE gives -EINVAL.
 /// @cycles: out, the modelled cycles the job took on the device.
+/// @profile: in, user pointer to a &drm_onpu_job_profile (-EFAULT when bad).
 ///
 /// Returns 0 once the job has ended, whatever its outcome (read @status);
 /// the job is then reaped, and its @seqno forgotten. -ETIMEDOUT when
@@ -319,9 +360,10 @@ pub struct drm_onpu_wait {
     pub flags: u32,
     pub status: u32,
     pub error: i32,
-    pub pad: u32,
+    pub profile_size: u32,
     pub fault_addr: u64,
     pub cycles: u64,
+    pub profile: u64,
 }
 
 /// struct drm_onpu_wait_bo - wait until no job uses a buffer object

@@ -52,8 +52,13 @@ int main(void) {
     OFF(drm_onpu_submit, out_syncobj); OFF(drm_onpu_submit, timeout_ms); OFF(drm_onpu_submit, pad);
     OFF(drm_onpu_submit, seqno);
     SIZE(drm_onpu_wait); OFF(drm_onpu_wait, seqno); OFF(drm_onpu_wait, timeout_ns); OFF(drm_onpu_wait, flags);
-    OFF(drm_onpu_wait, status); OFF(drm_onpu_wait, error); OFF(drm_onpu_wait, pad);
-    OFF(drm_onpu_wait, fault_addr); OFF(drm_onpu_wait, cycles);
+    OFF(drm_onpu_wait, status); OFF(drm_onpu_wait, error); OFF(drm_onpu_wait, profile_size);
+    OFF(drm_onpu_wait, fault_addr); OFF(drm_onpu_wait, cycles); OFF(drm_onpu_wait, profile);
+    NUM(DRM_ONPU_SUBMIT_PROFILE); SIZE(drm_onpu_job_profile); OFF(drm_onpu_job_profile, cycles);
+    OFF(drm_onpu_job_profile, instructions); OFF(drm_onpu_job_profile, macs);
+    OFF(drm_onpu_job_profile, dma_bytes_read); OFF(drm_onpu_job_profile, dma_bytes_written);
+    OFF(drm_onpu_job_profile, dma_engine_cycles); OFF(drm_onpu_job_profile, compute_engine_cycles);
+    OFF(drm_onpu_job_profile, reserved);
     SIZE(drm_onpu_wait_bo); OFF(drm_onpu_wait_bo, handle); OFF(drm_onpu_wait_bo, flags); OFF(drm_onpu_wait_bo, timeout_ns);
     NUM(DRM_IOCTL_ONPU_CONTEXT_CREATE); NUM(DRM_IOCTL_ONPU_CONTEXT_DESTROY); NUM(DRM_ONPU_MAX_CONTEXTS);
     SIZE(drm_onpu_context_create); OFF(drm_onpu_context_create, flags); OFF(drm_onpu_context_create, context_id);
@@ -296,7 +301,51 @@ fn c_header_matches_the_rust_abi() {
             "drm_onpu_wait.error",
             offset_of!(drm_onpu_wait, error) as u64,
         ),
-        ("drm_onpu_wait.pad", offset_of!(drm_onpu_wait, pad) as u64),
+        (
+            "drm_onpu_wait.profile_size",
+            offset_of!(drm_onpu_wait, profile_size) as u64,
+        ),
+        (
+            "drm_onpu_wait.profile",
+            offset_of!(drm_onpu_wait, profile) as u64,
+        ),
+        ("DRM_ONPU_SUBMIT_PROFILE", DRM_ONPU_SUBMIT_PROFILE as u64),
+        (
+            "drm_onpu_job_profile.sizeof",
+            size_of::<drm_onpu_job_profile>() as u64,
+        ),
+        (
+            "drm_onpu_job_profile.cycles",
+            offset_of!(drm_onpu_job_profile, cycles) as u64,
+        ),
+        (
+            "drm_onpu_job_profile.instructions",
+            offset_of!(drm_onpu_job_profile, instructions) as u64,
+        ),
+        (
+            "drm_onpu_job_profile.macs",
+            offset_of!(drm_onpu_job_profile, macs) as u64,
+        ),
+        (
+            "drm_onpu_job_profile.dma_bytes_read",
+            offset_of!(drm_onpu_job_profile, dma_bytes_read) as u64,
+        ),
+        (
+            "drm_onpu_job_profile.dma_bytes_written",
+            offset_of!(drm_onpu_job_profile, dma_bytes_written) as u64,
+        ),
+        (
+            "drm_onpu_job_profile.dma_engine_cycles",
+            offset_of!(drm_onpu_job_profile, dma_engine_cycles) as u64,
+        ),
+        (
+            "drm_onpu_job_profile.compute_engine_cycles",
+            offset_of!(drm_onpu_job_profile, compute_engine_cycles) as u64,
+        ),
+        (
+            "drm_onpu_job_profile.reserved",
+            offset_of!(drm_onpu_job_profile, reserved) as u64,
+        ),
         (
             "drm_onpu_wait.fault_addr",
             offset_of!(drm_onpu_wait, fault_addr) as u64,

@@ -1,8 +1,9 @@
 //! kselftest for onpu contexts and the hardware-context slot manager:
 //! more open files than the device has hardware contexts, all running jobs
 //! with the right results (copies and fills checked byte by byte against
-//! values computed here), CONTEXT_CREATE/DESTROY and their errnos. TAP
-//! output; run in the guest with the driver loaded.
+//! values computed here), CONTEXT_CREATE/DESTROY and their errnos, per-job
+//! profiles against values derived by hand from the device's cost model.
+//! TAP output; run in the guest with the driver loaded.
 //!
 //!   onpu-test-contexts [FILES]    (default: 40, and at least 2.5 times
 //!                                  DRM_ONPU_PARAM_NUM_CONTEXTS)
@@ -247,6 +248,143 @@ fn close_with_contexts() -> Result<(), String> {
     Ok(())
 }
 
+/// WAIT with a profile buffer of `size` bytes at `profile`.
+fn wait_profile(f: &File, seqno: u64, profile: u64, size: u32) -> Result<uapi::drm_onpu_wait, i32> {
+    let mut w = uapi::drm_onpu_wait {
+        seqno,
+        timeout_ns: 30 * SEC,
+        profile_size: size,
+        profile,
+        ..Default::default()
+    };
+    accel::ioctl(f, &mut w)?;
+    Ok(w)
+}
+
+/// SUBMIT `cmd` (`size` bytes) with DRM_ONPU_SUBMIT_PROFILE and `refs`.
+fn submit_profiled(
+    f: &File,
+    cmd: &Bo,
+    size: u32,
+    refs: &[uapi::drm_onpu_bo_ref],
+) -> Result<u64, String> {
+    let mut req = uapi::drm_onpu_submit {
+        cmdbuf_handle: cmd.handle,
+        cmdbuf_size: size,
+        flags: uapi::DRM_ONPU_SUBMIT_PROFILE,
+        bo_count: refs.len() as u32,
+        bos: refs.as_ptr() as u64,
+        ..Default::default()
+    };
+    accel::submit(f, &mut req).map_err(|e| format!("submit with PROFILE: {}", errno_name(e)))
+}
+
+fn profile_words(p: &uapi::drm_onpu_job_profile) -> [u64; 8] {
+    [
+        p.cycles,
+        p.instructions,
+        p.macs,
+        p.dma_bytes_read,
+        p.dma_bytes_written,
+        p.dma_engine_cycles,
+        p.compute_engine_cycles,
+        p.reserved,
+    ]
+}
+
+fn expect_profile(
+    what: &str,
+    got: &uapi::drm_onpu_job_profile,
+    want: [u64; 8],
+) -> Result<(), String> {
+    if profile_words(got) == want {
+        return Ok(());
+    }
+    Err(format!(
+        "{what}: profile [cycles, insns, macs, read, written, dma, compute, reserved] = {:?}, want {want:?}",
+        profile_words(got)
+    ))
+}
+
+/// Per-job profiles, checked against values derived by hand from the
+/// spec's cost model (npu-hw.rst, "Cost model", parameters at their
+/// documented values, and "Job profile records"):
+///
+/// * FILL 4096 bytes of SRAM, DMA_STORE them to a page-aligned object, END.
+///   FILL: INSN_OVERHEAD 2 + DMA_LATENCY 64 + max(4096 / 64, 0 rows) = 130,
+///   no page walk. DMA_STORE: 2 + 64 + max(64, 1 row) = 130, plus one walk
+///   (WALK_CYCLES 3) for the one page it writes = 133. One engine, so
+///   cycles = dma_engine_cycles = 263; 3 instructions; reads: the three
+///   64-byte fetches = 192; writes 4096; no MACs, no compute.
+/// * The copy (DMA_LOAD 4096 from one object, DMA_STORE to another, END):
+///   133 + 133 = 266 cycles; reads 192 + 4096 = 4288; writes 4096.
+fn profiles() -> Result<(), String> {
+    let c = Client::new(77)?;
+    let f = &c.file;
+    let fill_refs = [uapi::drm_onpu_bo_ref {
+        handle: c.fill_dst.handle,
+        flags: uapi::DRM_ONPU_BO_WRITE,
+    }];
+
+    let seqno = submit_profiled(f, &c.fill_cmd, c.fill_size, &fill_refs)?;
+    let mut p = uapi::drm_onpu_job_profile::default();
+    let size = std::mem::size_of_val(&p) as u32;
+    // A bad pointer: EFAULT, and the job can still be waited for.
+    expect_errno(
+        "wait with a bad profile pointer",
+        wait_profile(f, seqno, 8, size),
+        libc::EFAULT,
+    )?;
+    let w = wait_profile(f, seqno, &mut p as *mut _ as u64, size)
+        .map_err(|e| format!("wait with profile: {}", errno_name(e)))?;
+    copyjob::ok_outcome(&w)?;
+    expect_profile("fill + store", &p, [263, 3, 0, 192, 4096, 263, 0, 0])?;
+    if w.cycles != 263 {
+        return Err(format!("fill + store: WAIT cycles {}, want 263", w.cycles));
+    }
+
+    let code = assemble(&copyjob::insns(c.copy.src_va, c.copy.dst_va, LEN));
+    let seqno = submit_profiled(f, &c.copy.cmd, code.len() as u32, &c.copy.refs())?;
+    let mut p = uapi::drm_onpu_job_profile::default();
+    let w = wait_profile(f, seqno, &mut p as *mut _ as u64, size).map_err(errno_name)?;
+    copyjob::ok_outcome(&w)?;
+    expect_profile("copy", &p, [266, 3, 0, 4288, 4096, 266, 0, 0])?;
+
+    // A short buffer gets only its bytes.
+    let seqno = submit_profiled(f, &c.fill_cmd, c.fill_size, &fill_refs)?;
+    let mut short = [u64::MAX; 2];
+    wait_profile(f, seqno, short.as_mut_ptr() as u64, 8).map_err(errno_name)?;
+    if short != [263, u64::MAX] {
+        return Err(format!(
+            "an 8-byte profile buffer holds {short:?}, want [263, u64::MAX]"
+        ));
+    }
+
+    // A job without PROFILE has no profile to give.
+    let seqno =
+        accel::submit_simple(f, &c.fill_cmd, c.fill_size, &fill_refs, 0).map_err(errno_name)?;
+    let mut p = uapi::drm_onpu_job_profile::default();
+    expect_errno(
+        "profile of a job without PROFILE",
+        wait_profile(f, seqno, &mut p as *mut _ as u64, size),
+        libc::EINVAL,
+    )?;
+    accel::wait(f, seqno, 30 * SEC).map_err(errno_name)?;
+    // Unknown submit flags are still refused.
+    let mut req = uapi::drm_onpu_submit {
+        cmdbuf_handle: c.fill_cmd.handle,
+        cmdbuf_size: c.fill_size,
+        flags: 2,
+        ..Default::default()
+    };
+    expect_errno(
+        "submit flag 1 << 1",
+        accel::submit(f, &mut req),
+        libc::EINVAL,
+    )?;
+    Ok(())
+}
+
 fn main() {
     let args = Args::parse("[FILES]", &[]);
     args.at_most(1);
@@ -264,7 +402,7 @@ fn main() {
     drop(f);
     let default = (hw_contexts * 5 / 2).max(40);
     let files = args.number(0, "FILES", default) as usize;
-    let mut tap = Tap::new(3);
+    let mut tap = Tap::new(4);
     tap.check(
         &format!("{files} open files on {hw_contexts} hardware contexts all run copies and fills"),
         many_files(files, hw_contexts),
@@ -276,6 +414,10 @@ fn main() {
     tap.check(
         "objects closed and files closed with contexts",
         close_with_contexts(),
+    );
+    tap.check(
+        "job profiles match the cost model; WAIT's profile errnos",
+        profiles(),
     );
     std::process::exit(tap.finish());
 }

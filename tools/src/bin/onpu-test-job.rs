@@ -374,7 +374,8 @@ fn submit_errors(c: &Ctx) -> Result<(), String> {
     let cases: Vec<(&str, uapi::drm_onpu_submit, i32)> = vec![
         (
             "flags",
-            uapi::drm_onpu_submit { flags: 1, ..base },
+            // Bit 0 is DRM_ONPU_SUBMIT_PROFILE.
+            uapi::drm_onpu_submit { flags: 2, ..base },
             libc::EINVAL,
         ),
         (

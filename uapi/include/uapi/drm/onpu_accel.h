@@ -246,6 +246,35 @@ struct drm_onpu_submit {
 	__u64 seqno;
 };
 
+/*
+ * &drm_onpu_submit.flags: record the job's profile (returned by WAIT);
+ * -EINVAL when the device cannot (no JOB_PROFILE, bit 5, in CAPS).
+ */
+#define DRM_ONPU_SUBMIT_PROFILE		(1 << 0)
+
+/**
+ * struct drm_onpu_job_profile - what one job did on the device (the
+ * device's profile record, Documentation/hw/npu-hw.rst)
+ */
+struct drm_onpu_job_profile {
+	/** @cycles: modelled cycles of the job (not saturated). */
+	__u64 cycles;
+	/** @instructions: instructions fetched and decoded, END included. */
+	__u64 instructions;
+	/** @macs: multiply-accumulates of the MATMULs that completed. */
+	__u64 macs;
+	/** @dma_bytes_read: bytes read through the MMU, fetches included. */
+	__u64 dma_bytes_read;
+	/** @dma_bytes_written: bytes written through the MMU. */
+	__u64 dma_bytes_written;
+	/** @dma_engine_cycles: summed costs of DMA-engine instructions. */
+	__u64 dma_engine_cycles;
+	/** @compute_engine_cycles: summed costs of compute instructions. */
+	__u64 compute_engine_cycles;
+	/** @reserved: 0. */
+	__u64 reserved;
+};
+
 /* &drm_onpu_wait.status values besides the device's fault codes (1..255). */
 #define DRM_ONPU_JOB_OK			0
 #define DRM_ONPU_JOB_TIMEDOUT		0x100
@@ -270,12 +299,20 @@ struct drm_onpu_wait {
 	__u32 status;
 	/** @error: out, 0, -EIO, -ETIMEDOUT or -ECANCELED (the fence error). */
 	__s32 error;
-	/** @pad: out, zero. */
-	__u32 pad;
+	/**
+	 * @profile_size: in, bytes at @profile (0: none); non-zero for a job
+	 * submitted without DRM_ONPU_SUBMIT_PROFILE gives -EINVAL.
+	 */
+	__u32 profile_size;
 	/** @fault_addr: out, faulting NPU address or command-buffer offset. */
 	__u64 fault_addr;
 	/** @cycles: out, modelled cycles the job took. */
 	__u64 cycles;
+	/**
+	 * @profile: in, pointer to a struct drm_onpu_job_profile; at most
+	 * @profile_size bytes of it are written.
+	 */
+	__u64 profile;
 };
 
 /**
