@@ -2,9 +2,9 @@
 
 //! The command engine: the submission and completion rings, the context
 //! table (its slots bound to address spaces by slots.rs), the in-flight job
-//! queue, completion interrupts, the watchdog and
-//! reset recovery (Documentation/driver/onpu.rst, "Job life cycle",
-//! "Signalling rules", "Locking").
+//! queue, completion interrupts, the watchdog and reset recovery
+//! (Documentation/driver/onpu.rst, "Job life cycle", "Signalling rules",
+//! "Locking").
 //!
 //! Locking, outermost first:
 //!
@@ -959,7 +959,8 @@ impl Engine {
         for job in st.in_flight.iter() {
             writeln!(out, "  job {} context {} cmdbuf {:#x}+{} timeout {} ms", job.seqno, job.context(), job.cmdbuf, job.size, job.timeout_ms)?;
         }
-        Ok(())
+        writeln!(out, "slots: {}", st.slots.count())?;
+        st.slots.describe(out)
     }
 
     /// RING_ERROR was raised: the device refused a ring-pointer write this

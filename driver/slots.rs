@@ -123,6 +123,14 @@ impl Slots {
         Some(i as u16)
     }
 
+    /// Debugfs: the bound slots, their address spaces and jobs in the ring.
+    pub(crate) fn describe(&self, out: &mut impl core::fmt::Write) -> core::fmt::Result {
+        for (i, s) in self.slots.iter().enumerate().skip(1).filter(|(_, s)| s.owner != 0) {
+            writeln!(out, "  slot {} address space {} jobs {}", i, s.owner, s.jobs)?;
+        }
+        Ok(())
+    }
+
     /// The slot `owner` is bound to now, if any (for fdinfo and GET_PARAM).
     pub(crate) fn slot_of(&self, owner: u64) -> Option<u16> {
         self.find(owner).map(|i| i as u16)

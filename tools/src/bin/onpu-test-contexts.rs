@@ -3,7 +3,9 @@
 //! with the right results (copies and fills checked byte by byte against
 //! values computed here), CONTEXT_CREATE/DESTROY and their errnos, per-job
 //! profiles against values derived by hand from the device's cost model.
-//! TAP output; run in the guest with the driver loaded.
+//! TAP output; run in the guest with the driver loaded. The slot-wait test
+//! needs the device started with `--inject hang:tag=57005`
+//! (tools/selftests/runs.list does it).
 //!
 //!   onpu-test-contexts [FILES]    (default: 40, and at least 2.5 times
 //!                                  DRM_ONPU_PARAM_NUM_CONTEXTS)
@@ -385,6 +387,72 @@ fn profiles() -> Result<(), String> {
     Ok(())
 }
 
+const HANG_TAG: u32 = 0xdead;
+
+/// Every hardware context busy: the first file's job hangs the device
+/// (fault injection, `--inject hang:tag=57005`) and the other files' jobs
+/// queue behind it, one per slot. A submission from one more file must
+/// wait for a slot: none can turn idle before the hung job ends (jobs end
+/// in ring order), so when that SUBMIT returns the hung job has ended
+/// (timed out); a slot taken from a context with jobs in the ring would
+/// return earlier, and run those jobs in the wrong address space. Every
+/// copy then holds its data.
+fn slot_wait(hw_contexts: u64) -> Result<(), String> {
+    let first = open()?;
+    if !accel::fault_injection(&first)? {
+        return Err(
+            "the device has no fault injection (start it with --inject hang:tag=57005)".into(),
+        );
+    }
+    let cmd = accel::bo_create(&first, 4096).map_err(errno_name)?;
+    let code = assemble(&[Insn::Mark { tag: HANG_TAG }, Insn::End]);
+    Mapping::new(&first, &cmd)
+        .map_err(|e| e.to_string())?
+        .as_mut_slice()[..code.len()]
+        .copy_from_slice(&code);
+    let hung =
+        accel::submit_simple(&first, &cmd, code.len() as u32, &[], 300).map_err(errno_name)?;
+    // One file per remaining slot (slot 0 is the kernel's), each with a
+    // copy in the ring.
+    let mut others = Vec::new();
+    for seed in 2..hw_contexts as u32 {
+        let f = open()?;
+        let job = CopyJob::new(&f, LEN)?;
+        let want = copyjob::pattern(seed + 100, LEN as usize);
+        job.fill_src(&f, &want)?;
+        let seqno = job.submit(&f, 0)?;
+        others.push((f, job, want, seqno));
+    }
+    let last = open()?;
+    let job = CopyJob::new(&last, LEN)?;
+    let want = copyjob::pattern(1000, LEN as usize);
+    job.fill_src(&last, &want)?;
+    let seqno = job.submit(&last, 0)?;
+    match accel::wait(&first, hung, 0) {
+        Ok(w) if w.status == uapi::DRM_ONPU_JOB_TIMEDOUT => {}
+        Ok(w) => {
+            return Err(format!(
+                "the hanging job ended with status {:#x}, want TIMEDOUT",
+                w.status
+            ))
+        }
+        Err(e) if e == libc::ETIMEDOUT => {
+            return Err(
+                "SUBMIT returned while every slot had a job in the ring (the hung job still runs)"
+                    .into(),
+            )
+        }
+        Err(e) => return Err(format!("wait for the hung job: {}", errno_name(e))),
+    }
+    CopyJob::wait_ok(&last, seqno)?;
+    job.check_dst(&last, &want)?;
+    for (f, job, want, seqno) in &others {
+        CopyJob::wait_ok(f, *seqno)?;
+        job.check_dst(f, want)?;
+    }
+    Ok(())
+}
+
 fn main() {
     let args = Args::parse("[FILES]", &[]);
     args.at_most(1);
@@ -402,10 +470,14 @@ fn main() {
     drop(f);
     let default = (hw_contexts * 5 / 2).max(40);
     let files = args.number(0, "FILES", default) as usize;
-    let mut tap = Tap::new(4);
+    let mut tap = Tap::new(5);
     tap.check(
         &format!("{files} open files on {hw_contexts} hardware contexts all run copies and fills"),
         many_files(files, hw_contexts),
+    );
+    tap.check(
+        "with every hardware context busy, a submission waits for one to turn idle",
+        slot_wait(hw_contexts),
     );
     tap.check(
         "context create/destroy: ids, the limit, errnos",
