@@ -557,7 +557,8 @@ impl Engine {
                     Ok(())
                 })();
                 if let Err(e) = written {
-                    st.slots.job_left(slot);
+                    // Unbound again, so that the next bind writes it.
+                    st.slots.release(vm.id());
                     return Err(e);
                 }
             }
