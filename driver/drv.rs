@@ -149,14 +149,14 @@ impl drm::Driver for OnpuDriver {
     }
 
     kernel::declare_drm_ioctls! {
-        uapi: crate::drv::ioctl_table;
+        uapi: crate::uapi;
         (ONPU_GET_PARAM, drm_onpu_get_param, ioctl::RENDER_ALLOW, File::get_param),
         (ONPU_QUERY, drm_onpu_query, ioctl::RENDER_ALLOW, crate::query::query),
         (ONPU_BO_CREATE, drm_onpu_bo_create, ioctl::RENDER_ALLOW, File::bo_create),
         (ONPU_BO_CREATE_USERPTR, drm_onpu_bo_create_userptr, ioctl::RENDER_ALLOW, File::bo_create_userptr),
         (ONPU_BO_INFO, drm_onpu_bo_info, ioctl::RENDER_ALLOW, File::bo_info),
-        (ONPU_UNASSIGNED_05, drm_onpu_unassigned, ioctl::RENDER_ALLOW, unassigned),
-        (ONPU_UNASSIGNED_06, drm_onpu_unassigned, ioctl::RENDER_ALLOW, unassigned),
+        (ONPU_CONTEXT_CREATE, drm_onpu_context_create, ioctl::RENDER_ALLOW, File::context_create),
+        (ONPU_CONTEXT_DESTROY, drm_onpu_context_destroy, ioctl::RENDER_ALLOW, File::context_destroy),
         (ONPU_QUEUE_CREATE, drm_onpu_queue_create, ioctl::RENDER_ALLOW, File::queue_create),
         (ONPU_QUEUE_DESTROY, drm_onpu_queue_destroy, ioctl::RENDER_ALLOW, File::queue_destroy),
         (ONPU_SUBMIT, drm_onpu_submit, ioctl::RENDER_ALLOW, File::submit),
@@ -165,24 +165,3 @@ impl drm::Driver for OnpuDriver {
     }
 }
 
-/// The ioctl table's view of the uAPI: the shared ABI, plus placeholders
-/// for the command numbers of uAPI v1 that this branch does not implement
-/// (the table may have no gaps). Each goes when its ioctl lands.
-pub(crate) mod ioctl_table {
-    pub(crate) use crate::uapi::*;
-
-    /// The argument of an unassigned command number.
-    #[repr(C)]
-    pub(crate) struct drm_onpu_unassigned {
-        pub(crate) pad: u64,
-    }
-
-    const SIZE: usize = core::mem::size_of::<drm_onpu_unassigned>();
-    pub(crate) const DRM_IOCTL_ONPU_UNASSIGNED_05: u32 = drm_iowr(0x05, SIZE);
-    pub(crate) const DRM_IOCTL_ONPU_UNASSIGNED_06: u32 = drm_iowr(0x06, SIZE);
-}
-
-/// An unassigned command number: EINVAL, as for any unknown ioctl.
-fn unassigned(_dev: &OnpuDevice, _req: &mut ioctl_table::drm_onpu_unassigned, _file: &drm::File<File>) -> Result<u32> {
-    Err(EINVAL)
-}

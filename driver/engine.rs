@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0-only
 
 //! The command engine: the submission and completion rings, the context
-//! table, the in-flight job queue, completion interrupts, the watchdog and
-//! reset recovery (Documentation/driver/onpu.rst, "Job life cycle",
-//! "Signalling rules", "Locking").
+//! table (its slots bound to address spaces by slots.rs), the in-flight job
+//! queue, completion interrupts, the watchdog and reset recovery
+//! (Documentation/driver/onpu.rst, "Job life cycle", "Signalling rules",
+//! "Locking").
 //!
 //! Locking, outermost first:
 //!
@@ -64,12 +65,13 @@ use crate::hw::{self, Bar0, Params};
 use crate::job::{Job, Outcome};
 use crate::regs::*;
 use crate::sched::SchedList;
+use crate::slots::{Binding, Slots, KERNEL_SLOT};
 use crate::uapi;
 
 /// Entries of each ring.
 pub(crate) const RING_ENTRIES: u32 = 256;
 /// The context the kernel uses for its own jobs (the probe self-test).
-pub(crate) const KERNEL_CONTEXT: u16 = 0;
+pub(crate) const KERNEL_CONTEXT: u16 = KERNEL_SLOT;
 /// Highest fault code of ISA 1.0.
 const STATUS_MAX: u32 = 11;
 /// Status the driver gives a job it aborted because the device halted.
@@ -105,7 +107,9 @@ pub(crate) struct SqEntry {
     pub(crate) size: u32,
     pub(crate) context: u16,
     pub(crate) flags: u16,
-    pub(crate) reserved: [u64; 5],
+    /// Bus address of the profile record (with SQ_FLAG_PROFILE).
+    pub(crate) profile: u64,
+    pub(crate) reserved: [u64; 4],
 }
 
 /// A completion record.
@@ -119,6 +123,14 @@ pub(crate) struct CqEntry {
     pub(crate) fault_addr: u64,
     pub(crate) cycles: u32,
     pub(crate) flags: u32,
+}
+
+/// A profile record ("Job profile records"): the words of
+/// &drm_onpu_job_profile, in its order.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct ProfileRecord {
+    pub(crate) words: [u64; 8],
 }
 
 /// A context-table descriptor.
@@ -139,6 +151,10 @@ unsafe impl FromBytes for CqEntry {}
 // SAFETY: as for SqEntry.
 unsafe impl AsBytes for CqEntry {}
 // SAFETY: as for SqEntry.
+unsafe impl FromBytes for ProfileRecord {}
+// SAFETY: as for SqEntry.
+unsafe impl AsBytes for ProfileRecord {}
+// SAFETY: as for SqEntry.
 unsafe impl FromBytes for CtxDesc {}
 // SAFETY: as for SqEntry.
 unsafe impl AsBytes for CtxDesc {}
@@ -147,6 +163,7 @@ const _: () = {
     assert!(core::mem::size_of::<SqEntry>() == 64);
     assert!(core::mem::size_of::<CqEntry>() == 32);
     assert!(core::mem::size_of::<CtxDesc>() == 16);
+    assert!(core::mem::size_of::<ProfileRecord>() == 64);
 };
 
 /// Device-wide counters (GET_PARAM, debugfs).
@@ -205,6 +222,15 @@ struct RingState {
     /// Ring-error log rate limit: when the window began, messages in it.
     ring_error_window: Instant<Monotonic>,
     ring_error_logged: u32,
+    /// Which software context each hardware context serves (slots.rs).
+    slots: Slots,
+}
+
+impl Rings {
+    /// Bus address of the profile record of submission-ring slot `slot`.
+    fn profile_addr(&self, slot: usize) -> u64 {
+        self.profiles.dma_handle() + (slot * core::mem::size_of::<ProfileRecord>()) as u64
+    }
 }
 
 impl RingState {
@@ -233,6 +259,10 @@ pub(crate) struct Rings {
     ctx_table: Coherent<[CtxDesc]>,
     /// The shadow doorbell page (used when the device has the capability).
     shadow: Coherent<[u32]>,
+    /// One profile record per submission-ring slot: the job in slot `i`
+    /// has its record at `profiles[i]` (64-byte aligned: the array starts
+    /// on a page). Read at completion, copied into the job's outcome.
+    profiles: Coherent<[ProfileRecord]>,
 }
 
 /// The rings and their state. Shared by the DRM device, the files, the jobs
@@ -264,9 +294,8 @@ pub(crate) struct Engine {
     /// Signalled when ring space frees up.
     #[pin]
     space: CondVar,
-    /// Hardware contexts in use (bit per context; 0 is the kernel's).
-    #[pin]
-    contexts: Mutex<[u64; 4]>,
+    /// The last software-context id handed out (slot owners; 0 is none).
+    context_ids: Atomic<u64>,
     /// The live file contexts, by address: each removes itself in its drop
     /// (under this lock), so a listed one is alive while the lock is held.
     #[pin]
@@ -326,6 +355,7 @@ impl Engine {
             cq: Coherent::<CqEntry>::zeroed_slice(dev, RING_ENTRIES as usize, GFP_KERNEL)?,
             ctx_table: Coherent::<CtxDesc>::zeroed_slice(dev, params.contexts as usize, GFP_KERNEL)?,
             shadow: Coherent::<u32>::zeroed_slice(dev, SHADOW_WORDS, GFP_KERNEL)?,
+            profiles: Coherent::<ProfileRecord>::zeroed_slice(dev, RING_ENTRIES as usize, GFP_KERNEL)?,
         };
         let rings = Devres::new(dev, Ok::<_, Error>(rings))?;
         let device: &device::Device = dev;
@@ -334,6 +364,7 @@ impl Engine {
         let in_flight = KVec::with_capacity(RING_ENTRIES as usize, GFP_KERNEL)?;
         let retired = KVec::with_capacity(RING_ENTRIES as usize, GFP_KERNEL)?;
         let bo_stats = BoStats::new()?;
+        let slots = Slots::new(params.contexts)?;
         Ok(try_pin_init!(Self {
             bar,
             params,
@@ -358,9 +389,10 @@ impl Engine {
                 wedged: false,
                 ring_error_window: Instant::now(),
                 ring_error_logged: 0,
+                slots,
             }),
             space <- new_condvar!(),
-            contexts <- new_mutex!([1, 0, 0, 0]),
+            context_ids: Atomic::new(0),
             live_contexts <- new_mutex!(KVec::new()),
             watchdog <- new_delayed_work!("onpu::watchdog"),
             release <- new_delayed_work!("onpu::release"),
@@ -430,17 +462,10 @@ impl Engine {
         Ok(())
     }
 
-    /// Claim a free hardware context for a file.
-    pub(crate) fn alloc_context(&self) -> Result<u16> {
-        let mut used = self.contexts.lock();
-        for ctx in 1..self.params.contexts as usize {
-            let (word, bit) = (ctx / 64, 1u64 << (ctx % 64));
-            if used[word] & bit == 0 {
-                used[word] |= bit;
-                return Ok(ctx as u16);
-            }
-        }
-        Err(EBUSY)
+    /// An id for a new software context (an NPU address space): what the
+    /// slot manager knows it by. Never 0, never reused.
+    pub(crate) fn new_context_id(&self) -> u64 {
+        self.context_ids.fetch_add(1, Relaxed) + 1
     }
 
     /// Point context `ctx` at the page tables rooted at `root` (0: invalid).
@@ -451,13 +476,28 @@ impl Engine {
         Ok(())
     }
 
-    /// Give a context back (its page tables go with its owner).
-    pub(crate) fn free_context(&self, ctx: u16) {
-        // Unhook the tables while the device is bound; after unbind the
-        // table is gone with the rest of the device memory.
-        let _ = self.with_bound(|dev| self.set_context(dev, ctx, 0));
-        let ctx = usize::from(ctx);
-        self.contexts.lock()[ctx / 64] &= !(1u64 << (ctx % 64));
+    /// A software context goes away (no job holds it, so none is in the
+    /// ring): give back its slot, its descriptor cleared, before its page
+    /// tables are freed. Under the ring lock, so that no other context is
+    /// bound to the slot in between.
+    pub(crate) fn release_context(&self, id: u64) {
+        let cleared = self.with_bound(|dev| {
+            let mut st = self.state.lock();
+            if let Some(slot) = st.slots.release(id) {
+                self.set_context(dev, slot, 0)?;
+            }
+            Ok(())
+        });
+        // Unbound: the device is stopped and the table gone; only the
+        // binding is left to forget.
+        if cleared.is_err() {
+            self.state.lock().slots.release(id);
+        }
+    }
+
+    /// The hardware context software context `id` is bound to now, if any.
+    pub(crate) fn slot_of(&self, id: u64) -> Option<u16> {
+        self.state.lock().slots.slot_of(id)
     }
 
     pub(crate) fn register_context(&self, ctx: &Context) -> Result {
@@ -531,12 +571,43 @@ impl Engine {
             if !st.has_room() || st.in_flight.len() >= depth {
                 return Ok(false);
             }
+            if let Some(vm) = job.vm() {
+                // A hardware context for its address space (slots.rs);
+                // with every slot busy, the job waits in the scheduler
+                // until a job retires.
+                let Ok(Binding { slot, new }) = st.slots.bind(vm.id()) else {
+                    return Ok(false);
+                };
+                if new {
+                    // The device reads the descriptor when the job starts: it
+                    // must be in place before the entry is published.
+                    let desc = CtxDesc { root: vm.root() | crate::mmu::PTE_VALID, reserved: 0 };
+                    let written = (|| -> Result {
+                        dma_write!(rings.ctx_table, [try: usize::from(slot)], desc);
+                        Ok(())
+                    })();
+                    if let Err(e) = written {
+                        // Unbound again, so that the next bind writes it.
+                        st.slots.release(vm.id());
+                        return Err(e);
+                    }
+                }
+                job.set_context(slot);
+            }
             let slot = (st.sq_tail % RING_ENTRIES) as usize;
             let seqno = st.queued_seqno + 1;
             job.set_ring_seqno(seqno);
-            dma_write!(rings.sq, [try: slot], job.sq_entry());
-            // has_room(): within the capacity allocated at probe.
-            st.in_flight.push_within_capacity(job.clone()).map_err(|_| EBUSY)?;
+            let pushed = (|| -> Result {
+                dma_write!(rings.sq, [try: slot], job.sq_entry(slot, rings.profile_addr(slot)));
+                // has_room(): within the capacity allocated at probe.
+                st.in_flight.push_within_capacity(job.clone()).map_err(|_| EBUSY)
+            })();
+            if let Err(e) = pushed {
+                if job.vm().is_some() {
+                    st.slots.job_left(job.context());
+                }
+                return Err(e);
+            }
             if st.in_flight.len() == 1 {
                 st.head_since = Instant::now();
             }
@@ -628,6 +699,11 @@ impl Engine {
         let busy = st.head_since.elapsed();
         st.head_since = Instant::now();
         st.retired_seqno = job.ring_seqno();
+        if job.vm().is_some() {
+            // Its slot may turn idle (evictable): a job waiting in the
+            // scheduler for a slot moves in on the next pass.
+            st.slots.job_left(job.context());
+        }
         self.counters.completed.add(1, Relaxed);
         if outcome.status != uapi::DRM_ONPU_JOB_OK {
             self.counters.failed.add(1, Relaxed);
@@ -697,7 +773,7 @@ impl Engine {
             let rec: CqEntry = dma_read!(rings.cq, [try: slot]);
             st.cq_head = st.cq_head.wrapping_add(1);
             progressed = true;
-            let pos = st.in_flight.iter().position(|j| (j.ring_seqno(), j.context) == (rec.seqno, rec.context));
+            let pos = st.in_flight.iter().position(|j| (j.ring_seqno(), j.context()) == (rec.seqno, rec.context));
             let Some(pos) = pos.filter(|_| rec.status <= STATUS_MAX) else {
                 self.counters.bogus_completions.add(1, Relaxed);
                 dev_warn!(
@@ -736,7 +812,13 @@ impl Engine {
                 }
                 self.retire_head(&mut st, Outcome::aborted(STATUS_ABORTED));
             }
-            let outcome = Outcome::from_device(rec.status, rec.fault_addr, rec.cycles);
+            let mut outcome = Outcome::from_device(rec.status, rec.fault_addr, rec.cycles);
+            if let Some(job) = st.in_flight.first().filter(|j| j.profiled) {
+                // Written before the completion record (read after the
+                // phase, above); copied, not allocated.
+                let record: ProfileRecord = dma_read!(rings.profiles, [try: job.ring_slot()]);
+                outcome.profile = Some(record.words);
+            }
             self.retire_head(&mut st, outcome);
         }
         if reset {
@@ -834,7 +916,9 @@ impl Engine {
         st.sq_tail = 0;
         for job in st.in_flight.iter() {
             let slot = (st.sq_tail % RING_ENTRIES) as usize;
-            dma_write!(rings.sq, [try: slot], job.sq_entry());
+            // Its profile record moves with it (a slot's record is only
+            // ever the job's in that slot).
+            dma_write!(rings.sq, [try: slot], job.sq_entry(slot, rings.profile_addr(slot)));
             st.sq_tail += 1;
         }
         st.head_since = Instant::now();
@@ -976,8 +1060,10 @@ impl Engine {
         writeln!(out, "queued_seqno: {}\nretired_seqno: {}", st.queued_seqno, st.retired_seqno)?;
         writeln!(out, "in_flight: {} (head running for {} us)", st.in_flight.len(), st.head_since.elapsed().as_micros_ceil())?;
         for job in st.in_flight.iter() {
-            writeln!(out, "  job {} context {} cmdbuf {:#x}+{} timeout {} ms", job.ring_seqno(), job.context, job.cmdbuf, job.size, job.timeout_ms)?;
+            writeln!(out, "  job {} context {} cmdbuf {:#x}+{} timeout {} ms", job.ring_seqno(), job.context(), job.cmdbuf, job.size, job.timeout_ms)?;
         }
+        writeln!(out, "slots: {}", st.slots.count())?;
+        st.slots.describe(out)?;
         drop(st);
         self.describe_queues(out)
     }

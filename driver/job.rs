@@ -34,6 +34,7 @@ use crate::fence::{self, Access, DriverFence, RingContext};
 use crate::file::{File, Queue, Usage};
 use crate::gem::{self, BoObject};
 use crate::sched::{self, DepCallback, DepWaker, Deps, SchedQueue, Unattached};
+use crate::regs::{CAP_JOB_PROFILE, SQ_FLAG_PROFILE};
 use crate::uapi;
 
 /// How a job ended, as WAIT reports it.
@@ -43,12 +44,15 @@ pub(crate) struct Outcome {
     pub(crate) error: i32,
     pub(crate) fault_addr: u64,
     pub(crate) cycles: u32,
+    /// The device's profile record (&drm_onpu_job_profile's words), for a
+    /// job submitted with DRM_ONPU_SUBMIT_PROFILE that the device ended.
+    pub(crate) profile: Option<[u64; 8]>,
 }
 
 impl Outcome {
     pub(crate) fn from_device(status: u32, fault_addr: u64, cycles: u32) -> Self {
         let error = if status == 0 { 0 } else { EIO.to_errno() };
-        Self { status, error, fault_addr, cycles }
+        Self { status, error, fault_addr, cycles, profile: None }
     }
 
     pub(crate) fn timed_out() -> Self {
@@ -78,15 +82,23 @@ pub(crate) struct Job {
     /// The device's number of the job, in ring order (completion records,
     /// address-space lifetime); set when it enters the ring.
     ring_seqno: Atomic<u64>,
-    pub(crate) context: u16,
+    /// The hardware context (slot) the job runs on: the kernel's for its
+    /// own jobs, else set when the job enters the ring (slots.rs).
+    slot: Atomic<u32>,
+    /// Where in the submission ring the job was last written (its profile
+    /// record is in the matching slot).
+    ring_slot: Atomic<u32>,
+    /// DRM_ONPU_SUBMIT_PROFILE: the device writes a profile record.
+    pub(crate) profiled: bool,
     pub(crate) cmdbuf: u64,
     pub(crate) size: u32,
     pub(crate) timeout_ms: u32,
     pub(crate) fence: DriverFence,
     outcome: SetOnce<Outcome>,
-    /// Keeps the page tables (and the hardware context) alive while the
-    /// device may walk them. None for the kernel's own jobs.
-    _vm: Option<Arc<Context>>,
+    /// Keeps the page tables alive while the device may walk them (and
+    /// names the address space the job's slot is bound to). None for the
+    /// kernel's own jobs.
+    vm: Option<Arc<Context>>,
     /// The objects the job uses (the command buffer last), held until it
     /// ended and then let go of by the release work, outside the
     /// signalling path (so a reaped-late job pins no memory).
@@ -120,13 +132,15 @@ impl Job {
             try_pin_init!(Self {
                 seqno: 0,
                 ring_seqno: Atomic::new(0),
-                context,
+                slot: Atomic::new(context.into()),
+                ring_slot: Atomic::new(0),
+                profiled: false,
                 cmdbuf,
                 size,
                 timeout_ms: JOB_TIMEOUT_MS,
                 fence: fences.new_fence(fence_seqno, GFP_KERNEL)?,
                 outcome: SetOnce::new(),
-                _vm: None,
+                vm: None,
                 bos <- new_mutex!(KVec::new()),
                 usage: None,
                 queue: None,
@@ -146,16 +160,6 @@ impl Job {
     /// The job enters the ring as its `seqno`th job (ring lock held).
     pub(crate) fn set_ring_seqno(&self, seqno: u64) {
         self.ring_seqno.store(seqno, Relaxed);
-    }
-
-    pub(crate) fn sq_entry(&self) -> SqEntry {
-        SqEntry {
-            seqno: self.ring_seqno(),
-            cmdbuf: self.cmdbuf,
-            size: self.size,
-            context: self.context,
-            ..Default::default()
-        }
     }
 
     /// Fences and points the job still waits for.
@@ -191,6 +195,37 @@ impl Job {
         missing
     }
 
+    /// The job's entry for submission-ring slot `slot`, whose profile
+    /// record is at bus address `profile` (the slot is remembered, to read
+    /// the record at completion; ring lock held).
+    pub(crate) fn sq_entry(&self, slot: usize, profile: u64) -> SqEntry {
+        // slot < RING_ENTRIES.
+        self.ring_slot.store(slot as u32, Relaxed);
+        let (flags, profile) = if self.profiled { (SQ_FLAG_PROFILE, profile) } else { (0, 0) };
+        SqEntry { seqno: self.ring_seqno(), cmdbuf: self.cmdbuf, size: self.size, context: self.context(), flags, profile, ..Default::default() }
+    }
+
+    /// The submission-ring slot the job was last written to.
+    pub(crate) fn ring_slot(&self) -> usize {
+        self.ring_slot.load(Relaxed) as usize
+    }
+
+    /// The hardware context the job runs on (meaningful once in the ring).
+    pub(crate) fn context(&self) -> u16 {
+        // Only ever set from a u16.
+        self.slot.load(Relaxed) as u16
+    }
+
+    /// The job enters the ring on `slot` (ring lock held).
+    pub(crate) fn set_context(&self, slot: u16) {
+        self.slot.store(slot.into(), Relaxed);
+    }
+
+    /// The address space of a user job.
+    pub(crate) fn vm(&self) -> Option<&Arc<Context>> {
+        self.vm.as_ref()
+    }
+
     /// Record how the job ended and signal its fence. On the signalling
     /// path (ring lock held): allocates nothing, frees nothing.
     pub(crate) fn retire(&self, outcome: Outcome, busy: Delta) {
@@ -204,6 +239,9 @@ impl Job {
         }
         if let Some(queue) = &self.queue {
             queue.active.fetch_sub(1u32, Relaxed);
+        }
+        if let Some(vm) = &self.vm {
+            vm.jobs.fetch_sub(1u32, Relaxed);
         }
         if outcome.error != 0 {
             self.fence.set_error(Error::from_errno(outcome.error));
@@ -249,6 +287,7 @@ struct Request {
     cmdbuf_offset: u64,
     size: u32,
     timeout_ms: u32,
+    profiled: bool,
     bos: KVec<(ARef<BoObject>, Access)>,
     in_fences: KVec<ARef<Fence>>,
     /// Input points without a fence yet (WAIT_FOR_SUBMIT).
@@ -314,9 +353,12 @@ fn read_syncs(arr: &uapi::drm_onpu_obj_array, max: u32) -> Result<KVec<uapi::drm
     Ok(syncs)
 }
 
-fn check(file: &drm::File<File>, req: &uapi::drm_onpu_submit) -> Result<Request> {
-    // (DRM_ONPU_SUBMIT_PROFILE is not implemented by this driver yet.)
-    if req.flags != 0 || req.pad != 0 {
+fn check(dev: &OnpuDevice, file: &drm::File<File>, req: &uapi::drm_onpu_submit) -> Result<Request> {
+    if req.flags & !uapi::DRM_ONPU_SUBMIT_PROFILE != 0 || req.pad != 0 {
+        return Err(EINVAL);
+    }
+    let profiled = req.flags & uapi::DRM_ONPU_SUBMIT_PROFILE != 0;
+    if profiled && dev.engine.params.caps & CAP_JOB_PROFILE == 0 {
         return Err(EINVAL);
     }
     let insn = u64::from(uapi::DRM_ONPU_INSN_SIZE);
@@ -390,7 +432,7 @@ fn check(file: &drm::File<File>, req: &uapi::drm_onpu_submit) -> Result<Request>
         outs.push((syncobj, s.point, chain), GFP_KERNEL)?;
     }
     let timeout_ms = if req.timeout_ms == 0 { JOB_TIMEOUT_MS } else { req.timeout_ms };
-    Ok(Request { queue, cmdbuf, cmdbuf_offset: req.cmdbuf_offset, size, timeout_ms, bos, in_fences, unattached, outs })
+    Ok(Request { queue, cmdbuf, cmdbuf_offset: req.cmdbuf_offset, size, timeout_ms, profiled, bos, in_fences, unattached, outs })
 }
 
 /// A callback for one dependency of a job, not registered yet.
@@ -410,7 +452,11 @@ pub(crate) fn submit(dev: &OnpuDevice, file: &drm::File<File>, req: &uapi::drm_o
     if dev.engine.is_wedged() {
         return Err(EIO);
     }
-    let r = check(file, req)?;
+    // A device with only the kernel's hardware context runs no user job.
+    if dev.engine.params.contexts <= 1 {
+        return Err(EBUSY);
+    }
+    let r = check(dev, file, req)?;
     let this = file.inner();
     let queue: Arc<Queue> = r.queue.clone();
     let sq = queue.sched.clone();
@@ -424,17 +470,16 @@ pub(crate) fn submit(dev: &OnpuDevice, file: &drm::File<File>, req: &uapi::drm_o
     let counted = ScopeGuard::new(|| {
         sq.active.fetch_sub(1u32, Relaxed);
     });
-    // Map (and pin) what the job uses in its queue's context, on first use.
-    let cmdbuf_va = ctx.ensure_mapped(&r.cmdbuf)?.checked_add(r.cmdbuf_offset).ok_or(EINVAL)?;
-    for (bo, _) in r.bos.iter() {
-        ctx.ensure_mapped(bo)?;
-    }
+    // Map (and pin) what the job uses in its queue's context, on first use,
+    // at the file's addresses, before anything is published.
+    let used = r.bos.iter().map(|(bo, _)| &**bo);
+    let cmdbuf_va = this.map_for_job(ctx, &r.cmdbuf, used)?.checked_add(r.cmdbuf_offset).ok_or(EINVAL)?;
     let engine = &dev.engine;
     let own = sq.fences.id();
 
     // Everything the job holds, and the callbacks on what it waits for
     // that is known now, allocated before it has a fence.
-    let Request { cmdbuf, size, timeout_ms, bos: uses, in_fences, unattached, outs, .. } = r;
+    let Request { cmdbuf, size, timeout_ms, profiled, bos: uses, in_fences, unattached, outs, .. } = r;
     let mut bos = KVec::with_capacity(uses.len() + 1, GFP_KERNEL)?;
     let mut accesses = KVec::with_capacity(uses.len() + 1, GFP_KERNEL)?;
     for (bo, access) in uses.into_iter() {
@@ -467,7 +512,9 @@ pub(crate) fn submit(dev: &OnpuDevice, file: &drm::File<File>, req: &uapi::drm_o
         try_pin_init!(Job {
             seqno,
             ring_seqno: Atomic::new(0),
-            context: ctx.index(),
+            slot: Atomic::new(0),
+            ring_slot: Atomic::new(0),
+            profiled,
             cmdbuf: cmdbuf_va,
             size,
             timeout_ms,
@@ -475,7 +522,7 @@ pub(crate) fn submit(dev: &OnpuDevice, file: &drm::File<File>, req: &uapi::drm_o
             // fails after it but publication, handled below.)
             fence: timeline.new_fence(fence_seqno, GFP_KERNEL)?,
             outcome: SetOnce::new(),
-            _vm: Some(ctx.clone()),
+            vm: Some(ctx.clone()),
             bos <- new_mutex!(bos),
             usage: Some(usage),
             queue: Some(job_queue),
@@ -489,6 +536,8 @@ pub(crate) fn submit(dev: &OnpuDevice, file: &drm::File<File>, req: &uapi::drm_o
     // The number is spent; the job's retire() uncounts it from now on.
     *next += 1;
     counted.dismiss();
+    // Counted against its context until it ends (CONTEXT_DESTROY).
+    ctx.jobs.fetch_add(1u32, Relaxed);
 
     // Publish the fence before the job can run, so that nobody sees the
     // objects idle while it does: per object, under its reservation lock,

@@ -28,6 +28,7 @@ mod query;
 mod regs;
 mod sched;
 mod selftest;
+mod slots;
 mod userptr;
 // Shared with userspace, which uses all of it; the driver uses what it needs.
 #[allow(dead_code, unreachable_pub)]

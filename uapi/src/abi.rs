@@ -282,6 +282,56 @@ pub const DRM_IOCTL_ONPU_BO_CREATE: u32 = drm_iowr(
 pub const DRM_IOCTL_ONPU_BO_INFO: u32 =
     drm_iowr(DRM_ONPU_BO_INFO, core::mem::size_of::<drm_onpu_bo_info>());
 
+/// Most contexts one file may have at a time.
+pub const DRM_ONPU_MAX_CONTEXTS: u32 = 64;
+
+/// struct drm_onpu_context_create - create an NPU address space
+///
+/// @flags: in, must be zero (-EINVAL otherwise).
+/// @context_id: out, the context's id in this file (from 1; ids of
+///              destroyed contexts may be handed out again).
+///
+/// A context is an NPU address space of its own: a job of one context
+/// cannot reach the buffer objects that only other contexts' jobs used. A
+/// buffer object has the same NPU address (&drm_onpu_bo_create.npu_addr)
+/// in every context of its file; a context maps it when a job of the
+/// context first uses it. The device's hardware contexts are shared by all
+/// files: a context holds one only while it has jobs in the device's rings,
+/// so the number of contexts is not limited by DRM_ONPU_PARAM_NUM_CONTEXTS.
+///
+/// Returns 0, -ENOSPC when the file has DRM_ONPU_MAX_CONTEXTS contexts,
+/// -ENOMEM, or -ENODEV when the device is gone.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct drm_onpu_context_create {
+    pub flags: u32,
+    pub context_id: u32,
+}
+
+/// struct drm_onpu_context_destroy - destroy a context
+///
+/// @context_id: in, a context of this file (-ENOENT otherwise).
+/// @pad: must be zero (-EINVAL otherwise).
+///
+/// Jobs of the context already submitted still run; its address space goes
+/// when the last of them has ended. Returns 0, -ENOENT, -EINVAL, or -EBUSY
+/// while queues of the file use the context.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct drm_onpu_context_destroy {
+    pub context_id: u32,
+    pub pad: u32,
+}
+
+pub const DRM_IOCTL_ONPU_CONTEXT_CREATE: u32 = drm_iowr(
+    DRM_ONPU_CONTEXT_CREATE,
+    core::mem::size_of::<drm_onpu_context_create>(),
+);
+pub const DRM_IOCTL_ONPU_CONTEXT_DESTROY: u32 = drm_iow(
+    DRM_ONPU_CONTEXT_DESTROY,
+    core::mem::size_of::<drm_onpu_context_destroy>(),
+);
+
 /// Priorities of &drm_onpu_queue_create.priority. Priority p feeds the
 /// device's ring p; the device takes its next job from the highest-priority
 /// ring that has one, at job boundaries.
@@ -412,12 +462,6 @@ pub struct drm_onpu_sync {
     pub point: u64,
 }
 
-/// Flags of &drm_onpu_submit.flags.
-///
-/// DRM_ONPU_SUBMIT_PROFILE: the device records the job's performance
-/// counters, returned by WAIT in &drm_onpu_job_profile.
-pub const DRM_ONPU_SUBMIT_PROFILE: u32 = 1 << 0;
-
 /// struct drm_onpu_submit - queue a job on the NPU
 ///
 /// @queue_id: in, a queue of this file (-ENOENT if it names nothing).
@@ -466,19 +510,28 @@ pub struct drm_onpu_submit {
     pub seqno: u64,
 }
 
-/// Values of &drm_onpu_wait.status besides the device's fault codes
-/// (1..=0xff, Documentation/hw/npu-hw.rst "Fault codes"; 0 is success).
+/// Flags of &drm_onpu_submit.flags.
 ///
-/// DRM_ONPU_JOB_TIMEDOUT: the job ran past its timeout and was aborted.
-/// DRM_ONPU_JOB_CANCELED: the job never ran: the device went away, or a
-///                        dependency failed to be waited for.
-pub const DRM_ONPU_JOB_OK: u32 = 0;
-pub const DRM_ONPU_JOB_TIMEDOUT: u32 = 0x100;
-pub const DRM_ONPU_JOB_CANCELED: u32 = 0x101;
+/// DRM_ONPU_SUBMIT_PROFILE: the device records the job's profile
+/// (&drm_onpu_job_profile), which WAIT returns. -EINVAL when the device
+/// cannot (no JOB_PROFILE, bit 5, in DRM_ONPU_PARAM_CAPS).
+pub const DRM_ONPU_SUBMIT_PROFILE: u32 = 1 << 0;
 
-/// struct drm_onpu_job_profile - the device's counters for one job
+/// struct drm_onpu_job_profile - what one job did on the device
 ///
-/// Written by WAIT for a job submitted with DRM_ONPU_SUBMIT_PROFILE.
+/// @cycles: modelled cycles of the job (not saturated).
+/// @instructions: instructions fetched and decoded, END included.
+/// @macs: multiply-accumulates of the MATMULs that completed.
+/// @dma_bytes_read: bytes read through the MMU, instruction fetches
+///                  included.
+/// @dma_bytes_written: bytes written through the MMU.
+/// @dma_engine_cycles: summed costs of the DMA engine's instructions.
+/// @compute_engine_cycles: summed costs of the compute engine's
+///                         instructions.
+/// @reserved: 0.
+///
+/// The device's profile record (Documentation/hw/npu-hw.rst, "Job profile
+/// records"). A job that never ran, or that a reset aborted, reports zeros.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct drm_onpu_job_profile {
@@ -492,6 +545,16 @@ pub struct drm_onpu_job_profile {
     pub reserved: u64,
 }
 
+/// Values of &drm_onpu_wait.status besides the device's fault codes
+/// (1..=0xff, Documentation/hw/npu-hw.rst "Fault codes"; 0 is success).
+///
+/// DRM_ONPU_JOB_TIMEDOUT: the job ran past its timeout and was aborted.
+/// DRM_ONPU_JOB_CANCELED: the job never ran: the device went away, or a
+///                        dependency failed to be waited for.
+pub const DRM_ONPU_JOB_OK: u32 = 0;
+pub const DRM_ONPU_JOB_TIMEDOUT: u32 = 0x100;
+pub const DRM_ONPU_JOB_CANCELED: u32 = 0x101;
+
 /// struct drm_onpu_wait - wait for a job of this file and read its outcome
 ///
 /// @seqno: in, a sequence number DRM_IOCTL_ONPU_SUBMIT returned to this
@@ -504,10 +567,14 @@ pub struct drm_onpu_job_profile {
 /// @error: out, the same as an errno: 0, -EIO (a device fault),
 ///         -ETIMEDOUT (the job timed out) or -ECANCELED. It is also the
 ///         error of the job's fence.
-/// @profile_size: in, bytes at @profile (0: none).
 /// @fault_addr: out, for a fault: the faulting NPU virtual address (MMU
 ///              faults) or the byte offset in the command buffer (command
 ///              faults).
+/// @profile_size: in, bytes at @profile: 0 for none, else at most
+///                 sizeof(struct drm_onpu_job_profile) bytes of the job's
+///                 profile are written there (a larger size is fine; the
+///                 rest is left alone). Non-zero for a job submitted
+///                 without DRM_ONPU_SUBMIT_PROFILE gives -EINVAL.
 /// @cycles: out, the modelled cycles the job took on the device.
 /// @profile: in, user pointer to a &drm_onpu_job_profile, written when the
 ///           job was submitted with DRM_ONPU_SUBMIT_PROFILE (a non-zero

@@ -91,6 +91,9 @@ int main(void) {
     SIZE(drm_onpu_job_profile); OFF(drm_onpu_job_profile, cycles); OFF(drm_onpu_job_profile, instructions); OFF(drm_onpu_job_profile, macs); OFF(drm_onpu_job_profile, dma_bytes_read); OFF(drm_onpu_job_profile, dma_bytes_written); OFF(drm_onpu_job_profile, dma_engine_cycles); OFF(drm_onpu_job_profile, compute_engine_cycles); OFF(drm_onpu_job_profile, reserved);
     SIZE(drm_onpu_wait); OFF(drm_onpu_wait, seqno); OFF(drm_onpu_wait, timeout_abs_ns); OFF(drm_onpu_wait, flags); OFF(drm_onpu_wait, status); OFF(drm_onpu_wait, error); OFF(drm_onpu_wait, profile_size); OFF(drm_onpu_wait, fault_addr); OFF(drm_onpu_wait, cycles); OFF(drm_onpu_wait, profile);
     SIZE(drm_onpu_wait_bo); OFF(drm_onpu_wait_bo, handle); OFF(drm_onpu_wait_bo, flags); OFF(drm_onpu_wait_bo, timeout_abs_ns);
+    NUM(DRM_IOCTL_ONPU_CONTEXT_CREATE); NUM(DRM_IOCTL_ONPU_CONTEXT_DESTROY); NUM(DRM_ONPU_MAX_CONTEXTS);
+    SIZE(drm_onpu_context_create); OFF(drm_onpu_context_create, flags); OFF(drm_onpu_context_create, context_id);
+    SIZE(drm_onpu_context_destroy); OFF(drm_onpu_context_destroy, context_id); OFF(drm_onpu_context_destroy, pad);
     return 0;
 }
 "#;
@@ -625,6 +628,39 @@ fn c_header_matches_the_rust_abi() {
             "drm_onpu_wait_bo.timeout_abs_ns",
             offset_of!(drm_onpu_wait_bo, timeout_abs_ns) as u64,
         ),
+        (
+            "DRM_IOCTL_ONPU_CONTEXT_CREATE",
+            DRM_IOCTL_ONPU_CONTEXT_CREATE as u64,
+        ),
+        (
+            "DRM_IOCTL_ONPU_CONTEXT_DESTROY",
+            DRM_IOCTL_ONPU_CONTEXT_DESTROY as u64,
+        ),
+        ("DRM_ONPU_MAX_CONTEXTS", DRM_ONPU_MAX_CONTEXTS as u64),
+        (
+            "drm_onpu_context_create.sizeof",
+            size_of::<drm_onpu_context_create>() as u64,
+        ),
+        (
+            "drm_onpu_context_create.flags",
+            offset_of!(drm_onpu_context_create, flags) as u64,
+        ),
+        (
+            "drm_onpu_context_create.context_id",
+            offset_of!(drm_onpu_context_create, context_id) as u64,
+        ),
+        (
+            "drm_onpu_context_destroy.sizeof",
+            size_of::<drm_onpu_context_destroy>() as u64,
+        ),
+        (
+            "drm_onpu_context_destroy.context_id",
+            offset_of!(drm_onpu_context_destroy, context_id) as u64,
+        ),
+        (
+            "drm_onpu_context_destroy.pad",
+            offset_of!(drm_onpu_context_destroy, pad) as u64,
+        ),
     ];
     let c = c_values();
     assert_eq!(
@@ -656,4 +692,6 @@ fn ioctl_number_encodes_direction_size_and_command() {
     assert_eq!(DRM_IOCTL_ONPU_WAIT_BO, 0x4010_644b);
     // _IOWR('d', 0x49, 88): SUBMIT's 88 bytes.
     assert_eq!(DRM_IOCTL_ONPU_SUBMIT, 0xc058_6449);
+    // _IOW('d', 0x46, 8): write only, 8 bytes, command 0x40 + 6.
+    assert_eq!(DRM_IOCTL_ONPU_CONTEXT_DESTROY, 0x4008_6446);
 }

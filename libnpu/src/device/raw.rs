@@ -40,6 +40,8 @@ args! {
     uapi::drm_onpu_query => uapi::DRM_IOCTL_ONPU_QUERY,
     uapi::drm_onpu_bo_create => uapi::DRM_IOCTL_ONPU_BO_CREATE,
     uapi::drm_onpu_bo_info => uapi::DRM_IOCTL_ONPU_BO_INFO,
+    uapi::drm_onpu_context_create => uapi::DRM_IOCTL_ONPU_CONTEXT_CREATE,
+    uapi::drm_onpu_context_destroy => uapi::DRM_IOCTL_ONPU_CONTEXT_DESTROY,
     uapi::drm_onpu_queue_create => uapi::DRM_IOCTL_ONPU_QUEUE_CREATE,
     uapi::drm_onpu_queue_destroy => uapi::DRM_IOCTL_ONPU_QUEUE_DESTROY,
     uapi::drm_onpu_submit => uapi::DRM_IOCTL_ONPU_SUBMIT,
@@ -282,6 +284,27 @@ pub fn prime_import(fd: impl AsFd, dmabuf: &impl AsFd) -> Result<u32, i32> {
     // SAFETY: PRIME_FD_TO_HANDLE takes a drm_prime_handle.
     unsafe { call(fd, drm_core::DRM_IOCTL_PRIME_FD_TO_HANDLE, &mut p) }?;
     Ok(p.handle)
+}
+
+/// CONTEXT_CREATE: a new NPU address space of this file; its id.
+pub fn context_create(fd: impl AsFd) -> Result<u32, i32> {
+    let mut c = uapi::drm_onpu_context_create::default();
+    ioctl(fd, &mut c)?;
+    Ok(c.context_id)
+}
+
+/// CONTEXT_DESTROY with every field as given.
+pub fn context_destroy_raw(
+    fd: impl AsFd,
+    req: &mut uapi::drm_onpu_context_destroy,
+) -> Result<(), i32> {
+    ioctl(fd, req).map(drop)
+}
+
+/// CONTEXT_DESTROY of `context_id`.
+pub fn context_destroy(fd: impl AsFd, context_id: u32) -> Result<(), i32> {
+    let mut d = uapi::drm_onpu_context_destroy { context_id, pad: 0 };
+    context_destroy_raw(fd, &mut d)
 }
 
 /// QUEUE_CREATE in the file's default context; the queue's id.

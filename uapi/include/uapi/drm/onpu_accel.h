@@ -37,6 +37,10 @@ extern "C" {
 	DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_BO_CREATE_USERPTR, struct drm_onpu_bo_create_userptr)
 #define DRM_IOCTL_ONPU_BO_INFO \
 	DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_BO_INFO, struct drm_onpu_bo_info)
+#define DRM_IOCTL_ONPU_CONTEXT_CREATE \
+	DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_CONTEXT_CREATE, struct drm_onpu_context_create)
+#define DRM_IOCTL_ONPU_CONTEXT_DESTROY \
+	DRM_IOW(DRM_COMMAND_BASE + DRM_ONPU_CONTEXT_DESTROY, struct drm_onpu_context_destroy)
 #define DRM_IOCTL_ONPU_QUEUE_CREATE \
 	DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_QUEUE_CREATE, struct drm_onpu_queue_create)
 #define DRM_IOCTL_ONPU_QUEUE_DESTROY \
@@ -280,6 +284,43 @@ struct drm_onpu_bo_info {
 	__u32 pad;
 };
 
+/* Most contexts one file may have at a time. */
+#define DRM_ONPU_MAX_CONTEXTS		64
+
+/**
+ * struct drm_onpu_context_create - create an NPU address space
+ *
+ * A buffer object has the same NPU address in every context of its file; a
+ * context maps it when a job of the context first uses it. A context holds
+ * one of the device's hardware contexts only while it has jobs in the
+ * device's rings, so contexts are not limited by DRM_ONPU_PARAM_NUM_CONTEXTS.
+ *
+ * Errors: -EINVAL for non-zero @flags; -ENOSPC when the file has
+ * DRM_ONPU_MAX_CONTEXTS contexts; -ENOMEM; -ENODEV when the device is gone.
+ */
+struct drm_onpu_context_create {
+	/** @flags: in, must be zero. */
+	__u32 flags;
+	/** @context_id: out, the context's id in this file (from 1). */
+	__u32 context_id;
+};
+
+/**
+ * struct drm_onpu_context_destroy - destroy a context
+ *
+ * Jobs of the context already submitted still run; its address space goes
+ * when the last of them has ended.
+ *
+ * Errors: -ENOENT for an unknown @context_id; -EINVAL for non-zero @pad;
+ * -EBUSY while queues of the file use the context.
+ */
+struct drm_onpu_context_destroy {
+	/** @context_id: in, a context of this file. */
+	__u32 context_id;
+	/** @pad: must be zero. */
+	__u32 pad;
+};
+
 /* &drm_onpu_queue_create.priority: priority p feeds the device's ring p. */
 #define DRM_ONPU_PRIORITY_LOW		0
 #define DRM_ONPU_PRIORITY_NORMAL	1
@@ -376,9 +417,6 @@ struct drm_onpu_sync {
 	__u64 point;
 };
 
-/* &drm_onpu_submit.flags */
-#define DRM_ONPU_SUBMIT_PROFILE		(1 << 0)
-
 /**
  * struct drm_onpu_submit - queue a job on the NPU
  *
@@ -424,24 +462,39 @@ struct drm_onpu_submit {
 	__u64 seqno;
 };
 
+/*
+ * &drm_onpu_submit.flags: record the job's profile (returned by WAIT);
+ * -EINVAL when the device cannot (no JOB_PROFILE, bit 5, in CAPS).
+ */
+#define DRM_ONPU_SUBMIT_PROFILE		(1 << 0)
+
+/**
+ * struct drm_onpu_job_profile - what one job did on the device (the
+ * device's profile record, Documentation/hw/npu-hw.rst)
+ */
+struct drm_onpu_job_profile {
+	/** @cycles: modelled cycles of the job (not saturated). */
+	__u64 cycles;
+	/** @instructions: instructions fetched and decoded, END included. */
+	__u64 instructions;
+	/** @macs: multiply-accumulates of the MATMULs that completed. */
+	__u64 macs;
+	/** @dma_bytes_read: bytes read through the MMU, fetches included. */
+	__u64 dma_bytes_read;
+	/** @dma_bytes_written: bytes written through the MMU. */
+	__u64 dma_bytes_written;
+	/** @dma_engine_cycles: summed costs of DMA-engine instructions. */
+	__u64 dma_engine_cycles;
+	/** @compute_engine_cycles: summed costs of compute instructions. */
+	__u64 compute_engine_cycles;
+	/** @reserved: 0. */
+	__u64 reserved;
+};
+
 /* &drm_onpu_wait.status values besides the device's fault codes (1..255). */
 #define DRM_ONPU_JOB_OK			0
 #define DRM_ONPU_JOB_TIMEDOUT		0x100
 #define DRM_ONPU_JOB_CANCELED		0x101
-
-/**
- * struct drm_onpu_job_profile - the device's counters for one job
- */
-struct drm_onpu_job_profile {
-	__u64 cycles;
-	__u64 instructions;
-	__u64 macs;
-	__u64 dma_bytes_read;
-	__u64 dma_bytes_written;
-	__u64 dma_engine_cycles;
-	__u64 compute_engine_cycles;
-	__u64 reserved;
-};
 
 /**
  * struct drm_onpu_wait - wait for a job of this file and read its outcome
@@ -463,13 +516,19 @@ struct drm_onpu_wait {
 	__u32 status;
 	/** @error: out, 0, -EIO, -ETIMEDOUT or -ECANCELED (the fence error). */
 	__s32 error;
-	/** @profile_size: in, bytes at @profile, 0 for none. */
+	/**
+	 * @profile_size: in, bytes at @profile (0: none); non-zero for a job
+	 * submitted without DRM_ONPU_SUBMIT_PROFILE gives -EINVAL.
+	 */
 	__u32 profile_size;
 	/** @fault_addr: out, faulting NPU address or command-buffer offset. */
 	__u64 fault_addr;
 	/** @cycles: out, modelled cycles the job took. */
 	__u64 cycles;
-	/** @profile: in, pointer to a &struct drm_onpu_job_profile. */
+	/**
+	 * @profile: in, pointer to a struct drm_onpu_job_profile; at most
+	 * @profile_size bytes of it are written.
+	 */
 	__u64 profile;
 };
 
