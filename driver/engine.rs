@@ -284,6 +284,9 @@ pub(crate) struct Engine {
     /// A scheduler pass left a job behind for want of ring room (or a
     /// failed job for its queue's earlier ones): run again when jobs end.
     pub(crate) sched_blocked: Atomic<bool>,
+    /// Jobs in the queues' pending lists (all queues): 0 lets SUBMIT move a
+    /// ready job straight into the ring (sched.rs, `submit_job`).
+    pub(crate) sched_waiting: Atomic<u32>,
     #[pin]
     gate: Mutex<Gate>,
     /// Signalled when the last user of an unbound device leaves.
@@ -375,6 +378,7 @@ impl Engine {
             bo_stats,
             sched <- new_mutex!(SchedList::new()),
             sched_blocked: Atomic::new(false),
+            sched_waiting: Atomic::new(0),
             gate <- new_mutex!(Gate { bound: true, users: 0 }),
             gate_idle <- new_condvar!(),
             state <- new_mutex!(RingState {

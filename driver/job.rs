@@ -582,17 +582,21 @@ pub(crate) fn submit(dev: &OnpuDevice, file: &drm::File<File>, req: &uapi::drm_o
             job.failed.store(e.to_errno(), Relaxed);
         }
     }
-    if let Err(job) = sq.push(job.clone()) {
-        // Unbind took the lists: every earlier job was cancelled.
-        {
-            let _signalling = fence::Signalling::begin();
-            job.retire(Outcome::canceled(), Delta::ZERO);
-        }
-        job.release();
-        return Err(ENODEV);
-    }
+    let queued = engine.submit_job(&sq, job.clone());
     drop(next);
-    engine.run_scheduler();
+    match queued {
+        Ok(false) => {}
+        Ok(true) => engine.run_scheduler(),
+        Err(job) => {
+            // Unbind took the lists: every earlier job was cancelled.
+            {
+                let _signalling = fence::Signalling::begin();
+                job.retire(Outcome::canceled(), Delta::ZERO);
+            }
+            job.release();
+            return Err(ENODEV);
+        }
+    }
     match job.failed() {
         Some(e) => Err(e),
         None => Ok(job),

@@ -37,7 +37,7 @@ use kernel::{
     },
 };
 
-use crate::engine::{Engine, Entered};
+use crate::engine::{Engine, Entered, RING_ENTRIES};
 use crate::fence::Signalling;
 use crate::job::{Job, Outcome};
 use crate::uapi;
@@ -147,12 +147,6 @@ impl SchedQueue {
         self.destroyed.store(true, Relaxed);
     }
 
-    /// Append a job (submit mutex held). Err(job) when the queue has no
-    /// room, which the limit of jobs not yet ended rules out; or after
-    /// unbind took the list away.
-    pub(crate) fn push(&self, job: Arc<Job>) -> core::result::Result<(), Arc<Job>> {
-        self.pending.lock().jobs.push_within_capacity(job).map_err(|e| e.0)
-    }
 }
 
 /// The queues of the device.
@@ -196,6 +190,33 @@ impl Engine {
             };
             drop(old);
         }
+    }
+
+    /// SUBMIT hands its job over (the queue's submit mutex held, so the
+    /// queue's jobs come in fence order). The fast path: a job that waits
+    /// for nothing, of a queue with nothing pending, while no job of any
+    /// queue waits in the scheduler, goes straight into the ring, with the
+    /// ring's whole depth (there is nobody it could keep from overtaking
+    /// it) and without a scheduler pass. Otherwise it joins its queue's
+    /// list; Ok(true) asks the caller for a pass (after the mutex). Err(job)
+    /// when unbind took the list away.
+    pub(crate) fn submit_job(self: &Arc<Self>, q: &SchedQueue, job: Arc<Job>) -> core::result::Result<bool, Arc<Job>> {
+        // The ring write is part of the job's fence signalling path.
+        let _signalling = Signalling::begin();
+        let mut pending = q.pending.lock();
+        let ready = job.deps_left() == 0 && job.failed().is_none();
+        if ready && pending.jobs.is_empty() && self.sched_waiting.load(Relaxed) == 0 {
+            if let Entered::Yes = self.enter_ring(&job, RING_ENTRIES as usize) {
+                pending.last = Some(ARef::from(&*job.fence));
+                return Ok(false);
+            }
+            // No room, no slot, or stopped: the scheduler sees to it.
+        }
+        // Within the capacity: the limit of jobs not yet ended rules a full
+        // list out; a list unbind took away has none.
+        pending.jobs.push_within_capacity(job).map_err(|e| e.0)?;
+        self.sched_waiting.add(1u32, Relaxed);
+        Ok(true)
     }
 
     /// Queue a scheduler pass (from any context: fence callbacks, the IRQ
@@ -280,6 +301,7 @@ impl Engine {
             return match self.retire_unqueued(&job, Outcome::not_queued(e)) {
                 true => {
                     let _ = pending.jobs.remove(0);
+                    self.sched_waiting.fetch_sub(1u32, Relaxed);
                     pending.last = Some(ARef::from(&*job.fence));
                     Step::Moved
                 }
@@ -290,6 +312,7 @@ impl Engine {
         match self.enter_ring(&job, RING_DEPTH) {
             Entered::Yes => {
                 let _ = pending.jobs.remove(0);
+                self.sched_waiting.fetch_sub(1u32, Relaxed);
                 pending.last = Some(ARef::from(&*job.fence));
                 Step::Moved
             }
@@ -298,6 +321,7 @@ impl Engine {
                 // Unbind: the device will not run it.
                 if self.retire_unqueued(&job, Outcome::canceled()) {
                     let _ = pending.jobs.remove(0);
+                    self.sched_waiting.fetch_sub(1u32, Relaxed);
                     pending.last = Some(ARef::from(&*job.fence));
                     Step::Moved
                 } else {
@@ -320,6 +344,7 @@ impl Engine {
                 let _signalling = Signalling::begin();
                 let mut pending = q.pending.lock();
                 let jobs = core::mem::replace(&mut pending.jobs, KVec::new());
+                self.sched_waiting.fetch_sub(jobs.len() as u32, Relaxed);
                 for job in jobs.iter() {
                     job.retire(Outcome::canceled(), kernel::time::Delta::ZERO);
                 }
