@@ -451,8 +451,17 @@ impl File {
             return Err(EINVAL);
         }
         // An absolute deadline: a call restarted after a signal waits only
-        // for what is left of it.
-        let outcome = job.wait(timeout_abs_to_jiffies(req.timeout_abs_ns))?.ok_or(ETIMEDOUT)?;
+        // for what is left of it. A wait in whole jiffies can end up to one
+        // tick before the deadline: wait again until it has passed (then the
+        // remaining time is 0, a poll).
+        let outcome = loop {
+            let jiffies = timeout_abs_to_jiffies(req.timeout_abs_ns);
+            match job.wait(jiffies)? {
+                Some(outcome) => break outcome,
+                None if jiffies == 0 => return Err(ETIMEDOUT),
+                None => {}
+            }
+        };
         if req.profile_size != 0 {
             // Zeros for a job the device did not end (aborted, cancelled).
             let words = outcome.profile.unwrap_or_default();
@@ -484,10 +493,15 @@ impl File {
             return Err(EINVAL);
         }
         let bo = gem::lookup(file, req.handle)?;
-        if fence::wait_idle(bo.resv(), timeout_abs_to_jiffies(req.timeout_abs_ns))? {
-            Ok(0)
-        } else {
-            Err(ETIMEDOUT)
+        // As WAIT: until the deadline has passed, not a tick before it.
+        loop {
+            let jiffies = timeout_abs_to_jiffies(req.timeout_abs_ns);
+            if fence::wait_idle(bo.resv(), jiffies)? {
+                return Ok(0);
+            }
+            if jiffies == 0 {
+                return Err(ETIMEDOUT);
+            }
         }
     }
 
