@@ -287,6 +287,10 @@ pub(crate) struct Engine {
     /// Jobs in the queues' pending lists (all queues): 0 lets SUBMIT move a
     /// ready job straight into the ring (sched.rs, `submit_job`).
     pub(crate) sched_waiting: Atomic<u32>,
+    /// Live queues per priority: SUBMIT's fast path keeps a lower
+    /// priority's jobs to the credit limit in the ring while a queue of a
+    /// higher one exists (sched.rs, `submit_job`).
+    pub(crate) queues_by_priority: [Atomic<u32>; 4],
     #[pin]
     gate: Mutex<Gate>,
     /// Signalled when the last user of an unbound device leaves.
@@ -379,6 +383,7 @@ impl Engine {
             sched <- new_mutex!(SchedList::new()),
             sched_blocked: Atomic::new(false),
             sched_waiting: Atomic::new(0),
+            queues_by_priority: [const { Atomic::new(0) }; 4],
             gate <- new_mutex!(Gate { bound: true, users: 0 }),
             gate_idle <- new_condvar!(),
             state <- new_mutex!(RingState {
@@ -1064,7 +1069,17 @@ impl Engine {
         writeln!(out, "queued_seqno: {}\nretired_seqno: {}", st.queued_seqno, st.retired_seqno)?;
         writeln!(out, "in_flight: {} (head running for {} us)", st.in_flight.len(), st.head_since.elapsed().as_micros_ceil())?;
         for job in st.in_flight.iter() {
-            writeln!(out, "  job {} context {} cmdbuf {:#x}+{} timeout {} ms", job.ring_seqno(), job.context(), job.cmdbuf, job.size, job.timeout_ms)?;
+            // The file's job number first (what SUBMIT returned), then the ring's.
+            writeln!(
+                out,
+                "  job {} ring seqno {} context {} cmdbuf {:#x}+{} timeout {} ms",
+                job.seqno,
+                job.ring_seqno(),
+                job.context(),
+                job.cmdbuf,
+                job.size,
+                job.timeout_ms
+            )?;
         }
         writeln!(out, "slots: {}", st.slots.count())?;
         st.slots.describe(out)?;

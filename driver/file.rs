@@ -62,6 +62,7 @@ impl Drop for Queue {
     fn drop(&mut self) {
         // The scheduler forgets it once its jobs entered the ring.
         self.sched.destroy();
+        self.ctx.engine().queue_gone(self.sched.priority);
     }
 }
 
@@ -382,7 +383,10 @@ impl File {
         let next = id.checked_add(1).ok_or(ENOSPC)?;
         queues.list.reserve(1, GFP_KERNEL)?;
         let sched = SchedQueue::new(req.priority)?;
+        let engine = ctx.engine().clone();
         let queue = Arc::new(Queue { id, ctx, sched: sched.clone() }, GFP_KERNEL)?;
+        // Counted from here; the queue's drop uncounts it (also on failure).
+        engine.queue_made(req.priority);
         dev.engine.add_queue(sched)?;
         queues.list.push(queue, GFP_KERNEL)?;
         queues.next_id = next;

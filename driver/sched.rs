@@ -192,12 +192,27 @@ impl Engine {
         }
     }
 
+    /// QUEUE_CREATE made a queue of `priority` (at most REALTIME).
+    pub(crate) fn queue_made(&self, priority: u32) {
+        if let Some(n) = self.queues_by_priority.get(priority as usize) {
+            n.add(1u32, Relaxed);
+        }
+    }
+
+    /// A queue of `priority` was destroyed (or its file closed).
+    pub(crate) fn queue_gone(&self, priority: u32) {
+        if let Some(n) = self.queues_by_priority.get(priority as usize) {
+            n.fetch_sub(1u32, Relaxed);
+        }
+    }
+
     /// SUBMIT hands its job over (the queue's submit mutex held, so the
     /// queue's jobs come in fence order). The fast path: a job that waits
     /// for nothing, of a queue with nothing pending, while no job of any
-    /// queue waits in the scheduler, goes straight into the ring, with the
-    /// ring's whole depth (there is nobody it could keep from overtaking
-    /// it) and without a scheduler pass. Otherwise it joins its queue's
+    /// queue waits in the scheduler, goes straight into the ring without a
+    /// scheduler pass, with the ring's whole depth (there is nobody it could
+    /// keep from overtaking it) unless a queue of a higher priority exists
+    /// (then the credit limit, as a pass would). Otherwise it joins its queue's
     /// list; Ok(true) asks the caller for a pass (after the mutex). Err(job)
     /// when unbind took the list away.
     pub(crate) fn submit_job(self: &Arc<Self>, q: &SchedQueue, job: Arc<Job>) -> core::result::Result<bool, Arc<Job>> {
@@ -206,7 +221,12 @@ impl Engine {
         let mut pending = q.pending.lock();
         let ready = job.deps_left() == 0 && job.failed().is_none();
         if ready && pending.jobs.is_empty() && self.sched_waiting.load(Relaxed) == 0 {
-            if let Entered::Yes = self.enter_ring(&job, RING_ENTRIES as usize) {
+            // While a queue of a higher priority exists, its next job must
+            // find at most the credit limit of ours ahead of it.
+            let higher = (q.priority as usize + 1..self.queues_by_priority.len())
+                .any(|p| self.queues_by_priority[p].load(Relaxed) != 0);
+            let depth = if higher { RING_DEPTH } else { RING_ENTRIES as usize };
+            if let Entered::Yes = self.enter_ring(&job, depth) {
                 pending.last = Some(ARef::from(&*job.fence));
                 return Ok(false);
             }
