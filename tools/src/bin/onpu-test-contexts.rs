@@ -2,7 +2,8 @@
 //! more open files than the device has hardware contexts, all running jobs
 //! with the right results (copies and fills checked byte by byte against
 //! values computed here), CONTEXT_CREATE/DESTROY and their errnos, per-job
-//! profiles against values derived by hand from the device's cost model.
+//! profiles against values derived by hand from the device's cost model,
+//! queues of created contexts (their own address spaces).
 //! TAP output; run in the guest with the driver loaded. The slot-wait test
 //! needs the device started with `--inject hang:tag=57005`
 //! (tools/selftests/runs.list does it).
@@ -468,6 +469,106 @@ fn slot_wait(hw_contexts: u64) -> Result<(), String> {
     Ok(())
 }
 
+/// SUBMIT `code` (written into a fresh command buffer) on `queue`, listing
+/// `refs`; the seqno.
+fn submit_code(
+    f: &File,
+    queue: u32,
+    code: &[u8],
+    refs: &[uapi::drm_onpu_bo_ref],
+) -> Result<u64, String> {
+    let cmd = accel::bo_create(f, 4096).map_err(errno_name)?;
+    Mapping::new(f, &cmd)
+        .map_err(|e| e.to_string())?
+        .as_mut_slice()[..code.len()]
+        .copy_from_slice(code);
+    let mut req = uapi::drm_onpu_submit {
+        queue_id: queue,
+        cmdbuf_handle: cmd.handle,
+        cmdbuf_size: code.len() as u32,
+        bos: accel::obj_array(refs),
+        ..Default::default()
+    };
+    accel::submit(f, &mut req).map_err(|e| format!("submit: {}", errno_name(e)))
+}
+
+/// A queue of a created context runs its jobs in that address space: a
+/// copy listing its objects is right (they are mapped there on first use,
+/// at the file's addresses); the same reading instructions without listing
+/// the source fault MMU_UNMAPPED (1) at the source's address there, while in
+/// the default context, where another job used the source, they run.
+/// CONTEXT_DESTROY is EBUSY while the queue exists and works after
+/// QUEUE_DESTROY; QUEUE_CREATE on a context the file does not have is
+/// ENOENT.
+fn queues_in_contexts() -> Result<(), String> {
+    const MMU_UNMAPPED: u32 = 1;
+    let f = open()?;
+    let ctx = accel::context_create(&f).map_err(errno_name)?;
+    let mut qc = uapi::drm_onpu_queue_create {
+        context_id: ctx,
+        priority: uapi::DRM_ONPU_PRIORITY_NORMAL,
+        ..Default::default()
+    };
+    accel::ioctl(&f, &mut qc).map_err(|e| format!("queue create: {}", errno_name(e)))?;
+    let q = qc.queue_id;
+    let job = CopyJob::new(&f, LEN)?;
+    let want = copyjob::pattern(0x77, LEN as usize);
+    job.fill_src(&f, &want)?;
+    job.clear_dst(&f)?;
+    let mut req = uapi::drm_onpu_submit {
+        queue_id: q,
+        ..Default::default()
+    };
+    let s = job.submit_with(&f, &mut req)?;
+    CopyJob::wait_ok(&f, s)?;
+    job.check_dst(&f, &want)?;
+
+    // A source only a default-context job used.
+    let other = CopyJob::new(&f, LEN)?;
+    other.fill_src(&f, &copyjob::pattern(0x78, LEN as usize))?;
+    let s = other.submit(&f, 0)?;
+    CopyJob::wait_ok(&f, s)?;
+    let src_va = other.src_va;
+    let dst = accel::bo_create(&f, u64::from(LEN)).map_err(errno_name)?;
+    let dst_va = accel::bo_npu_addr(&f, dst.handle).map_err(errno_name)?;
+    let code = assemble(&copyjob::insns(src_va, dst_va, LEN));
+    let refs = [uapi::drm_onpu_bo_ref {
+        handle: dst.handle,
+        flags: uapi::DRM_ONPU_BO_WRITE,
+    }];
+    let s = submit_code(&f, q, &code, &refs)?;
+    let w = accel::wait(&f, s, 30 * SEC).map_err(errno_name)?;
+    if (w.status, w.error, w.fault_addr) != (MMU_UNMAPPED, -libc::EIO, src_va) {
+        return Err(format!(
+            "a read of an object the created context never mapped ended {:#x}/{} at {:#x}, want MMU_UNMAPPED/-EIO at {src_va:#x}",
+            w.status, w.error, w.fault_addr
+        ));
+    }
+    let s = submit_code(&f, accel::FIRST_QUEUE, &code, &refs)?;
+    let w = accel::wait(&f, s, 30 * SEC).map_err(errno_name)?;
+    copyjob::ok_outcome(&w).map_err(|e| format!("the same job in the default context: {e}"))?;
+
+    expect_errno(
+        "CONTEXT_DESTROY with a queue",
+        accel::context_destroy(&f, ctx),
+        libc::EBUSY,
+    )?;
+    accel::queue_destroy(&f, q).map_err(errno_name)?;
+    accel::context_destroy(&f, ctx)
+        .map_err(|e| format!("destroy after the queue: {}", errno_name(e)))?;
+    let mut qc = uapi::drm_onpu_queue_create {
+        context_id: ctx,
+        priority: uapi::DRM_ONPU_PRIORITY_NORMAL,
+        ..Default::default()
+    };
+    expect_errno(
+        "QUEUE_CREATE on a destroyed context",
+        accel::ioctl(&f, &mut qc),
+        libc::ENOENT,
+    )?;
+    Ok(())
+}
+
 fn main() {
     let args = Args::parse("[FILES]", &[]);
     args.at_most(1);
@@ -485,7 +586,7 @@ fn main() {
     drop(f);
     let default = (hw_contexts * 5 / 2).max(40);
     let files = args.number(0, "FILES", default) as usize;
-    let mut tap = Tap::new(5);
+    let mut tap = Tap::new(6);
     tap.check(
         &format!("{files} open files on {hw_contexts} hardware contexts all run copies and fills"),
         many_files(files, hw_contexts),
@@ -505,6 +606,10 @@ fn main() {
     tap.check(
         "job profiles match the cost model; WAIT's profile errnos",
         profiles(),
+    );
+    tap.check(
+        "queues of a created context: its own address space; CONTEXT_DESTROY EBUSY while used",
+        queues_in_contexts(),
     );
     std::process::exit(tap.finish());
 }
