@@ -42,11 +42,20 @@ pub(crate) struct Usage {
     pub(crate) busy_ns: Atomic<u64>,
     pub(crate) cycles: Atomic<u64>,
     pub(crate) jobs: Atomic<u64>,
+    /// Jobs of the file that have not ended, in all its queues (destroyed
+    /// ones too): at most MAX_FILE_JOBS (EAGAIN), so that creating and
+    /// destroying queues cannot pile up jobs, and the memory they hold,
+    /// without bound.
+    pub(crate) active: Atomic<u32>,
 }
+
+/// Most jobs one file may have that have not ended (the ring's size: what
+/// a file could have queued before queues existed).
+pub(crate) const MAX_FILE_JOBS: u32 = 256;
 
 impl Usage {
     fn new() -> Self {
-        Self { busy_ns: Atomic::new(0), cycles: Atomic::new(0), jobs: Atomic::new(0) }
+        Self { busy_ns: Atomic::new(0), cycles: Atomic::new(0), jobs: Atomic::new(0), active: Atomic::new(0) }
     }
 }
 
@@ -60,9 +69,13 @@ pub(crate) struct Queue {
 
 impl Drop for Queue {
     fn drop(&mut self) {
-        // The scheduler forgets it once its jobs entered the ring.
+        // The scheduler forgets it once its jobs entered the ring (at its
+        // next pass: run one, or destroyed queues would pile up in its list
+        // while SUBMIT's fast path makes passes rare).
         self.sched.destroy();
-        self.ctx.engine().queue_gone(self.sched.priority);
+        let engine = self.ctx.engine();
+        engine.queue_gone(self.sched.priority);
+        engine.kick_scheduler();
     }
 }
 

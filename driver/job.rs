@@ -31,7 +31,7 @@ use crate::context::Context;
 use crate::drv::OnpuDevice;
 use crate::engine::{SqEntry, JOB_TIMEOUT_MS};
 use crate::fence::{self, Access, DriverFence, RingContext};
-use crate::file::{File, Queue, Usage};
+use crate::file::{File, Queue, Usage, MAX_FILE_JOBS};
 use crate::gem::{self, BoObject};
 use crate::sched::{self, DepCallback, DepWaker, Deps, SchedQueue, Unattached};
 use crate::regs::{CAP_JOB_PROFILE, SQ_FLAG_PROFILE};
@@ -239,6 +239,10 @@ impl Job {
         }
         if let Some(queue) = &self.queue {
             queue.active.fetch_sub(1u32, Relaxed);
+            // (User jobs have both a queue and a usage.)
+            if let Some(usage) = &self.usage {
+                usage.active.fetch_sub(1u32, Relaxed);
+            }
         }
         if let Some(vm) = &self.vm {
             vm.jobs.fetch_sub(1u32, Relaxed);
@@ -467,8 +471,16 @@ pub(crate) fn submit(dev: &OnpuDevice, file: &drm::File<File>, req: &uapi::drm_o
         sq.active.fetch_sub(1u32, Relaxed);
         return Err(EAGAIN);
     }
+    // And against its file's (all its queues, destroyed ones too).
+    let file_usage = this.usage().clone();
+    if file_usage.active.fetch_add(1u32, Relaxed) >= MAX_FILE_JOBS {
+        file_usage.active.fetch_sub(1u32, Relaxed);
+        sq.active.fetch_sub(1u32, Relaxed);
+        return Err(EAGAIN);
+    }
     let counted = ScopeGuard::new(|| {
         sq.active.fetch_sub(1u32, Relaxed);
+        file_usage.active.fetch_sub(1u32, Relaxed);
     });
     // Map (and pin) what the job uses in its queue's context, on first use,
     // at the file's addresses, before anything is published.

@@ -491,7 +491,8 @@ pub struct drm_onpu_sync {
 /// SUBMIT does not wait for the job's dependencies: it returns once the job
 /// is queued and its fence installed in the output syncobjs and the
 /// objects' reservations. Returns -EAGAIN when the queue has
-/// DRM_ONPU_MAX_QUEUE_JOBS jobs that have not ended, -EFAULT for an
+/// DRM_ONPU_MAX_QUEUE_JOBS jobs that have not ended (or the file 256, over
+/// all its queues, destroyed ones too), -EFAULT for an
 /// unreadable array, -ENOMEM, -EIO when the device is wedged, -ENODEV when
 /// it is gone.
 #[repr(C)]

@@ -428,7 +428,8 @@ struct drm_onpu_sync {
  * point not above the timeline's last, or a too long @timeout_ms; -E2BIG
  * for non-zero bytes past an element's known size; -ENOENT for a queue or
  * handle that names nothing; -EAGAIN when the queue has
- * DRM_ONPU_MAX_QUEUE_JOBS jobs not yet ended; -EFAULT for a bad user
+ * DRM_ONPU_MAX_QUEUE_JOBS jobs not yet ended (or the file 256 over all
+ * its queues, destroyed ones too); -EFAULT for a bad user
  * pointer; -EIO when the device is wedged; -ENODEV when it is gone.
  */
 struct drm_onpu_submit {
