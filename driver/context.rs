@@ -1,18 +1,21 @@
 // SPDX-License-Identifier: GPL-2.0-only
 
-//! A file's hardware context: one of the device's contexts, the page tables
-//! its descriptor points at, and the NPU addresses of the buffer objects the
-//! file holds handles to.
+//! An NPU address space: page tables, and the buffer objects mapped in them.
+//! A file has a default context and those CONTEXT_CREATE makes; each is
+//! bound to one of the device's hardware contexts only while it has jobs in
+//! the ring (slots.rs).
 //!
 //! Every handle gives its object an address (also one imported through
 //! PRIME, which is the same GEM object in another file): the GEM open
-//! callback reserves it, kernel-chosen, so BO_CREATE can return it. The
-//! object's pages are allocated, pinned and written into the page tables
-//! only when a job first uses the object (`ensure_mapped`, from SUBMIT):
-//! an object never used by a job costs no memory. The close callback of
-//! the last handle unmaps it. The context lives as long as its file or any
-//! of its jobs, whichever is last, so the device never walks freed page
-//! tables.
+//! callback reserves it in the file's default context, kernel-chosen, so
+//! BO_CREATE can return it; it is the object's address in every context of
+//! the file. The object's pages are allocated, pinned and written into a
+//! context's page tables only when a job of that context first uses the
+//! object (`ensure_mapped` in the default context, `map_at` in a created
+//! one, from SUBMIT): an object never used by a job costs no memory. The
+//! close callback of the last handle unmaps it from every context. A
+//! context lives as long as its file (or CONTEXT_DESTROY) or any of its
+//! jobs, whichever is last, so the device never walks freed page tables.
 //!
 //! Address-space lifetime: the device caches translations for the whole of
 //! a job, so clearing page-table entries stops only jobs that start later.
@@ -27,7 +30,11 @@ use kernel::{
     drm::gem::BaseObject,
     new_mutex,
     prelude::*,
-    sync::{aref::ARef, Arc, Mutex},
+    sync::{
+        aref::ARef,
+        atomic::Atomic,
+        Arc, Mutex,
+    },
 };
 
 use crate::engine::Engine;
@@ -70,7 +77,15 @@ struct Vm {
 #[pin_data(PinnedDrop)]
 pub(crate) struct Context {
     engine: Arc<Engine>,
-    index: u16,
+    /// Jobs of this context that have not ended (a destroyed context stays
+    /// on its file's list, for unmapping, until they have).
+    pub(crate) jobs: Atomic<u32>,
+    /// What the slot manager knows this address space by (slots.rs): it
+    /// has a hardware context only while a job of it is in the ring, or
+    /// until another needs the slot.
+    id: u64,
+    /// Bus address of the level-2 table (the descriptor's root).
+    root: u64,
     /// Lock order: `vm`, then the engine's gate, then `tables`.
     #[pin]
     vm: Mutex<Vm>,
@@ -84,38 +99,22 @@ fn key(bo: &BoObject) -> usize {
 
 impl Context {
     pub(crate) fn new(engine: &Arc<Engine>) -> Result<Arc<Self>> {
-        let index = engine.alloc_context()?;
-        let made = engine.with_bound(|dev| {
+        let (tables, root) = engine.with_bound(|dev| {
             let tables = PageTables::new(dev)?;
-            engine.set_context(dev, index, tables.root())?;
-            Devres::new(dev, new_mutex!(tables))
-        });
-        let tables = match made {
-            Ok(t) => t,
-            Err(e) => {
-                engine.free_context(index);
-                return Err(e);
-            }
-        };
+            let root = tables.root();
+            Ok((Devres::new(dev, new_mutex!(tables))?, root))
+        })?;
         let ctx = Arc::pin_init(
             try_pin_init!(Self {
                 engine: engine.clone(),
-                index,
+                jobs: Atomic::new(0),
+                id: engine.new_context_id(),
+                root,
                 vm <- new_mutex!(Vm { va: VaAllocator::new(), mappings: KVec::new(), deferred: KVec::new() }),
                 tables,
             }),
             GFP_KERNEL,
-        );
-        // From here on, dropping the context releases the index; before,
-        // the index goes back by hand, its descriptor unhooked from the
-        // tables that the failed initialiser dropped.
-        let ctx = match ctx {
-            Ok(ctx) => ctx,
-            Err(e) => {
-                engine.free_context(index);
-                return Err(e);
-            }
-        };
+        )?;
         engine.register_context(&ctx)?;
         Ok(ctx)
     }
@@ -165,8 +164,17 @@ impl Context {
         &self.engine
     }
 
-    pub(crate) fn index(&self) -> u16 {
-        self.index
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub(crate) fn root(&self) -> u64 {
+        self.root
+    }
+
+    /// The hardware context this address space is bound to now, if any.
+    pub(crate) fn slot(&self) -> Option<u16> {
+        self.engine.slot_of(self.id)
     }
 
     /// Where `bo` is mapped in this context.
@@ -222,8 +230,56 @@ impl Context {
         Ok(m.va)
     }
 
+    /// Handles of this file on `bo` (in the file's default context, which
+    /// counts them).
+    pub(crate) fn handles(&self, bo: &BoObject) -> u32 {
+        let k = key(bo);
+        self.vm.lock().mappings.iter().find(|m| m.obj == k).map_or(0, |m| m.handles)
+    }
+
+    /// A context created by CONTEXT_CREATE: map `bo` at `va`, the address
+    /// its file gave it, unless it is mapped already (a job of this context
+    /// uses it), read-only for a READ_ONLY object. The file's lock keeps
+    /// the handle open meanwhile.
+    pub(crate) fn map_at(&self, bo: &BoObject, va: u64) -> Result {
+        let k = key(bo);
+        let mut vm = self.vm.lock();
+        if vm.mappings.iter().any(|m| m.obj == k) {
+            return Ok(());
+        }
+        vm.mappings.reserve(1, GFP_KERNEL)?;
+        let size = bo.size() as u64;
+        let flags = if bo.read_only() { PTE_READ } else { PTE_READ | PTE_WRITE };
+        self.engine.with_bound(|dev| {
+            let sgt = match bo.user_pages() {
+                Some(pinned) => pinned,
+                None => bo.sg_table()?,
+            };
+            self.tables.access(dev)?.lock().map(dev, va, size, sgt, flags)
+        })?;
+        let m = Mapping { obj: k, va, size, handles: 1, mapped: true };
+        vm.mappings.push_within_capacity(m).map_err(|_| ENOMEM)?;
+        Ok(())
+    }
+
+    /// A context created by CONTEXT_CREATE: the file's last handle on `bo`
+    /// is closing. Clear its entries here; the file's default context,
+    /// unmapping right after, keeps the pages and the range until every
+    /// job that may still reach them has ended. Whether it was mapped.
+    pub(crate) fn unmap_now(&self, bo: &BoObject) -> bool {
+        let k = key(bo);
+        let mut vm = self.vm.lock();
+        let Some(i) = vm.mappings.iter().position(|m| m.obj == k) else { return false };
+        let Ok(m) = vm.mappings.remove(i) else { return false };
+        let _ = self.engine.with_bound(|dev| self.tables.access(dev)?.lock().unmap(m.va, m.size));
+        true
+    }
+
     /// A handle of this file on `bo` closed: unmap with the last one.
-    pub(crate) fn close_handle(&self, bo: &BoObject) {
+    /// `mapped_elsewhere`: a created context of the file had it mapped
+    /// (and cleared its entries just now), so the pages wait for the
+    /// running job as they do after an unmap here.
+    pub(crate) fn close_handle(&self, bo: &BoObject, mapped_elsewhere: bool) {
         let k = key(bo);
         let mut vm = self.vm.lock();
         let Some(i) = vm.mappings.iter().position(|m| m.obj == k) else { return };
@@ -239,10 +295,11 @@ impl Context {
         // Never mapped: no job reached the pages, but one queued before may
         // still hold the address, so the range waits all the same.
         let unmapped = self.engine.with_bound(|dev| {
-            if !m.mapped {
+            if m.mapped {
+                self.tables.access(dev)?.lock().unmap(m.va, m.size)?;
+            } else if !mapped_elsewhere {
                 return Ok((0, self.engine.queued_seqno()));
             }
-            self.tables.access(dev)?.lock().unmap(m.va, m.size)?;
             // Queued (not started) jobs will walk the cleared entries and
             // fault; only the running one may have cached them.
             Ok((self.engine.running_seqno(dev)?, self.engine.queued_seqno()))
@@ -269,7 +326,8 @@ impl PinnedDrop for Context {
     fn drop(self: Pin<&mut Self>) {
         self.engine.unregister_context(&self);
         // No job uses the context any more (each holds a reference): unhook
-        // the tables, then free them with the rest of the context.
-        self.engine.free_context(self.index);
+        // the tables from its slot, if it has one, then free them with the
+        // rest of the context.
+        self.engine.release_context(self.id);
     }
 }

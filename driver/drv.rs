@@ -141,6 +141,7 @@ impl drm::Driver for OnpuDriver {
     const INFO: drm::DriverInfo = INFO;
     const FEAT_COMPUTE_ACCEL: bool = true;
     const FEAT_SYNCOBJ: bool = true;
+    const FEAT_SYNCOBJ_TIMELINE: bool = true;
     const OWNER: &'static ThisModule = &crate::THIS_MODULE;
 
     fn show_fdinfo(file: &drm::File<File>, printer: &mut drm::print::Printer<'_>) {
@@ -154,8 +155,13 @@ impl drm::Driver for OnpuDriver {
         (ONPU_BO_CREATE, drm_onpu_bo_create, ioctl::RENDER_ALLOW, File::bo_create),
         (ONPU_BO_CREATE_USERPTR, drm_onpu_bo_create_userptr, ioctl::RENDER_ALLOW, File::bo_create_userptr),
         (ONPU_BO_INFO, drm_onpu_bo_info, ioctl::RENDER_ALLOW, File::bo_info),
+        (ONPU_CONTEXT_CREATE, drm_onpu_context_create, ioctl::RENDER_ALLOW, File::context_create),
+        (ONPU_CONTEXT_DESTROY, drm_onpu_context_destroy, ioctl::RENDER_ALLOW, File::context_destroy),
+        (ONPU_QUEUE_CREATE, drm_onpu_queue_create, ioctl::RENDER_ALLOW, File::queue_create),
+        (ONPU_QUEUE_DESTROY, drm_onpu_queue_destroy, ioctl::RENDER_ALLOW, File::queue_destroy),
         (ONPU_SUBMIT, drm_onpu_submit, ioctl::RENDER_ALLOW, File::submit),
         (ONPU_WAIT, drm_onpu_wait, ioctl::RENDER_ALLOW, File::wait),
         (ONPU_WAIT_BO, drm_onpu_wait_bo, ioctl::RENDER_ALLOW, File::wait_bo),
     }
 }
+

@@ -1,16 +1,20 @@
 // SPDX-License-Identifier: GPL-2.0-only
 
 //! The command engine: the submission and completion rings, the context
-//! table, the in-flight job queue, completion interrupts, the watchdog and
-//! reset recovery (Documentation/driver/onpu.rst, "Job life cycle",
-//! "Signalling rules", "Locking").
+//! table (its slots bound to address spaces by slots.rs), the in-flight job
+//! queue, completion interrupts, the watchdog and reset recovery
+//! (Documentation/driver/onpu.rst, "Job life cycle", "Signalling rules",
+//! "Locking").
 //!
 //! Locking, outermost first:
 //!
-//! - `ticket` (mutex): serialises submitters and owns the next sequence
-//!   number. Held while a job is built and its fence published in the
-//!   reservation objects (which allocates and takes reservation locks).
-//!   Never taken on the signalling path.
+//! - A queue's `submit` mutex (driver/sched.rs): serialises the
+//!   submitters of one queue while a job is built and its fence published
+//!   (which allocates and takes reservation locks). Never taken on the
+//!   signalling path.
+//! - The scheduler's `sched` mutex, then a queue's `pending` mutex
+//!   (driver/sched.rs): taken by the scheduler pass, a signalling section,
+//!   to move ready jobs into the ring; nothing under them allocates.
 //! - `gate` (mutex, held only for a moment): whether the PCI device is
 //!   bound and how many threads use it. `with_bound` counts a user in and
 //!   out; unbind marks the device unbound, signals every fence, then waits
@@ -60,12 +64,14 @@ use crate::gem::BoStats;
 use crate::hw::{self, Bar0, Params};
 use crate::job::{Job, Outcome};
 use crate::regs::*;
+use crate::sched::SchedList;
+use crate::slots::{Binding, Slots, KERNEL_SLOT};
 use crate::uapi;
 
 /// Entries of each ring.
 pub(crate) const RING_ENTRIES: u32 = 256;
 /// The context the kernel uses for its own jobs (the probe self-test).
-pub(crate) const KERNEL_CONTEXT: u16 = 0;
+pub(crate) const KERNEL_CONTEXT: u16 = KERNEL_SLOT;
 /// Highest fault code of ISA 1.0.
 const STATUS_MAX: u32 = 11;
 /// Status the driver gives a job it aborted because the device halted.
@@ -79,8 +85,18 @@ const RELEASE_DELAY_MS: u32 = 10;
 /// process writing the registers in a loop must not flood the log.
 const RING_ERROR_LOG_BURST: u32 = 5;
 const RING_ERROR_LOG_WINDOW_MS: i64 = 5000;
+/// How often the scheduler looks for a fence attached to a point that a
+/// queue's head job waits for (DRM_ONPU_SYNC_WAIT_FOR_SUBMIT).
+const SCHED_POLL_MS: u32 = 2;
 /// Default (and largest) run time of a job.
 pub(crate) const JOB_TIMEOUT_MS: u32 = 5000;
+
+/// What [`Engine::enter_ring`] did.
+pub(crate) enum Entered {
+    Yes,
+    NoRoom,
+    Stopped,
+}
 
 /// A submission-ring entry.
 #[repr(C)]
@@ -91,7 +107,9 @@ pub(crate) struct SqEntry {
     pub(crate) size: u32,
     pub(crate) context: u16,
     pub(crate) flags: u16,
-    pub(crate) reserved: [u64; 5],
+    /// Bus address of the profile record (with SQ_FLAG_PROFILE).
+    pub(crate) profile: u64,
+    pub(crate) reserved: [u64; 4],
 }
 
 /// A completion record.
@@ -105,6 +123,14 @@ pub(crate) struct CqEntry {
     pub(crate) fault_addr: u64,
     pub(crate) cycles: u32,
     pub(crate) flags: u32,
+}
+
+/// A profile record ("Job profile records"): the words of
+/// &drm_onpu_job_profile, in its order.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct ProfileRecord {
+    pub(crate) words: [u64; 8],
 }
 
 /// A context-table descriptor.
@@ -125,6 +151,10 @@ unsafe impl FromBytes for CqEntry {}
 // SAFETY: as for SqEntry.
 unsafe impl AsBytes for CqEntry {}
 // SAFETY: as for SqEntry.
+unsafe impl FromBytes for ProfileRecord {}
+// SAFETY: as for SqEntry.
+unsafe impl AsBytes for ProfileRecord {}
+// SAFETY: as for SqEntry.
 unsafe impl FromBytes for CtxDesc {}
 // SAFETY: as for SqEntry.
 unsafe impl AsBytes for CtxDesc {}
@@ -133,6 +163,7 @@ const _: () = {
     assert!(core::mem::size_of::<SqEntry>() == 64);
     assert!(core::mem::size_of::<CqEntry>() == 32);
     assert!(core::mem::size_of::<CtxDesc>() == 16);
+    assert!(core::mem::size_of::<ProfileRecord>() == 64);
 };
 
 /// Device-wide counters (GET_PARAM, debugfs).
@@ -175,7 +206,8 @@ struct RingState {
     /// work to let go of them outside the signalling path. Capacity
     /// RING_ENTRIES; `in_flight.len() + retired.len() <= RING_ENTRIES`.
     retired: KVec<Arc<Job>>,
-    /// Sequence number of the newest job written into the ring.
+    /// Sequence number of the newest job written into the ring (the next
+    /// one gets the next number: ring order).
     queued_seqno: u64,
     /// Sequence number of the newest job that ended: every job up to it
     /// has ended (jobs end in ring order).
@@ -190,6 +222,15 @@ struct RingState {
     /// Ring-error log rate limit: when the window began, messages in it.
     ring_error_window: Instant<Monotonic>,
     ring_error_logged: u32,
+    /// Which software context each hardware context serves (slots.rs).
+    slots: Slots,
+}
+
+impl Rings {
+    /// Bus address of the profile record of submission-ring slot `slot`.
+    fn profile_addr(&self, slot: usize) -> u64 {
+        self.profiles.dma_handle() + (slot * core::mem::size_of::<ProfileRecord>()) as u64
+    }
 }
 
 impl RingState {
@@ -218,6 +259,10 @@ pub(crate) struct Rings {
     ctx_table: Coherent<[CtxDesc]>,
     /// The shadow doorbell page (used when the device has the capability).
     shadow: Coherent<[u32]>,
+    /// One profile record per submission-ring slot: the job in slot `i`
+    /// has its record at `profiles[i]` (64-byte aligned: the array starts
+    /// on a page). Read at completion, copied into the job's outcome.
+    profiles: Coherent<[ProfileRecord]>,
 }
 
 /// The rings and their state. Shared by the DRM device, the files, the jobs
@@ -233,10 +278,19 @@ pub(crate) struct Engine {
     pub(crate) counters: Counters,
     /// The device's buffer objects (each holds a reference).
     pub(crate) bo_stats: Arc<BoStats>,
-    /// The next sequence number; held by a submitter from the number to
-    /// the ring.
+    /// The queues and their pending jobs (driver/sched.rs).
     #[pin]
-    ticket: Mutex<u64>,
+    pub(crate) sched: Mutex<SchedList>,
+    /// A scheduler pass left a job behind for want of ring room (or a
+    /// failed job for its queue's earlier ones): run again when jobs end.
+    pub(crate) sched_blocked: Atomic<bool>,
+    /// Jobs in the queues' pending lists (all queues): 0 lets SUBMIT move a
+    /// ready job straight into the ring (sched.rs, `submit_job`).
+    pub(crate) sched_waiting: Atomic<u32>,
+    /// Live queues per priority: SUBMIT's fast path keeps a lower
+    /// priority's jobs to the credit limit in the ring while a queue of a
+    /// higher one exists (sched.rs, `submit_job`).
+    pub(crate) queues_by_priority: [Atomic<u32>; 4],
     #[pin]
     gate: Mutex<Gate>,
     /// Signalled when the last user of an unbound device leaves.
@@ -247,9 +301,8 @@ pub(crate) struct Engine {
     /// Signalled when ring space frees up.
     #[pin]
     space: CondVar,
-    /// Hardware contexts in use (bit per context; 0 is the kernel's).
-    #[pin]
-    contexts: Mutex<[u64; 4]>,
+    /// The last software-context id handed out (slot owners; 0 is none).
+    context_ids: Atomic<u64>,
     /// The live file contexts, by address: each removes itself in its drop
     /// (under this lock), so a listed one is alive while the lock is held.
     #[pin]
@@ -272,6 +325,13 @@ pub(crate) struct Engine {
     /// must not outlive the binding).
     #[pin]
     drm: Mutex<Option<ARef<OnpuDevice>>>,
+    /// Runs the scheduler pass (queued by fence callbacks and the ring).
+    #[pin]
+    sched_work: DelayedWork<Engine, 3>,
+    /// Polls for fences attached to points jobs wait for (no notification
+    /// exists for that: Documentation/driver/onpu.rst).
+    #[pin]
+    sched_poll: DelayedWork<Engine, 4>,
 }
 
 impl_has_delayed_work! {
@@ -284,6 +344,15 @@ impl_has_delayed_work! {
 
 impl_has_delayed_work! {
     impl HasDelayedWork<Self, 2> for Engine { self.wedged_work }
+
+}
+
+impl_has_delayed_work! {
+    impl HasDelayedWork<Self, 3> for Engine { self.sched_work }
+}
+
+impl_has_delayed_work! {
+    impl HasDelayedWork<Self, 4> for Engine { self.sched_poll }
 }
 
 impl Engine {
@@ -293,6 +362,7 @@ impl Engine {
             cq: Coherent::<CqEntry>::zeroed_slice(dev, RING_ENTRIES as usize, GFP_KERNEL)?,
             ctx_table: Coherent::<CtxDesc>::zeroed_slice(dev, params.contexts as usize, GFP_KERNEL)?,
             shadow: Coherent::<u32>::zeroed_slice(dev, SHADOW_WORDS, GFP_KERNEL)?,
+            profiles: Coherent::<ProfileRecord>::zeroed_slice(dev, RING_ENTRIES as usize, GFP_KERNEL)?,
         };
         let rings = Devres::new(dev, Ok::<_, Error>(rings))?;
         let device: &device::Device = dev;
@@ -301,6 +371,7 @@ impl Engine {
         let in_flight = KVec::with_capacity(RING_ENTRIES as usize, GFP_KERNEL)?;
         let retired = KVec::with_capacity(RING_ENTRIES as usize, GFP_KERNEL)?;
         let bo_stats = BoStats::new()?;
+        let slots = Slots::new(params.contexts)?;
         Ok(try_pin_init!(Self {
             bar,
             params,
@@ -309,7 +380,10 @@ impl Engine {
             fences: RingContext::new(),
             counters: Counters::new(),
             bo_stats,
-            ticket <- new_mutex!(1),
+            sched <- new_mutex!(SchedList::new()),
+            sched_blocked: Atomic::new(false),
+            sched_waiting: Atomic::new(0),
+            queues_by_priority: [const { Atomic::new(0) }; 4],
             gate <- new_mutex!(Gate { bound: true, users: 0 }),
             gate_idle <- new_condvar!(),
             state <- new_mutex!(RingState {
@@ -324,14 +398,17 @@ impl Engine {
                 wedged: false,
                 ring_error_window: Instant::now(),
                 ring_error_logged: 0,
+                slots,
             }),
             space <- new_condvar!(),
-            contexts <- new_mutex!([1, 0, 0, 0]),
+            context_ids: Atomic::new(0),
             live_contexts <- new_mutex!(KVec::new()),
             watchdog <- new_delayed_work!("onpu::watchdog"),
             release <- new_delayed_work!("onpu::release"),
             wedged_work <- new_delayed_work!("onpu::wedged"),
             drm <- new_mutex!(None),
+            sched_work <- new_delayed_work!("onpu::sched"),
+            sched_poll <- new_delayed_work!("onpu::sched_poll"),
         }))
     }
 
@@ -394,17 +471,10 @@ impl Engine {
         Ok(())
     }
 
-    /// Claim a free hardware context for a file.
-    pub(crate) fn alloc_context(&self) -> Result<u16> {
-        let mut used = self.contexts.lock();
-        for ctx in 1..self.params.contexts as usize {
-            let (word, bit) = (ctx / 64, 1u64 << (ctx % 64));
-            if used[word] & bit == 0 {
-                used[word] |= bit;
-                return Ok(ctx as u16);
-            }
-        }
-        Err(EBUSY)
+    /// An id for a new software context (an NPU address space): what the
+    /// slot manager knows it by. Never 0, never reused.
+    pub(crate) fn new_context_id(&self) -> u64 {
+        self.context_ids.fetch_add(1, Relaxed) + 1
     }
 
     /// Point context `ctx` at the page tables rooted at `root` (0: invalid).
@@ -415,13 +485,28 @@ impl Engine {
         Ok(())
     }
 
-    /// Give a context back (its page tables go with its owner).
-    pub(crate) fn free_context(&self, ctx: u16) {
-        // Unhook the tables while the device is bound; after unbind the
-        // table is gone with the rest of the device memory.
-        let _ = self.with_bound(|dev| self.set_context(dev, ctx, 0));
-        let ctx = usize::from(ctx);
-        self.contexts.lock()[ctx / 64] &= !(1u64 << (ctx % 64));
+    /// A software context goes away (no job holds it, so none is in the
+    /// ring): give back its slot, its descriptor cleared, before its page
+    /// tables are freed. Under the ring lock, so that no other context is
+    /// bound to the slot in between.
+    pub(crate) fn release_context(&self, id: u64) {
+        let cleared = self.with_bound(|dev| {
+            let mut st = self.state.lock();
+            if let Some(slot) = st.slots.release(id) {
+                self.set_context(dev, slot, 0)?;
+            }
+            Ok(())
+        });
+        // Unbound: the device is stopped and the table gone; only the
+        // binding is left to forget.
+        if cleared.is_err() {
+            self.state.lock().slots.release(id);
+        }
+    }
+
+    /// The hardware context software context `id` is bound to now, if any.
+    pub(crate) fn slot_of(&self, id: u64) -> Option<u16> {
+        self.state.lock().slots.slot_of(id)
     }
 
     pub(crate) fn register_context(&self, ctx: &Context) -> Result {
@@ -457,7 +542,7 @@ impl Engine {
             let phase = u32::from((head / RING_ENTRIES) % 2 == 0);
             let flags: u32 = dma_read!(rings.cq, [try: slot].flags);
             if flags & 1 != phase {
-                return Ok(job.seqno);
+                return Ok(job.ring_seqno());
             }
             head = head.wrapping_add(1);
         }
@@ -469,107 +554,121 @@ impl Engine {
         self.state.lock().retired_seqno
     }
 
-    /// Queue a job: `build` makes it for its sequence number (it may
-    /// allocate), `publish` puts its fence where others will wait for it
-    /// (reservation objects, the output syncobj). Then, under the ring lock
-    /// and without allocating, the job goes into the ring. Nothing is
-    /// published when `build` fails; once `publish` has run, the fence
-    /// signals whatever happens and the sequence number is used up.
-    pub(crate) fn submit(
-        self: &Arc<Self>,
-        build: impl FnOnce(u64) -> Result<Arc<Job>>,
-        publish: impl FnOnce(&Job) -> Result,
-    ) -> Result<Arc<Job>> {
-        // Jobs that ended since the last submission: their objects go now,
-        // in process context, rather than in the release work.
-        self.release_retired();
-        let mut next = self.ticket.lock();
-        // Room in the ring first: only ticket holders take it.
-        {
+    /// Run a kernel job (the probe self-test): into the ring at once.
+    pub(crate) fn run_kernel_job(self: &Arc<Self>, job: &Arc<Job>) -> Result {
+        match self.enter_ring(job, RING_ENTRIES as usize) {
+            Entered::Yes => Ok(()),
+            Entered::NoRoom => Err(EBUSY),
+            Entered::Stopped => Err(ENODEV),
+        }
+    }
+
+    /// Write `job` into the ring as the next job and tell the device, unless
+    /// `depth` jobs are in it already (scheduler pass: allocates nothing).
+    pub(crate) fn enter_ring(self: &Arc<Self>, job: &Arc<Job>, depth: usize) -> Entered {
+        let r = self.with_bound(|dev| {
+            let bar = self.bar.access(dev)?;
+            let rings = self.rings.access(dev)?;
             let mut st = self.state.lock();
-            loop {
-                if st.stopped {
-                    return Err(ENODEV);
-                }
-                if st.wedged {
-                    return Err(EIO);
-                }
-                if st.has_room() {
-                    break;
-                }
-                if self.space.wait_interruptible(&mut st) {
-                    return Err(ERESTARTSYS);
-                }
+            if st.stopped {
+                return Err(ENODEV);
             }
+            // A wedged device takes no job: the scheduler cancels it.
+            if st.wedged {
+                return Err(EIO);
+            }
+            if !st.has_room() || st.in_flight.len() >= depth {
+                return Ok(false);
+            }
+            if let Some(vm) = job.vm() {
+                // A hardware context for its address space (slots.rs);
+                // with every slot busy, the job waits in the scheduler
+                // until a job retires.
+                let Ok(Binding { slot, new }) = st.slots.bind(vm.id()) else {
+                    return Ok(false);
+                };
+                if new {
+                    // The device reads the descriptor when the job starts: it
+                    // must be in place before the entry is published.
+                    let desc = CtxDesc { root: vm.root() | crate::mmu::PTE_VALID, reserved: 0 };
+                    let written = (|| -> Result {
+                        dma_write!(rings.ctx_table, [try: usize::from(slot)], desc);
+                        Ok(())
+                    })();
+                    if let Err(e) = written {
+                        // Unbound again, so that the next bind writes it.
+                        st.slots.release(vm.id());
+                        return Err(e);
+                    }
+                }
+                job.set_context(slot);
+            }
+            let slot = (st.sq_tail % RING_ENTRIES) as usize;
+            let seqno = st.queued_seqno + 1;
+            job.set_ring_seqno(seqno);
+            let pushed = (|| -> Result {
+                dma_write!(rings.sq, [try: slot], job.sq_entry(slot, rings.profile_addr(slot)));
+                // has_room(): within the capacity allocated at probe.
+                st.in_flight.push_within_capacity(job.clone()).map_err(|_| EBUSY)
+            })();
+            if let Err(e) = pushed {
+                if job.vm().is_some() {
+                    st.slots.job_left(job.context());
+                }
+                return Err(e);
+            }
+            if st.in_flight.len() == 1 {
+                st.head_since = Instant::now();
+            }
+            st.queued_seqno = seqno;
+            let old = st.sq_tail;
+            st.sq_tail = st.sq_tail.wrapping_add(1);
+            // (The page's indices are constants in range; ring if that fails.)
+            if self.needs_doorbell(rings, st.sq_tail, old).unwrap_or(true) {
+                self.counters.doorbells.add(1, Relaxed);
+                // writel orders the entry (coherent memory) before the doorbell.
+                bar.write32(st.sq_tail, DOORBELL);
+            }
+            self.counters.submitted.add(1, Relaxed);
+            Ok(true)
+        });
+        match r {
+            Ok(true) => {
+                // Arm the watchdog unless it is pending already (the work
+                // item's own pending bit decides; a pass that is running
+                // re-arms too). It times the job from now: it is in the ring.
+                self.arm_watchdog();
+                Entered::Yes
+            }
+            Ok(false) => Entered::NoRoom,
+            Err(_) => Entered::Stopped,
         }
-        let seqno = *next;
-        let job = build(seqno)?;
-        // From here on the sequence number is spent.
-        *next += 1;
-        let queued = publish(&job).and_then(|()| self.with_bound(|dev| self.queue(dev, &job)));
-        if let Err(e) = queued {
-            self.fail_unqueued(&job, e);
-            return Err(e);
-        }
-        Ok(job)
     }
 
-    /// Write `job` into the ring and tell the device (ticket held, room
-    /// checked).
-    fn queue(self: &Arc<Self>, dev: &device::Device<Bound>, job: &Arc<Job>) -> Result {
-        let bar = self.bar.access(dev)?;
-        let rings = self.rings.access(dev)?;
+    /// End a job that never reached the ring (SUBMIT failed after its
+    /// fence was published, or the device went away) with `outcome`, as
+    /// though it had passed through the ring: it takes a place in the
+    /// retired list, so false when the ring has no room.
+    pub(crate) fn retire_unqueued(self: &Arc<Self>, job: &Arc<Job>, outcome: Outcome) -> bool {
         let mut st = self.state.lock();
-        if st.stopped {
-            return Err(ENODEV);
+        if !st.has_room() {
+            return false;
         }
-        if st.wedged {
-            return Err(EIO);
+        job.retire(outcome, Delta::ZERO);
+        // has_room(): within the capacity.
+        if let Err(e) = st.retired.push_within_capacity(job.clone()) {
+            drop(e);
         }
-        let slot = (st.sq_tail % RING_ENTRIES) as usize;
-        dma_write!(rings.sq, [try: slot], job.sq_entry());
-        // Room was checked under the ticket and only ticket holders use it.
-        st.in_flight.push_within_capacity(job.clone()).map_err(|_| EBUSY)?;
-        if st.in_flight.len() == 1 {
-            st.head_since = Instant::now();
-        }
-        st.queued_seqno = job.seqno;
-        let old = st.sq_tail;
-        st.sq_tail = st.sq_tail.wrapping_add(1);
-        // (The page's indices are constants in range; ring if that fails.)
-        if self.needs_doorbell(rings, st.sq_tail, old).unwrap_or(true) {
-            self.counters.doorbells.add(1, Relaxed);
-            // writel orders the entry (coherent memory) before the doorbell.
-            bar.write32(st.sq_tail, DOORBELL);
-        }
-        self.counters.submitted.add(1, Relaxed);
-        drop(st);
-        // Arm the watchdog unless it is pending already (the work item's
-        // own pending bit decides; a pass that is running re-arms too).
-        self.arm_watchdog();
-        Ok(())
+        self.schedule_release(&st);
+        true
     }
 
-    /// A job whose fence may already be published could not be queued:
-    /// signal it with the error, after every earlier job (fences of one
-    /// timeline signal in order). The ticket is held, so no later job is
-    /// queued meanwhile; the earlier ones end within their timeouts (the
-    /// watchdog) or at unbind.
-    fn fail_unqueued(&self, job: &Arc<Job>, e: Error) {
-        let last = {
-            let st = self.state.lock();
-            st.in_flight.last().cloned()
-        };
-        if let Some(last) = last {
-            // Bounded by the watchdog; uninterruptible, or the fence could
-            // signal out of order.
-            let _ = last.fence.wait(false);
-        }
-        {
-            let _signalling = Signalling::begin();
-            job.retire(Outcome::not_queued(e), Delta::ZERO);
-        }
-        job.release();
+    /// Poll again later for fences attached to the points a queue's head
+    /// job waits for.
+    pub(crate) fn poll_scheduler(self: &Arc<Self>) {
+        let delay = msecs_to_jiffies(SCHED_POLL_MS);
+        // Err: pending already.
+        let _ = workqueue::system().enqueue_delayed::<Arc<Self>, 4>(self.clone(), delay);
     }
 
     fn uses_shadow(&self) -> bool {
@@ -608,7 +707,12 @@ impl Engine {
         let Ok(job) = st.in_flight.remove(0) else { return };
         let busy = st.head_since.elapsed();
         st.head_since = Instant::now();
-        st.retired_seqno = job.seqno;
+        st.retired_seqno = job.ring_seqno();
+        if job.vm().is_some() {
+            // Its slot may turn idle (evictable): a job waiting in the
+            // scheduler for a slot moves in on the next pass.
+            st.slots.job_left(job.context());
+        }
         self.counters.completed.add(1, Relaxed);
         if outcome.status != uapi::DRM_ONPU_JOB_OK {
             self.counters.failed.add(1, Relaxed);
@@ -645,6 +749,13 @@ impl Engine {
         self.space.notify_all();
     }
 
+    /// Room in the ring freed up (jobs released): run the scheduler if it
+    /// left jobs behind.
+    pub(crate) fn release_retired_and_schedule(self: &Arc<Self>) {
+        self.release_retired();
+        self.kick_scheduler_if_blocked();
+    }
+
     /// Drain new completion records (IRQ thread, watchdog), at most one
     /// ring's worth: a device that keeps rewriting phase bits cannot keep
     /// the caller here. A record out of ring order is a device error: the
@@ -671,7 +782,7 @@ impl Engine {
             let rec: CqEntry = dma_read!(rings.cq, [try: slot]);
             st.cq_head = st.cq_head.wrapping_add(1);
             progressed = true;
-            let pos = st.in_flight.iter().position(|j| (j.seqno, j.context) == (rec.seqno, rec.context));
+            let pos = st.in_flight.iter().position(|j| (j.ring_seqno(), j.context()) == (rec.seqno, rec.context));
             let Some(pos) = pos.filter(|_| rec.status <= STATUS_MAX) else {
                 self.counters.bogus_completions.add(1, Relaxed);
                 dev_warn!(
@@ -706,11 +817,17 @@ impl Engine {
             }
             for _ in 0..pos {
                 if let Some(lost) = st.in_flight.first() {
-                    dev_warn!(dev, "job {} has no completion record: failing it\n", lost.seqno);
+                    dev_warn!(dev, "job {} has no completion record: failing it\n", lost.ring_seqno());
                 }
                 self.retire_head(&mut st, Outcome::aborted(STATUS_ABORTED));
             }
-            let outcome = Outcome::from_device(rec.status, rec.fault_addr, rec.cycles);
+            let mut outcome = Outcome::from_device(rec.status, rec.fault_addr, rec.cycles);
+            if let Some(job) = st.in_flight.first().filter(|j| j.profiled) {
+                // Written before the completion record (read after the
+                // phase, above); copied, not allocated.
+                let record: ProfileRecord = dma_read!(rings.profiles, [try: job.ring_slot()]);
+                outcome.profile = Some(record.words);
+            }
             self.retire_head(&mut st, outcome);
         }
         if reset {
@@ -731,6 +848,8 @@ impl Engine {
         }
         if st.retired.len() != retired {
             self.schedule_release(&st);
+            // Failed jobs waiting for these to end may go now.
+            self.kick_scheduler_if_blocked();
         }
         Ok(())
     }
@@ -777,6 +896,9 @@ impl Engine {
         self.cancel_all(st);
         dev_err!(dev, "the NPU did not come back from a reset: wedged (unbind and bind the driver to recover)\n");
         let _ = workqueue::system_long().enqueue_delayed::<Arc<Self>, 2>(self.clone(), 0);
+        // The jobs waiting in the scheduler end cancelled too (enter_ring
+        // refuses them from now on).
+        self.kick_scheduler();
     }
 
     /// Whether a failed reset wedged the device (debugfs).
@@ -803,7 +925,9 @@ impl Engine {
         st.sq_tail = 0;
         for job in st.in_flight.iter() {
             let slot = (st.sq_tail % RING_ENTRIES) as usize;
-            dma_write!(rings.sq, [try: slot], job.sq_entry());
+            // Its profile record moves with it (a slot's record is only
+            // ever the job's in that slot).
+            dma_write!(rings.sq, [try: slot], job.sq_entry(slot, rings.profile_addr(slot)));
             st.sq_tail += 1;
         }
         st.head_since = Instant::now();
@@ -849,7 +973,7 @@ impl Engine {
             let Some(head) = st.in_flight.first() else { return Ok(()) };
             let limit = Delta::from_millis(i64::from(head.timeout_ms));
             if st.head_since.elapsed() > limit {
-                dev_warn!(dev, "job {} ran past its {} ms timeout: resetting the NPU\n", head.seqno, head.timeout_ms);
+                dev_warn!(dev, "job {} ran past its {} ms timeout: resetting the NPU\n", head.ring_seqno(), head.timeout_ms);
                 let _ = self.recover(dev, &mut st, Some(Outcome::timed_out()));
             }
             let busy = !st.in_flight.is_empty();
@@ -882,6 +1006,8 @@ impl Engine {
             }
             self.cancel_all(&mut st);
         }
+        // Then the jobs still waiting in queues, each queue in order.
+        self.cancel_pending();
         hw::stop_bus_master(pdev);
         // Users of the bound device (page-table updates, a watchdog pass,
         // a submitter) finish; every fence they might wait for signalled.
@@ -916,6 +1042,8 @@ impl Engine {
         // The uevent cannot be sent any more: let go of the DRM device
         // (which holds this engine).
         self.drm.lock().take();
+        self.sched_work.cancel_sync();
+        self.sched_poll.cancel_sync();
     }
 
     /// debugfs: the device-wide counters.
@@ -941,9 +1069,22 @@ impl Engine {
         writeln!(out, "queued_seqno: {}\nretired_seqno: {}", st.queued_seqno, st.retired_seqno)?;
         writeln!(out, "in_flight: {} (head running for {} us)", st.in_flight.len(), st.head_since.elapsed().as_micros_ceil())?;
         for job in st.in_flight.iter() {
-            writeln!(out, "  job {} context {} cmdbuf {:#x}+{} timeout {} ms", job.seqno, job.context, job.cmdbuf, job.size, job.timeout_ms)?;
+            // The file's job number first (what SUBMIT returned), then the ring's.
+            writeln!(
+                out,
+                "  job {} ring seqno {} context {} cmdbuf {:#x}+{} timeout {} ms",
+                job.seqno,
+                job.ring_seqno(),
+                job.context(),
+                job.cmdbuf,
+                job.size,
+                job.timeout_ms
+            )?;
         }
-        Ok(())
+        writeln!(out, "slots: {}", st.slots.count())?;
+        st.slots.describe(out)?;
+        drop(st);
+        self.describe_queues(out)
     }
 
     /// RING_ERROR was raised: the device refused a ring-pointer write this
@@ -1022,7 +1163,23 @@ impl WorkItem<1> for Engine {
     type Pointer = Arc<Engine>;
 
     fn run(this: Arc<Engine>) {
-        this.release_retired();
+        this.release_retired_and_schedule();
+    }
+}
+
+impl WorkItem<3> for Engine {
+    type Pointer = Arc<Engine>;
+
+    fn run(this: Arc<Engine>) {
+        this.run_scheduler();
+    }
+}
+
+impl WorkItem<4> for Engine {
+    type Pointer = Arc<Engine>;
+
+    fn run(this: Arc<Engine>) {
+        this.run_scheduler();
     }
 }
 
@@ -1062,6 +1219,12 @@ impl irq::ThreadedHandler for IrqHandler {
         bar.write32(self.causes, IRQ_ACK);
         if self.engine.drain(dev).is_err() {
             return IrqReturn::None;
+        }
+        // Jobs ended: move the ones waiting for ring room in now, without
+        // a trip through the scheduler work (this thread is in a
+        // signalling section already; the pass allocates nothing).
+        if self.engine.sched_blocked.xchg(false, Relaxed) {
+            self.engine.run_scheduler();
         }
         let halted = pending & IRQ_DEVICE_ERROR != 0;
         let ring_error = (pending & IRQ_RING_ERROR != 0).then(|| self.engine.take_ring_error(bar));

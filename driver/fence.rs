@@ -59,39 +59,16 @@ fn foreign_fences(resv: &kernel::dma_resv::DmaResvGuard<'_>, access: Access, own
     Ok(foreign)
 }
 
-fn wait_all(fences: &[ARef<Fence>], jiffies: Jiffies) -> Result<bool> {
-    for fence in fences {
-        if !fence.wait_timeout(true, jiffies)? {
-            return Ok(false);
-        }
-    }
-    Ok(true)
-}
-
-/// Wait (interruptibly) until no fence of another timeline than `own` that
-/// a job with `access` must follow is pending. `Ok(false)` when `jiffies`
-/// passed first. The fences are collected under the reservation lock and
-/// waited for without it.
-pub(crate) fn wait_foreign(resv: &DmaResv, access: Access, own: u64, jiffies: Jiffies) -> Result<bool> {
-    let foreign = foreign_fences(&resv.lock()?, access, own)?;
-    wait_all(&foreign, jiffies)
-}
-
-/// Publish `fence` as a user of the object with `access`, after every
-/// fence of another timeline than `own` that such a user must wait for has
-/// signalled. The wait and the publication happen under the object's
-/// reservation lock, so no foreign fence added in between is missed.
-/// ETIMEDOUT when `jiffies` passed first.
-pub(crate) fn add_fence(resv: &DmaResv, fence: &Fence, access: Access, own: u64, jiffies: Jiffies) -> Result {
+/// Publish `fence` as a user of the object with `access`; the unsignalled
+/// fences of timelines other than `own` that such a user must wait for,
+/// collected under the same reservation lock (so none added in between is
+/// missed). Never waits for a fence.
+pub(crate) fn publish(resv: &DmaResv, fence: &Fence, access: Access, own: u64) -> Result<KVec<ARef<Fence>>> {
     let mut guard = resv.lock()?;
-    // (Waiting for fences with the reservation lock held is allowed:
-    // signalling never takes one.)
     let foreign = foreign_fences(&guard, access, own)?;
-    if !wait_all(&foreign, jiffies)? {
-        return Err(ETIMEDOUT);
-    }
     guard.reserve_fences(1)?;
-    guard.add_fence(fence, access.usage())
+    guard.add_fence(fence, access.usage())?;
+    Ok(foreign)
 }
 
 /// Wait until no job uses the object (`Ok(false)` when `jiffies` passed

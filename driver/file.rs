@@ -8,23 +8,26 @@
 
 use core::fmt::Write;
 use kernel::{
-    drm::{self, gem::BaseObject, print::Printer},
+    cred::{capable, Capability},
+    drm::{self, gem::BaseObject, print::Printer, timeout_abs_to_jiffies},
     new_mutex,
     prelude::*,
     sync::{
         atomic::{Atomic, Relaxed},
         Arc, Mutex,
     },
-    time::nsecs_to_jiffies,
+    transmute::AsBytes,
+    uaccess::UserSlice,
 };
 
 use crate::context::Context;
 use crate::drv::{OnpuDevice, OnpuDriver};
 use crate::engine::JOB_TIMEOUT_MS;
 use crate::fence;
-use crate::gem;
+use crate::gem::{self, BoObject};
 use crate::job::{self, Job};
 use crate::mmu;
+use crate::sched::SchedQueue;
 use crate::uapi;
 use crate::userptr;
 
@@ -39,22 +42,76 @@ pub(crate) struct Usage {
     pub(crate) busy_ns: Atomic<u64>,
     pub(crate) cycles: Atomic<u64>,
     pub(crate) jobs: Atomic<u64>,
+    /// Jobs of the file that have not ended, in all its queues (destroyed
+    /// ones too): at most MAX_FILE_JOBS (EAGAIN), so that creating and
+    /// destroying queues cannot pile up jobs, and the memory they hold,
+    /// without bound.
+    pub(crate) active: Atomic<u32>,
 }
+
+/// Most jobs one file may have that have not ended (the ring's size: what
+/// a file could have queued before queues existed).
+pub(crate) const MAX_FILE_JOBS: u32 = 256;
 
 impl Usage {
     fn new() -> Self {
-        Self { busy_ns: Atomic::new(0), cycles: Atomic::new(0), jobs: Atomic::new(0) }
+        Self { busy_ns: Atomic::new(0), cycles: Atomic::new(0), jobs: Atomic::new(0), active: Atomic::new(0) }
     }
+}
+
+/// A job queue of a file (QUEUE_CREATE): the address space its jobs run in,
+/// and its side in the scheduler (priority, timeline, pending jobs).
+pub(crate) struct Queue {
+    pub(crate) id: u32,
+    pub(crate) ctx: Arc<Context>,
+    pub(crate) sched: Arc<SchedQueue>,
+}
+
+impl Drop for Queue {
+    fn drop(&mut self) {
+        // The scheduler forgets it once its jobs entered the ring (at its
+        // next pass: run one, or destroyed queues would pile up in its list
+        // while SUBMIT's fast path makes passes rare).
+        self.sched.destroy();
+        let engine = self.ctx.engine();
+        engine.queue_gone(self.sched.priority);
+        engine.kick_scheduler();
+    }
+}
+
+/// The queues of a file, and the id the next one gets.
+struct Queues {
+    list: KVec<Arc<Queue>>,
+    next_id: u32,
+}
+
+/// The contexts CONTEXT_CREATE made. Id 0 marks one destroyed while jobs
+/// of it had not ended: it stays listed so that closing a handle still
+/// unmaps the object from it, until they have.
+pub(crate) struct Contexts {
+    list: KVec<(u32, Arc<Context>)>,
 }
 
 /// State of one open /dev/accel/accelN file.
 #[pin_data(PinnedDrop)]
 pub(crate) struct File {
+    /// The file's default context: it gives every buffer object of the
+    /// file its NPU address (the same in all the file's contexts) and
+    /// counts the file's handles; today's SUBMIT runs jobs in it.
     ctx: Arc<Context>,
+    /// Contexts made by CONTEXT_CREATE. Also serialises the GEM open and
+    /// close callbacks with the mapping of objects into these contexts.
+    /// Lock order: this, then a context's `vm`.
+    #[pin]
+    contexts: Mutex<Contexts>,
     usage: Arc<Usage>,
     /// Submitted jobs not yet reaped by WAIT, oldest first.
     #[pin]
     jobs: Mutex<KVec<Arc<Job>>>,
+    #[pin]
+    queues: Mutex<Queues>,
+    /// The number the next job gets (WAIT).
+    next_seqno: Atomic<u64>,
 }
 
 impl drm::file::DriverFile for File {
@@ -65,7 +122,17 @@ impl drm::file::DriverFile for File {
         // objects, pins the module through the driver's file operations.)
         let ctx = Context::new(&dev.engine)?;
         let usage = Arc::new(Usage::new(), GFP_KERNEL)?;
-        KBox::try_pin_init(try_pin_init!(Self { ctx, usage, jobs <- new_mutex!(KVec::new()) }), GFP_KERNEL)
+        KBox::try_pin_init(
+            try_pin_init!(Self {
+                ctx,
+                contexts <- new_mutex!(Contexts { list: KVec::new() }),
+                usage,
+                jobs <- new_mutex!(KVec::new()),
+                queues <- new_mutex!(Queues { list: KVec::new(), next_id: 1 }),
+                next_seqno: Atomic::new(1),
+            }),
+            GFP_KERNEL,
+        )
     }
 }
 
@@ -79,12 +146,147 @@ impl PinnedDrop for File {
 }
 
 impl File {
-    pub(crate) fn context(&self) -> &Arc<Context> {
-        &self.ctx
-    }
-
     pub(crate) fn usage(&self) -> &Arc<Usage> {
         &self.usage
+    }
+
+    /// A new job number of this file.
+    pub(crate) fn next_seqno(&self) -> u64 {
+        self.next_seqno.fetch_add(1u64, Relaxed)
+    }
+
+    /// A context of this file made by CONTEXT_CREATE (-ENOENT otherwise);
+    /// 0 is the file's default context.
+    fn find_context(&self, contexts: &Contexts, id: u32) -> Result<Arc<Context>> {
+        if id == 0 {
+            return Ok(self.ctx.clone());
+        }
+        contexts.list.iter().find(|(i, _)| *i == id).map(|(_, c)| c.clone()).ok_or(ENOENT)
+    }
+
+    /// Map the command buffer and `bos` into `ctx` (a context of this
+    /// file) at their NPU addresses, where not mapped yet, pinning their
+    /// pages on first use: a job of `ctx` is about to use them. The
+    /// command buffer's NPU address. -ENOENT when one has no handle in this
+    /// file any more.
+    pub(crate) fn map_for_job<'a>(
+        &self,
+        ctx: &Context,
+        cmdbuf: &BoObject,
+        bos: impl Iterator<Item = &'a BoObject>,
+    ) -> Result<u64> {
+        // Held so that no handle closes (and unmaps) meanwhile.
+        let _contexts = self.contexts.lock();
+        if core::ptr::eq(ctx, &*self.ctx) {
+            let va = self.ctx.ensure_mapped(cmdbuf)?;
+            for bo in bos {
+                self.ctx.ensure_mapped(bo)?;
+            }
+            return Ok(va);
+        }
+        let va = self.ctx.npu_addr(cmdbuf).ok_or(ENOENT)?;
+        ctx.map_at(cmdbuf, va)?;
+        for bo in bos {
+            ctx.map_at(bo, self.ctx.npu_addr(bo).ok_or(ENOENT)?)?;
+        }
+        Ok(va)
+    }
+
+    /// GEM open callback: a new handle of this file on `bo` (its address).
+    pub(crate) fn open_bo(&self, bo: &BoObject) -> Result {
+        let _contexts = self.contexts.lock();
+        self.ctx.open_handle(bo)
+    }
+
+    /// GEM close callback: a handle of this file on `bo` closed. With the
+    /// last one, every context of the file unmaps the object: the created
+    /// ones first, then the default one, which keeps the pages and the
+    /// address until the jobs that may reach them have ended.
+    pub(crate) fn close_bo(&self, bo: &BoObject) {
+        let contexts = self.contexts.lock();
+        let mut elsewhere = false;
+        if self.ctx.handles(bo) == 1 {
+            for (_, c) in contexts.list.iter() {
+                elsewhere |= c.unmap_now(bo);
+            }
+        }
+        self.ctx.close_handle(bo, elsewhere);
+    }
+
+    /// Forget destroyed contexts whose jobs have all ended.
+    fn prune_contexts(contexts: &mut Contexts) -> KVec<Arc<Context>> {
+        let mut gone = KVec::new();
+        let mut i = 0;
+        while i < contexts.list.len() {
+            let (id, c) = &contexts.list[i];
+            if *id == 0 && c.jobs.load(Relaxed) == 0 {
+                if let Ok((_, c)) = contexts.list.remove(i) {
+                    // (Dropped by the caller outside the lock; a failed
+                    // push only drops it here, which is as good.)
+                    let _ = gone.push(c, GFP_NOWAIT);
+                }
+            } else {
+                i += 1;
+            }
+        }
+        gone
+    }
+
+    /// DRM_IOCTL_ONPU_CONTEXT_CREATE: a new NPU address space.
+    pub(crate) fn context_create(
+        dev: &OnpuDevice,
+        req: &mut uapi::drm_onpu_context_create,
+        file: &drm::File<File>,
+    ) -> Result<u32> {
+        if req.flags != 0 {
+            return Err(EINVAL);
+        }
+        let this = file.inner();
+        let mut contexts = this.contexts.lock();
+        let gone = Self::prune_contexts(&mut contexts);
+        let list = &mut contexts.list;
+        if list.iter().filter(|(i, _)| *i != 0).count() >= uapi::DRM_ONPU_MAX_CONTEXTS as usize {
+            return Err(ENOSPC);
+        }
+        // The lowest free id: at most DRM_ONPU_MAX_CONTEXTS are in use.
+        let id = (1..=uapi::DRM_ONPU_MAX_CONTEXTS).find(|id| list.iter().all(|(i, _)| i != id)).ok_or(ENOSPC)?;
+        list.reserve(1, GFP_KERNEL)?;
+        let ctx = Context::new(&dev.engine)?;
+        list.push_within_capacity((id, ctx)).map_err(|_| ENOMEM)?;
+        req.context_id = id;
+        drop(contexts);
+        drop(gone);
+        Ok(0)
+    }
+
+    /// DRM_IOCTL_ONPU_CONTEXT_DESTROY: forget a context (-EBUSY while
+    /// queues use it); jobs of it that have not ended keep it alive.
+    pub(crate) fn context_destroy(
+        _dev: &OnpuDevice,
+        req: &mut uapi::drm_onpu_context_destroy,
+        file: &drm::File<File>,
+    ) -> Result<u32> {
+        if req.pad != 0 {
+            return Err(EINVAL);
+        }
+        if req.context_id == 0 {
+            return Err(ENOENT);
+        }
+        let this = file.inner();
+        let mut contexts = this.contexts.lock();
+        let i = contexts.list.iter().position(|(id, _)| *id == req.context_id).ok_or(ENOENT)?;
+        let ctx = contexts.list[i].1.clone();
+        if this.queues.lock().list.iter().any(|q| Arc::ptr_eq(&q.ctx, &ctx)) {
+            return Err(EBUSY);
+        }
+        // Listed as destroyed until its jobs ended, then pruned.
+        contexts.list[i].0 = 0;
+        let gone = Self::prune_contexts(&mut contexts);
+        drop(contexts);
+        // Dropped outside the lock: the last reference frees page tables.
+        drop(ctx);
+        drop(gone);
+        Ok(0)
     }
 
     /// DRM_IOCTL_ONPU_GET_PARAM: one device parameter.
@@ -164,6 +366,70 @@ impl File {
         Ok(0)
     }
 
+    /// DRM_IOCTL_ONPU_QUEUE_CREATE: a new job queue of the file.
+    pub(crate) fn queue_create(
+        dev: &OnpuDevice,
+        req: &mut uapi::drm_onpu_queue_create,
+        file: &drm::File<File>,
+    ) -> Result<u32> {
+        if req.flags != 0 || req.priority > uapi::DRM_ONPU_PRIORITY_REALTIME {
+            return Err(EINVAL);
+        }
+        // As other drivers do: a priority above every user's needs
+        // CAP_SYS_NICE (asked only then: the check is audited).
+        if req.priority == uapi::DRM_ONPU_PRIORITY_REALTIME && !capable(Capability::SYS_NICE) {
+            return Err(EACCES);
+        }
+        let this = file.inner();
+        // Held until the queue is listed: CONTEXT_DESTROY sees it (EBUSY).
+        // Lock order: contexts, then queues.
+        let contexts = this.contexts.lock();
+        // 0 is the file's default context (libnpu's first queue runs there).
+        let ctx = this.find_context(&contexts, req.context_id)?;
+        let mut queues = this.queues.lock();
+        if queues.list.len() >= uapi::DRM_ONPU_MAX_QUEUES as usize {
+            return Err(ENOSPC);
+        }
+        // Ids are not reused while the file is open (u32: 4 billion
+        // creations); an exhausted file gets ENOSPC.
+        let id = queues.next_id;
+        let next = id.checked_add(1).ok_or(ENOSPC)?;
+        queues.list.reserve(1, GFP_KERNEL)?;
+        let sched = SchedQueue::new(req.priority)?;
+        let engine = ctx.engine().clone();
+        let queue = Arc::new(Queue { id, ctx, sched: sched.clone() }, GFP_KERNEL)?;
+        // Counted from here; the queue's drop uncounts it (also on failure).
+        engine.queue_made(req.priority);
+        dev.engine.add_queue(sched)?;
+        queues.list.push(queue, GFP_KERNEL)?;
+        queues.next_id = next;
+        req.queue_id = id;
+        Ok(0)
+    }
+
+    /// DRM_IOCTL_ONPU_QUEUE_DESTROY: forget a queue (its jobs still run).
+    pub(crate) fn queue_destroy(
+        _dev: &OnpuDevice,
+        req: &mut uapi::drm_onpu_queue_destroy,
+        file: &drm::File<File>,
+    ) -> Result<u32> {
+        if req.pad != 0 {
+            return Err(EINVAL);
+        }
+        let this = file.inner();
+        let mut queues = this.queues.lock();
+        let i = queues.list.iter().position(|q| q.id == req.queue_id).ok_or(ENOENT)?;
+        // Its jobs hold what they need; the scheduler forgets it once they
+        // entered the ring.
+        queues.list.remove(i)?;
+        Ok(0)
+    }
+
+    /// The queue `id` of the file.
+    pub(crate) fn queue(&self, id: u32) -> Result<Arc<Queue>> {
+        self.queues.lock().list.iter().find(|q| q.id == id).cloned().ok_or(ENOENT)
+    }
+
     /// DRM_IOCTL_ONPU_SUBMIT: queue a job; its sequence number.
     pub(crate) fn submit(
         dev: &OnpuDevice,
@@ -193,15 +459,37 @@ impl File {
         req: &mut uapi::drm_onpu_wait,
         file: &drm::File<File>,
     ) -> Result<u32> {
-        if req.flags != 0 || req.timeout_ns < 0 {
+        if req.flags != 0 {
             return Err(EINVAL);
         }
         let this = file.inner();
         let job = this.jobs.lock().iter().find(|j| j.seqno == req.seqno).cloned().ok_or(ENOENT)?;
-        let outcome = job.wait(req.timeout_ns)?.ok_or(ETIMEDOUT)?;
+        if req.profile_size != 0 && !job.profiled {
+            return Err(EINVAL);
+        }
+        // An absolute deadline: a call restarted after a signal waits only
+        // for what is left of it. A wait in whole jiffies can end up to one
+        // tick before the deadline: wait again until it has passed (then the
+        // remaining time is 0, a poll).
+        let outcome = loop {
+            let jiffies = timeout_abs_to_jiffies(req.timeout_abs_ns);
+            match job.wait(jiffies)? {
+                Some(outcome) => break outcome,
+                None if jiffies == 0 => return Err(ETIMEDOUT),
+                None => {}
+            }
+        };
+        if req.profile_size != 0 {
+            // Zeros for a job the device did not end (aborted, cancelled).
+            let words = outcome.profile.unwrap_or_default();
+            let bytes = AsBytes::as_bytes(&words);
+            let len = (req.profile_size as usize).min(bytes.len());
+            let addr = usize::try_from(req.profile).map_err(|_| EFAULT)?;
+            // Before the job is reaped: on EFAULT it can be waited for again.
+            UserSlice::new(UserPtr::from_addr(addr), len).writer().write_slice(&bytes[..len])?;
+        }
         req.status = outcome.status;
         req.error = outcome.error;
-        req.pad = 0;
         req.fault_addr = outcome.fault_addr;
         req.cycles = outcome.cycles.into();
         this.jobs.lock().retain(|j| j.seqno != req.seqno);
@@ -218,15 +506,19 @@ impl File {
         req: &mut uapi::drm_onpu_wait_bo,
         file: &drm::File<File>,
     ) -> Result<u32> {
-        if req.flags != 0 || req.timeout_ns < 0 {
+        if req.flags != 0 {
             return Err(EINVAL);
         }
         let bo = gem::lookup(file, req.handle)?;
-        let jiffies = nsecs_to_jiffies(req.timeout_ns as u64);
-        if fence::wait_idle(bo.resv(), jiffies)? {
-            Ok(0)
-        } else {
-            Err(ETIMEDOUT)
+        // As WAIT: until the deadline has passed, not a tick before it.
+        loop {
+            let jiffies = timeout_abs_to_jiffies(req.timeout_abs_ns);
+            if fence::wait_idle(bo.resv(), jiffies)? {
+                return Ok(0);
+            }
+            if jiffies == 0 {
+                return Err(ETIMEDOUT);
+            }
         }
     }
 
@@ -240,7 +532,7 @@ impl File {
         let _ = writeln!(p, "drm-cycles-npu:\t{}", u.cycles.load(Relaxed));
         let _ = writeln!(p, "drm-maxfreq-npu:\t{} MHz", params.clock_khz / 1000);
         let _ = writeln!(p, "onpu-jobs:\t{}", u.jobs.load(Relaxed));
-        let _ = writeln!(p, "onpu-hw-context:\t{}", this.ctx.index());
+        let _ = writeln!(p, "onpu-hw-context:\t{}", this.ctx.slot().unwrap_or(0));
         p.show_memory_stats(file);
     }
 }

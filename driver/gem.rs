@@ -102,12 +102,12 @@ impl gem::DriverObject for Bo {
     /// import): reserve the object's address in the file's NPU address
     /// space (the first job using it maps it there).
     fn open(obj: &BoObject, file: &drm::File<File>) -> Result {
-        file.inner().context().open_handle(obj)
+        file.inner().open_bo(obj)
     }
 
     /// A handle of `file` on the object closed.
     fn close(obj: &BoObject, file: &drm::File<File>) {
-        file.inner().context().close_handle(obj)
+        file.inner().close_bo(obj)
     }
 }
 

@@ -10,11 +10,20 @@
 
 use kernel::{
     dma_fence::Fence,
-    drm::{self, gem::BaseObject, syncobj::SyncObj},
-    prelude::*,
+    drm::{
+        self,
+        gem::BaseObject,
+        syncobj::{FenceChain, SyncObj},
+    },
     new_mutex,
-    sync::{aref::ARef, atomic::Relaxed, Arc, Mutex, SetOnce},
-    time::{msecs_to_jiffies, nsecs_to_jiffies, Delta},
+    prelude::*,
+    sync::{
+        aref::ARef,
+        atomic::{Atomic, Relaxed},
+        Arc, Mutex, SetOnce,
+    },
+    time::{Delta, Jiffies},
+    types::ScopeGuard,
     uaccess::UserSlice,
 };
 
@@ -22,8 +31,10 @@ use crate::context::Context;
 use crate::drv::OnpuDevice;
 use crate::engine::{SqEntry, JOB_TIMEOUT_MS};
 use crate::fence::{self, Access, DriverFence, RingContext};
-use crate::file::{File, Usage};
+use crate::file::{File, Queue, Usage, MAX_FILE_JOBS};
 use crate::gem::{self, BoObject};
+use crate::sched::{self, DepCallback, DepWaker, Deps, SchedQueue, Unattached};
+use crate::regs::{CAP_JOB_PROFILE, SQ_FLAG_PROFILE};
 use crate::uapi;
 
 /// How a job ended, as WAIT reports it.
@@ -33,12 +44,15 @@ pub(crate) struct Outcome {
     pub(crate) error: i32,
     pub(crate) fault_addr: u64,
     pub(crate) cycles: u32,
+    /// The device's profile record (&drm_onpu_job_profile's words), for a
+    /// job submitted with DRM_ONPU_SUBMIT_PROFILE that the device ended.
+    pub(crate) profile: Option<[u64; 8]>,
 }
 
 impl Outcome {
     pub(crate) fn from_device(status: u32, fault_addr: u64, cycles: u32) -> Self {
         let error = if status == 0 { 0 } else { EIO.to_errno() };
-        Self { status, error, fault_addr, cycles }
+        Self { status, error, fault_addr, cycles, profile: None }
     }
 
     pub(crate) fn timed_out() -> Self {
@@ -63,16 +77,28 @@ impl Outcome {
 /// One job.
 #[pin_data]
 pub(crate) struct Job {
+    /// The file's number of the job (WAIT); 0 for the kernel's own.
     pub(crate) seqno: u64,
-    pub(crate) context: u16,
+    /// The device's number of the job, in ring order (completion records,
+    /// address-space lifetime); set when it enters the ring.
+    ring_seqno: Atomic<u64>,
+    /// The hardware context (slot) the job runs on: the kernel's for its
+    /// own jobs, else set when the job enters the ring (slots.rs).
+    slot: Atomic<u32>,
+    /// Where in the submission ring the job was last written (its profile
+    /// record is in the matching slot).
+    ring_slot: Atomic<u32>,
+    /// DRM_ONPU_SUBMIT_PROFILE: the device writes a profile record.
+    pub(crate) profiled: bool,
     pub(crate) cmdbuf: u64,
     pub(crate) size: u32,
     pub(crate) timeout_ms: u32,
     pub(crate) fence: DriverFence,
     outcome: SetOnce<Outcome>,
-    /// Keeps the page tables (and the hardware context) alive while the
-    /// device may walk them. None for the kernel's own jobs.
-    _vm: Option<Arc<Context>>,
+    /// Keeps the page tables alive while the device may walk them (and
+    /// names the address space the job's slot is bound to). None for the
+    /// kernel's own jobs.
+    vm: Option<Arc<Context>>,
     /// The objects the job uses (the command buffer last), held until it
     /// ended and then let go of by the release work, outside the
     /// signalling path (so a reaped-late job pins no memory).
@@ -80,6 +106,19 @@ pub(crate) struct Job {
     bos: Mutex<KVec<ARef<BoObject>>>,
     /// Where the job's device time is accounted (fdinfo).
     usage: Option<Arc<Usage>>,
+    /// The queue whose count of jobs not yet ended includes this one.
+    queue: Option<Arc<SchedQueue>>,
+    /// What the job still waits for before it may enter the ring.
+    deps: Option<Arc<Deps>>,
+    /// The callbacks on the fences it waits for (removed when dropped).
+    #[pin]
+    callbacks: Mutex<KVec<Pin<KBox<DepCallback>>>>,
+    /// Input points that had no fence at SUBMIT (WAIT_FOR_SUBMIT).
+    #[pin]
+    unattached: Mutex<KVec<Unattached>>,
+    /// SUBMIT failed after the fence was published (errno): the job never
+    /// runs, its fence signals with this error in its queue's order.
+    failed: Atomic<i32>,
 }
 
 impl Job {
@@ -91,23 +130,100 @@ impl Job {
         let fence_seqno = seqno;
         Arc::pin_init(
             try_pin_init!(Self {
-                seqno,
-                context,
+                seqno: 0,
+                ring_seqno: Atomic::new(0),
+                slot: Atomic::new(context.into()),
+                ring_slot: Atomic::new(0),
+                profiled: false,
                 cmdbuf,
                 size,
                 timeout_ms: JOB_TIMEOUT_MS,
                 fence: fences.new_fence(fence_seqno, GFP_KERNEL)?,
                 outcome: SetOnce::new(),
-                _vm: None,
+                vm: None,
                 bos <- new_mutex!(KVec::new()),
                 usage: None,
+                queue: None,
+                deps: None,
+                callbacks <- new_mutex!(KVec::new()),
+                unattached <- new_mutex!(KVec::new()),
+                failed: Atomic::new(0),
             }),
             GFP_KERNEL,
         )
     }
 
-    pub(crate) fn sq_entry(&self) -> SqEntry {
-        SqEntry { seqno: self.seqno, cmdbuf: self.cmdbuf, size: self.size, context: self.context, ..Default::default() }
+    pub(crate) fn ring_seqno(&self) -> u64 {
+        self.ring_seqno.load(Relaxed)
+    }
+
+    /// The job enters the ring as its `seqno`th job (ring lock held).
+    pub(crate) fn set_ring_seqno(&self, seqno: u64) {
+        self.ring_seqno.store(seqno, Relaxed);
+    }
+
+    /// Fences and points the job still waits for.
+    pub(crate) fn deps_left(&self) -> u32 {
+        self.deps.as_ref().map_or(0, |d| d.left.load(Relaxed))
+    }
+
+    /// The error SUBMIT failed with after publishing the fence.
+    pub(crate) fn failed(&self) -> Option<Error> {
+        match self.failed.load(Relaxed) {
+            0 => None,
+            e => Some(Error::from_errno(e)),
+        }
+    }
+
+    /// Look for fences attached to the input points that had none; wait
+    /// for those found. Whether some are still missing (the scheduler
+    /// polls). Scheduler pass: allocates nothing.
+    pub(crate) fn attach_dependencies(&self) -> bool {
+        let Some(deps) = &self.deps else { return false };
+        let mut missing = false;
+        for u in self.unattached.lock().iter_mut().filter(|u| !u.attached) {
+            match u.syncobj.fence(u.point) {
+                Some(f) => {
+                    u.attached = true;
+                    if !sched::register(&mut u.cb, &f) {
+                        deps.done();
+                    }
+                }
+                None => missing = true,
+            }
+        }
+        missing
+    }
+
+    /// The job's entry for submission-ring slot `slot`, whose profile
+    /// record is at bus address `profile` (the slot is remembered, to read
+    /// the record at completion; ring lock held).
+    pub(crate) fn sq_entry(&self, slot: usize, profile: u64) -> SqEntry {
+        // slot < RING_ENTRIES.
+        self.ring_slot.store(slot as u32, Relaxed);
+        let (flags, profile) = if self.profiled { (SQ_FLAG_PROFILE, profile) } else { (0, 0) };
+        SqEntry { seqno: self.ring_seqno(), cmdbuf: self.cmdbuf, size: self.size, context: self.context(), flags, profile, ..Default::default() }
+    }
+
+    /// The submission-ring slot the job was last written to.
+    pub(crate) fn ring_slot(&self) -> usize {
+        self.ring_slot.load(Relaxed) as usize
+    }
+
+    /// The hardware context the job runs on (meaningful once in the ring).
+    pub(crate) fn context(&self) -> u16 {
+        // Only ever set from a u16.
+        self.slot.load(Relaxed) as u16
+    }
+
+    /// The job enters the ring on `slot` (ring lock held).
+    pub(crate) fn set_context(&self, slot: u16) {
+        self.slot.store(slot.into(), Relaxed);
+    }
+
+    /// The address space of a user job.
+    pub(crate) fn vm(&self) -> Option<&Arc<Context>> {
+        self.vm.as_ref()
     }
 
     /// Record how the job ended and signal its fence. On the signalling
@@ -121,6 +237,16 @@ impl Job {
             usage.cycles.add(u64::from(outcome.cycles), Relaxed);
             usage.jobs.add(1, Relaxed);
         }
+        if let Some(queue) = &self.queue {
+            queue.active.fetch_sub(1u32, Relaxed);
+            // (User jobs have both a queue and a usage.)
+            if let Some(usage) = &self.usage {
+                usage.active.fetch_sub(1u32, Relaxed);
+            }
+        }
+        if let Some(vm) = &self.vm {
+            vm.jobs.fetch_sub(1u32, Relaxed);
+        }
         if outcome.error != 0 {
             self.fence.set_error(Error::from_errno(outcome.error));
         }
@@ -133,6 +259,12 @@ impl Job {
     pub(crate) fn release(&self) {
         let bos = core::mem::replace(&mut *self.bos.lock(), KVec::new());
         drop(bos);
+        // The callbacks (none is pending any more: the job ran or was
+        // cancelled) and the input syncobjs go too.
+        let callbacks = core::mem::replace(&mut *self.callbacks.lock(), KVec::new());
+        drop(callbacks);
+        let unattached = core::mem::replace(&mut *self.unattached.lock(), KVec::new());
+        drop(unattached);
     }
 
     /// The outcome once the job has ended.
@@ -141,12 +273,12 @@ impl Job {
     }
 
     /// Wait up to `timeout_ns` for the job to end.
-    pub(crate) fn wait(&self, timeout_ns: i64) -> Result<Option<Outcome>> {
+    pub(crate) fn wait(&self, jiffies: Jiffies) -> Result<Option<Outcome>> {
         if let Some(o) = self.outcome() {
             return Ok(Some(o));
         }
-        if timeout_ns > 0 {
-            self.fence.wait_timeout(true, nsecs_to_jiffies(timeout_ns as u64).max(1))?;
+        if jiffies > 0 {
+            self.fence.wait_timeout(true, jiffies)?;
         }
         Ok(self.outcome())
     }
@@ -154,17 +286,83 @@ impl Job {
 
 /// The user's job description, checked field by field.
 struct Request {
+    queue: Arc<Queue>,
     cmdbuf: ARef<BoObject>,
     cmdbuf_offset: u64,
     size: u32,
     timeout_ms: u32,
+    profiled: bool,
     bos: KVec<(ARef<BoObject>, Access)>,
     in_fences: KVec<ARef<Fence>>,
-    out_syncobj: Option<SyncObj>,
+    /// Input points without a fence yet (WAIT_FOR_SUBMIT).
+    unattached: KVec<(SyncObj, u64)>,
+    /// Outputs: the syncobj, its timeline point (0: binary) and the chain
+    /// node for the point, allocated now.
+    outs: KVec<(SyncObj, u64, Option<FenceChain>)>,
 }
 
-fn check(file: &drm::File<File>, req: &uapi::drm_onpu_submit) -> Result<Request> {
-    if req.flags != 0 || req.pad != 0 {
+/// Largest stride of a SUBMIT array: an element of more than a page is not
+/// one this driver knows (E2BIG), and the bound keeps the checks short.
+const MAX_STRIDE: u32 = 4096;
+
+/// Read the elements of a user array of `size`-byte structures (`count` at
+/// most `max`): each element's first `size` bytes, its bytes past them
+/// checked to be zero. EINVAL for a short stride or too many elements,
+/// E2BIG for non-zero trailing bytes, EFAULT for a bad pointer. With
+/// `count` 0 nothing else is looked at.
+fn read_array(arr: &uapi::drm_onpu_obj_array, size: usize, max: u32) -> Result<KVec<u8>> {
+    // (An empty array needs no stride: zeroed arrays are empty.)
+    if arr.count == 0 {
+        return Ok(KVec::new());
+    }
+    if arr.count > max || (arr.stride as usize) < size {
+        return Err(EINVAL);
+    }
+    let count = arr.count as usize;
+    let mut out = KVec::with_capacity(count * size, GFP_KERNEL)?;
+    if arr.stride > MAX_STRIDE {
+        return Err(E2BIG);
+    }
+    let stride = arr.stride as usize;
+    let base = usize::try_from(arr.array).map_err(|_| EFAULT)?;
+    // count <= 256 and stride <= 4096: at most 1 MiB, read in one go.
+    let total = count * stride;
+    let mut bytes = KVVec::with_capacity(total, GFP_KERNEL)?;
+    UserSlice::new(UserPtr::from_addr(base), total).read_all(&mut bytes, GFP_KERNEL)?;
+    for elem in bytes.chunks_exact(stride) {
+        if elem[size..].iter().any(|&b| b != 0) {
+            return Err(E2BIG);
+        }
+        out.extend_from_slice(&elem[..size], GFP_KERNEL)?;
+    }
+    Ok(out)
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    u64::from(u32_at(b, at)) | (u64::from(u32_at(b, at + 4)) << 32)
+}
+
+/// The elements of a &drm_onpu_sync array.
+fn read_syncs(arr: &uapi::drm_onpu_obj_array, max: u32) -> Result<KVec<uapi::drm_onpu_sync>> {
+    const SIZE: usize = core::mem::size_of::<uapi::drm_onpu_sync>();
+    let bytes = read_array(arr, SIZE, max)?;
+    let mut syncs = KVec::with_capacity(bytes.len() / SIZE, GFP_KERNEL)?;
+    for e in bytes.chunks_exact(SIZE) {
+        syncs.push(uapi::drm_onpu_sync { handle: u32_at(e, 0), flags: u32_at(e, 4), point: u64_at(e, 8) }, GFP_KERNEL)?;
+    }
+    Ok(syncs)
+}
+
+fn check(dev: &OnpuDevice, file: &drm::File<File>, req: &uapi::drm_onpu_submit) -> Result<Request> {
+    if req.flags & !uapi::DRM_ONPU_SUBMIT_PROFILE != 0 || req.pad != 0 {
+        return Err(EINVAL);
+    }
+    let profiled = req.flags & uapi::DRM_ONPU_SUBMIT_PROFILE != 0;
+    if profiled && dev.engine.params.caps & CAP_JOB_PROFILE == 0 {
         return Err(EINVAL);
     }
     let insn = u64::from(uapi::DRM_ONPU_INSN_SIZE);
@@ -175,22 +373,21 @@ fn check(file: &drm::File<File>, req: &uapi::drm_onpu_submit) -> Result<Request>
     if req.cmdbuf_offset % insn != 0 {
         return Err(EINVAL);
     }
-    if req.bo_count > uapi::DRM_ONPU_MAX_JOB_BOS || req.in_syncobj_count > uapi::DRM_ONPU_MAX_IN_SYNCOBJS {
-        return Err(EINVAL);
-    }
     if req.timeout_ms > JOB_TIMEOUT_MS {
         return Err(EINVAL);
     }
+    let queue = file.inner().queue(req.queue_id)?;
     let cmdbuf = gem::lookup(file, req.cmdbuf_handle)?;
     let end = req.cmdbuf_offset.checked_add(u64::from(size)).ok_or(EINVAL)?;
     if end > cmdbuf.size() as u64 {
         return Err(EINVAL);
     }
 
-    let bo_refs = read_words(req.bos, req.bo_count as usize * 2)?;
-    let mut bos = KVec::with_capacity(req.bo_count as usize, GFP_KERNEL)?;
-    for pair in bo_refs.chunks_exact(2) {
-        let (handle, flags) = (pair[0], pair[1]);
+    const BO_REF: usize = core::mem::size_of::<uapi::drm_onpu_bo_ref>();
+    let bo_refs = read_array(&req.bos, BO_REF, uapi::DRM_ONPU_MAX_JOB_BOS)?;
+    let mut bos = KVec::with_capacity(bo_refs.len() / BO_REF, GFP_KERNEL)?;
+    for e in bo_refs.chunks_exact(BO_REF) {
+        let (handle, flags) = (u32_at(e, 0), u32_at(e, 4));
         let access = match flags {
             uapi::DRM_ONPU_BO_READ => Access::Read,
             uapi::DRM_ONPU_BO_WRITE => Access::Write,
@@ -205,118 +402,215 @@ fn check(file: &drm::File<File>, req: &uapi::drm_onpu_submit) -> Result<Request>
         bos.push((bo, access), GFP_KERNEL)?;
     }
 
-    let handles = read_words(req.in_syncobjs, req.in_syncobj_count as usize)?;
-    let mut in_fences = KVec::with_capacity(handles.len(), GFP_KERNEL)?;
-    for &h in handles.iter() {
-        in_fences.push(SyncObj::find_fence(file, h)?, GFP_KERNEL)?;
+    let ins = read_syncs(&req.in_syncs, uapi::DRM_ONPU_MAX_IN_SYNCS)?;
+    let mut in_fences = KVec::with_capacity(ins.len(), GFP_KERNEL)?;
+    let mut unattached = KVec::new();
+    for s in ins.iter() {
+        if s.flags & !uapi::DRM_ONPU_SYNC_WAIT_FOR_SUBMIT != 0 {
+            return Err(EINVAL);
+        }
+        let syncobj = SyncObj::lookup(file, s.handle)?;
+        match syncobj.fence(s.point) {
+            Some(f) => in_fences.push(f, GFP_KERNEL)?,
+            // The job waits (in the scheduler) until one is attached.
+            None if s.flags & uapi::DRM_ONPU_SYNC_WAIT_FOR_SUBMIT != 0 => {
+                unattached.push((syncobj, s.point), GFP_KERNEL)?
+            }
+            None => return Err(EINVAL),
+        }
     }
-    let out_syncobj = match req.out_syncobj {
-        0 => None,
-        h => Some(SyncObj::lookup(file, h)?),
-    };
+    let out_syncs = read_syncs(&req.out_syncs, uapi::DRM_ONPU_MAX_OUT_SYNCS)?;
+    let mut outs = KVec::with_capacity(out_syncs.len(), GFP_KERNEL)?;
+    for s in out_syncs.iter() {
+        // WAIT_FOR_SUBMIT is for inputs only.
+        if s.flags != 0 {
+            return Err(EINVAL);
+        }
+        let syncobj = SyncObj::lookup(file, s.handle)?;
+        let chain = match s.point {
+            0 => None,
+            // A timeline only goes forward.
+            p if p <= syncobj.last_point() => return Err(EINVAL),
+            _ => Some(FenceChain::new()?),
+        };
+        outs.push((syncobj, s.point, chain), GFP_KERNEL)?;
+    }
     let timeout_ms = if req.timeout_ms == 0 { JOB_TIMEOUT_MS } else { req.timeout_ms };
-    Ok(Request { cmdbuf, cmdbuf_offset: req.cmdbuf_offset, size, timeout_ms, bos, in_fences, out_syncobj })
+    Ok(Request { queue, cmdbuf, cmdbuf_offset: req.cmdbuf_offset, size, timeout_ms, profiled, bos, in_fences, unattached, outs })
 }
 
-/// Read `count` u32 words from user memory at `addr` (EFAULT when bad).
-fn read_words(addr: u64, count: usize) -> Result<KVec<u32>> {
-    let mut words = KVec::with_capacity(count, GFP_KERNEL)?;
-    if count == 0 {
-        return Ok(words);
-    }
-    let addr = usize::try_from(addr).map_err(|_| EFAULT)?;
-    let mut bytes = KVec::new();
-    UserSlice::new(UserPtr::from_addr(addr), count * 4).read_all(&mut bytes, GFP_KERNEL)?;
-    for w in bytes.chunks_exact(4) {
-        words.push(u32::from_ne_bytes([w[0], w[1], w[2], w[3]]), GFP_KERNEL)?;
-    }
-    Ok(words)
+/// A callback for one dependency of a job, not registered yet.
+fn new_callback(deps: &Arc<Deps>) -> Result<Pin<KBox<DepCallback>>> {
+    KBox::pin_init(DepCallback::new(DepWaker(deps.clone())), GFP_KERNEL)
 }
 
-/// How long a submitter waits for one foreign dependency before giving up.
-const DEPENDENCY_TIMEOUT_MS: u32 = 10_000;
-
-/// Wait for what the job depends on and that the ring does not order by
-/// itself: fences from other timelines (other devices, other drivers).
-/// Fences of this ring need no wait: the device runs jobs in ring order.
-fn wait_dependencies(ring_context: u64, req: &Request) -> Result {
-    let jiffies = msecs_to_jiffies(DEPENDENCY_TIMEOUT_MS);
-    for f in req.in_fences.iter() {
-        if f.context() != ring_context && !f.wait_timeout(true, jiffies)? {
-            return Err(ETIMEDOUT);
-        }
-    }
-    Ok(())
-}
-
-/// DRM_IOCTL_ONPU_SUBMIT.
+/// DRM_IOCTL_ONPU_SUBMIT: check, take references, allocate, publish the
+/// job's fence, append the job to its queue and let the scheduler move it
+/// into the ring when its dependencies have signalled. Never waits for a
+/// fence.
 pub(crate) fn submit(dev: &OnpuDevice, file: &drm::File<File>, req: &uapi::drm_onpu_submit) -> Result<Arc<Job>> {
-    let r = check(file, req)?;
+    // Jobs that ended since the last submission: their objects go now, in
+    // process context, rather than in the release work.
+    dev.engine.release_retired_and_schedule();
+    // A wedged device runs nothing any more (Documentation/uapi/onpu.rst).
+    if dev.engine.is_wedged() {
+        return Err(EIO);
+    }
+    // A device with only the kernel's hardware context runs no user job.
+    if dev.engine.params.contexts <= 1 {
+        return Err(EBUSY);
+    }
+    let r = check(dev, file, req)?;
     let this = file.inner();
-    let ctx = this.context();
-    // Map (and pin) what the job uses, on its first use.
-    let cmdbuf_va = ctx.ensure_mapped(&r.cmdbuf)?.checked_add(r.cmdbuf_offset).ok_or(EINVAL)?;
-    for (bo, _) in r.bos.iter() {
-        ctx.ensure_mapped(bo)?;
+    let queue: Arc<Queue> = r.queue.clone();
+    let sq = queue.sched.clone();
+    let ctx = &queue.ctx;
+    // Count the job against its queue's limit first (it is uncounted when
+    // it ends, by retire(), or by the guard below until it exists).
+    if sq.active.fetch_add(1u32, Relaxed) >= uapi::DRM_ONPU_MAX_QUEUE_JOBS {
+        sq.active.fetch_sub(1u32, Relaxed);
+        return Err(EAGAIN);
     }
+    // And against its file's (all its queues, destroyed ones too).
+    let file_usage = this.usage().clone();
+    if file_usage.active.fetch_add(1u32, Relaxed) >= MAX_FILE_JOBS {
+        file_usage.active.fetch_sub(1u32, Relaxed);
+        sq.active.fetch_sub(1u32, Relaxed);
+        return Err(EAGAIN);
+    }
+    let counted = ScopeGuard::new(|| {
+        sq.active.fetch_sub(1u32, Relaxed);
+        file_usage.active.fetch_sub(1u32, Relaxed);
+    });
+    // Map (and pin) what the job uses in its queue's context, on first use,
+    // at the file's addresses, before anything is published.
+    let used = r.bos.iter().map(|(bo, _)| &**bo);
+    let cmdbuf_va = this.map_for_job(ctx, &r.cmdbuf, used)?.checked_add(r.cmdbuf_offset).ok_or(EINVAL)?;
     let engine = &dev.engine;
-    let ring = engine.fences.id();
-    wait_dependencies(ring, &r)?;
-    // Implicit sync with other timelines: objects shared with (or written
-    // by) something that is not this ring. The device reads the command
-    // buffer: it is a dependency (and gets the job's fence) like a read
-    // object. (Waited for here without locks, so that the wait under each
-    // reservation lock at publication is normally short.)
-    let uses = r.bos.iter().map(|(bo, a)| (bo, *a));
-    for (bo, access) in Iterator::chain(uses, core::iter::once((&r.cmdbuf, Access::Read))) {
-        if !fence::wait_foreign(bo.resv(), access, ring, msecs_to_jiffies(DEPENDENCY_TIMEOUT_MS))? {
-            return Err(ETIMEDOUT);
-        }
-    }
+    let own = sq.fences.id();
 
-    // Everything the job holds, allocated before it has a number.
-    let Request { cmdbuf, size, timeout_ms, bos: uses, out_syncobj, .. } = r;
+    // Everything the job holds, and the callbacks on what it waits for
+    // that is known now, allocated before it has a fence.
+    let Request { cmdbuf, size, timeout_ms, profiled, bos: uses, in_fences, unattached, outs, .. } = r;
     let mut bos = KVec::with_capacity(uses.len() + 1, GFP_KERNEL)?;
     let mut accesses = KVec::with_capacity(uses.len() + 1, GFP_KERNEL)?;
     for (bo, access) in uses.into_iter() {
         accesses.push(access, GFP_KERNEL)?;
         bos.push(bo, GFP_KERNEL)?;
     }
+    // The device reads the command buffer: a dependency (and it gets the
+    // job's fence) like a read object.
     accesses.push(Access::Read, GFP_KERNEL)?;
     bos.push(cmdbuf, GFP_KERNEL)?;
+    let deps = Deps::new(engine.clone())?;
+    // Fences of this queue need no wait: its jobs enter the ring in order.
+    let mut waits = KVec::with_capacity(in_fences.len(), GFP_KERNEL)?;
+    for f in in_fences.into_iter().filter(|f| f.context() != own && !f.is_signaled()) {
+        waits.push((f, new_callback(&deps)?), GFP_KERNEL)?;
+    }
+    let mut pending_points = KVec::with_capacity(unattached.len(), GFP_KERNEL)?;
+    for (syncobj, point) in unattached.into_iter() {
+        pending_points.push(Unattached { syncobj, point, cb: new_callback(&deps)?, attached: false }, GFP_KERNEL)?;
+    }
     let usage = this.usage().clone();
-    let build = |seqno| {
-        // (The fence is made once the job's memory is there, as above.)
-        let fence_seqno = seqno;
-        Arc::pin_init(
-            try_pin_init!(Job {
-                seqno,
-                context: ctx.index(),
-                cmdbuf: cmdbuf_va,
-                size,
-                timeout_ms,
-                fence: engine.fences.new_fence(fence_seqno, GFP_KERNEL)?,
-                outcome: SetOnce::new(),
-                _vm: Some(ctx.clone()),
-                bos <- new_mutex!(bos),
-                usage: Some(usage),
-            }),
-            GFP_KERNEL,
-        )
-    };
-    // Publish the fence before the device can see the job, so that nobody
-    // observes the objects idle while it runs. One reservation lock at a
-    // time, outside the ring lock; under it, the foreign fences added since
-    // the wait above are waited for too. If this fails half way, the engine
-    // signals the fence with the error.
-    let publish = |job: &Job| {
-        job.bos.lock().iter().zip(accesses.iter()).try_for_each(|(bo, access)| {
-            fence::add_fence(bo.resv(), &job.fence, *access, ring, msecs_to_jiffies(DEPENDENCY_TIMEOUT_MS))
-        })?;
-        if let Some(s) = &out_syncobj {
-            s.replace_fence(Some(&job.fence));
+    let seqno = this.next_seqno();
+
+    // From the fence number to the queue's list: one submitter per queue,
+    // so the list is in fence order.
+    let mut next = sq.submit.lock();
+    let fence_seqno = *next;
+    let (job_queue, job_deps, timeline) = (sq.clone(), deps.clone(), &sq.fences);
+    let job = Arc::pin_init(
+        try_pin_init!(Job {
+            seqno,
+            ring_seqno: Atomic::new(0),
+            slot: Atomic::new(0),
+            ring_slot: Atomic::new(0),
+            profiled,
+            cmdbuf: cmdbuf_va,
+            size,
+            timeout_ms,
+            // (The fence is made once the job's memory is there: nothing
+            // fails after it but publication, handled below.)
+            fence: timeline.new_fence(fence_seqno, GFP_KERNEL)?,
+            outcome: SetOnce::new(),
+            vm: Some(ctx.clone()),
+            bos <- new_mutex!(bos),
+            usage: Some(usage),
+            queue: Some(job_queue),
+            deps: Some(job_deps),
+            callbacks <- new_mutex!(KVec::new()),
+            unattached <- new_mutex!(KVec::new()),
+            failed: Atomic::new(0),
+        }),
+        GFP_KERNEL,
+    )?;
+    // The number is spent; the job's retire() uncounts it from now on.
+    *next += 1;
+    counted.dismiss();
+    // Counted against its context until it ends (CONTEXT_DESTROY).
+    ctx.jobs.fetch_add(1u32, Relaxed);
+
+    // Publish the fence before the job can run, so that nobody sees the
+    // objects idle while it does: per object, under its reservation lock,
+    // collect the fences of other timelines the job must follow and add
+    // its own (no fence added in between is missed). Then the outputs.
+    let published = (|| -> Result<KVec<Pin<KBox<DepCallback>>>> {
+        let objects = job.bos.lock();
+        for (bo, access) in objects.iter().zip(accesses.iter()) {
+            for f in fence::publish(bo.resv(), &job.fence, *access, own)?.into_iter() {
+                waits.push((f, new_callback(&deps)?), GFP_KERNEL)?;
+            }
         }
-        Ok(())
-    };
-    engine.submit(build, publish)
+        // Where the job keeps its callbacks.
+        Ok(KVec::with_capacity(waits.len(), GFP_KERNEL)?)
+    })();
+    for (syncobj, point, chain) in outs.into_iter() {
+        match chain {
+            Some(chain) => syncobj.add_point(chain, &job.fence, point),
+            None => syncobj.replace_fence(Some(&job.fence)),
+        }
+    }
+    match published {
+        Ok(mut callbacks) => {
+            // Count first, then register: a callback that fires at once
+            // counts down from the full number.
+            let total = waits.len() + pending_points.len();
+            deps.left.store(total as u32, Relaxed);
+            for (f, mut cb) in waits.into_iter() {
+                if !sched::register(&mut cb, &f) {
+                    deps.done();
+                }
+                // Within the capacity; the job keeps the callback until it
+                // is released (dropping it removes it from the fence).
+                let _ = callbacks.push_within_capacity(cb);
+            }
+            *job.callbacks.lock() = callbacks;
+            *job.unattached.lock() = pending_points;
+        }
+        Err(e) => {
+            // Part of it may be published: the fence signals with the
+            // error, in the queue's order (the scheduler retires it).
+            job.failed.store(e.to_errno(), Relaxed);
+        }
+    }
+    let queued = engine.submit_job(&sq, job.clone());
+    drop(next);
+    match queued {
+        Ok(false) => {}
+        Ok(true) => engine.run_scheduler(),
+        Err(job) => {
+            // Unbind took the lists: every earlier job was cancelled.
+            {
+                let _signalling = fence::Signalling::begin();
+                job.retire(Outcome::canceled(), Delta::ZERO);
+            }
+            job.release();
+            return Err(ENODEV);
+        }
+    }
+    match job.failed() {
+        Some(e) => Err(e),
+        None => Ok(job),
+    }
 }

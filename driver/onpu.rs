@@ -26,7 +26,9 @@ mod job;
 mod mmu;
 mod query;
 mod regs;
+mod sched;
 mod selftest;
+mod slots;
 mod userptr;
 // Shared with userspace, which uses all of it; the driver uses what it needs.
 #[allow(dead_code, unreachable_pub)]

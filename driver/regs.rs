@@ -46,6 +46,10 @@ pub(crate) const VA_BITS_SUPPORTED: u32 = 39;
 
 /// CAPS: the shadow doorbell page ("Shadow doorbells" in the spec).
 pub(crate) const CAP_SHADOW_DOORBELL: u32 = 1 << 3;
+/// CAPS: per-job profile records ("Job profile records", device 1.1).
+pub(crate) const CAP_JOB_PROFILE: u32 = 1 << 5;
+/// Submission-entry flags: write the job's profile record.
+pub(crate) const SQ_FLAG_PROFILE: u16 = 1 << 0;
 /// Words of the shadow doorbell page.
 pub(crate) const SHADOW_SQ_TAIL: usize = 0;
 pub(crate) const SHADOW_SQ_EVENT: usize = 1;

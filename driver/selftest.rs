@@ -41,7 +41,8 @@ pub(crate) fn run(dev: &device::Device<Bound>, engine: &Arc<Engine>) -> Result {
 
     let result = (|| -> Result {
         let fences = &engine.fences;
-        let job = engine.submit(|seqno| Job::kernel(fences, seqno, KERNEL_CONTEXT, CMDBUF_VA, INSN_SIZE), |_| Ok(()))?;
+        let job = Job::kernel(fences, 1, KERNEL_CONTEXT, CMDBUF_VA, INSN_SIZE)?;
+        engine.run_kernel_job(&job)?;
         let _ = job.fence.wait_timeout(true, msecs_to_jiffies(TIMEOUT_MS));
         match job.outcome() {
             Some(o) if o.status == 0 => {

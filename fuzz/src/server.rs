@@ -32,10 +32,14 @@ const RESET_BOUND: Duration = Duration::from_secs(2);
 /// copies, the rings' bookkeeping.
 const HEAP_BUDGET: usize = 32 << 20;
 
-/// BAR0 registers worth hitting often (an arbitrary 16-bit offset rarely is).
-const REGS: [u32; 16] = [
+/// BAR0 registers worth hitting often (an arbitrary 16-bit offset rarely is),
+/// with device 1.1's ring blocks (rings 1..3: base, size, doorbell).
+const REGS: [u32; 29] = [
     CONTROL, STATUS, IRQ_MASK, IRQ_ACK, SQ_BASE_LO, SQ_BASE_HI, SQ_SIZE, DOORBELL, CQ_BASE_LO, CQ_BASE_HI, CQ_SIZE,
-    CQ_HEAD, CTX_TABLE_LO, CTX_TABLE_HI, FAULT_STATUS, PERF_BASE,
+    CQ_HEAD, CTX_TABLE_LO, CTX_TABLE_HI, FAULT_STATUS, PERF_BASE, SHADOW_LO, RING_ERROR, NUM_RINGS,
+    ring_reg(1, RING_SQ_BASE_LO), ring_reg(1, RING_SQ_SIZE), ring_reg(1, RING_DOORBELL),
+    ring_reg(2, RING_SQ_BASE_LO), ring_reg(2, RING_SQ_SIZE), ring_reg(2, RING_DOORBELL),
+    ring_reg(3, RING_SQ_BASE_LO), ring_reg(3, RING_SQ_SIZE), ring_reg(3, RING_DOORBELL), ring_reg(0, RING_DOORBELL),
 ];
 
 fn memfd(size: u64) -> File {
@@ -157,11 +161,13 @@ pub fn run(data: &[u8]) {
                 let _ = ram.write_at(&bytes, off % RAM_SIZE);
             }
             8 => {
-                // Let the CP catch up with submitted work (bounded).
+                // Let the CP catch up with submitted work on every ring
+                // (bounded).
                 for _ in 0..200 {
-                    if b.device.mmio_read(STATUS) & STATUS_BUSY == 0
-                        && b.device.mmio_read(SQ_HEAD) == b.device.mmio_read(SQ_TAIL)
-                    {
+                    let drained = (0..RINGS).all(|n| {
+                        b.device.mmio_read(ring_reg(n, RING_SQ_HEAD)) == b.device.mmio_read(ring_reg(n, RING_SQ_TAIL))
+                    });
+                    if b.device.mmio_read(STATUS) & STATUS_BUSY == 0 && drained {
                         break;
                     }
                     std::thread::yield_now();

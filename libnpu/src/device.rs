@@ -13,7 +13,7 @@ use std::fs::{File, OpenOptions};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// What can go wrong talking to the NPU.
 #[derive(Debug, thiserror::Error)]
@@ -157,6 +157,8 @@ pub struct Device {
     handles: Mutex<HashMap<u32, u32>>,
     /// Tells this open file from every other one ([`ParkedBuffer`]).
     id: u64,
+    /// The NORMAL-priority queue made at open, for jobs that name none.
+    queue: u32,
 }
 
 /// Source of [`Device::id`]s.
@@ -235,6 +237,7 @@ impl Device {
             params: Params::default(),
             handles: Mutex::default(),
             id,
+            queue: 0,
         };
         // The first query tells an onpu node from anything else.
         if let Err(DeviceError::Ioctl { errno, .. }) = dev.param(uapi::DRM_ONPU_PARAM_DEVICE_ID) {
@@ -244,6 +247,7 @@ impl Device {
             });
         }
         dev.params = dev.caps()?.into();
+        dev.queue = dev.create_queue_id(Priority::Normal)?;
         log::debug!("opened {} ({:?})", path.display(), dev.params);
         Ok(dev)
     }
@@ -380,6 +384,32 @@ impl Device {
         }
     }
 
+    fn create_queue_id(&self, priority: Priority) -> Result<u32> {
+        let mut q = uapi::drm_onpu_queue_create {
+            priority: priority as u32,
+            ..Default::default()
+        };
+        match raw::ioctl(&self.file, &mut q).map_err(nix::errno::Errno::from_raw) {
+            Ok(_) => Ok(q.queue_id),
+            Err(nix::errno::Errno::EACCES) => Err(DeviceError::Invalid(format!(
+                "a {priority:?} queue needs CAP_SYS_NICE"
+            ))),
+            Err(errno) => Err(DeviceError::Ioctl {
+                what: "QUEUE_CREATE",
+                errno,
+            }),
+        }
+    }
+
+    /// A new job queue with `priority` (the device runs the jobs of higher
+    /// priorities first, at job boundaries). Destroyed on drop.
+    pub fn create_queue(&self, priority: Priority) -> Result<Queue<'_>> {
+        Ok(Queue {
+            dev: self,
+            id: self.create_queue_id(priority)?,
+        })
+    }
+
     /// Queue a job; its sequence number.
     pub fn submit(&self, job: &Job<'_>) -> Result<u64> {
         job.validate()?;
@@ -407,22 +437,13 @@ impl Device {
         // validate() bounded it by DRM_ONPU_MAX_CMDBUF_SIZE.
         let size = job.cmdbuf_size as u32;
         let mut req = uapi::drm_onpu_submit {
+            queue_id: job.queue.unwrap_or(self.queue),
             cmdbuf_handle: job.cmdbuf.handle,
             cmdbuf_offset: job.cmdbuf_offset,
             cmdbuf_size: size,
-            bo_count: refs.len() as u32,
-            bos: if refs.is_empty() {
-                0
-            } else {
-                refs.as_ptr() as u64
-            },
-            in_syncobjs: if job.in_syncobjs.is_empty() {
-                0
-            } else {
-                job.in_syncobjs.as_ptr() as u64
-            },
-            in_syncobj_count: job.in_syncobjs.len() as u32,
-            out_syncobj: job.out_syncobj,
+            bos: raw::obj_array(&refs),
+            in_syncs: raw::obj_array(&job.in_syncs),
+            out_syncs: raw::obj_array(&job.out_syncs),
             timeout_ms: job.timeout_ms,
             ..Default::default()
         };
@@ -440,12 +461,12 @@ impl Device {
     /// Wait up to `timeout` for job `seqno` and reap it. A job that failed
     /// on the device gives its fault, with the address.
     pub fn wait(&self, seqno: u64, timeout: Duration) -> Result<Outcome> {
-        let deadline = Instant::now() + timeout;
+        // One absolute deadline for every retry after a signal.
+        let deadline = deadline_after(timeout)?;
         let w = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
             let mut w = uapi::drm_onpu_wait {
                 seqno,
-                timeout_ns: ns(left),
+                timeout_abs_ns: deadline,
                 ..Default::default()
             };
             match raw::ioctl(&self.file, &mut w).map_err(nix::errno::Errno::from_raw) {
@@ -506,13 +527,12 @@ impl Device {
 
     /// Wait until no job uses `buffer`.
     pub fn wait_idle(&self, buffer: &Buffer<'_>, timeout: Duration) -> Result<()> {
-        let deadline = Instant::now() + timeout;
+        let deadline = deadline_after(timeout)?;
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
             let mut w = uapi::drm_onpu_wait_bo {
                 handle: buffer.handle,
                 flags: 0,
-                timeout_ns: ns(left),
+                timeout_abs_ns: deadline,
             };
             match raw::ioctl(&self.file, &mut w).map_err(nix::errno::Errno::from_raw) {
                 Ok(_) => return Ok(()),
@@ -532,6 +552,19 @@ impl AsFd for Device {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.file.as_fd()
     }
+}
+
+/// The absolute CLOCK_MONOTONIC deadline `timeout` from now, as WAIT and
+/// WAIT_BO take it (a zero timeout polls).
+fn deadline_after(timeout: Duration) -> Result<i64> {
+    if timeout.is_zero() {
+        return Ok(0);
+    }
+    let now = raw::monotonic_ns().map_err(|e| DeviceError::Ioctl {
+        what: "clock_gettime(CLOCK_MONOTONIC)",
+        errno: nix::errno::Errno::from_raw(e),
+    })?;
+    Ok(now.saturating_add(ns(timeout)))
 }
 
 /// A relative timeout for the uAPI: nanoseconds, saturated (never negative).
@@ -562,8 +595,11 @@ pub struct Job<'a> {
     pub cmdbuf_size: u64,
     /// Buffers the job uses, and whether it writes them.
     pub buffers: Vec<(&'a Buffer<'a>, bool)>,
-    pub in_syncobjs: Vec<u32>,
-    pub out_syncobj: u32,
+    /// Syncobjs (points) the job waits for, and those it signals.
+    pub in_syncs: Vec<uapi::drm_onpu_sync>,
+    pub out_syncs: Vec<uapi::drm_onpu_sync>,
+    /// The queue (its id) to submit to; None: the device's default queue.
+    pub queue: Option<u32>,
     /// 0: the driver's default.
     pub timeout_ms: u32,
 }
@@ -575,8 +611,9 @@ impl<'a> Job<'a> {
             cmdbuf_offset: 0,
             cmdbuf_size: size,
             buffers: Vec::new(),
-            in_syncobjs: Vec::new(),
-            out_syncobj: 0,
+            in_syncs: Vec::new(),
+            out_syncs: Vec::new(),
+            queue: None,
             timeout_ms: 0,
         }
     }
@@ -593,13 +630,20 @@ impl<'a> Job<'a> {
 
     /// Run only once `s` has signalled.
     pub fn after(mut self, s: &Syncobj<'_>) -> Self {
-        self.in_syncobjs.push(s.handle);
+        self.in_syncs.push(raw::sync(s.handle));
         self
     }
 
-    /// Put the job's fence in `s` (it signals when the job ends).
+    /// Put the job's fence in `s` (it signals when the job ends); a job
+    /// may signal several syncobjs.
     pub fn signal(mut self, s: &Syncobj<'_>) -> Self {
-        self.out_syncobj = s.handle;
+        self.out_syncs.push(raw::sync(s.handle));
+        self
+    }
+
+    /// Submit to `q` rather than the device's default queue.
+    pub fn on(mut self, q: &'a Queue<'a>) -> Self {
+        self.queue = Some(q.id);
         self
     }
 
@@ -634,11 +678,18 @@ impl<'a> Job<'a> {
                 self.buffers.len()
             ));
         }
-        if self.in_syncobjs.len() > uapi::DRM_ONPU_MAX_IN_SYNCOBJS as usize {
+        if self.in_syncs.len() > uapi::DRM_ONPU_MAX_IN_SYNCS as usize {
             return bad(format!(
                 "a job may wait for at most {} syncobjs, this one lists {}",
-                uapi::DRM_ONPU_MAX_IN_SYNCOBJS,
-                self.in_syncobjs.len()
+                uapi::DRM_ONPU_MAX_IN_SYNCS,
+                self.in_syncs.len()
+            ));
+        }
+        if self.out_syncs.len() > uapi::DRM_ONPU_MAX_OUT_SYNCS as usize {
+            return bad(format!(
+                "a job may signal at most {} syncobjs, this one lists {}",
+                uapi::DRM_ONPU_MAX_OUT_SYNCS,
+                self.out_syncs.len()
             ));
         }
         if self
@@ -649,6 +700,38 @@ impl<'a> Job<'a> {
             return bad("a job's buffers must belong to the device (file) it is submitted on; import them there first".into());
         }
         Ok(())
+    }
+}
+
+/// Priorities of a job queue (DRM_ONPU_PRIORITY_*).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Priority {
+    Low = uapi::DRM_ONPU_PRIORITY_LOW,
+    Normal = uapi::DRM_ONPU_PRIORITY_NORMAL,
+    High = uapi::DRM_ONPU_PRIORITY_HIGH,
+    /// Needs CAP_SYS_NICE.
+    Realtime = uapi::DRM_ONPU_PRIORITY_REALTIME,
+}
+
+/// A job queue of a device file ([`Device::create_queue`], [`Job::on`]).
+/// Destroyed on drop (its submitted jobs still run).
+pub struct Queue<'d> {
+    dev: &'d Device,
+    id: u32,
+}
+
+impl Queue<'_> {
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+}
+
+impl Drop for Queue<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = raw::queue_destroy(&self.dev.file, self.id) {
+            log::warn!("QUEUE_DESTROY of queue {}: errno {e}", self.id);
+        }
     }
 }
 

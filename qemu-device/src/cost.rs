@@ -169,6 +169,9 @@ pub struct Timeline {
     writes: [Uses; 2],
     touches: [Uses; 2],
     work: u64,
+    /// Per engine: the cycles of the instructions issued to it (its busy
+    /// time, without the time it waited).
+    busy: [u64; 2],
 }
 
 impl Timeline {
@@ -195,6 +198,7 @@ impl Timeline {
         }
         let done = start.saturating_add(cycles);
         self.free[me] = done;
+        self.busy[me] = self.busy[me].saturating_add(cycles);
         for &(lo, hi) in reads {
             self.touches[me].assign(lo, hi, done);
         }
@@ -213,6 +217,11 @@ impl Timeline {
 
     pub fn total(&self) -> u64 {
         self.free[0].max(self.free[1]).max(self.fence)
+    }
+
+    /// Cycles of the instructions issued to `engine` so far.
+    pub fn busy(&self, engine: Engine) -> u64 {
+        self.busy[engine as usize]
     }
 
     /// Scoreboard segments examined so far (for tests of its complexity).

@@ -8,7 +8,7 @@ use crate::inject::{Action, Injector};
 use crate::mem::{bus_read, bus_write, Bus, HostMemory, Pin};
 use crate::mmu::{Mmu, PTE_ADDR_MASK, PTE_VALID};
 use crate::regs::*;
-use npu_isa::{Fault, INSN_SIZE, ISA_VERSION};
+use npu_isa::{Fault, INSN_SIZE};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -37,6 +37,16 @@ impl Default for DeviceConfig {
     }
 }
 
+/// One submission ring's registers.
+#[derive(Clone, Copy, Default)]
+struct SqRing {
+    base: u64,
+    /// 0: the ring is disabled (rings 1.. only; ring 0 must be valid).
+    size: u32,
+    head: u32,
+    tail: u32,
+}
+
 #[derive(Default)]
 struct State {
     enabled: bool,
@@ -45,10 +55,8 @@ struct State {
     busy: bool,
     irq_status: u32,
     irq_mask: u32,
-    sq_base: u64,
-    sq_size: u32,
-    sq_head: u32,
-    sq_tail: u32,
+    /// Submission rings; ring n has priority n.
+    rings: [SqRing; RINGS],
     cq_base: u64,
     cq_size: u32,
     cq_head: u32,
@@ -75,6 +83,8 @@ struct State {
     reset_waits_delay: bool,
     ring_error: u32,
     ring_error_value: u32,
+    /// Bumped by `Device::end_delays`: an injected delay in progress ends.
+    delay_epoch: u64,
 }
 
 struct Shared {
@@ -180,9 +190,20 @@ impl Device {
     pub fn mmio_read(&self, offset: u32) -> u32 {
         let cfg = &self.shared.config;
         let s = self.shared.lock();
+        if let Some((n, reg)) = ring_reg_of(offset) {
+            let r = &s.rings[n];
+            return match reg {
+                RING_SQ_BASE_LO => r.base as u32,
+                RING_SQ_BASE_HI => (r.base >> 32) as u32,
+                RING_SQ_SIZE => r.size,
+                RING_SQ_HEAD => r.head,
+                RING_SQ_TAIL => r.tail,
+                _ => 0, // DOORBELL is write-only
+            };
+        }
         match offset {
             ID => ID_VALUE,
-            VERSION => ISA_VERSION,
+            VERSION => VERSION_VALUE,
             CAPS => {
                 let inj = if self
                     .shared
@@ -195,12 +216,19 @@ impl Device {
                 } else {
                     0
                 };
-                CAP_F32 | CAP_INT8 | CAP_POOL | CAP_SHADOW_DOORBELL | inj
+                CAP_F32
+                    | CAP_INT8
+                    | CAP_POOL
+                    | CAP_SHADOW_DOORBELL
+                    | CAP_MULTI_RING
+                    | CAP_JOB_PROFILE
+                    | inj
             }
             SRAM_SIZE => cfg.sram_size,
             NUM_CONTEXTS => cfg.contexts,
             VA_BITS => VA_BITS_VALUE,
             CLOCK_KHZ => CLOCK_KHZ_VALUE,
+            NUM_RINGS => RINGS as u32,
             CONTROL => s.enabled as u32 * CONTROL_ENABLE,
             STATUS => {
                 (s.enabled as u32 * STATUS_ENABLED)
@@ -210,11 +238,6 @@ impl Device {
             }
             IRQ_STATUS => s.irq_status,
             IRQ_MASK => s.irq_mask,
-            SQ_BASE_LO => s.sq_base as u32,
-            SQ_BASE_HI => (s.sq_base >> 32) as u32,
-            SQ_SIZE => s.sq_size,
-            SQ_HEAD => s.sq_head,
-            SQ_TAIL => s.sq_tail,
             CQ_BASE_LO => s.cq_base as u32,
             CQ_BASE_HI => (s.cq_base >> 32) as u32,
             CQ_SIZE => s.cq_size,
@@ -256,6 +279,24 @@ impl Device {
         let set_hi = |r: &mut u64| *r = (*r & 0xffff_ffff) | (value as u64) << 32;
         // Ring geometry is programmable only while disabled.
         let cfg_ok = !s.enabled;
+        if let Some((n, reg)) = ring_reg_of(offset) {
+            let r = &mut s.rings[n];
+            match reg {
+                RING_SQ_BASE_LO if cfg_ok => set_lo(&mut r.base),
+                RING_SQ_BASE_HI if cfg_ok => set_hi(&mut r.base),
+                RING_SQ_SIZE if cfg_ok => r.size = value,
+                RING_DOORBELL => {
+                    if tail_ok(r, value) {
+                        r.tail = value;
+                        sh.wake.notify_all();
+                    } else {
+                        sh.ring_error(&mut s, ring_error_doorbell(n), value);
+                    }
+                }
+                _ => {}
+            }
+            return;
+        }
         match offset {
             CONTROL => {
                 if value & CONTROL_SOFT_RESET != 0 {
@@ -284,17 +325,6 @@ impl Device {
                 sh.send(&mut s, newly & IRQ_ALL);
             }
             IRQ_ACK => s.irq_status &= !value,
-            SQ_BASE_LO if cfg_ok => set_lo(&mut s.sq_base),
-            SQ_BASE_HI if cfg_ok => set_hi(&mut s.sq_base),
-            SQ_SIZE if cfg_ok => s.sq_size = value,
-            DOORBELL => {
-                if tail_ok(&s, value) {
-                    s.sq_tail = value;
-                    sh.wake.notify_all();
-                } else {
-                    sh.ring_error(&mut s, RING_ERROR_DOORBELL, value);
-                }
-            }
             RING_ERROR => s.ring_error &= !value,
             CQ_BASE_LO if cfg_ok => set_lo(&mut s.cq_base),
             CQ_BASE_HI if cfg_ok => set_hi(&mut s.cq_base),
@@ -330,8 +360,10 @@ impl Device {
         s.halted = false;
         s.hung = false;
         s.busy = false;
-        s.sq_head = 0;
-        s.sq_tail = 0;
+        for r in s.rings.iter_mut() {
+            r.head = 0;
+            r.tail = 0;
+        }
         s.cq_head = 0;
         s.cq_tail = 0;
         s.irq_status = 0;
@@ -374,10 +406,47 @@ impl Device {
         }
     }
 
+    /// End every injected delay in progress now (the control socket's
+    /// `clear`): the delayed job writes its record at once.
+    pub fn end_delays(&self) {
+        self.delay_ender().end_delays();
+    }
+
+    /// A handle that ends injected delays, for the control socket's thread.
+    pub fn delay_ender(&self) -> DelayEnder {
+        DelayEnder(self.shared.clone())
+    }
+
     /// Performance counter value.
     pub fn perf(&self, c: PerfCounter) -> u64 {
         self.shared.lock().perf[c as usize]
     }
+}
+
+/// Ends injected delays in progress (see [`Device::end_delays`]).
+#[derive(Clone)]
+pub struct DelayEnder(Arc<Shared>);
+
+impl DelayEnder {
+    pub fn end_delays(&self) {
+        let mut s = self.0.lock();
+        s.delay_epoch = s.delay_epoch.wrapping_add(1);
+        self.0.wake.notify_all();
+    }
+}
+
+/// One control-socket line (Documentation/hw/npu-hw.rst, "Fault
+/// injection") applied to a running device: [`crate::inject::control_line`]
+/// on its rules, and a successful `clear` also ends a delay in progress.
+pub fn control(inject: &Mutex<Injector>, delays: &DelayEnder, line: &str) -> String {
+    let reply = match inject.lock() {
+        Ok(mut inj) => crate::inject::control_line(&mut inj, line),
+        Err(_) => "error: injector unavailable".into(),
+    };
+    if line.trim() == "clear" && reply == "ok" {
+        delays.end_delays();
+    }
+    reply
 }
 
 impl Drop for Device {
@@ -401,9 +470,25 @@ fn ring_size_ok(n: u32) -> bool {
 }
 
 /// A new SQ tail may be at most SQ_SIZE entries ahead of SQ_HEAD (and not
-/// behind it): anything else would replay stale slots.
-fn tail_ok(s: &State, tail: u32) -> bool {
-    tail.wrapping_sub(s.sq_head) <= s.sq_size
+/// behind it): anything else would replay stale slots. A disabled ring
+/// (size 0) accepts only its head.
+fn tail_ok(r: &SqRing, tail: u32) -> bool {
+    tail.wrapping_sub(r.head) <= r.size
+}
+
+/// Whether ring `n` takes part: ring 0 always (ENABLE checked it), the
+/// others while their SQ_SIZE is not 0.
+fn ring_enabled(n: usize, r: &SqRing) -> bool {
+    n == 0 || r.size != 0
+}
+
+/// The ring the CP takes its next job from: the highest-numbered enabled
+/// ring with an entry (strict priority).
+fn next_ring(s: &State) -> Option<usize> {
+    (0..RINGS).rev().find(|&n| {
+        let r = &s.rings[n];
+        ring_enabled(n, r) && r.size != 0 && r.head != r.tail
+    })
 }
 
 /// A new CQ head may not pass CQ_TAIL, nor be more than CQ_SIZE behind it.
@@ -413,39 +498,50 @@ fn head_ok(s: &State, head: u32) -> bool {
 
 fn rings_valid(s: &State) -> bool {
     let aligned = |a: u64| a.is_multiple_of(4096);
-    ring_size_ok(s.sq_size)
+    let sq_ok = s
+        .rings
+        .iter()
+        .enumerate()
+        .all(|(n, r)| (n != 0 && r.size == 0) || (ring_size_ok(r.size) && aligned(r.base)));
+    sq_ok
         && ring_size_ok(s.cq_size)
-        && aligned(s.sq_base)
         && aligned(s.cq_base)
         && aligned(s.ctx_table)
         && aligned(s.shadow)
 }
 
-/// The shadow doorbell page: take the driver's SQ tail and CQ head from it
-/// as if written to DOORBELL and CQ_HEAD (out-of-range values are refused
-/// the same way). False on a bus error.
+/// The shadow doorbell page: take the driver's SQ tails (of the enabled
+/// rings) and CQ head from it as if written to DOORBELL and CQ_HEAD
+/// (out-of-range values are refused the same way). False on a bus error.
 fn read_shadow(sh: &Shared, mem: &HostMemory, s: &mut State) -> bool {
     if s.shadow == 0 {
         return true;
     }
-    let mut w = [0u8; 12];
-    // The tail before the head: a driver publishes the head it freed
+    // The tails before the head: a driver publishes the head it freed
     // before the tail of the entries that need the room.
+    for n in 0..RINGS {
+        if !ring_enabled(n, &s.rings[n]) {
+            continue;
+        }
+        let mut w = [0u8; 4];
+        std::sync::atomic::fence(Ordering::Acquire);
+        if !bus_read(mem, s.shadow.wrapping_add(shadow_sq_tail(n)), &mut w) {
+            return false;
+        }
+        let tail = u32::from_le_bytes(w);
+        let r = &mut s.rings[n];
+        if tail_ok(r, tail) {
+            r.tail = tail;
+        } else if tail != r.tail {
+            sh.ring_error(s, ring_error_shadow_tail(n), tail);
+        }
+    }
+    let mut w = [0u8; 4];
     std::sync::atomic::fence(Ordering::Acquire);
-    if !bus_read(mem, s.shadow.wrapping_add(SHADOW_SQ_TAIL), &mut w[..4]) {
+    if !bus_read(mem, s.shadow.wrapping_add(SHADOW_CQ_HEAD), &mut w) {
         return false;
     }
-    std::sync::atomic::fence(Ordering::Acquire);
-    if !bus_read(mem, s.shadow.wrapping_add(SHADOW_CQ_HEAD), &mut w[8..12]) {
-        return false;
-    }
-    let tail = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
-    let head = u32::from_le_bytes([w[8], w[9], w[10], w[11]]);
-    if tail_ok(s, tail) {
-        s.sq_tail = tail;
-    } else if tail != s.sq_tail {
-        sh.ring_error(s, RING_ERROR_SHADOW_SQ_TAIL, tail);
-    }
+    let head = u32::from_le_bytes(w);
     if head_ok(s, head) {
         s.cq_head = head;
     } else if head != s.cq_head {
@@ -510,7 +606,7 @@ impl Shared {
     }
 
     fn halt(&self, s: &mut State) {
-        log::warn!("device halted: bad ring or context-table memory");
+        log::warn!("device halted: bad ring, context-table or profile-record memory");
         s.halted = true;
         s.enabled = false;
         self.raise(s, IRQ_DEVICE_ERROR);
@@ -545,16 +641,29 @@ struct Submission {
     cmdbuf: u64,
     size: u32,
     context: u16,
+    /// The ring it came from.
+    ring: usize,
+    /// Bus address of the profile record; Some only for a valid entry with
+    /// PROFILE set.
+    profile: Option<u64>,
     valid: bool,
 }
 
-fn parse_submission(raw: &[u8; 64]) -> Submission {
+fn parse_submission(raw: &[u8; 64], ring: usize) -> Submission {
     let u64_at = |o: usize| u64::from_le_bytes(raw[o..o + 8].try_into().unwrap_or([0; 8]));
     let size = u32::from_le_bytes([raw[16], raw[17], raw[18], raw[19]]);
     let context = u16::from_le_bytes([raw[20], raw[21]]);
     let flags = u16::from_le_bytes([raw[22], raw[23]]);
-    let valid = flags == 0
-        && raw[24..].iter().all(|&b| b == 0)
+    let profile_addr = u64_at(24);
+    let profiled = flags & SQ_FLAG_PROFILE != 0;
+    let profile_ok = if profiled {
+        profile_addr.is_multiple_of(PROFILE_RECORD_SIZE)
+    } else {
+        profile_addr == 0
+    };
+    let valid = flags & !SQ_FLAG_PROFILE == 0
+        && profile_ok
+        && raw[32..].iter().all(|&b| b == 0)
         && size > 0
         && size.is_multiple_of(INSN_SIZE as u32)
         && size <= CMDBUF_MAX;
@@ -563,6 +672,8 @@ fn parse_submission(raw: &[u8; 64]) -> Submission {
         cmdbuf: u64_at(8),
         size,
         context,
+        ring,
+        profile: (valid && profiled).then_some(profile_addr),
         valid,
     }
 }
@@ -574,12 +685,12 @@ fn command_processor(sh: Arc<Shared>) {
         // Wait for work: enabled, bus mastering on, an entry pending, room
         // in the completion ring, and no injected hang. Host memory is
         // pinned only while awake, so an unmap never waits for a sleeper.
-        let (sqe_addr, epoch, pin) = {
+        let (ring, sqe_addr, epoch, pin) = {
             let mut s = sh.lock();
             let mut pin = sh.bus.pin();
             // Whether SQ_EVENT says the CP sleeps (the driver must ring).
             let mut announced = false;
-            loop {
+            let ring = loop {
                 if s.shutdown {
                     return;
                 }
@@ -589,17 +700,28 @@ fn command_processor(sh: Arc<Shared>) {
                     continue;
                 }
                 let cq_full = s.cq_tail.wrapping_sub(s.cq_head) >= s.cq_size;
-                if live && s.sq_head != s.sq_tail && !cq_full {
-                    break;
+                let next = if live && !cq_full {
+                    next_ring(&s)
+                } else {
+                    None
+                };
+                if let Some(n) = next {
+                    break n;
                 }
                 // With a shadow page, tell the driver where the CP stopped,
                 // then look once more: a tail it published before seeing
                 // the event came without a doorbell.
                 if live && s.shadow != 0 && !announced {
                     announced = true;
-                    let at = s.shadow.wrapping_add(SHADOW_SQ_EVENT);
-                    if !bus_write(pin.mem(), at, &s.sq_head.to_le_bytes()) {
-                        sh.halt(&mut s);
+                    for n in 0..RINGS {
+                        if !ring_enabled(n, &s.rings[n]) {
+                            continue;
+                        }
+                        let at = s.shadow.wrapping_add(shadow_sq_event(n));
+                        if !bus_write(pin.mem(), at, &s.rings[n].head.to_le_bytes()) {
+                            sh.halt(&mut s);
+                            break;
+                        }
                     }
                     std::sync::atomic::fence(Ordering::SeqCst);
                     continue;
@@ -608,14 +730,17 @@ fn command_processor(sh: Arc<Shared>) {
                 s = sh.wake.wait(s).unwrap_or_else(|p| p.into_inner());
                 announced = false;
                 pin = sh.bus.pin();
-            }
+            };
             s.busy = true;
             s.cp_in_job = true;
-            let idx = s.sq_head % s.sq_size;
+            let r = &s.rings[ring];
+            // next_ring() only picks rings with a non-zero size.
+            let idx = r.head.checked_rem(r.size).unwrap_or(0);
             // Guest-programmed bases: an address that wraps is simply not in
             // host memory, and the fetch fails as a bus error.
             (
-                s.sq_base.wrapping_add(idx as u64 * SQ_ENTRY_SIZE),
+                ring,
+                r.base.wrapping_add(idx as u64 * SQ_ENTRY_SIZE),
                 s.epoch,
                 pin,
             )
@@ -631,7 +756,7 @@ fn command_processor(sh: Arc<Shared>) {
             sh.leave_job(&mut s);
             continue;
         }
-        let sub = parse_submission(&raw);
+        let sub = parse_submission(&raw, ring);
         let mut ctl = CpControl {
             sh: &sh,
             epoch,
@@ -647,12 +772,13 @@ fn command_processor(sh: Arc<Shared>) {
             .ok()
             .and_then(|mut i| i.on_job(&outcome.marks));
         if let Some(Action::Delay(ms)) = action {
-            // Interruptible by a reset.
+            // Interruptible by a reset and by end_delays().
             let s = sh.lock();
+            let delays = s.delay_epoch;
             let _ = sh
                 .wake
                 .wait_timeout_while(s, Duration::from_millis(ms as u64), |s| {
-                    s.epoch == epoch && !s.shutdown
+                    s.epoch == epoch && !s.shutdown && s.delay_epoch == delays
                 });
         }
         complete(&sh, &sub, outcome, action, epoch);
@@ -737,7 +863,30 @@ fn write_record(
         sh.halt(s);
         return;
     }
-    s.sq_head = s.sq_head.wrapping_add(1);
+    // The profile record before the completion record that announces it.
+    if let Some(at) = sub.profile {
+        let st = &out.stats;
+        let words = [
+            st.cycles,
+            st.instructions,
+            st.macs,
+            st.dma_read,
+            st.dma_written,
+            st.dma_engine_cycles,
+            st.compute_engine_cycles,
+            0,
+        ];
+        let mut rec = [0u8; PROFILE_RECORD_SIZE as usize];
+        for (chunk, w) in rec.chunks_exact_mut(8).zip(words) {
+            chunk.copy_from_slice(&w.to_le_bytes());
+        }
+        if !bus_write(mem, at, &rec) {
+            sh.halt(s);
+            return;
+        }
+    }
+    let ring = &mut s.rings[sub.ring];
+    ring.head = ring.head.wrapping_add(1);
     let slot = s.cq_tail % s.cq_size;
     let phase = (s.cq_tail / s.cq_size).is_multiple_of(2) as u32;
     let mut rec = [0u8; 32];
@@ -749,6 +898,7 @@ fn write_record(
     rec[0..8].copy_from_slice(&seqno.to_le_bytes());
     rec[8..12].copy_from_slice(&status.to_le_bytes());
     rec[12..14].copy_from_slice(&sub.context.to_le_bytes());
+    rec[14..16].copy_from_slice(&(sub.ring as u16).to_le_bytes());
     rec[16..24].copy_from_slice(&out.fault_addr.to_le_bytes());
     rec[24..28].copy_from_slice(&(out.stats.cycles.min(u32::MAX as u64) as u32).to_le_bytes());
     let addr = s.cq_base.wrapping_add(slot as u64 * CQ_ENTRY_SIZE);

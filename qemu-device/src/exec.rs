@@ -21,6 +21,9 @@ pub struct JobStats {
     pub macs: u64,
     pub dma_read: u64,
     pub dma_written: u64,
+    /// Cycles of the DMA and compute engines' completed instructions.
+    pub dma_engine_cycles: u64,
+    pub compute_engine_cycles: u64,
 }
 
 /// How a job ended.
@@ -277,6 +280,8 @@ impl Executor {
             }
         }
         stats.cycles = tl.total();
+        stats.dma_engine_cycles = tl.busy(Engine::Dma);
+        stats.compute_engine_cycles = tl.busy(Engine::Compute);
         stats.dma_read = mmu.bytes_read;
         stats.dma_written = mmu.bytes_written;
         let (status, fault_addr) = match result {

@@ -16,5 +16,5 @@ pub mod regs;
 pub mod server;
 pub mod testbench;
 
-pub use device::{Device, DeviceConfig, IrqSink};
+pub use device::{DelayEnder, Device, DeviceConfig, IrqSink};
 pub use npu_isa as isa;

@@ -14,6 +14,8 @@ pub const SRAM_SIZE: u32 = 0x000c;
 pub const NUM_CONTEXTS: u32 = 0x0010;
 pub const VA_BITS: u32 = 0x0014;
 pub const CLOCK_KHZ: u32 = 0x0018;
+/// Number of submission rings (device 1.1).
+pub const NUM_RINGS: u32 = 0x001c;
 pub const CONTROL: u32 = 0x0020;
 pub const STATUS: u32 = 0x0024;
 pub const IRQ_STATUS: u32 = 0x0030;
@@ -47,7 +49,52 @@ pub const COST_BASE: u32 = 0x00c0;
 /// 64-bit performance counters, LO/HI pairs (see `PerfCounter`).
 pub const PERF_BASE: u32 = 0x0100;
 
+/// Per-ring register blocks (device 1.1): ring n's block is at
+/// `RING_BLOCK_BASE + RING_BLOCK_STRIDE * n`; ring 0's block aliases the
+/// 1.0 registers SQ_BASE_LO..DOORBELL.
+pub const RING_BLOCK_BASE: u32 = 0x0200;
+pub const RING_BLOCK_STRIDE: u32 = 0x20;
+/// Offsets inside a ring block.
+pub const RING_SQ_BASE_LO: u32 = 0x00;
+pub const RING_SQ_BASE_HI: u32 = 0x04;
+pub const RING_SQ_SIZE: u32 = 0x08;
+pub const RING_SQ_HEAD: u32 = 0x0c;
+pub const RING_SQ_TAIL: u32 = 0x10;
+pub const RING_DOORBELL: u32 = 0x14;
+
+/// Number of rings and the value of NUM_RINGS; ring n has priority n.
+pub const RINGS: usize = 4;
+
+/// The BAR0 offset of register `reg` (RING_*) of ring `ring`.
+pub const fn ring_reg(ring: usize, reg: u32) -> u32 {
+    RING_BLOCK_BASE + RING_BLOCK_STRIDE * ring as u32 + reg
+}
+
+/// The (ring, RING_* register) a BAR0 offset names, for both ring 0's 1.0
+/// registers and every ring block.
+pub const fn ring_reg_of(offset: u32) -> Option<(usize, u32)> {
+    let (ring, reg) = if offset >= SQ_BASE_LO && offset <= DOORBELL {
+        (0, offset - SQ_BASE_LO)
+    } else if offset >= RING_BLOCK_BASE
+        && offset < RING_BLOCK_BASE + RING_BLOCK_STRIDE * RINGS as u32
+    {
+        (
+            ((offset - RING_BLOCK_BASE) / RING_BLOCK_STRIDE) as usize,
+            (offset - RING_BLOCK_BASE) % RING_BLOCK_STRIDE,
+        )
+    } else {
+        return None;
+    };
+    if reg <= RING_DOORBELL && reg % 4 == 0 {
+        Some((ring, reg))
+    } else {
+        None
+    }
+}
+
 pub const ID_VALUE: u32 = 0x4f4e_5055; // "ONPU"
+/// VERSION: register interface 1.1 (rings with priorities, job profiles).
+pub const VERSION_VALUE: u32 = 0x0001_0001;
 pub const VA_BITS_VALUE: u32 = 39;
 pub const CLOCK_KHZ_VALUE: u32 = 1_000_000; // a modelled 1 GHz
 
@@ -74,17 +121,57 @@ pub const RING_ERROR_CQ_HEAD: u32 = 1 << 1;
 pub const RING_ERROR_SHADOW_SQ_TAIL: u32 = 1 << 2;
 pub const RING_ERROR_SHADOW_CQ_HEAD: u32 = 1 << 3;
 
+/// RING_ERROR bit of ring `n`'s DOORBELL: bit 0 for ring 0, 8 + n above.
+pub const fn ring_error_doorbell(n: usize) -> u32 {
+    if n == 0 {
+        RING_ERROR_DOORBELL
+    } else {
+        1 << (8 + n)
+    }
+}
+
+/// RING_ERROR bit of ring `n`'s shadow-page SQ_TAIL: bit 2 for ring 0,
+/// 12 + n above.
+pub const fn ring_error_shadow_tail(n: usize) -> u32 {
+    if n == 0 {
+        RING_ERROR_SHADOW_SQ_TAIL
+    } else {
+        1 << (12 + n)
+    }
+}
+
 /// CAPS bits.
 pub const CAP_F32: u32 = 1 << 0;
 pub const CAP_INT8: u32 = 1 << 1;
 pub const CAP_POOL: u32 = 1 << 2;
 pub const CAP_SHADOW_DOORBELL: u32 = 1 << 3;
+pub const CAP_MULTI_RING: u32 = 1 << 4;
+pub const CAP_JOB_PROFILE: u32 = 1 << 5;
 pub const CAP_FAULT_INJECTION: u32 = 1 << 31;
 
 /// Words of the shadow doorbell page (byte offsets).
 pub const SHADOW_SQ_TAIL: u64 = 0x0;
 pub const SHADOW_SQ_EVENT: u64 = 0x4;
 pub const SHADOW_CQ_HEAD: u64 = 0x8;
+
+/// The shadow-page SQ_TAIL word of ring `n` (0x0 for ring 0, 0x10 + 8n).
+pub const fn shadow_sq_tail(n: usize) -> u64 {
+    if n == 0 {
+        SHADOW_SQ_TAIL
+    } else {
+        0x10 + 8 * n as u64
+    }
+}
+
+/// The shadow-page SQ_EVENT word of ring `n` (0x4 for ring 0, 0x14 + 8n).
+pub const fn shadow_sq_event(n: usize) -> u64 {
+    shadow_sq_tail(n) + 4
+}
+
+/// Submission entry flags (bytes 22..23).
+pub const SQ_FLAG_PROFILE: u16 = 1 << 0;
+/// Size (and alignment) of a job profile record.
+pub const PROFILE_RECORD_SIZE: u64 = 64;
 
 pub const SQ_ENTRY_SIZE: u64 = 64;
 pub const CQ_ENTRY_SIZE: u64 = 32;

@@ -68,6 +68,8 @@ pub struct Completion {
     pub context: u16,
     pub fault_addr: u64,
     pub cycles: u32,
+    /// The submission ring the job came from (byte 14).
+    pub ring: u16,
 }
 
 impl Completion {
@@ -98,6 +100,8 @@ pub struct Bench {
     pub sq_size: u32,
     pub cq_size: u32,
     sq_tail: u32,
+    /// Rings 1.. : (bus base, size, the bench's tail); size 0 = disabled.
+    rings: [(u64, u32, u32); RINGS],
     cq_head: u32,
     next_seqno: u64,
     /// The shadow doorbell page in use (0: none), see [`Bench::use_shadow`].
@@ -143,6 +147,7 @@ impl Bench {
             sq_size,
             cq_size,
             sq_tail: 0,
+            rings: [(0, 0, 0); RINGS],
             cq_head: 0,
             next_seqno: 1,
             shadow: 0,
@@ -166,6 +171,11 @@ impl Bench {
         d.mmio_write(CQ_BASE_LO, CQ_BASE as u32);
         d.mmio_write(CQ_BASE_HI, 0);
         d.mmio_write(CQ_SIZE, self.cq_size);
+        for (n, &(base, size, _)) in self.rings.iter().enumerate().skip(1) {
+            d.mmio_write(ring_reg(n, RING_SQ_BASE_LO), base as u32);
+            d.mmio_write(ring_reg(n, RING_SQ_BASE_HI), (base >> 32) as u32);
+            d.mmio_write(ring_reg(n, RING_SQ_SIZE), size);
+        }
         d.mmio_write(CTX_TABLE_LO, CTX_TABLE as u32);
         d.mmio_write(CTX_TABLE_HI, 0);
         d.mmio_write(IRQ_MASK, IRQ_ALL);
@@ -176,6 +186,9 @@ impl Bench {
         d.mmio_write(SHADOW_HI, (self.shadow >> 32) as u32);
         d.mmio_write(CONTROL, CONTROL_ENABLE);
         self.sq_tail = 0;
+        for r in self.rings.iter_mut() {
+            r.2 = 0;
+        }
         self.cq_head = 0;
         // Clear stale records so phase bits start from a known state.
         let zero = vec![0u8; (self.cq_size as u64 * CQ_ENTRY_SIZE) as usize];
@@ -295,8 +308,53 @@ impl Bench {
         out
     }
 
-    /// Queue a job without waiting; returns its seqno.
+    /// Queue a job on ring 0 without waiting; returns its seqno.
     pub fn submit_raw(&mut self, ctx: u16, cmdbuf_va: u64, size: u32, flags: u16) -> u64 {
+        self.submit_to(0, ctx, cmdbuf_va, size, flags, 0)
+    }
+
+    /// Give ring `n` (1..) `size` entries of fresh host memory (0: disable
+    /// it), then soft-reset, reprogram and re-enable the device.
+    pub fn set_ring(&mut self, n: usize, size: u32) {
+        assert!((1..RINGS).contains(&n), "bench: ring {n}");
+        let base = if size == 0 {
+            0
+        } else {
+            self.alloc_bus(size as u64 * SQ_ENTRY_SIZE)
+        };
+        self.rings[n] = (base, size, 0);
+        self.reset();
+    }
+
+    /// Queue a job on ring `ring` and ring its doorbell (or publish the
+    /// tail in the shadow page, ringing only when the event rule says so);
+    /// returns its seqno. `profile` goes to bytes 24..31.
+    pub fn submit_to(
+        &mut self,
+        ring: usize,
+        ctx: u16,
+        cmdbuf_va: u64,
+        size: u32,
+        flags: u16,
+        profile: u64,
+    ) -> u64 {
+        let old = self.ring_tail(ring);
+        let seqno = self.queue_to(ring, ctx, cmdbuf_va, size, flags, profile);
+        self.publish(ring, old);
+        seqno
+    }
+
+    /// Write a submission entry to ring `ring` and advance the bench's tail
+    /// for it, without telling the device (see [`Bench::publish`]).
+    pub fn queue_to(
+        &mut self,
+        ring: usize,
+        ctx: u16,
+        cmdbuf_va: u64,
+        size: u32,
+        flags: u16,
+        profile: u64,
+    ) -> u64 {
         let seqno = self.next_seqno;
         self.next_seqno += 1;
         let mut e = [0u8; 64];
@@ -305,28 +363,86 @@ impl Bench {
         e[16..20].copy_from_slice(&size.to_le_bytes());
         e[20..22].copy_from_slice(&ctx.to_le_bytes());
         e[22..24].copy_from_slice(&flags.to_le_bytes());
-        let slot = self.sq_tail % self.sq_size;
-        bus_write(&self.mem, SQ_BASE + slot as u64 * SQ_ENTRY_SIZE, &e);
-        let old = self.sq_tail;
-        self.sq_tail = self.sq_tail.wrapping_add(1);
+        e[24..32].copy_from_slice(&profile.to_le_bytes());
+        let (base, size, tail) = if ring == 0 {
+            (SQ_BASE, self.sq_size, self.sq_tail)
+        } else {
+            self.rings[ring]
+        };
+        assert!(size != 0, "bench: ring {ring} is disabled");
+        bus_write(&self.mem, base + (tail % size) as u64 * SQ_ENTRY_SIZE, &e);
+        let new = tail.wrapping_add(1);
+        if ring == 0 {
+            self.sq_tail = new;
+        } else {
+            self.rings[ring].2 = new;
+        }
+        seqno
+    }
+
+    /// The bench's tail of ring `ring` (what it has queued).
+    pub fn ring_tail(&self, ring: usize) -> u32 {
+        if ring == 0 {
+            self.sq_tail
+        } else {
+            self.rings[ring].2
+        }
+    }
+
+    /// Tell the device about ring `ring`'s entries queued since its tail
+    /// was `old`: DOORBELL, or with a shadow page the page's SQ_TAIL and a
+    /// DOORBELL only when the event index says the CP sleeps.
+    pub fn publish(&mut self, ring: usize, old: u32) {
+        let tail = self.ring_tail(ring);
         if self.shadow != 0 {
             bus_write(
                 &self.mem,
-                self.shadow + SHADOW_SQ_TAIL,
-                &self.sq_tail.to_le_bytes(),
+                self.shadow + shadow_sq_tail(ring),
+                &tail.to_le_bytes(),
             );
             // The tail before the event read, against the CP's event write
             // before its tail read.
             std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
             let mut e = [0u8; 4];
-            bus_read(&self.mem, self.shadow + SHADOW_SQ_EVENT, &mut e);
-            if !need_doorbell(u32::from_le_bytes(e), self.sq_tail, old) {
-                return seqno;
+            bus_read(&self.mem, self.shadow + shadow_sq_event(ring), &mut e);
+            if !need_doorbell(u32::from_le_bytes(e), tail, old) {
+                return;
             }
         }
         self.doorbells += 1;
-        self.device.mmio_write(DOORBELL, self.sq_tail);
-        seqno
+        self.device.mmio_write(ring_reg(ring, RING_DOORBELL), tail);
+    }
+
+    /// `bytes` of zeroed host memory (whole pages); its bus address.
+    pub fn alloc_bus(&mut self, bytes: u64) -> u64 {
+        let first = self.alloc_page();
+        for _ in 1..bytes.div_ceil(PAGE_SIZE) {
+            self.alloc_page();
+        }
+        first
+    }
+
+    /// Write host memory at a bus address (like the CPU).
+    pub fn mem_write(&self, addr: u64, data: &[u8]) {
+        assert!(
+            bus_write(&self.mem, addr, data),
+            "bench: bus address {addr:#x}"
+        );
+    }
+
+    /// Read host memory at a bus address.
+    pub fn mem_read(&self, addr: u64, len: usize) -> Vec<u8> {
+        let mut out = vec![0u8; len];
+        assert!(
+            bus_read(&self.mem, addr, &mut out),
+            "bench: bus address {addr:#x}"
+        );
+        out
+    }
+
+    /// Size of host memory in bytes (bus addresses 0..this).
+    pub fn mem_size(&self) -> u64 {
+        self.mem_size
     }
 
     /// Next completion record, waiting up to `timeout`.
@@ -358,8 +474,11 @@ impl Bench {
                     );
                 }
                 // A CP stalled on a full ring waits for the register.
-                let was_full =
-                    self.sq_tail.wrapping_sub(self.cq_head.wrapping_sub(1)) > self.cq_size;
+                let queued = self
+                    .rings
+                    .iter()
+                    .fold(self.sq_tail, |q, r| q.wrapping_add(r.2));
+                let was_full = queued.wrapping_sub(self.cq_head.wrapping_sub(1)) > self.cq_size;
                 if self.shadow == 0 || was_full {
                     self.device.mmio_write(CQ_HEAD, self.cq_head);
                 }
@@ -369,6 +488,7 @@ impl Bench {
                     context: u16::from_le_bytes([r[12], r[13]]),
                     fault_addr: u64::from_le_bytes(r[16..24].try_into().unwrap_or([0; 8])),
                     cycles: u32::from_le_bytes([r[24], r[25], r[26], r[27]]),
+                    ring: u16::from_le_bytes([r[14], r[15]]),
                 });
             }
             if Instant::now() >= deadline {

@@ -197,7 +197,9 @@ fn bad_context_and_bad_submission() {
         (1u16, 64u32, 0u16, Fault::BadContext),
         (99, 64, 0, Fault::BadContext),
         (0, 65, 0, Fault::BadSubmission),
-        (0, 64, 1, Fault::BadSubmission),
+        // Flag bits other than PROFILE (bit 0, tests/rings.rs).
+        (0, 64, 2, Fault::BadSubmission),
+        (0, 64, 0x8000, Fault::BadSubmission),
         (0, 0, 0, Fault::BadSubmission),
     ] {
         b.submit_raw(ctx, CMD_VA, size, flags);
@@ -542,6 +544,37 @@ fn control_lines_arm_and_clear_rules_in_a_running_device() {
     let s = b.submit_raw(0, CMD_VA, 128, 0);
     let c = b.wait_completion(EVENT_BOUND).expect("clean job");
     assert_eq!((c.seqno, c.status), (s, 0));
+}
+
+/// The control socket's `clear` ends a delay in progress: the held job
+/// completes at once (not after its hour), and the next job runs.
+#[test]
+fn clear_ends_a_delay_in_progress() {
+    use npu_device::device::control;
+    let cfg = DeviceConfig {
+        sram_size: 64 * 1024,
+        contexts: 2,
+        ..Default::default()
+    };
+    let mut b = Bench::with_options(cfg, 16, 8, 8, Injector::default());
+    let (inj, delays) = (b.device.injector(), b.device.delay_ender());
+    assert_eq!(control(&inj, &delays, "inject delay=3600000:tag=3"), "ok");
+    b.map(0, CMD_VA, 128, false);
+    b.write(0, CMD_VA, &assemble(&[Insn::Mark { tag: 3 }, Insn::End]));
+    let held = b.submit_raw(0, CMD_VA, 128, 0);
+    let after = b.submit_raw(0, CMD_VA + 64, 64, 0);
+    b.wait_until("the held job running", |b| {
+        b.device.mmio_read(STATUS) & STATUS_BUSY != 0
+    });
+    assert_eq!(b.device.mmio_read(CQ_TAIL), 0);
+    // `list` leaves it held; `clear` releases it.
+    assert_eq!(control(&inj, &delays, "list"), "ok delay=3600000:tag=3");
+    assert_eq!(b.device.mmio_read(CQ_TAIL), 0);
+    assert_eq!(control(&inj, &delays, "clear"), "ok");
+    for want in [held, after] {
+        let c = b.wait_completion(EVENT_BOUND).expect("released job");
+        assert_eq!((c.seqno, c.status), (want, 0));
+    }
 }
 
 /// 16-byte rows every 1024 bytes: four in the mapped page at 0x80_0000,

@@ -548,3 +548,164 @@ fn a_reset_cuts_a_job_of_the_largest_matmuls() {
         check_copy_job(&mut b, 20);
     }
 }
+
+/// Device 1.1's rings and profile records under random register writes and
+/// random submission entries: every refusal is one the spec documents, the
+/// device never panics, and after a soft reset it runs a checked job.
+#[test]
+fn random_ring_programming_and_profile_entries_end_in_a_working_device() {
+    let mut b = big_bench();
+    let mut rng = Rng(0x0011_2026);
+    let mem = b.mem_size();
+    // Ring memory of the guest's own, and a page of random entries there.
+    let area = b.alloc_bus(8 * 4096);
+    let junk: Vec<u8> = (0..8 * 4096).map(|_| rng.next() as u8).collect();
+    b.mem_write(area, &junk);
+    b.map(0, CMD_VA, 4096, false);
+    b.write(0, CMD_VA, &assemble(&[Insn::End]));
+    let ring_regs: Vec<u32> = (0..RINGS)
+        .flat_map(|n| (0..8).map(move |r| ring_reg(n, 4 * r)))
+        .chain([NUM_RINGS, SQ_BASE_LO, SQ_SIZE, DOORBELL, RING_ERROR])
+        .collect();
+    let value = |rng: &mut Rng| match rng.next() % 8 {
+        0 => 0,
+        1 => u32::MAX,
+        2 => (area + (rng.next() % 8) * 4096) as u32,
+        3 => 1 << (rng.next() % 13),
+        4 => rng.next() as u32 % 8,
+        _ => rng.next() as u32,
+    };
+    let mut enabled_rounds = 0;
+    for round in 0..10_000 {
+        let d = &b.device;
+        match rng.next() % 10 {
+            // ENABLE, disable, or a soft reset (out of a halt).
+            0 => d.mmio_write(
+                CONTROL,
+                [CONTROL_ENABLE, 0, CONTROL_SOFT_RESET][(rng.next() % 3) as usize],
+            ),
+            1 => d.mmio_write(
+                SHADOW_LO,
+                if rng.next().is_multiple_of(4) {
+                    area as u32
+                } else {
+                    0
+                },
+            ),
+            2 | 3 => {
+                let r = ring_regs[(rng.next() % ring_regs.len() as u64) as usize];
+                d.mmio_write(r, value(&mut rng));
+            }
+            // Half the time a sane geometry, so that ENABLE can succeed.
+            4..=6 => {
+                let n = (rng.next() % RINGS as u64) as usize;
+                let base = area + (rng.next() % 8) * 4096;
+                let size = match rng.next() % 4 {
+                    0 if n > 0 => 0,
+                    _ => 1 << (1 + rng.next() % 3),
+                };
+                d.mmio_write(ring_reg(n, RING_SQ_BASE_LO), base as u32);
+                d.mmio_write(ring_reg(n, RING_SQ_BASE_HI), 0);
+                d.mmio_write(ring_reg(n, RING_SQ_SIZE), size);
+            }
+            _ => {
+                // A random entry on a random ring, PROFILE with an address
+                // anywhere: inside memory (even the rings), past it, wrapping.
+                let ring = (rng.next() % RINGS as u64) as usize;
+                let at = match rng.next() % 8 {
+                    0 => mem + (rng.next() % 64) * 64,
+                    1 => u64::MAX - 63,
+                    2 => rng.next(),
+                    _ => area + (rng.next() % 512) * 64,
+                };
+                let flags = if rng.next().is_multiple_of(4) {
+                    rng.next() as u16
+                } else {
+                    1
+                };
+                let base = d.mmio_read(ring_reg(ring, RING_SQ_BASE_LO)) as u64
+                    | (d.mmio_read(ring_reg(ring, RING_SQ_BASE_HI)) as u64) << 32;
+                let size = d.mmio_read(ring_reg(ring, RING_SQ_SIZE)).max(1);
+                let tail = d.mmio_read(ring_reg(ring, RING_SQ_TAIL));
+                let mut e = [0u8; 64];
+                e[8..16].copy_from_slice(&CMD_VA.to_le_bytes());
+                e[16..20].copy_from_slice(&64u32.to_le_bytes());
+                e[22..24].copy_from_slice(&flags.to_le_bytes());
+                e[24..32].copy_from_slice(&at.to_le_bytes());
+                let slot = base.wrapping_add((tail % size) as u64 * 64);
+                if slot.checked_add(64).is_some_and(|end| end <= mem) {
+                    b.mem_write(slot, &e);
+                }
+                b.device
+                    .mmio_write(ring_reg(ring, RING_DOORBELL), tail.wrapping_add(1));
+                // Let the CP catch up (an event, not a delay): halted,
+                // disabled, or every enabled ring drained.
+                b.wait_until("the CP idle", |b| {
+                    let d = &b.device;
+                    // Consume the records as a driver would (a full
+                    // completion ring would stall the CP).
+                    d.mmio_write(CQ_HEAD, d.mmio_read(CQ_TAIL));
+                    let st = d.mmio_read(STATUS);
+                    let drained = (0..RINGS).all(|n| {
+                        let size = d.mmio_read(ring_reg(n, RING_SQ_SIZE));
+                        (n > 0 && size == 0)
+                            || d.mmio_read(ring_reg(n, RING_SQ_HEAD))
+                                == d.mmio_read(ring_reg(n, RING_SQ_TAIL))
+                    });
+                    st & STATUS_HALTED != 0
+                        || st & STATUS_ENABLED == 0
+                        || (drained && st & STATUS_BUSY == 0)
+                });
+            }
+        }
+        // Every register read answers, and RING_ERROR holds only the bits
+        // the spec defines.
+        let d = &b.device;
+        enabled_rounds += (d.mmio_read(STATUS) & STATUS_ENABLED != 0) as u32;
+        let ring_error = d.mmio_read(RING_ERROR);
+        assert_eq!(
+            ring_error & !0xee0f,
+            0,
+            "round {round}: RING_ERROR {ring_error:#x}"
+        );
+        assert_eq!(d.mmio_read(NUM_RINGS), 4);
+    }
+    // The rounds did reach the CP: entries were fetched and ended.
+    let ended = b.device.perf(PerfCounter::JobsDone) + b.device.perf(PerfCounter::JobsFaulted);
+    eprintln!(
+        "random rings: {ended} jobs ended, {} error messages, enabled in {enabled_rounds} rounds",
+        b.irq.count(VECTOR_ERROR)
+    );
+    assert!(ended > 0, "no random entry ever ran");
+    // Rings 1..3 back to disabled, then a reset: the device works.
+    b.device.mmio_write(CONTROL, 0);
+    for n in 1..RINGS {
+        b.device.mmio_write(ring_reg(n, RING_SQ_SIZE), 0);
+    }
+    b.device.mmio_write(SHADOW_LO, 0);
+    b.device.mmio_write(SHADOW_HI, 0);
+    timed_reset(&mut b);
+    b.device.mmio_write(IRQ_ACK, IRQ_ALL);
+    check_copy_job(&mut b, 11);
+}
+
+/// Doorbells of disabled rings, in a flood: each is refused (or a no-op),
+/// none queues work, and the cost is one register write each.
+#[test]
+fn a_flood_of_doorbells_on_disabled_rings_changes_nothing() {
+    let mut b = big_bench();
+    let mut rng = Rng(99);
+    for _ in 0..10_000 {
+        let n = 1 + (rng.next() % 3) as usize;
+        b.device
+            .mmio_write(ring_reg(n, RING_DOORBELL), 1 + rng.next() as u32 % u32::MAX);
+    }
+    for n in 1..RINGS {
+        assert_eq!(b.device.mmio_read(ring_reg(n, RING_SQ_TAIL)), 0);
+        assert_eq!(b.device.mmio_read(ring_reg(n, RING_SQ_HEAD)), 0);
+    }
+    assert_eq!(b.device.mmio_read(RING_ERROR), 0b1110 << 8);
+    assert_eq!(b.device.mmio_read(CQ_TAIL), 0);
+    b.device.mmio_write(IRQ_ACK, IRQ_ALL);
+    check_copy_job(&mut b, 12);
+}

@@ -101,7 +101,8 @@ fn config_space_describes_the_npu() {
         Some(BAR2_SIZE)
     );
     assert_eq!(rd(&mut c, ID), ID_VALUE);
-    assert_eq!(rd(&mut c, VERSION), npu_isa::ISA_VERSION);
+    // Register interface 1.1 (npu-hw.rst, "Register map").
+    assert_eq!(rd(&mut c, VERSION), 0x0001_0001);
     wr(&mut c, IRQ_MASK, 0x5);
     assert_eq!(rd(&mut c, IRQ_MASK), 0x5);
     c.shutdown().expect("shutdown");
@@ -244,4 +245,91 @@ fn a_job_dmas_a_pattern_and_raises_msix() {
     c.shutdown().expect("shutdown");
     let backend = server.join().expect("server thread");
     assert_eq!(backend.device.perf(PerfCounter::DmaBytesWritten), 256);
+}
+
+/// Device 1.1 through the protocol: a job with PROFILE on ring 2 (its
+/// registers at 0x240..0x254), its record's ring byte and its profile
+/// record, hand-computed from the cost table: FILL 256 B = 2 + 64 + 4 = 70,
+/// DMA_STORE 256 B = 70 + one page walk 3 = 73, one engine: 143 cycles.
+#[test]
+fn a_profiled_job_on_ring_2() {
+    let (sock, server) = start_server("ring2");
+    let mut c = connect(&sock);
+    let file = sealed_memfd(MEM_SIZE);
+    c.dma_map(0, 0, MEM_SIZE, file.as_raw_fd())
+        .expect("dma_map");
+    let mem = Shared(file);
+    let (sq0, sq2, cq, ctx, l2, l1, l0, cmd, out, prof) = (
+        0x1000u64, 0x9000, 0x2000, 0x3000, 0x4000, 0x5000, 0x6000, 0x7000, 0x8000, 0xa040u64,
+    );
+    let (cmd_va, out_va) = (0x10_0000u64, 0x18_0000u64);
+    mem.put64(ctx, l2 | PTE_VALID);
+    mem.put64(l2, l1 | PTE_VALID);
+    mem.put64(l1, l0 | PTE_VALID);
+    mem.put64(l0 + (cmd_va >> 12) * 8, cmd | PTE_VALID | PTE_READ);
+    mem.put64(
+        l0 + (out_va >> 12) * 8,
+        out | PTE_VALID | PTE_READ | PTE_WRITE,
+    );
+    let prog = assemble(&[
+        Insn::Fill {
+            dst: 0,
+            len: 256,
+            pattern: 7,
+        },
+        Insn::DmaStore {
+            va: out_va,
+            sram: 0,
+            mem: Strided::contiguous(256),
+            sram_layout: Strided::contiguous(256),
+        },
+        Insn::End,
+    ]);
+    mem.put(cmd, &prog);
+    let mut entry = [0u8; 64];
+    entry[0..8].copy_from_slice(&77u64.to_le_bytes());
+    entry[8..16].copy_from_slice(&cmd_va.to_le_bytes());
+    entry[16..20].copy_from_slice(&(prog.len() as u32).to_le_bytes());
+    entry[22..24].copy_from_slice(&1u16.to_le_bytes()); // PROFILE
+    entry[24..32].copy_from_slice(&prof.to_le_bytes());
+    mem.put(sq2, &entry);
+    mem.put(prof, &[0xee; 64]);
+
+    for (r, v) in [
+        (0x40, sq0),
+        (0x240, sq2),
+        (CQ_BASE_LO, cq),
+        (CTX_TABLE_LO, ctx),
+    ] {
+        wr(&mut c, r, v as u32);
+        wr(&mut c, r + 4, 0);
+    }
+    wr(&mut c, SQ_SIZE, 16);
+    wr(&mut c, 0x248, 8);
+    wr(&mut c, CQ_SIZE, 16);
+    wr(&mut c, CONTROL, CONTROL_ENABLE);
+    assert_eq!(rd(&mut c, STATUS) & STATUS_ENABLED, STATUS_ENABLED);
+    wr(&mut c, 0x254, 1);
+    let t = Instant::now();
+    while rd(&mut c, CQ_TAIL) == 0 {
+        assert!(t.elapsed() < Duration::from_secs(10), "no completion");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let rec = mem.get(cq, 32);
+    assert_eq!(
+        u64::from_le_bytes(rec[0..8].try_into().unwrap_or_default()),
+        77
+    );
+    assert_eq!(&rec[8..12], &[0, 0, 0, 0], "status ok");
+    assert_eq!(&rec[14..16], &[2, 0], "ring 2");
+    assert_eq!(rd(&mut c, 0x24c), 1, "ring 2's SQ_HEAD");
+    assert_eq!(rd(&mut c, SQ_HEAD), 0, "ring 0 untouched");
+    let words: Vec<u64> = mem
+        .get(prof, 64)
+        .chunks_exact(8)
+        .map(|w| u64::from_le_bytes(w.try_into().unwrap_or_default()))
+        .collect();
+    assert_eq!(words, [143, 3, 0, 3 * 64, 256, 143, 0, 0]);
+    c.shutdown().expect("shutdown");
+    server.join().expect("server thread");
 }

@@ -179,18 +179,21 @@ impl CopyJob {
         ]
     }
 
-    /// SUBMIT with every other field as given in `req` (syncobjs); the seqno.
+    /// SUBMIT with every other field as given in `req` (syncobjs; queue 0
+    /// means the file's [`accel::FIRST_QUEUE`]); the seqno.
     pub fn submit_with(
         &self,
         file: &File,
         req: &mut uapi::drm_onpu_submit,
     ) -> Result<u64, JobError> {
         let refs = self.refs();
+        if req.queue_id == 0 {
+            req.queue_id = accel::FIRST_QUEUE;
+        }
         req.cmdbuf_handle = self.cmd.handle;
         req.cmdbuf_offset = 0;
         req.cmdbuf_size = self.size;
-        req.bo_count = refs.len() as u32;
-        req.bos = refs.as_ptr() as u64;
+        req.bos = accel::obj_array(&refs);
         accel::submit(file, req).map_err(errno("submit"))
     }
 

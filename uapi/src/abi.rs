@@ -25,15 +25,27 @@ pub const fn drm_iowr(nr: u32, size: usize) -> u32 {
         | (DRM_COMMAND_BASE + nr)
 }
 
+/// `_IOW('d', DRM_COMMAND_BASE + nr, size)`: an ioctl that returns nothing.
+pub const fn drm_iow(nr: u32, size: usize) -> u32 {
+    (IOC_WRITE << (IOC_NRBITS + IOC_TYPEBITS + IOC_SIZEBITS))
+        | ((size as u32) << (IOC_NRBITS + IOC_TYPEBITS))
+        | (DRM_IOCTL_BASE << IOC_NRBITS)
+        | (DRM_COMMAND_BASE + nr)
+}
+
 /// Driver-private command numbers (offsets from DRM_COMMAND_BASE).
 pub const DRM_ONPU_GET_PARAM: u32 = 0x00;
 pub const DRM_ONPU_QUERY: u32 = 0x01;
 pub const DRM_ONPU_BO_CREATE: u32 = 0x02;
 pub const DRM_ONPU_BO_CREATE_USERPTR: u32 = 0x03;
 pub const DRM_ONPU_BO_INFO: u32 = 0x04;
-pub const DRM_ONPU_SUBMIT: u32 = 0x05;
-pub const DRM_ONPU_WAIT: u32 = 0x06;
-pub const DRM_ONPU_WAIT_BO: u32 = 0x07;
+pub const DRM_ONPU_CONTEXT_CREATE: u32 = 0x05;
+pub const DRM_ONPU_CONTEXT_DESTROY: u32 = 0x06;
+pub const DRM_ONPU_QUEUE_CREATE: u32 = 0x07;
+pub const DRM_ONPU_QUEUE_DESTROY: u32 = 0x08;
+pub const DRM_ONPU_SUBMIT: u32 = 0x09;
+pub const DRM_ONPU_WAIT: u32 = 0x0a;
+pub const DRM_ONPU_WAIT_BO: u32 = 0x0b;
 
 /// Largest buffer object: 4 GiB.
 pub const DRM_ONPU_BO_MAX_SIZE: u64 = 1 << 32;
@@ -270,6 +282,133 @@ pub const DRM_IOCTL_ONPU_BO_CREATE: u32 = drm_iowr(
 pub const DRM_IOCTL_ONPU_BO_INFO: u32 =
     drm_iowr(DRM_ONPU_BO_INFO, core::mem::size_of::<drm_onpu_bo_info>());
 
+/// Most contexts one file may have at a time.
+pub const DRM_ONPU_MAX_CONTEXTS: u32 = 64;
+
+/// struct drm_onpu_context_create - create an NPU address space
+///
+/// @flags: in, must be zero (-EINVAL otherwise).
+/// @context_id: out, the context's id in this file (from 1; ids of
+///              destroyed contexts may be handed out again).
+///
+/// A context is an NPU address space of its own: a job of one context
+/// cannot reach the buffer objects that only other contexts' jobs used. A
+/// buffer object has the same NPU address (&drm_onpu_bo_create.npu_addr)
+/// in every context of its file; a context maps it when a job of the
+/// context first uses it. The device's hardware contexts are shared by all
+/// files: a context holds one only while it has jobs in the device's rings,
+/// so the number of contexts is not limited by DRM_ONPU_PARAM_NUM_CONTEXTS.
+///
+/// Returns 0, -ENOSPC when the file has DRM_ONPU_MAX_CONTEXTS contexts,
+/// -ENOMEM, or -ENODEV when the device is gone.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct drm_onpu_context_create {
+    pub flags: u32,
+    pub context_id: u32,
+}
+
+/// struct drm_onpu_context_destroy - destroy a context
+///
+/// @context_id: in, a context of this file (-ENOENT otherwise).
+/// @pad: must be zero (-EINVAL otherwise).
+///
+/// Jobs of the context already submitted still run; its address space goes
+/// when the last of them has ended. Returns 0, -ENOENT, -EINVAL, or -EBUSY
+/// while queues of the file use the context.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct drm_onpu_context_destroy {
+    pub context_id: u32,
+    pub pad: u32,
+}
+
+pub const DRM_IOCTL_ONPU_CONTEXT_CREATE: u32 = drm_iowr(
+    DRM_ONPU_CONTEXT_CREATE,
+    core::mem::size_of::<drm_onpu_context_create>(),
+);
+pub const DRM_IOCTL_ONPU_CONTEXT_DESTROY: u32 = drm_iow(
+    DRM_ONPU_CONTEXT_DESTROY,
+    core::mem::size_of::<drm_onpu_context_destroy>(),
+);
+
+/// Priorities of &drm_onpu_queue_create.priority. Priority p feeds the
+/// device's ring p; the device takes its next job from the highest-priority
+/// ring that has one, at job boundaries.
+///
+/// DRM_ONPU_PRIORITY_REALTIME needs CAP_SYS_NICE (-EACCES otherwise); the
+/// others are open to every user.
+pub const DRM_ONPU_PRIORITY_LOW: u32 = 0;
+pub const DRM_ONPU_PRIORITY_NORMAL: u32 = 1;
+pub const DRM_ONPU_PRIORITY_HIGH: u32 = 2;
+pub const DRM_ONPU_PRIORITY_REALTIME: u32 = 3;
+
+/// Most queues one file may have at once.
+pub const DRM_ONPU_MAX_QUEUES: u32 = 64;
+/// Most jobs of one queue that have not ended yet; SUBMIT beyond gives
+/// -EAGAIN (wait for the oldest job, then submit again).
+pub const DRM_ONPU_MAX_QUEUE_JOBS: u32 = 64;
+
+/// struct drm_onpu_queue_create - create a job queue
+///
+/// @context_id: in, the NPU address space the queue's jobs run in: a
+///              context of this file, or 0 for the file's default context
+///              (-ENOENT if it names nothing).
+/// @priority: in, one of DRM_ONPU_PRIORITY_* (-EINVAL above REALTIME,
+///            -EACCES for REALTIME without CAP_SYS_NICE).
+/// @flags: in, must be zero (-EINVAL otherwise).
+/// @queue_id: out, the queue's id for SUBMIT, from 1, unique in this file
+///            while the queue exists.
+///
+/// -ENOSPC when the file has DRM_ONPU_MAX_QUEUES queues already.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct drm_onpu_queue_create {
+    pub context_id: u32,
+    pub priority: u32,
+    pub flags: u32,
+    pub queue_id: u32,
+}
+
+/// struct drm_onpu_queue_destroy - destroy a job queue
+///
+/// @queue_id: in, a queue of this file (-ENOENT if it names nothing).
+/// @pad: in, must be zero (-EINVAL otherwise).
+///
+/// Jobs already submitted to the queue still run, and WAIT still reaps
+/// them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct drm_onpu_queue_destroy {
+    pub queue_id: u32,
+    pub pad: u32,
+}
+
+pub const DRM_IOCTL_ONPU_QUEUE_CREATE: u32 = drm_iowr(
+    DRM_ONPU_QUEUE_CREATE,
+    core::mem::size_of::<drm_onpu_queue_create>(),
+);
+pub const DRM_IOCTL_ONPU_QUEUE_DESTROY: u32 = drm_iow(
+    DRM_ONPU_QUEUE_DESTROY,
+    core::mem::size_of::<drm_onpu_queue_destroy>(),
+);
+
+/// struct drm_onpu_obj_array - an array of structures in user memory
+///
+/// @stride: in, bytes from one element to the next: at least the size of
+///          the element this kernel knows (-EINVAL otherwise). Bytes of an
+///          element past that size must be zero (-E2BIG otherwise), so an
+///          older kernel refuses what a newer userspace asks of it.
+/// @count: in, the number of elements.
+/// @array: in, user pointer to the first element (0 with @count 0).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct drm_onpu_obj_array {
+    pub stride: u32,
+    pub count: u32,
+    pub array: u64,
+}
+
 /// Flags of &drm_onpu_bo_ref.flags: how the job uses the object. They decide
 /// implicit synchronisation: a job waits for the previous writers of what it
 /// reads, and for every previous user of what it writes.
@@ -279,7 +418,9 @@ pub const DRM_ONPU_BO_WRITE: u32 = 1 << 1;
 /// Most buffer objects one job may list.
 pub const DRM_ONPU_MAX_JOB_BOS: u32 = 256;
 /// Most input syncobjs one job may list.
-pub const DRM_ONPU_MAX_IN_SYNCOBJS: u32 = 16;
+pub const DRM_ONPU_MAX_IN_SYNCS: u32 = 16;
+/// Most output syncobjs one job may list.
+pub const DRM_ONPU_MAX_OUT_SYNCS: u32 = 16;
 /// Largest command buffer of one job, in bytes.
 pub const DRM_ONPU_MAX_CMDBUF_SIZE: u32 = 1 << 24;
 /// Instructions are 64 bytes; command buffers are made of whole ones.
@@ -297,63 +438,120 @@ pub struct drm_onpu_bo_ref {
     pub flags: u32,
 }
 
+/// Flags of &drm_onpu_sync.flags.
+///
+/// DRM_ONPU_SYNC_WAIT_FOR_SUBMIT: inputs only: when the syncobj (point)
+/// has no fence yet, the job waits until one is attached, instead of
+/// SUBMIT failing with -EINVAL.
+pub const DRM_ONPU_SYNC_WAIT_FOR_SUBMIT: u32 = 1 << 0;
+
+/// struct drm_onpu_sync - a syncobj a job waits for or signals
+///
+/// @handle: a syncobj handle of this file (-ENOENT if it names nothing).
+/// @flags: DRM_ONPU_SYNC_* (unknown bits, or WAIT_FOR_SUBMIT on an output,
+///         give -EINVAL).
+/// @point: 0 for a binary syncobj; otherwise a timeline point. An input
+///         waits for the fence of that point; an output adds the job's
+///         fence as that point, which must be above the timeline's last
+///         (-EINVAL otherwise).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct drm_onpu_sync {
+    pub handle: u32,
+    pub flags: u32,
+    pub point: u64,
+}
+
 /// struct drm_onpu_submit - queue a job on the NPU
 ///
+/// @queue_id: in, a queue of this file (-ENOENT if it names nothing).
+/// @flags: in, DRM_ONPU_SUBMIT_* (-EINVAL for unknown bits).
 /// @cmdbuf_handle: in, the buffer object holding the command buffer; it is
-///                 read by the device at its address in this file's NPU
+///                 read by the device at its address in the queue's NPU
 ///                 address space (-ENOENT if it names nothing).
-/// @flags: in, must be zero (-EINVAL otherwise).
-/// @cmdbuf_offset: in, byte offset of the first instruction in the object,
-///                 a multiple of DRM_ONPU_INSN_SIZE (-EINVAL otherwise).
 /// @cmdbuf_size: in, bytes of instructions: non-zero, a multiple of
 ///               DRM_ONPU_INSN_SIZE, at most DRM_ONPU_MAX_CMDBUF_SIZE, and
 ///               offset + size within the object (-EINVAL otherwise).
-/// @bo_count: in, entries at @bos, at most DRM_ONPU_MAX_JOB_BOS (-EINVAL).
-/// @bos: in, user pointer to an array of &drm_onpu_bo_ref: every object the
-///       job touches besides the command buffer (which is implicitly read).
-///       The job holds these objects until it ends. A bad pointer gives
-///       -EFAULT.
-/// @in_syncobjs: in, user pointer to an array of u32 syncobj handles whose
-///               fences must signal before the job runs.
-/// @in_syncobj_count: in, entries at @in_syncobjs, at most
-///                    DRM_ONPU_MAX_IN_SYNCOBJS (-EINVAL); a handle that
-///                    names nothing gives -ENOENT.
-/// @out_syncobj: in, 0 or a syncobj handle that receives the job's fence
-///               (-ENOENT if it names nothing).
+/// @cmdbuf_offset: in, byte offset of the first instruction in the object,
+///                 a multiple of DRM_ONPU_INSN_SIZE (-EINVAL otherwise).
+/// @bos: in, &drm_onpu_bo_ref elements: every object the job touches
+///       besides the command buffer (which is implicitly read), at most
+///       DRM_ONPU_MAX_JOB_BOS (-EINVAL). The job holds them until it ends.
+/// @in_syncs: in, &drm_onpu_sync elements whose fences must signal before
+///            the job runs, at most DRM_ONPU_MAX_IN_SYNCS (-EINVAL).
+/// @out_syncs: in, &drm_onpu_sync elements that receive the job's fence,
+///             at most DRM_ONPU_MAX_OUT_SYNCS (-EINVAL).
 /// @timeout_ms: in, how long the job may run once it reaches the device;
 ///              0 for the default, at most DRM_ONPU_PARAM_JOB_TIMEOUT_MS
 ///              (-EINVAL). A job that runs longer is failed with
-///              -ETIMEDOUT and the device is reset; jobs of other files
-///              that were queued behind it run afterwards.
+///              -ETIMEDOUT and the device is reset.
 /// @pad: must be zero (-EINVAL otherwise).
-/// @seqno: out, the job's sequence number, for DRM_IOCTL_ONPU_WAIT.
+/// @seqno: out, the job's sequence number in this file, for WAIT.
 ///
-/// Returns 0 when the job is queued (it may still fail: see
-/// &drm_onpu_wait), -EINTR/-ERESTARTSYS when a signal interrupted the wait
-/// for the input fences, -ENOMEM, or -ENODEV when the device is gone.
+/// SUBMIT does not wait for the job's dependencies: it returns once the job
+/// is queued and its fence installed in the output syncobjs and the
+/// objects' reservations. Returns -EAGAIN when the queue has
+/// DRM_ONPU_MAX_QUEUE_JOBS jobs that have not ended (or the file 256, over
+/// all its queues, destroyed ones too), -EFAULT for an
+/// unreadable array, -ENOMEM, -EIO when the device is wedged, -ENODEV when
+/// it is gone.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct drm_onpu_submit {
-    pub cmdbuf_handle: u32,
+    pub queue_id: u32,
     pub flags: u32,
-    pub cmdbuf_offset: u64,
+    pub cmdbuf_handle: u32,
     pub cmdbuf_size: u32,
-    pub bo_count: u32,
-    pub bos: u64,
-    pub in_syncobjs: u64,
-    pub in_syncobj_count: u32,
-    pub out_syncobj: u32,
+    pub cmdbuf_offset: u64,
+    pub bos: drm_onpu_obj_array,
+    pub in_syncs: drm_onpu_obj_array,
+    pub out_syncs: drm_onpu_obj_array,
     pub timeout_ms: u32,
     pub pad: u32,
     pub seqno: u64,
+}
+
+/// Flags of &drm_onpu_submit.flags.
+///
+/// DRM_ONPU_SUBMIT_PROFILE: the device records the job's profile
+/// (&drm_onpu_job_profile), which WAIT returns. -EINVAL when the device
+/// cannot (no JOB_PROFILE, bit 5, in DRM_ONPU_PARAM_CAPS).
+pub const DRM_ONPU_SUBMIT_PROFILE: u32 = 1 << 0;
+
+/// struct drm_onpu_job_profile - what one job did on the device
+///
+/// @cycles: modelled cycles of the job (not saturated).
+/// @instructions: instructions fetched and decoded, END included.
+/// @macs: multiply-accumulates of the MATMULs that completed.
+/// @dma_bytes_read: bytes read through the MMU, instruction fetches
+///                  included.
+/// @dma_bytes_written: bytes written through the MMU.
+/// @dma_engine_cycles: summed costs of the DMA engine's instructions.
+/// @compute_engine_cycles: summed costs of the compute engine's
+///                         instructions.
+/// @reserved: 0.
+///
+/// The device's profile record (Documentation/hw/npu-hw.rst, "Job profile
+/// records"). A job that never ran, or that a reset aborted, reports zeros.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct drm_onpu_job_profile {
+    pub cycles: u64,
+    pub instructions: u64,
+    pub macs: u64,
+    pub dma_bytes_read: u64,
+    pub dma_bytes_written: u64,
+    pub dma_engine_cycles: u64,
+    pub compute_engine_cycles: u64,
+    pub reserved: u64,
 }
 
 /// Values of &drm_onpu_wait.status besides the device's fault codes
 /// (1..=0xff, Documentation/hw/npu-hw.rst "Fault codes"; 0 is success).
 ///
 /// DRM_ONPU_JOB_TIMEDOUT: the job ran past its timeout and was aborted.
-/// DRM_ONPU_JOB_CANCELED: the job never ran: the device went away or its
-///                        file was closed first.
+/// DRM_ONPU_JOB_CANCELED: the job never ran: the device went away, or a
+///                        dependency failed to be waited for.
 pub const DRM_ONPU_JOB_OK: u32 = 0;
 pub const DRM_ONPU_JOB_TIMEDOUT: u32 = 0x100;
 pub const DRM_ONPU_JOB_CANCELED: u32 = 0x101;
@@ -362,8 +560,8 @@ pub const DRM_ONPU_JOB_CANCELED: u32 = 0x101;
 ///
 /// @seqno: in, a sequence number DRM_IOCTL_ONPU_SUBMIT returned to this
 ///         file (-ENOENT for any other, or one this file already reaped).
-/// @timeout_ns: in, how long to wait, relative, in nanoseconds; 0 polls.
-///              Negative gives -EINVAL.
+/// @timeout_abs_ns: in, absolute CLOCK_MONOTONIC deadline in nanoseconds;
+///                  one that passed already (or 0) polls.
 /// @flags: in, must be zero (-EINVAL otherwise).
 /// @status: out, DRM_ONPU_JOB_OK, a device fault code, or one of the
 ///          DRM_ONPU_JOB_* values above.
@@ -373,45 +571,55 @@ pub const DRM_ONPU_JOB_CANCELED: u32 = 0x101;
 /// @fault_addr: out, for a fault: the faulting NPU virtual address (MMU
 ///              faults) or the byte offset in the command buffer (command
 ///              faults).
+/// @profile_size: in, bytes at @profile: 0 for none, else at most
+///                 sizeof(struct drm_onpu_job_profile) bytes of the job's
+///                 profile are written there (a larger size is fine; the
+///                 rest is left alone). Non-zero for a job submitted
+///                 without DRM_ONPU_SUBMIT_PROFILE gives -EINVAL.
 /// @cycles: out, the modelled cycles the job took on the device.
+/// @profile: in, user pointer to a &drm_onpu_job_profile, written when the
+///           job was submitted with DRM_ONPU_SUBMIT_PROFILE (a non-zero
+///           @profile_size for another job gives -EINVAL).
 ///
 /// Returns 0 once the job has ended, whatever its outcome (read @status);
-/// the job is then reaped, and its @seqno forgotten. -ETIMEDOUT when
-/// @timeout_ns passed first (the job is still queued or running),
-/// -ERESTARTSYS on a signal.
+/// the job is then reaped, and its @seqno forgotten. -ETIMEDOUT when the
+/// deadline passed first (the job is still queued or running),
+/// -ERESTARTSYS on a signal: the restarted call waits until the same
+/// deadline.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct drm_onpu_wait {
     pub seqno: u64,
-    pub timeout_ns: i64,
+    pub timeout_abs_ns: i64,
     pub flags: u32,
     pub status: u32,
     pub error: i32,
-    pub pad: u32,
+    pub profile_size: u32,
     pub fault_addr: u64,
     pub cycles: u64,
+    pub profile: u64,
 }
 
 /// struct drm_onpu_wait_bo - wait until no job uses a buffer object
 ///
 /// @handle: in, a GEM handle of this file (-ENOENT if it names nothing).
 /// @flags: in, must be zero (-EINVAL otherwise).
-/// @timeout_ns: in, relative, in nanoseconds; 0 polls; negative gives
-///              -EINVAL.
+/// @timeout_abs_ns: in, absolute CLOCK_MONOTONIC deadline in nanoseconds;
+///                  one that passed already (or 0) polls.
 ///
 /// Returns 0 once every job (of any file, also through PRIME) that uses the
-/// object has ended, -ETIMEDOUT if one still runs after @timeout_ns,
-/// -ERESTARTSYS on a signal.
+/// object has ended, -ETIMEDOUT if one still runs at the deadline,
+/// -ERESTARTSYS on a signal (the restarted call keeps the deadline).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct drm_onpu_wait_bo {
     pub handle: u32,
     pub flags: u32,
-    pub timeout_ns: i64,
+    pub timeout_abs_ns: i64,
 }
 
 pub const DRM_IOCTL_ONPU_SUBMIT: u32 =
     drm_iowr(DRM_ONPU_SUBMIT, core::mem::size_of::<drm_onpu_submit>());
 pub const DRM_IOCTL_ONPU_WAIT: u32 = drm_iowr(DRM_ONPU_WAIT, core::mem::size_of::<drm_onpu_wait>());
 pub const DRM_IOCTL_ONPU_WAIT_BO: u32 =
-    drm_iowr(DRM_ONPU_WAIT_BO, core::mem::size_of::<drm_onpu_wait_bo>());
+    drm_iow(DRM_ONPU_WAIT_BO, core::mem::size_of::<drm_onpu_wait_bo>());

@@ -115,6 +115,44 @@ pub const DRM_IOCTL_SYNCOBJ_WAIT: u32 = drm_ioc(
     core::mem::size_of::<drm_syncobj_wait>(),
 );
 
+/// struct drm_syncobj_array: syncobj handles (SIGNAL: attach a signalled
+/// fence to each).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct drm_syncobj_array {
+    pub handles: u64,
+    pub count_handles: u32,
+    pub pad: u32,
+}
+
+/// struct drm_syncobj_timeline_array: syncobj handles with a point each
+/// (TIMELINE_SIGNAL: attach a signalled fence as the point; QUERY: read
+/// each timeline's last point).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct drm_syncobj_timeline_array {
+    pub handles: u64,
+    pub points: u64,
+    pub count_handles: u32,
+    pub flags: u32,
+}
+
+pub const DRM_IOCTL_SYNCOBJ_SIGNAL: u32 = drm_ioc(
+    IOC_READ | IOC_WRITE,
+    0xc5,
+    core::mem::size_of::<drm_syncobj_array>(),
+);
+pub const DRM_IOCTL_SYNCOBJ_QUERY: u32 = drm_ioc(
+    IOC_READ | IOC_WRITE,
+    0xcb,
+    core::mem::size_of::<drm_syncobj_timeline_array>(),
+);
+pub const DRM_IOCTL_SYNCOBJ_TIMELINE_SIGNAL: u32 = drm_ioc(
+    IOC_READ | IOC_WRITE,
+    0xcd,
+    core::mem::size_of::<drm_syncobj_timeline_array>(),
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,5 +169,9 @@ mod tests {
         assert_eq!(DRM_IOCTL_SYNCOBJ_HANDLE_TO_FD, 0xc010_64c1);
         assert_eq!(DRM_IOCTL_SYNCOBJ_FD_TO_HANDLE, 0xc010_64c2);
         assert_eq!(DRM_IOCTL_SYNCOBJ_WAIT, 0xc028_64c3);
+        // DRM_IOWR(0xC5, 16 bytes), DRM_IOWR(0xCB/0xCD, 24 bytes).
+        assert_eq!(DRM_IOCTL_SYNCOBJ_SIGNAL, 0xc010_64c5);
+        assert_eq!(DRM_IOCTL_SYNCOBJ_QUERY, 0xc018_64cb);
+        assert_eq!(DRM_IOCTL_SYNCOBJ_TIMELINE_SIGNAL, 0xc018_64cd);
     }
 }

@@ -1,5 +1,6 @@
-//! The uAPI's flag sets as `bitflags` types, for userspace. (The driver
-//! compiles only abi.rs, and checks the raw words itself.)
+//! The uAPI's flag sets as `bitflags` types, for userspace only (the driver
+//! compiles abi.rs alone and checks the raw bits). Each type's bits are the
+//! abi.rs constants; `bits()` gives the value to put in the struct.
 
 use crate::abi;
 
@@ -13,6 +14,31 @@ bitflags::bitflags! {
     }
 }
 
+bitflags::bitflags! {
+    /// &drm_onpu_bo_ref.flags: how a job uses an object.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct BoRefFlags: u32 {
+        const READ = abi::DRM_ONPU_BO_READ;
+        const WRITE = abi::DRM_ONPU_BO_WRITE;
+    }
+}
+
+bitflags::bitflags! {
+    /// &drm_onpu_sync.flags.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct SyncFlags: u32 {
+        const WAIT_FOR_SUBMIT = abi::DRM_ONPU_SYNC_WAIT_FOR_SUBMIT;
+    }
+}
+
+bitflags::bitflags! {
+    /// &drm_onpu_submit.flags.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct SubmitFlags: u32 {
+        const PROFILE = abi::DRM_ONPU_SUBMIT_PROFILE;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -23,5 +49,15 @@ mod tests {
         assert_eq!(BoFlags::READ_ONLY.bits(), 1);
         assert_eq!(BoFlags::NO_MMAP.bits(), 2);
         assert_eq!(BoFlags::CPU_WC.bits(), 4);
+    }
+
+    #[test]
+    fn flag_bits_are_the_abi_values() {
+        // The values of Documentation/uapi/onpu.rst, by hand.
+        assert_eq!(BoRefFlags::READ.bits(), 1);
+        assert_eq!(BoRefFlags::WRITE.bits(), 2);
+        assert_eq!(SyncFlags::WAIT_FOR_SUBMIT.bits(), 1);
+        assert_eq!(SubmitFlags::PROFILE.bits(), 1);
+        assert_eq!(BoRefFlags::from_bits(4), None);
     }
 }

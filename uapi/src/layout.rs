@@ -17,6 +17,7 @@ const DRM_H: &str = r#"
 #include <linux/ioctl.h>
 #define DRM_IOCTL_BASE 'd'
 #define DRM_IOWR(nr, type) _IOWR(DRM_IOCTL_BASE, nr, type)
+#define DRM_IOW(nr, type) _IOW(DRM_IOCTL_BASE, nr, type)
 #define DRM_COMMAND_BASE 0x40
 "#;
 
@@ -58,20 +59,41 @@ int main(void) {
     OFF(drm_onpu_bo_create_userptr, flags); OFF(drm_onpu_bo_create_userptr, handle);
     OFF(drm_onpu_bo_create_userptr, npu_addr);
     NUM(DRM_ONPU_BO_READ_ONLY); NUM(DRM_ONPU_BO_NO_MMAP); NUM(DRM_ONPU_BO_CPU_WC); NUM(DRM_ONPU_BO_CREATE_FLAGS);
-    NUM(DRM_IOCTL_ONPU_SUBMIT); NUM(DRM_IOCTL_ONPU_WAIT); NUM(DRM_IOCTL_ONPU_WAIT_BO);
-    NUM(DRM_ONPU_BO_READ); NUM(DRM_ONPU_BO_WRITE); NUM(DRM_ONPU_MAX_JOB_BOS);
-    NUM(DRM_ONPU_MAX_IN_SYNCOBJS); NUM(DRM_ONPU_MAX_CMDBUF_SIZE); NUM(DRM_ONPU_INSN_SIZE);
-    NUM(DRM_ONPU_JOB_OK); NUM(DRM_ONPU_JOB_TIMEDOUT); NUM(DRM_ONPU_JOB_CANCELED);
+    NUM(DRM_IOCTL_ONPU_QUEUE_CREATE);
+    NUM(DRM_IOCTL_ONPU_QUEUE_DESTROY);
+    NUM(DRM_IOCTL_ONPU_SUBMIT);
+    NUM(DRM_IOCTL_ONPU_WAIT);
+    NUM(DRM_IOCTL_ONPU_WAIT_BO);
+    NUM(DRM_ONPU_PRIORITY_LOW);
+    NUM(DRM_ONPU_PRIORITY_NORMAL);
+    NUM(DRM_ONPU_PRIORITY_HIGH);
+    NUM(DRM_ONPU_PRIORITY_REALTIME);
+    NUM(DRM_ONPU_MAX_QUEUES);
+    NUM(DRM_ONPU_MAX_QUEUE_JOBS);
+    NUM(DRM_ONPU_BO_READ);
+    NUM(DRM_ONPU_BO_WRITE);
+    NUM(DRM_ONPU_MAX_JOB_BOS);
+    NUM(DRM_ONPU_MAX_IN_SYNCS);
+    NUM(DRM_ONPU_MAX_OUT_SYNCS);
+    NUM(DRM_ONPU_MAX_CMDBUF_SIZE);
+    NUM(DRM_ONPU_INSN_SIZE);
+    NUM(DRM_ONPU_SYNC_WAIT_FOR_SUBMIT);
+    NUM(DRM_ONPU_SUBMIT_PROFILE);
+    NUM(DRM_ONPU_JOB_OK);
+    NUM(DRM_ONPU_JOB_TIMEDOUT);
+    NUM(DRM_ONPU_JOB_CANCELED);
+    SIZE(drm_onpu_queue_create); OFF(drm_onpu_queue_create, context_id); OFF(drm_onpu_queue_create, priority); OFF(drm_onpu_queue_create, flags); OFF(drm_onpu_queue_create, queue_id);
+    SIZE(drm_onpu_queue_destroy); OFF(drm_onpu_queue_destroy, queue_id); OFF(drm_onpu_queue_destroy, pad);
+    SIZE(drm_onpu_obj_array); OFF(drm_onpu_obj_array, stride); OFF(drm_onpu_obj_array, count); OFF(drm_onpu_obj_array, array);
     SIZE(drm_onpu_bo_ref); OFF(drm_onpu_bo_ref, handle); OFF(drm_onpu_bo_ref, flags);
-    SIZE(drm_onpu_submit); OFF(drm_onpu_submit, cmdbuf_handle); OFF(drm_onpu_submit, flags);
-    OFF(drm_onpu_submit, cmdbuf_offset); OFF(drm_onpu_submit, cmdbuf_size); OFF(drm_onpu_submit, bo_count);
-    OFF(drm_onpu_submit, bos); OFF(drm_onpu_submit, in_syncobjs); OFF(drm_onpu_submit, in_syncobj_count);
-    OFF(drm_onpu_submit, out_syncobj); OFF(drm_onpu_submit, timeout_ms); OFF(drm_onpu_submit, pad);
-    OFF(drm_onpu_submit, seqno);
-    SIZE(drm_onpu_wait); OFF(drm_onpu_wait, seqno); OFF(drm_onpu_wait, timeout_ns); OFF(drm_onpu_wait, flags);
-    OFF(drm_onpu_wait, status); OFF(drm_onpu_wait, error); OFF(drm_onpu_wait, pad);
-    OFF(drm_onpu_wait, fault_addr); OFF(drm_onpu_wait, cycles);
-    SIZE(drm_onpu_wait_bo); OFF(drm_onpu_wait_bo, handle); OFF(drm_onpu_wait_bo, flags); OFF(drm_onpu_wait_bo, timeout_ns);
+    SIZE(drm_onpu_sync); OFF(drm_onpu_sync, handle); OFF(drm_onpu_sync, flags); OFF(drm_onpu_sync, point);
+    SIZE(drm_onpu_submit); OFF(drm_onpu_submit, queue_id); OFF(drm_onpu_submit, flags); OFF(drm_onpu_submit, cmdbuf_handle); OFF(drm_onpu_submit, cmdbuf_size); OFF(drm_onpu_submit, cmdbuf_offset); OFF(drm_onpu_submit, bos); OFF(drm_onpu_submit, in_syncs); OFF(drm_onpu_submit, out_syncs); OFF(drm_onpu_submit, timeout_ms); OFF(drm_onpu_submit, pad); OFF(drm_onpu_submit, seqno);
+    SIZE(drm_onpu_job_profile); OFF(drm_onpu_job_profile, cycles); OFF(drm_onpu_job_profile, instructions); OFF(drm_onpu_job_profile, macs); OFF(drm_onpu_job_profile, dma_bytes_read); OFF(drm_onpu_job_profile, dma_bytes_written); OFF(drm_onpu_job_profile, dma_engine_cycles); OFF(drm_onpu_job_profile, compute_engine_cycles); OFF(drm_onpu_job_profile, reserved);
+    SIZE(drm_onpu_wait); OFF(drm_onpu_wait, seqno); OFF(drm_onpu_wait, timeout_abs_ns); OFF(drm_onpu_wait, flags); OFF(drm_onpu_wait, status); OFF(drm_onpu_wait, error); OFF(drm_onpu_wait, profile_size); OFF(drm_onpu_wait, fault_addr); OFF(drm_onpu_wait, cycles); OFF(drm_onpu_wait, profile);
+    SIZE(drm_onpu_wait_bo); OFF(drm_onpu_wait_bo, handle); OFF(drm_onpu_wait_bo, flags); OFF(drm_onpu_wait_bo, timeout_abs_ns);
+    NUM(DRM_IOCTL_ONPU_CONTEXT_CREATE); NUM(DRM_IOCTL_ONPU_CONTEXT_DESTROY); NUM(DRM_ONPU_MAX_CONTEXTS);
+    SIZE(drm_onpu_context_create); OFF(drm_onpu_context_create, flags); OFF(drm_onpu_context_create, context_id);
+    SIZE(drm_onpu_context_destroy); OFF(drm_onpu_context_destroy, context_id); OFF(drm_onpu_context_destroy, pad);
     return 0;
 }
 "#;
@@ -361,18 +383,89 @@ fn c_header_matches_the_rust_abi() {
             "drm_onpu_bo_info.npu_addr",
             offset_of!(drm_onpu_bo_info, npu_addr) as u64,
         ),
+        (
+            "DRM_IOCTL_ONPU_QUEUE_CREATE",
+            DRM_IOCTL_ONPU_QUEUE_CREATE as u64,
+        ),
+        (
+            "DRM_IOCTL_ONPU_QUEUE_DESTROY",
+            DRM_IOCTL_ONPU_QUEUE_DESTROY as u64,
+        ),
         ("DRM_IOCTL_ONPU_SUBMIT", DRM_IOCTL_ONPU_SUBMIT as u64),
         ("DRM_IOCTL_ONPU_WAIT", DRM_IOCTL_ONPU_WAIT as u64),
         ("DRM_IOCTL_ONPU_WAIT_BO", DRM_IOCTL_ONPU_WAIT_BO as u64),
+        ("DRM_ONPU_PRIORITY_LOW", DRM_ONPU_PRIORITY_LOW as u64),
+        ("DRM_ONPU_PRIORITY_NORMAL", DRM_ONPU_PRIORITY_NORMAL as u64),
+        ("DRM_ONPU_PRIORITY_HIGH", DRM_ONPU_PRIORITY_HIGH as u64),
+        (
+            "DRM_ONPU_PRIORITY_REALTIME",
+            DRM_ONPU_PRIORITY_REALTIME as u64,
+        ),
+        ("DRM_ONPU_MAX_QUEUES", DRM_ONPU_MAX_QUEUES as u64),
+        ("DRM_ONPU_MAX_QUEUE_JOBS", DRM_ONPU_MAX_QUEUE_JOBS as u64),
         ("DRM_ONPU_BO_READ", DRM_ONPU_BO_READ as u64),
         ("DRM_ONPU_BO_WRITE", DRM_ONPU_BO_WRITE as u64),
         ("DRM_ONPU_MAX_JOB_BOS", DRM_ONPU_MAX_JOB_BOS as u64),
-        ("DRM_ONPU_MAX_IN_SYNCOBJS", DRM_ONPU_MAX_IN_SYNCOBJS as u64),
+        ("DRM_ONPU_MAX_IN_SYNCS", DRM_ONPU_MAX_IN_SYNCS as u64),
+        ("DRM_ONPU_MAX_OUT_SYNCS", DRM_ONPU_MAX_OUT_SYNCS as u64),
         ("DRM_ONPU_MAX_CMDBUF_SIZE", DRM_ONPU_MAX_CMDBUF_SIZE as u64),
         ("DRM_ONPU_INSN_SIZE", DRM_ONPU_INSN_SIZE as u64),
+        (
+            "DRM_ONPU_SYNC_WAIT_FOR_SUBMIT",
+            DRM_ONPU_SYNC_WAIT_FOR_SUBMIT as u64,
+        ),
+        ("DRM_ONPU_SUBMIT_PROFILE", DRM_ONPU_SUBMIT_PROFILE as u64),
         ("DRM_ONPU_JOB_OK", DRM_ONPU_JOB_OK as u64),
         ("DRM_ONPU_JOB_TIMEDOUT", DRM_ONPU_JOB_TIMEDOUT as u64),
         ("DRM_ONPU_JOB_CANCELED", DRM_ONPU_JOB_CANCELED as u64),
+        (
+            "drm_onpu_queue_create.sizeof",
+            size_of::<drm_onpu_queue_create>() as u64,
+        ),
+        (
+            "drm_onpu_queue_create.context_id",
+            offset_of!(drm_onpu_queue_create, context_id) as u64,
+        ),
+        (
+            "drm_onpu_queue_create.priority",
+            offset_of!(drm_onpu_queue_create, priority) as u64,
+        ),
+        (
+            "drm_onpu_queue_create.flags",
+            offset_of!(drm_onpu_queue_create, flags) as u64,
+        ),
+        (
+            "drm_onpu_queue_create.queue_id",
+            offset_of!(drm_onpu_queue_create, queue_id) as u64,
+        ),
+        (
+            "drm_onpu_queue_destroy.sizeof",
+            size_of::<drm_onpu_queue_destroy>() as u64,
+        ),
+        (
+            "drm_onpu_queue_destroy.queue_id",
+            offset_of!(drm_onpu_queue_destroy, queue_id) as u64,
+        ),
+        (
+            "drm_onpu_queue_destroy.pad",
+            offset_of!(drm_onpu_queue_destroy, pad) as u64,
+        ),
+        (
+            "drm_onpu_obj_array.sizeof",
+            size_of::<drm_onpu_obj_array>() as u64,
+        ),
+        (
+            "drm_onpu_obj_array.stride",
+            offset_of!(drm_onpu_obj_array, stride) as u64,
+        ),
+        (
+            "drm_onpu_obj_array.count",
+            offset_of!(drm_onpu_obj_array, count) as u64,
+        ),
+        (
+            "drm_onpu_obj_array.array",
+            offset_of!(drm_onpu_obj_array, array) as u64,
+        ),
         (
             "drm_onpu_bo_ref.sizeof",
             size_of::<drm_onpu_bo_ref>() as u64,
@@ -385,45 +478,54 @@ fn c_header_matches_the_rust_abi() {
             "drm_onpu_bo_ref.flags",
             offset_of!(drm_onpu_bo_ref, flags) as u64,
         ),
+        ("drm_onpu_sync.sizeof", size_of::<drm_onpu_sync>() as u64),
+        (
+            "drm_onpu_sync.handle",
+            offset_of!(drm_onpu_sync, handle) as u64,
+        ),
+        (
+            "drm_onpu_sync.flags",
+            offset_of!(drm_onpu_sync, flags) as u64,
+        ),
+        (
+            "drm_onpu_sync.point",
+            offset_of!(drm_onpu_sync, point) as u64,
+        ),
         (
             "drm_onpu_submit.sizeof",
             size_of::<drm_onpu_submit>() as u64,
         ),
         (
-            "drm_onpu_submit.cmdbuf_handle",
-            offset_of!(drm_onpu_submit, cmdbuf_handle) as u64,
+            "drm_onpu_submit.queue_id",
+            offset_of!(drm_onpu_submit, queue_id) as u64,
         ),
         (
             "drm_onpu_submit.flags",
             offset_of!(drm_onpu_submit, flags) as u64,
         ),
         (
-            "drm_onpu_submit.cmdbuf_offset",
-            offset_of!(drm_onpu_submit, cmdbuf_offset) as u64,
+            "drm_onpu_submit.cmdbuf_handle",
+            offset_of!(drm_onpu_submit, cmdbuf_handle) as u64,
         ),
         (
             "drm_onpu_submit.cmdbuf_size",
             offset_of!(drm_onpu_submit, cmdbuf_size) as u64,
         ),
         (
-            "drm_onpu_submit.bo_count",
-            offset_of!(drm_onpu_submit, bo_count) as u64,
+            "drm_onpu_submit.cmdbuf_offset",
+            offset_of!(drm_onpu_submit, cmdbuf_offset) as u64,
         ),
         (
             "drm_onpu_submit.bos",
             offset_of!(drm_onpu_submit, bos) as u64,
         ),
         (
-            "drm_onpu_submit.in_syncobjs",
-            offset_of!(drm_onpu_submit, in_syncobjs) as u64,
+            "drm_onpu_submit.in_syncs",
+            offset_of!(drm_onpu_submit, in_syncs) as u64,
         ),
         (
-            "drm_onpu_submit.in_syncobj_count",
-            offset_of!(drm_onpu_submit, in_syncobj_count) as u64,
-        ),
-        (
-            "drm_onpu_submit.out_syncobj",
-            offset_of!(drm_onpu_submit, out_syncobj) as u64,
+            "drm_onpu_submit.out_syncs",
+            offset_of!(drm_onpu_submit, out_syncs) as u64,
         ),
         (
             "drm_onpu_submit.timeout_ms",
@@ -437,14 +539,50 @@ fn c_header_matches_the_rust_abi() {
             "drm_onpu_submit.seqno",
             offset_of!(drm_onpu_submit, seqno) as u64,
         ),
+        (
+            "drm_onpu_job_profile.sizeof",
+            size_of::<drm_onpu_job_profile>() as u64,
+        ),
+        (
+            "drm_onpu_job_profile.cycles",
+            offset_of!(drm_onpu_job_profile, cycles) as u64,
+        ),
+        (
+            "drm_onpu_job_profile.instructions",
+            offset_of!(drm_onpu_job_profile, instructions) as u64,
+        ),
+        (
+            "drm_onpu_job_profile.macs",
+            offset_of!(drm_onpu_job_profile, macs) as u64,
+        ),
+        (
+            "drm_onpu_job_profile.dma_bytes_read",
+            offset_of!(drm_onpu_job_profile, dma_bytes_read) as u64,
+        ),
+        (
+            "drm_onpu_job_profile.dma_bytes_written",
+            offset_of!(drm_onpu_job_profile, dma_bytes_written) as u64,
+        ),
+        (
+            "drm_onpu_job_profile.dma_engine_cycles",
+            offset_of!(drm_onpu_job_profile, dma_engine_cycles) as u64,
+        ),
+        (
+            "drm_onpu_job_profile.compute_engine_cycles",
+            offset_of!(drm_onpu_job_profile, compute_engine_cycles) as u64,
+        ),
+        (
+            "drm_onpu_job_profile.reserved",
+            offset_of!(drm_onpu_job_profile, reserved) as u64,
+        ),
         ("drm_onpu_wait.sizeof", size_of::<drm_onpu_wait>() as u64),
         (
             "drm_onpu_wait.seqno",
             offset_of!(drm_onpu_wait, seqno) as u64,
         ),
         (
-            "drm_onpu_wait.timeout_ns",
-            offset_of!(drm_onpu_wait, timeout_ns) as u64,
+            "drm_onpu_wait.timeout_abs_ns",
+            offset_of!(drm_onpu_wait, timeout_abs_ns) as u64,
         ),
         (
             "drm_onpu_wait.flags",
@@ -458,7 +596,10 @@ fn c_header_matches_the_rust_abi() {
             "drm_onpu_wait.error",
             offset_of!(drm_onpu_wait, error) as u64,
         ),
-        ("drm_onpu_wait.pad", offset_of!(drm_onpu_wait, pad) as u64),
+        (
+            "drm_onpu_wait.profile_size",
+            offset_of!(drm_onpu_wait, profile_size) as u64,
+        ),
         (
             "drm_onpu_wait.fault_addr",
             offset_of!(drm_onpu_wait, fault_addr) as u64,
@@ -466,6 +607,10 @@ fn c_header_matches_the_rust_abi() {
         (
             "drm_onpu_wait.cycles",
             offset_of!(drm_onpu_wait, cycles) as u64,
+        ),
+        (
+            "drm_onpu_wait.profile",
+            offset_of!(drm_onpu_wait, profile) as u64,
         ),
         (
             "drm_onpu_wait_bo.sizeof",
@@ -480,8 +625,41 @@ fn c_header_matches_the_rust_abi() {
             offset_of!(drm_onpu_wait_bo, flags) as u64,
         ),
         (
-            "drm_onpu_wait_bo.timeout_ns",
-            offset_of!(drm_onpu_wait_bo, timeout_ns) as u64,
+            "drm_onpu_wait_bo.timeout_abs_ns",
+            offset_of!(drm_onpu_wait_bo, timeout_abs_ns) as u64,
+        ),
+        (
+            "DRM_IOCTL_ONPU_CONTEXT_CREATE",
+            DRM_IOCTL_ONPU_CONTEXT_CREATE as u64,
+        ),
+        (
+            "DRM_IOCTL_ONPU_CONTEXT_DESTROY",
+            DRM_IOCTL_ONPU_CONTEXT_DESTROY as u64,
+        ),
+        ("DRM_ONPU_MAX_CONTEXTS", DRM_ONPU_MAX_CONTEXTS as u64),
+        (
+            "drm_onpu_context_create.sizeof",
+            size_of::<drm_onpu_context_create>() as u64,
+        ),
+        (
+            "drm_onpu_context_create.flags",
+            offset_of!(drm_onpu_context_create, flags) as u64,
+        ),
+        (
+            "drm_onpu_context_create.context_id",
+            offset_of!(drm_onpu_context_create, context_id) as u64,
+        ),
+        (
+            "drm_onpu_context_destroy.sizeof",
+            size_of::<drm_onpu_context_destroy>() as u64,
+        ),
+        (
+            "drm_onpu_context_destroy.context_id",
+            offset_of!(drm_onpu_context_destroy, context_id) as u64,
+        ),
+        (
+            "drm_onpu_context_destroy.pad",
+            offset_of!(drm_onpu_context_destroy, pad) as u64,
         ),
     ];
     let c = c_values();
@@ -510,4 +688,10 @@ fn query_structs_have_the_designed_sizes() {
 fn ioctl_number_encodes_direction_size_and_command() {
     // _IOWR('d', 0x40, 16) as computed by hand.
     assert_eq!(DRM_IOCTL_ONPU_GET_PARAM, 0xc010_6440);
+    // _IOW('d', 0x4b, 16): direction 1 (write) in bits 30-31.
+    assert_eq!(DRM_IOCTL_ONPU_WAIT_BO, 0x4010_644b);
+    // _IOWR('d', 0x49, 88): SUBMIT's 88 bytes.
+    assert_eq!(DRM_IOCTL_ONPU_SUBMIT, 0xc058_6449);
+    // _IOW('d', 0x46, 8): write only, 8 bytes, command 0x40 + 6.
+    assert_eq!(DRM_IOCTL_ONPU_CONTEXT_DESTROY, 0x4008_6446);
 }

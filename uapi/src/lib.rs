@@ -5,10 +5,12 @@
 mod abi;
 pub use abi::*;
 
-pub mod drm_core;
-
-mod flags;
+/// Flag sets as `bitflags` types (userspace only; abi.rs stays
+/// dependency-free for the driver).
+pub mod flags;
 pub use flags::*;
+
+pub mod drm_core;
 
 #[cfg(test)]
 mod layout;

@@ -40,6 +40,10 @@ args! {
     uapi::drm_onpu_query => uapi::DRM_IOCTL_ONPU_QUERY,
     uapi::drm_onpu_bo_create => uapi::DRM_IOCTL_ONPU_BO_CREATE,
     uapi::drm_onpu_bo_info => uapi::DRM_IOCTL_ONPU_BO_INFO,
+    uapi::drm_onpu_context_create => uapi::DRM_IOCTL_ONPU_CONTEXT_CREATE,
+    uapi::drm_onpu_context_destroy => uapi::DRM_IOCTL_ONPU_CONTEXT_DESTROY,
+    uapi::drm_onpu_queue_create => uapi::DRM_IOCTL_ONPU_QUEUE_CREATE,
+    uapi::drm_onpu_queue_destroy => uapi::DRM_IOCTL_ONPU_QUEUE_DESTROY,
     uapi::drm_onpu_submit => uapi::DRM_IOCTL_ONPU_SUBMIT,
     uapi::drm_onpu_wait => uapi::DRM_IOCTL_ONPU_WAIT,
     uapi::drm_onpu_wait_bo => uapi::DRM_IOCTL_ONPU_WAIT_BO,
@@ -48,6 +52,7 @@ args! {
     drm_core::drm_syncobj_create => drm_core::DRM_IOCTL_SYNCOBJ_CREATE,
     drm_core::drm_syncobj_destroy => drm_core::DRM_IOCTL_SYNCOBJ_DESTROY,
     drm_core::drm_syncobj_wait => drm_core::DRM_IOCTL_SYNCOBJ_WAIT,
+    drm_core::drm_syncobj_array => drm_core::DRM_IOCTL_SYNCOBJ_SIGNAL,
 }
 
 /// DRM_SYNCOBJ_HANDLE_TO_FD_FLAGS_EXPORT_SYNC_FILE (include/uapi/drm/drm.h):
@@ -110,6 +115,23 @@ pub fn find_device() -> io::Result<PathBuf> {
 /// Open a node read-write, nothing asked of it.
 pub fn open(path: &Path) -> io::Result<File> {
     OpenOptions::new().read(true).write(true).open(path)
+}
+
+/// The id of the first queue created on a file (queue ids count from 1).
+pub const FIRST_QUEUE: u32 = 1;
+
+/// Open a node read-write and create one NORMAL-priority queue on it:
+/// [`FIRST_QUEUE`], for tools that submit.
+pub fn open_with_queue(path: &Path) -> io::Result<File> {
+    let file = open(path)?;
+    let queue = queue_create(&file, uapi::DRM_ONPU_PRIORITY_NORMAL)
+        .map_err(io::Error::from_raw_os_error)?;
+    if queue != FIRST_QUEUE {
+        return Err(io::Error::other(format!(
+            "the first queue of a new file has id {queue}, not {FIRST_QUEUE}"
+        )));
+    }
+    Ok(file)
 }
 
 pub fn get_param(fd: impl AsFd, param: u32) -> Result<u64, i32> {
@@ -264,47 +286,122 @@ pub fn prime_import(fd: impl AsFd, dmabuf: &impl AsFd) -> Result<u32, i32> {
     Ok(p.handle)
 }
 
+/// CONTEXT_CREATE: a new NPU address space of this file; its id.
+pub fn context_create(fd: impl AsFd) -> Result<u32, i32> {
+    let mut c = uapi::drm_onpu_context_create::default();
+    ioctl(fd, &mut c)?;
+    Ok(c.context_id)
+}
+
+/// CONTEXT_DESTROY with every field as given.
+pub fn context_destroy_raw(
+    fd: impl AsFd,
+    req: &mut uapi::drm_onpu_context_destroy,
+) -> Result<(), i32> {
+    ioctl(fd, req).map(drop)
+}
+
+/// CONTEXT_DESTROY of `context_id`.
+pub fn context_destroy(fd: impl AsFd, context_id: u32) -> Result<(), i32> {
+    let mut d = uapi::drm_onpu_context_destroy { context_id, pad: 0 };
+    context_destroy_raw(fd, &mut d)
+}
+
+/// QUEUE_CREATE in the file's default context; the queue's id.
+pub fn queue_create(fd: impl AsFd, priority: u32) -> Result<u32, i32> {
+    let mut q = uapi::drm_onpu_queue_create {
+        priority,
+        ..Default::default()
+    };
+    ioctl(fd, &mut q)?;
+    Ok(q.queue_id)
+}
+
+pub fn queue_destroy(fd: impl AsFd, queue_id: u32) -> Result<(), i32> {
+    let mut d = uapi::drm_onpu_queue_destroy { queue_id, pad: 0 };
+    ioctl(fd, &mut d).map(drop)
+}
+
+/// An obj_array over `elems` (stride: the element's size; 0 for none).
+pub fn obj_array<T>(elems: &[T]) -> uapi::drm_onpu_obj_array {
+    uapi::drm_onpu_obj_array {
+        stride: std::mem::size_of::<T>() as u32,
+        count: elems.len() as u32,
+        array: if elems.is_empty() {
+            0
+        } else {
+            elems.as_ptr() as u64
+        },
+    }
+}
+
+/// A binary syncobj as a &drm_onpu_sync (point 0, no flags).
+pub fn sync(handle: u32) -> uapi::drm_onpu_sync {
+    uapi::drm_onpu_sync {
+        handle,
+        ..Default::default()
+    }
+}
+
 /// Submit with every field as given; the sequence number.
 pub fn submit(fd: impl AsFd, req: &mut uapi::drm_onpu_submit) -> Result<u64, i32> {
     ioctl(fd, req)?;
     Ok(req.seqno)
 }
 
-/// Submit `cmdbuf` (from offset 0) using `bos` (handle, DRM_ONPU_BO_* flags).
+/// Submit `cmdbuf` (from offset 0) to `queue` using `bos` (handle,
+/// DRM_ONPU_BO_* flags).
 pub fn submit_simple(
     fd: impl AsFd,
+    queue: u32,
     cmdbuf: &Bo,
     size: u32,
     bos: &[uapi::drm_onpu_bo_ref],
     timeout_ms: u32,
 ) -> Result<u64, i32> {
     let mut req = uapi::drm_onpu_submit {
+        queue_id: queue,
         cmdbuf_handle: cmdbuf.handle,
         cmdbuf_size: size,
-        bo_count: bos.len() as u32,
-        bos: bos.as_ptr() as u64,
+        bos: obj_array(bos),
         timeout_ms,
         ..Default::default()
     };
     submit(fd, &mut req)
 }
 
-/// WAIT for a job (`timeout_ns` relative, passed as is); the outcome.
-pub fn wait(fd: impl AsFd, seqno: u64, timeout_ns: i64) -> Result<uapi::drm_onpu_wait, i32> {
+/// The absolute CLOCK_MONOTONIC deadline `timeout_ns` from now (0 stays 0:
+/// a poll), as WAIT and WAIT_BO take it.
+pub fn deadline_in(timeout_ns: i64) -> Result<i64, i32> {
+    if timeout_ns <= 0 {
+        return Ok(0);
+    }
+    Ok(monotonic_ns()?.saturating_add(timeout_ns))
+}
+
+/// WAIT for a job until the absolute CLOCK_MONOTONIC time `deadline_ns`,
+/// passed as is; the outcome.
+pub fn wait_until(fd: impl AsFd, seqno: u64, deadline_ns: i64) -> Result<uapi::drm_onpu_wait, i32> {
     let mut w = uapi::drm_onpu_wait {
         seqno,
-        timeout_ns,
+        timeout_abs_ns: deadline_ns,
         ..Default::default()
     };
     ioctl(fd, &mut w)?;
     Ok(w)
 }
 
+/// WAIT for a job `timeout_ns` from now (0 polls); the outcome.
+pub fn wait(fd: impl AsFd, seqno: u64, timeout_ns: i64) -> Result<uapi::drm_onpu_wait, i32> {
+    wait_until(fd, seqno, deadline_in(timeout_ns)?)
+}
+
+/// WAIT_BO `timeout_ns` from now (0 polls).
 pub fn wait_bo(fd: impl AsFd, handle: u32, timeout_ns: i64) -> Result<(), i32> {
     let mut w = uapi::drm_onpu_wait_bo {
         handle,
         flags: 0,
-        timeout_ns,
+        timeout_abs_ns: deadline_in(timeout_ns)?,
     };
     ioctl(fd, &mut w).map(drop)
 }
@@ -323,6 +420,49 @@ pub fn syncobj_create(fd: impl AsFd, signaled: bool) -> Result<u32, i32> {
 pub fn syncobj_destroy(fd: impl AsFd, handle: u32) -> Result<(), i32> {
     let mut d = drm_core::drm_syncobj_destroy { handle, pad: 0 };
     ioctl(fd, &mut d).map(drop)
+}
+
+/// SYNCOBJ_SIGNAL: attach a signalled fence to a (binary) syncobj.
+pub fn syncobj_signal(fd: impl AsFd, handle: u32) -> Result<(), i32> {
+    let handles = [handle];
+    let mut a = drm_core::drm_syncobj_array {
+        handles: handles.as_ptr() as u64,
+        count_handles: 1,
+        pad: 0,
+    };
+    ioctl(fd, &mut a).map(drop)
+}
+
+fn timeline_array(fd: impl AsFd, request: u32, handle: u32, point: &mut u64) -> Result<(), i32> {
+    let handles = [handle];
+    let mut a = drm_core::drm_syncobj_timeline_array {
+        handles: handles.as_ptr() as u64,
+        points: std::ptr::from_mut(point) as u64,
+        count_handles: 1,
+        flags: 0,
+    };
+    // SAFETY: both requests take a drm_syncobj_timeline_array whose arrays
+    // (one handle, one point) live across the call.
+    unsafe { call(fd, request, &mut a) }.map(drop)
+}
+
+/// SYNCOBJ_TIMELINE_SIGNAL: attach a signalled fence as timeline point
+/// `point`.
+pub fn syncobj_timeline_signal(fd: impl AsFd, handle: u32, point: u64) -> Result<(), i32> {
+    let mut p = point;
+    timeline_array(
+        fd,
+        drm_core::DRM_IOCTL_SYNCOBJ_TIMELINE_SIGNAL,
+        handle,
+        &mut p,
+    )
+}
+
+/// SYNCOBJ_QUERY: the timeline's last (signalled or not) point.
+pub fn syncobj_query(fd: impl AsFd, handle: u32) -> Result<u64, i32> {
+    let mut p = 0;
+    timeline_array(fd, drm_core::DRM_IOCTL_SYNCOBJ_QUERY, handle, &mut p)?;
+    Ok(p)
 }
 
 /// The fence in a syncobj as a sync_file descriptor (EINVAL if it holds

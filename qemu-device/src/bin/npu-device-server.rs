@@ -6,7 +6,7 @@ use npu_device::inject::Injector;
 use npu_device::mem::Bus;
 use npu_device::regs::PerfCounter;
 use npu_device::server::{irqs, regions, EventFdIrqs, NpuBackend};
-use npu_device::{Device, DeviceConfig};
+use npu_device::{DelayEnder, Device, DeviceConfig};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -118,7 +118,7 @@ fn main() -> ExitCode {
         }
     };
     if let Some(path) = &args.control {
-        if let Err(e) = serve_control(path, device.injector()) {
+        if let Err(e) = serve_control(path, device.injector(), device.delay_ender()) {
             eprintln!(
                 "npu-device-server: cannot listen on {}: {e}",
                 path.display()
@@ -166,14 +166,18 @@ fn main() -> ExitCode {
 
 /// The `--control` socket: one thread accepting clients one after another,
 /// each sending lines of `inject RULE`, `clear` or `list`.
-fn serve_control(path: &Path, inject: Arc<Mutex<Injector>>) -> std::io::Result<()> {
+fn serve_control(
+    path: &Path,
+    inject: Arc<Mutex<Injector>>,
+    delays: DelayEnder,
+) -> std::io::Result<()> {
     let listener = UnixListener::bind(path)?;
     log::info!("control socket on {}", path.display());
     std::thread::Builder::new()
         .name("npu-control".into())
         .spawn(move || {
             for conn in listener.incoming().flatten() {
-                if let Err(e) = control_client(conn, &inject) {
+                if let Err(e) = control_client(conn, &inject, &delays) {
                     log::warn!("control client: {e}");
                 }
             }
@@ -181,17 +185,18 @@ fn serve_control(path: &Path, inject: Arc<Mutex<Injector>>) -> std::io::Result<(
     Ok(())
 }
 
-fn control_client(conn: UnixStream, inject: &Mutex<Injector>) -> std::io::Result<()> {
+fn control_client(
+    conn: UnixStream,
+    inject: &Mutex<Injector>,
+    delays: &DelayEnder,
+) -> std::io::Result<()> {
     let mut out = conn.try_clone()?;
     for line in BufReader::new(conn).lines() {
         let line = line?;
         if line.trim().is_empty() {
             continue;
         }
-        let reply = match inject.lock() {
-            Ok(mut inj) => npu_device::inject::control_line(&mut inj, &line),
-            Err(_) => "error: injector unavailable".into(),
-        };
+        let reply = npu_device::device::control(inject, delays, &line);
         log::info!("control: {line} -> {reply}");
         writeln!(out, "{reply}")?;
     }

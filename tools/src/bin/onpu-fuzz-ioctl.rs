@@ -64,6 +64,7 @@ struct Pool {
     userptrs: Vec<u32>,
     syncobjs: Vec<u32>,
     seqnos: Vec<u64>,
+    queues: Vec<u32>,
 }
 
 impl Pool {
@@ -100,7 +101,7 @@ fn one_call(
             _ => rng.value(),
         }
     };
-    match rng.below(14) {
+    match rng.below(15) {
         0 if rng.chance(50) => {
             // QUERY: any query number and size; the data pointer is
             // our scratch buffer (the driver writes at most the struct's
@@ -186,7 +187,60 @@ fn one_call(
                 scratch[k * 8..k * 8 + 4].copy_from_slice(&r.handle.to_ne_bytes());
                 scratch[k * 8 + 4..k * 8 + 8].copy_from_slice(&r.flags.to_ne_bytes());
             }
+            // Syncs at 64.. (inputs) and 128.. (outputs) of the scratch
+            // buffer, mostly valid handles and flags.
+            let sync_at = |rng: &mut Rng, scratch: &mut [u8; 256], at: usize, n: usize| {
+                for k in 0..n {
+                    let s = uapi::drm_onpu_sync {
+                        handle: Pool::pick(rng, &pool.syncobjs),
+                        flags: if rng.chance(80) {
+                            0
+                        } else {
+                            rng.value() as u32
+                        },
+                        point: if rng.chance(80) { 0 } else { rng.value() },
+                    };
+                    let o = at + k * 16;
+                    scratch[o..o + 4].copy_from_slice(&s.handle.to_ne_bytes());
+                    scratch[o + 4..o + 8].copy_from_slice(&s.flags.to_ne_bytes());
+                    scratch[o + 8..o + 16].copy_from_slice(&s.point.to_ne_bytes());
+                }
+            };
+            let n_in = if rng.chance(80) {
+                0
+            } else {
+                rng.below(3) as usize
+            };
+            let n_out = if rng.chance(70) {
+                0
+            } else {
+                1 + rng.below(2) as usize
+            };
+            sync_at(rng, scratch, 64, n_in);
+            sync_at(rng, scratch, 128, n_out);
+            // Mostly the element's own stride; sometimes short, wide or huge.
+            let stride = |rng: &mut Rng, size: u32| -> u32 {
+                match rng.below(20) {
+                    0 => rng.value() as u32,
+                    1 => size - 1,
+                    2 => size + 8,
+                    _ => size,
+                }
+            };
+            let base = scratch.as_ptr() as u64;
+            let array = |rng: &mut Rng, scratch: &mut [u8; 256], at: u64| {
+                if rng.chance(85) {
+                    base + at
+                } else {
+                    ptr(rng, scratch)
+                }
+            };
             let mut req = uapi::drm_onpu_submit {
+                queue_id: if rng.chance(90) {
+                    accel::FIRST_QUEUE
+                } else {
+                    Pool::pick(rng, &pool.queues)
+                },
                 cmdbuf_handle: if rng.chance(90) {
                     cmd_handle
                 } else {
@@ -198,26 +252,24 @@ fn one_call(
                     rng.value() as u32
                 },
                 cmdbuf_offset: if rng.chance(90) { 0 } else { rng.value() },
-                bo_count: if rng.chance(90) {
-                    n as u32
-                } else {
-                    rng.value() as u32
+                bos: uapi::drm_onpu_obj_array {
+                    stride: stride(rng, 8),
+                    count: if rng.chance(90) {
+                        n as u32
+                    } else {
+                        rng.value() as u32
+                    },
+                    array: array(rng, scratch, 0),
                 },
-                bos: if rng.chance(85) {
-                    scratch.as_ptr() as u64
-                } else {
-                    ptr(rng, scratch)
+                in_syncs: uapi::drm_onpu_obj_array {
+                    stride: stride(rng, 16),
+                    count: n_in as u32,
+                    array: array(rng, scratch, 64),
                 },
-                in_syncobj_count: if rng.chance(80) {
-                    0
-                } else {
-                    rng.below(3) as u32
-                },
-                in_syncobjs: ptr(rng, scratch),
-                out_syncobj: if rng.chance(70) {
-                    0
-                } else {
-                    Pool::pick(rng, &pool.syncobjs)
+                out_syncs: uapi::drm_onpu_obj_array {
+                    stride: stride(rng, 16),
+                    count: n_out as u32,
+                    array: array(rng, scratch, 128),
                 },
                 timeout_ms: if rng.chance(90) {
                     100 + rng.below(200) as u32
@@ -243,28 +295,32 @@ fn one_call(
             } else {
                 pool.seqnos[rng.below(pool.seqnos.len() as u64) as usize]
             };
+            // An absolute deadline: mostly up to 100 us ahead, sometimes
+            // 0, negative or long past (never far ahead: a job that still
+            // runs would stall this thread until then).
+            let now = accel::monotonic_ns().unwrap_or(0);
             let mut w = uapi::drm_onpu_wait {
                 seqno,
-                timeout_ns: if rng.chance(90) {
-                    rng.below(100_000) as i64
-                } else {
-                    rng.value() as i64
+                timeout_abs_ns: match rng.below(10) {
+                    0 => 0,
+                    1 => -(rng.value() as i64).saturating_abs(),
+                    2 => now - rng.below(1 << 40) as i64,
+                    _ => now + rng.below(100_000) as i64,
                 },
                 flags: if rng.chance(5) { 1 } else { 0 },
+                profile_size: if rng.chance(5) { rng.value() as u32 } else { 0 },
+                profile: if rng.chance(5) { ptr(rng, scratch) } else { 0 },
                 ..Default::default()
             };
-            // A huge timeout on a job that still runs would stall this
-            // thread for its whole timeout; that is allowed but slow.
-            if w.timeout_ns > 200_000 {
-                w.timeout_ns = 200_000;
-            }
             accel::ioctl(file, &mut w).is_ok()
         }
         6 => {
+            let now = accel::monotonic_ns().unwrap_or(0);
             let mut w = uapi::drm_onpu_wait_bo {
                 handle: bo,
                 flags: if rng.chance(5) { 1 } else { 0 },
-                timeout_ns: rng.below(100_000) as i64 - if rng.chance(5) { 200_000 } else { 0 },
+                timeout_abs_ns: now + rng.below(100_000) as i64
+                    - if rng.chance(5) { 200_000 } else { 0 },
             };
             accel::ioctl(file, &mut w).is_ok()
         }
@@ -322,6 +378,8 @@ fn one_call(
                 uapi::DRM_IOCTL_ONPU_WAIT_BO,
                 uapi::DRM_IOCTL_ONPU_BO_INFO,
                 uapi::DRM_IOCTL_ONPU_BO_CREATE_USERPTR,
+                uapi::DRM_IOCTL_ONPU_QUEUE_CREATE,
+                uapi::DRM_IOCTL_ONPU_QUEUE_DESTROY,
             ];
             let req = reqs[rng.below(reqs.len() as u64) as usize];
             let p = ptr(rng, scratch);
@@ -360,6 +418,40 @@ fn one_call(
                 }
             }
             r.is_ok()
+        }
+        13 => {
+            // QUEUE_CREATE (mostly valid priorities; REALTIME works as
+            // root) or QUEUE_DESTROY of a known or random id. The first
+            // queue, which submissions use, stays.
+            if rng.chance(50) || pool.queues.len() > 32 {
+                let id = Pool::pick(rng, &pool.queues);
+                pool.queues.retain(|&q| q != id);
+                let mut d = uapi::drm_onpu_queue_destroy {
+                    queue_id: if id == accel::FIRST_QUEUE { 0 } else { id },
+                    pad: if rng.chance(5) { 1 } else { 0 },
+                };
+                accel::ioctl(file, &mut d).is_ok()
+            } else {
+                let mut q = uapi::drm_onpu_queue_create {
+                    context_id: if rng.chance(90) {
+                        0
+                    } else {
+                        rng.value() as u32
+                    },
+                    priority: if rng.chance(90) {
+                        rng.below(4) as u32
+                    } else {
+                        rng.value() as u32
+                    },
+                    flags: if rng.chance(5) { rng.value() as u32 } else { 0 },
+                    queue_id: 0,
+                };
+                let ok = accel::ioctl(file, &mut q).is_ok();
+                if ok {
+                    pool.queues.push(q.queue_id);
+                }
+                ok
+            }
         }
         _ => {
             // mmap a random handle's offset and touch it.
@@ -441,7 +533,7 @@ fn main() {
             std::process::exit(npu_tools::tap::KSFT_FAIL);
         }
     };
-    let shared = match accel::open(&path) {
+    let shared = match accel::open_with_queue(&path) {
         Ok(f) => Arc::new(f),
         Err(e) => {
             println!("# {}: {e}", path.display());
@@ -467,7 +559,7 @@ fn main() {
             std::thread::spawn(move || {
                 let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(t + 1) | 1);
                 let open = || {
-                    let f = accel::open(&path);
+                    let f = accel::open_with_queue(&path);
                     if let Err(e) = &f {
                         println!("# thread {t}: {}: {e}", path.display());
                         open_failures.fetch_add(1, Ordering::Relaxed);
@@ -545,7 +637,7 @@ fn main() {
     );
     // The device still works: a correct job from a fresh file.
     let after = (|| -> Result<(), String> {
-        let f = accel::open(&path).map_err(|e| e.to_string())?;
+        let f = accel::open_with_queue(&path).map_err(|e| e.to_string())?;
         CopyJob::new(&f, 4096)?
             .run(&f, &copyjob::pattern(0x77, 4096))
             .map_err(|e| format!("job after fuzzing: {e}"))?;

@@ -50,7 +50,7 @@ fn errno(e: i32) -> String {
 
 impl Ctx {
     fn open() -> Result<Ctx, String> {
-        let file = accel::open(&accel::find_device().map_err(|e| e.to_string())?)
+        let file = accel::open_with_queue(&accel::find_device().map_err(|e| e.to_string())?)
             .map_err(|e| e.to_string())?;
         let copy = CopyJob::new(&file, LEN)?;
         let bad = accel::bo_create(&file, 4096).map_err(errno)?;
@@ -163,8 +163,15 @@ fn guilty(c: &mut Ctx, k: &Kind) -> Result<(), String> {
                 .map_err(|e| e.to_string())?
                 .as_mut_slice()[..code.len()]
                 .copy_from_slice(&code);
-            let seqno =
-                accel::submit_simple(&c.file, &c.bad, code.len() as u32, &[], 0).map_err(errno)?;
+            let seqno = accel::submit_simple(
+                &c.file,
+                accel::FIRST_QUEUE,
+                &c.bad,
+                code.len() as u32,
+                &[],
+                0,
+            )
+            .map_err(errno)?;
             accel::wait(&c.file, seqno, 30 * SEC).map_err(errno)?
         }
     };

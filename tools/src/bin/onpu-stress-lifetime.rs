@@ -42,7 +42,7 @@ fn submit_copies(file: &File, jobs: usize, wait: bool) -> Result<(), JobError> {
 }
 
 fn fresh_job() -> Result<(), String> {
-    let file = accel::open(&kmod::wait_for_device()?).map_err(|x| x.to_string())?;
+    let file = accel::open_with_queue(&kmod::wait_for_device()?).map_err(|x| x.to_string())?;
     submit_copies(&file, 1, true).map_err(|e| format!("a fresh process's job: {e}"))
 }
 
@@ -88,7 +88,8 @@ fn kill_with_jobs_in_flight(n: usize, done: &mut usize) -> Result<(), String> {
         let after = if i % 2 == 0 { 64 } else { 32 };
         let victim = child::spawn(move || {
             let run = || -> Result<(), String> {
-                let file = accel::open(&kmod::wait_for_device()?).map_err(|e| e.to_string())?;
+                let file =
+                    accel::open_with_queue(&kmod::wait_for_device()?).map_err(|e| e.to_string())?;
                 submit_copies(&file, after, false)?;
                 child::notify(&ready_w)?;
                 submit_copies(&file, 64 - after, false)?;
@@ -129,7 +130,7 @@ fn kill_with_jobs_in_flight(n: usize, done: &mut usize) -> Result<(), String> {
 fn close_with_jobs_queued(n: usize, done: &mut usize) -> Result<(), String> {
     let before = debugfs_counter("bos_live")?;
     for i in 0..n {
-        let file = accel::open(&kmod::wait_for_device()?).map_err(|e| e.to_string())?;
+        let file = accel::open_with_queue(&kmod::wait_for_device()?).map_err(|e| e.to_string())?;
         submit_copies(&file, 32, false).map_err(|e| format!("iteration {i}: {e}"))?;
         drop(file);
         *done += 1;
@@ -174,7 +175,7 @@ fn workers(count: usize, counts: &Counters<5>) -> Result<Vec<child::Child>, Stri
                             op: "find device",
                             errno: libc::ENODEV,
                         }),
-                        Ok(p) => match accel::open(&p) {
+                        Ok(p) => match accel::open_with_queue(&p) {
                             Err(e) => Err(JobError::Errno {
                                 op: "open",
                                 errno: e.raw_os_error().unwrap_or(libc::EIO),
@@ -333,7 +334,8 @@ fn dmabuf_outlives_exporter(n: usize, done: &mut usize) -> Result<(), String> {
         .map_err(|e| format!("socketpair: {e}"))?;
         let exporter = child::spawn(|| {
             let run = || -> Result<(), String> {
-                let file = accel::open(&kmod::wait_for_device()?).map_err(|e| e.to_string())?;
+                let file =
+                    accel::open_with_queue(&kmod::wait_for_device()?).map_err(|e| e.to_string())?;
                 let bo =
                     accel::bo_create(&file, u64::from(LEN)).map_err(|e| format!("errno {e}"))?;
                 Mapping::new(&file, &bo)
@@ -359,7 +361,7 @@ fn dmabuf_outlives_exporter(n: usize, done: &mut usize) -> Result<(), String> {
         }
         drop(theirs);
         let fd = recv_fd(&ours)?;
-        let file = accel::open(&kmod::wait_for_device()?).map_err(|e| e.to_string())?;
+        let file = accel::open_with_queue(&kmod::wait_for_device()?).map_err(|e| e.to_string())?;
         let h = accel::prime_import(&file, &fd).map_err(|e| format!("import: errno {e}"))?;
         drop(fd);
         let bo = accel::bo_info(&file, h).map_err(|e| format!("errno {e}"))?;

@@ -69,7 +69,7 @@ fn copy(
         .map_err(|e| format!("mmap: {e}"))?
         .as_mut_slice()[..code.len()]
         .copy_from_slice(&code);
-    let seqno = accel::submit_simple(file, &cmd, code.len() as u32, refs, 0)
+    let seqno = accel::submit_simple(file, accel::FIRST_QUEUE, &cmd, code.len() as u32, refs, 0)
         .map_err(|e| format!("submit: {}", errno_name(e)))?;
     let w = accel::wait(file, seqno, 30 * SEC).map_err(|e| format!("wait: {}", errno_name(e)));
     let _ = accel::gem_close(file, cmd.handle);
@@ -284,7 +284,7 @@ fn resident(file: &File) -> Result<u64, String> {
 /// writing a page of it makes all of it resident (pinned for the NPU).
 fn first_use(path: &std::path::Path) -> Result<(), String> {
     const BIG: u64 = 64 << 20;
-    let file = accel::open(path).map_err(|e| e.to_string())?;
+    let file = accel::open_with_queue(path).map_err(|e| e.to_string())?;
     let (big, big_va) = bo(&file, BIG, 0)?;
     let before = resident(&file)?;
     expect(before < BIG, || {
@@ -583,7 +583,7 @@ fn main() {
             std::process::exit(tap.finish());
         }
     };
-    let file = match accel::open(&path) {
+    let file = match accel::open_with_queue(&path) {
         Ok(f) => f,
         Err(e) => {
             tap.check("open", Err(e.to_string()));

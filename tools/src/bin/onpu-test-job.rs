@@ -42,7 +42,7 @@ struct Ctx {
 impl Ctx {
     fn open() -> Result<Ctx, String> {
         let path = accel::find_device().map_err(|e| e.to_string())?;
-        let file = accel::open(&path).map_err(|e| e.to_string())?;
+        let file = accel::open_with_queue(&path).map_err(|e| e.to_string())?;
         let cmd = accel::bo_create(&file, 64 * 1024).map_err(errno_name)?;
         Ok(Ctx { file, cmd })
     }
@@ -76,8 +76,15 @@ impl Ctx {
             .iter()
             .map(|&(handle, flags)| uapi::drm_onpu_bo_ref { handle, flags })
             .collect();
-        let seqno = accel::submit_simple(&self.file, &self.cmd, size, &refs, timeout_ms)
-            .map_err(errno_name)?;
+        let seqno = accel::submit_simple(
+            &self.file,
+            accel::FIRST_QUEUE,
+            &self.cmd,
+            size,
+            &refs,
+            timeout_ms,
+        )
+        .map_err(errno_name)?;
         accel::wait(&self.file, seqno, 10 * SEC).map_err(|e| format!("wait: {}", errno_name(e)))
     }
 }
@@ -133,8 +140,15 @@ fn bad_opcode(c: &Ctx) -> Result<(), String> {
     let mut code = assemble(&[Insn::Nop, Insn::Nop, Insn::End]);
     code[128] = 0xee;
     c.map(&c.cmd)?.as_mut_slice()[..code.len()].copy_from_slice(&code);
-    let seqno =
-        accel::submit_simple(&c.file, &c.cmd, code.len() as u32, &[], 0).map_err(errno_name)?;
+    let seqno = accel::submit_simple(
+        &c.file,
+        accel::FIRST_QUEUE,
+        &c.cmd,
+        code.len() as u32,
+        &[],
+        0,
+    )
+    .map_err(errno_name)?;
     let w = accel::wait(&c.file, seqno, 10 * SEC).map_err(errno_name)?;
     if w.status != Fault::BadOpcode as u32 || w.fault_addr != 128 {
         return Err(format!(
@@ -258,12 +272,13 @@ fn syncobjs(c: &Ctx) -> Result<(), String> {
                 flags: uapi::DRM_ONPU_BO_WRITE,
             },
         ];
+        let outs1 = [accel::sync(s1)];
         let mut req1 = uapi::drm_onpu_submit {
+            queue_id: accel::FIRST_QUEUE,
             cmdbuf_handle: cmd1.handle,
             cmdbuf_size: code1.len() as u32,
-            bo_count: refs1.len() as u32,
-            bos: refs1.as_ptr() as u64,
-            out_syncobj: s1,
+            bos: accel::obj_array(&refs1),
+            out_syncs: accel::obj_array(&outs1),
             timeout_ms,
             ..Default::default()
         };
@@ -277,15 +292,15 @@ fn syncobjs(c: &Ctx) -> Result<(), String> {
                 flags: uapi::DRM_ONPU_BO_WRITE,
             },
         ];
-        let ins = [s1];
+        let ins = [accel::sync(s1)];
+        let outs2 = [accel::sync(s2)];
         let mut req2 = uapi::drm_onpu_submit {
+            queue_id: accel::FIRST_QUEUE,
             cmdbuf_handle: cmd2.handle,
             cmdbuf_size: code2.len() as u32,
-            bo_count: refs2.len() as u32,
-            bos: refs2.as_ptr() as u64,
-            in_syncobjs: ins.as_ptr() as u64,
-            in_syncobj_count: 1,
-            out_syncobj: s2,
+            bos: accel::obj_array(&refs2),
+            in_syncs: accel::obj_array(&ins),
+            out_syncs: accel::obj_array(&outs2),
             ..Default::default()
         };
         let first = accel::submit(&c.file, &mut req1)
@@ -354,10 +369,35 @@ fn submit_errors(c: &Ctx) -> Result<(), String> {
         flags: uapi::DRM_ONPU_BO_READ,
     }];
     let base = uapi::drm_onpu_submit {
+        queue_id: accel::FIRST_QUEUE,
         cmdbuf_handle: c.cmd.handle,
         cmdbuf_size: size,
         ..Default::default()
     };
+    let arr = |stride: usize, count: usize, ptr: *const u8| uapi::drm_onpu_obj_array {
+        stride: stride as u32,
+        count: count as u32,
+        array: ptr as u64,
+    };
+    const REF: usize = std::mem::size_of::<uapi::drm_onpu_bo_ref>();
+    const SYNC: usize = std::mem::size_of::<uapi::drm_onpu_sync>();
+    // One bo_ref in a 16-byte element: zero tail (fine), non-zero tail (E2BIG).
+    let mut wide_ok = [0u8; 16];
+    wide_ok[..4].copy_from_slice(&bo.handle.to_ne_bytes());
+    wide_ok[4..8].copy_from_slice(&uapi::DRM_ONPU_BO_READ.to_ne_bytes());
+    let mut wide_bad = wide_ok;
+    wide_bad[12] = 1;
+    let signalled = accel::syncobj_create(&c.file, true).map_err(errno_name)?;
+    let sync_with = |flags: u32, point: u64| {
+        [uapi::drm_onpu_sync {
+            handle: signalled,
+            flags,
+            point,
+        }]
+    };
+    let unknown_sync_flag = sync_with(2, 0);
+    let out_wait_for_submit = sync_with(uapi::DRM_ONPU_SYNC_WAIT_FOR_SUBMIT, 0);
+    let no_sync = [accel::sync(0xfff)];
     let bad_flags = [uapi::drm_onpu_bo_ref {
         handle: bo.handle,
         flags: 0,
@@ -370,12 +410,27 @@ fn submit_errors(c: &Ctx) -> Result<(), String> {
         handle: 0xffff,
         flags: 1,
     }];
-    let no_syncobj = [0xfffu32];
     let cases: Vec<(&str, uapi::drm_onpu_submit, i32)> = vec![
         (
-            "flags",
-            uapi::drm_onpu_submit { flags: 1, ..base },
+            "unknown flag",
+            uapi::drm_onpu_submit { flags: 2, ..base },
             libc::EINVAL,
+        ),
+        (
+            "unknown queue",
+            uapi::drm_onpu_submit {
+                queue_id: 0x77,
+                ..base
+            },
+            libc::ENOENT,
+        ),
+        (
+            "queue 0",
+            uapi::drm_onpu_submit {
+                queue_id: 0,
+                ..base
+            },
+            libc::ENOENT,
         ),
         (
             "pad",
@@ -433,15 +488,75 @@ fn submit_errors(c: &Ctx) -> Result<(), String> {
         (
             "too many objects",
             uapi::drm_onpu_submit {
-                bo_count: uapi::DRM_ONPU_MAX_JOB_BOS + 1,
+                bos: arr(
+                    REF,
+                    uapi::DRM_ONPU_MAX_JOB_BOS as usize + 1,
+                    good_refs.as_ptr().cast(),
+                ),
                 ..base
             },
             libc::EINVAL,
         ),
         (
-            "too many syncobjs",
+            "too many input syncobjs",
             uapi::drm_onpu_submit {
-                in_syncobj_count: uapi::DRM_ONPU_MAX_IN_SYNCOBJS + 1,
+                in_syncs: arr(
+                    SYNC,
+                    uapi::DRM_ONPU_MAX_IN_SYNCS as usize + 1,
+                    no_sync.as_ptr().cast(),
+                ),
+                ..base
+            },
+            libc::EINVAL,
+        ),
+        (
+            "too many output syncobjs",
+            uapi::drm_onpu_submit {
+                out_syncs: arr(
+                    SYNC,
+                    uapi::DRM_ONPU_MAX_OUT_SYNCS as usize + 1,
+                    no_sync.as_ptr().cast(),
+                ),
+                ..base
+            },
+            libc::EINVAL,
+        ),
+        (
+            "object stride below the element",
+            uapi::drm_onpu_submit {
+                bos: arr(REF - 1, 1, good_refs.as_ptr().cast()),
+                ..base
+            },
+            libc::EINVAL,
+        ),
+        (
+            "sync stride below the element",
+            uapi::drm_onpu_submit {
+                in_syncs: arr(SYNC - 8, 1, unknown_sync_flag.as_ptr().cast()),
+                ..base
+            },
+            libc::EINVAL,
+        ),
+        (
+            "non-zero bytes past a known element",
+            uapi::drm_onpu_submit {
+                bos: arr(16, 1, wide_bad.as_ptr()),
+                ..base
+            },
+            libc::E2BIG,
+        ),
+        (
+            "unknown sync flag",
+            uapi::drm_onpu_submit {
+                in_syncs: arr(SYNC, 1, unknown_sync_flag.as_ptr().cast()),
+                ..base
+            },
+            libc::EINVAL,
+        ),
+        (
+            "WAIT_FOR_SUBMIT on an output",
+            uapi::drm_onpu_submit {
+                out_syncs: arr(SYNC, 1, out_wait_for_submit.as_ptr().cast()),
                 ..base
             },
             libc::EINVAL,
@@ -465,8 +580,7 @@ fn submit_errors(c: &Ctx) -> Result<(), String> {
         (
             "object flags 0",
             uapi::drm_onpu_submit {
-                bo_count: 1,
-                bos: bad_flags.as_ptr() as u64,
+                bos: accel::obj_array(&bad_flags),
                 ..base
             },
             libc::EINVAL,
@@ -474,8 +588,7 @@ fn submit_errors(c: &Ctx) -> Result<(), String> {
         (
             "unknown object flag",
             uapi::drm_onpu_submit {
-                bo_count: 1,
-                bos: unknown_flag.as_ptr() as u64,
+                bos: accel::obj_array(&unknown_flag),
                 ..base
             },
             libc::EINVAL,
@@ -483,8 +596,7 @@ fn submit_errors(c: &Ctx) -> Result<(), String> {
         (
             "bad object handle",
             uapi::drm_onpu_submit {
-                bo_count: 1,
-                bos: bad_handle.as_ptr() as u64,
+                bos: accel::obj_array(&bad_handle),
                 ..base
             },
             libc::ENOENT,
@@ -492,8 +604,7 @@ fn submit_errors(c: &Ctx) -> Result<(), String> {
         (
             "bad objects pointer",
             uapi::drm_onpu_submit {
-                bo_count: 1,
-                bos: 8,
+                bos: arr(REF, 1, 8 as *const u8),
                 ..base
             },
             libc::EFAULT,
@@ -501,8 +612,7 @@ fn submit_errors(c: &Ctx) -> Result<(), String> {
         (
             "bad syncobjs pointer",
             uapi::drm_onpu_submit {
-                in_syncobj_count: 1,
-                in_syncobjs: 8,
+                in_syncs: arr(SYNC, 1, 8 as *const u8),
                 ..base
             },
             libc::EFAULT,
@@ -510,8 +620,7 @@ fn submit_errors(c: &Ctx) -> Result<(), String> {
         (
             "bad input syncobj",
             uapi::drm_onpu_submit {
-                in_syncobj_count: 1,
-                in_syncobjs: no_syncobj.as_ptr() as u64,
+                in_syncs: accel::obj_array(&no_sync),
                 ..base
             },
             libc::ENOENT,
@@ -519,7 +628,7 @@ fn submit_errors(c: &Ctx) -> Result<(), String> {
         (
             "bad output syncobj",
             uapi::drm_onpu_submit {
-                out_syncobj: 0xfff,
+                out_syncs: accel::obj_array(&no_sync),
                 ..base
             },
             libc::ENOENT,
@@ -529,9 +638,18 @@ fn submit_errors(c: &Ctx) -> Result<(), String> {
         expect_errno(accel::submit(&c.file, &mut req), want).map_err(|e| format!("{what}: {e}"))?;
     }
     // And the same request, fixed, goes through.
+    // A wider element whose tail is zero, and several output syncobjs,
+    // are fine.
+    let outs = [accel::sync(signalled), accel::sync(signalled)];
     let mut req = uapi::drm_onpu_submit {
-        bo_count: 1,
-        bos: good_refs.as_ptr() as u64,
+        bos: arr(16, 1, wide_ok.as_ptr()),
+        out_syncs: accel::obj_array(&outs),
+        ..base
+    };
+    let seqno = accel::submit(&c.file, &mut req).map_err(errno_name)?;
+    copyjob::ok_outcome(&accel::wait(&c.file, seqno, 10 * SEC).map_err(errno_name)?)?;
+    let mut req = uapi::drm_onpu_submit {
+        bos: accel::obj_array(&good_refs),
         ..base
     };
     let seqno = accel::submit(&c.file, &mut req).map_err(errno_name)?;
@@ -543,16 +661,25 @@ fn submit_errors(c: &Ctx) -> Result<(), String> {
 /// Every documented WAIT and WAIT_BO error.
 fn wait_errors(c: &Ctx) -> Result<(), String> {
     let size = c.program(&[Insn::End])?;
-    let seqno = accel::submit_simple(&c.file, &c.cmd, size, &[], 0).map_err(errno_name)?;
+    let seqno = accel::submit_simple(&c.file, accel::FIRST_QUEUE, &c.cmd, size, &[], 0)
+        .map_err(errno_name)?;
     let mut w = uapi::drm_onpu_wait {
         seqno,
-        timeout_ns: SEC,
+        timeout_abs_ns: accel::deadline_in(SEC).map_err(errno_name)?,
         flags: 1,
         ..Default::default()
     };
     expect_errno(accel::ioctl(&c.file, &mut w), libc::EINVAL).map_err(|e| format!("flags: {e}"))?;
-    expect_errno(accel::wait(&c.file, seqno, -1), libc::EINVAL)
-        .map_err(|e| format!("negative timeout: {e}"))?;
+    // No job of this test asked for a profile.
+    let mut profile = uapi::drm_onpu_job_profile::default();
+    let mut w = uapi::drm_onpu_wait {
+        seqno,
+        profile_size: std::mem::size_of_val(&profile) as u32,
+        profile: std::ptr::from_mut(&mut profile) as u64,
+        ..Default::default()
+    };
+    expect_errno(accel::ioctl(&c.file, &mut w), libc::EINVAL)
+        .map_err(|e| format!("profile of an unprofiled job: {e}"))?;
     expect_errno(accel::wait(&c.file, seqno + 1000, SEC), libc::ENOENT)
         .map_err(|e| format!("unknown seqno: {e}"))?;
     copyjob::ok_outcome(&accel::wait(&c.file, seqno, 10 * SEC).map_err(errno_name)?)?;
@@ -561,14 +688,12 @@ fn wait_errors(c: &Ctx) -> Result<(), String> {
     let mut wb = uapi::drm_onpu_wait_bo {
         handle: c.cmd.handle,
         flags: 1,
-        timeout_ns: 0,
+        timeout_abs_ns: 0,
     };
     expect_errno(accel::ioctl(&c.file, &mut wb), libc::EINVAL)
         .map_err(|e| format!("wait_bo flags: {e}"))?;
     expect_errno(accel::wait_bo(&c.file, 0xffff, 0), libc::ENOENT)
         .map_err(|e| format!("wait_bo handle: {e}"))?;
-    expect_errno(accel::wait_bo(&c.file, c.cmd.handle, -5), libc::EINVAL)
-        .map_err(|e| format!("wait_bo timeout: {e}"))?;
     accel::wait_bo(&c.file, c.cmd.handle, 0).map_err(|e| format!("idle wait_bo: {}", errno_name(e)))
 }
 

@@ -21,7 +21,7 @@ const HANG_TAG: u32 = 0xdead;
 
 /// Run one END job on a fresh file.
 fn smoke() -> Result<(), String> {
-    let file = accel::open(&kmod::wait_for_device()?).map_err(|e| e.to_string())?;
+    let file = accel::open_with_queue(&kmod::wait_for_device()?).map_err(|e| e.to_string())?;
     run_on(&file, &[Insn::End], 0).and_then(|w| {
         if w.status == 0 {
             Ok(())
@@ -43,12 +43,19 @@ fn submit(file: &File, insns: &[Insn], timeout_ms: u32) -> Result<u64, String> {
         .map_err(|e| e.to_string())?
         .as_mut_slice()[..code.len()]
         .copy_from_slice(&code);
-    accel::submit_simple(file, &cmd, code.len() as u32, &[], timeout_ms)
-        .map_err(|e| format!("submit: errno {e}"))
+    accel::submit_simple(
+        file,
+        accel::FIRST_QUEUE,
+        &cmd,
+        code.len() as u32,
+        &[],
+        timeout_ms,
+    )
+    .map_err(|e| format!("submit: errno {e}"))
 }
 
 fn unload_with_open_file() -> Result<(), String> {
-    let file = accel::open(&kmod::wait_for_device()?).map_err(|e| e.to_string())?;
+    let file = accel::open_with_queue(&kmod::wait_for_device()?).map_err(|e| e.to_string())?;
     match kmod::unload(true) {
         Err(e) if e == libc::EWOULDBLOCK || e == libc::EBUSY => {}
         Err(e) => {
@@ -73,7 +80,7 @@ fn unload_with_open_file() -> Result<(), String> {
 
 fn unbind_with_job_in_flight() -> Result<(), String> {
     let pci = kmod::pci_name()?;
-    let file = accel::open(&kmod::wait_for_device()?).map_err(|e| e.to_string())?;
+    let file = accel::open_with_queue(&kmod::wait_for_device()?).map_err(|e| e.to_string())?;
     // A job that never ends by itself (the device hangs on this tag).
     let seqno = submit(&file, &[Insn::Mark { tag: HANG_TAG }, Insn::End], 5000)?;
     // An END job ready to submit once the device is gone.
@@ -92,7 +99,7 @@ fn unbind_with_job_in_flight() -> Result<(), String> {
             w.status, w.error
         ));
     }
-    match accel::submit_simple(&file, &cmd, end.len() as u32, &[], 0) {
+    match accel::submit_simple(&file, accel::FIRST_QUEUE, &cmd, end.len() as u32, &[], 0) {
         Err(e) if e == libc::ENODEV => {}
         Err(e) => {
             return Err(format!(
@@ -116,7 +123,7 @@ fn main() {
     args.at_most(0);
     let mut tap = Tap::new(2);
     let injecting = kmod::wait_for_device()
-        .and_then(|p| accel::open(&p).map_err(|e| e.to_string()))
+        .and_then(|p| accel::open_with_queue(&p).map_err(|e| e.to_string()))
         .and_then(|f| accel::fault_injection(&f));
     tap.check(
         "rmmod is refused while a file is open; unload and reload after close",

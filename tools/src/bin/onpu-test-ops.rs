@@ -56,7 +56,7 @@ struct Ctx {
 impl Ctx {
     fn open() -> Result<Ctx, String> {
         let path = kmod::wait_for_device()?;
-        let file = accel::open(&path).map_err(|e| e.to_string())?;
+        let file = accel::open_with_queue(&path).map_err(|e| e.to_string())?;
         let cmd = accel::bo_create(&file, 64 * 1024).map_err(errno_name)?;
         Ok(Ctx { file, cmd })
     }
@@ -77,12 +77,19 @@ impl Ctx {
             .iter()
             .map(|&(handle, flags)| uapi::drm_onpu_bo_ref { handle, flags })
             .collect();
+        let outs: Vec<_> = (out_syncobj != 0)
+            .then_some(uapi::drm_onpu_sync {
+                handle: out_syncobj,
+                ..Default::default()
+            })
+            .into_iter()
+            .collect();
         let mut req = uapi::drm_onpu_submit {
+            queue_id: accel::FIRST_QUEUE,
             cmdbuf_handle: self.cmd.handle,
             cmdbuf_size: code.len() as u32,
-            bo_count: refs.len() as u32,
-            bos: refs.as_ptr() as u64,
-            out_syncobj,
+            bos: accel::obj_array(&refs),
+            out_syncs: accel::obj_array(&outs),
             timeout_ms,
             ..Default::default()
         };

@@ -48,14 +48,14 @@ fn rebind_works() -> Result<(), String> {
     let pci = npu_function()?;
     std::fs::write("/sys/bus/pci/drivers/onpu/bind", &pci)
         .map_err(|e| format!("bind {pci}: {e}"))?;
-    let file = accel::open(&kmod::wait_for_device()?).map_err(|e| e.to_string())?;
+    let file = accel::open_with_queue(&kmod::wait_for_device()?).map_err(|e| e.to_string())?;
     let cmd = accel::bo_create(&file, 4096).map_err(|e| format!("bo_create: errno {e}"))?;
     let code = assemble(&[Insn::Nop, Insn::End]);
     Mapping::new(&file, &cmd)
         .map_err(|e| e.to_string())?
         .as_mut_slice()[..code.len()]
         .copy_from_slice(&code);
-    let seqno = accel::submit_simple(&file, &cmd, code.len() as u32, &[], 0)
+    let seqno = accel::submit_simple(&file, accel::FIRST_QUEUE, &cmd, code.len() as u32, &[], 0)
         .map_err(|e| format!("submit: errno {e}"))?;
     let w = accel::wait(&file, seqno, 10_000_000_000).map_err(|e| format!("wait: errno {e}"))?;
     if w.status != uapi::DRM_ONPU_JOB_OK {

@@ -201,7 +201,7 @@ impl Rng {
 fn job_stream(counters: &Counters<5>, ready: std::os::fd::OwnedFd) -> i32 {
     let run = || -> Result<(), String> {
         let path = accel::find_device().map_err(|e| e.to_string())?;
-        let file = accel::open(&path).map_err(|e| e.to_string())?;
+        let file = accel::open_with_queue(&path).map_err(|e| e.to_string())?;
         // A batch in flight at once, so that resets find jobs queued.
         let mut jobs = (0..BATCH)
             .map(|_| CopyJob::new(&file, COPY_LEN))
@@ -399,7 +399,7 @@ fn running_job_aborted(bar: &Bar, bdf: &str, npu: &File, rng: &mut Rng) -> Resul
     let want = copyjob::pattern(0x5eed, 4096);
     behind.fill_src(npu, &want)?;
     behind.clear_dst(npu)?;
-    let hung = accel::submit_simple(npu, &hang, code.len() as u32, &[], 5000)
+    let hung = accel::submit_simple(npu, accel::FIRST_QUEUE, &hang, code.len() as u32, &[], 5000)
         .map_err(|e| format!("submit: errno {e}"))?;
     let queued = behind.submit(npu, 0)?;
     if !wait_until(Duration::from_secs(10), || head_job(bdf) == Some(hung)) {
@@ -457,7 +457,7 @@ fn main() {
         "/sys/kernel/debug/accel/{bdf}/counters"
     )));
     let npu = accel::find_device()
-        .and_then(|p| accel::open(&p))
+        .and_then(|p| accel::open_with_queue(&p))
         .unwrap_or_else(|e| fail(format!("accel device: {e}")));
     let counters = Counters::<5>::new().unwrap_or_else(|e| fail(e));
     let (ready_r, ready_w) = child::pipe().unwrap_or_else(|e| fail(e));

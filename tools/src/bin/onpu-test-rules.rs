@@ -46,7 +46,7 @@ impl Dev {
     fn open() -> Result<Dev, String> {
         let path = accel::find_device().map_err(|e| e.to_string())?;
         Ok(Dev {
-            file: accel::open(&path).map_err(|e| e.to_string())?,
+            file: accel::open_with_queue(&path).map_err(|e| e.to_string())?,
         })
     }
 
@@ -74,8 +74,15 @@ impl Dev {
             .iter()
             .map(|&(handle, flags)| uapi::drm_onpu_bo_ref { handle, flags })
             .collect();
-        accel::submit_simple(&self.file, &cmd.0, cmd.1, &refs, timeout_ms)
-            .map_err(|e| format!("submit: {}", errno_name(e)))
+        accel::submit_simple(
+            &self.file,
+            accel::FIRST_QUEUE,
+            &cmd.0,
+            cmd.1,
+            &refs,
+            timeout_ms,
+        )
+        .map_err(|e| format!("submit: {}", errno_name(e)))
     }
 
     fn wait(&self, seqno: u64) -> Result<uapi::drm_onpu_wait, String> {

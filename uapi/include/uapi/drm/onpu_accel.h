@@ -19,9 +19,13 @@ extern "C" {
 #define DRM_ONPU_BO_CREATE		0x02
 #define DRM_ONPU_BO_CREATE_USERPTR	0x03
 #define DRM_ONPU_BO_INFO		0x04
-#define DRM_ONPU_SUBMIT			0x05
-#define DRM_ONPU_WAIT			0x06
-#define DRM_ONPU_WAIT_BO		0x07
+#define DRM_ONPU_CONTEXT_CREATE		0x05
+#define DRM_ONPU_CONTEXT_DESTROY	0x06
+#define DRM_ONPU_QUEUE_CREATE		0x07
+#define DRM_ONPU_QUEUE_DESTROY		0x08
+#define DRM_ONPU_SUBMIT			0x09
+#define DRM_ONPU_WAIT			0x0a
+#define DRM_ONPU_WAIT_BO		0x0b
 
 #define DRM_IOCTL_ONPU_GET_PARAM \
 	DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_GET_PARAM, struct drm_onpu_get_param)
@@ -29,16 +33,24 @@ extern "C" {
 	DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_QUERY, struct drm_onpu_query)
 #define DRM_IOCTL_ONPU_BO_CREATE \
 	DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_BO_CREATE, struct drm_onpu_bo_create)
+#define DRM_IOCTL_ONPU_BO_CREATE_USERPTR \
+	DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_BO_CREATE_USERPTR, struct drm_onpu_bo_create_userptr)
 #define DRM_IOCTL_ONPU_BO_INFO \
 	DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_BO_INFO, struct drm_onpu_bo_info)
+#define DRM_IOCTL_ONPU_CONTEXT_CREATE \
+	DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_CONTEXT_CREATE, struct drm_onpu_context_create)
+#define DRM_IOCTL_ONPU_CONTEXT_DESTROY \
+	DRM_IOW(DRM_COMMAND_BASE + DRM_ONPU_CONTEXT_DESTROY, struct drm_onpu_context_destroy)
+#define DRM_IOCTL_ONPU_QUEUE_CREATE \
+	DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_QUEUE_CREATE, struct drm_onpu_queue_create)
+#define DRM_IOCTL_ONPU_QUEUE_DESTROY \
+	DRM_IOW(DRM_COMMAND_BASE + DRM_ONPU_QUEUE_DESTROY, struct drm_onpu_queue_destroy)
 #define DRM_IOCTL_ONPU_SUBMIT \
 	DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_SUBMIT, struct drm_onpu_submit)
 #define DRM_IOCTL_ONPU_WAIT \
 	DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_WAIT, struct drm_onpu_wait)
 #define DRM_IOCTL_ONPU_WAIT_BO \
-	DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_WAIT_BO, struct drm_onpu_wait_bo)
-#define DRM_IOCTL_ONPU_BO_CREATE_USERPTR \
-	DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_BO_CREATE_USERPTR, struct drm_onpu_bo_create_userptr)
+	DRM_IOW(DRM_COMMAND_BASE + DRM_ONPU_WAIT_BO, struct drm_onpu_wait_bo)
 
 /* Largest buffer object: 4 GiB. */
 #define DRM_ONPU_BO_MAX_SIZE		(1ULL << 32)
@@ -272,12 +284,105 @@ struct drm_onpu_bo_info {
 	__u32 pad;
 };
 
-/* How a job uses a buffer object (&drm_onpu_bo_ref.flags). */
+/* Most contexts one file may have at a time. */
+#define DRM_ONPU_MAX_CONTEXTS		64
+
+/**
+ * struct drm_onpu_context_create - create an NPU address space
+ *
+ * A buffer object has the same NPU address in every context of its file; a
+ * context maps it when a job of the context first uses it. A context holds
+ * one of the device's hardware contexts only while it has jobs in the
+ * device's rings, so contexts are not limited by DRM_ONPU_PARAM_NUM_CONTEXTS.
+ *
+ * Errors: -EINVAL for non-zero @flags; -ENOSPC when the file has
+ * DRM_ONPU_MAX_CONTEXTS contexts; -ENOMEM; -ENODEV when the device is gone.
+ */
+struct drm_onpu_context_create {
+	/** @flags: in, must be zero. */
+	__u32 flags;
+	/** @context_id: out, the context's id in this file (from 1). */
+	__u32 context_id;
+};
+
+/**
+ * struct drm_onpu_context_destroy - destroy a context
+ *
+ * Jobs of the context already submitted still run; its address space goes
+ * when the last of them has ended.
+ *
+ * Errors: -ENOENT for an unknown @context_id; -EINVAL for non-zero @pad;
+ * -EBUSY while queues of the file use the context.
+ */
+struct drm_onpu_context_destroy {
+	/** @context_id: in, a context of this file. */
+	__u32 context_id;
+	/** @pad: must be zero. */
+	__u32 pad;
+};
+
+/* &drm_onpu_queue_create.priority: priority p feeds the device's ring p. */
+#define DRM_ONPU_PRIORITY_LOW		0
+#define DRM_ONPU_PRIORITY_NORMAL	1
+#define DRM_ONPU_PRIORITY_HIGH		2
+#define DRM_ONPU_PRIORITY_REALTIME	3	/* needs CAP_SYS_NICE */
+
+#define DRM_ONPU_MAX_QUEUES		64
+#define DRM_ONPU_MAX_QUEUE_JOBS		64
+
+/**
+ * struct drm_onpu_queue_create - create a job queue
+ *
+ * Errors: -EINVAL for non-zero @flags or a priority above REALTIME;
+ * -EACCES for REALTIME without CAP_SYS_NICE; -ENOENT for an unknown
+ * @context_id; -ENOSPC when the file has DRM_ONPU_MAX_QUEUES queues.
+ */
+struct drm_onpu_queue_create {
+	/** @context_id: in, a context of this file, 0 for the default one. */
+	__u32 context_id;
+	/** @priority: in, DRM_ONPU_PRIORITY_*. */
+	__u32 priority;
+	/** @flags: in, must be zero. */
+	__u32 flags;
+	/** @queue_id: out, the queue's id for SUBMIT (from 1). */
+	__u32 queue_id;
+};
+
+/**
+ * struct drm_onpu_queue_destroy - destroy a job queue
+ *
+ * Jobs already submitted still run. Errors: -ENOENT for an unknown
+ * @queue_id; -EINVAL for non-zero @pad.
+ */
+struct drm_onpu_queue_destroy {
+	/** @queue_id: in, a queue of this file. */
+	__u32 queue_id;
+	/** @pad: must be zero. */
+	__u32 pad;
+};
+
+/**
+ * struct drm_onpu_obj_array - an array of structures in user memory
+ *
+ * @stride must be at least the size of the element this kernel knows
+ * (-EINVAL); bytes of an element past that size must be zero (-E2BIG).
+ */
+struct drm_onpu_obj_array {
+	/** @stride: in, bytes from one element to the next. */
+	__u32 stride;
+	/** @count: in, number of elements. */
+	__u32 count;
+	/** @array: in, user pointer to the first element. */
+	__u64 array;
+};
+
+/* &drm_onpu_bo_ref.flags: how the job uses the object. */
 #define DRM_ONPU_BO_READ		(1 << 0)
 #define DRM_ONPU_BO_WRITE		(1 << 1)
 
 #define DRM_ONPU_MAX_JOB_BOS		256
-#define DRM_ONPU_MAX_IN_SYNCOBJS	16
+#define DRM_ONPU_MAX_IN_SYNCS		16
+#define DRM_ONPU_MAX_OUT_SYNCS		16
 #define DRM_ONPU_MAX_CMDBUF_SIZE	(1 << 24)
 #define DRM_ONPU_INSN_SIZE		64
 
@@ -294,39 +399,59 @@ struct drm_onpu_bo_ref {
 	__u32 flags;
 };
 
+/*
+ * &drm_onpu_sync.flags: inputs only: wait (in the kernel) until the point
+ * has a fence, rather than failing with -EINVAL.
+ */
+#define DRM_ONPU_SYNC_WAIT_FOR_SUBMIT	(1 << 0)
+
+/**
+ * struct drm_onpu_sync - a syncobj (point) a job waits for or signals
+ */
+struct drm_onpu_sync {
+	/** @handle: a syncobj handle of this file. */
+	__u32 handle;
+	/** @flags: DRM_ONPU_SYNC_*. */
+	__u32 flags;
+	/** @point: 0 for a binary syncobj, else a timeline point. */
+	__u64 point;
+};
+
 /**
  * struct drm_onpu_submit - queue a job on the NPU
  *
- * Returns 0 once the job is queued (its outcome comes from
- * &drm_onpu_wait). Errors: -EINVAL for non-zero @flags or @pad, a
- * misaligned or out-of-range command buffer, too many objects or syncobjs,
- * unknown &drm_onpu_bo_ref flags or a too long @timeout_ms; -ENOENT for a
- * handle or syncobj that names nothing; -EFAULT for a bad user pointer;
- * -ERESTARTSYS when a signal interrupted the wait for input fences;
- * -ENODEV when the device is gone.
+ * Returns 0 once the job is queued (its dependencies are waited for in the
+ * kernel; its outcome comes from &drm_onpu_wait). Errors: -EINVAL for
+ * unknown @flags, non-zero @pad, a misaligned or out-of-range command
+ * buffer, too many elements, a bad stride, unknown element flags, an input
+ * without a fence (and without DRM_ONPU_SYNC_WAIT_FOR_SUBMIT), an output
+ * point not above the timeline's last, or a too long @timeout_ms; -E2BIG
+ * for non-zero bytes past an element's known size; -ENOENT for a queue or
+ * handle that names nothing; -EAGAIN when the queue has
+ * DRM_ONPU_MAX_QUEUE_JOBS jobs not yet ended (or the file 256 over all
+ * its queues, destroyed ones too); -EFAULT for a bad user
+ * pointer; -EIO when the device is wedged; -ENODEV when it is gone.
  */
 struct drm_onpu_submit {
+	/** @queue_id: in, a queue of this file. */
+	__u32 queue_id;
+	/** @flags: in, DRM_ONPU_SUBMIT_*. */
+	__u32 flags;
 	/** @cmdbuf_handle: in, the object holding the command buffer. */
 	__u32 cmdbuf_handle;
-	/** @flags: in, must be zero. */
-	__u32 flags;
-	/** @cmdbuf_offset: in, multiple of DRM_ONPU_INSN_SIZE. */
-	__u64 cmdbuf_offset;
 	/**
 	 * @cmdbuf_size: in, non-zero multiple of DRM_ONPU_INSN_SIZE, at most
 	 * DRM_ONPU_MAX_CMDBUF_SIZE, within the object.
 	 */
 	__u32 cmdbuf_size;
-	/** @bo_count: in, entries at @bos, at most DRM_ONPU_MAX_JOB_BOS. */
-	__u32 bo_count;
-	/** @bos: in, pointer to &struct drm_onpu_bo_ref[@bo_count]. */
-	__u64 bos;
-	/** @in_syncobjs: in, pointer to __u32 syncobj handles to wait for. */
-	__u64 in_syncobjs;
-	/** @in_syncobj_count: in, at most DRM_ONPU_MAX_IN_SYNCOBJS. */
-	__u32 in_syncobj_count;
-	/** @out_syncobj: in, 0 or a syncobj that receives the job's fence. */
-	__u32 out_syncobj;
+	/** @cmdbuf_offset: in, multiple of DRM_ONPU_INSN_SIZE. */
+	__u64 cmdbuf_offset;
+	/** @bos: in, &struct drm_onpu_bo_ref, at most DRM_ONPU_MAX_JOB_BOS. */
+	struct drm_onpu_obj_array bos;
+	/** @in_syncs: in, &struct drm_onpu_sync, at most DRM_ONPU_MAX_IN_SYNCS. */
+	struct drm_onpu_obj_array in_syncs;
+	/** @out_syncs: in, &struct drm_onpu_sync, at most DRM_ONPU_MAX_OUT_SYNCS. */
+	struct drm_onpu_obj_array out_syncs;
 	/**
 	 * @timeout_ms: in, longest run time on the device, 0 for the default,
 	 * at most DRM_ONPU_PARAM_JOB_TIMEOUT_MS.
@@ -336,6 +461,35 @@ struct drm_onpu_submit {
 	__u32 pad;
 	/** @seqno: out, the job's sequence number. */
 	__u64 seqno;
+};
+
+/*
+ * &drm_onpu_submit.flags: record the job's profile (returned by WAIT);
+ * -EINVAL when the device cannot (no JOB_PROFILE, bit 5, in CAPS).
+ */
+#define DRM_ONPU_SUBMIT_PROFILE		(1 << 0)
+
+/**
+ * struct drm_onpu_job_profile - what one job did on the device (the
+ * device's profile record, Documentation/hw/npu-hw.rst)
+ */
+struct drm_onpu_job_profile {
+	/** @cycles: modelled cycles of the job (not saturated). */
+	__u64 cycles;
+	/** @instructions: instructions fetched and decoded, END included. */
+	__u64 instructions;
+	/** @macs: multiply-accumulates of the MATMULs that completed. */
+	__u64 macs;
+	/** @dma_bytes_read: bytes read through the MMU, fetches included. */
+	__u64 dma_bytes_read;
+	/** @dma_bytes_written: bytes written through the MMU. */
+	__u64 dma_bytes_written;
+	/** @dma_engine_cycles: summed costs of DMA-engine instructions. */
+	__u64 dma_engine_cycles;
+	/** @compute_engine_cycles: summed costs of compute instructions. */
+	__u64 compute_engine_cycles;
+	/** @reserved: 0. */
+	__u64 reserved;
 };
 
 /* &drm_onpu_wait.status values besides the device's fault codes (1..255). */
@@ -348,41 +502,50 @@ struct drm_onpu_submit {
  *
  * Returns 0 once the job has ended, whatever its outcome; the job is then
  * reaped. Errors: -ENOENT for a seqno this file does not have (or already
- * reaped); -EINVAL for non-zero @flags or a negative @timeout_ns;
- * -ETIMEDOUT when @timeout_ns passed first; -ERESTARTSYS on a signal.
+ * reaped); -EINVAL for non-zero @flags or a @profile_size for a job
+ * submitted without DRM_ONPU_SUBMIT_PROFILE; -ETIMEDOUT when the deadline
+ * passed first; -ERESTARTSYS on a signal (the restart keeps the deadline).
  */
 struct drm_onpu_wait {
 	/** @seqno: in, from &drm_onpu_submit.seqno. */
 	__u64 seqno;
-	/** @timeout_ns: in, relative; 0 polls. */
-	__s64 timeout_ns;
+	/** @timeout_abs_ns: in, absolute CLOCK_MONOTONIC deadline; past polls. */
+	__s64 timeout_abs_ns;
 	/** @flags: in, must be zero. */
 	__u32 flags;
 	/** @status: out, 0, a device fault code or DRM_ONPU_JOB_*. */
 	__u32 status;
 	/** @error: out, 0, -EIO, -ETIMEDOUT or -ECANCELED (the fence error). */
 	__s32 error;
-	/** @pad: out, zero. */
-	__u32 pad;
+	/**
+	 * @profile_size: in, bytes at @profile (0: none); non-zero for a job
+	 * submitted without DRM_ONPU_SUBMIT_PROFILE gives -EINVAL.
+	 */
+	__u32 profile_size;
 	/** @fault_addr: out, faulting NPU address or command-buffer offset. */
 	__u64 fault_addr;
 	/** @cycles: out, modelled cycles the job took. */
 	__u64 cycles;
+	/**
+	 * @profile: in, pointer to a struct drm_onpu_job_profile; at most
+	 * @profile_size bytes of it are written.
+	 */
+	__u64 profile;
 };
 
 /**
  * struct drm_onpu_wait_bo - wait until no job uses a buffer object
  *
- * Errors: -ENOENT for a bad @handle; -EINVAL for non-zero @flags or a
- * negative @timeout_ns; -ETIMEDOUT when a job still uses the object.
+ * Errors: -ENOENT for a bad @handle; -EINVAL for non-zero @flags;
+ * -ETIMEDOUT when a job still uses the object at the deadline.
  */
 struct drm_onpu_wait_bo {
 	/** @handle: in, a GEM handle of this file. */
 	__u32 handle;
 	/** @flags: in, must be zero. */
 	__u32 flags;
-	/** @timeout_ns: in, relative; 0 polls. */
-	__s64 timeout_ns;
+	/** @timeout_abs_ns: in, absolute CLOCK_MONOTONIC deadline; past polls. */
+	__s64 timeout_abs_ns;
 };
 
 #if defined(__cplusplus)
