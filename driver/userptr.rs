@@ -3,7 +3,10 @@
 //! Buffer objects of user memory (BO_CREATE_USERPTR): the pages of a
 //! page-aligned range of the caller's address space, pinned long-term
 //! (FOLL_LONGTERM; FOLL_WRITE unless the object is READ_ONLY) and mapped
-//! for the device at creation, unpinned when the object is freed.
+//! for the device at creation, unpinned when the object is freed. The pins
+//! are charged to the creating process's RLIMIT_MEMLOCK (`pinned_vm`, patch
+//! 28: ENOMEM above it without CAP_IPC_LOCK); the charge lives in the pinned
+//! pages, so it goes back to that process's mm with them.
 //!
 //! The object is a shmem GEM object like the others (one object type for
 //! handles, PRIME and the job path), created NO_MMAP and unexportable: its

@@ -257,9 +257,11 @@ pub struct drm_onpu_bo_info {
 /// pinned until the object is freed: the NPU reaches that memory, whatever
 /// the process later does with the range. The object is NO_MMAP (BO_INFO
 /// reports DRM_ONPU_BO_NO_MMAP; the process has the memory already), and
-/// cannot be exported through PRIME (-EINVAL). -EFAULT when a page of the
-/// range is not mapped (with the access needed), -ENOMEM, -ENOSPC as for
-/// BO_CREATE.
+/// cannot be exported through PRIME (-EINVAL). The pages count against the
+/// creating process's RLIMIT_MEMLOCK (its pinned_vm) until the object is
+/// freed. -EFAULT when a page of the range is not mapped (with the access
+/// needed), -ENOMEM above RLIMIT_MEMLOCK without CAP_IPC_LOCK or out of
+/// memory, -ENOSPC as for BO_CREATE.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct drm_onpu_bo_create_userptr {

@@ -236,10 +236,13 @@ struct drm_onpu_bo_create {
  *
  * The pages are pinned at once (long-term; for writing too unless
  * DRM_ONPU_BO_READ_ONLY) until the object is freed. The object is NO_MMAP
- * and cannot be exported through PRIME (-EINVAL). Errors: -EINVAL for an
- * unaligned @user_ptr or @size, a zero or too large @size, or a flag other
- * than DRM_ONPU_BO_READ_ONLY; -EFAULT when a page of the range is not mapped
- * (with the access needed); -ENOMEM; -ENOSPC as for BO_CREATE.
+ * and cannot be exported through PRIME (-EINVAL). The pages count against
+ * the creating process's RLIMIT_MEMLOCK (its pinned_vm) until the object is
+ * freed. Errors: -EINVAL for an unaligned @user_ptr or @size, a zero or too
+ * large @size, or a flag other than DRM_ONPU_BO_READ_ONLY; -EFAULT when a
+ * page of the range is not mapped (with the access needed); -ENOMEM above
+ * RLIMIT_MEMLOCK without CAP_IPC_LOCK, or out of memory; -ENOSPC as for
+ * BO_CREATE.
  */
 struct drm_onpu_bo_create_userptr {
 	/** @user_ptr: in, the start of the memory, page aligned. */
