@@ -9,7 +9,10 @@
 //! it: fdinfo's drm-resident-memory shows a large unused object costs
 //! nothing, and all of it once a job used it. Userptr objects (pinned
 //! process memory) round-trip through jobs, honour READ_ONLY, refuse PRIME
-//! export, and their arguments are checked.
+//! export, and their arguments are checked; their pinned pages count
+//! against the creating process's RLIMIT_MEMLOCK (its VmPin), which an
+//! unprivileged process cannot exceed (ENOMEM), and freeing an object gives
+//! them back to that process, whichever process frees it.
 
 use npu::device::raw::{self as accel, Bo, Mapping};
 use npu_isa::{assemble, Fault};
@@ -84,6 +87,36 @@ fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {
     a.iter().zip(b).position(|(x, y)| x != y)
 }
 
+/// `got` is `want`, else where `what` differs.
+fn same(what: &str, got: &[u8], want: &[u8]) -> Result<(), String> {
+    expect(got == want, || {
+        format!("{what} differs at byte {:?}", first_difference(got, want))
+    })
+}
+
+/// A job copies LEN bytes from `src` (listed for reading) to `dst` (listed
+/// for writing) and ends OK.
+fn copy_ok(file: &File, src: &(Bo, u64), dst: &(Bo, u64)) -> Result<(), String> {
+    let w = copy(
+        file,
+        src.1,
+        dst.1,
+        &[
+            r(src.0.handle, uapi::DRM_ONPU_BO_READ),
+            r(dst.0.handle, uapi::DRM_ONPU_BO_WRITE),
+        ],
+    )?;
+    copyjob::ok_outcome(&w).map_err(|e| e.to_string())
+}
+
+/// The CPU fills `src` with the pattern of `seed`, a job copies it to
+/// `dst`, the CPU reads `dst` back: the same bytes.
+fn fill_copy_read(file: &File, src: &(Bo, u64), dst: &(Bo, u64), seed: u32) -> Result<(), String> {
+    let want = fill(file, &src.0, seed)?;
+    copy_ok(file, src, dst)?;
+    same("copy", &read(file, &dst.0)?, &want)
+}
+
 /// BO_INFO.bo_flags gives back each valid combination; every unknown bit
 /// is EINVAL.
 fn flags_reported(file: &File) -> Result<(), String> {
@@ -109,23 +142,9 @@ fn flags_reported(file: &File) -> Result<(), String> {
 
 /// A job reads a READ_ONLY object.
 fn read_only_read(file: &File) -> Result<(), String> {
-    let (ro, ro_va) = bo(file, u64::from(LEN), uapi::DRM_ONPU_BO_READ_ONLY)?;
-    let (dst, dst_va) = bo(file, u64::from(LEN), 0)?;
-    let want = fill(file, &ro, 11)?;
-    let w = copy(
-        file,
-        ro_va,
-        dst_va,
-        &[
-            r(ro.handle, uapi::DRM_ONPU_BO_READ),
-            r(dst.handle, uapi::DRM_ONPU_BO_WRITE),
-        ],
-    )?;
-    copyjob::ok_outcome(&w).map_err(|e| e.to_string())?;
-    let got = read(file, &dst)?;
-    expect(got == want, || {
-        format!("copy differs at byte {:?}", first_difference(&got, &want))
-    })
+    let ro = bo(file, u64::from(LEN), uapi::DRM_ONPU_BO_READ_ONLY)?;
+    let dst = bo(file, u64::from(LEN), 0)?;
+    fill_copy_read(file, &ro, &dst, 11)
 }
 
 /// A job writing a READ_ONLY object (listed for reading, as the kernel
@@ -154,13 +173,7 @@ fn read_only_write_faults(file: &File) -> Result<(), String> {
             )
         },
     )?;
-    let after = read(file, &ro)?;
-    expect(after == before, || {
-        format!(
-            "object changed at byte {:?}",
-            first_difference(&after, &before)
-        )
-    })
+    same("the READ_ONLY object", &read(file, &ro)?, &before)
 }
 
 /// SUBMIT refuses a READ_ONLY object listed for writing.
@@ -190,12 +203,12 @@ fn read_only_write_listed(file: &File) -> Result<(), String> {
 /// NO_MMAP: no mmap offset, mmap of an exported dma-buf is EACCES, and a
 /// job still uses the object.
 fn no_mmap(file: &File) -> Result<(), String> {
-    let (nm, nm_va) = bo(file, u64::from(LEN), uapi::DRM_ONPU_BO_NO_MMAP)?;
-    expect(nm.mmap_offset == 0, || {
-        format!("mmap_offset {:#x}", nm.mmap_offset)
+    let nm = bo(file, u64::from(LEN), uapi::DRM_ONPU_BO_NO_MMAP)?;
+    expect(nm.0.mmap_offset == 0, || {
+        format!("mmap_offset {:#x}", nm.0.mmap_offset)
     })?;
     let dmabuf =
-        accel::prime_export(file, nm.handle).map_err(|e| format!("export: {}", errno_name(e)))?;
+        accel::prime_export(file, nm.0.handle).map_err(|e| format!("export: {}", errno_name(e)))?;
     let mapped = memmap2::MmapOptions::new()
         .len(LEN as usize)
         .map_raw(dmabuf.as_raw_fd());
@@ -204,57 +217,19 @@ fn no_mmap(file: &File) -> Result<(), String> {
         format!("mmap of the dma-buf: {:?}", mapped.map(|_| "mapped"))
     })?;
     // Through the NPU: src -> NO_MMAP -> dst.
-    let (src, src_va) = bo(file, u64::from(LEN), 0)?;
-    let (dst, dst_va) = bo(file, u64::from(LEN), 0)?;
-    let want = fill(file, &src, 31)?;
-    let w = copy(
-        file,
-        src_va,
-        nm_va,
-        &[
-            r(src.handle, uapi::DRM_ONPU_BO_READ),
-            r(nm.handle, uapi::DRM_ONPU_BO_WRITE),
-        ],
-    )?;
-    copyjob::ok_outcome(&w).map_err(|e| e.to_string())?;
-    let w = copy(
-        file,
-        nm_va,
-        dst_va,
-        &[
-            r(nm.handle, uapi::DRM_ONPU_BO_READ),
-            r(dst.handle, uapi::DRM_ONPU_BO_WRITE),
-        ],
-    )?;
-    copyjob::ok_outcome(&w).map_err(|e| e.to_string())?;
-    let got = read(file, &dst)?;
-    expect(got == want, || {
-        format!(
-            "round trip differs at byte {:?}",
-            first_difference(&got, &want)
-        )
-    })
+    let src = bo(file, u64::from(LEN), 0)?;
+    let dst = bo(file, u64::from(LEN), 0)?;
+    let want = fill(file, &src.0, 31)?;
+    copy_ok(file, &src, &nm)?;
+    copy_ok(file, &nm, &dst)?;
+    same("round trip", &read(file, &dst.0)?, &want)
 }
 
 /// CPU_WC objects: CPU writes, the NPU copies, the CPU reads back.
 fn cpu_wc(file: &File) -> Result<(), String> {
-    let (src, src_va) = bo(file, u64::from(LEN), uapi::DRM_ONPU_BO_CPU_WC)?;
-    let (dst, dst_va) = bo(file, u64::from(LEN), uapi::DRM_ONPU_BO_CPU_WC)?;
-    let want = fill(file, &src, 41)?;
-    let w = copy(
-        file,
-        src_va,
-        dst_va,
-        &[
-            r(src.handle, uapi::DRM_ONPU_BO_READ),
-            r(dst.handle, uapi::DRM_ONPU_BO_WRITE),
-        ],
-    )?;
-    copyjob::ok_outcome(&w).map_err(|e| e.to_string())?;
-    let got = read(file, &dst)?;
-    expect(got == want, || {
-        format!("copy differs at byte {:?}", first_difference(&got, &want))
-    })
+    let src = bo(file, u64::from(LEN), uapi::DRM_ONPU_BO_CPU_WC)?;
+    let dst = bo(file, u64::from(LEN), uapi::DRM_ONPU_BO_CPU_WC)?;
+    fill_copy_read(file, &src, &dst, 41)
 }
 
 /// drm-resident-memory of a DRM file, in bytes (0 when not shown, which
@@ -290,18 +265,9 @@ fn first_use(path: &std::path::Path) -> Result<(), String> {
     expect(before < BIG, || {
         format!("{before} bytes resident before any use")
     })?;
-    let (src, src_va) = bo(&file, u64::from(LEN), 0)?;
-    fill(&file, &src, 51)?;
-    let w = copy(
-        &file,
-        src_va,
-        big_va,
-        &[
-            r(src.handle, uapi::DRM_ONPU_BO_READ),
-            r(big.handle, uapi::DRM_ONPU_BO_WRITE),
-        ],
-    )?;
-    copyjob::ok_outcome(&w).map_err(|e| e.to_string())?;
+    let src = bo(&file, u64::from(LEN), 0)?;
+    fill(&file, &src.0, 51)?;
+    copy_ok(&file, &src, &(big, big_va))?;
     let after = resident(&file)?;
     expect(after >= BIG + u64::from(LEN), || {
         format!("{after} bytes resident after the job (before: {before})")
@@ -395,38 +361,13 @@ fn userptr_round_trip(file: &File) -> Result<(), String> {
             )
         },
     )?;
-    let (n, n_va) = bo(file, u64::from(LEN), 0)?;
-    let w = copy(
-        file,
-        ua_va,
-        n_va,
-        &[
-            r(ua.handle, uapi::DRM_ONPU_BO_READ),
-            r(n.handle, uapi::DRM_ONPU_BO_WRITE),
-        ],
-    )?;
-    copyjob::ok_outcome(&w).map_err(|e| format!("userptr -> bo: {e}"))?;
-    let w = copy(
-        file,
-        n_va,
-        ub_va,
-        &[
-            r(n.handle, uapi::DRM_ONPU_BO_READ),
-            r(ub.handle, uapi::DRM_ONPU_BO_WRITE),
-        ],
-    )?;
-    copyjob::ok_outcome(&w).map_err(|e| format!("bo -> userptr: {e}"))?;
-    let mid = read(file, &n)?;
-    expect(mid == want, || {
-        format!("object differs at byte {:?}", first_difference(&mid, &want))
-    })?;
-    let got = b.read();
-    expect(got == want, || {
-        format!(
-            "user memory differs at byte {:?}",
-            first_difference(&got, &want)
-        )
-    })?;
+    let n = bo(file, u64::from(LEN), 0)?;
+    let (ua, ub) = ((ua, ua_va), (ub, ub_va));
+    copy_ok(file, &ua, &n).map_err(|e| format!("userptr -> bo: {e}"))?;
+    copy_ok(file, &n, &ub).map_err(|e| format!("bo -> userptr: {e}"))?;
+    same("object", &read(file, &n.0)?, &want)?;
+    same("user memory", &b.read(), &want)?;
+    let (ua, ub, n) = (ua.0, ub.0, n.0);
     let exported = accel::prime_export(file, ua.handle).err();
     expect(exported == Some(libc::EINVAL), || {
         format!("PRIME export of a userptr object: {exported:?}")
@@ -449,22 +390,11 @@ fn userptr_read_only(file: &File) -> Result<(), String> {
     expect(writable == Some(libc::EFAULT), || {
         format!("writable userptr of read-only memory: {writable:?}")
     })?;
-    let (ua, ua_va) = userptr(file, &a, uapi::DRM_ONPU_BO_READ_ONLY)?;
-    let (n, n_va) = bo(file, u64::from(LEN), 0)?;
-    let w = copy(
-        file,
-        ua_va,
-        n_va,
-        &[
-            r(ua.handle, uapi::DRM_ONPU_BO_READ),
-            r(n.handle, uapi::DRM_ONPU_BO_WRITE),
-        ],
-    )?;
-    copyjob::ok_outcome(&w).map_err(|e| format!("read: {e}"))?;
-    let got = read(file, &n)?;
-    expect(got == want, || {
-        format!("copy differs at byte {:?}", first_difference(&got, &want))
-    })?;
+    let ro = userptr(file, &a, uapi::DRM_ONPU_BO_READ_ONLY)?;
+    let n = bo(file, u64::from(LEN), 0)?;
+    copy_ok(file, &ro, &n).map_err(|e| format!("read: {e}"))?;
+    same("copy", &read(file, &n.0)?, &want)?;
+    let ((ua, ua_va), (n, n_va)) = (ro, n);
     fill(file, &n, 72)?;
     let w = copy(
         file,
@@ -484,13 +414,7 @@ fn userptr_read_only(file: &File) -> Result<(), String> {
             )
         },
     )?;
-    let after = a.read();
-    expect(after == want, || {
-        format!(
-            "read-only memory changed at byte {:?}",
-            first_difference(&after, &want)
-        )
-    })?;
+    same("read-only memory", &a.read(), &want)?;
     let listed = copy(
         file,
         n_va,
@@ -574,8 +498,207 @@ fn userptr_bad_args(file: &File) -> Result<(), String> {
     Ok(())
 }
 
+const PAGE: u64 = 4096;
+/// The RLIMIT_MEMLOCK the memlock test sets, in pages.
+const MEMLOCK_PAGES: u64 = 16;
+/// The user `nobody`.
+const NOBODY: u32 = 65534;
+
+/// This process's VmPin (the pages pinned for devices, charged against
+/// RLIMIT_MEMLOCK) in KiB, from /proc/self/status.
+fn vm_pin_kib() -> Result<u64, String> {
+    let text = std::fs::read_to_string("/proc/self/status")
+        .map_err(|e| format!("/proc/self/status: {e}"))?;
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("VmPin:"))
+        .ok_or("no VmPin in /proc/self/status")?;
+    line.trim_start_matches("VmPin:")
+        .trim()
+        .strip_suffix("kB")
+        .and_then(|n| n.trim().parse().ok())
+        .ok_or_else(|| format!("bad line {line:?}"))
+}
+
+/// VmPin is `pages` pages.
+fn expect_pinned(what: &str, pages: u64) -> Result<(), String> {
+    let kib = vm_pin_kib()?;
+    expect(kib == pages * PAGE / 1024, || {
+        format!("{what}: VmPin {kib} kB, want {} kB", pages * PAGE / 1024)
+    })
+}
+
+/// BO_CREATE_USERPTR of `pages` pages of `mem` from page `first`.
+fn userptr_pages(file: &File, mem: &UserMem, first: u64, pages: u64) -> Result<Bo, i32> {
+    accel::bo_create_userptr(file, mem.addr() + first * PAGE, pages * PAGE, 0)
+}
+
+fn close(file: &File, b: &Bo) -> Result<(), String> {
+    accel::gem_close(file, b.handle).map_err(|e| format!("gem_close: {}", errno_name(e)))
+}
+
+/// One line from the other process, without its newline.
+fn recv_line(sock: &mut std::os::unix::net::UnixStream) -> Result<String, String> {
+    use std::io::Read;
+    let mut line = Vec::new();
+    let mut byte = [0u8];
+    loop {
+        match sock.read(&mut byte) {
+            Ok(0) => return Err(format!("the other process hung up after {line:?}")),
+            Ok(_) if byte[0] == b'\n' => return Ok(String::from_utf8_lossy(&line).into_owned()),
+            Ok(_) => line.push(byte[0]),
+            Err(e) => return Err(format!("read: {e}")),
+        }
+    }
+}
+
+fn send_line(sock: &mut std::os::unix::net::UnixStream, line: &str) -> Result<(), String> {
+    use std::io::Write;
+    sock.write_all(format!("{line}\n").as_bytes())
+        .map_err(|e| format!("write: {e}"))
+}
+
+/// The forked child of [`userptr_memlock`], on the parent's DRM file.
+/// As root (CAP_IPC_LOCK) it pins beyond RLIMIT_MEMLOCK; then as `nobody`
+/// it cannot: ENOMEM above the limit, the pins add up, closing gives them
+/// back; an object the parent frees gives its pages back to this process.
+fn memlock_child(file: &File, sock: &mut std::os::unix::net::UnixStream) -> Result<(), String> {
+    let limit = libc::rlimit {
+        rlim_cur: MEMLOCK_PAGES * PAGE,
+        rlim_max: MEMLOCK_PAGES * PAGE,
+    };
+    // SAFETY: setrlimit reads the struct we pass.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &limit) } != 0 {
+        return Err(format!("setrlimit: {}", std::io::Error::last_os_error()));
+    }
+    let mem = UserMem::new((4 * MEMLOCK_PAGES * PAGE) as usize)?;
+    expect_pinned("a new process", 0)?;
+    // CAP_IPC_LOCK lifts the limit (the guest runs the tests as root).
+    let big = userptr_pages(file, &mem, 0, 2 * MEMLOCK_PAGES)
+        .map_err(|e| format!("twice the limit as root: {}", errno_name(e)))?;
+    expect_pinned("twice the limit as root", 2 * MEMLOCK_PAGES)?;
+    close(file, &big)?;
+    expect_pinned("closed", 0)?;
+
+    // SAFETY: plain system calls; this process is single-threaded.
+    if unsafe { libc::setgid(NOBODY) } != 0 || unsafe { libc::setuid(NOBODY) } != 0 {
+        return Err(format!(
+            "setuid nobody: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    let over = userptr_pages(file, &mem, 0, MEMLOCK_PAGES + 1).err();
+    expect(over == Some(libc::ENOMEM), || {
+        format!("one page above RLIMIT_MEMLOCK, unprivileged: {over:?}, want ENOMEM")
+    })?;
+    expect_pinned("after the refused object", 0)?;
+    let a = userptr_pages(file, &mem, 0, MEMLOCK_PAGES - 4)
+        .map_err(|e| format!("below the limit: {}", errno_name(e)))?;
+    expect_pinned("below the limit", MEMLOCK_PAGES - 4)?;
+    let more = userptr_pages(file, &mem, MEMLOCK_PAGES, 8).err();
+    expect(more == Some(libc::ENOMEM), || {
+        format!("a second object taking the pins above the limit: {more:?}, want ENOMEM")
+    })?;
+    close(file, &a)?;
+    expect_pinned("the object closed", 0)?;
+    // Its charge came back: the whole limit fits again.
+    let full = userptr_pages(file, &mem, 0, MEMLOCK_PAGES)
+        .map_err(|e| format!("the whole limit after a close: {}", errno_name(e)))?;
+    expect_pinned("the whole limit", MEMLOCK_PAGES)?;
+    close(file, &full)?;
+
+    // An object the parent frees gives the pages back to this process.
+    let c = userptr_pages(file, &mem, 0, MEMLOCK_PAGES - 4)
+        .map_err(|e| format!("for the parent: {}", errno_name(e)))?;
+    send_line(sock, &format!("close {}", c.handle))?;
+    let reply = recv_line(sock)?;
+    expect(reply == "closed", || format!("parent: {reply}"))?;
+    expect_pinned("the parent closed our object", 0)?;
+    let d = userptr_pages(file, &mem, 0, MEMLOCK_PAGES).map_err(|e| {
+        format!(
+            "the whole limit after the parent's close: {}",
+            errno_name(e)
+        )
+    })?;
+    // Left to the parent to close after this process has exited.
+    send_line(sock, &format!("leave {}", d.handle))
+}
+
+/// RLIMIT_MEMLOCK: see [`memlock_child`]. The parent (another mm) closes
+/// two of the child's objects, one after the child exited: its own VmPin
+/// must not move (the charge goes back to the mm that pinned).
+fn userptr_memlock(file: &File) -> Result<(), String> {
+    use std::os::unix::net::UnixStream;
+    let own = vm_pin_kib()?;
+    let (mut parent, mut child) = UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    // SAFETY: this program is single-threaded; the child only makes system
+    // calls and small allocations, then _exit()s.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(format!("fork: {}", std::io::Error::last_os_error()));
+    }
+    if pid == 0 {
+        drop(parent);
+        let code = match memlock_child(file, &mut child) {
+            Ok(()) => 0,
+            Err(e) => {
+                let _ = send_line(&mut child, &format!("error {e}"));
+                1
+            }
+        };
+        // SAFETY: ends the child without running the parent's exit handlers.
+        unsafe { libc::_exit(code) };
+    }
+    drop(child);
+    let mut result = Ok(());
+    let mut left = None;
+    while result.is_ok() {
+        let line = match recv_line(&mut parent) {
+            Ok(l) => l,
+            Err(e) => {
+                result = Err(format!("child: {e}"));
+                break;
+            }
+        };
+        if let Some(h) = line.strip_prefix("close ") {
+            result = h
+                .parse()
+                .map_err(|_| format!("child said {line:?}"))
+                .and_then(|handle| {
+                    accel::gem_close(file, handle).map_err(|e| format!("close: {}", errno_name(e)))
+                })
+                .and_then(|()| send_line(&mut parent, "closed"));
+        } else if let Some(h) = line.strip_prefix("leave ") {
+            left = h.parse::<u32>().ok();
+            break;
+        } else {
+            result = Err(format!("child: {}", line.trim_start_matches("error ")));
+        }
+    }
+    drop(parent);
+    let mut status = 0;
+    // SAFETY: waits for our own child.
+    if unsafe { libc::waitpid(pid, &mut status, 0) } != pid {
+        return Err(format!("waitpid: {}", std::io::Error::last_os_error()));
+    }
+    result?;
+    expect(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        || format!("child status {status:#x}"),
+    )?;
+    let handle = left.ok_or("no handle left by the child")?;
+    accel::gem_close(file, handle)
+        .map_err(|e| format!("close the child's object: {}", errno_name(e)))?;
+    let after = vm_pin_kib()?;
+    expect(after == own, || {
+        format!("closing the child's objects moved this process's VmPin: {own} kB -> {after} kB")
+    })
+}
+
 fn main() {
-    let mut tap = Tap::new(10);
+    let mut tap = Tap::new(11);
     let path = match accel::find_device() {
         Ok(p) => p,
         Err(e) => {
@@ -623,6 +746,10 @@ fn main() {
     tap.check(
         "userptr argument errors (EINVAL, EFAULT)",
         userptr_bad_args(&file),
+    );
+    tap.check(
+        "userptr pins count against RLIMIT_MEMLOCK: ENOMEM above it without CAP_IPC_LOCK; freeing gives them back to the pinning process",
+        userptr_memlock(&file),
     );
     std::process::exit(tap.finish());
 }
