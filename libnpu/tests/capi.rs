@@ -8,113 +8,31 @@ use npu::capi::{NpuDeviceInfo, NpuTensorInfo};
 use npu::isa::Fault;
 use std::mem::{offset_of, size_of};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
+
+use npu_test_support::{cc, checked, make_install, pkg_config, TempDir};
 
 const MANIFEST: &str = env!("CARGO_MANIFEST_DIR");
-
-/// A directory of this test's own, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let d = std::env::temp_dir().join(format!("npu-capi-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).expect("temp dir");
-        TempDir(d)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// `make install-libnpu` with the device model into `prefix`, as a user
 /// would run it (the Makefile's own rule, symlinks and npu.pc included).
 fn install(prefix: &Path) {
-    let top = Path::new(MANIFEST).parent().expect("repo top");
-    let out = Command::new("make")
-        .arg("-s")
-        .arg("-C")
-        .arg(top)
-        .arg("install-libnpu")
-        .arg(format!("PREFIX={}", prefix.display()))
-        .arg("NPU_FEATURES=model")
-        // Not the workspace's target dir: see LIBNPU_TARGET_DIR in the Makefile.
-        .arg(format!(
-            "LIBNPU_TARGET_DIR={}",
-            top.join("target").join("install-libnpu").display()
-        ))
-        .arg(format!("CARGO={}", env!("CARGO")))
-        .output()
-        .expect("run make (required for this test)");
-    assert!(
-        out.status.success(),
-        "make install-libnpu failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    make_install(prefix, &["install-libnpu"]);
 }
 
-fn pkg_config(prefix: &Path, args: &[&str]) -> Vec<String> {
-    // The real pkg-config, required: a parser of our own would only check
-    // npu.pc against our reading of the format.
-    let out = Command::new("pkg-config")
-        .args(args)
-        .arg("npu")
-        .env("PKG_CONFIG_PATH", prefix.join("lib/pkgconfig"))
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("pkg-config is required for this test (Debian: apt-get install pkg-config): {e}")
-        });
-    assert!(
-        out.status.success(),
-        "pkg-config {args:?} npu: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .map(String::from)
-        .collect()
+/// The C file `c_file` of this crate.
+fn source(c_file: &str) -> PathBuf {
+    Path::new(MANIFEST).join(c_file)
 }
 
-/// Compile `c_file` (relative to the crate) with `flags` after it.
-fn cc(c_file: &str, flags: &[String], exe: &Path) {
-    let out = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
-        .args(["-std=c11", "-Wall", "-Wextra", "-Werror"])
-        .arg(format!("{MANIFEST}/{c_file}"))
-        .args(flags)
-        .arg("-o")
-        .arg(exe)
-        .output()
-        .expect("run cc");
-    assert!(
-        out.status.success(),
-        "{c_file} does not build with {flags:?}:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
+/// Run the C program, which must succeed; its stdout.
 fn run(exe: &Path, args: &[&str], env: &[(&str, &Path)]) -> String {
     let mut c = Command::new(exe);
     c.args(args);
     for (k, v) in env {
         c.env(k, v);
     }
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = c.output().expect("run the C program");
-    let stdout = String::from_utf8_lossy(&stdout).into_owned();
-    assert!(
-        status.success(),
-        "{} failed:\n{stdout}\n{}",
-        exe.display(),
-        String::from_utf8_lossy(&stderr)
-    );
-    stdout
+    checked(&exe.display().to_string(), &mut c).stdout
 }
 
 /// What runtime_api.c prints when every check passed.
@@ -138,9 +56,9 @@ fn assert_runtime_api_passed(stdout: &str) {
 #[test]
 fn installed_library_has_a_soname_links_and_runs_the_c_example() {
     let prefix = TempDir::new("prefix");
-    install(&prefix.0);
-    let lib = prefix.0.join("lib");
-    let header = std::fs::read_to_string(prefix.0.join("include/npu.h")).expect("npu.h");
+    install(prefix.path());
+    let lib = prefix.path().join("lib");
+    let header = std::fs::read_to_string(prefix.path().join("include/npu.h")).expect("npu.h");
     let version = ["MAJOR", "MINOR", "PATCH"].map(|p| {
         header
             .lines()
@@ -171,14 +89,14 @@ fn installed_library_has_a_soname_links_and_runs_the_c_example() {
         dynamic.contains(&format!("Library soname: [{soname}]")),
         "{dynamic}"
     );
-    assert_eq!(pkg_config(&prefix.0, &["--modversion"]).join(" "), full);
+    assert_eq!(pkg_config(prefix.path(), &["--modversion"]).join(" "), full);
 
     // Shared: the program records the SONAME and runs with it.
-    let exe = prefix.0.join("runtime_api");
-    let flags = pkg_config(&prefix.0, &["--cflags", "--libs"]);
+    let exe = prefix.path().join("runtime_api");
+    let flags = pkg_config(prefix.path(), &["--cflags", "--libs"]);
     assert!(flags.iter().any(|f| f == "-lnpu"), "{flags:?}");
     cc(
-        "examples/c/runtime_api.c",
+        &source("examples/c/runtime_api.c"),
         &[flags, vec!["-lm".into(), "-lpthread".into()]].concat(),
         &exe,
     );
@@ -224,8 +142,8 @@ fn installed_library_has_a_soname_links_and_runs_the_c_example() {
     assert_runtime_api_passed(&stdout);
 
     // Static, with the flags of --static.
-    let exe = prefix.0.join("runtime_api_static");
-    let flags = pkg_config(&prefix.0, &["--cflags", "--libs", "--static"]);
+    let exe = prefix.path().join("runtime_api_static");
+    let flags = pkg_config(prefix.path(), &["--cflags", "--libs", "--static"]);
     let flags: Vec<String> = flags
         .into_iter()
         .map(|f| {
@@ -236,18 +154,18 @@ fn installed_library_has_a_soname_links_and_runs_the_c_example() {
             }
         })
         .collect();
-    cc("examples/c/runtime_api.c", &flags, &exe);
+    cc(&source("examples/c/runtime_api.c"), &flags, &exe);
     assert_runtime_api_passed(&run(&exe, &["--model"], &[]));
 }
 
 #[test]
 fn c_api_misuse_gives_status_codes_with_messages() {
     let prefix = TempDir::new("errors");
-    install(&prefix.0);
-    let exe = prefix.0.join("api_errors");
-    let lib = prefix.0.join("lib/libnpu.a").display().to_string();
+    install(prefix.path());
+    let exe = prefix.path().join("api_errors");
+    let lib = prefix.path().join("lib/libnpu.a").display().to_string();
     cc(
-        "tests/c/api_errors.c",
+        &source("tests/c/api_errors.c"),
         &[
             format!("-I{MANIFEST}/include"),
             lib,
@@ -264,9 +182,9 @@ fn c_api_misuse_gives_status_codes_with_messages() {
 #[test]
 fn npu_h_layouts_and_numbers_match_the_rust_side() {
     let dir = TempDir::new("layout");
-    let exe = dir.0.join("abi_layout");
+    let exe = dir.path().join("abi_layout");
     cc(
-        "tests/c/abi_layout.c",
+        &source("tests/c/abi_layout.c"),
         &[format!("-I{MANIFEST}/include")],
         &exe,
     );

@@ -2,44 +2,18 @@
 //! scripts/guest-models.py writes it, one figure line per model with
 //! numbers that make sense; bad input gives a message and status 1.
 
-use std::path::PathBuf;
+use npu_test_support::{model_path, run, TempDir};
 use std::process::Command;
 
-fn models_dir() -> PathBuf {
-    std::env::var_os("NPU_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            std::env::var_os("NPU_CACHE")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| {
-                    std::env::var_os("XDG_CACHE_HOME")
-                        .map(PathBuf::from)
-                        .unwrap_or_else(|| {
-                            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                                .join(".cache")
-                        })
-                        .join("npu-stack")
-                })
-                .join("models")
-        })
-}
-
 fn bench(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_npu-bench-models"))
-        .args(args)
-        .output()
-        .expect("run npu-bench-models");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let r = run(Command::new(env!("CARGO_BIN_EXE_npu-bench-models")).args(args));
+    (r.code, r.stdout, r.stderr)
 }
 
 #[test]
 fn one_line_of_figures_per_model() {
-    let dir = std::env::temp_dir().join(format!("npu-bench-models-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = TempDir::new("bench-models");
+    let dir = tmp.path();
     // Two models, one with a symbolic input given by --shape.
     for (rel, file) in [
         (
@@ -51,13 +25,7 @@ fn one_line_of_figures_per_model() {
             "cls.onnx",
         ),
     ] {
-        let src = models_dir().join(rel);
-        assert!(
-            src.is_file(),
-            "{} is missing: run scripts/models.sh",
-            src.display()
-        );
-        std::fs::copy(&src, dir.join(file)).unwrap();
+        std::fs::copy(model_path(rel), dir.join(file)).unwrap();
     }
     std::fs::write(
         dir.join("manifest.txt"),
@@ -66,7 +34,7 @@ fn one_line_of_figures_per_model() {
     )
     .unwrap();
     let (code, out, err) = bench(&["--backend", "model", "--runs", "3", dir.to_str().unwrap()]);
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(tmp);
     assert_eq!(code, 0, "{out}{err}");
     let lines: Vec<Vec<&str>> = out
         .lines()

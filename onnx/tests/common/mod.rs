@@ -6,35 +6,10 @@
 use npu::runtime::{self, Session};
 use npu::TensorData;
 use npu_onnx::{import, Options};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-pub fn models_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("NPU_MODELS_DIR") {
-        return d.into();
-    }
-    let cache = std::env::var_os("NPU_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| {
-                    PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache")
-                })
-                .join("npu-stack")
-        });
-    cache.join("models")
-}
-
-pub fn model_path(rel: &str) -> PathBuf {
-    let p = models_dir().join(rel);
-    assert!(
-        p.is_file(),
-        "{} is missing: run scripts/models.sh (make test does, through scripts/host-deps.sh)",
-        p.display()
-    );
-    p
-}
+pub use npu_test_support::model_path;
 
 /// One model and how close the NPU must come to onnxruntime
 /// (numpy.isclose: |npu - ort| <= atol + rtol * |ort|).
