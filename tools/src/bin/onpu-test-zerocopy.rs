@@ -241,6 +241,34 @@ fn in_child_protected() -> Result<(), String> {
     Ok(())
 }
 
+/// An input in memory the process may only read (PROT_READ) is used in
+/// place too: the writable pin fails with EFAULT and libnpu pins it
+/// read-only.
+fn read_only_input(m: &Models) -> Result<(), String> {
+    let (mut a, mut b, mut y) = (pages(M * K * 4)?, pages(K * N * 4)?, pages(M * N * 4)?);
+    let (av, bv) = (ints(M * K, 14), ints(K * N, 15));
+    put(&mut a, 0, &av);
+    put(&mut b, 0, &bv);
+    protect(&a, ProtFlags::PROT_READ)?;
+    let r = m.a.request();
+    bind_in(&r, "a", &a, 0, M * K * 4)?;
+    bind_in(&r, "b", &b, 0, K * N * 4)?;
+    bind_out(&r, "y", &mut y, M * N * 4)?;
+    let s = r.run().map_err(e2s);
+    drop(r);
+    protect(&a, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE)?;
+    let s = s?;
+    compare(
+        "y from a read-only a",
+        &get(&y, 0, M * N),
+        &matmul(&av, &bv, M, K, N),
+    )?;
+    if s.uploaded != 0 {
+        return Err(format!("{} bytes uploaded; want none", s.uploaded));
+    }
+    Ok(())
+}
+
 /// Memory that cannot be used in place is copied, with the reason: an input
 /// that does not start a page, an output overlapping another binding.
 fn copied_when_not_in_place(m: &Models) -> Result<(), String> {
@@ -543,7 +571,7 @@ fn need(c: &Option<Chain>) -> Result<&Chain, String> {
 }
 
 fn main() {
-    let mut tap = Tap::new(10);
+    let mut tap = Tap::new(11);
     // The forking test first, while the process has one thread.
     tap.check(
         "the CPU never touches bound memory used in place (child: input PROT_NONE, output PROT_READ during a run)",
@@ -566,6 +594,10 @@ fn main() {
     tap.check(
         "bound page-aligned buffers are used in place: output written straight into them, a changed input read without set_input, nothing copied",
         bound_in_place(&npu, &models),
+    );
+    tap.check(
+        "an input in read-only memory is used in place (pinned read-only)",
+        read_only_input(&models),
     );
     tap.check(
         "an unaligned input and an output overlapping an input are copied, with the reason",
