@@ -34,7 +34,7 @@
 #include <stdint.h>
 
 #define NPU_VERSION_MAJOR 1
-#define NPU_VERSION_MINOR 0
+#define NPU_VERSION_MINOR 1
 #define NPU_VERSION_PATCH 0
 
 #ifdef __cplusplus
@@ -210,12 +210,56 @@ enum npu_status npu_request_set_input(npu_request *request, const char *name, co
 				      size_t bytes, npu_error **err);
 /* Use the caller's memory for an input or an output: no copy into the
  * request. It must stay valid (and, for an input, unchanged) until every
- * run started after this call has ended; an output is written when a run
- * succeeds. Binding again or setting an input replaces the binding. */
+ * run started after this call has ended. Binding again or setting an
+ * input replaces the binding.
+ * Zero-copy: on the NPU, memory that starts on a page boundary (e.g. from
+ * aligned_alloc(4096, ...) or mmap()) is used in place: the first run pins
+ * it (a userptr buffer object, kept with the binding so later runs do not
+ * pin again) and the NPU reads the input, or writes the output, there.
+ * The pin lasts until the binding is replaced or the request is freed, and
+ * covers whole pages (the rest of the last page must be the process's
+ * memory too). Otherwise (unaligned memory, memory the kernel cannot pin,
+ * an output overlapping another bound buffer, the device model) each run
+ * copies the input in, and the output out when the run succeeds;
+ * npu_request_is_zero_copy() tells. In place, a run that fails may have
+ * written part of a bound output. */
 enum npu_status npu_request_bind_input(npu_request *request, const char *name, const void *data,
 				       size_t bytes, npu_error **err);
 enum npu_status npu_request_bind_output(npu_request *request, const char *name, void *data,
 					size_t bytes, npu_error **err);
+/* Whether the last run used input or output `name` in place (*zero_copy
+ * 1): a dma-buf, or bound memory the NPU reached directly; 0 before the
+ * first run, for copied memory and for tensors that are not bound. */
+enum npu_status npu_request_is_zero_copy(const npu_request *request, const char *name,
+					 int *zero_copy, npu_error **err);
+
+/* dma-bufs (PRIME), on the NPU only: NPU_ERROR_UNSUPPORTED on the device
+ * model.
+ * Export: from now on the input or output lives in a buffer object of the
+ * request (an input keeps what was set or bound), which runs use in place;
+ * *fd receives a new dma-buf descriptor of it, the caller's to close (each
+ * call gives another descriptor of the same buffer). Give it to another
+ * process (fork, SCM_RIGHTS), another request (bind it), or mmap() it to
+ * read or write the bytes. The buffer lives while the request uses it or
+ * any descriptor or importer holds it; setting or binding the tensor again
+ * makes the request let it go. npu_request_get_output() reads an exported
+ * output too.
+ * Bind: a dma-buf as an input or output, used in place by runs. Its size
+ * must be the tensor's size rounded up to whole pages (what an export of a
+ * tensor of the same size gives), else NPU_ERROR_INVALID_ARGUMENT, as for
+ * a descriptor that is not a dma-buf. libnpu does not take fd: close it
+ * when you like; the request holds the buffer until the tensor is set or
+ * bound again or the request is freed. Runs are ordered with other jobs of
+ * the NPU that use the buffer (submitted first, they finish first);
+ * anything else writing it is the caller's to order. */
+enum npu_status npu_request_export_input_dmabuf(npu_request *request, const char *name, int *fd,
+						npu_error **err);
+enum npu_status npu_request_export_output_dmabuf(npu_request *request, const char *name, int *fd,
+						 npu_error **err);
+enum npu_status npu_request_bind_input_dmabuf(npu_request *request, const char *name, int fd,
+					      npu_error **err);
+enum npu_status npu_request_bind_output_dmabuf(npu_request *request, const char *name, int fd,
+					       npu_error **err);
 /* Run and wait. */
 enum npu_status npu_request_run(npu_request *request, npu_error **err);
 /* Start a run; *fence ends with it. wait_for (count fences, may be NULL)

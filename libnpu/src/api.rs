@@ -15,7 +15,7 @@
 //!
 //! The C API (include/npu.h) is this module behind opaque handles.
 
-use crate::device::{self, Device, DeviceError, Params};
+use crate::device::{self, Device, DeviceError, Params, SharedBuffer, SharedDevice};
 use crate::ir::{DType, Graph, Quant, TensorType};
 use crate::lower::{BufferDesc, BufferKind, Program, ProgramParts};
 use crate::runtime::{self, Session};
@@ -192,6 +192,10 @@ struct NpuInner {
     session: Mutex<Session>,
     info: DeviceInfo,
     options: CompileOptions,
+    /// The accel backend's device file, for buffer objects requests own
+    /// (userptr, dma-buf) without taking the session's lock; none on the
+    /// device model.
+    buffers: Option<SharedDevice>,
 }
 
 /// An open device. Clones share it; it is closed with the last clone and
@@ -251,6 +255,7 @@ impl Npu {
                 path: None,
                 params,
             },
+            None,
         ))
     }
 
@@ -269,15 +274,17 @@ impl Npu {
             path: Some(dev.path().to_owned()),
             params: *dev.params(),
         };
-        Npu::with_session(Session::on(dev), info)
+        let buffers = Some(dev.shared());
+        Npu::with_session(Session::on(dev), info, buffers)
     }
 
-    fn with_session(session: Session, info: DeviceInfo) -> Npu {
+    fn with_session(session: Session, info: DeviceInfo, buffers: Option<SharedDevice>) -> Npu {
         let options = session.options;
         Npu(Arc::new(NpuInner {
             session: Mutex::new(session),
             info,
             options,
+            buffers,
         }))
     }
 
@@ -530,7 +537,7 @@ impl CompiledModel {
             model: self.clone(),
             state: Mutex::new(RequestState {
                 inputs: (0..n_in).map(|_| None).collect(),
-                bound_outputs: (0..n_out).map(|_| None).collect(),
+                outputs: (0..n_out).map(|_| Output::Kept).collect(),
                 results: (0..n_out).map(|_| None).collect(),
                 stats: None,
             }),
@@ -603,18 +610,49 @@ impl CompiledModel {
         }
         let outs: Vec<(usize, usize)> =
             m.outputs.iter().map(|t| (t.buffer, t.ty.bytes())).collect();
+        self.execute_buffers(&ins, &outs, &[], on_submit, wait_for)
+    }
+
+    /// Run with `inputs` (program buffer, bytes) copied in, `outputs`
+    /// (program buffer, bytes) read back, `external` buffer objects used in
+    /// place.
+    fn execute_buffers(
+        &self,
+        inputs: &[(usize, &[u8])],
+        outputs: &[(usize, usize)],
+        external: &[(usize, &SharedBuffer)],
+        on_submit: Option<runtime::OnSubmit<'_>>,
+        wait_for: &[BorrowedFd<'_>],
+    ) -> Result<(Vec<Vec<u8>>, RunStats)> {
+        let m = &*self.0;
         let t = Instant::now();
-        let e = lock(&m.npu.0.session)
-            .execute_program(&m.program, m.key, &ins, &outs, on_submit, wait_for)?;
+        let e = lock(&m.npu.0.session).execute_program(
+            &m.program,
+            m.key,
+            inputs,
+            outputs,
+            runtime::Extra {
+                on_submit,
+                wait_for,
+                external,
+            },
+        )?;
+        let downloaded = e.outputs.iter().map(|o| o.len() as u64).sum();
         Ok((
             e.outputs,
             RunStats {
                 cycles: e.cycles,
                 uploaded: e.uploaded,
+                downloaded,
                 device_time: e.device_time,
                 total_time: t.elapsed(),
             },
         ))
+    }
+
+    /// The size of the program's buffer of a tensor.
+    fn buffer_size(&self, t: &TensorInfo) -> u64 {
+        self.0.program.buffers()[t.buffer].size
     }
 
     /// The compiled model as bytes ([`Npu::load_compiled`] reads them).
@@ -648,8 +686,12 @@ pub struct RunStats {
     /// Modelled device cycles.
     pub cycles: u64,
     /// Bytes copied to the device: the inputs, and the constants on a
-    /// model's first run (they stay resident after it).
+    /// model's first run (they stay resident after it). Inputs the device
+    /// reads in place (zero-copy bindings, dma-bufs) are not copied.
     pub uploaded: u64,
+    /// Bytes copied back from the device: the outputs not written in place
+    /// (zero-copy bindings and dma-bufs are).
+    pub downloaded: u64,
     /// Submit to completion.
     pub device_time: Duration,
     /// The whole run, waiting for the device included.
@@ -668,15 +710,137 @@ struct Raw {
 // only reads or writes it inside a run.
 unsafe impl Send for Raw {}
 
+impl Raw {
+    fn overlaps(&self, other: &Raw) -> bool {
+        let (a, b) = (self.ptr as usize, other.ptr as usize);
+        a < b.saturating_add(other.len) && b < a.saturating_add(self.len)
+    }
+}
+
+/// How runs use a buffer the caller bound.
+enum Placement {
+    /// Not decided yet: the next run tries to use it in place.
+    Undecided,
+    /// In place: a userptr buffer object of that memory, kept for later
+    /// runs (they do not pin it again) until the binding is replaced.
+    InPlace(SharedBuffer),
+    /// Copied in (an input) or out (an output) at each run, and why.
+    Copied(String),
+}
+
+/// The caller's memory bound to an input or an output.
+struct Bound {
+    raw: Raw,
+    placement: Placement,
+    /// How the last run used it: None before one; Some(None) in place;
+    /// Some(Some(why)) copied.
+    last: Option<Option<String>>,
+}
+
+impl Bound {
+    fn new(raw: Raw) -> Bound {
+        Bound {
+            raw,
+            placement: Placement::Undecided,
+            last: None,
+        }
+    }
+
+    /// Why the run being set up copies it (None: in place).
+    fn why_copied(&self) -> Option<String> {
+        match &self.placement {
+            Placement::InPlace(_) => None,
+            Placement::Copied(why) => Some(why.clone()),
+            Placement::Undecided => Some("not placed yet".into()),
+        }
+    }
+}
+
 enum Input {
+    /// Copied into the request (set_input).
     Owned(Vec<u8>),
-    Bound(Raw),
+    /// The caller's memory (bind_input).
+    Bound(Bound),
+    /// A buffer object: a dma-buf the caller bound, or the request's own
+    /// that it exported.
+    Object(SharedBuffer),
+}
+
+enum Output {
+    /// Read back into the request (InferRequest::output).
+    Kept,
+    /// The caller's memory (bind_output).
+    Bound(Bound),
+    /// A buffer object, as for inputs.
+    Object(SharedBuffer),
+}
+
+/// Where a run's read-back output goes.
+enum Dest {
+    Kept(usize),
+    Caller(Raw),
+}
+
+/// Try to use `raw` in place as a program buffer of `size` bytes: a
+/// userptr object of it, or why not.
+fn userptr_of(
+    raw: Raw,
+    dev: Option<&SharedDevice>,
+    size: u64,
+    input: bool,
+) -> Result<SharedBuffer, String> {
+    let dev = dev.ok_or("the device model has no buffer objects")?;
+    let page = device::page_size();
+    if raw.ptr as usize % page != 0 {
+        return Err(format!(
+            "{:p} does not start a page ({page} bytes)",
+            raw.ptr
+        ));
+    }
+    if (raw.len as u64) < size {
+        return Err(format!(
+            "the program's buffer ({size} bytes) is larger than the {} bytes bound",
+            raw.len
+        ));
+    }
+    // SAFETY: the binder promised the memory valid (bind_input,
+    // bind_output) until the binding is replaced, which drops the object;
+    // the request touches it through the object only inside runs.
+    let writable = unsafe { dev.userptr(raw.ptr, raw.len, false) };
+    match writable {
+        // Memory the process may only read (an input in read-only pages):
+        // pinned read-only. Writable pins come first because they give the
+        // process's own pages (a read-only pin of never-written memory may
+        // be a page the process later replaces by writing).
+        Err(DeviceError::Ioctl {
+            errno: nix::errno::Errno::EFAULT,
+            ..
+        }) if input => {
+            // SAFETY: as above.
+            unsafe { dev.userptr(raw.ptr, raw.len, true) }
+        }
+        r => r,
+    }
+    .map_err(|e| e.to_string())
+}
+
+/// Decide, once per binding, whether runs use `b` in place.
+fn place(b: &mut Bound, dev: Option<&SharedDevice>, size: u64, input: bool) {
+    if let Placement::Undecided = b.placement {
+        b.placement = match userptr_of(b.raw, dev, size, input) {
+            Ok(o) => Placement::InPlace(o),
+            Err(why) => {
+                log::debug!("a bound buffer is copied at each run: {why}");
+                Placement::Copied(why)
+            }
+        };
+    }
 }
 
 struct RequestState {
     inputs: Vec<Option<Input>>,
-    bound_outputs: Vec<Option<Raw>>,
-    /// The last successful run's outputs not written to bound buffers.
+    outputs: Vec<Output>,
+    /// The last successful run's outputs read back into the request.
     results: Vec<Option<Vec<u8>>>,
     stats: Option<RunStats>,
 }
@@ -704,6 +868,26 @@ impl Drop for RunGuard<'_> {
     }
 }
 
+/// A dma-buf descriptor's import failure as the caller's error where it is
+/// the descriptor's fault.
+fn import_error(fd: BorrowedFd<'_>, e: DeviceError) -> Error {
+    use std::os::fd::AsRawFd;
+    let fd = fd.as_raw_fd();
+    match e {
+        DeviceError::Ioctl {
+            errno: nix::errno::Errno::EBADF,
+            ..
+        } => invalid(format!("fd {fd} is not an open file descriptor")),
+        DeviceError::Ioctl {
+            errno: nix::errno::Errno::EINVAL,
+            ..
+        } => invalid(format!(
+            "fd {fd} is not a dma-buf (PRIME_FD_TO_HANDLE: EINVAL)"
+        )),
+        e => Error::from(e),
+    }
+}
+
 impl InferRequest {
     pub fn model(&self) -> &CompiledModel {
         &self.0.model
@@ -727,32 +911,43 @@ impl InferRequest {
         Ok(())
     }
 
-    /// Read an input from the caller's memory at each run, without copying
-    /// it into the request.
+    /// Use the caller's memory for an input at each run, without copying
+    /// it into the request. On the accel backend runs read it in place
+    /// (zero-copy: a userptr buffer object of it, made by the first run and
+    /// kept, so the memory stays pinned until the binding is replaced or
+    /// the request dropped) if it starts on a page boundary and the kernel
+    /// can pin it; otherwise, and on the device model, each run copies it
+    /// to the device ([`InferRequest::is_zero_copy`] says which).
     ///
     /// # Safety
     /// `data` must point at `len` readable bytes that stay valid, and are
     /// not written, until every run started after this call has ended (or
-    /// the input is set or bound again).
+    /// the input is set or bound again). In place, the device reads the
+    /// rest of the last page too: it must be this process's memory.
     pub unsafe fn bind_input(&self, name: &str, data: *const u8, len: usize) -> Result<()> {
         let i = self.0.model.input_index(name)?;
         check_size(&self.0.model.0.inputs[i], len)?;
         if data.is_null() {
             return Err(invalid("data is NULL"));
         }
-        self.idle_state()?.inputs[i] = Some(Input::Bound(Raw {
+        self.idle_state()?.inputs[i] = Some(Input::Bound(Bound::new(Raw {
             ptr: data.cast_mut(),
             len,
-        }));
+        })));
         Ok(())
     }
 
-    /// Write an output to the caller's memory when a run succeeds.
+    /// Have runs write an output to the caller's memory. On the accel
+    /// backend the device writes it there in place (zero-copy, as for
+    /// [`InferRequest::bind_input`]) when the memory starts on a page
+    /// boundary, can be pinned and overlaps no other buffer bound to the
+    /// request; otherwise it is copied there when a run succeeds.
     ///
     /// # Safety
     /// `data` must point at `len` writable bytes that stay valid, and that
     /// nothing else reads or writes, until every run started after this
-    /// call has ended (or the output is bound again).
+    /// call has ended (or the output is bound again). In place, a run that
+    /// fails may have written part of it.
     pub unsafe fn bind_output(&self, name: &str, data: *mut u8, len: usize) -> Result<()> {
         let i = self.0.model.output_index(name)?;
         check_size(&self.0.model.0.outputs[i], len)?;
@@ -760,27 +955,194 @@ impl InferRequest {
             return Err(invalid("data is NULL"));
         }
         let mut st = self.idle_state()?;
-        st.bound_outputs[i] = Some(Raw { ptr: data, len });
+        st.outputs[i] = Output::Bound(Bound::new(Raw { ptr: data, len }));
         st.results[i] = None;
         Ok(())
     }
 
+    /// The accel backend's device file, or why `what` needs it.
+    fn buffer_objects(&self, what: &str) -> Result<&SharedDevice> {
+        self.0.model.0.npu.0.buffers.as_ref().ok_or_else(|| {
+            Error::new(
+                Status::Unsupported,
+                format!("{what}: not supported on this backend (the device model has no buffer objects; dma-bufs need /dev/accel)"),
+            )
+        })
+    }
+
+    /// Import `fd` for `t`: a dma-buf of exactly the tensor's buffer in
+    /// whole pages.
+    fn import_for(&self, t: &TensorInfo, what: &str, fd: BorrowedFd<'_>) -> Result<SharedBuffer> {
+        let dev = self.buffer_objects(&format!("bind a dma-buf to {what} `{}`", t.name))?;
+        let page = device::page_size() as u64;
+        let want = self.0.model.buffer_size(t).div_ceil(page) * page;
+        let b = dev.import(fd).map_err(|e| import_error(fd, e))?;
+        if b.size() != want {
+            return Err(invalid(format!(
+                "the dma-buf is {} bytes; {what} `{}` ({}) takes one of {want} bytes (its {} bytes in whole pages)",
+                b.size(),
+                t.name,
+                t.ty,
+                t.ty.bytes()
+            )));
+        }
+        Ok(b)
+    }
+
+    /// Bind a dma-buf (PRIME import) as an input: runs read it in place.
+    /// Its size must be the input's in whole pages (what
+    /// [`InferRequest::export_output_dmabuf`] of an output of the same
+    /// size gives). `fd` stays the caller's (close it when you like); the
+    /// request holds the buffer until the input is set or bound again, or
+    /// the request is dropped. Another run writing it is ordered before
+    /// this request's runs by the kernel when it was submitted first
+    /// (implicit fences); anything else writing it is the caller's to
+    /// order. [`Status::Unsupported`] on the device model.
+    pub fn bind_input_dmabuf(&self, name: &str, fd: BorrowedFd<'_>) -> Result<()> {
+        let model = &self.0.model;
+        let i = model.input_index(name)?;
+        let mut st = self.idle_state()?;
+        let b = self.import_for(&model.0.inputs[i], "input", fd)?;
+        st.inputs[i] = Some(Input::Object(b));
+        Ok(())
+    }
+
+    /// Bind a dma-buf as an output: runs write it in place. As
+    /// [`InferRequest::bind_input_dmabuf`]; [`InferRequest::output`] reads
+    /// it back if the CPU can map it.
+    pub fn bind_output_dmabuf(&self, name: &str, fd: BorrowedFd<'_>) -> Result<()> {
+        let model = &self.0.model;
+        let i = model.output_index(name)?;
+        let mut st = self.idle_state()?;
+        let b = self.import_for(&model.0.outputs[i], "output", fd)?;
+        st.outputs[i] = Output::Object(b);
+        st.results[i] = None;
+        Ok(())
+    }
+
+    /// A new buffer object for `t`, starting with `init` (zeros after it).
+    fn new_object(&self, t: &TensorInfo, what: &str, init: &[u8]) -> Result<SharedBuffer> {
+        let dev = self.buffer_objects(&format!("export {what} `{}` as a dma-buf", t.name))?;
+        let mut b = dev.alloc(self.0.model.buffer_size(t).max(1))?;
+        b.bytes_mut()[..init.len()].copy_from_slice(init);
+        Ok(b)
+    }
+
+    /// Export an input as a dma-buf (PRIME export), e.g. for a producer in
+    /// another process or a request that writes it: from now on the input
+    /// lives in a buffer object of the request's (holding what the input
+    /// held, if it was set), which runs read in place. Each call gives a
+    /// new descriptor of the same buffer, the caller's to close; the
+    /// buffer lives while the request uses it or any descriptor or
+    /// importer holds it. Setting or binding the input again lets it go
+    /// (the dma-buf stays valid for its holders). [`Status::Unsupported`]
+    /// on the device model.
+    pub fn export_input_dmabuf(&self, name: &str) -> Result<OwnedFd> {
+        let model = &self.0.model;
+        let i = model.input_index(name)?;
+        let mut st = self.idle_state()?;
+        let t = &model.0.inputs[i];
+        if let Some(Input::Object(b)) = &st.inputs[i] {
+            return Ok(b.export()?);
+        }
+        let b = match &st.inputs[i] {
+            Some(Input::Owned(v)) => self.new_object(t, "input", v)?,
+            // SAFETY: the binder promised `len` readable bytes while bound.
+            Some(Input::Bound(b)) => self.new_object(t, "input", unsafe {
+                std::slice::from_raw_parts(b.raw.ptr, b.raw.len)
+            })?,
+            _ => self.new_object(t, "input", &[])?,
+        };
+        let fd = b.export()?;
+        st.inputs[i] = Some(Input::Object(b));
+        Ok(fd)
+    }
+
+    /// Export an output as a dma-buf: from now on runs write it in place
+    /// into a buffer object of the request's, which a consumer (another
+    /// process, another request's [`InferRequest::bind_input_dmabuf`])
+    /// reads without a copy; [`InferRequest::output`] still reads it back.
+    /// Ownership as for [`InferRequest::export_input_dmabuf`].
+    pub fn export_output_dmabuf(&self, name: &str) -> Result<OwnedFd> {
+        let model = &self.0.model;
+        let i = model.output_index(name)?;
+        let mut st = self.idle_state()?;
+        if let Output::Object(b) = &st.outputs[i] {
+            return Ok(b.export()?);
+        }
+        let init = st.results[i].take().unwrap_or_default();
+        let b = self.new_object(&model.0.outputs[i], "output", &init)?;
+        let fd = b.export()?;
+        st.outputs[i] = Output::Object(b);
+        Ok(fd)
+    }
+
+    /// Whether the last run used the input or output `name` in place: a
+    /// dma-buf (always), or memory bound with `bind_*` that the device
+    /// reached directly (false before the first run, on the device model,
+    /// and for memory runs copy: [`InferRequest::copy_reason`] says why).
+    pub fn is_zero_copy(&self, name: &str) -> Result<bool> {
+        Ok(self.placement(name)?.0)
+    }
+
+    /// Why the last run copied the bound input or output `name` instead of
+    /// using it in place; None if it did not (or there was no run, or the
+    /// tensor is not bound to the caller's memory).
+    pub fn copy_reason(&self, name: &str) -> Result<Option<String>> {
+        Ok(self.placement(name)?.1)
+    }
+
+    fn placement(&self, name: &str) -> Result<(bool, Option<String>)> {
+        let model = &self.0.model;
+        let st = self.idle_state()?;
+        let of_bound = |b: &Bound| match &b.last {
+            Some(None) => (true, None),
+            Some(Some(why)) => (false, Some(why.clone())),
+            None => (false, None),
+        };
+        if let Ok(i) = model.input_index(name) {
+            return Ok(match &st.inputs[i] {
+                Some(Input::Object(_)) => (true, None),
+                Some(Input::Bound(b)) => of_bound(b),
+                _ => (false, None),
+            });
+        }
+        let i = model.output_index(name).map_err(|_| {
+            Error::new(
+                Status::NotFound,
+                format!("the model has no input or output `{name}`"),
+            )
+        })?;
+        Ok(match &st.outputs[i] {
+            Output::Object(_) => (true, None),
+            Output::Bound(b) => of_bound(b),
+            Output::Kept => (false, None),
+        })
+    }
+
     /// An output of the last successful run (not one bound to the
-    /// caller's memory: that is where it went).
+    /// caller's memory: that is where it went). One in a dma-buf is read
+    /// from it as it is now.
     pub fn output(&self, name: &str) -> Result<Vec<u8>> {
         let i = self.0.model.output_index(name)?;
         let st = self.idle_state()?;
         if st.stats.is_none() {
             return Err(invalid("the request has not run successfully yet"));
         }
-        if st.bound_outputs[i].is_some() {
-            return Err(invalid(format!(
+        match &st.outputs[i] {
+            Output::Bound(_) => Err(invalid(format!(
                 "output `{name}` is bound to the caller's memory: it is there"
-            )));
+            ))),
+            Output::Object(b) if !b.is_mapped() => Err(invalid(format!(
+                "output `{name}` is in a dma-buf the CPU cannot map here: read it through the dma-buf"
+            ))),
+            Output::Object(b) => {
+                Ok(b.bytes()[..self.0.model.0.outputs[i].ty.bytes()].to_vec())
+            }
+            Output::Kept => st.results[i]
+                .clone()
+                .ok_or_else(|| Error::new(Status::Internal, format!("no result for `{name}`"))),
         }
-        st.results[i]
-            .clone()
-            .ok_or_else(|| Error::new(Status::Internal, format!("no result for `{name}`")))
     }
 
     /// Figures of the last successful run.
@@ -813,33 +1175,127 @@ impl InferRequest {
         wait_for: &[BorrowedFd<'_>],
     ) -> Result<RunStats> {
         let model = &self.0.model;
-        let mut st = lock(&self.0.state);
-        let mut ins: Vec<&[u8]> = Vec::with_capacity(st.inputs.len());
-        for (i, input) in st.inputs.iter().enumerate() {
-            ins.push(match input {
-                None => {
-                    return Err(invalid(format!(
-                        "input `{}` is not set",
-                        model.0.inputs[i].name
-                    )))
-                }
-                Some(Input::Owned(v)) => v,
-                // SAFETY: the binder promised `len` readable bytes for the
-                // run (bind_input), checked non-NULL there.
-                Some(Input::Bound(r)) => unsafe { std::slice::from_raw_parts(r.ptr, r.len) },
-            });
+        let m = &*model.0;
+        let dev = m.npu.0.buffers.as_ref();
+        let mut guard = lock(&self.0.state);
+        let st = &mut *guard;
+        // Where bound memory goes: in place where it can (once per binding).
+        for (t, input) in m.inputs.iter().zip(&mut st.inputs) {
+            if let Some(Input::Bound(b)) = input {
+                place(b, dev, model.buffer_size(t), true);
+            }
         }
-        let (outs, stats) = model.execute(&ins, on_submit, wait_for)?;
-        drop(ins);
-        for (i, out) in outs.into_iter().enumerate() {
-            match st.bound_outputs[i] {
-                Some(r) => {
+        for (t, output) in m.outputs.iter().zip(&mut st.outputs) {
+            if let Output::Bound(b) = output {
+                place(b, dev, model.buffer_size(t), false);
+            }
+        }
+        let bound: Vec<Raw> = (st.inputs.iter().filter_map(|x| match x {
+            Some(Input::Bound(b)) => Some(b.raw),
+            _ => None,
+        }))
+        .chain(st.outputs.iter().filter_map(|x| match x {
+            Output::Bound(b) => Some(b.raw),
+            _ => None,
+        }))
+        .collect();
+        let mut ins: Vec<(usize, &[u8])> = Vec::new();
+        let mut external: Vec<(usize, &SharedBuffer)> = Vec::new();
+        let mut back: Vec<(usize, usize)> = Vec::new();
+        let mut dests: Vec<Dest> = Vec::new();
+        // How each bound tensor goes this run (None: in place).
+        let mut last_in: Vec<Option<String>> = vec![None; m.inputs.len()];
+        let mut last_out: Vec<Option<String>> = vec![None; m.outputs.len()];
+        // (tensor, object, written) of the objects used in place.
+        let mut objects: Vec<(&str, &SharedBuffer, bool)> = Vec::new();
+        for (i, (t, input)) in m.inputs.iter().zip(&st.inputs).enumerate() {
+            match input {
+                None => return Err(invalid(format!("input `{}` is not set", t.name))),
+                Some(Input::Owned(v)) => ins.push((t.buffer, v)),
+                Some(Input::Bound(Bound {
+                    placement: Placement::InPlace(o),
+                    ..
+                }))
+                | Some(Input::Object(o)) => {
+                    external.push((t.buffer, o));
+                    objects.push((&t.name, o, false));
+                }
+                Some(Input::Bound(b)) => {
+                    last_in[i] = b.why_copied();
+                    // SAFETY: the binder promised `len` readable bytes for
+                    // the run (bind_input), checked non-NULL there.
+                    ins.push((t.buffer, unsafe {
+                        std::slice::from_raw_parts(b.raw.ptr, b.raw.len)
+                    }))
+                }
+            }
+        }
+        for (i, (t, output)) in m.outputs.iter().zip(&st.outputs).enumerate() {
+            match output {
+                Output::Kept => {
+                    back.push((t.buffer, t.ty.bytes()));
+                    dests.push(Dest::Kept(i));
+                }
+                // In place only if the device writing it cannot change
+                // another binding's memory.
+                Output::Bound(Bound {
+                    placement: Placement::InPlace(o),
+                    raw,
+                    ..
+                }) if bound.iter().filter(|r| r.overlaps(raw)).count() == 1 => {
+                    external.push((t.buffer, o));
+                    objects.push((&t.name, o, true));
+                }
+                Output::Object(o) => {
+                    external.push((t.buffer, o));
+                    objects.push((&t.name, o, true));
+                }
+                Output::Bound(b) => {
+                    last_out[i] = Some(b.why_copied().unwrap_or_else(|| {
+                        "the memory overlaps another buffer bound to the request".into()
+                    }));
+                    back.push((t.buffer, t.ty.bytes()));
+                    dests.push(Dest::Caller(b.raw));
+                }
+            }
+        }
+        // One object as two tensors, one of them written: the program
+        // would read or write one tensor as the other.
+        for (n, (a, x, wa)) in objects.iter().enumerate() {
+            if let Some((b, _, _)) = objects[..n]
+                .iter()
+                .find(|(_, y, wb)| (*wa || *wb) && x.same_object(y))
+            {
+                return Err(invalid(format!(
+                    "`{b}` and `{a}` are bound to the same buffer object, and the run writes one of them"
+                )));
+            }
+        }
+        let (outs, stats) = model.execute_buffers(&ins, &back, &external, on_submit, wait_for)?;
+        drop((ins, external, objects));
+        for (dest, out) in dests.into_iter().zip(outs) {
+            match dest {
+                Dest::Kept(i) => st.results[i] = Some(out),
+                Dest::Caller(r) => {
                     // SAFETY: the binder promised `len` writable bytes
                     // (bind_output); `len` is the output's size, checked there.
                     unsafe { std::ptr::copy_nonoverlapping(out.as_ptr(), r.ptr, r.len) };
-                    st.results[i] = None;
                 }
-                None => st.results[i] = Some(out),
+            }
+        }
+        for ((output, last), result) in st.outputs.iter_mut().zip(last_out).zip(&mut st.results) {
+            match output {
+                Output::Kept => {}
+                Output::Bound(b) => {
+                    b.last = Some(last);
+                    *result = None;
+                }
+                Output::Object(_) => *result = None,
+            }
+        }
+        for (input, last) in st.inputs.iter_mut().zip(last_in) {
+            if let Some(Input::Bound(b)) = input {
+                b.last = Some(last);
             }
         }
         st.stats = Some(stats);

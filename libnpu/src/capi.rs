@@ -624,6 +624,108 @@ pub extern "C" fn npu_request_bind_output(
     })
 }
 
+/// A descriptor the caller passes: non-negative, borrowed for the call.
+fn borrowed_fd<'a>(fd: c_int) -> Result<BorrowedFd<'a>, Error> {
+    if fd < 0 {
+        return Err(Error::new(
+            Status::InvalidArgument,
+            format!("fd {fd} is not a descriptor"),
+        ));
+    }
+    // SAFETY: the caller keeps `fd` open during the call (C contract); an
+    // fd that is not open gives EBADF from the ioctl, not undefined
+    // behaviour.
+    Ok(unsafe { BorrowedFd::borrow_raw(fd as RawFd) })
+}
+
+/// Store a new descriptor in `*out` (the caller's to close).
+fn give_fd(out: *mut c_int, fd: std::os::fd::OwnedFd) {
+    // SAFETY: `out` was checked non-NULL and is writable (C contract).
+    unsafe { out.write(std::os::fd::IntoRawFd::into_raw_fd(fd)) };
+}
+
+#[no_mangle]
+pub extern "C" fn npu_request_export_input_dmabuf(
+    request: *const NpuRequest,
+    name: *const c_char,
+    fd: *mut c_int,
+    err: *mut *mut NpuError,
+) -> NpuStatus {
+    call(err, || {
+        let r = handle(request, "request")?;
+        let name = cstr(name, "name")?;
+        if fd.is_null() {
+            return Err(null("fd"));
+        }
+        give_fd(fd, r.0.export_input_dmabuf(name)?);
+        Ok(())
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn npu_request_export_output_dmabuf(
+    request: *const NpuRequest,
+    name: *const c_char,
+    fd: *mut c_int,
+    err: *mut *mut NpuError,
+) -> NpuStatus {
+    call(err, || {
+        let r = handle(request, "request")?;
+        let name = cstr(name, "name")?;
+        if fd.is_null() {
+            return Err(null("fd"));
+        }
+        give_fd(fd, r.0.export_output_dmabuf(name)?);
+        Ok(())
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn npu_request_bind_input_dmabuf(
+    request: *const NpuRequest,
+    name: *const c_char,
+    fd: c_int,
+    err: *mut *mut NpuError,
+) -> NpuStatus {
+    call(err, || {
+        let r = handle(request, "request")?;
+        r.0.bind_input_dmabuf(cstr(name, "name")?, borrowed_fd(fd)?)
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn npu_request_bind_output_dmabuf(
+    request: *const NpuRequest,
+    name: *const c_char,
+    fd: c_int,
+    err: *mut *mut NpuError,
+) -> NpuStatus {
+    call(err, || {
+        let r = handle(request, "request")?;
+        r.0.bind_output_dmabuf(cstr(name, "name")?, borrowed_fd(fd)?)
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn npu_request_is_zero_copy(
+    request: *const NpuRequest,
+    name: *const c_char,
+    zero_copy: *mut c_int,
+    err: *mut *mut NpuError,
+) -> NpuStatus {
+    call(err, || {
+        let r = handle(request, "request")?;
+        let name = cstr(name, "name")?;
+        if zero_copy.is_null() {
+            return Err(null("zero_copy"));
+        }
+        let z = r.0.is_zero_copy(name)?;
+        // SAFETY: `zero_copy` is writable (C contract), checked non-NULL.
+        unsafe { zero_copy.write(c_int::from(z)) };
+        Ok(())
+    })
+}
+
 #[no_mangle]
 pub extern "C" fn npu_request_run(
     request: *const NpuRequest,

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// What can go wrong talking to the NPU.
@@ -149,16 +149,155 @@ pub type CostModel = uapi::drm_onpu_query_cost_model;
 /// An open NPU.
 #[derive(Debug)]
 pub struct Device {
-    file: File,
+    /// The open file, shared with the [`SharedBuffer`]s made from it.
+    shared: Arc<DeviceFile>,
     path: PathBuf,
     params: Params,
-    /// Live `Buffer`s per GEM handle: importing this file's own export
-    /// gives back the same handle, which must be closed only once.
+    /// The NORMAL-priority queue made at open, for jobs that name none.
+    queue: u32,
+}
+
+/// A device's open file and the references to its GEM handles: what a
+/// buffer object needs to close itself, with or without the [`Device`].
+#[derive(Debug)]
+struct DeviceFile {
+    file: File,
+    /// Live references per GEM handle ([`Buffer`]s, [`ParkedBuffer`]s,
+    /// [`SharedBuffer`]s): importing this file's own export gives back the
+    /// same handle, which must be closed only once.
     handles: Mutex<HashMap<u32, u32>>,
     /// Tells this open file from every other one ([`ParkedBuffer`]).
     id: u64,
-    /// The NORMAL-priority queue made at open, for jobs that name none.
-    queue: u32,
+}
+
+impl DeviceFile {
+    fn handle_refs(&self) -> std::sync::MutexGuard<'_, HashMap<u32, u32>> {
+        // The map stays consistent even if a holder panicked.
+        self.handles.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn add_ref(&self, handle: u32) {
+        *self.handle_refs().entry(handle).or_insert(0) += 1;
+    }
+
+    /// Drop one reference to `handle`; GEM_CLOSE it with the last.
+    fn close_handle(&self, handle: u32) {
+        {
+            let mut refs = self.handle_refs();
+            match refs.get_mut(&handle) {
+                Some(n) if *n > 1 => {
+                    *n -= 1;
+                    return;
+                }
+                _ => {
+                    refs.remove(&handle);
+                }
+            }
+        }
+        if let Err(e) = raw::gem_close(&self.file, handle) {
+            log::warn!("GEM_CLOSE of handle {handle}: errno {e}");
+        }
+    }
+
+    /// Take a reference to the new (or imported) `handle` and describe it:
+    /// its BO_INFO and a CPU view (`user` for a userptr object; else the
+    /// file's mapping, none for a NO_MMAP object). The reference is
+    /// dropped again on failure.
+    fn adopt(&self, handle: u32, view: View) -> Result<BoParts> {
+        self.add_ref(handle);
+        let mut i = uapi::drm_onpu_bo_info {
+            handle,
+            ..Default::default()
+        };
+        if let Err(e) = check("BO_INFO", raw::ioctl(&self.file, &mut i)) {
+            self.close_handle(handle);
+            return Err(e);
+        }
+        let flags = uapi::BoFlags::from_bits_retain(i.bo_flags);
+        let map = match view {
+            View::User(ptr, len) => Ok(CpuMap::User { ptr, len }),
+            _ if flags.contains(uapi::BoFlags::NO_MMAP) => Ok(CpuMap::None),
+            View::Map | View::MapIfPossible => MmapOptions::new()
+                .offset(i.mmap_offset)
+                .len(i.size as usize)
+                .map_raw(&self.file)
+                .map(|m| CpuMap::Mmap(Arc::new(m)))
+                .or_else(|source| match view {
+                    // An import whose exporter does not let the CPU map it.
+                    View::MapIfPossible => {
+                        log::debug!("handle {handle} stays unmapped: {source}");
+                        Ok(CpuMap::None)
+                    }
+                    _ => Err(DeviceError::Map {
+                        size: i.size,
+                        source,
+                    }),
+                }),
+        };
+        match map {
+            Ok(map) => Ok(BoParts {
+                handle,
+                size: i.size,
+                npu_addr: i.npu_addr,
+                flags,
+                map,
+            }),
+            Err(e) => {
+                self.close_handle(handle);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// The CPU view [`DeviceFile::adopt`] gives an object.
+#[derive(Clone, Copy)]
+enum View {
+    /// Its mapping through the device file (none for NO_MMAP).
+    Map,
+    /// The same, but without one if mmap() fails (imports).
+    MapIfPossible,
+    /// A userptr object's own memory: `len` bytes at the pointer.
+    User(*mut u8, usize),
+}
+
+/// What [`DeviceFile::adopt`] found out about a buffer object.
+struct BoParts {
+    handle: u32,
+    size: u64,
+    npu_addr: u64,
+    flags: uapi::BoFlags,
+    map: CpuMap,
+}
+
+/// How the CPU sees a buffer object.
+#[derive(Clone, Debug)]
+enum CpuMap {
+    /// The device file's mapping (shared by every view of the object).
+    Mmap(Arc<MmapRaw>),
+    /// A userptr object: the process's own memory, `len` bytes of it (the
+    /// object covers whole pages).
+    User { ptr: *mut u8, len: usize },
+    /// The CPU cannot map it (NO_MMAP).
+    None,
+}
+
+// SAFETY: `User` is memory whose creator promised (SharedDevice::userptr)
+// that it stays valid while the object lives; the pointer is only read
+// through `Buffer::bytes` and friends, as an `Mmap` would be.
+unsafe impl Send for CpuMap {}
+// SAFETY: as above; shared use is that of a shared mapping.
+unsafe impl Sync for CpuMap {}
+
+impl CpuMap {
+    /// The start and length of the CPU view (null and 0 for none).
+    fn raw(&self) -> (*mut u8, usize) {
+        match self {
+            CpuMap::Mmap(m) => (m.as_mut_ptr(), m.len()),
+            CpuMap::User { ptr, len } => (*ptr, *len),
+            CpuMap::None => (std::ptr::null_mut(), 0),
+        }
+    }
 }
 
 /// Source of [`Device::id`]s.
@@ -232,11 +371,13 @@ impl Device {
     fn from_file(file: File, path: &Path) -> Result<Device> {
         let id = NEXT_DEVICE_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut dev = Device {
-            file,
+            shared: Arc::new(DeviceFile {
+                file,
+                handles: Mutex::default(),
+                id,
+            }),
             path: path.to_owned(),
             params: Params::default(),
-            handles: Mutex::default(),
-            id,
             queue: 0,
         };
         // The first query tells an onpu node from anything else.
@@ -250,6 +391,17 @@ impl Device {
         dev.queue = dev.create_queue_id(Priority::Normal)?;
         log::debug!("opened {} ({:?})", path.display(), dev.params);
         Ok(dev)
+    }
+
+    fn file(&self) -> &File {
+        &self.shared.file
+    }
+
+    /// A handle on this device's file that makes [`SharedBuffer`]s from
+    /// any thread, without the `Device` (which its owner may keep behind a
+    /// lock); the file stays open while it or one of its buffers lives.
+    pub fn shared(&self) -> SharedDevice {
+        SharedDevice(self.shared.clone())
     }
 
     pub fn path(&self) -> &Path {
@@ -266,18 +418,18 @@ impl Device {
             param,
             ..Default::default()
         };
-        check("GET_PARAM", raw::ioctl(&self.file, &mut p))?;
+        check("GET_PARAM", raw::ioctl(self.file(), &mut p))?;
         Ok(p.value)
     }
 
     /// What the device and driver offer (DRM_ONPU_QUERY_CAPS), asked now.
     pub fn caps(&self) -> Result<uapi::drm_onpu_query_caps> {
-        check("QUERY(CAPS)", raw::query(&self.file))
+        check("QUERY(CAPS)", raw::query(self.file()))
     }
 
     /// The device's cost model (DRM_ONPU_QUERY_COST_MODEL).
     pub fn cost_model(&self) -> Result<CostModel> {
-        check("QUERY(COST_MODEL)", raw::query(&self.file))
+        check("QUERY(COST_MODEL)", raw::query(self.file()))
     }
 
     /// A new buffer of at least `size` bytes, mapped for the CPU and at an
@@ -302,53 +454,51 @@ impl Device {
             flags: flags.bits(),
             ..Default::default()
         };
-        check("BO_CREATE", raw::ioctl(&self.file, &mut c))?;
+        check("BO_CREATE", raw::ioctl(self.file(), &mut c))?;
         self.wrap(c.handle)
     }
 
     /// Import a dma-buf (from this or another file of an onpu device).
     pub fn import(&self, fd: BorrowedFd<'_>) -> Result<Buffer<'_>> {
-        let handle = check("PRIME_FD_TO_HANDLE", raw::prime_import(&self.file, &fd))?;
+        let handle = check("PRIME_FD_TO_HANDLE", raw::prime_import(self.file(), &fd))?;
         self.wrap(handle)
     }
 
     fn wrap(&self, handle: u32) -> Result<Buffer<'_>> {
-        *self.handle_refs().entry(handle).or_insert(0) += 1;
-        let mut i = uapi::drm_onpu_bo_info {
-            handle,
-            ..Default::default()
-        };
-        if let Err(e) = check("BO_INFO", raw::ioctl(&self.file, &mut i)) {
-            self.close_handle(handle);
-            return Err(e);
+        let p = self.shared.adopt(handle, View::Map)?;
+        Ok(Buffer {
+            dev: self,
+            handle: p.handle,
+            size: p.size,
+            npu_addr: p.npu_addr,
+            map: p.map,
+        })
+    }
+
+    /// A view of `b` for jobs of this device ([`Job::reads`],
+    /// [`Job::writes`]): one more reference to its handle, dropped with
+    /// the view. A buffer of another device file is refused.
+    pub fn view<'d>(&'d self, b: &SharedBuffer) -> Result<Buffer<'d>> {
+        if !Arc::ptr_eq(&self.shared, &b.file) {
+            return Err(DeviceError::Invalid(
+                "a shared buffer of another device file: import it here first (export, import)"
+                    .into(),
+            ));
         }
-        let map = MmapOptions::new()
-            .offset(i.mmap_offset)
-            .len(i.size as usize)
-            .map_raw(&self.file)
-            .map_err(|source| DeviceError::Map {
-                size: i.size,
-                source,
-            });
-        match map {
-            Ok(map) => Ok(Buffer {
-                dev: self,
-                handle,
-                size: i.size,
-                npu_addr: i.npu_addr,
-                map,
-            }),
-            Err(e) => {
-                self.close_handle(handle);
-                Err(e)
-            }
-        }
+        self.shared.add_ref(b.handle);
+        Ok(Buffer {
+            dev: self,
+            handle: b.handle,
+            size: b.size,
+            npu_addr: b.npu_addr,
+            map: b.map.clone(),
+        })
     }
 
     /// A buffer [`Buffer::park`]ed from this device, back in use. A buffer
     /// parked from another device file comes back as the error.
     pub(crate) fn unpark(&self, p: ParkedBuffer) -> Result<Buffer<'_>, ParkedBuffer> {
-        if p.device != self.id {
+        if p.device != self.shared.id {
             return Err(p);
         }
         Ok(Buffer {
@@ -360,28 +510,9 @@ impl Device {
         })
     }
 
-    fn handle_refs(&self) -> std::sync::MutexGuard<'_, HashMap<u32, u32>> {
-        // The map stays consistent even if a holder panicked.
-        self.handles.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// Drop one reference to `handle`; GEM_CLOSE it with the last.
     fn close_handle(&self, handle: u32) {
-        {
-            let mut refs = self.handle_refs();
-            match refs.get_mut(&handle) {
-                Some(n) if *n > 1 => {
-                    *n -= 1;
-                    return;
-                }
-                _ => {
-                    refs.remove(&handle);
-                }
-            }
-        }
-        if let Err(e) = raw::gem_close(&self.file, handle) {
-            log::warn!("GEM_CLOSE of handle {handle}: errno {e}");
-        }
+        self.shared.close_handle(handle)
     }
 
     fn create_queue_id(&self, priority: Priority) -> Result<u32> {
@@ -389,7 +520,7 @@ impl Device {
             priority: priority as u32,
             ..Default::default()
         };
-        match raw::ioctl(&self.file, &mut q).map_err(nix::errno::Errno::from_raw) {
+        match raw::ioctl(self.file(), &mut q).map_err(nix::errno::Errno::from_raw) {
             Ok(_) => Ok(q.queue_id),
             Err(nix::errno::Errno::EACCES) => Err(DeviceError::Invalid(format!(
                 "a {priority:?} queue needs CAP_SYS_NICE"
@@ -448,7 +579,7 @@ impl Device {
             ..Default::default()
         };
         // SAFETY: `req` and the arrays it points at outlive the call.
-        check("SUBMIT", raw::ioctl(&self.file, &mut req))?;
+        check("SUBMIT", raw::ioctl(self.file(), &mut req))?;
         log::trace!(
             "submitted job {} ({} bytes of commands, {} buffers)",
             req.seqno,
@@ -469,7 +600,7 @@ impl Device {
                 timeout_abs_ns: deadline,
                 ..Default::default()
             };
-            match raw::ioctl(&self.file, &mut w).map_err(nix::errno::Errno::from_raw) {
+            match raw::ioctl(self.file(), &mut w).map_err(nix::errno::Errno::from_raw) {
                 Ok(_) => break w,
                 Err(nix::errno::Errno::ETIMEDOUT) => {
                     return Err(DeviceError::WaitTimeout {
@@ -518,7 +649,7 @@ impl Device {
             0
         };
         let mut c = drm_core::drm_syncobj_create { handle: 0, flags };
-        check("SYNCOBJ_CREATE", raw::ioctl(&self.file, &mut c))?;
+        check("SYNCOBJ_CREATE", raw::ioctl(self.file(), &mut c))?;
         Ok(Syncobj {
             dev: self,
             handle: c.handle,
@@ -534,7 +665,7 @@ impl Device {
                 flags: 0,
                 timeout_abs_ns: deadline,
             };
-            match raw::ioctl(&self.file, &mut w).map_err(nix::errno::Errno::from_raw) {
+            match raw::ioctl(self.file(), &mut w).map_err(nix::errno::Errno::from_raw) {
                 Ok(_) => return Ok(()),
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(errno) => {
@@ -550,7 +681,7 @@ impl Device {
 
 impl AsFd for Device {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.file.as_fd()
+        self.file().as_fd()
     }
 }
 
@@ -729,7 +860,7 @@ impl Queue<'_> {
 
 impl Drop for Queue<'_> {
     fn drop(&mut self) {
-        if let Err(e) = raw::queue_destroy(&self.dev.file, self.id) {
+        if let Err(e) = raw::queue_destroy(self.dev.file(), self.id) {
             log::warn!("QUEUE_DESTROY of queue {}: errno {e}", self.id);
         }
     }
@@ -771,7 +902,7 @@ impl Syncobj<'_> {
                 ..Default::default()
             };
             // `w` and `handles` outlive the call.
-            match raw::ioctl(&self.dev.file, &mut w).map_err(nix::errno::Errno::from_raw) {
+            match raw::ioctl(self.dev.file(), &mut w).map_err(nix::errno::Errno::from_raw) {
                 Ok(_) => return Ok(true),
                 Err(nix::errno::Errno::ETIME | nix::errno::Errno::ETIMEDOUT) => return Ok(false),
                 Err(nix::errno::Errno::EINTR) => continue,
@@ -792,7 +923,7 @@ impl Syncobj<'_> {
     pub fn import_sync_file(&self, sync_file: BorrowedFd<'_>) -> Result<()> {
         check(
             "SYNCOBJ_FD_TO_HANDLE",
-            raw::syncobj_import_sync_file(&self.dev.file, self.handle, sync_file),
+            raw::syncobj_import_sync_file(self.dev.file(), self.handle, sync_file),
         )
     }
 
@@ -802,7 +933,7 @@ impl Syncobj<'_> {
     pub fn export_sync_file(&self) -> Result<OwnedFd> {
         check(
             "SYNCOBJ_HANDLE_TO_FD",
-            raw::syncobj_export_sync_file(&self.dev.file, self.handle),
+            raw::syncobj_export_sync_file(self.dev.file(), self.handle),
         )
     }
 }
@@ -813,7 +944,7 @@ impl Drop for Syncobj<'_> {
             handle: self.handle,
             pad: 0,
         };
-        if let Err(e) = raw::ioctl(&self.dev.file, &mut d) {
+        if let Err(e) = raw::ioctl(self.dev.file(), &mut d) {
             log::warn!("SYNCOBJ_DESTROY of handle {}: errno {e}", self.handle);
         }
     }
@@ -838,7 +969,7 @@ pub(crate) struct ParkedBuffer {
     handle: u32,
     size: u64,
     npu_addr: u64,
-    map: MmapRaw,
+    map: CpuMap,
 }
 
 impl ParkedBuffer {
@@ -854,7 +985,7 @@ pub struct Buffer<'d> {
     handle: u32,
     size: u64,
     npu_addr: u64,
-    map: MmapRaw,
+    map: CpuMap,
 }
 
 impl std::fmt::Debug for Buffer<'_> {
@@ -883,15 +1014,14 @@ impl Buffer<'_> {
 
     /// The buffer's bytes. The device may write them while a job runs:
     /// wait for it first.
+    /// Empty for an object the CPU cannot map (NO_MMAP); a userptr
+    /// object's is the process's memory it was made of.
     pub fn bytes(&self) -> &[u8] {
-        // SAFETY: the mapping covers `size` bytes for the buffer's life;
-        // shared-memory semantics are the caller's to respect (documented).
-        unsafe { std::slice::from_raw_parts(self.map.as_ptr(), self.map.len()) }
+        cpu_bytes(&self.map)
     }
 
     pub fn bytes_mut(&mut self) -> &mut [u8] {
-        // SAFETY: as above, and `&mut self` makes this the only CPU view.
-        unsafe { std::slice::from_raw_parts_mut(self.map.as_mut_ptr(), self.map.len()) }
+        cpu_bytes_mut(&mut self.map)
     }
 
     /// The buffer as a slice of `T` (the mapping is page aligned).
@@ -910,7 +1040,7 @@ impl Buffer<'_> {
     pub fn export(&self) -> Result<OwnedFd> {
         check(
             "PRIME_HANDLE_TO_FD",
-            raw::prime_export(&self.dev.file, self.handle),
+            raw::prime_export(self.dev.file(), self.handle),
         )
     }
 }
@@ -924,7 +1054,7 @@ impl Buffer<'_> {
         // moved out exactly once; the handle's reference moves with it.
         let map = unsafe { std::ptr::read(&this.map) };
         ParkedBuffer {
-            device: this.dev.id,
+            device: this.dev.shared.id,
             handle: this.handle,
             size: this.size,
             npu_addr: this.npu_addr,
@@ -936,6 +1066,199 @@ impl Buffer<'_> {
 impl Drop for Buffer<'_> {
     fn drop(&mut self) {
         self.dev.close_handle(self.handle);
+    }
+}
+
+/// The CPU view of a buffer object's bytes (empty for none).
+fn cpu_bytes(map: &CpuMap) -> &[u8] {
+    match map.raw() {
+        (_, 0) => &[],
+        // SAFETY: the mapping (or the userptr creator's memory) covers
+        // `len` bytes while `map` lives; shared-memory semantics are the
+        // caller's to respect (documented).
+        (ptr, len) => unsafe { std::slice::from_raw_parts(ptr, len) },
+    }
+}
+
+/// [`cpu_bytes`], writable: `&mut` to this view; other views of the
+/// object (other handles, jobs, importers) are the caller's to order.
+fn cpu_bytes_mut(map: &mut CpuMap) -> &mut [u8] {
+    match map.raw() {
+        (_, 0) => &mut [],
+        // SAFETY: as in cpu_bytes; `&mut` makes this the only CPU view
+        // through this handle (documented for the others).
+        (ptr, len) => unsafe { std::slice::from_raw_parts_mut(ptr, len) },
+    }
+}
+
+/// The CPU's page size: the unit of userptr objects and of buffer object
+/// sizes.
+pub fn page_size() -> usize {
+    // SAFETY: sysconf reads a constant of the system; no memory is passed.
+    let n = unsafe { nix::libc::sysconf(nix::libc::_SC_PAGESIZE) };
+    usize::try_from(n).ok().filter(|&n| n > 0).unwrap_or(4096)
+}
+
+/// A handle on a device's open file ([`Device::shared`]) that makes
+/// [`SharedBuffer`]s from any thread. Clones share the file, which stays
+/// open while a handle or one of its buffers lives.
+#[derive(Clone, Debug)]
+pub struct SharedDevice(Arc<DeviceFile>);
+
+impl SharedDevice {
+    fn adopt(&self, handle: u32, view: View) -> Result<SharedBuffer> {
+        let p = self.0.adopt(handle, view)?;
+        Ok(SharedBuffer {
+            file: self.0.clone(),
+            handle: p.handle,
+            size: p.size,
+            npu_addr: p.npu_addr,
+            flags: p.flags,
+            map: p.map,
+        })
+    }
+
+    /// A new buffer object of at least `size` bytes (BO_CREATE: zeroed,
+    /// whole pages), mapped for the CPU.
+    pub fn alloc(&self, size: u64) -> Result<SharedBuffer> {
+        let mut c = uapi::drm_onpu_bo_create {
+            size,
+            ..Default::default()
+        };
+        check("BO_CREATE", raw::ioctl(&self.0.file, &mut c))?;
+        self.adopt(c.handle, View::Map)
+    }
+
+    /// A buffer object of the process's own memory (BO_CREATE_USERPTR):
+    /// `len` bytes at `ptr`, which must be page aligned; the object covers
+    /// whole pages, so the rest of the last page is in it too. The kernel
+    /// pins the pages at once and until the object is freed.
+    ///
+    /// # Safety
+    /// The pages must stay mapped in this process (writable unless
+    /// `read_only`) while the object lives: its [`SharedBuffer::bytes`] are
+    /// that memory, and jobs that list it read it (and write it, unless
+    /// `read_only`) there.
+    pub unsafe fn userptr(
+        &self,
+        ptr: *mut u8,
+        len: usize,
+        read_only: bool,
+    ) -> Result<SharedBuffer> {
+        let page = page_size();
+        if len == 0 || (ptr as usize) % page != 0 {
+            return Err(DeviceError::Invalid(format!(
+                "a userptr buffer must start on a page ({page} bytes) and not be empty: {ptr:p}, {len} bytes"
+            )));
+        }
+        let mut c = uapi::drm_onpu_bo_create_userptr {
+            user_ptr: ptr as u64,
+            size: len.div_ceil(page) as u64 * page as u64,
+            flags: if read_only {
+                uapi::BoFlags::READ_ONLY.bits()
+            } else {
+                0
+            },
+            ..Default::default()
+        };
+        check("BO_CREATE_USERPTR", raw::ioctl(&self.0.file, &mut c))?;
+        self.adopt(c.handle, View::User(ptr, len))
+    }
+
+    /// Import a dma-buf (PRIME): a buffer object of this file for it (the
+    /// same one again for this file's own export). Mapped for the CPU if
+    /// the object allows it.
+    pub fn import(&self, fd: BorrowedFd<'_>) -> Result<SharedBuffer> {
+        let handle = check("PRIME_FD_TO_HANDLE", raw::prime_import(&self.0.file, &fd))?;
+        self.adopt(handle, View::MapIfPossible)
+    }
+
+    /// Whether `dev` is this file.
+    pub fn is_file_of(&self, dev: &Device) -> bool {
+        Arc::ptr_eq(&self.0, &dev.shared)
+    }
+}
+
+/// A buffer object owned apart from its [`Device`] (so it can live in
+/// another object, e.g. a request): the device file's handle, its NPU
+/// address and CPU view. Jobs use it through [`Device::view`]. Closed on
+/// drop (the object lives on while other handles, views, jobs or dma-buf
+/// descriptors hold it).
+pub struct SharedBuffer {
+    file: Arc<DeviceFile>,
+    handle: u32,
+    size: u64,
+    npu_addr: u64,
+    flags: uapi::BoFlags,
+    map: CpuMap,
+}
+
+impl std::fmt::Debug for SharedBuffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "SharedBuffer {{ handle: {}, size: {}, npu_addr: {:#x}, flags: {:?} }}",
+            self.handle, self.size, self.npu_addr, self.flags
+        )
+    }
+}
+
+impl SharedBuffer {
+    pub fn handle(&self) -> u32 {
+        self.handle
+    }
+
+    /// In bytes: whole pages.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub fn npu_addr(&self) -> u64 {
+        self.npu_addr
+    }
+
+    /// The object's DRM_ONPU_BO_* flags (BO_INFO).
+    pub fn flags(&self) -> uapi::BoFlags {
+        self.flags
+    }
+
+    /// Whether the CPU sees its bytes ([`SharedBuffer::bytes`] is not
+    /// empty).
+    pub fn is_mapped(&self) -> bool {
+        !matches!(self.map, CpuMap::None)
+    }
+
+    /// Whether `other` is the same object of the same device file (a
+    /// dma-buf imported where it was exported).
+    pub fn same_object(&self, other: &SharedBuffer) -> bool {
+        Arc::ptr_eq(&self.file, &other.file) && self.handle == other.handle
+    }
+
+    /// The bytes as the CPU sees them (empty if it cannot map them). Jobs
+    /// may write them meanwhile: wait for them first.
+    pub fn bytes(&self) -> &[u8] {
+        cpu_bytes(&self.map)
+    }
+
+    /// Writable bytes: other views of the object (jobs, importers) are the
+    /// caller's to order.
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        cpu_bytes_mut(&mut self.map)
+    }
+
+    /// Export as a dma-buf descriptor (PRIME, read-write, close-on-exec);
+    /// the caller owns it. Userptr objects cannot be exported (EINVAL).
+    pub fn export(&self) -> Result<OwnedFd> {
+        check(
+            "PRIME_HANDLE_TO_FD",
+            raw::prime_export(&self.file.file, self.handle),
+        )
+    }
+}
+
+impl Drop for SharedBuffer {
+    fn drop(&mut self) {
+        self.file.close_handle(self.handle);
     }
 }
 

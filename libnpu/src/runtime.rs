@@ -8,7 +8,7 @@
 //! feature, on the device model in-process ([`Model`]: the same rings, MMU
 //! and engines the emulated PCI device has), for hosts without the driver.
 
-use crate::device::{Buffer, Device, DeviceError, Job, ParkedBuffer};
+use crate::device::{Buffer, Device, DeviceError, Job, ParkedBuffer, SharedBuffer};
 use crate::ir::Graph;
 use crate::lower::BufferKind;
 use crate::reference::{self, TensorData};
@@ -120,6 +120,22 @@ pub struct Request<'a> {
     /// sync_files the first job waits for (the accel backend imports them
     /// as in-fences; the device model polls them until readable).
     pub wait_for: &'a [BorrowedFd<'a>],
+    /// (buffer index, buffer object) of buffers the caller placed itself:
+    /// buffer objects of the accel backend's device file (the caller's
+    /// memory as a userptr object, a dma-buf's), used as they are, without
+    /// copying in, clearing or reading back. Each is at least its buffer's
+    /// size and is named by neither `inputs` nor `outputs`. Backends
+    /// without buffer objects (the device model) refuse them.
+    pub external: &'a [(usize, &'a SharedBuffer)],
+}
+
+/// The parts of a [`Request`] beyond buffers and bytes that
+/// [`Session::execute_program`] passes on: see their fields there.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Extra<'a> {
+    pub on_submit: Option<OnSubmit<'a>>,
+    pub wait_for: &'a [BorrowedFd<'a>],
+    pub external: &'a [(usize, &'a SharedBuffer)],
 }
 
 /// What [`Request::on_submit`] is given: a sync_file that signals when the
@@ -157,6 +173,32 @@ impl Request<'_> {
                 self.sizes[i],
                 npu_uapi::DRM_ONPU_BO_MAX_SIZE
             ));
+        }
+        for (n, &(i, b)) in self.external.iter().enumerate() {
+            match self.sizes.get(i) {
+                None => {
+                    return bad(format!(
+                        "external buffer {i} does not exist ({} buffers)",
+                        self.sizes.len()
+                    ))
+                }
+                Some(&size) if b.size() < size => {
+                    return bad(format!(
+                        "buffer {i} of {size} bytes is external, in an object of {} bytes",
+                        b.size()
+                    ))
+                }
+                Some(_) => {}
+            }
+            let named = self.inputs.iter().any(|x| x.0 == i)
+                || self.outputs.iter().any(|x| x.0 == i)
+                || self.resident.iter().any(|x| x.0 == i)
+                || self.external[..n].iter().any(|x| x.0 == i);
+            if named {
+                return bad(format!(
+                    "buffer {i} is external and also copied in, read back, resident or external twice"
+                ));
+            }
         }
         for (i, len) in self
             .inputs
@@ -337,7 +379,13 @@ impl Backend for Accel {
         let key_of = |i: usize| req.resident.iter().find(|r| r.0 == i).map(|r| r.1);
         let mut bufs = Vec::with_capacity(req.sizes.len());
         let mut uploaded = 0;
+        let external_of = |i: usize| req.external.iter().find(|x| x.0 == i).map(|x| x.1);
         for (i, (&size, init)) in req.sizes.iter().zip(&init).enumerate() {
+            // The caller's own buffer object, as it is.
+            if let Some(b) = external_of(i) {
+                bufs.push(dev.view(b)?);
+                continue;
+            }
             // A resident buffer of this key holds these bytes already.
             let kept = key_of(i).and_then(|k| {
                 resident
@@ -416,6 +464,8 @@ impl Backend for Accel {
         let mut rest = Vec::with_capacity(bufs.len() + 1);
         for (i, b) in bufs.into_iter().enumerate() {
             match key_of(i) {
+                // The caller keeps its own (the view's reference goes).
+                _ if external_of(i).is_some() => drop(b),
                 Some(k) => resident.push((k, b.park())),
                 None => rest.push(b),
             }
@@ -586,7 +636,7 @@ impl Session {
         let inputs: Vec<(usize, &[u8])> =
             bytes_in.iter().map(|(i, b)| (*i, b.as_slice())).collect();
         let wanted: Vec<(usize, usize)> = outs.iter().map(|(_, i, _, n)| (*i, *n)).collect();
-        let e = self.execute_program(prog, k.id, &inputs, &wanted, None, &[])?;
+        let e = self.execute_program(prog, k.id, &inputs, &wanted, Extra::default())?;
         let outputs = outs
             .iter()
             .zip(e.outputs)
@@ -612,9 +662,13 @@ impl Session {
         key: u64,
         inputs: &[(usize, &[u8])],
         outputs: &[(usize, usize)],
-        on_submit: Option<OnSubmit<'_>>,
-        wait_for: &[BorrowedFd<'_>],
+        extra: Extra<'_>,
     ) -> Result<Execution> {
+        let Extra {
+            on_submit,
+            wait_for,
+            external,
+        } = extra;
         let sizes: Vec<u64> = prog.buffers().iter().map(|b| b.size.max(1)).collect();
         let writes: Vec<bool> = prog
             .buffers()
@@ -643,6 +697,7 @@ impl Session {
             resident: &resident,
             on_submit,
             wait_for,
+            external,
         };
         let e = self
             .backend
@@ -703,6 +758,7 @@ impl Session {
             resident: &[],
             on_submit: None,
             wait_for: &[],
+            external: &[],
         };
         self.backend.execute(&req, &|_| Ok(cmd.to_vec()))
     }
@@ -889,6 +945,12 @@ mod model {
             bind: &dyn Fn(&[u64]) -> Result<Vec<u8>>,
         ) -> Result<Execution> {
             req.validate()?;
+            if !req.external.is_empty() {
+                return Err(Error::Request(
+                    "the device model has no buffer objects: it cannot use the caller's (userptr, dma-buf)"
+                        .into(),
+                ));
+            }
             if self.sram_size < MIN_SRAM {
                 return Err(Error::Model(format!(
                     "{} bytes of SRAM is below the model's {MIN_SRAM}-byte minimum",

@@ -365,3 +365,62 @@ fn a_run_waits_for_its_input_sync_files() {
     f.wait(None).unwrap();
     assert_gemm(&x, &floats(&r.output("y").unwrap()));
 }
+
+#[test]
+fn the_device_model_copies_bound_buffers_and_has_no_dma_bufs() {
+    let npu = Npu::model(64 * 1024).unwrap();
+    let model = gemm_model(&npu);
+    let r = model.request();
+    let (x_bytes, y_bytes) = ((M * K * 4) as u64, (M * N * 4) as u64);
+    // Every dma-buf call: a clear Unsupported, whatever the descriptor.
+    let devnull = std::fs::File::open("/dev/null").unwrap();
+    let fd = std::os::fd::AsFd::as_fd(&devnull);
+    let errors = [
+        r.export_input_dmabuf("x").map(drop),
+        r.export_output_dmabuf("y").map(drop),
+        r.bind_input_dmabuf("x", fd),
+        r.bind_output_dmabuf("y", fd),
+    ];
+    for e in errors {
+        let e = e.expect_err("no dma-bufs on the model");
+        assert_eq!(e.status, Status::Unsupported, "{e}");
+        assert!(e.message.contains("not supported on this backend"), "{e}");
+    }
+    // Names are checked first, as for every call.
+    let e = r.export_input_dmabuf("y").expect_err("y is an output");
+    assert_eq!(e.status, Status::NotFound, "{e}");
+    let e = r.bind_output_dmabuf("x", fd).expect_err("x is an input");
+    assert_eq!(e.status, Status::NotFound, "{e}");
+    let e = r.is_zero_copy("z").expect_err("no such tensor");
+    assert_eq!(e.status, Status::NotFound, "{e}");
+    assert!(e.message.contains("no input or output `z`"), "{e}");
+
+    // Bound memory is copied at each run here: the device model has no
+    // buffer objects. The second run reads the memory as it is then.
+    let mut x = bytes(&input(7));
+    let mut y = vec![0u8; M * N * 4];
+    // SAFETY: x and y outlive the runs and are only touched between them.
+    unsafe {
+        r.bind_input("x", x.as_ptr(), x.len()).unwrap();
+        r.bind_output("y", y.as_mut_ptr(), y.len()).unwrap();
+    }
+    assert!(!r.is_zero_copy("x").unwrap(), "no run yet");
+    let first = r.run().unwrap();
+    assert_gemm(&input(7), &floats(&y));
+    assert!(first.uploaded >= x_bytes);
+    assert_eq!(first.downloaded, y_bytes, "the output was read back");
+    x.copy_from_slice(&bytes(&input(8)));
+    let s = r.run().unwrap();
+    assert_gemm(&input(8), &floats(&y));
+    assert_eq!((s.uploaded, s.downloaded), (x_bytes, y_bytes));
+    for name in ["x", "y"] {
+        assert!(!r.is_zero_copy(name).unwrap(), "{name}");
+        let why = r.copy_reason(name).unwrap().expect("a reason");
+        assert!(why.contains("device model"), "{name}: {why}");
+    }
+    // Set again: the request's own bytes, nothing to say about copies.
+    r.set_input("x", &bytes(&input(9))).unwrap();
+    r.run().unwrap();
+    assert_eq!(r.copy_reason("x").unwrap(), None);
+    assert_gemm(&input(9), &floats(&y));
+}

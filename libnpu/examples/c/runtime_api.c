@@ -5,9 +5,10 @@
  * Loads (compiles) a model once, lists its inputs and outputs, runs it
  * from two threads at once with different inputs (a request each), runs
  * it asynchronously into the caller's buffer and waits on the fence,
- * saves the compiled model and loads it back without compiling, and
- * reads the kind and address of a device fault from a deliberately
- * faulting raw job. Every result is checked against a reference computed
+ * shares an output as a dma-buf read through mmap() (on the NPU), saves
+ * the compiled model and loads it back without compiling, and reads the
+ * kind and address of a device fault from a deliberately faulting raw
+ * job. Every result is checked against a reference computed
  * here in plain C.
  *
  *   runtime_api            the NPU through /dev/accel (the onpu driver)
@@ -23,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <poll.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #define M 4
@@ -233,6 +235,52 @@ out:
 	return rc;
 }
 
+/* The output as a dma-buf: runs write it in place, the descriptor maps it
+ * for the CPU (or goes to another process or device). The device model has
+ * no dma-bufs: NPU_ERROR_UNSUPPORTED. */
+static int dmabuf(npu_model *m)
+{
+	float x[M * K];
+	npu_request *r = NULL;
+	npu_error *err = NULL;
+	enum npu_status st;
+	void *map = MAP_FAILED;
+	size_t len = (size_t)sysconf(_SC_PAGESIZE); /* y (256 bytes) in whole pages */
+	int fd = -1, rc = 1;
+
+	fill_x(x, 9);
+	if ((st = npu_request_create(m, &r, &err)) || (st = set_weights(r, &err)) ||
+	    (st = npu_request_set_input(r, "x", x, sizeof(x), &err)))
+		goto out;
+	st = npu_request_export_output_dmabuf(r, "y", &fd, &err);
+	if (st == NPU_ERROR_UNSUPPORTED && backend == NPU_BACKEND_MODEL) {
+		printf("dma-buf: none on the device model\n");
+		npu_error_free(err);
+		st = NPU_OK;
+		rc = 0;
+		goto out;
+	}
+	if (st || (st = npu_request_run(r, &err)))
+		goto out;
+	map = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+	if (map == MAP_FAILED) {
+		perror("runtime_api: mmap of the dma-buf");
+		goto out;
+	}
+	rc = check("output read through its dma-buf", x, map);
+	if (!rc)
+		printf("dma-buf: output mapped\n");
+out:
+	if (st)
+		rc = fail("dma-buf", st, err);
+	if (map != MAP_FAILED)
+		munmap(map, len);
+	if (fd >= 0)
+		close(fd);
+	npu_request_free(r);
+	return rc;
+}
+
 /* A run whose job waits for a sync_file: on the NPU, the exported fence of
  * another run's job; on the device model (no kernel fences), any
  * descriptor that becomes readable, here a pipe we write when we want. */
@@ -427,7 +475,7 @@ int main(int argc, char **argv)
 	if (workers[0].rc || workers[1].rc)
 		goto out;
 	printf("two threads: every run matches\n");
-	if (run_async(m) || after_sync_file(m) || save_and_load(dev, m) || fault(dev))
+	if (run_async(m) || after_sync_file(m) || dmabuf(m) || save_and_load(dev, m) || fault(dev))
 		goto out;
 	printf("runtime_api: all checks passed\n");
 	rc = 0;

@@ -109,6 +109,48 @@ int main(void)
 		printf("FAIL relu gave %g %g %g %g\n", out[0], out[1], out[2], out[3]);
 		failures++;
 	}
+	/* dma-bufs: the device model has none; descriptors and out-pointers
+	 * are checked first. */
+	{
+		int fd = -1, z = -1;
+
+		st = npu_request_export_output_dmabuf(r, "y", &fd, &e);
+		expect("export on the model", st, e, NPU_ERROR_UNSUPPORTED,
+		       "not supported on this backend");
+		npu_error_free(e);
+		e = NULL;
+		if (fd != -1) {
+			printf("FAIL a failed export wrote fd %d\n", fd);
+			failures++;
+		}
+		st = npu_request_export_input_dmabuf(r, "x", NULL, &e);
+		expect("export to NULL", st, e, NPU_ERROR_INVALID_ARGUMENT, "fd is NULL");
+		npu_error_free(e);
+		e = NULL;
+		st = npu_request_bind_input_dmabuf(r, "x", 0, &e);
+		expect("bind on the model", st, e, NPU_ERROR_UNSUPPORTED,
+		       "not supported on this backend");
+		npu_error_free(e);
+		e = NULL;
+		st = npu_request_bind_output_dmabuf(r, "y", -1, &e);
+		expect("bind fd -1", st, e, NPU_ERROR_INVALID_ARGUMENT, "fd -1 is not a descriptor");
+		npu_error_free(e);
+		e = NULL;
+		st = npu_request_bind_input_dmabuf(r, "nope", 0, &e);
+		expect("bind unknown input", st, e, NPU_ERROR_NOT_FOUND, "no input `nope`");
+		npu_error_free(e);
+		e = NULL;
+		/* Bound memory is copied on the model: not zero-copy. */
+		if (npu_request_bind_input(r, "x", f, sizeof(f), NULL) ||
+		    npu_request_run(r, NULL) || npu_request_is_zero_copy(r, "x", &z, NULL) || z != 0) {
+			printf("FAIL is_zero_copy on the model: %d\n", z);
+			failures++;
+		}
+		st = npu_request_is_zero_copy(r, "nope", &z, &e);
+		expect("is_zero_copy of nothing", st, e, NPU_ERROR_NOT_FOUND, "`nope`");
+		npu_error_free(e);
+		e = NULL;
+	}
 	st = npu_model_load_file(dev, "/nonexistent/model.npu", &m, &e);
 	expect("no model file", st, e, NPU_ERROR_NOT_FOUND, "/nonexistent/model.npu");
 	npu_error_free(e);
