@@ -98,7 +98,10 @@ impl PageTables {
     pub(crate) fn map(&mut self, dev: &device::Device<Bound>, va: u64, size: u64, sgt: &SGTable, flags: u64) -> Result {
         let mut mapped = 0u64;
         let r = self.map_pages(dev, va, size, sgt, flags, &mut mapped);
-        let r = r.and_then(|()| if mapped < size { Err(EINVAL) } else { Ok(()) });
+        let r = match r {
+            Ok(()) if mapped < size => Err(EINVAL),
+            r => r,
+        };
         if r.is_err() {
             // (Clearing needs no allocation: tables that exist stay.)
             let _ = self.unmap(va, mapped);
@@ -108,6 +111,8 @@ impl PageTables {
 
     fn map_pages(&mut self, dev: &device::Device<Bound>, va: u64, size: u64, sgt: &SGTable, flags: u64, mapped: &mut u64) -> Result {
         for entry in sgt.iter() {
+            // ResourceSize is u32 on 32-bit kernels without PAE.
+            #[allow(clippy::useless_conversion)]
             let (bus, len) = (entry.dma_address(), u64::from(entry.dma_len()));
             let mut off = 0;
             while off < len && *mapped < size {

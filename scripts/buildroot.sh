@@ -5,7 +5,24 @@
 # device; see Documentation/dev/harness.rst. Idempotent: a finished root is kept.
 . "$(dirname "$0")/common.sh"
 
+# The driver's linters (clippy-driver and rustfmt of the root's own rustc
+# release). They change nothing the root builds, so they are not part of
+# ROOT_KEY: a root made before them gains them here without a kernel rebuild.
+ROOT_LINT_PACKAGES="rust-clippy rustfmt"
+install_lint_tools() {
+	[ -f "$1/.npu-lint-v1" ] && return 0
+	stage "installing the driver's linters into the build root"
+	BUILDROOT=$1 in_root sh -c "
+		export DEBIAN_FRONTEND=noninteractive
+		apt-get update -qq
+		apt-get install -y -qq --no-install-recommends $ROOT_LINT_PACKAGES >/dev/null
+	" || die "installing $ROOT_LINT_PACKAGES in the build root failed"
+	touch "$1/.npu-lint-v1"
+	stage_done
+}
+
 if [ -f "$BUILDROOT/.npu-complete" ]; then
+	install_lint_tools "$BUILDROOT"
 	exit 0
 fi
 
@@ -51,6 +68,7 @@ in_root_versions() {
 	BUILDROOT=$tmp in_root sh -c 'rustc --version; bindgen --version; clang-19 --version | head -1;
 		qemu-system-x86_64 --version | head -1'
 }
+install_lint_tools "$tmp"
 in_root_versions | tee "$tmp/.npu-versions"
 touch "$tmp/.npu-complete"
 mv "$tmp" "$BUILDROOT"

@@ -17,7 +17,13 @@ kbuild=$("$NPU_TOP/scripts/kernel.sh" "$flavour" | tail -n1)
 out=$NPU_TOP/build/module-$name-$flavour
 mkdir -p "$out"
 stage "building $name.ko against the $flavour kernel"
-in_root make -s -C "$kbuild" M="$src" MO="$out" LLVM=-19 modules >&2 \
-	|| die "build of $name.ko failed"
+# CLIPPY=1 runs clippy-driver in place of rustc (same objects): the kernel's
+# own clippy lints apply to the driver, and any warning fails the build.
+log=$out/build.log
+rc=0
+in_root make -s -C "$kbuild" M="$src" MO="$out" LLVM=-19 CLIPPY=1 modules >"$log" 2>&1 || rc=$?
+cat "$log" >&2
+[ $rc = 0 ] || die "build of $name.ko failed"
+! grep -q '^warning' "$log" || die "$name.ko built with warnings (rustc or clippy): see above"
 stage_done
 echo "$out/$name.ko"

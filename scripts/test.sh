@@ -41,6 +41,15 @@ lint() {
 		f=$((f + 1)); echo "not ok cargo fmt --check: $(grep -c '^Diff in' "$results/fmt.out") hunks"
 		head -n 40 "$results/fmt.out"
 	fi
+	# The driver is not a cargo package: rustfmt with the kernel's settings
+	# (its .rustfmt.toml: edition 2021, defaults otherwise), from the crate
+	# root through its modules. Its clippy run is the module build (CLIPPY=1).
+	if rustfmt --check --edition 2021 driver/onpu.rs >"$results/fmt-driver.out" 2>&1; then
+		p=$((p + 1)); echo "ok rustfmt --check driver/"
+	else
+		f=$((f + 1)); echo "not ok rustfmt --check driver/: $(grep -c '^Diff in' "$results/fmt-driver.out") hunks"
+		head -n 40 "$results/fmt-driver.out"
+	fi
 	if $CARGO clippy --workspace --all-targets --release -q -- -D warnings >"$results/clippy.out" 2>&1; then
 		p=$((p + 1)); echo "ok cargo clippy -D warnings"
 	else
