@@ -1141,7 +1141,7 @@ fn reductions_and_square_match_onnxruntime() {
 /// graphs (one part a constant) and a Transpose to NHWC, compared with
 /// onnxruntime; the Reciprocal between them runs on the NPU (UNARY recip).
 #[test]
-fn cpu_fallback_concat_and_reciprocal_match_onnxruntime() {
+fn cpu_fallback_concat_and_transpose_match_onnxruntime() {
     let inits = vec![
         tensor("w", &[3, 5, 1, 1], &weights(15, 81)),
         tensor("two", &[1], &[2.0]),
