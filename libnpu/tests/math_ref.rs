@@ -383,6 +383,90 @@ fn sqrt_then_reciprocal_is_one_rsqrt_and_exact() {
     }
 }
 
+/// `1 / x` with a constant 1 is one UNARY recip (no tensor of ones, no
+/// BINARY), and `1 / sqrt(x)` one rsqrt; both exact against onnxruntime's
+/// Div (and Sqrt, then numpy's 1 / root).
+#[test]
+fn one_over_x_is_reciprocal_and_one_over_sqrt_is_rsqrt() {
+    let shape = [7usize, 13];
+    let mut rng = Rng(31);
+    let xv = rng.f32s(91, 0.01, 30.0);
+    let inputs = HashMap::from([("x".to_string(), TensorData::F32(xv.clone()))]);
+    for with_sqrt in [false, true] {
+        let mut g = Graph::new();
+        let x = g.input("x", TensorType::new(DType::F32, &shape)).unwrap();
+        let one = g
+            .constant(
+                "one",
+                TensorType::new(DType::F32, &[1]),
+                TensorData::F32(vec![1.0]),
+            )
+            .unwrap();
+        let d = if with_sqrt {
+            g.add(
+                "s",
+                Op::Unary {
+                    op: UnaryOp::Sqrt,
+                    x,
+                },
+                None,
+            )
+            .unwrap()
+        } else {
+            x
+        };
+        let y = g
+            .add(
+                "y",
+                Op::Binary {
+                    op: BinaryOp::Div,
+                    a: one,
+                    b: d,
+                },
+                None,
+            )
+            .unwrap();
+        g.output(y).unwrap();
+        let want = if with_sqrt {
+            isa::UnaryOp::Rsqrt
+        } else {
+            isa::UnaryOp::Recip
+        };
+        for sram in SRAMS {
+            let prog = insns(&g, sram);
+            assert!(!prog.iter().any(|i| matches!(i, Insn::Binary { .. })));
+            assert!(prog
+                .iter()
+                .filter_map(|i| match i {
+                    Insn::Unary { op, .. } => Some(*op),
+                    _ => None,
+                })
+                .all(|op| op == want));
+            let got = run(&g, &inputs, sram);
+            let r = if with_sqrt {
+                ort(
+                    "Sqrt",
+                    &[f32_spec(&xv, &shape, true)],
+                    "{}",
+                    &shape,
+                    &got,
+                    &(tol_json(EXACT) + ",\"post_reciprocal\":true"),
+                )
+            } else {
+                ort(
+                    "Div",
+                    &[f32_spec(&[1.0], &[1], false), f32_spec(&xv, &shape, true)],
+                    "{}",
+                    &shape,
+                    &got,
+                    &tol_json(EXACT),
+                )
+            };
+            r.unwrap_or_else(|e| panic!("sqrt {with_sqrt} at {sram} B: {e}"));
+        }
+    }
+}
+
 /// The test of erf-gelu tells it from the tanh form, and the other way
 /// round: each form compared with the other's onnxruntime operator fails.
 #[test]

@@ -1,5 +1,8 @@
 //! Graph-to-graph passes run before lowering:
 //!
+//! * decomposition: rsqrt for reciprocal(sqrt(x)); reductions over
+//!   separated axes, softmax on an inner axis and log-softmax into the ops
+//!   the lowering has (see `decompose`);
 //! * batch-norm folding: a per-channel multiply, add or subtract by a
 //!   constant right after an f32 conv2d with constant weights becomes part
 //!   of the conv's weights and bias (inference batch norm, exported as
@@ -39,7 +42,8 @@ fn axis_groups(axes: &[usize]) -> Vec<Vec<usize>> {
 /// Rewrites into the forms the lowering takes, before folding:
 ///
 /// * `reciprocal(sqrt(x))`, the sqrt read only there: `rsqrt(x)` (one
-///   UNARY, the same two roundings);
+///   UNARY, the same two roundings); `1 / x` with a constant 1:
+///   `reciprocal(x)`;
 /// * a reduction over separated groups of axes: one reduction per group,
 ///   highest axes first, and for a mean a division of the sum by the count;
 /// * softmax on an axis other than the last, and log-softmax: reduce max,
@@ -79,6 +83,32 @@ fn decompose(g: &Graph) -> Result<Graph, GraphError> {
                 let op = Op::Unary {
                     op: UnaryOp::Rsqrt,
                     x: m(&map, root_of)?,
+                };
+                out.add(name, op, None)?
+            }
+            // 1 / x, the 1 a constant broadcast over x: UNARY recip (the
+            // same correctly rounded division), not a division by a
+            // materialised tensor of ones.
+            Op::Binary {
+                op: BinaryOp::Div,
+                a,
+                b,
+            } if node.ty.dtype == DType::F32
+                && g.ty(*b).shape == node.ty.shape
+                && f32_data(g, *a).is_some_and(|d| d.len() == 1 && d[0] == 1.0) =>
+            {
+                let op = match g.node(*b).op {
+                    Op::Unary {
+                        op: UnaryOp::Sqrt,
+                        x: root_of,
+                    } if uses[b.0] == 1 && !g.outputs().contains(b) => Op::Unary {
+                        op: UnaryOp::Rsqrt,
+                        x: m(&map, root_of)?,
+                    },
+                    _ => Op::Unary {
+                        op: UnaryOp::Reciprocal,
+                        x: m(&map, *b)?,
+                    },
                 };
                 out.add(name, op, None)?
             }
