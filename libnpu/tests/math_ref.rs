@@ -931,29 +931,89 @@ fn bad_reduction_axes_are_refused() {
             .unwrap_err();
         assert!(e.to_string().contains("axes"), "{axes:?}: {e}");
     }
-    let q = g
-        .input(
-            "q",
-            TensorType::quantized(
-                &[2, 3],
-                Quant::PerTensor {
-                    scale: 0.1,
-                    zero_point: 0,
-                },
-            ),
-        )
-        .unwrap();
+    let i = g.input("i", TensorType::new(DType::I32, &[2, 3])).unwrap();
     let e = g
         .add(
             "y",
             Op::Reduce {
                 kind: ReduceKind::Sum,
-                x: q,
+                x: i,
                 axes: vec![0],
                 keepdims: true,
             },
             None,
         )
         .unwrap_err();
-    assert!(e.to_string().contains("dequantize"), "{e}");
+    assert!(e.to_string().contains("f32 or i8"), "{e}");
+}
+
+/// int8 reductions (dequantize, the f32 reduction, quantize) against
+/// onnxruntime's DequantizeLinear -> Reduce* -> QuantizeLinear.
+#[test]
+fn int8_reductions_match_onnxruntime_qdq() {
+    let shape = [3usize, 5, 4, 7];
+    let (sx, zx) = (0.05f32, -7i8);
+    let mut rng = Rng(4321);
+    let x = rng.i8s(420);
+    let inputs = HashMap::from([("x".to_string(), TensorData::I8(x.clone()))]);
+    let mut cases = Vec::new();
+    for (kind, onnx, axes, sy, zy) in [
+        (
+            ReduceKind::Mean,
+            "ReduceMean",
+            &[1usize, 3][..],
+            0.02f32,
+            3i8,
+        ),
+        (ReduceKind::Max, "ReduceMax", &[0, 2][..], 0.05, -7),
+        (ReduceKind::Min, "ReduceMin", &[3][..], 0.05, 0),
+        (ReduceKind::Sum, "ReduceSum", &[2][..], 0.2, 1),
+    ] {
+        for keepdims in [true, false] {
+            let mut g = Graph::new();
+            let xv = g
+                .input(
+                    "x",
+                    TensorType::quantized(
+                        &shape,
+                        Quant::PerTensor {
+                            scale: sx,
+                            zero_point: zx,
+                        },
+                    ),
+                )
+                .unwrap();
+            let op = Op::Reduce {
+                kind,
+                x: xv,
+                axes: axes.to_vec(),
+                keepdims,
+            };
+            let q = Quant::PerTensor {
+                scale: sy,
+                zero_point: zy,
+            };
+            let y = g.add("y", op, Some(q)).unwrap();
+            g.output(y).unwrap();
+            let out_shape = g.ty(y).shape.clone();
+            let qdq = format!(
+                ",\"qdq\":{{\"inputs\":[[{sx},{zx}]],\"output\":[{sy},{zy}]}},\"max_off\":2"
+            );
+            for sram in SRAMS {
+                let got = run(&g, &inputs, sram);
+                cases.push((
+                    format!("int8 {onnx} axes {axes:?} keepdims {keepdims} at {sram} B"),
+                    case_json(
+                        onnx,
+                        &[i8_spec(&x, &shape), i64_spec(axes)],
+                        &format!("{{\"keepdims\":{}}}", u8::from(keepdims)),
+                        &out_shape,
+                        &got,
+                        &qdq,
+                    ),
+                ));
+            }
+        }
+    }
+    println!("{} elements compared", all_pass(&cases));
 }

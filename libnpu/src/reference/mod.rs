@@ -234,9 +234,15 @@ pub fn run(
             Op::Quantize { x } => requantized(f32s(get(x)), ty),
             Op::Dequantize { x } => TensorData::F32(real(get(x), graph.ty(*x))),
             Op::Reshape { x, .. } => get(x).clone(),
-            Op::Reduce { kind, x, axes, .. } => {
-                TensorData::F32(reduce(*kind, &f32s(get(x)), &graph.ty(*x).shape, axes))
-            }
+            Op::Reduce { kind, x, axes, .. } => requantized(
+                reduce(
+                    *kind,
+                    &real(get(x), graph.ty(*x)),
+                    &graph.ty(*x).shape,
+                    axes,
+                ),
+                ty,
+            ),
             Op::LogSoftmax { x, axis } => {
                 TensorData::F32(log_softmax(&f32s(get(x)), &ty.shape, *axis))
             }
