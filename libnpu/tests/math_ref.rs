@@ -1055,3 +1055,49 @@ output a, b, c, d, e, f, h, i
         common::check(&g, 5, sram, 1e-5);
     }
 }
+
+/// A constant first operand that broadcasts: sub is swapped and negated
+/// (exact), div gets the constant materialised to the result's shape (the
+/// device broadcasts only the second operand); both exact against
+/// onnxruntime.
+#[test]
+fn constant_first_operands_match_onnxruntime() {
+    let shape = [3usize, 4, 5];
+    let mut rng = Rng(17);
+    let xv = rng.f32s(60, 0.1, 4.0);
+    let inputs = HashMap::from([("x".to_string(), TensorData::F32(xv.clone()))]);
+    let mut cases = Vec::new();
+    for (op, onnx) in [(BinaryOp::Sub, "Sub"), (BinaryOp::Div, "Div")] {
+        for (cshape, cval) in [
+            (&[1usize][..], vec![2.5f32]),
+            (&[4, 1][..], vec![1.5, -2.0, 3.0, 0.25]),
+        ] {
+            let mut g = Graph::new();
+            let c = g
+                .constant(
+                    "c",
+                    TensorType::new(DType::F32, cshape),
+                    TensorData::F32(cval.clone()),
+                )
+                .unwrap();
+            let x = g.input("x", TensorType::new(DType::F32, &shape)).unwrap();
+            let y = g.add("y", Op::Binary { op, a: c, b: x }, None).unwrap();
+            g.output(y).unwrap();
+            for sram in SRAMS {
+                let got = run(&g, &inputs, sram);
+                cases.push((
+                    format!("{onnx} c{cshape:?} at {sram} B"),
+                    case_json(
+                        onnx,
+                        &[f32_spec(&cval, cshape, false), f32_spec(&xv, &shape, true)],
+                        "{}",
+                        &shape,
+                        &got,
+                        &tol_json(EXACT),
+                    ),
+                ));
+            }
+        }
+    }
+    all_pass(&cases);
+}

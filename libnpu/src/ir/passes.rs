@@ -43,7 +43,8 @@ fn axis_groups(axes: &[usize]) -> Vec<Vec<usize>> {
 ///
 /// * `reciprocal(sqrt(x))`, the sqrt read only there: `rsqrt(x)` (one
 ///   UNARY, the same two roundings); `1 / x` with a constant 1:
-///   `reciprocal(x)`;
+///   `reciprocal(x)`; another broadcast constant first operand of div or
+///   prelu, materialised to the result's shape;
 /// * a reduction over separated groups of axes: one reduction per group,
 ///   highest axes first, and for a mean a division of the sum by the count;
 ///   an int8 reduction through dequantize and quantize;
@@ -113,6 +114,36 @@ fn decompose(g: &Graph) -> Result<Graph, GraphError> {
                 };
                 out.add(name, op, None)?
             }
+            // c / x (and prelu(c, x)) with a broadcast f32 constant c: the
+            // device broadcasts only the second operand, so c becomes a
+            // constant of the result's shape (div is not commutative).
+            Op::Binary {
+                op: op @ (BinaryOp::Div | BinaryOp::Prelu),
+                a,
+                b,
+            } if node.ty.dtype == DType::F32
+                && g.ty(*a).shape != node.ty.shape
+                && g.ty(*b).shape == node.ty.shape
+                && f32_data(g, *a).is_some() =>
+            {
+                let data =
+                    broadcast_f32(g, *a, &node.ty.shape).ok_or_else(|| GraphError::Invalid {
+                        name: name.to_string(),
+                        op: op.name(),
+                        msg: "cannot broadcast the constant first operand".into(),
+                    })?;
+                let c = out.constant(
+                    &tmp("lhs"),
+                    TensorType::new(DType::F32, &node.ty.shape),
+                    TensorData::F32(data),
+                )?;
+                let op = Op::Binary {
+                    op: *op,
+                    a: c,
+                    b: m(&map, *b)?,
+                };
+                out.add(name, op, None)?
+            }
             Op::Reduce {
                 kind,
                 x,
@@ -178,6 +209,34 @@ fn decompose(g: &Graph) -> Result<Graph, GraphError> {
         out.output(m(&map, *o)?)?;
     }
     Ok(out)
+}
+
+/// The f32 constant `v` broadcast (numpy rules) to `shape`, row-major.
+fn broadcast_f32(g: &Graph, v: ValueId, shape: &[usize]) -> Option<Vec<f32>> {
+    let d = f32_data(g, v)?;
+    let src = &g.ty(v).shape;
+    if broadcast_shape(src, shape)? != shape {
+        return None;
+    }
+    let n: usize = shape.iter().product();
+    Some(
+        (0..n)
+            .map(|mut i| {
+                let (mut off, mut stride) = (0, 1);
+                for k in (0..shape.len()).rev() {
+                    let coord = i % shape[k];
+                    i /= shape[k];
+                    if let Some(j) = (k + src.len()).checked_sub(shape.len()) {
+                        if src[j] != 1 {
+                            off += coord * stride;
+                        }
+                        stride *= src[j];
+                    }
+                }
+                d[off]
+            })
+            .collect(),
+    )
 }
 
 /// f32 `kind` of `x` (of `shape`) over `axes`: one reduction per group of
