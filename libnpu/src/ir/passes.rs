@@ -1,5 +1,8 @@
 //! Graph-to-graph passes run before lowering:
 //!
+//! * decomposition: rsqrt for reciprocal(sqrt(x)); reductions over
+//!   separated axes, softmax on an inner axis and log-softmax into the ops
+//!   the lowering has (see `decompose`);
 //! * batch-norm folding: a per-channel multiply, add or subtract by a
 //!   constant right after an f32 conv2d with constant weights becomes part
 //!   of the conv's weights and bias (inference batch norm, exported as
@@ -12,14 +15,315 @@
 //! Every value that survives keeps its name.
 
 use super::{
-    broadcast_shape, BinaryOp, DType, Graph, GraphError, Op, TensorType, UnaryOp, ValueId,
+    broadcast_shape, BinaryOp, DType, Graph, GraphError, Op, ReduceKind, TensorType, UnaryOp,
+    ValueId,
 };
 use crate::reference::TensorData;
 
 /// All passes, in order.
 pub fn optimize(g: &Graph) -> Result<Graph, GraphError> {
-    let folded = fold(g)?;
+    let simple = decompose(g)?;
+    let folded = fold(&simple)?;
     dead_code(&folded)
+}
+
+/// Maximal runs of consecutive axes: [0, 2, 3] -> [[0], [2, 3]].
+fn axis_groups(axes: &[usize]) -> Vec<Vec<usize>> {
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for &a in axes {
+        match groups.last_mut() {
+            Some(g) if g.last() == Some(&(a - 1)) => g.push(a),
+            _ => groups.push(vec![a]),
+        }
+    }
+    groups
+}
+
+/// Rewrites into the forms the lowering takes, before folding:
+///
+/// * `reciprocal(sqrt(x))`, the sqrt read only there: `rsqrt(x)` (one
+///   UNARY, the same two roundings); `1 / x` with a constant 1:
+///   `reciprocal(x)`; another broadcast constant first operand of div or
+///   prelu, materialised to the result's shape;
+/// * a reduction over separated groups of axes: one reduction per group,
+///   highest axes first, and for a mean a division of the sum by the count;
+///   an int8 reduction through dequantize and quantize;
+/// * softmax on an axis other than the last, and log-softmax: reduce max,
+///   subtract, exp, reduce sum, then divide (softmax) or subtract the log
+///   (log-softmax); int8 softmax through dequantize/quantize.
+///
+/// The last op of each rewrite keeps the node's name; the others are named
+/// `NAME#what`.
+fn decompose(g: &Graph) -> Result<Graph, GraphError> {
+    let uses = g.use_counts();
+    let mut out = Graph::new();
+    let mut map: Vec<Option<ValueId>> = vec![None; g.nodes().len()];
+    let m = |map: &[Option<ValueId>], v: ValueId| map[v.0].ok_or(GraphError::UnknownValue(v.0));
+    for (i, node) in g.nodes().iter().enumerate() {
+        let name = node.name.as_str();
+        let tmp = |what: &str| format!("{name}#{what}");
+        let v = match &node.op {
+            Op::Input => out.input(name, node.ty.clone())?,
+            Op::Constant { data } => out.constant_shared(name, node.ty.clone(), data.clone())?,
+            Op::Unary {
+                op: UnaryOp::Reciprocal,
+                x,
+            } if node.ty.dtype == DType::F32
+                && uses[x.0] == 1
+                && !g.outputs().contains(x)
+                && matches!(
+                    g.node(*x).op,
+                    Op::Unary {
+                        op: UnaryOp::Sqrt,
+                        ..
+                    }
+                ) =>
+            {
+                let Op::Unary { x: root_of, .. } = g.node(*x).op else {
+                    unreachable!("matched above")
+                };
+                let op = Op::Unary {
+                    op: UnaryOp::Rsqrt,
+                    x: m(&map, root_of)?,
+                };
+                out.add(name, op, None)?
+            }
+            // 1 / x, the 1 a constant broadcast over x: UNARY recip (the
+            // same correctly rounded division), not a division by a
+            // materialised tensor of ones.
+            Op::Binary {
+                op: BinaryOp::Div,
+                a,
+                b,
+            } if node.ty.dtype == DType::F32
+                && g.ty(*b).shape == node.ty.shape
+                && f32_data(g, *a).is_some_and(|d| d.len() == 1 && d[0] == 1.0) =>
+            {
+                let op = match g.node(*b).op {
+                    Op::Unary {
+                        op: UnaryOp::Sqrt,
+                        x: root_of,
+                    } if uses[b.0] == 1 && !g.outputs().contains(b) => Op::Unary {
+                        op: UnaryOp::Rsqrt,
+                        x: m(&map, root_of)?,
+                    },
+                    _ => Op::Unary {
+                        op: UnaryOp::Reciprocal,
+                        x: m(&map, *b)?,
+                    },
+                };
+                out.add(name, op, None)?
+            }
+            // c / x (and prelu(c, x)) with a broadcast f32 constant c: the
+            // device broadcasts only the second operand, so c becomes a
+            // constant of the result's shape (div is not commutative).
+            Op::Binary {
+                op: op @ (BinaryOp::Div | BinaryOp::Prelu),
+                a,
+                b,
+            } if node.ty.dtype == DType::F32
+                && g.ty(*a).shape != node.ty.shape
+                && g.ty(*b).shape == node.ty.shape
+                && f32_data(g, *a).is_some() =>
+            {
+                let data =
+                    broadcast_f32(g, *a, &node.ty.shape).ok_or_else(|| GraphError::Invalid {
+                        name: name.to_string(),
+                        op: op.name(),
+                        msg: "cannot broadcast the constant first operand".into(),
+                    })?;
+                let c = out.constant(
+                    &tmp("lhs"),
+                    TensorType::new(DType::F32, &node.ty.shape),
+                    TensorData::F32(data),
+                )?;
+                let op = Op::Binary {
+                    op: *op,
+                    a: c,
+                    b: m(&map, *b)?,
+                };
+                out.add(name, op, None)?
+            }
+            Op::Reduce {
+                kind,
+                x,
+                axes,
+                keepdims,
+            } if axis_groups(axes).len() > 1 || node.ty.dtype == DType::I8 => {
+                let int8 = node.ty.dtype == DType::I8;
+                let mut cur = m(&map, *x)?;
+                if int8 {
+                    cur = out.add(&tmp("real"), Op::Dequantize { x: cur }, None)?;
+                }
+                let last = if int8 { tmp("f32") } else { name.to_string() };
+                let shape = &g.ty(*x).shape;
+                let y = reduce_chain(&mut out, &tmp, cur, shape, *kind, axes, *keepdims, &last)?;
+                if int8 {
+                    out.add(name, Op::Quantize { x: y }, node.ty.quant.clone())?
+                } else {
+                    y
+                }
+            }
+            Op::Softmax { x, axis } if axis + 1 != node.ty.shape.len() => {
+                let int8 = node.ty.dtype == DType::I8;
+                let mut x = m(&map, *x)?;
+                if int8 {
+                    x = out.add(&tmp("real"), Op::Dequantize { x }, None)?;
+                }
+                let (_, ex, sum) = exp_and_sum(&mut out, &tmp, x, *axis)?;
+                let div = Op::Binary {
+                    op: BinaryOp::Div,
+                    a: ex,
+                    b: sum,
+                };
+                if int8 {
+                    let y = out.add(&tmp("f32"), div, None)?;
+                    out.add(name, Op::Quantize { x: y }, node.ty.quant.clone())?
+                } else {
+                    out.add(name, div, None)?
+                }
+            }
+            Op::LogSoftmax { x, axis } => {
+                let x = m(&map, *x)?;
+                let (shifted, _, sum) = exp_and_sum(&mut out, &tmp, x, *axis)?;
+                let log = Op::Unary {
+                    op: UnaryOp::Log,
+                    x: sum,
+                };
+                let log = out.add(&tmp("log"), log, None)?;
+                let op = Op::Binary {
+                    op: BinaryOp::Sub,
+                    a: shifted,
+                    b: log,
+                };
+                out.add(name, op, None)?
+            }
+            op => {
+                let op = remap(op, |v| m(&map, v))?;
+                out.add(name, op, node.ty.quant.clone())?
+            }
+        };
+        map[i] = Some(v);
+    }
+    for o in g.outputs() {
+        out.output(m(&map, *o)?)?;
+    }
+    Ok(out)
+}
+
+/// The f32 constant `v` broadcast (numpy rules) to `shape`, row-major.
+fn broadcast_f32(g: &Graph, v: ValueId, shape: &[usize]) -> Option<Vec<f32>> {
+    let d = f32_data(g, v)?;
+    let src = &g.ty(v).shape;
+    if broadcast_shape(src, shape)? != shape {
+        return None;
+    }
+    let n: usize = shape.iter().product();
+    Some(
+        (0..n)
+            .map(|mut i| {
+                let (mut off, mut stride) = (0, 1);
+                for k in (0..shape.len()).rev() {
+                    let coord = i % shape[k];
+                    i /= shape[k];
+                    if let Some(j) = (k + src.len()).checked_sub(shape.len()) {
+                        if src[j] != 1 {
+                            off += coord * stride;
+                        }
+                        stride *= src[j];
+                    }
+                }
+                d[off]
+            })
+            .collect(),
+    )
+}
+
+/// f32 `kind` of `x` (of `shape`) over `axes`: one reduction per group of
+/// consecutive axes, highest first, so dropping them (no keepdims) leaves
+/// the lower groups' indices as they are; a mean over several groups sums,
+/// then divides once by the count. The last op is named `last`.
+#[allow(clippy::too_many_arguments)]
+fn reduce_chain(
+    out: &mut Graph,
+    tmp: &dyn Fn(&str) -> String,
+    x: ValueId,
+    shape: &[usize],
+    kind: ReduceKind,
+    axes: &[usize],
+    keepdims: bool,
+    last: &str,
+) -> Result<ValueId, GraphError> {
+    let groups = axis_groups(axes);
+    let count: usize = axes.iter().map(|&a| shape[a]).product();
+    // One group: the lowering divides a mean itself.
+    let mean = kind == ReduceKind::Mean && groups.len() > 1;
+    let each = if mean { ReduceKind::Sum } else { kind };
+    let mut cur = x;
+    for (k, axes) in groups.into_iter().enumerate().rev() {
+        let nm = if k == 0 && !mean {
+            last.to_string()
+        } else {
+            tmp(&format!("r{k}"))
+        };
+        let op = Op::Reduce {
+            kind: each,
+            x: cur,
+            axes,
+            keepdims,
+        };
+        cur = out.add(&nm, op, None)?;
+    }
+    if mean {
+        let n = out.constant(
+            &tmp("count"),
+            TensorType::new(DType::F32, &[1]),
+            TensorData::F32(vec![count as f32]),
+        )?;
+        let op = Op::Binary {
+            op: BinaryOp::Div,
+            a: cur,
+            b: n,
+        };
+        cur = out.add(last, op, None)?;
+    }
+    Ok(cur)
+}
+
+/// `x - max(x)`, `exp` of it and the sum of that along `axis` (kept as a
+/// dimension of 1).
+fn exp_and_sum(
+    out: &mut Graph,
+    tmp: &dyn Fn(&str) -> String,
+    x: ValueId,
+    axis: usize,
+) -> Result<(ValueId, ValueId, ValueId), GraphError> {
+    let reduce = |kind, x| Op::Reduce {
+        kind,
+        x,
+        axes: vec![axis],
+        keepdims: true,
+    };
+    let max = out.add(&tmp("max"), reduce(ReduceKind::Max, x), None)?;
+    let shifted = out.add(
+        &tmp("shifted"),
+        Op::Binary {
+            op: BinaryOp::Sub,
+            a: x,
+            b: max,
+        },
+        None,
+    )?;
+    let ex = out.add(
+        &tmp("exp"),
+        Op::Unary {
+            op: UnaryOp::Exp,
+            x: shifted,
+        },
+        None,
+    )?;
+    let sum = out.add(&tmp("sum"), reduce(ReduceKind::Sum, ex), None)?;
+    Ok((shifted, ex, sum))
 }
 
 fn f32_data(g: &Graph, v: ValueId) -> Option<&[f32]> {
@@ -280,6 +584,18 @@ pub fn remap(
         Op::Reshape { x, shape } => Op::Reshape { x: f(x)?, shape },
         Op::Quantize { x } => Op::Quantize { x: f(x)? },
         Op::Dequantize { x } => Op::Dequantize { x: f(x)? },
+        Op::Reduce {
+            kind,
+            x,
+            axes,
+            keepdims,
+        } => Op::Reduce {
+            kind,
+            x: f(x)?,
+            axes,
+            keepdims,
+        },
+        Op::LogSoftmax { x, axis } => Op::LogSoftmax { x: f(x)?, axis },
     })
 }
 
@@ -292,13 +608,7 @@ fn const_eval(g: &Graph, op: &Op, ty: &TensorType) -> Option<TensorData> {
         Op::Reshape { x, .. } => g.constant_data(*x).cloned(),
         Op::Unary { op, x } => {
             let d = f32_data(g, *x)?;
-            let f = |x: f32| match *op {
-                UnaryOp::Relu => x.max(0.0),
-                UnaryOp::Clamp { lo, hi } => x.max(lo).min(hi),
-                UnaryOp::Sigmoid => 1.0 / (1.0 + (-x).exp()),
-                UnaryOp::Tanh => x.tanh(),
-                UnaryOp::Exp => x.exp(),
-            };
+            let f = |x: f32| crate::reference::unary_f32(*op, x);
             Some(TensorData::F32(d.iter().map(|&x| f(x)).collect()))
         }
         Op::Binary { op, a, b } => {
@@ -321,14 +631,7 @@ fn const_eval(g: &Graph, op: &Op, ty: &TensorType) -> Option<TensorData> {
                 }
                 off
             };
-            let f = |x: f32, y: f32| match op {
-                BinaryOp::Add => x + y,
-                BinaryOp::Sub => x - y,
-                BinaryOp::Mul => x * y,
-                BinaryOp::Div => x / y,
-                BinaryOp::Max => x.max(y),
-                BinaryOp::Min => x.min(y),
-            };
+            let f = |x: f32, y: f32| crate::reference::binary_f32(*op, x, y);
             let n: usize = out.iter().product();
             Some(TensorData::F32(
                 (0..n).map(|i| f(da[idx(sa, i)], db[idx(sb, i)])).collect(),
