@@ -295,6 +295,32 @@ pub enum Op {
         x: ValueId,
         shape: Vec<usize>,
     },
+    /// ONNX MatMul for operands of rank >= 2: `a` is `[..., M, K]`, `b` is
+    /// `[..., K, N]` (`[..., N, K]` with `trans_b`); the leading (batch)
+    /// dimensions broadcast as in numpy, so a 2-D operand is shared by
+    /// every batch. f32 only.
+    BatchMatMul {
+        a: ValueId,
+        b: ValueId,
+        trans_b: bool,
+    },
+    /// ONNX Gather on axis 0: rows of `table` (`[rows, ...]`, f32) picked by
+    /// the i32 `indices` (any shape); the result is `indices.shape ++
+    /// table.shape[1..]`. A negative index counts from the end; an index
+    /// outside `[-rows, rows)` faults the job (INDEX_RANGE).
+    Gather {
+        table: ValueId,
+        indices: ValueId,
+    },
+    /// ONNX LayerNormalization over the last axis (f32): `(x - mean) /
+    /// sqrt(var + epsilon) * scale + bias`, the variance the biased one
+    /// (divided by the axis length); `scale` and `bias` are `[d]`.
+    LayerNorm {
+        x: ValueId,
+        scale: ValueId,
+        bias: Option<ValueId>,
+        epsilon: f32,
+    },
 }
 
 impl Op {
@@ -318,6 +344,9 @@ impl Op {
             Op::Reshape { .. } => "reshape",
             Op::Quantize { .. } => "quantize",
             Op::Dequantize { .. } => "dequantize",
+            Op::BatchMatMul { .. } => "batch_matmul",
+            Op::Gather { .. } => "gather",
+            Op::LayerNorm { .. } => "layer_norm",
         }
     }
     /// The values this op reads.
@@ -343,6 +372,12 @@ impl Op {
             | Op::Reshape { x, .. }
             | Op::Quantize { x }
             | Op::Dequantize { x } => vec![*x],
+            Op::BatchMatMul { a, b, .. } => vec![*a, *b],
+            Op::Gather { table, indices } => vec![*table, *indices],
+            Op::LayerNorm { x, scale, bias, .. } => [Some(*x), Some(*scale), *bias]
+                .into_iter()
+                .flatten()
+                .collect(),
         }
     }
 }
@@ -775,6 +810,93 @@ impl Graph {
                     shape: shape.clone(),
                     ..tx.clone()
                 })
+            }
+            Op::BatchMatMul { a, b, trans_b } => {
+                let (ta, tb) = (t(*a), t(*b));
+                if ta.dtype != DType::F32 || tb.dtype != DType::F32 {
+                    return Err(err(format!(
+                        "batch_matmul takes f32 operands, got {} and {}",
+                        ta, tb
+                    )));
+                }
+                let (ra, rb) = (ta.shape.len(), tb.shape.len());
+                if ra < 2 || rb < 2 {
+                    return Err(err(format!(
+                        "operands need rank 2 or more, got {:?} and {:?}",
+                        ta.shape, tb.shape
+                    )));
+                }
+                let (m, ka) = (ta.shape[ra - 2], ta.shape[ra - 1]);
+                let (kb, n) = if *trans_b {
+                    (tb.shape[rb - 1], tb.shape[rb - 2])
+                } else {
+                    (tb.shape[rb - 2], tb.shape[rb - 1])
+                };
+                if ka != kb {
+                    return Err(err(format!(
+                        "inner dimensions differ: `{}` {:?} gives K={ka}, `{}` {:?} gives K={kb}",
+                        nm(*a),
+                        ta.shape,
+                        nm(*b),
+                        tb.shape
+                    )));
+                }
+                let mut shape = broadcast_shape(&ta.shape[..ra - 2], &tb.shape[..rb - 2])
+                    .ok_or_else(|| {
+                        err(format!(
+                            "batch dimensions {:?} and {:?} do not broadcast",
+                            &ta.shape[..ra - 2],
+                            &tb.shape[..rb - 2]
+                        ))
+                    })?;
+                shape.extend([m, n]);
+                Ok(TensorType::new(DType::F32, &shape))
+            }
+            Op::Gather { table, indices } => {
+                let (tt, ti) = (t(*table), t(*indices));
+                if tt.dtype != DType::F32 {
+                    return Err(err(format!("the table must be f32, got {tt}")));
+                }
+                if ti.dtype != DType::I32 {
+                    return Err(err(format!("the indices must be i32, got {ti}")));
+                }
+                if tt.shape[0] > i32::MAX as usize {
+                    return Err(err(format!(
+                        "a table of {} rows has rows i32 indices cannot name",
+                        tt.shape[0]
+                    )));
+                }
+                let mut shape = ti.shape.clone();
+                shape.extend_from_slice(&tt.shape[1..]);
+                Ok(TensorType::new(DType::F32, &shape))
+            }
+            Op::LayerNorm {
+                x,
+                scale,
+                bias,
+                epsilon,
+            } => {
+                let tx = t(*x);
+                if tx.dtype != DType::F32 {
+                    return Err(err(format!("layer_norm takes f32, got {tx}")));
+                }
+                let d = *tx.shape.last().unwrap_or(&0);
+                for v in [Some(*scale), *bias].into_iter().flatten() {
+                    let tv = t(v);
+                    if tv.dtype != DType::F32 || tv.shape != [d] {
+                        return Err(err(format!(
+                            "scale and bias must be f32[{d}] (the last axis of `{}`), `{}` is {tv}",
+                            nm(*x),
+                            nm(v)
+                        )));
+                    }
+                }
+                if !(epsilon.is_finite() && *epsilon >= 0.0) {
+                    return Err(err(format!(
+                        "epsilon must be finite and not negative, got {epsilon}"
+                    )));
+                }
+                Ok(tx.clone())
             }
         }
     }

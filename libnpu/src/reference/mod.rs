@@ -234,6 +234,73 @@ pub fn run(
             Op::Quantize { x } => requantized(f32s(get(x)), ty),
             Op::Dequantize { x } => TensorData::F32(real(get(x), graph.ty(*x))),
             Op::Reshape { x, .. } => get(x).clone(),
+            Op::BatchMatMul { a, b, trans_b } => {
+                let (sa, sb) = (&graph.ty(*a).shape, &graph.ty(*b).shape);
+                let (av, bv) = (f32s(get(a)), f32s(get(b)));
+                let r = ty.shape.len();
+                let (m, n) = (ty.shape[r - 2], ty.shape[r - 1]);
+                let k = sa[sa.len() - 1];
+                let batch = &ty.shape[..r - 2];
+                let (ba, bb) = (&sa[..sa.len() - 2], &sb[..sb.len() - 2]);
+                let mut out = vec![0f32; ty.elems()];
+                for bi in 0..batch.iter().product::<usize>() {
+                    let ao = broadcast_index(bi, batch, ba) * m * k;
+                    let bo = broadcast_index(bi, batch, bb) * k * n;
+                    for i in 0..m {
+                        for j in 0..n {
+                            let mut acc = 0f32;
+                            for p in 0..k {
+                                let bx = if *trans_b { j * k + p } else { p * n + j };
+                                acc += av[ao + i * k + p] * bv[bo + bx];
+                            }
+                            out[(bi * m + i) * n + j] = acc;
+                        }
+                    }
+                }
+                TensorData::F32(out)
+            }
+            Op::Gather { table, indices } => {
+                let tv = f32s(get(table));
+                let rows = graph.ty(*table).shape[0];
+                let row = tv.len() / rows;
+                let mut out = Vec::with_capacity(ty.elems());
+                for &i in &i32s(get(indices)) {
+                    let j = if i < 0 {
+                        i as i64 + rows as i64
+                    } else {
+                        i as i64
+                    };
+                    if j < 0 || j >= rows as i64 {
+                        return Err(RunError::Graph(format!(
+                            "{}: index {i} is outside the table's {rows} rows",
+                            node.name
+                        )));
+                    }
+                    out.extend_from_slice(&tv[j as usize * row..][..row]);
+                }
+                TensorData::F32(out)
+            }
+            Op::LayerNorm {
+                x,
+                scale,
+                bias,
+                epsilon,
+            } => {
+                let xv = f32s(get(x));
+                let (sv, bv) = (f32s(get(scale)), bias.map(|b| f32s(get(&b))));
+                let d = sv.len();
+                let mut out = Vec::with_capacity(xv.len());
+                for r in xv.chunks(d) {
+                    let mean = r.iter().sum::<f32>() / d as f32;
+                    let var = r.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / d as f32;
+                    let inv = 1.0 / (var + epsilon).sqrt();
+                    for (c, v) in r.iter().enumerate() {
+                        let b = bv.as_ref().map_or(0.0, |b| b[c]);
+                        out.push((v - mean) * inv * sv[c] + b);
+                    }
+                }
+                TensorData::F32(out)
+            }
         };
         vals.push(out);
     }
