@@ -124,6 +124,9 @@ pub enum BinaryOp {
     Div = 3,
     Max = 4,
     Min = 5,
+    /// PReLU: `a < 0 ? a * b : a` (f32 only); `b` is the slope, usually a
+    /// per-channel vector.
+    Prelu = 6,
 }
 
 /// How the second operand of a binary op is broadcast over the first.
@@ -154,6 +157,79 @@ pub enum UnaryOp {
     Recip = 5,
     /// Copy (with the dtype's element size), useful to compact a tile.
     Move = 6,
+    // The rest are f32 only; `alpha` and `beta` are the f32 bits in `lo`
+    // (w7) and `hi` (w8). Semantics: npu-hw.rst, "Floating point".
+    /// Square root, correctly rounded.
+    Sqrt = 7,
+    /// `1 / sqrt(x)`: the correctly rounded root, then a correctly rounded
+    /// division.
+    Rsqrt = 8,
+    /// Natural logarithm.
+    Log = 9,
+    /// The error function.
+    Erf = 10,
+    /// `x < 0 ? alpha * x : x`.
+    LeakyRelu = 11,
+    /// `x > 0 ? x : alpha * (e^x - 1)`.
+    Elu = 12,
+    /// `clamp(alpha * x + beta, 0, 1)`.
+    HardSigmoid = 13,
+    /// `x * clamp(alpha * x + beta, 0, 1)`.
+    HardSwish = 14,
+    /// `x / 2 * (1 + erf(x / sqrt(2)))`.
+    Gelu = 15,
+    /// `x / 2 * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 x^3)))`.
+    GeluTanh = 16,
+}
+
+impl UnaryOp {
+    /// Every UNARY operation, in F order (F is the index).
+    pub const ALL: [UnaryOp; 17] = [
+        UnaryOp::Relu,
+        UnaryOp::Clamp,
+        UnaryOp::Sigmoid,
+        UnaryOp::Tanh,
+        UnaryOp::Exp,
+        UnaryOp::Recip,
+        UnaryOp::Move,
+        UnaryOp::Sqrt,
+        UnaryOp::Rsqrt,
+        UnaryOp::Log,
+        UnaryOp::Erf,
+        UnaryOp::LeakyRelu,
+        UnaryOp::Elu,
+        UnaryOp::HardSigmoid,
+        UnaryOp::HardSwish,
+        UnaryOp::Gelu,
+        UnaryOp::GeluTanh,
+    ];
+
+    /// Defined for f32 only (BAD_OPERAND with another dtype).
+    pub fn float_only(self) -> bool {
+        !matches!(self, UnaryOp::Relu | UnaryOp::Clamp | UnaryOp::Move)
+    }
+
+    /// Runs at the special-function rate of the cost model
+    /// (SPECIAL_ELEMS_PER_CYCLE) rather than the vector rate.
+    pub fn special(self) -> bool {
+        !matches!(
+            self,
+            UnaryOp::Relu
+                | UnaryOp::Clamp
+                | UnaryOp::Move
+                | UnaryOp::LeakyRelu
+                | UnaryOp::HardSigmoid
+                | UnaryOp::HardSwish
+        )
+    }
+
+    /// Takes `alpha` (w7) and, for the hard ones, `beta` (w8) as f32 bits.
+    pub fn has_params(self) -> bool {
+        matches!(
+            self,
+            UnaryOp::LeakyRelu | UnaryOp::Elu | UnaryOp::HardSigmoid | UnaryOp::HardSwish
+        )
+    }
 }
 
 /// Reduction operations.
@@ -812,6 +888,7 @@ impl Insn {
                     3 => BinaryOp::Div,
                     4 => BinaryOp::Max,
                     5 => BinaryOp::Min,
+                    6 => BinaryOp::Prelu,
                     _ => return Err(DecodeError::BadOperand),
                 };
                 let bcast = match s2 {
@@ -823,6 +900,7 @@ impl Insn {
                 };
                 let dtype = match dtype(s1)? {
                     DType::I8 => return Err(DecodeError::BadOperand),
+                    DType::I32 if op == BinaryOp::Prelu => return Err(DecodeError::BadOperand),
                     d => d,
                 };
                 Insn::Binary {
@@ -839,22 +917,11 @@ impl Insn {
             }
             UNARY => {
                 used_words(9, (0xf << SEL1_SHIFT) | 0xff << FLAG_SHIFT)?;
-                let op = match flags {
-                    0 => UnaryOp::Relu,
-                    1 => UnaryOp::Clamp,
-                    2 => UnaryOp::Sigmoid,
-                    3 => UnaryOp::Tanh,
-                    4 => UnaryOp::Exp,
-                    5 => UnaryOp::Recip,
-                    6 => UnaryOp::Move,
-                    _ => return Err(DecodeError::BadOperand),
-                };
+                let op = *UnaryOp::ALL
+                    .get(flags as usize)
+                    .ok_or(DecodeError::BadOperand)?;
                 let dtype = dtype(s1)?;
-                let float_only = matches!(
-                    op,
-                    UnaryOp::Sigmoid | UnaryOp::Tanh | UnaryOp::Exp | UnaryOp::Recip
-                );
-                if (float_only && dtype != DType::F32)
+                if (op.float_only() && dtype != DType::F32)
                     || (dtype == DType::I8 && op != UnaryOp::Move)
                 {
                     return Err(DecodeError::BadOperand);
@@ -1139,6 +1206,9 @@ impl fmt::Display for Insn {
                 fmt_tile(f, src)?;
                 if *op == UnaryOp::Clamp {
                     write!(f, " [{lo:#x},{hi:#x}]")?;
+                } else if op.has_params() {
+                    let (alpha, beta) = (f32::from_bits(*lo), f32::from_bits(*hi));
+                    write!(f, " alpha {alpha} beta {beta}")?;
                 }
                 Ok(())
             }

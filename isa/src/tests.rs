@@ -404,3 +404,84 @@ fn index_range_is_fault_twelve() {
     assert_eq!(Fault::IndexRange.name(), "index-range");
     assert!(!Fault::IndexRange.is_mmu());
 }
+
+/// Every UNARY F value round-trips, F values past the last are refused, and
+/// the golden words of the UNARY F 10 (erf) and BINARY F 6 (prelu, per
+/// column) encodings are the spec's bit layout.
+#[test]
+fn unary_functions_and_prelu_encode_as_the_spec_says() {
+    for (f, op) in UnaryOp::ALL.iter().enumerate() {
+        assert_eq!(*op as usize, f);
+        let insn = Insn::Unary {
+            op: *op,
+            dtype: DType::F32,
+            rows: 2,
+            cols: 3,
+            src: Tile { addr: 0, ld: 3 },
+            dst: Tile { addr: 64, ld: 3 },
+            lo: 0.5f32.to_bits(),
+            hi: 0.25f32.to_bits(),
+        };
+        assert_eq!(Insn::decode(&insn.encode()), Ok(insn));
+    }
+    // UNARY S1 = 0 (f32), F = 10 (erf)
+    let erf = golden_bytes(&[0x000a_0031, 1, 4, 0, 4, 64, 4, 0, 0, 0, 0]);
+    assert!(matches!(
+        Insn::decode(&erf),
+        Ok(Insn::Unary {
+            op: UnaryOp::Erf,
+            ..
+        })
+    ));
+    let mut bad = erf;
+    bad[2] = 17;
+    assert_eq!(Insn::decode(&bad), Err(DecodeError::BadOperand));
+    // BINARY S1 = 0 (f32), S2 = 2 (per column), F = 6 (prelu); w9 scalar 0
+    let prelu = golden_bytes(&[0x0006_2030, 2, 3, 0, 3, 64, 0, 128, 3, 0, 0]);
+    assert_eq!(
+        Insn::decode(&prelu),
+        Ok(Insn::Binary {
+            op: BinaryOp::Prelu,
+            dtype: DType::F32,
+            bcast: Broadcast::PerCol,
+            rows: 2,
+            cols: 3,
+            a: Tile { addr: 0, ld: 3 },
+            b: Tile { addr: 64, ld: 0 },
+            out: Tile { addr: 128, ld: 3 },
+            scalar: 0,
+        })
+    );
+    let mut i32_prelu = prelu;
+    i32_prelu[1] = 0x21; // S1 = 1 (i32)
+    assert_eq!(Insn::decode(&i32_prelu), Err(DecodeError::BadOperand));
+}
+
+/// npu-hw.rst's "UNARY functions" table, read from the spec: each F value,
+/// name and cost class is the crate's.
+#[test]
+fn unary_functions_match_the_spec_table() {
+    let spec = include_str!("../../Documentation/hw/npu-hw.rst");
+    let section = spec
+        .split("UNARY functions\n---------------")
+        .nth(1)
+        .expect("the spec has a UNARY functions section");
+    let mut seen = 0;
+    for line in section.lines().take_while(|l| !l.starts_with("BINARY F 6")) {
+        let mut f = line.split_whitespace();
+        let (Some(code), Some(name)) = (f.next(), f.next()) else {
+            continue;
+        };
+        let Ok(code) = code.parse::<usize>() else {
+            continue;
+        };
+        let op = UnaryOp::ALL[code];
+        let want = format!("{op:?}").to_lowercase();
+        assert_eq!(name.replace('_', ""), want, "F {code}");
+        let cost = line.split_whitespace().last().unwrap();
+        assert_eq!(cost == "special", op.special(), "{name}: {cost}");
+        assert!(op.float_only());
+        seen += 1;
+    }
+    assert_eq!(seen, UnaryOp::ALL.len() - 7);
+}

@@ -860,11 +860,7 @@ impl Executor {
                     unary_tile(uop, dtype, lo, hi, (src, &v), &td, &mut self.sram.words);
                     self.scratch[0] = v;
                 }
-                let special = matches!(
-                    uop,
-                    UnaryOp::Sigmoid | UnaryOp::Tanh | UnaryOp::Exp | UnaryOp::Recip
-                );
-                let cycles = cost.vector(ts.elems(), special);
+                let cycles = cost.vector(ts.elems(), uop.special());
                 ctl.charge(cycles);
                 tl.issue(Engine::Compute, &[ts.range()], &[td.range()], cycles);
             }
@@ -1350,7 +1346,7 @@ fn binary_tile(
             }
         };
     }
-    with_op!(Add, Sub, Mul, Div, Max, Min);
+    with_op!(Add, Sub, Mul, Div, Max, Min, Prelu);
 }
 
 /// `unary(op, dtype, x, lo, hi)` of every element of the tile `out` (in
@@ -1398,7 +1394,25 @@ fn unary_tile(
             }
         };
     }
-    with_op!(Relu, Clamp, Sigmoid, Tanh, Exp, Recip, Move);
+    with_op!(
+        Relu,
+        Clamp,
+        Sigmoid,
+        Tanh,
+        Exp,
+        Recip,
+        Move,
+        Sqrt,
+        Rsqrt,
+        Log,
+        Erf,
+        LeakyRelu,
+        Elu,
+        HardSigmoid,
+        HardSwish,
+        Gelu,
+        GeluTanh
+    );
 }
 
 #[inline(always)]
@@ -1413,6 +1427,13 @@ fn binary(op: BinaryOp, dtype: DType, a: u32, b: u32) -> u32 {
                 BinaryOp::Div => x / y,
                 BinaryOp::Max => fmax(x, y),
                 BinaryOp::Min => fmin(x, y),
+                BinaryOp::Prelu => {
+                    if x < 0.0 {
+                        x * y
+                    } else {
+                        x
+                    }
+                }
             };
             r.to_bits()
         }
@@ -1428,6 +1449,8 @@ fn binary(op: BinaryOp, dtype: DType, a: u32, b: u32) -> u32 {
                 BinaryOp::Div => x.checked_div(y).unwrap_or(0),
                 BinaryOp::Max => x.max(y),
                 BinaryOp::Min => x.min(y),
+                // f32 only: the decoder refuses it for i32.
+                BinaryOp::Prelu => x,
             };
             r as u32
         }
@@ -1453,8 +1476,65 @@ fn unary(op: UnaryOp, dtype: DType, x: u32, lo: u32, hi: u32) -> u32 {
         UnaryOp::Exp => v.exp(),
         UnaryOp::Recip => 1.0 / v,
         UnaryOp::Move => v,
+        UnaryOp::Sqrt => v.sqrt(),
+        UnaryOp::Rsqrt => 1.0 / v.sqrt(),
+        // libm (a port of musl) rather than the host's C library, so the
+        // results are the same on every host.
+        UnaryOp::Log => libm::logf(v),
+        UnaryOp::Erf => libm::erff(v),
+        UnaryOp::LeakyRelu => {
+            if v < 0.0 {
+                f32::from_bits(lo) * v
+            } else {
+                v
+            }
+        }
+        UnaryOp::Elu => {
+            if v > 0.0 {
+                v
+            } else {
+                f32::from_bits(lo) * libm::expm1f(v)
+            }
+        }
+        UnaryOp::HardSigmoid => hard_sigmoid(v, f32::from_bits(lo), f32::from_bits(hi)),
+        UnaryOp::HardSwish => {
+            times_factor(v, hard_sigmoid(v, f32::from_bits(lo), f32::from_bits(hi)))
+        }
+        UnaryOp::Gelu => {
+            let t = libm::erff(v * std::f32::consts::FRAC_1_SQRT_2);
+            times_factor(v, 0.5 * (1.0 + t))
+        }
+        UnaryOp::GeluTanh => {
+            // sqrt(2 / pi) rounded to f32.
+            const C: f32 = 0.797_884_6;
+            let inner = C * (v + 0.044_715 * (v * v * v));
+            times_factor(v, 0.5 * (1.0 + inner.tanh()))
+        }
     };
     r.to_bits()
+}
+
+/// `clamp(alpha * x + beta, 0, 1)`, each step rounded (no fused
+/// multiply-add); NaN stays NaN (the spec's exception to clamp).
+#[inline(always)]
+fn hard_sigmoid(x: f32, alpha: f32, beta: f32) -> f32 {
+    let y = alpha * x + beta;
+    if y.is_nan() {
+        y
+    } else {
+        fmin(fmax(y, 0.0), 1.0)
+    }
+}
+
+/// `x * factor`, except that a zero factor gives a zero of `x`'s sign, also
+/// for an infinite `x` (the limit, where IEEE would give NaN).
+#[inline(always)]
+fn times_factor(x: f32, factor: f32) -> f32 {
+    if factor == 0.0 {
+        0.0f32.copysign(x)
+    } else {
+        x * factor
+    }
 }
 
 fn reduce(op: ReduceOp, dtype: DType, it: impl Iterator<Item = u32>) -> u32 {
