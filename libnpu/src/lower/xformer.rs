@@ -188,52 +188,10 @@ fn binary(
     });
 }
 
-/// `1 / sqrt(v)` of the `n` positive f32s at `v`, in place; `y` and `t`
-/// are scratch vectors as long. The ISA has no square root yet: the
-/// classic bit-level estimate `0x5f3759df - bits / 2` (within 3.5 %), then
-/// three Newton steps `y *= 1.5 - 0.5 * v * y^2`, each squaring the
-/// relative error (3.5e-2 -> 1.8e-3 -> 5e-6 -> 4e-11): the result is within
-/// a few f32 roundings of the true value for every positive normal v.
-fn rsqrt_vector(e: &mut Emitter, v: Tile, y: Tile, t: Tile, n: u32) {
-    let (i, f) = (isa::DType::I32, isa::DType::F32);
-    // y = 0x5f3759df - bits(v) / 2 (bits(v) > 0, so / 2 is the shift).
-    e.push(Insn::Binary {
-        op: isa::BinaryOp::Div,
-        dtype: i,
-        bcast: Broadcast::Scalar,
-        rows: 1,
-        cols: n,
-        a: v,
-        b: v,
-        out: y,
-        scalar: 2,
-    });
-    scalar_op(e, isa::BinaryOp::Sub, i, y, 1, n, 0x5f37_59df);
-    scalar_op(e, isa::BinaryOp::Mul, i, y, 1, n, (-1i32) as u32);
-    // v becomes -v / 2 (exact), so each step is y *= 1.5 + v * y * y.
-    scalar_op(e, isa::BinaryOp::Mul, f, v, 1, n, (-0.5f32).to_bits());
-    for _ in 0..3 {
-        binary(e, isa::BinaryOp::Mul, Broadcast::None, y, v, t, 1, n);
-        binary(e, isa::BinaryOp::Mul, Broadcast::None, t, y, t, 1, n);
-        scalar_op(e, isa::BinaryOp::Add, f, t, 1, n, 1.5f32.to_bits());
-        binary(e, isa::BinaryOp::Mul, Broadcast::None, y, t, y, 1, n);
-    }
-    e.push(Insn::Unary {
-        op: isa::UnaryOp::Move,
-        dtype: f,
-        rows: 1,
-        cols: n,
-        src: y,
-        dst: v,
-        lo: 0,
-        hi: 0,
-    });
-}
-
 /// ONNX LayerNormalization over the last axis, per chunk of rows in SRAM:
 /// mean by REDUCE sum / d, centre (BINARY per row), variance as the mean
-/// of the squares of the centred values, `1 / sqrt(var + eps)`, scale per
-/// row, then `* scale + bias` per column.
+/// of the squares of the centred values, `1 / sqrt(var + eps)` (UNARY
+/// rsqrt), scale per row, then `* scale + bias` per column.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn layer_norm(
     g: &Graph,
@@ -250,8 +208,8 @@ pub(super) fn layer_norm(
     let rows = node.ty.elems() / d;
     let nb = e.nbuf();
     let mut tr = rows;
-    // x tiles (nb), the squares, the per-row vectors (mean, 1/std and two
-    // for the rsqrt), scale and bias.
+    // x tiles (nb), the squares, the per-row vectors (mean, 1/std), scale
+    // and bias.
     let slots = loop {
         e.sram_reset();
         let vec = (4 * tr as u64).next_multiple_of(64);
@@ -259,8 +217,6 @@ pub(super) fn layer_norm(
             Some((
                 e.sram_alloc((tr * d * 4) as u64, nb).ok()?,
                 e.sram_alloc((tr * d * 4) as u64, 1).ok()?,
-                e.sram_alloc(vec, 1).ok()?,
-                e.sram_alloc(vec, 1).ok()?,
                 e.sram_alloc(vec, 1).ok()?,
                 e.sram_alloc(vec, 1).ok()?,
                 e.sram_alloc(4 * d as u64, 1).ok()?,
@@ -282,7 +238,7 @@ pub(super) fn layer_norm(
         }
         tr = tr.div_ceil(2);
     };
-    let (sx, ssq, smean, svar, sy, st, sscale, sbias) = slots;
+    let (sx, ssq, smean, svar, sscale, sbias) = slots;
     let d32 = d as u32;
     let vec_bytes = Strided::contiguous(4 * d32);
     e.load(scale, 0, sscale.at(0), vec_bytes, vec_bytes);
@@ -317,7 +273,6 @@ pub(super) fn layer_norm(
             };
             let vec = |addr: u32| Tile { addr, ld: nr32 };
             let (mean, var) = (vec(smean.at(0)), vec(svar.at(0)));
-            let (y, tmp) = (vec(sy.at(0)), vec(st.at(0)));
             let reduce = |e: &mut Emitter, src: Tile, dst: Tile| {
                 e.push(Insn::Reduce {
                     op: ReduceOp::Sum,
@@ -352,7 +307,17 @@ pub(super) fn layer_norm(
             reduce(e, sq, var);
             scalar_op(e, isa::BinaryOp::Div, f, var, 1, nr32, d_bits);
             scalar_op(e, isa::BinaryOp::Add, f, var, 1, nr32, epsilon.to_bits());
-            rsqrt_vector(e, var, y, tmp, nr32);
+            // UNARY rsqrt: the correctly rounded root, then 1 / it.
+            e.push(Insn::Unary {
+                op: isa::UnaryOp::Rsqrt,
+                dtype: f,
+                rows: 1,
+                cols: nr32,
+                src: var,
+                dst: var,
+                lo: 0,
+                hi: 0,
+            });
             binary(
                 e,
                 isa::BinaryOp::Mul,
