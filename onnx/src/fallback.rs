@@ -5,8 +5,8 @@
 //! never mistaken for an NPU one (npu-submit --cpu-fallback).
 //!
 //! The CPU ops are f32 and follow the ONNX operator definitions:
-//! `Sqrt`, `Reciprocal` (elementwise), `Concat` (along one axis) and
-//! `Transpose` (any permutation).
+//! `Concat` (along one axis) and `Transpose` (any permutation). (`Sqrt`
+//! and `Reciprocal` run on the NPU since UNARY has them.)
 
 use super::{ImportError, Importer, IoInfo, Val};
 use npu::ir::Op;
@@ -49,7 +49,7 @@ pub struct CpuNode {
 
 /// Whether the CPU runs `op`.
 pub(crate) fn cpu_runs(op: &str) -> bool {
-    matches!(op, "Sqrt" | "Reciprocal" | "Concat" | "Transpose")
+    matches!(op, "Concat" | "Transpose")
 }
 
 impl Importer<'_> {
@@ -198,8 +198,6 @@ fn cpu(node: &CpuNode, env: &HashMap<String, (Vec<usize>, Vec<f32>)>) -> Result<
             .ok_or_else(|| format!("`{}` has no value", node.inputs[i]))
     };
     Ok(match node.op.as_str() {
-        "Sqrt" => arg(0)?.1.iter().map(|x| x.sqrt()).collect(),
-        "Reciprocal" => arg(0)?.1.iter().map(|x| 1.0 / x).collect(),
         "Concat" => {
             // Row-major: for each index before the axis, each input's block.
             let outer: usize = node.shape[..node.axis].iter().product();

@@ -20,7 +20,7 @@ mod tensor;
 pub use fallback::{run_segments, CpuNode, NpuSegment, Segment};
 pub use tensor::{Data, HostTensor};
 
-use npu::ir::{BinaryOp, Op, PoolKind, UnaryOp, Window};
+use npu::ir::{BinaryOp, Op, PoolKind, ReduceKind, UnaryOp, Window};
 use npu::reference::TensorData;
 use npu::{DType, Graph, GraphError, Quant, TensorType, ValueId};
 use onnx_protobuf::{Message, ModelProto, NodeProto};
@@ -585,6 +585,9 @@ impl Importer<'_> {
             .add(&name, op, None)
             .map_err(|e| ctx.err(e.to_string()))
     }
+    // Unused since LeakyRelu and the hard activations became IR ops; kept
+    // for the decompositions other branches add.
+    #[allow(dead_code)]
     fn scalar_const(&mut self, ctx: &Ctx, x: f32) -> Result<ValueId, ImportError> {
         let base = format!(
             "{}/const",
@@ -858,75 +861,76 @@ impl Importer<'_> {
                     )?;
                 }
             }
-            "LeakyRelu" => {
-                let alpha = ctx.float("alpha", 0.01);
-                if !(0.0..=1.0).contains(&alpha) {
-                    return Err(ctx.err(format!(
-                        "alpha {alpha} outside [0, 1] (it maps to max(x, alpha x))"
-                    )));
-                }
-                let x = self.ir_input(&ctx, 0)?;
-                let a = self.scalar_const(&ctx, alpha)?;
-                let ax = self.temp_op(
-                    &ctx,
-                    Op::Binary {
-                        op: BinaryOp::Mul,
-                        a: x,
-                        b: a,
+            "LeakyRelu" | "Elu" | "HardSigmoid" | "HardSwish" => {
+                let op = match n.op_type.as_str() {
+                    "LeakyRelu" => UnaryOp::LeakyRelu {
+                        alpha: ctx.float("alpha", 0.01),
                     },
-                )?;
+                    "Elu" => UnaryOp::Elu {
+                        alpha: ctx.float("alpha", 1.0),
+                    },
+                    "HardSigmoid" => UnaryOp::HardSigmoid {
+                        alpha: ctx.float("alpha", 0.2),
+                        beta: ctx.float("beta", 0.5),
+                    },
+                    _ => UnaryOp::HardSwish {
+                        alpha: 1.0 / 6.0,
+                        beta: 0.5,
+                    },
+                };
+                let x = self.ir_input(&ctx, 0)?;
+                self.emit(&ctx, Op::Unary { op, x }, None)?;
+            }
+            "Sqrt" | "Reciprocal" | "Log" | "Erf" => {
+                let op = match n.op_type.as_str() {
+                    "Sqrt" => UnaryOp::Sqrt,
+                    "Reciprocal" => UnaryOp::Reciprocal,
+                    "Log" => UnaryOp::Log,
+                    _ => UnaryOp::Erf,
+                };
+                let x = self.ir_input(&ctx, 0)?;
+                self.emit(&ctx, Op::Unary { op, x }, None)?;
+            }
+            "Gelu" => {
+                let op = match ctx.string("approximate").as_deref() {
+                    None | Some("none") => UnaryOp::Gelu,
+                    Some("tanh") => UnaryOp::GeluTanh,
+                    Some(other) => {
+                        return Err(ctx.err(format!(
+                            "approximate=\"{other}\": only \"none\" and \"tanh\" exist"
+                        )))
+                    }
+                };
+                let x = self.ir_input(&ctx, 0)?;
+                self.emit(&ctx, Op::Unary { op, x }, None)?;
+            }
+            "PRelu" => {
+                let x = self.ir_input(&ctx, 0)?;
+                let slope = self.ir_input(&ctx, 1)?;
                 self.emit(
                     &ctx,
                     Op::Binary {
-                        op: BinaryOp::Max,
+                        op: BinaryOp::Prelu,
                         a: x,
-                        b: ax,
+                        b: slope,
                     },
                     None,
                 )?;
             }
-            "HardSigmoid" | "HardSwish" => {
-                let (alpha, beta) = if n.op_type == "HardSwish" {
-                    (1.0 / 6.0, 0.5)
-                } else {
-                    (ctx.float("alpha", 0.2), ctx.float("beta", 0.5))
-                };
+            "LogSoftmax" => {
                 let x = self.ir_input(&ctx, 0)?;
-                let a = self.scalar_const(&ctx, alpha)?;
-                let b = self.scalar_const(&ctx, beta)?;
-                let ax = self.temp_op(
-                    &ctx,
-                    Op::Binary {
-                        op: BinaryOp::Mul,
-                        a: x,
-                        b: a,
-                    },
-                )?;
-                let axb = self.temp_op(
-                    &ctx,
-                    Op::Binary {
-                        op: BinaryOp::Add,
-                        a: ax,
-                        b,
-                    },
-                )?;
-                let clamp = Op::Unary {
-                    op: UnaryOp::Clamp { lo: 0.0, hi: 1.0 },
-                    x: axb,
-                };
-                if n.op_type == "HardSigmoid" {
-                    self.emit(&ctx, clamp, None)?;
+                let s = self.g.ty(x).shape.clone();
+                let default = if self.opset >= 13 { -1 } else { 1 };
+                let a = axis(ctx.int("axis", default), s.len(), &ctx)?;
+                if self.opset < 13 && a + 1 != s.len() {
+                    // Before opset 13: over the input flattened at `axis`.
+                    let flat = vec![s[..a].iter().product(), s[a..].iter().product()];
+                    let x2 = self.reshape_ir(&ctx, x, flat, false)?;
+                    let sm = self.temp_op(&ctx, Op::LogSoftmax { x: x2, axis: 1 })?;
+                    let y = self.reshape_ir(&ctx, sm, s, true)?;
+                    self.set(&ctx, Val::Ir(y));
                 } else {
-                    let hs = self.temp_op(&ctx, clamp)?;
-                    self.emit(
-                        &ctx,
-                        Op::Binary {
-                            op: BinaryOp::Mul,
-                            a: x,
-                            b: hs,
-                        },
-                        None,
-                    )?;
+                    self.emit(&ctx, Op::LogSoftmax { x, axis: a }, None)?;
                 }
             }
             "Conv" => self.conv(&ctx)?,
@@ -966,9 +970,11 @@ impl Importer<'_> {
                 let s = self.g.ty(x).shape.clone();
                 let default = if self.opset >= 13 { -1 } else { 1 };
                 let a = axis(ctx.int("axis", default), s.len(), &ctx)?;
-                if a + 1 == s.len() {
+                if a + 1 == s.len() || self.opset >= 13 {
+                    // Any axis: libnpu's passes rewrite a softmax on
+                    // another axis into reductions and elementwise ops.
                     self.emit(&ctx, Op::Softmax { x, axis: a }, None)?;
-                } else if self.opset < 13 {
+                } else {
                     // Before opset 13 softmax works on the input flattened to
                     // [prod(s[..axis]), prod(s[axis..])].
                     let flat = vec![s[..a].iter().product(), s[a..].iter().product()];
@@ -976,17 +982,13 @@ impl Importer<'_> {
                     let sm = self.temp_op(&ctx, Op::Softmax { x: x2, axis: 1 })?;
                     let y = self.reshape_ir(&ctx, sm, s, true)?;
                     self.set(&ctx, Val::Ir(y));
-                } else {
-                    return Err(ctx.err(format!(
-                        "softmax over axis {a} of {s:?}: the NPU lowering takes the last axis only"
-                    )));
                 }
             }
             "QuantizeLinear" | "DequantizeLinear" => self.qdq(&ctx)?,
             "QLinearConv" | "QLinearMatMul" => self.qlinear(&ctx)?,
-            "ReduceMean" | "ReduceSum" | "ReduceMax" => self.reduce(&ctx)?,
+            "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" => self.reduce(&ctx)?,
             "Pow" => {
-                // x^2 is x * x; other exponents have no IR op.
+                // x^2 is x * x, x^0.5 sqrt, x^-0.5 rsqrt, x^-1 reciprocal.
                 let e = match self.input(&ctx, 1)? {
                     Val::Host(t) if t.elems() == 1 => t.data.as_f32()[0],
                     _ => return Err(ctx.err("the exponent must be a constant scalar")),
@@ -1003,9 +1005,17 @@ impl Importer<'_> {
                         },
                         None,
                     )?,
+                    0.5 | -0.5 | -1.0 => {
+                        let op = match e {
+                            0.5 => UnaryOp::Sqrt,
+                            -0.5 => UnaryOp::Rsqrt,
+                            _ => UnaryOp::Reciprocal,
+                        };
+                        self.emit(&ctx, Op::Unary { op, x }, None)?
+                    }
                     _ => {
                         return Err(ctx.err(format!(
-                            "exponent {e}: only 1 and 2 map (x * x); the IR has no pow or sqrt"
+                            "exponent {e}: only 1, 2 (x * x), 0.5 (sqrt), -0.5 (rsqrt) and -1 (reciprocal) map; the IR has no pow"
                         )))
                     }
                 }
@@ -1317,9 +1327,8 @@ impl Importer<'_> {
         self.emit(ctx, op, None)
     }
 
-    /// Reductions the IR expresses: over H and W of an NCHW tensor, a
-    /// global pool (mean, max); over the last axis, a gemm with a constant
-    /// column of 1/K (mean) or ones (sum).
+    /// ReduceSum/Mean/Max/Min over any axes, with or without keepdims
+    /// (the IR's reduce; libnpu splits separated axes into several).
     fn reduce(&mut self, ctx: &Ctx) -> Result<(), ImportError> {
         let x = self.ir_input(ctx, 0)?;
         let s = self.g.ty(x).shape.clone();
@@ -1333,6 +1342,10 @@ impl Importer<'_> {
         } else {
             ctx.ints("axes")
         };
+        if axes.as_ref().is_none_or(|a| a.is_empty()) && ctx.int("noop_with_empty_axes", 0) != 0 {
+            self.set(ctx, Val::Ir(x));
+            return Ok(());
+        }
         let mut axes: Vec<usize> = match axes {
             Some(a) if !a.is_empty() => a
                 .iter()
@@ -1357,63 +1370,26 @@ impl Importer<'_> {
                 v
             }
         };
-        let op_type = ctx.n.op_type.as_str();
-        let y = if r == 4 && axes == [2, 3] && op_type != "ReduceSum" {
-            if s[2] > 255 || s[3] > 255 {
-                return Err(ctx.err(format!(
-                    "a {}x{} plane is larger than the NPU's 255x255 pooling window",
-                    s[2], s[3]
-                )));
-            }
-            let kind = if op_type == "ReduceMax" {
-                PoolKind::Max
-            } else {
-                PoolKind::Avg
-            };
-            self.temp_op(
-                ctx,
-                Op::Pool {
-                    kind,
-                    x,
-                    kernel: [s[2], s[3]],
-                    window: Window::default(),
-                },
-            )?
-        } else if axes == [r - 1] && op_type != "ReduceMax" {
-            let k = s[r - 1];
-            let m = s[..r - 1].iter().product();
-            let x2 = self.reshape_ir(ctx, x, vec![m, k], false)?;
-            let v = if op_type == "ReduceMean" {
-                1.0 / k as f32
-            } else {
-                1.0
-            };
-            let name = self.fresh(&format!("{}/ones", ctx.n.output[0]));
-            let ones = self
-                .g
-                .constant(
-                    &name,
-                    TensorType::new(DType::F32, &[k, 1]),
-                    TensorData::F32(vec![v; k]),
-                )
-                .map_err(|e| ctx.err(e.to_string()))?;
-            self.temp_op(
-                ctx,
-                Op::Gemm {
-                    a: x2,
-                    b: ones,
-                    bias: None,
-                    trans_a: false,
-                    trans_b: false,
-                },
-            )?
-        } else {
-            return Err(ctx.err(format!(
-                "{op_type} over axes {axes:?} of {s:?}: only H and W of an NCHW tensor (mean, max) or the last axis (mean, sum) map"
-            )));
+        let kind = match ctx.n.op_type.as_str() {
+            "ReduceMean" => ReduceKind::Mean,
+            "ReduceSum" => ReduceKind::Sum,
+            "ReduceMax" => ReduceKind::Max,
+            _ => ReduceKind::Min,
         };
-        let y = self.reshape_ir(ctx, y, out_shape, true)?;
-        self.set(ctx, Val::Ir(y));
+        let op = Op::Reduce {
+            kind,
+            x,
+            axes,
+            keepdims: keep,
+        };
+        self.emit(ctx, op, None)?;
+        let y = self.get(&ctx.n.output[0], ctx)?;
+        if self.shape(&y) != out_shape {
+            return Err(ctx.err(format!(
+                "internal: the reduction gives {:?}, ONNX {out_shape:?}",
+                self.shape(&y)
+            )));
+        }
         Ok(())
     }
 

@@ -155,16 +155,20 @@ pub enum BinaryOp {
     Div,
     Max,
     Min,
+    /// ONNX PRelu: `a < 0 ? a * b : a`, `b` the slope (broadcast, usually
+    /// one per channel).
+    Prelu,
 }
 
 impl BinaryOp {
-    pub const ALL: [BinaryOp; 6] = [
+    pub const ALL: [BinaryOp; 7] = [
         BinaryOp::Add,
         BinaryOp::Sub,
         BinaryOp::Mul,
         BinaryOp::Div,
         BinaryOp::Max,
         BinaryOp::Min,
+        BinaryOp::Prelu,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -174,6 +178,7 @@ impl BinaryOp {
             BinaryOp::Div => "div",
             BinaryOp::Max => "max",
             BinaryOp::Min => "min",
+            BinaryOp::Prelu => "prelu",
         }
     }
     pub fn commutative(self) -> bool {
@@ -195,6 +200,36 @@ pub enum UnaryOp {
     Sigmoid,
     Tanh,
     Exp,
+    // The f32 functions of UNARY F 7..16 (npu-hw.rst, "UNARY functions"),
+    // and reciprocal (F 5). Their parameters are f32.
+    Sqrt,
+    Reciprocal,
+    /// `1 / sqrt(x)` (Sqrt then Reciprocal fuse into it).
+    Rsqrt,
+    Log,
+    Erf,
+    /// `x / 2 * (1 + erf(x / sqrt(2)))`.
+    Gelu,
+    /// `x / 2 * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 x^3)))`.
+    GeluTanh,
+    /// `x < 0 ? alpha * x : x`.
+    LeakyRelu {
+        alpha: f32,
+    },
+    /// `x > 0 ? x : alpha * (e^x - 1)`.
+    Elu {
+        alpha: f32,
+    },
+    /// `clamp(alpha * x + beta, 0, 1)`.
+    HardSigmoid {
+        alpha: f32,
+        beta: f32,
+    },
+    /// `x * clamp(alpha * x + beta, 0, 1)` (ONNX: alpha 1/6, beta 1/2).
+    HardSwish {
+        alpha: f32,
+        beta: f32,
+    },
 }
 
 impl UnaryOp {
@@ -205,6 +240,37 @@ impl UnaryOp {
             UnaryOp::Sigmoid => "sigmoid",
             UnaryOp::Tanh => "tanh",
             UnaryOp::Exp => "exp",
+            UnaryOp::Sqrt => "sqrt",
+            UnaryOp::Reciprocal => "reciprocal",
+            UnaryOp::Rsqrt => "rsqrt",
+            UnaryOp::Log => "log",
+            UnaryOp::Erf => "erf",
+            UnaryOp::Gelu => "gelu",
+            UnaryOp::GeluTanh => "gelu_tanh",
+            UnaryOp::LeakyRelu { .. } => "leaky_relu",
+            UnaryOp::Elu { .. } => "elu",
+            UnaryOp::HardSigmoid { .. } => "hard_sigmoid",
+            UnaryOp::HardSwish { .. } => "hard_swish",
+        }
+    }
+}
+
+/// Reductions over a set of axes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReduceKind {
+    Sum,
+    Mean,
+    Max,
+    Min,
+}
+
+impl ReduceKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ReduceKind::Sum => "reduce_sum",
+            ReduceKind::Mean => "reduce_mean",
+            ReduceKind::Max => "reduce_max",
+            ReduceKind::Min => "reduce_min",
         }
     }
 }
@@ -321,6 +387,21 @@ pub enum Op {
         bias: Option<ValueId>,
         epsilon: f32,
     },
+    /// Reduce f32 `x` over `axes` (sorted, distinct, at least one); with
+    /// `keepdims` the reduced axes stay as 1s, else they go (a result with
+    /// no axis left is `[1]`).
+    Reduce {
+        kind: ReduceKind,
+        x: ValueId,
+        axes: Vec<usize>,
+        keepdims: bool,
+    },
+    /// `log(softmax(x))` along `axis`, computed as `x - max - log(sum(exp(x
+    /// - max)))` (f32).
+    LogSoftmax {
+        x: ValueId,
+        axis: usize,
+    },
 }
 
 impl Op {
@@ -347,6 +428,8 @@ impl Op {
             Op::BatchMatMul { .. } => "batch_matmul",
             Op::Gather { .. } => "gather",
             Op::LayerNorm { .. } => "layer_norm",
+            Op::Reduce { kind, .. } => kind.name(),
+            Op::LogSoftmax { .. } => "log_softmax",
         }
     }
     /// The values this op reads.
@@ -371,7 +454,9 @@ impl Op {
             | Op::Softmax { x, .. }
             | Op::Reshape { x, .. }
             | Op::Quantize { x }
-            | Op::Dequantize { x } => vec![*x],
+            | Op::Dequantize { x }
+            | Op::Reduce { x, .. }
+            | Op::LogSoftmax { x, .. } => vec![*x],
             Op::BatchMatMul { a, b, .. } => vec![*a, *b],
             Op::Gather { table, indices } => vec![*table, *indices],
             Op::LayerNorm { x, scale, bias, .. } => [Some(*x), Some(*scale), *bias]
@@ -747,6 +832,16 @@ impl Graph {
                     UnaryOp::Clamp { lo, hi } if lo.is_nan() || hi.is_nan() || lo > hi => {
                         Err(err(format!("clamp needs lo <= hi, got lo={lo} hi={hi}")))
                     }
+                    UnaryOp::LeakyRelu { alpha } | UnaryOp::Elu { alpha } if !alpha.is_finite() => {
+                        Err(err(format!("alpha must be finite, got {alpha}")))
+                    }
+                    UnaryOp::HardSigmoid { alpha, beta } | UnaryOp::HardSwish { alpha, beta }
+                        if !alpha.is_finite() || !beta.is_finite() =>
+                    {
+                        Err(err(format!(
+                            "alpha and beta must be finite, got {alpha} and {beta}"
+                        )))
+                    }
                     _ => Ok(ty),
                 })
             }
@@ -794,6 +889,49 @@ impl Graph {
                     DType::I8 => via_f32(&[tx], &tx.shape, out_quant).map_err(&err),
                     DType::I32 => Err(err("softmax takes f32 or i8, got i32".into())),
                 }
+            }
+            Op::Reduce {
+                x, axes, keepdims, ..
+            } => {
+                let tx = t(*x);
+                if tx.dtype != DType::F32 {
+                    return Err(err(format!(
+                        "reductions take f32 (dequantize an int8 tensor first), got {tx}"
+                    )));
+                }
+                let r = tx.shape.len();
+                if axes.is_empty()
+                    || axes.windows(2).any(|w| w[0] >= w[1])
+                    || axes.iter().any(|&a| a >= r)
+                {
+                    return Err(err(format!(
+                        "axes {axes:?} must be distinct, sorted and below the rank {r}"
+                    )));
+                }
+                let shape: Vec<usize> = (0..r)
+                    .filter_map(|i| match (axes.contains(&i), keepdims) {
+                        (false, _) => Some(tx.shape[i]),
+                        (true, true) => Some(1),
+                        (true, false) => None,
+                    })
+                    .collect();
+                let shape = if shape.is_empty() { vec![1] } else { shape };
+                Ok(TensorType::new(DType::F32, &shape))
+            }
+            Op::LogSoftmax { x, axis } => {
+                let tx = t(*x);
+                if *axis >= tx.shape.len() {
+                    return Err(err(format!(
+                        "axis {axis} is out of range for a {}-D tensor",
+                        tx.shape.len()
+                    )));
+                }
+                if tx.dtype != DType::F32 {
+                    return Err(err(format!(
+                        "log_softmax takes f32 (dequantize an int8 tensor first), got {tx}"
+                    )));
+                }
+                Ok(tx.clone())
             }
             Op::Reshape { x, shape } => {
                 let tx = t(*x);

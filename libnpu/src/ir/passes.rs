@@ -12,14 +12,200 @@
 //! Every value that survives keeps its name.
 
 use super::{
-    broadcast_shape, BinaryOp, DType, Graph, GraphError, Op, TensorType, UnaryOp, ValueId,
+    broadcast_shape, BinaryOp, DType, Graph, GraphError, Op, ReduceKind, TensorType, UnaryOp,
+    ValueId,
 };
 use crate::reference::TensorData;
 
 /// All passes, in order.
 pub fn optimize(g: &Graph) -> Result<Graph, GraphError> {
-    let folded = fold(g)?;
+    let simple = decompose(g)?;
+    let folded = fold(&simple)?;
     dead_code(&folded)
+}
+
+/// Maximal runs of consecutive axes: [0, 2, 3] -> [[0], [2, 3]].
+fn axis_groups(axes: &[usize]) -> Vec<Vec<usize>> {
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for &a in axes {
+        match groups.last_mut() {
+            Some(g) if g.last() == Some(&(a - 1)) => g.push(a),
+            _ => groups.push(vec![a]),
+        }
+    }
+    groups
+}
+
+/// Rewrites into the forms the lowering takes, before folding:
+///
+/// * `reciprocal(sqrt(x))`, the sqrt read only there: `rsqrt(x)` (one
+///   UNARY, the same two roundings);
+/// * a reduction over separated groups of axes: one reduction per group,
+///   highest axes first, and for a mean a division of the sum by the count;
+/// * softmax on an axis other than the last, and log-softmax: reduce max,
+///   subtract, exp, reduce sum, then divide (softmax) or subtract the log
+///   (log-softmax); int8 softmax through dequantize/quantize.
+///
+/// The last op of each rewrite keeps the node's name; the others are named
+/// `NAME#what`.
+fn decompose(g: &Graph) -> Result<Graph, GraphError> {
+    let uses = g.use_counts();
+    let mut out = Graph::new();
+    let mut map: Vec<Option<ValueId>> = vec![None; g.nodes().len()];
+    let m = |map: &[Option<ValueId>], v: ValueId| map[v.0].ok_or(GraphError::UnknownValue(v.0));
+    for (i, node) in g.nodes().iter().enumerate() {
+        let name = node.name.as_str();
+        let tmp = |what: &str| format!("{name}#{what}");
+        let v = match &node.op {
+            Op::Input => out.input(name, node.ty.clone())?,
+            Op::Constant { data } => out.constant_shared(name, node.ty.clone(), data.clone())?,
+            Op::Unary {
+                op: UnaryOp::Reciprocal,
+                x,
+            } if node.ty.dtype == DType::F32
+                && uses[x.0] == 1
+                && !g.outputs().contains(x)
+                && matches!(
+                    g.node(*x).op,
+                    Op::Unary {
+                        op: UnaryOp::Sqrt,
+                        ..
+                    }
+                ) =>
+            {
+                let Op::Unary { x: root_of, .. } = g.node(*x).op else {
+                    unreachable!("matched above")
+                };
+                let op = Op::Unary {
+                    op: UnaryOp::Rsqrt,
+                    x: m(&map, root_of)?,
+                };
+                out.add(name, op, None)?
+            }
+            Op::Reduce {
+                kind,
+                x,
+                axes,
+                keepdims,
+            } if axis_groups(axes).len() > 1 => {
+                let groups = axis_groups(axes);
+                let shape = &g.ty(*x).shape;
+                let count: usize = axes.iter().map(|&a| shape[a]).product();
+                let mean = *kind == ReduceKind::Mean;
+                let each = if mean { ReduceKind::Sum } else { *kind };
+                // Highest axes first, so dropping them (no keepdims) leaves
+                // the lower groups' indices as they are.
+                let mut cur = m(&map, *x)?;
+                for (k, axes) in groups.into_iter().enumerate().rev() {
+                    let nm = if k == 0 && !mean {
+                        name.to_string()
+                    } else {
+                        tmp(&format!("r{k}"))
+                    };
+                    let op = Op::Reduce {
+                        kind: each,
+                        x: cur,
+                        axes,
+                        keepdims: *keepdims,
+                    };
+                    cur = out.add(&nm, op, None)?;
+                }
+                if mean {
+                    let n = out.constant(
+                        &tmp("count"),
+                        TensorType::new(DType::F32, &[1]),
+                        TensorData::F32(vec![count as f32]),
+                    )?;
+                    let op = Op::Binary {
+                        op: BinaryOp::Div,
+                        a: cur,
+                        b: n,
+                    };
+                    cur = out.add(name, op, None)?;
+                }
+                cur
+            }
+            Op::Softmax { x, axis } if axis + 1 != node.ty.shape.len() => {
+                let int8 = node.ty.dtype == DType::I8;
+                let mut x = m(&map, *x)?;
+                if int8 {
+                    x = out.add(&tmp("real"), Op::Dequantize { x }, None)?;
+                }
+                let (_, ex, sum) = exp_and_sum(&mut out, &tmp, x, *axis)?;
+                let div = Op::Binary {
+                    op: BinaryOp::Div,
+                    a: ex,
+                    b: sum,
+                };
+                if int8 {
+                    let y = out.add(&tmp("f32"), div, None)?;
+                    out.add(name, Op::Quantize { x: y }, node.ty.quant.clone())?
+                } else {
+                    out.add(name, div, None)?
+                }
+            }
+            Op::LogSoftmax { x, axis } => {
+                let x = m(&map, *x)?;
+                let (shifted, _, sum) = exp_and_sum(&mut out, &tmp, x, *axis)?;
+                let log = Op::Unary {
+                    op: UnaryOp::Log,
+                    x: sum,
+                };
+                let log = out.add(&tmp("log"), log, None)?;
+                let op = Op::Binary {
+                    op: BinaryOp::Sub,
+                    a: shifted,
+                    b: log,
+                };
+                out.add(name, op, None)?
+            }
+            op => {
+                let op = remap(op, |v| m(&map, v))?;
+                out.add(name, op, node.ty.quant.clone())?
+            }
+        };
+        map[i] = Some(v);
+    }
+    for o in g.outputs() {
+        out.output(m(&map, *o)?)?;
+    }
+    Ok(out)
+}
+
+/// `x - max(x)`, `exp` of it and the sum of that along `axis` (kept as a
+/// dimension of 1).
+fn exp_and_sum(
+    out: &mut Graph,
+    tmp: &dyn Fn(&str) -> String,
+    x: ValueId,
+    axis: usize,
+) -> Result<(ValueId, ValueId, ValueId), GraphError> {
+    let reduce = |kind, x| Op::Reduce {
+        kind,
+        x,
+        axes: vec![axis],
+        keepdims: true,
+    };
+    let max = out.add(&tmp("max"), reduce(ReduceKind::Max, x), None)?;
+    let shifted = out.add(
+        &tmp("shifted"),
+        Op::Binary {
+            op: BinaryOp::Sub,
+            a: x,
+            b: max,
+        },
+        None,
+    )?;
+    let ex = out.add(
+        &tmp("exp"),
+        Op::Unary {
+            op: UnaryOp::Exp,
+            x: shifted,
+        },
+        None,
+    )?;
+    let sum = out.add(&tmp("sum"), reduce(ReduceKind::Sum, ex), None)?;
+    Ok((shifted, ex, sum))
 }
 
 fn f32_data(g: &Graph, v: ValueId) -> Option<&[f32]> {
@@ -300,6 +486,18 @@ pub fn remap(
             bias: bias.map(&mut f).transpose()?,
             epsilon,
         },
+        Op::Reduce {
+            kind,
+            x,
+            axes,
+            keepdims,
+        } => Op::Reduce {
+            kind,
+            x: f(x)?,
+            axes,
+            keepdims,
+        },
+        Op::LogSoftmax { x, axis } => Op::LogSoftmax { x: f(x)?, axis },
     })
 }
 
@@ -312,13 +510,7 @@ fn const_eval(g: &Graph, op: &Op, ty: &TensorType) -> Option<TensorData> {
         Op::Reshape { x, .. } => g.constant_data(*x).cloned(),
         Op::Unary { op, x } => {
             let d = f32_data(g, *x)?;
-            let f = |x: f32| match *op {
-                UnaryOp::Relu => x.max(0.0),
-                UnaryOp::Clamp { lo, hi } => x.max(lo).min(hi),
-                UnaryOp::Sigmoid => 1.0 / (1.0 + (-x).exp()),
-                UnaryOp::Tanh => x.tanh(),
-                UnaryOp::Exp => x.exp(),
-            };
+            let f = |x: f32| crate::reference::unary_f32(*op, x);
             Some(TensorData::F32(d.iter().map(|&x| f(x)).collect()))
         }
         Op::Binary { op, a, b } => {
@@ -341,14 +533,7 @@ fn const_eval(g: &Graph, op: &Op, ty: &TensorType) -> Option<TensorData> {
                 }
                 off
             };
-            let f = |x: f32, y: f32| match op {
-                BinaryOp::Add => x + y,
-                BinaryOp::Sub => x - y,
-                BinaryOp::Mul => x * y,
-                BinaryOp::Div => x / y,
-                BinaryOp::Max => x.max(y),
-                BinaryOp::Min => x.min(y),
-            };
+            let f = |x: f32, y: f32| crate::reference::binary_f32(*op, x, y);
             let n: usize = out.iter().product();
             Some(TensorData::F32(
                 (0..n).map(|i| f(da[idx(sa, i)], db[idx(sb, i)])).collect(),

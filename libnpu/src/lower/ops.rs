@@ -241,8 +241,207 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
             let bl = bias.map(|b| loc(g, plan, e, b)).transpose()?;
             super::xformer::layer_norm(g, step, e, xl, sl, bl, *epsilon, out)?
         }
+        Op::Reduce { kind, x, axes, .. } => {
+            let shape = &g.ty(*x).shape;
+            let (first, last) = (axes[0], axes[axes.len() - 1]);
+            if last + 1 - first != axes.len() {
+                // ir::passes::decompose splits separated axes.
+                return Err(LowerError::Internal(format!(
+                    "`{}`: reduction over separated axes {axes:?} reached the lowering",
+                    node.name
+                )));
+            }
+            let outer: usize = shape[..first].iter().product();
+            let len: usize = shape[first..=last].iter().product();
+            let inner: usize = shape[last + 1..].iter().product();
+            let xl = loc(g, plan, e, *x)?;
+            reduce(e, *kind, xl, out, [outer, len, inner])
+                .map_err(|why| too_small(g, step, e, why))?
+        }
+        Op::LogSoftmax { .. } => {
+            return Err(LowerError::Internal(format!(
+                "`{}`: log_softmax reached the lowering (ir::passes::decompose rewrites it)",
+                node.name
+            )))
+        }
     }
     Ok(())
+}
+
+/// Reduce `x`, viewed as `[outer, len, inner]`, over the middle axis into
+/// `out` (`[outer, inner]`). With `inner == 1` the tile is rows of `outer`
+/// x a chunk of `len` reduced along columns; otherwise, per outer index, a
+/// chunk of `len` rows x `inner` columns reduced along rows. Chunks of a
+/// `len` that does not fit combine in an accumulator vector (BINARY add or
+/// max). Min is max of the negated values, negated; mean divides the sum
+/// by `len` (correctly rounded) at the end.
+fn reduce(
+    e: &mut Emitter,
+    kind: crate::ir::ReduceKind,
+    x: Loc,
+    out: Loc,
+    [outer, len, inner]: [usize; 3],
+) -> Result<(), String> {
+    use crate::ir::ReduceKind;
+    let nb = e.nbuf();
+    let along_cols = inner == 1;
+    // The tile: `tr` x `tc` elements; the result vector `nv` long.
+    // along_cols: tr outputs (rows) x tc of len; else tr of len x tc outputs.
+    let (mut tr, mut tc) = if along_cols {
+        (outer, len.min(8192))
+    } else {
+        (len, inner.min(8192))
+    };
+    tr = tr.min((16384 / tc).max(1));
+    let (tiles, acc, part) = loop {
+        e.sram_reset();
+        let nv = if along_cols { tr } else { tc };
+        if let (Ok(t), Ok(a), Ok(p)) = (
+            e.sram_alloc((tr * tc * 4) as u64, nb),
+            e.sram_alloc((nv * 4) as u64, 1),
+            e.sram_alloc((nv * 4) as u64, 1),
+        ) {
+            break (t, a.at(0), p.at(0));
+        }
+        if tr == 1 && tc == 1 {
+            return Err("one element does not fit".into());
+        }
+        // Shrink the reduced dimension last: its chunks cost an extra add.
+        let (keep, shrink) = if along_cols {
+            (&mut tc, &mut tr)
+        } else {
+            (&mut tr, &mut tc)
+        };
+        if *shrink > 1 {
+            *shrink = shrink.div_ceil(2);
+        } else {
+            *keep = keep.div_ceil(2);
+        }
+    };
+    // Blocks of outputs, each over `chunks` chunks of the reduced axis.
+    let (blocks_per_outer, chunks, chunk_len) = if along_cols {
+        (outer.div_ceil(tr), len.div_ceil(tc), tc)
+    } else {
+        (inner.div_ceil(tc), len.div_ceil(tr), tr)
+    };
+    let outers = if along_cols { 1 } else { outer };
+    let steps = outers * blocks_per_outer * chunks;
+    // Step s: (outer index, first output, outputs, first of len, its count).
+    let dims = |s: usize| {
+        let (o, rest) = (
+            s / (blocks_per_outer * chunks),
+            s % (blocks_per_outer * chunks),
+        );
+        let (b, c) = (rest / chunks, rest % chunks);
+        let (v0, nv) = if along_cols {
+            chunk(b, tr, outer)
+        } else {
+            chunk(b, tc, inner)
+        };
+        let (l0, nl) = chunk(c, chunk_len, len);
+        (o, v0, nv, l0, nl, c)
+    };
+    let f = isa::DType::F32;
+    let op = match kind {
+        ReduceKind::Max | ReduceKind::Min => ReduceOp::Max,
+        ReduceKind::Sum | ReduceKind::Mean => ReduceOp::Sum,
+    };
+    let scalar = |e: &mut Emitter, op, rows: usize, cols: usize, t: Tile, v: f32| {
+        e.push(Insn::Binary {
+            op,
+            dtype: f,
+            bcast: Broadcast::Scalar,
+            rows: rows as u32,
+            cols: cols as u32,
+            a: t,
+            b: t,
+            out: t,
+            scalar: v.to_bits(),
+        })
+    };
+    e.pipeline(
+        steps,
+        |e, s, slot| {
+            let (o, v0, nv, l0, nl, _) = dims(s);
+            // Rows of the tile in memory: along_cols, output rows of `len`;
+            // else rows of the reduced axis of `inner`.
+            let (off, rows, cols, pitch) = if along_cols {
+                (v0 * len + l0, nv, nl, len)
+            } else {
+                (o * len * inner + l0 * inner + v0, nl, nv, inner)
+            };
+            e.load(
+                x,
+                (off * 4) as u64,
+                tiles.at(slot),
+                Strided::rows((cols * 4) as u32, rows as u32, (pitch * 4) as u32),
+                Strided::rows((cols * 4) as u32, rows as u32, (tc * 4) as u32),
+            );
+            Ok(())
+        },
+        |e, s, slot| {
+            let (o, v0, nv, _, nl, c) = dims(s);
+            let (rows, cols) = if along_cols { (nv, nl) } else { (nl, nv) };
+            let t = Tile {
+                addr: tiles.at(slot),
+                ld: tc as u32,
+            };
+            if kind == ReduceKind::Min {
+                scalar(e, isa::BinaryOp::Mul, rows, cols, t, -1.0);
+            }
+            let dst = if c == 0 { acc } else { part };
+            e.push(Insn::Reduce {
+                op,
+                axis: if along_cols { Axis::Cols } else { Axis::Rows },
+                dtype: f,
+                rows: rows as u32,
+                cols: cols as u32,
+                src: t,
+                dst,
+            });
+            let v = Tile {
+                addr: acc,
+                ld: nv as u32,
+            };
+            if c > 0 {
+                e.push(Insn::Binary {
+                    op: if op == ReduceOp::Max {
+                        isa::BinaryOp::Max
+                    } else {
+                        isa::BinaryOp::Add
+                    },
+                    dtype: f,
+                    bcast: Broadcast::None,
+                    rows: 1,
+                    cols: nv as u32,
+                    a: v,
+                    b: Tile {
+                        addr: part,
+                        ld: nv as u32,
+                    },
+                    out: v,
+                    scalar: 0,
+                });
+            }
+            if c + 1 < chunks {
+                return Ok(());
+            }
+            match kind {
+                ReduceKind::Min => scalar(e, isa::BinaryOp::Mul, 1, nv, v, -1.0),
+                ReduceKind::Mean => scalar(e, isa::BinaryOp::Div, 1, nv, v, len as f32),
+                _ => {}
+            }
+            e.store(
+                out,
+                ((o * inner + v0) * 4) as u64,
+                acc,
+                Strided::contiguous((nv * 4) as u32),
+                Strided::contiguous((nv * 4) as u32),
+            );
+            Ok(())
+        },
+    )
+    .map_err(|e| e.to_string())
 }
 
 /// The int8 side of a direct conv2d (constant weights and bias).
@@ -693,6 +892,21 @@ pub(super) fn unary_insn(op: UnaryOp, rows: u32, cols: u32, src: Tile, dst: Tile
         UnaryOp::Sigmoid => (isa::UnaryOp::Sigmoid, 0, 0),
         UnaryOp::Tanh => (isa::UnaryOp::Tanh, 0, 0),
         UnaryOp::Exp => (isa::UnaryOp::Exp, 0, 0),
+        UnaryOp::Sqrt => (isa::UnaryOp::Sqrt, 0, 0),
+        UnaryOp::Reciprocal => (isa::UnaryOp::Recip, 0, 0),
+        UnaryOp::Rsqrt => (isa::UnaryOp::Rsqrt, 0, 0),
+        UnaryOp::Log => (isa::UnaryOp::Log, 0, 0),
+        UnaryOp::Erf => (isa::UnaryOp::Erf, 0, 0),
+        UnaryOp::Gelu => (isa::UnaryOp::Gelu, 0, 0),
+        UnaryOp::GeluTanh => (isa::UnaryOp::GeluTanh, 0, 0),
+        UnaryOp::LeakyRelu { alpha } => (isa::UnaryOp::LeakyRelu, alpha.to_bits(), 0),
+        UnaryOp::Elu { alpha } => (isa::UnaryOp::Elu, alpha.to_bits(), 0),
+        UnaryOp::HardSigmoid { alpha, beta } => {
+            (isa::UnaryOp::HardSigmoid, alpha.to_bits(), beta.to_bits())
+        }
+        UnaryOp::HardSwish { alpha, beta } => {
+            (isa::UnaryOp::HardSwish, alpha.to_bits(), beta.to_bits())
+        }
     };
     Insn::Unary {
         op,
@@ -1479,6 +1693,7 @@ fn binary(
         BinaryOp::Div => isa::BinaryOp::Div,
         BinaryOp::Max => isa::BinaryOp::Max,
         BinaryOp::Min => isa::BinaryOp::Min,
+        BinaryOp::Prelu => isa::BinaryOp::Prelu,
     };
     // int8: ((s_a, zp_a), (s_b, zp_b), (s_out, zp_out)); the language's
     // dequantize -> f32 op -> quantize on the SRAM tile (CONVERT i8->f32;

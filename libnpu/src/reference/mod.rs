@@ -5,7 +5,7 @@
 
 use crate::ir::{
     quantize_f32, requant_f32, requant_scales, BinaryOp, DType, Graph, Op, PoolKind, Quant,
-    TensorType, UnaryOp, ValueId, Window,
+    ReduceKind, TensorType, UnaryOp, ValueId, Window,
 };
 use std::collections::HashMap;
 
@@ -301,6 +301,12 @@ pub fn run(
                 }
                 TensorData::F32(out)
             }
+            Op::Reduce { kind, x, axes, .. } => {
+                TensorData::F32(reduce(*kind, &f32s(get(x)), &graph.ty(*x).shape, axes))
+            }
+            Op::LogSoftmax { x, axis } => {
+                TensorData::F32(log_softmax(&f32s(get(x)), &ty.shape, *axis))
+            }
         };
         vals.push(out);
     }
@@ -394,6 +400,13 @@ pub fn binary_f32(op: BinaryOp, a: f32, b: f32) -> f32 {
         BinaryOp::Div => a / b,
         BinaryOp::Max => a.max(b),
         BinaryOp::Min => a.min(b),
+        BinaryOp::Prelu => {
+            if a < 0.0 {
+                a * b
+            } else {
+                a
+            }
+        }
     }
 }
 
@@ -404,7 +417,79 @@ pub fn unary_f32(op: UnaryOp, x: f32) -> f32 {
         UnaryOp::Sigmoid => 1.0 / (1.0 + (-x).exp()),
         UnaryOp::Tanh => x.tanh(),
         UnaryOp::Exp => x.exp(),
+        UnaryOp::Sqrt => x.sqrt(),
+        UnaryOp::Reciprocal => 1.0 / x,
+        UnaryOp::Rsqrt => 1.0 / x.sqrt(),
+        UnaryOp::Log => x.ln(),
+        UnaryOp::Erf => libm::erf(x as f64) as f32,
+        UnaryOp::Gelu => {
+            let x = x as f64;
+            (0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2))) as f32
+        }
+        UnaryOp::GeluTanh => {
+            let x = x as f64;
+            let c = (2.0 / std::f64::consts::PI).sqrt();
+            (0.5 * x * (1.0 + (c * (x + 0.044715 * x * x * x)).tanh())) as f32
+        }
+        UnaryOp::LeakyRelu { alpha } => {
+            if x < 0.0 {
+                alpha * x
+            } else {
+                x
+            }
+        }
+        UnaryOp::Elu { alpha } => {
+            if x > 0.0 {
+                x
+            } else {
+                (alpha as f64 * (x as f64).exp_m1()) as f32
+            }
+        }
+        UnaryOp::HardSigmoid { alpha, beta } => (alpha * x + beta).clamp(0.0, 1.0),
+        UnaryOp::HardSwish { alpha, beta } => x * (alpha * x + beta).clamp(0.0, 1.0),
     }
+}
+
+/// `kind` over `axes` of `x` (row-major `shape`); the result row-major over
+/// the kept axes. Sums in f64.
+pub fn reduce(kind: ReduceKind, x: &[f32], shape: &[usize], axes: &[usize]) -> Vec<f32> {
+    let kept: Vec<usize> = (0..shape.len())
+        .map(|i| if axes.contains(&i) { 1 } else { shape[i] })
+        .collect();
+    let n: usize = kept.iter().product();
+    let count = x.len() / n.max(1);
+    let mut acc: Vec<f64> = vec![
+        match kind {
+            ReduceKind::Max => f64::NEG_INFINITY,
+            ReduceKind::Min => f64::INFINITY,
+            _ => 0.0,
+        };
+        n
+    ];
+    for (i, &v) in x.iter().enumerate() {
+        // The output index: the coordinates with the reduced ones at 0.
+        let (mut rest, mut o, mut stride) = (i, 0, 1);
+        for d in (0..shape.len()).rev() {
+            let c = rest % shape[d];
+            rest /= shape[d];
+            if !axes.contains(&d) {
+                o += c * stride;
+            }
+            stride *= kept[d];
+        }
+        let v = v as f64;
+        acc[o] = match kind {
+            ReduceKind::Sum | ReduceKind::Mean => acc[o] + v,
+            ReduceKind::Max => acc[o].max(v),
+            ReduceKind::Min => acc[o].min(v),
+        };
+    }
+    acc.iter()
+        .map(|&a| match kind {
+            ReduceKind::Mean => (a / count as f64) as f32,
+            _ => a as f32,
+        })
+        .collect()
 }
 
 /// Index into a (broadcast) operand of shape `src` for flat output index `i`.
@@ -548,6 +633,27 @@ fn pool(
                 } else {
                     acc
                 });
+            }
+        }
+    }
+    out
+}
+
+/// `x - max - ln(sum(exp(x - max)))` along `axis`, in f64.
+fn log_softmax(x: &[f32], shape: &[usize], axis: usize) -> Vec<f32> {
+    let len = shape[axis];
+    let inner: usize = shape[axis + 1..].iter().product();
+    let outer: usize = shape[..axis].iter().product();
+    let mut out = vec![0f32; x.len()];
+    for o in 0..outer {
+        for i in 0..inner {
+            let idx = |j: usize| (o * len + j) * inner + i;
+            let m = (0..len)
+                .map(|j| x[idx(j)] as f64)
+                .fold(f64::NEG_INFINITY, f64::max);
+            let sum: f64 = (0..len).map(|j| (x[idx(j)] as f64 - m).exp()).sum();
+            for j in 0..len {
+                out[idx(j)] = (x[idx(j)] as f64 - m - sum.ln()) as f32;
             }
         }
     }

@@ -2,7 +2,8 @@
 //! Grammar and examples: Documentation/userspace/kernel-language.rst.
 
 use crate::ir::{
-    BinaryOp, DType, Graph, GraphError, Op, PoolKind, Quant, TensorType, UnaryOp, ValueId, Window,
+    BinaryOp, DType, Graph, GraphError, Op, PoolKind, Quant, ReduceKind, TensorType, UnaryOp,
+    ValueId, Window,
 };
 use std::fmt::Write as _;
 
@@ -471,6 +472,10 @@ fn build_op(name: &str, args: &[ValueId], kw: Kw) -> Result<Op, String> {
         "softmax" => &["axis"],
         "clamp" => &["lo", "hi"],
         "reshape" => &["shape"],
+        "leaky_relu" | "elu" => &["alpha"],
+        "hard_sigmoid" | "hard_swish" => &["alpha", "beta"],
+        "reduce_sum" | "reduce_mean" | "reduce_max" | "reduce_min" => &["axes", "keepdims"],
+        "log_softmax" => &["axis"],
         _ => &[],
     };
     if let Some((k, _)) = nums.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
@@ -581,8 +586,37 @@ fn build_op(name: &str, args: &[ValueId], kw: Kw) -> Result<Op, String> {
             let shape = get("shape").ok_or("reshape needs the new shape, e.g. reshape(x, [1,1024])")?;
             Ok(Op::Reshape { x: args[0], shape: shape.iter().map(|s| usize_of(s)).collect::<Result<_, _>>()? })
         }
+        "prelu" => binary(BinaryOp::Prelu),
+        "sqrt" => unary(UnaryOp::Sqrt),
+        "reciprocal" => unary(UnaryOp::Reciprocal),
+        "rsqrt" => unary(UnaryOp::Rsqrt),
+        "log" => unary(UnaryOp::Log),
+        "erf" => unary(UnaryOp::Erf),
+        "gelu" => unary(UnaryOp::Gelu),
+        "gelu_tanh" => unary(UnaryOp::GeluTanh),
+        "leaky_relu" => unary(UnaryOp::LeakyRelu { alpha: f32_of("alpha")? }),
+        "elu" => unary(UnaryOp::Elu { alpha: f32_of("alpha")? }),
+        "hard_sigmoid" => unary(UnaryOp::HardSigmoid { alpha: f32_of("alpha")?, beta: f32_of("beta")? }),
+        "hard_swish" => unary(UnaryOp::HardSwish { alpha: f32_of("alpha")?, beta: f32_of("beta")? }),
+        "reduce_sum" | "reduce_mean" | "reduce_max" | "reduce_min" => {
+            arity(1)?;
+            let kind = match name {
+                "reduce_sum" => ReduceKind::Sum,
+                "reduce_mean" => ReduceKind::Mean,
+                "reduce_max" => ReduceKind::Max,
+                _ => ReduceKind::Min,
+            };
+            let axes = get("axes").ok_or("a reduction needs `axes=`, e.g. axes=[1,2]")?;
+            let axes = axes.iter().map(|s| usize_of(s)).collect::<Result<_, _>>()?;
+            Ok(Op::Reduce { kind, x: args[0], axes, keepdims: flag("keepdims") })
+        }
+        "log_softmax" => {
+            arity(1)?;
+            let axis = get("axis").ok_or("log_softmax needs `axis=`")?;
+            Ok(Op::LogSoftmax { x: args[0], axis: usize_of(axis.first().map_or("", |s| s.as_str()))? })
+        }
         _ => Err(format!(
-            "unknown op `{name}`; ops are gemm, conv2d, add, sub, mul, div, max, min, relu, clamp, sigmoid, tanh, exp, maxpool, avgpool, softmax, quantize, dequantize, reshape"
+            "unknown op `{name}`; ops are gemm, conv2d, add, sub, mul, div, max, min, prelu, relu, clamp, sigmoid, tanh, exp, sqrt, reciprocal, rsqrt, log, erf, gelu, gelu_tanh, leaky_relu, elu, hard_sigmoid, hard_swish, maxpool, avgpool, softmax, log_softmax, reduce_sum, reduce_mean, reduce_max, reduce_min, quantize, dequantize, reshape"
         )),
     }
 }
@@ -673,6 +707,18 @@ pub fn print(g: &Graph) -> String {
                 op: UnaryOp::Clamp { lo, hi },
                 x,
             } => format!("clamp({}, lo={lo:?}, hi={hi:?})", name(x)),
+            Op::Unary {
+                op: UnaryOp::LeakyRelu { alpha } | UnaryOp::Elu { alpha },
+                x,
+            } => format!("{}({}, alpha={alpha:?})", n.op.name(), name(x)),
+            Op::Unary {
+                op: UnaryOp::HardSigmoid { alpha, beta } | UnaryOp::HardSwish { alpha, beta },
+                x,
+            } => format!(
+                "{}({}, alpha={alpha:?}, beta={beta:?})",
+                n.op.name(),
+                name(x)
+            ),
             Op::Unary { op, x } => format!("{}({})", op.name(), name(x)),
             Op::Pool {
                 x, kernel, window, ..
@@ -685,6 +731,22 @@ pub fn print(g: &Graph) -> String {
                 pair(window.padding)
             ),
             Op::Softmax { x, axis } => format!("softmax({}, axis={axis})", name(x)),
+            Op::LogSoftmax { x, axis } => format!("log_softmax({}, axis={axis})", name(x)),
+            Op::Reduce {
+                kind,
+                x,
+                axes,
+                keepdims,
+            } => format!(
+                "{}({}, axes=[{}], keepdims={})",
+                kind.name(),
+                name(x),
+                axes.iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                u8::from(*keepdims)
+            ),
             Op::Quantize { x } => format!("quantize({})", name(x)),
             Op::Dequantize { x } => format!("dequantize({})", name(x)),
             Op::Reshape { x, shape } => format!(
