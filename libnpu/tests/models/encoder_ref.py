@@ -5,14 +5,14 @@
 from the weights in their standard layout, not from libnpu's graph (which
 computes the heads without a transpose; see nets.rs). Definitions: ONNX
 Gather, LayerNormalization (biased variance, epsilon inside the root),
-MatMul, Softmax, Gelu with approximate="tanh"; multi-head attention as in
+MatMul, Softmax, Gelu (approximate="none", the erf form); multi-head attention as in
 Vaswani et al. (softmax(Q K^T / sqrt(dh)) V per head, heads concatenated).
 
 DIR/case.json: {"cfg": {seq, d_model, heads, d_ff, vocab, epsilon},
 "ids": [...], "weights": [{"name", "shape", "offset"}]} with the values in
 DIR/data.bin (little-endian f32, offsets in elements). Writes DIR/y.bin.
 
-NPU_REFERENCE_BREAK=softmax_axis|gelu_erf|no_scale computes a deliberately
+NPU_REFERENCE_BREAK=softmax_axis|gelu_tanh|no_scale computes a deliberately
 wrong block (the test checks that each one fails the comparison).
 
 usage: encoder_ref.py DIR
@@ -48,9 +48,9 @@ def main():
         return e / e.sum(axis=axis, keepdims=True)
 
     def gelu(x):
-        if broken == "gelu_erf":
-            return 0.5 * x * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))
-        return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+        if broken == "gelu_tanh":
+            return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+        return 0.5 * x * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))
 
     ids = np.array(case["ids"], dtype=np.int64)
     x = w["emb"][ids] + w["pos"]

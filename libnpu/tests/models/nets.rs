@@ -595,7 +595,7 @@ pub struct Encoder {
 
 /// A pre-norm transformer encoder block on `cfg.seq` token ids:
 /// embedding gather + positional add -> layer norm -> multi-head
-/// self-attention -> residual -> layer norm -> MLP with gelu (tanh form)
+/// self-attention -> residual -> layer norm -> MLP with gelu (erf form)
 /// -> residual. He-initialised weights.
 ///
 /// The heads never need a transpose: Q and K are `[heads, seq, dh]`
@@ -765,26 +765,14 @@ pub fn encoder(cfg: EncoderCfg, mode: Weights) -> Encoder {
     let w1 = n.tensor("w1", &[d, f], w1);
     let bf1 = n.tensor("b1", &[f], bf1);
     let hid = gemm(&mut n, x3, w1, bf1, false);
-    // gelu(x) = x / 2 * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 x^3))).
-    let sq = binary(&mut n, BinaryOp::Mul, hid, hid);
-    let cube = binary(&mut n, BinaryOp::Mul, sq, hid);
-    let c = scalar(&mut n, 0.044715);
-    let t = binary(&mut n, BinaryOp::Mul, cube, c);
-    let t = binary(&mut n, BinaryOp::Add, hid, t);
-    let c = scalar(&mut n, (2.0 / std::f32::consts::PI).sqrt());
-    let t = binary(&mut n, BinaryOp::Mul, t, c);
-    let t = n.op(
-        "tanh",
+    // ONNX Gelu (erf form): one UNARY gelu on the device.
+    let gel = n.op(
+        "gelu",
         Op::Unary {
-            op: UnaryOp::Tanh,
-            x: t,
+            op: UnaryOp::Gelu,
+            x: hid,
         },
     );
-    let one = scalar(&mut n, 1.0);
-    let t = binary(&mut n, BinaryOp::Add, t, one);
-    let half = scalar(&mut n, 0.5);
-    let hx = binary(&mut n, BinaryOp::Mul, hid, half);
-    let gel = binary(&mut n, BinaryOp::Mul, hx, t);
     let w2 = n.tensor("w2", &[f, d], w2);
     let bf2 = n.tensor("b2", &[d], bf2);
     let mlp = gemm(&mut n, gel, w2, bf2, false);
