@@ -8,7 +8,7 @@
 
 mod common;
 
-use npu::ir::{Graph, Op, TensorType};
+use npu::ir::{Graph, Op, Quant, TensorType};
 use npu::reference::TensorData;
 use npu::{CompileOptions, DType, Session};
 use std::collections::HashMap;
@@ -179,6 +179,140 @@ fn batched_matmul_matches_onnxruntime() {
             assert_eq!(n, shape.iter().product::<usize>());
         }
     }
+}
+
+/// int8 batched matmul against onnxruntime's QLinearMatMul (N-D), which
+/// libnpu's int8 gemm matches bit for bit: every element must be equal.
+#[test]
+fn int8_batched_matmul_matches_onnxruntime_exactly() {
+    require_onnxruntime();
+    // (a, b, za, zb, b a constant)
+    let cases: &[(&[usize], &[usize], i8, i8, bool)] = &[
+        // Both at run time (a's zero point must then be 0), b's corrected
+        // by a's row sums on the device.
+        (&[3, 5, 7], &[3, 7, 4], 0, 5, false),
+        // A shared constant 2-D b: a's zero point folds into the bias.
+        (&[2, 6, 40], &[40, 9], -7, 3, true),
+        // Per-batch constant b, broadcast batches.
+        (&[2, 1, 6, 33], &[3, 33, 5], 4, 0, true),
+    ];
+    let mut r = Rng(0x1234_5678);
+    for &(sa, sb, za, zb, b_const) in cases {
+        let k = sa[sa.len() - 1];
+        let i8s = |r: &mut Rng, n: usize| -> Vec<i8> { (0..n).map(|_| r.next() as i8).collect() };
+        let av = i8s(&mut r, sa.iter().product());
+        let bv = i8s(&mut r, sb.iter().product());
+        let (s_a, s_b) = (0.02f32, 0.015f32);
+        let s_y = s_a * s_b * 128.0 * (k as f32).sqrt();
+        let q = |scale, zero_point| Quant::PerTensor { scale, zero_point };
+        let mut g = Graph::new();
+        let a = g.input("a", TensorType::quantized(sa, q(s_a, za))).unwrap();
+        let b = if b_const {
+            g.constant(
+                "b",
+                TensorType::quantized(sb, q(s_b, zb)),
+                TensorData::I8(bv.clone()),
+            )
+            .unwrap()
+        } else {
+            g.input("b", TensorType::quantized(sb, q(s_b, zb))).unwrap()
+        };
+        let y = g
+            .add(
+                "y",
+                Op::BatchMatMul {
+                    a,
+                    b,
+                    trans_b: false,
+                },
+                Some(q(s_y, -2)),
+            )
+            .unwrap();
+        g.output(y).unwrap();
+        let shape = g.ty(y).shape.clone();
+        let mut feeds = HashMap::from([("a".to_string(), TensorData::I8(av.clone()))]);
+        if !b_const {
+            feeds.insert("b".into(), TensorData::I8(bv.clone()));
+        }
+        let f = |x: f32| spec(&TensorData::F32(vec![x]), &[], false);
+        let z = |x: i8| spec(&TensorData::I8(vec![x]), &[], false);
+        let inputs = [
+            spec(&TensorData::I8(av.clone()), sa, true),
+            f(s_a),
+            z(za),
+            spec(&TensorData::I8(bv.clone()), sb, false),
+            f(s_b),
+            z(zb),
+            f(s_y),
+            z(-2),
+        ];
+        for sram in [16u32 << 10, 256 << 10] {
+            let mut s = Session::model(sram);
+            let kern = s
+                .compile(g.clone())
+                .unwrap_or_else(|e| panic!("{sa:?}: {e}"));
+            let run = s.run(&kern, &feeds).unwrap();
+            let TensorData::I8(got) = &run.outputs["y"] else {
+                panic!("i8 output")
+            };
+            let json = format!(
+                "{{\"op\":\"QLinearMatMul\",\"inputs\":[{}],\"attrs\":{{}},\"out_dtype\":\"i8\",\"out_shape\":{},\"got\":{}}}",
+                inputs.join(","),
+                list(&shape),
+                list(got)
+            );
+            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/onnx_ref.py");
+            let res = common::python_with_stdin(script, &json);
+            assert!(
+                res.status.success(),
+                "{sa:?} x {sb:?} at {sram}: onnxruntime disagrees: {}{}",
+                String::from_utf8_lossy(&res.stdout),
+                String::from_utf8_lossy(&res.stderr)
+            );
+            // Not all saturated: the comparison means something.
+            let distinct: std::collections::HashSet<_> = got.iter().collect();
+            assert!(
+                distinct.len() > 10,
+                "{sa:?}: {} distinct values",
+                distinct.len()
+            );
+        }
+    }
+}
+
+/// A run-time b with a non-zero zero point of a is refused at compile
+/// time with a message (its column sums are unknown).
+#[test]
+fn int8_batched_matmul_with_run_time_b_needs_a_zero_point_of_zero() {
+    let q = |zero_point| Quant::PerTensor {
+        scale: 0.1,
+        zero_point,
+    };
+    let mut g = Graph::new();
+    let a = g
+        .input("a", TensorType::quantized(&[2, 3, 4], q(3)))
+        .unwrap();
+    let b = g
+        .input("b", TensorType::quantized(&[2, 4, 5], q(0)))
+        .unwrap();
+    let y = g
+        .add(
+            "y",
+            Op::BatchMatMul {
+                a,
+                b,
+                trans_b: false,
+            },
+            Some(q(0)),
+        )
+        .unwrap();
+    g.output(y).unwrap();
+    let err = Session::model(64 << 10)
+        .compile(g)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(err.contains("zero point"), "{err}");
 }
 
 fn gather_graph(rows: usize, d: usize, idx_shape: &[usize], table: &[f32]) -> Graph {

@@ -364,7 +364,9 @@ pub enum Op {
     /// ONNX MatMul for operands of rank >= 2: `a` is `[..., M, K]`, `b` is
     /// `[..., K, N]` (`[..., N, K]` with `trans_b`); the leading (batch)
     /// dimensions broadcast as in numpy, so a 2-D operand is shared by
-    /// every batch. f32 only.
+    /// every batch. f32, or int8 as ONNX QLinearMatMul (per-tensor
+    /// operands and result; a non-zero zero point of `a` needs a constant
+    /// `b`).
     BatchMatMul {
         a: ValueId,
         b: ValueId,
@@ -951,9 +953,10 @@ impl Graph {
             }
             Op::BatchMatMul { a, b, trans_b } => {
                 let (ta, tb) = (t(*a), t(*b));
-                if ta.dtype != DType::F32 || tb.dtype != DType::F32 {
+                let int8 = ta.dtype == DType::I8 && tb.dtype == DType::I8;
+                if !(int8 || ta.dtype == DType::F32 && tb.dtype == DType::F32) {
                     return Err(err(format!(
-                        "batch_matmul takes f32 operands, got {} and {}",
+                        "batch_matmul takes two f32 or two i8 operands, got {} and {}",
                         ta, tb
                     )));
                 }
@@ -988,7 +991,25 @@ impl Graph {
                         ))
                     })?;
                 shape.extend([m, n]);
-                Ok(TensorType::new(DType::F32, &shape))
+                if !int8 {
+                    return Ok(TensorType::new(DType::F32, &shape));
+                }
+                // ONNX QLinearMatMul: per-tensor operands and result.
+                if !matches!(ta.quant, Some(Quant::PerTensor { .. }))
+                    || !matches!(tb.quant, Some(Quant::PerTensor { .. }))
+                {
+                    return Err(err(format!(
+                        "int8 batch_matmul needs per-tensor quantized operands, got {ta} and {tb}"
+                    )));
+                }
+                match out_quant {
+                    Some(q @ Quant::PerTensor { .. }) => {
+                        let ty = TensorType::quantized(&shape, q);
+                        requant_scales(ta, tb, &ty, n).map_err(&err)?;
+                        Ok(ty)
+                    }
+                    _ => Err(err("an int8 batch_matmul needs its result's per-tensor quantization, e.g. q(scale=0.1, zp=0)".into())),
+                }
             }
             Op::Gather { table, indices } => {
                 let (tt, ti) = (t(*table), t(*indices));

@@ -2529,8 +2529,10 @@ fn dequantize(
     .map_err(|e| e.to_string())
 }
 
-/// One f32 `[m, k] x [k, n]` (or `[n, k]` with `trans_b`) product of a
-/// batched matmul, at the given places, through the tiled gemm.
+/// One `[m, k] x [k, n]` (or `[n, k]` with `trans_b`) product of a
+/// batched matmul, at the given places, through the tiled gemm: f32, or
+/// int8 (`dtype` the result's) with `b_sums` the per-column sums of this
+/// batch's `b` when it is a constant, and `b`'s zero point `zb`.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn batch_gemm(
     g: &Graph,
@@ -2541,8 +2543,11 @@ pub(super) fn batch_gemm(
     a: Loc,
     b: Loc,
     out: Loc,
+    dtype: DType,
+    b_sums: Option<Vec<i64>>,
+    zb: i8,
 ) -> R<()> {
-    let mac = Mac::new(g, step, DType::F32, n, e, None, k, None)?;
+    let mac = Mac::new(g, step, dtype, n, e, b_sums, k, None)?;
     let spec = GemmSpec {
         m,
         n,
@@ -2553,7 +2558,7 @@ pub(super) fn batch_gemm(
         b,
         bias: None,
         out,
-        zb: 0,
+        zb,
     };
     gemm(e, &spec, &mac).map_err(|why| too_small(g, step, e, why))
 }

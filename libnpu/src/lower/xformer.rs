@@ -45,13 +45,34 @@ pub(super) fn batch_matmul(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter)
     let al = super::ops::loc(g, plan, e, a)?;
     let bl = super::ops::loc(g, plan, e, b)?;
     let out = plan.loc(step.out)?;
+    let dtype = node.ty.dtype;
+    let es = dtype.size() as u64;
     let at = |l: Loc, elems: usize| Loc {
         buffer: l.buffer,
-        offset: l.offset + 4 * elems as u64,
+        offset: l.offset + es * elems as u64,
+    };
+    let zp = |v| {
+        g.ty(v)
+            .quant
+            .as_ref()
+            .map_or(0, |q: &crate::ir::Quant| q.zero_point())
+    };
+    let b_i8 = match g.constant_data(b) {
+        Some(crate::reference::TensorData::I8(d)) => Some(d.as_slice()),
+        _ => None,
     };
     for bi in 0..batch.iter().product::<usize>() {
         let ao = broadcast_index(bi, batch, ba) * m * k;
         let bo = broadcast_index(bi, batch, bb) * k * n;
+        // int8: a's zero point needs b's column sums (int8_channel_consts
+        // folds them into the bias): this batch's slice of a constant b.
+        let sums = b_i8.map(|d| {
+            let mut s = vec![0i64; n];
+            for (i, &x) in d[bo..bo + k * n].iter().enumerate() {
+                s[if trans_b { i / k } else { i % n }] += x as i64;
+            }
+            s
+        });
         batch_gemm(
             g,
             step,
@@ -61,6 +82,9 @@ pub(super) fn batch_matmul(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter)
             at(al, ao),
             at(bl, bo),
             at(out, bi * m * n),
+            dtype,
+            sums,
+            zp(b),
         )?;
     }
     Ok(())

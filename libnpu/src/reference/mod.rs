@@ -235,29 +235,62 @@ pub fn run(
             Op::Dequantize { x } => TensorData::F32(real(get(x), graph.ty(*x))),
             Op::Reshape { x, .. } => get(x).clone(),
             Op::BatchMatMul { a, b, trans_b } => {
-                let (sa, sb) = (&graph.ty(*a).shape, &graph.ty(*b).shape);
-                let (av, bv) = (f32s(get(a)), f32s(get(b)));
+                let (ta, tb) = (graph.ty(*a), graph.ty(*b));
+                let (sa, sb) = (&ta.shape, &tb.shape);
                 let r = ty.shape.len();
                 let (m, n) = (ty.shape[r - 2], ty.shape[r - 1]);
                 let k = sa[sa.len() - 1];
                 let batch = &ty.shape[..r - 2];
                 let (ba, bb) = (&sa[..sa.len() - 2], &sb[..sb.len() - 2]);
-                let mut out = vec![0f32; ty.elems()];
-                for bi in 0..batch.iter().product::<usize>() {
-                    let ao = broadcast_index(bi, batch, ba) * m * k;
-                    let bo = broadcast_index(bi, batch, bb) * k * n;
-                    for i in 0..m {
-                        for j in 0..n {
-                            let mut acc = 0f32;
-                            for p in 0..k {
-                                let bx = if *trans_b { j * k + p } else { p * n + j };
-                                acc += av[ao + i * k + p] * bv[bo + bx];
+                // Element (bi, i, p) of a and (bi, p, j) of b.
+                let ai = |bi: usize, i: usize, p: usize| {
+                    broadcast_index(bi, batch, ba) * m * k + i * k + p
+                };
+                let bix = |bi: usize, p: usize, j: usize| {
+                    broadcast_index(bi, batch, bb) * k * n
+                        + if *trans_b { j * k + p } else { p * n + j }
+                };
+                let batches = batch.iter().product::<usize>();
+                match (get(a), get(b)) {
+                    (TensorData::F32(av), TensorData::F32(bv)) => {
+                        let mut out = vec![0f32; ty.elems()];
+                        for bi in 0..batches {
+                            for i in 0..m {
+                                for j in 0..n {
+                                    let mut acc = 0f32;
+                                    for p in 0..k {
+                                        acc += av[ai(bi, i, p)] * bv[bix(bi, p, j)];
+                                    }
+                                    out[(bi * m + i) * n + j] = acc;
+                                }
                             }
-                            out[(bi * m + i) * n + j] = acc;
                         }
+                        TensorData::F32(out)
                     }
+                    (TensorData::I8(av), TensorData::I8(bv)) => {
+                        let scales = requant_scales(ta, tb, ty, n).map_err(RunError::Graph)?;
+                        let (za, zb) = (zp_of(ta), zp_of(tb));
+                        let zo = zp_of(ty) as i8;
+                        let mut out = vec![0i8; ty.elems()];
+                        for bi in 0..batches {
+                            for i in 0..m {
+                                for j in 0..n {
+                                    let mut acc = 0i32;
+                                    for p in 0..k {
+                                        acc = acc.wrapping_add(
+                                            (av[ai(bi, i, p)] as i32 - za)
+                                                * (bv[bix(bi, p, j)] as i32 - zb),
+                                        );
+                                    }
+                                    out[(bi * m + i) * n + j] =
+                                        requant_f32(acc, scales[j], zo, -128, 127);
+                                }
+                            }
+                        }
+                        TensorData::I8(out)
+                    }
+                    _ => return Err(RunError::Graph(format!("{}: operand types", node.name))),
                 }
-                TensorData::F32(out)
             }
             Op::Gather { table, indices } => {
                 let tv = f32s(get(table));
