@@ -181,13 +181,15 @@ fn batched_matmul_matches_onnxruntime() {
     }
 }
 
+/// (a, b, za, zb, b a constant)
+type Int8Case<'a> = (&'a [usize], &'a [usize], i8, i8, bool);
+
 /// int8 batched matmul against onnxruntime's QLinearMatMul (N-D), which
 /// libnpu's int8 gemm matches bit for bit: every element must be equal.
 #[test]
 fn int8_batched_matmul_matches_onnxruntime_exactly() {
     require_onnxruntime();
-    // (a, b, za, zb, b a constant)
-    let cases: &[(&[usize], &[usize], i8, i8, bool)] = &[
+    let cases: &[Int8Case] = &[
         // Both at run time (a's zero point must then be 0), b's corrected
         // by a's row sums on the device.
         (&[3, 5, 7], &[3, 7, 4], 0, 5, false),
