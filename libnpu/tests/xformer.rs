@@ -479,3 +479,98 @@ fn require_onnxruntime() {
         "python3 with numpy, onnx and onnxruntime is missing: run scripts/host-deps.sh"
     );
 }
+
+/// Bad shapes and types are graph errors naming the value; a row that
+/// cannot fit is a compile error naming the op, never a panic.
+#[test]
+fn bad_operands_are_errors_with_a_message() {
+    let f = |s: &[usize]| TensorType::new(DType::F32, s);
+    let mut g = Graph::new();
+    let a = g.input("a", f(&[2, 3, 4])).unwrap();
+    let b = g.input("b", f(&[3, 5, 6])).unwrap();
+    let bad_k = g.input("bad_k", f(&[2, 5, 6])).unwrap();
+    let v = g.input("v", f(&[4])).unwrap();
+    let ids_f = g.input("ids_f", f(&[3])).unwrap();
+    let err = |op: Op| g.clone().add("y", op, None).unwrap_err().to_string();
+    let e = err(Op::BatchMatMul {
+        a,
+        b: bad_k,
+        trans_b: false,
+    });
+    assert!(e.contains("inner dimensions differ"), "{e}");
+    // [3, 5, 6] transposed gives K = 6, not a's 4.
+    let e = err(Op::BatchMatMul {
+        a,
+        b,
+        trans_b: true,
+    });
+    assert!(e.contains("inner dimensions differ"), "{e}");
+    let e = err(Op::BatchMatMul {
+        a,
+        b: v,
+        trans_b: false,
+    });
+    assert!(e.contains("rank 2"), "{e}");
+    let e = err(Op::Gather {
+        table: a,
+        indices: ids_f,
+    });
+    assert!(e.contains("indices must be i32"), "{e}");
+    let e = err(Op::LayerNorm {
+        x: a,
+        scale: b,
+        bias: None,
+        epsilon: 1e-5,
+    });
+    assert!(e.contains("scale and bias must be f32[4]"), "{e}");
+    let e = err(Op::LayerNorm {
+        x: a,
+        scale: v,
+        bias: None,
+        epsilon: f32::NAN,
+    });
+    assert!(e.contains("epsilon"), "{e}");
+    // Batch dimensions that do not broadcast.
+    let mut g = Graph::new();
+    let a = g.input("a", f(&[2, 3, 4])).unwrap();
+    let b = g.input("b", f(&[3, 4, 5])).unwrap();
+    let e = g
+        .add(
+            "y",
+            Op::BatchMatMul {
+                a,
+                b,
+                trans_b: false,
+            },
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("do not broadcast"), "{e}");
+    // A layer-norm row larger than the SRAM.
+    let mut g = Graph::new();
+    let d = 1 << 16;
+    let x = g.input("x", f(&[2, d])).unwrap();
+    let s = g
+        .constant("s", f(&[d]), TensorData::F32(vec![1.0; d]))
+        .unwrap();
+    let y = g
+        .add(
+            "ln",
+            Op::LayerNorm {
+                x,
+                scale: s,
+                bias: None,
+                epsilon: 1e-5,
+            },
+            None,
+        )
+        .unwrap();
+    g.output(y).unwrap();
+    let e = Session::model(64 << 10)
+        .compile(g)
+        .err()
+        .expect("does not fit")
+        .to_string();
+    assert!(e.contains("`ln`") && e.contains("whole row"), "{e}");
+}
