@@ -256,14 +256,14 @@ fn binary_ops_with_broadcasting() {
     for (i, &(sa, sb)) in shapes.iter().enumerate() {
         for op in BinaryOp::ALL {
             // The device broadcasts only the second operand; a broadcast first
-            // operand is swapped (and sub negated); div refuses it.
+            // operand is swapped (and sub negated); div and prelu refuse it.
             let swap_needed = sa.iter().product::<usize>() < sb.iter().product::<usize>();
             let mut g = Graph::new();
             let a = g.input("a", f32t(sa)).unwrap();
             let b = g.input("b", f32t(sb)).unwrap();
             let c = g.add("c", Op::Binary { op, a, b }, None).unwrap();
             g.output(c).unwrap();
-            if swap_needed && op == BinaryOp::Div {
+            if swap_needed && matches!(op, BinaryOp::Div | BinaryOp::Prelu) {
                 let r = npu::compile(
                     &g,
                     npu::DeviceParams { sram_size: 4096 },
@@ -470,8 +470,8 @@ fn binary_ops_with_a_one_element_constant() {
     for (i, &sa) in shapes.iter().enumerate() {
         for op in BinaryOp::ALL {
             for first in [false, true] {
-                if first && op == BinaryOp::Div && sa != [1] {
-                    continue; // a broadcast first operand of div is refused
+                if first && matches!(op, BinaryOp::Div | BinaryOp::Prelu) && sa != [1] {
+                    continue; // a broadcast first operand of div or prelu is refused
                 }
                 let mut g = Graph::new();
                 let a = g.input("a", f32t(sa)).unwrap();

@@ -383,6 +383,90 @@ fn sqrt_then_reciprocal_is_one_rsqrt_and_exact() {
     }
 }
 
+/// `1 / x` with a constant 1 is one UNARY recip (no tensor of ones, no
+/// BINARY), and `1 / sqrt(x)` one rsqrt; both exact against onnxruntime's
+/// Div (and Sqrt, then numpy's 1 / root).
+#[test]
+fn one_over_x_is_reciprocal_and_one_over_sqrt_is_rsqrt() {
+    let shape = [7usize, 13];
+    let mut rng = Rng(31);
+    let xv = rng.f32s(91, 0.01, 30.0);
+    let inputs = HashMap::from([("x".to_string(), TensorData::F32(xv.clone()))]);
+    for with_sqrt in [false, true] {
+        let mut g = Graph::new();
+        let x = g.input("x", TensorType::new(DType::F32, &shape)).unwrap();
+        let one = g
+            .constant(
+                "one",
+                TensorType::new(DType::F32, &[1]),
+                TensorData::F32(vec![1.0]),
+            )
+            .unwrap();
+        let d = if with_sqrt {
+            g.add(
+                "s",
+                Op::Unary {
+                    op: UnaryOp::Sqrt,
+                    x,
+                },
+                None,
+            )
+            .unwrap()
+        } else {
+            x
+        };
+        let y = g
+            .add(
+                "y",
+                Op::Binary {
+                    op: BinaryOp::Div,
+                    a: one,
+                    b: d,
+                },
+                None,
+            )
+            .unwrap();
+        g.output(y).unwrap();
+        let want = if with_sqrt {
+            isa::UnaryOp::Rsqrt
+        } else {
+            isa::UnaryOp::Recip
+        };
+        for sram in SRAMS {
+            let prog = insns(&g, sram);
+            assert!(!prog.iter().any(|i| matches!(i, Insn::Binary { .. })));
+            assert!(prog
+                .iter()
+                .filter_map(|i| match i {
+                    Insn::Unary { op, .. } => Some(*op),
+                    _ => None,
+                })
+                .all(|op| op == want));
+            let got = run(&g, &inputs, sram);
+            let r = if with_sqrt {
+                ort(
+                    "Sqrt",
+                    &[f32_spec(&xv, &shape, true)],
+                    "{}",
+                    &shape,
+                    &got,
+                    &(tol_json(EXACT) + ",\"post_reciprocal\":true"),
+                )
+            } else {
+                ort(
+                    "Div",
+                    &[f32_spec(&[1.0], &[1], false), f32_spec(&xv, &shape, true)],
+                    "{}",
+                    &shape,
+                    &got,
+                    &tol_json(EXACT),
+                )
+            };
+            r.unwrap_or_else(|e| panic!("sqrt {with_sqrt} at {sram} B: {e}"));
+        }
+    }
+}
+
 /// The test of erf-gelu tells it from the tanh form, and the other way
 /// round: each form compared with the other's onnxruntime operator fails.
 #[test]
@@ -847,29 +931,89 @@ fn bad_reduction_axes_are_refused() {
             .unwrap_err();
         assert!(e.to_string().contains("axes"), "{axes:?}: {e}");
     }
-    let q = g
-        .input(
-            "q",
-            TensorType::quantized(
-                &[2, 3],
-                Quant::PerTensor {
-                    scale: 0.1,
-                    zero_point: 0,
-                },
-            ),
-        )
-        .unwrap();
+    let i = g.input("i", TensorType::new(DType::I32, &[2, 3])).unwrap();
     let e = g
         .add(
             "y",
             Op::Reduce {
                 kind: ReduceKind::Sum,
-                x: q,
+                x: i,
                 axes: vec![0],
                 keepdims: true,
             },
             None,
         )
         .unwrap_err();
-    assert!(e.to_string().contains("dequantize"), "{e}");
+    assert!(e.to_string().contains("f32 or i8"), "{e}");
+}
+
+/// int8 reductions (dequantize, the f32 reduction, quantize) against
+/// onnxruntime's DequantizeLinear -> Reduce* -> QuantizeLinear.
+#[test]
+fn int8_reductions_match_onnxruntime_qdq() {
+    let shape = [3usize, 5, 4, 7];
+    let (sx, zx) = (0.05f32, -7i8);
+    let mut rng = Rng(4321);
+    let x = rng.i8s(420);
+    let inputs = HashMap::from([("x".to_string(), TensorData::I8(x.clone()))]);
+    let mut cases = Vec::new();
+    for (kind, onnx, axes, sy, zy) in [
+        (
+            ReduceKind::Mean,
+            "ReduceMean",
+            &[1usize, 3][..],
+            0.02f32,
+            3i8,
+        ),
+        (ReduceKind::Max, "ReduceMax", &[0, 2][..], 0.05, -7),
+        (ReduceKind::Min, "ReduceMin", &[3][..], 0.05, 0),
+        (ReduceKind::Sum, "ReduceSum", &[2][..], 0.2, 1),
+    ] {
+        for keepdims in [true, false] {
+            let mut g = Graph::new();
+            let xv = g
+                .input(
+                    "x",
+                    TensorType::quantized(
+                        &shape,
+                        Quant::PerTensor {
+                            scale: sx,
+                            zero_point: zx,
+                        },
+                    ),
+                )
+                .unwrap();
+            let op = Op::Reduce {
+                kind,
+                x: xv,
+                axes: axes.to_vec(),
+                keepdims,
+            };
+            let q = Quant::PerTensor {
+                scale: sy,
+                zero_point: zy,
+            };
+            let y = g.add("y", op, Some(q)).unwrap();
+            g.output(y).unwrap();
+            let out_shape = g.ty(y).shape.clone();
+            let qdq = format!(
+                ",\"qdq\":{{\"inputs\":[[{sx},{zx}]],\"output\":[{sy},{zy}]}},\"max_off\":2"
+            );
+            for sram in SRAMS {
+                let got = run(&g, &inputs, sram);
+                cases.push((
+                    format!("int8 {onnx} axes {axes:?} keepdims {keepdims} at {sram} B"),
+                    case_json(
+                        onnx,
+                        &[i8_spec(&x, &shape), i64_spec(axes)],
+                        &format!("{{\"keepdims\":{}}}", u8::from(keepdims)),
+                        &out_shape,
+                        &got,
+                        &qdq,
+                    ),
+                ));
+            }
+        }
+    }
+    println!("{} elements compared", all_pass(&cases));
 }

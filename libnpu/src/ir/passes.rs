@@ -1,5 +1,8 @@
 //! Graph-to-graph passes run before lowering:
 //!
+//! * decomposition: rsqrt for reciprocal(sqrt(x)); reductions over
+//!   separated axes, softmax on an inner axis and log-softmax into the ops
+//!   the lowering has (see `decompose`);
 //! * batch-norm folding: a per-channel multiply, add or subtract by a
 //!   constant right after an f32 conv2d with constant weights becomes part
 //!   of the conv's weights and bias (inference batch norm, exported as
@@ -39,9 +42,11 @@ fn axis_groups(axes: &[usize]) -> Vec<Vec<usize>> {
 /// Rewrites into the forms the lowering takes, before folding:
 ///
 /// * `reciprocal(sqrt(x))`, the sqrt read only there: `rsqrt(x)` (one
-///   UNARY, the same two roundings);
+///   UNARY, the same two roundings); `1 / x` with a constant 1:
+///   `reciprocal(x)`;
 /// * a reduction over separated groups of axes: one reduction per group,
 ///   highest axes first, and for a mean a division of the sum by the count;
+///   an int8 reduction through dequantize and quantize;
 /// * softmax on an axis other than the last, and log-softmax: reduce max,
 ///   subtract, exp, reduce sum, then divide (softmax) or subtract the log
 ///   (log-softmax); int8 softmax through dequantize/quantize.
@@ -82,48 +87,51 @@ fn decompose(g: &Graph) -> Result<Graph, GraphError> {
                 };
                 out.add(name, op, None)?
             }
+            // 1 / x, the 1 a constant broadcast over x: UNARY recip (the
+            // same correctly rounded division), not a division by a
+            // materialised tensor of ones.
+            Op::Binary {
+                op: BinaryOp::Div,
+                a,
+                b,
+            } if node.ty.dtype == DType::F32
+                && g.ty(*b).shape == node.ty.shape
+                && f32_data(g, *a).is_some_and(|d| d.len() == 1 && d[0] == 1.0) =>
+            {
+                let op = match g.node(*b).op {
+                    Op::Unary {
+                        op: UnaryOp::Sqrt,
+                        x: root_of,
+                    } if uses[b.0] == 1 && !g.outputs().contains(b) => Op::Unary {
+                        op: UnaryOp::Rsqrt,
+                        x: m(&map, root_of)?,
+                    },
+                    _ => Op::Unary {
+                        op: UnaryOp::Reciprocal,
+                        x: m(&map, *b)?,
+                    },
+                };
+                out.add(name, op, None)?
+            }
             Op::Reduce {
                 kind,
                 x,
                 axes,
                 keepdims,
-            } if axis_groups(axes).len() > 1 => {
-                let groups = axis_groups(axes);
-                let shape = &g.ty(*x).shape;
-                let count: usize = axes.iter().map(|&a| shape[a]).product();
-                let mean = *kind == ReduceKind::Mean;
-                let each = if mean { ReduceKind::Sum } else { *kind };
-                // Highest axes first, so dropping them (no keepdims) leaves
-                // the lower groups' indices as they are.
+            } if axis_groups(axes).len() > 1 || node.ty.dtype == DType::I8 => {
+                let int8 = node.ty.dtype == DType::I8;
                 let mut cur = m(&map, *x)?;
-                for (k, axes) in groups.into_iter().enumerate().rev() {
-                    let nm = if k == 0 && !mean {
-                        name.to_string()
-                    } else {
-                        tmp(&format!("r{k}"))
-                    };
-                    let op = Op::Reduce {
-                        kind: each,
-                        x: cur,
-                        axes,
-                        keepdims: *keepdims,
-                    };
-                    cur = out.add(&nm, op, None)?;
+                if int8 {
+                    cur = out.add(&tmp("real"), Op::Dequantize { x: cur }, None)?;
                 }
-                if mean {
-                    let n = out.constant(
-                        &tmp("count"),
-                        TensorType::new(DType::F32, &[1]),
-                        TensorData::F32(vec![count as f32]),
-                    )?;
-                    let op = Op::Binary {
-                        op: BinaryOp::Div,
-                        a: cur,
-                        b: n,
-                    };
-                    cur = out.add(name, op, None)?;
+                let last = if int8 { tmp("f32") } else { name.to_string() };
+                let shape = &g.ty(*x).shape;
+                let y = reduce_chain(&mut out, &tmp, cur, shape, *kind, axes, *keepdims, &last)?;
+                if int8 {
+                    out.add(name, Op::Quantize { x: y }, node.ty.quant.clone())?
+                } else {
+                    y
                 }
-                cur
             }
             Op::Softmax { x, axis } if axis + 1 != node.ty.shape.len() => {
                 let int8 = node.ty.dtype == DType::I8;
@@ -170,6 +178,57 @@ fn decompose(g: &Graph) -> Result<Graph, GraphError> {
         out.output(m(&map, *o)?)?;
     }
     Ok(out)
+}
+
+/// f32 `kind` of `x` (of `shape`) over `axes`: one reduction per group of
+/// consecutive axes, highest first, so dropping them (no keepdims) leaves
+/// the lower groups' indices as they are; a mean over several groups sums,
+/// then divides once by the count. The last op is named `last`.
+#[allow(clippy::too_many_arguments)]
+fn reduce_chain(
+    out: &mut Graph,
+    tmp: &dyn Fn(&str) -> String,
+    x: ValueId,
+    shape: &[usize],
+    kind: ReduceKind,
+    axes: &[usize],
+    keepdims: bool,
+    last: &str,
+) -> Result<ValueId, GraphError> {
+    let groups = axis_groups(axes);
+    let count: usize = axes.iter().map(|&a| shape[a]).product();
+    // One group: the lowering divides a mean itself.
+    let mean = kind == ReduceKind::Mean && groups.len() > 1;
+    let each = if mean { ReduceKind::Sum } else { kind };
+    let mut cur = x;
+    for (k, axes) in groups.into_iter().enumerate().rev() {
+        let nm = if k == 0 && !mean {
+            last.to_string()
+        } else {
+            tmp(&format!("r{k}"))
+        };
+        let op = Op::Reduce {
+            kind: each,
+            x: cur,
+            axes,
+            keepdims,
+        };
+        cur = out.add(&nm, op, None)?;
+    }
+    if mean {
+        let n = out.constant(
+            &tmp("count"),
+            TensorType::new(DType::F32, &[1]),
+            TensorData::F32(vec![count as f32]),
+        )?;
+        let op = Op::Binary {
+            op: BinaryOp::Div,
+            a: cur,
+            b: n,
+        };
+        cur = out.add(last, op, None)?;
+    }
+    Ok(cur)
 }
 
 /// `x - max(x)`, `exp` of it and the sum of that along `axis` (kept as a

@@ -334,9 +334,15 @@ pub fn run(
                 }
                 TensorData::F32(out)
             }
-            Op::Reduce { kind, x, axes, .. } => {
-                TensorData::F32(reduce(*kind, &f32s(get(x)), &graph.ty(*x).shape, axes))
-            }
+            Op::Reduce { kind, x, axes, .. } => requantized(
+                reduce(
+                    *kind,
+                    &real(get(x), graph.ty(*x)),
+                    &graph.ty(*x).shape,
+                    axes,
+                ),
+                ty,
+            ),
             Op::LogSoftmax { x, axis } => {
                 TensorData::F32(log_softmax(&f32s(get(x)), &ty.shape, *axis))
             }
