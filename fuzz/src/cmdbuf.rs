@@ -242,7 +242,7 @@ fn check_outcome(cmd: &[u8], cmd_va: u64, cmd_pages: u64, readable: bool, size: 
             assert_eq!(executed, count, "{out:?}");
             assert_eq!(out.fault_addr, size as u64);
         }
-        Fault::BadOpcode | Fault::BadOperand | Fault::SramRange => {
+        Fault::BadOpcode | Fault::BadOperand | Fault::SramRange | Fault::IndexRange => {
             // Either the next instruction did not decode, or the last one
             // executed had a bad operand; the address says which.
             let decode_fault = decoded(executed).and_then(|r| r.err()).map(|e| e.fault());

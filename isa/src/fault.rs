@@ -28,6 +28,8 @@ pub enum Fault {
     /// The job was aborted by a soft reset (never written to a record;
     /// drivers use it for jobs they cancel).
     Aborted = 11,
+    /// A GATHER index lies outside its table.
+    IndexRange = 12,
 }
 
 impl Fault {
@@ -49,6 +51,7 @@ impl Fault {
             9 => DmaBusError,
             10 => BadSubmission,
             11 => Aborted,
+            12 => IndexRange,
             _ => return None,
         })
     }
@@ -74,6 +77,7 @@ impl Fault {
             DmaBusError => "dma-bus-error",
             BadSubmission => "bad-submission",
             Aborted => "aborted",
+            IndexRange => "index-range",
         }
     }
 }

@@ -402,6 +402,24 @@ pub enum Insn {
         src: u32,
         dst: u32,
     },
+    /// Indexed rows, NPU memory -> SRAM (an embedding lookup): for each i
+    /// below `count`, table row `index[i]` (`row_bytes` bytes at
+    /// `va + index[i] * table_stride`) goes to `sram + i * sram_stride`.
+    /// The indices are i32s in SRAM at `indices`; one outside
+    /// `[0, table_rows)` (after adding `table_rows` to a negative one with
+    /// `wrap_negative`, ONNX Gather's rule) ends the job with
+    /// [`Fault::IndexRange`] before any row moves.
+    Gather {
+        wrap_negative: bool,
+        va: u64,
+        sram: u32,
+        row_bytes: u32,
+        count: u32,
+        table_rows: u32,
+        table_stride: u32,
+        indices: u32,
+        sram_stride: u32,
+    },
 }
 
 /// Opcode numbers (word 0, bits 0..7).
@@ -414,6 +432,7 @@ pub mod opcode {
     pub const DMA_STORE: u8 = 0x11;
     pub const COPY: u8 = 0x12;
     pub const FILL: u8 = 0x13;
+    pub const GATHER: u8 = 0x14;
     pub const MATMUL: u8 = 0x20;
     pub const REQUANT: u8 = 0x21;
     pub const CONVERT: u8 = 0x22;
@@ -448,6 +467,7 @@ const FLAG_ACCUMULATE: u32 = 1 << FLAG_SHIFT;
 const FLAG_TRANSPOSE_B: u32 = 2 << FLAG_SHIFT;
 const FLAG_PER_CHANNEL: u32 = 1 << FLAG_SHIFT;
 const FLAG_BIAS: u32 = 2 << FLAG_SHIFT;
+const FLAG_WRAP_NEGATIVE: u32 = 1 << FLAG_SHIFT;
 
 struct Enc([u32; WORDS]);
 
@@ -666,6 +686,31 @@ impl Insn {
                     .set(7, u32::from_le_bytes([g.pad[0], g.pad[1], 0, 0]))
                     .set(8, src)
                     .set(9, dst)
+            }
+            Insn::Gather {
+                wrap_negative,
+                va,
+                sram,
+                row_bytes,
+                count,
+                table_rows,
+                table_stride,
+                indices,
+                sram_stride,
+            } => {
+                let mut s = sel(DType::I32 as u8, 0);
+                if wrap_negative {
+                    s |= FLAG_WRAP_NEGATIVE;
+                }
+                Enc::new(GATHER, s)
+                    .u64(1, va)
+                    .set(3, sram)
+                    .set(4, row_bytes)
+                    .set(5, count)
+                    .set(6, table_rows)
+                    .set(7, table_stride)
+                    .set(8, indices)
+                    .set(9, sram_stride)
             }
         };
         let mut out = [0u8; INSN_SIZE];
@@ -946,6 +991,24 @@ impl Insn {
                     dst: w[9],
                 }
             }
+            GATHER => {
+                used_words(10, SEL_MASK | FLAG_WRAP_NEGATIVE)?;
+                // Indices are i32 (S1 = 1); S2 is reserved.
+                if s1 != DType::I32 as u32 || s2 != 0 {
+                    return Err(DecodeError::BadOperand);
+                }
+                Insn::Gather {
+                    wrap_negative: w[0] & FLAG_WRAP_NEGATIVE != 0,
+                    va: u64_at(1),
+                    sram: w[3],
+                    row_bytes: w[4],
+                    count: w[5],
+                    table_rows: w[6],
+                    table_stride: w[7],
+                    indices: w[8],
+                    sram_stride: w[9],
+                }
+            }
             other => return Err(DecodeError::BadOpcode(other)),
         })
     }
@@ -1184,6 +1247,21 @@ impl fmt::Display for Insn {
                 g.stride[1],
                 g.pad[0],
                 g.pad[1]
+            ),
+            Insn::Gather {
+                wrap_negative,
+                va,
+                sram,
+                row_bytes,
+                count,
+                table_rows,
+                table_stride,
+                indices,
+                sram_stride,
+            } => write!(
+                f,
+                "gather{} s:{sram:#x}[{count}x{row_bytes} /{sram_stride}] <- va:{va:#x}[{table_rows} rows /{table_stride}] by s:{indices:#x}",
+                if *wrap_negative { ".wrap" } else { "" }
             ),
         }
     }

@@ -303,7 +303,7 @@ fn opcodes_match_the_spec_table() {
             table.push((u8::from_str_radix(hex, 16).expect("hex opcode"), name));
         }
     }
-    let ours: [(&str, Insn); 15] = [
+    let ours: [(&str, Insn); 16] = [
         ("NOP", sample()[0]),
         ("END", Insn::End),
         ("BARRIER", sample()[1]),
@@ -319,6 +319,7 @@ fn opcodes_match_the_spec_table() {
         ("UNARY", sample()[11]),
         ("REDUCE", sample()[12]),
         ("POOL", sample()[13]),
+        ("GATHER", gather_sample()),
     ];
     assert_eq!(
         table.len(),
@@ -333,6 +334,75 @@ fn opcodes_match_the_spec_table() {
             .0;
         assert_eq!(insn.encode()[0], code, "{name}");
     }
+}
+
+fn gather_sample() -> Insn {
+    Insn::Gather {
+        wrap_negative: true,
+        va: 0x2_0000_0040,
+        sram: 256,
+        row_bytes: 48,
+        count: 5,
+        table_rows: 1000,
+        table_stride: 64,
+        indices: 16,
+        sram_stride: 48,
+    }
+}
+
+#[test]
+fn gather_matches_the_spec_bit_for_bit() {
+    // GATHER S1 = 1 (i32 indices), F bit 0 = WRAP_NEGATIVE; w1-2 VA; w3
+    // SRAM dst; w4 row bytes; w5 count; w6 table rows; w7 table stride;
+    // w8 index vector; w9 SRAM row stride.
+    let words = [0x0001_0114, 0x40, 2, 256, 48, 5, 1000, 64, 16, 48, 0];
+    let want = golden_bytes(&words);
+    assert_eq!(gather_sample().encode(), want);
+    assert_eq!(Insn::decode(&want), Ok(gather_sample()));
+    let plain = Insn::Gather {
+        wrap_negative: false,
+        va: 0,
+        sram: 0,
+        row_bytes: 4,
+        count: 1,
+        table_rows: 1,
+        table_stride: 4,
+        indices: 64,
+        sram_stride: 4,
+    };
+    assert_eq!(Insn::decode(&plain.encode()), Ok(plain));
+    assert_eq!(
+        format!("{}", gather_sample()),
+        "gather.wrap s:0x100[5x48 /48] <- va:0x200000040[1000 rows /64] by s:0x10"
+    );
+}
+
+#[test]
+fn gather_rejects_other_index_types_flags_and_reserved_words() {
+    let good = gather_sample().encode();
+    for (byte, value) in [
+        (1, 0x00), // S1 = f32 indices
+        (1, 0x02), // S1 = i8 indices
+        (1, 0x11), // S2 != 0
+        (2, 0x03), // F bit 1 is undefined
+        (40, 1),   // w10 is reserved
+    ] {
+        let mut b = good;
+        b[byte] = value;
+        assert_eq!(
+            Insn::decode(&b),
+            Err(DecodeError::BadOperand),
+            "byte {byte} = {value:#x}"
+        );
+    }
+}
+
+#[test]
+fn index_range_is_fault_twelve() {
+    assert_eq!(Fault::IndexRange.code(), 12);
+    assert_eq!(Fault::from_code(12), Some(Fault::IndexRange));
+    assert_eq!(Fault::IndexRange.name(), "index-range");
+    assert!(!Fault::IndexRange.is_mmu());
 }
 
 /// Every UNARY F value round-trips, F values past the last are refused, and

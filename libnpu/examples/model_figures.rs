@@ -1,20 +1,29 @@
 //! Figures for real networks: ResNet-18 and MobileNetV2 (f32, 224x224,
-//! batch 1, He-initialised) compiled for 256 KiB and 1 MiB of SRAM:
-//! instructions, command bytes, jobs, compile time, and with `--run` the
+//! batch 1, He-initialised) and a transformer encoder block, compiled for
+//! 256 KiB and 1 MiB of SRAM: instructions, command bytes, jobs, compile
+//! time, and with `--run` the
 //! modelled cycles on the device model beside the compute bound
 //! (MACs / F32_MACS_PER_CYCLE) and the DMA bound (bytes / DMA_BYTES_PER_CYCLE,
 //! counting the weights, the image, the result and every conv, pool and add
 //! result written once and read once).
 //!
+//! `encoder` is a transformer encoder block (nets::ENCODER: seq 32, d_model
+//! 128, 4 heads, d_ff 512, embedding gather, layer norms, batched-matmul
+//! attention, gelu MLP); its DMA bound counts the weights, the gathered
+//! embedding rows (not the whole table), the ids and every intermediate
+//! written once and read once.
+//!
 //! The int8 networks (`-i8`) use per-channel weights and per-tensor
 //! activations with zero point `--zp` (default 0); `--int8` shows only them.
 //!
-//! cargo run --release -p libnpu --example model_figures [-- --run] [--hw N] [--inputs] [--int8] [--zp Z]
+//! cargo run --release -p libnpu --example model_figures [-- --run] [--hw N] [--inputs] [--int8] [--zp Z] [--only NAME]
 
 #[path = "../tests/models/nets.rs"]
 mod nets;
 
-use nets::{mobilenet_v2, mobilenet_v2_int8, resnet18, resnet18_int8, Net, Weights};
+use nets::{
+    encoder, mobilenet_v2, mobilenet_v2_int8, resnet18, resnet18_int8, Net, Weights, ENCODER,
+};
 use npu::ir::Op;
 use npu::{compile, CompileOptions, DeviceParams, Session};
 use std::time::{Duration, Instant};
@@ -50,6 +59,36 @@ fn dma_bytes(net: &Net) -> u64 {
             .sum::<u64>()
 }
 
+/// The encoder block's DMA bound: every weight once (of the embedding
+/// table only the gathered rows), the inputs, and every computed value
+/// (reshapes alias) written once and, unless it is the output, read once.
+fn encoder_dma_bytes(net: &Net) -> u64 {
+    let g = &net.g;
+    let tables: Vec<_> = g
+        .nodes()
+        .iter()
+        .filter_map(|n| match n.op {
+            Op::Gather { table, .. } => Some(table),
+            _ => None,
+        })
+        .collect();
+    let mut bytes = 0u64;
+    for (i, n) in g.nodes().iter().enumerate() {
+        let v = npu::ValueId(i);
+        let b = n.ty.bytes() as u64;
+        bytes += match n.op {
+            Op::Constant { .. } if tables.contains(&v) => 0,
+            Op::Input | Op::Constant { .. } => b,
+            Op::Reshape { .. } => 0,
+            // The rows read, written and read again.
+            Op::Gather { .. } => 3 * b,
+            _ if g.outputs().contains(&v) => b,
+            _ => 2 * b,
+        };
+    }
+    bytes
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let run = args.iter().any(|a| a == "--run");
@@ -67,6 +106,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or(224usize);
     println!("model        sram      insns    cmd bytes  jobs  compile ms  cycles      compute bound  DMA bound  cycles/bound");
     let int8_only = args.iter().any(|a| a == "--int8");
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
     let zp: i8 = args
         .iter()
         .position(|a| a == "--zp")
@@ -75,6 +119,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .transpose()?
         .unwrap_or(0);
     let nets: Vec<(&str, Builder, u64)> = vec![
+        (
+            "encoder",
+            Box::new(move || encoder(ENCODER, mode).net),
+            F32_MACS_PER_CYCLE,
+        ),
         (
             "resnet18",
             Box::new(move || resnet18(hw, mode)),
@@ -97,12 +146,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ),
     ];
     for (name, build, macs_per_cycle) in nets {
-        if int8_only && !name.ends_with("-i8") {
+        if int8_only && !name.ends_with("-i8") || only.as_ref().is_some_and(|o| o != name) {
             continue;
         }
         let net = build();
         let compute = net.macs.div_ceil(macs_per_cycle);
-        let dma = dma_bytes(&net).div_ceil(DMA_BYTES_PER_CYCLE);
+        let dma = if name == "encoder" {
+            encoder_dma_bytes(&net)
+        } else {
+            dma_bytes(&net)
+        }
+        .div_ceil(DMA_BYTES_PER_CYCLE);
         for sram in [256u32 << 10, 1 << 20] {
             let params = DeviceParams { sram_size: sram };
             let mut times = Vec::new();

@@ -82,6 +82,7 @@ enum npu_fault_kind {
 	NPU_FAULT_DMA_BUS_ERROR = 9,
 	NPU_FAULT_BAD_SUBMISSION = 10,
 	NPU_FAULT_ABORTED = 11,
+	NPU_FAULT_INDEX_RANGE = 12,
 };
 
 enum npu_dtype {

@@ -78,7 +78,7 @@ pub fn describe_fault(status: u32, addr: u64) -> String {
             format!("{name} at NPU address {addr:#x}")
         }
         // Instruction faults: the byte offset in the command buffer.
-        Some(Fault::BadOpcode | Fault::BadOperand | Fault::SramRange) => {
+        Some(Fault::BadOpcode | Fault::BadOperand | Fault::SramRange | Fault::IndexRange) => {
             let insn = addr / npu_isa::INSN_SIZE as u64;
             format!("{name} at {addr:#x} (command buffer offset, instruction {insn})")
         }

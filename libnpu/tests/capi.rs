@@ -289,6 +289,7 @@ fn npu_h_layouts_and_numbers_match_the_rust_side() {
             Fault::BadSubmission.code().into(),
         ),
         ("NPU_FAULT_ABORTED", Fault::Aborted.code().into()),
+        ("NPU_FAULT_INDEX_RANGE", Fault::IndexRange.code().into()),
     ];
     for (name, value) in want {
         assert_eq!(c.get(name), Some(&value), "{name}");

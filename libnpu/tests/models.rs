@@ -1083,3 +1083,150 @@ fn int8_ops_read_constants_from_the_constant_buffer() {
     s.run_checked(&k, &npu::runtime::random_inputs(&g, 30), 0.0)
         .unwrap();
 }
+
+/// The encoder block's output from tests/models/encoder_ref.py (the block
+/// written the textbook way in numpy), or None when python3 or numpy is
+/// missing (an error with NPU_REQUIRE_NUMPY=1). `broken`: a deliberately
+/// wrong reference (NPU_REFERENCE_BREAK).
+fn encoder_numpy(enc: &nets::Encoder, broken: Option<&str>) -> Option<Vec<f32>> {
+    use std::fmt::Write as _;
+    let dir = std::env::temp_dir().join(format!(
+        "npu-encoder-{}-{}",
+        broken.unwrap_or("ok"),
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut data: Vec<u8> = Vec::new();
+    let mut list = String::new();
+    for (name, shape, v) in &enc.weights {
+        let _ = write!(
+            list,
+            "{}{{\"name\":\"{name}\",\"shape\":{shape:?},\"offset\":{}}}",
+            if list.is_empty() { "" } else { "," },
+            data.len() / 4
+        );
+        data.extend(v.iter().flat_map(|x| x.to_le_bytes()));
+    }
+    let c = enc.cfg;
+    let json = format!(
+        "{{\"cfg\":{{\"seq\":{},\"d_model\":{},\"heads\":{},\"d_ff\":{},\"vocab\":{},\"epsilon\":{:e}}},\"ids\":{:?},\"weights\":[{list}]}}",
+        c.seq, c.d_model, c.heads, c.d_ff, c.vocab, c.epsilon, enc.ids
+    );
+    std::fs::write(dir.join("case.json"), json).unwrap();
+    std::fs::write(dir.join("data.bin"), data).unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/models/encoder_ref.py");
+    let mut cmd = std::process::Command::new("python3");
+    cmd.arg(script).arg(&dir);
+    match broken {
+        Some(b) => cmd.env("NPU_REFERENCE_BREAK", b),
+        None => cmd.env_remove("NPU_REFERENCE_BREAK"),
+    };
+    let out = cmd.output();
+    let required = std::env::var("NPU_REQUIRE_NUMPY").is_ok_and(|v| v == "1");
+    let missing = |why: String| {
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            !required,
+            "NPU_REQUIRE_NUMPY=1 but the numpy reference cannot run: {why}"
+        );
+        eprintln!("SKIPPED the numpy comparison: {why} (pip install numpy; NPU_REQUIRE_NUMPY=1 makes this a failure)");
+        None
+    };
+    let out = match out {
+        Err(e) => return missing(format!("python3: {e}")),
+        Ok(o) => o,
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        if stderr.contains("No module named 'numpy'") {
+            return missing("numpy is not installed".into());
+        }
+        panic!("encoder_ref.py failed: {stderr}");
+    }
+    let b = std::fs::read(dir.join("y.bin")).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    Some(
+        b.chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+    )
+}
+
+/// max |got - want| and max |want|.
+fn max_error(got: &[f32], want: &[f32]) -> (f32, f32) {
+    assert_eq!(got.len(), want.len());
+    let scale = want.iter().fold(0f32, |m, x| m.max(x.abs()));
+    let err = got
+        .iter()
+        .zip(want)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    (err, scale)
+}
+
+/// The encoder block's tolerance, relative to max |output| (about 5).
+/// Every f32 result is rounded to 2^-24 relative; a dot product of n
+/// terms with rounding errors of random sign drifts by about sqrt(n) of
+/// them (sqrt(512) * 2^-24 = 1.3e-6 of its terms' size for the MLP's
+/// second layer), and the two layer norms, the softmax's exp and the
+/// gelu's erf add a few ulps each: a few 1e-6 in all. Measured: 4e-7. 2e-5 leaves a
+/// margin of 5-50x, and is still tight enough that a gelu with tanh in
+/// place of erf (9e-5 of the output here) fails, as do a softmax over
+/// the wrong axis and a missing 1/sqrt(dh) (checked below).
+const ENCODER_TOL: f32 = 2e-5;
+
+#[test]
+fn encoder_block_matches_numpy() {
+    let enc = nets::encoder(nets::ENCODER, nets::Weights::Constants);
+    let Some(want) = encoder_numpy(&enc, None) else {
+        return;
+    };
+    let net = &enc.net;
+    let out_name = net.g.node(net.g.outputs()[0]).name.clone();
+    let mut got_any = None;
+    for sram in [256u32 << 10, 1 << 20] {
+        let mut s = Session::model(sram);
+        let k = s
+            .compile(net.g.clone())
+            .unwrap_or_else(|e| panic!("encoder at {sram}: {e}"));
+        // The embedding lookup is one GATHER per chunk of ids.
+        assert!(k
+            .program
+            .insns()
+            .iter()
+            .any(|i| matches!(i, npu_isa::Insn::Gather { .. })));
+        let run = s
+            .run(&k, &net.feeds)
+            .unwrap_or_else(|e| panic!("encoder at {sram}: {e}"));
+        let TensorData::F32(got) = &run.outputs[&out_name] else {
+            panic!("f32 output")
+        };
+        let (err, scale) = max_error(got, &want);
+        eprintln!(
+            "encoder at {} KiB: max |npu - numpy| = {err:.3e}, max |numpy| = {scale:.3e}, {} instructions, {} jobs, {} cycles",
+            sram >> 10,
+            k.program.insns().len(),
+            k.program.jobs().len(),
+            run.cycles
+        );
+        assert!(scale > 0.5, "a degenerate output tests nothing");
+        assert!(
+            err <= ENCODER_TOL * scale,
+            "encoder at {sram}: max error {err} vs output scale {scale}"
+        );
+        got_any = Some(got.clone());
+    }
+    // A reference that is wrong in one place must fail the comparison.
+    let got = got_any.expect("ran");
+    for broken in ["softmax_axis", "gelu_tanh", "no_scale"] {
+        let Some(bad) = encoder_numpy(&enc, Some(broken)) else {
+            return;
+        };
+        let (err, scale) = max_error(&got, &bad);
+        eprintln!("against the reference broken by {broken}: max error {err:.3e}");
+        assert!(
+            err > ENCODER_TOL * scale,
+            "the comparison passes against a reference broken by {broken}: {err} <= {} * {scale}",
+            ENCODER_TOL
+        );
+    }
+}

@@ -51,7 +51,8 @@ def main():
     graph = helper.make_graph([node], "case", graph_inputs,
                               [helper.make_tensor_value_info("y", out_dtype[1], list(case["out_shape"]))],
                               initializer=inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    # Opset 13 unless the case names another (LayerNormalization is 17).
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", case.get("opset", 13))])
     model.ir_version = 8
     onnx.checker.check_model(model)
     opts = ort.SessionOptions()

@@ -984,6 +984,30 @@ impl Importer<'_> {
                     self.set(&ctx, Val::Ir(y));
                 }
             }
+            "LayerNormalization" => {
+                if ctx.n.output.iter().skip(1).any(|o| !o.is_empty()) {
+                    return Err(ctx.err("the Mean and InvStdDev outputs are not supported"));
+                }
+                let x = self.ir_input(&ctx, 0)?;
+                let rank = self.g.ty(x).shape.len();
+                if axis(ctx.int("axis", -1), rank, &ctx)? + 1 != rank {
+                    return Err(ctx.err("only the last axis is normalized on the NPU"));
+                }
+                let scale = self.ir_input(&ctx, 1)?;
+                let bias = if ctx.n.input.get(2).is_some_and(|b| !b.is_empty()) {
+                    Some(self.ir_input(&ctx, 2)?)
+                } else {
+                    None
+                };
+                let epsilon = ctx.float("epsilon", 1e-5);
+                let op = Op::LayerNorm {
+                    x,
+                    scale,
+                    bias,
+                    epsilon,
+                };
+                self.emit(&ctx, op, None)?;
+            }
             "QuantizeLinear" | "DequantizeLinear" => self.qdq(&ctx)?,
             "QLinearConv" | "QLinearMatMul" => self.qlinear(&ctx)?,
             "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" => self.reduce(&ctx)?,
@@ -1559,10 +1583,22 @@ impl Importer<'_> {
         let s = self.g.ty(a).shape.clone();
         let bv = self.input(ctx, 1)?;
         let bs = self.shape(&bv);
-        // [.., M, K] x [K, N]: the leading dimensions fold into M.
-        if bs.len() != 2 || s.len() < 2 {
-            return Err(ctx.err(format!("matmul {s:?} x {bs:?}: B must be 2-D and A at least 2-D (batched matmul has no IR op yet)")));
+        if s.len() < 2 || bs.len() < 2 {
+            return Err(ctx.err(format!(
+                "matmul {s:?} x {bs:?}: 1-D operands are not supported"
+            )));
         }
+        if bs.len() > 2 {
+            // Batches of B: the IR's batched matmul (numpy broadcasting).
+            let b = self.ir_input(ctx, 1)?;
+            let op = Op::BatchMatMul {
+                a,
+                b,
+                trans_b: false,
+            };
+            return self.emit(ctx, op, None);
+        }
+        // [.., M, K] x [K, N]: the leading dimensions fold into M.
         let k = s[s.len() - 1];
         let m: usize = s[..s.len() - 1].iter().product();
         let a2 = if s.len() == 2 {

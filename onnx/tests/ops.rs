@@ -1273,3 +1273,40 @@ fn cpu_fallback_concat_and_transpose_match_onnxruntime() {
         "{report}"
     );
 }
+
+/// The attention ops of a transformer block: LayerNormalization (opset 17,
+/// last axis, epsilon) and MatMul of two run-time batched operands (the
+/// IR's batch_matmul) and of a batched activation by a weight shared by
+/// every batch, then a softmax over the last axis.
+#[test]
+fn layer_norm_and_batched_matmul_match_onnxruntime() {
+    let inits = vec![
+        tensor(
+            "g",
+            &[16],
+            &weights(16, 21).iter().map(|x| 1.0 + x).collect::<Vec<_>>(),
+        ),
+        tensor("b", &[16], &weights(16, 22)),
+        tensor("w", &[3, 16, 8], &weights(3 * 16 * 8, 23)),
+    ];
+    let nodes = vec![
+        node(
+            "LayerNormalization",
+            "ln",
+            &["x", "g", "b"],
+            &["n"],
+            &[("axis", A::I(-1)), ("epsilon", A::F(1e-3))],
+        ),
+        node("MatMul", "proj", &["n", "w"], &["p"], &[]),
+        node("MatMul", "scores", &["p", "k"], &["s"], &[]),
+        node("Softmax", "sm", &["s"], &["y"], &[]),
+    ];
+    let m = model(
+        nodes,
+        inits,
+        &[("x", &[5, 16]), ("k", &[3, 8, 5])],
+        &[("y", &[3, 5, 5])],
+        17,
+    );
+    matches_ort("attention", &m, 1e-5);
+}

@@ -445,6 +445,72 @@ impl Executor {
                 self.sram.words[lo as usize / 4..hi as usize / 4].fill(pattern);
                 tl.issue(Engine::Dma, &[], &[(lo, hi)], cost.dma(len as u64));
             }
+            Insn::Gather {
+                wrap_negative,
+                va,
+                sram,
+                row_bytes,
+                count,
+                table_rows,
+                table_stride,
+                indices,
+                sram_stride,
+            } => {
+                // An empty gather touches nothing (like any empty operand).
+                if count == 0 || row_bytes == 0 {
+                    return Ok(());
+                }
+                let idx = vector(&self.sram, indices, count).map_err(op)?;
+                let layout = Strided::rows(row_bytes, count, sram_stride);
+                let srange = self.strided_range(sram, &layout).map_err(op)?;
+                // Both are bounded by the SRAM (checked above).
+                let bytes = row_bytes as u64 * count as u64;
+                let cycles = cost.dma_rows(bytes, count as u64);
+                ctl.charge(cycles);
+                // Every index is checked before any row moves: the device
+                // never reads outside the table, whatever the indices hold.
+                let mut rows = std::mem::take(&mut self.scratch[0]);
+                idx.load32_into(&self.sram, &mut rows);
+                for j in rows.iter_mut() {
+                    let mut i = *j as i32 as i64;
+                    if wrap_negative && i < 0 {
+                        i += table_rows as i64;
+                    }
+                    if i < 0 || i >= table_rows as i64 {
+                        self.scratch[0] = rows;
+                        return Err(op(Fault::IndexRange));
+                    }
+                    *j = i as u32;
+                }
+                let n = row_bytes as usize;
+                let mut result = Ok(());
+                for (r, &j) in rows.iter().enumerate() {
+                    // A reset or revoked memory is noticed between rows.
+                    if let Err(f) = poll(ctl, mmu) {
+                        result = Err(f);
+                        break;
+                    }
+                    // < 2^64: both factors are below 2^32.
+                    let off = j as u64 * table_stride as u64;
+                    let Some(addr) = va.checked_add(off) else {
+                        result = Err(JobFault::new(Fault::MmuVaRange, va));
+                        break;
+                    };
+                    let s = sram as usize + r * sram_stride as usize;
+                    if let Err(f) = mmu.read(addr, &mut self.sram.bytes_mut()[s..s + n]) {
+                        result = Err(f);
+                        break;
+                    }
+                }
+                self.scratch[0] = rows;
+                result?;
+                tl.issue(
+                    Engine::Dma,
+                    &[idx.range()],
+                    &[srange],
+                    cycles + self.walk_cost(mmu, walks_before, ctl),
+                );
+            }
             Insn::Matmul {
                 dtype,
                 accumulate,

@@ -361,6 +361,34 @@ pub enum Op {
         x: ValueId,
         shape: Vec<usize>,
     },
+    /// ONNX MatMul for operands of rank >= 2: `a` is `[..., M, K]`, `b` is
+    /// `[..., K, N]` (`[..., N, K]` with `trans_b`); the leading (batch)
+    /// dimensions broadcast as in numpy, so a 2-D operand is shared by
+    /// every batch. f32, or int8 as ONNX QLinearMatMul (per-tensor
+    /// operands and result; a non-zero zero point of `a` needs a constant
+    /// `b`).
+    BatchMatMul {
+        a: ValueId,
+        b: ValueId,
+        trans_b: bool,
+    },
+    /// ONNX Gather on axis 0: rows of `table` (`[rows, ...]`, f32) picked by
+    /// the i32 `indices` (any shape); the result is `indices.shape ++
+    /// table.shape[1..]`. A negative index counts from the end; an index
+    /// outside `[-rows, rows)` faults the job (INDEX_RANGE).
+    Gather {
+        table: ValueId,
+        indices: ValueId,
+    },
+    /// ONNX LayerNormalization over the last axis (f32): `(x - mean) /
+    /// sqrt(var + epsilon) * scale + bias`, the variance the biased one
+    /// (divided by the axis length); `scale` and `bias` are `[d]`.
+    LayerNorm {
+        x: ValueId,
+        scale: ValueId,
+        bias: Option<ValueId>,
+        epsilon: f32,
+    },
     /// Reduce `x` (f32, or i8 through f32) over `axes` (sorted, distinct, at
     /// least one); with
     /// `keepdims` the reduced axes stay as 1s, else they go (a result with
@@ -400,6 +428,9 @@ impl Op {
             Op::Reshape { .. } => "reshape",
             Op::Quantize { .. } => "quantize",
             Op::Dequantize { .. } => "dequantize",
+            Op::BatchMatMul { .. } => "batch_matmul",
+            Op::Gather { .. } => "gather",
+            Op::LayerNorm { .. } => "layer_norm",
             Op::Reduce { kind, .. } => kind.name(),
             Op::LogSoftmax { .. } => "log_softmax",
         }
@@ -429,6 +460,12 @@ impl Op {
             | Op::Dequantize { x }
             | Op::Reduce { x, .. }
             | Op::LogSoftmax { x, .. } => vec![*x],
+            Op::BatchMatMul { a, b, .. } => vec![*a, *b],
+            Op::Gather { table, indices } => vec![*table, *indices],
+            Op::LayerNorm { x, scale, bias, .. } => [Some(*x), Some(*scale), *bias]
+                .into_iter()
+                .flatten()
+                .collect(),
         }
     }
 }
@@ -916,6 +953,112 @@ impl Graph {
                     shape: shape.clone(),
                     ..tx.clone()
                 })
+            }
+            Op::BatchMatMul { a, b, trans_b } => {
+                let (ta, tb) = (t(*a), t(*b));
+                let int8 = ta.dtype == DType::I8 && tb.dtype == DType::I8;
+                if !(int8 || ta.dtype == DType::F32 && tb.dtype == DType::F32) {
+                    return Err(err(format!(
+                        "batch_matmul takes two f32 or two i8 operands, got {} and {}",
+                        ta, tb
+                    )));
+                }
+                let (ra, rb) = (ta.shape.len(), tb.shape.len());
+                if ra < 2 || rb < 2 {
+                    return Err(err(format!(
+                        "operands need rank 2 or more, got {:?} and {:?}",
+                        ta.shape, tb.shape
+                    )));
+                }
+                let (m, ka) = (ta.shape[ra - 2], ta.shape[ra - 1]);
+                let (kb, n) = if *trans_b {
+                    (tb.shape[rb - 1], tb.shape[rb - 2])
+                } else {
+                    (tb.shape[rb - 2], tb.shape[rb - 1])
+                };
+                if ka != kb {
+                    return Err(err(format!(
+                        "inner dimensions differ: `{}` {:?} gives K={ka}, `{}` {:?} gives K={kb}",
+                        nm(*a),
+                        ta.shape,
+                        nm(*b),
+                        tb.shape
+                    )));
+                }
+                let mut shape = broadcast_shape(&ta.shape[..ra - 2], &tb.shape[..rb - 2])
+                    .ok_or_else(|| {
+                        err(format!(
+                            "batch dimensions {:?} and {:?} do not broadcast",
+                            &ta.shape[..ra - 2],
+                            &tb.shape[..rb - 2]
+                        ))
+                    })?;
+                shape.extend([m, n]);
+                if !int8 {
+                    return Ok(TensorType::new(DType::F32, &shape));
+                }
+                // ONNX QLinearMatMul: per-tensor operands and result.
+                if !matches!(ta.quant, Some(Quant::PerTensor { .. }))
+                    || !matches!(tb.quant, Some(Quant::PerTensor { .. }))
+                {
+                    return Err(err(format!(
+                        "int8 batch_matmul needs per-tensor quantized operands, got {ta} and {tb}"
+                    )));
+                }
+                match out_quant {
+                    Some(q @ Quant::PerTensor { .. }) => {
+                        let ty = TensorType::quantized(&shape, q);
+                        requant_scales(ta, tb, &ty, n).map_err(&err)?;
+                        Ok(ty)
+                    }
+                    _ => Err(err("an int8 batch_matmul needs its result's per-tensor quantization, e.g. q(scale=0.1, zp=0)".into())),
+                }
+            }
+            Op::Gather { table, indices } => {
+                let (tt, ti) = (t(*table), t(*indices));
+                if tt.dtype != DType::F32 {
+                    return Err(err(format!("the table must be f32, got {tt}")));
+                }
+                if ti.dtype != DType::I32 {
+                    return Err(err(format!("the indices must be i32, got {ti}")));
+                }
+                if tt.shape[0] > i32::MAX as usize {
+                    return Err(err(format!(
+                        "a table of {} rows has rows i32 indices cannot name",
+                        tt.shape[0]
+                    )));
+                }
+                let mut shape = ti.shape.clone();
+                shape.extend_from_slice(&tt.shape[1..]);
+                Ok(TensorType::new(DType::F32, &shape))
+            }
+            Op::LayerNorm {
+                x,
+                scale,
+                bias,
+                epsilon,
+            } => {
+                let tx = t(*x);
+                if tx.dtype != DType::F32 {
+                    return Err(err(format!("layer_norm takes f32, got {tx}")));
+                }
+                let d = *tx.shape.last().unwrap_or(&0);
+                for v in [Some(*scale), *bias].into_iter().flatten() {
+                    let tv = t(v);
+                    if tv.dtype != DType::F32 || tv.shape != [d] {
+                        return Err(err(format!(
+                            "scale and bias must be f32[{d}] (the last axis of `{}`), `{}` is {tv}",
+                            nm(*x),
+                            nm(v)
+                        )));
+                    }
+                }
+                if !(epsilon.is_finite() && *epsilon >= 0.0) {
+                    return Err(err(format!(
+                        "epsilon must be finite and not negative, got {epsilon}"
+                    )));
+                }
+                Ok(tx.clone())
             }
         }
     }

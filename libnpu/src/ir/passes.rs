@@ -584,6 +584,26 @@ pub fn remap(
         Op::Reshape { x, shape } => Op::Reshape { x: f(x)?, shape },
         Op::Quantize { x } => Op::Quantize { x: f(x)? },
         Op::Dequantize { x } => Op::Dequantize { x: f(x)? },
+        Op::BatchMatMul { a, b, trans_b } => Op::BatchMatMul {
+            a: f(a)?,
+            b: f(b)?,
+            trans_b,
+        },
+        Op::Gather { table, indices } => Op::Gather {
+            table: f(table)?,
+            indices: f(indices)?,
+        },
+        Op::LayerNorm {
+            x,
+            scale,
+            bias,
+            epsilon,
+        } => Op::LayerNorm {
+            x: f(x)?,
+            scale: f(scale)?,
+            bias: bias.map(&mut f).transpose()?,
+            epsilon,
+        },
         Op::Reduce {
             kind,
             x,

@@ -202,7 +202,10 @@ impl Program {
         for (i, insn) in self.insns.iter().enumerate() {
             let mut insn = *insn;
             if let Some(&(_, buf)) = relocs.next_if(|(ri, _)| *ri == i) {
-                if let Insn::DmaLoad { va, .. } | Insn::DmaStore { va, .. } = &mut insn {
+                if let Insn::DmaLoad { va, .. }
+                | Insn::DmaStore { va, .. }
+                | Insn::Gather { va, .. } = &mut insn
+                {
                     *va += vas[buf];
                 }
             }
@@ -453,6 +456,31 @@ impl Emitter {
             sram,
             mem,
             sram_layout,
+        });
+    }
+
+    /// Table rows picked by the SRAM index vector at `indices` -> SRAM
+    /// (GATHER); `table` is the table's place, its rows `row_bytes` long and
+    /// packed. Negative indices count from the end (ONNX Gather).
+    pub fn gather(
+        &mut self,
+        table: Loc,
+        (rows, row_bytes): (u32, u32),
+        indices: u32,
+        count: u32,
+        sram: u32,
+    ) {
+        self.relocs.push((self.insns.len(), table.buffer));
+        self.insns.push(Insn::Gather {
+            wrap_negative: true,
+            va: table.offset,
+            sram,
+            row_bytes,
+            count,
+            table_rows: rows,
+            table_stride: row_bytes,
+            indices,
+            sram_stride: row_bytes,
         });
     }
 

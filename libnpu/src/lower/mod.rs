@@ -12,6 +12,7 @@ mod conv;
 mod emit;
 mod ops;
 mod plan;
+mod xformer;
 
 pub use emit::{BufferDesc, BufferKind, Program, ProgramParts};
 

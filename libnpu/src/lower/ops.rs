@@ -225,6 +225,22 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
                 (node.ty.dtype == DType::I8).then(|| (per_tensor(g.ty(*x)), per_tensor(&node.ty)));
             softmax(e, xl, out, rows, cols, q).map_err(|why| too_small(g, step, e, why))?
         }
+        Op::BatchMatMul { .. } => super::xformer::batch_matmul(g, plan, step, e)?,
+        Op::Gather { table, indices } => {
+            let (tl, il) = (loc(g, plan, e, *table)?, loc(g, plan, e, *indices)?);
+            super::xformer::gather(g, step, e, tl, il, out)?
+        }
+        Op::LayerNorm {
+            x,
+            scale,
+            bias,
+            epsilon,
+        } => {
+            let xl = loc(g, plan, e, *x)?;
+            let sl = loc(g, plan, e, *scale)?;
+            let bl = bias.map(|b| loc(g, plan, e, b)).transpose()?;
+            super::xformer::layer_norm(g, step, e, xl, sl, bl, *epsilon, out)?
+        }
         Op::Reduce { kind, x, axes, .. } => {
             let shape = &g.ty(*x).shape;
             let (first, last) = (axes[0], axes[axes.len() - 1]);
@@ -494,14 +510,14 @@ pub(super) fn int8_sums(
 
 /// Where operand `v` lies: its planned place, or for a constant its
 /// bytes as they are, packed into the constant buffer.
-fn loc(g: &Graph, plan: &Plan, e: &mut Emitter, v: ValueId) -> R<Loc> {
+pub(super) fn loc(g: &Graph, plan: &Plan, e: &mut Emitter, v: ValueId) -> R<Loc> {
     match g.constant_data(v) {
         Some(d) => Ok(e.constant_value(v, d)),
         None => plan.loc(v),
     }
 }
 
-fn too_small(g: &Graph, step: &Step, e: &Emitter, why: String) -> LowerError {
+pub(super) fn too_small(g: &Graph, step: &Step, e: &Emitter, why: String) -> LowerError {
     let n = g.node(step.node);
     LowerError::SramTooSmall {
         name: n.name.clone(),
@@ -1352,7 +1368,7 @@ fn conv2d(e: &mut Emitter, s: &ConvSpec, mac: &Mac) -> Result<(), String> {
 }
 
 /// Contiguous chunks of `n` elements: (start, len) of chunk `i`.
-fn chunk(i: usize, size: usize, n: usize) -> (usize, usize) {
+pub(super) fn chunk(i: usize, size: usize, n: usize) -> (usize, usize) {
     (i * size, (n - i * size).min(size))
 }
 
@@ -2511,4 +2527,38 @@ fn dequantize(
         },
     )
     .map_err(|e| e.to_string())
+}
+
+/// One `[m, k] x [k, n]` (or `[n, k]` with `trans_b`) product of a
+/// batched matmul, at the given places, through the tiled gemm: f32, or
+/// int8 (`dtype` the result's) with `b_sums` the per-column sums of this
+/// batch's `b` when it is a constant, and `b`'s zero point `zb`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn batch_gemm(
+    g: &Graph,
+    step: &Step,
+    e: &mut Emitter,
+    (m, n, k): (usize, usize, usize),
+    trans_b: bool,
+    a: Loc,
+    b: Loc,
+    out: Loc,
+    dtype: DType,
+    b_sums: Option<Vec<i64>>,
+    zb: i8,
+) -> R<()> {
+    let mac = Mac::new(g, step, dtype, n, e, b_sums, k, None)?;
+    let spec = GemmSpec {
+        m,
+        n,
+        k,
+        trans_a: false,
+        trans_b,
+        a,
+        b,
+        bias: None,
+        out,
+        zb,
+    };
+    gemm(e, &spec, &mac).map_err(|why| too_small(g, step, e, why))
 }

@@ -234,6 +234,106 @@ pub fn run(
             Op::Quantize { x } => requantized(f32s(get(x)), ty),
             Op::Dequantize { x } => TensorData::F32(real(get(x), graph.ty(*x))),
             Op::Reshape { x, .. } => get(x).clone(),
+            Op::BatchMatMul { a, b, trans_b } => {
+                let (ta, tb) = (graph.ty(*a), graph.ty(*b));
+                let (sa, sb) = (&ta.shape, &tb.shape);
+                let r = ty.shape.len();
+                let (m, n) = (ty.shape[r - 2], ty.shape[r - 1]);
+                let k = sa[sa.len() - 1];
+                let batch = &ty.shape[..r - 2];
+                let (ba, bb) = (&sa[..sa.len() - 2], &sb[..sb.len() - 2]);
+                // Element (bi, i, p) of a and (bi, p, j) of b.
+                let ai = |bi: usize, i: usize, p: usize| {
+                    broadcast_index(bi, batch, ba) * m * k + i * k + p
+                };
+                let bix = |bi: usize, p: usize, j: usize| {
+                    broadcast_index(bi, batch, bb) * k * n
+                        + if *trans_b { j * k + p } else { p * n + j }
+                };
+                let batches = batch.iter().product::<usize>();
+                match (get(a), get(b)) {
+                    (TensorData::F32(av), TensorData::F32(bv)) => {
+                        let mut out = vec![0f32; ty.elems()];
+                        for bi in 0..batches {
+                            for i in 0..m {
+                                for j in 0..n {
+                                    let mut acc = 0f32;
+                                    for p in 0..k {
+                                        acc += av[ai(bi, i, p)] * bv[bix(bi, p, j)];
+                                    }
+                                    out[(bi * m + i) * n + j] = acc;
+                                }
+                            }
+                        }
+                        TensorData::F32(out)
+                    }
+                    (TensorData::I8(av), TensorData::I8(bv)) => {
+                        let scales = requant_scales(ta, tb, ty, n).map_err(RunError::Graph)?;
+                        let (za, zb) = (zp_of(ta), zp_of(tb));
+                        let zo = zp_of(ty) as i8;
+                        let mut out = vec![0i8; ty.elems()];
+                        for bi in 0..batches {
+                            for i in 0..m {
+                                for j in 0..n {
+                                    let mut acc = 0i32;
+                                    for p in 0..k {
+                                        acc = acc.wrapping_add(
+                                            (av[ai(bi, i, p)] as i32 - za)
+                                                * (bv[bix(bi, p, j)] as i32 - zb),
+                                        );
+                                    }
+                                    out[(bi * m + i) * n + j] =
+                                        requant_f32(acc, scales[j], zo, -128, 127);
+                                }
+                            }
+                        }
+                        TensorData::I8(out)
+                    }
+                    _ => return Err(RunError::Graph(format!("{}: operand types", node.name))),
+                }
+            }
+            Op::Gather { table, indices } => {
+                let tv = f32s(get(table));
+                let rows = graph.ty(*table).shape[0];
+                let row = tv.len() / rows;
+                let mut out = Vec::with_capacity(ty.elems());
+                for &i in &i32s(get(indices)) {
+                    let j = if i < 0 {
+                        i as i64 + rows as i64
+                    } else {
+                        i as i64
+                    };
+                    if j < 0 || j >= rows as i64 {
+                        return Err(RunError::Graph(format!(
+                            "{}: index {i} is outside the table's {rows} rows",
+                            node.name
+                        )));
+                    }
+                    out.extend_from_slice(&tv[j as usize * row..][..row]);
+                }
+                TensorData::F32(out)
+            }
+            Op::LayerNorm {
+                x,
+                scale,
+                bias,
+                epsilon,
+            } => {
+                let xv = f32s(get(x));
+                let (sv, bv) = (f32s(get(scale)), bias.map(|b| f32s(get(&b))));
+                let d = sv.len();
+                let mut out = Vec::with_capacity(xv.len());
+                for r in xv.chunks(d) {
+                    let mean = r.iter().sum::<f32>() / d as f32;
+                    let var = r.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / d as f32;
+                    let inv = 1.0 / (var + epsilon).sqrt();
+                    for (c, v) in r.iter().enumerate() {
+                        let b = bv.as_ref().map_or(0.0, |b| b[c]);
+                        out.push((v - mean) * inv * sv[c] + b);
+                    }
+                }
+                TensorData::F32(out)
+            }
             Op::Reduce { kind, x, axes, .. } => requantized(
                 reduce(
                     *kind,

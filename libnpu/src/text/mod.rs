@@ -758,6 +758,27 @@ pub fn print(g: &Graph) -> String {
                     .collect::<Vec<_>>()
                     .join(",")
             ),
+            // Not in the text language yet: shown for reading.
+            Op::BatchMatMul { a, b, trans_b } => format!(
+                "batch_matmul({}, {}{})",
+                name(a),
+                name(b),
+                if *trans_b { ", trans_b=true" } else { "" }
+            ),
+            Op::Gather { table, indices } => format!("gather({}, {})", name(table), name(indices)),
+            Op::LayerNorm {
+                x,
+                scale,
+                bias,
+                epsilon,
+            } => {
+                let mut c = format!("layer_norm({}, {}", name(x), name(scale));
+                if let Some(b) = bias {
+                    let _ = write!(c, ", bias={}", name(b));
+                }
+                let _ = write!(c, ", epsilon={epsilon:?})");
+                c
+            }
         };
         let _ = writeln!(s, "{}{annot} = {call}", n.name);
     }

@@ -562,3 +562,228 @@ pub fn mobilenet_v2_int8(hw: usize, zp: i8) -> Net {
     n.qhead(x, 1000, zp);
     n
 }
+
+/// Shape of a transformer encoder block.
+#[derive(Clone, Copy, Debug)]
+pub struct EncoderCfg {
+    pub seq: usize,
+    pub d_model: usize,
+    pub heads: usize,
+    pub d_ff: usize,
+    pub vocab: usize,
+    pub epsilon: f32,
+}
+
+pub const ENCODER: EncoderCfg = EncoderCfg {
+    seq: 32,
+    d_model: 128,
+    heads: 4,
+    d_ff: 512,
+    vocab: 1000,
+    epsilon: 1e-5,
+};
+
+/// A transformer encoder block and what an independent reference needs:
+/// the token ids and every weight in the textbook layout (`wq` is
+/// `[d_model, d_model]`, head h its columns `h * dh ..`), in order.
+pub struct Encoder {
+    pub net: Net,
+    pub cfg: EncoderCfg,
+    pub ids: Vec<i32>,
+    pub weights: Vec<(&'static str, Vec<usize>, Vec<f32>)>,
+}
+
+/// A pre-norm transformer encoder block on `cfg.seq` token ids:
+/// embedding gather + positional add -> layer norm -> multi-head
+/// self-attention -> residual -> layer norm -> MLP with gelu (erf form)
+/// -> residual. He-initialised weights.
+///
+/// The heads never need a transpose: Q and K are `[heads, seq, dh]`
+/// batched matmuls of the normed x (shared 2-D operand) by per-head weight
+/// slices; V is built transposed, `V^T = Wv_h^T x^T` (`[heads, dh, seq]`,
+/// B transposed), so the attention output comes out transposed too,
+/// `O_h^T = V_h^T P_h^T` (batched, B transposed), and `[heads, dh, seq]`
+/// reshaped to `[d_model, seq]` is the concatenation of the heads,
+/// transposed: the output projection is a gemm with `trans_a`.
+pub fn encoder(cfg: EncoderCfg, mode: Weights) -> Encoder {
+    let EncoderCfg {
+        seq: s,
+        d_model: d,
+        heads: h,
+        d_ff: f,
+        vocab,
+        epsilon,
+    } = cfg;
+    let dh = d / h;
+    assert_eq!(dh * h, d, "d_model must be a multiple of heads");
+    let mut n = Net::new(mode, 0x7f4a_7c15);
+    let mut weights = Vec::new();
+    let uniform = |n: &mut Net, len: usize, a: f32| -> Vec<f32> {
+        (0..len).map(|_| a * n.uniform()).collect()
+    };
+    // He uniform: variance 2 / fan_in.
+    let he = |fan_in: usize| (6.0 / fan_in as f32).sqrt();
+    let ids: Vec<i32> = (0..s).map(|_| (n.next() % vocab as u64) as i32).collect();
+    let idv =
+        n.g.input("ids", TensorType::new(DType::I32, &[s]))
+            .expect("ids");
+    n.feeds.insert("ids".into(), TensorData::I32(ids.clone()));
+    // Unit-variance embeddings; sinusoidal positions (Vaswani et al.).
+    let emb = uniform(&mut n, vocab * d, 3f32.sqrt());
+    let pos: Vec<f32> = (0..s * d)
+        .map(|i| {
+            let (p, c) = ((i / d) as f32, i % d);
+            let angle = p / 10000f32.powf((2 * (c / 2)) as f32 / d as f32);
+            if c % 2 == 0 {
+                angle.sin()
+            } else {
+                angle.cos()
+            }
+        })
+        .collect();
+    let norm = |n: &mut Net| {
+        let g: Vec<f32> = (0..d).map(|_| 1.0 + 0.1 * n.uniform()).collect();
+        let b: Vec<f32> = (0..d).map(|_| 0.1 * n.uniform()).collect();
+        (g, b)
+    };
+    let (g1, b1) = norm(&mut n);
+    let (g2, b2) = norm(&mut n);
+    let wq = uniform(&mut n, d * d, he(d));
+    let wk = uniform(&mut n, d * d, he(d));
+    let wv = uniform(&mut n, d * d, he(d));
+    // The attention output and the MLP's second layer add to the residual:
+    // scaled down like the second norm of a ResNet branch.
+    let wo = uniform(&mut n, d * d, 0.5 * he(d));
+    let bo = uniform(&mut n, d, 0.05);
+    let w1 = uniform(&mut n, d * f, he(d));
+    let bf1 = uniform(&mut n, f, 0.05);
+    let w2 = uniform(&mut n, f * d, 0.5 * he(f));
+    let bf2 = uniform(&mut n, d, 0.05);
+    for (name, shape, v) in [
+        ("emb", vec![vocab, d], &emb),
+        ("pos", vec![s, d], &pos),
+        ("ln1_g", vec![d], &g1),
+        ("ln1_b", vec![d], &b1),
+        ("wq", vec![d, d], &wq),
+        ("wk", vec![d, d], &wk),
+        ("wv", vec![d, d], &wv),
+        ("wo", vec![d, d], &wo),
+        ("bo", vec![d], &bo),
+        ("ln2_g", vec![d], &g2),
+        ("ln2_b", vec![d], &b2),
+        ("w1", vec![d, f], &w1),
+        ("b1", vec![f], &bf1),
+        ("w2", vec![f, d], &w2),
+        ("b2", vec![d], &bf2),
+    ] {
+        weights.push((name, shape, v.clone()));
+    }
+    // Per-head layouts of the projections: [h][d][dh] (columns of head h),
+    // and V's transposed, [h][dh][d].
+    let heads_of = |w: &[f32]| -> Vec<f32> {
+        let mut out = Vec::with_capacity(d * d);
+        for hh in 0..h {
+            for r in 0..d {
+                out.extend_from_slice(&w[r * d + hh * dh..][..dh]);
+            }
+        }
+        out
+    };
+    let mut wvt = Vec::with_capacity(d * d);
+    for hh in 0..h {
+        for j in 0..dh {
+            for r in 0..d {
+                wvt.push(wv[r * d + hh * dh + j]);
+            }
+        }
+    }
+    let table = n.tensor("emb", &[vocab, d], emb);
+    let x = n.op(
+        "embed",
+        Op::Gather {
+            table,
+            indices: idv,
+        },
+    );
+    let pos = n.tensor("pos", &[s, d], pos);
+    let x0 = n.add(x, pos);
+    let layer_norm = |n: &mut Net, x: ValueId, g: Vec<f32>, b: Vec<f32>| {
+        let scale = n.tensor("ln_g", &[d], g);
+        let bias = n.tensor("ln_b", &[d], b);
+        n.op(
+            "ln",
+            Op::LayerNorm {
+                x,
+                scale,
+                bias: Some(bias),
+                epsilon,
+            },
+        )
+    };
+    let bmm = |n: &mut Net, a: ValueId, b: ValueId, trans_b: bool| {
+        n.op("bmm", Op::BatchMatMul { a, b, trans_b })
+    };
+    let binary =
+        |n: &mut Net, op: BinaryOp, a: ValueId, b: ValueId| n.op("ew", Op::Binary { op, a, b });
+    let scalar = |n: &mut Net, v: f32| n.tensor("k", &[1], vec![v]);
+    let gemm = |n: &mut Net, a: ValueId, b: ValueId, bias: ValueId, trans_a: bool| {
+        n.op(
+            "gemm",
+            Op::Gemm {
+                a,
+                b,
+                bias: Some(bias),
+                trans_a,
+                trans_b: false,
+            },
+        )
+    };
+    let x1 = layer_norm(&mut n, x0, g1, b1);
+    let wq3 = n.tensor("wq", &[h, d, dh], heads_of(&wq));
+    let wk3 = n.tensor("wk", &[h, d, dh], heads_of(&wk));
+    let wvt3 = n.tensor("wvt", &[h, dh, d], wvt);
+    let q = bmm(&mut n, x1, wq3, false);
+    let k = bmm(&mut n, x1, wk3, false);
+    let vt = bmm(&mut n, wvt3, x1, true);
+    let scores = bmm(&mut n, q, k, true);
+    let inv = scalar(&mut n, 1.0 / (dh as f32).sqrt());
+    let scores = binary(&mut n, BinaryOp::Mul, scores, inv);
+    let p = n.op("softmax", Op::Softmax { x: scores, axis: 2 });
+    let ot = bmm(&mut n, vt, p, true);
+    let ot = n.op(
+        "concat_t",
+        Op::Reshape {
+            x: ot,
+            shape: vec![d, s],
+        },
+    );
+    let wo = n.tensor("wo", &[d, d], wo);
+    let bo = n.tensor("bo", &[d], bo);
+    let attn = gemm(&mut n, ot, wo, bo, true);
+    let x2 = n.add(x0, attn);
+    let x3 = layer_norm(&mut n, x2, g2, b2);
+    let w1 = n.tensor("w1", &[d, f], w1);
+    let bf1 = n.tensor("b1", &[f], bf1);
+    let hid = gemm(&mut n, x3, w1, bf1, false);
+    // ONNX Gelu (erf form): one UNARY gelu on the device.
+    let gel = n.op(
+        "gelu",
+        Op::Unary {
+            op: UnaryOp::Gelu,
+            x: hid,
+        },
+    );
+    let w2 = n.tensor("w2", &[f, d], w2);
+    let bf2 = n.tensor("b2", &[d], bf2);
+    let mlp = gemm(&mut n, gel, w2, bf2, false);
+    let y = n.add(x2, mlp);
+    n.g.output(y).expect("output");
+    // Q, K, V, scores, P x V, output projection, MLP.
+    n.macs = (4 * s * d * d + 2 * s * s * d + 2 * s * d * f) as u64;
+    Encoder {
+        net: n,
+        cfg,
+        ids,
+        weights,
+    }
+}
