@@ -206,27 +206,32 @@ impl Engine {
         }
     }
 
+    /// How many jobs of a queue of `priority` may be in the ring when one
+    /// more of it enters: the ring's whole depth, unless a queue of a higher
+    /// priority exists; then the credit limit, so that its next job finds at
+    /// most that many of ours ahead of it.
+    fn ring_depth(&self, priority: u32) -> usize {
+        let higher = (priority as usize + 1..self.queues_by_priority.len())
+            .any(|p| self.queues_by_priority[p].load(Relaxed) != 0);
+        if higher { RING_DEPTH } else { RING_ENTRIES as usize }
+    }
+
     /// SUBMIT hands its job over (the queue's submit mutex held, so the
     /// queue's jobs come in fence order). The fast path: a job that waits
-    /// for nothing, of a queue with nothing pending, while no job of any
-    /// queue waits in the scheduler, goes straight into the ring without a
-    /// scheduler pass, with the ring's whole depth (there is nobody it could
-    /// keep from overtaking it) unless a queue of a higher priority exists
-    /// (then the credit limit, as a pass would). Otherwise it joins its queue's
-    /// list; Ok(true) asks the caller for a pass (after the mutex). Err(job)
-    /// when unbind took the list away.
+    /// for nothing, of a queue with nothing pending, goes straight into the
+    /// ring without a scheduler pass, unless a pass left ready jobs behind
+    /// for want of room (`sched_blocked`: they go first, in the pass's
+    /// order). Jobs of other queues that wait for their dependencies do not
+    /// hold it back: queues are not ordered among themselves. Otherwise it
+    /// joins its queue's list; Ok(true) asks the caller for a pass (after
+    /// the mutex). Err(job) when unbind took the list away.
     pub(crate) fn submit_job(self: &Arc<Self>, q: &SchedQueue, job: Arc<Job>) -> core::result::Result<bool, Arc<Job>> {
         // The ring write is part of the job's fence signalling path.
         let _signalling = Signalling::begin();
         let mut pending = q.pending.lock();
         let ready = job.deps_left() == 0 && job.failed().is_none();
-        if ready && pending.jobs.is_empty() && self.sched_waiting.load(Relaxed) == 0 {
-            // While a queue of a higher priority exists, its next job must
-            // find at most the credit limit of ours ahead of it.
-            let higher = (q.priority as usize + 1..self.queues_by_priority.len())
-                .any(|p| self.queues_by_priority[p].load(Relaxed) != 0);
-            let depth = if higher { RING_DEPTH } else { RING_ENTRIES as usize };
-            if let Entered::Yes = self.enter_ring(&job, depth) {
+        if ready && pending.jobs.is_empty() && !self.sched_blocked.load(Relaxed) {
+            if let Entered::Yes = self.enter_ring(&job, self.ring_depth(q.priority)) {
                 pending.last = Some(ARef::from(&*job.fence));
                 return Ok(false);
             }
@@ -329,7 +334,7 @@ impl Engine {
             };
         }
         let job = head.clone();
-        match self.enter_ring(&job, RING_DEPTH) {
+        match self.enter_ring(&job, self.ring_depth(q.priority)) {
             Entered::Yes => {
                 let _ = pending.jobs.remove(0);
                 self.sched_waiting.fetch_sub(1u32, Relaxed);
