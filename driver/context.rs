@@ -49,6 +49,10 @@ struct Mapping {
     size: u64,
     /// Handles of this file on the object.
     handles: u32,
+    /// Jobs using the object that have not been released (default
+    /// context only): while there are any, closing the last handle leaves
+    /// the object mapped and its address taken (file.rs, `Vms`).
+    pins: u32,
     /// Written into the page tables (by the first job that used it).
     mapped: bool,
 }
@@ -124,8 +128,9 @@ impl Context {
     pub(crate) fn release_dma(&self) {
         let vm = self.vm.lock();
         for m in vm.mappings.iter() {
-            // SAFETY: a listed mapping's object is alive: the handle that
-            // holds it unlists the mapping (under `vm`) before letting go.
+            // SAFETY: a listed mapping's object is alive: the handles and
+            // the jobs that hold it (`handles`, `pins`) unlist the mapping
+            // (under `vm`) before the last of them lets go.
             let bo = unsafe { &*(m.obj as *const BoObject) };
             // SAFETY: tables are only used by users of the bound device,
             // and unbind waited for the last one before calling this.
@@ -199,7 +204,7 @@ impl Context {
         let wanted = vm.mappings.len() + 1;
         vm.deferred.reserve(wanted, GFP_KERNEL)?;
         let va = vm.va.alloc(size)?;
-        vm.mappings.push(Mapping { obj: k, va, size, handles: 1, mapped: false }, GFP_KERNEL)?;
+        vm.mappings.push(Mapping { obj: k, va, size, handles: 1, pins: 0, mapped: false }, GFP_KERNEL)?;
         Ok(())
     }
 
@@ -230,13 +235,6 @@ impl Context {
         Ok(m.va)
     }
 
-    /// Handles of this file on `bo` (in the file's default context, which
-    /// counts them).
-    pub(crate) fn handles(&self, bo: &BoObject) -> u32 {
-        let k = key(bo);
-        self.vm.lock().mappings.iter().find(|m| m.obj == k).map_or(0, |m| m.handles)
-    }
-
     /// A context created by CONTEXT_CREATE: map `bo` at `va`, the address
     /// its file gave it, unless it is mapped already (a job of this context
     /// uses it), read-only for a READ_ONLY object. The file's lock keeps
@@ -257,7 +255,7 @@ impl Context {
             };
             self.tables.access(dev)?.lock().map(dev, va, size, sgt, flags)
         })?;
-        let m = Mapping { obj: k, va, size, handles: 1, mapped: true };
+        let m = Mapping { obj: k, va, size, handles: 1, pins: 0, mapped: true };
         vm.mappings.push_within_capacity(m).map_err(|_| ENOMEM)?;
         Ok(())
     }
@@ -275,18 +273,44 @@ impl Context {
         true
     }
 
-    /// A handle of this file on `bo` closed: unmap with the last one.
+    /// A job will use `bo` (default context): its mapping stays until the
+    /// job is released. ENOENT when this file has no handle on it.
+    pub(crate) fn pin(&self, bo: &BoObject) -> Result {
+        let k = key(bo);
+        let mut vm = self.vm.lock();
+        let m = vm.mappings.iter_mut().find(|m| m.obj == k && m.handles > 0).ok_or(ENOENT)?;
+        m.pins += 1;
+        Ok(())
+    }
+
+    /// A job that used `bo` was released: whether nothing refers to the
+    /// mapping any more (the caller unmaps it, [`Context::remove_mapping`]).
+    pub(crate) fn unpin(&self, bo: &BoObject) -> bool {
+        let k = key(bo);
+        let mut vm = self.vm.lock();
+        let Some(m) = vm.mappings.iter_mut().find(|m| m.obj == k) else { return false };
+        m.pins = m.pins.saturating_sub(1);
+        m.handles == 0 && m.pins == 0
+    }
+
+    /// A handle of this file on `bo` closed: whether nothing refers to the
+    /// mapping any more (the last handle, and no job pins it).
+    pub(crate) fn close_handle(&self, bo: &BoObject) -> bool {
+        let k = key(bo);
+        let mut vm = self.vm.lock();
+        let Some(m) = vm.mappings.iter_mut().find(|m| m.obj == k) else { return false };
+        m.handles = m.handles.saturating_sub(1);
+        m.handles == 0 && m.pins == 0
+    }
+
+    /// Unmap `bo`, which no handle and no job refer to any more.
     /// `mapped_elsewhere`: a created context of the file had it mapped
     /// (and cleared its entries just now), so the pages wait for the
     /// running job as they do after an unmap here.
-    pub(crate) fn close_handle(&self, bo: &BoObject, mapped_elsewhere: bool) {
+    pub(crate) fn remove_mapping(&self, bo: &BoObject, mapped_elsewhere: bool) {
         let k = key(bo);
         let mut vm = self.vm.lock();
-        let Some(i) = vm.mappings.iter().position(|m| m.obj == k) else { return };
-        vm.mappings[i].handles -= 1;
-        if vm.mappings[i].handles > 0 {
-            return;
-        }
+        let Some(i) = vm.mappings.iter().position(|m| m.obj == k && m.handles == 0 && m.pins == 0) else { return };
         let Ok(m) = vm.mappings.remove(i) else { return };
         // Jobs that start from now on fault on the range. Jobs queued
         // before may have cached its translations and keep reaching the

@@ -31,7 +31,7 @@ use crate::context::Context;
 use crate::drv::OnpuDevice;
 use crate::engine::{SqEntry, JOB_TIMEOUT_MS};
 use crate::fence::{self, Access, DriverFence, RingContext};
-use crate::file::{File, Queue, Usage, MAX_FILE_JOBS};
+use crate::file::{File, Queue, Usage, Vms, MAX_FILE_JOBS};
 use crate::gem::{self, BoObject};
 use crate::sched::{self, DepCallback, DepWaker, Deps, SchedQueue, Unattached};
 use crate::regs::{CAP_JOB_PROFILE, SQ_FLAG_PROFILE};
@@ -104,6 +104,10 @@ pub(crate) struct Job {
     /// signalling path (so a reaped-late job pins no memory).
     #[pin]
     bos: Mutex<KVec<ARef<BoObject>>>,
+    /// The file's address spaces, in which the job pinned the mappings of
+    /// its objects (unpinned by [`Job::release`]). None for the kernel's
+    /// own jobs.
+    vms: Option<Arc<Vms>>,
     /// Where the job's device time is accounted (fdinfo).
     usage: Option<Arc<Usage>>,
     /// The queue whose count of jobs not yet ended includes this one.
@@ -119,6 +123,10 @@ pub(crate) struct Job {
     /// SUBMIT failed after the fence was published (errno): the job never
     /// runs, its fence signals with this error in its queue's order.
     failed: Atomic<i32>,
+    /// Its queue was destroyed (or its file closed) while it waited for an
+    /// input point with no fence: it never runs, and ends CANCELED
+    /// (-ECANCELED) in its queue's order.
+    canceled: Atomic<bool>,
 }
 
 impl Job {
@@ -142,12 +150,14 @@ impl Job {
                 outcome: SetOnce::new(),
                 vm: None,
                 bos <- new_mutex!(KVec::new()),
+                vms: None,
                 usage: None,
                 queue: None,
                 deps: None,
                 callbacks <- new_mutex!(KVec::new()),
                 unattached <- new_mutex!(KVec::new()),
                 failed: Atomic::new(0),
+                canceled: Atomic::new(false),
             }),
             GFP_KERNEL,
         )
@@ -172,6 +182,30 @@ impl Job {
         match self.failed.load(Relaxed) {
             0 => None,
             e => Some(Error::from_errno(e)),
+        }
+    }
+
+    /// Why the job will not run, if it will not: SUBMIT failed after
+    /// publishing its fence, or its queue went away while it waited for a
+    /// point with no fence (ECANCELED).
+    pub(crate) fn not_running(&self) -> Option<Error> {
+        self.failed().or_else(|| self.canceled.load(Relaxed).then_some(ECANCELED))
+    }
+
+    /// Its queue was destroyed (or its file closed): if an input point
+    /// still has no fence, nothing may ever attach one, so the job is
+    /// cancelled and stops waiting for those points (it still waits for
+    /// the fences it has, so that it ends after them).
+    /// The queue's `pending` lock is held; allocates nothing.
+    pub(crate) fn cancel_if_unattached(&self) {
+        let Some(deps) = &self.deps else { return };
+        if self.attach_dependencies() {
+            self.canceled.store(true, Relaxed);
+            for u in self.unattached.lock().iter_mut().filter(|u| !u.attached) {
+                // Given up: never looked for again.
+                u.attached = true;
+                deps.done();
+            }
         }
     }
 
@@ -258,6 +292,11 @@ impl Job {
     /// reservation lock).
     pub(crate) fn release(&self) {
         let bos = core::mem::replace(&mut *self.bos.lock(), KVec::new());
+        // Their mappings first (unmapped now if no handle is left), while
+        // the references keep the objects alive.
+        if let Some(vms) = &self.vms {
+            vms.unpin(&bos);
+        }
         drop(bos);
         // The callbacks (none is pending any more: the job ran or was
         // cancelled) and the input syncobjs go too.
@@ -482,16 +521,12 @@ pub(crate) fn submit(dev: &OnpuDevice, file: &drm::File<File>, req: &uapi::drm_o
         sq.active.fetch_sub(1u32, Relaxed);
         file_usage.active.fetch_sub(1u32, Relaxed);
     });
-    // Map (and pin) what the job uses in its queue's context, on first use,
-    // at the file's addresses, before anything is published.
-    let used = r.bos.iter().map(|(bo, _)| &**bo);
-    let cmdbuf_va = this.map_for_job(ctx, &r.cmdbuf, used)?.checked_add(r.cmdbuf_offset).ok_or(EINVAL)?;
     let engine = &dev.engine;
     let own = sq.fences.id();
 
     // Everything the job holds, and the callbacks on what it waits for
     // that is known now, allocated before it has a fence.
-    let Request { cmdbuf, size, timeout_ms, profiled, bos: uses, in_fences, unattached, outs, .. } = r;
+    let Request { cmdbuf, cmdbuf_offset, size, timeout_ms, profiled, bos: uses, in_fences, unattached, outs, .. } = r;
     let mut bos = KVec::with_capacity(uses.len() + 1, GFP_KERNEL)?;
     let mut accesses = KVec::with_capacity(uses.len() + 1, GFP_KERNEL)?;
     for (bo, access) in uses.into_iter() {
@@ -502,6 +537,14 @@ pub(crate) fn submit(dev: &OnpuDevice, file: &drm::File<File>, req: &uapi::drm_o
     // job's fence) like a read object.
     accesses.push(Access::Read, GFP_KERNEL)?;
     bos.push(cmdbuf, GFP_KERNEL)?;
+    // Map (and pin) what the job uses in its queue's context, on first use,
+    // at the file's addresses, before anything is published. The mappings
+    // stay pinned (closing the handles unmaps nothing) until the job is
+    // released; the guard unpins them if SUBMIT fails before that.
+    let vms = this.vms().clone();
+    vms.map_for_job(ctx, &bos)?;
+    let bos = ScopeGuard::new_with_data(bos, |bos| vms.unpin(&bos));
+    let cmdbuf_va = vms.ctx.npu_addr(&bos[bos.len() - 1]).ok_or(ENOENT)?.checked_add(cmdbuf_offset).ok_or(EINVAL)?;
     let deps = Deps::new(engine.clone())?;
     // Fences of this queue need no wait: its jobs enter the ring in order.
     let mut waits = KVec::with_capacity(in_fences.len(), GFP_KERNEL)?;
@@ -519,7 +562,7 @@ pub(crate) fn submit(dev: &OnpuDevice, file: &drm::File<File>, req: &uapi::drm_o
     // so the list is in fence order.
     let mut next = sq.submit.lock();
     let fence_seqno = *next;
-    let (job_queue, job_deps, timeline) = (sq.clone(), deps.clone(), &sq.fences);
+    let (job_queue, job_deps, job_vms, timeline) = (sq.clone(), deps.clone(), vms.clone(), &sq.fences);
     let job = Arc::pin_init(
         try_pin_init!(Job {
             seqno,
@@ -535,19 +578,23 @@ pub(crate) fn submit(dev: &OnpuDevice, file: &drm::File<File>, req: &uapi::drm_o
             fence: timeline.new_fence(fence_seqno, GFP_KERNEL)?,
             outcome: SetOnce::new(),
             vm: Some(ctx.clone()),
-            bos <- new_mutex!(bos),
+            bos <- new_mutex!(KVec::new()),
+            vms: Some(job_vms),
             usage: Some(usage),
             queue: Some(job_queue),
             deps: Some(job_deps),
             callbacks <- new_mutex!(KVec::new()),
             unattached <- new_mutex!(KVec::new()),
             failed: Atomic::new(0),
+            canceled: Atomic::new(false),
         }),
         GFP_KERNEL,
     )?;
-    // The number is spent; the job's retire() uncounts it from now on.
+    // The number is spent; the job's retire() uncounts it from now on,
+    // and its release() unpins its objects.
     *next += 1;
     counted.dismiss();
+    *job.bos.lock() = bos.dismiss();
     // Counted against its context until it ends (CONTEXT_DESTROY).
     ctx.jobs.fetch_add(1u32, Relaxed);
 

@@ -95,6 +95,8 @@ pub(crate) struct Unattached {
     pub(crate) syncobj: SyncObj,
     pub(crate) point: u64,
     pub(crate) cb: Pin<KBox<DepCallback>>,
+    /// A fence was found (and `cb` registered on it), or the job gave the
+    /// point up (its queue was destroyed): not looked for any more.
     pub(crate) attached: bool,
 }
 
@@ -143,10 +145,18 @@ impl SchedQueue {
         )
     }
 
+    /// QUEUE_DESTROY or the file's close: the queue takes no more jobs.
+    /// Its jobs still waiting for an input point with no fence are
+    /// cancelled: a point may stay without a fence for ever, and the job's
+    /// fence must not wait for it once nobody can still wait for the job
+    /// through its queue. The others still run. The caller runs a pass.
     pub(crate) fn destroy(&self) {
         self.destroyed.store(true, Relaxed);
+        let pending = self.pending.lock();
+        for job in pending.jobs.iter() {
+            job.cancel_if_unattached();
+        }
     }
-
 }
 
 /// The queues of the device.
@@ -316,7 +326,7 @@ impl Engine {
         if head.deps_left() != 0 {
             return Step::Idle;
         }
-        if let Some(e) = head.failed() {
+        if let Some(e) = head.not_running() {
             // Signalled after every earlier job of its queue.
             if pending.last.as_ref().is_some_and(|f| !f.is_signaled()) {
                 self.sched_blocked.store(true, Relaxed);
