@@ -11,9 +11,11 @@
 //! BO_CREATE can return it; it is the object's address in every context of
 //! the file. The object's pages are allocated, pinned and written into a
 //! context's page tables only when a job of that context first uses the
-//! object (`ensure_mapped` in the default context, `map_at` in a created
-//! one, from SUBMIT): an object never used by a job costs no memory. The
-//! close callback of the last handle unmaps it from every context. A
+//! object (`map_and_pin` in the default context, `map_at` in a created
+//! one, from SUBMIT): an object never used by a job costs no memory. Each
+//! job pins the mappings of the objects it uses until it is released; the
+//! last of the handles and the pinning jobs unmaps the object from every
+//! context (file.rs, `Vms`). A
 //! context lives as long as its file (or CONTEXT_DESTROY) or any of its
 //! jobs, whichever is last, so the device never walks freed page tables.
 //!
@@ -210,16 +212,18 @@ impl Context {
 
     /// A job of this context uses `bo`: make sure the object's pages are
     /// there, pinned and in the page tables (read-only for a READ_ONLY
-    /// object); its NPU address. ENOENT when this file has no handle on it.
+    /// object), and pin the mapping for the job ([`Context::pin`]).
+    /// ENOENT when this file has no handle on it.
     ///
     /// All or nothing: when allocating the pages or a table fails, the
     /// entries written are cleared again and the next use tries anew.
-    pub(crate) fn ensure_mapped(&self, bo: &BoObject) -> Result<u64> {
+    pub(crate) fn map_and_pin(&self, bo: &BoObject) -> Result {
         let k = key(bo);
         let mut vm = self.vm.lock();
-        let m = vm.mappings.iter_mut().find(|m| m.obj == k).ok_or(ENOENT)?;
+        let m = vm.mappings.iter_mut().find(|m| m.obj == k && m.handles > 0).ok_or(ENOENT)?;
         if m.mapped {
-            return Ok(m.va);
+            m.pins += 1;
+            return Ok(());
         }
         let flags = if bo.read_only() { PTE_READ } else { PTE_READ | PTE_WRITE };
         // The pages and their DMA mapping are made under the gate: never
@@ -232,7 +236,8 @@ impl Context {
             self.tables.access(dev)?.lock().map(dev, m.va, m.size, sgt, flags)
         })?;
         m.mapped = true;
-        Ok(m.va)
+        m.pins += 1;
+        Ok(())
     }
 
     /// A context created by CONTEXT_CREATE: map `bo` at `va`, the address
@@ -273,8 +278,9 @@ impl Context {
         true
     }
 
-    /// A job will use `bo` (default context): its mapping stays until the
-    /// job is released. ENOENT when this file has no handle on it.
+    /// A job of a created context will use `bo` (default context, where
+    /// the file's handles and pins are counted): its mapping stays until
+    /// the job is released. ENOENT when this file has no handle on it.
     pub(crate) fn pin(&self, bo: &BoObject) -> Result {
         let k = key(bo);
         let mut vm = self.vm.lock();

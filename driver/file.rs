@@ -174,12 +174,12 @@ impl Vms {
         // Held so that no handle closes (and unmaps) meanwhile.
         let contexts = self.contexts.lock();
         for (i, bo) in bos.iter().enumerate() {
-            let mapped = if core::ptr::eq(ctx, &*self.ctx) {
-                self.ctx.ensure_mapped(bo).map(|_| ())
+            let pinned = if core::ptr::eq(ctx, &*self.ctx) {
+                self.ctx.map_and_pin(bo)
             } else {
-                self.ctx.npu_addr(bo).ok_or(ENOENT).and_then(|va| ctx.map_at(bo, va))
+                self.ctx.npu_addr(bo).ok_or(ENOENT).and_then(|va| ctx.map_at(bo, va)).and_then(|()| self.ctx.pin(bo))
             };
-            if let Err(e) = mapped.and_then(|()| self.ctx.pin(bo)) {
+            if let Err(e) = pinned {
                 // Not the failed one: it holds no pin.
                 for done in &bos[..i] {
                     self.unpin_locked(&contexts, done);

@@ -29,7 +29,7 @@ use kernel::{
 
 use crate::context::Context;
 use crate::drv::OnpuDevice;
-use crate::engine::{SqEntry, JOB_TIMEOUT_MS};
+use crate::engine::{Engine, SqEntry, JOB_TIMEOUT_MS};
 use crate::fence::{self, Access, DriverFence, RingContext};
 use crate::file::{File, Queue, Usage, Vms, MAX_FILE_JOBS};
 use crate::gem::{self, BoObject};
@@ -113,7 +113,9 @@ pub(crate) struct Job {
     /// The queue whose count of jobs not yet ended includes this one.
     queue: Option<Arc<SchedQueue>>,
     /// What the job still waits for before it may enter the ring.
-    deps: Option<Arc<Deps>>,
+    /// (Set by SUBMIT before any callback is registered, and only for a
+    /// job with something to wait for: most have nothing.)
+    deps: SetOnce<Arc<Deps>>,
     /// The callbacks on the fences it waits for (removed when dropped).
     #[pin]
     callbacks: Mutex<KVec<Pin<KBox<DepCallback>>>>,
@@ -153,7 +155,7 @@ impl Job {
                 vms: None,
                 usage: None,
                 queue: None,
-                deps: None,
+                deps: SetOnce::new(),
                 callbacks <- new_mutex!(KVec::new()),
                 unattached <- new_mutex!(KVec::new()),
                 failed: Atomic::new(0),
@@ -198,7 +200,7 @@ impl Job {
     /// the fences it has, so that it ends after them).
     /// The queue's `pending` lock is held; allocates nothing.
     pub(crate) fn cancel_if_unattached(&self) {
-        let Some(deps) = &self.deps else { return };
+        let Some(deps) = self.deps.as_ref() else { return };
         if self.attach_dependencies() {
             self.canceled.store(true, Relaxed);
             for u in self.unattached.lock().iter_mut().filter(|u| !u.attached) {
@@ -213,7 +215,7 @@ impl Job {
     /// for those found. Whether some are still missing (the scheduler
     /// polls). Scheduler pass: allocates nothing.
     pub(crate) fn attach_dependencies(&self) -> bool {
-        let Some(deps) = &self.deps else { return false };
+        let Some(deps) = self.deps.as_ref() else { return false };
         let mut missing = false;
         for u in self.unattached.lock().iter_mut().filter(|u| !u.attached) {
             match u.syncobj.fence(u.point) {
@@ -478,9 +480,14 @@ fn check(dev: &OnpuDevice, file: &drm::File<File>, req: &uapi::drm_onpu_submit) 
     Ok(Request { queue, cmdbuf, cmdbuf_offset: req.cmdbuf_offset, size, timeout_ms, profiled, bos, in_fences, unattached, outs })
 }
 
-/// A callback for one dependency of a job, not registered yet.
-fn new_callback(deps: &Arc<Deps>) -> Result<Pin<KBox<DepCallback>>> {
-    KBox::pin_init(DepCallback::new(DepWaker(deps.clone())), GFP_KERNEL)
+/// A callback for one dependency of a job, not registered yet; the job's
+/// dependency count is made with the first.
+fn new_callback(deps: &mut Option<Arc<Deps>>, engine: &Arc<Engine>) -> Result<Pin<KBox<DepCallback>>> {
+    let deps = match deps {
+        Some(d) => d.clone(),
+        None => deps.insert(Deps::new(engine.clone())?).clone(),
+    };
+    KBox::pin_init(DepCallback::new(DepWaker(deps)), GFP_KERNEL)
 }
 
 /// DRM_IOCTL_ONPU_SUBMIT: check, take references, allocate, publish the
@@ -545,15 +552,15 @@ pub(crate) fn submit(dev: &OnpuDevice, file: &drm::File<File>, req: &uapi::drm_o
     vms.map_for_job(ctx, &bos)?;
     let bos = ScopeGuard::new_with_data(bos, |bos| vms.unpin(&bos));
     let cmdbuf_va = vms.ctx.npu_addr(&bos[bos.len() - 1]).ok_or(ENOENT)?.checked_add(cmdbuf_offset).ok_or(EINVAL)?;
-    let deps = Deps::new(engine.clone())?;
+    let mut deps = None;
     // Fences of this queue need no wait: its jobs enter the ring in order.
     let mut waits = KVec::with_capacity(in_fences.len(), GFP_KERNEL)?;
     for f in in_fences.into_iter().filter(|f| f.context() != own && !f.is_signaled()) {
-        waits.push((f, new_callback(&deps)?), GFP_KERNEL)?;
+        waits.push((f, new_callback(&mut deps, engine)?), GFP_KERNEL)?;
     }
     let mut pending_points = KVec::with_capacity(unattached.len(), GFP_KERNEL)?;
     for (syncobj, point) in unattached.into_iter() {
-        pending_points.push(Unattached { syncobj, point, cb: new_callback(&deps)?, attached: false }, GFP_KERNEL)?;
+        pending_points.push(Unattached { syncobj, point, cb: new_callback(&mut deps, engine)?, attached: false }, GFP_KERNEL)?;
     }
     let usage = this.usage().clone();
     let seqno = this.next_seqno();
@@ -562,7 +569,7 @@ pub(crate) fn submit(dev: &OnpuDevice, file: &drm::File<File>, req: &uapi::drm_o
     // so the list is in fence order.
     let mut next = sq.submit.lock();
     let fence_seqno = *next;
-    let (job_queue, job_deps, job_vms, timeline) = (sq.clone(), deps.clone(), vms.clone(), &sq.fences);
+    let (job_queue, job_vms, timeline) = (sq.clone(), vms.clone(), &sq.fences);
     let job = Arc::pin_init(
         try_pin_init!(Job {
             seqno,
@@ -582,7 +589,7 @@ pub(crate) fn submit(dev: &OnpuDevice, file: &drm::File<File>, req: &uapi::drm_o
             vms: Some(job_vms),
             usage: Some(usage),
             queue: Some(job_queue),
-            deps: Some(job_deps),
+            deps: SetOnce::new(),
             callbacks <- new_mutex!(KVec::new()),
             unattached <- new_mutex!(KVec::new()),
             failed: Atomic::new(0),
@@ -606,7 +613,7 @@ pub(crate) fn submit(dev: &OnpuDevice, file: &drm::File<File>, req: &uapi::drm_o
         let objects = job.bos.lock();
         for (bo, access) in objects.iter().zip(accesses.iter()) {
             for f in fence::publish(bo.resv(), &job.fence, *access, own)?.into_iter() {
-                waits.push((f, new_callback(&deps)?), GFP_KERNEL)?;
+                waits.push((f, new_callback(&mut deps, engine)?), GFP_KERNEL)?;
             }
         }
         // Where the job keeps its callbacks.
@@ -621,12 +628,19 @@ pub(crate) fn submit(dev: &OnpuDevice, file: &drm::File<File>, req: &uapi::drm_o
     match published {
         Ok(mut callbacks) => {
             // Count first, then register: a callback that fires at once
-            // counts down from the full number.
-            let total = waits.len() + pending_points.len();
-            deps.left.store(total as u32, Relaxed);
+            // counts down from the full number. (No count: nothing to wait
+            // for.)
+            if let Some(deps) = &deps {
+                let total = waits.len() + pending_points.len();
+                deps.left.store(total as u32, Relaxed);
+                job.deps.populate(deps.clone());
+            }
             for (f, mut cb) in waits.into_iter() {
+                // (`deps` exists: the callback was made with it.)
                 if !sched::register(&mut cb, &f) {
-                    deps.done();
+                    if let Some(deps) = &deps {
+                        deps.done();
+                    }
                 }
                 // Within the capacity; the job keeps the callback until it
                 // is released (dropping it removes it from the fence).

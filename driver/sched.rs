@@ -285,15 +285,16 @@ impl Engine {
                 loop {
                     let mut progress = false;
                     for k in 0..n {
-                        let i = (list.next[prio] + k) % n;
-                        let q = list.queues[i].clone();
+                        // (n > 0 here; no panic path either way.)
+                        let i = list.next[prio].wrapping_add(k).checked_rem(n).unwrap_or(0);
+                        let Some(q) = list.queues.get(i).cloned() else { break };
                         if q.priority as usize != prio {
                             continue;
                         }
                         match self.step(&q, &mut poll) {
                             Step::Moved => {
                                 progress = true;
-                                list.next[prio] = (i + 1) % n;
+                                list.next[prio] = i.wrapping_add(1).checked_rem(n).unwrap_or(0);
                             }
                             Step::Idle => {}
                             Step::RingFull => {
