@@ -70,6 +70,10 @@ use crate::uapi;
 
 /// Entries of each ring.
 pub(crate) const RING_ENTRIES: u32 = 256;
+/// Ended jobs and jobs in the ring together, at most (the retired list's
+/// capacity, allocated at probe): a ring's worth of ended jobs may wait
+/// for their release while the ring is full again.
+const RETIRED_ENTRIES: usize = 2 * RING_ENTRIES as usize;
 /// The context the kernel uses for its own jobs (the probe self-test).
 pub(crate) const KERNEL_CONTEXT: u16 = KERNEL_SLOT;
 /// Highest fault code of ISA 1.0.
@@ -204,7 +208,8 @@ struct RingState {
     in_flight: KVec<Arc<Job>>,
     /// Jobs that ended and whose fence signalled, waiting for the release
     /// work to let go of them outside the signalling path. Capacity
-    /// RING_ENTRIES; `in_flight.len() + retired.len() <= RING_ENTRIES`.
+    /// RETIRED_ENTRIES; `in_flight.len() + retired.len() <=
+    /// RETIRED_ENTRIES`, so a job that ends always finds its place.
     retired: KVec<Arc<Job>>,
     /// Sequence number of the newest job written into the ring (the next
     /// one gets the next number: ring order).
@@ -234,8 +239,12 @@ impl Rings {
 }
 
 impl RingState {
+    /// Room for one more job in the ring (and, once it ends, in the
+    /// retired list). Jobs waiting for their release do not take ring
+    /// entries: the IRQ thread refills what it drained before the
+    /// submitters and the release work let go of the ended jobs.
     fn has_room(&self) -> bool {
-        self.in_flight.len() + self.retired.len() < RING_ENTRIES as usize
+        self.in_flight.len() < RING_ENTRIES as usize && self.in_flight.len() + self.retired.len() < RETIRED_ENTRIES
     }
 
     /// Whether ring-error messages are being suppressed right now.
@@ -369,7 +378,7 @@ impl Engine {
         let device: ARef<device::Device> = device.into();
         // Everything the signalling path stores jobs in, allocated now.
         let in_flight = KVec::with_capacity(RING_ENTRIES as usize, GFP_KERNEL)?;
-        let retired = KVec::with_capacity(RING_ENTRIES as usize, GFP_KERNEL)?;
+        let retired = KVec::with_capacity(RETIRED_ENTRIES, GFP_KERNEL)?;
         let bo_stats = BoStats::new()?;
         let slots = Slots::new(params.contexts)?;
         Ok(try_pin_init!(Self {
