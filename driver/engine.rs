@@ -293,12 +293,11 @@ pub(crate) struct Engine {
     /// A scheduler pass left a job behind for want of ring room (or a
     /// failed job for its queue's earlier ones): run again when jobs end.
     pub(crate) sched_blocked: Atomic<bool>,
-    /// Jobs in the queues' pending lists (all queues): 0 lets SUBMIT move a
-    /// ready job straight into the ring (sched.rs, `submit_job`).
+    /// Jobs in the queues' pending lists (all queues), for debugfs.
     pub(crate) sched_waiting: Atomic<u32>,
-    /// Live queues per priority: SUBMIT's fast path keeps a lower
+    /// Live queues per priority: the fast path and the pass keep a lower
     /// priority's jobs to the credit limit in the ring while a queue of a
-    /// higher one exists (sched.rs, `submit_job`).
+    /// higher one exists (sched.rs, `ring_depth`).
     pub(crate) queues_by_priority: [Atomic<u32>; 4],
     #[pin]
     gate: Mutex<Gate>,

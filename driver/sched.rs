@@ -398,7 +398,13 @@ impl Engine {
     /// Debugfs: the queues, their pending jobs and what their heads wait for.
     pub(crate) fn describe_queues(&self, out: &mut impl core::fmt::Write) -> core::fmt::Result {
         let list = self.sched.lock();
-        writeln!(out, "queues: {} (scheduler blocked: {})", list.queues.len(), self.sched_blocked.load(Relaxed))?;
+        writeln!(
+            out,
+            "queues: {} (jobs waiting: {}, scheduler blocked: {})",
+            list.queues.len(),
+            self.sched_waiting.load(Relaxed),
+            self.sched_blocked.load(Relaxed)
+        )?;
         for q in list.queues.iter() {
             let pending = q.pending.lock();
             write!(out, "  queue priority {} active {} pending {}", q.priority, q.active.load(Relaxed), pending.jobs.len())?;
