@@ -646,8 +646,13 @@ pub(crate) fn submit(dev: &OnpuDevice, file: &drm::File<File>, req: &uapi::drm_o
                 // is released (dropping it removes it from the fence).
                 let _ = callbacks.push_within_capacity(cb);
             }
-            *job.callbacks.lock() = callbacks;
-            *job.unattached.lock() = pending_points;
+            // (Most jobs have neither: no lock for them.)
+            if !callbacks.is_empty() {
+                *job.callbacks.lock() = callbacks;
+            }
+            if !pending_points.is_empty() {
+                *job.unattached.lock() = pending_points;
+            }
         }
         Err(e) => {
             // Part of it may be published: the fence signals with the
