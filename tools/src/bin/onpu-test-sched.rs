@@ -842,7 +842,7 @@ fn closed_file_cancels() -> Result<(), String> {
 /// when their handles are closed: objects created meanwhile get other
 /// addresses, and when the job runs it reads and writes its own objects
 /// (seen through a CPU mapping kept past the close), not the new ones.
-fn closed_handles_stay_mapped(c: &Ctx) -> Result<(), String> {
+fn closed_handles_stay_mapped(c: &Ctx, queue: u32) -> Result<(), String> {
     let f = &c.file;
     let bo = |size: u64| -> Result<(Bo, u64), String> {
         let b = accel::bo_create(f, size).map_err(errno_name)?;
@@ -874,7 +874,7 @@ fn closed_handles_stay_mapped(c: &Ctx) -> Result<(), String> {
     ];
     let ins = [wait_for_submit(gate, 0)];
     let mut req = uapi::drm_onpu_submit {
-        queue_id: accel::FIRST_QUEUE,
+        queue_id: queue,
         cmdbuf_handle: cmd.handle,
         cmdbuf_size: code.len() as u32,
         bos: accel::obj_array(&refs),
@@ -927,6 +927,18 @@ fn closed_handles_stay_mapped(c: &Ctx) -> Result<(), String> {
     accel::syncobj_destroy(f, gate).map_err(errno_name)
 }
 
+/// closed_handles_stay_mapped on a queue of a context made by
+/// CONTEXT_CREATE (which maps the objects in its own page tables).
+fn created_context_stays_mapped(c: &Ctx) -> Result<(), String> {
+    let ctx = accel::context_create(&c.file).map_err(errno_name)?;
+    let q = queue_create_raw(&c.file, ctx, uapi::DRM_ONPU_PRIORITY_NORMAL, 0)
+        .map_err(|e| format!("queue in context {ctx}: {}", errno_name(e)))?;
+    let r = closed_handles_stay_mapped(c, q);
+    accel::queue_destroy(&c.file, q).map_err(errno_name)?;
+    accel::context_destroy(&c.file, ctx).map_err(errno_name)?;
+    r
+}
+
 fn main() {
     let args = Args::parse("", &[]);
     args.at_most(0);
@@ -937,7 +949,7 @@ fn main() {
             std::process::exit(npu_tools::tap::KSFT_FAIL);
         }
     };
-    let mut tap = Tap::new(10);
+    let mut tap = Tap::new(11);
     tap.check(
         "SUBMIT returns before another process signals the job's input; the job runs after",
         cross_process_signal(&c),
@@ -976,7 +988,11 @@ fn main() {
     );
     tap.check(
         "a waiting job keeps its objects mapped after their handles close; new objects get other addresses",
-        closed_handles_stay_mapped(&c),
+        closed_handles_stay_mapped(&c, accel::FIRST_QUEUE),
+    );
+    tap.check(
+        "the same for a job of a created context",
+        created_context_stays_mapped(&c),
     );
     std::process::exit(tap.finish());
 }
