@@ -212,18 +212,18 @@ impl Context {
 
     /// A job of this context uses `bo`: make sure the object's pages are
     /// there, pinned and in the page tables (read-only for a READ_ONLY
-    /// object), and pin the mapping for the job ([`Context::pin`]).
-    /// ENOENT when this file has no handle on it.
+    /// object), and pin the mapping for the job ([`Context::pin`]); its
+    /// NPU address. ENOENT when this file has no handle on it.
     ///
     /// All or nothing: when allocating the pages or a table fails, the
     /// entries written are cleared again and the next use tries anew.
-    pub(crate) fn map_and_pin(&self, bo: &BoObject) -> Result {
+    pub(crate) fn map_and_pin(&self, bo: &BoObject) -> Result<u64> {
         let k = key(bo);
         let mut vm = self.vm.lock();
         let m = vm.mappings.iter_mut().find(|m| m.obj == k && m.handles > 0).ok_or(ENOENT)?;
         if m.mapped {
             m.pins += 1;
-            return Ok(());
+            return Ok(m.va);
         }
         let flags = if bo.read_only() { PTE_READ } else { PTE_READ | PTE_WRITE };
         // The pages and their DMA mapping are made under the gate: never
@@ -237,7 +237,7 @@ impl Context {
         })?;
         m.mapped = true;
         m.pins += 1;
-        Ok(())
+        Ok(m.va)
     }
 
     /// A context created by CONTEXT_CREATE: map `bo` at `va`, the address

@@ -293,6 +293,9 @@ pub(crate) struct Engine {
     /// A scheduler pass left a job behind for want of ring room (or a
     /// failed job for its queue's earlier ones): run again when jobs end.
     pub(crate) sched_blocked: Atomic<bool>,
+    /// A failed reset wedged the device (`RingState::wedged`, which
+    /// never clears: a copy SUBMIT reads without the ring lock).
+    wedged: Atomic<bool>,
     /// Jobs in the queues' pending lists (all queues), for debugfs.
     pub(crate) sched_waiting: Atomic<u32>,
     /// Live queues per priority: the fast path and the pass keep a lower
@@ -390,6 +393,7 @@ impl Engine {
             bo_stats,
             sched <- new_mutex!(SchedList::new()),
             sched_blocked: Atomic::new(false),
+            wedged: Atomic::new(false),
             sched_waiting: Atomic::new(0),
             queues_by_priority: [const { Atomic::new(0) }; 4],
             gate <- new_mutex!(Gate { bound: true, users: 0 }),
@@ -901,6 +905,7 @@ impl Engine {
             bar.write32(0, CONTROL);
         }
         st.wedged = true;
+        self.wedged.store(true, Relaxed);
         self.cancel_all(st);
         dev_err!(dev, "the NPU did not come back from a reset: wedged (unbind and bind the driver to recover)\n");
         let _ = workqueue::system_long().enqueue_delayed::<Arc<Self>, 2>(self.clone(), 0);
@@ -911,7 +916,7 @@ impl Engine {
 
     /// Whether a failed reset wedged the device (debugfs).
     pub(crate) fn is_wedged(&self) -> bool {
-        self.state.lock().wedged
+        self.wedged.load(Relaxed)
     }
 
     /// The registered DRM device, for the wedged uevent (end of probe).

@@ -168,26 +168,34 @@ impl Vms {
     /// into `ctx` (a context of this file) at their NPU addresses, where
     /// not mapped yet, pinning their pages on first use, and pin each
     /// mapping for the job until [`Vms::unpin`]: a job of `ctx` is about
-    /// to use them. All or nothing. -ENOENT when one has no handle in this
-    /// file any more.
-    pub(crate) fn map_for_job(&self, ctx: &Context, bos: &[ARef<BoObject>]) -> Result {
+    /// to use them. All or nothing. The NPU address of the last one (the
+    /// command buffer). -ENOENT when one has no handle in this file any
+    /// more.
+    pub(crate) fn map_for_job(&self, ctx: &Context, bos: &[ARef<BoObject>]) -> Result<u64> {
         // Held so that no handle closes (and unmaps) meanwhile.
         let contexts = self.contexts.lock();
+        let mut last = 0;
         for (i, bo) in bos.iter().enumerate() {
             let pinned = if core::ptr::eq(ctx, &*self.ctx) {
                 self.ctx.map_and_pin(bo)
             } else {
-                self.ctx.npu_addr(bo).ok_or(ENOENT).and_then(|va| ctx.map_at(bo, va)).and_then(|()| self.ctx.pin(bo))
+                self.ctx.npu_addr(bo).ok_or(ENOENT).and_then(|va| {
+                    ctx.map_at(bo, va)?;
+                    self.ctx.pin(bo).map(|()| va)
+                })
             };
-            if let Err(e) = pinned {
-                // Not the failed one: it holds no pin.
-                for done in &bos[..i] {
-                    self.unpin_locked(&contexts, done);
+            match pinned {
+                Ok(va) => last = va,
+                Err(e) => {
+                    // Not the failed one: it holds no pin.
+                    for done in &bos[..i] {
+                        self.unpin_locked(&contexts, done);
+                    }
+                    return Err(e);
                 }
-                return Err(e);
             }
         }
-        Ok(())
+        Ok(last)
     }
 
     /// A job that pinned `bos` (map_for_job) is done with them (it ended,

@@ -549,9 +549,9 @@ pub(crate) fn submit(dev: &OnpuDevice, file: &drm::File<File>, req: &uapi::drm_o
     // stay pinned (closing the handles unmaps nothing) until the job is
     // released; the guard unpins them if SUBMIT fails before that.
     let vms = this.vms().clone();
-    vms.map_for_job(ctx, &bos)?;
+    let cmdbuf_va = vms.map_for_job(ctx, &bos)?;
     let bos = ScopeGuard::new_with_data(bos, |bos| vms.unpin(&bos));
-    let cmdbuf_va = vms.ctx.npu_addr(&bos[bos.len() - 1]).ok_or(ENOENT)?.checked_add(cmdbuf_offset).ok_or(EINVAL)?;
+    let cmdbuf_va = cmdbuf_va.checked_add(cmdbuf_offset).ok_or(EINVAL)?;
     let mut deps = None;
     // Fences of this queue need no wait: its jobs enter the ring in order.
     let mut waits = KVec::with_capacity(in_fences.len(), GFP_KERNEL)?;
