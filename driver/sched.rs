@@ -42,10 +42,10 @@ use crate::fence::Signalling;
 use crate::job::{Job, Outcome};
 use crate::uapi;
 
-/// Most jobs the scheduler keeps in the ring (as drm_sched's credit limit):
-/// enough to keep the device busy while the next ones are moved in, few
-/// enough that a job of a higher priority, or of another queue, overtakes
-/// what still waits in the scheduler.
+/// Most jobs of a priority in the ring while a queue of a higher priority
+/// exists (as drm_sched's credit limit): enough to keep the device busy,
+/// few enough that the higher priority's next job overtakes what still
+/// waits in the scheduler. Without a higher queue, the ring's whole depth.
 const RING_DEPTH: usize = 8;
 
 /// The names of a queue's fences.
