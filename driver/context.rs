@@ -11,9 +11,11 @@
 //! BO_CREATE can return it; it is the object's address in every context of
 //! the file. The object's pages are allocated, pinned and written into a
 //! context's page tables only when a job of that context first uses the
-//! object (`ensure_mapped` in the default context, `map_at` in a created
-//! one, from SUBMIT): an object never used by a job costs no memory. The
-//! close callback of the last handle unmaps it from every context. A
+//! object (`map_and_pin` in the default context, `map_at` in a created
+//! one, from SUBMIT): an object never used by a job costs no memory. Each
+//! job pins the mappings of the objects it uses until it is released; the
+//! last of the handles and the pinning jobs unmaps the object from every
+//! context (file.rs, `Vms`). A
 //! context lives as long as its file (or CONTEXT_DESTROY) or any of its
 //! jobs, whichever is last, so the device never walks freed page tables.
 //!
@@ -49,6 +51,10 @@ struct Mapping {
     size: u64,
     /// Handles of this file on the object.
     handles: u32,
+    /// Jobs using the object that have not been released (default
+    /// context only): while there are any, closing the last handle leaves
+    /// the object mapped and its address taken (file.rs, `Vms`).
+    pins: u32,
     /// Written into the page tables (by the first job that used it).
     mapped: bool,
 }
@@ -124,8 +130,9 @@ impl Context {
     pub(crate) fn release_dma(&self) {
         let vm = self.vm.lock();
         for m in vm.mappings.iter() {
-            // SAFETY: a listed mapping's object is alive: the handle that
-            // holds it unlists the mapping (under `vm`) before letting go.
+            // SAFETY: a listed mapping's object is alive: the handles and
+            // the jobs that hold it (`handles`, `pins`) unlist the mapping
+            // (under `vm`) before the last of them lets go.
             let bo = unsafe { &*(m.obj as *const BoObject) };
             // SAFETY: tables are only used by users of the bound device,
             // and unbind waited for the last one before calling this.
@@ -199,21 +206,23 @@ impl Context {
         let wanted = vm.mappings.len() + 1;
         vm.deferred.reserve(wanted, GFP_KERNEL)?;
         let va = vm.va.alloc(size)?;
-        vm.mappings.push(Mapping { obj: k, va, size, handles: 1, mapped: false }, GFP_KERNEL)?;
+        vm.mappings.push(Mapping { obj: k, va, size, handles: 1, pins: 0, mapped: false }, GFP_KERNEL)?;
         Ok(())
     }
 
     /// A job of this context uses `bo`: make sure the object's pages are
     /// there, pinned and in the page tables (read-only for a READ_ONLY
-    /// object); its NPU address. ENOENT when this file has no handle on it.
+    /// object), and pin the mapping for the job ([`Context::pin`]); its
+    /// NPU address. ENOENT when this file has no handle on it.
     ///
     /// All or nothing: when allocating the pages or a table fails, the
     /// entries written are cleared again and the next use tries anew.
-    pub(crate) fn ensure_mapped(&self, bo: &BoObject) -> Result<u64> {
+    pub(crate) fn map_and_pin(&self, bo: &BoObject) -> Result<u64> {
         let k = key(bo);
         let mut vm = self.vm.lock();
-        let m = vm.mappings.iter_mut().find(|m| m.obj == k).ok_or(ENOENT)?;
+        let m = vm.mappings.iter_mut().find(|m| m.obj == k && m.handles > 0).ok_or(ENOENT)?;
         if m.mapped {
+            m.pins += 1;
             return Ok(m.va);
         }
         let flags = if bo.read_only() { PTE_READ } else { PTE_READ | PTE_WRITE };
@@ -227,14 +236,8 @@ impl Context {
             self.tables.access(dev)?.lock().map(dev, m.va, m.size, sgt, flags)
         })?;
         m.mapped = true;
+        m.pins += 1;
         Ok(m.va)
-    }
-
-    /// Handles of this file on `bo` (in the file's default context, which
-    /// counts them).
-    pub(crate) fn handles(&self, bo: &BoObject) -> u32 {
-        let k = key(bo);
-        self.vm.lock().mappings.iter().find(|m| m.obj == k).map_or(0, |m| m.handles)
     }
 
     /// A context created by CONTEXT_CREATE: map `bo` at `va`, the address
@@ -257,7 +260,7 @@ impl Context {
             };
             self.tables.access(dev)?.lock().map(dev, va, size, sgt, flags)
         })?;
-        let m = Mapping { obj: k, va, size, handles: 1, mapped: true };
+        let m = Mapping { obj: k, va, size, handles: 1, pins: 0, mapped: true };
         vm.mappings.push_within_capacity(m).map_err(|_| ENOMEM)?;
         Ok(())
     }
@@ -275,18 +278,45 @@ impl Context {
         true
     }
 
-    /// A handle of this file on `bo` closed: unmap with the last one.
+    /// A job of a created context will use `bo` (default context, where
+    /// the file's handles and pins are counted): its mapping stays until
+    /// the job is released. ENOENT when this file has no handle on it.
+    pub(crate) fn pin(&self, bo: &BoObject) -> Result {
+        let k = key(bo);
+        let mut vm = self.vm.lock();
+        let m = vm.mappings.iter_mut().find(|m| m.obj == k && m.handles > 0).ok_or(ENOENT)?;
+        m.pins += 1;
+        Ok(())
+    }
+
+    /// A job that used `bo` was released: whether nothing refers to the
+    /// mapping any more (the caller unmaps it, [`Context::remove_mapping`]).
+    pub(crate) fn unpin(&self, bo: &BoObject) -> bool {
+        let k = key(bo);
+        let mut vm = self.vm.lock();
+        let Some(m) = vm.mappings.iter_mut().find(|m| m.obj == k) else { return false };
+        m.pins = m.pins.saturating_sub(1);
+        m.handles == 0 && m.pins == 0
+    }
+
+    /// A handle of this file on `bo` closed: whether nothing refers to the
+    /// mapping any more (the last handle, and no job pins it).
+    pub(crate) fn close_handle(&self, bo: &BoObject) -> bool {
+        let k = key(bo);
+        let mut vm = self.vm.lock();
+        let Some(m) = vm.mappings.iter_mut().find(|m| m.obj == k) else { return false };
+        m.handles = m.handles.saturating_sub(1);
+        m.handles == 0 && m.pins == 0
+    }
+
+    /// Unmap `bo`, which no handle and no job refer to any more.
     /// `mapped_elsewhere`: a created context of the file had it mapped
     /// (and cleared its entries just now), so the pages wait for the
     /// running job as they do after an unmap here.
-    pub(crate) fn close_handle(&self, bo: &BoObject, mapped_elsewhere: bool) {
+    pub(crate) fn remove_mapping(&self, bo: &BoObject, mapped_elsewhere: bool) {
         let k = key(bo);
         let mut vm = self.vm.lock();
-        let Some(i) = vm.mappings.iter().position(|m| m.obj == k) else { return };
-        vm.mappings[i].handles -= 1;
-        if vm.mappings[i].handles > 0 {
-            return;
-        }
+        let Some(i) = vm.mappings.iter().position(|m| m.obj == k && m.handles == 0 && m.pins == 0) else { return };
         let Ok(m) = vm.mappings.remove(i) else { return };
         // Jobs that start from now on fault on the range. Jobs queued
         // before may have cached its translations and keep reaching the

@@ -70,6 +70,10 @@ use crate::uapi;
 
 /// Entries of each ring.
 pub(crate) const RING_ENTRIES: u32 = 256;
+/// Ended jobs and jobs in the ring together, at most (the retired list's
+/// capacity, allocated at probe): a ring's worth of ended jobs may wait
+/// for their release while the ring is full again.
+const RETIRED_ENTRIES: usize = 2 * RING_ENTRIES as usize;
 /// The context the kernel uses for its own jobs (the probe self-test).
 pub(crate) const KERNEL_CONTEXT: u16 = KERNEL_SLOT;
 /// Highest fault code of ISA 1.0.
@@ -204,7 +208,8 @@ struct RingState {
     in_flight: KVec<Arc<Job>>,
     /// Jobs that ended and whose fence signalled, waiting for the release
     /// work to let go of them outside the signalling path. Capacity
-    /// RING_ENTRIES; `in_flight.len() + retired.len() <= RING_ENTRIES`.
+    /// RETIRED_ENTRIES; `in_flight.len() + retired.len() <=
+    /// RETIRED_ENTRIES`, so a job that ends always finds its place.
     retired: KVec<Arc<Job>>,
     /// Sequence number of the newest job written into the ring (the next
     /// one gets the next number: ring order).
@@ -234,8 +239,12 @@ impl Rings {
 }
 
 impl RingState {
+    /// Room for one more job in the ring (and, once it ends, in the
+    /// retired list). Jobs waiting for their release do not take ring
+    /// entries: the IRQ thread refills what it drained before the
+    /// submitters and the release work let go of the ended jobs.
     fn has_room(&self) -> bool {
-        self.in_flight.len() + self.retired.len() < RING_ENTRIES as usize
+        self.in_flight.len() < RING_ENTRIES as usize && self.in_flight.len() + self.retired.len() < RETIRED_ENTRIES
     }
 
     /// Whether ring-error messages are being suppressed right now.
@@ -284,12 +293,14 @@ pub(crate) struct Engine {
     /// A scheduler pass left a job behind for want of ring room (or a
     /// failed job for its queue's earlier ones): run again when jobs end.
     pub(crate) sched_blocked: Atomic<bool>,
-    /// Jobs in the queues' pending lists (all queues): 0 lets SUBMIT move a
-    /// ready job straight into the ring (sched.rs, `submit_job`).
+    /// A failed reset wedged the device (`RingState::wedged`, which
+    /// never clears: a copy SUBMIT reads without the ring lock).
+    wedged: Atomic<bool>,
+    /// Jobs in the queues' pending lists (all queues), for debugfs.
     pub(crate) sched_waiting: Atomic<u32>,
-    /// Live queues per priority: SUBMIT's fast path keeps a lower
+    /// Live queues per priority: the fast path and the pass keep a lower
     /// priority's jobs to the credit limit in the ring while a queue of a
-    /// higher one exists (sched.rs, `submit_job`).
+    /// higher one exists (sched.rs, `ring_depth`).
     pub(crate) queues_by_priority: [Atomic<u32>; 4],
     #[pin]
     gate: Mutex<Gate>,
@@ -369,7 +380,7 @@ impl Engine {
         let device: ARef<device::Device> = device.into();
         // Everything the signalling path stores jobs in, allocated now.
         let in_flight = KVec::with_capacity(RING_ENTRIES as usize, GFP_KERNEL)?;
-        let retired = KVec::with_capacity(RING_ENTRIES as usize, GFP_KERNEL)?;
+        let retired = KVec::with_capacity(RETIRED_ENTRIES, GFP_KERNEL)?;
         let bo_stats = BoStats::new()?;
         let slots = Slots::new(params.contexts)?;
         Ok(try_pin_init!(Self {
@@ -382,6 +393,7 @@ impl Engine {
             bo_stats,
             sched <- new_mutex!(SchedList::new()),
             sched_blocked: Atomic::new(false),
+            wedged: Atomic::new(false),
             sched_waiting: Atomic::new(0),
             queues_by_priority: [const { Atomic::new(0) }; 4],
             gate <- new_mutex!(Gate { bound: true, users: 0 }),
@@ -893,6 +905,7 @@ impl Engine {
             bar.write32(0, CONTROL);
         }
         st.wedged = true;
+        self.wedged.store(true, Relaxed);
         self.cancel_all(st);
         dev_err!(dev, "the NPU did not come back from a reset: wedged (unbind and bind the driver to recover)\n");
         let _ = workqueue::system_long().enqueue_delayed::<Arc<Self>, 2>(self.clone(), 0);
@@ -903,7 +916,7 @@ impl Engine {
 
     /// Whether a failed reset wedged the device (debugfs).
     pub(crate) fn is_wedged(&self) -> bool {
-        self.state.lock().wedged
+        self.wedged.load(Relaxed)
     }
 
     /// The registered DRM device, for the wedged uevent (end of probe).

@@ -13,6 +13,7 @@ use kernel::{
     new_mutex,
     prelude::*,
     sync::{
+        aref::ARef,
         atomic::{Atomic, Relaxed},
         Arc, Mutex,
     },
@@ -92,18 +93,30 @@ pub(crate) struct Contexts {
     list: KVec<(u32, Arc<Context>)>,
 }
 
+/// The address spaces of a file: its default context and the ones
+/// CONTEXT_CREATE made. Shared with the file's jobs, which pin the
+/// mappings of the objects they use (see [`Vms::unpin`]): the last one to
+/// let go of an object (its last handle or its last job) unmaps it.
+#[pin_data]
+pub(crate) struct Vms {
+    /// The file's default context: it gives every buffer object of the
+    /// file its NPU address (the same in all the file's contexts) and
+    /// counts the file's handles and the jobs using each object.
+    pub(crate) ctx: Arc<Context>,
+    /// Contexts made by CONTEXT_CREATE. Also serialises the GEM open and
+    /// close callbacks and the jobs' pins with the mapping of objects into
+    /// these contexts. Lock order: this, then a context's `vm`.
+    #[pin]
+    contexts: Mutex<Contexts>,
+}
+
 /// State of one open /dev/accel/accelN file.
 #[pin_data(PinnedDrop)]
 pub(crate) struct File {
-    /// The file's default context: it gives every buffer object of the
-    /// file its NPU address (the same in all the file's contexts) and
-    /// counts the file's handles; today's SUBMIT runs jobs in it.
+    /// The file's address spaces.
+    vms: Arc<Vms>,
+    /// The file's default context (`vms.ctx`).
     ctx: Arc<Context>,
-    /// Contexts made by CONTEXT_CREATE. Also serialises the GEM open and
-    /// close callbacks with the mapping of objects into these contexts.
-    /// Lock order: this, then a context's `vm`.
-    #[pin]
-    contexts: Mutex<Contexts>,
     usage: Arc<Usage>,
     /// Submitted jobs not yet reaped by WAIT, oldest first.
     #[pin]
@@ -121,11 +134,16 @@ impl drm::file::DriverFile for File {
         // (The open file, like a dma-buf exported from one of its
         // objects, pins the module through the driver's file operations.)
         let ctx = Context::new(&dev.engine)?;
+        let vms_ctx = ctx.clone();
+        let vms = Arc::pin_init(
+            try_pin_init!(Vms { ctx: vms_ctx, contexts <- new_mutex!(Contexts { list: KVec::new() }) }),
+            GFP_KERNEL,
+        )?;
         let usage = Arc::new(Usage::new(), GFP_KERNEL)?;
         KBox::try_pin_init(
             try_pin_init!(Self {
+                vms,
                 ctx,
-                contexts <- new_mutex!(Contexts { list: KVec::new() }),
                 usage,
                 jobs <- new_mutex!(KVec::new()),
                 queues <- new_mutex!(Queues { list: KVec::new(), next_id: 1 }),
@@ -142,6 +160,88 @@ impl PinnedDrop for File {
         // Queued jobs keep running: they hold the context and their objects.
         // Ended ones go now (rather than in the release work).
         self.ctx.engine().release_retired();
+    }
+}
+
+impl Vms {
+    /// Map `bos` (the objects a job uses, the command buffer among them)
+    /// into `ctx` (a context of this file) at their NPU addresses, where
+    /// not mapped yet, pinning their pages on first use, and pin each
+    /// mapping for the job until [`Vms::unpin`]: a job of `ctx` is about
+    /// to use them. All or nothing. The NPU address of the last one (the
+    /// command buffer). -ENOENT when one has no handle in this file any
+    /// more.
+    pub(crate) fn map_for_job(&self, ctx: &Context, bos: &[ARef<BoObject>]) -> Result<u64> {
+        // Held so that no handle closes (and unmaps) meanwhile.
+        let contexts = self.contexts.lock();
+        let mut last = 0;
+        for (i, bo) in bos.iter().enumerate() {
+            let pinned = if core::ptr::eq(ctx, &*self.ctx) {
+                self.ctx.map_and_pin(bo)
+            } else {
+                self.ctx.npu_addr(bo).ok_or(ENOENT).and_then(|va| {
+                    ctx.map_at(bo, va)?;
+                    self.ctx.pin(bo).map(|()| va)
+                })
+            };
+            match pinned {
+                Ok(va) => last = va,
+                Err(e) => {
+                    // Not the failed one: it holds no pin.
+                    for done in &bos[..i] {
+                        self.unpin_locked(&contexts, done);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(last)
+    }
+
+    /// A job that pinned `bos` (map_for_job) is done with them (it ended,
+    /// or never got to run): with the last pin of an object whose handles
+    /// are all closed, the object is unmapped from every context of the
+    /// file. Not on the signalling path (it takes the file's locks and may
+    /// touch page tables).
+    pub(crate) fn unpin(&self, bos: &[ARef<BoObject>]) {
+        let contexts = self.contexts.lock();
+        for bo in bos {
+            self.unpin_locked(&contexts, bo);
+        }
+    }
+
+    fn unpin_locked(&self, contexts: &Contexts, bo: &BoObject) {
+        if self.ctx.unpin(bo) {
+            self.unmap_everywhere(contexts, bo);
+        }
+    }
+
+    /// Nothing refers to `bo`'s mapping any more (no handle, no job): every
+    /// context of the file unmaps the object: the created ones first, then
+    /// the default one, which keeps the pages and the address until the
+    /// jobs that may reach them have ended.
+    fn unmap_everywhere(&self, contexts: &Contexts, bo: &BoObject) {
+        let mut elsewhere = false;
+        for (_, c) in contexts.list.iter() {
+            elsewhere |= c.unmap_now(bo);
+        }
+        self.ctx.remove_mapping(bo, elsewhere);
+    }
+
+    /// GEM open callback: a new handle of this file on `bo` (its address).
+    fn open_bo(&self, bo: &BoObject) -> Result {
+        let _contexts = self.contexts.lock();
+        self.ctx.open_handle(bo)
+    }
+
+    /// GEM close callback: a handle of this file on `bo` closed. With the
+    /// last one, unless a job that has not been released uses the object
+    /// (then with that job's release), the object is unmapped everywhere.
+    fn close_bo(&self, bo: &BoObject) {
+        let contexts = self.contexts.lock();
+        if self.ctx.close_handle(bo) {
+            self.unmap_everywhere(&contexts, bo);
+        }
     }
 }
 
@@ -164,53 +264,19 @@ impl File {
         contexts.list.iter().find(|(i, _)| *i == id).map(|(_, c)| c.clone()).ok_or(ENOENT)
     }
 
-    /// Map the command buffer and `bos` into `ctx` (a context of this
-    /// file) at their NPU addresses, where not mapped yet, pinning their
-    /// pages on first use: a job of `ctx` is about to use them. The
-    /// command buffer's NPU address. -ENOENT when one has no handle in this
-    /// file any more.
-    pub(crate) fn map_for_job<'a>(
-        &self,
-        ctx: &Context,
-        cmdbuf: &BoObject,
-        bos: impl Iterator<Item = &'a BoObject>,
-    ) -> Result<u64> {
-        // Held so that no handle closes (and unmaps) meanwhile.
-        let _contexts = self.contexts.lock();
-        if core::ptr::eq(ctx, &*self.ctx) {
-            let va = self.ctx.ensure_mapped(cmdbuf)?;
-            for bo in bos {
-                self.ctx.ensure_mapped(bo)?;
-            }
-            return Ok(va);
-        }
-        let va = self.ctx.npu_addr(cmdbuf).ok_or(ENOENT)?;
-        ctx.map_at(cmdbuf, va)?;
-        for bo in bos {
-            ctx.map_at(bo, self.ctx.npu_addr(bo).ok_or(ENOENT)?)?;
-        }
-        Ok(va)
+    /// The file's address spaces (its jobs hold them).
+    pub(crate) fn vms(&self) -> &Arc<Vms> {
+        &self.vms
     }
 
-    /// GEM open callback: a new handle of this file on `bo` (its address).
+    /// GEM open callback: a new handle of this file on `bo`.
     pub(crate) fn open_bo(&self, bo: &BoObject) -> Result {
-        let _contexts = self.contexts.lock();
-        self.ctx.open_handle(bo)
+        self.vms.open_bo(bo)
     }
 
-    /// GEM close callback: a handle of this file on `bo` closed. With the
-    /// last one, every context of the file unmaps the object: the created
-    /// ones first, then the default one, which keeps the pages and the
-    /// address until the jobs that may reach them have ended.
+    /// GEM close callback: a handle of this file on `bo` closed.
     pub(crate) fn close_bo(&self, bo: &BoObject) {
-        let contexts = self.contexts.lock();
-        let mut elsewhere = false;
-        if self.ctx.handles(bo) == 1 {
-            for (_, c) in contexts.list.iter() {
-                elsewhere |= c.unmap_now(bo);
-            }
-        }
-        self.ctx.close_handle(bo, elsewhere);
+        self.vms.close_bo(bo)
     }
 
     /// Forget destroyed contexts whose jobs have all ended.
@@ -242,7 +308,7 @@ impl File {
             return Err(EINVAL);
         }
         let this = file.inner();
-        let mut contexts = this.contexts.lock();
+        let mut contexts = this.vms.contexts.lock();
         let gone = Self::prune_contexts(&mut contexts);
         let list = &mut contexts.list;
         if list.iter().filter(|(i, _)| *i != 0).count() >= uapi::DRM_ONPU_MAX_CONTEXTS as usize {
@@ -273,7 +339,7 @@ impl File {
             return Err(ENOENT);
         }
         let this = file.inner();
-        let mut contexts = this.contexts.lock();
+        let mut contexts = this.vms.contexts.lock();
         let i = contexts.list.iter().position(|(id, _)| *id == req.context_id).ok_or(ENOENT)?;
         let ctx = contexts.list[i].1.clone();
         if this.queues.lock().list.iter().any(|q| Arc::ptr_eq(&q.ctx, &ctx)) {
@@ -383,7 +449,7 @@ impl File {
         let this = file.inner();
         // Held until the queue is listed: CONTEXT_DESTROY sees it (EBUSY).
         // Lock order: contexts, then queues.
-        let contexts = this.contexts.lock();
+        let contexts = this.vms.contexts.lock();
         // 0 is the file's default context (libnpu's first queue runs there).
         let ctx = this.find_context(&contexts, req.context_id)?;
         let mut queues = this.queues.lock();

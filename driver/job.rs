@@ -29,9 +29,9 @@ use kernel::{
 
 use crate::context::Context;
 use crate::drv::OnpuDevice;
-use crate::engine::{SqEntry, JOB_TIMEOUT_MS};
+use crate::engine::{Engine, SqEntry, JOB_TIMEOUT_MS};
 use crate::fence::{self, Access, DriverFence, RingContext};
-use crate::file::{File, Queue, Usage, MAX_FILE_JOBS};
+use crate::file::{File, Queue, Usage, Vms, MAX_FILE_JOBS};
 use crate::gem::{self, BoObject};
 use crate::sched::{self, DepCallback, DepWaker, Deps, SchedQueue, Unattached};
 use crate::regs::{CAP_JOB_PROFILE, SQ_FLAG_PROFILE};
@@ -104,12 +104,18 @@ pub(crate) struct Job {
     /// signalling path (so a reaped-late job pins no memory).
     #[pin]
     bos: Mutex<KVec<ARef<BoObject>>>,
+    /// The file's address spaces, in which the job pinned the mappings of
+    /// its objects (unpinned by [`Job::release`]). None for the kernel's
+    /// own jobs.
+    vms: Option<Arc<Vms>>,
     /// Where the job's device time is accounted (fdinfo).
     usage: Option<Arc<Usage>>,
     /// The queue whose count of jobs not yet ended includes this one.
     queue: Option<Arc<SchedQueue>>,
     /// What the job still waits for before it may enter the ring.
-    deps: Option<Arc<Deps>>,
+    /// (Set by SUBMIT before any callback is registered, and only for a
+    /// job with something to wait for: most have nothing.)
+    deps: SetOnce<Arc<Deps>>,
     /// The callbacks on the fences it waits for (removed when dropped).
     #[pin]
     callbacks: Mutex<KVec<Pin<KBox<DepCallback>>>>,
@@ -119,6 +125,10 @@ pub(crate) struct Job {
     /// SUBMIT failed after the fence was published (errno): the job never
     /// runs, its fence signals with this error in its queue's order.
     failed: Atomic<i32>,
+    /// Its queue was destroyed (or its file closed) while it waited for an
+    /// input point with no fence: it never runs, and ends CANCELED
+    /// (-ECANCELED) in its queue's order.
+    canceled: Atomic<bool>,
 }
 
 impl Job {
@@ -142,12 +152,14 @@ impl Job {
                 outcome: SetOnce::new(),
                 vm: None,
                 bos <- new_mutex!(KVec::new()),
+                vms: None,
                 usage: None,
                 queue: None,
-                deps: None,
+                deps: SetOnce::new(),
                 callbacks <- new_mutex!(KVec::new()),
                 unattached <- new_mutex!(KVec::new()),
                 failed: Atomic::new(0),
+                canceled: Atomic::new(false),
             }),
             GFP_KERNEL,
         )
@@ -175,11 +187,35 @@ impl Job {
         }
     }
 
+    /// Why the job will not run, if it will not: SUBMIT failed after
+    /// publishing its fence, or its queue went away while it waited for a
+    /// point with no fence (ECANCELED).
+    pub(crate) fn not_running(&self) -> Option<Error> {
+        self.failed().or_else(|| self.canceled.load(Relaxed).then_some(ECANCELED))
+    }
+
+    /// Its queue was destroyed (or its file closed): if an input point
+    /// still has no fence, nothing may ever attach one, so the job is
+    /// cancelled and stops waiting for those points (it still waits for
+    /// the fences it has, so that it ends after them).
+    /// The queue's `pending` lock is held; allocates nothing.
+    pub(crate) fn cancel_if_unattached(&self) {
+        let Some(deps) = self.deps.as_ref() else { return };
+        if self.attach_dependencies() {
+            self.canceled.store(true, Relaxed);
+            for u in self.unattached.lock().iter_mut().filter(|u| !u.attached) {
+                // Given up: never looked for again.
+                u.attached = true;
+                deps.done();
+            }
+        }
+    }
+
     /// Look for fences attached to the input points that had none; wait
     /// for those found. Whether some are still missing (the scheduler
     /// polls). Scheduler pass: allocates nothing.
     pub(crate) fn attach_dependencies(&self) -> bool {
-        let Some(deps) = &self.deps else { return false };
+        let Some(deps) = self.deps.as_ref() else { return false };
         let mut missing = false;
         for u in self.unattached.lock().iter_mut().filter(|u| !u.attached) {
             match u.syncobj.fence(u.point) {
@@ -258,6 +294,11 @@ impl Job {
     /// reservation lock).
     pub(crate) fn release(&self) {
         let bos = core::mem::replace(&mut *self.bos.lock(), KVec::new());
+        // Their mappings first (unmapped now if no handle is left), while
+        // the references keep the objects alive.
+        if let Some(vms) = &self.vms {
+            vms.unpin(&bos);
+        }
         drop(bos);
         // The callbacks (none is pending any more: the job ran or was
         // cancelled) and the input syncobjs go too.
@@ -439,9 +480,14 @@ fn check(dev: &OnpuDevice, file: &drm::File<File>, req: &uapi::drm_onpu_submit) 
     Ok(Request { queue, cmdbuf, cmdbuf_offset: req.cmdbuf_offset, size, timeout_ms, profiled, bos, in_fences, unattached, outs })
 }
 
-/// A callback for one dependency of a job, not registered yet.
-fn new_callback(deps: &Arc<Deps>) -> Result<Pin<KBox<DepCallback>>> {
-    KBox::pin_init(DepCallback::new(DepWaker(deps.clone())), GFP_KERNEL)
+/// A callback for one dependency of a job, not registered yet; the job's
+/// dependency count is made with the first.
+fn new_callback(deps: &mut Option<Arc<Deps>>, engine: &Arc<Engine>) -> Result<Pin<KBox<DepCallback>>> {
+    let deps = match deps {
+        Some(d) => d.clone(),
+        None => deps.insert(Deps::new(engine.clone())?).clone(),
+    };
+    KBox::pin_init(DepCallback::new(DepWaker(deps)), GFP_KERNEL)
 }
 
 /// DRM_IOCTL_ONPU_SUBMIT: check, take references, allocate, publish the
@@ -482,16 +528,12 @@ pub(crate) fn submit(dev: &OnpuDevice, file: &drm::File<File>, req: &uapi::drm_o
         sq.active.fetch_sub(1u32, Relaxed);
         file_usage.active.fetch_sub(1u32, Relaxed);
     });
-    // Map (and pin) what the job uses in its queue's context, on first use,
-    // at the file's addresses, before anything is published.
-    let used = r.bos.iter().map(|(bo, _)| &**bo);
-    let cmdbuf_va = this.map_for_job(ctx, &r.cmdbuf, used)?.checked_add(r.cmdbuf_offset).ok_or(EINVAL)?;
     let engine = &dev.engine;
     let own = sq.fences.id();
 
     // Everything the job holds, and the callbacks on what it waits for
     // that is known now, allocated before it has a fence.
-    let Request { cmdbuf, size, timeout_ms, profiled, bos: uses, in_fences, unattached, outs, .. } = r;
+    let Request { cmdbuf, cmdbuf_offset, size, timeout_ms, profiled, bos: uses, in_fences, unattached, outs, .. } = r;
     let mut bos = KVec::with_capacity(uses.len() + 1, GFP_KERNEL)?;
     let mut accesses = KVec::with_capacity(uses.len() + 1, GFP_KERNEL)?;
     for (bo, access) in uses.into_iter() {
@@ -502,15 +544,23 @@ pub(crate) fn submit(dev: &OnpuDevice, file: &drm::File<File>, req: &uapi::drm_o
     // job's fence) like a read object.
     accesses.push(Access::Read, GFP_KERNEL)?;
     bos.push(cmdbuf, GFP_KERNEL)?;
-    let deps = Deps::new(engine.clone())?;
+    // Map (and pin) what the job uses in its queue's context, on first use,
+    // at the file's addresses, before anything is published. The mappings
+    // stay pinned (closing the handles unmaps nothing) until the job is
+    // released; the guard unpins them if SUBMIT fails before that.
+    let vms = this.vms().clone();
+    let cmdbuf_va = vms.map_for_job(ctx, &bos)?;
+    let bos = ScopeGuard::new_with_data(bos, |bos| vms.unpin(&bos));
+    let cmdbuf_va = cmdbuf_va.checked_add(cmdbuf_offset).ok_or(EINVAL)?;
+    let mut deps = None;
     // Fences of this queue need no wait: its jobs enter the ring in order.
     let mut waits = KVec::with_capacity(in_fences.len(), GFP_KERNEL)?;
     for f in in_fences.into_iter().filter(|f| f.context() != own && !f.is_signaled()) {
-        waits.push((f, new_callback(&deps)?), GFP_KERNEL)?;
+        waits.push((f, new_callback(&mut deps, engine)?), GFP_KERNEL)?;
     }
     let mut pending_points = KVec::with_capacity(unattached.len(), GFP_KERNEL)?;
     for (syncobj, point) in unattached.into_iter() {
-        pending_points.push(Unattached { syncobj, point, cb: new_callback(&deps)?, attached: false }, GFP_KERNEL)?;
+        pending_points.push(Unattached { syncobj, point, cb: new_callback(&mut deps, engine)?, attached: false }, GFP_KERNEL)?;
     }
     let usage = this.usage().clone();
     let seqno = this.next_seqno();
@@ -519,7 +569,7 @@ pub(crate) fn submit(dev: &OnpuDevice, file: &drm::File<File>, req: &uapi::drm_o
     // so the list is in fence order.
     let mut next = sq.submit.lock();
     let fence_seqno = *next;
-    let (job_queue, job_deps, timeline) = (sq.clone(), deps.clone(), &sq.fences);
+    let (job_queue, job_vms, timeline) = (sq.clone(), vms.clone(), &sq.fences);
     let job = Arc::pin_init(
         try_pin_init!(Job {
             seqno,
@@ -535,19 +585,23 @@ pub(crate) fn submit(dev: &OnpuDevice, file: &drm::File<File>, req: &uapi::drm_o
             fence: timeline.new_fence(fence_seqno, GFP_KERNEL)?,
             outcome: SetOnce::new(),
             vm: Some(ctx.clone()),
-            bos <- new_mutex!(bos),
+            bos <- new_mutex!(KVec::new()),
+            vms: Some(job_vms),
             usage: Some(usage),
             queue: Some(job_queue),
-            deps: Some(job_deps),
+            deps: SetOnce::new(),
             callbacks <- new_mutex!(KVec::new()),
             unattached <- new_mutex!(KVec::new()),
             failed: Atomic::new(0),
+            canceled: Atomic::new(false),
         }),
         GFP_KERNEL,
     )?;
-    // The number is spent; the job's retire() uncounts it from now on.
+    // The number is spent; the job's retire() uncounts it from now on,
+    // and its release() unpins its objects.
     *next += 1;
     counted.dismiss();
+    *job.bos.lock() = bos.dismiss();
     // Counted against its context until it ends (CONTEXT_DESTROY).
     ctx.jobs.fetch_add(1u32, Relaxed);
 
@@ -559,7 +613,7 @@ pub(crate) fn submit(dev: &OnpuDevice, file: &drm::File<File>, req: &uapi::drm_o
         let objects = job.bos.lock();
         for (bo, access) in objects.iter().zip(accesses.iter()) {
             for f in fence::publish(bo.resv(), &job.fence, *access, own)?.into_iter() {
-                waits.push((f, new_callback(&deps)?), GFP_KERNEL)?;
+                waits.push((f, new_callback(&mut deps, engine)?), GFP_KERNEL)?;
             }
         }
         // Where the job keeps its callbacks.
@@ -574,19 +628,31 @@ pub(crate) fn submit(dev: &OnpuDevice, file: &drm::File<File>, req: &uapi::drm_o
     match published {
         Ok(mut callbacks) => {
             // Count first, then register: a callback that fires at once
-            // counts down from the full number.
-            let total = waits.len() + pending_points.len();
-            deps.left.store(total as u32, Relaxed);
+            // counts down from the full number. (No count: nothing to wait
+            // for.)
+            if let Some(deps) = &deps {
+                let total = waits.len() + pending_points.len();
+                deps.left.store(total as u32, Relaxed);
+                job.deps.populate(deps.clone());
+            }
             for (f, mut cb) in waits.into_iter() {
+                // (`deps` exists: the callback was made with it.)
                 if !sched::register(&mut cb, &f) {
-                    deps.done();
+                    if let Some(deps) = &deps {
+                        deps.done();
+                    }
                 }
                 // Within the capacity; the job keeps the callback until it
                 // is released (dropping it removes it from the fence).
                 let _ = callbacks.push_within_capacity(cb);
             }
-            *job.callbacks.lock() = callbacks;
-            *job.unattached.lock() = pending_points;
+            // (Most jobs have neither: no lock for them.)
+            if !callbacks.is_empty() {
+                *job.callbacks.lock() = callbacks;
+            }
+            if !pending_points.is_empty() {
+                *job.unattached.lock() = pending_points;
+            }
         }
         Err(e) => {
             // Part of it may be published: the fence signals with the

@@ -42,10 +42,10 @@ use crate::fence::Signalling;
 use crate::job::{Job, Outcome};
 use crate::uapi;
 
-/// Most jobs the scheduler keeps in the ring (as drm_sched's credit limit):
-/// enough to keep the device busy while the next ones are moved in, few
-/// enough that a job of a higher priority, or of another queue, overtakes
-/// what still waits in the scheduler.
+/// Most jobs of a priority in the ring while a queue of a higher priority
+/// exists (as drm_sched's credit limit): enough to keep the device busy,
+/// few enough that the higher priority's next job overtakes what still
+/// waits in the scheduler. Without a higher queue, the ring's whole depth.
 const RING_DEPTH: usize = 8;
 
 /// The names of a queue's fences.
@@ -95,6 +95,8 @@ pub(crate) struct Unattached {
     pub(crate) syncobj: SyncObj,
     pub(crate) point: u64,
     pub(crate) cb: Pin<KBox<DepCallback>>,
+    /// A fence was found (and `cb` registered on it), or the job gave the
+    /// point up (its queue was destroyed): not looked for any more.
     pub(crate) attached: bool,
 }
 
@@ -143,10 +145,18 @@ impl SchedQueue {
         )
     }
 
+    /// QUEUE_DESTROY or the file's close: the queue takes no more jobs.
+    /// Its jobs still waiting for an input point with no fence are
+    /// cancelled: a point may stay without a fence for ever, and the job's
+    /// fence must not wait for it once nobody can still wait for the job
+    /// through its queue. The others still run. The caller runs a pass.
     pub(crate) fn destroy(&self) {
         self.destroyed.store(true, Relaxed);
+        let pending = self.pending.lock();
+        for job in pending.jobs.iter() {
+            job.cancel_if_unattached();
+        }
     }
-
 }
 
 /// The queues of the device.
@@ -206,27 +216,32 @@ impl Engine {
         }
     }
 
+    /// How many jobs of a queue of `priority` may be in the ring when one
+    /// more of it enters: the ring's whole depth, unless a queue of a higher
+    /// priority exists; then the credit limit, so that its next job finds at
+    /// most that many of ours ahead of it.
+    fn ring_depth(&self, priority: u32) -> usize {
+        let higher = (priority as usize + 1..self.queues_by_priority.len())
+            .any(|p| self.queues_by_priority[p].load(Relaxed) != 0);
+        if higher { RING_DEPTH } else { RING_ENTRIES as usize }
+    }
+
     /// SUBMIT hands its job over (the queue's submit mutex held, so the
     /// queue's jobs come in fence order). The fast path: a job that waits
-    /// for nothing, of a queue with nothing pending, while no job of any
-    /// queue waits in the scheduler, goes straight into the ring without a
-    /// scheduler pass, with the ring's whole depth (there is nobody it could
-    /// keep from overtaking it) unless a queue of a higher priority exists
-    /// (then the credit limit, as a pass would). Otherwise it joins its queue's
-    /// list; Ok(true) asks the caller for a pass (after the mutex). Err(job)
-    /// when unbind took the list away.
+    /// for nothing, of a queue with nothing pending, goes straight into the
+    /// ring without a scheduler pass, unless a pass left ready jobs behind
+    /// for want of room (`sched_blocked`: they go first, in the pass's
+    /// order). Jobs of other queues that wait for their dependencies do not
+    /// hold it back: queues are not ordered among themselves. Otherwise it
+    /// joins its queue's list; Ok(true) asks the caller for a pass (after
+    /// the mutex). Err(job) when unbind took the list away.
     pub(crate) fn submit_job(self: &Arc<Self>, q: &SchedQueue, job: Arc<Job>) -> core::result::Result<bool, Arc<Job>> {
         // The ring write is part of the job's fence signalling path.
         let _signalling = Signalling::begin();
         let mut pending = q.pending.lock();
         let ready = job.deps_left() == 0 && job.failed().is_none();
-        if ready && pending.jobs.is_empty() && self.sched_waiting.load(Relaxed) == 0 {
-            // While a queue of a higher priority exists, its next job must
-            // find at most the credit limit of ours ahead of it.
-            let higher = (q.priority as usize + 1..self.queues_by_priority.len())
-                .any(|p| self.queues_by_priority[p].load(Relaxed) != 0);
-            let depth = if higher { RING_DEPTH } else { RING_ENTRIES as usize };
-            if let Entered::Yes = self.enter_ring(&job, depth) {
+        if ready && pending.jobs.is_empty() && !self.sched_blocked.load(Relaxed) {
+            if let Entered::Yes = self.enter_ring(&job, self.ring_depth(q.priority)) {
                 pending.last = Some(ARef::from(&*job.fence));
                 return Ok(false);
             }
@@ -270,15 +285,16 @@ impl Engine {
                 loop {
                     let mut progress = false;
                     for k in 0..n {
-                        let i = (list.next[prio] + k) % n;
-                        let q = list.queues[i].clone();
+                        // (n > 0 here; no panic path either way.)
+                        let i = list.next[prio].wrapping_add(k).checked_rem(n).unwrap_or(0);
+                        let Some(q) = list.queues.get(i).cloned() else { break };
                         if q.priority as usize != prio {
                             continue;
                         }
                         match self.step(&q, &mut poll) {
                             Step::Moved => {
                                 progress = true;
-                                list.next[prio] = (i + 1) % n;
+                                list.next[prio] = i.wrapping_add(1).checked_rem(n).unwrap_or(0);
                             }
                             Step::Idle => {}
                             Step::RingFull => {
@@ -311,7 +327,7 @@ impl Engine {
         if head.deps_left() != 0 {
             return Step::Idle;
         }
-        if let Some(e) = head.failed() {
+        if let Some(e) = head.not_running() {
             // Signalled after every earlier job of its queue.
             if pending.last.as_ref().is_some_and(|f| !f.is_signaled()) {
                 self.sched_blocked.store(true, Relaxed);
@@ -329,7 +345,7 @@ impl Engine {
             };
         }
         let job = head.clone();
-        match self.enter_ring(&job, RING_DEPTH) {
+        match self.enter_ring(&job, self.ring_depth(q.priority)) {
             Entered::Yes => {
                 let _ = pending.jobs.remove(0);
                 self.sched_waiting.fetch_sub(1u32, Relaxed);
@@ -382,7 +398,13 @@ impl Engine {
     /// Debugfs: the queues, their pending jobs and what their heads wait for.
     pub(crate) fn describe_queues(&self, out: &mut impl core::fmt::Write) -> core::fmt::Result {
         let list = self.sched.lock();
-        writeln!(out, "queues: {} (scheduler blocked: {})", list.queues.len(), self.sched_blocked.load(Relaxed))?;
+        writeln!(
+            out,
+            "queues: {} (jobs waiting: {}, scheduler blocked: {})",
+            list.queues.len(),
+            self.sched_waiting.load(Relaxed),
+            self.sched_blocked.load(Relaxed)
+        )?;
         for q in list.queues.iter() {
             let pending = q.pending.lock();
             write!(out, "  queue priority {} active {} pending {}", q.priority, q.active.load(Relaxed), pending.jobs.len())?;

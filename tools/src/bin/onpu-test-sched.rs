@@ -3,8 +3,11 @@
 //! process signals later), wait-before-signal on a timeline point, output
 //! timeline points and several output syncobjs, WAIT's absolute deadline
 //! across a signal, the per-queue limit and QUEUE_CREATE/DESTROY's
-//! errnos (REALTIME without CAP_SYS_NICE). TAP output; run in the guest
-//! with the driver loaded.
+//! errnos (REALTIME without CAP_SYS_NICE), priorities, and the lifetime of
+//! jobs waiting in the scheduler: QUEUE_DESTROY and the file's close
+//! cancel a job waiting for a point with no fence; a waiting job keeps its
+//! objects mapped (and their addresses taken) after their handles close.
+//! TAP output; run in the guest with the driver loaded.
 //!
 //! Order, not time, shows that SUBMIT returned before the signal: the
 //! other process signals only when this one tells it to, after SUBMIT
@@ -729,6 +732,212 @@ fn priorities(c: &Ctx) -> Result<(), String> {
     Ok(())
 }
 
+/// SYNC_IOC_FILE_INFO (include/uapi/linux/sync_file.h): _IOWR('>', 4,
+/// struct sync_file_info), 56 bytes.
+const SYNC_IOC_FILE_INFO: libc::c_ulong = 0xc038_3e04;
+
+/// struct sync_file_info, without the fence array (num_fences 0 asks for
+/// none).
+#[repr(C)]
+#[derive(Default)]
+struct SyncFileInfo {
+    name: [u8; 32],
+    status: i32,
+    flags: u32,
+    num_fences: u32,
+    pad: u32,
+    sync_fence_info: u64,
+}
+
+/// Wait (at most 10 s) for a sync_file's fence to signal; its status
+/// (1 signalled without error, negative: the error it signalled with).
+fn sync_file_status(fd: &impl AsRawFd) -> Result<i32, String> {
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    if unsafe { libc::poll(&mut pfd, 1, 10_000) } != 1 {
+        return Err("the job's fence did not signal within 10 s".into());
+    }
+    let mut info = SyncFileInfo::default();
+    // SAFETY: SYNC_IOC_FILE_INFO writes a struct sync_file_info; with
+    // num_fences 0 it writes nothing through sync_fence_info.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), SYNC_IOC_FILE_INFO, &mut info) } != 0 {
+        return Err(format!(
+            "SYNC_IOC_FILE_INFO: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(info.status)
+}
+
+/// A job waiting for a point nobody signals, in a queue that is then
+/// destroyed: it ends CANCELED (-ECANCELED) at once, its output fence
+/// signals with -ECANCELED, it never ran, and the queue's next job (ready)
+/// still runs after it.
+fn destroyed_queue_cancels(c: &Ctx) -> Result<(), String> {
+    c.fill(&c.src, 0x3c)?;
+    c.fill(&c.dst, 0)?;
+    let never = accel::syncobj_create(&c.file, false).map_err(errno_name)?;
+    let out = accel::syncobj_create(&c.file, false).map_err(errno_name)?;
+    let q = accel::queue_create(&c.file, uapi::DRM_ONPU_PRIORITY_NORMAL).map_err(errno_name)?;
+    let blocked = c
+        .submit(q, &[wait_for_submit(never, 0)], &[accel::sync(out)])
+        .map_err(|e| format!("submit: {}", errno_name(e)))?;
+    let fence = accel::syncobj_export_sync_file(&c.file, out).map_err(errno_name)?;
+    // Submitted after it: waits behind it in the queue, nothing else.
+    let next = c
+        .submit(q, &[], &[])
+        .map_err(|e| format!("second submit: {}", errno_name(e)))?;
+    c.not_ended(blocked)?;
+    c.dst_is(0)?;
+    accel::queue_destroy(&c.file, q).map_err(errno_name)?;
+    let w = accel::wait(&c.file, blocked, 10 * SEC)
+        .map_err(|e| format!("wait for the blocked job: {}", errno_name(e)))?;
+    if w.status != uapi::DRM_ONPU_JOB_CANCELED || w.error != -libc::ECANCELED {
+        return Err(format!(
+            "the blocked job ended with status {:#x} error {}, want CANCELED and -ECANCELED",
+            w.status, w.error
+        ));
+    }
+    let status = sync_file_status(&fence)?;
+    if status != -libc::ECANCELED {
+        return Err(format!(
+            "its output fence has status {status}, want -ECANCELED"
+        ));
+    }
+    c.wait_ok(next)?;
+    c.dst_is(0x3c)?;
+    accel::syncobj_destroy(&c.file, never).map_err(errno_name)?;
+    accel::syncobj_destroy(&c.file, out).map_err(errno_name)
+}
+
+/// The same when the file is closed: the job's fence (kept as a
+/// sync_file past the close) signals with -ECANCELED.
+fn closed_file_cancels() -> Result<(), String> {
+    let c = Ctx::open()?;
+    let never = accel::syncobj_create(&c.file, false).map_err(errno_name)?;
+    let out = accel::syncobj_create(&c.file, false).map_err(errno_name)?;
+    c.submit(
+        accel::FIRST_QUEUE,
+        &[wait_for_submit(never, 0)],
+        &[accel::sync(out)],
+    )
+    .map_err(|e| format!("submit: {}", errno_name(e)))?;
+    let fence = accel::syncobj_export_sync_file(&c.file, out).map_err(errno_name)?;
+    drop(c);
+    let status = sync_file_status(&fence)?;
+    if status != -libc::ECANCELED {
+        return Err(format!(
+            "the job's fence has status {status} after the close, want -ECANCELED"
+        ));
+    }
+    Ok(())
+}
+
+/// A job waiting in the scheduler keeps the NPU mappings of its objects
+/// when their handles are closed: objects created meanwhile get other
+/// addresses, and when the job runs it reads and writes its own objects
+/// (seen through a CPU mapping kept past the close), not the new ones.
+fn closed_handles_stay_mapped(c: &Ctx, queue: u32) -> Result<(), String> {
+    let f = &c.file;
+    let bo = |size: u64| -> Result<(Bo, u64), String> {
+        let b = accel::bo_create(f, size).map_err(errno_name)?;
+        let va = accel::bo_npu_addr(f, b.handle).map_err(errno_name)?;
+        Ok((b, va))
+    };
+    let (src, src_va) = bo(u64::from(LEN))?;
+    let (dst, dst_va) = bo(u64::from(LEN))?;
+    let (cmd, cmd_va) = bo(4096)?;
+    let code = assemble(&copyjob::insns(src_va, dst_va, LEN));
+    Mapping::new(f, &cmd)
+        .map_err(|e| e.to_string())?
+        .as_mut_slice()[..code.len()]
+        .copy_from_slice(&code);
+    c.fill(&src, 0xc5)?;
+    // Kept past the close: the mapping holds the object.
+    let mut dst_map = Mapping::new(f, &dst).map_err(|e| e.to_string())?;
+    dst_map.as_mut_slice().fill(0);
+    let gate = accel::syncobj_create(f, false).map_err(errno_name)?;
+    let refs = [
+        uapi::drm_onpu_bo_ref {
+            handle: src.handle,
+            flags: uapi::DRM_ONPU_BO_READ,
+        },
+        uapi::drm_onpu_bo_ref {
+            handle: dst.handle,
+            flags: uapi::DRM_ONPU_BO_WRITE,
+        },
+    ];
+    let ins = [wait_for_submit(gate, 0)];
+    let mut req = uapi::drm_onpu_submit {
+        queue_id: queue,
+        cmdbuf_handle: cmd.handle,
+        cmdbuf_size: code.len() as u32,
+        bos: accel::obj_array(&refs),
+        in_syncs: accel::obj_array(&ins),
+        ..Default::default()
+    };
+    let seqno = accel::submit(f, &mut req).map_err(|e| format!("submit: {}", errno_name(e)))?;
+    for b in [&src, &dst, &cmd] {
+        accel::gem_close(f, b.handle).map_err(errno_name)?;
+    }
+    // New objects while the job still waits: none may take an address
+    // range the job uses.
+    let old = [
+        (src_va, u64::from(LEN)),
+        (dst_va, u64::from(LEN)),
+        (cmd_va, 4096),
+    ];
+    let mut fresh = Vec::new();
+    for _ in 0..6 {
+        let (b, va) = bo(4096)?;
+        if let Some((o, _)) = old.iter().find(|(o, len)| va < o + len && *o < va + 4096) {
+            return Err(format!(
+                "a new object got NPU address {va:#x}, inside the range at {o:#x} of the waiting job's closed objects"
+            ));
+        }
+        c.fill(&b, 0xee)?;
+        fresh.push(b);
+    }
+    accel::syncobj_signal(f, gate).map_err(errno_name)?;
+    c.wait_ok(seqno)?;
+    if let Some(i) = dst_map.as_mut_slice()[..LEN as usize]
+        .iter()
+        .position(|&b| b != 0xc5)
+    {
+        return Err(format!(
+            "the job's dst byte {i} is {:#x}, want 0xc5 (its copy)",
+            dst_map.as_mut_slice()[i]
+        ));
+    }
+    for b in &fresh {
+        let mut m = Mapping::new(f, b).map_err(|e| e.to_string())?;
+        if m.as_mut_slice().iter().any(|&x| x != 0xee) {
+            return Err(
+                "the waiting job wrote into an object created after its objects' handles closed"
+                    .into(),
+            );
+        }
+        accel::gem_close(f, b.handle).map_err(errno_name)?;
+    }
+    accel::syncobj_destroy(f, gate).map_err(errno_name)
+}
+
+/// closed_handles_stay_mapped on a queue of a context made by
+/// CONTEXT_CREATE (which maps the objects in its own page tables).
+fn created_context_stays_mapped(c: &Ctx) -> Result<(), String> {
+    let ctx = accel::context_create(&c.file).map_err(errno_name)?;
+    let q = queue_create_raw(&c.file, ctx, uapi::DRM_ONPU_PRIORITY_NORMAL, 0)
+        .map_err(|e| format!("queue in context {ctx}: {}", errno_name(e)))?;
+    let r = closed_handles_stay_mapped(c, q);
+    accel::queue_destroy(&c.file, q).map_err(errno_name)?;
+    accel::context_destroy(&c.file, ctx).map_err(errno_name)?;
+    r
+}
+
 fn main() {
     let args = Args::parse("", &[]);
     args.at_most(0);
@@ -739,7 +948,7 @@ fn main() {
             std::process::exit(npu_tools::tap::KSFT_FAIL);
         }
     };
-    let mut tap = Tap::new(7);
+    let mut tap = Tap::new(11);
     tap.check(
         "SUBMIT returns before another process signals the job's input; the job runs after",
         cross_process_signal(&c),
@@ -767,6 +976,22 @@ fn main() {
     tap.check(
         "a HIGH job submitted after 30 LOW jobs runs before most of them",
         priorities(&c),
+    );
+    tap.check(
+        "QUEUE_DESTROY cancels a job waiting for a point with no fence (CANCELED, -ECANCELED); the next job runs",
+        destroyed_queue_cancels(&c),
+    );
+    tap.check(
+        "closing the file cancels a job waiting for a point with no fence (its fence: -ECANCELED)",
+        closed_file_cancels(),
+    );
+    tap.check(
+        "a waiting job keeps its objects mapped after their handles close; new objects get other addresses",
+        closed_handles_stay_mapped(&c, accel::FIRST_QUEUE),
+    );
+    tap.check(
+        "the same for a job of a created context",
+        created_context_stays_mapped(&c),
     );
     std::process::exit(tap.finish());
 }
