@@ -280,6 +280,52 @@ pub fn remap(
         Op::Reshape { x, shape } => Op::Reshape { x: f(x)?, shape },
         Op::Quantize { x } => Op::Quantize { x: f(x)? },
         Op::Dequantize { x } => Op::Dequantize { x: f(x)? },
+        Op::Concat { xs, axis } => Op::Concat {
+            xs: xs.into_iter().map(&mut f).collect::<Result<_, _>>()?,
+            axis,
+        },
+        Op::Slice {
+            x,
+            begin,
+            step,
+            shape,
+        } => Op::Slice {
+            x: f(x)?,
+            begin,
+            step,
+            shape,
+        },
+        Op::Pad {
+            x,
+            begin,
+            end,
+            value,
+        } => Op::Pad {
+            x: f(x)?,
+            begin,
+            end,
+            value,
+        },
+        Op::Transpose { x, perm } => Op::Transpose { x: f(x)?, perm },
+        Op::DepthToSpace { x, block, crd } => Op::DepthToSpace {
+            x: f(x)?,
+            block,
+            crd,
+        },
+        Op::SpaceToDepth { x, block } => Op::SpaceToDepth { x: f(x)?, block },
+        Op::Resize {
+            x,
+            size,
+            scale,
+            mode,
+            coord,
+        } => Op::Resize {
+            x: f(x)?,
+            size,
+            scale,
+            mode,
+            coord,
+        },
     })
 }
 
