@@ -1348,3 +1348,84 @@ fn movement_ops_run_on_the_npu_and_match_onnxruntime() {
     }
     matches_ort("movement", &m, 1e-5);
 }
+
+/// The same ops on int8 tensors (QuantizeLinear -> movement ->
+/// DequantizeLinear): the values move as they are and keep their
+/// quantization; the pad value is the int8 constant. Against onnxruntime.
+#[test]
+fn int8_movement_matches_onnxruntime() {
+    let inits = vec![
+        tensor("s", &[], &[0.05]),
+        int8_scalar("z", -4),
+        int8_scalar("padv", 9),
+        i64_init("pads", &[0, 1, 0, 2, 0, 0, 1, 0]),
+        tensor("up", &[4], &[1.0, 1.0, 2.0, 1.5]),
+        i64_init("st", &[1]),
+        i64_init("en", &[100]),
+        i64_init("ax", &[2]),
+        i64_init("sp", &[2]),
+    ];
+    let nodes = vec![
+        node("QuantizeLinear", "q", &["x", "s", "z"], &["xq"], &[]),
+        node(
+            "Transpose",
+            "nhwc",
+            &["xq"],
+            &["t"],
+            &[("perm", A::Is(&[0, 2, 3, 1]))],
+        ),
+        node("Pad", "pad", &["t", "pads", "padv"], &["p"], &[]),
+        node(
+            "Resize",
+            "up",
+            &["p", "", "up"],
+            &["u"],
+            &[("mode", A::S("nearest"))],
+        ),
+        node("Concat", "cat", &["u", "p"], &["c"], &[("axis", A::I(2))]),
+        node(
+            "Slice",
+            "every2",
+            &["c", "st", "en", "ax", "sp"],
+            &["sl"],
+            &[],
+        ),
+        node("DequantizeLinear", "dq", &["sl", "s", "z"], &["y"], &[]),
+    ];
+    // x [1,3,5,6] -> t [1,5,6,3] -> p [1,6,6,5] -> u [1,6,12,7]: first
+    // with W scaled by 1.5, which Concat with p refuses.
+    let m = model(
+        nodes,
+        inits,
+        &[("x", &[1, 3, 5, 6])],
+        &[("y", &[1, 6, 0, 0])],
+        13,
+    );
+    let bytes = m.write_to_bytes().unwrap();
+    let err = import(&bytes, None, &Options::default()).err();
+    // u is [1, 6, 12, 7] and p [1, 6, 6, 5]: they do not concatenate.
+    assert!(
+        err.as_ref()
+            .is_some_and(|e| e.to_string().contains("does not match")),
+        "{err:?}"
+    );
+    // With W unchanged: u [1,6,12,5], c [1,6,18,5], every other row of it
+    // [1,6,9,5].
+    let mut m = m;
+    let g = m.graph.as_mut().unwrap();
+    g.initializer[4] = tensor("up", &[4], &[1.0, 1.0, 2.0, 1.0]);
+    g.output[0] = value("y", &[1, 6, 9, 5]);
+    let model = import(&m.write_to_bytes().unwrap(), None, &Options::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let int8_moves = model
+        .graph
+        .nodes()
+        .iter()
+        .filter(|n| n.ty.dtype == npu::DType::I8 && !matches!(n.op, npu::ir::Op::Quantize { .. }))
+        .count();
+    assert_eq!(
+        int8_moves, 5,
+        "transpose, pad, resize, concat and slice in int8"
+    );
+    matches_ort("int8_movement", &m, 0.0);
+}
