@@ -389,3 +389,51 @@ fn int8_pad_uses_the_quantized_value() {
         TensorData::I8(vec![1, 1, 1, 1, 1, 2, 3, 1, 4, 5, 6, 1])
     );
 }
+
+#[test]
+fn movement_of_constants_folds_at_compile_time() {
+    let mut g = Graph::new();
+    let x = g.input("x", f32t(&[2, 3])).unwrap();
+    let c = g
+        .constant(
+            "c",
+            f32t(&[3, 2]),
+            TensorData::F32(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]),
+        )
+        .unwrap();
+    let t = g
+        .add(
+            "t",
+            Op::Transpose {
+                x: c,
+                perm: vec![1, 0],
+            },
+            None,
+        )
+        .unwrap();
+    let y = g
+        .add(
+            "y",
+            Op::Binary {
+                op: npu::ir::BinaryOp::Add,
+                a: x,
+                b: t,
+            },
+            None,
+        )
+        .unwrap();
+    g.output(y).unwrap();
+    let opt = npu::ir::passes::optimize(&g).unwrap();
+    assert!(
+        !opt.nodes()
+            .iter()
+            .any(|n| matches!(n.op, Op::Transpose { .. })),
+        "{opt:?}"
+    );
+    let inputs = HashMap::from([("x".to_string(), TensorData::F32(vec![0.0; 6]))]);
+    let run = common::run_device(&g, &inputs, 4096, CompileOptions::default());
+    assert_eq!(
+        run.outputs["y"],
+        TensorData::F32(vec![1.0, 3.0, 5.0, 2.0, 4.0, 6.0])
+    );
+}

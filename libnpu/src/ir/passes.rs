@@ -331,6 +331,14 @@ pub fn remap(
 
 /// The value of an f32 elementwise op, unary op or reshape on constants.
 fn const_eval(g: &Graph, op: &Op, ty: &TensorType) -> Option<TensorData> {
+    // Data movement on constants (any dtype): moved at compile time.
+    let operands = op.operands();
+    if !operands.is_empty() && operands.iter().all(|v| g.constant_data(*v).is_some()) {
+        let get = |v: ValueId| g.constant_data(v).expect("checked: a constant");
+        if let Some(d) = crate::reference::movement(g, op, ty, get) {
+            return Some(d);
+        }
+    }
     if ty.dtype != DType::F32 {
         return None;
     }

@@ -491,16 +491,20 @@ fn resize(
         let hi = (0..taps).map(|t| hmaps[t][r0 + n - 1]).max().unwrap_or(lo);
         (lo, hi - lo + 1)
     };
+    // SRAM bytes of a chunk (saturating: the sizes may be absurd).
     let need = |c: &Chunk| -> usize {
-        let a = c.planes * c.in_rows * iw * es;
-        let b = taps * c.planes * c.in_rows * ow * es;
-        let o = taps * c.planes * c.rows * ow * es;
+        let prod = |v: &[usize]| v.iter().fold(1usize, |a, &b| a.saturating_mul(b));
+        let a = prod(&[c.planes, c.in_rows, iw, es]);
+        let b = prod(&[taps, c.planes, c.in_rows, ow, es]);
+        let o = prod(&[taps, c.planes, c.rows, ow, es]);
         let wv = if linear {
-            2 * ow * 4 + 2 * c.planes * c.rows * 4
+            prod(&[2, ow, 4]).saturating_add(prod(&[2, c.planes, c.rows, 4]))
         } else {
             0
         };
-        [a, b, o, wv].iter().map(|s| s.next_multiple_of(64)).sum()
+        [a, b, o, wv]
+            .iter()
+            .fold(0usize, |t, s| t.saturating_add(s.saturating_add(63)))
     };
     let max_in_rows = |rows: usize| -> usize {
         (0..oh)
@@ -606,7 +610,7 @@ fn resize(
                 sa,
                 Strided {
                     shape: [e32(nin * iw), np as u32, 1],
-                    stride: [e32(ih * iw), e32(ih * iw) * np as u32],
+                    stride: [e32(ih * iw), e32(ih * iw).saturating_mul(np as u32)],
                 },
                 Strided {
                     shape: [e32(nin * iw), np as u32, 1],
@@ -756,7 +760,7 @@ fn resize(
                 so[0],
                 Strided {
                     shape: [e32(nr * ow), np as u32, 1],
-                    stride: [e32(oh * ow), e32(oh * ow) * np as u32],
+                    stride: [e32(oh * ow), e32(oh * ow).saturating_mul(np as u32)],
                 },
                 Strided {
                     shape: [e32(nr * ow), np as u32, 1],

@@ -234,35 +234,9 @@ pub fn run(
             Op::Quantize { x } => requantized(f32s(get(x)), ty),
             Op::Dequantize { x } => TensorData::F32(real(get(x), graph.ty(*x))),
             Op::Reshape { x, .. } => get(x).clone(),
-            Op::Concat { xs, axis } => {
-                let parts: Vec<(&TensorData, &[usize])> = xs
-                    .iter()
-                    .map(|v| (get(v), graph.ty(*v).shape.as_slice()))
-                    .collect();
-                concat(&parts, *axis)
-            }
-            Op::Resize {
-                x,
-                size,
-                scale,
-                mode: ResizeMode::Linear,
-                coord,
-            } => TensorData::F32(resize_linear(
-                &f32s(get(x)),
-                &graph.ty(*x).shape,
-                *size,
-                *scale,
-                *coord,
-            )),
-            op => {
-                let x = op.operands()[0];
-                let src = sources(op, &graph.ty(x).shape, &ty.shape);
-                let fill = match op {
-                    Op::Pad { value, .. } => *value,
-                    _ => 0.0,
-                };
-                gather(get(&x), &src, fill, ty)
-            }
+            op => movement(graph, op, ty, |v| get(&v)).ok_or_else(|| {
+                RunError::Graph(format!("{}: no reference for {}", node.name, op.name()))
+            })?,
         };
         vals.push(out);
     }
@@ -684,4 +658,51 @@ fn resize_linear(
         }
     }
     out
+}
+
+/// The value of data-movement op `op` (result type `ty`) whose operands'
+/// values `get` gives; None for any other op. (Also the compiler's
+/// constant folding of movement ops on constants.)
+pub(crate) fn movement<'a>(
+    graph: &Graph,
+    op: &Op,
+    ty: &TensorType,
+    get: impl Fn(ValueId) -> &'a TensorData,
+) -> Option<TensorData> {
+    Some(match op {
+        Op::Concat { xs, axis } => {
+            let parts: Vec<(&TensorData, &[usize])> = xs
+                .iter()
+                .map(|v| (get(*v), graph.ty(*v).shape.as_slice()))
+                .collect();
+            concat(&parts, *axis)
+        }
+        Op::Resize {
+            x,
+            size,
+            scale,
+            mode: ResizeMode::Linear,
+            coord,
+        } => TensorData::F32(resize_linear(
+            &f32s(get(*x)),
+            &graph.ty(*x).shape,
+            *size,
+            *scale,
+            *coord,
+        )),
+        Op::Slice { x, .. }
+        | Op::Pad { x, .. }
+        | Op::Transpose { x, .. }
+        | Op::DepthToSpace { x, .. }
+        | Op::SpaceToDepth { x, .. }
+        | Op::Resize { x, .. } => {
+            let src = sources(op, &graph.ty(*x).shape, &ty.shape);
+            let fill = match op {
+                Op::Pad { value, .. } => *value,
+                _ => 0.0,
+            };
+            gather(get(*x), &src, fill, ty)
+        }
+        _ => return None,
+    })
 }

@@ -31,7 +31,7 @@ options:
                          little-endian bytes
   --shape NAME=D0,D1,..  (ONNX) the shape of an input with symbolic dimensions
   --cpu-fallback         (ONNX) run the nodes the NPU cannot, of ops the CPU
-                         fallback has (Sqrt, Reciprocal, Concat, Transpose),
+                         fallback has (Sqrt, Reciprocal),
                          on the CPU instead of refusing the model; names them
   --list                 (ONNX) list the model's inputs and outputs as declared
                          and as imported (dtype, shape, quantization); run
