@@ -4,7 +4,8 @@
 //! provider. Movement is exact (every element bit for bit, f32 and int8);
 //! linear resize within 1e-5. Each case runs at 16 KiB of SRAM (so copies
 //! are tiled and resize works in bands of rows) and at 1 MiB, on shapes
-//! that are no multiple of anything. The library's own CPU reference must
+//! that are no multiple of anything; the two results must be equal bit for
+//! bit, and onnxruntime checks them. The library's own CPU reference must
 //! agree too. Needs python3 with numpy, onnx and onnxruntime
 //! (scripts/host-deps.sh).
 
@@ -118,7 +119,8 @@ struct Case {
     tol: Option<f64>,
 }
 
-/// Run `c` at every SRAM size; returns the elements compared.
+/// Run `c` at every SRAM size; returns the elements compared with
+/// onnxruntime.
 fn check(c: &Case) -> usize {
     let out = c.g.outputs()[0];
     let oty = c.g.ty(out).clone();
@@ -130,36 +132,44 @@ fn check(c: &Case) -> usize {
             })
             .collect();
     ins.extend(c.extra.iter().cloned());
-    let mut compared = 0;
+    // The device at every SRAM size (tiled differently), then onnxruntime
+    // once on the first result: the others must equal it bit for bit.
+    let mut results = Vec::new();
     for sram in SRAMS {
         let run = common::run_device(&c.g, &c.inputs, sram, CompileOptions::default());
-        let got = &run.outputs[&c.g.node(out).name];
         // The library's reference agrees (exactly for movement).
         npu::runtime::check(&c.g, &c.inputs, &run.outputs, c.tol.unwrap_or(0.0) as f32)
             .unwrap_or_else(|e| panic!("{} at {sram} bytes: reference: {e}", c.what));
-        let out_dtype = if oty.dtype == DType::I8 { "i8" } else { "f32" };
-        let tol = c.tol.map_or(String::new(), |t| format!(",\"tol\":{t}"));
-        let json = format!(
-            "{{\"op\":\"{}\",\"inputs\":[{}],\"attrs\":{},\"out_dtype\":\"{out_dtype}\",\"out_shape\":{},\"got\":{},\"opset\":{}{tol}}}",
-            c.op,
-            ins.join(","),
-            c.attrs,
-            list(&oty.shape),
-            got_list(got),
-            c.opset
-        );
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/onnx_ref.py");
-        let res = common::python_with_stdin(script, &json);
-        let stdout = String::from_utf8_lossy(&res.stdout);
-        assert!(
-            res.status.success(),
-            "{} at {sram} bytes of SRAM: onnxruntime disagrees: {stdout}{}",
-            c.what,
-            String::from_utf8_lossy(&res.stderr)
-        );
-        compared += stdout.trim().parse::<usize>().expect("element count");
+        results.push(run.outputs[&c.g.node(out).name].clone());
     }
-    compared
+    for (sram, r) in SRAMS.iter().zip(&results) {
+        assert_eq!(
+            r, &results[0],
+            "{}: {sram} bytes of SRAM differ from {}",
+            c.what, SRAMS[0]
+        );
+    }
+    let out_dtype = if oty.dtype == DType::I8 { "i8" } else { "f32" };
+    let tol = c.tol.map_or(String::new(), |t| format!(",\"tol\":{t}"));
+    let json = format!(
+        "{{\"op\":\"{}\",\"inputs\":[{}],\"attrs\":{},\"out_dtype\":\"{out_dtype}\",\"out_shape\":{},\"got\":{},\"opset\":{}{tol}}}",
+        c.op,
+        ins.join(","),
+        c.attrs,
+        list(&oty.shape),
+        got_list(&results[0]),
+        c.opset
+    );
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/onnx_ref.py");
+    let res = common::python_with_stdin(script, &json);
+    let stdout = String::from_utf8_lossy(&res.stdout);
+    assert!(
+        res.status.success(),
+        "{}: onnxruntime disagrees: {stdout}{}",
+        c.what,
+        String::from_utf8_lossy(&res.stderr)
+    );
+    stdout.trim().parse::<usize>().expect("element count")
 }
 
 /// A graph of inputs `x0, x1, ...` of `shapes` and one op on them.
@@ -422,75 +432,48 @@ fn transpose_matches_onnxruntime() {
 fn depth_and_space_match_onnxruntime() {
     require_onnxruntime();
     let mut n = 0;
-    // onnxruntime's DepthToSpace/SpaceToDepth CPU kernels are float only
-    // (int8 runs the same copy plans; the library reference checks them).
-    for (shape, block) in [
-        ([1usize, 12, 7, 9], 2usize),
-        ([2, 18, 5, 3], 3),
-        ([1, 64, 15, 17], 2),
-    ] {
-        for crd in [false, true] {
-            let gi = graph(
-                DType::F32,
-                &[&shape],
-                |xs| Op::DepthToSpace {
-                    x: xs[0],
-                    block,
-                    crd,
-                },
-                9,
-            );
-            let mode = if crd { "CRD" } else { "DCR" };
+    for dtype in DTYPES {
+        for (shape, block) in [
+            ([1usize, 12, 7, 9], 2usize),
+            ([2, 18, 5, 3], 3),
+            ([1, 64, 15, 17], 2),
+        ] {
+            for crd in [false, true] {
+                let gi = graph(
+                    dtype,
+                    &[&shape],
+                    |xs| Op::DepthToSpace {
+                        x: xs[0],
+                        block,
+                        crd,
+                    },
+                    9,
+                );
+                let mode = if crd { "CRD" } else { "DCR" };
+                n += check(&case(
+                    format!("depth_to_space {dtype:?} {shape:?} {mode}"),
+                    gi,
+                    "DepthToSpace",
+                    vec![],
+                    format!("{{\"blocksize\":{block},\"mode\":\"{mode}\"}}"),
+                ));
+            }
+            let s = [
+                shape[0],
+                shape[1] / (block * block),
+                shape[2] * block,
+                shape[3] * block,
+            ];
+            let gi = graph(dtype, &[&s], |xs| Op::SpaceToDepth { x: xs[0], block }, 4);
             n += check(&case(
-                format!("depth_to_space {shape:?} {mode}"),
+                format!("space_to_depth {dtype:?} {s:?}"),
                 gi,
-                "DepthToSpace",
+                "SpaceToDepth",
                 vec![],
-                format!("{{\"blocksize\":{block},\"mode\":\"{mode}\"}}"),
+                format!("{{\"blocksize\":{block}}}"),
             ));
         }
-        let s = [
-            shape[0],
-            shape[1] / (block * block),
-            shape[2] * block,
-            shape[3] * block,
-        ];
-        let gi = graph(
-            DType::F32,
-            &[&s],
-            |xs| Op::SpaceToDepth { x: xs[0], block },
-            4,
-        );
-        n += check(&case(
-            format!("space_to_depth {s:?}"),
-            gi,
-            "SpaceToDepth",
-            vec![],
-            format!("{{\"blocksize\":{block}}}"),
-        ));
     }
-    for crd in [false, true] {
-        let gi = graph(
-            DType::I8,
-            &[&[1, 12, 7, 9]],
-            |xs| Op::DepthToSpace {
-                x: xs[0],
-                block: 2,
-                crd,
-            },
-            9,
-        );
-        let got = common::run_device(&gi.0, &gi.1, SRAMS[0], CompileOptions::default());
-        npu::runtime::check(&gi.0, &gi.1, &got.outputs, 0.0).unwrap();
-    }
-    let gi = graph(
-        DType::I8,
-        &[&[1, 3, 14, 18]],
-        |xs| Op::SpaceToDepth { x: xs[0], block: 2 },
-        9,
-    );
-    let got = common::run_device(&gi.0, &gi.1, SRAMS[0], CompileOptions::default());
-    npu::runtime::check(&gi.0, &gi.1, &got.outputs, 0.0).unwrap();
     eprintln!("depth/space: {n} elements compared");
 }
 
