@@ -437,3 +437,40 @@ fn movement_of_constants_folds_at_compile_time() {
         TensorData::F32(vec![1.0, 3.0, 5.0, 2.0, 4.0, 6.0])
     );
 }
+
+#[test]
+fn an_input_output_through_the_runtime_api() {
+    let npu = npu::Npu::model(64 * 1024).unwrap();
+    let mut g = Graph::new();
+    let x = g.input("x", f32t(&[2, 3])).unwrap();
+    let t = g
+        .add(
+            "t",
+            Op::Transpose {
+                x,
+                perm: vec![1, 0],
+            },
+            None,
+        )
+        .unwrap();
+    g.output(t).unwrap();
+    g.output(x).unwrap();
+    let model = npu.load_graph(g).expect("compile");
+    let r = model.request();
+    let xb: Vec<u8> = (0..6).flat_map(|i| (i as f32).to_le_bytes()).collect();
+    r.set_input("x", &xb).unwrap();
+    r.run().unwrap();
+    let floats = |b: Vec<u8>| -> Vec<f32> {
+        b.chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    };
+    assert_eq!(
+        floats(r.output("t").unwrap()),
+        [0.0, 3.0, 1.0, 4.0, 2.0, 5.0]
+    );
+    assert_eq!(
+        floats(r.output("x").unwrap()),
+        [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+    );
+}

@@ -1429,3 +1429,59 @@ fn int8_movement_matches_onnxruntime() {
     );
     matches_ort("int8_movement", &m, 0.0);
 }
+
+/// Upsample (opset 9) and Resize before opset 11 (asymmetric; nearest
+/// rounds up when shrinking), against onnxruntime.
+#[test]
+fn legacy_upsample_and_resize_match_onnxruntime() {
+    let m = model(
+        vec![
+            node(
+                "Upsample",
+                "up",
+                &["x", "sc"],
+                &["u"],
+                &[("mode", A::S("nearest"))],
+            ),
+            node(
+                "Upsample",
+                "upl",
+                &["x", "sc"],
+                &["y2"],
+                &[("mode", A::S("linear"))],
+            ),
+            node("Relu", "r", &["u"], &["y"], &[]),
+        ],
+        vec![tensor("sc", &[4], &[1.0, 1.0, 2.0, 3.0])],
+        &[("x", &[1, 2, 3, 5])],
+        &[("y", &[1, 2, 6, 15]), ("y2", &[1, 2, 6, 15])],
+        9,
+    );
+    matches_ort("upsample9", &m, 1e-5);
+    let m = model(
+        vec![
+            node(
+                "Resize",
+                "down",
+                &["x", "half"],
+                &["d"],
+                &[("mode", A::S("nearest"))],
+            ),
+            node(
+                "Resize",
+                "upl",
+                &["x", "up"],
+                &["l"],
+                &[("mode", A::S("linear"))],
+            ),
+        ],
+        vec![
+            tensor("half", &[4], &[1.0, 1.0, 0.5, 0.5]),
+            tensor("up", &[4], &[1.0, 1.0, 1.5, 2.0]),
+        ],
+        &[("x", &[1, 2, 7, 9])],
+        &[("d", &[1, 2, 3, 4]), ("l", &[1, 2, 10, 18])],
+        10,
+    );
+    matches_ort("resize10", &m, 1e-5);
+}
