@@ -88,7 +88,9 @@ e = space_to_depth(x, block=2)
 f = resize(x, size=[12,15], scale=[2.0,1.5], mode=linear, coord=align_corners)
 h = resize(q, size=[10,14], scale=[2.0,2.0], mode=nearest, round=floor, coord=asymmetric)
 k = concat(x, x, axis=1)
-output a, b, c, d, e, f, h, k
+m = pad(x, begin=[0,1,2,0], end=[0,0,1,3], mode=reflect)
+n = pad(q, begin=[0,0,3,3], end=[0,0,0,1], mode=edge)
+output a, b, c, d, e, f, h, k, m, n
 ";
     let g = npu::text::parse(src).unwrap_or_else(|e| panic!("{e}"));
     let printed = npu::text::print(&g);
@@ -215,6 +217,7 @@ fn bad_parameters_are_errors_with_a_message() {
                 begin: vec![0, 0, 1],
                 end: vec![0, 0, 1, 1],
                 value: 0.0,
+                mode: npu::ir::PadMode::Constant,
             },
             "one entry per axis",
         ),
@@ -224,6 +227,7 @@ fn bad_parameters_are_errors_with_a_message() {
                 begin: vec![0, 0, usize::MAX, 0],
                 end: vec![0, 0, 1, 0],
                 value: 0.0,
+                mode: npu::ir::PadMode::Constant,
             },
             "too large",
         ),
@@ -376,6 +380,7 @@ fn int8_pad_uses_the_quantized_value() {
                 begin: vec![1, 0],
                 end: vec![0, 1],
                 value: 2.0,
+                mode: npu::ir::PadMode::Constant,
             },
             None,
         )

@@ -377,6 +377,7 @@ fn pad_matches_onnxruntime() {
                     begin,
                     end,
                     value,
+                    mode: npu::ir::PadMode::Constant,
                 },
                 i as u64 + 5,
             );
@@ -387,6 +388,44 @@ fn pad_matches_onnxruntime() {
                 vec![i64s(&pads), onnx_value],
                 "{\"mode\":\"constant\"}".into(),
             ));
+        }
+    }
+    // Edge and reflect (the pads at most the axis size - 1 for reflect).
+    for dtype in DTYPES {
+        for mode in [npu::ir::PadMode::Edge, npu::ir::PadMode::Reflect] {
+            for (i, (shape, begin, end)) in [
+                (
+                    vec![2usize, 3, 17, 19],
+                    vec![0usize, 1, 2, 3],
+                    vec![1usize, 2, 3, 1],
+                ),
+                (vec![2, 4, 30, 33], vec![0, 0, 1, 0], vec![0, 0, 2, 5]),
+                (vec![5, 7], vec![3, 0], vec![0, 6]),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let pads: Vec<i64> = begin.iter().chain(&end).map(|&p| p as i64).collect();
+                let gi = graph(
+                    dtype,
+                    &[&shape],
+                    |xs| Op::Pad {
+                        x: xs[0],
+                        begin,
+                        end,
+                        value: 0.0,
+                        mode,
+                    },
+                    i as u64 + 15,
+                );
+                n += check(&case(
+                    format!("pad {dtype:?} {} case {i}", mode.name()),
+                    gi,
+                    "Pad",
+                    vec![i64s(&pads)],
+                    format!("{{\"mode\":\"{}\"}}", mode.name()),
+                ));
+            }
         }
     }
     eprintln!("pad: {n} elements compared");

@@ -1665,7 +1665,7 @@ impl Importer<'_> {
                         x,
                         begin: vec![0, 0, pads.begin[0], pads.begin[1]],
                         end: vec![0, 0, pads.end[0], pads.end[1]],
-                        value: 0.0,
+                        value: 0.0, mode: npu::ir::PadMode::Constant,
                     };
                     (self.temp_op(ctx, op)?, [0, 0])
                 }

@@ -5,7 +5,7 @@
 //! and pools whose padding the IR's symmetric window cannot hold.
 
 use super::{axis, to_usize, Ctx, Data, ImportError, Importer, Val};
-use npu::ir::{slice_axis, CoordMode, NearestRound, Op, ResizeMode};
+use npu::ir::{slice_axis, CoordMode, NearestRound, Op, PadMode, ResizeMode};
 use npu::{DType, Quant, ValueId};
 
 /// Padding of the two spatial axes: elements before and after.
@@ -189,12 +189,16 @@ impl Importer<'_> {
     }
 
     pub(crate) fn pad(&mut self, ctx: &Ctx) -> Result<(), ImportError> {
-        let mode = ctx.string("mode").unwrap_or_else(|| "constant".into());
-        if mode != "constant" {
-            return Err(ctx.err(format!(
-                "mode `{mode}`: only constant padding runs on the NPU (reflect, edge and wrap do not yet)"
-            )));
-        }
+        let mode = match ctx.string("mode").as_deref() {
+            None | Some("constant") => PadMode::Constant,
+            Some("edge") => PadMode::Edge,
+            Some("reflect") => PadMode::Reflect,
+            Some(m) => {
+                return Err(ctx.err(format!(
+                "mode `{m}`: constant, edge and reflect padding run on the NPU, wrap does not yet"
+            )))
+            }
+        };
         let x = self.data_input(ctx, 0)?;
         let tx = self.g.ty(x).clone();
         let r = tx.shape.len();
@@ -256,6 +260,7 @@ impl Importer<'_> {
                 begin,
                 end,
                 value,
+                mode,
             },
             None,
         )
@@ -436,6 +441,7 @@ impl Importer<'_> {
             begin: vec![0, 0, pads.begin[0], pads.begin[1]],
             end: vec![0, 0, pads.end[0], pads.end[1]],
             value,
+            mode: PadMode::Constant,
         };
         Ok((self.temp_op(ctx, op)?, [0, 0]))
     }

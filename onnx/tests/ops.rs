@@ -519,7 +519,7 @@ fn unsupported_nodes_are_named() {
     let (node_name, _, why) = refused(&m);
     assert_eq!(node_name, "padded");
     assert!(why.contains("asymmetric padding"), "{why}");
-    // Reflect padding.
+    // Wrap padding.
     let mut pads = TensorProto::new();
     pads.name = "pads".into();
     pads.data_type = 7;
@@ -531,7 +531,7 @@ fn unsupported_nodes_are_named() {
             "mirror",
             &["x", "pads"],
             &["y"],
-            &[("mode", A::S("reflect"))],
+            &[("mode", A::S("wrap"))],
         )],
         vec![pads],
         &[("x", &[1, 2, 4, 4])],
@@ -540,7 +540,7 @@ fn unsupported_nodes_are_named() {
     );
     let (node_name, _, why) = refused(&m);
     assert_eq!(node_name, "mirror");
-    assert!(why.contains("only constant padding"), "{why}");
+    assert!(why.contains("wrap does not"), "{why}");
     // uint8 quantization.
     let mut zp = TensorProto::new();
     zp.name = "zp".into();

@@ -10,7 +10,7 @@ pub mod passes;
 mod quant;
 
 pub use movement::{
-    linear_taps, nearest_indices, slice_axis, strides, CoordMode, LinearTap, NearestRound,
+    linear_taps, nearest_indices, slice_axis, strides, CoordMode, LinearTap, NearestRound, PadMode,
     ResizeMode,
 };
 
@@ -316,14 +316,15 @@ pub enum Op {
         step: Vec<i64>,
         shape: Vec<usize>,
     },
-    /// Constant padding: `begin[d]` / `end[d]` elements before / after each
-    /// axis, holding `value` (in real units: an int8 result holds its
-    /// quantized value).
+    /// Padding: `begin[d]` / `end[d]` elements before / after each axis,
+    /// holding `value` (constant mode; in real units: an int8 result holds
+    /// its quantized value), the edge element, or the reflection.
     Pad {
         x: ValueId,
         begin: Vec<usize>,
         end: Vec<usize>,
         value: f32,
+        mode: PadMode,
     },
     /// Result axis `d` is `x`'s axis `perm[d]`.
     Transpose {
@@ -927,6 +928,7 @@ impl Graph {
                 begin,
                 end,
                 value,
+                mode,
             } => {
                 let tx = t(*x);
                 let r = tx.shape.len();
@@ -935,6 +937,13 @@ impl Graph {
                         "begin and end need one entry per axis ({r}), got {} and {}",
                         begin.len(),
                         end.len()
+                    ));
+                }
+                if *mode == PadMode::Reflect && (0..r).any(|d| begin[d].max(end[d]) >= tx.shape[d])
+                {
+                    return Err(format!(
+                        "reflect padding {begin:?} / {end:?} must be smaller than each axis of {:?}",
+                        tx.shape
                     ));
                 }
                 if value.is_nan() && tx.dtype != super::DType::F32 {

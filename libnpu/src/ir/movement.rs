@@ -7,6 +7,28 @@
 
 use super::{Quant, TensorType};
 
+/// What [`super::Op::Pad`] puts in the padding (ONNX Pad's `mode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PadMode {
+    /// The pad value.
+    Constant,
+    /// The nearest edge element, repeated.
+    Edge,
+    /// The elements mirrored about the edge element (not repeating it);
+    /// each pad at most the axis' size - 1.
+    Reflect,
+}
+
+impl PadMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            PadMode::Constant => "constant",
+            PadMode::Edge => "edge",
+            PadMode::Reflect => "reflect",
+        }
+    }
+}
+
 /// How nearest-neighbour resize rounds a source coordinate (ONNX Resize's
 /// `nearest_mode`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

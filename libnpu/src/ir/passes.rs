@@ -300,11 +300,13 @@ pub fn remap(
             begin,
             end,
             value,
+            mode,
         } => Op::Pad {
             x: f(x)?,
             begin,
             end,
             value,
+            mode,
         },
         Op::Transpose { x, perm } => Op::Transpose { x: f(x)?, perm },
         Op::DepthToSpace { x, block, crd } => Op::DepthToSpace {

@@ -19,7 +19,7 @@ use super::emit::Emitter;
 use super::plan::Loc;
 use super::LowerError;
 use crate::ir::{
-    linear_taps, nearest_indices, strides, CoordMode, DType, Graph, Op, Quant, ResizeMode,
+    linear_taps, nearest_indices, strides, CoordMode, DType, Graph, Op, PadMode, Quant, ResizeMode,
     TensorType, ValueId,
 };
 use npu_isa::{self as isa, Broadcast, Insn, Strided, Tile};
@@ -275,20 +275,27 @@ pub fn lower(
             r
         }
         Op::Pad {
-            x, begin, value, ..
+            x,
+            begin,
+            end,
+            value,
+            mode,
         } => {
             let shape = &g.ty(*x).shape;
             let os = istrides(&ty.shape);
-            let pattern = fill_pattern(ty, *value);
             let off: i64 = begin.iter().zip(&os).map(|(&b, &s)| b as i64 * s).sum();
             let padded = ty.elems() != g.ty(*x).elems();
             let dims = view_into(shape, &istrides(shape), &os);
-            let r = if padded {
-                fill(e, out, ty.bytes(), pattern)
+            let r = if padded && *mode == PadMode::Constant {
+                fill(e, out, ty.bytes(), fill_pattern(ty, *value))
             } else {
                 Ok(())
             };
-            r.and_then(|_| strided_copy(e, xls[0], 0, out, off, es, &dims))
+            let r = r.and_then(|_| strided_copy(e, xls[0], 0, out, off, es, &dims));
+            match mode {
+                PadMode::Constant => r,
+                _ => r.and_then(|_| pad_from_edges(e, out, es, shape, begin, end, *mode)),
+            }
         }
         Op::Resize {
             x,
@@ -330,6 +337,63 @@ fn view_into(shape: &[usize], src: &[i64], dst: &[i64]) -> Vec<Dim> {
             dst: dst[d],
         })
         .collect()
+}
+
+/// Edge or reflect padding of a result whose interior (the operand, of
+/// `shape`) is in place: axis by axis from the innermost, the padding of
+/// axis `d` over the rows already complete (the interior of the axes
+/// before it, all of the axes after), copied within the result from its
+/// edge rows (edge: a source stride of 0; reflect: a stride of -1 row, a
+/// loop over the padding).
+fn pad_from_edges(
+    e: &mut Emitter,
+    out: Loc,
+    es: usize,
+    shape: &[usize],
+    begin: &[usize],
+    end: &[usize],
+    mode: PadMode,
+) -> R<()> {
+    let r = shape.len();
+    let full: Vec<usize> = (0..r).map(|d| begin[d] + shape[d] + end[d]).collect();
+    let os = istrides(&full);
+    for d in (0..r).rev() {
+        let base: i64 = (0..d).map(|k| begin[k] as i64 * os[k]).sum();
+        let dims = |n: usize, src: i64| -> Vec<Dim> {
+            (0..r)
+                .map(|k| match k.cmp(&d) {
+                    std::cmp::Ordering::Less => Dim {
+                        size: shape[k],
+                        src: os[k],
+                        dst: os[k],
+                    },
+                    std::cmp::Ordering::Equal => Dim {
+                        size: n,
+                        src,
+                        dst: os[k],
+                    },
+                    std::cmp::Ordering::Greater => Dim {
+                        size: full[k],
+                        src: os[k],
+                        dst: os[k],
+                    },
+                })
+                .collect()
+        };
+        let (b, n, s) = (begin[d] as i64, shape[d] as i64, os[d]);
+        // (first result index, count, first source index, source step)
+        let parts = match mode {
+            PadMode::Edge => [(0, b, b, 0), (b + n, end[d] as i64, b + n - 1, 0)],
+            _ => [(0, b, 2 * b, -1), (b + n, end[d] as i64, b + n - 2, -1)],
+        };
+        for (at, count, from, step) in parts {
+            if count > 0 {
+                let dm = dims(count as usize, step * s);
+                strided_copy(e, out, base + from * s, out, base + at * s, es, &dm)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// FILL's 32-bit pattern for `value` (real units) in a tensor of `ty`.

@@ -5,7 +5,7 @@
 
 use crate::ir::{
     linear_taps, nearest_indices, quantize_f32, requant_f32, requant_scales, strides, BinaryOp,
-    DType, Graph, Op, PoolKind, Quant, ResizeMode, TensorType, UnaryOp, ValueId, Window,
+    DType, Graph, Op, PadMode, PoolKind, Quant, ResizeMode, TensorType, UnaryOp, ValueId, Window,
 };
 use std::collections::HashMap;
 
@@ -538,8 +538,20 @@ fn sources(op: &Op, x: &[usize], out: &[usize]) -> Vec<Option<usize>> {
                         .map(|d| (begin[d] as i64 + o[d] as i64 * step[d]) as usize)
                         .collect(),
                 ),
-                Op::Pad { begin, .. } => (0..o.len())
-                    .map(|d| o[d].checked_sub(begin[d]).filter(|&v| v < x[d]))
+                Op::Pad { begin, mode, .. } => (0..o.len())
+                    .map(|d| {
+                        let i = o[d] as i64 - begin[d] as i64;
+                        let n = x[d] as i64;
+                        let i = match mode {
+                            PadMode::Constant => i,
+                            PadMode::Edge => i.clamp(0, n - 1),
+                            // ONNX reflect: -1 -> 1, n -> n - 2.
+                            PadMode::Reflect if i < 0 => -i,
+                            PadMode::Reflect if i >= n => 2 * (n - 1) - i,
+                            PadMode::Reflect => i,
+                        };
+                        (0..n).contains(&i).then_some(i as usize)
+                    })
                     .collect(),
                 Op::Transpose { perm, .. } => {
                     let mut s = vec![0; o.len()];

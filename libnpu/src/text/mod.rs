@@ -2,8 +2,8 @@
 //! Grammar and examples: Documentation/userspace/kernel-language.rst.
 
 use crate::ir::{
-    BinaryOp, CoordMode, DType, Graph, GraphError, NearestRound, Op, PoolKind, Quant, ResizeMode,
-    TensorType, UnaryOp, ValueId, Window,
+    BinaryOp, CoordMode, DType, Graph, GraphError, NearestRound, Op, PadMode, PoolKind, Quant,
+    ResizeMode, TensorType, UnaryOp, ValueId, Window,
 };
 use std::fmt::Write as _;
 
@@ -479,7 +479,7 @@ fn build_op(name: &str, args: &[ValueId], kw: Kw) -> Result<Op, String> {
         "reshape" => &["shape"],
         "concat" => &["axis"],
         "slice" => &["begin", "step", "shape"],
-        "pad" => &["begin", "end", "value"],
+        "pad" => &["begin", "end", "value", "mode"],
         "transpose" => &["perm"],
         "depth_to_space" => &["block", "crd"],
         "space_to_depth" => &["block"],
@@ -618,7 +618,13 @@ fn build_op(name: &str, args: &[ValueId], kw: Kw) -> Result<Op, String> {
                 get(k).ok_or(format!("pad needs `{k}=[...]` (one entry per axis)"))?.iter().map(|s| usize_of(s)).collect()
             };
             let value = if get("value").is_some() { f32_of("value")? } else { 0.0 };
-            Ok(Op::Pad { x: args[0], begin: list("begin")?, end: list("end")?, value })
+            let mode = match get("mode").and_then(|v| v.first().cloned()).as_deref() {
+                None | Some("constant") => PadMode::Constant,
+                Some("edge") => PadMode::Edge,
+                Some("reflect") => PadMode::Reflect,
+                Some(m) => return Err(format!("unknown pad mode `{m}`; modes are constant, edge and reflect")),
+            };
+            Ok(Op::Pad { x: args[0], begin: list("begin")?, end: list("end")?, value, mode })
         }
         "transpose" => {
             arity(1)?;
@@ -808,11 +814,25 @@ pub fn print(g: &Graph) -> String {
                 begin,
                 end,
                 value,
+                mode: PadMode::Constant,
             } => format!(
                 "pad({}, begin={}, end={}, value={value:?})",
                 name(x),
                 nums(begin),
                 nums(end)
+            ),
+            Op::Pad {
+                x,
+                begin,
+                end,
+                mode,
+                ..
+            } => format!(
+                "pad({}, begin={}, end={}, mode={})",
+                name(x),
+                nums(begin),
+                nums(end),
+                mode.name()
             ),
             Op::Transpose { x, perm } => format!("transpose({}, perm={})", name(x), nums(perm)),
             Op::DepthToSpace { x, block, crd } => {
