@@ -1634,7 +1634,10 @@ impl Importer<'_> {
         // start in the end padding).
         let mut extra = [0; 2];
         for d in 0..2 {
-            let padded = s[2 + d] + pads.begin[d] + pads.end[d];
+            let padded = s[2 + d]
+                .checked_add(pads.begin[d])
+                .and_then(|p| p.checked_add(pads.end[d]))
+                .ok_or_else(|| ctx.err(format!("pads {pads:?} are too large")))?;
             if padded < kernel[d] {
                 return Err(ctx.err(format!("kernel {kernel:?} is larger than the padded input")));
             }

@@ -169,7 +169,8 @@ impl Importer<'_> {
                     .collect()
             }
         };
-        if sizes.len() != outs || sizes.iter().sum::<usize>() != dim || sizes.contains(&0) {
+        let total = sizes.iter().try_fold(0usize, |t, &s| t.checked_add(s));
+        if sizes.len() != outs || total != Some(dim) || sizes.contains(&0) {
             return Err(ctx.err(format!(
                 "split {sizes:?} into {outs} outputs does not add up to axis {a} ({dim}) in non-empty parts"
             )));

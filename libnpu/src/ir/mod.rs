@@ -989,7 +989,10 @@ impl Graph {
                 let tx = t(*x);
                 match tx.shape.as_slice() {
                     [n, c, h, w] if *block > 0 && h % block == 0 && w % block == 0 => {
-                        let c = c.checked_mul(block * block).ok_or("the result is too large")?;
+                        let c = block
+                            .checked_mul(*block)
+                            .and_then(|b2| c.checked_mul(b2))
+                            .ok_or("the result is too large")?;
                         movement::moved(tx, vec![*n, c, h / block, w / block], out_quant)
                     }
                     _ => Err(format!(
