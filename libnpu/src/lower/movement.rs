@@ -128,31 +128,14 @@ pub fn strided_copy(
                         return Err("a copy reaches before its buffer".into());
                     }
                     let rb = (nc * es) as u32;
-                    let packed = Strided {
-                        shape: [rb, nr as u32, np as u32],
-                        stride: [rb, rb * nr as u32],
-                    };
                     let shape = [rb, nr as u32, np as u32];
-                    e.load(
-                        src,
-                        (s as u64) * es as u64,
-                        slot,
-                        Strided {
-                            shape,
-                            stride: [rs_src, ps_src],
-                        },
-                        packed,
-                    );
-                    e.store(
-                        dst,
-                        (d as u64) * es as u64,
-                        slot,
-                        Strided {
-                            shape,
-                            stride: [rs_dst, ps_dst],
-                        },
-                        packed,
-                    );
+                    // The SRAM side is packed; each memory side with rows
+                    // (and planes) that follow each other moves as longer
+                    // rows (the DMA engine costs a cycle per row).
+                    let (mem, sram) = collapse(shape, [rs_src, ps_src]);
+                    e.load(src, (s as u64) * es as u64, slot, mem, sram);
+                    let (mem, sram) = collapse(shape, [rs_dst, ps_dst]);
+                    e.store(dst, (d as u64) * es as u64, slot, mem, sram);
                 }
             }
         }
@@ -166,6 +149,31 @@ pub fn strided_copy(
         }
     }
     Ok(())
+}
+
+/// A transfer of `shape` with memory strides `stride` from or to a packed
+/// SRAM slot, as (memory side, SRAM side) with contiguous rows merged.
+fn collapse(shape: [u32; 3], stride: [u32; 2]) -> (Strided, Strided) {
+    let [rb, nr, np] = shape;
+    let packed = |shape: [u32; 3]| Strided {
+        shape,
+        stride: [shape[0], shape[0] * shape[1]],
+    };
+    if stride[0] == rb || nr == 1 {
+        // Rows back to back: one row per plane.
+        let row = rb * nr;
+        if np == 1 || stride[1] == row {
+            let all = [row * np, 1, 1];
+            return (packed(all), packed(all));
+        }
+        let s = [row, np, 1];
+        let mem = Strided {
+            shape: s,
+            stride: [stride[1], stride[1].saturating_mul(np)],
+        };
+        return (mem, packed(s));
+    }
+    (Strided { shape, stride }, packed(shape))
 }
 
 /// Dimensions of a contiguous result `out` read from an operand of shape
