@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 # onnxruntime as the reference for libnpu's int8 ops (libnpu/tests/onnx_ref.rs).
 # Reads one JSON case on stdin: an ONNX operator (QLinearConv, QLinearMatMul,
-# QuantizeLinear, DequantizeLinear), its inputs and attributes, and `got`, the
+# QuantizeLinear, DequantizeLinear; the data-movement ops of movement_ref.rs), its inputs and attributes, and `got`, the
 # device's result. Builds a single-node model with the `onnx` helpers, runs it
 # on onnxruntime's CPU provider, and compares element by element: exactly,
 # or for f32 results within `tol` (relative to max(1, |want|)) when the case
@@ -15,7 +15,8 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 DTYPES = {"i8": (np.int8, TensorProto.INT8), "u8": (np.uint8, TensorProto.UINT8),
-          "i32": (np.int32, TensorProto.INT32), "f32": (np.float32, TensorProto.FLOAT)}
+          "i32": (np.int32, TensorProto.INT32), "f32": (np.float32, TensorProto.FLOAT),
+          "i64": (np.int64, TensorProto.INT64)}
 
 
 def tensor(spec):
@@ -51,7 +52,8 @@ def main():
     graph = helper.make_graph([node], "case", graph_inputs,
                               [helper.make_tensor_value_info("y", out_dtype[1], list(case["out_shape"]))],
                               initializer=inits)
-    # Opset 13 unless the case names another (LayerNormalization is 17).
+    # Opset 13 unless the case names another (LayerNormalization is 17,
+    # Upsample 9).
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", case.get("opset", 13))])
     model.ir_version = 8
     onnx.checker.check_model(model)

@@ -4,9 +4,10 @@
 //! cross between them kept by ONNX name. Off by default, so a CPU result is
 //! never mistaken for an NPU one (npu-submit --cpu-fallback).
 //!
-//! The CPU ops are f32 and follow the ONNX operator definitions:
-//! `Concat` (along one axis) and `Transpose` (any permutation). (`Sqrt`
-//! and `Reciprocal` run on the NPU since UNARY has them.)
+//! The CPU ops are f32 elementwise ops the ISA has no function for, as
+//! the ONNX operator definitions give them: `Abs`, `Neg`, `Floor`, `Ceil`,
+//! `Round` (half to even), `Sin` and `Cos`. (Concat, Transpose, Sqrt and
+//! Reciprocal, which it ran before the IR had them, run on the NPU now.)
 
 use super::{ImportError, Importer, IoInfo, Val};
 use npu::ir::Op;
@@ -40,16 +41,16 @@ pub struct CpuNode {
     pub inputs: Vec<String>,
     pub output: String,
     pub shape: Vec<usize>,
-    axis: usize,
-    /// Transpose: the permutation.
-    perm: Vec<usize>,
     /// The inputs known at import time (f32), by name.
     consts: HashMap<String, (Vec<usize>, Vec<f32>)>,
 }
 
 /// Whether the CPU runs `op`.
 pub(crate) fn cpu_runs(op: &str) -> bool {
-    matches!(op, "Concat" | "Transpose")
+    matches!(
+        op,
+        "Abs" | "Neg" | "Floor" | "Ceil" | "Round" | "Sin" | "Cos"
+    )
 }
 
 impl Importer<'_> {
@@ -140,40 +141,11 @@ impl Importer<'_> {
             self.segments.push(Segment::Npu(seg));
         }
         // close_segment made the live values inputs of the next graph; the
-        // CPU node's output joins them.
-        let (shape, axis) = match n.op_type.as_str() {
-            "Concat" => {
-                let r = shapes[0].len();
-                let a = super::axis(ctx.int("axis", 0), r, &ctx)?;
-                let mut out = shapes[0].clone();
-                for s in &shapes[1..] {
-                    if s.len() != r || (0..r).any(|d| d != a && s[d] != out[d]) {
-                        return Err(
-                            ctx.err(format!("shapes {shapes:?} do not concatenate on axis {a}"))
-                        );
-                    }
-                    out[a] += s[a];
-                }
-                (out, a)
-            }
-            _ => (shapes[0].clone(), 0),
-        };
-        let mut perm = Vec::new();
-        let shape = if n.op_type == "Transpose" {
-            let r = shapes[0].len();
-            perm = match ctx.ints("perm") {
-                Some(p) => super::to_usize(&p, "perm", &ctx)?,
-                None => (0..r).rev().collect(),
-            };
-            let mut sorted = perm.clone();
-            sorted.sort_unstable();
-            if sorted != (0..r).collect::<Vec<_>>() {
-                return Err(ctx.err(format!("perm {perm:?} is not a permutation of {r} axes")));
-            }
-            perm.iter().map(|&a| shapes[0][a]).collect()
-        } else {
-            shape
-        };
+        // CPU node's output (elementwise: its input's shape) joins them.
+        let shape = shapes
+            .first()
+            .cloned()
+            .ok_or_else(|| ctx.err("no inputs"))?;
         let output = n.output[0].clone();
         self.segments.push(Segment::Cpu(CpuNode {
             node: ctx.name(),
@@ -181,8 +153,6 @@ impl Importer<'_> {
             inputs: n.input.iter().filter(|s| !s.is_empty()).cloned().collect(),
             output: output.clone(),
             shape: shape.clone(),
-            axis,
-            perm,
             consts,
         }));
         let v = self.g.input(&output, TensorType::new(DType::F32, &shape))?;
@@ -198,40 +168,13 @@ fn cpu(node: &CpuNode, env: &HashMap<String, (Vec<usize>, Vec<f32>)>) -> Result<
             .ok_or_else(|| format!("`{}` has no value", node.inputs[i]))
     };
     Ok(match node.op.as_str() {
-        "Concat" => {
-            // Row-major: for each index before the axis, each input's block.
-            let outer: usize = node.shape[..node.axis].iter().product();
-            let mut out = Vec::with_capacity(node.shape.iter().product());
-            for o in 0..outer {
-                for i in 0..node.inputs.len() {
-                    let (s, d) = arg(i)?;
-                    let block: usize = s[node.axis..].iter().product();
-                    out.extend_from_slice(&d[o * block..(o + 1) * block]);
-                }
-            }
-            out
-        }
-        "Transpose" => {
-            let (s, d) = arg(0)?;
-            let r = s.len();
-            // Strides of the input, in the output's axis order.
-            let mut in_stride = vec![1usize; r];
-            for a in (0..r.saturating_sub(1)).rev() {
-                in_stride[a] = in_stride[a + 1] * s[a + 1];
-            }
-            let strides: Vec<usize> = node.perm.iter().map(|&a| in_stride[a]).collect();
-            let total: usize = node.shape.iter().product();
-            (0..total)
-                .map(|mut flat| {
-                    let mut at = 0;
-                    for a in (0..r).rev() {
-                        at += (flat % node.shape[a]) * strides[a];
-                        flat /= node.shape[a];
-                    }
-                    d[at]
-                })
-                .collect()
-        }
+        "Abs" => arg(0)?.1.iter().map(|x| x.abs()).collect(),
+        "Neg" => arg(0)?.1.iter().map(|x| -x).collect(),
+        "Floor" => arg(0)?.1.iter().map(|x| x.floor()).collect(),
+        "Ceil" => arg(0)?.1.iter().map(|x| x.ceil()).collect(),
+        "Round" => arg(0)?.1.iter().map(|x| x.round_ties_even()).collect(),
+        "Sin" => arg(0)?.1.iter().map(|x| x.sin()).collect(),
+        "Cos" => arg(0)?.1.iter().map(|x| x.cos()).collect(),
         other => return Err(format!("no CPU kernel for {other}")),
     })
 }

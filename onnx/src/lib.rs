@@ -15,6 +15,7 @@
 //! Documentation/userspace/onnx.rst lists the ops and how each maps.
 
 mod fallback;
+mod movement;
 mod tensor;
 
 pub use fallback::{run_segments, CpuNode, NpuSegment, Segment};
@@ -232,11 +233,6 @@ pub fn import(bytes: &[u8], base: Option<&Path>, opts: &Options) -> Result<Model
         let mut src = v;
         while let Op::Reshape { x, .. } = imp.g.node(src).op {
             src = x;
-        }
-        if imp.g.node(src).op == Op::Input {
-            return Err(bad(
-                "it is a graph input passed through; the NPU computes nothing for it",
-            ));
         }
         if outputs
             .iter()
@@ -754,32 +750,13 @@ impl Importer<'_> {
                 let shape = squeeze_shape(&s, axes.as_deref(), n.op_type == "Unsqueeze", &ctx)?;
                 self.reshape_node(&ctx, x, shape)?;
             }
-            "Transpose" => {
-                let x = self.input(&ctx, 0)?;
-                let s = self.shape(&x);
-                let perm = match ctx.ints("perm") {
-                    Some(p) => to_usize(&p, "perm", &ctx)?,
-                    None => (0..s.len()).rev().collect(),
-                };
-                let mut sorted = perm.clone();
-                sorted.sort_unstable();
-                if sorted != (0..s.len()).collect::<Vec<_>>() {
-                    return Err(ctx.err(format!(
-                        "perm {perm:?} is not a permutation of the {} axes",
-                        s.len()
-                    )));
-                }
-                // Moving only size-1 axes leaves the bytes in place: a reshape.
-                let moved: Vec<usize> = perm.iter().copied().filter(|&a| s[a] != 1).collect();
-                if moved.windows(2).all(|w| w[0] < w[1]) {
-                    let shape = perm.iter().map(|&a| s[a]).collect();
-                    self.reshape_node(&ctx, x, shape)?;
-                } else {
-                    return Err(ctx.err(format!(
-                        "a transpose that moves data (perm {perm:?} of {s:?}) has no NPU op yet"
-                    )));
-                }
-            }
+            "Transpose" => self.transpose(&ctx)?,
+            "Concat" => self.concat(&ctx)?,
+            "Slice" => self.slice(&ctx)?,
+            "Split" => self.split(&ctx)?,
+            "Pad" => self.pad(&ctx)?,
+            "DepthToSpace" | "SpaceToDepth" => self.depth_space(&ctx)?,
+            "Resize" | "Upsample" => self.resize(&ctx)?,
             "Add" | "Sub" | "Mul" | "Div" | "Max" | "Min" | "Sum" => {
                 let op = match n.op_type.as_str() {
                     "Add" | "Sum" => BinaryOp::Add,
@@ -1046,8 +1023,7 @@ impl Importer<'_> {
             }
             other => {
                 let why = match other {
-                    "Concat" | "Pad" | "Resize" | "Upsample" | "ConvTranspose" | "Slice"
-                    | "Split" | "Gather" => {
+                    "ConvTranspose" | "Gather" => {
                         "the IR has no such op yet (issue 15 lists it)".to_string()
                     }
                     _ => {
@@ -1098,7 +1074,9 @@ impl Importer<'_> {
         Ok(())
     }
 
-    /// Symmetric [h, w] padding from ONNX pads/auto_pad.
+    /// Padding of H and W from ONNX pads/auto_pad: begin and end may
+    /// differ (SAME_UPPER puts the odd one at the end, SAME_LOWER at the
+    /// beginning); [`Importer::padded`] pads explicitly where they do.
     fn padding(
         &self,
         ctx: &Ctx,
@@ -1106,7 +1084,7 @@ impl Importer<'_> {
         kernel: [usize; 2],
         stride: [usize; 2],
         dil: [usize; 2],
-    ) -> Result<[usize; 2], ImportError> {
+    ) -> Result<movement::Pads, ImportError> {
         let auto = ctx.string("auto_pad").unwrap_or_default();
         match auto.as_str() {
             "" | "NOTSET" => {
@@ -1114,24 +1092,30 @@ impl Importer<'_> {
                 if pads.len() != 4 {
                     return Err(ctx.err(format!("pads {pads:?}: only 2-D windows are supported")));
                 }
-                if pads[0] != pads[2] || pads[1] != pads[3] {
-                    return Err(ctx.err(format!(
-                        "asymmetric padding {pads:?} (begin != end) has no IR form yet"
-                    )));
-                }
-                Ok([pads[0], pads[1]])
+                Ok(movement::Pads {
+                    begin: [pads[0], pads[1]],
+                    end: [pads[2], pads[3]],
+                })
             }
-            "VALID" => Ok([0, 0]),
+            "VALID" => Ok(movement::Pads {
+                begin: [0, 0],
+                end: [0, 0],
+            }),
             "SAME_UPPER" | "SAME_LOWER" => {
-                let mut p = [0; 2];
+                let mut p = movement::Pads {
+                    begin: [0, 0],
+                    end: [0, 0],
+                };
                 for d in 0..2 {
                     let out = input[d].div_ceil(stride[d]);
                     let span = (kernel[d] - 1) * dil[d] + 1;
                     let total = ((out - 1) * stride[d] + span).saturating_sub(input[d]);
-                    if total % 2 != 0 {
-                        return Err(ctx.err(format!("auto_pad {auto} needs asymmetric padding ({total} in dimension {d}), which has no IR form yet")));
-                    }
-                    p[d] = total / 2;
+                    let (small, big) = (total / 2, total - total / 2);
+                    (p.begin[d], p.end[d]) = if auto == "SAME_UPPER" {
+                        (small, big)
+                    } else {
+                        (big, small)
+                    };
                 }
                 Ok(p)
             }
@@ -1268,7 +1252,8 @@ impl Importer<'_> {
         let op = if conv {
             let stride = self.pair(ctx, "strides", 1)?;
             let dilation = self.pair(ctx, "dilations", 1)?;
-            let padding = self.padding(ctx, &s[2..], [w.shape[2], w.shape[3]], stride, dilation)?;
+            let pads = self.padding(ctx, &s[2..], [w.shape[2], w.shape[3]], stride, dilation)?;
+            let (xq, padding) = self.padded(ctx, xq, pads, 0.0)?;
             let groups =
                 usize::try_from(ctx.int("group", 1)).map_err(|_| ctx.err("negative group"))?;
             Op::Conv2d {
@@ -1334,7 +1319,8 @@ impl Importer<'_> {
         let stride = self.pair(ctx, "strides", 1)?;
         let dilation = self.pair(ctx, "dilations", 1)?;
         let kernel = [ws[2], ws[3]];
-        let padding = self.padding(ctx, &s[2..], kernel, stride, dilation)?;
+        let pads = self.padding(ctx, &s[2..], kernel, stride, dilation)?;
+        let (x, padding) = self.padded(ctx, x, pads, 0.0)?;
         let groups = ctx.int("group", 1);
         let groups = usize::try_from(groups).map_err(|_| ctx.err(format!("group {groups}")))?;
         let op = Op::Conv2d {
@@ -1649,26 +1635,64 @@ impl Importer<'_> {
         if ctx.int("storage_order", 0) != 0 {
             return Err(ctx.err("column-major storage_order is not supported"));
         }
-        let padding = self.padding(ctx, &s[2..], kernel, stride, dil)?;
-        if ctx.int("ceil_mode", 0) != 0 {
-            // Ceil and floor agree when the windows tile the padded input.
-            for d in 0..2 {
-                let span = s[2 + d] + 2 * padding[d];
-                if span < kernel[d] || (span - kernel[d]) % stride[d].max(1) != 0 {
-                    return Err(ctx.err(
-                        "ceil_mode=1 adds a partial window here, which the IR has no form for yet",
-                    ));
-                }
-            }
-        }
+        let pads = self.padding(ctx, &s[2..], kernel, stride, dil)?;
         let kind = if ctx.n.op_type == "MaxPool" {
             PoolKind::Max
         } else {
             PoolKind::Avg
         };
-        if kind == PoolKind::Avg && ctx.int("count_include_pad", 0) != 0 && padding != [0, 0] {
-            return Err(ctx.err("count_include_pad=1 with padding: the NPU averages over the positions inside the input"));
+        // ceil_mode: the partial window at the end reads past the padded
+        // input (onnxruntime, like PyTorch, drops a last window that would
+        // start in the end padding).
+        let mut extra = [0; 2];
+        for d in 0..2 {
+            let padded = s[2 + d]
+                .checked_add(pads.begin[d])
+                .and_then(|p| p.checked_add(pads.end[d]))
+                .ok_or_else(|| ctx.err(format!("pads {pads:?} are too large")))?;
+            if padded < kernel[d] {
+                return Err(ctx.err(format!("kernel {kernel:?} is larger than the padded input")));
+            }
+            if ctx.int("ceil_mode", 0) != 0 {
+                let mut out = (padded - kernel[d]).div_ceil(stride[d]) + 1;
+                if (out - 1) * stride[d] >= s[2 + d] + pads.begin[d] {
+                    out -= 1;
+                }
+                extra[d] = ((out - 1) * stride[d] + kernel[d]).saturating_sub(padded);
+            }
         }
+        let include_pad = ctx.int("count_include_pad", 0) != 0;
+        let symmetric = pads.begin == pads.end && extra == [0, 0];
+        let (x, padding) = match kind {
+            // Max: padding with -inf is padding that never wins.
+            PoolKind::Max if !symmetric => {
+                let end = [pads.end[0] + extra[0], pads.end[1] + extra[1]];
+                let all = movement::Pads { begin: pads.begin, end };
+                self.padded(ctx, x, all, f32::NEG_INFINITY)?
+            }
+            PoolKind::Max => (x, pads.begin),
+            // Average over the window, padding included: pad with zeros.
+            PoolKind::Avg if include_pad && extra == [0, 0] => {
+                if pads.begin == [0, 0] && pads.end == [0, 0] {
+                    (x, [0, 0])
+                } else {
+                    let op = Op::Pad {
+                        x,
+                        begin: vec![0, 0, pads.begin[0], pads.begin[1]],
+                        end: vec![0, 0, pads.end[0], pads.end[1]],
+                        value: 0.0, mode: npu::ir::PadMode::Constant,
+                    };
+                    (self.temp_op(ctx, op)?, [0, 0])
+                }
+            }
+            PoolKind::Avg if symmetric => (x, pads.begin),
+            PoolKind::Avg => {
+                return Err(ctx.err(format!(
+                    "average pooling over windows cut by {}: the NPU divides by the window positions inside the input, or with count_include_pad=1 by the whole window",
+                    if extra != [0, 0] { "ceil_mode" } else { "asymmetric padding (count_include_pad=0)" }
+                )))
+            }
+        };
         let op = Op::Pool {
             kind,
             x,
@@ -1815,7 +1839,8 @@ impl Importer<'_> {
             }
             let stride = self.pair(ctx, "strides", 1)?;
             let dilation = self.pair(ctx, "dilations", 1)?;
-            let padding = self.padding(ctx, &s[2..], [w.shape[2], w.shape[3]], stride, dilation)?;
+            let pads = self.padding(ctx, &s[2..], [w.shape[2], w.shape[3]], stride, dilation)?;
+            let (x, padding) = self.padded(ctx, x, pads, 0.0)?;
             let groups =
                 usize::try_from(ctx.int("group", 1)).map_err(|_| ctx.err("negative group"))?;
             let op = Op::Conv2d {

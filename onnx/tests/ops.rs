@@ -482,61 +482,65 @@ fn refused(m: &ModelProto) -> (String, String, String) {
 
 #[test]
 fn unsupported_nodes_are_named() {
-    // Concat of two computed tensors: no IR op.
+    // Resize with cubic interpolation: no NPU form.
     let m = model(
-        vec![
-            node("Relu", "r", &["x"], &["a"], &[]),
-            node(
-                "Concat",
-                "join_features",
-                &["a", "x"],
-                &["y"],
-                &[("axis", A::I(1))],
-            ),
-        ],
-        vec![],
+        vec![node(
+            "Resize",
+            "upscale",
+            &["x", "", "sc"],
+            &["y"],
+            &[("mode", A::S("cubic"))],
+        )],
+        vec![tensor("sc", &[4], &[1.0, 1.0, 2.0, 2.0])],
         &[("x", &[1, 2, 4, 4])],
-        &[("y", &[1, 4, 4, 4])],
+        &[("y", &[1, 2, 8, 8])],
         13,
     );
     let (node_name, op, why) = refused(&m);
-    assert_eq!(
-        (node_name.as_str(), op.as_str()),
-        ("join_features", "Concat")
-    );
-    assert!(why.contains("no such op"), "{why}");
-    // Asymmetric padding.
+    assert_eq!((node_name.as_str(), op.as_str()), ("upscale", "Resize"));
+    assert!(why.contains("only nearest and linear"), "{why}");
+    // Average pooling over asymmetric padding, padding excluded.
     let m = model(
         vec![node(
-            "Conv",
+            "AveragePool",
             "padded",
-            &["x", "w"],
+            &["x"],
             &["y"],
-            &[("pads", A::Is(&[0, 0, 1, 1]))],
+            &[
+                ("kernel_shape", A::Is(&[2, 2])),
+                ("pads", A::Is(&[0, 0, 1, 1])),
+            ],
         )],
-        vec![tensor("w", &[1, 2, 1, 1], &[1.0, 1.0])],
+        vec![],
         &[("x", &[1, 2, 4, 4])],
-        &[("y", &[1, 1, 5, 5])],
+        &[("y", &[1, 2, 4, 4])],
         13,
     );
     let (node_name, _, why) = refused(&m);
     assert_eq!(node_name, "padded");
     assert!(why.contains("asymmetric padding"), "{why}");
-    // A transpose that moves data.
+    // Wrap padding.
+    let mut pads = TensorProto::new();
+    pads.name = "pads".into();
+    pads.data_type = 7;
+    pads.dims = vec![8];
+    pads.int64_data = vec![0, 0, 1, 1, 0, 0, 1, 1];
     let m = model(
         vec![node(
-            "Transpose",
-            "nhwc",
-            &["x"],
+            "Pad",
+            "mirror",
+            &["x", "pads"],
             &["y"],
-            &[("perm", A::Is(&[0, 2, 3, 1]))],
+            &[("mode", A::S("wrap"))],
         )],
-        vec![],
+        vec![pads],
         &[("x", &[1, 2, 4, 4])],
-        &[("y", &[1, 4, 4, 2])],
+        &[("y", &[1, 2, 6, 6])],
         13,
     );
-    assert_eq!(refused(&m).0, "nhwc");
+    let (node_name, _, why) = refused(&m);
+    assert_eq!(node_name, "mirror");
+    assert!(why.contains("wrap does not"), "{why}");
     // uint8 quantization.
     let mut zp = TensorProto::new();
     zp.name = "zp".into();
@@ -1213,11 +1217,11 @@ fn math_ops_match_onnxruntime() {
     assert!(imported.segments.is_empty());
 }
 
-/// The CPU fallback's ops: Concat on the channel axis between two NPU
-/// graphs (one part a constant) and a Transpose to NHWC, compared with
-/// onnxruntime; the Reciprocal between them runs on the NPU (UNARY recip).
+/// The CPU fallback between two NPU graphs: a Sin (no ISA function) on
+/// the CPU, beside a Concat on the channel axis (one part a constant) and a
+/// Transpose to NHWC that run on the NPU, compared with onnxruntime.
 #[test]
-fn cpu_fallback_concat_and_transpose_match_onnxruntime() {
+fn cpu_fallback_runs_sin_between_npu_graphs_and_matches_onnxruntime() {
     let inits = vec![
         tensor("w", &[3, 5, 1, 1], &weights(15, 81)),
         tensor("two", &[1], &[2.0]),
@@ -1235,7 +1239,7 @@ fn cpu_fallback_concat_and_transpose_match_onnxruntime() {
         ),
         node("Conv", "conv", &["c", "w"], &["d"], &[]),
         node("Add", "plus2", &["d", "two"], &["e"], &[]),
-        node("Reciprocal", "inv", &["e"], &["f"], &[]),
+        node("Sin", "inv", &["e"], &["f"], &[]),
         node("Mul", "scale", &["f", "d"], &["y"], &[]),
         node(
             "Transpose",
@@ -1254,8 +1258,9 @@ fn cpu_fallback_concat_and_transpose_match_onnxruntime() {
         13,
     );
     let bytes = m.write_to_bytes().unwrap();
-    // Refused by default, naming the node.
-    assert_eq!(refused(&m).0, "cat");
+    // Refused by default, naming the node (Concat and Transpose run on
+    // the NPU; Sin has no ISA function).
+    assert_eq!(refused(&m).0, "inv");
     let d = tmpdir("fallback");
     let path = d.join("model.onnx");
     std::fs::write(&path, &bytes).unwrap();
@@ -1269,7 +1274,7 @@ fn cpu_fallback_concat_and_transpose_match_onnxruntime() {
     let _ = std::fs::remove_dir_all(&d);
     assert_eq!(code, 0, "{report}");
     assert!(
-        report.contains("on the CPU: cat (Concat), nhwc (Transpose)"),
+        report.contains("on the CPU: inv (Sin)") && !report.contains("(Concat)"),
         "{report}"
     );
 }
@@ -1309,4 +1314,295 @@ fn layer_norm_and_batched_matmul_match_onnxruntime() {
         17,
     );
     matches_ort("attention", &m, 1e-5);
+}
+
+fn i64_init(name: &str, v: &[i64]) -> TensorProto {
+    let mut t = TensorProto::new();
+    t.name = name.into();
+    t.data_type = 7;
+    t.dims = vec![v.len() as i64];
+    t.int64_data = v.to_vec();
+    t
+}
+
+/// Data movement on the NPU without --cpu-fallback: Concat with a
+/// constant, Transpose, Slice with a negative step, Split, Pad, Resize
+/// (nearest and linear), DepthToSpace, a conv with SAME_UPPER (asymmetric)
+/// padding, a ceil-mode max pool, an average pool counting its padding, and
+/// outputs that are a reshape and a graph input; against onnxruntime.
+#[test]
+fn movement_ops_run_on_the_npu_and_match_onnxruntime() {
+    let inits = vec![
+        tensor("extra", &[1, 1, 6, 7], &weights(42, 91)),
+        tensor("w", &[4, 4, 3, 3], &weights(144, 92)),
+        i64_init("pads", &[0, 0, 1, 2, 0, 0, 2, 0]),
+        tensor("padv", &[], &[0.5]),
+        tensor("up", &[4], &[1.0, 1.0, 2.0, 2.0]),
+        tensor("half", &[4], &[1.0, 1.0, 0.5, 0.5]),
+        i64_init("st", &[5, -1]),
+        i64_init("en", &[0, -100]),
+        i64_init("ax", &[3, 1]),
+        i64_init("sp", &[-2, -1]),
+        i64_init("parts", &[1, 4]),
+        i64_init("flat", &[1, -1]),
+    ];
+    let nodes = vec![
+        node("Relu", "r", &["x"], &["a"], &[]),
+        node(
+            "Concat",
+            "cat",
+            &["a", "x", "extra"],
+            &["c"],
+            &[("axis", A::I(1))],
+        ),
+        node(
+            "Transpose",
+            "nhwc",
+            &["c"],
+            &["t"],
+            &[("perm", A::Is(&[0, 2, 3, 1]))],
+        ),
+        node("Slice", "rev", &["t", "st", "en", "ax", "sp"], &["s"], &[]),
+        node(
+            "Split",
+            "halves",
+            &["c", "parts"],
+            &["c1", "c3"],
+            &[("axis", A::I(1))],
+        ),
+        node("Pad", "pad", &["c3", "pads", "padv"], &["p"], &[]),
+        node(
+            "Resize",
+            "up_nearest",
+            &["p", "", "up"],
+            &["u"],
+            &[
+                ("mode", A::S("nearest")),
+                ("coordinate_transformation_mode", A::S("asymmetric")),
+                ("nearest_mode", A::S("floor")),
+            ],
+        ),
+        node(
+            "Resize",
+            "down_linear",
+            &["u", "", "half"],
+            &["dl"],
+            &[
+                ("mode", A::S("linear")),
+                ("coordinate_transformation_mode", A::S("align_corners")),
+            ],
+        ),
+        node(
+            "DepthToSpace",
+            "d2s",
+            &["p"],
+            &["d"],
+            &[("blocksize", A::I(2)), ("mode", A::S("CRD"))],
+        ),
+        node("Relu", "r1", &["c1"], &["c1r"], &[]),
+        node(
+            "Conv",
+            "same",
+            &["p", "w"],
+            &["cv"],
+            &[
+                ("auto_pad", A::S("SAME_UPPER")),
+                ("strides", A::Is(&[2, 2])),
+            ],
+        ),
+        node(
+            "MaxPool",
+            "mp",
+            &["cv"],
+            &["mp"],
+            &[
+                ("kernel_shape", A::Is(&[2, 2])),
+                ("strides", A::Is(&[2, 2])),
+                ("ceil_mode", A::I(1)),
+            ],
+        ),
+        node(
+            "AveragePool",
+            "ap",
+            &["dl"],
+            &["ap"],
+            &[
+                ("kernel_shape", A::Is(&[3, 3])),
+                ("pads", A::Is(&[1, 0, 1, 2])),
+                ("count_include_pad", A::I(1)),
+            ],
+        ),
+        node("Reshape", "flatten", &["s", "flat"], &["sflat"], &[]),
+        node("Identity", "same_x", &["x"], &["x_out"], &[]),
+    ];
+    let m = model(
+        nodes,
+        inits,
+        &[("x", &[1, 2, 6, 7])],
+        &[
+            ("sflat", &[1, 84]),
+            ("d", &[1, 1, 18, 18]),
+            ("mp", &[1, 4, 3, 3]),
+            ("ap", &[1, 4, 9, 9]),
+            ("x_out", &[1, 2, 6, 7]),
+            ("c1r", &[1, 1, 6, 7]),
+        ],
+        13,
+    );
+    let bytes = m.write_to_bytes().unwrap();
+    // No CPU fallback needed: every node maps.
+    let model = import(&bytes, None, &Options::default()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(model.segments.is_empty());
+    let ops: Vec<&str> = model.graph.nodes().iter().map(|n| n.op.name()).collect();
+    for op in [
+        "concat",
+        "transpose",
+        "slice",
+        "pad",
+        "resize",
+        "depth_to_space",
+        "conv2d",
+        "maxpool",
+        "avgpool",
+    ] {
+        assert!(ops.contains(&op), "{op} missing from {ops:?}");
+    }
+    matches_ort("movement", &m, 1e-5);
+}
+
+/// The same ops on int8 tensors (QuantizeLinear -> movement ->
+/// DequantizeLinear): the values move as they are and keep their
+/// quantization; the pad value is the int8 constant. Against onnxruntime.
+#[test]
+fn int8_movement_matches_onnxruntime() {
+    let inits = vec![
+        tensor("s", &[], &[0.05]),
+        int8_scalar("z", -4),
+        int8_scalar("padv", 9),
+        i64_init("pads", &[0, 1, 0, 2, 0, 0, 1, 0]),
+        tensor("up", &[4], &[1.0, 1.0, 2.0, 1.5]),
+        i64_init("st", &[1]),
+        i64_init("en", &[100]),
+        i64_init("ax", &[2]),
+        i64_init("sp", &[2]),
+    ];
+    let nodes = vec![
+        node("QuantizeLinear", "q", &["x", "s", "z"], &["xq"], &[]),
+        node(
+            "Transpose",
+            "nhwc",
+            &["xq"],
+            &["t"],
+            &[("perm", A::Is(&[0, 2, 3, 1]))],
+        ),
+        node("Pad", "pad", &["t", "pads", "padv"], &["p"], &[]),
+        node(
+            "Resize",
+            "up",
+            &["p", "", "up"],
+            &["u"],
+            &[("mode", A::S("nearest"))],
+        ),
+        node("Concat", "cat", &["u", "p"], &["c"], &[("axis", A::I(2))]),
+        node(
+            "Slice",
+            "every2",
+            &["c", "st", "en", "ax", "sp"],
+            &["sl"],
+            &[],
+        ),
+        node("DequantizeLinear", "dq", &["sl", "s", "z"], &["y"], &[]),
+    ];
+    // x [1,3,5,6] -> t [1,5,6,3] -> p [1,6,6,5] -> u [1,6,12,7]: first
+    // with W scaled by 1.5, which Concat with p refuses.
+    let m = model(
+        nodes,
+        inits,
+        &[("x", &[1, 3, 5, 6])],
+        &[("y", &[1, 6, 0, 0])],
+        13,
+    );
+    let bytes = m.write_to_bytes().unwrap();
+    let err = import(&bytes, None, &Options::default()).err();
+    // u is [1, 6, 12, 7] and p [1, 6, 6, 5]: they do not concatenate.
+    assert!(
+        err.as_ref()
+            .is_some_and(|e| e.to_string().contains("does not match")),
+        "{err:?}"
+    );
+    // With W unchanged: u [1,6,12,5], c [1,6,18,5], every other row of it
+    // [1,6,9,5].
+    let mut m = m;
+    let g = m.graph.as_mut().unwrap();
+    g.initializer[4] = tensor("up", &[4], &[1.0, 1.0, 2.0, 1.0]);
+    g.output[0] = value("y", &[1, 6, 9, 5]);
+    let model = import(&m.write_to_bytes().unwrap(), None, &Options::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let int8_moves = model
+        .graph
+        .nodes()
+        .iter()
+        .filter(|n| n.ty.dtype == npu::DType::I8 && !matches!(n.op, npu::ir::Op::Quantize { .. }))
+        .count();
+    assert_eq!(
+        int8_moves, 5,
+        "transpose, pad, resize, concat and slice in int8"
+    );
+    matches_ort("int8_movement", &m, 0.0);
+}
+
+/// Upsample (opset 9) and Resize before opset 11 (asymmetric; nearest
+/// rounds up when shrinking), against onnxruntime.
+#[test]
+fn legacy_upsample_and_resize_match_onnxruntime() {
+    let m = model(
+        vec![
+            node(
+                "Upsample",
+                "up",
+                &["x", "sc"],
+                &["u"],
+                &[("mode", A::S("nearest"))],
+            ),
+            node(
+                "Upsample",
+                "upl",
+                &["x", "sc"],
+                &["y2"],
+                &[("mode", A::S("linear"))],
+            ),
+            node("Relu", "r", &["u"], &["y"], &[]),
+        ],
+        vec![tensor("sc", &[4], &[1.0, 1.0, 2.0, 3.0])],
+        &[("x", &[1, 2, 3, 5])],
+        &[("y", &[1, 2, 6, 15]), ("y2", &[1, 2, 6, 15])],
+        9,
+    );
+    matches_ort("upsample9", &m, 1e-5);
+    let m = model(
+        vec![
+            node(
+                "Resize",
+                "down",
+                &["x", "half"],
+                &["d"],
+                &[("mode", A::S("nearest"))],
+            ),
+            node(
+                "Resize",
+                "upl",
+                &["x", "up"],
+                &["l"],
+                &[("mode", A::S("linear"))],
+            ),
+        ],
+        vec![
+            tensor("half", &[4], &[1.0, 1.0, 0.5, 0.5]),
+            tensor("up", &[4], &[1.0, 1.0, 1.5, 2.0]),
+        ],
+        &[("x", &[1, 2, 7, 9])],
+        &[("d", &[1, 2, 3, 4]), ("l", &[1, 2, 10, 18])],
+        10,
+    );
+    matches_ort("resize10", &m, 1e-5);
 }

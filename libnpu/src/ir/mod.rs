@@ -5,8 +5,14 @@
 //! row-major tensors; conv2d and pooling use NCHW activations and KCRS
 //! (out channels, in channels per group, rows, cols) filters.
 
+mod movement;
 pub mod passes;
 mod quant;
+
+pub use movement::{
+    linear_taps, nearest_indices, slice_axis, strides, CoordMode, LinearTap, NearestRound, PadMode,
+    ResizeMode,
+};
 
 pub use quant::{
     i8_to_u8, int8_clamp_bounds, quant_multiplier, quantize_f32, requant_f32, requant_scales,
@@ -405,6 +411,57 @@ pub enum Op {
         x: ValueId,
         axis: usize,
     },
+    /// The operands joined along `axis` (all of one dtype; int8 operands
+    /// all with the result's quantization).
+    Concat {
+        xs: Vec<ValueId>,
+        axis: usize,
+    },
+    /// Result element `i` along axis `d` is `x`'s element `begin[d] + i *
+    /// step[d]` (step != 0; a negative one walks backwards); `shape` is the
+    /// result's shape. [`slice_axis`] resolves ONNX's starts/ends.
+    Slice {
+        x: ValueId,
+        begin: Vec<usize>,
+        step: Vec<i64>,
+        shape: Vec<usize>,
+    },
+    /// Padding: `begin[d]` / `end[d]` elements before / after each axis,
+    /// holding `value` (constant mode; in real units: an int8 result holds
+    /// its quantized value), the edge element, or the reflection.
+    Pad {
+        x: ValueId,
+        begin: Vec<usize>,
+        end: Vec<usize>,
+        value: f32,
+        mode: PadMode,
+    },
+    /// Result axis `d` is `x`'s axis `perm[d]`.
+    Transpose {
+        x: ValueId,
+        perm: Vec<usize>,
+    },
+    /// NCHW `[n, c*b*b, h, w]` -> `[n, c, h*b, w*b]`, channels read
+    /// depth-column-row (DCR, ONNX's default) or column-row-depth (CRD).
+    DepthToSpace {
+        x: ValueId,
+        block: usize,
+        crd: bool,
+    },
+    /// NCHW `[n, c, h*b, w*b]` -> `[n, c*b*b, h, w]` (the inverse of DCR).
+    SpaceToDepth {
+        x: ValueId,
+        block: usize,
+    },
+    /// NCHW resize of the last two axes to `size`; `scale` (output / input,
+    /// per axis) is what the coordinate transform divides by.
+    Resize {
+        x: ValueId,
+        size: [usize; 2],
+        scale: [f32; 2],
+        mode: ResizeMode,
+        coord: CoordMode,
+    },
 }
 
 impl Op {
@@ -433,6 +490,13 @@ impl Op {
             Op::LayerNorm { .. } => "layer_norm",
             Op::Reduce { kind, .. } => kind.name(),
             Op::LogSoftmax { .. } => "log_softmax",
+            Op::Concat { .. } => "concat",
+            Op::Slice { .. } => "slice",
+            Op::Pad { .. } => "pad",
+            Op::Transpose { .. } => "transpose",
+            Op::DepthToSpace { .. } => "depth_to_space",
+            Op::SpaceToDepth { .. } => "space_to_depth",
+            Op::Resize { .. } => "resize",
         }
     }
     /// The values this op reads.
@@ -466,6 +530,13 @@ impl Op {
                 .into_iter()
                 .flatten()
                 .collect(),
+            Op::Concat { xs, .. } => xs.clone(),
+            Op::Slice { x, .. }
+            | Op::Pad { x, .. }
+            | Op::Transpose { x, .. }
+            | Op::DepthToSpace { x, .. }
+            | Op::SpaceToDepth { x, .. }
+            | Op::Resize { x, .. } => vec![*x],
         }
     }
 }
@@ -1060,6 +1131,185 @@ impl Graph {
                 }
                 Ok(tx.clone())
             }
+            Op::Concat { .. }
+            | Op::Slice { .. }
+            | Op::Pad { .. }
+            | Op::Transpose { .. }
+            | Op::DepthToSpace { .. }
+            | Op::SpaceToDepth { .. }
+            | Op::Resize { .. } => self.infer_movement(op, out_quant.as_ref()).map_err(&err),
+        }
+    }
+
+    /// Result type of a data-movement op.
+    fn infer_movement(&self, op: &Op, out_quant: Option<&Quant>) -> Result<TensorType, String> {
+        let t = |v: ValueId| &self.nodes[v.0].ty;
+        match op {
+            Op::Concat { xs, axis } => {
+                let first = t(*xs.first().ok_or("concat needs at least one operand")?);
+                let r = first.shape.len();
+                if *axis >= r {
+                    return Err(format!("axis {axis} is out of range for a {r}-D tensor"));
+                }
+                let mut shape = first.shape.clone();
+                shape[*axis] = 0;
+                for &v in xs {
+                    let tv = t(v);
+                    let same_rest = tv.shape.len() == r
+                        && (0..r).all(|d| d == *axis || tv.shape[d] == first.shape[d]);
+                    if !same_rest {
+                        return Err(format!(
+                            "`{}` {:?} does not match {:?} outside axis {axis}",
+                            self.nodes[v.0].name, tv.shape, first.shape
+                        ));
+                    }
+                    if tv.dtype != first.dtype || tv.quant != first.quant {
+                        return Err(format!(
+                            "operands must share dtype and quantization: `{}` is {tv}, `{}` is {first}; requantize them to one scale and zero point first",
+                            self.nodes[v.0].name, self.nodes[xs[0].0].name
+                        ));
+                    }
+                    shape[*axis] = shape[*axis]
+                        .checked_add(tv.shape[*axis])
+                        .ok_or("the result is too large")?;
+                }
+                movement::moved(first, shape, out_quant)
+            }
+            Op::Slice {
+                x,
+                begin,
+                step,
+                shape,
+            } => {
+                let tx = t(*x);
+                let r = tx.shape.len();
+                if begin.len() != r || step.len() != r || shape.len() != r {
+                    return Err(format!(
+                        "begin, step and shape need one entry per axis ({r}), got {}, {} and {}",
+                        begin.len(),
+                        step.len(),
+                        shape.len()
+                    ));
+                }
+                for d in 0..r {
+                    let (b, s, n, dim) = (
+                        begin[d] as i128,
+                        step[d] as i128,
+                        shape[d] as i128,
+                        tx.shape[d] as i128,
+                    );
+                    let last = b + (n - 1) * s;
+                    if s == 0 || n == 0 || b >= dim || last < 0 || last >= dim {
+                        return Err(format!(
+                            "axis {d}: {n} elements from {b} in steps of {s} do not lie in 0..{dim} (steps must not be 0)"
+                        ));
+                    }
+                }
+                movement::moved(tx, shape.clone(), out_quant)
+            }
+            Op::Pad {
+                x,
+                begin,
+                end,
+                value,
+                mode,
+            } => {
+                let tx = t(*x);
+                let r = tx.shape.len();
+                if begin.len() != r || end.len() != r {
+                    return Err(format!(
+                        "begin and end need one entry per axis ({r}), got {} and {}",
+                        begin.len(),
+                        end.len()
+                    ));
+                }
+                if *mode == PadMode::Reflect && (0..r).any(|d| begin[d].max(end[d]) >= tx.shape[d])
+                {
+                    return Err(format!(
+                        "reflect padding {begin:?} / {end:?} must be smaller than each axis of {:?}",
+                        tx.shape
+                    ));
+                }
+                if value.is_nan() && tx.dtype != super::DType::F32 {
+                    return Err("an int8 pad value must be a number".into());
+                }
+                let shape = (0..r)
+                    .map(|d| {
+                        tx.shape[d]
+                            .checked_add(begin[d])
+                            .and_then(|s| s.checked_add(end[d]))
+                            .ok_or_else(|| format!("axis {d}: the padding is too large"))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                movement::moved(tx, shape, out_quant)
+            }
+            Op::Transpose { x, perm } => {
+                let tx = t(*x);
+                let mut sorted = perm.clone();
+                sorted.sort_unstable();
+                if sorted != (0..tx.shape.len()).collect::<Vec<_>>() {
+                    return Err(format!(
+                        "perm {perm:?} is not a permutation of the {} axes",
+                        tx.shape.len()
+                    ));
+                }
+                movement::moved(tx, perm.iter().map(|&a| tx.shape[a]).collect(), out_quant)
+            }
+            Op::DepthToSpace { x, block, .. } => {
+                let tx = t(*x);
+                let b2 = block.checked_mul(*block).filter(|&b| b > 0);
+                match (tx.shape.as_slice(), b2) {
+                    ([n, c, h, w], Some(b2)) if c % b2 == 0 => {
+                        let (h, w) = (h.checked_mul(*block), w.checked_mul(*block));
+                        let (h, w) = h.zip(w).ok_or("the result is too large")?;
+                        movement::moved(tx, vec![*n, c / b2, h, w], out_quant)
+                    }
+                    _ => Err(format!(
+                        "depth_to_space takes an NCHW tensor whose channels are a multiple of block^2 (block {block} >= 1), got {tx}"
+                    )),
+                }
+            }
+            Op::SpaceToDepth { x, block } => {
+                let tx = t(*x);
+                match tx.shape.as_slice() {
+                    [n, c, h, w] if *block > 0 && h % block == 0 && w % block == 0 => {
+                        let c = block
+                            .checked_mul(*block)
+                            .and_then(|b2| c.checked_mul(b2))
+                            .ok_or("the result is too large")?;
+                        movement::moved(tx, vec![*n, c, h / block, w / block], out_quant)
+                    }
+                    _ => Err(format!(
+                        "space_to_depth takes an NCHW tensor whose height and width are multiples of the block ({block} >= 1), got {tx}"
+                    )),
+                }
+            }
+            Op::Resize {
+                x,
+                size,
+                scale,
+                mode,
+                ..
+            } => {
+                let tx = t(*x);
+                if tx.shape.len() != 4 {
+                    return Err(format!("resize takes an NCHW tensor, got {tx}"));
+                }
+                if scale.iter().any(|s| !(*s > 0.0 && s.is_finite())) {
+                    return Err(format!("scales {scale:?} must be positive and finite"));
+                }
+                if *mode == ResizeMode::Linear && tx.dtype != super::DType::F32 {
+                    return Err(format!(
+                        "linear resize takes f32 (dequantize int8 first), got {tx}"
+                    ));
+                }
+                movement::moved(
+                    tx,
+                    vec![tx.shape[0], tx.shape[1], size[0], size[1]],
+                    out_quant,
+                )
+            }
+            _ => Err("not a data-movement op".into()),
         }
     }
 

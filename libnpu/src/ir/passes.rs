@@ -616,11 +616,67 @@ pub fn remap(
             keepdims,
         },
         Op::LogSoftmax { x, axis } => Op::LogSoftmax { x: f(x)?, axis },
+        Op::Concat { xs, axis } => Op::Concat {
+            xs: xs.into_iter().map(&mut f).collect::<Result<_, _>>()?,
+            axis,
+        },
+        Op::Slice {
+            x,
+            begin,
+            step,
+            shape,
+        } => Op::Slice {
+            x: f(x)?,
+            begin,
+            step,
+            shape,
+        },
+        Op::Pad {
+            x,
+            begin,
+            end,
+            value,
+            mode,
+        } => Op::Pad {
+            x: f(x)?,
+            begin,
+            end,
+            value,
+            mode,
+        },
+        Op::Transpose { x, perm } => Op::Transpose { x: f(x)?, perm },
+        Op::DepthToSpace { x, block, crd } => Op::DepthToSpace {
+            x: f(x)?,
+            block,
+            crd,
+        },
+        Op::SpaceToDepth { x, block } => Op::SpaceToDepth { x: f(x)?, block },
+        Op::Resize {
+            x,
+            size,
+            scale,
+            mode,
+            coord,
+        } => Op::Resize {
+            x: f(x)?,
+            size,
+            scale,
+            mode,
+            coord,
+        },
     })
 }
 
 /// The value of an f32 elementwise op, unary op or reshape on constants.
 fn const_eval(g: &Graph, op: &Op, ty: &TensorType) -> Option<TensorData> {
+    // Data movement on constants (any dtype): moved at compile time.
+    let operands = op.operands();
+    if !operands.is_empty() && operands.iter().all(|v| g.constant_data(*v).is_some()) {
+        let get = |v: ValueId| g.constant_data(v).expect("checked: a constant");
+        if let Some(d) = crate::reference::movement(g, op, ty, get) {
+            return Some(d);
+        }
+    }
     if ty.dtype != DType::F32 {
         return None;
     }

@@ -10,6 +10,7 @@
 
 mod conv;
 mod emit;
+mod movement;
 mod ops;
 mod plan;
 mod xformer;

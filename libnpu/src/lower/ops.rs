@@ -25,8 +25,28 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
     e.sram_reset();
     let out = plan.loc(step.out)?;
     match &node.op {
+        // A reshape that is a graph output is copied into its buffer.
+        Op::Reshape { x, .. } if g.outputs().contains(&step.out) => {
+            let xl = loc(g, plan, e, *x)?;
+            super::movement::lower(g, step.node, &[xl], out, e)?
+        }
         // Planned as an alias of its operand: no instructions.
         Op::Input | Op::Reshape { .. } | Op::Constant { .. } => {}
+        Op::Concat { .. }
+        | Op::Slice { .. }
+        | Op::Pad { .. }
+        | Op::Transpose { .. }
+        | Op::DepthToSpace { .. }
+        | Op::SpaceToDepth { .. }
+        | Op::Resize { .. } => {
+            let xls = node
+                .op
+                .operands()
+                .into_iter()
+                .map(|v| loc(g, plan, e, v))
+                .collect::<R<Vec<_>>>()?;
+            super::movement::lower(g, step.node, &xls, out, e)?
+        }
         Op::Gemm {
             a,
             b,

@@ -182,14 +182,8 @@ pub fn plan(graph: &Graph, opts: CompileOptions) -> Result<Plan, LowerError> {
     let mut locs = vec![None; n];
     let mut io = Vec::new();
     for v in graph.inputs() {
-        if is_output(v) {
-            return Err(LowerError::Unsupported {
-                name: graph.node(v).name.clone(),
-                op: "input",
-                why: "an input cannot also be an output; add an op (e.g. `max(x, x)`) to copy it"
-                    .into(),
-            });
-        }
+        // An input that is also an output is read back from its own
+        // buffer (one buffer under its one name).
         locs[v.0] = Some(Loc {
             buffer: buffers.len(),
             offset: 0,
@@ -202,6 +196,9 @@ pub fn plan(graph: &Graph, opts: CompileOptions) -> Result<Plan, LowerError> {
         });
     }
     for &v in graph.outputs() {
+        if graph.node(v).op == Op::Input {
+            continue;
+        }
         if let Op::Constant { .. } = graph.node(v).op {
             return Err(LowerError::Unsupported {
                 name: graph.node(v).name.clone(),
@@ -260,15 +257,11 @@ pub fn plan(graph: &Graph, opts: CompileOptions) -> Result<Plan, LowerError> {
     // Reshapes alias their operand (in definition order, so chains resolve).
     for (i, node) in graph.nodes().iter().enumerate() {
         if let Op::Reshape { x, .. } = node.op {
-            if is_output(ValueId(i)) {
-                return Err(LowerError::Unsupported {
-                    name: node.name.clone(),
-                    op: "reshape",
-                    why: "a reshape cannot be a graph output yet; output its operand instead"
-                        .into(),
-                });
+            // A reshape that is an output has its own buffer, which its
+            // step copies into (ops.rs).
+            if !is_output(ValueId(i)) {
+                locs[i] = locs[x.0];
             }
-            locs[i] = locs[x.0];
         }
     }
     if off > 0 {

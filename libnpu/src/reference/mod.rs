@@ -4,8 +4,9 @@
 //! it (`ir::requant_f32`), which the lowering reproduces exactly.
 
 use crate::ir::{
-    quantize_f32, requant_f32, requant_scales, BinaryOp, DType, Graph, Op, PoolKind, Quant,
-    ReduceKind, TensorType, UnaryOp, ValueId, Window,
+    linear_taps, nearest_indices, quantize_f32, requant_f32, requant_scales, strides, BinaryOp,
+    DType, Graph, Op, PadMode, PoolKind, Quant, ReduceKind, ResizeMode, TensorType, UnaryOp,
+    ValueId, Window,
 };
 use std::collections::HashMap;
 
@@ -346,6 +347,9 @@ pub fn run(
             Op::LogSoftmax { x, axis } => {
                 TensorData::F32(log_softmax(&f32s(get(x)), &ty.shape, *axis))
             }
+            op => movement(graph, op, ty, |v| get(&v)).ok_or_else(|| {
+                RunError::Graph(format!("{}: no reference for {}", node.name, op.name()))
+            })?,
         };
         vals.push(out);
     }
@@ -717,4 +721,213 @@ fn softmax(x: &[f32], shape: &[usize], axis: usize) -> Vec<f32> {
         }
     }
     out
+}
+
+/// Multi-index of flat index `i` in `shape`.
+fn unflatten(mut i: usize, shape: &[usize]) -> Vec<usize> {
+    let mut idx = vec![0; shape.len()];
+    for d in (0..shape.len()).rev() {
+        idx[d] = i % shape[d];
+        i /= shape[d];
+    }
+    idx
+}
+
+fn flatten(idx: &[usize], shape: &[usize]) -> usize {
+    idx.iter().zip(shape).fold(0, |acc, (&i, &d)| acc * d + i)
+}
+
+/// For every element of a data-movement op's result (shape `out`), the
+/// flat index of the operand element (shape `x`) it holds, or None for
+/// padding: the ops' definitions, one element at a time.
+fn sources(op: &Op, x: &[usize], out: &[usize]) -> Vec<Option<usize>> {
+    let n: usize = out.iter().product();
+    (0..n)
+        .map(|i| {
+            let o = unflatten(i, out);
+            let src: Option<Vec<usize>> = match op {
+                Op::Slice { begin, step, .. } => Some(
+                    (0..o.len())
+                        .map(|d| (begin[d] as i64 + o[d] as i64 * step[d]) as usize)
+                        .collect(),
+                ),
+                Op::Pad { begin, mode, .. } => (0..o.len())
+                    .map(|d| {
+                        let i = o[d] as i64 - begin[d] as i64;
+                        let n = x[d] as i64;
+                        let i = match mode {
+                            PadMode::Constant => i,
+                            PadMode::Edge => i.clamp(0, n - 1),
+                            // ONNX reflect: -1 -> 1, n -> n - 2.
+                            PadMode::Reflect if i < 0 => -i,
+                            PadMode::Reflect if i >= n => 2 * (n - 1) - i,
+                            PadMode::Reflect => i,
+                        };
+                        (0..n).contains(&i).then_some(i as usize)
+                    })
+                    .collect(),
+                Op::Transpose { perm, .. } => {
+                    let mut s = vec![0; o.len()];
+                    for (d, &p) in perm.iter().enumerate() {
+                        s[p] = o[d];
+                    }
+                    Some(s)
+                }
+                Op::DepthToSpace { block: b, crd, .. } => {
+                    // ONNX: DCR reshapes to [n, b, b, c', h, w], CRD to
+                    // [n, c', b, b, h, w] before the transpose.
+                    let (c, h, w) = (o[1], o[2], o[3]);
+                    let (by, bx) = (h % b, w % b);
+                    let cin = if *crd {
+                        c * b * b + by * b + bx
+                    } else {
+                        (by * b + bx) * out[1] + c
+                    };
+                    Some(vec![o[0], cin, h / b, w / b])
+                }
+                Op::SpaceToDepth { block: b, .. } => {
+                    let c_in = x[1];
+                    let (c, h, w) = (o[1], o[2], o[3]);
+                    let (blk, ci) = (c / c_in, c % c_in);
+                    Some(vec![o[0], ci, h * b + blk / b, w * b + blk % b])
+                }
+                Op::Resize {
+                    size,
+                    scale,
+                    mode: ResizeMode::Nearest(round),
+                    coord,
+                    ..
+                } => {
+                    let hy = nearest_indices(x[2], size[0], scale[0], *coord, *round);
+                    let wx = nearest_indices(x[3], size[1], scale[1], *coord, *round);
+                    Some(vec![o[0], o[1], hy[o[2]], wx[o[3]]])
+                }
+                _ => None,
+            };
+            src.map(|s| flatten(&s, x))
+        })
+        .collect()
+}
+
+/// The elements of `d` at `src` (`fill`, in real units, where None).
+fn gather(d: &TensorData, src: &[Option<usize>], fill: f32, ty: &TensorType) -> TensorData {
+    match d {
+        TensorData::F32(v) => {
+            TensorData::F32(src.iter().map(|s| s.map_or(fill, |i| v[i])).collect())
+        }
+        TensorData::I32(v) => TensorData::I32(
+            src.iter()
+                .map(|s| s.map_or(fill as i32, |i| v[i]))
+                .collect(),
+        ),
+        TensorData::I8(v) => {
+            let (scale, zp) = match &ty.quant {
+                Some(Quant::PerTensor { scale, zero_point }) => (*scale, *zero_point),
+                _ => (1.0, 0),
+            };
+            let q = quantize_f32(fill, scale, zp);
+            TensorData::I8(src.iter().map(|s| s.map_or(q, |i| v[i])).collect())
+        }
+    }
+}
+
+/// Operands (data, shape) joined along `axis`.
+fn concat(parts: &[(&TensorData, &[usize])], axis: usize) -> TensorData {
+    let outer: usize = parts[0].1[..axis].iter().product();
+    macro_rules! join {
+        ($variant:ident) => {{
+            let mut v = Vec::new();
+            for o in 0..outer {
+                for (d, shape) in parts {
+                    let TensorData::$variant(d) = d else {
+                        unreachable!()
+                    };
+                    let inner: usize = shape[axis..].iter().product();
+                    v.extend_from_slice(&d[o * inner..(o + 1) * inner]);
+                }
+            }
+            TensorData::$variant(v)
+        }};
+    }
+    match parts[0].0 {
+        TensorData::F32(_) => join!(F32),
+        TensorData::I8(_) => join!(I8),
+        TensorData::I32(_) => join!(I32),
+    }
+}
+
+/// Bilinear resize of the last two axes, onnxruntime's weights.
+fn resize_linear(
+    x: &[f32],
+    shape: &[usize],
+    size: [usize; 2],
+    scale: [f32; 2],
+    coord: crate::ir::CoordMode,
+) -> Vec<f32> {
+    let (planes, h, w) = (shape[0] * shape[1], shape[2], shape[3]);
+    let ty = linear_taps(h, size[0], scale[0], coord);
+    let tx = linear_taps(w, size[1], scale[1], coord);
+    let st = strides(&[planes, h, w]);
+    let mut out = Vec::with_capacity(planes * size[0] * size[1]);
+    for p in 0..planes {
+        for a in &ty {
+            for b in &tx {
+                let at = |i: usize, j: usize| x[p * st[0] + i * st[1] + j];
+                out.push(
+                    at(a.i0, b.i0) * a.w0 * b.w0
+                        + at(a.i0, b.i1) * a.w0 * b.w1
+                        + at(a.i1, b.i0) * a.w1 * b.w0
+                        + at(a.i1, b.i1) * a.w1 * b.w1,
+                );
+            }
+        }
+    }
+    out
+}
+
+/// The value of data-movement op `op` (result type `ty`) whose operands'
+/// values `get` gives; None for any other op. (Also the compiler's
+/// constant folding of movement ops on constants.)
+pub(crate) fn movement<'a>(
+    graph: &Graph,
+    op: &Op,
+    ty: &TensorType,
+    get: impl Fn(ValueId) -> &'a TensorData,
+) -> Option<TensorData> {
+    Some(match op {
+        Op::Concat { xs, axis } => {
+            let parts: Vec<(&TensorData, &[usize])> = xs
+                .iter()
+                .map(|v| (get(*v), graph.ty(*v).shape.as_slice()))
+                .collect();
+            concat(&parts, *axis)
+        }
+        Op::Resize {
+            x,
+            size,
+            scale,
+            mode: ResizeMode::Linear,
+            coord,
+        } => TensorData::F32(resize_linear(
+            &f32s(get(*x)),
+            &graph.ty(*x).shape,
+            *size,
+            *scale,
+            *coord,
+        )),
+        Op::Slice { x, .. }
+        | Op::Pad { x, .. }
+        | Op::Transpose { x, .. }
+        | Op::DepthToSpace { x, .. }
+        | Op::SpaceToDepth { x, .. }
+        | Op::Resize { x, .. } => {
+            let src = sources(op, &graph.ty(*x).shape, &ty.shape);
+            let fill = match op {
+                Op::Pad { value, .. } => *value,
+                _ => 0.0,
+            };
+            gather(get(*x), &src, fill, ty)
+        }
+        _ => return None,
+    })
 }

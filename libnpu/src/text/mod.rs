@@ -2,8 +2,8 @@
 //! Grammar and examples: Documentation/userspace/kernel-language.rst.
 
 use crate::ir::{
-    BinaryOp, DType, Graph, GraphError, Op, PoolKind, Quant, ReduceKind, TensorType, UnaryOp,
-    ValueId, Window,
+    BinaryOp, CoordMode, DType, Graph, GraphError, NearestRound, Op, PadMode, PoolKind, Quant,
+    ReduceKind, ResizeMode, TensorType, UnaryOp, ValueId, Window,
 };
 use std::fmt::Write as _;
 
@@ -411,6 +411,11 @@ fn parse_call(c: &mut Cursor, g: &Graph, piped: bool) -> Result<Call, ParseError
                         c.pos += 1;
                         KwVal::Nums(vec![n])
                     }
+                    // Words naming a mode (resize's mode, coord, round).
+                    Some(Tok::Ident(v)) if matches!(name.as_str(), "mode" | "coord" | "round") => {
+                        c.pos += 1;
+                        KwVal::Nums(vec![v])
+                    }
                     Some(Tok::Ident(v)) if v == "true" || v == "false" => {
                         c.pos += 1;
                         KwVal::Nums(vec![(if v == "true" { "1" } else { "0" }).into()])
@@ -476,6 +481,13 @@ fn build_op(name: &str, args: &[ValueId], kw: Kw) -> Result<Op, String> {
         "hard_sigmoid" | "hard_swish" => &["alpha", "beta"],
         "reduce_sum" | "reduce_mean" | "reduce_max" | "reduce_min" => &["axes", "keepdims"],
         "log_softmax" => &["axis"],
+        "concat" => &["axis"],
+        "slice" => &["begin", "step", "shape"],
+        "pad" => &["begin", "end", "value", "mode"],
+        "transpose" => &["perm"],
+        "depth_to_space" => &["block", "crd"],
+        "space_to_depth" => &["block"],
+        "resize" => &["size", "scale", "mode", "coord", "round"],
         _ => &[],
     };
     if let Some((k, _)) = nums.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
@@ -615,8 +627,81 @@ fn build_op(name: &str, args: &[ValueId], kw: Kw) -> Result<Op, String> {
             let axis = get("axis").ok_or("log_softmax needs `axis=`")?;
             Ok(Op::LogSoftmax { x: args[0], axis: usize_of(axis.first().map_or("", |s| s.as_str()))? })
         }
+        "concat" => {
+            if args.is_empty() {
+                return Err("`concat` takes at least one value".into());
+            }
+            let axis = get("axis").ok_or("concat needs `axis=`")?;
+            Ok(Op::Concat { xs: args.to_vec(), axis: usize_of(axis.first().map_or("", |s| s.as_str()))? })
+        }
+        "slice" => {
+            arity(1)?;
+            let list = |k: &str| get(k).ok_or(format!("slice needs `{k}=[...]` (one entry per axis)"));
+            let step = list("step")?
+                .iter()
+                .map(|s| s.parse::<i64>().map_err(|_| format!("`{s}` is not an integer")))
+                .collect::<Result<_, _>>()?;
+            let begin = list("begin")?.iter().map(|s| usize_of(s)).collect::<Result<_, _>>()?;
+            let shape = list("shape")?.iter().map(|s| usize_of(s)).collect::<Result<_, _>>()?;
+            Ok(Op::Slice { x: args[0], begin, step, shape })
+        }
+        "pad" => {
+            arity(1)?;
+            let list = |k: &str| -> Result<Vec<usize>, String> {
+                get(k).ok_or(format!("pad needs `{k}=[...]` (one entry per axis)"))?.iter().map(|s| usize_of(s)).collect()
+            };
+            let value = if get("value").is_some() { f32_of("value")? } else { 0.0 };
+            let mode = match get("mode").and_then(|v| v.first().cloned()).as_deref() {
+                None | Some("constant") => PadMode::Constant,
+                Some("edge") => PadMode::Edge,
+                Some("reflect") => PadMode::Reflect,
+                Some(m) => return Err(format!("unknown pad mode `{m}`; modes are constant, edge and reflect")),
+            };
+            Ok(Op::Pad { x: args[0], begin: list("begin")?, end: list("end")?, value, mode })
+        }
+        "transpose" => {
+            arity(1)?;
+            let perm = get("perm").ok_or("transpose needs `perm=[...]`")?;
+            Ok(Op::Transpose { x: args[0], perm: perm.iter().map(|s| usize_of(s)).collect::<Result<_, _>>()? })
+        }
+        "depth_to_space" | "space_to_depth" => {
+            arity(1)?;
+            let block = get("block").ok_or(format!("{name} needs `block=`"))?;
+            let block = usize_of(block.first().map_or("", |s| s.as_str()))?;
+            Ok(if name == "depth_to_space" {
+                Op::DepthToSpace { x: args[0], block, crd: flag("crd") }
+            } else {
+                Op::SpaceToDepth { x: args[0], block }
+            })
+        }
+        "resize" => {
+            arity(1)?;
+            let size = pair("size", 0)?;
+            let scale = match get("scale").as_deref() {
+                Some([a, b]) => [a, b].map(|s| s.parse::<f32>().map_err(|_| format!("`{s}` is not a number"))),
+                _ => return Err("resize needs `scale=[h, w]` (output / input size)".into()),
+            };
+            let scale = [scale[0].clone()?, scale[1].clone()?];
+            let word = |k: &str, default: &str| get(k).and_then(|v| v.first().cloned()).unwrap_or(default.to_string());
+            let coord = word("coord", "half_pixel");
+            let coord = CoordMode::ALL
+                .into_iter()
+                .find(|c| c.name() == coord)
+                .ok_or(format!("unknown coord `{coord}`; coords are half_pixel, pytorch_half_pixel, align_corners, asymmetric, tf_half_pixel_for_nn"))?;
+            let mode = match word("mode", "nearest").as_str() {
+                "linear" => ResizeMode::Linear,
+                "nearest" => {
+                    let r = word("round", "round_prefer_floor");
+                    ResizeMode::Nearest(NearestRound::ALL.into_iter().find(|n| n.name() == r).ok_or(format!(
+                        "unknown round `{r}`; rounds are round_prefer_floor, round_prefer_ceil, floor, ceil"
+                    ))?)
+                }
+                m => return Err(format!("unknown resize mode `{m}`; modes are nearest and linear")),
+            };
+            Ok(Op::Resize { x: args[0], size, scale, mode, coord })
+        }
         _ => Err(format!(
-            "unknown op `{name}`; ops are gemm, conv2d, add, sub, mul, div, max, min, prelu, relu, clamp, sigmoid, tanh, exp, sqrt, reciprocal, rsqrt, log, erf, gelu, gelu_tanh, leaky_relu, elu, hard_sigmoid, hard_swish, maxpool, avgpool, softmax, log_softmax, reduce_sum, reduce_mean, reduce_max, reduce_min, quantize, dequantize, reshape"
+            "unknown op `{name}`; ops are gemm, conv2d, add, sub, mul, div, max, min, prelu, relu, clamp, sigmoid, tanh, exp, sqrt, reciprocal, rsqrt, log, erf, gelu, gelu_tanh, leaky_relu, elu, hard_sigmoid, hard_swish, maxpool, avgpool, softmax, log_softmax, reduce_sum, reduce_mean, reduce_max, reduce_min, quantize, dequantize, reshape, concat, slice, pad, transpose, depth_to_space, space_to_depth, resize"
         )),
     }
 }
@@ -632,6 +717,10 @@ pub fn print(g: &Graph) -> String {
             format!("[{},{}]", p[0], p[1])
         }
     };
+    fn nums<T: ToString>(v: &[T]) -> String {
+        let items: Vec<String> = v.iter().map(T::to_string).collect();
+        format!("[{}]", items.join(","))
+    }
     for n in g.nodes() {
         if n.op == Op::Input {
             let _ = writeln!(s, "input {}: {}", n.name, n.ty);
@@ -654,6 +743,13 @@ pub fn print(g: &Graph) -> String {
                 op: UnaryOp::Relu | UnaryOp::Clamp { .. },
                 ..
             } | Op::Reshape { .. }
+                | Op::Concat { .. }
+                | Op::Slice { .. }
+                | Op::Pad { .. }
+                | Op::Transpose { .. }
+                | Op::DepthToSpace { .. }
+                | Op::SpaceToDepth { .. }
+                | Op::Resize { .. }
         );
         let annot = match &n.ty.quant {
             Some(Quant::PerTensor { scale, zero_point }) if !keeps => {
@@ -778,6 +874,75 @@ pub fn print(g: &Graph) -> String {
                 }
                 let _ = write!(c, ", epsilon={epsilon:?})");
                 c
+            }
+            Op::Concat { xs, axis } => format!(
+                "concat({}, axis={axis})",
+                xs.iter().map(name).collect::<Vec<_>>().join(", ")
+            ),
+            Op::Slice {
+                x,
+                begin,
+                step,
+                shape,
+            } => format!(
+                "slice({}, begin={}, step={}, shape={})",
+                name(x),
+                nums(begin),
+                nums(step),
+                nums(shape)
+            ),
+            Op::Pad {
+                x,
+                begin,
+                end,
+                value,
+                mode: PadMode::Constant,
+            } => format!(
+                "pad({}, begin={}, end={}, value={value:?})",
+                name(x),
+                nums(begin),
+                nums(end)
+            ),
+            Op::Pad {
+                x,
+                begin,
+                end,
+                mode,
+                ..
+            } => format!(
+                "pad({}, begin={}, end={}, mode={})",
+                name(x),
+                nums(begin),
+                nums(end),
+                mode.name()
+            ),
+            Op::Transpose { x, perm } => format!("transpose({}, perm={})", name(x), nums(perm)),
+            Op::DepthToSpace { x, block, crd } => {
+                format!("depth_to_space({}, block={block}, crd={crd})", name(x))
+            }
+            Op::SpaceToDepth { x, block } => {
+                format!("space_to_depth({}, block={block})", name(x))
+            }
+            Op::Resize {
+                x,
+                size,
+                scale,
+                mode,
+                coord,
+            } => {
+                let mode = match mode {
+                    ResizeMode::Linear => "linear".to_string(),
+                    ResizeMode::Nearest(r) => format!("nearest, round={}", r.name()),
+                };
+                format!(
+                    "resize({}, size=[{},{}], scale=[{:?},{:?}], mode={mode}, coord={})",
+                    name(x),
+                    size[0],
+                    size[1],
+                    scale[0],
+                    scale[1],
+                    coord.name()
+                )
             }
         };
         let _ = writeln!(s, "{}{annot} = {call}", n.name);

@@ -31,8 +31,9 @@ options:
                          little-endian bytes
   --shape NAME=D0,D1,..  (ONNX) the shape of an input with symbolic dimensions
   --cpu-fallback         (ONNX) run the nodes the NPU cannot, of ops the CPU
-                         fallback has (Concat, Transpose), on the CPU instead
-                         of refusing the model; names them
+                         fallback has (Abs, Neg, Floor, Ceil, Round, Sin,
+                         Cos), on the CPU instead of refusing the model;
+                         names them
   --list                 (ONNX) list the model's inputs and outputs as declared
                          and as imported (dtype, shape, quantization); run
                          nothing (exit 2 if it does not import)
