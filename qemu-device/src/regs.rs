@@ -93,8 +93,9 @@ pub const fn ring_reg_of(offset: u32) -> Option<(usize, u32)> {
 }
 
 pub const ID_VALUE: u32 = 0x4f4e_5055; // "ONPU"
-/// VERSION: register interface 1.1 (rings with priorities, job profiles).
-pub const VERSION_VALUE: u32 = 0x0001_0001;
+/// VERSION 1.2: register interface 1.1 (rings with priorities, job
+/// profiles) and the ISA 1.2 instructions (UNARY 7..16, prelu, GATHER).
+pub const VERSION_VALUE: u32 = 0x0001_0002;
 pub const VA_BITS_VALUE: u32 = 39;
 pub const CLOCK_KHZ_VALUE: u32 = 1_000_000; // a modelled 1 GHz
 
