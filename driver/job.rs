@@ -119,6 +119,15 @@ pub(crate) struct Job {
     /// SUBMIT failed after the fence was published (errno): the job never
     /// runs, its fence signals with this error in its queue's order.
     failed: Atomic<i32>,
+    /// The file's number of the queue (0 for the kernel's jobs) and the
+    /// submitting thread, for a coredump.
+    pub(crate) queue_id: u32,
+    pub(crate) pid: i32,
+    /// The command buffer object and where the command buffer starts in
+    /// it, for a coredump's faulting instruction: referenced on the
+    /// signalling path (no allocation), let go of with the other objects.
+    #[pin]
+    cmd: Mutex<Option<(ARef<BoObject>, u64)>>,
 }
 
 impl Job {
@@ -148,6 +157,9 @@ impl Job {
                 callbacks <- new_mutex!(KVec::new()),
                 unattached <- new_mutex!(KVec::new()),
                 failed: Atomic::new(0),
+                queue_id: 0,
+                pid: 0,
+                cmd <- new_mutex!(None),
             }),
             GFP_KERNEL,
         )
@@ -226,6 +238,18 @@ impl Job {
         self.vm.as_ref()
     }
 
+    /// The priority of the job's queue (0 for the kernel's jobs).
+    pub(crate) fn priority(&self) -> u32 {
+        self.queue.as_ref().map_or(0, |q| q.priority)
+    }
+
+    /// A reference on the command buffer object, and the offset of the
+    /// command buffer in it, until the job is released. Signalling path:
+    /// takes a reference, allocates nothing; the caller drops it outside.
+    pub(crate) fn command_buffer(&self) -> Option<(ARef<BoObject>, u64)> {
+        self.cmd.lock().clone()
+    }
+
     /// Record how the job ended and signal its fence. On the signalling
     /// path (ring lock held): allocates nothing, frees nothing.
     pub(crate) fn retire(&self, outcome: Outcome, busy: Delta) {
@@ -259,6 +283,8 @@ impl Job {
     pub(crate) fn release(&self) {
         let bos = core::mem::replace(&mut *self.bos.lock(), KVec::new());
         drop(bos);
+        let cmd = self.cmd.lock().take();
+        drop(cmd);
         // The callbacks (none is pending any more: the job ran or was
         // cancelled) and the input syncobjs go too.
         let callbacks = core::mem::replace(&mut *self.callbacks.lock(), KVec::new());
@@ -491,7 +517,8 @@ pub(crate) fn submit(dev: &OnpuDevice, file: &drm::File<File>, req: &uapi::drm_o
 
     // Everything the job holds, and the callbacks on what it waits for
     // that is known now, allocated before it has a fence.
-    let Request { cmdbuf, size, timeout_ms, profiled, bos: uses, in_fences, unattached, outs, .. } = r;
+    let queue_id = r.queue.id;
+    let Request { cmdbuf, cmdbuf_offset, size, timeout_ms, profiled, bos: uses, in_fences, unattached, outs, .. } = r;
     let mut bos = KVec::with_capacity(uses.len() + 1, GFP_KERNEL)?;
     let mut accesses = KVec::with_capacity(uses.len() + 1, GFP_KERNEL)?;
     for (bo, access) in uses.into_iter() {
@@ -501,6 +528,7 @@ pub(crate) fn submit(dev: &OnpuDevice, file: &drm::File<File>, req: &uapi::drm_o
     // The device reads the command buffer: a dependency (and it gets the
     // job's fence) like a read object.
     accesses.push(Access::Read, GFP_KERNEL)?;
+    let cmd = (cmdbuf.clone(), cmdbuf_offset);
     bos.push(cmdbuf, GFP_KERNEL)?;
     let deps = Deps::new(engine.clone())?;
     // Fences of this queue need no wait: its jobs enter the ring in order.
@@ -542,6 +570,9 @@ pub(crate) fn submit(dev: &OnpuDevice, file: &drm::File<File>, req: &uapi::drm_o
             callbacks <- new_mutex!(KVec::new()),
             unattached <- new_mutex!(KVec::new()),
             failed: Atomic::new(0),
+            queue_id,
+            pid: kernel::current!().pid(),
+            cmd <- new_mutex!(Some(cmd)),
         }),
         GFP_KERNEL,
     )?;
