@@ -1032,7 +1032,8 @@ impl Engine {
         status: u32,
         fault_addr: u64,
     ) {
-        if st.stopped || self.dump_pending.load(Relaxed) {
+        // (A snapshot is never replaced: dropping one may free an object.)
+        if st.stopped || st.dump.is_some() || self.dump_pending.load(Relaxed) {
             return;
         }
         let head = st.in_flight.first();
