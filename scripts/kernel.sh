@@ -85,7 +85,16 @@ make_k() {
 if [ ! -f "$build/.npu-configured" ]; then
 	stage "configuring the $flavour kernel ($config_hash)"
 	rm -rf "$build"
-	mkdir -p "$build"
+	# A new configuration starts from a copy of the newest finished build of
+	# the flavour, if any: kbuild tracks which objects use which option, so
+	# only what the changed options touch is rebuilt, not the whole kernel.
+	seed=$(ls -td "$kdir"/build-"$flavour"-*/.npu-built 2>/dev/null | head -n1 || true)
+	if [ -n "$seed" ]; then
+		cp -a "${seed%/.npu-built}" "$build"
+		rm -f "$build/.npu-built" "$build/.npu-configured"
+	else
+		mkdir -p "$build"
+	fi
 	make_k -s tinyconfig >&2
 	# shellcheck disable=SC2086
 	in_root sh -c "cd '$build' && '$src/scripts/kconfig/merge_config.sh' -m -O . .config $fragments" >&2
