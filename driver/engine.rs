@@ -1060,8 +1060,10 @@ impl Engine {
                 devcoredump::dev_coredumpv(dev, text, GFP_KERNEL);
                 Ok(())
             });
-            if let Err(e) = made {
-                pr_warn!("onpu: no coredump of the failure: {:?}\n", e);
+            // (ENODEV: the device is being unbound, which drops the dump.)
+            match made {
+                Err(e) if e != ENODEV => pr_warn!("no coredump of the failure: {:?}\n", e),
+                _ => {}
             }
             drop(snapshot);
         }
