@@ -54,11 +54,13 @@ use kernel::{
     transmute::{AsBytes, FromBytes},
     workqueue::{self, impl_has_delayed_work, new_delayed_work, DelayedWork, WorkItem},
 };
+use kernel::devcoredump;
 use kernel::drm::device::WedgeRecovery;
 
 use crate::drv::OnpuDevice;
 
 use crate::context::Context;
+use crate::coredump::{Reason, Snapshot};
 use crate::fence::{RingContext, Signalling};
 use crate::gem::BoStats;
 use crate::hw::{self, Bar0, Params};
@@ -229,6 +231,9 @@ struct RingState {
     ring_error_logged: u32,
     /// Which software context each hardware context serves (slots.rs).
     slots: Slots,
+    /// A failure's snapshot waiting for the coredump work (held inline:
+    /// the signalling path fills it without allocating).
+    dump: Option<Snapshot>,
 }
 
 impl Rings {
@@ -343,6 +348,15 @@ pub(crate) struct Engine {
     /// exists for that: Documentation/driver/onpu.rst).
     #[pin]
     sched_poll: DelayedWork<Engine, 4>,
+    /// Turns a failure's snapshot into a device coredump (it allocates and
+    /// reads the command buffer: never on the signalling path, which only
+    /// queues this).
+    #[pin]
+    dump_work: DelayedWork<Engine, 5>,
+    /// A snapshot is taken and its coredump not made yet: later failures
+    /// take none (one dump at a time; the devcoredump core keeps one per
+    /// device anyway).
+    dump_pending: Atomic<bool>,
 }
 
 impl_has_delayed_work! {
@@ -364,6 +378,10 @@ impl_has_delayed_work! {
 
 impl_has_delayed_work! {
     impl HasDelayedWork<Self, 4> for Engine { self.sched_poll }
+}
+
+impl_has_delayed_work! {
+    impl HasDelayedWork<Self, 5> for Engine { self.dump_work }
 }
 
 impl Engine {
@@ -411,6 +429,7 @@ impl Engine {
                 ring_error_window: Instant::now(),
                 ring_error_logged: 0,
                 slots,
+                dump: None,
             }),
             space <- new_condvar!(),
             context_ids: Atomic::new(0),
@@ -421,6 +440,8 @@ impl Engine {
             drm <- new_mutex!(None),
             sched_work <- new_delayed_work!("onpu::sched"),
             sched_poll <- new_delayed_work!("onpu::sched_poll"),
+            dump_work <- new_delayed_work!("onpu::coredump"),
+            dump_pending: Atomic::new(false),
         }))
     }
 
@@ -819,6 +840,8 @@ impl Engine {
                 }
                 self.counters.resets.add(1, Relaxed);
                 reset = true;
+                // Before the reset clears the fault registers.
+                self.capture_dump(&mut st, bar, rings, Reason::OutOfOrder, Some(&rec), STATUS_ABORTED, 0);
                 if let Err(e) = hw::reset(dev, bar) {
                     self.wedge(dev, &mut st);
                     self.schedule_release(&st);
@@ -832,6 +855,9 @@ impl Engine {
                     dev_warn!(dev, "job {} has no completion record: failing it\n", lost.ring_seqno());
                 }
                 self.retire_head(&mut st, Outcome::aborted(STATUS_ABORTED));
+            }
+            if rec.status != uapi::DRM_ONPU_JOB_OK && !reset {
+                self.capture_dump(&mut st, bar, rings, Reason::JobFault, Some(&rec), rec.status, rec.fault_addr);
             }
             let mut outcome = Outcome::from_device(rec.status, rec.fault_addr, rec.cycles);
             if let Some(job) = st.in_flight.first().filter(|j| j.profiled) {
@@ -987,6 +1013,9 @@ impl Engine {
             let limit = Delta::from_millis(i64::from(head.timeout_ms));
             if st.head_since.elapsed() > limit {
                 dev_warn!(dev, "job {} ran past its {} ms timeout: resetting the NPU\n", head.ring_seqno(), head.timeout_ms);
+                if let Ok(rings) = self.rings.access(dev) {
+                    self.capture_dump(&mut st, bar, rings, Reason::Timeout, None, uapi::DRM_ONPU_JOB_TIMEDOUT, 0);
+                }
                 let _ = self.recover(dev, &mut st, Some(Outcome::timed_out()));
             }
             let busy = !st.in_flight.is_empty();
@@ -997,6 +1026,61 @@ impl Engine {
             }
             Ok(())
         })
+    }
+
+    /// A job failed or the device did (Documentation/driver/onpu.rst,
+    /// "Device coredumps"): unless a dump is on its way already, snapshot
+    /// the registers and the oldest job in the ring, which ends with
+    /// `status` at `fault_addr` (`record` is its completion record), and
+    /// let the coredump work make the dump. Signalling path, ring lock
+    /// held, before any reset: allocates nothing.
+    #[allow(clippy::too_many_arguments)]
+    fn capture_dump(
+        self: &Arc<Self>,
+        st: &mut RingState,
+        bar: &Bar0,
+        rings: &Rings,
+        reason: Reason,
+        record: Option<&CqEntry>,
+        status: u32,
+        fault_addr: u64,
+    ) {
+        // (A snapshot is never replaced: dropping one may free an object.)
+        if st.stopped || st.dump.is_some() || self.dump_pending.load(Relaxed) {
+            return;
+        }
+        let head = st.in_flight.first();
+        // The entry as the device read it, from the ring.
+        let ring_entry = head.and_then(|job| {
+            (|| -> Result<SqEntry> { Ok(dma_read!(rings.sq, [try: job.ring_slot()])) })().ok()
+        });
+        let snapshot =
+            Snapshot::capture(reason, bar, &self.params, head.map(|j| &**j), ring_entry, record.copied(), status, fault_addr);
+        st.dump = Some(snapshot);
+        self.dump_pending.store(true, Relaxed);
+        // Err: queued already (it then finds this snapshot).
+        let _ = workqueue::system_long().enqueue_delayed::<Arc<Self>, 5>(self.clone(), 0);
+    }
+
+    /// The coredump work: format the pending snapshot (reading the faulting
+    /// instruction from its command buffer) and hand it to the devcoredump
+    /// core. Process context, outside every signalling section.
+    fn write_dump(self: &Arc<Self>) {
+        let snapshot = self.state.lock().dump.take();
+        if let Some(snapshot) = snapshot {
+            let made = self.with_bound(|dev| {
+                let text = snapshot.to_text()?;
+                devcoredump::dev_coredumpv(dev, text, GFP_KERNEL);
+                Ok(())
+            });
+            // (ENODEV: the device is being unbound, which drops the dump.)
+            match made {
+                Err(e) if e != ENODEV => pr_warn!("no coredump of the failure: {:?}\n", e),
+                _ => {}
+            }
+            drop(snapshot);
+        }
+        self.dump_pending.store(false, Relaxed);
     }
 
     /// Unbind (or a probe that fails after start()): stop the device for
@@ -1033,6 +1117,9 @@ impl Engine {
         // Nobody arms the watchdog or queues a release any more (both
         // happen only under the gate or with jobs in flight).
         self.cancel_work_items();
+        // A dump does not outlive the binding that made it (nor keeps the
+        // next binding's from being made).
+        devcoredump::dev_coredump_put(dev);
         self.release_retired();
         // Open files outlive the binding: their buffer objects must not stay
         // DMA-mapped for a device that is gone. No mapping is in progress
@@ -1057,6 +1144,12 @@ impl Engine {
         self.drm.lock().take();
         self.sched_work.cancel_sync();
         self.sched_poll.cancel_sync();
+        self.dump_work.cancel_sync();
+        // A snapshot the work did not take: its command-buffer reference
+        // goes here, outside the signalling path.
+        let dump = self.state.lock().dump.take();
+        drop(dump);
+        self.dump_pending.store(false, Relaxed);
     }
 
     /// debugfs: the device-wide counters.
@@ -1196,6 +1289,14 @@ impl WorkItem<4> for Engine {
     }
 }
 
+impl WorkItem<5> for Engine {
+    type Pointer = Arc<Engine>;
+
+    fn run(this: Arc<Engine>) {
+        this.write_dump();
+    }
+}
+
 impl WorkItem<2> for Engine {
     type Pointer = Arc<Engine>;
 
@@ -1247,6 +1348,9 @@ impl irq::ThreadedHandler for IrqHandler {
             if !st.stopped {
                 if halted {
                     dev_err!(dev, "the NPU halted (STATUS {:#x}): resetting it\n", bar.read32(STATUS));
+                    if let Ok(rings) = self.engine.rings.access(dev) {
+                        self.engine.capture_dump(&mut st, bar, rings, Reason::DeviceHalted, None, STATUS_ABORTED, 0);
+                    }
                 }
                 if let Some((bits, value)) = ring_error {
                     self.engine.log_ring_error(dev, &mut st, bits, value);

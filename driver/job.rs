@@ -129,6 +129,15 @@ pub(crate) struct Job {
     /// input point with no fence: it never runs, and ends CANCELED
     /// (-ECANCELED) in its queue's order.
     canceled: Atomic<bool>,
+    /// The file's number of the queue (0 for the kernel's jobs) and the
+    /// submitting thread, for a coredump.
+    pub(crate) queue_id: u32,
+    pub(crate) pid: i32,
+    /// The command buffer object and where the command buffer starts in
+    /// it, for a coredump's faulting instruction: referenced on the
+    /// signalling path (no allocation), let go of with the other objects.
+    #[pin]
+    cmd: Mutex<Option<(ARef<BoObject>, u64)>>,
 }
 
 impl Job {
@@ -160,6 +169,9 @@ impl Job {
                 unattached <- new_mutex!(KVec::new()),
                 failed: Atomic::new(0),
                 canceled: Atomic::new(false),
+                queue_id: 0,
+                pid: 0,
+                cmd <- new_mutex!(None),
             }),
             GFP_KERNEL,
         )
@@ -262,6 +274,18 @@ impl Job {
         self.vm.as_ref()
     }
 
+    /// The priority of the job's queue (0 for the kernel's jobs).
+    pub(crate) fn priority(&self) -> u32 {
+        self.queue.as_ref().map_or(0, |q| q.priority)
+    }
+
+    /// A reference on the command buffer object, and the offset of the
+    /// command buffer in it, until the job is released. Signalling path:
+    /// takes a reference, allocates nothing; the caller drops it outside.
+    pub(crate) fn command_buffer(&self) -> Option<(ARef<BoObject>, u64)> {
+        self.cmd.lock().clone()
+    }
+
     /// Record how the job ended and signal its fence. On the signalling
     /// path (ring lock held): allocates nothing, frees nothing.
     pub(crate) fn retire(&self, outcome: Outcome, busy: Delta) {
@@ -300,6 +324,8 @@ impl Job {
             vms.unpin(&bos);
         }
         drop(bos);
+        let cmd = self.cmd.lock().take();
+        drop(cmd);
         // The callbacks (none is pending any more: the job ran or was
         // cancelled) and the input syncobjs go too.
         let callbacks = core::mem::replace(&mut *self.callbacks.lock(), KVec::new());
@@ -533,6 +559,7 @@ pub(crate) fn submit(dev: &OnpuDevice, file: &drm::File<File>, req: &uapi::drm_o
 
     // Everything the job holds, and the callbacks on what it waits for
     // that is known now, allocated before it has a fence.
+    let queue_id = r.queue.id;
     let Request { cmdbuf, cmdbuf_offset, size, timeout_ms, profiled, bos: uses, in_fences, unattached, outs, .. } = r;
     let mut bos = KVec::with_capacity(uses.len() + 1, GFP_KERNEL)?;
     let mut accesses = KVec::with_capacity(uses.len() + 1, GFP_KERNEL)?;
@@ -543,6 +570,7 @@ pub(crate) fn submit(dev: &OnpuDevice, file: &drm::File<File>, req: &uapi::drm_o
     // The device reads the command buffer: a dependency (and it gets the
     // job's fence) like a read object.
     accesses.push(Access::Read, GFP_KERNEL)?;
+    let cmd = (cmdbuf.clone(), cmdbuf_offset);
     bos.push(cmdbuf, GFP_KERNEL)?;
     // Map (and pin) what the job uses in its queue's context, on first use,
     // at the file's addresses, before anything is published. The mappings
@@ -594,6 +622,9 @@ pub(crate) fn submit(dev: &OnpuDevice, file: &drm::File<File>, req: &uapi::drm_o
             unattached <- new_mutex!(KVec::new()),
             failed: Atomic::new(0),
             canceled: Atomic::new(false),
+            queue_id,
+            pid: kernel::current!().pid(),
+            cmd <- new_mutex!(Some(cmd)),
         }),
         GFP_KERNEL,
     )?;

@@ -15,6 +15,7 @@
 //! `uapi` (the ABI shared with userspace: a link to uapi/src/abi.rs).
 
 mod context;
+mod coredump;
 mod debugfs;
 mod drv;
 mod engine;

@@ -24,20 +24,32 @@ pub(crate) const IRQ_ACK: usize = 0x0038;
 pub(crate) const SQ_BASE_LO: usize = 0x0040;
 pub(crate) const SQ_BASE_HI: usize = 0x0044;
 pub(crate) const SQ_SIZE: usize = 0x0048;
+pub(crate) const SQ_HEAD: usize = 0x004c;
+pub(crate) const SQ_TAIL: usize = 0x0050;
 pub(crate) const DOORBELL: usize = 0x0054;
 pub(crate) const CQ_BASE_LO: usize = 0x0058;
 pub(crate) const CQ_BASE_HI: usize = 0x005c;
 pub(crate) const CQ_SIZE: usize = 0x0060;
 pub(crate) const CQ_HEAD: usize = 0x0064;
+pub(crate) const CQ_TAIL: usize = 0x0068;
 pub(crate) const CTX_TABLE_LO: usize = 0x0070;
 pub(crate) const CTX_TABLE_HI: usize = 0x0074;
 pub(crate) const SHADOW_LO: usize = 0x0078;
 pub(crate) const SHADOW_HI: usize = 0x007c;
+pub(crate) const FAULT_STATUS: usize = 0x0080;
+pub(crate) const FAULT_CONTEXT: usize = 0x0084;
+pub(crate) const FAULT_ADDR_LO: usize = 0x0088;
+pub(crate) const FAULT_ADDR_HI: usize = 0x008c;
 pub(crate) const RING_ERROR: usize = 0x0090;
 pub(crate) const RING_ERROR_VALUE: usize = 0x0094;
 /// The cost-model parameters ("Cost model"), COST_REGISTERS words.
 pub(crate) const COST_BASE: usize = 0x00c0;
 pub(crate) const COST_REGISTERS: usize = 8;
+/// The 64-bit performance counters ("Performance counters"), LO/HI pairs.
+pub(crate) const PERF_BASE: usize = 0x0100;
+/// Ring n's register block ("Submission rings and priorities").
+pub(crate) const RING_BASE: usize = 0x0200;
+pub(crate) const RING_STRIDE: usize = 0x20;
 
 pub(crate) const ID_VALUE: u32 = 0x4f4e_5055;
 /// The ISA/register major version this driver speaks.

@@ -22,7 +22,8 @@ module_for() {
 	case $1 in
 	no) ;;
 	yes) "$NPU_TOP/scripts/module.sh" "$2" | tail -n1 ;;
-	*) die "runs.list: module column must be yes or no, not '$1'" ;;
+	intree) "$NPU_TOP/scripts/module.sh" intree "$2" | tail -n1 ;;
+	*) die "runs.list: module column must be yes, intree or no, not '$1'" ;;
 	esac
 }
 
