@@ -32,11 +32,7 @@ use kernel::{
     drm::gem::BaseObject,
     new_mutex,
     prelude::*,
-    sync::{
-        aref::ARef,
-        atomic::Atomic,
-        Arc, Mutex,
-    },
+    sync::{aref::ARef, atomic::Atomic, Arc, Mutex},
 };
 
 use crate::engine::Engine;
@@ -187,7 +183,12 @@ impl Context {
     /// Where `bo` is mapped in this context.
     pub(crate) fn npu_addr(&self, bo: &BoObject) -> Option<u64> {
         let k = key(bo);
-        self.vm.lock().mappings.iter().find(|m| m.obj == k).map(|m| m.va)
+        self.vm
+            .lock()
+            .mappings
+            .iter()
+            .find(|m| m.obj == k)
+            .map(|m| m.va)
     }
 
     /// A new handle of this file on `bo`: reserve its NPU address on the
@@ -206,7 +207,17 @@ impl Context {
         let wanted = vm.mappings.len() + 1;
         vm.deferred.reserve(wanted, GFP_KERNEL)?;
         let va = vm.va.alloc(size)?;
-        vm.mappings.push(Mapping { obj: k, va, size, handles: 1, pins: 0, mapped: false }, GFP_KERNEL)?;
+        vm.mappings.push(
+            Mapping {
+                obj: k,
+                va,
+                size,
+                handles: 1,
+                pins: 0,
+                mapped: false,
+            },
+            GFP_KERNEL,
+        )?;
         Ok(())
     }
 
@@ -220,12 +231,20 @@ impl Context {
     pub(crate) fn map_and_pin(&self, bo: &BoObject) -> Result<u64> {
         let k = key(bo);
         let mut vm = self.vm.lock();
-        let m = vm.mappings.iter_mut().find(|m| m.obj == k && m.handles > 0).ok_or(ENOENT)?;
+        let m = vm
+            .mappings
+            .iter_mut()
+            .find(|m| m.obj == k && m.handles > 0)
+            .ok_or(ENOENT)?;
         if m.mapped {
             m.pins += 1;
             return Ok(m.va);
         }
-        let flags = if bo.read_only() { PTE_READ } else { PTE_READ | PTE_WRITE };
+        let flags = if bo.read_only() {
+            PTE_READ
+        } else {
+            PTE_READ | PTE_WRITE
+        };
         // The pages and their DMA mapping are made under the gate: never
         // for an unbound device. They stay until the object is freed.
         self.engine.with_bound(|dev| {
@@ -233,7 +252,10 @@ impl Context {
                 Some(pinned) => pinned,
                 None => bo.sg_table()?,
             };
-            self.tables.access(dev)?.lock().map(dev, m.va, m.size, sgt, flags)
+            self.tables
+                .access(dev)?
+                .lock()
+                .map(dev, m.va, m.size, sgt, flags)
         })?;
         m.mapped = true;
         m.pins += 1;
@@ -252,15 +274,29 @@ impl Context {
         }
         vm.mappings.reserve(1, GFP_KERNEL)?;
         let size = bo.size() as u64;
-        let flags = if bo.read_only() { PTE_READ } else { PTE_READ | PTE_WRITE };
+        let flags = if bo.read_only() {
+            PTE_READ
+        } else {
+            PTE_READ | PTE_WRITE
+        };
         self.engine.with_bound(|dev| {
             let sgt = match bo.user_pages() {
                 Some(pinned) => pinned,
                 None => bo.sg_table()?,
             };
-            self.tables.access(dev)?.lock().map(dev, va, size, sgt, flags)
+            self.tables
+                .access(dev)?
+                .lock()
+                .map(dev, va, size, sgt, flags)
         })?;
-        let m = Mapping { obj: k, va, size, handles: 1, pins: 0, mapped: true };
+        let m = Mapping {
+            obj: k,
+            va,
+            size,
+            handles: 1,
+            pins: 0,
+            mapped: true,
+        };
         vm.mappings.push_within_capacity(m).map_err(|_| ENOMEM)?;
         Ok(())
     }
@@ -272,9 +308,15 @@ impl Context {
     pub(crate) fn unmap_now(&self, bo: &BoObject) -> bool {
         let k = key(bo);
         let mut vm = self.vm.lock();
-        let Some(i) = vm.mappings.iter().position(|m| m.obj == k) else { return false };
-        let Ok(m) = vm.mappings.remove(i) else { return false };
-        let _ = self.engine.with_bound(|dev| self.tables.access(dev)?.lock().unmap(m.va, m.size));
+        let Some(i) = vm.mappings.iter().position(|m| m.obj == k) else {
+            return false;
+        };
+        let Ok(m) = vm.mappings.remove(i) else {
+            return false;
+        };
+        let _ = self
+            .engine
+            .with_bound(|dev| self.tables.access(dev)?.lock().unmap(m.va, m.size));
         true
     }
 
@@ -284,7 +326,11 @@ impl Context {
     pub(crate) fn pin(&self, bo: &BoObject) -> Result {
         let k = key(bo);
         let mut vm = self.vm.lock();
-        let m = vm.mappings.iter_mut().find(|m| m.obj == k && m.handles > 0).ok_or(ENOENT)?;
+        let m = vm
+            .mappings
+            .iter_mut()
+            .find(|m| m.obj == k && m.handles > 0)
+            .ok_or(ENOENT)?;
         m.pins += 1;
         Ok(())
     }
@@ -294,7 +340,9 @@ impl Context {
     pub(crate) fn unpin(&self, bo: &BoObject) -> bool {
         let k = key(bo);
         let mut vm = self.vm.lock();
-        let Some(m) = vm.mappings.iter_mut().find(|m| m.obj == k) else { return false };
+        let Some(m) = vm.mappings.iter_mut().find(|m| m.obj == k) else {
+            return false;
+        };
         m.pins = m.pins.saturating_sub(1);
         m.handles == 0 && m.pins == 0
     }
@@ -304,7 +352,9 @@ impl Context {
     pub(crate) fn close_handle(&self, bo: &BoObject) -> bool {
         let k = key(bo);
         let mut vm = self.vm.lock();
-        let Some(m) = vm.mappings.iter_mut().find(|m| m.obj == k) else { return false };
+        let Some(m) = vm.mappings.iter_mut().find(|m| m.obj == k) else {
+            return false;
+        };
         m.handles = m.handles.saturating_sub(1);
         m.handles == 0 && m.pins == 0
     }
@@ -316,7 +366,13 @@ impl Context {
     pub(crate) fn remove_mapping(&self, bo: &BoObject, mapped_elsewhere: bool) {
         let k = key(bo);
         let mut vm = self.vm.lock();
-        let Some(i) = vm.mappings.iter().position(|m| m.obj == k && m.handles == 0 && m.pins == 0) else { return };
+        let Some(i) = vm
+            .mappings
+            .iter()
+            .position(|m| m.obj == k && m.handles == 0 && m.pins == 0)
+        else {
+            return;
+        };
         let Ok(m) = vm.mappings.remove(i) else { return };
         // Jobs that start from now on fault on the range. Jobs queued
         // before may have cached its translations and keep reaching the
@@ -337,7 +393,12 @@ impl Context {
         match unmapped {
             Ok((pages_after, after)) if after > self.engine.retired_seqno() => {
                 let bo = (pages_after != 0).then(|| ARef::from(bo));
-                let d = Deferred { bo, pages_after, va: m.va, after };
+                let d = Deferred {
+                    bo,
+                    pages_after,
+                    va: m.va,
+                    after,
+                };
                 // Never fails: open_handle() reserved room for every mapping.
                 // Were it to, keeping the range forever beats reusing it.
                 let _ = vm.deferred.push_within_capacity(d);

@@ -19,13 +19,7 @@
 
 use core::fmt::{self, Write};
 
-use kernel::{
-    alloc::VVec,
-    io::Io,
-    prelude::*,
-    sync::aref::ARef,
-    transmute::AsBytes,
-};
+use kernel::{alloc::VVec, io::Io, prelude::*, sync::aref::ARef, transmute::AsBytes};
 
 use crate::engine::{CqEntry, SqEntry};
 use crate::gem::BoObject;
@@ -249,7 +243,12 @@ impl Snapshot {
             fault_addr,
             cmd: job.command_buffer(),
         });
-        Self { reason, registers, extra_rings, job }
+        Self {
+            reason,
+            registers,
+            extra_rings,
+            job,
+        }
     }
 
     /// The dump's text (Documentation/driver/onpu.rst, "Device coredumps"),
@@ -276,7 +275,12 @@ impl Snapshot {
         for (n, values) in ring_values.take(self.extra_rings).enumerate() {
             let block = RING_BASE + RING_STRIDE * (n + 1);
             for (&(name, offset), value) in RING_REGISTERS.iter().zip(values.iter()) {
-                writeln!(out, "reg.RING{}_{name}: {value:#010x} @{:#06x}", n + 1, block + offset)?;
+                writeln!(
+                    out,
+                    "reg.RING{}_{name}: {value:#010x} @{:#06x}",
+                    n + 1,
+                    block + offset
+                )?;
             }
         }
         Ok(())
@@ -317,8 +321,13 @@ fn write_job(out: &mut Text, job: &JobState) -> fmt::Result {
 
 /// The 64 bytes at the fault's offset in the job's command buffer.
 fn read_instruction(job: &JobState) -> core::result::Result<[u8; INSN_BYTES], &'static str> {
-    let Some((bo, start)) = &job.cmd else { return Err("no command buffer object") };
-    let end = job.fault_addr.checked_add(INSN_BYTES as u64).ok_or("offset out of range")?;
+    let Some((bo, start)) = &job.cmd else {
+        return Err("no command buffer object");
+    };
+    let end = job
+        .fault_addr
+        .checked_add(INSN_BYTES as u64)
+        .ok_or("offset out of range")?;
     if end > u64::from(job.cmdbuf_size) {
         return Err("offset outside the command buffer");
     }
@@ -326,10 +335,13 @@ fn read_instruction(job: &JobState) -> core::result::Result<[u8; INSN_BYTES], &'
     if bo.user_pages().is_some() {
         return Err("userptr object");
     }
-    let offset = start.checked_add(job.fault_addr).ok_or("offset out of range")?;
+    let offset = start
+        .checked_add(job.fault_addr)
+        .ok_or("offset out of range")?;
     let offset = usize::try_from(offset).map_err(|_| "offset out of range")?;
     let mut insn = [0u8; INSN_BYTES];
-    bo.read(offset, &mut insn).map_err(|_| "the object could not be read")?;
+    bo.read(offset, &mut insn)
+        .map_err(|_| "the object could not be read")?;
     Ok(insn)
 }
 
@@ -347,6 +359,8 @@ struct Text(VVec<u8>);
 
 impl Write for Text {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        self.0.extend_from_slice(s.as_bytes(), GFP_KERNEL).map_err(|_| fmt::Error)
+        self.0
+            .extend_from_slice(s.as_bytes(), GFP_KERNEL)
+            .map_err(|_| fmt::Error)
     }
 }

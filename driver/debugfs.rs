@@ -19,9 +19,13 @@ use crate::engine::Engine;
 pub(crate) fn init<C: kernel::drm::DeviceContext>(drm: &kernel::drm::Device<OnpuDriver, C>) {
     drm.debugfs_init(|data: &OnpuData, dir| {
         let engine = &data.engine;
-        dir.read_callback_file(c"counters", engine, &|e: &Arc<Engine>, f| e.write_counters(f));
+        dir.read_callback_file(c"counters", engine, &|e: &Arc<Engine>, f| {
+            e.write_counters(f)
+        });
         dir.read_callback_file(c"state", engine, &|e: &Arc<Engine>, f| e.describe(f));
-        dir.read_callback_file(c"wedged", engine, &|e: &Arc<Engine>, f| writeln!(f, "{}", u8::from(e.is_wedged())));
+        dir.read_callback_file(c"wedged", engine, &|e: &Arc<Engine>, f| {
+            writeln!(f, "{}", u8::from(e.is_wedged()))
+        });
         dir.write_only_callback_file(c"reset", engine, &|e: &Arc<Engine>, _input| e.force_reset());
     });
 }

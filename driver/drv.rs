@@ -49,7 +49,13 @@ kernel::pci_device_table!(
     PCI_TABLE,
     MODULE_PCI_TABLE,
     <OnpuPciDriver as pci::Driver>::IdInfo,
-    [(pci::DeviceId::from_id(pci::Vendor::from_raw(regs::PCI_VENDOR), regs::PCI_DEVICE as u32), ())]
+    [(
+        pci::DeviceId::from_id(
+            pci::Vendor::from_raw(regs::PCI_VENDOR),
+            regs::PCI_DEVICE as u32
+        ),
+        ()
+    )]
 );
 
 impl pci::Driver for OnpuPciDriver {
@@ -81,8 +87,14 @@ impl pci::Driver for OnpuPciDriver {
             let msix = pci::IrqTypes::default().with(pci::IrqType::MsiX);
             let vectors = pdev.alloc_irq_vectors(2, 2, msix)?;
             let (job_vector, error_vector) = (*vectors.start(), *vectors.end());
-            let job_handler = Ok::<_, Error>(IrqHandler { engine: engine.clone(), causes: regs::IRQ_JOB_DONE });
-            let error_handler = Ok::<_, Error>(IrqHandler { engine: engine.clone(), causes: regs::IRQ_ERRORS });
+            let job_handler = Ok::<_, Error>(IrqHandler {
+                engine: engine.clone(),
+                causes: regs::IRQ_JOB_DONE,
+            });
+            let error_handler = Ok::<_, Error>(IrqHandler {
+                engine: engine.clone(),
+                causes: regs::IRQ_ERRORS,
+            });
             Ok(try_pin_init!(OnpuPciData {
                 job_irq <- pdev.request_threaded_irq(job_vector, irq::Flags::TRIGGER_NONE, c"onpu-job", job_handler),
                 error_irq <- pdev.request_threaded_irq(error_vector, irq::Flags::TRIGGER_NONE, c"onpu-error", error_handler),
@@ -164,4 +176,3 @@ impl drm::Driver for OnpuDriver {
         (ONPU_WAIT_BO, drm_onpu_wait_bo, ioctl::RENDER_ALLOW, File::wait_bo),
     }
 }
-

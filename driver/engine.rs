@@ -35,6 +35,8 @@
 //! no job is counted as bogus and dropped. Everything read back from the
 //! device is checked before it is believed.
 
+use kernel::devcoredump;
+use kernel::drm::device::WedgeRecovery;
 use kernel::{
     device::{self, Bound},
     devres::Devres,
@@ -54,8 +56,6 @@ use kernel::{
     transmute::{AsBytes, FromBytes},
     workqueue::{self, impl_has_delayed_work, new_delayed_work, DelayedWork, WorkItem},
 };
-use kernel::devcoredump;
-use kernel::drm::device::WedgeRecovery;
 
 use crate::drv::OnpuDevice;
 
@@ -249,7 +249,8 @@ impl RingState {
     /// entries: the IRQ thread refills what it drained before the
     /// submitters and the release work let go of the ended jobs.
     fn has_room(&self) -> bool {
-        self.in_flight.len() < RING_ENTRIES as usize && self.in_flight.len() + self.retired.len() < RETIRED_ENTRIES
+        self.in_flight.len() < RING_ENTRIES as usize
+            && self.in_flight.len() + self.retired.len() < RETIRED_ENTRIES
     }
 
     /// Whether ring-error messages are being suppressed right now.
@@ -385,13 +386,25 @@ impl_has_delayed_work! {
 }
 
 impl Engine {
-    pub(crate) fn new(dev: &device::Device<Bound>, bar: Devres<Bar0>, params: Params) -> Result<impl PinInit<Self, Error> + use<>> {
+    pub(crate) fn new(
+        dev: &device::Device<Bound>,
+        bar: Devres<Bar0>,
+        params: Params,
+    ) -> Result<impl PinInit<Self, Error> + use<>> {
         let rings = Rings {
             sq: Coherent::<SqEntry>::zeroed_slice(dev, RING_ENTRIES as usize, GFP_KERNEL)?,
             cq: Coherent::<CqEntry>::zeroed_slice(dev, RING_ENTRIES as usize, GFP_KERNEL)?,
-            ctx_table: Coherent::<CtxDesc>::zeroed_slice(dev, params.contexts as usize, GFP_KERNEL)?,
+            ctx_table: Coherent::<CtxDesc>::zeroed_slice(
+                dev,
+                params.contexts as usize,
+                GFP_KERNEL,
+            )?,
             shadow: Coherent::<u32>::zeroed_slice(dev, SHADOW_WORDS, GFP_KERNEL)?,
-            profiles: Coherent::<ProfileRecord>::zeroed_slice(dev, RING_ENTRIES as usize, GFP_KERNEL)?,
+            profiles: Coherent::<ProfileRecord>::zeroed_slice(
+                dev,
+                RING_ENTRIES as usize,
+                GFP_KERNEL,
+            )?,
         };
         let rings = Devres::new(dev, Ok::<_, Error>(rings))?;
         let device: &device::Device = dev;
@@ -447,7 +460,10 @@ impl Engine {
 
     /// Run `f` with the device known to be bound; ENODEV once it is not.
     /// Holds no lock while `f` runs: unbind waits for `f` to return.
-    pub(crate) fn with_bound<R>(&self, f: impl FnOnce(&device::Device<Bound>) -> Result<R>) -> Result<R> {
+    pub(crate) fn with_bound<R>(
+        &self,
+        f: impl FnOnce(&device::Device<Bound>) -> Result<R>,
+    ) -> Result<R> {
         {
             let mut gate = self.gate.lock();
             if !gate.bound {
@@ -484,7 +500,11 @@ impl Engine {
             bar.write32(shadow as u32, SHADOW_LO);
             bar.write32((shadow >> 32) as u32, SHADOW_HI);
         }
-        let (sq, cq, ctx) = (r.sq.dma_handle(), r.cq.dma_handle(), r.ctx_table.dma_handle());
+        let (sq, cq, ctx) = (
+            r.sq.dma_handle(),
+            r.cq.dma_handle(),
+            r.ctx_table.dma_handle(),
+        );
         bar.write32(sq as u32, SQ_BASE_LO);
         bar.write32((sq >> 32) as u32, SQ_BASE_HI);
         bar.write32(RING_ENTRIES, SQ_SIZE);
@@ -498,7 +518,11 @@ impl Engine {
         bar.write32(CONTROL_ENABLE, CONTROL);
         let status = bar.read32(STATUS);
         if status & STATUS_HALTED != 0 || status & STATUS_ENABLED == 0 {
-            dev_err!(dev, "the NPU refused the ring setup (STATUS {:#x})\n", status);
+            dev_err!(
+                dev,
+                "the NPU refused the ring setup (STATUS {:#x})\n",
+                status
+            );
             return Err(EIO);
         }
         Ok(())
@@ -513,7 +537,14 @@ impl Engine {
     /// Point context `ctx` at the page tables rooted at `root` (0: invalid).
     pub(crate) fn set_context(&self, dev: &device::Device<Bound>, ctx: u16, root: u64) -> Result {
         let r = self.rings.access(dev)?;
-        let desc = CtxDesc { root: if root != 0 { root | crate::mmu::PTE_VALID } else { 0 }, reserved: 0 };
+        let desc = CtxDesc {
+            root: if root != 0 {
+                root | crate::mmu::PTE_VALID
+            } else {
+                0
+            },
+            reserved: 0,
+        };
         dma_write!(r.ctx_table, [try: usize::from(ctx)], desc);
         Ok(())
     }
@@ -543,7 +574,9 @@ impl Engine {
     }
 
     pub(crate) fn register_context(&self, ctx: &Context) -> Result {
-        self.live_contexts.lock().push(core::ptr::from_ref(ctx) as usize, GFP_KERNEL)?;
+        self.live_contexts
+            .lock()
+            .push(core::ptr::from_ref(ctx) as usize, GFP_KERNEL)?;
         Ok(())
     }
 
@@ -623,7 +656,10 @@ impl Engine {
                 if new {
                     // The device reads the descriptor when the job starts: it
                     // must be in place before the entry is published.
-                    let desc = CtxDesc { root: vm.root() | crate::mmu::PTE_VALID, reserved: 0 };
+                    let desc = CtxDesc {
+                        root: vm.root() | crate::mmu::PTE_VALID,
+                        reserved: 0,
+                    };
                     let written = (|| -> Result {
                         dma_write!(rings.ctx_table, [try: usize::from(slot)], desc);
                         Ok(())
@@ -642,7 +678,9 @@ impl Engine {
             let pushed = (|| -> Result {
                 dma_write!(rings.sq, [try: slot], job.sq_entry(slot, rings.profile_addr(slot)));
                 // has_room(): within the capacity allocated at probe.
-                st.in_flight.push_within_capacity(job.clone()).map_err(|_| EBUSY)
+                st.in_flight
+                    .push_within_capacity(job.clone())
+                    .map_err(|_| EBUSY)
             })();
             if let Err(e) = pushed {
                 if job.vm().is_some() {
@@ -737,7 +775,9 @@ impl Engine {
         if st.in_flight.is_empty() {
             return;
         }
-        let Ok(job) = st.in_flight.remove(0) else { return };
+        let Ok(job) = st.in_flight.remove(0) else {
+            return;
+        };
         let busy = st.head_since.elapsed();
         st.head_since = Instant::now();
         st.retired_seqno = job.ring_seqno();
@@ -815,7 +855,10 @@ impl Engine {
             let rec: CqEntry = dma_read!(rings.cq, [try: slot]);
             st.cq_head = st.cq_head.wrapping_add(1);
             progressed = true;
-            let pos = st.in_flight.iter().position(|j| (j.ring_seqno(), j.context()) == (rec.seqno, rec.context));
+            let pos = st
+                .in_flight
+                .iter()
+                .position(|j| (j.ring_seqno(), j.context()) == (rec.seqno, rec.context));
             let Some(pos) = pos.filter(|_| rec.status <= STATUS_MAX) else {
                 self.counters.bogus_completions.add(1, Relaxed);
                 dev_warn!(
@@ -831,7 +874,11 @@ impl Engine {
                 // The device ends jobs in ring order: it skipped (or lost
                 // the records of) the jobs before this one, which it may
                 // still be running. Stop it before believing anything.
-                dev_warn!(dev, "completion record of job {} out of order: resetting the NPU\n", rec.seqno);
+                dev_warn!(
+                    dev,
+                    "completion record of job {} out of order: resetting the NPU\n",
+                    rec.seqno
+                );
                 if st.stopped {
                     return Err(ENODEV);
                 }
@@ -841,7 +888,15 @@ impl Engine {
                 self.counters.resets.add(1, Relaxed);
                 reset = true;
                 // Before the reset clears the fault registers.
-                self.capture_dump(&mut st, bar, rings, Reason::OutOfOrder, Some(&rec), STATUS_ABORTED, 0);
+                self.capture_dump(
+                    &mut st,
+                    bar,
+                    rings,
+                    Reason::OutOfOrder,
+                    Some(&rec),
+                    STATUS_ABORTED,
+                    0,
+                );
                 if let Err(e) = hw::reset(dev, bar) {
                     self.wedge(dev, &mut st);
                     self.schedule_release(&st);
@@ -852,12 +907,24 @@ impl Engine {
             }
             for _ in 0..pos {
                 if let Some(lost) = st.in_flight.first() {
-                    dev_warn!(dev, "job {} has no completion record: failing it\n", lost.ring_seqno());
+                    dev_warn!(
+                        dev,
+                        "job {} has no completion record: failing it\n",
+                        lost.ring_seqno()
+                    );
                 }
                 self.retire_head(&mut st, Outcome::aborted(STATUS_ABORTED));
             }
             if rec.status != uapi::DRM_ONPU_JOB_OK && !reset {
-                self.capture_dump(&mut st, bar, rings, Reason::JobFault, Some(&rec), rec.status, rec.fault_addr);
+                self.capture_dump(
+                    &mut st,
+                    bar,
+                    rings,
+                    Reason::JobFault,
+                    Some(&rec),
+                    rec.status,
+                    rec.fault_addr,
+                );
             }
             let mut outcome = Outcome::from_device(rec.status, rec.fault_addr, rec.cycles);
             if let Some(job) = st.in_flight.first().filter(|j| j.profiled) {
@@ -896,7 +963,12 @@ impl Engine {
     /// says so, ends with `guilty`'s outcome; the jobs queued behind it go
     /// back into the ring in their order. Never after unbind stopped the
     /// device.
-    fn recover(self: &Arc<Self>, dev: &device::Device<Bound>, st: &mut RingState, guilty: Option<Outcome>) -> Result {
+    fn recover(
+        self: &Arc<Self>,
+        dev: &device::Device<Bound>,
+        st: &mut RingState,
+        guilty: Option<Outcome>,
+    ) -> Result {
         if st.stopped {
             return Err(ENODEV);
         }
@@ -978,7 +1050,11 @@ impl Engine {
         // Quiet while ring errors are (a process writing the registers in a
         // loop would otherwise flood the log through this line).
         if !st.ring_errors_muted() {
-            dev_info!(dev, "NPU reset, {} queued job(s) resubmitted\n", st.in_flight.len());
+            dev_info!(
+                dev,
+                "NPU reset, {} queued job(s) resubmitted\n",
+                st.in_flight.len()
+            );
         }
         Ok(())
     }
@@ -1009,12 +1085,27 @@ impl Engine {
             bar.write32(IRQ_JOB_DONE, IRQ_ACK);
             self.drain(dev)?;
             let mut st = self.state.lock();
-            let Some(head) = st.in_flight.first() else { return Ok(()) };
+            let Some(head) = st.in_flight.first() else {
+                return Ok(());
+            };
             let limit = Delta::from_millis(i64::from(head.timeout_ms));
             if st.head_since.elapsed() > limit {
-                dev_warn!(dev, "job {} ran past its {} ms timeout: resetting the NPU\n", head.ring_seqno(), head.timeout_ms);
+                dev_warn!(
+                    dev,
+                    "job {} ran past its {} ms timeout: resetting the NPU\n",
+                    head.ring_seqno(),
+                    head.timeout_ms
+                );
                 if let Ok(rings) = self.rings.access(dev) {
-                    self.capture_dump(&mut st, bar, rings, Reason::Timeout, None, uapi::DRM_ONPU_JOB_TIMEDOUT, 0);
+                    self.capture_dump(
+                        &mut st,
+                        bar,
+                        rings,
+                        Reason::Timeout,
+                        None,
+                        uapi::DRM_ONPU_JOB_TIMEDOUT,
+                        0,
+                    );
                 }
                 let _ = self.recover(dev, &mut st, Some(Outcome::timed_out()));
             }
@@ -1054,8 +1145,16 @@ impl Engine {
         let ring_entry = head.and_then(|job| {
             (|| -> Result<SqEntry> { Ok(dma_read!(rings.sq, [try: job.ring_slot()])) })().ok()
         });
-        let snapshot =
-            Snapshot::capture(reason, bar, &self.params, head.map(|j| &**j), ring_entry, record.copied(), status, fault_addr);
+        let snapshot = Snapshot::capture(
+            reason,
+            bar,
+            &self.params,
+            head.map(|j| &**j),
+            ring_entry,
+            record.copied(),
+            status,
+            fault_addr,
+        );
         st.dump = Some(snapshot);
         self.dump_pending.store(true, Relaxed);
         // Err: queued already (it then finds this snapshot).
@@ -1159,7 +1258,11 @@ impl Engine {
         writeln!(out, "jobs_completed: {}", c.completed.load(Relaxed))?;
         writeln!(out, "jobs_failed: {}", c.failed.load(Relaxed))?;
         writeln!(out, "resets: {}", c.resets.load(Relaxed))?;
-        writeln!(out, "bogus_completions: {}", c.bogus_completions.load(Relaxed))?;
+        writeln!(
+            out,
+            "bogus_completions: {}",
+            c.bogus_completions.load(Relaxed)
+        )?;
         writeln!(out, "doorbells: {}", c.doorbells.load(Relaxed))?;
         writeln!(out, "ring_errors: {}", c.ring_errors.load(Relaxed))?;
         let last = c.ring_error_last.load(Relaxed);
@@ -1172,8 +1275,17 @@ impl Engine {
     pub(crate) fn describe(&self, out: &mut impl core::fmt::Write) -> core::fmt::Result {
         let st = self.state.lock();
         writeln!(out, "sq_tail: {}\ncq_head: {}", st.sq_tail, st.cq_head)?;
-        writeln!(out, "queued_seqno: {}\nretired_seqno: {}", st.queued_seqno, st.retired_seqno)?;
-        writeln!(out, "in_flight: {} (head running for {} us)", st.in_flight.len(), st.head_since.elapsed().as_micros_ceil())?;
+        writeln!(
+            out,
+            "queued_seqno: {}\nretired_seqno: {}",
+            st.queued_seqno, st.retired_seqno
+        )?;
+        writeln!(
+            out,
+            "in_flight: {} (head running for {} us)",
+            st.in_flight.len(),
+            st.head_since.elapsed().as_micros_ceil()
+        )?;
         for job in st.in_flight.iter() {
             // The file's job number first (what SUBMIT returned), then the ring's.
             writeln!(
@@ -1206,13 +1318,21 @@ impl Engine {
         // too).
         bar.write32(RING_ERROR_ALL, RING_ERROR);
         self.counters.ring_errors.add(1, Relaxed);
-        self.counters.ring_error_last.store((u64::from(bits) << 32) | u64::from(value), Relaxed);
+        self.counters
+            .ring_error_last
+            .store((u64::from(bits) << 32) | u64::from(value), Relaxed);
         (bits, value)
     }
 
     /// Log a ring error, at most RING_ERROR_LOG_BURST per window (under the
     /// ring lock, which also guards the limiter).
-    fn log_ring_error(&self, dev: &device::Device<Bound>, st: &mut RingState, bits: u32, value: u32) {
+    fn log_ring_error(
+        &self,
+        dev: &device::Device<Bound>,
+        st: &mut RingState,
+        bits: u32,
+        value: u32,
+    ) {
         if st.ring_error_window.elapsed() > Delta::from_millis(RING_ERROR_LOG_WINDOW_MS) {
             st.ring_error_window = Instant::now();
             st.ring_error_logged = 0;
@@ -1237,7 +1357,11 @@ impl Engine {
             self.counters.ring_errors.load(Relaxed)
         );
         if st.ring_error_logged == RING_ERROR_LOG_BURST {
-            dev_warn!(dev, "further ring errors and the resets they cause are not logged for {} ms\n", RING_ERROR_LOG_WINDOW_MS);
+            dev_warn!(
+                dev,
+                "further ring errors and the resets they cause are not logged for {} ms\n",
+                RING_ERROR_LOG_WINDOW_MS
+            );
         }
     }
 
@@ -1327,7 +1451,11 @@ impl irq::ThreadedHandler for IrqHandler {
         // Register reads are synchronous round trips to the device: only the
         // error vector, where a halt must be told apart, pays for one. The
         // job vector's only cause is JOB_DONE.
-        let pending = if self.causes & IRQ_DEVICE_ERROR != 0 { bar.read32(IRQ_STATUS) & self.causes } else { 0 };
+        let pending = if self.causes & IRQ_DEVICE_ERROR != 0 {
+            bar.read32(IRQ_STATUS) & self.causes
+        } else {
+            0
+        };
         // Acknowledge first, then drain: a completion landing after the
         // drain raises a new message.
         bar.write32(self.causes, IRQ_ACK);
@@ -1347,15 +1475,29 @@ impl irq::ThreadedHandler for IrqHandler {
             // After unbind stopped the device, a halt is expected.
             if !st.stopped {
                 if halted {
-                    dev_err!(dev, "the NPU halted (STATUS {:#x}): resetting it\n", bar.read32(STATUS));
+                    dev_err!(
+                        dev,
+                        "the NPU halted (STATUS {:#x}): resetting it\n",
+                        bar.read32(STATUS)
+                    );
                     if let Ok(rings) = self.engine.rings.access(dev) {
-                        self.engine.capture_dump(&mut st, bar, rings, Reason::DeviceHalted, None, STATUS_ABORTED, 0);
+                        self.engine.capture_dump(
+                            &mut st,
+                            bar,
+                            rings,
+                            Reason::DeviceHalted,
+                            None,
+                            STATUS_ABORTED,
+                            0,
+                        );
                     }
                 }
                 if let Some((bits, value)) = ring_error {
                     self.engine.log_ring_error(dev, &mut st, bits, value);
                 }
-                let _ = self.engine.recover(dev, &mut st, Some(Outcome::aborted(STATUS_ABORTED)));
+                let _ = self
+                    .engine
+                    .recover(dev, &mut st, Some(Outcome::aborted(STATUS_ABORTED)));
             }
             self.engine.schedule_release(&st);
         }

@@ -48,7 +48,11 @@ impl Access {
 /// The unsignalled fences of timelines other than `own` that a job with
 /// `access` must wait for (writers for a reader, everyone for a writer).
 /// The reservation lock is held: none can be added meanwhile.
-fn foreign_fences(resv: &kernel::dma_resv::DmaResvGuard<'_>, access: Access, own: u64) -> Result<KVec<ARef<Fence>>> {
+fn foreign_fences(
+    resv: &kernel::dma_resv::DmaResvGuard<'_>,
+    access: Access,
+    own: u64,
+) -> Result<KVec<ARef<Fence>>> {
     let mut foreign = KVec::new();
     resv.for_each_fence(access.usage().wait_for(), |f| {
         if f.context() != own && !f.is_signaled() {
@@ -63,7 +67,12 @@ fn foreign_fences(resv: &kernel::dma_resv::DmaResvGuard<'_>, access: Access, own
 /// fences of timelines other than `own` that such a user must wait for,
 /// collected under the same reservation lock (so none added in between is
 /// missed). Never waits for a fence.
-pub(crate) fn publish(resv: &DmaResv, fence: &Fence, access: Access, own: u64) -> Result<KVec<ARef<Fence>>> {
+pub(crate) fn publish(
+    resv: &DmaResv,
+    fence: &Fence,
+    access: Access,
+    own: u64,
+) -> Result<KVec<ARef<Fence>>> {
     let mut guard = resv.lock()?;
     let foreign = foreign_fences(&guard, access, own)?;
     guard.reserve_fences(1)?;

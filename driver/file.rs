@@ -56,7 +56,12 @@ pub(crate) const MAX_FILE_JOBS: u32 = 256;
 
 impl Usage {
     fn new() -> Self {
-        Self { busy_ns: Atomic::new(0), cycles: Atomic::new(0), jobs: Atomic::new(0), active: Atomic::new(0) }
+        Self {
+            busy_ns: Atomic::new(0),
+            cycles: Atomic::new(0),
+            jobs: Atomic::new(0),
+            active: Atomic::new(0),
+        }
     }
 }
 
@@ -261,7 +266,12 @@ impl File {
         if id == 0 {
             return Ok(self.ctx.clone());
         }
-        contexts.list.iter().find(|(i, _)| *i == id).map(|(_, c)| c.clone()).ok_or(ENOENT)
+        contexts
+            .list
+            .iter()
+            .find(|(i, _)| *i == id)
+            .map(|(_, c)| c.clone())
+            .ok_or(ENOENT)
     }
 
     /// The file's address spaces (its jobs hold them).
@@ -315,7 +325,9 @@ impl File {
             return Err(ENOSPC);
         }
         // The lowest free id: at most DRM_ONPU_MAX_CONTEXTS are in use.
-        let id = (1..=uapi::DRM_ONPU_MAX_CONTEXTS).find(|id| list.iter().all(|(i, _)| i != id)).ok_or(ENOSPC)?;
+        let id = (1..=uapi::DRM_ONPU_MAX_CONTEXTS)
+            .find(|id| list.iter().all(|(i, _)| i != id))
+            .ok_or(ENOSPC)?;
         list.reserve(1, GFP_KERNEL)?;
         let ctx = Context::new(&dev.engine)?;
         list.push_within_capacity((id, ctx)).map_err(|_| ENOMEM)?;
@@ -340,9 +352,19 @@ impl File {
         }
         let this = file.inner();
         let mut contexts = this.vms.contexts.lock();
-        let i = contexts.list.iter().position(|(id, _)| *id == req.context_id).ok_or(ENOENT)?;
+        let i = contexts
+            .list
+            .iter()
+            .position(|(id, _)| *id == req.context_id)
+            .ok_or(ENOENT)?;
         let ctx = contexts.list[i].1.clone();
-        if this.queues.lock().list.iter().any(|q| Arc::ptr_eq(&q.ctx, &ctx)) {
+        if this
+            .queues
+            .lock()
+            .list
+            .iter()
+            .any(|q| Arc::ptr_eq(&q.ctx, &ctx))
+        {
             return Err(EBUSY);
         }
         // Listed as destroyed until its jobs ended, then pruned.
@@ -425,7 +447,11 @@ impl File {
         let bo = gem::lookup(file, req.handle)?;
         req.size = bo.size() as u64;
         // No fake offset for an object the CPU may not map.
-        req.mmap_offset = if bo.flags() & uapi::DRM_ONPU_BO_NO_MMAP != 0 { 0 } else { bo.create_mmap_offset()? };
+        req.mmap_offset = if bo.flags() & uapi::DRM_ONPU_BO_NO_MMAP != 0 {
+            0
+        } else {
+            bo.create_mmap_offset()?
+        };
         req.npu_addr = file.inner().ctx.npu_addr(&bo).ok_or(ENOENT)?;
         req.bo_flags = bo.flags();
         req.pad = 0;
@@ -463,7 +489,14 @@ impl File {
         queues.list.reserve(1, GFP_KERNEL)?;
         let sched = SchedQueue::new(req.priority)?;
         let engine = ctx.engine().clone();
-        let queue = Arc::new(Queue { id, ctx, sched: sched.clone() }, GFP_KERNEL)?;
+        let queue = Arc::new(
+            Queue {
+                id,
+                ctx,
+                sched: sched.clone(),
+            },
+            GFP_KERNEL,
+        )?;
         // Counted from here; the queue's drop uncounts it (also on failure).
         engine.queue_made(req.priority);
         dev.engine.add_queue(sched)?;
@@ -484,7 +517,11 @@ impl File {
         }
         let this = file.inner();
         let mut queues = this.queues.lock();
-        let i = queues.list.iter().position(|q| q.id == req.queue_id).ok_or(ENOENT)?;
+        let i = queues
+            .list
+            .iter()
+            .position(|q| q.id == req.queue_id)
+            .ok_or(ENOENT)?;
         // Its jobs hold what they need; the scheduler forgets it once they
         // entered the ring.
         queues.list.remove(i)?;
@@ -493,7 +530,13 @@ impl File {
 
     /// The queue `id` of the file.
     pub(crate) fn queue(&self, id: u32) -> Result<Arc<Queue>> {
-        self.queues.lock().list.iter().find(|q| q.id == id).cloned().ok_or(ENOENT)
+        self.queues
+            .lock()
+            .list
+            .iter()
+            .find(|q| q.id == id)
+            .cloned()
+            .ok_or(ENOENT)
     }
 
     /// DRM_IOCTL_ONPU_SUBMIT: queue a job; its sequence number.
@@ -529,7 +572,13 @@ impl File {
             return Err(EINVAL);
         }
         let this = file.inner();
-        let job = this.jobs.lock().iter().find(|j| j.seqno == req.seqno).cloned().ok_or(ENOENT)?;
+        let job = this
+            .jobs
+            .lock()
+            .iter()
+            .find(|j| j.seqno == req.seqno)
+            .cloned()
+            .ok_or(ENOENT)?;
         if req.profile_size != 0 && !job.profiled {
             return Err(EINVAL);
         }
@@ -552,7 +601,9 @@ impl File {
             let len = (req.profile_size as usize).min(bytes.len());
             let addr = usize::try_from(req.profile).map_err(|_| EFAULT)?;
             // Before the job is reaped: on EFAULT it can be waited for again.
-            UserSlice::new(UserPtr::from_addr(addr), len).writer().write_slice(&bytes[..len])?;
+            UserSlice::new(UserPtr::from_addr(addr), len)
+                .writer()
+                .write_slice(&bytes[..len])?;
         }
         req.status = outcome.status;
         req.error = outcome.error;

@@ -37,7 +37,13 @@ pub(crate) struct BoStats {
 
 impl BoStats {
     pub(crate) fn new() -> Result<Arc<Self>> {
-        Ok(Arc::new(Self { live: Atomic::new(0), bytes: Atomic::new(0) }, GFP_KERNEL)?)
+        Ok(Arc::new(
+            Self {
+                live: Atomic::new(0),
+                bytes: Atomic::new(0),
+            },
+            GFP_KERNEL,
+        )?)
     }
 }
 
@@ -90,12 +96,21 @@ impl gem::DriverObject for Bo {
     type Driver = OnpuDriver;
     type Args = BoArgs;
 
-    fn new<Ctx: DeviceContext>(dev: &OnpuDevice<Ctx>, size: usize, args: BoArgs) -> impl PinInit<Self, Error> {
+    fn new<Ctx: DeviceContext>(
+        dev: &OnpuDevice<Ctx>,
+        size: usize,
+        args: BoArgs,
+    ) -> impl PinInit<Self, Error> {
         let size = size as u64;
         let stats = dev.engine.bo_stats.clone();
         stats.live.add(1, Relaxed);
         stats.bytes.add(size, Relaxed);
-        try_pin_init!(Self { size, flags: args.flags, user_pages: args.user_pages, stats })
+        try_pin_init!(Self {
+            size,
+            flags: args.flags,
+            user_pages: args.user_pages,
+            stats
+        })
     }
 
     /// A handle of `file` on the object was created (BO_CREATE or a PRIME
@@ -114,7 +129,10 @@ impl gem::DriverObject for Bo {
 /// Create a buffer object of at least `size` bytes (whole pages) with the
 /// DRM_ONPU_BO_* `flags`. No page is allocated yet.
 pub(crate) fn create(dev: &OnpuDevice, size: u64, flags: u32) -> Result<ARef<BoObject>> {
-    if size == 0 || size > uapi::DRM_ONPU_BO_MAX_SIZE || flags & !uapi::DRM_ONPU_BO_CREATE_FLAGS != 0 {
+    if size == 0
+        || size > uapi::DRM_ONPU_BO_MAX_SIZE
+        || flags & !uapi::DRM_ONPU_BO_CREATE_FLAGS != 0
+    {
         return Err(EINVAL);
     }
     let size = page::page_align(usize::try_from(size)?).ok_or(EINVAL)?;
@@ -127,7 +145,15 @@ pub(crate) fn create(dev: &OnpuDevice, size: u64, flags: u32) -> Result<ARef<BoO
         no_mmap: flags & uapi::DRM_ONPU_BO_NO_MMAP != 0,
         no_export: false,
     };
-    gem::shmem::Object::new(dev, size, config, BoArgs { flags, user_pages: None })
+    gem::shmem::Object::new(
+        dev,
+        size,
+        config,
+        BoArgs {
+            flags,
+            user_pages: None,
+        },
+    )
 }
 
 pub(crate) fn lookup(file: &drm::File<File>, handle: u32) -> Result<ARef<BoObject>> {

@@ -33,8 +33,8 @@ use crate::engine::{Engine, SqEntry, JOB_TIMEOUT_MS};
 use crate::fence::{self, Access, DriverFence, RingContext};
 use crate::file::{File, Queue, Usage, Vms, MAX_FILE_JOBS};
 use crate::gem::{self, BoObject};
-use crate::sched::{self, DepCallback, DepWaker, Deps, SchedQueue, Unattached};
 use crate::regs::{CAP_JOB_PROFILE, SQ_FLAG_PROFILE};
+use crate::sched::{self, DepCallback, DepWaker, Deps, SchedQueue, Unattached};
 use crate::uapi;
 
 /// How a job ended, as WAIT reports it.
@@ -52,25 +52,47 @@ pub(crate) struct Outcome {
 impl Outcome {
     pub(crate) fn from_device(status: u32, fault_addr: u64, cycles: u32) -> Self {
         let error = if status == 0 { 0 } else { EIO.to_errno() };
-        Self { status, error, fault_addr, cycles, profile: None }
+        Self {
+            status,
+            error,
+            fault_addr,
+            cycles,
+            profile: None,
+        }
     }
 
     pub(crate) fn timed_out() -> Self {
-        Self { status: uapi::DRM_ONPU_JOB_TIMEDOUT, error: ETIMEDOUT.to_errno(), ..Default::default() }
+        Self {
+            status: uapi::DRM_ONPU_JOB_TIMEDOUT,
+            error: ETIMEDOUT.to_errno(),
+            ..Default::default()
+        }
     }
 
     pub(crate) fn canceled() -> Self {
-        Self { status: uapi::DRM_ONPU_JOB_CANCELED, error: ECANCELED.to_errno(), ..Default::default() }
+        Self {
+            status: uapi::DRM_ONPU_JOB_CANCELED,
+            error: ECANCELED.to_errno(),
+            ..Default::default()
+        }
     }
 
     pub(crate) fn aborted(status: u32) -> Self {
-        Self { status, error: EIO.to_errno(), ..Default::default() }
+        Self {
+            status,
+            error: EIO.to_errno(),
+            ..Default::default()
+        }
     }
 
     /// A job that never reached the ring (its fence may have been
     /// published): cancelled, with the error that stopped it.
     pub(crate) fn not_queued(e: Error) -> Self {
-        Self { status: uapi::DRM_ONPU_JOB_CANCELED, error: e.to_errno(), ..Default::default() }
+        Self {
+            status: uapi::DRM_ONPU_JOB_CANCELED,
+            error: e.to_errno(),
+            ..Default::default()
+        }
     }
 }
 
@@ -142,7 +164,13 @@ pub(crate) struct Job {
 
 impl Job {
     /// A kernel job (the probe self-test) in `context`.
-    pub(crate) fn kernel(fences: &RingContext, seqno: u64, context: u16, cmdbuf: u64, size: u32) -> Result<Arc<Self>> {
+    pub(crate) fn kernel(
+        fences: &RingContext,
+        seqno: u64,
+        context: u16,
+        cmdbuf: u64,
+        size: u32,
+    ) -> Result<Arc<Self>> {
         // The fence is made in the initialiser, once the job's memory is
         // there: nothing can fail after it, and a fence dropped unsignalled
         // is a bug the kernel crate warns about.
@@ -203,7 +231,8 @@ impl Job {
     /// publishing its fence, or its queue went away while it waited for a
     /// point with no fence (ECANCELED).
     pub(crate) fn not_running(&self) -> Option<Error> {
-        self.failed().or_else(|| self.canceled.load(Relaxed).then_some(ECANCELED))
+        self.failed()
+            .or_else(|| self.canceled.load(Relaxed).then_some(ECANCELED))
     }
 
     /// Its queue was destroyed (or its file closed): if an input point
@@ -212,7 +241,9 @@ impl Job {
     /// the fences it has, so that it ends after them).
     /// The queue's `pending` lock is held; allocates nothing.
     pub(crate) fn cancel_if_unattached(&self) {
-        let Some(deps) = self.deps.as_ref() else { return };
+        let Some(deps) = self.deps.as_ref() else {
+            return;
+        };
         if self.attach_dependencies() {
             self.canceled.store(true, Relaxed);
             for u in self.unattached.lock().iter_mut().filter(|u| !u.attached) {
@@ -227,7 +258,9 @@ impl Job {
     /// for those found. Whether some are still missing (the scheduler
     /// polls). Scheduler pass: allocates nothing.
     pub(crate) fn attach_dependencies(&self) -> bool {
-        let Some(deps) = self.deps.as_ref() else { return false };
+        let Some(deps) = self.deps.as_ref() else {
+            return false;
+        };
         let mut missing = false;
         for u in self.unattached.lock().iter_mut().filter(|u| !u.attached) {
             match u.syncobj.fence(u.point) {
@@ -249,8 +282,20 @@ impl Job {
     pub(crate) fn sq_entry(&self, slot: usize, profile: u64) -> SqEntry {
         // slot < RING_ENTRIES.
         self.ring_slot.store(slot as u32, Relaxed);
-        let (flags, profile) = if self.profiled { (SQ_FLAG_PROFILE, profile) } else { (0, 0) };
-        SqEntry { seqno: self.ring_seqno(), cmdbuf: self.cmdbuf, size: self.size, context: self.context(), flags, profile, ..Default::default() }
+        let (flags, profile) = if self.profiled {
+            (SQ_FLAG_PROFILE, profile)
+        } else {
+            (0, 0)
+        };
+        SqEntry {
+            seqno: self.ring_seqno(),
+            cmdbuf: self.cmdbuf,
+            size: self.size,
+            context: self.context(),
+            flags,
+            profile,
+            ..Default::default()
+        }
     }
 
     /// The submission-ring slot the job was last written to.
@@ -419,7 +464,14 @@ fn read_syncs(arr: &uapi::drm_onpu_obj_array, max: u32) -> Result<KVec<uapi::drm
     let bytes = read_array(arr, SIZE, max)?;
     let mut syncs = KVec::with_capacity(bytes.len() / SIZE, GFP_KERNEL)?;
     for e in bytes.chunks_exact(SIZE) {
-        syncs.push(uapi::drm_onpu_sync { handle: u32_at(e, 0), flags: u32_at(e, 4), point: u64_at(e, 8) }, GFP_KERNEL)?;
+        syncs.push(
+            uapi::drm_onpu_sync {
+                handle: u32_at(e, 0),
+                flags: u32_at(e, 4),
+                point: u64_at(e, 8),
+            },
+            GFP_KERNEL,
+        )?;
     }
     Ok(syncs)
 }
@@ -445,7 +497,10 @@ fn check(dev: &OnpuDevice, file: &drm::File<File>, req: &uapi::drm_onpu_submit) 
     }
     let queue = file.inner().queue(req.queue_id)?;
     let cmdbuf = gem::lookup(file, req.cmdbuf_handle)?;
-    let end = req.cmdbuf_offset.checked_add(u64::from(size)).ok_or(EINVAL)?;
+    let end = req
+        .cmdbuf_offset
+        .checked_add(u64::from(size))
+        .ok_or(EINVAL)?;
     if end > cmdbuf.size() as u64 {
         return Err(EINVAL);
     }
@@ -502,13 +557,31 @@ fn check(dev: &OnpuDevice, file: &drm::File<File>, req: &uapi::drm_onpu_submit) 
         };
         outs.push((syncobj, s.point, chain), GFP_KERNEL)?;
     }
-    let timeout_ms = if req.timeout_ms == 0 { JOB_TIMEOUT_MS } else { req.timeout_ms };
-    Ok(Request { queue, cmdbuf, cmdbuf_offset: req.cmdbuf_offset, size, timeout_ms, profiled, bos, in_fences, unattached, outs })
+    let timeout_ms = if req.timeout_ms == 0 {
+        JOB_TIMEOUT_MS
+    } else {
+        req.timeout_ms
+    };
+    Ok(Request {
+        queue,
+        cmdbuf,
+        cmdbuf_offset: req.cmdbuf_offset,
+        size,
+        timeout_ms,
+        profiled,
+        bos,
+        in_fences,
+        unattached,
+        outs,
+    })
 }
 
 /// A callback for one dependency of a job, not registered yet; the job's
 /// dependency count is made with the first.
-fn new_callback(deps: &mut Option<Arc<Deps>>, engine: &Arc<Engine>) -> Result<Pin<KBox<DepCallback>>> {
+fn new_callback(
+    deps: &mut Option<Arc<Deps>>,
+    engine: &Arc<Engine>,
+) -> Result<Pin<KBox<DepCallback>>> {
     let deps = match deps {
         Some(d) => d.clone(),
         None => deps.insert(Deps::new(engine.clone())?).clone(),
@@ -520,7 +593,11 @@ fn new_callback(deps: &mut Option<Arc<Deps>>, engine: &Arc<Engine>) -> Result<Pi
 /// job's fence, append the job to its queue and let the scheduler move it
 /// into the ring when its dependencies have signalled. Never waits for a
 /// fence.
-pub(crate) fn submit(dev: &OnpuDevice, file: &drm::File<File>, req: &uapi::drm_onpu_submit) -> Result<Arc<Job>> {
+pub(crate) fn submit(
+    dev: &OnpuDevice,
+    file: &drm::File<File>,
+    req: &uapi::drm_onpu_submit,
+) -> Result<Arc<Job>> {
     // Jobs that ended since the last submission: their objects go now, in
     // process context, rather than in the release work.
     dev.engine.release_retired_and_schedule();
@@ -560,7 +637,18 @@ pub(crate) fn submit(dev: &OnpuDevice, file: &drm::File<File>, req: &uapi::drm_o
     // Everything the job holds, and the callbacks on what it waits for
     // that is known now, allocated before it has a fence.
     let queue_id = r.queue.id;
-    let Request { cmdbuf, cmdbuf_offset, size, timeout_ms, profiled, bos: uses, in_fences, unattached, outs, .. } = r;
+    let Request {
+        cmdbuf,
+        cmdbuf_offset,
+        size,
+        timeout_ms,
+        profiled,
+        bos: uses,
+        in_fences,
+        unattached,
+        outs,
+        ..
+    } = r;
     let mut bos = KVec::with_capacity(uses.len() + 1, GFP_KERNEL)?;
     let mut accesses = KVec::with_capacity(uses.len() + 1, GFP_KERNEL)?;
     for (bo, access) in uses.into_iter() {
@@ -583,12 +671,23 @@ pub(crate) fn submit(dev: &OnpuDevice, file: &drm::File<File>, req: &uapi::drm_o
     let mut deps = None;
     // Fences of this queue need no wait: its jobs enter the ring in order.
     let mut waits = KVec::with_capacity(in_fences.len(), GFP_KERNEL)?;
-    for f in in_fences.into_iter().filter(|f| f.context() != own && !f.is_signaled()) {
+    for f in in_fences
+        .into_iter()
+        .filter(|f| f.context() != own && !f.is_signaled())
+    {
         waits.push((f, new_callback(&mut deps, engine)?), GFP_KERNEL)?;
     }
     let mut pending_points = KVec::with_capacity(unattached.len(), GFP_KERNEL)?;
     for (syncobj, point) in unattached.into_iter() {
-        pending_points.push(Unattached { syncobj, point, cb: new_callback(&mut deps, engine)?, attached: false }, GFP_KERNEL)?;
+        pending_points.push(
+            Unattached {
+                syncobj,
+                point,
+                cb: new_callback(&mut deps, engine)?,
+                attached: false,
+            },
+            GFP_KERNEL,
+        )?;
     }
     let usage = this.usage().clone();
     let seqno = this.next_seqno();

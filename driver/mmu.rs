@@ -61,7 +61,10 @@ pub(crate) struct PageTables {
 
 impl PageTables {
     pub(crate) fn new(dev: &device::Device<Bound>) -> Result<Self> {
-        Ok(Self { root: new_table(dev)?, level1: nones()? })
+        Ok(Self {
+            root: new_table(dev)?,
+            level1: nones()?,
+        })
     }
 
     /// Bus address of the level-2 table, for the context descriptor.
@@ -71,16 +74,25 @@ impl PageTables {
 
     /// The level-0 table covering `va`, allocated (and hooked into the
     /// upper levels) when `dev` is given and it does not exist yet.
-    fn level0(&mut self, dev: Option<&device::Device<Bound>>, va: u64) -> Result<Option<&Coherent<[u64]>>> {
+    fn level0(
+        &mut self,
+        dev: Option<&device::Device<Bound>>,
+        va: u64,
+    ) -> Result<Option<&Coherent<[u64]>>> {
         let (i2, i1) = (index(va, 2), index(va, 1));
         let slot1 = self.level1.get_mut(i2).ok_or(EINVAL)?;
         if slot1.is_none() {
             let Some(dev) = dev else { return Ok(None) };
-            let l1 = Level1 { table: new_table(dev)?, level0: nones()? };
+            let l1 = Level1 {
+                table: new_table(dev)?,
+                level0: nones()?,
+            };
             dma_write!(self.root, [try: i2], l1.table.dma_handle() | PTE_VALID);
             *slot1 = Some(l1);
         }
-        let Some(l1) = slot1.as_mut() else { return Ok(None) };
+        let Some(l1) = slot1.as_mut() else {
+            return Ok(None);
+        };
         let slot0 = l1.level0.get_mut(i1).ok_or(EINVAL)?;
         if slot0.is_none() {
             let Some(dev) = dev else { return Ok(None) };
@@ -95,7 +107,14 @@ impl PageTables {
     /// nothing: on any error (a table allocation failing half way, a table
     /// shorter than the object) the entries written are cleared again, so
     /// the range can be handed out anew.
-    pub(crate) fn map(&mut self, dev: &device::Device<Bound>, va: u64, size: u64, sgt: &SGTable, flags: u64) -> Result {
+    pub(crate) fn map(
+        &mut self,
+        dev: &device::Device<Bound>,
+        va: u64,
+        size: u64,
+        sgt: &SGTable,
+        flags: u64,
+    ) -> Result {
         let mut mapped = 0u64;
         let r = self.map_pages(dev, va, size, sgt, flags, &mut mapped);
         let r = match r {
@@ -109,7 +128,15 @@ impl PageTables {
         r
     }
 
-    fn map_pages(&mut self, dev: &device::Device<Bound>, va: u64, size: u64, sgt: &SGTable, flags: u64, mapped: &mut u64) -> Result {
+    fn map_pages(
+        &mut self,
+        dev: &device::Device<Bound>,
+        va: u64,
+        size: u64,
+        sgt: &SGTable,
+        flags: u64,
+        mapped: &mut u64,
+    ) -> Result {
         for entry in sgt.iter() {
             // ResourceSize is u32 on 32-bit kernels without PAE.
             #[allow(clippy::useless_conversion)]
@@ -168,10 +195,14 @@ impl VaAllocator {
         if end > VA_END {
             return Err(ENOSPC);
         }
-        self.used.insert_within_capacity(at, (start, end)).or_else(|_| {
-            self.used.reserve(1, GFP_KERNEL)?;
-            self.used.insert_within_capacity(at, (start, end)).map_err(|_| ENOMEM)
-        })?;
+        self.used
+            .insert_within_capacity(at, (start, end))
+            .or_else(|_| {
+                self.used.reserve(1, GFP_KERNEL)?;
+                self.used
+                    .insert_within_capacity(at, (start, end))
+                    .map_err(|_| ENOMEM)
+            })?;
         Ok(start)
     }
 

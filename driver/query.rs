@@ -34,7 +34,11 @@ const _: () = {
 };
 
 /// DRM_IOCTL_ONPU_QUERY.
-pub(crate) fn query(dev: &OnpuDevice, req: &mut uapi::drm_onpu_query, _file: &drm::File<File>) -> Result<u32> {
+pub(crate) fn query(
+    dev: &OnpuDevice,
+    req: &mut uapi::drm_onpu_query,
+    _file: &drm::File<File>,
+) -> Result<u32> {
     if req.flags != 0 || req.pad != 0 {
         return Err(EINVAL);
     }
@@ -85,7 +89,9 @@ fn copy_out<T: AsBytes>(req: &mut uapi::drm_onpu_query, value: &T) -> Result<u32
     let len = bytes.len().min(req.size as usize);
     if len > 0 {
         let addr = usize::try_from(req.data).map_err(|_| EFAULT)?;
-        UserSlice::new(UserPtr::from_addr(addr), len).writer().write_slice(&bytes[..len])?;
+        UserSlice::new(UserPtr::from_addr(addr), len)
+            .writer()
+            .write_slice(&bytes[..len])?;
     }
     req.size = bytes.len() as u32;
     Ok(0)

@@ -65,7 +65,13 @@ pub(crate) struct Deps {
 
 impl Deps {
     pub(crate) fn new(engine: Arc<Engine>) -> Result<Arc<Self>> {
-        Ok(Arc::new(Self { left: Atomic::new(0), engine }, GFP_KERNEL)?)
+        Ok(Arc::new(
+            Self {
+                left: Atomic::new(0),
+                engine,
+            },
+            GFP_KERNEL,
+        )?)
     }
 
     /// One dependency less; the scheduler runs when it was the last.
@@ -168,7 +174,10 @@ pub(crate) struct SchedList {
 
 impl SchedList {
     pub(crate) fn new() -> Self {
-        Self { queues: KVec::new(), next: [0; uapi::DRM_ONPU_PRIORITY_REALTIME as usize + 1] }
+        Self {
+            queues: KVec::new(),
+            next: [0; uapi::DRM_ONPU_PRIORITY_REALTIME as usize + 1],
+        }
     }
 }
 
@@ -180,7 +189,10 @@ impl Engine {
         loop {
             let want = {
                 let mut list = self.sched.lock();
-                match list.queues.push_within_capacity(queue.take().ok_or(EINVAL)?) {
+                match list
+                    .queues
+                    .push_within_capacity(queue.take().ok_or(EINVAL)?)
+                {
                     Ok(()) => return Ok(()),
                     Err(e) => queue = Some(e.0),
                 }
@@ -223,7 +235,11 @@ impl Engine {
     fn ring_depth(&self, priority: u32) -> usize {
         let higher = (priority as usize + 1..self.queues_by_priority.len())
             .any(|p| self.queues_by_priority[p].load(Relaxed) != 0);
-        if higher { RING_DEPTH } else { RING_ENTRIES as usize }
+        if higher {
+            RING_DEPTH
+        } else {
+            RING_ENTRIES as usize
+        }
     }
 
     /// SUBMIT hands its job over (the queue's submit mutex held, so the
@@ -235,7 +251,11 @@ impl Engine {
     /// hold it back: queues are not ordered among themselves. Otherwise it
     /// joins its queue's list; Ok(true) asks the caller for a pass (after
     /// the mutex). Err(job) when unbind took the list away.
-    pub(crate) fn submit_job(self: &Arc<Self>, q: &SchedQueue, job: Arc<Job>) -> core::result::Result<bool, Arc<Job>> {
+    pub(crate) fn submit_job(
+        self: &Arc<Self>,
+        q: &SchedQueue,
+        job: Arc<Job>,
+    ) -> core::result::Result<bool, Arc<Job>> {
         // The ring write is part of the job's fence signalling path.
         let _signalling = Signalling::begin();
         let mut pending = q.pending.lock();
@@ -259,7 +279,8 @@ impl Engine {
     pub(crate) fn kick_scheduler(self: &Arc<Self>) {
         // Err: queued already, which is all we want. (A delayed work item
         // with no delay, for its synchronous cancel at unbind.)
-        let _ = kernel::workqueue::system_highpri().enqueue_delayed::<Arc<Self>, 3>(self.clone(), 0);
+        let _ =
+            kernel::workqueue::system_highpri().enqueue_delayed::<Arc<Self>, 3>(self.clone(), 0);
     }
 
     /// A pass found a job it could not move on (no ring room, or a failed
@@ -287,7 +308,9 @@ impl Engine {
                     for k in 0..n {
                         // (n > 0 here; no panic path either way.)
                         let i = list.next[prio].wrapping_add(k).checked_rem(n).unwrap_or(0);
-                        let Some(q) = list.queues.get(i).cloned() else { break };
+                        let Some(q) = list.queues.get(i).cloned() else {
+                            break;
+                        };
                         if q.priority as usize != prio {
                             continue;
                         }
@@ -310,7 +333,8 @@ impl Engine {
             }
             // Queues destroyed and drained are forgotten (their jobs keep
             // what they need). Freeing a queue frees memory only.
-            list.queues.retain(|q| !(q.destroyed.load(Relaxed) && q.pending.lock().jobs.is_empty()));
+            list.queues
+                .retain(|q| !(q.destroyed.load(Relaxed) && q.pending.lock().jobs.is_empty()));
         }
         if poll {
             self.poll_scheduler();
@@ -320,7 +344,9 @@ impl Engine {
     /// One step for one queue: its head job into the ring if it is ready.
     fn step(self: &Arc<Self>, q: &SchedQueue, poll: &mut bool) -> Step {
         let mut pending = q.pending.lock();
-        let Some(head) = pending.jobs.first() else { return Step::Idle };
+        let Some(head) = pending.jobs.first() else {
+            return Step::Idle;
+        };
         if head.attach_dependencies() {
             *poll = true;
         }
@@ -407,9 +433,20 @@ impl Engine {
         )?;
         for q in list.queues.iter() {
             let pending = q.pending.lock();
-            write!(out, "  queue priority {} active {} pending {}", q.priority, q.active.load(Relaxed), pending.jobs.len())?;
+            write!(
+                out,
+                "  queue priority {} active {} pending {}",
+                q.priority,
+                q.active.load(Relaxed),
+                pending.jobs.len()
+            )?;
             match pending.jobs.first() {
-                Some(head) => writeln!(out, ", head job {} waits for {}", head.seqno, head.deps_left())?,
+                Some(head) => writeln!(
+                    out,
+                    ", head job {} waits for {}",
+                    head.seqno,
+                    head.deps_left()
+                )?,
                 None => writeln!(out)?,
             }
         }

@@ -46,15 +46,28 @@ pub(crate) fn run(dev: &device::Device<Bound>, engine: &Arc<Engine>) -> Result {
         let _ = job.fence.wait_timeout(true, msecs_to_jiffies(TIMEOUT_MS));
         match job.outcome() {
             Some(o) if o.status == 0 => {
-                dev_info!(dev, "self-test job completed in {} modelled cycles\n", o.cycles);
+                dev_info!(
+                    dev,
+                    "self-test job completed in {} modelled cycles\n",
+                    o.cycles
+                );
                 Ok(())
             }
             Some(o) => {
-                dev_err!(dev, "self-test job failed: status {:#x} at {:#x}\n", o.status, o.fault_addr);
+                dev_err!(
+                    dev,
+                    "self-test job failed: status {:#x} at {:#x}\n",
+                    o.status,
+                    o.fault_addr
+                );
                 Err(EIO)
             }
             None => {
-                dev_err!(dev, "self-test job did not complete within {} ms\n", TIMEOUT_MS);
+                dev_err!(
+                    dev,
+                    "self-test job did not complete within {} ms\n",
+                    TIMEOUT_MS
+                );
                 // Stop the device before its page tables are freed below:
                 // the reset aborts the job (and its fence signals).
                 let _ = engine.force_reset();

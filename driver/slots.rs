@@ -93,9 +93,16 @@ impl Slots {
         let clock = self.clock;
         let s = &mut self.slots[i];
         let new = s.owner != owner;
-        *s = Slot { owner, jobs: s.jobs + 1, last_used: clock };
+        *s = Slot {
+            owner,
+            jobs: s.jobs + 1,
+            last_used: clock,
+        };
         // Index < NUM_CONTEXTS <= 256 (checked at probe).
-        Ok(Binding { slot: i as u16, new })
+        Ok(Binding {
+            slot: i as u16,
+            new,
+        })
     }
 
     /// A job that entered the ring on `slot` ended (signalling path: no
@@ -120,8 +127,18 @@ impl Slots {
 
     /// Debugfs: the bound slots, their address spaces and jobs in the ring.
     pub(crate) fn describe(&self, out: &mut impl core::fmt::Write) -> core::fmt::Result {
-        for (i, s) in self.slots.iter().enumerate().skip(1).filter(|(_, s)| s.owner != 0) {
-            writeln!(out, "  slot {} address space {} jobs {}", i, s.owner, s.jobs)?;
+        for (i, s) in self
+            .slots
+            .iter()
+            .enumerate()
+            .skip(1)
+            .filter(|(_, s)| s.owner != 0)
+        {
+            writeln!(
+                out,
+                "  slot {} address space {} jobs {}",
+                i, s.owner, s.jobs
+            )?;
         }
         Ok(())
     }

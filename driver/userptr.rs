@@ -31,7 +31,12 @@ use crate::uapi;
 pub(crate) type UserPages = Pin<KBox<SGTable<Owned<PinnedUserPages>>>>;
 
 /// Create an object of the `size` bytes of user memory at `user_ptr`.
-pub(crate) fn create(dev: &OnpuDevice, user_ptr: u64, size: u64, flags: u32) -> Result<ARef<BoObject>> {
+pub(crate) fn create(
+    dev: &OnpuDevice,
+    user_ptr: u64,
+    size: u64,
+    flags: u32,
+) -> Result<ARef<BoObject>> {
     let page = PAGE_SIZE as u64;
     if flags & !uapi::DRM_ONPU_BO_READ_ONLY != 0
         || size == 0
@@ -46,11 +51,26 @@ pub(crate) fn create(dev: &OnpuDevice, user_ptr: u64, size: u64, flags: u32) -> 
     let count = usize::try_from(size / page)?;
     let read_only = flags & uapi::DRM_ONPU_BO_READ_ONLY != 0;
     let pinned = PinnedUserPages::pin(addr, count, !read_only)?;
-    let dir = if read_only { DataDirection::ToDevice } else { DataDirection::Bidirectional };
-    let pages = dev
-        .engine
-        .with_bound(|bound| KBox::pin_init(SGTable::from_pinned_user_pages(bound, pinned, dir, GFP_KERNEL), GFP_KERNEL))?;
-    let config = gem::shmem::ObjectConfig { map_wc: false, parent_resv_obj: None, no_mmap: true, no_export: true };
-    let args = BoArgs { flags: flags | uapi::DRM_ONPU_BO_NO_MMAP, user_pages: Some(pages) };
+    let dir = if read_only {
+        DataDirection::ToDevice
+    } else {
+        DataDirection::Bidirectional
+    };
+    let pages = dev.engine.with_bound(|bound| {
+        KBox::pin_init(
+            SGTable::from_pinned_user_pages(bound, pinned, dir, GFP_KERNEL),
+            GFP_KERNEL,
+        )
+    })?;
+    let config = gem::shmem::ObjectConfig {
+        map_wc: false,
+        parent_resv_obj: None,
+        no_mmap: true,
+        no_export: true,
+    };
+    let args = BoArgs {
+        flags: flags | uapi::DRM_ONPU_BO_NO_MMAP,
+        user_pages: Some(pages),
+    };
     gem::shmem::Object::new(dev, usize::try_from(size)?, config, args)
 }
