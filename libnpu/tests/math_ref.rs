@@ -16,6 +16,7 @@
 //! Needs python3 with numpy, onnx and onnxruntime (scripts/host-deps.sh).
 
 mod common;
+use common::list;
 
 use npu::ir::{BinaryOp, Graph, Op, Quant, ReduceKind, TensorType, UnaryOp};
 use npu::isa::{self, Broadcast, Insn};
@@ -43,11 +44,6 @@ impl Rng {
     fn i8s(&mut self, n: usize) -> Vec<i8> {
         (0..n).map(|_| (self.next() >> 56) as u8 as i8).collect()
     }
-}
-
-fn list<T: std::fmt::Display>(v: &[T]) -> String {
-    let items: Vec<String> = v.iter().map(|x| x.to_string()).collect();
-    format!("[{}]", items.join(","))
 }
 
 fn f32_spec(v: &[f32], shape: &[usize], feed: bool) -> String {

@@ -10,6 +10,7 @@
 //! (scripts/host-deps.sh).
 
 mod common;
+use common::list;
 
 use npu::ir::{CoordMode, Graph, NearestRound, Op, Quant, ResizeMode, TensorType};
 use npu::reference::TensorData;
@@ -30,11 +31,6 @@ fn require_onnxruntime() {
         ok,
         "python3 with numpy, onnx and onnxruntime is missing: run scripts/host-deps.sh"
     );
-}
-
-fn list<T: std::fmt::Display>(v: &[T]) -> String {
-    let items: Vec<String> = v.iter().map(|x| x.to_string()).collect();
-    format!("[{}]", items.join(","))
 }
 
 /// A tensor for onnx_ref.py (`feed`: a graph input, else an initializer).

@@ -4,6 +4,7 @@
 //! it) a missing numpy is a failure, otherwise the test says it did not run.
 
 mod common;
+use common::list;
 
 use npu::ir::{Graph, Op, Quant, TensorType, UnaryOp, Window};
 use npu::reference::TensorData;
@@ -26,11 +27,6 @@ fn numpy_available() -> bool {
         eprintln!("numpy_ref: NOT RUN: python3 with numpy is missing (set NPU_REQUIRE_NUMPY=1 to make this a failure)");
     }
     ok
-}
-
-fn list<T: std::fmt::Display>(v: &[T]) -> String {
-    let items: Vec<String> = v.iter().map(|x| x.to_string()).collect();
-    format!("[{}]", items.join(","))
 }
 
 fn i8s(d: &TensorData) -> &[i8] {

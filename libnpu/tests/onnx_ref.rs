@@ -9,6 +9,7 @@
 //! fails.
 
 mod common;
+use common::{list, onnx_spec as spec};
 
 use npu::ir::{i8_to_u8, u8_zero_point, Graph, Op, Quant, TensorType, Window};
 use npu::reference::TensorData;
@@ -28,29 +29,6 @@ fn require_onnxruntime() {
         "python3 with numpy, onnx and onnxruntime is missing: run scripts/host-deps.sh \
          (pip install numpy onnx onnxruntime)"
     );
-}
-
-fn list<T: std::fmt::Display>(v: &[T]) -> String {
-    let items: Vec<String> = v.iter().map(|x| x.to_string()).collect();
-    format!("[{}]", items.join(","))
-}
-
-/// An ONNX input: a tensor spec for onnx_ref.py (`feed`: a graph input,
-/// else an initializer). f32 values travel as their bit patterns.
-fn spec(d: &TensorData, shape: &[usize], feed: bool) -> String {
-    let (dtype, data) = match d {
-        TensorData::I8(v) => ("i8", list(v)),
-        TensorData::I32(v) => ("i32", list(v)),
-        TensorData::F32(v) => (
-            "f32",
-            list(&v.iter().map(|x| x.to_bits()).collect::<Vec<_>>()),
-        ),
-    };
-    format!(
-        "{{\"dtype\":\"{dtype}\",\"shape\":{},\"data\":{data},\"bits\":{},\"feed\":{feed}}}",
-        list(shape),
-        dtype == "f32"
-    )
 }
 
 /// An int8 tensor for ONNX: as int8, or (`unsigned`) as the uint8 tensor

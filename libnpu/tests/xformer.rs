@@ -7,34 +7,12 @@
 //! (scripts/host-deps.sh); without them the tests fail.
 
 mod common;
+use common::{list, onnx_spec as spec};
 
 use npu::ir::{Graph, Op, Quant, TensorType};
 use npu::reference::TensorData;
 use npu::{CompileOptions, DType, Session};
 use std::collections::HashMap;
-
-fn list<T: std::fmt::Display>(v: &[T]) -> String {
-    let items: Vec<String> = v.iter().map(|x| x.to_string()).collect();
-    format!("[{}]", items.join(","))
-}
-
-/// A tensor spec for onnx_ref.py (`feed`: a graph input, else an
-/// initializer); f32 values travel as their bit patterns.
-fn spec(d: &TensorData, shape: &[usize], feed: bool) -> String {
-    let (dtype, data) = match d {
-        TensorData::I8(v) => ("i8", list(v)),
-        TensorData::I32(v) => ("i32", list(v)),
-        TensorData::F32(v) => (
-            "f32",
-            list(&v.iter().map(|x| x.to_bits()).collect::<Vec<_>>()),
-        ),
-    };
-    format!(
-        "{{\"dtype\":\"{dtype}\",\"shape\":{},\"data\":{data},\"bits\":{},\"feed\":{feed}}}",
-        list(shape),
-        dtype == "f32"
-    )
-}
 
 /// onnxruntime runs `op` on `inputs` and compares with the device's f32
 /// `got` (within `tol` relative to max(1, |want|); exactly with None).

@@ -77,3 +77,27 @@ pub fn python_with_stdin(script: &str, input: &str) -> std::process::Output {
         .expect("write the case to python3");
     child.wait_with_output().expect("python3")
 }
+
+/// `[a,b,c]`: a list in the JSON the Python references read.
+pub fn list<T: std::fmt::Display>(v: &[T]) -> String {
+    let items: Vec<String> = v.iter().map(|x| x.to_string()).collect();
+    format!("[{}]", items.join(","))
+}
+
+/// A tensor spec for onnx_ref.py (`feed`: a graph input, else an
+/// initializer); f32 values travel as their bit patterns.
+pub fn onnx_spec(d: &TensorData, shape: &[usize], feed: bool) -> String {
+    let (dtype, data) = match d {
+        TensorData::I8(v) => ("i8", list(v)),
+        TensorData::I32(v) => ("i32", list(v)),
+        TensorData::F32(v) => (
+            "f32",
+            list(&v.iter().map(|x| x.to_bits()).collect::<Vec<_>>()),
+        ),
+    };
+    format!(
+        "{{\"dtype\":\"{dtype}\",\"shape\":{},\"data\":{data},\"bits\":{},\"feed\":{feed}}}",
+        list(shape),
+        dtype == "f32"
+    )
+}
