@@ -47,18 +47,28 @@ fn expect(ok: bool, why: impl FnOnce() -> String) -> Result<(), String> {
     }
 }
 
-/// A device file with a command-buffer object.
+/// A device file with a command-buffer object, used in 4 KiB slots taken
+/// in turn: a job submitted right behind another must not overwrite the
+/// commands the device has not fetched yet.
 struct Ctx {
     file: File,
     cmd: Bo,
+    next_slot: std::cell::Cell<u64>,
 }
+
+const CMD_SLOT: u64 = 4096;
+const CMD_SLOTS: u64 = 16;
 
 impl Ctx {
     fn open() -> Result<Ctx, String> {
         let path = kmod::wait_for_device()?;
         let file = accel::open_with_queue(&path).map_err(|e| e.to_string())?;
         let cmd = accel::bo_create(&file, 64 * 1024).map_err(errno_name)?;
-        Ok(Ctx { file, cmd })
+        Ok(Ctx {
+            file,
+            cmd,
+            next_slot: std::cell::Cell::new(0),
+        })
     }
 
     fn submit(
@@ -69,9 +79,15 @@ impl Ctx {
         out_syncobj: u32,
     ) -> Result<u64, i32> {
         let code = assemble(insns);
+        let slot = self.next_slot.get();
+        self.next_slot.set((slot + 1) % CMD_SLOTS);
+        let offset = slot * CMD_SLOT;
+        if code.len() as u64 > CMD_SLOT {
+            return Err(libc::E2BIG);
+        }
         Mapping::new(&self.file, &self.cmd)
             .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?
-            .as_mut_slice()[..code.len()]
+            .as_mut_slice()[offset as usize..offset as usize + code.len()]
             .copy_from_slice(&code);
         let refs: Vec<_> = bos
             .iter()
@@ -87,6 +103,7 @@ impl Ctx {
         let mut req = uapi::drm_onpu_submit {
             queue_id: accel::FIRST_QUEUE,
             cmdbuf_handle: self.cmd.handle,
+            cmdbuf_offset: offset,
             cmdbuf_size: code.len() as u32,
             bos: accel::obj_array(&refs),
             out_syncs: accel::obj_array(&outs),
