@@ -59,8 +59,7 @@ impl Rng {
 struct Pool {
     bos: Vec<u32>,
     /// The userptr objects among `bos`, oldest first: at most
-    /// MAX_USERPTRS, as every one maps the same pages for DMA (the
-    /// DMA-API debug checks warn past 7 mappings of one cacheline).
+    /// MAX_USERPTRS, each pinning (and DMA-mapping) the same pages again.
     userptrs: Vec<u32>,
     syncobjs: Vec<u32>,
     seqnos: Vec<u64>,
@@ -80,7 +79,7 @@ impl Pool {
 /// The page size userptr objects are made of.
 const USER_PAGE: u64 = 4096;
 /// Live userptr objects per pool (see `Pool::userptrs`).
-const MAX_USERPTRS: usize = 2;
+const MAX_USERPTRS: usize = 8;
 
 /// One random ioctl on `file`; returns whether it succeeded.
 fn one_call(

@@ -378,6 +378,32 @@ fn userptr_round_trip(file: &File) -> Result<(), String> {
     Ok(())
 }
 
+/// How many userptr objects of the same memory `userptr_overlapping` keeps:
+/// more than the seven overlapping DMA mappings of a cacheline past which
+/// the DMA-API debug checks warn unless the mappings are coherent ones.
+const OVERLAPPING_USERPTRS: usize = 16;
+
+/// Any number of userptr objects may wrap the same user memory at once
+/// (each a DMA mapping of the same pages): all of them work, a job writing
+/// through each one lands in the process's memory, and on the debug kernel
+/// the DMA-API checks stay quiet (the harness fails the run on a warning).
+fn userptr_overlapping(file: &File) -> Result<(), String> {
+    let mem = UserMem::new(LEN as usize)?;
+    let objects = (0..OVERLAPPING_USERPTRS)
+        .map(|_| userptr(file, &mem, 0))
+        .collect::<Result<Vec<_>, _>>()?;
+    let n = bo(file, u64::from(LEN), 0)?;
+    for (i, dst) in objects.iter().enumerate() {
+        let want = fill(file, &n.0, 100 + i as u32)?;
+        copy_ok(file, &n, dst).map_err(|e| format!("bo -> userptr object {i}: {e}"))?;
+        same(&format!("user memory after object {i}"), &mem.read(), &want)?;
+    }
+    for (b, _) in objects.iter().chain([&n]) {
+        close(file, b)?;
+    }
+    Ok(())
+}
+
 /// Read-only user memory: pinning it for writing is EFAULT; READ_ONLY
 /// works, jobs read it, a job writing it faults MMU_PERMISSION there and
 /// the memory is unchanged, and SUBMIT refuses it listed for writing.
@@ -698,7 +724,7 @@ fn userptr_memlock(file: &File) -> Result<(), String> {
 }
 
 fn main() {
-    let mut tap = Tap::new(11);
+    let mut tap = Tap::new(12);
     let path = match accel::find_device() {
         Ok(p) => p,
         Err(e) => {
@@ -742,6 +768,10 @@ fn main() {
     tap.check(
         "userptr READ_ONLY: read-only memory, jobs read it, a write faults, EACCES listed for writing",
         userptr_read_only(&file),
+    );
+    tap.check(
+        "sixteen userptr objects of the same memory at once; a job writes through each",
+        userptr_overlapping(&file),
     );
     tap.check(
         "userptr argument errors (EINVAL, EFAULT)",
