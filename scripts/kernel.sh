@@ -5,9 +5,10 @@
 # - The source comes from Debian's linux-source-$KERNEL_SERIES package, kept in
 #   the cache; the first version fetched is reused until the cache is cleared.
 # - The source tree is a git repository with a "pristine" tag. The patch series
-#   in kernel/patches/ is applied with git am; a changed series resets the tree
-#   to pristine, which rewrites only the files the old series touched, so the
-#   build directory below rebuilds incrementally.
+#   in kernel/patches/ is applied with git am in a scratch worktree, and the
+#   source tree then moves to the result with one reset: only the files the old
+#   and the new series patch differently are rewritten (the others keep their
+#   timestamps), so the build directories below rebuild only what changed.
 # - The build directory is keyed by version, flavour and config hash.
 . "$(dirname "$0")/common.sh"
 
@@ -57,16 +58,22 @@ patches=$(ls "$NPU_TOP"/kernel/patches/*.patch 2>/dev/null || true)
 patch_hash=$(cat /dev/null $patches | sha256sum | cut -c1-16)
 if [ "$(cat "$src/.npu-patches" 2>/dev/null)" != "$patch_hash" ]; then
 	stage "applying kernel/patches ($(echo "$patches" | grep -c . || true) patches)"
-	git -C "$src" reset -q --hard pristine
-	git -C "$src" clean -qfdx -e .npu-pristine
+	work=$kdir/patching
+	git -C "$src" worktree remove --force "$work" 2>/dev/null || rm -rf "$work"
+	git -C "$src" worktree prune
+	git -C "$src" worktree add -q --detach "$work" pristine
 	if [ -n "$patches" ]; then
 		# shellcheck disable=SC2086
-		git -C "$src" -c user.name=npu-stack -c user.email=npu-stack@localhost \
+		git -C "$work" -c user.name=npu-stack -c user.email=npu-stack@localhost \
 			am -q --whitespace=nowarn $patches || {
-			git -C "$src" am --abort || true
+			git -C "$src" worktree remove --force "$work" || true
 			die "kernel/patches do not apply to linux $version"
 		}
 	fi
+	patched=$(git -C "$work" rev-parse HEAD)
+	git -C "$src" worktree remove --force "$work"
+	git -C "$src" clean -qfdx -e .npu-pristine
+	git -C "$src" reset -q --hard "$patched"
 	echo "$patch_hash" >"$src/.npu-patches"
 	stage_done
 fi
