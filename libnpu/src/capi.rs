@@ -644,12 +644,13 @@ fn give_fd(out: *mut c_int, fd: std::os::fd::OwnedFd) {
     unsafe { out.write(std::os::fd::IntoRawFd::into_raw_fd(fd)) };
 }
 
-#[no_mangle]
-pub extern "C" fn npu_request_export_input_dmabuf(
+/// The body of both dma-buf exports: `export` names which buffer.
+fn export_dmabuf(
     request: *const NpuRequest,
     name: *const c_char,
     fd: *mut c_int,
     err: *mut *mut NpuError,
+    export: impl FnOnce(&InferRequest, &str) -> Result<std::os::fd::OwnedFd, Error>,
 ) -> NpuStatus {
     call(err, || {
         let r = handle(request, "request")?;
@@ -657,9 +658,19 @@ pub extern "C" fn npu_request_export_input_dmabuf(
         if fd.is_null() {
             return Err(null("fd"));
         }
-        give_fd(fd, r.0.export_input_dmabuf(name)?);
+        give_fd(fd, export(&r.0, name)?);
         Ok(())
     })
+}
+
+#[no_mangle]
+pub extern "C" fn npu_request_export_input_dmabuf(
+    request: *const NpuRequest,
+    name: *const c_char,
+    fd: *mut c_int,
+    err: *mut *mut NpuError,
+) -> NpuStatus {
+    export_dmabuf(request, name, fd, err, InferRequest::export_input_dmabuf)
 }
 
 #[no_mangle]
@@ -669,15 +680,7 @@ pub extern "C" fn npu_request_export_output_dmabuf(
     fd: *mut c_int,
     err: *mut *mut NpuError,
 ) -> NpuStatus {
-    call(err, || {
-        let r = handle(request, "request")?;
-        let name = cstr(name, "name")?;
-        if fd.is_null() {
-            return Err(null("fd"));
-        }
-        give_fd(fd, r.0.export_output_dmabuf(name)?);
-        Ok(())
-    })
+    export_dmabuf(request, name, fd, err, InferRequest::export_output_dmabuf)
 }
 
 #[no_mangle]

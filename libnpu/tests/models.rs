@@ -657,20 +657,18 @@ fn dump(net: &nets::Net, dir: &std::path::Path) {
     std::fs::write(dir.join("data.bin"), data).unwrap();
 }
 
-/// The outputs of `net` from numpy, or None when python3 or numpy is
-/// missing (an error with NPU_REQUIRE_NUMPY=1).
-fn numpy_outputs(net: &nets::Net, tag: &str) -> Option<HashMap<String, Vec<f32>>> {
-    let dir = std::env::temp_dir().join(format!("npu-models-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dump(net, &dir);
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/models/reference.py");
-    let out = std::process::Command::new("python3")
-        .arg(script)
-        .arg(&dir)
-        .output();
+/// Runs a numpy reference script (`cmd`, whose files are in `dir`): None
+/// when python3 or numpy is missing (`dir` removed; an error with
+/// NPU_REQUIRE_NUMPY=1); the script failing fails the test.
+fn run_reference(
+    mut cmd: std::process::Command,
+    dir: &std::path::Path,
+    script: &str,
+) -> Option<()> {
+    let out = cmd.output();
     let required = std::env::var("NPU_REQUIRE_NUMPY").is_ok_and(|v| v == "1");
     let missing = |why: String| {
-        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(dir);
         assert!(
             !required,
             "NPU_REQUIRE_NUMPY=1 but the numpy reference cannot run: {why}"
@@ -687,8 +685,24 @@ fn numpy_outputs(net: &nets::Net, tag: &str) -> Option<HashMap<String, Vec<f32>>
         if stderr.contains("No module named 'numpy'") {
             return missing("numpy is not installed".into());
         }
-        panic!("reference.py failed: {stderr}");
+        panic!("{script} failed: {stderr}");
     }
+    Some(())
+}
+
+/// The outputs of `net` from numpy, or None when python3 or numpy is
+/// missing (an error with NPU_REQUIRE_NUMPY=1).
+fn numpy_outputs(net: &nets::Net, tag: &str) -> Option<HashMap<String, Vec<f32>>> {
+    let dir = std::env::temp_dir().join(format!("npu-models-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dump(net, &dir);
+    let mut cmd = std::process::Command::new("python3");
+    cmd.arg(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/models/reference.py"
+    ))
+    .arg(&dir);
+    run_reference(cmd, &dir, "reference.py")?;
     let mut res = HashMap::new();
     for o in net.g.outputs() {
         let n = &net.g.node(*o).name;
@@ -1121,28 +1135,7 @@ fn encoder_numpy(enc: &nets::Encoder, broken: Option<&str>) -> Option<Vec<f32>> 
         Some(b) => cmd.env("NPU_REFERENCE_BREAK", b),
         None => cmd.env_remove("NPU_REFERENCE_BREAK"),
     };
-    let out = cmd.output();
-    let required = std::env::var("NPU_REQUIRE_NUMPY").is_ok_and(|v| v == "1");
-    let missing = |why: String| {
-        let _ = std::fs::remove_dir_all(&dir);
-        assert!(
-            !required,
-            "NPU_REQUIRE_NUMPY=1 but the numpy reference cannot run: {why}"
-        );
-        eprintln!("SKIPPED the numpy comparison: {why} (pip install numpy; NPU_REQUIRE_NUMPY=1 makes this a failure)");
-        None
-    };
-    let out = match out {
-        Err(e) => return missing(format!("python3: {e}")),
-        Ok(o) => o,
-    };
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if !out.status.success() {
-        if stderr.contains("No module named 'numpy'") {
-            return missing("numpy is not installed".into());
-        }
-        panic!("encoder_ref.py failed: {stderr}");
-    }
+    run_reference(cmd, &dir, "encoder_ref.py")?;
     let b = std::fs::read(dir.join("y.bin")).unwrap();
     let _ = std::fs::remove_dir_all(&dir);
     Some(

@@ -156,16 +156,7 @@ fn check(c: &Case) -> usize {
         got_list(&results[0]),
         c.opset
     );
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/onnx_ref.py");
-    let res = common::python_with_stdin(script, &json);
-    let stdout = String::from_utf8_lossy(&res.stdout);
-    assert!(
-        res.status.success(),
-        "{}: onnxruntime disagrees: {stdout}{}",
-        c.what,
-        String::from_utf8_lossy(&res.stderr)
-    );
-    stdout.trim().parse::<usize>().expect("element count")
+    common::onnx_ref_check(&c.what, &json)
 }
 
 /// A graph of inputs `x0, x1, ...` of `shapes` and one op on them.

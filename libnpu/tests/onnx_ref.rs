@@ -80,15 +80,7 @@ fn onnxruntime_as(
         inputs.join(","),
         list(&out.shape)
     );
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/onnx_ref.py");
-    let res = common::python_with_stdin(script, &json);
-    let stdout = String::from_utf8_lossy(&res.stdout);
-    assert!(
-        res.status.success(),
-        "{op}: onnxruntime disagrees: {stdout}{}",
-        String::from_utf8_lossy(&res.stderr)
-    );
-    stdout.trim().parse().expect("element count")
+    common::onnx_ref_check(op, &json)
 }
 
 /// Deterministic test data (xorshift).

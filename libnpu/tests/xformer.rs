@@ -33,15 +33,7 @@ fn onnxruntime(
         list(shape),
         list(&bits)
     );
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/onnx_ref.py");
-    let res = common::python_with_stdin(script, &json);
-    let stdout = String::from_utf8_lossy(&res.stdout);
-    assert!(
-        res.status.success(),
-        "{op}: onnxruntime disagrees: {stdout}{}",
-        String::from_utf8_lossy(&res.stderr)
-    );
-    stdout.trim().parse().expect("element count")
+    common::onnx_ref_check(op, &json)
 }
 
 struct Rng(u64);
@@ -241,14 +233,7 @@ fn int8_batched_matmul_matches_onnxruntime_exactly() {
                 list(&shape),
                 list(got)
             );
-            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/onnx_ref.py");
-            let res = common::python_with_stdin(script, &json);
-            assert!(
-                res.status.success(),
-                "{sa:?} x {sb:?} at {sram}: onnxruntime disagrees: {}{}",
-                String::from_utf8_lossy(&res.stdout),
-                String::from_utf8_lossy(&res.stderr)
-            );
+            common::onnx_ref_check(&format!("{sa:?} x {sb:?} at {sram}"), &json);
             // Not all saturated: the comparison means something.
             let distinct: std::collections::HashSet<_> = got.iter().collect();
             assert!(

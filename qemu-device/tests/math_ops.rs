@@ -12,30 +12,6 @@ mod common;
 use common::*;
 use npu_isa::*;
 
-/// Run a UNARY f32 `op` over `x` with `alpha`, `beta` in w7, w8.
-fn unary(op: UnaryOp, x: &[f32], alpha: f32, beta: f32) -> Vec<f32> {
-    let mut b = bench();
-    let n = x.len() as u32;
-    let bytes = n * 4;
-    let prog = [
-        load(IN_VA, 0, bytes),
-        Insn::Unary {
-            op,
-            dtype: DType::F32,
-            rows: 1,
-            cols: n,
-            src: tile(0, n),
-            dst: tile(bytes, n),
-            lo: alpha.to_bits(),
-            hi: beta.to_bits(),
-        },
-        store(OUT_VA, bytes, bytes),
-    ];
-    let (c, out) = run_program(&mut b, &f32_bytes(x), bytes as usize, &prog);
-    assert_eq!(c.fault(), Some(Fault::Ok), "{op:?}: {c:?}");
-    bytes_f32(&out)
-}
-
 /// Bit-identical, or both NaN.
 fn same(a: f32, b: f32) -> bool {
     a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())

@@ -6,56 +6,6 @@ mod common;
 use common::*;
 use npu_isa::*;
 
-/// Run a UNARY f32 `op` over `x`; returns the results.
-fn unary(op: UnaryOp, x: &[f32], lo: f32, hi: f32) -> Vec<f32> {
-    let mut b = bench();
-    let n = x.len() as u32;
-    let bytes = n * 4;
-    let prog = [
-        load(IN_VA, 0, bytes),
-        Insn::Unary {
-            op,
-            dtype: DType::F32,
-            rows: 1,
-            cols: n,
-            src: tile(0, n),
-            dst: tile(bytes, n),
-            lo: lo.to_bits(),
-            hi: hi.to_bits(),
-        },
-        store(OUT_VA, bytes, bytes),
-    ];
-    let (c, out) = run_program(&mut b, &f32_bytes(x), bytes as usize, &prog);
-    assert_eq!(c.fault(), Some(Fault::Ok), "{c:?}");
-    bytes_f32(&out)
-}
-
-fn binary(op: BinaryOp, a: &[f32], bv: &[f32]) -> Vec<f32> {
-    let mut b = bench();
-    let n = a.len() as u32;
-    let bytes = n * 4;
-    let mut input = f32_bytes(a);
-    input.extend(f32_bytes(bv));
-    let prog = [
-        load(IN_VA, 0, 2 * bytes),
-        Insn::Binary {
-            op,
-            dtype: DType::F32,
-            bcast: Broadcast::None,
-            rows: 1,
-            cols: n,
-            a: tile(0, n),
-            b: tile(bytes, n),
-            out: tile(2 * bytes, n),
-            scalar: 0,
-        },
-        store(OUT_VA, 2 * bytes, bytes),
-    ];
-    let (c, out) = run_program(&mut b, &input, bytes as usize, &prog);
-    assert_eq!(c.fault(), Some(Fault::Ok), "{c:?}");
-    bytes_f32(&out)
-}
-
 fn reduce_row(op: ReduceOp, x: &[f32]) -> f32 {
     let mut b = bench();
     let n = x.len() as u32;

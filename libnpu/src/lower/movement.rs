@@ -505,6 +505,37 @@ struct Chunk {
     in_rows: usize,
 }
 
+/// Bilinear interpolation of two taps in place, `x0 = x0 * w0 + x1 * w1`
+/// over `rows` x `cols` f32 tiles, the weight vectors `w` broadcast per
+/// column (the columns' weights) or per row (the rows').
+fn blend(e: &mut Emitter, x: [u32; 2], w: [u32; 2], bcast: Broadcast, rows: u32, cols: u32) {
+    let tile = |addr| Tile { addr, ld: cols };
+    for t in 0..2 {
+        e.push(Insn::Binary {
+            op: isa::BinaryOp::Mul,
+            dtype: isa::DType::F32,
+            bcast,
+            rows,
+            cols,
+            a: tile(x[t]),
+            b: Tile { addr: w[t], ld: 0 },
+            out: tile(x[t]),
+            scalar: 0,
+        });
+    }
+    e.push(Insn::Binary {
+        op: isa::BinaryOp::Add,
+        dtype: isa::DType::F32,
+        bcast: Broadcast::None,
+        rows,
+        cols,
+        a: tile(x[0]),
+        b: tile(x[1]),
+        out: tile(x[0]),
+        scalar: 0,
+    });
+}
+
 /// Resize of the last two axes of an NCHW tensor (`x` shape): per chunk of
 /// planes (or of result rows of one plane), load the input rows it reads;
 /// gather the result's columns (COPY per run of columns); gather its rows
@@ -725,38 +756,7 @@ fn resize(
             }
             if let Some((_, _)) = &wconst {
                 // B0 = B0 * w0[col] + B1 * w1[col].
-                let tile = |a| Tile {
-                    addr: a,
-                    ld: ow as u32,
-                };
-                let rows = (np * nin) as u32;
-                for t in 0..2 {
-                    e.push(Insn::Binary {
-                        op: isa::BinaryOp::Mul,
-                        dtype: isa::DType::F32,
-                        bcast: Broadcast::PerCol,
-                        rows,
-                        cols: ow as u32,
-                        a: tile(sb[t]),
-                        b: Tile {
-                            addr: sww[t],
-                            ld: 0,
-                        },
-                        out: tile(sb[t]),
-                        scalar: 0,
-                    });
-                }
-                e.push(Insn::Binary {
-                    op: isa::BinaryOp::Add,
-                    dtype: isa::DType::F32,
-                    bcast: Broadcast::None,
-                    rows,
-                    cols: ow as u32,
-                    a: tile(sb[0]),
-                    b: tile(sb[1]),
-                    out: tile(sb[0]),
-                    scalar: 0,
-                });
+                blend(e, sb, sww, Broadcast::PerCol, (np * nin) as u32, ow as u32);
             }
             // Rows: O[t][plane][r] = B0[plane][hmap[t][r0 + r] - lo].
             let band: Vec<Vec<usize>> = (0..taps)
@@ -793,37 +793,7 @@ fn resize(
                         Strided::contiguous(n),
                     );
                 }
-                let tile = |a| Tile {
-                    addr: a,
-                    ld: ow as u32,
-                };
-                for t in 0..2 {
-                    e.push(Insn::Binary {
-                        op: isa::BinaryOp::Mul,
-                        dtype: isa::DType::F32,
-                        bcast: Broadcast::PerRow,
-                        rows,
-                        cols: ow as u32,
-                        a: tile(so[t]),
-                        b: Tile {
-                            addr: swh[t],
-                            ld: 0,
-                        },
-                        out: tile(so[t]),
-                        scalar: 0,
-                    });
-                }
-                e.push(Insn::Binary {
-                    op: isa::BinaryOp::Add,
-                    dtype: isa::DType::F32,
-                    bcast: Broadcast::None,
-                    rows,
-                    cols: ow as u32,
-                    a: tile(so[0]),
-                    b: tile(so[1]),
-                    out: tile(so[0]),
-                    scalar: 0,
-                });
+                blend(e, so, swh, Broadcast::PerRow, rows, ow as u32);
             }
             // Result rows r0..r0 + nr of planes p0..p0 + np.
             e.store(

@@ -78,6 +78,22 @@ pub fn python_with_stdin(script: &str, input: &str) -> std::process::Output {
     child.wait_with_output().expect("python3")
 }
 
+/// Runs one single-node case (JSON) through tests/onnx_ref.py, which builds
+/// the ONNX model, runs it on onnxruntime and compares with the case's
+/// `got`; fails the test with `what` and the script's report if they
+/// disagree. Returns the number of elements compared.
+pub fn onnx_ref_check(what: &str, json: &str) -> usize {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/onnx_ref.py");
+    let res = python_with_stdin(script, json);
+    let stdout = String::from_utf8_lossy(&res.stdout);
+    assert!(
+        res.status.success(),
+        "{what}: onnxruntime disagrees: {stdout}{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    stdout.trim().parse().expect("element count")
+}
+
 /// `[a,b,c]`: a list in the JSON the Python references read.
 pub fn list<T: std::fmt::Display>(v: &[T]) -> String {
     let items: Vec<String> = v.iter().map(|x| x.to_string()).collect();

@@ -3,7 +3,7 @@
 
 use npu_device::testbench::{Bench, Completion};
 use npu_device::DeviceConfig;
-use npu_isa::{assemble, Insn, Strided, Tile};
+use npu_isa::{assemble, BinaryOp, Broadcast, DType, Fault, Insn, Strided, Tile, UnaryOp};
 
 pub const CMD_VA: u64 = 0x10_0000;
 pub const IN_VA: u64 = 0x20_0000;
@@ -91,4 +91,57 @@ pub fn assert_close(got: &[f32], want: &[f32], tol: f32) {
             "element {i}: got {g}, want {w}"
         );
     }
+}
+
+/// Runs one UNARY f32 `op` over the row `x` (`lo`, `hi` in w7, w8: the
+/// clamp bounds or a function's alpha and beta); the results.
+pub fn unary(op: UnaryOp, x: &[f32], lo: f32, hi: f32) -> Vec<f32> {
+    let mut b = bench();
+    let n = x.len() as u32;
+    let bytes = n * 4;
+    let prog = [
+        load(IN_VA, 0, bytes),
+        Insn::Unary {
+            op,
+            dtype: DType::F32,
+            rows: 1,
+            cols: n,
+            src: tile(0, n),
+            dst: tile(bytes, n),
+            lo: lo.to_bits(),
+            hi: hi.to_bits(),
+        },
+        store(OUT_VA, bytes, bytes),
+    ];
+    let (c, out) = run_program(&mut b, &f32_bytes(x), bytes as usize, &prog);
+    assert_eq!(c.fault(), Some(Fault::Ok), "{op:?}: {c:?}");
+    bytes_f32(&out)
+}
+
+/// Runs one BINARY f32 `op` of the rows `a` and `bv` (same length, no
+/// broadcast); the results.
+pub fn binary(op: BinaryOp, a: &[f32], bv: &[f32]) -> Vec<f32> {
+    let mut b = bench();
+    let n = a.len() as u32;
+    let bytes = n * 4;
+    let mut input = f32_bytes(a);
+    input.extend(f32_bytes(bv));
+    let prog = [
+        load(IN_VA, 0, 2 * bytes),
+        Insn::Binary {
+            op,
+            dtype: DType::F32,
+            bcast: Broadcast::None,
+            rows: 1,
+            cols: n,
+            a: tile(0, n),
+            b: tile(bytes, n),
+            out: tile(2 * bytes, n),
+            scalar: 0,
+        },
+        store(OUT_VA, 2 * bytes, bytes),
+    ];
+    let (c, out) = run_program(&mut b, &input, bytes as usize, &prog);
+    assert_eq!(c.fault(), Some(Fault::Ok), "{op:?}: {c:?}");
+    bytes_f32(&out)
 }
