@@ -14,6 +14,7 @@
 //!
 //! Documentation/userspace/onnx.rst lists the ops and how each maps.
 
+mod compare;
 mod fallback;
 mod movement;
 mod tensor;
@@ -581,9 +582,7 @@ impl Importer<'_> {
             .add(&name, op, None)
             .map_err(|e| ctx.err(e.to_string()))
     }
-    // Unused since LeakyRelu and the hard activations became IR ops; kept
-    // for the decompositions other branches add.
-    #[allow(dead_code)]
+    /// A one-element f32 constant (an immediate where an op reads it).
     fn scalar_const(&mut self, ctx: &Ctx, x: f32) -> Result<ValueId, ImportError> {
         let base = format!(
             "{}/const",
@@ -687,6 +686,7 @@ impl Importer<'_> {
                 }
                 self.set(&ctx, Val::Ir(x));
             }
+            op if compare::maps(op) || op == "Cast" => self.logic(&ctx)?,
             "Identity" | "Dropout" => {
                 if n.output.len() > 1 && !n.output[1].is_empty() {
                     return Err(ctx.err("the dropout mask output is not supported"));
@@ -2154,6 +2154,7 @@ impl Importer<'_> {
                     data: Data::F32(data),
                 }
             }
+            op if compare::maps(op) => compare::fold(ctx, &ins)?,
             // The rest (among them Reshape, Flatten, Squeeze, Unsqueeze,
             // Identity, Shape) keeps known values known when it is mapped.
             _ => return Ok(None),

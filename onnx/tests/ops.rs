@@ -1606,3 +1606,143 @@ fn legacy_upsample_and_resize_match_onnxruntime() {
     );
     matches_ort("resize10", &m, 1e-5);
 }
+
+fn bool_init(name: &str, dims: &[i64], v: &[bool]) -> TensorProto {
+    let mut t = TensorProto::new();
+    t.name = name.into();
+    t.data_type = 9;
+    t.dims = dims.to_vec();
+    t.raw_data = v.iter().map(|&b| b as u8).collect();
+    t
+}
+
+/// A value of ONNX element type `elem` (9: bool).
+fn typed_value(name: &str, dims: &[i64], elem: i32) -> ValueInfoProto {
+    let mut v = value(name, dims);
+    if let Some(type_proto::Value::TensorType(tt)) = v.type_.mut_or_insert_default().value.as_mut()
+    {
+        tt.elem_type = elem;
+    }
+    v
+}
+
+/// Comparisons, logic and Where on the NPU, as ONNX defines them, against
+/// onnxruntime on the same file: `Where(Less(x, y), x, y)` (the minimum),
+/// a per-column constant and a -inf scalar, a broadcast first operand
+/// (LessOrEqual of a [4, 5] by [2, 3, 4, 5]), Equal of a Relu and its
+/// input, Not, And, Or and Xor with a bool constant, Cast both ways, a bool
+/// output (the mask, compared as 1.0 / 0.0), a Where with three operands
+/// broadcast differently, and the shape arithmetic of an exporter folded on
+/// the host (Greater and Where on Shape, then a Reshape).
+#[test]
+fn comparisons_and_where_match_onnxruntime() {
+    let mask_c: Vec<bool> = (0..15).map(|i| i % 3 != 1).collect();
+    let inits = vec![
+        tensor("row", &[5], &[-0.5, -0.1, 0.0, 0.2, 0.6]),
+        tensor("ninf", &[], &[f32::NEG_INFINITY]),
+        tensor("zero", &[], &[0.0]),
+        bool_init("mask_c", &[1, 3, 1, 5], &mask_c),
+        i64_init("three", &[3]),
+        i64_init("sixes", &[6, 1, 1, 1]),
+    ];
+    let nodes = vec![
+        node("Less", "lt", &["x", "y"], &["lt"], &[]),
+        node("Where", "w_min", &["lt", "x", "y"], &["w_min"], &[]),
+        node("Greater", "gt", &["x", "row"], &["gt"], &[]),
+        node("Where", "w_gt", &["gt", "x", "ninf"], &["w_gt"], &[]),
+        node("LessOrEqual", "le", &["z", "x"], &["le"], &[]),
+        node("GreaterOrEqual", "ge", &["x", "y"], &["ge"], &[]),
+        node("Relu", "relu", &["x"], &["rx"], &[]),
+        node("Equal", "eq", &["rx", "x"], &["eq"], &[]),
+        node("Not", "not", &["eq"], &["neq"], &[]),
+        node("And", "and", &["le", "ge"], &["a1"], &[]),
+        node("Or", "or", &["a1", "neq"], &["o1"], &[]),
+        node("Xor", "xor", &["o1", "mask_c"], &["x1"], &[]),
+        node("Cast", "to_f", &["x1"], &["logic"], &[("to", A::I(1))]),
+        node("Where", "w3", &["mask_c", "z", "x"], &["w3"], &[]),
+        node("Cast", "to_b", &["w3"], &["w3b"], &[("to", A::I(9))]),
+        node("Where", "w4", &["w3b", "y", "zero"], &["w4"], &[]),
+        node("Shape", "shape", &["x"], &["s"], &[]),
+        node("Greater", "big", &["s", "three"], &["sbig"], &[]),
+        node("Where", "target", &["sbig", "s", "sixes"], &["t"], &[]),
+        node("Reshape", "rs", &["x", "t"], &["xr"], &[]),
+        node("Less", "neg", &["xr", "zero"], &["xneg"], &[]),
+        node("Where", "relu2", &["xneg", "zero", "xr"], &["relu2"], &[]),
+    ];
+    let s: &[i64] = &[2, 3, 4, 5];
+    let mut m = model(
+        nodes,
+        inits,
+        &[("x", s), ("y", s), ("z", &[4, 5])],
+        &[
+            ("w_min", s),
+            ("w_gt", s),
+            ("logic", s),
+            ("w3", s),
+            ("w4", s),
+            ("relu2", &[6, 1, 4, 5]),
+        ],
+        13,
+    );
+    let g = m.graph.as_mut().unwrap();
+    g.output.push(typed_value("eq", s, 9));
+    matches_ort("compare", &m, 0.0);
+    // All of it on the NPU (the Shape arithmetic folded): comparisons and
+    // SELECTs, no CPU fallback needed.
+    let bytes = m.write_to_bytes().unwrap();
+    let opts = Options {
+        cpu_fallback: true,
+        ..Default::default()
+    };
+    let imported = import(&bytes, None, &opts).unwrap();
+    assert!(imported.segments.is_empty());
+    let wheres = imported
+        .graph
+        .nodes()
+        .iter()
+        .filter(|n| matches!(n.op, npu::ir::Op::Where { .. }))
+        .count();
+    assert_eq!(wheres, 5, "the folded Where is not an IR op");
+}
+
+/// A bool graph input is refused with the reason (inputs are float32);
+/// a comparison of int8 values names the node.
+#[test]
+fn bool_inputs_and_int8_comparisons_are_refused() {
+    let mut m = model(
+        vec![node("Not", "not", &["b"], &["y"], &[])],
+        vec![],
+        &[],
+        &[("y", &[4])],
+        13,
+    );
+    m.graph
+        .as_mut()
+        .unwrap()
+        .input
+        .push(typed_value("b", &[4], 9));
+    match import(&m.write_to_bytes().unwrap(), None, &Options::default()) {
+        Err(ImportError::Input { name, why }) => {
+            assert_eq!(name, "b");
+            assert!(why.contains("float32"), "{why}");
+        }
+        other => panic!("expected the input refused, got {other:?}"),
+    }
+    let mut ys = TensorProto::new();
+    ys.name = "ys".into();
+    ys.data_type = 1;
+    ys.float_data = vec![0.1];
+    let m = model(
+        vec![
+            node("QuantizeLinear", "q", &["x", "ys", "yz"], &["xq"], &[]),
+            node("Less", "cmp", &["xq", "xq"], &["y"], &[]),
+        ],
+        vec![ys, int8_scalar("yz", 0)],
+        &[("x", &[4])],
+        &[("y", &[4])],
+        13,
+    );
+    let (node_name, op, why) = refused(&m);
+    assert_eq!((node_name.as_str(), op.as_str()), ("cmp", "Less"));
+    assert!(why.contains("f32"), "{why}");
+}
