@@ -146,6 +146,7 @@ pub fn import(bytes: &[u8], base: Option<&Path>, opts: &Options) -> Result<Model
         int8_consts: HashMap::new(),
         done: std::collections::HashSet::new(),
         segments: Vec::new(),
+        uint8: std::collections::HashSet::new(),
     };
     for t in &graph.initializer {
         imp.vals
@@ -178,6 +179,28 @@ pub fn import(bytes: &[u8], base: Option<&Path>, opts: &Options) -> Result<Model
             }
             r => r?,
         }
+        // uint8 flows through the ops that keep their input's type (the
+        // quantization ops say for themselves).
+        let own_type = matches!(
+            n.op_type.as_str(),
+            "QuantizeLinear"
+                | "DequantizeLinear"
+                | "QLinearConv"
+                | "QLinearMatMul"
+                | "Shape"
+                | "Size"
+        );
+        if !own_type && n.input.iter().any(|x| imp.uint8.contains(x)) {
+            imp.uint8.extend(n.output.iter().cloned());
+        }
+    }
+    // A uint8 result is int8 in the IR (the bytes with the top bit
+    // flipped): the model's reader would get the wrong bytes.
+    if let Some(vi) = graph.output.iter().find(|o| imp.uint8.contains(&o.name)) {
+        return Err(ImportError::Output {
+            name: vi.name.clone(),
+            why: "a uint8 output is not supported (uint8 runs as int8 on the NPU); dequantize it in the model".into(),
+        });
     }
     if !imp.segments.is_empty() {
         if let Some(seg) = imp.close_segment(graph.node.len())? {
@@ -424,6 +447,9 @@ struct Importer<'a> {
     done: std::collections::HashSet<usize>,
     /// Finished steps, when nodes fall back to the CPU.
     segments: Vec<Segment>,
+    /// ONNX values of type uint8 (by name): in the IR each is the int8
+    /// value `q - 128` with zero point `zp - 128` (`npu::ir::u8_to_i8`).
+    uint8: std::collections::HashSet<String>,
 }
 
 /// The node being mapped, for error messages.
@@ -1185,9 +1211,12 @@ impl Importer<'_> {
             return Ok(false);
         }
         let qctx = Ctx { n: qn };
-        let (ys, yz) = match self.qparams(&qctx, 1, "y") {
-            Ok((s, z)) if s.len() == 1 => (s[0], z[0]),
+        let ys = match self.host(&qctx, 1, "y scale").map(|t| t.data.as_f32()) {
+            Ok(s) if s.len() == 1 => s[0],
             _ => return Ok(false),
+        };
+        let Ok((yz, y_uint8)) = self.qdq_zero_point(&qctx) else {
+            return Ok(false);
         };
         let w = match self.input(ctx, 1)? {
             Val::Host(t) if t.shape.len() == if conv { 4 } else { 2 } => t,
@@ -1286,6 +1315,9 @@ impl Importer<'_> {
         let Ok(v) = self.add(&qout, op, Some(yq), ctx) else {
             return Ok(false);
         };
+        if y_uint8 {
+            self.uint8.insert(qout.clone());
+        }
         self.vals.insert(qout, Val::Ir(v));
         self.done.insert(qi);
         Ok(true)
@@ -1719,16 +1751,14 @@ impl Importer<'_> {
             Some(Val::Host(HostTensor {
                 data: Data::I8(v), ..
             })) => v,
+            // uint8: the int8 zero point `zp - 128` (exact: the values
+            // shift by 128 with it, npu::ir::u8_to_i8).
             Some(Val::Host(HostTensor {
-                data: Data::U8(_), ..
-            })) => {
-                return Err(ctx.err(format!(
-                    "{what}: uint8 quantization has no IR type yet (int8 only)"
-                )))
-            }
+                data: Data::U8(v), ..
+            })) => v.iter().map(|&z| npu::ir::u8_zero_point(z)).collect(),
             Some(_) => {
                 return Err(ctx.err(format!(
-                    "{what}: the zero point must be a constant int8 tensor"
+                    "{what}: the zero point must be a constant int8 or uint8 tensor"
                 )))
             }
         };
@@ -1776,8 +1806,17 @@ impl Importer<'_> {
         let w = self.host(ctx, 3, "weight")?;
         let wdata = match &w.data {
             Data::I8(v) => v.clone(),
-            other => return Err(ctx.err(format!("the weight is {}, int8 expected", other.kind()))),
+            Data::U8(v) => npu::ir::u8_to_i8(v),
+            other => {
+                return Err(ctx.err(format!(
+                    "the weight is {}, int8 or uint8 expected",
+                    other.kind()
+                )))
+            }
         };
+        if self.zero_point_is_u8(ctx, 7) {
+            self.uint8.extend(ctx.n.output.first().cloned());
+        }
         // Output channels: axis 0 of a KCRS conv weight, axis 1 of a [K, N]
         // matmul weight.
         let axis = if conv { 0 } else { 1 };
@@ -1873,23 +1912,55 @@ impl Importer<'_> {
         }
     }
 
-    /// QuantizeLinear / DequantizeLinear with per-tensor int8 parameters.
+    /// Whether input `i` of the node is a uint8 zero point.
+    fn zero_point_is_u8(&self, ctx: &Ctx, i: usize) -> bool {
+        matches!(
+            self.opt_input(ctx, i),
+            Ok(Some(Val::Host(HostTensor {
+                data: Data::U8(_),
+                ..
+            })))
+        )
+    }
+
+    /// The int8 zero point of a QuantizeLinear / DequantizeLinear (input
+    /// 2) and whether the quantized side is uint8. Without a zero point
+    /// ONNX's QuantizeLinear makes uint8 with zero point 0 (int8 with
+    /// `output_dtype` 3, opset 21), and DequantizeLinear reads its input's
+    /// type; uint8 runs as int8 with zero point `zp - 128`.
+    fn qdq_zero_point(&self, ctx: &Ctx) -> Result<(i8, bool), ImportError> {
+        match self.opt_input(ctx, 2)? {
+            None => {
+                let u8 = if ctx.n.op_type == "QuantizeLinear" {
+                    ctx.int("output_dtype", 0) != 3
+                } else {
+                    ctx.n.input.first().is_some_and(|x| self.uint8.contains(x))
+                };
+                Ok(if u8 {
+                    (npu::ir::u8_zero_point(0), true)
+                } else {
+                    (0, false)
+                })
+            }
+            Some(Val::Host(HostTensor {
+                data: Data::I8(v), ..
+            })) if v.len() == 1 => Ok((v[0], false)),
+            Some(Val::Host(HostTensor {
+                data: Data::U8(v), ..
+            })) if v.len() == 1 => Ok((npu::ir::u8_zero_point(v[0]), true)),
+            Some(_) => Err(ctx.err("the zero point must be a constant int8 or uint8 scalar")),
+        }
+    }
+
+    /// QuantizeLinear / DequantizeLinear with per-tensor int8 or uint8
+    /// parameters.
     fn qdq(&mut self, ctx: &Ctx) -> Result<(), ImportError> {
         let scale = self.host(ctx, 1, "scale")?;
         if scale.elems() != 1 {
             return Err(ctx.err("per-axis quantization of activations is not supported; the scale must be one value"));
         }
         let scale = scale.data.as_f32()[0];
-        let zp = match self.opt_input(ctx, 2)? {
-            None => 0,
-            Some(Val::Host(HostTensor {
-                data: Data::I8(v), ..
-            })) if v.len() == 1 => v[0],
-            Some(Val::Host(HostTensor {
-                data: Data::U8(_), ..
-            })) => return Err(ctx.err("uint8 quantization has no IR type yet (int8 only)")),
-            Some(_) => return Err(ctx.err("the zero point must be a constant int8 scalar")),
-        };
+        let (zp, uint8) = self.qdq_zero_point(ctx)?;
         let q = Quant::PerTensor {
             scale,
             zero_point: zp,
@@ -1898,6 +1969,9 @@ impl Importer<'_> {
         if ctx.n.op_type == "QuantizeLinear" {
             let name = ctx.n.input[0].clone();
             let x = self.ir(&x, &name, ctx)?;
+            if uint8 {
+                self.uint8.extend(ctx.n.output.first().cloned());
+            }
             return self.emit(ctx, Op::Quantize { x }, Some(q));
         }
         match x {
@@ -2101,9 +2175,15 @@ impl Importer<'_> {
                     .flatten()
                     .and_then(|t| t.data.as_i64())
                     .unwrap_or(vec![0]);
-                let int8 = match &x.data {
-                    Data::I8(v) => Some(v.clone()),
-                    _ => None,
+                // uint8 weights run as int8 `q - 128` with zero point
+                // `zp - 128`: symmetric where the uint8 zero point is 128.
+                let (int8, zp8) = match &x.data {
+                    Data::I8(v) => (Some(v.clone()), zp.clone()),
+                    Data::U8(v) => (
+                        Some(npu::ir::u8_to_i8(v)),
+                        zp.iter().map(|&z| z - 128).collect(),
+                    ),
+                    _ => (None, vec![]),
                 };
                 let xs = x
                     .data
@@ -2142,7 +2222,7 @@ impl Importer<'_> {
                 // Symmetric int8 per-tensor or per-output-channel weights:
                 // kept, so a conv reading them can run in int8.
                 if let Some(q) = int8 {
-                    if zp.iter().all(|&z| z == 0) {
+                    if zp8.iter().all(|&z| z == 0) {
                         if let Some(out) = n.output.first() {
                             self.int8_consts
                                 .insert(out.clone(), (q, scale.clone(), if per { ax } else { 0 }));

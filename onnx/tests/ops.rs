@@ -553,8 +553,14 @@ fn unsupported_nodes_are_named() {
         &[("y", &[1, 4])],
         13,
     );
-    let (_, _, why) = refused(&m);
-    assert!(why.contains("uint8"), "{why}");
+    // A uint8 graph output: int8 bytes on the NPU, refused.
+    match import(&m.write_to_bytes().unwrap(), None, &Options::default()) {
+        Err(ImportError::Output { name, why }) => {
+            assert_eq!(name, "y");
+            assert!(why.contains("uint8"), "{why}");
+        }
+        other => panic!("expected the uint8 output refused, got {other:?}"),
+    }
     // Integer arithmetic on int8 tensors (ONNX wraps; the IR's int8 ops
     // compute on real values): refused.
     let m = model(
@@ -1745,4 +1751,149 @@ fn bool_inputs_and_int8_comparisons_are_refused() {
     let (node_name, op, why) = refused(&m);
     assert_eq!((node_name.as_str(), op.as_str()), ("cmp", "Less"));
     assert!(why.contains("f32"), "{why}");
+}
+
+fn u8_scalar(name: &str, v: u8) -> TensorProto {
+    let mut t = TensorProto::new();
+    t.name = name.into();
+    t.data_type = 2;
+    t.raw_data = vec![v];
+    t
+}
+
+fn u8_tensor(name: &str, dims: &[i64], v: &[u8]) -> TensorProto {
+    let mut t = TensorProto::new();
+    t.name = name.into();
+    t.data_type = 2;
+    t.dims = dims.to_vec();
+    t.raw_data = v.to_vec();
+    t
+}
+
+/// uint8 quantization runs as int8 (`q - 128`, zero point `zp - 128`):
+/// QuantizeLinear with a uint8 zero point of 200 (inputs saturate at 0 and
+/// 255), a Transpose and a Flatten of the uint8 values, DequantizeLinear;
+/// QuantizeLinear without a zero point (ONNX: uint8, zero point 0) and
+/// its DequantizeLinear without one; against onnxruntime.
+#[test]
+fn uint8_quantize_dequantize_match_onnxruntime() {
+    let inits = vec![
+        tensor("s", &[], &[0.004]),
+        u8_scalar("z", 200),
+        tensor("s0", &[], &[0.003]),
+    ];
+    let nodes = vec![
+        node("QuantizeLinear", "q", &["x", "s", "z"], &["xq"], &[]),
+        node(
+            "Transpose",
+            "swap",
+            &["xq"],
+            &["pq"],
+            &[("perm", A::Is(&[0, 1, 3, 2]))],
+        ),
+        node("Flatten", "flat", &["pq"], &["fq"], &[]),
+        node("DequantizeLinear", "dq", &["fq", "s", "z"], &["y"], &[]),
+        node("QuantizeLinear", "q0", &["x", "s0"], &["xq0"], &[]),
+        node("DequantizeLinear", "dq0", &["xq0", "s0"], &["y0"], &[]),
+    ];
+    let m = model(
+        nodes,
+        inits,
+        &[("x", &[1, 2, 6, 6])],
+        &[("y", &[1, 72]), ("y0", &[1, 2, 6, 6])],
+        13,
+    );
+    matches_ort("uint8_qdq", &m, 0.0);
+}
+
+/// QLinearConv with uint8 activations and weights (zero point 128: the
+/// IR's symmetric int8) and a uint8 result zero point of 77, and
+/// QLinearMatMul with uint8 activations and int8 weights; the QDQ conv
+/// onnxruntime's quantizer writes with uint8 activations and weights
+/// (zero point 128) runs as an int8 conv2d. Against onnxruntime.
+#[test]
+fn uint8_qlinear_and_qdq_convs_match_onnxruntime() {
+    let wv: Vec<u8> = weights(4 * 2 * 9, 33)
+        .iter()
+        .map(|x| (128.0 + x * 220.0) as u8)
+        .collect();
+    let bias = {
+        let mut t = TensorProto::new();
+        t.name = "b".into();
+        t.data_type = 6;
+        t.dims = vec![4];
+        t.int32_data = vec![-300, 0, 150, 999];
+        t
+    };
+    let mut wm = TensorProto::new();
+    wm.name = "wm".into();
+    wm.data_type = 3;
+    wm.dims = vec![6, 3];
+    wm.raw_data = weights(18, 34)
+        .iter()
+        .map(|x| ((x * 250.0) as i8) as u8)
+        .collect();
+    let inits = vec![
+        tensor("sx", &[], &[0.01]),
+        u8_scalar("zx", 128),
+        u8_tensor("w", &[4, 2, 3, 3], &wv),
+        tensor("sw", &[], &[0.005]),
+        u8_scalar("zw", 128),
+        tensor("sy", &[], &[0.02]),
+        u8_scalar("zy", 77),
+        bias,
+        wm,
+        tensor("swm", &[], &[0.004]),
+        int8_scalar("zwm", 0),
+        tensor("sm", &[], &[0.01]),
+        u8_scalar("zm", 120),
+    ];
+    let nodes = vec![
+        node("QuantizeLinear", "q", &["x", "sx", "zx"], &["xq"], &[]),
+        node(
+            "QLinearConv",
+            "qconv",
+            &["xq", "sx", "zx", "w", "sw", "zw", "sy", "zy", "b"],
+            &["yq"],
+            &[("pads", A::Is(&[1, 1, 1, 1]))],
+        ),
+        node("DequantizeLinear", "dq", &["yq", "sy", "zy"], &["y"], &[]),
+        node("Reshape", "rows", &["xq", "shape"], &["xr"], &[]),
+        node(
+            "QLinearMatMul",
+            "qmm",
+            &["xr", "sx", "zx", "wm", "swm", "zwm", "sm", "zm"],
+            &["mq"],
+            &[],
+        ),
+        node("DequantizeLinear", "dqm", &["mq", "sm", "zm"], &["m"], &[]),
+        // QDQ: DequantizeLinear of x and of the uint8 weight, Conv,
+        // QuantizeLinear (uint8), DequantizeLinear.
+        node("DequantizeLinear", "dqx", &["xq", "sx", "zx"], &["xd"], &[]),
+        node("DequantizeLinear", "dqw", &["w", "sw", "zw"], &["wd"], &[]),
+        node("Conv", "conv", &["xd", "wd"], &["c"], &[]),
+        node("QuantizeLinear", "qc", &["c", "sy", "zy"], &["cq"], &[]),
+        node("DequantizeLinear", "dqc", &["cq", "sy", "zy"], &["cd"], &[]),
+    ];
+    let mut inits = inits;
+    inits.push(i64_init("shape", &[10, 6]));
+    let m = model(
+        nodes,
+        inits,
+        &[("x", &[1, 2, 5, 6])],
+        &[("y", &[1, 4, 5, 6]), ("m", &[10, 3]), ("cd", &[1, 4, 3, 4])],
+        13,
+    );
+    matches_ort("uint8_qlinear", &m, 1e-6);
+    let imported = import(&m.write_to_bytes().unwrap(), None, &Options::default()).unwrap();
+    let int8_convs = imported
+        .graph
+        .nodes()
+        .iter()
+        .filter(|n| matches!(n.op, npu::ir::Op::Conv2d { .. }) && n.ty.dtype == npu::DType::I8)
+        .count();
+    assert_eq!(
+        int8_convs, 2,
+        "the QLinearConv and the QDQ conv run in int8"
+    );
 }
