@@ -440,9 +440,9 @@ struct Importer<'a> {
     consumers: HashMap<&'a str, Vec<usize>>,
     graph_outputs: std::collections::HashSet<&'a str>,
     /// Constant int8 tensors a DequantizeLinear folded (QDQ weights), by
-    /// the folded value's name: the int8 data and the scales (one, or one
-    /// per index of axis 0).
-    int8_consts: HashMap<String, (Vec<i8>, Vec<f32>, usize)>,
+    /// the folded value's name: the int8 data, the scales (one, or one
+    /// per index of the axis), the axis and the zero point (0 per channel).
+    int8_consts: HashMap<String, (Vec<i8>, Vec<f32>, usize, i8)>,
     /// Nodes mapped together with an earlier one.
     done: std::collections::HashSet<usize>,
     /// Finished steps, when nodes fall back to the CPU.
@@ -1184,14 +1184,12 @@ impl Importer<'_> {
         let Op::Dequantize { x: xq } = self.g.node(xd).op else {
             return Ok(false);
         };
+        // Any activation zero point: the IR's int8 MAC ops correct for it.
         let sx = match self.g.ty(xq).quant {
-            Some(Quant::PerTensor {
-                scale,
-                zero_point: 0,
-            }) => scale,
+            Some(Quant::PerTensor { scale, .. }) => scale,
             _ => return Ok(false),
         };
-        let Some((wq, ws, waxis)) = ctx
+        let Some((wq, ws, waxis, wz)) = ctx
             .n
             .input
             .get(1)
@@ -1228,9 +1226,9 @@ impl Importer<'_> {
         let wquant = match ws.len() {
             1 => Quant::PerTensor {
                 scale: ws[0],
-                zero_point: 0,
+                zero_point: wz,
             },
-            n if n == k && waxis == kaxis => Quant::PerChannel {
+            n if n == k && waxis == kaxis && wz == 0 => Quant::PerChannel {
                 scales: ws.clone(),
                 axis: kaxis,
             },
@@ -1784,23 +1782,26 @@ impl Importer<'_> {
         if xs.len() != 1 || ys.len() != 1 {
             return Err(ctx.err("x and y need per-tensor quantization"));
         }
-        if xz[0] != 0 || wz.iter().any(|&z| z != 0) {
+        // The IR's int8 conv2d and gemm take any activation zero point and
+        // a per-tensor weight zero point (the correction terms); its
+        // per-channel weights are symmetric.
+        if wz.len() > 1 && wz.iter().any(|&z| z != 0) {
             return Err(ctx.err(format!(
-                "asymmetric int8 (x zero point {}, w zero points {:?}) is not in the IR yet: its int8 conv and gemm take zero point 0",
-                xz[0],
+                "per-channel weight zero points {:?} must be 0 (int8) or 128 (uint8): the IR's per-channel weights are symmetric",
                 &wz[..wz.len().min(4)]
             )));
         }
         let x = self.ir_input(ctx, 0)?;
         let xq = Quant::PerTensor {
             scale: xs[0],
-            zero_point: 0,
+            zero_point: xz[0],
         };
         if self.g.ty(x).quant.as_ref() != Some(&xq) {
             return Err(ctx.err(format!(
-                "the input is {}, this node reads it as scale {} zp 0",
+                "the input is {}, this node reads it as scale {} zp {}",
                 self.g.ty(x),
-                xs[0]
+                xs[0],
+                xz[0]
             )));
         }
         let w = self.host(ctx, 3, "weight")?;
@@ -1826,7 +1827,7 @@ impl Importer<'_> {
         let wq = if ws.len() == 1 {
             Quant::PerTensor {
                 scale: ws[0],
-                zero_point: 0,
+                zero_point: wz[0],
             }
         } else if ws.len() == w.shape[axis] {
             Quant::PerChannel { scales: ws, axis }
@@ -2219,14 +2220,19 @@ impl Importer<'_> {
                         (q - z) as f32 * scale[c.min(scale.len() - 1)]
                     })
                     .collect();
-                // Symmetric int8 per-tensor or per-output-channel weights:
-                // kept, so a conv reading them can run in int8.
+                // Per-tensor (any zero point) or symmetric per-channel int8
+                // weights: kept, so a conv reading them can run in int8.
                 if let Some(q) = int8 {
-                    if zp8.iter().all(|&z| z == 0) {
-                        if let Some(out) = n.output.first() {
-                            self.int8_consts
-                                .insert(out.clone(), (q, scale.clone(), if per { ax } else { 0 }));
-                        }
+                    let zp = match zp8.as_slice() {
+                        z if z.iter().all(|&z| z == 0) => Some(0),
+                        [z] if !per => i8::try_from(*z).ok(),
+                        _ => None,
+                    };
+                    if let (Some(zp), Some(out)) = (zp, n.output.first()) {
+                        self.int8_consts.insert(
+                            out.clone(),
+                            (q, scale.clone(), if per { ax } else { 0 }, zp),
+                        );
                     }
                 }
                 HostTensor {

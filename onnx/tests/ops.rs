@@ -739,16 +739,54 @@ fn qlinear_ops_match_onnxruntime() {
     };
     let (code, report) = run_against_ort(&case, &bytes, &d, &path, "qlinear");
     assert_eq!(code, 0, "{report}");
-    // Asymmetric activations are refused, naming the node.
+    // Asymmetric activations and weights (per tensor): the IR's
+    // zero-point corrections, against onnxruntime.
     let mut m = m;
     m.graph.as_mut().unwrap().initializer[1] = int8_scalar("zx", 5);
-    let e = import(&m.write_to_bytes().unwrap(), None, &Options::default()).unwrap_err();
-    assert!(
-        e.to_string()
-            .contains("node `qmm` (QLinearMatMul): asymmetric int8"),
-        "{e}"
-    );
+    m.graph.as_mut().unwrap().initializer[4] = int8_scalar("zw", -3);
+    let bytes = m.write_to_bytes().unwrap();
+    std::fs::write(&path, &bytes).unwrap();
+    let (code, report) = run_against_ort(&case, &bytes, &d, &path, "qlinear");
+    assert_eq!(code, 0, "{report}");
     let _ = std::fs::remove_dir_all(&d);
+}
+
+/// Per-channel weight zero points other than 0 are refused, naming the
+/// node (the IR's per-channel weights are symmetric).
+#[test]
+fn per_channel_weight_zero_points_are_refused() {
+    let w: Vec<i8> = weights(2 * 3 * 9, 51)
+        .iter()
+        .map(|x| (x * 250.0) as i8)
+        .collect();
+    let m = model(
+        vec![
+            node("QuantizeLinear", "q", &["x", "sx", "zx"], &["xq"], &[]),
+            node(
+                "QLinearConv",
+                "qconv",
+                &["xq", "sx", "zx", "w", "sw", "zw", "sy", "zy"],
+                &["yq"],
+                &[],
+            ),
+            node("DequantizeLinear", "dq", &["yq", "sy", "zy"], &["y"], &[]),
+        ],
+        vec![
+            tensor("sx", &[], &[0.02]),
+            int8_scalar("zx", 4),
+            int8_tensor("w", &[2, 3, 3, 3], &w),
+            tensor("sw", &[2], &[0.003, 0.004]),
+            int8_tensor("zw", &[2], &[0, 1]),
+            tensor("sy", &[], &[0.05]),
+            int8_scalar("zy", 0),
+        ],
+        &[("x", &[1, 3, 5, 5])],
+        &[("y", &[1, 2, 3, 3])],
+        13,
+    );
+    let (node_name, op, why) = refused(&m);
+    assert_eq!((node_name.as_str(), op.as_str()), ("qconv", "QLinearConv"));
+    assert!(why.contains("per-channel weight zero points"), "{why}");
 }
 
 /// Damaged files are errors, never panics: every model the tests fetch,
@@ -1806,11 +1844,11 @@ fn uint8_quantize_dequantize_match_onnxruntime() {
     matches_ort("uint8_qdq", &m, 0.0);
 }
 
-/// QLinearConv with uint8 activations and weights (zero point 128: the
-/// IR's symmetric int8) and a uint8 result zero point of 77, and
-/// QLinearMatMul with uint8 activations and int8 weights; the QDQ conv
-/// onnxruntime's quantizer writes with uint8 activations and weights
-/// (zero point 128) runs as an int8 conv2d. Against onnxruntime.
+/// QLinearConv with uint8 activations and weights (zero points 131 and
+/// 120: the IR's int8 zero points 3 and -8) and a uint8 result zero point
+/// of 77, and QLinearMatMul with uint8 activations and int8 weights; the
+/// QDQ conv onnxruntime's quantizer writes, with those uint8 activations
+/// and weights, runs as an int8 conv2d. Against onnxruntime.
 #[test]
 fn uint8_qlinear_and_qdq_convs_match_onnxruntime() {
     let wv: Vec<u8> = weights(4 * 2 * 9, 33)
@@ -1835,10 +1873,10 @@ fn uint8_qlinear_and_qdq_convs_match_onnxruntime() {
         .collect();
     let inits = vec![
         tensor("sx", &[], &[0.01]),
-        u8_scalar("zx", 128),
+        u8_scalar("zx", 131),
         u8_tensor("w", &[4, 2, 3, 3], &wv),
         tensor("sw", &[], &[0.005]),
-        u8_scalar("zw", 128),
+        u8_scalar("zw", 120),
         tensor("sy", &[], &[0.02]),
         u8_scalar("zy", 77),
         bias,
