@@ -127,13 +127,73 @@ pub enum BinaryOp {
     /// PReLU: `a < 0 ? a * b : a` (f32 only); `b` is the slope, usually a
     /// per-channel vector.
     Prelu = 6,
+    // Comparisons and logic: the result is a mask (f32 1.0 where true, +0.0
+    // where false) for f32 and i32 operands alike. IEEE: every comparison
+    // with a NaN is false except `Ne`; -0 equals +0.
+    /// `a == b`.
+    Eq = 7,
+    /// `a != b`.
+    Ne = 8,
+    /// `a < b`.
+    Lt = 9,
+    /// `a <= b`.
+    Le = 10,
+    /// `a > b`.
+    Gt = 11,
+    /// `a >= b`.
+    Ge = 12,
+    /// `a != 0 && b != 0` (an operand is true where it is not zero, so NaN
+    /// is true, -0 false).
+    And = 13,
+    /// `a != 0 || b != 0`.
+    Or = 14,
+    /// `(a != 0) != (b != 0)`.
+    Xor = 15,
+}
+
+impl BinaryOp {
+    /// Every BINARY operation, in F order (F is the index).
+    pub const ALL: [BinaryOp; 16] = [
+        BinaryOp::Add,
+        BinaryOp::Sub,
+        BinaryOp::Mul,
+        BinaryOp::Div,
+        BinaryOp::Max,
+        BinaryOp::Min,
+        BinaryOp::Prelu,
+        BinaryOp::Eq,
+        BinaryOp::Ne,
+        BinaryOp::Lt,
+        BinaryOp::Le,
+        BinaryOp::Gt,
+        BinaryOp::Ge,
+        BinaryOp::And,
+        BinaryOp::Or,
+        BinaryOp::Xor,
+    ];
+
+    /// The result is a mask (f32 1.0 / +0.0) whatever the operands' dtype.
+    pub fn gives_mask(self) -> bool {
+        self as u8 >= BinaryOp::Eq as u8
+    }
+}
+
+/// One operand of SELECT: a tile, a vector or an immediate, by `bcast` (as
+/// BINARY's second operand: `tile.addr` alone for a vector, `scalar` for
+/// [`Broadcast::Scalar`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct SelectOperand {
+    pub bcast: Broadcast,
+    pub tile: Tile,
+    pub scalar: u32,
 }
 
 /// How the second operand of a binary op is broadcast over the first.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[repr(u8)]
 pub enum Broadcast {
     /// `b` is a full `rows x cols` tile.
+    #[default]
     None = 0,
     /// `b` is a vector of `rows` elements, one per row.
     PerRow = 1,
@@ -420,6 +480,19 @@ pub enum Insn {
         indices: u32,
         sram_stride: u32,
     },
+    /// `cond ? a : b` per element: `out[i] = cond[i] != 0.0 ? a[i] : b[i]`,
+    /// `cond` read as f32 (a mask: true where not +-0, so NaN is true);
+    /// `a`, `b` and `out` are `dtype` (f32 or i32), copied bit for bit.
+    /// Each operand broadcasts as BINARY's second operand does.
+    Select {
+        dtype: DType,
+        rows: u32,
+        cols: u32,
+        cond: SelectOperand,
+        a: SelectOperand,
+        b: SelectOperand,
+        out: Tile,
+    },
 }
 
 /// Opcode numbers (word 0, bits 0..7).
@@ -440,6 +513,7 @@ pub mod opcode {
     pub const UNARY: u8 = 0x31;
     pub const REDUCE: u8 = 0x32;
     pub const POOL: u8 = 0x33;
+    pub const SELECT: u8 = 0x34;
 }
 
 /// Why an instruction could not be decoded. Both map to fault codes.
@@ -468,6 +542,8 @@ const FLAG_TRANSPOSE_B: u32 = 2 << FLAG_SHIFT;
 const FLAG_PER_CHANNEL: u32 = 1 << FLAG_SHIFT;
 const FLAG_BIAS: u32 = 2 << FLAG_SHIFT;
 const FLAG_WRAP_NEGATIVE: u32 = 1 << FLAG_SHIFT;
+// SELECT's broadcast modes: 2 bits each in F (cond, a, b from bit 0).
+const SELECT_BCAST_SHIFT: [u32; 3] = [FLAG_SHIFT, FLAG_SHIFT + 2, FLAG_SHIFT + 4];
 
 struct Enc([u32; WORDS]);
 
@@ -712,6 +788,30 @@ impl Insn {
                     .set(8, indices)
                     .set(9, sram_stride)
             }
+            Insn::Select {
+                dtype,
+                rows,
+                cols,
+                cond,
+                a,
+                b,
+                out,
+            } => {
+                let mut s = sel(dtype as u8, 0);
+                for (x, shift) in [cond, a, b].iter().zip(SELECT_BCAST_SHIFT) {
+                    s |= (x.bcast as u32) << shift;
+                }
+                Enc::new(SELECT, s)
+                    .set(1, rows)
+                    .set(2, cols)
+                    .tile(3, &cond.tile)
+                    .tile(5, &a.tile)
+                    .tile(7, &b.tile)
+                    .tile(9, &out)
+                    .set(11, cond.scalar)
+                    .set(12, a.scalar)
+                    .set(13, b.scalar)
+            }
         };
         let mut out = [0u8; INSN_SIZE];
         for (i, w) in e.0.iter().enumerate() {
@@ -749,6 +849,13 @@ impl Insn {
             ld: w[i + 1],
         };
         let dtype = |v: u32| DType::from_bits(v).ok_or(DecodeError::BadOperand);
+        let broadcast = |v: u32| match v {
+            0 => Ok(Broadcast::None),
+            1 => Ok(Broadcast::PerRow),
+            2 => Ok(Broadcast::PerCol),
+            3 => Ok(Broadcast::Scalar),
+            _ => Err(DecodeError::BadOperand),
+        };
         const SEL_MASK: u32 = 0xff << SEL1_SHIFT;
         use opcode::*;
         Ok(match op {
@@ -881,23 +988,10 @@ impl Insn {
             }
             BINARY => {
                 used_words(10, SEL_MASK | 0xff << FLAG_SHIFT)?;
-                let op = match flags {
-                    0 => BinaryOp::Add,
-                    1 => BinaryOp::Sub,
-                    2 => BinaryOp::Mul,
-                    3 => BinaryOp::Div,
-                    4 => BinaryOp::Max,
-                    5 => BinaryOp::Min,
-                    6 => BinaryOp::Prelu,
-                    _ => return Err(DecodeError::BadOperand),
-                };
-                let bcast = match s2 {
-                    0 => Broadcast::None,
-                    1 => Broadcast::PerRow,
-                    2 => Broadcast::PerCol,
-                    3 => Broadcast::Scalar,
-                    _ => return Err(DecodeError::BadOperand),
-                };
+                let op = *BinaryOp::ALL
+                    .get(flags as usize)
+                    .ok_or(DecodeError::BadOperand)?;
+                let bcast = broadcast(s2)?;
                 let dtype = match dtype(s1)? {
                     DType::I8 => return Err(DecodeError::BadOperand),
                     DType::I32 if op == BinaryOp::Prelu => return Err(DecodeError::BadOperand),
@@ -1007,6 +1101,29 @@ impl Insn {
                     table_stride: w[7],
                     indices: w[8],
                     sram_stride: w[9],
+                }
+            }
+            SELECT => {
+                used_words(14, (0xf << SEL1_SHIFT) | 0x3f << FLAG_SHIFT)?;
+                let dtype = match dtype(s1)? {
+                    DType::I8 => return Err(DecodeError::BadOperand),
+                    d => d,
+                };
+                let operand = |i: usize, word: usize| -> Result<SelectOperand, DecodeError> {
+                    Ok(SelectOperand {
+                        bcast: broadcast((w[0] >> SELECT_BCAST_SHIFT[i]) & 3)?,
+                        tile: tile(3 + 2 * i),
+                        scalar: w[word],
+                    })
+                };
+                Insn::Select {
+                    dtype,
+                    rows: w[1],
+                    cols: w[2],
+                    cond: operand(0, 11)?,
+                    a: operand(1, 12)?,
+                    b: operand(2, 13)?,
+                    out: tile(9),
                 }
             }
             other => return Err(DecodeError::BadOpcode(other)),
@@ -1263,6 +1380,28 @@ impl fmt::Display for Insn {
                 "gather{} s:{sram:#x}[{count}x{row_bytes} /{sram_stride}] <- va:{va:#x}[{table_rows} rows /{table_stride}] by s:{indices:#x}",
                 if *wrap_negative { ".wrap" } else { "" }
             ),
+            Insn::Select {
+                dtype,
+                rows,
+                cols,
+                cond,
+                a,
+                b,
+                out,
+            } => {
+                write!(f, "select.{} {rows}x{cols} ", dtype.name())?;
+                fmt_tile(f, out)?;
+                f.write_str(" <- ")?;
+                for (i, x) in [cond, a, b].into_iter().enumerate() {
+                    f.write_str(["", " ? ", " : "][i])?;
+                    match x.bcast {
+                        Broadcast::Scalar => write!(f, "#{:#x}", x.scalar)?,
+                        Broadcast::None => fmt_tile(f, &x.tile)?,
+                        other => write!(f, "s:{:#x} ({other:?})", x.tile.addr)?,
+                    }
+                }
+                Ok(())
+            }
         }
     }
 }

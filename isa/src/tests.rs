@@ -303,7 +303,7 @@ fn opcodes_match_the_spec_table() {
             table.push((u8::from_str_radix(hex, 16).expect("hex opcode"), name));
         }
     }
-    let ours: [(&str, Insn); 16] = [
+    let ours: [(&str, Insn); 17] = [
         ("NOP", sample()[0]),
         ("END", Insn::End),
         ("BARRIER", sample()[1]),
@@ -320,6 +320,7 @@ fn opcodes_match_the_spec_table() {
         ("REDUCE", sample()[12]),
         ("POOL", sample()[13]),
         ("GATHER", gather_sample()),
+        ("SELECT", select_sample()),
     ];
     assert_eq!(
         table.len(),
@@ -484,4 +485,148 @@ fn unary_functions_match_the_spec_table() {
         seen += 1;
     }
     assert_eq!(seen, UnaryOp::ALL.len() - 7);
+}
+
+fn select_sample() -> Insn {
+    Insn::Select {
+        dtype: DType::F32,
+        rows: 2,
+        cols: 3,
+        cond: SelectOperand {
+            bcast: Broadcast::PerCol,
+            tile: Tile { addr: 0, ld: 0 },
+            scalar: 0,
+        },
+        a: SelectOperand {
+            bcast: Broadcast::None,
+            tile: Tile { addr: 64, ld: 4 },
+            scalar: 0,
+        },
+        b: SelectOperand {
+            bcast: Broadcast::Scalar,
+            tile: Tile::default(),
+            scalar: f32::NEG_INFINITY.to_bits(),
+        },
+        out: Tile { addr: 128, ld: 3 },
+    }
+}
+
+/// SELECT's words as npu-hw.rst lays them out: S1 dtype, F bits 1:0 / 3:2
+/// / 5:4 the broadcasts of cond / a / b; w1 rows; w2 cols; w3-4 cond; w5-6
+/// a; w7-8 b; w9-10 out; w11-13 the scalars of cond, a, b.
+#[test]
+fn select_matches_the_spec_bit_for_bit() {
+    let words: [u32; 14] = [
+        0x0032_0034, // F = 0b11_00_10: b scalar, a tile, cond per column
+        2,
+        3,
+        0,
+        0,
+        64,
+        4,
+        0,
+        0,
+        128,
+        3,
+        0,
+        0,
+        0xff80_0000,
+    ];
+    let mut want = [0u8; INSN_SIZE];
+    for (i, w) in words.iter().enumerate() {
+        want[i * 4..i * 4 + 4].copy_from_slice(&w.to_le_bytes());
+    }
+    assert_eq!(select_sample().encode(), want);
+    assert_eq!(Insn::decode(&want), Ok(select_sample()));
+    assert_eq!(
+        format!("{}", select_sample()),
+        "select.f32 2x3 s:0x80/3 <- s:0x0 (PerCol) ? s:0x40/4 : #0xff800000"
+    );
+    let i32_rows = Insn::Select {
+        dtype: DType::I32,
+        rows: 5,
+        cols: 1,
+        cond: SelectOperand {
+            bcast: Broadcast::Scalar,
+            tile: Tile::default(),
+            scalar: 1.0f32.to_bits(),
+        },
+        a: SelectOperand {
+            bcast: Broadcast::PerRow,
+            tile: Tile { addr: 4, ld: 0 },
+            scalar: 0,
+        },
+        b: SelectOperand {
+            bcast: Broadcast::None,
+            tile: Tile { addr: 32, ld: 1 },
+            scalar: 0,
+        },
+        out: Tile { addr: 32, ld: 1 },
+    };
+    assert_eq!(Insn::decode(&i32_rows.encode()), Ok(i32_rows));
+}
+
+#[test]
+fn select_rejects_i8_reserved_selectors_flags_and_words() {
+    let good = select_sample().encode();
+    for (byte, value) in [
+        (1, 0x02), // S1 = i8
+        (1, 0x03), // S1 = 3, no dtype
+        (1, 0x10), // S2 != 0
+        (2, 0x72), // F bit 6 is undefined
+        (2, 0xb2), // F bit 7 is undefined
+        (56, 1),   // w14 is reserved
+        (63, 1),   // w15 is reserved
+    ] {
+        let mut b = good;
+        b[byte] = value;
+        assert_eq!(
+            Insn::decode(&b),
+            Err(DecodeError::BadOperand),
+            "byte {byte} = {value:#x}"
+        );
+    }
+}
+
+/// BINARY F 7..15 (comparisons and logic) round-trip for f32 and i32, F 16
+/// is refused, and the golden words of a per-row `lt` are the spec's.
+#[test]
+fn comparisons_encode_as_the_spec_says() {
+    for (f, op) in BinaryOp::ALL.iter().enumerate() {
+        assert_eq!(*op as usize, f);
+        assert_eq!(op.gives_mask(), f >= 7, "{op:?}");
+        for dtype in [DType::F32, DType::I32] {
+            let insn = Insn::Binary {
+                op: *op,
+                dtype,
+                bcast: Broadcast::None,
+                rows: 2,
+                cols: 3,
+                a: Tile { addr: 0, ld: 3 },
+                b: Tile { addr: 64, ld: 3 },
+                out: Tile { addr: 128, ld: 3 },
+                scalar: 0,
+            };
+            let want = if *op == BinaryOp::Prelu && dtype == DType::I32 {
+                Err(DecodeError::BadOperand)
+            } else {
+                Ok(insn)
+            };
+            assert_eq!(Insn::decode(&insn.encode()), want, "{op:?} {dtype:?}");
+        }
+    }
+    // BINARY S1 = 1 (i32), S2 = 1 (per row), F = 9 (lt)
+    let lt = golden_bytes(&[0x0009_1130, 4, 2, 0, 2, 64, 0, 128, 2, 0, 0]);
+    assert!(matches!(
+        Insn::decode(&lt),
+        Ok(Insn::Binary {
+            op: BinaryOp::Lt,
+            dtype: DType::I32,
+            bcast: Broadcast::PerRow,
+            ..
+        })
+    ));
+    let mut bad = lt;
+    bad[2] = 16;
+    assert_eq!(Insn::decode(&bad), Err(DecodeError::BadOperand));
 }

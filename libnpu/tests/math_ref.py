@@ -10,6 +10,8 @@
 # |x| (x: the first input, same shape; xtol is 0 when the case gives none).
 # int8 (`qdq`): |got - want| <= 1 (a result an f32 ulp from a rounding
 # boundary may round either way), and at most `max_off` elements off by one.
+# `out_bool`: the operator's result is bool (inputs may be "bool" too), compared
+# as 1.0 / 0.0 with the device's mask.
 # NaN matches NaN, and equal values (infinities) match. `post_reciprocal`:
 # the reference is 1 / the operator's result (Sqrt then Reciprocal).
 import json
@@ -26,10 +28,13 @@ def tensor(spec):
         return np.array(spec["data"], dtype=np.uint32).view(np.float32).reshape(spec["shape"])
     if spec["dtype"] == "i8":
         return np.array(spec["data"], dtype=np.int8).reshape(spec["shape"])
+    if spec["dtype"] == "bool":
+        return np.array(spec["data"], dtype=np.bool_).reshape(spec["shape"])
     return np.array(spec["data"], dtype=np.int64).reshape(spec["shape"])
 
 
-ELEM = {"f32": TensorProto.FLOAT, "i8": TensorProto.INT8, "i64": TensorProto.INT64}
+ELEM = {"f32": TensorProto.FLOAT, "i8": TensorProto.INT8, "i64": TensorProto.INT64,
+        "bool": TensorProto.BOOL}
 
 
 class Mismatch(Exception):
@@ -68,6 +73,9 @@ def check(case):
         out_elem = TensorProto.INT8
     else:
         nodes.append(helper.make_node(case["op"], names, ["y"], **case.get("attrs", {})))
+        if case.get("out_bool"):
+            # A bool result (comparisons, logic): the device's mask is 1.0 / +0.0.
+            out_elem = TensorProto.BOOL
     graph = helper.make_graph(nodes, "case", graph_inputs,
                               [helper.make_tensor_value_info("y", out_elem, list(case["out_shape"]))],
                               initializer=inits)
@@ -79,6 +87,8 @@ def check(case):
     opts.intra_op_num_threads = 1
     sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     want = sess.run(None, feeds)[0].reshape(-1)
+    if want.dtype == np.bool_:
+        want = want.astype(np.float32)
     if case.get("post_reciprocal"):
         # A second node, Reciprocal, as numpy's correctly rounded f32 1 / x.
         with np.errstate(divide="ignore"):

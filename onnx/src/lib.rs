@@ -14,6 +14,7 @@
 //!
 //! Documentation/userspace/onnx.rst lists the ops and how each maps.
 
+mod compare;
 mod fallback;
 mod movement;
 mod tensor;
@@ -145,6 +146,7 @@ pub fn import(bytes: &[u8], base: Option<&Path>, opts: &Options) -> Result<Model
         int8_consts: HashMap::new(),
         done: std::collections::HashSet::new(),
         segments: Vec::new(),
+        uint8: std::collections::HashSet::new(),
     };
     for t in &graph.initializer {
         imp.vals
@@ -177,6 +179,28 @@ pub fn import(bytes: &[u8], base: Option<&Path>, opts: &Options) -> Result<Model
             }
             r => r?,
         }
+        // uint8 flows through the ops that keep their input's type (the
+        // quantization ops say for themselves).
+        let own_type = matches!(
+            n.op_type.as_str(),
+            "QuantizeLinear"
+                | "DequantizeLinear"
+                | "QLinearConv"
+                | "QLinearMatMul"
+                | "Shape"
+                | "Size"
+        );
+        if !own_type && n.input.iter().any(|x| imp.uint8.contains(x)) {
+            imp.uint8.extend(n.output.iter().cloned());
+        }
+    }
+    // A uint8 result is int8 in the IR (the bytes with the top bit
+    // flipped): the model's reader would get the wrong bytes.
+    if let Some(vi) = graph.output.iter().find(|o| imp.uint8.contains(&o.name)) {
+        return Err(ImportError::Output {
+            name: vi.name.clone(),
+            why: "a uint8 output is not supported (uint8 runs as int8 on the NPU); dequantize it in the model".into(),
+        });
     }
     if !imp.segments.is_empty() {
         if let Some(seg) = imp.close_segment(graph.node.len())? {
@@ -416,13 +440,16 @@ struct Importer<'a> {
     consumers: HashMap<&'a str, Vec<usize>>,
     graph_outputs: std::collections::HashSet<&'a str>,
     /// Constant int8 tensors a DequantizeLinear folded (QDQ weights), by
-    /// the folded value's name: the int8 data and the scales (one, or one
-    /// per index of axis 0).
-    int8_consts: HashMap<String, (Vec<i8>, Vec<f32>, usize)>,
+    /// the folded value's name: the int8 data, the scales (one, or one
+    /// per index of the axis), the axis and the zero point (0 per channel).
+    int8_consts: HashMap<String, (Vec<i8>, Vec<f32>, usize, i8)>,
     /// Nodes mapped together with an earlier one.
     done: std::collections::HashSet<usize>,
     /// Finished steps, when nodes fall back to the CPU.
     segments: Vec<Segment>,
+    /// ONNX values of type uint8 (by name): in the IR each is the int8
+    /// value `q - 128` with zero point `zp - 128` (`npu::ir::u8_to_i8`).
+    uint8: std::collections::HashSet<String>,
 }
 
 /// The node being mapped, for error messages.
@@ -581,9 +608,7 @@ impl Importer<'_> {
             .add(&name, op, None)
             .map_err(|e| ctx.err(e.to_string()))
     }
-    // Unused since LeakyRelu and the hard activations became IR ops; kept
-    // for the decompositions other branches add.
-    #[allow(dead_code)]
+    /// A one-element f32 constant (an immediate where an op reads it).
     fn scalar_const(&mut self, ctx: &Ctx, x: f32) -> Result<ValueId, ImportError> {
         let base = format!(
             "{}/const",
@@ -687,6 +712,7 @@ impl Importer<'_> {
                 }
                 self.set(&ctx, Val::Ir(x));
             }
+            op if compare::maps(op) || op == "Cast" => self.logic(&ctx)?,
             "Identity" | "Dropout" => {
                 if n.output.len() > 1 && !n.output[1].is_empty() {
                     return Err(ctx.err("the dropout mask output is not supported"));
@@ -1158,14 +1184,12 @@ impl Importer<'_> {
         let Op::Dequantize { x: xq } = self.g.node(xd).op else {
             return Ok(false);
         };
+        // Any activation zero point: the IR's int8 MAC ops correct for it.
         let sx = match self.g.ty(xq).quant {
-            Some(Quant::PerTensor {
-                scale,
-                zero_point: 0,
-            }) => scale,
+            Some(Quant::PerTensor { scale, .. }) => scale,
             _ => return Ok(false),
         };
-        let Some((wq, ws, waxis)) = ctx
+        let Some((wq, ws, waxis, wz)) = ctx
             .n
             .input
             .get(1)
@@ -1185,9 +1209,12 @@ impl Importer<'_> {
             return Ok(false);
         }
         let qctx = Ctx { n: qn };
-        let (ys, yz) = match self.qparams(&qctx, 1, "y") {
-            Ok((s, z)) if s.len() == 1 => (s[0], z[0]),
+        let ys = match self.host(&qctx, 1, "y scale").map(|t| t.data.as_f32()) {
+            Ok(s) if s.len() == 1 => s[0],
             _ => return Ok(false),
+        };
+        let Ok((yz, y_uint8)) = self.qdq_zero_point(&qctx) else {
+            return Ok(false);
         };
         let w = match self.input(ctx, 1)? {
             Val::Host(t) if t.shape.len() == if conv { 4 } else { 2 } => t,
@@ -1199,9 +1226,9 @@ impl Importer<'_> {
         let wquant = match ws.len() {
             1 => Quant::PerTensor {
                 scale: ws[0],
-                zero_point: 0,
+                zero_point: wz,
             },
-            n if n == k && waxis == kaxis => Quant::PerChannel {
+            n if n == k && waxis == kaxis && wz == 0 => Quant::PerChannel {
                 scales: ws.clone(),
                 axis: kaxis,
             },
@@ -1286,6 +1313,9 @@ impl Importer<'_> {
         let Ok(v) = self.add(&qout, op, Some(yq), ctx) else {
             return Ok(false);
         };
+        if y_uint8 {
+            self.uint8.insert(qout.clone());
+        }
         self.vals.insert(qout, Val::Ir(v));
         self.done.insert(qi);
         Ok(true)
@@ -1719,16 +1749,14 @@ impl Importer<'_> {
             Some(Val::Host(HostTensor {
                 data: Data::I8(v), ..
             })) => v,
+            // uint8: the int8 zero point `zp - 128` (exact: the values
+            // shift by 128 with it, npu::ir::u8_to_i8).
             Some(Val::Host(HostTensor {
-                data: Data::U8(_), ..
-            })) => {
-                return Err(ctx.err(format!(
-                    "{what}: uint8 quantization has no IR type yet (int8 only)"
-                )))
-            }
+                data: Data::U8(v), ..
+            })) => v.iter().map(|&z| npu::ir::u8_zero_point(z)).collect(),
             Some(_) => {
                 return Err(ctx.err(format!(
-                    "{what}: the zero point must be a constant int8 tensor"
+                    "{what}: the zero point must be a constant int8 or uint8 tensor"
                 )))
             }
         };
@@ -1754,30 +1782,42 @@ impl Importer<'_> {
         if xs.len() != 1 || ys.len() != 1 {
             return Err(ctx.err("x and y need per-tensor quantization"));
         }
-        if xz[0] != 0 || wz.iter().any(|&z| z != 0) {
+        // The IR's int8 conv2d and gemm take any activation zero point and
+        // a per-tensor weight zero point (the correction terms); its
+        // per-channel weights are symmetric.
+        if wz.len() > 1 && wz.iter().any(|&z| z != 0) {
             return Err(ctx.err(format!(
-                "asymmetric int8 (x zero point {}, w zero points {:?}) is not in the IR yet: its int8 conv and gemm take zero point 0",
-                xz[0],
+                "per-channel weight zero points {:?} must be 0 (int8) or 128 (uint8): the IR's per-channel weights are symmetric",
                 &wz[..wz.len().min(4)]
             )));
         }
         let x = self.ir_input(ctx, 0)?;
         let xq = Quant::PerTensor {
             scale: xs[0],
-            zero_point: 0,
+            zero_point: xz[0],
         };
         if self.g.ty(x).quant.as_ref() != Some(&xq) {
             return Err(ctx.err(format!(
-                "the input is {}, this node reads it as scale {} zp 0",
+                "the input is {}, this node reads it as scale {} zp {}",
                 self.g.ty(x),
-                xs[0]
+                xs[0],
+                xz[0]
             )));
         }
         let w = self.host(ctx, 3, "weight")?;
         let wdata = match &w.data {
             Data::I8(v) => v.clone(),
-            other => return Err(ctx.err(format!("the weight is {}, int8 expected", other.kind()))),
+            Data::U8(v) => npu::ir::u8_to_i8(v),
+            other => {
+                return Err(ctx.err(format!(
+                    "the weight is {}, int8 or uint8 expected",
+                    other.kind()
+                )))
+            }
         };
+        if self.zero_point_is_u8(ctx, 7) {
+            self.uint8.extend(ctx.n.output.first().cloned());
+        }
         // Output channels: axis 0 of a KCRS conv weight, axis 1 of a [K, N]
         // matmul weight.
         let axis = if conv { 0 } else { 1 };
@@ -1787,7 +1827,7 @@ impl Importer<'_> {
         let wq = if ws.len() == 1 {
             Quant::PerTensor {
                 scale: ws[0],
-                zero_point: 0,
+                zero_point: wz[0],
             }
         } else if ws.len() == w.shape[axis] {
             Quant::PerChannel { scales: ws, axis }
@@ -1873,23 +1913,55 @@ impl Importer<'_> {
         }
     }
 
-    /// QuantizeLinear / DequantizeLinear with per-tensor int8 parameters.
+    /// Whether input `i` of the node is a uint8 zero point.
+    fn zero_point_is_u8(&self, ctx: &Ctx, i: usize) -> bool {
+        matches!(
+            self.opt_input(ctx, i),
+            Ok(Some(Val::Host(HostTensor {
+                data: Data::U8(_),
+                ..
+            })))
+        )
+    }
+
+    /// The int8 zero point of a QuantizeLinear / DequantizeLinear (input
+    /// 2) and whether the quantized side is uint8. Without a zero point
+    /// ONNX's QuantizeLinear makes uint8 with zero point 0 (int8 with
+    /// `output_dtype` 3, opset 21), and DequantizeLinear reads its input's
+    /// type; uint8 runs as int8 with zero point `zp - 128`.
+    fn qdq_zero_point(&self, ctx: &Ctx) -> Result<(i8, bool), ImportError> {
+        match self.opt_input(ctx, 2)? {
+            None => {
+                let u8 = if ctx.n.op_type == "QuantizeLinear" {
+                    ctx.int("output_dtype", 0) != 3
+                } else {
+                    ctx.n.input.first().is_some_and(|x| self.uint8.contains(x))
+                };
+                Ok(if u8 {
+                    (npu::ir::u8_zero_point(0), true)
+                } else {
+                    (0, false)
+                })
+            }
+            Some(Val::Host(HostTensor {
+                data: Data::I8(v), ..
+            })) if v.len() == 1 => Ok((v[0], false)),
+            Some(Val::Host(HostTensor {
+                data: Data::U8(v), ..
+            })) if v.len() == 1 => Ok((npu::ir::u8_zero_point(v[0]), true)),
+            Some(_) => Err(ctx.err("the zero point must be a constant int8 or uint8 scalar")),
+        }
+    }
+
+    /// QuantizeLinear / DequantizeLinear with per-tensor int8 or uint8
+    /// parameters.
     fn qdq(&mut self, ctx: &Ctx) -> Result<(), ImportError> {
         let scale = self.host(ctx, 1, "scale")?;
         if scale.elems() != 1 {
             return Err(ctx.err("per-axis quantization of activations is not supported; the scale must be one value"));
         }
         let scale = scale.data.as_f32()[0];
-        let zp = match self.opt_input(ctx, 2)? {
-            None => 0,
-            Some(Val::Host(HostTensor {
-                data: Data::I8(v), ..
-            })) if v.len() == 1 => v[0],
-            Some(Val::Host(HostTensor {
-                data: Data::U8(_), ..
-            })) => return Err(ctx.err("uint8 quantization has no IR type yet (int8 only)")),
-            Some(_) => return Err(ctx.err("the zero point must be a constant int8 scalar")),
-        };
+        let (zp, uint8) = self.qdq_zero_point(ctx)?;
         let q = Quant::PerTensor {
             scale,
             zero_point: zp,
@@ -1898,6 +1970,9 @@ impl Importer<'_> {
         if ctx.n.op_type == "QuantizeLinear" {
             let name = ctx.n.input[0].clone();
             let x = self.ir(&x, &name, ctx)?;
+            if uint8 {
+                self.uint8.extend(ctx.n.output.first().cloned());
+            }
             return self.emit(ctx, Op::Quantize { x }, Some(q));
         }
         match x {
@@ -2101,9 +2176,15 @@ impl Importer<'_> {
                     .flatten()
                     .and_then(|t| t.data.as_i64())
                     .unwrap_or(vec![0]);
-                let int8 = match &x.data {
-                    Data::I8(v) => Some(v.clone()),
-                    _ => None,
+                // uint8 weights run as int8 `q - 128` with zero point
+                // `zp - 128`: symmetric where the uint8 zero point is 128.
+                let (int8, zp8) = match &x.data {
+                    Data::I8(v) => (Some(v.clone()), zp.clone()),
+                    Data::U8(v) => (
+                        Some(npu::ir::u8_to_i8(v)),
+                        zp.iter().map(|&z| z - 128).collect(),
+                    ),
+                    _ => (None, vec![]),
                 };
                 let xs = x
                     .data
@@ -2139,14 +2220,19 @@ impl Importer<'_> {
                         (q - z) as f32 * scale[c.min(scale.len() - 1)]
                     })
                     .collect();
-                // Symmetric int8 per-tensor or per-output-channel weights:
-                // kept, so a conv reading them can run in int8.
+                // Per-tensor (any zero point) or symmetric per-channel int8
+                // weights: kept, so a conv reading them can run in int8.
                 if let Some(q) = int8 {
-                    if zp.iter().all(|&z| z == 0) {
-                        if let Some(out) = n.output.first() {
-                            self.int8_consts
-                                .insert(out.clone(), (q, scale.clone(), if per { ax } else { 0 }));
-                        }
+                    let zp = match zp8.as_slice() {
+                        z if z.iter().all(|&z| z == 0) => Some(0),
+                        [z] if !per => i8::try_from(*z).ok(),
+                        _ => None,
+                    };
+                    if let (Some(zp), Some(out)) = (zp, n.output.first()) {
+                        self.int8_consts.insert(
+                            out.clone(),
+                            (q, scale.clone(), if per { ax } else { 0 }, zp),
+                        );
                     }
                 }
                 HostTensor {
@@ -2154,6 +2240,7 @@ impl Importer<'_> {
                     data: Data::F32(data),
                 }
             }
+            op if compare::maps(op) => compare::fold(ctx, &ins)?,
             // The rest (among them Reshape, Flatten, Squeeze, Unsqueeze,
             // Identity, Shape) keeps known values known when it is mapped.
             _ => return Ok(None),

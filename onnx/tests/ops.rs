@@ -553,8 +553,14 @@ fn unsupported_nodes_are_named() {
         &[("y", &[1, 4])],
         13,
     );
-    let (_, _, why) = refused(&m);
-    assert!(why.contains("uint8"), "{why}");
+    // A uint8 graph output: int8 bytes on the NPU, refused.
+    match import(&m.write_to_bytes().unwrap(), None, &Options::default()) {
+        Err(ImportError::Output { name, why }) => {
+            assert_eq!(name, "y");
+            assert!(why.contains("uint8"), "{why}");
+        }
+        other => panic!("expected the uint8 output refused, got {other:?}"),
+    }
     // Integer arithmetic on int8 tensors (ONNX wraps; the IR's int8 ops
     // compute on real values): refused.
     let m = model(
@@ -733,16 +739,54 @@ fn qlinear_ops_match_onnxruntime() {
     };
     let (code, report) = run_against_ort(&case, &bytes, &d, &path, "qlinear");
     assert_eq!(code, 0, "{report}");
-    // Asymmetric activations are refused, naming the node.
+    // Asymmetric activations and weights (per tensor): the IR's
+    // zero-point corrections, against onnxruntime.
     let mut m = m;
     m.graph.as_mut().unwrap().initializer[1] = int8_scalar("zx", 5);
-    let e = import(&m.write_to_bytes().unwrap(), None, &Options::default()).unwrap_err();
-    assert!(
-        e.to_string()
-            .contains("node `qmm` (QLinearMatMul): asymmetric int8"),
-        "{e}"
-    );
+    m.graph.as_mut().unwrap().initializer[4] = int8_scalar("zw", -3);
+    let bytes = m.write_to_bytes().unwrap();
+    std::fs::write(&path, &bytes).unwrap();
+    let (code, report) = run_against_ort(&case, &bytes, &d, &path, "qlinear");
+    assert_eq!(code, 0, "{report}");
     let _ = std::fs::remove_dir_all(&d);
+}
+
+/// Per-channel weight zero points other than 0 are refused, naming the
+/// node (the IR's per-channel weights are symmetric).
+#[test]
+fn per_channel_weight_zero_points_are_refused() {
+    let w: Vec<i8> = weights(2 * 3 * 9, 51)
+        .iter()
+        .map(|x| (x * 250.0) as i8)
+        .collect();
+    let m = model(
+        vec![
+            node("QuantizeLinear", "q", &["x", "sx", "zx"], &["xq"], &[]),
+            node(
+                "QLinearConv",
+                "qconv",
+                &["xq", "sx", "zx", "w", "sw", "zw", "sy", "zy"],
+                &["yq"],
+                &[],
+            ),
+            node("DequantizeLinear", "dq", &["yq", "sy", "zy"], &["y"], &[]),
+        ],
+        vec![
+            tensor("sx", &[], &[0.02]),
+            int8_scalar("zx", 4),
+            int8_tensor("w", &[2, 3, 3, 3], &w),
+            tensor("sw", &[2], &[0.003, 0.004]),
+            int8_tensor("zw", &[2], &[0, 1]),
+            tensor("sy", &[], &[0.05]),
+            int8_scalar("zy", 0),
+        ],
+        &[("x", &[1, 3, 5, 5])],
+        &[("y", &[1, 2, 3, 3])],
+        13,
+    );
+    let (node_name, op, why) = refused(&m);
+    assert_eq!((node_name.as_str(), op.as_str()), ("qconv", "QLinearConv"));
+    assert!(why.contains("per-channel weight zero points"), "{why}");
 }
 
 /// Damaged files are errors, never panics: every model the tests fetch,
@@ -1605,4 +1649,289 @@ fn legacy_upsample_and_resize_match_onnxruntime() {
         10,
     );
     matches_ort("resize10", &m, 1e-5);
+}
+
+fn bool_init(name: &str, dims: &[i64], v: &[bool]) -> TensorProto {
+    let mut t = TensorProto::new();
+    t.name = name.into();
+    t.data_type = 9;
+    t.dims = dims.to_vec();
+    t.raw_data = v.iter().map(|&b| b as u8).collect();
+    t
+}
+
+/// A value of ONNX element type `elem` (9: bool).
+fn typed_value(name: &str, dims: &[i64], elem: i32) -> ValueInfoProto {
+    let mut v = value(name, dims);
+    if let Some(type_proto::Value::TensorType(tt)) = v.type_.mut_or_insert_default().value.as_mut()
+    {
+        tt.elem_type = elem;
+    }
+    v
+}
+
+/// Comparisons, logic and Where on the NPU, as ONNX defines them, against
+/// onnxruntime on the same file: `Where(Less(x, y), x, y)` (the minimum),
+/// a per-column constant and a -inf scalar, a broadcast first operand
+/// (LessOrEqual of a [4, 5] by [2, 3, 4, 5]), Equal of a Relu and its
+/// input, Not, And, Or and Xor with a bool constant, Cast both ways, a bool
+/// output (the mask, compared as 1.0 / 0.0), a Where with three operands
+/// broadcast differently, and the shape arithmetic of an exporter folded on
+/// the host (Greater and Where on Shape, then a Reshape).
+#[test]
+fn comparisons_and_where_match_onnxruntime() {
+    let mask_c: Vec<bool> = (0..15).map(|i| i % 3 != 1).collect();
+    let inits = vec![
+        tensor("row", &[5], &[-0.5, -0.1, 0.0, 0.2, 0.6]),
+        tensor("ninf", &[], &[f32::NEG_INFINITY]),
+        tensor("zero", &[], &[0.0]),
+        bool_init("mask_c", &[1, 3, 1, 5], &mask_c),
+        i64_init("three", &[3]),
+        i64_init("sixes", &[6, 1, 1, 1]),
+    ];
+    let nodes = vec![
+        node("Less", "lt", &["x", "y"], &["lt"], &[]),
+        node("Where", "w_min", &["lt", "x", "y"], &["w_min"], &[]),
+        node("Greater", "gt", &["x", "row"], &["gt"], &[]),
+        node("Where", "w_gt", &["gt", "x", "ninf"], &["w_gt"], &[]),
+        node("LessOrEqual", "le", &["z", "x"], &["le"], &[]),
+        node("GreaterOrEqual", "ge", &["x", "y"], &["ge"], &[]),
+        node("Relu", "relu", &["x"], &["rx"], &[]),
+        node("Equal", "eq", &["rx", "x"], &["eq"], &[]),
+        node("Not", "not", &["eq"], &["neq"], &[]),
+        node("And", "and", &["le", "ge"], &["a1"], &[]),
+        node("Or", "or", &["a1", "neq"], &["o1"], &[]),
+        node("Xor", "xor", &["o1", "mask_c"], &["x1"], &[]),
+        node("Cast", "to_f", &["x1"], &["logic"], &[("to", A::I(1))]),
+        node("Where", "w3", &["mask_c", "z", "x"], &["w3"], &[]),
+        node("Cast", "to_b", &["w3"], &["w3b"], &[("to", A::I(9))]),
+        node("Where", "w4", &["w3b", "y", "zero"], &["w4"], &[]),
+        node("Shape", "shape", &["x"], &["s"], &[]),
+        node("Greater", "big", &["s", "three"], &["sbig"], &[]),
+        node("Where", "target", &["sbig", "s", "sixes"], &["t"], &[]),
+        node("Reshape", "rs", &["x", "t"], &["xr"], &[]),
+        node("Less", "neg", &["xr", "zero"], &["xneg"], &[]),
+        node("Where", "relu2", &["xneg", "zero", "xr"], &["relu2"], &[]),
+    ];
+    let s: &[i64] = &[2, 3, 4, 5];
+    let mut m = model(
+        nodes,
+        inits,
+        &[("x", s), ("y", s), ("z", &[4, 5])],
+        &[
+            ("w_min", s),
+            ("w_gt", s),
+            ("logic", s),
+            ("w3", s),
+            ("w4", s),
+            ("relu2", &[6, 1, 4, 5]),
+        ],
+        13,
+    );
+    let g = m.graph.as_mut().unwrap();
+    g.output.push(typed_value("eq", s, 9));
+    matches_ort("compare", &m, 0.0);
+    // All of it on the NPU (the Shape arithmetic folded): comparisons and
+    // SELECTs, no CPU fallback needed.
+    let bytes = m.write_to_bytes().unwrap();
+    let opts = Options {
+        cpu_fallback: true,
+        ..Default::default()
+    };
+    let imported = import(&bytes, None, &opts).unwrap();
+    assert!(imported.segments.is_empty());
+    let wheres = imported
+        .graph
+        .nodes()
+        .iter()
+        .filter(|n| matches!(n.op, npu::ir::Op::Where { .. }))
+        .count();
+    assert_eq!(wheres, 5, "the folded Where is not an IR op");
+}
+
+/// A bool graph input is refused with the reason (inputs are float32);
+/// a comparison of int8 values names the node.
+#[test]
+fn bool_inputs_and_int8_comparisons_are_refused() {
+    let mut m = model(
+        vec![node("Not", "not", &["b"], &["y"], &[])],
+        vec![],
+        &[],
+        &[("y", &[4])],
+        13,
+    );
+    m.graph
+        .as_mut()
+        .unwrap()
+        .input
+        .push(typed_value("b", &[4], 9));
+    match import(&m.write_to_bytes().unwrap(), None, &Options::default()) {
+        Err(ImportError::Input { name, why }) => {
+            assert_eq!(name, "b");
+            assert!(why.contains("float32"), "{why}");
+        }
+        other => panic!("expected the input refused, got {other:?}"),
+    }
+    let mut ys = TensorProto::new();
+    ys.name = "ys".into();
+    ys.data_type = 1;
+    ys.float_data = vec![0.1];
+    let m = model(
+        vec![
+            node("QuantizeLinear", "q", &["x", "ys", "yz"], &["xq"], &[]),
+            node("Less", "cmp", &["xq", "xq"], &["y"], &[]),
+        ],
+        vec![ys, int8_scalar("yz", 0)],
+        &[("x", &[4])],
+        &[("y", &[4])],
+        13,
+    );
+    let (node_name, op, why) = refused(&m);
+    assert_eq!((node_name.as_str(), op.as_str()), ("cmp", "Less"));
+    assert!(why.contains("f32"), "{why}");
+}
+
+fn u8_scalar(name: &str, v: u8) -> TensorProto {
+    let mut t = TensorProto::new();
+    t.name = name.into();
+    t.data_type = 2;
+    t.raw_data = vec![v];
+    t
+}
+
+fn u8_tensor(name: &str, dims: &[i64], v: &[u8]) -> TensorProto {
+    let mut t = TensorProto::new();
+    t.name = name.into();
+    t.data_type = 2;
+    t.dims = dims.to_vec();
+    t.raw_data = v.to_vec();
+    t
+}
+
+/// uint8 quantization runs as int8 (`q - 128`, zero point `zp - 128`):
+/// QuantizeLinear with a uint8 zero point of 200 (inputs saturate at 0 and
+/// 255), a Transpose and a Flatten of the uint8 values, DequantizeLinear;
+/// QuantizeLinear without a zero point (ONNX: uint8, zero point 0) and
+/// its DequantizeLinear without one; against onnxruntime.
+#[test]
+fn uint8_quantize_dequantize_match_onnxruntime() {
+    let inits = vec![
+        tensor("s", &[], &[0.004]),
+        u8_scalar("z", 200),
+        tensor("s0", &[], &[0.003]),
+    ];
+    let nodes = vec![
+        node("QuantizeLinear", "q", &["x", "s", "z"], &["xq"], &[]),
+        node(
+            "Transpose",
+            "swap",
+            &["xq"],
+            &["pq"],
+            &[("perm", A::Is(&[0, 1, 3, 2]))],
+        ),
+        node("Flatten", "flat", &["pq"], &["fq"], &[]),
+        node("DequantizeLinear", "dq", &["fq", "s", "z"], &["y"], &[]),
+        node("QuantizeLinear", "q0", &["x", "s0"], &["xq0"], &[]),
+        node("DequantizeLinear", "dq0", &["xq0", "s0"], &["y0"], &[]),
+    ];
+    let m = model(
+        nodes,
+        inits,
+        &[("x", &[1, 2, 6, 6])],
+        &[("y", &[1, 72]), ("y0", &[1, 2, 6, 6])],
+        13,
+    );
+    matches_ort("uint8_qdq", &m, 0.0);
+}
+
+/// QLinearConv with uint8 activations and weights (zero points 131 and
+/// 120: the IR's int8 zero points 3 and -8) and a uint8 result zero point
+/// of 77, and QLinearMatMul with uint8 activations and int8 weights; the
+/// QDQ conv onnxruntime's quantizer writes, with those uint8 activations
+/// and weights, runs as an int8 conv2d. Against onnxruntime.
+#[test]
+fn uint8_qlinear_and_qdq_convs_match_onnxruntime() {
+    let wv: Vec<u8> = weights(4 * 2 * 9, 33)
+        .iter()
+        .map(|x| (128.0 + x * 220.0) as u8)
+        .collect();
+    let bias = {
+        let mut t = TensorProto::new();
+        t.name = "b".into();
+        t.data_type = 6;
+        t.dims = vec![4];
+        t.int32_data = vec![-300, 0, 150, 999];
+        t
+    };
+    let mut wm = TensorProto::new();
+    wm.name = "wm".into();
+    wm.data_type = 3;
+    wm.dims = vec![6, 3];
+    wm.raw_data = weights(18, 34)
+        .iter()
+        .map(|x| ((x * 250.0) as i8) as u8)
+        .collect();
+    let inits = vec![
+        tensor("sx", &[], &[0.01]),
+        u8_scalar("zx", 131),
+        u8_tensor("w", &[4, 2, 3, 3], &wv),
+        tensor("sw", &[], &[0.005]),
+        u8_scalar("zw", 120),
+        tensor("sy", &[], &[0.02]),
+        u8_scalar("zy", 77),
+        bias,
+        wm,
+        tensor("swm", &[], &[0.004]),
+        int8_scalar("zwm", 0),
+        tensor("sm", &[], &[0.01]),
+        u8_scalar("zm", 120),
+    ];
+    let nodes = vec![
+        node("QuantizeLinear", "q", &["x", "sx", "zx"], &["xq"], &[]),
+        node(
+            "QLinearConv",
+            "qconv",
+            &["xq", "sx", "zx", "w", "sw", "zw", "sy", "zy", "b"],
+            &["yq"],
+            &[("pads", A::Is(&[1, 1, 1, 1]))],
+        ),
+        node("DequantizeLinear", "dq", &["yq", "sy", "zy"], &["y"], &[]),
+        node("Reshape", "rows", &["xq", "shape"], &["xr"], &[]),
+        node(
+            "QLinearMatMul",
+            "qmm",
+            &["xr", "sx", "zx", "wm", "swm", "zwm", "sm", "zm"],
+            &["mq"],
+            &[],
+        ),
+        node("DequantizeLinear", "dqm", &["mq", "sm", "zm"], &["m"], &[]),
+        // QDQ: DequantizeLinear of x and of the uint8 weight, Conv,
+        // QuantizeLinear (uint8), DequantizeLinear.
+        node("DequantizeLinear", "dqx", &["xq", "sx", "zx"], &["xd"], &[]),
+        node("DequantizeLinear", "dqw", &["w", "sw", "zw"], &["wd"], &[]),
+        node("Conv", "conv", &["xd", "wd"], &["c"], &[]),
+        node("QuantizeLinear", "qc", &["c", "sy", "zy"], &["cq"], &[]),
+        node("DequantizeLinear", "dqc", &["cq", "sy", "zy"], &["cd"], &[]),
+    ];
+    let mut inits = inits;
+    inits.push(i64_init("shape", &[10, 6]));
+    let m = model(
+        nodes,
+        inits,
+        &[("x", &[1, 2, 5, 6])],
+        &[("y", &[1, 4, 5, 6]), ("m", &[10, 3]), ("cd", &[1, 4, 3, 4])],
+        13,
+    );
+    matches_ort("uint8_qlinear", &m, 1e-6);
+    let imported = import(&m.write_to_bytes().unwrap(), None, &Options::default()).unwrap();
+    let int8_convs = imported
+        .graph
+        .nodes()
+        .iter()
+        .filter(|n| matches!(n.op, npu::ir::Op::Conv2d { .. }) && n.ty.dtype == npu::DType::I8)
+        .count();
+    assert_eq!(
+        int8_convs, 2,
+        "the QLinearConv and the QDQ conv run in int8"
+    );
 }

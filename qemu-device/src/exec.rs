@@ -8,6 +8,8 @@
 use crate::cost::{CostModel, Engine, Timeline};
 use crate::mem::{bus_read, bus_read_span, bus_readable, bus_write_rows};
 use crate::mmu::{Access, JobFault, Mmu, PAGE_SIZE};
+mod select;
+
 use npu_isa::{
     requantize, Axis, BinaryOp, Broadcast, Conversion, DType, Fault, Insn, PoolGeom, PoolOp,
     ReduceOp, Strided, Tile, UnaryOp, INSN_SIZE,
@@ -190,6 +192,8 @@ pub struct Executor {
     scratch: [Vec<u32>; 2],
     /// The DMA engine's row grouping, kept between instructions.
     dma: InPageRows,
+    /// SELECT's operand copies, kept between instructions.
+    select: select::Scratch,
 }
 
 /// The command processor's hold on a running job: polled before every
@@ -223,6 +227,7 @@ impl Executor {
             cost,
             scratch: Default::default(),
             dma: InPageRows::new(),
+            select: Default::default(),
         }
     }
 
@@ -927,6 +932,32 @@ impl Executor {
                 done?;
                 tl.issue(Engine::Compute, &[ins.range()], &[outs.range()], cycles);
             }
+            Insn::Select {
+                dtype: _,
+                rows,
+                cols,
+                cond,
+                a,
+                b,
+                out,
+            } => {
+                let done = select::select(
+                    &mut self.sram,
+                    &mut self.select,
+                    (rows, cols),
+                    [cond, a, b],
+                    out,
+                )
+                .map_err(op)?;
+                let cycles = cost.vector(done.elems, false);
+                ctl.charge(cycles);
+                tl.issue(
+                    Engine::Compute,
+                    &done.reads[..done.nreads],
+                    &[done.write],
+                    cycles,
+                );
+            }
         }
         Ok(())
     }
@@ -1351,7 +1382,7 @@ fn binary_tile(
             }
         };
     }
-    with_op!(Add, Sub, Mul, Div, Max, Min, Prelu);
+    with_op!(Add, Sub, Mul, Div, Max, Min, Prelu, Eq, Ne, Lt, Le, Gt, Ge, And, Or, Xor);
 }
 
 /// `unary(op, dtype, x, lo, hi)` of every element of the tile `out` (in
@@ -1420,6 +1451,16 @@ fn unary_tile(
     );
 }
 
+/// A mask element: f32 1.0 where true, +0.0 where false.
+#[inline(always)]
+fn mask(b: bool) -> u32 {
+    if b {
+        1.0f32.to_bits()
+    } else {
+        0
+    }
+}
+
 #[inline(always)]
 fn binary(op: BinaryOp, dtype: DType, a: u32, b: u32) -> u32 {
     match dtype {
@@ -1439,6 +1480,16 @@ fn binary(op: BinaryOp, dtype: DType, a: u32, b: u32) -> u32 {
                         x
                     }
                 }
+                // IEEE comparisons: false with a NaN, except ne.
+                BinaryOp::Eq => return mask(x == y),
+                BinaryOp::Ne => return mask(x != y),
+                BinaryOp::Lt => return mask(x < y),
+                BinaryOp::Le => return mask(x <= y),
+                BinaryOp::Gt => return mask(x > y),
+                BinaryOp::Ge => return mask(x >= y),
+                BinaryOp::And => return mask(x != 0.0 && y != 0.0),
+                BinaryOp::Or => return mask(x != 0.0 || y != 0.0),
+                BinaryOp::Xor => return mask((x != 0.0) != (y != 0.0)),
             };
             r.to_bits()
         }
@@ -1456,6 +1507,16 @@ fn binary(op: BinaryOp, dtype: DType, a: u32, b: u32) -> u32 {
                 BinaryOp::Min => x.min(y),
                 // f32 only: the decoder refuses it for i32.
                 BinaryOp::Prelu => x,
+                // Masks are f32 for i32 operands too.
+                BinaryOp::Eq => return mask(x == y),
+                BinaryOp::Ne => return mask(x != y),
+                BinaryOp::Lt => return mask(x < y),
+                BinaryOp::Le => return mask(x <= y),
+                BinaryOp::Gt => return mask(x > y),
+                BinaryOp::Ge => return mask(x >= y),
+                BinaryOp::And => return mask(x != 0 && y != 0),
+                BinaryOp::Or => return mask(x != 0 || y != 0),
+                BinaryOp::Xor => return mask((x != 0) != (y != 0)),
             };
             r as u32
         }

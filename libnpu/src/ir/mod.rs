@@ -164,10 +164,23 @@ pub enum BinaryOp {
     /// ONNX PRelu: `a < 0 ? a * b : a`, `b` the slope (broadcast, usually
     /// one per channel).
     Prelu,
+    // Comparisons and logic (f32 operands): the result is a mask, an f32
+    // tensor of 1.0 (true) and +0.0 (false); ONNX's bool tensors. IEEE
+    // rules: a comparison with NaN is false except not_equal; -0 == +0. The
+    // logic ops read an operand as true where it is not zero (NaN is true).
+    Equal,
+    NotEqual,
+    Less,
+    LessOrEqual,
+    Greater,
+    GreaterOrEqual,
+    And,
+    Or,
+    Xor,
 }
 
 impl BinaryOp {
-    pub const ALL: [BinaryOp; 7] = [
+    pub const ALL: [BinaryOp; 16] = [
         BinaryOp::Add,
         BinaryOp::Sub,
         BinaryOp::Mul,
@@ -175,7 +188,43 @@ impl BinaryOp {
         BinaryOp::Max,
         BinaryOp::Min,
         BinaryOp::Prelu,
+        BinaryOp::Equal,
+        BinaryOp::NotEqual,
+        BinaryOp::Less,
+        BinaryOp::LessOrEqual,
+        BinaryOp::Greater,
+        BinaryOp::GreaterOrEqual,
+        BinaryOp::And,
+        BinaryOp::Or,
+        BinaryOp::Xor,
     ];
+    /// The result is a mask (f32 1.0 / +0.0).
+    pub fn gives_mask(self) -> bool {
+        matches!(
+            self,
+            BinaryOp::Equal
+                | BinaryOp::NotEqual
+                | BinaryOp::Less
+                | BinaryOp::LessOrEqual
+                | BinaryOp::Greater
+                | BinaryOp::GreaterOrEqual
+                | BinaryOp::And
+                | BinaryOp::Or
+                | BinaryOp::Xor
+        )
+    }
+    /// The op computing `op(b, a)` as `mirrored(a, b)`, where there is one
+    /// (the commutative ops are their own).
+    pub fn mirrored(self) -> Option<BinaryOp> {
+        match self {
+            BinaryOp::Less => Some(BinaryOp::Greater),
+            BinaryOp::LessOrEqual => Some(BinaryOp::GreaterOrEqual),
+            BinaryOp::Greater => Some(BinaryOp::Less),
+            BinaryOp::GreaterOrEqual => Some(BinaryOp::LessOrEqual),
+            op if op.commutative() => Some(op),
+            _ => None,
+        }
+    }
     pub fn name(self) -> &'static str {
         match self {
             BinaryOp::Add => "add",
@@ -185,12 +234,29 @@ impl BinaryOp {
             BinaryOp::Max => "max",
             BinaryOp::Min => "min",
             BinaryOp::Prelu => "prelu",
+            BinaryOp::Equal => "equal",
+            BinaryOp::NotEqual => "not_equal",
+            BinaryOp::Less => "less",
+            BinaryOp::LessOrEqual => "less_equal",
+            BinaryOp::Greater => "greater",
+            BinaryOp::GreaterOrEqual => "greater_equal",
+            BinaryOp::And => "and",
+            BinaryOp::Or => "or",
+            BinaryOp::Xor => "xor",
         }
     }
     pub fn commutative(self) -> bool {
         matches!(
             self,
-            BinaryOp::Add | BinaryOp::Mul | BinaryOp::Max | BinaryOp::Min
+            BinaryOp::Add
+                | BinaryOp::Mul
+                | BinaryOp::Max
+                | BinaryOp::Min
+                | BinaryOp::Equal
+                | BinaryOp::NotEqual
+                | BinaryOp::And
+                | BinaryOp::Or
+                | BinaryOp::Xor
         )
     }
 }
@@ -462,6 +528,14 @@ pub enum Op {
         mode: ResizeMode,
         coord: CoordMode,
     },
+    /// ONNX Where: `cond != 0 ? a : b` per element, the three operands
+    /// broadcast together (numpy rules); `cond` is a mask (any f32: true
+    /// where not +-0, so NaN is true), `a` and `b` f32, copied unchanged.
+    Where {
+        cond: ValueId,
+        a: ValueId,
+        b: ValueId,
+    },
 }
 
 impl Op {
@@ -497,6 +571,7 @@ impl Op {
             Op::DepthToSpace { .. } => "depth_to_space",
             Op::SpaceToDepth { .. } => "space_to_depth",
             Op::Resize { .. } => "resize",
+            Op::Where { .. } => "where",
         }
     }
     /// The values this op reads.
@@ -537,6 +612,7 @@ impl Op {
             | Op::DepthToSpace { x, .. }
             | Op::SpaceToDepth { x, .. }
             | Op::Resize { x, .. } => vec![*x],
+            Op::Where { cond, a, b } => vec![*cond, *a, *b],
         }
     }
 }
@@ -849,10 +925,18 @@ impl Graph {
                     out_quant,
                 )
             }
-            Op::Binary { a, b, .. } => {
+            Op::Binary { op: bop, a, b } => {
                 let (ta, tb) = (t(*a), t(*b));
                 let shape = broadcast_shape(&ta.shape, &tb.shape)
                     .ok_or_else(|| err(format!("shapes {:?} and {:?} do not broadcast (numpy rules: trailing dimensions must be equal or 1)", ta.shape, tb.shape)))?;
+                if bop.gives_mask() && (ta.dtype, tb.dtype) != (DType::F32, DType::F32) {
+                    return Err(err(format!(
+                        "{} takes two f32 operands (dequantize int8 ones first), got {} and {}",
+                        bop.name(),
+                        ta,
+                        tb
+                    )));
+                }
                 match (ta.dtype, tb.dtype) {
                     (DType::F32, DType::F32) => Ok(TensorType::new(DType::F32, &shape)),
                     (DType::I8, DType::I8) => via_f32(&[ta, tb], &shape, out_quant).map_err(&err),
@@ -1138,6 +1222,23 @@ impl Graph {
             | Op::DepthToSpace { .. }
             | Op::SpaceToDepth { .. }
             | Op::Resize { .. } => self.infer_movement(op, out_quant.as_ref()).map_err(&err),
+            Op::Where { cond, a, b } => {
+                let (tc, ta, tb) = (t(*cond), t(*a), t(*b));
+                if [tc, ta, tb].iter().any(|t| t.dtype != DType::F32) {
+                    return Err(err(format!(
+                        "where takes an f32 mask and two f32 values (dequantize int8 ones first), got {tc}, {ta} and {tb}"
+                    )));
+                }
+                let shape = broadcast_shape(&ta.shape, &tb.shape)
+                    .and_then(|s| broadcast_shape(&tc.shape, &s))
+                    .ok_or_else(|| {
+                        err(format!(
+                            "shapes {:?}, {:?} and {:?} do not broadcast (numpy rules: trailing dimensions must be equal or 1)",
+                            tc.shape, ta.shape, tb.shape
+                        ))
+                    })?;
+                Ok(TensorType::new(DType::F32, &shape))
+            }
         }
     }
 

@@ -664,6 +664,11 @@ pub fn remap(
             mode,
             coord,
         },
+        Op::Where { cond, a, b } => Op::Where {
+            cond: f(cond)?,
+            a: f(a)?,
+            b: f(b)?,
+        },
     })
 }
 

@@ -13,6 +13,7 @@ mod emit;
 mod movement;
 mod ops;
 mod plan;
+mod select;
 mod xformer;
 
 pub use emit::{BufferDesc, BufferKind, Program, ProgramParts};

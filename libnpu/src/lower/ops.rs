@@ -284,6 +284,9 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
                 node.name
             )))
         }
+        Op::Where { cond, a, b } => {
+            super::select::where_op(g, plan, step, e, [*cond, *a, *b], out)?
+        }
     }
     Ok(())
 }
@@ -1638,13 +1641,18 @@ fn binary(
 ) -> R<()> {
     let node = g.node(step.node);
     let oshape = &node.ty.shape;
-    let (mut a, mut b) = (a, b);
-    // Only the second operand broadcasts: swap a broadcast first operand;
-    // a - b is computed as -(b - a), which is exact.
+    let (mut a, mut b, mut op) = (a, b, op);
+    // Only the second operand broadcasts: swap a broadcast first operand
+    // (a < b is b > a); a - b is computed as -(b - a), which is exact.
     let mut negate = false;
-    if g.ty(a).elems() != node.ty.elems() && (op.commutative() || op == BinaryOp::Sub) {
-        std::mem::swap(&mut a, &mut b);
-        negate = op == BinaryOp::Sub;
+    if g.ty(a).elems() != node.ty.elems() {
+        if let Some(m) = op.mirrored() {
+            std::mem::swap(&mut a, &mut b);
+            op = m;
+        } else if op == BinaryOp::Sub {
+            std::mem::swap(&mut a, &mut b);
+            negate = true;
+        }
     }
     let unsupported = |why: String| LowerError::Unsupported {
         name: node.name.clone(),
@@ -1714,6 +1722,15 @@ fn binary(
         BinaryOp::Max => isa::BinaryOp::Max,
         BinaryOp::Min => isa::BinaryOp::Min,
         BinaryOp::Prelu => isa::BinaryOp::Prelu,
+        BinaryOp::Equal => isa::BinaryOp::Eq,
+        BinaryOp::NotEqual => isa::BinaryOp::Ne,
+        BinaryOp::Less => isa::BinaryOp::Lt,
+        BinaryOp::LessOrEqual => isa::BinaryOp::Le,
+        BinaryOp::Greater => isa::BinaryOp::Gt,
+        BinaryOp::GreaterOrEqual => isa::BinaryOp::Ge,
+        BinaryOp::And => isa::BinaryOp::And,
+        BinaryOp::Or => isa::BinaryOp::Or,
+        BinaryOp::Xor => isa::BinaryOp::Xor,
     };
     // int8: ((s_a, zp_a), (s_b, zp_b), (s_out, zp_out)); the language's
     // dequantize -> f32 op -> quantize on the SRAM tile (CONVERT i8->f32;

@@ -347,6 +347,21 @@ pub fn run(
             Op::LogSoftmax { x, axis } => {
                 TensorData::F32(log_softmax(&f32s(get(x)), &ty.shape, *axis))
             }
+            Op::Where { cond, a, b } => {
+                let (cv, av, bv) = (f32s(get(cond)), f32s(get(a)), f32s(get(b)));
+                let at = |v: &ValueId, i: usize| broadcast_index(i, &ty.shape, &graph.ty(*v).shape);
+                TensorData::F32(
+                    (0..ty.elems())
+                        .map(|i| {
+                            if cv[at(cond, i)] != 0.0 {
+                                av[at(a, i)]
+                            } else {
+                                bv[at(b, i)]
+                            }
+                        })
+                        .collect(),
+                )
+            }
             op => movement(graph, op, ty, |v| get(&v)).ok_or_else(|| {
                 RunError::Graph(format!("{}: no reference for {}", node.name, op.name()))
             })?,
@@ -450,6 +465,24 @@ pub fn binary_f32(op: BinaryOp, a: f32, b: f32) -> f32 {
                 a
             }
         }
+        BinaryOp::Equal => mask(a == b),
+        BinaryOp::NotEqual => mask(a != b),
+        BinaryOp::Less => mask(a < b),
+        BinaryOp::LessOrEqual => mask(a <= b),
+        BinaryOp::Greater => mask(a > b),
+        BinaryOp::GreaterOrEqual => mask(a >= b),
+        BinaryOp::And => mask(a != 0.0 && b != 0.0),
+        BinaryOp::Or => mask(a != 0.0 || b != 0.0),
+        BinaryOp::Xor => mask((a != 0.0) != (b != 0.0)),
+    }
+}
+
+/// A mask element: 1.0 where true, +0.0 where false.
+fn mask(b: bool) -> f32 {
+    if b {
+        1.0
+    } else {
+        0.0
     }
 }
 

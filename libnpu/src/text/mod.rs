@@ -700,8 +700,21 @@ fn build_op(name: &str, args: &[ValueId], kw: Kw) -> Result<Op, String> {
             };
             Ok(Op::Resize { x: args[0], size, scale, mode, coord })
         }
+        "equal" => binary(BinaryOp::Equal),
+        "not_equal" => binary(BinaryOp::NotEqual),
+        "less" => binary(BinaryOp::Less),
+        "less_equal" => binary(BinaryOp::LessOrEqual),
+        "greater" => binary(BinaryOp::Greater),
+        "greater_equal" => binary(BinaryOp::GreaterOrEqual),
+        "and" => binary(BinaryOp::And),
+        "or" => binary(BinaryOp::Or),
+        "xor" => binary(BinaryOp::Xor),
+        "where" => {
+            arity(3)?;
+            Ok(Op::Where { cond: args[0], a: args[1], b: args[2] })
+        }
         _ => Err(format!(
-            "unknown op `{name}`; ops are gemm, conv2d, add, sub, mul, div, max, min, prelu, relu, clamp, sigmoid, tanh, exp, sqrt, reciprocal, rsqrt, log, erf, gelu, gelu_tanh, leaky_relu, elu, hard_sigmoid, hard_swish, maxpool, avgpool, softmax, log_softmax, reduce_sum, reduce_mean, reduce_max, reduce_min, quantize, dequantize, reshape, concat, slice, pad, transpose, depth_to_space, space_to_depth, resize"
+            "unknown op `{name}`; ops are gemm, conv2d, add, sub, mul, div, max, min, prelu, relu, clamp, sigmoid, tanh, exp, sqrt, reciprocal, rsqrt, log, erf, gelu, gelu_tanh, leaky_relu, elu, hard_sigmoid, hard_swish, maxpool, avgpool, softmax, log_softmax, reduce_sum, reduce_mean, reduce_max, reduce_min, quantize, dequantize, reshape, concat, slice, pad, transpose, depth_to_space, space_to_depth, resize, equal, not_equal, less, less_equal, greater, greater_equal, and, or, xor, where"
         )),
     }
 }
@@ -943,6 +956,9 @@ pub fn print(g: &Graph) -> String {
                     scale[1],
                     coord.name()
                 )
+            }
+            Op::Where { cond, a, b } => {
+                format!("where({}, {}, {})", name(cond), name(a), name(b))
             }
         };
         let _ = writeln!(s, "{}{annot} = {call}", n.name);
