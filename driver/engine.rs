@@ -315,9 +315,6 @@ pub(crate) struct Engine {
     gate_idle: CondVar,
     #[pin]
     state: Mutex<RingState>,
-    /// Signalled when ring space frees up.
-    #[pin]
-    space: CondVar,
     /// The last software-context id handed out (slot owners; 0 is none).
     context_ids: Atomic<u64>,
     /// The live file contexts, by address: each removes itself in its drop
@@ -444,7 +441,6 @@ impl Engine {
                 slots,
                 dump: None,
             }),
-            space <- new_condvar!(),
             context_ids: Atomic::new(0),
             live_contexts <- new_mutex!(KVec::new()),
             watchdog <- new_delayed_work!("onpu::watchdog"),
@@ -819,7 +815,6 @@ impl Engine {
             job.release();
             drop(job);
         }
-        self.space.notify_all();
     }
 
     /// Room in the ring freed up (jobs released): run the scheduler if it
@@ -1064,7 +1059,6 @@ impl Engine {
         while !st.in_flight.is_empty() {
             self.retire_head(st, Outcome::canceled());
         }
-        self.space.notify_all();
     }
 
     fn arm_watchdog(self: &Arc<Self>) {
