@@ -48,7 +48,7 @@ use kernel::{
     prelude::*,
     sync::{
         aref::ARef,
-        atomic::{Atomic, Relaxed},
+        atomic::{Acquire, Atomic, Relaxed, Release},
         barrier::{dma_rmb, dma_wmb, mb},
         Arc, CondVar, Mutex,
     },
@@ -304,6 +304,9 @@ pub(crate) struct Engine {
     wedged: Atomic<bool>,
     /// Jobs in the queues' pending lists (all queues), for debugfs.
     pub(crate) sched_waiting: Atomic<u32>,
+    /// `RingState::retired.len()`, stored under the ring lock: read
+    /// without it by [`Engine::release_retired`].
+    retired_jobs: Atomic<u32>,
     /// Live queues per priority: the fast path and the pass keep a lower
     /// priority's jobs to the credit limit in the ring while a queue of a
     /// higher one exists (sched.rs, `ring_depth`).
@@ -423,6 +426,7 @@ impl Engine {
             sched_blocked: Atomic::new(false),
             wedged: Atomic::new(false),
             sched_waiting: Atomic::new(0),
+            retired_jobs: Atomic::new(0),
             queues_by_priority: [const { Atomic::new(0) }; 4],
             gate <- new_mutex!(Gate { bound: true, users: 0 }),
             gate_idle <- new_condvar!(),
@@ -721,11 +725,7 @@ impl Engine {
         if !st.has_room() {
             return false;
         }
-        job.retire(outcome, Delta::ZERO);
-        // has_room(): within the capacity.
-        if let Err(e) = st.retired.push_within_capacity(job.clone()) {
-            drop(e);
-        }
+        self.retire_listed(&mut st, job.clone(), outcome, Delta::ZERO);
         self.schedule_release(&st);
         true
     }
@@ -786,11 +786,25 @@ impl Engine {
         if outcome.status != uapi::DRM_ONPU_JOB_OK {
             self.counters.failed.add(1, Relaxed);
         }
-        job.retire(outcome, busy);
+        self.retire_listed(st, job, outcome, busy);
+    }
+
+    /// Put an ended job on the retired list, then record its outcome and
+    /// signal its fence: listed (and counted) first, so that a waiter woken
+    /// by the fence finds it there ([`Engine::release_retired`] looks at
+    /// the count without the lock).
+    fn retire_listed(&self, st: &mut RingState, job: Arc<Job>, outcome: Outcome, busy: Delta) {
         // Cannot fail: in_flight + retired never exceed the capacity of
-        // either. Were it to, leaking the job beats freeing it here.
+        // either (has_room()). Were it to, leaking the job beats freeing it
+        // here.
         if let Err(e) = st.retired.push_within_capacity(job) {
+            e.0.retire(outcome, busy);
             core::mem::forget(e);
+            return;
+        }
+        self.retired_jobs.store(st.retired.len() as u32, Release);
+        if let Some(job) = st.retired.last() {
+            job.retire(outcome, busy);
         }
     }
 
@@ -808,12 +822,33 @@ impl Engine {
     /// Drop retired jobs: their buffer objects first, then the jobs (and
     /// with the last one, possibly a file's address space). Not on the
     /// signalling path: this may block on reservation locks.
+    ///
+    /// Every SUBMIT and WAIT comes here: with nothing retired (the count
+    /// the ring lock keeps) it takes no lock, and it takes the jobs a batch
+    /// per lock, not one.
     pub(crate) fn release_retired(&self) {
-        loop {
-            let job = self.state.lock().retired.pop();
-            let Some(job) = job else { break };
-            job.release();
-            drop(job);
+        const BATCH: usize = 16;
+        // (Acquire: a job counted here was listed before its fence
+        // signalled, so a waiter that saw the fence sees the count.)
+        while self.retired_jobs.load(Acquire) != 0 {
+            let mut batch: [Option<Arc<Job>>; BATCH] = Default::default();
+            let mut n = 0;
+            {
+                let mut st = self.state.lock();
+                while n < BATCH {
+                    let Some(job) = st.retired.pop() else { break };
+                    batch[n] = Some(job);
+                    n += 1;
+                }
+                self.retired_jobs.store(st.retired.len() as u32, Release);
+            }
+            for job in batch.iter_mut().filter_map(Option::take) {
+                job.release();
+                drop(job);
+            }
+            if n < BATCH {
+                break;
+            }
         }
     }
 
