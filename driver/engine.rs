@@ -1494,7 +1494,8 @@ impl irq::ThreadedHandler for IrqHandler {
         // Jobs ended: move the ones waiting for ring room in now, without
         // a trip through the scheduler work (this thread is in a
         // signalling section already; the pass allocates nothing).
-        if self.engine.sched_blocked.xchg(false, Relaxed) {
+        if self.engine.sched_blocked.load(Relaxed) && self.engine.sched_blocked.xchg(false, Relaxed)
+        {
             self.engine.run_scheduler();
         }
         let halted = pending & IRQ_DEVICE_ERROR != 0;

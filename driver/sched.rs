@@ -287,7 +287,9 @@ impl Engine {
     /// job waiting for its queue's earlier jobs): the next retirement or
     /// release runs the scheduler again.
     pub(crate) fn kick_scheduler_if_blocked(self: &Arc<Self>) {
-        if self.sched_blocked.xchg(false, Relaxed) {
+        // (A plain read first: every submission and drain comes here, and
+        // the flag is almost never set.)
+        if self.sched_blocked.load(Relaxed) && self.sched_blocked.xchg(false, Relaxed) {
             self.kick_scheduler();
         }
     }
