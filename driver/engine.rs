@@ -175,6 +175,9 @@ const _: () = {
 /// Device-wide counters (GET_PARAM, debugfs).
 pub(crate) struct Counters {
     pub(crate) submitted: Atomic<u64>,
+    /// Of those, the jobs SUBMIT wrote into the ring itself, with no
+    /// scheduler pass (sched.rs, the fast path).
+    pub(crate) fast_path: Atomic<u64>,
     pub(crate) completed: Atomic<u64>,
     pub(crate) failed: Atomic<u64>,
     pub(crate) resets: Atomic<u64>,
@@ -191,6 +194,7 @@ impl Counters {
     fn new() -> Self {
         Self {
             submitted: Atomic::new(0),
+            fast_path: Atomic::new(0),
             completed: Atomic::new(0),
             failed: Atomic::new(0),
             resets: Atomic::new(0),
@@ -1284,6 +1288,7 @@ impl Engine {
     pub(crate) fn write_counters(&self, out: &mut impl core::fmt::Write) -> core::fmt::Result {
         let c = &self.counters;
         writeln!(out, "jobs_submitted: {}", c.submitted.load(Relaxed))?;
+        writeln!(out, "jobs_fast_path: {}", c.fast_path.load(Relaxed))?;
         writeln!(out, "jobs_completed: {}", c.completed.load(Relaxed))?;
         writeln!(out, "jobs_failed: {}", c.failed.load(Relaxed))?;
         writeln!(out, "resets: {}", c.resets.load(Relaxed))?;

@@ -262,6 +262,7 @@ impl Engine {
         let ready = job.deps_left() == 0 && job.failed().is_none();
         if ready && pending.jobs.is_empty() && !self.sched_blocked.load(Relaxed) {
             if let Entered::Yes = self.enter_ring(&job, self.ring_depth(q.priority)) {
+                self.counters.fast_path.add(1, Relaxed);
                 pending.last = Some(ARef::from(&*job.fence));
                 return Ok(false);
             }
