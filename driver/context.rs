@@ -347,6 +347,17 @@ impl Context {
         m.handles == 0 && m.pins == 0
     }
 
+    /// Whether `bo` is mapped here with neither a handle nor a pin left
+    /// (the file's lock held: nothing can add one meanwhile).
+    pub(crate) fn unreferenced(&self, bo: &BoObject) -> bool {
+        let k = key(bo);
+        self.vm
+            .lock()
+            .mappings
+            .iter()
+            .any(|m| m.obj == k && m.handles == 0 && m.pins == 0)
+    }
+
     /// A handle of this file on `bo` closed: whether nothing refers to the
     /// mapping any more (the last handle, and no job pins it).
     pub(crate) fn close_handle(&self, bo: &BoObject) -> bool {

@@ -4,7 +4,8 @@
 //! (/sys/kernel/debug/accel/<pci name>/), so a second device keeps its
 //! own; the DRM core removes them when the device is unregistered.
 //!
-//! - `counters`: device-wide counters (jobs submitted, completed, failed;
+//! - `counters`: device-wide counters (jobs submitted, of them those
+//!   SUBMIT's fast path wrote into the ring, completed, failed;
 //!   resets; ring errors; live buffer objects), since the driver bound;
 //! - `state`: ring indices and the queued jobs;
 //! - `wedged`: 1 once a reset failed and the device was given up, else 0;

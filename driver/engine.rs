@@ -48,7 +48,7 @@ use kernel::{
     prelude::*,
     sync::{
         aref::ARef,
-        atomic::{Atomic, Relaxed},
+        atomic::{Acquire, Atomic, Relaxed, Release},
         barrier::{dma_rmb, dma_wmb, mb},
         Arc, CondVar, Mutex,
     },
@@ -175,6 +175,9 @@ const _: () = {
 /// Device-wide counters (GET_PARAM, debugfs).
 pub(crate) struct Counters {
     pub(crate) submitted: Atomic<u64>,
+    /// Of those, the jobs SUBMIT wrote into the ring itself, with no
+    /// scheduler pass (sched.rs, the fast path).
+    pub(crate) fast_path: Atomic<u64>,
     pub(crate) completed: Atomic<u64>,
     pub(crate) failed: Atomic<u64>,
     pub(crate) resets: Atomic<u64>,
@@ -191,6 +194,7 @@ impl Counters {
     fn new() -> Self {
         Self {
             submitted: Atomic::new(0),
+            fast_path: Atomic::new(0),
             completed: Atomic::new(0),
             failed: Atomic::new(0),
             resets: Atomic::new(0),
@@ -304,6 +308,9 @@ pub(crate) struct Engine {
     wedged: Atomic<bool>,
     /// Jobs in the queues' pending lists (all queues), for debugfs.
     pub(crate) sched_waiting: Atomic<u32>,
+    /// `RingState::retired.len()`, stored under the ring lock: read
+    /// without it by [`Engine::release_retired`].
+    retired_jobs: Atomic<u32>,
     /// Live queues per priority: the fast path and the pass keep a lower
     /// priority's jobs to the credit limit in the ring while a queue of a
     /// higher one exists (sched.rs, `ring_depth`).
@@ -315,9 +322,6 @@ pub(crate) struct Engine {
     gate_idle: CondVar,
     #[pin]
     state: Mutex<RingState>,
-    /// Signalled when ring space frees up.
-    #[pin]
-    space: CondVar,
     /// The last software-context id handed out (slot owners; 0 is none).
     context_ids: Atomic<u64>,
     /// The live file contexts, by address: each removes itself in its drop
@@ -426,6 +430,7 @@ impl Engine {
             sched_blocked: Atomic::new(false),
             wedged: Atomic::new(false),
             sched_waiting: Atomic::new(0),
+            retired_jobs: Atomic::new(0),
             queues_by_priority: [const { Atomic::new(0) }; 4],
             gate <- new_mutex!(Gate { bound: true, users: 0 }),
             gate_idle <- new_condvar!(),
@@ -444,7 +449,6 @@ impl Engine {
                 slots,
                 dump: None,
             }),
-            space <- new_condvar!(),
             context_ids: Atomic::new(0),
             live_contexts <- new_mutex!(KVec::new()),
             watchdog <- new_delayed_work!("onpu::watchdog"),
@@ -725,11 +729,7 @@ impl Engine {
         if !st.has_room() {
             return false;
         }
-        job.retire(outcome, Delta::ZERO);
-        // has_room(): within the capacity.
-        if let Err(e) = st.retired.push_within_capacity(job.clone()) {
-            drop(e);
-        }
+        self.retire_listed(&mut st, job.clone(), outcome, Delta::ZERO);
         self.schedule_release(&st);
         true
     }
@@ -790,11 +790,25 @@ impl Engine {
         if outcome.status != uapi::DRM_ONPU_JOB_OK {
             self.counters.failed.add(1, Relaxed);
         }
-        job.retire(outcome, busy);
+        self.retire_listed(st, job, outcome, busy);
+    }
+
+    /// Put an ended job on the retired list, then record its outcome and
+    /// signal its fence: listed (and counted) first, so that a waiter woken
+    /// by the fence finds it there ([`Engine::release_retired`] looks at
+    /// the count without the lock).
+    fn retire_listed(&self, st: &mut RingState, job: Arc<Job>, outcome: Outcome, busy: Delta) {
         // Cannot fail: in_flight + retired never exceed the capacity of
-        // either. Were it to, leaking the job beats freeing it here.
+        // either (has_room()). Were it to, leaking the job beats freeing it
+        // here.
         if let Err(e) = st.retired.push_within_capacity(job) {
+            e.0.retire(outcome, busy);
             core::mem::forget(e);
+            return;
+        }
+        self.retired_jobs.store(st.retired.len() as u32, Release);
+        if let Some(job) = st.retired.last() {
+            job.retire(outcome, busy);
         }
     }
 
@@ -812,14 +826,34 @@ impl Engine {
     /// Drop retired jobs: their buffer objects first, then the jobs (and
     /// with the last one, possibly a file's address space). Not on the
     /// signalling path: this may block on reservation locks.
+    ///
+    /// Every SUBMIT and WAIT comes here: with nothing retired (the count
+    /// the ring lock keeps) it takes no lock, and it takes the jobs a batch
+    /// per lock, not one.
     pub(crate) fn release_retired(&self) {
-        loop {
-            let job = self.state.lock().retired.pop();
-            let Some(job) = job else { break };
-            job.release();
-            drop(job);
+        const BATCH: usize = 16;
+        // (Acquire: a job counted here was listed before its fence
+        // signalled, so a waiter that saw the fence sees the count.)
+        while self.retired_jobs.load(Acquire) != 0 {
+            let mut batch: [Option<Arc<Job>>; BATCH] = Default::default();
+            let mut n = 0;
+            {
+                let mut st = self.state.lock();
+                while n < BATCH {
+                    let Some(job) = st.retired.pop() else { break };
+                    batch[n] = Some(job);
+                    n += 1;
+                }
+                self.retired_jobs.store(st.retired.len() as u32, Release);
+            }
+            for job in batch.iter_mut().filter_map(Option::take) {
+                job.release();
+                drop(job);
+            }
+            if n < BATCH {
+                break;
+            }
         }
-        self.space.notify_all();
     }
 
     /// Room in the ring freed up (jobs released): run the scheduler if it
@@ -1064,7 +1098,6 @@ impl Engine {
         while !st.in_flight.is_empty() {
             self.retire_head(st, Outcome::canceled());
         }
-        self.space.notify_all();
     }
 
     fn arm_watchdog(self: &Arc<Self>) {
@@ -1255,6 +1288,7 @@ impl Engine {
     pub(crate) fn write_counters(&self, out: &mut impl core::fmt::Write) -> core::fmt::Result {
         let c = &self.counters;
         writeln!(out, "jobs_submitted: {}", c.submitted.load(Relaxed))?;
+        writeln!(out, "jobs_fast_path: {}", c.fast_path.load(Relaxed))?;
         writeln!(out, "jobs_completed: {}", c.completed.load(Relaxed))?;
         writeln!(out, "jobs_failed: {}", c.failed.load(Relaxed))?;
         writeln!(out, "resets: {}", c.resets.load(Relaxed))?;
@@ -1465,7 +1499,8 @@ impl irq::ThreadedHandler for IrqHandler {
         // Jobs ended: move the ones waiting for ring room in now, without
         // a trip through the scheduler work (this thread is in a
         // signalling section already; the pass allocates nothing).
-        if self.engine.sched_blocked.xchg(false, Relaxed) {
+        if self.engine.sched_blocked.load(Relaxed) && self.engine.sched_blocked.xchg(false, Relaxed)
+        {
             self.engine.run_scheduler();
         }
         let halted = pending & IRQ_DEVICE_ERROR != 0;

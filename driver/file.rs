@@ -24,7 +24,7 @@ use kernel::{
 use crate::context::Context;
 use crate::drv::{OnpuDevice, OnpuDriver};
 use crate::engine::JOB_TIMEOUT_MS;
-use crate::fence;
+use crate::fence::{self, Access};
 use crate::gem::{self, BoObject};
 use crate::job::{self, Job};
 use crate::mmu;
@@ -176,11 +176,15 @@ impl Vms {
     /// to use them. All or nothing. The NPU address of the last one (the
     /// command buffer). -ENOENT when one has no handle in this file any
     /// more.
-    pub(crate) fn map_for_job(&self, ctx: &Context, bos: &[ARef<BoObject>]) -> Result<u64> {
+    pub(crate) fn map_for_job(
+        &self,
+        ctx: &Context,
+        bos: &[(ARef<BoObject>, Access)],
+    ) -> Result<u64> {
         // Held so that no handle closes (and unmaps) meanwhile.
         let contexts = self.contexts.lock();
         let mut last = 0;
-        for (i, bo) in bos.iter().enumerate() {
+        for (i, (bo, _)) in bos.iter().enumerate() {
             let pinned = if core::ptr::eq(ctx, &*self.ctx) {
                 self.ctx.map_and_pin(bo)
             } else {
@@ -193,7 +197,7 @@ impl Vms {
                 Ok(va) => last = va,
                 Err(e) => {
                     // Not the failed one: it holds no pin.
-                    for done in &bos[..i] {
+                    for (done, _) in &bos[..i] {
                         self.unpin_locked(&contexts, done);
                     }
                     return Err(e);
@@ -208,10 +212,20 @@ impl Vms {
     /// are all closed, the object is unmapped from every context of the
     /// file. Not on the signalling path (it takes the file's locks and may
     /// touch page tables).
-    pub(crate) fn unpin(&self, bos: &[ARef<BoObject>]) {
-        let contexts = self.contexts.lock();
-        for bo in bos {
-            self.unpin_locked(&contexts, bo);
+    ///
+    /// Every job's release comes here: the count goes down under the
+    /// default context's lock alone, and only an object left with neither
+    /// handle nor pin takes the file's lock, under which it is looked at
+    /// again (an object with neither gains no pin without a new handle, and
+    /// the handles change under that lock only).
+    pub(crate) fn unpin(&self, bos: &[(ARef<BoObject>, Access)]) {
+        for (bo, _) in bos {
+            if self.ctx.unpin(bo) {
+                let contexts = self.contexts.lock();
+                if self.ctx.unreferenced(bo) {
+                    self.unmap_everywhere(&contexts, bo);
+                }
+            }
         }
     }
 
@@ -586,13 +600,17 @@ impl File {
         // for what is left of it. A wait in whole jiffies can end up to one
         // tick before the deadline: wait again until it has passed (then the
         // remaining time is 0, a poll).
-        let outcome = loop {
-            let jiffies = timeout_abs_to_jiffies(req.timeout_abs_ns);
-            match job.wait(jiffies)? {
-                Some(outcome) => break outcome,
-                None if jiffies == 0 => return Err(ETIMEDOUT),
-                None => {}
-            }
+        // (A job that has ended needs no deadline.)
+        let outcome = match job.outcome() {
+            Some(outcome) => outcome,
+            None => loop {
+                let jiffies = timeout_abs_to_jiffies(req.timeout_abs_ns);
+                match job.wait(jiffies)? {
+                    Some(outcome) => break outcome,
+                    None if jiffies == 0 => return Err(ETIMEDOUT),
+                    None => {}
+                }
+            },
         };
         if req.profile_size != 0 {
             // Zeros for a job the device did not end (aborted, cancelled).

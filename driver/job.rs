@@ -121,11 +121,11 @@ pub(crate) struct Job {
     /// names the address space the job's slot is bound to). None for the
     /// kernel's own jobs.
     vm: Option<Arc<Context>>,
-    /// The objects the job uses (the command buffer last), held until it
-    /// ended and then let go of by the release work, outside the
-    /// signalling path (so a reaped-late job pins no memory).
+    /// What the job holds until it is released (its objects, callbacks
+    /// and input points), under one lock: one lock and unlock per job at
+    /// SUBMIT and at release, the hot path of every job.
     #[pin]
-    bos: Mutex<KVec<ARef<BoObject>>>,
+    held: Mutex<Held>,
     /// The file's address spaces, in which the job pinned the mappings of
     /// its objects (unpinned by [`Job::release`]). None for the kernel's
     /// own jobs.
@@ -138,12 +138,6 @@ pub(crate) struct Job {
     /// (Set by SUBMIT before any callback is registered, and only for a
     /// job with something to wait for: most have nothing.)
     deps: SetOnce<Arc<Deps>>,
-    /// The callbacks on the fences it waits for (removed when dropped).
-    #[pin]
-    callbacks: Mutex<KVec<Pin<KBox<DepCallback>>>>,
-    /// Input points that had no fence at SUBMIT (WAIT_FOR_SUBMIT).
-    #[pin]
-    unattached: Mutex<KVec<Unattached>>,
     /// SUBMIT failed after the fence was published (errno): the job never
     /// runs, its fence signals with this error in its queue's order.
     failed: Atomic<i32>,
@@ -155,11 +149,36 @@ pub(crate) struct Job {
     /// submitting thread, for a coredump.
     pub(crate) queue_id: u32,
     pub(crate) pid: i32,
+}
+
+/// What a job holds until [`Job::release`]. The lock is taken on the
+/// signalling path (the scheduler pass, a coredump's snapshot), so it is
+/// never held around an allocation, a reservation lock or a wait; what it
+/// holds is dropped outside it.
+struct Held {
+    /// The objects the job uses (the command buffer last) and how, held
+    /// until it ended and then let go of by the release work, outside the
+    /// signalling path (so a reaped-late job pins no memory).
+    bos: KVec<(ARef<BoObject>, Access)>,
     /// The command buffer object and where the command buffer starts in
     /// it, for a coredump's faulting instruction: referenced on the
     /// signalling path (no allocation), let go of with the other objects.
-    #[pin]
-    cmd: Mutex<Option<(ARef<BoObject>, u64)>>,
+    cmd: Option<(ARef<BoObject>, u64)>,
+    /// The callbacks on the fences it waits for (removed when dropped).
+    callbacks: KVec<Pin<KBox<DepCallback>>>,
+    /// Input points that had no fence at SUBMIT (WAIT_FOR_SUBMIT).
+    unattached: KVec<Unattached>,
+}
+
+impl Held {
+    fn new(cmd: Option<(ARef<BoObject>, u64)>) -> Self {
+        Self {
+            bos: KVec::new(),
+            cmd,
+            callbacks: KVec::new(),
+            unattached: KVec::new(),
+        }
+    }
 }
 
 impl Job {
@@ -188,18 +207,15 @@ impl Job {
                 fence: fences.new_fence(fence_seqno, GFP_KERNEL)?,
                 outcome: SetOnce::new(),
                 vm: None,
-                bos <- new_mutex!(KVec::new()),
+                held <- new_mutex!(Held::new(None)),
                 vms: None,
                 usage: None,
                 queue: None,
                 deps: SetOnce::new(),
-                callbacks <- new_mutex!(KVec::new()),
-                unattached <- new_mutex!(KVec::new()),
                 failed: Atomic::new(0),
                 canceled: Atomic::new(false),
                 queue_id: 0,
                 pid: 0,
-                cmd <- new_mutex!(None),
             }),
             GFP_KERNEL,
         )
@@ -246,7 +262,13 @@ impl Job {
         };
         if self.attach_dependencies() {
             self.canceled.store(true, Relaxed);
-            for u in self.unattached.lock().iter_mut().filter(|u| !u.attached) {
+            for u in self
+                .held
+                .lock()
+                .unattached
+                .iter_mut()
+                .filter(|u| !u.attached)
+            {
                 // Given up: never looked for again.
                 u.attached = true;
                 deps.done();
@@ -262,7 +284,13 @@ impl Job {
             return false;
         };
         let mut missing = false;
-        for u in self.unattached.lock().iter_mut().filter(|u| !u.attached) {
+        for u in self
+            .held
+            .lock()
+            .unattached
+            .iter_mut()
+            .filter(|u| !u.attached)
+        {
             match u.syncobj.fence(u.point) {
                 Some(f) => {
                     u.attached = true;
@@ -328,7 +356,7 @@ impl Job {
     /// command buffer in it, until the job is released. Signalling path:
     /// takes a reference, allocates nothing; the caller drops it outside.
     pub(crate) fn command_buffer(&self) -> Option<(ARef<BoObject>, u64)> {
-        self.cmd.lock().clone()
+        self.held.lock().cmd.clone()
     }
 
     /// Record how the job ended and signal its fence. On the signalling
@@ -362,21 +390,16 @@ impl Job {
     /// signalling path: the last reference frees an object, which takes its
     /// reservation lock).
     pub(crate) fn release(&self) {
-        let bos = core::mem::replace(&mut *self.bos.lock(), KVec::new());
+        let held = core::mem::replace(&mut *self.held.lock(), Held::new(None));
         // Their mappings first (unmapped now if no handle is left), while
         // the references keep the objects alive.
         if let Some(vms) = &self.vms {
-            vms.unpin(&bos);
+            vms.unpin(&held.bos);
         }
-        drop(bos);
-        let cmd = self.cmd.lock().take();
-        drop(cmd);
-        // The callbacks (none is pending any more: the job ran or was
-        // cancelled) and the input syncobjs go too.
-        let callbacks = core::mem::replace(&mut *self.callbacks.lock(), KVec::new());
-        drop(callbacks);
-        let unattached = core::mem::replace(&mut *self.unattached.lock(), KVec::new());
-        drop(unattached);
+        // The objects, then the callbacks (none is pending any more: the
+        // job ran or was cancelled) and the input syncobjs go, outside the
+        // lock.
+        drop(held);
     }
 
     /// The outcome once the job has ended.
@@ -507,7 +530,8 @@ fn check(dev: &OnpuDevice, file: &drm::File<File>, req: &uapi::drm_onpu_submit) 
 
     const BO_REF: usize = core::mem::size_of::<uapi::drm_onpu_bo_ref>();
     let bo_refs = read_array(&req.bos, BO_REF, uapi::DRM_ONPU_MAX_JOB_BOS)?;
-    let mut bos = KVec::with_capacity(bo_refs.len() / BO_REF, GFP_KERNEL)?;
+    // (With room for the command buffer, which SUBMIT adds.)
+    let mut bos = KVec::with_capacity(bo_refs.len() / BO_REF + 1, GFP_KERNEL)?;
     for e in bo_refs.chunks_exact(BO_REF) {
         let (handle, flags) = (u32_at(e, 0), u32_at(e, 4));
         let access = match flags {
@@ -611,8 +635,10 @@ pub(crate) fn submit(
     }
     let r = check(dev, file, req)?;
     let this = file.inner();
-    let queue: Arc<Queue> = r.queue.clone();
-    let sq = queue.sched.clone();
+    // (Borrowed where the job does not keep a reference: every clone is an
+    // atomic on the path of every job.)
+    let queue: &Arc<Queue> = &r.queue;
+    let sq = &queue.sched;
     let ctx = &queue.ctx;
     // Count the job against its queue's limit first (it is uncounted when
     // it ends, by retire(), or by the guard below until it exists).
@@ -621,7 +647,7 @@ pub(crate) fn submit(
         return Err(EAGAIN);
     }
     // And against its file's (all its queues, destroyed ones too).
-    let file_usage = this.usage().clone();
+    let file_usage = this.usage();
     if file_usage.active.fetch_add(1u32, Relaxed) >= MAX_FILE_JOBS {
         file_usage.active.fetch_sub(1u32, Relaxed);
         sq.active.fetch_sub(1u32, Relaxed);
@@ -636,35 +662,28 @@ pub(crate) fn submit(
 
     // Everything the job holds, and the callbacks on what it waits for
     // that is known now, allocated before it has a fence.
-    let queue_id = r.queue.id;
+    let queue_id = queue.id;
     let Request {
         cmdbuf,
         cmdbuf_offset,
         size,
         timeout_ms,
         profiled,
-        bos: uses,
+        mut bos,
         in_fences,
         unattached,
         outs,
         ..
     } = r;
-    let mut bos = KVec::with_capacity(uses.len() + 1, GFP_KERNEL)?;
-    let mut accesses = KVec::with_capacity(uses.len() + 1, GFP_KERNEL)?;
-    for (bo, access) in uses.into_iter() {
-        accesses.push(access, GFP_KERNEL)?;
-        bos.push(bo, GFP_KERNEL)?;
-    }
     // The device reads the command buffer: a dependency (and it gets the
-    // job's fence) like a read object.
-    accesses.push(Access::Read, GFP_KERNEL)?;
+    // job's fence) like a read object. (check() left room for it.)
     let cmd = (cmdbuf.clone(), cmdbuf_offset);
-    bos.push(cmdbuf, GFP_KERNEL)?;
+    bos.push((cmdbuf, Access::Read), GFP_KERNEL)?;
     // Map (and pin) what the job uses in its queue's context, on first use,
     // at the file's addresses, before anything is published. The mappings
     // stay pinned (closing the handles unmaps nothing) until the job is
     // released; the guard unpins them if SUBMIT fails before that.
-    let vms = this.vms().clone();
+    let vms = this.vms();
     let cmdbuf_va = vms.map_for_job(ctx, &bos)?;
     let bos = ScopeGuard::new_with_data(bos, |bos| vms.unpin(&bos));
     let cmdbuf_va = cmdbuf_va.checked_add(cmdbuf_offset).ok_or(EINVAL)?;
@@ -689,14 +708,14 @@ pub(crate) fn submit(
             GFP_KERNEL,
         )?;
     }
-    let usage = this.usage().clone();
     let seqno = this.next_seqno();
 
     // From the fence number to the queue's list: one submitter per queue,
     // so the list is in fence order.
     let mut next = sq.submit.lock();
     let fence_seqno = *next;
-    let (job_queue, job_vms, timeline) = (sq.clone(), vms.clone(), &sq.fences);
+    let (job_queue, job_vms, usage, timeline) =
+        (sq.clone(), vms.clone(), this.usage().clone(), &sq.fences);
     let job = Arc::pin_init(
         try_pin_init!(Job {
             seqno,
@@ -712,26 +731,24 @@ pub(crate) fn submit(
             fence: timeline.new_fence(fence_seqno, GFP_KERNEL)?,
             outcome: SetOnce::new(),
             vm: Some(ctx.clone()),
-            bos <- new_mutex!(KVec::new()),
+            held <- new_mutex!(Held::new(Some(cmd))),
             vms: Some(job_vms),
             usage: Some(usage),
             queue: Some(job_queue),
             deps: SetOnce::new(),
-            callbacks <- new_mutex!(KVec::new()),
-            unattached <- new_mutex!(KVec::new()),
             failed: Atomic::new(0),
             canceled: Atomic::new(false),
             queue_id,
             pid: kernel::current!().pid(),
-            cmd <- new_mutex!(Some(cmd)),
         }),
         GFP_KERNEL,
     )?;
     // The number is spent; the job's retire() uncounts it from now on,
-    // and its release() unpins its objects.
+    // and its release() unpins its objects (handed to it below, whatever
+    // happens: nothing returns early before that).
     *next += 1;
     counted.dismiss();
-    *job.bos.lock() = bos.dismiss();
+    let bos = bos.dismiss();
     // Counted against its context until it ends (CONTEXT_DESTROY).
     ctx.jobs.fetch_add(1u32, Relaxed);
 
@@ -739,9 +756,10 @@ pub(crate) fn submit(
     // objects idle while it does: per object, under its reservation lock,
     // collect the fences of other timelines the job must follow and add
     // its own (no fence added in between is missed). Then the outputs.
+    // (The job's lock is not held here: publishing allocates and takes
+    // reservation locks.)
     let published = (|| -> Result<KVec<Pin<KBox<DepCallback>>>> {
-        let objects = job.bos.lock();
-        for (bo, access) in objects.iter().zip(accesses.iter()) {
+        for (bo, access) in bos.iter() {
             for f in fence::publish(bo.resv(), &job.fence, *access, own)?.into_iter() {
                 waits.push((f, new_callback(&mut deps, engine)?), GFP_KERNEL)?;
             }
@@ -755,8 +773,10 @@ pub(crate) fn submit(
             None => syncobj.replace_fence(Some(&job.fence)),
         }
     }
+    let mut callbacks = KVec::new();
+    let mut unattached = KVec::new();
     match published {
-        Ok(mut callbacks) => {
+        Ok(mut registered) => {
             // Count first, then register: a callback that fires at once
             // counts down from the full number. (No count: nothing to wait
             // for.)
@@ -774,15 +794,10 @@ pub(crate) fn submit(
                 }
                 // Within the capacity; the job keeps the callback until it
                 // is released (dropping it removes it from the fence).
-                let _ = callbacks.push_within_capacity(cb);
+                let _ = registered.push_within_capacity(cb);
             }
-            // (Most jobs have neither: no lock for them.)
-            if !callbacks.is_empty() {
-                *job.callbacks.lock() = callbacks;
-            }
-            if !pending_points.is_empty() {
-                *job.unattached.lock() = pending_points;
-            }
+            callbacks = registered;
+            unattached = pending_points;
         }
         Err(e) => {
             // Part of it may be published: the fence signals with the
@@ -790,7 +805,15 @@ pub(crate) fn submit(
             job.failed.store(e.to_errno(), Relaxed);
         }
     }
-    let queued = engine.submit_job(&sq, job.clone());
+    // What the job holds, in one go (moves, no allocation), before the
+    // scheduler can see it.
+    {
+        let mut held = job.held.lock();
+        held.bos = bos;
+        held.callbacks = callbacks;
+        held.unattached = unattached;
+    }
+    let queued = engine.submit_job(sq, job.clone());
     drop(next);
     match queued {
         Ok(false) => {}

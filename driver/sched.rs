@@ -262,6 +262,7 @@ impl Engine {
         let ready = job.deps_left() == 0 && job.failed().is_none();
         if ready && pending.jobs.is_empty() && !self.sched_blocked.load(Relaxed) {
             if let Entered::Yes = self.enter_ring(&job, self.ring_depth(q.priority)) {
+                self.counters.fast_path.add(1, Relaxed);
                 pending.last = Some(ARef::from(&*job.fence));
                 return Ok(false);
             }
@@ -287,7 +288,9 @@ impl Engine {
     /// job waiting for its queue's earlier jobs): the next retirement or
     /// release runs the scheduler again.
     pub(crate) fn kick_scheduler_if_blocked(self: &Arc<Self>) {
-        if self.sched_blocked.xchg(false, Relaxed) {
+        // (A plain read first: every submission and drain comes here, and
+        // the flag is almost never set.)
+        if self.sched_blocked.load(Relaxed) && self.sched_blocked.xchg(false, Relaxed) {
             self.kick_scheduler();
         }
     }

@@ -938,6 +938,46 @@ fn created_context_stays_mapped(c: &Ctx) -> Result<(), String> {
     r
 }
 
+/// A job with nothing to wait for, of a queue with nothing pending, goes
+/// straight into the ring from SUBMIT (debugfs `jobs_fast_path` counts it);
+/// a job waiting for a point, and the job queued behind it, go through the
+/// scheduler. (No other process uses the device meanwhile.)
+fn fast_path(c: &Ctx) -> Result<(), String> {
+    let counters = || -> Result<(u64, u64), String> {
+        Ok((
+            npu_tools::debugfs::counter("jobs_submitted")?,
+            npu_tools::debugfs::counter("jobs_fast_path")?,
+        ))
+    };
+    let submit = |q, ins: &[uapi::drm_onpu_sync]| {
+        c.submit(q, ins, &[])
+            .map_err(|e| format!("submit: {}", errno_name(e)))
+    };
+    let q = accel::queue_create(&c.file, uapi::DRM_ONPU_PRIORITY_NORMAL).map_err(errno_name)?;
+    let (submitted, fast) = counters()?;
+    for _ in 0..8 {
+        c.wait_ok(submit(q, &[])?)?;
+    }
+    let t = accel::syncobj_create(&c.file, false).map_err(errno_name)?;
+    let waiting = submit(q, &[wait_for_submit(t, 1)])?;
+    let behind = submit(q, &[])?;
+    let before = c.not_ended(behind);
+    accel::syncobj_timeline_signal(&c.file, t, 1).map_err(errno_name)?;
+    before?;
+    c.wait_ok(waiting)?;
+    c.wait_ok(behind)?;
+    let (submitted2, fast2) = counters()?;
+    accel::queue_destroy(&c.file, q).map_err(errno_name)?;
+    accel::syncobj_destroy(&c.file, t).map_err(errno_name)?;
+    // 8 + 2 jobs entered the ring, the first 8 by the fast path.
+    match (submitted2 - submitted, fast2 - fast) {
+        (10, 8) => Ok(()),
+        (s, f) => Err(format!(
+            "{s} jobs entered the ring, {f} by the fast path; want 10 and 8"
+        )),
+    }
+}
+
 fn main() {
     let args = Args::parse("", &[]);
     args.at_most(0);
@@ -948,7 +988,7 @@ fn main() {
             std::process::exit(npu_tools::tap::KSFT_FAIL);
         }
     };
-    let mut tap = Tap::new(11);
+    let mut tap = Tap::new(12);
     tap.check(
         "SUBMIT returns before another process signals the job's input; the job runs after",
         cross_process_signal(&c),
@@ -992,6 +1032,10 @@ fn main() {
     tap.check(
         "the same for a job of a created context",
         created_context_stays_mapped(&c),
+    );
+    tap.check(
+        "dependency-free jobs enter the ring from SUBMIT (jobs_fast_path); a waiting job and the one behind it through the scheduler",
+        fast_path(&c),
     );
     std::process::exit(tap.finish());
 }
