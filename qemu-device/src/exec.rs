@@ -326,27 +326,7 @@ impl Executor {
                 ctl.charge(cycles);
                 // An empty transfer's row length is unchecked (up to 4 GiB).
                 let n = if bytes == 0 { 0 } else { mem.shape[0] as usize };
-                let rows = &mut self.dma;
-                rows.reset(n);
-                for (m_off, s_off) in pairs(&mem, &sram_layout) {
-                    let s = (sram as u64 + s_off) as usize;
-                    let Some(addr) = va.checked_add(m_off) else {
-                        rows.flush(false, &mut self.sram, mmu, ctl)?;
-                        poll(ctl, mmu)?;
-                        return Err(JobFault::new(Fault::MmuVaRange, va));
-                    };
-                    if rows.push(addr, s) {
-                        continue;
-                    }
-                    rows.flush(false, &mut self.sram, mmu, ctl)?;
-                    if rows.push(addr, s) {
-                        continue;
-                    }
-                    // A row across pages (or longer than one): alone.
-                    poll(ctl, mmu)?;
-                    rows.read_alone(mmu, addr, &mut self.sram.bytes_mut()[s..s + n])?;
-                }
-                rows.flush(false, &mut self.sram, mmu, ctl)?;
+                self.dma_rows(false, va, sram, &mem, &sram_layout, n, mmu, ctl)?;
                 tl.issue(
                     Engine::Dma,
                     &[],
@@ -365,27 +345,7 @@ impl Executor {
                 let cycles = cost.dma_rows(bytes, rows_of(&mem));
                 ctl.charge(cycles);
                 let n = if bytes == 0 { 0 } else { mem.shape[0] as usize };
-                let rows = &mut self.dma;
-                rows.reset(n);
-                for (m_off, s_off) in pairs(&mem, &sram_layout) {
-                    let s = (sram as u64 + s_off) as usize;
-                    let Some(addr) = va.checked_add(m_off) else {
-                        rows.flush(true, &mut self.sram, mmu, ctl)?;
-                        poll(ctl, mmu)?;
-                        return Err(JobFault::new(Fault::MmuVaRange, va));
-                    };
-                    if rows.push(addr, s) {
-                        continue;
-                    }
-                    rows.flush(true, &mut self.sram, mmu, ctl)?;
-                    if rows.push(addr, s) {
-                        continue;
-                    }
-                    // A row across pages (or longer than one): alone.
-                    poll(ctl, mmu)?;
-                    mmu.write(addr, &self.sram.bytes()[s..s + n])?;
-                }
-                rows.flush(true, &mut self.sram, mmu, ctl)?;
+                self.dma_rows(true, va, sram, &mem, &sram_layout, n, mmu, ctl)?;
                 tl.issue(
                     Engine::Dma,
                     &[srange],
@@ -413,8 +373,7 @@ impl Executor {
                 // the rows are copied in place, with no snapshot.
                 let snap =
                     overlaps(r, w).then(|| self.sram.bytes()[r.0 as usize..r.1 as usize].to_vec());
-                // pairs()'s order (planes outer, rows inner) as plain loops:
-                // the rows are short, the iterator's overhead was not.
+                // Planes outer, rows inner, as DMA rows are moved.
                 let (rows, planes) = (src_layout.shape[1] as usize, src_layout.shape[2] as usize);
                 let planes = if src_layout.shape.contains(&0) {
                     0
@@ -931,6 +890,74 @@ impl Executor {
         Ok(())
     }
 
+    /// Move the rows of a DMA_LOAD (`store` false) or DMA_STORE of `n`-byte
+    /// rows, planes outer and rows inner, in groups of
+    /// rows that lie in one page (see [`InPageRows`]); the SRAM side was
+    /// checked by the caller.
+    #[allow(clippy::too_many_arguments)]
+    fn dma_rows(
+        &mut self,
+        store: bool,
+        va: u64,
+        sram: u32,
+        mem: &Strided,
+        sram_layout: &Strided,
+        n: usize,
+        mmu: &mut Mmu,
+        ctl: &mut dyn JobControl,
+    ) -> Result<(), JobFault> {
+        let poll = |ctl: &mut dyn JobControl, mmu: &mut Mmu| {
+            ctl.poll(mmu).map_err(|f| JobFault::new(f, u64::MAX))
+        };
+        let rows = &mut self.dma;
+        rows.reset(n);
+        // Any zero dimension moves nothing: 2^32 planes of zero rows must
+        // not iterate (found by the cmdbuf fuzzer's time budget: 13 s, no
+        // poll).
+        let (nrows, planes) = if mem.shape.contains(&0) {
+            (0, 0)
+        } else {
+            (mem.shape[1] as u64, mem.shape[2] as u64)
+        };
+        let (ms, ss) = (mem.stride, sram_layout.stride);
+        for p in 0..planes {
+            let mut r = 0;
+            while r < nrows {
+                let m_off = p * ms[1] as u64 + r * ms[0] as u64;
+                let s = (sram as u64 + p * ss[1] as u64 + r * ss[0] as u64) as usize;
+                let Some(addr) = va.checked_add(m_off) else {
+                    rows.flush(store, &mut self.sram, mmu, ctl)?;
+                    poll(ctl, mmu)?;
+                    return Err(JobFault::new(Fault::MmuVaRange, va));
+                };
+                let run = Run {
+                    addr,
+                    stride: ms[0] as u64,
+                    count: nrows - r,
+                    sram: s,
+                    sram_stride: ss[0] as usize,
+                };
+                let mut took = rows.push(run);
+                if took == 0 {
+                    rows.flush(store, &mut self.sram, mmu, ctl)?;
+                    took = rows.push(run);
+                }
+                if took == 0 {
+                    // A row across pages (or longer than one): alone.
+                    poll(ctl, mmu)?;
+                    if store {
+                        mmu.write(addr, &self.sram.bytes()[s..s + n])?;
+                    } else {
+                        rows.read_alone(mmu, addr, &mut self.sram.bytes_mut()[s..s + n])?;
+                    }
+                    took = 1;
+                }
+                r += took;
+            }
+        }
+        rows.flush(store, &mut self.sram, mmu, ctl)
+    }
+
     /// Charge the page walks a DMA instruction made (known only after it).
     fn walk_cost(&self, mmu: &Mmu, before: u64, ctl: &mut dyn JobControl) -> u64 {
         let c = self.cost.walks(mmu.walks - before);
@@ -959,19 +986,47 @@ impl Executor {
 /// are translated in the same order, a fault is the one the page's first row
 /// gets (the rows before it moved); a poll runs before each page's rows (at
 /// most a page of work) instead of before each row. When the page is not
-/// one region's, the rows go one by one through the MMU as before.
+/// one region's, the rows go one by one through the MMU as before. Rows are
+/// held as runs of evenly spaced rows (a plane's rows in the page), not one
+/// by one: element gathers (strided convolutions) move 4-byte rows.
 struct InPageRows {
     row: usize,
     /// The first held row's address; u64::MAX when no row is held.
     start: u64,
     end: u64,
-    /// (address, SRAM byte offset) of each held row.
-    held: Vec<(u64, usize)>,
+    /// The held runs, at most one per row (so at most a page's worth).
+    held: Vec<Run>,
     /// A page, or a row crossing pages that is not all in one region.
     buf: Vec<u8>,
     /// (bus address, offset, length, in one region) of each page of a row
     /// read alone.
     pages: Vec<(u64, usize, usize, bool)>,
+}
+
+/// `count` rows at `addr + i * stride` in memory and `sram + i *
+/// sram_stride` in the SRAM.
+#[derive(Clone, Copy)]
+struct Run {
+    addr: u64,
+    stride: u64,
+    count: u64,
+    sram: usize,
+    sram_stride: usize,
+}
+
+impl Run {
+    /// (memory offset from `start`, SRAM offset) of each row.
+    fn rows(&self, start: u64) -> impl Iterator<Item = (usize, usize)> + Clone {
+        let Run {
+            addr,
+            stride,
+            count,
+            sram,
+            sram_stride,
+        } = *self;
+        let first = (addr - start) as usize;
+        (0..count as usize).map(move |i| (first + i * stride as usize, sram + i * sram_stride))
+    }
 }
 
 impl InPageRows {
@@ -1034,25 +1089,37 @@ impl InPageRows {
         Ok(())
     }
 
-    /// Hold the row at `addr` if it joins the held ones (same page, after
-    /// them) or starts a group; false when it must wait for a flush or
-    /// cannot be held (it crosses a page).
-    fn push(&mut self, addr: u64, sram: usize) -> bool {
-        let n = self.row as u64;
+    /// Hold the first rows of `run` that join the held ones (same page,
+    /// after them) or start a group: how many (0 when its first row must
+    /// wait for a flush or cannot be held: it crosses a page). Exactly the
+    /// rows that pushed one by one would have joined: a run's rows are in
+    /// increasing order when its stride is at least a row, and otherwise
+    /// the second row starts before the first ends, so only one is held.
+    fn push(&mut self, run: Run) -> u64 {
+        let (addr, n) = (run.addr, self.row as u64);
         let Some(last) = addr.checked_add(n.max(1) - 1) else {
-            return false;
+            return 0;
         };
-        if n == 0 || addr / PAGE_SIZE != last / PAGE_SIZE {
-            return false;
+        // A row past the VA space is left to fault alone (and its page's
+        // end might not be a u64).
+        if n == 0 || addr / PAGE_SIZE != last / PAGE_SIZE || last >> crate::mmu::VA_BITS != 0 {
+            return 0;
         }
         if self.start == u64::MAX {
             self.start = addr;
         } else if addr / PAGE_SIZE != self.start / PAGE_SIZE || addr < self.end {
-            return false;
+            return 0;
         }
-        self.end = addr + n;
-        self.held.push((addr, sram));
-        true
+        // Rows i with addr + i * stride + n within the page.
+        let take = if run.stride >= n {
+            let room = PAGE_SIZE - addr % PAGE_SIZE - n;
+            (room / run.stride + 1).min(run.count)
+        } else {
+            1
+        };
+        self.end = addr + (take - 1) * run.stride + n;
+        self.held.push(Run { count: take, ..run });
+        take
     }
 
     /// Move the held rows: memory to SRAM (`store` false) or back.
@@ -1072,26 +1139,28 @@ impl InPageRows {
         let span = (self.end - start) as usize;
         let access = if store { Access::Write } else { Access::Read };
         let pa = mmu.translate(start, access)?;
-        let total = (n * self.held.len()) as u64;
+        let total = n as u64 * self.held.iter().map(|r| r.count).sum::<u64>();
         let done = if store {
             let bytes = sram.bytes();
             let rows = self
                 .held
                 .iter()
-                .map(|&(addr, s)| ((addr - start) as usize, &bytes[s..s + n]));
+                .flat_map(|r| r.rows(start))
+                .map(|(o, s)| (o, &bytes[s..s + n]));
             bus_write_rows(mmu.memory(), pa, span, rows)
         } else if bus_read_span(mmu.memory(), pa, &mut self.buf[..span]) {
             let bytes = sram.bytes_mut();
-            if n == 4 {
-                // Element gathers (strided convolutions): a fixed-size copy.
-                for &(addr, s) in &self.held {
-                    let o = (addr - start) as usize;
-                    bytes[s..s + 4].copy_from_slice(&self.buf[o..o + 4]);
-                }
-            } else {
-                for &(addr, s) in &self.held {
-                    let o = (addr - start) as usize;
-                    bytes[s..s + n].copy_from_slice(&self.buf[o..o + n]);
+            let buf = &self.buf[..span];
+            for run in &self.held {
+                if n == 4 {
+                    // Element gathers (strided convolutions): a fixed-size copy.
+                    for (o, s) in run.rows(start) {
+                        bytes[s..s + 4].copy_from_slice(&buf[o..o + 4]);
+                    }
+                } else {
+                    for (o, s) in run.rows(start) {
+                        bytes[s..s + n].copy_from_slice(&buf[o..o + n]);
+                    }
                 }
             }
             true
@@ -1106,13 +1175,16 @@ impl InPageRows {
             }
         } else {
             // Not one region's page: row by row, for the exact fault.
-            for &(addr, s) in &self.held {
-                if store {
-                    mmu.write(addr, &sram.bytes()[s..s + n])?;
-                } else {
-                    let (row, _) = self.buf.split_at_mut(n);
-                    mmu.read(addr, row)?;
-                    sram.bytes_mut()[s..s + n].copy_from_slice(row);
+            for run in &self.held {
+                for (o, s) in run.rows(start) {
+                    let addr = start + o as u64;
+                    if store {
+                        mmu.write(addr, &sram.bytes()[s..s + n])?;
+                    } else {
+                        let (row, _) = self.buf.split_at_mut(n);
+                        mmu.read(addr, row)?;
+                        sram.bytes_mut()[s..s + n].copy_from_slice(row);
+                    }
                 }
             }
         }
@@ -1128,22 +1200,6 @@ fn rows_of(s: &Strided) -> u64 {
     } else {
         s.shape[1] as u64 * s.shape[2] as u64
     }
-}
-
-/// Offsets (memory side, SRAM side) of each row of a 3-D transfer.
-fn pairs<'a>(a: &'a Strided, b: &'a Strided) -> impl Iterator<Item = (u64, u64)> + 'a {
-    let (rows, planes) = (a.shape[1] as u64, a.shape[2] as u64);
-    // Any zero dimension moves nothing: 2^32 planes of zero rows must not
-    // iterate (found by the cmdbuf fuzzer's time budget: 13 s, no poll).
-    let empty = a.shape.contains(&0);
-    (0..if empty { 0 } else { planes }).flat_map(move |p| {
-        (0..rows).map(move |r| {
-            (
-                p * a.stride[1] as u64 + r * a.stride[0] as u64,
-                p * b.stride[1] as u64 + r * b.stride[0] as u64,
-            )
-        })
-    })
 }
 
 /// IEEE 754-2019 maximumNumber: a NaN operand loses to a number, and +0 is

@@ -971,3 +971,76 @@ fn binary_i32_min_divided_by_minus_one_is_zero() {
     assert_eq!(c.status, 0);
     assert_eq!(bytes_i32(&out), vec![0]);
 }
+
+#[test]
+fn short_strided_rows_across_pages_move_as_one_by_one() {
+    // (row bytes, rows, planes, memory row stride, memory plane stride):
+    // element gathers over several pages, overlapping rows (stride below
+    // the row), interleaved planes, rows straddling pages, 1-byte rows.
+    let cases = [
+        (4u32, 600u32, 3u32, 8u32, 4800u32),
+        (4, 100, 5, 2, 4000),
+        (4, 300, 4, 12, 4),
+        (12, 200, 2, 20, 4103),
+        (1, 1000, 2, 3, 5000),
+    ];
+    let input: Vec<u8> = (0..16384u32).map(|i| (i * 7 + i / 251) as u8).collect();
+    for (n, rows, planes, ms0, ms1) in cases {
+        let mut b = bench();
+        let packed_len = n * rows * planes;
+        let mem = Strided {
+            shape: [n, rows, planes],
+            stride: [ms0, ms1],
+        };
+        let packed = Strided {
+            shape: [n, rows, planes],
+            stride: [n, n * rows],
+        };
+        let scatter_at = packed_len.next_multiple_of(4096) + 4096 - 3;
+        let out_len = scatter_at as usize + 16384;
+        let (c, out) = run_program(
+            &mut b,
+            &input,
+            out_len,
+            &[
+                Insn::DmaLoad {
+                    va: IN_VA,
+                    sram: 0,
+                    mem,
+                    sram_layout: packed,
+                },
+                store(OUT_VA, 0, packed_len),
+                Insn::DmaStore {
+                    va: OUT_VA + scatter_at as u64,
+                    sram: 0,
+                    mem,
+                    sram_layout: packed,
+                },
+            ],
+        );
+        assert_eq!(c.fault(), Some(Fault::Ok), "{n}x{rows}x{planes}");
+        // Row by row, as the spec orders them: planes outer, rows inner,
+        // the later row winning.
+        let (n, rows, planes) = (n as usize, rows as usize, planes as usize);
+        let mut gathered = Vec::new();
+        let mut scattered = vec![0u8; 16384];
+        for p in 0..planes {
+            for r in 0..rows {
+                let m = p * ms1 as usize + r * ms0 as usize;
+                let row = &input[m..m + n];
+                gathered.extend_from_slice(row);
+                scattered[m..m + n].copy_from_slice(row);
+            }
+        }
+        assert_eq!(
+            &out[..gathered.len()],
+            &gathered[..],
+            "{n}x{rows}x{planes} load"
+        );
+        assert_eq!(
+            &out[scatter_at as usize..],
+            &scattered[..],
+            "{n}x{rows}x{planes} store"
+        );
+    }
+}
