@@ -10,6 +10,18 @@ pub fn sgemm(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], bt: bool, c: &m
     if m == 0 || n == 0 || k == 0 {
         return;
     }
+    if !bt && k <= SMALL_K {
+        // The in-place kernel on a copy, so that a MATMUL whose operands
+        // overlap (the device's copying path) gets the same bits.
+        let mut words: Vec<u32> = bytemuck::cast_slice(&a[..m * k]).to_vec();
+        words.extend_from_slice(bytemuck::cast_slice(&b[..k * n]));
+        words.extend_from_slice(bytemuck::cast_slice(&c[..m * n]));
+        let s = GemmShape { m, n, k };
+        sgemm_small_k(&mut words, s, (0, k), (m * k, n), (m * k + k * n, n), true);
+        let out: &[f32] = bytemuck::cast_slice(&words[m * k + k * n..]);
+        c[..m * n].copy_from_slice(out);
+        return;
+    }
     let (rsb, csb) = if bt { (1, k as isize) } else { (n as isize, 1) };
     // SAFETY: the pointers come from slices at least as long as the strided
     // extents the strides describe (asserted above), and `c` does not alias
@@ -64,6 +76,10 @@ pub fn sgemm_in_place(
         in_range && last(c, s.m, s.n, ldc) <= sram.len(),
         "gemm tiles checked by caller"
     );
+    if !bt && (1..=SMALL_K).contains(&s.k) {
+        sgemm_small_k(sram, s, (a, lda), (b, ldb), (c, ldc), accumulate);
+        return;
+    }
     let (rsb, csb) = if bt {
         (1, ldb as isize)
     } else {
@@ -92,6 +108,105 @@ pub fn sgemm_in_place(
             ldc as isize,
             1,
         );
+    }
+}
+
+/// Most `k` that [`sgemm_small_k`] takes instead of the GEMM crate.
+pub const SMALL_K: usize = 8;
+
+/// Columns of C per block of [`sgemm_small_k`]: B's rows of a block stay in
+/// the L1 cache while C's rows pass.
+const SMALL_K_COLS: usize = 512;
+
+/// [`sgemm_in_place`] for `k` of 1 to [`SMALL_K`] and B not transposed (a
+/// direct convolution's tap over few input channels, a depthwise-like
+/// product): each element of C is `((c + a0 b0) + a1 b1) + ...`, with `c`
+/// +0 without ACCUMULATE (as the GEMM crate starts its sums), a multiply
+/// and an add each rounded, vectorised along C's rows. The GEMM crate packs both operands for every call and runs its
+/// kernel on tiles masked to m, both of which cost more than the
+/// arithmetic at such k. The same bits on every host (no fused multiply-add).
+fn sgemm_small_k(
+    sram: &mut [u32],
+    s: GemmShape,
+    a: (usize, usize),
+    b: (usize, usize),
+    c: (usize, usize),
+    accumulate: bool,
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F (checked above).
+            unsafe { small_k_avx512(sram, s, a, b, c, accumulate) };
+            return;
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked above).
+            unsafe { small_k_avx2(sram, s, a, b, c, accumulate) };
+            return;
+        }
+    }
+    small_k_body(sram, s, a, b, c, accumulate);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn small_k_avx512(
+    sram: &mut [u32],
+    s: GemmShape,
+    a: (usize, usize),
+    b: (usize, usize),
+    c: (usize, usize),
+    accumulate: bool,
+) {
+    small_k_body(sram, s, a, b, c, accumulate);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn small_k_avx2(
+    sram: &mut [u32],
+    s: GemmShape,
+    a: (usize, usize),
+    b: (usize, usize),
+    c: (usize, usize),
+    accumulate: bool,
+) {
+    small_k_body(sram, s, a, b, c, accumulate);
+}
+
+/// The loops of [`sgemm_small_k`], compiled once per instruction set.
+#[inline(always)]
+fn small_k_body(
+    sram: &mut [u32],
+    s: GemmShape,
+    (a, lda): (usize, usize),
+    (b, ldb): (usize, usize),
+    (c, ldc): (usize, usize),
+    accumulate: bool,
+) {
+    let mut acc = [0f32; SMALL_K_COLS];
+    for j0 in (0..s.n).step_by(SMALL_K_COLS) {
+        let nb = SMALL_K_COLS.min(s.n - j0);
+        let t = &mut acc[..nb];
+        for i in 0..s.m {
+            let f: &[f32] = bytemuck::cast_slice(&*sram);
+            let arow = &f[a + i * lda..][..s.k];
+            let brow = |kk: usize| &f[b + kk * ldb + j0..][..nb];
+            let crow = c + i * ldc + j0;
+            if accumulate {
+                t.copy_from_slice(&f[crow..crow + nb]);
+            } else {
+                t.fill(0.0);
+            }
+            for (kk, &x) in arow.iter().enumerate() {
+                for (t, &y) in t.iter_mut().zip(brow(kk)) {
+                    *t += x * y;
+                }
+            }
+            let out: &mut [f32] = bytemuck::cast_slice_mut(&mut sram[crow..crow + nb]);
+            out.copy_from_slice(t);
+        }
     }
 }
 

@@ -1044,3 +1044,65 @@ fn short_strided_rows_across_pages_move_as_one_by_one() {
         );
     }
 }
+
+#[test]
+fn small_k_matmul_in_place_and_through_a_copy_agree() {
+    // k of 1 to 8 (the device's direct kernel), rows longer than its block
+    // of columns, leading dimensions past the columns. The second program
+    // writes C over B (so the device copies its operands first): the same
+    // bits.
+    for &(m, n, k) in &[
+        (4usize, 1300usize, 3usize),
+        (3, 700, 1),
+        (2, 40, 8),
+        (9, 17, 5),
+    ] {
+        let (lda, ldb, ldc) = (k + 2, n + 7, n + 3);
+        let mut rng = Rng(m as u64 * 131 + n as u64 + k as u64);
+        let a: Vec<f32> = (0..m * k).map(|_| rng.f32()).collect();
+        let bm: Vec<f32> = (0..k * n).map(|_| rng.f32()).collect();
+        let mut input = vec![0f32; m * lda + k * ldb];
+        for i in 0..m {
+            input[i * lda..i * lda + k].copy_from_slice(&a[i * k..(i + 1) * k]);
+        }
+        for p in 0..k {
+            let at = m * lda + p * ldb;
+            input[at..at + n].copy_from_slice(&bm[p * n..(p + 1) * n]);
+        }
+        let input = f32_bytes(&input);
+        let (sa, sb) = (0u32, (m * lda * 4) as u32);
+        let apart = input.len().next_multiple_of(64) as u32;
+        let c_len = (((m - 1) * ldc + n) * 4) as u32;
+        let mm = |c: u32, acc: bool| Insn::Matmul {
+            dtype: DType::F32,
+            accumulate: acc,
+            transpose_b: false,
+            m: m as u32,
+            n: n as u32,
+            k: k as u32,
+            a: tile(sa, lda as u32),
+            b: tile(sb, ldb as u32),
+            c: tile(c, ldc as u32),
+        };
+        let mut outs = Vec::new();
+        for (c_at, twice) in [(apart, false), (sb, false), (apart, true)] {
+            let mut prog = vec![load(IN_VA, 0, input.len() as u32), mm(c_at, false)];
+            if twice {
+                prog.push(mm(c_at, true));
+            }
+            prog.push(store(OUT_VA, c_at, c_len));
+            let (c, out) = run_program(&mut bench(), &input, c_len as usize, &prog);
+            assert_eq!(c.fault(), Some(Fault::Ok), "{m}x{n}x{k}");
+            let packed: Vec<f32> = (0..m)
+                .flat_map(|i| bytes_f32(&out[i * ldc * 4..(i * ldc + n) * 4]))
+                .collect();
+            outs.push(packed);
+        }
+        let want = ref_matmul(m, n, k, &a, &bm, false);
+        let doubled: Vec<f32> = want.iter().map(|x| 2.0 * x).collect();
+        assert_close(&outs[0], &want, 1e-5);
+        assert_close(&outs[2], &doubled, 1e-5);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&outs[0]), bits(&outs[1]), "{m}x{n}x{k}");
+    }
+}
