@@ -1316,6 +1316,79 @@ fn binary_tile(
     out: &TileRef,
     words: &mut [u32],
 ) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f")]
+        fn avx512(
+            op: BinaryOp,
+            dtype: DType,
+            bcast: Broadcast,
+            a: (Src, &[u32]),
+            b: (Src, &[u32]),
+            out: &TileRef,
+            words: &mut [u32],
+        ) {
+            binary_tile_body(op, dtype, bcast, a, b, out, words);
+        }
+        #[target_feature(enable = "avx2")]
+        fn avx2(
+            op: BinaryOp,
+            dtype: DType,
+            bcast: Broadcast,
+            a: (Src, &[u32]),
+            b: (Src, &[u32]),
+            out: &TileRef,
+            words: &mut [u32],
+        ) {
+            binary_tile_body(op, dtype, bcast, a, b, out, words);
+        }
+        match vector_isa() {
+            // SAFETY: the CPU has the instruction set (vector_isa checked).
+            VectorIsa::Avx512 => return unsafe { avx512(op, dtype, bcast, a, b, out, words) },
+            // SAFETY: as above.
+            VectorIsa::Avx2 => return unsafe { avx2(op, dtype, bcast, a, b, out, words) },
+            VectorIsa::Base => {}
+        }
+    }
+    binary_tile_body(op, dtype, bcast, a, b, out, words);
+}
+
+/// The widest vectors this CPU has, for the elementwise engines: their
+/// loops compiled for it compute the same bits (each element is one IEEE
+/// operation, or the same sequence of them, whatever the vector width; Rust
+/// never contracts a multiply and an add), only faster.
+#[derive(Clone, Copy)]
+enum VectorIsa {
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    Base,
+}
+
+fn vector_isa() -> VectorIsa {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return VectorIsa::Avx512;
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            return VectorIsa::Avx2;
+        }
+    }
+    VectorIsa::Base
+}
+
+#[inline(always)]
+fn binary_tile_body(
+    op: BinaryOp,
+    dtype: DType,
+    bcast: Broadcast,
+    a: (Src, &[u32]),
+    b: (Src, &[u32]),
+    out: &TileRef,
+    words: &mut [u32],
+) {
     if out.cols == 0 || out.rows == 0 {
         return;
     }
@@ -1411,8 +1484,56 @@ fn binary_tile(
 }
 
 /// `unary(op, dtype, x, lo, hi)` of every element of the tile `out` (in
-/// `words`), `x` read from `src`; one loop per op.
+/// `words`), `x` read from `src`; one loop per op, compiled for the widest
+/// vectors the CPU has (see [`VectorIsa`]).
 fn unary_tile(
+    op: UnaryOp,
+    dtype: DType,
+    lo: u32,
+    hi: u32,
+    src: (Src, &[u32]),
+    out: &TileRef,
+    words: &mut [u32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f")]
+        fn avx512(
+            op: UnaryOp,
+            dtype: DType,
+            lo: u32,
+            hi: u32,
+            src: (Src, &[u32]),
+            out: &TileRef,
+            words: &mut [u32],
+        ) {
+            unary_tile_body(op, dtype, lo, hi, src, out, words);
+        }
+        #[target_feature(enable = "avx2")]
+        fn avx2(
+            op: UnaryOp,
+            dtype: DType,
+            lo: u32,
+            hi: u32,
+            src: (Src, &[u32]),
+            out: &TileRef,
+            words: &mut [u32],
+        ) {
+            unary_tile_body(op, dtype, lo, hi, src, out, words);
+        }
+        match vector_isa() {
+            // SAFETY: the CPU has the instruction set (vector_isa checked).
+            VectorIsa::Avx512 => return unsafe { avx512(op, dtype, lo, hi, src, out, words) },
+            // SAFETY: as above.
+            VectorIsa::Avx2 => return unsafe { avx2(op, dtype, lo, hi, src, out, words) },
+            VectorIsa::Base => {}
+        }
+    }
+    unary_tile_body(op, dtype, lo, hi, src, out, words);
+}
+
+#[inline(always)]
+fn unary_tile_body(
     op: UnaryOp,
     dtype: DType,
     lo: u32,
