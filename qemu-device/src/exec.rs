@@ -1817,48 +1817,136 @@ fn pool(
     out.clear();
     out.reserve(g.channels as usize * oh * ow);
     let n = ih * iw;
+    // The output columns whose windows lie inside the input row: their
+    // row of outputs is computed window row by window row and tap by tap
+    // across the whole run (no per-element loop set-up). Each element still
+    // takes its window's values in row-major order (so average's sums round
+    // as the spec says); max is order-free anyway. Used when a row's
+    // windows are no more work than a poll allows.
+    let (sw, pw, kw) = (
+        g.stride[1] as usize,
+        g.pad[1] as usize,
+        g.kernel[1] as usize,
+    );
+    let inner = if ow <= per_poll && iw + pw >= kw {
+        let lo = pw.div_ceil(sw).min(ow);
+        let hi = ((iw + pw - kw) / sw + 1).min(ow);
+        lo..hi.max(lo)
+    } else {
+        0..0
+    };
+    // A row's window-row maxima (bounded by the checked input tile).
+    let mut keys: Vec<u32> = Vec::new();
     for c in 0..g.channels as usize {
         let plane = &input[c * n..(c + 1) * n];
         for oy in 0..oh {
             let (ky0, ky1) = clip(oy, g.stride[0], g.pad[0], g.kernel[0], ih);
+            if !inner.is_empty() {
+                if until_poll < ow {
+                    poll()?;
+                    until_poll = per_poll;
+                }
+                until_poll -= ow;
+                let row0 = out.len();
+                for &(kx0, kx1) in &cols[..inner.start] {
+                    out.push(pool_window(op, plane, iw, (ky0, ky1), (kx0, kx1)));
+                }
+                let run = out.len()..out.len() + inner.len();
+                let x0 = inner.start * sw - pw;
+                match op {
+                    PoolOp::Max => {
+                        // Max is order-free: the window rows' maximum over
+                        // the whole row first (contiguous, vectorised),
+                        // then each window's columns of it.
+                        keys.clear();
+                        keys.resize(iw, max_key(f32::NEG_INFINITY));
+                        for y in ky0..ky1 {
+                            for (k, &v) in keys.iter_mut().zip(&plane[y * iw..(y + 1) * iw]) {
+                                *k = (*k).max(max_key(f32::from_bits(v)));
+                            }
+                        }
+                        out.resize(run.end, 0);
+                        let acc = &mut out[run.clone()];
+                        let init = max_key(f32::NEG_INFINITY);
+                        for (i, o) in acc.iter_mut().enumerate() {
+                            let w = &keys[x0 + i * sw..x0 + i * sw + kw];
+                            *o = from_max_key(w.iter().fold(init, |a, &k| a.max(k))).to_bits();
+                        }
+                    }
+                    PoolOp::Avg => {
+                        out.resize(run.end, 0f32.to_bits());
+                        let acc: &mut [f32] = bytemuck::cast_slice_mut(&mut out[run.clone()]);
+                        for y in ky0..ky1 {
+                            let row = &plane[y * iw..(y + 1) * iw];
+                            for kx in 0..kw {
+                                let taps = row[x0 + kx..].iter().step_by(sw);
+                                for (sum, &v) in acc.iter_mut().zip(taps) {
+                                    *sum += f32::from_bits(v);
+                                }
+                            }
+                        }
+                        let count = ((ky1 - ky0) * kw) as u32;
+                        for sum in acc.iter_mut() {
+                            *sum = if count > 0 { *sum / count as f32 } else { 0.0 };
+                        }
+                    }
+                }
+                for &(kx0, kx1) in &cols[inner.end..] {
+                    out.push(pool_window(op, plane, iw, (ky0, ky1), (kx0, kx1)));
+                }
+                debug_assert_eq!(out.len() - row0, ow);
+                continue;
+            }
             for &(kx0, kx1) in &cols {
                 if until_poll == 0 {
                     poll()?;
                     until_poll = per_poll;
                 }
                 until_poll -= 1;
-                // Row by row, each in order, as the spec's sums go.
-                out.push(match op {
-                    // fmax's fold without its branches (the accumulator is
-                    // never NaN: it starts at -inf and fmax drops NaNs).
-                    PoolOp::Max => {
-                        let mut k = max_key(f32::NEG_INFINITY);
-                        for y in ky0..ky1 {
-                            for &v in &plane[y * iw + kx0..y * iw + kx1] {
-                                k = k.max(max_key(f32::from_bits(v)));
-                            }
-                        }
-                        from_max_key(k).to_bits()
-                    }
-                    PoolOp::Avg => {
-                        let count = ((ky1 - ky0) * (kx1 - kx0)) as u32;
-                        let mut sum = 0.0f32;
-                        for y in ky0..ky1 {
-                            for &v in &plane[y * iw + kx0..y * iw + kx1] {
-                                sum += f32::from_bits(v);
-                            }
-                        }
-                        if count > 0 {
-                            (sum / count as f32).to_bits()
-                        } else {
-                            0f32.to_bits()
-                        }
-                    }
-                });
+                out.push(pool_window(op, plane, iw, (ky0, ky1), (kx0, kx1)));
             }
         }
     }
     Ok(())
+}
+
+/// One POOL output: the window `[ky0, ky1) x [kx0, kx1)` of a plane `iw`
+/// wide, row by row, each in order, as the spec's sums go.
+#[inline(always)]
+fn pool_window(
+    op: PoolOp,
+    plane: &[u32],
+    iw: usize,
+    (ky0, ky1): (usize, usize),
+    (kx0, kx1): (usize, usize),
+) -> u32 {
+    match op {
+        // fmax's fold without its branches (the accumulator is never NaN:
+        // it starts at -inf and fmax drops NaNs).
+        PoolOp::Max => {
+            let mut k = max_key(f32::NEG_INFINITY);
+            for y in ky0..ky1 {
+                for &v in &plane[y * iw + kx0..y * iw + kx1] {
+                    k = k.max(max_key(f32::from_bits(v)));
+                }
+            }
+            from_max_key(k).to_bits()
+        }
+        PoolOp::Avg => {
+            let count = ((ky1 - ky0) * (kx1 - kx0)) as u32;
+            let mut sum = 0.0f32;
+            for y in ky0..ky1 {
+                for &v in &plane[y * iw + kx0..y * iw + kx1] {
+                    sum += f32::from_bits(v);
+                }
+            }
+            if count > 0 {
+                (sum / count as f32).to_bits()
+            } else {
+                0f32.to_bits()
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1106,3 +1106,135 @@ fn small_k_matmul_in_place_and_through_a_copy_agree() {
         assert_eq!(bits(&outs[0]), bits(&outs[1]), "{m}x{n}x{k}");
     }
 }
+
+/// IEEE 754-2019 maximumNumber, as npu-hw.rst defines max: a NaN loses to
+/// a number, +0 is above -0.
+fn maximum_number(x: f32, y: f32) -> f32 {
+    if x.is_nan() {
+        y
+    } else if y.is_nan() || x > y || (x == y && y.is_sign_negative()) {
+        x
+    } else {
+        y
+    }
+}
+
+#[test]
+fn pooling_matches_the_spec_bit_for_bit_on_many_geometries() {
+    // Windows inside the rows and clipped by padding at both edges, strides
+    // 1 to 3, wide rows; values with NaNs, signed zeros and infinities. The
+    // reference is the spec's: max folds maximumNumber from -inf (an
+    // all-NaN window gives -inf), average adds the window's elements in
+    // row-major order, padding excluded, then divides once by the count.
+    let mut rng = Rng(0x5eed);
+    let special = [f32::NAN, -0.0, 0.0, f32::INFINITY, f32::NEG_INFINITY];
+    for case in 0..60 {
+        let kernel = [rng.range(1, 4) as u8, rng.range(1, 5) as u8];
+        let stride = [rng.range(1, 3) as u8, rng.range(1, 3) as u8];
+        let pad = [
+            rng.range(0, kernel[0] as usize - 1) as u8,
+            rng.range(0, kernel[1] as usize - 1) as u8,
+        ];
+        let (ih, iw) = (rng.range(1, 9), rng.range(1, 40));
+        let channels = rng.range(1, 3);
+        let out = |i: usize, k: u8, s: u8, p: u8| {
+            (i + 2 * p as usize >= k as usize)
+                .then(|| (i + 2 * p as usize - k as usize) / s as usize + 1)
+        };
+        let (Some(oh), Some(ow)) = (
+            out(ih, kernel[0], stride[0], pad[0]),
+            out(iw, kernel[1], stride[1], pad[1]),
+        ) else {
+            continue;
+        };
+        let x: Vec<f32> = (0..channels * ih * iw)
+            .map(|_| {
+                if rng.range(0, 9) == 0 {
+                    special[rng.range(0, 4)]
+                } else {
+                    rng.f32() * 100.0
+                }
+            })
+            .collect();
+        let geom = PoolGeom {
+            channels: channels as u32,
+            in_h: ih as u32,
+            in_w: iw as u32,
+            out_h: oh as u32,
+            out_w: ow as u32,
+            kernel,
+            stride,
+            pad,
+        };
+        let n_out = channels * oh * ow;
+        let dst = (x.len() * 4).next_multiple_of(64) as u32;
+        let (c, got) = run_program(
+            &mut bench(),
+            &f32_bytes(&x),
+            n_out * 8,
+            &[
+                load(IN_VA, 0, (x.len() * 4) as u32),
+                Insn::Pool {
+                    op: PoolOp::Max,
+                    geom,
+                    src: 0,
+                    dst,
+                },
+                Insn::Pool {
+                    op: PoolOp::Avg,
+                    geom,
+                    src: 0,
+                    dst: dst + (n_out * 4) as u32,
+                },
+                store(OUT_VA, dst, (n_out * 8) as u32),
+            ],
+        );
+        assert_eq!(c.fault(), Some(Fault::Ok), "case {case}: {geom:?}");
+        let mut want_max = Vec::new();
+        let mut want_avg = Vec::new();
+        for ch in 0..channels {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let (mut m, mut sum, mut count) = (f32::NEG_INFINITY, 0f32, 0u32);
+                    for ky in 0..kernel[0] as usize {
+                        for kx in 0..kernel[1] as usize {
+                            let y = (oy * stride[0] as usize + ky).checked_sub(pad[0] as usize);
+                            let xx = (ox * stride[1] as usize + kx).checked_sub(pad[1] as usize);
+                            if let (Some(y), Some(xx)) = (y, xx) {
+                                if y < ih && xx < iw {
+                                    let v = x[(ch * ih + y) * iw + xx];
+                                    m = maximum_number(m, v);
+                                    sum += v;
+                                    count += 1;
+                                }
+                            }
+                        }
+                    }
+                    want_max.push(m.to_bits());
+                    want_avg.push(if count > 0 {
+                        (sum / count as f32).to_bits()
+                    } else {
+                        0
+                    });
+                }
+            }
+        }
+        // Any NaN is the NaN (the spec does not fix its payload).
+        let canon = |b: u32| {
+            if f32::from_bits(b).is_nan() {
+                u32::MAX
+            } else {
+                b
+            }
+        };
+        let want_max: Vec<u32> = want_max.into_iter().map(canon).collect();
+        let want_avg: Vec<u32> = want_avg.into_iter().map(canon).collect();
+        let bits: Vec<u32> = bytes_f32(&got).iter().map(|v| canon(v.to_bits())).collect();
+        assert_eq!(&bits[..n_out], &want_max[..], "case {case} max: {geom:?}");
+        assert_eq!(
+            &bits[n_out..],
+            &want_avg[..],
+            "case {case} average: {geom:?}"
+        );
+    }
+}
