@@ -120,11 +120,13 @@ const SMALL_K_COLS: usize = 512;
 
 /// [`sgemm_in_place`] for `k` of 1 to [`SMALL_K`] and B not transposed (a
 /// direct convolution's tap over few input channels, a depthwise-like
-/// product): each element of C is `((c + a0 b0) + a1 b1) + ...`, with `c`
-/// +0 without ACCUMULATE (as the GEMM crate starts its sums), a multiply
-/// and an add each rounded, vectorised along C's rows. The GEMM crate packs both operands for every call and runs its
-/// kernel on tiles masked to m, both of which cost more than the
-/// arithmetic at such k. The same bits on every host (no fused multiply-add).
+/// product). The GEMM crate packs both operands for every call and runs
+/// its kernel on tiles masked to m, both of which cost more than the
+/// arithmetic at such k; this walks C's rows instead, vectorised along
+/// them. Each element is what the crate computes, bit for bit: its sum
+/// `ab` of the k products in order from +0, fused multiply-adds on a host
+/// with FMA (the crate's AVX-512 and AVX2+FMA kernels) and a multiply and
+/// an add otherwise, then `c + ab` (one rounding) with ACCUMULATE or `ab`.
 fn sgemm_small_k(
     sram: &mut [u32],
     s: GemmShape,
@@ -135,49 +137,48 @@ fn sgemm_small_k(
 ) {
     #[cfg(target_arch = "x86_64")]
     {
+        #[target_feature(enable = "avx512f,fma")]
+        fn avx512(
+            sram: &mut [u32],
+            s: GemmShape,
+            a: (usize, usize),
+            b: (usize, usize),
+            c: (usize, usize),
+            accumulate: bool,
+        ) {
+            small_k_body::<true>(sram, s, a, b, c, accumulate);
+        }
+        #[target_feature(enable = "avx2,fma")]
+        fn avx2_fma(
+            sram: &mut [u32],
+            s: GemmShape,
+            a: (usize, usize),
+            b: (usize, usize),
+            c: (usize, usize),
+            accumulate: bool,
+        ) {
+            small_k_body::<true>(sram, s, a, b, c, accumulate);
+        }
+        // The crate's own choice of kernel (matrixmultiply 0.3's sgemm).
         if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F (checked above).
-            unsafe { small_k_avx512(sram, s, a, b, c, accumulate) };
+            // SAFETY: the CPU has AVX-512F, which has FMA (checked above).
+            unsafe { avx512(sram, s, a, b, c, accumulate) };
             return;
         }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2 (checked above).
-            unsafe { small_k_avx2(sram, s, a, b, c, accumulate) };
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU has AVX2 and FMA (checked above).
+            unsafe { avx2_fma(sram, s, a, b, c, accumulate) };
             return;
         }
     }
-    small_k_body(sram, s, a, b, c, accumulate);
+    small_k_body::<false>(sram, s, a, b, c, accumulate);
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn small_k_avx512(
-    sram: &mut [u32],
-    s: GemmShape,
-    a: (usize, usize),
-    b: (usize, usize),
-    c: (usize, usize),
-    accumulate: bool,
-) {
-    small_k_body(sram, s, a, b, c, accumulate);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn small_k_avx2(
-    sram: &mut [u32],
-    s: GemmShape,
-    a: (usize, usize),
-    b: (usize, usize),
-    c: (usize, usize),
-    accumulate: bool,
-) {
-    small_k_body(sram, s, a, b, c, accumulate);
-}
-
-/// The loops of [`sgemm_small_k`], compiled once per instruction set.
+/// The loops of [`sgemm_small_k`], compiled once per instruction set;
+/// `FMA`: fused multiply-adds (only where the CPU has them).
 #[inline(always)]
-fn small_k_body(
+fn small_k_body<const FMA: bool>(
     sram: &mut [u32],
     s: GemmShape,
     (a, lda): (usize, usize),
@@ -188,24 +189,26 @@ fn small_k_body(
     let mut acc = [0f32; SMALL_K_COLS];
     for j0 in (0..s.n).step_by(SMALL_K_COLS) {
         let nb = SMALL_K_COLS.min(s.n - j0);
-        let t = &mut acc[..nb];
+        let ab = &mut acc[..nb];
         for i in 0..s.m {
             let f: &[f32] = bytemuck::cast_slice(&*sram);
             let arow = &f[a + i * lda..][..s.k];
-            let brow = |kk: usize| &f[b + kk * ldb + j0..][..nb];
             let crow = c + i * ldc + j0;
-            if accumulate {
-                t.copy_from_slice(&f[crow..crow + nb]);
-            } else {
-                t.fill(0.0);
-            }
+            ab.fill(0.0);
             for (kk, &x) in arow.iter().enumerate() {
-                for (t, &y) in t.iter_mut().zip(brow(kk)) {
-                    *t += x * y;
+                let brow = &f[b + kk * ldb + j0..][..nb];
+                for (t, &y) in ab.iter_mut().zip(brow) {
+                    *t = if FMA { x.mul_add(y, *t) } else { *t + x * y };
                 }
             }
             let out: &mut [f32] = bytemuck::cast_slice_mut(&mut sram[crow..crow + nb]);
-            out.copy_from_slice(t);
+            if accumulate {
+                for (o, &t) in out.iter_mut().zip(ab.iter()) {
+                    *o += t;
+                }
+            } else {
+                out.copy_from_slice(ab);
+            }
         }
     }
 }

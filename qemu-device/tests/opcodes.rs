@@ -1050,7 +1050,7 @@ fn small_k_matmul_in_place_and_through_a_copy_agree() {
     // k of 1 to 8 (the device's direct kernel), rows longer than its block
     // of columns, leading dimensions past the columns. The second program
     // writes C over B (so the device copies its operands first): the same
-    // bits.
+    // bits, which are the GEMM crate's.
     for &(m, n, k) in &[
         (4usize, 1300usize, 3usize),
         (3, 700, 1),
@@ -1104,6 +1104,32 @@ fn small_k_matmul_in_place_and_through_a_copy_agree() {
         assert_close(&outs[2], &doubled, 1e-5);
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&outs[0]), bits(&outs[1]), "{m}x{n}x{k}");
+        // And the bits of the GEMM crate the device uses for larger k (so
+        // a model's outputs do not depend on which kernel ran).
+        let mut crate_c = vec![0f32; m * n];
+        for beta in [0.0, 1.0] {
+            // SAFETY: dense row-major operands of the sizes given.
+            unsafe {
+                matrixmultiply::sgemm(
+                    m,
+                    k,
+                    n,
+                    1.0,
+                    a.as_ptr(),
+                    k as isize,
+                    1,
+                    bm.as_ptr(),
+                    n as isize,
+                    1,
+                    beta,
+                    crate_c.as_mut_ptr(),
+                    n as isize,
+                    1,
+                )
+            };
+            let device = if beta == 0.0 { &outs[0] } else { &outs[2] };
+            assert_eq!(bits(device), bits(&crate_c), "{m}x{n}x{k}, beta {beta}");
+        }
     }
 }
 
