@@ -240,7 +240,8 @@ impl Executor {
         let count = size as u64 / INSN_SIZE as u64;
         let mut result: Result<(), JobFault> =
             Err(JobFault::new(Fault::CmdbufOverrun, size as u64));
-        for i in 0..count {
+        let mut i = 0;
+        while i < count {
             if let Err(f) = ctl.poll(mmu) {
                 result = Err(JobFault::new(f, 0));
                 break;
@@ -271,6 +272,20 @@ impl Executor {
                 Insn::Mark { tag } => marks.push(tag),
                 _ => {}
             }
+            if let Some(chain) = self.mac_chain(&insn, (cmdbuf, i, count), mmu, &mut tl, ctl) {
+                match chain {
+                    Ok(n) => {
+                        stats.instructions += n - 1;
+                        i += n;
+                        continue;
+                    }
+                    Err(f) => {
+                        let addr = if f.addr == u64::MAX { offset } else { f.addr };
+                        result = Err(JobFault::new(f.fault, addr));
+                        break;
+                    }
+                }
+            }
             if let Err(f) = self.step(&insn, mmu, &mut tl, &mut stats, ctl) {
                 // Operand faults carry the command-buffer offset; MMU and bus
                 // faults carry the virtual address they hit.
@@ -278,6 +293,7 @@ impl Executor {
                 result = Err(JobFault::new(f.fault, addr));
                 break;
             }
+            i += 1;
         }
         stats.cycles = tl.total();
         stats.dma_engine_cycles = tl.busy(Engine::Dma);
@@ -890,6 +906,168 @@ impl Executor {
         Ok(())
     }
 
+    /// Run a depthwise convolution's taps at once: from the MUL at
+    /// instruction `at`, pairs of
+    ///
+    /// ```text
+    ///   MUL f32 tmp <- x_t * w_t (w_t per row)
+    ///   ADD f32 acc <- acc + tmp
+    /// ```
+    ///
+    /// on the same `tmp` and `acc` tiles, which overlap neither each other
+    /// nor any `x_t` or `w_t`. Every element then goes through the same
+    /// operations in the same order as instruction by instruction (`acc =
+    /// (acc + x_0 w_0) + x_1 w_1 ...`, `tmp` left holding the last
+    /// products), but in one pass over the tiles, row by row, instead of
+    /// two per tap. Each instruction is fetched, counted, charged and
+    /// scheduled as it would be, after a poll; a reset or revoked memory is
+    /// noticed between rows. None when fewer than two pairs qualify: the
+    /// instructions then run one by one (any fault of theirs is theirs),
+    /// and the look-ahead's fetches are not counted. Some(Ok(n)): the
+    /// instructions run.
+    fn mac_chain(
+        &mut self,
+        head: &Insn,
+        (cmdbuf, at, count): (u64, u64, u64),
+        mmu: &mut Mmu,
+        tl: &mut Timeline,
+        ctl: &mut dyn JobControl,
+    ) -> Option<Result<u64, JobFault>> {
+        let Insn::Binary {
+            op: BinaryOp::Mul,
+            dtype: DType::F32,
+            bcast: Broadcast::PerRow,
+            rows,
+            cols,
+            out: tmp,
+            ..
+        } = *head
+        else {
+            return None;
+        };
+        let sram = &self.sram;
+        let tmp_t = TileRef::new(sram, tmp, rows, cols, 4).ok()?;
+        if tmp_t.elems() == 0 {
+            return None;
+        }
+        let fetched_before = mmu.bytes_read;
+        let fetch = |mmu: &mut Mmu, j: u64| -> Option<Insn> {
+            let mut raw = [0u8; INSN_SIZE];
+            let va = cmdbuf.checked_add(j.checked_mul(INSN_SIZE as u64)?)?;
+            mmu.read(va, &mut raw).ok()?;
+            Insn::decode(&raw).ok()
+        };
+        // (x_t, w_t) of each qualifying pair, and the accumulator.
+        let mut taps: Vec<(TileRef, TileRef)> = Vec::new();
+        let mut acc_t: Option<TileRef> = None;
+        let mut consumed = mmu.bytes_read;
+        let mut j = at;
+        while taps.len() < MAC_CHAIN_PAIRS && j + 1 < count {
+            let mul = if j == at { Some(*head) } else { fetch(mmu, j) };
+            let Some(Insn::Binary {
+                op: BinaryOp::Mul,
+                dtype: DType::F32,
+                bcast: Broadcast::PerRow,
+                rows: r1,
+                cols: c1,
+                a: x,
+                b: w,
+                out: o1,
+                ..
+            }) = mul
+            else {
+                break;
+            };
+            let Some(Insn::Binary {
+                op: BinaryOp::Add,
+                dtype: DType::F32,
+                bcast: Broadcast::None,
+                rows: r2,
+                cols: c2,
+                a: acc_a,
+                b: acc_b,
+                out: acc_o,
+                ..
+            }) = fetch(mmu, j + 1)
+            else {
+                break;
+            };
+            if (r1, c1, r2, c2) != (rows, cols, rows, cols)
+                || o1 != tmp
+                || acc_b != tmp
+                || acc_a != acc_o
+                || acc_t
+                    .is_some_and(|t| (t.base * 4) as u32 != acc_o.addr || t.ld as u32 != acc_o.ld)
+            {
+                break;
+            }
+            let (Ok(xt), Ok(wt), Ok(at_)) = (
+                TileRef::new(sram, x, rows, cols, 4),
+                vector(sram, w.addr, rows),
+                TileRef::new(sram, acc_o, rows, cols, 4),
+            ) else {
+                break;
+            };
+            let writes = [tmp_t.range(), at_.range()];
+            if overlaps(writes[0], writes[1])
+                || writes
+                    .iter()
+                    .any(|&wr| overlaps(wr, xt.range()) || overlaps(wr, wt.range()))
+            {
+                break;
+            }
+            acc_t = Some(at_);
+            taps.push((xt, wt));
+            consumed = mmu.bytes_read;
+            j += 2;
+        }
+        // What was fetched past the chain is fetched again, and counted, when
+        // it runs.
+        mmu.bytes_read = consumed;
+        let acc_t = acc_t?;
+        if taps.len() < 2 {
+            mmu.bytes_read = fetched_before;
+            return None;
+        }
+        let n = 2 * taps.len() as u64;
+        // The polls before the instructions after the first (the caller
+        // polled before it); a failing one runs them one by one instead.
+        for _ in 1..n {
+            if ctl.poll(mmu).is_err() {
+                mmu.bytes_read = fetched_before;
+                return None;
+            }
+        }
+        let cycles = self.cost.vector(tmp_t.elems(), false);
+        for (xt, wt) in &taps {
+            ctl.charge(cycles);
+            tl.issue(
+                Engine::Compute,
+                &[xt.range(), wt.range()],
+                &[tmp_t.range()],
+                cycles,
+            );
+            ctl.charge(cycles);
+            tl.issue(
+                Engine::Compute,
+                &[acc_t.range(), tmp_t.range()],
+                &[acc_t.range()],
+                cycles,
+            );
+        }
+        let [mut acc_row, mut tmp_row] = std::mem::take(&mut self.scratch);
+        let done = mac_rows(
+            &mut self.sram.words,
+            &taps,
+            (acc_t, tmp_t),
+            (&mut acc_row, &mut tmp_row),
+            &mut || ctl.poll(mmu).map_err(|f| JobFault::new(f, 0)),
+        )
+        .map(|()| n);
+        self.scratch = [acc_row, tmp_row];
+        Some(done)
+    }
+
     /// Move the rows of a DMA_LOAD (`store` false) or DMA_STORE of `n`-byte
     /// rows, planes outer and rows inner, in groups of
     /// rows that lie in one page (see [`InPageRows`]); the SRAM side was
@@ -1351,6 +1529,96 @@ fn binary_tile(
         }
     }
     binary_tile_body(op, dtype, bcast, a, b, out, words);
+}
+
+/// Most MUL/ADD pairs [`Executor::mac_chain`] runs at once: the work
+/// between two of its polls is that many passes over one row.
+const MAC_CHAIN_PAIRS: usize = 64;
+
+/// The rows of [`Executor::mac_chain`]: per row, for each tap `tmp = x *
+/// w; acc = acc + tmp`, each rounded (BINARY mul, then BINARY add; Rust
+/// never fuses them), on copies of the row (`scratch`) written back at the
+/// end of the row; only the last tap's products are kept in tmp. `poll`
+/// runs before each row.
+fn mac_rows(
+    words: &mut [u32],
+    taps: &[(TileRef, TileRef)],
+    tiles: (TileRef, TileRef),
+    scratch: (&mut Vec<u32>, &mut Vec<u32>),
+    poll: &mut dyn FnMut() -> Result<(), JobFault>,
+) -> Result<(), JobFault> {
+    #[inline(always)]
+    fn body(
+        words: &mut [u32],
+        taps: &[(TileRef, TileRef)],
+        (acc_t, tmp_t): (TileRef, TileRef),
+        (acc_row, tmp_row): (&mut Vec<u32>, &mut Vec<u32>),
+        poll: &mut dyn FnMut() -> Result<(), JobFault>,
+    ) -> Result<(), JobFault> {
+        let cols = tmp_t.cols;
+        for r in 0..tmp_t.rows {
+            poll()?;
+            let a0 = acc_t.base + r * acc_t.ld;
+            acc_row.clear();
+            acc_row.extend_from_slice(&words[a0..a0 + cols]);
+            tmp_row.clear();
+            tmp_row.resize(cols, 0);
+            let acc: &mut [f32] = bytemuck::cast_slice_mut(&mut acc_row[..]);
+            let (last, rest) = taps.split_last().expect("a chain has taps");
+            for (xt, wt) in rest {
+                let x0 = xt.base + r * xt.ld;
+                let w = f32::from_bits(words[wt.base + r]);
+                let x: &[f32] = bytemuck::cast_slice(&words[x0..x0 + cols]);
+                for (a, &v) in acc.iter_mut().zip(x) {
+                    *a += v * w;
+                }
+            }
+            let (xt, wt) = last;
+            let x0 = xt.base + r * xt.ld;
+            let w = f32::from_bits(words[wt.base + r]);
+            let x: &[f32] = bytemuck::cast_slice(&words[x0..x0 + cols]);
+            let tmp: &mut [f32] = bytemuck::cast_slice_mut(&mut tmp_row[..]);
+            for ((a, t), &v) in acc.iter_mut().zip(tmp.iter_mut()).zip(x) {
+                *t = v * w;
+                *a += *t;
+            }
+            let t0 = tmp_t.base + r * tmp_t.ld;
+            words[a0..a0 + cols].copy_from_slice(acc_row);
+            words[t0..t0 + cols].copy_from_slice(tmp_row);
+        }
+        Ok(())
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f")]
+        fn avx512(
+            words: &mut [u32],
+            taps: &[(TileRef, TileRef)],
+            tiles: (TileRef, TileRef),
+            scratch: (&mut Vec<u32>, &mut Vec<u32>),
+            poll: &mut dyn FnMut() -> Result<(), JobFault>,
+        ) -> Result<(), JobFault> {
+            body(words, taps, tiles, scratch, poll)
+        }
+        #[target_feature(enable = "avx2")]
+        fn avx2(
+            words: &mut [u32],
+            taps: &[(TileRef, TileRef)],
+            tiles: (TileRef, TileRef),
+            scratch: (&mut Vec<u32>, &mut Vec<u32>),
+            poll: &mut dyn FnMut() -> Result<(), JobFault>,
+        ) -> Result<(), JobFault> {
+            body(words, taps, tiles, scratch, poll)
+        }
+        match vector_isa() {
+            // SAFETY: the CPU has the instruction set (vector_isa checked).
+            VectorIsa::Avx512 => return unsafe { avx512(words, taps, tiles, scratch, poll) },
+            // SAFETY: as above.
+            VectorIsa::Avx2 => return unsafe { avx2(words, taps, tiles, scratch, poll) },
+            VectorIsa::Base => {}
+        }
+    }
+    body(words, taps, tiles, scratch, poll)
 }
 
 /// The widest vectors this CPU has, for the elementwise engines: their
@@ -1828,10 +2096,16 @@ fn pool(
         g.pad[1] as usize,
         g.kernel[1] as usize,
     );
+    // (A run shorter than its windows are wide, global pooling's one
+    // output, is faster element by element.)
     let inner = if ow <= per_poll && iw + pw >= kw {
         let lo = pw.div_ceil(sw).min(ow);
         let hi = ((iw + pw - kw) / sw + 1).min(ow);
-        lo..hi.max(lo)
+        if hi >= lo + kw.max(8) {
+            lo..hi
+        } else {
+            0..0
+        }
     } else {
         0..0
     };

@@ -1264,3 +1264,118 @@ fn pooling_matches_the_spec_bit_for_bit_on_many_geometries() {
         );
     }
 }
+
+#[test]
+fn depthwise_mul_add_chains_compute_what_the_instructions_do() {
+    use npu_device::regs::PerfCounter;
+    // `taps` pairs of MUL tmp <- x_t * w_t (per row) and ADD acc <- acc +
+    // tmp, as libnpu lowers a depthwise convolution: the device may run a
+    // chain in one pass, so acc and tmp must hold what the instructions,
+    // one by one, leave there. Also: more pairs than one pass takes, a
+    // pair whose x overlaps acc (not chained: it reads acc as the earlier
+    // taps left it), and a pair with an operand past the SRAM (the fault
+    // at its offset).
+    let (rows, cols, ld) = (5usize, 37usize, 40usize);
+    let special = [f32::NAN, -0.0, f32::INFINITY, 1e-40, 3e38];
+    for (taps, overlap_at, bad_at) in [
+        (9usize, None, None),
+        (70, None, None),
+        (6, Some(3), None),
+        (5, None, Some(2)),
+    ] {
+        let mut rng = Rng(taps as u64 * 7 + 1);
+        let xw = rows * ld + taps; // one band: tap t reads it from word t
+        let mut x: Vec<f32> = (0..xw).map(|_| rng.f32() * 4.0).collect();
+        x[17] = special[taps % 5];
+        let w: Vec<f32> = (0..taps * rows).map(|_| rng.f32()).collect();
+        let acc0: Vec<f32> = (0..rows * ld).map(|_| rng.f32()).collect();
+        let (sx, sw) = (0u32, (xw * 4).next_multiple_of(64) as u32);
+        let sacc = sw + (w.len() * 4).next_multiple_of(64) as u32;
+        let stmp = sacc + (rows * ld * 4) as u32;
+        let mut input = f32_bytes(&x);
+        input.resize(sw as usize, 0);
+        input.extend(f32_bytes(&w));
+        input.resize(sacc as usize, 0);
+        input.extend(f32_bytes(&acc0));
+        let mut prog = vec![load(IN_VA, 0, input.len() as u32)];
+        for t in 0..taps {
+            let xa = if overlap_at == Some(t) {
+                sacc
+            } else {
+                sx + 4 * t as u32
+            };
+            let wa = if bad_at == Some(t) {
+                1 << 30
+            } else {
+                sw + (4 * t * rows) as u32
+            };
+            prog.push(Insn::Binary {
+                op: BinaryOp::Mul,
+                dtype: DType::F32,
+                bcast: Broadcast::PerRow,
+                rows: rows as u32,
+                cols: cols as u32,
+                a: tile(xa, ld as u32),
+                b: tile(wa, 0),
+                out: tile(stmp, ld as u32),
+                scalar: 0,
+            });
+            prog.push(Insn::Binary {
+                op: BinaryOp::Add,
+                dtype: DType::F32,
+                bcast: Broadcast::None,
+                rows: rows as u32,
+                cols: cols as u32,
+                a: tile(sacc, ld as u32),
+                b: tile(stmp, ld as u32),
+                out: tile(sacc, ld as u32),
+                scalar: 0,
+            });
+        }
+        let out_len = 2 * rows * ld * 4;
+        prog.push(store(OUT_VA, sacc, out_len as u32));
+        let mut b = bench();
+        let (c, out) = run_program(&mut b, &input, out_len, &prog);
+        // One by one, in f32, as the spec's BINARY mul and add round.
+        let mut acc = acc0.clone();
+        let mut tmp = vec![0f32; rows * ld];
+        for t in 0..taps.min(bad_at.unwrap_or(usize::MAX)) {
+            for r in 0..rows {
+                for j in 0..cols {
+                    let xv = if overlap_at == Some(t) {
+                        acc[r * ld + j]
+                    } else {
+                        x[t + r * ld + j]
+                    };
+                    tmp[r * ld + j] = xv * w[t * rows + r];
+                    acc[r * ld + j] += tmp[r * ld + j];
+                }
+            }
+        }
+        if let Some(t) = bad_at {
+            assert_eq!(c.fault(), Some(Fault::SramRange));
+            assert_eq!(c.fault_addr, ((1 + 2 * t) * INSN_SIZE) as u64);
+            continue;
+        }
+        assert_eq!(c.fault(), Some(Fault::Ok), "{taps} taps");
+        let canon = |v: f32| if v.is_nan() { u32::MAX } else { v.to_bits() };
+        let got: Vec<u32> = bytes_f32(&out).into_iter().map(canon).collect();
+        let mut want: Vec<u32> = acc.iter().map(|&v| canon(v)).collect();
+        want.extend(tmp.iter().map(|&v| canon(v)));
+        // Only the tiles' columns are defined (the rest of each ld).
+        for r in 0..2 * rows {
+            assert_eq!(
+                got[r * ld..r * ld + cols],
+                want[r * ld..r * ld + cols],
+                "{taps} taps, row {r}"
+            );
+        }
+        // Every instruction counted, every one fetched once.
+        let insns = prog.len() as u64 + 1;
+        assert_eq!(b.device.perf(PerfCounter::Instructions), insns);
+        assert_eq!(
+            b.device.perf(PerfCounter::DmaBytesRead),
+            insns * INSN_SIZE as u64 + input.len() as u64
+        );
+    }
+}
