@@ -1330,8 +1330,18 @@ impl InPageRows {
             let bytes = sram.bytes_mut();
             let buf = &self.buf[..span];
             for run in &self.held {
-                if n == 4 {
-                    // Element gathers (strided convolutions): a fixed-size copy.
+                let count = run.count as usize;
+                if n == 4 && run.sram_stride == 4 && run.stride >= 4 {
+                    // Element gathers (strided convolutions) into a packed
+                    // SRAM row: one slice each side, a fixed-size copy per
+                    // element, no per-element index arithmetic.
+                    let o = (run.addr - start) as usize;
+                    let src = &buf[o..o + (count - 1) * run.stride as usize + 4];
+                    let dst = &mut bytes[run.sram..run.sram + 4 * count];
+                    for (d, s) in dst.chunks_exact_mut(4).zip(src.chunks(run.stride as usize)) {
+                        d.copy_from_slice(&s[..4]);
+                    }
+                } else if n == 4 {
                     for (o, s) in run.rows(start) {
                         bytes[s..s + 4].copy_from_slice(&buf[o..o + 4]);
                     }
