@@ -1223,3 +1223,92 @@ fn encoder_block_matches_numpy() {
         );
     }
 }
+
+#[test]
+fn any_f32_unary_op_fuses_into_a_conv_or_gemm() {
+    // The pre-activation tensor never reaches memory: the program stores
+    // as often as with a relu (which fused before), and computes the same
+    // values as the reference.
+    let ops = [
+        UnaryOp::Relu,
+        UnaryOp::HardSwish {
+            alpha: 1.0 / 6.0,
+            beta: 0.5,
+        },
+        UnaryOp::LeakyRelu { alpha: 0.1 },
+        UnaryOp::Sigmoid,
+        UnaryOp::Tanh,
+    ];
+    let mut stores = Vec::new();
+    for (i, &op) in ops.iter().enumerate() {
+        let mut r = rng(30);
+        let mut g = Graph::new();
+        let x = g
+            .input("x", TensorType::new(DType::F32, &[1, 4, 12, 12]))
+            .unwrap();
+        let w = constant(&mut g, "w", &[6, 4, 3, 3], &mut r);
+        let b = constant(&mut g, "b", &[6], &mut r);
+        let conv = g
+            .add(
+                "conv",
+                Op::Conv2d {
+                    input: x,
+                    weight: w,
+                    bias: Some(b),
+                    window: Window {
+                        padding: [1, 1],
+                        stride: [2, 2],
+                        ..Window::default()
+                    },
+                    groups: 1,
+                },
+                None,
+            )
+            .unwrap();
+        let act = g.add("act", Op::Unary { op, x: conv }, None).unwrap();
+        let flat = g
+            .add(
+                "flat",
+                Op::Reshape {
+                    x: act,
+                    shape: vec![1, 6 * 36],
+                },
+                None,
+            )
+            .unwrap();
+        let fw = constant(&mut g, "fw", &[6 * 36, 10], &mut r);
+        let fc = g
+            .add(
+                "fc",
+                Op::Gemm {
+                    a: flat,
+                    b: fw,
+                    bias: None,
+                    trans_a: false,
+                    trans_b: false,
+                },
+                None,
+            )
+            .unwrap();
+        let out = g.add("out", Op::Unary { op, x: fc }, None).unwrap();
+        g.output(out).unwrap();
+        let mut s = Session::model(64 << 10);
+        let k = s.compile(g.clone()).unwrap();
+        let insns = k.program.insns();
+        stores.push(
+            insns
+                .iter()
+                .filter(|i| matches!(i, npu::isa::Insn::DmaStore { .. }))
+                .count(),
+        );
+        assert!(insns
+            .iter()
+            .any(|i| matches!(i, npu::isa::Insn::Unary { .. })));
+        s.run_checked(&k, &npu::runtime::random_inputs(&g, 31 + i as u64), 1e-5)
+            .unwrap_or_else(|e| panic!("{op:?}: {e}"));
+    }
+    assert!(
+        stores.iter().all(|&n| n == stores[0]),
+        "DMA stores per op (relu first): {stores:?}"
+    );
+}

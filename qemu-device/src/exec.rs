@@ -245,7 +245,8 @@ impl Executor {
         let count = size as u64 / INSN_SIZE as u64;
         let mut result: Result<(), JobFault> =
             Err(JobFault::new(Fault::CmdbufOverrun, size as u64));
-        for i in 0..count {
+        let mut i = 0;
+        while i < count {
             if let Err(f) = ctl.poll(mmu) {
                 result = Err(JobFault::new(f, 0));
                 break;
@@ -276,6 +277,20 @@ impl Executor {
                 Insn::Mark { tag } => marks.push(tag),
                 _ => {}
             }
+            if let Some(chain) = self.mac_chain(&insn, (cmdbuf, i, count), mmu, &mut tl, ctl) {
+                match chain {
+                    Ok(n) => {
+                        stats.instructions += n - 1;
+                        i += n;
+                        continue;
+                    }
+                    Err(f) => {
+                        let addr = if f.addr == u64::MAX { offset } else { f.addr };
+                        result = Err(JobFault::new(f.fault, addr));
+                        break;
+                    }
+                }
+            }
             if let Err(f) = self.step(&insn, mmu, &mut tl, &mut stats, ctl) {
                 // Operand faults carry the command-buffer offset; MMU and bus
                 // faults carry the virtual address they hit.
@@ -283,6 +298,7 @@ impl Executor {
                 result = Err(JobFault::new(f.fault, addr));
                 break;
             }
+            i += 1;
         }
         stats.cycles = tl.total();
         stats.dma_engine_cycles = tl.busy(Engine::Dma);
@@ -331,27 +347,7 @@ impl Executor {
                 ctl.charge(cycles);
                 // An empty transfer's row length is unchecked (up to 4 GiB).
                 let n = if bytes == 0 { 0 } else { mem.shape[0] as usize };
-                let rows = &mut self.dma;
-                rows.reset(n);
-                for (m_off, s_off) in pairs(&mem, &sram_layout) {
-                    let s = (sram as u64 + s_off) as usize;
-                    let Some(addr) = va.checked_add(m_off) else {
-                        rows.flush(false, &mut self.sram, mmu, ctl)?;
-                        poll(ctl, mmu)?;
-                        return Err(JobFault::new(Fault::MmuVaRange, va));
-                    };
-                    if rows.push(addr, s) {
-                        continue;
-                    }
-                    rows.flush(false, &mut self.sram, mmu, ctl)?;
-                    if rows.push(addr, s) {
-                        continue;
-                    }
-                    // A row across pages (or longer than one): alone.
-                    poll(ctl, mmu)?;
-                    rows.read_alone(mmu, addr, &mut self.sram.bytes_mut()[s..s + n])?;
-                }
-                rows.flush(false, &mut self.sram, mmu, ctl)?;
+                self.dma_rows(false, va, sram, &mem, &sram_layout, n, mmu, ctl)?;
                 tl.issue(
                     Engine::Dma,
                     &[],
@@ -370,27 +366,7 @@ impl Executor {
                 let cycles = cost.dma_rows(bytes, rows_of(&mem));
                 ctl.charge(cycles);
                 let n = if bytes == 0 { 0 } else { mem.shape[0] as usize };
-                let rows = &mut self.dma;
-                rows.reset(n);
-                for (m_off, s_off) in pairs(&mem, &sram_layout) {
-                    let s = (sram as u64 + s_off) as usize;
-                    let Some(addr) = va.checked_add(m_off) else {
-                        rows.flush(true, &mut self.sram, mmu, ctl)?;
-                        poll(ctl, mmu)?;
-                        return Err(JobFault::new(Fault::MmuVaRange, va));
-                    };
-                    if rows.push(addr, s) {
-                        continue;
-                    }
-                    rows.flush(true, &mut self.sram, mmu, ctl)?;
-                    if rows.push(addr, s) {
-                        continue;
-                    }
-                    // A row across pages (or longer than one): alone.
-                    poll(ctl, mmu)?;
-                    mmu.write(addr, &self.sram.bytes()[s..s + n])?;
-                }
-                rows.flush(true, &mut self.sram, mmu, ctl)?;
+                self.dma_rows(true, va, sram, &mem, &sram_layout, n, mmu, ctl)?;
                 tl.issue(
                     Engine::Dma,
                     &[srange],
@@ -418,8 +394,7 @@ impl Executor {
                 // the rows are copied in place, with no snapshot.
                 let snap =
                     overlaps(r, w).then(|| self.sram.bytes()[r.0 as usize..r.1 as usize].to_vec());
-                // pairs()'s order (planes outer, rows inner) as plain loops:
-                // the rows are short, the iterator's overhead was not.
+                // Planes outer, rows inner, as DMA rows are moved.
                 let (rows, planes) = (src_layout.shape[1] as usize, src_layout.shape[2] as usize);
                 let planes = if src_layout.shape.contains(&0) {
                     0
@@ -962,6 +937,236 @@ impl Executor {
         Ok(())
     }
 
+    /// Run a depthwise convolution's taps at once: from the MUL at
+    /// instruction `at`, pairs of
+    ///
+    /// ```text
+    ///   MUL f32 tmp <- x_t * w_t (w_t per row)
+    ///   ADD f32 acc <- acc + tmp
+    /// ```
+    ///
+    /// on the same `tmp` and `acc` tiles, which overlap neither each other
+    /// nor any `x_t` or `w_t`. Every element then goes through the same
+    /// operations in the same order as instruction by instruction (`acc =
+    /// (acc + x_0 w_0) + x_1 w_1 ...`, `tmp` left holding the last
+    /// products), but in one pass over the tiles, row by row, instead of
+    /// two per tap. Each instruction is fetched, counted, charged and
+    /// scheduled as it would be, after a poll; a reset or revoked memory is
+    /// noticed between rows. None when fewer than two pairs qualify: the
+    /// instructions then run one by one (any fault of theirs is theirs),
+    /// and the look-ahead's fetches are not counted. Some(Ok(n)): the
+    /// instructions run.
+    fn mac_chain(
+        &mut self,
+        head: &Insn,
+        (cmdbuf, at, count): (u64, u64, u64),
+        mmu: &mut Mmu,
+        tl: &mut Timeline,
+        ctl: &mut dyn JobControl,
+    ) -> Option<Result<u64, JobFault>> {
+        let Insn::Binary {
+            op: BinaryOp::Mul,
+            dtype: DType::F32,
+            bcast: Broadcast::PerRow,
+            rows,
+            cols,
+            out: tmp,
+            ..
+        } = *head
+        else {
+            return None;
+        };
+        let sram = &self.sram;
+        let tmp_t = TileRef::new(sram, tmp, rows, cols, 4).ok()?;
+        if tmp_t.elems() == 0 {
+            return None;
+        }
+        let fetched_before = mmu.bytes_read;
+        let fetch = |mmu: &mut Mmu, j: u64| -> Option<Insn> {
+            let mut raw = [0u8; INSN_SIZE];
+            let va = cmdbuf.checked_add(j.checked_mul(INSN_SIZE as u64)?)?;
+            mmu.read(va, &mut raw).ok()?;
+            Insn::decode(&raw).ok()
+        };
+        // (x_t, w_t) of each qualifying pair, and the accumulator.
+        let mut taps: Vec<(TileRef, TileRef)> = Vec::new();
+        let mut acc_t: Option<TileRef> = None;
+        let mut consumed = mmu.bytes_read;
+        let mut j = at;
+        while taps.len() < MAC_CHAIN_PAIRS && j + 1 < count {
+            let mul = if j == at { Some(*head) } else { fetch(mmu, j) };
+            let Some(Insn::Binary {
+                op: BinaryOp::Mul,
+                dtype: DType::F32,
+                bcast: Broadcast::PerRow,
+                rows: r1,
+                cols: c1,
+                a: x,
+                b: w,
+                out: o1,
+                ..
+            }) = mul
+            else {
+                break;
+            };
+            let Some(Insn::Binary {
+                op: BinaryOp::Add,
+                dtype: DType::F32,
+                bcast: Broadcast::None,
+                rows: r2,
+                cols: c2,
+                a: acc_a,
+                b: acc_b,
+                out: acc_o,
+                ..
+            }) = fetch(mmu, j + 1)
+            else {
+                break;
+            };
+            if (r1, c1, r2, c2) != (rows, cols, rows, cols)
+                || o1 != tmp
+                || acc_b != tmp
+                || acc_a != acc_o
+                || acc_t
+                    .is_some_and(|t| (t.base * 4) as u32 != acc_o.addr || t.ld as u32 != acc_o.ld)
+            {
+                break;
+            }
+            let (Ok(xt), Ok(wt), Ok(at_)) = (
+                TileRef::new(sram, x, rows, cols, 4),
+                vector(sram, w.addr, rows),
+                TileRef::new(sram, acc_o, rows, cols, 4),
+            ) else {
+                break;
+            };
+            let writes = [tmp_t.range(), at_.range()];
+            if overlaps(writes[0], writes[1])
+                || writes
+                    .iter()
+                    .any(|&wr| overlaps(wr, xt.range()) || overlaps(wr, wt.range()))
+            {
+                break;
+            }
+            acc_t = Some(at_);
+            taps.push((xt, wt));
+            consumed = mmu.bytes_read;
+            j += 2;
+        }
+        // What was fetched past the chain is fetched again, and counted, when
+        // it runs.
+        mmu.bytes_read = consumed;
+        let acc_t = acc_t?;
+        if taps.len() < 2 {
+            mmu.bytes_read = fetched_before;
+            return None;
+        }
+        let n = 2 * taps.len() as u64;
+        // The polls before the instructions after the first (the caller
+        // polled before it); a failing one runs them one by one instead.
+        for _ in 1..n {
+            if ctl.poll(mmu).is_err() {
+                mmu.bytes_read = fetched_before;
+                return None;
+            }
+        }
+        let cycles = self.cost.vector(tmp_t.elems(), false);
+        for (xt, wt) in &taps {
+            ctl.charge(cycles);
+            tl.issue(
+                Engine::Compute,
+                &[xt.range(), wt.range()],
+                &[tmp_t.range()],
+                cycles,
+            );
+            ctl.charge(cycles);
+            tl.issue(
+                Engine::Compute,
+                &[acc_t.range(), tmp_t.range()],
+                &[acc_t.range()],
+                cycles,
+            );
+        }
+        let [mut acc_row, mut tmp_row] = std::mem::take(&mut self.scratch);
+        let done = mac_rows(
+            &mut self.sram.words,
+            &taps,
+            (acc_t, tmp_t),
+            (&mut acc_row, &mut tmp_row),
+            &mut || ctl.poll(mmu).map_err(|f| JobFault::new(f, 0)),
+        )
+        .map(|()| n);
+        self.scratch = [acc_row, tmp_row];
+        Some(done)
+    }
+
+    /// Move the rows of a DMA_LOAD (`store` false) or DMA_STORE of `n`-byte
+    /// rows, planes outer and rows inner, in groups of
+    /// rows that lie in one page (see [`InPageRows`]); the SRAM side was
+    /// checked by the caller.
+    #[allow(clippy::too_many_arguments)]
+    fn dma_rows(
+        &mut self,
+        store: bool,
+        va: u64,
+        sram: u32,
+        mem: &Strided,
+        sram_layout: &Strided,
+        n: usize,
+        mmu: &mut Mmu,
+        ctl: &mut dyn JobControl,
+    ) -> Result<(), JobFault> {
+        let poll = |ctl: &mut dyn JobControl, mmu: &mut Mmu| {
+            ctl.poll(mmu).map_err(|f| JobFault::new(f, u64::MAX))
+        };
+        let rows = &mut self.dma;
+        rows.reset(n);
+        // Any zero dimension moves nothing: 2^32 planes of zero rows must
+        // not iterate (found by the cmdbuf fuzzer's time budget: 13 s, no
+        // poll).
+        let (nrows, planes) = if mem.shape.contains(&0) {
+            (0, 0)
+        } else {
+            (mem.shape[1] as u64, mem.shape[2] as u64)
+        };
+        let (ms, ss) = (mem.stride, sram_layout.stride);
+        for p in 0..planes {
+            let mut r = 0;
+            while r < nrows {
+                let m_off = p * ms[1] as u64 + r * ms[0] as u64;
+                let s = (sram as u64 + p * ss[1] as u64 + r * ss[0] as u64) as usize;
+                let Some(addr) = va.checked_add(m_off) else {
+                    rows.flush(store, &mut self.sram, mmu, ctl)?;
+                    poll(ctl, mmu)?;
+                    return Err(JobFault::new(Fault::MmuVaRange, va));
+                };
+                let run = Run {
+                    addr,
+                    stride: ms[0] as u64,
+                    count: nrows - r,
+                    sram: s,
+                    sram_stride: ss[0] as usize,
+                };
+                let mut took = rows.push(run);
+                if took == 0 {
+                    rows.flush(store, &mut self.sram, mmu, ctl)?;
+                    took = rows.push(run);
+                }
+                if took == 0 {
+                    // A row across pages (or longer than one): alone.
+                    poll(ctl, mmu)?;
+                    if store {
+                        mmu.write(addr, &self.sram.bytes()[s..s + n])?;
+                    } else {
+                        rows.read_alone(mmu, addr, &mut self.sram.bytes_mut()[s..s + n])?;
+                    }
+                    took = 1;
+                }
+                r += took;
+            }
+        }
+        rows.flush(store, &mut self.sram, mmu, ctl)
+    }
+
     /// Charge the page walks a DMA instruction made (known only after it).
     fn walk_cost(&self, mmu: &Mmu, before: u64, ctl: &mut dyn JobControl) -> u64 {
         let c = self.cost.walks(mmu.walks - before);
@@ -990,19 +1195,47 @@ impl Executor {
 /// are translated in the same order, a fault is the one the page's first row
 /// gets (the rows before it moved); a poll runs before each page's rows (at
 /// most a page of work) instead of before each row. When the page is not
-/// one region's, the rows go one by one through the MMU as before.
+/// one region's, the rows go one by one through the MMU as before. Rows are
+/// held as runs of evenly spaced rows (a plane's rows in the page), not one
+/// by one: element gathers (strided convolutions) move 4-byte rows.
 struct InPageRows {
     row: usize,
     /// The first held row's address; u64::MAX when no row is held.
     start: u64,
     end: u64,
-    /// (address, SRAM byte offset) of each held row.
-    held: Vec<(u64, usize)>,
+    /// The held runs, at most one per row (so at most a page's worth).
+    held: Vec<Run>,
     /// A page, or a row crossing pages that is not all in one region.
     buf: Vec<u8>,
     /// (bus address, offset, length, in one region) of each page of a row
     /// read alone.
     pages: Vec<(u64, usize, usize, bool)>,
+}
+
+/// `count` rows at `addr + i * stride` in memory and `sram + i *
+/// sram_stride` in the SRAM.
+#[derive(Clone, Copy)]
+struct Run {
+    addr: u64,
+    stride: u64,
+    count: u64,
+    sram: usize,
+    sram_stride: usize,
+}
+
+impl Run {
+    /// (memory offset from `start`, SRAM offset) of each row.
+    fn rows(&self, start: u64) -> impl Iterator<Item = (usize, usize)> + Clone {
+        let Run {
+            addr,
+            stride,
+            count,
+            sram,
+            sram_stride,
+        } = *self;
+        let first = (addr - start) as usize;
+        (0..count as usize).map(move |i| (first + i * stride as usize, sram + i * sram_stride))
+    }
 }
 
 impl InPageRows {
@@ -1065,25 +1298,37 @@ impl InPageRows {
         Ok(())
     }
 
-    /// Hold the row at `addr` if it joins the held ones (same page, after
-    /// them) or starts a group; false when it must wait for a flush or
-    /// cannot be held (it crosses a page).
-    fn push(&mut self, addr: u64, sram: usize) -> bool {
-        let n = self.row as u64;
+    /// Hold the first rows of `run` that join the held ones (same page,
+    /// after them) or start a group: how many (0 when its first row must
+    /// wait for a flush or cannot be held: it crosses a page). Exactly the
+    /// rows that pushed one by one would have joined: a run's rows are in
+    /// increasing order when its stride is at least a row, and otherwise
+    /// the second row starts before the first ends, so only one is held.
+    fn push(&mut self, run: Run) -> u64 {
+        let (addr, n) = (run.addr, self.row as u64);
         let Some(last) = addr.checked_add(n.max(1) - 1) else {
-            return false;
+            return 0;
         };
-        if n == 0 || addr / PAGE_SIZE != last / PAGE_SIZE {
-            return false;
+        // A row past the VA space is left to fault alone (and its page's
+        // end might not be a u64).
+        if n == 0 || addr / PAGE_SIZE != last / PAGE_SIZE || last >> crate::mmu::VA_BITS != 0 {
+            return 0;
         }
         if self.start == u64::MAX {
             self.start = addr;
         } else if addr / PAGE_SIZE != self.start / PAGE_SIZE || addr < self.end {
-            return false;
+            return 0;
         }
-        self.end = addr + n;
-        self.held.push((addr, sram));
-        true
+        // Rows i with addr + i * stride + n within the page.
+        let take = if run.stride >= n {
+            let room = PAGE_SIZE - addr % PAGE_SIZE - n;
+            (room / run.stride + 1).min(run.count)
+        } else {
+            1
+        };
+        self.end = addr + (take - 1) * run.stride + n;
+        self.held.push(Run { count: take, ..run });
+        take
     }
 
     /// Move the held rows: memory to SRAM (`store` false) or back.
@@ -1103,26 +1348,38 @@ impl InPageRows {
         let span = (self.end - start) as usize;
         let access = if store { Access::Write } else { Access::Read };
         let pa = mmu.translate(start, access)?;
-        let total = (n * self.held.len()) as u64;
+        let total = n as u64 * self.held.iter().map(|r| r.count).sum::<u64>();
         let done = if store {
             let bytes = sram.bytes();
             let rows = self
                 .held
                 .iter()
-                .map(|&(addr, s)| ((addr - start) as usize, &bytes[s..s + n]));
+                .flat_map(|r| r.rows(start))
+                .map(|(o, s)| (o, &bytes[s..s + n]));
             bus_write_rows(mmu.memory(), pa, span, rows)
         } else if bus_read_span(mmu.memory(), pa, &mut self.buf[..span]) {
             let bytes = sram.bytes_mut();
-            if n == 4 {
-                // Element gathers (strided convolutions): a fixed-size copy.
-                for &(addr, s) in &self.held {
-                    let o = (addr - start) as usize;
-                    bytes[s..s + 4].copy_from_slice(&self.buf[o..o + 4]);
-                }
-            } else {
-                for &(addr, s) in &self.held {
-                    let o = (addr - start) as usize;
-                    bytes[s..s + n].copy_from_slice(&self.buf[o..o + n]);
+            let buf = &self.buf[..span];
+            for run in &self.held {
+                let count = run.count as usize;
+                if n == 4 && run.sram_stride == 4 && run.stride >= 4 {
+                    // Element gathers (strided convolutions) into a packed
+                    // SRAM row: one slice each side, a fixed-size copy per
+                    // element, no per-element index arithmetic.
+                    let o = (run.addr - start) as usize;
+                    let src = &buf[o..o + (count - 1) * run.stride as usize + 4];
+                    let dst = &mut bytes[run.sram..run.sram + 4 * count];
+                    for (d, s) in dst.chunks_exact_mut(4).zip(src.chunks(run.stride as usize)) {
+                        d.copy_from_slice(&s[..4]);
+                    }
+                } else if n == 4 {
+                    for (o, s) in run.rows(start) {
+                        bytes[s..s + 4].copy_from_slice(&buf[o..o + 4]);
+                    }
+                } else {
+                    for (o, s) in run.rows(start) {
+                        bytes[s..s + n].copy_from_slice(&buf[o..o + n]);
+                    }
                 }
             }
             true
@@ -1137,13 +1394,16 @@ impl InPageRows {
             }
         } else {
             // Not one region's page: row by row, for the exact fault.
-            for &(addr, s) in &self.held {
-                if store {
-                    mmu.write(addr, &sram.bytes()[s..s + n])?;
-                } else {
-                    let (row, _) = self.buf.split_at_mut(n);
-                    mmu.read(addr, row)?;
-                    sram.bytes_mut()[s..s + n].copy_from_slice(row);
+            for run in &self.held {
+                for (o, s) in run.rows(start) {
+                    let addr = start + o as u64;
+                    if store {
+                        mmu.write(addr, &sram.bytes()[s..s + n])?;
+                    } else {
+                        let (row, _) = self.buf.split_at_mut(n);
+                        mmu.read(addr, row)?;
+                        sram.bytes_mut()[s..s + n].copy_from_slice(row);
+                    }
                 }
             }
         }
@@ -1159,22 +1419,6 @@ fn rows_of(s: &Strided) -> u64 {
     } else {
         s.shape[1] as u64 * s.shape[2] as u64
     }
-}
-
-/// Offsets (memory side, SRAM side) of each row of a 3-D transfer.
-fn pairs<'a>(a: &'a Strided, b: &'a Strided) -> impl Iterator<Item = (u64, u64)> + 'a {
-    let (rows, planes) = (a.shape[1] as u64, a.shape[2] as u64);
-    // Any zero dimension moves nothing: 2^32 planes of zero rows must not
-    // iterate (found by the cmdbuf fuzzer's time budget: 13 s, no poll).
-    let empty = a.shape.contains(&0);
-    (0..if empty { 0 } else { planes }).flat_map(move |p| {
-        (0..rows).map(move |r| {
-            (
-                p * a.stride[1] as u64 + r * a.stride[0] as u64,
-                p * b.stride[1] as u64 + r * b.stride[0] as u64,
-            )
-        })
-    })
 }
 
 /// IEEE 754-2019 maximumNumber: a NaN operand loses to a number, and +0 is
@@ -1291,6 +1535,169 @@ fn binary_tile(
     out: &TileRef,
     words: &mut [u32],
 ) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f")]
+        fn avx512(
+            op: BinaryOp,
+            dtype: DType,
+            bcast: Broadcast,
+            a: (Src, &[u32]),
+            b: (Src, &[u32]),
+            out: &TileRef,
+            words: &mut [u32],
+        ) {
+            binary_tile_body(op, dtype, bcast, a, b, out, words);
+        }
+        #[target_feature(enable = "avx2")]
+        fn avx2(
+            op: BinaryOp,
+            dtype: DType,
+            bcast: Broadcast,
+            a: (Src, &[u32]),
+            b: (Src, &[u32]),
+            out: &TileRef,
+            words: &mut [u32],
+        ) {
+            binary_tile_body(op, dtype, bcast, a, b, out, words);
+        }
+        match vector_isa() {
+            // SAFETY: the CPU has the instruction set (vector_isa checked).
+            VectorIsa::Avx512 => return unsafe { avx512(op, dtype, bcast, a, b, out, words) },
+            // SAFETY: as above.
+            VectorIsa::Avx2 => return unsafe { avx2(op, dtype, bcast, a, b, out, words) },
+            VectorIsa::Base => {}
+        }
+    }
+    binary_tile_body(op, dtype, bcast, a, b, out, words);
+}
+
+/// Most MUL/ADD pairs [`Executor::mac_chain`] runs at once: the work
+/// between two of its polls is that many passes over one row.
+const MAC_CHAIN_PAIRS: usize = 64;
+
+/// The rows of [`Executor::mac_chain`]: per row, for each tap `tmp = x *
+/// w; acc = acc + tmp`, each rounded (BINARY mul, then BINARY add; Rust
+/// never fuses them), on copies of the row (`scratch`) written back at the
+/// end of the row; only the last tap's products are kept in tmp. `poll`
+/// runs before each row.
+fn mac_rows(
+    words: &mut [u32],
+    taps: &[(TileRef, TileRef)],
+    tiles: (TileRef, TileRef),
+    scratch: (&mut Vec<u32>, &mut Vec<u32>),
+    poll: &mut dyn FnMut() -> Result<(), JobFault>,
+) -> Result<(), JobFault> {
+    #[inline(always)]
+    fn body(
+        words: &mut [u32],
+        taps: &[(TileRef, TileRef)],
+        (acc_t, tmp_t): (TileRef, TileRef),
+        (acc_row, tmp_row): (&mut Vec<u32>, &mut Vec<u32>),
+        poll: &mut dyn FnMut() -> Result<(), JobFault>,
+    ) -> Result<(), JobFault> {
+        let cols = tmp_t.cols;
+        for r in 0..tmp_t.rows {
+            poll()?;
+            let a0 = acc_t.base + r * acc_t.ld;
+            acc_row.clear();
+            acc_row.extend_from_slice(&words[a0..a0 + cols]);
+            tmp_row.clear();
+            tmp_row.resize(cols, 0);
+            let acc: &mut [f32] = bytemuck::cast_slice_mut(&mut acc_row[..]);
+            let (last, rest) = taps.split_last().expect("a chain has taps");
+            for (xt, wt) in rest {
+                let x0 = xt.base + r * xt.ld;
+                let w = f32::from_bits(words[wt.base + r]);
+                let x: &[f32] = bytemuck::cast_slice(&words[x0..x0 + cols]);
+                for (a, &v) in acc.iter_mut().zip(x) {
+                    *a += v * w;
+                }
+            }
+            let (xt, wt) = last;
+            let x0 = xt.base + r * xt.ld;
+            let w = f32::from_bits(words[wt.base + r]);
+            let x: &[f32] = bytemuck::cast_slice(&words[x0..x0 + cols]);
+            let tmp: &mut [f32] = bytemuck::cast_slice_mut(&mut tmp_row[..]);
+            for ((a, t), &v) in acc.iter_mut().zip(tmp.iter_mut()).zip(x) {
+                *t = v * w;
+                *a += *t;
+            }
+            let t0 = tmp_t.base + r * tmp_t.ld;
+            words[a0..a0 + cols].copy_from_slice(acc_row);
+            words[t0..t0 + cols].copy_from_slice(tmp_row);
+        }
+        Ok(())
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f")]
+        fn avx512(
+            words: &mut [u32],
+            taps: &[(TileRef, TileRef)],
+            tiles: (TileRef, TileRef),
+            scratch: (&mut Vec<u32>, &mut Vec<u32>),
+            poll: &mut dyn FnMut() -> Result<(), JobFault>,
+        ) -> Result<(), JobFault> {
+            body(words, taps, tiles, scratch, poll)
+        }
+        #[target_feature(enable = "avx2")]
+        fn avx2(
+            words: &mut [u32],
+            taps: &[(TileRef, TileRef)],
+            tiles: (TileRef, TileRef),
+            scratch: (&mut Vec<u32>, &mut Vec<u32>),
+            poll: &mut dyn FnMut() -> Result<(), JobFault>,
+        ) -> Result<(), JobFault> {
+            body(words, taps, tiles, scratch, poll)
+        }
+        match vector_isa() {
+            // SAFETY: the CPU has the instruction set (vector_isa checked).
+            VectorIsa::Avx512 => return unsafe { avx512(words, taps, tiles, scratch, poll) },
+            // SAFETY: as above.
+            VectorIsa::Avx2 => return unsafe { avx2(words, taps, tiles, scratch, poll) },
+            VectorIsa::Base => {}
+        }
+    }
+    body(words, taps, tiles, scratch, poll)
+}
+
+/// The widest vectors this CPU has, for the elementwise engines: their
+/// loops compiled for it compute the same bits (each element is one IEEE
+/// operation, or the same sequence of them, whatever the vector width; Rust
+/// never contracts a multiply and an add), only faster.
+#[derive(Clone, Copy)]
+enum VectorIsa {
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    Base,
+}
+
+fn vector_isa() -> VectorIsa {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return VectorIsa::Avx512;
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            return VectorIsa::Avx2;
+        }
+    }
+    VectorIsa::Base
+}
+
+#[inline(always)]
+fn binary_tile_body(
+    op: BinaryOp,
+    dtype: DType,
+    bcast: Broadcast,
+    a: (Src, &[u32]),
+    b: (Src, &[u32]),
+    out: &TileRef,
+    words: &mut [u32],
+) {
     if out.cols == 0 || out.rows == 0 {
         return;
     }
@@ -1386,8 +1793,56 @@ fn binary_tile(
 }
 
 /// `unary(op, dtype, x, lo, hi)` of every element of the tile `out` (in
-/// `words`), `x` read from `src`; one loop per op.
+/// `words`), `x` read from `src`; one loop per op, compiled for the widest
+/// vectors the CPU has (see [`VectorIsa`]).
 fn unary_tile(
+    op: UnaryOp,
+    dtype: DType,
+    lo: u32,
+    hi: u32,
+    src: (Src, &[u32]),
+    out: &TileRef,
+    words: &mut [u32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f")]
+        fn avx512(
+            op: UnaryOp,
+            dtype: DType,
+            lo: u32,
+            hi: u32,
+            src: (Src, &[u32]),
+            out: &TileRef,
+            words: &mut [u32],
+        ) {
+            unary_tile_body(op, dtype, lo, hi, src, out, words);
+        }
+        #[target_feature(enable = "avx2")]
+        fn avx2(
+            op: UnaryOp,
+            dtype: DType,
+            lo: u32,
+            hi: u32,
+            src: (Src, &[u32]),
+            out: &TileRef,
+            words: &mut [u32],
+        ) {
+            unary_tile_body(op, dtype, lo, hi, src, out, words);
+        }
+        match vector_isa() {
+            // SAFETY: the CPU has the instruction set (vector_isa checked).
+            VectorIsa::Avx512 => return unsafe { avx512(op, dtype, lo, hi, src, out, words) },
+            // SAFETY: as above.
+            VectorIsa::Avx2 => return unsafe { avx2(op, dtype, lo, hi, src, out, words) },
+            VectorIsa::Base => {}
+        }
+    }
+    unary_tile_body(op, dtype, lo, hi, src, out, words);
+}
+
+#[inline(always)]
+fn unary_tile_body(
     op: UnaryOp,
     dtype: DType,
     lo: u32,
@@ -1701,48 +2156,142 @@ fn pool(
     out.clear();
     out.reserve(g.channels as usize * oh * ow);
     let n = ih * iw;
+    // The output columns whose windows lie inside the input row: their
+    // row of outputs is computed window row by window row and tap by tap
+    // across the whole run (no per-element loop set-up). Each element still
+    // takes its window's values in row-major order (so average's sums round
+    // as the spec says); max is order-free anyway. Used when a row's
+    // windows are no more work than a poll allows.
+    let (sw, pw, kw) = (
+        g.stride[1] as usize,
+        g.pad[1] as usize,
+        g.kernel[1] as usize,
+    );
+    // (A run shorter than its windows are wide, global pooling's one
+    // output, is faster element by element.)
+    let inner = if ow <= per_poll && iw + pw >= kw {
+        let lo = pw.div_ceil(sw).min(ow);
+        let hi = ((iw + pw - kw) / sw + 1).min(ow);
+        if hi >= lo + kw.max(8) {
+            lo..hi
+        } else {
+            0..0
+        }
+    } else {
+        0..0
+    };
+    // A row's window-row maxima (bounded by the checked input tile).
+    let mut keys: Vec<u32> = Vec::new();
     for c in 0..g.channels as usize {
         let plane = &input[c * n..(c + 1) * n];
         for oy in 0..oh {
             let (ky0, ky1) = clip(oy, g.stride[0], g.pad[0], g.kernel[0], ih);
+            if !inner.is_empty() {
+                if until_poll < ow {
+                    poll()?;
+                    until_poll = per_poll;
+                }
+                until_poll -= ow;
+                let row0 = out.len();
+                for &(kx0, kx1) in &cols[..inner.start] {
+                    out.push(pool_window(op, plane, iw, (ky0, ky1), (kx0, kx1)));
+                }
+                let run = out.len()..out.len() + inner.len();
+                let x0 = inner.start * sw - pw;
+                match op {
+                    PoolOp::Max => {
+                        // Max is order-free: the window rows' maximum over
+                        // the whole row first (contiguous, vectorised),
+                        // then each window's columns of it.
+                        keys.clear();
+                        keys.resize(iw, max_key(f32::NEG_INFINITY));
+                        for y in ky0..ky1 {
+                            for (k, &v) in keys.iter_mut().zip(&plane[y * iw..(y + 1) * iw]) {
+                                *k = (*k).max(max_key(f32::from_bits(v)));
+                            }
+                        }
+                        out.resize(run.end, 0);
+                        let acc = &mut out[run.clone()];
+                        let init = max_key(f32::NEG_INFINITY);
+                        for (i, o) in acc.iter_mut().enumerate() {
+                            let w = &keys[x0 + i * sw..x0 + i * sw + kw];
+                            *o = from_max_key(w.iter().fold(init, |a, &k| a.max(k))).to_bits();
+                        }
+                    }
+                    PoolOp::Avg => {
+                        out.resize(run.end, 0f32.to_bits());
+                        let acc: &mut [f32] = bytemuck::cast_slice_mut(&mut out[run.clone()]);
+                        for y in ky0..ky1 {
+                            let row = &plane[y * iw..(y + 1) * iw];
+                            for kx in 0..kw {
+                                let taps = row[x0 + kx..].iter().step_by(sw);
+                                for (sum, &v) in acc.iter_mut().zip(taps) {
+                                    *sum += f32::from_bits(v);
+                                }
+                            }
+                        }
+                        let count = ((ky1 - ky0) * kw) as u32;
+                        for sum in acc.iter_mut() {
+                            *sum = if count > 0 { *sum / count as f32 } else { 0.0 };
+                        }
+                    }
+                }
+                for &(kx0, kx1) in &cols[inner.end..] {
+                    out.push(pool_window(op, plane, iw, (ky0, ky1), (kx0, kx1)));
+                }
+                debug_assert_eq!(out.len() - row0, ow);
+                continue;
+            }
             for &(kx0, kx1) in &cols {
                 if until_poll == 0 {
                     poll()?;
                     until_poll = per_poll;
                 }
                 until_poll -= 1;
-                // Row by row, each in order, as the spec's sums go.
-                out.push(match op {
-                    // fmax's fold without its branches (the accumulator is
-                    // never NaN: it starts at -inf and fmax drops NaNs).
-                    PoolOp::Max => {
-                        let mut k = max_key(f32::NEG_INFINITY);
-                        for y in ky0..ky1 {
-                            for &v in &plane[y * iw + kx0..y * iw + kx1] {
-                                k = k.max(max_key(f32::from_bits(v)));
-                            }
-                        }
-                        from_max_key(k).to_bits()
-                    }
-                    PoolOp::Avg => {
-                        let count = ((ky1 - ky0) * (kx1 - kx0)) as u32;
-                        let mut sum = 0.0f32;
-                        for y in ky0..ky1 {
-                            for &v in &plane[y * iw + kx0..y * iw + kx1] {
-                                sum += f32::from_bits(v);
-                            }
-                        }
-                        if count > 0 {
-                            (sum / count as f32).to_bits()
-                        } else {
-                            0f32.to_bits()
-                        }
-                    }
-                });
+                out.push(pool_window(op, plane, iw, (ky0, ky1), (kx0, kx1)));
             }
         }
     }
     Ok(())
+}
+
+/// One POOL output: the window `[ky0, ky1) x [kx0, kx1)` of a plane `iw`
+/// wide, row by row, each in order, as the spec's sums go.
+#[inline(always)]
+fn pool_window(
+    op: PoolOp,
+    plane: &[u32],
+    iw: usize,
+    (ky0, ky1): (usize, usize),
+    (kx0, kx1): (usize, usize),
+) -> u32 {
+    match op {
+        // fmax's fold without its branches (the accumulator is never NaN:
+        // it starts at -inf and fmax drops NaNs).
+        PoolOp::Max => {
+            let mut k = max_key(f32::NEG_INFINITY);
+            for y in ky0..ky1 {
+                for &v in &plane[y * iw + kx0..y * iw + kx1] {
+                    k = k.max(max_key(f32::from_bits(v)));
+                }
+            }
+            from_max_key(k).to_bits()
+        }
+        PoolOp::Avg => {
+            let count = ((ky1 - ky0) * (kx1 - kx0)) as u32;
+            let mut sum = 0.0f32;
+            for y in ky0..ky1 {
+                for &v in &plane[y * iw + kx0..y * iw + kx1] {
+                    sum += f32::from_bits(v);
+                }
+            }
+            if count > 0 {
+                (sum / count as f32).to_bits()
+            } else {
+                0f32.to_bits()
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,18 @@ pub fn sgemm(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], bt: bool, c: &m
     if m == 0 || n == 0 || k == 0 {
         return;
     }
+    if !bt && k <= SMALL_K {
+        // The in-place kernel on a copy, so that a MATMUL whose operands
+        // overlap (the device's copying path) gets the same bits.
+        let mut words: Vec<u32> = bytemuck::cast_slice(&a[..m * k]).to_vec();
+        words.extend_from_slice(bytemuck::cast_slice(&b[..k * n]));
+        words.extend_from_slice(bytemuck::cast_slice(&c[..m * n]));
+        let s = GemmShape { m, n, k };
+        sgemm_small_k(&mut words, s, (0, k), (m * k, n), (m * k + k * n, n), true);
+        let out: &[f32] = bytemuck::cast_slice(&words[m * k + k * n..]);
+        c[..m * n].copy_from_slice(out);
+        return;
+    }
     let (rsb, csb) = if bt { (1, k as isize) } else { (n as isize, 1) };
     // SAFETY: the pointers come from slices at least as long as the strided
     // extents the strides describe (asserted above), and `c` does not alias
@@ -64,6 +76,10 @@ pub fn sgemm_in_place(
         in_range && last(c, s.m, s.n, ldc) <= sram.len(),
         "gemm tiles checked by caller"
     );
+    if !bt && (1..=SMALL_K).contains(&s.k) {
+        sgemm_small_k(sram, s, (a, lda), (b, ldb), (c, ldc), accumulate);
+        return;
+    }
     let (rsb, csb) = if bt {
         (1, ldb as isize)
     } else {
@@ -92,6 +108,108 @@ pub fn sgemm_in_place(
             ldc as isize,
             1,
         );
+    }
+}
+
+/// Most `k` that [`sgemm_small_k`] takes instead of the GEMM crate.
+pub const SMALL_K: usize = 8;
+
+/// Columns of C per block of [`sgemm_small_k`]: B's rows of a block stay in
+/// the L1 cache while C's rows pass.
+const SMALL_K_COLS: usize = 512;
+
+/// [`sgemm_in_place`] for `k` of 1 to [`SMALL_K`] and B not transposed (a
+/// direct convolution's tap over few input channels, a depthwise-like
+/// product). The GEMM crate packs both operands for every call and runs
+/// its kernel on tiles masked to m, both of which cost more than the
+/// arithmetic at such k; this walks C's rows instead, vectorised along
+/// them. Each element is what the crate computes, bit for bit: its sum
+/// `ab` of the k products in order from +0, fused multiply-adds on a host
+/// with FMA (the crate's AVX-512 and AVX2+FMA kernels) and a multiply and
+/// an add otherwise, then `c + ab` (one rounding) with ACCUMULATE or `ab`.
+fn sgemm_small_k(
+    sram: &mut [u32],
+    s: GemmShape,
+    a: (usize, usize),
+    b: (usize, usize),
+    c: (usize, usize),
+    accumulate: bool,
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,fma")]
+        fn avx512(
+            sram: &mut [u32],
+            s: GemmShape,
+            a: (usize, usize),
+            b: (usize, usize),
+            c: (usize, usize),
+            accumulate: bool,
+        ) {
+            small_k_body::<true>(sram, s, a, b, c, accumulate);
+        }
+        #[target_feature(enable = "avx2,fma")]
+        fn avx2_fma(
+            sram: &mut [u32],
+            s: GemmShape,
+            a: (usize, usize),
+            b: (usize, usize),
+            c: (usize, usize),
+            accumulate: bool,
+        ) {
+            small_k_body::<true>(sram, s, a, b, c, accumulate);
+        }
+        // The crate's own choice of kernel (matrixmultiply 0.3's sgemm).
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F, which has FMA (checked above).
+            unsafe { avx512(sram, s, a, b, c, accumulate) };
+            return;
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU has AVX2 and FMA (checked above).
+            unsafe { avx2_fma(sram, s, a, b, c, accumulate) };
+            return;
+        }
+    }
+    small_k_body::<false>(sram, s, a, b, c, accumulate);
+}
+
+/// The loops of [`sgemm_small_k`], compiled once per instruction set;
+/// `FMA`: fused multiply-adds (only where the CPU has them).
+#[inline(always)]
+fn small_k_body<const FMA: bool>(
+    sram: &mut [u32],
+    s: GemmShape,
+    (a, lda): (usize, usize),
+    (b, ldb): (usize, usize),
+    (c, ldc): (usize, usize),
+    accumulate: bool,
+) {
+    let mut acc = [0f32; SMALL_K_COLS];
+    for j0 in (0..s.n).step_by(SMALL_K_COLS) {
+        let nb = SMALL_K_COLS.min(s.n - j0);
+        let ab = &mut acc[..nb];
+        for i in 0..s.m {
+            let f: &[f32] = bytemuck::cast_slice(&*sram);
+            let arow = &f[a + i * lda..][..s.k];
+            let crow = c + i * ldc + j0;
+            ab.fill(0.0);
+            for (kk, &x) in arow.iter().enumerate() {
+                let brow = &f[b + kk * ldb + j0..][..nb];
+                for (t, &y) in ab.iter_mut().zip(brow) {
+                    *t = if FMA { x.mul_add(y, *t) } else { *t + x * y };
+                }
+            }
+            let out: &mut [f32] = bytemuck::cast_slice_mut(&mut sram[crow..crow + nb]);
+            if accumulate {
+                for (o, &t) in out.iter_mut().zip(ab.iter()) {
+                    *o += t;
+                }
+            } else {
+                out.copy_from_slice(ab);
+            }
+        }
     }
 }
 

@@ -971,3 +971,411 @@ fn binary_i32_min_divided_by_minus_one_is_zero() {
     assert_eq!(c.status, 0);
     assert_eq!(bytes_i32(&out), vec![0]);
 }
+
+#[test]
+fn short_strided_rows_across_pages_move_as_one_by_one() {
+    // (row bytes, rows, planes, memory row stride, memory plane stride):
+    // element gathers over several pages, overlapping rows (stride below
+    // the row), interleaved planes, rows straddling pages, 1-byte rows.
+    let cases = [
+        (4u32, 600u32, 3u32, 8u32, 4800u32),
+        (4, 100, 5, 2, 4000),
+        (4, 300, 4, 12, 4),
+        (12, 200, 2, 20, 4103),
+        (1, 1000, 2, 3, 5000),
+    ];
+    let input: Vec<u8> = (0..16384u32).map(|i| (i * 7 + i / 251) as u8).collect();
+    for (n, rows, planes, ms0, ms1) in cases {
+        let mut b = bench();
+        let packed_len = n * rows * planes;
+        let mem = Strided {
+            shape: [n, rows, planes],
+            stride: [ms0, ms1],
+        };
+        let packed = Strided {
+            shape: [n, rows, planes],
+            stride: [n, n * rows],
+        };
+        let scatter_at = packed_len.next_multiple_of(4096) + 4096 - 3;
+        let out_len = scatter_at as usize + 16384;
+        let (c, out) = run_program(
+            &mut b,
+            &input,
+            out_len,
+            &[
+                Insn::DmaLoad {
+                    va: IN_VA,
+                    sram: 0,
+                    mem,
+                    sram_layout: packed,
+                },
+                store(OUT_VA, 0, packed_len),
+                Insn::DmaStore {
+                    va: OUT_VA + scatter_at as u64,
+                    sram: 0,
+                    mem,
+                    sram_layout: packed,
+                },
+            ],
+        );
+        assert_eq!(c.fault(), Some(Fault::Ok), "{n}x{rows}x{planes}");
+        // Row by row, as the spec orders them: planes outer, rows inner,
+        // the later row winning.
+        let (n, rows, planes) = (n as usize, rows as usize, planes as usize);
+        let mut gathered = Vec::new();
+        let mut scattered = vec![0u8; 16384];
+        for p in 0..planes {
+            for r in 0..rows {
+                let m = p * ms1 as usize + r * ms0 as usize;
+                let row = &input[m..m + n];
+                gathered.extend_from_slice(row);
+                scattered[m..m + n].copy_from_slice(row);
+            }
+        }
+        assert_eq!(
+            &out[..gathered.len()],
+            &gathered[..],
+            "{n}x{rows}x{planes} load"
+        );
+        assert_eq!(
+            &out[scatter_at as usize..],
+            &scattered[..],
+            "{n}x{rows}x{planes} store"
+        );
+    }
+}
+
+#[test]
+fn small_k_matmul_in_place_and_through_a_copy_agree() {
+    // k of 1 to 8 (the device's direct kernel), rows longer than its block
+    // of columns, leading dimensions past the columns. The second program
+    // writes C over B (so the device copies its operands first): the same
+    // bits, which are the GEMM crate's.
+    for &(m, n, k) in &[
+        (4usize, 1300usize, 3usize),
+        (3, 700, 1),
+        (2, 40, 8),
+        (9, 17, 5),
+    ] {
+        let (lda, ldb, ldc) = (k + 2, n + 7, n + 3);
+        let mut rng = Rng(m as u64 * 131 + n as u64 + k as u64);
+        let a: Vec<f32> = (0..m * k).map(|_| rng.f32()).collect();
+        let bm: Vec<f32> = (0..k * n).map(|_| rng.f32()).collect();
+        let mut input = vec![0f32; m * lda + k * ldb];
+        for i in 0..m {
+            input[i * lda..i * lda + k].copy_from_slice(&a[i * k..(i + 1) * k]);
+        }
+        for p in 0..k {
+            let at = m * lda + p * ldb;
+            input[at..at + n].copy_from_slice(&bm[p * n..(p + 1) * n]);
+        }
+        let input = f32_bytes(&input);
+        let (sa, sb) = (0u32, (m * lda * 4) as u32);
+        let apart = input.len().next_multiple_of(64) as u32;
+        let c_len = (((m - 1) * ldc + n) * 4) as u32;
+        let mm = |c: u32, acc: bool| Insn::Matmul {
+            dtype: DType::F32,
+            accumulate: acc,
+            transpose_b: false,
+            m: m as u32,
+            n: n as u32,
+            k: k as u32,
+            a: tile(sa, lda as u32),
+            b: tile(sb, ldb as u32),
+            c: tile(c, ldc as u32),
+        };
+        let mut outs = Vec::new();
+        for (c_at, twice) in [(apart, false), (sb, false), (apart, true)] {
+            let mut prog = vec![load(IN_VA, 0, input.len() as u32), mm(c_at, false)];
+            if twice {
+                prog.push(mm(c_at, true));
+            }
+            prog.push(store(OUT_VA, c_at, c_len));
+            let (c, out) = run_program(&mut bench(), &input, c_len as usize, &prog);
+            assert_eq!(c.fault(), Some(Fault::Ok), "{m}x{n}x{k}");
+            let packed: Vec<f32> = (0..m)
+                .flat_map(|i| bytes_f32(&out[i * ldc * 4..(i * ldc + n) * 4]))
+                .collect();
+            outs.push(packed);
+        }
+        let want = ref_matmul(m, n, k, &a, &bm, false);
+        let doubled: Vec<f32> = want.iter().map(|x| 2.0 * x).collect();
+        assert_close(&outs[0], &want, 1e-5);
+        assert_close(&outs[2], &doubled, 1e-5);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&outs[0]), bits(&outs[1]), "{m}x{n}x{k}");
+        // And the bits of the GEMM crate the device uses for larger k (so
+        // a model's outputs do not depend on which kernel ran).
+        let mut crate_c = vec![0f32; m * n];
+        for beta in [0.0, 1.0] {
+            // SAFETY: dense row-major operands of the sizes given.
+            unsafe {
+                matrixmultiply::sgemm(
+                    m,
+                    k,
+                    n,
+                    1.0,
+                    a.as_ptr(),
+                    k as isize,
+                    1,
+                    bm.as_ptr(),
+                    n as isize,
+                    1,
+                    beta,
+                    crate_c.as_mut_ptr(),
+                    n as isize,
+                    1,
+                )
+            };
+            let device = if beta == 0.0 { &outs[0] } else { &outs[2] };
+            assert_eq!(bits(device), bits(&crate_c), "{m}x{n}x{k}, beta {beta}");
+        }
+    }
+}
+
+/// IEEE 754-2019 maximumNumber, as npu-hw.rst defines max: a NaN loses to
+/// a number, +0 is above -0.
+fn maximum_number(x: f32, y: f32) -> f32 {
+    if x.is_nan() {
+        y
+    } else if y.is_nan() || x > y || (x == y && y.is_sign_negative()) {
+        x
+    } else {
+        y
+    }
+}
+
+#[test]
+fn pooling_matches_the_spec_bit_for_bit_on_many_geometries() {
+    // Windows inside the rows and clipped by padding at both edges, strides
+    // 1 to 3, wide rows; values with NaNs, signed zeros and infinities. The
+    // reference is the spec's: max folds maximumNumber from -inf (an
+    // all-NaN window gives -inf), average adds the window's elements in
+    // row-major order, padding excluded, then divides once by the count.
+    let mut rng = Rng(0x5eed);
+    let special = [f32::NAN, -0.0, 0.0, f32::INFINITY, f32::NEG_INFINITY];
+    for case in 0..60 {
+        let kernel = [rng.range(1, 4) as u8, rng.range(1, 5) as u8];
+        let stride = [rng.range(1, 3) as u8, rng.range(1, 3) as u8];
+        let pad = [
+            rng.range(0, kernel[0] as usize - 1) as u8,
+            rng.range(0, kernel[1] as usize - 1) as u8,
+        ];
+        let (ih, iw) = (rng.range(1, 9), rng.range(1, 40));
+        let channels = rng.range(1, 3);
+        let out = |i: usize, k: u8, s: u8, p: u8| {
+            (i + 2 * p as usize >= k as usize)
+                .then(|| (i + 2 * p as usize - k as usize) / s as usize + 1)
+        };
+        let (Some(oh), Some(ow)) = (
+            out(ih, kernel[0], stride[0], pad[0]),
+            out(iw, kernel[1], stride[1], pad[1]),
+        ) else {
+            continue;
+        };
+        let x: Vec<f32> = (0..channels * ih * iw)
+            .map(|_| {
+                if rng.range(0, 9) == 0 {
+                    special[rng.range(0, 4)]
+                } else {
+                    rng.f32() * 100.0
+                }
+            })
+            .collect();
+        let geom = PoolGeom {
+            channels: channels as u32,
+            in_h: ih as u32,
+            in_w: iw as u32,
+            out_h: oh as u32,
+            out_w: ow as u32,
+            kernel,
+            stride,
+            pad,
+        };
+        let n_out = channels * oh * ow;
+        let dst = (x.len() * 4).next_multiple_of(64) as u32;
+        let (c, got) = run_program(
+            &mut bench(),
+            &f32_bytes(&x),
+            n_out * 8,
+            &[
+                load(IN_VA, 0, (x.len() * 4) as u32),
+                Insn::Pool {
+                    op: PoolOp::Max,
+                    geom,
+                    src: 0,
+                    dst,
+                },
+                Insn::Pool {
+                    op: PoolOp::Avg,
+                    geom,
+                    src: 0,
+                    dst: dst + (n_out * 4) as u32,
+                },
+                store(OUT_VA, dst, (n_out * 8) as u32),
+            ],
+        );
+        assert_eq!(c.fault(), Some(Fault::Ok), "case {case}: {geom:?}");
+        let mut want_max = Vec::new();
+        let mut want_avg = Vec::new();
+        for ch in 0..channels {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let (mut m, mut sum, mut count) = (f32::NEG_INFINITY, 0f32, 0u32);
+                    for ky in 0..kernel[0] as usize {
+                        for kx in 0..kernel[1] as usize {
+                            let y = (oy * stride[0] as usize + ky).checked_sub(pad[0] as usize);
+                            let xx = (ox * stride[1] as usize + kx).checked_sub(pad[1] as usize);
+                            if let (Some(y), Some(xx)) = (y, xx) {
+                                if y < ih && xx < iw {
+                                    let v = x[(ch * ih + y) * iw + xx];
+                                    m = maximum_number(m, v);
+                                    sum += v;
+                                    count += 1;
+                                }
+                            }
+                        }
+                    }
+                    want_max.push(m.to_bits());
+                    want_avg.push(if count > 0 {
+                        (sum / count as f32).to_bits()
+                    } else {
+                        0
+                    });
+                }
+            }
+        }
+        // Any NaN is the NaN (the spec does not fix its payload).
+        let canon = |b: u32| {
+            if f32::from_bits(b).is_nan() {
+                u32::MAX
+            } else {
+                b
+            }
+        };
+        let want_max: Vec<u32> = want_max.into_iter().map(canon).collect();
+        let want_avg: Vec<u32> = want_avg.into_iter().map(canon).collect();
+        let bits: Vec<u32> = bytes_f32(&got).iter().map(|v| canon(v.to_bits())).collect();
+        assert_eq!(&bits[..n_out], &want_max[..], "case {case} max: {geom:?}");
+        assert_eq!(
+            &bits[n_out..],
+            &want_avg[..],
+            "case {case} average: {geom:?}"
+        );
+    }
+}
+
+#[test]
+fn depthwise_mul_add_chains_compute_what_the_instructions_do() {
+    use npu_device::regs::PerfCounter;
+    // `taps` pairs of MUL tmp <- x_t * w_t (per row) and ADD acc <- acc +
+    // tmp, as libnpu lowers a depthwise convolution: the device may run a
+    // chain in one pass, so acc and tmp must hold what the instructions,
+    // one by one, leave there. Also: more pairs than one pass takes, a
+    // pair whose x overlaps acc (not chained: it reads acc as the earlier
+    // taps left it), and a pair with an operand past the SRAM (the fault
+    // at its offset).
+    let (rows, cols, ld) = (5usize, 37usize, 40usize);
+    let special = [f32::NAN, -0.0, f32::INFINITY, 1e-40, 3e38];
+    for (taps, overlap_at, bad_at) in [
+        (9usize, None, None),
+        (70, None, None),
+        (6, Some(3), None),
+        (5, None, Some(2)),
+    ] {
+        let mut rng = Rng(taps as u64 * 7 + 1);
+        let xw = rows * ld + taps; // one band: tap t reads it from word t
+        let mut x: Vec<f32> = (0..xw).map(|_| rng.f32() * 4.0).collect();
+        x[17] = special[taps % 5];
+        let w: Vec<f32> = (0..taps * rows).map(|_| rng.f32()).collect();
+        let acc0: Vec<f32> = (0..rows * ld).map(|_| rng.f32()).collect();
+        let (sx, sw) = (0u32, (xw * 4).next_multiple_of(64) as u32);
+        let sacc = sw + (w.len() * 4).next_multiple_of(64) as u32;
+        let stmp = sacc + (rows * ld * 4) as u32;
+        let mut input = f32_bytes(&x);
+        input.resize(sw as usize, 0);
+        input.extend(f32_bytes(&w));
+        input.resize(sacc as usize, 0);
+        input.extend(f32_bytes(&acc0));
+        let mut prog = vec![load(IN_VA, 0, input.len() as u32)];
+        for t in 0..taps {
+            let xa = if overlap_at == Some(t) {
+                sacc
+            } else {
+                sx + 4 * t as u32
+            };
+            let wa = if bad_at == Some(t) {
+                1 << 30
+            } else {
+                sw + (4 * t * rows) as u32
+            };
+            prog.push(Insn::Binary {
+                op: BinaryOp::Mul,
+                dtype: DType::F32,
+                bcast: Broadcast::PerRow,
+                rows: rows as u32,
+                cols: cols as u32,
+                a: tile(xa, ld as u32),
+                b: tile(wa, 0),
+                out: tile(stmp, ld as u32),
+                scalar: 0,
+            });
+            prog.push(Insn::Binary {
+                op: BinaryOp::Add,
+                dtype: DType::F32,
+                bcast: Broadcast::None,
+                rows: rows as u32,
+                cols: cols as u32,
+                a: tile(sacc, ld as u32),
+                b: tile(stmp, ld as u32),
+                out: tile(sacc, ld as u32),
+                scalar: 0,
+            });
+        }
+        let out_len = 2 * rows * ld * 4;
+        prog.push(store(OUT_VA, sacc, out_len as u32));
+        let mut b = bench();
+        let (c, out) = run_program(&mut b, &input, out_len, &prog);
+        // One by one, in f32, as the spec's BINARY mul and add round.
+        let mut acc = acc0.clone();
+        let mut tmp = vec![0f32; rows * ld];
+        for t in 0..taps.min(bad_at.unwrap_or(usize::MAX)) {
+            for r in 0..rows {
+                for j in 0..cols {
+                    let xv = if overlap_at == Some(t) {
+                        acc[r * ld + j]
+                    } else {
+                        x[t + r * ld + j]
+                    };
+                    tmp[r * ld + j] = xv * w[t * rows + r];
+                    acc[r * ld + j] += tmp[r * ld + j];
+                }
+            }
+        }
+        if let Some(t) = bad_at {
+            assert_eq!(c.fault(), Some(Fault::SramRange));
+            assert_eq!(c.fault_addr, ((1 + 2 * t) * INSN_SIZE) as u64);
+            continue;
+        }
+        assert_eq!(c.fault(), Some(Fault::Ok), "{taps} taps");
+        let canon = |v: f32| if v.is_nan() { u32::MAX } else { v.to_bits() };
+        let got: Vec<u32> = bytes_f32(&out).into_iter().map(canon).collect();
+        let mut want: Vec<u32> = acc.iter().map(|&v| canon(v)).collect();
+        want.extend(tmp.iter().map(|&v| canon(v)));
+        // Only the tiles' columns are defined (the rest of each ld).
+        for r in 0..2 * rows {
+            assert_eq!(
+                got[r * ld..r * ld + cols],
+                want[r * ld..r * ld + cols],
+                "{taps} taps, row {r}"
+            );
+        }
+        // Every instruction counted, every one fetched once.
+        let insns = prog.len() as u64 + 1;
+        assert_eq!(b.device.perf(PerfCounter::Instructions), insns);
+        assert_eq!(
+            b.device.perf(PerfCounter::DmaBytesRead),
+            insns * INSN_SIZE as u64 + input.len() as u64
+        );
+    }
+}

@@ -64,7 +64,8 @@ pub fn plan(graph: &Graph, opts: CompileOptions) -> Result<Plan, LowerError> {
     let uses = graph.use_counts();
     let n = graph.nodes().len();
     let is_output = |v: ValueId| graph.outputs().contains(&v);
-    // fused_into[v] = the relu/clamp node that absorbs producer v.
+    // absorbed[v]: node v runs inside an earlier step (an activation or a
+    // residual add in a gemm/conv2d epilogue).
     let mut absorbed = vec![false; n];
     let mut steps = Vec::new();
     // The single reader of `v`, when `v` has one and is not an output.
@@ -80,7 +81,12 @@ pub fn plan(graph: &Graph, opts: CompileOptions) -> Result<Plan, LowerError> {
             .find(|(_, c)| c.op.operands().contains(&v))
             .map(|(ci, _)| ValueId(ci))
     };
+    // The unary op `v` that can run in its producer's epilogue: on an f32
+    // result any of them (elementwise, so the same bits on the SRAM tile as
+    // after a store and a reload); on an int8 result only relu and clamp,
+    // which fold into the requantization's bounds.
     let activation = |v: ValueId| match graph.node(v).op {
+        Op::Unary { op, .. } if graph.ty(v).dtype == crate::ir::DType::F32 => Some(op),
         Op::Unary {
             op: op @ (UnaryOp::Relu | UnaryOp::Clamp { .. }),
             ..
@@ -92,7 +98,7 @@ pub fn plan(graph: &Graph, opts: CompileOptions) -> Result<Plan, LowerError> {
         if absorbed[i] {
             continue;
         }
-        // conv -> add(conv, earlier value) [-> relu/clamp]: the add and the
+        // conv -> add(conv, earlier value) [-> unary]: the add and the
         // activation run in the conv's epilogue on the SRAM tile.
         if opts.fuse && is_direct_conv(graph, v) {
             if let Some(add) = reader(v) {
@@ -132,27 +138,16 @@ pub fn plan(graph: &Graph, opts: CompileOptions) -> Result<Plan, LowerError> {
             // Constants are packed by the ops that read them.
             Op::Input | Op::Constant { .. } => {}
             Op::Gemm { .. } | Op::Conv2d { .. } if opts.fuse && uses[i] == 1 && !is_output(v) => {
-                // Look for the single consumer: a relu/clamp right on this value.
+                // Look for the single consumer: a unary op right on this value.
                 let consumer = graph
                     .nodes()
                     .iter()
                     .enumerate()
                     .skip(i + 1)
                     .find(|(_, c)| c.op.operands().contains(&v));
-                match consumer {
-                    Some((ci, c))
-                        if matches!(
-                            c.op,
-                            Op::Unary {
-                                op: UnaryOp::Relu | UnaryOp::Clamp { .. },
-                                ..
-                            }
-                        ) =>
-                    {
-                        let act = match c.op {
-                            Op::Unary { op, .. } => Some(op),
-                            _ => None,
-                        };
+                match consumer.and_then(|(ci, _)| activation(ValueId(ci)).map(|a| (ci, a))) {
+                    Some((ci, act)) => {
+                        let act = Some(act);
                         absorbed[ci] = true;
                         steps.push(Step {
                             node: v,
