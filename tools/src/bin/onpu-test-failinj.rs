@@ -65,6 +65,7 @@ fn io_errno(e: std::io::Error) -> i32 {
 /// when dropped; the thread's fail-nth file.
 struct Injector {
     fail_nth: File,
+    make_it_fail: File,
     saved: Vec<(PathBuf, String)>,
 }
 
@@ -75,8 +76,13 @@ impl Injector {
             .write(true)
             .open("/proc/thread-self/fail-nth")
             .map_err(|e| format!("/proc/thread-self/fail-nth: {e} (CONFIG_FAULT_INJECTION?)"))?;
+        let make_it_fail = OpenOptions::new()
+            .write(true)
+            .open("/proc/thread-self/make-it-fail")
+            .map_err(|e| format!("/proc/thread-self/make-it-fail: {e}"))?;
         let mut inj = Injector {
             fail_nth,
+            make_it_fail,
             saved: Vec::new(),
         };
         for cap in CAPABILITIES {
@@ -116,6 +122,37 @@ impl Injector {
         Ok(())
     }
 
+    /// From now on every `interval`th allocation of this thread fails
+    /// while it is armed ([`Injector::armed`]); 0 turns that off.
+    fn every(&self, interval: u32) -> Result<(), String> {
+        let probability = if interval == 0 { "0" } else { "100" };
+        for cap in CAPABILITIES {
+            let dir = Path::new("/sys/kernel/debug").join(cap);
+            for (knob, value) in [
+                ("interval", interval.max(1).to_string()),
+                ("probability", probability.to_string()),
+            ] {
+                let path = dir.join(knob);
+                std::fs::write(&path, &value)
+                    .map_err(|e| format!("{} = {value}: {e}", path.display()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Run `op` with this thread's make-it-fail set (the probability and
+    /// interval knobs then decide).
+    fn armed<T>(&self, op: impl FnOnce() -> T) -> Result<T, String> {
+        self.make_it_fail
+            .write_at(b"1", 0)
+            .map_err(|e| format!("make-it-fail = 1: {e}"))?;
+        let r = op();
+        self.make_it_fail
+            .write_at(b"0", 0)
+            .map_err(|e| format!("make-it-fail = 0: {e}"))?;
+        Ok(r)
+    }
+
     /// Run `op` with the `n`th allocation this thread makes failing; its
     /// result, and whether that allocation happened (false: `op` made
     /// fewer than `n`).
@@ -141,6 +178,7 @@ impl Injector {
 impl Drop for Injector {
     fn drop(&mut self) {
         let _ = self.fail_nth.write_at(b"0", 0);
+        let _ = self.make_it_fail.write_at(b"0", 0);
         for (path, value) in self.saved.iter().rev() {
             if let Err(e) = std::fs::write(path, value) {
                 eprintln!("onpu-test-failinj: restoring {}: {e}", path.display());
@@ -535,9 +573,19 @@ fn sweep_userptr(inj: &Injector, file: &File) -> Result<Swept, String> {
     sweep(
         inj,
         || UserPage::new(0x5a),
-        |page| userptr(file, page),
+        |page| {
+            // The one ioctl (accel::bo_create_userptr adds a BO_INFO).
+            let mut c = uapi::drm_onpu_bo_create_userptr {
+                user_ptr: page.addr(),
+                size: SIZE,
+                ..Default::default()
+            };
+            accel::ioctl(file, &mut c).map(|_| c)
+        },
         |page, r| {
-            if let Ok(b) = r {
+            if let Ok(c) = r {
+                let b = accel::bo_info(file, c.handle)
+                    .map_err(|e| format!("bo_info of the new object: {}", errno_name(e)))?;
                 if b.size != SIZE || b.flags.bits() & uapi::DRM_ONPU_BO_NO_MMAP == 0 {
                     return Err(format!(
                         "userptr object: size {} flags {:#x}",
@@ -926,6 +974,243 @@ fn sweep_close(inj: &Injector, path: &Path, fences: &mut Fences) -> Result<Swept
 }
 
 // ---------------------------------------------------------------------
+// Whole scenarios with every call armed and every Nth allocation failing.
+
+/// Calls made and refused in the interval phase.
+#[derive(Default)]
+struct Tally {
+    calls: u32,
+    refused: u32,
+}
+
+/// `op` armed: its result, None for ENOMEM, an error for anything else.
+fn armed<T>(
+    inj: &Injector,
+    tally: &mut Tally,
+    what: &str,
+    op: impl FnOnce() -> Result<T, i32>,
+) -> Result<Option<T>, String> {
+    tally.calls += 1;
+    match inj.armed(op)? {
+        Ok(v) => Ok(Some(v)),
+        Err(libc::ENOMEM) => {
+            tally.refused += 1;
+            Ok(None)
+        }
+        Err(e) => Err(format!(
+            "{what} gave {}, want success or ENOMEM",
+            errno_name(e)
+        )),
+    }
+}
+
+fn bo_create_raw(file: &File) -> Result<uapi::drm_onpu_bo_create, i32> {
+    let mut c = uapi::drm_onpu_bo_create {
+        size: SIZE,
+        ..Default::default()
+    };
+    accel::ioctl(file, &mut c).map(|_| c)
+}
+
+/// WAIT armed, then (refused) unarmed: the job must have succeeded.
+fn wait_armed(
+    inj: &Injector,
+    t: &mut Tally,
+    f: &File,
+    seqno: u64,
+    what: &str,
+) -> Result<(), String> {
+    let w = match armed(inj, t, what, || accel::wait(f, seqno, BOUND_NS))? {
+        Some(w) => w,
+        None => {
+            accel::wait(f, seqno, BOUND_NS).map_err(|e| format!("{what}: {}", errno_name(e)))?
+        }
+    };
+    copyjob::ok_outcome(&w).map_err(|e| format!("{what}: {e}"))
+}
+
+/// One file's life with every call armed: open, a queue in the default
+/// context and one in a created context, objects (one of user memory)
+/// written through mmap, a copy job and a second one that depends on it
+/// explicitly (its output syncobj) and implicitly (it reads what the first
+/// wrote), WAIT, GEM_CLOSE and close. A refused call ends the scenario
+/// where nothing can go on without it; what ran is checked.
+fn interval_round(
+    inj: &Injector,
+    path: &Path,
+    seed: u32,
+    t: &mut Tally,
+    fences: &mut Fences,
+) -> Result<(), String> {
+    let Some(f) = armed(inj, t, "open", || accel::open(path).map_err(io_errno))? else {
+        return Ok(());
+    };
+    let r = interval_file(inj, &f, seed, t, fences);
+    // SAFETY: the descriptor is ours, closed once.
+    let closed = armed(inj, t, "close", || {
+        match unsafe { libc::close(f.into_raw_fd()) } {
+            0 => Ok(()),
+            _ => Err(io_errno(std::io::Error::last_os_error())),
+        }
+    });
+    r?;
+    match closed? {
+        Some(()) => Ok(()),
+        None => Err("close gave ENOMEM".into()),
+    }
+}
+
+fn interval_file(
+    inj: &Injector,
+    f: &File,
+    seed: u32,
+    t: &mut Tally,
+    fences: &mut Fences,
+) -> Result<(), String> {
+    let normal = uapi::DRM_ONPU_PRIORITY_NORMAL;
+    let Some(q1) = armed(inj, t, "QUEUE_CREATE", || queue_in(f, 0, normal))? else {
+        return Ok(());
+    };
+    let Some(ctx) = armed(inj, t, "CONTEXT_CREATE", || accel::context_create(f))? else {
+        return Ok(());
+    };
+    let high = uapi::DRM_ONPU_PRIORITY_HIGH;
+    let Some(q2) = armed(inj, t, "QUEUE_CREATE", || queue_in(f, ctx, high))? else {
+        return Ok(());
+    };
+    let mut objs = Vec::new();
+    for _ in 0..5 {
+        let Some(c) = armed(inj, t, "BO_CREATE", || bo_create_raw(f))? else {
+            return Ok(());
+        };
+        objs.push(c);
+    }
+    let (src, dst, dst2, cmd1, cmd2) = (objs[0], objs[1], objs[2], objs[3], objs[4]);
+    let want = copyjob::pattern(seed, LEN as usize);
+    let programs = [
+        (src, want.clone()),
+        (
+            cmd1,
+            assemble(&copyjob::insns(src.npu_addr, dst.npu_addr, LEN)),
+        ),
+        (
+            cmd2,
+            assemble(&copyjob::insns(dst.npu_addr, dst2.npu_addr, LEN)),
+        ),
+    ];
+    for (o, bytes) in programs.iter() {
+        let info =
+            accel::bo_info(f, o.handle).map_err(|e| format!("bo_info: {}", errno_name(e)))?;
+        let Some(mut m) = armed(inj, t, "mmap", || Mapping::new(f, &info).map_err(io_errno))?
+        else {
+            return Ok(());
+        };
+        m.as_mut_slice()[..bytes.len()].copy_from_slice(bytes);
+    }
+    let page = UserPage::new(0)?;
+    let Some(user) = armed(inj, t, "BO_CREATE_USERPTR", || userptr(f, &page))? else {
+        return Ok(());
+    };
+    let e = |what: &'static str| move |e: i32| format!("{what}: {}", errno_name(e));
+    let out1 = accel::syncobj_create(f, false).map_err(e("syncobj_create"))?;
+    let out2 = accel::syncobj_create(f, false).map_err(e("syncobj_create"))?;
+    let r = |o: &uapi::drm_onpu_bo_create, flags| uapi::drm_onpu_bo_ref {
+        handle: o.handle,
+        flags,
+    };
+    let (rd, wr) = (uapi::DRM_ONPU_BO_READ, uapi::DRM_ONPU_BO_WRITE);
+    let job1 = armed(inj, t, "SUBMIT", || {
+        submit(
+            f,
+            q1,
+            &(bo_of(&cmd1), programs[1].1.len() as u32),
+            &[r(&src, rd), r(&dst, wr), bo_ref(&user, rd | wr)],
+            &[],
+            &[sync_point(out1, 0, 0)],
+        )
+    })?;
+    let expect1 = if job1.is_some() {
+        Expect::Success
+    } else {
+        Expect::Error
+    };
+    fences.keep(
+        f,
+        out1,
+        format!("interval round {seed}: first job"),
+        expect1,
+    )?;
+    let Some(job1) = job1 else {
+        return Ok(());
+    };
+    let job2 = armed(inj, t, "SUBMIT", || {
+        submit(
+            f,
+            q2,
+            &(bo_of(&cmd2), programs[2].1.len() as u32),
+            &[r(&dst, rd), r(&dst2, wr)],
+            &[sync_point(out1, 0, 0)],
+            &[sync_point(out2, 0, 0)],
+        )
+    })?;
+    let expect2 = if job2.is_some() {
+        Expect::Success
+    } else {
+        Expect::Error
+    };
+    fences.keep(
+        f,
+        out2,
+        format!("interval round {seed}: second job"),
+        expect2,
+    )?;
+    wait_armed(inj, t, f, job1, "WAIT for the first job")?;
+    if let Some(job2) = job2 {
+        wait_armed(inj, t, f, job2, "WAIT for the second job")?;
+        let dst2 = accel::bo_info(f, dst2.handle).map_err(e("bo_info"))?;
+        let got = contents(f, &dst2, LEN as usize)?;
+        if got != want {
+            return Err("the second job's output is not the first job's input".into());
+        }
+    }
+    if armed(inj, t, "GEM_CLOSE", || accel::gem_close(f, src.handle))?.is_none() {
+        return Err("GEM_CLOSE gave ENOMEM".into());
+    }
+    Ok(())
+}
+
+/// A created object as a Bo, for the submit helper (no mmap offset).
+fn bo_of(c: &uapi::drm_onpu_bo_create) -> Bo {
+    Bo {
+        handle: c.handle,
+        size: SIZE,
+        mmap_offset: 0,
+        flags: uapi::BoFlags::empty(),
+    }
+}
+
+/// Intervals of the interval phase, and rounds per interval.
+const INTERVALS: [u32; 12] = [2, 3, 4, 5, 7, 11, 13, 17, 23, 31, 47, 97];
+const ROUNDS: u32 = 3;
+
+fn interval_phase(inj: &Injector, path: &Path, fences: &mut Fences) -> Result<Tally, String> {
+    let mut t = Tally::default();
+    let mut r = Ok(());
+    'all: for interval in INTERVALS {
+        inj.every(interval)?;
+        for round in 0..ROUNDS {
+            r = interval_round(inj, path, interval * 100 + round, &mut t, fences)
+                .map_err(|e| format!("interval {interval}, round {round}: {e}"));
+            if r.is_err() {
+                break 'all;
+            }
+        }
+    }
+    inj.every(0)?;
+    r.map(|()| t)
+}
+
+// ---------------------------------------------------------------------
 // What must be back where it was.
 
 /// What the driver and the process hold: live buffer objects and their
@@ -1081,6 +1366,7 @@ fn main() {
         ("close", Box::new(|i, fences| sweep_close(i, p, fences))),
     ];
     let finals = [
+        "whole job scenarios with every Nth allocation failing (probability 100, interval N, make-it-fail): success or ENOMEM",
         "with injection off, every fence SUBMIT published signals within 10 s (with an error for a refused job)",
         "a copy job runs byte for byte after the injection",
         "live buffer objects, pinned pages and queues per priority are back where they were",
@@ -1114,12 +1400,21 @@ fn main() {
         });
         tap.check(&format!("{name} under allocation failure injection: success or ENOMEM, nothing left half done"), r);
     }
-    drop(inj);
     tap.done(&format!("{total} allocation points in all"));
-    let r = check_fences(fences).map(|text| tap.done(&text));
+    let r = interval_phase(&inj, p, &mut fences).map(|t| {
+        tap.done(&format!(
+            "{} rounds at intervals {INTERVALS:?}: {} calls armed, {} refused with ENOMEM",
+            INTERVALS.len() as u32 * ROUNDS,
+            t.calls,
+            t.refused
+        ))
+    });
     tap.check(finals[0], r);
-    tap.check(finals[1], copy_job_works(p));
+    drop(inj);
+    let r = check_fences(fences).map(|text| tap.done(&text));
+    tap.check(finals[1], r);
+    tap.check(finals[2], copy_job_works(p));
     drop(file);
-    tap.check(finals[2], start.and_then(|s| back_to(&s)));
+    tap.check(finals[3], start.and_then(|s| back_to(&s)));
     std::process::exit(tap.finish());
 }
