@@ -646,14 +646,25 @@ fn sweep_queue_create(
     context_id: u32,
     priority: u32,
 ) -> Result<Swept, String> {
+    let dir = debugfs::dir()?;
+    let before = queues_per_priority(&dir)?;
     sweep(
         inj,
         || Ok(()),
         |_| queue_in(file, context_id, priority),
-        |_, r| match r {
-            Ok(q) => accel::queue_destroy(file, q)
-                .map_err(|e| format!("queue_destroy: {}", errno_name(e))),
-            Err(_) => Ok(()),
+        |_, r| {
+            if let Ok(q) = r {
+                accel::queue_destroy(file, q)
+                    .map_err(|e| format!("queue_destroy: {}", errno_name(e)))?;
+            }
+            // Created and destroyed, or never made: counted as before.
+            let now = queues_per_priority(&dir)?;
+            if now != before {
+                return Err(format!(
+                    "the driver counts queues per priority {now}, want {before} as before"
+                ));
+            }
+            Ok(())
         },
     )
 }
@@ -1224,6 +1235,17 @@ struct Held {
     queues_per_priority: String,
 }
 
+/// The driver's live queues per priority (debugfs state), LOW first.
+fn queues_per_priority(dir: &Path) -> Result<String, String> {
+    let path = dir.join("state");
+    let state = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    state
+        .lines()
+        .find_map(|l| l.strip_prefix("queues per priority:"))
+        .map(|v| v.trim().to_string())
+        .ok_or_else(|| format!("{}: no 'queues per priority' line", path.display()))
+}
+
 fn held() -> Result<Held, String> {
     let dir = debugfs::dir()?;
     let status = std::fs::read_to_string("/proc/self/status")
@@ -1233,14 +1255,7 @@ fn held() -> Result<Held, String> {
         .find_map(|l| l.strip_prefix("VmPin:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .ok_or("no VmPin line in /proc/self/status")?;
-    let state_path = dir.join("state");
-    let state = std::fs::read_to_string(&state_path)
-        .map_err(|e| format!("{}: {e}", state_path.display()))?;
-    let queues_per_priority = state
-        .lines()
-        .find_map(|l| l.strip_prefix("queues per priority:"))
-        .map(|v| v.trim().to_string())
-        .ok_or_else(|| format!("{}: no 'queues per priority' line", state_path.display()))?;
+    let queues_per_priority = queues_per_priority(&dir)?;
     Ok(Held {
         bos_live: debugfs::counter_in(&dir, "bos_live")?,
         bo_bytes_live: debugfs::counter_in(&dir, "bo_bytes_live")?,
