@@ -1280,6 +1280,28 @@ fn back_to(start: &Held) -> Result<(), String> {
     }
 }
 
+/// The file's fdinfo counts no object memory (drm-total-*: 0).
+fn file_holds_nothing(file: &File) -> Result<(), String> {
+    let path = format!("/proc/self/fdinfo/{}", file.as_raw_fd());
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+    let totals: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("drm-total-"))
+        .collect();
+    if totals.is_empty() {
+        return Err(format!("{path}: no drm-total- line"));
+    }
+    for l in totals {
+        let value = l.split_once(':').map(|(_, v)| v.trim()).unwrap_or("");
+        if value.split_whitespace().next() != Some("0") {
+            return Err(format!(
+                "{path}: '{l}', want 0: a handle outlived its sweep"
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn check_fences(fences: Fences) -> Result<String, String> {
     let deadline = Instant::now() + BOUND;
     let (mut ok, mut errors) = (0, 0);
@@ -1384,7 +1406,7 @@ fn main() {
         "whole job scenarios with every Nth allocation failing (probability 100, interval N, make-it-fail): success or ENOMEM",
         "with injection off, every fence SUBMIT published signals within 10 s (with an error for a refused job)",
         "a copy job runs byte for byte after the injection",
-        "live buffer objects, pinned pages and queues per priority are back where they were",
+        "no memory in the sweeps' file (fdinfo); live buffer objects, pinned pages and queues per priority back where they were",
     ];
     let mut tap = Tap::new(sweeps.len() + finals.len());
     let start = held();
@@ -1429,7 +1451,12 @@ fn main() {
     let r = check_fences(fences).map(|text| tap.done(&text));
     tap.check(finals[1], r);
     tap.check(finals[2], copy_job_works(p));
+    // The sweeps on this file closed every handle they got.
+    let no_memory = file_holds_nothing(&file);
     drop(file);
-    tap.check(finals[3], start.and_then(|s| back_to(&s)));
+    tap.check(
+        finals[3],
+        no_memory.and_then(|()| start.and_then(|s| back_to(&s))),
+    );
     std::process::exit(tap.finish());
 }
