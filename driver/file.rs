@@ -503,6 +503,9 @@ impl File {
         queues.list.reserve(1, GFP_KERNEL)?;
         let sched = SchedQueue::new(req.priority)?;
         let engine = ctx.engine().clone();
+        // Counted before the queue exists: its drop uncounts it, also when
+        // the allocation below fails (which drops the queue built for it).
+        engine.queue_made(req.priority);
         let queue = Arc::new(
             Queue {
                 id,
@@ -511,8 +514,6 @@ impl File {
             },
             GFP_KERNEL,
         )?;
-        // Counted from here; the queue's drop uncounts it (also on failure).
-        engine.queue_made(req.priority);
         dev.engine.add_queue(sched)?;
         queues.list.push(queue, GFP_KERNEL)?;
         queues.next_id = next;

@@ -154,6 +154,18 @@ pub(crate) fn create(dev: &OnpuDevice, size: u64, flags: u32) -> Result<ARef<BoO
             user_pages: None,
         },
     )
+    .map_err(shmem_errno)
+}
+
+/// The errno of a failed shmem object creation as BO_CREATE documents it:
+/// shmem reports an inode it could not allocate as ENOSPC (mm/shmem.c),
+/// which to userspace means a full NPU address space; it is out of memory.
+pub(crate) fn shmem_errno(e: Error) -> Error {
+    if e == ENOSPC {
+        ENOMEM
+    } else {
+        e
+    }
 }
 
 pub(crate) fn lookup(file: &drm::File<File>, handle: u32) -> Result<ARef<BoObject>> {

@@ -434,6 +434,12 @@ impl Engine {
             self.sched_waiting.load(Relaxed),
             self.sched_blocked.load(Relaxed)
         )?;
+        // Live queues per priority, LOW first (the credit limit's input).
+        write!(out, "queues per priority:")?;
+        for n in self.queues_by_priority.iter() {
+            write!(out, " {}", n.load(Relaxed))?;
+        }
+        writeln!(out)?;
         for q in list.queues.iter() {
             let pending = q.pending.lock();
             write!(

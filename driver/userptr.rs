@@ -73,4 +73,5 @@ pub(crate) fn create(
         user_pages: Some(pages),
     };
     gem::shmem::Object::new(dev, usize::try_from(size)?, config, args)
+        .map_err(crate::gem::shmem_errno)
 }
