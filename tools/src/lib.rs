@@ -10,4 +10,5 @@ pub mod debugfs;
 pub mod kmod;
 pub mod npy;
 pub mod onnx_model;
+pub mod syncfile;
 pub mod tap;

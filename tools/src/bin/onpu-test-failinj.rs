@@ -300,47 +300,7 @@ fn fence_status(fd: &OwnedFd, deadline: Instant) -> Result<i32, String> {
         }
         return Err(format!("not signalled within {} s", BOUND.as_secs()));
     }
-    sync_file_status(fd)
-}
-
-/// The fence status of a sync_file (SYNC_IOC_FILE_INFO): 1 signalled, 0
-/// active, negative the error it signalled with.
-fn sync_file_status(fd: &OwnedFd) -> Result<i32, String> {
-    #[repr(C)]
-    struct SyncFileInfo {
-        name: [u8; 32],
-        status: i32,
-        flags: u32,
-        num_fences: u32,
-        pad: u32,
-        sync_fence_info: u64,
-    }
-    // _IOWR('>', 4, struct sync_file_info), 56 bytes.
-    const SYNC_IOC_FILE_INFO: libc::c_ulong = 0xc038_3e04;
-    let mut info = SyncFileInfo {
-        name: [0; 32],
-        status: 0,
-        flags: 0,
-        num_fences: 0,
-        pad: 0,
-        sync_fence_info: 0,
-    };
-    // SAFETY: `info` is the 56-byte struct the request names; with
-    // num_fences 0 the kernel writes only into it.
-    let r = unsafe {
-        libc::ioctl(
-            fd.as_raw_fd(),
-            SYNC_IOC_FILE_INFO,
-            &mut info as *mut SyncFileInfo,
-        )
-    };
-    if r < 0 {
-        return Err(format!(
-            "SYNC_IOC_FILE_INFO: {}",
-            std::io::Error::last_os_error()
-        ));
-    }
-    Ok(info.status)
+    npu_tools::syncfile::status(fd)
 }
 
 fn device() -> Result<PathBuf, String> {

@@ -474,46 +474,6 @@ fn wait_uevent(fd: &OwnedFd, want: &[&str], limit: Duration) -> Result<Vec<Strin
     }
 }
 
-/// The fence status of a sync_file (SYNC_IOC_FILE_INFO): 1 signalled, 0
-/// active, negative the error it signalled with.
-fn sync_file_status(fd: &OwnedFd) -> Result<i32, String> {
-    #[repr(C)]
-    struct SyncFileInfo {
-        name: [u8; 32],
-        status: i32,
-        flags: u32,
-        num_fences: u32,
-        pad: u32,
-        sync_fence_info: u64,
-    }
-    // _IOWR('>', 4, struct sync_file_info), 56 bytes.
-    const SYNC_IOC_FILE_INFO: libc::c_ulong = 0xc038_3e04;
-    let mut info = SyncFileInfo {
-        name: [0; 32],
-        status: 0,
-        flags: 0,
-        num_fences: 0,
-        pad: 0,
-        sync_fence_info: 0,
-    };
-    // SAFETY: `info` is the 56-byte struct the request names; with
-    // num_fences 0 the kernel writes only into it.
-    let r = unsafe {
-        libc::ioctl(
-            fd.as_raw_fd(),
-            SYNC_IOC_FILE_INFO,
-            &mut info as *mut SyncFileInfo,
-        )
-    };
-    if r < 0 {
-        return Err(format!(
-            "SYNC_IOC_FILE_INFO: {}",
-            std::io::Error::last_os_error()
-        ));
-    }
-    Ok(info.status)
-}
-
 fn wedged_tests(tap: &mut Tap, c: Ctx, dir: Option<PathBuf>) {
     let f = &c.file;
     let injecting = accel::fault_injection(f);
@@ -572,7 +532,7 @@ fn wedged_tests(tap: &mut Tap, c: Ctx, dir: Option<PathBuf>) {
         "the hung job's fence signalled with its error (-ETIMEDOUT)",
         (|| {
             let sf = accel::syncobj_export_sync_file(f, syncobj).map_err(errno_name)?;
-            let status = sync_file_status(&sf)?;
+            let status = npu_tools::syncfile::status(&sf)?;
             expect(status == -libc::ETIMEDOUT, || {
                 format!("sync_file status {status}")
             })

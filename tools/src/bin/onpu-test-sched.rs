@@ -732,47 +732,6 @@ fn priorities(c: &Ctx) -> Result<(), String> {
     Ok(())
 }
 
-/// SYNC_IOC_FILE_INFO (include/uapi/linux/sync_file.h): _IOWR('>', 4,
-/// struct sync_file_info), 56 bytes.
-const SYNC_IOC_FILE_INFO: libc::c_ulong = 0xc038_3e04;
-
-/// struct sync_file_info, without the fence array (num_fences 0 asks for
-/// none).
-#[repr(C)]
-#[derive(Default)]
-struct SyncFileInfo {
-    name: [u8; 32],
-    status: i32,
-    flags: u32,
-    num_fences: u32,
-    pad: u32,
-    sync_fence_info: u64,
-}
-
-/// Wait (at most 10 s) for a sync_file's fence to signal; its status
-/// (1 signalled without error, negative: the error it signalled with).
-fn sync_file_status(fd: &impl AsRawFd) -> Result<i32, String> {
-    let mut pfd = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd.
-    if unsafe { libc::poll(&mut pfd, 1, 10_000) } != 1 {
-        return Err("the job's fence did not signal within 10 s".into());
-    }
-    let mut info = SyncFileInfo::default();
-    // SAFETY: SYNC_IOC_FILE_INFO writes a struct sync_file_info; with
-    // num_fences 0 it writes nothing through sync_fence_info.
-    if unsafe { libc::ioctl(fd.as_raw_fd(), SYNC_IOC_FILE_INFO, &mut info) } != 0 {
-        return Err(format!(
-            "SYNC_IOC_FILE_INFO: {}",
-            std::io::Error::last_os_error()
-        ));
-    }
-    Ok(info.status)
-}
-
 /// A job waiting for a point nobody signals, in a queue that is then
 /// destroyed: it ends CANCELED (-ECANCELED) at once, its output fence
 /// signals with -ECANCELED, it never ran, and the queue's next job (ready)
@@ -802,7 +761,7 @@ fn destroyed_queue_cancels(c: &Ctx) -> Result<(), String> {
             w.status, w.error
         ));
     }
-    let status = sync_file_status(&fence)?;
+    let status = npu_tools::syncfile::wait_status(&fence, 10_000)?;
     if status != -libc::ECANCELED {
         return Err(format!(
             "its output fence has status {status}, want -ECANCELED"
@@ -828,7 +787,7 @@ fn closed_file_cancels() -> Result<(), String> {
     .map_err(|e| format!("submit: {}", errno_name(e)))?;
     let fence = accel::syncobj_export_sync_file(&c.file, out).map_err(errno_name)?;
     drop(c);
-    let status = sync_file_status(&fence)?;
+    let status = npu_tools::syncfile::wait_status(&fence, 10_000)?;
     if status != -libc::ECANCELED {
         return Err(format!(
             "the job's fence has status {status} after the close, want -ECANCELED"
