@@ -1526,12 +1526,23 @@ impl Writer {
                 self.u32(scale.to_bits());
                 self.u8(*zero_point as u8);
             }
-            Some(Quant::PerChannel { scales, axis }) => {
-                self.u8(2);
+            Some(Quant::PerChannel {
+                scales,
+                axis,
+                zero_points,
+            }) => {
+                // 3: with zero points (one byte each, after the scales).
+                let zps = zero_points.iter().any(|&z| z != 0);
+                self.u8(if zps { 3 } else { 2 });
                 self.len(*axis);
                 self.len(scales.len());
                 for s in scales {
                     self.u32(s.to_bits());
+                }
+                if zps {
+                    for &z in zero_points {
+                        self.u8(z as u8);
+                    }
                 }
             }
         }
@@ -1654,13 +1665,24 @@ impl<'a> Reader<'a> {
                 scale: f32::from_bits(self.u32()?),
                 zero_point: self.u8()? as i8,
             }),
-            2 => {
+            tag @ (2 | 3) => {
                 let axis = self.index()?;
                 let n = self.count(4)?;
                 let scales = (0..n)
                     .map(|_| self.u32().map(f32::from_bits))
                     .collect::<Result<Vec<_>, _>>()?;
-                Some(Quant::PerChannel { scales, axis })
+                let zero_points = if tag == 3 {
+                    (0..n)
+                        .map(|_| self.u8().map(|z| z as i8))
+                        .collect::<Result<Vec<_>, _>>()?
+                } else {
+                    vec![]
+                };
+                Some(Quant::PerChannel {
+                    scales,
+                    axis,
+                    zero_points,
+                })
             }
             q => return Err(format!("`{name}`: quantization {q}")),
         };

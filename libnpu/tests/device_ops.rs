@@ -106,6 +106,7 @@ fn gemm_int8_exact_per_tensor_and_per_channel() {
             Quant::PerChannel {
                 scales: (0..n).map(|i| 0.001 + 0.0005 * i as f32).collect(),
                 axis: if trans_b { 0 } else { 1 },
+                zero_points: vec![],
             }
         } else {
             Quant::PerTensor {
@@ -181,6 +182,7 @@ fn conv_graph(
                 Quant::PerChannel {
                     scales: (0..k).map(|i| 0.002 + 0.001 * i as f32).collect(),
                     axis: 0,
+                    zero_points: vec![],
                 },
             ),
             TensorType::new(DType::I32, &[k]),

@@ -113,7 +113,7 @@ proptest! {
         let wv: Vec<i8> = (0..n).map(|_| (next() >> 56) as u8 as i8).collect();
         let scales: Vec<f32> = (0..k).map(|i| 0.01 + 0.002 * i as f32).collect();
         let wq = if per_channel {
-            Quant::PerChannel { scales, axis: 0 }
+            Quant::per_channel(scales, 0)
         } else {
             Quant::PerTensor { scale: 0.015, zero_point: zw }
         };

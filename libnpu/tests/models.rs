@@ -1047,6 +1047,7 @@ fn int8_ops_read_constants_from_the_constant_buffer() {
                 Quant::PerChannel {
                     scales: (0..8).map(|k| 0.01 + 0.002 * k as f32).collect(),
                     axis: 0,
+                    zero_points: vec![],
                 },
             ),
             TensorData::I8(wv),

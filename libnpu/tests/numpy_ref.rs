@@ -87,6 +87,7 @@ fn int8_gemm_matches_numpy() {
             Quant::PerChannel {
                 scales: s_w.clone(),
                 axis: if trans_b { 0 } else { 1 },
+                zero_points: vec![],
             }
         } else {
             Quant::PerTensor {
@@ -204,6 +205,7 @@ fn int8_conv2d_matches_numpy() {
                     Quant::PerChannel {
                         scales: s_w.clone(),
                         axis: 0,
+                        zero_points: vec![],
                     },
                 ),
             )

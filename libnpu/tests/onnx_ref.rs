@@ -130,6 +130,9 @@ struct ConvCase {
     zx: i8,
     zw: i8,
     per_channel: bool,
+    /// Per-channel weight zero points (random over the whole int8 range,
+    /// with `per_channel`) instead of `zw`.
+    zw_per_channel: bool,
     zy: i8,
     /// A uint8 conv (x, w, y uint8); the zero points above are the int8
     /// ones libnpu runs it with (u8 zero point = int8 one + 128).
@@ -151,6 +154,11 @@ fn qlinearconv(c: &ConvCase, seed: u64, sram: u32) -> usize {
     let xv = rng.i8s(n * ch * h * w);
     let wv = rng.i8s(c.k * taps);
     let bias: Vec<i32> = (0..c.k).map(|_| rng.range(-3000, 3000)).collect();
+    let zws: Vec<i8> = if c.zw_per_channel {
+        (0..c.k).map(|_| rng.range(-128, 127) as i8).collect()
+    } else {
+        vec![c.zw; c.k]
+    };
     let mut g = Graph::new();
     let x = g
         .input(
@@ -169,6 +177,7 @@ fn qlinearconv(c: &ConvCase, seed: u64, sram: u32) -> usize {
         Quant::PerChannel {
             scales: wscales.clone(),
             axis: 0,
+            zero_points: zws.clone(),
         }
     } else {
         Quant::PerTensor {
@@ -216,7 +225,7 @@ fn qlinearconv(c: &ConvCase, seed: u64, sram: u32) -> usize {
     let (w_scale, w_zp) = if c.per_channel {
         (
             spec(&TensorData::F32(wscales), &[c.k], false),
-            spec(&TensorData::I8(vec![0; c.k]), &[c.k], false),
+            spec(&TensorData::I8(zws.clone()), &[c.k], false),
         )
     } else {
         (scalar_f32(wscales[0]), scalar_i8(c.zw))
@@ -224,7 +233,7 @@ fn qlinearconv(c: &ConvCase, seed: u64, sram: u32) -> usize {
     let u = c.unsigned;
     let zp = |z: i8| spec_q(&[z], &[], false, u);
     let w_zp = if u {
-        let zs = vec![c.zw; if c.per_channel { c.k } else { 1 }];
+        let zs = zws[..if c.per_channel { c.k } else { 1 }].to_vec();
         spec_q(&zs, &[c.k][..usize::from(c.per_channel)], false, true)
     } else {
         w_zp
@@ -274,6 +283,7 @@ fn conv(
         zx: 0,
         zw: 0,
         per_channel: true,
+        zw_per_channel: false,
         zy: 0,
         unsigned: false,
     }
@@ -348,6 +358,54 @@ fn qlinearconv_matches_onnxruntime_bit_for_bit() {
             zy: -2,
             ..conv([1, 6, 9, 9], 4, 3, 1, 2, 2)
         },
+        // Per-channel weight zero points (the outer-product correction),
+        // with padding (the receptive field's sum includes it as x's zero
+        // point), stride 1 and 2, grouped, depthwise, uint8.
+        ConvCase {
+            zx: -7,
+            zw_per_channel: true,
+            zy: 4,
+            ..conv([1, 8, 9, 11], 16, 3, 1, 1, 1)
+        },
+        ConvCase {
+            zx: 50,
+            zw_per_channel: true,
+            zy: -9,
+            ..conv([2, 6, 10, 10], 12, 3, 2, 2, 1)
+        },
+        ConvCase {
+            zx: -1,
+            zw_per_channel: true,
+            zy: 1,
+            ..conv([1, 3, 17, 15], 8, 7, 2, 3, 1)
+        },
+        ConvCase {
+            dilation: [2, 2],
+            zx: 3,
+            zw_per_channel: true,
+            zy: -2,
+            ..conv([1, 6, 9, 9], 4, 3, 1, 2, 2)
+        },
+        ConvCase {
+            zx: 13,
+            zw_per_channel: true,
+            zy: 6,
+            ..conv([1, 12, 10, 10], 12, 3, 1, 1, 12)
+        },
+        ConvCase {
+            zx: u8_zero_point(140),
+            zw_per_channel: true,
+            zy: u8_zero_point(90),
+            unsigned: true,
+            ..conv([1, 8, 9, 11], 16, 3, 1, 1, 1)
+        },
+        // Many channels, 1x1 (several output-channel blocks at 16 KiB).
+        ConvCase {
+            zx: 100,
+            zw_per_channel: true,
+            zy: -1,
+            ..conv([1, 64, 6, 6], 40, 1, 1, 0, 1)
+        },
     ];
     let mut total = 0;
     for (i, c) in cases.iter().enumerate() {
@@ -361,6 +419,7 @@ fn qlinearconv_matches_onnxruntime_bit_for_bit() {
 
 /// QLinearMatMul with a constant second operand (per-column scales).
 /// `zb`: the second operand's zero point (per-tensor scale then);
+/// `zb_cols`: per-column scales and random per-column zero points instead;
 /// `unsigned`: uint8 operands and result (zero points as libnpu's int8).
 #[allow(clippy::too_many_arguments)]
 fn qlinearmatmul(
@@ -368,7 +427,7 @@ fn qlinearmatmul(
     k: usize,
     n: usize,
     za: i8,
-    zb: i8,
+    (zb, zb_cols): (i8, bool),
     zy: i8,
     unsigned: bool,
     seed: u64,
@@ -380,6 +439,12 @@ fn qlinearmatmul(
     let scales: Vec<f32> = (0..n).map(|_| rng.f32(0.5, 1.5) / 127.0 * 2.0).collect();
     let av = rng.i8s(m * k);
     let bv = rng.i8s(k * n);
+    let zbs: Vec<i8> = if zb_cols {
+        (0..n).map(|_| rng.range(-128, 127) as i8).collect()
+    } else {
+        vec![0; n]
+    };
+    let per_col = zb == 0 || zb_cols;
     let mut g = Graph::new();
     let a = g
         .input(
@@ -398,10 +463,11 @@ fn qlinearmatmul(
             "b",
             TensorType::quantized(
                 &[k, n],
-                if zb == 0 {
+                if per_col {
                     Quant::PerChannel {
                         scales: scales.clone(),
                         axis: 1,
+                        zero_points: zbs.clone(),
                     }
                 } else {
                     Quant::PerTensor {
@@ -433,10 +499,10 @@ fn qlinearmatmul(
     let inputs = HashMap::from([("a".to_string(), TensorData::I8(av.clone()))]);
     let got = run(&g, &inputs, sram);
     let u = unsigned;
-    let (b_scale, b_zp) = if zb == 0 {
+    let (b_scale, b_zp) = if per_col {
         (
             spec(&TensorData::F32(scales), &[n], false),
-            spec_q(&vec![0; n], &[n], false, u),
+            spec_q(&zbs, &[n], false, u),
         )
     } else {
         (scalar_f32(scales[0]), spec_q(&[zb], &[], false, u))
@@ -485,7 +551,23 @@ fn qlinearmatmul_matches_onnxruntime_bit_for_bit() {
     .enumerate()
     {
         for sram in [256u32 << 10, 16 << 10] {
-            total += qlinearmatmul(m, k, n, za, zb, zy, unsigned, 200 + i as u64, sram);
+            total += qlinearmatmul(m, k, n, za, (zb, false), zy, unsigned, 200 + i as u64, sram);
+        }
+    }
+    // Per-column zero points of b (the outer-product correction), int8
+    // and uint8, tiles of every size.
+    for (i, &(m, k, n, za, zy, unsigned)) in [
+        (5, 7, 3, 0, 0, false),
+        (33, 70, 45, -9, 4, false),
+        (64, 300, 130, 127, -128, false),
+        (1, 512, 1000, -3, 12, false),
+        (17, 100, 29, u8_zero_point(140), u8_zero_point(128), true),
+    ]
+    .iter()
+    .enumerate()
+    {
+        for sram in [256u32 << 10, 16 << 10] {
+            total += qlinearmatmul(m, k, n, za, (0, true), zy, unsigned, 300 + i as u64, sram);
         }
     }
     eprintln!("QLinearMatMul: {total} elements equal to onnxruntime's");
@@ -565,7 +647,7 @@ fn quant_json(q: &Option<Quant>) -> String {
         Some(Quant::PerTensor { scale, zero_point }) => {
             format!("{{\"scale\":{},\"zp\":{zero_point}}}", f64::from(*scale))
         }
-        Some(Quant::PerChannel { scales, axis }) => format!(
+        Some(Quant::PerChannel { scales, axis, .. }) => format!(
             "{{\"axis\":{axis},\"scales\":{}}}",
             list(&scales.iter().map(|s| f64::from(*s)).collect::<Vec<_>>())
         ),
@@ -744,10 +826,7 @@ fn per_axis_case(shape: &[usize], axis: usize, seed: u64, sram: u32) -> usize {
     let mut rng = Rng(seed | 1);
     let n: usize = shape.iter().product();
     let scales: Vec<f32> = (0..shape[axis]).map(|_| rng.f32(0.005, 0.1)).collect();
-    let q = Quant::PerChannel {
-        scales: scales.clone(),
-        axis,
-    };
+    let q = Quant::per_channel(scales.clone(), axis);
     let xs: Vec<f32> = (0..n).map(|_| rng.f32(-8.0, 8.0)).collect();
     let mut g = Graph::new();
     let x = g.input("x", TensorType::new(DType::F32, shape)).unwrap();

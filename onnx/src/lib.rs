@@ -441,8 +441,8 @@ struct Importer<'a> {
     graph_outputs: std::collections::HashSet<&'a str>,
     /// Constant int8 tensors a DequantizeLinear folded (QDQ weights), by
     /// the folded value's name: the int8 data, the scales (one, or one
-    /// per index of the axis), the axis and the zero point (0 per channel).
-    int8_consts: HashMap<String, (Vec<i8>, Vec<f32>, usize, i8)>,
+    /// per index of the axis), the axis and the zero points (one per scale).
+    int8_consts: HashMap<String, (Vec<i8>, Vec<f32>, usize, Vec<i8>)>,
     /// Nodes mapped together with an earlier one.
     done: std::collections::HashSet<usize>,
     /// Finished steps, when nodes fall back to the CPU.
@@ -1223,14 +1223,17 @@ impl Importer<'_> {
         // The output-channel axis of the weight.
         let kaxis = if conv || trans_b { 0 } else { 1 };
         let k = w.shape[kaxis];
+        // Per channel on another axis than the output channels' runs in
+        // f32 (the weight dequantized at compile time).
         let wquant = match ws.len() {
             1 => Quant::PerTensor {
                 scale: ws[0],
-                zero_point: wz,
+                zero_point: wz[0],
             },
-            n if n == k && waxis == kaxis && wz == 0 => Quant::PerChannel {
+            n if n == k && waxis == kaxis => Quant::PerChannel {
                 scales: ws.clone(),
                 axis: kaxis,
+                zero_points: wz,
             },
             _ => return Ok(false),
         };
@@ -1782,15 +1785,6 @@ impl Importer<'_> {
         if xs.len() != 1 || ys.len() != 1 {
             return Err(ctx.err("x and y need per-tensor quantization"));
         }
-        // The IR's int8 conv2d and gemm take any activation zero point and
-        // a per-tensor weight zero point (the correction terms); its
-        // per-channel weights are symmetric.
-        if wz.len() > 1 && wz.iter().any(|&z| z != 0) {
-            return Err(ctx.err(format!(
-                "per-channel weight zero points {:?} must be 0 (int8) or 128 (uint8): the IR's per-channel weights are symmetric",
-                &wz[..wz.len().min(4)]
-            )));
-        }
         let x = self.ir_input(ctx, 0)?;
         let xq = Quant::PerTensor {
             scale: xs[0],
@@ -1830,7 +1824,13 @@ impl Importer<'_> {
                 zero_point: wz[0],
             }
         } else if ws.len() == w.shape[axis] {
-            Quant::PerChannel { scales: ws, axis }
+            // Any zero points: the IR's int8 conv2d and gemm correct for
+            // them per output channel.
+            Quant::PerChannel {
+                scales: ws,
+                axis,
+                zero_points: wz,
+            }
         } else {
             return Err(ctx.err(format!(
                 "{} weight scales for {} output channels",
@@ -2220,18 +2220,23 @@ impl Importer<'_> {
                         (q - z) as f32 * scale[c.min(scale.len() - 1)]
                     })
                     .collect();
-                // Per-tensor (any zero point) or symmetric per-channel int8
-                // weights: kept, so a conv reading them can run in int8.
+                // int8 weights, per tensor or per channel (any zero
+                // points): kept, so a conv or matmul reading them can run
+                // in int8.
                 if let Some(q) = int8 {
-                    let zp = match zp8.as_slice() {
-                        z if z.iter().all(|&z| z == 0) => Some(0),
-                        [z] if !per => i8::try_from(*z).ok(),
-                        _ => None,
+                    let zps = if zp8.is_empty() {
+                        Some(vec![0; scale.len()])
+                    } else if zp8.len() == scale.len() || zp8.len() == 1 {
+                        let z: Option<Vec<i8>> =
+                            zp8.iter().map(|&z| i8::try_from(z).ok()).collect();
+                        z.map(|z| (0..scale.len()).map(|c| z[c.min(z.len() - 1)]).collect())
+                    } else {
+                        None
                     };
-                    if let (Some(zp), Some(out)) = (zp, n.output.first()) {
+                    if let (Some(zps), Some(out)) = (zps, n.output.first()) {
                         self.int8_consts.insert(
                             out.clone(),
-                            (q, scale.clone(), if per { ax } else { 0 }, zp),
+                            (q, scale.clone(), if per { ax } else { 0 }, zps),
                         );
                     }
                 }

@@ -10,7 +10,7 @@ fn quant(ty: &TensorType) -> String {
     match &ty.quant {
         None => "-".into(),
         Some(Quant::PerTensor { scale, zero_point }) => format!("scale={scale:?} zp={zero_point}"),
-        Some(Quant::PerChannel { scales, axis }) => {
+        Some(Quant::PerChannel { scales, axis, .. }) => {
             format!("per-channel axis={axis} ({} scales)", scales.len())
         }
     }

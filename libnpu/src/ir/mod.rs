@@ -55,19 +55,45 @@ pub enum Quant {
         scale: f32,
         zero_point: i8,
     },
-    /// One scale per index of `axis` (weights: the output-channel axis);
-    /// the zero point is 0.
+    /// One scale and one zero point per index of `axis` (weights: the
+    /// output-channel axis; ONNX allows any axis); `zero_points` is empty
+    /// when they are all 0 (symmetric), else one per scale.
     PerChannel {
         scales: Vec<f32>,
         axis: usize,
+        zero_points: Vec<i8>,
     },
 }
 
 impl Quant {
+    /// Symmetric per-channel quantization (every zero point 0).
+    pub fn per_channel(scales: Vec<f32>, axis: usize) -> Quant {
+        Quant::PerChannel {
+            scales,
+            axis,
+            zero_points: vec![],
+        }
+    }
+    /// The per-tensor zero point (0 for per-channel quantization: use
+    /// [`Quant::zero_point_of`] there).
     pub fn zero_point(&self) -> i8 {
         match self {
             Quant::PerTensor { zero_point, .. } => *zero_point,
             Quant::PerChannel { .. } => 0,
+        }
+    }
+    /// Zero point of channel `c` (the tensor's when per-tensor).
+    pub fn zero_point_of(&self, c: usize) -> i8 {
+        match self {
+            Quant::PerTensor { zero_point, .. } => *zero_point,
+            Quant::PerChannel { zero_points, .. } => zero_points.get(c).copied().unwrap_or(0),
+        }
+    }
+    /// Whether every zero point is 0.
+    pub fn symmetric(&self) -> bool {
+        match self {
+            Quant::PerTensor { zero_point, .. } => *zero_point == 0,
+            Quant::PerChannel { zero_points, .. } => zero_points.iter().all(|&z| z == 0),
         }
     }
     /// Scale of channel `c` (the tensor scale when per-tensor).
@@ -135,7 +161,11 @@ impl fmt::Display for TensorType {
             Some(Quant::PerTensor { scale, zero_point }) => {
                 write!(f, " q(scale={scale:?}, zp={zero_point})")
             }
-            Some(Quant::PerChannel { scales, axis }) => {
+            Some(Quant::PerChannel {
+                scales,
+                axis,
+                zero_points,
+            }) => {
                 write!(f, " q(axis={axis}, scales=[")?;
                 for (i, s) in scales.iter().enumerate() {
                     if i > 0 {
@@ -143,7 +173,18 @@ impl fmt::Display for TensorType {
                     }
                     write!(f, "{s:?}")?;
                 }
-                f.write_str("])")
+                f.write_str("]")?;
+                if zero_points.iter().any(|&z| z != 0) {
+                    f.write_str(", zps=[")?;
+                    for (i, z) in zero_points.iter().enumerate() {
+                        if i > 0 {
+                            f.write_str(", ")?;
+                        }
+                        write!(f, "{z}")?;
+                    }
+                    f.write_str("]")?;
+                }
+                f.write_str(")")
             }
         }
     }
@@ -1462,7 +1503,7 @@ impl Graph {
                 }
                 match &tw.quant {
                     Some(Quant::PerTensor { .. }) => {}
-                    Some(Quant::PerChannel { scales, axis }) if *axis == w_channel_axis && scales.len() == channels => {}
+                    Some(Quant::PerChannel { scales, axis, .. }) if *axis == w_channel_axis && scales.len() == channels => {}
                     _ => {
                         return Err(err(format!(
                             "the int8 weight needs per-tensor quantization or per-channel scales on axis {w_channel_axis} ({channels} of them)"
@@ -1529,9 +1570,23 @@ fn check_quant(ty: &TensorType) -> Result<(), String> {
         (Some(Quant::PerTensor { scale, .. }), _) if !(*scale > 0.0 && scale.is_finite()) => {
             Err(format!("scale {scale} must be positive and finite"))
         }
-        (Some(Quant::PerChannel { scales, axis }), _) => {
+        (
+            Some(Quant::PerChannel {
+                scales,
+                axis,
+                zero_points,
+            }),
+            _,
+        ) => {
             if *axis >= ty.shape.len() || scales.len() != ty.shape[*axis] {
                 return Err(format!("per-channel quantization needs one scale per index of axis {axis}: {} scales for shape {:?}", scales.len(), ty.shape));
+            }
+            if !zero_points.is_empty() && zero_points.len() != scales.len() {
+                return Err(format!(
+                    "{} zero points for {} scales: give one per scale (or none when all are 0)",
+                    zero_points.len(),
+                    scales.len()
+                ));
             }
             match scales.iter().find(|s| !(**s > 0.0 && s.is_finite())) {
                 Some(s) => Err(format!("scale {s} must be positive and finite")),

@@ -33,7 +33,12 @@
 //!
 //! the last two terms are constants folded into the bias at compile time;
 //! `sum x` (when zw != 0) is one more accumulator row, computed by a row of
-//! ones appended to every tap's weights. The epilogue is the f32
+//! ones appended to every tap's weights (padding holds zx, so the sum runs
+//! over the whole receptive field as ONNX pads: with real zeros). A
+//! per-tensor zw scales that row and subtracts it from every channel row;
+//! per-channel zero points `zw[k]` subtract the outer product `zw[k] *
+//! sum_x[i]`, built in the temporary tile (FILL 0, add the sums per
+//! column, multiply by zw per row). The epilogue is the f32
 //! requantization of `ops::requant_tile`, with channels as rows. Depthwise
 //! int8 widens the band to i32 subtracting zx (CONVERT), multiplies by the
 //! weights minus zw (packed as i32) and needs no correction.
@@ -60,9 +65,9 @@ pub(super) enum Filter<'a> {
 
 /// The int8 side of a direct convolution.
 pub(super) struct QConv {
-    /// Input and (per-tensor) weight zero points.
+    /// Input zero point, and the weight zero point of each output channel.
     pub zx: i8,
-    pub zw: i8,
+    pub zw: Vec<i8>,
     /// Per output channel: the bias with the input zero point's
     /// corrections folded in (none for depthwise), and the scales (or the
     /// one per-tensor scale).
@@ -143,8 +148,26 @@ impl DirectConv<'_> {
     /// weight zero point's correction).
     fn sum_row(&self) -> usize {
         match &self.q {
-            Some(q) if q.zw != 0 && !self.depthwise() => 1,
+            Some(q) if q.zw.iter().any(|&z| z != 0) && !self.depthwise() => 1,
             _ => 0,
+        }
+    }
+
+    /// The weight zero points differ between channels (and the sum row is
+    /// corrected per channel, see the module comment).
+    fn zw_per_channel(&self) -> bool {
+        match &self.q {
+            Some(q) => self.sum_row() == 1 && q.zw.iter().any(|&z| z != q.zw[0]),
+            None => false,
+        }
+    }
+
+    /// Per-channel constants, in i32/f32 words per channel: the bias, the
+    /// scales when per channel, the zero points when per channel.
+    fn const_words(&self) -> usize {
+        match &self.q {
+            None => 1,
+            Some(q) => 1 + q.scales.is_ok() as usize + self.zw_per_channel() as usize,
         }
     }
 
@@ -216,11 +239,16 @@ impl DirectConv<'_> {
             (
                 taps * rows * t.cc * self.wes(),
                 rows * b.m * ES,
-                // The int8 result.
-                if int8 { t.kc * b.m } else { 0 },
+                // The int8 result (and before it the per-channel zero
+                // points' correction, i32).
+                match (int8, self.zw_per_channel()) {
+                    (_, true) => t.kc * b.m * ES,
+                    (true, false) => t.kc * b.m,
+                    _ => 0,
+                },
             )
         };
-        let consts = t.kc.max(t.cc) * ES * if int8 { 2 } else { 1 };
+        let consts = t.kc.max(t.cc) * ES * self.const_words();
         let wide = if int8 && self.depthwise() {
             cells * ES
         } else {
@@ -433,7 +461,7 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
     if dw {
         for c0 in (0..c).step_by(t.cc) {
             let ccn = (c - c0).min(t.cc);
-            let zw = s.q.as_ref().map_or(0, |q| q.zw as i32);
+            let zw = |ch: usize| s.q.as_ref().map_or(0, |q| q.zw[ch] as i32);
             let wl = e.constant_with(taps * ccn * ES, |out| {
                 let mut dst = out.chunks_exact_mut(ES);
                 for tap in 0..taps {
@@ -441,7 +469,7 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
                         if let Some(d) = dst.next() {
                             d.copy_from_slice(&match s.weight {
                                 Filter::F32(w) => w[ch * taps + tap].to_le_bytes(),
-                                Filter::I8(w) => (w[ch * taps + tap] as i32 - zw).to_le_bytes(),
+                                Filter::I8(w) => (w[ch * taps + tap] as i32 - zw(ch)).to_le_bytes(),
                             });
                         }
                     }
@@ -736,7 +764,7 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
                 Strided::contiguous(wbytes),
             );
             if let Some(bl) = bl {
-                let bb = (st.kcn * ES * if s.q.is_some() { 2 } else { 1 }) as u32;
+                let bb = (st.kcn * ES * s.const_words()) as u32;
                 e.load(
                     bl,
                     0,
@@ -893,12 +921,44 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
                 (acc.addr, ES)
             }
             Some(q) => {
-                if extra == 1 {
-                    // acc[k][i] -= zw * sum_x[i] (the row after the channels).
-                    let sums = Tile {
-                        addr: acc.addr + kcn * acc_ld * ES as u32,
+                let sums = Tile {
+                    addr: acc.addr + kcn * acc_ld * ES as u32,
+                    ld: acc_ld,
+                };
+                if s.zw_per_channel() {
+                    // acc[k][i] -= zw[k] * sum_x[i]: the outer product in tmp.
+                    let t = Tile {
+                        addr: stmp.at(0),
                         ld: acc_ld,
                     };
+                    let zw = Tile {
+                        addr: sbias.at(wslot) + kcn * ES as u32 * (1 + q.scales.is_ok() as u32),
+                        ld: 0,
+                    };
+                    e.push(Insn::Fill {
+                        dst: t.addr,
+                        len: kcn * acc_ld * ES as u32,
+                        pattern: 0,
+                    });
+                    for (op, bcast, a, b, out) in [
+                        (isa::BinaryOp::Add, Broadcast::PerCol, t, sums, t),
+                        (isa::BinaryOp::Mul, Broadcast::PerRow, t, zw, t),
+                        (isa::BinaryOp::Sub, Broadcast::None, acc, t, acc),
+                    ] {
+                        e.push(Insn::Binary {
+                            op,
+                            dtype: isa::DType::I32,
+                            bcast,
+                            rows: kcn,
+                            cols: m,
+                            a,
+                            b,
+                            out,
+                            scalar: 0,
+                        });
+                    }
+                } else if extra == 1 {
+                    // acc[k][i] -= zw * sum_x[i] (the row after the channels).
                     e.push(Insn::Binary {
                         op: isa::BinaryOp::Mul,
                         dtype: isa::DType::I32,
@@ -908,7 +968,7 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
                         a: sums,
                         b: sums,
                         out: sums,
-                        scalar: q.zw as i32 as u32,
+                        scalar: q.zw[0] as i32 as u32,
                     });
                     e.push(Insn::Binary {
                         op: isa::BinaryOp::Sub,
@@ -989,6 +1049,10 @@ fn channel_consts(e: &mut Emitter, s: &DirectConv<'_>, k0: usize, kcn: usize) ->
             let mut bytes = super::ops::i32_bytes(&q.bias[k0..k0 + kcn]);
             if let Ok(sc) = &q.scales {
                 bytes.extend(super::ops::f32_bytes(&sc[k0..k0 + kcn]));
+            }
+            if s.zw_per_channel() {
+                let zw: Vec<i32> = q.zw[k0..k0 + kcn].iter().map(|&z| z as i32).collect();
+                bytes.extend(super::ops::i32_bytes(&zw));
             }
             Some(e.constant(&bytes))
         }

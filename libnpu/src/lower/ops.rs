@@ -58,11 +58,17 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
             let (m, n) = (node.ty.shape[0], node.ty.shape[1]);
             let k = if *trans_a { ta.shape[0] } else { ta.shape[1] };
             let sums = int8_sums(g, *b, |i| if *trans_b { i / k } else { i % n }, n);
-            let zb = g.ty(*b).quant.as_ref().map_or(0, |q| q.zero_point());
+            let zb = weight_zero_points(g.ty(*b), n);
             // Operands first, then the bias: the constant buffer's order.
             let (al, bl) = (loc(g, plan, e, *a)?, loc(g, plan, e, *b)?);
             let gb = bias.map(|v| loc(g, plan, e, v)).transpose()?;
             let mac = Mac::new(g, step, node.ty.dtype, n, e, sums, k, gb)?;
+            // Per-channel weight zero points: one i32 per column.
+            let zb_cols = (zb.iter().any(|&z| z != zb[0])).then(|| {
+                e.constant(&i32_bytes(
+                    &zb.iter().map(|&z| z as i32).collect::<Vec<_>>(),
+                ))
+            });
             let spec = GemmSpec {
                 m,
                 n,
@@ -73,7 +79,8 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
                 b: bl,
                 bias: bias.map(|v| loc(g, plan, e, v)).transpose()?,
                 out,
-                zb,
+                zb: zb[0],
+                zb_cols,
             };
             gemm(e, &spec, &mac).map_err(|why| too_small(g, step, e, why))?
         }
@@ -132,7 +139,7 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
             let ws = &g.ty(*weight).shape;
             let taps = ws[1] * ws[2] * ws[3];
             if node.ty.dtype == DType::I8
-                && g.ty(*weight).quant.as_ref().map(|q| q.zero_point()) != Some(0)
+                && !g.ty(*weight).quant.as_ref().is_some_and(|q| q.symmetric())
             {
                 return Err(LowerError::Unsupported {
                     name: node.name.clone(),
@@ -204,11 +211,18 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
         {
             let dequant = matches!(node.op, Op::Dequantize { .. });
             let q = if dequant { g.ty(*x) } else { &node.ty };
-            let Some(crate::ir::Quant::PerChannel { scales, axis }) = &q.quant else {
+            let Some(crate::ir::Quant::PerChannel { scales, axis, .. }) = &q.quant else {
                 return Err(LowerError::Internal(
                     "per-channel quantization expected".into(),
                 ));
             };
+            if !q.quant.as_ref().is_some_and(|q| q.symmetric()) {
+                return Err(LowerError::Unsupported {
+                    name: node.name.clone(),
+                    op: node.op.name(),
+                    why: "per-channel zero points of a run-time quantize/dequantize (constants fold at compile time)".into(),
+                });
+            }
             let sl = e.constant(&f32_bytes(scales));
             let xl = loc(g, plan, e, *x)?;
             quantize_axis(e, xl, out, &q.shape, *axis, sl, dequant)
@@ -497,7 +511,7 @@ fn conv_int8(
     };
     Ok(super::conv::QConv {
         zx: g.ty(input).quant.as_ref().map_or(0, |q| q.zero_point()),
-        zw: g.ty(weight).quant.as_ref().map_or(0, |q| q.zero_point()),
+        zw: weight_zero_points(g.ty(weight), k),
         bias: bias.ok_or_else(|| LowerError::Internal("a constant bias was expected".into()))?,
         scales: if per_channel {
             Ok(scales)
@@ -508,6 +522,14 @@ fn conv_int8(
         lo,
         hi,
     })
+}
+
+/// Per output channel, the zero point of an int8 weight (the same for
+/// every channel when it is quantized per tensor).
+pub(super) fn weight_zero_points(tw: &crate::ir::TensorType, channels: usize) -> Vec<i8> {
+    (0..channels)
+        .map(|c| tw.quant.as_ref().map_or(0, |q| q.zero_point_of(c)))
+        .collect()
 }
 
 /// Per output channel, the sum of a constant int8 weight's values
@@ -591,7 +613,7 @@ pub(super) fn int8_channel_consts(
     let (tx, tw) = (g.ty(ops[0]), g.ty(ops[1]));
     let scales = requant_scales(tx, tw, &node.ty, channels).map_err(unsupported)?;
     let zx = tx.quant.as_ref().map_or(0, |q| q.zero_point() as i64);
-    let zw = tw.quant.as_ref().map_or(0, |q| q.zero_point() as i64);
+    let zw = |c: usize| tw.quant.as_ref().map_or(0, |q| q.zero_point_of(c) as i64);
     let bias_v = match &node.op {
         Op::Gemm { bias, .. } | Op::Conv2d { bias, .. } => *bias,
         _ => None,
@@ -612,10 +634,10 @@ pub(super) fn int8_channel_consts(
         let sums = weight_sums.ok_or_else(|| {
             unsupported("a non-zero input zero point needs constant weights".into())
         })?;
-        for (b, sw) in bias.iter_mut().zip(sums) {
+        for (c, (b, sw)) in bias.iter_mut().zip(sums).enumerate() {
             // sum (x - zx)(w - zw) = sum x (w - zw) - zx sum w + n zx zw;
             // the first term is what the device accumulates.
-            *b += -zx * sw + taps as i64 * zx * zw;
+            *b += -zx * sw + taps as i64 * zx * zw(c);
         }
     }
     // Modulo 2^32, like the device's i32 arithmetic.
@@ -957,6 +979,11 @@ struct GemmSpec {
     /// `-zb * sum_k a[m][k]` needs the row sums of A, one more (n = 1)
     /// MATMUL by a vector of ones per step.
     zb: i8,
+    /// Per-column zero points of B (i32, one per output channel) when they
+    /// differ: the correction is then the outer product `-zb[n] * sum_k
+    /// a[m][k]`, built in a temporary tile (FILL, add the row sums per
+    /// row, multiply by zb per column, subtract).
+    zb_cols: Option<Loc>,
 }
 
 /// Tiled gemm: output tiles tm x tn, the K dimension in chunks of tk
@@ -965,8 +992,14 @@ fn gemm(e: &mut Emitter, s: &GemmSpec, mac: &Mac) -> Result<(), String> {
     let es = mac.es();
     let nb = e.nbuf();
     let (mut tm, mut tn, mut tk) = (s.m.min(128), s.n.min(128), s.k.min(256));
-    let row_sums = s.zb != 0;
-    type GemmSlots = (Slots, Slots, Epilogue, Option<(Slots, Slots)>);
+    let row_sums = s.zb != 0 || s.zb_cols.is_some();
+    type GemmSlots = (
+        Slots,
+        Slots,
+        Epilogue,
+        Option<(Slots, Slots)>,
+        Option<(Slots, Slots)>,
+    );
     let fits = |e: &mut Emitter, tm: usize, tn: usize, tk: usize| -> Option<GemmSlots> {
         e.sram_reset();
         let a = e.sram_alloc(tm as u64 * tk as u64 * es, nb).ok()?;
@@ -980,9 +1013,18 @@ fn gemm(e: &mut Emitter, s: &GemmSpec, mac: &Mac) -> Result<(), String> {
         } else {
             None
         };
-        Some((a, b, ep, sums))
+        // Per-column zero points: their slice and the correction tile.
+        let outer = if s.zb_cols.is_some() {
+            Some((
+                e.sram_alloc(tn as u64 * 4, nb).ok()?,
+                e.sram_alloc(tm as u64 * tn as u64 * 4, 1).ok()?,
+            ))
+        } else {
+            None
+        };
+        Some((a, b, ep, sums, outer))
     };
-    let (sa, sb, ep, sums) = loop {
+    let (sa, sb, ep, sums, outer) = loop {
         if let Some(x) = fits(e, tm, tn, tk) {
             break x;
         }
@@ -1089,6 +1131,15 @@ fn gemm(e: &mut Emitter, s: &GemmSpec, mac: &Mac) -> Result<(), String> {
                     cn as usize,
                     (tile % nb as usize) as u32,
                 );
+                if let (Some((zs, _)), Some(zl)) = (outer, s.zb_cols) {
+                    e.load(
+                        zl,
+                        n0 * 4,
+                        zs.at((tile % nb as usize) as u32),
+                        Strided::contiguous(cn * 4),
+                        Strided::contiguous(cn * 4),
+                    );
+                }
             }
             Ok(())
         },
@@ -1137,7 +1188,56 @@ fn gemm(e: &mut Emitter, s: &GemmSpec, mac: &Mac) -> Result<(), String> {
                     },
                     c: rs,
                 });
-                if kk + 1 == kt {
+                if let (true, Some((zs, tmp))) = (kk + 1 == kt, outer) {
+                    // acc[m][n] -= zb[n] * sum_k a[m][k]
+                    let t = Tile {
+                        addr: tmp.at(0),
+                        ld: tn as u32,
+                    };
+                    e.push(Insn::Fill {
+                        dst: t.addr,
+                        len: (tm * tn * 4) as u32,
+                        pattern: 0,
+                    });
+                    for (op, bcast, b) in [
+                        (isa::BinaryOp::Add, Broadcast::PerRow, rs),
+                        (
+                            isa::BinaryOp::Mul,
+                            Broadcast::PerCol,
+                            Tile {
+                                addr: zs.at(cslot),
+                                ld: 0,
+                            },
+                        ),
+                    ] {
+                        e.push(Insn::Binary {
+                            op,
+                            dtype: isa::DType::I32,
+                            bcast,
+                            rows: cm as u32,
+                            cols: cn as u32,
+                            a: t,
+                            b,
+                            out: t,
+                            scalar: 0,
+                        });
+                    }
+                    let acc = Tile {
+                        addr: ep.acc.at(cslot),
+                        ld: tn as u32,
+                    };
+                    e.push(Insn::Binary {
+                        op: isa::BinaryOp::Sub,
+                        dtype: isa::DType::I32,
+                        bcast: Broadcast::None,
+                        rows: cm as u32,
+                        cols: cn as u32,
+                        a: acc,
+                        b: t,
+                        out: acc,
+                        scalar: 0,
+                    });
+                } else if kk + 1 == kt {
                     // acc[m][n] -= zb * sum_k a[m][k]
                     let row = Tile {
                         addr: rs.addr,
@@ -2596,6 +2696,7 @@ pub(super) fn batch_gemm(
         bias: None,
         out,
         zb,
+        zb_cols: None,
     };
     gemm(e, &spec, &mac).map_err(|why| too_small(g, step, e, why))
 }

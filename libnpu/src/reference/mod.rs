@@ -141,13 +141,14 @@ pub fn run(
                     }
                     (TensorData::I8(av), TensorData::I8(bv)) => {
                         let scales = requant_scales(ta, tb, ty, n).map_err(RunError::Graph)?;
-                        let (za, zb) = (zp_of(ta), zp_of(tb));
+                        let (za, zb) = (zp_of(ta), |c| zp_at(tb, c));
                         let zo = zp_of(ty) as i8;
                         let bias = bias.map(|v| i32s(get(&v)));
                         let mut out = vec![0i8; m * n];
                         for i in 0..m {
                             for j in 0..n {
                                 let mut acc = bias.as_ref().map_or(0, |b| b[j]);
+                                let zb = zb(j);
                                 for p in 0..k {
                                     acc = acc.wrapping_add(
                                         (av[ai(i, p)] as i32 - za) * (bv[bi(p, j)] as i32 - zb),
@@ -389,11 +390,14 @@ pub fn real(d: &TensorData, ty: &TensorType) -> Vec<f32> {
     match d {
         TensorData::F32(v) => v.clone(),
         TensorData::I8(v) => match &ty.quant {
-            Some(Quant::PerChannel { scales, axis }) => {
+            Some(q @ Quant::PerChannel { scales, axis, .. }) => {
                 let inner: usize = ty.shape[axis + 1..].iter().product();
                 v.iter()
                     .enumerate()
-                    .map(|(i, &q)| q as f32 * scales[(i / inner) % scales.len()])
+                    .map(|(i, &x)| {
+                        let c = (i / inner) % scales.len();
+                        (x as i32 - q.zero_point_of(c) as i32) as f32 * scales[c]
+                    })
                     .collect()
             }
             q => {
@@ -416,12 +420,15 @@ fn requantized(v: Vec<f32>, ty: &TensorType) -> TensorData {
                 .map(|&x| quantize_f32(x, *scale, *zero_point))
                 .collect(),
         ),
-        Some(Quant::PerChannel { scales, axis }) if ty.dtype == DType::I8 => {
+        Some(q @ Quant::PerChannel { scales, axis, .. }) if ty.dtype == DType::I8 => {
             let inner: usize = ty.shape[axis + 1..].iter().product();
             TensorData::I8(
                 v.iter()
                     .enumerate()
-                    .map(|(i, &x)| quantize_f32(x, scales[(i / inner) % scales.len()], 0))
+                    .map(|(i, &x)| {
+                        let c = (i / inner) % scales.len();
+                        quantize_f32(x, scales[c], q.zero_point_of(c))
+                    })
                     .collect(),
             )
         }
@@ -432,6 +439,11 @@ fn requantized(v: Vec<f32>, ty: &TensorType) -> TensorData {
 /// Zero point of a per-tensor quantized type (0 otherwise).
 fn zp_of(t: &TensorType) -> i32 {
     t.quant.as_ref().map_or(0, |q| q.zero_point() as i32)
+}
+
+/// Zero point of channel `c` of a quantized type.
+fn zp_at(t: &TensorType, c: usize) -> i32 {
+    t.quant.as_ref().map_or(0, |q| q.zero_point_of(c) as i32)
 }
 
 fn f32s(d: &TensorData) -> Vec<f32> {
@@ -650,12 +662,13 @@ fn conv2d(
         }
         (TensorData::I8(xv), TensorData::I8(wv)) => {
             let scales = requant_scales(tx, tw, ty, k).map_err(RunError::Graph)?;
-            let (zx, zw, zo) = (zp_of(tx), zp_of(tw), zp_of(ty) as i8);
+            let (zx, zo) = (zp_of(tx), zp_of(ty) as i8);
             let bias = bias.map(i32s);
             let mut out = vec![0i8; ty.elems()];
             // Padding taps are left out: they hold the real value 0.
             each(&mut |o, ko, taps| {
                 let b = bias.as_ref().map_or(0, |b| b[ko]);
+                let zw = zp_at(tw, ko);
                 let acc = taps.iter().fold(b, |acc, &(xi, wi)| {
                     acc.wrapping_add((xv[xi] as i32 - zx) * (wv[wi] as i32 - zw))
                 });

@@ -237,18 +237,19 @@ fn parse_type(c: &mut Cursor, shape_required: bool) -> Result<ParsedType, ParseE
     if c.peek() == Some(&Tok::Ident("q".into())) {
         c.pos += 1;
         c.expect("(")?;
-        let (mut scale, mut zp, mut axis, mut scales) = (None, None, None, None);
+        let (mut scale, mut zp, mut axis, mut scales, mut zps) = (None, None, None, None, None);
         loop {
-            let key = c.ident("`scale`, `zp`, `axis` or `scales`")?;
+            let key = c.ident("`scale`, `zp`, `axis`, `scales` or `zps`")?;
             c.expect("=")?;
             match key.as_str() {
                 "scale" => scale = Some(c.scale()?),
                 "zp" => zp = Some(c.num::<i8>("zero point (-128..127)")?),
                 "axis" => axis = Some(c.num::<usize>("axis")?),
                 "scales" => scales = Some(c.list_of(Cursor::scale)?),
+                "zps" => zps = Some(c.list::<i8>("zero point (-128..127)")?),
                 _ => {
                     c.pos -= 2;
-                    return c.err(format!("unknown quantization parameter `{key}`; use scale and zp, or axis and scales"));
+                    return c.err(format!("unknown quantization parameter `{key}`; use scale and zp, or axis, scales and zps"));
                 }
             }
             if !c.eat(",") {
@@ -256,13 +257,20 @@ fn parse_type(c: &mut Cursor, shape_required: bool) -> Result<ParsedType, ParseE
             }
         }
         c.expect(")")?;
-        quant = Some(match (scale, zp, axis, scales) {
-            (Some(scale), zp, None, None) => Quant::PerTensor {
+        quant = Some(match (scale, zp, axis, scales, zps) {
+            (Some(scale), zp, None, None, None) => Quant::PerTensor {
                 scale,
                 zero_point: zp.unwrap_or(0),
             },
-            (None, None, Some(axis), Some(scales)) => Quant::PerChannel { scales, axis },
-            _ => return c.err("quantization is q(scale=S, zp=Z) or q(axis=A, scales=[...])"),
+            (None, None, Some(axis), Some(scales), zps) => Quant::PerChannel {
+                scales,
+                axis,
+                zero_points: zps.unwrap_or_default(),
+            },
+            _ => {
+                return c
+                    .err("quantization is q(scale=S, zp=Z) or q(axis=A, scales=[...], zps=[...])")
+            }
         });
     }
     Ok((dt, shape, quant))

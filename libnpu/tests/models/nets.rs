@@ -366,6 +366,7 @@ impl Net {
                     Quant::PerChannel {
                         scales: scales.clone(),
                         axis: 0,
+                        zero_points: vec![],
                     },
                 ),
                 TensorData::I8(wv),
@@ -454,7 +455,7 @@ impl Net {
             .g
             .constant(
                 &name,
-                TensorType::quantized(&[s[1], classes], Quant::PerChannel { scales, axis: 1 }),
+                TensorType::quantized(&[s[1], classes], Quant::per_channel(scales, 1)),
                 TensorData::I8(wv),
             )
             .expect("fc weight");
