@@ -89,6 +89,9 @@ enum npu_dtype {
 	NPU_DTYPE_F32 = 1,
 	NPU_DTYPE_I8 = 2,
 	NPU_DTYPE_I32 = 3,
+	/* uint8 graph inputs/outputs: the caller's bytes are uint8; the
+	 * program converts them to and from int8 on the device. */
+	NPU_DTYPE_U8 = 4,
 };
 
 typedef struct npu_error npu_error;

@@ -1514,6 +1514,7 @@ impl Writer {
             DType::F32 => 1,
             DType::I8 => 2,
             DType::I32 => 3,
+            DType::U8 => 4,
         });
         self.len(t.ty.shape.len());
         for &d in &t.ty.shape {
@@ -1653,6 +1654,7 @@ impl<'a> Reader<'a> {
             1 => DType::F32,
             2 => DType::I8,
             3 => DType::I32,
+            4 => DType::U8,
             d => return Err(format!("`{name}`: dtype {d}")),
         };
         let rank = self.count(8)?;

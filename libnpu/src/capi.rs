@@ -485,9 +485,8 @@ fn tensor_info(t: &api::TensorInfo, name: &CString) -> Result<NpuTensorInfo, Err
     }
     let (quantized, scale, zero_point, quant_axis) = match &ty.quant {
         None => (0, 0.0, 0, -1),
-        Some(crate::Quant::PerTensor { scale, zero_point }) => {
-            (1, *scale, i32::from(*zero_point), -1)
-        }
+        // uint8: the uint8 zero point (0..255).
+        Some(crate::Quant::PerTensor { scale, .. }) => (1, *scale, ty.zero_point_value(), -1),
         Some(q @ crate::Quant::PerChannel { axis, .. }) => (1, q.scale(0), 0, *axis as i32),
     };
     Ok(NpuTensorInfo {
@@ -496,6 +495,7 @@ fn tensor_info(t: &api::TensorInfo, name: &CString) -> Result<NpuTensorInfo, Err
             DType::F32 => 1,
             DType::I8 => 2,
             DType::I32 => 3,
+            DType::U8 => 4,
         },
         name: name.as_ptr(),
         rank: ty.shape.len() as u32,

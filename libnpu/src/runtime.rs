@@ -785,6 +785,7 @@ pub fn random_inputs(g: &Graph, seed: u64) -> HashMap<String, TensorData> {
                         .collect(),
                 ),
                 crate::DType::I8 => TensorData::I8((0..n).map(|_| next() as i8).collect()),
+                crate::DType::U8 => TensorData::U8((0..n).map(|_| next() as u8).collect()),
                 crate::DType::I32 => {
                     TensorData::I32((0..n).map(|_| (next() % 20001) as i32 - 10000).collect())
                 }

@@ -100,6 +100,7 @@ fn case_json(
         TensorData::F32(v) => list(&v.iter().map(|x| x.to_bits()).collect::<Vec<_>>()),
         TensorData::I8(v) => list(v),
         TensorData::I32(v) => list(v),
+        TensorData::U8(v) => list(v),
     };
     format!(
         "{{\"op\":\"{op}\",\"inputs\":[{}],\"attrs\":{attrs},\"out_shape\":{},\"got\":{got}{extra}}}",

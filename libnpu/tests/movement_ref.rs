@@ -38,6 +38,7 @@ fn spec(d: &TensorData, shape: &[usize], feed: bool) -> String {
     let (dtype, data, bits) = match d {
         TensorData::I8(v) => ("i8", list(v), false),
         TensorData::I32(v) => ("i32", list(v), false),
+        TensorData::U8(v) => ("u8", list(v), false),
         TensorData::F32(v) => (
             "f32",
             list(&v.iter().map(|x| x.to_bits()).collect::<Vec<_>>()),
@@ -62,6 +63,7 @@ fn got_list(d: &TensorData) -> String {
     match d {
         TensorData::I8(v) => list(v),
         TensorData::I32(v) => list(v),
+        TensorData::U8(v) => list(v),
         TensorData::F32(v) => list(&v.iter().map(|x| x.to_bits()).collect::<Vec<_>>()),
     }
 }

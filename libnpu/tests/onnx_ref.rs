@@ -72,6 +72,7 @@ fn onnxruntime_as(
     let out_dtype = match out.dtype {
         DType::I8 if unsigned => "u8",
         DType::I8 => "i8",
+        DType::U8 => "u8",
         DType::I32 => "i32",
         DType::F32 => "f32",
     };
@@ -115,6 +116,7 @@ fn got_list(d: &TensorData) -> String {
     match d {
         TensorData::I8(v) => list(v),
         TensorData::I32(v) => list(v),
+        TensorData::U8(v) => list(v),
         TensorData::F32(v) => list(&v.iter().map(|x| x.to_bits()).collect::<Vec<_>>()),
     }
 }
@@ -657,6 +659,7 @@ fn quant_json(q: &Option<Quant>) -> String {
 fn bytes_of(d: &TensorData) -> Vec<u8> {
     match d {
         TensorData::I8(v) => v.iter().map(|&x| x as u8).collect(),
+        TensorData::U8(v) => v.clone(),
         TensorData::I32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
         TensorData::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
     }
@@ -675,6 +678,7 @@ fn net_against_onnxruntime(net: &nets::Net, tag: &str, sram: u32) -> usize {
     for (i, n) in g.nodes().iter().enumerate() {
         let dtype = match n.ty.dtype {
             DType::I8 => "i8",
+            DType::U8 => "u8",
             DType::I32 => "i32",
             DType::F32 => "f32",
         };

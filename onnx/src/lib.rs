@@ -158,7 +158,20 @@ pub fn import(bytes: &[u8], base: Option<&Path>, opts: &Options) -> Result<Model
             continue; // an initializer listed as an input (IR version < 4)
         }
         let ty = input_type(vi, opts)?;
+        let ty = match ty.dtype {
+            DType::F32 => ty,
+            _ => imp.quantized_input(&vi.name, ty)?,
+        };
         let v = imp.g.input(&vi.name, ty.clone())?;
+        // uint8 runs as int8: converted on the device (sign_flip), so the
+        // caller's buffer (copied or bound zero-copy) holds uint8 bytes.
+        let v = if ty.dtype == DType::U8 {
+            imp.uint8.insert(vi.name.clone());
+            let name = imp.fresh(&format!("{}/int8", vi.name));
+            imp.g.add(&name, Op::SignFlip { x: v }, None)?
+        } else {
+            v
+        };
         imp.vals.insert(vi.name.clone(), Val::Ir(v));
         inputs.push(IoInfo {
             name: vi.name.clone(),
@@ -194,15 +207,15 @@ pub fn import(bytes: &[u8], base: Option<&Path>, opts: &Options) -> Result<Model
             imp.uint8.extend(n.output.iter().cloned());
         }
     }
-    // A uint8 result is int8 in the IR (the bytes with the top bit
-    // flipped): the model's reader would get the wrong bytes.
-    if let Some(vi) = graph.output.iter().find(|o| imp.uint8.contains(&o.name)) {
-        return Err(ImportError::Output {
-            name: vi.name.clone(),
-            why: "a uint8 output is not supported (uint8 runs as int8 on the NPU); dequantize it in the model".into(),
-        });
-    }
     if !imp.segments.is_empty() {
+        // A uint8 result is int8 in the IR (the bytes with the top bit
+        // flipped): the model's reader would get the wrong bytes.
+        if let Some(vi) = graph.output.iter().find(|o| imp.uint8.contains(&o.name)) {
+            return Err(ImportError::Output {
+                name: vi.name.clone(),
+                why: "a uint8 output of a model with nodes on the CPU is not supported; dequantize it in the model".into(),
+            });
+        }
         if let Some(seg) = imp.close_segment(graph.node.len())? {
             imp.segments.push(Segment::Npu(seg));
         }
@@ -249,6 +262,14 @@ pub fn import(bytes: &[u8], base: Option<&Path>, opts: &Options) -> Result<Model
                 ))
             }
             None => return Err(bad("no node produces it")),
+        };
+        // uint8: converted back on the device (the int8 value with each
+        // top bit flipped), so the caller reads uint8 bytes.
+        let v = if imp.uint8.contains(&vi.name) && imp.g.ty(v).dtype == DType::I8 {
+            let name = imp.fresh(&format!("{}/uint8", vi.name));
+            imp.g.add(&name, Op::SignFlip { x: v }, None)?
+        } else {
+            v
         };
         // A reshape holds the same bytes as its operand: the operand is
         // the IR output (libnpu does not lower a reshape as an output), with
@@ -369,12 +390,17 @@ fn input_type(
         Some(onnx_protobuf::type_proto::Value::TensorType(tt)) => tt,
         _ => return Err(bad("only tensor inputs are supported".into())),
     };
-    if tt.elem_type != 1 {
-        return Err(bad(format!(
-            "element type {} is not supported; inputs are float32",
-            tt.elem_type
-        )));
-    }
+    // float32, or int8/uint8 (quantized as the nodes reading them say).
+    let dtype = match tt.elem_type {
+        1 => DType::F32,
+        2 => DType::U8,
+        3 => DType::I8,
+        t => {
+            return Err(bad(format!(
+                "element type {t} is not supported; inputs are float32, int8 or uint8"
+            )))
+        }
+    };
     let dims = &tt.shape.dim;
     if let Some(shape) = opts.input_shapes.get(&vi.name) {
         if !dims.is_empty() && shape.len() != dims.len() {
@@ -394,7 +420,7 @@ fn input_type(
                 }
             }
         }
-        return Ok(TensorType::new(DType::F32, shape));
+        return Ok(TensorType::new(dtype, shape));
     }
     let mut shape = Vec::new();
     for (i, d) in dims.iter().enumerate() {
@@ -417,7 +443,7 @@ fn input_type(
     if shape.is_empty() {
         return Err(bad("scalar inputs are not supported".into()));
     }
-    Ok(TensorType::new(DType::F32, &shape))
+    Ok(TensorType::new(dtype, &shape))
 }
 
 /// An ONNX value: computed on the NPU, or known at import time.
@@ -542,6 +568,79 @@ impl Importer<'_> {
             Val::Host(t) => t.shape.clone(),
         }
     }
+    /// The quantization of an int8 or uint8 graph input of type `ty`
+    /// (shape and dtype), as the first node reading it says: a
+    /// DequantizeLinear (input 0), or a QLinearConv / QLinearMatMul (input
+    /// 0; its scale and zero point are inputs 1 and 2), with constant
+    /// per-tensor parameters.
+    fn quantized_input(&self, name: &str, ty: TensorType) -> Result<TensorType, ImportError> {
+        let bad = |why: String| ImportError::Input {
+            name: name.to_string(),
+            why,
+        };
+        let reader = self
+            .consumers
+            .get(name)
+            .and_then(|r| r.first())
+            .map(|&i| &self.nodes[i]);
+        let n = match reader {
+            Some(n)
+                if matches!(
+                    n.op_type.as_str(),
+                    "DequantizeLinear" | "QLinearConv" | "QLinearMatMul"
+                ) && n.input.first().map(String::as_str) == Some(name) =>
+            {
+                n
+            }
+            _ => {
+                return Err(bad(format!(
+                    "an {} input must be read by a DequantizeLinear, QLinearConv or QLinearMatMul (which give its scale and zero point)",
+                    ty.dtype.name()
+                )))
+            }
+        };
+        let host = |i: usize| {
+            match n.input.get(i).filter(|s| !s.is_empty()) {
+            None => Ok(None),
+            Some(s) => match self.vals.get(s) {
+                Some(Val::Host(t)) if t.elems() == 1 => Ok(Some(t.clone())),
+                _ => Err(bad(format!(
+                    "`{}` reads it with a scale or zero point that is not a constant scalar (input `{s}`)",
+                    n.name
+                ))),
+            },
+        }
+        };
+        let scale = host(1)?
+            .ok_or_else(|| bad("no scale".into()))?
+            .data
+            .as_f32()[0];
+        let zp = match (host(2)?.map(|t| t.data), ty.dtype) {
+            (None, _) => 0,
+            (Some(Data::U8(v)), DType::U8) => npu::ir::u8_zero_point(v[0]),
+            (Some(Data::I8(v)), DType::I8) => v[0],
+            (Some(d), _) => {
+                return Err(bad(format!(
+                    "the zero point is {}, the input {}",
+                    d.kind(),
+                    ty.dtype.name()
+                )))
+            }
+        };
+        let zp = if ty.dtype == DType::U8 && host(2)?.is_none() {
+            npu::ir::u8_zero_point(0)
+        } else {
+            zp
+        };
+        Ok(TensorType {
+            quant: Some(Quant::PerTensor {
+                scale,
+                zero_point: zp,
+            }),
+            ..ty
+        })
+    }
+
     fn fresh(&mut self, base: &str) -> String {
         loop {
             self.temp += 1;

@@ -101,6 +101,16 @@ fn value(name: &str, dims: &[i64]) -> ValueInfoProto {
     v
 }
 
+/// [`value`] with ONNX element type `elem_type` (2 uint8, 3 int8).
+fn value_of(name: &str, dims: &[i64], elem_type: i32) -> ValueInfoProto {
+    let mut v = value(name, dims);
+    if let Some(type_proto::Value::TensorType(tt)) = v.type_.as_mut().and_then(|t| t.value.as_mut())
+    {
+        tt.elem_type = elem_type;
+    }
+    v
+}
+
 fn model(
     nodes: Vec<NodeProto>,
     inits: Vec<TensorProto>,
@@ -553,14 +563,9 @@ fn unsupported_nodes_are_named() {
         &[("y", &[1, 4])],
         13,
     );
-    // A uint8 graph output: int8 bytes on the NPU, refused.
-    match import(&m.write_to_bytes().unwrap(), None, &Options::default()) {
-        Err(ImportError::Output { name, why }) => {
-            assert_eq!(name, "y");
-            assert!(why.contains("uint8"), "{why}");
-        }
-        other => panic!("expected the uint8 output refused, got {other:?}"),
-    }
+    // A uint8 graph output: converted on the device, reported as u8.
+    let imported = import(&m.write_to_bytes().unwrap(), None, &Options::default()).unwrap();
+    assert_eq!(imported.outputs[0].ty.dtype, npu::DType::U8);
     // Integer arithmetic on int8 tensors (ONNX wraps; the IR's int8 ops
     // compute on real values): refused.
     let m = model(
@@ -1842,6 +1847,72 @@ fn uint8_quantize_dequantize_match_onnxruntime() {
         13,
     );
     matches_ort("uint8_qdq", &m, 0.0);
+}
+
+/// A uint8-in, uint8-out model: a uint8 graph input read by QLinearConv
+/// (per-channel uint8 weights with per-channel zero points, padding) and
+/// by a DequantizeLinear, a uint8 result returned as it is and a second
+/// one from a QuantizeLinear. The caller's buffers hold uint8 bytes: the
+/// program converts on the device. Exact against onnxruntime, and the
+/// inputs and outputs report dtype u8 with their uint8 zero points.
+#[test]
+fn uint8_graph_inputs_and_outputs_match_onnxruntime() {
+    let (k, c) = (6usize, 3usize);
+    let wv: Vec<u8> = weights(k * c * 9, 71)
+        .iter()
+        .map(|x| (128.0 + x * 250.0) as u8)
+        .collect();
+    let zw: Vec<u8> = (0..k).map(|i| [0u8, 255, 128, 17, 201, 90][i]).collect();
+    let inits = vec![
+        tensor("sx", &[], &[0.02]),
+        u8_scalar("zx", 140),
+        u8_tensor("w", &[k as i64, c as i64, 3, 3], &wv),
+        tensor(
+            "sw",
+            &[k as i64],
+            &[0.004, 0.006, 0.003, 0.005, 0.004, 0.007],
+        ),
+        u8_tensor("zw", &[k as i64], &zw),
+        tensor("sy", &[], &[0.05]),
+        u8_scalar("zy", 100),
+        tensor("sq", &[], &[0.03]),
+        u8_scalar("zq", 60),
+    ];
+    let nodes = vec![
+        node(
+            "QLinearConv",
+            "qconv",
+            &["x", "sx", "zx", "w", "sw", "zw", "sy", "zy"],
+            &["y"],
+            &[("pads", A::Is(&[1, 0, 2, 1]))],
+        ),
+        node("DequantizeLinear", "dq", &["x", "sx", "zx"], &["xd"], &[]),
+        node("Sigmoid", "sig", &["xd"], &["s"], &[]),
+        node("QuantizeLinear", "q", &["s", "sq", "zq"], &["z"], &[]),
+    ];
+    let mut m = model(nodes, inits, &[], &[], 13);
+    let g = m.graph.as_mut().unwrap();
+    g.input = vec![value_of("x", &[1, c as i64, 7, 8], 2)];
+    g.output = vec![
+        value_of("y", &[1, k as i64, 8, 7], 2),
+        value_of("z", &[1, c as i64, 7, 8], 2),
+    ];
+    matches_ort("uint8_io", &m, 0.0);
+    let imported = import(&m.write_to_bytes().unwrap(), None, &Options::default()).unwrap();
+    let io: Vec<(String, npu::DType, i32)> = imported
+        .inputs
+        .iter()
+        .chain(&imported.outputs)
+        .map(|io| (io.name.clone(), io.ty.dtype, io.ty.zero_point_value()))
+        .collect();
+    assert_eq!(
+        io,
+        [
+            ("x".to_string(), npu::DType::U8, 140),
+            ("y".to_string(), npu::DType::U8, 100),
+            ("z".to_string(), npu::DType::U8, 60)
+        ]
+    );
 }
 
 /// QLinearConv with uint8 activations and weights (zero points 131 and

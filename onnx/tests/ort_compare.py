@@ -4,8 +4,8 @@ compare its outputs with the NPU's (the device model's).
 
 usage: ort_compare.py MODEL.onnx MANIFEST ATOL RTOL
 
-MANIFEST lines: `input|output NAME FILE D0,D1,...` (raw little-endian
-float32). An element passes when |npu - ort| <= ATOL + RTOL * |ort|
+MANIFEST lines: `input|output NAME FILE D0,D1,... DTYPE` (raw little-endian
+f32, i8, u8 or i32; integer outputs compare as numbers). An element passes when |npu - ort| <= ATOL + RTOL * |ort|
 (numpy.isclose). Prints `max_abs=... max_rel=...` per output; exit status 0
 when every output passes, 1 on a mismatch, 3 when onnxruntime is missing
 (a failure for the caller, never a skip), 4 when onnxruntime cannot run the
@@ -25,9 +25,12 @@ def main():
     model, manifest, atol, rtol = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
     feeds, npu = {}, {}
     for line in open(manifest):
-        kind, name, path, dims = line.rstrip("\n").split("\t")
+        kind, name, path, dims, dtype = line.rstrip("\n").split("\t")
         shape = [int(d) for d in dims.split(",")]
-        arr = np.fromfile(path, dtype="<f4").reshape(shape)
+        np_dtype = {"f32": "<f4", "i8": "i1", "u8": "u1", "i32": "<i4"}[dtype]
+        arr = np.fromfile(path, dtype=np_dtype).reshape(shape)
+        if kind == "output":
+            arr = arr.astype(np.float32)
         (feeds if kind == "input" else npu)[name] = arr
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1

@@ -59,6 +59,7 @@ fn ort_type(d: DType) -> &'static str {
         DType::F32 => "tensor(float)",
         DType::I8 => "tensor(int8)",
         DType::I32 => "tensor(int32)",
+        DType::U8 => "tensor(uint8)",
     }
 }
 
@@ -167,6 +168,11 @@ impl ToLe for f32 {
 impl ToLe for i8 {
     fn put(self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.to_le_bytes())
+    }
+}
+impl ToLe for u8 {
+    fn put(self, out: &mut Vec<u8>) {
+        out.push(self)
     }
 }
 impl ToLe for i32 {
@@ -380,6 +386,7 @@ impl InferenceSession {
                 DType::F32 => numpy::dtype::<f32>(py),
                 DType::I8 => numpy::dtype::<i8>(py),
                 DType::I32 => numpy::dtype::<i32>(py),
+                DType::U8 => numpy::dtype::<u8>(py),
             };
             if !arr.dtype().is_equiv_to(&want) {
                 return Err(invalid(format!(
@@ -401,6 +408,7 @@ impl InferenceSession {
                 DType::F32 => elements::<f32>(arr, &mut bytes)?,
                 DType::I8 => elements::<i8>(arr, &mut bytes)?,
                 DType::I32 => elements::<i32>(arr, &mut bytes)?,
+                DType::U8 => elements::<u8>(arr, &mut bytes)?,
             }
             feeds[i] = Some(bytes);
         }
@@ -445,6 +453,7 @@ fn arrays<'py>(
                 f32::from_le_bytes([c[0], c[1], c[2], c[3]])
             }),
             DType::I8 => to_array(py, &bytes, &a.shape, 1, |c| c[0] as i8),
+            DType::U8 => to_array(py, &bytes, &a.shape, 1, |c| c[0]),
             DType::I32 => to_array(py, &bytes, &a.shape, 4, |c| {
                 i32::from_le_bytes([c[0], c[1], c[2], c[3]])
             }),

@@ -38,11 +38,13 @@ pub fn parse(b: &[u8]) -> Result<(DType, Vec<usize>, TensorData), String> {
         DType::F32
     } else if descr.starts_with("'|i1'") || descr.starts_with("'i1'") {
         DType::I8
+    } else if descr.starts_with("'|u1'") || descr.starts_with("'u1'") {
+        DType::U8
     } else if descr.starts_with("'<i4'") {
         DType::I32
     } else {
         return Err(format!(
-            ".npy dtype {} is not supported (float32 '<f4', int8 '|i1', int32 '<i4')",
+            ".npy dtype {} is not supported (float32 '<f4', int8 '|i1', uint8 '|u1', int32 '<i4')",
             descr.split(',').next().unwrap_or(descr)
         ));
     };
@@ -82,6 +84,7 @@ pub fn write(data: &TensorData, shape: &[usize]) -> Vec<u8> {
         TensorData::F32(_) => "<f4",
         TensorData::I8(_) => "|i1",
         TensorData::I32(_) => "<i4",
+        TensorData::U8(_) => "|u1",
     };
     let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
     let shape_txt = match dims.len() {

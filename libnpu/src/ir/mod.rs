@@ -30,13 +30,18 @@ pub enum DType {
     F32,
     I8,
     I32,
+    /// uint8, for graph inputs and outputs only: ops compute on int8, and
+    /// [`Op::SignFlip`] converts at the boundary. Its quantization holds
+    /// the zero point of the int8 view (`zp_u8 - 128`, see
+    /// [`u8_zero_point`]), so a flip keeps the type's quantization as is.
+    U8,
 }
 
 impl DType {
     pub fn size(self) -> usize {
         match self {
             DType::F32 | DType::I32 => 4,
-            DType::I8 => 1,
+            DType::I8 | DType::U8 => 1,
         }
     }
     pub fn name(self) -> &'static str {
@@ -44,6 +49,7 @@ impl DType {
             DType::F32 => "f32",
             DType::I8 => "i8",
             DType::I32 => "i32",
+            DType::U8 => "u8",
         }
     }
 }
@@ -128,6 +134,26 @@ impl TensorType {
             quant: Some(quant),
         }
     }
+    /// A uint8 tensor with scale `scale` and (uint8) zero point `zp`.
+    pub fn uint8(shape: &[usize], scale: f32, zp: u8) -> Self {
+        TensorType {
+            dtype: DType::U8,
+            shape: shape.to_vec(),
+            quant: Some(Quant::PerTensor {
+                scale,
+                zero_point: u8_zero_point(zp),
+            }),
+        }
+    }
+    /// The zero point as the element type reads it (uint8 ones 0..255).
+    pub fn zero_point_value(&self) -> i32 {
+        let z = self.quant.as_ref().map_or(0, |q| q.zero_point() as i32);
+        if self.dtype == DType::U8 {
+            z + 128
+        } else {
+            z
+        }
+    }
     /// Number of elements. Every type in a [`Graph`] has passed
     /// [`TensorType::checked_bytes`], so this does not overflow there.
     pub fn elems(&self) -> usize {
@@ -158,8 +184,8 @@ impl fmt::Display for TensorType {
         f.write_str("]")?;
         match &self.quant {
             None => Ok(()),
-            Some(Quant::PerTensor { scale, zero_point }) => {
-                write!(f, " q(scale={scale:?}, zp={zero_point})")
+            Some(Quant::PerTensor { scale, .. }) => {
+                write!(f, " q(scale={scale:?}, zp={})", self.zero_point_value())
             }
             Some(Quant::PerChannel {
                 scales,
@@ -569,6 +595,15 @@ pub enum Op {
         mode: ResizeMode,
         coord: CoordMode,
     },
+    /// uint8 <-> int8 (per-tensor quantized): the same real values, each
+    /// byte with its top bit flipped (`q ^ 0x80`); the result has the
+    /// other of the two dtypes and the same quantization (which holds the
+    /// int8 view's zero point, see [`DType::U8`]). How uint8 graph inputs
+    /// and outputs convert, on the device, so that the caller's buffers
+    /// hold uint8 bytes.
+    SignFlip {
+        x: ValueId,
+    },
     /// ONNX Where: `cond != 0 ? a : b` per element, the three operands
     /// broadcast together (numpy rules); `cond` is a mask (any f32: true
     /// where not +-0, so NaN is true), `a` and `b` f32, copied unchanged.
@@ -613,6 +648,7 @@ impl Op {
             Op::SpaceToDepth { .. } => "space_to_depth",
             Op::Resize { .. } => "resize",
             Op::Where { .. } => "where",
+            Op::SignFlip { .. } => "sign_flip",
         }
     }
     /// The values this op reads.
@@ -652,7 +688,8 @@ impl Op {
             | Op::Transpose { x, .. }
             | Op::DepthToSpace { x, .. }
             | Op::SpaceToDepth { x, .. }
-            | Op::Resize { x, .. } => vec![*x],
+            | Op::Resize { x, .. }
+            | Op::SignFlip { x } => vec![*x],
             Op::Where { cond, a, b } => vec![*cond, *a, *b],
         }
     }
@@ -889,8 +926,35 @@ impl Graph {
         };
         let t = |v: ValueId| &self.nodes[v.0].ty;
         let nm = |v: ValueId| self.nodes[v.0].name.as_str();
+        if !matches!(op, Op::SignFlip { .. } | Op::Reshape { .. }) {
+            if let Some(v) = op.operands().into_iter().find(|&v| t(v).dtype == DType::U8) {
+                return Err(err(format!(
+                    "`{}` is u8: convert it to i8 with sign_flip first (u8 tensors are graph inputs and outputs only)",
+                    nm(v)
+                )));
+            }
+        }
         match op {
             Op::Input => Err(err("use Graph::input to declare inputs".into())),
+            Op::SignFlip { x } => {
+                let tx = t(*x);
+                let dtype = match (tx.dtype, &tx.quant) {
+                    (DType::I8, Some(Quant::PerTensor { .. })) => DType::U8,
+                    (DType::U8, Some(Quant::PerTensor { .. })) => DType::I8,
+                    _ => {
+                        return Err(err(format!(
+                            "sign_flip takes a per-tensor quantized i8 or u8 tensor, got {tx}"
+                        )))
+                    }
+                };
+                if out_quant.is_some_and(|q| Some(&q) != tx.quant.as_ref()) {
+                    return Err(err("sign_flip keeps its operand's quantization".into()));
+                }
+                Ok(TensorType {
+                    dtype,
+                    ..tx.clone()
+                })
+            }
             Op::Constant { .. } => Err(err("use Graph::constant to declare constants".into())),
             Op::Gemm {
                 a,
@@ -1086,7 +1150,9 @@ impl Graph {
                 match tx.dtype {
                     DType::F32 => Ok(tx.clone()),
                     DType::I8 => via_f32(&[tx], &tx.shape, out_quant).map_err(&err),
-                    DType::I32 => Err(err("softmax takes f32 or i8, got i32".into())),
+                    DType::I32 | DType::U8 => {
+                        Err(err(format!("softmax takes f32 or i8, got {tx}")))
+                    }
                 }
             }
             Op::Reduce {
@@ -1560,8 +1626,12 @@ fn via_f32(
 
 fn check_quant(ty: &TensorType) -> Result<(), String> {
     match (&ty.quant, ty.dtype) {
-        (None, DType::I8) => {
-            Err("an i8 tensor needs quantization parameters, e.g. q(scale=0.02, zp=0)".into())
+        (None, DType::I8 | DType::U8) => Err(format!(
+            "an {} tensor needs quantization parameters, e.g. q(scale=0.02, zp=0)",
+            ty.dtype.name()
+        )),
+        (Some(Quant::PerChannel { .. }), DType::U8) => {
+            Err("a u8 tensor needs per-tensor quantization".into())
         }
         (Some(_), DType::F32 | DType::I32) => Err(format!(
             "only i8 tensors carry quantization parameters, not {}",

@@ -536,6 +536,7 @@ pub fn remap(
 ) -> Result<Op, GraphError> {
     Ok(match op.clone() {
         Op::Input => Op::Input,
+        Op::SignFlip { x } => Op::SignFlip { x: f(x)? },
         Op::Constant { data } => Op::Constant { data },
         Op::Gemm {
             a,

@@ -166,6 +166,10 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
             conv2d(e, &spec, &mac).map_err(|why| too_small(g, step, e, why))?
         }
         Op::Binary { op, a, b } => binary(g, e, step, *op, *a, *b, plan, out)?,
+        Op::SignFlip { x } => {
+            let xl = loc(g, plan, e, *x)?;
+            sign_flip(e, xl, out, node.ty.elems()).map_err(|why| too_small(g, step, e, why))?
+        }
         Op::Unary { op, x } => {
             let xl = loc(g, plan, e, *x)?;
             if node.ty.dtype == DType::I8 && !matches!(op, UnaryOp::Relu | UnaryOp::Clamp { .. }) {
@@ -1628,6 +1632,30 @@ fn unary_f32(
 /// Int8 relu/clamp: widen to i32, then REQUANT with the identity multiplier
 /// (2 >> 1) and the clamp bounds.
 fn unary_i8(e: &mut Emitter, x: Loc, out: Loc, n: usize, lo: i8, hi: i8) -> Result<(), String> {
+    bytewise(e, x, out, n, false, lo, hi)
+}
+
+/// uint8 <-> int8 of the same real values (`Op::SignFlip`): each byte `b`
+/// becomes `b ^ 0x80`. Exact in three instructions per tile: CONVERT
+/// i8->i32 with zero point -128 gives `s + 128` (s the byte read signed),
+/// an i32 multiply by 2^24 (wrapping) leaves its low byte on top, and
+/// REQUANT with multiplier 1 and shift 24 brings it down sign-extended,
+/// which is `s ^ 0x80` read signed.
+fn sign_flip(e: &mut Emitter, x: Loc, out: Loc, n: usize) -> Result<(), String> {
+    bytewise(e, x, out, n, true, -128, 127)
+}
+
+/// Elementwise over bytes: clamp to `[lo, hi]`, after a sign flip
+/// (`flip`, see [`sign_flip`]).
+fn bytewise(
+    e: &mut Emitter,
+    x: Loc,
+    out: Loc,
+    n: usize,
+    flip: bool,
+    lo: i8,
+    hi: i8,
+) -> Result<(), String> {
     let nb = e.nbuf();
     let mut size = n.min(16384);
     let (s8, s32) = loop {
@@ -1674,18 +1702,32 @@ fn unary_i8(e: &mut Emitter, x: Loc, out: Loc, n: usize, lo: i8, hi: i8) -> Resu
                 cols: l as u32,
                 src: t8,
                 dst: t32,
-                zero_point: 0,
+                zero_point: if flip { -128 } else { 0 },
                 scale: 0.0,
             });
+            if flip {
+                e.push(Insn::Binary {
+                    op: isa::BinaryOp::Mul,
+                    dtype: isa::DType::I32,
+                    bcast: Broadcast::Scalar,
+                    rows: 1,
+                    cols: l as u32,
+                    a: t32,
+                    b: t32,
+                    out: t32,
+                    scalar: 1 << 24,
+                });
+            }
+            let (mult, shift) = if flip { (1, 24) } else { (2, 1) };
             e.push(Insn::Requant {
                 rows: 1,
                 cols: l as u32,
                 src: t32,
                 dst: t8,
-                mult: 2,
+                mult,
                 per_channel: false,
                 bias: None,
-                shift: 1,
+                shift,
                 zero_point: 0,
                 lo,
                 hi,

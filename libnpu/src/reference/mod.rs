@@ -16,6 +16,8 @@ pub enum TensorData {
     F32(Vec<f32>),
     I8(Vec<i8>),
     I32(Vec<i32>),
+    /// uint8 graph inputs and outputs (see `DType::U8`).
+    U8(Vec<u8>),
 }
 
 impl TensorData {
@@ -24,6 +26,7 @@ impl TensorData {
             TensorData::F32(v) => v.len(),
             TensorData::I8(v) => v.len(),
             TensorData::I32(v) => v.len(),
+            TensorData::U8(v) => v.len(),
         }
     }
     pub fn is_empty(&self) -> bool {
@@ -34,6 +37,7 @@ impl TensorData {
             TensorData::F32(_) => DType::F32,
             TensorData::I8(_) => DType::I8,
             TensorData::I32(_) => DType::I32,
+            TensorData::U8(_) => DType::U8,
         }
     }
     /// Little-endian bytes, the layout in NPU memory.
@@ -42,6 +46,7 @@ impl TensorData {
             TensorData::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
             TensorData::I8(v) => v.iter().map(|x| *x as u8).collect(),
             TensorData::I32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            TensorData::U8(v) => v.clone(),
         }
     }
     pub fn from_bytes(dtype: DType, b: &[u8]) -> Self {
@@ -58,6 +63,7 @@ impl TensorData {
                     .collect(),
             ),
             DType::I8 => TensorData::I8(b.iter().map(|x| *x as i8).collect()),
+            DType::U8 => TensorData::U8(b.to_vec()),
         }
     }
 }
@@ -194,6 +200,7 @@ pub fn run(
                 requantized(out, ty)
             }
             Op::Unary { op, x } => match get(x) {
+                TensorData::U8(_) => return Err(RunError::Graph(format!("{}: u8", node.name))),
                 TensorData::F32(v) => {
                     TensorData::F32(v.iter().map(|&x| unary_f32(*op, x)).collect())
                 }
@@ -235,6 +242,11 @@ pub fn run(
             }
             Op::Quantize { x } => requantized(f32s(get(x)), ty),
             Op::Dequantize { x } => TensorData::F32(real(get(x), graph.ty(*x))),
+            Op::SignFlip { x } => match get(x) {
+                TensorData::U8(v) => TensorData::I8(crate::ir::u8_to_i8(v)),
+                TensorData::I8(v) => TensorData::U8(crate::ir::i8_to_u8(v)),
+                _ => return Err(RunError::Graph(format!("{}: operand type", node.name))),
+            },
             Op::Reshape { x, .. } => get(x).clone(),
             Op::BatchMatMul { a, b, trans_b } => {
                 let (ta, tb) = (graph.ty(*a), graph.ty(*b));
@@ -409,6 +421,7 @@ pub fn real(d: &TensorData, ty: &TensorType) -> Vec<f32> {
             }
         },
         TensorData::I32(v) => v.iter().map(|&x| x as f32).collect(),
+        TensorData::U8(v) => real(&TensorData::I8(crate::ir::u8_to_i8(v)), ty),
     }
 }
 
@@ -874,6 +887,8 @@ fn gather(d: &TensorData, src: &[Option<usize>], fill: f32, ty: &TensorType) -> 
             let q = quantize_f32(fill, scale, zp);
             TensorData::I8(src.iter().map(|s| s.map_or(q, |i| v[i])).collect())
         }
+        // The IR moves no u8 tensor (they are graph inputs and outputs).
+        TensorData::U8(v) => TensorData::U8(src.iter().map(|s| s.map_or(0, |i| v[i])).collect()),
     }
 }
 
@@ -899,6 +914,7 @@ fn concat(parts: &[(&TensorData, &[usize])], axis: usize) -> TensorData {
         TensorData::F32(_) => join!(F32),
         TensorData::I8(_) => join!(I8),
         TensorData::I32(_) => join!(I32),
+        TensorData::U8(_) => join!(U8),
     }
 }
 

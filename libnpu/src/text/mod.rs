@@ -214,13 +214,14 @@ impl Cursor<'_> {
 type ParsedType = (DType, Option<Vec<usize>>, Option<Quant>);
 
 fn parse_type(c: &mut Cursor, shape_required: bool) -> Result<ParsedType, ParseError> {
-    let dt = match c.ident("a dtype (f32, i8, i32)")?.as_str() {
+    let dt = match c.ident("a dtype (f32, i8, i32, u8)")?.as_str() {
         "f32" => DType::F32,
         "i8" => DType::I8,
         "i32" => DType::I32,
+        "u8" => DType::U8,
         other => {
             c.pos -= 1;
-            return c.err(format!("unknown dtype `{other}`; use f32, i8 or i32"));
+            return c.err(format!("unknown dtype `{other}`; use f32, i8, i32 or u8"));
         }
     };
     let shape = if matches!(c.peek(), Some(Tok::Sym("["))) {
@@ -243,6 +244,13 @@ fn parse_type(c: &mut Cursor, shape_required: bool) -> Result<ParsedType, ParseE
             c.expect("=")?;
             match key.as_str() {
                 "scale" => scale = Some(c.scale()?),
+                // A u8 tensor's zero point is 0..255 (held as the int8
+                // view's, zp - 128).
+                "zp" if dt == DType::U8 => {
+                    zp = Some(crate::ir::u8_zero_point(
+                        c.num::<u8>("zero point (0..255)")?,
+                    ))
+                }
                 "zp" => zp = Some(c.num::<i8>("zero point (-128..127)")?),
                 "axis" => axis = Some(c.num::<usize>("axis")?),
                 "scales" => scales = Some(c.list_of(Cursor::scale)?),
@@ -601,6 +609,10 @@ fn build_op(name: &str, args: &[ValueId], kw: Kw) -> Result<Op, String> {
             arity(1)?;
             Ok(Op::Dequantize { x: args[0] })
         }
+        "sign_flip" => {
+            arity(1)?;
+            Ok(Op::SignFlip { x: args[0] })
+        }
         "reshape" => {
             arity(1)?;
             let shape = get("shape").ok_or("reshape needs the new shape, e.g. reshape(x, [1,1024])")?;
@@ -722,7 +734,7 @@ fn build_op(name: &str, args: &[ValueId], kw: Kw) -> Result<Op, String> {
             Ok(Op::Where { cond: args[0], a: args[1], b: args[2] })
         }
         _ => Err(format!(
-            "unknown op `{name}`; ops are gemm, conv2d, add, sub, mul, div, max, min, prelu, relu, clamp, sigmoid, tanh, exp, sqrt, reciprocal, rsqrt, log, erf, gelu, gelu_tanh, leaky_relu, elu, hard_sigmoid, hard_swish, maxpool, avgpool, softmax, log_softmax, reduce_sum, reduce_mean, reduce_max, reduce_min, quantize, dequantize, reshape, concat, slice, pad, transpose, depth_to_space, space_to_depth, resize, equal, not_equal, less, less_equal, greater, greater_equal, and, or, xor, where"
+            "unknown op `{name}`; ops are gemm, conv2d, add, sub, mul, div, max, min, prelu, relu, clamp, sigmoid, tanh, exp, sqrt, reciprocal, rsqrt, log, erf, gelu, gelu_tanh, leaky_relu, elu, hard_sigmoid, hard_swish, maxpool, avgpool, softmax, log_softmax, reduce_sum, reduce_mean, reduce_max, reduce_min, quantize, dequantize, sign_flip, reshape, concat, slice, pad, transpose, depth_to_space, space_to_depth, resize, equal, not_equal, less, less_equal, greater, greater_equal, and, or, xor, where"
         )),
     }
 }
@@ -764,6 +776,7 @@ pub fn print(g: &Graph) -> String {
                 op: UnaryOp::Relu | UnaryOp::Clamp { .. },
                 ..
             } | Op::Reshape { .. }
+                | Op::SignFlip { .. }
                 | Op::Concat { .. }
                 | Op::Slice { .. }
                 | Op::Pad { .. }
@@ -866,6 +879,7 @@ pub fn print(g: &Graph) -> String {
             ),
             Op::Quantize { x } => format!("quantize({})", name(x)),
             Op::Dequantize { x } => format!("dequantize({})", name(x)),
+            Op::SignFlip { x } => format!("sign_flip({})", name(x)),
             Op::Reshape { x, shape } => format!(
                 "reshape({}, [{}])",
                 name(x),

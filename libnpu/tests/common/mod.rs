@@ -106,6 +106,7 @@ pub fn onnx_spec(d: &TensorData, shape: &[usize], feed: bool) -> String {
     let (dtype, data) = match d {
         TensorData::I8(v) => ("i8", list(v)),
         TensorData::I32(v) => ("i32", list(v)),
+        TensorData::U8(v) => ("u8", list(v)),
         TensorData::F32(v) => (
             "f32",
             list(&v.iter().map(|x| x.to_bits()).collect::<Vec<_>>()),

@@ -109,7 +109,12 @@ pub fn run_against_ort_with(
         let f = dir.join(format!("{kind}{i}.bin"));
         std::fs::write(&f, d.to_bytes()).unwrap();
         let dims: Vec<String> = shape.iter().map(|x| x.to_string()).collect();
-        manifest += &format!("{kind}\t{name}\t{}\t{}\n", f.display(), dims.join(","));
+        manifest += &format!(
+            "{kind}\t{name}\t{}\t{}\t{}\n",
+            f.display(),
+            dims.join(","),
+            d.dtype().name()
+        );
     };
     for (i, io) in model.inputs.iter().enumerate() {
         put("input", &io.name, &io.ty.shape, &inputs[&io.ir_name], i);

@@ -91,7 +91,7 @@ fn request(model: &CompiledModel) -> Result<InferRequest, String> {
                 npu::DType::F32 => bytes.extend_from_slice(
                     &((seed >> 40) as f32 / (1u64 << 23) as f32 - 1.0).to_le_bytes(),
                 ),
-                npu::DType::I8 => bytes.push(seed as u8),
+                npu::DType::I8 | npu::DType::U8 => bytes.push(seed as u8),
                 npu::DType::I32 => bytes.extend_from_slice(&((seed as i32) >> 16).to_le_bytes()),
             }
         }

@@ -376,6 +376,7 @@ fn run_kernel(o: &Opts, path: &Path) -> Result<(), Fail> {
             TensorData::F32(v) => v.iter().take(10).map(|x| format!("{x:.4}")).collect(),
             TensorData::I8(v) => v.iter().take(10).map(|x| x.to_string()).collect(),
             TensorData::I32(v) => v.iter().take(10).map(|x| x.to_string()).collect(),
+            TensorData::U8(v) => v.iter().take(10).map(|x| x.to_string()).collect(),
         };
         println!(
             "{} ({} values): [{}{}]",
