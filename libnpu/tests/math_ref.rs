@@ -797,6 +797,62 @@ fn softmax_and_log_softmax_on_every_axis_match_onnxruntime() {
     println!("{} elements compared", all_pass(&cases));
 }
 
+/// int8 log-softmax (dequantize, the f32 log-softmax, quantize with the
+/// result's own quantization) on every axis, against onnxruntime's
+/// DequantizeLinear -> LogSoftmax -> QuantizeLinear: within one step, at
+/// most two elements one step off (an f32 ulp across a rounding boundary).
+/// A result without its quantization is refused.
+#[test]
+fn int8_log_softmax_matches_onnxruntime_qdq() {
+    let shape = [3usize, 5, 4, 7];
+    let (sx, zx) = (0.06f32, 9i8);
+    let (sy, zy) = (0.05f32, 127i8);
+    let mut rng = Rng(777);
+    let x = rng.i8s(420);
+    let inputs = HashMap::from([("x".to_string(), TensorData::I8(x.clone()))]);
+    let xq = TensorType::quantized(
+        &shape,
+        Quant::PerTensor {
+            scale: sx,
+            zero_point: zx,
+        },
+    );
+    let mut cases = Vec::new();
+    for axis in 0..4 {
+        let mut g = Graph::new();
+        let xv = g.input("x", xq.clone()).unwrap();
+        let q = Quant::PerTensor {
+            scale: sy,
+            zero_point: zy,
+        };
+        let y = g.add("y", Op::LogSoftmax { x: xv, axis }, Some(q)).unwrap();
+        g.output(y).unwrap();
+        let qdq =
+            format!(",\"qdq\":{{\"inputs\":[[{sx},{zx}]],\"output\":[{sy},{zy}]}},\"max_off\":2");
+        for sram in SRAMS {
+            let got = run(&g, &inputs, sram);
+            cases.push((
+                format!("int8 log_softmax axis {axis} at {sram} B"),
+                case_json(
+                    "LogSoftmax",
+                    &[i8_spec(&x, &shape)],
+                    &format!("{{\"axis\":{axis}}}"),
+                    &shape,
+                    &got,
+                    &qdq,
+                ),
+            ));
+        }
+    }
+    println!("{} elements compared", all_pass(&cases));
+    let mut g = Graph::new();
+    let xv = g.input("x", xq).unwrap();
+    let e = g
+        .add("y", Op::LogSoftmax { x: xv, axis: 1 }, None)
+        .unwrap_err();
+    assert!(e.to_string().contains("quantization"), "{e}");
+}
+
 /// int8 forms of the activations models quantize (leaky relu, hard
 /// sigmoid, hard swish, gelu, elu) and of prelu: onnxruntime's
 /// DequantizeLinear -> op -> QuantizeLinear.

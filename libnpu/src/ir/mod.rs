@@ -539,7 +539,8 @@ pub enum Op {
         keepdims: bool,
     },
     /// `log(softmax(x))` along `axis`, computed as `x - max - log(sum(exp(x
-    /// - max)))` (f32).
+    /// - max)))` (f32; int8 through f32: dequantize, this, quantize with
+    /// the result's quantization, which it needs).
     LogSoftmax {
         x: ValueId,
         axis: usize,
@@ -1193,12 +1194,18 @@ impl Graph {
                         tx.shape.len()
                     )));
                 }
-                if tx.dtype != DType::F32 {
-                    return Err(err(format!(
-                        "log_softmax takes f32 (dequantize an int8 tensor first), got {tx}"
-                    )));
+                match tx.dtype {
+                    DType::F32 => Ok(tx.clone()),
+                    // dequantize -> f32 log_softmax -> quantize (ir::passes);
+                    // the result (all <= 0) needs its own quantization.
+                    DType::I8 => match out_quant {
+                        Some(q) => via_f32(&[tx], &tx.shape, Some(q)).map_err(&err),
+                        None => Err(err(
+                            "an int8 log_softmax needs its result's quantization (its values are <= 0), e.g. `y: i8 q(scale=0.1, zp=127) = log_softmax(x, axis=1)`".into(),
+                        )),
+                    },
+                    _ => Err(err(format!("log_softmax takes f32 or i8, got {tx}"))),
                 }
-                Ok(tx.clone())
             }
             Op::Reshape { x, shape } => {
                 let tx = t(*x);

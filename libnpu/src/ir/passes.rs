@@ -184,7 +184,11 @@ fn decompose(g: &Graph) -> Result<Graph, GraphError> {
                 }
             }
             Op::LogSoftmax { x, axis } => {
-                let x = m(&map, *x)?;
+                let int8 = node.ty.dtype == DType::I8;
+                let mut x = m(&map, *x)?;
+                if int8 {
+                    x = out.add(&tmp("real"), Op::Dequantize { x }, None)?;
+                }
                 let (shifted, _, sum) = exp_and_sum(&mut out, &tmp, x, *axis)?;
                 let log = Op::Unary {
                     op: UnaryOp::Log,
@@ -196,7 +200,12 @@ fn decompose(g: &Graph) -> Result<Graph, GraphError> {
                     a: shifted,
                     b: log,
                 };
-                out.add(name, op, None)?
+                if int8 {
+                    let y = out.add(&tmp("f32"), op, None)?;
+                    out.add(name, Op::Quantize { x: y }, node.ty.quant.clone())?
+                } else {
+                    out.add(name, op, None)?
+                }
             }
             op => {
                 let op = remap(op, |v| m(&map, v))?;

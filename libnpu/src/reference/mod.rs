@@ -357,9 +357,10 @@ pub fn run(
                 ),
                 ty,
             ),
-            Op::LogSoftmax { x, axis } => {
-                TensorData::F32(log_softmax(&f32s(get(x)), &ty.shape, *axis))
-            }
+            Op::LogSoftmax { x, axis } => requantized(
+                log_softmax(&real(get(x), graph.ty(*x)), &ty.shape, *axis),
+                ty,
+            ),
             Op::Where { cond, a, b } => {
                 let (cv, av, bv) = (f32s(get(cond)), f32s(get(a)), f32s(get(b)));
                 let at = |v: &ValueId, i: usize| broadcast_index(i, &ty.shape, &graph.ty(*v).shape);
