@@ -159,7 +159,7 @@ pub fn import(bytes: &[u8], base: Option<&Path>, opts: &Options) -> Result<Model
         }
         let ty = input_type(vi, opts)?;
         let ty = match ty.dtype {
-            DType::F32 => ty,
+            DType::F32 | DType::I32 => ty,
             _ => imp.quantized_input(&vi.name, ty)?,
         };
         let v = imp.g.input(&vi.name, ty.clone())?;
@@ -390,14 +390,16 @@ fn input_type(
         Some(onnx_protobuf::type_proto::Value::TensorType(tt)) => tt,
         _ => return Err(bad("only tensor inputs are supported".into())),
     };
-    // float32, or int8/uint8 (quantized as the nodes reading them say).
+    // float32, int8/uint8 (quantized as the nodes reading them say), or
+    // int32 (gather indices).
     let dtype = match tt.elem_type {
         1 => DType::F32,
         2 => DType::U8,
         3 => DType::I8,
+        6 => DType::I32,
         t => {
             return Err(bad(format!(
-                "element type {t} is not supported; inputs are float32, int8 or uint8"
+                "element type {t} is not supported; inputs are float32, int8, uint8 or int32 (int64: give int32 indices)"
             )))
         }
     };
@@ -734,6 +736,91 @@ impl Importer<'_> {
         self.set(ctx, Val::Ir(v));
         Ok(())
     }
+    /// ONNX Gather on any axis of an f32 tensor: the IR's gather (rows of
+    /// axis 0), between transposes for another axis. Constant indices
+    /// (int64 or int32) must lie in `[-dim, dim)` (ONNX: negative ones
+    /// count from the end) and are normalized here; computed ones (an
+    /// int32 or int64 graph input) wrap on the device, and one out of range
+    /// faults the job (INDEX_RANGE).
+    fn gather(&mut self, ctx: &Ctx) -> Result<(), ImportError> {
+        let table = self.ir_input(ctx, 0)?;
+        let s = self.g.ty(table).shape.clone();
+        let a = axis(ctx.int("axis", 0), s.len(), ctx)?;
+        let dim = s[a];
+        let (idx, idx_shape) = match self.input(ctx, 1)? {
+            Val::Host(t) => {
+                let iv = t
+                    .data
+                    .as_i64()
+                    .filter(|_| matches!(t.data, Data::I64(_) | Data::I32(_)))
+                    .ok_or_else(|| ctx.err("the indices must be int64 or int32"))?;
+                let mut norm = Vec::with_capacity(iv.len());
+                for i in iv {
+                    let j = if i < 0 { i + dim as i64 } else { i };
+                    if j < 0 || j >= dim as i64 {
+                        return Err(ctx.err(format!(
+                            "index {i} is out of range for an axis of {dim} (ONNX: [-{dim}, {dim}))"
+                        )));
+                    }
+                    norm.push(j as i32);
+                }
+                let shape = if t.shape.is_empty() {
+                    vec![1]
+                } else {
+                    t.shape.clone()
+                };
+                let name = self.fresh(&format!("{}/i32", ctx.n.input[1]));
+                let c = self
+                    .g
+                    .constant(
+                        &name,
+                        TensorType::new(DType::I32, &shape),
+                        TensorData::I32(norm),
+                    )
+                    .map_err(|e| ctx.err(e.to_string()))?;
+                (c, t.shape)
+            }
+            Val::Ir(v) if self.g.ty(v).dtype == DType::I32 => (v, self.g.ty(v).shape.clone()),
+            Val::Ir(v) => {
+                return Err(ctx.err(format!(
+                    "the indices are {}: computed indices must be int32 or int64",
+                    self.g.ty(v)
+                )))
+            }
+        };
+        let q = self.g.ty(idx).shape.len();
+        let moved = if a == 0 {
+            table
+        } else {
+            let mut perm = vec![a];
+            perm.extend((0..s.len()).filter(|&d| d != a));
+            self.temp_op(ctx, Op::Transpose { x: table, perm })?
+        };
+        let mut y = self.temp_op(
+            ctx,
+            Op::Gather {
+                table: moved,
+                indices: idx,
+            },
+        )?;
+        if a != 0 {
+            // [idx.., pre.., post..] -> [pre.., idx.., post..]
+            let mut perm: Vec<usize> = (q..q + a).collect();
+            perm.extend(0..q);
+            perm.extend(q + a..self.g.ty(y).shape.len());
+            y = self.temp_op(ctx, Op::Transpose { x: y, perm })?;
+        }
+        let mut shape = s[..a].to_vec();
+        shape.extend_from_slice(&idx_shape);
+        shape.extend_from_slice(&s[a + 1..]);
+        if shape.is_empty() {
+            shape.push(1);
+        }
+        let y = self.reshape_ir(ctx, y, shape, true)?;
+        self.set(ctx, Val::Ir(y));
+        Ok(())
+    }
+
     fn reshape_ir(
         &mut self,
         ctx: &Ctx,
@@ -1036,6 +1123,7 @@ impl Importer<'_> {
                 }
             }
             "Conv" => self.conv(&ctx)?,
+            "Gather" => self.gather(&ctx)?,
             "BatchNormalization" => self.batch_norm(&ctx)?,
             "Gemm" => self.gemm(&ctx)?,
             "MatMul" => self.matmul(&ctx)?,
@@ -1148,9 +1236,7 @@ impl Importer<'_> {
             }
             other => {
                 let why = match other {
-                    "ConvTranspose" | "Gather" => {
-                        "the IR has no such op yet (issue 15 lists it)".to_string()
-                    }
+                    "ConvTranspose" => "the IR has no such op yet (issue 15 lists it)".to_string(),
                     _ => {
                         "the IR has no such op and the importer no decomposition of it".to_string()
                     }

@@ -1374,6 +1374,75 @@ fn i64_init(name: &str, v: &[i64]) -> TensorProto {
     t
 }
 
+/// Gather with int64 constant indices (negative ones count from the end,
+/// as ONNX says) on axis 0, 1 and -1 of a computed f32 tensor, and with
+/// computed int32 indices (a graph input, with negative values: the
+/// device wraps them) into an embedding table; against onnxruntime, exact.
+/// An index outside `[-dim, dim)` is refused at import.
+#[test]
+fn gather_with_int64_and_negative_indices_matches_onnxruntime() {
+    let mut idx2 = i64_init("i2", &[2, -1, 0, -3, 3, 1]);
+    idx2.dims = vec![2, 3];
+    let nodes = vec![
+        node("Relu", "r", &["x"], &["xr"], &[]),
+        node("Gather", "g0", &["xr", "i0"], &["y0"], &[]),
+        node("Gather", "g1", &["xr", "i2"], &["y1"], &[("axis", A::I(1))]),
+        node("Gather", "g2", &["xr", "s"], &["y2"], &[("axis", A::I(-1))]),
+        node("Gather", "emb", &["table", "ids"], &["e"], &[]),
+    ];
+    let inits = vec![
+        i64_init("i0", &[-1, 0, 1, -2]),
+        idx2,
+        {
+            let mut t = i64_init("s", &[-2]);
+            t.dims = vec![];
+            t
+        },
+        tensor("table", &[10, 6], &weights(60, 91)),
+    ];
+    let mut m = model(nodes, inits, &[("x", &[3, 4, 5])], &[], 13);
+    let g = m.graph.as_mut().unwrap();
+    g.input.push(value_of("ids", &[2, 5], 6));
+    g.output = vec![
+        value("y0", &[4, 4, 5]),
+        value("y1", &[3, 2, 3, 5]),
+        value("y2", &[3, 4]),
+        value("e", &[2, 5, 6]),
+    ];
+    let bytes = m.write_to_bytes().unwrap();
+    let d = tmpdir("gather_i64");
+    let path = d.join("model.onnx");
+    std::fs::write(&path, &bytes).unwrap();
+    let case = Case {
+        file: "gather_i64",
+        shapes: &[],
+        atol: 0.0,
+        rtol: 0.0,
+    };
+    let fed = std::collections::HashMap::from([
+        ("x".to_string(), npu::TensorData::F32(weights(60, 92))),
+        (
+            "ids".to_string(),
+            npu::TensorData::I32(vec![0, 9, -1, -10, 3, 4, 5, -4, 2, 7]),
+        ),
+    ]);
+    let (code, report) =
+        common::run_against_ort_fed(&case, &bytes, &d, &path, "ops", false, Some(fed));
+    let _ = std::fs::remove_dir_all(&d);
+    assert_eq!(code, 0, "the NPU disagrees with onnxruntime:\n{report}");
+    // Out of range: refused with the ONNX range.
+    let m = model(
+        vec![node("Gather", "bad", &["x", "i"], &["y"], &[])],
+        vec![i64_init("i", &[0, -4])],
+        &[("x", &[3, 2])],
+        &[("y", &[2, 2])],
+        13,
+    );
+    let (name, _, why) = refused(&m);
+    assert_eq!(name, "bad");
+    assert!(why.contains("[-3, 3)"), "{why}");
+}
+
 /// Data movement on the NPU without --cpu-fallback: Concat with a
 /// constant, Transpose, Slice with a negative step, Split, Pad, Resize
 /// (nearest and linear), DepthToSpace, a conv with SAME_UPPER (asymmetric)

@@ -42,6 +42,20 @@ pub fn run_against_ort_with(
     tag: &str,
     cpu_fallback: bool,
 ) -> (i32, String) {
+    run_against_ort_fed(case, bytes, base, reference, tag, cpu_fallback, None)
+}
+
+/// [`run_against_ort_with`] on the given inputs (by ONNX name), or seeded
+/// random ones.
+pub fn run_against_ort_fed(
+    case: &Case,
+    bytes: &[u8],
+    base: &Path,
+    reference: &Path,
+    tag: &str,
+    cpu_fallback: bool,
+    fed: Option<std::collections::HashMap<String, TensorData>>,
+) -> (i32, String) {
     let opts = Options {
         input_shapes: case
             .shapes
@@ -56,7 +70,7 @@ pub fn run_against_ort_with(
     for io in &model.inputs {
         in_graph.input(&io.ir_name, io.ty.clone()).unwrap();
     }
-    let inputs = runtime::random_inputs(&in_graph, 7);
+    let inputs = fed.unwrap_or_else(|| runtime::random_inputs(&in_graph, 7));
     let (outputs, summary) = if model.segments.is_empty() {
         let kernel = session
             .compile(model.graph.clone())
