@@ -470,7 +470,7 @@ struct Importer<'a> {
     /// Constant int8 tensors a DequantizeLinear folded (QDQ weights), by
     /// the folded value's name: the int8 data, the scales (one, or one
     /// per index of the axis), the axis and the zero points (one per scale).
-    int8_consts: HashMap<String, (Vec<i8>, Vec<f32>, usize, Vec<i8>)>,
+    int8_consts: HashMap<String, Int8Const>,
     /// Nodes mapped together with an earlier one.
     done: std::collections::HashSet<usize>,
     /// Finished steps, when nodes fall back to the CPU.
@@ -479,6 +479,9 @@ struct Importer<'a> {
     /// value `q - 128` with zero point `zp - 128` (`npu::ir::u8_to_i8`).
     uint8: std::collections::HashSet<String>,
 }
+
+/// A folded int8 constant: data, scales, axis, zero points.
+type Int8Const = (Vec<i8>, Vec<f32>, usize, Vec<i8>);
 
 /// The node being mapped, for error messages.
 struct Ctx<'n> {

@@ -538,9 +538,10 @@ pub enum Op {
         axes: Vec<usize>,
         keepdims: bool,
     },
-    /// `log(softmax(x))` along `axis`, computed as `x - max - log(sum(exp(x
-    /// - max)))` (f32; int8 through f32: dequantize, this, quantize with
-    /// the result's quantization, which it needs).
+    /// `log(softmax(x))` along `axis`, computed as
+    /// `x - max - log(sum(exp(x - max)))` (f32; int8 through f32:
+    /// dequantize, this, quantize with the result's quantization, which it
+    /// needs).
     LogSoftmax {
         x: ValueId,
         axis: usize,
