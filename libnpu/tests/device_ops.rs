@@ -438,6 +438,40 @@ fn scratch_reuse_keeps_live_values() {
     check(&g, 700, 4 * 1024, 1e-5);
 }
 
+/// A uint8 input and output through sign_flip, from the text form: the
+/// int8 view is each byte minus 128 (its top bit flipped), and relu on
+/// real values is `max(q, zp)` in uint8, checked by hand for all 256 bytes
+/// at two SRAM sizes (tiles of 64 and of everything).
+#[test]
+fn uint8_inputs_and_outputs_flip_on_the_device() {
+    let src = "\
+input x: u8[4,64] q(scale=0.5, zp=200)
+xi = sign_flip(x)
+r = relu(xi)
+y = sign_flip(r)
+output y, xi
+";
+    let g = npu::text::parse(src).unwrap();
+    assert_eq!(npu::text::parse(&npu::text::print(&g)).unwrap(), g);
+    assert_eq!(g.ty(g.lookup("y").unwrap()).dtype, DType::U8);
+    assert_eq!(g.ty(g.lookup("xi").unwrap()).zero_point_value(), 72);
+    let bytes: Vec<u8> = (0..=255u8).collect();
+    let inputs =
+        std::collections::HashMap::from([("x".to_string(), TensorData::U8(bytes.clone()))]);
+    for sram in [1024, 64 << 10] {
+        let run = common::run_device(&g, &inputs, sram, CompileOptions::default());
+        let want_xi: Vec<i8> = bytes.iter().map(|&b| (b as i32 - 128) as i8).collect();
+        let want_y: Vec<u8> = bytes.iter().map(|&b| b.max(200)).collect();
+        assert_eq!(run.outputs["xi"], TensorData::I8(want_xi));
+        assert_eq!(run.outputs["y"], TensorData::U8(want_y));
+    }
+    // u8 only converts: another op on it is refused.
+    let e = npu::text::parse("input x: u8[4] q(scale=0.5, zp=200)\ny = relu(x)\noutput y\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("sign_flip"), "{e}");
+}
+
 /// Int8 ops without an integer ISA form run as dequantize -> f32 ->
 /// quantize, exactly as the reference defines them.
 #[test]

@@ -85,11 +85,67 @@ impl Importer<'_> {
         Ok(id)
     }
 
+    /// The operands of a comparison of int8 (or uint8) tensors: ONNX
+    /// compares their integers, which is the IR's comparison of the real
+    /// values when both have one quantization (the same increasing map), so
+    /// both must (a constant operand takes the other's). None when neither
+    /// is an int8 IR value.
+    fn int8_operands(&mut self, ctx: &Ctx) -> Result<Option<(ValueId, ValueId)>, ImportError> {
+        if !matches!(
+            ctx.n.op_type.as_str(),
+            "Equal" | "Less" | "Greater" | "LessOrEqual" | "GreaterOrEqual"
+        ) {
+            return Ok(None);
+        }
+        let (x, y) = (self.input(ctx, 0)?, self.input(ctx, 1)?);
+        let ty = |v: &Val| match v {
+            Val::Ir(id) if self.g.ty(*id).dtype == DType::I8 => Some(self.g.ty(*id).clone()),
+            _ => None,
+        };
+        let Some(q) = ty(&x).or_else(|| ty(&y)) else {
+            return Ok(None);
+        };
+        let uint8 = ctx.n.input.iter().any(|i| self.uint8.contains(i));
+        let mut ids = Vec::new();
+        for (i, v) in [x, y].into_iter().enumerate() {
+            let id = match v {
+                Val::Ir(id) if self.g.ty(id).quant == q.quant && self.g.ty(id).dtype == DType::I8 => id,
+                Val::Host(t) if matches!(t.data, Data::I8(_) | Data::U8(_)) => {
+                    let data = match t.data {
+                        Data::I8(v) if !uint8 => v,
+                        Data::U8(v) if uint8 => npu::ir::u8_to_i8(&v),
+                        _ => return Err(ctx.err("a comparison of int8 with uint8")),
+                    };
+                    let shape = if t.shape.is_empty() { vec![1] } else { t.shape };
+                    let name = self.fresh(&ctx.n.input[i]);
+                    self.g
+                        .constant(
+                            &name,
+                            npu::ir::TensorType { shape, ..q.clone() },
+                            npu::TensorData::I8(data),
+                        )
+                        .map_err(|e| ctx.err(e.to_string()))?
+                }
+                _ => {
+                    return Err(ctx.err(format!(
+                        "input `{}`: an int8 comparison needs both operands int8 with one quantization ({q})",
+                        ctx.n.input[i]
+                    )))
+                }
+            };
+            ids.push(id);
+        }
+        Ok(Some((ids[0], ids[1])))
+    }
+
     /// Map a comparison, logic op, `Not`, `Where` or a `Cast` of a computed
     /// value.
     pub(crate) fn logic(&mut self, ctx: &Ctx) -> Result<(), ImportError> {
         let op_type = ctx.n.op_type.as_str();
         if let Some(op) = binary_op(op_type) {
+            if let Some((a, b)) = self.int8_operands(ctx)? {
+                return self.emit(ctx, Op::Binary { op, a, b }, None);
+            }
             let (a, b) = (self.mask_operand(ctx, 0)?, self.mask_operand(ctx, 1)?);
             return self.emit(ctx, Op::Binary { op, a, b }, None);
         }

@@ -101,16 +101,6 @@ fn value(name: &str, dims: &[i64]) -> ValueInfoProto {
     v
 }
 
-/// [`value`] with ONNX element type `elem_type` (2 uint8, 3 int8).
-fn value_of(name: &str, dims: &[i64], elem_type: i32) -> ValueInfoProto {
-    let mut v = value(name, dims);
-    if let Some(type_proto::Value::TensorType(tt)) = v.type_.as_mut().and_then(|t| t.value.as_mut())
-    {
-        tt.elem_type = elem_type;
-    }
-    v
-}
-
 fn model(
     nodes: Vec<NodeProto>,
     inits: Vec<TensorProto>,
@@ -756,42 +746,190 @@ fn qlinear_ops_match_onnxruntime() {
     let _ = std::fs::remove_dir_all(&d);
 }
 
-/// Per-channel weight zero points other than 0 are refused, naming the
-/// node (the IR's per-channel weights are symmetric).
+/// Per-channel weight zero points other than 0, with asymmetric activation
+/// zero points and padding: QLinearConv (axis 0), and the QDQ forms of Conv
+/// (axis 0), MatMul (weights [K, N], axis 1) and Gemm with transB (weights
+/// [N, K], axis 0), all mapped to the IR's int8 conv2d / gemm with the
+/// zero-point corrections; against onnxruntime, every element equal. A QDQ
+/// conv whose weights are per channel on axis 1 (input channels) runs in
+/// f32 on the weight dequantized at import, within one output step.
 #[test]
-fn per_channel_weight_zero_points_are_refused() {
-    let w: Vec<i8> = weights(2 * 3 * 9, 51)
+fn per_channel_weight_zero_points_match_onnxruntime() {
+    let w: Vec<i8> = weights(4 * 3 * 9, 51)
         .iter()
         .map(|x| (x * 250.0) as i8)
         .collect();
+    let wm: Vec<i8> = weights(12 * 5, 52)
+        .iter()
+        .map(|x| (x * 250.0) as i8)
+        .collect();
+    let zw = [0i8, 1, -128, 127];
+    let zm = [3i8, -7, 0, 100, -50];
+    let nodes = vec![
+        node("QuantizeLinear", "q", &["x", "sx", "zx"], &["xq"], &[]),
+        node(
+            "QLinearConv",
+            "qconv",
+            &["xq", "sx", "zx", "w", "sw", "zw", "sy", "zy"],
+            &["yq"],
+            &[("pads", A::Is(&[1, 1, 1, 1]))],
+        ),
+        node("DequantizeLinear", "dq", &["yq", "sy", "zy"], &["y"], &[]),
+        // QDQ conv, per channel on axis 0.
+        node("DequantizeLinear", "dqx", &["xq", "sx", "zx"], &["xd"], &[]),
+        node(
+            "DequantizeLinear",
+            "dqw",
+            &["w", "sw", "zw"],
+            &["wd"],
+            &[("axis", A::I(0))],
+        ),
+        node(
+            "Conv",
+            "conv",
+            &["xd", "wd"],
+            &["c"],
+            &[("pads", A::Is(&[2, 1, 2, 1]))],
+        ),
+        node("QuantizeLinear", "qc", &["c", "sy", "zy"], &["cq"], &[]),
+        node("DequantizeLinear", "dqc", &["cq", "sy", "zy"], &["cd"], &[]),
+        // QDQ MatMul [4, 12] x [12, 5], per column (axis 1).
+        node("Reshape", "rows", &["xq", "shape"], &["xr"], &[]),
+        node(
+            "DequantizeLinear",
+            "dqr",
+            &["xr", "sx", "zx"],
+            &["xrd"],
+            &[],
+        ),
+        node(
+            "DequantizeLinear",
+            "dqm",
+            &["wm", "sm", "zm"],
+            &["wmd"],
+            &[("axis", A::I(1))],
+        ),
+        node("MatMul", "mm", &["xrd", "wmd"], &["mf"], &[]),
+        node("QuantizeLinear", "qm", &["mf", "sy", "zy"], &["mq"], &[]),
+        node("DequantizeLinear", "dqmo", &["mq", "sy", "zy"], &["m"], &[]),
+        // QDQ Gemm with transB: weights [5, 12], per row (axis 0).
+        node(
+            "DequantizeLinear",
+            "dqt",
+            &["wt", "sm", "zm"],
+            &["wtd"],
+            &[("axis", A::I(0))],
+        ),
+        node(
+            "Gemm",
+            "gemm",
+            &["xrd", "wtd"],
+            &["gf"],
+            &[("transB", A::I(1))],
+        ),
+        node("QuantizeLinear", "qg", &["gf", "sy", "zy"], &["gq"], &[]),
+        node("DequantizeLinear", "dqg", &["gq", "sy", "zy"], &["g"], &[]),
+    ];
+    let wt: Vec<i8> = (0..5 * 12).map(|i| wm[(i % 12) * 5 + i / 12]).collect();
+    let inits = vec![
+        tensor("sx", &[], &[0.02]),
+        int8_scalar("zx", -9),
+        int8_tensor("w", &[4, 3, 3, 3], &w),
+        tensor("sw", &[4], &[0.003, 0.004, 0.0025, 0.005]),
+        int8_tensor("zw", &[4], &zw),
+        tensor("sy", &[], &[0.05]),
+        int8_scalar("zy", 6),
+        int8_tensor("wm", &[12, 5], &wm),
+        tensor("sm", &[5], &[0.004, 0.003, 0.005, 0.002, 0.0035]),
+        int8_tensor("zm", &[5], &zm),
+        int8_tensor("wt", &[5, 12], &wt),
+        i64_init("shape", &[4, 12]),
+    ];
+    let m = model(
+        nodes,
+        inits,
+        &[("x", &[1, 3, 4, 4])],
+        &[
+            ("y", &[1, 4, 4, 4]),
+            ("cd", &[1, 4, 6, 4]),
+            ("m", &[4, 5]),
+            ("g", &[4, 5]),
+        ],
+        13,
+    );
+    let bytes = m.write_to_bytes().unwrap();
+    assert_eq!(int8_convs(&bytes), 2, "both convs run in int8");
+    assert_eq!(int8_gemms(&bytes), 2, "the matmul and the gemm run in int8");
+    matches_ort("per_channel_zp", &m, 1e-6);
+
+    // Per channel on the input-channel axis: f32 on the dequantized weight.
+    let wi: Vec<i8> = w[..2 * 3 * 9].to_vec();
     let m = model(
         vec![
             node("QuantizeLinear", "q", &["x", "sx", "zx"], &["xq"], &[]),
+            node("DequantizeLinear", "dqx", &["xq", "sx", "zx"], &["xd"], &[]),
             node(
-                "QLinearConv",
-                "qconv",
-                &["xq", "sx", "zx", "w", "sw", "zw", "sy", "zy"],
-                &["yq"],
-                &[],
+                "DequantizeLinear",
+                "dqw",
+                &["w", "sw", "zw"],
+                &["wd"],
+                &[("axis", A::I(1))],
             ),
-            node("DequantizeLinear", "dq", &["yq", "sy", "zy"], &["y"], &[]),
+            node(
+                "Conv",
+                "conv",
+                &["xd", "wd"],
+                &["c"],
+                &[("pads", A::Is(&[1, 1, 1, 1]))],
+            ),
+            node("QuantizeLinear", "qc", &["c", "sy", "zy"], &["cq"], &[]),
+            node("DequantizeLinear", "dqc", &["cq", "sy", "zy"], &["cd"], &[]),
         ],
         vec![
             tensor("sx", &[], &[0.02]),
-            int8_scalar("zx", 4),
-            int8_tensor("w", &[2, 3, 3, 3], &w),
-            tensor("sw", &[2], &[0.003, 0.004]),
-            int8_tensor("zw", &[2], &[0, 1]),
+            int8_scalar("zx", -9),
+            int8_tensor("w", &[2, 3, 3, 3], &wi),
+            tensor("sw", &[3], &[0.003, 0.004, 0.0025]),
+            int8_tensor("zw", &[3], &[5, -3, 0]),
             tensor("sy", &[], &[0.05]),
-            int8_scalar("zy", 0),
+            int8_scalar("zy", 6),
         ],
-        &[("x", &[1, 3, 5, 5])],
-        &[("y", &[1, 2, 3, 3])],
+        &[("x", &[1, 3, 4, 4])],
+        &[("cd", &[1, 2, 4, 4])],
         13,
     );
-    let (node_name, op, why) = refused(&m);
-    assert_eq!((node_name.as_str(), op.as_str()), ("qconv", "QLinearConv"));
-    assert!(why.contains("per-channel weight zero points"), "{why}");
+    let bytes = m.write_to_bytes().unwrap();
+    assert_eq!(int8_convs(&bytes), 0);
+    // onnxruntime fuses this QDQ conv into a QLinearConv and then refuses
+    // the axis-1 scales, so its reference is the same model with the weight
+    // dequantized here by ONNX's definition, (w - zw[c]) * sw[c] on axis 1.
+    let (sw, zwi) = ([0.003f32, 0.004, 0.0025], [5i32, -3, 0]);
+    let wf: Vec<f32> = wi
+        .iter()
+        .enumerate()
+        .map(|(i, &q)| {
+            let c = (i / 9) % 3;
+            (q as i32 - zwi[c]) as f32 * sw[c]
+        })
+        .collect();
+    let mut r = m.clone();
+    let g = r.graph.as_mut().unwrap();
+    g.node.retain(|n| n.name != "dqw");
+    g.initializer
+        .retain(|t| !matches!(t.name.as_str(), "w" | "sw" | "zw"));
+    g.initializer.push(tensor("wd", &[2, 3, 3, 3], &wf));
+    let d = tmpdir("per_channel_zp_axis1");
+    let path = d.join("reference.onnx");
+    std::fs::write(&path, r.write_to_bytes().unwrap()).unwrap();
+    let case = Case {
+        file: "per_channel_zp_axis1",
+        shapes: &[],
+        atol: 0.05 + 1e-6,
+        rtol: 0.0,
+    };
+    let (code, report) = run_against_ort(&case, &bytes, &d, &path, "ops");
+    let _ = std::fs::remove_dir_all(&d);
+    assert_eq!(code, 0, "the NPU disagrees with onnxruntime:\n{report}");
 }
 
 /// Damaged files are errors, never panics: every model the tests fetch,
@@ -1402,7 +1540,7 @@ fn gather_with_int64_and_negative_indices_matches_onnxruntime() {
     ];
     let mut m = model(nodes, inits, &[("x", &[3, 4, 5])], &[], 13);
     let g = m.graph.as_mut().unwrap();
-    g.input.push(value_of("ids", &[2, 5], 6));
+    g.input.push(typed_value("ids", &[2, 5], 6));
     g.output = vec![
         value("y0", &[4, 4, 5]),
         value("y1", &[3, 2, 3, 5]),
@@ -1860,9 +1998,66 @@ fn bool_inputs_and_int8_comparisons_are_refused() {
         &[("y", &[4])],
         13,
     );
+    // int8 comparisons (ONNX compares the integers): on the IR's real
+    // values, the same order for one quantization.
+    let imported = import(&m.write_to_bytes().unwrap(), None, &Options::default()).unwrap();
+    assert_eq!(imported.outputs[0].ty.dtype, npu::DType::F32);
+    // Two different quantizations compare differently as integers: refused.
+    let mut ys2 = TensorProto::new();
+    ys2.name = "ys2".into();
+    ys2.data_type = 1;
+    ys2.float_data = vec![0.2];
+    let m = model(
+        vec![
+            node("QuantizeLinear", "q", &["x", "ys2", "yz"], &["xq"], &[]),
+            node("QuantizeLinear", "q2", &["x", "ys2", "yz2"], &["xq2"], &[]),
+            node("Less", "cmp", &["xq", "xq2"], &["y"], &[]),
+        ],
+        vec![ys2, int8_scalar("yz", 0), int8_scalar("yz2", 1)],
+        &[("x", &[4])],
+        &[("y", &[4])],
+        13,
+    );
     let (node_name, op, why) = refused(&m);
     assert_eq!((node_name.as_str(), op.as_str()), ("cmp", "Less"));
-    assert!(why.contains("f32"), "{why}");
+    assert!(why.contains("one quantization"), "{why}");
+}
+
+/// int8 and uint8 comparisons (Less, Equal, GreaterOrEqual of quantized
+/// tensors, against each other and against constants) compare the
+/// integers, as ONNX defines them; against onnxruntime, exact.
+#[test]
+fn int8_comparisons_match_onnxruntime() {
+    let mut c8 = TensorProto::new();
+    c8.name = "c8".into();
+    c8.data_type = 3;
+    c8.dims = vec![6];
+    c8.raw_data = [-3i8, 0, 5, 9, -128, 127]
+        .iter()
+        .map(|&x| x as u8)
+        .collect();
+    let inits = vec![
+        tensor("s", &[], &[0.05]),
+        int8_scalar("z", -2),
+        u8_scalar("zu", 130),
+        c8,
+        u8_tensor("cu", &[6], &[120, 130, 131, 0, 255, 129]),
+    ];
+    let nodes = vec![
+        node("QuantizeLinear", "qa", &["a", "s", "z"], &["aq"], &[]),
+        node("QuantizeLinear", "qb", &["b", "s", "z"], &["bq"], &[]),
+        node("Less", "lt", &["aq", "bq"], &["lt"], &[]),
+        node("Equal", "eq", &["aq", "bq"], &["eq"], &[]),
+        node("GreaterOrEqual", "ge", &["aq", "c8"], &["ge"], &[]),
+        node("QuantizeLinear", "qu", &["a", "s", "zu"], &["au"], &[]),
+        node("Greater", "gtu", &["au", "cu"], &["gtu"], &[]),
+    ];
+    let mut m = model(nodes, inits, &[("a", &[4, 6]), ("b", &[4, 6])], &[], 13);
+    m.graph.as_mut().unwrap().output = ["lt", "eq", "ge", "gtu"]
+        .iter()
+        .map(|n| typed_value(n, &[4, 6], 9))
+        .collect();
+    matches_ort("int8_compare", &m, 0.0);
 }
 
 fn u8_scalar(name: &str, v: u8) -> TensorProto {
@@ -1961,10 +2156,10 @@ fn uint8_graph_inputs_and_outputs_match_onnxruntime() {
     ];
     let mut m = model(nodes, inits, &[], &[], 13);
     let g = m.graph.as_mut().unwrap();
-    g.input = vec![value_of("x", &[1, c as i64, 7, 8], 2)];
+    g.input = vec![typed_value("x", &[1, c as i64, 7, 8], 2)];
     g.output = vec![
-        value_of("y", &[1, k as i64, 8, 7], 2),
-        value_of("z", &[1, c as i64, 7, 8], 2),
+        typed_value("y", &[1, k as i64, 8, 7], 2),
+        typed_value("z", &[1, c as i64, 7, 8], 2),
     ];
     matches_ort("uint8_io", &m, 0.0);
     let imported = import(&m.write_to_bytes().unwrap(), None, &Options::default()).unwrap();

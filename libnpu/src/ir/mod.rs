@@ -280,6 +280,18 @@ impl BinaryOp {
                 | BinaryOp::Xor
         )
     }
+    /// A comparison (a mask from two ordered values; not the logic ops).
+    pub fn compares(self) -> bool {
+        matches!(
+            self,
+            BinaryOp::Equal
+                | BinaryOp::NotEqual
+                | BinaryOp::Less
+                | BinaryOp::LessOrEqual
+                | BinaryOp::Greater
+                | BinaryOp::GreaterOrEqual
+        )
+    }
     /// The op computing `op(b, a)` as `mirrored(a, b)`, where there is one
     /// (the commutative ops are their own).
     pub fn mirrored(self) -> Option<BinaryOp> {
@@ -1036,9 +1048,19 @@ impl Graph {
                 let (ta, tb) = (t(*a), t(*b));
                 let shape = broadcast_shape(&ta.shape, &tb.shape)
                     .ok_or_else(|| err(format!("shapes {:?} and {:?} do not broadcast (numpy rules: trailing dimensions must be equal or 1)", ta.shape, tb.shape)))?;
+                // int8 comparisons: on the real values (ir::passes
+                // dequantizes the operands), per-tensor quantized.
+                let int8_cmp = bop.gives_mask()
+                    && bop.compares()
+                    && (ta.dtype, tb.dtype) == (DType::I8, DType::I8)
+                    && matches!(ta.quant, Some(Quant::PerTensor { .. }))
+                    && matches!(tb.quant, Some(Quant::PerTensor { .. }));
+                if int8_cmp {
+                    return Ok(TensorType::new(DType::F32, &shape));
+                }
                 if bop.gives_mask() && (ta.dtype, tb.dtype) != (DType::F32, DType::F32) {
                     return Err(err(format!(
-                        "{} takes two f32 operands (dequantize int8 ones first), got {} and {}",
+                        "{} takes two f32 operands or (comparisons) two per-tensor quantized i8 ones, got {} and {}",
                         bop.name(),
                         ta,
                         tb

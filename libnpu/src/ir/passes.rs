@@ -65,6 +65,12 @@ fn decompose(g: &Graph) -> Result<Graph, GraphError> {
         let v = match &node.op {
             Op::Input => out.input(name, node.ty.clone())?,
             Op::Constant { data } => out.constant_shared(name, node.ty.clone(), data.clone())?,
+            // int8 comparisons compare the real values: dequantize both.
+            Op::Binary { op, a, b } if op.compares() && g.ty(*a).dtype == DType::I8 => {
+                let a = out.add(&tmp("a"), Op::Dequantize { x: m(&map, *a)? }, None)?;
+                let b = out.add(&tmp("b"), Op::Dequantize { x: m(&map, *b)? }, None)?;
+                out.add(name, Op::Binary { op: *op, a, b }, None)?
+            }
             Op::Unary {
                 op: UnaryOp::Reciprocal,
                 x,
