@@ -196,7 +196,7 @@ struct npu_tensor_info {
 	int64_t shape[NPU_MAX_RANK];
 	uint64_t bytes;
 	float scale;          /* per-channel: the first channel's */
-	int32_t zero_point;
+	int32_t zero_point;   /* per-channel: the first channel's; uint8: 0..255 */
 	int32_t quant_axis;   /* -1 per tensor, else the per-channel axis */
 };
 enum npu_status npu_model_input_count(const npu_model *model, size_t *count, npu_error **err);

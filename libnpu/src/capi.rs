@@ -487,7 +487,9 @@ fn tensor_info(t: &api::TensorInfo, name: &CString) -> Result<NpuTensorInfo, Err
         None => (0, 0.0, 0, -1),
         // uint8: the uint8 zero point (0..255).
         Some(crate::Quant::PerTensor { scale, .. }) => (1, *scale, ty.zero_point_value(), -1),
-        Some(q @ crate::Quant::PerChannel { axis, .. }) => (1, q.scale(0), 0, *axis as i32),
+        Some(q @ crate::Quant::PerChannel { axis, .. }) => {
+            (1, q.scale(0), i32::from(q.zero_point_of(0)), *axis as i32)
+        }
     };
     Ok(NpuTensorInfo {
         struct_size: size_of::<NpuTensorInfo>() as u32,
