@@ -424,3 +424,32 @@ fn the_device_model_copies_bound_buffers_and_has_no_dma_bufs() {
     assert_eq!(r.copy_reason("x").unwrap(), None);
     assert_gemm(&input(9), &floats(&y));
 }
+
+/// uint8 inputs and outputs through the runtime API: the caller's buffers
+/// hold uint8 bytes (converted on the device), `TensorInfo` says u8 with
+/// the uint8 zero point, and a compiled model file keeps both.
+#[test]
+fn uint8_inputs_and_outputs_are_u8_bytes_and_survive_a_model_file() {
+    let npu = Npu::model(64 * 1024).unwrap();
+    let model = npu
+        .load_text(
+            "input x: u8[2,128] q(scale=0.5, zp=200)\n\
+             y = sign_flip(x) |> relu |> sign_flip\n\
+             output y\n",
+        )
+        .unwrap();
+    let x = &model.inputs()[0];
+    assert_eq!((x.ty.dtype, x.ty.zero_point_value()), (npu::DType::U8, 200));
+    assert_eq!(model.outputs()[0].ty.dtype, npu::DType::U8);
+    let loaded = npu.load_compiled(&model.to_bytes()).unwrap();
+    assert_eq!(loaded.inputs(), model.inputs());
+    assert_eq!(loaded.outputs(), model.outputs());
+    let bytes: Vec<u8> = (0..256).map(|i| i as u8).collect();
+    for m in [&model, &loaded] {
+        let r = m.request();
+        r.set_input("x", &bytes).unwrap();
+        r.run().unwrap();
+        let want: Vec<u8> = bytes.iter().map(|&b| b.max(200)).collect();
+        assert_eq!(r.output("y").unwrap(), want);
+    }
+}
