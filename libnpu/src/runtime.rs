@@ -838,6 +838,11 @@ pub fn check(
                     return Err(mismatch(i, d[i].to_string(), w[i].to_string()));
                 }
             }
+            (TensorData::U8(w), TensorData::U8(d)) => {
+                if let Some(i) = w.iter().zip(d).position(|(a, b)| a != b) {
+                    return Err(mismatch(i, d[i].to_string(), w[i].to_string()));
+                }
+            }
             _ => {
                 return Err(Error::Reference(format!(
                     "`{name}`: the device and the reference disagree on the type"

@@ -9,7 +9,10 @@ use std::path::Path;
 fn quant(ty: &TensorType) -> String {
     match &ty.quant {
         None => "-".into(),
-        Some(Quant::PerTensor { scale, zero_point }) => format!("scale={scale:?} zp={zero_point}"),
+        // uint8: its own zero point (0..255), not the int8 view's.
+        Some(Quant::PerTensor { scale, .. }) => {
+            format!("scale={scale:?} zp={}", ty.zero_point_value())
+        }
         Some(Quant::PerChannel { scales, axis, .. }) => {
             format!("per-channel axis={axis} ({} scales)", scales.len())
         }

@@ -161,3 +161,35 @@ fn hey_mycroft_runs_on_the_npu_with_or_without_cpu_fallback() {
     assert_eq!(rc, 2, "{out}");
     assert!(out.contains("(If)"), "{out}");
 }
+
+/// A uint8-in, uint8-out model (written with python's onnx helper): the
+/// listing says u8 with the uint8 zero points, and a run on the model
+/// backend passes the check against the CPU reference.
+#[test]
+fn uint8_inputs_and_outputs_list_as_u8_and_run() {
+    let tmp = TempDir::new("submit-onnx-u8");
+    let path = tmp.path().join("u8.onnx");
+    let script = format!(
+        "import onnx, numpy as np\n\
+         from onnx import helper, numpy_helper, TensorProto as T\n\
+         i = [numpy_helper.from_array(np.array(0.1, np.float32), 's'),\n\
+              numpy_helper.from_array(np.array(140, np.uint8), 'z'),\n\
+              numpy_helper.from_array(np.array(60, np.uint8), 'zq')]\n\
+         n = [helper.make_node('DequantizeLinear', ['x', 's', 'z'], ['d']),\n\
+              helper.make_node('Relu', ['d'], ['r']),\n\
+              helper.make_node('QuantizeLinear', ['r', 's', 'zq'], ['y'])]\n\
+         g = helper.make_graph(n, 'g', [helper.make_tensor_value_info('x', T.UINT8, [2, 8])],\n\
+              [helper.make_tensor_value_info('y', T.UINT8, [2, 8])], i)\n\
+         onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid('', 13)]), r'{}')\n",
+        path.display()
+    );
+    let r = run(Command::new("python3").args(["-c", &script]));
+    assert_eq!(r.code, 0, "python3 with onnx: {}", r.text());
+    let p = path.to_string_lossy().into_owned();
+    let (rc, out) = npu_submit(&["--list", &p]);
+    assert_eq!(rc, 0, "{out}");
+    assert!(out.contains("u8   [2, 8] scale=0.1 zp=140"), "{out}");
+    assert!(out.contains("u8   [2, 8] scale=0.1 zp=60"), "{out}");
+    let (rc, out) = npu_submit(&["--backend", "model", &p]);
+    assert_eq!(rc, 0, "{out}");
+}
