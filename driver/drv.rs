@@ -161,7 +161,6 @@ impl drm::Driver for OnpuDriver {
     }
 
     kernel::declare_drm_ioctls! {
-        uapi: crate::uapi;
         (ONPU_GET_PARAM, drm_onpu_get_param, ioctl::RENDER_ALLOW, File::get_param),
         (ONPU_QUERY, drm_onpu_query, ioctl::RENDER_ALLOW, crate::query::query),
         (ONPU_BO_CREATE, drm_onpu_bo_create, ioctl::RENDER_ALLOW, File::bo_create),

@@ -11,8 +11,9 @@
 //! (buffer objects), `userptr` (objects of pinned user memory), `fence`
 //! (DMA fences, syncobjs, reservation objects), `file` (per-open state,
 //! ioctls, fdinfo), `debugfs` (counters, state, wedged), `query` (QUERY),
-//! `selftest` (the probe-time job),
-//! `uapi` (the ABI shared with userspace: a link to uapi/src/abi.rs).
+//! `selftest` (the probe-time job). The ioctl ABI is `kernel::uapi`: the
+//! kernel's bindgen output of include/uapi/drm/onpu_accel.h, the header
+//! userspace's npu-uapi crate is generated from too.
 
 mod context;
 mod coredump;
@@ -31,9 +32,8 @@ mod sched;
 mod selftest;
 mod slots;
 mod userptr;
-// Shared with userspace, which uses all of it; the driver uses what it needs.
-#[allow(dead_code, unreachable_pub)]
-mod uapi;
+// One name for the uAPI types in every module: `use crate::uapi;`.
+use kernel::uapi;
 
 kernel::module_pci_driver! {
     type: drv::OnpuPciDriver,
