@@ -399,7 +399,7 @@ impl Context {
             }
             // Queued (not started) jobs will walk the cleared entries and
             // fault; only the running one may have cached them.
-            Ok((self.engine.running_seqno(dev)?, self.engine.queued_seqno()))
+            Ok((self.engine.running_seqno()?, self.engine.queued_seqno()))
         });
         match unmapped {
             Ok((pages_after, after)) if after > self.engine.retired_seqno() => {

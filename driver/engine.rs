@@ -17,11 +17,14 @@
 //! - The scheduler's `sched` mutex, then a queue's `pending` mutex
 //!   (driver/sched.rs): taken by the scheduler pass, a signalling section,
 //!   to move ready jobs into the ring; nothing under them allocates.
-//! - `gate` (mutex, held only for a moment): whether the PCI device is
-//!   bound and how many threads use it. `with_bound` counts a user in and
-//!   out; unbind marks the device unbound, signals every fence, then waits
-//!   for the users to leave, so a user may treat the device as bound. No
-//!   allocation or wait happens under the mutex itself.
+//! - The bound gate's mutex (driver/bound.rs, held only for a moment):
+//!   whether the PCI device is bound and how many threads use it for
+//!   sleeping work. `with_bound` counts a user in and out; unbind shuts the
+//!   gate, signals every fence, then waits for the users to leave, so a
+//!   user may treat the device as bound. No allocation or wait happens
+//!   under the mutex itself. The signalling paths do not use it: they reach
+//!   the registers and rings through `Devres::try_access` (RCU) or the
+//!   interrupt handler's bound device.
 //! - `state` (mutex): ring indices, the in-flight queue and the retired
 //!   list. Taken on the signalling path (IRQ thread, watchdog, reset), so
 //!   nothing under it allocates, takes a reservation lock or waits for a
@@ -45,12 +48,12 @@ use kernel::{
     dma::Coherent,
     dma_write,
     io::Io,
-    new_condvar, new_mutex, pci,
+    new_mutex, pci,
     prelude::*,
     sync::{
         aref::ARef,
         atomic::{Acquire, Atomic, Relaxed, Release},
-        Arc, CondVar, Mutex,
+        Arc, Mutex,
     },
     time::{msecs_to_jiffies, Instant},
     workqueue::{self, impl_has_delayed_work, new_delayed_work, DelayedWork, WorkItem},
@@ -58,6 +61,7 @@ use kernel::{
 
 use crate::drv::OnpuDevice;
 
+use crate::bound::BoundGate;
 use crate::context::Context;
 use crate::fence::{RingContext, Signalling};
 use crate::gem::BoStats;
@@ -113,12 +117,6 @@ impl Counters {
     }
 }
 
-/// Whether the device is bound, and who is using it.
-pub(crate) struct Gate {
-    bound: bool,
-    users: u32,
-}
-
 /// The rings and their state. Shared by the DRM device, the files, the jobs
 /// and the IRQ handlers.
 #[pin_data]
@@ -150,11 +148,8 @@ pub(crate) struct Engine {
     /// priority's jobs to the credit limit in the ring while a queue of a
     /// higher one exists (sched.rs, `ring_depth`).
     pub(crate) queues_by_priority: [Atomic<u32>; 4],
-    #[pin]
-    pub(crate) gate: Mutex<Gate>,
-    /// Signalled when the last user of an unbound device leaves.
-    #[pin]
-    pub(crate) gate_idle: CondVar,
+    /// The bound device for sleeping work (bound.rs); closed by unbind.
+    pub(crate) bound: Arc<BoundGate>,
     #[pin]
     pub(crate) state: Mutex<RingState>,
     /// The last software-context id handed out (slot owners; 0 is none).
@@ -246,6 +241,9 @@ impl Engine {
             )?,
         };
         let rings = Devres::new(dev, Ok::<_, Error>(rings))?;
+        // After the rings: devres closes it (if unbind has not) before it
+        // frees them.
+        let bound = BoundGate::new(dev)?;
         let device: &device::Device = dev;
         let device: ARef<device::Device> = device.into();
         // Everything the signalling path stores jobs in, allocated now.
@@ -267,8 +265,7 @@ impl Engine {
             sched_waiting: Atomic::new(0),
             retired_jobs: Atomic::new(0),
             queues_by_priority: [const { Atomic::new(0) }; 4],
-            gate <- new_mutex!(Gate { bound: true, users: 0 }),
-            gate_idle <- new_condvar!(),
+            bound,
             state <- new_mutex!(RingState {
                 sq_tail: 0,
                 cq_head: 0,
@@ -297,30 +294,14 @@ impl Engine {
         }))
     }
 
-    /// Run `f` with the device known to be bound; ENODEV once it is not.
-    /// Holds no lock while `f` runs: unbind waits for `f` to return.
+    /// Run `f` with the device known to be bound; ENODEV once it is not
+    /// (bound.rs: sleeping work that needs the bound device). Holds no
+    /// lock while `f` runs: unbind waits for `f` to return.
     pub(crate) fn with_bound<R>(
         &self,
         f: impl FnOnce(&device::Device<Bound>) -> Result<R>,
     ) -> Result<R> {
-        {
-            let mut gate = self.gate.lock();
-            if !gate.bound {
-                return Err(ENODEV);
-            }
-            gate.users += 1;
-        }
-        // SAFETY: unbind (shut_down) marks the device unbound, then waits
-        // until `users` is back to 0 before it returns, and the device is
-        // bound until unbind returns; we are counted until `f` returns.
-        let dev = unsafe { self.dev.as_bound() };
-        let r = f(dev);
-        let mut gate = self.gate.lock();
-        gate.users -= 1;
-        if gate.users == 0 && !gate.bound {
-            self.gate_idle.notify_all();
-        }
-        r
+        self.bound.enter(f)
     }
 
     /// Program the rings and enable the command processor (after a reset),
@@ -393,17 +374,15 @@ impl Engine {
     /// tables are freed. Under the ring lock, so that no other context is
     /// bound to the slot in between.
     pub(crate) fn release_context(&self, id: u64) {
-        let cleared = self.with_bound(|dev| {
-            let mut st = self.state.lock();
-            if let Some(slot) = st.slots.release(id) {
-                self.set_context(dev, slot, 0)?;
-            }
-            Ok(())
-        });
-        // Unbound: the device is stopped and the table gone; only the
-        // binding is left to forget.
-        if cleared.is_err() {
-            self.state.lock().slots.release(id);
+        let mut st = self.state.lock();
+        if let Some(slot) = st.slots.release(id) {
+            // Revoked at unbind: the device is stopped and the table gone;
+            // only the binding was left to forget. (An RCU section: the
+            // write does not sleep.)
+            let _ = self.rings.try_access_with(|r| {
+                dma_write!(r.ctx_table, [try: usize::from(slot)], CtxDesc::default());
+                Ok::<(), Error>(())
+            });
         }
     }
 
@@ -500,8 +479,8 @@ impl Engine {
     /// the device can no longer write into them.
     pub(crate) fn shut_down(self: &Arc<Self>, pdev: &pci::Device<Bound>) {
         let dev: &device::Device<Bound> = pdev.as_ref();
-        // No new user from here on.
-        self.gate.lock().bound = false;
+        // No new user of the bound device from here on.
+        self.bound.shut();
         {
             let _signalling = Signalling::begin();
             let mut st = self.state.lock();
@@ -518,14 +497,10 @@ impl Engine {
         hw::stop_bus_master(pdev);
         // Users of the bound device (page-table updates, a watchdog pass,
         // a submitter) finish; every fence they might wait for signalled.
-        {
-            let mut gate = self.gate.lock();
-            while gate.users > 0 {
-                self.gate_idle.wait(&mut gate);
-            }
-        }
+        self.bound.close();
         // Nobody arms the watchdog or queues a release any more (both
-        // happen only under the gate or with jobs in flight).
+        // happen only under the gate, or under the ring lock before the
+        // engine stopped).
         self.cancel_work_items();
         // A dump does not outlive the binding that made it (nor keeps the
         // next binding's from being made).

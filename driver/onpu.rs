@@ -16,6 +16,7 @@
 //! `selftest` (the probe-time job),
 //! `uapi` (the ABI shared with userspace: a link to uapi/src/abi.rs).
 
+mod bound;
 mod context;
 mod coredump;
 mod debugfs;

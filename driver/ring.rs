@@ -7,7 +7,6 @@
 //! "Job life cycle").
 
 use kernel::{
-    device::{self, Bound},
     dma::Coherent,
     dma_read, dma_write,
     io::Io,
@@ -15,7 +14,7 @@ use kernel::{
     sync::{
         atomic::{Relaxed, Release},
         barrier::{dma_wmb, mb},
-        Arc,
+        rcu, Arc,
     },
     time::{Delta, Instant, Monotonic},
     transmute::{AsBytes, FromBytes},
@@ -198,11 +197,13 @@ impl Engine {
     /// none is: only that job can hold translations cached before a
     /// page-table change made before this call; later ones start after it
     /// and walk the changed tables.
-    pub(crate) fn running_seqno(&self, dev: &device::Device<Bound>) -> Result<u64> {
-        let rings = self.rings.access(dev)?;
+    pub(crate) fn running_seqno(&self) -> Result<u64> {
+        let st = self.state.lock();
+        // Revoked at unbind, when the device is stopped (no job runs).
+        let rcu = rcu::read_lock();
+        let rings = self.rings.try_access_with_guard(&rcu).ok_or(ENODEV)?;
         // The page-table writes before the reads of the records.
         mb();
-        let st = self.state.lock();
         let mut head = st.cq_head;
         for job in st.in_flight.iter() {
             let slot = (head % RING_ENTRIES) as usize;
@@ -233,9 +234,7 @@ impl Engine {
     /// Write `job` into the ring as the next job and tell the device, unless
     /// `depth` jobs are in it already (scheduler pass: allocates nothing).
     pub(crate) fn enter_ring(self: &Arc<Self>, job: &Arc<Job>, depth: usize) -> Entered {
-        let r = self.with_bound(|dev| {
-            let bar = self.bar.access(dev)?;
-            let rings = self.rings.access(dev)?;
+        let r = (|| -> Result<bool> {
             let mut st = self.state.lock();
             if st.stopped {
                 return Err(ENODEV);
@@ -247,6 +246,18 @@ impl Engine {
             if !st.has_room() || st.in_flight.len() >= depth {
                 return Ok(false);
             }
+            // The registers and the rings are revoked when the device
+            // unbinds (devres, after unbind stopped the engine under this
+            // lock: `stopped` above). Nothing from here on sleeps, so an
+            // RCU read-side section is all the access needs: no bound-device
+            // proof, no gate.
+            let rcu = rcu::read_lock();
+            let (Some(bar), Some(rings)) = (
+                self.bar.try_access_with_guard(&rcu),
+                self.rings.try_access_with_guard(&rcu),
+            ) else {
+                return Err(ENODEV);
+            };
             if let Some(vm) = job.vm() {
                 // A hardware context for its address space (slots.rs);
                 // with every slot busy, the job waits in the scheduler
@@ -302,16 +313,16 @@ impl Engine {
                 bar.write32(st.sq_tail, DOORBELL);
             }
             self.counters.submitted.add(1, Relaxed);
+            // Arm the watchdog unless it is pending already (the work
+            // item's own pending bit decides; a pass that is running
+            // re-arms too). It times the job from now: it is in the ring.
+            // Under the ring lock, not stopped: unbind, which stops the
+            // engine under this lock, cancels the watchdog afterwards.
+            self.arm_watchdog();
             Ok(true)
-        });
+        })();
         match r {
-            Ok(true) => {
-                // Arm the watchdog unless it is pending already (the work
-                // item's own pending bit decides; a pass that is running
-                // re-arms too). It times the job from now: it is in the ring.
-                self.arm_watchdog();
-                Entered::Yes
-            }
+            Ok(true) => Entered::Yes,
             Ok(false) => Entered::NoRoom,
             Err(_) => Entered::Stopped,
         }
