@@ -489,6 +489,13 @@ impl Engine {
             st.stopped = true;
             if let Ok(bar) = self.bar.access(dev) {
                 let _ = hw::quiesce(dev, bar);
+                // Records the device wrote before the reset are the real
+                // outcomes of the jobs they name: take them (the IRQ thread
+                // would otherwise find them after the cancel below and call
+                // them bogus), then cancel the rest.
+                if let Ok(rings) = self.rings.access(dev) {
+                    let _ = self.drain_locked(dev, bar, rings, &mut st);
+                }
             }
             self.cancel_all(&mut st);
         }

@@ -21,7 +21,7 @@ use crate::hw::{self, Bar0};
 use crate::job::Outcome;
 use crate::regs::*;
 use crate::reset::STATUS_ABORTED;
-use crate::ring::{CqEntry, ProfileRecord, RingState, RING_ENTRIES};
+use crate::ring::{CqEntry, ProfileRecord, RingState, Rings, RING_ENTRIES};
 use crate::uapi;
 
 /// Highest fault code of ISA 1.0.
@@ -40,6 +40,25 @@ impl Engine {
         let bar = self.bar.access(dev)?;
         let rings = self.rings.access(dev)?;
         let mut st = self.state.lock();
+        // Unbind stopped the device and took the records written before
+        // the stop itself ([`Engine::shut_down`]): whatever the ring holds
+        // now names no job in flight (a bogus record is a device error;
+        // this one is not).
+        if st.stopped {
+            return Ok(());
+        }
+        self.drain_locked(dev, bar, rings, &mut st)
+    }
+
+    /// [`Engine::drain`] with the ring lock held. Once the engine is
+    /// stopped (unbind), only reads: no reset, no register write.
+    pub(crate) fn drain_locked(
+        self: &Arc<Self>,
+        dev: &device::Device<Bound>,
+        bar: &Bar0,
+        rings: &Rings,
+        st: &mut RingState,
+    ) -> Result {
         let mut progressed = false;
         let mut reset = false;
         let retired = st.retired.len();
@@ -92,7 +111,7 @@ impl Engine {
                 reset = true;
                 // Before the reset clears the fault registers.
                 self.capture_dump(
-                    &mut st,
+                    st,
                     bar,
                     rings,
                     Reason::OutOfOrder,
@@ -101,8 +120,8 @@ impl Engine {
                     0,
                 );
                 if let Err(e) = hw::reset(dev, bar) {
-                    self.wedge(dev, &mut st);
-                    self.schedule_release(&st);
+                    self.wedge(dev, st);
+                    self.schedule_release(st);
                     return Err(e);
                 }
                 // The records already written stay valid: go on reading
@@ -116,11 +135,11 @@ impl Engine {
                         lost.ring_seqno()
                     );
                 }
-                self.retire_head(&mut st, Outcome::aborted(STATUS_ABORTED));
+                self.retire_head(st, Outcome::aborted(STATUS_ABORTED));
             }
             if rec.status != uapi::DRM_ONPU_JOB_OK && !reset {
                 self.capture_dump(
-                    &mut st,
+                    st,
                     bar,
                     rings,
                     Reason::JobFault,
@@ -136,15 +155,15 @@ impl Engine {
                 let record: ProfileRecord = dma_read!(rings.profiles, [try: job.ring_slot()]);
                 outcome.profile = Some(record.words);
             }
-            self.retire_head(&mut st, outcome);
+            self.retire_head(st, outcome);
         }
         if reset {
-            if let Err(e) = self.restart(dev, &mut st) {
-                self.wedge(dev, &mut st);
-                self.schedule_release(&st);
+            if let Err(e) = self.restart(dev, st) {
+                self.wedge(dev, st);
+                self.schedule_release(st);
                 return Err(e);
             }
-        } else if progressed {
+        } else if progressed && !st.stopped {
             if self.uses_shadow() {
                 // The CP reads the head from the page when it looks for
                 // room; it never waits for room (at most RING_ENTRIES jobs
@@ -155,7 +174,7 @@ impl Engine {
             }
         }
         if st.retired.len() != retired {
-            self.schedule_release(&st);
+            self.schedule_release(st);
             // Failed jobs waiting for these to end may go now.
             self.kick_scheduler_if_blocked();
         }
