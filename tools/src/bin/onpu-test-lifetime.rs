@@ -187,7 +187,7 @@ fn slow_writer(va: u64, pages: u64, work: u32) -> Vec<Insn> {
 fn unbind_stops_a_running_job() -> Result<(), String> {
     const PAGES: u64 = 64;
     let pci = kmod::pci_name()?;
-    for work in [2u32, 8, 32] {
+    for work in [2u32, 8, 32, 128] {
         let file = accel::open_with_queue(&kmod::wait_for_device()?).map_err(|e| e.to_string())?;
         let obj = accel::bo_create(&file, PAGES * 4096).map_err(|e| format!("bo: errno {e}"))?;
         let va = accel::bo_npu_addr(&file, obj.handle).map_err(|e| format!("addr: errno {e}"))?;
