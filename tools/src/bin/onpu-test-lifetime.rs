@@ -20,6 +20,7 @@ use npu_tools::kmod;
 use npu_tools::tap::Tap;
 use npu_uapi as uapi;
 use std::fs::File;
+use std::time::{Duration, Instant};
 
 const HANG_TAG: u32 = 0xdead;
 const SEC: i64 = 1_000_000_000;
@@ -180,14 +181,16 @@ fn slow_writer(va: u64, pages: u64, work: u32) -> Vec<Insn> {
 /// npu-hw.rst). Unbind must stop the device before it returns
 /// (Documentation/driver/onpu.rst, "Teardown"): from then on no byte of
 /// the object may change, though the file keeps it and its CPU mapping.
-/// Checked after a rebind and a job run to completion on the new binding.
-/// The job must have been running at the unbind (a page written, WAIT
-/// says CANCELED afterwards); when it ended first, the test runs again
-/// with a slower job.
+/// Watched for four times the job's time per page so far (at least 50 ms:
+/// a device still running would write another page meanwhile), then again
+/// after a rebind and a job run to completion on the new binding. The job
+/// must still have been running when unbind returned (a page written and
+/// one not, WAIT says CANCELED); when it was not, the test runs again with
+/// a slower job.
 fn unbind_stops_a_running_job() -> Result<(), String> {
     const PAGES: u64 = 64;
     let pci = kmod::pci_name()?;
-    for work in [2u32, 8, 32, 128] {
+    for work in [2u32, 8, 32, 128, 512] {
         let file = accel::open_with_queue(&kmod::wait_for_device()?).map_err(|e| e.to_string())?;
         let obj = accel::bo_create(&file, PAGES * 4096).map_err(|e| format!("bo: errno {e}"))?;
         let va = accel::bo_npu_addr(&file, obj.handle).map_err(|e| format!("addr: errno {e}"))?;
@@ -214,18 +217,21 @@ fn unbind_stops_a_running_job() -> Result<(), String> {
         )
         .map_err(|e| format!("submit: errno {e}"))?;
         // The job runs once the device wrote its first page.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(10);
         while map.as_mut_slice()[0] == 0 {
-            if std::time::Instant::now() > deadline {
+            if Instant::now() > deadline {
                 return Err("the job did not write its first page within 10 s".into());
             }
             std::thread::yield_now();
         }
+        let first_page = Instant::now();
         unbind(&pci)?;
         let at_unbind = map.as_mut_slice().to_vec();
+        let written = at_unbind.chunks(4096).filter(|p| p[0] != 0).count();
         let w = accel::wait(&file, seqno, SEC).map_err(|e| format!("wait: errno {e}"))?;
-        if w.status == uapi::DRM_ONPU_JOB_OK {
-            // It ended before the unbind: nothing shown; a slower one.
+        if w.status == uapi::DRM_ONPU_JOB_OK || written == PAGES as usize {
+            // Done (or done writing) by the time unbind returned: nothing
+            // shown; a slower one.
             drop(map);
             drop(file);
             bind(&pci)?;
@@ -237,17 +243,32 @@ fn unbind_stops_a_running_job() -> Result<(), String> {
                 w.status
             ));
         }
+        let changed = |now: &[u8]| {
+            now.iter()
+                .zip(&at_unbind)
+                .position(|(a, b)| a != b)
+                .map(|i| {
+                    format!(
+                        "byte {i} of the object changed after unbind returned ({:#x} -> {:#x}): \
+                         the device kept running the job ({written} of {PAGES} pages written at \
+                         the unbind, {work} products a page)",
+                        at_unbind[i], now[i]
+                    )
+                })
+        };
+        let per_page = first_page.elapsed() / written.max(1) as u32;
+        let watch = Instant::now() + (per_page * 4).max(Duration::from_millis(50));
+        while Instant::now() < watch {
+            if let Some(e) = changed(map.as_mut_slice()) {
+                return Err(e);
+            }
+            std::thread::yield_now();
+        }
         bind(&pci)?;
         smoke()?;
-        let now = map.as_mut_slice();
-        if let Some(i) = now.iter().zip(&at_unbind).position(|(a, b)| a != b) {
-            return Err(format!(
-                "byte {i} of the object changed after unbind returned ({:#x} -> {:#x}): \
-                 the device kept running the job",
-                at_unbind[i], now[i]
-            ));
+        if let Some(e) = changed(map.as_mut_slice()) {
+            return Err(e);
         }
-        let written = at_unbind.chunks(4096).filter(|p| p[0] != 0).count();
         println!("# the job had written {written} of {PAGES} pages at the unbind ({work} products a page)");
         return Ok(());
     }
