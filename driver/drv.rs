@@ -12,10 +12,11 @@ use kernel::{
     sync::{aref::ARef, Arc},
 };
 
-use crate::engine::{Engine, IrqHandler};
+use crate::engine::Engine;
 use crate::file::File;
 use crate::gem::Bo;
 use crate::hw;
+use crate::irq::IrqHandler;
 use crate::regs;
 use crate::selftest;
 

@@ -311,6 +311,7 @@ impl File {
             let (id, c) = &contexts.list[i];
             if *id == 0 && c.jobs.load(Relaxed) == 0 {
                 if let Ok((_, c)) = contexts.list.remove(i) {
+                    c.forget_mappings();
                     // (Dropped by the caller outside the lock; a failed
                     // push only drops it here, which is as good.)
                     let _ = gone.push(c, GFP_NOWAIT);
