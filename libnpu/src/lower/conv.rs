@@ -86,6 +86,9 @@ pub(super) struct DirectConv<'a> {
     pub bias: Option<&'a [f32]>,
     pub q: Option<QConv>,
     pub act: Option<UnaryOp>,
+    /// An f32 elementwise chain after the bias and residual (chain.rs),
+    /// its registers after the accumulator in the temporary slot.
+    pub chain: Option<&'a super::chain::Chain>,
     pub xl: Loc,
     /// Added to the result before the activation (same shape).
     pub residual: Option<Loc>,
@@ -200,6 +203,13 @@ impl DirectConv<'_> {
         py * self.win.stride[1] + px
     }
 
+    /// Bytes of one register of the chain: an accumulator tile, 64-byte
+    /// aligned.
+    fn reg_bytes(&self, t: Tiles) -> usize {
+        let rows = if self.depthwise() { t.cc } else { t.kc };
+        (rows * self.band(t.rows).m * ES).next_multiple_of(64)
+    }
+
     /// SRAM bytes per slot: (band, weights, per-channel constants,
     /// accumulator, temporary, widened band).
     fn slot_bytes(&self, t: Tiles) -> [u64; 6] {
@@ -219,6 +229,12 @@ impl DirectConv<'_> {
                 // The int8 result.
                 if int8 { t.kc * b.m } else { 0 },
             )
+        };
+        // The chain's registers but the accumulator, one tile each (the
+        // depthwise temporary is free in the epilogue).
+        let tmp = match self.chain {
+            Some(c) if c.regs > 1 => tmp.max((c.regs as usize - 1) * self.reg_bytes(t)),
+            _ => tmp,
         };
         let consts = t.kc.max(t.cc) * ES * if int8 { 2 } else { 1 };
         let wide = if int8 && self.depthwise() {
@@ -890,7 +906,20 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
                 if let Some(act) = s.act {
                     e.push(super::ops::unary_insn(act, kcn, m, acc, acc));
                 }
-                (acc.addr, ES)
+                match s.chain {
+                    Some(c) => {
+                        let rb = s.reg_bytes(t) as u32;
+                        let regs: Vec<Tile> = std::iter::once(acc)
+                            .chain((1..c.regs as u32).map(|r| Tile {
+                                addr: stmp.at(0) + (r - 1) * rb,
+                                ld: acc_ld,
+                            }))
+                            .collect();
+                        c.emit(e, kcn, m, &regs);
+                        (regs[c.out as usize].addr, ES)
+                    }
+                    None => (acc.addr, ES),
+                }
             }
             Some(q) => {
                 if extra == 1 {

@@ -8,6 +8,7 @@
 //! The SRAM size comes from [`DeviceParams`] (read from the device's
 //! SRAM_SIZE register); nothing here assumes a size.
 
+mod chain;
 mod conv;
 mod emit;
 mod movement;

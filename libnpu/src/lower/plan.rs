@@ -1,5 +1,6 @@
 //! Memory planning and fusion decisions.
 
+use super::chain::{self, Chain, EwOp};
 use super::emit::{BufferDesc, BufferKind};
 use super::{CompileOptions, LowerError};
 use crate::ir::{Graph, Op, UnaryOp, ValueId};
@@ -21,6 +22,22 @@ pub struct Step {
     /// A value added to the result before the activation (a residual
     /// connection fused into a direct conv2d's epilogue).
     pub residual: Option<ValueId>,
+    /// An elementwise chain (chain.rs) run on the result's tile, after
+    /// the bias and the residual, instead of `activation`; or, for an
+    /// elementwise `node`, the chain it starts on the tile of its operand.
+    pub chain: Option<Chain>,
+}
+
+impl Step {
+    fn single(v: ValueId) -> Step {
+        Step {
+            node: v,
+            activation: None,
+            out: v,
+            residual: None,
+            chain: None,
+        }
+    }
 }
 
 /// Whether conv2d `v` is lowered as the direct convolution (f32, constant
@@ -93,13 +110,40 @@ pub fn plan(graph: &Graph, opts: CompileOptions) -> Result<Plan, LowerError> {
         } => Some(op),
         _ => None,
     };
+    let readers = chain::readers(graph);
+    // What runs on the SRAM tile of a fused producer's result `root`: one
+    // unary op as the activation (f32 or int8), or on an f32 result a
+    // longer elementwise chain; marks them absorbed. (activation, chain,
+    // the value stored).
+    let epilogue = |root: ValueId, absorbed: &mut Vec<bool>| {
+        if !opts.fuse || is_output(root) {
+            return (None, None, root);
+        }
+        if let Some(c) = chain::find(graph, &readers, root, &readers[root.0], false) {
+            for n in &c.nodes {
+                absorbed[n.0] = true;
+            }
+            let out = *c.nodes.last().unwrap_or(&root);
+            return match c.ops[..] {
+                [EwOp::Unary { op, .. }] => (Some(op), None, out),
+                _ => (None, Some(c), out),
+            };
+        }
+        match reader(root).and_then(|r| activation(r).map(|a| (a, r))) {
+            Some((a, r)) => {
+                absorbed[r.0] = true;
+                (Some(a), None, r)
+            }
+            None => (None, None, root),
+        }
+    };
     for (i, node) in graph.nodes().iter().enumerate() {
         let v = ValueId(i);
         if absorbed[i] {
             continue;
         }
-        // conv -> add(conv, earlier value) [-> unary]: the add and the
-        // activation run in the conv's epilogue on the SRAM tile.
+        // conv -> add(conv, earlier value) [-> elementwise ops]: the add
+        // and what follows run in the conv's epilogue on the SRAM tile.
         if opts.fuse && is_direct_conv(graph, v) {
             if let Some(add) = reader(v) {
                 if let Op::Binary {
@@ -115,19 +159,13 @@ pub fn plan(graph: &Graph, opts: CompileOptions) -> Result<Plan, LowerError> {
                         && graph.ty(other).dtype == node.ty.dtype
                     {
                         absorbed[add.0] = true;
-                        let (act, out) =
-                            match reader(add).and_then(|r| activation(r).map(|a| (a, r))) {
-                                Some((a, r)) => {
-                                    absorbed[r.0] = true;
-                                    (Some(a), r)
-                                }
-                                None => (None, add),
-                            };
+                        let (activation, chain, out) = epilogue(add, &mut absorbed);
                         steps.push(Step {
                             node: v,
-                            activation: act,
+                            activation,
                             out,
                             residual: Some(other),
+                            chain,
                         });
                         continue;
                     }
@@ -137,39 +175,41 @@ pub fn plan(graph: &Graph, opts: CompileOptions) -> Result<Plan, LowerError> {
         match &node.op {
             // Constants are packed by the ops that read them.
             Op::Input | Op::Constant { .. } => {}
-            Op::Gemm { .. } | Op::Conv2d { .. } if opts.fuse && uses[i] == 1 && !is_output(v) => {
-                // Look for the single consumer: a unary op right on this value.
-                let consumer = graph
-                    .nodes()
-                    .iter()
-                    .enumerate()
-                    .skip(i + 1)
-                    .find(|(_, c)| c.op.operands().contains(&v));
-                match consumer.and_then(|(ci, _)| activation(ValueId(ci)).map(|a| (ci, a))) {
-                    Some((ci, act)) => {
-                        let act = Some(act);
-                        absorbed[ci] = true;
+            Op::Gemm { .. } | Op::Conv2d { .. } => {
+                let (activation, chain, out) = epilogue(v, &mut absorbed);
+                steps.push(Step {
+                    node: v,
+                    activation,
+                    out,
+                    residual: None,
+                    chain,
+                });
+            }
+            // Elementwise ops on one loaded tensor: a chain of two or more
+            // runs on its tile, with one load and one store.
+            Op::Unary { x, .. } | Op::Binary { a: x, .. } if opts.fuse => {
+                let root = match node.op {
+                    Op::Binary { a, b, .. } if chain::scalar(graph, a).is_some() => b,
+                    _ => *x,
+                };
+                match chain::find(graph, &readers, root, &[v], true) {
+                    Some(c) if c.nodes.len() >= 2 && c.nodes[0] == v => {
+                        for n in &c.nodes[1..] {
+                            absorbed[n.0] = true;
+                        }
+                        let out = *c.nodes.last().unwrap_or(&v);
                         steps.push(Step {
                             node: v,
-                            activation: act,
-                            out: ValueId(ci),
+                            activation: None,
+                            out,
                             residual: None,
+                            chain: Some(c),
                         });
                     }
-                    _ => steps.push(Step {
-                        node: v,
-                        activation: None,
-                        out: v,
-                        residual: None,
-                    }),
+                    _ => steps.push(Step::single(v)),
                 }
             }
-            _ => steps.push(Step {
-                node: v,
-                activation: None,
-                out: v,
-                residual: None,
-            }),
+            _ => steps.push(Step::single(v)),
         }
     }
 
