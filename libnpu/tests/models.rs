@@ -1312,3 +1312,162 @@ fn any_f32_unary_op_fuses_into_a_conv_or_gemm() {
         "DMA stores per op (relu first): {stores:?}"
     );
 }
+
+/// Bytes a program stores to memory (DMA_STORE rows x planes x bytes).
+fn stored_bytes(p: &npu::Program) -> usize {
+    p.insns()
+        .iter()
+        .map(|i| match i {
+            npu::isa::Insn::DmaStore { mem, .. } => {
+                mem.shape.iter().map(|&d| d as usize).product::<usize>()
+            }
+            _ => 0,
+        })
+        .sum()
+}
+
+#[test]
+fn a_pool_fuses_into_the_conv_producing_its_input() {
+    // conv [-> relu or a chain] -> pool, the pool's windows inside bands
+    // of rows: only the pooled result is stored, whatever the bands (SRAM
+    // sizes from several bands per conv to one), and the values are the
+    // reference's. Odd sizes leave conv rows and columns no window reads.
+    type PoolCase = (
+        [usize; 4],
+        usize,
+        usize,
+        PoolKindCase,
+        [usize; 2],
+        [usize; 2],
+    );
+    #[derive(Clone, Copy, Debug)]
+    enum PoolKindCase {
+        MaxRelu,
+        AvgSilu,
+        MaxDepthwise,
+    }
+    let cases: [PoolCase; 4] = [
+        ([1, 4, 23, 21], 6, 1, PoolKindCase::MaxRelu, [2, 2], [2, 2]),
+        ([1, 3, 17, 16], 8, 2, PoolKindCase::AvgSilu, [1, 2], [1, 2]),
+        (
+            [2, 5, 15, 14],
+            5,
+            1,
+            PoolKindCase::MaxDepthwise,
+            [3, 3],
+            [3, 3],
+        ),
+        ([1, 4, 20, 20], 6, 1, PoolKindCase::MaxRelu, [1, 1], [2, 2]),
+    ];
+    for (ci, &(x, k, stride, kind, kernel, pstride)) in cases.iter().enumerate() {
+        let mut r = rng(40 + ci as u64);
+        let mut g = Graph::new();
+        let xi = g.input("x", TensorType::new(DType::F32, &x)).unwrap();
+        let groups = if matches!(kind, PoolKindCase::MaxDepthwise) {
+            x[1]
+        } else {
+            1
+        };
+        let w = constant(&mut g, "w", &[k, x[1] / groups, 3, 3], &mut r);
+        let b = constant(&mut g, "b", &[k], &mut r);
+        let conv = g
+            .add(
+                "conv",
+                Op::Conv2d {
+                    input: xi,
+                    weight: w,
+                    bias: Some(b),
+                    window: Window {
+                        padding: [1, 1],
+                        stride: [stride, stride],
+                        ..Window::default()
+                    },
+                    groups,
+                },
+                None,
+            )
+            .unwrap();
+        let act = match kind {
+            PoolKindCase::AvgSilu => {
+                let s = g
+                    .add(
+                        "sig",
+                        Op::Unary {
+                            op: UnaryOp::Sigmoid,
+                            x: conv,
+                        },
+                        None,
+                    )
+                    .unwrap();
+                g.add(
+                    "silu",
+                    Op::Binary {
+                        op: BinaryOp::Mul,
+                        a: conv,
+                        b: s,
+                    },
+                    None,
+                )
+                .unwrap()
+            }
+            _ => g
+                .add(
+                    "relu",
+                    Op::Unary {
+                        op: UnaryOp::Relu,
+                        x: conv,
+                    },
+                    None,
+                )
+                .unwrap(),
+        };
+        let pool = g
+            .add(
+                "pool",
+                Op::Pool {
+                    kind: if matches!(kind, PoolKindCase::AvgSilu) {
+                        npu::ir::PoolKind::Avg
+                    } else {
+                        npu::ir::PoolKind::Max
+                    },
+                    x: act,
+                    kernel,
+                    window: Window {
+                        stride: pstride,
+                        ..Window::default()
+                    },
+                },
+                None,
+            )
+            .unwrap();
+        g.output(pool).unwrap();
+        let pooled_bytes = g.ty(pool).bytes();
+        for sram in [8 << 10, 32 << 10, 1 << 20] {
+            let params = DeviceParams { sram_size: sram };
+            let p = compile(&g, params, CompileOptions::default()).unwrap();
+            let unfused = compile(
+                &g,
+                params,
+                CompileOptions {
+                    fuse: false,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            assert_eq!(
+                stored_bytes(&p),
+                pooled_bytes,
+                "case {ci} at {sram}: the conv's output reached memory"
+            );
+            assert!(stored_bytes(&unfused) > pooled_bytes);
+            let mut s = Session::model(sram);
+            let kern = s.compile(g.clone()).unwrap();
+            s.run_checked(
+                &kern,
+                &npu::runtime::random_inputs(&g, 50 + ci as u64),
+                1e-5,
+            )
+            .unwrap_or_else(|e| panic!("case {ci} ({kind:?}) at {sram}: {e}"));
+        }
+    }
+}

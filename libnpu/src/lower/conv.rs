@@ -89,10 +89,25 @@ pub(super) struct DirectConv<'a> {
     /// An f32 elementwise chain after the bias and residual (chain.rs),
     /// its registers after the accumulator in the temporary slot.
     pub chain: Option<&'a super::chain::Chain>,
+    /// Pooling run on each band's output tile before the store; `out` is
+    /// then the pool's result.
+    pub pool: Option<PoolFuse>,
     pub xl: Loc,
     /// Added to the result before the activation (same shape).
     pub residual: Option<Loc>,
     pub out: Loc,
+}
+
+/// A pooling op fused after the convolution (plan.rs `pool_fuses`: no
+/// padding, kernel height at most the stride, so bands whose row count is
+/// a multiple of the stride pool on their own).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct PoolFuse {
+    pub kind: crate::ir::PoolKind,
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    /// The pooled result's height and width.
+    pub out_hw: [usize; 2],
 }
 
 /// Geometry of one band of `rows` output rows.
@@ -207,7 +222,32 @@ impl DirectConv<'_> {
     /// aligned.
     fn reg_bytes(&self, t: Tiles) -> usize {
         let rows = if self.depthwise() { t.cc } else { t.kc };
-        (rows * self.band(t.rows).m * ES).next_multiple_of(64)
+        (rows * self.acc_ld(t) * ES).next_multiple_of(64)
+    }
+
+    /// Leading dimension of the accumulator (elements per channel): the
+    /// band's computed pixels, or with a fused pool whole rows of the
+    /// largest band (POOL reads planes `[channel][t.rows][pw]`, packed).
+    fn acc_ld(&self, t: Tiles) -> usize {
+        let b = self.band(t.rows);
+        if self.pool.is_some() {
+            t.rows * b.pw
+        } else {
+            b.m
+        }
+    }
+
+    /// POOL's output per band with `t.rows` rows: (rows, columns) of
+    /// pooled values per channel (the columns past the pooled width and
+    /// the rows past the image are dropped at the store).
+    fn pooled(&self, t: Tiles) -> (usize, usize) {
+        match self.pool {
+            Some(p) => (
+                (t.rows - p.kernel[0]) / p.stride[0] + 1,
+                (self.band(t.rows).pw - p.kernel[1]) / p.stride[1] + 1,
+            ),
+            None => (0, 0),
+        }
     }
 
     /// SRAM bytes per slot: (band, weights, per-channel constants,
@@ -219,13 +259,14 @@ impl DirectConv<'_> {
         let cells = phases * t.cc * b.ph * b.pw + self.tail();
         let band = (cells * self.xes()).next_multiple_of(4) as u64;
         let int8 = self.q.is_some();
+        let ld = self.acc_ld(t);
         let (wts, acc, tmp) = if self.depthwise() {
-            (taps * t.cc * ES, t.cc * b.m * ES, t.cc * b.m * ES)
+            (taps * t.cc * ES, t.cc * ld * ES, t.cc * ld * ES)
         } else {
             let rows = t.kc + self.sum_row();
             (
                 taps * rows * t.cc * self.wes(),
-                rows * b.m * ES,
+                rows * ld * ES,
                 // The int8 result.
                 if int8 { t.kc * b.m } else { 0 },
             )
@@ -237,8 +278,13 @@ impl DirectConv<'_> {
             _ => tmp,
         };
         let consts = t.kc.max(t.cc) * ES * if int8 { 2 } else { 1 };
+        // The widened int8 depthwise band, or the pooled f32 tile.
         let wide = if int8 && self.depthwise() {
             cells * ES
+        } else if self.pool.is_some() {
+            let (ph, pw) = self.pooled(t);
+            let rows = if self.depthwise() { t.cc } else { t.kc };
+            rows * ph * pw * ES
         } else {
             0
         };
@@ -258,14 +304,17 @@ impl DirectConv<'_> {
     /// rarely (loaded after the step that last reads it).
     fn slot_counts(&self, t: Tiles, nb: u32) -> [u32; 6] {
         let bands = self.out_hw[0].div_ceil(t.rows);
+        // The pooled tile is stored like the accumulator.
+        let pooled = |acc: u32| if self.pool.is_some() { acc } else { 1 };
         if self.depthwise() {
             let n = if t.single { 1 } else { nb };
-            return [n, 1, 1, n, 1, 1];
+            return [n, 1, 1, n, 1, pooled(n)];
         }
         let ncc = self.w[1].div_ceil(t.cc);
         let band = if bands * ncc == 1 || t.single { 1 } else { nb };
         let wts = if ncc == 1 || t.single { 1 } else { nb };
-        [band, wts, wts, if t.single { 1 } else { nb }, 1, 1]
+        let acc = if t.single { 1 } else { nb };
+        [band, wts, wts, acc, 1, pooled(acc)]
     }
 
     /// Modelled cost of a tiling, for choosing one: the slower engine's
@@ -354,7 +403,22 @@ impl DirectConv<'_> {
             v
         };
         let mut best: Option<(u64, Tiles)> = None;
-        for rows in halvings(self.out_hw[0]) {
+        // With a fused pool, bands of whole pooling windows: a multiple of
+        // its stride (or all rows in one band).
+        let row_choices = match self.pool {
+            Some(p) => {
+                let sh = p.stride[0];
+                let mut v: Vec<usize> = halvings(self.out_hw[0].div_ceil(sh))
+                    .into_iter()
+                    .map(|n| (n * sh).min(self.out_hw[0]))
+                    .filter(|&r| r >= p.kernel[0])
+                    .collect();
+                v.dedup();
+                v
+            }
+            None => halvings(self.out_hw[0]),
+        };
+        for rows in row_choices {
             for kc in if self.depthwise() {
                 vec![1]
             } else {
@@ -719,7 +783,7 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
             // The residual tile starts the accumulator, laid out like it.
             let (_, _, _, _, aslot) = plan[i];
             let b = s.band(st.nrows);
-            let acc_ld = s.band(t.rows).m;
+            let acc_ld = s.acc_ld(t);
             let rowb = (ow * ES) as u32;
             let shape = [rowb, st.nrows as u32, st.kcn as u32];
             e.load(
@@ -777,7 +841,7 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
         let (new_band, _, bslot, wslot, aslot) = plan[i];
         let b = s.band(st.nrows);
         let plane = b.ph * b.pw;
-        let acc_ld = s.band(t.rows).m as u32;
+        let acc_ld = s.acc_ld(t) as u32;
         let acc = Tile {
             addr: sacc.at(aslot),
             ld: acc_ld,
@@ -975,6 +1039,52 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
                 (dst.addr, 1)
             }
         };
+        if let Some(p) = s.pool {
+            // Pool the band's planes `[channel][t.rows][pw]` (rows past
+            // this band's and columns past `ow` only feed dropped
+            // results), then store the pooled rows that exist.
+            let (ph, pw) = s.pooled(t);
+            let [qh, qw] = p.out_hw;
+            let p0 = st.y0 / p.stride[0];
+            let prows = ph.min(qh.saturating_sub(p0));
+            if prows == 0 {
+                return;
+            }
+            let dst = swide.at(aslot.min(counts[5] - 1));
+            e.push(Insn::Pool {
+                op: match p.kind {
+                    crate::ir::PoolKind::Max => isa::PoolOp::Max,
+                    crate::ir::PoolKind::Avg => isa::PoolOp::Avg,
+                },
+                geom: isa::PoolGeom {
+                    channels: kcn,
+                    in_h: t.rows as u32,
+                    in_w: b.pw as u32,
+                    out_h: ph as u32,
+                    out_w: pw as u32,
+                    kernel: [p.kernel[0] as u8, p.kernel[1] as u8],
+                    stride: [p.stride[0] as u8, p.stride[1] as u8],
+                    pad: [0, 0],
+                },
+                src: res,
+                dst,
+            });
+            let rowb = (qw * ES) as u32;
+            e.store(
+                s.out,
+                (((st.img * k + st.k0) * qh + p0) * qw * ES) as u64,
+                dst,
+                Strided {
+                    shape: [rowb, prows as u32, kcn],
+                    stride: [rowb, (qh * qw * ES) as u32],
+                },
+                Strided {
+                    shape: [rowb, prows as u32, kcn],
+                    stride: [(pw * ES) as u32, (ph * pw * ES) as u32],
+                },
+            );
+            return;
+        }
         // Output rows of the band: `ow` of every `pw` computed pixels.
         let off = (((st.img * k + st.k0) * oh + st.y0) * ow * oes) as u64;
         let rowb = (ow * oes) as u32;

@@ -117,6 +117,20 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
                     q,
                     act: step.activation,
                     chain: step.chain.as_ref(),
+                    pool: match step.pool.map(|p| &g.node(p).op) {
+                        Some(Op::Pool {
+                            kind,
+                            kernel,
+                            window,
+                            ..
+                        }) => Some(super::conv::PoolFuse {
+                            kind: *kind,
+                            kernel: *kernel,
+                            stride: window.stride,
+                            out_hw: [g.ty(step.out).shape[2], g.ty(step.out).shape[3]],
+                        }),
+                        _ => None,
+                    },
                     xl: loc(g, plan, e, *input)?,
                     residual: step.residual.map(|r| loc(g, plan, e, r)).transpose()?,
                     out,
@@ -124,9 +138,9 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
                 super::conv::direct_conv(e, &spec).map_err(|why| too_small(g, step, e, why))?;
                 return Ok(());
             }
-            if step.residual.is_some() {
+            if step.residual.is_some() || step.pool.is_some() {
                 return Err(LowerError::Internal(format!(
-                    "`{}`: a residual add was fused into a conv2d that is not lowered directly",
+                    "`{}`: a residual add or a pool was fused into a conv2d that is not lowered directly",
                     node.name
                 )));
             }

@@ -26,6 +26,9 @@ pub struct Step {
     /// the bias and the residual, instead of `activation`; or, for an
     /// elementwise `node`, the chain it starts on the tile of its operand.
     pub chain: Option<Chain>,
+    /// A pooling op run on the direct conv2d's output tile before the
+    /// store (`out` is then the pool's result).
+    pub pool: Option<ValueId>,
 }
 
 impl Step {
@@ -36,7 +39,28 @@ impl Step {
             out: v,
             residual: None,
             chain: None,
+            pool: None,
         }
+    }
+}
+
+/// Whether pooling node `p` can run on the tiles of a direct conv2d's
+/// output bands: f32, no padding or dilation, and windows that never
+/// straddle rows of two bands (kernel height at most the stride), so each
+/// band of output rows pools on its own.
+pub fn pool_fuses(graph: &Graph, p: ValueId) -> bool {
+    match graph.node(p).op {
+        Op::Pool { kernel, window, .. } => {
+            graph.ty(p).dtype == crate::ir::DType::F32
+                && window.padding == [0, 0]
+                && window.dilation == [1, 1]
+                && kernel[0] <= window.stride[0]
+                && kernel[0] < 256
+                && kernel[1] < 256
+                && window.stride[0] < 256
+                && window.stride[1] < 256
+        }
+        _ => false,
     }
 }
 
@@ -137,6 +161,15 @@ pub fn plan(graph: &Graph, opts: CompileOptions) -> Result<Plan, LowerError> {
             None => (None, None, root),
         }
     };
+    // A pooling op that is the only reader of a direct conv's (fused)
+    // result runs on its tiles: (the pool, the value stored).
+    let conv_pool = |out: ValueId, absorbed: &mut Vec<bool>| match reader(out) {
+        Some(p) if opts.fuse && pool_fuses(graph, p) => {
+            absorbed[p.0] = true;
+            (Some(p), p)
+        }
+        _ => (None, out),
+    };
     for (i, node) in graph.nodes().iter().enumerate() {
         let v = ValueId(i);
         if absorbed[i] {
@@ -160,12 +193,14 @@ pub fn plan(graph: &Graph, opts: CompileOptions) -> Result<Plan, LowerError> {
                     {
                         absorbed[add.0] = true;
                         let (activation, chain, out) = epilogue(add, &mut absorbed);
+                        let (pool, out) = conv_pool(out, &mut absorbed);
                         steps.push(Step {
                             node: v,
                             activation,
                             out,
                             residual: Some(other),
                             chain,
+                            pool,
                         });
                         continue;
                     }
@@ -177,12 +212,18 @@ pub fn plan(graph: &Graph, opts: CompileOptions) -> Result<Plan, LowerError> {
             Op::Input | Op::Constant { .. } => {}
             Op::Gemm { .. } | Op::Conv2d { .. } => {
                 let (activation, chain, out) = epilogue(v, &mut absorbed);
+                let (pool, out) = if is_direct_conv(graph, v) {
+                    conv_pool(out, &mut absorbed)
+                } else {
+                    (None, out)
+                };
                 steps.push(Step {
                     node: v,
                     activation,
                     out,
                     residual: None,
                     chain,
+                    pool,
                 });
             }
             // Elementwise ops on one loaded tensor: a chain of two or more
@@ -204,6 +245,7 @@ pub fn plan(graph: &Graph, opts: CompileOptions) -> Result<Plan, LowerError> {
                             out,
                             residual: None,
                             chain: Some(c),
+                            pool: None,
                         });
                     }
                     _ => steps.push(Step::single(v)),
