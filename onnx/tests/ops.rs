@@ -2046,7 +2046,8 @@ fn elementwise_chains_fuse_and_match_onnxruntime() {
         link(&mut n, silu("s_", "r1", "s1"), "r1", "s1");
         let mut tail = vec![
             node("Sub", "rsub", &["three", "s1"], &["u1"], &[]),
-            node("Greater", "gt", &["six", "s1"], &["u2"], &[]),
+            node("Greater", "gt", &["six", "s1"], &["u2b"], &[]),
+            node("Cast", "gtf", &["u2b"], &["u2"], &[("to", A::I(1))]),
             node("Mul", "um", &["u1", "u2"], &["u3"], &[]),
         ];
         if !chains {
