@@ -246,7 +246,7 @@ fn allocate(g: &Graph, root: ValueId, nodes: Vec<ValueId>) -> Option<Chain> {
             _ => return None,
         };
         ops.push(op);
-        reg_of.retain(|(v, _)| !(dies_at(*v) == Some(i)));
+        reg_of.retain(|(v, _)| dies_at(*v) != Some(i));
         reg_of.push((n, out));
     }
     let out = reg_of.iter().find(|(v, _)| *v == last)?.1;
