@@ -1471,3 +1471,92 @@ fn a_pool_fuses_into_the_conv_producing_its_input() {
         }
     }
 }
+
+#[test]
+fn a_zero_pad_folds_into_the_conv_reading_it() {
+    // pad (H, W; begin != end) -> conv without padding: the conv pads
+    // natively, asymmetrically (the padded tensor is never stored), at
+    // SRAM sizes from many bands to one, strides 1 and 2, dilation,
+    // depthwise; values against the reference.
+    // (input, out channels, kernel, stride, dilation, groups, pad begin, pad end)
+    type PadCase = (
+        [usize; 4],
+        usize,
+        [usize; 2],
+        usize,
+        usize,
+        usize,
+        [usize; 2],
+        [usize; 2],
+    );
+    let cases: [PadCase; 5] = [
+        ([1, 3, 17, 16], 6, [3, 3], 2, 1, 1, [0, 0], [1, 1]),
+        ([1, 4, 12, 11], 5, [4, 4], 1, 1, 1, [2, 2], [1, 1]),
+        ([2, 4, 13, 9], 4, [3, 3], 1, 2, 4, [2, 0], [1, 3]),
+        ([1, 3, 10, 15], 4, [2, 3], 1, 1, 1, [0, 1], [1, 2]),
+        ([1, 2, 9, 14], 3, [3, 5], 2, 1, 1, [1, 3], [0, 1]),
+    ];
+    for (ci, &(x, k, kernel, stride, dil, groups, begin, end)) in cases.iter().enumerate() {
+        let mut r = rng(60 + ci as u64);
+        let mut g = Graph::new();
+        let xi = g.input("x", TensorType::new(DType::F32, &x)).unwrap();
+        let padded = g
+            .add(
+                "pad",
+                Op::Pad {
+                    x: xi,
+                    begin: vec![0, 0, begin[0], begin[1]],
+                    end: vec![0, 0, end[0], end[1]],
+                    value: 0.0,
+                    mode: npu::ir::PadMode::Constant,
+                },
+                None,
+            )
+            .unwrap();
+        let w = constant(
+            &mut g,
+            "w",
+            &[k, x[1] / groups, kernel[0], kernel[1]],
+            &mut r,
+        );
+        let conv = g
+            .add(
+                "conv",
+                Op::Conv2d {
+                    input: padded,
+                    weight: w,
+                    bias: None,
+                    window: Window {
+                        stride: [stride, stride],
+                        dilation: [dil, dil],
+                        ..Window::default()
+                    },
+                    groups,
+                },
+                None,
+            )
+            .unwrap();
+        g.output(conv).unwrap();
+        for sram in [8 << 10, 32 << 10, 1 << 20] {
+            let p = compile(
+                &g,
+                DeviceParams { sram_size: sram },
+                CompileOptions::default(),
+            )
+            .unwrap();
+            assert_eq!(
+                stored_bytes(&p),
+                g.ty(conv).bytes(),
+                "case {ci} at {sram}: the padded input reached memory"
+            );
+            let mut s = Session::model(sram);
+            let kern = s.compile(g.clone()).unwrap();
+            s.run_checked(
+                &kern,
+                &npu::runtime::random_inputs(&g, 70 + ci as u64),
+                1e-5,
+            )
+            .unwrap_or_else(|e| panic!("case {ci} at {sram}: {e}"));
+        }
+    }
+}

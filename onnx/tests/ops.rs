@@ -2214,3 +2214,102 @@ fn conv_pool_fuses_and_matches_onnxruntime() {
     }
     matches_ort("convpool", &m, 1e-5);
 }
+
+/// Convolutions with asymmetric padding (explicit unequal pads, SAME_UPPER
+/// with even kernels or strides, SAME_LOWER, with dilation, depthwise):
+/// the importer pads explicitly and the compiler folds each pad into the
+/// conv reading it, so the padded tensors never reach memory (only the
+/// convs' results are stored), and the results match onnxruntime.
+#[test]
+fn asymmetric_conv_padding_is_native_and_matches_onnxruntime() {
+    let inits = vec![
+        tensor("w1", &[6, 3, 3, 3], &weights(6 * 27, 31)),
+        tensor("b1", &[6], &weights(6, 32)),
+        tensor("w2", &[6, 6, 4, 4], &weights(6 * 6 * 16, 33)),
+        tensor("wd", &[6, 1, 3, 3], &weights(6 * 9, 34)),
+        tensor("w4", &[5, 6, 2, 3], &weights(5 * 6 * 6, 35)),
+    ];
+    let nodes = vec![
+        // 17x16 -> 9x8: pads 0 top/left, 1 bottom/right.
+        node(
+            "Conv",
+            "c1",
+            &["x", "w1", "b1"],
+            &["y1"],
+            &[
+                ("auto_pad", A::S("SAME_UPPER")),
+                ("strides", A::Is(&[2, 2])),
+            ],
+        ),
+        // Even kernel, stride 1: pads 1 and 2.
+        node(
+            "Conv",
+            "c2",
+            &["y1", "w2"],
+            &["y2"],
+            &[("auto_pad", A::S("SAME_LOWER"))],
+        ),
+        node("Relu", "r2", &["y2"], &["a2"], &[]),
+        // Depthwise, dilation 2, explicit pads [top 2, left 0, bottom 1, right 3].
+        node(
+            "Conv",
+            "dw",
+            &["a2", "wd"],
+            &["y3"],
+            &[
+                ("group", A::I(6)),
+                ("dilations", A::Is(&[2, 2])),
+                ("pads", A::Is(&[2, 0, 1, 3])),
+            ],
+        ),
+        // Right padding larger than the left, stride 1: pads [0, 1, 1, 2].
+        node(
+            "Conv",
+            "c4",
+            &["y3", "w4"],
+            &["y"],
+            &[("pads", A::Is(&[0, 1, 1, 2]))],
+        ),
+    ];
+    let m = model(
+        nodes,
+        inits,
+        &[("x", &[1, 3, 17, 16])],
+        &[("y", &[1, 5, 8, 8])],
+        13,
+    );
+    let bytes = m.write_to_bytes().unwrap();
+    let g = import(&bytes, None, &Options::default()).unwrap().graph;
+    let pads = g
+        .nodes()
+        .iter()
+        .filter(|n| matches!(n.op, npu::ir::Op::Pad { .. }))
+        .count();
+    assert_eq!(pads, 4, "the importer pads each conv explicitly");
+    let convs: usize = g
+        .nodes()
+        .iter()
+        .filter(|n| matches!(n.op, npu::ir::Op::Conv2d { .. }))
+        .map(|n| n.ty.bytes())
+        .sum();
+    for sram in [8 << 10, 1 << 20] {
+        let p = npu::compile(
+            &g,
+            npu::DeviceParams { sram_size: sram },
+            npu::CompileOptions::default(),
+        )
+        .unwrap();
+        let stored: usize = p
+            .insns()
+            .iter()
+            .map(|i| match i {
+                npu::isa::Insn::DmaStore { mem, .. } => {
+                    mem.shape.iter().map(|&d| d as usize).product::<usize>()
+                }
+                _ => 0,
+            })
+            .sum();
+        assert_eq!(stored, convs, "{sram}: a padded copy reached memory");
+    }
+    matches_ort("asympad", &m, 1e-5);
+}

@@ -79,7 +79,11 @@ pub(super) struct DirectConv<'a> {
     /// KCRS filter shape (C per group).
     pub w: [usize; 4],
     pub out_hw: [usize; 2],
+    /// The window; its padding is the top and left padding.
     pub win: Window,
+    /// Bottom and right padding (a fused asymmetric pad; else the same as
+    /// the top and left).
+    pub pad_end: [usize; 2],
     pub groups: usize,
     pub weight: Filter<'a>,
     /// The f32 bias (int8: in `q`).
@@ -169,15 +173,17 @@ impl DirectConv<'_> {
     fn band(&self, rows: usize) -> Band {
         let [sh, sw] = self.win.stride;
         let bh = (rows - 1) * sh + (self.w[2] - 1) * self.win.dilation[0] + 1;
-        // Row pitch. With column stride 1, rows are `pad` zeros then the
-        // image row: the right padding a tap reads past a row's end is the
-        // next row's left padding (or, after the last row, `tail()`
-        // zeros), so only `pad` columns per row are computed and dropped.
-        // Otherwise the padded width over the stride.
+        // Row pitch. With column stride 1, rows are `left` zeros, the
+        // image row, and `right - left` more zeros if the right padding is
+        // the larger: the right padding a tap reads past a row's end ends
+        // in the next row's left padding (or, after the last row, `tail()`
+        // zeros), so only max(left, right) columns per row are computed and
+        // dropped. Otherwise the padded width over the stride.
+        let (left, right) = (self.win.padding[1], self.pad_end[1]);
         let pw = if sw == 1 {
-            self.x[3] + self.win.padding[1]
+            self.x[3] + left.max(right)
         } else {
-            (self.x[3] + 2 * self.win.padding[1]).div_ceil(sw)
+            (self.x[3] + left + right).div_ceil(sw)
         };
         Band {
             bh,
@@ -191,7 +197,8 @@ impl DirectConv<'_> {
     /// padding of its last row, see `band`).
     fn tail(&self) -> usize {
         if self.win.stride[1] == 1 {
-            self.win.padding[1]
+            // The right padding past the last row's zeros (see `band`).
+            self.win.padding[1].min(self.pad_end[1])
         } else {
             0
         }
@@ -661,6 +668,7 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
             // loads cover the whole band.
             let covered = pad_h == 0
                 && pad_w == 0
+                && s.pad_end == [0, 0]
                 && sh == 1
                 && sw == 1
                 && iy_lo + b.bh as isize <= h as isize;

@@ -84,6 +84,19 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
             window,
             groups,
         } => {
+            // A fused pad (plan.rs `pad_fuses`): read its operand, with its
+            // padding as the window's.
+            let (input, window, pad_end) = match step.pad.map(|p| &g.node(p).op) {
+                Some(Op::Pad { x, begin, end, .. }) => (
+                    x,
+                    &Window {
+                        padding: [begin[2], begin[3]],
+                        ..*window
+                    },
+                    [end[2], end[3]],
+                ),
+                _ => (input, window, window.padding),
+            };
             let f32s = |v: ValueId| match g.constant_data(v) {
                 Some(crate::reference::TensorData::F32(d)) => Some(d.as_slice()),
                 _ => None,
@@ -111,6 +124,7 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
                     w: [ws[0], ws[1], ws[2], ws[3]],
                     out_hw: [node.ty.shape[2], node.ty.shape[3]],
                     win: *window,
+                    pad_end,
                     groups: *groups,
                     weight,
                     bias: f32_bias,
@@ -138,9 +152,9 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
                 super::conv::direct_conv(e, &spec).map_err(|why| too_small(g, step, e, why))?;
                 return Ok(());
             }
-            if step.residual.is_some() || step.pool.is_some() {
+            if step.residual.is_some() || step.pool.is_some() || step.pad.is_some() {
                 return Err(LowerError::Internal(format!(
-                    "`{}`: a residual add or a pool was fused into a conv2d that is not lowered directly",
+                    "`{}`: a residual add, a pool or a pad was fused into a conv2d that is not lowered directly",
                     node.name
                 )));
             }

@@ -29,6 +29,10 @@ pub struct Step {
     /// A pooling op run on the direct conv2d's output tile before the
     /// store (`out` is then the pool's result).
     pub pool: Option<ValueId>,
+    /// A zero pad of H and W that the direct conv2d reads through: the
+    /// conv reads the pad's operand with the pad's (possibly asymmetric)
+    /// padding, and the padded tensor never exists.
+    pub pad: Option<ValueId>,
 }
 
 impl Step {
@@ -40,8 +44,45 @@ impl Step {
             residual: None,
             chain: None,
             pool: None,
+            pad: None,
         }
     }
+}
+
+/// Whether pad `p` can be folded into the direct conv2d `conv` reading it:
+/// constant +0.0 padding of H and W only, the conv without padding of its
+/// own, and (column stride 1) a row pitch that holds every output column:
+/// the smaller of the left and right padding below the dilated kernel
+/// width (conv.rs `band`).
+pub fn pad_fuses(graph: &Graph, p: ValueId, conv: ValueId) -> bool {
+    let (
+        Op::Pad {
+            begin,
+            end,
+            value,
+            mode: crate::ir::PadMode::Constant,
+            ..
+        },
+        Op::Conv2d {
+            input,
+            weight,
+            window,
+            ..
+        },
+    ) = (&graph.node(p).op, &graph.node(conv).op)
+    else {
+        return false;
+    };
+    let kw = (graph.ty(*weight).shape[3] - 1) * window.dilation[1] + 1;
+    is_direct_conv(graph, conv)
+        && *input == p
+        && value.to_bits() == 0
+        && window.padding == [0, 0]
+        && begin.len() == 4
+        && end.len() == 4
+        && begin[..2] == [0, 0]
+        && end[..2] == [0, 0]
+        && (window.stride[1] > 1 || begin[3].min(end[3]) < kw)
 }
 
 /// Whether pooling node `p` can run on the tiles of a direct conv2d's
@@ -170,6 +211,15 @@ pub fn plan(graph: &Graph, opts: CompileOptions) -> Result<Plan, LowerError> {
         }
         _ => (None, out),
     };
+    // The pad conv `v` reads through, when it does (see the Pad arm below).
+    let conv_pad = |v: ValueId| match graph.node(v).op {
+        Op::Conv2d { input, .. }
+            if opts.fuse && reader(input) == Some(v) && pad_fuses(graph, input, v) =>
+        {
+            Some(input)
+        }
+        _ => None,
+    };
     for (i, node) in graph.nodes().iter().enumerate() {
         let v = ValueId(i);
         if absorbed[i] {
@@ -194,6 +244,7 @@ pub fn plan(graph: &Graph, opts: CompileOptions) -> Result<Plan, LowerError> {
                         absorbed[add.0] = true;
                         let (activation, chain, out) = epilogue(add, &mut absorbed);
                         let (pool, out) = conv_pool(out, &mut absorbed);
+                        let pad = conv_pad(v);
                         steps.push(Step {
                             node: v,
                             activation,
@@ -201,6 +252,7 @@ pub fn plan(graph: &Graph, opts: CompileOptions) -> Result<Plan, LowerError> {
                             residual: Some(other),
                             chain,
                             pool,
+                            pad,
                         });
                         continue;
                     }
@@ -210,7 +262,12 @@ pub fn plan(graph: &Graph, opts: CompileOptions) -> Result<Plan, LowerError> {
         match &node.op {
             // Constants are packed by the ops that read them.
             Op::Input | Op::Constant { .. } => {}
+            // A pad the conv reading it does itself (`Step::pad`).
+            Op::Pad { .. } if opts.fuse && reader(v).is_some_and(|c| pad_fuses(graph, v, c)) => {
+                absorbed[i] = true;
+            }
             Op::Gemm { .. } | Op::Conv2d { .. } => {
+                let pad = conv_pad(v);
                 let (activation, chain, out) = epilogue(v, &mut absorbed);
                 let (pool, out) = if is_direct_conv(graph, v) {
                     conv_pool(out, &mut absorbed)
@@ -224,6 +281,7 @@ pub fn plan(graph: &Graph, opts: CompileOptions) -> Result<Plan, LowerError> {
                     residual: None,
                     chain,
                     pool,
+                    pad,
                 });
             }
             // Elementwise ops on one loaded tensor: a chain of two or more
@@ -246,6 +304,7 @@ pub fn plan(graph: &Graph, opts: CompileOptions) -> Result<Plan, LowerError> {
                             residual: None,
                             chain: Some(c),
                             pool: None,
+                            pad: None,
                         });
                     }
                     _ => steps.push(Step::single(v)),
@@ -307,6 +366,7 @@ pub fn plan(graph: &Graph, opts: CompileOptions) -> Result<Plan, LowerError> {
             .operands()
             .into_iter()
             .chain(s.residual)
+            .chain(s.pad.map(|p| graph.node(p).op.operands()[0]))
         {
             last_use[v.0] = last_use[v.0].max(si);
         }
