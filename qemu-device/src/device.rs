@@ -12,7 +12,7 @@ use npu_isa::{Fault, INSN_SIZE};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Where interrupts go: eventfds in the server, a recorder in tests.
 pub trait IrqSink: Send + Sync {
@@ -25,7 +25,21 @@ pub struct DeviceConfig {
     pub sram_size: u32,
     pub contexts: u32,
     pub cost: CostModel,
+    /// With a shadow doorbell page: how long the CP keeps polling the
+    /// page's SQ tails after the rings ran dry before it publishes SQ_EVENT
+    /// and sleeps (Documentation/hw/npu-hw.rst, "Shadow doorbells"). Zero:
+    /// it sleeps at once.
+    pub idle_poll: Duration,
 }
+
+/// Default of [`DeviceConfig::idle_poll`]: longer than a driver takes
+/// between two submissions while it keeps a queue filled, so that a deep
+/// queue needs no doorbell per job.
+pub const IDLE_POLL_DEFAULT: Duration = Duration::from_micros(100);
+/// Largest [`DeviceConfig::idle_poll`] (a bound on the CP's polling).
+pub const IDLE_POLL_MAX: Duration = Duration::from_secs(1);
+/// How often the CP looks at the shadow page while it polls.
+const IDLE_POLL_STEP: Duration = Duration::from_micros(20);
 
 impl Default for DeviceConfig {
     fn default() -> Self {
@@ -33,6 +47,7 @@ impl Default for DeviceConfig {
             sram_size: 1 << 20,
             contexts: 16,
             cost: CostModel::default(),
+            idle_poll: IDLE_POLL_DEFAULT,
         }
     }
 }
@@ -681,6 +696,11 @@ fn parse_submission(raw: &[u8; 64], ring: usize) -> Submission {
 /// The CP thread: fetch, execute, complete, forever.
 fn command_processor(sh: Arc<Shared>) {
     let mut exec = Executor::new(sh.config.sram_size, sh.config.cost);
+    // The idle poll's steps are a few tens of microseconds: the default
+    // timer slack (50 us) would stretch each one several times over.
+    // SAFETY: PR_SET_TIMERSLACK takes a plain value and changes only this
+    // thread's timer slack; a failure leaves the default, which is harmless.
+    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1000 as libc::c_ulong) };
     loop {
         // Wait for work: enabled, bus mastering on, an entry pending, room
         // in the completion ring, and no injected hang. Host memory is
@@ -690,6 +710,9 @@ fn command_processor(sh: Arc<Shared>) {
             let mut pin = sh.bus.pin();
             // Whether SQ_EVENT says the CP sleeps (the driver must ring).
             let mut announced = false;
+            // When the rings ran dry: the CP polls the shadow page's tails
+            // for `idle_poll` from then before it announces (and sleeps).
+            let mut idle_since: Option<Instant> = None;
             let ring = loop {
                 if s.shutdown {
                     return;
@@ -707,6 +730,29 @@ fn command_processor(sh: Arc<Shared>) {
                 };
                 if let Some(n) = next {
                     break n;
+                }
+                // With a shadow page and room for records, first poll the
+                // page a while: a driver that keeps a queue filled publishes
+                // its next tail without a doorbell (its event is behind).
+                // Bounded by `idle_poll` (at most IDLE_POLL_MAX) per idle
+                // spell; a register write ends a step early.
+                if live && s.shadow != 0 && !announced && !cq_full {
+                    let since = *idle_since.get_or_insert_with(Instant::now);
+                    let left = sh
+                        .config
+                        .idle_poll
+                        .min(IDLE_POLL_MAX)
+                        .saturating_sub(since.elapsed());
+                    if !left.is_zero() {
+                        drop(pin);
+                        s = sh
+                            .wake
+                            .wait_timeout(s, left.min(IDLE_POLL_STEP))
+                            .map(|(g, _)| g)
+                            .unwrap_or_else(|p| p.into_inner().0);
+                        pin = sh.bus.pin();
+                        continue;
+                    }
                 }
                 // With a shadow page, tell the driver where the CP stopped,
                 // then look once more: a tail it published before seeing
