@@ -35,11 +35,9 @@ pub struct DeviceConfig {
 /// Default of [`DeviceConfig::idle_poll`]: longer than a driver takes
 /// between two submissions while it keeps a queue filled, so that a deep
 /// queue needs no doorbell per job.
-pub const IDLE_POLL_DEFAULT: Duration = Duration::from_micros(100);
+pub const IDLE_POLL_DEFAULT: Duration = Duration::from_micros(50);
 /// Largest [`DeviceConfig::idle_poll`] (a bound on the CP's polling).
 pub const IDLE_POLL_MAX: Duration = Duration::from_secs(1);
-/// How often the CP looks at the shadow page while it polls.
-const IDLE_POLL_STEP: Duration = Duration::from_micros(20);
 
 impl Default for DeviceConfig {
     fn default() -> Self {
@@ -696,11 +694,11 @@ fn parse_submission(raw: &[u8; 64], ring: usize) -> Submission {
 /// The CP thread: fetch, execute, complete, forever.
 fn command_processor(sh: Arc<Shared>) {
     let mut exec = Executor::new(sh.config.sram_size, sh.config.cost);
-    // The idle poll's steps are a few tens of microseconds: the default
-    // timer slack (50 us) would stretch each one several times over.
-    // SAFETY: PR_SET_TIMERSLACK takes a plain value and changes only this
-    // thread's timer slack; a failure leaves the default, which is harmless.
-    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1000 as libc::c_ulong) };
+    let poll = sh.config.idle_poll.min(IDLE_POLL_MAX);
+    // How long the rings stayed dry last time: the CP polls only after a
+    // spell shorter than `poll` (a driver keeping a queue filled), not
+    // after a long one (a driver that waits for each job: it rings).
+    let mut last_spell = Duration::ZERO;
     loop {
         // Wait for work: enabled, bus mastering on, an entry pending, room
         // in the completion ring, and no injected hang. Host memory is
@@ -710,8 +708,7 @@ fn command_processor(sh: Arc<Shared>) {
             let mut pin = sh.bus.pin();
             // Whether SQ_EVENT says the CP sleeps (the driver must ring).
             let mut announced = false;
-            // When the rings ran dry: the CP polls the shadow page's tails
-            // for `idle_poll` from then before it announces (and sleeps).
+            // When the rings ran dry this time.
             let mut idle_since: Option<Instant> = None;
             let ring = loop {
                 if s.shutdown {
@@ -729,30 +726,30 @@ fn command_processor(sh: Arc<Shared>) {
                     None
                 };
                 if let Some(n) = next {
+                    if let Some(t) = idle_since {
+                        last_spell = t.elapsed();
+                    }
                     break n;
                 }
-                // With a shadow page and room for records, first poll the
-                // page a while: a driver that keeps a queue filled publishes
-                // its next tail without a doorbell (its event is behind).
-                // Bounded by `idle_poll` (at most IDLE_POLL_MAX) per idle
-                // spell; a register write ends a step early.
-                if live && s.shadow != 0 && !announced && !cq_full {
-                    let since = *idle_since.get_or_insert_with(Instant::now);
-                    let left = sh
-                        .config
-                        .idle_poll
-                        .min(IDLE_POLL_MAX)
-                        .saturating_sub(since.elapsed());
-                    if !left.is_zero() {
-                        drop(pin);
-                        s = sh
-                            .wake
-                            .wait_timeout(s, left.min(IDLE_POLL_STEP))
-                            .map(|(g, _)| g)
-                            .unwrap_or_else(|p| p.into_inner().0);
-                        pin = sh.bus.pin();
-                        continue;
-                    }
+                let since = *idle_since.get_or_insert_with(Instant::now);
+                // With a shadow page and room for records, after a short
+                // last spell, first poll the page for `poll`: a driver that
+                // keeps a queue filled publishes its next tail without a
+                // doorbell (its event is behind). The host CPU is yielded
+                // between looks; a register write is seen at the next one.
+                if live
+                    && s.shadow != 0
+                    && !announced
+                    && !cq_full
+                    && last_spell < poll
+                    && since.elapsed() < poll
+                {
+                    drop(pin);
+                    drop(s);
+                    std::thread::yield_now();
+                    s = sh.lock();
+                    pin = sh.bus.pin();
+                    continue;
                 }
                 // With a shadow page, tell the driver where the CP stopped,
                 // then look once more: a tail it published before seeing

@@ -24,7 +24,7 @@ const USAGE: &str = "usage: npu-device-server --socket PATH [--sram-size BYTES] 
                      delay=MS, slow-reset=MS, seed=N and TRIGGER one of tag=N,
                      every=N, nth=N, prob=P (see Documentation/hw/npu-hw.rst)
   --idle-poll-us N   how long the CP polls the shadow doorbell page after the
-                     rings ran dry before it sleeps (default 100; 0..1000000)
+                     rings ran dry before it sleeps (default 50; 0..1000000)
   --control PATH     unix socket taking fault-injection commands at run time,
                      one per line: inject RULE | clear | list (reply: ok... or error: ...)
   -v                 debug logging (or RUST_LOG)";
