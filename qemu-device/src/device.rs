@@ -32,10 +32,13 @@ pub struct DeviceConfig {
     pub idle_poll: Duration,
 }
 
-/// Default of [`DeviceConfig::idle_poll`]: longer than a driver takes
-/// between two submissions while it keeps a queue filled, so that a deep
-/// queue needs no doorbell per job.
-pub const IDLE_POLL_DEFAULT: Duration = Duration::from_micros(50);
+/// Default of [`DeviceConfig::idle_poll`]: none. The emulated CP's
+/// polling takes host CPU from the guest's vCPUs: on a loaded 2-core host
+/// it made one process's queues and the round trip slower while it spared
+/// deep queues of several processes most doorbells; 50 us (longer than a
+/// driver takes between two submissions while it keeps a queue filled) is
+/// the value to try where the host has a core to spare.
+pub const IDLE_POLL_DEFAULT: Duration = Duration::ZERO;
 /// Largest [`DeviceConfig::idle_poll`] (a bound on the CP's polling).
 pub const IDLE_POLL_MAX: Duration = Duration::from_secs(1);
 

@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::Mutex;
 
-const USAGE: &str = "usage: npu-device-server --socket PATH [--sram-size BYTES] [--contexts N] [--inject RULE]... [--control PATH] [-v]
+const USAGE: &str = "usage: npu-device-server --socket PATH [--sram-size BYTES] [--contexts N] [--inject RULE]... [--idle-poll-us N] [--control PATH] [-v]
 
   --socket PATH      unix socket QEMU connects to (must not exist yet)
   --sram-size BYTES  on-chip SRAM size (default 1048576; 4 KiB..256 MiB)
@@ -24,7 +24,8 @@ const USAGE: &str = "usage: npu-device-server --socket PATH [--sram-size BYTES] 
                      delay=MS, slow-reset=MS, seed=N and TRIGGER one of tag=N,
                      every=N, nth=N, prob=P (see Documentation/hw/npu-hw.rst)
   --idle-poll-us N   how long the CP polls the shadow doorbell page after the
-                     rings ran dry before it sleeps (default 50; 0..1000000)
+                     rings ran dry before it sleeps (default 0: none;
+                     at most 1000000; 50 spares a filled queue its doorbells)
   --control PATH     unix socket taking fault-injection commands at run time,
                      one per line: inject RULE | clear | list (reply: ok... or error: ...)
   -v                 debug logging (or RUST_LOG)";
