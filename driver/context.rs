@@ -141,6 +141,24 @@ impl Context {
         }
     }
 
+    /// A created context leaves its file's list (destroyed, and every job
+    /// of it ended, though not every one released): the file no longer
+    /// unmaps closed objects from it, and a job that ended (listed in the
+    /// file until WAIT reaps it) may keep it alive after the objects it
+    /// mapped are freed. Clear its entries and forget those objects now, so
+    /// that nothing refers to a freed object ([`Context::release_dma`] at
+    /// unbind would). No job of this context runs again.
+    pub(crate) fn forget_mappings(&self) {
+        let mut vm = self.vm.lock();
+        for m in vm.mappings.iter().filter(|m| m.mapped) {
+            // Unbound: the tables are gone with the device.
+            let _ = self
+                .engine
+                .with_bound(|dev| self.tables.access(dev)?.lock().unmap(m.va, m.size));
+        }
+        vm.mappings.clear();
+    }
+
     /// Let go of the unmapped objects whose last possible user ended, and
     /// of their NPU address ranges.
     fn reap(&self, vm: &mut Vm) {
@@ -399,7 +417,7 @@ impl Context {
             }
             // Queued (not started) jobs will walk the cleared entries and
             // fault; only the running one may have cached them.
-            Ok((self.engine.running_seqno(dev)?, self.engine.queued_seqno()))
+            Ok((self.engine.running_seqno()?, self.engine.queued_seqno()))
         });
         match unmapped {
             Ok((pages_after, after)) if after > self.engine.retired_seqno() => {

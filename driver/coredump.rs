@@ -21,11 +21,11 @@ use core::fmt::{self, Write};
 
 use kernel::{alloc::VVec, io::Io, prelude::*, sync::aref::ARef, transmute::AsBytes};
 
-use crate::engine::{CqEntry, SqEntry};
 use crate::gem::BoObject;
 use crate::hw::{Bar0, Params};
 use crate::job::Job;
 use crate::regs::*;
+use crate::ring::{CqEntry, SqEntry};
 use crate::uapi;
 
 /// Bytes of one instruction (ISA 1.0).

@@ -12,10 +12,11 @@ use kernel::{
     sync::{aref::ARef, Arc},
 };
 
-use crate::engine::{Engine, IrqHandler};
+use crate::engine::Engine;
 use crate::file::File;
 use crate::gem::Bo;
 use crate::hw;
+use crate::irq::IrqHandler;
 use crate::regs;
 use crate::selftest;
 
@@ -161,7 +162,6 @@ impl drm::Driver for OnpuDriver {
     }
 
     kernel::declare_drm_ioctls! {
-        uapi: crate::uapi;
         (ONPU_GET_PARAM, drm_onpu_get_param, ioctl::RENDER_ALLOW, File::get_param),
         (ONPU_QUERY, drm_onpu_query, ioctl::RENDER_ALLOW, crate::query::query),
         (ONPU_BO_CREATE, drm_onpu_bo_create, ioctl::RENDER_ALLOW, File::bo_create),

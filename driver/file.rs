@@ -311,6 +311,7 @@ impl File {
             let (id, c) = &contexts.list[i];
             if *id == 0 && c.jobs.load(Relaxed) == 0 {
                 if let Ok((_, c)) = contexts.list.remove(i) {
+                    c.forget_mappings();
                     // (Dropped by the caller outside the lock; a failed
                     // push only drops it here, which is as good.)
                     let _ = gone.push(c, GFP_NOWAIT);
@@ -402,18 +403,18 @@ impl File {
         }
         let p = &dev.engine.params;
         req.value = match req.param {
-            uapi::DRM_ONPU_PARAM_DEVICE_ID => p.device_id.into(),
-            uapi::DRM_ONPU_PARAM_REVISION => p.revision.into(),
-            uapi::DRM_ONPU_PARAM_ISA_VERSION => p.isa_version.into(),
-            uapi::DRM_ONPU_PARAM_SRAM_SIZE => p.sram_size.into(),
-            uapi::DRM_ONPU_PARAM_NUM_CONTEXTS => p.contexts.into(),
-            uapi::DRM_ONPU_PARAM_VA_BITS => p.va_bits.into(),
-            uapi::DRM_ONPU_PARAM_CAPS => p.caps.into(),
-            uapi::DRM_ONPU_PARAM_CLOCK_KHZ => p.clock_khz.into(),
-            uapi::DRM_ONPU_PARAM_VA_START => mmu::VA_START,
-            uapi::DRM_ONPU_PARAM_VA_END => mmu::VA_END,
-            uapi::DRM_ONPU_PARAM_JOB_TIMEOUT_MS => JOB_TIMEOUT_MS.into(),
-            uapi::DRM_ONPU_PARAM_NUM_PRIORITIES => NUM_PRIORITIES.into(),
+            uapi::drm_onpu_param_DRM_ONPU_PARAM_DEVICE_ID => p.device_id.into(),
+            uapi::drm_onpu_param_DRM_ONPU_PARAM_REVISION => p.revision.into(),
+            uapi::drm_onpu_param_DRM_ONPU_PARAM_ISA_VERSION => p.isa_version.into(),
+            uapi::drm_onpu_param_DRM_ONPU_PARAM_SRAM_SIZE => p.sram_size.into(),
+            uapi::drm_onpu_param_DRM_ONPU_PARAM_NUM_CONTEXTS => p.contexts.into(),
+            uapi::drm_onpu_param_DRM_ONPU_PARAM_VA_BITS => p.va_bits.into(),
+            uapi::drm_onpu_param_DRM_ONPU_PARAM_CAPS => p.caps.into(),
+            uapi::drm_onpu_param_DRM_ONPU_PARAM_CLOCK_KHZ => p.clock_khz.into(),
+            uapi::drm_onpu_param_DRM_ONPU_PARAM_VA_START => mmu::VA_START,
+            uapi::drm_onpu_param_DRM_ONPU_PARAM_VA_END => mmu::VA_END,
+            uapi::drm_onpu_param_DRM_ONPU_PARAM_JOB_TIMEOUT_MS => JOB_TIMEOUT_MS.into(),
+            uapi::drm_onpu_param_DRM_ONPU_PARAM_NUM_PRIORITIES => NUM_PRIORITIES.into(),
             _ => return Err(EINVAL),
         };
         Ok(0)

@@ -29,11 +29,12 @@ use kernel::{
 
 use crate::context::Context;
 use crate::drv::OnpuDevice;
-use crate::engine::{Engine, SqEntry, JOB_TIMEOUT_MS};
+use crate::engine::{Engine, JOB_TIMEOUT_MS};
 use crate::fence::{self, Access, DriverFence, RingContext};
 use crate::file::{File, Queue, Usage, Vms, MAX_FILE_JOBS};
 use crate::gem::{self, BoObject};
 use crate::regs::{CAP_JOB_PROFILE, SQ_FLAG_PROFILE};
+use crate::ring::SqEntry;
 use crate::sched::{self, DepCallback, DepWaker, Deps, SchedQueue, Unattached};
 use crate::uapi;
 

@@ -21,12 +21,17 @@ use crate::file::File;
 use crate::mmu;
 use crate::uapi;
 
+/// A query's struct as bytes for userspace (the uAPI types belong to the
+/// kernel's uapi crate, so `AsBytes` is implemented on this wrapper).
+#[repr(transparent)]
+struct QueryOut<T>(T);
+
 // SAFETY: `#[repr(C)]` structs of u32/u64 fields laid out without padding
 // (the sizes are checked below against the sums of their fields), so every
-// byte is initialised.
-unsafe impl AsBytes for uapi::drm_onpu_query_caps {}
+// byte is initialised; `QueryOut` is transparent.
+unsafe impl AsBytes for QueryOut<uapi::drm_onpu_query_caps> {}
 // SAFETY: as above.
-unsafe impl AsBytes for uapi::drm_onpu_query_cost_model {}
+unsafe impl AsBytes for QueryOut<uapi::drm_onpu_query_cost_model> {}
 
 const _: () = {
     assert!(core::mem::size_of::<uapi::drm_onpu_query_caps>() == 12 * 4 + 2 * 8);
@@ -44,7 +49,7 @@ pub(crate) fn query(
     }
     let p = &dev.engine.params;
     match req.query {
-        uapi::DRM_ONPU_QUERY_CAPS => {
+        uapi::drm_onpu_query_type_DRM_ONPU_QUERY_CAPS => {
             let caps = uapi::drm_onpu_query_caps {
                 device_id: p.device_id.into(),
                 revision: p.revision.into(),
@@ -61,9 +66,9 @@ pub(crate) fn query(
                 max_cmdbuf_size: uapi::DRM_ONPU_MAX_CMDBUF_SIZE,
                 job_timeout_ms: JOB_TIMEOUT_MS,
             };
-            copy_out(req, &caps)
+            copy_out(req, &QueryOut(caps))
         }
-        uapi::DRM_ONPU_QUERY_COST_MODEL => {
+        uapi::drm_onpu_query_type_DRM_ONPU_QUERY_COST_MODEL => {
             let [dma_bytes_per_cycle, dma_latency, f32_macs_per_cycle, i8_macs_per_cycle, vector_elems_per_cycle, special_elems_per_cycle, insn_overhead, walk_cycles] =
                 p.cost;
             let cost = uapi::drm_onpu_query_cost_model {
@@ -76,7 +81,7 @@ pub(crate) fn query(
                 insn_overhead,
                 walk_cycles,
             };
-            copy_out(req, &cost)
+            copy_out(req, &QueryOut(cost))
         }
         _ => Err(EINVAL),
     }

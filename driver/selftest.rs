@@ -16,9 +16,10 @@ use kernel::{
     time::msecs_to_jiffies,
 };
 
-use crate::engine::{Engine, KERNEL_CONTEXT};
+use crate::engine::Engine;
 use crate::job::Job;
 use crate::mmu::{PTE_READ, PTE_VALID, PT_ENTRIES};
+use crate::ring::KERNEL_CONTEXT;
 
 /// Where the command buffer sits in the kernel context's address space.
 const CMDBUF_VA: u64 = 0x1000;

@@ -53,15 +53,27 @@ if [ ! -f "$src/.npu-pristine" ]; then
 	stage_done
 fi
 
-# --- the patch series ----------------------------------------------------
+# --- the uAPI header and the patch series ---------------------------------
+# The driver's uAPI header has one copy, uapi/include/uapi/drm/onpu_accel.h:
+# it is committed into the tree as include/uapi/drm/onpu_accel.h first (the
+# commit a posted series would carry), then the series is applied on top
+# (patch 0003 lets bindgen turn the header into the kernel's uapi crate).
+# The tree and the builds are keyed on the header as on the patches.
+uapi_header=$NPU_TOP/uapi/include/uapi/drm/onpu_accel.h
+[ -f "$uapi_header" ] || die "missing $uapi_header"
 patches=$(ls "$NPU_TOP"/kernel/patches/*.patch 2>/dev/null || true)
-patch_hash=$(cat /dev/null $patches | sha256sum | cut -c1-16)
+patch_hash=$(cat "$uapi_header" /dev/null $patches | sha256sum | cut -c1-16)
 if [ "$(cat "$src/.npu-patches" 2>/dev/null)" != "$patch_hash" ]; then
-	stage "applying kernel/patches ($(echo "$patches" | grep -c . || true) patches)"
+	stage "applying the uAPI header and kernel/patches ($(echo "$patches" | grep -c . || true) patches)"
 	work=$kdir/patching
 	git -C "$src" worktree remove --force "$work" 2>/dev/null || rm -rf "$work"
 	git -C "$src" worktree prune
 	git -C "$src" worktree add -q --detach "$work" pristine
+	cp "$uapi_header" "$work/include/uapi/drm/onpu_accel.h"
+	git -C "$work" add -f include/uapi/drm/onpu_accel.h
+	git -C "$work" -c user.name=npu-stack -c user.email=npu-stack@localhost \
+		commit -q -m "accel/onpu: add the uAPI header" \
+		-m "Copied by scripts/kernel.sh from the project's uapi/include/uapi/drm/onpu_accel.h."
 	if [ -n "$patches" ]; then
 		# shellcheck disable=SC2086
 		git -C "$work" -c user.name=npu-stack -c user.email=npu-stack@localhost \

@@ -4,7 +4,8 @@
 #
 #   total: N passed, N failed, N skipped
 #
-# Stages: lint (rustfmt, clippy), host (cargo test), fuzz (cargo-fuzz, short),
+# Stages: lint (rustfmt, generated uAPI bindings, clippy), host (cargo test),
+# fuzz (cargo-fuzz, short),
 # guest (tools/selftests/runs.list in QEMU), harness (the harness's own
 # failure paths). A skip is a failure here: every test the suite lists must
 # run. Each stage leaves "PASSED FAILED SKIPPED" in build/results/STAGE.counts.
@@ -49,6 +50,14 @@ lint() {
 	else
 		f=$((f + 1)); echo "not ok rustfmt --check driver/: $(grep -c '^Diff in' "$results/fmt-driver.out") hunks"
 		head -n 40 "$results/fmt-driver.out"
+	fi
+	# The uAPI crate's bindings are generated from the C header: regenerate
+	# them and fail on any difference, so the two can never drift.
+	if scripts/uapi-bindgen.sh --check >"$results/uapi-bindgen.out" 2>&1; then
+		p=$((p + 1)); echo "ok uapi/src/bindings.rs is what onpu_accel.h generates"
+	else
+		f=$((f + 1)); echo "not ok uapi/src/bindings.rs differs from what onpu_accel.h generates"
+		head -n 40 "$results/uapi-bindgen.out"
 	fi
 	if $CARGO clippy --workspace --all-targets --release -q -- -D warnings >"$results/clippy.out" 2>&1; then
 		p=$((p + 1)); echo "ok cargo clippy -D warnings"

@@ -289,10 +289,14 @@ fn scratch_is_reused_once_values_die() {
         "input a: f32[1000]\nb = exp(a) |> tanh |> sigmoid |> relu |> exp\noutput b",
     )
     .unwrap();
+    // Unfused: every op a pass through memory.
     let p = compile(
         &g,
         DeviceParams { sram_size: 1 << 16 },
-        CompileOptions::default(),
+        CompileOptions {
+            fuse: false,
+            ..Default::default()
+        },
     )
     .unwrap();
     let scratch = p
@@ -302,6 +306,18 @@ fn scratch_is_reused_once_values_die() {
         .unwrap();
     // Four 4000-byte intermediates, at most two alive at once.
     assert_eq!(scratch.size, 2 * 4032);
+    // Fused, the five ops are one elementwise chain on the SRAM tile: no
+    // intermediate reaches memory.
+    let p = compile(
+        &g,
+        DeviceParams { sram_size: 1 << 16 },
+        CompileOptions::default(),
+    )
+    .unwrap();
+    assert!(p
+        .buffers()
+        .iter()
+        .all(|b| b.kind != npu::lower::BufferKind::Scratch));
 }
 
 #[test]

@@ -109,49 +109,6 @@ fn case_json(
     )
 }
 
-/// Run cases (labelled) in one python process: Ok(elements compared) or
-/// Err(onnxruntime's report) for each.
-fn ort_batch(cases: &[(String, String)]) -> Vec<(String, Result<usize, String>)> {
-    let json = format!(
-        "[{}]",
-        cases
-            .iter()
-            .map(|(_, c)| c.as_str())
-            .collect::<Vec<_>>()
-            .join(",")
-    );
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/math_ref.py");
-    let res = common::python_with_stdin(script, &json);
-    let stdout = String::from_utf8_lossy(&res.stdout).into_owned();
-    let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(
-        lines.len(),
-        cases.len(),
-        "math_ref.py: {stdout}{}",
-        String::from_utf8_lossy(&res.stderr)
-    );
-    cases
-        .iter()
-        .zip(lines)
-        .map(|((label, _), line)| {
-            let r = match line.strip_prefix("ok ") {
-                Some(n) => Ok(n.trim().parse().expect("element count")),
-                None => Err(line.to_string()),
-            };
-            (label.clone(), r)
-        })
-        .collect()
-}
-
-/// Every case of a batch passes; returns the elements compared.
-fn all_pass(cases: &[(String, String)]) -> usize {
-    let mut total = 0;
-    for (label, r) in ort_batch(cases) {
-        total += r.unwrap_or_else(|e| panic!("{label}: {e}"));
-    }
-    total
-}
-
 /// One case on its own.
 fn ort(
     op: &str,
@@ -162,7 +119,7 @@ fn ort(
     extra: &str,
 ) -> Result<usize, String> {
     let c = case_json(op, inputs, attrs, out_shape, got, extra);
-    ort_batch(&[(op.to_string(), c)]).remove(0).1
+    common::math_ref_batch(&[(op.to_string(), c)]).remove(0).1
 }
 
 fn tol_json(t: Tol) -> String {
@@ -316,7 +273,7 @@ fn unary_functions_match_onnxruntime() {
             }
         }
     }
-    println!("{} elements compared", all_pass(&cases));
+    println!("{} elements compared", common::math_ref_all_pass(&cases));
 }
 
 /// Sqrt then Reciprocal compiles to one UNARY rsqrt, exactly onnxruntime's
@@ -698,7 +655,7 @@ fn reductions_over_any_axes_match_onnxruntime() {
             }
         }
     }
-    println!("{} elements compared", all_pass(&cases));
+    println!("{} elements compared", common::math_ref_all_pass(&cases));
 }
 
 /// A reduced axis longer than the SRAM holds at 16 KiB: chunks combine in
@@ -794,7 +751,7 @@ fn softmax_and_log_softmax_on_every_axis_match_onnxruntime() {
             }
         }
     }
-    println!("{} elements compared", all_pass(&cases));
+    println!("{} elements compared", common::math_ref_all_pass(&cases));
 }
 
 /// int8 log-softmax (dequantize, the f32 log-softmax, quantize with the
@@ -1068,7 +1025,7 @@ fn int8_reductions_match_onnxruntime_qdq() {
             }
         }
     }
-    println!("{} elements compared", all_pass(&cases));
+    println!("{} elements compared", common::math_ref_all_pass(&cases));
 }
 
 /// The text form names every new op; a kernel of them prints and parses
@@ -1152,5 +1109,5 @@ fn constant_first_operands_match_onnxruntime() {
             }
         }
     }
-    all_pass(&cases);
+    common::math_ref_all_pass(&cases);
 }

@@ -1313,3 +1313,251 @@ fn any_f32_unary_op_fuses_into_a_conv_or_gemm() {
         "DMA stores per op (relu first): {stores:?}"
     );
 }
+
+/// Bytes a program stores to memory (DMA_STORE rows x planes x bytes).
+fn stored_bytes(p: &npu::Program) -> usize {
+    p.insns()
+        .iter()
+        .map(|i| match i {
+            npu::isa::Insn::DmaStore { mem, .. } => {
+                mem.shape.iter().map(|&d| d as usize).product::<usize>()
+            }
+            _ => 0,
+        })
+        .sum()
+}
+
+#[test]
+fn a_pool_fuses_into_the_conv_producing_its_input() {
+    // conv [-> relu or a chain] -> pool, the pool's windows inside bands
+    // of rows: only the pooled result is stored, whatever the bands (SRAM
+    // sizes from several bands per conv to one), and the values are the
+    // reference's. Odd sizes leave conv rows and columns no window reads.
+    type PoolCase = (
+        [usize; 4],
+        usize,
+        usize,
+        PoolKindCase,
+        [usize; 2],
+        [usize; 2],
+    );
+    #[derive(Clone, Copy, Debug)]
+    enum PoolKindCase {
+        MaxRelu,
+        AvgSilu,
+        MaxDepthwise,
+    }
+    let cases: [PoolCase; 4] = [
+        ([1, 4, 23, 21], 6, 1, PoolKindCase::MaxRelu, [2, 2], [2, 2]),
+        ([1, 3, 17, 16], 8, 2, PoolKindCase::AvgSilu, [1, 2], [1, 2]),
+        (
+            [2, 5, 15, 14],
+            5,
+            1,
+            PoolKindCase::MaxDepthwise,
+            [3, 3],
+            [3, 3],
+        ),
+        ([1, 4, 20, 20], 6, 1, PoolKindCase::MaxRelu, [1, 1], [2, 2]),
+    ];
+    for (ci, &(x, k, stride, kind, kernel, pstride)) in cases.iter().enumerate() {
+        let mut r = rng(40 + ci as u64);
+        let mut g = Graph::new();
+        let xi = g.input("x", TensorType::new(DType::F32, &x)).unwrap();
+        let groups = if matches!(kind, PoolKindCase::MaxDepthwise) {
+            x[1]
+        } else {
+            1
+        };
+        let w = constant(&mut g, "w", &[k, x[1] / groups, 3, 3], &mut r);
+        let b = constant(&mut g, "b", &[k], &mut r);
+        let conv = g
+            .add(
+                "conv",
+                Op::Conv2d {
+                    input: xi,
+                    weight: w,
+                    bias: Some(b),
+                    window: Window {
+                        padding: [1, 1],
+                        stride: [stride, stride],
+                        ..Window::default()
+                    },
+                    groups,
+                },
+                None,
+            )
+            .unwrap();
+        let act = match kind {
+            PoolKindCase::AvgSilu => {
+                let s = g
+                    .add(
+                        "sig",
+                        Op::Unary {
+                            op: UnaryOp::Sigmoid,
+                            x: conv,
+                        },
+                        None,
+                    )
+                    .unwrap();
+                g.add(
+                    "silu",
+                    Op::Binary {
+                        op: BinaryOp::Mul,
+                        a: conv,
+                        b: s,
+                    },
+                    None,
+                )
+                .unwrap()
+            }
+            _ => g
+                .add(
+                    "relu",
+                    Op::Unary {
+                        op: UnaryOp::Relu,
+                        x: conv,
+                    },
+                    None,
+                )
+                .unwrap(),
+        };
+        let pool = g
+            .add(
+                "pool",
+                Op::Pool {
+                    kind: if matches!(kind, PoolKindCase::AvgSilu) {
+                        npu::ir::PoolKind::Avg
+                    } else {
+                        npu::ir::PoolKind::Max
+                    },
+                    x: act,
+                    kernel,
+                    window: Window {
+                        stride: pstride,
+                        ..Window::default()
+                    },
+                },
+                None,
+            )
+            .unwrap();
+        g.output(pool).unwrap();
+        let pooled_bytes = g.ty(pool).bytes();
+        for sram in [8 << 10, 32 << 10, 1 << 20] {
+            let params = DeviceParams { sram_size: sram };
+            let p = compile(&g, params, CompileOptions::default()).unwrap();
+            let unfused = compile(
+                &g,
+                params,
+                CompileOptions {
+                    fuse: false,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            assert_eq!(
+                stored_bytes(&p),
+                pooled_bytes,
+                "case {ci} at {sram}: the conv's output reached memory"
+            );
+            assert!(stored_bytes(&unfused) > pooled_bytes);
+            let mut s = Session::model(sram);
+            let kern = s.compile(g.clone()).unwrap();
+            s.run_checked(
+                &kern,
+                &npu::runtime::random_inputs(&g, 50 + ci as u64),
+                1e-5,
+            )
+            .unwrap_or_else(|e| panic!("case {ci} ({kind:?}) at {sram}: {e}"));
+        }
+    }
+}
+
+#[test]
+fn a_zero_pad_folds_into_the_conv_reading_it() {
+    // pad (H, W; begin != end) -> conv without padding: the conv pads
+    // natively, asymmetrically (the padded tensor is never stored), at
+    // SRAM sizes from many bands to one, strides 1 and 2, dilation,
+    // depthwise; values against the reference.
+    // (input, out channels, kernel, stride, dilation, groups, pad begin, pad end)
+    type PadCase = (
+        [usize; 4],
+        usize,
+        [usize; 2],
+        usize,
+        usize,
+        usize,
+        [usize; 2],
+        [usize; 2],
+    );
+    let cases: [PadCase; 5] = [
+        ([1, 3, 17, 16], 6, [3, 3], 2, 1, 1, [0, 0], [1, 1]),
+        ([1, 4, 12, 11], 5, [4, 4], 1, 1, 1, [2, 2], [1, 1]),
+        ([2, 4, 13, 9], 4, [3, 3], 1, 2, 4, [2, 0], [1, 3]),
+        ([1, 3, 10, 15], 4, [2, 3], 1, 1, 1, [0, 1], [1, 2]),
+        ([1, 2, 9, 14], 3, [3, 5], 2, 1, 1, [1, 3], [0, 1]),
+    ];
+    for (ci, &(x, k, kernel, stride, dil, groups, begin, end)) in cases.iter().enumerate() {
+        let mut r = rng(60 + ci as u64);
+        let mut g = Graph::new();
+        let xi = g.input("x", TensorType::new(DType::F32, &x)).unwrap();
+        let padded = g
+            .add(
+                "pad",
+                Op::Pad {
+                    x: xi,
+                    begin: vec![0, 0, begin[0], begin[1]],
+                    end: vec![0, 0, end[0], end[1]],
+                    value: 0.0,
+                    mode: npu::ir::PadMode::Constant,
+                },
+                None,
+            )
+            .unwrap();
+        let w = constant(
+            &mut g,
+            "w",
+            &[k, x[1] / groups, kernel[0], kernel[1]],
+            &mut r,
+        );
+        let conv = g
+            .add(
+                "conv",
+                Op::Conv2d {
+                    input: padded,
+                    weight: w,
+                    bias: None,
+                    window: Window {
+                        stride: [stride, stride],
+                        dilation: [dil, dil],
+                        ..Window::default()
+                    },
+                    groups,
+                },
+                None,
+            )
+            .unwrap();
+        g.output(conv).unwrap();
+        for sram in [8 << 10, 32 << 10, 1 << 20] {
+            let p = compile(
+                &g,
+                DeviceParams { sram_size: sram },
+                CompileOptions::default(),
+            )
+            .unwrap();
+            assert_eq!(
+                stored_bytes(&p),
+                g.ty(conv).bytes(),
+                "case {ci} at {sram}: the padded input reached memory"
+            );
+            let mut s = Session::model(sram);
+            let kern = s.compile(g.clone()).unwrap();
+            s.run_checked(
+                &kern,
+                &npu::runtime::random_inputs(&g, 70 + ci as u64),
+                1e-5,
+            )
+            .unwrap_or_else(|e| panic!("case {ci} at {sram}: {e}"));
+        }
+    }
+}

@@ -135,37 +135,6 @@ fn case(op: &str, args: &[Arg], shape: &[usize], got: &[f32], bool_out: bool) ->
     )
 }
 
-/// Run the cases in one python process; every one must pass. Returns the
-/// elements compared.
-fn all_match(cases: &[(String, String)]) -> usize {
-    let json = format!(
-        "[{}]",
-        cases
-            .iter()
-            .map(|(_, c)| c.as_str())
-            .collect::<Vec<_>>()
-            .join(",")
-    );
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/math_ref.py");
-    let res = common::python_with_stdin(script, &json);
-    let stdout = String::from_utf8_lossy(&res.stdout).into_owned();
-    let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(
-        lines.len(),
-        cases.len(),
-        "math_ref.py: {stdout}{}",
-        String::from_utf8_lossy(&res.stderr)
-    );
-    let mut n = 0;
-    for ((label, _), line) in cases.iter().zip(lines) {
-        let count = line
-            .strip_prefix("ok ")
-            .unwrap_or_else(|| panic!("{label}: {line}"));
-        n += count.trim().parse::<usize>().expect("element count");
-    }
-    n
-}
-
 /// Every element is 1.0 or +0.0 (not -0.0, not another true value).
 fn assert_mask(label: &str, v: &[f32]) {
     for (i, x) in v.iter().enumerate() {
@@ -275,7 +244,7 @@ fn comparisons_match_onnxruntime_on_special_values_and_broadcasts() {
             }
         }
     }
-    let n = all_match(&cases);
+    let n = common::math_ref_all_pass(&cases);
     assert_eq!(n, 5 * 2 * (144 * 3 + 336 * 4));
 }
 
@@ -352,7 +321,10 @@ fn logic_on_masks_matches_onnxruntime() {
             case("Not", std::slice::from_ref(&x), &[7, 10], &got, true),
         ));
     }
-    assert_eq!(all_match(&cases), 3 * 2 * (4 + 60 + 60) + 2 * 70);
+    assert_eq!(
+        common::math_ref_all_pass(&cases),
+        3 * 2 * (4 + 60 + 60) + 2 * 70
+    );
 }
 
 /// Where over the special values and over every kind of operand the
@@ -463,7 +435,7 @@ fn where_matches_onnxruntime_with_every_broadcast() {
             cases.push((label, case("Where", args, &shape, &got, false)));
         }
     }
-    assert_eq!(all_match(&cases), total);
+    assert_eq!(common::math_ref_all_pass(&cases), total);
 }
 
 /// `where(less(x, y), x, y)` in the text form: parses, prints back, runs
@@ -500,7 +472,7 @@ output y_min, o, p, q, r
     };
     let args = [arg(x, &[5, 9]), arg(y, &[5, 9])];
     let c = case("Min", &args, &[5, 9], got, false);
-    assert_eq!(all_match(&[("min".into(), c)]), 45);
+    assert_eq!(common::math_ref_all_pass(&[("min".into(), c)]), 45);
 }
 
 #[test]

@@ -2270,3 +2270,381 @@ fn uint8_qlinear_and_qdq_convs_match_onnxruntime() {
         "the QLinearConv and the QDQ conv run in int8"
     );
 }
+
+/// DMA stores and loads of `bytes` compiled for `sram` bytes of SRAM, with
+/// fusion on or off.
+fn dma_counts(bytes: &[u8], sram: u32, fuse: bool) -> (usize, usize) {
+    let g = import(bytes, None, &Options::default()).unwrap().graph;
+    let opts = npu::CompileOptions {
+        fuse,
+        ..Default::default()
+    };
+    let p = npu::compile(&g, npu::DeviceParams { sram_size: sram }, opts).unwrap();
+    let count = |f: fn(&npu::isa::Insn) -> bool| p.insns().iter().filter(|i| f(i)).count();
+    (
+        count(|i| matches!(i, npu::isa::Insn::DmaStore { .. })),
+        count(|i| matches!(i, npu::isa::Insn::DmaLoad { .. })),
+    )
+}
+
+/// Elementwise chains run on the SRAM tile: HardSwish as exporters write
+/// it (Add, Clip, Mul, Div) and SiLU (Sigmoid, Mul) after a conv, a
+/// depthwise conv (with a residual add), a Gemm, and on a graph input,
+/// plus a scalar first operand (`3 - x`, `6 > x`). Each chain stores only
+/// its result: the program stores as often as the same model without the
+/// chains (which fails without the fusion), and matches onnxruntime.
+#[test]
+fn elementwise_chains_fuse_and_match_onnxruntime() {
+    let (c, k) = (3i64, 8i64);
+    let inits = || {
+        vec![
+            tensor("w1", &[k, c, 3, 3], &weights(72 * 3, 11)),
+            tensor("b1", &[k], &weights(8, 12)),
+            tensor("wd", &[k, 1, 3, 3], &weights(72, 13)),
+            tensor("wg", &[k * 36, 10], &weights(8 * 36 * 10, 14)),
+            tensor("three", &[], &[3.0]),
+            tensor("six", &[1], &[6.0]),
+            tensor("zero", &[], &[0.0]),
+        ]
+    };
+    // x -> conv (12x12 -> 6x6) -> hardswish -> depthwise conv + residual
+    // -> silu -> (3 - y) * (6 > y) -> flatten -> gemm -> silu; and x ->
+    // silu -> hardswish, a second output.
+    let hardswish = |p: &str, x: &str, out: &str| {
+        vec![
+            node(
+                "Add",
+                &format!("{p}a"),
+                &[x, "three"],
+                &[&format!("{p}t1")],
+                &[],
+            ),
+            node(
+                "Clip",
+                &format!("{p}c"),
+                &[&format!("{p}t1"), "zero", "six"],
+                &[&format!("{p}t2")],
+                &[],
+            ),
+            node(
+                "Mul",
+                &format!("{p}m"),
+                &[x, &format!("{p}t2")],
+                &[&format!("{p}t3")],
+                &[],
+            ),
+            node(
+                "Div",
+                &format!("{p}d"),
+                &[&format!("{p}t3"), "six"],
+                &[out],
+                &[],
+            ),
+        ]
+    };
+    let silu = |p: &str, x: &str, out: &str| {
+        vec![
+            node("Sigmoid", &format!("{p}s"), &[x], &[&format!("{p}sg")], &[]),
+            node(
+                "Mul",
+                &format!("{p}m"),
+                &[x, &format!("{p}sg")],
+                &[out],
+                &[],
+            ),
+        ]
+    };
+    let build = |chains: bool| {
+        let mut n = vec![node(
+            "Conv",
+            "conv1",
+            &["x", "w1", "b1"],
+            &["c1"],
+            &[("pads", A::Is(&[1, 1, 1, 1])), ("strides", A::Is(&[2, 2]))],
+        )];
+        let link = |n: &mut Vec<NodeProto>, nodes: Vec<NodeProto>, x: &str, out: &str| {
+            if chains {
+                n.extend(nodes);
+            } else {
+                n.push(node("Identity", &format!("id_{out}"), &[x], &[out], &[]));
+            }
+        };
+        link(&mut n, hardswish("h_", "c1", "h1"), "c1", "h1");
+        n.push(node(
+            "Conv",
+            "dw",
+            &["h1", "wd"],
+            &["d1"],
+            &[("group", A::I(k)), ("pads", A::Is(&[1, 1, 1, 1]))],
+        ));
+        n.push(node("Add", "res", &["d1", "h1"], &["r1"], &[]));
+        link(&mut n, silu("s_", "r1", "s1"), "r1", "s1");
+        let mut tail = vec![
+            node("Sub", "rsub", &["three", "s1"], &["u1"], &[]),
+            node("Greater", "gt", &["six", "s1"], &["u2b"], &[]),
+            node("Cast", "gtf", &["u2b"], &["u2"], &[("to", A::I(1))]),
+            node("Mul", "um", &["u1", "u2"], &["u3"], &[]),
+        ];
+        if !chains {
+            tail = vec![node("Identity", "id_u3", &["s1"], &["u3"], &[])];
+        }
+        n.extend(tail);
+        n.push(node("Reshape", "flat", &["u3", "fshape"], &["f1"], &[]));
+        n.push(node("MatMul", "fc", &["f1", "wg"], &["g1"], &[]));
+        link(&mut n, silu("g_", "g1", "y"), "g1", "y");
+        // On the input: without the chain, one op (one load and store).
+        if chains {
+            n.extend(silu("x_", "x", "xs"));
+            n.extend(hardswish("x_h_", "xs", "z"));
+        } else {
+            n.push(node("Sigmoid", "x_s", &["x"], &["z"], &[]));
+        }
+        let mut i = inits();
+        let mut fshape = TensorProto::new();
+        fshape.name = "fshape".into();
+        fshape.data_type = 7;
+        fshape.dims = vec![2];
+        fshape.int64_data = vec![1, k * 36];
+        i.push(fshape);
+        model(
+            n,
+            i,
+            &[("x", &[1, 3, 12, 12])],
+            &[("y", &[1, 10]), ("z", &[1, 3, 12, 12])],
+            13,
+        )
+    };
+    let fused = build(true).write_to_bytes().unwrap();
+    let plain = build(false).write_to_bytes().unwrap();
+    for sram in [16 << 10, 1 << 20] {
+        let (stores, loads) = dma_counts(&fused, sram, true);
+        let (plain_stores, plain_loads) = dma_counts(&plain, sram, true);
+        let (unfused_stores, _) = dma_counts(&fused, sram, false);
+        assert_eq!(
+            stores, plain_stores,
+            "{sram}: the chains store more than their results"
+        );
+        assert_eq!(
+            loads, plain_loads,
+            "{sram}: the chains load more than their operands"
+        );
+        assert!(
+            unfused_stores > stores,
+            "{sram}: {unfused_stores} <= {stores}"
+        );
+    }
+    matches_ort("chains", &build(true), 1e-5);
+}
+
+/// Conv -> Relu -> MaxPool 2x2/2 (OriNet's blocks) and Conv -> LeakyRelu
+/// -> Max(0) -> MaxPool 1x2/(1,2) (openWakeWord's), and a depthwise Conv
+/// -> HardSwish (Add, Clip, Mul, Div) -> AveragePool 3x3/3 on odd sizes:
+/// each pool runs on the conv's output tiles, so only the pooled results
+/// reach memory, and the results match onnxruntime.
+#[test]
+fn conv_pool_fuses_and_matches_onnxruntime() {
+    let inits = vec![
+        tensor("w1", &[12, 3, 3, 3], &weights(12 * 27, 21)),
+        tensor("b1", &[12], &weights(12, 22)),
+        tensor("w2", &[16, 12, 3, 3], &weights(16 * 12 * 9, 23)),
+        tensor("wd", &[16, 1, 3, 3], &weights(16 * 9, 24)),
+        tensor("three", &[], &[3.0]),
+        tensor("six", &[], &[6.0]),
+        tensor("zero", &[], &[0.0]),
+    ];
+    let nodes = vec![
+        node(
+            "Conv",
+            "c1",
+            &["x", "w1", "b1"],
+            &["y1"],
+            &[("pads", A::Is(&[1, 1, 1, 1]))],
+        ),
+        node("Relu", "r1", &["y1"], &["a1"], &[]),
+        node(
+            "MaxPool",
+            "p1",
+            &["a1"],
+            &["q1"],
+            &[
+                ("kernel_shape", A::Is(&[2, 2])),
+                ("strides", A::Is(&[2, 2])),
+            ],
+        ),
+        node(
+            "Conv",
+            "c2",
+            &["q1", "w2"],
+            &["y2"],
+            &[("pads", A::Is(&[0, 1, 0, 1]))],
+        ),
+        node("LeakyRelu", "l2", &["y2"], &["a2"], &[("alpha", A::F(0.2))]),
+        node("Max", "m2", &["a2", "zero"], &["b2"], &[]),
+        node(
+            "MaxPool",
+            "p2",
+            &["b2"],
+            &["q2"],
+            &[
+                ("kernel_shape", A::Is(&[1, 2])),
+                ("strides", A::Is(&[1, 2])),
+            ],
+        ),
+        node(
+            "Conv",
+            "dw",
+            &["q2", "wd"],
+            &["y3"],
+            &[("group", A::I(16)), ("pads", A::Is(&[1, 1, 1, 1]))],
+        ),
+        node("Add", "h_a", &["y3", "three"], &["t1"], &[]),
+        node("Clip", "h_c", &["t1", "zero", "six"], &["t2"], &[]),
+        node("Mul", "h_m", &["y3", "t2"], &["t3"], &[]),
+        node("Div", "h_d", &["t3", "six"], &["h3"], &[]),
+        node(
+            "AveragePool",
+            "p3",
+            &["h3"],
+            &["y"],
+            &[
+                ("kernel_shape", A::Is(&[3, 3])),
+                ("strides", A::Is(&[3, 3])),
+            ],
+        ),
+    ];
+    // 30x29 -> pool 15x14 -> conv 13x14 -> pool 13x7 -> pool 4x2.
+    let m = model(
+        nodes,
+        inits,
+        &[("x", &[1, 3, 30, 29])],
+        &[("y", &[1, 16, 4, 2])],
+        13,
+    );
+    let bytes = m.write_to_bytes().unwrap();
+    let g = import(&bytes, None, &Options::default()).unwrap().graph;
+    let pooled: usize = g
+        .nodes()
+        .iter()
+        .filter(|n| matches!(n.op, npu::ir::Op::Pool { .. }))
+        .map(|n| n.ty.bytes())
+        .sum();
+    for sram in [16 << 10, 1 << 20] {
+        let p = npu::compile(
+            &g,
+            npu::DeviceParams { sram_size: sram },
+            npu::CompileOptions::default(),
+        )
+        .unwrap();
+        let stored: usize = p
+            .insns()
+            .iter()
+            .map(|i| match i {
+                npu::isa::Insn::DmaStore { mem, .. } => {
+                    mem.shape.iter().map(|&d| d as usize).product::<usize>()
+                }
+                _ => 0,
+            })
+            .sum();
+        assert_eq!(stored, pooled, "{sram}: a conv's output reached memory");
+    }
+    matches_ort("convpool", &m, 1e-5);
+}
+
+/// Convolutions with asymmetric padding (explicit unequal pads, SAME_UPPER
+/// with even kernels or strides, SAME_LOWER, with dilation, depthwise):
+/// the importer pads explicitly and the compiler folds each pad into the
+/// conv reading it, so the padded tensors never reach memory (only the
+/// convs' results are stored), and the results match onnxruntime.
+#[test]
+fn asymmetric_conv_padding_is_native_and_matches_onnxruntime() {
+    let inits = vec![
+        tensor("w1", &[6, 3, 3, 3], &weights(6 * 27, 31)),
+        tensor("b1", &[6], &weights(6, 32)),
+        tensor("w2", &[6, 6, 4, 4], &weights(6 * 6 * 16, 33)),
+        tensor("wd", &[6, 1, 3, 3], &weights(6 * 9, 34)),
+        tensor("w4", &[5, 6, 2, 3], &weights(5 * 6 * 6, 35)),
+    ];
+    let nodes = vec![
+        // 17x16 -> 9x8: pads 0 top/left, 1 bottom/right.
+        node(
+            "Conv",
+            "c1",
+            &["x", "w1", "b1"],
+            &["y1"],
+            &[
+                ("auto_pad", A::S("SAME_UPPER")),
+                ("strides", A::Is(&[2, 2])),
+            ],
+        ),
+        // Even kernel, stride 1: pads 1 and 2.
+        node(
+            "Conv",
+            "c2",
+            &["y1", "w2"],
+            &["y2"],
+            &[("auto_pad", A::S("SAME_LOWER"))],
+        ),
+        node("Relu", "r2", &["y2"], &["a2"], &[]),
+        // Depthwise, dilation 2, explicit pads [top 2, left 0, bottom 1, right 3].
+        node(
+            "Conv",
+            "dw",
+            &["a2", "wd"],
+            &["y3"],
+            &[
+                ("group", A::I(6)),
+                ("dilations", A::Is(&[2, 2])),
+                ("pads", A::Is(&[2, 0, 1, 3])),
+            ],
+        ),
+        // Right padding larger than the left, stride 1: pads [0, 1, 1, 2].
+        node(
+            "Conv",
+            "c4",
+            &["y3", "w4"],
+            &["y"],
+            &[("pads", A::Is(&[0, 1, 1, 2]))],
+        ),
+    ];
+    let m = model(
+        nodes,
+        inits,
+        &[("x", &[1, 3, 17, 16])],
+        &[("y", &[1, 5, 8, 8])],
+        13,
+    );
+    let bytes = m.write_to_bytes().unwrap();
+    let g = import(&bytes, None, &Options::default()).unwrap().graph;
+    let pads = g
+        .nodes()
+        .iter()
+        .filter(|n| matches!(n.op, npu::ir::Op::Pad { .. }))
+        .count();
+    assert_eq!(pads, 4, "the importer pads each conv explicitly");
+    let convs: usize = g
+        .nodes()
+        .iter()
+        .filter(|n| matches!(n.op, npu::ir::Op::Conv2d { .. }))
+        .map(|n| n.ty.bytes())
+        .sum();
+    for sram in [8 << 10, 1 << 20] {
+        let p = npu::compile(
+            &g,
+            npu::DeviceParams { sram_size: sram },
+            npu::CompileOptions::default(),
+        )
+        .unwrap();
+        let stored: usize = p
+            .insns()
+            .iter()
+            .map(|i| match i {
+                npu::isa::Insn::DmaStore { mem, .. } => {
+                    mem.shape.iter().map(|&d| d as usize).product::<usize>()
+                }
+                _ => 0,
+            })
+            .sum();
+        assert_eq!(stored, convs, "{sram}: a padded copy reached memory");
+    }
+    matches_ort("asympad", &m, 1e-5);
+}

@@ -12,7 +12,7 @@ use npu_isa::{Fault, INSN_SIZE};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Where interrupts go: eventfds in the server, a recorder in tests.
 pub trait IrqSink: Send + Sync {
@@ -25,7 +25,22 @@ pub struct DeviceConfig {
     pub sram_size: u32,
     pub contexts: u32,
     pub cost: CostModel,
+    /// With a shadow doorbell page: how long the CP keeps polling the
+    /// page's SQ tails after the rings ran dry before it publishes SQ_EVENT
+    /// and sleeps (Documentation/hw/npu-hw.rst, "Shadow doorbells"). Zero:
+    /// it sleeps at once.
+    pub idle_poll: Duration,
 }
+
+/// Default of [`DeviceConfig::idle_poll`]: none. The emulated CP's
+/// polling takes host CPU from the guest's vCPUs: on a loaded 2-core host
+/// it made one process's queues and the round trip slower while it spared
+/// deep queues of several processes most doorbells; 50 us (longer than a
+/// driver takes between two submissions while it keeps a queue filled) is
+/// the value to try where the host has a core to spare.
+pub const IDLE_POLL_DEFAULT: Duration = Duration::ZERO;
+/// Largest [`DeviceConfig::idle_poll`] (a bound on the CP's polling).
+pub const IDLE_POLL_MAX: Duration = Duration::from_secs(1);
 
 impl Default for DeviceConfig {
     fn default() -> Self {
@@ -33,6 +48,7 @@ impl Default for DeviceConfig {
             sram_size: 1 << 20,
             contexts: 16,
             cost: CostModel::default(),
+            idle_poll: IDLE_POLL_DEFAULT,
         }
     }
 }
@@ -681,6 +697,11 @@ fn parse_submission(raw: &[u8; 64], ring: usize) -> Submission {
 /// The CP thread: fetch, execute, complete, forever.
 fn command_processor(sh: Arc<Shared>) {
     let mut exec = Executor::new(sh.config.sram_size, sh.config.cost);
+    let poll = sh.config.idle_poll.min(IDLE_POLL_MAX);
+    // How long the rings stayed dry last time: the CP polls only after a
+    // spell shorter than `poll` (a driver keeping a queue filled), not
+    // after a long one (a driver that waits for each job: it rings).
+    let mut last_spell = Duration::ZERO;
     loop {
         // Wait for work: enabled, bus mastering on, an entry pending, room
         // in the completion ring, and no injected hang. Host memory is
@@ -690,6 +711,8 @@ fn command_processor(sh: Arc<Shared>) {
             let mut pin = sh.bus.pin();
             // Whether SQ_EVENT says the CP sleeps (the driver must ring).
             let mut announced = false;
+            // When the rings ran dry this time.
+            let mut idle_since: Option<Instant> = None;
             let ring = loop {
                 if s.shutdown {
                     return;
@@ -706,7 +729,30 @@ fn command_processor(sh: Arc<Shared>) {
                     None
                 };
                 if let Some(n) = next {
+                    if let Some(t) = idle_since {
+                        last_spell = t.elapsed();
+                    }
                     break n;
+                }
+                let since = *idle_since.get_or_insert_with(Instant::now);
+                // With a shadow page and room for records, after a short
+                // last spell, first poll the page for `poll`: a driver that
+                // keeps a queue filled publishes its next tail without a
+                // doorbell (its event is behind). The host CPU is yielded
+                // between looks; a register write is seen at the next one.
+                if live
+                    && s.shadow != 0
+                    && !announced
+                    && !cq_full
+                    && last_spell < poll
+                    && since.elapsed() < poll
+                {
+                    drop(pin);
+                    drop(s);
+                    std::thread::yield_now();
+                    s = sh.lock();
+                    pin = sh.bus.pin();
+                    continue;
                 }
                 // With a shadow page, tell the driver where the CP stopped,
                 // then look once more: a tail it published before seeing

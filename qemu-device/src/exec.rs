@@ -1521,6 +1521,33 @@ fn src_row<'a>(
     }
 }
 
+/// Calls `body(args...)` compiled for the widest vectors this CPU has (see
+/// [`VectorIsa`]): the same body instantiated once per instruction set and
+/// chosen at run time. Each argument is written `name: type`.
+macro_rules! widest_vectors {
+    ($body:ident($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx512f")]
+            fn avx512($($arg: $ty),*) -> $ret {
+                $body($($arg),*)
+            }
+            #[target_feature(enable = "avx2")]
+            fn avx2($($arg: $ty),*) -> $ret {
+                $body($($arg),*)
+            }
+            match vector_isa() {
+                // SAFETY: the CPU has the instruction set (vector_isa checked).
+                VectorIsa::Avx512 => return unsafe { avx512($($arg),*) },
+                // SAFETY: as above.
+                VectorIsa::Avx2 => return unsafe { avx2($($arg),*) },
+                VectorIsa::Base => {}
+            }
+        }
+        $body($($arg),*)
+    }};
+}
+
 /// `binary(op, dtype, a[i], b[j])` for every element `i` of the tile `out`
 /// (in `words`), `a[i]` read from `a`'s source, `b[j]` as `bcast` says (the
 /// whole tile from `b`'s source; or, in `b`'s copy, a value per row, per
@@ -1535,41 +1562,15 @@ fn binary_tile(
     out: &TileRef,
     words: &mut [u32],
 ) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f")]
-        fn avx512(
-            op: BinaryOp,
-            dtype: DType,
-            bcast: Broadcast,
-            a: (Src, &[u32]),
-            b: (Src, &[u32]),
-            out: &TileRef,
-            words: &mut [u32],
-        ) {
-            binary_tile_body(op, dtype, bcast, a, b, out, words);
-        }
-        #[target_feature(enable = "avx2")]
-        fn avx2(
-            op: BinaryOp,
-            dtype: DType,
-            bcast: Broadcast,
-            a: (Src, &[u32]),
-            b: (Src, &[u32]),
-            out: &TileRef,
-            words: &mut [u32],
-        ) {
-            binary_tile_body(op, dtype, bcast, a, b, out, words);
-        }
-        match vector_isa() {
-            // SAFETY: the CPU has the instruction set (vector_isa checked).
-            VectorIsa::Avx512 => return unsafe { avx512(op, dtype, bcast, a, b, out, words) },
-            // SAFETY: as above.
-            VectorIsa::Avx2 => return unsafe { avx2(op, dtype, bcast, a, b, out, words) },
-            VectorIsa::Base => {}
-        }
-    }
-    binary_tile_body(op, dtype, bcast, a, b, out, words);
+    widest_vectors!(binary_tile_body(
+        op: BinaryOp,
+        dtype: DType,
+        bcast: Broadcast,
+        a: (Src, &[u32]),
+        b: (Src, &[u32]),
+        out: &TileRef,
+        words: &mut [u32],
+    ) -> ())
 }
 
 /// Most MUL/ADD pairs [`Executor::mac_chain`] runs at once: the work
@@ -1629,37 +1630,13 @@ fn mac_rows(
         }
         Ok(())
     }
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f")]
-        fn avx512(
-            words: &mut [u32],
-            taps: &[(TileRef, TileRef)],
-            tiles: (TileRef, TileRef),
-            scratch: (&mut Vec<u32>, &mut Vec<u32>),
-            poll: &mut dyn FnMut() -> Result<(), JobFault>,
-        ) -> Result<(), JobFault> {
-            body(words, taps, tiles, scratch, poll)
-        }
-        #[target_feature(enable = "avx2")]
-        fn avx2(
-            words: &mut [u32],
-            taps: &[(TileRef, TileRef)],
-            tiles: (TileRef, TileRef),
-            scratch: (&mut Vec<u32>, &mut Vec<u32>),
-            poll: &mut dyn FnMut() -> Result<(), JobFault>,
-        ) -> Result<(), JobFault> {
-            body(words, taps, tiles, scratch, poll)
-        }
-        match vector_isa() {
-            // SAFETY: the CPU has the instruction set (vector_isa checked).
-            VectorIsa::Avx512 => return unsafe { avx512(words, taps, tiles, scratch, poll) },
-            // SAFETY: as above.
-            VectorIsa::Avx2 => return unsafe { avx2(words, taps, tiles, scratch, poll) },
-            VectorIsa::Base => {}
-        }
-    }
-    body(words, taps, tiles, scratch, poll)
+    widest_vectors!(body(
+        words: &mut [u32],
+        taps: &[(TileRef, TileRef)],
+        tiles: (TileRef, TileRef),
+        scratch: (&mut Vec<u32>, &mut Vec<u32>),
+        poll: &mut dyn FnMut() -> Result<(), JobFault>,
+    ) -> Result<(), JobFault>)
 }
 
 /// The widest vectors this CPU has, for the elementwise engines: their
@@ -1804,41 +1781,15 @@ fn unary_tile(
     out: &TileRef,
     words: &mut [u32],
 ) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f")]
-        fn avx512(
-            op: UnaryOp,
-            dtype: DType,
-            lo: u32,
-            hi: u32,
-            src: (Src, &[u32]),
-            out: &TileRef,
-            words: &mut [u32],
-        ) {
-            unary_tile_body(op, dtype, lo, hi, src, out, words);
-        }
-        #[target_feature(enable = "avx2")]
-        fn avx2(
-            op: UnaryOp,
-            dtype: DType,
-            lo: u32,
-            hi: u32,
-            src: (Src, &[u32]),
-            out: &TileRef,
-            words: &mut [u32],
-        ) {
-            unary_tile_body(op, dtype, lo, hi, src, out, words);
-        }
-        match vector_isa() {
-            // SAFETY: the CPU has the instruction set (vector_isa checked).
-            VectorIsa::Avx512 => return unsafe { avx512(op, dtype, lo, hi, src, out, words) },
-            // SAFETY: as above.
-            VectorIsa::Avx2 => return unsafe { avx2(op, dtype, lo, hi, src, out, words) },
-            VectorIsa::Base => {}
-        }
-    }
-    unary_tile_body(op, dtype, lo, hi, src, out, words);
+    widest_vectors!(unary_tile_body(
+        op: UnaryOp,
+        dtype: DType,
+        lo: u32,
+        hi: u32,
+        src: (Src, &[u32]),
+        out: &TileRef,
+        words: &mut [u32],
+    ) -> ())
 }
 
 #[inline(always)]

@@ -82,6 +82,58 @@ fn a_busy_device_takes_new_entries_without_a_doorbell() {
 }
 
 #[test]
+fn an_idle_cp_polls_the_page_before_it_sleeps() {
+    // A window far longer than this test takes between jobs: every tail
+    // published in it is taken without a doorbell.
+    let config = DeviceConfig {
+        idle_poll: Duration::from_secs(1),
+        ..cfg()
+    };
+    let mut b = Bench::with_options(config, 16, 8, 8, Injector::default());
+    b.use_shadow(None);
+    b.map(0, CMD_VA, 4096, false);
+    b.write(0, CMD_VA, &assemble(&[Insn::End]));
+    // The page starts with SQ_EVENT 0: the first job rings.
+    let first = b.submit_raw(0, CMD_VA, 64, 0);
+    assert_eq!(b.doorbells, 1);
+    assert_eq!(b.wait_completion(EVENT_BOUND).expect("first").seqno, first);
+    // The rings are dry, and the CP polls the page instead of announcing:
+    // the event stays behind, so the driver's rule rings no more.
+    for _ in 0..5 {
+        let s = b.submit_raw(0, CMD_VA, 64, 0);
+        assert_eq!(b.wait_completion(EVENT_BOUND).expect("polled").seqno, s);
+    }
+    assert_eq!(b.doorbells, 1, "the polling CP needed no doorbell");
+    assert_eq!(b.shadow_event(), 0, "the CP has not said it sleeps");
+    // Once the window is over it announces where it stopped and sleeps:
+    // the next job rings again.
+    wait_idle(&b);
+    let s = b.submit_raw(0, CMD_VA, 64, 0);
+    assert_eq!(b.doorbells, 2);
+    assert_eq!(b.wait_completion(EVENT_BOUND).expect("rung").seqno, s);
+}
+
+#[test]
+fn without_an_idle_poll_the_cp_announces_at_once() {
+    let config = DeviceConfig {
+        idle_poll: Duration::ZERO,
+        ..cfg()
+    };
+    let mut b = Bench::with_options(config, 16, 8, 8, Injector::default());
+    b.use_shadow(None);
+    b.map(0, CMD_VA, 4096, false);
+    b.write(0, CMD_VA, &assemble(&[Insn::End]));
+    for n in 1..=3u32 {
+        let s = b.submit_raw(0, CMD_VA, 64, 0);
+        assert_eq!(b.wait_completion(EVENT_BOUND).expect("job").seqno, s);
+        // Asleep after each job: each one rings.
+        wait_idle(&b);
+        assert_eq!(b.shadow_event(), n);
+        assert_eq!(b.doorbells, u64::from(n));
+    }
+}
+
+#[test]
 fn no_entry_is_lost_between_the_event_and_the_tail() {
     // Submissions racing the CP going to sleep, with the ring wrapping many
     // times: every job completes (a lost wake-up hangs this test).

@@ -71,3 +71,49 @@ pub fn pci_name() -> Result<String, String> {
         .to_string_lossy()
         .into_owned())
 }
+
+/// The kernel log's records (/dev/kmsg: "prio,seq,time,flags;text"), as
+/// (sequence number, text), oldest first.
+pub fn kernel_log() -> Result<Vec<(u64, String)>, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut kmsg = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open("/dev/kmsg")
+        .map_err(|e| format!("/dev/kmsg: {e}"))?;
+    let mut records = Vec::new();
+    let mut buf = vec![0u8; 8192];
+    loop {
+        match kmsg.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                let rec = String::from_utf8_lossy(&buf[..n]);
+                let (head, text) = rec.split_once(';').unwrap_or(("", &rec));
+                let seq = head.split(',').nth(1).and_then(|s| s.parse().ok());
+                if let Some(seq) = seq {
+                    records.push((seq, text.trim_end().to_string()));
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            // A record overwritten while we read: go on with the next.
+            Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
+            Err(e) => return Err(format!("/dev/kmsg: {e}")),
+        }
+    }
+    Ok(records)
+}
+
+/// The sequence number of the newest kernel log record (0 for none).
+pub fn kernel_log_end() -> Result<u64, String> {
+    Ok(kernel_log()?.last().map_or(0, |r| r.0))
+}
+
+/// Kernel log lines after record `after` that contain `needle`.
+pub fn kernel_log_since(after: u64, needle: &str) -> Result<Vec<String>, String> {
+    Ok(kernel_log()?
+        .into_iter()
+        .filter(|(seq, text)| *seq > after && text.contains(needle))
+        .map(|(_, text)| text)
+        .collect())
+}

@@ -1,13 +1,17 @@
 //! The DRM core ioctls the stack uses on accel nodes (from the kernel's
 //! include/uapi/drm/drm.h), for userspace. Not part of the onpu driver's
-//! own ABI, so not in abi.rs.
+//! own ABI, so not in onpu_accel.h (nor in the bindings generated from it).
 #![allow(non_camel_case_types)]
+
+/// DRM's ioctl type letter and the first driver-private command number.
+pub const DRM_IOCTL_BASE: u32 = b'd' as u32;
+pub const DRM_COMMAND_BASE: u32 = 0x40;
 
 const IOC_WRITE: u32 = 1;
 const IOC_READ: u32 = 2;
 
 const fn drm_ioc(dir: u32, nr: u32, size: usize) -> u32 {
-    (dir << 30) | ((size as u32) << 16) | (crate::DRM_IOCTL_BASE << 8) | nr
+    (dir << 30) | ((size as u32) << 16) | (DRM_IOCTL_BASE << 8) | nr
 }
 
 /// struct drm_gem_close: release a GEM handle.

@@ -1,8 +1,9 @@
 //! The uAPI's flag sets as `bitflags` types, for userspace only (the driver
-//! compiles abi.rs alone and checks the raw bits). Each type's bits are the
-//! abi.rs constants; `bits()` gives the value to put in the struct.
+//! checks the raw bits of the kernel's uapi crate). Each type's bits are the
+//! header's constants (bindings.rs); `bits()` gives the value to put in the
+//! struct.
 
-use crate::abi;
+use crate::bindings as abi;
 
 bitflags::bitflags! {
     /// &drm_onpu_bo_create.flags and &drm_onpu_bo_info.bo_flags.

@@ -1,6 +1,8 @@
 //! The C header and the Rust ABI must agree: compile a C program against
 //! include/uapi/drm/onpu_accel.h that prints every size, offset and ioctl
-//! number, and compare with the Rust definitions.
+//! number, and compare with the Rust definitions. bindings.rs is generated
+//! from that header, so this fails when it was not regenerated after a
+//! change to the header (or bindgen and the C compiler disagree).
 
 extern crate std;
 use crate::*;

@@ -1,16 +1,31 @@
-//! The onpu uAPI for userspace: the `#[repr(C)]` ABI the driver is compiled
-//! with (src/abi.rs), re-exported unchanged.
+//! The onpu uAPI for userspace.
+//!
+//! The ABI has one definition, the C header include/uapi/drm/onpu_accel.h.
+//! bindgen turns it into src/bindings.rs (scripts/uapi-bindgen.sh; the lint
+//! stage of `make test` regenerates it and fails on any difference), and the
+//! kernel driver gets the same types from the kernel's `uapi` crate. What is
+//! written by hand here is only a thin layer over the generated items:
+//! `bitflags` types for the flag sets, and the DRM core ioctls the stack
+//! uses (drm_core).
 #![no_std]
 
-mod abi;
-pub use abi::*;
+#[allow(
+    non_camel_case_types,
+    non_upper_case_globals,
+    non_snake_case,
+    dead_code,
+    missing_docs,
+    clippy::all
+)]
+mod bindings;
+pub use bindings::*;
 
-/// Flag sets as `bitflags` types (userspace only; abi.rs stays
-/// dependency-free for the driver).
+/// Flag sets as `bitflags` types over the header's flag bits.
 pub mod flags;
 pub use flags::*;
 
 pub mod drm_core;
+pub use drm_core::{DRM_COMMAND_BASE, DRM_IOCTL_BASE};
 
 #[cfg(test)]
 mod layout;

@@ -84,17 +84,39 @@ pub(super) struct DirectConv<'a> {
     /// KCRS filter shape (C per group).
     pub w: [usize; 4],
     pub out_hw: [usize; 2],
+    /// The window; its padding is the top and left padding.
     pub win: Window,
+    /// Bottom and right padding (a fused asymmetric pad; else the same as
+    /// the top and left).
+    pub pad_end: [usize; 2],
     pub groups: usize,
     pub weight: Filter<'a>,
     /// The f32 bias (int8: in `q`).
     pub bias: Option<&'a [f32]>,
     pub q: Option<QConv>,
     pub act: Option<UnaryOp>,
+    /// An f32 elementwise chain after the bias and residual (chain.rs),
+    /// its registers after the accumulator in the temporary slot.
+    pub chain: Option<&'a super::chain::Chain>,
+    /// Pooling run on each band's output tile before the store; `out` is
+    /// then the pool's result.
+    pub pool: Option<PoolFuse>,
     pub xl: Loc,
     /// Added to the result before the activation (same shape).
     pub residual: Option<Loc>,
     pub out: Loc,
+}
+
+/// A pooling op fused after the convolution (plan.rs `pool_fuses`: no
+/// padding, kernel height at most the stride, so bands whose row count is
+/// a multiple of the stride pool on their own).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct PoolFuse {
+    pub kind: crate::ir::PoolKind,
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    /// The pooled result's height and width.
+    pub out_hw: [usize; 2],
 }
 
 /// Geometry of one band of `rows` output rows.
@@ -174,15 +196,17 @@ impl DirectConv<'_> {
     fn band(&self, rows: usize) -> Band {
         let [sh, sw] = self.win.stride;
         let bh = (rows - 1) * sh + (self.w[2] - 1) * self.win.dilation[0] + 1;
-        // Row pitch. With column stride 1, rows are `pad` zeros then the
-        // image row: the right padding a tap reads past a row's end is the
-        // next row's left padding (or, after the last row, `tail()`
-        // zeros), so only `pad` columns per row are computed and dropped.
-        // Otherwise the padded width over the stride.
+        // Row pitch. With column stride 1, rows are `left` zeros, the
+        // image row, and `right - left` more zeros if the right padding is
+        // the larger: the right padding a tap reads past a row's end ends
+        // in the next row's left padding (or, after the last row, `tail()`
+        // zeros), so only max(left, right) columns per row are computed and
+        // dropped. Otherwise the padded width over the stride.
+        let (left, right) = (self.win.padding[1], self.pad_end[1]);
         let pw = if sw == 1 {
-            self.x[3] + self.win.padding[1]
+            self.x[3] + left.max(right)
         } else {
-            (self.x[3] + 2 * self.win.padding[1]).div_ceil(sw)
+            (self.x[3] + left + right).div_ceil(sw)
         };
         Band {
             bh,
@@ -196,7 +220,8 @@ impl DirectConv<'_> {
     /// padding of its last row, see `band`).
     fn tail(&self) -> usize {
         if self.win.stride[1] == 1 {
-            self.win.padding[1]
+            // The right padding past the last row's zeros (see `band`).
+            self.win.padding[1].min(self.pad_end[1])
         } else {
             0
         }
@@ -223,6 +248,38 @@ impl DirectConv<'_> {
         py * self.win.stride[1] + px
     }
 
+    /// Bytes of one register of the chain: an accumulator tile, 64-byte
+    /// aligned.
+    fn reg_bytes(&self, t: Tiles) -> usize {
+        let rows = if self.depthwise() { t.cc } else { t.kc };
+        (rows * self.acc_ld(t) * ES).next_multiple_of(64)
+    }
+
+    /// Leading dimension of the accumulator (elements per channel): the
+    /// band's computed pixels, or with a fused pool whole rows of the
+    /// largest band (POOL reads planes `[channel][t.rows][pw]`, packed).
+    fn acc_ld(&self, t: Tiles) -> usize {
+        let b = self.band(t.rows);
+        if self.pool.is_some() {
+            t.rows * b.pw
+        } else {
+            b.m
+        }
+    }
+
+    /// POOL's output per band with `t.rows` rows: (rows, columns) of
+    /// pooled values per channel (the columns past the pooled width and
+    /// the rows past the image are dropped at the store).
+    fn pooled(&self, t: Tiles) -> (usize, usize) {
+        match self.pool {
+            Some(p) => (
+                (t.rows - p.kernel[0]) / p.stride[0] + 1,
+                (self.band(t.rows).pw - p.kernel[1]) / p.stride[1] + 1,
+            ),
+            None => (0, 0),
+        }
+    }
+
     /// SRAM bytes per slot: (band, weights, per-channel constants,
     /// accumulator, temporary, widened band).
     fn slot_bytes(&self, t: Tiles) -> [u64; 6] {
@@ -232,25 +289,37 @@ impl DirectConv<'_> {
         let cells = phases * t.cc * b.ph * b.pw + self.tail();
         let band = (cells * self.xes()).next_multiple_of(4) as u64;
         let int8 = self.q.is_some();
+        let ld = self.acc_ld(t);
         let (wts, acc, tmp) = if self.depthwise() {
-            (taps * t.cc * ES, t.cc * b.m * ES, t.cc * b.m * ES)
+            (taps * t.cc * ES, t.cc * ld * ES, t.cc * ld * ES)
         } else {
             let rows = t.kc + self.sum_row();
             (
                 taps * rows * t.cc * self.wes(),
-                rows * b.m * ES,
+                rows * ld * ES,
                 // The int8 result (and before it the per-channel zero
                 // points' correction, i32).
                 match (int8, self.zw_per_channel()) {
-                    (_, true) => t.kc * b.m * ES,
+                    (_, true) => t.kc * ld * ES,
                     (true, false) => t.kc * b.m,
                     _ => 0,
                 },
             )
         };
+        // The chain's registers but the accumulator, one tile each (the
+        // depthwise temporary is free in the epilogue).
+        let tmp = match self.chain {
+            Some(c) if c.regs > 1 => tmp.max((c.regs as usize - 1) * self.reg_bytes(t)),
+            _ => tmp,
+        };
         let consts = t.kc.max(t.cc) * ES * self.const_words();
+        // The widened int8 depthwise band, or the pooled f32 tile.
         let wide = if int8 && self.depthwise() {
             cells * ES
+        } else if self.pool.is_some() {
+            let (ph, pw) = self.pooled(t);
+            let rows = if self.depthwise() { t.cc } else { t.kc };
+            rows * ph * pw * ES
         } else {
             0
         };
@@ -270,14 +339,17 @@ impl DirectConv<'_> {
     /// rarely (loaded after the step that last reads it).
     fn slot_counts(&self, t: Tiles, nb: u32) -> [u32; 6] {
         let bands = self.out_hw[0].div_ceil(t.rows);
+        // The pooled tile is stored like the accumulator.
+        let pooled = |acc: u32| if self.pool.is_some() { acc } else { 1 };
         if self.depthwise() {
             let n = if t.single { 1 } else { nb };
-            return [n, 1, 1, n, 1, 1];
+            return [n, 1, 1, n, 1, pooled(n)];
         }
         let ncc = self.w[1].div_ceil(t.cc);
         let band = if bands * ncc == 1 || t.single { 1 } else { nb };
         let wts = if ncc == 1 || t.single { 1 } else { nb };
-        [band, wts, wts, if t.single { 1 } else { nb }, 1, 1]
+        let acc = if t.single { 1 } else { nb };
+        [band, wts, wts, acc, 1, pooled(acc)]
     }
 
     /// Modelled cost of a tiling, for choosing one: the slower engine's
@@ -366,7 +438,22 @@ impl DirectConv<'_> {
             v
         };
         let mut best: Option<(u64, Tiles)> = None;
-        for rows in halvings(self.out_hw[0]) {
+        // With a fused pool, bands of whole pooling windows: a multiple of
+        // its stride (or all rows in one band).
+        let row_choices = match self.pool {
+            Some(p) => {
+                let sh = p.stride[0];
+                let mut v: Vec<usize> = halvings(self.out_hw[0].div_ceil(sh))
+                    .into_iter()
+                    .map(|n| (n * sh).min(self.out_hw[0]))
+                    .filter(|&r| r >= p.kernel[0])
+                    .collect();
+                v.dedup();
+                v
+            }
+            None => halvings(self.out_hw[0]),
+        };
+        for rows in row_choices {
             for kc in if self.depthwise() {
                 vec![1]
             } else {
@@ -609,6 +696,7 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
             // loads cover the whole band.
             let covered = pad_h == 0
                 && pad_w == 0
+                && s.pad_end == [0, 0]
                 && sh == 1
                 && sw == 1
                 && iy_lo + b.bh as isize <= h as isize;
@@ -731,7 +819,7 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
             // The residual tile starts the accumulator, laid out like it.
             let (_, _, _, _, aslot) = plan[i];
             let b = s.band(st.nrows);
-            let acc_ld = s.band(t.rows).m;
+            let acc_ld = s.acc_ld(t);
             let rowb = (ow * ES) as u32;
             let shape = [rowb, st.nrows as u32, st.kcn as u32];
             e.load(
@@ -789,7 +877,7 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
         let (new_band, _, bslot, wslot, aslot) = plan[i];
         let b = s.band(st.nrows);
         let plane = b.ph * b.pw;
-        let acc_ld = s.band(t.rows).m as u32;
+        let acc_ld = s.acc_ld(t) as u32;
         let acc = Tile {
             addr: sacc.at(aslot),
             ld: acc_ld,
@@ -918,7 +1006,20 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
                 if let Some(act) = s.act {
                     e.push(super::ops::unary_insn(act, kcn, m, acc, acc));
                 }
-                (acc.addr, ES)
+                match s.chain {
+                    Some(c) => {
+                        let rb = s.reg_bytes(t) as u32;
+                        let regs: Vec<Tile> = std::iter::once(acc)
+                            .chain((1..c.regs as u32).map(|r| Tile {
+                                addr: stmp.at(0) + (r - 1) * rb,
+                                ld: acc_ld,
+                            }))
+                            .collect();
+                        c.emit(e, kcn, m, &regs);
+                        (regs[c.out as usize].addr, ES)
+                    }
+                    None => (acc.addr, ES),
+                }
             }
             Some(q) => {
                 let sums = Tile {
@@ -1006,6 +1107,52 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
                 (dst.addr, 1)
             }
         };
+        if let Some(p) = s.pool {
+            // Pool the band's planes `[channel][t.rows][pw]` (rows past
+            // this band's and columns past `ow` only feed dropped
+            // results), then store the pooled rows that exist.
+            let (ph, pw) = s.pooled(t);
+            let [qh, qw] = p.out_hw;
+            let p0 = st.y0 / p.stride[0];
+            let prows = ph.min(qh.saturating_sub(p0));
+            if prows == 0 {
+                return;
+            }
+            let dst = swide.at(aslot.min(counts[5] - 1));
+            e.push(Insn::Pool {
+                op: match p.kind {
+                    crate::ir::PoolKind::Max => isa::PoolOp::Max,
+                    crate::ir::PoolKind::Avg => isa::PoolOp::Avg,
+                },
+                geom: isa::PoolGeom {
+                    channels: kcn,
+                    in_h: t.rows as u32,
+                    in_w: b.pw as u32,
+                    out_h: ph as u32,
+                    out_w: pw as u32,
+                    kernel: [p.kernel[0] as u8, p.kernel[1] as u8],
+                    stride: [p.stride[0] as u8, p.stride[1] as u8],
+                    pad: [0, 0],
+                },
+                src: res,
+                dst,
+            });
+            let rowb = (qw * ES) as u32;
+            e.store(
+                s.out,
+                (((st.img * k + st.k0) * qh + p0) * qw * ES) as u64,
+                dst,
+                Strided {
+                    shape: [rowb, prows as u32, kcn],
+                    stride: [rowb, (qh * qw * ES) as u32],
+                },
+                Strided {
+                    shape: [rowb, prows as u32, kcn],
+                    stride: [(pw * ES) as u32, (ph * pw * ES) as u32],
+                },
+            );
+            return;
+        }
         // Output rows of the band: `ow` of every `pw` computed pixels.
         let off = (((st.img * k + st.k0) * oh + st.y0) * ow * oes) as u64;
         let rowb = (ow * oes) as u32;

@@ -8,6 +8,7 @@
 //! The SRAM size comes from [`DeviceParams`] (read from the device's
 //! SRAM_SIZE register); nothing here assumes a size.
 
+mod chain;
 mod conv;
 mod emit;
 mod movement;
@@ -33,7 +34,8 @@ pub struct CompileOptions {
     /// Two SRAM slots per streamed operand, so the DMA of tile i+1 overlaps
     /// the compute of tile i. Off: one slot, strictly serial (for comparison).
     pub double_buffer: bool,
-    /// Fuse a relu/clamp into the gemm/conv2d producing its operand.
+    /// Fusion: activations, elementwise chains, residual adds and pools
+    /// run on the SRAM tile of the op producing their operand (plan.rs).
     pub fuse: bool,
     /// Largest command buffer of one job: the driver's limit
     /// (DRM_ONPU_MAX_CMDBUF_SIZE). Longer programs run as several jobs.

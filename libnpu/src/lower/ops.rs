@@ -91,6 +91,19 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
             window,
             groups,
         } => {
+            // A fused pad (plan.rs `pad_fuses`): read its operand, with its
+            // padding as the window's.
+            let (input, window, pad_end) = match step.pad.map(|p| &g.node(p).op) {
+                Some(Op::Pad { x, begin, end, .. }) => (
+                    x,
+                    &Window {
+                        padding: [begin[2], begin[3]],
+                        ..*window
+                    },
+                    [end[2], end[3]],
+                ),
+                _ => (input, window, window.padding),
+            };
             let f32s = |v: ValueId| match g.constant_data(v) {
                 Some(crate::reference::TensorData::F32(d)) => Some(d.as_slice()),
                 _ => None,
@@ -118,11 +131,27 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
                     w: [ws[0], ws[1], ws[2], ws[3]],
                     out_hw: [node.ty.shape[2], node.ty.shape[3]],
                     win: *window,
+                    pad_end,
                     groups: *groups,
                     weight,
                     bias: f32_bias,
                     q,
                     act: step.activation,
+                    chain: step.chain.as_ref(),
+                    pool: match step.pool.map(|p| &g.node(p).op) {
+                        Some(Op::Pool {
+                            kind,
+                            kernel,
+                            window,
+                            ..
+                        }) => Some(super::conv::PoolFuse {
+                            kind: *kind,
+                            kernel: *kernel,
+                            stride: window.stride,
+                            out_hw: [g.ty(step.out).shape[2], g.ty(step.out).shape[3]],
+                        }),
+                        _ => None,
+                    },
                     xl: loc(g, plan, e, *input)?,
                     residual: step.residual.map(|r| loc(g, plan, e, r)).transpose()?,
                     out,
@@ -130,9 +159,9 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
                 super::conv::direct_conv(e, &spec).map_err(|why| too_small(g, step, e, why))?;
                 return Ok(());
             }
-            if step.residual.is_some() {
+            if step.residual.is_some() || step.pool.is_some() || step.pad.is_some() {
                 return Err(LowerError::Internal(format!(
-                    "`{}`: a residual add was fused into a conv2d that is not lowered directly",
+                    "`{}`: a residual add, a pool or a pad was fused into a conv2d that is not lowered directly",
                     node.name
                 )));
             }
@@ -164,6 +193,20 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
                 pad_byte,
             };
             conv2d(e, &spec, &mac).map_err(|why| too_small(g, step, e, why))?
+        }
+        // An elementwise chain on the tile of its root operand (chain.rs).
+        Op::Unary { .. } | Op::Binary { .. } if step.chain.is_some() => {
+            let c = step
+                .chain
+                .as_ref()
+                .ok_or_else(|| LowerError::Internal("no chain".into()))?;
+            let root = match node.op {
+                Op::Binary { a, b, .. } if super::chain::scalar(g, a).is_some() => b,
+                _ => node.op.operands()[0],
+            };
+            let xl = loc(g, plan, e, root)?;
+            super::chain::lower(e, c, xl, out, node.ty.elems())
+                .map_err(|why| too_small(g, step, e, why))?
         }
         Op::Binary { op, a, b } => binary(g, e, step, *op, *a, *b, plan, out)?,
         Op::SignFlip { x } => {
@@ -581,6 +624,8 @@ pub(super) fn too_small(g: &Graph, step: &Step, e: &Emitter, why: String) -> Low
 struct Mac {
     dtype: DType,
     act: Option<UnaryOp>,
+    /// An f32 elementwise chain after the bias (instead of `act`).
+    chain: Option<super::chain::Chain>,
     q: Option<QuantOut>,
 }
 
@@ -699,6 +744,7 @@ impl Mac {
         Ok(Mac {
             dtype,
             act: step.activation,
+            chain: step.chain.clone(),
             q,
         })
     }
@@ -818,6 +864,8 @@ struct Epilogue {
     bias: Slots,
     mult: Slots,
     out8: Slots,
+    /// The chain's registers after the accumulator (register 0).
+    regs: Option<Slots>,
 }
 
 impl Epilogue {
@@ -829,11 +877,16 @@ impl Epilogue {
         } else {
             (bias, acc)
         };
+        let regs = match &mac.chain {
+            Some(c) if c.regs > 1 => Some(e.sram_alloc(rows * tn * 4, (c.regs - 1) as u32)?),
+            _ => None,
+        };
         Ok(Epilogue {
             acc,
             bias,
             mult,
             out8,
+            regs,
         })
     }
 
@@ -908,7 +961,19 @@ impl Epilogue {
                 if let Some(act) = mac.act {
                     e.push(unary_insn(act, rows, cols, acc, acc));
                 }
-                acc.addr
+                match &mac.chain {
+                    Some(c) => {
+                        let regs: Vec<Tile> = std::iter::once(acc)
+                            .chain((1..c.regs).map(|r| Tile {
+                                addr: self.regs.map_or(acc.addr, |s| s.at(r as u32 - 1)),
+                                ld: tn,
+                            }))
+                            .collect();
+                        c.emit(e, rows, cols, &regs);
+                        regs[c.out as usize].addr
+                    }
+                    None => acc.addr,
+                }
             }
             Some(q) => {
                 let dst = Tile {
@@ -1856,24 +1921,7 @@ fn binary(
         None => Some(loc(g, plan, e, b)?),
     };
     let nb = e.nbuf();
-    let isa_op = match op {
-        BinaryOp::Add => isa::BinaryOp::Add,
-        BinaryOp::Sub => isa::BinaryOp::Sub,
-        BinaryOp::Mul => isa::BinaryOp::Mul,
-        BinaryOp::Div => isa::BinaryOp::Div,
-        BinaryOp::Max => isa::BinaryOp::Max,
-        BinaryOp::Min => isa::BinaryOp::Min,
-        BinaryOp::Prelu => isa::BinaryOp::Prelu,
-        BinaryOp::Equal => isa::BinaryOp::Eq,
-        BinaryOp::NotEqual => isa::BinaryOp::Ne,
-        BinaryOp::Less => isa::BinaryOp::Lt,
-        BinaryOp::LessOrEqual => isa::BinaryOp::Le,
-        BinaryOp::Greater => isa::BinaryOp::Gt,
-        BinaryOp::GreaterOrEqual => isa::BinaryOp::Ge,
-        BinaryOp::And => isa::BinaryOp::And,
-        BinaryOp::Or => isa::BinaryOp::Or,
-        BinaryOp::Xor => isa::BinaryOp::Xor,
-    };
+    let isa_op = super::chain::isa_binary(op);
     // int8: ((s_a, zp_a), (s_b, zp_b), (s_out, zp_out)); the language's
     // dequantize -> f32 op -> quantize on the SRAM tile (CONVERT i8->f32;
     // BINARY; BINARY div, CONVERT f32->i32, REQUANT), i8 in memory.

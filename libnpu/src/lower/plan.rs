@@ -1,5 +1,6 @@
 //! Memory planning and fusion decisions.
 
+use super::chain::{self, Chain, EwOp};
 use super::emit::{BufferDesc, BufferKind};
 use super::{CompileOptions, LowerError};
 use crate::ir::{Graph, Op, UnaryOp, ValueId};
@@ -21,6 +22,87 @@ pub struct Step {
     /// A value added to the result before the activation (a residual
     /// connection fused into a direct conv2d's epilogue).
     pub residual: Option<ValueId>,
+    /// An elementwise chain (chain.rs) run on the result's tile, after
+    /// the bias and the residual, instead of `activation`; or, for an
+    /// elementwise `node`, the chain it starts on the tile of its operand.
+    pub chain: Option<Chain>,
+    /// A pooling op run on the direct conv2d's output tile before the
+    /// store (`out` is then the pool's result).
+    pub pool: Option<ValueId>,
+    /// A zero pad of H and W that the direct conv2d reads through: the
+    /// conv reads the pad's operand with the pad's (possibly asymmetric)
+    /// padding, and the padded tensor never exists.
+    pub pad: Option<ValueId>,
+}
+
+impl Step {
+    fn single(v: ValueId) -> Step {
+        Step {
+            node: v,
+            activation: None,
+            out: v,
+            residual: None,
+            chain: None,
+            pool: None,
+            pad: None,
+        }
+    }
+}
+
+/// Whether pad `p` can be folded into the direct conv2d `conv` reading it:
+/// constant +0.0 padding of H and W only, the conv without padding of its
+/// own, and (column stride 1) a row pitch that holds every output column:
+/// the smaller of the left and right padding below the dilated kernel
+/// width (conv.rs `band`).
+pub fn pad_fuses(graph: &Graph, p: ValueId, conv: ValueId) -> bool {
+    let (
+        Op::Pad {
+            begin,
+            end,
+            value,
+            mode: crate::ir::PadMode::Constant,
+            ..
+        },
+        Op::Conv2d {
+            input,
+            weight,
+            window,
+            ..
+        },
+    ) = (&graph.node(p).op, &graph.node(conv).op)
+    else {
+        return false;
+    };
+    let kw = (graph.ty(*weight).shape[3] - 1) * window.dilation[1] + 1;
+    is_direct_conv(graph, conv)
+        && *input == p
+        && value.to_bits() == 0
+        && window.padding == [0, 0]
+        && begin.len() == 4
+        && end.len() == 4
+        && begin[..2] == [0, 0]
+        && end[..2] == [0, 0]
+        && (window.stride[1] > 1 || begin[3].min(end[3]) < kw)
+}
+
+/// Whether pooling node `p` can run on the tiles of a direct conv2d's
+/// output bands: f32, no padding or dilation, and windows that never
+/// straddle rows of two bands (kernel height at most the stride), so each
+/// band of output rows pools on its own.
+pub fn pool_fuses(graph: &Graph, p: ValueId) -> bool {
+    match graph.node(p).op {
+        Op::Pool { kernel, window, .. } => {
+            graph.ty(p).dtype == crate::ir::DType::F32
+                && window.padding == [0, 0]
+                && window.dilation == [1, 1]
+                && kernel[0] <= window.stride[0]
+                && kernel[0] < 256
+                && kernel[1] < 256
+                && window.stride[0] < 256
+                && window.stride[1] < 256
+        }
+        _ => false,
+    }
 }
 
 /// Whether conv2d `v` is lowered as the direct convolution (f32, constant
@@ -93,13 +175,58 @@ pub fn plan(graph: &Graph, opts: CompileOptions) -> Result<Plan, LowerError> {
         } => Some(op),
         _ => None,
     };
+    let readers = chain::readers(graph);
+    // What runs on the SRAM tile of a fused producer's result `root`: one
+    // unary op as the activation (f32 or int8), or on an f32 result a
+    // longer elementwise chain; marks them absorbed. (activation, chain,
+    // the value stored).
+    let epilogue = |root: ValueId, absorbed: &mut Vec<bool>| {
+        if !opts.fuse || is_output(root) {
+            return (None, None, root);
+        }
+        if let Some(c) = chain::find(graph, &readers, root, &readers[root.0], false) {
+            for n in &c.nodes {
+                absorbed[n.0] = true;
+            }
+            let out = *c.nodes.last().unwrap_or(&root);
+            return match c.ops[..] {
+                [EwOp::Unary { op, .. }] => (Some(op), None, out),
+                _ => (None, Some(c), out),
+            };
+        }
+        match reader(root).and_then(|r| activation(r).map(|a| (a, r))) {
+            Some((a, r)) => {
+                absorbed[r.0] = true;
+                (Some(a), None, r)
+            }
+            None => (None, None, root),
+        }
+    };
+    // A pooling op that is the only reader of a direct conv's (fused)
+    // result runs on its tiles: (the pool, the value stored).
+    let conv_pool = |out: ValueId, absorbed: &mut Vec<bool>| match reader(out) {
+        Some(p) if opts.fuse && pool_fuses(graph, p) => {
+            absorbed[p.0] = true;
+            (Some(p), p)
+        }
+        _ => (None, out),
+    };
+    // The pad conv `v` reads through, when it does (see the Pad arm below).
+    let conv_pad = |v: ValueId| match graph.node(v).op {
+        Op::Conv2d { input, .. }
+            if opts.fuse && reader(input) == Some(v) && pad_fuses(graph, input, v) =>
+        {
+            Some(input)
+        }
+        _ => None,
+    };
     for (i, node) in graph.nodes().iter().enumerate() {
         let v = ValueId(i);
         if absorbed[i] {
             continue;
         }
-        // conv -> add(conv, earlier value) [-> unary]: the add and the
-        // activation run in the conv's epilogue on the SRAM tile.
+        // conv -> add(conv, earlier value) [-> elementwise ops]: the add
+        // and what follows run in the conv's epilogue on the SRAM tile.
         if opts.fuse && is_direct_conv(graph, v) {
             if let Some(add) = reader(v) {
                 if let Op::Binary {
@@ -115,19 +242,17 @@ pub fn plan(graph: &Graph, opts: CompileOptions) -> Result<Plan, LowerError> {
                         && graph.ty(other).dtype == node.ty.dtype
                     {
                         absorbed[add.0] = true;
-                        let (act, out) =
-                            match reader(add).and_then(|r| activation(r).map(|a| (a, r))) {
-                                Some((a, r)) => {
-                                    absorbed[r.0] = true;
-                                    (Some(a), r)
-                                }
-                                None => (None, add),
-                            };
+                        let (activation, chain, out) = epilogue(add, &mut absorbed);
+                        let (pool, out) = conv_pool(out, &mut absorbed);
+                        let pad = conv_pad(v);
                         steps.push(Step {
                             node: v,
-                            activation: act,
+                            activation,
                             out,
                             residual: Some(other),
+                            chain,
+                            pool,
+                            pad,
                         });
                         continue;
                     }
@@ -137,39 +262,55 @@ pub fn plan(graph: &Graph, opts: CompileOptions) -> Result<Plan, LowerError> {
         match &node.op {
             // Constants are packed by the ops that read them.
             Op::Input | Op::Constant { .. } => {}
-            Op::Gemm { .. } | Op::Conv2d { .. } if opts.fuse && uses[i] == 1 && !is_output(v) => {
-                // Look for the single consumer: a unary op right on this value.
-                let consumer = graph
-                    .nodes()
-                    .iter()
-                    .enumerate()
-                    .skip(i + 1)
-                    .find(|(_, c)| c.op.operands().contains(&v));
-                match consumer.and_then(|(ci, _)| activation(ValueId(ci)).map(|a| (ci, a))) {
-                    Some((ci, act)) => {
-                        let act = Some(act);
-                        absorbed[ci] = true;
+            // A pad the conv reading it does itself (`Step::pad`).
+            Op::Pad { .. } if opts.fuse && reader(v).is_some_and(|c| pad_fuses(graph, v, c)) => {
+                absorbed[i] = true;
+            }
+            Op::Gemm { .. } | Op::Conv2d { .. } => {
+                let pad = conv_pad(v);
+                let (activation, chain, out) = epilogue(v, &mut absorbed);
+                let (pool, out) = if is_direct_conv(graph, v) {
+                    conv_pool(out, &mut absorbed)
+                } else {
+                    (None, out)
+                };
+                steps.push(Step {
+                    node: v,
+                    activation,
+                    out,
+                    residual: None,
+                    chain,
+                    pool,
+                    pad,
+                });
+            }
+            // Elementwise ops on one loaded tensor: a chain of two or more
+            // runs on its tile, with one load and one store.
+            Op::Unary { x, .. } | Op::Binary { a: x, .. } if opts.fuse => {
+                let root = match node.op {
+                    Op::Binary { a, b, .. } if chain::scalar(graph, a).is_some() => b,
+                    _ => *x,
+                };
+                match chain::find(graph, &readers, root, &[v], true) {
+                    Some(c) if c.nodes.len() >= 2 && c.nodes[0] == v => {
+                        for n in &c.nodes[1..] {
+                            absorbed[n.0] = true;
+                        }
+                        let out = *c.nodes.last().unwrap_or(&v);
                         steps.push(Step {
                             node: v,
-                            activation: act,
-                            out: ValueId(ci),
+                            activation: None,
+                            out,
                             residual: None,
+                            chain: Some(c),
+                            pool: None,
+                            pad: None,
                         });
                     }
-                    _ => steps.push(Step {
-                        node: v,
-                        activation: None,
-                        out: v,
-                        residual: None,
-                    }),
+                    _ => steps.push(Step::single(v)),
                 }
             }
-            _ => steps.push(Step {
-                node: v,
-                activation: None,
-                out: v,
-                residual: None,
-            }),
+            _ => steps.push(Step::single(v)),
         }
     }
 
@@ -225,6 +366,7 @@ pub fn plan(graph: &Graph, opts: CompileOptions) -> Result<Plan, LowerError> {
             .operands()
             .into_iter()
             .chain(s.residual)
+            .chain(s.pad.map(|p| graph.node(p).op.operands()[0]))
         {
             last_use[v.0] = last_use[v.0].max(si);
         }

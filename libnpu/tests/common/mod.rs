@@ -94,6 +94,51 @@ pub fn onnx_ref_check(what: &str, json: &str) -> usize {
     stdout.trim().parse().expect("element count")
 }
 
+/// Runs labelled single-node cases (JSON) in one tests/math_ref.py
+/// process (onnxruntime): for each, Ok(elements compared) or
+/// Err(onnxruntime's report).
+pub fn math_ref_batch(cases: &[(String, String)]) -> Vec<(String, Result<usize, String>)> {
+    let json = format!(
+        "[{}]",
+        cases
+            .iter()
+            .map(|(_, c)| c.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/math_ref.py");
+    let res = python_with_stdin(script, &json);
+    let stdout = String::from_utf8_lossy(&res.stdout).into_owned();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines.len(),
+        cases.len(),
+        "math_ref.py: {stdout}{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    cases
+        .iter()
+        .zip(lines)
+        .map(|((label, _), line)| {
+            let r = match line.strip_prefix("ok ") {
+                Some(n) => Ok(n.trim().parse().expect("element count")),
+                None => Err(line.to_string()),
+            };
+            (label.clone(), r)
+        })
+        .collect()
+}
+
+/// Every case of a [`math_ref_batch`] passes; returns the elements
+/// compared.
+pub fn math_ref_all_pass(cases: &[(String, String)]) -> usize {
+    let mut total = 0;
+    for (label, r) in math_ref_batch(cases) {
+        total += r.unwrap_or_else(|e| panic!("{label}: {e}"));
+    }
+    total
+}
+
 /// `[a,b,c]`: a list in the JSON the Python references read.
 pub fn list<T: std::fmt::Display>(v: &[T]) -> String {
     let items: Vec<String> = v.iter().map(|x| x.to_string()).collect();

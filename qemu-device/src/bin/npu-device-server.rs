@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::Mutex;
 
-const USAGE: &str = "usage: npu-device-server --socket PATH [--sram-size BYTES] [--contexts N] [--inject RULE]... [--control PATH] [-v]
+const USAGE: &str = "usage: npu-device-server --socket PATH [--sram-size BYTES] [--contexts N] [--inject RULE]... [--idle-poll-us N] [--control PATH] [-v]
 
   --socket PATH      unix socket QEMU connects to (must not exist yet)
   --sram-size BYTES  on-chip SRAM size (default 1048576; 4 KiB..256 MiB)
@@ -23,6 +23,9 @@ const USAGE: &str = "usage: npu-device-server --socket PATH [--sram-size BYTES] 
                      hang, mmu-fault, drop-irq, corrupt-completion, spurious-irq,
                      delay=MS, slow-reset=MS, seed=N and TRIGGER one of tag=N,
                      every=N, nth=N, prob=P (see Documentation/hw/npu-hw.rst)
+  --idle-poll-us N   how long the CP polls the shadow doorbell page after the
+                     rings ran dry before it sleeps (default 0: none;
+                     at most 1000000; 50 spares a filled queue its doorbells)
   --control PATH     unix socket taking fault-injection commands at run time,
                      one per line: inject RULE | clear | list (reply: ok... or error: ...)
   -v                 debug logging (or RUST_LOG)";
@@ -33,6 +36,7 @@ struct Args {
     contexts: u32,
     inject: Vec<String>,
     control: Option<PathBuf>,
+    idle_poll_us: u64,
     verbose: bool,
 }
 
@@ -44,6 +48,7 @@ fn parse_args() -> Result<Args, String> {
         contexts: 16,
         inject: vec![],
         control: None,
+        idle_poll_us: npu_device::device::IDLE_POLL_DEFAULT.as_micros() as u64,
         verbose: false,
     };
     let num = |v: Option<String>, what: &str| -> Result<u64, String> {
@@ -69,6 +74,16 @@ fn parse_args() -> Result<Args, String> {
                     return Err("--contexts must be between 1 and 256".into());
                 }
                 a.contexts = v as u32;
+            }
+            "--idle-poll-us" => {
+                let v = num(it.next(), "--idle-poll-us")?;
+                if v > npu_device::device::IDLE_POLL_MAX.as_micros() as u64 {
+                    return Err(format!(
+                        "--idle-poll-us must be at most {}",
+                        npu_device::device::IDLE_POLL_MAX.as_micros()
+                    ));
+                }
+                a.idle_poll_us = v;
             }
             "--inject" => a.inject.push(it.next().ok_or("--inject needs a rule")?),
             "--control" => a.control = Some(it.next().ok_or("--control needs a path")?.into()),
@@ -109,6 +124,7 @@ fn main() -> ExitCode {
         sram_size: args.sram,
         contexts: args.contexts,
         cost: CostModel::default(),
+        idle_poll: std::time::Duration::from_micros(args.idle_poll_us),
     };
     let device = match Device::try_new(config, bus.clone(), irqs_sink.clone(), inject) {
         Ok(d) => d,

@@ -3,7 +3,9 @@
 //! and reloaded while other processes open, map and submit. Afterwards the
 //! driver's live buffer count and the system's shmem are back where they
 //! started and a fresh process's job is right (kmemleak is checked by the
-//! harness at the end of the run).
+//! harness at the end of the run). No unbind makes the driver log a bogus
+//! completion record (a record the device wrote before unbind's reset is
+//! a real outcome, not a device error).
 //!
 //!   onpu-stress-lifetime [ITERATIONS]     (default 100; needs /lib/modules/onpu.ko)
 
@@ -424,7 +426,7 @@ fn main() {
     let args = Args::parse("[ITERATIONS]", &[]);
     args.at_most(1);
     let n = args.number(0, "ITERATIONS", 100) as usize;
-    let mut tap = Tap::new(6);
+    let mut tap = Tap::new(7);
     let shmem0 = shmem_kib();
 
     let (t, mut done) = (Instant::now(), 0);
@@ -455,12 +457,30 @@ fn main() {
     );
 
     let (t, mut done, mut load) = (Instant::now(), 0, String::new());
+    let log_start = kmod::kernel_log_end();
     let r = rebind_under_load(n, &mut done, &mut load);
     println!("# {:.1} s", t.elapsed().as_secs_f64());
     tap.done(&format!("{done} unbind/rebind cycles under load ({load})"));
     tap.check(
         &format!("unbind/rebind x{n} while two processes open, map and submit"),
         r,
+    );
+    // (Each rebind's probe logs "open NPU: ISA ...": proof that the log
+    // was read at all. The log holds 128 KiB; a run logs about half that.)
+    let bogus = log_start.and_then(|start| {
+        if kmod::kernel_log_since(start, "open NPU: ISA")?.is_empty() {
+            return Err(format!(
+                "the kernel log shows no probe message after {done} rebinds: cannot check it"
+            ));
+        }
+        match kmod::kernel_log_since(start, "bogus completion record")?.first() {
+            None => Ok(()),
+            Some(first) => Err(format!("logged: {first}")),
+        }
+    });
+    tap.check(
+        "no bogus completion record logged by the unbind/rebind cycles",
+        bogus,
     );
 
     let (t, mut done, mut refused, mut load) = (Instant::now(), 0, 0, String::new());

@@ -27,31 +27,6 @@ extern "C" {
 #define DRM_ONPU_WAIT			0x0a
 #define DRM_ONPU_WAIT_BO		0x0b
 
-#define DRM_IOCTL_ONPU_GET_PARAM \
-	DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_GET_PARAM, struct drm_onpu_get_param)
-#define DRM_IOCTL_ONPU_QUERY \
-	DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_QUERY, struct drm_onpu_query)
-#define DRM_IOCTL_ONPU_BO_CREATE \
-	DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_BO_CREATE, struct drm_onpu_bo_create)
-#define DRM_IOCTL_ONPU_BO_CREATE_USERPTR \
-	DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_BO_CREATE_USERPTR, struct drm_onpu_bo_create_userptr)
-#define DRM_IOCTL_ONPU_BO_INFO \
-	DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_BO_INFO, struct drm_onpu_bo_info)
-#define DRM_IOCTL_ONPU_CONTEXT_CREATE \
-	DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_CONTEXT_CREATE, struct drm_onpu_context_create)
-#define DRM_IOCTL_ONPU_CONTEXT_DESTROY \
-	DRM_IOW(DRM_COMMAND_BASE + DRM_ONPU_CONTEXT_DESTROY, struct drm_onpu_context_destroy)
-#define DRM_IOCTL_ONPU_QUEUE_CREATE \
-	DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_QUEUE_CREATE, struct drm_onpu_queue_create)
-#define DRM_IOCTL_ONPU_QUEUE_DESTROY \
-	DRM_IOW(DRM_COMMAND_BASE + DRM_ONPU_QUEUE_DESTROY, struct drm_onpu_queue_destroy)
-#define DRM_IOCTL_ONPU_SUBMIT \
-	DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_SUBMIT, struct drm_onpu_submit)
-#define DRM_IOCTL_ONPU_WAIT \
-	DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_WAIT, struct drm_onpu_wait)
-#define DRM_IOCTL_ONPU_WAIT_BO \
-	DRM_IOW(DRM_COMMAND_BASE + DRM_ONPU_WAIT_BO, struct drm_onpu_wait_bo)
-
 /* Largest buffer object: 4 GiB. */
 #define DRM_ONPU_BO_MAX_SIZE		(1ULL << 32)
 
@@ -549,6 +524,37 @@ struct drm_onpu_wait_bo {
 	__u32 flags;
 	/** @timeout_abs_ns: in, absolute CLOCK_MONOTONIC deadline; past polls. */
 	__s64 timeout_abs_ns;
+};
+
+/*
+ * The ioctl numbers. An enum, not #defines, so that bindgen (the kernel's
+ * uapi crate, the npu-uapi crate) turns them into Rust constants too.
+ */
+enum {
+	DRM_IOCTL_ONPU_GET_PARAM =
+		DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_GET_PARAM, struct drm_onpu_get_param),
+	DRM_IOCTL_ONPU_QUERY =
+		DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_QUERY, struct drm_onpu_query),
+	DRM_IOCTL_ONPU_BO_CREATE =
+		DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_BO_CREATE, struct drm_onpu_bo_create),
+	DRM_IOCTL_ONPU_BO_CREATE_USERPTR =
+		DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_BO_CREATE_USERPTR, struct drm_onpu_bo_create_userptr),
+	DRM_IOCTL_ONPU_BO_INFO =
+		DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_BO_INFO, struct drm_onpu_bo_info),
+	DRM_IOCTL_ONPU_CONTEXT_CREATE =
+		DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_CONTEXT_CREATE, struct drm_onpu_context_create),
+	DRM_IOCTL_ONPU_CONTEXT_DESTROY =
+		DRM_IOW(DRM_COMMAND_BASE + DRM_ONPU_CONTEXT_DESTROY, struct drm_onpu_context_destroy),
+	DRM_IOCTL_ONPU_QUEUE_CREATE =
+		DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_QUEUE_CREATE, struct drm_onpu_queue_create),
+	DRM_IOCTL_ONPU_QUEUE_DESTROY =
+		DRM_IOW(DRM_COMMAND_BASE + DRM_ONPU_QUEUE_DESTROY, struct drm_onpu_queue_destroy),
+	DRM_IOCTL_ONPU_SUBMIT =
+		DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_SUBMIT, struct drm_onpu_submit),
+	DRM_IOCTL_ONPU_WAIT =
+		DRM_IOWR(DRM_COMMAND_BASE + DRM_ONPU_WAIT, struct drm_onpu_wait),
+	DRM_IOCTL_ONPU_WAIT_BO =
+		DRM_IOW(DRM_COMMAND_BASE + DRM_ONPU_WAIT_BO, struct drm_onpu_wait_bo),
 };
 
 #if defined(__cplusplus)

@@ -1,1 +1,0 @@
-../uapi/src/abi.rs
