@@ -801,7 +801,7 @@ fn int8_log_softmax_matches_onnxruntime_qdq() {
             ));
         }
     }
-    println!("{} elements compared", all_pass(&cases));
+    println!("{} elements compared", common::math_ref_all_pass(&cases));
     let mut g = Graph::new();
     let xv = g.input("x", xq).unwrap();
     let e = g
