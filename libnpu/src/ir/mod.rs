@@ -267,18 +267,7 @@ impl BinaryOp {
     ];
     /// The result is a mask (f32 1.0 / +0.0).
     pub fn gives_mask(self) -> bool {
-        matches!(
-            self,
-            BinaryOp::Equal
-                | BinaryOp::NotEqual
-                | BinaryOp::Less
-                | BinaryOp::LessOrEqual
-                | BinaryOp::Greater
-                | BinaryOp::GreaterOrEqual
-                | BinaryOp::And
-                | BinaryOp::Or
-                | BinaryOp::Xor
-        )
+        self.compares() || matches!(self, BinaryOp::And | BinaryOp::Or | BinaryOp::Xor)
     }
     /// A comparison (a mask from two ordered values; not the logic ops).
     pub fn compares(self) -> bool {
