@@ -141,6 +141,26 @@ mod tests {
         assert_eq!(write(&data, &shape), numpy_bytes());
     }
 
+    /// A float16 file as numpy writes it (`np.save(f, np.array([1, -2,
+    /// 65504], dtype=np.float16))`: descr '<f2', the IEEE binary16 bits).
+    #[test]
+    fn reads_and_writes_float16() {
+        let mut h = b"{'descr': '<f2', 'fortran_order': False, 'shape': (3,), }".to_vec();
+        while (10 + h.len() + 1) % 64 != 0 {
+            h.push(b' ');
+        }
+        h.push(b'\n');
+        let mut b = MAGIC.to_vec();
+        b.extend_from_slice(&[1, 0]);
+        b.extend_from_slice(&(h.len() as u16).to_le_bytes());
+        b.extend_from_slice(&h);
+        b.extend_from_slice(&[0x00, 0x3c, 0x00, 0xc0, 0xff, 0x7b]);
+        let (dt, shape, data) = parse(&b).unwrap();
+        assert_eq!((dt, shape.as_slice()), (DType::F16, &[3][..]));
+        assert_eq!(data, TensorData::F16(vec![0x3c00, 0xc000, 0x7bff]));
+        assert_eq!(write(&data, &shape), b);
+    }
+
     #[test]
     fn refuses_bad_files() {
         assert!(parse(b"hello").is_err());
