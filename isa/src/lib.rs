@@ -331,7 +331,30 @@ pub enum Conversion {
     F32ToI32 = 2,
     /// i8 -> f32: `(x - zero_point) * scale`, scale an f32 immediate.
     I8ToF32 = 3,
+    /// f32 -> f16 (IEEE binary16), round to nearest even ([`f32_to_f16`]).
+    F32ToF16 = 4,
+    /// f16 -> f32, exact ([`f16_to_f32`]).
+    F16ToF32 = 5,
+    /// f32 -> bf16, round to nearest even ([`f32_to_bf16`]).
+    F32ToBf16 = 6,
+    /// bf16 -> f32, exact ([`bf16_to_f32`]).
+    Bf16ToF32 = 7,
 }
+
+impl Conversion {
+    /// Element sizes in bytes of the source and destination tiles.
+    pub const fn sizes(self) -> (u32, u32) {
+        match self {
+            Conversion::I8ToI32 | Conversion::I8ToF32 => (1, 4),
+            Conversion::I32ToF32 | Conversion::F32ToI32 => (4, 4),
+            Conversion::F32ToF16 | Conversion::F32ToBf16 => (4, 2),
+            Conversion::F16ToF32 | Conversion::Bf16ToF32 => (2, 4),
+        }
+    }
+}
+
+mod half;
+pub use half::{bf16_to_f32, f16_to_f32, f32_to_bf16, f32_to_f16};
 
 /// Geometry of a 2-D pooling over `channels` planes of `in_h x in_w`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -971,6 +994,10 @@ impl Insn {
                     1 => Conversion::I32ToF32,
                     2 => Conversion::F32ToI32,
                     3 => Conversion::I8ToF32,
+                    4 => Conversion::F32ToF16,
+                    5 => Conversion::F16ToF32,
+                    6 => Conversion::F32ToBf16,
+                    7 => Conversion::Bf16ToF32,
                     _ => return Err(DecodeError::BadOperand),
                 };
                 if s1 != 0 {

@@ -630,3 +630,78 @@ fn comparisons_encode_as_the_spec_says() {
     bad[2] = 16;
     assert_eq!(Insn::decode(&bad), Err(DecodeError::BadOperand));
 }
+
+#[test]
+fn half_conversions_encode_as_the_spec_says() {
+    // CONVERT S2 = 4..7: f32->f16, f16->f32, f32->bf16, bf16->f32.
+    let want = [
+        (4, Conversion::F32ToF16, (4, 2)),
+        (5, Conversion::F16ToF32, (2, 4)),
+        (6, Conversion::F32ToBf16, (4, 2)),
+        (7, Conversion::Bf16ToF32, (2, 4)),
+    ];
+    for (s2, conv, sizes) in want {
+        let words = [0x22 | s2 << 12, 2, 3, 0, 3, 64, 3, 0, 0, 0, 0];
+        let insn = Insn::Convert {
+            conv,
+            rows: 2,
+            cols: 3,
+            src: Tile { addr: 0, ld: 3 },
+            dst: Tile { addr: 64, ld: 3 },
+            zero_point: 0,
+            scale: 0.0,
+        };
+        assert_eq!(insn.encode(), golden_bytes(&words));
+        assert_eq!(Insn::decode(&golden_bytes(&words)), Ok(insn));
+        assert_eq!(conv.sizes(), sizes);
+    }
+    for s2 in 8..16 {
+        let words = [0x22 | s2 << 12, 1, 1, 0, 1, 64, 1, 0, 0, 0, 0];
+        assert_eq!(
+            Insn::decode(&golden_bytes(&words)),
+            Err(DecodeError::BadOperand)
+        );
+    }
+}
+
+/// Every f16 and bf16 widens exactly as the `half` crate (an independent
+/// implementation) widens it; NaNs compared bit for bit too (quiet bit set).
+#[test]
+fn half_widening_matches_the_half_crate_for_every_value() {
+    for h in 0..=u16::MAX {
+        let want = ::half::f16::from_bits(h).to_f32();
+        assert_eq!(f16_to_f32(h).to_bits(), want.to_bits(), "f16 {h:#06x}");
+        let want = ::half::bf16::from_bits(h).to_f32();
+        assert_eq!(bf16_to_f32(h).to_bits(), want.to_bits(), "bf16 {h:#06x}");
+    }
+}
+
+/// Narrowing agrees with `half` on every upper half of an f32 combined
+/// with low halves at, just above and just below the f16 and bf16 ties,
+/// and on 2^20 pseudo-random f32 bit patterns.
+#[test]
+fn half_narrowing_matches_the_half_crate() {
+    let lows = [
+        0u32, 1, 0x0fff, 0x1000, 0x1001, 0x1fff, 0x2000, 0x3000, 0x3001, 0x5000, 0x7fff, 0x8000,
+        0x8001, 0xb000, 0xffff,
+    ];
+    let check = |b: u32| {
+        let x = f32::from_bits(b);
+        let want = ::half::f16::from_f32(x).to_bits();
+        assert_eq!(f32_to_f16(x), want, "f16 of {b:#010x}");
+        let want = ::half::bf16::from_f32(x).to_bits();
+        assert_eq!(f32_to_bf16(x), want, "bf16 of {b:#010x}");
+    };
+    for hi in 0..=0xffffu32 {
+        for &lo in &lows {
+            check(hi << 16 | lo);
+        }
+    }
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..1 << 20 {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        check((state >> 32) as u32);
+    }
+}

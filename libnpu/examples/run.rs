@@ -58,6 +58,16 @@ fn main() -> ExitCode {
             TensorData::I8(v) => v.iter().take(10).map(|x| x.to_string()).collect(),
             TensorData::I32(v) => v.iter().take(10).map(|x| x.to_string()).collect(),
             TensorData::U8(v) => v.iter().take(10).map(|x| x.to_string()).collect(),
+            TensorData::F16(v) => v
+                .iter()
+                .take(10)
+                .map(|&x| format!("{:.4}", npu::isa::f16_to_f32(x)))
+                .collect(),
+            TensorData::Bf16(v) => v
+                .iter()
+                .take(10)
+                .map(|&x| format!("{:.4}", npu::isa::bf16_to_f32(x)))
+                .collect(),
         };
         println!(
             "{name} ({} values): [{}{}]",

@@ -92,6 +92,11 @@ enum npu_dtype {
 	/* uint8 graph inputs/outputs: the caller's bytes are uint8; the
 	 * program converts them to and from int8 on the device. */
 	NPU_DTYPE_U8 = 4,
+	/* float16 (IEEE binary16) and bfloat16 graph inputs/outputs: the
+	 * caller's elements are 2 bytes; the program converts them to and
+	 * from f32 on the device, and computes in f32. */
+	NPU_DTYPE_F16 = 5,
+	NPU_DTYPE_BF16 = 6,
 };
 
 typedef struct npu_error npu_error;

@@ -1515,6 +1515,8 @@ impl Writer {
             DType::I8 => 2,
             DType::I32 => 3,
             DType::U8 => 4,
+            DType::F16 => 5,
+            DType::Bf16 => 6,
         });
         self.len(t.ty.shape.len());
         for &d in &t.ty.shape {
@@ -1655,6 +1657,8 @@ impl<'a> Reader<'a> {
             2 => DType::I8,
             3 => DType::I32,
             4 => DType::U8,
+            5 => DType::F16,
+            6 => DType::Bf16,
             d => return Err(format!("`{name}`: dtype {d}")),
         };
         let rank = self.count(8)?;

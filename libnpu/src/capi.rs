@@ -467,6 +467,18 @@ pub struct NpuTensorInfo {
     pub quant_axis: i32,
 }
 
+/// The `NPU_DTYPE_*` number of a dtype (npu.h's `enum npu_dtype`).
+pub fn dtype_code(d: DType) -> u32 {
+    match d {
+        DType::F32 => 1,
+        DType::I8 => 2,
+        DType::I32 => 3,
+        DType::U8 => 4,
+        DType::F16 => 5,
+        DType::Bf16 => 6,
+    }
+}
+
 fn tensor_info(t: &api::TensorInfo, name: &CString) -> Result<NpuTensorInfo, Error> {
     let ty = &t.ty;
     if ty.shape.len() > MAX_RANK {
@@ -493,12 +505,7 @@ fn tensor_info(t: &api::TensorInfo, name: &CString) -> Result<NpuTensorInfo, Err
     };
     Ok(NpuTensorInfo {
         struct_size: size_of::<NpuTensorInfo>() as u32,
-        dtype: match ty.dtype {
-            DType::F32 => 1,
-            DType::I8 => 2,
-            DType::I32 => 3,
-            DType::U8 => 4,
-        },
+        dtype: dtype_code(ty.dtype),
         name: name.as_ptr(),
         rank: ty.shape.len() as u32,
         quantized,

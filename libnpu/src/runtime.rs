@@ -786,6 +786,15 @@ pub fn random_inputs(g: &Graph, seed: u64) -> HashMap<String, TensorData> {
                 ),
                 crate::DType::I8 => TensorData::I8((0..n).map(|_| next() as i8).collect()),
                 crate::DType::U8 => TensorData::U8((0..n).map(|_| next() as u8).collect()),
+                // Values in [-1, 1) as the f32 ones, rounded to the type.
+                crate::DType::F16 | crate::DType::Bf16 => {
+                    let f32s = (0..n).map(|_| (next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0);
+                    if ty.dtype == crate::DType::F16 {
+                        TensorData::F16(f32s.map(|x| half::f16::from_f32(x).to_bits()).collect())
+                    } else {
+                        TensorData::Bf16(f32s.map(|x| half::bf16::from_f32(x).to_bits()).collect())
+                    }
+                }
                 crate::DType::I32 => {
                     TensorData::I32((0..n).map(|_| (next() % 20001) as i32 - 10000).collect())
                 }
@@ -836,6 +845,30 @@ pub fn check(
             (TensorData::I32(w), TensorData::I32(d)) => {
                 if let Some(i) = w.iter().zip(d).position(|(a, b)| a != b) {
                     return Err(mismatch(i, d[i].to_string(), w[i].to_string()));
+                }
+            }
+            // In real values: f32 results within `tol` may round to
+            // neighbouring 16-bit values, one step (2^-10 relative for f16,
+            // 2^-7 for bf16) apart.
+            (TensorData::F16(w), TensorData::F16(d))
+            | (TensorData::Bf16(w), TensorData::Bf16(d)) => {
+                let f16 = matches!(want[name].data, TensorData::F16(_));
+                let real = |h: u16| {
+                    if f16 {
+                        half::f16::from_bits(h).to_f32()
+                    } else {
+                        half::bf16::from_bits(h).to_f32()
+                    }
+                };
+                let step = if f16 { 2f32.powi(-10) } else { 2f32.powi(-7) };
+                for (i, (&a, &b)) in w.iter().zip(d).enumerate() {
+                    let (a, b) = (real(a), real(b));
+                    let close = a.to_bits() == b.to_bits()
+                        || (a.is_nan() && b.is_nan())
+                        || (a - b).abs() <= (tol + step) * a.abs().max(1.0);
+                    if !close {
+                        return Err(mismatch(i, b.to_string(), a.to_string()));
+                    }
                 }
             }
             (TensorData::U8(w), TensorData::U8(d)) => {

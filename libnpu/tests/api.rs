@@ -425,6 +425,66 @@ fn the_device_model_copies_bound_buffers_and_has_no_dma_bufs() {
     assert_gemm(&input(9), &floats(&y));
 }
 
+/// f16 and bf16 inputs and outputs through the runtime API: the caller's
+/// buffers hold 2-byte elements (converted on the device), `TensorInfo`
+/// says f16 / bf16 with 2-byte sizes, and a compiled model file keeps them.
+/// Values are exact in both types, so the results are known by hand.
+#[test]
+fn f16_and_bf16_inputs_and_outputs_are_16_bit_and_survive_a_model_file() {
+    let npu = Npu::model(64 * 1024).unwrap();
+    let model = npu
+        .load_text(
+            "input x: f16[2,128]\n\
+             input b: bf16[128]\n\
+             xf = cast(x, to=f32)\n\
+             bf = cast(b, to=f32)\n\
+             s = add(xf, bf)\n\
+             y = cast(s, to=bf16)\n\
+             z = cast(s, to=f16)\n\
+             output y, z\n",
+        )
+        .unwrap();
+    let dtypes = |t: &[npu::api::TensorInfo]| {
+        t.iter()
+            .map(|t| (t.ty.dtype, t.ty.bytes()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        dtypes(model.inputs()),
+        [(npu::DType::F16, 512), (npu::DType::Bf16, 256)]
+    );
+    assert_eq!(
+        dtypes(model.outputs()),
+        [(npu::DType::Bf16, 512), (npu::DType::F16, 512)]
+    );
+    let loaded = npu.load_compiled(&model.to_bytes()).unwrap();
+    assert_eq!(loaded.inputs(), model.inputs());
+    assert_eq!(loaded.outputs(), model.outputs());
+    // x = i / 4 - 32 (exact in f16), b = 1 (bf16 0x3f80): s = x + 1, exact
+    // in both 16-bit types (at most 9 significant bits).
+    let le = |v: &[u16]| v.iter().flat_map(|h| h.to_le_bytes()).collect::<Vec<u8>>();
+    let x: Vec<u16> = (0..256)
+        .map(|i| half::f16::from_f32(i as f32 / 4.0 - 32.0).to_bits())
+        .collect();
+    let s: Vec<f32> = (0..256).map(|i| i as f32 / 4.0 - 31.0).collect();
+    let want_y: Vec<u16> = s
+        .iter()
+        .map(|&v| half::bf16::from_f32(v).to_bits())
+        .collect();
+    let want_z: Vec<u16> = s
+        .iter()
+        .map(|&v| half::f16::from_f32(v).to_bits())
+        .collect();
+    for m in [&model, &loaded] {
+        let r = m.request();
+        r.set_input("x", &le(&x)).unwrap();
+        r.set_input("b", &le(&[0x3f80; 128])).unwrap();
+        r.run().unwrap();
+        assert_eq!(r.output("y").unwrap(), le(&want_y));
+        assert_eq!(r.output("z").unwrap(), le(&want_z));
+    }
+}
+
 /// uint8 inputs and outputs through the runtime API: the caller's buffers
 /// hold uint8 bytes (converted on the device), `TensorInfo` says u8 with
 /// the uint8 zero point, and a compiled model file keeps both.

@@ -4,8 +4,9 @@
 //! the real pkg-config, linked both shared (the SONAME) and static.
 
 use npu::api::Status;
-use npu::capi::{NpuDeviceInfo, NpuTensorInfo};
+use npu::capi::{dtype_code, NpuDeviceInfo, NpuTensorInfo};
 use npu::isa::Fault;
+use npu::DType;
 use std::mem::{offset_of, size_of};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -257,6 +258,12 @@ fn npu_h_layouts_and_numbers_match_the_rust_side() {
         ),
         ("sizeof(enum npu_status)", 4),
         ("NPU_MAX_RANK", 8),
+        ("NPU_DTYPE_F32", dtype_code(DType::F32).into()),
+        ("NPU_DTYPE_I8", dtype_code(DType::I8).into()),
+        ("NPU_DTYPE_I32", dtype_code(DType::I32).into()),
+        ("NPU_DTYPE_U8", dtype_code(DType::U8).into()),
+        ("NPU_DTYPE_F16", dtype_code(DType::F16).into()),
+        ("NPU_DTYPE_BF16", dtype_code(DType::Bf16).into()),
         ("NPU_ERROR_INVALID_ARGUMENT", Status::InvalidArgument as i64),
         ("NPU_ERROR_NOT_FOUND", Status::NotFound as i64),
         ("NPU_ERROR_UNSUPPORTED", Status::Unsupported as i64),

@@ -536,3 +536,167 @@ fn binary_ops_with_a_one_element_constant() {
         }
     }
 }
+
+/// f16 and bf16 inputs and outputs through cast, from the text form: the
+/// caller's elements are 16-bit, converted to and from f32 on the device.
+/// Every f16 bit pattern but NaNs and -0 goes through relu and back, whose
+/// result is known by hand (the value when positive, else +0); the bf16
+/// output is compared with the `half` crate's f16 -> f32 -> bf16, at two
+/// SRAM sizes (tiles of a few hundred elements and of everything).
+#[test]
+fn f16_and_bf16_inputs_and_outputs_convert_on_the_device() {
+    let src = "\
+input x: f16[63,1024]
+xf = cast(x, to=f32)
+r = relu(xf)
+y = cast(r, to=f16)
+yb = cast(xf, to=bf16)
+output y, yb
+";
+    let g = npu::text::parse(src).unwrap();
+    assert_eq!(npu::text::parse(&npu::text::print(&g)).unwrap(), g);
+    assert_eq!(g.ty(g.lookup("y").unwrap()).dtype, DType::F16);
+    assert_eq!(g.ty(g.lookup("yb").unwrap()).dtype, DType::Bf16);
+    let is_nan = |h: u16| h & 0x7c00 == 0x7c00 && h & 0x3ff != 0;
+    let mut bits: Vec<u16> = (0..=u16::MAX)
+        .filter(|&h| !is_nan(h) && h != 0x8000)
+        .collect();
+    bits.resize(63 * 1024, 0x3c00);
+    let inputs =
+        std::collections::HashMap::from([("x".to_string(), TensorData::F16(bits.clone()))]);
+    let want_y: Vec<u16> = bits
+        .iter()
+        .map(|&h| if h & 0x8000 == 0 { h } else { 0 })
+        .collect();
+    let want_yb: Vec<u16> = bits
+        .iter()
+        .map(|&h| half::bf16::from_f32(half::f16::from_bits(h).to_f32()).to_bits())
+        .collect();
+    for sram in [4096, 512 << 10] {
+        let run = common::run_device(&g, &inputs, sram, CompileOptions::default());
+        assert_eq!(
+            run.outputs["y"],
+            TensorData::F16(want_y.clone()),
+            "sram {sram}"
+        );
+        assert_eq!(
+            run.outputs["yb"],
+            TensorData::Bf16(want_yb.clone()),
+            "sram {sram}"
+        );
+    }
+    // f16 only converts: another op on it is refused.
+    let e = npu::text::parse("input x: f16[4]\ny = relu(x)\noutput y\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("cast"), "{e}");
+    for bad in [
+        "input x: f16[4]\ny = cast(x, to=bf16)\noutput y\n",
+        "input x: f32[4]\ny = cast(x, to=f32)\noutput y\n",
+        "input x: i8[4] q(scale=0.5, zp=0)\ny = cast(x, to=f16)\noutput y\n",
+        "input x: f32[4]\ny = cast(x, to=i8)\noutput y\n",
+        "input x: f32[4]\ny = cast(x)\noutput y\n",
+        "input x: f16[4] q(scale=0.5, zp=0)\noutput x\n",
+    ] {
+        assert!(npu::text::parse(bad).is_err(), "{bad}");
+    }
+}
+
+/// Half-precision narrowing on the device: f32 inputs whose f16 and bf16
+/// roundings are known by hand (ties to even, overflow to infinity, the
+/// subnormal range, NaN), at the graph's output.
+#[test]
+fn f32_outputs_narrow_to_f16_and_bf16_as_the_spec_rounds() {
+    let g = npu::text::parse(
+        "input x: f32[12]\nh = cast(x, to=f16)\nb = cast(x, to=bf16)\noutput h, b\n",
+    )
+    .unwrap();
+    let x = [
+        1.0 + 2f32.powi(-11),        // f16 tie: even 0x3c00
+        1.0 + 3.0 * 2f32.powi(-11),  // f16 tie: even 0x3c02
+        f32::from_bits(0x3f81_8000), // bf16 tie: even 0x3f82
+        65520.0,                     // f16 overflow (tie at the top)
+        65504.0,                     // the largest f16
+        2f32.powi(-24),              // the smallest f16 subnormal
+        2f32.powi(-25),              // f16 tie with 0
+        -0.0,
+        f32::NEG_INFINITY,
+        f32::NAN,
+        f32::MAX,                    // bf16 overflow
+        f32::from_bits(0x0001_8000), // bf16 subnormal tie: even 0x0002
+    ];
+    let inputs = std::collections::HashMap::from([("x".to_string(), TensorData::F32(x.to_vec()))]);
+    let run = common::run_device(&g, &inputs, 4096, CompileOptions::default());
+    assert_eq!(
+        run.outputs["h"],
+        TensorData::F16(vec![
+            0x3c00, 0x3c02, 0x3c0c, 0x7c00, 0x7bff, 0x0001, 0x0000, 0x8000, 0xfc00, 0x7e00, 0x7c00,
+            0x0000
+        ])
+    );
+    assert_eq!(
+        run.outputs["b"],
+        TensorData::Bf16(vec![
+            0x3f80, 0x3f80, 0x3f82, 0x4780, 0x4780, 0x3380, 0x3300, 0x8000, 0xff80, 0x7fc0, 0x7f80,
+            0x0002
+        ])
+    );
+}
+
+/// A small f16 network: an f16 input converted to f32 on the device, f16
+/// weights and a bf16 bias widened at compile time, a gemm with bias in
+/// f32, an f16 output; random inputs against the library's reference.
+#[test]
+fn f16_gemm_with_f16_constants() {
+    let (m, k, n) = (9, 70, 33);
+    let mut g = Graph::new();
+    let x = g.input("x", TensorType::new(DType::F16, &[m, k])).unwrap();
+    let w: Vec<u16> = (0..k * n)
+        .map(|i| half::f16::from_f32(((i * 37 % 101) as f32 - 50.0) / 64.0).to_bits())
+        .collect();
+    let w = g
+        .constant(
+            "w",
+            TensorType::new(DType::F16, &[k, n]),
+            TensorData::F16(w),
+        )
+        .unwrap();
+    let b: Vec<u16> = (0..n)
+        .map(|i| half::bf16::from_f32(i as f32 / 8.0 - 2.0).to_bits())
+        .collect();
+    let b = g
+        .constant("b", TensorType::new(DType::Bf16, &[n]), TensorData::Bf16(b))
+        .unwrap();
+    let cast = |g: &mut Graph, name: &str, x, to| g.add(name, Op::Cast { x, to }, None).unwrap();
+    let xf = cast(&mut g, "xf", x, DType::F32);
+    let wf = cast(&mut g, "wf", w, DType::F32);
+    let bf = cast(&mut g, "bf", b, DType::F32);
+    let c = g
+        .add(
+            "c",
+            Op::Gemm {
+                a: xf,
+                b: wf,
+                bias: Some(bf),
+                trans_a: false,
+                trans_b: false,
+            },
+            None,
+        )
+        .unwrap();
+    let y = cast(&mut g, "y", c, DType::F16);
+    g.output(y).unwrap();
+    // The constants' casts fold at compile time (exact): f32 constants.
+    let opt = npu::ir::passes::optimize(&g).unwrap();
+    let casts: Vec<&str> = opt
+        .nodes()
+        .iter()
+        .filter(|n| matches!(n.op, Op::Cast { .. }))
+        .map(|n| n.name.as_str())
+        .collect();
+    assert_eq!(casts, ["xf", "y"]);
+    assert_eq!(opt.ty(opt.lookup("wf").unwrap()).dtype, DType::F32);
+    for (seed, sram) in [(1, 8 * 1024), (2, 256 * 1024)] {
+        common::check(&g, seed, sram, 1e-4);
+    }
+}

@@ -101,6 +101,7 @@ fn case_json(
         TensorData::I8(v) => list(v),
         TensorData::I32(v) => list(v),
         TensorData::U8(v) => list(v),
+        TensorData::F16(v) | TensorData::Bf16(v) => list(v),
     };
     format!(
         "{{\"op\":\"{op}\",\"inputs\":[{}],\"attrs\":{attrs},\"out_shape\":{},\"got\":{got}{extra}}}",

@@ -39,6 +39,8 @@ fn spec(d: &TensorData, shape: &[usize], feed: bool) -> String {
         TensorData::I8(v) => ("i8", list(v), false),
         TensorData::I32(v) => ("i32", list(v), false),
         TensorData::U8(v) => ("u8", list(v), false),
+        TensorData::F16(v) => ("f16", list(v), false),
+        TensorData::Bf16(v) => ("bf16", list(v), false),
         TensorData::F32(v) => (
             "f32",
             list(&v.iter().map(|x| x.to_bits()).collect::<Vec<_>>()),
@@ -64,6 +66,7 @@ fn got_list(d: &TensorData) -> String {
         TensorData::I8(v) => list(v),
         TensorData::I32(v) => list(v),
         TensorData::U8(v) => list(v),
+        TensorData::F16(v) | TensorData::Bf16(v) => list(v),
         TensorData::F32(v) => list(&v.iter().map(|x| x.to_bits()).collect::<Vec<_>>()),
     }
 }

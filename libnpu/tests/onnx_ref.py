@@ -16,13 +16,16 @@ from onnx import TensorProto, helper, numpy_helper
 
 DTYPES = {"i8": (np.int8, TensorProto.INT8), "u8": (np.uint8, TensorProto.UINT8),
           "i32": (np.int32, TensorProto.INT32), "f32": (np.float32, TensorProto.FLOAT),
-          "i64": (np.int64, TensorProto.INT64)}
+          "i64": (np.int64, TensorProto.INT64), "f16": (np.float16, TensorProto.FLOAT16)}
 
 
 def tensor(spec):
     if spec.get("bits"):
         # f32 values as their IEEE bit patterns (exact, no decimal rounding).
         return np.array(spec["data"], dtype=np.uint32).view(np.float32).reshape(spec["shape"])
+    if spec["dtype"] == "f16":
+        # f16 values as their bit patterns, as f32 ones.
+        return np.array(spec["data"], dtype=np.uint16).view(np.float16).reshape(spec["shape"])
     dt = DTYPES[spec["dtype"]][0]
     return np.array(spec["data"], dtype=dt).reshape(spec["shape"])
 
@@ -65,13 +68,18 @@ def main():
     want = sess.run(None, feeds)[0].reshape(-1)
     if out_dtype[0] == np.float32:
         got = np.array(case["got"], dtype=np.uint32).view(np.float32).reshape(-1)
+    elif out_dtype[0] == np.float16:
+        got = np.array(case["got"], dtype=np.uint16).view(np.float16).reshape(-1)
     else:
         got = np.array(case["got"], dtype=out_dtype[0]).reshape(-1)
     if got.shape != want.shape:
         print(f"{got.size} elements, onnxruntime gives {want.size}")
         sys.exit(1)
     tol = case.get("tol")
-    if tol is None:
+    if tol is None and out_dtype[0] == np.float16:
+        # Bit for bit: the sign of a zero counts (NaN-free cases).
+        bad = np.nonzero(got.view(np.uint16) != want.view(np.uint16))[0]
+    elif tol is None:
         bad = np.nonzero(got != want)[0]
     else:
         w = want.astype(np.float64)

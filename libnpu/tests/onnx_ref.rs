@@ -75,6 +75,8 @@ fn onnxruntime_as(
         DType::U8 => "u8",
         DType::I32 => "i32",
         DType::F32 => "f32",
+        DType::F16 => "f16",
+        DType::Bf16 => "bf16",
     };
     let json = format!(
         "{{\"op\":\"{op}\",\"inputs\":[{}],\"attrs\":{attrs},\"out_dtype\":\"{out_dtype}\",\"out_shape\":{},\"got\":{got}}}",
@@ -117,6 +119,7 @@ fn got_list(d: &TensorData) -> String {
         TensorData::I8(v) => list(v),
         TensorData::I32(v) => list(v),
         TensorData::U8(v) => list(v),
+        TensorData::F16(v) | TensorData::Bf16(v) => list(v),
         TensorData::F32(v) => list(&v.iter().map(|x| x.to_bits()).collect::<Vec<_>>()),
     }
 }
@@ -640,6 +643,61 @@ fn quantize_and_dequantize_match_onnxruntime_bit_for_bit() {
     assert_eq!((quantized, dequantized), (n, 4096));
 }
 
+/// Cast f32 -> float16 and float16 -> f32 on the device, bit for bit
+/// against onnxruntime's Cast: f32 values at and around the f16 ties, over
+/// the whole range (overflow and the subnormals included), and every f16
+/// value but the NaNs.
+#[test]
+fn cast_to_and_from_float16_matches_onnxruntime_bit_for_bit() {
+    require_onnxruntime();
+    let mut rng = Rng(16);
+    let mut xs: Vec<f32> = (0..4000)
+        .map(|_| f32::from_bits(rng.next() as u32))
+        .filter(|x| !x.is_nan())
+        .collect();
+    // Every f16 exponent, with low f32 bits at, above and below a tie.
+    for e in 100u32..145 {
+        for man in [0u32, 0x1000, 0x3000, 0x2fff, 0x1001, 0x7f_e000, 0x7f_f000] {
+            for sign in [0, 1u32 << 31] {
+                xs.push(f32::from_bits(sign | e << 23 | man));
+            }
+        }
+    }
+    xs.extend([
+        0.0,
+        -0.0,
+        65504.0,
+        65519.0,
+        65520.0,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+    ]);
+    let n = xs.len();
+    let mut g = Graph::new();
+    let x = g.input("x", TensorType::new(DType::F32, &[n])).unwrap();
+    let h = g.add("h", Op::Cast { x, to: DType::F16 }, None).unwrap();
+    g.output(h).unwrap();
+    let inputs = HashMap::from([("x".to_string(), TensorData::F32(xs.clone()))]);
+    let got = run(&g, &inputs, 64 << 10);
+    let ins = [spec(&TensorData::F32(xs), &[n], true)];
+    let narrowed = onnxruntime("Cast", &ins, "{\"to\":10}", g.ty(h), &got_list(&got));
+
+    let hs: Vec<u16> = (0..=u16::MAX)
+        .filter(|&h| !(h & 0x7c00 == 0x7c00 && h & 0x3ff != 0))
+        .collect();
+    let n = hs.len();
+    let mut g = Graph::new();
+    let x = g.input("x", TensorType::new(DType::F16, &[n])).unwrap();
+    let f = g.add("f", Op::Cast { x, to: DType::F32 }, None).unwrap();
+    g.output(f).unwrap();
+    let inputs = HashMap::from([("x".to_string(), TensorData::F16(hs.clone()))]);
+    let got = run(&g, &inputs, 64 << 10);
+    let ins = [spec(&TensorData::F16(hs), &[n], true)];
+    let widened = onnxruntime("Cast", &ins, "{\"to\":1}", g.ty(f), &got_list(&got));
+    assert_eq!(widened, n);
+    assert!(narrowed > 4000, "{narrowed}");
+}
+
 #[path = "models/nets.rs"]
 mod nets;
 
@@ -662,6 +720,9 @@ fn bytes_of(d: &TensorData) -> Vec<u8> {
         TensorData::U8(v) => v.clone(),
         TensorData::I32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
         TensorData::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        TensorData::F16(v) | TensorData::Bf16(v) => {
+            v.iter().flat_map(|x| x.to_le_bytes()).collect()
+        }
     }
 }
 
@@ -681,6 +742,8 @@ fn net_against_onnxruntime(net: &nets::Net, tag: &str, sram: u32) -> usize {
             DType::U8 => "u8",
             DType::I32 => "i32",
             DType::F32 => "f32",
+            DType::F16 => "f16",
+            DType::Bf16 => "bf16",
         };
         let ty = format!(
             "{{\"dtype\":\"{dtype}\",\"shape\":{},\"quant\":{}}}",

@@ -45,7 +45,7 @@ fn errors_point_at_line_and_column() {
     );
     assert_eq!(
         err("input a: f33[2]"),
-        "1:10: unknown dtype `f33`; use f32, i8, i32 or u8"
+        "1:10: unknown dtype `f33`; use f32, i8, i32, u8, f16 or bf16"
     );
     assert!(
         err("input a: f32[2,3]\ninput b: f32[4,5]\nc = gemm(a, b)\noutput c")

@@ -159,10 +159,25 @@ pub fn import(bytes: &[u8], base: Option<&Path>, opts: &Options) -> Result<Model
         }
         let ty = input_type(vi, opts)?;
         let ty = match ty.dtype {
-            DType::F32 | DType::I32 => ty,
+            DType::F32 | DType::I32 | DType::F16 | DType::Bf16 => ty,
             _ => imp.quantized_input(&vi.name, ty)?,
         };
         let v = imp.g.input(&vi.name, ty.clone())?;
+        // float16 and bfloat16 compute in f32: widened on the device, so
+        // the caller's buffer holds 16-bit elements.
+        let v = if ty.dtype.is_half() {
+            let name = imp.fresh(&format!("{}/f32", vi.name));
+            imp.g.add(
+                &name,
+                Op::Cast {
+                    x: v,
+                    to: DType::F32,
+                },
+                None,
+            )?
+        } else {
+            v
+        };
         // uint8 runs as int8: converted on the device (sign_flip), so the
         // caller's buffer (copied or bound zero-copy) holds uint8 bytes.
         let v = if ty.dtype == DType::U8 {
@@ -214,6 +229,23 @@ pub fn import(bytes: &[u8], base: Option<&Path>, opts: &Options) -> Result<Model
             return Err(ImportError::Output {
                 name: vi.name.clone(),
                 why: "a uint8 output of a model with nodes on the CPU is not supported; dequantize it in the model".into(),
+            });
+        }
+        // The CPU segments compute on f32 values as the IR has them.
+        if let Some(vi) = graph.output.iter().find(|o| half_elem_type(o).is_some()) {
+            return Err(ImportError::Output {
+                name: vi.name.clone(),
+                why:
+                    "a float16 or bfloat16 output of a model with nodes on the CPU is not supported"
+                        .into(),
+            });
+        }
+        if let Some(io) = inputs.iter().find(|io| io.ty.dtype.is_half()) {
+            return Err(ImportError::Input {
+                name: io.name.clone(),
+                why:
+                    "a float16 or bfloat16 input of a model with nodes on the CPU is not supported"
+                        .into(),
             });
         }
         if let Some(seg) = imp.close_segment(graph.node.len())? {
@@ -270,6 +302,19 @@ pub fn import(bytes: &[u8], base: Option<&Path>, opts: &Options) -> Result<Model
             imp.g.add(&name, Op::SignFlip { x: v }, None)?
         } else {
             v
+        };
+        // A float16 or bfloat16 output narrows on the device from the f32
+        // the IR computed (an ONNX Cast to it at the end already did:
+        // its f32 view is a widening of that narrowing).
+        let v = match half_elem_type(vi) {
+            Some(to) if imp.g.ty(v).dtype == DType::F32 => match imp.g.node(v).op {
+                Op::Cast { x, to: DType::F32 } if imp.g.ty(x).dtype == to => x,
+                _ => {
+                    let name = imp.fresh(&format!("{}/{}", vi.name, to.name()));
+                    imp.g.add(&name, Op::Cast { x: v, to }, None)?
+                }
+            },
+            _ => v,
         };
         // A reshape holds the same bytes as its operand: the operand is
         // the IR output (libnpu does not lower a reshape as an output), with
@@ -360,6 +405,18 @@ pub fn declared_io(bytes: &[u8]) -> Result<(Vec<Declared>, Vec<Declared>), Impor
     ))
 }
 
+/// The IR type of a float16 (10) or bfloat16 (16) tensor value.
+fn half_elem_type(vi: &onnx_protobuf::ValueInfoProto) -> Option<DType> {
+    match vi.type_.as_ref().and_then(|t| t.value.as_ref()) {
+        Some(onnx_protobuf::type_proto::Value::TensorType(tt)) => match tt.elem_type {
+            10 => Some(DType::F16),
+            16 => Some(DType::Bf16),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 fn elem_type_name(t: i32) -> &'static str {
     match t {
         1 => "float32",
@@ -390,16 +447,18 @@ fn input_type(
         Some(onnx_protobuf::type_proto::Value::TensorType(tt)) => tt,
         _ => return Err(bad("only tensor inputs are supported".into())),
     };
-    // float32, int8/uint8 (quantized as the nodes reading them say), or
-    // int32 (gather indices).
+    // float32, float16/bfloat16 (computed in f32), int8/uint8 (quantized
+    // as the nodes reading them say), or int32 (gather indices).
     let dtype = match tt.elem_type {
         1 => DType::F32,
         2 => DType::U8,
         3 => DType::I8,
         6 => DType::I32,
+        10 => DType::F16,
+        16 => DType::Bf16,
         t => {
             return Err(bad(format!(
-                "element type {t} is not supported; inputs are float32, int8, uint8 or int32 (int64: give int32 indices)"
+                "element type {t} is not supported; inputs are float32, float16, bfloat16, int8, uint8 or int32 (int64: give int32 indices)"
             )))
         }
     };
@@ -900,6 +959,36 @@ impl Importer<'_> {
                     );
                 }
                 self.set(&ctx, Val::Ir(x));
+            }
+            "Cast" if matches!(ctx.int("to", 0), 10 | 16) => {
+                // To float16 / bfloat16 of a computed (f32) tensor: rounded
+                // on the device and widened back, since the IR computes in
+                // f32 (a graph output narrows once, see `import`).
+                let x = self.ir_input(&ctx, 0)?;
+                if self.g.ty(x).dtype != DType::F32 {
+                    return Err(ctx.err(format!(
+                        "cast of {} to a 16-bit float has no IR op",
+                        self.g.ty(x)
+                    )));
+                }
+                let to = if ctx.int("to", 0) == 10 {
+                    DType::F16
+                } else {
+                    DType::Bf16
+                };
+                let base = n.output.first().map_or("cast", |s| s.as_str()).to_string();
+                let name = self.fresh(&format!("{base}/{}", to.name()));
+                let h = self.g.add(&name, Op::Cast { x, to }, None)?;
+                let name = self.fresh(&format!("{base}/f32"));
+                let f = self.g.add(
+                    &name,
+                    Op::Cast {
+                        x: h,
+                        to: DType::F32,
+                    },
+                    None,
+                )?;
+                self.set(&ctx, Val::Ir(f));
             }
             op if compare::maps(op) || op == "Cast" => self.logic(&ctx)?,
             "Identity" | "Dropout" => {
@@ -2198,6 +2287,22 @@ impl Importer<'_> {
                 let t = inp(0)?;
                 let data = match ctx.int("to", 1) {
                     1 | 11 => Data::F32(t.data.as_f32()),
+                    // Rounded to the 16-bit type, kept as f32 (see the IR
+                    // Cast).
+                    10 => Data::F32(
+                        t.data
+                            .as_f32()
+                            .into_iter()
+                            .map(|x| npu::isa::f16_to_f32(npu::isa::f32_to_f16(x)))
+                            .collect(),
+                    ),
+                    16 => Data::F32(
+                        t.data
+                            .as_f32()
+                            .into_iter()
+                            .map(|x| npu::isa::bf16_to_f32(npu::isa::f32_to_bf16(x)))
+                            .collect(),
+                    ),
                     6 => Data::I32(
                         t.data
                             .as_i64()

@@ -124,11 +124,21 @@ pub fn decode(t: &TensorProto, base: Option<&Path>) -> Result<HostTensor, Import
     let esize = match dtype {
         DataType::FLOAT | DataType::INT32 => 4,
         DataType::INT64 | DataType::DOUBLE => 8,
+        DataType::FLOAT16 | DataType::BFLOAT16 => 2,
         DataType::INT8 | DataType::UINT8 | DataType::BOOL => 1,
         other => {
             return Err(bad(format!(
-                "data type {other:?} is not supported (float, double, int8, uint8, bool, int32, int64 are)"
+                "data type {other:?} is not supported (float, float16, bfloat16, double, int8, uint8, bool, int32, int64 are)"
             )))
+        }
+    };
+    // float16 and bfloat16 widen to f32 here, exactly: the IR computes in
+    // f32 (a float16 graph input or output converts on the device).
+    let widen = |bits: &mut dyn Iterator<Item = u16>| -> Vec<f32> {
+        if dtype == DataType::FLOAT16 {
+            bits.map(npu::isa::f16_to_f32).collect()
+        } else {
+            bits.map(npu::isa::bf16_to_f32).collect()
         }
     };
     let external = t.data_location.enum_value() == Ok(DataLocation::EXTERNAL);
@@ -168,6 +178,11 @@ pub fn decode(t: &TensorProto, base: Option<&Path>) -> Result<HostTensor, Import
                     .collect(),
             ),
             DataType::INT8 => Data::I8(raw.iter().map(|&b| b as i8).collect()),
+            DataType::FLOAT16 | DataType::BFLOAT16 => Data::F32(widen(
+                &mut raw
+                    .chunks_exact(2)
+                    .map(|c| u16::from_le_bytes([c[0], c[1]])),
+            )),
             _ => Data::U8(raw),
         };
         return Ok(HostTensor { shape, data });
@@ -179,6 +194,10 @@ pub fn decode(t: &TensorProto, base: Option<&Path>) -> Result<HostTensor, Import
         DataType::INT32 => Data::I32(t.int32_data.clone()),
         DataType::INT64 => Data::I64(t.int64_data.clone()),
         DataType::INT8 => Data::I8(t.int32_data.iter().map(|&x| x as i8).collect()),
+        // ONNX keeps 16-bit floats' bit patterns in int32_data.
+        DataType::FLOAT16 | DataType::BFLOAT16 => {
+            Data::F32(widen(&mut t.int32_data.iter().map(|&x| x as u16)))
+        }
         _ => Data::U8(t.int32_data.iter().map(|&x| x as u8).collect()),
     };
     if data.len() != n {

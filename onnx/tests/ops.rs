@@ -2648,3 +2648,151 @@ fn asymmetric_conv_padding_is_native_and_matches_onnxruntime() {
     }
     matches_ort("asympad", &m, 1e-5);
 }
+
+/// A float16 initializer: the f32 values rounded to float16 (the `half`
+/// crate), as raw little-endian bit patterns.
+fn f16_tensor(name: &str, dims: &[i64], data: &[f32]) -> TensorProto {
+    let mut t = TensorProto::new();
+    t.name = name.into();
+    t.dims = dims.to_vec();
+    t.data_type = 10;
+    t.raw_data = data
+        .iter()
+        .flat_map(|&x| half::f16::from_f32(x).to_le_bytes())
+        .collect();
+    t
+}
+
+/// Declare graph input or output `name` of `m` with ONNX element type `t`.
+fn set_elem_type(m: &mut ModelProto, name: &str, t: i32) {
+    let g = m.graph.as_mut().unwrap();
+    let vi = g
+        .input
+        .iter_mut()
+        .chain(g.output.iter_mut())
+        .find(|v| v.name == name)
+        .unwrap();
+    match vi.type_.as_mut().and_then(|t| t.value.as_mut()) {
+        Some(type_proto::Value::TensorType(tt)) => tt.elem_type = t,
+        _ => unreachable!(),
+    }
+}
+
+/// A float16 model as exporters write it (`model.half()`): a float16 graph
+/// input, float16 conv weights and bias, float16 graph outputs, and Casts
+/// to float and back around an f32 part (one mid-way, whose rounding error
+/// `d` is an output: without the rounding it would be 0, off by up to 1e-3
+/// from onnxruntime's). The IR computes in f32 (the
+/// weights widened at import, the input and outputs converted on the
+/// device), onnxruntime in float16 per op: they agree within float16's
+/// rounding (here y and z are equal, d within 5e-7).
+#[test]
+fn float16_model_matches_onnxruntime() {
+    let inits = vec![
+        f16_tensor("w", &[4, 3, 3, 3], &weights(108, 61)),
+        f16_tensor("b", &[4], &[0.25, -0.5, 0.125, 0.0]),
+        tensor("s", &[1], &[1.5]),
+    ];
+    let nodes = vec![
+        node(
+            "Conv",
+            "conv",
+            &["x", "w", "b"],
+            &["c"],
+            &[("pads", A::Is(&[1, 1, 1, 1]))],
+        ),
+        node("Relu", "relu", &["c"], &["r"], &[]),
+        node("Cast", "up", &["r"], &["rf"], &[("to", A::I(1))]),
+        node("Mul", "mul", &["rf", "s"], &["m"], &[]),
+        node("Cast", "down", &["m"], &["y"], &[("to", A::I(10))]),
+        node("Sigmoid", "sig", &["r"], &["z"], &[]),
+        // A Cast to float16 inside the f32 part rounds: d = m - f16(m),
+        // the rounding error, exact in f32 on both sides.
+        node("Cast", "mid", &["m"], &["mh"], &[("to", A::I(10))]),
+        node("Cast", "back", &["mh"], &["mf"], &[("to", A::I(1))]),
+        node("Sub", "err", &["m", "mf"], &["d"], &[]),
+    ];
+    let mut m = model(
+        nodes,
+        inits,
+        &[("x", &[1, 3, 8, 8])],
+        &[
+            ("y", &[1, 4, 8, 8]),
+            ("z", &[1, 4, 8, 8]),
+            ("d", &[1, 4, 8, 8]),
+        ],
+        13,
+    );
+    for v in ["x", "y", "z"] {
+        set_elem_type(&mut m, v, 10);
+    }
+    let bytes = m.write_to_bytes().unwrap();
+    let imported = import(&bytes, None, &Options::default()).unwrap();
+    let dtypes: Vec<npu::DType> = imported
+        .inputs
+        .iter()
+        .chain(&imported.outputs)
+        .map(|io| io.ty.dtype)
+        .collect();
+    use npu::DType::{F16, F32};
+    assert_eq!(dtypes, [F16, F16, F16, F32]);
+    // The weights are f32 constants: widened at import.
+    assert!(imported
+        .graph
+        .nodes()
+        .iter()
+        .all(|n| !matches!(n.op, npu::ir::Op::Constant { .. }) || n.ty.dtype == npu::DType::F32));
+
+    let d = tmpdir("float16");
+    let path = d.join("model.onnx");
+    std::fs::write(&path, &bytes).unwrap();
+    let case = Case {
+        file: "float16",
+        shapes: &[],
+        atol: 1e-5,
+        rtol: 1e-3,
+    };
+    let (code, report) = run_against_ort(&case, &bytes, &d, &path, "ops");
+    let _ = std::fs::remove_dir_all(&d);
+    assert_eq!(
+        code, 0,
+        "float16: the NPU disagrees with onnxruntime:\n{report}"
+    );
+}
+
+/// bfloat16 (which numpy, and so the onnxruntime comparison, lacks): a
+/// bfloat16 input plus a bfloat16 initializer, to a bfloat16 output, with
+/// values whose sums are exact in bfloat16, checked by hand.
+#[test]
+fn bfloat16_input_initializer_and_output() {
+    let bf = |x: f32| half::bf16::from_f32(x).to_bits();
+    let mut b = TensorProto::new();
+    b.name = "b".into();
+    b.dims = vec![4];
+    b.data_type = 16;
+    // Typed data: bit patterns in int32_data, as ONNX keeps them.
+    b.int32_data = [1.0f32, -2.0, 0.5, 256.0]
+        .iter()
+        .map(|&x| bf(x) as i32)
+        .collect();
+    let nodes = vec![node("Add", "add", &["x", "b"], &["y"], &[])];
+    let mut m = model(nodes, vec![b], &[("x", &[2, 4])], &[("y", &[2, 4])], 13);
+    set_elem_type(&mut m, "x", 16);
+    set_elem_type(&mut m, "y", 16);
+    let imported = import(&m.write_to_bytes().unwrap(), None, &Options::default()).unwrap();
+    assert_eq!(imported.inputs[0].ty.dtype, npu::DType::Bf16);
+    assert_eq!(imported.outputs[0].ty.dtype, npu::DType::Bf16);
+    let x = [3.0f32, 4.0, -0.25, 2.0, -1.0, 2.0, 0.5, -256.0];
+    let inputs = std::collections::HashMap::from([(
+        imported.inputs[0].ir_name.clone(),
+        npu::TensorData::Bf16(x.iter().map(|&v| bf(v)).collect()),
+    )]);
+    let mut s = npu::Session::model(64 << 10);
+    let k = s.compile(imported.graph.clone()).unwrap();
+    let run = s.run(&k, &inputs).unwrap();
+    let want = [4.0f32, 2.0, 0.25, 258.0, 0.0, 0.0, 1.0, 0.0];
+    assert_eq!(
+        run.outputs[&imported.outputs[0].ir_name],
+        npu::TensorData::Bf16(want.iter().map(|&v| bf(v)).collect())
+    );
+}

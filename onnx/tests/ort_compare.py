@@ -5,7 +5,7 @@ compare its outputs with the NPU's (the device model's).
 usage: ort_compare.py MODEL.onnx MANIFEST ATOL RTOL
 
 MANIFEST lines: `input|output NAME FILE D0,D1,... DTYPE` (raw little-endian
-f32, i8, u8 or i32; integer outputs compare as numbers). An element passes when |npu - ort| <= ATOL + RTOL * |ort|
+f32, f16, i8, u8 or i32; integer and float16 outputs compare as float32). An element passes when |npu - ort| <= ATOL + RTOL * |ort|
 (numpy.isclose). Prints `max_abs=... max_rel=...` per output; exit status 0
 when every output passes, 1 on a mismatch, 3 when onnxruntime is missing
 (a failure for the caller, never a skip), 4 when onnxruntime cannot run the
@@ -27,7 +27,7 @@ def main():
     for line in open(manifest):
         kind, name, path, dims, dtype = line.rstrip("\n").split("\t")
         shape = [int(d) for d in dims.split(",")]
-        np_dtype = {"f32": "<f4", "i8": "i1", "u8": "u1", "i32": "<i4"}[dtype]
+        np_dtype = {"f32": "<f4", "i8": "i1", "u8": "u1", "i32": "<i4", "f16": "<f2"}[dtype]
         arr = np.fromfile(path, dtype=np_dtype).reshape(shape)
         if kind == "output":
             arr = arr.astype(np.float32)

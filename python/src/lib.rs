@@ -60,6 +60,8 @@ fn ort_type(d: DType) -> &'static str {
         DType::I8 => "tensor(int8)",
         DType::I32 => "tensor(int32)",
         DType::U8 => "tensor(uint8)",
+        DType::F16 => "tensor(float16)",
+        DType::Bf16 => "tensor(bfloat16)",
     }
 }
 
@@ -173,6 +175,16 @@ impl ToLe for i8 {
 impl ToLe for u8 {
     fn put(self, out: &mut Vec<u8>) {
         out.push(self)
+    }
+}
+impl ToLe for half::f16 {
+    fn put(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes())
+    }
+}
+impl ToLe for half::bf16 {
+    fn put(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes())
     }
 }
 impl ToLe for i32 {
@@ -387,6 +399,13 @@ impl InferenceSession {
                 DType::I8 => numpy::dtype::<i8>(py),
                 DType::I32 => numpy::dtype::<i32>(py),
                 DType::U8 => numpy::dtype::<u8>(py),
+                DType::F16 => numpy::dtype::<half::f16>(py),
+                // numpy's bfloat16 comes from ml_dtypes: an error without it.
+                DType::Bf16 => numpy::PyArrayDescr::new(py, "bfloat16").map_err(|_| {
+                    invalid(format!(
+                        "input `{name}` is bfloat16, which numpy has with ml_dtypes only"
+                    ))
+                })?,
             };
             if !arr.dtype().is_equiv_to(&want) {
                 return Err(invalid(format!(
@@ -409,6 +428,8 @@ impl InferenceSession {
                 DType::I8 => elements::<i8>(arr, &mut bytes)?,
                 DType::I32 => elements::<i32>(arr, &mut bytes)?,
                 DType::U8 => elements::<u8>(arr, &mut bytes)?,
+                DType::F16 => elements::<half::f16>(arr, &mut bytes)?,
+                DType::Bf16 => elements::<half::bf16>(arr, &mut bytes)?,
             }
             feeds[i] = Some(bytes);
         }
@@ -456,6 +477,12 @@ fn arrays<'py>(
             DType::U8 => to_array(py, &bytes, &a.shape, 1, |c| c[0]),
             DType::I32 => to_array(py, &bytes, &a.shape, 4, |c| {
                 i32::from_le_bytes([c[0], c[1], c[2], c[3]])
+            }),
+            DType::F16 => to_array(py, &bytes, &a.shape, 2, |c| {
+                half::f16::from_le_bytes([c[0], c[1]])
+            }),
+            DType::Bf16 => to_array(py, &bytes, &a.shape, 2, |c| {
+                half::bf16::from_le_bytes([c[0], c[1]])
             }),
         })
         .collect()

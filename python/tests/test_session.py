@@ -342,5 +342,48 @@ class Example(unittest.TestCase):
         self.assertIn("onnx_runtime.py: FAILED", out.stderr)
 
 
+class Float16(unittest.TestCase):
+    """A float16 model (float16 input, weights and outputs) built here: the
+    arrays are numpy float16 both ways, the values onnxruntime's."""
+
+    @classmethod
+    def setUpClass(cls):
+        d = os.environ.get("TMPDIR", "/tmp")
+        cls.path = os.path.join(d, f"npu-python-f16-{os.getpid()}.onnx")
+        w = np.random.default_rng(5).uniform(-1, 1, (8, 5)).astype(np.float16)
+        g = helper.make_graph(
+            [helper.make_node("MatMul", ["x", "w"], ["m"], name="matmul"),
+             helper.make_node("Relu", ["m"], ["y"], name="relu")],
+            "f16",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT16, [2, 8])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT16, [2, 5])],
+            [numpy_helper.from_array(w, "w")])
+        m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+        m.ir_version = 8
+        onnx.checker.check_model(m)
+        onnx.save(m, cls.path)
+        cls.sess = npu.InferenceSession(cls.path, backend="model")
+
+    @classmethod
+    def tearDownClass(cls):
+        os.remove(cls.path)
+
+    def test_float16_in_and_out_match_onnxruntime(self):
+        self.assertEqual([(i.name, i.type) for i in self.sess.get_inputs()],
+                         [("x", "tensor(float16)")])
+        self.assertEqual([(o.name, o.type) for o in self.sess.get_outputs()],
+                         [("y", "tensor(float16)")])
+        x = np.random.default_rng(6).uniform(-1, 1, (2, 8)).astype(np.float16)
+        (y,) = self.sess.run(None, {"x": x})
+        self.assertEqual((y.dtype, y.shape), (np.float16, (2, 5)))
+        (want,) = ort_session(self.path).run(None, {"x": x})
+        # f32 accumulation here, float16 per op there: one float16 step.
+        np.testing.assert_allclose(y.astype(np.float32), want.astype(np.float32),
+                                   atol=2e-3, rtol=2e-3)
+        with self.assertRaises(npu.NpuError) as cm:
+            self.sess.run(None, {"x": x.astype(np.float32)})
+        self.assertIn("float16", str(cm.exception))
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

@@ -11,8 +11,8 @@ use crate::mmu::{Access, JobFault, Mmu, PAGE_SIZE};
 mod select;
 
 use npu_isa::{
-    requantize, Axis, BinaryOp, Broadcast, Conversion, DType, Fault, Insn, PoolGeom, PoolOp,
-    ReduceOp, Strided, Tile, UnaryOp, INSN_SIZE,
+    bf16_to_f32, f16_to_f32, f32_to_bf16, f32_to_f16, requantize, Axis, BinaryOp, Broadcast,
+    Conversion, DType, Fault, Insn, PoolGeom, PoolOp, ReduceOp, Strided, Tile, UnaryOp, INSN_SIZE,
 };
 
 /// Work counters of one job.
@@ -141,6 +141,32 @@ impl TileRef {
         for r in 0..self.rows {
             let s = self.base + r * self.ld;
             sram.words[s..s + self.cols].copy_from_slice(&data[r * self.cols..(r + 1) * self.cols]);
+        }
+    }
+    /// Gather a tile of 2-byte (little-endian) elements.
+    fn load16(&self, sram: &Sram) -> Vec<u16> {
+        let bytes = sram.bytes();
+        let mut out = Vec::with_capacity(self.rows * self.cols);
+        for r in 0..self.rows {
+            let s = (self.base + r * self.ld) * 2;
+            out.extend(
+                bytes[s..s + self.cols * 2]
+                    .chunks_exact(2)
+                    .map(|p| u16::from_le_bytes([p[0], p[1]])),
+            );
+        }
+        out
+    }
+    fn store16(&self, sram: &mut Sram, data: &[u16]) {
+        let bytes = sram.bytes_mut();
+        for r in 0..self.rows {
+            let s = (self.base + r * self.ld) * 2;
+            for (d, &v) in bytes[s..s + self.cols * 2]
+                .chunks_exact_mut(2)
+                .zip(&data[r * self.cols..(r + 1) * self.cols])
+            {
+                d.copy_from_slice(&v.to_le_bytes());
+            }
         }
     }
     fn load8(&self, sram: &Sram) -> Vec<i8> {
@@ -708,10 +734,18 @@ impl Executor {
                 zero_point,
                 scale,
             } => {
-                let in8 = matches!(conv, Conversion::I8ToI32 | Conversion::I8ToF32);
-                let ts = TileRef::new(&self.sram, src, rows, cols, if in8 { 1 } else { 4 })
-                    .map_err(op)?;
-                let td = TileRef::new(&self.sram, dst, rows, cols, 4).map_err(op)?;
+                let (ssize, dsize) = conv.sizes();
+                let ts = TileRef::new(&self.sram, src, rows, cols, ssize).map_err(op)?;
+                let td = TileRef::new(&self.sram, dst, rows, cols, dsize).map_err(op)?;
+                let widen = |sram: &Sram, f: fn(u16) -> f32| -> Vec<u32> {
+                    ts.load16(sram).iter().map(|&h| f(h).to_bits()).collect()
+                };
+                let narrow = |sram: &Sram, f: fn(f32) -> u16| -> Vec<u16> {
+                    ts.load32(sram)
+                        .iter()
+                        .map(|&x| f(f32::from_bits(x)))
+                        .collect()
+                };
                 let out: Vec<u32> = match conv {
                     Conversion::I8ToI32 => ts
                         .load8(&self.sram)
@@ -734,8 +768,22 @@ impl Executor {
                         .iter()
                         .map(|&x| f32::from_bits(x).round_ties_even() as i32 as u32)
                         .collect(),
+                    Conversion::F16ToF32 => widen(&self.sram, f16_to_f32),
+                    Conversion::Bf16ToF32 => widen(&self.sram, bf16_to_f32),
+                    Conversion::F32ToF16 | Conversion::F32ToBf16 => {
+                        let f = if conv == Conversion::F32ToF16 {
+                            f32_to_f16
+                        } else {
+                            f32_to_bf16
+                        };
+                        let half = narrow(&self.sram, f);
+                        td.store16(&mut self.sram, &half);
+                        Vec::new()
+                    }
                 };
-                td.store32(&mut self.sram, &out);
+                if dsize == 4 {
+                    td.store32(&mut self.sram, &out);
+                }
                 let cycles = cost.vector(ts.elems(), false);
                 ctl.charge(cycles);
                 tl.issue(Engine::Compute, &[ts.range()], &[td.range()], cycles);

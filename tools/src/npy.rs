@@ -1,6 +1,6 @@
 //! The `.npy` files numpy writes (`numpy.save`), for tensors in and out of
-//! npu-submit: format versions 1-3, little-endian float32/int8/int32 in C
-//! order, which is what the NPU's tensors are.
+//! npu-submit: format versions 1-3, little-endian float32/int8/int32 (and
+//! uint8, float16) in C order, which is what the NPU's tensors are.
 //! (numpy's format: numpy/lib/format.py, "NPY format".)
 
 use npu::{DType, TensorData};
@@ -42,9 +42,11 @@ pub fn parse(b: &[u8]) -> Result<(DType, Vec<usize>, TensorData), String> {
         DType::U8
     } else if descr.starts_with("'<i4'") {
         DType::I32
+    } else if descr.starts_with("'<f2'") {
+        DType::F16
     } else {
         return Err(format!(
-            ".npy dtype {} is not supported (float32 '<f4', int8 '|i1', uint8 '|u1', int32 '<i4')",
+            ".npy dtype {} is not supported (float32 '<f4', int8 '|i1', uint8 '|u1', int32 '<i4', float16 '<f2')",
             descr.split(',').next().unwrap_or(descr)
         ));
     };
@@ -85,6 +87,9 @@ pub fn write(data: &TensorData, shape: &[usize]) -> Vec<u8> {
         TensorData::I8(_) => "|i1",
         TensorData::I32(_) => "<i4",
         TensorData::U8(_) => "|u1",
+        TensorData::F16(_) => "<f2",
+        // numpy has no bfloat16: the bit patterns, as uint16.
+        TensorData::Bf16(_) => "<u2",
     };
     let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
     let shape_txt = match dims.len() {
@@ -134,6 +139,26 @@ mod tests {
         assert_eq!(shape, vec![2, 3]);
         assert_eq!(data, TensorData::F32(vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0]));
         assert_eq!(write(&data, &shape), numpy_bytes());
+    }
+
+    /// A float16 file as numpy writes it (`np.save(f, np.array([1, -2,
+    /// 65504], dtype=np.float16))`: descr '<f2', the IEEE binary16 bits).
+    #[test]
+    fn reads_and_writes_float16() {
+        let mut h = b"{'descr': '<f2', 'fortran_order': False, 'shape': (3,), }".to_vec();
+        while (10 + h.len() + 1) % 64 != 0 {
+            h.push(b' ');
+        }
+        h.push(b'\n');
+        let mut b = MAGIC.to_vec();
+        b.extend_from_slice(&[1, 0]);
+        b.extend_from_slice(&(h.len() as u16).to_le_bytes());
+        b.extend_from_slice(&h);
+        b.extend_from_slice(&[0x00, 0x3c, 0x00, 0xc0, 0xff, 0x7b]);
+        let (dt, shape, data) = parse(&b).unwrap();
+        assert_eq!((dt, shape.as_slice()), (DType::F16, &[3][..]));
+        assert_eq!(data, TensorData::F16(vec![0x3c00, 0xc000, 0x7bff]));
+        assert_eq!(write(&data, &shape), b);
     }
 
     #[test]

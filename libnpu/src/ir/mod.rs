@@ -35,12 +35,19 @@ pub enum DType {
     /// the zero point of the int8 view (`zp_u8 - 128`, see
     /// [`u8_zero_point`]), so a flip keeps the type's quantization as is.
     U8,
+    /// IEEE binary16, for graph inputs, outputs and constants only: ops
+    /// compute in f32, and [`Op::Cast`] converts at the boundary (on the
+    /// device: CONVERT, npu-hw.rst "Half-precision conversions").
+    F16,
+    /// bfloat16 (the upper half of an f32), as [`DType::F16`].
+    Bf16,
 }
 
 impl DType {
     pub fn size(self) -> usize {
         match self {
             DType::F32 | DType::I32 => 4,
+            DType::F16 | DType::Bf16 => 2,
             DType::I8 | DType::U8 => 1,
         }
     }
@@ -50,7 +57,14 @@ impl DType {
             DType::I8 => "i8",
             DType::I32 => "i32",
             DType::U8 => "u8",
+            DType::F16 => "f16",
+            DType::Bf16 => "bf16",
         }
+    }
+    /// The 16-bit floating-point storage types, which only [`Op::Cast`]
+    /// (and reshape) take.
+    pub fn is_half(self) -> bool {
+        matches!(self, DType::F16 | DType::Bf16)
     }
 }
 
@@ -615,6 +629,14 @@ pub enum Op {
         a: ValueId,
         b: ValueId,
     },
+    /// f32 <-> f16 or bf16 (ONNX Cast between these): narrowing rounds to
+    /// nearest even, widening is exact (npu-hw.rst, "Half-precision
+    /// conversions"). How 16-bit floating-point graph inputs, outputs and
+    /// constants convert at the boundary; everything else computes in f32.
+    Cast {
+        x: ValueId,
+        to: DType,
+    },
 }
 
 impl Op {
@@ -652,6 +674,7 @@ impl Op {
             Op::Resize { .. } => "resize",
             Op::Where { .. } => "where",
             Op::SignFlip { .. } => "sign_flip",
+            Op::Cast { .. } => "cast",
         }
     }
     /// The values this op reads.
@@ -678,6 +701,7 @@ impl Op {
             | Op::Quantize { x }
             | Op::Dequantize { x }
             | Op::Reduce { x, .. }
+            | Op::Cast { x, .. }
             | Op::LogSoftmax { x, .. } => vec![*x],
             Op::BatchMatMul { a, b, .. } => vec![*a, *b],
             Op::Gather { table, indices } => vec![*table, *indices],
@@ -937,8 +961,36 @@ impl Graph {
                 )));
             }
         }
+        if !matches!(op, Op::Cast { .. } | Op::Reshape { .. }) {
+            if let Some(v) = op.operands().into_iter().find(|&v| t(v).dtype.is_half()) {
+                return Err(err(format!(
+                    "`{}` is {}: convert it to f32 with cast first ({0} tensors are graph inputs, outputs and constants only)",
+                    nm(v),
+                    t(v).dtype.name()
+                )));
+            }
+        }
         match op {
             Op::Input => Err(err("use Graph::input to declare inputs".into())),
+            Op::Cast { x, to } => {
+                let tx = t(*x);
+                let ok = match (tx.dtype, *to) {
+                    (DType::F32, to) => to.is_half(),
+                    (from, DType::F32) => from.is_half(),
+                    _ => false,
+                };
+                if !ok {
+                    return Err(err(format!(
+                        "cast converts f32 to f16 or bf16 and back, not {} to {}",
+                        tx.dtype.name(),
+                        to.name()
+                    )));
+                }
+                if out_quant.is_some() {
+                    return Err(err("a cast result has no quantization".into()));
+                }
+                Ok(TensorType::new(*to, &tx.shape))
+            }
             Op::SignFlip { x } => {
                 let tx = t(*x);
                 let dtype = match (tx.dtype, &tx.quant) {
@@ -1163,7 +1215,7 @@ impl Graph {
                 match tx.dtype {
                     DType::F32 => Ok(tx.clone()),
                     DType::I8 => via_f32(&[tx], &tx.shape, out_quant).map_err(&err),
-                    DType::I32 | DType::U8 => {
+                    DType::I32 | DType::U8 | DType::F16 | DType::Bf16 => {
                         Err(err(format!("softmax takes f32 or i8, got {tx}")))
                     }
                 }
@@ -1652,7 +1704,7 @@ fn check_quant(ty: &TensorType) -> Result<(), String> {
         (Some(Quant::PerChannel { .. }), DType::U8) => {
             Err("a u8 tensor needs per-tensor quantization".into())
         }
-        (Some(_), DType::F32 | DType::I32) => Err(format!(
+        (Some(_), DType::F32 | DType::I32 | DType::F16 | DType::Bf16) => Err(format!(
             "only i8 tensors carry quantization parameters, not {}",
             ty.dtype.name()
         )),

@@ -7,8 +7,8 @@
 //!   constant right after an f32 conv2d with constant weights becomes part
 //!   of the conv's weights and bias (inference batch norm, exported as
 //!   `x * scale + shift`, costs nothing);
-//! * constant folding: elementwise ops, unary ops and reshapes whose
-//!   operands are all constants are computed here;
+//! * constant folding: elementwise ops, unary ops, reshapes and casts
+//!   to f32 whose operands are all constants are computed here;
 //! * dead-code elimination: ops no output depends on are dropped (inputs
 //!   stay, so a kernel keeps its interface).
 //!
@@ -552,6 +552,7 @@ pub fn remap(
     Ok(match op.clone() {
         Op::Input => Op::Input,
         Op::SignFlip { x } => Op::SignFlip { x: f(x)? },
+        Op::Cast { x, to } => Op::Cast { x: f(x)?, to },
         Op::Constant { data } => Op::Constant { data },
         Op::Gemm {
             a,
@@ -703,6 +704,12 @@ fn const_eval(g: &Graph, op: &Op, ty: &TensorType) -> Option<TensorData> {
     }
     match op {
         Op::Reshape { x, .. } => g.constant_data(*x).cloned(),
+        // f16/bf16 constants widen exactly: the f32 weights and biases the
+        // lowering packs (the same values the device's CONVERT gives).
+        Op::Cast { x, .. } => {
+            let d = g.constant_data(*x)?;
+            Some(TensorData::F32(crate::reference::real(d, g.ty(*x))))
+        }
         Op::Unary { op, x } => {
             let d = f32_data(g, *x)?;
             let f = |x: f32| crate::reference::unary_f32(*op, x);

@@ -213,6 +213,23 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
             let xl = loc(g, plan, e, *x)?;
             sign_flip(e, xl, out, node.ty.elems()).map_err(|why| too_small(g, step, e, why))?
         }
+        Op::Cast { x, to } => {
+            let xl = loc(g, plan, e, *x)?;
+            let conv = match (g.ty(*x).dtype, to) {
+                (DType::F32, DType::F16) => Conversion::F32ToF16,
+                (DType::F32, DType::Bf16) => Conversion::F32ToBf16,
+                (DType::F16, DType::F32) => Conversion::F16ToF32,
+                (DType::Bf16, DType::F32) => Conversion::Bf16ToF32,
+                (from, to) => {
+                    return Err(LowerError::Internal(format!(
+                        "cast {} -> {}",
+                        from.name(),
+                        to.name()
+                    )))
+                }
+            };
+            cast(e, conv, xl, out, node.ty.elems()).map_err(|why| too_small(g, step, e, why))?
+        }
         Op::Unary { op, x } => {
             let xl = loc(g, plan, e, *x)?;
             if node.ty.dtype == DType::I8 && !matches!(op, UnaryOp::Relu | UnaryOp::Clamp { .. }) {
@@ -1708,6 +1725,64 @@ fn unary_i8(e: &mut Emitter, x: Loc, out: Loc, n: usize, lo: i8, hi: i8) -> Resu
 /// which is `s ^ 0x80` read signed.
 fn sign_flip(e: &mut Emitter, x: Loc, out: Loc, n: usize) -> Result<(), String> {
     bytewise(e, x, out, n, true, -128, 127)
+}
+
+/// f32 <-> f16/bf16 (`Op::Cast`): one CONVERT per tile, streamed.
+fn cast(e: &mut Emitter, conv: Conversion, x: Loc, out: Loc, n: usize) -> Result<(), String> {
+    let (ssize, dsize) = conv.sizes();
+    let nb = e.nbuf();
+    let mut size = n.min(16384);
+    let (src, dst) = loop {
+        e.sram_reset();
+        if let (Ok(a), Ok(b)) = (
+            e.sram_alloc(size as u64 * ssize as u64, nb),
+            e.sram_alloc(size as u64 * dsize as u64, nb),
+        ) {
+            break (a, b);
+        }
+        if size == 1 {
+            return Err("one element does not fit".into());
+        }
+        size = size.div_ceil(2);
+    };
+    e.pipeline(
+        n.div_ceil(size),
+        |e, i, slot| {
+            let (o, l) = chunk(i, size, n);
+            let b = l as u32 * ssize;
+            e.load(
+                x,
+                o as u64 * ssize as u64,
+                src.at(slot),
+                Strided::contiguous(b),
+                Strided::contiguous(b),
+            );
+            Ok(())
+        },
+        |e, i, slot| {
+            let (o, l) = chunk(i, size, n);
+            let tile = |addr| Tile { addr, ld: l as u32 };
+            e.push(Insn::Convert {
+                conv,
+                rows: 1,
+                cols: l as u32,
+                src: tile(src.at(slot)),
+                dst: tile(dst.at(slot)),
+                zero_point: 0,
+                scale: 0.0,
+            });
+            let b = l as u32 * dsize;
+            e.store(
+                out,
+                o as u64 * dsize as u64,
+                dst.at(slot),
+                Strided::contiguous(b),
+                Strided::contiguous(b),
+            );
+            Ok(())
+        },
+    )
+    .map_err(|e| e.to_string())
 }
 
 /// Elementwise over bytes: clamp to `[lo, hi]`, after a sign flip

@@ -18,6 +18,11 @@ pub enum TensorData {
     I32(Vec<i32>),
     /// uint8 graph inputs and outputs (see `DType::U8`).
     U8(Vec<u8>),
+    /// f16 graph inputs, outputs and constants, as bit patterns (see
+    /// `DType::F16`).
+    F16(Vec<u16>),
+    /// bf16 ones, as bit patterns.
+    Bf16(Vec<u16>),
 }
 
 impl TensorData {
@@ -27,6 +32,7 @@ impl TensorData {
             TensorData::I8(v) => v.len(),
             TensorData::I32(v) => v.len(),
             TensorData::U8(v) => v.len(),
+            TensorData::F16(v) | TensorData::Bf16(v) => v.len(),
         }
     }
     pub fn is_empty(&self) -> bool {
@@ -38,6 +44,8 @@ impl TensorData {
             TensorData::I8(_) => DType::I8,
             TensorData::I32(_) => DType::I32,
             TensorData::U8(_) => DType::U8,
+            TensorData::F16(_) => DType::F16,
+            TensorData::Bf16(_) => DType::Bf16,
         }
     }
     /// Little-endian bytes, the layout in NPU memory.
@@ -47,6 +55,9 @@ impl TensorData {
             TensorData::I8(v) => v.iter().map(|x| *x as u8).collect(),
             TensorData::I32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
             TensorData::U8(v) => v.clone(),
+            TensorData::F16(v) | TensorData::Bf16(v) => {
+                v.iter().flat_map(|x| x.to_le_bytes()).collect()
+            }
         }
     }
     pub fn from_bytes(dtype: DType, b: &[u8]) -> Self {
@@ -64,8 +75,17 @@ impl TensorData {
             ),
             DType::I8 => TensorData::I8(b.iter().map(|x| *x as i8).collect()),
             DType::U8 => TensorData::U8(b.to_vec()),
+            DType::F16 => TensorData::F16(half_bits(b)),
+            DType::Bf16 => TensorData::Bf16(half_bits(b)),
         }
     }
+}
+
+/// Little-endian 2-byte elements.
+fn half_bits(b: &[u8]) -> Vec<u16> {
+    b.chunks_exact(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .collect()
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -200,7 +220,9 @@ pub fn run(
                 requantized(out, ty)
             }
             Op::Unary { op, x } => match get(x) {
-                TensorData::U8(_) => return Err(RunError::Graph(format!("{}: u8", node.name))),
+                TensorData::U8(_) | TensorData::F16(_) | TensorData::Bf16(_) => {
+                    return Err(RunError::Graph(format!("{}: operand type", node.name)))
+                }
                 TensorData::F32(v) => {
                     TensorData::F32(v.iter().map(|&x| unary_f32(*op, x)).collect())
                 }
@@ -248,6 +270,24 @@ pub fn run(
                 _ => return Err(RunError::Graph(format!("{}: operand type", node.name))),
             },
             Op::Reshape { x, .. } => get(x).clone(),
+            // The `half` crate: an implementation independent of the
+            // device's (npu_isa's) conversions.
+            Op::Cast { x, to } => match (get(x), to) {
+                (TensorData::F32(v), DType::F16) => TensorData::F16(
+                    v.iter()
+                        .map(|&x| half::f16::from_f32(x).to_bits())
+                        .collect(),
+                ),
+                (TensorData::F32(v), DType::Bf16) => TensorData::Bf16(
+                    v.iter()
+                        .map(|&x| half::bf16::from_f32(x).to_bits())
+                        .collect(),
+                ),
+                (d @ (TensorData::F16(_) | TensorData::Bf16(_)), DType::F32) => {
+                    TensorData::F32(real(d, graph.ty(*x)))
+                }
+                _ => return Err(RunError::Graph(format!("{}: operand type", node.name))),
+            },
             Op::BatchMatMul { a, b, trans_b } => {
                 let (ta, tb) = (graph.ty(*a), graph.ty(*b));
                 let (sa, sb) = (&ta.shape, &tb.shape);
@@ -423,6 +463,14 @@ pub fn real(d: &TensorData, ty: &TensorType) -> Vec<f32> {
         },
         TensorData::I32(v) => v.iter().map(|&x| x as f32).collect(),
         TensorData::U8(v) => real(&TensorData::I8(crate::ir::u8_to_i8(v)), ty),
+        TensorData::F16(v) => v
+            .iter()
+            .map(|&h| half::f16::from_bits(h).to_f32())
+            .collect(),
+        TensorData::Bf16(v) => v
+            .iter()
+            .map(|&h| half::bf16::from_bits(h).to_f32())
+            .collect(),
     }
 }
 
@@ -890,6 +938,10 @@ fn gather(d: &TensorData, src: &[Option<usize>], fill: f32, ty: &TensorType) -> 
         }
         // The IR moves no u8 tensor (they are graph inputs and outputs).
         TensorData::U8(v) => TensorData::U8(src.iter().map(|s| s.map_or(0, |i| v[i])).collect()),
+        TensorData::F16(v) => TensorData::F16(src.iter().map(|s| s.map_or(0, |i| v[i])).collect()),
+        TensorData::Bf16(v) => {
+            TensorData::Bf16(src.iter().map(|s| s.map_or(0, |i| v[i])).collect())
+        }
     }
 }
 
@@ -916,6 +968,8 @@ fn concat(parts: &[(&TensorData, &[usize])], axis: usize) -> TensorData {
         TensorData::I8(_) => join!(I8),
         TensorData::I32(_) => join!(I32),
         TensorData::U8(_) => join!(U8),
+        TensorData::F16(_) => join!(F16),
+        TensorData::Bf16(_) => join!(Bf16),
     }
 }
 

@@ -214,14 +214,18 @@ impl Cursor<'_> {
 type ParsedType = (DType, Option<Vec<usize>>, Option<Quant>);
 
 fn parse_type(c: &mut Cursor, shape_required: bool) -> Result<ParsedType, ParseError> {
-    let dt = match c.ident("a dtype (f32, i8, i32, u8)")?.as_str() {
+    let dt = match c.ident("a dtype (f32, i8, i32, u8, f16, bf16)")?.as_str() {
         "f32" => DType::F32,
         "i8" => DType::I8,
         "i32" => DType::I32,
         "u8" => DType::U8,
+        "f16" => DType::F16,
+        "bf16" => DType::Bf16,
         other => {
             c.pos -= 1;
-            return c.err(format!("unknown dtype `{other}`; use f32, i8, i32 or u8"));
+            return c.err(format!(
+                "unknown dtype `{other}`; use f32, i8, i32, u8, f16 or bf16"
+            ));
         }
     };
     let shape = if matches!(c.peek(), Some(Tok::Sym("["))) {
@@ -427,8 +431,11 @@ fn parse_call(c: &mut Cursor, g: &Graph, piped: bool) -> Result<Call, ParseError
                         c.pos += 1;
                         KwVal::Nums(vec![n])
                     }
-                    // Words naming a mode (resize's mode, coord, round).
-                    Some(Tok::Ident(v)) if matches!(name.as_str(), "mode" | "coord" | "round") => {
+                    // Words naming a mode (resize's mode, coord, round) or
+                    // a type (cast's to).
+                    Some(Tok::Ident(v))
+                        if matches!(name.as_str(), "mode" | "coord" | "round" | "to") =>
+                    {
                         c.pos += 1;
                         KwVal::Nums(vec![v])
                     }
@@ -504,6 +511,7 @@ fn build_op(name: &str, args: &[ValueId], kw: Kw) -> Result<Op, String> {
         "depth_to_space" => &["block", "crd"],
         "space_to_depth" => &["block"],
         "resize" => &["size", "scale", "mode", "coord", "round"],
+        "cast" => &["to"],
         _ => &[],
     };
     if let Some((k, _)) = nums.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
@@ -612,6 +620,17 @@ fn build_op(name: &str, args: &[ValueId], kw: Kw) -> Result<Op, String> {
         "sign_flip" => {
             arity(1)?;
             Ok(Op::SignFlip { x: args[0] })
+        }
+        "cast" => {
+            arity(1)?;
+            let to = match get("to").and_then(|v| v.first().cloned()).as_deref() {
+                Some("f32") => DType::F32,
+                Some("f16") => DType::F16,
+                Some("bf16") => DType::Bf16,
+                Some(t) => return Err(format!("cast converts to f32, f16 or bf16, not `{t}`")),
+                None => return Err("cast needs the type, e.g. cast(x, to=f16)".into()),
+            };
+            Ok(Op::Cast { x: args[0], to })
         }
         "reshape" => {
             arity(1)?;
@@ -880,6 +899,7 @@ pub fn print(g: &Graph) -> String {
             Op::Quantize { x } => format!("quantize({})", name(x)),
             Op::Dequantize { x } => format!("dequantize({})", name(x)),
             Op::SignFlip { x } => format!("sign_flip({})", name(x)),
+            Op::Cast { x, to } => format!("cast({}, to={})", name(x), to.name()),
             Op::Reshape { x, shape } => format!(
                 "reshape({}, [{}])",
                 name(x),

@@ -152,6 +152,9 @@ pub fn onnx_spec(d: &TensorData, shape: &[usize], feed: bool) -> String {
         TensorData::I8(v) => ("i8", list(v)),
         TensorData::I32(v) => ("i32", list(v)),
         TensorData::U8(v) => ("u8", list(v)),
+        // As bit patterns (onnx_ref.py views them as float16).
+        TensorData::F16(v) => ("f16", list(v)),
+        TensorData::Bf16(v) => ("bf16", list(v)),
         TensorData::F32(v) => (
             "f32",
             list(&v.iter().map(|x| x.to_bits()).collect::<Vec<_>>()),

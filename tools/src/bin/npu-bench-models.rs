@@ -87,10 +87,11 @@ fn request(model: &CompiledModel) -> Result<InferRequest, String> {
             seed ^= seed << 13;
             seed ^= seed >> 7;
             seed ^= seed << 17;
+            let x = (seed >> 40) as f32 / (1u64 << 23) as f32 - 1.0;
             match t.ty.dtype {
-                npu::DType::F32 => bytes.extend_from_slice(
-                    &((seed >> 40) as f32 / (1u64 << 23) as f32 - 1.0).to_le_bytes(),
-                ),
+                npu::DType::F32 => bytes.extend_from_slice(&x.to_le_bytes()),
+                npu::DType::F16 => bytes.extend_from_slice(&npu_isa::f32_to_f16(x).to_le_bytes()),
+                npu::DType::Bf16 => bytes.extend_from_slice(&npu_isa::f32_to_bf16(x).to_le_bytes()),
                 npu::DType::I8 | npu::DType::U8 => bytes.push(seed as u8),
                 npu::DType::I32 => bytes.extend_from_slice(&((seed as i32) >> 16).to_le_bytes()),
             }
