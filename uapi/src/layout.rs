@@ -697,3 +697,29 @@ fn ioctl_number_encodes_direction_size_and_command() {
     // _IOW('d', 0x46, 8): write only, 8 bytes, command 0x40 + 6.
     assert_eq!(DRM_IOCTL_ONPU_CONTEXT_DESTROY, 0x4008_6446);
 }
+
+#[test]
+fn drm_core_numbers_and_sizes_match_drm_h() {
+    use crate::drm_core::*;
+    // The values of drm.h's DRM_IOW(0x09, ...) and DRM_IOWR(0x2d/0x2e,
+    // ...), computed by hand from the structs' sizes.
+    assert_eq!(DRM_IOCTL_GEM_CLOSE, 0x4008_6409);
+    assert_eq!(DRM_IOCTL_PRIME_HANDLE_TO_FD, 0xc00c_642d);
+    assert_eq!(DRM_IOCTL_PRIME_FD_TO_HANDLE, 0xc00c_642e);
+    // DRM_IOWR(0xBF..0xC3, ...).
+    assert_eq!(DRM_IOCTL_SYNCOBJ_CREATE, 0xc008_64bf);
+    assert_eq!(DRM_IOCTL_SYNCOBJ_DESTROY, 0xc008_64c0);
+    assert_eq!(DRM_IOCTL_SYNCOBJ_HANDLE_TO_FD, 0xc010_64c1);
+    assert_eq!(DRM_IOCTL_SYNCOBJ_FD_TO_HANDLE, 0xc010_64c2);
+    assert_eq!(DRM_IOCTL_SYNCOBJ_WAIT, 0xc028_64c3);
+    // DRM_IOWR(0xC5, 16 bytes), DRM_IOWR(0xCB/0xCD, 24 bytes).
+    assert_eq!(DRM_IOCTL_SYNCOBJ_SIGNAL, 0xc010_64c5);
+    assert_eq!(DRM_IOCTL_SYNCOBJ_QUERY, 0xc018_64cb);
+    assert_eq!(DRM_IOCTL_SYNCOBJ_TIMELINE_SIGNAL, 0xc018_64cd);
+    assert_eq!(size_of::<drm_syncobj_wait>(), 40);
+    assert_eq!(offset_of!(drm_syncobj_wait, deadline_nsec), 32);
+    // O_CLOEXEC and O_RDWR on Linux.
+    assert_eq!(DRM_CLOEXEC, 0o2000000);
+    assert_eq!(DRM_RDWR, 0o2);
+    assert_eq!(DRM_IOCTL_BASE, b'd');
+}

@@ -356,7 +356,7 @@ fn one_call(
             let nr = uapi::DRM_COMMAND_BASE + rng.below(16) as u32;
             let size = rng.below(200) as u32;
             let dir = rng.below(4) as u32;
-            let req = (dir << 30) | (size << 16) | (uapi::DRM_IOCTL_BASE << 8) | nr;
+            let req = (dir << 30) | (size << 16) | (u32::from(uapi::DRM_IOCTL_BASE) << 8) | nr;
             for b in scratch.iter_mut() {
                 *b = rng.next() as u8;
             }
