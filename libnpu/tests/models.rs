@@ -1700,7 +1700,7 @@ fn strided_convs_load_whole_rows() {
         }
     }
     // Over a whole network: MobileNetV2's stride-2 layers were the row
-    // rule's 2.05 M extra cycles at 1 MiB (its DMA bound is 1.09 M).
+    // rule's 2.12 M extra cycles at 1 MiB (its DMA bound is 1.09 M).
     let net = nets::mobilenet_v2(224, nets::Weights::Constants);
     let p = compile(
         &net.g,
