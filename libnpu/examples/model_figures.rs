@@ -16,7 +16,10 @@
 //! The int8 networks (`-i8`) use per-channel weights and per-tensor
 //! activations with zero point `--zp` (default 0); `--int8` shows only them.
 //!
-//! cargo run --release -p libnpu --example model_figures [-- --run] [--hw N] [--inputs] [--int8] [--zp Z] [--only NAME]
+//! `--rows` adds, per program, the DMA cycles charged for rows beyond
+//! their bytes (the device's row rule, npu-hw.rst "Cost model").
+//!
+//! cargo run --release -p libnpu --example model_figures [-- --run] [--hw N] [--inputs] [--int8] [--zp Z] [--only NAME] [--rows]
 
 #[path = "../tests/models/nets.rs"]
 mod nets;
@@ -187,6 +190,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     *h.entry(op).or_insert(0usize) += 1;
                 }
                 println!("{name} {} KiB: {h:?}", sram >> 10);
+            }
+            if args.iter().any(|a| a == "--rows") {
+                // The DMA cycles the row rule adds (npu-hw.rst, "Cost
+                // model": a DMA costs max(bytes / 64, rows)).
+                let mut excess = (0u64, 0u64);
+                for i in prog.insns() {
+                    let l = match i {
+                        npu::isa::Insn::DmaLoad { mem: l, .. }
+                        | npu::isa::Insn::DmaStore { mem: l, .. }
+                        | npu::isa::Insn::Copy { src_layout: l, .. } => l,
+                        _ => continue,
+                    };
+                    let [row, rows, planes] = l.shape.map(u64::from);
+                    let rows = rows * planes;
+                    let over = rows.saturating_sub((row * rows).div_ceil(DMA_BYTES_PER_CYCLE));
+                    if over > 0 {
+                        excess = (excess.0 + 1, excess.1 + over);
+                    }
+                }
+                println!(
+                    "{name} {} KiB: {} DMAs whose rows cost more than their bytes, {} cycles more",
+                    sram >> 10,
+                    excess.0,
+                    excess.1
+                );
             }
             let cycles = if run {
                 let mut s = Session::model(sram);

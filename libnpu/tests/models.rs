@@ -1561,3 +1561,156 @@ fn a_zero_pad_folds_into_the_conv_reading_it() {
         }
     }
 }
+
+/// The transfer cycles (npu-hw.rst, "Cost model": a DMA_LOAD, DMA_STORE
+/// or COPY moves `max(bytes / DMA_BYTES_PER_CYCLE, rows)`, its rows
+/// counted over all planes) of a program's DMA_LOADs from buffer
+/// `buffer`, and of all its transfers beyond their bytes (what the row
+/// rule adds).
+fn transfer_cycles(p: &npu::Program, buffer: usize) -> (u64, u64) {
+    const DMA_BYTES_PER_CYCLE: u64 = 64;
+    let parts = p.to_parts();
+    let from: std::collections::HashSet<usize> = parts
+        .relocs
+        .iter()
+        .filter(|r| r.1 == buffer)
+        .map(|r| r.0)
+        .collect();
+    let (mut loads, mut excess) = (0, 0);
+    for (i, insn) in p.insns().iter().enumerate() {
+        let (l, load) = match insn {
+            npu::isa::Insn::DmaLoad { mem, .. } => (mem, true),
+            npu::isa::Insn::DmaStore { mem, .. } => (mem, false),
+            npu::isa::Insn::Copy { src_layout, .. } => (src_layout, false),
+            _ => continue,
+        };
+        let [row, rows, planes] = l.shape.map(u64::from);
+        let (bytes, rows) = (row * rows * planes, rows * planes);
+        let cycles = bytes.div_ceil(DMA_BYTES_PER_CYCLE).max(rows);
+        excess += cycles - bytes.div_ceil(DMA_BYTES_PER_CYCLE);
+        if load && from.contains(&i) {
+            loads += cycles;
+        }
+    }
+    (loads, excess)
+}
+
+#[test]
+fn strided_convs_load_whole_rows() {
+    // A stride-2 conv reads every other column. Loaded one element per
+    // DMA row, its input costs a cycle per element (the engine moves at
+    // most a row a cycle): 16 times its bytes / 64 in f32, 64 in int8.
+    // Loaded as whole rows and split in SRAM, it costs about its bytes /
+    // 64 plus the rows that bands share; the results stay the
+    // reference's. f32 (dense, depthwise, 1x1, a column stride alone) and
+    // int8 (dense and depthwise, the widened band), at two SRAM sizes.
+    let f32_cases: &[ConvCase] = &[
+        (
+            [1, 32, 56, 56],
+            32,
+            [3, 3],
+            [2, 2],
+            [1, 1],
+            [1, 1],
+            1,
+            true,
+            true,
+        ),
+        (
+            [1, 32, 56, 56],
+            32,
+            [3, 3],
+            [2, 2],
+            [1, 1],
+            [1, 1],
+            32,
+            true,
+            true,
+        ),
+        (
+            [1, 64, 28, 28],
+            64,
+            [1, 1],
+            [2, 2],
+            [0, 0],
+            [1, 1],
+            1,
+            false,
+            false,
+        ),
+        (
+            [1, 8, 20, 30],
+            8,
+            [3, 3],
+            [1, 2],
+            [1, 1],
+            [1, 1],
+            1,
+            true,
+            false,
+        ),
+    ];
+    // (what, graph, inputs, the input's name and bytes)
+    type Case = (
+        String,
+        Graph,
+        HashMap<String, TensorData>,
+        &'static str,
+        usize,
+    );
+    let mut graphs: Vec<Case> = f32_cases
+        .iter()
+        .enumerate()
+        .map(|(i, &case)| {
+            let g = conv_graph(case, 50 + i as u64);
+            let inputs = npu::runtime::random_inputs(&g, 60 + i as u64);
+            let bytes = case.0.iter().product::<usize>() * 4;
+            (format!("{case:?}"), g, inputs, "x", bytes)
+        })
+        .collect();
+    for (c, groups) in [(32, 1), (32, 32)] {
+        let mut net = nets::Net::new(nets::Weights::Constants, 7);
+        let x = net.qimage(c, 56, -3);
+        let y = net.qconv(x, c, 3, 2, groups, Some(UnaryOp::Relu), 1.0, 4);
+        net.g.output(y).unwrap();
+        graphs.push((
+            format!("int8 {c} channels, groups {groups}"),
+            net.g,
+            net.feeds,
+            "image",
+            c * 56 * 56,
+        ));
+    }
+    for (what, g, inputs, name, bytes) in &graphs {
+        for sram in [256u32 << 10, 1 << 20] {
+            let mut s = Session::model(sram);
+            let k = s
+                .compile(g.clone())
+                .unwrap_or_else(|e| panic!("{what} at {sram}: {e}"));
+            let x = k.program.buffer_of(name).expect("the input's buffer");
+            let (loads, _) = transfer_cycles(&k.program, x);
+            let ideal = (*bytes as u64).div_ceil(64);
+            assert!(
+                loads <= 2 * ideal,
+                "{what} at {sram}: loading the input costs {loads} transfer cycles, \
+                 more than twice its bytes / 64 ({ideal})"
+            );
+            s.run_checked(&k, inputs, 1e-4)
+                .unwrap_or_else(|e| panic!("{what} at {sram} bytes of SRAM: {e}"));
+        }
+    }
+    // Over a whole network: MobileNetV2's stride-2 layers were the row
+    // rule's 2.12 M extra cycles at 1 MiB (its DMA bound is 1.09 M).
+    let net = nets::mobilenet_v2(224, nets::Weights::Constants);
+    let p = compile(
+        &net.g,
+        DeviceParams { sram_size: 1 << 20 },
+        CompileOptions::default(),
+    )
+    .unwrap();
+    let (_, excess) = transfer_cycles(&p, usize::MAX);
+    assert!(
+        excess < 200_000,
+        "MobileNetV2: rows cost {excess} cycles beyond their bytes"
+    );
+}

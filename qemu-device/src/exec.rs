@@ -120,10 +120,39 @@ impl TileRef {
     fn elems(&self) -> u64 {
         self.rows as u64 * self.cols as u64
     }
+    /// Elements from the first of the tile to its last (0 when empty).
+    fn span(&self) -> usize {
+        match self.rows {
+            0 => 0,
+            r => (r - 1) * self.ld + self.cols,
+        }
+    }
+    /// A tile of one-element rows (`cols == 1`, as the strided moves that
+    /// split a band into its stride phases): its elements in `elems` (the
+    /// SRAM as elements of the tile's size), a stride apart. The span is
+    /// sliced once, checked by [`TileRef::new`]; no per-row slicing.
+    fn column<'a, T>(&self, elems: &'a [T]) -> impl Iterator<Item = &'a T> {
+        debug_assert!(self.cols <= 1);
+        // An empty tile has rows 0 (span 0); one row may have ld 0.
+        elems[self.base..self.base + self.span()]
+            .iter()
+            .step_by(self.ld.max(1))
+    }
+    /// [`TileRef::column`], writable.
+    fn column_mut<'a, T>(&self, elems: &'a mut [T]) -> impl Iterator<Item = &'a mut T> {
+        debug_assert!(self.cols <= 1);
+        elems[self.base..self.base + self.span()]
+            .iter_mut()
+            .step_by(self.ld.max(1))
+    }
     /// Gather the tile into a dense row-major vector of 32-bit words.
     /// [`TileRef::load32`] into `out`, reusing its allocation.
     fn load32_into(&self, sram: &Sram, out: &mut Vec<u32>) {
         out.clear();
+        if self.cols == 1 {
+            out.extend(self.column(&sram.words));
+            return;
+        }
         for r in 0..self.rows {
             let s = self.base + r * self.ld;
             out.extend_from_slice(&sram.words[s..s + self.cols]);
@@ -131,13 +160,16 @@ impl TileRef {
     }
     fn load32(&self, sram: &Sram) -> Vec<u32> {
         let mut out = Vec::with_capacity(self.rows * self.cols);
-        for r in 0..self.rows {
-            let s = self.base + r * self.ld;
-            out.extend_from_slice(&sram.words[s..s + self.cols]);
-        }
+        self.load32_into(sram, &mut out);
         out
     }
     fn store32(&self, sram: &mut Sram, data: &[u32]) {
+        if self.cols == 1 {
+            for (d, &v) in self.column_mut(&mut sram.words).zip(data) {
+                *d = v;
+            }
+            return;
+        }
         for r in 0..self.rows {
             let s = self.base + r * self.ld;
             sram.words[s..s + self.cols].copy_from_slice(&data[r * self.cols..(r + 1) * self.cols]);
@@ -172,6 +204,10 @@ impl TileRef {
     fn load8(&self, sram: &Sram) -> Vec<i8> {
         let bytes = sram.bytes();
         let mut out = Vec::with_capacity(self.rows * self.cols);
+        if self.cols == 1 {
+            out.extend(self.column(bytes).map(|&b| b as i8));
+            return out;
+        }
         for r in 0..self.rows {
             let s = self.base + r * self.ld;
             out.extend(bytes[s..s + self.cols].iter().map(|&b| b as i8));
@@ -180,6 +216,12 @@ impl TileRef {
     }
     fn store8(&self, sram: &mut Sram, data: &[i8]) {
         let bytes = sram.bytes_mut();
+        if self.cols == 1 {
+            for (d, &v) in self.column_mut(bytes).zip(data) {
+                *d = v as u8;
+            }
+            return;
+        }
         for r in 0..self.rows {
             let s = self.base + r * self.ld;
             for (d, &v) in bytes[s..s + self.cols]
@@ -1857,6 +1899,29 @@ fn unary_tile_body(
     fn each(src: Src, copy: &[u32], out: &TileRef, words: &mut [u32], f: impl Fn(u32) -> u32) {
         let cols = out.cols;
         let (below, ow, above, base) = split_out(words, out);
+        if cols == 1 {
+            // One-element rows (the moves that split a band into its
+            // stride phases): one strided loop over the output's span
+            // `ow`, the source read a stride apart likewise, rather than
+            // a slice per row.
+            let out_len = ow.len();
+            let outs = ow.iter_mut().step_by(out.ld.max(1));
+            match src {
+                Src::Out => outs.for_each(|o| *o = f(*o)),
+                Src::Copy(_) => outs.zip(copy).for_each(|(o, &x)| *o = f(x)),
+                Src::Sram(b, ld) => {
+                    // Wholly below or above the output (else a copy).
+                    let from = if b < base {
+                        &below[b..]
+                    } else {
+                        &above[b - base - out_len..]
+                    };
+                    let xs = from.iter().step_by(ld.max(1));
+                    outs.zip(xs).for_each(|(o, &x)| *o = f(x));
+                }
+            }
+            return;
+        }
         let around = (below, above, base, ow.len());
         for r in 0..out.rows {
             let orow = &mut ow[r * out.ld..r * out.ld + cols];

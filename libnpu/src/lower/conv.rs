@@ -5,7 +5,19 @@
 //! rows reads a band of padded input rows, loaded once into SRAM as
 //! `[phase][channel][row][col]`, where the `stride_h x stride_w` phases
 //! split the rows and columns by their remainder modulo the stride (a
-//! stride-1 conv has one phase). In a phase, every filter tap `(r, s)` sees
+//! stride-1 conv has one phase). Row phases are whole rows of the image,
+//! one strided DMA each. Column phases (stride_w > 1) are every
+//! `stride_w`-th element of a row: rather than a DMA row per element (the
+//! DMA engine moves at most a row a cycle, so 4-byte rows run at a
+//! sixteenth of its bandwidth), the rows are loaded whole into a staging
+//! area of the band slot and split by one strided UNARY move per phase
+//! (CONVERT for the widened int8 depthwise band), 32 elements a cycle on
+//! the compute engine (`split_phases`). The staging takes up to
+//! `stride_w - 1` more phase planes, so the tiling chooser weighs it
+//! against the per-element loads, which still win where they buy larger
+//! bands and hide behind the MATMULs.
+//!
+//! In a phase, every filter tap `(r, s)` sees
 //! the output pixels as one contiguous run of the flattened phase plane
 //! (row pitch `PW`), so one MATMUL per tap computes
 //!
@@ -141,6 +153,10 @@ struct Tiles {
     /// One slot for the band and the weights: larger tiles, fewer
     /// instructions, no overlap of their loads with the compute.
     single: bool,
+    /// Column stride > 1: the band's rows are loaded whole and split into
+    /// the column phases in SRAM (`split_phases`), rather than loaded one
+    /// element per DMA row (which the DMA engine charges a cycle each).
+    split: bool,
 }
 
 impl DirectConv<'_> {
@@ -248,6 +264,46 @@ impl DirectConv<'_> {
         py * self.win.stride[1] + px
     }
 
+    /// The row phases some tap reads.
+    fn row_phases(&self) -> Vec<usize> {
+        let mut v: Vec<usize> = self.phases().iter().map(|p| p.0).collect();
+        v.dedup();
+        v
+    }
+
+    /// int8 depthwise: the taps read the band widened to i32.
+    fn widened(&self) -> bool {
+        self.q.is_some() && self.depthwise()
+    }
+
+    /// With `t.split`, where the rows of row phase `py` are staged in the
+    /// band slot (elements from its start), for phase planes of `p`
+    /// elements (all channels): `sw` planes of rows from the first plane
+    /// of the row phase's last column phase on, so that each phase's move
+    /// (`split_phases`) writes below what later moves read; in place, as
+    /// the moves of a widened band write to the widened slot.
+    fn stage_offset(&self, py: usize, p: usize) -> usize {
+        let sw = self.win.stride[1];
+        if self.widened() {
+            py * sw * p
+        } else {
+            (py * sw + sw - 1) * p
+        }
+    }
+
+    /// Elements the band slot holds past its phase planes for `cc`
+    /// channels: the staged rows of the last row phase that spill past
+    /// the end (`stage_offset`).
+    fn stage_extra(&self, t: Tiles, cc: usize) -> usize {
+        let [sh, sw] = self.win.stride;
+        if t.split && !self.widened() && self.row_phases().contains(&(sh - 1)) {
+            let b = self.band(t.rows);
+            (sw - 1) * cc * b.ph * b.pw
+        } else {
+            0
+        }
+    }
+
     /// Bytes of one register of the chain: an accumulator tile, 64-byte
     /// aligned.
     fn reg_bytes(&self, t: Tiles) -> usize {
@@ -287,7 +343,7 @@ impl DirectConv<'_> {
         let phases = self.win.stride[0] * self.win.stride[1];
         let taps = self.w[2] * self.w[3];
         let cells = phases * t.cc * b.ph * b.pw + self.tail();
-        let band = (cells * self.xes()).next_multiple_of(4) as u64;
+        let band = ((cells + self.stage_extra(t, t.cc)) * self.xes()).next_multiple_of(4) as u64;
         let int8 = self.q.is_some();
         let ld = self.acc_ld(t);
         let (wts, acc, tmp) = if self.depthwise() {
@@ -362,10 +418,31 @@ impl DirectConv<'_> {
         let bands = oh.div_ceil(t.rows);
         let taps = r * s;
         let [band_b, w_b, ..] = self.slot_bytes(t);
-        let band_dmas = if self.win.stride[1] == 1 {
-            self.win.stride[0]
+        let [sh, sw] = self.win.stride;
+        let phases = self.phases();
+        // Per band load: DMAs, the cycles its rows cost beyond bytes / 64
+        // (the engine moves at most a row a cycle), and with `split` the
+        // cycles of the phase moves on the compute engine.
+        let (band_dmas, row_excess, moves) = if sw == 1 {
+            (sh, 0, 0)
+        } else if t.split {
+            let bytes = b.bh * self.x[3] * self.xes() * t.cc;
+            let cycles = phases.len() * (t.cc * b.ph * b.pw / 32 + 2);
+            (
+                self.row_phases().len(),
+                (b.bh * t.cc).saturating_sub(bytes / 64),
+                cycles,
+            )
         } else {
-            (b.bh * self.win.stride[1]).min(self.phases().len() * t.cc)
+            let mut cols: Vec<usize> = phases.iter().map(|p| p.1).collect();
+            cols.sort_unstable();
+            cols.dedup();
+            let elems = b.bh * t.cc * cols.len() * self.x[3].div_ceil(sw);
+            (
+                (b.bh * sw).min(phases.len() * t.cc),
+                elems - elems * self.xes() / 64,
+                0,
+            )
         };
         let (blocks, band_loads, w_loads, macs) = if self.depthwise() {
             let chunks = c.div_ceil(t.cc);
@@ -406,10 +483,13 @@ impl DirectConv<'_> {
             + w_loads as u64 * w_b
             + (n * k * oh * ow * self.xes()) as u64)
             / 64
+            + (band_loads * row_excess) as u64
             + 66 * (band_loads * band_dmas + w_loads + blocks) as u64;
         let per_block = if self.depthwise() { 2 * taps } else { taps };
-        let insns = (blocks * (per_block + 3) + band_loads * (band_dmas + 1) + 2 * w_loads) as u64;
-        let compute = macs / 256 + 2 * insns;
+        let nmoves = if t.split { phases.len() } else { 0 };
+        let insns =
+            (blocks * (per_block + 3) + band_loads * (band_dmas + 1 + nmoves) + 2 * w_loads) as u64;
+        let compute = macs / 256 + 2 * insns + (band_loads * moves) as u64;
         // Command bytes matter beside cycles: an instruction weighs as much
         // as INSN_WEIGHT cycles of the slower engine.
         let time = if t.single {
@@ -459,11 +539,12 @@ impl DirectConv<'_> {
             } else {
                 halvings(kg)
             } {
-                for (cc, single) in halvings(cg)
-                    .into_iter()
-                    .flat_map(|cc| [(cc, false), (cc, true)])
-                {
-                    if single && nb == 1 {
+                for (cc, single, split) in halvings(cg).into_iter().flat_map(|cc| {
+                    [false, true]
+                        .into_iter()
+                        .flat_map(move |single| [(cc, single, false), (cc, single, true)])
+                }) {
+                    if (single && nb == 1) || (split && self.win.stride[1] == 1) {
                         continue;
                     }
                     let t = Tiles {
@@ -471,6 +552,7 @@ impl DirectConv<'_> {
                         kc,
                         cc,
                         single,
+                        split,
                     };
                     let bytes = self.slot_bytes(t);
                     let counts = self.slot_counts(t, nb);
@@ -682,138 +764,186 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
     // The padding: real 0 (the int8 input's zero point).
     let pad_pattern = u32::from_ne_bytes([s.q.as_ref().map_or(0, |q| q.zx as u8); 4]);
     let hw = (h * w * xe) as u32;
+    // The band of step `st` into band slot `bslot`: with `t.split` its
+    // rows whole (see `split_phases`), else each phase's elements.
+    let load_band = |e: &mut Emitter, st: Step, bslot: u32| {
+        let b = s.band(st.nrows);
+        let base = sband.at(bslot);
+        let plane = b.ph * b.pw;
+        let iy_lo = (st.y0 * sh) as isize - pad_h as isize;
+        let rows: Vec<usize> = (0..b.bh)
+            .filter(|rb| (0..h as isize).contains(&(iy_lo + *rb as isize)))
+            .collect();
+        if t.split {
+            // Whole rows: per row phase, one load of its rows of every
+            // channel into the staging area that `split_phases` splits.
+            let p = st.ccn * plane;
+            let used = s.row_phases();
+            let mine = |py: usize| rows.iter().copied().filter(move |rb| rb % sh == py);
+            // Padding, or phase rows past the image, to fill.
+            let covered = pad_w == 0
+                && s.pad_end[1] == 0
+                && w % sw == 0
+                && used.iter().all(|&py| mine(py).count() == b.ph);
+            if let (false, Some(first), Some(last)) = (covered, used.first(), used.last()) {
+                let lo = s.stage_offset(*first, p) * xe / 4 * 4;
+                let hi = ((s.stage_offset(*last, p) + sw * p) * xe).next_multiple_of(4);
+                e.push(Insn::Fill {
+                    dst: base + lo as u32,
+                    len: (hi - lo) as u32,
+                    pattern: pad_pattern,
+                });
+            }
+            for &py in &used {
+                let mut it = mine(py);
+                let Some(rb0) = it.next() else { continue };
+                let nrows = 1 + it.count();
+                let iy = (iy_lo + rb0 as isize) as usize;
+                let off = ((st.img * c + st.c0) * h + iy) * w * xe;
+                let dst =
+                    base + ((s.stage_offset(py, p) + (rb0 / sh) * sw * b.pw + pad_w) * xe) as u32;
+                let shape = [(w * xe) as u32, nrows as u32, st.ccn as u32];
+                e.load(
+                    s.xl,
+                    off as u64,
+                    dst,
+                    Strided {
+                        shape,
+                        stride: [(sh * w * xe) as u32, hw],
+                    },
+                    Strided {
+                        shape,
+                        stride: [(sw * b.pw * xe) as u32, (sw * plane * xe) as u32],
+                    },
+                );
+            }
+            return;
+        }
+        // Zero the padding (and phase cells past the image) unless the
+        // loads cover the whole band.
+        let covered = pad_h == 0
+            && pad_w == 0
+            && s.pad_end == [0, 0]
+            && sh == 1
+            && sw == 1
+            && iy_lo + b.bh as isize <= h as isize;
+        if !covered {
+            let len = ((sh * sw * st.ccn * plane + s.tail()) * xe).next_multiple_of(4) as u32;
+            e.push(Insn::Fill {
+                dst: base,
+                len,
+                pattern: pad_pattern,
+            });
+        }
+        let chan = |e: &mut Emitter, rb0: usize, nrows: usize, row_step: usize, px: usize| {
+            // Columns cp (padded) with cp % sw == px inside the image.
+            let cp0 = pad_w + (px + sw - pad_w % sw) % sw;
+            if cp0 >= pad_w + w || nrows == 0 {
+                return;
+            }
+            let count = (pad_w + w - 1 - cp0) / sw + 1;
+            let iy = (iy_lo + rb0 as isize) as usize;
+            let off = (((st.img * c + st.c0) * h + iy) * w + (cp0 - pad_w)) * xe;
+            let py = rb0 % sh;
+            let dst = base
+                + ((((s.phase_index(py, px) * st.ccn) * plane) + (rb0 / sh) * b.pw + cp0 / sw) * xe)
+                    as u32;
+            if sw == 1 {
+                // Whole rows: rows of the phase, planes are channels.
+                let rowb = (count * xe) as u32;
+                e.load(
+                    s.xl,
+                    off as u64,
+                    dst,
+                    Strided {
+                        shape: [rowb, nrows as u32, st.ccn as u32],
+                        stride: [(row_step * w * xe) as u32, hw],
+                    },
+                    Strided {
+                        shape: [rowb, nrows as u32, st.ccn as u32],
+                        stride: [(b.pw * xe) as u32, (plane * xe) as u32],
+                    },
+                );
+            } else {
+                // One input row: elements `sw` apart, planes are channels.
+                e.load(
+                    s.xl,
+                    off as u64,
+                    dst,
+                    Strided {
+                        shape: [xe as u32, count as u32, st.ccn as u32],
+                        stride: [(sw * xe) as u32, hw],
+                    },
+                    Strided {
+                        shape: [xe as u32, count as u32, st.ccn as u32],
+                        stride: [xe as u32, (plane * xe) as u32],
+                    },
+                );
+            }
+        };
+        if sw == 1 {
+            // Per row phase: the valid rows of that phase in one load.
+            for py in 0..sh {
+                if !phases.iter().any(|p| p.0 == py) {
+                    continue;
+                }
+                let mine: Vec<usize> = rows.iter().copied().filter(|rb| rb % sh == py).collect();
+                if let Some(&rb0) = mine.first() {
+                    chan(e, rb0, mine.len(), sh, 0);
+                }
+            }
+        } else if rows.len() * phases.len() / sh <= phases.len() * st.ccn {
+            for &rb in &rows {
+                for &(py, px) in &phases {
+                    if rb % sh == py {
+                        chan(e, rb, 1, sh, px);
+                    }
+                }
+            }
+        } else {
+            // Few channels: one load per phase and channel, rows
+            // `sh` and columns `sw` apart.
+            for &(py, px) in &phases {
+                let mine: Vec<usize> = rows.iter().copied().filter(|rb| rb % sh == py).collect();
+                let cp0 = pad_w + (px + sw - pad_w % sw) % sw;
+                let Some(&rb0) = mine.first() else { continue };
+                if cp0 >= pad_w + w {
+                    continue;
+                }
+                let count = ((pad_w + w - 1 - cp0) / sw + 1) as u32;
+                let iy = (iy_lo + rb0 as isize) as usize;
+                for ch in 0..st.ccn {
+                    let off = (((st.img * c + st.c0 + ch) * h + iy) * w + (cp0 - pad_w)) * xe;
+                    let dst = base
+                        + (((s.phase_index(py, px) * st.ccn + ch) * plane
+                            + (rb0 / sh) * b.pw
+                            + cp0 / sw)
+                            * xe) as u32;
+                    let shape = [xe as u32, count, mine.len() as u32];
+                    e.load(
+                        s.xl,
+                        off as u64,
+                        dst,
+                        Strided {
+                            shape,
+                            stride: [(sw * xe) as u32, (sh * w * xe) as u32],
+                        },
+                        Strided {
+                            shape,
+                            stride: [xe as u32, (b.pw * xe) as u32],
+                        },
+                    );
+                }
+            }
+        }
+    };
     // `early`: the loads into double-buffered operands (issued before the
     // previous step's compute); else the single-slot ones (after it).
     let load = |e: &mut Emitter, i: usize, early: bool| {
         let st = steps[i];
         let (new_band, new_w, bslot, wslot, _) = plan[i];
         if new_band && (nbb == 2) == early {
-            let b = s.band(st.nrows);
-            let base = sband.at(bslot);
-            let plane = b.ph * b.pw;
-            let iy_lo = (st.y0 * sh) as isize - pad_h as isize;
-            // Zero the padding (and phase cells past the image) unless the
-            // loads cover the whole band.
-            let covered = pad_h == 0
-                && pad_w == 0
-                && s.pad_end == [0, 0]
-                && sh == 1
-                && sw == 1
-                && iy_lo + b.bh as isize <= h as isize;
-            if !covered {
-                let len = ((sh * sw * st.ccn * plane + s.tail()) * xe).next_multiple_of(4) as u32;
-                e.push(Insn::Fill {
-                    dst: base,
-                    len,
-                    pattern: pad_pattern,
-                });
-            }
-            let rows: Vec<usize> = (0..b.bh)
-                .filter(|rb| (0..h as isize).contains(&(iy_lo + *rb as isize)))
-                .collect();
-            let chan = |e: &mut Emitter, rb0: usize, nrows: usize, row_step: usize, px: usize| {
-                // Columns cp (padded) with cp % sw == px inside the image.
-                let cp0 = pad_w + (px + sw - pad_w % sw) % sw;
-                if cp0 >= pad_w + w || nrows == 0 {
-                    return;
-                }
-                let count = (pad_w + w - 1 - cp0) / sw + 1;
-                let iy = (iy_lo + rb0 as isize) as usize;
-                let off = (((st.img * c + st.c0) * h + iy) * w + (cp0 - pad_w)) * xe;
-                let py = rb0 % sh;
-                let dst = base
-                    + ((((s.phase_index(py, px) * st.ccn) * plane) + (rb0 / sh) * b.pw + cp0 / sw)
-                        * xe) as u32;
-                if sw == 1 {
-                    // Whole rows: rows of the phase, planes are channels.
-                    let rowb = (count * xe) as u32;
-                    e.load(
-                        s.xl,
-                        off as u64,
-                        dst,
-                        Strided {
-                            shape: [rowb, nrows as u32, st.ccn as u32],
-                            stride: [(row_step * w * xe) as u32, hw],
-                        },
-                        Strided {
-                            shape: [rowb, nrows as u32, st.ccn as u32],
-                            stride: [(b.pw * xe) as u32, (plane * xe) as u32],
-                        },
-                    );
-                } else {
-                    // One input row: elements `sw` apart, planes are channels.
-                    e.load(
-                        s.xl,
-                        off as u64,
-                        dst,
-                        Strided {
-                            shape: [xe as u32, count as u32, st.ccn as u32],
-                            stride: [(sw * xe) as u32, hw],
-                        },
-                        Strided {
-                            shape: [xe as u32, count as u32, st.ccn as u32],
-                            stride: [xe as u32, (plane * xe) as u32],
-                        },
-                    );
-                }
-            };
-            if sw == 1 {
-                // Per row phase: the valid rows of that phase in one load.
-                for py in 0..sh {
-                    if !phases.iter().any(|p| p.0 == py) {
-                        continue;
-                    }
-                    let mine: Vec<usize> =
-                        rows.iter().copied().filter(|rb| rb % sh == py).collect();
-                    if let Some(&rb0) = mine.first() {
-                        chan(e, rb0, mine.len(), sh, 0);
-                    }
-                }
-            } else if rows.len() * phases.len() / sh <= phases.len() * st.ccn {
-                for &rb in &rows {
-                    for &(py, px) in &phases {
-                        if rb % sh == py {
-                            chan(e, rb, 1, sh, px);
-                        }
-                    }
-                }
-            } else {
-                // Few channels: one load per phase and channel, rows
-                // `sh` and columns `sw` apart.
-                for &(py, px) in &phases {
-                    let mine: Vec<usize> =
-                        rows.iter().copied().filter(|rb| rb % sh == py).collect();
-                    let cp0 = pad_w + (px + sw - pad_w % sw) % sw;
-                    let Some(&rb0) = mine.first() else { continue };
-                    if cp0 >= pad_w + w {
-                        continue;
-                    }
-                    let count = ((pad_w + w - 1 - cp0) / sw + 1) as u32;
-                    let iy = (iy_lo + rb0 as isize) as usize;
-                    for ch in 0..st.ccn {
-                        let off = (((st.img * c + st.c0 + ch) * h + iy) * w + (cp0 - pad_w)) * xe;
-                        let dst = base
-                            + (((s.phase_index(py, px) * st.ccn + ch) * plane
-                                + (rb0 / sh) * b.pw
-                                + cp0 / sw)
-                                * xe) as u32;
-                        let shape = [xe as u32, count, mine.len() as u32];
-                        e.load(
-                            s.xl,
-                            off as u64,
-                            dst,
-                            Strided {
-                                shape,
-                                stride: [(sw * xe) as u32, (sh * w * xe) as u32],
-                            },
-                            Strided {
-                                shape,
-                                stride: [xe as u32, (b.pw * xe) as u32],
-                            },
-                        );
-                    }
-                }
-            }
+            load_band(e, st, bslot);
         }
         if let (Some(rl), true, true) = (s.residual, st.first, (nba == 2) == early) {
             // The residual tile starts the accumulator, laid out like it.
@@ -872,6 +1002,58 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
     } else {
         isa::DType::F32
     };
+    // The staged rows of a band loaded whole (`load_band`) into its phase
+    // planes: one strided move per phase. Row phase `py`'s rows are
+    // staged with row pitch `sw * pw` and channel pitch `sw * ph * pw`
+    // (`stage_offset`), so phase `(py, px)` is every `sw`-th element of
+    // them from `px` on, in phase-plane order. The moves go in phase
+    // order; each writes only planes no later move reads (the last one of
+    // a row phase overwrites its own source, which a move may: it reads
+    // all of it first). A widened band is split by its CONVERTs instead.
+    let split_phases = |e: &mut Emitter, st: Step, bslot: u32| {
+        let b = s.band(st.nrows);
+        let base = sband.at(bslot);
+        let p = st.ccn * b.ph * b.pw;
+        for &(py, px) in &phases {
+            let src = Tile {
+                addr: base + ((s.stage_offset(py, p) + px) * xe) as u32,
+                ld: sw as u32,
+            };
+            let at = s.phase_index(py, px) * p;
+            e.push(if wide {
+                Insn::Convert {
+                    conv: isa::Conversion::I8ToI32,
+                    rows: p as u32,
+                    cols: 1,
+                    src,
+                    dst: Tile {
+                        addr: swide.at(0) + (at * ES) as u32,
+                        ld: 1,
+                    },
+                    zero_point: s.q.as_ref().map_or(0, |q| q.zx as i32),
+                    scale: 0.0,
+                }
+            } else {
+                Insn::Unary {
+                    op: isa::UnaryOp::Move,
+                    dtype: if int8 {
+                        isa::DType::I8
+                    } else {
+                        isa::DType::F32
+                    },
+                    rows: p as u32,
+                    cols: 1,
+                    src,
+                    dst: Tile {
+                        addr: base + (at * xe) as u32,
+                        ld: 1,
+                    },
+                    lo: 0,
+                    hi: 0,
+                }
+            });
+        }
+    };
     let body = |e: &mut Emitter, i: usize| {
         let st = steps[i];
         let (new_band, _, bslot, wslot, aslot) = plan[i];
@@ -883,8 +1065,11 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
             ld: acc_ld,
         };
         let m = b.m as u32;
+        if t.split && new_band {
+            split_phases(e, st, bslot);
+        }
         let (band_base, be) = if wide {
-            if new_band {
+            if new_band && !t.split {
                 let cells = (sh * sw * st.ccn * plane + s.tail()) as u32;
                 e.push(Insn::Convert {
                     conv: isa::Conversion::I8ToI32,

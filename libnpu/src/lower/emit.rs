@@ -440,6 +440,7 @@ impl Emitter {
 
     /// NPU memory -> SRAM; `off` is relative to `loc`.
     pub fn load(&mut self, loc: Loc, off: u64, sram: u32, mem: Strided, sram_layout: Strided) {
+        let (mem, sram_layout) = coalesce(mem, sram_layout);
         self.relocs.push((self.insns.len(), loc.buffer));
         self.insns.push(Insn::DmaLoad {
             va: loc.offset + off,
@@ -450,6 +451,7 @@ impl Emitter {
     }
 
     pub fn store(&mut self, loc: Loc, off: u64, sram: u32, mem: Strided, sram_layout: Strided) {
+        let (mem, sram_layout) = coalesce(mem, sram_layout);
         self.relocs.push((self.insns.len(), loc.buffer));
         self.insns.push(Insn::DmaStore {
             va: loc.offset + off,
@@ -522,5 +524,60 @@ pub struct Slots {
 impl Slots {
     pub fn at(&self, i: u32) -> u32 {
         self.base + self.stride * i
+    }
+}
+
+/// The same transfer in fewer, longer rows where both sides are
+/// contiguous: rows that follow each other on both sides become one row,
+/// and so do planes. The same bytes go to the same places; the device
+/// charges a DMA at least a cycle per row (npu-hw.rst, "Cost model"), so
+/// short contiguous rows (int8 planes of 7 to 28 bytes a row) cost more
+/// than their bytes.
+fn coalesce(a: Strided, b: Strided) -> (Strided, Strided) {
+    let (mut a, mut b) = (a, b);
+    let [row, rows, planes] = a.shape;
+    if a.shape != b.shape {
+        return (a, b);
+    }
+    if rows > 1 && a.stride[0] == row && b.stride[0] == row {
+        if let Some(long) = row.checked_mul(rows) {
+            for s in [&mut a, &mut b] {
+                s.shape = [long, 1, planes];
+                s.stride[0] = long;
+            }
+        }
+    }
+    let [row, rows, planes] = a.shape;
+    if rows == 1 && planes > 1 && a.stride[1] == row && b.stride[1] == row {
+        if let Some(long) = row.checked_mul(planes) {
+            for s in [&mut a, &mut b] {
+                *s = Strided::contiguous(long);
+            }
+        }
+    }
+    (a, b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contiguous_rows_and_planes_coalesce_and_others_do_not() {
+        let s = |shape, stride| Strided { shape, stride };
+        // 14-byte rows, packed on both sides: one row of 14 * 14 * 3.
+        let (a, b) = coalesce(s([14, 14, 3], [14, 196]), s([14, 14, 3], [14, 196]));
+        assert_eq!((a, b), (Strided::contiguous(588), Strided::contiguous(588)));
+        // Packed rows, planes apart in SRAM: a row per plane.
+        let (a, b) = coalesce(s([14, 14, 3], [14, 196]), s([14, 14, 3], [14, 256]));
+        assert_eq!(a, s([196, 1, 3], [196, 196]));
+        assert_eq!(b, s([196, 1, 3], [196, 256]));
+        // A row pitch on one side, or a broadcast: unchanged.
+        for (x, y) in [
+            (s([14, 14, 3], [14, 196]), s([14, 14, 3], [16, 224])),
+            (s([14, 14, 1], [0, 0]), s([14, 14, 1], [14, 196])),
+        ] {
+            assert_eq!(coalesce(x, y), (x, y));
+        }
     }
 }
