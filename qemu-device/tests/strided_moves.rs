@@ -70,6 +70,7 @@ fn reference(mem: &mut [u8], at: u32, insn: &Insn) {
         } => {
             let size = match conv {
                 Conversion::I8ToI32 | Conversion::I8ToF32 => 1,
+                Conversion::F16ToF32 | Conversion::Bf16ToF32 => 2,
                 _ => 4,
             };
             (rows, cols, src, dst, size)
@@ -82,10 +83,10 @@ fn reference(mem: &mut [u8], at: u32, insn: &Insn) {
     for r in 0..rows {
         for c in 0..cols {
             let a = at_elem(src, r, c, in_size);
-            xs.push(if in_size == 1 {
-                mem[a] as u32
-            } else {
-                word(mem, a)
+            xs.push(match in_size {
+                1 => mem[a] as u32,
+                2 => u16::from_le_bytes([mem[a], mem[a + 1]]) as u32,
+                _ => word(mem, a),
             });
         }
     }
@@ -143,6 +144,16 @@ fn reference(mem: &mut [u8], at: u32, insn: &Insn) {
                 Conversion::F32ToI32 => (f32::from_bits(x).round_ties_even() as i32)
                     .to_le_bytes()
                     .to_vec(),
+                // The spec's rounding is npu_isa's (checked against
+                // hand-computed vectors in isa/src/tests.rs).
+                Conversion::F32ToF16 => npu_isa::f32_to_f16(f32::from_bits(x))
+                    .to_le_bytes()
+                    .to_vec(),
+                Conversion::F32ToBf16 => npu_isa::f32_to_bf16(f32::from_bits(x))
+                    .to_le_bytes()
+                    .to_vec(),
+                Conversion::F16ToF32 => npu_isa::f16_to_f32(x as u16).to_le_bytes().to_vec(),
+                Conversion::Bf16ToF32 => npu_isa::bf16_to_f32(x as u16).to_le_bytes().to_vec(),
             },
             _ => unreachable!(),
         })
@@ -260,6 +271,15 @@ fn programs(at: u32) -> Vec<(&'static str, Vec<Insn>)> {
                 convert(Conversion::I8ToF32, 19, t(7003, 5), t(1700, 2), 7),
                 convert(Conversion::I32ToF32, 23, t(6400, 3), t(6404, 1), 0),
                 convert(Conversion::F32ToI32, 23, t(600, 1), t(720, 5), 0),
+            ],
+        ),
+        (
+            "half-precision convert, one-element rows",
+            vec![
+                convert(Conversion::F32ToF16, 21, t(800, 3), t(2000, 1), 0),
+                convert(Conversion::F32ToBf16, 17, t(804, 2), t(2100, 3), 0),
+                convert(Conversion::F16ToF32, 19, t(2000, 1), t(2200, 2), 0),
+                convert(Conversion::Bf16ToF32, 13, t(3002, 5), t(2400, 1), 0),
             ],
         ),
         (
