@@ -62,7 +62,7 @@ use kernel::{
 use crate::drv::OnpuDevice;
 
 use crate::bound::BoundGate;
-use crate::context::Context;
+use crate::context::Objects;
 use crate::fence::{RingContext, Signalling};
 use crate::gem::BoStats;
 use crate::hw::{self, Bar0, Params};
@@ -154,10 +154,12 @@ pub(crate) struct Engine {
     pub(crate) state: Mutex<RingState>,
     /// The last software-context id handed out (slot owners; 0 is none).
     pub(crate) context_ids: Atomic<u64>,
-    /// The live file contexts, by address: each removes itself in its drop
-    /// (under this lock), so a listed one is alive while the lock is held.
+    /// The objects of every live address space (context), for unbind to
+    /// release their DMA mappings: each context lists its [`Objects`] when
+    /// it is made and unlists them when it goes. (`Objects` holds no
+    /// reference back, so the list keeps no context alive.)
     #[pin]
-    pub(crate) live_contexts: Mutex<KVec<usize>>,
+    pub(crate) live_contexts: Mutex<KVec<Arc<Objects>>>,
     /// Looks at the oldest job while jobs are queued. Armed by every
     /// submission and by itself; its own pending bit says whether it is.
     #[pin]
@@ -391,16 +393,18 @@ impl Engine {
         self.state.lock().slots.slot_of(id)
     }
 
-    pub(crate) fn register_context(&self, ctx: &Context) -> Result {
-        self.live_contexts
-            .lock()
-            .push(core::ptr::from_ref(ctx) as usize, GFP_KERNEL)?;
+    /// A new address space's objects (Context::new).
+    pub(crate) fn register_objects(&self, objects: Arc<Objects>) -> Result {
+        self.live_contexts.lock().push(objects, GFP_KERNEL)?;
         Ok(())
     }
 
-    pub(crate) fn unregister_context(&self, ctx: &Context) {
-        let addr = core::ptr::from_ref(ctx) as usize;
-        self.live_contexts.lock().retain(|a| *a != addr);
+    /// An address space goes (its drop, or a failed Context::new). The
+    /// caller holds a reference of its own, so none is freed here.
+    pub(crate) fn unregister_objects(&self, objects: &Arc<Objects>) {
+        self.live_contexts
+            .lock()
+            .retain(|o| !Arc::ptr_eq(o, objects));
     }
 
     /// Poll again later for fences attached to the points a queue's head
@@ -516,11 +520,8 @@ impl Engine {
         // Open files outlive the binding: their buffer objects must not stay
         // DMA-mapped for a device that is gone. No mapping is in progress
         // (no user is left) and none starts again.
-        for &addr in self.live_contexts.lock().iter() {
-            // SAFETY: a listed context is alive while the list lock is held
-            // (its drop unlists it under the lock first).
-            let ctx = unsafe { &*(addr as *const Context) };
-            ctx.release_dma();
+        for objects in self.live_contexts.lock().iter() {
+            objects.release_dma();
         }
     }
 
