@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0-only
 
 //! The command engine: the device-wide object that ties the layers
-//! together (the ring layer in ring.rs, interrupts and the completion drain
-//! in irq.rs, reset, recovery and the watchdog in reset.rs, the scheduler in
-//! sched.rs): the device memory, the counters, the work items, the context
+//! together (the ring layer in ring.rs, the jobs in the ring and the
+//! completion drain in inflight.rs, interrupts in irq.rs, reset, recovery
+//! and the watchdog in reset.rs, the scheduler in sched.rs): the device
+//! memory, the counters, the work items, the context
 //! slots, the release of ended jobs and unbind
 //! (Documentation/driver/onpu.rst, "Job life cycle", "Signalling rules",
 //! "Locking").
@@ -53,7 +54,7 @@ use kernel::{
     sync::{
         aref::ARef,
         atomic::{Acquire, Atomic, Relaxed, Release},
-        Arc, Mutex,
+        rcu, Arc, Mutex,
     },
     time::{msecs_to_jiffies, Instant},
     workqueue::{self, impl_has_delayed_work, new_delayed_work, DelayedWork, WorkItem},
@@ -66,11 +67,10 @@ use crate::context::Objects;
 use crate::fence::{RingContext, Signalling};
 use crate::gem::BoStats;
 use crate::hw::{self, Bar0, Params};
+use crate::inflight::{RingState, RETIRED_ENTRIES};
 use crate::job::Job;
 use crate::regs::*;
-use crate::ring::{
-    CqEntry, CtxDesc, ProfileRecord, RingState, Rings, SqEntry, RETIRED_ENTRIES, RING_ENTRIES,
-};
+use crate::ring::{CqEntry, CtxDesc, ProfileRecord, RingIndices, Rings, SqEntry, RING_ENTRIES};
 use crate::sched::SchedList;
 use crate::slots::Slots;
 
@@ -269,8 +269,7 @@ impl Engine {
             queues_by_priority: [const { Atomic::new(0) }; 4],
             bound,
             state <- new_mutex!(RingState {
-                sq_tail: 0,
-                cq_head: 0,
+                ring: RingIndices::default(),
                 in_flight,
                 retired,
                 queued_seqno: 0,
@@ -358,17 +357,8 @@ impl Engine {
 
     /// Point context `ctx` at the page tables rooted at `root` (0: invalid).
     pub(crate) fn set_context(&self, dev: &device::Device<Bound>, ctx: u16, root: u64) -> Result {
-        let r = self.rings.access(dev)?;
-        let desc = CtxDesc {
-            root: if root != 0 {
-                root | crate::mmu::PTE_VALID
-            } else {
-                0
-            },
-            reserved: 0,
-        };
-        dma_write!(r.ctx_table, [try: usize::from(ctx)], desc);
-        Ok(())
+        let (bar, rings) = (self.bar.access(dev)?, self.rings.access(dev)?);
+        self.ring(bar, rings).set_context(ctx, root)
     }
 
     /// A software context goes away (no job holds it, so none is in the
@@ -381,10 +371,13 @@ impl Engine {
             // Revoked at unbind: the device is stopped and the table gone;
             // only the binding was left to forget. (An RCU section: the
             // write does not sleep.)
-            let _ = self.rings.try_access_with(|r| {
-                dma_write!(r.ctx_table, [try: usize::from(slot)], CtxDesc::default());
-                Ok::<(), Error>(())
-            });
+            let rcu = rcu::read_lock();
+            if let (Some(bar), Some(rings)) = (
+                self.bar.try_access_with_guard(&rcu),
+                self.rings.try_access_with_guard(&rcu),
+            ) {
+                let _ = self.ring(bar, rings).set_context(slot, 0);
+            }
         }
     }
 
@@ -569,7 +562,11 @@ impl Engine {
     /// Debugfs: the ring indices and the queued jobs.
     pub(crate) fn describe(&self, out: &mut impl core::fmt::Write) -> core::fmt::Result {
         let st = self.state.lock();
-        writeln!(out, "sq_tail: {}\ncq_head: {}", st.sq_tail, st.cq_head)?;
+        writeln!(
+            out,
+            "sq_tail: {}\ncq_head: {}",
+            st.ring.sq_tail, st.ring.cq_head
+        )?;
         writeln!(
             out,
             "queued_seqno: {}\nretired_seqno: {}",
