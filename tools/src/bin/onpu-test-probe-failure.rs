@@ -17,6 +17,20 @@
 //! probe must fail and leave the device quiet: nothing bound, bus mastering
 //! off in the PCI command register, ENABLE clear, every interrupt masked,
 //! and no job running (STATUS); then a bind gives a working device again.
+//!
+//! With `--fail-nth` (the debug kernel's run: CONFIG_FAILSLAB,
+//! CONFIG_FAIL_PAGE_ALLOC, CONFIG_FAULT_INJECTION_DEBUG_FS), the device is
+//! unbound and bound again with the 1st, 2nd, 3rd ... memory allocation of
+//! the binding thread failing (the kernel's systematic mode,
+//! /proc/thread-self/fail-nth; the probe runs in that thread), one per bind,
+//! until a bind makes fewer: every probe step after the self-test job's
+//! submission (the job itself, the DRM device, its registration) fails
+//! once. Each failed bind must leave the device as quiet as above; at
+//! least one must fail after its self-test job completed; the last bind
+//! gives a device that runs a job. The harness then scans kmemleak and the
+//! log for KASAN, lockdep and DMA-API reports.
+//!
+//!   onpu-test-probe-failure [--fail-nth]
 
 use npu::device::raw::{self as accel, Mapping};
 use npu_isa::{assemble, Insn};
@@ -24,7 +38,9 @@ use npu_tools::child;
 use npu_tools::kmod;
 use npu_tools::tap::Tap;
 use npu_uapi as uapi;
-use std::path::Path;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// BAR0 registers (Documentation/hw/npu-hw.rst, "Register map").
@@ -74,6 +90,11 @@ fn rebind_works() -> Result<(), String> {
     let pci = npu_function()?;
     std::fs::write("/sys/bus/pci/drivers/onpu/bind", &pci)
         .map_err(|e| format!("bind {pci}: {e}"))?;
+    job_runs()
+}
+
+/// The bound device runs a job to completion.
+fn job_runs() -> Result<(), String> {
     let file = accel::open_with_queue(&kmod::wait_for_device()?).map_err(|e| e.to_string())?;
     let cmd = accel::bo_create(&file, 4096).map_err(|e| format!("bo_create: errno {e}"))?;
     let code = assemble(&[Insn::Nop, Insn::End]);
@@ -125,9 +146,51 @@ fn pci_command(pci: &str) -> Result<u16, String> {
     Ok(u16::from_le_bytes([bytes[0], bytes[1]]))
 }
 
-/// Where the task sleeps (/proc/PID/wchan), "" when it runs.
+/// The task's state letter (/proc/PID/stat): `S` while it sleeps
+/// interruptibly. The probe sleeps so only in the self-test's fence wait
+/// (register polls, locks and thread creation sleep uninterruptibly).
+fn task_state(pid: i32) -> char {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let (_, rest) = s.rsplit_once(')')?;
+            rest.trim_start().chars().next()
+        })
+        .unwrap_or('?')
+}
+
+/// Where the task sleeps (/proc/PID/wchan, with CONFIG_KALLSYMS), for
+/// messages.
 fn wchan(pid: i32) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default()
+    std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_else(|_| "?".into())
+}
+
+/// The unbound device is quiet: no driver, bus mastering off, ENABLE
+/// clear, every interrupt masked, no job running.
+fn quiet(pci: &str, bar: &Bar, after: &str) -> Result<(), String> {
+    if Path::new(&format!("/sys/bus/pci/devices/{pci}/driver")).exists() {
+        return Err(format!("{pci} is bound after {after}"));
+    }
+    let command = pci_command(pci)?;
+    if command & PCI_COMMAND_MASTER != 0 {
+        return Err(format!(
+            "bus mastering is still on after {after} (PCI command {command:#06x})"
+        ));
+    }
+    if command & PCI_COMMAND_MEMORY == 0 {
+        return Err(format!(
+            "memory decoding is off after {after} (PCI command {command:#06x}): the registers \
+             cannot be read"
+        ));
+    }
+    let (control, status, mask) = (bar.read(CONTROL), bar.read(STATUS), bar.read(IRQ_MASK));
+    if control & CONTROL_ENABLE != 0 || status & (STATUS_ENABLED | STATUS_BUSY) != 0 || mask != 0 {
+        return Err(format!(
+            "the device is not quiet after {after}: CONTROL {control:#x}, STATUS {status:#x}, \
+             IRQ_MASK {mask:#x}"
+        ));
+    }
+    Ok(())
 }
 
 fn killed_load_while_self_test_runs() -> Result<(), String> {
@@ -139,24 +202,31 @@ fn killed_load_while_self_test_runs() -> Result<(), String> {
         Ok(()) => 0,
         Err(_) => 1,
     })?;
-    // The self-test job is on the device (BUSY) and the probe waits for its
-    // fence: an event, polled (bounded by the probe's own 5 s wait).
+    // The self-test job is on the device (BUSY: the delay holds it there)
+    // and the probe waits for its fence: an event, polled (bounded by the
+    // probe's own 5 s wait).
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut seen_busy = false;
     loop {
-        seen_busy |= bar.read(STATUS) & STATUS_BUSY != 0;
-        if seen_busy && wchan(loader.pid()).contains("dma_fence") {
+        let busy = bar.read(STATUS) & STATUS_BUSY != 0;
+        seen_busy |= busy;
+        if busy && task_state(loader.pid()) == 'S' {
             break;
         }
         if Instant::now() > deadline {
             return Err(format!(
-                "the self-test job never ran with the probe waiting for it (BUSY seen: {seen_busy}, \
-                 loader in {:?}): is delay=4000:nth=4 armed?",
+                "the self-test job never ran with the probe waiting for it (BUSY seen: \
+                 {seen_busy}, loader state {} in {:?}): is delay=4000:nth=4 armed?",
+                task_state(loader.pid()),
                 wchan(loader.pid())
             ));
         }
         std::thread::yield_now();
     }
+    println!(
+        "# the loader waits in {:?} while the self-test job runs",
+        wchan(loader.pid())
+    );
     loader.kill()?;
     let exit = loader.wait()?;
     if exit != child::Exit::Signal(nix::sys::signal::Signal::SIGKILL) {
@@ -170,27 +240,7 @@ fn killed_load_while_self_test_runs() -> Result<(), String> {
                 .into(),
         );
     }
-    if Path::new(&format!("/sys/bus/pci/devices/{pci}/driver")).exists() {
-        return Err(format!("{pci} is bound after the interrupted probe"));
-    }
-    let command = pci_command(&pci)?;
-    if command & PCI_COMMAND_MASTER != 0 {
-        return Err(format!(
-            "bus mastering is still on after the failed probe (PCI command {command:#06x})"
-        ));
-    }
-    if command & PCI_COMMAND_MEMORY == 0 {
-        return Err(format!(
-            "memory decoding is off (PCI command {command:#06x}): the registers cannot be read"
-        ));
-    }
-    let (control, status, mask) = (bar.read(CONTROL), bar.read(STATUS), bar.read(IRQ_MASK));
-    if control & CONTROL_ENABLE != 0 || status & (STATUS_ENABLED | STATUS_BUSY) != 0 || mask != 0 {
-        return Err(format!(
-            "the device is not quiet after the failed probe: CONTROL {control:#x}, STATUS \
-             {status:#x}, IRQ_MASK {mask:#x}"
-        ));
-    }
+    quiet(&pci, &bar, "the interrupted probe")?;
     // A working device again, from this state: the module stayed loaded
     // (a probe failure does not fail the module's init), else load it.
     if Path::new("/sys/module/onpu").exists() {
@@ -201,8 +251,146 @@ fn killed_load_while_self_test_runs() -> Result<(), String> {
     }
 }
 
+/// The fault-injection knobs, aimed at this thread's fail-nth count alone,
+/// put back as they were when dropped (as onpu-test-failinj sets them).
+struct Injector {
+    fail_nth: File,
+    saved: Vec<(PathBuf, String)>,
+}
+
+impl Injector {
+    fn new() -> Result<Injector, String> {
+        let fail_nth = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/proc/thread-self/fail-nth")
+            .map_err(|e| format!("/proc/thread-self/fail-nth: {e} (CONFIG_FAULT_INJECTION?)"))?;
+        let mut inj = Injector {
+            fail_nth,
+            saved: Vec::new(),
+        };
+        for cap in ["failslab", "fail_page_alloc"] {
+            let dir = Path::new("/sys/kernel/debug").join(cap);
+            if !dir.is_dir() {
+                return Err(format!(
+                    "{} is missing: not the debug kernel",
+                    dir.display()
+                ));
+            }
+            // Only this thread's fail-nth count injects (probability 0).
+            for (knob, value) in [
+                ("probability", "0"),
+                ("task-filter", "Y"),
+                ("interval", "1"),
+                ("times", "-1"),
+                ("space", "0"),
+                // One line per failure (2 prints a trace: a "report").
+                ("verbose", "1"),
+                // GFP_KERNEL allocations too.
+                ("ignore-gfp-wait", "N"),
+            ] {
+                inj.set(&dir, knob, value)?;
+            }
+        }
+        let pages = Path::new("/sys/kernel/debug/fail_page_alloc");
+        inj.set(pages, "min-order", "0")?;
+        inj.set(pages, "ignore-gfp-highmem", "N")?;
+        Ok(inj)
+    }
+
+    fn set(&mut self, dir: &Path, knob: &str, value: &str) -> Result<(), String> {
+        let path = dir.join(knob);
+        let old = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        std::fs::write(&path, value).map_err(|e| format!("{} = {value}: {e}", path.display()))?;
+        self.saved.push((path, old.trim().to_string()));
+        Ok(())
+    }
+
+    /// Run `op` with the `n`th allocation of this thread failing; its
+    /// result, and whether that allocation happened.
+    fn nth<T>(&self, n: u32, op: impl FnOnce() -> T) -> Result<(T, bool), String> {
+        self.fail_nth
+            .write_at(n.to_string().as_bytes(), 0)
+            .map_err(|e| format!("fail-nth = {n}: {e}"))?;
+        let r = op();
+        let mut buf = [0u8; 16];
+        let read = self.fail_nth.read_at(&mut buf, 0);
+        let disarm = self.fail_nth.write_at(b"0", 0);
+        let len = read.map_err(|e| format!("reading fail-nth: {e}"))?;
+        disarm.map_err(|e| format!("fail-nth = 0: {e}"))?;
+        let left: u32 = std::str::from_utf8(&buf[..len])
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .ok_or_else(|| format!("fail-nth reads {:?}", &buf[..len]))?;
+        Ok((r, left == 0))
+    }
+}
+
+impl Drop for Injector {
+    fn drop(&mut self) {
+        let _ = self.fail_nth.write_at(b"0", 0);
+        for (path, value) in self.saved.iter().rev() {
+            let _ = std::fs::write(path, value);
+        }
+    }
+}
+
+/// Most allocations a bind may make before the sweep gives up.
+const MAX_BIND_ALLOCATIONS: u32 = 5000;
+
+fn bind_under_allocation_failures() -> Result<(), String> {
+    let pci = npu_function()?;
+    std::fs::write("/sys/bus/pci/drivers/onpu/unbind", &pci)
+        .map_err(|e| format!("unbind {pci}: {e}"))?;
+    let bar = Bar::map(&pci)?;
+    let inj = Injector::new()?;
+    let (mut failed, mut after_self_test) = (0u32, 0u32);
+    for n in 1..=MAX_BIND_ALLOCATIONS {
+        let mark = kmod::kernel_log_end()?;
+        let (bound, hit) = inj.nth(n, || std::fs::write("/sys/bus/pci/drivers/onpu/bind", &pci))?;
+        match bound {
+            Ok(()) if !hit => {
+                drop(inj);
+                println!(
+                    "# {} allocations in a bind; {failed} failed binds, {after_self_test} after \
+                     the self-test job completed",
+                    n - 1
+                );
+                if after_self_test == 0 {
+                    return Err(
+                        "no injected failure hit the probe after its self-test job: \
+                                does the probe run in the binding thread?"
+                            .into(),
+                    );
+                }
+                return job_runs();
+            }
+            // The failed allocation was not fatal to the bind: unbind
+            // again for the next one.
+            Ok(()) => std::fs::write("/sys/bus/pci/drivers/onpu/unbind", &pci)
+                .map_err(|e| format!("unbind {pci}: {e}"))?,
+            Err(e) if !hit => {
+                return Err(format!(
+                    "bind failed with no injected failure (n = {n}): {e}"
+                ))
+            }
+            Err(_) => {
+                failed += 1;
+                if !kmod::kernel_log_since(mark, "self-test job completed")?.is_empty() {
+                    after_self_test += 1;
+                }
+                quiet(&pci, &bar, &format!("a bind whose allocation {n} failed"))?;
+            }
+        }
+    }
+    Err(format!(
+        "a bind made more than {MAX_BIND_ALLOCATIONS} allocations"
+    ))
+}
+
 fn main() {
-    let mut tap = Tap::new(3);
+    let fail_nth = std::env::args().any(|a| a == "--fail-nth");
+    let mut tap = Tap::new(if fail_nth { 4 } else { 3 });
     tap.check(
         "a probe whose self-test fails leaves no device bound",
         failed_probe_left_nothing_bound(),
@@ -216,5 +404,12 @@ fn main() {
          binding again works",
         killed_load_while_self_test_runs(),
     );
+    if fail_nth {
+        tap.check(
+            "a bind failing at each of its allocations in turn leaves the device quiet; the \
+             last binds a working device",
+            bind_under_allocation_failures(),
+        );
+    }
     std::process::exit(tap.finish());
 }
