@@ -168,10 +168,10 @@ impl Context {
     /// A created context leaves its file's list (destroyed, and every job
     /// of it ended, though not every one released): the file no longer
     /// unmaps closed objects from it, and a job that ended (listed in the
-    /// file until WAIT reaps it) may keep it alive after the objects it
-    /// mapped are freed. Clear its entries and forget those objects now, so
-    /// that the context does not keep those objects alive (the mappings
-    /// hold references). No job of this context runs again.
+    /// file until WAIT reaps it) may keep it alive long after the file
+    /// closed the objects it mapped. Clear its entries and forget those
+    /// objects now, so that the context does not keep them alive (the
+    /// mappings hold references). No job of this context runs again.
     pub(crate) fn forget_mappings(&self) {
         let mut vm = self.objects.vm.lock();
         for m in vm.mappings.iter().filter(|m| m.mapped) {
