@@ -40,9 +40,11 @@ use crate::gem::BoObject;
 use crate::mmu::{PageTables, VaAllocator, PTE_READ, PTE_WRITE};
 
 struct Mapping {
-    /// The GEM object, by address: the handle (not the mapping) holds the
-    /// reference.
-    obj: usize,
+    /// The GEM object. Its handles and pinning jobs (`handles`, `pins`)
+    /// keep the mapping listed; the mapping's own reference keeps the
+    /// object (and its DMA-mapped pages) alive while it is listed, so
+    /// unbind can reach it ([`Objects::release_dma`]).
+    obj: ARef<BoObject>,
     va: u64,
     size: u64,
     /// Handles of this file on the object.
@@ -69,11 +71,47 @@ struct Deferred {
     after: u64,
 }
 
+impl Mapping {
+    fn is(&self, bo: &BoObject) -> bool {
+        core::ptr::eq(&*self.obj, bo)
+    }
+}
+
 struct Vm {
     va: VaAllocator,
     mappings: KVec<Mapping>,
     /// Capacity for every mapping, so an unmap never allocates.
     deferred: KVec<Deferred>,
+}
+
+/// The objects an address space maps (its `vm` lock), shared with the
+/// engine's list of live address spaces, through which unbind releases
+/// their DMA mappings. It refers to neither the engine nor the context, so
+/// the engine's reference makes no cycle: the context unlists it when it
+/// goes (as binder keeps its processes: a list of `Arc`s, each removed by
+/// its owner).
+#[pin_data]
+pub(crate) struct Objects {
+    #[pin]
+    vm: Mutex<Vm>,
+}
+
+impl Objects {
+    /// The device is going away: drop the DMA mappings of every object
+    /// this address space maps (the objects themselves live on with their
+    /// handles).
+    pub(crate) fn release_dma(&self) {
+        let vm = self.vm.lock();
+        let mapped = vm.mappings.iter().map(|m| &m.obj);
+        let deferred = vm.deferred.iter().filter_map(|d| d.bo.as_ref());
+        for bo in Iterator::chain(mapped, deferred) {
+            // SAFETY: the tables are only used by users of the bound device
+            // (page-table writes), and unbind waited for the last one
+            // before calling this; the device is stopped, so no job
+            // reaches the pages any more either.
+            unsafe { bo.release_sg_table() };
+        }
+    }
 }
 
 #[pin_data(PinnedDrop)]
@@ -88,15 +126,12 @@ pub(crate) struct Context {
     id: u64,
     /// Bus address of the level-2 table (the descriptor's root).
     root: u64,
-    /// Lock order: `vm`, then the engine's gate, then `tables`.
-    #[pin]
-    vm: Mutex<Vm>,
+    /// The objects mapped (`Objects::vm`; lock order: `vm`, then the
+    /// engine's gate, then `tables`). Also on the engine's list of live
+    /// address spaces until this context goes.
+    objects: Arc<Objects>,
     /// Device memory: freed at unbind even while the file stays open.
     tables: Devres<Mutex<PageTables>>,
-}
-
-fn key(bo: &BoObject) -> usize {
-    core::ptr::from_ref(bo) as usize
 }
 
 impl Context {
@@ -106,57 +141,50 @@ impl Context {
             let root = tables.root();
             Ok((Devres::new(dev, new_mutex!(tables))?, root))
         })?;
-        let ctx = Arc::pin_init(
-            try_pin_init!(Self {
-                engine: engine.clone(),
-                jobs: Atomic::new(0),
-                id: engine.new_context_id(),
-                root,
+        let objects = Arc::pin_init(
+            try_pin_init!(Objects {
                 vm <- new_mutex!(Vm { va: VaAllocator::new(), mappings: KVec::new(), deferred: KVec::new() }),
-                tables,
             }),
             GFP_KERNEL,
         )?;
-        engine.register_context(&ctx)?;
-        Ok(ctx)
-    }
-
-    /// The device is going away: drop the DMA mappings of every object this
-    /// file maps (the objects themselves live on with their handles).
-    pub(crate) fn release_dma(&self) {
-        let vm = self.vm.lock();
-        for m in vm.mappings.iter() {
-            // SAFETY: a listed mapping's object is alive: the handles and
-            // the jobs that hold it (`handles`, `pins`) unlist the mapping
-            // (under `vm`) before the last of them lets go.
-            let bo = unsafe { &*(m.obj as *const BoObject) };
-            // SAFETY: tables are only used by users of the bound device,
-            // and unbind waited for the last one before calling this.
-            unsafe { bo.release_sg_table() };
-        }
-        for bo in vm.deferred.iter().filter_map(|d| d.bo.as_ref()) {
-            // SAFETY: as above; the device is stopped, so no job reaches
-            // the pages any more either.
-            unsafe { bo.release_sg_table() };
-        }
+        // Listed before the context exists: its drop unlists it.
+        engine.register_objects(objects.clone())?;
+        let id = engine.new_context_id();
+        let listed = objects.clone();
+        Arc::pin_init(
+            try_pin_init!(Self {
+                engine: engine.clone(),
+                jobs: Atomic::new(0),
+                id,
+                root,
+                objects,
+                tables,
+            }),
+            GFP_KERNEL,
+        )
+        .inspect_err(|_| engine.unregister_objects(&listed))
     }
 
     /// A created context leaves its file's list (destroyed, and every job
     /// of it ended, though not every one released): the file no longer
     /// unmaps closed objects from it, and a job that ended (listed in the
-    /// file until WAIT reaps it) may keep it alive after the objects it
-    /// mapped are freed. Clear its entries and forget those objects now, so
-    /// that nothing refers to a freed object ([`Context::release_dma`] at
-    /// unbind would). No job of this context runs again.
+    /// file until WAIT reaps it) may keep it alive long after the file
+    /// closed the objects it mapped. Clear its entries and forget those
+    /// objects now, so that the context does not keep them alive (the
+    /// mappings hold references). No job of this context runs again.
     pub(crate) fn forget_mappings(&self) {
-        let mut vm = self.vm.lock();
+        let mut vm = self.objects.vm.lock();
         for m in vm.mappings.iter().filter(|m| m.mapped) {
             // Unbound: the tables are gone with the device.
             let _ = self
                 .engine
                 .with_bound(|dev| self.tables.access(dev)?.lock().unmap(m.va, m.size));
         }
-        vm.mappings.clear();
+        let forgotten = core::mem::replace(&mut vm.mappings, KVec::new());
+        drop(vm);
+        // Outside the lock (the handles keep the objects, but a last
+        // reference would free one, taking its reservation lock).
+        drop(forgotten);
     }
 
     /// Let go of the unmapped objects whose last possible user ended, and
@@ -200,21 +228,20 @@ impl Context {
 
     /// Where `bo` is mapped in this context.
     pub(crate) fn npu_addr(&self, bo: &BoObject) -> Option<u64> {
-        let k = key(bo);
-        self.vm
+        self.objects
+            .vm
             .lock()
             .mappings
             .iter()
-            .find(|m| m.obj == k)
+            .find(|m| m.is(bo))
             .map(|m| m.va)
     }
 
     /// A new handle of this file on `bo`: reserve its NPU address on the
     /// first one. Nothing is mapped (nor any page allocated) yet.
     pub(crate) fn open_handle(&self, bo: &BoObject) -> Result {
-        let k = key(bo);
-        let mut vm = self.vm.lock();
-        if let Some(m) = vm.mappings.iter_mut().find(|m| m.obj == k) {
+        let mut vm = self.objects.vm.lock();
+        if let Some(m) = vm.mappings.iter_mut().find(|m| m.is(bo)) {
             m.handles += 1;
             return Ok(());
         }
@@ -227,7 +254,7 @@ impl Context {
         let va = vm.va.alloc(size)?;
         vm.mappings.push(
             Mapping {
-                obj: k,
+                obj: ARef::from(bo),
                 va,
                 size,
                 handles: 1,
@@ -247,12 +274,11 @@ impl Context {
     /// All or nothing: when allocating the pages or a table fails, the
     /// entries written are cleared again and the next use tries anew.
     pub(crate) fn map_and_pin(&self, bo: &BoObject) -> Result<u64> {
-        let k = key(bo);
-        let mut vm = self.vm.lock();
+        let mut vm = self.objects.vm.lock();
         let m = vm
             .mappings
             .iter_mut()
-            .find(|m| m.obj == k && m.handles > 0)
+            .find(|m| m.is(bo) && m.handles > 0)
             .ok_or(ENOENT)?;
         if m.mapped {
             m.pins += 1;
@@ -285,9 +311,8 @@ impl Context {
     /// uses it), read-only for a READ_ONLY object. The file's lock keeps
     /// the handle open meanwhile.
     pub(crate) fn map_at(&self, bo: &BoObject, va: u64) -> Result {
-        let k = key(bo);
-        let mut vm = self.vm.lock();
-        if vm.mappings.iter().any(|m| m.obj == k) {
+        let mut vm = self.objects.vm.lock();
+        if vm.mappings.iter().any(|m| m.is(bo)) {
             return Ok(());
         }
         vm.mappings.reserve(1, GFP_KERNEL)?;
@@ -308,7 +333,7 @@ impl Context {
                 .map(dev, va, size, sgt, flags)
         })?;
         let m = Mapping {
-            obj: k,
+            obj: ARef::from(bo),
             va,
             size,
             handles: 1,
@@ -324,9 +349,8 @@ impl Context {
     /// unmapping right after, keeps the pages and the range until every
     /// job that may still reach them has ended. Whether it was mapped.
     pub(crate) fn unmap_now(&self, bo: &BoObject) -> bool {
-        let k = key(bo);
-        let mut vm = self.vm.lock();
-        let Some(i) = vm.mappings.iter().position(|m| m.obj == k) else {
+        let mut vm = self.objects.vm.lock();
+        let Some(i) = vm.mappings.iter().position(|m| m.is(bo)) else {
             return false;
         };
         let Ok(m) = vm.mappings.remove(i) else {
@@ -342,12 +366,11 @@ impl Context {
     /// the file's handles and pins are counted): its mapping stays until
     /// the job is released. ENOENT when this file has no handle on it.
     pub(crate) fn pin(&self, bo: &BoObject) -> Result {
-        let k = key(bo);
-        let mut vm = self.vm.lock();
+        let mut vm = self.objects.vm.lock();
         let m = vm
             .mappings
             .iter_mut()
-            .find(|m| m.obj == k && m.handles > 0)
+            .find(|m| m.is(bo) && m.handles > 0)
             .ok_or(ENOENT)?;
         m.pins += 1;
         Ok(())
@@ -356,9 +379,8 @@ impl Context {
     /// A job that used `bo` was released: whether nothing refers to the
     /// mapping any more (the caller unmaps it, [`Context::remove_mapping`]).
     pub(crate) fn unpin(&self, bo: &BoObject) -> bool {
-        let k = key(bo);
-        let mut vm = self.vm.lock();
-        let Some(m) = vm.mappings.iter_mut().find(|m| m.obj == k) else {
+        let mut vm = self.objects.vm.lock();
+        let Some(m) = vm.mappings.iter_mut().find(|m| m.is(bo)) else {
             return false;
         };
         m.pins = m.pins.saturating_sub(1);
@@ -368,20 +390,19 @@ impl Context {
     /// Whether `bo` is mapped here with neither a handle nor a pin left
     /// (the file's lock held: nothing can add one meanwhile).
     pub(crate) fn unreferenced(&self, bo: &BoObject) -> bool {
-        let k = key(bo);
-        self.vm
+        self.objects
+            .vm
             .lock()
             .mappings
             .iter()
-            .any(|m| m.obj == k && m.handles == 0 && m.pins == 0)
+            .any(|m| m.is(bo) && m.handles == 0 && m.pins == 0)
     }
 
     /// A handle of this file on `bo` closed: whether nothing refers to the
     /// mapping any more (the last handle, and no job pins it).
     pub(crate) fn close_handle(&self, bo: &BoObject) -> bool {
-        let k = key(bo);
-        let mut vm = self.vm.lock();
-        let Some(m) = vm.mappings.iter_mut().find(|m| m.obj == k) else {
+        let mut vm = self.objects.vm.lock();
+        let Some(m) = vm.mappings.iter_mut().find(|m| m.is(bo)) else {
             return false;
         };
         m.handles = m.handles.saturating_sub(1);
@@ -393,12 +414,11 @@ impl Context {
     /// (and cleared its entries just now), so the pages wait for the
     /// running job as they do after an unmap here.
     pub(crate) fn remove_mapping(&self, bo: &BoObject, mapped_elsewhere: bool) {
-        let k = key(bo);
-        let mut vm = self.vm.lock();
+        let mut vm = self.objects.vm.lock();
         let Some(i) = vm
             .mappings
             .iter()
-            .position(|m| m.obj == k && m.handles == 0 && m.pins == 0)
+            .position(|m| m.is(bo) && m.handles == 0 && m.pins == 0)
         else {
             return;
         };
@@ -421,7 +441,9 @@ impl Context {
         });
         match unmapped {
             Ok((pages_after, after)) if after > self.engine.retired_seqno() => {
-                let bo = (pages_after != 0).then(|| ARef::from(bo));
+                // The mapping's reference keeps the pages while the running
+                // job may reach them.
+                let bo = (pages_after != 0).then_some(m.obj);
                 let d = Deferred {
                     bo,
                     pages_after,
@@ -444,7 +466,7 @@ impl Context {
 #[pinned_drop]
 impl PinnedDrop for Context {
     fn drop(self: Pin<&mut Self>) {
-        self.engine.unregister_context(&self);
+        self.engine.unregister_objects(&self.objects);
         // No job uses the context any more (each holds a reference): unhook
         // the tables from its slot, if it has one, then free them with the
         // rest of the context.

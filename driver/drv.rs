@@ -71,7 +71,6 @@ impl pci::Driver for OnpuPciDriver {
         pin_init::pin_init_scope(move || {
             let dev = pdev.as_ref();
             pdev.enable_device_mem()?;
-            pdev.set_master();
             // Page-table entries carry bus addresses in bits 12..51, and the
             // MMU maps any run of pages: no segment limit.
             // SAFETY: probe, before any DMA allocation or mapping of this
@@ -105,6 +104,10 @@ impl pci::Driver for OnpuPciDriver {
                     // the watchdog) before the rings go with devres.
                     let engine: &Arc<Engine> = engine;
                     let registered = (|| {
+                        // Bus mastering only from here, where the device
+                        // first reaches memory: a probe failing earlier
+                        // leaves it off, and shut_down() clears it after.
+                        pdev.set_master();
                         engine.start(dev, 0)?;
                         selftest::run(dev, engine)?;
                         let data = try_pin_init!(OnpuData { engine: engine.clone() });

@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0-only
 
 //! The command engine: the device-wide object that ties the layers
-//! together (the ring layer in ring.rs, interrupts and the completion drain
-//! in irq.rs, reset, recovery and the watchdog in reset.rs, the scheduler in
-//! sched.rs): the device memory, the counters, the work items, the context
+//! together (the ring layer in ring.rs, the jobs in the ring and the
+//! completion drain in inflight.rs, interrupts in irq.rs, reset, recovery
+//! and the watchdog in reset.rs, the scheduler in sched.rs): the device
+//! memory, the counters, the work items, the context
 //! slots, the release of ended jobs and unbind
 //! (Documentation/driver/onpu.rst, "Job life cycle", "Signalling rules",
 //! "Locking").
@@ -53,7 +54,7 @@ use kernel::{
     sync::{
         aref::ARef,
         atomic::{Acquire, Atomic, Relaxed, Release},
-        Arc, Mutex,
+        rcu, Arc, Mutex,
     },
     time::{msecs_to_jiffies, Instant},
     workqueue::{self, impl_has_delayed_work, new_delayed_work, DelayedWork, WorkItem},
@@ -62,15 +63,14 @@ use kernel::{
 use crate::drv::OnpuDevice;
 
 use crate::bound::BoundGate;
-use crate::context::Context;
+use crate::context::Objects;
 use crate::fence::{RingContext, Signalling};
 use crate::gem::BoStats;
 use crate::hw::{self, Bar0, Params};
+use crate::inflight::{RingState, RETIRED_ENTRIES};
 use crate::job::Job;
 use crate::regs::*;
-use crate::ring::{
-    CqEntry, CtxDesc, ProfileRecord, RingState, Rings, SqEntry, RETIRED_ENTRIES, RING_ENTRIES,
-};
+use crate::ring::{CqEntry, CtxDesc, ProfileRecord, RingIndices, Rings, SqEntry, RING_ENTRIES};
 use crate::sched::SchedList;
 use crate::slots::Slots;
 
@@ -154,10 +154,12 @@ pub(crate) struct Engine {
     pub(crate) state: Mutex<RingState>,
     /// The last software-context id handed out (slot owners; 0 is none).
     pub(crate) context_ids: Atomic<u64>,
-    /// The live file contexts, by address: each removes itself in its drop
-    /// (under this lock), so a listed one is alive while the lock is held.
+    /// The objects of every live address space (context), for unbind to
+    /// release their DMA mappings: each context lists its [`Objects`] when
+    /// it is made and unlists them when it goes. (`Objects` holds no
+    /// reference back, so the list keeps no context alive.)
     #[pin]
-    pub(crate) live_contexts: Mutex<KVec<usize>>,
+    pub(crate) live_contexts: Mutex<KVec<Arc<Objects>>>,
     /// Looks at the oldest job while jobs are queued. Armed by every
     /// submission and by itself; its own pending bit says whether it is.
     #[pin]
@@ -267,8 +269,7 @@ impl Engine {
             queues_by_priority: [const { Atomic::new(0) }; 4],
             bound,
             state <- new_mutex!(RingState {
-                sq_tail: 0,
-                cq_head: 0,
+                ring: RingIndices::default(),
                 in_flight,
                 retired,
                 queued_seqno: 0,
@@ -356,17 +357,8 @@ impl Engine {
 
     /// Point context `ctx` at the page tables rooted at `root` (0: invalid).
     pub(crate) fn set_context(&self, dev: &device::Device<Bound>, ctx: u16, root: u64) -> Result {
-        let r = self.rings.access(dev)?;
-        let desc = CtxDesc {
-            root: if root != 0 {
-                root | crate::mmu::PTE_VALID
-            } else {
-                0
-            },
-            reserved: 0,
-        };
-        dma_write!(r.ctx_table, [try: usize::from(ctx)], desc);
-        Ok(())
+        let (bar, rings) = (self.bar.access(dev)?, self.rings.access(dev)?);
+        self.ring(bar, rings).set_context(ctx, root)
     }
 
     /// A software context goes away (no job holds it, so none is in the
@@ -379,10 +371,13 @@ impl Engine {
             // Revoked at unbind: the device is stopped and the table gone;
             // only the binding was left to forget. (An RCU section: the
             // write does not sleep.)
-            let _ = self.rings.try_access_with(|r| {
-                dma_write!(r.ctx_table, [try: usize::from(slot)], CtxDesc::default());
-                Ok::<(), Error>(())
-            });
+            let rcu = rcu::read_lock();
+            if let (Some(bar), Some(rings)) = (
+                self.bar.try_access_with_guard(&rcu),
+                self.rings.try_access_with_guard(&rcu),
+            ) {
+                let _ = self.ring(bar, rings).set_context(slot, 0);
+            }
         }
     }
 
@@ -391,16 +386,18 @@ impl Engine {
         self.state.lock().slots.slot_of(id)
     }
 
-    pub(crate) fn register_context(&self, ctx: &Context) -> Result {
-        self.live_contexts
-            .lock()
-            .push(core::ptr::from_ref(ctx) as usize, GFP_KERNEL)?;
+    /// A new address space's objects (Context::new).
+    pub(crate) fn register_objects(&self, objects: Arc<Objects>) -> Result {
+        self.live_contexts.lock().push(objects, GFP_KERNEL)?;
         Ok(())
     }
 
-    pub(crate) fn unregister_context(&self, ctx: &Context) {
-        let addr = core::ptr::from_ref(ctx) as usize;
-        self.live_contexts.lock().retain(|a| *a != addr);
+    /// An address space goes (its drop, or a failed Context::new). The
+    /// caller holds a reference of its own, so none is freed here.
+    pub(crate) fn unregister_objects(&self, objects: &Arc<Objects>) {
+        self.live_contexts
+            .lock()
+            .retain(|o| !Arc::ptr_eq(o, objects));
     }
 
     /// Poll again later for fences attached to the points a queue's head
@@ -516,11 +513,8 @@ impl Engine {
         // Open files outlive the binding: their buffer objects must not stay
         // DMA-mapped for a device that is gone. No mapping is in progress
         // (no user is left) and none starts again.
-        for &addr in self.live_contexts.lock().iter() {
-            // SAFETY: a listed context is alive while the list lock is held
-            // (its drop unlists it under the lock first).
-            let ctx = unsafe { &*(addr as *const Context) };
-            ctx.release_dma();
+        for objects in self.live_contexts.lock().iter() {
+            objects.release_dma();
         }
     }
 
@@ -568,7 +562,11 @@ impl Engine {
     /// Debugfs: the ring indices and the queued jobs.
     pub(crate) fn describe(&self, out: &mut impl core::fmt::Write) -> core::fmt::Result {
         let st = self.state.lock();
-        writeln!(out, "sq_tail: {}\ncq_head: {}", st.sq_tail, st.cq_head)?;
+        writeln!(
+            out,
+            "sq_tail: {}\ncq_head: {}",
+            st.ring.sq_tail, st.ring.cq_head
+        )?;
         writeln!(
             out,
             "queued_seqno: {}\nretired_seqno: {}",

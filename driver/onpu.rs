@@ -6,7 +6,9 @@
 //! Documentation/uapi/onpu.rst, the design in Documentation/driver/onpu.rst.
 //! Files: `drv` (PCI probe and the DRM driver), `hw` and `regs` (register
 //! access, bring-up, the register map), `engine` (the device-wide
-//! object), `ring` (the rings), `irq` (interrupts, completion drain),
+//! object), `ring` (the rings: entries, doorbell, records), `inflight`
+//! (the jobs in the ring, their entry, completion and end), `irq`
+//! (interrupts),
 //! `reset` (reset recovery, watchdog), `sched` (queues, scheduler pass),
 //! `job` (SUBMIT and the job life cycle),
 //! `context` and `mmu` (per-file address spaces and page tables), `gem`
@@ -27,6 +29,7 @@ mod fence;
 mod file;
 mod gem;
 mod hw;
+mod inflight;
 mod irq;
 mod job;
 mod mmu;

@@ -8,7 +8,6 @@
 use kernel::devcoredump;
 use kernel::{
     device::{self, Bound},
-    dma_read, dma_write,
     io::Io,
     prelude::*,
     sync::{atomic::Relaxed, Arc},
@@ -20,9 +19,10 @@ use crate::coredump::{Reason, Snapshot};
 use crate::engine::Engine;
 use crate::fence::Signalling;
 use crate::hw::{self, Bar0};
+use crate::inflight::RingState;
 use crate::job::Outcome;
 use crate::regs::*;
-use crate::ring::{CqEntry, RingState, Rings, SqEntry, RING_ENTRIES};
+use crate::ring::{CqEntry, Rings};
 use crate::uapi;
 
 /// Status the driver gives a job it aborted because the device halted.
@@ -89,25 +89,20 @@ impl Engine {
     pub(crate) fn restart(&self, dev: &device::Device<Bound>, st: &mut RingState) -> Result {
         let bar = self.bar.access(dev)?;
         let rings = self.rings.access(dev)?;
-        // The device restarts at index 0 of both rings; stale records of
-        // the previous pass must not look new.
-        for slot in 0..RING_ENTRIES as usize {
-            dma_write!(rings.cq, [try: slot], CqEntry::default());
-        }
-        st.cq_head = 0;
-        st.sq_tail = 0;
+        let ring = self.ring(bar, rings);
+        let st = &mut *st;
+        ring.rewind(&mut st.ring)?;
         for job in st.in_flight.iter() {
-            let slot = (st.sq_tail % RING_ENTRIES) as usize;
+            let slot = st.ring.next_slot();
             // Its profile record moves with it (a slot's record is only
             // ever the job's in that slot).
-            dma_write!(rings.sq, [try: slot], job.sq_entry(slot, rings.profile_addr(slot)));
-            st.sq_tail += 1;
+            ring.write(&mut st.ring, job.sq_entry(slot, ring.profile_addr(slot)))?;
         }
         st.head_since = Instant::now();
-        self.start(dev, st.sq_tail)?;
-        if st.sq_tail != 0 {
+        self.start(dev, st.ring.sq_tail)?;
+        if st.ring.sq_tail != 0 {
             self.counters.doorbells.add(1, Relaxed);
-            bar.write32(st.sq_tail, DOORBELL);
+            ring.doorbell(&st.ring);
         }
         // Quiet while ring errors are (a process writing the registers in a
         // loop would otherwise flood the log through this line).
@@ -196,9 +191,7 @@ impl Engine {
         }
         let head = st.in_flight.first();
         // The entry as the device read it, from the ring.
-        let ring_entry = head.and_then(|job| {
-            (|| -> Result<SqEntry> { Ok(dma_read!(rings.sq, [try: job.ring_slot()])) })().ok()
-        });
+        let ring_entry = head.and_then(|job| self.ring(bar, rings).entry(job.ring_slot()).ok());
         let snapshot = Snapshot::capture(
             reason,
             bar,

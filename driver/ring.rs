@@ -2,47 +2,29 @@
 
 //! The ring layer: the submission and completion rings, the context table
 //! and the profile records in device memory, their formats, and the
-//! in-flight and retired job lists under the ring lock (`state`): how a
-//! job enters the ring and how it leaves it (Documentation/driver/onpu.rst,
-//! "Job life cycle").
+//! driver's two ring indices. It writes entries into the submission ring,
+//! rings the doorbell and reads completion records; it knows nothing of
+//! jobs, files or counters: which job an entry or a record is, and what
+//! its end means, is the job layer's (inflight.rs)
+//! (Documentation/driver/onpu.rst, "Job life cycle").
 
 use kernel::{
     dma::Coherent,
     dma_read, dma_write,
     io::Io,
     prelude::*,
-    sync::{
-        atomic::{Relaxed, Release},
-        barrier::{dma_wmb, mb},
-        rcu, Arc,
-    },
-    time::{Delta, Instant, Monotonic},
+    sync::barrier::{dma_rmb, dma_wmb, mb},
     transmute::{AsBytes, FromBytes},
 };
 
-use crate::coredump::Snapshot;
-use crate::engine::Engine;
-use crate::irq::{RING_ERROR_LOG_BURST, RING_ERROR_LOG_WINDOW_MS};
-use crate::job::{Job, Outcome};
+use crate::hw::Bar0;
 use crate::regs::*;
-use crate::slots::{Binding, Slots, KERNEL_SLOT};
-use crate::uapi;
+use crate::slots::KERNEL_SLOT;
 
 /// Entries of each ring.
 pub(crate) const RING_ENTRIES: u32 = 256;
-/// Ended jobs and jobs in the ring together, at most (the retired list's
-/// capacity, allocated at probe): a ring's worth of ended jobs may wait
-/// for their release while the ring is full again.
-pub(crate) const RETIRED_ENTRIES: usize = 2 * RING_ENTRIES as usize;
 /// The context the kernel uses for its own jobs (the probe self-test).
 pub(crate) const KERNEL_CONTEXT: u16 = KERNEL_SLOT;
-
-/// What [`Engine::enter_ring`] did.
-pub(crate) enum Entered {
-    Yes,
-    NoRoom,
-    Stopped,
-}
 
 /// A submission-ring entry.
 #[repr(C)]
@@ -112,40 +94,6 @@ const _: () = {
     assert!(core::mem::size_of::<ProfileRecord>() == 64);
 };
 
-pub(crate) struct RingState {
-    pub(crate) sq_tail: u32,
-    pub(crate) cq_head: u32,
-    /// Jobs in the ring, oldest (the one running) first. Capacity
-    /// RING_ENTRIES, allocated at probe.
-    pub(crate) in_flight: KVec<Arc<Job>>,
-    /// Jobs that ended and whose fence signalled, waiting for the release
-    /// work to let go of them outside the signalling path. Capacity
-    /// RETIRED_ENTRIES; `in_flight.len() + retired.len() <=
-    /// RETIRED_ENTRIES`, so a job that ends always finds its place.
-    pub(crate) retired: KVec<Arc<Job>>,
-    /// Sequence number of the newest job written into the ring (the next
-    /// one gets the next number: ring order).
-    pub(crate) queued_seqno: u64,
-    /// Sequence number of the newest job that ended: every job up to it
-    /// has ended (jobs end in ring order).
-    pub(crate) retired_seqno: u64,
-    /// When the oldest job became the oldest: its run time so far.
-    pub(crate) head_since: Instant<Monotonic>,
-    /// Unbind stopped the device: no reset may restart it.
-    pub(crate) stopped: bool,
-    /// A reset failed: the device is given up until it is bound again.
-    /// Nothing enters the ring, nothing resets the device.
-    pub(crate) wedged: bool,
-    /// Ring-error log rate limit: when the window began, messages in it.
-    pub(crate) ring_error_window: Instant<Monotonic>,
-    pub(crate) ring_error_logged: u32,
-    /// Which software context each hardware context serves (slots.rs).
-    pub(crate) slots: Slots,
-    /// A failure's snapshot waiting for the coredump work (held inline:
-    /// the signalling path fills it without allocating).
-    pub(crate) dump: Option<Snapshot>,
-}
-
 /// The device-visible memory of the engine: freed when the device unbinds
 /// (through devres), even while open files keep the engine alive.
 pub(crate) struct Rings {
@@ -167,261 +115,167 @@ impl Rings {
     }
 }
 
-impl RingState {
-    /// Room for one more job in the ring (and, once it ends, in the
-    /// retired list). Jobs waiting for their release do not take ring
-    /// entries: the IRQ thread refills what it drained before the
-    /// submitters and the release work let go of the ended jobs.
-    pub(crate) fn has_room(&self) -> bool {
-        self.in_flight.len() < RING_ENTRIES as usize
-            && self.in_flight.len() + self.retired.len() < RETIRED_ENTRIES
-    }
+/// Where the driver is in the two rings (under the engine's ring lock):
+/// the submission ring's tail and the completion ring's head, as free
+/// running counts (the slot is the count modulo RING_ENTRIES, the phase
+/// the device writes is the count's pass over the ring).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct RingIndices {
+    pub(crate) sq_tail: u32,
+    pub(crate) cq_head: u32,
+}
 
-    /// Whether ring-error messages are being suppressed right now.
-    pub(crate) fn ring_errors_muted(&self) -> bool {
-        self.ring_error_logged >= RING_ERROR_LOG_BURST
-            && self.ring_error_window.elapsed() <= Delta::from_millis(RING_ERROR_LOG_WINDOW_MS)
+impl RingIndices {
+    /// The submission-ring slot the next entry goes to.
+    pub(crate) fn next_slot(&self) -> usize {
+        (self.sq_tail % RING_ENTRIES) as usize
     }
 }
 
-impl Engine {
-    /// The sequence number of the newest job the device may have started,
-    /// or may start without seeing page-table changes made before this
-    /// call: the newest written into the ring.
-    pub(crate) fn queued_seqno(&self) -> u64 {
-        self.state.lock().queued_seqno
+/// The rings of a bound (or not yet revoked) device: what the ring layer
+/// writes and reads. Made under the ring lock by whoever holds the
+/// registers and the ring memory; nothing here allocates, sleeps or takes
+/// a lock, so every signalling path may use it.
+pub(crate) struct Ring<'a> {
+    bar: &'a Bar0,
+    rings: &'a Rings,
+    /// The device has CAPS.SHADOW_DOORBELL: indices go through the page.
+    shadow: bool,
+}
+
+impl<'a> Ring<'a> {
+    pub(crate) fn new(bar: &'a Bar0, rings: &'a Rings, shadow: bool) -> Self {
+        Self { bar, rings, shadow }
     }
 
-    /// The sequence number of the job the device may be running now (the
-    /// oldest in flight without a completion record in the ring), or 0 when
-    /// none is: only that job can hold translations cached before a
-    /// page-table change made before this call; later ones start after it
-    /// and walk the changed tables.
-    pub(crate) fn running_seqno(&self) -> Result<u64> {
-        let st = self.state.lock();
-        // Revoked at unbind, when the device is stopped (no job runs).
-        let rcu = rcu::read_lock();
-        let rings = self.rings.try_access_with_guard(&rcu).ok_or(ENODEV)?;
-        // The page-table writes before the reads of the records.
-        mb();
-        let mut head = st.cq_head;
-        for job in st.in_flight.iter() {
-            let slot = (head % RING_ENTRIES) as usize;
-            let phase = u32::from((head / RING_ENTRIES) % 2 == 0);
-            let flags: u32 = dma_read!(rings.cq, [try: slot].flags);
-            if flags & 1 != phase {
-                return Ok(job.ring_seqno());
-            }
-            head = head.wrapping_add(1);
-        }
-        Ok(0)
+    /// Write `entry` into the next submission-ring slot (not published:
+    /// [`Ring::publish`] or [`Ring::doorbell`] does that).
+    pub(crate) fn write(&self, idx: &mut RingIndices, entry: SqEntry) -> Result {
+        dma_write!(self.rings.sq, [try: idx.next_slot()], entry);
+        idx.sq_tail = idx.sq_tail.wrapping_add(1);
+        Ok(())
     }
 
-    /// Every job up to this sequence number has ended.
-    pub(crate) fn retired_seqno(&self) -> u64 {
-        self.state.lock().retired_seqno
-    }
-
-    /// Run a kernel job (the probe self-test): into the ring at once.
-    pub(crate) fn run_kernel_job(self: &Arc<Self>, job: &Arc<Job>) -> Result {
-        match self.enter_ring(job, RING_ENTRIES as usize) {
-            Entered::Yes => Ok(()),
-            Entered::NoRoom => Err(EBUSY),
-            Entered::Stopped => Err(ENODEV),
+    /// Publish the entries written since the tail was `old`; whether the CP
+    /// slept and DOORBELL was written. With a shadow page, the CP polls the
+    /// tail while it runs and publishes where it stopped (SQ_EVENT) before
+    /// it sleeps: ring when the new tail passes that point (the NVMe/virtio
+    /// event-index rule). A device that lies in SQ_EVENT only delays its own
+    /// jobs, which the watchdog then times out.
+    pub(crate) fn publish(&self, idx: &RingIndices, old: u32) -> bool {
+        // (The page's indices are constants in range; ring if that fails.)
+        if self.needs_doorbell(idx.sq_tail, old).unwrap_or(true) {
+            self.doorbell(idx);
+            true
+        } else {
+            false
         }
     }
 
-    /// Write `job` into the ring as the next job and tell the device, unless
-    /// `depth` jobs are in it already (scheduler pass: allocates nothing).
-    pub(crate) fn enter_ring(self: &Arc<Self>, job: &Arc<Job>, depth: usize) -> Entered {
-        let r = (|| -> Result<bool> {
-            let mut st = self.state.lock();
-            if st.stopped {
-                return Err(ENODEV);
-            }
-            // A wedged device takes no job: the scheduler cancels it.
-            if st.wedged {
-                return Err(EIO);
-            }
-            if !st.has_room() || st.in_flight.len() >= depth {
-                return Ok(false);
-            }
-            // The registers and the rings are revoked when the device
-            // unbinds (devres, after unbind stopped the engine under this
-            // lock: `stopped` above). Nothing from here on sleeps, so an
-            // RCU read-side section is all the access needs: no bound-device
-            // proof, no gate.
-            let rcu = rcu::read_lock();
-            let (Some(bar), Some(rings)) = (
-                self.bar.try_access_with_guard(&rcu),
-                self.rings.try_access_with_guard(&rcu),
-            ) else {
-                return Err(ENODEV);
-            };
-            if let Some(vm) = job.vm() {
-                // A hardware context for its address space (slots.rs);
-                // with every slot busy, the job waits in the scheduler
-                // until a job retires.
-                let Ok(Binding { slot, new }) = st.slots.bind(vm.id()) else {
-                    return Ok(false);
-                };
-                if new {
-                    // The device reads the descriptor when the job starts: it
-                    // must be in place before the entry is published.
-                    let desc = CtxDesc {
-                        root: vm.root() | crate::mmu::PTE_VALID,
-                        reserved: 0,
-                    };
-                    let written = (|| -> Result {
-                        dma_write!(rings.ctx_table, [try: usize::from(slot)], desc);
-                        Ok(())
-                    })();
-                    if let Err(e) = written {
-                        // Unbound again, so that the next bind writes it.
-                        st.slots.release(vm.id());
-                        return Err(e);
-                    }
-                }
-                job.set_context(slot);
-            }
-            let slot = (st.sq_tail % RING_ENTRIES) as usize;
-            let seqno = st.queued_seqno + 1;
-            job.set_ring_seqno(seqno);
-            let pushed = (|| -> Result {
-                dma_write!(rings.sq, [try: slot], job.sq_entry(slot, rings.profile_addr(slot)));
-                // has_room(): within the capacity allocated at probe.
-                st.in_flight
-                    .push_within_capacity(job.clone())
-                    .map_err(|_| EBUSY)
-            })();
-            if let Err(e) = pushed {
-                if job.vm().is_some() {
-                    st.slots.job_left(job.context());
-                }
-                return Err(e);
-            }
-            if st.in_flight.len() == 1 {
-                st.head_since = Instant::now();
-            }
-            st.queued_seqno = seqno;
-            let old = st.sq_tail;
-            st.sq_tail = st.sq_tail.wrapping_add(1);
-            // (The page's indices are constants in range; ring if that fails.)
-            if self.needs_doorbell(rings, st.sq_tail, old).unwrap_or(true) {
-                self.counters.doorbells.add(1, Relaxed);
-                // writel orders the entry (coherent memory) before the doorbell.
-                bar.write32(st.sq_tail, DOORBELL);
-            }
-            self.counters.submitted.add(1, Relaxed);
-            // Arm the watchdog unless it is pending already (the work
-            // item's own pending bit decides; a pass that is running
-            // re-arms too). It times the job from now: it is in the ring.
-            // Under the ring lock, not stopped: unbind, which stops the
-            // engine under this lock, cancels the watchdog afterwards.
-            self.arm_watchdog();
-            Ok(true)
-        })();
-        match r {
-            Ok(true) => Entered::Yes,
-            Ok(false) => Entered::NoRoom,
-            Err(_) => Entered::Stopped,
-        }
+    /// Write DOORBELL with the tail (after a restart: the CP starts from
+    /// the rewound indices).
+    pub(crate) fn doorbell(&self, idx: &RingIndices) {
+        // writel orders the entries (coherent memory) before the doorbell.
+        self.bar.write32(idx.sq_tail, DOORBELL);
     }
 
-    /// End a job that never reached the ring (SUBMIT failed after its
-    /// fence was published, or the device went away) with `outcome`, as
-    /// though it had passed through the ring: it takes a place in the
-    /// retired list, so false when the ring has no room.
-    pub(crate) fn retire_unqueued(self: &Arc<Self>, job: &Arc<Job>, outcome: Outcome) -> bool {
-        let mut st = self.state.lock();
-        if !st.has_room() {
-            return false;
-        }
-        self.retire_listed(&mut st, job.clone(), outcome, Delta::ZERO);
-        self.schedule_release(&st);
-        true
-    }
-
-    pub(crate) fn uses_shadow(&self) -> bool {
-        self.params.caps & CAP_SHADOW_DOORBELL != 0
-    }
-
-    /// Publish a new submission-ring tail; whether the CP sleeps and needs
-    /// the DOORBELL write. With a shadow page, the CP polls the tail while it
-    /// runs and publishes where it stopped (SQ_EVENT) before it sleeps: ring
-    /// when the new tail passes that point (the NVMe/virtio event-index
-    /// rule). A device that lies in SQ_EVENT only delays its own jobs, which
-    /// the watchdog then times out.
-    pub(crate) fn needs_doorbell(&self, rings: &Rings, tail: u32, old: u32) -> Result<bool> {
-        if !self.uses_shadow() {
+    fn needs_doorbell(&self, tail: u32, old: u32) -> Result<bool> {
+        if !self.shadow {
             return Ok(true);
         }
         // The entry (coherent memory) before the tail that publishes it.
         dma_wmb();
-        dma_write!(rings.shadow, [try: SHADOW_SQ_TAIL], tail);
+        dma_write!(self.rings.shadow, [try: SHADOW_SQ_TAIL], tail);
         // The tail before the event read, against the CP's event write
         // before its tail read: one of the two sees the other. A full
         // barrier against the device, as NVMe's shadow doorbells use.
         mb();
-        let event: u32 = dma_read!(rings.shadow, [try: SHADOW_SQ_EVENT]);
+        let event: u32 = dma_read!(self.rings.shadow, [try: SHADOW_SQ_EVENT]);
         Ok(tail.wrapping_sub(event).wrapping_sub(1) < tail.wrapping_sub(old))
     }
 
-    /// End the oldest job with `outcome` and signal its fence. The job
-    /// moves to the retired list (never dropped here: its last reference
-    /// may free buffer objects, which takes their reservation locks, or its
-    /// file's address space); `release` lets go of it later.
-    pub(crate) fn retire_head(&self, st: &mut RingState, outcome: Outcome) {
-        if st.in_flight.is_empty() {
-            return;
+    /// Whether the device has written the record `nth` records past the
+    /// head (its phase bit): a job whose record is not there yet may be
+    /// running.
+    pub(crate) fn record_written(&self, idx: &RingIndices, nth: u32) -> bool {
+        let head = idx.cq_head.wrapping_add(nth);
+        let slot = (head % RING_ENTRIES) as usize;
+        // The device writes 1 in its first pass over the ring, 0 in the
+        // second, and so on.
+        let phase = u32::from((head / RING_ENTRIES) % 2 == 0);
+        (|| -> Result<u32> { Ok(dma_read!(self.rings.cq, [try: slot].flags)) })()
+            .is_ok_and(|flags| flags & 1 == phase)
+    }
+
+    /// The next completion record, if the device has written it; the head
+    /// moves past it (released to the device by
+    /// [`Ring::release_records`]).
+    pub(crate) fn next_record(&self, idx: &mut RingIndices) -> Option<CqEntry> {
+        if !self.record_written(idx, 0) {
+            return None;
         }
-        let Ok(job) = st.in_flight.remove(0) else {
-            return;
+        // The device writes the record before its phase word: read the
+        // rest only after the phase.
+        dma_rmb();
+        let slot = (idx.cq_head % RING_ENTRIES) as usize;
+        let rec = (|| -> Result<CqEntry> { Ok(dma_read!(self.rings.cq, [try: slot])) })().ok()?;
+        idx.cq_head = idx.cq_head.wrapping_add(1);
+        Some(rec)
+    }
+
+    /// Give the records read so far back to the device.
+    pub(crate) fn release_records(&self, idx: &RingIndices) {
+        if self.shadow {
+            // The CP reads the head from the page when it looks for room;
+            // it never waits for room (at most RING_ENTRIES jobs are in
+            // flight), so no register write is needed.
+            let _ = (|| -> Result {
+                dma_write!(self.rings.shadow, [try: SHADOW_CQ_HEAD], idx.cq_head);
+                Ok(())
+            })();
+        } else {
+            self.bar.write32(idx.cq_head, CQ_HEAD);
+        }
+    }
+
+    /// After a device reset: the device restarts at index 0 of both rings,
+    /// so clear the completion ring (stale records of the previous pass
+    /// must not look new) and rewind the indices.
+    pub(crate) fn rewind(&self, idx: &mut RingIndices) -> Result {
+        for slot in 0..RING_ENTRIES as usize {
+            dma_write!(self.rings.cq, [try: slot], CqEntry::default());
+        }
+        *idx = RingIndices::default();
+        Ok(())
+    }
+
+    /// The entry in submission-ring slot `slot`, as the device read it.
+    pub(crate) fn entry(&self, slot: usize) -> Result<SqEntry> {
+        Ok(dma_read!(self.rings.sq, [try: slot]))
+    }
+
+    /// The profile record of submission-ring slot `slot`.
+    pub(crate) fn profile(&self, slot: usize) -> Result<ProfileRecord> {
+        Ok(dma_read!(self.rings.profiles, [try: slot]))
+    }
+
+    /// Bus address of the profile record of submission-ring slot `slot`.
+    pub(crate) fn profile_addr(&self, slot: usize) -> u64 {
+        self.rings.profile_addr(slot)
+    }
+
+    /// Point hardware context `slot` at the page tables rooted at `root`
+    /// (0: no tables).
+    pub(crate) fn set_context(&self, slot: u16, root: u64) -> Result {
+        let desc = CtxDesc {
+            root: if root != 0 {
+                root | crate::mmu::PTE_VALID
+            } else {
+                0
+            },
+            reserved: 0,
         };
-        let busy = st.head_since.elapsed();
-        st.head_since = Instant::now();
-        st.retired_seqno = job.ring_seqno();
-        if job.vm().is_some() {
-            // Its slot may turn idle (evictable): a job waiting in the
-            // scheduler for a slot moves in on the next pass.
-            st.slots.job_left(job.context());
-        }
-        self.counters.completed.add(1, Relaxed);
-        if outcome.status != uapi::DRM_ONPU_JOB_OK {
-            self.counters.failed.add(1, Relaxed);
-        }
-        self.retire_listed(st, job, outcome, busy);
-    }
-
-    /// Put an ended job on the retired list, then record its outcome and
-    /// signal its fence: listed (and counted) first, so that a waiter woken
-    /// by the fence finds it there ([`Engine::release_retired`] looks at
-    /// the count without the lock).
-    pub(crate) fn retire_listed(
-        &self,
-        st: &mut RingState,
-        job: Arc<Job>,
-        outcome: Outcome,
-        busy: Delta,
-    ) {
-        // Cannot fail: in_flight + retired never exceed the capacity of
-        // either (has_room()). Were it to, leaking the job beats freeing it
-        // here.
-        if let Err(e) = st.retired.push_within_capacity(job) {
-            e.0.retire(outcome, busy);
-            core::mem::forget(e);
-            return;
-        }
-        self.retired_jobs.store(st.retired.len() as u32, Release);
-        if let Some(job) = st.retired.last() {
-            job.retire(outcome, busy);
-        }
-    }
-
-    /// End every queued job as cancelled (device gone or reset failed).
-    pub(crate) fn cancel_all(&self, st: &mut RingState) {
-        while !st.in_flight.is_empty() {
-            self.retire_head(st, Outcome::canceled());
-        }
+        dma_write!(self.rings.ctx_table, [try: usize::from(slot)], desc);
+        Ok(())
     }
 }

@@ -39,8 +39,9 @@ use kernel::{
 
 use crate::engine::Engine;
 use crate::fence::Signalling;
+use crate::inflight::Entered;
 use crate::job::{Job, Outcome};
-use crate::ring::{Entered, RING_ENTRIES};
+use crate::ring::RING_ENTRIES;
 use crate::uapi;
 
 /// Most jobs of a priority in the ring while a queue of a higher priority

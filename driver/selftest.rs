@@ -44,7 +44,9 @@ pub(crate) fn run(dev: &device::Device<Bound>, engine: &Arc<Engine>) -> Result {
         let fences = &engine.fences;
         let job = Job::kernel(fences, 1, KERNEL_CONTEXT, CMDBUF_VA, INSN_SIZE)?;
         engine.run_kernel_job(&job)?;
-        let _ = job.fence.wait_timeout(true, msecs_to_jiffies(TIMEOUT_MS));
+        // Interruptible: a loader killed meanwhile (a udev worker past its
+        // timeout) fails the probe rather than wait out the job.
+        let waited = job.fence.wait_timeout(true, msecs_to_jiffies(TIMEOUT_MS));
         match job.outcome() {
             Some(o) if o.status == 0 => {
                 dev_info!(
@@ -64,15 +66,21 @@ pub(crate) fn run(dev: &device::Device<Bound>, engine: &Arc<Engine>) -> Result {
                 Err(EIO)
             }
             None => {
-                dev_err!(
-                    dev,
-                    "self-test job did not complete within {} ms\n",
-                    TIMEOUT_MS
-                );
+                let e = if waited.is_err() {
+                    dev_err!(dev, "self-test interrupted by a signal while its job ran\n");
+                    EINTR
+                } else {
+                    dev_err!(
+                        dev,
+                        "self-test job did not complete within {} ms\n",
+                        TIMEOUT_MS
+                    );
+                    ETIMEDOUT
+                };
                 // Stop the device before its page tables are freed below:
                 // the reset aborts the job (and its fence signals).
                 let _ = engine.force_reset();
-                Err(ETIMEDOUT)
+                Err(e)
             }
         }
     })();
