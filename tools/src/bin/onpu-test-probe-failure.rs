@@ -32,12 +32,10 @@
 //! scans kmemleak and the log for KASAN, lockdep and DMA-API reports. (A
 //! sweep over every allocation of the bind is not clean: an interrupt's
 //! /proc entries that fail to be made are removed at unbind all the same,
-//! and genirq's remove_proc_entry() warns.) Not in runs.list yet: the
-//! sweep finds a DRM core bug first, a KASAN null-pointer report when the
-//! accel minor's device cannot be allocated (drm_minor_alloc() keeps the
-//! ERR_PTR in minor->kdev, and drm_minor_alloc_release() put_device()s
-//! it); it needs a kernel patch, then `;--inject;delay=200` and
-//! `;--fail-nth` on the probefail-debug line.
+//! and genirq's remove_proc_entry() warns.) The sweep found a DRM core
+//! bug, a KASAN null-pointer report when the accel minor's device cannot
+//! be allocated (drm_minor_alloc() kept the ERR_PTR in minor->kdev, and
+//! drm_minor_alloc_release() put_device()d it): kernel patch 0033.
 //!
 //!   onpu-test-probe-failure [--fail-nth]
 
