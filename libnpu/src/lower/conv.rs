@@ -104,7 +104,20 @@ pub(super) struct DirectConv<'a> {
     pub xl: Loc,
     /// Added to the result before the activation (same shape).
     pub residual: Option<Loc>,
+    /// A per-channel multiply of the input, run on each loaded band.
+    pub scale: Option<ChannelScale>,
     pub out: Loc,
+}
+
+/// A per-channel multiply of a direct conv2d's input (plan.rs
+/// `scale_fuses`: stride 1, no padding, so a band holds input elements
+/// only): each band is multiplied in SRAM by its channels' factors, the
+/// BINARY the unfused multiply runs, before the taps read it.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct ChannelScale {
+    /// The f32 factors: one per channel, or per image and channel.
+    pub at: Loc,
+    pub per_image: bool,
 }
 
 /// A pooling op fused after the convolution (plan.rs `pool_fuses`: no
@@ -281,8 +294,8 @@ impl DirectConv<'_> {
     }
 
     /// SRAM bytes per slot: (band, weights, per-channel constants,
-    /// accumulator, temporary, widened band).
-    fn slot_bytes(&self, t: Tiles) -> [u64; 6] {
+    /// accumulator, temporary, widened band, the band's channel factors).
+    fn slot_bytes(&self, t: Tiles) -> [u64; 7] {
         let b = self.band(t.rows);
         let phases = self.win.stride[0] * self.win.stride[1];
         let taps = self.w[2] * self.w[3];
@@ -330,6 +343,11 @@ impl DirectConv<'_> {
             acc as u64,
             tmp as u64,
             wide as u64,
+            if self.scale.is_some() {
+                (t.cc * ES) as u64
+            } else {
+                0
+            },
         ]
     }
 
@@ -337,19 +355,19 @@ impl DirectConv<'_> {
     /// temporary): two where consecutive steps load different data, so the
     /// next load overlaps this step's compute; one where the data changes
     /// rarely (loaded after the step that last reads it).
-    fn slot_counts(&self, t: Tiles, nb: u32) -> [u32; 6] {
+    fn slot_counts(&self, t: Tiles, nb: u32) -> [u32; 7] {
         let bands = self.out_hw[0].div_ceil(t.rows);
         // The pooled tile is stored like the accumulator.
         let pooled = |acc: u32| if self.pool.is_some() { acc } else { 1 };
         if self.depthwise() {
             let n = if t.single { 1 } else { nb };
-            return [n, 1, 1, n, 1, pooled(n)];
+            return [n, 1, 1, n, 1, pooled(n), n];
         }
         let ncc = self.w[1].div_ceil(t.cc);
         let band = if bands * ncc == 1 || t.single { 1 } else { nb };
         let wts = if ncc == 1 || t.single { 1 } else { nb };
         let acc = if t.single { 1 } else { nb };
-        [band, wts, wts, acc, 1, pooled(acc)]
+        [band, wts, wts, acc, 1, pooled(acc), band]
     }
 
     /// Modelled cost of a tiling, for choosing one: the slower engine's
@@ -420,7 +438,7 @@ impl DirectConv<'_> {
         time + INSN_WEIGHT * insns
     }
 
-    fn choose(&self, e: &mut Emitter) -> Option<(Tiles, [Slots; 6], [u32; 6])> {
+    fn choose(&self, e: &mut Emitter) -> Option<(Tiles, [Slots; 7], [u32; 7])> {
         let nb = e.nbuf();
         let kg = self.w[0] / self.groups;
         let cg = if self.depthwise() {
@@ -502,6 +520,7 @@ impl DirectConv<'_> {
             e.sram_alloc(b[3], n[3]).ok()?,
             e.sram_alloc(b[4], n[4]).ok()?,
             e.sram_alloc(b[5], n[5]).ok()?,
+            e.sram_alloc(b[6], n[6]).ok()?,
         ];
         Some((t, slots, n))
     }
@@ -533,7 +552,7 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
     let (oh, ow) = (s.out_hw[0], s.out_hw[1]);
     let dw = s.depthwise();
     let (t, slots, counts) = s.choose(e).ok_or_else(|| format!("one output row of {ow} pixels with one channel and its {r}x{sw_} filter taps does not fit"))?;
-    let [sband, swt, sbias, sacc, stmp, swide] = slots;
+    let [sband, swt, sbias, sacc, stmp, swide, sscale] = slots;
     let (xe, we, extra) = (s.xes(), s.wes(), s.sum_row());
     let kg = k / s.groups;
     let taps = r * sw_;
@@ -649,7 +668,7 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
 
     // Which loads each step issues, and into which slots: a band or a
     // weight block is loaded when it differs from the previous step's.
-    let [nbb, nbw, _, nba, _, _] = counts.map(|c| c as usize);
+    let [nbb, nbw, _, nba, _, _, _] = counts.map(|c| c as usize);
     let mut plan = Vec::with_capacity(steps.len());
     let (mut nband, mut nw, mut nacc) = (0usize, 0usize, 0usize);
     let mut prev: Option<Step> = None;
@@ -814,6 +833,18 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
                     }
                 }
             }
+            if let Some(sc) = s.scale {
+                // The band's channels' factors, beside it.
+                let first = if sc.per_image { st.img * c } else { 0 } + st.c0;
+                let bytes = (st.ccn * ES) as u32;
+                e.load(
+                    sc.at,
+                    (first * ES) as u64,
+                    sscale.at(bslot),
+                    Strided::contiguous(bytes),
+                    Strided::contiguous(bytes),
+                );
+            }
         }
         if let (Some(rl), true, true) = (s.residual, st.first, (nba == 2) == early) {
             // The residual tile starts the accumulator, laid out like it.
@@ -883,6 +914,27 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
             ld: acc_ld,
         };
         let m = b.m as u32;
+        if let (Some(_), true) = (s.scale, new_band) {
+            // One phase plane per channel (stride 1), input elements only.
+            let band = Tile {
+                addr: sband.at(bslot),
+                ld: plane as u32,
+            };
+            e.push(Insn::Binary {
+                op: isa::BinaryOp::Mul,
+                dtype: isa::DType::F32,
+                bcast: Broadcast::PerRow,
+                rows: st.ccn as u32,
+                cols: plane as u32,
+                a: band,
+                b: Tile {
+                    addr: sscale.at(bslot),
+                    ld: 0,
+                },
+                out: band,
+                scalar: 0,
+            });
+        }
         let (band_base, be) = if wide {
             if new_band {
                 let cells = (sh * sw * st.ccn * plane + s.tail()) as u32;

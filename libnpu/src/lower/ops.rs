@@ -104,6 +104,13 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
                 ),
                 _ => (input, window, window.padding),
             };
+            // A fused per-channel multiply (plan.rs `scale_fuses`): read its
+            // full-size operand, and scale the bands by the other one.
+            let (input, scale) = match step.scale.and_then(|m| super::plan::channel_scale(g, m)) {
+                Some((x, sv)) => (x, Some(sv)),
+                None => (*input, None),
+            };
+            let input = &input;
             let f32s = |v: ValueId| match g.constant_data(v) {
                 Some(crate::reference::TensorData::F32(d)) => Some(d.as_slice()),
                 _ => None,
@@ -154,14 +161,25 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
                     },
                     xl: loc(g, plan, e, *input)?,
                     residual: step.residual.map(|r| loc(g, plan, e, r)).transpose()?,
+                    scale: match scale {
+                        Some(sv) => Some(super::conv::ChannelScale {
+                            at: loc(g, plan, e, sv)?,
+                            per_image: g.ty(sv).elems() != xs[1],
+                        }),
+                        None => None,
+                    },
                     out,
                 };
                 super::conv::direct_conv(e, &spec).map_err(|why| too_small(g, step, e, why))?;
                 return Ok(());
             }
-            if step.residual.is_some() || step.pool.is_some() || step.pad.is_some() {
+            if step.residual.is_some()
+                || step.pool.is_some()
+                || step.pad.is_some()
+                || step.scale.is_some()
+            {
                 return Err(LowerError::Internal(format!(
-                    "`{}`: a residual add, a pool or a pad was fused into a conv2d that is not lowered directly",
+                    "`{}`: a residual add, a pool, a pad or a per-channel multiply was fused into a conv2d that is not lowered directly",
                     node.name
                 )));
             }
