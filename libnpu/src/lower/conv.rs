@@ -98,6 +98,9 @@ pub(super) struct DirectConv<'a> {
     /// An f32 elementwise chain after the bias and residual (chain.rs),
     /// its registers after the accumulator in the temporary slot.
     pub chain: Option<&'a super::chain::Chain>,
+    /// The chain's per-channel operands (`Chain::chans`), loaded per
+    /// accumulator tile.
+    pub chans: Vec<ChannelScale>,
     /// Pooling run on each band's output tile before the store; `out` is
     /// then the pool's result.
     pub pool: Option<PoolFuse>,
@@ -109,10 +112,11 @@ pub(super) struct DirectConv<'a> {
     pub out: Loc,
 }
 
-/// A per-channel multiply of a direct conv2d's input (plan.rs
+/// Per-channel f32 values: a multiply of a direct conv2d's input (plan.rs
 /// `scale_fuses`: stride 1, no padding, so a band holds input elements
-/// only): each band is multiplied in SRAM by its channels' factors, the
-/// BINARY the unfused multiply runs, before the taps read it.
+/// only; each band is multiplied in SRAM by its channels' factors, the
+/// BINARY the unfused multiply runs, before the taps read it), or a
+/// chain's per-channel operand on the output tile.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct ChannelScale {
     /// The f32 factors: one per channel, or per image and channel.
@@ -294,8 +298,9 @@ impl DirectConv<'_> {
     }
 
     /// SRAM bytes per slot: (band, weights, per-channel constants,
-    /// accumulator, temporary, widened band, the band's channel factors).
-    fn slot_bytes(&self, t: Tiles) -> [u64; 7] {
+    /// accumulator, temporary, widened band, the band's channel factors,
+    /// the chain's per-channel operands).
+    fn slot_bytes(&self, t: Tiles) -> [u64; 8] {
         let b = self.band(t.rows);
         let phases = self.win.stride[0] * self.win.stride[1];
         let taps = self.w[2] * self.w[3];
@@ -348,26 +353,33 @@ impl DirectConv<'_> {
             } else {
                 0
             },
+            (self.chans.len() * self.chan_bytes(t)) as u64,
         ]
+    }
+
+    /// Bytes of one chain operand's values for an accumulator tile's rows.
+    fn chan_bytes(&self, t: Tiles) -> usize {
+        let rows = if self.depthwise() { t.cc } else { t.kc };
+        (rows * ES).next_multiple_of(64)
     }
 
     /// SRAM slots per operand (band, weights, bias, accumulator,
     /// temporary): two where consecutive steps load different data, so the
     /// next load overlaps this step's compute; one where the data changes
     /// rarely (loaded after the step that last reads it).
-    fn slot_counts(&self, t: Tiles, nb: u32) -> [u32; 7] {
+    fn slot_counts(&self, t: Tiles, nb: u32) -> [u32; 8] {
         let bands = self.out_hw[0].div_ceil(t.rows);
         // The pooled tile is stored like the accumulator.
         let pooled = |acc: u32| if self.pool.is_some() { acc } else { 1 };
         if self.depthwise() {
             let n = if t.single { 1 } else { nb };
-            return [n, 1, 1, n, 1, pooled(n), n];
+            return [n, 1, 1, n, 1, pooled(n), n, n];
         }
         let ncc = self.w[1].div_ceil(t.cc);
         let band = if bands * ncc == 1 || t.single { 1 } else { nb };
         let wts = if ncc == 1 || t.single { 1 } else { nb };
         let acc = if t.single { 1 } else { nb };
-        [band, wts, wts, acc, 1, pooled(acc), band]
+        [band, wts, wts, acc, 1, pooled(acc), band, acc]
     }
 
     /// Modelled cost of a tiling, for choosing one: the slower engine's
@@ -438,7 +450,7 @@ impl DirectConv<'_> {
         time + INSN_WEIGHT * insns
     }
 
-    fn choose(&self, e: &mut Emitter) -> Option<(Tiles, [Slots; 7], [u32; 7])> {
+    fn choose(&self, e: &mut Emitter) -> Option<(Tiles, [Slots; 8], [u32; 8])> {
         let nb = e.nbuf();
         let kg = self.w[0] / self.groups;
         let cg = if self.depthwise() {
@@ -521,6 +533,7 @@ impl DirectConv<'_> {
             e.sram_alloc(b[4], n[4]).ok()?,
             e.sram_alloc(b[5], n[5]).ok()?,
             e.sram_alloc(b[6], n[6]).ok()?,
+            e.sram_alloc(b[7], n[7]).ok()?,
         ];
         Some((t, slots, n))
     }
@@ -552,7 +565,7 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
     let (oh, ow) = (s.out_hw[0], s.out_hw[1]);
     let dw = s.depthwise();
     let (t, slots, counts) = s.choose(e).ok_or_else(|| format!("one output row of {ow} pixels with one channel and its {r}x{sw_} filter taps does not fit"))?;
-    let [sband, swt, sbias, sacc, stmp, swide, sscale] = slots;
+    let [sband, swt, sbias, sacc, stmp, swide, sscale, schan] = slots;
     let (xe, we, extra) = (s.xes(), s.wes(), s.sum_row());
     let kg = k / s.groups;
     let taps = r * sw_;
@@ -668,7 +681,7 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
 
     // Which loads each step issues, and into which slots: a band or a
     // weight block is loaded when it differs from the previous step's.
-    let [nbb, nbw, _, nba, _, _, _] = counts.map(|c| c as usize);
+    let [nbb, nbw, _, nba, _, _, _, _] = counts.map(|c| c as usize);
     let mut plan = Vec::with_capacity(steps.len());
     let (mut nband, mut nw, mut nacc) = (0usize, 0usize, 0usize);
     let mut prev: Option<Step> = None;
@@ -841,6 +854,21 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
                     sc.at,
                     (first * ES) as u64,
                     sscale.at(bslot),
+                    Strided::contiguous(bytes),
+                    Strided::contiguous(bytes),
+                );
+            }
+        }
+        if st.first && (nba == 2) == early {
+            // The chain's per-channel operands for the tile's channels.
+            let (_, _, _, _, aslot) = plan[i];
+            let bytes = (st.kcn * ES) as u32;
+            for (j, ch) in s.chans.iter().enumerate() {
+                let first = if ch.per_image { st.img * k } else { 0 } + st.k0;
+                e.load(
+                    ch.at,
+                    (first * ES) as u64,
+                    schan.at(aslot) + (j * s.chan_bytes(t)) as u32,
                     Strided::contiguous(bytes),
                     Strided::contiguous(bytes),
                 );
@@ -1067,7 +1095,10 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
                                 ld: acc_ld,
                             }))
                             .collect();
-                        c.emit(e, kcn, m, &regs);
+                        let chans: Vec<u32> = (0..c.chans.len())
+                            .map(|j| schan.at(aslot) + (j * s.chan_bytes(t)) as u32)
+                            .collect();
+                        c.emit(e, kcn, m, &regs, &chans);
                         (regs[c.out as usize].addr, ES)
                     }
                     None => (acc.addr, ES),

@@ -145,6 +145,19 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
                     q,
                     act: step.activation,
                     chain: step.chain.as_ref(),
+                    chans: match &step.chain {
+                        Some(c) => c
+                            .chans
+                            .iter()
+                            .map(|&v| {
+                                Ok(super::conv::ChannelScale {
+                                    at: loc(g, plan, e, v)?,
+                                    per_image: g.ty(v).elems() != node.ty.shape[1],
+                                })
+                            })
+                            .collect::<R<Vec<_>>>()?,
+                        None => Vec::new(),
+                    },
                     pool: match step.pool.map(|p| &g.node(p).op) {
                         Some(Op::Pool {
                             kind,
@@ -987,7 +1000,7 @@ impl Epilogue {
                                 ld: tn,
                             }))
                             .collect();
-                        c.emit(e, rows, cols, &regs);
+                        c.emit(e, rows, cols, &regs, &[]);
                         regs[c.out as usize].addr
                     }
                     None => acc.addr,

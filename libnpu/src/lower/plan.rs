@@ -234,13 +234,15 @@ pub fn plan(graph: &Graph, opts: CompileOptions) -> Result<Plan, LowerError> {
     let readers = chain::readers(graph);
     // What runs on the SRAM tile of a fused producer's result `root`: one
     // unary op as the activation (f32 or int8), or on an f32 result a
-    // longer elementwise chain; marks them absorbed. (activation, chain,
-    // the value stored).
-    let epilogue = |root: ValueId, absorbed: &mut Vec<bool>| {
+    // longer elementwise chain (with per-channel operands when `channels`,
+    // the direct conv2d whose tile it is, channels as rows); marks them
+    // absorbed.
+    // (activation, chain, the value stored).
+    let epilogue = |root: ValueId, channels: Option<ValueId>, absorbed: &mut Vec<bool>| {
         if !opts.fuse || is_output(root) {
             return (None, None, root);
         }
-        if let Some(c) = chain::find(graph, &readers, root, &readers[root.0], false) {
+        if let Some(c) = chain::find(graph, &readers, root, &readers[root.0], false, channels) {
             for n in &c.nodes {
                 absorbed[n.0] = true;
             }
@@ -305,7 +307,7 @@ pub fn plan(graph: &Graph, opts: CompileOptions) -> Result<Plan, LowerError> {
                         && graph.ty(other).dtype == node.ty.dtype
                     {
                         absorbed[add.0] = true;
-                        let (activation, chain, out) = epilogue(add, &mut absorbed);
+                        let (activation, chain, out) = epilogue(add, Some(v), &mut absorbed);
                         let (pool, out) = conv_pool(out, &mut absorbed);
                         let pad = conv_pad(v);
                         steps.push(Step {
@@ -340,7 +342,8 @@ pub fn plan(graph: &Graph, opts: CompileOptions) -> Result<Plan, LowerError> {
             }
             Op::Gemm { .. } | Op::Conv2d { .. } => {
                 let pad = conv_pad(v);
-                let (activation, chain, out) = epilogue(v, &mut absorbed);
+                let (activation, chain, out) =
+                    epilogue(v, is_direct_conv(graph, v).then_some(v), &mut absorbed);
                 let (pool, out) = if is_direct_conv(graph, v) {
                     conv_pool(out, &mut absorbed)
                 } else {
@@ -365,7 +368,7 @@ pub fn plan(graph: &Graph, opts: CompileOptions) -> Result<Plan, LowerError> {
                     Op::Binary { a, b, .. } if chain::scalar(graph, a).is_some() => b,
                     _ => *x,
                 };
-                match chain::find(graph, &readers, root, &[v], true) {
+                match chain::find(graph, &readers, root, &[v], true, None) {
                     Some(c) if c.nodes.len() >= 2 && c.nodes[0] == v => {
                         for n in &c.nodes[1..] {
                             absorbed[n.0] = true;
@@ -447,6 +450,7 @@ pub fn plan(graph: &Graph, opts: CompileOptions) -> Result<Plan, LowerError> {
                     .into_iter()
                     .flat_map(|m| graph.node(m).op.operands()),
             )
+            .chain(s.chain.iter().flat_map(|c| c.chans.iter().copied()))
         {
             last_use[v.0] = last_use[v.0].max(si);
         }
