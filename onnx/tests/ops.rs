@@ -2534,6 +2534,75 @@ fn per_channel_operands_fuse_and_match_onnxruntime() {
     matches_ort("per_channel", &build(true), 1e-5);
 }
 
+/// Where no conv can take it, a squeeze-excitation multiply streams with
+/// the ops after it (SE-ResNet: Mul of the [1,C,1,1] scale, then an
+/// activation and the residual add of the block's input): one pass over
+/// the feature map, loading it and the scale once and storing the result
+/// once, as often as the multiply alone does (which fails without
+/// per-channel operands in chains: the multiply is then a pass of its
+/// own), and matching onnxruntime.
+#[test]
+fn per_channel_multiply_streams_with_its_chain() {
+    let (c, r) = (8i64, 2i64);
+    let inits = || {
+        vec![
+            tensor("w1", &[c, 3, 3, 3], &weights((c * 27) as usize, 41)),
+            tensor("ws1", &[r, c, 1, 1], &weights((r * c) as usize, 42)),
+            tensor("ws2", &[c, r, 1, 1], &weights((c * r) as usize, 43)),
+        ]
+    };
+    let build = |chain: bool| {
+        let mut nodes = vec![
+            node(
+                "Conv",
+                "c1",
+                &["x", "w1"],
+                &["y1"],
+                &[("pads", A::Is(&[1, 1, 1, 1]))],
+            ),
+            node("Relu", "r1", &["y1"], &["h1"], &[]),
+            node("GlobalAveragePool", "gap", &["h1"], &["g1"], &[]),
+            node("Conv", "se1", &["g1", "ws1"], &["s1"], &[]),
+            node("Relu", "se_relu", &["s1"], &["s2"], &[]),
+            node("Conv", "se2", &["s2", "ws2"], &["s3"], &[]),
+            node("Sigmoid", "se_sig", &["s3"], &["s"], &[]),
+        ];
+        if chain {
+            nodes.extend([
+                node("Mul", "se_mul", &["s", "h1"], &["e1"], &[]),
+                node(
+                    "LeakyRelu",
+                    "act",
+                    &["e1"],
+                    &["e2"],
+                    &[("alpha", A::F(0.1))],
+                ),
+                node("Add", "res", &["e2", "h1"], &["y"], &[]),
+            ]);
+        } else {
+            nodes.push(node("Mul", "se_mul", &["s", "h1"], &["y"], &[]));
+        }
+        model(
+            nodes,
+            inits(),
+            &[("x", &[1, 3, 6, 8])],
+            &[("y", &[1, c, 6, 8])],
+            14,
+        )
+    };
+    let fused = build(true).write_to_bytes().unwrap();
+    let plain = build(false).write_to_bytes().unwrap();
+    for sram in [16 << 10, 1 << 20] {
+        let (stores, _) = dma_counts(&fused, sram, true);
+        let (plain_stores, _) = dma_counts(&plain, sram, true);
+        assert_eq!(
+            stores, plain_stores,
+            "{sram}: the multiply's chain stores more than its result"
+        );
+    }
+    matches_ort("se_stream", &build(true), 1e-5);
+}
+
 /// Conv -> Relu -> MaxPool 2x2/2 (OriNet's blocks) and Conv -> LeakyRelu
 /// -> Max(0) -> MaxPool 1x2/(1,2) (openWakeWord's), and a depthwise Conv
 /// -> HardSwish (Add, Clip, Mul, Div) -> AveragePool 3x3/3 on odd sizes:

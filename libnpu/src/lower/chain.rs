@@ -131,6 +131,21 @@ fn joins(
     }
 }
 
+/// The root of a chain that starts at elementwise node `v` on a loaded
+/// tile: its operand of the result's shape (the other one of a binary op
+/// may be a scalar or per-channel operand, even when it comes first).
+pub fn loaded_root(g: &Graph, v: ValueId) -> ValueId {
+    match g.node(v).op {
+        Op::Binary { a, b, .. }
+            if g.ty(a).shape != g.ty(v).shape && g.ty(b).shape == g.ty(v).shape =>
+        {
+            b
+        }
+        Op::Binary { a, b, .. } if scalar(g, a).is_some() => b,
+        ref op => op.operands()[0],
+    }
+}
+
 /// Readers of every value (a node reading a value twice is listed once).
 pub fn readers(g: &Graph) -> Vec<Vec<ValueId>> {
     let mut r = vec![Vec::new(); g.nodes().len()];
@@ -402,17 +417,23 @@ impl Chain {
     }
 }
 
-/// A chain on its own: the root's `n` elements stream from `x` in chunks,
-/// each loaded once, run through the chain on the SRAM tile, and its
-/// result stored to `out` (one load and one store per chunk, whatever the
-/// chain's length).
+/// A chain on its own: the root's elements (`shape`) stream from `x` in
+/// chunks, each loaded once, run through the chain on the SRAM tile, and
+/// its result stored to `out` (one load and one store per chunk, whatever
+/// the chain's length). `chans`: where the chain's per-channel operands
+/// are (with per-image values); then the tiles are channels x pixels.
 pub fn lower(
     e: &mut Emitter,
     chain: &Chain,
     x: super::plan::Loc,
     out: super::plan::Loc,
-    n: usize,
+    shape: &[usize],
+    chans: &[(super::plan::Loc, bool)],
 ) -> Result<(), String> {
+    let n: usize = shape.iter().product();
+    if !chans.is_empty() {
+        return lower_channels(e, chain, x, out, shape, chans);
+    }
     let nb = e.nbuf();
     let mut size = n.min(16384);
     let regs = loop {
@@ -463,6 +484,101 @@ pub fn lower(
                 tiles[chain.out as usize].addr,
                 isa::Strided::contiguous(b),
                 isa::Strided::contiguous(b),
+            );
+            Ok(())
+        },
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// `lower` with per-channel operands: tiles of `tr` channels x `tc` pixels
+/// of one image (`[N, C, H, W]`), each operand's `tr` values loaded beside.
+fn lower_channels(
+    e: &mut Emitter,
+    chain: &Chain,
+    x: super::plan::Loc,
+    out: super::plan::Loc,
+    shape: &[usize],
+    chans: &[(super::plan::Loc, bool)],
+) -> Result<(), String> {
+    let [n, c, h, w] = shape else {
+        return Err(format!(
+            "per-channel operands need an NCHW root, not {shape:?}"
+        ));
+    };
+    let (n, c, hw) = (*n, *c, h * w);
+    let nb = e.nbuf();
+    let mut tc = hw.min(16384);
+    let mut tr = c.min((16384 / tc).max(1));
+    let (regs, vals) = loop {
+        e.sram_reset();
+        let sizes = (0..chain.regs as usize)
+            .map(|_| tr * tc * 4)
+            .chain(chans.iter().map(|_| tr * 4));
+        let slots: Result<Vec<_>, ()> = sizes.map(|b| e.sram_alloc(b as u64, nb)).collect();
+        if let Ok(mut s) = slots {
+            let vals = s.split_off(chain.regs as usize);
+            break (s, vals);
+        }
+        if tr > 1 {
+            tr = tr.div_ceil(2);
+        } else if tc > 1 {
+            tc = tc.div_ceil(2);
+        } else {
+            return Err("one element per register does not fit".into());
+        }
+    };
+    let (cb, pb) = (c.div_ceil(tr), hw.div_ceil(tc));
+    // (image, first channel, channels, first pixel, pixels) of tile i.
+    let tile = |i: usize| {
+        let (img, rest) = (i / (cb * pb), i % (cb * pb));
+        let (c0, p0) = ((rest / pb) * tr, (rest % pb) * tc);
+        (img, c0, (c - c0).min(tr), p0, (hw - p0).min(tc))
+    };
+    let rows = |cr: usize, pc: usize, pitch: usize| {
+        isa::Strided::rows((pc * 4) as u32, cr as u32, (pitch * 4) as u32)
+    };
+    e.pipeline(
+        n * cb * pb,
+        |e, i, slot| {
+            let (img, c0, cr, p0, pc) = tile(i);
+            e.load(
+                x,
+                (((img * c + c0) * hw + p0) * 4) as u64,
+                regs[0].at(slot),
+                rows(cr, pc, hw),
+                rows(cr, pc, tc),
+            );
+            for (&(at, per_image), v) in chans.iter().zip(&vals) {
+                let first = if per_image { img * c } else { 0 } + c0;
+                let b = (cr * 4) as u32;
+                e.load(
+                    at,
+                    (first * 4) as u64,
+                    v.at(slot),
+                    isa::Strided::contiguous(b),
+                    isa::Strided::contiguous(b),
+                );
+            }
+            Ok(())
+        },
+        |e, i, slot| {
+            let (img, c0, cr, p0, pc) = tile(i);
+            let tiles: Vec<Tile> = regs
+                .iter()
+                .map(|r| Tile {
+                    addr: r.at(slot),
+                    ld: tc as u32,
+                })
+                .collect();
+            let at: Vec<u32> = vals.iter().map(|v| v.at(slot)).collect();
+            chain.emit(e, cr as u32, pc as u32, &tiles, &at);
+            e.store(
+                out,
+                (((img * c + c0) * hw + p0) * 4) as u64,
+                tiles[chain.out as usize].addr,
+                rows(cr, pc, hw),
+                rows(cr, pc, tc),
             );
             Ok(())
         },

@@ -231,12 +231,14 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
                 .chain
                 .as_ref()
                 .ok_or_else(|| LowerError::Internal("no chain".into()))?;
-            let root = match node.op {
-                Op::Binary { a, b, .. } if super::chain::scalar(g, a).is_some() => b,
-                _ => node.op.operands()[0],
-            };
+            let root = super::chain::loaded_root(g, step.node);
             let xl = loc(g, plan, e, root)?;
-            super::chain::lower(e, c, xl, out, node.ty.elems())
+            let chans = c
+                .chans
+                .iter()
+                .map(|&v| Ok((loc(g, plan, e, v)?, g.ty(v).elems() != node.ty.shape[1])))
+                .collect::<R<Vec<_>>>()?;
+            super::chain::lower(e, c, xl, out, &node.ty.shape, &chans)
                 .map_err(|why| too_small(g, step, e, why))?
         }
         Op::Binary { op, a, b } => binary(g, e, step, *op, *a, *b, plan, out)?,

@@ -363,12 +363,9 @@ pub fn plan(graph: &Graph, opts: CompileOptions) -> Result<Plan, LowerError> {
             }
             // Elementwise ops on one loaded tensor: a chain of two or more
             // runs on its tile, with one load and one store.
-            Op::Unary { x, .. } | Op::Binary { a: x, .. } if opts.fuse => {
-                let root = match node.op {
-                    Op::Binary { a, b, .. } if chain::scalar(graph, a).is_some() => b,
-                    _ => *x,
-                };
-                match chain::find(graph, &readers, root, &[v], true, None) {
+            Op::Unary { .. } | Op::Binary { .. } if opts.fuse => {
+                let root = chain::loaded_root(graph, v);
+                match chain::find(graph, &readers, root, &[v], true, Some(v)) {
                     Some(c) if c.nodes.len() >= 2 && c.nodes[0] == v => {
                         for n in &c.nodes[1..] {
                             absorbed[n.0] = true;
