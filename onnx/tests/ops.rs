@@ -2532,6 +2532,54 @@ fn per_channel_operands_fuse_and_match_onnxruntime() {
         );
     }
     matches_ort("per_channel", &build(true), 1e-5);
+
+    // A depthwise conv's tile (channels in blocks of the input's): relu,
+    // then a per-channel scale and shift, stores only its result.
+    let dw = |chain: bool| {
+        let mut nodes = vec![
+            node(
+                "Conv",
+                "dw",
+                &["x", "wd"],
+                &["d1"],
+                &[("group", A::I(k)), ("pads", A::Is(&[1, 1, 1, 1]))],
+            ),
+            node(
+                "Relu",
+                "d_relu",
+                &["d1"],
+                &[if chain { "d2" } else { "y" }],
+                &[],
+            ),
+        ];
+        if chain {
+            nodes.push(node("Mul", "d_scale", &["gamma", "d2"], &["d3"], &[]));
+            nodes.push(node("Add", "d_shift", &["d3", "beta"], &["y"], &[]));
+        }
+        model(
+            nodes,
+            vec![
+                tensor("wd", &[k, 1, 3, 3], &weights((k * 9) as usize, 44)),
+                tensor("gamma", &[k, 1, 1], &weights(k as usize, 45)),
+                tensor("beta", &[1, k, 1, 1], &weights(k as usize, 46)),
+            ],
+            &[("x", &[n, k, 9, 7])],
+            &[("y", &[n, k, 9, 7])],
+            14,
+        )
+    };
+    let (fused, plain) = (
+        dw(true).write_to_bytes().unwrap(),
+        dw(false).write_to_bytes().unwrap(),
+    );
+    for sram in [16 << 10, 1 << 20] {
+        assert_eq!(
+            dma_counts(&fused, sram, true).0,
+            dma_counts(&plain, sram, true).0,
+            "{sram}: depthwise"
+        );
+    }
+    matches_ort("per_channel_dw", &dw(true), 1e-5);
 }
 
 /// Where no conv can take it, a squeeze-excitation multiply streams with

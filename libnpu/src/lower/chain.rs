@@ -8,8 +8,8 @@
 //! and binary ops of two chain values (HardSwish as exporters write it,
 //! `x * clip(x + 3, 0, 6) / 6`; SiLU `x * sigmoid(x)`). On the output tile
 //! of a direct conv2d (channels as rows), also binary ops with a
-//! per-channel operand, a constant or a computed value (`[C]`, `[C,1,1]`,
-//! `[1,C,1,1]`, `[N,C,1,1]`: a scale or shift after an activation), BINARY
+//! per-channel operand, a constant or a computed value (`[C,1,1]`, `[1,C,1,1]`,
+//! `[N,C,1,1]`: a scale or shift after an activation), BINARY
 //! with its per-row broadcast of the tile's channels' values. Every chain value
 //! but the last is read only inside the chain and is not a graph output, so
 //! only the last one is stored. Each op is the instruction a separate pass
@@ -81,8 +81,9 @@ pub fn scalar(g: &Graph, v: ValueId) -> Option<f32> {
 }
 
 /// Whether f32 `v` broadcasts per channel over the `[N, C, H, W]` root:
-/// `[C]`, `[C, 1, 1]`, `[1, C, 1, 1]` or `[N, C, 1, 1]` (a one-element
-/// constant is a scalar instead).
+/// `[C, 1, 1]`, `[1, C, 1, 1]` or `[N, C, 1, 1]` (numpy broadcasting: a
+/// `[C]` would broadcast along W; a one-element constant is a scalar
+/// instead).
 pub fn per_channel(g: &Graph, v: ValueId, root: ValueId) -> bool {
     let (ty, out) = (g.ty(v), &g.ty(root).shape);
     let mut p = vec![1; 4usize.saturating_sub(ty.shape.len())];

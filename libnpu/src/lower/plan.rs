@@ -56,7 +56,7 @@ impl Step {
 }
 
 /// The operands of a per-channel multiply `m`: (the value of the result's
-/// shape `[N, C, H, W]`, the per-channel one: `[C]`, `[C, 1, 1]`,
+/// shape `[N, C, H, W]`, the per-channel one: `[C, 1, 1]`,
 /// `[1, C, 1, 1]` or `[N, C, 1, 1]`), all f32; None for anything else.
 pub fn channel_scale(graph: &Graph, m: ValueId) -> Option<(ValueId, ValueId)> {
     let Op::Binary {
