@@ -2436,6 +2436,221 @@ fn elementwise_chains_fuse_and_match_onnxruntime() {
     matches_ort("chains", &build(true), 1e-5);
 }
 
+/// A squeeze-excitation block as MobileNetV3 and PP-OCR's classifier
+/// write it (conv -> hard-swish -> global average pool -> 1x1 conv ->
+/// relu -> 1x1 conv -> hard-sigmoid -> Mul of the [N,C,1,1] scale onto the
+/// feature map -> 1x1 projection conv), on two images, then a per-channel
+/// scale and shift after an activation (relu -> Mul [C,1,1] -> Sub from a
+/// [1,C,1,1] constant, which no folding into the conv can take) and a
+/// per-channel gate that is a graph input ([N,C,1,1]). The SE multiply runs
+/// on the projection conv's loaded bands and the rest in its epilogue: the
+/// program stores as often as the same model with those ops replaced by
+/// identities (the scale kept alive as an output), which fails without
+/// the per-channel fusion, and matches onnxruntime.
+#[test]
+fn per_channel_operands_fuse_and_match_onnxruntime() {
+    let (n, c, k, r, p) = (2i64, 3i64, 8i64, 2i64, 6i64);
+    let inits = || {
+        vec![
+            tensor("w1", &[k, c, 3, 3], &weights((k * c * 9) as usize, 31)),
+            tensor("b1", &[k], &weights(k as usize, 32)),
+            tensor("ws1", &[r, k, 1, 1], &weights((r * k) as usize, 33)),
+            tensor("bs1", &[r], &weights(r as usize, 34)),
+            tensor("ws2", &[k, r, 1, 1], &weights((k * r) as usize, 35)),
+            tensor("bs2", &[k], &weights(k as usize, 36)),
+            tensor("wp", &[p, k, 1, 1], &weights((p * k) as usize, 37)),
+            tensor("bp", &[p], &weights(p as usize, 38)),
+            tensor("gamma", &[p, 1, 1], &weights(p as usize, 39)),
+            tensor("beta", &[1, p, 1, 1], &weights(p as usize, 40)),
+        ]
+    };
+    let build = |fused: bool| {
+        let mut nodes = vec![
+            node(
+                "Conv",
+                "c1",
+                &["x", "w1", "b1"],
+                &["y1"],
+                &[("pads", A::Is(&[1, 1, 1, 1]))],
+            ),
+            node("HardSwish", "hs", &["y1"], &["h1"], &[]),
+            node("GlobalAveragePool", "gap", &["h1"], &["g1"], &[]),
+            node("Conv", "se1", &["g1", "ws1", "bs1"], &["s1"], &[]),
+            node("Relu", "se_relu", &["s1"], &["s2"], &[]),
+            node("Conv", "se2", &["s2", "ws2", "bs2"], &["s3"], &[]),
+            node(
+                "HardSigmoid",
+                "se_hsig",
+                &["s3"],
+                &["s"],
+                &[("alpha", A::F(0.2)), ("beta", A::F(0.5))],
+            ),
+        ];
+        let tail = if fused {
+            vec![
+                node("Mul", "se_mul", &["s", "h1"], &["e1"], &[]),
+                node("Conv", "proj", &["e1", "wp", "bp"], &["z1"], &[]),
+                node("Relu", "z_relu", &["z1"], &["z2"], &[]),
+                node("Mul", "z_scale", &["z2", "gamma"], &["z3"], &[]),
+                node("Sub", "z_shift", &["beta", "z3"], &["z4"], &[]),
+                node("Mul", "z_gate", &["z4", "gate"], &["y"], &[]),
+            ]
+        } else {
+            vec![
+                node("Identity", "se_id", &["h1"], &["e1"], &[]),
+                node("Conv", "proj", &["e1", "wp", "bp"], &["z1"], &[]),
+                node("Relu", "z_relu", &["z1"], &["y"], &[]),
+            ]
+        };
+        nodes.extend(tail);
+        let outputs: &[(&str, &[i64])] = if fused {
+            &[("y", &[n, p, 10, 12])]
+        } else {
+            &[("y", &[n, p, 10, 12]), ("s", &[n, k, 1, 1])]
+        };
+        model(
+            nodes,
+            inits(),
+            &[("x", &[n, c, 10, 12]), ("gate", &[n, p, 1, 1])],
+            outputs,
+            14,
+        )
+    };
+    let fused = build(true).write_to_bytes().unwrap();
+    let plain = build(false).write_to_bytes().unwrap();
+    for sram in [16 << 10, 1 << 20] {
+        let (stores, loads) = dma_counts(&fused, sram, true);
+        let (plain_stores, _) = dma_counts(&plain, sram, true);
+        let (unfused_stores, unfused_loads) = dma_counts(&fused, sram, false);
+        assert_eq!(
+            stores, plain_stores,
+            "{sram}: the per-channel ops store more than the convs' results"
+        );
+        assert!(
+            unfused_stores > stores && unfused_loads > loads,
+            "{sram}: unfused {unfused_stores} stores, {unfused_loads} loads; fused {stores}, {loads}"
+        );
+    }
+    matches_ort("per_channel", &build(true), 1e-5);
+
+    // A depthwise conv's tile (channels in blocks of the input's): relu,
+    // then a per-channel scale and shift, stores only its result.
+    let dw = |chain: bool| {
+        let mut nodes = vec![
+            node(
+                "Conv",
+                "dw",
+                &["x", "wd"],
+                &["d1"],
+                &[("group", A::I(k)), ("pads", A::Is(&[1, 1, 1, 1]))],
+            ),
+            node(
+                "Relu",
+                "d_relu",
+                &["d1"],
+                &[if chain { "d2" } else { "y" }],
+                &[],
+            ),
+        ];
+        if chain {
+            nodes.push(node("Mul", "d_scale", &["gamma", "d2"], &["d3"], &[]));
+            nodes.push(node("Add", "d_shift", &["d3", "beta"], &["y"], &[]));
+        }
+        model(
+            nodes,
+            vec![
+                tensor("wd", &[k, 1, 3, 3], &weights((k * 9) as usize, 44)),
+                tensor("gamma", &[k, 1, 1], &weights(k as usize, 45)),
+                tensor("beta", &[1, k, 1, 1], &weights(k as usize, 46)),
+            ],
+            &[("x", &[n, k, 9, 7])],
+            &[("y", &[n, k, 9, 7])],
+            14,
+        )
+    };
+    let (fused, plain) = (
+        dw(true).write_to_bytes().unwrap(),
+        dw(false).write_to_bytes().unwrap(),
+    );
+    for sram in [16 << 10, 1 << 20] {
+        assert_eq!(
+            dma_counts(&fused, sram, true).0,
+            dma_counts(&plain, sram, true).0,
+            "{sram}: depthwise"
+        );
+    }
+    matches_ort("per_channel_dw", &dw(true), 1e-5);
+}
+
+/// Where no conv can take it, a squeeze-excitation multiply streams with
+/// the ops after it (SE-ResNet: Mul of the [1,C,1,1] scale, then an
+/// activation and the residual add of the block's input): one pass over
+/// the feature map, loading it and the scale once and storing the result
+/// once, as often as the multiply alone does (which fails without
+/// per-channel operands in chains: the multiply is then a pass of its
+/// own), and matching onnxruntime.
+#[test]
+fn per_channel_multiply_streams_with_its_chain() {
+    let (c, r) = (8i64, 2i64);
+    let inits = || {
+        vec![
+            tensor("w1", &[c, 3, 3, 3], &weights((c * 27) as usize, 41)),
+            tensor("ws1", &[r, c, 1, 1], &weights((r * c) as usize, 42)),
+            tensor("ws2", &[c, r, 1, 1], &weights((c * r) as usize, 43)),
+        ]
+    };
+    let build = |chain: bool| {
+        let mut nodes = vec![
+            node(
+                "Conv",
+                "c1",
+                &["x", "w1"],
+                &["y1"],
+                &[("pads", A::Is(&[1, 1, 1, 1]))],
+            ),
+            node("Relu", "r1", &["y1"], &["h1"], &[]),
+            node("GlobalAveragePool", "gap", &["h1"], &["g1"], &[]),
+            node("Conv", "se1", &["g1", "ws1"], &["s1"], &[]),
+            node("Relu", "se_relu", &["s1"], &["s2"], &[]),
+            node("Conv", "se2", &["s2", "ws2"], &["s3"], &[]),
+            node("Sigmoid", "se_sig", &["s3"], &["s"], &[]),
+        ];
+        if chain {
+            nodes.extend([
+                node("Mul", "se_mul", &["s", "h1"], &["e1"], &[]),
+                node(
+                    "LeakyRelu",
+                    "act",
+                    &["e1"],
+                    &["e2"],
+                    &[("alpha", A::F(0.1))],
+                ),
+                node("Add", "res", &["e2", "h1"], &["y"], &[]),
+            ]);
+        } else {
+            nodes.push(node("Mul", "se_mul", &["s", "h1"], &["y"], &[]));
+        }
+        model(
+            nodes,
+            inits(),
+            &[("x", &[1, 3, 6, 8])],
+            &[("y", &[1, c, 6, 8])],
+            14,
+        )
+    };
+    let fused = build(true).write_to_bytes().unwrap();
+    let plain = build(false).write_to_bytes().unwrap();
+    for sram in [16 << 10, 1 << 20] {
+        let (stores, _) = dma_counts(&fused, sram, true);
+        let (plain_stores, _) = dma_counts(&plain, sram, true);
+        assert_eq!(
+            stores, plain_stores,
+            "{sram}: the multiply's chain stores more than its result"
+        );
+    }
+    matches_ort("se_stream", &build(true), 1e-5);
+}
+
 /// Conv -> Relu -> MaxPool 2x2/2 (OriNet's blocks) and Conv -> LeakyRelu
 /// -> Max(0) -> MaxPool 1x2/(1,2) (openWakeWord's), and a depthwise Conv
 /// -> HardSwish (Add, Clip, Mul, Div) -> AveragePool 3x3/3 on odd sizes:

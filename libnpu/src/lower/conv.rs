@@ -110,13 +110,30 @@ pub(super) struct DirectConv<'a> {
     /// An f32 elementwise chain after the bias and residual (chain.rs),
     /// its registers after the accumulator in the temporary slot.
     pub chain: Option<&'a super::chain::Chain>,
+    /// The chain's per-channel operands (`Chain::chans`), loaded per
+    /// accumulator tile.
+    pub chans: Vec<ChannelScale>,
     /// Pooling run on each band's output tile before the store; `out` is
     /// then the pool's result.
     pub pool: Option<PoolFuse>,
     pub xl: Loc,
     /// Added to the result before the activation (same shape).
     pub residual: Option<Loc>,
+    /// A per-channel multiply of the input, run on each loaded band.
+    pub scale: Option<ChannelScale>,
     pub out: Loc,
+}
+
+/// Per-channel f32 values: a multiply of a direct conv2d's input (plan.rs
+/// `scale_fuses`: stride 1, no padding, so a band holds input elements
+/// only; each band is multiplied in SRAM by its channels' factors, the
+/// BINARY the unfused multiply runs, before the taps read it), or a
+/// chain's per-channel operand on the output tile.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct ChannelScale {
+    /// The f32 factors: one per channel, or per image and channel.
+    pub at: Loc,
+    pub per_image: bool,
 }
 
 /// A pooling op fused after the convolution (plan.rs `pool_fuses`: no
@@ -337,8 +354,9 @@ impl DirectConv<'_> {
     }
 
     /// SRAM bytes per slot: (band, weights, per-channel constants,
-    /// accumulator, temporary, widened band).
-    fn slot_bytes(&self, t: Tiles) -> [u64; 6] {
+    /// accumulator, temporary, widened band, the band's channel factors,
+    /// the chain's per-channel operands).
+    fn slot_bytes(&self, t: Tiles) -> [u64; 8] {
         let b = self.band(t.rows);
         let phases = self.win.stride[0] * self.win.stride[1];
         let taps = self.w[2] * self.w[3];
@@ -386,26 +404,38 @@ impl DirectConv<'_> {
             acc as u64,
             tmp as u64,
             wide as u64,
+            if self.scale.is_some() {
+                (t.cc * ES) as u64
+            } else {
+                0
+            },
+            (self.chans.len() * self.chan_bytes(t)) as u64,
         ]
+    }
+
+    /// Bytes of one chain operand's values for an accumulator tile's rows.
+    fn chan_bytes(&self, t: Tiles) -> usize {
+        let rows = if self.depthwise() { t.cc } else { t.kc };
+        (rows * ES).next_multiple_of(64)
     }
 
     /// SRAM slots per operand (band, weights, bias, accumulator,
     /// temporary): two where consecutive steps load different data, so the
     /// next load overlaps this step's compute; one where the data changes
     /// rarely (loaded after the step that last reads it).
-    fn slot_counts(&self, t: Tiles, nb: u32) -> [u32; 6] {
+    fn slot_counts(&self, t: Tiles, nb: u32) -> [u32; 8] {
         let bands = self.out_hw[0].div_ceil(t.rows);
         // The pooled tile is stored like the accumulator.
         let pooled = |acc: u32| if self.pool.is_some() { acc } else { 1 };
         if self.depthwise() {
             let n = if t.single { 1 } else { nb };
-            return [n, 1, 1, n, 1, pooled(n)];
+            return [n, 1, 1, n, 1, pooled(n), n, n];
         }
         let ncc = self.w[1].div_ceil(t.cc);
         let band = if bands * ncc == 1 || t.single { 1 } else { nb };
         let wts = if ncc == 1 || t.single { 1 } else { nb };
         let acc = if t.single { 1 } else { nb };
-        [band, wts, wts, acc, 1, pooled(acc)]
+        [band, wts, wts, acc, 1, pooled(acc), band, acc]
     }
 
     /// Modelled cost of a tiling, for choosing one: the slower engine's
@@ -500,7 +530,7 @@ impl DirectConv<'_> {
         time + INSN_WEIGHT * insns
     }
 
-    fn choose(&self, e: &mut Emitter) -> Option<(Tiles, [Slots; 6], [u32; 6])> {
+    fn choose(&self, e: &mut Emitter) -> Option<(Tiles, [Slots; 8], [u32; 8])> {
         let nb = e.nbuf();
         let kg = self.w[0] / self.groups;
         let cg = if self.depthwise() {
@@ -584,6 +614,8 @@ impl DirectConv<'_> {
             e.sram_alloc(b[3], n[3]).ok()?,
             e.sram_alloc(b[4], n[4]).ok()?,
             e.sram_alloc(b[5], n[5]).ok()?,
+            e.sram_alloc(b[6], n[6]).ok()?,
+            e.sram_alloc(b[7], n[7]).ok()?,
         ];
         Some((t, slots, n))
     }
@@ -615,7 +647,7 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
     let (oh, ow) = (s.out_hw[0], s.out_hw[1]);
     let dw = s.depthwise();
     let (t, slots, counts) = s.choose(e).ok_or_else(|| format!("one output row of {ow} pixels with one channel and its {r}x{sw_} filter taps does not fit"))?;
-    let [sband, swt, sbias, sacc, stmp, swide] = slots;
+    let [sband, swt, sbias, sacc, stmp, swide, sscale, schan] = slots;
     let (xe, we, extra) = (s.xes(), s.wes(), s.sum_row());
     let kg = k / s.groups;
     let taps = r * sw_;
@@ -731,7 +763,7 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
 
     // Which loads each step issues, and into which slots: a band or a
     // weight block is loaded when it differs from the previous step's.
-    let [nbb, nbw, _, nba, _, _] = counts.map(|c| c as usize);
+    let [nbb, nbw, _, nba, _, _, _, _] = counts.map(|c| c as usize);
     let mut plan = Vec::with_capacity(steps.len());
     let (mut nband, mut nw, mut nacc) = (0usize, 0usize, 0usize);
     let mut prev: Option<Step> = None;
@@ -944,6 +976,33 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
         let (new_band, new_w, bslot, wslot, _) = plan[i];
         if new_band && (nbb == 2) == early {
             load_band(e, st, bslot);
+            if let Some(sc) = s.scale {
+                // The band's channels' factors, beside it.
+                let first = if sc.per_image { st.img * c } else { 0 } + st.c0;
+                let bytes = (st.ccn * ES) as u32;
+                e.load(
+                    sc.at,
+                    (first * ES) as u64,
+                    sscale.at(bslot),
+                    Strided::contiguous(bytes),
+                    Strided::contiguous(bytes),
+                );
+            }
+        }
+        if st.first && (nba == 2) == early {
+            // The chain's per-channel operands for the tile's channels.
+            let (_, _, _, _, aslot) = plan[i];
+            let bytes = (st.kcn * ES) as u32;
+            for (j, ch) in s.chans.iter().enumerate() {
+                let first = if ch.per_image { st.img * k } else { 0 } + st.k0;
+                e.load(
+                    ch.at,
+                    (first * ES) as u64,
+                    schan.at(aslot) + (j * s.chan_bytes(t)) as u32,
+                    Strided::contiguous(bytes),
+                    Strided::contiguous(bytes),
+                );
+            }
         }
         if let (Some(rl), true, true) = (s.residual, st.first, (nba == 2) == early) {
             // The residual tile starts the accumulator, laid out like it.
@@ -1067,6 +1126,27 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
         let m = b.m as u32;
         if t.split && new_band {
             split_phases(e, st, bslot);
+        }
+        if let (Some(_), true) = (s.scale, new_band) {
+            // One phase plane per channel (stride 1), input elements only.
+            let band = Tile {
+                addr: sband.at(bslot),
+                ld: plane as u32,
+            };
+            e.push(Insn::Binary {
+                op: isa::BinaryOp::Mul,
+                dtype: isa::DType::F32,
+                bcast: Broadcast::PerRow,
+                rows: st.ccn as u32,
+                cols: plane as u32,
+                a: band,
+                b: Tile {
+                    addr: sscale.at(bslot),
+                    ld: 0,
+                },
+                out: band,
+                scalar: 0,
+            });
         }
         let (band_base, be) = if wide {
             if new_band && !t.split {
@@ -1200,7 +1280,10 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
                                 ld: acc_ld,
                             }))
                             .collect();
-                        c.emit(e, kcn, m, &regs);
+                        let chans: Vec<u32> = (0..c.chans.len())
+                            .map(|j| schan.at(aslot) + (j * s.chan_bytes(t)) as u32)
+                            .collect();
+                        c.emit(e, kcn, m, &regs, &chans);
                         (regs[c.out as usize].addr, ES)
                     }
                     None => (acc.addr, ES),

@@ -104,6 +104,13 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
                 ),
                 _ => (input, window, window.padding),
             };
+            // A fused per-channel multiply (plan.rs `scale_fuses`): read its
+            // full-size operand, and scale the bands by the other one.
+            let (input, scale) = match step.scale.and_then(|m| super::plan::channel_scale(g, m)) {
+                Some((x, sv)) => (x, Some(sv)),
+                None => (*input, None),
+            };
+            let input = &input;
             let f32s = |v: ValueId| match g.constant_data(v) {
                 Some(crate::reference::TensorData::F32(d)) => Some(d.as_slice()),
                 _ => None,
@@ -138,6 +145,19 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
                     q,
                     act: step.activation,
                     chain: step.chain.as_ref(),
+                    chans: match &step.chain {
+                        Some(c) => c
+                            .chans
+                            .iter()
+                            .map(|&v| {
+                                Ok(super::conv::ChannelScale {
+                                    at: loc(g, plan, e, v)?,
+                                    per_image: g.ty(v).elems() != node.ty.shape[1],
+                                })
+                            })
+                            .collect::<R<Vec<_>>>()?,
+                        None => Vec::new(),
+                    },
                     pool: match step.pool.map(|p| &g.node(p).op) {
                         Some(Op::Pool {
                             kind,
@@ -154,14 +174,25 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
                     },
                     xl: loc(g, plan, e, *input)?,
                     residual: step.residual.map(|r| loc(g, plan, e, r)).transpose()?,
+                    scale: match scale {
+                        Some(sv) => Some(super::conv::ChannelScale {
+                            at: loc(g, plan, e, sv)?,
+                            per_image: g.ty(sv).elems() != xs[1],
+                        }),
+                        None => None,
+                    },
                     out,
                 };
                 super::conv::direct_conv(e, &spec).map_err(|why| too_small(g, step, e, why))?;
                 return Ok(());
             }
-            if step.residual.is_some() || step.pool.is_some() || step.pad.is_some() {
+            if step.residual.is_some()
+                || step.pool.is_some()
+                || step.pad.is_some()
+                || step.scale.is_some()
+            {
                 return Err(LowerError::Internal(format!(
-                    "`{}`: a residual add, a pool or a pad was fused into a conv2d that is not lowered directly",
+                    "`{}`: a residual add, a pool, a pad or a per-channel multiply was fused into a conv2d that is not lowered directly",
                     node.name
                 )));
             }
@@ -200,12 +231,14 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
                 .chain
                 .as_ref()
                 .ok_or_else(|| LowerError::Internal("no chain".into()))?;
-            let root = match node.op {
-                Op::Binary { a, b, .. } if super::chain::scalar(g, a).is_some() => b,
-                _ => node.op.operands()[0],
-            };
+            let root = super::chain::loaded_root(g, step.node);
             let xl = loc(g, plan, e, root)?;
-            super::chain::lower(e, c, xl, out, node.ty.elems())
+            let chans = c
+                .chans
+                .iter()
+                .map(|&v| Ok((loc(g, plan, e, v)?, g.ty(v).elems() != node.ty.shape[1])))
+                .collect::<R<Vec<_>>>()?;
+            super::chain::lower(e, c, xl, out, &node.ty.shape, &chans)
                 .map_err(|why| too_small(g, step, e, why))?
         }
         Op::Binary { op, a, b } => binary(g, e, step, *op, *a, *b, plan, out)?,
@@ -986,7 +1019,7 @@ impl Epilogue {
                                 ld: tn,
                             }))
                             .collect();
-                        c.emit(e, rows, cols, &regs);
+                        c.emit(e, rows, cols, &regs, &[]);
                         regs[c.out as usize].addr
                     }
                     None => acc.addr,

@@ -33,6 +33,11 @@ pub struct Step {
     /// conv reads the pad's operand with the pad's (possibly asymmetric)
     /// padding, and the padded tensor never exists.
     pub pad: Option<ValueId>,
+    /// A per-channel multiply the direct conv2d reads through
+    /// (`scale_fuses`): the conv reads the multiply's full-size operand
+    /// and scales each loaded band by the per-channel one, so the product
+    /// (a squeeze-excitation block's output) never reaches memory.
+    pub scale: Option<ValueId>,
 }
 
 impl Step {
@@ -45,7 +50,58 @@ impl Step {
             chain: None,
             pool: None,
             pad: None,
+            scale: None,
         }
+    }
+}
+
+/// The operands of a per-channel multiply `m`: (the value of the result's
+/// shape `[N, C, H, W]`, the per-channel one: `[C, 1, 1]`,
+/// `[1, C, 1, 1]` or `[N, C, 1, 1]`), all f32; None for anything else.
+pub fn channel_scale(graph: &Graph, m: ValueId) -> Option<(ValueId, ValueId)> {
+    let Op::Binary {
+        op: crate::ir::BinaryOp::Mul,
+        a,
+        b,
+    } = graph.node(m).op
+    else {
+        return None;
+    };
+    let out = &graph.ty(m).shape;
+    let f32 = |v: ValueId| graph.ty(v).dtype == crate::ir::DType::F32;
+    if out.len() != 4 || !f32(m) || !f32(a) || !f32(b) {
+        return None;
+    }
+    let per_channel = |v: ValueId| {
+        let s = &graph.ty(v).shape;
+        let mut p = vec![1; 4usize.saturating_sub(s.len())];
+        p.extend_from_slice(s);
+        p.len() == 4 && (p[0] == 1 || p[0] == out[0]) && p[1] == out[1] && p[2..] == [1, 1]
+    };
+    if graph.ty(a).shape == *out && per_channel(b) {
+        Some((a, b))
+    } else if graph.ty(b).shape == *out && per_channel(a) {
+        Some((b, a))
+    } else {
+        None
+    }
+}
+
+/// Whether the per-channel multiply `m` can run on the loaded input bands
+/// of the direct conv2d `conv`, its only reader: the conv without padding
+/// and with stride 1, so a band holds input elements only (no padding
+/// cells, which would be multiplied too) and the multiply is the unfused
+/// op's BINARY on the same elements.
+pub fn scale_fuses(graph: &Graph, m: ValueId, conv: ValueId) -> bool {
+    match &graph.node(conv).op {
+        Op::Conv2d { input, window, .. } => {
+            is_direct_conv(graph, conv)
+                && *input == m
+                && window.padding == [0, 0]
+                && window.stride == [1, 1]
+                && channel_scale(graph, m).is_some()
+        }
+        _ => false,
     }
 }
 
@@ -178,13 +234,15 @@ pub fn plan(graph: &Graph, opts: CompileOptions) -> Result<Plan, LowerError> {
     let readers = chain::readers(graph);
     // What runs on the SRAM tile of a fused producer's result `root`: one
     // unary op as the activation (f32 or int8), or on an f32 result a
-    // longer elementwise chain; marks them absorbed. (activation, chain,
-    // the value stored).
-    let epilogue = |root: ValueId, absorbed: &mut Vec<bool>| {
+    // longer elementwise chain (with per-channel operands when `channels`,
+    // the direct conv2d whose tile it is, channels as rows); marks them
+    // absorbed.
+    // (activation, chain, the value stored).
+    let epilogue = |root: ValueId, channels: Option<ValueId>, absorbed: &mut Vec<bool>| {
         if !opts.fuse || is_output(root) {
             return (None, None, root);
         }
-        if let Some(c) = chain::find(graph, &readers, root, &readers[root.0], false) {
+        if let Some(c) = chain::find(graph, &readers, root, &readers[root.0], false, channels) {
             for n in &c.nodes {
                 absorbed[n.0] = true;
             }
@@ -220,6 +278,13 @@ pub fn plan(graph: &Graph, opts: CompileOptions) -> Result<Plan, LowerError> {
         }
         _ => None,
     };
+    // scaled[m]: the per-channel multiply m runs on the loaded bands of
+    // the conv reading it; conv_scale: the one conv `v` reads through.
+    let mut scaled = vec![false; n];
+    let conv_scale = |v: ValueId, scaled: &[bool]| match graph.node(v).op {
+        Op::Conv2d { input, .. } if scaled[input.0] => Some(input),
+        _ => None,
+    };
     for (i, node) in graph.nodes().iter().enumerate() {
         let v = ValueId(i);
         if absorbed[i] {
@@ -242,7 +307,7 @@ pub fn plan(graph: &Graph, opts: CompileOptions) -> Result<Plan, LowerError> {
                         && graph.ty(other).dtype == node.ty.dtype
                     {
                         absorbed[add.0] = true;
-                        let (activation, chain, out) = epilogue(add, &mut absorbed);
+                        let (activation, chain, out) = epilogue(add, Some(v), &mut absorbed);
                         let (pool, out) = conv_pool(out, &mut absorbed);
                         let pad = conv_pad(v);
                         steps.push(Step {
@@ -253,6 +318,7 @@ pub fn plan(graph: &Graph, opts: CompileOptions) -> Result<Plan, LowerError> {
                             chain,
                             pool,
                             pad,
+                            scale: conv_scale(v, &scaled),
                         });
                         continue;
                     }
@@ -266,14 +332,24 @@ pub fn plan(graph: &Graph, opts: CompileOptions) -> Result<Plan, LowerError> {
             Op::Pad { .. } if opts.fuse && reader(v).is_some_and(|c| pad_fuses(graph, v, c)) => {
                 absorbed[i] = true;
             }
+            // A per-channel multiply the conv reading it does on its
+            // loaded bands (`Step::scale`).
+            Op::Binary { .. }
+                if opts.fuse && reader(v).is_some_and(|c| scale_fuses(graph, v, c)) =>
+            {
+                absorbed[i] = true;
+                scaled[i] = true;
+            }
             Op::Gemm { .. } | Op::Conv2d { .. } => {
                 let pad = conv_pad(v);
-                let (activation, chain, out) = epilogue(v, &mut absorbed);
+                let (activation, chain, out) =
+                    epilogue(v, is_direct_conv(graph, v).then_some(v), &mut absorbed);
                 let (pool, out) = if is_direct_conv(graph, v) {
                     conv_pool(out, &mut absorbed)
                 } else {
                     (None, out)
                 };
+                let scale = conv_scale(v, &scaled);
                 steps.push(Step {
                     node: v,
                     activation,
@@ -282,16 +358,14 @@ pub fn plan(graph: &Graph, opts: CompileOptions) -> Result<Plan, LowerError> {
                     chain,
                     pool,
                     pad,
+                    scale,
                 });
             }
             // Elementwise ops on one loaded tensor: a chain of two or more
             // runs on its tile, with one load and one store.
-            Op::Unary { x, .. } | Op::Binary { a: x, .. } if opts.fuse => {
-                let root = match node.op {
-                    Op::Binary { a, b, .. } if chain::scalar(graph, a).is_some() => b,
-                    _ => *x,
-                };
-                match chain::find(graph, &readers, root, &[v], true) {
+            Op::Unary { .. } | Op::Binary { .. } if opts.fuse => {
+                let root = chain::loaded_root(graph, v);
+                match chain::find(graph, &readers, root, &[v], true, Some(v)) {
                     Some(c) if c.nodes.len() >= 2 && c.nodes[0] == v => {
                         for n in &c.nodes[1..] {
                             absorbed[n.0] = true;
@@ -305,6 +379,7 @@ pub fn plan(graph: &Graph, opts: CompileOptions) -> Result<Plan, LowerError> {
                             chain: Some(c),
                             pool: None,
                             pad: None,
+                            scale: None,
                         });
                     }
                     _ => steps.push(Step::single(v)),
@@ -367,6 +442,12 @@ pub fn plan(graph: &Graph, opts: CompileOptions) -> Result<Plan, LowerError> {
             .into_iter()
             .chain(s.residual)
             .chain(s.pad.map(|p| graph.node(p).op.operands()[0]))
+            .chain(
+                s.scale
+                    .into_iter()
+                    .flat_map(|m| graph.node(m).op.operands()),
+            )
+            .chain(s.chain.iter().flat_map(|c| c.chans.iter().copied()))
         {
             last_use[v.0] = last_use[v.0].max(si);
         }
