@@ -279,6 +279,28 @@ fn int8_pools_match_onnxruntime_bit_for_bit() {
             &[],
             &[1, 16, 1, 1],
         ),
+        // Scales where f32(s_x / f32(s_y * n)) differs from
+        // f32(f32(s_x / s_y) / n): onnxruntime's order decides.
+        (
+            "gap_scale_order",
+            "GlobalAveragePool",
+            &[1, 256, 6, 6],
+            INT8,
+            (0.03, 0),
+            (0.03, 0),
+            &[],
+            &[1, 256, 1, 1],
+        ),
+        (
+            "qlinear_gap_scale_order",
+            "QLinearGlobalAveragePool",
+            &[1, 256, 6, 6],
+            INT8,
+            (0.25, 2),
+            (0.05, -1),
+            &[],
+            &[1, 256, 1, 1],
+        ),
         // The com.microsoft ops; a whole-plane window runs as global.
         (
             "qlinear_avg",
