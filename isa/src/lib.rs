@@ -23,7 +23,7 @@ pub use fault::{requantize, Fault};
 
 /// Major and minor version of the ISA described here.
 pub const ISA_VERSION_MAJOR: u16 = 1;
-pub const ISA_VERSION_MINOR: u16 = 4;
+pub const ISA_VERSION_MINOR: u16 = 5;
 /// The VERSION register value of a device implementing this ISA.
 pub const ISA_VERSION: u32 = (ISA_VERSION_MAJOR as u32) << 16 | ISA_VERSION_MINOR as u32;
 
@@ -319,6 +319,23 @@ pub enum PoolOp {
     Avg = 1,
 }
 
+/// Operations of POOL_I8 (int8 planes; see [`Insn::PoolI8`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum PoolI8Op {
+    /// The largest value of the window (positions inside the input), then
+    /// with `requant` QuantizeLinear(DequantizeLinear(max)).
+    Max = 0,
+    /// onnxruntime's QLinearAveragePool: each value dequantized to f32, summed
+    /// in row-major order in f32, divided by the count, then
+    /// `round_half_even(f32(y / scale_out) + zp_out)`, saturated.
+    Avg = 1,
+    /// onnxruntime's QLinearGlobalAveragePool: the exact i32 sum of
+    /// `q - zp_in`, times `f32(scale_in / f32(scale_out * count))`, rounded
+    /// half to even, plus `zp_out`, saturated.
+    AvgInt = 2,
+}
+
 /// Dtype conversions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -485,6 +502,21 @@ pub enum Insn {
         src: u32,
         dst: u32,
     },
+    /// 2-D pooling of i8 planes `[c][h][w]` (planes packed) into i8 planes,
+    /// the geometry as POOL's. `requant` (Max only; the averages always
+    /// requantize) maps the result from (`scale_in`, `zp_in`) to
+    /// (`scale_out`, `zp_out`); without it the four are 0.
+    PoolI8 {
+        op: PoolI8Op,
+        geom: PoolGeom,
+        src: u32,
+        dst: u32,
+        requant: bool,
+        zp_in: i8,
+        zp_out: i8,
+        scale_in: f32,
+        scale_out: f32,
+    },
     /// Indexed rows, NPU memory -> SRAM (an embedding lookup): for each i
     /// below `count`, table row `index[i]` (`row_bytes` bytes at
     /// `va + index[i] * table_stride`) goes to `sram + i * sram_stride`.
@@ -537,6 +569,7 @@ pub mod opcode {
     pub const REDUCE: u8 = 0x32;
     pub const POOL: u8 = 0x33;
     pub const SELECT: u8 = 0x34;
+    pub const POOL_I8: u8 = 0x35;
 }
 
 /// Why an instruction could not be decoded. Both map to fault codes.
@@ -786,6 +819,32 @@ impl Insn {
                     .set(8, src)
                     .set(9, dst)
             }
+            Insn::PoolI8 {
+                op,
+                geom: g,
+                src,
+                dst,
+                requant,
+                zp_in,
+                zp_out,
+                scale_in,
+                scale_out,
+            } => Enc::new(POOL_I8, sel(0, op as u8) | (requant as u32) << FLAG_SHIFT)
+                .set(1, g.channels)
+                .set(2, g.in_h)
+                .set(3, g.in_w)
+                .set(4, g.out_h)
+                .set(5, g.out_w)
+                .set(
+                    6,
+                    u32::from_le_bytes([g.kernel[0], g.kernel[1], g.stride[0], g.stride[1]]),
+                )
+                .set(7, u32::from_le_bytes([g.pad[0], g.pad[1], 0, 0]))
+                .set(8, src)
+                .set(9, dst)
+                .set(10, u32::from_le_bytes([zp_in as u8, zp_out as u8, 0, 0]))
+                .set(11, scale_in.to_bits())
+                .set(12, scale_out.to_bits()),
             Insn::Gather {
                 wrap_negative,
                 va,
@@ -1112,6 +1171,52 @@ impl Insn {
                     dst: w[9],
                 }
             }
+            POOL_I8 => {
+                used_words(13, SEL_MASK | 1 << FLAG_SHIFT)?;
+                let op = match s2 {
+                    0 => PoolI8Op::Max,
+                    1 => PoolI8Op::Avg,
+                    2 => PoolI8Op::AvgInt,
+                    _ => return Err(DecodeError::BadOperand),
+                };
+                let requant = w[0] & 1 << FLAG_SHIFT != 0;
+                let [kh, kw, sh, sw] = w[6].to_le_bytes();
+                let [ph, pw, r0, r1] = w[7].to_le_bytes();
+                let [zi, zo, r2, r3] = w[10].to_le_bytes();
+                let (si, so) = (f32::from_bits(w[11]), f32::from_bits(w[12]));
+                let scale_ok = |x: f32| x > 0.0 && x.is_finite();
+                // The averages always requantize (F bit 0 is Max's alone);
+                // an unused requantization is all zeros.
+                let params_ok = match (op, requant) {
+                    (PoolI8Op::Max, false) => w[10] == 0 && w[11] == 0 && w[12] == 0,
+                    (PoolI8Op::Max, true) => scale_ok(si) && scale_ok(so),
+                    (_, false) => scale_ok(si) && scale_ok(so),
+                    (_, true) => false,
+                };
+                if s1 != 0 || r0 != 0 || r1 != 0 || r2 != 0 || r3 != 0 || !params_ok {
+                    return Err(DecodeError::BadOperand);
+                }
+                Insn::PoolI8 {
+                    op,
+                    geom: PoolGeom {
+                        channels: w[1],
+                        in_h: w[2],
+                        in_w: w[3],
+                        out_h: w[4],
+                        out_w: w[5],
+                        kernel: [kh, kw],
+                        stride: [sh, sw],
+                        pad: [ph, pw],
+                    },
+                    src: w[8],
+                    dst: w[9],
+                    requant,
+                    zp_in: zi as i8,
+                    zp_out: zo as i8,
+                    scale_in: si,
+                    scale_out: so,
+                }
+            }
             GATHER => {
                 used_words(10, SEL_MASK | FLAG_WRAP_NEGATIVE)?;
                 // Indices are i32 (S1 = 1); S2 is reserved.
@@ -1407,6 +1512,37 @@ impl fmt::Display for Insn {
                 "gather{} s:{sram:#x}[{count}x{row_bytes} /{sram_stride}] <- va:{va:#x}[{table_rows} rows /{table_stride}] by s:{indices:#x}",
                 if *wrap_negative { ".wrap" } else { "" }
             ),
+            Insn::PoolI8 {
+                op,
+                geom: g,
+                src,
+                dst,
+                requant,
+                zp_in,
+                zp_out,
+                scale_in,
+                scale_out,
+            } => {
+                write!(
+                    f,
+                    "pool.i8.{op:?} c{} {}x{} -> {}x{} k{}x{} s{}x{} p{}x{} s:{dst:#x} <- s:{src:#x}",
+                    g.channels,
+                    g.in_h,
+                    g.in_w,
+                    g.out_h,
+                    g.out_w,
+                    g.kernel[0],
+                    g.kernel[1],
+                    g.stride[0],
+                    g.stride[1],
+                    g.pad[0],
+                    g.pad[1],
+                )?;
+                if *requant || *op != PoolI8Op::Max {
+                    write!(f, " q({scale_in}, {zp_in}) -> q({scale_out}, {zp_out})")?;
+                }
+                Ok(())
+            }
             Insn::Select {
                 dtype,
                 rows,

@@ -299,11 +299,14 @@ fn opcodes_match_the_spec_table() {
         let Some(hex) = code.strip_prefix("0x").filter(|h| h.len() == 2) else {
             continue;
         };
-        if name.chars().all(|c| c.is_ascii_uppercase() || c == '_') {
+        if name
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        {
             table.push((u8::from_str_radix(hex, 16).expect("hex opcode"), name));
         }
     }
-    let ours: [(&str, Insn); 17] = [
+    let ours: [(&str, Insn); 18] = [
         ("NOP", sample()[0]),
         ("END", Insn::End),
         ("BARRIER", sample()[1]),
@@ -321,6 +324,7 @@ fn opcodes_match_the_spec_table() {
         ("POOL", sample()[13]),
         ("GATHER", gather_sample()),
         ("SELECT", select_sample()),
+        ("POOL_I8", pool_i8_sample()),
     ];
     assert_eq!(
         table.len(),
@@ -703,5 +707,95 @@ fn half_narrowing_matches_the_half_crate() {
             .wrapping_mul(6_364_136_223_846_793_005)
             .wrapping_add(1_442_695_040_888_963_407);
         check((state >> 32) as u32);
+    }
+}
+
+fn pool_i8_sample() -> Insn {
+    Insn::PoolI8 {
+        op: PoolI8Op::Avg,
+        geom: PoolGeom {
+            channels: 3,
+            in_h: 4,
+            in_w: 6,
+            out_h: 2,
+            out_w: 3,
+            kernel: [2, 2],
+            stride: [2, 2],
+            pad: [0, 0],
+        },
+        src: 1,
+        dst: 100,
+        requant: false,
+        zp_in: -3,
+        zp_out: 5,
+        scale_in: 0.5,
+        scale_out: 0.25,
+    }
+}
+
+/// POOL_I8 words written by hand from the spec's table: S2 = 1 (average),
+/// w10 zp_in -3 (0xfd) in bits 7:0 and zp_out 5 in 15:8, w11-12 the f32
+/// scales 0.5 and 0.25.
+#[test]
+fn pool_i8_encoding_matches_the_spec() {
+    #[rustfmt::skip]
+    let words: [u32; 13] = [0x1035, 3, 4, 6, 2, 3, 0x0202_0202, 0, 1, 100, 0x05fd, 0x3f00_0000, 0x3e80_0000];
+    let mut want = [0u8; INSN_SIZE];
+    for (i, w) in words.iter().enumerate() {
+        want[i * 4..i * 4 + 4].copy_from_slice(&w.to_le_bytes());
+    }
+    let insn = pool_i8_sample();
+    assert_eq!(insn.encode(), want);
+    assert_eq!(Insn::decode(&want), Ok(insn));
+    assert!(format!("{insn}").starts_with("pool.i8.Avg c3 4x6 -> 2x3"));
+    // Max without requantization: the parameters must be 0; with it (F
+    // bit 0) they must be valid scales.
+    let Insn::PoolI8 { geom, .. } = insn else {
+        unreachable!()
+    };
+    let max = Insn::PoolI8 {
+        op: PoolI8Op::Max,
+        geom,
+        src: 0,
+        dst: 64,
+        requant: false,
+        zp_in: 0,
+        zp_out: 0,
+        scale_in: 0.0,
+        scale_out: 0.0,
+    };
+    assert_eq!(Insn::decode(&max.encode()), Ok(max));
+    let bad = |f: &dyn Fn(&mut [u8; INSN_SIZE])| {
+        let mut b = max.encode();
+        f(&mut b);
+        Insn::decode(&b)
+    };
+    // A stray zero point on an unrequantized max.
+    assert_eq!(bad(&|b| b[40] = 1), Err(DecodeError::BadOperand));
+    // REQUANT with zero scales; then with valid ones it decodes.
+    assert_eq!(bad(&|b| b[2] = 1), Err(DecodeError::BadOperand));
+    let ok = bad(&|b| {
+        b[2] = 1;
+        b[44..48].copy_from_slice(&1.0f32.to_bits().to_le_bytes());
+        b[48..52].copy_from_slice(&2.0f32.to_bits().to_le_bytes());
+    });
+    assert!(
+        matches!(ok, Ok(Insn::PoolI8 { requant: true, .. })),
+        "{ok:?}"
+    );
+    // The averages take no F bit, need positive finite scales; S2 = 3 and
+    // an S1 are undefined.
+    let mut avg = pool_i8_sample().encode();
+    avg[2] = 1;
+    assert_eq!(Insn::decode(&avg), Err(DecodeError::BadOperand));
+    for (at, v) in [(44, f32::NAN), (44, -1.0), (48, f32::INFINITY), (48, 0.0)] {
+        let mut b = pool_i8_sample().encode();
+        b[at..at + 4].copy_from_slice(&v.to_bits().to_le_bytes());
+        assert_eq!(Insn::decode(&b), Err(DecodeError::BadOperand), "{v}");
+    }
+    for byte1 in [0x30, 0x12] {
+        let mut b = pool_i8_sample().encode();
+        b[1] = byte1;
+        assert_eq!(Insn::decode(&b), Err(DecodeError::BadOperand), "{byte1:#x}");
     }
 }

@@ -5,9 +5,10 @@
 # op to its ONNX definition:
 #   conv2d/gemm (int8)        QLinearConv / QLinearMatMul
 #   relu, clamp (int8)        DequantizeLinear -> Relu/Clip -> QuantizeLinear
-#   add, maxpool, avgpool     DequantizeLinear -> Add/MaxPool/AveragePool ->
-#                             QuantizeLinear (libnpu's definition of int8 ops
-#                             without an integer form)
+#   add, maxpool              DequantizeLinear -> Add/MaxPool -> QuantizeLinear
+#                             (libnpu's definition of these int8 ops)
+#   avgpool (int8)            QLinearAveragePool (com.microsoft), which
+#                             onnxruntime also runs for the QDQ form
 #   reshape                   Reshape
 # runs it on the CPU provider and compares the outputs with the device's
 # (files `got_<name>.bin`) element by element. Prints the number of elements
@@ -101,6 +102,16 @@ def main():
             out = fresh("sum")
             nodes.append(helper.make_node("Add", [a, b], [out]))
             quant(out, name, t)
+        elif op == "avgpool" and t["dtype"] == "i8":
+            # libnpu's int8 average is onnxruntime's QLinearAveragePool.
+            x = n["inputs"][0]
+            xs, xz = qparams(ty[x])
+            ys, yz = qparams(t)
+            p = n["padding"]
+            nodes.append(helper.make_node(
+                "QLinearAveragePool", [x, xs, xz, ys, yz], [name], domain="com.microsoft",
+                kernel_shape=n["kernel"], strides=n["stride"], pads=[p[0], p[1], p[0], p[1]],
+                count_include_pad=0))
         elif op in ("maxpool", "avgpool"):
             r = dequant(n["inputs"][0])
             out = fresh("pool")
@@ -119,7 +130,7 @@ def main():
     outputs = [helper.make_tensor_value_info(o, PROTO[ty[o]["dtype"]], ty[o]["shape"])
                for o in g["outputs"]]
     graph = helper.make_graph(nodes, "net", inputs, outputs, initializer=inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("com.microsoft", 1)])
     model.ir_version = 8
     onnx.checker.check_model(model)
     opts = ort.SessionOptions()

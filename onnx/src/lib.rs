@@ -53,6 +53,19 @@ pub enum ImportError {
     Graph(#[from] GraphError),
 }
 
+/// An int8 pooling node's operand and result (`Importer::int8_pool`).
+struct Int8Pool {
+    /// The int8 input.
+    x: ValueId,
+    /// The ONNX name of the int8 result.
+    out: String,
+    quant: Quant,
+    /// Whether the result is uint8 in the model.
+    uint8: bool,
+    /// The QuantizeLinear mapped with the pool (the QDQ form).
+    q_node: Option<usize>,
+}
+
 /// Import settings.
 #[derive(Clone, Debug, Default)]
 pub struct Options {
@@ -651,7 +664,11 @@ impl Importer<'_> {
             Some(n)
                 if matches!(
                     n.op_type.as_str(),
-                    "DequantizeLinear" | "QLinearConv" | "QLinearMatMul"
+                    "DequantizeLinear"
+                        | "QLinearConv"
+                        | "QLinearMatMul"
+                        | "QLinearAveragePool"
+                        | "QLinearGlobalAveragePool"
                 ) && n.input.first().map(String::as_str) == Some(name) =>
             {
                 n
@@ -904,7 +921,14 @@ impl Importer<'_> {
 
     fn node(&mut self, n: &NodeProto) -> Result<(), ImportError> {
         let ctx = Ctx { n };
-        if !(n.domain.is_empty() || n.domain == "ai.onnx") {
+        let qlinear_pool = matches!(
+            n.op_type.as_str(),
+            "QLinearAveragePool" | "QLinearGlobalAveragePool"
+        );
+        if !(n.domain.is_empty()
+            || n.domain == "ai.onnx"
+            || n.domain == "com.microsoft" && qlinear_pool)
+        {
             return Err(ctx.err(format!("ops of domain `{}` are not supported", n.domain)));
         }
         // Anything whose inputs are all known is folded, if it can be.
@@ -1219,9 +1243,16 @@ impl Importer<'_> {
             "BatchNormalization" => self.batch_norm(&ctx)?,
             "Gemm" => self.gemm(&ctx)?,
             "MatMul" => self.matmul(&ctx)?,
-            "MaxPool" | "AveragePool" => self.pool(&ctx)?,
-            "GlobalAveragePool" | "GlobalMaxPool" => {
-                let x = self.ir_input(&ctx, 0)?;
+            "MaxPool" | "AveragePool" | "QLinearAveragePool" => self.pool(&ctx)?,
+            "GlobalAveragePool" | "GlobalMaxPool" | "QLinearGlobalAveragePool" => {
+                if ctx.int("channels_last", 0) != 0 {
+                    return Err(ctx.err("channels_last=1 (NHWC) is not supported"));
+                }
+                let int8 = self.int8_pool(&ctx)?;
+                let x = match &int8 {
+                    Some(p) => p.x,
+                    None => self.ir_input(&ctx, 0)?,
+                };
                 let s = self.g.ty(x).shape.clone();
                 if s.len() != 4 {
                     return Err(ctx.err(format!(
@@ -1245,7 +1276,10 @@ impl Importer<'_> {
                     kernel: [s[2], s[3]],
                     window: Window::default(),
                 };
-                self.emit(&ctx, op, None)?;
+                match int8 {
+                    Some(p) => self.emit_int8_pool(&ctx, p, op)?,
+                    None => self.emit(&ctx, op, None)?,
+                }
             }
             "Softmax" => {
                 let x = self.ir_input(&ctx, 0)?;
@@ -1347,7 +1381,10 @@ impl Importer<'_> {
         let v = self.input(ctx, i)?;
         let name = ctx.n.input[i].clone();
         let id = self.ir(&v, &name, ctx)?;
-        let reads_int8 = matches!(ctx.n.op_type.as_str(), "QLinearConv" | "QLinearMatMul");
+        let reads_int8 = matches!(
+            ctx.n.op_type.as_str(),
+            "QLinearConv" | "QLinearMatMul" | "QLinearAveragePool" | "QLinearGlobalAveragePool"
+        );
         if self.g.ty(id).dtype != DType::F32 && !reads_int8 {
             return Err(ctx.err(format!(
                 "input `{name}` is {}: integer arithmetic has no IR op (dequantize it first)",
@@ -1926,8 +1963,14 @@ impl Importer<'_> {
         if ctx.n.output.len() > 1 && !ctx.n.output[1].is_empty() {
             return Err(ctx.err("the Indices output is not supported"));
         }
-        let x = self.ir_input(ctx, 0)?;
-        let s = self.g.ty(x).shape.clone();
+        if ctx.int("channels_last", 0) != 0 {
+            return Err(ctx.err("channels_last=1 (NHWC) is not supported"));
+        }
+        let mut int8 = self.int8_pool(ctx)?;
+        let s = match &int8 {
+            Some(p) => self.g.ty(p.x).shape.clone(),
+            None => self.shape(&self.input(ctx, 0)?),
+        };
         if s.len() != 4 {
             return Err(ctx.err(format!("only 2-D (NCHW) pooling is supported, got {s:?}")));
         }
@@ -1973,6 +2016,43 @@ impl Importer<'_> {
         }
         let include_pad = ctx.int("count_include_pad", 0) != 0;
         let symmetric = pads.begin == pads.end && extra == [0, 0];
+        // int8 average: onnxruntime sums a window covering the plane
+        // without padding as integers, any other in f32, and adds a uint8
+        // zero point in f32 before rounding (libnpu.rst, int8 rules). The
+        // IR op must make the same choice, and the f32 sum's rounding is
+        // exact only for int8 results.
+        if let Some(p) = &int8 {
+            let plane = kernel == [s[2], s[3]];
+            let no_pads = pads.begin == [0, 0] && pads.end == [0, 0];
+            let global_ort = plane && no_pads;
+            // Zero padding made explicit gives the IR a padded plane.
+            let padded_plane = include_pad
+                && !no_pads
+                && kernel
+                    == [
+                        s[2] + pads.begin[0] + pads.end[0],
+                        s[3] + pads.begin[1] + pads.end[1],
+                    ];
+            let why = if kind != PoolKind::Avg {
+                None
+            } else if padded_plane {
+                Some("a window covering the zero-padded plane (onnxruntime sums it in f32)")
+            } else if p.uint8 && !global_ort {
+                Some("a uint8 average over windows smaller than the plane (onnxruntime adds the uint8 zero point in f32 before rounding)")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                if p.q_node.is_none() {
+                    return Err(ctx.err(format!("{why} is not supported")));
+                }
+                int8 = None; // the QDQ form then runs in f32
+            }
+        }
+        let x = match &int8 {
+            Some(p) => p.x,
+            None => self.ir_input(ctx, 0)?,
+        };
         let (x, padding) = match kind {
             // Max: padding with -inf is padding that never wins.
             PoolKind::Max if !symmetric => {
@@ -2013,7 +2093,103 @@ impl Importer<'_> {
                 dilation: [1, 1],
             },
         };
-        self.emit(ctx, op, None)
+        match int8 {
+            Some(p) => self.emit_int8_pool(ctx, p, op),
+            None => self.emit(ctx, op, None),
+        }
+    }
+
+    /// The int8 form of a pooling node: QLinearAveragePool and
+    /// QLinearGlobalAveragePool (com.microsoft; x and y scales and zero
+    /// points are inputs 1 to 4), or the QDQ form `DequantizeLinear(x_q) ->
+    /// MaxPool / AveragePool / GlobalAveragePool / GlobalMaxPool ->
+    /// QuantizeLinear` with per-tensor parameters, the pool read by that
+    /// QuantizeLinear alone (then mapped with it). None: an f32 pool.
+    fn int8_pool(&self, ctx: &Ctx) -> Result<Option<Int8Pool>, ImportError> {
+        if ctx.n.op_type.starts_with("QLinear") {
+            let (xs, xz) = self.qparams(ctx, 1, "x")?;
+            let (ys, yz) = self.qparams(ctx, 3, "y")?;
+            if xs.len() != 1 || ys.len() != 1 {
+                return Err(ctx.err("x and y need per-tensor quantization"));
+            }
+            let x = match self.input(ctx, 0)? {
+                Val::Ir(x) => x,
+                Val::Host(_) => return Err(ctx.err("pooling a constant is not supported")),
+            };
+            let xq = Quant::PerTensor {
+                scale: xs[0],
+                zero_point: xz[0],
+            };
+            if self.g.ty(x).quant.as_ref() != Some(&xq) {
+                return Err(ctx.err(format!(
+                    "the input is {}, this node reads it as scale {} zp {}",
+                    self.g.ty(x),
+                    xs[0],
+                    xz[0]
+                )));
+            }
+            return Ok(Some(Int8Pool {
+                x,
+                out: ctx.n.output[0].clone(),
+                quant: Quant::PerTensor {
+                    scale: ys[0],
+                    zero_point: yz[0],
+                },
+                uint8: self.zero_point_is_u8(ctx, 4),
+                q_node: None,
+            }));
+        }
+        let Some(Val::Ir(xd)) = ctx.n.input.first().and_then(|i| self.vals.get(i)).cloned() else {
+            return Ok(None);
+        };
+        let Op::Dequantize { x: xq } = self.g.node(xd).op else {
+            return Ok(None);
+        };
+        if !matches!(self.g.ty(xq).quant, Some(Quant::PerTensor { .. })) {
+            return Ok(None);
+        }
+        let out = ctx.n.output[0].as_str();
+        let readers = self.consumers.get(out).cloned().unwrap_or_default();
+        if readers.len() != 1 || self.graph_outputs.contains(out) {
+            return Ok(None);
+        }
+        let qi = readers[0];
+        let qn = &self.nodes[qi];
+        if qn.op_type != "QuantizeLinear" || qn.input.first().map(String::as_str) != Some(out) {
+            return Ok(None);
+        }
+        let qctx = Ctx { n: qn };
+        let ys = match self.host(&qctx, 1, "y scale").map(|t| t.data.as_f32()) {
+            Ok(s) if s.len() == 1 => s[0],
+            _ => return Ok(None),
+        };
+        let Ok((yz, uint8)) = self.qdq_zero_point(&qctx) else {
+            return Ok(None);
+        };
+        Ok(Some(Int8Pool {
+            x: xq,
+            out: qn.output[0].clone(),
+            quant: Quant::PerTensor {
+                scale: ys,
+                zero_point: yz,
+            },
+            uint8,
+            q_node: Some(qi),
+        }))
+    }
+
+    /// Add the int8 pooling `op` as `p` says (for the QDQ form, as its
+    /// QuantizeLinear's output, that node then done).
+    fn emit_int8_pool(&mut self, ctx: &Ctx, p: Int8Pool, op: Op) -> Result<(), ImportError> {
+        let v = self.add(&p.out, op, Some(p.quant), ctx)?;
+        if p.uint8 {
+            self.uint8.insert(p.out.clone());
+        }
+        self.vals.insert(p.out, Val::Ir(v));
+        if let Some(qi) = p.q_node {
+            self.done.insert(qi);
+        }
+        Ok(())
     }
 
     /// Scales and int8 zero points of input pair (`si`, `si + 1`).

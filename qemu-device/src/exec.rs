@@ -12,7 +12,8 @@ mod select;
 
 use npu_isa::{
     bf16_to_f32, f16_to_f32, f32_to_bf16, f32_to_f16, requantize, Axis, BinaryOp, Broadcast,
-    Conversion, DType, Fault, Insn, PoolGeom, PoolOp, ReduceOp, Strided, Tile, UnaryOp, INSN_SIZE,
+    Conversion, DType, Fault, Insn, PoolGeom, PoolI8Op, PoolOp, ReduceOp, Strided, Tile, UnaryOp,
+    INSN_SIZE,
 };
 
 /// Work counters of one job.
@@ -975,7 +976,7 @@ impl Executor {
                 src,
                 dst,
             } => {
-                let (ins, outs) = pool_tiles(&self.sram, &geom, src, dst).map_err(op)?;
+                let (ins, outs) = pool_tiles(&self.sram, &geom, src, dst, 4).map_err(op)?;
                 let work = outs.elems() * geom.kernel[0] as u64 * geom.kernel[1] as u64;
                 let cycles = cost.vector(work, false);
                 ctl.charge(cycles);
@@ -995,6 +996,36 @@ impl Executor {
                 }
                 self.scratch = [copy, output];
                 done?;
+                tl.issue(Engine::Compute, &[ins.range()], &[outs.range()], cycles);
+            }
+            Insn::PoolI8 {
+                op: pop,
+                geom,
+                src,
+                dst,
+                requant,
+                zp_in,
+                zp_out,
+                scale_in,
+                scale_out,
+            } => {
+                let (ins, outs) = pool_tiles(&self.sram, &geom, src, dst, 1).map_err(op)?;
+                let work = outs.elems() * geom.kernel[0] as u64 * geom.kernel[1] as u64;
+                let cycles = cost.vector(work, false);
+                ctl.charge(cycles);
+                // The input copied out first (the output may overlap it).
+                let input = ins.load8(&self.sram);
+                let q = PoolI8Params {
+                    op: pop,
+                    requant,
+                    zp_in,
+                    zp_out,
+                    scale_in,
+                    scale_out,
+                };
+                let mut output = Vec::new();
+                pool_i8(&q, &geom, &input, &mut output, &mut || poll(ctl, mmu))?;
+                outs.store8(&mut self.sram, &output);
                 tl.issue(Engine::Compute, &[ins.range()], &[outs.range()], cycles);
             }
             Insn::Select {
@@ -2141,7 +2172,14 @@ fn reduce(op: ReduceOp, dtype: DType, it: impl Iterator<Item = u32>) -> u32 {
     }
 }
 
-fn pool_tiles(sram: &Sram, g: &PoolGeom, src: u32, dst: u32) -> Res<(TileRef, TileRef)> {
+/// The input and output planes of POOL (`esize` 4) or POOL_I8 (1).
+fn pool_tiles(
+    sram: &Sram,
+    g: &PoolGeom,
+    src: u32,
+    dst: u32,
+    esize: u32,
+) -> Res<(TileRef, TileRef)> {
     let [kh, kw] = g.kernel;
     let [sh, sw] = g.stride;
     let [ph, pw] = g.pad;
@@ -2166,7 +2204,7 @@ fn pool_tiles(sram: &Sram, g: &PoolGeom, src: u32, dst: u32) -> Res<(TileRef, Ti
         },
         rows_in,
         g.in_w,
-        4,
+        esize,
     )?;
     let outs = TileRef::new(
         sram,
@@ -2176,7 +2214,7 @@ fn pool_tiles(sram: &Sram, g: &PoolGeom, src: u32, dst: u32) -> Res<(TileRef, Ti
         },
         rows_out,
         g.out_w,
-        4,
+        esize,
     )?;
     Ok((ins, outs))
 }
@@ -2313,6 +2351,89 @@ fn pool(
                 }
                 until_poll -= 1;
                 out.push(pool_window(op, plane, iw, (ky0, ky1), (kx0, kx1)));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// POOL_I8's operation and requantization (npu-hw.rst, POOL_I8).
+struct PoolI8Params {
+    op: PoolI8Op,
+    requant: bool,
+    zp_in: i8,
+    zp_out: i8,
+    scale_in: f32,
+    scale_out: f32,
+}
+
+/// POOL_I8 over `input`'s packed i8 planes, element by element (each
+/// window's positions in row-major order), `poll` before each run of
+/// outputs whose windows hold at most [`POOL_POLL_WORK`] positions.
+fn pool_i8(
+    q: &PoolI8Params,
+    g: &PoolGeom,
+    input: &[i8],
+    out: &mut Vec<i8>,
+    poll: &mut dyn FnMut() -> Result<(), JobFault>,
+) -> Result<(), JobFault> {
+    let (ih, iw, oh, ow) = (
+        g.in_h as usize,
+        g.in_w as usize,
+        g.out_h as usize,
+        g.out_w as usize,
+    );
+    let clip = |o: usize, stride: u8, pad: u8, k: u8, n: usize| {
+        let lo = (o * stride as usize).saturating_sub(pad as usize).min(n);
+        let hi = (o * stride as usize + k as usize)
+            .saturating_sub(pad as usize)
+            .min(n);
+        (lo, hi.max(lo))
+    };
+    let per_poll = (POOL_POLL_WORK / (g.kernel[0] as usize * g.kernel[1] as usize)).max(1);
+    let mut until_poll = 0;
+    // rhe then saturate to i8 (CONVERT f32->i32, then a clamp).
+    let sat = |x: i64| x.clamp(-128, 127) as i8;
+    let rhe = |x: f32| x.round_ties_even() as i32 as i64;
+    let (zi, zo) = (q.zp_in as i32, q.zp_out as i64);
+    out.clear();
+    out.reserve(g.channels as usize * oh * ow);
+    for c in 0..g.channels as usize {
+        let plane = &input[c * ih * iw..(c + 1) * ih * iw];
+        for oy in 0..oh {
+            let (y0, y1) = clip(oy, g.stride[0], g.pad[0], g.kernel[0], ih);
+            for ox in 0..ow {
+                if until_poll == 0 {
+                    poll()?;
+                    until_poll = per_poll;
+                }
+                until_poll -= 1;
+                let (x0, x1) = clip(ox, g.stride[1], g.pad[1], g.kernel[1], iw);
+                let window = (y0..y1).flat_map(|y| plane[y * iw + x0..y * iw + x1].iter());
+                let n = ((y1 - y0) * (x1 - x0)) as f32;
+                out.push(match q.op {
+                    PoolI8Op::Max => {
+                        let m = window.copied().max().unwrap_or(i8::MIN);
+                        if q.requant {
+                            let real = (m as i32 - zi) as f32 * q.scale_in;
+                            sat(rhe(real / q.scale_out) + zo)
+                        } else {
+                            m
+                        }
+                    }
+                    PoolI8Op::Avg => {
+                        let mut y = 0.0f32;
+                        for &v in window {
+                            y += (v as i32 - zi) as f32 * q.scale_in;
+                        }
+                        sat(rhe(y / n / q.scale_out + q.zp_out as f32))
+                    }
+                    PoolI8Op::AvgInt => {
+                        let acc: i32 = window.map(|&v| v as i32 - zi).sum();
+                        let scale = q.scale_in / (q.scale_out * n);
+                        sat(rhe(acc as f32 * scale) + zo)
+                    }
+                });
             }
         }
     }

@@ -93,10 +93,10 @@ pub const fn ring_reg_of(offset: u32) -> Option<(usize, u32)> {
 }
 
 pub const ID_VALUE: u32 = 0x4f4e_5055; // "ONPU"
-/// VERSION 1.4: register interface 1.1 (rings with priorities, job
-/// profiles) and the ISA 1.4 instructions (1.2: UNARY 7..16, prelu, GATHER;
+/// VERSION 1.5: register interface 1.1 (rings with priorities, job
+/// profiles) and the ISA 1.5 instructions (1.2: UNARY 7..16, prelu, GATHER;
 /// 1.3: comparisons and logic BINARY 7..15, SELECT; 1.4: CONVERT to and from
-/// f16/bf16). The ISA crate owns the number.
+/// f16/bf16; 1.5: POOL_I8). The ISA crate owns the number.
 pub const VERSION_VALUE: u32 = npu_isa::ISA_VERSION;
 pub const VA_BITS_VALUE: u32 = 39;
 pub const CLOCK_KHZ_VALUE: u32 = 1_000_000; // a modelled 1 GHz

@@ -222,6 +222,48 @@ fn a_reset_cuts_a_long_pool() {
     check_copy_job(&mut b, 3);
 }
 
+#[test]
+fn a_reset_cuts_a_long_int8_pool() {
+    // POOL_I8's average over the same 255 x 255 windows (2.4e9 steps).
+    let mut b = big_bench();
+    let geom = PoolGeom {
+        channels: 1,
+        in_h: 255,
+        in_w: 255,
+        out_h: 255,
+        out_w: 255,
+        kernel: [255, 255],
+        stride: [1, 1],
+        pad: [127, 127],
+    };
+    start(
+        &mut b,
+        &[Insn::PoolI8 {
+            op: PoolI8Op::Avg,
+            geom,
+            src: 0,
+            dst: 255 * 255,
+            requant: false,
+            zp_in: 0,
+            zp_out: 0,
+            scale_in: 1.0,
+            scale_out: 1.0,
+        }],
+    );
+    assert!(
+        eventually(|| b.device.mmio_read(STATUS) & STATUS_BUSY != 0),
+        "the long job never started"
+    );
+    let took = timed_reset(&mut b);
+    println!("SOFT_RESET to RESET_DONE during a 255 x 255 average POOL_I8: {took:?}");
+    assert_eq!(
+        b.device.mmio_read(STATUS) & STATUS_BUSY,
+        0,
+        "BUSY after RESET_DONE"
+    );
+    check_copy_job(&mut b, 3);
+}
+
 fn requant(rows: u32, cols: u32, bias: Option<u32>) -> Insn {
     Insn::Requant {
         rows,

@@ -93,8 +93,8 @@ pub fn compile(
     graph.validate()?;
     let optimized = crate::ir::passes::optimize(graph)?;
     // int8 ops without an integer ISA form (elementwise, sigmoid/tanh/exp,
-    // pooling, softmax) dequantize, compute in f32 and quantize on the SRAM
-    // tile (ops.rs), as the language defines them.
+    // softmax) dequantize, compute in f32 and quantize on the SRAM tile
+    // (ops.rs), as the language defines them; int8 pooling is POOL_I8.
     let graph = &optimized;
     let plan = plan::plan(graph, opts)?;
     let mut e = emit::Emitter::new(params, opts, plan.buffers.clone());

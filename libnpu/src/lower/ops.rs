@@ -2254,9 +2254,12 @@ fn binary(
 }
 
 /// `q`: int8 pooling, ((input scale, zero point), (output scale, zero
-/// point)): the language's dequantize -> f32 pool -> quantize, the same
-/// instructions as those three ops (CONVERT i8->f32; POOL; BINARY div,
-/// CONVERT f32->i32, REQUANT) on the SRAM tile, with i8 in memory.
+/// point)): one POOL_I8 on the i8 planes (no f32 copy): max, requantized
+/// only where the two quantizations differ (dequantization is monotonic,
+/// so the max of the dequantized window is the dequantized max); average
+/// as onnxruntime's QLinearAveragePool, i.e. its QLinearGlobalAveragePool
+/// (the integer sum) for a window covering the plane without padding, the
+/// f32 sum otherwise (Documentation/userspace/libnpu.rst, int8 rules).
 #[allow(clippy::too_many_arguments)]
 fn pool(
     e: &mut Emitter,
@@ -2273,32 +2276,32 @@ fn pool(
     let (ih, iw, oh, ow) = (ishape[2], ishape[3], oshape[2], oshape[3]);
     let nb = e.nbuf();
     let mut tp = planes;
-    let int8 = q.is_some();
-    let (si, so, si8, so8) = loop {
+    // Bytes per element, in memory and in SRAM.
+    let es = if q.is_some() { 1 } else { 4 };
+    let (si, so) = loop {
         e.sram_reset();
         if let (Ok(a), Ok(b)) = (
-            e.sram_alloc((tp * ih * iw * 4) as u64, nb),
-            e.sram_alloc((tp * oh * ow * 4) as u64, nb),
+            e.sram_alloc((tp * ih * iw * es) as u64, nb),
+            e.sram_alloc((tp * oh * ow * es) as u64, nb),
         ) {
-            // The i8 staging slots (f32: none).
-            if !int8 {
-                break (a, b, a, b);
-            }
-            if let (Ok(c), Ok(d)) = (
-                e.sram_alloc((tp * ih * iw) as u64, nb),
-                e.sram_alloc((tp * oh * ow) as u64, nb),
-            ) {
-                break (a, b, c, d);
-            }
+            break (a, b);
         }
         if tp == 1 {
             return Err(format!("one {ih}x{iw} plane and its output do not fit; pooling does not tile within a plane yet"));
         }
         tp = tp.div_ceil(2);
     };
-    // Bytes per plane in memory (i8 or f32).
-    let mes = if int8 { 1 } else { 4 };
-    let (ipl, opl) = ((ih * iw * mes) as u32, (oh * ow * mes) as u32);
+    let (ipl, opl) = ((ih * iw * es) as u32, (oh * ow * es) as u32);
+    let geom_of = |np: usize| PoolGeom {
+        channels: np as u32,
+        in_h: ih as u32,
+        in_w: iw as u32,
+        out_h: oh as u32,
+        out_w: ow as u32,
+        kernel: [kernel[0] as u8, kernel[1] as u8],
+        stride: [win.stride[0] as u8, win.stride[1] as u8],
+        pad: [win.padding[0] as u8, win.padding[1] as u8],
+    };
     e.pipeline(
         planes.div_ceil(tp),
         |e, s, slot| {
@@ -2306,7 +2309,7 @@ fn pool(
             e.load(
                 x,
                 p0 as u64 * ipl as u64,
-                if int8 { si8.at(slot) } else { si.at(slot) },
+                si.at(slot),
                 Strided::contiguous(np as u32 * ipl),
                 Strided::contiguous(np as u32 * ipl),
             );
@@ -2314,80 +2317,48 @@ fn pool(
         },
         |e, s, slot| {
             let (p0, np) = chunk(s, tp, planes);
-            let (icells, ocells) = ((np * ih * iw) as u32, (np * oh * ow) as u32);
-            let flat = |addr: u32, n: u32| Tile { addr, ld: n };
-            if let Some(((s_in, zp_in), _)) = q {
-                e.push(Insn::Convert {
-                    conv: Conversion::I8ToF32,
-                    rows: 1,
-                    cols: icells,
-                    src: flat(si8.at(slot), icells),
-                    dst: flat(si.at(slot), icells),
-                    zero_point: zp_in as i32,
-                    scale: s_in,
-                });
-            }
-            let geom = PoolGeom {
-                channels: np as u32,
-                in_h: ih as u32,
-                in_w: iw as u32,
-                out_h: oh as u32,
-                out_w: ow as u32,
-                kernel: [kernel[0] as u8, kernel[1] as u8],
-                stride: [win.stride[0] as u8, win.stride[1] as u8],
-                pad: [win.padding[0] as u8, win.padding[1] as u8],
-            };
-            let op = if kind == PoolKind::Max {
-                isa::PoolOp::Max
-            } else {
-                isa::PoolOp::Avg
-            };
-            e.push(Insn::Pool {
-                op,
-                geom,
-                src: si.at(slot),
-                dst: so.at(slot),
+            let geom = geom_of(np);
+            let (src, dst) = (si.at(slot), so.at(slot));
+            e.push(match q {
+                None => Insn::Pool {
+                    op: if kind == PoolKind::Max {
+                        isa::PoolOp::Max
+                    } else {
+                        isa::PoolOp::Avg
+                    },
+                    geom,
+                    src,
+                    dst,
+                },
+                Some(((s_in, zp_in), (s_out, zp_out))) => {
+                    // The same quantization (and a scale whose products
+                    // stay finite): the max is already the result.
+                    let same = (s_in, zp_in) == (s_out, zp_out) && (s_in * 255.0).is_finite();
+                    let op = match kind {
+                        PoolKind::Max => isa::PoolI8Op::Max,
+                        PoolKind::Avg if kernel == [ih, iw] && win.padding == [0, 0] => {
+                            isa::PoolI8Op::AvgInt
+                        }
+                        PoolKind::Avg => isa::PoolI8Op::Avg,
+                    };
+                    let bare = op == isa::PoolI8Op::Max && same;
+                    Insn::PoolI8 {
+                        op,
+                        geom,
+                        src,
+                        dst,
+                        requant: op == isa::PoolI8Op::Max && !same,
+                        zp_in: if bare { 0 } else { zp_in },
+                        zp_out: if bare { 0 } else { zp_out },
+                        scale_in: if bare { 0.0 } else { s_in },
+                        scale_out: if bare { 0.0 } else { s_out },
+                    }
+                }
             });
-            if let Some((_, (s_out, zp_out))) = q {
-                let t = flat(so.at(slot), ocells);
-                e.push(Insn::Binary {
-                    op: isa::BinaryOp::Div,
-                    dtype: isa::DType::F32,
-                    bcast: Broadcast::Scalar,
-                    rows: 1,
-                    cols: ocells,
-                    a: t,
-                    b: t,
-                    out: t,
-                    scalar: s_out.to_bits(),
-                });
-                e.push(Insn::Convert {
-                    conv: Conversion::F32ToI32,
-                    rows: 1,
-                    cols: ocells,
-                    src: t,
-                    dst: t,
-                    zero_point: 0,
-                    scale: 0.0,
-                });
-                e.push(Insn::Requant {
-                    rows: 1,
-                    cols: ocells,
-                    src: t,
-                    dst: flat(so8.at(slot), ocells),
-                    mult: 2,
-                    per_channel: false,
-                    bias: None,
-                    shift: 1,
-                    zero_point: zp_out,
-                    lo: -128,
-                    hi: 127,
-                });
-            }
             e.store(
                 out,
                 p0 as u64 * opl as u64,
-                if int8 { so8.at(slot) } else { so.at(slot) },
+                dst,
                 Strided::contiguous(np as u32 * opl),
                 Strided::contiguous(np as u32 * opl),
             );

@@ -244,6 +244,44 @@ pub fn run(
                 }
             },
             Op::Pool {
+                kind: PoolKind::Avg,
+                x,
+                kernel,
+                window,
+            } if ty.dtype == DType::I8 => {
+                let TensorData::I8(q) = get(x) else {
+                    return Err(RunError::Graph(format!(
+                        "{}: i8 pool of a non-i8 input",
+                        node.name
+                    )));
+                };
+                let (
+                    Some(Quant::PerTensor {
+                        scale: si,
+                        zero_point: zi,
+                    }),
+                    Some(Quant::PerTensor {
+                        scale: so,
+                        zero_point: zo,
+                    }),
+                ) = (&graph.ty(*x).quant, &ty.quant)
+                else {
+                    return Err(RunError::Graph(format!(
+                        "{}: int8 pooling needs per-tensor quantization",
+                        node.name
+                    )));
+                };
+                TensorData::I8(avg_pool_i8(
+                    q,
+                    (*si, *zi),
+                    (*so, *zo),
+                    &graph.ty(*x).shape,
+                    &ty.shape,
+                    *kernel,
+                    window,
+                ))
+            }
+            Op::Pool {
                 kind,
                 x,
                 kernel,
@@ -783,6 +821,59 @@ fn pool(
                     acc / cnt.max(1) as f32
                 } else {
                     acc
+                });
+            }
+        }
+    }
+    out
+}
+
+/// int8 average pooling as onnxruntime's QLinearAveragePool computes it
+/// (contrib_ops/cpu/quantization/qlinear_pool.cc): a window covering the
+/// whole plane without padding goes to its QLinearGlobalAveragePool (MLAS:
+/// the exact integer sum of `q - zp_x`, times `f32(s_x / f32(s_y * n))`,
+/// rounded half to even, plus `zp_y`); any other window dequantizes each
+/// value to f32, sums them in row-major order in f32, divides by the count
+/// of positions inside the input, and rounds `f32(y / s_y) + zp_y` (the
+/// zero point added in f32, before the rounding) half to even.
+fn avg_pool_i8(
+    q: &[i8],
+    (sx, zx): (f32, i8),
+    (sy, zy): (f32, i8),
+    ishape: &[usize],
+    oshape: &[usize],
+    kernel: [usize; 2],
+    win: &Window,
+) -> Vec<i8> {
+    let (nc, h, w) = (ishape[0] * ishape[1], ishape[2], ishape[3]);
+    let (oh, ow) = (oshape[2], oshape[3]);
+    let global = kernel == [h, w] && win.padding == [0, 0];
+    let sat = |v: f32| v.round_ties_even().clamp(-128.0, 127.0) as i8;
+    let mut out = Vec::with_capacity(nc * oh * ow);
+    for p in 0..nc {
+        for y in 0..oh {
+            for xo in 0..ow {
+                let mut inside = Vec::new();
+                for ky in 0..kernel[0] {
+                    for kx in 0..kernel[1] {
+                        let iy = (y * win.stride[0] + ky) as isize - win.padding[0] as isize;
+                        let ix = (xo * win.stride[1] + kx) as isize - win.padding[1] as isize;
+                        if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
+                            inside.push(
+                                q[(p * h + iy as usize) * w + ix as usize] as i32 - zx as i32,
+                            );
+                        }
+                    }
+                }
+                let n = inside.len().max(1) as f32;
+                out.push(if global {
+                    let acc: i32 = inside.iter().sum();
+                    let scale = sx / (sy * n);
+                    let r = (acc as f32 * scale).round_ties_even();
+                    (r + zy as f32).clamp(-128.0, 127.0) as i8
+                } else {
+                    let sum = inside.iter().fold(0f32, |a, &d| a + d as f32 * sx);
+                    sat(sum / n / sy + zy as f32)
                 });
             }
         }

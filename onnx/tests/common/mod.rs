@@ -9,6 +9,7 @@ use npu_onnx::{import, Options};
 use std::path::Path;
 use std::process::Command;
 
+#[allow(unused_imports)]
 pub use npu_test_support::model_path;
 
 /// One model and how close the NPU must come to onnxruntime
