@@ -119,14 +119,21 @@ pub(super) struct DirectConv<'a> {
     pub out: Loc,
 }
 
-/// A pooling op fused after the convolution (plan.rs `pool_fuses`: no
-/// padding, kernel height at most the stride, so bands whose row count is
-/// a multiple of the stride pool on their own).
+/// A pooling op fused after the convolution (plan.rs `pool_fuses`). Each
+/// band computes the conv rows of whole pooling windows, `rows = (P - 1) *
+/// stride + kernel` for `P` pooled rows, from conv row `P * stride * band
+/// - pad` on: where windows overlap (kernel > stride) the bands overlap
+/// and recompute those rows. Padding (max pools only) is -inf in the
+/// pooled planes: rows above the image (`Step::top`) and below it, and the
+/// computed columns past the right edge where a window reads them; left
+/// and right past the plane, POOL's own padding.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct PoolFuse {
     pub kind: crate::ir::PoolKind,
     pub kernel: [usize; 2],
     pub stride: [usize; 2],
+    /// Symmetric padding (rows, columns); 0 for average pools.
+    pub pad: [usize; 2],
     /// The pooled result's height and width.
     pub out_hw: [usize; 2],
 }
@@ -330,9 +337,33 @@ impl DirectConv<'_> {
         match self.pool {
             Some(p) => (
                 (t.rows - p.kernel[0]) / p.stride[0] + 1,
-                (self.band(t.rows).pw - p.kernel[1]) / p.stride[1] + 1,
+                (self.band(t.rows).pw + 2 * p.pad[1] - p.kernel[1]) / p.stride[1] + 1,
             ),
             None => (0, 0),
+        }
+    }
+
+    /// The bands of output rows for a plane of `rows` rows: (first conv
+    /// row, conv rows, plane rows above the image). Without a pool, `rows`
+    /// rows each; with one, those of `P` pooled rows each (see
+    /// `PoolFuse`).
+    fn bands(&self, rows: usize) -> Vec<(usize, usize, usize)> {
+        let oh = self.out_hw[0];
+        match self.pool {
+            Some(p) => {
+                let per = (rows - p.kernel[0]) / p.stride[0] + 1;
+                (0..p.out_hw[0].div_ceil(per))
+                    .map(|bi| {
+                        let first = (bi * per * p.stride[0]) as isize - p.pad[0] as isize;
+                        let y0 = first.max(0) as usize;
+                        let end = ((first + rows as isize) as usize).min(oh);
+                        (y0, end - y0, (y0 as isize - first) as usize)
+                    })
+                    .collect()
+            }
+            None => (0..oh.div_ceil(rows))
+                .map(|b| (b * rows, (oh - b * rows).min(rows), 0))
+                .collect(),
         }
     }
 
@@ -394,7 +425,7 @@ impl DirectConv<'_> {
     /// next load overlaps this step's compute; one where the data changes
     /// rarely (loaded after the step that last reads it).
     fn slot_counts(&self, t: Tiles, nb: u32) -> [u32; 6] {
-        let bands = self.out_hw[0].div_ceil(t.rows);
+        let bands = self.bands(t.rows).len();
         // The pooled tile is stored like the accumulator.
         let pooled = |acc: u32| if self.pool.is_some() { acc } else { 1 };
         if self.depthwise() {
@@ -415,7 +446,7 @@ impl DirectConv<'_> {
         let [k, cg, r, s] = self.w;
         let (oh, ow) = (self.out_hw[0], self.out_hw[1]);
         let b = self.band(t.rows);
-        let bands = oh.div_ceil(t.rows);
+        let bands = self.bands(t.rows).len();
         let taps = r * s;
         let [band_b, w_b, ..] = self.slot_bytes(t);
         let [sh, sw] = self.win.stride;
@@ -519,9 +550,11 @@ impl DirectConv<'_> {
         };
         let mut best: Option<(u64, Tiles)> = None;
         // With a fused pool, bands of whole pooling windows: a multiple of
-        // its stride (or all rows in one band).
+        // its stride (or all rows in one band) where windows neither
+        // overlap nor pad; else `(P - 1) * stride + kernel` rows for `P`
+        // pooled rows, the bands after the first starting in the image.
         let row_choices = match self.pool {
-            Some(p) => {
+            Some(p) if p.kernel[0] <= p.stride[0] && p.pad[0] == 0 => {
                 let sh = p.stride[0];
                 let mut v: Vec<usize> = halvings(self.out_hw[0].div_ceil(sh))
                     .into_iter()
@@ -531,6 +564,11 @@ impl DirectConv<'_> {
                 v.dedup();
                 v
             }
+            Some(p) => halvings(p.out_hw[0])
+                .into_iter()
+                .filter(|&n| n * p.stride[0] >= p.pad[0])
+                .map(|n| (n - 1) * p.stride[0] + p.kernel[0])
+                .collect(),
             None => halvings(self.out_hw[0]),
         };
         for rows in row_choices {
@@ -602,6 +640,9 @@ struct Step {
     kcn: usize,
     y0: usize,
     nrows: usize,
+    /// With a fused pool, the plane rows above `y0` (the pool's padding
+    /// rows of the first band).
+    top: usize,
     /// Index of the packed weight block.
     wblock: usize,
     /// First and last input-channel block of the accumulation.
@@ -624,9 +665,7 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
     // Pack the weights and biases per block, and list the steps.
     let mut steps = Vec::new();
     let mut blocks: Vec<(Loc, Option<Loc>)> = Vec::new();
-    let bands: Vec<(usize, usize)> = (0..oh.div_ceil(t.rows))
-        .map(|b| (b * t.rows, (oh - b * t.rows).min(t.rows)))
-        .collect();
+    let bands = s.bands(t.rows);
     if dw {
         for c0 in (0..c).step_by(t.cc) {
             let ccn = (c - c0).min(t.cc);
@@ -647,7 +686,7 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
             let bl = channel_consts(e, s, c0, ccn);
             blocks.push((wl, bl));
             for img in 0..n {
-                for &(y0, nrows) in &bands {
+                for &(y0, nrows, top) in &bands {
                     steps.push(Step {
                         img,
                         c0,
@@ -656,6 +695,7 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
                         kcn: ccn,
                         y0,
                         nrows,
+                        top,
                         wblock: blocks.len() - 1,
                         first: true,
                         last: true,
@@ -707,7 +747,7 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
             for gi in 0..s.groups {
                 for kk in (0..kg).step_by(t.kc) {
                     let kcn = (kg - kk).min(t.kc);
-                    for &(y0, nrows) in &bands {
+                    for &(y0, nrows, top) in &bands {
                         for cc0 in (0..cg).step_by(t.cc) {
                             let ccn = (cg - cc0).min(t.cc);
                             steps.push(Step {
@@ -718,6 +758,7 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
                                 kcn,
                                 y0,
                                 nrows,
+                                top,
                                 wblock: index[&(gi, kk, cc0)],
                                 first: cc0 == 0,
                                 last: cc0 + ccn == cg,
@@ -955,7 +996,7 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
             e.load(
                 rl,
                 (((st.img * k + st.k0) * oh + st.y0) * ow * ES) as u64,
-                sacc.at(aslot),
+                sacc.at(aslot) + (st.top * b.pw * ES) as u32,
                 Strided {
                     shape,
                     stride: [rowb, (oh * ow * ES) as u32],
@@ -1060,8 +1101,10 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
         let b = s.band(st.nrows);
         let plane = b.ph * b.pw;
         let acc_ld = s.acc_ld(t) as u32;
+        // Below the band's first row: the pool's padding rows, if any.
+        let top = (st.top * b.pw * ES) as u32;
         let acc = Tile {
-            addr: sacc.at(aslot),
+            addr: sacc.at(aslot) + top,
             ld: acc_ld,
         };
         let m = b.m as u32;
@@ -1196,7 +1239,7 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
                         let rb = s.reg_bytes(t) as u32;
                         let regs: Vec<Tile> = std::iter::once(acc)
                             .chain((1..c.regs as u32).map(|r| Tile {
-                                addr: stmp.at(0) + (r - 1) * rb,
+                                addr: stmp.at(0) + (r - 1) * rb + top,
                                 ld: acc_ld,
                             }))
                             .collect();
@@ -1298,12 +1341,48 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
             // results), then store the pooled rows that exist.
             let (ph, pw) = s.pooled(t);
             let [qh, qw] = p.out_hw;
-            let p0 = st.y0 / p.stride[0];
+            let p0 = (st.y0 + p.pad[0] - st.top) / p.stride[0];
             let prows = ph.min(qh.saturating_sub(p0));
             if prows == 0 {
                 return;
             }
             let dst = swide.at(aslot.min(counts[5] - 1));
+            // The planes `[channel][t.rows][pw]` from the band's first row
+            // less `top`; the padding the kept windows read, -inf (CLAMP
+            // to [-inf, -inf]: a max pool's padding, see `PoolFuse`).
+            let planes = res - top;
+            let neg_inf = |e: &mut Emitter, rows: usize, cols: usize, at: usize, ld: usize| {
+                if rows > 0 && cols > 0 {
+                    let tile = Tile {
+                        addr: planes + (at * ES) as u32,
+                        ld: ld as u32,
+                    };
+                    e.push(Insn::Unary {
+                        op: isa::UnaryOp::Clamp,
+                        dtype: isa::DType::F32,
+                        rows: rows as u32,
+                        cols: cols as u32,
+                        src: tile,
+                        dst: tile,
+                        lo: f32::NEG_INFINITY.to_bits(),
+                        hi: f32::NEG_INFINITY.to_bits(),
+                    });
+                }
+            };
+            let plane = acc_ld as usize;
+            neg_inf(e, kcn as usize, st.top * b.pw, 0, plane);
+            // Rows past the image the kept windows read.
+            let end = st.top + st.nrows;
+            let read = (prows - 1) * p.stride[0] + p.kernel[0];
+            if read > end {
+                neg_inf(e, kcn as usize, (read - end) * b.pw, end * b.pw, plane);
+            }
+            // Computed columns past the right edge the kept windows read.
+            let cols_read = ((qw - 1) * p.stride[1] + p.kernel[1]).saturating_sub(p.pad[1]);
+            if cols_read > ow && b.pw > ow {
+                let rows = (kcn as usize - 1) * t.rows + read;
+                neg_inf(e, rows, b.pw.min(cols_read) - ow, ow, b.pw);
+            }
             e.push(Insn::Pool {
                 op: match p.kind {
                     crate::ir::PoolKind::Max => isa::PoolOp::Max,
@@ -1317,9 +1396,9 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
                     out_w: pw as u32,
                     kernel: [p.kernel[0] as u8, p.kernel[1] as u8],
                     stride: [p.stride[0] as u8, p.stride[1] as u8],
-                    pad: [0, 0],
+                    pad: [0, p.pad[1] as u8],
                 },
-                src: res,
+                src: planes,
                 dst,
             });
             let rowb = (qw * ES) as u32;
