@@ -1480,7 +1480,8 @@ fn overlapping_and_padded_pools_fuse_into_the_conv_producing_their_input() {
     // pad 1 max pool) on a smaller image, odd sizes whose last windows
     // read the bottom and right padding, a stride-1 conv whose computed
     // columns past the right edge a 3x3/1 pad 1 window reads, a
-    // depthwise conv, and an average pool with overlapping windows. Only
+    // depthwise conv with a silu chain, and an average pool with
+    // overlapping windows. Only
     // the pooled result is stored, at SRAM sizes from many bands to one,
     // and the values are the reference's (padding never wins a max).
     // (input, out channels, conv kernel, conv stride, conv pad, depthwise,
@@ -1596,8 +1597,30 @@ fn overlapping_and_padded_pools_fuse_into_the_conv_producing_their_input() {
             )
             .unwrap();
         // Without an activation for max pools: negative maxima, so that a
-        // padding of 0 (rather than -inf) would show.
-        let act = if max {
+        // padding of 0 (rather than -inf) would show; the depthwise one
+        // with a silu chain (negative too; on a register of the chain).
+        let act = if max && dw {
+            let sig = g
+                .add(
+                    "sig",
+                    Op::Unary {
+                        op: UnaryOp::Sigmoid,
+                        x: conv,
+                    },
+                    None,
+                )
+                .unwrap();
+            g.add(
+                "silu",
+                Op::Binary {
+                    op: BinaryOp::Mul,
+                    a: conv,
+                    b: sig,
+                },
+                None,
+            )
+            .unwrap()
+        } else if max {
             conv
         } else {
             g.add(

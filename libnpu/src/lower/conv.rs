@@ -330,6 +330,19 @@ impl DirectConv<'_> {
         }
     }
 
+    /// With a fused pool whose windows overlap, the conv rows a band
+    /// takes from the previous band's planes (copied after its POOL)
+    /// rather than computing them again: `kernel - stride` rows. Not where
+    /// the pooled planes are a register of the chain in the temporary slot
+    /// that a depthwise conv's taps overwrite; those bands recompute.
+    fn kept_rows(&self) -> usize {
+        match (self.pool, self.chain) {
+            (Some(_), Some(c)) if c.out != 0 && self.depthwise() => 0,
+            (Some(p), _) => p.kernel[0].saturating_sub(p.stride[0]),
+            _ => 0,
+        }
+    }
+
     /// POOL's output per band with `t.rows` rows: (rows, columns) of
     /// pooled values per channel (the columns past the pooled width and
     /// the rows past the image are dropped at the store).
@@ -352,12 +365,17 @@ impl DirectConv<'_> {
         match self.pool {
             Some(p) => {
                 let per = (rows - p.kernel[0]) / p.stride[0] + 1;
+                let kept = self.kept_rows() as isize;
                 (0..p.out_hw[0].div_ceil(per))
                     .map(|bi| {
                         let first = (bi * per * p.stride[0]) as isize - p.pad[0] as isize;
-                        let y0 = first.max(0) as usize;
-                        let end = ((first + rows as isize) as usize).min(oh);
-                        (y0, end - y0, (y0 as isize - first) as usize)
+                        let y0 = if bi == 0 { 0 } else { first + kept };
+                        let end = (first + rows as isize).min(oh as isize);
+                        (
+                            y0 as usize,
+                            (end - y0).max(0) as usize,
+                            (y0 - first) as usize,
+                        )
                     })
                     .collect()
             }
@@ -568,6 +586,7 @@ impl DirectConv<'_> {
                 .into_iter()
                 .filter(|&n| n * p.stride[0] >= p.pad[0])
                 .map(|n| (n - 1) * p.stride[0] + p.kernel[0])
+                .filter(|&r| self.bands(r).iter().all(|b| b.1 > 0))
                 .collect(),
             None => halvings(self.out_hw[0]),
         };
@@ -1370,7 +1389,9 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
                 }
             };
             let plane = acc_ld as usize;
-            neg_inf(e, kcn as usize, st.top * b.pw, 0, plane);
+            if st.y0 == 0 {
+                neg_inf(e, kcn as usize, st.top * b.pw, 0, plane);
+            }
             // Rows past the image the kept windows read.
             let end = st.top + st.nrows;
             let read = (prows - 1) * p.stride[0] + p.kernel[0];
@@ -1415,6 +1436,37 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
                     stride: [(pw * ES) as u32, (ph * pw * ES) as u32],
                 },
             );
+            // The next band of these channels takes the last `kept` rows
+            // of these planes as its first (`kept_rows`): they go where
+            // its result planes will be, above the rows it computes.
+            let kept = s.kept_rows();
+            let next = steps
+                .get(i + 1)
+                .filter(|n| (n.img, n.k0, n.first) == (st.img, st.k0, true) && n.y0 > st.y0);
+            if let (true, Some(_)) = (kept > 0, next) {
+                let next_slot = plan[i + 1].4;
+                let to = match s.chain {
+                    Some(c) if c.out != 0 => planes,
+                    _ => sacc.at(next_slot),
+                };
+                let from = planes + ((t.rows - kept) * b.pw * ES) as u32;
+                e.push(Insn::Unary {
+                    op: isa::UnaryOp::Move,
+                    dtype: isa::DType::F32,
+                    rows: kcn,
+                    cols: (kept * b.pw) as u32,
+                    src: Tile {
+                        addr: from,
+                        ld: acc_ld,
+                    },
+                    dst: Tile {
+                        addr: to,
+                        ld: acc_ld,
+                    },
+                    lo: 0,
+                    hi: 0,
+                });
+            }
             return;
         }
         // Output rows of the band: `ow` of every `pw` computed pixels.
