@@ -120,13 +120,14 @@ pub(super) struct DirectConv<'a> {
 }
 
 /// A pooling op fused after the convolution (plan.rs `pool_fuses`). Each
-/// band computes the conv rows of whole pooling windows, `rows = (P - 1) *
-/// stride + kernel` for `P` pooled rows, from conv row `P * stride * band
-/// - pad` on: where windows overlap (kernel > stride) the bands overlap
-/// and recompute those rows. Padding (max pools only) is -inf in the
-/// pooled planes: rows above the image (`Step::top`) and below it, and the
-/// computed columns past the right edge where a window reads them; left
-/// and right past the plane, POOL's own padding.
+/// band's planes hold the conv rows of `P` whole pooling windows, `rows =
+/// (P - 1) * stride + kernel`, from conv row `P * stride * band - pad` on.
+/// Where windows overlap (kernel > stride), a band takes the rows it
+/// shares with the previous one from that band's planes (`kept_rows`) or
+/// computes them again. Padding (max pools only) is -inf in the planes:
+/// rows above the image (the first band's `Step::top`) and below it, and
+/// the computed columns past the right edge where a window reads them;
+/// POOL pads the columns past the plane itself.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct PoolFuse {
     pub kind: crate::ir::PoolKind,
