@@ -1498,7 +1498,7 @@ fn overlapping_and_padded_pools_fuse_into_the_conv_producing_their_input() {
         [usize; 2],
         [usize; 2],
     );
-    let cases: [Case; 6] = [
+    let cases: [Case; 7] = [
         (
             [1, 3, 36, 34],
             8,
@@ -1570,6 +1570,18 @@ fn overlapping_and_padded_pools_fuse_into_the_conv_producing_their_input() {
             [3, 3],
             [2, 2],
             [0, 0],
+        ),
+        (
+            [1, 6, 13, 12],
+            6,
+            3,
+            1,
+            1,
+            true,
+            true,
+            [3, 3],
+            [1, 1],
+            [1, 1],
         ),
     ];
     for (ci, &(x, k, kk, stride, pad, dw, max, kernel, pstride, ppad)) in cases.iter().enumerate() {

@@ -797,7 +797,10 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
     let (mut nband, mut nw, mut nacc) = (0usize, 0usize, 0usize);
     let mut prev: Option<Step> = None;
     for st in &steps {
-        let new_band = prev.is_none_or(|p| (p.img, p.c0, p.y0) != (st.img, st.c0, st.y0));
+        // (Two bands of a fused pool may start on the same row, 0, with
+        // different row counts: see `bands`.)
+        let new_band =
+            prev.is_none_or(|p| (p.img, p.c0, p.y0, p.nrows) != (st.img, st.c0, st.y0, st.nrows));
         let new_w = prev.is_none_or(|p| p.wblock != st.wblock);
         if new_band {
             nband += 1;
