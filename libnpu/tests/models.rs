@@ -1474,6 +1474,220 @@ fn a_pool_fuses_into_the_conv_producing_its_input() {
 }
 
 #[test]
+fn overlapping_and_padded_pools_fuse_into_the_conv_producing_their_input() {
+    // conv -> relu -> pool whose windows straddle bands (kernel > stride)
+    // and, for max pools, pad: ResNet-18's stem (7x7/2 pad 3, then 3x3/2
+    // pad 1 max pool) on a smaller image, odd sizes whose last windows
+    // read the bottom and right padding, a stride-1 conv whose computed
+    // columns past the right edge a 3x3/1 pad 1 window reads, a
+    // depthwise conv with a silu chain, and an average pool with
+    // overlapping windows. Only
+    // the pooled result is stored, at SRAM sizes from many bands to one,
+    // and the values are the reference's (padding never wins a max).
+    // (input, out channels, conv kernel, conv stride, conv pad, depthwise,
+    // max, pool kernel, pool stride, pool pad)
+    type Case = (
+        [usize; 4],
+        usize,
+        usize,
+        usize,
+        usize,
+        bool,
+        bool,
+        [usize; 2],
+        [usize; 2],
+        [usize; 2],
+    );
+    let cases: [Case; 7] = [
+        (
+            [1, 3, 36, 34],
+            8,
+            7,
+            2,
+            3,
+            false,
+            true,
+            [3, 3],
+            [2, 2],
+            [1, 1],
+        ),
+        (
+            [1, 4, 15, 13],
+            6,
+            3,
+            1,
+            1,
+            false,
+            true,
+            [3, 3],
+            [2, 2],
+            [1, 1],
+        ),
+        (
+            [1, 3, 12, 11],
+            5,
+            3,
+            1,
+            1,
+            false,
+            true,
+            [3, 3],
+            [1, 1],
+            [1, 1],
+        ),
+        (
+            [2, 5, 14, 15],
+            5,
+            3,
+            2,
+            1,
+            true,
+            true,
+            [3, 2],
+            [2, 1],
+            [1, 1],
+        ),
+        (
+            [1, 4, 17, 16],
+            6,
+            3,
+            1,
+            0,
+            false,
+            true,
+            [2, 3],
+            [1, 2],
+            [0, 1],
+        ),
+        (
+            [1, 3, 19, 18],
+            6,
+            3,
+            1,
+            1,
+            false,
+            false,
+            [3, 3],
+            [2, 2],
+            [0, 0],
+        ),
+        (
+            [1, 6, 13, 12],
+            6,
+            3,
+            1,
+            1,
+            true,
+            true,
+            [3, 3],
+            [1, 1],
+            [1, 1],
+        ),
+    ];
+    for (ci, &(x, k, kk, stride, pad, dw, max, kernel, pstride, ppad)) in cases.iter().enumerate() {
+        let mut r = rng(70 + ci as u64);
+        let mut g = Graph::new();
+        let xi = g.input("x", TensorType::new(DType::F32, &x)).unwrap();
+        let groups = if dw { x[1] } else { 1 };
+        let w = constant(&mut g, "w", &[k, x[1] / groups, kk, kk], &mut r);
+        let b = constant(&mut g, "b", &[k], &mut r);
+        let conv = g
+            .add(
+                "conv",
+                Op::Conv2d {
+                    input: xi,
+                    weight: w,
+                    bias: Some(b),
+                    window: Window {
+                        padding: [pad, pad],
+                        stride: [stride, stride],
+                        ..Window::default()
+                    },
+                    groups,
+                },
+                None,
+            )
+            .unwrap();
+        // Without an activation for max pools: negative maxima, so that a
+        // padding of 0 (rather than -inf) would show; the depthwise one
+        // with a silu chain (negative too; on a register of the chain).
+        let act = if max && dw {
+            let sig = g
+                .add(
+                    "sig",
+                    Op::Unary {
+                        op: UnaryOp::Sigmoid,
+                        x: conv,
+                    },
+                    None,
+                )
+                .unwrap();
+            g.add(
+                "silu",
+                Op::Binary {
+                    op: BinaryOp::Mul,
+                    a: conv,
+                    b: sig,
+                },
+                None,
+            )
+            .unwrap()
+        } else if max {
+            conv
+        } else {
+            g.add(
+                "relu",
+                Op::Unary {
+                    op: UnaryOp::Relu,
+                    x: conv,
+                },
+                None,
+            )
+            .unwrap()
+        };
+        let pool = g
+            .add(
+                "pool",
+                Op::Pool {
+                    kind: if max {
+                        npu::ir::PoolKind::Max
+                    } else {
+                        npu::ir::PoolKind::Avg
+                    },
+                    x: act,
+                    kernel,
+                    window: Window {
+                        stride: pstride,
+                        padding: ppad,
+                        ..Window::default()
+                    },
+                },
+                None,
+            )
+            .unwrap();
+        g.output(pool).unwrap();
+        let pooled_bytes = g.ty(pool).bytes();
+        for sram in [16 << 10, 64 << 10, 1 << 20] {
+            let params = DeviceParams { sram_size: sram };
+            let p = compile(&g, params, CompileOptions::default()).unwrap();
+            assert_eq!(
+                stored_bytes(&p),
+                pooled_bytes,
+                "case {ci} at {sram}: the conv's output reached memory"
+            );
+            let mut s = Session::model(sram);
+            let kern = s.compile(g.clone()).unwrap();
+            s.run_checked(
+                &kern,
+                &npu::runtime::random_inputs(&g, 80 + ci as u64),
+                1e-5,
+            )
+            .unwrap_or_else(|e| panic!("case {ci} at {sram}: {e}"));
+        }
+    }
+}
+
+#[test]
 fn a_zero_pad_folds_into_the_conv_reading_it() {
     // pad (H, W; begin != end) -> conv without padding: the conv pads
     // natively, asymmetrically (the padded tensor is never stored), at

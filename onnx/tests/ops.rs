@@ -2765,6 +2765,89 @@ fn conv_pool_fuses_and_matches_onnxruntime() {
     matches_ort("convpool", &m, 1e-5);
 }
 
+/// ResNet's stem in small (Conv 7x7/2 pad 3 -> Relu -> MaxPool 3x3/2 pad
+/// 1), then a Conv 3x3/1 pad 1 -> MaxPool 3x3/1 pad 1 on odd sizes whose
+/// windows read the padding on every side: the pools' windows straddle
+/// the convs' bands and pad, yet each pool runs on its conv's output
+/// tiles (only the pooled results reach memory), and the results match
+/// onnxruntime.
+#[test]
+fn padded_max_pools_fuse_and_match_onnxruntime() {
+    let inits = vec![
+        tensor("w1", &[8, 3, 7, 7], &weights(8 * 3 * 49, 41)),
+        tensor("b1", &[8], &weights(8, 42)),
+        tensor("w2", &[6, 8, 3, 3], &weights(6 * 8 * 9, 43)),
+    ];
+    let pool = |name: &str, i: &str, o: &str, s: &'static [i64]| {
+        node(
+            "MaxPool",
+            name,
+            &[i],
+            &[o],
+            &[
+                ("kernel_shape", A::Is(&[3, 3])),
+                ("strides", A::Is(s)),
+                ("pads", A::Is(&[1, 1, 1, 1])),
+            ],
+        )
+    };
+    let nodes = vec![
+        node(
+            "Conv",
+            "c1",
+            &["x", "w1", "b1"],
+            &["y1"],
+            &[("pads", A::Is(&[3, 3, 3, 3])), ("strides", A::Is(&[2, 2]))],
+        ),
+        node("Relu", "r1", &["y1"], &["a1"], &[]),
+        pool("p1", "a1", "q1", &[2, 2]),
+        node(
+            "Conv",
+            "c2",
+            &["q1", "w2"],
+            &["y2"],
+            &[("pads", A::Is(&[1, 1, 1, 1]))],
+        ),
+        pool("p2", "y2", "y", &[1, 1]),
+    ];
+    // 46x42 -> conv 23x21 -> pool 12x11 -> conv 12x11 -> pool 12x11.
+    let m = model(
+        nodes,
+        inits,
+        &[("x", &[1, 3, 46, 42])],
+        &[("y", &[1, 6, 12, 11])],
+        13,
+    );
+    let bytes = m.write_to_bytes().unwrap();
+    let g = import(&bytes, None, &Options::default()).unwrap().graph;
+    let pooled: usize = g
+        .nodes()
+        .iter()
+        .filter(|n| matches!(n.op, npu::ir::Op::Pool { .. }))
+        .map(|n| n.ty.bytes())
+        .sum();
+    for sram in [16 << 10, 1 << 20] {
+        let p = npu::compile(
+            &g,
+            npu::DeviceParams { sram_size: sram },
+            npu::CompileOptions::default(),
+        )
+        .unwrap();
+        let stored: usize = p
+            .insns()
+            .iter()
+            .map(|i| match i {
+                npu::isa::Insn::DmaStore { mem, .. } => {
+                    mem.shape.iter().map(|&d| d as usize).product::<usize>()
+                }
+                _ => 0,
+            })
+            .sum();
+        assert_eq!(stored, pooled, "{sram}: a conv's output reached memory");
+    }
+    matches_ort("padpool", &m, 1e-5);
+}
+
 /// Convolutions with asymmetric padding (explicit unequal pads, SAME_UPPER
 /// with even kernels or strides, SAME_LOWER, with dilation, depthwise):
 /// the importer pads explicitly and the compiler folds each pad into the

@@ -136,14 +136,22 @@ pub(super) struct ChannelScale {
     pub per_image: bool,
 }
 
-/// A pooling op fused after the convolution (plan.rs `pool_fuses`: no
-/// padding, kernel height at most the stride, so bands whose row count is
-/// a multiple of the stride pool on their own).
+/// A pooling op fused after the convolution (plan.rs `pool_fuses`). Each
+/// band's planes hold the conv rows of `P` whole pooling windows, `rows =
+/// (P - 1) * stride + kernel`, from conv row `P * stride * band - pad` on.
+/// Where windows overlap (kernel > stride), a band takes the rows it
+/// shares with the previous one from that band's planes (`kept_rows`) or
+/// computes them again. Padding (max pools only) is -inf in the planes:
+/// rows above the image (the first band's `Step::top`) and below it, and
+/// the computed columns past the right edge where a window reads them;
+/// POOL pads the columns past the plane itself.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct PoolFuse {
     pub kind: crate::ir::PoolKind,
     pub kernel: [usize; 2],
     pub stride: [usize; 2],
+    /// Symmetric padding (rows, columns); 0 for average pools.
+    pub pad: [usize; 2],
     /// The pooled result's height and width.
     pub out_hw: [usize; 2],
 }
@@ -340,6 +348,19 @@ impl DirectConv<'_> {
         }
     }
 
+    /// With a fused pool whose windows overlap, the conv rows a band
+    /// takes from the previous band's planes (copied after its POOL)
+    /// rather than computing them again: `kernel - stride` rows. Not where
+    /// the pooled planes are a register of the chain in the temporary slot
+    /// that a depthwise conv's taps overwrite; those bands recompute.
+    fn kept_rows(&self) -> usize {
+        match (self.pool, self.chain) {
+            (Some(_), Some(c)) if c.out != 0 && self.depthwise() => 0,
+            (Some(p), _) => p.kernel[0].saturating_sub(p.stride[0]),
+            _ => 0,
+        }
+    }
+
     /// POOL's output per band with `t.rows` rows: (rows, columns) of
     /// pooled values per channel (the columns past the pooled width and
     /// the rows past the image are dropped at the store).
@@ -347,9 +368,38 @@ impl DirectConv<'_> {
         match self.pool {
             Some(p) => (
                 (t.rows - p.kernel[0]) / p.stride[0] + 1,
-                (self.band(t.rows).pw - p.kernel[1]) / p.stride[1] + 1,
+                (self.band(t.rows).pw + 2 * p.pad[1] - p.kernel[1]) / p.stride[1] + 1,
             ),
             None => (0, 0),
+        }
+    }
+
+    /// The bands of output rows for a plane of `rows` rows: (first conv
+    /// row, conv rows, plane rows above the image). Without a pool, `rows`
+    /// rows each; with one, those of `P` pooled rows each (see
+    /// `PoolFuse`).
+    fn bands(&self, rows: usize) -> Vec<(usize, usize, usize)> {
+        let oh = self.out_hw[0];
+        match self.pool {
+            Some(p) => {
+                let per = (rows - p.kernel[0]) / p.stride[0] + 1;
+                let kept = self.kept_rows() as isize;
+                (0..p.out_hw[0].div_ceil(per))
+                    .map(|bi| {
+                        let first = (bi * per * p.stride[0]) as isize - p.pad[0] as isize;
+                        let y0 = if bi == 0 { 0 } else { first + kept };
+                        let end = (first + rows as isize).min(oh as isize);
+                        (
+                            y0 as usize,
+                            (end - y0).max(0) as usize,
+                            (y0 - first) as usize,
+                        )
+                    })
+                    .collect()
+            }
+            None => (0..oh.div_ceil(rows))
+                .map(|b| (b * rows, (oh - b * rows).min(rows), 0))
+                .collect(),
         }
     }
 
@@ -424,7 +474,7 @@ impl DirectConv<'_> {
     /// next load overlaps this step's compute; one where the data changes
     /// rarely (loaded after the step that last reads it).
     fn slot_counts(&self, t: Tiles, nb: u32) -> [u32; 8] {
-        let bands = self.out_hw[0].div_ceil(t.rows);
+        let bands = self.bands(t.rows).len();
         // The pooled tile is stored like the accumulator.
         let pooled = |acc: u32| if self.pool.is_some() { acc } else { 1 };
         if self.depthwise() {
@@ -445,7 +495,7 @@ impl DirectConv<'_> {
         let [k, cg, r, s] = self.w;
         let (oh, ow) = (self.out_hw[0], self.out_hw[1]);
         let b = self.band(t.rows);
-        let bands = oh.div_ceil(t.rows);
+        let bands = self.bands(t.rows).len();
         let taps = r * s;
         let [band_b, w_b, ..] = self.slot_bytes(t);
         let [sh, sw] = self.win.stride;
@@ -549,9 +599,11 @@ impl DirectConv<'_> {
         };
         let mut best: Option<(u64, Tiles)> = None;
         // With a fused pool, bands of whole pooling windows: a multiple of
-        // its stride (or all rows in one band).
+        // its stride (or all rows in one band) where windows neither
+        // overlap nor pad; else `(P - 1) * stride + kernel` rows for `P`
+        // pooled rows, the bands after the first starting in the image.
         let row_choices = match self.pool {
-            Some(p) => {
+            Some(p) if p.kernel[0] <= p.stride[0] && p.pad[0] == 0 => {
                 let sh = p.stride[0];
                 let mut v: Vec<usize> = halvings(self.out_hw[0].div_ceil(sh))
                     .into_iter()
@@ -561,6 +613,12 @@ impl DirectConv<'_> {
                 v.dedup();
                 v
             }
+            Some(p) => halvings(p.out_hw[0])
+                .into_iter()
+                .filter(|&n| n * p.stride[0] >= p.pad[0])
+                .map(|n| (n - 1) * p.stride[0] + p.kernel[0])
+                .filter(|&r| self.bands(r).iter().all(|b| b.1 > 0))
+                .collect(),
             None => halvings(self.out_hw[0]),
         };
         for rows in row_choices {
@@ -634,6 +692,9 @@ struct Step {
     kcn: usize,
     y0: usize,
     nrows: usize,
+    /// With a fused pool, the plane rows above `y0` (the pool's padding
+    /// rows of the first band).
+    top: usize,
     /// Index of the packed weight block.
     wblock: usize,
     /// First and last input-channel block of the accumulation.
@@ -656,9 +717,7 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
     // Pack the weights and biases per block, and list the steps.
     let mut steps = Vec::new();
     let mut blocks: Vec<(Loc, Option<Loc>)> = Vec::new();
-    let bands: Vec<(usize, usize)> = (0..oh.div_ceil(t.rows))
-        .map(|b| (b * t.rows, (oh - b * t.rows).min(t.rows)))
-        .collect();
+    let bands = s.bands(t.rows);
     if dw {
         for c0 in (0..c).step_by(t.cc) {
             let ccn = (c - c0).min(t.cc);
@@ -679,7 +738,7 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
             let bl = channel_consts(e, s, c0, ccn);
             blocks.push((wl, bl));
             for img in 0..n {
-                for &(y0, nrows) in &bands {
+                for &(y0, nrows, top) in &bands {
                     steps.push(Step {
                         img,
                         c0,
@@ -688,6 +747,7 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
                         kcn: ccn,
                         y0,
                         nrows,
+                        top,
                         wblock: blocks.len() - 1,
                         first: true,
                         last: true,
@@ -739,7 +799,7 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
             for gi in 0..s.groups {
                 for kk in (0..kg).step_by(t.kc) {
                     let kcn = (kg - kk).min(t.kc);
-                    for &(y0, nrows) in &bands {
+                    for &(y0, nrows, top) in &bands {
                         for cc0 in (0..cg).step_by(t.cc) {
                             let ccn = (cg - cc0).min(t.cc);
                             steps.push(Step {
@@ -750,6 +810,7 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
                                 kcn,
                                 y0,
                                 nrows,
+                                top,
                                 wblock: index[&(gi, kk, cc0)],
                                 first: cc0 == 0,
                                 last: cc0 + ccn == cg,
@@ -768,7 +829,10 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
     let (mut nband, mut nw, mut nacc) = (0usize, 0usize, 0usize);
     let mut prev: Option<Step> = None;
     for st in &steps {
-        let new_band = prev.is_none_or(|p| (p.img, p.c0, p.y0) != (st.img, st.c0, st.y0));
+        // (Two bands of a fused pool may start on the same row, 0, with
+        // different row counts: see `bands`.)
+        let new_band =
+            prev.is_none_or(|p| (p.img, p.c0, p.y0, p.nrows) != (st.img, st.c0, st.y0, st.nrows));
         let new_w = prev.is_none_or(|p| p.wblock != st.wblock);
         if new_band {
             nband += 1;
@@ -1014,7 +1078,7 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
             e.load(
                 rl,
                 (((st.img * k + st.k0) * oh + st.y0) * ow * ES) as u64,
-                sacc.at(aslot),
+                sacc.at(aslot) + (st.top * b.pw * ES) as u32,
                 Strided {
                     shape,
                     stride: [rowb, (oh * ow * ES) as u32],
@@ -1119,8 +1183,10 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
         let b = s.band(st.nrows);
         let plane = b.ph * b.pw;
         let acc_ld = s.acc_ld(t) as u32;
+        // Below the band's first row: the pool's padding rows, if any.
+        let top = (st.top * b.pw * ES) as u32;
         let acc = Tile {
-            addr: sacc.at(aslot),
+            addr: sacc.at(aslot) + top,
             ld: acc_ld,
         };
         let m = b.m as u32;
@@ -1276,7 +1342,7 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
                         let rb = s.reg_bytes(t) as u32;
                         let regs: Vec<Tile> = std::iter::once(acc)
                             .chain((1..c.regs as u32).map(|r| Tile {
-                                addr: stmp.at(0) + (r - 1) * rb,
+                                addr: stmp.at(0) + (r - 1) * rb + top,
                                 ld: acc_ld,
                             }))
                             .collect();
@@ -1381,12 +1447,50 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
             // results), then store the pooled rows that exist.
             let (ph, pw) = s.pooled(t);
             let [qh, qw] = p.out_hw;
-            let p0 = st.y0 / p.stride[0];
+            let p0 = (st.y0 + p.pad[0] - st.top) / p.stride[0];
             let prows = ph.min(qh.saturating_sub(p0));
             if prows == 0 {
                 return;
             }
             let dst = swide.at(aslot.min(counts[5] - 1));
+            // The planes `[channel][t.rows][pw]` from the band's first row
+            // less `top`; the padding the kept windows read, -inf (CLAMP
+            // to [-inf, -inf]: a max pool's padding, see `PoolFuse`).
+            let planes = res - top;
+            let neg_inf = |e: &mut Emitter, rows: usize, cols: usize, at: usize, ld: usize| {
+                if rows > 0 && cols > 0 {
+                    let tile = Tile {
+                        addr: planes + (at * ES) as u32,
+                        ld: ld as u32,
+                    };
+                    e.push(Insn::Unary {
+                        op: isa::UnaryOp::Clamp,
+                        dtype: isa::DType::F32,
+                        rows: rows as u32,
+                        cols: cols as u32,
+                        src: tile,
+                        dst: tile,
+                        lo: f32::NEG_INFINITY.to_bits(),
+                        hi: f32::NEG_INFINITY.to_bits(),
+                    });
+                }
+            };
+            let plane = acc_ld as usize;
+            if st.y0 == 0 {
+                neg_inf(e, kcn as usize, st.top * b.pw, 0, plane);
+            }
+            // Rows past the image the kept windows read.
+            let end = st.top + st.nrows;
+            let read = (prows - 1) * p.stride[0] + p.kernel[0];
+            if read > end {
+                neg_inf(e, kcn as usize, (read - end) * b.pw, end * b.pw, plane);
+            }
+            // Computed columns past the right edge the kept windows read.
+            let cols_read = ((qw - 1) * p.stride[1] + p.kernel[1]).saturating_sub(p.pad[1]);
+            if cols_read > ow && b.pw > ow {
+                let rows = (kcn as usize - 1) * t.rows + read;
+                neg_inf(e, rows, b.pw.min(cols_read) - ow, ow, b.pw);
+            }
             e.push(Insn::Pool {
                 op: match p.kind {
                     crate::ir::PoolKind::Max => isa::PoolOp::Max,
@@ -1400,9 +1504,9 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
                     out_w: pw as u32,
                     kernel: [p.kernel[0] as u8, p.kernel[1] as u8],
                     stride: [p.stride[0] as u8, p.stride[1] as u8],
-                    pad: [0, 0],
+                    pad: [0, p.pad[1] as u8],
                 },
-                src: res,
+                src: planes,
                 dst,
             });
             let rowb = (qw * ES) as u32;
@@ -1419,6 +1523,37 @@ pub(super) fn direct_conv(e: &mut Emitter, s: &DirectConv<'_>) -> Result<(), Str
                     stride: [(pw * ES) as u32, (ph * pw * ES) as u32],
                 },
             );
+            // The next band of these channels takes the last `kept` rows
+            // of these planes as its first (`kept_rows`): they go where
+            // its result planes will be, above the rows it computes.
+            let kept = s.kept_rows();
+            let next = steps
+                .get(i + 1)
+                .filter(|n| (n.img, n.k0, n.first) == (st.img, st.k0, true) && n.y0 > st.y0);
+            if let (true, Some(_)) = (kept > 0, next) {
+                let next_slot = plan[i + 1].4;
+                let to = match s.chain {
+                    Some(c) if c.out != 0 => planes,
+                    _ => sacc.at(next_slot),
+                };
+                let from = planes + ((t.rows - kept) * b.pw * ES) as u32;
+                e.push(Insn::Unary {
+                    op: isa::UnaryOp::Move,
+                    dtype: isa::DType::F32,
+                    rows: kcn,
+                    cols: (kept * b.pw) as u32,
+                    src: Tile {
+                        addr: from,
+                        ld: acc_ld,
+                    },
+                    dst: Tile {
+                        addr: to,
+                        ld: acc_ld,
+                    },
+                    lo: 0,
+                    hi: 0,
+                });
+            }
             return;
         }
         // Output rows of the band: `ow` of every `pw` computed pixels.

@@ -168,6 +168,7 @@ pub fn lower_step(g: &Graph, plan: &Plan, step: &Step, e: &mut Emitter) -> R<()>
                             kind: *kind,
                             kernel: *kernel,
                             stride: window.stride,
+                            pad: window.padding,
                             out_hw: [g.ty(step.out).shape[2], g.ty(step.out).shape[3]],
                         }),
                         _ => None,

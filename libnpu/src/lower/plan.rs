@@ -142,16 +142,37 @@ pub fn pad_fuses(graph: &Graph, p: ValueId, conv: ValueId) -> bool {
 }
 
 /// Whether pooling node `p` can run on the tiles of a direct conv2d's
-/// output bands: f32, no padding or dilation, and windows that never
-/// straddle rows of two bands (kernel height at most the stride), so each
-/// band of output rows pools on its own.
+/// output bands: f32, no dilation, the output size ONNX's floor rule
+/// gives, and padding only for max pools (their padding is -inf in the
+/// pooled planes; an average excludes it, which POOL does only at the
+/// planes' edges). Windows that straddle bands are recomputed (conv.rs
+/// `PoolFuse`).
 pub fn pool_fuses(graph: &Graph, p: ValueId) -> bool {
     match graph.node(p).op {
-        Op::Pool { kernel, window, .. } => {
+        Op::Pool {
+            kind,
+            kernel,
+            window,
+            x,
+        } => {
+            let (xs, ys) = (&graph.ty(x).shape, &graph.ty(p).shape);
+            let floor_rule = (0..2).all(|i| {
+                xs.len() == 4
+                    && ys.len() == 4
+                    && xs[2 + i] + 2 * window.padding[i] >= kernel[i]
+                    && ys[2 + i]
+                        == (xs[2 + i] + 2 * window.padding[i] - kernel[i]) / window.stride[i] + 1
+            });
+            let pad_ok = match kind {
+                crate::ir::PoolKind::Max => {
+                    window.padding[0] < kernel[0] && window.padding[1] < kernel[1]
+                }
+                crate::ir::PoolKind::Avg => window.padding == [0, 0],
+            };
             graph.ty(p).dtype == crate::ir::DType::F32
-                && window.padding == [0, 0]
                 && window.dilation == [1, 1]
-                && kernel[0] <= window.stride[0]
+                && floor_rule
+                && pad_ok
                 && kernel[0] < 256
                 && kernel[1] < 256
                 && window.stride[0] < 256
