@@ -2273,6 +2273,35 @@ fn uint8_qlinear_and_qdq_convs_match_onnxruntime() {
 
 /// DMA stores and loads of `bytes` compiled for `sram` bytes of SRAM, with
 /// fusion on or off.
+/// Bytes the program compiled from `g` for `sram` bytes of SRAM stores
+/// (its DMA_STOREs' regions, whose shapes count bytes): what reaches memory.
+fn stored_bytes(g: &npu::ir::Graph, sram: u32) -> usize {
+    let p = npu::compile(
+        g,
+        npu::DeviceParams { sram_size: sram },
+        npu::CompileOptions::default(),
+    )
+    .unwrap();
+    p.insns()
+        .iter()
+        .map(|i| match i {
+            npu::isa::Insn::DmaStore { mem, .. } => {
+                mem.shape.iter().map(|&d| d as usize).product::<usize>()
+            }
+            _ => 0,
+        })
+        .sum()
+}
+
+/// Bytes of the results of the nodes of `g` whose op `is` picks.
+fn result_bytes(g: &npu::ir::Graph, is: fn(&npu::ir::Op) -> bool) -> usize {
+    g.nodes()
+        .iter()
+        .filter(|n| is(&n.op))
+        .map(|n| n.ty.bytes())
+        .sum()
+}
+
 fn dma_counts(bytes: &[u8], sram: u32, fuse: bool) -> (usize, usize) {
     let g = import(bytes, None, &Options::default()).unwrap().graph;
     let opts = npu::CompileOptions {
@@ -2737,30 +2766,13 @@ fn conv_pool_fuses_and_matches_onnxruntime() {
     );
     let bytes = m.write_to_bytes().unwrap();
     let g = import(&bytes, None, &Options::default()).unwrap().graph;
-    let pooled: usize = g
-        .nodes()
-        .iter()
-        .filter(|n| matches!(n.op, npu::ir::Op::Pool { .. }))
-        .map(|n| n.ty.bytes())
-        .sum();
+    let pooled = result_bytes(&g, |op| matches!(op, npu::ir::Op::Pool { .. }));
     for sram in [16 << 10, 1 << 20] {
-        let p = npu::compile(
-            &g,
-            npu::DeviceParams { sram_size: sram },
-            npu::CompileOptions::default(),
-        )
-        .unwrap();
-        let stored: usize = p
-            .insns()
-            .iter()
-            .map(|i| match i {
-                npu::isa::Insn::DmaStore { mem, .. } => {
-                    mem.shape.iter().map(|&d| d as usize).product::<usize>()
-                }
-                _ => 0,
-            })
-            .sum();
-        assert_eq!(stored, pooled, "{sram}: a conv's output reached memory");
+        assert_eq!(
+            stored_bytes(&g, sram),
+            pooled,
+            "{sram}: a conv's output reached memory"
+        );
     }
     matches_ort("convpool", &m, 1e-5);
 }
@@ -2820,30 +2832,13 @@ fn padded_max_pools_fuse_and_match_onnxruntime() {
     );
     let bytes = m.write_to_bytes().unwrap();
     let g = import(&bytes, None, &Options::default()).unwrap().graph;
-    let pooled: usize = g
-        .nodes()
-        .iter()
-        .filter(|n| matches!(n.op, npu::ir::Op::Pool { .. }))
-        .map(|n| n.ty.bytes())
-        .sum();
+    let pooled = result_bytes(&g, |op| matches!(op, npu::ir::Op::Pool { .. }));
     for sram in [16 << 10, 1 << 20] {
-        let p = npu::compile(
-            &g,
-            npu::DeviceParams { sram_size: sram },
-            npu::CompileOptions::default(),
-        )
-        .unwrap();
-        let stored: usize = p
-            .insns()
-            .iter()
-            .map(|i| match i {
-                npu::isa::Insn::DmaStore { mem, .. } => {
-                    mem.shape.iter().map(|&d| d as usize).product::<usize>()
-                }
-                _ => 0,
-            })
-            .sum();
-        assert_eq!(stored, pooled, "{sram}: a conv's output reached memory");
+        assert_eq!(
+            stored_bytes(&g, sram),
+            pooled,
+            "{sram}: a conv's output reached memory"
+        );
     }
     matches_ort("padpool", &m, 1e-5);
 }
@@ -2919,30 +2914,13 @@ fn asymmetric_conv_padding_is_native_and_matches_onnxruntime() {
         .filter(|n| matches!(n.op, npu::ir::Op::Pad { .. }))
         .count();
     assert_eq!(pads, 4, "the importer pads each conv explicitly");
-    let convs: usize = g
-        .nodes()
-        .iter()
-        .filter(|n| matches!(n.op, npu::ir::Op::Conv2d { .. }))
-        .map(|n| n.ty.bytes())
-        .sum();
+    let convs = result_bytes(&g, |op| matches!(op, npu::ir::Op::Conv2d { .. }));
     for sram in [8 << 10, 1 << 20] {
-        let p = npu::compile(
-            &g,
-            npu::DeviceParams { sram_size: sram },
-            npu::CompileOptions::default(),
-        )
-        .unwrap();
-        let stored: usize = p
-            .insns()
-            .iter()
-            .map(|i| match i {
-                npu::isa::Insn::DmaStore { mem, .. } => {
-                    mem.shape.iter().map(|&d| d as usize).product::<usize>()
-                }
-                _ => 0,
-            })
-            .sum();
-        assert_eq!(stored, convs, "{sram}: a padded copy reached memory");
+        assert_eq!(
+            stored_bytes(&g, sram),
+            convs,
+            "{sram}: a padded copy reached memory"
+        );
     }
     matches_ort("asympad", &m, 1e-5);
 }
