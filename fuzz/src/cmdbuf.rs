@@ -95,7 +95,7 @@ fn spec_opcodes() -> &'static [u8] {
                 let mut f = l.split_whitespace();
                 let hex = f.next()?.strip_prefix("0x").filter(|h| h.len() == 2)?;
                 let name = f.next()?;
-                name.chars().all(|c| c.is_ascii_uppercase() || c == '_').then(|| u8::from_str_radix(hex, 16).ok())?
+                name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_').then(|| u8::from_str_radix(hex, 16).ok())?
             })
             .collect()
     })
