@@ -2223,6 +2223,16 @@ fn pool_tiles(
 /// window (npu-hw.rst, Reset: the work between two reset checks).
 const POOL_POLL_WORK: usize = 255 * 255;
 
+/// The window of output position `o` along one axis clipped to the input
+/// (positions outside add nothing): `[lo, hi)`, empty when none is in.
+fn clip_window(o: usize, stride: u8, pad: u8, k: u8, n: usize) -> (usize, usize) {
+    let lo = (o * stride as usize).saturating_sub(pad as usize).min(n);
+    let hi = (o * stride as usize + k as usize)
+        .saturating_sub(pad as usize)
+        .min(n);
+    (lo, hi.max(lo))
+}
+
 /// Windows of up to 255 x 255: `poll` runs before each run of output
 /// elements whose windows hold at most [`POOL_POLL_WORK`] positions (before
 /// each element for the largest windows). `input` holds the planes (f32
@@ -2240,18 +2250,9 @@ fn pool(
         g.out_h as usize,
         g.out_w as usize,
     );
-    // The window of each output position clipped to the input (positions
-    // outside add nothing), per axis: `[lo, hi)`, empty when none is in.
-    let clip = |o: usize, stride: u8, pad: u8, k: u8, n: usize| {
-        let lo = (o * stride as usize).saturating_sub(pad as usize).min(n);
-        let hi = (o * stride as usize + k as usize)
-            .saturating_sub(pad as usize)
-            .min(n);
-        (lo, hi.max(lo))
-    };
     // Bounded by the checked output tile (at most the SRAM's words).
     let cols: Vec<(usize, usize)> = (0..ow)
-        .map(|ox| clip(ox, g.stride[1], g.pad[1], g.kernel[1], iw))
+        .map(|ox| clip_window(ox, g.stride[1], g.pad[1], g.kernel[1], iw))
         .collect();
     let per_poll = (POOL_POLL_WORK / (g.kernel[0] as usize * g.kernel[1] as usize)).max(1);
     let mut until_poll = 0;
@@ -2287,7 +2288,7 @@ fn pool(
     for c in 0..g.channels as usize {
         let plane = &input[c * n..(c + 1) * n];
         for oy in 0..oh {
-            let (ky0, ky1) = clip(oy, g.stride[0], g.pad[0], g.kernel[0], ih);
+            let (ky0, ky1) = clip_window(oy, g.stride[0], g.pad[0], g.kernel[0], ih);
             if !inner.is_empty() {
                 if until_poll < ow {
                     poll()?;
@@ -2383,13 +2384,6 @@ fn pool_i8(
         g.out_h as usize,
         g.out_w as usize,
     );
-    let clip = |o: usize, stride: u8, pad: u8, k: u8, n: usize| {
-        let lo = (o * stride as usize).saturating_sub(pad as usize).min(n);
-        let hi = (o * stride as usize + k as usize)
-            .saturating_sub(pad as usize)
-            .min(n);
-        (lo, hi.max(lo))
-    };
     let per_poll = (POOL_POLL_WORK / (g.kernel[0] as usize * g.kernel[1] as usize)).max(1);
     let mut until_poll = 0;
     // rhe then saturate to i8 (CONVERT f32->i32, then a clamp).
@@ -2401,14 +2395,14 @@ fn pool_i8(
     for c in 0..g.channels as usize {
         let plane = &input[c * ih * iw..(c + 1) * ih * iw];
         for oy in 0..oh {
-            let (y0, y1) = clip(oy, g.stride[0], g.pad[0], g.kernel[0], ih);
+            let (y0, y1) = clip_window(oy, g.stride[0], g.pad[0], g.kernel[0], ih);
             for ox in 0..ow {
                 if until_poll == 0 {
                     poll()?;
                     until_poll = per_poll;
                 }
                 until_poll -= 1;
-                let (x0, x1) = clip(ox, g.stride[1], g.pad[1], g.kernel[1], iw);
+                let (x0, x1) = clip_window(ox, g.stride[1], g.pad[1], g.kernel[1], iw);
                 let window = (y0..y1).flat_map(|y| plane[y * iw + x0..y * iw + x1].iter());
                 let n = ((y1 - y0) * (x1 - x0)) as f32;
                 out.push(match q.op {
