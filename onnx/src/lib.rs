@@ -1512,22 +1512,7 @@ impl Importer<'_> {
         else {
             return Ok(false);
         };
-        let out = ctx.n.output[0].as_str();
-        let readers = self.consumers.get(out).cloned().unwrap_or_default();
-        if readers.len() != 1 || self.graph_outputs.contains(out) {
-            return Ok(false);
-        }
-        let qi = readers[0];
-        let qn = &self.nodes[qi];
-        if qn.op_type != "QuantizeLinear" || qn.input.first().map(String::as_str) != Some(out) {
-            return Ok(false);
-        }
-        let qctx = Ctx { n: qn };
-        let ys = match self.host(&qctx, 1, "y scale").map(|t| t.data.as_f32()) {
-            Ok(s) if s.len() == 1 => s[0],
-            _ => return Ok(false),
-        };
-        let Ok((yz, y_uint8)) = self.qdq_zero_point(&qctx) else {
+        let Some((qi, ys, yz, y_uint8)) = self.sole_quantize_reader(ctx) else {
             return Ok(false);
         };
         let w = match self.input(ctx, 1)? {
@@ -1620,7 +1605,7 @@ impl Importer<'_> {
                 trans_b,
             }
         };
-        let qout = qn.output[0].clone();
+        let qout = self.nodes[qi].output[0].clone();
         let yq = Quant::PerTensor {
             scale: ys,
             zero_point: yz,
@@ -2148,27 +2133,12 @@ impl Importer<'_> {
         if !matches!(self.g.ty(xq).quant, Some(Quant::PerTensor { .. })) {
             return Ok(None);
         }
-        let out = ctx.n.output[0].as_str();
-        let readers = self.consumers.get(out).cloned().unwrap_or_default();
-        if readers.len() != 1 || self.graph_outputs.contains(out) {
-            return Ok(None);
-        }
-        let qi = readers[0];
-        let qn = &self.nodes[qi];
-        if qn.op_type != "QuantizeLinear" || qn.input.first().map(String::as_str) != Some(out) {
-            return Ok(None);
-        }
-        let qctx = Ctx { n: qn };
-        let ys = match self.host(&qctx, 1, "y scale").map(|t| t.data.as_f32()) {
-            Ok(s) if s.len() == 1 => s[0],
-            _ => return Ok(None),
-        };
-        let Ok((yz, uint8)) = self.qdq_zero_point(&qctx) else {
+        let Some((qi, ys, yz, uint8)) = self.sole_quantize_reader(ctx) else {
             return Ok(None);
         };
         Ok(Some(Int8Pool {
             x: xq,
-            out: qn.output[0].clone(),
+            out: self.nodes[qi].output[0].clone(),
             quant: Quant::PerTensor {
                 scale: ys,
                 zero_point: yz,
@@ -2382,6 +2352,30 @@ impl Importer<'_> {
     /// ONNX's QuantizeLinear makes uint8 with zero point 0 (int8 with
     /// `output_dtype` 3, opset 21), and DequantizeLinear reads its input's
     /// type; uint8 runs as int8 with zero point `zp - 128`.
+    /// The QuantizeLinear that is the only reader of `ctx`'s output (not a
+    /// graph output), for QDQ patterns that run in int8: its node index,
+    /// its scalar y scale, zero point and whether it makes uint8. None if
+    /// the output has another reader or that reader is no such node.
+    fn sole_quantize_reader(&self, ctx: &Ctx) -> Option<(usize, f32, i8, bool)> {
+        let out = ctx.n.output[0].as_str();
+        let readers = self.consumers.get(out)?;
+        if readers.len() != 1 || self.graph_outputs.contains(out) {
+            return None;
+        }
+        let qi = readers[0];
+        let qn = &self.nodes[qi];
+        if qn.op_type != "QuantizeLinear" || qn.input.first().map(String::as_str) != Some(out) {
+            return None;
+        }
+        let qctx = Ctx { n: qn };
+        let ys = match self.host(&qctx, 1, "y scale").map(|t| t.data.as_f32()) {
+            Ok(s) if s.len() == 1 => s[0],
+            _ => return None,
+        };
+        let (yz, uint8) = self.qdq_zero_point(&qctx).ok()?;
+        Some((qi, ys, yz, uint8))
+    }
+
     fn qdq_zero_point(&self, ctx: &Ctx) -> Result<(i8, bool), ImportError> {
         match self.opt_input(ctx, 2)? {
             None => {
