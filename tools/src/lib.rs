@@ -7,6 +7,7 @@ pub mod args;
 pub mod child;
 pub mod copyjob;
 pub mod debugfs;
+pub mod faultinject;
 pub mod kmod;
 pub mod npy;
 pub mod onnx_model;

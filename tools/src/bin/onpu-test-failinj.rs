@@ -31,6 +31,7 @@ use npu::device::raw::{self as accel, Bo, Mapping};
 use npu_isa::assemble;
 use npu_tools::copyjob::{self, CopyJob};
 use npu_tools::debugfs;
+use npu_tools::faultinject::{FaultKnobs, CAPABILITIES};
 use npu_tools::tap::Tap;
 use npu_uapi as uapi;
 use std::fs::{File, OpenOptions};
@@ -40,7 +41,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// The fault-injection capabilities aimed at the test's thread.
-const CAPABILITIES: [&str; 2] = ["failslab", "fail_page_alloc"];
 /// Most allocations one call may make before its sweep gives up.
 const MAX_POINTS: u32 = 5000;
 /// How long a fence, a job or a counter may take to get where it must.
@@ -66,7 +66,8 @@ fn io_errno(e: std::io::Error) -> i32 {
 struct Injector {
     fail_nth: File,
     make_it_fail: File,
-    saved: Vec<(PathBuf, String)>,
+    /// Put back after the files above are disarmed (field order).
+    _knobs: FaultKnobs,
 }
 
 impl Injector {
@@ -80,46 +81,11 @@ impl Injector {
             .write(true)
             .open("/proc/thread-self/make-it-fail")
             .map_err(|e| format!("/proc/thread-self/make-it-fail: {e}"))?;
-        let mut inj = Injector {
+        Ok(Injector {
             fail_nth,
             make_it_fail,
-            saved: Vec::new(),
-        };
-        for cap in CAPABILITIES {
-            let dir = Path::new("/sys/kernel/debug").join(cap);
-            if !dir.is_dir() {
-                return Err(format!(
-                    "{} is missing: not the debug kernel (CONFIG_FAILSLAB, CONFIG_FAIL_PAGE_ALLOC, CONFIG_FAULT_INJECTION_DEBUG_FS)",
-                    dir.display()
-                ));
-            }
-            // Nothing fails through probability/interval (probability 0,
-            // and only tasks with make-it-fail, which this one does not
-            // set): only this thread's fail-nth count injects.
-            inj.set(&dir, "probability", "0")?;
-            inj.set(&dir, "task-filter", "Y")?;
-            inj.set(&dir, "interval", "1")?;
-            inj.set(&dir, "times", "-1")?;
-            inj.set(&dir, "space", "0")?;
-            // One line per injected failure (2 would print a call trace,
-            // which the harness takes for a kernel report).
-            inj.set(&dir, "verbose", "1")?;
-            // GFP_KERNEL allocations too (the default skips them).
-            inj.set(&dir, "ignore-gfp-wait", "N")?;
-        }
-        let pages = Path::new("/sys/kernel/debug/fail_page_alloc");
-        // Single pages and user/shmem pages (__GFP_HIGHMEM) too.
-        inj.set(pages, "min-order", "0")?;
-        inj.set(pages, "ignore-gfp-highmem", "N")?;
-        Ok(inj)
-    }
-
-    fn set(&mut self, dir: &Path, knob: &str, value: &str) -> Result<(), String> {
-        let path = dir.join(knob);
-        let old = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        std::fs::write(&path, value).map_err(|e| format!("{} = {value}: {e}", path.display()))?;
-        self.saved.push((path, old.trim().to_string()));
-        Ok(())
+            _knobs: FaultKnobs::new()?,
+        })
     }
 
     /// From now on every `interval`th allocation of this thread fails
@@ -179,11 +145,6 @@ impl Drop for Injector {
     fn drop(&mut self) {
         let _ = self.fail_nth.write_at(b"0", 0);
         let _ = self.make_it_fail.write_at(b"0", 0);
-        for (path, value) in self.saved.iter().rev() {
-            if let Err(e) = std::fs::write(path, value) {
-                eprintln!("onpu-test-failinj: restoring {}: {e}", path.display());
-            }
-        }
     }
 }
 

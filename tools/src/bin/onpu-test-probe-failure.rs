@@ -42,12 +42,13 @@
 use npu::device::raw::{self as accel, Mapping};
 use npu_isa::{assemble, Insn};
 use npu_tools::child;
+use npu_tools::faultinject::FaultKnobs;
 use npu_tools::kmod;
 use npu_tools::tap::Tap;
 use npu_uapi as uapi;
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// BAR0 registers (Documentation/hw/npu-hw.rst, "Register map").
@@ -258,61 +259,6 @@ fn killed_load_while_self_test_runs() -> Result<(), String> {
     }
 }
 
-/// The fault-injection knobs, aimed at a task's fail-nth count alone
-/// (probability 0), put back as they were when dropped (as
-/// onpu-test-failinj sets them).
-struct Injector {
-    saved: Vec<(PathBuf, String)>,
-}
-
-impl Injector {
-    fn new() -> Result<Injector, String> {
-        let mut inj = Injector { saved: Vec::new() };
-        for cap in ["failslab", "fail_page_alloc"] {
-            let dir = Path::new("/sys/kernel/debug").join(cap);
-            if !dir.is_dir() {
-                return Err(format!(
-                    "{} is missing: not the debug kernel",
-                    dir.display()
-                ));
-            }
-            for (knob, value) in [
-                ("probability", "0"),
-                ("task-filter", "Y"),
-                ("interval", "1"),
-                ("times", "-1"),
-                ("space", "0"),
-                // One line per failure (2 prints a trace: a "report").
-                ("verbose", "1"),
-                // GFP_KERNEL allocations too.
-                ("ignore-gfp-wait", "N"),
-            ] {
-                inj.set(&dir, knob, value)?;
-            }
-        }
-        let pages = Path::new("/sys/kernel/debug/fail_page_alloc");
-        inj.set(pages, "min-order", "0")?;
-        inj.set(pages, "ignore-gfp-highmem", "N")?;
-        Ok(inj)
-    }
-
-    fn set(&mut self, dir: &Path, knob: &str, value: &str) -> Result<(), String> {
-        let path = dir.join(knob);
-        let old = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        std::fs::write(&path, value).map_err(|e| format!("{} = {value}: {e}", path.display()))?;
-        self.saved.push((path, old.trim().to_string()));
-        Ok(())
-    }
-}
-
-impl Drop for Injector {
-    fn drop(&mut self) {
-        for (path, value) in self.saved.iter().rev() {
-            let _ = std::fs::write(path, value);
-        }
-    }
-}
-
 /// How a binding child's bind went (its exit code).
 const BOUND: i32 = 0;
 const BOUND_AFTER_FAILURE: i32 = 1;
@@ -402,7 +348,7 @@ fn fail_after_self_test() -> Result<(), String> {
     let pci = npu_function()?;
     unbind(&pci)?;
     let bar = Bar::map(&pci)?;
-    let inj = Injector::new()?;
+    let inj = FaultKnobs::new()?;
     let mut failed = 0u32;
     for n in 1..=MAX_ALLOCATIONS {
         match bind_failing_nth(&pci, &bar, n)? {
