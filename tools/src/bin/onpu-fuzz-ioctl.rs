@@ -453,8 +453,13 @@ fn one_call(
             }
         }
         _ => {
-            // mmap a random handle's offset and touch it.
+            // mmap a random handle's offset and touch it. Not an object
+            // larger than 1 MiB: the raw-ioctl calls can make objects up to
+            // DRM_ONPU_BO_MAX_SIZE, and a CPU mapping of a shmem object
+            // populates all its pages (a 4 GiB one sends the guest's OOM
+            // killer after this process).
             match accel::bo_info(file, bo) {
+                Ok(b) if b.size > 1 << 20 => false,
                 Ok(b) => {
                     if let Ok(mut m) = Mapping::new(file, &b) {
                         let s = m.as_mut_slice();
