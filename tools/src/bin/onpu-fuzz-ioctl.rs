@@ -81,6 +81,22 @@ const USER_PAGE: u64 = 4096;
 /// Live userptr objects per pool (see `Pool::userptrs`).
 const MAX_USERPTRS: usize = 8;
 
+/// Largest object the raw-argument calls may create.
+const RAW_BO_MAX: u64 = 64 * 1024;
+
+/// Before a BO_CREATE whose argument is `scratch` (random bytes, or what
+/// an earlier call left there): a size of at most RAW_BO_MAX. Random bytes
+/// can ask for any size up to DRM_ONPU_BO_MAX_SIZE, and a job that names
+/// such an object (15 % of handle picks are random, and handles are small
+/// numbers) pins all its pages: a 4 GiB object sends the 1 GiB guest's OOM
+/// killer after this process. A small value stays small when the kernel
+/// copies fewer than its 8 bytes (a short size in a random command number).
+/// Call 1 covers the large and out-of-range sizes with objects it tracks.
+fn defuse_bo_create(rng: &mut Rng, scratch: &mut [u8; 256]) {
+    let size = rng.below(RAW_BO_MAX + 1);
+    scratch[..8].copy_from_slice(&size.to_ne_bytes());
+}
+
 /// One random ioctl on `file`; returns whether it succeeded.
 fn one_call(
     file: &File,
@@ -360,6 +376,9 @@ fn one_call(
             for b in scratch.iter_mut() {
                 *b = rng.next() as u8;
             }
+            if nr == uapi::DRM_COMMAND_BASE + uapi::DRM_ONPU_BO_CREATE {
+                defuse_bo_create(rng, scratch);
+            }
             // SAFETY: the argument points at 256 valid bytes, more than any
             // size encoded here; the kernel copies at most `size`.
             unsafe {
@@ -382,6 +401,9 @@ fn one_call(
             ];
             let req = reqs[rng.below(reqs.len() as u64) as usize];
             let p = ptr(rng, scratch);
+            if req == uapi::DRM_IOCTL_ONPU_BO_CREATE && p == scratch.as_ptr() as u64 {
+                defuse_bo_create(rng, scratch);
+            }
             // SAFETY: the kernel validates the user pointer; a bad one is
             // EFAULT, a valid one is our scratch buffer (256 bytes).
             unsafe { libc::ioctl(file.as_raw_fd(), req as libc::c_ulong, p as *mut u8) >= 0 }
