@@ -41,11 +41,14 @@ pub(crate) const RETIRED_ENTRIES: usize = 2 * RING_ENTRIES as usize;
 /// Highest fault code of ISA 1.0.
 const STATUS_MAX: u32 = 11;
 
-/// What [`Engine::enter_ring`] did.
-pub(crate) enum Entered {
-    Yes,
-    NoRoom,
-    Stopped,
+/// Why [`Engine::enter_ring`] gave a job back.
+pub(crate) enum NotEntered {
+    /// No room in the ring (or for the job's priority), or no hardware
+    /// context free: it waits for a job to retire.
+    NoRoom(Arc<Job>),
+    /// Unbind stopped the engine, or the device is wedged: the device
+    /// will not run it.
+    Stopped(Arc<Job>),
 }
 
 /// The engine's ring lock: the ring indices and everything that follows
@@ -151,112 +154,142 @@ impl Engine {
 
     /// Run a kernel job (the probe self-test): into the ring at once.
     pub(crate) fn run_kernel_job(self: &Arc<Self>, job: &Arc<Job>) -> Result {
-        match self.enter_ring(job, RING_ENTRIES as usize) {
-            Entered::Yes => Ok(()),
-            Entered::NoRoom => Err(EBUSY),
-            Entered::Stopped => Err(ENODEV),
+        match self.enter_ring(job.clone(), RING_ENTRIES as usize) {
+            Ok(()) => Ok(()),
+            Err(NotEntered::NoRoom(_)) => Err(EBUSY),
+            Err(NotEntered::Stopped(_)) => Err(ENODEV),
         }
     }
 
     /// Write `job` into the ring as the next job and tell the device, unless
     /// `depth` jobs are in it already (scheduler pass: allocates nothing).
-    pub(crate) fn enter_ring(self: &Arc<Self>, job: &Arc<Job>, depth: usize) -> Entered {
-        let r = (|| -> Result<bool> {
-            let mut st = self.state.lock();
-            if st.stopped {
-                return Err(ENODEV);
+    ///
+    /// Takes the caller's reference: the ring's list keeps the job, and the
+    /// reference given is let go of under the ring lock, where the list's
+    /// cannot be. So a caller in a fence signalling section (a scheduler
+    /// pass) never drops the last reference to a job, whose release frees
+    /// its objects and address space. Refused, the job comes back.
+    pub(crate) fn enter_ring(
+        self: &Arc<Self>,
+        job: Arc<Job>,
+        depth: usize,
+    ) -> core::result::Result<(), NotEntered> {
+        let mut st = self.state.lock();
+        match self.write_job(&mut st, &job, depth) {
+            Ok(true) => {
+                drop(job);
+                drop(st);
+                Ok(())
             }
-            // A wedged device takes no job: the scheduler cancels it.
-            if st.wedged {
-                return Err(EIO);
-            }
-            if !st.has_room() || st.in_flight.len() >= depth {
-                return Ok(false);
-            }
-            // The registers and the rings are revoked when the device
-            // unbinds (devres, after unbind stopped the engine under this
-            // lock: `stopped` above). Nothing from here on sleeps, so an
-            // RCU read-side section is all the access needs: no bound-device
-            // proof, no gate.
-            let rcu = rcu::read_lock();
-            let (Some(bar), Some(rings)) = (
-                self.bar.try_access_with_guard(&rcu),
-                self.rings.try_access_with_guard(&rcu),
-            ) else {
-                return Err(ENODEV);
-            };
-            let ring = self.ring(bar, rings);
-            if let Some(vm) = job.vm() {
-                // A hardware context for its address space (slots.rs);
-                // with every slot busy, the job waits in the scheduler
-                // until a job retires.
-                let Ok(Binding { slot, new }) = st.slots.bind(vm.id()) else {
-                    return Ok(false);
-                };
-                // The device reads the descriptor when the job starts: it
-                // must be in place before the entry is published.
-                if new {
-                    if let Err(e) = ring.set_context(slot, vm.root()) {
-                        // Unbound again, so that the next bind writes it.
-                        st.slots.release(vm.id());
-                        return Err(e);
-                    }
-                }
-                job.set_context(slot);
-            }
-            // has_room(): within the capacity allocated at probe.
-            if st.in_flight.push_within_capacity(job.clone()).is_err() {
-                if job.vm().is_some() {
-                    st.slots.job_left(job.context());
-                }
-                return Err(EBUSY);
-            }
-            let seqno = st.queued_seqno + 1;
-            job.set_ring_seqno(seqno);
-            let slot = st.ring.next_slot();
-            let old = st.ring.sq_tail;
-            if let Err(e) = ring.write(&mut st.ring, job.sq_entry(slot, ring.profile_addr(slot))) {
-                st.in_flight.pop();
-                if job.vm().is_some() {
-                    st.slots.job_left(job.context());
-                }
-                return Err(e);
-            }
-            if st.in_flight.len() == 1 {
-                st.head_since = Instant::now();
-            }
-            st.queued_seqno = seqno;
-            if ring.publish(&st.ring, old) {
-                self.counters.doorbells.add(1, Relaxed);
-            }
-            self.counters.submitted.add(1, Relaxed);
-            // Arm the watchdog unless it is pending already (the work
-            // item's own pending bit decides; a pass that is running
-            // re-arms too). It times the job from now: it is in the ring.
-            // Under the ring lock, not stopped: unbind, which stops the
-            // engine under this lock, cancels the watchdog afterwards.
-            self.arm_watchdog();
-            Ok(true)
-        })();
-        match r {
-            Ok(true) => Entered::Yes,
-            Ok(false) => Entered::NoRoom,
-            Err(_) => Entered::Stopped,
+            Ok(false) => Err(NotEntered::NoRoom(job)),
+            Err(_) => Err(NotEntered::Stopped(job)),
         }
+    }
+
+    /// [`Engine::enter_ring`] under the ring lock: Ok(false) when there is
+    /// no room, Err when the device will not run it.
+    fn write_job(
+        self: &Arc<Self>,
+        st: &mut RingState,
+        job: &Arc<Job>,
+        depth: usize,
+    ) -> Result<bool> {
+        if st.stopped {
+            return Err(ENODEV);
+        }
+        // A wedged device takes no job: the scheduler cancels it.
+        if st.wedged {
+            return Err(EIO);
+        }
+        if !st.has_room() || st.in_flight.len() >= depth {
+            return Ok(false);
+        }
+        // The registers and the rings are revoked when the device
+        // unbinds (devres, after unbind stopped the engine under this
+        // lock: `stopped` above). Nothing from here on sleeps, so an
+        // RCU read-side section is all the access needs: no bound-device
+        // proof, no gate.
+        let rcu = rcu::read_lock();
+        let (Some(bar), Some(rings)) = (
+            self.bar.try_access_with_guard(&rcu),
+            self.rings.try_access_with_guard(&rcu),
+        ) else {
+            return Err(ENODEV);
+        };
+        let ring = self.ring(bar, rings);
+        if let Some(vm) = job.vm() {
+            // A hardware context for its address space (slots.rs);
+            // with every slot busy, the job waits in the scheduler
+            // until a job retires.
+            let Ok(Binding { slot, new }) = st.slots.bind(vm.id()) else {
+                return Ok(false);
+            };
+            // The device reads the descriptor when the job starts: it
+            // must be in place before the entry is published.
+            if new {
+                if let Err(e) = ring.set_context(slot, vm.root()) {
+                    // Unbound again, so that the next bind writes it.
+                    st.slots.release(vm.id());
+                    return Err(e);
+                }
+            }
+            job.set_context(slot);
+        }
+        // has_room(): within the capacity allocated at probe.
+        if st.in_flight.push_within_capacity(job.clone()).is_err() {
+            if job.vm().is_some() {
+                st.slots.job_left(job.context());
+            }
+            return Err(EBUSY);
+        }
+        let seqno = st.queued_seqno + 1;
+        job.set_ring_seqno(seqno);
+        let slot = st.ring.next_slot();
+        let old = st.ring.sq_tail;
+        if let Err(e) = ring.write(&mut st.ring, job.sq_entry(slot, ring.profile_addr(slot))) {
+            st.in_flight.pop();
+            if job.vm().is_some() {
+                st.slots.job_left(job.context());
+            }
+            return Err(e);
+        }
+        if st.in_flight.len() == 1 {
+            st.head_since = Instant::now();
+        }
+        st.queued_seqno = seqno;
+        if ring.publish(&st.ring, old) {
+            self.counters.doorbells.add(1, Relaxed);
+        }
+        self.counters.submitted.add(1, Relaxed);
+        // Arm the watchdog unless it is pending already (the work
+        // item's own pending bit decides; a pass that is running
+        // re-arms too). It times the job from now: it is in the ring.
+        // Under the ring lock, not stopped: unbind, which stops the
+        // engine under this lock, cancels the watchdog afterwards.
+        self.arm_watchdog();
+        Ok(true)
     }
 
     /// End a job that never reached the ring (SUBMIT failed after its
     /// fence was published, or the device went away) with `outcome`, as
     /// though it had passed through the ring: it takes a place in the
     /// retired list, so false when the ring has no room.
-    pub(crate) fn retire_unqueued(self: &Arc<Self>, job: &Arc<Job>, outcome: Outcome) -> bool {
+    ///
+    /// Takes the caller's reference into the retired list (as
+    /// [`Engine::enter_ring`] does); gives the job back when there is no
+    /// room.
+    pub(crate) fn retire_unqueued(
+        self: &Arc<Self>,
+        job: Arc<Job>,
+        outcome: Outcome,
+    ) -> core::result::Result<(), Arc<Job>> {
         let mut st = self.state.lock();
         if !st.has_room() {
-            return false;
+            return Err(job);
         }
-        self.retire_listed(&mut st, job.clone(), outcome, Delta::ZERO);
+        self.retire_listed(&mut st, job, outcome, Delta::ZERO);
         self.schedule_release(&st);
-        true
+        Ok(())
     }
 
     /// Drain new completion records (IRQ thread, watchdog), at most one

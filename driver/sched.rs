@@ -39,7 +39,7 @@ use kernel::{
 
 use crate::engine::Engine;
 use crate::fence::Signalling;
-use crate::inflight::Entered;
+use crate::inflight::NotEntered;
 use crate::job::{Job, Outcome};
 use crate::ring::RING_ENTRIES;
 use crate::uapi;
@@ -262,13 +262,18 @@ impl Engine {
         let _signalling = Signalling::begin();
         let mut pending = q.pending.lock();
         let ready = job.deps_left() == 0 && job.failed().is_none();
+        let mut job = job;
         if ready && pending.jobs.is_empty() && !self.sched_blocked.load(Relaxed) {
-            if let Entered::Yes = self.enter_ring(&job, self.ring_depth(q.priority)) {
-                self.counters.fast_path.add(1, Relaxed);
-                pending.last = Some(ARef::from(&*job.fence));
-                return Ok(false);
+            let fence = ARef::from(&*job.fence);
+            match self.enter_ring(job, self.ring_depth(q.priority)) {
+                Ok(()) => {
+                    self.counters.fast_path.add(1, Relaxed);
+                    pending.last = Some(fence);
+                    return Ok(false);
+                }
+                // No room, no slot, or stopped: the scheduler sees to it.
+                Err(NotEntered::NoRoom(j) | NotEntered::Stopped(j)) => job = j,
             }
-            // No room, no slot, or stopped: the scheduler sees to it.
         }
         // Within the capacity: the limit of jobs not yet ended rules a full
         // list out; a list unbind took away has none.
@@ -347,6 +352,12 @@ impl Engine {
     }
 
     /// One step for one queue: its head job into the ring if it is ready.
+    ///
+    /// Runs in a fence signalling section: the list's reference to the job
+    /// moves into the ring's or the retired list (or back to the list),
+    /// never dropped here, where it could be the last one and free the
+    /// job's objects and address space (their locks are taken where
+    /// memory is allocated).
     fn step(self: &Arc<Self>, q: &SchedQueue, poll: &mut bool) -> Step {
         let mut pending = q.pending.lock();
         let Some(head) = pending.jobs.first() else {
@@ -358,44 +369,39 @@ impl Engine {
         if head.deps_left() != 0 {
             return Step::Idle;
         }
-        if let Some(e) = head.not_running() {
-            // Signalled after every earlier job of its queue.
-            if pending.last.as_ref().is_some_and(|f| !f.is_signaled()) {
-                self.sched_blocked.store(true, Relaxed);
-                return Step::Idle;
-            }
-            let job = head.clone();
-            return match self.retire_unqueued(&job, Outcome::not_queued(e)) {
-                true => {
-                    let _ = pending.jobs.remove(0);
-                    self.sched_waiting.fetch_sub(1u32, Relaxed);
-                    pending.last = Some(ARef::from(&*job.fence));
-                    Step::Moved
-                }
-                false => Step::RingFull,
-            };
+        let failed = head.not_running();
+        // A job that will not run is signalled after every earlier job of
+        // its queue.
+        if failed.is_some() && pending.last.as_ref().is_some_and(|f| !f.is_signaled()) {
+            self.sched_blocked.store(true, Relaxed);
+            return Step::Idle;
         }
-        let job = head.clone();
-        match self.enter_ring(&job, self.ring_depth(q.priority)) {
-            Entered::Yes => {
-                let _ = pending.jobs.remove(0);
-                self.sched_waiting.fetch_sub(1u32, Relaxed);
-                pending.last = Some(ARef::from(&*job.fence));
-                Step::Moved
-            }
-            Entered::NoRoom => Step::RingFull,
-            Entered::Stopped => {
+        let Ok(job) = pending.jobs.remove(0) else {
+            return Step::Idle;
+        };
+        let fence = ARef::from(&*job.fence);
+        let back = match failed {
+            Some(e) => self.retire_unqueued(job, Outcome::not_queued(e)).err(),
+            None => match self.enter_ring(job, self.ring_depth(q.priority)) {
+                Ok(()) => None,
+                Err(NotEntered::NoRoom(job)) => Some(job),
                 // Unbind: the device will not run it.
-                if self.retire_unqueued(&job, Outcome::canceled()) {
-                    let _ = pending.jobs.remove(0);
-                    self.sched_waiting.fetch_sub(1u32, Relaxed);
-                    pending.last = Some(ARef::from(&*job.fence));
-                    Step::Moved
-                } else {
-                    Step::RingFull
+                Err(NotEntered::Stopped(job)) => {
+                    self.retire_unqueued(job, Outcome::canceled()).err()
                 }
-            }
+            },
+        };
+        let Some(job) = back else {
+            self.sched_waiting.fetch_sub(1u32, Relaxed);
+            pending.last = Some(fence);
+            return Step::Moved;
+        };
+        // Back at the head. Cannot fail: the removal left the room; were
+        // it to, leaking the job beats freeing it here.
+        if let Err(e) = pending.jobs.insert_within_capacity(0, job) {
+            core::mem::forget(e);
         }
+        Step::RingFull
     }
 
     /// Unbind: end every job still waiting in a queue as cancelled, in
