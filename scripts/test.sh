@@ -85,8 +85,12 @@ host() {
 
 fuzz() {
 	local rc=0
-	scripts/fuzz-host.sh short || rc=$?
-	awk '/^fuzz-host: [0-9]+ passed, [0-9]+ failed/ { print $2, $4, 0 }' "$results/fuzz.log" >"$results/fuzz.counts"
+	# Counted from its own copy, complete once the pipeline ends: the
+	# stage's fuzz.log is written by run_stage's tee, which may not have
+	# caught up yet (the count was then lost).
+	scripts/fuzz-host.sh short 2>&1 | tee "$results/fuzz-host.out"
+	rc=${PIPESTATUS[0]}
+	awk '/^fuzz-host: [0-9]+ passed, [0-9]+ failed/ { print $2, $4, 0 }' "$results/fuzz-host.out" >"$results/fuzz.counts"
 	return $rc
 }
 
