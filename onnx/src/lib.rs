@@ -2101,18 +2101,7 @@ impl Importer<'_> {
                 Val::Ir(x) => x,
                 Val::Host(_) => return Err(ctx.err("pooling a constant is not supported")),
             };
-            let xq = Quant::PerTensor {
-                scale: xs[0],
-                zero_point: xz[0],
-            };
-            if self.g.ty(x).quant.as_ref() != Some(&xq) {
-                return Err(ctx.err(format!(
-                    "the input is {}, this node reads it as scale {} zp {}",
-                    self.g.ty(x),
-                    xs[0],
-                    xz[0]
-                )));
-            }
+            self.check_input_quant(ctx, x, xs[0], xz[0])?;
             return Ok(Some(Int8Pool {
                 x,
                 out: ctx.n.output[0].clone(),
@@ -2162,6 +2151,25 @@ impl Importer<'_> {
         Ok(())
     }
 
+    /// A QLinear node's input `x` must carry the per-tensor quantization
+    /// the node declares for it (the IR keeps one per value).
+    fn check_input_quant(
+        &self,
+        ctx: &Ctx,
+        x: ValueId,
+        scale: f32,
+        zero_point: i8,
+    ) -> Result<(), ImportError> {
+        let declared = Quant::PerTensor { scale, zero_point };
+        if self.g.ty(x).quant.as_ref() == Some(&declared) {
+            return Ok(());
+        }
+        Err(ctx.err(format!(
+            "the input is {}, this node reads it as scale {scale} zp {zero_point}",
+            self.g.ty(x)
+        )))
+    }
+
     /// Scales and int8 zero points of input pair (`si`, `si + 1`).
     fn qparams(
         &self,
@@ -2209,18 +2217,7 @@ impl Importer<'_> {
             return Err(ctx.err("x and y need per-tensor quantization"));
         }
         let x = self.ir_input(ctx, 0)?;
-        let xq = Quant::PerTensor {
-            scale: xs[0],
-            zero_point: xz[0],
-        };
-        if self.g.ty(x).quant.as_ref() != Some(&xq) {
-            return Err(ctx.err(format!(
-                "the input is {}, this node reads it as scale {} zp {}",
-                self.g.ty(x),
-                xs[0],
-                xz[0]
-            )));
-        }
+        self.check_input_quant(ctx, x, xs[0], xz[0])?;
         let w = self.host(ctx, 3, "weight")?;
         let wdata = match &w.data {
             Data::I8(v) => v.clone(),

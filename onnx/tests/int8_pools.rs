@@ -485,3 +485,36 @@ fn native_int8_pools_take_fewer_instructions() {
         assert!(after.0 < before.0, "{tag}: {before:?} -> {after:?}");
     }
 }
+
+/// Two QLinear pools reading one tensor as two different quantizations:
+/// the IR keeps one per value, so the second is refused, saying what the
+/// tensor is and what the node declared.
+#[test]
+fn qlinear_pools_must_read_their_input_as_it_is_quantized() {
+    let mut m = pool_model(
+        "QLinearGlobalAveragePool",
+        &[1, 4, 4, 4],
+        INT8,
+        (0.05, 0),
+        (0.05, 0),
+        &[],
+        &[1, 4, 1, 1],
+    );
+    let g = m.graph.as_mut().unwrap();
+    g.initializer.push(scale("sx2", 0.5));
+    g.node.push(node(
+        "QLinearGlobalAveragePool",
+        &["x", "sx2", "zx", "sy", "zy"],
+        "y2",
+        &[],
+    ));
+    g.output.push(value("y2", &[1, 4, 1, 1], INT8));
+    let err = import(&m.write_to_bytes().unwrap(), None, &Options::default())
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.contains("this node reads it as scale 0.5 zp 0"),
+        "{err}"
+    );
+}
