@@ -336,7 +336,15 @@ impl Engine {
         bar.write32((ctx >> 32) as u32, CTX_TABLE_HI);
         bar.write32(IRQ_ALL, IRQ_ACK);
         bar.write32(IRQ_ALL, IRQ_MASK);
-        bar.write32(CONTROL_ENABLE, CONTROL);
+        // With the completion event index the job vector needs no IRQ_ACK
+        // (irq.rs); a device without it ignores nothing: the bit is only
+        // set when CAPS says it exists.
+        let event = if self.uses_cq_event() {
+            CONTROL_CQ_EVENT
+        } else {
+            0
+        };
+        bar.write32(CONTROL_ENABLE | event, CONTROL);
         let status = bar.read32(STATUS);
         if status & STATUS_HALTED != 0 || status & STATUS_ENABLED == 0 {
             dev_err!(

@@ -109,9 +109,16 @@ impl Engine {
         self.params.caps & CAP_SHADOW_DOORBELL != 0
     }
 
+    /// Whether completions interrupt by event index (CONTROL.CQ_EVENT,
+    /// set at start): only with the shadow page, where publishing the
+    /// head costs no register write.
+    pub(crate) fn uses_cq_event(&self) -> bool {
+        self.uses_shadow() && self.params.caps & CAP_CQ_EVENT != 0
+    }
+
     /// The ring layer over the device's registers and ring memory.
     pub(crate) fn ring<'a>(&self, bar: &'a Bar0, rings: &'a Rings) -> Ring<'a> {
-        Ring::new(bar, rings, self.uses_shadow())
+        Ring::new(bar, rings, self.uses_shadow(), self.uses_cq_event())
     }
 
     /// The sequence number of the newest job the device may have started,
@@ -320,92 +327,103 @@ impl Engine {
         st: &mut RingState,
     ) -> Result {
         let ring = self.ring(bar, rings);
-        let mut progressed = false;
         let mut reset = false;
         let retired = st.retired.len();
-        for _ in 0..RING_ENTRIES {
-            let Some(rec) = ring.next_record(&mut st.ring) else {
-                break;
-            };
-            progressed = true;
-            let pos = st
-                .in_flight
-                .iter()
-                .position(|j| (j.ring_seqno(), j.context()) == (rec.seqno, rec.context));
-            let Some(pos) = pos.filter(|_| rec.status <= STATUS_MAX) else {
-                self.counters.bogus_completions.add(1, Relaxed);
-                dev_warn!(
-                    dev,
-                    "ignoring a bogus completion record (seqno {}, context {}, status {:#x})\n",
-                    rec.seqno,
-                    rec.context,
-                    rec.status
-                );
-                continue;
-            };
-            if pos > 0 && !reset {
-                // The device ends jobs in ring order: it skipped (or lost
-                // the records of) the jobs before this one, which it may
-                // still be running. Stop it before believing anything.
-                dev_warn!(
-                    dev,
-                    "completion record of job {} out of order: resetting the NPU\n",
-                    rec.seqno
-                );
-                if st.stopped {
-                    return Err(ENODEV);
-                }
-                if st.wedged {
-                    return Err(EIO);
-                }
-                self.counters.resets.add(1, Relaxed);
-                reset = true;
-                // Before the reset clears the fault registers.
-                self.capture_dump(
-                    st,
-                    bar,
-                    rings,
-                    Reason::OutOfOrder,
-                    Some(&rec),
-                    STATUS_ABORTED,
-                    0,
-                );
-                if let Err(e) = hw::reset(dev, bar) {
-                    self.wedge(dev, st);
-                    self.schedule_release(st);
-                    return Err(e);
-                }
-                // The records already written stay valid: go on reading
-                // them, the device is stopped.
-            }
-            for _ in 0..pos {
-                if let Some(lost) = st.in_flight.first() {
+        // At most one ring's worth in all, whatever the device writes; a
+        // new pass only for a record the look after publishing the head
+        // found (the completion event index: the device sent no message
+        // for it).
+        let mut budget = RING_ENTRIES;
+        loop {
+            let mut found = false;
+            while budget > 0 {
+                let Some(rec) = ring.next_record(&mut st.ring) else {
+                    break;
+                };
+                budget -= 1;
+                found = true;
+                let pos = st
+                    .in_flight
+                    .iter()
+                    .position(|j| (j.ring_seqno(), j.context()) == (rec.seqno, rec.context));
+                let Some(pos) = pos.filter(|_| rec.status <= STATUS_MAX) else {
+                    self.counters.bogus_completions.add(1, Relaxed);
                     dev_warn!(
                         dev,
-                        "job {} has no completion record: failing it\n",
-                        lost.ring_seqno()
+                        "ignoring a bogus completion record (seqno {}, context {}, status {:#x})\n",
+                        rec.seqno,
+                        rec.context,
+                        rec.status
+                    );
+                    continue;
+                };
+                if pos > 0 && !reset {
+                    // The device ends jobs in ring order: it skipped (or lost
+                    // the records of) the jobs before this one, which it may
+                    // still be running. Stop it before believing anything.
+                    dev_warn!(
+                        dev,
+                        "completion record of job {} out of order: resetting the NPU\n",
+                        rec.seqno
+                    );
+                    if st.stopped {
+                        return Err(ENODEV);
+                    }
+                    if st.wedged {
+                        return Err(EIO);
+                    }
+                    self.counters.resets.add(1, Relaxed);
+                    reset = true;
+                    // Before the reset clears the fault registers.
+                    self.capture_dump(
+                        st,
+                        bar,
+                        rings,
+                        Reason::OutOfOrder,
+                        Some(&rec),
+                        STATUS_ABORTED,
+                        0,
+                    );
+                    if let Err(e) = hw::reset(dev, bar) {
+                        self.wedge(dev, st);
+                        self.schedule_release(st);
+                        return Err(e);
+                    }
+                    // The records already written stay valid: go on reading
+                    // them, the device is stopped.
+                }
+                for _ in 0..pos {
+                    if let Some(lost) = st.in_flight.first() {
+                        dev_warn!(
+                            dev,
+                            "job {} has no completion record: failing it\n",
+                            lost.ring_seqno()
+                        );
+                    }
+                    self.retire_head(st, Outcome::aborted(STATUS_ABORTED));
+                }
+                if rec.status != uapi::DRM_ONPU_JOB_OK && !reset {
+                    self.capture_dump(
+                        st,
+                        bar,
+                        rings,
+                        Reason::JobFault,
+                        Some(&rec),
+                        rec.status,
+                        rec.fault_addr,
                     );
                 }
-                self.retire_head(st, Outcome::aborted(STATUS_ABORTED));
+                let mut outcome = Outcome::from_device(rec.status, rec.fault_addr, rec.cycles);
+                if let Some(job) = st.in_flight.first().filter(|j| j.profiled) {
+                    // Written before the completion record (read after the
+                    // phase, above); copied, not allocated.
+                    outcome.profile = ring.profile(job.ring_slot()).ok().map(|r| r.words);
+                }
+                self.retire_head(st, outcome);
             }
-            if rec.status != uapi::DRM_ONPU_JOB_OK && !reset {
-                self.capture_dump(
-                    st,
-                    bar,
-                    rings,
-                    Reason::JobFault,
-                    Some(&rec),
-                    rec.status,
-                    rec.fault_addr,
-                );
+            if reset || !found || st.stopped || !ring.release_records(&st.ring) || budget == 0 {
+                break;
             }
-            let mut outcome = Outcome::from_device(rec.status, rec.fault_addr, rec.cycles);
-            if let Some(job) = st.in_flight.first().filter(|j| j.profiled) {
-                // Written before the completion record (read after the
-                // phase, above); copied, not allocated.
-                outcome.profile = ring.profile(job.ring_slot()).ok().map(|r| r.words);
-            }
-            self.retire_head(st, outcome);
         }
         if reset {
             if let Err(e) = self.restart(dev, st) {
@@ -413,8 +431,6 @@ impl Engine {
                 self.schedule_release(st);
                 return Err(e);
             }
-        } else if progressed && !st.stopped {
-            ring.release_records(&st.ring);
         }
         if st.retired.len() != retired {
             self.schedule_release(st);

@@ -89,7 +89,7 @@ impl Engine {
     }
 }
 
-/// One MSI-X vector: acknowledges its causes, then drains completions in
+/// One MSI-X vector: acknowledges its latched causes, then drains completions in
 /// the IRQ thread (the ring state is under a mutex). The error vector also
 /// recovers a halted device.
 #[pin_data]
@@ -114,8 +114,18 @@ impl irq::ThreadedHandler for IrqHandler {
             0
         };
         // Acknowledge first, then drain: a completion landing after the
-        // drain raises a new message.
-        bar.write32(self.causes, IRQ_ACK);
+        // drain raises a new message. With the completion event index
+        // JOB_DONE does not latch: the drain's look after publishing the
+        // head takes the place of the acknowledge, and the job vector
+        // writes no register at all.
+        let ack = if self.engine.uses_cq_event() {
+            self.causes & !IRQ_JOB_DONE
+        } else {
+            self.causes
+        };
+        if ack != 0 {
+            bar.write32(ack, IRQ_ACK);
+        }
         if self.engine.drain(dev).is_err() {
             return IrqReturn::None;
         }

@@ -60,6 +60,9 @@ pub(crate) const VA_BITS_SUPPORTED: u32 = 39;
 pub(crate) const CAP_SHADOW_DOORBELL: u32 = 1 << 3;
 /// CAPS: per-job profile records ("Job profile records", device 1.1).
 pub(crate) const CAP_JOB_PROFILE: u32 = 1 << 5;
+/// CAPS: completion interrupts by event index ("Completion event index",
+/// device 1.6).
+pub(crate) const CAP_CQ_EVENT: u32 = 1 << 6;
 /// Submission-entry flags: write the job's profile record.
 pub(crate) const SQ_FLAG_PROFILE: u16 = 1 << 0;
 /// Words of the shadow doorbell page.
@@ -70,6 +73,8 @@ pub(crate) const SHADOW_WORDS: usize = 1024;
 
 pub(crate) const CONTROL_ENABLE: u32 = 1 << 0;
 pub(crate) const CONTROL_SOFT_RESET: u32 = 1 << 1;
+/// JOB_DONE by the completion event index instead of IRQ_STATUS/IRQ_ACK.
+pub(crate) const CONTROL_CQ_EVENT: u32 = 1 << 2;
 pub(crate) const STATUS_ENABLED: u32 = 1 << 0;
 pub(crate) const STATUS_RESET_DONE: u32 = 1 << 1;
 pub(crate) const STATUS_HALTED: u32 = 1 << 3;

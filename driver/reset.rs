@@ -130,8 +130,12 @@ impl Engine {
         self.with_bound(|dev| {
             let bar = self.bar.access(dev)?;
             // A lost message leaves JOB_DONE pending, which would suppress
-            // every later one: acknowledge before draining.
-            bar.write32(IRQ_JOB_DONE, IRQ_ACK);
+            // every later one: acknowledge before draining. (With the
+            // completion event index nothing latches; the drain publishes
+            // the head, after which the next record sends again.)
+            if !self.uses_cq_event() {
+                bar.write32(IRQ_JOB_DONE, IRQ_ACK);
+            }
             self.drain(dev)?;
             let mut st = self.state.lock();
             let Some(head) = st.in_flight.first() else {

@@ -141,11 +141,19 @@ pub(crate) struct Ring<'a> {
     rings: &'a Rings,
     /// The device has CAPS.SHADOW_DOORBELL: indices go through the page.
     shadow: bool,
+    /// CONTROL.CQ_EVENT is set (with the page): the device sends a
+    /// completion message only for a record at the published head.
+    cq_event: bool,
 }
 
 impl<'a> Ring<'a> {
-    pub(crate) fn new(bar: &'a Bar0, rings: &'a Rings, shadow: bool) -> Self {
-        Self { bar, rings, shadow }
+    pub(crate) fn new(bar: &'a Bar0, rings: &'a Rings, shadow: bool, cq_event: bool) -> Self {
+        Self {
+            bar,
+            rings,
+            shadow,
+            cq_event: shadow && cq_event,
+        }
     }
 
     /// Write `entry` into the next submission-ring slot (not published:
@@ -223,8 +231,14 @@ impl<'a> Ring<'a> {
         Some(rec)
     }
 
-    /// Give the records read so far back to the device.
-    pub(crate) fn release_records(&self, idx: &RingIndices) {
+    /// Give the records read so far back to the device; whether a record
+    /// is already waiting at the new head, which the caller must drain.
+    /// With the completion event index, the device sends no message for a
+    /// record written while the head it read was behind: publishing the
+    /// head, then (after a full barrier, against the device's record write
+    /// before its head read) looking at the ring once more, one of the two
+    /// sides sees the other, so no record waits for ever.
+    pub(crate) fn release_records(&self, idx: &RingIndices) -> bool {
         if self.shadow {
             // The CP reads the head from the page when it looks for room;
             // it never waits for room (at most RING_ENTRIES jobs are in
@@ -233,9 +247,14 @@ impl<'a> Ring<'a> {
                 dma_write!(self.rings.shadow, [try: SHADOW_CQ_HEAD], idx.cq_head);
                 Ok(())
             })();
+            if self.cq_event {
+                mb();
+                return self.record_written(idx, 0);
+            }
         } else {
             self.bar.write32(idx.cq_head, CQ_HEAD);
         }
+        false
     }
 
     /// After a device reset: the device restarts at index 0 of both rings,

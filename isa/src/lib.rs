@@ -23,7 +23,7 @@ pub use fault::{requantize, Fault};
 
 /// Major and minor version of the ISA described here.
 pub const ISA_VERSION_MAJOR: u16 = 1;
-pub const ISA_VERSION_MINOR: u16 = 5;
+pub const ISA_VERSION_MINOR: u16 = 6;
 /// The VERSION register value of a device implementing this ISA.
 pub const ISA_VERSION: u32 = (ISA_VERSION_MAJOR as u32) << 16 | ISA_VERSION_MINOR as u32;
 

@@ -80,6 +80,8 @@ struct State {
     ctx_table: u64,
     /// Shadow doorbell page; 0: off.
     shadow: u64,
+    /// CONTROL.CQ_EVENT: JOB_DONE by the completion event index.
+    cq_event: bool,
     fault_status: u32,
     fault_context: u32,
     fault_addr: u64,
@@ -238,6 +240,7 @@ impl Device {
                     | CAP_SHADOW_DOORBELL
                     | CAP_MULTI_RING
                     | CAP_JOB_PROFILE
+                    | CAP_CQ_EVENT
                     | inj
             }
             SRAM_SIZE => cfg.sram_size,
@@ -245,7 +248,7 @@ impl Device {
             VA_BITS => VA_BITS_VALUE,
             CLOCK_KHZ => CLOCK_KHZ_VALUE,
             NUM_RINGS => RINGS as u32,
-            CONTROL => s.enabled as u32 * CONTROL_ENABLE,
+            CONTROL => (s.enabled as u32 * CONTROL_ENABLE) | (s.cq_event as u32 * CONTROL_CQ_EVENT),
             STATUS => {
                 (s.enabled as u32 * STATUS_ENABLED)
                     | (s.reset_done as u32 * STATUS_RESET_DONE)
@@ -320,6 +323,7 @@ impl Device {
                     self.soft_reset();
                     return;
                 }
+                s.cq_event = value & CONTROL_CQ_EVENT != 0;
                 let want = value & CONTROL_ENABLE != 0;
                 if want && !s.enabled && !s.halted {
                     if rings_valid(&s) {
@@ -373,6 +377,7 @@ impl Device {
         s.epoch += 1;
         sh.epoch.store(s.epoch, Ordering::SeqCst);
         s.enabled = false;
+        s.cq_event = false;
         s.halted = false;
         s.hung = false;
         s.busy = false;
@@ -947,6 +952,7 @@ fn write_record(
     rec[14..16].copy_from_slice(&(sub.ring as u16).to_le_bytes());
     rec[16..24].copy_from_slice(&out.fault_addr.to_le_bytes());
     rec[24..28].copy_from_slice(&(out.stats.cycles.min(u32::MAX as u64) as u32).to_le_bytes());
+    let written = s.cq_tail;
     let addr = s.cq_base.wrapping_add(slot as u64 * CQ_ENTRY_SIZE);
     // The phase word goes last, so a driver never sees a half-written record.
     if !bus_write(mem, addr, &rec[..28])
@@ -977,6 +983,27 @@ fn write_record(
                 0
             }
     };
+    if bits == IRQ_JOB_DONE && s.cq_event {
+        // The completion event index: no latch, a message only when the
+        // driver had caught up with the ring.
+        let Some(caught_up) = driver_caught_up(sh, s, mem, written) else {
+            sh.halt(s);
+            return;
+        };
+        let job = IRQ_JOB_DONE & s.irq_mask;
+        match action {
+            Some(Action::DropIrq) => {}
+            Some(Action::SpuriousIrq) => {
+                if caught_up {
+                    sh.send(s, job);
+                }
+                sh.send(s, job);
+            }
+            _ if caught_up => sh.send(s, job),
+            _ => {}
+        }
+        return;
+    }
     match action {
         Some(Action::DropIrq) => s.irq_status |= bits,
         Some(Action::SpuriousIrq) => {
@@ -986,4 +1013,28 @@ fn write_record(
         }
         _ => sh.raise(s, bits),
     }
+}
+
+/// Whether the record just written at index `written` is at the driver's
+/// completion-ring head (it had consumed every earlier one), taking the
+/// head from the shadow page when there is one (npu-hw.rst, "Completion
+/// event index"). None on a bus error reading the page.
+fn driver_caught_up(sh: &Shared, s: &mut State, mem: &HostMemory, written: u32) -> Option<bool> {
+    // The record (written above) before the head read, against the
+    // driver's head write before its second look at the record: one of
+    // the two sees the other.
+    std::sync::atomic::fence(Ordering::SeqCst);
+    if s.shadow != 0 {
+        let mut w = [0u8; 4];
+        if !bus_read(mem, s.shadow.wrapping_add(SHADOW_CQ_HEAD), &mut w) {
+            return None;
+        }
+        let head = u32::from_le_bytes(w);
+        if head_ok(s, head) {
+            s.cq_head = head;
+        } else if head != s.cq_head {
+            sh.ring_error(s, RING_ERROR_SHADOW_CQ_HEAD, head);
+        }
+    }
+    Some(s.cq_head == written)
 }

@@ -96,13 +96,16 @@ pub const ID_VALUE: u32 = 0x4f4e_5055; // "ONPU"
 /// VERSION 1.5: register interface 1.1 (rings with priorities, job
 /// profiles) and the ISA 1.5 instructions (1.2: UNARY 7..16, prelu, GATHER;
 /// 1.3: comparisons and logic BINARY 7..15, SELECT; 1.4: CONVERT to and from
-/// f16/bf16; 1.5: POOL_I8). The ISA crate owns the number.
+/// f16/bf16; 1.5: POOL_I8; 1.6: completion interrupts by event index,
+/// CAPS.CQ_EVENT). The ISA crate owns the number.
 pub const VERSION_VALUE: u32 = npu_isa::ISA_VERSION;
 pub const VA_BITS_VALUE: u32 = 39;
 pub const CLOCK_KHZ_VALUE: u32 = 1_000_000; // a modelled 1 GHz
 
 pub const CONTROL_ENABLE: u32 = 1 << 0;
 pub const CONTROL_SOFT_RESET: u32 = 1 << 1;
+/// Completion interrupts by event index (CAP_CQ_EVENT, device 1.6).
+pub const CONTROL_CQ_EVENT: u32 = 1 << 2;
 
 pub const STATUS_ENABLED: u32 = 1 << 0;
 pub const STATUS_RESET_DONE: u32 = 1 << 1;
@@ -150,6 +153,7 @@ pub const CAP_POOL: u32 = 1 << 2;
 pub const CAP_SHADOW_DOORBELL: u32 = 1 << 3;
 pub const CAP_MULTI_RING: u32 = 1 << 4;
 pub const CAP_JOB_PROFILE: u32 = 1 << 5;
+pub const CAP_CQ_EVENT: u32 = 1 << 6;
 pub const CAP_FAULT_INJECTION: u32 = 1 << 31;
 
 /// Words of the shadow doorbell page (byte offsets).

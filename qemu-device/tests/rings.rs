@@ -57,7 +57,7 @@ fn status(b: &Bench) -> u32 {
 #[test]
 fn identification_registers() {
     let b = bench();
-    assert_eq!(b.device.mmio_read(VERSION), 0x0001_0005);
+    assert_eq!(b.device.mmio_read(VERSION), 0x0001_0006);
     assert_eq!(b.device.mmio_read(NUM_RINGS), 4);
     let caps = b.device.mmio_read(CAPS);
     assert_eq!(caps & (1 << 4), 1 << 4, "CAPS.MULTI_RING");

@@ -102,7 +102,7 @@ fn config_space_describes_the_npu() {
     );
     assert_eq!(rd(&mut c, ID), ID_VALUE);
     // Register interface 1.1 (npu-hw.rst, "Register map").
-    assert_eq!(rd(&mut c, VERSION), 0x0001_0005);
+    assert_eq!(rd(&mut c, VERSION), 0x0001_0006);
     wr(&mut c, IRQ_MASK, 0x5);
     assert_eq!(rd(&mut c, IRQ_MASK), 0x5);
     c.shutdown().expect("shutdown");
