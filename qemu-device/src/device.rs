@@ -299,13 +299,17 @@ impl Device {
         // Ring geometry is programmable only while disabled.
         let cfg_ok = !s.enabled;
         if let Some((n, reg)) = ring_reg_of(offset) {
+            let shadow = s.shadow != 0;
             let r = &mut s.rings[n];
             match reg {
                 RING_SQ_BASE_LO if cfg_ok => set_lo(&mut r.base),
                 RING_SQ_BASE_HI if cfg_ok => set_hi(&mut r.base),
                 RING_SQ_SIZE if cfg_ok => r.size = value,
                 RING_DOORBELL => {
-                    if tail_ok(r, value) {
+                    if shadow && late_doorbell(r, value) {
+                        // Superseded by the page's tail: only a wake-up.
+                        sh.wake.notify_all();
+                    } else if tail_ok(r, value) {
                         r.tail = value;
                         sh.wake.notify_all();
                     } else {
@@ -495,6 +499,17 @@ fn ring_size_ok(n: u32) -> bool {
 /// (size 0) accepts only its head.
 fn tail_ok(r: &SqRing, tail: u32) -> bool {
     tail.wrapping_sub(r.head) <= r.size
+}
+
+/// With a shadow page: whether a DOORBELL value is one the page has
+/// overtaken, at most SQ_SIZE entries behind the tail the CP knows. A
+/// doorbell is a posted write and the page is read by DMA, so the CP may
+/// have taken a later submitter's tail from the page (and run past this
+/// value) before the doorbell arrives: it must neither move the tail back
+/// nor count as an error (`Shadow doorbells`).
+fn late_doorbell(r: &SqRing, value: u32) -> bool {
+    let behind = r.tail.wrapping_sub(value);
+    behind != 0 && behind <= r.size
 }
 
 /// Whether ring `n` takes part: ring 0 always (ENABLE checked it), the

@@ -191,3 +191,62 @@ fn a_misaligned_shadow_page_is_refused_at_enable() {
     assert_ne!(b.device.mmio_read(STATUS) & STATUS_HALTED, 0);
     assert_eq!(b.device.mmio_read(STATUS) & STATUS_ENABLED, 0);
 }
+
+/// A doorbell is a posted write, the page is read by DMA: a submitter's
+/// DOORBELL can arrive after the CP took a later tail from the page and
+/// ran past it. Such a late value (at most SQ_SIZE behind the tail) only
+/// wakes the CP: no ring error, the tail does not move back. One further
+/// back, or ahead of the ring, is still refused.
+#[test]
+fn a_late_doorbell_is_not_a_ring_error() {
+    let inject = Injector::parse(&["delay=300:tag=1".to_string()]).expect("rule");
+    let mut b = Bench::with_options(cfg(), 16, 64, 64, inject);
+    b.use_shadow(None);
+    b.map(0, CMD_VA, 4096, false);
+    b.write(0, CMD_VA, &assemble(&[Insn::Mark { tag: 1 }, Insn::End]));
+    b.write(0, CMD_VA + 128, &assemble(&[Insn::End]));
+    let errs = b.irq.count(VECTOR_ERROR);
+    // Behind the head: the CP ran past it.
+    let first = b.submit_raw(0, CMD_VA + 128, 64, 0);
+    assert_eq!(b.wait_completion(EVENT_BOUND).expect("first").seqno, first);
+    wait_idle(&b);
+    b.device.mmio_write(DOORBELL, 0);
+    // Between the head and the tail: a long job runs while four more wait
+    // in the page; a doorbell of the first of them arrives late.
+    let long = b.submit_raw(0, CMD_VA, 128, 0);
+    b.wait_until("the CP to take the long job", |b| {
+        b.device.mmio_read(STATUS) & STATUS_BUSY != 0
+    });
+    let old = b.ring_tail(0);
+    let rest: Vec<u64> = (0..4)
+        .map(|_| b.queue_to(0, 0, CMD_VA + 128, 64, 0, 0))
+        .collect();
+    b.publish(0, old);
+    b.wait_until("the CP to read the page", |b| {
+        b.device.mmio_read(SQ_TAIL) == old + 4
+    });
+    b.device.mmio_write(DOORBELL, old + 1);
+    assert_eq!(b.device.mmio_read(SQ_TAIL), old + 4, "the tail moved back");
+    assert_eq!(b.device.mmio_read(RING_ERROR), 0);
+    assert_eq!(b.device.mmio_read(IRQ_STATUS) & IRQ_RING_ERROR, 0);
+    assert_eq!(b.irq.count(VECTOR_ERROR), errs, "a RING_ERROR message");
+    for want in std::iter::once(long).chain(rest) {
+        let c = b.wait_completion(EVENT_BOUND).expect("completion");
+        assert_eq!((c.seqno, c.status), (want, 0));
+    }
+    // More than a ring behind the tail, or more than a ring ahead of the
+    // head: refused as before.
+    wait_idle(&b);
+    let tail = b.device.mmio_read(SQ_TAIL);
+    for bad in [tail.wrapping_sub(b.sq_size + 1), tail + b.sq_size + 1] {
+        b.device.mmio_write(RING_ERROR, u32::MAX);
+        b.device.mmio_write(DOORBELL, bad);
+        assert_eq!(
+            b.device.mmio_read(RING_ERROR),
+            RING_ERROR_DOORBELL,
+            "{bad:#x}"
+        );
+        assert_eq!(b.device.mmio_read(RING_ERROR_VALUE), bad);
+        assert_eq!(b.device.mmio_read(SQ_TAIL), tail);
+    }
+}
