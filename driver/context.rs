@@ -35,6 +35,7 @@ use kernel::{
     sync::{aref::ARef, atomic::Atomic, Arc, Mutex},
 };
 
+use crate::drv::OnpuDevice;
 use crate::engine::Engine;
 use crate::gem::BoObject;
 use crate::mmu::{PageTables, VaAllocator, PTE_READ, PTE_WRITE};
@@ -105,10 +106,10 @@ impl Objects {
         let mapped = vm.mappings.iter().map(|m| &m.obj);
         let deferred = vm.deferred.iter().filter_map(|d| d.bo.as_ref());
         for bo in Iterator::chain(mapped, deferred) {
-            // SAFETY: the tables are only used by users of the bound device
-            // (page-table writes), and unbind waited for the last one
-            // before calling this; the device is stopped, so no job
-            // reaches the pages any more either.
+            // SAFETY: the tables are only used in sections of the DRM
+            // device (page-table writes), and unbind unplugged it, waiting
+            // for the last one, before calling this; the device is stopped,
+            // so no job reaches the pages any more either.
             unsafe { bo.release_sg_table() };
         }
     }
@@ -126,17 +127,21 @@ pub(crate) struct Context {
     id: u64,
     /// Bus address of the level-2 table (the descriptor's root).
     root: u64,
-    /// The objects mapped (`Objects::vm`; lock order: `vm`, then the
-    /// engine's gate, then `tables`). Also on the engine's list of live
-    /// address spaces until this context goes.
+    /// The objects mapped (`Objects::vm`; lock order: `vm`, then a section
+    /// of the DRM device (`Engine::with_bound`), then `tables`). Also on
+    /// the engine's list of live address spaces until this context goes.
     objects: Arc<Objects>,
     /// Device memory: freed at unbind even while the file stays open.
     tables: Devres<Mutex<PageTables>>,
 }
 
 impl Context {
-    pub(crate) fn new(engine: &Arc<Engine>) -> Result<Arc<Self>> {
-        let (tables, root) = engine.with_bound(|dev| {
+    pub(crate) fn new(drm: &OnpuDevice) -> Result<Arc<Self>> {
+        let engine = &drm.engine;
+        let (tables, root) = Engine::enter(drm, |dev| {
+            // The engine's work items enter sections through it too: an
+            // open may come before probe handed it over.
+            engine.set_drm(drm);
             let tables = PageTables::new(dev)?;
             let root = tables.root();
             Ok((Devres::new(dev, new_mutex!(tables))?, root))
@@ -289,8 +294,8 @@ impl Context {
         } else {
             PTE_READ | PTE_WRITE
         };
-        // The pages and their DMA mapping are made under the gate: never
-        // for an unbound device. They stay until the object is freed.
+        // The pages and their DMA mapping are made in a section: never for
+        // an unbound device. They stay until the object is freed.
         self.engine.with_bound(|dev| {
             let sgt = match bo.user_pages() {
                 Some(pinned) => pinned,

@@ -70,6 +70,8 @@ impl pci::Driver for OnpuPciDriver {
     ) -> impl PinInit<Self::Data<'bound>, Error> + 'bound {
         pin_init::pin_init_scope(move || {
             let dev = pdev.as_ref();
+            // Disabled again by devres (kernel patch 0035) when the driver
+            // unbinds or the probe fails, after everything below.
             pdev.enable_device_mem()?;
             // Page-table entries carry bus addresses in bits 12..51, and the
             // MMU maps any run of pages: no segment limit.
@@ -117,7 +119,7 @@ impl pci::Driver for OnpuPciDriver {
                     })();
                     let drm = registered.inspect_err(|_| engine.shut_down(pdev))?;
                     // For the wedged uevent; unbind lets go of it.
-                    engine.set_drm(drm.into());
+                    engine.set_drm(drm);
                     dev_info!(
                         pdev,
                         "open NPU: ISA {}.{}, {} KiB SRAM, {} contexts\n",
@@ -134,8 +136,11 @@ impl pci::Driver for OnpuPciDriver {
 
     fn unbind<'bound>(pdev: &'bound pci::Device<Core<'_>>, this: Pin<&Self::Data<'bound>>) {
         // Leave the device quiet (reset, bus mastering off: no DMA into
-        // memory the kernel is about to free) and end every queued job as
-        // cancelled; open files get ENODEV from now on.
+        // memory the kernel is about to free), end every queued job as
+        // cancelled, then unplug the DRM device: every section ends and
+        // open files get ENODEV from every ioctl. (The registration would
+        // unplug it after this returns; shut_down needs it done before it
+        // releases the DMA mappings.)
         this.engine.shut_down(pdev);
     }
 }

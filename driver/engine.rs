@@ -18,14 +18,14 @@
 //! - The scheduler's `sched` mutex, then a queue's `pending` mutex
 //!   (driver/sched.rs): taken by the scheduler pass, a signalling section,
 //!   to move ready jobs into the ring; nothing under them allocates.
-//! - The bound gate's mutex (driver/bound.rs, held only for a moment):
-//!   whether the PCI device is bound and how many threads use it for
-//!   sleeping work. `with_bound` counts a user in and out; unbind shuts the
-//!   gate, signals every fence, then waits for the users to leave, so a
-//!   user may treat the device as bound. No allocation or wait happens
-//!   under the mutex itself. The signalling paths do not use it: they reach
-//!   the registers and rings through `Devres::try_access` (RCU) or the
-//!   interrupt handler's bound device.
+//! - `drm` (mutex, held only for a moment): the registered DRM device,
+//!   which `with_bound` takes a reference to before it enters a section of
+//!   it (`drm::Device::enter`, the SRCU read side of `drm_dev_enter()`: not
+//!   a lock anything waits on, except unbind's unplug, which waits for the
+//!   sections after it signalled every fence). No allocation or wait
+//!   happens under the mutex. The signalling paths reach the registers and
+//!   rings through `Devres::try_access` (RCU) or the interrupt handler's
+//!   bound device.
 //! - `state` (mutex): ring indices, the in-flight queue and the retired
 //!   list. Taken on the signalling path (IRQ thread, watchdog, reset), so
 //!   nothing under it allocates, takes a reservation lock or waits for a
@@ -44,7 +44,7 @@
 use kernel::devcoredump;
 use kernel::drm::device::WedgeRecovery;
 use kernel::{
-    device::{self, Bound},
+    device::{self, Bound, Core},
     devres::Devres,
     dma::Coherent,
     dma_write,
@@ -62,7 +62,6 @@ use kernel::{
 
 use crate::drv::OnpuDevice;
 
-use crate::bound::BoundGate;
 use crate::context::Objects;
 use crate::fence::{RingContext, Signalling};
 use crate::gem::BoStats;
@@ -148,8 +147,6 @@ pub(crate) struct Engine {
     /// priority's jobs to the credit limit in the ring while a queue of a
     /// higher one exists (sched.rs, `ring_depth`).
     pub(crate) queues_by_priority: [Atomic<u32>; 4],
-    /// The bound device for sleeping work (bound.rs); closed by unbind.
-    pub(crate) bound: Arc<BoundGate>,
     #[pin]
     pub(crate) state: Mutex<RingState>,
     /// The last software-context id handed out (slot owners; 0 is none).
@@ -173,9 +170,11 @@ pub(crate) struct Engine {
     /// path, which only queues this).
     #[pin]
     pub(crate) wedged_work: DelayedWork<Engine, 2>,
-    /// The registered DRM device, for that uevent: set at the end of
-    /// probe, taken back at unbind (it holds the engine, so the reference
-    /// must not outlive the binding).
+    /// The registered DRM device: for that uevent, and for the sections
+    /// ([`Engine::with_bound`]) of work that has no file at hand. Set at
+    /// the end of probe (or by the first open, if it comes first), taken
+    /// back at unbind after the unplug (it holds the engine, so the
+    /// reference must not outlive the binding).
     #[pin]
     pub(crate) drm: Mutex<Option<ARef<OnpuDevice>>>,
     /// Runs the scheduler pass (queued by fence callbacks and the ring).
@@ -243,9 +242,6 @@ impl Engine {
             )?,
         };
         let rings = Devres::new(dev, Ok::<_, Error>(rings))?;
-        // After the rings: devres closes it (if unbind has not) before it
-        // frees them.
-        let bound = BoundGate::new(dev)?;
         let device: &device::Device = dev;
         let device: ARef<device::Device> = device.into();
         // Everything the signalling path stores jobs in, allocated now.
@@ -267,7 +263,6 @@ impl Engine {
             sched_waiting: Atomic::new(0),
             retired_jobs: Atomic::new(0),
             queues_by_priority: [const { Atomic::new(0) }; 4],
-            bound,
             state <- new_mutex!(RingState {
                 ring: RingIndices::default(),
                 in_flight,
@@ -295,14 +290,28 @@ impl Engine {
         }))
     }
 
-    /// Run `f` with the device known to be bound; ENODEV once it is not
-    /// (bound.rs: sleeping work that needs the bound device). Holds no
-    /// lock while `f` runs: unbind waits for `f` to return.
+    /// Run `f` with the device proven bound, in a section of the DRM
+    /// device (work items, the release path: no file at hand); ENODEV
+    /// before probe registered the device and once unbind unplugged it.
+    /// Holds no lock while `f` runs: unbind's unplug waits for `f` to
+    /// return, so `f` must not wait for a fence (Documentation/driver/
+    /// onpu.rst, "Binding lifetime").
     pub(crate) fn with_bound<R>(
         &self,
         f: impl FnOnce(&device::Device<Bound>) -> Result<R>,
     ) -> Result<R> {
-        self.bound.enter(f)
+        // A reference of our own: unbind takes the engine's away.
+        let drm = self.drm.lock().clone().ok_or(ENODEV)?;
+        Self::enter(&drm, f)
+    }
+
+    /// [`Engine::with_bound`] through `drm` (the ioctls have it).
+    pub(crate) fn enter<R>(
+        drm: &OnpuDevice,
+        f: impl FnOnce(&device::Device<Bound>) -> Result<R>,
+    ) -> Result<R> {
+        let section = drm.enter().ok_or(ENODEV)?;
+        f(section.parent())
     }
 
     /// Program the rings and enable the command processor (after a reset),
@@ -472,20 +481,25 @@ impl Engine {
         self.wedged.load(Relaxed)
     }
 
-    /// The registered DRM device, for the wedged uevent (end of probe).
-    pub(crate) fn set_drm(&self, drm: ARef<OnpuDevice>) {
-        *self.drm.lock() = Some(drm);
+    /// The registered DRM device (end of probe, or the first open if that
+    /// comes first: the device is registered before probe ends). Only from
+    /// probe or inside a section of `drm`, so never after unbind took it
+    /// back: that comes after the unplug, which waits for the sections.
+    pub(crate) fn set_drm(&self, drm: &OnpuDevice) {
+        let mut ours = self.drm.lock();
+        if ours.is_none() {
+            *ours = Some(drm.into());
+        }
     }
 
     /// Unbind (or a probe that fails after start()): stop the device for
-    /// good, end every queued job as cancelled, wait for every user of the
-    /// bound device to leave, stop the work items, release the DMA
-    /// mappings. The rings are freed by devres after this returns, when
-    /// the device can no longer write into them.
-    pub(crate) fn shut_down(self: &Arc<Self>, pdev: &pci::Device<Bound>) {
-        let dev: &device::Device<Bound> = pdev.as_ref();
-        // No new user of the bound device from here on.
-        self.bound.shut();
+    /// good, end every queued job as cancelled, unplug the DRM device
+    /// (which waits for every section to end), stop the work items, release
+    /// the DMA mappings. The rings are freed by devres after this returns,
+    /// when the device can no longer write into them.
+    pub(crate) fn shut_down(self: &Arc<Self>, pdev: &pci::Device<Core<'_>>) {
+        let core: &device::Device<Core<'_>> = pdev.as_ref();
+        let dev: &device::Device<Bound> = core;
         {
             let _signalling = Signalling::begin();
             let mut st = self.state.lock();
@@ -507,11 +521,17 @@ impl Engine {
         // Then the jobs still waiting in queues, each queue in order.
         self.cancel_pending();
         hw::stop_bus_master(pdev);
-        // Users of the bound device (page-table updates, a watchdog pass,
-        // a submitter) finish; every fence they might wait for signalled.
-        self.bound.close();
+        // Unplug: no section opens from here on and the open ones (page-
+        // table updates, a watchdog pass, a coredump) end; none waits for a
+        // fence, and every fence is signalled anyway. Open files get ENODEV
+        // from every ioctl. (A probe that fails has no registered device,
+        // and so no section, or its registration unplugged it already.)
+        let drm = self.drm.lock().clone();
+        if let Some(drm) = drm {
+            let _ = drm.unplug(core);
+        }
         // Nobody arms the watchdog or queues a release any more (both
-        // happen only under the gate, or under the ring lock before the
+        // happen only in a section, or under the ring lock before the
         // engine stopped).
         self.cancel_work_items();
         // A dump does not outlive the binding that made it (nor keeps the

@@ -138,7 +138,7 @@ impl drm::file::DriverFile for File {
     fn open(dev: &OnpuDevice) -> Result<Pin<KBox<Self>>> {
         // (The open file, like a dma-buf exported from one of its
         // objects, pins the module through the driver's file operations.)
-        let ctx = Context::new(&dev.engine)?;
+        let ctx = Context::new(dev)?;
         let vms_ctx = ctx.clone();
         let vms = Arc::pin_init(
             try_pin_init!(Vms { ctx: vms_ctx, contexts <- new_mutex!(Contexts { list: KVec::new() }) }),
@@ -344,7 +344,7 @@ impl File {
             .find(|id| list.iter().all(|(i, _)| i != id))
             .ok_or(ENOSPC)?;
         list.reserve(1, GFP_KERNEL)?;
-        let ctx = Context::new(&dev.engine)?;
+        let ctx = Context::new(dev)?;
         list.push_within_capacity((id, ctx)).map_err(|_| ENOMEM)?;
         req.context_id = id;
         drop(contexts);

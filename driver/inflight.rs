@@ -215,7 +215,7 @@ impl Engine {
         // unbinds (devres, after unbind stopped the engine under this
         // lock: `stopped` above). Nothing from here on sleeps, so an
         // RCU read-side section is all the access needs: no bound-device
-        // proof, no gate.
+        // proof, no section of the DRM device.
         let rcu = rcu::read_lock();
         let (Some(bar), Some(rings)) = (
             self.bar.try_access_with_guard(&rcu),

@@ -19,7 +19,6 @@
 //! kernel's bindgen output of include/uapi/drm/onpu_accel.h, the header
 //! userspace's npu-uapi crate is generated from too.
 
-mod bound;
 mod context;
 mod coredump;
 mod debugfs;

@@ -124,10 +124,11 @@ impl Engine {
 
     /// One watchdog pass: pick up completions whose interrupt got lost,
     /// reset the device when the oldest job overran its timeout, and re-arm
-    /// while jobs are queued (under the gate, so never after unbind).
+    /// while jobs are queued (in a section, so never after unbind; nor
+    /// before probe registered the device: the self-test times its job).
     pub(crate) fn watchdog_pass(self: &Arc<Self>) -> Result {
-        let _signalling = Signalling::begin();
         self.with_bound(|dev| {
+            let _signalling = Signalling::begin();
             let bar = self.bar.access(dev)?;
             // A lost message leaves JOB_DONE pending, which would suppress
             // every later one: acknowledge before draining. (With the
@@ -237,14 +238,18 @@ impl Engine {
     /// (ABORTED, -EIO): it may have run partly, so it is not run again;
     /// the jobs behind it are resubmitted.
     pub(crate) fn force_reset(self: &Arc<Self>) -> Result {
+        self.with_bound(|dev| self.reset_bound(dev))
+    }
+
+    /// [`Engine::force_reset`] with the bound device at hand (the probe's
+    /// self-test, before the DRM device is registered).
+    pub(crate) fn reset_bound(self: &Arc<Self>, dev: &device::Device<Bound>) -> Result {
         let _signalling = Signalling::begin();
-        self.with_bound(|dev| {
-            // Jobs that ended already keep their own outcome.
-            self.drain(dev)?;
-            let mut st = self.state.lock();
-            let r = self.recover(dev, &mut st, Some(Outcome::aborted(STATUS_ABORTED)));
-            self.schedule_release(&st);
-            r
-        })
+        // Jobs that ended already keep their own outcome.
+        self.drain(dev)?;
+        let mut st = self.state.lock();
+        let r = self.recover(dev, &mut st, Some(Outcome::aborted(STATUS_ABORTED)));
+        self.schedule_release(&st);
+        r
     }
 }

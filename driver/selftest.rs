@@ -79,7 +79,7 @@ pub(crate) fn run(dev: &device::Device<Bound>, engine: &Arc<Engine>) -> Result {
                 };
                 // Stop the device before its page tables are freed below:
                 // the reset aborts the job (and its fence signals).
-                let _ = engine.force_reset();
+                let _ = engine.reset_bound(dev);
                 Err(e)
             }
         }

@@ -23,6 +23,7 @@ use kernel::{
 };
 
 use crate::drv::OnpuDevice;
+use crate::engine::Engine;
 use crate::gem::{BoArgs, BoObject};
 use crate::uapi;
 
@@ -56,7 +57,7 @@ pub(crate) fn create(
     } else {
         DataDirection::Bidirectional
     };
-    let pages = dev.engine.with_bound(|bound| {
+    let pages = Engine::enter(dev, |bound| {
         KBox::pin_init(
             SGTable::from_pinned_user_pages(bound, pinned, dir, GFP_KERNEL),
             GFP_KERNEL,

@@ -7,6 +7,11 @@
 //! report it). TAP output; run in the guest with onpu.ko loaded from
 //! /lib/modules/onpu.ko, which it leaves loaded.
 //!
+//! Unbind unplugs the DRM device: every later ioctl of an open file, WAIT
+//! included, gets ENODEV (Documentation/driver/onpu.rst, "Binding
+//! lifetime"); the unbind tests read their jobs' outcomes from fences
+//! exported as sync_files before the unbind.
+//!
 //! The unbind tests need the device started with `--inject hang:tag=57005`
 //! (tools/selftests/runs.list does it); without it, they fail, or are
 //! skipped if the command line says `--injection-optional`.
@@ -17,13 +22,14 @@ use npu::device::raw as accel;
 use npu_isa::{assemble, Insn, Strided};
 use npu_tools::args::Args;
 use npu_tools::kmod;
+use npu_tools::syncfile;
 use npu_tools::tap::Tap;
 use npu_uapi as uapi;
 use std::fs::File;
+use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
 const HANG_TAG: u32 = 0xdead;
-const SEC: i64 = 1_000_000_000;
 
 /// Run one END job on a fresh file.
 fn smoke() -> Result<(), String> {
@@ -40,6 +46,45 @@ fn smoke() -> Result<(), String> {
 fn run_on(file: &File, insns: &[Insn], timeout_ms: u32) -> Result<uapi::drm_onpu_wait, String> {
     let seqno = submit(file, insns, timeout_ms)?;
     accel::wait(file, seqno, 10_000_000_000).map_err(|e| format!("wait: errno {e}"))
+}
+
+/// Submit `cmd` (`size` bytes) to the file's first queue using `refs`, its
+/// fence exported as a sync_file: the job's outcome stays readable after
+/// unbind, when WAIT gets ENODEV.
+fn submit_fenced(
+    file: &File,
+    cmd: &accel::Bo,
+    size: u32,
+    refs: &[uapi::drm_onpu_bo_ref],
+    timeout_ms: u32,
+) -> Result<(u64, OwnedFd), String> {
+    let out = accel::syncobj_create(file, false).map_err(|e| format!("syncobj: errno {e}"))?;
+    let outs = [accel::sync(out)];
+    let mut req = uapi::drm_onpu_submit {
+        queue_id: accel::FIRST_QUEUE,
+        cmdbuf_handle: cmd.handle,
+        cmdbuf_size: size,
+        bos: accel::obj_array(refs),
+        out_syncs: accel::obj_array(&outs),
+        timeout_ms,
+        ..Default::default()
+    };
+    let seqno = accel::submit(file, &mut req).map_err(|e| format!("submit: errno {e}"))?;
+    let fence =
+        accel::syncobj_export_sync_file(file, out).map_err(|e| format!("export: errno {e}"))?;
+    Ok((seqno, fence))
+}
+
+/// WAIT after unbind: the unplugged device answers ENODEV.
+fn wait_gets_enodev(file: &File, seqno: u64) -> Result<(), String> {
+    match accel::wait(file, seqno, 0) {
+        Err(e) if e == libc::ENODEV => Ok(()),
+        Err(e) => Err(format!("wait after unbind: errno {e}, want ENODEV")),
+        Ok(w) => Err(format!(
+            "wait after unbind answered (status {:#x}), want ENODEV",
+            w.status
+        )),
+    }
 }
 
 fn submit(file: &File, insns: &[Insn], timeout_ms: u32) -> Result<u64, String> {
@@ -88,7 +133,13 @@ fn unbind_with_job_in_flight() -> Result<(), String> {
     let pci = kmod::pci_name()?;
     let file = accel::open_with_queue(&kmod::wait_for_device()?).map_err(|e| e.to_string())?;
     // A job that never ends by itself (the device hangs on this tag).
-    let seqno = submit(&file, &[Insn::Mark { tag: HANG_TAG }, Insn::End], 5000)?;
+    let hang = accel::bo_create(&file, 4096).map_err(|e| format!("bo: errno {e}"))?;
+    let code = assemble(&[Insn::Mark { tag: HANG_TAG }, Insn::End]);
+    accel::Mapping::new(&file, &hang)
+        .map_err(|e| e.to_string())?
+        .as_mut_slice()[..code.len()]
+        .copy_from_slice(&code);
+    let (seqno, fence) = submit_fenced(&file, &hang, code.len() as u32, &[], 5000)?;
     // An END job ready to submit once the device is gone.
     let cmd = accel::bo_create(&file, 4096).map_err(|e| format!("bo: errno {e}"))?;
     let end = assemble(&[Insn::End]);
@@ -97,14 +148,16 @@ fn unbind_with_job_in_flight() -> Result<(), String> {
         .as_mut_slice()[..end.len()]
         .copy_from_slice(&end);
     unbind(&pci)?;
-    let w = accel::wait(&file, seqno, 1_000_000_000)
-        .map_err(|e| format!("wait after unbind: errno {e}"))?;
-    if w.status != uapi::DRM_ONPU_JOB_CANCELED || w.error != -libc::ECANCELED {
+    // Signalled by the time unbind returned: a poll, no wait.
+    let status = syncfile::wait_status(&fence, 0)
+        .map_err(|e| format!("the in-flight job's fence after unbind: {e}"))?;
+    if status != -libc::ECANCELED {
         return Err(format!(
-            "in-flight job after unbind: status {:#x} error {}, want CANCELED",
-            w.status, w.error
+            "in-flight job's fence after unbind: status {status}, want -ECANCELED ({})",
+            -libc::ECANCELED
         ));
     }
+    wait_gets_enodev(&file, seqno)?;
     match accel::submit_simple(&file, accel::FIRST_QUEUE, &cmd, end.len() as u32, &[], 0) {
         Err(e) if e == libc::ENODEV => {}
         Err(e) => {
@@ -207,15 +260,7 @@ fn unbind_stops_a_running_job() -> Result<(), String> {
             handle: obj.handle,
             flags: uapi::DRM_ONPU_BO_WRITE,
         }];
-        let seqno = accel::submit_simple(
-            &file,
-            accel::FIRST_QUEUE,
-            &cmd,
-            code.len() as u32,
-            &refs,
-            5000,
-        )
-        .map_err(|e| format!("submit: errno {e}"))?;
+        let (seqno, fence) = submit_fenced(&file, &cmd, code.len() as u32, &refs, 5000)?;
         // The job runs once the device wrote its first page.
         let deadline = Instant::now() + Duration::from_secs(10);
         while map.as_mut_slice()[0] == 0 {
@@ -228,8 +273,11 @@ fn unbind_stops_a_running_job() -> Result<(), String> {
         unbind(&pci)?;
         let at_unbind = map.as_mut_slice().to_vec();
         let written = at_unbind.chunks(4096).filter(|p| p[0] != 0).count();
-        let w = accel::wait(&file, seqno, SEC).map_err(|e| format!("wait: errno {e}"))?;
-        if w.status == uapi::DRM_ONPU_JOB_OK || written == PAGES as usize {
+        // 1: signalled without an error (the job completed).
+        let status = syncfile::wait_status(&fence, 0)
+            .map_err(|e| format!("the running job's fence after unbind: {e}"))?;
+        wait_gets_enodev(&file, seqno)?;
+        if status == 1 || written == PAGES as usize {
             // Done (or done writing) by the time unbind returned: nothing
             // shown; a slower one.
             drop(map);
@@ -237,10 +285,10 @@ fn unbind_stops_a_running_job() -> Result<(), String> {
             bind(&pci)?;
             continue;
         }
-        if w.status != uapi::DRM_ONPU_JOB_CANCELED {
+        if status != -libc::ECANCELED {
             return Err(format!(
-                "the running job ended with status {:#x} at unbind, want CANCELED",
-                w.status
+                "the running job's fence signalled {status} at unbind, want -ECANCELED ({})",
+                -libc::ECANCELED
             ));
         }
         let changed = |now: &[u8]| {
@@ -328,15 +376,18 @@ fn unbind_after_pruned_context() -> Result<(), String> {
     // release (which the release work does 10 ms later, or unbind) frees
     // the object.
     accel::syncobj_wait(&file, out, 10_000).map_err(|e| format!("syncobj wait: errno {e}"))?;
-    accel::context_create(&file).map_err(|e| format!("context create: errno {e}"))?;
-    unbind(&pci)?;
-    let w = accel::wait(&file, seqno, SEC).map_err(|e| format!("wait: errno {e}"))?;
-    if w.status != uapi::DRM_ONPU_JOB_TIMEDOUT {
+    // The hung job's outcome, from its fence (a WAIT would reap the job).
+    let fence =
+        accel::syncobj_export_sync_file(&file, out).map_err(|e| format!("export: errno {e}"))?;
+    let status = syncfile::status(&fence)?;
+    if status != -libc::ETIMEDOUT {
         return Err(format!(
-            "the hung job ended with status {:#x}, want TIMEDOUT: is hang:tag=57005 armed?",
-            w.status
+            "the hung job's fence signalled {status}, want -ETIMEDOUT: is hang:tag=57005 armed?"
         ));
     }
+    accel::context_create(&file).map_err(|e| format!("context create: errno {e}"))?;
+    unbind(&pci)?;
+    wait_gets_enodev(&file, seqno)?;
     drop(file);
     bind(&pci)?;
     smoke()
@@ -358,7 +409,7 @@ fn main() {
     );
     let unbind_tests: [(&str, Test); 3] = [
         (
-            "unbind cancels an in-flight job, submit gets ENODEV, rebind works",
+            "unbind cancels an in-flight job (its fence), WAIT and SUBMIT get ENODEV, rebind works",
             unbind_with_job_in_flight,
         ),
         (

@@ -5,7 +5,10 @@
 //! The driver must stop all of it before the probe returns
 //! (Documentation/driver/onpu.rst, "Teardown"): nothing may touch the
 //! unbound device or its freed rings afterwards (the run's kernel log is
-//! checked for reports), and binding again must give a working device.
+//! checked for reports), the PCI function must be disabled again (its
+//! enable count in sysfs back to 0), and binding again must give a working
+//! device. Binding enables the function once and unbinding disables it:
+//! the count never stacks up over binds.
 //!
 //! Then a probe that fails while the self-test job runs: the run also arms
 //! `--inject delay=4000:nth=4` (jobs are counted from 1 since the device
@@ -14,9 +17,12 @@
 //! below), so the next self-test job stays on the device for 4 s. The module
 //! is loaded again by a child that is killed while the probe waits for that
 //! job (the device reports it BUSY, the child sleeps in the fence wait). The
-//! probe must fail and leave the device quiet: nothing bound, bus mastering
-//! off in the PCI command register, ENABLE clear, every interrupt masked,
-//! and no job running (STATUS); then a bind gives a working device again.
+//! probe must fail and leave the device quiet: nothing bound, the function
+//! disabled (enable count 0), bus mastering off in the PCI command
+//! register, ENABLE clear, every interrupt masked, and no job running
+//! (STATUS); then a bind gives a working device again. (Memory decoding is
+//! no witness of the disable: pci_disable_device() leaves the command
+//! register's memory bit as it is, and the registers stay readable.)
 //!
 //! With `--fail-nth` (the debug kernel: CONFIG_FAILSLAB,
 //! CONFIG_FAIL_PAGE_ALLOC, CONFIG_FAULT_INJECTION_DEBUG_FS; the device
@@ -91,7 +97,51 @@ fn failed_probe_left_nothing_bound() -> Result<(), String> {
     if accel::find_device().is_ok() {
         return Err("an onpu accel node exists after the failed probe".into());
     }
-    Ok(())
+    disabled(&pci, "the failed probe")
+}
+
+/// How many enables of the PCI function the PCI core counts
+/// (/sys/bus/pci/devices/*/enable: pci_enable_device_mem() adds one,
+/// pci_disable_device() takes one away; at 0 the function is disabled).
+fn enable_count(pci: &str) -> Result<u32, String> {
+    let path = format!("/sys/bus/pci/devices/{pci}/enable");
+    let s = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+    s.trim().parse().map_err(|e| format!("{path}: {s:?}: {e}"))
+}
+
+/// The driver left the function disabled: its enable count is 0.
+fn disabled(pci: &str, after: &str) -> Result<(), String> {
+    match enable_count(pci)? {
+        0 => Ok(()),
+        n => Err(format!(
+            "the PCI function is still enabled after {after} (enable count {n}): the driver \
+             never disabled it"
+        )),
+    }
+}
+
+/// Bound, the function is enabled once; unbound, not at all: twice over,
+/// so that enables left behind would stack up. Ends bound, with a job run.
+fn enable_follows_binding() -> Result<(), String> {
+    let pci = npu_function()?;
+    for round in 1..=2 {
+        match enable_count(&pci)? {
+            1 => {}
+            n => {
+                return Err(format!(
+                    "enable count {n} while bound (round {round}), want 1"
+                ))
+            }
+        }
+        unbind(&pci)?;
+        disabled(&pci, &format!("unbind {round}"))?;
+        std::fs::write("/sys/bus/pci/drivers/onpu/bind", &pci)
+            .map_err(|e| format!("bind {pci}: {e}"))?;
+    }
+    match enable_count(&pci)? {
+        1 => job_runs(),
+        n => Err(format!("enable count {n} after two rebinds, want 1")),
+    }
 }
 
 fn rebind_works() -> Result<(), String> {
@@ -179,6 +229,7 @@ fn quiet(pci: &str, bar: &Bar, after: &str) -> Result<(), String> {
     if Path::new(&format!("/sys/bus/pci/devices/{pci}/driver")).exists() {
         return Err(format!("{pci} is bound after {after}"));
     }
+    disabled(pci, after)?;
     let command = pci_command(pci)?;
     if command & PCI_COMMAND_MASTER != 0 {
         return Err(format!(
@@ -386,7 +437,7 @@ fn fail_after_self_test() -> Result<(), String> {
 
 fn main() {
     let fail_nth = std::env::args().any(|a| a == "--fail-nth");
-    let mut tap = Tap::new(if fail_nth { 4 } else { 3 });
+    let mut tap = Tap::new(if fail_nth { 5 } else { 4 });
     tap.check(
         "a probe whose self-test fails leaves no device bound",
         failed_probe_left_nothing_bound(),
@@ -407,5 +458,11 @@ fn main() {
             fail_after_self_test(),
         );
     }
+    // Last: its binds run self-test jobs, which would move the job that
+    // delay=4000:nth=4 holds.
+    tap.check(
+        "binding enables the PCI function once, unbinding disables it (twice over)",
+        enable_follows_binding(),
+    );
     std::process::exit(tap.finish());
 }
