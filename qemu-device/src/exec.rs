@@ -2223,6 +2223,9 @@ fn pool_tiles(
 /// window (npu-hw.rst, Reset: the work between two reset checks).
 const POOL_POLL_WORK: usize = 255 * 255;
 
+/// Planes global average pooling sums side by side.
+const AVG_LANES: usize = 8;
+
 /// The window of output position `o` along one axis clipped to the input
 /// (positions outside add nothing): `[lo, hi)`, empty when none is in.
 fn clip_window(o: usize, stride: u8, pad: u8, k: u8, n: usize) -> (usize, usize) {
@@ -2283,9 +2286,44 @@ fn pool(
     } else {
         0..0
     };
+    // Global average pooling (one output per plane; the windows have no
+    // inner run): planes AVG_LANES at a time, each lane its own plane's sum
+    // in pool_window's order, so that the additions of different planes
+    // overlap instead of each waiting for the one before.
+    let mut first = 0;
+    if matches!(op, PoolOp::Avg) && oh * ow == 1 && per_poll >= AVG_LANES {
+        let (ky0, ky1) = clip_window(0, g.stride[0], g.pad[0], g.kernel[0], ih);
+        let (kx0, kx1) = cols[0];
+        let count = ((ky1 - ky0) * (kx1 - kx0)) as u32;
+        while first + AVG_LANES <= g.channels as usize {
+            if until_poll < AVG_LANES {
+                poll()?;
+                until_poll = per_poll;
+            }
+            until_poll -= AVG_LANES;
+            let planes: [&[u32]; AVG_LANES] =
+                std::array::from_fn(|l| &input[(first + l) * n..(first + l + 1) * n]);
+            let mut sums = [0.0f32; AVG_LANES];
+            for y in ky0..ky1 {
+                for x in y * iw + kx0..y * iw + kx1 {
+                    for (sum, plane) in sums.iter_mut().zip(&planes) {
+                        *sum += f32::from_bits(plane[x]);
+                    }
+                }
+            }
+            out.extend(sums.map(|sum| {
+                if count > 0 {
+                    (sum / count as f32).to_bits()
+                } else {
+                    0f32.to_bits()
+                }
+            }));
+            first += AVG_LANES;
+        }
+    }
     // A row's window-row maxima (bounded by the checked input tile).
     let mut keys: Vec<u32> = Vec::new();
-    for c in 0..g.channels as usize {
+    for c in first..g.channels as usize {
         let plane = &input[c * n..(c + 1) * n];
         for oy in 0..oh {
             let (ky0, ky1) = clip_window(oy, g.stride[0], g.pad[0], g.kernel[0], ih);

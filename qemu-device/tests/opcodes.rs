@@ -1266,6 +1266,69 @@ fn pooling_matches_the_spec_bit_for_bit_on_many_geometries() {
 }
 
 #[test]
+fn global_average_pooling_matches_the_spec_on_many_planes() {
+    // One output per plane (the window covers the plane, padding
+    // included), over up to 20 planes: the device may sum several planes
+    // side by side; each plane's sum must still be its elements added in
+    // row-major order from +0, then divided once by the count (npu-hw.rst).
+    let mut rng = Rng(0x61b);
+    let special = [f32::NAN, -0.0, 0.0, f32::INFINITY, f32::NEG_INFINITY];
+    for case in 0..40 {
+        let (ih, iw) = (rng.range(1, 8), rng.range(1, 13));
+        let pad = [rng.range(0, 2) as u8, rng.range(0, 2) as u8];
+        let kernel = [ih as u8 + 2 * pad[0], iw as u8 + 2 * pad[1]];
+        let channels = rng.range(1, 21);
+        let x: Vec<f32> = (0..channels * ih * iw)
+            .map(|_| {
+                if rng.range(0, 19) == 0 {
+                    special[rng.range(0, 4)]
+                } else {
+                    // Magnitudes far apart, so that the order of the sum shows.
+                    rng.f32() * [1.0, 1e4, 1e-4][rng.range(0, 2)]
+                }
+            })
+            .collect();
+        let geom = PoolGeom {
+            channels: channels as u32,
+            in_h: ih as u32,
+            in_w: iw as u32,
+            out_h: 1,
+            out_w: 1,
+            kernel,
+            stride: [1, 1],
+            pad,
+        };
+        let dst = (x.len() * 4).next_multiple_of(64) as u32;
+        let (c, got) = run_program(
+            &mut bench(),
+            &f32_bytes(&x),
+            channels * 4,
+            &[
+                load(IN_VA, 0, (x.len() * 4) as u32),
+                Insn::Pool {
+                    op: PoolOp::Avg,
+                    geom,
+                    src: 0,
+                    dst,
+                },
+                store(OUT_VA, dst, (channels * 4) as u32),
+            ],
+        );
+        assert_eq!(c.fault(), Some(Fault::Ok), "case {case}: {geom:?}");
+        let canon = |v: f32| if v.is_nan() { u32::MAX } else { v.to_bits() };
+        let want: Vec<u32> = x
+            .chunks(ih * iw)
+            .map(|plane| {
+                let sum = plane.iter().fold(0f32, |s, &v| s + v);
+                canon(sum / (ih * iw) as f32)
+            })
+            .collect();
+        let bits: Vec<u32> = bytes_f32(&got).iter().map(|&v| canon(v)).collect();
+        assert_eq!(bits, want, "case {case}: {geom:?}");
+    }
+}
+
+#[test]
 fn depthwise_mul_add_chains_compute_what_the_instructions_do() {
     use npu_device::regs::PerfCounter;
     // `taps` pairs of MUL tmp <- x_t * w_t (per row) and ADD acc <- acc +
