@@ -1698,6 +1698,9 @@ fn binary_tile(
 /// between two of its polls is that many passes over one row.
 const MAC_CHAIN_PAIRS: usize = 64;
 
+/// Columns [`mac_rows`] keeps in registers at a time: four AVX-512 vectors.
+const MAC_BLOCK: usize = 64;
+
 /// The rows of [`Executor::mac_chain`]: per row, for each tap `tmp = x *
 /// w; acc = acc + tmp`, each rounded (BINARY mul, then BINARY add; Rust
 /// never fuses them), on copies of the row (`scratch`) written back at the
@@ -1718,34 +1721,68 @@ fn mac_rows(
         (acc_row, tmp_row): (&mut Vec<u32>, &mut Vec<u32>),
         poll: &mut dyn FnMut() -> Result<(), JobFault>,
     ) -> Result<(), JobFault> {
-        let cols = tmp_t.cols;
+        let (last, rest) = taps.split_last().expect("a chain has taps");
+        // Whole blocks of MAC_BLOCK columns: the block's accumulators stay
+        // in registers across the taps and are stored once. mac_chain
+        // checked that acc and tmp overlap no x or w, so a block is final
+        // when stored.
+        let blocks = tmp_t.cols / MAC_BLOCK * MAC_BLOCK;
+        let cols = tmp_t.cols - blocks;
         for r in 0..tmp_t.rows {
             poll()?;
             let a0 = acc_t.base + r * acc_t.ld;
+            let t0 = tmp_t.base + r * tmp_t.ld;
+            let w = |wt: &TileRef, words: &[u32]| f32::from_bits(words[wt.base + r]);
+            for c0 in (0..blocks).step_by(MAC_BLOCK) {
+                let block = |base: usize, words: &[u32]| -> [f32; MAC_BLOCK] {
+                    let row: &[u32; MAC_BLOCK] = words[base + c0..base + c0 + MAC_BLOCK]
+                        .try_into()
+                        .expect("a block is MAC_BLOCK long");
+                    row.map(f32::from_bits)
+                };
+                let mut acc = block(a0, words);
+                for (xt, wt) in rest {
+                    let (x, w) = (block(xt.base + r * xt.ld, words), w(wt, words));
+                    for (a, v) in acc.iter_mut().zip(x) {
+                        *a += v * w;
+                    }
+                }
+                let (xt, wt) = last;
+                let (x, w) = (block(xt.base + r * xt.ld, words), w(wt, words));
+                let tmp = x.map(|v| v * w);
+                for (a, t) in acc.iter_mut().zip(tmp) {
+                    *a += t;
+                }
+                words[a0 + c0..a0 + c0 + MAC_BLOCK].copy_from_slice(&acc.map(f32::to_bits));
+                words[t0 + c0..t0 + c0 + MAC_BLOCK].copy_from_slice(&tmp.map(f32::to_bits));
+            }
+            // The last columns, fewer than a block: on copies of the row.
+            if cols == 0 {
+                continue;
+            }
+            let (a0, t0) = (a0 + blocks, t0 + blocks);
             acc_row.clear();
             acc_row.extend_from_slice(&words[a0..a0 + cols]);
             tmp_row.clear();
             tmp_row.resize(cols, 0);
             let acc: &mut [f32] = bytemuck::cast_slice_mut(&mut acc_row[..]);
-            let (last, rest) = taps.split_last().expect("a chain has taps");
             for (xt, wt) in rest {
-                let x0 = xt.base + r * xt.ld;
-                let w = f32::from_bits(words[wt.base + r]);
+                let x0 = xt.base + r * xt.ld + blocks;
+                let w = w(wt, words);
                 let x: &[f32] = bytemuck::cast_slice(&words[x0..x0 + cols]);
                 for (a, &v) in acc.iter_mut().zip(x) {
                     *a += v * w;
                 }
             }
             let (xt, wt) = last;
-            let x0 = xt.base + r * xt.ld;
-            let w = f32::from_bits(words[wt.base + r]);
+            let x0 = xt.base + r * xt.ld + blocks;
+            let w = w(wt, words);
             let x: &[f32] = bytemuck::cast_slice(&words[x0..x0 + cols]);
             let tmp: &mut [f32] = bytemuck::cast_slice_mut(&mut tmp_row[..]);
             for ((a, t), &v) in acc.iter_mut().zip(tmp.iter_mut()).zip(x) {
                 *t = v * w;
                 *a += *t;
             }
-            let t0 = tmp_t.base + r * tmp_t.ld;
             words[a0..a0 + cols].copy_from_slice(acc_row);
             words[t0..t0 + cols].copy_from_slice(tmp_row);
         }
