@@ -148,8 +148,20 @@ impl Uses {
                 ..segs[j - 1]
             });
         }
+        // segs[i..j] becomes [new] or [new, tail], moving the rest once.
         let new = Segment { lo, hi, done };
-        segs.splice(i..j, std::iter::once(new).chain(tail));
+        let put = 1 + tail.is_some() as usize;
+        // Room for what is missing (at most two), or the surplus removed.
+        for _ in j - i..put {
+            segs.insert(i, new);
+        }
+        if j - i > put {
+            segs.drain(i + put..j);
+        }
+        segs[i] = new;
+        if let Some(tail) = tail {
+            segs[i + 1] = tail;
+        }
         if segs.len() > FEW_SEGMENTS {
             let mut tree = Tree::default();
             for s in segs.drain(..) {

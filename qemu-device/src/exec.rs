@@ -2273,6 +2273,27 @@ fn clip_window(o: usize, stride: u8, pad: u8, k: u8, n: usize) -> (usize, usize)
     (lo, hi.max(lo))
 }
 
+/// The sums of the window (rows `ky0..ky1`, columns `kx0..kx1`) of each
+/// of AVG_LANES planes `iw` wide, each in row-major order from +0. Not
+/// inlined: in the large caller the sums were kept in memory.
+#[inline(never)]
+fn sum_planes(
+    planes: &[&[u32]; AVG_LANES],
+    iw: usize,
+    (ky0, ky1): (usize, usize),
+    (kx0, kx1): (usize, usize),
+) -> [f32; AVG_LANES] {
+    let mut sums = [0.0f32; AVG_LANES];
+    for y in ky0..ky1 {
+        for x in y * iw + kx0..y * iw + kx1 {
+            for (sum, plane) in sums.iter_mut().zip(planes) {
+                *sum += f32::from_bits(plane[x]);
+            }
+        }
+    }
+    sums
+}
+
 /// Windows of up to 255 x 255: `poll` runs before each run of output
 /// elements whose windows hold at most [`POOL_POLL_WORK`] positions (before
 /// each element for the largest windows). `input` holds the planes (f32
@@ -2340,14 +2361,7 @@ fn pool(
             until_poll -= AVG_LANES;
             let planes: [&[u32]; AVG_LANES] =
                 std::array::from_fn(|l| &input[(first + l) * n..(first + l + 1) * n]);
-            let mut sums = [0.0f32; AVG_LANES];
-            for y in ky0..ky1 {
-                for x in y * iw + kx0..y * iw + kx1 {
-                    for (sum, plane) in sums.iter_mut().zip(&planes) {
-                        *sum += f32::from_bits(plane[x]);
-                    }
-                }
-            }
+            let sums = sum_planes(&planes, iw, (ky0, ky1), (kx0, kx1));
             out.extend(sums.map(|sum| {
                 if count > 0 {
                     (sum / count as f32).to_bits()
