@@ -1701,11 +1701,15 @@ const MAC_CHAIN_PAIRS: usize = 64;
 /// Columns [`mac_rows`] keeps in registers at a time: four AVX-512 vectors.
 const MAC_BLOCK: usize = 64;
 
+/// Rows [`mac_rows`] runs the last columns of (those short of a block) at
+/// a time.
+const MAC_TAIL_ROWS: usize = 4;
+
 /// The rows of [`Executor::mac_chain`]: per row, for each tap `tmp = x *
 /// w; acc = acc + tmp`, each rounded (BINARY mul, then BINARY add; Rust
-/// never fuses them), on copies of the row (`scratch`) written back at the
-/// end of the row; only the last tap's products are kept in tmp. `poll`
-/// runs before each row.
+/// never fuses them); only the last tap's products are kept in tmp. `poll`
+/// runs before each row's whole blocks and before each group of rows'
+/// last columns.
 fn mac_rows(
     words: &mut [u32],
     taps: &[(TileRef, TileRef)],
@@ -1728,7 +1732,7 @@ fn mac_rows(
         // when stored.
         let blocks = tmp_t.cols / MAC_BLOCK * MAC_BLOCK;
         let cols = tmp_t.cols - blocks;
-        for r in 0..tmp_t.rows {
+        for r in 0..if blocks > 0 { tmp_t.rows } else { 0 } {
             poll()?;
             let a0 = acc_t.base + r * acc_t.ld;
             let t0 = tmp_t.base + r * tmp_t.ld;
@@ -1756,35 +1760,58 @@ fn mac_rows(
                 words[a0 + c0..a0 + c0 + MAC_BLOCK].copy_from_slice(&acc.map(f32::to_bits));
                 words[t0 + c0..t0 + c0 + MAC_BLOCK].copy_from_slice(&tmp.map(f32::to_bits));
             }
-            // The last columns, fewer than a block: on copies of the row.
-            if cols == 0 {
-                continue;
-            }
-            let (a0, t0) = (a0 + blocks, t0 + blocks);
+        }
+        // The last columns, fewer than a block, MAC_TAIL_ROWS rows at a
+        // time on copies of the rows: each tap goes over the rows in turn,
+        // so that their addition chains (one per row, each waiting for the
+        // tap before) overlap. At most MAC_TAIL_ROWS x 63 columns x
+        // MAC_CHAIN_PAIRS taps between polls.
+        if cols == 0 {
+            return Ok(());
+        }
+        for r0 in (0..tmp_t.rows).step_by(MAC_TAIL_ROWS) {
+            poll()?;
+            let group = r0..(r0 + MAC_TAIL_ROWS).min(tmp_t.rows);
+            let n = group.len() * cols;
             acc_row.clear();
-            acc_row.extend_from_slice(&words[a0..a0 + cols]);
+            for r in group.clone() {
+                let a0 = acc_t.base + r * acc_t.ld + blocks;
+                acc_row.extend_from_slice(&words[a0..a0 + cols]);
+            }
             tmp_row.clear();
-            tmp_row.resize(cols, 0);
-            let acc: &mut [f32] = bytemuck::cast_slice_mut(&mut acc_row[..]);
+            tmp_row.resize(n, 0);
+            let acc: &mut [f32] = bytemuck::cast_slice_mut(&mut acc_row[..n]);
+            let tmp: &mut [f32] = bytemuck::cast_slice_mut(&mut tmp_row[..n]);
             for (xt, wt) in rest {
-                let x0 = xt.base + r * xt.ld + blocks;
-                let w = w(wt, words);
-                let x: &[f32] = bytemuck::cast_slice(&words[x0..x0 + cols]);
-                for (a, &v) in acc.iter_mut().zip(x) {
-                    *a += v * w;
+                for (acc, r) in acc.chunks_exact_mut(cols).zip(group.clone()) {
+                    let x0 = xt.base + r * xt.ld + blocks;
+                    let w = f32::from_bits(words[wt.base + r]);
+                    let x: &[f32] = bytemuck::cast_slice(&words[x0..x0 + cols]);
+                    for (a, &v) in acc.iter_mut().zip(x) {
+                        *a += v * w;
+                    }
                 }
             }
             let (xt, wt) = last;
-            let x0 = xt.base + r * xt.ld + blocks;
-            let w = w(wt, words);
-            let x: &[f32] = bytemuck::cast_slice(&words[x0..x0 + cols]);
-            let tmp: &mut [f32] = bytemuck::cast_slice_mut(&mut tmp_row[..]);
-            for ((a, t), &v) in acc.iter_mut().zip(tmp.iter_mut()).zip(x) {
-                *t = v * w;
-                *a += *t;
+            for ((acc, tmp), r) in acc
+                .chunks_exact_mut(cols)
+                .zip(tmp.chunks_exact_mut(cols))
+                .zip(group.clone())
+            {
+                let x0 = xt.base + r * xt.ld + blocks;
+                let w = f32::from_bits(words[wt.base + r]);
+                let x: &[f32] = bytemuck::cast_slice(&words[x0..x0 + cols]);
+                for ((a, t), &v) in acc.iter_mut().zip(tmp.iter_mut()).zip(x) {
+                    *t = v * w;
+                    *a += *t;
+                }
             }
-            words[a0..a0 + cols].copy_from_slice(acc_row);
-            words[t0..t0 + cols].copy_from_slice(tmp_row);
+            for (k, r) in group.enumerate() {
+                let a0 = acc_t.base + r * acc_t.ld + blocks;
+                let t0 = tmp_t.base + r * tmp_t.ld + blocks;
+                words[a0..a0 + cols].copy_from_slice(&acc_row[k * cols..(k + 1) * cols]);
+                words[t0..t0 + cols].copy_from_slice(&tmp_row[k * cols..(k + 1) * cols]);
+            }
         }
         Ok(())
     }
