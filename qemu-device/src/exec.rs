@@ -1698,11 +1698,18 @@ fn binary_tile(
 /// between two of its polls is that many passes over one row.
 const MAC_CHAIN_PAIRS: usize = 64;
 
+/// Columns [`mac_rows`] keeps in registers at a time: four AVX-512 vectors.
+const MAC_BLOCK: usize = 64;
+
+/// Rows [`mac_rows`] runs the last columns of (those short of a block) at
+/// a time.
+const MAC_TAIL_ROWS: usize = 4;
+
 /// The rows of [`Executor::mac_chain`]: per row, for each tap `tmp = x *
 /// w; acc = acc + tmp`, each rounded (BINARY mul, then BINARY add; Rust
-/// never fuses them), on copies of the row (`scratch`) written back at the
-/// end of the row; only the last tap's products are kept in tmp. `poll`
-/// runs before each row.
+/// never fuses them); only the last tap's products are kept in tmp. `poll`
+/// runs before each row's whole blocks and before each group of rows'
+/// last columns.
 fn mac_rows(
     words: &mut [u32],
     taps: &[(TileRef, TileRef)],
@@ -1718,36 +1725,93 @@ fn mac_rows(
         (acc_row, tmp_row): (&mut Vec<u32>, &mut Vec<u32>),
         poll: &mut dyn FnMut() -> Result<(), JobFault>,
     ) -> Result<(), JobFault> {
-        let cols = tmp_t.cols;
-        for r in 0..tmp_t.rows {
+        let (last, rest) = taps.split_last().expect("a chain has taps");
+        // Whole blocks of MAC_BLOCK columns: the block's accumulators stay
+        // in registers across the taps and are stored once. mac_chain
+        // checked that acc and tmp overlap no x or w, so a block is final
+        // when stored.
+        let blocks = tmp_t.cols / MAC_BLOCK * MAC_BLOCK;
+        let cols = tmp_t.cols - blocks;
+        for r in 0..if blocks > 0 { tmp_t.rows } else { 0 } {
             poll()?;
             let a0 = acc_t.base + r * acc_t.ld;
+            let t0 = tmp_t.base + r * tmp_t.ld;
+            let w = |wt: &TileRef, words: &[u32]| f32::from_bits(words[wt.base + r]);
+            for c0 in (0..blocks).step_by(MAC_BLOCK) {
+                let block = |base: usize, words: &[u32]| -> [f32; MAC_BLOCK] {
+                    let row: &[u32; MAC_BLOCK] = words[base + c0..base + c0 + MAC_BLOCK]
+                        .try_into()
+                        .expect("a block is MAC_BLOCK long");
+                    row.map(f32::from_bits)
+                };
+                let mut acc = block(a0, words);
+                for (xt, wt) in rest {
+                    let (x, w) = (block(xt.base + r * xt.ld, words), w(wt, words));
+                    for (a, v) in acc.iter_mut().zip(x) {
+                        *a += v * w;
+                    }
+                }
+                let (xt, wt) = last;
+                let (x, w) = (block(xt.base + r * xt.ld, words), w(wt, words));
+                let tmp = x.map(|v| v * w);
+                for (a, t) in acc.iter_mut().zip(tmp) {
+                    *a += t;
+                }
+                words[a0 + c0..a0 + c0 + MAC_BLOCK].copy_from_slice(&acc.map(f32::to_bits));
+                words[t0 + c0..t0 + c0 + MAC_BLOCK].copy_from_slice(&tmp.map(f32::to_bits));
+            }
+        }
+        // The last columns, fewer than a block, MAC_TAIL_ROWS rows at a
+        // time on copies of the rows: each tap goes over the rows in turn,
+        // so that their addition chains (one per row, each waiting for the
+        // tap before) overlap. At most MAC_TAIL_ROWS x 63 columns x
+        // MAC_CHAIN_PAIRS taps between polls.
+        if cols == 0 {
+            return Ok(());
+        }
+        for r0 in (0..tmp_t.rows).step_by(MAC_TAIL_ROWS) {
+            poll()?;
+            let group = r0..(r0 + MAC_TAIL_ROWS).min(tmp_t.rows);
+            let n = group.len() * cols;
             acc_row.clear();
-            acc_row.extend_from_slice(&words[a0..a0 + cols]);
+            for r in group.clone() {
+                let a0 = acc_t.base + r * acc_t.ld + blocks;
+                acc_row.extend_from_slice(&words[a0..a0 + cols]);
+            }
             tmp_row.clear();
-            tmp_row.resize(cols, 0);
-            let acc: &mut [f32] = bytemuck::cast_slice_mut(&mut acc_row[..]);
-            let (last, rest) = taps.split_last().expect("a chain has taps");
+            tmp_row.resize(n, 0);
+            let acc: &mut [f32] = bytemuck::cast_slice_mut(&mut acc_row[..n]);
+            let tmp: &mut [f32] = bytemuck::cast_slice_mut(&mut tmp_row[..n]);
             for (xt, wt) in rest {
-                let x0 = xt.base + r * xt.ld;
-                let w = f32::from_bits(words[wt.base + r]);
-                let x: &[f32] = bytemuck::cast_slice(&words[x0..x0 + cols]);
-                for (a, &v) in acc.iter_mut().zip(x) {
-                    *a += v * w;
+                for (acc, r) in acc.chunks_exact_mut(cols).zip(group.clone()) {
+                    let x0 = xt.base + r * xt.ld + blocks;
+                    let w = f32::from_bits(words[wt.base + r]);
+                    let x: &[f32] = bytemuck::cast_slice(&words[x0..x0 + cols]);
+                    for (a, &v) in acc.iter_mut().zip(x) {
+                        *a += v * w;
+                    }
                 }
             }
             let (xt, wt) = last;
-            let x0 = xt.base + r * xt.ld;
-            let w = f32::from_bits(words[wt.base + r]);
-            let x: &[f32] = bytemuck::cast_slice(&words[x0..x0 + cols]);
-            let tmp: &mut [f32] = bytemuck::cast_slice_mut(&mut tmp_row[..]);
-            for ((a, t), &v) in acc.iter_mut().zip(tmp.iter_mut()).zip(x) {
-                *t = v * w;
-                *a += *t;
+            for ((acc, tmp), r) in acc
+                .chunks_exact_mut(cols)
+                .zip(tmp.chunks_exact_mut(cols))
+                .zip(group.clone())
+            {
+                let x0 = xt.base + r * xt.ld + blocks;
+                let w = f32::from_bits(words[wt.base + r]);
+                let x: &[f32] = bytemuck::cast_slice(&words[x0..x0 + cols]);
+                for ((a, t), &v) in acc.iter_mut().zip(tmp.iter_mut()).zip(x) {
+                    *t = v * w;
+                    *a += *t;
+                }
             }
-            let t0 = tmp_t.base + r * tmp_t.ld;
-            words[a0..a0 + cols].copy_from_slice(acc_row);
-            words[t0..t0 + cols].copy_from_slice(tmp_row);
+            for (k, r) in group.enumerate() {
+                let a0 = acc_t.base + r * acc_t.ld + blocks;
+                let t0 = tmp_t.base + r * tmp_t.ld + blocks;
+                words[a0..a0 + cols].copy_from_slice(&acc_row[k * cols..(k + 1) * cols]);
+                words[t0..t0 + cols].copy_from_slice(&tmp_row[k * cols..(k + 1) * cols]);
+            }
         }
         Ok(())
     }
@@ -2223,6 +2287,9 @@ fn pool_tiles(
 /// window (npu-hw.rst, Reset: the work between two reset checks).
 const POOL_POLL_WORK: usize = 255 * 255;
 
+/// Planes global average pooling sums side by side.
+const AVG_LANES: usize = 8;
+
 /// The window of output position `o` along one axis clipped to the input
 /// (positions outside add nothing): `[lo, hi)`, empty when none is in.
 fn clip_window(o: usize, stride: u8, pad: u8, k: u8, n: usize) -> (usize, usize) {
@@ -2231,6 +2298,27 @@ fn clip_window(o: usize, stride: u8, pad: u8, k: u8, n: usize) -> (usize, usize)
         .saturating_sub(pad as usize)
         .min(n);
     (lo, hi.max(lo))
+}
+
+/// The sums of the window (rows `ky0..ky1`, columns `kx0..kx1`) of each
+/// of AVG_LANES planes `iw` wide, each in row-major order from +0. Not
+/// inlined: in the large caller the sums were kept in memory.
+#[inline(never)]
+fn sum_planes(
+    planes: &[&[u32]; AVG_LANES],
+    iw: usize,
+    (ky0, ky1): (usize, usize),
+    (kx0, kx1): (usize, usize),
+) -> [f32; AVG_LANES] {
+    let mut sums = [0.0f32; AVG_LANES];
+    for y in ky0..ky1 {
+        for x in y * iw + kx0..y * iw + kx1 {
+            for (sum, plane) in sums.iter_mut().zip(planes) {
+                *sum += f32::from_bits(plane[x]);
+            }
+        }
+    }
+    sums
 }
 
 /// Windows of up to 255 x 255: `poll` runs before each run of output
@@ -2283,9 +2371,37 @@ fn pool(
     } else {
         0..0
     };
+    // Global average pooling (one output per plane; the windows have no
+    // inner run): planes AVG_LANES at a time, each lane its own plane's sum
+    // in pool_window's order, so that the additions of different planes
+    // overlap instead of each waiting for the one before.
+    let mut first = 0;
+    if matches!(op, PoolOp::Avg) && oh * ow == 1 && per_poll >= AVG_LANES {
+        let (ky0, ky1) = clip_window(0, g.stride[0], g.pad[0], g.kernel[0], ih);
+        let (kx0, kx1) = cols[0];
+        let count = ((ky1 - ky0) * (kx1 - kx0)) as u32;
+        while first + AVG_LANES <= g.channels as usize {
+            if until_poll < AVG_LANES {
+                poll()?;
+                until_poll = per_poll;
+            }
+            until_poll -= AVG_LANES;
+            let planes: [&[u32]; AVG_LANES] =
+                std::array::from_fn(|l| &input[(first + l) * n..(first + l + 1) * n]);
+            let sums = sum_planes(&planes, iw, (ky0, ky1), (kx0, kx1));
+            out.extend(sums.map(|sum| {
+                if count > 0 {
+                    (sum / count as f32).to_bits()
+                } else {
+                    0f32.to_bits()
+                }
+            }));
+            first += AVG_LANES;
+        }
+    }
     // A row's window-row maxima (bounded by the checked input tile).
     let mut keys: Vec<u32> = Vec::new();
-    for c in 0..g.channels as usize {
+    for c in first..g.channels as usize {
         let plane = &input[c * n..(c + 1) * n];
         for oy in 0..oh {
             let (ky0, ky1) = clip_window(oy, g.stride[0], g.pad[0], g.kernel[0], ih);

@@ -1266,6 +1266,160 @@ fn pooling_matches_the_spec_bit_for_bit_on_many_geometries() {
 }
 
 #[test]
+fn global_average_pooling_matches_the_spec_on_many_planes() {
+    // One output per plane (the window covers the plane, padding
+    // included), over up to 20 planes: the device may sum several planes
+    // side by side; each plane's sum must still be its elements added in
+    // row-major order from +0, then divided once by the count (npu-hw.rst).
+    let mut rng = Rng(0x61b);
+    let special = [f32::NAN, -0.0, 0.0, f32::INFINITY, f32::NEG_INFINITY];
+    for case in 0..40 {
+        let (ih, iw) = (rng.range(1, 8), rng.range(1, 13));
+        let pad = [rng.range(0, 2) as u8, rng.range(0, 2) as u8];
+        let kernel = [ih as u8 + 2 * pad[0], iw as u8 + 2 * pad[1]];
+        let channels = rng.range(1, 21);
+        let x: Vec<f32> = (0..channels * ih * iw)
+            .map(|_| {
+                if rng.range(0, 19) == 0 {
+                    special[rng.range(0, 4)]
+                } else {
+                    // Magnitudes far apart, so that the order of the sum shows.
+                    rng.f32() * [1.0, 1e4, 1e-4][rng.range(0, 2)]
+                }
+            })
+            .collect();
+        let geom = PoolGeom {
+            channels: channels as u32,
+            in_h: ih as u32,
+            in_w: iw as u32,
+            out_h: 1,
+            out_w: 1,
+            kernel,
+            stride: [1, 1],
+            pad,
+        };
+        let dst = (x.len() * 4).next_multiple_of(64) as u32;
+        let (c, got) = run_program(
+            &mut bench(),
+            &f32_bytes(&x),
+            channels * 4,
+            &[
+                load(IN_VA, 0, (x.len() * 4) as u32),
+                Insn::Pool {
+                    op: PoolOp::Avg,
+                    geom,
+                    src: 0,
+                    dst,
+                },
+                store(OUT_VA, dst, (channels * 4) as u32),
+            ],
+        );
+        assert_eq!(c.fault(), Some(Fault::Ok), "case {case}: {geom:?}");
+        let canon = |v: f32| if v.is_nan() { u32::MAX } else { v.to_bits() };
+        let want: Vec<u32> = x
+            .chunks(ih * iw)
+            .map(|plane| {
+                let sum = plane.iter().fold(0f32, |s, &v| s + v);
+                canon(sum / (ih * iw) as f32)
+            })
+            .collect();
+        let bits: Vec<u32> = bytes_f32(&got).iter().map(|&v| canon(v)).collect();
+        assert_eq!(bits, want, "case {case}: {geom:?}");
+    }
+}
+
+#[test]
+fn depthwise_mul_add_chains_over_wide_rows_compute_what_the_instructions_do() {
+    // As above, with rows of whole and partial blocks of 64 columns (the
+    // device may keep a block's accumulators in registers across the taps):
+    // acc and tmp as the instructions one by one leave them, and the
+    // columns between cols and ld untouched.
+    let special = [f32::NAN, -0.0, f32::INFINITY, 1e-40, 3e38, -3e38];
+    for (rows, cols, taps) in [
+        (3usize, 64usize, 2usize),
+        (2, 133, 25),
+        (4, 200, 9),
+        (1, 191, 64),
+    ] {
+        let ld = cols + 3;
+        let mut rng = Rng((cols * 131 + taps) as u64);
+        let xw = rows * ld + taps; // one band: tap t reads it from word t
+        let mut x: Vec<f32> = (0..xw).map(|_| rng.f32() * 4.0).collect();
+        for v in &special {
+            x[rng.range(0, xw - 1)] = *v;
+        }
+        let w: Vec<f32> = (0..taps * rows).map(|_| rng.f32()).collect();
+        let acc0: Vec<f32> = (0..rows * ld).map(|_| rng.f32()).collect();
+        let (sx, sw) = (0u32, (xw * 4).next_multiple_of(64) as u32);
+        let sacc = sw + (w.len() * 4).next_multiple_of(64) as u32;
+        let stmp = sacc + (rows * ld * 4) as u32;
+        let mut input = f32_bytes(&x);
+        input.resize(sw as usize, 0);
+        input.extend(f32_bytes(&w));
+        input.resize(sacc as usize, 0);
+        input.extend(f32_bytes(&acc0));
+        // tmp starts as 7.0 everywhere, so that stray writes show.
+        input.extend(f32_bytes(&vec![7.0; rows * ld]));
+        let mut prog = vec![load(IN_VA, 0, input.len() as u32)];
+        for t in 0..taps {
+            for (op, bcast, a, b, out) in [
+                (
+                    BinaryOp::Mul,
+                    Broadcast::PerRow,
+                    tile(sx + 4 * t as u32, ld as u32),
+                    tile(sw + (4 * t * rows) as u32, 0),
+                    tile(stmp, ld as u32),
+                ),
+                (
+                    BinaryOp::Add,
+                    Broadcast::None,
+                    tile(sacc, ld as u32),
+                    tile(stmp, ld as u32),
+                    tile(sacc, ld as u32),
+                ),
+            ] {
+                prog.push(Insn::Binary {
+                    op,
+                    dtype: DType::F32,
+                    bcast,
+                    rows: rows as u32,
+                    cols: cols as u32,
+                    a,
+                    b,
+                    out,
+                    scalar: 0,
+                });
+            }
+        }
+        let out_len = 2 * rows * ld * 4;
+        prog.push(store(OUT_VA, sacc, out_len as u32));
+        let (c, out) = run_program(&mut bench(), &input, out_len, &prog);
+        assert_eq!(c.fault(), Some(Fault::Ok), "{cols} cols, {taps} taps");
+        // One by one, in f32, as the spec's BINARY mul and add round.
+        let mut acc = acc0.clone();
+        let mut tmp = vec![7.0f32; rows * ld];
+        for t in 0..taps {
+            for r in 0..rows {
+                for j in 0..cols {
+                    tmp[r * ld + j] = x[t + r * ld + j] * w[t * rows + r];
+                    acc[r * ld + j] += tmp[r * ld + j];
+                }
+            }
+        }
+        let canon = |v: f32| if v.is_nan() { u32::MAX } else { v.to_bits() };
+        let got: Vec<u32> = bytes_f32(&out).into_iter().map(canon).collect();
+        let want: Vec<u32> = acc.iter().chain(&tmp).map(|&v| canon(v)).collect();
+        for r in 0..2 * rows {
+            assert_eq!(
+                got[r * ld..(r + 1) * ld],
+                want[r * ld..(r + 1) * ld],
+                "{cols} cols, {taps} taps, row {r}"
+            );
+        }
+    }
+}
+
+#[test]
 fn depthwise_mul_add_chains_compute_what_the_instructions_do() {
     use npu_device::regs::PerfCounter;
     // `taps` pairs of MUL tmp <- x_t * w_t (per row) and ADD acc <- acc +
